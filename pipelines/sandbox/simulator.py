@@ -1,0 +1,196 @@
+"""The seeded business simulator: sizes, demo businesses, and the generate / advance / truth entry points.
+
+Each business is simulated by a vertical module (`shop.py` for Shopify stores, `saas.py` for the
+Stripe SaaS) that implements `BusinessSimulator`. The same seed, size and as-of date give
+byte-identical stores; the clock can then be advanced, which applies every change that falls due
+(refunds, edits, renewals, churn...) and creates the new days' objects.
+
+Randomness never comes from Python's `hash()` (salted per process) or global state: every draw
+comes from `rng(seed, ...)`, keyed by what is being drawn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, Callable, Protocol
+from zoneinfo import ZoneInfo
+
+from pipelines.sandbox.store import SandboxStore
+
+HISTORY_DAYS = 760  # a little over two years, so year-over-year comparisons have a full year
+EVENT_RETENTION_DAYS = 30  # Stripe keeps events for 30 days
+STORE_FORMAT = 1  # bump when the stored layout changes, so cached stores are rebuilt
+
+
+@dataclass(frozen=True)
+class BusinessSpec:
+    """One simulated business: the tenant it belongs to and how big it is."""
+
+    workspace: str
+    source: str  # "shopify" or "stripe"
+    name: str
+    currency: str  # the shop's / account's reporting currency
+    timezone: str
+    scale: dict[str, Any] = field(default_factory=dict)  # per-vertical size knobs
+
+
+SIZES: dict[str, list[BusinessSpec]] = {
+    "small": [
+        BusinessSpec(
+            "demo-us-store", "shopify", "Summit Outdoor Supply", "USD", "America/New_York",
+            {"orders_per_day": 60, "products": 40, "countries": ["US", "CA", "GB", "AU", "DE"]},
+        ),
+        BusinessSpec(
+            "demo-br-store", "shopify", "Loja Verde Brasil", "BRL", "America/Sao_Paulo",
+            {"orders_per_day": 18, "products": 25, "countries": ["BR", "PT", "AR"]},
+        ),
+        BusinessSpec(
+            "demo-saas", "stripe", "Metricly Analytics", "USD", "America/Los_Angeles",
+            {"customers": 3000, "currencies": ["usd", "eur", "jpy"]},
+        ),
+    ],
+    "large": [
+        BusinessSpec(
+            "demo-us-store", "shopify", "Summit Outdoor Supply", "USD", "America/New_York",
+            {"orders_per_day": 1400, "products": 400, "countries": ["US", "CA", "GB", "AU", "DE"]},
+        ),
+        BusinessSpec(
+            "demo-br-store", "shopify", "Loja Verde Brasil", "BRL", "America/Sao_Paulo",
+            {"orders_per_day": 40, "products": 60, "countries": ["BR", "PT", "AR"]},
+        ),
+        BusinessSpec(
+            "demo-saas", "stripe", "Metricly Analytics", "USD", "America/Los_Angeles",
+            {"customers": 100_000, "currencies": ["usd", "eur", "jpy"]},
+        ),
+    ],
+}
+
+
+def rng(seed: int, *parts: object) -> random.Random:
+    """A random generator determined by the seed and a key, identical across processes."""
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+def stable_id(seed: int, *parts: object, length: int = 14) -> str:
+    """A deterministic alphanumeric id suffix (for Stripe-style ids such as `cus_...`)."""
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    number = int.from_bytes(hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=16).digest(), "big")
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, len(alphabet))
+        chars.append(alphabet[digit])
+    return "".join(chars)
+
+
+def local_midnight(day: date, tz: str) -> int:
+    """Unix seconds of 00:00 on `day` in timezone `tz`."""
+    return int(datetime.combine(day, time(0), ZoneInfo(tz)).timestamp())
+
+
+def local_date(ts: int, tz: str) -> date:
+    """The calendar day, in timezone `tz`, of Unix time `ts`."""
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).date()
+
+
+def iso(ts: int) -> str:
+    """Unix seconds as Shopify's ISO-8601 UTC form, e.g. 2026-03-02T15:04:05Z."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(value: str) -> int:
+    """Shopify's ISO-8601 timestamp to Unix seconds."""
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+
+
+Progress = Callable[[str], None]
+
+
+class BusinessSimulator(Protocol):
+    """What a vertical simulator provides. See shop.py and saas.py."""
+
+    spec: BusinessSpec
+
+    def account(self) -> dict[str, Any]:
+        """Account settings and demo credentials the fake API checks (stored in `accounts`)."""
+
+    def generate(self, store: SandboxStore, until: int, progress: Progress) -> None:
+        """Write every object created before `until`, in its state at `until`, plus plans for
+        changes still to come. Streams: memory must not grow with history."""
+
+    def advance(self, store: SandboxStore, since: int, until: int) -> dict[str, int]:
+        """Apply every change in `(since, until]`: due plans, then the new days' objects.
+        Changed objects get a new updated time; Stripe changes also write events. Returns
+        counts of what changed, by kind."""
+
+    def truth(self, store: SandboxStore) -> dict[str, Any]:
+        """Ground truth at the store's clock: counts, money sums and reference metric totals."""
+
+    def anomalies(self) -> list[dict[str, Any]]:
+        """The anomalies injected into this business, with their dates, metric and driver."""
+
+
+def simulators(seed: int, size: str, start: date) -> list[BusinessSimulator]:
+    """One simulator per business of `size`, all starting on day `start`."""
+    from pipelines.sandbox.saas import SaasSimulator
+    from pipelines.sandbox.shop import ShopSimulator
+
+    if size not in SIZES:
+        raise ValueError(f"unknown sandbox size {size!r}; choose one of {', '.join(SIZES)}")
+    return [
+        (ShopSimulator if spec.source == "shopify" else SaasSimulator)(spec, seed=seed, start=start, size=size)
+        for spec in SIZES[size]
+    ]
+
+
+def _loaded(store: SandboxStore) -> list[BusinessSimulator]:
+    params = store.get_meta("params")
+    if not params:
+        raise RuntimeError(f"{store.path} holds no simulation; run generate first")
+    return simulators(params["seed"], params["size"], date.fromisoformat(params["start"]))
+
+
+def generate(
+    store: SandboxStore, *, seed: int, size: str, as_of: date, progress: Progress = lambda _: None
+) -> None:
+    """Fill an empty store with `size`'s businesses, simulated up to the end of day `as_of`."""
+    start = as_of - timedelta(days=HISTORY_DAYS)
+    sims = simulators(seed, size, start)
+    # End of as_of in UTC: every business has lived through its whole as_of day (UTC-based clock).
+    until = int(datetime.combine(as_of + timedelta(days=1), time(0), timezone.utc).timestamp()) - 1
+    store.set_meta("params", {"seed": seed, "size": size, "as_of": as_of.isoformat(), "start": start.isoformat(),
+                              "format": STORE_FORMAT})
+    for sim in sims:
+        store.put_account(sim.spec.workspace, sim.spec.source, sim.account())
+        progress(f"generating {sim.spec.workspace} ({sim.spec.source}, {size})")
+        sim.generate(store, until, progress)
+    store.set_meta("anomalies", [a for sim in sims for a in sim.anomalies()])
+    store.set_clock(until)
+
+
+def advance(store: SandboxStore, *, days: float | None = None, to: int | None = None) -> dict[str, Any]:
+    """Move the clock forward by `days` or to Unix time `to`, applying every change on the way."""
+    since = store.clock
+    until = to if to is not None else since + int(round((days or 0) * 86400))
+    if until < since:
+        raise ValueError(f"the sandbox clock only moves forward (now {iso(since)}, asked {iso(until)})")
+    changed: dict[str, Any] = {}
+    if store.get_meta("params"):  # fixture stores have no simulation: only the clock moves
+        for sim in _loaded(store):
+            changed[sim.spec.workspace] = sim.advance(store, since, until)
+    store.set_clock(until)
+    return {"from": iso(since), "to": iso(until), "changed": changed}
+
+
+def truth(store: SandboxStore) -> dict[str, Any]:
+    """`abos sandbox truth`: what the warehouse must hold after a complete, exact sync."""
+    params = store.get_meta("params") or {}
+    result: dict[str, Any] = {"params": params, "clock": iso(store.clock), "workspaces": {}}
+    if params:
+        for sim in _loaded(store):
+            result["workspaces"][sim.spec.workspace] = {"source": sim.spec.source, **sim.truth(store)}
+    result["anomalies"] = store.get_meta("anomalies", [])
+    return result
