@@ -1,0 +1,155 @@
+"""Run the fake Shopify and Stripe APIs over one store: used by `abos sandbox serve`, the demo and tests."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, time, timezone
+from pathlib import Path
+from typing import Any
+
+from pipelines.sandbox import simulator
+from pipelines.sandbox.http import Faults, RequestLog, SandboxHTTPServer
+from pipelines.sandbox.store import SandboxStore
+
+
+def build_store(
+    path: str | Path,
+    *,
+    size: str = "small",
+    seed: int = 42,
+    as_of: date | None = None,
+    fixtures: str | Path | None = None,
+    progress: simulator.Progress = lambda _: None,
+) -> SandboxStore:
+    """A store holding the simulation (or the fixture file). A finished store at `path` with the
+    same parameters is reused, since the same seed, size and as-of always give the same data."""
+    path = Path(path)
+    if fixtures is not None:
+        from pipelines.sandbox.fixtures import load_fixtures
+
+        path.unlink(missing_ok=True)
+        store = SandboxStore(path)
+        load_fixtures(store, fixtures)
+        return store
+    as_of = as_of or date.today()
+    wanted = {"seed": seed, "size": size, "as_of": as_of.isoformat(), "format": simulator.STORE_FORMAT}
+    if path.exists():
+        store = SandboxStore(path)
+        params = store.get_meta("params") or {}
+        finished = store.get_meta("finished_clock")
+        if finished is not None and {k: params.get(k) for k in wanted} == wanted and store.clock == finished:
+            progress(f"reusing the {size} sandbox in {path}")
+            return store
+        store.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+    store = SandboxStore(tmp)
+    simulator.generate(store, seed=seed, size=size, as_of=as_of, progress=progress)
+    store.set_meta("finished_clock", store.clock)
+    store.conn.execute("pragma wal_checkpoint(truncate)")
+    store.close()
+    tmp.rename(path)  # only a complete simulation ever sits at `path`
+    return SandboxStore(path)
+
+
+def parse_when(value: str) -> int:
+    """`2026-12-01` (end of that UTC day) or a full ISO timestamp, as Unix seconds."""
+    if len(value) == 10:
+        day = date.fromisoformat(value)
+        return int(datetime.combine(day, time(23, 59, 59), timezone.utc).timestamp())
+    return simulator.parse_iso(value)
+
+
+class Sandbox:
+    """Both fake APIs, serving one store on loopback ports, each in its own thread."""
+
+    def __init__(
+        self,
+        store: SandboxStore,
+        *,
+        host: str = "127.0.0.1",
+        shopify_port: int = 0,
+        stripe_port: int = 0,
+        faults: Faults | str | None = None,
+        seed: int = 0,
+    ):
+        from pipelines.sandbox.shopify_api import ShopifyHandler
+        from pipelines.sandbox.stripe_api import StripeHandler
+
+        self.store = store
+        self.faults = faults if isinstance(faults, Faults) else Faults.parse(faults, seed=seed)
+        self.requests = RequestLog()
+        self._advance_lock = threading.Lock()
+        self.servers = {
+            name: SandboxHTTPServer(
+                (host, port), handler, store=store, faults=self.faults, log=self.requests, advance=self._advance
+            )
+            for name, handler, port in (
+                ("shopify", ShopifyHandler, shopify_port),
+                ("stripe", StripeHandler, stripe_port),
+            )
+        }
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def shopify_url(self) -> str:
+        return self.servers["shopify"].base_url
+
+    @property
+    def stripe_url(self) -> str:
+        return self.servers["stripe"].base_url
+
+    def start(self) -> "Sandbox":
+        for name, server in self.servers.items():
+            thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def advance(self, *, days: float | None = None, to: str | int | None = None) -> dict[str, Any]:
+        """Move the simulated clock forward; see `simulator.advance`."""
+        when = parse_when(to) if isinstance(to, str) else to
+        with self._advance_lock:
+            return simulator.advance(self.store, days=days, to=when)
+
+    def _advance(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if not ("days" in payload) ^ ("to" in payload):
+            raise ValueError('send {"days": N} or {"to": "YYYY-MM-DD"}')
+        return self.advance(days=payload.get("days"), to=payload.get("to"))
+
+    def connection_info(self) -> dict[str, Any]:
+        """Base URLs and demo credentials: the JSON line `abos sandbox serve` prints when ready."""
+        shops = {
+            ws: {
+                "base_url": f"{self.shopify_url}/shops/{acct['shop']}",
+                "access_token": acct["access_token"],
+                "client_id": acct["client_id"],
+                "client_secret": acct["client_secret"],
+            }
+            for ws, acct in self.store.accounts("shopify").items()
+        }
+        accounts = {
+            ws: {"base_url": self.stripe_url, "api_key": acct["api_key"], "account_id": acct["account_id"]}
+            for ws, acct in self.store.accounts("stripe").items()
+        }
+        return {
+            "shopify": {"base_url": self.shopify_url, "workspaces": shops},
+            "stripe": {"base_url": self.stripe_url, "workspaces": accounts},
+            "admin": {"advance": f"{self.shopify_url}/_sandbox/advance", "clock": simulator.iso(self.store.clock)},
+        }
