@@ -246,6 +246,10 @@ class ApiHandler(BaseHTTPRequestHandler):
         store = self.server.store
         if path == "/_sandbox/clock" and method == "GET":
             return Response.json(200, {"clock": store.clock})
+        if path == "/_sandbox/truth" and method == "GET":
+            from pipelines.sandbox.simulator import truth
+
+            return Response.json(200, truth(store))
         if path == "/_sandbox/advance" and method == "POST":
             try:
                 payload = json.loads(body or b"{}")

@@ -1,0 +1,24 @@
+# AI Business OS. The two commands a newcomer needs: `make demo` and `make test`.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+VENV := .venv
+export DAGSTER_HOME ?= $(CURDIR)/.abos/dagster
+
+.PHONY: install demo test ui bench clean
+
+install: $(VENV)/.installed ## create .venv from uv.lock
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || { echo "uv not found: installing it with pip"; python3 -m pip install --quiet uv; }
+	$(UV) sync --frozen --python 3.11
+	@mkdir -p "$(DAGSTER_HOME)" && touch "$(DAGSTER_HOME)/dagster.yaml"
+	@touch $@
+
+demo: install ## run the sandbox and the whole pipeline on the demo workspaces
+	$(VENV)/bin/abos demo
+
+test: install ## run the test suite
+	$(VENV)/bin/pytest
+
+clean: ## remove the environment and local data
+	rm -rf $(VENV) .abos

@@ -1,0 +1,241 @@
+"""`abos`: the command line. Run `abos --help` or `abos <command> --help`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pipelines.settings import load_settings
+
+DEFAULT_SEED = 42
+DEFAULT_SHOPIFY_PORT = 8701
+DEFAULT_STRIPE_PORT = 8702
+
+
+def _say(message: str) -> None:
+    """Progress for people: stderr, so stdout stays machine-readable."""
+    print(f"[abos] {message}", file=sys.stderr, flush=True)
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    if args.store:
+        return Path(args.store)
+    settings = load_settings()
+    if args.fixtures:
+        return settings.sandbox_dir / f"fixtures-{Path(args.fixtures).stem}.sqlite"
+    return settings.sandbox_dir / f"{args.size}-seed{args.seed}-{args.as_of.isoformat()}.sqlite"
+
+
+def _open_store(args: argparse.Namespace):
+    from pipelines.sandbox.server import build_store
+
+    return build_store(
+        _store_path(args), size=args.size, seed=args.seed, as_of=args.as_of, fixtures=args.fixtures, progress=_say
+    )
+
+
+def _add_store_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", choices=["small", "large"], default="small", help="demo or benchmark business")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default %(default)s)")
+    parser.add_argument(
+        "--as-of", type=date.fromisoformat, default=date.today(), help="last simulated day, YYYY-MM-DD (default today)"
+    )
+    parser.add_argument("--fixtures", help="serve the objects of this JSON file instead of the simulator")
+    parser.add_argument("--store", help="sandbox store file (default: under ABOS_HOME/sandbox/)")
+
+
+def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    from pipelines.sandbox.http import FaultSpecError
+    from pipelines.sandbox.server import Sandbox
+
+    store = _open_store(args)
+    try:
+        sandbox = Sandbox(
+            store,
+            host=args.host,
+            shopify_port=args.shopify_port,
+            stripe_port=args.stripe_port,
+            faults=args.faults,
+            seed=args.seed,
+        )
+    except FaultSpecError as exc:
+        _say(str(exc))
+        return 2
+    except OSError as exc:
+        _say(f"cannot listen on {args.host} ({exc.strerror}); pick other ports with --shopify-port/--stripe-port")
+        return 2
+    sandbox.start()
+    print(json.dumps(sandbox.connection_info()), flush=True)
+    _say("sandbox ready; Ctrl-C to stop")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    sandbox.stop()
+    return 0
+
+
+def cmd_sandbox_truth(args: argparse.Namespace) -> int:
+    if args.url:
+        import urllib.request
+
+        with urllib.request.urlopen(args.url.rstrip("/") + "/_sandbox/truth", timeout=600) as response:
+            result = json.load(response)
+    else:
+        from pipelines.sandbox.simulator import truth
+
+        result = truth(_open_store(args))
+    text = json.dumps(result, indent=2, sort_keys=True)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        _say(f"ground truth written to {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_sandbox_advance(args: argparse.Namespace) -> int:
+    import urllib.request
+
+    payload: dict[str, Any] = {"days": args.days} if args.days is not None else {"to": args.to}
+    request = urllib.request.Request(
+        args.url.rstrip("/") + "/_sandbox/advance",
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=3600) as response:
+        print(json.dumps(json.load(response), indent=2))
+    return 0
+
+
+def sandbox_env(info: dict[str, Any]) -> dict[str, str]:
+    """Environment variables that point `workspaces.yaml`'s demo tenants at a running sandbox."""
+    env = {
+        "ABOS_SANDBOX_SHOPIFY_URL": info["shopify"]["base_url"],
+        "ABOS_SANDBOX_STRIPE_URL": info["stripe"]["base_url"],
+    }
+    for workspace, creds in info["shopify"]["workspaces"].items():
+        prefix = workspace.upper().replace("-", "_") + "_SHOPIFY_"
+        env[prefix + "TOKEN"] = creds["access_token"]
+        env[prefix + "CLIENT_ID"] = creds["client_id"]
+        env[prefix + "CLIENT_SECRET"] = creds["client_secret"]
+    for workspace, creds in info["stripe"]["workspaces"].items():
+        env[workspace.upper().replace("-", "_") + "_STRIPE_KEY"] = creds["api_key"]
+    return env
+
+
+def cmd_sandbox_env(args: argparse.Namespace) -> int:
+    """Print `export` lines for a running sandbox's connection info (read from stdin or --info)."""
+    info = json.loads(Path(args.info).read_text() if args.info else sys.stdin.readline())
+    for key, value in sandbox_env(info).items():
+        print(f"export {key}={value}")
+    return 0
+
+
+def cmd_workspaces_check(args: argparse.Namespace) -> int:
+    from pipelines.workspaces import WorkspaceError, load_workspaces
+
+    try:
+        workspaces = load_workspaces(args.file, require_secrets=not args.no_secrets)
+    except WorkspaceError as exc:
+        _say(str(exc))
+        return 1
+    for workspace in workspaces:
+        print(f"{workspace.id}: {workspace.vertical}, {workspace.currency}, {workspace.timezone}, "
+              f"connectors: {', '.join(workspace.connectors)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the sandbox and run the whole pipeline over the demo workspaces."""
+    from pipelines.sandbox.server import Sandbox
+    from pipelines.sandbox.simulator import truth
+
+    args.fixtures = None
+    args.store = None
+    store = _open_store(args)
+    with Sandbox(store, shopify_port=args.shopify_port, stripe_port=args.stripe_port, seed=args.seed) as sandbox:
+        info = sandbox.connection_info()
+        os.environ.update(sandbox_env(info))
+        _say(f"sandbox serving Shopify at {sandbox.shopify_url} and Stripe at {sandbox.stripe_url}")
+        from pipelines.workspaces import load_workspaces
+
+        workspaces = load_workspaces(require_secrets=True)
+        started = time.monotonic()
+        from pipelines.run import run_all
+
+        summary = run_all(workspaces, progress=_say)
+        _say(f"pipeline finished in {time.monotonic() - started:.1f}s")
+        facts = truth(store)
+    print(json.dumps({"workspaces": workspaces.ids, "pipeline": summary,
+                      "sandbox": {ws: t["counts"] for ws, t in facts["workspaces"].items()}}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="abos", description="AI Business OS command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the sandbox and the whole pipeline on the demo workspaces")
+    _add_store_args(demo)
+    demo.add_argument("--shopify-port", type=int, default=0)
+    demo.add_argument("--stripe-port", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+
+    sandbox = commands.add_parser("sandbox", help="the simulated Shopify and Stripe businesses").add_subparsers(
+        dest="sandbox_command", required=True
+    )
+    serve = sandbox.add_parser("serve", help="serve the fake Shopify and Stripe APIs")
+    _add_store_args(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--shopify-port", type=int, default=DEFAULT_SHOPIFY_PORT)
+    serve.add_argument("--stripe-port", type=int, default=DEFAULT_STRIPE_PORT)
+    serve.add_argument("--faults", help="inject faults, e.g. 429=0.05,5xx=0.05,shopify:throttled=0.1 (docs/sandbox.md)")
+    serve.set_defaults(func=cmd_sandbox_serve)
+
+    truth = sandbox.add_parser("truth", help="write the ground truth (counts, money, MRR, anomalies) as JSON")
+    _add_store_args(truth)
+    truth.add_argument("--url", help="ask a running sandbox instead (its base URL), e.g. after advancing it")
+    truth.add_argument("--output", "-o", help="write to this file instead of stdout")
+    truth.set_defaults(func=cmd_sandbox_truth)
+
+    advance = sandbox.add_parser("advance", help="move a running sandbox's clock forward")
+    advance.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_SHOPIFY_PORT}", help="a sandbox base URL")
+    when = advance.add_mutually_exclusive_group(required=True)
+    when.add_argument("--days", type=float, help="advance by this many days")
+    when.add_argument("--to", help="advance to this date (YYYY-MM-DD, end of day UTC) or ISO timestamp")
+    advance.set_defaults(func=cmd_sandbox_advance)
+
+    env = sandbox.add_parser("env", help="print export lines for a running sandbox (pipe `serve`'s first line)")
+    env.add_argument("--info", help="a file holding the JSON line `serve` printed (default: stdin)")
+    env.set_defaults(func=cmd_sandbox_env)
+
+    workspaces = commands.add_parser("workspaces", help="tenants").add_subparsers(
+        dest="workspaces_command", required=True
+    )
+    check = workspaces.add_parser("check", help="validate workspaces.yaml and that its secret variables are set")
+    check.add_argument("--file", help="default: ABOS_WORKSPACES or ./workspaces.yaml")
+    check.add_argument("--no-secrets", action="store_true", help="do not require the secret variables")
+    check.set_defaults(func=cmd_workspaces_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Tenants: load and validate `workspaces.yaml`.
+
+Every error names the file, the workspace and the key to fix. Secrets never appear in the file:
+a connector names the *environment variables* that hold them (keys ending in `_env`), and
+`Connector.secret()` reads them when they are needed. String values may use `${VAR}` or
+`${VAR:-default}` to take, say, a sandbox port from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from pipelines.currencies import ISO_4217
+from pipelines.settings import load_settings
+
+VERTICALS = ("ecommerce", "saas")
+CONNECTORS_BY_VERTICAL = {"ecommerce": ("shopify",), "saas": ("stripe",)}
+# Per connector: which secret settings it takes, and which combinations are complete.
+CONNECTOR_SECRETS = {
+    "shopify": {"access_token_env", "client_id_env", "client_secret_env"},
+    "stripe": {"api_key_env"},
+}
+CONNECTOR_OPTIONS = {"shopify": {"api_version"}, "stripe": {"api_version"}}
+NOTIFICATION_KEYS = {"slack": {"channel", "bot_token_env"}, "email": {"to"}}
+WORKSPACE_KEYS = {"id", "name", "vertical", "timezone", "currency", "connectors", "notifications"}
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class WorkspaceError(ValueError):
+    """`workspaces.yaml` is invalid, or a setting it names is missing."""
+
+
+@dataclass(frozen=True)
+class Connector:
+    """One data source of a workspace: where it is and which environment variables hold its secrets."""
+
+    kind: str
+    base_url: str
+    secret_envs: dict[str, str]  # setting (e.g. "access_token") -> environment variable name
+    options: dict[str, Any]
+    workspace_id: str
+    file: Path
+
+    def has_secret(self, name: str) -> bool:
+        return name in self.secret_envs
+
+    def secret(self, name: str, env: dict[str, str] | None = None) -> str:
+        """The secret `name` (e.g. "access_token"), read from the variable the workspace names."""
+        env = os.environ if env is None else env
+        key = f"connectors.{self.kind}.{name}_env"
+        variable = self.secret_envs.get(name)
+        if variable is None:
+            raise WorkspaceError(f"{self.file}: workspace {self.workspace_id!r}: {key} is not set")
+        value = env.get(variable)
+        if not value:
+            raise WorkspaceError(
+                f"{self.file}: workspace {self.workspace_id!r}: {key} names environment variable "
+                f"{variable}, which is not set"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One business (tenant)."""
+
+    id: str
+    name: str
+    vertical: str
+    timezone: str
+    currency: str
+    connectors: dict[str, Connector]
+    notifications: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class Workspaces:
+    file: Path
+    items: tuple[Workspace, ...]
+
+    @property
+    def ids(self) -> list[str]:
+        return [w.id for w in self.items]
+
+    def get(self, workspace_id: str) -> Workspace:
+        for workspace in self.items:
+            if workspace.id == workspace_id:
+                return workspace
+        raise WorkspaceError(f"{self.file}: no workspace {workspace_id!r} (known: {', '.join(self.ids)})")
+
+    def by_connector(self, kind: str) -> list[Workspace]:
+        return [w for w in self.items if kind in w.connectors]
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _interpolate(value: Any, env: dict[str, str]) -> Any:
+    if not isinstance(value, str):
+        return value
+    return INTERPOLATION.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+
+
+def _parse_connector(kind: str, raw: Any, where: str, workspace_id: str, file: Path, env: dict) -> Connector:
+    if not isinstance(raw, dict):
+        raise WorkspaceError(f"{where}: connectors.{kind} must be a mapping")
+    unknown = set(raw) - CONNECTOR_SECRETS[kind] - CONNECTOR_OPTIONS[kind] - {"base_url"}
+    if unknown:
+        raise WorkspaceError(f"{where}: connectors.{kind}.{sorted(unknown)[0]} is not a known setting")
+    base_url = _interpolate(raw.get("base_url"), env)
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise WorkspaceError(f"{where}: connectors.{kind}.base_url must be an http(s) URL")
+    secret_envs = {}
+    for key in CONNECTOR_SECRETS[kind] & set(raw):
+        variable = raw[key]
+        if not isinstance(variable, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+            raise WorkspaceError(
+                f"{where}: connectors.{kind}.{key} must name an environment variable, not hold a value"
+            )
+        secret_envs[key.removesuffix("_env")] = variable
+    if kind == "shopify":
+        has_token = "access_token" in secret_envs
+        has_client = {"client_id", "client_secret"} <= set(secret_envs)
+        if not has_token and not has_client:
+            raise WorkspaceError(
+                f"{where}: connectors.shopify needs access_token_env, or client_id_env and client_secret_env"
+            )
+    if kind == "stripe" and "api_key" not in secret_envs:
+        raise WorkspaceError(f"{where}: connectors.stripe.api_key_env is required")
+    options = {k: _interpolate(raw[k], env) for k in CONNECTOR_OPTIONS[kind] & set(raw)}
+    return Connector(kind, base_url.rstrip("/"), secret_envs, options, workspace_id, file)
+
+
+def _parse_notifications(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise WorkspaceError(f"{where}: notifications must be a mapping")
+    for channel, settings in raw.items():
+        if channel not in NOTIFICATION_KEYS:
+            raise WorkspaceError(f"{where}: notifications.{channel} is not one of {', '.join(NOTIFICATION_KEYS)}")
+        if not isinstance(settings, dict):
+            raise WorkspaceError(f"{where}: notifications.{channel} must be a mapping")
+        unknown = set(settings) - NOTIFICATION_KEYS[channel]
+        if unknown:
+            raise WorkspaceError(f"{where}: notifications.{channel}.{sorted(unknown)[0]} is not a known setting")
+    if "email" in raw:
+        to = raw["email"].get("to")
+        if not isinstance(to, list) or not to or not all(isinstance(a, str) and "@" in a for a in to):
+            raise WorkspaceError(f"{where}: notifications.email.to must be a list of email addresses")
+    return raw
+
+
+def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> Workspace:
+    if not isinstance(raw, dict):
+        raise WorkspaceError(f"{file}: workspaces[{index}] must be a mapping")
+    workspace_id = raw.get("id")
+    if not isinstance(workspace_id, str) or not ID_PATTERN.match(workspace_id):
+        raise WorkspaceError(
+            f"{file}: workspaces[{index}]: id must be lower-case letters, digits, '-' or '_' (got {workspace_id!r})"
+        )
+    where = f"{file}: workspace {workspace_id!r}"
+    unknown = set(raw) - WORKSPACE_KEYS
+    if unknown:
+        raise WorkspaceError(f"{where}: {sorted(unknown)[0]} is not a known key")
+    for key in ("name", "vertical", "timezone", "currency", "connectors"):
+        if raw.get(key) in (None, ""):
+            raise WorkspaceError(f"{where}: {key} is required")
+    vertical = raw["vertical"]
+    if vertical not in VERTICALS:
+        raise WorkspaceError(f"{where}: vertical {vertical!r} is unknown; use one of {', '.join(VERTICALS)}")
+    try:
+        ZoneInfo(str(raw["timezone"]))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise WorkspaceError(f"{where}: timezone {raw['timezone']!r} is not an IANA timezone name") from None
+    currency = str(raw["currency"])
+    if currency not in ISO_4217:
+        raise WorkspaceError(f"{where}: currency {currency!r} is not an ISO-4217 code (e.g. USD, EUR, BRL)")
+    connectors_raw = raw["connectors"]
+    if not isinstance(connectors_raw, dict) or not connectors_raw:
+        raise WorkspaceError(f"{where}: connectors must map a connector name to its settings")
+    connectors = {}
+    for kind, settings in connectors_raw.items():
+        if kind not in CONNECTOR_SECRETS:
+            raise WorkspaceError(f"{where}: connectors.{kind} is not a known connector")
+        if kind not in CONNECTORS_BY_VERTICAL[vertical]:
+            raise WorkspaceError(
+                f"{where}: connectors.{kind} does not fit vertical {vertical!r} "
+                f"(it takes {', '.join(CONNECTORS_BY_VERTICAL[vertical])})"
+            )
+        connectors[kind] = _parse_connector(kind, settings, where, workspace_id, file, env)
+    return Workspace(
+        id=workspace_id,
+        name=str(raw["name"]),
+        vertical=vertical,
+        timezone=str(raw["timezone"]),
+        currency=currency,
+        connectors=connectors,
+        notifications=_parse_notifications(raw.get("notifications"), where),
+    )
+
+
+def load_workspaces(
+    path: str | Path | None = None, *, require_secrets: bool = False, env: dict[str, str] | None = None
+) -> Workspaces:
+    """Read and validate the tenants file (default: settings' ABOS_WORKSPACES).
+
+    Args:
+        require_secrets: also check that every secret variable a connector names is set.
+    """
+    env = dict(os.environ if env is None else env)
+    file = Path(path) if path is not None else load_settings(env).workspaces_file
+    try:
+        doc = yaml.safe_load(file.read_text())
+    except OSError as exc:
+        raise WorkspaceError(f"{file}: cannot read the workspaces file ({exc.strerror}); set ABOS_WORKSPACES") from exc
+    except yaml.YAMLError as exc:
+        raise WorkspaceError(f"{file}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("workspaces"), list):
+        raise WorkspaceError(f"{file}: expected a top-level 'workspaces:' list")
+    items: list[Workspace] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(doc["workspaces"]):
+        workspace = _parse_workspace(raw, index, file, env)
+        if workspace.id in seen:
+            raise WorkspaceError(f"{file}: workspace {workspace.id!r}: id is a duplicate (workspaces[{index}])")
+        seen.add(workspace.id)
+        if require_secrets:
+            for connector in workspace.connectors.values():
+                for name in connector.secret_envs:
+                    connector.secret(name, env)
+        items.append(workspace)
+    return Workspaces(file=file, items=tuple(items))

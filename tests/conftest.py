@@ -1,0 +1,56 @@
+"""Shared fixtures: a fresh Postgres database per test session, the reference folder, temp homes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests import pg
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url():
+    """A PostgreSQL server URL (see tests/pg.py). Fails, never skips, when none can be had."""
+    try:
+        url, throwaway = pg.server_url()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield url
+    if throwaway is not None:
+        throwaway.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_admin_url):
+    """A database created for this test session and dropped after it."""
+    name = f"abos_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = pg.create_database(pg_admin_url, name)
+    yield url
+    pg.drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    """../shared/reference: the real API contracts. Tests that need it skip, saying so, without it."""
+    if not REFERENCE.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must have the reference contracts at {REFERENCE}", pytrace=False)
+        pytest.skip(f"needs the real API contracts at {REFERENCE} (../shared/reference); not on this machine")
+    return REFERENCE
+
+
+@pytest.fixture
+def abos_home(tmp_path, monkeypatch) -> Path:
+    """An isolated ABOS_HOME (and DAGSTER_HOME inside it) for one test."""
+    home = tmp_path / "abos"
+    monkeypatch.setenv("ABOS_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
+    (home / "dagster").mkdir(parents=True)
+    return home

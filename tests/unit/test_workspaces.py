@@ -1,0 +1,102 @@
+"""workspaces.yaml: the committed demo file loads, and every invalid case names file, workspace and key."""
+
+import textwrap
+
+import pytest
+
+from pipelines.workspaces import WorkspaceError, load_workspaces
+from tests.conftest import REPO
+
+VALID = """
+workspaces:
+  - id: shop-a
+    name: Shop A
+    vertical: ecommerce
+    timezone: Europe/Lisbon
+    currency: EUR
+    connectors:
+      shopify:
+        base_url: ${SHOP_URL:-http://127.0.0.1:9999}/shops/shop-a
+        access_token_env: SHOP_A_TOKEN
+    notifications:
+      slack: {channel: "#a", bot_token_env: SLACK_TOKEN}
+      email: {to: [a@example.com]}
+  - id: saas-b
+    name: SaaS B
+    vertical: saas
+    timezone: Asia/Tokyo
+    currency: JPY
+    connectors:
+      stripe:
+        base_url: https://api.stripe.com
+        api_key_env: SAAS_B_KEY
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "workspaces.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_committed_demo_file_describes_the_sandbox_tenants():
+    workspaces = load_workspaces(REPO / "workspaces.yaml", env={})
+    assert workspaces.ids == ["demo-us-store", "demo-br-store", "demo-saas"]
+    us, br, saas = workspaces
+    assert (us.vertical, us.currency, us.timezone) == ("ecommerce", "USD", "America/New_York")
+    assert (br.vertical, br.currency, br.timezone) == ("ecommerce", "BRL", "America/Sao_Paulo")
+    assert (saas.vertical, saas.currency) == ("saas", "USD")
+    assert us.connectors["shopify"].base_url == "http://127.0.0.1:8701/shops/demo-us-store"
+    assert br.connectors["shopify"].has_secret("client_secret")
+
+
+def test_valid_file_and_interpolation(tmp_path):
+    workspaces = load_workspaces(write(tmp_path, VALID), env={"SHOP_URL": "http://127.0.0.1:1234"})
+    shop = workspaces.get("shop-a")
+    assert shop.connectors["shopify"].base_url == "http://127.0.0.1:1234/shops/shop-a"
+    assert shop.connectors["shopify"].secret("access_token", {"SHOP_A_TOKEN": "shpat_x"}) == "shpat_x"
+    assert [w.id for w in workspaces.by_connector("stripe")] == ["saas-b"]
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "workspace"),
+    [
+        (("vertical: ecommerce", "vertical: retail"), "vertical", "shop-a"),
+        (("timezone: Europe/Lisbon", "timezone: Mars/Olympus"), "timezone", "shop-a"),
+        (("currency: JPY", "currency: XYZ"), "currency", "saas-b"),
+        (("id: saas-b", "id: shop-a"), "id", "shop-a"),
+        (("      stripe:\n        base_url: https://api.stripe.com\n        api_key_env: SAAS_B_KEY",
+          "      shopify:\n        base_url: https://x.myshopify.com\n        access_token_env: T"),
+         "connectors.shopify", "saas-b"),
+        (("access_token_env: SHOP_A_TOKEN", "access_token_env: shpat_literal-secret!"),
+         "connectors.shopify.access_token_env", "shop-a"),
+        (("api_key_env: SAAS_B_KEY", "api_kee_env: SAAS_B_KEY"), "connectors.stripe.api_kee_env", "saas-b"),
+        (("email: {to: [a@example.com]}", "email: {to: [nobody]}"), "notifications.email.to", "shop-a"),
+    ],
+)
+def test_invalid_cases_name_file_workspace_and_key(tmp_path, change, key, workspace):
+    path = write(tmp_path, VALID.replace(*change))
+    with pytest.raises(WorkspaceError) as error:
+        load_workspaces(path, env={})
+    message = str(error.value)
+    assert str(path) in message
+    assert f"workspace {workspace!r}" in message
+    assert key in message
+
+
+def test_missing_secret_variable_names_the_variable(tmp_path):
+    path = write(tmp_path, VALID)
+    with pytest.raises(WorkspaceError) as error:
+        load_workspaces(path, require_secrets=True, env={"SHOP_A_TOKEN": "x"})
+    message = str(error.value)
+    assert str(path) in message and "workspace 'saas-b'" in message
+    assert "connectors.stripe.api_key_env" in message and "SAAS_B_KEY" in message
+    # Loading without secrets still works; the secret is only needed when the connector runs.
+    workspace = load_workspaces(path, env={}).get("saas-b")
+    with pytest.raises(WorkspaceError, match="SAAS_B_KEY"):
+        workspace.connectors["stripe"].secret("api_key", {})
+
+
+def test_unreadable_file_names_the_setting(tmp_path):
+    with pytest.raises(WorkspaceError, match="ABOS_WORKSPACES"):
+        load_workspaces(tmp_path / "missing.yaml")
