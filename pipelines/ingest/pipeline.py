@@ -1,0 +1,79 @@
+"""dlt pipelines: one per (source, workspace), all writing to the warehouse that settings name.
+
+Raw tables of every workspace share one dataset per source (`shopify`, `stripe`) and carry
+`workspace_id`; each workspace has its own pipeline so cursors never mix. dlt keeps pipeline
+state in the destination (`<dataset>._dlt_pipeline_state`), so a lost local pipeline directory is
+restored from the warehouse instead of causing a full reload.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import dlt
+from dlt.common.destination import Destination
+
+from pipelines.settings import Settings, Warehouse
+
+
+def dlt_destination(warehouse: Warehouse) -> Destination:
+    """The dlt destination for the warehouse URL (DuckDB file or Postgres)."""
+    if warehouse.kind == "duckdb":
+        warehouse.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+        return dlt.destinations.duckdb(credentials=str(warehouse.duckdb_path))
+    return dlt.destinations.postgres(credentials=warehouse.url)
+
+
+def pipeline_name(source: str, workspace_id: str) -> str:
+    return f"{source}__{workspace_id.replace('-', '_')}"
+
+
+def dlt_pipeline(source: str, workspace_id: str, settings: Settings) -> dlt.Pipeline:
+    """The pipeline that loads `source` for one workspace into the `source` dataset."""
+    return dlt.pipeline(
+        pipeline_name=pipeline_name(source, workspace_id),
+        pipelines_dir=str(settings.home / "dlt"),
+        destination=dlt_destination(settings.warehouse),
+        dataset_name=source,
+        progress="log",
+    )
+
+
+@contextmanager
+def warehouse_write_lock(settings: Settings) -> Iterator[None]:
+    """Serialize writers of an embedded DuckDB file across processes (DuckDB allows one writer
+    process); Postgres handles concurrent writers itself, so this is a no-op there."""
+    if settings.warehouse.kind != "duckdb":
+        yield
+        return
+    lock_path = settings.warehouse.duckdb_path.with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class SyncStats:
+    """What a connector reports about one sync, for the asset's metadata and logs."""
+
+    mode: str = "incremental"  # "full" or "incremental"
+    requests: int = 0
+    retries: int = 0
+    throttle_wait_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # e.g. "event cursor expired: full resync"
+
+    def as_metadata(self) -> dict[str, object]:
+        return {
+            "sync_mode": self.mode,
+            "api_requests": self.requests,
+            "api_retries": self.retries,
+            "throttle_wait_seconds": round(self.throttle_wait_seconds, 3),
+            "notes": "; ".join(self.notes) or "none",
+        }
