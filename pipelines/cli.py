@@ -158,6 +158,25 @@ def cmd_workspaces_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Sync one source for one workspace, outside Dagster."""
+    from pipelines.ingest.pipeline import sync
+    from pipelines.workspaces import WorkspaceError, load_workspaces
+
+    settings = load_settings()
+    try:
+        workspace = load_workspaces(settings.workspaces_file).get(args.workspace)
+        started = time.monotonic()
+        result = sync(args.source, workspace, settings)
+    except WorkspaceError as exc:
+        _say(str(exc))
+        return 1
+    _say(f"{args.source} for {workspace.id} synced in {time.monotonic() - started:.1f}s")
+    print(json.dumps({"stats": result.stats.as_metadata(), "cursor_before": result.cursor_before,
+                      "cursor_after": result.cursor_after}, default=str))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the sandbox and run the whole pipeline over the demo workspaces."""
     from pipelines.sandbox.server import Sandbox
@@ -193,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--shopify-port", type=int, default=0)
     demo.add_argument("--stripe-port", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+
+    ingest = commands.add_parser("ingest", help="sync one source for one workspace (outside Dagster)")
+    ingest.add_argument("source", choices=["shopify", "stripe"])
+    ingest.add_argument("workspace", help="a workspace id from workspaces.yaml")
+    ingest.set_defaults(func=cmd_ingest)
 
     sandbox = commands.add_parser("sandbox", help="the simulated Shopify and Stripe businesses").add_subparsers(
         dest="sandbox_command", required=True

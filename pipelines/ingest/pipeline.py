@@ -77,3 +77,45 @@ class SyncStats:
             "throttle_wait_seconds": round(self.throttle_wait_seconds, 3),
             "notes": "; ".join(self.notes) or "none",
         }
+
+
+def source_builder(source: str):
+    """The connector's source function: `shopify_source` or `stripe_source`."""
+    if source == "shopify":
+        from pipelines.ingest.shopify import shopify_source
+
+        return shopify_source
+    if source == "stripe":
+        from pipelines.ingest.stripe import stripe_source
+
+        return stripe_source
+    raise ValueError(f"unknown source {source!r}; use shopify or stripe")
+
+
+@dataclass
+class SyncResult:
+    load_info: object
+    stats: SyncStats
+    cursor_before: dict
+    cursor_after: dict
+
+
+def sync(source: str, workspace, settings: Settings) -> SyncResult:
+    """Run one connector for one workspace outside Dagster (`abos ingest`, tests, benchmarks).
+
+    Same steps as the Dagster asset: state is restored from the destination first, so a missing
+    local pipeline directory changes nothing.
+    """
+    stats = SyncStats()
+    dlt_source = source_builder(source)(workspace, settings=settings, stats=stats)
+    pipeline = dlt_pipeline(source, workspace.id, settings)
+    with warehouse_write_lock(settings):
+        try:
+            pipeline.sync_destination()
+        except Exception:  # nothing in the destination yet
+            pass
+        before = dict(pipeline.state.get("sources", {}).get(source, {}))
+        load_info = pipeline.run(dlt_source)
+        load_info.raise_on_failed_jobs()
+        after = dict(pipeline.state.get("sources", {}).get(source, {}))
+    return SyncResult(load_info, stats, before, after)
