@@ -6,12 +6,20 @@ export DAGSTER_HOME ?= $(CURDIR)/.abos/dagster
 
 .PHONY: install demo test ui bench clean
 
-install: $(VENV)/.installed ## create .venv from uv.lock
+DBT_SOURCES := $(shell find dbt_project/models dbt_project/macros dbt_project/seeds dbt_project/tests -type f 2>/dev/null) dbt_project/dbt_project.yml
+MANIFEST := dbt_project/target/manifest.json
+
+install: $(VENV)/.installed $(MANIFEST) ## create .venv from uv.lock and build the dbt manifest
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || { echo "uv not found: installing it with pip"; python3 -m pip install --quiet uv; }
 	$(UV) sync --frozen --python 3.11
 	@mkdir -p "$(DAGSTER_HOME)" && touch "$(DAGSTER_HOME)/dagster.yaml"
+	@touch $@
+
+# Dagster loads the dbt project from a manifest built here, not parsed on every import.
+$(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
+	cd dbt_project && ../$(VENV)/bin/dbt parse --profiles-dir . --quiet
 	@touch $@
 
 demo: install ## run the sandbox and the whole pipeline on the demo workspaces
