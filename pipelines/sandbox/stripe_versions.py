@@ -149,7 +149,6 @@ def _legacy_invoice(invoice: dict[str, Any], lookup: Lookup) -> None:
         payment_intent=payment.get("payment_intent"),
         subscription=details.get("subscription"),
         subscription_details={"metadata": details.get("metadata")} if details else None,
-        subscription_proration_date=details.get("subscription_proration_date"),
         quote=(parent.get("quote_details") or {}).get("quote"),
         discount=_single_discount(invoice.get("discounts") or [], lookup),
         tax=sum(t.get("amount", 0) for t in taxes) if taxes else None,
@@ -161,6 +160,8 @@ def _legacy_invoice(invoice: dict[str, Any], lookup: Lookup) -> None:
             if invoice.get("rendering") else None
         ),
     )
+    if details.get("subscription_proration_date") is not None:  # 2023 sent it only when set
+        invoice["subscription_proration_date"] = details["subscription_proration_date"]
     if isinstance(invoice.get("lines"), dict):
         invoice["lines"]["data"] = [_legacy(line, lookup) for line in invoice["lines"].get("data") or []]
 
