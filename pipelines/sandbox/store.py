@@ -78,8 +78,7 @@ class SandboxStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        with self.transaction() as conn:
-            conn.executescript(SCHEMA)
+        self.conn.executescript(SCHEMA)  # executescript commits on its own: no transaction() around it
 
     # -- connections ---------------------------------------------------------------------------
 
