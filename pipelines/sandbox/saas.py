@@ -108,6 +108,7 @@ class SaasSimulator:
         window = (until - EVENT_RETENTION_DAYS * DAY, until)
         writer = _Writer(store, self.spec.workspace)
         redeemed: Counter[str] = Counter()
+        last_redeemed: dict[str, int] = {}
         written = 0
         for day in self._days(self.start, local_date(until, self.spec.timezone)):
             for plan in self._signups(day):
@@ -115,27 +116,33 @@ class SaasSimulator:
                     break
                 life = CustomerLife(self.world, plan, events=window, render=self.renderer.render).run(until)
                 self._write_life(writer, life, since=None)
-                redeemed.update(coupon for _, coupon in life.redemptions)
+                for when, coupon in life.redemptions:
+                    redeemed[coupon] += 1
+                    last_redeemed[coupon] = max(when, last_redeemed.get(coupon, when))
                 written += 1
             if day.day == 1:
                 progress(f"  {self.spec.workspace}: {day.isoformat()[:7]}, {written} customers")
-        self._write_catalog(writer, window, redeemed)
+        self._write_catalog(writer, window, redeemed, last_redeemed)
         writer.flush()
 
     def advance(self, store: SandboxStore, since: int, until: int) -> dict[str, int]:
         window = (since + 1, until)
         writer = _Writer(store, self.spec.workspace)
         redeemed: Counter[str] = Counter()
+        last_redeemed: dict[str, int] = {}
         lives = (CustomerLife(self.world, plan, events=window, render=self.renderer.render).run(until)
                  for _, _, plan in store.due_plans(self.spec.workspace, SOURCE, until))
         for life in itertools.chain(lives, self._new_lives(since, until, window)):
             self._write_life(writer, life, since=since)
-            redeemed.update(coupon for when, coupon in life.redemptions if when > since)
-        if redeemed:
-            for coupon_id, count in sorted(redeemed.items()):
-                stored = store.get(self.spec.workspace, SOURCE, "coupon", coupon_id)
-                body = dict(stored.body, times_redeemed=stored.body["times_redeemed"] + count)
-                writer.add("coupon", coupon_id, stored.created, until, body)
+            for when, coupon in life.redemptions:
+                if when > since:
+                    redeemed[coupon] += 1
+                    last_redeemed[coupon] = max(when, last_redeemed.get(coupon, when))
+        # Redemptions change a coupon's times_redeemed; Stripe sends no event for that.
+        for coupon_id, count in sorted(redeemed.items()):
+            stored = store.get(self.spec.workspace, SOURCE, "coupon", coupon_id)
+            body = dict(stored.body, times_redeemed=stored.body["times_redeemed"] + count)
+            writer.add("coupon", coupon_id, stored.created, last_redeemed[coupon_id], body)
         writer.flush()
         return dict(sorted(writer.counts.items()))
 
@@ -238,11 +245,12 @@ class SaasSimulator:
         for coupon in catalog.coupons.values():
             yield "coupon", catalog.coupon_body(coupon, redeemed[coupon.id])
 
-    def _write_catalog(self, writer: "_Writer", window: tuple[int, int], redeemed: Counter[str]) -> None:
+    def _write_catalog(self, writer: "_Writer", window: tuple[int, int], redeemed: Counter[str],
+                       last_redeemed: dict[str, int]) -> None:
         """Write the catalog (coupons with their redemption counts) and its creation events."""
         created = self.world.catalog.created
         for kind, body in self._catalog_bodies(redeemed):
-            writer.add(kind, body["id"], created, created, body)
+            writer.add(kind, body["id"], created, last_redeemed.get(body["id"], created), body)
             if window[0] <= created <= window[1]:
                 writer.event(catalog_event(self.world, kind, dict(body, times_redeemed=0) if kind == "coupon"
                                            else body))

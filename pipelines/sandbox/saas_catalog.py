@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from pipelines.sandbox.simulator import stable_id
@@ -27,10 +28,15 @@ CADENCES = {"month": ("month", 1), "quarter": ("month", 3), "year": ("year", 1),
 CADENCE_NAMES = {"month": "monthly", "quarter": "quarterly", "year": "annual", "week": "weekly"}
 
 
-def months_in(interval: str, count: int) -> Decimal:
-    """Length of a billing interval in months, as DESIGN.md's MRR normalization defines it."""
-    per = {"month": Decimal(1), "year": Decimal(12), "week": Decimal(12) / 52, "day": Decimal(12) / 365}
+def months_in(interval: str, count: int) -> Fraction:
+    """Length of a billing interval in months, as DESIGN.md's MRR normalization defines it (exact)."""
+    per = {"month": Fraction(1), "year": Fraction(12), "week": Fraction(12, 52), "day": Fraction(12, 365)}
     return per[interval] * count
+
+
+def per_month(amount: int, months: Fraction) -> Decimal:
+    """`amount` per `months`, normalized to one month (one rounding, at Decimal's 28 digits)."""
+    return Decimal(amount * months.denominator) / months.numerator
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class Price:
     plan_body: dict[str, Any]  # the legacy `plan` object that subscription items still embed
 
     @property
-    def months(self) -> Decimal:
+    def months(self) -> Fraction:
         return months_in(self.interval, self.interval_count)
 
 

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from pipelines.sandbox.accounts import STRIPE_API_VERSION, STRIPE_PREVIOUS_API_VERSION
-from pipelines.sandbox.saas_catalog import PLAN_ORDER, PLANS, TAX_RATES, Catalog, Coupon, Price
+from pipelines.sandbox.saas_catalog import PLAN_ORDER, PLANS, TAX_RATES, Catalog, Coupon, Price, per_month
 from pipelines.sandbox.simulator import rng, stable_id
 
 DAY = 86400
@@ -164,6 +164,7 @@ class Invoice:
     discount: Discount | None
     tax_rate: tuple[str, int] | None
     proration_date: int | None = None
+    email: str = ""  # the customer's email, copied until finalization like Stripe does
     status: str = "draft"
     number: str | None = None
     finalized_at: int | None = None
@@ -225,14 +226,14 @@ class Sub:
         """Monthly recurring revenue in minor units of the subscription's currency (DESIGN.md)."""
         if self.status not in ("active", "past_due"):
             return Decimal(0)
-        total = sum((Decimal(i.price.unit_amount * i.quantity) / i.price.months
+        total = sum((per_month(i.price.unit_amount * i.quantity, i.price.months)
                      for i in self.items if not i.price.metered), Decimal(0))
         coupon = self.discount.coupon if self.discount else None
         if coupon is not None and coupon.duration == "forever":
             if coupon.percent_off is not None:
                 total = total * (100 - Decimal(str(coupon.percent_off))) / 100
             else:
-                total -= Decimal(coupon.amount_off) / self.price.months
+                total -= per_month(coupon.amount_off, self.price.months)
         return max(total, Decimal(0))
 
 
@@ -480,7 +481,7 @@ class CustomerLife:
                           discount if discount and any(line.discount for line in lines) else None,
                           cus.tax_rate, proration_date)
         invoice.compute()
-        invoice.amount_due = invoice.total
+        invoice.amount_due, invoice.email = invoice.total, cus.email
         self.invoices.append(invoice)
         self._touch("invoice", invoice, "invoice.created", created=True)
         self._touch("subscription", sub, None)
@@ -512,7 +513,7 @@ class CustomerLife:
         cus = self.customer
         self._touch("invoice", invoice, "invoice.finalized")
         self._touch("customer", cus, "customer.updated" if cus.balance else None)
-        invoice.status, invoice.finalized_at = "open", self.now
+        invoice.status, invoice.finalized_at, invoice.email = "open", self.now, cus.email
         invoice.number = f"{cus.invoice_prefix}-{cus.next_invoice_sequence:04d}"
         cus.next_invoice_sequence += 1
         invoice.starting_balance = cus.balance
@@ -618,8 +619,8 @@ class CustomerLife:
 
     def _change_plan(self, sub: Sub, cycle: int) -> None:
         """An upgrade, downgrade or seat change, prorated over the rest of the period."""
-        if sub.status != "active" or sub.cycle != cycle or sub.cancel_at_period_end:
-            return
+        if sub.status != "active" or sub.cycle != cycle or sub.cancel_at_period_end or sub.price.cadence == "week":
+            return  # (Starter is the only plan with a weekly price)
         r, item = self.rng, sub.items[0]
         old_price, old_qty = item.price, item.quantity
         index = PLAN_ORDER.index(old_price.plan)

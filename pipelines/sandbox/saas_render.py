@@ -230,7 +230,7 @@ class StripeRenderer:
             "customer": cus.id,
             "customer_account": None,
             "customer_address": _address(cus.country),
-            "customer_email": cus.email,
+            "customer_email": inv.email,
             "customer_name": cus.name,
             "customer_phone": None,
             "customer_shipping": None,
