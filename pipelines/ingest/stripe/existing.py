@@ -1,0 +1,59 @@
+"""Read back what earlier syncs loaded, through the running dlt pipeline's own destination client.
+
+The connector needs this in two places: to close the open version of a subscription when a new
+one arrives (history), and to mark objects deleted when a full resync no longer lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import dlt
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+CHUNK = 500
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start:start + CHUNK]
+
+
+def _query(sql: str, *args: Any) -> list[dict[str, Any]]:
+    pipeline = dlt.current.pipeline()
+    try:
+        with pipeline.sql_client() as client:
+            with client.execute_query(sql, *args) as cursor:
+                names = [d[0] for d in cursor.description]
+                return [
+                    {name: value for name, value in zip(names, row) if not name.startswith("_dlt_")}
+                    for row in cursor.fetchall()
+                ]
+    except DatabaseUndefinedRelation:  # the first sync: nothing loaded yet
+        return []
+
+
+def _table(name: str) -> str:
+    with dlt.current.pipeline().sql_client() as client:
+        return client.make_qualified_table_name(name)
+
+
+def rows_by_key(table: str, workspace_id: str, column: str, keys: Iterable[str]) -> list[dict[str, Any]]:
+    """Every row of `table` in the workspace whose `column` is one of `keys`."""
+    keys = sorted(set(keys))
+    if not keys:
+        return []
+    found: list[dict[str, Any]] = []
+    qualified = _table(table)
+    for chunk in _chunks(keys):
+        marks = ", ".join(["%s"] * len(chunk))
+        found += _query(f"select * from {qualified} where workspace_id = %s and {column} in ({marks})",
+                        workspace_id, *chunk)
+    return found
+
+
+def live_ids(table: str, workspace_id: str) -> set[str]:
+    """Ids of the workspace's rows in `table` not yet marked deleted."""
+    rows = _query(f"select id from {_table(table)} where workspace_id = %s and deleted is not true", workspace_id)
+    return {row["id"] for row in rows}

@@ -1,0 +1,348 @@
+"""What one Stripe sync reads, and the rows it produces for each raw table.
+
+A first sync lists every object by `created` windows. Later syncs read `/v1/events` after the
+stored cursor and upsert each event's `data.object`, so their cost follows the number of changes,
+not the size of the account. docs/connectors/stripe.md explains the choices.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.ingest.pipeline import SyncStats
+from pipelines.ingest.stripe import existing
+from pipelines.ingest.stripe.client import PAGE_LIMIT, StripeApiError, StripeClient
+from pipelines.ingest.stripe.history import Version, merge_versions
+from pipelines.ingest.stripe.shapes import discount_objects, flatten, to_pinned_shape
+
+logger = logging.getLogger(__name__)
+
+EPOCH = 1262304000  # 2010-01-01: older than any Stripe object, where window walking stops
+FIRST_WINDOW = 90 * 86400
+EVENT_RETENTION = 30 * 86400
+
+# List endpoints of a full sync: table, path, extra parameters.
+LISTS = (
+    ("customers", "/v1/customers", {}),
+    ("products", "/v1/products", {}),
+    ("prices", "/v1/prices", {}),
+    ("coupons", "/v1/coupons", {}),
+    # status=all: without it Stripe leaves canceled subscriptions out.
+    ("subscriptions", "/v1/subscriptions", {"status": "all", "expand[]": ["data.discounts"]}),
+    ("invoices", "/v1/invoices", {}),
+)
+# Event `data.object.object` -> the table it updates.
+OBJECT_TABLES = {
+    "customer": "customers",
+    "product": "products",
+    "price": "prices",
+    "coupon": "coupons",
+    "subscription": "subscriptions",
+    "invoice": "invoices",
+    "discount": "discounts",
+}
+
+
+@dataclass
+class Batch:
+    """Rows for one raw table; the feed resource yields these and each table resource keeps its own."""
+
+    table: str
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class Changes:
+    """The newest snapshot of every object the events of one sync touched, plus subscription versions."""
+
+    latest: dict[str, dict[str, tuple[dict[str, Any], int | None]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )  # table -> id -> (object, deleted_at or None)
+    versions: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=lambda: defaultdict(list))
+
+
+class StripeFeed:
+    """One sync of one workspace's Stripe account.
+
+    Args:
+        client: the account's API client.
+        workspace_id: stamped on every row.
+        stats: the sync's counters and notes.
+    """
+
+    def __init__(self, client: StripeClient, workspace_id: str, stats: SyncStats):
+        self.client = client
+        self.workspace_id = workspace_id
+        self.stats = stats
+        self.cursor: dict[str, Any] | None = None  # the event cursor after this sync
+
+    # -- entry point ---------------------------------------------------------------------------
+
+    def run(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
+        """Yield every batch of the sync; afterwards `self.cursor` holds the cursor to store."""
+        if cursor is None or not cursor.get("id"):
+            yield from self.full(resync=False)
+            return
+        if not self._cursor_alive(cursor):
+            note = (f"event cursor {cursor['id']} (created {cursor.get('created')}) is older than Stripe's "
+                    "30-day event retention: full resync")
+            logger.warning("workspace %s: %s", self.workspace_id, note)
+            self.stats.notes.append(note)
+            yield from self.full(resync=True)
+            return
+        yield from self.incremental(cursor)
+
+    def _cursor_alive(self, cursor: dict[str, Any]) -> bool:
+        """Whether Stripe still serves the cursor event, so every later event is still listed."""
+        try:
+            self.client.get(f"/v1/events/{cursor['id']}")
+        except StripeApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    # -- full sync -----------------------------------------------------------------------------
+
+    def full(self, *, resync: bool) -> Iterator[Batch]:
+        """List everything by `created` windows; remember the newest event first as the cursor."""
+        self.stats.mode = "full"
+        newest = self.client.get("/v1/events", {"limit": 1}).get("data") or []
+        self.cursor = {"id": newest[0]["id"], "created": newest[0]["created"]} if newest else None
+        # Any change after the newest event would have its own event, so listed objects are in
+        # their state as of that event; the next sync replays whatever happens from here on.
+        as_of = newest[0]["created"] if newest else None
+        versions: dict[str, list[Version]] = defaultdict(list)
+        for table, path, params in LISTS:
+            listed: set[str] = set()
+            for page in self._windows(path, params, top=as_of):
+                listed.update(obj["id"] for obj in page)
+                yield from self._snapshot_batches(table, page, versions, as_of)
+            if resync:
+                yield from self._tombstones(table, listed, as_of)
+        replayed: list[dict[str, Any]] = []  # subscription events, newest first
+        for page in self.client.pages("/v1/events"):
+            yield Batch("events", [self._event_row(event) for event in page])
+            if resync:  # the retained events narrow the gap the expired cursor left in history
+                replayed += [e for e in page if ((e.get("data") or {}).get("object") or {}).get("object")
+                             == "subscription"]
+        for event in reversed(replayed):
+            obj = to_pinned_shape(event["data"]["object"])
+            versions[obj["id"]].append(Version(event["created"], self._subscription_row(obj), self._item_rows(obj)))
+        for sub_versions in versions.values():
+            sub_versions.sort(key=lambda v: v.valid_from)  # stable: the event beats the listing on a tie
+        yield from self._history(versions)
+
+    def _windows(self, path: str, params: dict[str, Any], top: int | None) -> Iterator[list[dict[str, Any]]]:
+        """Pages of a list, newest window first: `[top - span, ∞)`, then older `[gte, lt)` windows.
+
+        The first window is open above, so objects created during the sync are not missed; a
+        window with less than a page doubles the next one, so sparse history costs few requests.
+        """
+        top = top or int(time.time())
+        span = FIRST_WINDOW
+        upper: int | None = None
+        lower = top - span
+        while True:
+            window = {"created[gte]": max(lower, EPOCH)}
+            if upper is not None:
+                window["created[lt]"] = upper
+            count = 0
+            for page in self.client.pages(path, {**params, **window}):
+                count += len(page)
+                yield page
+            if lower <= EPOCH:
+                return
+            upper = lower
+            if count < PAGE_LIMIT:
+                span *= 2
+            lower = upper - span
+
+    def _snapshot_batches(
+        self, table: str, page: list[dict[str, Any]], versions: dict[str, list[Version]], as_of: int | None
+    ) -> Iterator[Batch]:
+        discounts = [d for obj in page for d in discount_objects(obj)]
+        if discounts:
+            yield Batch("discounts", [self._row(d) for d in discounts])
+        objects = [to_pinned_shape(obj) for obj in page]
+        if table == "subscriptions":
+            subs, items = [], []
+            for obj in objects:
+                row, item_rows = self._subscription_row(obj), self._item_rows(obj, complete=True)
+                subs.append(row)
+                items += item_rows
+                valid_from = max(as_of or obj["created"], obj["created"])
+                versions[obj["id"]].append(Version(valid_from, dict(row), [dict(i) for i in item_rows]))
+            yield Batch("subscriptions", subs)
+            yield Batch("subscription_items", items)
+        elif table == "invoices":
+            yield Batch("invoices", [self._row(obj, drop=("lines",)) for obj in objects])
+            yield Batch("invoice_lines", [line for obj in objects for line in self._line_rows(obj)])
+        else:
+            yield Batch(table, [self._row(obj) for obj in objects])
+
+    def _tombstones(self, table: str, listed: set[str], as_of: int | None) -> Iterator[Batch]:
+        """Mark rows deleted that a resync no longer lists: they were deleted while the cursor was stale."""
+        gone = existing.live_ids(table, self.workspace_id) - listed
+        if not gone:
+            return
+        rows = existing.rows_by_key(table, self.workspace_id, "id", gone)
+        for row in rows:
+            row.update(deleted=True, deleted_at=as_of)
+        self.stats.notes.append(f"{len(rows)} {table} no longer listed by Stripe: marked deleted")
+        yield Batch(table, rows)
+
+    # -- incremental sync ----------------------------------------------------------------------
+
+    def incremental(self, cursor: dict[str, Any]) -> Iterator[Batch]:
+        """Replay the events after the cursor: newest snapshot per object, and every subscription version."""
+        self.stats.mode = "incremental"
+        self.cursor = dict(cursor)
+        changes = Changes()
+        for page in self.client.pages_after("/v1/events", cursor["id"]):
+            yield Batch("events", [self._event_row(event) for event in page])
+            for event in page:
+                self._collect(event, changes)
+            self.cursor = {"id": page[-1]["id"], "created": page[-1]["created"]}
+        yield from self._changed_objects(changes)
+
+    def _collect(self, event: dict[str, Any], changes: Changes) -> None:
+        raw = (event.get("data") or {}).get("object") or {}
+        table = OBJECT_TABLES.get(raw.get("object"))
+        if table is None:  # charges, invoice items, ...: kept in the events table only
+            return
+        for discount in discount_objects(raw):
+            changes.latest["discounts"][discount["id"]] = (discount, None)
+        obj = to_pinned_shape(raw)
+        # `customer.subscription.deleted` means canceled: the subscription stays, with its status.
+        deleted = event["type"].endswith(".deleted") and table != "subscriptions"
+        changes.latest[table][obj["id"]] = (obj, event["created"] if deleted else None)
+        if table == "subscriptions":
+            changes.versions[obj["id"]].append((event["created"], obj))
+
+    def _changed_objects(self, changes: Changes) -> Iterator[Batch]:
+        # Items beyond the first 10 are paged once per subscription; its versions share them.
+        full_items: dict[str, list[dict[str, Any]]] = {}
+        for table, objects in changes.latest.items():
+            if table == "subscriptions":
+                subs, items = [], []
+                for obj, _ in objects.values():
+                    full_items[obj["id"]] = self._item_rows(obj, complete=True)
+                    subs.append(self._subscription_row(obj))
+                    items += full_items[obj["id"]]
+                yield Batch("subscriptions", subs)
+                yield Batch("subscription_items", items)
+            elif table == "invoices":
+                yield Batch("invoices", [self._row(obj, drop=("lines",), deleted_at=gone)
+                                         for obj, gone in objects.values()])
+                yield Batch("invoice_lines", [line for obj, gone in objects.values() if gone is None
+                                              for line in self._line_rows(obj)])
+            else:
+                yield Batch(table, [self._row(obj, deleted_at=gone) for obj, gone in objects.values()])
+        yield from self._missing_discounts(changes)
+        versions: dict[str, list[Version]] = {}
+        for sub_id, snapshots in changes.versions.items():
+            versions[sub_id] = [
+                Version(created, self._subscription_row(obj), self._item_rows(obj, known=full_items.get(sub_id)))
+                for created, obj in snapshots
+            ]
+        yield from self._history(versions)
+
+    def _missing_discounts(self, changes: Changes) -> Iterator[Batch]:
+        """Fetch discounts that subscriptions reference by id only (events never expand them).
+
+        A discount never changes once created, so one fetch per discount is enough.
+        """
+        wanted: dict[str, str] = {}
+        for obj, _ in changes.latest.get("subscriptions", {}).values():
+            for discount_id in obj.get("discounts") or []:
+                if discount_id not in changes.latest["discounts"]:
+                    wanted[discount_id] = obj["id"]
+        known = {row["id"] for row in existing.rows_by_key("discounts", self.workspace_id, "id", wanted)}
+        fetched = []
+        for sub_id in sorted({sub for discount_id, sub in wanted.items() if discount_id not in known}):
+            try:
+                sub = self.client.get(f"/v1/subscriptions/{sub_id}", {"expand[]": ["discounts"]})
+            except StripeApiError as exc:
+                if exc.status != 404:
+                    raise
+                continue
+            fetched += [self._row(d) for d in discount_objects(sub)]
+        if fetched:
+            yield Batch("discounts", fetched)
+
+    # -- history -------------------------------------------------------------------------------
+
+    def _history(self, versions: dict[str, list[Version]]) -> Iterator[Batch]:
+        """Load new subscription versions and re-date the stored ones they follow."""
+        if not versions:
+            return
+        stored: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in existing.rows_by_key("subscription_history", self.workspace_id, "id", versions):
+            stored[row["id"]].append(row)
+        history, items = [], []
+        for sub_id, new in versions.items():
+            changed, added = merge_versions(stored.get(sub_id, []), new)
+            history += changed
+            for version in added:
+                history.append(version.row)
+                items += version.items
+        yield Batch("subscription_history", history)
+        yield Batch("subscription_item_history", items)
+
+    # -- rows ----------------------------------------------------------------------------------
+
+    def _row(self, obj: dict[str, Any], *, drop: tuple[str, ...] = (), deleted_at: int | None = None) -> dict[str, Any]:
+        row = flatten(obj, drop=drop)
+        row.update(workspace_id=self.workspace_id, deleted=deleted_at is not None, deleted_at=deleted_at)
+        return row
+
+    def _subscription_row(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return self._row(obj, drop=("items",))
+
+    def _item_rows(
+        self, sub: dict[str, Any], *, complete: bool = False, known: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of a subscription's items; `complete` pages past the embedded 10, `known` reuses a paging."""
+        embedded = sub.get("items") or {}
+        if known is not None and embedded.get("has_more"):
+            return [dict(row) for row in known]
+        items = embedded.get("data") or []
+        if complete and embedded.get("has_more"):
+            items = [to_pinned_shape(i) for i in self.client.rest_of_list(
+                embedded, "/v1/subscription_items", {"subscription": sub["id"]})]
+        rows = []
+        for item in items:
+            row = flatten({**item, "subscription": sub["id"]})
+            row["workspace_id"] = self.workspace_id
+            rows.append(row)
+        return rows
+
+    def _line_rows(self, invoice: dict[str, Any]) -> list[dict[str, Any]]:
+        lines = invoice.get("lines") or {}
+        data = lines.get("data") or []
+        if lines.get("has_more"):
+            try:
+                data = self.client.rest_of_list(lines, f"/v1/invoices/{invoice['id']}/lines", {})
+            except StripeApiError as exc:
+                if exc.status != 404:  # a draft deleted since the event: keep what the event had
+                    raise
+        rows = []
+        for line in data:
+            row = flatten(to_pinned_shape({**line, "invoice": invoice["id"]}))
+            row["workspace_id"] = self.workspace_id
+            rows.append(row)
+        return rows
+
+    def _event_row(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An event as received (its `data` stays in the event's own API version, as JSON)."""
+        obj = (event.get("data") or {}).get("object") or {}
+        row = flatten({k: v for k, v in event.items() if k != "data"})
+        row.update(workspace_id=self.workspace_id, object_id=obj.get("id"), object_type=obj.get("object"),
+                   data=event.get("data"))
+        return row
