@@ -115,7 +115,7 @@ CUSTOMERS = ObjectSpec(
     root="customers",
     singular="customer",
     fields=(
-        "id legacyResourceId firstName lastName displayName state locale tags taxExempt verifiedEmail "
+        "id legacyResourceId firstName lastName displayName state locale tags verifiedEmail "
         "createdAt updatedAt numberOfOrders "
         f"amountSpent {MONEY_V2} defaultEmailAddress {{ emailAddress marketingState }} "
         f"defaultAddress {ADDRESS}"
