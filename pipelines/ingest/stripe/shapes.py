@@ -197,8 +197,8 @@ def flatten(obj: dict[str, Any], *, drop: tuple[str, ...] = ()) -> dict[str, Any
     while stack:
         prefix, node = stack.pop()
         for key, value in node.items():
-            if not prefix and key in drop:
-                continue
+            if (not prefix and key in drop) or value is None:
+                continue  # a null is the same as an absent column, and dlt warns about all-null ones
             name = f"{prefix}{key}"
             if isinstance(value, dict) and key not in JSON_MAPS and value:
                 stack.append((f"{name}__", value))
