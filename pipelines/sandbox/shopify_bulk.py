@@ -8,6 +8,7 @@ connections become their own lines with `__parentId`, as on Shopify.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import sqlite3
 import threading
@@ -24,8 +25,10 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     get_named_type,
+    get_nullable_type,
     is_abstract_type,
     is_leaf_type,
+    is_list_type,
     parse,
     validate,
 )
@@ -64,75 +67,89 @@ class _Compiler:
         self.schema = schema
         self.fragments = fragments
         self.connections = 0
+        self.names = itertools.count()  # unique variable names in generated source
 
     def node(self, type_: Any, nodes: list[FieldNode], depth: int) -> Project:
-        """A projector for one object: the selected fields inline, nested connections as lines."""
+        """A projector for one object: the selected fields inline, nested connections as lines.
+
+        The projector is generated as Python source: one dict display per object, with plain
+        nested objects (money bags, addresses) inlined, because a function call per field would
+        halve the export rate on a million orders.
+        """
         if is_abstract_type(type_):
             by_type = {t.name: self.node(t, nodes, depth) for t in self.schema.get_possible_types(type_)}
             return lambda src, out, lookup: by_type[src["__typename"]](src, out, lookup)
+        env: dict[str, Any] = {"legacy": data.legacy_resource_id}
+        emits: list[str] = []
+        display = self._display(type_, nodes, depth, "src", env, emits)
+        calls = "".join(f"    {emit}(src, out, lookup)\n" for emit in emits)
+        source = f"def project(src, out, lookup):\n    line = {display}\n{calls}    return line\n"
+        exec(source, env)  # noqa: S102 - the source is built from validated GraphQL names only
+        return env["project"]
+
+    def _display(self, type_: Any, nodes: list[FieldNode], depth: int, var: str, env: dict, emits: list) -> str:
+        """Source of a dict display holding the fields selected on `var`, an object of `type_`."""
         subfields = collect_sub_fields(self.schema, self.fragments, {}, type_, nodes)
-        fields: list[tuple[str, Callable]] = []
-        emitters: list[Callable] = []
+        entries = []
         for key, sub in subfields.items():
             name = sub[0].name.value
             if name == "__typename":
-                fields.append((key, lambda src, out, lookup, n=type_.name: n))
+                entries.append(f"{key!r}: {type_.name!r}")
                 continue
             field_type = type_.fields[name].type
             named = get_named_type(field_type)
             if is_leaf_type(named):
-                fields.append((key, self._leaf(name)))
-            elif is_connection(named):
+                fallback = f" or legacy({var})" if name == "legacyResourceId" else ""
+                entries.append(f"{key!r}: ({var}.get({name!r}){fallback})")
+                continue
+            number = next(self.names)
+            helper, value, item = f"h{number}", f"v{number}", f"i{number}"
+            if is_connection(named):
                 if "id" not in subfields:
                     raise BulkQueryError(
                         f"The parent '{type_.name}' of the nested connection '{name}' must select the 'id' field."
                     )
-                emitters.append(self._connection(named, name, sub, depth + 1))
+                env[helper] = self._connection(named, name, sub, depth + 1)
+                emits.append(helper)
+                continue
+            # Inline objects and lists stay in their parent's line. Plain ones are inlined; those
+            # holding a connection (a refund's refundLineItems) or needing a lookup get a helper.
+            many = is_list_type(get_nullable_type(field_type))
+            target = item if many else value
+            if self._plain(named, sub):
+                inner = self._display(named, sub, depth, target, env, emits)
             else:
-                fields.append((key, self._object(named, name, sub, depth)))
-        if not emitters:
-            return lambda src, out, lookup: {key: get(src, out, lookup) for key, get in fields}
+                env[helper] = self._object(named, sub, depth)
+                inner = f"{helper}({target}, out, lookup)"
+            expr = f"[{inner} for {item} in {value}]" if many else inner
+            entries.append(f"{key!r}: (None if ({value} := {var}.get({name!r})) is None else {expr})")
+        return "{" + ", ".join(entries) + "}"
 
-        def project(src: dict, out: list, lookup: data.Lookup) -> dict:
-            line = {key: get(src, out, lookup) for key, get in fields}
-            for emit in emitters:
-                emit(src, out, lookup)
-            return line
+    def _plain(self, type_: Any, nodes: list[FieldNode]) -> bool:
+        """Whether an object can be copied inline: concrete, no reference, no connection inside."""
+        if is_abstract_type(type_) or type_.name in REFERENCE_TYPES:
+            return False
+        for sub in collect_sub_fields(self.schema, self.fragments, {}, type_, nodes).values():
+            if sub[0].name.value == "__typename":
+                continue
+            named = get_named_type(type_.fields[sub[0].name.value].type)
+            if not is_leaf_type(named) and (is_connection(named) or not self._plain(named, sub)):
+                return False
+        return True
 
-        return project
-
-    @staticmethod
-    def _leaf(name: str) -> Callable:
-        if name == "legacyResourceId":
-            return lambda src, out, lookup: src.get(name) or data.legacy_resource_id(src)
-        return lambda src, out, lookup: src.get(name)
-
-    def _object(self, named: Any, name: str, nodes: list[FieldNode], depth: int) -> Callable:
+    def _object(self, named: Any, nodes: list[FieldNode], depth: int) -> Project:
         project = self.node(named, nodes, depth)
-        if named.name in REFERENCE_TYPES:
-            wanted = selected_fields(self.schema, self.fragments, {}, named, nodes)
+        if named.name not in REFERENCE_TYPES:
+            return project
+        wanted = selected_fields(self.schema, self.fragments, {}, named, nodes)
 
-            def reference(src: dict, out: list, lookup: data.Lookup) -> Any:
-                value = src.get(name)
-                if value is None:
-                    return None
-                if not wanted <= value.keys():
-                    value = lookup.resolve(named.name, value)
-                return project(value, out, lookup)
-
-            return reference
-
-        # Inline objects and lists stay in their parent's line; a connection inside one (a refund's
-        # refundLineItems) still writes its own lines, parented to the inline object's id.
-        def inline(src: dict, out: list, lookup: data.Lookup) -> Any:
-            value = src.get(name)
-            if value is None:
-                return None
-            if isinstance(value, list):
-                return [project(item, out, lookup) for item in value]
+        def reference(value: dict, out: list, lookup: data.Lookup) -> dict:
+            """`{"id": gid}` references are resolved when more than they hold is selected."""
+            if not wanted <= value.keys():
+                value = lookup.resolve(named.name, value)
             return project(value, out, lookup)
 
-        return inline
+        return reference
 
     def _connection(self, connection: Any, name: str, nodes: list[FieldNode], depth: int) -> Callable:
         self.connections += 1
