@@ -63,7 +63,7 @@ SIZES: dict[str, list[BusinessSpec]] = {
         ),
         BusinessSpec(
             "demo-saas", "stripe", "Metricly Analytics", "USD", "America/Los_Angeles",
-            {"customers": 100_000, "currencies": ["usd", "eur", "jpy"]},
+            {"customers": 160_000, "currencies": ["usd", "eur", "jpy"]},  # ~175k subscriptions, ~1.04M invoices
         ),
     ],
 }
