@@ -55,10 +55,7 @@ class Price:
     metered: bool
     body: dict[str, Any]
     plan_body: dict[str, Any]  # the legacy `plan` object that subscription items still embed
-
-    @property
-    def months(self) -> Fraction:
-        return months_in(self.interval, self.interval_count)
+    months: Fraction  # the billing interval in months (MRR normalization)
 
 
 @dataclass(frozen=True)
@@ -206,7 +203,8 @@ class Catalog:
             "usage_type": usage_type,
         }
         self.prices[(plan, cadence, cur)] = Price(price_id, plan, product["id"], product["name"], cur, cadence,
-                                                  interval, count, amount, metered, body, plan_body)
+                                                  interval, count, amount, metered, body, plan_body,
+                                                  months_in(interval, count))
 
     def coupon_body(self, coupon: Coupon, times_redeemed: int) -> dict[str, Any]:
         return {

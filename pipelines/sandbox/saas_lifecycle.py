@@ -259,6 +259,8 @@ class CustomerLife:
         self.rates = world.rates
         self.plan = plan
         self.rng = rng(world.seed, world.workspace, "customer", *plan["key"])
+        # Every id of this customer's objects extends this key (one hash per customer, not per object).
+        self.key = stable_id(world.seed, world.workspace, "cus", *plan["key"])
         self.events_window = events
         self.render = render
         self.track_mrr = track_mrr
@@ -275,6 +277,7 @@ class CustomerLife:
         self._seq = 0
         self._event_seq = 0
         self._pending: list[PendingEvent] = []
+        self._mrr_dirty = False  # a subscription changed since MRR was last recorded
         self._schedule(plan["created"], self._signup)
 
     # -- the walk ---------------------------------------------------------------------------------
@@ -287,7 +290,7 @@ class CustomerLife:
             action(*args)
             if self._pending:
                 self._flush()
-            if self.track_mrr:
+            if self.track_mrr and self._mrr_dirty:
                 self._record_mrr()
         return self
 
@@ -308,6 +311,8 @@ class CustomerLife:
                request: bool = False) -> None:
         """Record that `obj` changes now. Call before mutating it (after, for creations)."""
         obj.updated = self.now
+        if kind == "subscription":
+            self._mrr_dirty = True
         if event is None:  # Stripe sends no event for this change (e.g. next_invoice_sequence)
             return
         self._event_seq += 1
@@ -329,13 +334,12 @@ class CustomerLife:
         self._pending = []
 
     def _record_mrr(self) -> None:
+        self._mrr_dirty = False
         mrr = sum((sub.mrr() for sub in self.subs), Decimal(0))
         active = sum(1 for sub in self.subs if sub.status in ("active", "past_due"))
         if not self.mrr_points or self.mrr_points[-1][1:] != (mrr, active):
             self.mrr_points.append((self.now, mrr, active))
 
-    def _id(self, *parts: object, length: int = 14) -> str:
-        return stable_id(self.world.seed, self.world.workspace, *parts, length=length)
 
     # -- signup and subscriptions -----------------------------------------------------------------
 
@@ -350,13 +354,13 @@ class CustomerLife:
         if country in TAX_RATES and not reverse_charge:
             tax = (world.catalog.tax_rates[country], TAX_RATES[country][0])
         name = f"{r.choice(_ADJECTIVES)} {r.choice(_NOUNS)}"
-        cus_id = "cus_" + self._id("cus", *key)
+        cus_id = "cus_" + self.key
         slug = name.lower().replace(" ", "") + cus_id[-4:].lower()
         self.customer = Customer(
             id=cus_id, created=self.now, currency=currency, country=country,
             name=f"{name} {r.choice(_SUFFIXES)}", email=f"billing@{slug}.example.com", tax_rate=tax,
             tax_exempt="reverse" if reverse_charge else "none",
-            invoice_prefix=self._id("prefix", *key, length=8).upper(),
+            invoice_prefix=self.key[:8].upper(),
         )
         self._touch("customer", self.customer, "customer.created", created=True, request=True)
         if r.random() < self.rates.email_change:
@@ -373,10 +377,11 @@ class CustomerLife:
         if cadence == "week":
             plan = "starter"
         price = catalog.price(plan, cadence, cus.currency)
-        sub_id = "sub_" + self._id("sub", cus.id, len(self.subs), length=24)
-        items = [Item("si_" + self._id("si", sub_id, 0), price, self._seats(plan), self.now)]
+        sub_key = self.key + base62(len(self.subs), 2)
+        sub_id = "sub_" + sub_key
+        items = [Item(f"si_{sub_key}0", price, self._seats(plan), self.now)]
         if cadence == "month" and r.random() < self.rates.metered_share:
-            items.append(Item("si_" + self._id("si", sub_id, 1), catalog.price("usage", "month", cus.currency),
+            items.append(Item(f"si_{sub_key}1", catalog.price("usage", "month", cus.currency),
                               None, self.now))
         trial_end = self.now + self.rates.trial_days * DAY if trial else None
         anchor = trial_end or self.now
@@ -388,7 +393,7 @@ class CustomerLife:
             coupons = [c for c in catalog.coupons.values() if c.currency in (None, cus.currency)]
             coupon = r.choice(coupons)
             end = add_months(self.now, coupon.duration_in_months) if coupon.duration == "repeating" else None
-            sub.discount = Discount("di_" + self._id("di", sub_id), coupon, cus.id, sub_id, self.now, end)
+            sub.discount = Discount("di_" + sub_key, coupon, cus.id, sub_id, self.now, end)
             self.discounts.append(sub.discount)
             self._touch("discount", sub.discount, None, created=True)
             self.redemptions.append((self.now, coupon.id))
@@ -465,10 +470,11 @@ class CustomerLife:
                  proration_date: int | None = None) -> Invoice:
         """Create a draft invoice (with discounts and tax applied) and make it the latest one."""
         cus = self.customer
-        invoice_id = "in_" + self._id("in", sub.id, sub.invoice_count, length=24)
+        invoice_key = sub.id[4:] + base62(sub.invoice_count, 3)
+        invoice_id = "in_" + invoice_key
         sub.invoice_count += 1
         for index, line in enumerate(lines):
-            line.id = "il_" + self._id("il", invoice_id, index, length=24)
+            line.id = f"il_{invoice_key}{base62(index, 2)}"
         discount = sub.discount if reason != "subscription_update" else None
         if discount is not None and discount.end is not None and self.now >= discount.end:
             discount = None
@@ -706,6 +712,20 @@ class CustomerLife:
             return
         self._touch("customer", self.customer, "customer.updated", request=True)
         self.customer.email = self.customer.email.replace("billing@", "finance@")
+
+
+def base62(number: int, width: int) -> str:
+    """`number` in `width` base-62 digits: the counter part of an id."""
+    digits = []
+    for _ in range(width):
+        number, digit = divmod(number, 62)
+        digits.append(_ALPHABET[digit])
+    if number:
+        raise ValueError(f"{number} does not fit in {width} base-62 digits")
+    return "".join(reversed(digits))
+
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 def _round_half_up(numerator: int, denominator: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.sandbox.saas_lifecycle import Customer, Discount, Invoice, Line, Sub, World
+from pipelines.sandbox.saas_lifecycle import Customer, Discount, Invoice, Line, Sub, World, base62
 from pipelines.sandbox.simulator import stable_id
 
 _CITIES = {"US": ("Austin", "78701", "TX"), "CA": ("Toronto", "M5V 2T6", "ON"), "DE": ("Berlin", "10115", None),
@@ -164,8 +164,7 @@ class StripeRenderer:
         price = line.price
         credited = line.credited
         details = {
-            "invoice_item": ("ii_" + stable_id(self.world.seed, self.world.workspace, "ii", line.id, length=24)
-                             if line.proration else None),
+            "invoice_item": "ii_" + line.id[3:] if line.proration else None,
             "proration": line.proration,
             "proration_details": {"credited_items": {"invoice": credited[0], "invoice_line_items": [credited[1]]}
                                   if credited else None},
@@ -296,7 +295,7 @@ class StripeRenderer:
               previous: dict[str, Any] | None, request: bool) -> dict[str, Any]:
         """A Stripe event; data.object is stored in the current shape whatever `api_version` says."""
         world = self.world
-        event_id = "evt_" + stable_id(world.seed, world.workspace, "evt", customer_id, number, length=24)
+        event_id = f"evt_{customer_id[4:]}{base62(number, 4)}"
         data: dict[str, Any] = {"object": obj}
         if previous is not None:
             data["previous_attributes"] = previous
