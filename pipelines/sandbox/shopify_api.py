@@ -36,6 +36,7 @@ from graphql import (
     parse,
     validate,
 )
+from graphql.execution.values import get_variable_values
 
 from pipelines.sandbox import shopify_data as data
 from pipelines.sandbox.accounts import SHOPIFY_API_VERSIONS
@@ -407,8 +408,11 @@ class ShopifyHandler(ApiHandler):
             return Response.json(200, {"errors": [e.formatted for e in errors]})
         self.log_entry["operation"] = operation.name.value if operation.name else None
         fragments = {d.name.value: d for d in document.definitions if not isinstance(d, OperationDefinitionNode)}
+        coerced = get_variable_values(built, operation.variable_definitions, variables)
+        if isinstance(coerced, list):
+            return Response.json(200, {"errors": [e.formatted for e in coerced]})
         try:
-            requested = CostCalculator(built, fragments, variables).operation(operation)
+            requested = CostCalculator(built, fragments, coerced).operation(operation)
         except GraphQLError as exc:
             return Response.json(200, {"errors": [exc.formatted]})
         self.log_entry["requested_cost"] = requested
