@@ -1,0 +1,185 @@
+"""Anomaly detection on synthetic series whose anomalies are known by construction."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.insights.anomalies import cadence, detect, detect_many, week_over_week
+
+# Mon..Sun shape of a store's week: Friday busiest, weekend quiet.
+WEEK = np.array([1000.0, 1100.0, 1050.0, 1000.0, 1200.0, 700.0, 600.0])
+START = "2024-01-01"  # a Monday, so position % 7 is the weekday
+
+
+def weekly(days: int, *, seed: int = 0) -> pd.Series:
+    """Daily values with the weekly shape above plus uniform noise within ±40 (±4% of a weekday).
+
+    Bounded noise never crosses a 3σ band on its own (see the first test), so any flag in the
+    behaviour tests comes from what the test injected; normal noise is tested for its rate.
+    """
+    rng = np.random.default_rng(seed)
+    values = WEEK[np.arange(days) % 7] + rng.uniform(-40, 40, days)
+    return pd.Series(values, index=pd.date_range(START, periods=days, freq="D"), name="net_sales")
+
+
+def flagged(result: pd.DataFrame) -> pd.DataFrame:
+    return result[result["is_anomaly"]]
+
+
+def test_bounded_noise_around_a_weekly_pattern_raises_no_alert_in_two_years():
+    # Noise within ±40 around a pattern whose weekdays differ by up to 600: the forecast error
+    # stays within about ±50 while the band's half-width is about 3 × 1.27 × 20 ≈ 75.
+    result = detect(weekly(730, seed=7))
+    judged = result["status"] != "insufficient_history"
+    assert judged.sum() > 680  # only the warm-up (about six weeks) is left unjudged
+    assert len(flagged(result)) == 0
+
+
+def test_normal_noise_stays_within_the_false_alert_budget():
+    # The issue's budget is at most 1 false alert per metric per 90 days. 3σ normal noise alone
+    # crosses the band 0.27% of the time (0.24 per 90 days); count what the detector really does.
+    rng = np.random.default_rng(11)
+    noise = rng.normal(0, 30, (730, 40))  # 3% of a weekday
+    frame = pd.DataFrame(WEEK[np.arange(730) % 7, None] + noise, index=pd.date_range(START, periods=730))
+    result = detect_many(frame)
+    judged = (result["status"] != "insufficient_history").sum()
+    alerts = int(result["is_anomaly"].sum())
+    per_90_days = alerts / judged * 90
+    assert per_90_days <= 1.0, f"{alerts} false alerts in {judged} judged days = {per_90_days:.2f} per 90 days"
+
+
+def test_a_single_spike_and_a_single_dip_are_flagged_with_their_direction():
+    series = weekly(300)
+    series.iloc[200] *= 1.6  # day 200 = 28 weeks + 4 days: a Friday (usually 1200) at +60%
+    series.iloc[250] *= 0.3  # day 250 = 35 weeks + 5 days: a Saturday (usually 700) at 30%
+    result = detect(series)
+    assert list(flagged(result).index) == [series.index[200], series.index[250]]
+    assert result["direction"].iloc[200] == "up"
+    assert result["direction"].iloc[250] == "down"
+    assert result["score"].iloc[200] > 3 and result["score"].iloc[250] < -3
+    # The expected value is the usual Friday, not dragged by the spike itself.
+    assert result["expected"].iloc[200] == pytest.approx(1200, abs=30)
+
+
+def test_a_level_shift_is_flagged_once_then_becomes_the_new_normal():
+    series = weekly(500)
+    series.iloc[300:] += 400  # a new sales channel: +400 a day from day 300 on
+    result = detect(series)
+    after = result.iloc[300:]
+    assert list(flagged(after).index) == [series.index[300]]
+    assert after["direction"].iloc[0] == "up"
+    # The next days are part of the same episode until the level re-anchors (half a week).
+    assert set(after["status"].iloc[1:4]) <= {"continuing", "ok"}
+    assert (after["status"].iloc[10:] == "ok").mean() > 0.98
+    assert after["expected"].iloc[-7:].mean() == pytest.approx(WEEK.mean() + 400, rel=0.03)
+
+
+def test_short_history_says_so_instead_of_flagging():
+    series = weekly(30)
+    series.iloc[-1] *= 5
+    result = detect(series)
+    assert (result["status"] == "insufficient_history").all()
+    assert not result["is_anomaly"].any()
+    assert result["score"].isna().all()
+
+
+def test_verdicts_never_change_when_future_points_arrive():
+    series = weekly(400)
+    series.iloc[370:] *= 2  # the future holds a shift and a spike that must not leak backwards
+    series.iloc[390] = 0
+    early = detect(series.iloc[:365])
+    later = detect(series)
+    pd.testing.assert_frame_equal(later.iloc[:365], early, check_exact=True)
+
+
+def test_an_earlier_outlier_does_not_inflate_the_band():
+    clean = weekly(300)
+    dirty = clean.copy()
+    dirty.iloc[150] *= 10  # a data glitch: ten times a normal day
+    width_clean = (detect(clean)["upper"] - detect(clean)["lower"]).iloc[160:230]
+    width_dirty = (detect(dirty)["upper"] - detect(dirty)["lower"]).iloc[160:230]
+    # A standard deviation over the last 84 days would grow from ~30 to ~sqrt(9000² / 84) ≈ 980,
+    # a 30-fold widening. The robust band's median over 12 cycles moves by one order statistic
+    # when one cycle is spoilt: about a tenth.
+    assert (width_dirty / width_clean).max() < 1.25
+
+
+def test_hourly_data_uses_a_daily_cycle():
+    hours = 24 * 40
+    rng = np.random.default_rng(3)
+    hour_of_day = np.arange(hours) % 24
+    values = 100 + 80 * np.sin((hour_of_day - 9) / 24 * 2 * np.pi) + rng.uniform(-5, 5, hours)
+    series = pd.Series(values, index=pd.date_range("2024-03-01", periods=hours, freq="h"))
+    at_3am = 24 * 35 + 3
+    series.iloc[at_3am] = 180  # a normal 3 pm value, but at 3 am
+    assert cadence(series.index).cycle == 24
+    seasonal = detect(series)
+    assert list(flagged(seasonal).index) == [series.index[at_3am]]
+    # Without the daily profile, 180 sits inside the swing of the last day and is not unusual.
+    assert not detect(series, seasonality=None)["is_anomaly"].iloc[at_3am]
+
+
+def test_missing_values_are_reported_and_skipped():
+    series = weekly(200)
+    series.iloc[120:123] = np.nan
+    series = series.drop(series.index[150])  # a day absent from the index altogether
+    result = detect(series)
+    assert (result["status"].iloc[120:123] == "missing").all()
+    assert len(result) == len(series)
+    assert not result["is_anomaly"].any()
+    assert (result["status"].iloc[130:] == "ok").mean() > 0.97
+
+
+def test_a_zero_day_in_a_flat_zero_history_is_normal_and_a_sale_is_not():
+    series = pd.Series(0.0, index=pd.date_range(START, periods=100, freq="D"))
+    series.iloc[90] = 50.0
+    result = detect(series)
+    assert result["status"].iloc[89] == "ok"
+    assert result["is_anomaly"].iloc[90] and result["direction"].iloc[90] == "up"
+
+
+def test_detect_many_matches_detect_and_takes_per_series_sensitivity():
+    a, b = weekly(200, seed=1), weekly(200, seed=2)
+    a.iloc[150] *= 1.25  # about +8 noise deviations
+    frame = pd.DataFrame({("shop", "net_sales"): a, ("shop", "orders"): b})
+    frame.columns.names = ["workspace", "metric"]
+    loose = {("shop", "net_sales"): 20.0, ("shop", "orders"): 3.0}
+    many = detect_many(frame, sensitivity=loose)
+    assert many.index.names == ["workspace", "metric", "timestamp"]
+    one = detect(b)
+    pd.testing.assert_frame_equal(many.loc[("shop", "orders")], one, check_names=False, check_freq=False)
+    assert not many.loc[("shop", "net_sales")]["is_anomaly"].any()  # 8 deviations < 20
+    strict = detect_many(frame, anomalies_only=True)
+    assert list(strict.index) == [("shop", "net_sales", a.index[150])]
+
+
+def test_week_over_week_is_its_own_rule_with_a_threshold():
+    index = pd.date_range(START, periods=15, freq="D")
+    series = pd.Series([100.0] * 7 + [125.0, 60.0, 0.0, 100.0, 100.0, 100.0, 100.0, 50.0], index=index)
+    series.iloc[2] = 0.0  # a zero base: no week-over-week ratio on day 9
+    result = week_over_week(series, threshold=0.3)
+    assert result["change"].iloc[7] == pytest.approx(0.25)  # 125 vs 100: below the threshold
+    assert result["change"].iloc[8] == pytest.approx(-0.40)  # 60 vs 100
+    assert np.isnan(result["change"].iloc[9])  # 0 vs a zero base
+    assert result["change"].iloc[14] == pytest.approx(-0.60)  # 50 vs day 7's 125
+    assert list(result.index[result["is_anomaly"]]) == [index[8], index[14]]
+    assert result["direction"].iloc[8] == "down"
+    assert result["previous"].iloc[:7].isna().all()
+
+
+@pytest.mark.parametrize(
+    "index, message",
+    [
+        (pd.RangeIndex(10), "timestamps"),
+        (pd.date_range(START, periods=10, freq="W"), "daily or hourly"),
+        (pd.DatetimeIndex([START, START, "2024-01-02"]), "duplicate"),
+    ],
+)
+def test_series_that_are_not_daily_or_hourly_are_refused(index, message):
+    with pytest.raises(ValueError, match=message):
+        detect(pd.Series(1.0, index=index))
+
+
+def test_a_seasonality_that_does_not_fit_the_data_is_refused():
+    with pytest.raises(ValueError, match="does not fit daily data"):
+        detect(weekly(60), seasonality="daily")
