@@ -295,14 +295,21 @@ def test_counts(sandbox):
 # -- cost and throttling -------------------------------------------------------------------------
 
 
+def _slow_refill(sandbox: Sandbox) -> None:
+    """Restore 1 point/s, so the bucket level read back is exact (it is reported rounded down)."""
+    account = sandbox.store.accounts("shopify")[SHOP]
+    sandbox.store.put_account(SHOP, "shopify", {**account, "throttle": {"maximum_available": 2000, "restore_rate": 1}})
+
+
 def test_cost_extension_and_request_log(sandbox):
+    _slow_refill(sandbox)
     response = Client(sandbox).post(
         'query Recent { orders(first: 3, query: "test:false") { nodes { id totalPriceSet { shopMoney { amount } } } } }'
     ).json()
     cost = response["extensions"]["cost"]
     # 2 + 3 nodes x (1 order + 1 MoneyBag + 1 MoneyV2); all 3 nodes came back
     assert cost["requestedQueryCost"] == 11 and cost["actualQueryCost"] == 11
-    assert cost["throttleStatus"] == {"maximumAvailable": 2000.0, "currentlyAvailable": 1989, "restoreRate": 100.0}
+    assert cost["throttleStatus"] == {"maximumAvailable": 2000.0, "currentlyAvailable": 1989, "restoreRate": 1.0}
     entry = sandbox.requests.entries(server="shopify")[-1]
     assert entry["shop"] == SHOP and entry["operation"] == "Recent"
     assert (entry["requested_cost"], entry["actual_cost"], entry["nodes"]) == (11, 11, 3)
@@ -310,6 +317,7 @@ def test_cost_extension_and_request_log(sandbox):
 
 
 def test_unused_cost_is_refunded(sandbox):
+    _slow_refill(sandbox)
     cost = Client(sandbox).post('{ orders(first: 10, query: "test:true") { nodes { id } } }').json()["extensions"]["cost"]
     assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (12, 3)
     assert cost["throttleStatus"]["currentlyAvailable"] == 2000 - 3
