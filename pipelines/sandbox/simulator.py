@@ -41,11 +41,11 @@ SIZES: dict[str, list[BusinessSpec]] = {
     "small": [
         BusinessSpec(
             "demo-us-store", "shopify", "Summit Outdoor Supply", "USD", "America/New_York",
-            {"orders_per_day": 60, "products": 40, "countries": ["US", "CA", "GB", "AU", "DE"]},
+            {"orders_per_day": 90, "products": 40, "countries": ["US", "CA", "GB", "AU", "DE"]},
         ),
         BusinessSpec(
             "demo-br-store", "shopify", "Loja Verde Brasil", "BRL", "America/Sao_Paulo",
-            {"orders_per_day": 18, "products": 25, "countries": ["BR", "PT", "AR"]},
+            {"orders_per_day": 30, "products": 25, "countries": ["BR", "PT", "AR"]},
         ),
         BusinessSpec(
             "demo-saas", "stripe", "Metricly Analytics", "USD", "America/Los_Angeles",
@@ -55,7 +55,7 @@ SIZES: dict[str, list[BusinessSpec]] = {
     "large": [
         BusinessSpec(
             "demo-us-store", "shopify", "Summit Outdoor Supply", "USD", "America/New_York",
-            {"orders_per_day": 1400, "products": 400, "countries": ["US", "CA", "GB", "AU", "DE"]},
+            {"orders_per_day": 1900, "products": 400, "countries": ["US", "CA", "GB", "AU", "DE"]},
         ),
         BusinessSpec(
             "demo-br-store", "shopify", "Loja Verde Brasil", "BRL", "America/Sao_Paulo",

@@ -5,6 +5,7 @@ Most tests share one short simulated history (a small store over ~4 months) so t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import Counter, defaultdict
@@ -41,12 +42,12 @@ from pipelines.sandbox.store import SCHEMA, SandboxStore
 
 TZ = "America/New_York"
 START = date(2026, 3, 1)
-HISTORY = 120
+HISTORY = 100
 US_SPEC = BusinessSpec("test-us-store", "shopify", "Test Outdoor", "USD", TZ,
-                       {"orders_per_day": 70, "products": 14, "countries": ["US", "CA", "GB"],
+                       {"orders_per_day": 55, "products": 14, "countries": ["US", "CA", "GB"],
                         "history_days": HISTORY})
 BR_SPEC = BusinessSpec("test-br-store", "shopify", "Teste Verde", "BRL", "America/Sao_Paulo",
-                       {"orders_per_day": 40, "products": 10, "countries": ["BR", "PT"], "history_days": HISTORY})
+                       {"orders_per_day": 35, "products": 10, "countries": ["BR", "PT"], "history_days": HISTORY})
 SUBSET = Path(__file__).resolve().parents[3] / "shared" / "reference" / "shopify" / "admin-2026-10-subset.graphql"
 
 
@@ -109,8 +110,14 @@ def us_orders(us):
 def test_same_seed_gives_a_byte_identical_store(tmp_path, us):
     _, again = _generate(tmp_path / "again.db", US_SPEC, us[1].clock)
     assert _digest(again) == _digest(us[1])
-    _, other_seed = _generate(tmp_path / "other.db", US_SPEC, us[1].clock, seed=8)
-    assert _digest(other_seed) != _digest(us[1])
+
+
+def test_another_seed_gives_another_store(tmp_path):
+    until = _end_of_day(START + timedelta(days=10))
+    _, one = _generate(tmp_path / "one.db", US_SPEC, until, seed=7)
+    _, other = _generate(tmp_path / "other.db", US_SPEC, until, seed=8)
+    assert one.count(US_SPEC.workspace, "shopify", "order") > 100
+    assert _digest(one) != _digest(other)
 
 
 def test_generating_then_advancing_equals_generating_further(tmp_path):
@@ -128,47 +135,77 @@ def test_generating_then_advancing_equals_generating_further(tmp_path):
 # -- object shapes -------------------------------------------------------------------------------
 
 
-def _check_node(schema, value, field_type, path: str, problems: list[str]) -> None:
-    """Check a stored value against a GraphQL type: known fields, right scalar types, nullability."""
-    if value is None:
-        if is_non_null_type(field_type):
-            problems.append(f"{path}: null for non-null {field_type}")
-        return
+@functools.cache
+def _decompose(field_type) -> tuple[bool, bool, object, object]:
+    """(non-null?, list-like?, item type for lists, named type) of a field type; connections are lists."""
     nullable = get_nullable_type(field_type)
     named = get_named_type(field_type)
-    if is_list_type(nullable) or (is_object_type(named) and named.name.endswith("Connection")):
+    if is_list_type(nullable):
+        return is_non_null_type(field_type), True, nullable.of_type, named
+    if is_object_type(named) and named.name.endswith("Connection"):
+        return is_non_null_type(field_type), True, named.fields["nodes"].type.of_type.of_type, named
+    return is_non_null_type(field_type), False, None, named
+
+
+def _where(path) -> str:
+    parts = []
+    while path:
+        path, part = path
+        parts.append(str(part))
+    return ".".join(reversed(parts))
+
+
+def _check_leaf(value, field_type, path, problems: list[str]) -> None:
+    """A scalar or enum value; the path is a (parent, key) chain, formatted only on a problem."""
+    _, listed, _, named = _decompose(field_type)
+    if listed or is_abstract_type(named) or is_object_type(named):
+        problems.append(f"{_where(path)}: a plain value for {field_type}")
+    elif is_enum_type(named):
+        if value not in named.values:
+            problems.append(f"{_where(path)}: {value!r} is not a {named.name}")
+    else:
+        expected = {"Int": int, "Float": (int, float), "Boolean": bool}.get(named.name, str)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            problems.append(f"{_where(path)}: {value!r} is not a {named.name}")
+
+
+def _check_node(schema, value, field_type, path, problems: list[str]) -> None:
+    """Check a stored value against a GraphQL type: known fields, right scalar types, nullability."""
+    non_null, listed, item_type, named = _decompose(field_type)
+    if value is None:
+        if non_null:
+            problems.append(f"{_where(path)}: null for non-null {field_type}")
+        return
+    if listed:
         if not isinstance(value, list):
-            problems.append(f"{path}: expected a list for {field_type}")
+            problems.append(f"{_where(path)}: expected a list for {field_type}")
             return
-        item_type = nullable.of_type if is_list_type(nullable) else named.fields["nodes"].type.of_type.of_type
         for index, item in enumerate(value):
-            _check_node(schema, item, item_type, f"{path}[{index}]", problems)
+            _check_node(schema, item, item_type, (path, index), problems)
+        return
+    if not isinstance(value, dict):
+        _check_leaf(value, field_type, path, problems)
         return
     if is_abstract_type(named):
-        concrete = schema.get_type(value.get("__typename", "")) if isinstance(value, dict) else None
+        concrete = schema.get_type(value.get("__typename", ""))
         if concrete is None or not schema.is_sub_type(named, concrete):
-            problems.append(f"{path}: needs a __typename implementing {named.name}")
+            problems.append(f"{_where(path)}: needs a __typename implementing {named.name}")
             return
         named = concrete
-    if is_object_type(named):
-        if not isinstance(value, dict):
-            problems.append(f"{path}: expected an object {named.name}")
-            return
-        for key, item in value.items():
-            if key == "__typename":
-                continue
-            if key not in named.fields:
-                problems.append(f"{path}.{key}: not a field of {named.name}")
-                continue
-            _check_node(schema, item, named.fields[key].type, f"{path}.{key}", problems)
+    if not is_object_type(named):
+        problems.append(f"{_where(path)}: an object for {field_type}")
         return
-    if is_enum_type(named):
-        if value not in named.values:
-            problems.append(f"{path}: {value!r} is not a {named.name}")
-        return
-    expected = {"Int": int, "Float": (int, float), "Boolean": bool}.get(named.name, str)
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        problems.append(f"{path}: {value!r} is not a {named.name}")
+    fields = named.fields
+    for key, item in value.items():
+        if key == "__typename":
+            continue
+        field = fields.get(key)
+        if field is None:
+            problems.append(f"{_where((path, key))}: not a field of {named.name}")
+        elif item is None or isinstance(item, (dict, list)):
+            _check_node(schema, item, field.type, (path, key), problems)
+        else:
+            _check_leaf(item, field.type, (path, key), problems)
 
 
 def test_every_stored_body_fits_the_real_admin_schema(us):
@@ -179,7 +216,7 @@ def test_every_stored_body_fits_the_real_admin_schema(us):
     store = us[1]
     for kind, type_name in (("order", "Order"), ("product", "Product"), ("customer", "Customer")):
         for obj in store.iter_objects(US_SPEC.workspace, "shopify", kind):
-            _check_node(schema, obj.body, schema.get_type(type_name), f"{kind} {obj.id}", problems)
+            _check_node(schema, obj.body, schema.get_type(type_name), (None, f"{kind} {obj.id}"), problems)
     assert problems[:20] == []
 
 
