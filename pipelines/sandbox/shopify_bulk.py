@@ -330,13 +330,14 @@ class BulkOperations:
         partial = self.results / f"{op.shop}-{op.number}-{token}.partial.jsonl"
         conn = sqlite3.connect(self.store_path, timeout=60, isolation_level=None)
         started = time.monotonic()
+        clock: int | None = None
         try:
             conn.execute("begin")  # one read snapshot for the whole export
             clock = orjson.loads(conn.execute("select value from meta where key = 'clock'").fetchone()[0])
             account = orjson.loads(conn.execute(
                 "select config from accounts where workspace = ? and source = 'shopify'", (workspace,)
             ).fetchone()[0])
-            op.status = "RUNNING" if not op.cancel_requested else op.status
+            op.status = "RUNNING"
             op.ready.set()
             search = data.parse_search(export.search, export.kind, tz=account.get("timezone", "UTC"), now=clock)
             sql, args = data.base_sql(workspace, export.kind, search, data.scope_filter(export.kind, scopes, clock))
@@ -359,7 +360,7 @@ class BulkOperations:
             if partial.exists():
                 op.partial_data_url = f"{self.base_url}/bulk-results/{partial.name}"
         finally:
-            op.completed_at = iso(clock) if "clock" in locals() else None
+            op.completed_at = None if clock is None else iso(clock)  # the sandbox clock, as createdAt
             op.ready.set()
             conn.close()
 
