@@ -75,6 +75,7 @@ class RequestContext:
     lookup: data.Lookup
     reads: list[dict[str, Any]] = field(default_factory=list)  # per root connection, for the request log
     search_warnings: list[dict[str, Any]] = field(default_factory=list)
+    bulk_started: list[dict[str, Any]] = field(default_factory=list)  # id and inner query, for the log
 
     def require(self, kind: str, field_name: str) -> None:
         scope = _SCOPE_OF_KIND[kind]
@@ -211,6 +212,8 @@ def _bulk_run(_root, info, query, groupObjects=False):
     ctx: RequestContext = info.context
     shop = ctx.account["shop"]
     created, errors = ctx.bulk.start(info.schema, shop, ctx.workspace, ctx.scopes, query, groupObjects, ctx.now)
+    if created:
+        ctx.bulk_started.append({"id": created["id"], "query": query})
     return {"bulkOperation": created, "userErrors": errors}
 
 
@@ -446,6 +449,8 @@ class ShopifyHandler(ApiHandler):
             sort_keys=[r["sortKey"] for r in context.reads if r["sortKey"] is not None],
             nodes=sum(r["nodes"] for r in context.reads),
         )
+        if context.bulk_started:
+            self.log_entry["bulk_operations"] = context.bulk_started
         return Response.json(200, response)
 
     # -- faults and streaming ---------------------------------------------------------------------

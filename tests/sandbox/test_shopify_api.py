@@ -441,6 +441,8 @@ def test_bulk_export_matches_the_store(sandbox):
     assert refund_items == [{"quantity": 1, "lineItem": {"id": "gid://shopify/LineItem/70021"},
                              "__parentId": "gid://shopify/Refund/7002"}]
     assert (int(op["rootObjectCount"]), int(op["objectCount"])) == (len(roots), len(lines))
+    started = [e for e in sandbox.requests.entries(server="shopify") if e.get("bulk_operations")]
+    assert [e["bulk_operations"] for e in started] == [[{"id": op["id"], "query": BULK_ORDERS}]]
     current = client.data("{ currentBulkOperation(type: QUERY) { id status } }")["currentBulkOperation"]
     assert current == {"id": op["id"], "status": "COMPLETED"}
     listed = client.data('{ bulkOperations(first: 5, query: "status:completed") { nodes { id } } }')
