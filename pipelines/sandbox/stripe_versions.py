@@ -194,11 +194,23 @@ def _legacy_line_item(line: dict[str, Any], lookup: Lookup) -> None:
             line[name] = details[name]
 
 
+def _legacy_subscription_item(item: dict[str, Any], lookup: Lookup) -> None:
+    if item.get("quantity") is None:  # metered items: 2023 left `quantity` out instead of sending null
+        item.pop("quantity", None)
+
+
+def _legacy_event(event: dict[str, Any], lookup: Lookup) -> None:
+    if event.get("account") is None:  # 2023 sent `account` only on Connect events
+        event.pop("account", None)
+
+
 _LEGACY_CONVERTERS: dict[str, Callable[[dict[str, Any], Lookup], None]] = {
     "customer": _legacy_customer,
     "product": _legacy_product,
     "discount": _legacy_discount,
     "subscription": _legacy_subscription,
+    "subscription_item": _legacy_subscription_item,
     "invoice": _legacy_invoice,
     "line_item": _legacy_line_item,
+    "event": _legacy_event,
 }
