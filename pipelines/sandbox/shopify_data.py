@@ -256,7 +256,9 @@ class Lookup:
                     self._nested[item.get("id")] = item
             self._indexed = len(self.roots)
             found = self._nested.get(gid)
-        return {**found, **ref} if found else ref
+        if not found:
+            return ref
+        return found if ref.keys() == {"id"} else {**found, **ref}
 
     def _variant_index(self) -> dict[str, dict[str, Any]]:
         if self._variants is None:
