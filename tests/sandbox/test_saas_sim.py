@@ -11,20 +11,24 @@ import hashlib
 import json
 import sqlite3
 import statistics
+import threading
 from collections import Counter
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import requests
 
 from pipelines import fx
 from pipelines.currencies import to_major
 from pipelines.sandbox.accounts import STRIPE_API_VERSION, STRIPE_PREVIOUS_API_VERSION
+from pipelines.sandbox.http import Faults, RequestLog, SandboxHTTPServer
 from pipelines.sandbox.saas import SaasSimulator
 from pipelines.sandbox.saas_lifecycle import Customer, Discount, Item, Sub
 from pipelines.sandbox.simulator import BusinessSpec
 from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.stripe_api import StripeHandler
 
 WORKSPACE = "test-saas"
 DAY = 86400
@@ -90,7 +94,7 @@ def test_same_seed_gives_identical_rows_and_another_seed_does_not(generated, tmp
     sim, store, until = generated
     again = build(tmp_path / "again.db", make_sim(), until)
     assert digest(again) == digest(store)
-    other = build(tmp_path / "other.db", make_sim(seed=8), until)
+    other = build(tmp_path / "other.db", make_sim(customers=50, seed=8), until)
     assert digest(other) != digest(store)
 
 
@@ -309,7 +313,7 @@ def test_events_are_kept_30_days_and_carry_both_api_versions(generated):
 @pytest.fixture(scope="module")
 def advanced(tmp_path_factory):
     """A simulation generated to two weeks before AS_OF, then advanced to the end of AS_OF."""
-    sim = make_sim(customers=1500, history_days=240)
+    sim = make_sim(customers=1000, history_days=200)
     since, until = end_of(AS_OF - timedelta(days=14)), end_of(AS_OF)
     store = build(tmp_path_factory.mktemp("advanced") / "sandbox.db", sim, since)
     changed = sim.advance(store, since, until)
@@ -319,7 +323,7 @@ def advanced(tmp_path_factory):
 
 def test_advancing_gives_the_state_generating_would(advanced, tmp_path):
     _, store, since, until, changed = advanced
-    fresh = build(tmp_path / "fresh.db", make_sim(customers=1500, history_days=240), until)
+    fresh = build(tmp_path / "fresh.db", make_sim(customers=1000, history_days=200), until)
     assert digest(store, kinds=KINDS[:-2] + ("discount",)) == digest(fresh, kinds=KINDS[:-2] + ("discount",))
     # Events of the last 30 days are the same too: advance wrote every change, generate the last 30 days.
     recent = {e["id"]: e for e in bodies(store, "event") if e["created"] >= until - 30 * DAY}
@@ -357,3 +361,43 @@ def test_advance_brings_upgrades_cancellations_reactivations_and_invoices(advanc
         obj = event["data"]["object"]
         stored = store.get(WORKSPACE, "stripe", obj["object"], obj["id"])
         assert stored is not None and since < stored.updated <= until
+
+
+def test_the_stripe_api_serves_the_simulation(generated):
+    """Through the real fake-Stripe server: complete paging, expandable discounts, old-version events."""
+    sim, store, _ = generated
+    counts = sim.truth(store)["counts"]
+    server = SandboxHTTPServer(("127.0.0.1", 0), StripeHandler, store=store, faults=Faults.parse(None),
+                               log=RequestLog(), advance=lambda payload: {})
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {store.accounts('stripe')[WORKSPACE]['api_key']}"
+
+    def page_all(path: str, **params: str) -> list[dict]:
+        objects, params = [], {**params, "limit": 100}
+        while True:
+            response = session.get(server.base_url + path, params=params, timeout=10)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            objects += body["data"]
+            if not body["has_more"]:
+                return objects
+            params["starting_after"] = body["data"][-1]["id"]
+
+    try:
+        subscriptions = page_all("/v1/subscriptions", status="all", **{"expand[]": "data.discounts"})
+        assert len(subscriptions) == counts["subscriptions"]
+        assert any(d["object"] == "discount" for s in subscriptions for d in s["discounts"])
+        assert len(page_all("/v1/customers")) == counts["customers"]
+        assert len(page_all("/v1/invoices")) == counts["invoices"]
+        events = page_all("/v1/events")
+        assert len(events) == counts["events"]
+        old = next(e for e in events if e["type"] == "customer.subscription.updated"
+                   and e["api_version"] == STRIPE_PREVIOUS_API_VERSION)
+        assert "current_period_end" in old["data"]["object"]  # rendered in the 2023 shape
+    finally:
+        session.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
