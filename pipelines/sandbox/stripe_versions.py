@@ -9,7 +9,8 @@ since. Price and coupon did not change.
 
 Some old fields hold whole objects where the new shape holds ids (a line item's `price`, a
 discount's `coupon`), so rendering needs a way to look objects up: `Lookup(kind, id)` returns the
-stored body or None.
+stored body or None. Looked-up bodies may be shared (the API caches them per request), so they are
+copied before they become part of a response.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def _legacy_discount(discount: dict[str, Any], lookup: Lookup) -> None:
     source = discount.get("source") or {}
     coupon = source.get("coupon")
     if isinstance(coupon, str):
-        coupon = lookup("coupon", coupon)
+        coupon = copy.deepcopy(lookup("coupon", coupon))
     discount["coupon"] = coupon
 
 
@@ -173,7 +174,7 @@ def _legacy_line_item(line: dict[str, Any], lookup: Lookup) -> None:
     price_details = (line.get("pricing") or {}).get("price_details") or {}
     price = price_details.get("price")
     if isinstance(price, str):
-        price = lookup("price", price)
+        price = copy.deepcopy(lookup("price", price))
     taxes = _legacy_tax_amounts(line.get("taxes"))
     inclusive_tax = sum(t["amount"] for t in taxes if t["inclusive"])
     amount_excluding_tax = line.get("amount", 0) - inclusive_tax
