@@ -184,11 +184,8 @@ def _judge(values: np.ndarray, thresholds: np.ndarray, rhythm: Cadence) -> dict[
     """The verdict on every point of a (series, time) block."""
     length = values.shape[1]
     padded = _pad(values, rhythm.cycle)
-    expected = _expected(padded, rhythm)
+    expected, scale = _forecast(padded, rhythm)
     error = padded - expected
-    scale = _scale(error, rhythm.cycle)
-    # A flat history would give a zero-width band; a small share of the level keeps it meaningful.
-    scale = np.maximum(scale, RELATIVE_SCALE_FLOOR * np.abs(expected))
     expected, error, scale = (a[:, :length] for a in (expected, error, scale))
 
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -219,28 +216,69 @@ def _judge(values: np.ndarray, thresholds: np.ndarray, rhythm: Cadence) -> dict[
     }
 
 
-def _expected(padded: np.ndarray, rhythm: Cadence) -> np.ndarray:
-    """Expected values of a (series, time) block whose length is a whole number of cycles.
+def _forecast(padded: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.ndarray]:
+    """Expected values and error scale of a (series, time) block of whole cycles.
 
-    expected[t] = level[t] + profile[t], where the profile is the phase's median deviation from its
-    cycle's median over the last cycles, and the level is the median deseasonalized value of the last
-    cycle. Both only look at points before t.
+    Positive series use the multiplicative baseline (level × profile): their seasonal swing grows
+    with their level, so after a lasting shift the weekly shape is still right. Series that touch
+    zero or go negative use the additive one (level + profile).
+
+    The scale of positive series is measured on errors divided by √level, the variance of counts
+    and of sums of orders growing with their level (Poisson-like): after a lasting shift the band
+    widens or narrows at once instead of waiting for a dozen cycles of new errors.
+    """
+    additive, multiplicative, level = _baselines(padded, rhythm)
+    use_ratio = ~np.isnan(multiplicative)
+    expected = np.where(use_ratio, multiplicative, additive)
+    norm = np.where(use_ratio, np.sqrt(level), 1.0)
+    with np.errstate(invalid="ignore"):
+        scale = _scale((padded - expected) / norm, rhythm.cycle) * norm
+    # A flat history would give a zero-width band; a small share of the level keeps it meaningful.
+    return expected, np.maximum(scale, RELATIVE_SCALE_FLOOR * np.abs(expected))
+
+
+def _baselines(padded: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The additive and multiplicative expected values, and the multiplicative model's level.
+
+    The profile is each phase's median deviation from (or ratio to) its cycle's median over the
+    last cycles; the level is the median deseasonalized value of the last cycle. Both only look at
+    points before t. The multiplicative values are NaN where a cycle median or level was not positive.
     """
     n_series, length = padded.shape
     cycle = rhythm.cycle
     cycles = padded.reshape(n_series, length // cycle, cycle)
     if rhythm.seasonal:
-        # Cycle medians use the whole cycle, so a cycle's deviations are only known once it ends:
+        # Cycle medians use the whole cycle, so a cycle's shape is only known once it ends:
         # cycle c's profile comes from cycles c-1, c-2, ... (no look-ahead).
-        deviation = cycles - _nanmedian(cycles, axis=2, min_count=cycle // 2 + 1)[..., None]
-        lagged = np.stack([_shift(deviation, lag, axis=1) for lag in range(1, PROFILE_CYCLES + 1)])
-        profile = _nanmedian(lagged, axis=0, min_count=MIN_PROFILE_CYCLES).reshape(n_series, length)
+        middle = _nanmedian(cycles, axis=2, min_count=cycle // 2 + 1)[..., None]
+        deviation = _profile(cycles - middle)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = _profile(np.where(middle > 0, cycles / middle, np.nan))
+        # Ratios only make sense if every cycle they come from had a positive median.
+        was_positive = _profile(np.broadcast_to(np.where(np.isnan(middle), np.nan, middle > 0), cycles.shape))
+        ratio = np.where(was_positive == 1, ratio, np.nan)
     else:
-        profile = np.zeros_like(padded)
-    deseasonalized = padded - profile
-    recent = np.stack([_shift(deseasonalized, lag, axis=1) for lag in range(1, cycle + 1)])
-    level = _nanmedian(recent, axis=0, min_count=(cycle + 1) // 2)
-    return level + profile
+        deviation = np.zeros_like(padded)
+        ratio = np.ones_like(padded)
+
+    level_additive = _recent_median(padded - deviation, cycle)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = _recent_median(np.where(ratio > 0, padded / ratio, np.nan), cycle)
+    level = np.where(level > 0, level, np.nan)
+    return level_additive + deviation, level * ratio, level
+
+
+def _profile(per_cycle: np.ndarray) -> np.ndarray:
+    """Each phase's median over the previous cycles, from (series, cycle, phase) to (series, time)."""
+    n_series, n_cycles, cycle = per_cycle.shape
+    lagged = np.stack([_shift(per_cycle, lag, axis=1) for lag in range(1, PROFILE_CYCLES + 1)])
+    return _nanmedian(lagged, axis=0, min_count=MIN_PROFILE_CYCLES).reshape(n_series, n_cycles * cycle)
+
+
+def _recent_median(values: np.ndarray, cycle: int) -> np.ndarray:
+    """The median of the last `cycle` points before each point (at least half of them present)."""
+    recent = np.stack([_shift(values, lag, axis=1) for lag in range(1, cycle + 1)])
+    return _nanmedian(recent, axis=0, min_count=(cycle + 1) // 2)
 
 
 def _scale(error: np.ndarray, cycle: int) -> np.ndarray:
