@@ -38,6 +38,7 @@ from pipelines.sandbox.shop_truth import shop_truth
 from pipelines.sandbox.shop_world import (
     GREEN_BR,
     HOURLY,
+    Sale,
     country,
     country_weights,
     flavor_for,
@@ -334,6 +335,17 @@ class ShopSimulator:
         store.put_plans([(self.spec.workspace, SOURCE, STATE_KIND, STATE_ID, None, state.to_json())])
 
 
+@dataclass(frozen=True)
+class _DayContext:
+    """What holds for every checkout of one day."""
+
+    sales: list[Sale]
+    spike_product: Product | None
+    outage: bool
+    defect: tuple[Product, int, int] | None
+    returning_share: float
+
+
 class _CustomerBook:
     """Customers touched in one batch: new accounts plus order-count and spend changes, written once."""
 
@@ -468,7 +480,6 @@ class _Run:
             for reason in sessions
         )
         context = _DayContext(
-            day=day,
             sales=sales_on(sim.flavor, day),
             spike_product=spike_product,
             outage=sim.anomaly("outage", day) is not None,
@@ -496,13 +507,14 @@ class _Run:
                     return self.catalog.products[anomaly.product_index], begins, ends
         return None
 
-    def checkout(self, draw: random.Random, ctx: "_DayContext", at: int, reason: int,
+    def checkout(self, draw: random.Random, ctx: _DayContext, at: int, reason: int,
                  newcomers: list[list[int]]) -> None:
         """One checkout session: decide the buyer, the cart and the order's future, then place it."""
         sim = self.sim
         state = self.state
         test = draw.random() < TEST_ORDER_RATE
         person = None
+        customer_gid = None
         signup = False
         first_order = False
         if test:
@@ -523,6 +535,8 @@ class _Run:
                 signup = True
                 entry[2] = 1
             person = sim.person(entry[0])
+            if entry[2]:
+                customer_gid = sim.ids.gid("Customer", sim.ids.customer(person.number))
         code = sim.countries[country_index]
         place = country(sim.flavor, code)
 
@@ -543,9 +557,6 @@ class _Run:
         shipping = rates[1] if len(rates) > 1 and draw.random() < EXPEDITED_RATE else rates[0]
         source = "shopify_draft_order" if draw.random() < DRAFT_ORDER_RATE else "web"
         cancelled = not test and draw.random() < CANCEL_RATE
-        customer_gid = None
-        if person is not None and entry[2]:
-            customer_gid = sim.ids.gid("Customer", sim.ids.customer(person.number))
         seq = state.next_seq
         state.next_seq += 1
         draft = OrderDraft(
@@ -570,7 +581,7 @@ class _Run:
         new_customer = sim.customer_body(person, code, at) if signup else None
         self.place(body, changes, new_customer, planned=False)
 
-    def _discounts(self, draw: random.Random, ctx: "_DayContext", lines: list[LineDraft],
+    def _discounts(self, draw: random.Random, ctx: _DayContext, lines: list[LineDraft],
                    first_order: bool) -> list[Discount]:
         """Product flash sale first, then sitewide sales, then at most one code."""
         flavor = self.sim.flavor
@@ -590,7 +601,7 @@ class _Run:
             found.append(Discount(flavor.fixed_code, False, fixed=flavor.fixed_code_cents))
         return found
 
-    def _future(self, draw: random.Random, draft: OrderDraft, ctx: "_DayContext",
+    def _future(self, draw: random.Random, draft: OrderDraft, ctx: _DayContext,
                 cancelled: bool) -> list[dict[str, Any]]:
         """Everything that will happen to the order later, in time order."""
         at = draft.created
@@ -676,15 +687,3 @@ class _Run:
             self.plan(body["id"], left[0]["at"], {"changes": left})
         elif planned:
             self.plan(body["id"], None, {})  # finished: nothing more will happen to this order
-
-
-@dataclass(frozen=True)
-class _DayContext:
-    """What holds for every checkout of one day."""
-
-    day: date
-    sales: list
-    spike_product: Product | None
-    outage: bool
-    defect: tuple[Product, int, int] | None
-    returning_share: float

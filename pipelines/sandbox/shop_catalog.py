@@ -83,7 +83,7 @@ class Product:
             "tags": [self.product_type.lower()],
             "createdAt": iso(self.created),
             "updatedAt": iso(self.updated),
-            "publishedAt": iso(self.created + 3600),
+            "publishedAt": iso(self.created),
             "totalInventory": total,
             "tracksInventory": True,
             "hasOnlyDefaultVariant": self.option is None,

@@ -48,6 +48,9 @@ US_SPEC = BusinessSpec("test-us-store", "shopify", "Test Outdoor", "USD", TZ,
                         "history_days": HISTORY})
 BR_SPEC = BusinessSpec("test-br-store", "shopify", "Teste Verde", "BRL", "America/Sao_Paulo",
                        {"orders_per_day": 35, "products": 10, "countries": ["BR", "PT"], "history_days": HISTORY})
+# A quieter, shorter store for the tests that generate several times.
+SHORT_SPEC = BusinessSpec(US_SPEC.workspace, "shopify", "Test", "USD", TZ,
+                          {**US_SPEC.scale, "orders_per_day": 30, "history_days": 60})
 SUBSET = Path(__file__).resolve().parents[3] / "shared" / "reference" / "shopify" / "admin-2026-10-subset.graphql"
 
 
@@ -123,11 +126,15 @@ def test_another_seed_gives_another_store(tmp_path):
 def test_generating_then_advancing_equals_generating_further(tmp_path):
     """Plans and the carried-over state let `advance` continue exactly where `generate` stopped,
     even from a clock in the middle of a day (orders placed after it are plans)."""
-    spec = BusinessSpec(US_SPEC.workspace, "shopify", "Test", "USD", TZ, {**US_SPEC.scale, "history_days": 60})
+    spec = SHORT_SPEC
     middle_of_day = local_midnight(START + timedelta(days=40), TZ) + 15 * 3600
     later = _end_of_day(START + timedelta(days=47))
     sim, stepped = _generate(tmp_path / "stepped.db", spec, middle_of_day)
-    sim.advance(stepped, middle_of_day, later)
+    clock = middle_of_day
+    for step in (5 * 3600, 13 * 3600, 86400, 2 * 86400):  # steps ending mid-day and across days
+        sim.advance(stepped, clock, clock + step)
+        clock += step
+    sim.advance(stepped, clock, later)
     _, direct = _generate(tmp_path / "direct.db", spec, later)
     assert _digest(stepped) == _digest(direct)
 
@@ -355,7 +362,7 @@ def test_products_change_only_occasionally(us):
 
 
 def test_advance_applies_due_changes_once_and_adds_new_days(tmp_path):
-    spec = BusinessSpec(US_SPEC.workspace, "shopify", "Test", "USD", TZ, {**US_SPEC.scale, "history_days": 60})
+    spec = SHORT_SPEC
     since = _end_of_day(START + timedelta(days=50))
     sim, store = _generate(tmp_path / "advance.db", spec, since)
     before = {o.id: o.updated for o in store.iter_objects(spec.workspace, "shopify", "order")}
