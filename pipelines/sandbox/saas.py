@@ -13,9 +13,10 @@ import bisect
 import itertools
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Iterator
+from typing import Any
 
 from pipelines import fx
 from pipelines.currencies import to_major
@@ -67,8 +68,8 @@ class SaasSimulator:
         self.campaign_days = [campaign_day + timedelta(days=i) for i in range(CAMPAIGN["days"])]
         catalog = Catalog(seed, spec.workspace, currencies, local_midnight(start - timedelta(days=7), tz))
         self.world = World(
-            seed=seed, workspace=spec.workspace, account_name=spec.name, catalog=catalog, currencies=currencies,
-            currency_weights=weights,
+            seed=seed, workspace=spec.workspace, account_name=spec.name, catalog=catalog,
+            currencies=currencies, currency_weights=weights,
             upgraded_at=local_midnight(self.end_day - timedelta(days=UPGRADE_OFFSET_DAYS), tz),
             churn_spike=Window(local_midnight(self.spike_days[0], tz),
                                local_midnight(self.spike_days[-1] + timedelta(days=1), tz),
@@ -92,15 +93,16 @@ class SaasSimulator:
                 "workspace": self.spec.workspace, "metric": "churned_mrr",
                 "start": self.spike_days[0].isoformat(), "end": self.spike_days[-1].isoformat(),
                 "direction": "up", "dimension": "plan", "value": plan_name,
-                "description": f"Churn spike: about {CHURN_SPIKE['share']:.0%} of active {plan_name} subscriptions "
-                               "cancel immediately (a competitor's launch); churned MRR is several times normal.",
+                "description": f"Churn spike: about {CHURN_SPIKE['share']:.0%} of active {plan_name} "
+                               "subscriptions cancel immediately (a competitor's launch); churned MRR is "
+                               "several times normal.",
             },
             {
                 "workspace": self.spec.workspace, "metric": "new_mrr",
                 "start": self.campaign_days[0].isoformat(), "end": self.campaign_days[-1].isoformat(),
                 "direction": "up", "dimension": "billing_currency", "value": CAMPAIGN["currency"],
-                "description": f"EU launch campaign: {CAMPAIGN['extra']:.0f}× a normal day's signups on top, all "
-                               f"billed in {CAMPAIGN['currency'].upper()} and paying at once (no trial).",
+                "description": f"EU launch campaign: {CAMPAIGN['extra']:.0f}× a normal day's signups on top, "
+                               f"all billed in {CAMPAIGN['currency'].upper()} and paying at once (no trial).",
             },
         ]
 
@@ -185,14 +187,16 @@ class SaasSimulator:
         reporting = self.spec.currency
         today = local_date(clock, tz)
         by_currency = {cur: to_major(amount, cur) for cur, amount in sorted(current.items())}
-        total = sum((fx.convert(amount, cur, reporting, today) for cur, amount in by_currency.items()), Decimal(0))
+        total = sum((fx.convert(amount, cur, reporting, today) for cur, amount in by_currency.items()),
+                    Decimal(0))
         daily_rows, totals = daily.rows(days, reporting)
         return {
             "counts": dict(sorted(counts.items())),
             "sums": {cur: dict(sorted(values.items())) for cur, values in sorted(sums.items())},
             "mrr": {
                 "reporting_currency": reporting,
-                "current": {"by_currency": {cur: _money(v) for cur, v in by_currency.items()}, "mrr": _money(total)},
+                "current": {"by_currency": {cur: _money(v) for cur, v in by_currency.items()},
+                            "mrr": _money(total)},
                 "totals": {name: _money(value) for name, value in totals.items()},
                 "daily": daily_rows,
             },
@@ -210,13 +214,15 @@ class SaasSimulator:
     def _signups(self, day: date) -> list[dict[str, Any]]:
         """The plans of everyone who signs up on local `day`, in signup-time order."""
         r = rng(self.seed, self.spec.workspace, "signups", day.isoformat())
-        count = _poisson(r, self.base_rate * self._shape(day))
-        extra = _poisson(r, self.base_rate * self._shape(day) * CAMPAIGN["extra"]) if day in self.campaign_days else 0
+        rate = self.base_rate * self._shape(day)
+        count = _poisson(r, rate)
+        extra = _poisson(r, rate * CAMPAIGN["extra"]) if day in self.campaign_days else 0
         midnight = local_midnight(day, self.spec.timezone)
         length = local_midnight(day + timedelta(days=1), self.spec.timezone) - midnight
         plans = []
         for index in range(count + extra):
-            plan: dict[str, Any] = {"key": [day.isoformat(), index], "created": midnight + r.randrange(length)}
+            plan: dict[str, Any] = {"key": [day.isoformat(), index],
+                                    "created": midnight + r.randrange(length)}
             if index >= count:
                 plan.update(currency=CAMPAIGN["currency"], campaign=True)
             plans.append(plan)
@@ -227,7 +233,8 @@ class SaasSimulator:
         for day in self._days(max(self.start, local_date(since, tz)), local_date(until, tz)):
             for plan in self._signups(day):
                 if since < plan["created"] <= until:
-                    yield CustomerLife(self.world, plan, events=window, render=self.renderer.render).run(until)
+                    life = CustomerLife(self.world, plan, events=window, render=self.renderer.render)
+                    yield life.run(until)
 
     @staticmethod
     def _days(first: date, last: date) -> Iterator[date]:
@@ -245,7 +252,7 @@ class SaasSimulator:
         for coupon in catalog.coupons.values():
             yield "coupon", catalog.coupon_body(coupon, redeemed[coupon.id])
 
-    def _write_catalog(self, writer: "_Writer", window: tuple[int, int], redeemed: Counter[str],
+    def _write_catalog(self, writer: _Writer, window: tuple[int, int], redeemed: Counter[str],
                        last_redeemed: dict[str, int]) -> None:
         """Write the catalog (coupons with their redemption counts) and its creation events."""
         created = self.world.catalog.created
@@ -255,24 +262,26 @@ class SaasSimulator:
                 writer.event(catalog_event(self.world, kind, dict(body, times_redeemed=0) if kind == "coupon"
                                            else body))
 
-    def _write_life(self, writer: "_Writer", life: CustomerLife, since: int | None) -> None:
+    def _write_life(self, writer: _Writer, life: CustomerLife, since: int | None) -> None:
         """Write the customer's objects changed after `since` (all if None), its events and its plan."""
         render = self.renderer
         cus = life.customer
         changed = (lambda obj: True) if since is None else (lambda obj: obj.updated > since)
         if changed(cus):
-            writer.add("customer", cus.id, cus.created, cus.updated, render.customer(cus), deleted=cus.deleted)
+            writer.add("customer", cus.id, cus.created, cus.updated, render.customer(cus),
+                       deleted=cus.deleted)
         for discount in life.discounts:
             if changed(discount):
-                writer.add("discount", discount.id, discount.start, discount.updated, render.discount(discount))
+                writer.add("discount", discount.id, discount.start, discount.updated,
+                           render.discount(discount))
         for sub in life.subs:
             if changed(sub):
                 writer.add("subscription", sub.id, sub.created, sub.updated, render.subscription(sub))
         for inv in life.invoices:
             if changed(inv):
                 writer.add("invoice", inv.id, inv.created, inv.updated, render.invoice(inv))
-        for when, number, event_type, _kind, previous, obj, request in life.events:
-            writer.event(render.event(cus.id, when, number, event_type, obj, previous, request))
+        for event in life.events:
+            writer.event(render.event(cus.id, event))
         writer.plan(cus.id, life.next_due, life.plan)
 
 

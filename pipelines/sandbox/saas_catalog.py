@@ -82,8 +82,10 @@ def _coupons(currencies: list[str]) -> list[Coupon]:
         forever, once, repeating = flat[cur]
         code = cur.upper()
         coupons += [
-            Coupon(f"FLAT{forever}{code}", "forever", None, forever, cur, None, f"{forever} {code} off forever"),
-            Coupon(f"FIRST{once}{code}", "once", None, once, cur, None, f"{once} {code} off the first invoice"),
+            Coupon(f"FLAT{forever}{code}", "forever", None, forever, cur, None,
+                   f"{forever} {code} off forever"),
+            Coupon(f"FIRST{once}{code}", "once", None, once, cur, None,
+                   f"{once} {code} off the first invoice"),
             Coupon(f"SAVE{repeating}{code}6M", "repeating", None, repeating, cur, 6,
                    f"{repeating} {code} off for 6 months"),
         ]
@@ -119,7 +121,7 @@ class Catalog:
                               "1,000 calls")
         for cur in currencies:
             self._price(seed, workspace, "usage", usage, "month", cur, USAGE_PER_UNIT[cur], metered=True)
-        for key, product in self.products.items():
+        for product in self.products.values():
             product["default_price"] = next(
                 p.id for p in self.prices.values() if p.product == product["id"] and p.cadence == "month")
 
@@ -202,9 +204,9 @@ class Catalog:
             "trial_period_days": None,
             "usage_type": usage_type,
         }
-        self.prices[(plan, cadence, cur)] = Price(price_id, plan, product["id"], product["name"], cur, cadence,
-                                                  interval, count, amount, metered, body, plan_body,
-                                                  months_in(interval, count))
+        self.prices[(plan, cadence, cur)] = Price(
+            price_id, plan, product["id"], product["name"], cur, cadence, interval, count, amount, metered,
+            body, plan_body, months_in(interval, count))
 
     def coupon_body(self, coupon: Coupon, times_redeemed: int) -> dict[str, Any]:
         return {

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import heapq
 from calendar import monthrange
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, NamedTuple
 
 from pipelines.sandbox.accounts import STRIPE_API_VERSION, STRIPE_PREVIOUS_API_VERSION
 from pipelines.sandbox.saas_catalog import PLAN_ORDER, PLANS, TAX_RATES, Catalog, Coupon, Price, per_month
@@ -53,13 +54,12 @@ class Rates:
 
 @dataclass(frozen=True)
 class Window:
-    """An injected anomaly: an extra behaviour between two Unix times."""
+    """An injected churn spike: extra immediate cancellations between two Unix times."""
 
     start: int
     end: int
-    plan: str | None = None  # churn spike: the plan whose subscriptions cancel
-    currency: str | None = None  # campaign: the currency of the extra signups
-    share: float = 0.0
+    plan: str | None = None  # the plan whose subscriptions cancel
+    share: float = 0.0  # the share of that plan's active subscriptions that cancel
 
 
 @dataclass
@@ -83,7 +83,7 @@ class World:
 
 def add_months(ts: int, months: int) -> int:
     """`ts` moved by whole calendar months in UTC, clamping the day like Stripe's billing anchors."""
-    dt = datetime.fromtimestamp(ts, timezone.utc)
+    dt = datetime.fromtimestamp(ts, UTC)
     years, month0 = divmod(dt.month - 1 + months, 12)
     year = dt.year + years
     day = min(dt.day, monthrange(year, month0 + 1)[1])
@@ -155,7 +155,7 @@ class Line:
 class Invoice:
     id: str
     customer: Customer
-    sub: "Sub"
+    sub: Sub
     created: int
     billing_reason: str
     period_start: int
@@ -242,6 +242,17 @@ PendingEvent = tuple[str, Any, str, "dict[str, Any] | None", int, bool]
 Renderer = Callable[[str, Any, bool], dict[str, Any]]
 
 
+class WalkEvent(NamedTuple):
+    """A change rendered as the data of a Stripe event."""
+
+    created: int
+    number: int  # the customer's event counter: the event id's suffix
+    type: str
+    object: dict[str, Any]
+    previous_attributes: dict[str, Any] | None  # only for *.updated events
+    request: bool  # made by a user (an API request) rather than by Stripe's automation
+
+
 class CustomerLife:
     """A customer's objects, walked forward in time by `run`.
 
@@ -249,7 +260,7 @@ class CustomerLife:
         world: the business this customer belongs to.
         plan: the stored plan: `key` (signup day and index), `created`, and optionally `campaign`.
         events: `(first, last)` Unix times (inclusive) whose events are rendered into `events`.
-        render: renders an object to Stripe JSON (`saas_render.render`); needed only with `events`.
+        render: renders an object to Stripe JSON (`StripeRenderer.render`); needed only with `events`.
         track_mrr: record the customer's MRR after every change in `mrr_points`.
     """
 
@@ -268,7 +279,7 @@ class CustomerLife:
         self.subs: list[Sub] = []
         self.invoices: list[Invoice] = []
         self.discounts: list[Discount] = []
-        self.events: list[tuple[int, int, str, str, dict[str, Any] | None, dict[str, Any], bool]] = []
+        self.events: list[WalkEvent] = []
         self.events_in_window = 0
         self.redemptions: list[tuple[int, str]] = []
         self.mrr_points: list[tuple[int, Decimal, int]] = []  # (time, MRR, active subscriptions)
@@ -282,7 +293,7 @@ class CustomerLife:
 
     # -- the walk ---------------------------------------------------------------------------------
 
-    def run(self, until: int) -> "CustomerLife":
+    def run(self, until: int) -> CustomerLife:
         """Process every action at or before `until`."""
         while self._heap and self._heap[0][0] <= until:
             when, _, action, args = heapq.heappop(self._heap)
@@ -328,9 +339,9 @@ class CustomerLife:
         for kind, obj, event, before, number, request in self._pending:
             after = self.render(kind, obj, True)
             previous = None
-            if before is not None:
+            if event.endswith(".updated"):
                 previous = {k: v for k, v in before.items() if after.get(k) != v}
-            self.events.append((self.now, number, event, kind, previous, after, request))
+            self.events.append(WalkEvent(self.now, number, event, after, previous, request))
         self._pending = []
 
     def _record_mrr(self) -> None:
@@ -340,15 +351,17 @@ class CustomerLife:
         if not self.mrr_points or self.mrr_points[-1][1:] != (mrr, active):
             self.mrr_points.append((self.now, mrr, active))
 
-
     # -- signup and subscriptions -----------------------------------------------------------------
 
     def _signup(self) -> None:
         world, r = self.world, self.rng
-        key = self.plan["key"]
         currency = self.plan.get("currency") or r.choices(world.currencies, world.currency_weights)[0]
-        country = {"usd": r.choice(("US",) * 9 + ("CA",)), "jpy": "JP"}.get(
-            currency, r.choices(("DE", "FR", "NL", "ES", "IT"), (35, 25, 15, 15, 10))[0])
+        if currency == "usd":
+            country = r.choices(("US", "CA"), (9, 1))[0]
+        elif currency == "jpy":
+            country = "JP"
+        else:
+            country = r.choices(("DE", "FR", "NL", "ES", "IT"), (35, 25, 15, 15, 10))[0]
         reverse_charge = currency == "eur" and r.random() < 0.3  # EU B2B: VAT reverse-charged
         tax = None
         if country in TAX_RATES and not reverse_charge:
@@ -400,12 +413,14 @@ class CustomerLife:
         self._touch("subscription", sub, "customer.subscription.created", created=True, request=True)
         if trial:
             lines = [Line("", 0, it.quantity, it.price, self.now, trial_end, False, it.id,
-                          f"Trial period for {it.price.product_name}") for it in items if not it.price.metered]
+                          f"Trial period for {it.price.product_name}")
+                     for it in items if not it.price.metered]
             invoice = self._invoice(sub, "subscription_create", lines, self.now, self.now)
             self._finalize(invoice)
             self._schedule(trial_end, self._end_trial, sub)
         else:
-            invoice = self._invoice(sub, "subscription_create", self._period_lines(sub, None), self.now, self.now)
+            lines = self._period_lines(sub, None)
+            invoice = self._invoice(sub, "subscription_create", lines, self.now, self.now)
             self._finalize(invoice, may_fail=False)
             if sub.discount is not None and sub.discount.coupon.duration == "once":
                 sub.discount = None  # used up by the first invoice
@@ -458,8 +473,8 @@ class CustomerLife:
                 lines.append(Line("", usage * price.unit_amount, usage, price, start, end, False, item.id,
                                   f"{usage} × {price.product_name} (per 1,000 calls)"))
             else:
-                lines.append(Line("", price.unit_amount * item.quantity, item.quantity, price, sub.period_start,
-                                  sub.period_end, False, item.id,
+                lines.append(Line("", price.unit_amount * item.quantity, item.quantity, price,
+                                  sub.period_start, sub.period_end, False, item.id,
                                   f"{item.quantity} × {price.product_name} ({price.body['nickname']})"))
         return lines
 
@@ -517,15 +532,15 @@ class CustomerLife:
             may_fail: whether the first charge can fail (not at signup or on upgrades).
         """
         cus = self.customer
+        balance = min(0, invoice.total + cus.balance)
         self._touch("invoice", invoice, "invoice.finalized")
-        self._touch("customer", cus, "customer.updated" if cus.balance else None)
+        self._touch("customer", cus, "customer.updated" if balance != cus.balance else None)
         invoice.status, invoice.finalized_at, invoice.email = "open", self.now, cus.email
         invoice.number = f"{cus.invoice_prefix}-{cus.next_invoice_sequence:04d}"
         cus.next_invoice_sequence += 1
         invoice.starting_balance = cus.balance
         invoice.amount_due = max(0, invoice.total + cus.balance)
-        invoice.ending_balance = min(0, invoice.total + cus.balance)
-        cus.balance = invoice.ending_balance
+        invoice.ending_balance = cus.balance = balance
         if invoice.amount_due == 0:
             self._touch("invoice", invoice, "invoice.paid")
             invoice.status, invoice.paid_at = "paid", self.now
@@ -575,7 +590,8 @@ class CustomerLife:
         if failure[0] == "unpaid":
             self._touch("subscription", sub, "customer.subscription.updated")
             sub.status = "unpaid"
-            self._schedule(self.now + self.rng.randrange(15 * DAY, 45 * DAY), self._cancel_unpaid, sub, invoice)
+            give_up = self.now + self.rng.randrange(15 * DAY, 45 * DAY)
+            self._schedule(give_up, self._cancel_unpaid, sub, invoice)
             return
         self._touch("invoice", invoice, "invoice.marked_uncollectible")
         invoice.status, invoice.uncollectible_at = "uncollectible", self.now
@@ -625,8 +641,10 @@ class CustomerLife:
 
     def _change_plan(self, sub: Sub, cycle: int) -> None:
         """An upgrade, downgrade or seat change, prorated over the rest of the period."""
-        if sub.status != "active" or sub.cycle != cycle or sub.cancel_at_period_end or sub.price.cadence == "week":
-            return  # (Starter is the only plan with a weekly price)
+        if sub.status != "active" or sub.cycle != cycle or sub.cancel_at_period_end:
+            return
+        if sub.price.cadence == "week":
+            return  # Starter is the only plan with a weekly price
         r, item = self.rng, sub.items[0]
         old_price, old_qty = item.price, item.quantity
         index = PLAN_ORDER.index(old_price.plan)
@@ -641,18 +659,21 @@ class CustomerLife:
             return
         self._touch("subscription", sub, "customer.subscription.updated", request=True)
         left = (sub.period_end - self.now) / (sub.period_end - sub.period_start)
-        when = datetime.fromtimestamp(self.now, timezone.utc).strftime("%d %b %Y")
+        when = datetime.fromtimestamp(self.now, UTC).strftime("%d %b %Y")
         credited = self._charged_line(sub, item)
         lines = [
-            Line("", -round(old_price.unit_amount * old_qty * left), old_qty, old_price, self.now, sub.period_end,
-                 True, item.id, f"Unused time on {old_qty} × {old_price.product_name} after {when}", credited),
-            Line("", round(new_price.unit_amount * new_qty * left), new_qty, new_price, self.now, sub.period_end,
-                 True, item.id, f"Remaining time on {new_qty} × {new_price.product_name} after {when}"),
+            Line("", -round(old_price.unit_amount * old_qty * left), old_qty, old_price, self.now,
+                 sub.period_end, True, item.id,
+                 f"Unused time on {old_qty} × {old_price.product_name} after {when}", credited),
+            Line("", round(new_price.unit_amount * new_qty * left), new_qty, new_price, self.now,
+                 sub.period_end, True, item.id,
+                 f"Remaining time on {new_qty} × {new_price.product_name} after {when}"),
         ]
         item.price, item.quantity = new_price, new_qty
         upgrade = new_price.unit_amount * new_qty > old_price.unit_amount * old_qty
         if upgrade:  # upgrades are invoiced immediately, downgrades credited on the next renewal
-            invoice = self._invoice(sub, "subscription_update", lines, self.now, self.now, proration_date=self.now)
+            invoice = self._invoice(sub, "subscription_update", lines, self.now, self.now,
+                                    proration_date=self.now)
             self._finalize(invoice, may_fail=False)
         else:
             sub.pending.extend(lines)
@@ -738,6 +759,6 @@ def _round_half_up(numerator: int, denominator: int) -> int:
 
 _ADJECTIVES = ("Blue", "Bright", "Northern", "Quiet", "Rapid", "Silver", "Solid", "Urban", "Clever", "Golden",
                "Open", "True", "Green", "Summit", "Harbor", "Prime")
-_NOUNS = ("Labs", "Analytics", "Works", "Studio", "Logistics", "Health", "Foods", "Robotics", "Media", "Cloud",
-          "Systems", "Ventures", "Bakery", "Dental", "Finance", "Travel")
+_NOUNS = ("Labs", "Analytics", "Works", "Studio", "Logistics", "Health", "Foods", "Robotics", "Media",
+          "Cloud", "Systems", "Ventures", "Bakery", "Dental", "Finance", "Travel")
 _SUFFIXES = ("Inc.", "LLC", "GmbH", "SAS", "BV", "S.L.", "Ltd", "KK", "Co.")

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.sandbox.saas_lifecycle import Customer, Discount, Invoice, Line, Sub, World, base62
+from pipelines.sandbox.saas_lifecycle import Customer, Discount, Invoice, Line, Sub, WalkEvent, World, base62
 from pipelines.sandbox.simulator import stable_id
 
-_CITIES = {"US": ("Austin", "78701", "TX"), "CA": ("Toronto", "M5V 2T6", "ON"), "DE": ("Berlin", "10115", None),
-           "FR": ("Lyon", "69002", None), "NL": ("Utrecht", "3511 AB", None), "ES": ("Valencia", "46001", None),
-           "IT": ("Torino", "10121", None), "JP": ("Osaka", "530-0001", None)}
-_LOCALES = {"US": "en-US", "CA": "en-CA", "DE": "de", "FR": "fr", "NL": "nl", "ES": "es", "IT": "it", "JP": "ja"}
+_CITIES = {"US": ("Austin", "78701", "TX"), "CA": ("Toronto", "M5V 2T6", "ON"),
+           "DE": ("Berlin", "10115", None), "FR": ("Lyon", "69002", None), "NL": ("Utrecht", "3511 AB", None),
+           "ES": ("Valencia", "46001", None), "IT": ("Torino", "10121", None),
+           "JP": ("Osaka", "530-0001", None)}
+_LOCALES = {"US": "en-US", "CA": "en-CA", "DE": "de", "FR": "fr", "NL": "nl", "ES": "es", "IT": "it",
+            "JP": "ja"}
 
 
 class StripeRenderer:
@@ -166,8 +168,10 @@ class StripeRenderer:
         details = {
             "invoice_item": "ii_" + line.id[3:] if line.proration else None,
             "proration": line.proration,
-            "proration_details": {"credited_items": {"invoice": credited[0], "invoice_line_items": [credited[1]]}
-                                  if credited else None},
+            "proration_details": {
+                "credited_items": {"invoice": credited[0], "invoice_line_items": [credited[1]]}
+                if credited else None
+            },
             "subscription": invoice.sub.id,
             "subscription_item": line.item,
         }
@@ -188,8 +192,8 @@ class StripeRenderer:
                        "type": "subscription_item_details"},
             "period": {"end": line.end, "start": line.start},
             "pretax_credit_amounts": [],
-            "pricing": {"price_details": {"price": price.id, "product": price.product}, "type": "price_details",
-                        "unit_amount_decimal": str(price.unit_amount)},
+            "pricing": {"price_details": {"price": price.id, "product": price.product},
+                        "type": "price_details", "unit_amount_decimal": str(price.unit_amount)},
             "quantity": line.quantity,
             "quantity_decimal": str(line.quantity),
             "subscription": invoice.sub.id,
@@ -217,7 +221,8 @@ class StripeRenderer:
             "application": None,
             "attempt_count": inv.attempt_count,
             "attempted": inv.attempt_count > 0 or inv.status == "paid",
-            "auto_advance": inv.status == "draft" or (inv.status == "open" and inv.next_payment_attempt is not None),
+            "auto_advance": inv.status == "draft"
+            or (inv.status == "open" and inv.next_payment_attempt is not None),
             "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None, "provider": None,
                               "status": None},
             "automatically_finalizes_at": inv.created + 3600 if inv.status == "draft" else None,
@@ -283,7 +288,8 @@ class StripeRenderer:
             "subtotal_excluding_tax": inv.subtotal,
             "test_clock": None,
             "total": inv.total,
-            "total_discount_amounts": [{"amount": inv.discount_total, "discount": discount.id}] if discount else [],
+            "total_discount_amounts": [{"amount": inv.discount_total, "discount": discount.id}]
+            if discount else [],
             "total_excluding_tax": inv.subtotal - inv.discount_total,
             "total_pretax_credit_amounts": [],
             "total_taxes": [_tax(inv.tax_rate[0], inv.tax, inv.subtotal - inv.discount_total)]
@@ -291,27 +297,25 @@ class StripeRenderer:
             "webhooks_delivered_at": inv.created,
         }
 
-    def event(self, customer_id: str, when: int, number: int, event_type: str, obj: dict[str, Any],
-              previous: dict[str, Any] | None, request: bool) -> dict[str, Any]:
+    def event(self, customer_id: str, event: WalkEvent) -> dict[str, Any]:
         """A Stripe event; data.object is stored in the current shape whatever `api_version` says."""
-        world = self.world
-        event_id = f"evt_{customer_id[4:]}{base62(number, 4)}"
-        data: dict[str, Any] = {"object": obj}
-        if previous is not None:
-            data["previous_attributes"] = previous
+        event_id = f"evt_{customer_id[4:]}{base62(event.number, 4)}"
+        data: dict[str, Any] = {"object": event.object}
+        if event.previous_attributes is not None:
+            data["previous_attributes"] = event.previous_attributes
         return {
             "id": event_id,
             "object": "event",
             "account": None,
-            "api_version": world.api_version_at(when),
+            "api_version": self.world.api_version_at(event.created),
             "context": None,
-            "created": when,
+            "created": event.created,
             "data": data,
             "livemode": False,
             "pending_webhooks": 0,
-            "request": {"id": "req_" + event_id[4:18], "idempotency_key": event_id[4:]} if request
+            "request": {"id": "req_" + event_id[4:18], "idempotency_key": event_id[4:]} if event.request
             else {"id": None, "idempotency_key": None},
-            "type": event_type,
+            "type": event.type,
         }
 
 
@@ -319,7 +323,8 @@ def catalog_event(world: World, kind: str, body: dict[str, Any]) -> dict[str, An
     """The `<kind>.created` event of a catalog object (product, price or coupon)."""
     event_id = "evt_" + stable_id(world.seed, world.workspace, "evt", body["id"], length=24)
     return {
-        "id": event_id, "object": "event", "account": None, "api_version": world.api_version_at(body["created"]),
+        "id": event_id, "object": "event", "account": None,
+        "api_version": world.api_version_at(body["created"]),
         "context": None, "created": body["created"], "data": {"object": body}, "livemode": False,
         "pending_webhooks": 0, "request": {"id": "req_" + event_id[4:18], "idempotency_key": event_id[4:]},
         "type": f"{kind}.created",
@@ -328,8 +333,8 @@ def catalog_event(world: World, kind: str, body: dict[str, Any]) -> dict[str, An
 
 def _address(country: str) -> dict[str, Any]:
     city, postal, state = _CITIES[country]
-    return {"city": city, "country": country, "line1": "1 Market Street", "line2": None, "postal_code": postal,
-            "state": state}
+    return {"city": city, "country": country, "line1": "1 Market Street", "line2": None,
+            "postal_code": postal, "state": state}
 
 
 def _tax(rate_id: str, amount: int, taxable: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import sqlite3
 import statistics
 import threading
 from collections import Counter
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,12 +39,13 @@ MONEY = ("mrr", "new", "expansion", "contraction", "churn", "reactivation")
 
 def make_sim(customers: int = 500, history_days: int = 150, seed: int = 7) -> SaasSimulator:
     spec = BusinessSpec(WORKSPACE, "stripe", "Test SaaS", "USD", "America/Los_Angeles",
-                        {"customers": customers, "currencies": ["usd", "eur", "jpy"], "history_days": history_days})
+                        {"customers": customers, "currencies": ["usd", "eur", "jpy"],
+                         "history_days": history_days})
     return SaasSimulator(spec, seed=seed, start=AS_OF - timedelta(days=history_days), size="small")
 
 
 def end_of(day: date) -> int:
-    return int(datetime.combine(day + timedelta(days=1), time(0), timezone.utc).timestamp()) - 1
+    return int(datetime.combine(day + timedelta(days=1), time(0), UTC).timestamp()) - 1
 
 
 def open_store(path: Path) -> SandboxStore:
@@ -145,7 +146,8 @@ def test_invoice_lines_and_amounts_are_consistent(generated):
         tax = sum(t["amount"] for t in inv["total_taxes"])
         discount = sum(d["amount"] for d in inv["total_discount_amounts"])
         assert inv["total"] == inv["subtotal"] - discount + tax
-        assert inv["amount_remaining"] == (0 if inv["status"] == "void" else inv["amount_due"] - inv["amount_paid"])
+        remaining = 0 if inv["status"] == "void" else inv["amount_due"] - inv["amount_paid"]
+        assert inv["amount_remaining"] == remaining
         assert inv["parent"]["subscription_details"]["subscription"].startswith("sub_")
         for line in lines["data"]:
             assert line["pricing"]["price_details"]["price"].startswith("price_")
@@ -203,7 +205,8 @@ def stored_mrr(store: SandboxStore) -> dict[str, Decimal]:
             if recurring["usage_type"] == "metered":
                 continue
             # A month is 1, a year 12, a week 12/52 and a day 12/365 months (numerator, denominator).
-            num, den = {"month": (1, 1), "year": (12, 1), "week": (12, 52), "day": (12, 365)}[recurring["interval"]]
+            num, den = {"month": (1, 1), "year": (12, 1), "week": (12, 52),
+                        "day": (12, 365)}[recurring["interval"]]
             months = (num * recurring["interval_count"], den)
             amount += Decimal(item["price"]["unit_amount"] * item["quantity"] * months[1]) / months[0]
         for discount_id in sub["discounts"]:
@@ -274,8 +277,9 @@ def test_injected_anomalies_stand_out(tmp_path):
     store = build(tmp_path / "anomalies.db", sim, end_of(AS_OF))
     daily = sim.truth(store)["mrr"]["daily"]
     churn_spike, campaign = sim.anomalies()
-    assert (churn_spike["metric"], churn_spike["dimension"], churn_spike["value"]) == ("churned_mrr", "plan", "Business")
-    assert (campaign["metric"], campaign["dimension"], campaign["value"]) == ("new_mrr", "billing_currency", "eur")
+    key = ("metric", "dimension", "value")
+    assert tuple(churn_spike[k] for k in key) == ("churned_mrr", "plan", "Business")
+    assert tuple(campaign[k] for k in key) == ("new_mrr", "billing_currency", "eur")
     for anomaly, movement in ((churn_spike, "churn"), (campaign, "new")):
         assert set(anomaly) == {"workspace", "metric", "start", "end", "direction", "dimension", "value",
                                 "description"}
@@ -298,7 +302,8 @@ def test_events_are_kept_30_days_and_carry_both_api_versions(generated):
     for event in events:
         expected = STRIPE_PREVIOUS_API_VERSION if event["created"] < upgraded else STRIPE_API_VERSION
         assert event["api_version"] == expected
-        kind = "subscription" if event["type"].startswith("customer.subscription.") else event["type"].split(".")[0]
+        subscription = event["type"].startswith("customer.subscription.")
+        kind = "subscription" if subscription else event["type"].split(".")[0]
         assert event["data"]["object"]["object"] == kind
     assert {e["api_version"] for e in events} == {STRIPE_API_VERSION, STRIPE_PREVIOUS_API_VERSION}
     types = Counter(e["type"] for e in events)
@@ -328,11 +333,10 @@ def test_advancing_gives_the_state_generating_would(advanced, tmp_path):
     # Events of the last 30 days are the same too: advance wrote every change, generate the last 30 days.
     recent = {e["id"]: e for e in bodies(store, "event") if e["created"] >= until - 30 * DAY}
     assert recent == {e["id"]: e for e in bodies(fresh, "event")}
-    changed_rows = store.conn.execute(
-        "select kind, count(*) from objects where updated > ? and kind != 'event' group by kind", (since,)).fetchall()
-    expected = {kind: n for kind, n in changed_rows}
-    expected["event"] = store.conn.execute("select count(*) from objects where kind = 'event' and created > ?",
-                                           (since,)).fetchone()[0]
+    expected = dict(store.conn.execute(
+        "select kind, count(*) from objects where updated > ? and kind != 'event' group by kind", (since,)))
+    expected["event"] = store.conn.execute(
+        "select count(*) from objects where kind = 'event' and created > ?", (since,)).fetchone()[0]
     assert changed == expected
     for _, plan in store.iter_plans(WORKSPACE, "stripe", "customer"):
         assert plan["created"] <= until
