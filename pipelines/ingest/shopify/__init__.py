@@ -19,6 +19,7 @@ from dlt.extract.resource import DltResource
 from pipelines.ingest.pipeline import SyncStats
 from pipelines.ingest.shopify import queries, rows
 from pipelines.ingest.shopify.client import ShopifyApiError, ShopifyAuthError, ShopifyClient
+from pipelines.ingest.shopify.columns import column_hints
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspace, WorkspaceError
 
@@ -48,14 +49,6 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
     "products": (("workspace_id", "id"), None),
     "product_variants": (("workspace_id", "id"), ("workspace_id", "product_id")),
     "customers": (("workspace_id", "id"), None),
-}
-JSON_COLUMNS = {
-    "orders": ("tags", "discount_codes", "tax_lines"),
-    "order_line_items": ("tax_lines", "discount_allocations"),
-    "order_shipping_lines": ("tax_lines",),
-    "products": ("tags",),
-    "product_variants": ("selected_options",),
-    "customers": ("tags",),
 }
 DESCRIPTIONS = {
     "orders": "Shopify orders, one row per order, money in shop and presentment currency.",
@@ -216,10 +209,6 @@ def _table(parent: DltResource, table: str) -> DltResource:
         if found:
             yield found
 
-    columns: dict[str, Any] = {name: {"data_type": "text", "nullable": False} for name in primary_key}
-    if table == "order_discount_applications":
-        columns["index"] = {"data_type": "bigint", "nullable": False}
-    columns.update({name: {"data_type": "json"} for name in JSON_COLUMNS.get(table, ())})
     resource = dlt.transformer(
         pick,
         name=table,
@@ -227,7 +216,7 @@ def _table(parent: DltResource, table: str) -> DltResource:
         primary_key=list(primary_key),
         merge_key=list(merge_key) if merge_key else None,
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-        columns=columns,
+        columns=column_hints(table, primary_key),
     )
     resource.__doc__ = DESCRIPTIONS[table]
     return resource

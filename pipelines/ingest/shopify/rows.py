@@ -12,7 +12,7 @@ Flattening rules (`flatten`):
   and `<name>_currency`. Amounts are `Decimal`, never floats;
 - references (`{"id": ...}`) become `<name>_id`; other objects are flattened as `<name>_<field>`;
 - lists without ids (tax lines, discount allocations, tags...) stay JSON on their parent row;
-- timestamps become timezone-aware datetimes.
+- timestamps become timezone-aware datetimes; nulls are left out (the column is declared anyway).
 Conversions are best-effort: a value that does not convert is passed on as it came, so dlt stores
 it in a variant column instead of the sync failing or the value being lost.
 """
@@ -101,8 +101,8 @@ def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """One node's fields as flat columns (rules in the module docstring)."""
     row: dict[str, Any] = {}
     for key, value in node.items():
-        if key == "__typename" or key == "__parentId":
-            continue
+        if value is None or key in ("__typename", "__parentId"):
+            continue  # a missing column is NULL; an absent object has no sub-columns to name
         column = prefix + snake(key.removesuffix("Set") if key.endswith("Set") else key)
         if isinstance(value, dict):
             if _is_money_bag(value):
