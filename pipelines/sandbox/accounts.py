@@ -10,7 +10,7 @@ from typing import Any
 
 SHOPIFY_API_VERSIONS = ("2026-07", "2026-10")  # versions the fake Shopify accepts
 SHOPIFY_SCOPES = ("read_orders", "read_all_orders", "read_products", "read_customers")
-STRIPE_API_VERSION = "2026-10-28.endive"  # the version the connector pins; see docs/stripe-api-version.md
+STRIPE_API_VERSION = "2026-10-28.endive"  # the version the connector pins; see docs/stripe-api.md
 STRIPE_PREVIOUS_API_VERSION = "2023-08-16"  # what events created before the account's upgrade are in
 
 

@@ -7,7 +7,8 @@ Format (docs/sandbox.md has an example)::
          "name": "...", "currency": "USD", "timezone": "America/New_York",
          "shopify": {"orders": [...], "products": [...], "customers": [...]},
          "stripe": {"customers": [...], "products": [...], "prices": [...], "coupons": [...],
-                    "subscriptions": [...], "invoices": [...], "events": [...]}}}}
+                    "subscriptions": [...], "invoices": [...], "events": [...],
+                    "discounts": [...]}}}}
 
 Each Stripe object is exactly what Stripe's API returns (embedded lists complete). Each Shopify
 object is the GraphQL node, with nested connections as plain lists.
@@ -32,6 +33,7 @@ STRIPE_KINDS = {
     "subscriptions": "subscription",
     "invoices": "invoice",
     "events": "event",
+    "discounts": "discount",  # not listable in Stripe; here so `expand[]=discounts` can resolve them
 }
 
 
