@@ -278,3 +278,203 @@ def test_incremental_sync_reads_events_and_keeps_history(simulation, tmp_path, m
              and (a.valid_to is null or a.valid_to > b.valid_from)""")
         assert overlaps == 0
         assert assert_history_reproduces_truth(settings, sandbox, since=first_sync_at) >= 27
+
+
+# -- 4. kill -9 and rerun --------------------------------------------------------------------------
+
+# Runs `abos ingest stripe <workspace>`, optionally parked in a stage for the test to kill it there:
+# normalize (files written, package not committed) or load (jobs done, package not completed).
+CLI = """
+import sys, time
+from dlt.common.storages.load_storage import LoadStorage
+from dlt.load.load import Load
+
+def park(stage, step):
+    def parked(*args, **kwargs):
+        print("PARKED " + stage, flush=True)
+        time.sleep(120)
+        return step(*args, **kwargs)
+    return parked
+
+if sys.argv[1] == "normalize":
+    LoadStorage.commit_new_load_package = park("normalize", LoadStorage.commit_new_load_package)
+elif sys.argv[1] == "load":
+    Load.complete_package = park("load", Load.complete_package)
+from pipelines.cli import main
+sys.exit(main(["ingest", "stripe", sys.argv[2]]))
+"""
+
+
+def start_cli(stage: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CLI, stage, WORKSPACE], cwd=REPO, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def kill_in(stage: str, sandbox: Sandbox) -> None:
+    """Start a sync and kill -9 it during `stage`."""
+    process = start_cli(stage)
+    try:
+        if stage == "extract":
+            start = len(sandbox.requests)
+            deadline = time.monotonic() + 120
+            while len(sandbox.requests) - start < 15:  # well into the listing
+                assert process.poll() is None and time.monotonic() < deadline, "the sync ended before the kill"
+                time.sleep(0.02)
+        else:
+            for line in process.stdout:
+                if line.startswith(f"PARKED {stage}"):
+                    break
+            else:
+                pytest.fail(f"the sync ended without reaching {stage}")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
+def finish_cli() -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", "stripe", WORKSPACE], cwd=REPO,
+                          env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_kill_during_extract_normalize_and_load_then_rerun_is_exact(simulation, tmp_path, monkeypatch, duckdb_url):
+    # Slow answers stretch the extract so the kill lands inside it.
+    with simulated_sandbox(simulation, tmp_path, faults="stripe:slow=0.5:0.2") as sandbox:
+        settings, _ = configure(monkeypatch, tmp_path, sandbox, duckdb_url)
+        kill_in("extract", sandbox)
+        sandbox.faults.rates = {}
+        kill_in("normalize", sandbox)
+        kill_in("load", sandbox)
+        finish_cli()
+        assert_equals_truth(settings, sandbox)
+        sandbox.advance(days=7)
+        kill_in("load", sandbox)  # this time an incremental sync
+        report = finish_cli()
+        assert report["stats"]["sync_mode"] == "incremental"
+        assert_equals_truth(settings, sandbox)
+
+
+# -- 5. faults ---------------------------------------------------------------------------------------
+
+
+def test_faults_are_retried_and_result_is_exact(simulation, tmp_path, monkeypatch, duckdb_url):
+    faults = "stripe:429=0.07,stripe:5xx=0.07,stripe:truncate=0.06"
+    with simulated_sandbox(simulation, tmp_path, faults=faults) as sandbox:
+        settings, workspace = configure(monkeypatch, tmp_path, sandbox, duckdb_url)
+        full = sync("stripe", workspace, settings)
+        sandbox.advance(days=8)
+        incremental = sync("stripe", workspace, settings)
+        assert incremental.stats.mode == "incremental"
+        assert_equals_truth(settings, sandbox)
+        injected = Counter(e["fault"] for e in requests_since(sandbox, 0) if e["fault"])
+        assert {"429", "5xx", "truncate"} <= set(injected)
+        assert full.stats.retries + incremental.stats.retries >= sum(injected.values())
+        assert full.stats.requests == full.stats.retries + sum(  # every attempt is counted
+            1 for e in requests_since(sandbox, 0)[:full.stats.requests] if not e["fault"])
+
+
+# -- 6. expired cursor -------------------------------------------------------------------------------
+
+
+def test_expired_cursor_falls_back_to_a_full_resync(simulation, tmp_path, monkeypatch, duckdb_url, caplog):
+    with simulated_sandbox(simulation, tmp_path) as sandbox:
+        settings, workspace = configure(monkeypatch, tmp_path, sandbox, duckdb_url)
+        first = sync("stripe", workspace, settings)
+        sandbox.advance(days=35)
+        with caplog.at_level(logging.WARNING, logger="pipelines.ingest.stripe"):
+            resync = sync("stripe", workspace, settings)
+        assert resync.stats.mode == "full"
+        assert any("30-day" in note and "full resync" in note for note in resync.stats.notes)
+        assert any("full resync" in record.getMessage() for record in caplog.records)
+        assert resync.cursor_after["event_cursor"]["created"] > first.cursor_after["event_cursor"]["created"]
+        assert_equals_truth(settings, sandbox)
+        # History stays one version at a time, and is exact again from the resync on.
+        resynced_at = resync.cursor_after["event_cursor"]["created"]
+        sandbox.advance(days=4)
+        assert sync("stripe", workspace, settings).stats.mode == "incremental"
+        assert_equals_truth(settings, sandbox)
+        assert assert_history_reproduces_truth(settings, sandbox, since=resynced_at) >= 4
+
+
+# -- 7. drift and old API versions (fixture mode) ----------------------------------------------------
+
+
+def changed_fixture() -> dict[str, Any]:
+    """stripe_small.json with tests/fixtures/ingest_stripe_changes.json applied."""
+    doc = json.loads(SMALL_FIXTURE.read_text())
+    changes = json.loads((FIXTURES / "ingest_stripe_changes.json").read_text())
+    stripe = doc["workspaces"]["test-saas"]["stripe"]
+    for key, objects in changes["replace"].items():
+        by_id = {obj["id"]: obj for obj in objects}
+        stripe[key] = [by_id.get(obj["id"], obj) for obj in stripe[key]]
+    for key, objects in changes["add"].items():
+        stripe[key] = stripe[key] + objects
+    doc["clock"] = changes["clock"]
+    return doc
+
+
+def test_drift_and_old_version_events_load_without_loss(tmp_path, monkeypatch, duckdb_url):
+    base = json.loads(SMALL_FIXTURE.read_text())
+    with fixture_sandbox(tmp_path, base, "base") as sandbox:
+        settings, workspace = configure(monkeypatch, tmp_path, sandbox, duckdb_url, workspace="test-saas")
+        first = sync("stripe", workspace, settings)
+    changes = json.loads((FIXTURES / "ingest_stripe_changes.json").read_text())
+    with fixture_sandbox(tmp_path, changed_fixture(), "changed") as sandbox:
+        settings, workspace = configure(monkeypatch, tmp_path, sandbox, duckdb_url, workspace="test-saas")
+        second = sync("stripe", workspace, settings)
+        lines_paged = [e for e in requests_since(sandbox, 0) if e["path"] == "/v1/invoices/in_Tmanylines/lines"]
+        items_paged = [e for e in requests_since(sandbox, 0) if e["path"] == "/v1/subscription_items"]
+    assert second.stats.mode == "incremental"
+    assert second.cursor_after["event_cursor"]["id"] == changes["add"]["events"][-1]["id"]
+    # Drift: the new fields and the text balance are kept; the other customers' balances stay integers.
+    columns = {c for (c,) in query(settings, "select column_name from information_schema.columns "
+                                             "where table_schema = 'stripe' and table_name = 'customers'")}
+    assert {"loyalty_tier", "preferences__newsletter", "balance__v_text"} <= columns
+    drifted = query(settings, "select loyalty_tier, preferences__seats_hint, balance__v_text, balance "
+                              "from stripe.customers where id = 'cus_T02sandbox'")
+    assert drifted == [("gold", 4, "12.50 EUR", None)]
+    assert scalar(settings, "select count(*) from stripe.customers where balance = 0") == 12
+    package = second.load_info.load_packages[-1]
+    assert {"loyalty_tier", "balance__v_text"} <= set(package.schema_update["customers"]["columns"])
+    # 2023-08-16 events are stored in the pinned shape: periods on items, prices under `pricing`.
+    items = query(settings, "select id, quantity, current_period_start from stripe.subscription_items "
+                            "where subscription = 'sub_Tactive01'")
+    assert items == [("si_Tactive0101", 3, 1774051200)]
+    assert scalar(settings, "select count(*) from stripe.subscription_items where subscription = 'sub_Tmanyitem'") == 12
+    assert scalar(settings, "select quantity from stripe.subscription_items where id = 'si_Tmanyitem12'") == 20
+    sub_columns = {c for (c,) in query(settings, "select column_name from information_schema.columns "
+                                                 "where table_schema = 'stripe' and table_name = 'subscriptions'")}
+    assert "current_period_start" not in sub_columns and "discount__id" not in sub_columns
+    line_columns = {c for (c,) in query(settings, "select column_name from information_schema.columns "
+                                                  "where table_schema = 'stripe' and table_name = 'invoice_lines'")}
+    assert not {"price__id", "type", "proration"} & line_columns
+    lines = query(settings, "select count(*), count(pricing__price_details__price), sum(amount) "
+                            "from stripe.invoice_lines where invoice = 'in_Tmanylines'")
+    expected_lines = [o for o in base["workspaces"]["test-saas"]["stripe"]["invoices"] if o["id"] == "in_Tmanylines"]
+    assert lines == [(13, 13, sum(line["amount"] for line in expected_lines[0]["lines"]["data"]))]
+    assert lines_paged and items_paged
+    # History: the upgrade is a new version dated by its event, closing the first-sync version.
+    versions = query(settings, "select h.valid_from, h.valid_to, i.quantity from stripe.subscription_history h "
+                               "join stripe.subscription_item_history i on i.subscription = h.id "
+                               "and i.valid_from = h.valid_from where h.id = 'sub_Tactive01' order by 1")
+    upgraded_at = changes["add"]["events"][1]["created"]
+    first_at = first.cursor_after["event_cursor"]["created"]
+    assert versions == [(first_at, upgraded_at, 1), (upgraded_at, None, 3)]
+
+
+# -- 8. bad credentials ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["sk_test_not_the_right_key_4242", ""])
+def test_bad_or_missing_key_names_workspace_and_setting(tmp_path, monkeypatch, duckdb_url, key):
+    with fixture_sandbox(tmp_path, json.loads(SMALL_FIXTURE.read_text())) as sandbox:
+        settings, workspace = configure(monkeypatch, tmp_path, sandbox, duckdb_url, workspace="test-saas", key=key)
+        with pytest.raises(Exception) as failure:
+            sync("stripe", workspace, settings)
+    message = str(failure.value)
+    assert "'test-saas'" in message and "connectors.stripe.api_key_env" in message and KEY_VARIABLE in message
+    if key:
+        assert "401" in message
+        assert key not in message and key[-4:] not in message
