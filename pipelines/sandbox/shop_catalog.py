@@ -247,9 +247,6 @@ class Catalog:
                 unique.append(product)
         return unique
 
-    def find(self, title: str) -> Product:
-        return next(p for p in self.products if p.title == title)
-
 
 def _days_to_next_change(draw: random.Random) -> int:
     return MIN_DAYS_BETWEEN_CHANGES + int(draw.expovariate(1 / MEAN_DAYS_BETWEEN_CHANGES))

@@ -77,7 +77,7 @@ class Flavor:
     fixed_code_minimum_cents: int
     summer_peak_doy: int  # day of year where the smooth yearly wave peaks
     yearly_amplitude: float
-    refund_notes: tuple[str, ...]
+    refund_notes: tuple[str | None, ...]  # the first names a defect: used by the defective-batch refunds
 
 
 def _region(province: str | None, city: str, zip_code: str, tax: tuple[str, float] | None) -> Region:
@@ -164,7 +164,7 @@ OUTDOOR = Flavor(
     fixed_code_minimum_cents=5000,
     summer_peak_doy=172,
     yearly_amplitude=0.10,
-    refund_notes=("Wrong size", "Changed mind", "Arrived damaged", "Not as described", None),
+    refund_notes=("Arrived damaged", "Wrong size", "Changed mind", "Not as described", None),
 )
 
 _INTL_BRL = (ShippingRate("Envio Internacional", "intl", 8990, None),)

@@ -9,7 +9,7 @@ import functools
 import hashlib
 import threading
 from collections import Counter, defaultdict
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from statistics import mean
 from zoneinfo import ZoneInfo
@@ -51,7 +51,6 @@ BR_SPEC = BusinessSpec("test-br-store", "shopify", "Teste Verde", "BRL", "Americ
 # A quieter, shorter store for the tests that generate several times.
 SHORT_SPEC = BusinessSpec(US_SPEC.workspace, "shopify", "Test", "USD", TZ,
                           {**US_SPEC.scale, "orders_per_day": 30, "history_days": 60})
-SUBSET = Path(__file__).resolve().parents[3] / "shared" / "reference" / "shopify" / "admin-2026-10-subset.graphql"
 
 
 class _Store(SandboxStore):
@@ -215,10 +214,9 @@ def _check_node(schema, value, field_type, path, problems: list[str]) -> None:
             _check_leaf(item, field.type, (path, key), problems)
 
 
-def test_every_stored_body_fits_the_real_admin_schema(us):
-    if not SUBSET.exists():
-        pytest.skip(f"needs the Shopify reference schema at {SUBSET} (../shared); not on this machine")
-    schema = build_schema(SUBSET.read_text())
+def test_every_stored_body_fits_the_real_admin_schema(us, reference):
+    """`reference` (tests/conftest.py) skips, saying why, where ../shared/reference is absent."""
+    schema = build_schema((reference / "shopify" / "admin-2026-10-subset.graphql").read_text())
     problems: list[str] = []
     store = us[1]
     for kind, type_name in (("order", "Order"), ("product", "Product"), ("customer", "Customer")):
