@@ -1,0 +1,132 @@
+"""Drivers: hand-worked splits of an anomaly's gap into the slices that made it."""
+
+import pandas as pd
+import pytest
+
+from pipelines.insights.drivers import UNATTRIBUTED, explain
+from pipelines.packs import pack_for
+
+HISTORY = pd.date_range("2024-01-01", "2024-03-11", freq="D")  # ten weeks, Monday to Monday
+DAY = pd.Timestamp("2024-03-12")  # a Tuesday
+
+NET_SALES = pack_for("ecommerce").metric("net_sales")
+AOV = pack_for("ecommerce").metric("aov")
+
+
+def rows(dimension: str, daily: dict[str, dict[str, float]], on_day: dict[str, dict[str, float]]) -> list[dict]:
+    """Long slice rows: the same `daily` values every history day, then `on_day` on DAY."""
+    out = []
+    for date in HISTORY:
+        out += [{"date": date, "dimension": dimension, "value": value, **measures} for value, measures in daily.items()]
+    out += [{"date": DAY, "dimension": dimension, "value": value, **measures} for value, measures in on_day.items()]
+    return out
+
+
+def store_with_a_tent_drop() -> pd.DataFrame:
+    # Usual day: Trail Tent 500 (US 400, CA 100), Camp Stove 300 (US 100, CA 200),
+    # Headlamp 200 (US 100, CA 100): 1000 in all, US 600 and CA 400.
+    # On DAY Trail Tent sells 90 (−82%) in the same US/CA proportions: US 72, CA 18.
+    products = rows(
+        "product",
+        {"Trail Tent": {"net_sales": 500.0}, "Camp Stove": {"net_sales": 300.0}, "Headlamp": {"net_sales": 200.0}},
+        {"Trail Tent": {"net_sales": 90.0}, "Camp Stove": {"net_sales": 300.0}, "Headlamp": {"net_sales": 200.0}},
+    )
+    countries = rows(
+        "country",
+        {"US": {"net_sales": 600.0}, "CA": {"net_sales": 400.0}},
+        {"US": {"net_sales": 72.0 + 100 + 100}, "CA": {"net_sales": 18.0 + 200 + 100}},
+    )
+    return pd.DataFrame(products + countries)
+
+
+def test_the_product_that_dropped_is_the_top_driver_with_hand_worked_shares():
+    # Total: 590 against 1000 usual, a gap of −410.
+    drivers = explain(store_with_a_tent_drop(), metric=NET_SALES, date=DAY, actual=590.0, expected=1000.0)
+    by_slice = drivers.set_index(["dimension", "value"])
+
+    top = drivers.iloc[0]
+    assert (top["dimension"], top["value"]) == ("product", "Trail Tent")
+    assert top["expected"] == pytest.approx(500.0)
+    assert top["contribution"] == pytest.approx(-410.0)  # 90 − 500
+    assert top["share"] == pytest.approx(1.0)  # −410 / −410
+    assert top["change"] == pytest.approx(-0.82)  # 90 / 500 − 1
+    assert top["phrase"] == "product Trail Tent −82% vs usual Tuesdays, 100% of the drop"
+
+    assert by_slice.loc[("product", "Camp Stove"), "contribution"] == pytest.approx(0.0)
+    # Countries carry the drop along: US 272 − 600 = −328 → 328/410 = 80%, CA 318 − 400 = −82 → 20%.
+    assert by_slice.loc[("country", "US"), "share"] == pytest.approx(0.80)
+    assert by_slice.loc[("country", "CA"), "share"] == pytest.approx(0.20)
+    # US explains 80% of the drop but is 60% of sales (+20 points); Trail Tent explains 100% of it
+    # while being 50% of sales (+50 points): the tent ranks first, the US second.
+    assert by_slice.loc[("country", "US"), "usual_share"] == pytest.approx(0.60)
+    assert list(drivers["value"][:2]) == ["Trail Tent", "US"]
+    assert UNATTRIBUTED not in set(drivers["value"])
+
+
+def test_contributions_of_each_dimension_add_up_to_the_gap():
+    drivers = explain(store_with_a_tent_drop(), metric=NET_SALES, date=DAY, actual=590.0, expected=1000.0)
+    assert drivers.groupby("dimension")["contribution"].sum().tolist() == pytest.approx([-410.0, -410.0])
+
+
+def test_a_baseline_gap_the_slices_cannot_explain_is_shown_as_unattributed():
+    # The detector expected 1010, the slices' usual values add up to 1000: 10 of the 420 stay open.
+    drivers = explain(store_with_a_tent_drop(), metric=NET_SALES, date=DAY, actual=590.0, expected=1010.0)
+    rest = drivers[drivers["value"] == UNATTRIBUTED].set_index("dimension")
+    assert rest["contribution"].tolist() == pytest.approx([-10.0, -10.0])
+    assert rest.loc["product", "share"] == pytest.approx(10 / 420)
+    assert drivers.iloc[0]["value"] == "Trail Tent"
+    assert drivers.iloc[0]["share"] == pytest.approx(410 / 420)
+
+
+def test_a_ratio_metric_splits_into_rate_and_mix_that_sum_to_the_gap():
+    # Usual day: US 100 orders, 8000 gross (AOV 80); CA 50 orders, 6000 (AOV 120).
+    #   AOV = 14000 / 150 = 93.33; weights US 2/3, CA 1/3.
+    # On DAY: US 150 orders, 12000 (AOV 80, more orders); CA 50 orders, 5000 (AOV 100).
+    #   AOV = 17000 / 200 = 85; weights US 3/4, CA 1/4. Gap = 85 − 280/3 = −25/3 = −8.33.
+    # US: rate (80 − 80) × … = 0; mix (3/4 − 2/3) × ((80 + 80)/2 − 280/3) = 1/12 × −40/3 = −10/9.
+    # CA: rate (100 − 120) × (1/3 + 1/4)/2 = −35/6; mix (1/4 − 1/3) × ((120 + 100)/2 − 280/3)
+    #   = −1/12 × 50/3 = −25/18; total −65/9. Check: −10/9 − 65/9 = −75/9 = −25/3.
+    # Shares: US (10/9)/(25/3) = 2/15 = 13%, CA 13/15 = 87%.
+    slices = pd.DataFrame(rows(
+        "country",
+        {"US": {"gross_sales": 8000.0, "orders": 100.0}, "CA": {"gross_sales": 6000.0, "orders": 50.0}},
+        {"US": {"gross_sales": 12000.0, "orders": 150.0}, "CA": {"gross_sales": 5000.0, "orders": 50.0}},
+    ))
+    drivers = explain(slices, metric=AOV, date=DAY, actual=85.0, expected=280 / 3)
+    by_slice = drivers.set_index("value")
+
+    assert by_slice.loc["US", "rate_effect"] == pytest.approx(0.0)
+    assert by_slice.loc["US", "mix_effect"] == pytest.approx(-10 / 9)
+    assert by_slice.loc["CA", "rate_effect"] == pytest.approx(-35 / 6)
+    assert by_slice.loc["CA", "mix_effect"] == pytest.approx(-25 / 18)
+    assert drivers["contribution"].sum() == pytest.approx(-25 / 3)
+    assert by_slice.loc["CA", "share"] == pytest.approx(13 / 15)
+    assert drivers.iloc[0]["value"] == "CA"
+    assert by_slice.loc["CA", "expected"] == pytest.approx(120.0)  # the slice's own AOV
+    assert by_slice.loc["CA", "change"] == pytest.approx(100 / 120 - 1)
+    assert drivers.iloc[0]["phrase"] == "country CA Average order value −17% vs usual Tuesdays, 87% of the drop"
+
+
+def test_a_slice_new_on_the_day_is_explained_against_none():
+    frame = store_with_a_tent_drop()
+    launch = pd.DataFrame([{"date": DAY, "dimension": "product", "value": "Kayak", "net_sales": 700.0}])
+    slices = pd.concat([frame[frame["dimension"] == "product"], launch])
+    slices.loc[(slices["date"] == DAY) & (slices["value"] == "Trail Tent"), "net_sales"] = 500.0
+    # Only the kayak is new: 1700 against 1000, and the kayak is all of the +700.
+    drivers = explain(slices, metric=NET_SALES, date=DAY, actual=1700.0, expected=1000.0)
+    top = drivers.iloc[0]
+    assert top["value"] == "Kayak" and top["share"] == pytest.approx(1.0)
+    assert top["phrase"] == "product Kayak 700.00 vs none on usual Tuesdays, 100% of the rise"
+
+
+def test_only_the_metric_dimensions_are_explained():
+    # Orders cannot be split by product (an order holds several): product rows are ignored.
+    frame = store_with_a_tent_drop().rename(columns={"net_sales": "orders"})
+    drivers = explain(frame, metric=pack_for("ecommerce").metric("orders"), date=DAY, actual=590.0,
+                      expected=1000.0)
+    assert set(drivers["dimension"]) == {"country"}
+
+
+def test_missing_measure_columns_are_named():
+    with pytest.raises(ValueError, match=r"lack columns \['gross_sales', 'orders'\]"):
+        explain(store_with_a_tent_drop(), metric=AOV, date=DAY, actual=1.0, expected=2.0)
