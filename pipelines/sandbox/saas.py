@@ -107,10 +107,9 @@ class SaasSimulator:
         ]
 
     def generate(self, store: SandboxStore, until: int, progress: Progress) -> None:
+        """Walk every customer who signed up by `until`; write their state and the last 30 days' events."""
         window = (until - EVENT_RETENTION_DAYS * DAY, until)
         writer = _Writer(store, self.spec.workspace)
-        redeemed: Counter[str] = Counter()
-        last_redeemed: dict[str, int] = {}
         written = 0
         for day in self._days(self.start, local_date(until, self.spec.timezone)):
             for plan in self._signups(day):
@@ -118,37 +117,30 @@ class SaasSimulator:
                     break
                 life = CustomerLife(self.world, plan, events=window, render=self.renderer.render).run(until)
                 self._write_life(writer, life, since=None)
-                for when, coupon in life.redemptions:
-                    redeemed[coupon] += 1
-                    last_redeemed[coupon] = max(when, last_redeemed.get(coupon, when))
                 written += 1
             if day.day == 1:
                 progress(f"  {self.spec.workspace}: {day.isoformat()[:7]}, {written} customers")
-        self._write_catalog(writer, window, redeemed, last_redeemed)
+        self._write_catalog(writer, window)
         writer.flush()
 
     def advance(self, store: SandboxStore, since: int, until: int) -> dict[str, int]:
+        """Re-walk the customers with a change due and the new signups; write what changed in the window."""
         window = (since + 1, until)
         writer = _Writer(store, self.spec.workspace)
-        redeemed: Counter[str] = Counter()
-        last_redeemed: dict[str, int] = {}
         lives = (CustomerLife(self.world, plan, events=window, render=self.renderer.render).run(until)
                  for _, _, plan in store.due_plans(self.spec.workspace, SOURCE, until))
         for life in itertools.chain(lives, self._new_lives(since, until, window)):
             self._write_life(writer, life, since=since)
-            for when, coupon in life.redemptions:
-                if when > since:
-                    redeemed[coupon] += 1
-                    last_redeemed[coupon] = max(when, last_redeemed.get(coupon, when))
         # Redemptions change a coupon's times_redeemed; Stripe sends no event for that.
-        for coupon_id, count in sorted(redeemed.items()):
+        for coupon_id, count in sorted(writer.redeemed.items()):
             stored = store.get(self.spec.workspace, SOURCE, "coupon", coupon_id)
             body = dict(stored.body, times_redeemed=stored.body["times_redeemed"] + count)
-            writer.add("coupon", coupon_id, stored.created, last_redeemed[coupon_id], body)
+            writer.add("coupon", coupon_id, stored.created, writer.last_redeemed[coupon_id], body)
         writer.flush()
         return dict(sorted(writer.counts.items()))
 
     def truth(self, store: SandboxStore) -> dict[str, Any]:
+        """Counts, money sums and the MRR reference series at the store's clock, from the plans."""
         clock = store.clock
         tz = self.spec.timezone
         days = list(self._days(self.start, local_date(clock, tz)))
@@ -252,12 +244,11 @@ class SaasSimulator:
         for coupon in catalog.coupons.values():
             yield "coupon", catalog.coupon_body(coupon, redeemed[coupon.id])
 
-    def _write_catalog(self, writer: _Writer, window: tuple[int, int], redeemed: Counter[str],
-                       last_redeemed: dict[str, int]) -> None:
-        """Write the catalog (coupons with their redemption counts) and its creation events."""
+    def _write_catalog(self, writer: _Writer, window: tuple[int, int]) -> None:
+        """Write the catalog (coupons with the redemptions the writer saw) and its creation events."""
         created = self.world.catalog.created
-        for kind, body in self._catalog_bodies(redeemed):
-            writer.add(kind, body["id"], created, last_redeemed.get(body["id"], created), body)
+        for kind, body in self._catalog_bodies(writer.redeemed):
+            writer.add(kind, body["id"], created, writer.last_redeemed.get(body["id"], created), body)
             if window[0] <= created <= window[1]:
                 writer.event(catalog_event(self.world, kind, dict(body, times_redeemed=0) if kind == "coupon"
                                            else body))
@@ -283,6 +274,10 @@ class SaasSimulator:
         for event in life.events:
             writer.event(render.event(cus.id, event))
         writer.plan(cus.id, life.next_due, life.plan)
+        for when, coupon in life.redemptions:
+            if since is None or when > since:
+                writer.redeemed[coupon] += 1
+                writer.last_redeemed[coupon] = max(when, writer.last_redeemed.get(coupon, when))
 
 
 class _Writer:
@@ -293,6 +288,8 @@ class _Writer:
         self.rows: list[tuple] = []
         self.plans: list[tuple] = []
         self.counts: Counter[str] = Counter()
+        self.redeemed: Counter[str] = Counter()  # coupon redemptions among the customers written
+        self.last_redeemed: dict[str, int] = {}
 
     def add(self, kind: str, obj_id: str, created: int, updated: int, body: dict[str, Any],
             deleted: bool = False) -> None:
