@@ -77,7 +77,7 @@ FIXED_CODE_RATE = 0.03
 DRAFT_ORDER_RATE = 0.03
 EXPEDITED_RATE = 0.12
 DEFAULT_POOL_CAP = 100_000  # buyers who may come back; bounds memory on the large store
-FLUSH_ROWS = 4000  # objects buffered before a write: a day of the large store, a few of the small
+FLUSH_ROWS = 1500  # objects buffered before a write (~30 KB of Python objects each): bounds memory
 
 LINE_COUNTS, LINE_COUNT_CUM = (1, 2, 3, 4), tuple(accumulate((60, 25, 10, 5)))
 QUANTITIES, QUANTITY_CUM = (1, 2, 3), tuple(accumulate((80, 15, 5)))
