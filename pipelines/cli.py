@@ -43,7 +43,8 @@ def _open_store(args: argparse.Namespace):
 
 
 def _add_store_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", choices=["small", "large"], default="small", help="demo or benchmark business")
+    parser.add_argument("--size", choices=["tiny", "small", "large"], default="small",
+                        help="small: the demo; large: the benchmark; tiny: a quick four-month sample")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default %(default)s)")
     parser.add_argument(
         "--as-of", type=date.fromisoformat, default=date.today(), help="last simulated day, YYYY-MM-DD (default today)"

@@ -38,6 +38,21 @@ class BusinessSpec:
 
 
 SIZES: dict[str, list[BusinessSpec]] = {
+    # For tests and quick looks: the same three businesses over four months, at a fraction of the volume.
+    "tiny": [
+        BusinessSpec(
+            "demo-us-store", "shopify", "Summit Outdoor Supply", "USD", "America/New_York",
+            {"orders_per_day": 20, "products": 12, "countries": ["US", "CA", "GB"], "history_days": 120},
+        ),
+        BusinessSpec(
+            "demo-br-store", "shopify", "Loja Verde Brasil", "BRL", "America/Sao_Paulo",
+            {"orders_per_day": 8, "products": 8, "countries": ["BR", "PT"], "history_days": 120},
+        ),
+        BusinessSpec(
+            "demo-saas", "stripe", "Metricly Analytics", "USD", "America/Los_Angeles",
+            {"customers": 250, "currencies": ["usd", "eur", "jpy"], "history_days": 120},
+        ),
+    ],
     "small": [
         BusinessSpec(
             "demo-us-store", "shopify", "Summit Outdoor Supply", "USD", "America/New_York",
@@ -67,6 +82,13 @@ SIZES: dict[str, list[BusinessSpec]] = {
         ),
     ],
 }
+
+
+def history_days(size: str) -> int:
+    """Days of simulated history before the as-of day for `size`."""
+    if size not in SIZES:
+        raise ValueError(f"unknown sandbox size {size!r}; choose one of {', '.join(SIZES)}")
+    return max(int(spec.scale.get("history_days", HISTORY_DAYS)) for spec in SIZES[size])
 
 
 def rng(seed: int, *parts: object) -> random.Random:
@@ -157,7 +179,7 @@ def generate(
     store: SandboxStore, *, seed: int, size: str, as_of: date, progress: Progress = lambda _: None
 ) -> None:
     """Fill an empty store with `size`'s businesses, simulated up to the end of day `as_of`."""
-    start = as_of - timedelta(days=HISTORY_DAYS)
+    start = as_of - timedelta(days=history_days(size))
     sims = simulators(seed, size, start)
     # End of as_of in UTC: every business has lived through its whole as_of day (UTC-based clock).
     until = int(datetime.combine(as_of + timedelta(days=1), time(0), timezone.utc).timestamp()) - 1
