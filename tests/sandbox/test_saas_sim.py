@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import statistics
 import threading
 from collections import Counter
@@ -48,19 +47,8 @@ def end_of(day: date) -> int:
     return int(datetime.combine(day + timedelta(days=1), time(0), UTC).timestamp()) - 1
 
 
-def open_store(path: Path) -> SandboxStore:
-    store = SandboxStore.__new__(SandboxStore)
-    try:
-        SandboxStore.__init__(store, path)
-    except sqlite3.OperationalError:
-        # store.py runs executescript() inside its own transaction; executescript commits by itself,
-        # so the closing COMMIT fails although the schema is in place.
-        pass
-    return store
-
-
 def build(path: Path, sim: SaasSimulator, until: int) -> SandboxStore:
-    store = open_store(path)
+    store = SandboxStore(path)
     store.put_account(WORKSPACE, "stripe", sim.account())
     sim.generate(store, until, lambda _: None)
     store.set_clock(until)
