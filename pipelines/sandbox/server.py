@@ -104,7 +104,10 @@ class Sandbox:
 
     def start(self) -> "Sandbox":
         for name, server in self.servers.items():
-            thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{name}", daemon=True)
+            # A short poll interval makes stop() quick; idle polling costs next to nothing.
+            thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{name}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         return self

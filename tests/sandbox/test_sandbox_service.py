@@ -1,0 +1,138 @@
+"""The sandbox as a service: `abos sandbox serve`, determinism over HTTP, the clock, truth, caching."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+import requests
+
+from pipelines.sandbox.server import Sandbox, build_store
+from pipelines.sandbox.simulator import truth
+
+AS_OF = date(2026, 11, 20)
+ABOS = str(Path(sys.executable).parent / "abos")
+
+ORDERS_QUERY = """query($after: String) { orders(first: 25, after: $after, sortKey: ID) {
+  pageInfo { hasNextPage endCursor }
+  nodes { id name updatedAt test cancelledAt email totalPriceSet { shopMoney { amount currencyCode } }
+          lineItems(first: 5) { nodes { id quantity originalUnitPriceSet { shopMoney { amount } } } } } } }"""
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    return build_store(tmp_path_factory.mktemp("sandbox") / "tiny.sqlite", size="tiny", seed=7, as_of=AS_OF)
+
+
+def _responses(sandbox: Sandbox) -> list[bytes]:
+    """A fixed set of API calls; their raw bodies (headers such as Request-Id differ by design)."""
+    info = sandbox.connection_info()
+    shop = info["shopify"]["workspaces"]["demo-us-store"]
+    stripe = info["stripe"]["workspaces"]["demo-saas"]
+    bodies = []
+    after = None
+    for _ in range(3):  # three pages fit in the cost bucket without waiting for it to refill
+        response = requests.post(
+            f"{shop['base_url']}/admin/api/2026-10/graphql.json",
+            json={"query": ORDERS_QUERY, "variables": {"after": after}},
+            headers={"X-Shopify-Access-Token": shop["access_token"]},
+            timeout=30,
+        )
+        payload = response.json()
+        payload.pop("extensions", None)  # throttle state depends on wall-clock time
+        bodies.append(json.dumps(payload, sort_keys=True).encode())
+        after = payload["data"]["orders"]["pageInfo"]["endCursor"]
+    for path in ("/v1/customers", "/v1/subscriptions?status=all", "/v1/invoices", "/v1/events"):
+        sep = "&" if "?" in path else "?"
+        response = requests.get(
+            f"{stripe['base_url']}{path}{sep}limit=100", headers={"Authorization": f"Bearer {stripe['api_key']}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        bodies.append(response.content)
+    return bodies
+
+
+def test_same_seed_gives_identical_api_responses(tiny_store, tmp_path):
+    twin = build_store(tmp_path / "twin.sqlite", size="tiny", seed=7, as_of=AS_OF)
+    other = build_store(tmp_path / "other.sqlite", size="tiny", seed=8, as_of=AS_OF)
+    with Sandbox(tiny_store) as first, Sandbox(twin) as second, Sandbox(other) as third:
+        ours, theirs, different = _responses(first), _responses(second), _responses(third)
+    assert len(ours) > 5
+    assert ours == theirs
+    assert ours != different
+
+
+def test_store_is_reused_only_when_parameters_match(tiny_store, tmp_path):
+    path = tmp_path / "cached.sqlite"
+    build_store(path, size="tiny", seed=7, as_of=AS_OF).close()
+    stamp = path.stat().st_mtime_ns
+    messages = []
+    build_store(path, size="tiny", seed=7, as_of=AS_OF, progress=messages.append).close()
+    assert path.stat().st_mtime_ns == stamp and any("reusing" in m for m in messages)
+    rebuilt = build_store(path, size="tiny", seed=9, as_of=AS_OF)
+    assert rebuilt.get_meta("params")["seed"] == 9
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_advancing_the_clock_changes_objects_and_the_truth(tmp_path):
+    store = build_store(tmp_path / "advance.sqlite", size="tiny", seed=3, as_of=AS_OF)
+    before = truth(store)
+    with Sandbox(store) as sandbox:
+        clock = requests.get(f"{sandbox.shopify_url}/_sandbox/clock", timeout=10).json()["clock"]
+        result = requests.post(f"{sandbox.stripe_url}/_sandbox/advance", json={"days": 7}, timeout=120).json()
+        assert requests.get(f"{sandbox.shopify_url}/_sandbox/clock", timeout=10).json()["clock"] == clock + 7 * 86400
+        assert requests.post(f"{sandbox.shopify_url}/_sandbox/advance", json={"days": -1}, timeout=10).status_code == 400
+        after = requests.get(f"{sandbox.shopify_url}/_sandbox/truth", timeout=120).json()
+    assert result["changed"]["demo-us-store"]["order"] > 0
+    assert result["changed"]["demo-saas"]
+    assert after["workspaces"]["demo-us-store"]["counts"]["orders"] > before["workspaces"]["demo-us-store"]["counts"]["orders"]
+    assert after["workspaces"]["demo-saas"]["counts"]["invoices"] > before["workspaces"]["demo-saas"]["counts"]["invoices"]
+    # Orders changed by the advance carry updatedAt values inside the advanced week.
+    changed = store.query("demo-us-store", "shopify", "order", order_by="updated", updated={"gt": clock})
+    assert changed and all(clock < o.updated <= clock + 7 * 86400 for o in changed)
+
+
+def test_serve_command_prints_connection_info_and_stops_on_sigterm(tmp_path):
+    env = {**os.environ, "ABOS_HOME": str(tmp_path / "home")}
+    process = subprocess.Popen(
+        [ABOS, "sandbox", "serve", "--size", "tiny", "--seed", "5", "--as-of", AS_OF.isoformat(),
+         "--shopify-port", "0", "--stripe-port", "0", "--faults", "stripe:5xx=0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        info = json.loads(process.stdout.readline())
+        shop = info["shopify"]["workspaces"]["demo-br-store"]
+        token = requests.post(
+            f"{shop['base_url']}/admin/oauth/access_token",
+            data={"grant_type": "client_credentials", "client_id": shop["client_id"],
+                  "client_secret": shop["client_secret"]},
+            timeout=10,
+        ).json()["access_token"]
+        response = requests.post(
+            f"{shop['base_url']}/admin/api/2026-10/graphql.json", json={"query": "{ shop { currencyCode ianaTimezone } }"},
+            headers={"X-Shopify-Access-Token": token}, timeout=10,
+        )
+        assert response.json()["data"]["shop"] == {"currencyCode": "BRL", "ianaTimezone": "America/Sao_Paulo"}
+        stripe = info["stripe"]["workspaces"]["demo-saas"]
+        customers = requests.get(f"{stripe['base_url']}/v1/customers", auth=(stripe["api_key"], ""), timeout=10)
+        assert customers.status_code == 200 and customers.json()["object"] == "list"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+def test_bad_fault_spec_is_refused_with_the_syntax(tmp_path):
+    env = {**os.environ, "ABOS_HOME": str(tmp_path / "home")}
+    result = subprocess.run(
+        [ABOS, "sandbox", "serve", "--fixtures", str(Path(__file__).parents[1] / "fixtures" / "stripe_small.json"),
+         "--faults", "503=0.1"], capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "[server:]kind=share" in result.stderr
