@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -26,40 +25,19 @@ from pipelines.sandbox.fixtures import load_fixtures
 from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.shopify_api import SCHEMA_PATH
 from pipelines.sandbox.simulator import parse_iso
-from pipelines.sandbox.store import SCHEMA, SandboxStore
+from pipelines.sandbox.store import SandboxStore
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "shopify_small.json"
 SHOP = "test-shop"
 DOC = json.loads(FIXTURE.read_text())["workspaces"][SHOP]["shopify"]
 
 
-class _Store(SandboxStore):
-    # SandboxStore.__init__ runs executescript inside its own transaction, which Python 3.11's
-    # sqlite3 commits early ("cannot commit - no transaction is active"); create the tables directly.
-    def __init__(self, path: Path):
-        self.path = path
-        self._local = threading.local()
-        self._write_lock = threading.RLock()
-        self.conn.executescript(SCHEMA)
-
-
-@pytest.fixture(scope="module")
-def running(tmp_path_factory):
-    """One sandbox for the module: stopping one takes a second (serve_forever's poll interval)."""
-    with Sandbox(_Store(tmp_path_factory.mktemp("shopify") / "sandbox.db")) as sandbox:
-        yield sandbox
-
-
 @pytest.fixture
-def sandbox(running):
-    """The module's sandbox, reset to the fixture: objects, accounts, tokens, buckets, faults, log."""
-    running.store.conn.execute("delete from objects")
-    running.store.conn.execute("delete from accounts")
-    load_fixtures(running.store, FIXTURE)
-    running.servers["shopify"].context.clear()
-    running.faults.rates = {}
-    running.requests.clear()
-    return running
+def sandbox(tmp_path):
+    store = SandboxStore(tmp_path / "sandbox.db")
+    load_fixtures(store, FIXTURE)
+    with Sandbox(store) as running:
+        yield running
 
 
 class Client:
