@@ -261,7 +261,7 @@ def test_all_movement_types_occur_and_add_up(generated):
 
 
 def test_injected_anomalies_stand_out(tmp_path):
-    sim = make_sim(customers=1500, history_days=120)
+    sim = make_sim(customers=1000, history_days=100)
     store = build(tmp_path / "anomalies.db", sim, end_of(AS_OF))
     daily = sim.truth(store)["mrr"]["daily"]
     churn_spike, campaign = sim.anomalies()
