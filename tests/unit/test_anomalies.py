@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from pipelines.insights.anomalies import cadence, detect, detect_many, week_over_week
+from pipelines.insights.synthetic import metric_frame
 
 # Mon..Sun shape of a store's week: Friday busiest, weekend quiet.
 WEEK = np.array([1000.0, 1100.0, 1050.0, 1000.0, 1200.0, 700.0, 600.0])
@@ -190,3 +191,17 @@ def test_series_that_are_not_daily_or_hourly_are_refused(index, message):
 def test_a_seasonality_that_does_not_fit_the_data_is_refused():
     with pytest.raises(ValueError, match="does not fit daily data"):
         detect(weekly(60), seasonality="daily")
+
+
+def test_synthetic_scan_finds_the_injected_anomalies():
+    synthetic = metric_frame(workspaces=5, metrics=10, days=400, seed=3)
+    assert synthetic.frame.shape == (400, 50)
+    again = metric_frame(workspaces=5, metrics=10, days=400, seed=3)
+    pd.testing.assert_frame_equal(synthetic.frame, again.frame)  # seeded: the same input every time
+
+    found = detect_many(synthetic.frame, anomalies_only=True).index.to_frame(index=False)
+    hits = synthetic.truth.merge(found, on=["workspace", "metric", "date"])
+    assert len(synthetic.truth) > 50
+    # Injected anomalies are ×1.6 or more, ×0.5 or less, or shifts of ×1.5 / ×0.6, on metrics
+    # whose noise is 5% (amounts) or Poisson (counts, some of them small): most must be found.
+    assert len(hits) / len(synthetic.truth) >= 0.85, f"{len(hits)} of {len(synthetic.truth)} found"
