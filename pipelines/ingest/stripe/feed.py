@@ -131,9 +131,11 @@ class StripeFeed:
             if resync:  # the retained events narrow the gap the expired cursor left in history
                 replayed += [e for e in page if ((e.get("data") or {}).get("object") or {}).get("object")
                              == "subscription"]
+        listed_items = {sub_id: found[0].items for sub_id, found in versions.items()}
         for event in reversed(replayed):
             obj = to_pinned_shape(event["data"]["object"])
-            versions[obj["id"]].append(Version(event["created"], self._subscription_row(obj), self._item_rows(obj)))
+            items = self._item_rows(obj, known=listed_items.get(obj["id"]))
+            versions[obj["id"]].append(Version(event["created"], self._subscription_row(obj), items))
         for sub_versions in versions.values():
             sub_versions.sort(key=lambda v: v.valid_from)  # stable: the event beats the listing on a tie
         yield from self._history(versions)
