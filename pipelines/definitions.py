@@ -1,10 +1,27 @@
 """THE Dagster Definitions: assembles every pipeline stage (ingest, transform, insights, deliver).
 
-Stages register here as they are built; `dagster definitions validate` must pass at every step.
+Tenants come from `workspaces.yaml` (ABOS_WORKSPACES) and the warehouse from ABOS_WAREHOUSE_URL,
+both read once here through settings.
 """
 
-from __future__ import annotations
-
 import dagster as dg
+from dagster_dlt import DagsterDltResource
 
-defs = dg.Definitions(assets=[])
+from pipelines.ingest.assets import ingest_assets
+from pipelines.ingest.pipeline import source_builder
+from pipelines.settings import load_settings
+from pipelines.workspaces import load_workspaces
+
+settings = load_settings()
+workspaces = load_workspaces(settings.workspaces_file)
+
+ingest = [
+    assets
+    for assets in (ingest_assets(source, source_builder(source), workspaces, settings) for source in ("shopify", "stripe"))
+    if assets is not None
+]
+
+defs = dg.Definitions(
+    assets=[*ingest],
+    resources={"dlt": DagsterDltResource()},
+)

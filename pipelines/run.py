@@ -39,7 +39,6 @@ def run_all(
     if not assets:
         progress("no pipeline stages are defined yet; nothing to materialize")
         return {"assets": 0, "runs": {}}
-    resources = defs.resources or {}
     runs: dict[str, object] = {}
     failed: list[str] = []
     with dagster_instance(settings) as instance:
@@ -48,9 +47,9 @@ def run_all(
             if not keys:
                 continue
             progress(f"{workspace.id}: materializing {len(keys)} assets")
+            # The assets come from the resolved Definitions, so their resources are already bound.
             result = dg.materialize(
-                assets, selection=keys, partition_key=workspace.id, instance=instance,
-                resources=resources, raise_on_error=False,
+                assets, selection=keys, partition_key=workspace.id, instance=instance, raise_on_error=False
             )
             runs[workspace.id] = {"success": result.success, "run_id": result.run_id, "assets": len(keys)}
             if not result.success:
@@ -58,8 +57,7 @@ def run_all(
         shared = [key for a in assets if a.partitions_def is None for key in a.keys]
         if shared:
             progress(f"materializing {len(shared)} shared assets")
-            result = dg.materialize(assets, selection=shared, instance=instance, resources=resources,
-                                    raise_on_error=False)
+            result = dg.materialize(assets, selection=shared, instance=instance, raise_on_error=False)
             runs["shared"] = {"success": result.success, "run_id": result.run_id, "assets": len(shared)}
             if not result.success:
                 failed.append("shared")

@@ -4,12 +4,11 @@ Asset keys equal the raw tables' warehouse names (`["shopify", "orders"]`, `["st
 which are also the dbt sources' keys, so the dbt assets connect downstream with no wiring.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
+from dagster import AssetExecutionContext
 import dlt
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
@@ -77,12 +76,11 @@ def ingest_assets(
         dlt_source=template,
         dlt_pipeline=dlt_pipeline(source_name, users[0].id, settings),
         name=f"ingest_{source_name}",
-        group_name=f"ingest_{source_name}",
         dagster_dlt_translator=RawTableTranslator(settings.warehouse.kind),
         partitions_def=partitions,
         pool=f"{source_name}_api",
     )
-    def _ingest(context: dg.AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
+    def _ingest(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
         workspace: Workspace = workspaces.get(context.partition_key)
         stats = SyncStats()
         try:
