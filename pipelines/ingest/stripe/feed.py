@@ -116,7 +116,7 @@ class StripeFeed:
         self.cursor = {"id": newest[0]["id"], "created": newest[0]["created"]} if newest else None
         # Any change after the newest event would have its own event, so listed objects are in
         # their state as of that event; the next sync replays whatever happens from here on.
-        as_of = newest[0]["created"] if newest else None
+        as_of = newest[0]["created"] if newest else int(time.time())
         versions: dict[str, list[Version]] = defaultdict(list)
         for table, path, params in LISTS:
             listed: set[str] = set()
@@ -140,13 +140,12 @@ class StripeFeed:
             sub_versions.sort(key=lambda v: v.valid_from)  # stable: the event beats the listing on a tie
         yield from self._history(versions)
 
-    def _windows(self, path: str, params: dict[str, Any], top: int | None) -> Iterator[list[dict[str, Any]]]:
+    def _windows(self, path: str, params: dict[str, Any], top: int) -> Iterator[list[dict[str, Any]]]:
         """Pages of a list, newest window first: `[top - span, ∞)`, then older `[gte, lt)` windows.
 
         The first window is open above, so objects created during the sync are not missed; a
         window with less than a page doubles the next one, so sparse history costs few requests.
         """
-        top = top or int(time.time())
         span = FIRST_WINDOW
         upper: int | None = None
         lower = top - span
@@ -166,7 +165,7 @@ class StripeFeed:
             lower = upper - span
 
     def _snapshot_batches(
-        self, table: str, page: list[dict[str, Any]], versions: dict[str, list[Version]], as_of: int | None
+        self, table: str, page: list[dict[str, Any]], versions: dict[str, list[Version]], as_of: int
     ) -> Iterator[Batch]:
         discounts = [d for obj in page for d in discount_objects(obj)]
         if discounts:
@@ -178,7 +177,7 @@ class StripeFeed:
                 row, item_rows = self._subscription_row(obj), self._item_rows(obj, complete=True)
                 subs.append(row)
                 items += item_rows
-                valid_from = max(as_of or obj["created"], obj["created"])
+                valid_from = max(as_of, obj["created"])
                 versions[obj["id"]].append(Version(valid_from, dict(row), [dict(i) for i in item_rows]))
             yield Batch("subscriptions", subs)
             yield Batch("subscription_items", items)
@@ -188,7 +187,7 @@ class StripeFeed:
         else:
             yield Batch(table, [self._row(obj) for obj in objects])
 
-    def _tombstones(self, table: str, listed: set[str], as_of: int | None) -> Iterator[Batch]:
+    def _tombstones(self, table: str, listed: set[str], as_of: int) -> Iterator[Batch]:
         """Mark rows deleted that a resync no longer lists: they were deleted while the cursor was stale."""
         gone = existing.live_ids(table, self.workspace_id) - listed
         if not gone:
