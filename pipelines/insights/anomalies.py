@@ -1,9 +1,10 @@
 """Anomaly detection on daily or hourly metric series, judged only on each point's past.
 
-The method (see docs/anomalies.md): a point's *expected* value is a recent level plus a seasonal
-profile, both medians, so spikes in the history barely move them. The band is `sensitivity` robust
-standard deviations of recent forecast errors. Excursions that last are one episode: only the first
-point is flagged, and the level (the median of the last cycle) re-anchors after half a cycle.
+The method (see docs/anomalies.md): a point's *expected* value is a recent level times (for
+positive series; plus, otherwise) a seasonal profile, both medians, so spikes in the history barely
+move them. The band is `sensitivity` robust standard deviations of recent forecast errors.
+Excursions that last are one episode: only the first point is flagged, and the level (the median
+of the last cycle) re-anchors after half a cycle.
 
 Everything runs on a (series × time) matrix at once, so scanning thousands of series costs a few
 vectorized numpy passes, not a Python loop per point.
@@ -119,6 +120,8 @@ def detect_many(
     Returns:
         A long frame indexed by (column label..., timestamp), with the columns of `detect`.
     """
+    if frame.shape[1] == 0:
+        raise ValueError("detect_many needs at least one series (column)")
     rhythm = cadence(frame.index, seasonality)
     grid = pd.date_range(frame.index.min(), frame.index.max(), freq=rhythm.step, name=frame.index.name)
     if not frame.index.isin(grid).all():
