@@ -178,6 +178,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dbt(args: argparse.Namespace) -> int:
+    """Run dbt in dbt_project/ against the warehouse in ABOS_WAREHOUSE_URL."""
+    import subprocess
+
+    from pipelines.transform import DBT_PROJECT_DIR, dbt_env
+
+    dbt = Path(sys.executable).parent / "dbt"
+    env = {**os.environ, **dbt_env(load_settings()), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
+    return subprocess.run([str(dbt), *args.dbt_args], cwd=DBT_PROJECT_DIR, env=env).returncode
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the sandbox and run the whole pipeline over the demo workspaces."""
     from pipelines.sandbox.server import Sandbox
@@ -218,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("source", choices=["shopify", "stripe"])
     ingest.add_argument("workspace", help="a workspace id from workspaces.yaml")
     ingest.set_defaults(func=cmd_ingest)
+
+    dbt = commands.add_parser("dbt", help="run dbt against the configured warehouse, e.g. `abos dbt build`")
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="arguments passed to dbt")
+    dbt.set_defaults(func=cmd_dbt)
 
     sandbox = commands.add_parser("sandbox", help="the simulated Shopify and Stripe businesses").add_subparsers(
         dest="sandbox_command", required=True

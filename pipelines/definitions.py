@@ -10,6 +10,7 @@ from dagster_dlt import DagsterDltResource
 from pipelines.ingest.assets import ingest_assets
 from pipelines.ingest.pipeline import source_builder
 from pipelines.settings import load_settings
+from pipelines.transform.assets import dbt_resource, transform_assets
 from pipelines.workspaces import load_workspaces
 
 settings = load_settings()
@@ -22,6 +23,6 @@ ingest = [
 ]
 
 defs = dg.Definitions(
-    assets=[*ingest],
-    resources={"dlt": DagsterDltResource()},
+    assets=[*ingest, *transform_assets(workspaces, settings)],
+    resources={"dlt": DagsterDltResource(), "dbt": dbt_resource()},
 )

@@ -1,0 +1,100 @@
+"""The dbt project as Dagster assets (dagster-dbt), plus the `reference.workspaces` table dbt reads.
+
+One translator keys sources as `[source, table]` (the dlt assets' keys, so lineage connects with no
+wiring) and models by name, and groups nodes by their folder: staging, marts, metrics. dbt tests
+become asset checks. The manifest is built at install time (`make install` runs `dbt parse`),
+never parsed on import.
+"""
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import dlt
+from dagster import AssetExecutionContext
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from pipelines.ingest.pipeline import dlt_destination, warehouse_write_lock
+from pipelines.settings import Settings
+from pipelines.transform import DBT_PROJECT_DIR, dbt_env, manifest_path
+from pipelines.workspaces import Workspaces
+
+FOLDER_GROUPS = {"staging": "staging", "intermediate": "marts", "marts": "marts", "metrics": "metrics"}
+
+
+class AbosDbtTranslator(DagsterDbtTranslator):
+    """Sources keep their `[schema, table]` keys; models are keyed by name and grouped by folder."""
+
+    def __init__(self, warehouse_kind: str):
+        super().__init__()
+        self.warehouse_kind = warehouse_kind
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        node = manifest["sources"].get(unique_id) or manifest["nodes"].get(unique_id, {})
+        if node.get("resource_type") == "source":
+            return spec
+        folder = node.get("fqn", ["", ""])[1] if len(node.get("fqn", [])) > 2 else "staging"
+        return spec.replace_attributes(
+            key=dg.AssetKey([node["name"]]),
+            group_name=FOLDER_GROUPS.get(folder, "staging"),
+            kinds={"dbt", self.warehouse_kind},
+        )
+
+
+def dbt_project() -> DbtProject:
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+    project.prepare_if_dev()  # under `dagster dev` only; elsewhere `make install` built it
+    if not manifest_path().exists():
+        raise FileNotFoundError(
+            f"{manifest_path()} is missing: run `make install` (it runs `dbt parse` in dbt_project/)"
+        )
+    return project
+
+
+def dbt_resource() -> DbtCliResource:
+    """The dbt CLI of this virtualenv (it may not be on PATH when Dagster runs)."""
+    return DbtCliResource(
+        project_dir=os.fspath(DBT_PROJECT_DIR),
+        profiles_dir=os.fspath(DBT_PROJECT_DIR),
+        dbt_executable=os.fspath(Path(sys.executable).parent / "dbt"),
+    )
+
+
+def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.AssetsDefinition]:
+    """The workspaces reference table and every dbt model, seed and test."""
+
+    @dg.asset(
+        key=["reference", "workspaces"],
+        group_name="staging",
+        kinds={"python", settings.warehouse.kind},
+        description="One row per workspace from workspaces.yaml: timezone and reporting currency for dbt.",
+    )
+    def workspaces_table(context: AssetExecutionContext) -> dg.MaterializeResult:
+        rows = [
+            {"workspace_id": w.id, "name": w.name, "vertical": w.vertical, "timezone": w.timezone,
+             "currency": w.currency}
+            for w in workspaces
+        ]
+        pipeline = dlt.pipeline(
+            pipeline_name="reference", pipelines_dir=str(settings.home / "dlt"),
+            destination=dlt_destination(settings.warehouse), dataset_name="reference",
+        )
+        with warehouse_write_lock(settings):
+            pipeline.run(rows, table_name="workspaces", write_disposition="replace", primary_key="workspace_id")
+        return dg.MaterializeResult(metadata={"workspaces": len(rows), "ids": ", ".join(w.id for w in workspaces)})
+
+    @dbt_assets(
+        manifest=dbt_project().manifest_path,
+        dagster_dbt_translator=AbosDbtTranslator(settings.warehouse.kind),
+        name="dbt_models",
+    )
+    def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        os.environ.update(dbt_env(settings))
+        with warehouse_write_lock(settings):
+            yield from dbt.cli(["build"], context=context).stream()
+
+    return [workspaces_table, dbt_models]
