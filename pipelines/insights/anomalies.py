@@ -264,15 +264,17 @@ def _baselines(padded: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.ndar
         ratio = np.ones_like(padded)
     with np.errstate(divide="ignore", invalid="ignore"):
         level = _recent_median(np.where(ratio > 0, padded / ratio, np.nan), cycle)
+    # The additive model is only needed where the ratio model cannot say: series with a cycle
+    # median, a profile ratio or a level of 0 or less. Elsewhere both models have the same
+    # warm-up, and most business series never touch zero, so skipping them halves the work.
+    with np.errstate(invalid="ignore"):
+        unsure = (ratio <= 0) | (level <= 0)
+    if rhythm.seasonal:
+        unsure |= np.repeat(middle[..., 0] <= 0, cycle, axis=1)
     level = np.where(level > 0, level, np.nan)
     multiplicative = level * ratio
 
-    # The additive model is only needed where the ratio model could not say: series that touch
-    # zero or go negative. Most business series never do, and skipping them halves the work.
     additive = np.full_like(padded, np.nan)
-    unsure = np.isnan(multiplicative) & ~np.isnan(ratio)
-    if rhythm.seasonal:
-        unsure |= np.repeat(middle[..., 0] <= 0, cycle, axis=1)
     rows = np.flatnonzero(unsure.any(axis=1))
     if len(rows):
         subset = padded[rows]
@@ -328,8 +330,11 @@ def _median(columns: list[np.ndarray], *, min_count: int) -> np.ndarray:
         present = ~np.isnan(column)
         count += present
         keys.append(np.where(present, column, np.inf))
+    spare = np.empty_like(keys[0])  # in-place passes: fresh multi-MB arrays cost page faults
     for i, j in _sorting_network(len(keys)):
-        keys[i], keys[j] = np.minimum(keys[i], keys[j]), np.maximum(keys[i], keys[j])
+        np.minimum(keys[i], keys[j], out=spare)
+        np.maximum(keys[i], keys[j], out=keys[j])
+        keys[i], spare = spare, keys[i]
     # Read the middle of each element's present values; the common full count needs no selection.
     full = len(keys)
     low, high = keys[(full - 1) // 2].copy(), keys[full // 2].copy()
