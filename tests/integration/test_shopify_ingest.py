@@ -61,6 +61,9 @@ SUM_COLUMNS = {
 }
 KEY_COLUMNS = {"order_discount_applications": "order_id, index"}
 FAULTS_20 = "429=0.05,5xx=0.05,throttled=0.05,truncate=0.05"
+# Tests run the shops on Shopify's largest plan (2000 points/s) so paging is quick; the pacing test
+# shrinks the bucket until every page has to wait for it.
+FAST_PLAN = {"maximum_available": 20000.0, "restore_rate": 2000.0}
 
 
 # -- the simulated shops -----------------------------------------------------------------------------
@@ -89,9 +92,11 @@ def template_store(tmp_path_factory) -> Path:
 class ShopSandbox:
     """The fake Shopify API over a private copy of the simulated shops."""
 
-    def __init__(self, store_path: Path, monkeypatch, faults: str | None = None):
+    def __init__(self, store_path: Path, monkeypatch, faults: str | None = None, throttle: dict = FAST_PLAN):
         self.store = SandboxStore(store_path)
         self.sims = {sim.spec.workspace: sim for sim in _simulators()}
+        for workspace, account in self.store.accounts("shopify").items():
+            self.store.put_account(workspace, "shopify", {**account, "throttle": throttle})
         self.server = Sandbox(self.store, faults=Faults.parse(faults, seed=5)).start()
         self.info = self.server.connection_info()["shopify"]["workspaces"]
         self.monkeypatch = monkeypatch
@@ -402,6 +407,24 @@ def test_sync_with_20_percent_faults_is_exact(shop_store, monkeypatch, duck_sett
         retries = sum(s.retries for s in (*first.values(), *second.values()))
         assert retries >= len(faults)  # every faulty response was retried, none was taken as data
         assert sum(s.throttle_wait_seconds for s in (*first.values(), *second.values())) > 0
+    finally:
+        sandbox.stop()
+
+
+def test_paces_to_the_restore_rate_instead_of_being_throttled(shop_store, monkeypatch, duck_settings):
+    # A bucket that holds about one page: every page must wait for the bucket to refill.
+    tight = {"maximum_available": 900.0, "restore_rate": 1000.0}
+    sandbox = ShopSandbox(shop_store, monkeypatch, throttle=tight)
+    try:
+        sync("shopify", sandbox.workspace("shop-us"), duck_settings)
+        sandbox.advance(days=2)
+        mark = len(sandbox.server.requests)
+        stats = sync("shopify", sandbox.workspace("shop-us"), duck_settings).stats
+        pages = [e for e in sandbox.log(mark) if e.get("operation", "").endswith("Page")]
+        assert len(pages) > 3
+        assert not any(e.get("throttled") for e in sandbox.log(mark))
+        assert stats.throttle_wait_seconds > 0
+        assert_matches_truth(duck_settings, sandbox, ["shop-us"])
     finally:
         sandbox.stop()
 

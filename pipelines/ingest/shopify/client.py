@@ -36,7 +36,8 @@ BACKOFF_FACTOR = 0.25  # seconds; doubles per attempt
 MAX_RETRY_DELAY = 30.0
 REQUEST_TIMEOUT = 120.0
 TOKEN_RENEW_MARGIN = 0.1  # renew a granted token when less than 10% of its life is left
-BULK_POLL_START, BULK_POLL_MAX = 0.2, 5.0  # seconds between bulk operation polls
+MAX_QUERY_COST = 1000.0  # Shopify's single-query limit: the most an operation not seen yet can cost
+BULK_POLL_START, BULK_POLL_MAX = 0.1, 5.0  # seconds between bulk operation polls
 BULK_DONE = {"COMPLETED", "FAILED", "CANCELED", "EXPIRED"}
 
 
@@ -168,8 +169,8 @@ class ShopifyClient:
     def _on_response(self, response: Response, *args: Any, **kwargs: Any) -> Response:
         """Runs after every HTTP attempt: count it, read the cost, wait out THROTTLED."""
         self.stats.requests += 1
-        if not response.request.url.endswith("/graphql.json") or response.status_code != 200:
-            return response
+        if not _is_json(response) or response.status_code != 200:
+            return response  # bulk results stream to a file instead
         payload = response.json()  # a truncated body raises here, inside the retried send
         cost = (payload.get("extensions") or {}).get("cost") or {}
         if cost.get("throttleStatus"):
@@ -183,16 +184,15 @@ class ShopifyClient:
 
     @staticmethod
     def _is_throttled(response: Response) -> bool:
-        return response.status_code == 200 and response.url.endswith("/graphql.json") and _throttled(response.json())
+        return response.status_code == 200 and _is_json(response) and _throttled(response.json())
 
     def execute(self, query: str, variables: dict[str, Any] | None = None, *, operation: str) -> dict[str, Any]:
         """Run one GraphQL operation and return its `data`; raises on errors."""
-        expected = self._costs.get(operation)
-        if expected:
-            wait = self.bucket.wait_for(expected)
-            if wait:
-                self.stats.throttle_wait_seconds += wait
-                self.sleep(wait)
+        # An operation not seen yet may cost up to the single-query limit.
+        wait = self.bucket.wait_for(self._costs.get(operation, MAX_QUERY_COST))
+        if wait:
+            self.stats.throttle_wait_seconds += wait
+            self.sleep(wait)
         before = self.stats.requests
         response = self._post(query, variables, operation)
         if response.status_code == 401 and self._token_expires is not None:
@@ -227,13 +227,16 @@ class ShopifyClient:
 
     # -- bulk operations -------------------------------------------------------------------------
 
-    def run_bulk(self, query: str, bulk_run: str, bulk_poll: str) -> tuple[str, Iterator[dict[str, Any]]]:
-        """Start a bulk query, wait for it, and return (its server-side start time, its JSONL lines)."""
+    def start_bulk(self, query: str, bulk_run: str) -> dict[str, Any]:
+        """Start a bulk query operation; returns the operation (`id`, `status`, `createdAt`)."""
         started = self.execute(bulk_run, {"query": query}, operation="BulkRun")["bulkOperationRunQuery"]
         if started["userErrors"]:
             messages = "; ".join(f"{e.get('code')}: {e['message']}" for e in started["userErrors"])
             raise ShopifyApiError(f"{self._where()}: Shopify refused the bulk query: {messages}")
-        operation = started["bulkOperation"]
+        return started["bulkOperation"]
+
+    def finish_bulk(self, operation: dict[str, Any], bulk_poll: str) -> Iterator[dict[str, Any]]:
+        """Wait for a started bulk operation and return its JSONL lines."""
         delay = BULK_POLL_START
         while operation["status"] not in BULK_DONE:
             self.sleep(delay)
@@ -244,7 +247,7 @@ class ShopifyClient:
                 f"{self._where()}: bulk operation {operation['id']} ended {operation['status']} "
                 f"({operation.get('errorCode') or 'no error code'})"
             )
-        return operation["createdAt"], self._lines(operation.get("url"))
+        return self._lines(operation.get("url"))
 
     def _lines(self, url: str | None) -> Iterator[dict[str, Any]]:
         """The JSONL result, downloaded to a temporary file first so memory stays flat."""
@@ -279,6 +282,11 @@ class ShopifyClient:
             with path.open("wb") as out:
                 for chunk in response.iter_content(chunk_size=1 << 20):
                     out.write(chunk)
+
+
+def _is_json(response: Response) -> bool:
+    """A JSON answer (not a JSONL bulk result, which is streamed and never parsed whole)."""
+    return response.headers.get("Content-Type", "").split(";")[0].strip() == "application/json"
 
 
 def _as_list(errors: Any) -> list[Any]:

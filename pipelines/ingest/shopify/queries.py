@@ -45,7 +45,7 @@ REFUND_LINE_ITEM_SELECTION = (
     f"__typename id quantity restockType restocked lineItem {{ id }} priceSet {MONEY_BAG} "
     f"subtotalSet {MONEY_BAG} totalTaxSet {MONEY_BAG}"
 )
-REFUND_LINE_ITEMS_PAGE_SIZE = 5
+REFUND_LINE_ITEMS_PAGE_SIZE = 3
 REFUND_LINE_ITEMS_FOLLOW_UP_PAGE_SIZE = 80
 
 ORDERS = ObjectSpec(
@@ -69,13 +69,13 @@ ORDERS = ObjectSpec(
             f"originalUnitPriceSet {MONEY_BAG} originalTotalSet {MONEY_BAG} discountedTotalSet {MONEY_BAG} "
             f"totalDiscountSet {MONEY_BAG} {TAX_LINES} "
             f"discountAllocations {{ allocatedAmountSet {MONEY_BAG} discountApplication {{ index }} }}",
-            page_size=5,
+            page_size=3,
             follow_up_size=30,
         ),
         Nested(
             "shippingLines",
             f"__typename id title code source originalPriceSet {MONEY_BAG} discountedPriceSet {MONEY_BAG} {TAX_LINES}",
-            page_size=2,
+            page_size=1,
             follow_up_size=60,
         ),
         Nested(
@@ -84,11 +84,11 @@ ORDERS = ObjectSpec(
             f"value {{ __typename ... on MoneyV2 {MONEY_V2} ... on PricingPercentageValue {{ percentage }} }} "
             "... on DiscountCodeApplication { code } ... on AutomaticDiscountApplication { title } "
             "... on ManualDiscountApplication { title description } ... on ScriptDiscountApplication { title }",
-            page_size=3,
+            page_size=2,
             follow_up_size=200,
         ),
     ),
-    page_size=3,
+    page_size=5,
 )
 
 PRODUCTS = ObjectSpec(
@@ -165,6 +165,12 @@ def page_query(spec: ObjectSpec) -> str:
     )
 
 
+def count_query(spec: ObjectSpec, limit: int) -> str:
+    """How many objects match a search, counting no further than `limit` (cheap: one object)."""
+    name = spec.root.capitalize() + "Count"
+    return f"query {name}($query: String) {{ {spec.root}Count(query: $query, limit: {limit}) {{ count precision }} }}"
+
+
 def nested_page_query(spec: ObjectSpec, nested: Nested) -> str:
     """The rest of one object's nested connection, when it did not fit in the object's page."""
     name = spec.singular.capitalize() + nested.field[0].upper() + nested.field[1:]
@@ -201,6 +207,7 @@ def all_documents() -> dict[str, str]:
     }
     for spec in SPECS.values():
         documents[f"{spec.root}:page"] = page_query(spec)
+        documents[f"{spec.root}:count"] = count_query(spec, 500)
         documents[f"{spec.root}:bulk"] = bulk_query(spec, "updated_at:>='2026-01-01T00:00:00Z'")
         for nested in spec.nested:
             documents[f"{spec.root}:{nested.field}"] = nested_page_query(spec, nested)
