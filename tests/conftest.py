@@ -54,3 +54,18 @@ def abos_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
     (home / "dagster").mkdir(parents=True)
     return home
+
+
+@pytest.fixture(scope="session")
+def new_pg_database(pg_admin_url):
+    """A factory of fresh, empty databases (dropped after the session): `url = new_pg_database()`."""
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"abos_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        created.append(name)
+        return pg.create_database(pg_admin_url, name)
+
+    yield create
+    for name in created:
+        pg.drop_database(pg_admin_url, name)

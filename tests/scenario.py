@@ -1,0 +1,132 @@
+"""Run hand-worked scenarios through the real pipeline path: fixture → sandbox → dlt sync → dbt build.
+
+A scenario is a sandbox fixture file (docs/sandbox.md, "Fixture mode"). Each of its workspaces is
+served over HTTP, synced with the real connectors into a real warehouse, and then one `dbt build`
+runs for all of them (dbt start-up is the expensive part, so tests put many scenarios, one per
+workspace, into one file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg2
+import psycopg2.extras
+import yaml
+
+from pipelines.ingest.pipeline import sync
+from pipelines.sandbox.server import Sandbox, build_store
+from pipelines.settings import Settings, load_settings
+from pipelines.transform import DBT_PROJECT_DIR, dbt_env
+from pipelines.workspaces import load_workspaces
+
+DBT = Path(sys.executable).parent / "dbt"
+
+
+@dataclass
+class Warehouse:
+    """Read access to the warehouse a scenario was built in."""
+
+    settings: Settings
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
+        """Rows as dicts (column names lower-case), on either database."""
+        if self.settings.warehouse.kind == "duckdb":
+            with duckdb.connect(str(self.settings.warehouse.duckdb_path), read_only=True) as conn:
+                cursor = conn.execute(sql.replace("%s", "?"), list(params))
+                names = [d[0].lower() for d in cursor.description]
+                return [dict(zip(names, row)) for row in cursor.fetchall()]
+        with psycopg2.connect(self.settings.warehouse.url) as conn, conn.cursor(
+            cursor_factory=psycopg2.extras.RealDictCursor
+        ) as cursor:
+            cursor.execute(sql, params)
+            return [dict(row) for row in cursor.fetchall()]
+
+
+def workspaces_yaml(fixture: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """A workspaces.yaml for the fixture's workspaces, pointed at the running sandbox."""
+    items = []
+    for workspace_id, spec in fixture["workspaces"].items():
+        if "shopify" in spec:
+            connector = {"shopify": {"base_url": info["shopify"]["workspaces"][workspace_id]["base_url"],
+                                     "access_token_env": "SCENARIO_SHOPIFY_TOKEN_" + workspace_id.replace("-", "_").upper()}}
+            vertical = "ecommerce"
+        else:
+            connector = {"stripe": {"base_url": info["stripe"]["base_url"],
+                                    "api_key_env": "SCENARIO_STRIPE_KEY_" + workspace_id.replace("-", "_").upper()}}
+            vertical = "saas"
+        items.append({
+            "id": workspace_id, "name": spec.get("name", workspace_id), "vertical": vertical,
+            "timezone": spec.get("timezone", "UTC"), "currency": spec.get("currency", "USD"),
+            "connectors": connector,
+        })
+    return {"workspaces": items}
+
+
+def secrets_env(info: dict[str, Any]) -> dict[str, str]:
+    env = {}
+    for workspace_id, creds in info["shopify"]["workspaces"].items():
+        env["SCENARIO_SHOPIFY_TOKEN_" + workspace_id.replace("-", "_").upper()] = creds["access_token"]
+    for workspace_id, creds in info["stripe"]["workspaces"].items():
+        env["SCENARIO_STRIPE_KEY_" + workspace_id.replace("-", "_").upper()] = creds["api_key"]
+    return env
+
+
+def write_workspaces_table(settings: Settings) -> None:
+    """What the `reference/workspaces` asset does, outside Dagster."""
+    import dlt
+
+    from pipelines.ingest.pipeline import dlt_destination
+
+    rows = [{"workspace_id": w.id, "name": w.name, "vertical": w.vertical, "timezone": w.timezone,
+             "currency": w.currency} for w in load_workspaces(settings.workspaces_file)]
+    dlt.pipeline(pipeline_name="reference", pipelines_dir=str(settings.home / "dlt"),
+                 destination=dlt_destination(settings.warehouse), dataset_name="reference").run(
+        rows, table_name="workspaces", write_disposition="replace", primary_key="workspace_id")
+
+
+def run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    """`dbt <args>` in dbt_project/ against the scenario's warehouse; raises with dbt's output on failure."""
+    env = {**os.environ, **dbt_env(settings), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+           "DBT_TARGET_PATH": str(settings.home / "dbt-target"), "DBT_LOG_PATH": str(settings.home / "dbt-logs")}
+    result = subprocess.run([str(DBT), *args], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")
+    return result
+
+
+def build_scenario(fixture_path: Path, home: Path, warehouse_url: str | None, monkeypatch,
+                   dbt_args: tuple[str, ...] = ("build",)) -> Warehouse:
+    """Serve `fixture_path`, sync every workspace in it, run dbt once; returns the warehouse.
+
+    `warehouse_url` None means a DuckDB file under `home`; `monkeypatch` sets the environment.
+    """
+    fixture = json.loads(Path(fixture_path).read_text())
+    home.mkdir(parents=True, exist_ok=True)
+    store = build_store(home / "sandbox.sqlite", fixtures=fixture_path)
+    with Sandbox(store) as sandbox:
+        info = sandbox.connection_info()
+        (home / "workspaces.yaml").write_text(yaml.safe_dump(workspaces_yaml(fixture, info), sort_keys=False))
+        monkeypatch.setenv("ABOS_HOME", str(home))
+        monkeypatch.setenv("ABOS_WORKSPACES", str(home / "workspaces.yaml"))
+        if warehouse_url:
+            monkeypatch.setenv("ABOS_WAREHOUSE_URL", warehouse_url)
+        else:
+            monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
+        for key, value in secrets_env(info).items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings()
+        for workspace in load_workspaces(settings.workspaces_file):
+            for source in workspace.connectors:
+                sync(source, workspace, settings)
+    write_workspaces_table(settings)
+    if dbt_args:
+        run_dbt(settings, *dbt_args)
+    return Warehouse(settings)
