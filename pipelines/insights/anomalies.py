@@ -132,7 +132,7 @@ def detect_many(
     chunks = [slice(start, start + CHUNK) for start in range(0, values.shape[0], CHUNK)]
     with ThreadPoolExecutor(max(1, workers)) as pool:
         parts = list(pool.map(lambda rows: _judge(values[rows], thresholds[rows], rhythm), chunks))
-    judged = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]} if parts else {}
+    judged = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     on_input = grid.isin(frame.index)  # drop grid points the caller did not ask about
     keep = np.broadcast_to(on_input, values.shape)
