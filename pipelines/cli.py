@@ -189,6 +189,32 @@ def cmd_dbt(args: argparse.Namespace) -> int:
     return subprocess.run([str(dbt), *args.dbt_args], cwd=DBT_PROJECT_DIR, env=env).returncode
 
 
+def cmd_analyst(args: argparse.Namespace) -> int:
+    """Grant or revoke an analyst login role's read access to one workspace (Postgres)."""
+    from pipelines.settings import SettingsError
+    from pipelines.transform import access
+    from pipelines.workspaces import WorkspaceError, load_workspaces
+
+    settings = load_settings()
+    try:
+        load_workspaces(settings.workspaces_file).get(args.workspace)
+        password = os.environ.get(args.password_env) if args.password_env else None
+        if args.password_env and not password:
+            _say(f"--password-env names {args.password_env}, which is not set")
+            return 1
+        if args.analyst_command == "grant":
+            result = access.grant(settings, args.workspace, args.role, password)
+        else:
+            result = access.revoke(settings, args.workspace, args.role)
+    except (WorkspaceError, SettingsError, access.AccessError) as exc:
+        _say(str(exc))
+        return 1
+    if result.get("password"):
+        _say(f"created login role {args.role}; its password (shown once): {result['password']}")
+    print(json.dumps({k: v for k, v in result.items() if k != "password"}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the sandbox and run the whole pipeline over the demo workspaces."""
     from pipelines.sandbox.server import Sandbox
@@ -233,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     dbt = commands.add_parser("dbt", help="run dbt against the configured warehouse, e.g. `abos dbt build`")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="arguments passed to dbt")
     dbt.set_defaults(func=cmd_dbt)
+
+    analyst = commands.add_parser("analyst", help="analyst login roles (Postgres): grant or revoke a workspace")
+    analyst_commands = analyst.add_subparsers(dest="analyst_command", required=True)
+    for name, text in (("grant", "create or update a role that reads only this workspace's marts and metrics"),
+                       ("revoke", "take the workspace away; a role left with none is dropped")):
+        command = analyst_commands.add_parser(name, help=text)
+        command.add_argument("--workspace", required=True, help="a workspace id from workspaces.yaml")
+        command.add_argument("--role", required=True, help="the Postgres login role")
+        if name == "grant":
+            command.add_argument("--password-env", help="variable holding the role's password (default: generate one)")
+        else:
+            command.set_defaults(password_env=None)
+        command.set_defaults(func=cmd_analyst)
 
     sandbox = commands.add_parser("sandbox", help="the simulated Shopify and Stripe businesses").add_subparsers(
         dest="sandbox_command", required=True
