@@ -14,7 +14,6 @@ install: $(VENV)/.installed $(MANIFEST) ## create .venv from uv.lock and build t
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || { echo "uv not found: installing it with pip"; python3 -m pip install --quiet uv; }
 	$(UV) sync --frozen --python 3.11
-	@mkdir -p "$(DAGSTER_HOME)" && touch "$(DAGSTER_HOME)/dagster.yaml"
 	@touch $@
 
 # Dagster loads the dbt project from a manifest built here, not parsed on every import.

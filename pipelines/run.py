@@ -7,19 +7,32 @@ workspace that has them; unpartitioned assets (the dbt models) run once, after i
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 from typing import Callable
 
 import dagster as dg
 
-from pipelines.settings import Settings, load_settings
+from pipelines.settings import PROJECT_ROOT, Settings, load_settings
 from pipelines.workspaces import Workspaces
 
 
-def dagster_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent instance in DAGSTER_HOME (created on first use), so runs show in the UI."""
+DEFAULT_INSTANCE_CONFIG = PROJECT_ROOT / "deploy" / "dagster.yaml"
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """DAGSTER_HOME with the project's default dagster.yaml unless one is there already."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    (settings.dagster_home / "dagster.yaml").touch(exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists() or not config.read_text().strip():
+        shutil.copyfile(DEFAULT_INSTANCE_CONFIG, config)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    return settings.dagster_home
+
+
+def dagster_instance(settings: Settings) -> dg.DagsterInstance:
+    """The persistent instance in DAGSTER_HOME, so headless runs show in the UI."""
+    ensure_dagster_home(settings)
     return dg.DagsterInstance.get()
 
 
