@@ -18,6 +18,7 @@ import uuid
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
 import psycopg2
@@ -37,6 +38,7 @@ from pipelines.workspaces import Connector, Workspace, WorkspaceError
 from tests import pg
 
 REPO = Path(__file__).resolve().parents[2]
+PYCACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "abos-test-pycache"
 FIXTURES = REPO / "tests" / "fixtures"
 AS_OF = date(2026, 11, 20)
 HISTORY_DAYS = 40
@@ -177,7 +179,11 @@ def _settings(monkeypatch, tmp_path: Path, url: str) -> Settings:
 def pg_database(pg_admin_url, pg_url):
     """A database of its own on the session's Postgres server, since every test starts from nothing."""
     name = f"abos_shopify_{uuid.uuid4().hex[:8]}"
-    yield pg.create_database(pg_admin_url, name)
+    url = urlsplit(pg.create_database(pg_admin_url, name))
+    if url.username and not url.password:
+        # dlt insists on a password; a trust-auth test server ignores it.
+        url = url._replace(netloc=url.netloc.replace(f"{url.username}@", f"{url.username}:unused@", 1))
+    yield url.geturl()
     pg.drop_database(pg_admin_url, name)
 
 
@@ -350,7 +356,9 @@ CLI_WITH_PAUSE = textwrap.dedent(
 def _cli(settings: Settings, workspaces_file: Path, workspace: str, log: Path, stage: str | None = None):
     """`abos ingest shopify <workspace>` in a child process, its output going to `log`."""
     env = {**os.environ, "ABOS_HOME": str(settings.home), "ABOS_WAREHOUSE_URL": settings.warehouse.url,
-           "ABOS_WORKSPACES": str(workspaces_file), "ABOS_TEST_PAUSE_AT": stage or ""}
+           "ABOS_WORKSPACES": str(workspaces_file), "ABOS_TEST_PAUSE_AT": stage or "",
+           # Children start faster when they can reuse compiled modules; keep those out of the venv.
+           "PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(PYCACHE)}
     with log.open("w") as out:
         return subprocess.Popen([sys.executable, "-c", CLI_WITH_PAUSE, "ingest", "shopify", workspace], cwd=REPO,
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -396,17 +404,20 @@ def test_kill_during_stage_then_rerun_is_exact(sandbox, duck_settings, tmp_path,
 
 
 def test_sync_with_20_percent_faults_is_exact(shop_store, monkeypatch, duck_settings):
+    # The client-credentials shop, so the token grant meets faults too. Faults are random: the shop
+    # moves on a day and syncs again until every kind of fault has hit at least once.
     sandbox = ShopSandbox(shop_store, monkeypatch, faults=FAULTS_20)
+    kinds = {"429", "5xx", "throttled", "truncate"}
     try:
-        first = sync_all(sandbox, duck_settings)
-        sandbox.advance(days=4)
-        second = sync_all(sandbox, duck_settings)
-        assert_matches_truth(duck_settings, sandbox)
+        runs = [sync("shopify", sandbox.workspace("shop-br"), duck_settings).stats]
+        while not kinds <= {e.get("fault") for e in sandbox.log()} and len(runs) < 12:
+            sandbox.advance(days=1)
+            runs.append(sync("shopify", sandbox.workspace("shop-br"), duck_settings).stats)
+        assert_matches_truth(duck_settings, sandbox, ["shop-br"])
         faults = [e["fault"] for e in sandbox.log() if e.get("fault")]
-        assert {"429", "5xx", "throttled", "truncate"} <= set(faults)
-        retries = sum(s.retries for s in (*first.values(), *second.values()))
-        assert retries >= len(faults)  # every faulty response was retried, none was taken as data
-        assert sum(s.throttle_wait_seconds for s in (*first.values(), *second.values())) > 0
+        assert kinds <= set(faults)
+        assert sum(r.retries for r in runs) == len(faults)  # each faulty answer retried, none taken as data
+        assert sum(r.throttle_wait_seconds for r in runs) > 0
     finally:
         sandbox.stop()
 
@@ -483,14 +494,16 @@ def test_drift_new_field_and_changed_type_load_and_are_reported(tmp_path, monkey
 
 
 def test_lost_pipeline_dir_still_syncs_incrementally(sandbox, settings):
-    sync_all(sandbox, settings)
+    workspace = sandbox.workspace("shop-us")
+    sync("shopify", workspace, settings)
     shutil.rmtree(settings.home / "dlt")
     sandbox.advance(days=3)
     mark = len(sandbox.server.requests)
-    stats = sync_all(sandbox, settings)
+    stats = sync("shopify", workspace, settings).stats
     assert "BulkRun" not in operations(sandbox.log(mark))
-    assert all(s.mode == "incremental" for s in stats.values())
-    assert_matches_truth(settings, sandbox)
+    assert "OrdersPage" in operations(sandbox.log(mark))
+    assert stats.mode == "incremental"
+    assert_matches_truth(settings, sandbox, ["shop-us"])
 
 
 # -- Dagster subsets, auth, queries ----------------------------------------------------------------
@@ -529,7 +542,12 @@ def test_bad_or_missing_credentials_name_the_workspace_and_setting(sandbox, duck
     with pytest.raises(PipelineStepFailed) as failed:
         sync("shopify", sandbox.workspace("shop-us"), duck_settings)
     assert "connectors.shopify.access_token_env names environment variable SHOP_US_TOKEN" in str(failed.value)
-    assert isinstance(failed.value.__cause__.__cause__, WorkspaceError) or "WorkspaceError" in str(failed.value)
+    causes = []
+    cause = failed.value
+    while cause is not None:
+        causes.append(cause)
+        cause = cause.__cause__
+    assert any(isinstance(c, WorkspaceError) for c in causes)
 
 
 def test_every_query_validates_against_the_real_admin_schema(reference):

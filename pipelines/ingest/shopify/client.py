@@ -135,7 +135,8 @@ class ShopifyClient:
         """Exchange the client id and secret for a token (Shopify's client-credentials grant)."""
         client_id = self.connector.secret("client_id")
         client_secret = self.connector.secret("client_secret")
-        response = self.http.post(
+        response = self._counted(
+            self.http.post,
             f"{self.connector.base_url}/admin/oauth/access_token",
             data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
         )
@@ -193,12 +194,10 @@ class ShopifyClient:
         if wait:
             self.stats.throttle_wait_seconds += wait
             self.sleep(wait)
-        before = self.stats.requests
         response = self._post(query, variables, operation)
         if response.status_code == 401 and self._token_expires is not None:
             self._token = None  # a granted token may have been revoked early: ask for a new one once
             response = self._post(query, variables, operation)
-        self.stats.retries += max(0, self.stats.requests - before - 1)
         if response.status_code in (401, 403):
             raise self._rejected(response)
         if response.status_code == 404:
@@ -219,11 +218,20 @@ class ShopifyClient:
         return payload["data"]
 
     def _post(self, query: str, variables: dict[str, Any] | None, operation: str) -> Response:
-        return self.http.post(
+        token = self.token()
+        return self._counted(
+            self.http.post,
             self.graphql_url,
             json={"query": query, "variables": variables or {}, "operationName": operation},
-            headers={"X-Shopify-Access-Token": self.token()},
+            headers={"X-Shopify-Access-Token": token},
         )
+
+    def _counted(self, send: Callable[..., Response], *args: Any, **kwargs: Any) -> Response:
+        """One logical request; every HTTP attempt past the first counts as a retry."""
+        before = self.stats.requests
+        response = send(*args, **kwargs)
+        self.stats.retries += max(0, self.stats.requests - before - 1)
+        return response
 
     # -- bulk operations -------------------------------------------------------------------------
 
@@ -275,9 +283,7 @@ class ShopifyClient:
                         yield json.loadb(line)
 
     def _download(self, url: str, path: Path) -> None:
-        before = self.stats.requests
-        with self.http.get(url, stream=True) as response:
-            self.stats.retries += max(0, self.stats.requests - before - 1)
+        with self._counted(self.http.get, url, stream=True) as response:
             response.raise_for_status()
             with path.open("wb") as out:
                 for chunk in response.iter_content(chunk_size=1 << 20):
