@@ -66,15 +66,16 @@ def simulation(tmp_path_factory) -> Path:
 
 
 def simulated_sandbox(simulation: Path, tmp_path: Path, faults: str | None = None) -> Sandbox:
+    """A sandbox over a copy of the simulation (not started: use it as a context manager)."""
     path = tmp_path / "sandbox.db"
     shutil.copy(simulation, path)
-    return Sandbox(build_store(path, size=SIZE, seed=SEED, as_of=AS_OF), faults=faults, seed=SEED).start()
+    return Sandbox(build_store(path, size=SIZE, seed=SEED, as_of=AS_OF), faults=faults, seed=SEED)
 
 
 def fixture_sandbox(tmp_path: Path, doc: dict[str, Any], name: str = "fixture") -> Sandbox:
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(doc))
-    return Sandbox(build_store(tmp_path / f"{name}.db", fixtures=path)).start()
+    return Sandbox(build_store(tmp_path / f"{name}.db", fixtures=path))
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
