@@ -1,0 +1,185 @@
+{#- MRR before the first sync, rebuilt from invoices (Stripe keeps no older subscription state).
+
+    Each subscription invoice line with a positive amount says that its item had that price and
+    quantity over the line's service period: period lines in advance, and after a plan or seat
+    change the proration line "remaining time on <new state>" from the change to the period end.
+    Negative proration lines ("unused time on <old state>") only mark where the old state ended.
+    Per item, a later-starting line takes over from an earlier one, so a change ends the state before
+    it. Then, per subscription:
+    - trial lines (amount 0) and metered prices give no MRR; tax is never in a line's amount;
+    - the subscription's end (ended_at, from its current state) ends its MRR, since Stripe does not
+      credit an immediate cancellation;
+    - forever coupons apply as in the recorded history (discounts with their start and removal);
+    - everything stops at the workspace's first sync, where recorded history takes over.
+    Segments are valid on valid_from_at <= t < valid_to_at, in the subscription's currency. -#}
+with lines as (
+    select * from {{ ref('stg_stripe__invoice_lines') }}
+),
+
+invoices as (
+    select * from {{ ref('stg_stripe__invoices') }}
+),
+
+prices as (
+    select * from {{ ref('stg_stripe__prices') }}
+),
+
+subscriptions as (
+    select * from {{ ref('stg_stripe__subscriptions') }}
+),
+
+workspaces as (
+    select * from {{ ref('int_saas_workspaces') }}
+),
+
+forever_discounts as (
+    select * from {{ ref('int_forever_discounts') }}
+),
+
+item_lines as (
+    select
+        lines.workspace_id,
+        invoices.customer_id,
+        lines.subscription_id,
+        coalesce(lines.subscription_item_id, lines.price_id) as item_key,
+        lines.currency,
+        lines.period_start_at,
+        lines.period_end_at,
+        case when lines.amount > 0
+            then {{ saas_monthly_amount('prices.unit_amount * lines.quantity', 'prices.recurring_interval', 'prices.recurring_interval_count') }}
+            else 0
+        end as item_mrr,
+        {{ saas_monthly_amount('1', 'prices.recurring_interval', 'prices.recurring_interval_count') }} as months_factor
+    from lines
+    inner join invoices
+        on invoices.workspace_id = lines.workspace_id
+        and invoices.invoice_id = lines.invoice_id
+    inner join prices
+        on prices.workspace_id = lines.workspace_id
+        and prices.price_id = lines.price_id
+    where lines.subscription_id is not null
+        and not invoices.is_deleted
+        and prices.recurring_interval is not null
+        and coalesce(prices.usage_type, 'licensed') <> 'metered'
+        and lines.period_end_at > lines.period_start_at
+),
+
+item_states as (
+    -- one state per item and start time; a positive line wins over the credit for the old state
+    select
+        workspace_id,
+        customer_id,
+        subscription_id,
+        item_key,
+        currency,
+        period_start_at as valid_from_at,
+        max(period_end_at) as period_end_at,
+        max(item_mrr) as item_mrr,
+        max(months_factor) as months_factor
+    from item_lines
+    group by workspace_id, customer_id, subscription_id, item_key, currency, period_start_at
+),
+
+item_segments as (
+    select
+        item_states.workspace_id,
+        item_states.customer_id,
+        item_states.subscription_id,
+        item_states.item_key,
+        item_states.currency,
+        item_states.valid_from_at,
+        -- the next state of the same item ends this one; so do the subscription's end and the first sync
+        least(
+            item_states.period_end_at,
+            coalesce(lead(item_states.valid_from_at) over (
+                partition by item_states.workspace_id, item_states.subscription_id, item_states.item_key
+                order by item_states.valid_from_at
+            ), item_states.period_end_at),
+            coalesce(subscriptions.ended_at, item_states.period_end_at),
+            coalesce(workspaces.first_synced_at, item_states.period_end_at)
+        ) as valid_to_at,
+        item_states.item_mrr,
+        item_states.months_factor
+    from item_states
+    left join subscriptions
+        on subscriptions.workspace_id = item_states.workspace_id
+        and subscriptions.subscription_id = item_states.subscription_id
+    left join workspaces
+        on workspaces.workspace_id = item_states.workspace_id
+),
+
+boundaries as (
+    select workspace_id, subscription_id, valid_from_at as boundary_at from item_segments where valid_to_at > valid_from_at
+    union
+    select workspace_id, subscription_id, valid_to_at as boundary_at from item_segments where valid_to_at > valid_from_at
+),
+
+subscription_ranges as (
+    select
+        workspace_id,
+        subscription_id,
+        boundary_at as valid_from_at,
+        lead(boundary_at) over (partition by workspace_id, subscription_id order by boundary_at) as valid_to_at
+    from boundaries
+),
+
+subscription_segments as (
+    select
+        subscription_ranges.workspace_id,
+        max(item_segments.customer_id) as customer_id,
+        subscription_ranges.subscription_id,
+        max(item_segments.currency) as currency,
+        subscription_ranges.valid_from_at,
+        subscription_ranges.valid_to_at,
+        sum(item_segments.item_mrr) as gross_mrr,
+        max(item_segments.months_factor) as months_factor
+    from subscription_ranges
+    inner join item_segments
+        on item_segments.workspace_id = subscription_ranges.workspace_id
+        and item_segments.subscription_id = subscription_ranges.subscription_id
+        and item_segments.valid_from_at <= subscription_ranges.valid_from_at
+        and item_segments.valid_to_at >= subscription_ranges.valid_to_at
+    where subscription_ranges.valid_to_at is not null
+    group by subscription_ranges.workspace_id, subscription_ranges.subscription_id,
+        subscription_ranges.valid_from_at, subscription_ranges.valid_to_at
+),
+
+segment_discounts as (
+    -- the forever discounts applied to the subscription when the segment starts
+    select
+        subscription_segments.workspace_id,
+        subscription_segments.subscription_id,
+        subscription_segments.valid_from_at,
+        max(forever_discounts.percent_off) as percent_off,
+        sum(forever_discounts.amount_off) as amount_off
+    from subscription_segments
+    inner join forever_discounts
+        on forever_discounts.workspace_id = subscription_segments.workspace_id
+        and forever_discounts.subscription_id = subscription_segments.subscription_id
+        and forever_discounts.started_at <= subscription_segments.valid_from_at
+        and (forever_discounts.ended_at is null or forever_discounts.ended_at > subscription_segments.valid_from_at)
+    group by subscription_segments.workspace_id, subscription_segments.subscription_id,
+        subscription_segments.valid_from_at
+),
+
+final as (
+    select
+        subscription_segments.workspace_id,
+        subscription_segments.customer_id,
+        subscription_segments.subscription_id,
+        subscription_segments.currency,
+        subscription_segments.valid_from_at,
+        subscription_segments.valid_to_at,
+        cast(greatest(
+            subscription_segments.gross_mrr * (1 - coalesce(segment_discounts.percent_off, 0) / 100)
+                - coalesce(segment_discounts.amount_off * subscription_segments.months_factor, 0),
+            0
+        ) as decimal(38, 9)) as mrr
+    from subscription_segments
+    left join segment_discounts
+        on segment_discounts.workspace_id = subscription_segments.workspace_id
+        and segment_discounts.subscription_id = subscription_segments.subscription_id
+        and segment_discounts.valid_from_at = subscription_segments.valid_from_at
+)
+
+select * from final

@@ -1,0 +1,75 @@
+{#- MRR of each recorded subscription version (from the first sync on), in the subscription's
+    currency, with docs/metrics.md's rules: active/past_due only, metered items left out, each item
+    normalized to a month, forever coupons only. Valid on valid_from_at <= t < valid_to_at. -#}
+with versions as (
+    select * from {{ ref('stg_stripe__subscription_versions') }}
+),
+
+version_items as (
+    select * from {{ ref('stg_stripe__subscription_version_items') }}
+),
+
+forever_discounts as (
+    select * from {{ ref('int_forever_discounts') }}
+),
+
+items_normalized as (
+    select
+        workspace_id,
+        subscription_id,
+        valid_from,
+        sum(case when usage_type = 'metered' then 0
+            else {{ saas_monthly_amount('unit_amount * quantity', 'recurring_interval', 'recurring_interval_count') }}
+        end) as gross_mrr,
+        -- an amount_off coupon is normalized with the subscription's billing interval
+        max(case when usage_type = 'metered' then null
+            else {{ saas_monthly_amount('1', 'recurring_interval', 'recurring_interval_count') }}
+        end) as months_factor
+    from version_items
+    group by workspace_id, subscription_id, valid_from
+),
+
+version_discounts as (
+    -- the version's own discount list says which discounts applied while it was valid
+    select
+        versions.workspace_id,
+        versions.subscription_id,
+        versions.valid_from,
+        max(forever_discounts.percent_off) as percent_off,
+        sum(forever_discounts.amount_off) as amount_off
+    from versions
+    inner join forever_discounts
+        on forever_discounts.workspace_id = versions.workspace_id
+        and versions.discount_ids_json like '%"' || forever_discounts.discount_id || '"%'
+    group by versions.workspace_id, versions.subscription_id, versions.valid_from
+),
+
+final as (
+    select
+        versions.workspace_id,
+        versions.customer_id,
+        versions.subscription_id,
+        versions.currency,
+        versions.status,
+        versions.valid_from_at,
+        versions.valid_to_at,
+        case
+            when versions.status not in ('active', 'past_due') then cast(0 as decimal(38, 9))
+            else cast(greatest(
+                coalesce(items_normalized.gross_mrr, 0) * (1 - coalesce(version_discounts.percent_off, 0) / 100)
+                    - coalesce(version_discounts.amount_off * items_normalized.months_factor, 0),
+                0
+            ) as decimal(38, 9))
+        end as mrr
+    from versions
+    left join items_normalized
+        on items_normalized.workspace_id = versions.workspace_id
+        and items_normalized.subscription_id = versions.subscription_id
+        and items_normalized.valid_from = versions.valid_from
+    left join version_discounts
+        on version_discounts.workspace_id = versions.workspace_id
+        and version_discounts.subscription_id = versions.subscription_id
+        and version_discounts.valid_from = versions.valid_from
+)
+
+select * from final

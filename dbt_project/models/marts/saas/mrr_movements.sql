@@ -1,0 +1,53 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{% if is_incremental() %}delete from {{ this }} where change_date >= (select movements_recompute_from from {{ ref('int_saas_workspaces') }} as w where w.workspace_id = {{ this.identifier }}.workspace_id){% endif %}"
+) }}
+{#- One row per workspace, customer and day whose end-of-day MRR differs from the day before
+    (docs/metrics.md, "Movements"), in the reporting currency at the change day's rate.
+
+    Incremental: each run deletes and recomputes, per workspace already in the table, the days from
+    `movements_recompute_from` (int_saas_workspaces: the newest recorded version's day minus
+    `saas_movements_lookback_days`, default 35), and every day of a workspace that is not in it yet.
+    Why 35: an incremental sync replays events at most 30 days old (Stripe's retention; an older
+    cursor forces a full resync), so every version it loads, however late it arrives, is dated
+    within 30 days of the newest one. Older corrections need `dbt build --full-refresh`. -#}
+with customer_days as (
+    select * from {{ ref('int_customer_mrr_daily') }}
+),
+
+changes as (
+    select
+        workspace_id,
+        customer_id,
+        date_day as change_date,
+        currency,
+        case
+            when previous_mrr = 0 and had_mrr_before then 'reactivation'
+            when previous_mrr = 0 then 'new'
+            when mrr = 0 then 'churn'
+            when mrr > previous_mrr then 'expansion'
+            else 'contraction'
+        end as movement_type,
+        previous_mrr_reporting as mrr_before,
+        mrr_reporting as mrr_after,
+        cast(mrr_reporting - previous_mrr_reporting as decimal(38, 9)) as delta,
+        cast(mrr - previous_mrr as decimal(38, 9)) as delta_in_billing_currency
+    from customer_days
+    where mrr <> previous_mrr
+),
+
+final as (
+    select changes.*
+    from changes
+    {% if is_incremental() %}
+    left join (select distinct workspace_id from {{ this }}) as built
+        on built.workspace_id = changes.workspace_id
+    left join {{ ref('int_saas_workspaces') }} as workspaces
+        on workspaces.workspace_id = changes.workspace_id
+    where built.workspace_id is null
+        or changes.change_date >= workspaces.movements_recompute_from
+    {% endif %}
+)
+
+select * from final
