@@ -1,0 +1,93 @@
+"""Report pictures: the trend chart as a PNG, and Unicode sparklines for text.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so drawing never touches a
+global backend or figure registry and is safe in threaded Dagster executors.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+GAP = " "  # a week with no value (e.g. a ratio whose denominator was 0)
+CURRENT_WEEK_COLOUR = "#d9480f"
+LINE_COLOUR = "#1c7ed6"
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """Unicode bars, lowest value ▁ to highest █; missing values are spaces, a flat series sits mid-height."""
+    present = [value for value in values if _present(value)]
+    if not present:
+        return GAP * len(values)
+    low, high = min(present), max(present)
+    bars = []
+    for value in values:
+        if not _present(value):
+            bars.append(GAP)
+        elif high == low:
+            bars.append(SPARK_BLOCKS[len(SPARK_BLOCKS) // 2])
+        else:
+            bars.append(SPARK_BLOCKS[round((value - low) / (high - low) * (len(SPARK_BLOCKS) - 1))])
+    return "".join(bars)
+
+
+def spark_heights(values: Sequence[float | None], *, tallest: int = 16, lowest: int = 2) -> list[int | None]:
+    """Bar heights in pixels for an HTML sparkline, on the same scale as `sparkline`."""
+    present = [value for value in values if _present(value)]
+    if not present:
+        return [None] * len(values)
+    low, high = min(present), max(present)
+    span = high - low
+    return [
+        None if not _present(value) else
+        (tallest + lowest) // 2 if span == 0 else
+        round(lowest + (value - low) / span * (tallest - lowest))
+        for value in values
+    ]
+
+
+def trend_chart(
+    weeks: Sequence[str],
+    panels: Sequence[tuple[str, Sequence[float | None], Callable[[float], str]]],
+    *,
+    title: str,
+) -> bytes:
+    """A PNG with one small line panel per headline metric over the given weeks.
+
+    Args:
+        weeks: ISO week labels, oldest first; the last is the report's week and is highlighted.
+        panels: (label, weekly values aligned with `weeks`, tick formatter) per metric.
+        title: the figure's title.
+
+    Returns:
+        PNG bytes.
+    """
+    figure = Figure(figsize=(8, 2.3 * len(panels)), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
+    positions = list(range(len(weeks)))
+    for axis, (label, values, formatter) in zip(axes, panels):
+        points = [math.nan if not _present(value) else value for value in values]
+        axis.plot(positions, points, color=LINE_COLOUR, marker="o", markersize=3, linewidth=1.5)
+        if _present(points[-1]):
+            axis.plot(positions[-1], points[-1], color=CURRENT_WEEK_COLOUR, marker="o", markersize=7)
+        axis.set_title(label, loc="left", fontsize=10)
+        axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _position, fmt=formatter: fmt(value)))
+        axis.grid(axis="y", alpha=0.3)
+        axis.spines[["top", "right"]].set_visible(False)
+    # Week numbers only ("W47") keep twelve ticks readable; the title carries the year.
+    axes[-1].set_xticks(positions, [week.split("-")[-1] for week in weeks], fontsize=8)
+    figure.suptitle(title, fontsize=11)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _present(value: float | None) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))

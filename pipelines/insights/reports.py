@@ -1,0 +1,613 @@
+"""The weekly report of one workspace: every pack metric week over week, movers, anomalies, a chart.
+
+Pure logic on plain pandas inputs (no warehouse access), so the Dagster asset only reads, calls
+`build_report` and `write_report`. Weeks are ISO weeks (Monday to Sunday) of the workspace's local
+calendar: the daily metric tables are already dated in the workspace's timezone, and
+`last_complete_week` turns "now" into the last week that has ended there.
+
+Every number shown in any rendering comes from `Report.facts`, built once; the text, HTML and
+Markdown renderings only format those facts, so they cannot disagree with each other or with the
+facts the LLM summary is checked against (see docs/reports.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from pipelines.currencies import minor_digits
+from pipelines.insights import charts
+from pipelines.packs import Metric, Pack
+
+HISTORY_WEEKS = 12  # weeks in the trend chart and in each metric's `weekly` facts
+SPARK_WEEKS = 8  # weeks in each metric's sparkline
+TOP_MOVERS = 5
+DRIVERS_PER_ANOMALY = 3
+CHART_FILE = "chart.png"
+CHART_CID = "trend-chart"  # Content-ID of the chart when the HTML is sent as an email
+MINUS = "−"  # a true minus sign, as the drivers' phrases use
+# Symbols that are unambiguous on their own; every other currency is written with its ISO code.
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
+# Inline styles only: email clients drop <style> blocks and external CSS.
+FONT = "font-family:Helvetica,Arial,sans-serif;color:#212529"
+CELL = "padding:4px 10px;border-bottom:1px solid #dee2e6;text-align:right;white-space:nowrap"
+OUTCOME_COLOURS = {"good": "#2b8a3e", "bad": "#c92a2a"}
+
+
+@dataclass(frozen=True, order=True)
+class Week:
+    """An ISO week, e.g. 2026-W47 (Monday to Sunday)."""
+
+    year: int
+    number: int
+
+    @classmethod
+    def parse(cls, label: str) -> Week:
+        """The week of a label such as "2026-W47"."""
+        year, _, number = label.partition("-W")
+        week = cls(int(year), int(number))
+        week.start  # noqa: B018  (validates: raises ValueError for a week the year does not have)
+        return week
+
+    @classmethod
+    def containing(cls, day: date) -> Week:
+        year, number, _ = day.isocalendar()
+        return cls(year, number)
+
+    @property
+    def label(self) -> str:
+        return f"{self.year}-W{self.number:02d}"
+
+    @property
+    def start(self) -> date:
+        """The Monday."""
+        return date.fromisocalendar(self.year, self.number, 1)
+
+    @property
+    def end(self) -> date:
+        """The Sunday (inclusive)."""
+        return self.start + timedelta(days=6)
+
+    def shifted(self, weeks: int) -> Week:
+        return Week.containing(self.start + timedelta(weeks=weeks))
+
+    def bounds(self, timezone: str) -> tuple[datetime, datetime]:
+        """The week's first and next week's first local midnight: 167 or 169 hours apart across DST."""
+        zone = ZoneInfo(timezone)
+        return (datetime.combine(self.start, datetime.min.time(), zone),
+                datetime.combine(self.end + timedelta(days=1), datetime.min.time(), zone))
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def last_complete_week(now: datetime, timezone: str) -> Week:
+    """The last ISO week that has ended in `timezone` at the instant `now` (timezone-aware).
+
+    On Monday 00:30 in Tokyo it is still Sunday in UTC: the Tokyo workspace's report is already due
+    for the week that just ended there, a UTC calendar would wait a day.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware: a naive time has no week in a workspace's timezone")
+    local_today = now.astimezone(ZoneInfo(timezone)).date()
+    return Week.containing(local_today).shifted(-1)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One workspace's weekly report, with every rendering and the facts they show.
+
+    Attributes:
+        workspace_id: the workspace.
+        week: ISO week label, e.g. "2026-W47".
+        period_start: the week's Monday, in the workspace's calendar.
+        period_end: the week's Sunday (inclusive).
+        facts: every number shown, JSON-ready (see docs/reports.md); the LLM summary's only input.
+        text: plain-text rendering (email text part, report.txt).
+        html: HTML rendering for a saved file; the chart is `<img src="chart.png">`.
+        markdown: a short preview for Dagster asset metadata.
+        charts: PNG bytes by file name (CHART_FILE).
+        chart_cids: Content-ID by file name, as `render_html(cid=True)` references them.
+        summary: the summary shown at the top, once `with_summary` has added it.
+    """
+
+    workspace_id: str
+    week: str
+    period_start: date
+    period_end: date
+    facts: dict[str, Any]
+    text: str
+    html: str
+    markdown: str
+    charts: dict[str, bytes] = field(repr=False)
+    chart_cids: dict[str, str]
+    summary: str | None = None
+
+    def render_html(self, *, cid: bool = False) -> str:
+        """The HTML, with the chart referenced by Content-ID for an email (`cid=True`) or by file name."""
+        source = f"cid:{self.chart_cids[CHART_FILE]}" if cid else CHART_FILE
+        return render_html(self.facts, summary=self.summary, chart_src=source)
+
+    def with_summary(self, summary: str) -> Report:
+        """This report with `summary` shown at the top of every rendering."""
+        return dataclasses.replace(
+            self,
+            summary=summary,
+            text=render_text(self.facts, summary=summary),
+            html=render_html(self.facts, summary=summary, chart_src=CHART_FILE),
+            markdown=render_markdown(self.facts, summary=summary),
+        )
+
+
+def build_report(
+    *,
+    workspace_id: str,
+    pack: Pack,
+    daily: pd.DataFrame,
+    week: Week | str,
+    timezone: str,
+    currency: str,
+    workspace_name: str | None = None,
+    anomalies: pd.DataFrame | None = None,
+    drivers: pd.DataFrame | None = None,
+    history_weeks: int = HISTORY_WEEKS,
+    top_movers: int = TOP_MOVERS,
+    drivers_per_anomaly: int = DRIVERS_PER_ANOMALY,
+    headline: Sequence[str] | None = None,
+) -> Report:
+    """Build one workspace's report for one ISO week.
+
+    Args:
+        workspace_id: the workspace.
+        pack: the workspace's vertical pack; its metrics, in order, are the report's rows.
+        daily: the workspace's daily metric frame, one row per local date (a date index, or a
+            `date` column) and one column per pack metric, as in `metrics.<vertical>_daily_metrics`.
+        week: the ISO week to report, a `Week` or a label such as "2026-W47" (see
+            `last_complete_week`).
+        timezone: the workspace's IANA timezone; the week's bounds are its local midnights.
+        currency: the workspace's reporting currency (ISO 4217), for amounts.
+        workspace_name: shown in titles; defaults to the id.
+        anomalies: flagged points with columns `anomaly_id, metric, date, value, expected, lower,
+            upper, score, severity, direction, rule`; rows outside the week are ignored.
+        drivers: driver rows with columns `anomaly_id, rank, dimension, value, share, phrase`.
+        history_weeks: weeks of history in the chart and the metric facts.
+        top_movers: how many movers to list.
+        drivers_per_anomaly: how many top drivers to show per anomaly.
+        headline: metrics to chart; by default the pack's first currency, count and ratio metrics.
+
+    Returns:
+        The report, without a summary (see `Report.with_summary`).
+
+    Raises:
+        ValueError: `daily` lacks a pack metric, or an anomaly names a metric the pack does not have.
+    """
+    week = Week.parse(week) if isinstance(week, str) else week
+    daily = _daily_by_date(daily, pack)
+    weeks = [week.shifted(-back) for back in range(history_weeks - 1, -1, -1)]
+    weekly = _weekly_values(daily, pack, weeks)
+    in_week = daily.index[(daily.index >= pd.Timestamp(week.start)) & (daily.index <= pd.Timestamp(week.end))]
+    starts_at, ends_at = week.bounds(timezone)
+
+    metrics = [_metric_facts(metric, weekly[metric.name], currency) for metric in pack.metrics]
+    facts = {
+        "workspace": {"id": workspace_id, "name": workspace_name or workspace_id, "vertical": pack.vertical,
+                      "timezone": timezone, "currency": currency},
+        "week": {"label": week.label, "number": week.number, "year": week.year,
+                 "start": week.start.isoformat(), "end": week.end.isoformat(),
+                 "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(),
+                 "days_with_data": len(in_week)},
+        "previous_week": {"label": week.shifted(-1).label, "start": week.shifted(-1).start.isoformat(),
+                          "end": week.shifted(-1).end.isoformat()},
+        "weeks": [each.label for each in weeks],
+        "metrics": metrics,
+        "movers": _movers(metrics, top_movers),
+        "anomalies": _anomaly_facts(anomalies, drivers, pack, week, currency, drivers_per_anomaly),
+        "headline": list(headline or _default_headline(pack)),
+    }
+    facts = _json_ready(facts)
+    png = _chart(facts, pack, currency)
+    return Report(
+        workspace_id=workspace_id,
+        week=week.label,
+        period_start=week.start,
+        period_end=week.end,
+        facts=facts,
+        text=render_text(facts),
+        html=render_html(facts, chart_src=CHART_FILE),
+        markdown=render_markdown(facts),
+        charts={CHART_FILE: png},
+        chart_cids={CHART_FILE: CHART_CID},
+    )
+
+
+def write_report(report: Report, directory: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write report.html, report.txt, the chart PNG(s) and facts.json under `directory`.
+
+    Each file is written whole and then renamed into place, so a rerun replaces files and a crash
+    never leaves a half-written one.
+
+    Returns:
+        The written paths by file name.
+    """
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    contents: dict[str, bytes] = {
+        "report.html": report.html.encode(),
+        "report.txt": report.text.encode(),
+        "facts.json": json.dumps(report.facts, indent=2, ensure_ascii=False).encode(),
+        **report.charts,
+    }
+    written = {}
+    for name, data in contents.items():
+        path = folder / name
+        partial = path.with_name(f".{name}.partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+        written[name] = path
+    return written
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+
+def format_money(value: float | None, currency: str, *, signed: bool = False) -> str:
+    """An amount with its symbol (or ISO code) and the currency's minor digits: "$1,234.50", "¥1,235"."""
+    if value is None:
+        return "n/a"
+    digits = minor_digits(currency)
+    body = f"{abs(value):,.{digits}f}"
+    symbol = CURRENCY_SYMBOLS.get(currency.upper())
+    amount = f"{symbol}{body}" if symbol else f"{currency.upper()} {body}"
+    return _signed(amount, round(value, digits), signed)
+
+
+def format_value(metric: Metric, value: float | None, currency: str, *, signed: bool = False) -> str:
+    """A metric value as the report shows it: money, a whole count, or a ratio as a percentage."""
+    if value is None:
+        return "n/a"
+    if metric.unit == "currency":
+        return format_money(value, currency, signed=signed)
+    if metric.unit == "ratio":
+        return _signed(f"{abs(value):.1%}", round(value, 3), signed)
+    return _signed(f"{abs(value):,.0f}", round(value), signed)
+
+
+def format_change(change: float | None) -> str:
+    """A relative change as a signed percentage with one decimal, e.g. "+12.3%", "−4.0%"."""
+    if change is None:
+        return "n/a"
+    return _signed(f"{abs(change):.1%}", round(change, 3), signed=True)
+
+
+def _signed(text: str, rounded: float, signed: bool) -> str:
+    # Signs follow the rounded value, so a tiny negative never shows as "−$0.00".
+    if rounded < 0:
+        return MINUS + text
+    return "+" + text if signed and rounded > 0 else text
+
+
+# --- facts -----------------------------------------------------------------------------------
+
+
+def _daily_by_date(daily: pd.DataFrame, pack: Pack) -> pd.DataFrame:
+    """The daily frame indexed by midnight timestamps, sorted, with the pack's metrics as floats."""
+    frame = daily.set_index("date") if "date" in daily.columns else daily
+    missing = [name for name in pack.metric_names if name not in frame.columns]
+    if missing:
+        raise ValueError(f"daily metrics lack pack {pack.vertical!r} metrics {missing}")
+    frame = frame[list(pack.metric_names)].astype("float64")
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index)).normalize()
+    return frame.sort_index()
+
+
+def _weekly_values(daily: pd.DataFrame, pack: Pack, weeks: list[Week]) -> pd.DataFrame:
+    """Each metric's value per week: summed, the week's last day (stock), or a ratio of the parts."""
+    window = daily[(daily.index >= pd.Timestamp(weeks[0].start)) & (daily.index <= pd.Timestamp(weeks[-1].end))]
+    labels = [Week.containing(day.date()).label for day in window.index]
+    grouped = window.groupby(labels, sort=True)
+    result = {}
+    for metric in pack.metrics:
+        if metric.ratio is None:
+            result[metric.name] = _aggregate(grouped[metric.name], metric)
+    for metric in pack.metrics:
+        if metric.ratio is not None:
+            numerator, denominator = (result[part] for part in metric.ratio)
+            result[metric.name] = numerator / denominator.where(denominator != 0)
+    return pd.DataFrame(result).reindex([week.label for week in weeks])
+
+
+def _aggregate(values: pd.core.groupby.SeriesGroupBy, metric: Metric) -> pd.Series:
+    # A stock's week is its last day with a value; a week without any value stays missing, not 0.
+    return values.last() if metric.stock else values.sum(min_count=1)
+
+
+def _metric_facts(metric: Metric, weekly: pd.Series, currency: str) -> dict[str, Any]:
+    current, previous = _number(weekly.iloc[-1]), _number(weekly.iloc[-2]) if len(weekly) > 1 else None
+    delta = None if current is None or previous is None else current - previous
+    change = None if delta is None or previous == 0 else delta / abs(previous)
+    digits = minor_digits(currency) if metric.unit == "currency" else 6
+    return {
+        "name": metric.name,
+        "label": metric.label,
+        "unit": metric.unit,
+        "aggregation": "ratio" if metric.ratio else "last_day" if metric.stock else "sum",
+        "up_is_good": metric.up_is_good,
+        "current": _rounded(current, digits),
+        "previous": _rounded(previous, digits),
+        "delta": _rounded(delta, digits),
+        "change_pct": _rounded(None if change is None else change * 100, 2),
+        "outcome": _outcome(delta, metric.up_is_good),
+        "display": {
+            "current": format_value(metric, current, currency),
+            "previous": format_value(metric, previous, currency),
+            "delta": format_value(metric, delta, currency, signed=True),
+            "change": format_change(change),
+        },
+        "weekly": [_rounded(_number(value), digits) for value in weekly],
+    }
+
+
+def _outcome(delta: float | None, up_is_good: bool) -> str | None:
+    if delta is None:
+        return None
+    if delta == 0:
+        return "flat"
+    return "good" if (delta > 0) == up_is_good else "bad"
+
+
+def _movers(metrics: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    """The metrics with the largest relative change, largest first (ties keep the pack's order)."""
+    moved = [metric for metric in metrics if metric["change_pct"] not in (None, 0)]
+    moved.sort(key=lambda metric: -abs(metric["change_pct"]))
+    return [
+        {"rank": rank, "metric": metric["name"], "label": metric["label"], "change_pct": metric["change_pct"],
+         "outcome": metric["outcome"], "display": {"change": metric["display"]["change"],
+                                                   "delta": metric["display"]["delta"]}}
+        for rank, metric in enumerate(moved[:top], start=1)
+    ]
+
+
+def _anomaly_facts(
+    anomalies: pd.DataFrame | None,
+    drivers: pd.DataFrame | None,
+    pack: Pack,
+    week: Week,
+    currency: str,
+    per_anomaly: int,
+) -> list[dict[str, Any]]:
+    """The week's anomalies, by date then score, each with its top drivers."""
+    if anomalies is None or anomalies.empty:
+        return []
+    rows = anomalies.assign(date=pd.to_datetime(anomalies["date"]).dt.normalize())
+    rows = rows[(rows["date"] >= pd.Timestamp(week.start)) & (rows["date"] <= pd.Timestamp(week.end))]
+    rows = rows.assign(_order=-rows["score"].abs()).sort_values(["date", "_order"])
+    found = []
+    for row in rows.to_dict("records"):
+        metric = pack.metric(row["metric"])
+        value, expected = _number(row.get("value")), _number(row.get("expected"))
+        lower, upper = _number(row.get("lower")), _number(row.get("upper"))
+        score = _number(row.get("score"))
+        band = "n/a" if lower is None or upper is None else \
+            f"{format_value(metric, lower, currency)} to {format_value(metric, upper, currency)}"
+        found.append({
+            "id": str(row["anomaly_id"]),
+            "metric": metric.name,
+            "label": metric.label,
+            "date": row["date"].date().isoformat(),
+            "weekday": row["date"].day_name(),
+            "value": value,
+            "expected": expected,
+            "lower": lower,
+            "upper": upper,
+            "score": _rounded(score, 1),
+            "severity": row.get("severity"),
+            "direction": row.get("direction"),
+            "rule": row.get("rule"),
+            "display": {"value": format_value(metric, value, currency),
+                        "expected": format_value(metric, expected, currency),
+                        "band": band,
+                        "score": "n/a" if score is None else f"{score:.1f}"},
+            "drivers": _driver_facts(drivers, row["anomaly_id"], per_anomaly),
+        })
+    return found
+
+
+def _driver_facts(drivers: pd.DataFrame | None, anomaly_id: object, top: int) -> list[dict[str, Any]]:
+    if drivers is None or drivers.empty:
+        return []
+    mine = drivers[drivers["anomaly_id"].astype(str) == str(anomaly_id)].sort_values("rank").head(top)
+    return [
+        {"rank": int(row["rank"]), "dimension": row["dimension"], "value": str(row["value"]),
+         "share_pct": _rounded(None if _number(row["share"]) is None else row["share"] * 100, 1),
+         "phrase": row["phrase"]}
+        for row in mine.to_dict("records")
+    ]
+
+
+def _default_headline(pack: Pack) -> list[str]:
+    """The pack's first currency metric, first count metric and first ratio metric, in that order."""
+    picks = [
+        next((m.name for m in pack.metrics if m.unit == "currency" and m.ratio is None), None),
+        next((m.name for m in pack.metrics if m.unit == "count"), None),
+        next((m.name for m in pack.metrics if m.ratio is not None), None),
+    ]
+    return [name for name in picks if name is not None]
+
+
+def _number(value: object) -> float | None:
+    """A float, or None for missing and non-finite values (JSON has no NaN)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _rounded(value: float | None, digits: int) -> float | int | None:
+    if value is None:
+        return None
+    value = round(value, digits)
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
+
+
+def _json_ready(value: Any) -> Any:
+    """Facts with numpy scalars and pandas missing values turned into plain JSON values."""
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, (int, float)) or hasattr(value, "item"):
+        number = value.item() if hasattr(value, "item") else value
+        return number if isinstance(number, (bool, str)) else _rounded(_number(number), 6)
+    if pd.isna(value):
+        return None
+    return value
+
+
+# --- renderings ------------------------------------------------------------------------------
+
+
+def _title(facts: dict[str, Any]) -> str:
+    return f"Weekly report: {facts['workspace']['name']}, {facts['week']['label']}"
+
+
+def _period(facts: dict[str, Any]) -> str:
+    week = facts["week"]
+    partial = "" if week["days_with_data"] == 7 else f" (data for {week['days_with_data']} of 7 days)"
+    return (f"Monday {week['start']} to Sunday {week['end']}, {facts['workspace']['timezone']}; "
+            f"compared with {facts['previous_week']['label']}{partial}")
+
+
+def _sparks(metric: dict[str, Any]) -> list[float | None]:
+    return metric["weekly"][-SPARK_WEEKS:]
+
+
+def _anomaly_line(anomaly: dict[str, Any]) -> str:
+    shown = anomaly["display"]
+    return (f"{anomaly['date']} ({anomaly['weekday']}): {anomaly['label']} {shown['value']}, "
+            f"expected {shown['expected']} (band {shown['band']}); {anomaly['direction']}, "
+            f"severity {anomaly['severity']}, score {shown['score']}, rule {anomaly['rule']}")
+
+
+def _mover_line(mover: dict[str, Any]) -> str:
+    return f"{mover['label']} {mover['display']['change']} ({mover['display']['delta']}), {mover['outcome']}"
+
+
+def render_text(facts: dict[str, Any], *, summary: str | None = None) -> str:
+    """The plain-text report: header, summary, metric table with sparklines, movers, anomalies."""
+    lines = [_title(facts), _period(facts), ""]
+    if summary:
+        lines += [summary, ""]
+    rows = [("Metric", "This week", "Last week", "Change", "", f"Last {SPARK_WEEKS} weeks")]
+    for metric in facts["metrics"]:
+        shown = metric["display"]
+        rows.append((metric["label"], shown["current"], shown["previous"], shown["change"], shown["delta"],
+                     charts.sparkline(_sparks(metric))))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:5], widths[1:5])]
+        lines.append("  ".join(cells + [row[5]]).rstrip())
+    lines += ["", "Top movers"]
+    lines += [f"  {mover['rank']}. {_mover_line(mover)}" for mover in facts["movers"]] or ["  none"]
+    lines += ["", "Anomalies"]
+    for anomaly in facts["anomalies"]:
+        lines.append(f"  - {_anomaly_line(anomaly)}")
+        lines += [f"      {driver['rank']}. {driver['phrase']}" for driver in anomaly["drivers"]]
+    if not facts["anomalies"]:
+        lines.append("  none this week")
+    return "\n".join(lines) + "\n"
+
+
+def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src: str = CHART_FILE) -> str:
+    """Email-safe HTML: tables and inline styles only; the chart is `<img src=chart_src>`."""
+    escape = html.escape
+    header = "".join(f'<th style="{CELL};text-align:{align}">{escape(name)}</th>' for name, align in
+                     [("Metric", "left"), ("This week", "right"), ("Last week", "right"), ("Change", "right"),
+                      ("", "right"), (f"Last {SPARK_WEEKS} weeks", "left")])
+    rows = []
+    for metric in facts["metrics"]:
+        shown = metric["display"]
+        colour = OUTCOME_COLOURS.get(metric["outcome"], "#495057")
+        rows.append(
+            f'<tr><td style="{CELL};text-align:left">{escape(metric["label"])}</td>'
+            f'<td style="{CELL}"><b>{escape(shown["current"])}</b></td>'
+            f'<td style="{CELL}">{escape(shown["previous"])}</td>'
+            f'<td style="{CELL};color:{colour}">{escape(shown["change"])}</td>'
+            f'<td style="{CELL};color:{colour}">{escape(shown["delta"])}</td>'
+            f'<td style="{CELL};text-align:left">{_html_sparkline(_sparks(metric))}</td></tr>'
+        )
+    movers = "".join(f"<li>{escape(_mover_line(mover))}</li>" for mover in facts["movers"]) or "<li>none</li>"
+    anomalies = "".join(
+        f"<li>{escape(_anomaly_line(anomaly))}"
+        + ("<ol>" + "".join(f"<li>{escape(driver['phrase'])}</li>" for driver in anomaly["drivers"]) + "</ol>"
+           if anomaly["drivers"] else "")
+        + "</li>"
+        for anomaly in facts["anomalies"]
+    ) or "<li>none this week</li>"
+    summary_html = f'<p style="font-size:15px;line-height:1.5">{escape(summary)}</p>' if summary else ""
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f"<title>{escape(_title(facts))}</title></head>"
+        f'<body style="margin:0;padding:16px;{FONT}">'
+        f'<h1 style="font-size:20px;margin:0 0 4px">{escape(_title(facts))}</h1>'
+        f'<p style="margin:0 0 12px;color:#495057">{escape(_period(facts))}</p>'
+        f"{summary_html}"
+        f'<table cellpadding="0" cellspacing="0" style="border-collapse:collapse;font-size:14px">'
+        f"<tr>{header}</tr>{''.join(rows)}</table>"
+        f'<p><img src="{escape(chart_src)}" alt="Trend of the headline metrics over {len(facts["weeks"])} weeks" '
+        f'width="800" style="display:block;max-width:100%;height:auto;border:0"></p>'
+        f'<h2 style="font-size:16px">Top movers</h2><ol>{movers}</ol>'
+        f'<h2 style="font-size:16px">Anomalies</h2><ul>{anomalies}</ul>'
+        "</body></html>"
+    )
+
+
+def _html_sparkline(values: list[float | None]) -> str:
+    """A sparkline as a one-row table of bars: unlike SVG or data: images, every email client shows it."""
+    cells = []
+    for height in charts.spark_heights(values):
+        bar = "" if height is None else \
+            f'<div style="width:5px;height:{height}px;background:{charts.LINE_COLOUR};font-size:0;line-height:0"></div>'
+        cells.append(f'<td style="vertical-align:bottom;padding:0 1px">{bar}</td>')
+    return f'<table cellpadding="0" cellspacing="0" style="border-collapse:collapse"><tr>{"".join(cells)}</tr></table>'
+
+
+def render_markdown(facts: dict[str, Any], *, summary: str | None = None) -> str:
+    """A compact preview for Dagster metadata: the metric table, movers and anomalies."""
+    lines = [f"**{_title(facts)}**", "", _period(facts), ""]
+    if summary:
+        lines += [summary, ""]
+    lines += ["| Metric | This week | Last week | Change |", "|---|---:|---:|---:|"]
+    for metric in facts["metrics"]:
+        shown = metric["display"]
+        lines.append(f"| {metric['label']} | {shown['current']} | {shown['previous']} | {shown['change']} |")
+    lines += ["", "**Top movers:** " + ("; ".join(_mover_line(m) for m in facts["movers"]) or "none")]
+    lines += ["", f"**Anomalies:** {len(facts['anomalies']) or 'none'}"]
+    lines += [f"- {_anomaly_line(anomaly)}" for anomaly in facts["anomalies"]]
+    return "\n".join(lines) + "\n"
+
+
+def _chart(facts: dict[str, Any], pack: Pack, currency: str) -> bytes:
+    by_name = {metric["name"]: metric for metric in facts["metrics"]}
+    panels = []
+    for name in facts["headline"]:
+        metric = pack.metric(name)
+        panels.append((metric.label, by_name[name]["weekly"],
+                       lambda value, metric=metric: format_value(metric, value, currency)))
+    return charts.trend_chart(facts["weeks"], panels, title=f"{facts['workspace']['name']}: last "
+                              f"{len(facts['weeks'])} weeks to {facts['week']['label']}")
