@@ -68,8 +68,11 @@ class _CountingAdapter(HTTPAdapter):
         self._client = client
 
     def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
-        self._client._note_attempt()
-        return super().send(request, **kwargs)
+        started = time.monotonic()
+        try:
+            return super().send(request, **kwargs)
+        finally:
+            self._client._note_attempt(time.monotonic() - started)
 
 
 class StripeClient:
@@ -81,7 +84,7 @@ class StripeClient:
         api_version: sent as `Stripe-Version` on every request.
         workspace_id: named in error messages.
         key_variable: the environment variable the key came from, named in error messages.
-        stats: request, retry and wait counters to fill.
+        stats: request, retry and wait (pacing and backoff) counters to fill.
         requests_per_second: pace; by default 80% of Stripe's limit for the key's mode.
     """
 
@@ -116,6 +119,7 @@ class StripeClient:
         self._lock = threading.Lock()
         self._next_slot = 0.0
         self._attempts = 0
+        self._wire_seconds = 0.0
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -128,9 +132,10 @@ class StripeClient:
             session._abos_counting = True  # type: ignore[attr-defined]
         return session
 
-    def _note_attempt(self) -> None:
+    def _note_attempt(self, seconds: float) -> None:
         with self._lock:
             self._attempts += 1
+            self._wire_seconds += seconds
 
     def _pace(self) -> None:
         """Space request starts evenly so a long sync never trips the account's rate limit."""
@@ -146,12 +151,15 @@ class StripeClient:
         """GET `path` (e.g. `/v1/customers`) and return the decoded JSON, retrying what can be retried."""
         self._pace()
         with self._lock:
-            attempts_before = self._attempts
+            attempts_before, wire_before = self._attempts, self._wire_seconds
+        started = time.monotonic()
         response = self._session().get(self.base_url + path, params=params, headers=self._headers)
         with self._lock:
-            attempts = self._attempts - attempts_before
+            attempts, wire = self._attempts - attempts_before, self._wire_seconds - wire_before
         self.stats.requests += attempts
-        self.stats.retries += max(0, attempts - 1)
+        if attempts > 1:  # the time not spent on the wire went to backing off before retries
+            self.stats.retries += attempts - 1
+            self.stats.throttle_wait_seconds += max(0.0, time.monotonic() - started - wire)
         if response.status_code >= 400:
             raise self._error(path, response)
         return response.json()
