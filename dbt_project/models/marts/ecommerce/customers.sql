@@ -1,0 +1,67 @@
+{#- One row per person: guest checkouts and account orders with the same e-mail are one customer
+    (int_orders_identified). Amounts are in shop currency. -#}
+with people as (
+    select * from {{ ref('int_customers_unified') }}
+),
+
+accounts as (
+    select * from {{ ref('stg_shopify__customers') }}
+),
+
+orders as (
+    select * from {{ ref('orders') }}
+),
+
+refunds as (
+    select * from {{ ref('refunds') }}
+),
+
+sales as (
+    select
+        workspace_id,
+        person_id,
+        max(currency) as currency,
+        sum(case when not is_cancelled then discounted_sales else 0 end) as sold
+    from orders
+    group by workspace_id, person_id
+),
+
+refunded as (
+    select
+        workspace_id,
+        person_id,
+        sum(refunded_sales) as refunded_sales
+    from refunds
+    group by workspace_id, person_id
+),
+
+final as (
+    select
+        people.workspace_id,
+        people.person_id,
+        people.email,
+        -- a guest who signed up later without ordering again is matched to the account by e-mail
+        coalesce(people.customer_id, accounts.customer_id) as customer_id,
+        coalesce(people.customer_id, accounts.customer_id) is null as is_guest,
+        people.first_order_at,
+        people.first_order_date,
+        people.last_order_at,
+        people.order_count,
+        people.cancelled_order_count,
+        sales.currency,
+        -- the person's share of net sales: sold minus every refund of their orders (docs/metrics.md)
+        sales.sold - coalesce(refunded.refunded_sales, 0) as lifetime_net_sales
+    from people
+    inner join sales
+        on sales.workspace_id = people.workspace_id
+        and sales.person_id = people.person_id
+    left join refunded
+        on refunded.workspace_id = people.workspace_id
+        and refunded.person_id = people.person_id
+    left join accounts
+        on people.customer_id is null
+        and accounts.workspace_id = people.workspace_id
+        and lower(accounts.email) = people.email
+)
+
+select * from final

@@ -1,0 +1,74 @@
+{#- One row per non-test order (cancelled ones included, flagged), in shop currency, with its person,
+    its day in the shop's timezone and its line totals. -#}
+with orders as (
+    select * from {{ ref('stg_shopify__orders') }}
+),
+
+identified as (
+    select * from {{ ref('int_orders_identified') }}
+),
+
+customers as (
+    select * from {{ ref('int_customers_unified') }}
+),
+
+lines as (
+    select
+        workspace_id,
+        order_id,
+        count(*) as line_count,
+        sum(quantity) as units,
+        sum(gross_sales) as gross_sales,
+        sum(discounts) as discounts
+    from {{ ref('order_lines') }}
+    group by workspace_id, order_id
+),
+
+final as (
+    select
+        orders.workspace_id,
+        orders.order_id,
+        orders.order_name,
+        identified.person_id,
+        orders.customer_id,
+        identified.email,
+        orders.created_at,
+        identified.order_date,
+        orders.updated_at,
+        orders.cancelled_at,
+        orders.cancel_reason,
+        orders.is_cancelled,
+        -- new: the person's first order that counts as sold; cancelled orders are neither
+        case
+            when orders.is_cancelled then null
+            when customers.first_order_at = orders.created_at then 'new'
+            else 'returning'
+        end as customer_type,
+        orders.financial_status,
+        orders.fulfillment_status,
+        orders.source_name,
+        orders.shipping_country_code,
+        orders.currency,
+        coalesce(lines.line_count, 0) as line_count,
+        coalesce(lines.units, 0) as units,
+        coalesce(lines.gross_sales, 0) as gross_sales,
+        coalesce(lines.discounts, 0) as discounts,
+        coalesce(lines.gross_sales, 0) - coalesce(lines.discounts, 0) as discounted_sales,
+        orders.total_shipping,
+        orders.total_tax,
+        orders.total_price,
+        orders.total_refunded,
+        orders.current_total_price
+    from orders
+    inner join identified
+        on identified.workspace_id = orders.workspace_id
+        and identified.order_id = orders.order_id
+    left join customers
+        on customers.workspace_id = identified.workspace_id
+        and customers.person_id = identified.person_id
+    left join lines
+        on lines.workspace_id = orders.workspace_id
+        and lines.order_id = orders.order_id
+)
+
+select * from final

@@ -1,0 +1,57 @@
+{#- One row per product, with its variants' price range and what it sold (orders that count as sold,
+    before refunds), in shop currency. -#}
+with products as (
+    select * from {{ ref('stg_shopify__products') }}
+),
+
+variants as (
+    select
+        workspace_id,
+        product_id,
+        count(*) as variant_count,
+        min(price) as min_price,
+        max(price) as max_price
+    from {{ ref('stg_shopify__product_variants') }}
+    group by workspace_id, product_id
+),
+
+sold as (
+    select
+        workspace_id,
+        product_id,
+        sum(quantity) as units_sold,
+        sum(gross_sales) as gross_sales,
+        sum(discounts) as discounts
+    from {{ ref('order_lines') }}
+    where not is_cancelled
+    group by workspace_id, product_id
+),
+
+final as (
+    select
+        products.workspace_id,
+        products.product_id,
+        products.product_title,
+        products.handle,
+        products.vendor,
+        products.product_type,
+        products.status,
+        products.total_inventory,
+        products.created_at,
+        products.published_at,
+        coalesce(variants.variant_count, 0) as variant_count,
+        variants.min_price,
+        variants.max_price,
+        coalesce(sold.units_sold, 0) as units_sold,
+        coalesce(sold.gross_sales, 0) as gross_sales,
+        coalesce(sold.discounts, 0) as discounts
+    from products
+    left join variants
+        on variants.workspace_id = products.workspace_id
+        and variants.product_id = products.product_id
+    left join sold
+        on sold.workspace_id = products.workspace_id
+        and sold.product_id = products.product_id
+)
+
+select * from final

@@ -1,0 +1,55 @@
+{#- One row per refund of a non-test order, dated by the refund's own day in the shop's timezone
+    (docs/metrics.md: refunds count on the day they are created, whatever the order's date). -#}
+with refunds as (
+    select * from {{ ref('stg_shopify__refunds') }}
+),
+
+refund_lines as (
+    select
+        workspace_id,
+        refund_id,
+        sum(quantity) as refunded_units,
+        sum(subtotal) as refunded_sales,
+        sum(total_tax) as refunded_tax
+    from {{ ref('stg_shopify__refund_lines') }}
+    group by workspace_id, refund_id
+),
+
+orders as (
+    select * from {{ ref('int_orders_identified') }}
+),
+
+workspaces as (
+    select * from {{ ref('stg_reference__workspaces') }}
+),
+
+final as (
+    select
+        refunds.workspace_id,
+        refunds.refund_id,
+        refunds.order_id,
+        orders.person_id,
+        refunds.created_at,
+        {{ local_date('refunds.created_at', 'workspaces.timezone') }} as refund_date,
+        orders.order_date,
+        orders.is_cancelled as is_order_cancelled,
+        refunds.note,
+        -- every amount of an order and its refunds is in the shop's currency
+        orders.currency,
+        coalesce(refund_lines.refunded_units, 0) as refunded_units,
+        -- the amount net sales subtract: refunded lines after discounts, without tax or shipping
+        coalesce(refund_lines.refunded_sales, 0) as refunded_sales,
+        coalesce(refund_lines.refunded_tax, 0) as refunded_tax,
+        refunds.total_refunded
+    from refunds
+    left join refund_lines
+        on refund_lines.workspace_id = refunds.workspace_id
+        and refund_lines.refund_id = refunds.refund_id
+    left join orders
+        on orders.workspace_id = refunds.workspace_id
+        and orders.order_id = refunds.order_id
+    left join workspaces
+        on workspaces.workspace_id = refunds.workspace_id
+)
+
+select * from final

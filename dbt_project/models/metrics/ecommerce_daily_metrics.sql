@@ -1,0 +1,172 @@
+{#- The ecommerce metrics of docs/metrics.md, one row per workspace and day (in the workspace's
+    timezone), amounts in its reporting currency. Days run from the workspace's first order day to
+    its last data day (the latest day with an order placed or changed, or a refund); days without
+    orders are zeros. -#}
+with workspaces as (
+    select * from {{ ref('stg_reference__workspaces') }}
+),
+
+rates as (
+    select * from {{ ref('int_fx_rates_ranged') }}
+),
+
+orders as (
+    select * from {{ ref('orders') }}
+),
+
+refunds as (
+    select * from {{ ref('refunds') }}
+),
+
+customers as (
+    select * from {{ ref('customers') }}
+),
+
+-- cancelled orders never count as sold; their refunds still count, on the refund's day
+sold_orders as (
+    select * from orders
+    where not is_cancelled
+),
+
+money as (
+    select
+        workspace_id,
+        order_date as date,
+        currency,
+        sum(gross_sales) as gross_sales,
+        sum(discounts) as discounts,
+        cast(0 as decimal(38, 9)) as refunds
+    from sold_orders
+    group by workspace_id, order_date, currency
+
+    union all
+
+    select
+        workspace_id,
+        refund_date as date,
+        currency,
+        cast(0 as decimal(38, 9)) as gross_sales,
+        cast(0 as decimal(38, 9)) as discounts,
+        sum(refunded_sales) as refunds
+    from refunds
+    group by workspace_id, refund_date, currency
+),
+
+money_converted as (
+    select
+        money.workspace_id,
+        money.date,
+        {%- for amount in ['gross_sales', 'discounts', 'refunds'] %}
+        sum({{ ecommerce_convert('money.' ~ amount, 'money.currency', 'workspaces.reporting_currency',
+                                 'from_rate.usd_per_unit', 'to_rate.usd_per_unit') }}) as {{ amount }}
+        {{- "," if not loop.last }}
+        {%- endfor %}
+    from money
+    inner join workspaces
+        on workspaces.workspace_id = money.workspace_id
+    -- the rate of the day itself; a missing rate leaves the amount null, which the tests catch
+    left join rates as from_rate
+        on from_rate.currency = money.currency
+        and money.date >= from_rate.valid_from
+        and money.date < from_rate.valid_to
+    left join rates as to_rate
+        on to_rate.currency = workspaces.reporting_currency
+        and money.date >= to_rate.valid_from
+        and money.date < to_rate.valid_to
+    group by money.workspace_id, money.date
+),
+
+order_counts as (
+    select
+        sold_orders.workspace_id,
+        sold_orders.order_date as date,
+        count(*) as orders,
+        sum(sold_orders.units) as units,
+        -- a person counts once a day: new on the day of their first order, returning after it
+        count(distinct case
+            when customers.first_order_date = sold_orders.order_date then sold_orders.person_id
+        end) as new_customers,
+        count(distinct case
+            when customers.first_order_date < sold_orders.order_date then sold_orders.person_id
+        end) as returning_customers
+    from sold_orders
+    inner join customers
+        on customers.workspace_id = sold_orders.workspace_id
+        and customers.person_id = sold_orders.person_id
+    group by sold_orders.workspace_id, sold_orders.order_date
+),
+
+data_days as (
+    select orders.workspace_id, orders.order_date as first_day, orders.order_date as last_day
+    from orders
+    union all
+    select orders.workspace_id, null as first_day, {{ local_date('orders.updated_at', 'workspaces.timezone') }} as last_day
+    from orders
+    inner join workspaces
+        on workspaces.workspace_id = orders.workspace_id
+    union all
+    select workspace_id, null as first_day, refund_date as last_day
+    from refunds
+),
+
+bounds as (
+    select
+        workspace_id,
+        min(first_day) as first_day,
+        max(last_day) as last_day
+    from data_days
+    group by workspace_id
+),
+
+day_numbers as (
+    {{ dbt.generate_series(20000) }}
+),
+
+days as (
+    select
+        bounds.workspace_id,
+        cast({{ dbt.dateadd('day', 'cast(day_numbers.generated_number as integer) - 1', 'bounds.first_day') }} as date) as date
+    from bounds
+    inner join day_numbers
+        on day_numbers.generated_number <= {{ dbt.datediff('bounds.first_day', 'bounds.last_day', 'day') }} + 1
+),
+
+filled as (
+    select
+        days.workspace_id,
+        days.date,
+        -- a day with no money rows is zero; a converted null (missing rate) stays null
+        case when money_converted.date is null then 0 else money_converted.gross_sales end as gross_sales,
+        case when money_converted.date is null then 0 else money_converted.discounts end as discounts,
+        case when money_converted.date is null then 0 else money_converted.refunds end as refunds,
+        cast(coalesce(order_counts.orders, 0) as bigint) as orders,
+        cast(coalesce(order_counts.units, 0) as bigint) as units,
+        cast(coalesce(order_counts.new_customers, 0) as bigint) as new_customers,
+        cast(coalesce(order_counts.returning_customers, 0) as bigint) as returning_customers
+    from days
+    left join money_converted
+        on money_converted.workspace_id = days.workspace_id
+        and money_converted.date = days.date
+    left join order_counts
+        on order_counts.workspace_id = days.workspace_id
+        and order_counts.date = days.date
+),
+
+final as (
+    select
+        workspace_id,
+        date,
+        cast(gross_sales as decimal(38, 4)) as gross_sales,
+        cast(discounts as decimal(38, 4)) as discounts,
+        cast(refunds as decimal(38, 4)) as refunds,
+        cast(gross_sales - discounts - refunds as decimal(38, 4)) as net_sales,
+        orders,
+        units,
+        -- refunds are not subtracted: they land on other days (docs/metrics.md)
+        cast({{ ecommerce_divide_half_up('gross_sales - discounts', 'orders', 4) }} as decimal(38, 4)) as aov,
+        new_customers,
+        returning_customers
+    from filled
+)
+
+select * from final
