@@ -215,6 +215,9 @@ def build_report(
         "anomalies": _anomaly_facts(anomalies, drivers, pack, week, currency, drivers_per_anomaly),
         "headline": list(headline or _default_headline(pack)),
     }
+    # Counts a summary may cite ("2 anomalies", "the last 12 weeks") are facts too.
+    facts["counts"] = {"anomalies": len(facts["anomalies"]), "movers": len(facts["movers"]),
+                       "history_weeks": len(weeks), "spark_weeks": min(SPARK_WEEKS, len(weeks))}
     facts = _json_ready(facts)
     png = _chart(facts, pack, currency)
     return Report(
@@ -346,7 +349,7 @@ def _metric_facts(metric: Metric, weekly: pd.Series, currency: str) -> dict[str,
         "current": _rounded(current, digits),
         "previous": _rounded(previous, digits),
         "delta": _rounded(delta, digits),
-        "change_pct": _rounded(None if change is None else change * 100, 2),
+        "change_pct": _rounded(None if change is None else change * 100, 4),
         "outcome": _outcome(delta, metric.up_is_good),
         "display": {
             "current": format_value(metric, current, currency),
@@ -404,6 +407,7 @@ def _anomaly_facts(
             "id": str(row["anomaly_id"]),
             "metric": metric.name,
             "label": metric.label,
+            "unit": metric.unit,
             "date": row["date"].date().isoformat(),
             "weekday": row["date"].day_name(),
             "value": value,

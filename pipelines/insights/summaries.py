@@ -1,0 +1,399 @@
+"""The weekly report's plain-language summary: an LLM writes it, a fact check decides if it is used.
+
+The LLM sees only the report's facts JSON. Every number in its reply must match a fact within the
+precision the reply wrote it at; any number that does not, any failed call, or no API key at all,
+and the summary is a deterministic template built from the same facts. Nothing here raises on an
+LLM problem: a report never fails because of its summary (see docs/reports.md).
+
+Settings are read from the environment by `llm_settings_from_env` until they move into
+`pipelines/settings.py`:
+
+    ABOS_LLM_MODEL            model name (default gpt-4o-mini)
+    ABOS_LLM_BASE_URL         any OpenAI-compatible API (default OpenAI's)
+    ABOS_LLM_API_KEY          the key; OPENAI_API_KEY is used when this is unset
+    ABOS_LLM_TIMEOUT_SECONDS  per attempt (default 20)
+    ABOS_LLM_MAX_RETRIES      retries after the first attempt (default 2)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from pipelines.currencies import ISO_4217
+
+DEFAULT_MODEL = "gpt-4o-mini"
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_TIMEOUT_SECONDS = 20.0
+DEFAULT_MAX_RETRIES = 2
+MAX_COMPLETION_TOKENS = 400
+
+# US$ per million tokens (input, output), from OpenAI's public price list as of 2025-06. A model
+# not listed (e.g. a local one) gets cost None rather than a guess.
+PRICES_PER_MILLION_TOKENS: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+}
+DATED_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")  # "gpt-4o-mini-2024-07-18" is priced as gpt-4o-mini
+
+SYSTEM_PROMPT = """\
+You write the opening paragraph of a weekly business metrics report.
+Use only the facts in the JSON you are given. Rules:
+- 3 to 5 sentences of plain text, no Markdown, no lists.
+- Copy every number exactly as it appears in a "display" field or a driver "phrase".
+  Never compute, convert or re-round a number yourself: no sums, differences or averages.
+- Write dates as YYYY-MM-DD and the week as its label (e.g. 2026-W10).
+- Cover the headline metrics, the top movers (say if a move is good or bad for the business,
+  using "outcome"), and each anomaly with its top driver. If there are no anomalies, say so.
+"""
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """Which OpenAI-compatible model writes summaries, and how long to wait for it.
+
+    Attributes:
+        model: model name sent to the API.
+        base_url: API base URL; None means OpenAI's.
+        api_key: the key; None means no LLM (template summaries, no error). Never shown in repr.
+        timeout_seconds: per attempt, passed to the client.
+        max_retries: retries after the first attempt, passed to the client (it backs off between).
+    """
+
+    model: str = DEFAULT_MODEL
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+
+def llm_settings_from_env(env: Mapping[str, str] | None = None) -> LlmSettings:
+    """LLM settings from ABOS_LLM_* variables (and OPENAI_API_KEY), as listed in the module docstring.
+
+    Raises:
+        ValueError: a timeout or retry count that is not a number, or negative; names the variable.
+    """
+    env = os.environ if env is None else env
+    return LlmSettings(
+        model=env.get("ABOS_LLM_MODEL") or DEFAULT_MODEL,
+        base_url=env.get("ABOS_LLM_BASE_URL") or None,
+        api_key=env.get("ABOS_LLM_API_KEY") or env.get("OPENAI_API_KEY") or None,
+        timeout_seconds=_number_setting(env, "ABOS_LLM_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS, float),
+        max_retries=_number_setting(env, "ABOS_LLM_MAX_RETRIES", DEFAULT_MAX_RETRIES, int),
+    )
+
+
+def _number_setting(env: Mapping[str, str], name: str, default: float, kind: type) -> Any:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a {kind.__name__}") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A report's summary and how it was made.
+
+    Attributes:
+        text: the summary shown in the report.
+        source: "llm" (the model's reply passed the fact check) or "template".
+        reason: why the template was used (None when the LLM's reply was used).
+        model: the model asked, None when none was.
+        prompt_tokens: input tokens the API reported, None without a call or usage.
+        completion_tokens: output tokens the API reported.
+        cost_usd: estimated from PRICES_PER_MILLION_TOKENS; None for an unpriced model or no usage.
+        latency_seconds: wall time of the LLM call including retries, None without a call.
+        rejected_numbers: the reply's numbers that matched no fact.
+        rejected_reply: the reply that failed the fact check, kept for review.
+    """
+
+    text: str
+    source: str
+    reason: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_seconds: float | None = None
+    rejected_numbers: tuple[str, ...] = ()
+    rejected_reply: str | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        """Plain values for asset metadata and the reports table."""
+        return {key: value for key, value in self.__dict__.items() if key != "text"} | {
+            "rejected_numbers": list(self.rejected_numbers)}
+
+
+def summarize(facts: Mapping[str, Any], settings: LlmSettings, *, client: openai.OpenAI | None = None) -> Summary:
+    """The report's summary: the LLM's, when it answers and passes the fact check, else the template.
+
+    Args:
+        facts: the report's facts (`Report.facts`).
+        settings: model, endpoint, key and bounds.
+        client: an OpenAI client to use instead of one built from `settings`.
+
+    Returns:
+        The summary; never raises for LLM failures.
+    """
+    template = template_summary(facts)
+    if settings.api_key is None and client is None:
+        return Summary(template, "template", reason="no LLM API key configured")
+    client = client or openai.OpenAI(
+        api_key=settings.api_key,
+        base_url=settings.base_url or OPENAI_BASE_URL,
+        timeout=settings.timeout_seconds,
+        max_retries=settings.max_retries,
+    )
+    started = time.monotonic()
+    try:
+        response = client.chat.completions.create(
+            model=settings.model,
+            messages=build_messages(facts),
+            temperature=0,
+            max_tokens=MAX_COMPLETION_TOKENS,
+        )
+        reply = (response.choices[0].message.content or "").strip()
+        usage = response.usage
+    # Any failure (timeout, connection, HTTP status, a body the client cannot parse) means the
+    # template; the exception's type and status say why without echoing request details.
+    except Exception as exc:  # noqa: BLE001
+        status = getattr(exc, "status_code", None)
+        return Summary(template, "template", reason=f"LLM call failed: {type(exc).__name__}"
+                       + (f" (HTTP {status})" if status else ""), model=settings.model,
+                       latency_seconds=time.monotonic() - started)
+    latency = time.monotonic() - started
+    prompt_tokens = getattr(usage, "prompt_tokens", None)
+    completion_tokens = getattr(usage, "completion_tokens", None)
+    accounting = dict(model=settings.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                      cost_usd=estimate_cost(settings.model, prompt_tokens, completion_tokens),
+                      latency_seconds=latency)
+    if not reply:
+        return Summary(template, "template", reason="LLM reply was empty", **accounting)
+    unmatched = check_numbers(reply, facts)
+    if unmatched:
+        return Summary(template, "template", reason="fact check failed: " + ", ".join(
+            f"{number!r} matches no fact" for number in unmatched), rejected_numbers=tuple(unmatched),
+            rejected_reply=reply, **accounting)
+    return Summary(reply, "llm", **accounting)
+
+
+def estimate_cost(model: str, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
+    """US$ for one call, from PRICES_PER_MILLION_TOKENS; None for an unpriced model or missing usage."""
+    prices = PRICES_PER_MILLION_TOKENS.get(model) or PRICES_PER_MILLION_TOKENS.get(DATED_SNAPSHOT.sub("", model))
+    if prices is None or prompt_tokens is None or completion_tokens is None:
+        return None
+    return (prompt_tokens * prices[0] + completion_tokens * prices[1]) / 1_000_000
+
+
+def build_messages(facts: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The chat messages: the writing rules, then the facts as JSON (weekly series left out to save tokens)."""
+    shown = dict(facts)
+    shown["metrics"] = [{key: value for key, value in metric.items() if key != "weekly"}
+                        for metric in facts.get("metrics", [])]
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": json.dumps(shown, ensure_ascii=False, separators=(",", ":"))},
+    ]
+
+
+def template_summary(facts: Mapping[str, Any]) -> str:
+    """A deterministic summary that uses only the facts' display strings and driver phrases."""
+    workspace, week = facts["workspace"], facts["week"]
+    by_name = {metric["name"]: metric for metric in facts["metrics"]}
+    sentences = [f"{workspace['name']}, week {week['label']} ({week['start']} to {week['end']})."]
+    headline = []
+    for name in facts.get("headline", []):
+        metric = by_name[name]
+        shown = metric["display"]
+        if metric["change_pct"] is None:
+            headline.append(f"{metric['label']} {shown['current']} (no comparison with the week before)")
+        else:
+            headline.append(f"{metric['label']} {shown['current']} ({shown['change']} on the week before)")
+    if headline:
+        sentences.append("; ".join(headline) + ".")
+    movers = facts.get("movers", [])[:3]
+    if movers:
+        sentences.append("Biggest moves: " + "; ".join(
+            f"{mover['label']} {mover['display']['change']} ({mover['outcome']})" for mover in movers) + ".")
+    anomalies = facts.get("anomalies", [])
+    for anomaly in anomalies[:3]:
+        shown = anomaly["display"]
+        driver = f", mostly {anomaly['drivers'][0]['phrase']}" if anomaly["drivers"] else ""
+        sentences.append(f"Anomaly on {anomaly['date']}: {anomaly['label']} was {shown['value']} against "
+                         f"{shown['expected']} expected{driver}.")
+    if len(anomalies) > 3:
+        sentences.append(f"{len(anomalies) - 3} more anomalies are listed below.")
+    if not anomalies:
+        sentences.append("No anomalies this week.")
+    return " ".join(sentences)
+
+
+# --- the fact check ----------------------------------------------------------------------------
+#
+# A reply's dates (ISO dates, ISO week labels, "week 10", "March 4") are checked against the dates
+# and weeks in the facts, then blanked out. Every other number is parsed with its precision and
+# kind (money, percentage, plain) and must match a fact of a compatible kind within half a unit of
+# its last written digit: "12%" matches 12.34%, "$1.2k" matches $1,234.56, "12.4%" does not match
+# 12.34%. Numbers written next to a sign ("−4%", "+$3") or a direction word ("down 4%", "fell by
+# $3") must match a fact of that sign; bare numbers match either sign. Numbers glued to letters
+# ("Q4", "B2B", "gpt-4o") and spelled-out numbers ("two") are not checked.
+
+MONTHS = {name: number for number, names in enumerate(
+    [("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",),
+     ("jun", "june"), ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"),
+     ("oct", "october"), ("nov", "november"), ("dec", "december")], start=1) for name in names}
+_MONTH = r"(?P<month>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
+DATE_PATTERNS = [
+    re.compile(r"\b(?P<iso>\d{4}-\d{2}-\d{2})(?:T[\d:.]+(?:Z|[+\-−]\d{2}:?\d{2})?)?\b"),
+    re.compile(r"\b(?P<year>\d{4})-?W(?P<week>\d{1,2})\b"),
+    re.compile(r"\b(?:week|wk|W)\s?(?P<week>\d{1,2})\b", re.IGNORECASE),
+    re.compile(rf"\b{_MONTH}\s+{_DAY}(?:\s*(?:–|-|to)\s*(?P<until>\d{{1,2}})(?!\d))?(?:,?\s+(?P<year>\d{{4}}))?\b",
+               re.IGNORECASE),
+    re.compile(rf"\b{_DAY}\s+{_MONTH}(?:,?\s+(?P<year>\d{{4}}))?\b", re.IGNORECASE),
+]
+_CODES = "|".join(sorted(ISO_4217))  # only real currency codes make an amount ("ARR 12" is a plain 12)
+NUMBER = re.compile(
+    r"(?<![\w.])(?P<sign>[+\-−])?"
+    rf"(?P<symbol>[$€£¥₹₩]|(?:{_CODES})\s)?(?P<sign2>[+\-−])?"
+    r"(?P<digits>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+    r"(?:(?P<ordinal>st|nd|rd|th)|\s?(?P<suffix>k|K|M|bn|B|thousand|million|billion)(?![\w]))?"
+    r"(?P<percent>\s?%|\s(?:percent|per cent)\b)?"
+    rf"(?:\s(?P<code_after>{_CODES})\b)?(?![\w])"
+)
+SCALES = {"k": 1e3, "K": 1e3, "thousand": 1e3, "M": 1e6, "million": 1e6, "bn": 1e9, "B": 1e9, "billion": 1e9}
+DOWN_WORDS = r"down|fell|fall|fallen|dropped|drop|declined|decline|decreased|decrease|lower|shrank|slipped|lost"
+UP_WORDS = r"up|rose|risen|rise|grew|grown|increased|increase|gained|gain|higher|jumped|climbed"
+DIRECTION = re.compile(rf"\b(?:(?P<down>{DOWN_WORDS})|(?P<up>{UP_WORDS}))\s+(?:by\s+)?$", re.IGNORECASE)
+MONEY_KEYS = {"current", "previous", "delta", "weekly", "value", "expected", "lower", "upper"}
+
+
+@dataclass(frozen=True)
+class _Number:
+    """A number as written: its value (sign applied when one was written), kind and half-unit tolerance."""
+
+    value: float
+    kind: str  # "money", "percent" or "plain"
+    signed: bool
+    tolerance: float
+
+
+def check_numbers(text: str, facts: Mapping[str, Any]) -> list[str]:
+    """The numbers and dates in `text` that match no fact, as written; empty when all match.
+
+    See the comment above for the rules.
+    """
+    known_numbers, known_dates, known_weeks = _facts_index(facts)
+    unmatched, blanked = _check_dates(text, known_dates, known_weeks)
+    for written, number in _numbers(blanked):
+        if not any(_matches(number, fact) for fact in known_numbers):
+            unmatched.append(written)
+    return unmatched
+
+
+def _matches(number: _Number, fact: _Number) -> bool:
+    if number.kind != "plain" and fact.kind != number.kind:
+        return False
+    # Half a unit of the reply's last digit, or of the fact's when the fact itself was shown rounded.
+    tolerance = max(number.tolerance, fact.tolerance) * (1 + 1e-9) + 1e-12
+    if number.signed:
+        return abs(number.value - fact.value) <= tolerance
+    return abs(abs(number.value) - abs(fact.value)) <= tolerance
+
+
+def _numbers(text: str) -> Iterator[tuple[str, _Number]]:
+    """Each number written in `text` (dates already blanked), as written and as parsed."""
+    for match in NUMBER.finditer(text):
+        digits = match["digits"].replace(",", "")
+        scale = SCALES.get(match["suffix"] or "", 1.0)
+        value = float(digits) * scale
+        sign = match["sign"] or match["sign2"]
+        direction = DIRECTION.search(text[max(0, match.start() - 20):match.start()])
+        if sign in ("-", "−") or (sign is None and direction and direction["down"]):
+            value = -value
+        kind = "percent" if match["percent"] else "money" if match["symbol"] or match["code_after"] else "plain"
+        tolerance = 0.5 * 10 ** -len(digits.partition(".")[2]) * scale
+        yield match[0].strip(), _Number(value, kind, sign is not None or direction is not None, tolerance)
+
+
+def _check_dates(text: str, dates: set[tuple[int, int, int]], weeks: set[tuple[int, int]]) -> tuple[list[str], str]:
+    """Date mentions that are not dates of the facts, and `text` with every date mention blanked."""
+    unmatched = []
+    years = {year for year, _, _ in dates}
+    for pattern in DATE_PATTERNS:
+        for match in pattern.finditer(text):
+            groups = match.groupdict()
+            if groups.get("iso"):
+                year, month, day = (int(part) for part in groups["iso"].split("-"))
+                ok = (year, month, day) in dates
+            elif groups.get("week"):
+                number = int(groups["week"])
+                ok = (int(groups["year"]), number) in weeks if groups.get("year") else \
+                    any(week == number for _, week in weeks)
+            else:
+                month = MONTHS[groups["month"].lower().rstrip(".")]
+                days = [int(groups["day"])] + ([int(groups["until"])] if groups.get("until") else [])
+                year = int(groups["year"]) if groups.get("year") else None
+                ok = all(any((y, m, d) == (y if year is None else year, month, day) for y, m, d in dates)
+                         for day in days) and (year is None or year in years)
+            if not ok:
+                unmatched.append(match[0])
+            text = text[:match.start()] + " " * (match.end() - match.start()) + text[match.end():]
+    return unmatched, text
+
+
+def _facts_index(facts: Mapping[str, Any]) -> tuple[list[_Number], set[tuple[int, int, int]], set[tuple[int, int]]]:
+    """Every number in the facts with its kind, every date, and every ISO week (year, number)."""
+    numbers: list[_Number] = []
+    dates: set[tuple[int, int, int]] = set()
+    weeks: set[tuple[int, int]] = set()
+
+    def visit(node: Any, unit: str | None, key: str | None) -> None:
+        if isinstance(node, Mapping):
+            unit = node.get("unit", unit)
+            for child_key, child in node.items():
+                visit(child, unit, child_key)
+        elif isinstance(node, list):
+            for child in node:
+                visit(child, unit, key)
+        elif isinstance(node, str):
+            dates.update(tuple(int(part) for part in match["iso"].split("-"))
+                         for match in DATE_PATTERNS[0].finditer(node))
+            weeks.update((int(match["year"]), int(match["week"])) for match in DATE_PATTERNS[1].finditer(node))
+            # Numbers inside shown strings (display values, driver phrases, names) are facts at
+            # the precision they were shown with.
+            _, blanked = _check_dates(node, set(), set())
+            numbers.extend(number for _, number in _numbers(blanked))
+        elif isinstance(node, (int, float)) and not isinstance(node, bool) and math.isfinite(node):
+            numbers.append(_fact_number(float(node), unit, key))
+
+    visit(facts, None, None)
+    return numbers, dates, weeks
+
+
+def _fact_number(value: float, unit: str | None, key: str | None) -> _Number:
+    """A numeric fact field, exact (tolerance 0), of the kind its key and its record's unit give it."""
+    if key is not None and key.endswith("_pct"):
+        return _Number(value, "percent", True, 0.0)
+    if key in MONEY_KEYS and unit == "currency":
+        return _Number(value, "money", True, 0.0)
+    if key in MONEY_KEYS and unit == "ratio":
+        return _Number(value * 100, "percent", True, 0.0)
+    return _Number(value, "plain", True, 0.0)
