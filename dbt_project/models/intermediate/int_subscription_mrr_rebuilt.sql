@@ -49,7 +49,8 @@ item_lines as (
             then {{ saas_monthly_amount('prices.unit_amount * lines.quantity', 'prices.recurring_interval', 'prices.recurring_interval_count') }}
             else 0
         end as item_mrr,
-        {{ saas_monthly_amount('1', 'prices.recurring_interval', 'prices.recurring_interval_count') }} as months_factor
+        prices.recurring_interval,
+        prices.recurring_interval_count
     from lines
     inner join invoices
         on invoices.workspace_id = lines.workspace_id
@@ -75,7 +76,8 @@ item_states as (
         period_start_at as valid_from_at,
         max(period_end_at) as period_end_at,
         max(item_mrr) as item_mrr,
-        max(months_factor) as months_factor
+        max(recurring_interval) as recurring_interval,
+        max(recurring_interval_count) as recurring_interval_count
     from item_lines
     group by workspace_id, customer_id, subscription_id, item_key, currency, period_start_at
 ),
@@ -99,7 +101,8 @@ item_segments as (
             coalesce(workspaces.first_synced_at, item_states.period_end_at)
         ) as valid_to_at,
         item_states.item_mrr,
-        item_states.months_factor
+        item_states.recurring_interval,
+        item_states.recurring_interval_count
     from item_states
     left join subscriptions
         on subscriptions.workspace_id = item_states.workspace_id
@@ -132,7 +135,9 @@ subscription_segments as (
         subscription_ranges.valid_from_at,
         subscription_ranges.valid_to_at,
         sum(item_segments.item_mrr) as gross_mrr,
-        max(item_segments.months_factor) as months_factor
+        -- an amount_off coupon is normalized with the subscription's billing interval
+        max(item_segments.recurring_interval) as billing_interval,
+        max(item_segments.recurring_interval_count) as billing_interval_count
     from subscription_ranges
     inner join item_segments
         on item_segments.workspace_id = subscription_ranges.workspace_id
@@ -172,7 +177,8 @@ final as (
         subscription_segments.valid_to_at,
         cast(greatest(
             subscription_segments.gross_mrr * (1 - coalesce(segment_discounts.percent_off, 0) / 100)
-                - coalesce(segment_discounts.amount_off * subscription_segments.months_factor, 0),
+                - coalesce({{ saas_monthly_amount('segment_discounts.amount_off',
+                    'subscription_segments.billing_interval', 'subscription_segments.billing_interval_count') }}, 0),
             0
         ) as decimal(38, 9)) as mrr
     from subscription_segments

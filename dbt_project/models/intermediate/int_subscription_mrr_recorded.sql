@@ -22,9 +22,8 @@ items_normalized as (
             else {{ saas_monthly_amount('unit_amount * quantity', 'recurring_interval', 'recurring_interval_count') }}
         end) as gross_mrr,
         -- an amount_off coupon is normalized with the subscription's billing interval
-        max(case when usage_type = 'metered' then null
-            else {{ saas_monthly_amount('1', 'recurring_interval', 'recurring_interval_count') }}
-        end) as months_factor
+        max(case when usage_type <> 'metered' then recurring_interval end) as billing_interval,
+        max(case when usage_type <> 'metered' then recurring_interval_count end) as billing_interval_count
     from version_items
     group by workspace_id, subscription_id, valid_from
 ),
@@ -57,7 +56,8 @@ final as (
             when versions.status not in ('active', 'past_due') then cast(0 as decimal(38, 9))
             else cast(greatest(
                 coalesce(items_normalized.gross_mrr, 0) * (1 - coalesce(version_discounts.percent_off, 0) / 100)
-                    - coalesce(version_discounts.amount_off * items_normalized.months_factor, 0),
+                    - coalesce({{ saas_monthly_amount('version_discounts.amount_off',
+                        'items_normalized.billing_interval', 'items_normalized.billing_interval_count') }}, 0),
                 0
             ) as decimal(38, 9))
         end as mrr

@@ -12,6 +12,7 @@
     Why 35: an incremental sync replays events at most 30 days old (Stripe's retention; an older
     cursor forces a full resync), so every version it loads, however late it arrives, is dated
     within 30 days of the newest one. Older corrections need `dbt build --full-refresh`. -#}
+-- depends_on: {{ ref('int_saas_workspaces') }}
 with customer_days as (
     select * from {{ ref('int_customer_mrr_daily') }}
 ),

@@ -1,0 +1,41 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['workspace_id', 'invoice_id']
+) }}
+{#- One row per invoice line, amounts in major units. Incremental like `invoices` (by load, with the
+    same lookback), and keyed by invoice for the delete: when Stripe changes an invoice the
+    connector replaces its whole line set, so every line of a reloaded invoice is replaced here too
+    and a line that disappeared does not linger. -#}
+with lines as (
+    select * from {{ ref('stg_stripe__invoice_lines') }}
+    {% if is_incremental() %}
+    where loaded_at_epoch >= (
+        select coalesce(max(loaded_at_epoch), 0) - 86400 * {{ var('saas_invoices_lookback_days', 3) }}
+        from {{ this }}
+    )
+    {% endif %}
+),
+
+final as (
+    select
+        workspace_id,
+        invoice_line_id,
+        invoice_id,
+        subscription_id,
+        subscription_item_id,
+        price_id,
+        product_id,
+        line_type,
+        is_proration,
+        description,
+        currency,
+        amount,
+        quantity,
+        period_start_at,
+        period_end_at,
+        loaded_at_epoch
+    from lines
+)
+
+select * from final
