@@ -24,7 +24,7 @@ from typing import Any
 from dlt.common.json import json
 from dlt.sources.helpers.requests import Client, Response
 from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 
 from pipelines.ingest.pipeline import SyncStats
 from pipelines.workspaces import Connector, WorkspaceError
@@ -39,6 +39,7 @@ TOKEN_RENEW_MARGIN = 0.1  # renew a granted token when less than 10% of its life
 MAX_QUERY_COST = 1000.0  # Shopify's single-query limit: the most an operation not seen yet can cost
 BULK_POLL_START, BULK_POLL_MAX = 0.1, 5.0  # seconds between bulk operation polls
 BULK_DONE = {"COMPLETED", "FAILED", "CANCELED", "EXPIRED"}
+BULK_BUSY_WAIT = 900.0  # seconds to wait for a free bulk slot (a shop runs five at a time)
 
 
 class ShopifyAuthError(WorkspaceError):
@@ -47,6 +48,10 @@ class ShopifyAuthError(WorkspaceError):
 
 class ShopifyApiError(RuntimeError):
     """A GraphQL error other than throttling (bad query, missing scope, failed bulk operation)."""
+
+
+class _BulkSlotsBusy(ShopifyApiError):
+    """Every bulk slot of the shop is taken, e.g. by operations of a killed run still finishing."""
 
 
 @dataclass
@@ -236,11 +241,25 @@ class ShopifyClient:
     # -- bulk operations -------------------------------------------------------------------------
 
     def start_bulk(self, query: str, bulk_run: str) -> dict[str, Any]:
-        """Start a bulk query operation; returns the operation (`id`, `status`, `createdAt`)."""
-        started = self.execute(bulk_run, {"query": query}, operation="BulkRun")["bulkOperationRunQuery"]
-        if started["userErrors"]:
-            messages = "; ".join(f"{e.get('code')}: {e['message']}" for e in started["userErrors"])
-            raise ShopifyApiError(f"{self._where()}: Shopify refused the bulk query: {messages}")
+        """Start a bulk query operation; returns the operation (`id`, `status`, `createdAt`).
+
+        When the shop's bulk slots are all taken, waits for one to free up.
+        """
+        for attempt in Retrying(
+            retry=retry_if_exception_type(_BulkSlotsBusy),
+            stop=stop_after_delay(BULK_BUSY_WAIT),
+            wait=wait_exponential(multiplier=1, max=MAX_RETRY_DELAY),
+            reraise=True,
+        ):
+            with attempt:
+                started = self.execute(bulk_run, {"query": query}, operation="BulkRun")["bulkOperationRunQuery"]
+                errors = started["userErrors"]
+                if errors:
+                    messages = "; ".join(f"{e.get('code')}: {e['message']}" for e in errors)
+                    busy = all(e.get("code") == "OPERATION_IN_PROGRESS" for e in errors)
+                    raise (_BulkSlotsBusy if busy else ShopifyApiError)(
+                        f"{self._where()}: Shopify refused the bulk query: {messages}"
+                    )
         return started["bulkOperation"]
 
     def finish_bulk(self, operation: dict[str, Any], bulk_poll: str) -> Iterator[dict[str, Any]]:
