@@ -83,7 +83,11 @@ class Week:
         return Week.containing(self.start + timedelta(weeks=weeks))
 
     def bounds(self, timezone: str) -> tuple[datetime, datetime]:
-        """The week's first and next week's first local midnight: 167 or 169 hours apart across DST."""
+        """The week's first and next week's first local midnight, in `timezone`.
+
+        Across a DST change they are 167 or 169 hours apart; Python subtracts same-zone datetimes as
+        wall clocks, so convert to UTC to measure that.
+        """
         zone = ZoneInfo(timezone)
         return (datetime.combine(self.start, datetime.min.time(), zone),
                 datetime.combine(self.end + timedelta(days=1), datetime.min.time(), zone))

@@ -1,0 +1,297 @@
+"""Weekly reports: week bounds in the workspace's timezone, every number against pandas worked out here."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.insights.reports import (
+    CHART_CID,
+    Week,
+    build_report,
+    format_money,
+    last_complete_week,
+    write_report,
+)
+from pipelines.insights.summaries import check_numbers
+from pipelines.packs import pack_for
+
+ECOMMERCE = pack_for("ecommerce")
+SAAS = pack_for("saas")
+THIS_WEEK = slice("2026-03-02", "2026-03-08")  # 2026-W10; US clocks go forward on Sunday 2026-03-08
+LAST_WEEK = slice("2026-02-23", "2026-03-01")
+
+
+def ecommerce_days(seed: int = 7) -> pd.DataFrame:
+    """Fourteen weeks of random but consistent shop days (net = gross − discounts − refunds)."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2025-11-24", "2026-03-08", freq="D", name="date")
+    frame = pd.DataFrame(index=days)
+    frame["orders"] = rng.integers(20, 80, len(days)).astype(float)
+    frame["gross_sales"] = (frame["orders"] * rng.uniform(40, 90, len(days))).round(2)
+    frame["discounts"] = (frame["gross_sales"] * rng.uniform(0, 0.2, len(days))).round(2)
+    frame["refunds"] = rng.uniform(0, 300, len(days)).round(2)
+    frame["net_sales"] = frame["gross_sales"] - frame["discounts"] - frame["refunds"]
+    frame["units"] = frame["orders"] * 2
+    frame["aov"] = frame["gross_sales"] / frame["orders"]
+    frame["new_customers"] = rng.integers(5, 30, len(days)).astype(float)
+    frame["returning_customers"] = frame["orders"] - frame["new_customers"]
+    return frame[list(ECOMMERCE.metric_names)]
+
+
+def saas_days() -> pd.DataFrame:
+    """SaaS days whose stocks grow daily, so a week's last day differs from its sum and its mean."""
+    days = pd.date_range("2025-11-24", "2026-03-08", freq="D", name="date")
+    step = np.arange(len(days), dtype=float)
+    frame = pd.DataFrame(index=days)
+    frame["mrr"] = 10_000 + 37.5 * step
+    frame["arr"] = frame["mrr"] * 12
+    frame["active_customers"] = 100 + (step // 3)
+    frame["active_subscriptions"] = frame["active_customers"] + 5
+    frame["arpa"] = frame["mrr"] / frame["active_customers"]
+    for column in ["net_new_mrr", "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr",
+                   "new_subscriptions", "churned_subscriptions"]:
+        frame[column] = (step % 5) + 1
+    return frame[list(SAAS.metric_names)]
+
+
+def metric(report, name):
+    return next(item for item in report.facts["metrics"] if item["name"] == name)
+
+
+def shop_report(**options):
+    return build_report(workspace_id="demo-store", workspace_name="Demo Store", pack=ECOMMERCE,
+                        daily=ecommerce_days(), week="2026-W10", timezone="America/New_York", currency="USD",
+                        **options)
+
+
+def test_last_complete_week_is_the_workspace_calendars():
+    # Sunday 23:30 in New York is already Monday in UTC: New York's week W10 has not ended yet.
+    late_sunday_new_york = datetime(2026, 3, 9, 3, 30, tzinfo=timezone.utc)
+    assert last_complete_week(late_sunday_new_york, "America/New_York") == Week(2026, 9)
+    assert last_complete_week(late_sunday_new_york, "UTC") == Week(2026, 10)
+    # Monday 00:30 in Tokyo is still Sunday in UTC: Tokyo's W10 has ended, UTC's has not.
+    early_monday_tokyo = datetime(2026, 3, 8, 15, 30, tzinfo=timezone.utc)
+    assert last_complete_week(early_monday_tokyo, "Asia/Tokyo") == Week(2026, 10)
+    assert last_complete_week(early_monday_tokyo, "UTC") == Week(2026, 9)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        last_complete_week(datetime(2026, 3, 9), "UTC")
+
+
+def test_iso_week_labels_at_year_ends():
+    assert Week.containing(datetime(2026, 1, 1).date()).label == "2026-W01"
+    assert Week.containing(datetime(2027, 1, 1).date()).label == "2026-W53"  # 2026 has 53 ISO weeks
+    assert Week.parse("2026-W53").end.isoformat() == "2027-01-03"
+    with pytest.raises(ValueError):
+        Week.parse("2025-W53")
+
+
+def test_week_across_a_dst_change_keeps_seven_local_days():
+    report = shop_report()
+    days = ecommerce_days()
+    starts_at = datetime.fromisoformat(report.facts["week"]["starts_at"])
+    ends_at = datetime.fromisoformat(report.facts["week"]["ends_at"])
+    assert (report.period_start.isoformat(), report.period_end.isoformat()) == ("2026-03-02", "2026-03-08")
+    assert starts_at.utcoffset() == timedelta(hours=-5) and ends_at.utcoffset() == timedelta(hours=-4)
+    assert ends_at - starts_at == timedelta(hours=167)  # the Sunday lost an hour, not a day
+    assert report.facts["week"]["days_with_data"] == 7
+    assert metric(report, "orders")["current"] == days.loc[THIS_WEEK, "orders"].sum()
+    # Europe's change falls on Sunday 2026-03-29, the last day of W13.
+    berlin_start, berlin_end = Week(2026, 13).bounds("Europe/Berlin")
+    # Same-zone datetimes subtract as wall clocks in Python: measure elapsed time in UTC.
+    assert berlin_end.astimezone(timezone.utc) - berlin_start.astimezone(timezone.utc) == timedelta(hours=167)
+    assert berlin_end.isoformat() == "2026-03-30T00:00:00+02:00"
+
+
+def test_summed_and_ratio_metrics_week_over_week():
+    report = shop_report()
+    days = ecommerce_days()
+    this, last = days.loc[THIS_WEEK], days.loc[LAST_WEEK]
+    for name in ["net_sales", "gross_sales", "discounts", "refunds"]:
+        facts = metric(report, name)
+        assert facts["aggregation"] == "sum"
+        assert facts["current"] == pytest.approx(round(this[name].sum(), 2), abs=1e-9)
+        assert facts["previous"] == pytest.approx(round(last[name].sum(), 2), abs=1e-9)
+        assert facts["display"]["current"] == f"${this[name].sum():,.2f}"
+    orders = metric(report, "orders")
+    assert (orders["current"], orders["previous"]) == (this["orders"].sum(), last["orders"].sum())
+    change = this["orders"].sum() / last["orders"].sum() - 1
+    assert orders["change_pct"] == pytest.approx(change * 100, abs=1e-4)
+    assert orders["display"]["change"] == f"{change:+.1%}".replace("-", "−")
+    # AOV is the week's gross sales over its orders, not the mean of the daily AOVs.
+    aov = metric(report, "aov")
+    assert aov["aggregation"] == "ratio"
+    assert aov["current"] == pytest.approx(round(this["gross_sales"].sum() / this["orders"].sum(), 2))
+    assert aov["current"] != pytest.approx(round(this["aov"].mean(), 2))
+
+
+def test_stock_metrics_take_the_weeks_last_day():
+    report = build_report(workspace_id="demo-saas", pack=SAAS, daily=saas_days(), week=Week(2026, 10),
+                          timezone="Europe/Berlin", currency="EUR")
+    days = saas_days()
+    mrr = metric(report, "mrr")
+    assert mrr["aggregation"] == "last_day"
+    assert mrr["current"] == days.loc["2026-03-08", "mrr"]
+    assert mrr["previous"] == days.loc["2026-03-01", "mrr"]
+    assert mrr["display"]["current"] == f"€{days.loc['2026-03-08', 'mrr']:,.2f}"
+    assert metric(report, "active_customers")["current"] == days.loc["2026-03-08", "active_customers"]
+    arpa = metric(report, "arpa")  # a ratio of two stocks: both read on the last day
+    assert arpa["current"] == pytest.approx(
+        round(days.loc["2026-03-08", "mrr"] / days.loc["2026-03-08", "active_customers"], 2))
+    new_mrr = metric(report, "new_mrr")
+    assert new_mrr["current"] == days.loc[THIS_WEEK, "new_mrr"].sum()
+    assert len(mrr["weekly"]) == 12 and mrr["weekly"][-1] == mrr["current"]
+
+
+def test_top_movers_by_relative_change_with_good_and_bad():
+    days = ecommerce_days()
+    report = shop_report()
+    changes = {}
+    for name in ECOMMERCE.metric_names:
+        if name == "aov":
+            this = days.loc[THIS_WEEK, "gross_sales"].sum() / days.loc[THIS_WEEK, "orders"].sum()
+            last = days.loc[LAST_WEEK, "gross_sales"].sum() / days.loc[LAST_WEEK, "orders"].sum()
+        else:
+            this, last = days.loc[THIS_WEEK, name].sum(), days.loc[LAST_WEEK, name].sum()
+        changes[name] = this / last - 1
+    expected = sorted(changes, key=lambda name: -abs(changes[name]))[:5]
+    movers = report.facts["movers"]
+    assert [mover["metric"] for mover in movers] == expected
+    for mover in movers:
+        up = changes[mover["metric"]] > 0
+        assert mover["outcome"] == ("good" if up == ECOMMERCE.metric(mover["metric"]).up_is_good else "bad")
+
+
+def test_rising_refunds_are_bad_news():
+    days = ecommerce_days()
+    days.loc[THIS_WEEK, "refunds"] *= 3
+    report = build_report(workspace_id="s", pack=ECOMMERCE, daily=days, week="2026-W10", timezone="UTC",
+                          currency="USD")
+    assert report.facts["movers"][0]["metric"] == "refunds"
+    assert report.facts["movers"][0]["outcome"] == "bad"
+
+
+def anomaly_frames():
+    anomalies = pd.DataFrame([
+        {"anomaly_id": "a-refunds", "metric": "refunds", "date": "2026-03-04", "value": 912.5, "expected": 150.0,
+         "lower": 20.0, "upper": 280.0, "score": 6.25, "severity": "high", "direction": "up", "rule": "seasonal"},
+        {"anomaly_id": "a-orders", "metric": "orders", "date": "2026-03-06", "value": 12.0, "expected": 55.0,
+         "lower": 35.0, "upper": 75.0, "score": -4.4, "severity": "medium", "direction": "down",
+         "rule": "seasonal"},
+        {"anomaly_id": "a-old", "metric": "orders", "date": "2026-02-20", "value": 1.0, "expected": 50.0,
+         "lower": 30.0, "upper": 70.0, "score": -5.0, "severity": "high", "direction": "down", "rule": "seasonal"},
+    ])
+    drivers = pd.DataFrame([
+        {"anomaly_id": "a-refunds", "rank": rank, "dimension": "product", "value": value, "share": share,
+         "phrase": f"product {value} +{pct}% vs usual Wednesdays, {round(share * 100)}% of the rise"}
+        for rank, value, share, pct in [(2, "Mug", 0.12, 40), (1, "Trail Tent", 0.81, 610), (3, "Cap", 0.05, 9),
+                                        (4, "Sock", 0.02, 1)]
+    ] + [{"anomaly_id": "a-orders", "rank": 1, "dimension": "country", "value": "DE", "share": 0.64,
+          "phrase": "country DE −90% vs usual Fridays, 64% of the drop"}])
+    return anomalies, drivers
+
+
+def test_the_weeks_anomalies_with_their_top_drivers():
+    anomalies, drivers = anomaly_frames()
+    report = shop_report(anomalies=anomalies, drivers=drivers)
+    shown = report.facts["anomalies"]
+    assert [item["id"] for item in shown] == ["a-refunds", "a-orders"]  # a-old is from an earlier week
+    refunds = shown[0]
+    assert refunds["display"] == {"value": "$912.50", "expected": "$150.00", "band": "$20.00 to $280.00",
+                                  "score": "6.2"}
+    assert [driver["value"] for driver in refunds["drivers"]] == ["Trail Tent", "Mug", "Cap"]
+    assert refunds["drivers"][0]["share_pct"] == 81.0
+    assert report.facts["counts"]["anomalies"] == 2
+    for rendering in (report.text, report.html, report.markdown):
+        assert "2026-03-04" in rendering and "$912.50" in rendering
+    for phrase in ["product Trail Tent +610% vs usual Wednesdays, 81% of the rise",
+                   "country DE −90% vs usual Fridays, 64% of the drop"]:
+        assert phrase in report.text and phrase in report.html
+    assert "Sock" not in report.text  # only the top three drivers
+    assert "2026-02-20" not in report.text
+
+
+class _TextOf(HTMLParser):
+    """The text a reader sees in the body (the <title> repeats the heading)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, _attrs: object) -> None:
+        self._in_title = self._in_title or tag == "title"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_title = self._in_title and tag != "title"
+
+    def handle_data(self, data: str) -> None:
+        if not self._in_title:
+            self.parts.append(data)
+
+
+def numbers_in(text: str) -> list[str]:
+    return sorted(re.findall(r"[+−-]?[$€]?\d[\d,]*(?:\.\d+)?%?", text))
+
+
+def test_text_and_html_show_the_same_numbers_all_from_the_facts():
+    anomalies, drivers = anomaly_frames()
+    report = shop_report(anomalies=anomalies, drivers=drivers)
+    parser = _TextOf()
+    parser.feed(report.html)
+    html_text = " ".join(parser.parts)
+    text_numbers, html_numbers = numbers_in(report.text), numbers_in(html_text)
+    # The text numbers its movers and drivers ("1."); HTML lists number themselves.
+    list_ranks = re.findall(r"^\s+(\d)\.", report.text, flags=re.MULTILINE)
+    for rank in list_ranks:
+        text_numbers.remove(rank)
+    assert text_numbers == html_numbers
+    for item in report.facts["metrics"]:
+        for shown in item["display"].values():
+            assert shown in report.text and shown in html_text
+    # Every number shown is a fact: the summary's fact check finds nothing unknown in either.
+    assert check_numbers(report.text, report.facts) == []
+    assert check_numbers(html_text, report.facts) == []
+
+
+def test_chart_is_a_png_and_files_are_written(tmp_path):
+    report = shop_report()
+    png = report.charts["chart.png"]
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    image = matplotlib.image.imread(io.BytesIO(png), format="png")
+    assert image.shape[0] > 200 and image.shape[1] > 400
+    written = write_report(report, tmp_path / "reports" / "demo-store" / report.week)
+    assert sorted(written) == ["chart.png", "facts.json", "report.html", "report.txt"]
+    assert written["chart.png"].read_bytes() == png
+    assert 'src="chart.png"' in written["report.html"].read_text()
+    assert f'src="cid:{CHART_CID}"' in report.render_html(cid=True)
+    assert "<style" not in report.html  # email clients drop style blocks: inline styles only
+    assert pd.read_json(written["facts.json"], typ="series")["week"]["label"] == "2026-W10"
+
+
+def test_summary_is_shown_in_every_rendering():
+    report = shop_report().with_summary("A quiet week.")
+    assert report.text.splitlines()[3] == "A quiet week."
+    assert "A quiet week." in report.html and "A quiet week." in report.render_html(cid=True)
+    assert "A quiet week." in report.markdown
+
+
+def test_amounts_follow_the_currency():
+    assert format_money(1234.5, "USD") == "$1,234.50"
+    assert format_money(1234.5, "JPY") == "¥1,234"  # zero-decimal: banker's rounding of .5
+    assert format_money(-1234.5678, "KWD") == "−KWD 1,234.568"
+    assert format_money(0.001, "CHF", signed=True) == "CHF 0.00"
+    assert format_money(12, "EUR", signed=True) == "+€12.00"
+
+
+def test_missing_pack_metric_is_an_error():
+    with pytest.raises(ValueError, match="aov"):
+        build_report(workspace_id="s", pack=ECOMMERCE, daily=ecommerce_days().drop(columns="aov"),
+                     week="2026-W10", timezone="UTC", currency="USD")
