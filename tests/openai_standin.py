@@ -25,13 +25,12 @@ class Recorded:
     """One request as the stand-in received it."""
 
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
     json: dict[str, Any]
 
     @property
     def facts(self) -> dict[str, Any]:
-        """The facts JSON, which `summaries.build_messages` sends as the last (user) message."""
-        return json.loads(self.json["messages"][-1]["content"])
+        return OpenAIStandIn.facts_of(self.json)
 
 
 class OpenAIStandIn:
@@ -50,6 +49,11 @@ class OpenAIStandIn:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @staticmethod
+    def facts_of(request: dict[str, Any]) -> dict[str, Any]:
+        """The facts JSON of a request: `summaries.build_messages` sends it as the last (user) message."""
+        return json.loads(request["messages"][-1]["content"])
 
     @property
     def base_url(self) -> str:
@@ -92,7 +96,7 @@ class OpenAIStandIn:
             def do_POST(self) -> None:  # noqa: N802  (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with standin._lock:
-                    standin.requests.append(Recorded(self.path, dict(self.headers), body))
+                    standin.requests.append(Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                     status = standin._failures.pop(0) if standin._failures else None
                 if self.path != "/v1/chat/completions":
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})

@@ -1,0 +1,222 @@
+"""LLM summaries through the real openai client and a local stand-in; the fact checker's own rules."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipelines.insights.summaries import (
+    LlmSettings,
+    build_messages,
+    check_numbers,
+    llm_settings_from_env,
+    summarize,
+    template_summary,
+)
+from tests.openai_standin import OpenAIStandIn
+from tests.unit.test_reports import anomaly_frames, shop_report
+
+TIMEOUT = 0.5
+RETRIES = 1
+# The client backs off about 0.5 s (with jitter) between attempts; the rest is slack for a busy machine.
+MARGIN = 2.5
+
+
+@pytest.fixture(scope="module")
+def facts():
+    anomalies, drivers = anomaly_frames()
+    return shop_report(anomalies=anomalies, drivers=drivers).facts
+
+
+@pytest.fixture
+def llm():
+    with OpenAIStandIn() as standin:
+        yield standin
+
+
+def settings(llm: OpenAIStandIn, **overrides) -> LlmSettings:
+    return LlmSettings(**{"base_url": llm.base_url, "api_key": "test-key", "timeout_seconds": TIMEOUT,
+                          "max_retries": RETRIES} | overrides)
+
+
+def faithful(request: dict) -> str:
+    """A summary an honest model could write, from the facts the stand-in was sent."""
+    sent = OpenAIStandIn.facts_of(request)
+    metrics = {metric["name"]: metric["display"] for metric in sent["metrics"]}
+    anomaly = sent["anomalies"][0]
+    return (f"In {sent['week']['label']} net sales were {metrics['net_sales']['current']}, "
+            f"{metrics['net_sales']['change']} on the week before, from {metrics['orders']['current']} orders. "
+            f"On {anomaly['date']} refunds reached {anomaly['display']['value']} against "
+            f"{anomaly['display']['expected']} expected, driven by {anomaly['drivers'][0]['phrase']}.")
+
+
+def test_a_faithful_reply_is_used(llm, facts):
+    llm.reply(faithful)
+    summary = summarize(facts, settings(llm))
+    assert summary.source == "llm" and summary.reason is None
+    assert summary.text == faithful(llm.requests[0].json)
+    assert "$912.50" in summary.text
+    request = llm.requests[0]
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer test-key"
+    assert request.json["model"] == "gpt-4o-mini"
+    assert request.json["messages"] == build_messages(facts)
+    assert request.facts["week"] == facts["week"]  # the prompt is the facts JSON
+
+
+def test_a_reply_with_one_fabricated_number_is_replaced_by_the_template(llm, facts):
+    llm.reply(lambda request: faithful(request).replace("$912.50", "$1,912.50"))
+    summary = summarize(facts, settings(llm))
+    assert summary.source == "template"
+    assert summary.text == template_summary(facts)
+    assert summary.rejected_numbers == ("$1,912.50",)
+    assert "'$1,912.50' matches no fact" in summary.reason
+    assert "$1,912.50" in summary.rejected_reply
+    assert summary.prompt_tokens == llm.prompt_tokens  # a rejected reply was still paid for
+
+
+def test_no_key_means_the_template_and_no_request(llm, facts):
+    configured = llm_settings_from_env({"ABOS_LLM_BASE_URL": llm.base_url})
+    assert configured.api_key is None
+    summary = summarize(facts, configured)
+    assert summary.source == "template" and summary.text == template_summary(facts)
+    assert summary.reason == "no LLM API key configured"
+    assert summary.cost_usd is None and summary.latency_seconds is None
+    assert llm.requests == []
+
+
+def test_a_server_that_times_out_falls_back_within_the_bound(llm, facts):
+    llm.delay(30)
+    started = time.monotonic()
+    summary = summarize(facts, settings(llm))
+    elapsed = time.monotonic() - started
+    assert summary.source == "template" and summary.text == template_summary(facts)
+    assert summary.reason == "LLM call failed: APITimeoutError"
+    assert elapsed < TIMEOUT * (RETRIES + 1) + MARGIN
+    assert len(llm.requests) == RETRIES + 1
+
+
+def test_server_errors_are_retried_then_fall_back(llm, facts):
+    llm.fail(500)
+    summary = summarize(facts, settings(llm))
+    assert summary.source == "template"
+    assert summary.reason == "LLM call failed: InternalServerError (HTTP 500)"
+    assert len(llm.requests) == RETRIES + 1
+
+
+def test_one_server_error_is_retried_and_the_reply_used(llm, facts):
+    llm.fail(500, times=1)
+    llm.reply(faithful)
+    summary = summarize(facts, settings(llm))
+    assert summary.source == "llm" and len(llm.requests) == 2
+
+
+def test_a_malformed_or_empty_reply_falls_back(llm, facts):
+    llm.malformed()
+    summary = summarize(facts, settings(llm))
+    assert summary.source == "template" and summary.reason.startswith("LLM call failed")
+    with OpenAIStandIn() as empty:
+        empty.reply("   ")
+        summary = summarize(facts, settings(empty))
+    assert summary.source == "template" and summary.reason == "LLM reply was empty"
+
+
+def test_tokens_and_cost_are_recorded(llm, facts):
+    llm.reply(faithful)
+    llm.prompt_tokens, llm.completion_tokens = 2000, 300
+    summary = summarize(facts, settings(llm))
+    assert (summary.prompt_tokens, summary.completion_tokens) == (2000, 300)
+    assert summary.cost_usd == pytest.approx((2000 * 0.15 + 300 * 0.60) / 1e6)  # gpt-4o-mini prices
+    assert summary.latency_seconds > 0
+    dated = summarize(facts, settings(llm, model="gpt-4o-mini-2024-07-18"))
+    assert dated.cost_usd == pytest.approx(summary.cost_usd)
+    local = summarize(facts, settings(llm, model="llama-3-local"))
+    assert local.source == "llm" and local.prompt_tokens == 2000 and local.cost_usd is None
+    assert summary.metadata()["cost_usd"] == summary.cost_usd and "text" not in summary.metadata()
+
+
+def test_settings_from_the_environment():
+    configured = llm_settings_from_env({
+        "ABOS_LLM_MODEL": "gpt-4.1-mini", "ABOS_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+        "OPENAI_API_KEY": "sk-general", "ABOS_LLM_API_KEY": "sk-abos-secret",
+        "ABOS_LLM_TIMEOUT_SECONDS": "7.5", "ABOS_LLM_MAX_RETRIES": "0",
+    })
+    assert configured == LlmSettings("gpt-4.1-mini", "http://127.0.0.1:9/v1", "sk-abos-secret", 7.5, 0)
+    assert "sk-abos-secret" not in repr(configured)
+    assert llm_settings_from_env({"OPENAI_API_KEY": "sk-general"}).api_key == "sk-general"
+    defaults = llm_settings_from_env({})
+    assert (defaults.model, defaults.base_url, defaults.timeout_seconds, defaults.max_retries) == \
+        ("gpt-4o-mini", None, 20.0, 2)
+    with pytest.raises(ValueError, match="ABOS_LLM_TIMEOUT_SECONDS"):
+        llm_settings_from_env({"ABOS_LLM_TIMEOUT_SECONDS": "soon"})
+
+
+def test_the_template_passes_its_own_fact_check(facts):
+    text = template_summary(facts)
+    assert check_numbers(text, facts) == []
+    assert "$912.50" in text and "product Trail Tent +610% vs usual Wednesdays, 81% of the rise" in text
+
+
+# A small hand-made facts JSON, so each edge case's expected verdict can be read off it.
+FACTS = {
+    "workspace": {"id": "demo", "name": "Demo Store", "currency": "USD"},
+    "week": {"label": "2026-W10", "number": 10, "year": 2026, "start": "2026-03-02", "end": "2026-03-08"},
+    "previous_week": {"label": "2026-W09", "start": "2026-02-23", "end": "2026-03-01"},
+    "weeks": ["2026-W09", "2026-W10"],
+    "metrics": [
+        {"name": "net_sales", "unit": "currency", "current": 12345.67, "previous": 11000.0, "delta": 1345.67,
+         "change_pct": 12.2334, "display": {"current": "$12,345.67", "previous": "$11,000.00",
+                                            "delta": "+$1,345.67", "change": "+12.2%"}},
+        {"name": "orders", "unit": "count", "current": 977, "previous": 1447, "delta": -470, "change_pct": -32.4810,
+         "display": {"current": "977", "previous": "1,447", "delta": "−470", "change": "−32.5%"}},
+    ],
+    "anomalies": [{"date": "2026-03-04", "unit": "currency", "value": 900.0, "expected": 200.0,
+                   "drivers": [{"rank": 1, "share_pct": 71.0,
+                                "phrase": "product Trail Tent −82% vs usual Wednesdays, 71% of the drop"}]}],
+    "counts": {"anomalies": 1},
+}
+
+
+@pytest.mark.parametrize("text", [
+    # money: symbols, codes, separators, suffixes, rounding to the reply's own precision
+    "Net sales were $12,345.67.", "Net sales were $12,346.", "about $12.3k", "about $12.35k", "$0.01M",
+    "USD 12,345.67", "12,345.67 USD", "a rise of +$1,345.67", "12345.67 in sales",
+    # percentages, signs and direction words
+    "up 12.2%", "up 12%", "12.2 percent", "Orders −32.5%", "orders down 32%", "orders fell by 32.48%",
+    "orders -32.5%", "a drop of 32.5%",
+    # counts and deltas
+    "977 orders, down from 1,447", "orders fell by 470", "−470 orders",
+    # shown strings: driver phrases, counts
+    "Trail Tent −82%, 71% of the drop", "1 anomaly",
+    # dates and weeks matched to date facts
+    "on 2026-03-04", "week 2026-W10", "in week 10", "vs 2026-W09", "on March 4", "on 4 March 2026",
+    "Mar 2–8", "in 2026",
+    # not numbers: glued to letters
+    "Q4 plans for B2B on gpt-4o",
+])
+def test_fact_check_accepts(text):
+    assert check_numbers(text, FACTS) == []
+
+
+@pytest.mark.parametrize("text, unmatched", [
+    ("Net sales were $12,350.", ["$12,350"]),  # a whole-dollar figure must round the fact
+    ("about $12.4k", ["$12.4k"]),
+    ("up 12.3%", ["12.3%"]),  # 12.2334% shown to one decimal is 12.2%
+    ("down 12.2%", ["12.2%"]),  # the right size, the wrong direction
+    ("Orders +32.5%", ["+32.5%"]),
+    ("orders rose by 470", ["470"]),
+    ("978 orders", ["978"]),
+    ("$977", ["$977"]),  # a count is no amount
+    ("12.2 dollars? no: $12.2", ["$12.2"]),
+    ("2 anomalies", ["2"]),
+    ("Trail Tent −83%", ["−83%"]),
+    ("on 2026-03-05", ["2026-03-05"]),
+    ("week 2026-W11", ["2026-W11"]),
+    ("in week 11", ["week 11"]),
+    ("on March 5", ["March 5"]),
+    ("Mar 2–9", ["Mar 2–9"]),
+    ("on 4 March 2025", ["4 March 2025"]),
+])
+def test_fact_check_rejects(text, unmatched):
+    assert check_numbers(text, FACTS) == unmatched
