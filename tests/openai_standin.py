@@ -96,14 +96,16 @@ class OpenAIStandIn:
             def do_POST(self) -> None:  # noqa: N802  (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with standin._lock:
-                    standin.requests.append(Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    headers = {name.lower(): value for name, value in self.headers.items()}
+                    standin.requests.append(Recorded(self.path, headers, body))
                     status = standin._failures.pop(0) if standin._failures else None
                 if self.path != "/v1/chat/completions":
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
                 if standin._delay and standin._stopping.wait(standin._delay):
                     return
                 if status is not None:
-                    return self._send(status, {"error": {"message": "stand-in failure", "type": "server_error"}})
+                    error = {"message": "stand-in failure", "type": "server_error"}
+                    return self._send(status, {"error": error})
                 if standin._malformed:
                     return self._send(200, {"unexpected": True})
                 return self._send(200, standin._completion(body))

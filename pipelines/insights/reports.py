@@ -320,7 +320,8 @@ def _daily_by_date(daily: pd.DataFrame, pack: Pack) -> pd.DataFrame:
 
 def _weekly_values(daily: pd.DataFrame, pack: Pack, weeks: list[Week]) -> pd.DataFrame:
     """Each metric's value per week: summed, the week's last day (stock), or a ratio of the parts."""
-    window = daily[(daily.index >= pd.Timestamp(weeks[0].start)) & (daily.index <= pd.Timestamp(weeks[-1].end))]
+    first, last = pd.Timestamp(weeks[0].start), pd.Timestamp(weeks[-1].end)
+    window = daily[(daily.index >= first) & (daily.index <= last)]
     labels = [Week.containing(day.date()).label for day in window.index]
     grouped = window.groupby(labels, sort=True)
     result = {}
@@ -577,7 +578,7 @@ def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src:
         f"{summary_html}"
         f'<table cellpadding="0" cellspacing="0" style="border-collapse:collapse;font-size:14px">'
         f"<tr>{header}</tr>{''.join(rows)}</table>"
-        f'<p><img src="{escape(chart_src)}" alt="Trend of the headline metrics over {len(facts["weeks"])} weeks" '
+        f'<p><img src="{escape(chart_src)}" alt="Trend of the headline metrics, {len(facts["weeks"])} weeks" '
         f'width="800" style="display:block;max-width:100%;height:auto;border:0"></p>'
         f'<h2 style="font-size:16px">Top movers</h2><ol>{movers}</ol>'
         f'<h2 style="font-size:16px">Anomalies</h2><ul>{anomalies}</ul>'
@@ -589,10 +590,11 @@ def _html_sparkline(values: list[float | None]) -> str:
     """A sparkline as a one-row table of bars: unlike SVG or data: images, every email client shows it."""
     cells = []
     for height in charts.spark_heights(values):
-        bar = "" if height is None else \
-            f'<div style="width:5px;height:{height}px;background:{charts.LINE_COLOUR};font-size:0;line-height:0"></div>'
+        style = f"width:5px;height:{height}px;background:{charts.LINE_COLOUR};font-size:0;line-height:0"
+        bar = "" if height is None else f'<div style="{style}"></div>'
         cells.append(f'<td style="vertical-align:bottom;padding:0 1px">{bar}</td>')
-    return f'<table cellpadding="0" cellspacing="0" style="border-collapse:collapse"><tr>{"".join(cells)}</tr></table>'
+    return (f'<table cellpadding="0" cellspacing="0" style="border-collapse:collapse">'
+            f'<tr>{"".join(cells)}</tr></table>')
 
 
 def render_markdown(facts: dict[str, Any], *, summary: str | None = None) -> str:

@@ -141,7 +141,9 @@ class Summary:
             "rejected_numbers": list(self.rejected_numbers)}
 
 
-def summarize(facts: Mapping[str, Any], settings: LlmSettings, *, client: openai.OpenAI | None = None) -> Summary:
+def summarize(
+    facts: Mapping[str, Any], settings: LlmSettings, *, client: openai.OpenAI | None = None
+) -> Summary:
     """The report's summary: the LLM's, when it answers and passes the fact check, else the template.
 
     Args:
@@ -196,14 +198,14 @@ def summarize(facts: Mapping[str, Any], settings: LlmSettings, *, client: openai
 
 def estimate_cost(model: str, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
     """US$ for one call, from PRICES_PER_MILLION_TOKENS; None for an unpriced model or missing usage."""
-    prices = PRICES_PER_MILLION_TOKENS.get(model) or PRICES_PER_MILLION_TOKENS.get(DATED_SNAPSHOT.sub("", model))
+    prices = PRICES_PER_MILLION_TOKENS.get(DATED_SNAPSHOT.sub("", model))
     if prices is None or prompt_tokens is None or completion_tokens is None:
         return None
     return (prompt_tokens * prices[0] + completion_tokens * prices[1]) / 1_000_000
 
 
 def build_messages(facts: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The chat messages: the writing rules, then the facts as JSON (weekly series left out to save tokens)."""
+    """The chat messages: the writing rules, then the facts JSON (without weekly series, to save tokens)."""
     shown = dict(facts)
     shown["metrics"] = [{key: value for key, value in metric.items() if key != "weekly"}
                         for metric in facts.get("metrics", [])]
@@ -265,8 +267,8 @@ DATE_PATTERNS = [
     re.compile(r"\b(?P<iso>\d{4}-\d{2}-\d{2})(?:T[\d:.]+(?:Z|[+\-−]\d{2}:?\d{2})?)?\b"),
     re.compile(r"\b(?P<year>\d{4})-?W(?P<week>\d{1,2})\b"),
     re.compile(r"\b(?:week|wk|W)\s?(?P<week>\d{1,2})\b", re.IGNORECASE),
-    re.compile(rf"\b{_MONTH}\s+{_DAY}(?:\s*(?:–|-|to)\s*(?P<until>\d{{1,2}})(?!\d))?(?:,?\s+(?P<year>\d{{4}}))?\b",
-               re.IGNORECASE),
+    re.compile(rf"\b{_MONTH}\s+{_DAY}(?:\s*(?:–|-|to)\s*(?P<until>\d{{1,2}})(?!\d))?"
+               r"(?:,?\s+(?P<year>\d{4}))?\b", re.IGNORECASE),
     re.compile(rf"\b{_DAY}\s+{_MONTH}(?:,?\s+(?P<year>\d{{4}}))?\b", re.IGNORECASE),
 ]
 _CODES = "|".join(sorted(ISO_4217))  # only real currency codes make an amount ("ARR 12" is a plain 12)
@@ -279,9 +281,12 @@ NUMBER = re.compile(
     rf"(?:\s(?P<code_after>{_CODES})\b)?(?![\w])"
 )
 SCALES = {"k": 1e3, "K": 1e3, "thousand": 1e3, "M": 1e6, "million": 1e6, "bn": 1e9, "B": 1e9, "billion": 1e9}
-DOWN_WORDS = r"down|fell|fall|fallen|dropped|drop|declined|decline|decreased|decrease|lower|shrank|slipped|lost"
+DOWN_WORDS = (r"down|fell|fall|fallen|dropped|drop|declined|decline|decreased|decrease|lower|shrank|slipped"
+              r"|lost")
 UP_WORDS = r"up|rose|risen|rise|grew|grown|increased|increase|gained|gain|higher|jumped|climbed"
 DIRECTION = re.compile(rf"\b(?:(?P<down>{DOWN_WORDS})|(?P<up>{UP_WORDS}))\s+(?:by\s+)?$", re.IGNORECASE)
+Day = tuple[int, int, int]  # (year, month, day)
+IsoWeek = tuple[int, int]  # (ISO year, week number)
 MONEY_KEYS = {"current", "previous", "delta", "weekly", "value", "expected", "lower", "upper"}
 
 
@@ -328,12 +333,13 @@ def _numbers(text: str) -> Iterator[tuple[str, _Number]]:
         direction = DIRECTION.search(text[max(0, match.start() - 20):match.start()])
         if sign in ("-", "−") or (sign is None and direction and direction["down"]):
             value = -value
-        kind = "percent" if match["percent"] else "money" if match["symbol"] or match["code_after"] else "plain"
+        money = match["symbol"] or match["code_after"]
+        kind = "percent" if match["percent"] else "money" if money else "plain"
         tolerance = 0.5 * 10 ** -len(digits.partition(".")[2]) * scale
         yield match[0].strip(), _Number(value, kind, sign is not None or direction is not None, tolerance)
 
 
-def _check_dates(text: str, dates: set[tuple[int, int, int]], weeks: set[tuple[int, int]]) -> tuple[list[str], str]:
+def _check_dates(text: str, dates: set[Day], weeks: set[IsoWeek]) -> tuple[list[str], str]:
     """Date mentions that are not dates of the facts, and `text` with every date mention blanked."""
     unmatched = []
     years = {year for year, _, _ in dates}
@@ -359,11 +365,11 @@ def _check_dates(text: str, dates: set[tuple[int, int, int]], weeks: set[tuple[i
     return unmatched, text
 
 
-def _facts_index(facts: Mapping[str, Any]) -> tuple[list[_Number], set[tuple[int, int, int]], set[tuple[int, int]]]:
+def _facts_index(facts: Mapping[str, Any]) -> tuple[list[_Number], set[Day], set[IsoWeek]]:
     """Every number in the facts with its kind, every date, and every ISO week (year, number)."""
     numbers: list[_Number] = []
-    dates: set[tuple[int, int, int]] = set()
-    weeks: set[tuple[int, int]] = set()
+    dates: set[Day] = set()
+    weeks: set[IsoWeek] = set()
 
     def visit(node: Any, unit: str | None, key: str | None) -> None:
         if isinstance(node, Mapping):
@@ -376,7 +382,8 @@ def _facts_index(facts: Mapping[str, Any]) -> tuple[list[_Number], set[tuple[int
         elif isinstance(node, str):
             dates.update(tuple(int(part) for part in match["iso"].split("-"))
                          for match in DATE_PATTERNS[0].finditer(node))
-            weeks.update((int(match["year"]), int(match["week"])) for match in DATE_PATTERNS[1].finditer(node))
+            weeks.update((int(match["year"]), int(match["week"]))
+                         for match in DATE_PATTERNS[1].finditer(node))
             # Numbers inside shown strings (display values, driver phrases, names) are facts at
             # the precision they were shown with.
             _, blanked = _check_dates(node, set(), set())

@@ -56,8 +56,8 @@ def saas_days() -> pd.DataFrame:
     frame["active_customers"] = 100 + (step // 3)
     frame["active_subscriptions"] = frame["active_customers"] + 5
     frame["arpa"] = frame["mrr"] / frame["active_customers"]
-    for column in ["net_new_mrr", "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr",
-                   "new_subscriptions", "churned_subscriptions"]:
+    for column in ["net_new_mrr", "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr",
+                   "reactivation_mrr", "new_subscriptions", "churned_subscriptions"]:
         frame[column] = (step % 5) + 1
     return frame[list(SAAS.metric_names)]
 
@@ -180,19 +180,21 @@ def test_rising_refunds_are_bad_news():
 
 def anomaly_frames():
     anomalies = pd.DataFrame([
-        {"anomaly_id": "a-refunds", "metric": "refunds", "date": "2026-03-04", "value": 912.5, "expected": 150.0,
-         "lower": 20.0, "upper": 280.0, "score": 6.25, "severity": "high", "direction": "up", "rule": "seasonal"},
+        {"anomaly_id": "a-refunds", "metric": "refunds", "date": "2026-03-04", "value": 912.5,
+         "expected": 150.0, "lower": 20.0, "upper": 280.0, "score": 6.25, "severity": "high",
+         "direction": "up", "rule": "seasonal"},
         {"anomaly_id": "a-orders", "metric": "orders", "date": "2026-03-06", "value": 12.0, "expected": 55.0,
          "lower": 35.0, "upper": 75.0, "score": -4.4, "severity": "medium", "direction": "down",
          "rule": "seasonal"},
         {"anomaly_id": "a-old", "metric": "orders", "date": "2026-02-20", "value": 1.0, "expected": 50.0,
-         "lower": 30.0, "upper": 70.0, "score": -5.0, "severity": "high", "direction": "down", "rule": "seasonal"},
+         "lower": 30.0, "upper": 70.0, "score": -5.0, "severity": "high", "direction": "down",
+         "rule": "seasonal"},
     ])
     drivers = pd.DataFrame([
         {"anomaly_id": "a-refunds", "rank": rank, "dimension": "product", "value": value, "share": share,
          "phrase": f"product {value} +{pct}% vs usual Wednesdays, {round(share * 100)}% of the rise"}
-        for rank, value, share, pct in [(2, "Mug", 0.12, 40), (1, "Trail Tent", 0.81, 610), (3, "Cap", 0.05, 9),
-                                        (4, "Sock", 0.02, 1)]
+        for rank, value, share, pct in [(2, "Mug", 0.12, 40), (1, "Trail Tent", 0.81, 610),
+                                        (3, "Cap", 0.05, 9), (4, "Sock", 0.02, 1)]
     ] + [{"anomaly_id": "a-orders", "rank": 1, "dimension": "country", "value": "DE", "share": 0.64,
           "phrase": "country DE −90% vs usual Fridays, 64% of the drop"}])
     return anomalies, drivers

@@ -46,7 +46,8 @@ def faithful(request: dict) -> str:
     metrics = {metric["name"]: metric["display"] for metric in sent["metrics"]}
     anomaly = sent["anomalies"][0]
     return (f"In {sent['week']['label']} net sales were {metrics['net_sales']['current']}, "
-            f"{metrics['net_sales']['change']} on the week before, from {metrics['orders']['current']} orders. "
+            f"{metrics['net_sales']['change']} on the week before, "
+            f"from {metrics['orders']['current']} orders. "
             f"On {anomaly['date']} refunds reached {anomaly['display']['value']} against "
             f"{anomaly['display']['expected']} expected, driven by {anomaly['drivers'][0]['phrase']}.")
 
@@ -168,7 +169,8 @@ FACTS = {
         {"name": "net_sales", "unit": "currency", "current": 12345.67, "previous": 11000.0, "delta": 1345.67,
          "change_pct": 12.2334, "display": {"current": "$12,345.67", "previous": "$11,000.00",
                                             "delta": "+$1,345.67", "change": "+12.2%"}},
-        {"name": "orders", "unit": "count", "current": 977, "previous": 1447, "delta": -470, "change_pct": -32.4810,
+        {"name": "orders", "unit": "count", "current": 977, "previous": 1447, "delta": -470,
+         "change_pct": -32.4810,
          "display": {"current": "977", "previous": "1,447", "delta": "−470", "change": "−32.5%"}},
     ],
     "anomalies": [{"date": "2026-03-04", "unit": "currency", "value": 900.0, "expected": 200.0,
