@@ -13,7 +13,6 @@ Secrets are never logged or put in an exception message.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -28,8 +27,6 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop
 
 from pipelines.ingest.pipeline import SyncStats
 from pipelines.workspaces import Connector, WorkspaceError
-
-log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 10  # at 20% faulty responses, ten failures in a row happen once in 10^7 requests
 BACKOFF_FACTOR = 0.25  # seconds; doubles per attempt
@@ -94,19 +91,16 @@ class ShopifyClient:
         stats: SyncStats,
         *,
         work_dir: Path | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ):
         self.connector = connector
         self.api_version = api_version
         self.stats = stats
         self.work_dir = work_dir
-        self.sleep = sleep
         self.graphql_url = f"{connector.base_url}/admin/api/{api_version}/graphql.json"
         self.bucket = Bucket()
         self._costs: dict[str, float] = {}  # requestedQueryCost last seen, per operation
         self._token: str | None = None
-        self._token_expires: float | None = None  # monotonic deadline; None for static tokens
-        self._token_renew_at: float | None = None
+        self._token_renew_at = 0.0  # time.monotonic() after which a granted token is renewed
         self.http = Client(
             request_timeout=REQUEST_TIMEOUT,
             raise_for_status=False,  # 401/403/404 get messages that name the setting to fix
@@ -131,7 +125,7 @@ class ShopifyClient:
             if self._token is None:
                 self._token = self.connector.secret("access_token")
             return self._token
-        if self._token is None or time.monotonic() >= (self._token_renew_at or 0):
+        if self._token is None or time.monotonic() >= self._token_renew_at:
             self._grant()
         assert self._token is not None
         return self._token
@@ -156,9 +150,7 @@ class ShopifyClient:
         grant = response.json()
         lifetime = float(grant.get("expires_in") or 86400)
         self._token = grant["access_token"]
-        now = time.monotonic()
-        self._token_expires = now + lifetime
-        self._token_renew_at = now + lifetime * (1 - TOKEN_RENEW_MARGIN)
+        self._token_renew_at = time.monotonic() + lifetime * (1 - TOKEN_RENEW_MARGIN)
 
     def _rejected(self, response: Response) -> ShopifyAuthError:
         if self.connector.has_secret("access_token"):
@@ -185,7 +177,7 @@ class ShopifyClient:
             requested = float(cost.get("requestedQueryCost") or 0)
             wait = self.bucket.wait_for(requested)
             self.stats.throttle_wait_seconds += wait
-            self.sleep(wait)
+            time.sleep(wait)
         return response
 
     @staticmethod
@@ -198,9 +190,9 @@ class ShopifyClient:
         wait = self.bucket.wait_for(self._costs.get(operation, MAX_QUERY_COST))
         if wait:
             self.stats.throttle_wait_seconds += wait
-            self.sleep(wait)
+            time.sleep(wait)
         response = self._post(query, variables, operation)
-        if response.status_code == 401 and self._token_expires is not None:
+        if response.status_code == 401 and not self.connector.has_secret("access_token"):
             self._token = None  # a granted token may have been revoked early: ask for a new one once
             response = self._post(query, variables, operation)
         if response.status_code in (401, 403):
@@ -266,7 +258,7 @@ class ShopifyClient:
         """Wait for a started bulk operation and return its JSONL lines."""
         delay = BULK_POLL_START
         while operation["status"] not in BULK_DONE:
-            self.sleep(delay)
+            time.sleep(delay)
             delay = min(delay * 1.5, BULK_POLL_MAX)
             operation = self.execute(bulk_poll, {"id": operation["id"]}, operation="BulkPoll")["bulkOperation"]
         if operation["status"] != "COMPLETED":
