@@ -6,7 +6,6 @@ never from what the connector loaded.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -30,10 +29,13 @@ import pytest
 
 from pipelines import fx
 from pipelines.currencies import to_major
-from pipelines.ingest.pipeline import SyncResult, sync
-from pipelines.sandbox import simulator
+from pipelines.ingest.pipeline import sync
+from pipelines.ingest.stripe.history import Version, merge_versions
+from pipelines.ingest.stripe.shapes import flatten, to_pinned_shape
+from pipelines.sandbox import simulator, stripe_versions
 from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.sandbox.simulator import SIZES, BusinessSpec
+from pipelines.sandbox.store import SandboxStore
 from pipelines.settings import Settings, load_settings
 from pipelines.workspaces import Workspace, load_workspaces
 from tests import pg
@@ -472,3 +474,62 @@ def test_bad_or_missing_key_names_workspace_and_setting(tmp_path, monkeypatch, d
     if key:
         assert "401" in message
         assert key not in message and key[-4:] not in message
+
+
+# -- building blocks -----------------------------------------------------------------------------------
+
+
+def assert_restored(restored: dict[str, Any], original: dict[str, Any]) -> None:
+    """Every column the normalized old shape has, the stored object has too, with the same value."""
+    restored, original = flatten(restored), flatten(original)
+    assert not set(restored) - set(original), set(restored) - set(original)
+    assert restored == {k: original[k] for k in restored}
+
+
+def test_old_shape_objects_normalize_to_the_pinned_shape(simulation):
+    """Subscriptions and invoices rendered in 2023-08-16 by the sandbox come back as stored."""
+    store = SandboxStore(simulation)
+    lookup = lambda kind, id: (found.body if (found := store.get(WORKSPACE, "stripe", kind, id)) else None)  # noqa: E731
+    checked = Counter()
+    for kind, embedded in (("subscription", "items"), ("invoice", "lines")):
+        for stored in store.iter_objects(WORKSPACE, "stripe", kind):
+            assert to_pinned_shape(stored.body) == stored.body  # the pinned shape passes through
+            restored = to_pinned_shape(stripe_versions.render(stored.body, stripe_versions.LEGACY, lookup))
+            assert_restored({k: v for k, v in restored.items() if k != embedded},
+                            {k: v for k, v in stored.body.items() if k != embedded})
+            children = restored[embedded]["data"]
+            assert [c["id"] for c in children] == [c["id"] for c in stored.body[embedded]["data"]]
+            for child, stored_child in zip(children, stored.body[embedded]["data"]):
+                assert_restored(child, stored_child)
+            # What MRR and revenue need came back, not just "nothing wrong".
+            if kind == "subscription":
+                assert all(c["current_period_start"] == s["current_period_start"]
+                           for c, s in zip(children, stored.body["items"]["data"]))
+                assert restored["discounts"] == stored.body["discounts"]
+            else:
+                assert restored["parent"] == stored.body["parent"]
+                assert all(c["pricing"]["price_details"]["price"] == s["pricing"]["price_details"]["price"]
+                           and c["parent"] == s["parent"] for c, s in zip(children, stored.body["lines"]["data"]))
+            checked[kind] += 1
+    assert checked["subscription"] > 100 and checked["invoice"] > 500
+
+
+def test_versions_are_dated_by_their_events_and_chained():
+    row = {"workspace_id": "w", "id": "sub_1", "status": "active"}
+    first = merge_versions([], [Version(100, dict(row), [{"id": "si_1", "quantity": 1}])])
+    stored = [first[1][0].row]
+    assert stored[0]["valid_to"] is None
+    # Two changes in one sync, one of them a no-op: two closed ranges and one open one.
+    changed, added = merge_versions(stored, [
+        Version(200, {**row, "status": "past_due"}, [{"id": "si_1", "quantity": 1}]),
+        Version(250, {**row, "status": "past_due"}, [{"id": "si_1", "quantity": 1}]),
+        Version(300, {**row, "status": "active"}, [{"id": "si_1", "quantity": 2}]),
+    ])
+    assert [(r["valid_from"], r["valid_to"]) for r in changed] == [(100, 200)]
+    assert [(v.valid_from, v.row["valid_to"], v.row["status"]) for v in added] == [
+        (200, 300, "past_due"), (300, None, "active")]
+    assert added[1].items == [{"id": "si_1", "quantity": 2, "valid_from": 300}]
+    # Replaying the same events (a rerun) changes nothing that is stored.
+    stored = [changed[0]] + [v.row for v in added]
+    again = merge_versions(stored, [Version(300, {**row, "status": "active"}, [{"id": "si_1", "quantity": 2}])])
+    assert again[0] == [] and [v.row["valid_to"] for v in again[1]] == [None]

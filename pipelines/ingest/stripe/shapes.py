@@ -28,7 +28,7 @@ INVOICE_REMOVED = (
     "transfer_data", "rendering_options",
 )
 LINE_REMOVED = (
-    "price", "type", "proration", "proration_details", "subscription_item", "invoice_item", "subscription",
+    "price", "type", "proration", "proration_details", "subscription_item", "invoice_item",
     "tax_amounts", "tax_rates", "amount_excluding_tax", "unit_amount_excluding_tax",
 )
 # Maps whose keys are user data (or unbounded): kept as one JSON column rather than flattened.
@@ -112,13 +112,13 @@ def _taxes(amounts: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 
 
 def _invoice(invoice: dict[str, Any]) -> dict[str, Any]:
-    if "parent" not in invoice:
+    legacy = "parent" not in invoice
+    if legacy:
         subscription, quote = invoice.get("subscription"), invoice.get("quote")
         if subscription:
             details = {"metadata": (invoice.get("subscription_details") or {}).get("metadata"),
-                       "subscription": subscription}
-            if invoice.get("subscription_proration_date") is not None:
-                details["subscription_proration_date"] = invoice["subscription_proration_date"]
+                       "subscription": subscription,
+                       "subscription_proration_date": invoice.get("subscription_proration_date")}
             invoice["parent"] = {"type": "subscription_details", "quote_details": None,
                                  "subscription_details": details}
         elif quote:
@@ -135,7 +135,7 @@ def _invoice(invoice: dict[str, Any]) -> dict[str, Any]:
         invoice["discounts"] = _discount_ids(invoice["discounts"])
     if "rendering" not in invoice and invoice.get("rendering_options"):
         invoice["rendering"] = {"amount_tax_display": invoice["rendering_options"].get("amount_tax_display")}
-    for name in INVOICE_REMOVED:
+    for name in INVOICE_REMOVED if legacy else ():
         invoice.pop(name, None)
     lines = invoice.get("lines")
     if isinstance(lines, dict):
@@ -145,7 +145,8 @@ def _invoice(invoice: dict[str, Any]) -> dict[str, Any]:
 
 
 def _line(line: dict[str, Any], invoice_id: str | None = None) -> dict[str, Any]:
-    if "pricing" not in line and "price" in line:
+    legacy = "pricing" not in line
+    if legacy and "price" in line:
         price = line.get("price")
         price_id = price.get("id") if isinstance(price, dict) else price
         product = price.get("product") if isinstance(price, dict) else None
@@ -171,7 +172,7 @@ def _line(line: dict[str, Any], invoice_id: str | None = None) -> dict[str, Any]
         line["taxes"] = _taxes(line["tax_amounts"])
     if invoice_id and not line.get("invoice"):
         line["invoice"] = invoice_id
-    for name in LINE_REMOVED:
+    for name in LINE_REMOVED if legacy else ():
         line.pop(name, None)
     return line
 
