@@ -1,0 +1,388 @@
+"""SaaS dbt models: hand-worked MRR scenarios, DuckDB = Postgres, sandbox truth, incremental = full refresh.
+
+The scenarios live in tests/fixtures/scenarios_saas.json, one workspace each, in two phases:
+`first_sync` (the account as of 2026-05-20 00:00 UTC, listed by a full sync: everything before that
+instant is rebuilt from invoices) and `second_sync` (events up to 2026-06-12, replayed by an
+incremental sync into the recorded subscription history). Both go through the real path (sandbox
+over HTTP → Stripe connector → dbt) once per database: a full build after the first sync, an
+incremental build after the second, then a full refresh to compare with.
+
+Expected values are worked out by hand in the comments, from docs/metrics.md; all reporting
+currencies are USD with the seed's rates (USD 1.00, JPY 0.0067).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.ingest.pipeline import sync
+from pipelines.sandbox.server import Sandbox, build_store
+from pipelines.sandbox.simulator import SIZES, truth
+from pipelines.settings import load_settings
+from pipelines.workspaces import load_workspaces
+from tests.scenario import Warehouse, build_scenario, run_dbt, secrets_env, workspaces_yaml, write_workspaces_table
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_saas.json"
+# Only the SaaS models (and what they read): the ecommerce models are not under test here.
+SAAS = ("-s", "+saas_daily_metrics", "+saas_customers", "+subscriptions", "+subscription_items", "+invoices",
+        "+invoice_lines")
+INCREMENTAL = ("-s", "mrr_movements", "invoices", "invoice_lines", "saas_daily_metrics")
+# Every SaaS table and its key, for the comparisons.
+TABLES = {
+    "marts.saas_customers": "workspace_id, customer_id",
+    "marts.subscriptions": "workspace_id, subscription_id",
+    "marts.subscription_items": "workspace_id, subscription_item_id",
+    "marts.invoices": "workspace_id, invoice_id",
+    "marts.invoice_lines": "workspace_id, invoice_line_id",
+    "marts.mrr_movements": "workspace_id, customer_id, change_date",
+    "metrics.saas_daily_metrics": "workspace_id, date",
+}
+LOAD_COLUMNS = ("loaded_at_epoch",)  # dlt load ids differ between runs and databases by nature
+
+
+# -- the two fixture phases -----------------------------------------------------------------------
+
+
+def phase_files(directory: Path) -> tuple[Path, Path]:
+    """The first-sync fixture, and the second one: the first with each workspace's changed objects
+    replaced, new ones added and the new events appended (all after the first sync's cursor)."""
+    doc = json.loads(FIXTURE.read_text())
+    first = doc["first_sync"]
+    second = copy.deepcopy(first)
+    second["clock"] = doc["second_sync"]["clock"]
+    for workspace, change in doc["second_sync"]["workspaces"].items():
+        stripe = second["workspaces"][workspace]["stripe"]
+        for kind, objects in change.get("replace", {}).items():
+            by_id = {obj["id"]: obj for obj in objects}
+            stripe[kind] = [by_id.get(obj["id"], obj) for obj in stripe[kind]]
+        for kind, objects in change.get("add", {}).items():
+            stripe[kind] = stripe[kind] + objects
+        stripe["events"] = stripe["events"] + change.get("events", [])
+    paths = directory / "first_sync.json", directory / "second_sync.json"
+    paths[0].write_text(json.dumps(first))
+    paths[1].write_text(json.dumps(second))
+    return paths
+
+
+def build_both_phases(home: Path, warehouse_url: str | None) -> dict:
+    """Sync phase 1 and build; sync phase 2 and build incrementally; then a full refresh."""
+    first, second = phase_files(home.parent)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        build_scenario(first, home, warehouse_url, monkeypatch, dbt_args=("build", *SAAS))
+        warehouse = build_scenario(second, home, warehouse_url, monkeypatch, dbt_args=("build", *SAAS))
+        incremental = snapshot(warehouse)
+        run_dbt(warehouse.settings, "build", *INCREMENTAL, "--full-refresh")
+        return {"warehouse": warehouse, "incremental": incremental, "full_refresh": snapshot(warehouse)}
+
+
+@pytest.fixture(scope="module")
+def duckdb_build(tmp_path_factory) -> dict:
+    return build_both_phases(tmp_path_factory.mktemp("saas-duckdb") / "home", None)
+
+
+@pytest.fixture(scope="module")
+def postgres_build(tmp_path_factory, new_pg_database) -> dict:
+    return build_both_phases(tmp_path_factory.mktemp("saas-postgres") / "home", new_pg_database())
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgres"])
+def scenarios(request) -> Warehouse:
+    return request.getfixturevalue(f"{request.param}_build")["warehouse"]
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def rows_by_key(warehouse: Warehouse, table: str, key: str, drop: tuple[str, ...] = LOAD_COLUMNS) -> list[dict]:
+    rows = warehouse.query(f"select * from {table} order by {key}")
+    return [{name: normalize(value) for name, value in row.items() if name not in drop} for row in rows]
+
+
+def normalize(value):
+    """Values as comparable across databases: decimals and floats as Decimal strings, times as ISO."""
+    if isinstance(value, float | Decimal):
+        return str(Decimal(str(value)).normalize())
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def snapshot(warehouse: Warehouse) -> dict[str, list[dict]]:
+    return {table: rows_by_key(warehouse, table, key) for table, key in TABLES.items()}
+
+
+def day(warehouse: Warehouse, workspace: str, when: str) -> dict:
+    rows = warehouse.query("select * from metrics.saas_daily_metrics where workspace_id = %s and date = %s",
+                           (workspace, date.fromisoformat(when)))
+    assert len(rows) == 1, (workspace, when, rows)
+    return rows[0]
+
+
+def movements(warehouse: Warehouse, workspace: str) -> list[tuple[str, str, Decimal]]:
+    rows = warehouse.query("select change_date, movement_type, delta from marts.mrr_movements "
+                           "where workspace_id = %s order by change_date", (workspace,))
+    return [(row["change_date"].isoformat(), row["movement_type"], money(row["delta"])) for row in rows]
+
+
+def money(value) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+def mrr_on(warehouse: Warehouse, workspace: str, *days: str) -> list[Decimal]:
+    return [money(day(warehouse, workspace, when)["mrr"]) for when in days]
+
+
+# -- hand-worked scenarios ------------------------------------------------------------------------
+
+
+def test_annual_quarterly_and_weekly_plans(scenarios):
+    """saas-intervals (UTC), all three subscriptions start 2026-03-01:
+      annual 1,200.00/year → 1200 / 12 = 100.00; quarterly 270.00 per 3 months → 270 / 3 = 90.00;
+      weekly 30.00/week → 30 × 52 / 12 = 130.00 (a week is 12/52 of a month). Total 320.00.
+    Before the first sync (05-20) the MRR is rebuilt from the invoice lines (one annual, one
+    quarterly, twelve weekly lines); from 05-20 on it comes from the recorded versions. The weekly
+    customer cancels at once on 05-22 12:00 UTC (an event the second sync reads three weeks later):
+    churn −130.00 that day, MRR 320 − 130 = 190.00. The quarterly renewal on 06-01 is a new version
+    with the same MRR: no movement."""
+    first = day(scenarios, "saas-intervals", "2026-03-01")
+    assert money(first["mrr"]) == Decimal("320.00")
+    assert money(first["arr"]) == Decimal("3840.00")                   # 12 × 320
+    assert money(first["new_mrr"]) == Decimal("320.00")
+    assert (first["new_subscriptions"], first["active_subscriptions"], first["active_customers"]) == (3, 3, 3)
+    assert money(first["arpa"]) == Decimal("106.67")                   # 320 / 3
+    assert mrr_on(scenarios, "saas-intervals", "2026-04-15", "2026-05-19", "2026-05-20", "2026-05-21") == \
+        [Decimal("320.00")] * 4                                        # rebuilt → recorded: no seam
+    cancel = day(scenarios, "saas-intervals", "2026-05-22")
+    assert money(cancel["mrr"]) == Decimal("190.00")
+    assert money(cancel["churned_mrr"]) == Decimal("-130.00")
+    assert cancel["churned_subscriptions"] == 1 and cancel["active_customers"] == 2
+    assert mrr_on(scenarios, "saas-intervals", "2026-06-01", "2026-06-12") == [Decimal("190.00")] * 2
+    assert sorted(movements(scenarios, "saas-intervals")) == [
+        ("2026-03-01", "new", Decimal("90.00")), ("2026-03-01", "new", Decimal("100.00")),
+        ("2026-03-01", "new", Decimal("130.00")), ("2026-05-22", "churn", Decimal("-130.00"))]
+
+
+def test_seats_times_quantity_without_metered_usage_or_tax(scenarios):
+    """saas-seats (UTC): 7 seats × 15.00/month = 105.00 from 2026-03-01. The metered API-calls item
+    (1,000 calls × 0.05 = 50.00 on the April and May invoices) and the 8% tax (8.40 + usage tax on
+    each invoice) are not MRR. On 06-03 the team goes to 9 seats (a recorded version): 9 × 15 =
+    135.00, an expansion of +30.00."""
+    assert mrr_on(scenarios, "saas-seats", "2026-03-01", "2026-04-15", "2026-05-25") == [Decimal("105.00")] * 3
+    grow = day(scenarios, "saas-seats", "2026-06-03")
+    assert money(grow["mrr"]) == Decimal("135.00")
+    assert money(grow["expansion_mrr"]) == Decimal("30.00")
+    assert money(grow["net_new_mrr"]) == Decimal("30.00")
+    # the April invoice: 7 × 15.00 + 1,000 × 0.05 = 155.00 subtotal, 8% tax 12.40, total 167.40
+    april = scenarios.query("select subtotal, tax, total from marts.invoices where workspace_id = 'saas-seats' "
+                            "and invoice_id = 'in_team2'")[0]
+    assert (money(april["subtotal"]), money(april["tax"]), money(april["total"])) == \
+        (Decimal("155.00"), Decimal("12.40"), Decimal("167.40"))
+
+
+def test_forever_percent_coupon_reduces_mrr_but_a_once_amount_coupon_does_not(scenarios):
+    """saas-coupons (UTC), two 50.00/month subscriptions from 2026-03-01: FOREVER20 (20% forever)
+    → 50 × 0.8 = 40.00; ONCE20 (20.00 off the first invoice only) → 50.00. Total 90.00, on rebuilt
+    days and on recorded ones alike. The once coupon does lower its first invoice: 50 − 20 = 30.00."""
+    assert mrr_on(scenarios, "saas-coupons", "2026-03-01", "2026-04-01", "2026-05-25") == [Decimal("90.00")] * 3
+    current = {row["subscription_id"]: money(row["current_mrr"]) for row in scenarios.query(
+        "select subscription_id, current_mrr from marts.subscriptions where workspace_id = 'saas-coupons'")}
+    assert current == {"sub_forever": Decimal("40.00"), "sub_once": Decimal("50.00")}
+    first = scenarios.query("select total from marts.invoices where invoice_id = 'in_once1'")[0]
+    assert money(first["total"]) == Decimal("30.00")
+
+
+def test_a_trial_is_excluded_until_it_converts(scenarios):
+    """saas-trial (UTC): a 50.00/month subscription trialing from 2026-05-10 to 05-24 (its invoice
+    is a 0.00 trial line). MRR 0 and no active subscription while trialing; on 05-24 it converts:
+    new +50.00, new_subscriptions 1."""
+    trialing = day(scenarios, "saas-trial", "2026-05-12")
+    assert money(trialing["mrr"]) == 0 and trialing["active_subscriptions"] == 0
+    assert mrr_on(scenarios, "saas-trial", "2026-05-20", "2026-05-23") == [Decimal("0.00")] * 2
+    converted = day(scenarios, "saas-trial", "2026-05-24")
+    assert money(converted["mrr"]) == Decimal("50.00") and money(converted["new_mrr"]) == Decimal("50.00")
+    assert converted["new_subscriptions"] == 1
+    assert movements(scenarios, "saas-trial") == [("2026-05-24", "new", Decimal("50.00"))]
+
+
+def test_past_due_counts_then_unpaid_churns(scenarios):
+    """saas-pastdue (UTC): 60.00/month from 2026-03-15. The 05-15 renewal fails: past_due at the
+    first sync (05-20), still counted: 60.00. On 05-29 the retries are exhausted and the
+    subscription becomes unpaid: churn −60.00, MRR 0. The open invoice is voided on 06-10, a late
+    change to an invoice issued before the first sync: the incremental invoices table has it."""
+    assert mrr_on(scenarios, "saas-pastdue", "2026-03-15", "2026-05-16", "2026-05-20", "2026-05-28") == \
+        [Decimal("60.00")] * 4
+    unpaid = day(scenarios, "saas-pastdue", "2026-05-29")
+    assert money(unpaid["mrr"]) == 0 and money(unpaid["churned_mrr"]) == Decimal("-60.00")
+    assert unpaid["churned_subscriptions"] == 1 and unpaid["active_customers"] == 0
+    assert movements(scenarios, "saas-pastdue") == [("2026-03-15", "new", Decimal("60.00")),
+                                                    ("2026-05-29", "churn", Decimal("-60.00"))]
+    voided = scenarios.query("select status from marts.invoices where invoice_id = 'in_late3'")
+    assert voided == [{"status": "void"}]
+
+
+def test_jpy_subscription_is_in_yen_then_converted(scenarios):
+    """saas-jpy (UTC): ¥12,000/month (zero-decimal: Stripe's 12000 is 12,000 yen, not 120.00).
+    In USD at 0.0067: 12000 × 0.0067 = 80.40 per day from 2026-03-01."""
+    assert mrr_on(scenarios, "saas-jpy", "2026-03-01", "2026-05-25") == [Decimal("80.40")] * 2
+    sub = scenarios.query("select current_mrr, current_mrr_in_billing_currency, currency from marts.subscriptions "
+                          "where subscription_id = 'sub_yen'")[0]
+    assert (money(sub["current_mrr"]), money(sub["current_mrr_in_billing_currency"]), sub["currency"]) == \
+        (Decimal("80.40"), Decimal("12000.00"), "JPY")
+    invoice = scenarios.query("select total from marts.invoices where invoice_id = 'in_yen1'")[0]
+    assert money(invoice["total"]) == Decimal("12000.00")
+
+
+def test_every_movement_type_including_reactivation_after_churn(scenarios):
+    """saas-moves (America/New_York days), one customer:
+      03-02 15:00 UTC (10:00 EST): subscribes at 100.00                          → new +100 on 03-02
+      03-20 02:00 UTC (03-19 22:00 EDT): upgrade to 200.00 (proration invoice)   → expansion +100 on 03-19
+      04-10 12:00 UTC: downgrade to 150.00 (credited on the 05-02 renewal)       → contraction −50 on 04-10
+      05-10 12:00 UTC: cancels at once (ended_at)                                → churn −150 on 05-10
+      05-15 12:00 UTC: subscribes again at 80.00                                 → reactivation +80 on 05-15
+      06-05 12:00 UTC: a second seat (recorded history, second sync)             → expansion +80 on 06-05
+    All but the last come from invoices and the subscriptions' current state (before the first sync)."""
+    assert movements(scenarios, "saas-moves") == [
+        ("2026-03-02", "new", Decimal("100.00")),
+        ("2026-03-19", "expansion", Decimal("100.00")),
+        ("2026-04-10", "contraction", Decimal("-50.00")),
+        ("2026-05-10", "churn", Decimal("-150.00")),
+        ("2026-05-15", "reactivation", Decimal("80.00")),
+        ("2026-06-05", "expansion", Decimal("80.00")),
+    ]
+    assert mrr_on(scenarios, "saas-moves", "2026-03-18", "2026-03-19", "2026-04-09", "2026-04-10",
+                  "2026-05-09", "2026-05-12", "2026-05-15", "2026-06-05") == \
+        [Decimal(v) for v in ("100.00", "200.00", "200.00", "150.00", "150.00", "0.00", "80.00", "160.00")]
+    back = day(scenarios, "saas-moves", "2026-05-15")
+    assert money(back["reactivation_mrr"]) == Decimal("80.00") and money(back["new_mrr"]) == 0
+    assert back["new_subscriptions"] == 1                  # the new subscription's first paying day
+
+
+def test_net_new_mrr_is_the_day_to_day_change(scenarios):
+    """With fixed rates, net_new_mrr = mrr − the previous day's mrr on every day of every scenario."""
+    rows = scenarios.query("select workspace_id, date, mrr, net_new_mrr from metrics.saas_daily_metrics "
+                           "order by workspace_id, date")
+    previous: dict[str, Decimal] = {}
+    for row in rows:
+        before = previous.get(row["workspace_id"], Decimal(0))
+        assert money(row["net_new_mrr"]) == money(Decimal(str(row["mrr"])) - before), row
+        previous[row["workspace_id"]] = Decimal(str(row["mrr"]))
+
+
+# -- both databases, incremental -----------------------------------------------------------------
+
+
+def test_same_results_on_duckdb_and_postgres(duckdb_build, postgres_build):
+    """Every SaaS table holds the same rows on both databases (load ids differ by nature)."""
+    for table in TABLES:
+        on_duckdb, on_postgres = duckdb_build["full_refresh"][table], postgres_build["full_refresh"][table]
+        assert on_duckdb, table
+        assert on_duckdb == on_postgres, table
+
+
+@pytest.mark.parametrize("database", ["duckdb", "postgres"])
+def test_incremental_build_after_late_changes_equals_a_full_refresh(request, database):
+    """The second sync brings changes dated before the first build's last day (a cancellation on
+    05-22, an unpaid subscription on 05-29, a voided invoice from 05-15): the incremental build of
+    invoices, invoice_lines and mrr_movements equals a full refresh."""
+    build = request.getfixturevalue(f"{database}_build")
+    for table in TABLES:
+        assert build["incremental"][table] == build["full_refresh"][table], table
+
+
+# -- the simulated business ----------------------------------------------------------------------
+
+
+def reconcile(warehouse: Warehouse, store_truth: dict, workspace: str, first_sync_day: date) -> dict:
+    """Compare saas_daily_metrics with the truth's daily MRR; differences split at the first sync."""
+    expected = store_truth["workspaces"][workspace]["mrr"]["daily"]
+    ours = {row["date"].isoformat(): row for row in warehouse.query(
+        "select * from metrics.saas_daily_metrics where workspace_id = %s", (workspace,))}
+    columns = {"mrr": "mrr", "new": "new_mrr", "expansion": "expansion_mrr", "contraction": "contraction_mrr",
+               "churn": "churned_mrr", "reactivation": "reactivation_mrr",
+               "active_subscriptions": "active_subscriptions", "active_customers": "active_customers"}
+    result = {"before": [], "after": [], "worst_mrr_share_before": Decimal(0), "days": len(expected)}
+    for when, values in expected.items():
+        row = ours.get(when)
+        side = "after" if date.fromisoformat(when) >= first_sync_day else "before"
+        for name, column in columns.items():
+            want = Decimal(str(values[name]))
+            got = Decimal(str(row[column])) if row else Decimal(0)
+            if abs(got - want) > Decimal("0.005"):
+                result[side].append(f"{when} {name}: ours {got}, truth {want}")
+                if name == "mrr" and side == "before":
+                    result["worst_mrr_share_before"] = max(result["worst_mrr_share_before"], abs(got - want) / want)
+    return result
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory) -> dict:
+    """The tiny simulated SaaS: a first (full) sync and build, then 12 days later an incremental sync
+    (events → recorded history) and an incremental build, then a full refresh."""
+    home = tmp_path_factory.mktemp("saas-sim")
+    store = build_store(home / "sandbox.sqlite", size="tiny", seed=7, as_of=date(2026, 3, 31))
+    saas = {spec.workspace: {"name": spec.name, "currency": spec.currency, "timezone": spec.timezone, "stripe": {}}
+            for spec in SIZES["tiny"] if spec.source == "stripe"}
+    result: dict = {"workspaces": sorted(saas)}
+    with pytest.MonkeyPatch.context() as monkeypatch, Sandbox(store) as sandbox:
+        info = sandbox.connection_info()
+        (home / "workspaces.yaml").write_text(yaml.safe_dump(workspaces_yaml({"workspaces": saas}, info)))
+        monkeypatch.setenv("ABOS_HOME", str(home))
+        monkeypatch.setenv("ABOS_WORKSPACES", str(home / "workspaces.yaml"))
+        monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
+        for key, value in secrets_env(info).items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings()
+        warehouse = Warehouse(settings)
+
+        def sync_all() -> None:
+            for workspace in load_workspaces(settings.workspaces_file):
+                sync("stripe", workspace, settings)
+
+        sync_all()
+        write_workspaces_table(settings)
+        run_dbt(settings, "build", *SAAS)
+        first_sync = {row["workspace_id"]: row["first_synced_at"] for row in warehouse.query(
+            "select workspace_id, first_synced_at from intermediate.int_saas_workspaces")}
+        result["first_sync_day"] = {ws: first_sync[ws].date() for ws in saas}
+        result["truth_before"] = truth(store)
+        result["reconciled_before"] = {ws: reconcile(warehouse, result["truth_before"], ws, result["first_sync_day"][ws])
+                                       for ws in saas}
+        sandbox.advance(days=12)
+        sync_all()
+        run_dbt(settings, "build", *SAAS)
+        result["truth_after"] = truth(store)
+        result["reconciled_after"] = {ws: reconcile(warehouse, result["truth_after"], ws, result["first_sync_day"][ws])
+                                      for ws in saas}
+        result["versions"] = warehouse.query("select count(*) as n from stripe.subscription_history "
+                                             "where valid_to is not null")[0]["n"]
+        result["incremental"] = snapshot(warehouse)
+        run_dbt(settings, "build", *INCREMENTAL, "--full-refresh")
+        result["full_refresh"] = snapshot(warehouse)
+    return result
+
+
+def test_metrics_reconcile_with_the_sandbox_truth(simulated):
+    """From the first sync on, every day equals the simulator's own MRR, movements and active counts
+    (recorded history is exact). Before it, MRR is rebuilt from invoices, which cannot see a
+    downgrade made before the sync but not invoiced yet (Stripe credits it on the next renewal) nor
+    when an unpaid subscription stopped counting: such a change shows on the first sync's day
+    instead. Tolerance for rebuilt days: MRR within 3% of the truth on every day and exact on most
+    (measured on this store: about half the days, the rest off by one or two pending downgrades)."""
+    for workspace in simulated["workspaces"]:
+        for phase in ("reconciled_before", "reconciled_after"):
+            found = simulated[phase][workspace]
+            assert found["after"] == [], (phase, workspace, found["after"][:5])
+            assert found["worst_mrr_share_before"] <= Decimal("0.03"), (phase, workspace, found["before"][:5])
+    assert simulated["versions"] > 0            # the second sync did record history
+
+
+def test_simulated_incremental_build_equals_a_full_refresh(simulated):
+    for table in TABLES:
+        assert simulated["incremental"][table] == simulated["full_refresh"][table], table
