@@ -29,7 +29,8 @@ import pytest
 
 from pipelines import fx
 from pipelines.currencies import to_major
-from pipelines.ingest.pipeline import sync
+from pipelines.ingest.pipeline import SyncStats, dlt_pipeline, sync
+from pipelines.ingest.stripe import stripe_source
 from pipelines.ingest.stripe.history import Version, merge_versions
 from pipelines.ingest.stripe.shapes import flatten, to_pinned_shape
 from pipelines.sandbox import simulator, stripe_versions
@@ -458,6 +459,19 @@ def test_drift_and_old_version_events_load_without_loss(tmp_path, monkeypatch, d
     upgraded_at = changes["add"]["events"][1]["created"]
     first_at = first.cursor_after["event_cursor"]["created"]
     assert versions == [(first_at, upgraded_at, 1), (upgraded_at, None, 3)]
+
+
+def test_running_some_tables_leaves_the_cursor_for_the_others(tmp_path, monkeypatch, duckdb_url):
+    with fixture_sandbox(tmp_path, json.loads(SMALL_FIXTURE.read_text())) as sandbox:
+        settings, workspace = configure(monkeypatch, tmp_path, sandbox, duckdb_url, workspace="test-saas")
+        stats = SyncStats()
+        pipeline = dlt_pipeline("stripe", workspace.id, settings)
+        pipeline.run(stripe_source(workspace, settings=settings, stats=stats).with_resources("customers"))
+        assert "event_cursor" not in pipeline.state.get("sources", {}).get("stripe", {})
+        assert any("cursor left" in note for note in stats.notes)
+        assert scalar(settings, "select count(*) from stripe.customers") == 13
+        # The next complete run is still a full sync, so no table misses anything.
+        assert sync("stripe", workspace, settings).stats.mode == "full"
 
 
 # -- 8. bad credentials ------------------------------------------------------------------------------
