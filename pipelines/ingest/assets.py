@@ -14,9 +14,9 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.extract.source import DltSource
 
-from pipelines.ingest.pipeline import SyncStats, dlt_pipeline, warehouse_write_lock
+from pipelines.ingest.pipeline import SyncStats, dlt_pipeline, warehouse_write_lock, workspace_error
 from pipelines.settings import Settings
-from pipelines.workspaces import Workspace, WorkspaceError, Workspaces
+from pipelines.workspaces import Workspace, Workspaces
 
 SourceBuilder = Callable[..., DltSource]  # (workspace, *, settings, stats) -> DltSource
 
@@ -48,18 +48,35 @@ def _source_state(pipeline: dlt.Pipeline, source_name: str) -> dict[str, Any]:
     return dict(pipeline.state.get("sources", {}).get(source_name, {}))
 
 
-def _schema_changes(load_info: Any) -> list[str]:
-    """New tables and columns in this load, e.g. 'orders.note_attributes (json)'."""
-    changes = []
-    for package in getattr(load_info, "load_packages", []):
-        for table_name, table in (package.schema_update or {}).items():
-            if table_name.startswith("_dlt"):
-                continue
-            for column_name, column in table.get("columns", {}).items():
-                if column_name.startswith("_dlt"):
-                    continue
-                changes.append(f"{table_name}.{column_name} ({column.get('data_type', '?')})")
-    return sorted(set(changes))
+def _loaded_columns(pipeline: dlt.Pipeline) -> dict[str, dict[str, str]]:
+    """Per table that holds data, its columns and their types, from the pipeline's schema."""
+    if not pipeline.default_schema_name:
+        return {}
+    return {
+        name: {column: spec.get("data_type", "?") for column, spec in table.get("columns", {}).items()
+               if not column.startswith("_dlt")}
+        for name, table in pipeline.default_schema.tables.items()
+        if not name.startswith("_dlt") and table.get("x-normalizer", {}).get("seen-data")
+    }
+
+
+def _schema_changes(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+    """Per table, what a load changed: its first load for this pipeline, new columns, or a column whose type changed
+    (dlt keeps the old column and adds a `<name>__v_<type>` variant column beside it)."""
+    changes: dict[str, list[str]] = {}
+    for table, columns in after.items():
+        if table not in before:
+            changes[table] = ["first load"]
+            continue
+        notes = []
+        for name in sorted(set(columns) - set(before[table])):
+            if "__v_" in name:
+                notes.append(f"type changed: {name.split('__v_')[0]} also arrives as {columns[name]}, kept in {name}")
+            else:
+                notes.append(f"new column: {name} ({columns[name]})")
+        if notes:
+            changes[table] = notes
+    return changes
 
 
 def ingest_assets(
@@ -88,14 +105,20 @@ def ingest_assets(
             pipeline = dlt_pipeline(source_name, workspace.id, settings)
             with warehouse_write_lock(settings):
                 before = _source_state(pipeline, source_name)
+                columns_before = _loaded_columns(pipeline)
                 results = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline))
                 after = dict(pipeline.state.get("sources", {}).get(source_name, {}))
-        except WorkspaceError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+                changes = _schema_changes(columns_before, _loaded_columns(pipeline))
+        except Exception as exc:
+            cause = workspace_error(exc)
+            if cause is None:
+                raise
+            # A configuration problem: a retry cannot help, and the message names the setting to fix.
+            raise dg.Failure(description=str(cause), allow_retries=False) from None
         load_info = pipeline.last_trace.last_load_info if pipeline.last_trace else None
-        changes = _schema_changes(load_info)
-        if changes:
-            context.log.warning(f"{workspace.id}: schema changed: {', '.join(changes)}")
+        for table, notes in changes.items():
+            log = context.log.info if notes == ["first load"] else context.log.warning
+            log(f"{workspace.id}: {source_name}.{table}: {'; '.join(notes)}")
         for note in stats.notes:
             context.log.warning(f"{workspace.id}: {note}")
         extra = {
@@ -103,10 +126,12 @@ def ingest_assets(
             "load_id": (load_info.loads_ids[-1] if load_info and load_info.loads_ids else None),
             "cursor_before": dg.MetadataValue.json(before),
             "cursor_after": dg.MetadataValue.json(after),
-            "schema_changes": dg.MetadataValue.json(changes),
             **stats.as_metadata(),
         }
         for result in results:
-            yield result._replace(metadata={**(result.metadata or {}), **extra})
+            table = result.asset_key.path[-1]
+            yield result._replace(metadata={
+                **(result.metadata or {}), **extra, "schema_changes": dg.MetadataValue.json(changes.get(table, [])),
+            })
 
     return _ingest

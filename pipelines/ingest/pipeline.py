@@ -12,11 +12,13 @@ import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import dlt
 from dlt.common.destination import Destination
 
 from pipelines.settings import Settings, Warehouse
+from pipelines.workspaces import WorkspaceError
 
 
 def dlt_destination(warehouse: Warehouse) -> Destination:
@@ -24,7 +26,11 @@ def dlt_destination(warehouse: Warehouse) -> Destination:
     if warehouse.kind == "duckdb":
         warehouse.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
         return dlt.destinations.duckdb(credentials=str(warehouse.duckdb_path))
-    return dlt.destinations.postgres(credentials=warehouse.url)
+    parts = urlsplit(warehouse.url)
+    if parts.username and parts.password is None:
+        # dlt insists on a password; servers with trust or peer auth ignore an empty one.
+        parts = parts._replace(netloc=parts.netloc.replace("@", ":@", 1))
+    return dlt.destinations.postgres(credentials=parts.geturl())
 
 
 def pipeline_name(source: str, workspace_id: str) -> str:
@@ -92,6 +98,16 @@ def source_builder(source: str):
     raise ValueError(f"unknown source {source!r}; use shopify or stripe")
 
 
+def workspace_error(exc: BaseException | None) -> WorkspaceError | None:
+    """The configuration error (bad or missing credentials) behind a failed dlt step, if that is
+    what it was: dlt wraps exceptions raised in sources in PipelineStepFailed."""
+    while exc is not None:
+        if isinstance(exc, WorkspaceError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 @dataclass
 class SyncResult:
     load_info: object
@@ -115,7 +131,13 @@ def sync(source: str, workspace, settings: Settings) -> SyncResult:
         except Exception:  # nothing in the destination yet
             pass
         before = dict(pipeline.state.get("sources", {}).get(source, {}))
-        load_info = pipeline.run(dlt_source)
+        try:
+            load_info = pipeline.run(dlt_source)
+        except Exception as exc:
+            cause = workspace_error(exc)
+            if cause is not None:
+                raise cause from None
+            raise
         load_info.raise_on_failed_jobs()
         after = dict(pipeline.state.get("sources", {}).get(source, {}))
     return SyncResult(load_info, stats, before, after)
