@@ -43,7 +43,7 @@ def explain(
     Args:
         slices: long frame with columns `date`, `dimension`, `value` (the dimension value, e.g.
             "Trail Tent") and the metric's measure: the metric's own column for a summed metric,
-            or its numerator and denominator columns (`metric.ratio`) for a ratio metric. A slice
+            or the summed metrics its ratio is made of (`metric.measures`) for a ratio metric. A slice
             missing on a day counts as 0 that day. Rows after `date` are ignored.
         metric: the pack metric that was flagged; only its dimensions are explained.
         date: the anomalous day (or hour).
@@ -58,7 +58,7 @@ def explain(
         dimension, contributions add up to the gap; when slice baselines do not add up to the
         metric's, an `(unattributed)` row carries the difference.
     """
-    measures = list(metric.ratio or (metric.name,))
+    measures = list(metric.measures)
     missing = {"date", "dimension", "value", *measures} - set(slices.columns)
     if missing:
         raise ValueError(f"slices for {metric.name!r} lack columns {sorted(missing)}")
@@ -122,7 +122,7 @@ def _split(usual: pd.DataFrame, now: pd.DataFrame, dimension: str, metric: Metri
             "mix_effect": np.nan,
         })
     else:
-        rows = _rate_and_mix(usual, now, *metric.ratio)
+        rows = _rate_and_mix(*metric.ratio_parts(usual), *metric.ratio_parts(now))
     with np.errstate(divide="ignore", invalid="ignore"):
         rows["change"] = np.where(rows["expected"] != 0, rows["actual"] / rows["expected"] - 1, np.nan)
     rows = rows.rename_axis("value").reset_index().assign(dimension=dimension)
@@ -133,15 +133,18 @@ def _split(usual: pd.DataFrame, now: pd.DataFrame, dimension: str, metric: Metri
     return rows
 
 
-def _rate_and_mix(usual: pd.DataFrame, now: pd.DataFrame, numerator: str, denominator: str) -> pd.DataFrame:
+def _rate_and_mix(n0: pd.Series, d0: pd.Series, n1: pd.Series, d1: pd.Series) -> pd.DataFrame:
     """Split a ratio's gap, Σn₁/Σd₁ − Σn₀/Σd₀, into per-slice rate and mix effects.
 
     With slice rates r = n/d and weights w = d/Σd, the ratio is Σ w·r, and exactly
     w₁r₁ − w₀r₀ = (r₁ − r₀)(w₀ + w₁)/2 + (w₁ − w₀)(r₀ + r₁)/2. The weights' changes add up to
     zero, so the mix term may measure rates from the old overall ratio R₀: a slice gaining weight
     raises the ratio only if its rate is above average.
+
+    Args:
+        n0, d0: each slice's usual numerator and denominator.
+        n1, d1: each slice's actual numerator and denominator.
     """
-    n0, d0, n1, d1 = usual[numerator], usual[denominator], now[numerator], now[denominator]
     ratio_before = n0.sum() / d0.sum()
     w0, w1 = d0 / d0.sum(), d1 / d1.sum()
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -328,10 +328,10 @@ def _weekly_values(daily: pd.DataFrame, pack: Pack, weeks: list[Week]) -> pd.Dat
     for metric in pack.metrics:
         if metric.ratio is None:
             result[metric.name] = _aggregate(grouped[metric.name], metric)
+    summed = pd.DataFrame(result)
     for metric in pack.metrics:
         if metric.ratio is not None:
-            numerator, denominator = (result[part] for part in metric.ratio)
-            result[metric.name] = numerator / denominator.where(denominator != 0)
+            result[metric.name] = metric.value(summed)
     return pd.DataFrame(result).reindex([week.label for week in weeks])
 
 

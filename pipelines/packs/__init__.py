@@ -7,9 +7,14 @@ metric. Adding a vertical means adding one module here that defines `PACK`, and 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 UNITS = ("currency", "count", "ratio")
+TERM = re.compile(r"([+-]?)\s*([a-z_][a-z0-9_]*)")
+SIGNED_SUM = re.compile(r"\s*[a-z_][a-z0-9_]*(\s*[+-]\s*[a-z_][a-z0-9_]*)*\s*")
 
 
 @dataclass(frozen=True)
@@ -32,8 +37,9 @@ class Metric:
         sensitivity: the anomaly band's half-width in robust standard deviations.
         dimensions: the pack dimensions that split this metric into parts adding up to the whole;
             drivers explain anomalies along them.
-        ratio: for a ratio metric, the (numerator, denominator) metrics it divides; slices are then
-            combined as sum(numerator) / sum(denominator), never by adding the ratios.
+        ratio: for a ratio metric, its (numerator, denominator), each a signed sum of summed metrics
+            written as text, e.g. ("gross_sales - discounts", "orders"); slices are then combined
+            as sum(numerator) / sum(denominator), never by adding the ratios.
         stock: a level read at the end of the day (MRR, active customers), so a week's figure is
             its last day's, not a sum of days.
     """
@@ -52,11 +58,45 @@ class Metric:
             raise ValueError(f"metric {self.name!r}: unit {self.unit!r} is not one of {', '.join(UNITS)}")
         if self.sensitivity <= 0:
             raise ValueError(f"metric {self.name!r}: sensitivity must be positive, not {self.sensitivity}")
+        self.terms  # noqa: B018  (validates: raises ValueError for a ratio part that does not parse)
 
     @property
     def aggregation(self) -> str:
         """How slices combine into the whole: "sum", or "ratio" of two sums."""
         return "sum" if self.ratio is None else "ratio"
+
+    @property
+    def terms(self) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]] | None:
+        """A ratio metric's numerator and denominator as (metric, sign) terms; None for a summed one."""
+        return None if self.ratio is None else (_terms(self.ratio[0]), _terms(self.ratio[1]))
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        """The summed metrics this metric is computed from: itself, or its ratio's parts."""
+        if self.terms is None:
+            return (self.name,)
+        return tuple(dict.fromkeys(name for side in self.terms for name, _ in side))
+
+    def ratio_parts(self, frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        """A ratio metric's numerator and denominator, row by row, from a frame of its `measures`."""
+        if self.terms is None:
+            raise ValueError(f"metric {self.name!r} is not a ratio")
+        numerator, denominator = (sum(sign * frame[name] for name, sign in side) for side in self.terms)
+        return numerator, denominator
+
+    def value(self, frame: pd.DataFrame) -> pd.Series:
+        """The metric, row by row, from a frame of its `measures` (a ratio is NaN where its denominator is 0)."""
+        if self.terms is None:
+            return frame[self.name]
+        numerator, denominator = self.ratio_parts(frame)
+        return numerator / denominator.where(denominator != 0)
+
+
+def _terms(side: str) -> tuple[tuple[str, int], ...]:
+    """(("gross_sales", 1), ("discounts", -1)) from "gross_sales - discounts"."""
+    if not SIGNED_SUM.fullmatch(side):
+        raise ValueError(f"ratio part {side!r} is not a signed sum of metric names, e.g. 'a - b'")
+    return tuple((name, -1 if sign == "-" else 1) for sign, name in TERM.findall(side))
 
 
 @dataclass(frozen=True)
@@ -84,7 +124,7 @@ class Pack:
             unknown = set(metric.dimensions) - known
             if unknown:
                 raise ValueError(f"pack {self.vertical!r}, metric {metric.name!r}: unknown dimensions {sorted(unknown)}")
-            for part in metric.ratio or ():
+            for part in metric.measures if metric.ratio else ():
                 if part not in names or self.metric(part).ratio is not None:
                     raise ValueError(f"pack {self.vertical!r}, metric {metric.name!r}: ratio part {part!r} "
                                      "must be a summed metric of the pack")

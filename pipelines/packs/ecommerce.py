@@ -22,7 +22,9 @@ PACK = Pack(
         Metric("refunds", "Refunds", "currency", up_is_good=False, sensitivity=3.5, dimensions=BY_LINE),
         Metric("orders", "Orders", "count", dimensions=BY_ORDER),
         Metric("units", "Units sold", "count", dimensions=BY_LINE),
-        Metric("aov", "Average order value", "currency", dimensions=BY_ORDER, ratio=("gross_sales", "orders")),
+        # docs/metrics.md: AOV is sales after discounts per order.
+        Metric("aov", "Average order value", "currency", dimensions=BY_ORDER,
+               ratio=("gross_sales - discounts", "orders")),
         Metric("new_customers", "New customers", "count", dimensions=("country",)),
         Metric("returning_customers", "Returning customers", "count", dimensions=("country",)),
     ),

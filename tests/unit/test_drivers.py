@@ -79,9 +79,10 @@ def test_a_baseline_gap_the_slices_cannot_explain_is_shown_as_unattributed():
 
 
 def test_a_ratio_metric_splits_into_rate_and_mix_that_sum_to_the_gap():
-    # Usual day: US 100 orders, 8000 gross (AOV 80); CA 50 orders, 6000 (AOV 120).
+    # AOV is (gross − discounts) / orders; in net of discounts:
+    # Usual day: US 100 orders, 8400 − 400 = 8000 (AOV 80); CA 50 orders, 6000 − 0 (AOV 120).
     #   AOV = 14000 / 150 = 93.33; weights US 2/3, CA 1/3.
-    # On DAY: US 150 orders, 12000 (AOV 80, more orders); CA 50 orders, 5000 (AOV 100).
+    # On DAY: US 150 orders, 12600 − 600 = 12000 (AOV 80, more orders); CA 50, 5500 − 500 (AOV 100).
     #   AOV = 17000 / 200 = 85; weights US 3/4, CA 1/4. Gap = 85 − 280/3 = −25/3 = −8.33.
     # US: rate (80 − 80) × … = 0; mix (3/4 − 2/3) × ((80 + 80)/2 − 280/3) = 1/12 × −40/3 = −10/9.
     # CA: rate (100 − 120) × (1/3 + 1/4)/2 = −35/6; mix (1/4 − 1/3) × ((120 + 100)/2 − 280/3)
@@ -89,8 +90,10 @@ def test_a_ratio_metric_splits_into_rate_and_mix_that_sum_to_the_gap():
     # Shares: US (10/9)/(25/3) = 2/15 = 13%, CA 13/15 = 87%.
     slices = pd.DataFrame(rows(
         "country",
-        {"US": {"gross_sales": 8000.0, "orders": 100.0}, "CA": {"gross_sales": 6000.0, "orders": 50.0}},
-        {"US": {"gross_sales": 12000.0, "orders": 150.0}, "CA": {"gross_sales": 5000.0, "orders": 50.0}},
+        {"US": {"gross_sales": 8400.0, "discounts": 400.0, "orders": 100.0},
+         "CA": {"gross_sales": 6000.0, "discounts": 0.0, "orders": 50.0}},
+        {"US": {"gross_sales": 12600.0, "discounts": 600.0, "orders": 150.0},
+         "CA": {"gross_sales": 5500.0, "discounts": 500.0, "orders": 50.0}},
     ))
     drivers = explain(slices, metric=AOV, date=DAY, actual=85.0, expected=280 / 3)
     by_slice = drivers.set_index("value")
@@ -128,5 +131,5 @@ def test_only_the_metric_dimensions_are_explained():
 
 
 def test_missing_measure_columns_are_named():
-    with pytest.raises(ValueError, match=r"lack columns \['gross_sales', 'orders'\]"):
+    with pytest.raises(ValueError, match=r"lack columns \['discounts', 'gross_sales', 'orders'\]"):
         explain(store_with_a_tent_drop(), metric=AOV, date=DAY, actual=1.0, expected=2.0)

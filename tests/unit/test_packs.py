@@ -1,5 +1,6 @@
 """Vertical packs: complete, consistent with the metric tables, and found by vertical."""
 
+import pandas as pd
 import pytest
 
 from pipelines.packs import PACKS, Dimension, Metric, Pack, pack_for
@@ -36,11 +37,30 @@ def test_pack_dimensions_are_the_ones_the_product_promises():
     assert [d.name for d in pack_for("saas").dimensions] == ["plan", "movement_type", "billing_currency"]
 
 
-def test_ratio_metrics_divide_two_summed_metrics():
-    assert pack_for("ecommerce").metric("aov").ratio == ("gross_sales", "orders")
-    assert pack_for("saas").metric("arpa").ratio == ("mrr", "active_customers")
+def test_ratio_metrics_divide_two_signed_sums_of_summed_metrics():
+    aov = pack_for("ecommerce").metric("aov")
+    assert aov.ratio == ("gross_sales - discounts", "orders")  # docs/metrics.md: AOV after discounts
+    assert aov.terms == ((("gross_sales", 1), ("discounts", -1)), (("orders", 1),))
+    assert aov.measures == ("gross_sales", "discounts", "orders")
+    assert pack_for("saas").metric("arpa").measures == ("mrr", "active_customers")
+    assert pack_for("ecommerce").metric("units").measures == ("units",)
     assert pack_for("saas").metric("arpa").aggregation == "ratio"
     assert pack_for("saas").metric("mrr").aggregation == "sum"
+
+
+def test_a_ratio_is_computed_row_by_row_from_its_parts():
+    aov = pack_for("ecommerce").metric("aov")
+    frame = pd.DataFrame({"gross_sales": [110.0, 50.0], "discounts": [10.0, 5.0], "orders": [4, 0]})
+    numerator, denominator = aov.ratio_parts(frame)
+    assert numerator.tolist() == [100.0, 45.0] and denominator.tolist() == [4, 0]
+    values = aov.value(frame)
+    assert values[0] == 25.0 and pd.isna(values[1])  # no orders: no AOV, not an error
+    assert pack_for("ecommerce").metric("units").value(frame.assign(units=[3, 7])).tolist() == [3, 7]
+
+
+def test_a_ratio_part_must_be_a_signed_sum_of_names():
+    with pytest.raises(ValueError, match=r"ratio part 'gmv \* 2' is not a signed sum"):
+        Metric("take", "Take", "ratio", ratio=("gmv * 2", "orders"))
 
 
 def test_bad_news_metrics_say_so():
@@ -70,7 +90,7 @@ def test_a_pack_refuses_a_ratio_of_metrics_it_does_not_sum():
     with pytest.raises(ValueError, match="ratio part 'sessions' must be a summed metric"):
         Pack("web", "web_daily_metrics", (), (
             Metric("orders", "Orders", "count"),
-            Metric("conversion", "Conversion", "ratio", ratio=("orders", "sessions")),
+            Metric("conversion", "Conversion", "ratio", ratio=("orders", "sessions - orders")),
         ))
 
 

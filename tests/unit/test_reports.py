@@ -125,10 +125,11 @@ def test_summed_and_ratio_metrics_week_over_week():
     change = this["orders"].sum() / last["orders"].sum() - 1
     assert orders["change_pct"] == pytest.approx(change * 100, abs=1e-4)
     assert orders["display"]["change"] == f"{change:+.1%}".replace("-", "−")
-    # AOV is the week's gross sales over its orders, not the mean of the daily AOVs.
+    # AOV is the week's sales after discounts over its orders, not the mean of the daily AOVs.
     aov = metric(report, "aov")
     assert aov["aggregation"] == "ratio"
-    assert aov["current"] == pytest.approx(round(this["gross_sales"].sum() / this["orders"].sum(), 2))
+    after_discounts = this["gross_sales"].sum() - this["discounts"].sum()
+    assert aov["current"] == pytest.approx(round(after_discounts / this["orders"].sum(), 2))
     assert aov["current"] != pytest.approx(round(this["aov"].mean(), 2))
 
 
