@@ -1,0 +1,147 @@
+"""Small read/write access to the warehouse named in settings (a DuckDB file or Postgres).
+
+Stages that are not dlt or dbt (insights, delivery) read metric tables and write their own tables
+through this. On DuckDB every access holds the warehouse's writer lock: DuckDB lets one process
+write, and a reader cannot open the file while another process writes it. Queries use `%s`
+placeholders on both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+
+import duckdb
+import numpy as np
+import pandas as pd
+import psycopg2
+import psycopg2.extras
+
+from pipelines.ingest.pipeline import warehouse_write_lock
+from pipelines.settings import Settings
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """The warehouse of `settings`, opened per call (no connection is held between calls)."""
+
+    settings: Settings
+
+    @property
+    def kind(self) -> str:
+        """"duckdb" or "postgres"."""
+        return self.settings.warehouse.kind
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        """The rows of `sql` as a frame; decimals come back as floats on both databases."""
+        with warehouse_write_lock(self.settings):
+            if self.kind == "duckdb":
+                with self._duckdb() as conn:
+                    return conn.execute(sql.replace("%s", "?"), list(params)).df()
+            with self._postgres() as conn, conn.cursor() as cursor:
+                cursor.execute(sql, tuple(params) or None)
+                names = [column.name for column in cursor.description]
+                frame = pd.DataFrame(cursor.fetchall(), columns=names)
+        for name in frame.columns:
+            if frame[name].map(lambda value: isinstance(value, Decimal)).any():
+                frame[name] = frame[name].astype("float64")
+        return frame
+
+    def upsert(
+        self,
+        table: str,
+        frame: pd.DataFrame,
+        key: Sequence[str],
+        *,
+        replace: Mapping[str, object] | None = None,
+    ) -> int:
+        """Write `frame` into `schema.table`, replacing rows with the same `key`; idempotent.
+
+        The schema and table are created from the frame's columns when missing. With `replace`,
+        e.g. {"workspace_id": "demo-saas"}, the frame is the complete new set of rows matching those
+        column values: matching rows it does not hold are deleted too, so a rerun that finds fewer
+        rows leaves no stale ones. Everything happens in one transaction.
+
+        Returns:
+            The number of rows written.
+        """
+        schema, _, name = table.rpartition(".")
+        if not schema:
+            raise ValueError(f"table {table!r} must be schema-qualified, e.g. insights.anomalies")
+        missing = [column for column in [*key, *(replace or {})] if column not in frame.columns]
+        if missing:
+            raise ValueError(f"rows for {table} lack key columns {missing}")
+        if frame.duplicated(list(key)).any():
+            raise ValueError(f"rows for {table} repeat a key {list(key)}")
+        columns = ", ".join(f'"{column}" {_sql_type(frame[column])}' for column in frame.columns)
+        statements = [f'create schema if not exists "{schema}"', f'create table if not exists {table} ({columns})']
+        deleted, values = _delete_matching(table, list(key), replace or {})
+        with warehouse_write_lock(self.settings):
+            if self.kind == "duckdb":
+                with self._duckdb() as conn:
+                    conn.execute("begin")
+                    for statement in statements:
+                        conn.execute(statement)
+                    conn.register("incoming", frame)
+                    conn.execute(deleted.replace("%s", "?"), values)
+                    conn.execute(f"insert into {table} by name select * from incoming")
+                    conn.execute("commit")
+            else:
+                with self._postgres() as conn, conn.cursor() as cursor:
+                    for statement in statements:
+                        cursor.execute(statement)
+                    names = ", ".join(f'"{column}"' for column in frame.columns)
+                    cursor.execute(f"create temporary table incoming on commit drop as "
+                                   f"select {names} from {table} limit 0")
+                    psycopg2.extras.execute_values(
+                        cursor, f"insert into incoming ({names}) values %s", _plain_rows(frame), page_size=1000)
+                    cursor.execute(deleted, values)
+                    cursor.execute(f"insert into {table} ({names}) select {names} from incoming")
+        return len(frame)
+
+    def _duckdb(self) -> duckdb.DuckDBPyConnection:
+        path = self.settings.warehouse.duckdb_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(str(path))
+
+    @contextmanager
+    def _postgres(self) -> Iterator[psycopg2.extensions.connection]:
+        """A connection that commits when the block succeeds, rolls back when it fails, then closes."""
+        with closing(psycopg2.connect(self.settings.warehouse.url)) as conn, conn:
+            yield conn
+
+
+def _delete_matching(table: str, key: list[str], replace: Mapping[str, object]) -> tuple[str, list[object]]:
+    """The delete of rows the incoming rows replace: the same key, or (with `replace`) the same scope."""
+    keys = ", ".join(f'"{column}"' for column in key)
+    condition = f"({keys}) in (select {keys} from incoming)"
+    if replace:
+        scope = " and ".join(f'"{column}" = %s' for column in replace)
+        condition = f"{condition} or ({scope})"
+    return f"delete from {table} where {condition}", list(replace.values())
+
+
+def _sql_type(column: pd.Series) -> str:
+    """A column type both databases understand, from the frame's dtype (or its values)."""
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "bigint"
+    if pd.api.types.is_float_dtype(dtype):
+        return "double precision"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "timestamp with time zone" if getattr(dtype, "tz", None) else "timestamp"
+    present = column.dropna()
+    if len(present) and all(type(value).__name__ == "date" for value in present):
+        return "date"
+    return "text"
+
+
+def _plain_rows(frame: pd.DataFrame) -> list[tuple]:
+    """Rows of Python values psycopg2 can adapt: NaN and NaT as NULL, numpy scalars unwrapped."""
+    plain = frame.astype(object).where(frame.notna(), None)
+    return [tuple(value.item() if isinstance(value, np.generic) else value for value in row)
+            for row in plain.itertuples(index=False)]
