@@ -8,18 +8,27 @@
 | ABOS_WORKSPACES | ./workspaces.yaml | the tenants file |
 | ABOS_SHOPIFY_API_VERSION | 2026-10 | Shopify Admin API version the connector pins |
 | ABOS_STRIPE_API_VERSION | 2026-10-28.endive | Stripe API version the connector pins |
+| ABOS_LLM_MODEL | gpt-4o-mini | model that writes report summaries |
+| ABOS_LLM_BASE_URL | OpenAI's | any OpenAI-compatible API |
+| ABOS_LLM_API_KEY | OPENAI_API_KEY | the LLM key; none means template summaries |
+| ABOS_LLM_TIMEOUT_SECONDS | 20 | per LLM attempt |
+| ABOS_LLM_MAX_RETRIES | 2 | LLM retries after the first attempt |
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SHOPIFY_API_VERSION = "2026-10"
 DEFAULT_STRIPE_API_VERSION = "2026-10-28.endive"
+DEFAULT_LLM_MODEL = "gpt-4o-mini"
+DEFAULT_LLM_TIMEOUT_SECONDS = 20.0
+DEFAULT_LLM_MAX_RETRIES = 2
 
 
 class SettingsError(ValueError):
@@ -72,6 +81,25 @@ def parse_warehouse_url(url: str) -> Warehouse:
 
 
 @dataclass(frozen=True)
+class LlmSettings:
+    """Which OpenAI-compatible model writes report summaries, and how long to wait for it.
+
+    Attributes:
+        model: model name sent to the API.
+        base_url: API base URL; None means OpenAI's.
+        api_key: the key; None means no LLM (template summaries, no error). Never shown in repr.
+        timeout_seconds: per attempt, passed to the client.
+        max_retries: retries after the first attempt, passed to the client (it backs off between).
+    """
+
+    model: str = DEFAULT_LLM_MODEL
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout_seconds: float = DEFAULT_LLM_TIMEOUT_SECONDS
+    max_retries: int = DEFAULT_LLM_MAX_RETRIES
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     warehouse: Warehouse
@@ -79,6 +107,7 @@ class Settings:
     workspaces_file: Path
     shopify_api_version: str
     stripe_api_version: str
+    llm: LlmSettings = field(default_factory=LlmSettings)
 
     @property
     def sandbox_dir(self) -> Path:
@@ -97,4 +126,25 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         workspaces_file=Path(env.get("ABOS_WORKSPACES") or PROJECT_ROOT / "workspaces.yaml").expanduser(),
         shopify_api_version=env.get("ABOS_SHOPIFY_API_VERSION") or DEFAULT_SHOPIFY_API_VERSION,
         stripe_api_version=env.get("ABOS_STRIPE_API_VERSION") or DEFAULT_STRIPE_API_VERSION,
+        llm=LlmSettings(
+            model=env.get("ABOS_LLM_MODEL") or DEFAULT_LLM_MODEL,
+            base_url=env.get("ABOS_LLM_BASE_URL") or None,
+            api_key=env.get("ABOS_LLM_API_KEY") or env.get("OPENAI_API_KEY") or None,
+            timeout_seconds=_number(env, "ABOS_LLM_TIMEOUT_SECONDS", DEFAULT_LLM_TIMEOUT_SECONDS, float),
+            max_retries=_number(env, "ABOS_LLM_MAX_RETRIES", DEFAULT_LLM_MAX_RETRIES, int),
+        ),
     )
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
+    """A non-negative number setting, or `default` when unset."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r} must not be negative")
+    return value

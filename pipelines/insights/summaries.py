@@ -5,14 +5,8 @@ precision the reply wrote it at; any number that does not, any failed call, or n
 and the summary is a deterministic template built from the same facts. Nothing here raises on an
 LLM problem: a report never fails because of its summary (see docs/reports.md).
 
-Settings are read from the environment by `llm_settings_from_env` until they move into
-`pipelines/settings.py`:
-
-    ABOS_LLM_MODEL            model name (default gpt-4o-mini)
-    ABOS_LLM_BASE_URL         any OpenAI-compatible API (default OpenAI's)
-    ABOS_LLM_API_KEY          the key; OPENAI_API_KEY is used when this is unset
-    ABOS_LLM_TIMEOUT_SECONDS  per attempt (default 20)
-    ABOS_LLM_MAX_RETRIES      retries after the first attempt (default 2)
+Model, endpoint, key and bounds are `pipelines.settings.LlmSettings` (ABOS_LLM_* variables, see
+docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -29,11 +23,9 @@ from typing import Any
 import openai
 
 from pipelines.currencies import ISO_4217
+from pipelines.settings import LlmSettings
 
-DEFAULT_MODEL = "gpt-4o-mini"
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_TIMEOUT_SECONDS = 20.0
-DEFAULT_MAX_RETRIES = 2
 MAX_COMPLETION_TOKENS = 400
 
 # US$ per million tokens (input, output), from OpenAI's public price list as of 2025-06. A model
@@ -57,54 +49,6 @@ Use only the facts in the JSON you are given. Rules:
 - Cover the headline metrics, the top movers (say if a move is good or bad for the business,
   using "outcome"), and each anomaly with its top driver. If there are no anomalies, say so.
 """
-
-
-@dataclass(frozen=True)
-class LlmSettings:
-    """Which OpenAI-compatible model writes summaries, and how long to wait for it.
-
-    Attributes:
-        model: model name sent to the API.
-        base_url: API base URL; None means OpenAI's.
-        api_key: the key; None means no LLM (template summaries, no error). Never shown in repr.
-        timeout_seconds: per attempt, passed to the client.
-        max_retries: retries after the first attempt, passed to the client (it backs off between).
-    """
-
-    model: str = DEFAULT_MODEL
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-    max_retries: int = DEFAULT_MAX_RETRIES
-
-
-def llm_settings_from_env(env: Mapping[str, str] | None = None) -> LlmSettings:
-    """LLM settings from ABOS_LLM_* variables (and OPENAI_API_KEY), as listed in the module docstring.
-
-    Raises:
-        ValueError: a timeout or retry count that is not a number, or negative; names the variable.
-    """
-    env = os.environ if env is None else env
-    return LlmSettings(
-        model=env.get("ABOS_LLM_MODEL") or DEFAULT_MODEL,
-        base_url=env.get("ABOS_LLM_BASE_URL") or None,
-        api_key=env.get("ABOS_LLM_API_KEY") or env.get("OPENAI_API_KEY") or None,
-        timeout_seconds=_number_setting(env, "ABOS_LLM_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS, float),
-        max_retries=_number_setting(env, "ABOS_LLM_MAX_RETRIES", DEFAULT_MAX_RETRIES, int),
-    )
-
-
-def _number_setting(env: Mapping[str, str], name: str, default: float, kind: type) -> Any:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a {kind.__name__}") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r} must not be negative")
-    return value
 
 
 @dataclass(frozen=True)

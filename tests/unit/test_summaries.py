@@ -6,14 +6,8 @@ import time
 
 import pytest
 
-from pipelines.insights.summaries import (
-    LlmSettings,
-    build_messages,
-    check_numbers,
-    llm_settings_from_env,
-    summarize,
-    template_summary,
-)
+from pipelines.insights.summaries import build_messages, check_numbers, summarize, template_summary
+from pipelines.settings import LlmSettings, SettingsError, load_settings
 from tests.openai_standin import OpenAIStandIn
 from tests.unit.test_reports import anomaly_frames, shop_report
 
@@ -78,7 +72,7 @@ def test_a_reply_with_one_fabricated_number_is_replaced_by_the_template(llm, fac
 
 
 def test_no_key_means_the_template_and_no_request(llm, facts):
-    configured = llm_settings_from_env({"ABOS_LLM_BASE_URL": llm.base_url})
+    configured = load_settings({"ABOS_LLM_BASE_URL": llm.base_url}).llm
     assert configured.api_key is None
     summary = summarize(facts, configured)
     assert summary.source == "template" and summary.text == template_summary(facts)
@@ -138,19 +132,22 @@ def test_tokens_and_cost_are_recorded(llm, facts):
 
 
 def test_settings_from_the_environment():
-    configured = llm_settings_from_env({
+    configured = load_settings({
         "ABOS_LLM_MODEL": "gpt-4.1-mini", "ABOS_LLM_BASE_URL": "http://127.0.0.1:9/v1",
         "OPENAI_API_KEY": "sk-general", "ABOS_LLM_API_KEY": "sk-abos-secret",
         "ABOS_LLM_TIMEOUT_SECONDS": "7.5", "ABOS_LLM_MAX_RETRIES": "0",
-    })
+    }).llm
     assert configured == LlmSettings("gpt-4.1-mini", "http://127.0.0.1:9/v1", "sk-abos-secret", 7.5, 0)
     assert "sk-abos-secret" not in repr(configured)
-    assert llm_settings_from_env({"OPENAI_API_KEY": "sk-general"}).api_key == "sk-general"
-    defaults = llm_settings_from_env({})
-    assert (defaults.model, defaults.base_url, defaults.timeout_seconds, defaults.max_retries) == \
-        ("gpt-4o-mini", None, 20.0, 2)
-    with pytest.raises(ValueError, match="ABOS_LLM_TIMEOUT_SECONDS"):
-        llm_settings_from_env({"ABOS_LLM_TIMEOUT_SECONDS": "soon"})
+    assert "sk-abos-secret" not in repr(load_settings({"ABOS_LLM_API_KEY": "sk-abos-secret"}))
+    assert load_settings({"OPENAI_API_KEY": "sk-general"}).llm.api_key == "sk-general"
+    defaults = load_settings({}).llm
+    assert (defaults.model, defaults.base_url, defaults.api_key, defaults.timeout_seconds, defaults.max_retries) == \
+        ("gpt-4o-mini", None, None, 20.0, 2)
+    with pytest.raises(SettingsError, match="ABOS_LLM_TIMEOUT_SECONDS"):
+        load_settings({"ABOS_LLM_TIMEOUT_SECONDS": "soon"})
+    with pytest.raises(SettingsError, match="ABOS_LLM_MAX_RETRIES"):
+        load_settings({"ABOS_LLM_MAX_RETRIES": "-1"})
 
 
 def test_the_template_passes_its_own_fact_check(facts):
