@@ -41,10 +41,7 @@ class RawTableTranslator(DagsterDltTranslator):
 
 def _source_state(pipeline: dlt.Pipeline, source_name: str) -> dict[str, Any]:
     """The connector's cursors as stored in the destination (restored before reading)."""
-    try:
-        pipeline.sync_destination()
-    except Exception:  # first run: no state in the destination yet
-        return {}
+    pipeline.sync_destination()  # a first run finds nothing and leaves the state empty
     return dict(pipeline.state.get("sources", {}).get(source_name, {}))
 
 

@@ -126,10 +126,7 @@ def sync(source: str, workspace, settings: Settings) -> SyncResult:
     dlt_source = source_builder(source)(workspace, settings=settings, stats=stats)
     pipeline = dlt_pipeline(source, workspace.id, settings)
     with warehouse_write_lock(settings):
-        try:
-            pipeline.sync_destination()
-        except Exception:  # nothing in the destination yet
-            pass
+        pipeline.sync_destination()  # a first run finds nothing and leaves the state empty
         before = dict(pipeline.state.get("sources", {}).get(source, {}))
         try:
             load_info = pipeline.run(dlt_source)
