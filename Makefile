@@ -24,6 +24,9 @@ $(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
 demo: install ## run the sandbox and the whole pipeline on the demo workspaces
 	$(VENV)/bin/abos demo
 
+ui: install ## the sandbox plus the Dagster UI (dagster dev) on http://127.0.0.1:3000
+	$(VENV)/bin/abos ui
+
 test: install ## run the test suite
 	$(VENV)/bin/pytest
 

@@ -241,6 +241,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Serve the sandbox and run `dagster dev` on the same data (Ctrl-C stops both)."""
+    import subprocess
+
+    from pipelines.run import ensure_dagster_home
+    from pipelines.sandbox.server import Sandbox
+    from pipelines.settings import PROJECT_ROOT
+
+    args.fixtures = None
+    args.store = None
+    settings = load_settings()
+    store = _open_store(args)
+    with Sandbox(store, shopify_port=args.shopify_port, stripe_port=args.stripe_port, seed=args.seed) as sandbox:
+        env = {**os.environ, **sandbox_env(sandbox.connection_info()),
+               "DAGSTER_HOME": str(ensure_dagster_home(settings)), "ABOS_HOME": str(settings.home)}
+        dagster = Path(sys.executable).parent / "dagster"
+        _say(f"sandbox at {sandbox.shopify_url} (Shopify) and {sandbox.stripe_url} (Stripe); "
+             f"Dagster UI at http://{args.host}:{args.port}")
+        command = [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+        try:
+            return subprocess.run(command, env=env, cwd=PROJECT_ROOT).returncode
+        except KeyboardInterrupt:
+            return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="abos", description="AI Business OS command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -272,6 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             command.set_defaults(password_env=None)
         command.set_defaults(func=cmd_analyst)
+
+    ui = commands.add_parser("ui", help="serve the sandbox and the Dagster UI on the same data")
+    _add_store_args(ui)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000, help="Dagster UI port (default %(default)s)")
+    ui.add_argument("--shopify-port", type=int, default=DEFAULT_SHOPIFY_PORT)
+    ui.add_argument("--stripe-port", type=int, default=DEFAULT_STRIPE_PORT)
+    ui.set_defaults(func=cmd_ui)
 
     sandbox = commands.add_parser("sandbox", help="the simulated Shopify and Stripe businesses").add_subparsers(
         dest="sandbox_command", required=True
