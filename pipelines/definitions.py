@@ -9,6 +9,7 @@ from dagster_dlt import DagsterDltResource
 
 from pipelines.ingest.assets import ingest_assets
 from pipelines.ingest.pipeline import source_builder
+from pipelines.insights.assets import insights_assets
 from pipelines.settings import load_settings
 from pipelines.transform.assets import dbt_resource, transform_assets
 from pipelines.workspaces import load_workspaces
@@ -23,6 +24,6 @@ ingest = [
 ]
 
 defs = dg.Definitions(
-    assets=[*ingest, *transform_assets(workspaces, settings)],
+    assets=[*ingest, *transform_assets(workspaces, settings), *insights_assets(workspaces, settings)],
     resources={"dlt": DagsterDltResource(), "dbt": dbt_resource()},
 )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.insights.anomalies import Cadence, cadence, detect_many
+from pipelines.insights.anomalies import DAY, HOUR, Cadence, cadence, detect_many
 from pipelines.packs import Metric
 
 UNATTRIBUTED = "(unattributed)"
@@ -68,7 +68,7 @@ def explain(
     if history.empty:
         raise ValueError(f"no slices of {metric.name!r} along {list(metric.dimensions)} up to {when}")
 
-    rhythm = cadence(pd.DatetimeIndex(history["date"].unique()).union([when]), seasonality)
+    rhythm = _sparse_cadence(pd.DatetimeIndex(history["date"].unique()).union([when]), seasonality)
     usual, now = _usual_and_actual(history, measures, when, rhythm, seasonality)
     gap = actual - expected
     parts = []
@@ -87,12 +87,24 @@ def explain(
     return drivers[COLUMNS].reset_index(drop=True)
 
 
+def _sparse_cadence(dates: pd.DatetimeIndex, seasonality: str | None) -> Cadence:
+    """The cadence of slice dates that may skip steps: slices with nothing on a day are left out
+    of the slice tables, so a rarely moving metric (churn) has days, not one day, between rows."""
+    if len(dates) < 2:  # a slice's first day (e.g. the first reactivation ever): midnight means daily
+        grid_step = DAY if dates[0] == dates[0].normalize() else HOUR
+    else:
+        step = pd.Series(dates.sort_values()).diff().min()
+        grid_step = DAY if step % DAY == pd.Timedelta(0) else HOUR
+    return cadence(pd.date_range(dates.min(), periods=2, freq=grid_step), seasonality)
+
+
 def _usual_and_actual(
     history: pd.DataFrame, measures: list[str], when: pd.Timestamp, rhythm: Cadence, seasonality: str | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each slice's expected and actual measures at `when`, indexed by (dimension, value)."""
     wide = history.pivot_table(index="date", columns=["dimension", "value"], values=measures, aggfunc="sum")
-    grid = pd.date_range(min(wide.index.min(), when), when, freq=rhythm.step)
+    # at least two points, so the detector can tell the frequency (a day before counts as nothing)
+    grid = pd.date_range(min(wide.index.min(), when - rhythm.step), when, freq=rhythm.step)
     wide = wide.reindex(grid).fillna(0.0)  # a slice absent on a day sold nothing that day
 
     judged = detect_many(wide, seasonality=seasonality)
