@@ -69,17 +69,17 @@ def explain(
         raise ValueError(f"no slices of {metric.name!r} along {list(metric.dimensions)} up to {when}")
 
     rhythm = _sparse_cadence(pd.DatetimeIndex(history["date"].unique()).union([when]), seasonality)
-    usual, now = _usual_and_actual(history, measures, when, rhythm, seasonality)
+    usual, now, typical = _usual_and_actual(history, measures, when, rhythm, seasonality)
     gap = actual - expected
     parts = []
     for dimension in usual.index.unique("dimension"):
-        parts.append(_split(usual.loc[dimension], now.loc[dimension], dimension, metric, gap))
+        parts.append(_split(usual.loc[dimension], now.loc[dimension], typical.loc[dimension], dimension, metric, gap))
     drivers = pd.concat(parts, ignore_index=True)
 
     drivers["share"] = drivers["contribution"] / gap if gap else np.nan
     # A slice that moved explains more of the gap than its usual size; one that moved with the
     # rest explains about its size. Remainder rows are never the driver.
-    surprise = (drivers["share"] - drivers["usual_share"]).where(drivers["value"] != UNATTRIBUTED)
+    surprise = (drivers["share"] - drivers["usual_share"].fillna(0.0)).where(drivers["value"] != UNATTRIBUTED)
     drivers = drivers.assign(surprise=surprise).sort_values("surprise", ascending=False, na_position="last")
     drivers["rank"] = np.arange(1, len(drivers) + 1)
     usual_period = _usual_period(when, rhythm.step, seasonality)
@@ -100,8 +100,9 @@ def _sparse_cadence(dates: pd.DatetimeIndex, seasonality: str | None) -> Cadence
 
 def _usual_and_actual(
     history: pd.DataFrame, measures: list[str], when: pd.Timestamp, rhythm: Cadence, seasonality: str | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each slice's expected and actual measures at `when`, indexed by (dimension, value)."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Each slice's expected and actual measures at `when`, and its mean absolute size before
+    `when`, indexed by (dimension, value)."""
     wide = history.pivot_table(index="date", columns=["dimension", "value"], values=measures, aggfunc="sum")
     # at least two points, so the detector can tell the frequency (a day before counts as nothing)
     grid = pd.date_range(min(wide.index.min(), when - rhythm.step), when, freq=rhythm.step)
@@ -118,18 +119,23 @@ def _usual_and_actual(
     def by_slice(values: pd.Series) -> pd.DataFrame:
         return values.unstack(level=0)[measures]
 
-    return by_slice(expected), by_slice(wide.loc[when])
+    return by_slice(expected), by_slice(wide.loc[when]), by_slice(wide.iloc[:-1].abs().mean())
 
 
-def _split(usual: pd.DataFrame, now: pd.DataFrame, dimension: str, metric: Metric, gap: float) -> pd.DataFrame:
+def _split(usual: pd.DataFrame, now: pd.DataFrame, typical: pd.DataFrame, dimension: str, metric: Metric,
+           gap: float) -> pd.DataFrame:
     """Contributions of one dimension's values to the gap, plus the unattributed remainder."""
     if metric.ratio is None:
         expected, actual = usual[metric.name], now[metric.name]
+        # Sparse metrics (churn, refunds) usually expect 0 in every slice: then each slice's usual
+        # size is its average size in the history, so a currency that carries all churn every day
+        # does not outrank the plan that moved.
+        size = expected.abs() if expected.abs().sum() else typical[metric.name]
         rows = pd.DataFrame({
             "expected": expected,
             "actual": actual,
             "contribution": actual - expected,
-            "usual_share": expected.abs() / expected.abs().sum() if expected.abs().sum() else np.nan,
+            "usual_share": size / size.sum() if size.sum() else np.nan,
             "rate_effect": np.nan,
             "mix_effect": np.nan,
         })

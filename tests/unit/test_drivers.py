@@ -133,3 +133,23 @@ def test_only_the_metric_dimensions_are_explained():
 def test_missing_measure_columns_are_named():
     with pytest.raises(ValueError, match=r"lack columns \['discounts', 'gross_sales', 'orders'\]"):
         explain(store_with_a_tent_drop(), metric=AOV, date=DAY, actual=1.0, expected=2.0)
+
+
+def test_a_sparse_metric_is_explained_against_each_slice_usual_size():
+    # Churn happens on one day in seven: 70 in USD (Starter 50, Business 20), EUR none. Its usual
+    # value on any day is 0 in every slice, so usual sizes come from the history: USD 100%,
+    # Starter 5/7, Business 2/7. On DAY Business churns 300 (USD): USD carries 100% of the rise
+    # as usual, Business carries 100% against its usual 2/7 and is the driver.
+    churn = pack_for("saas").metric("churned_subscriptions")
+    out = []
+    for date in HISTORY[::7]:
+        out += [{"date": date, "dimension": "plan", "value": "Starter", "churned_subscriptions": 50.0},
+                {"date": date, "dimension": "plan", "value": "Business", "churned_subscriptions": 20.0},
+                {"date": date, "dimension": "billing_currency", "value": "USD", "churned_subscriptions": 70.0}]
+    out += [{"date": DAY, "dimension": "plan", "value": "Business", "churned_subscriptions": 300.0},
+            {"date": DAY, "dimension": "billing_currency", "value": "USD", "churned_subscriptions": 300.0}]
+    drivers = explain(pd.DataFrame(out), metric=churn, date=DAY, actual=300.0, expected=0.0)
+    by_slice = drivers.set_index("value")
+    assert by_slice.loc["USD", "usual_share"] == pytest.approx(1.0)
+    assert by_slice.loc["Business", "usual_share"] == pytest.approx(2 / 7)
+    assert drivers.iloc[0]["value"] == "Business" and drivers.iloc[0]["share"] == pytest.approx(1.0)
