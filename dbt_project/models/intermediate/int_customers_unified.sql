@@ -17,8 +17,8 @@ unified as (
         min(case when not is_cancelled then created_at end) as first_order_at,
         min(case when not is_cancelled then order_date end) as first_order_date,
         max(case when not is_cancelled then created_at end) as last_order_at,
-        sum(case when not is_cancelled then 1 else 0 end) as order_count,
-        sum(case when is_cancelled then 1 else 0 end) as cancelled_order_count
+        cast(sum(case when not is_cancelled then 1 else 0 end) as bigint) as order_count,
+        cast(sum(case when is_cancelled then 1 else 0 end) as bigint) as cancelled_order_count
     from orders
     group by workspace_id, person_id
 )

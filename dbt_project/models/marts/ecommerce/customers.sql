@@ -21,7 +21,7 @@ sales as (
         workspace_id,
         person_id,
         max(currency) as currency,
-        sum(case when not is_cancelled then discounted_sales else 0 end) as sold
+        cast(sum(case when not is_cancelled then discounted_sales else 0 end) as decimal(38, 9)) as sold
     from orders
     group by workspace_id, person_id
 ),
@@ -30,7 +30,7 @@ refunded as (
     select
         workspace_id,
         person_id,
-        sum(refunded_sales) as refunded_sales
+        cast(sum(refunded_sales) as decimal(38, 9)) as refunded_sales
     from refunds
     group by workspace_id, person_id
 ),
@@ -50,7 +50,7 @@ final as (
         people.cancelled_order_count,
         sales.currency,
         -- the person's share of net sales: sold minus every refund of their orders (docs/metrics.md)
-        sales.sold - coalesce(refunded.refunded_sales, 0) as lifetime_net_sales
+        cast(sales.sold - coalesce(refunded.refunded_sales, 0) as decimal(38, 9)) as lifetime_net_sales
     from people
     inner join sales
         on sales.workspace_id = people.workspace_id

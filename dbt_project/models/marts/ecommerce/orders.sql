@@ -16,10 +16,10 @@ lines as (
     select
         workspace_id,
         order_id,
-        count(*) as line_count,
-        sum(quantity) as units,
-        sum(gross_sales) as gross_sales,
-        sum(discounts) as discounts
+        cast(count(*) as bigint) as line_count,
+        cast(sum(quantity) as bigint) as units,
+        cast(sum(gross_sales) as decimal(38, 9)) as gross_sales,
+        cast(sum(discounts) as decimal(38, 9)) as discounts
     from {{ ref('order_lines') }}
     group by workspace_id, order_id
 ),
@@ -49,11 +49,11 @@ final as (
         orders.source_name,
         orders.shipping_country_code,
         orders.currency,
-        coalesce(lines.line_count, 0) as line_count,
-        coalesce(lines.units, 0) as units,
-        coalesce(lines.gross_sales, 0) as gross_sales,
-        coalesce(lines.discounts, 0) as discounts,
-        coalesce(lines.gross_sales, 0) - coalesce(lines.discounts, 0) as discounted_sales,
+        cast(coalesce(lines.line_count, 0) as bigint) as line_count,
+        cast(coalesce(lines.units, 0) as bigint) as units,
+        cast(coalesce(lines.gross_sales, 0) as decimal(38, 9)) as gross_sales,
+        cast(coalesce(lines.discounts, 0) as decimal(38, 9)) as discounts,
+        cast(coalesce(lines.gross_sales, 0) - coalesce(lines.discounts, 0) as decimal(38, 9)) as discounted_sales,
         orders.total_shipping,
         orders.total_tax,
         orders.total_price,

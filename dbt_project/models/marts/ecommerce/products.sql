@@ -8,7 +8,7 @@ variants as (
     select
         workspace_id,
         product_id,
-        count(*) as variant_count,
+        cast(count(*) as bigint) as variant_count,
         min(price) as min_price,
         max(price) as max_price
     from {{ ref('stg_shopify__product_variants') }}
@@ -19,9 +19,9 @@ sold as (
     select
         workspace_id,
         product_id,
-        sum(quantity) as units_sold,
-        sum(gross_sales) as gross_sales,
-        sum(discounts) as discounts
+        cast(sum(quantity) as bigint) as units_sold,
+        cast(sum(gross_sales) as decimal(38, 9)) as gross_sales,
+        cast(sum(discounts) as decimal(38, 9)) as discounts
     from {{ ref('order_lines') }}
     where not is_cancelled
     group by workspace_id, product_id
@@ -39,12 +39,12 @@ final as (
         products.total_inventory,
         products.created_at,
         products.published_at,
-        coalesce(variants.variant_count, 0) as variant_count,
+        cast(coalesce(variants.variant_count, 0) as bigint) as variant_count,
         variants.min_price,
         variants.max_price,
-        coalesce(sold.units_sold, 0) as units_sold,
-        coalesce(sold.gross_sales, 0) as gross_sales,
-        coalesce(sold.discounts, 0) as discounts
+        cast(coalesce(sold.units_sold, 0) as bigint) as units_sold,
+        cast(coalesce(sold.gross_sales, 0) as decimal(38, 9)) as gross_sales,
+        cast(coalesce(sold.discounts, 0) as decimal(38, 9)) as discounts
     from products
     left join variants
         on variants.workspace_id = products.workspace_id

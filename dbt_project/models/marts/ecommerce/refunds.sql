@@ -8,9 +8,9 @@ refund_lines as (
     select
         workspace_id,
         refund_id,
-        sum(quantity) as refunded_units,
-        sum(subtotal) as refunded_sales,
-        sum(total_tax) as refunded_tax
+        cast(sum(quantity) as bigint) as refunded_units,
+        cast(sum(subtotal) as decimal(38, 9)) as refunded_sales,
+        cast(sum(total_tax) as decimal(38, 9)) as refunded_tax
     from {{ ref('stg_shopify__refund_lines') }}
     group by workspace_id, refund_id
 ),
@@ -36,10 +36,10 @@ final as (
         refunds.note,
         -- every amount of an order and its refunds is in the shop's currency
         orders.currency,
-        coalesce(refund_lines.refunded_units, 0) as refunded_units,
+        cast(coalesce(refund_lines.refunded_units, 0) as bigint) as refunded_units,
         -- the amount net sales subtract: refunded lines after discounts, without tax or shipping
-        coalesce(refund_lines.refunded_sales, 0) as refunded_sales,
-        coalesce(refund_lines.refunded_tax, 0) as refunded_tax,
+        cast(coalesce(refund_lines.refunded_sales, 0) as decimal(38, 9)) as refunded_sales,
+        cast(coalesce(refund_lines.refunded_tax, 0) as decimal(38, 9)) as refunded_tax,
         refunds.total_refunded
     from refunds
     left join refund_lines
