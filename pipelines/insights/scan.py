@@ -37,9 +37,11 @@ def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str) -> pd.Dat
         workspace_id: stored on every row and hashed into its id.
 
     Returns:
-        Rows with ANOMALY_COLUMNS. Band rows: `score` in robust standard deviations, `severity`
-        from |score| against the metric's sensitivity. Week-over-week rows: `expected` is the value a
-        week earlier, the band is ±30% of it, and `score` is the relative change.
+        Rows with ANOMALY_COLUMNS. Band rows judge the day: `score` in robust standard deviations,
+        `severity` from |score| against the metric's sensitivity. Week-over-week rows judge the
+        trailing 7 days (summed; a stock's last day; a ratio of the summed parts) against the 7
+        days before: `value` and `expected` are those two figures, the band is ±30% of `expected`,
+        `score` is the relative change, and only the first day of a run is flagged.
     """
     if daily["date"].nunique() < 2:  # no frequency to tell, nothing to compare with
         return pd.DataFrame({column: pd.Series(dtype=_anomaly_dtype(column)) for column in ANOMALY_COLUMNS})
@@ -53,9 +55,13 @@ def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str) -> pd.Dat
     )
 
     weekly = []
+    trailing = _trailing_week(series, pack)
     for metric in pack.metrics:
-        found = week_over_week(series[metric.name], threshold=WEEK_OVER_WEEK_THRESHOLD)
-        found = found[found["is_anomaly"]]
+        found = week_over_week(trailing[metric.name], threshold=WEEK_OVER_WEEK_THRESHOLD)
+        # A week-long total stays beyond the threshold for days: flag the first day of each run.
+        run_start = found["is_anomaly"] & ~(found["is_anomaly"].shift(fill_value=False)
+                                             & found["direction"].eq(found["direction"].shift()))
+        found = found[run_start]
         weekly.append(pd.DataFrame({
             "metric": metric.name,
             "date": found.index,
@@ -115,6 +121,20 @@ def _daily_grid(daily: pd.DataFrame, pack: Pack) -> pd.DataFrame:
     frame = daily.assign(date=pd.to_datetime(daily["date"])).set_index("date").sort_index()
     frame = frame[list(pack.metric_names)].astype("float64")
     return frame.reindex(pd.date_range(frame.index.min(), frame.index.max(), freq="D", name="date"))
+
+
+def _trailing_week(series: pd.DataFrame, pack: Pack) -> pd.DataFrame:
+    """Each metric over the 7 days to each date, as a weekly report would total it."""
+    summed = series.rolling(7, min_periods=7).sum()
+    weekly = pd.DataFrame(index=series.index)
+    for metric in pack.metrics:
+        if metric.stock and metric.ratio is None:
+            weekly[metric.name] = series[metric.name]
+        elif metric.ratio is None:
+            weekly[metric.name] = summed[metric.name]
+        else:
+            weekly[metric.name] = metric.value(series if metric.stock else summed)
+    return weekly
 
 
 def _band_severity(score: float, sensitivity: float) -> str:
