@@ -3,8 +3,9 @@
 The method (see docs/anomalies.md): a point's *expected* value is a recent level times (for
 positive series; plus, otherwise) a seasonal profile, both medians, so spikes in the history barely
 move them. The band is `sensitivity` robust standard deviations of recent forecast errors.
-Excursions that last are one episode: only the first point is flagged, and the level (the median
-of the last cycle) re-anchors after half a cycle.
+Excursions that last are one episode: only the first point is flagged (and any point twice as far
+out as the episode's last flagged one), and the level (the median of the last cycle) re-anchors
+after half a cycle.
 
 Everything runs on a (series × time) matrix at once, so scanning thousands of series costs a few
 vectorized numpy passes, not a Python loop per point.
@@ -32,6 +33,7 @@ RELATIVE_SCALE_FLOOR = 0.01  # a dead-flat history still gets a band of ±sensit
 # textbook mean-|error| factor is 1.2533; the median of the skewed per-cycle means sits a little
 # lower, which a simulation of 200,000 × 12 cycles of 7 normal errors puts at 1.274.
 CYCLE_MEAN_ABS_TO_SIGMA = 1.274
+ESCALATION = 2.0  # a point in an ongoing episode this many times further out is flagged again
 CHUNK = 1024  # series per block of work: bounds memory (the profile stacks 8 copies of the block)
 
 STATUSES = ["ok", "anomaly", "continuing", "insufficient_history", "missing"]
@@ -202,6 +204,7 @@ def _judge(values: np.ndarray, thresholds: np.ndarray, rhythm: Cadence) -> dict[
     continuing = outside.copy()
     continuing[:, 1:] &= outside[:, :-1] & (up[:, 1:] == up[:, :-1])
     continuing[:, 0] = False
+    _flag_escalations(continuing, np.abs(np.where(judged, score, 0.0)))
 
     status = np.full(values.shape, STATUSES.index("insufficient_history"), dtype=np.int8)
     status[judged] = STATUSES.index("ok")
@@ -218,6 +221,17 @@ def _judge(values: np.ndarray, thresholds: np.ndarray, rhythm: Cadence) -> dict[
         "direction": np.where(judged & (score != 0), np.where(up, 0, 1), -1).astype(np.int8),
         "status": status,
     }
+
+
+def _flag_escalations(continuing: np.ndarray, size: np.ndarray) -> None:
+    """Turn continuing points ESCALATION times further out than the episode's last flagged point
+    back into anomalies (in place): a spike on top of an ongoing excursion is news, while a level
+    shift, whose score only shrinks as the level re-anchors, stays flagged once."""
+    last_flagged = np.zeros(continuing.shape[0])
+    for t in range(continuing.shape[1]):
+        escalated = continuing[:, t] & (size[:, t] >= ESCALATION * last_flagged)
+        continuing[:, t] &= ~escalated
+        last_flagged = np.where(~continuing[:, t], size[:, t], last_flagged)
 
 
 def _forecast(padded: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.ndarray]:

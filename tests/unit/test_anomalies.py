@@ -82,6 +82,16 @@ def test_a_level_shift_is_flagged_once_then_becomes_the_new_normal():
     assert after["expected"].iloc[-7:].mean() == pytest.approx(np.mean(last_week), rel=0.03)
 
 
+def test_a_spike_on_top_of_an_ongoing_excursion_is_flagged_again():
+    series = weekly(200)
+    series.iloc[150] = usual(150) * 1.25  # a mild rise...
+    series.iloc[151] = usual(151) * 3.0  # ...then, the next day, a far larger one
+    result = detect(series)
+    first, second = result.iloc[150], result.iloc[151]
+    assert first["status"] == "anomaly" and second["score"] >= 2 * first["score"]
+    assert second["status"] == "anomaly"  # not swallowed as "continuing"
+
+
 def test_short_history_says_so_instead_of_flagging():
     series = weekly(30)
     series.iloc[-1] *= 5
