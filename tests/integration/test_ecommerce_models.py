@@ -324,33 +324,42 @@ def snapshot(warehouse: Warehouse) -> dict[str, list[dict]]:
     return {table: rows_by_key(warehouse, table, key) for table, key in TABLES.items()}
 
 
-def edit_an_order(store, workspace: str) -> tuple[str, int]:
-    """Edit an order the way Shopify's order editing does: remove its last line, add a unit to the first.
-
-    The store's truth is computed from what it serves, so it follows the edit too.
-    """
+def plain_orders(store, workspace: str):
+    """Stored orders that were placed, never refunded, cancelled or marked as test, oldest first."""
     for stored in store.iter_objects(workspace, "shopify", "order"):
         body = stored.body
-        if (
-            len(body["lineItems"]) >= 2
-            and not body["refunds"]
-            and body["cancelledAt"] is None
-            and not body["test"]
-        ):
+        if not body["refunds"] and body["cancelledAt"] is None and not body["test"]:
+            yield stored
+
+
+def change_late(store, workspace: str, older_than: int) -> dict[str, tuple[str, int]]:
+    """Late changes the simulation does not make by itself, to orders placed before `older_than`:
+    an order edit (its last line removed, a unit added to the first, as Shopify's order editing does)
+    and a cancellation weeks after the order. Returns `{"edited"|"cancelled": (order gid, lines)}`.
+
+    The store's truth is computed from what it serves, so it follows these changes too.
+    """
+    changed: dict[str, tuple[str, int]] = {}
+    for stored in plain_orders(store, workspace):
+        body = stored.body
+        if stored.created >= older_than - 14 * 86400 or len(changed) == 2:
+            break
+        if "edited" not in changed and len(body["lineItems"]) >= 2:
             body["lineItems"] = body["lineItems"][:-1]
             body["lineItems"][0]["quantity"] += 1
-            body["updatedAt"] = iso(store.clock)
-            store.put(
-                workspace,
-                "shopify",
-                "order",
-                stored.id,
-                created=stored.created,
-                updated=store.clock,
-                body=body,
-            )
-            return body["id"], len(body["lineItems"])
-    raise AssertionError("no order with two lines to edit")
+            changed["edited"] = (body["id"], len(body["lineItems"]))
+        elif "cancelled" not in changed:
+            body["cancelledAt"] = iso(store.clock)
+            body["cancelReason"] = "CUSTOMER"
+            changed["cancelled"] = (body["id"], len(body["lineItems"]))
+        else:
+            continue
+        body["updatedAt"] = iso(store.clock)
+        store.put(
+            workspace, "shopify", "order", stored.id, created=stored.created, updated=store.clock, body=body
+        )
+    assert set(changed) == {"edited", "cancelled"}, changed
+    return changed
 
 
 @pytest.fixture(scope="module")
@@ -392,7 +401,7 @@ def simulated(tmp_path_factory) -> dict:
         result["reconciled_before"] = {ws: reconcile(warehouse, result["truth_before"], ws) for ws in shops}
 
         sandbox.advance(days=12)
-        result["edited_order"] = edit_an_order(store, "demo-us-store")
+        result["changed"] = change_late(store, "demo-us-store", older_than=store.clock - 12 * 86400)
         # The changed orders are read through the connector's filtered bulk export rather than
         # page by page: the same rows arrive, without minutes of simulated query-cost pacing.
         monkeypatch.setattr(shopify_connector, "BULK_ABOVE", 0)
@@ -427,10 +436,13 @@ def test_incremental_run_after_late_changes_equals_a_full_refresh(simulated):
     # The incremental run really kept rows of the first load and rewrote the changed orders only.
     loads = sorted({row["order_load_epoch"] for row in lines})
     assert len(loads) == 2
-    order_id, line_count = simulated["edited_order"]
+    order_id, line_count = simulated["changed"]["edited"]
     edited = [row for row in lines if row["order_id"] == order_id]
     assert len(edited) == line_count  # the line the edit removed is gone
     assert {row["order_load_epoch"] for row in edited} == {loads[-1]}
+    order_id, line_count = simulated["changed"]["cancelled"]
+    cancelled = [row for row in lines if row["order_id"] == order_id]
+    assert len(cancelled) == line_count and all(row["is_cancelled"] for row in cancelled)
     # late changes reached past days: refunds made after the first sync, of orders from before it
     first_clock = datetime.fromisoformat(simulated["truth_before"]["clock"])
     refunds = incremental["marts.refunds"]
