@@ -38,7 +38,7 @@ from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.sandbox.simulator import SIZES, BusinessSpec
 from pipelines.sandbox.store import SandboxStore
 from pipelines.settings import Settings, load_settings
-from pipelines.workspaces import Workspace, load_workspaces
+from pipelines.workspaces import Workspace, WorkspaceError, load_workspaces
 from tests import pg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -481,7 +481,7 @@ def test_running_some_tables_leaves_the_cursor_for_the_others(tmp_path, monkeypa
 def test_bad_or_missing_key_names_workspace_and_setting(tmp_path, monkeypatch, duckdb_url, key):
     with fixture_sandbox(tmp_path, json.loads(SMALL_FIXTURE.read_text())) as sandbox:
         settings, workspace = configure(monkeypatch, tmp_path, sandbox, duckdb_url, workspace="test-saas", key=key)
-        with pytest.raises(Exception) as failure:
+        with pytest.raises(WorkspaceError) as failure:
             sync("stripe", workspace, settings)
     message = str(failure.value)
     assert "'test-saas'" in message and "connectors.stripe.api_key_env" in message and KEY_VARIABLE in message
