@@ -28,7 +28,7 @@ ui: install ## the sandbox plus the Dagster UI (dagster dev) on http://127.0.0.1
 	$(VENV)/bin/abos ui
 
 test: install ## run the test suite
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 clean: ## remove the environment and local data
 	rm -rf $(VENV) .abos
