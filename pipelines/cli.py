@@ -238,7 +238,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         facts = truth(store)
     print(json.dumps({"workspaces": workspaces.ids, "pipeline": summary,
                       "sandbox": {ws: t["counts"] for ws, t in facts["workspaces"].items()}}, indent=2))
-    return 0
+    return 1 if summary.get("failed") else 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

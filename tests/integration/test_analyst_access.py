@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import psycopg2
 import pytest
 
@@ -99,3 +102,35 @@ def test_duckdb_warehouse_is_refused_with_the_setting(monkeypatch, tmp_path):
     monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
     with pytest.raises(SettingsError, match="ABOS_WAREHOUSE_URL"):
         access.grant(load_settings(), "shop-a", "someone")
+
+
+def test_isolation_holds_on_every_dbt_built_table_and_after_a_rebuild(new_pg_database, monkeypatch, tmp_path):
+    from tests.scenario import build_scenario, run_dbt
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_ecommerce.json"
+    url = new_pg_database()
+    warehouse = build_scenario(fixture, tmp_path / "home", url, monkeypatch)
+    workspaces = sorted(json.loads(fixture.read_text())["workspaces"])
+    mine, role = workspaces[0], "abos_test_analyst_e"
+    access.grant(warehouse.settings, mine, role)
+
+    def check() -> int:
+        tables = warehouse.query(
+            "select table_schema, table_name from information_schema.columns"
+            " where table_schema in ('marts', 'metrics') and column_name = 'workspace_id'")
+        assert {t["table_schema"] for t in tables} == {"marts", "metrics"}
+        for table in tables:
+            name = f'{table["table_schema"]}.{table["table_name"]}'
+            theirs = as_role(url, role, f"select count(*) from {name} where workspace_id <> '{mine}'")
+            ours = as_role(url, role, f"select count(*) from {name}")
+            everything = warehouse.query(f"select count(*) as n from {name} where workspace_id = %s", (mine,))
+            assert theirs == [(0,)], name
+            assert ours == [(everything[0]["n"],)], name  # the analyst sees all of its own rows
+        return len(tables)
+
+    assert check() > 5
+    run_dbt(warehouse.settings, "run", "--select", "marts", "metrics")  # rebuilt tables keep the policy
+    check()
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        as_role(url, role, "select count(*) from staging.stg_shopify__orders")
+    access.revoke(warehouse.settings, mine, role)
