@@ -36,44 +36,60 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def _partitioned_for(assets_def: dg.AssetsDefinition, workspace_id: str) -> bool:
-    partitions = assets_def.partitions_def
-    return partitions is not None and workspace_id in partitions.get_partition_keys()
+def _stages(assets: list[dg.AssetsDefinition]) -> list[tuple[dg.PartitionsDefinition | None, list[dg.AssetKey]]]:
+    """Assets grouped by partitions definition (one run can hold only one), in data-flow order:
+    a group runs after every group it reads from."""
+    groups: list[tuple[dg.PartitionsDefinition | None, list[dg.AssetKey]]] = []
+    for assets_def in assets:
+        for partitions, keys in groups:
+            if partitions == assets_def.partitions_def:
+                keys.extend(assets_def.keys)
+                break
+        else:
+            groups.append((assets_def.partitions_def, list(assets_def.keys)))
+    group_of = {key: index for index, (_, keys) in enumerate(groups) for key in keys}
+    parents = {key: set(a.asset_deps.get(key, ())) for a in assets for key in a.keys}
+    needs = {
+        index: {group_of[p] for key in keys for p in parents[key] if p in group_of} - {index}
+        for index, (_, keys) in enumerate(groups)
+    }
+    ordered: list[int] = []
+    while len(ordered) < len(groups):
+        ready = [i for i in range(len(groups)) if i not in ordered and needs[i] <= set(ordered)]
+        if not ready:
+            raise RuntimeError("asset groups depend on each other in a cycle")
+        ordered.extend(ready)
+    return [groups[i] for i in ordered]
 
 
 def run_all(
     workspaces: Workspaces, progress: Callable[[str], None] = print, settings: Settings | None = None
 ) -> dict[str, object]:
-    """Materialize every asset for every workspace; returns the runs, by stage and workspace."""
+    """Materialize every asset for every workspace, stage by stage; returns the runs."""
     from pipelines.definitions import defs
 
     settings = settings or load_settings()
     assets = [a for a in defs.resolve_asset_graph().assets_defs if a.is_materializable]
     if not assets:
         progress("no pipeline stages are defined yet; nothing to materialize")
-        return {"assets": 0, "runs": {}}
-    runs: dict[str, object] = {}
+        return {"assets": 0, "runs": [], "failed": []}
+    runs: list[dict[str, object]] = []
     failed: list[str] = []
     with dagster_instance(settings) as instance:
-        for workspace in workspaces:
-            keys = [key for a in assets if _partitioned_for(a, workspace.id) for key in a.keys]
-            if not keys:
-                continue
-            progress(f"{workspace.id}: materializing {len(keys)} assets")
-            # The assets come from the resolved Definitions, so their resources are already bound.
-            result = dg.materialize(
-                assets, selection=keys, partition_key=workspace.id, instance=instance, raise_on_error=False
-            )
-            runs[workspace.id] = {"success": result.success, "run_id": result.run_id, "assets": len(keys)}
-            if not result.success:
-                failed.append(workspace.id)
-        shared = [key for a in assets if a.partitions_def is None for key in a.keys]
-        if shared:
-            progress(f"materializing {len(shared)} shared assets")
-            result = dg.materialize(assets, selection=shared, instance=instance, raise_on_error=False)
-            runs["shared"] = {"success": result.success, "run_id": result.run_id, "assets": len(shared)}
-            if not result.success:
-                failed.append("shared")
+        for partitions, keys in _stages(assets):
+            partition_keys = [None] if partitions is None else [
+                w.id for w in workspaces if w.id in partitions.get_partition_keys()
+            ]
+            for partition_key in partition_keys:
+                label = f"{len(keys)} assets" + (f" for {partition_key}" if partition_key else "")
+                progress(f"materializing {label}")
+                # The assets come from the resolved Definitions, so their resources are already bound.
+                result = dg.materialize(assets, selection=keys, partition_key=partition_key, instance=instance,
+                                        raise_on_error=False)
+                runs.append({"workspace": partition_key, "assets": len(keys), "success": result.success,
+                             "run_id": result.run_id})
+                if not result.success:
+                    failed.append(label)
     if failed:
-        progress(f"runs failed for: {', '.join(failed)}; see the Dagster UI (make ui) for their logs")
+        progress(f"runs failed: {', '.join(failed)}; see their logs in the Dagster UI (make ui)")
     return {"assets": sum(len(a.keys) for a in assets), "runs": runs, "failed": failed}
