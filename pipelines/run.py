@@ -37,29 +37,35 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
 
 
 def _stages(assets: list[dg.AssetsDefinition]) -> list[tuple[dg.PartitionsDefinition | None, list[dg.AssetKey]]]:
-    """Assets grouped by partitions definition (one run can hold only one), in data-flow order:
-    a group runs after every group it reads from."""
-    groups: list[tuple[dg.PartitionsDefinition | None, list[dg.AssetKey]]] = []
-    for assets_def in assets:
-        for partitions, keys in groups:
-            if partitions == assets_def.partitions_def:
-                keys.extend(assets_def.keys)
+    """Assets in runs that Dagster can execute, in data-flow order.
+
+    One run holds assets of one partitions definition. An asset's stage is its parents' stage,
+    plus one where a parent has another partitions definition; each (stage, definition) is one
+    group, and groups run stage by stage, so every group runs after everything it reads.
+    """
+    partitions_of = {key: a.partitions_def for a in assets for key in a.keys}
+    parents = {key: [p for p in a.asset_deps.get(key, ()) if p in partitions_of] for a in assets for key in a.keys}
+    stage: dict[dg.AssetKey, int] = {}
+
+    def stage_of(key: dg.AssetKey, seen: frozenset = frozenset()) -> int:
+        if key not in stage:
+            if key in seen:
+                raise RuntimeError(f"assets depend on each other in a cycle through {key.to_user_string()}")
+            stage[key] = max(
+                (stage_of(p, seen | {key}) + (partitions_of[p] != partitions_of[key]) for p in parents[key]),
+                default=0,
+            )
+        return stage[key]
+
+    groups: list[tuple[int, dg.PartitionsDefinition | None, list[dg.AssetKey]]] = []
+    for key in partitions_of:
+        for group_stage, partitions, keys in groups:
+            if group_stage == stage_of(key) and partitions == partitions_of[key]:
+                keys.append(key)
                 break
         else:
-            groups.append((assets_def.partitions_def, list(assets_def.keys)))
-    group_of = {key: index for index, (_, keys) in enumerate(groups) for key in keys}
-    parents = {key: set(a.asset_deps.get(key, ())) for a in assets for key in a.keys}
-    needs = {
-        index: {group_of[p] for key in keys for p in parents[key] if p in group_of} - {index}
-        for index, (_, keys) in enumerate(groups)
-    }
-    ordered: list[int] = []
-    while len(ordered) < len(groups):
-        ready = [i for i in range(len(groups)) if i not in ordered and needs[i] <= set(ordered)]
-        if not ready:
-            raise RuntimeError("asset groups depend on each other in a cycle")
-        ordered.extend(ready)
-    return [groups[i] for i in ordered]
+            groups.append((stage_of(key), partitions_of[key], [key]))
+    return [(partitions, keys) for _, partitions, keys in sorted(groups, key=lambda group: group[0])]
 
 
 def run_all(
