@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 VENV := .venv
 export DAGSTER_HOME ?= $(CURDIR)/.abos/dagster
 
-.PHONY: install demo test ui bench clean
+.PHONY: install demo test test-slow ui bench clean
 
 DBT_SOURCES := $(shell find dbt_project/models dbt_project/macros dbt_project/seeds dbt_project/tests -type f 2>/dev/null) dbt_project/dbt_project.yml
 MANIFEST := dbt_project/target/manifest.json
@@ -29,6 +29,9 @@ ui: install ## the sandbox plus the Dagster UI (dagster dev) on http://127.0.0.1
 
 test: install ## run the test suite
 	$(VENV)/bin/pytest -n 2 --dist loadfile
+
+test-slow: install ## the acceptance measurements on the small sandbox (slow)
+	$(VENV)/bin/pytest -m slow
 
 clean: ## remove the environment and local data
 	rm -rf $(VENV) .abos

@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,34 @@ def run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+@contextmanager
+def serving(store, workspaces: dict[str, Any], home: Path, warehouse_url: str | None,
+            monkeypatch) -> Iterator[tuple[Settings, Sandbox]]:
+    """Serve `store` and point the pipeline's settings at it: a workspaces.yaml for `workspaces`
+    (fixture-style specs by id), their secrets, ABOS_HOME=`home`, and the warehouse (None: DuckDB)."""
+    home.mkdir(parents=True, exist_ok=True)
+    with Sandbox(store) as sandbox:
+        info = sandbox.connection_info()
+        (home / "workspaces.yaml").write_text(
+            yaml.safe_dump(workspaces_yaml({"workspaces": workspaces}, info), sort_keys=False))
+        monkeypatch.setenv("ABOS_HOME", str(home))
+        monkeypatch.setenv("ABOS_WORKSPACES", str(home / "workspaces.yaml"))
+        if warehouse_url:
+            monkeypatch.setenv("ABOS_WAREHOUSE_URL", warehouse_url)
+        else:
+            monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
+        for key, value in secrets_env(info).items():
+            monkeypatch.setenv(key, value)
+        yield load_settings(), sandbox
+
+
+def sync_all(settings: Settings) -> None:
+    """Sync every connector of every workspace in the settings' workspaces file."""
+    for workspace in load_workspaces(settings.workspaces_file):
+        for source in workspace.connectors:
+            sync(source, workspace, settings)
+
+
 def build_scenario(fixture_path: Path, home: Path, warehouse_url: str | None, monkeypatch,
                    dbt_args: tuple[str, ...] = ("build",)) -> Warehouse:
     """Serve `fixture_path`, sync every workspace in it, run dbt once; returns the warehouse.
@@ -111,21 +141,8 @@ def build_scenario(fixture_path: Path, home: Path, warehouse_url: str | None, mo
     fixture = json.loads(Path(fixture_path).read_text())
     home.mkdir(parents=True, exist_ok=True)
     store = build_store(home / "sandbox.sqlite", fixtures=fixture_path)
-    with Sandbox(store) as sandbox:
-        info = sandbox.connection_info()
-        (home / "workspaces.yaml").write_text(yaml.safe_dump(workspaces_yaml(fixture, info), sort_keys=False))
-        monkeypatch.setenv("ABOS_HOME", str(home))
-        monkeypatch.setenv("ABOS_WORKSPACES", str(home / "workspaces.yaml"))
-        if warehouse_url:
-            monkeypatch.setenv("ABOS_WAREHOUSE_URL", warehouse_url)
-        else:
-            monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
-        for key, value in secrets_env(info).items():
-            monkeypatch.setenv(key, value)
-        settings = load_settings()
-        for workspace in load_workspaces(settings.workspaces_file):
-            for source in workspace.connectors:
-                sync(source, workspace, settings)
+    with serving(store, fixture["workspaces"], home, warehouse_url, monkeypatch) as (settings, _):
+        sync_all(settings)
     write_workspaces_table(settings)
     if dbt_args:
         run_dbt(settings, *dbt_args)

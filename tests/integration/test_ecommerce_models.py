@@ -14,22 +14,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 import pipelines.ingest.shopify as shopify_connector
-from pipelines.ingest.pipeline import sync
-from pipelines.sandbox.server import Sandbox, build_store
+from pipelines.sandbox.server import build_store
 from pipelines.sandbox.simulator import SIZES, iso, truth
-from pipelines.settings import load_settings
-from pipelines.workspaces import load_workspaces
-from tests.scenario import (
-    Warehouse,
-    build_scenario,
-    run_dbt,
-    secrets_env,
-    workspaces_yaml,
-    write_workspaces_table,
-)
+from tests.scenario import Warehouse, build_scenario, run_dbt, serving, sync_all, write_workspaces_table
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_ecommerce.json"
 # Only the ecommerce models (and what they read): the other verticals' models are not under test here.
@@ -379,22 +368,12 @@ def simulated(tmp_path_factory) -> dict:
         if spec.source == "shopify"
     }
     result: dict = {"workspaces": sorted(shops)}
-    with pytest.MonkeyPatch.context() as monkeypatch, Sandbox(store) as sandbox:
-        info = sandbox.connection_info()
-        (home / "workspaces.yaml").write_text(yaml.safe_dump(workspaces_yaml({"workspaces": shops}, info)))
-        monkeypatch.setenv("ABOS_HOME", str(home))
-        monkeypatch.setenv("ABOS_WORKSPACES", str(home / "workspaces.yaml"))
-        monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
-        for key, value in secrets_env(info).items():
-            monkeypatch.setenv(key, value)
-        settings = load_settings()
+    with pytest.MonkeyPatch.context() as monkeypatch, serving(store, shops, home, None, monkeypatch) as (
+        settings, sandbox
+    ):
         warehouse = Warehouse(settings)
 
-        def sync_all() -> None:
-            for workspace in load_workspaces(settings.workspaces_file):
-                sync("shopify", workspace, settings)
-
-        sync_all()
+        sync_all(settings)
         write_workspaces_table(settings)
         run_dbt(settings, "build", *ECOMMERCE)
         result["truth_before"] = truth(store)
@@ -405,7 +384,7 @@ def simulated(tmp_path_factory) -> dict:
         # The changed orders are read through the connector's filtered bulk export rather than
         # page by page: the same rows arrive, without minutes of simulated query-cost pacing.
         monkeypatch.setattr(shopify_connector, "BULK_ABOVE", 0)
-        sync_all()
+        sync_all(settings)
         # No lookback: only orders loaded by the second sync are rebuilt, the hardest case. (`run`, not
         # `build`: the tests run on the full refresh below, which must hold the very same rows.)
         run_dbt(settings, "run", *ECOMMERCE, "--vars", json.dumps({"ecommerce_lookback_hours": 0}))

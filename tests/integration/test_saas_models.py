@@ -20,14 +20,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import yaml
 
-from pipelines.ingest.pipeline import sync
-from pipelines.sandbox.server import Sandbox, build_store
+from pipelines.sandbox.server import build_store
 from pipelines.sandbox.simulator import SIZES, truth
-from pipelines.settings import load_settings
-from pipelines.workspaces import load_workspaces
-from tests.scenario import Warehouse, build_scenario, run_dbt, secrets_env, workspaces_yaml, write_workspaces_table
+from tests.scenario import Warehouse, build_scenario, run_dbt, serving, sync_all, write_workspaces_table
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_saas.json"
 # Only the SaaS models (and what they read): the ecommerce models are not under test here.
@@ -338,22 +334,12 @@ def simulated(tmp_path_factory) -> dict:
     saas = {spec.workspace: {"name": spec.name, "currency": spec.currency, "timezone": spec.timezone, "stripe": {}}
             for spec in SIZES["tiny"] if spec.source == "stripe"}
     result: dict = {"workspaces": sorted(saas)}
-    with pytest.MonkeyPatch.context() as monkeypatch, Sandbox(store) as sandbox:
-        info = sandbox.connection_info()
-        (home / "workspaces.yaml").write_text(yaml.safe_dump(workspaces_yaml({"workspaces": saas}, info)))
-        monkeypatch.setenv("ABOS_HOME", str(home))
-        monkeypatch.setenv("ABOS_WORKSPACES", str(home / "workspaces.yaml"))
-        monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
-        for key, value in secrets_env(info).items():
-            monkeypatch.setenv(key, value)
-        settings = load_settings()
+    with pytest.MonkeyPatch.context() as monkeypatch, serving(store, saas, home, None, monkeypatch) as (
+        settings, sandbox
+    ):
         warehouse = Warehouse(settings)
 
-        def sync_all() -> None:
-            for workspace in load_workspaces(settings.workspaces_file):
-                sync("stripe", workspace, settings)
-
-        sync_all()
+        sync_all(settings)
         write_workspaces_table(settings)
         run_dbt(settings, "build", *SAAS)
         first_sync = {row["workspace_id"]: row["first_synced_at"] for row in warehouse.query(
@@ -363,7 +349,7 @@ def simulated(tmp_path_factory) -> dict:
         result["reconciled_before"] = {ws: reconcile(warehouse, result["truth_before"], ws, result["first_sync_day"][ws])
                                        for ws in saas}
         sandbox.advance(days=12)
-        sync_all()
+        sync_all(settings)
         run_dbt(settings, "build", *SAAS)
         result["truth_after"] = truth(store)
         result["reconciled_after"] = {ws: reconcile(warehouse, result["truth_after"], ws, result["first_sync_day"][ws])
