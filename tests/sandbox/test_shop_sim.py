@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import threading
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -38,7 +37,7 @@ from pipelines.sandbox.shop_orders import (
 )
 from pipelines.sandbox.shop_world import Region, ShippingRate
 from pipelines.sandbox.simulator import BusinessSpec, local_midnight, parse_iso
-from pipelines.sandbox.store import SCHEMA, SandboxStore
+from pipelines.sandbox.store import SandboxStore
 
 TZ = "America/New_York"
 START = date(2026, 3, 1)
@@ -53,22 +52,12 @@ SHORT_SPEC = BusinessSpec(US_SPEC.workspace, "shopify", "Test", "USD", TZ,
                           {**US_SPEC.scale, "orders_per_day": 30, "history_days": 60})
 
 
-class _Store(SandboxStore):
-    # SandboxStore.__init__ runs executescript inside its own transaction, which Python 3.11's
-    # sqlite3 commits early ("cannot commit - no transaction is active"); create the tables directly.
-    def __init__(self, path: Path):
-        self.path = path
-        self._local = threading.local()
-        self._write_lock = threading.RLock()
-        self.conn.executescript(SCHEMA)
-
-
 def _end_of_day(day: date, tz: str = TZ) -> int:
     return local_midnight(day + timedelta(days=1), tz) - 1
 
 
-def _generate(path: Path, spec: BusinessSpec, until: int, seed: int = 7) -> tuple[ShopSimulator, _Store]:
-    store = _Store(path)
+def _generate(path: Path, spec: BusinessSpec, until: int, seed: int = 7) -> tuple[ShopSimulator, SandboxStore]:
+    store = SandboxStore(path)
     sim = ShopSimulator(spec, seed=seed, start=START, size="small")
     sim.generate(store, until, lambda _: None)
     store.set_clock(until)
