@@ -13,11 +13,22 @@
 | ABOS_LLM_API_KEY | OPENAI_API_KEY | the LLM key; none means template summaries |
 | ABOS_LLM_TIMEOUT_SECONDS | 20 | per LLM attempt |
 | ABOS_LLM_MAX_RETRIES | 2 | LLM retries after the first attempt |
+| ABOS_SMTP_HOST | none | SMTP server; none means emails go to the outbox |
+| ABOS_SMTP_PORT | 587 / 465 / 25 | by ABOS_SMTP_SECURITY (starttls / ssl / none) |
+| ABOS_SMTP_SECURITY | starttls | starttls, ssl or none |
+| ABOS_SMTP_USER | none | SMTP login; none means no AUTH |
+| ABOS_SMTP_PASSWORD_ENV | ABOS_SMTP_PASSWORD | the variable that holds the SMTP password |
+| ABOS_SMTP_FROM | AI Business OS <reports@localhost> | sender of report emails |
+| ABOS_SLACK_BASE_URL | https://slack.com/api/ | Slack Web API base URL |
+| ABOS_DELIVERY_MAX_ATTEMPTS | 3 | attempts per delivery before it is marked failed for good |
+| ABOS_OPERATOR_SLACK_CHANNEL | none | operator alerts' channel; none means the outbox |
+| ABOS_OPERATOR_SLACK_TOKEN_ENV | ABOS_OPERATOR_SLACK_TOKEN | the variable that holds the operator bot token |
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +40,10 @@ DEFAULT_STRIPE_API_VERSION = "2026-10-28.endive"
 DEFAULT_LLM_MODEL = "gpt-4o-mini"
 DEFAULT_LLM_TIMEOUT_SECONDS = 20.0
 DEFAULT_LLM_MAX_RETRIES = 2
+DEFAULT_SLACK_BASE_URL = "https://slack.com/api/"
+DEFAULT_SMTP_FROM = "AI Business OS <reports@localhost>"
+SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+DEFAULT_DELIVERY_MAX_ATTEMPTS = 3
 
 
 class SettingsError(ValueError):
@@ -100,6 +115,48 @@ class LlmSettings:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """The SMTP server report emails go through; no host means they go to the outbox.
+
+    Attributes:
+        host: server name; None means no SMTP (emails are written to the outbox).
+        port: server port.
+        security: "starttls" (upgrade a plain connection), "ssl" (TLS from the start) or "none".
+        user: login name; None means no AUTH.
+        password: the password, read from the variable ABOS_SMTP_PASSWORD_ENV names. Never shown in repr.
+        sender: the From address.
+    """
+
+    host: str | None = None
+    port: int = SMTP_PORTS["starttls"]
+    security: str = "starttls"
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sender: str = DEFAULT_SMTP_FROM
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Where reports and operator alerts go (docs/delivery.md).
+
+    Attributes:
+        smtp: the SMTP server.
+        slack_base_url: Slack Web API base URL (a local stand-in in tests).
+        max_attempts: attempts per delivery before it is marked failed for good.
+        operator_channel: Slack channel for operator alerts; None means the outbox.
+        operator_token: bot token for operator alerts. Never shown in repr.
+        operator_token_env: the variable the token is read from, for error messages.
+    """
+
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    slack_base_url: str = DEFAULT_SLACK_BASE_URL
+    max_attempts: int = DEFAULT_DELIVERY_MAX_ATTEMPTS
+    operator_channel: str | None = None
+    operator_token: str | None = field(default=None, repr=False)
+    operator_token_env: str = "ABOS_OPERATOR_SLACK_TOKEN"
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     warehouse: Warehouse
@@ -108,10 +165,15 @@ class Settings:
     shopify_api_version: str
     stripe_api_version: str
     llm: LlmSettings = field(default_factory=LlmSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
 
     @property
     def sandbox_dir(self) -> Path:
         return self.home / "sandbox"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.home / "outbox"
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -133,7 +195,46 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             timeout_seconds=_number(env, "ABOS_LLM_TIMEOUT_SECONDS", DEFAULT_LLM_TIMEOUT_SECONDS, float),
             max_retries=_number(env, "ABOS_LLM_MAX_RETRIES", DEFAULT_LLM_MAX_RETRIES, int),
         ),
+        delivery=_delivery_settings(env),
     )
+
+
+def _delivery_settings(env: Mapping[str, str]) -> DeliverySettings:
+    security = (env.get("ABOS_SMTP_SECURITY") or "starttls").lower()
+    if security not in SMTP_PORTS:
+        raise SettingsError(f"ABOS_SMTP_SECURITY={security!r} must be one of {', '.join(SMTP_PORTS)}")
+    password_env = _variable_name(env, "ABOS_SMTP_PASSWORD_ENV", "ABOS_SMTP_PASSWORD")
+    token_env = _variable_name(env, "ABOS_OPERATOR_SLACK_TOKEN_ENV", "ABOS_OPERATOR_SLACK_TOKEN")
+    max_attempts = int(_number(env, "ABOS_DELIVERY_MAX_ATTEMPTS", DEFAULT_DELIVERY_MAX_ATTEMPTS, int))
+    if max_attempts < 1:
+        raise SettingsError(f"ABOS_DELIVERY_MAX_ATTEMPTS={max_attempts} must be at least 1")
+    base_url = env.get("ABOS_SLACK_BASE_URL") or DEFAULT_SLACK_BASE_URL
+    if not base_url.startswith(("http://", "https://")):
+        raise SettingsError(f"ABOS_SLACK_BASE_URL={base_url!r} must be an http(s) URL")
+    return DeliverySettings(
+        smtp=SmtpSettings(
+            host=env.get("ABOS_SMTP_HOST") or None,
+            port=int(_number(env, "ABOS_SMTP_PORT", SMTP_PORTS[security], int)),
+            security=security,
+            user=env.get("ABOS_SMTP_USER") or None,
+            password=env.get(password_env) or None,
+            sender=env.get("ABOS_SMTP_FROM") or DEFAULT_SMTP_FROM,
+        ),
+        # slack-sdk joins method names onto the base URL, so it must end with a slash.
+        slack_base_url=base_url.rstrip("/") + "/",
+        max_attempts=max_attempts,
+        operator_channel=env.get("ABOS_OPERATOR_SLACK_CHANNEL") or None,
+        operator_token=env.get(token_env) or None,
+        operator_token_env=token_env,
+    )
+
+
+def _variable_name(env: Mapping[str, str], name: str, default: str) -> str:
+    """A setting that names another environment variable (which holds a secret)."""
+    variable = env.get(name) or default
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+        raise SettingsError(f"{name} must name an environment variable, not hold a value")
+    return variable
 
 
 def _number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:

@@ -2,7 +2,8 @@
 
 Every error names the file, the workspace and the key to fix. Secrets never appear in the file:
 a connector names the *environment variables* that hold them (keys ending in `_env`), and
-`Connector.secret()` reads them when they are needed. String values may use `${VAR}` or
+`Connector.secret()` reads them when they are needed; a Slack target names its bot-token variable
+the same way (`SlackTarget.token()`). String values may use `${VAR}` or
 `${VAR:-default}` to take, say, a sandbox port from the environment.
 """
 
@@ -29,6 +30,9 @@ CONNECTOR_SECRETS = {
 }
 CONNECTOR_OPTIONS = {"shopify": {"api_version"}, "stripe": {"api_version"}}
 NOTIFICATION_KEYS = {"slack": {"channel", "bot_token_env"}, "email": {"to"}}
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,})$")
 WORKSPACE_KEYS = {"id", "name", "vertical", "timezone", "currency", "connectors", "notifications"}
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -69,6 +73,34 @@ class Connector:
 
 
 @dataclass(frozen=True)
+class SlackTarget:
+    """A workspace's Slack channel (`#name` or a channel ID) and the variable holding its bot token."""
+
+    channel: str
+    bot_token_env: str
+
+    def token(self, env: dict[str, str] | None = None) -> str | None:
+        """The bot token, or None when its variable is unset (reports then go to the outbox)."""
+        env = os.environ if env is None else env
+        return env.get(self.bot_token_env) or None
+
+
+@dataclass(frozen=True)
+class EmailTarget:
+    """A workspace's report recipients."""
+
+    to: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Notifications:
+    """Where a workspace's reports go; a channel left out of workspaces.yaml is None."""
+
+    slack: SlackTarget | None = None
+    email: EmailTarget | None = None
+
+
+@dataclass(frozen=True)
 class Workspace:
     """One business (tenant)."""
 
@@ -78,7 +110,7 @@ class Workspace:
     timezone: str
     currency: str
     connectors: dict[str, Connector]
-    notifications: dict[str, Any] = field(default_factory=dict)
+    notifications: Notifications = field(default_factory=Notifications)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -146,9 +178,9 @@ def _parse_connector(kind: str, raw: Any, where: str, workspace_id: str, file: P
     return Connector(kind, base_url.rstrip("/"), secret_envs, options, workspace_id, file)
 
 
-def _parse_notifications(raw: Any, where: str) -> dict[str, Any]:
+def _parse_notifications(raw: Any, where: str, env: dict[str, str]) -> Notifications:
     if raw is None:
-        return {}
+        return Notifications()
     if not isinstance(raw, dict):
         raise WorkspaceError(f"{where}: notifications must be a mapping")
     for channel, settings in raw.items():
@@ -159,11 +191,29 @@ def _parse_notifications(raw: Any, where: str) -> dict[str, Any]:
         unknown = set(settings) - NOTIFICATION_KEYS[channel]
         if unknown:
             raise WorkspaceError(f"{where}: notifications.{channel}.{sorted(unknown)[0]} is not a known setting")
+        missing = NOTIFICATION_KEYS[channel] - set(settings)
+        if missing:
+            raise WorkspaceError(f"{where}: notifications.{channel}.{sorted(missing)[0]} is required")
+    slack = email = None
+    if "slack" in raw:
+        channel = _interpolate(raw["slack"]["channel"], env)
+        if not isinstance(channel, str) or not SLACK_CHANNEL.match(channel):
+            raise WorkspaceError(
+                f"{where}: notifications.slack.channel must be a channel name such as \"#analytics\" "
+                f"(lower case) or a channel ID such as C0123456789 (got {channel!r})")
+        variable = raw["slack"]["bot_token_env"]
+        if not isinstance(variable, str) or not VARIABLE_NAME.match(variable):
+            raise WorkspaceError(
+                f"{where}: notifications.slack.bot_token_env must name an environment variable, not hold a value")
+        slack = SlackTarget(channel=channel, bot_token_env=variable)
     if "email" in raw:
-        to = raw["email"].get("to")
-        if not isinstance(to, list) or not to or not all(isinstance(a, str) and "@" in a for a in to):
+        to = raw["email"]["to"]
+        if not isinstance(to, list) or not to or not all(isinstance(a, str) and EMAIL_ADDRESS.match(a) for a in to):
             raise WorkspaceError(f"{where}: notifications.email.to must be a list of email addresses")
-    return raw
+        if len(set(to)) != len(to):
+            raise WorkspaceError(f"{where}: notifications.email.to lists an address twice")
+        email = EmailTarget(to=tuple(to))
+    return Notifications(slack=slack, email=email)
 
 
 def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> Workspace:
@@ -211,7 +261,7 @@ def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> W
         timezone=str(raw["timezone"]),
         currency=currency,
         connectors=connectors,
-        notifications=_parse_notifications(raw.get("notifications"), where),
+        notifications=_parse_notifications(raw.get("notifications"), where, env),
     )
 
 

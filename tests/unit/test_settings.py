@@ -46,3 +46,35 @@ def test_overrides(tmp_path):
     assert settings.dagster_home == tmp_path / "elsewhere"
     assert settings.workspaces_file == Path(tmp_path / "tenants.yaml")
     assert settings.shopify_api_version == "2026-07"
+
+
+def test_delivery_defaults_send_nothing_anywhere():
+    delivery = load_settings({}).delivery
+    assert delivery.smtp.host is None and delivery.operator_channel is None
+    assert (delivery.smtp.security, delivery.smtp.port) == ("starttls", 587)
+    assert delivery.slack_base_url == "https://slack.com/api/"
+    assert delivery.max_attempts == 3
+
+
+def test_delivery_settings_read_secrets_from_the_variables_they_name():
+    env = {"ABOS_SMTP_HOST": "mail.example.com", "ABOS_SMTP_SECURITY": "ssl", "ABOS_SMTP_USER": "reports",
+           "ABOS_SMTP_PASSWORD_ENV": "MAIL_PW", "MAIL_PW": "hunter2", "ABOS_SLACK_BASE_URL": "http://127.0.0.1:9/api",
+           "ABOS_OPERATOR_SLACK_CHANNEL": "#ops", "ABOS_OPERATOR_SLACK_TOKEN": "xoxb-ops",
+           "ABOS_DELIVERY_MAX_ATTEMPTS": "5"}
+    delivery = load_settings(env).delivery
+    assert (delivery.smtp.port, delivery.smtp.password, delivery.smtp.user) == (465, "hunter2", "reports")
+    assert delivery.slack_base_url == "http://127.0.0.1:9/api/"
+    assert (delivery.operator_channel, delivery.operator_token, delivery.max_attempts) == ("#ops", "xoxb-ops", 5)
+    assert "hunter2" not in repr(delivery) and "xoxb-ops" not in repr(delivery)
+
+
+@pytest.mark.parametrize("env, name", [
+    ({"ABOS_SMTP_SECURITY": "tls"}, "ABOS_SMTP_SECURITY"),
+    ({"ABOS_SMTP_PORT": "smtp"}, "ABOS_SMTP_PORT"),
+    ({"ABOS_DELIVERY_MAX_ATTEMPTS": "0"}, "ABOS_DELIVERY_MAX_ATTEMPTS"),
+    ({"ABOS_SMTP_PASSWORD_ENV": "pass word!"}, "ABOS_SMTP_PASSWORD_ENV"),
+    ({"ABOS_SLACK_BASE_URL": "slack.com/api"}, "ABOS_SLACK_BASE_URL"),
+])
+def test_bad_delivery_settings_name_the_variable(env, name):
+    with pytest.raises(SettingsError, match=name):
+        load_settings(env)

@@ -48,6 +48,10 @@ def test_committed_demo_file_describes_the_sandbox_tenants():
     assert (saas.vertical, saas.currency) == ("saas", "USD")
     assert us.connectors["shopify"].base_url == "http://127.0.0.1:8701/shops/demo-us-store"
     assert br.connectors["shopify"].has_secret("client_secret")
+    # every demo workspace reports to one Slack channel and one email address
+    for workspace in workspaces:
+        assert workspace.notifications.slack is not None and workspace.notifications.slack.channel.startswith("#")
+        assert len(workspace.notifications.email.to) == 1
 
 
 def test_valid_file_and_interpolation(tmp_path):
@@ -56,6 +60,10 @@ def test_valid_file_and_interpolation(tmp_path):
     assert shop.connectors["shopify"].base_url == "http://127.0.0.1:1234/shops/shop-a"
     assert shop.connectors["shopify"].secret("access_token", {"SHOP_A_TOKEN": "shpat_x"}) == "shpat_x"
     assert [w.id for w in workspaces.by_connector("stripe")] == ["saas-b"]
+    slack = shop.notifications.slack
+    assert (slack.channel, slack.token({"SLACK_TOKEN": "xoxb-1"}), slack.token({})) == ("#a", "xoxb-1", None)
+    assert shop.notifications.email.to == ("a@example.com",)
+    assert workspaces.get("saas-b").notifications.slack is None
 
 
 @pytest.mark.parametrize(
@@ -72,6 +80,13 @@ def test_valid_file_and_interpolation(tmp_path):
          "connectors.shopify.access_token_env", "shop-a"),
         (("api_key_env: SAAS_B_KEY", "api_kee_env: SAAS_B_KEY"), "connectors.stripe.api_kee_env", "saas-b"),
         (("email: {to: [a@example.com]}", "email: {to: [nobody]}"), "notifications.email.to", "shop-a"),
+        (("email: {to: [a@example.com]}", "email: {to: [a@example.com, a@example.com]}"),
+         "notifications.email.to", "shop-a"),
+        (('channel: "#a"', 'channel: "analytics"'), "notifications.slack.channel", "shop-a"),
+        (("bot_token_env: SLACK_TOKEN", "bot_token_env: xoxb-123-abc"), "notifications.slack.bot_token_env",
+         "shop-a"),
+        ((', bot_token_env: SLACK_TOKEN', ''), "notifications.slack.bot_token_env", "shop-a"),
+        (("slack: {", "teams: {"), "notifications.teams", "shop-a"),
     ],
 )
 def test_invalid_cases_name_file_workspace_and_key(tmp_path, change, key, workspace):
