@@ -25,26 +25,32 @@ def _say(message: str) -> None:
     print(f"[abos] {message}", file=sys.stderr, flush=True)
 
 
+def _size(args: argparse.Namespace) -> str:
+    """The simulator size, `large@0.05` when --scale takes a fraction of it."""
+    return f"{args.size}@{args.scale:g}" if getattr(args, "scale", None) else args.size
+
+
 def _store_path(args: argparse.Namespace) -> Path:
     if args.store:
         return Path(args.store)
     settings = load_settings()
     if args.fixtures:
         return settings.sandbox_dir / f"fixtures-{Path(args.fixtures).stem}.sqlite"
-    return settings.sandbox_dir / f"{args.size}-seed{args.seed}-{args.as_of.isoformat()}.sqlite"
+    return settings.sandbox_dir / f"{_size(args)}-seed{args.seed}-{args.as_of.isoformat()}.sqlite"
 
 
 def _open_store(args: argparse.Namespace):
     from pipelines.sandbox.server import build_store
 
     return build_store(
-        _store_path(args), size=args.size, seed=args.seed, as_of=args.as_of, fixtures=args.fixtures, progress=_say
+        _store_path(args), size=_size(args), seed=args.seed, as_of=args.as_of, fixtures=args.fixtures, progress=_say
     )
 
 
 def _add_store_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", choices=["tiny", "small", "large"], default="small",
                         help="small: the demo; large: the benchmark; tiny: a quick four-month sample")
+    parser.add_argument("--scale", type=float, help="a fraction of the size's volume, e.g. 0.05 (the benchmark)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default %(default)s)")
     parser.add_argument(
         "--as-of", type=date.fromisoformat, default=date.today(), help="last simulated day, YYYY-MM-DD (default today)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Callable, Protocol
 from zoneinfo import ZoneInfo
@@ -84,11 +84,33 @@ SIZES: dict[str, list[BusinessSpec]] = {
 }
 
 
+# Volume knobs that `<size>@<fraction>` scales; catalogs, countries and history stay as they are.
+VOLUME_KNOBS = ("orders_per_day", "customers")
+
+
+def specs(size: str) -> list[BusinessSpec]:
+    """The businesses of `size`: a name of SIZES, or `<name>@<fraction>` for that size at a fraction
+    of its volume (the benchmark's `--scale`, e.g. `large@0.05`). Named sizes are never altered."""
+    name, _, fraction = size.partition("@")
+    if name not in SIZES:
+        raise ValueError(f"unknown sandbox size {size!r}; choose one of {', '.join(SIZES)}")
+    if not fraction:
+        return SIZES[name]
+    try:
+        share = float(fraction)
+    except ValueError:
+        share = 0.0
+    if not 0 < share <= 1:
+        raise ValueError(f"sandbox size {size!r}: the scale after @ must be a fraction in (0, 1]")
+    return [
+        replace(spec, scale={**spec.scale, **{k: spec.scale[k] * share for k in VOLUME_KNOBS if k in spec.scale}})
+        for spec in SIZES[name]
+    ]
+
+
 def history_days(size: str) -> int:
     """Days of simulated history before the as-of day for `size`."""
-    if size not in SIZES:
-        raise ValueError(f"unknown sandbox size {size!r}; choose one of {', '.join(SIZES)}")
-    return max(int(spec.scale.get("history_days", HISTORY_DAYS)) for spec in SIZES[size])
+    return max(int(spec.scale.get("history_days", HISTORY_DAYS)) for spec in specs(size))
 
 
 def rng(seed: int, *parts: object) -> random.Random:
@@ -160,11 +182,9 @@ def simulators(seed: int, size: str, start: date) -> list[BusinessSimulator]:
     from pipelines.sandbox.saas import SaasSimulator
     from pipelines.sandbox.shop import ShopSimulator
 
-    if size not in SIZES:
-        raise ValueError(f"unknown sandbox size {size!r}; choose one of {', '.join(SIZES)}")
     return [
         (ShopSimulator if spec.source == "shopify" else SaasSimulator)(spec, seed=seed, start=start, size=size)
-        for spec in SIZES[size]
+        for spec in specs(size)
     ]
 
 
