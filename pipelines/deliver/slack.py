@@ -1,0 +1,207 @@
+"""Slack: a report as a Block Kit message with its trend chart, posted exactly once through slack-sdk.
+
+The message carries its delivery's idempotency key in its `metadata` (event_payload), so a run that
+does not know whether an earlier attempt posted can find out with `conversations.history` instead
+of posting again. The chart is uploaded with `files_upload_v2` into the message's thread. 429s are
+retried by slack-sdk's `RateLimitErrorRetryHandler` (honouring Retry-After), dropped connections by
+its `ConnectionErrorRetryHandler`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+from pipelines.deliver.errors import DeliveryError
+from pipelines.settings import Settings
+
+EVENT_TYPE = "abos_weekly_report"  # metadata event_type of report messages
+TIMEOUT_SECONDS = 30
+RATE_LIMIT_RETRIES = 3
+CONNECTION_RETRIES = 2
+FIELDS_PER_SECTION = 10  # Block Kit's limit
+MAX_ANOMALIES = 8  # a message holds at most 50 blocks; the email and the report file list every one
+SECTION_TEXT = 2900  # Block Kit allows 3000 characters in a section's text
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+# What Slack's error codes mean for the person fixing the configuration.
+HINTS = {
+    "invalid_auth": "the bot token in {token} is not valid",
+    "not_authed": "no bot token was sent; set {token}",
+    "token_revoked": "the bot token in {token} was revoked",
+    "account_inactive": "the bot token in {token} belongs to a deactivated app",
+    "channel_not_found": "channel {channel} ({channel_setting}) does not exist or the bot cannot see it",
+    "not_in_channel": "the bot is not a member of {channel} ({channel_setting}); invite it with /invite",
+    "is_archived": "channel {channel} ({channel_setting}) is archived",
+    "missing_scope": "the bot token in {token} lacks a scope this needs (chat:write, files:write, "
+                     "channels:history, channels:read)",
+}
+
+
+def client(settings: Settings, token: str) -> WebClient:
+    """A WebClient on the configured API base URL that retries rate limits and dropped connections."""
+    return WebClient(
+        token=token,
+        base_url=settings.delivery.slack_base_url,
+        timeout=TIMEOUT_SECONDS,
+        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=CONNECTION_RETRIES),
+                        RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)],
+    )
+
+
+def slack_error(exc: SlackApiError, who: str, channel: str, *, channel_setting: str, token_setting: str) -> DeliveryError:
+    """A DeliveryError that says what Slack's error code means and which setting to fix."""
+    code = exc.response.get("error", "unknown_error") if exc.response is not None else "unknown_error"
+    hint = HINTS.get(code, "Slack refused the request")
+    text = hint.format(token=token_setting, channel=channel, channel_setting=channel_setting)
+    return DeliveryError(f"{who}: Slack error {code}: {text}")
+
+
+def report_message(facts: dict[str, Any], summary: str | None, *, channel: str, key: str,
+                   report_id: str) -> dict[str, Any]:
+    """The chat.postMessage arguments of a report: Block Kit blocks, a fallback text and metadata."""
+    title = report_title(facts)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": _escape(_period(facts))}]},
+    ]
+    if summary:
+        blocks.append(_section(_escape(summary)))
+    fields = [_kpi_field(metric) for metric in facts["metrics"]]
+    for start in range(0, len(fields), FIELDS_PER_SECTION):
+        blocks.append({"type": "section", "fields": fields[start:start + FIELDS_PER_SECTION]})
+    blocks.append({"type": "divider"})
+    anomalies = facts["anomalies"]
+    heading = f"*Anomalies this week: {len(anomalies)}*" if anomalies else "*Anomalies this week:* none"
+    blocks.append(_section(heading))
+    blocks += [_section(_anomaly_text(anomaly)) for anomaly in anomalies[:MAX_ANOMALIES]]
+    if len(anomalies) > MAX_ANOMALIES:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
+                       f"{len(anomalies) - MAX_ANOMALIES} more in the emailed report"}]})
+    fallback = f"{title}: {summary}" if summary else title
+    return {
+        "channel": channel,
+        "text": fallback[:SECTION_TEXT],
+        "blocks": blocks,
+        "unfurl_links": False,
+        "unfurl_media": False,
+        "metadata": {"event_type": EVENT_TYPE, "event_payload": {"idempotency_key": key, "report_id": report_id}},
+    }
+
+
+def chart_upload(facts: dict[str, Any]) -> dict[str, str]:
+    """files_upload_v2 arguments (besides the file and where it goes) for a report's trend chart."""
+    week, workspace = facts["week"]["label"], facts["workspace"]
+    return {"filename": f"{workspace['id']}-{week}-trend.png",
+            "title": f"{workspace['name']}: trend to {week}",
+            "alt_txt": f"Trend of {', '.join(facts['headline'])} over the last {len(facts['weeks'])} weeks"}
+
+
+def post_report(slack: WebClient, message: dict[str, Any], chart: bytes, upload: dict[str, str], *,
+                maybe_posted: bool, since: float) -> str:
+    """Post a report message and upload its chart into its thread, unless an earlier attempt did.
+
+    Args:
+        slack: the workspace's client.
+        message: `report_message(...)`.
+        chart: PNG bytes.
+        upload: `chart_upload(...)`.
+        maybe_posted: an earlier attempt may have posted (the delivery log cannot tell): look the
+            message up by its idempotency key, and its chart in its thread, before sending either.
+        since: Unix time before the first attempt; the history lookup reads from there on.
+
+    Returns:
+        "<channel id>/<message ts>".
+
+    Raises:
+        SlackApiError: Slack refused a call (after slack-sdk's retries).
+    """
+    channel_id = ts = None
+    chart_posted = False
+    if maybe_posted:
+        channel_id = channel_id_of(slack, message["channel"])
+        ts = find_posted(slack, channel_id, message["metadata"]["event_payload"]["idempotency_key"], since)
+        chart_posted = ts is not None and _has_file(slack, channel_id, ts, upload["filename"])
+    if ts is None:
+        response = slack.chat_postMessage(**message)
+        channel_id, ts = response["channel"], response["ts"]
+    if not chart_posted:
+        slack.files_upload_v2(channel=channel_id, thread_ts=ts, file=chart, **upload)
+    return f"{channel_id}/{ts}"
+
+
+def find_posted(slack: WebClient, channel_id: str, key: str, since: float) -> str | None:
+    """The ts of the report message carrying idempotency key `key`, posted since `since`, or None."""
+    cursor = None
+    while True:
+        page = slack.conversations_history(channel=channel_id, oldest=f"{since:.6f}", limit=200,
+                                           include_all_metadata=True, cursor=cursor)
+        for message in page.get("messages", []):
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == EVENT_TYPE and \
+                    (metadata.get("event_payload") or {}).get("idempotency_key") == key:
+                return message["ts"]
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return None
+
+
+def channel_id_of(slack: WebClient, channel: str) -> str:
+    """The ID of a channel configured by name ("#analytics") or already by ID."""
+    if CHANNEL_ID.match(channel):
+        return channel
+    name, cursor = channel.lstrip("#"), None
+    while True:
+        page = slack.conversations_list(types="public_channel,private_channel", exclude_archived=True,
+                                        limit=200, cursor=cursor)
+        for each in page.get("channels", []):
+            if each.get("name") == name:
+                return each["id"]
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            raise SlackApiError("channel not found", {"ok": False, "error": "channel_not_found"})
+
+
+def _has_file(slack: WebClient, channel_id: str, ts: str, filename: str) -> bool:
+    replies = slack.conversations_replies(channel=channel_id, ts=ts, limit=200)
+    return any(file.get("name") == filename for message in replies.get("messages", [])
+               for file in message.get("files") or [])
+
+
+def report_title(facts: dict[str, Any]) -> str:
+    """"Weekly report: <name>, <week>", the Slack header and the email subject."""
+    return f"Weekly report: {facts['workspace']['name']}, {facts['week']['label']}"
+
+
+def _period(facts: dict[str, Any]) -> str:
+    week = facts["week"]
+    return f"Monday {week['start']} to Sunday {week['end']} ({facts['workspace']['timezone']}), " \
+           f"compared with {facts['previous_week']['label']}"
+
+
+def _kpi_field(metric: dict[str, Any]) -> dict[str, str]:
+    shown = metric["display"]
+    marker = {"good": ":large_green_circle:", "bad": ":red_circle:"}.get(metric["outcome"], ":white_circle:")
+    return {"type": "mrkdwn", "text": f"*{_escape(metric['label'])}*\n{_escape(shown['current'])}  "
+                                      f"{marker} {_escape(shown['change'])} ({_escape(shown['delta'])})"}
+
+
+def _anomaly_text(anomaly: dict[str, Any]) -> str:
+    shown = anomaly["display"]
+    lines = [f"*{_escape(anomaly['label'])}* on {anomaly['date']} ({anomaly['weekday']}): "
+             f"{_escape(shown['value'])}, expected {_escape(shown['expected'])} (band {_escape(shown['band'])}); "
+             f"{anomaly['direction']}, severity {anomaly['severity']}"]
+    lines += [f"• {_escape(driver['phrase'])}" for driver in anomaly["drivers"]]
+    return "\n".join(lines)
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_TEXT]}}
+
+
+def _escape(text: str) -> str:
+    """Slack mrkdwn control characters (&, <, >) as entities."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
