@@ -1,0 +1,197 @@
+"""Deliver one workspace's undelivered reports to each of its targets, exactly once (docs/delivery.md).
+
+For every report in `insights.reports` and every target in the workspace's `notifications`, the
+delivery log decides what to do. An attempt writes its row as `pending` first, then sends, then
+records the outcome; the `after_send` seam runs between the last two, which is where a crash would
+leave a `pending` row behind. Such a row is reconciled by the next run:
+
+- Slack: the message carries its idempotency key in its metadata; the next attempt looks it up
+  with conversations.history (and the chart in its thread) and sends only what is missing.
+- email over SMTP: no server can be asked, so the row becomes `unconfirmed` and is not resent.
+- outbox: writing the file again replaces it, so the next attempt simply writes it again.
+
+Every other failure is recorded as `failed` with its reason and retried by the next run, until
+ABOS_DELIVERY_MAX_ATTEMPTS attempts have failed.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+from pipelines.deliver import email, outbox, slack
+from pipelines.deliver.errors import DeliveryError
+from pipelines.deliver.log import Delivery, DeliveryLog, now
+from pipelines.insights.reports import CHART_FILE
+from pipelines.settings import Settings
+from pipelines.warehouse import Warehouse
+from pipelines.workspaces import Workspace
+
+# Slack's history is read from a little before the first attempt, in case the clocks disagree.
+HISTORY_MARGIN = timedelta(minutes=10)
+UNCONFIRMED = ("a run stopped after it began sending this email and before it recorded the outcome; "
+               "whether the SMTP server accepted it is unknown, so it is not resent automatically "
+               "(docs/delivery.md: unconfirmed deliveries)")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one copy of a report goes."""
+
+    channel: str  # "slack" or "email"
+    recipient: str  # the Slack channel or the email address
+    via: str  # "slack", "smtp" or "outbox"
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    """What a delivery sends, read from the files `insights/reports` wrote."""
+
+    report_id: str
+    week: str
+    summary: str | None
+    facts: dict[str, Any]
+    text: str
+    chart: bytes
+    chart_path: Path
+
+
+def targets(settings: Settings, workspace: Workspace, env: dict[str, str] | None = None) -> list[Target]:
+    """The workspace's targets; a Slack channel without a token and email without SMTP go to the outbox."""
+    found = []
+    if workspace.notifications.slack is not None:
+        target = workspace.notifications.slack
+        found.append(Target("slack", target.channel, "slack" if target.token(env) else "outbox"))
+    if workspace.notifications.email is not None:
+        via = "smtp" if settings.delivery.smtp.host else "outbox"
+        found.extend(Target("email", address, via) for address in workspace.notifications.email.to)
+    return found
+
+
+def deliver_workspace(settings: Settings, workspace: Workspace, *, run_id: str | None = None,
+                      after_send: Callable[[Delivery], None] | None = None,
+                      env: dict[str, str] | None = None) -> list[Delivery]:
+    """Deliver every report of `workspace` that some target has not had yet.
+
+    Args:
+        settings: delivery settings and the warehouse.
+        workspace: the workspace and its notification targets.
+        run_id: recorded on each row this call touches (the Dagster run).
+        after_send: called after a send succeeded and before it is recorded. A real seam: tests
+            kill the process here to prove a crash in that window does not lead to a second send.
+        env: where workspace bot tokens are read (default: the process environment).
+
+    Returns:
+        The rows this call touched, in their final state.
+    """
+    warehouse = Warehouse(settings)
+    log = DeliveryLog(warehouse)
+    known = log.load(workspace.id)
+    touched = []
+    for report in _reports(warehouse, workspace.id):
+        for target in targets(settings, workspace, env):
+            delivery = known.get((report["report_id"], target.channel, target.recipient)) or Delivery(
+                report_id=report["report_id"], workspace_id=workspace.id, week=report["week"],
+                channel=target.channel, recipient=target.recipient)
+            if not _due(delivery, settings.delivery.max_attempts):
+                continue
+            touched.append(_attempt(settings, workspace, target, report, delivery, log, run_id, after_send, env))
+    return touched
+
+
+def _due(delivery: Delivery, max_attempts: int) -> bool:
+    if delivery.status in ("sent", "unconfirmed"):
+        return False
+    return not (delivery.status == "failed" and delivery.attempts >= max_attempts)
+
+
+def _attempt(settings: Settings, workspace: Workspace, target: Target, report: dict[str, Any], delivery: Delivery,
+             log: DeliveryLog, run_id: str | None, after_send, env) -> Delivery:
+    if delivery.status == "pending" and delivery.via == "smtp":
+        return log.save(delivery.replace(status="unconfirmed", last_error=UNCONFIRMED, run_id=run_id))
+    maybe_delivered = delivery.attempts > 0  # an earlier attempt may have got through before it failed
+    started = now()
+    delivery = log.save(delivery.replace(status="pending", via=target.via, attempts=delivery.attempts + 1,
+                                         run_id=run_id, first_attempt_at=delivery.first_attempt_at or started,
+                                         last_attempt_at=started))
+    try:
+        content = _content(report)  # inside the attempt: unreadable files are a recorded failure too
+        external_id = _send(settings, workspace, target, content, delivery, maybe_delivered, env)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded with its reason, never dropped
+        return log.save(delivery.replace(status="failed", last_error=_reason(exc, settings, workspace, target)))
+    if after_send is not None:
+        after_send(delivery)
+    return log.save(delivery.replace(status="sent", external_id=external_id, sent_at=now(), last_error=None))
+
+
+def _send(settings: Settings, workspace: Workspace, target: Target, content: ReportContent, delivery: Delivery,
+          maybe_delivered: bool, env) -> str:
+    """Send one copy; returns the Slack ts, the Message-ID or the outbox path."""
+    folder = (settings, workspace.id, content.week)
+    if target.channel == "slack":
+        message = slack.report_message(content.facts, content.summary, channel=target.recipient, key=delivery.key,
+                                       report_id=content.report_id)
+        upload = slack.chart_upload(content.facts)
+        if target.via == "outbox":
+            files = {**upload, "channel": "<the posted message's channel>", "thread_ts": "<the posted message's ts>",
+                     "file": str(content.chart_path)}
+            return str(outbox.write_json(outbox.slack_path(*folder, target.recipient),
+                                         {"chat.postMessage": message, "files_upload_v2": files}))
+        client = slack.client(settings, workspace.notifications.slack.token(env))
+        since = (delivery.first_attempt_at - HISTORY_MARGIN).timestamp()
+        return slack.post_report(client, message, content.chart, upload, maybe_posted=maybe_delivered, since=since)
+    message = email.report_email(content.facts, content.summary, content.text, content.chart,
+                                 sender=settings.delivery.smtp.sender, recipient=target.recipient, key=delivery.key)
+    if target.via == "outbox":
+        return str(outbox.write_file(outbox.email_path(*folder, target.recipient), bytes(message)))
+    return email.send(settings.delivery.smtp, message)
+
+
+def _reports(warehouse: Warehouse, workspace_id: str) -> list[dict[str, Any]]:
+    found = warehouse.query("select count(*) as n from information_schema.tables "
+                            "where table_schema = 'insights' and table_name = 'reports'")
+    if not found["n"].iloc[0]:
+        return []
+    rows = warehouse.query("select report_id, week, summary, facts_path, text_path, chart_path "
+                           "from insights.reports where workspace_id = %s order by week", [workspace_id])
+    return rows.to_dict("records")
+
+
+def _content(report: dict[str, Any]) -> ReportContent:
+    chart_path = Path(report["chart_path"])
+    try:
+        return ReportContent(
+            report_id=report["report_id"],
+            week=report["week"],
+            summary=report["summary"] or None,
+            facts=json.loads(Path(report["facts_path"]).read_text()),
+            text=Path(report["text_path"]).read_text(),
+            chart=chart_path.read_bytes(),
+            chart_path=chart_path,
+        )
+    except (OSError, ValueError) as exc:
+        raise DeliveryError(f"report {report['report_id']}: cannot read its files ({exc}); "
+                            "materialize insights/reports again") from exc
+
+
+def _reason(exc: Exception, settings: Settings, workspace: Workspace, target: Target) -> str:
+    """Why an attempt failed, naming the workspace and the setting to look at."""
+    who = f"workspace {workspace.id!r}"
+    if isinstance(exc, SlackApiError):
+        variable = workspace.notifications.slack.bot_token_env
+        return str(slack.slack_error(exc, who, target.recipient, channel_setting="notifications.slack.channel",
+                                     token_setting=f"{variable} (notifications.slack.bot_token_env)"))
+    if isinstance(exc, (smtplib.SMTPException, OSError)) and target.via == "smtp":
+        smtp = settings.delivery.smtp
+        return (f"{who}: email to {target.recipient} was not accepted by {smtp.host}:{smtp.port} "
+                f"(ABOS_SMTP_HOST, ABOS_SMTP_PORT, ABOS_SMTP_SECURITY): {type(exc).__name__}: {exc}")
+    if isinstance(exc, DeliveryError):
+        return str(exc)
+    return f"{who}: {target.channel} to {target.recipient} via {target.via}: {type(exc).__name__}: {exc}"

@@ -1,0 +1,122 @@
+"""The delivery log, `insights.deliveries`: one row per (report, channel, recipient).
+
+A row is written as `pending` before anything is sent and updated once the attempt's outcome is
+known, so a crash between sending and recording leaves a `pending` row that the next run
+reconciles (docs/delivery.md). Statuses:
+
+| status | meaning |
+|---|---|
+| pending | an attempt started and its outcome was not recorded (in flight, or the process died) |
+| sent | delivered; `external_id` is the Slack ts, the Message-ID or the outbox file |
+| failed | the last attempt failed (`last_error`); retried next run until `attempts` reaches the maximum |
+| unconfirmed | an email whose outcome cannot be known (see docs/delivery.md); never resent by itself |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from pipelines.warehouse import Warehouse
+
+TABLE = "insights.deliveries"
+KEY = ["report_id", "channel", "recipient"]
+STATUSES = ("pending", "sent", "failed", "unconfirmed")
+TIMESTAMPS = ["first_attempt_at", "last_attempt_at", "sent_at"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One report to one target, and what happened to it so far."""
+
+    report_id: str
+    workspace_id: str
+    week: str
+    channel: str  # "slack" or "email"
+    recipient: str  # the Slack channel or the email address
+    status: str = "new"  # not in the log yet; otherwise one of STATUSES
+    via: str | None = None  # "slack", "smtp" or "outbox"
+    attempts: int = 0
+    last_error: str | None = None
+    external_id: str | None = None
+    run_id: str | None = None
+    first_attempt_at: datetime | None = None
+    last_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        """The idempotency key as one string, e.g. "demo-saas:2026-W47|email|founders@metricly.example"."""
+        return f"{self.report_id}|{self.channel}|{self.recipient}"
+
+    def replace(self, **changes) -> Delivery:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DeliveryLog:
+    """`insights.deliveries` in the warehouse (DuckDB or Postgres)."""
+
+    warehouse: Warehouse
+
+    def load(self, workspace_id: str) -> dict[tuple[str, str, str], Delivery]:
+        """The workspace's rows by (report_id, channel, recipient)."""
+        if not self._exists():
+            return {}
+        frame = self.warehouse.query(f"select * from {TABLE} where workspace_id = %s", [workspace_id])
+        return {(row.report_id, row.channel, row.recipient): row for row in map(_delivery, frame.to_dict("records"))}
+
+    def save(self, delivery: Delivery) -> Delivery:
+        """Insert or replace the row of `delivery` (one transaction)."""
+        if delivery.status not in STATUSES:
+            raise ValueError(f"a delivery cannot be saved with status {delivery.status!r}")
+        row = {field.name: getattr(delivery, field.name) for field in dataclasses.fields(Delivery)}
+        frame = pd.DataFrame([row]).astype({"attempts": "int64"})
+        for column in TIMESTAMPS:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        for column in ["via", "last_error", "external_id", "run_id"]:
+            frame[column] = frame[column].astype("string")
+        self.warehouse.upsert(TABLE, frame, key=KEY)
+        return delivery
+
+    def outbox_paths(self, *, run_id: str, workspace_id: str | None = None) -> list[str]:
+        """The outbox files the run `run_id` delivered to."""
+        if not self._exists():
+            return []
+        sql = f"select external_id from {TABLE} where via = 'outbox' and status = 'sent' and run_id = %s"
+        params = [run_id]
+        if workspace_id:
+            sql += " and workspace_id = %s"
+            params.append(workspace_id)
+        return sorted(self.warehouse.query(sql, params)["external_id"].tolist())
+
+    def _exists(self) -> bool:
+        schema, _, name = TABLE.partition(".")
+        found = self.warehouse.query("select count(*) as n from information_schema.tables "
+                                     "where table_schema = %s and table_name = %s", [schema, name])
+        return bool(found["n"].iloc[0])
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _delivery(row: dict) -> Delivery:
+    values = {name: (None if _missing(value) else value) for name, value in row.items()
+              if name in {field.name for field in dataclasses.fields(Delivery)}}
+    values["attempts"] = int(values.get("attempts") or 0)
+    for column in TIMESTAMPS:
+        if values.get(column) is not None:
+            stamp = pd.Timestamp(values[column])
+            values[column] = (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).to_pydatetime()
+    return Delivery(**values)
+
+
+def _missing(value: object) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
