@@ -10,11 +10,12 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 import dlt
-from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
+from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.extract.source import DltSource
 
 from pipelines.ingest.pipeline import SyncStats, dlt_pipeline, warehouse_write_lock, workspace_error
+from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspace, Workspaces
 
@@ -86,13 +87,15 @@ def ingest_assets(
     partitions = dg.StaticPartitionsDefinition([w.id for w in users])
     template = build_source(users[0], settings=settings, stats=SyncStats())
 
-    @dlt_assets(
-        dlt_source=template,
-        dlt_pipeline=dlt_pipeline(source_name, users[0].id, settings),
+    # `@dlt_assets` with a retry policy: the same specs, as a multi-asset that can take one.
+    @dg.multi_asset(
+        specs=build_dlt_asset_specs(template, dlt_pipeline(source_name, users[0].id, settings),
+                                    RawTableTranslator(settings.warehouse.kind)),
         name=f"ingest_{source_name}",
-        dagster_dlt_translator=RawTableTranslator(settings.warehouse.kind),
+        can_subset=True,
         partitions_def=partitions,
         pool=f"{source_name}_api",
+        retry_policy=API_RETRY_POLICY,
     )
     def _ingest(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
         workspace: Workspace = workspaces.get(context.partition_key)
