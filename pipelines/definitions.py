@@ -10,6 +10,7 @@ from dagster_dlt import DagsterDltResource
 from pipelines.ingest.assets import ingest_assets
 from pipelines.ingest.pipeline import source_builder
 from pipelines.insights.assets import insights_assets
+from pipelines.orchestration import orchestrate
 from pipelines.settings import load_settings
 from pipelines.transform.assets import dbt_resource, transform_assets
 from pipelines.workspaces import load_workspaces
@@ -23,7 +24,9 @@ ingest = [
     if assets is not None
 ]
 
-defs = dg.Definitions(
-    assets=[*ingest, *transform_assets(workspaces, settings), *insights_assets(workspaces, settings)],
-    resources={"dlt": DagsterDltResource(), "dbt": dbt_resource()},
+defs = dg.Definitions.merge(
+    # The stages' assets, on their cadence, with schedules, sensors and checks (pipelines/orchestration.py).
+    orchestrate([*ingest, *transform_assets(workspaces, settings), *insights_assets(workspaces, settings)],
+                workspaces, settings),
+    dg.Definitions(resources={"dlt": DagsterDltResource(), "dbt": dbt_resource()}),
 )
