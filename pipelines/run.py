@@ -12,20 +12,28 @@ from pathlib import Path
 from typing import Callable
 
 import dagster as dg
+import yaml
 
-from pipelines.settings import PROJECT_ROOT, Settings, load_settings
+from pipelines.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 from pipelines.workspaces import Workspaces
 
 
 DEFAULT_INSTANCE_CONFIG = PROJECT_ROOT / "deploy" / "dagster.yaml"
+POSTGRES_INSTANCE_CONFIG = PROJECT_ROOT / "deploy" / "dagster-postgres.yaml"
 
 
 def ensure_dagster_home(settings: Settings) -> Path:
-    """DAGSTER_HOME with the project's default dagster.yaml unless one is there already."""
+    """DAGSTER_HOME with the project's dagster.yaml unless one is there already: the Postgres one
+    (deploy/dagster-postgres.yaml) when ABOS_DAGSTER_PG_URL is set, else SQLite (deploy/dagster.yaml)."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     config = settings.dagster_home / "dagster.yaml"
     if not config.exists() or not config.read_text().strip():
-        shutil.copyfile(DEFAULT_INSTANCE_CONFIG, config)
+        shutil.copyfile(POSTGRES_INSTANCE_CONFIG if settings.dagster_pg_url else DEFAULT_INSTANCE_CONFIG, config)
+    elif settings.dagster_pg_url and "storage" not in (yaml.safe_load(config.read_text()) or {}):
+        raise SettingsError(
+            f"ABOS_DAGSTER_PG_URL is set, but {config} keeps Dagster's storage in SQLite: replace it with "
+            f"{POSTGRES_INSTANCE_CONFIG} (or unset ABOS_DAGSTER_PG_URL)"
+        )
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     return settings.dagster_home
 

@@ -5,6 +5,7 @@
 | ABOS_HOME | ./.abos | data directory (warehouse file, reports, outbox, sandbox cache) |
 | ABOS_WAREHOUSE_URL | duckdb:///<ABOS_HOME>/warehouse.duckdb | the warehouse; postgresql://... also works |
 | DAGSTER_HOME | <ABOS_HOME>/dagster | Dagster instance directory |
+| ABOS_DAGSTER_PG_URL | none | Dagster's storage on Postgres, postgresql+psycopg2://...; none means SQLite |
 | ABOS_WORKSPACES | ./workspaces.yaml | the tenants file |
 | ABOS_SHOPIFY_API_VERSION | 2026-10 | Shopify Admin API version the connector pins |
 | ABOS_STRIPE_API_VERSION | 2026-10-28.endive | Stripe API version the connector pins |
@@ -166,6 +167,7 @@ class Settings:
     stripe_api_version: str
     llm: LlmSettings = field(default_factory=LlmSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    dagster_pg_url: str | None = field(default=None, repr=False)  # may hold a password
 
     @property
     def sandbox_dir(self) -> Path:
@@ -186,6 +188,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         warehouse=warehouse,
         dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().absolute(),
         workspaces_file=Path(env.get("ABOS_WORKSPACES") or PROJECT_ROOT / "workspaces.yaml").expanduser(),
+        dagster_pg_url=_dagster_pg_url(env.get("ABOS_DAGSTER_PG_URL") or None),
         shopify_api_version=env.get("ABOS_SHOPIFY_API_VERSION") or DEFAULT_SHOPIFY_API_VERSION,
         stripe_api_version=env.get("ABOS_STRIPE_API_VERSION") or DEFAULT_STRIPE_API_VERSION,
         llm=LlmSettings(
@@ -235,6 +238,16 @@ def _variable_name(env: Mapping[str, str], name: str, default: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
         raise SettingsError(f"{name} must name an environment variable, not hold a value")
     return variable
+
+
+def _dagster_pg_url(url: str | None) -> str | None:
+    """Dagster's Postgres storage URL; it names the psycopg2 driver, as Dagster reads it unchanged."""
+    if url is None or url.startswith("postgresql+psycopg2://"):
+        return url
+    raise SettingsError(
+        f"ABOS_DAGSTER_PG_URL={Warehouse(url).redacted!r} must start with postgresql+psycopg2:// "
+        "(dagster-postgres uses the psycopg2 driver; SQLAlchemy would otherwise pick psycopg 3, which is not installed)"
+    )
 
 
 def _number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
