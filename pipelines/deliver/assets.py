@@ -29,7 +29,7 @@ def deliver_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Assets
     def reports(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Send one workspace's undelivered reports to its Slack channel and email recipients (or the outbox)."""
         workspace = workspaces.get(context.partition_key)
-        touched = deliver_workspace(settings, workspace, run_id=context.run_id)
+        touched = deliver_workspace(settings, workspace, run_id=context.run.run_id)
         for delivery in touched:
             line = _line(delivery, max_attempts)
             (context.log.info if delivery.status == "sent" else context.log.warning)(line)
