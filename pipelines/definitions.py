@@ -7,6 +7,7 @@ both read once here through settings.
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from pipelines.deliver.assets import deliver_assets
 from pipelines.ingest.assets import ingest_assets
 from pipelines.ingest.pipeline import source_builder
 from pipelines.insights.assets import insights_assets
@@ -26,7 +27,8 @@ ingest = [
 
 defs = dg.Definitions.merge(
     # The stages' assets, on their cadence, with schedules, sensors and checks (pipelines/orchestration.py).
-    orchestrate([*ingest, *transform_assets(workspaces, settings), *insights_assets(workspaces, settings)],
+    orchestrate([*ingest, *transform_assets(workspaces, settings), *insights_assets(workspaces, settings),
+                 *deliver_assets(workspaces, settings)],
                 workspaces, settings),
     dg.Definitions(resources={"dlt": DagsterDltResource(), "dbt": dbt_resource()}),
 )
