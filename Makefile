@@ -33,5 +33,8 @@ test: install ## run the test suite
 test-slow: install ## the acceptance measurements on the small sandbox (slow)
 	$(VENV)/bin/pytest -m slow
 
+bench: install ## measure the pipeline on the large sandbox (docs/performance.md); BENCH_ARGS="--scale 0.05"
+	$(VENV)/bin/abos bench $(BENCH_ARGS)
+
 clean: ## remove the environment and local data
 	rm -rf $(VENV) .abos

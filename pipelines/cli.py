@@ -18,6 +18,7 @@ from pipelines.settings import load_settings
 DEFAULT_SEED = 42
 DEFAULT_SHOPIFY_PORT = 8701
 DEFAULT_STRIPE_PORT = 8702
+BENCH_AS_OF = date(2026, 11, 25)  # a fixed day: the large store is generated once, every run measures the same data
 
 
 def _say(message: str) -> None:
@@ -272,6 +273,23 @@ def cmd_ui(args: argparse.Namespace) -> int:
             return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure the pipeline (docs/performance.md); the logic lives in pipelines/bench."""
+    from pipelines.bench import BenchOptions, run_bench
+    from pipelines.sandbox.simulator import history_days
+
+    args.fixtures = None
+    args.store = None
+    options = BenchOptions(
+        store=_store_path(args), size=_size(args), seed=args.seed, as_of=args.as_of,
+        history_days=history_days(_size(args)), postgres_url=None if args.no_postgres else args.postgres,
+        baseline_orders=args.baseline_orders or None, p5_workspaces=args.p5_workspaces,
+    )
+    result = run_bench(options, progress=_say)
+    print(json.dumps({"targets": result["targets"], "files": result["files"]}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="abos", description="AI Business OS command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -311,6 +329,19 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--shopify-port", type=int, default=DEFAULT_SHOPIFY_PORT)
     ui.add_argument("--stripe-port", type=int, default=DEFAULT_STRIPE_PORT)
     ui.set_defaults(func=cmd_ui)
+
+    bench = commands.add_parser("bench", help="measure full and incremental runs, baselines, the anomaly scan")
+    bench.add_argument("--size", choices=["tiny", "small", "large"], default="large")
+    bench.add_argument("--scale", type=float, help="a fraction of the size's volume, e.g. 0.05")
+    bench.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    bench.add_argument("--as-of", type=date.fromisoformat, default=BENCH_AS_OF, help="default %(default)s")
+    bench.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/abos_bench",
+                       help="a database the benchmark drops and recreates (default %(default)s)")
+    bench.add_argument("--no-postgres", action="store_true", help="measure DuckDB only")
+    bench.add_argument("--baseline-orders", type=int, default=100_000,
+                       help="orders the baselines read from the bulk file, 0 for all (default %(default)s)")
+    bench.add_argument("--p5-workspaces", type=int, default=1000, help="workspaces in the anomaly scan (P5)")
+    bench.set_defaults(func=cmd_bench)
 
     sandbox = commands.add_parser("sandbox", help="the simulated Shopify and Stripe businesses").add_subparsers(
         dest="sandbox_command", required=True

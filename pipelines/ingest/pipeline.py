@@ -9,6 +9,8 @@ restored from the warehouse instead of causing a full reload.
 from __future__ import annotations
 
 import fcntl
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +41,10 @@ def pipeline_name(source: str, workspace_id: str) -> str:
 
 def dlt_pipeline(source: str, workspace_id: str, settings: Settings) -> dlt.Pipeline:
     """The pipeline that loads `source` for one workspace into the `source` dataset."""
+    # Arrow tables (the Shopify bulk fast path) get the same `_dlt_load_id` and `_dlt_id` columns
+    # as dict rows: dbt's incremental models read `_dlt_load_id`.
+    for option in ("ADD_DLT_LOAD_ID", "ADD_DLT_ID"):
+        os.environ.setdefault(f"NORMALIZE__PARQUET_NORMALIZER__{option}", "true")
     return dlt.pipeline(
         pipeline_name=pipeline_name(source, workspace_id),
         pipelines_dir=str(settings.home / "dlt"),
@@ -74,6 +80,8 @@ class SyncStats:
     retries: int = 0
     throttle_wait_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. "event cursor expired: full resync"
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of extract, normalize, load
+    rows: dict[str, int] = field(default_factory=dict)  # rows normalized per table
 
     def as_metadata(self) -> dict[str, object]:
         return {
@@ -129,7 +137,20 @@ def sync(source: str, workspace, settings: Settings) -> SyncResult:
         pipeline.sync_destination()  # a first run finds nothing and leaves the state empty
         before = dict(pipeline.state.get("sources", {}).get(source, {}))
         try:
-            load_info = pipeline.run(dlt_source)
+            if pipeline.has_pending_data:  # a package an interrupted run left: finish it first, as run() does
+                pipeline.normalize()
+                pipeline.load()
+            # pipeline.run's three steps, timed one by one for benchmarks and logs.
+            started = time.perf_counter()
+            pipeline.extract(dlt_source)
+            stats.seconds["extract"] = time.perf_counter() - started
+            started = time.perf_counter()
+            normalized = pipeline.normalize()
+            stats.seconds["normalize"] = time.perf_counter() - started
+            started = time.perf_counter()
+            load_info = pipeline.load()
+            stats.seconds["load"] = time.perf_counter() - started
+            stats.rows = {table: count for table, count in normalized.row_counts.items() if not table.startswith("_dlt")}
         except Exception as exc:
             cause = workspace_error(exc)
             if cause is not None:

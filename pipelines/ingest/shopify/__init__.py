@@ -18,6 +18,7 @@ from dlt.extract.resource import DltResource
 
 from pipelines.ingest.pipeline import SyncStats
 from pipelines.ingest.shopify import queries, rows
+from pipelines.ingest.shopify.arrow import ArrowTables
 from pipelines.ingest.shopify.client import ShopifyApiError, ShopifyAuthError, ShopifyClient
 from pipelines.ingest.shopify.columns import column_hints
 from pipelines.settings import Settings
@@ -26,7 +27,6 @@ from pipelines.workspaces import Workspace, WorkspaceError
 __all__ = ["shopify_source", "ShopifyAuthError", "ShopifyApiError", "TABLES"]
 
 TABLES = rows.TABLES
-BATCH_LINES = 2000  # bulk JSONL lines per yielded batch
 # Above this many changed objects, a later sync reads them through one bulk operation filtered on
 # updated_at instead of paging: a paged order costs tens of query points, and a Standard shop
 # restores 100 points a second, so paging thousands of changed orders would take many minutes.
@@ -108,12 +108,12 @@ class _ShopifyFetch:
         splitter = rows.TableRows(spec.root, self.workspace.id)
         if cursor is None:
             self.stats.mode = "full"
-            new_cursor = yield from self._bulk(spec, splitter)
+            new_cursor = yield from self._bulk(spec)
         else:
             search = f"updated_at:>='{_iso(_parse(cursor) - OVERLAP[spec.root])}'"
             if self._changed_count(spec, search) > BULK_ABOVE:
                 self.stats.notes.append(f"{spec.root}: over {BULK_ABOVE} changes, read by a bulk operation")
-                new_cursor = yield from self._bulk(spec, splitter, search)
+                new_cursor = yield from self._bulk(spec, search)
             else:
                 new_cursor = yield from self._pages(spec, splitter, search)
         selected = set(dlt.current.source().selected_resources)
@@ -131,8 +131,9 @@ class _ShopifyFetch:
         )[f"{spec.root}Count"]
         return counted["count"]
 
-    def _bulk(self, spec: queries.ObjectSpec, splitter: rows.TableRows, search: str | None = None):
-        """Every object (matching `search`) through one bulk operation.
+    def _bulk(self, spec: queries.ObjectSpec, search: str | None = None):
+        """Every object (matching `search`) through one bulk operation, its JSONL parsed straight to
+        Arrow tables (arrow.py): the same rows as the paging path's, many times faster.
 
         Returns the new cursor: when the operation started, since it reads one snapshot.
         """
@@ -140,15 +141,10 @@ class _ShopifyFetch:
         # An empty batch hands control back to dlt, which takes items from its fetchers in turn:
         # the other object types start their bulk operations too, and Shopify runs them together.
         yield {}
-        lines = self.client.finish_bulk(operation, queries.BULK_POLL_QUERY)
-        chunk: list[dict[str, Any]] = []
-        for line in lines:
-            chunk.append(line)
-            if len(chunk) >= BATCH_LINES:
-                yield splitter.split(chunk)
-                chunk = []
-        if chunk:
-            yield splitter.split(chunk)
+        url = self.client.wait_bulk(operation, queries.BULK_POLL_QUERY)
+        with self.client.bulk_file(url) as path:
+            if path is not None:
+                yield from ArrowTables(spec.root, self.workspace.id).from_file(path)
         return operation["createdAt"]
 
     def _pages(self, spec: queries.ObjectSpec, splitter: rows.TableRows, search: str):
@@ -224,9 +220,9 @@ def _fetcher(fetch: _ShopifyFetch, spec: queries.ObjectSpec):
 def _table(parent: DltResource, table: str, file_format: str | None) -> DltResource:
     primary_key, merge_key = KEYS[table]
 
-    def pick(batch: dict[str, list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
-        found = batch.get(table)
-        if found:
+    def pick(batch: dict[str, Any]) -> Iterator[Any]:
+        found = batch.get(table)  # dict rows from pages, an Arrow table from a bulk operation
+        if found is not None and len(found):
             yield found
 
     resource = dlt.transformer(

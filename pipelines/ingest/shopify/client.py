@@ -16,6 +16,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,10 @@ class ShopifyClient:
 
     def finish_bulk(self, operation: dict[str, Any], bulk_poll: str) -> Iterator[dict[str, Any]]:
         """Wait for a started bulk operation and return its JSONL lines."""
+        return self._lines(self.wait_bulk(operation, bulk_poll))
+
+    def wait_bulk(self, operation: dict[str, Any], bulk_poll: str) -> str | None:
+        """Wait for a started bulk operation; returns its result URL (None when nothing matched)."""
         delay = BULK_POLL_START
         while operation["status"] not in BULK_DONE:
             time.sleep(delay)
@@ -266,11 +271,23 @@ class ShopifyClient:
                 f"{self._where()}: bulk operation {operation['id']} ended {operation['status']} "
                 f"({operation.get('errorCode') or 'no error code'})"
             )
-        return self._lines(operation.get("url"))
+        return operation.get("url")
 
     def _lines(self, url: str | None) -> Iterator[dict[str, Any]]:
         """The JSONL result, downloaded to a temporary file first so memory stays flat."""
+        with self.bulk_file(url) as path:
+            if path is None:
+                return
+            with path.open("rb") as lines:
+                for line in lines:
+                    if line.strip():
+                        yield json.loadb(line)
+
+    @contextmanager
+    def bulk_file(self, url: str | None) -> Iterator[Path | None]:
+        """The JSONL result downloaded to a temporary file, removed afterwards (None: no result)."""
         if not url:  # Shopify gives no file when nothing matched
+            yield None
             return
         if self.work_dir is not None:
             self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -288,10 +305,7 @@ class ShopifyClient:
                     if attempt.retry_state.attempt_number > 1:
                         self.stats.retries += 1
                     self._download(url, path)
-            with path.open("rb") as lines:
-                for line in lines:
-                    if line.strip():
-                        yield json.loadb(line)
+            yield path
 
     def _download(self, url: str, path: Path) -> None:
         with self._counted(self.http.get, url, stream=True) as response:

@@ -1,0 +1,175 @@
+"""`abos bench`: how fast and how big the pipeline runs, measured end to end (docs/performance.md).
+
+One run of the benchmark, over the `large` sandbox or a `--scale` fraction of it:
+1. full sync of every workspace, `dbt build` and insights, on DuckDB and then on Postgres, with
+   stage times, rows/s per source and peak RSS (this process and its children: dbt);
+2. the sandbox's clock moves forward until about 1% of the objects changed, and the same pipeline
+   reruns incrementally on both warehouses (the store is copied first, so the cached one stays as
+   generated);
+3. baselines over the orders bulk JSONL of the biggest shop: the dict path, the fast path, and
+   DuckDB's read_json as the bound, with their ratios to the real sync;
+4. P5: the anomaly scan over synthetic series (`insights.synthetic.benchmark`).
+It writes `bench-<time>.json` and `.md` under ABOS_HOME/bench/ and returns the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import psycopg2
+from psycopg2 import sql
+
+from pipelines.bench import baselines, report
+from pipelines.bench.measure import PeakRss, load_average, machine, mib
+from pipelines.bench.served import Served, served
+from pipelines.bench.stages import MAIN_TABLE, run_pipeline
+from pipelines.settings import PROJECT_ROOT, Settings, load_settings
+from pipelines.workspaces import Workspaces, load_workspaces
+
+CHANGE_SHARE = 0.01  # "change 1% of objects": the clock moves 1% of the history forward
+BASELINE_WORKSPACE = "demo-us-store"  # the biggest shop
+
+
+@dataclass
+class BenchOptions:
+    store: Path  # the generated sandbox store (created by the first run when missing)
+    size: str  # simulator size, e.g. "large" or "large@0.05"
+    seed: int
+    as_of: date
+    history_days: int
+    postgres_url: str | None  # a database the benchmark may drop and recreate; None skips Postgres
+    baseline_orders: int | None  # cap on the orders the baselines read (None: the whole file)
+    p5_workspaces: int = 1000
+    p5_metrics: int = 20
+    p5_days: int = 730
+
+
+def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the benchmark; returns the report written under ABOS_HOME/bench/."""
+    home = load_settings().home
+    work = home / "bench" / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started_at = datetime.now(timezone.utc)
+    result: dict[str, Any] = {
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "params": {"size": options.size, "seed": options.seed, "as_of": options.as_of.isoformat(),
+                   "baseline_orders_cap": options.baseline_orders},
+        "machine": machine(),
+        "load_average": {"start": load_average()},
+        "runs": {},
+    }
+    warehouses = {"duckdb": f"duckdb:///{work / 'duckdb' / 'warehouse.duckdb'}"}
+    if options.postgres_url:
+        warehouses["postgres"] = options.postgres_url
+    with PeakRss() as rss:
+        with served(options.store, size=options.size, seed=options.seed, as_of=options.as_of) as sandbox:
+            rss.exclude.add(sandbox.pid)
+            for kind, url in warehouses.items():
+                if kind == "postgres":
+                    _recreate_database(url)
+                settings, workspaces = _point_at(sandbox, kind, url, work)
+                progress(f"full run on {kind}")
+                result["runs"][kind] = {"full": run_pipeline(settings, workspaces, rss, progress)}
+            progress("downloading the orders bulk file for the baselines")
+            settings, workspaces = _point_at(sandbox, "duckdb", warehouses["duckdb"], work)
+            bulk = baselines.download_orders(workspaces.get(BASELINE_WORKSPACE), settings, work / "orders.jsonl")
+        changed_store = work / "sandbox-changed.sqlite"
+        progress(f"copying the sandbox store to {changed_store}")
+        shutil.copyfile(options.store, changed_store)
+        with served(changed_store, size=options.size, seed=options.seed, as_of=options.as_of) as sandbox:
+            rss.exclude.add(sandbox.pid)
+            days = round(options.history_days * CHANGE_SHARE, 2)
+            progress(f"advancing the sandbox {days} days")
+            advanced = sandbox.advance(days)
+            for kind, url in warehouses.items():
+                settings, workspaces = _point_at(sandbox, kind, url, work)
+                progress(f"incremental run on {kind}")
+                result["runs"][kind]["incremental"] = run_pipeline(settings, workspaces, rss, progress)
+        changed_store.unlink()
+        result["change"] = _change(advanced, days, result["runs"]["duckdb"]["full"])
+        progress("baselines over the same JSONL")
+        result["baselines"] = _baselines(bulk, options.baseline_orders, work, result["runs"]["duckdb"]["full"])
+        progress(f"P5: anomaly scan of {options.p5_workspaces} workspaces × {options.p5_metrics} metrics × "
+                 f"{options.p5_days} days")
+        from pipelines.insights.synthetic import benchmark
+
+        result["p5"] = benchmark(options.p5_workspaces, options.p5_metrics, options.p5_days)
+        result["peak_rss_mib"] = mib(rss.peak)
+    result["load_average"]["end"] = load_average()
+    result["targets"] = report.targets(result)
+    out = home / "bench"
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    result["files"] = {"json": str(out / f"bench-{stamp}.json"), "markdown": str(out / f"bench-{stamp}.md")}
+    Path(result["files"]["json"]).write_text(json.dumps(result, indent=2) + "\n")
+    Path(result["files"]["markdown"]).write_text(report.markdown(result))
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _point_at(sandbox: Served, kind: str, url: str, work: Path) -> tuple[Settings, Workspaces]:
+    """Settings and tenants for one warehouse, with the demo workspaces pointed at the sandbox."""
+    from pipelines.cli import sandbox_env
+
+    os.environ.update(sandbox_env(sandbox.info))
+    os.environ.update({"ABOS_HOME": str(work / kind), "ABOS_WAREHOUSE_URL": url,
+                       "ABOS_WORKSPACES": str(PROJECT_ROOT / "workspaces.yaml")})
+    settings = load_settings()
+    return settings, load_workspaces(settings.workspaces_file, require_secrets=True)
+
+
+def _recreate_database(url: str) -> None:
+    """Drop and create the benchmark's Postgres database, so every run starts empty."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name or name in ("postgres", "template0", "template1"):
+        raise ValueError(f"--postgres must name a database the benchmark may drop and recreate, not {name!r}")
+    admin = psycopg2.connect(parts._replace(path="/postgres").geturl())
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        cursor.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    admin.close()
+
+
+def _change(advanced: dict[str, Any], days: float, full: dict[str, Any]) -> dict[str, Any]:
+    """How much the advance changed, against what the full run synced."""
+    changed = advanced["changed"]
+    kinds = {"order", "customer", "product", "subscription", "invoice"}
+    count = sum(n for per_workspace in changed.values() for kind, n in per_workspace.items() if kind in kinds)
+    before = sum(source["objects"] for source in full["sources"].values())
+    return {"days": days, "by_workspace": changed, "changed_objects": count,
+            "objects_before": before, "changed_share": round(count / max(before, 1), 4),
+            "counted_kinds": sorted(kinds), "note": "objects_before counts orders and invoices synced"}
+
+
+def _baselines(bulk: Path, cap: int | None, work: Path, full: dict[str, Any]) -> dict[str, Any]:
+    input_file = work / "orders-sample.jsonl"
+    found: dict[str, Any] = {"input": baselines.sample(bulk, cap, input_file)}
+    orders = found["input"]["orders"]
+    runs = {
+        "dict_path": baselines.dict_path(input_file, BASELINE_WORKSPACE, work),
+        "fast_path": baselines.fast_path(input_file, BASELINE_WORKSPACE, work),
+        "read_json_bound": baselines.read_json_bound(input_file, work),
+    }
+    for name, run in runs.items():
+        seconds = run.get("seconds") or sum(run[s] for s in ("extract", "normalize", "load"))
+        found[name] = {**{k: round(v, 3) for k, v in run.items()}, "seconds": round(seconds, 3),
+                       "orders_per_s": round(orders / max(seconds, 1e-9), 1)}
+    sync_rate = full["sources"]["shopify"][f"{MAIN_TABLE['shopify']}_per_s"]
+    found["sync_orders_per_s"] = sync_rate
+    found["ratios"] = {
+        "sync_vs_dict_path": round(sync_rate / found["dict_path"]["orders_per_s"], 2),
+        "read_json_bound_vs_sync": round(found["read_json_bound"]["orders_per_s"] / max(sync_rate, 1e-9), 2),
+        "fast_path_vs_dict_path": round(found["fast_path"]["orders_per_s"] / found["dict_path"]["orders_per_s"], 2),
+        "read_json_bound_vs_fast_path": round(
+            found["read_json_bound"]["orders_per_s"] / found["fast_path"]["orders_per_s"], 2),
+    }
+    return found

@@ -1,0 +1,103 @@
+"""What the benchmark measures besides wall time: peak memory (with child processes) and the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+
+import psutil
+
+SAMPLE_SECONDS = 0.1
+
+
+class PeakRss:
+    """Samples the resident memory of this process plus its children (dbt, ...) in a thread.
+
+    Processes in `exclude` and their descendants (the sandbox serving the fake APIs) are left out:
+    they stand in for Shopify's and Stripe's servers, not for our pipeline.
+    """
+
+    def __init__(self) -> None:
+        self.exclude: set[int] = set()
+        self.peak = 0
+        self.phase_peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> int:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        skipped: set[int] = set()
+        for pid in self.exclude:
+            try:
+                skipped |= {pid} | {p.pid for p in psutil.Process(pid).children(recursive=True)}
+            except psutil.NoSuchProcess:
+                pass
+        for child in me.children(recursive=True):
+            if child.pid in skipped:
+                continue
+            try:
+                total += child.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = self.sample()
+            self.peak = max(self.peak, rss)
+            self.phase_peak = max(self.phase_peak, rss)
+            self._stop.wait(SAMPLE_SECONDS)
+
+    @contextmanager
+    def phase(self) -> Iterator[dict[str, float]]:
+        """Peak RSS (MiB) and wall seconds of the code in the `with` block, filled in on exit."""
+        found: dict[str, float] = {}
+        self.phase_peak = self.sample()
+        started = time.perf_counter()
+        try:
+            yield found
+        finally:
+            found["seconds"] = round(time.perf_counter() - started, 3)
+            found["peak_rss_mib"] = mib(self.phase_peak)
+
+
+def mib(size: int) -> float:
+    return round(size / 2**20, 1)
+
+
+def machine() -> dict[str, object]:
+    """The machine and software the figures come from."""
+    cpu_model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu_model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+                             cpu_model)
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": {name: version(name) for name in ("dlt", "duckdb", "pyarrow", "dbt-core", "dagster")},
+    }
+
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]

@@ -1,0 +1,92 @@
+"""The benchmark's targets (issue 7) and its Markdown table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+P1_SECONDS = 300  # full sync + dbt + insights on DuckDB, large sandbox
+P1_DICT_RATIO = 10  # at least 10x the dict-path baseline
+P1_BOUND_RATIO = 5  # within 5x of the read_json bound
+P2_SHARE = 0.05  # incremental rerun after 1% changes, as a share of the full run
+P3_RATIO = 2  # Postgres time over DuckDB time
+MEMORY_GIB = 4
+P5_SECONDS = 30
+
+
+def _target(value: float | None, limit: float, at_most: bool = True) -> dict[str, Any]:
+    met = None if value is None else (value <= limit if at_most else value >= limit)
+    return {"value": value, "target": ("<= " if at_most else ">= ") + str(limit), "met": met}
+
+
+def targets(report: dict[str, Any]) -> dict[str, Any]:
+    """Every target with its measured value; `met` is judged as measured, whatever the scale."""
+    runs = report["runs"]
+    duck_full = runs["duckdb"]["full"]["total_seconds"]
+    found: dict[str, Any] = {"P1_full_seconds_duckdb": _target(duck_full, P1_SECONDS)}
+    ratios = report["baselines"]["ratios"]
+    found["P1_vs_dict_path"] = _target(ratios["sync_vs_dict_path"], P1_DICT_RATIO, at_most=False)
+    found["P1_read_json_bound_over_sync"] = _target(ratios["read_json_bound_vs_sync"], P1_BOUND_RATIO)
+    found["P2_incremental_share_duckdb"] = _target(
+        round(runs["duckdb"]["incremental"]["total_seconds"] / duck_full, 4), P2_SHARE)
+    if "postgres" in runs:
+        pg_full = runs["postgres"]["full"]["total_seconds"]
+        found["P2_incremental_share_postgres"] = _target(
+            round(runs["postgres"]["incremental"]["total_seconds"] / pg_full, 4), P2_SHARE)
+        found["P3_postgres_over_duckdb"] = _target(round(pg_full / duck_full, 2), P3_RATIO)
+    found["memory_peak_gib"] = _target(round(report["peak_rss_mib"] / 1024, 2), MEMORY_GIB)
+    found["P5_scan_seconds"] = _target(report["p5"]["scan_s"], P5_SECONDS)
+    return found
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables, for docs/performance.md and people."""
+    params, machine = report["params"], report["machine"]
+    out = [
+        f"# abos bench: {params['size']} sandbox (seed {params['seed']}, as of {params['as_of']})",
+        "",
+        f"{report['started_at']}, {machine['cpus']} × {machine['cpu_model']}, {machine['memory_gib']} GiB; "
+        f"load average {report['load_average']['start']} at start, {report['load_average']['end']} at the end.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | goal | met |",
+        "|---|---|---|---|",
+    ]
+    for name, found in report["targets"].items():
+        met = "n/a" if found["met"] is None else ("yes" if found["met"] else "no")
+        out.append(f"| {name} | {found['value']} | {found['target']} | {met} |")
+    out += ["", "## Pipeline runs (seconds)", "",
+            "| warehouse | run | extract | normalize | load | dbt | insights | total | peak RSS MiB |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for kind, runs in report["runs"].items():
+        for name, run in runs.items():
+            s = run["stages"]
+            out.append(f"| {kind} | {name} | {s['extract']} | {s['normalize']} | {s['load']} | {s['dbt']} | "
+                       f"{s['insights']} | {run['total_seconds']} | {run['peak_rss_mib']} |")
+    out += ["", "## Sources", "", "| warehouse | run | source | seconds | rows | rows/s | objects | objects/s | "
+            "API requests | pacing wait s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for kind, runs in report["runs"].items():
+        for name, run in runs.items():
+            for source, found in run["sources"].items():
+                per_s = next(v for k, v in found.items() if k.endswith("_per_s") and k != "rows_per_s")
+                out.append(f"| {kind} | {name} | {source} | {found['seconds']} | {found['rows']} | "
+                           f"{found['rows_per_s']} | {found['objects']} | {per_s} | {found['requests']} | "
+                           f"{found['throttle_wait_seconds']} |")
+    base = report["baselines"]
+    out += ["", f"## Baselines over the same JSONL ({base['input']['orders']} orders, {base['input']['lines']} lines, "
+            f"{round(base['input']['bytes'] / 2**20, 1)} MiB)", "",
+            "| path | seconds | rows | orders/s |", "|---|---|---|---|"]
+    for name in ("dict_path", "fast_path", "read_json_bound"):
+        found = base[name]
+        out.append(f"| {name} | {found['seconds']} | {found['rows']} | {found['orders_per_s']} |")
+    out += ["", "| ratio | value |", "|---|---|"]
+    out += [f"| {name} | {value} |" for name, value in base["ratios"].items()]
+    change = report["change"]
+    out += ["", "## Incremental", "",
+            f"Clock advanced {change['days']} days: {change['changed_objects']} objects created or changed, "
+            f"{change['changed_share']:.2%} of the {change['objects_before']} objects synced by the full run."]
+    p5 = report["p5"]
+    out += ["", "## P5: anomaly scan", "",
+            f"{p5['series']} series × {p5['points'] // max(p5['series'], 1)} days: scan {p5['scan_s']} s "
+            f"(CPU {p5['scan_cpu_s']} s), {p5['points_per_s']} points/s, recall {p5['recall']}."]
+    return "\n".join(out) + "\n"

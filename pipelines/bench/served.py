@@ -1,0 +1,56 @@
+"""The sandbox the benchmark syncs from, served by `abos sandbox serve` in a process of its own.
+
+A separate process keeps the fake APIs' work (rendering pages, writing bulk exports) off the
+pipeline's interpreter and out of its memory figures, as real Shopify and Stripe servers would be.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Served:
+    info: dict[str, Any]  # the JSON line `abos sandbox serve` prints: base URLs and demo credentials
+    pid: int
+
+    def advance(self, days: float) -> dict[str, Any]:
+        """Move the simulated clock forward; returns what changed, per workspace and kind."""
+        request = urllib.request.Request(
+            self.info["admin"]["advance"], data=json.dumps({"days": days}).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=7200) as response:
+            return json.load(response)
+
+
+@contextmanager
+def served(store: Path, *, size: str, seed: int, as_of: date) -> Iterator[Served]:
+    """Serve `store` (generated first when missing) on free loopback ports until the block ends."""
+    base, _, fraction = size.partition("@")
+    command = [sys.executable, "-m", "pipelines.cli", "sandbox", "serve", "--store", str(store), "--size", base,
+               "--seed", str(seed), "--as-of", as_of.isoformat(), "--shopify-port", "0", "--stripe-port", "0"]
+    if fraction:
+        command += ["--scale", fraction]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # progress goes to our stderr
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        if not line:
+            raise RuntimeError(f"the sandbox did not start (exit code {process.wait()}); see its messages above")
+        yield Served(json.loads(line), process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,104 @@
+"""One timed pass of the whole pipeline over one warehouse: ingest, dbt, insights.
+
+It runs the product's own pieces in the order a headless run does (`abos run`): every connector of
+every workspace (`ingest.pipeline.sync`, which times dlt's extract, normalize and load steps), the
+workspaces reference table and `dbt build`, then the three insights assets of every workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import dagster as dg
+
+from pipelines.bench.measure import PeakRss
+from pipelines.ingest.pipeline import sync
+from pipelines.settings import Settings
+from pipelines.transform import DBT_PROJECT_DIR, dbt_env
+from pipelines.workspaces import Workspaces
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # Dagster's step logs, off the console
+# The object each source's throughput is counted in, besides rows of all its tables.
+MAIN_TABLE = {"shopify": "orders", "stripe": "invoices"}
+
+
+def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
+                 progress: Callable[[str], None]) -> dict[str, Any]:
+    """Sync, build and scan everything once; returns stage times, per-source throughput and peak RSS."""
+    result: dict[str, Any] = {"stages": {"extract": 0.0, "normalize": 0.0, "load": 0.0}, "sources": {}}
+    with rss.phase() as whole:
+        for source in ("shopify", "stripe"):
+            totals = {"seconds": 0.0, "rows": 0, "objects": 0, "requests": 0, "throttle_wait_seconds": 0.0,
+                      "modes": set()}
+            with rss.phase() as phase:
+                for workspace in workspaces:
+                    if source not in workspace.connectors:
+                        continue
+                    progress(f"{settings.warehouse.kind}: syncing {source} for {workspace.id}")
+                    found = sync(source, workspace, settings)
+                    for step, seconds in found.stats.seconds.items():
+                        result["stages"][step] += seconds
+                    totals["rows"] += sum(found.stats.rows.values())
+                    totals["objects"] += found.stats.rows.get(MAIN_TABLE[source], 0)
+                    totals["requests"] += found.stats.requests
+                    totals["throttle_wait_seconds"] += found.stats.throttle_wait_seconds
+                    totals["modes"].add(found.stats.mode)
+            totals.update(phase)
+            totals["modes"] = sorted(totals["modes"])
+            totals["rows_per_s"] = round(totals["rows"] / max(phase["seconds"], 1e-9), 1)
+            totals[f"{MAIN_TABLE[source]}_per_s"] = round(totals["objects"] / max(phase["seconds"], 1e-9), 1)
+            totals["throttle_wait_seconds"] = round(totals["throttle_wait_seconds"], 2)
+            result["sources"][source] = totals
+        with rss.phase() as phase:
+            progress(f"{settings.warehouse.kind}: dbt build")
+            _workspaces_table(workspaces, settings)
+            _dbt_build(settings)
+        result["stages"]["dbt"] = phase["seconds"]
+        result["dbt_peak_rss_mib"] = phase["peak_rss_mib"]
+        with rss.phase() as phase:
+            progress(f"{settings.warehouse.kind}: insights")
+            _insights(workspaces, settings)
+        result["stages"]["insights"] = phase["seconds"]
+    result["stages"] = {step: round(seconds, 3) for step, seconds in result["stages"].items()}
+    result["ingest_seconds"] = round(sum(s["seconds"] for s in result["sources"].values()), 3)
+    result["total_seconds"] = whole["seconds"]
+    result["peak_rss_mib"] = whole["peak_rss_mib"]
+    return result
+
+
+def _workspaces_table(workspaces: Workspaces, settings: Settings) -> None:
+    """The `reference/workspaces` asset, which dbt reads for timezones and currencies."""
+    from pipelines.transform.assets import transform_assets
+
+    table = transform_assets(workspaces, settings)[0]
+    dg.materialize([table], instance=dg.DagsterInstance.ephemeral(), run_config=QUIET)
+
+
+def _dbt_build(settings: Settings) -> None:
+    """`dbt build` (models and their tests), as the dbt assets run it; raises with dbt's output on failure."""
+    home = settings.home
+    env = {**os.environ, **dbt_env(settings), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+           "DBT_TARGET_PATH": str(home / "dbt-target"), "DBT_LOG_PATH": str(home / "dbt-logs")}
+    dbt = Path(sys.executable).parent / "dbt"
+    done = subprocess.run([str(dbt), "build"], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"dbt build failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+
+
+def _insights(workspaces: Workspaces, settings: Settings) -> None:
+    """The insights assets (anomalies, drivers, weekly report) of every workspace."""
+    from pipelines.insights.assets import insights_assets
+
+    assets = insights_assets(workspaces, settings)
+    instance = dg.DagsterInstance.ephemeral()
+    for workspace in workspaces:
+        started = time.perf_counter()
+        done = dg.materialize(assets, partition_key=workspace.id, instance=instance, raise_on_error=False,
+                              run_config=QUIET)
+        if not done.success:
+            raise RuntimeError(f"insights failed for {workspace.id} after {time.perf_counter() - started:.0f}s")

@@ -1,0 +1,170 @@
+"""The fast path of a full sync: a bulk operation's JSONL parsed straight to Arrow tables.
+
+pyarrow's JSON reader parses the file block by block in C++; the columns are then flattened by the
+same rules as `rows.flatten` (money bags, references, `<name>_<field>` objects, JSON lists,
+timestamps, decimals) and cast to the declared column types, so dlt gets the same tables, columns,
+types and values as from the dict rows of the paging path, without touching a row in Python.
+Lists (tags, tax lines, discount allocations...) become JSON text, as dlt stores list values.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from pipelines.ingest.shopify.columns import COLUMN_TYPES
+from pipelines.ingest.shopify.rows import DECIMAL_FIELDS, INTEGER_FIELDS, NESTED_TABLES, TABLES, TYPED_TABLES, snake
+
+BLOCK_BYTES = 32 << 20  # JSONL bytes parsed at a time: bounds memory whatever the file size
+DECIMAL = pa.decimal128(38, 9)  # dlt's default decimal precision, as the dict path gets
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+ARROW_TYPES = {"text": pa.string(), "bool": pa.bool_(), "bigint": pa.int64(), "decimal": DECIMAL,
+               "double": pa.float64(), "timestamp": TIMESTAMP, "json": pa.string()}
+
+
+def blocks(path: Path, size: int = BLOCK_BYTES) -> Iterator[bytes]:
+    """The file in pieces of about `size` bytes, each ending at a line break."""
+    rest = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(size):
+            chunk = rest + chunk
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:  # one line longer than `size`: read on until it ends
+                rest = chunk
+                continue
+            rest = chunk[cut:]
+            yield chunk[:cut]
+    if rest.strip():
+        yield rest
+
+
+class ArrowTables:
+    """Turns bulk JSONL of one top-level object type into `{table: pyarrow.Table}` batches."""
+
+    def __init__(self, root: str, workspace_id: str):
+        self.root = root
+        self.workspace_id = workspace_id
+
+    def from_file(self, path: Path) -> Iterator[dict[str, pa.Table]]:
+        for block in blocks(path):
+            yield self.split(block)
+
+    def split(self, block: bytes) -> dict[str, pa.Table]:
+        """Tables of the lines in `block` (whole lines only)."""
+        # One parse block for the whole piece, so every line is typed by one inference.
+        options = pajson.ReadOptions(block_size=max(len(block), 1 << 20), use_threads=True)
+        lines = pajson.read_json(io.BytesIO(block), read_options=options)
+        names = set(lines.column_names)
+        tables: dict[str, list[pa.Table]] = {table: [] for table in TABLES[self.root]}
+        internal = [c for c in ("__parentId", "__typename") if c in names]
+        if "__parentId" in names:
+            roots = lines.filter(pc.is_null(lines["__parentId"]))
+            children = lines.filter(pc.is_valid(lines["__parentId"]))
+        else:
+            roots, children = lines, lines.slice(0, 0)
+        roots = roots.drop_columns(internal)
+        if self.root == "orders" and "refunds" in roots.column_names:
+            tables["order_refunds"].append(self._refunds(roots["id"], roots["refunds"]))
+            roots = roots.drop_columns(["refunds"])
+        tables[self.root].append(self._finish(self.root, roots, {}))
+        if children.num_rows:
+            for typename in pc.unique(children["__typename"]).to_pylist():
+                if typename not in NESTED_TABLES:
+                    raise ValueError(f"unexpected nested Shopify node {typename!r} in a bulk result")
+                table, parent_column = NESTED_TABLES[typename]
+                part = children.filter(pc.equal(children["__typename"], typename))
+                extra = {parent_column: part["__parentId"]}
+                if table in TYPED_TABLES:
+                    extra["type"] = pa.array([typename] * part.num_rows, pa.string())
+                tables[table].append(self._finish(table, part.drop_columns(internal), extra))
+        joined = {table: _concat(parts) for table, parts in tables.items() if parts}
+        return {table: rows for table, rows in joined.items() if rows.num_rows}
+
+    def _refunds(self, order_ids: pa.ChunkedArray, refunds: pa.ChunkedArray) -> pa.Table:
+        refunds = refunds.combine_chunks()
+        flat = pc.list_flatten(refunds)
+        order_id = pc.take(order_ids.combine_chunks(), pc.list_parent_indices(refunds))
+        if isinstance(flat.type, pa.StructType):
+            own = pa.Table.from_arrays(flat.flatten(), names=[field.name for field in flat.type])
+        else:  # no order of this block has a refund
+            own = pa.table({"id": pa.array([], pa.string())})
+        return self._finish("order_refunds", own, {"order_id": order_id})
+
+    def _finish(self, table: str, own: pa.Table, extra: dict[str, pa.Array]) -> pa.Table:
+        """Flattened columns of `own`, after `workspace_id` and `extra`, cast to the declared types."""
+        columns: dict[str, pa.Array] = {"workspace_id": pa.array([self.workspace_id] * own.num_rows, pa.string())}
+        columns.update({name: array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+                        for name, array in extra.items()})
+        for name in own.column_names:
+            columns.update(_flatten(name, own[name].combine_chunks(), ""))
+        # Every declared column, in declared order (as the dict path's column hints create them),
+        # then any other field that has a value (schema evolution adds it, as it would a dict key).
+        kept = {name: _cast(columns.pop(name, pa.nulls(own.num_rows)), ARROW_TYPES[data_type])
+                for name, data_type in COLUMN_TYPES[table].items()}
+        for name, array in columns.items():
+            if array.null_count < len(array):
+                kept[name] = array
+        return pa.table(kept)
+
+
+def _flatten(key: str, array: pa.Array, prefix: str) -> dict[str, pa.Array]:
+    """One JSON field as flat columns, by `rows.flatten`'s rules."""
+    if key in ("__typename", "__parentId"):
+        return {}
+    column = prefix + snake(key.removesuffix("Set") if key.endswith("Set") else key)
+    kind = array.type
+    if isinstance(kind, pa.StructType):
+        fields = {field.name for field in kind}
+        parts = dict(zip([field.name for field in kind], array.flatten()))
+        if "shopMoney" in fields and fields <= {"shopMoney", "presentmentMoney"}:
+            out = {}
+            for part, suffix in (("shopMoney", ""), ("presentmentMoney", "_presentment")):
+                money = _money_parts(parts.get(part), len(array))
+                out[f"{column}{suffix}_amount"] = _cast(money["amount"], DECIMAL)
+                out[f"{column}{suffix}_currency"] = money["currencyCode"]
+            return out
+        out = {}
+        if {"amount", "currencyCode"} <= fields:  # a MoneyV2 (possibly one member of a union)
+            out[f"{column}_amount"] = _cast(parts.pop("amount"), DECIMAL)
+            out[f"{column}_currency"] = parts.pop("currencyCode")
+        for name, part in parts.items():
+            out.update(_flatten(name, part, column + "_"))
+        return out
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return {column: _json(array)}
+    if key in DECIMAL_FIELDS:
+        return {column: _cast(array, DECIMAL)}
+    if key in INTEGER_FIELDS:
+        return {column: _cast(array, pa.int64())}
+    if key.endswith("At"):
+        return {column: _cast(array, TIMESTAMP)}
+    return {column: array}
+
+
+def _money_parts(money: pa.Array | None, length: int) -> dict[str, pa.Array]:
+    if money is None or not isinstance(money.type, pa.StructType):
+        return {"amount": pa.nulls(length, pa.string()), "currencyCode": pa.nulls(length, pa.string())}
+    parts = dict(zip([field.name for field in money.type], money.flatten()))
+    return {name: parts.get(name, pa.nulls(length, pa.string())) for name in ("amount", "currencyCode")}
+
+
+def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
+    # A naive timestamp from the JSON reader is UTC (Shopify writes `Z` times), which is what this cast assumes.
+    return array if array.type == target else array.cast(target)
+
+
+def _json(array: pa.Array) -> pa.Array:
+    """List values as compact JSON text, the way dlt stores them (DuckDB's to_json, vectorized)."""
+    values = pa.table({"v": array})
+    with duckdb.connect() as conn:  # its own connection: extraction may run in several threads
+        return conn.sql("select to_json(v)::varchar as j from values").fetch_arrow_table()["j"].combine_chunks()
+
+
+def _concat(parts: list[pa.Table]) -> pa.Table:
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
