@@ -152,10 +152,21 @@ def failure_message(context: dg.RunFailureSensorContext) -> tuple[str, str]:
         lines.append("Assets: " + ", ".join(sorted(key.to_user_string() for key in run.asset_selection)))
     steps = context.get_step_failure_events()
     for event in steps:
-        error = event.step_failure_data.error
-        reason = error.message.strip().splitlines()[0] if error and error.message.strip() else "no error message"
-        lines.append(f"Step {event.step_key}: {reason}")
+        lines.append(f"Step {event.step_key}: {_reason(event.step_failure_data)}")
     if not steps:
         lines.append(f"Reason: {context.failure_event.message or 'the run failed outside any step'}")
     lines.append("Logs: open the run in the Dagster UI (Runs, search for the run id).")
     return title, "\n".join(lines)
+
+
+def _reason(failure) -> str:
+    """The first line of what made a step fail: a `dg.Failure`'s description, else the root exception."""
+    if failure.user_failure_data and failure.user_failure_data.description:
+        return failure.user_failure_data.description.strip().splitlines()[0]
+    error = failure.error
+    while error is not None and error.cause is not None:  # Dagster wraps the exception the asset raised
+        error = error.cause
+    if error is None or not error.message.strip():
+        return "no error message"
+    kind, _, message = error.message.strip().splitlines()[0].partition(": ")
+    return f"{error.cls_name}: {message}" if message else kind
