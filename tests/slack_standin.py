@@ -74,6 +74,10 @@ class SlackStandIn:
         """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`."""
         self._failures[method] = [error] * times
 
+    def channel_id(self, channel: str) -> str:
+        """The ID of a channel given by name or ID."""
+        return next(channel_id for channel_id, found in self.channels.items() if found is self._channel(channel))
+
     def posts(self, channel: str) -> list[dict[str, Any]]:
         """Top-level messages of a channel (by name or ID), oldest first."""
         return [m for m in self._channel(channel)["messages"] if m.get("thread_ts", m["ts"]) == m["ts"]]

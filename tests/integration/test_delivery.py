@@ -393,3 +393,27 @@ def test_the_delivery_log_on_postgres(home, new_pg_database, slack):
         [("email", "outbox", "sent", 1), ("slack", "slack", "sent", 1)] * len(WEEKS))
     assert len(slack.posts(CHANNEL)) == len(WEEKS)
     assert all(d.sent_at is not None and d.sent_at.tzinfo is not None for d in rows.values())
+
+
+# --- operator alerts -----------------------------------------------------------------------------
+
+
+def test_operator_alerts_go_to_the_operator_channel_or_name_the_missing_setting(tmp_path, slack):
+    from pipelines.deliver.alerts import alert_operator
+    from pipelines.deliver.errors import DeliveryError
+
+    slack.add_channel("#ops")
+    env = {"ABOS_HOME": str(tmp_path), "ABOS_SLACK_BASE_URL": slack.base_url, "ABOS_OPERATOR_SLACK_CHANNEL": "#ops",
+           "ABOS_OPERATOR_SLACK_TOKEN_ENV": "OPS_TOKEN", "OPS_TOKEN": TOKEN}
+    where = alert_operator(load_settings(env), "Run failed: weekly_report", "step deliver__reports failed")
+    (post,) = slack.posts("#ops")
+    assert where == f"slack:{slack.channel_id('#ops')}/{post['ts']}"
+    assert post["blocks"][0]["text"]["text"] == "Run failed: weekly_report"
+    assert "step deliver__reports failed" in post["text"]
+
+    with pytest.raises(DeliveryError, match="OPS_TOKEN"):
+        alert_operator(load_settings({**env, "OPS_TOKEN": ""}), "t", "x")
+    slack.add_channel("#closed", member=False)
+    with pytest.raises(DeliveryError, match="not_in_channel.*ABOS_OPERATOR_SLACK_CHANNEL"):
+        alert_operator(load_settings({**env, "ABOS_OPERATOR_SLACK_CHANNEL": "#closed"}), "t", "x")
+    assert not (tmp_path / "outbox").exists()
