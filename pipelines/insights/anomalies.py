@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from statistics import NormalDist
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -28,11 +29,20 @@ PROFILE_CYCLES = 8  # the seasonal profile is the median of the last 8 cycles (8
 MIN_PROFILE_CYCLES = 3
 SCALE_CYCLES = 12  # the band's width comes from the forecast errors of the last 12 cycles
 MIN_SCALE_CYCLES = 2
+MIN_MOVING_CYCLES = 4  # a sparse series is judged once 4 of those cycles had errors at all
 RELATIVE_SCALE_FLOOR = 0.01  # a dead-flat history still gets a band of ±sensitivity % of the level
 # Median over 12 cycles of a cycle's mean |error| → standard deviation, for normal errors. The
 # textbook mean-|error| factor is 1.2533; the median of the skewed per-cycle means sits a little
 # lower, which a simulation of 200,000 × 12 cycles of 7 normal errors puts at 1.274.
 CYCLE_MEAN_ABS_TO_SIGMA = 1.274
+ADDITIVE_MARGIN = 0.8  # the additive baseline takes over where its typical error is 20% smaller
+# Heavy tails: bursty series (refunds, churn, discounts) swing further than their robust standard
+# deviation says. Each cycle's largest |score| is compared with what normal errors would give; the
+# band widens by the ratio of the 90th percentile of the last 26 cycles' figures to its normal value.
+TAIL_CYCLES = 26
+MIN_TAIL_CYCLES = 8
+TAIL_QUANTILE = 0.9
+SCORE_CAP = 100.0  # a score off a dead-flat history is infinite; it counts as this much in the tail
 ESCALATION = 2.0  # a point in an ongoing episode this many times further out is flagged again
 CHUNK = 1024  # series per block of work: bounds memory (the profile stacks 8 copies of the block)
 
@@ -192,11 +202,10 @@ def _judge(values: np.ndarray, thresholds: np.ndarray, rhythm: Cadence) -> dict[
     padded = _pad(values, rhythm.cycle)
     expected, scale = _forecast(padded, rhythm)
     error = padded - expected
+    scale = scale * _tail_factor(_score(error, scale), rhythm.cycle)
     expected, error, scale = (a[:, :length] for a in (expected, error, scale))
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # A change off a dead-flat history (zero scale) scores ±inf; no change at all scores 0.
-        score = np.where((error == 0) & ~np.isnan(scale), 0.0, error / scale)
+    score = _score(error, scale)
     judged = ~np.isnan(score) & ~np.isnan(values)
     outside = judged & (np.abs(score) > thresholds[:, None])
     up = score > 0
@@ -223,6 +232,38 @@ def _judge(values: np.ndarray, thresholds: np.ndarray, rhythm: Cadence) -> dict[
     }
 
 
+def _score(error: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Errors in units of the scale; a change off a dead-flat history (zero scale) scores ±inf,
+    no change at all scores 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((error == 0) & ~np.isnan(scale), 0.0, error / scale)
+
+
+def _tail_factor(score: np.ndarray, cycle: int) -> np.ndarray:
+    """How much wider than normal errors need the band is, from the tails of earlier cycles (≥ 1).
+
+    Each completed cycle's largest |score| is one figure; the TAIL_QUANTILE of the last TAIL_CYCLES
+    figures, divided by the value normal errors would give, widens the band of a heavy-tailed
+    series. Normal series keep a factor near 1; a few extreme cycles (outliers, a level shift) do not
+    move a 90th percentile of 26 figures (the 3rd largest).
+    """
+    n_series, length = score.shape
+    size = np.minimum(np.abs(score), SCORE_CAP).reshape(n_series, length // cycle, cycle)
+    enough = np.sum(~np.isnan(size), axis=2) > cycle // 2
+    with np.errstate(invalid="ignore"):
+        largest = np.where(enough, np.nanmax(np.where(np.isnan(size), -np.inf, size), axis=2), np.nan)
+    lagged = _lagged(largest, range(1, TAIL_CYCLES + 1), axis=1)
+    tail = _quantile(lagged, TAIL_QUANTILE, min_count=MIN_TAIL_CYCLES)
+    factor = np.fmax(tail / _normal_largest(cycle), 1.0)  # NaN (too few cycles) → 1
+    return np.repeat(factor, cycle, axis=1)
+
+
+@functools.cache
+def _normal_largest(cycle: int) -> float:
+    """The TAIL_QUANTILE of the largest |error| among `cycle` standard normal errors."""
+    return NormalDist().inv_cdf((1 + TAIL_QUANTILE ** (1 / cycle)) / 2)
+
+
 def _flag_escalations(continuing: np.ndarray, size: np.ndarray) -> None:
     """Turn continuing points ESCALATION times further out than the episode's last flagged point
     back into anomalies (in place): a spike on top of an ongoing excursion is news, while a level
@@ -237,20 +278,26 @@ def _flag_escalations(continuing: np.ndarray, size: np.ndarray) -> None:
 def _forecast(padded: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.ndarray]:
     """Expected values and error scale of a (series, time) block of whole cycles.
 
-    Positive series use the multiplicative baseline (level × profile): their seasonal swing grows
-    with their level, so after a lasting shift the weekly shape is still right. Series that touch
-    zero or go negative use the additive one (level + profile).
+    Two baselines compete: the multiplicative one (level × profile), whose seasonal swing grows with
+    the level, so after a lasting shift the weekly shape is still right; and the additive one
+    (level + profile), which stays sane on bursty series with zeros, where ratios to a small
+    cycle median explode. Each point uses the multiplicative one unless the additive one's errors
+    over the last cycles were clearly smaller (ADDITIVE_MARGIN), or the multiplicative one is
+    undefined (a level or cycle median ≤ 0).
 
-    The scale of positive series is measured on errors divided by √level, the variance of counts
-    and of sums of orders growing with their level (Poisson-like): after a lasting shift the band
-    widens or narrows at once instead of waiting for a dozen cycles of new errors.
+    The scale of the multiplicative baseline is measured on errors divided by √level, the variance
+    of counts and of sums of orders growing with their level (Poisson-like): after a lasting shift
+    the band widens or narrows at once instead of waiting for a dozen cycles of new errors.
     """
     additive, multiplicative, level = _baselines(padded, rhythm)
-    use_ratio = ~np.isnan(multiplicative)
-    expected = np.where(use_ratio, multiplicative, additive)
-    norm = np.where(use_ratio, np.sqrt(level), 1.0)
+    cycle = rhythm.cycle
+    root = np.sqrt(level)
     with np.errstate(invalid="ignore"):
-        scale = _scale((padded - expected) / norm, rhythm.cycle) * norm
+        worse = ADDITIVE_MARGIN * _typical(padded - multiplicative, cycle) > _typical(padded - additive, cycle)
+        use_ratio = ~np.isnan(multiplicative) & ~worse
+        expected = np.where(use_ratio, multiplicative, additive)
+        scale = CYCLE_MEAN_ABS_TO_SIGMA * np.where(use_ratio, _typical((padded - multiplicative) / root, cycle) * root,
+                                                   _typical(padded - additive, cycle))
     # A flat history would give a zero-width band; a small share of the level keeps it meaningful.
     return expected, np.maximum(scale, RELATIVE_SCALE_FLOOR * np.abs(expected))
 
@@ -274,30 +321,15 @@ def _baselines(padded: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.ndar
         # Ratios only make sense if none of the cycles they come from had a median of 0 or less.
         not_positive = np.sum(_lagged(middle[..., 0] <= 0, range(1, PROFILE_CYCLES + 1), axis=1, fill=False), axis=0)
         ratio = np.where(np.repeat(not_positive > 0, cycle, axis=1), np.nan, ratio)
+        deviation = _profile(cycles - middle)
     else:
         ratio = np.ones_like(padded)
+        deviation = np.zeros_like(padded)
     with np.errstate(divide="ignore", invalid="ignore"):
         level = _recent_median(np.where(ratio > 0, padded / ratio, np.nan), cycle)
-    # The additive model is only needed where the ratio model cannot say: series with a cycle
-    # median, a profile ratio or a level of 0 or less. Elsewhere both models have the same
-    # warm-up, and most business series never touch zero, so skipping them halves the work.
-    with np.errstate(invalid="ignore"):
-        unsure = (ratio <= 0) | (level <= 0)
-    if rhythm.seasonal:
-        unsure |= np.repeat(middle[..., 0] <= 0, cycle, axis=1)
     level = np.where(level > 0, level, np.nan)
-    multiplicative = level * ratio
-
-    additive = np.full_like(padded, np.nan)
-    rows = np.flatnonzero(unsure.any(axis=1))
-    if len(rows):
-        subset = padded[rows]
-        if rhythm.seasonal:
-            deviation = _profile(subset.reshape(len(rows), -1, cycle) - middle[rows])
-        else:
-            deviation = np.zeros_like(subset)
-        additive[rows] = _recent_median(subset - deviation, cycle) + deviation
-    return additive, multiplicative, level
+    additive = _recent_median(padded - deviation, cycle) + deviation
+    return additive, level * ratio, level
 
 
 def _profile(per_cycle: np.ndarray) -> np.ndarray:
@@ -312,12 +344,12 @@ def _recent_median(values: np.ndarray, cycle: int) -> np.ndarray:
     return _median(_lagged(values, range(1, cycle + 1), axis=1), min_count=(cycle + 1) // 2)
 
 
-def _scale(error: np.ndarray, cycle: int) -> np.ndarray:
-    """Robust standard deviation of the forecast errors of the cycles before each point's cycle.
+def _typical(error: np.ndarray, cycle: int) -> np.ndarray:
+    """Typical absolute forecast error of the cycles before each point's cycle.
 
-    Each cycle's mean absolute error is efficient; the median of the last cycles' figures ignores
-    the few cycles spoiled by an outlier or a level shift. Working per cycle, not per point, keeps
-    the scan cheap; the band's width then moves once per cycle.
+    Each cycle's mean absolute error is efficient; the median of the last SCALE_CYCLES cycles'
+    figures ignores the few cycles spoiled by an outlier or a level shift. Working per cycle, not
+    per point, keeps the scan cheap; the figure then moves once per cycle.
     """
     n_series, length = error.shape
     absolute = np.abs(error).reshape(n_series, length // cycle, cycle)
@@ -325,18 +357,27 @@ def _scale(error: np.ndarray, cycle: int) -> np.ndarray:
     per_cycle[np.sum(~np.isnan(absolute), axis=2) <= cycle // 2] = np.nan  # too few points to say
     lagged = _lagged(per_cycle, range(1, SCALE_CYCLES + 1), axis=1)
     typical = _median(lagged, min_count=MIN_SCALE_CYCLES)
-    # Sparse series (mostly exact zeros) have a zero median: the mean keeps the band finite.
-    typical = np.where(typical == 0, _nanmean(np.stack(lagged), axis=0), typical)
-    return np.repeat(CYCLE_MEAN_ABS_TO_SIGMA * typical, cycle, axis=1)
+    # Sparse series (mostly exact zeros) have a zero median: the mean keeps the band finite, once
+    # enough cycles moved at all to tell how far. A dead-flat history keeps its zero.
+    moved = np.sum(np.stack(lagged) > 0, axis=0)
+    sparse = np.where((moved > 0) & (moved < MIN_MOVING_CYCLES), np.nan, _nanmean(np.stack(lagged), axis=0))
+    typical = np.where(typical == 0, sparse, typical)
+    return np.repeat(typical, cycle, axis=1)
 
 
 def _median(columns: list[np.ndarray], *, min_count: int) -> np.ndarray:
     """Element-wise median of equally shaped arrays, ignoring NaN; NaN where fewer than
-    `min_count` values are present.
+    `min_count` values are present."""
+    return _quantile(columns, 0.5, min_count=min_count)
+
+
+def _quantile(columns: list[np.ndarray], fraction: float, *, min_count: int) -> np.ndarray:
+    """Element-wise `fraction` quantile of equally shaped arrays (interpolating between the two
+    nearest order statistics), ignoring NaN; NaN where fewer than `min_count` values are present.
 
     A sorting network of element-wise min/max passes runs over whole arrays at once, an order of
     magnitude faster than sorting millions of short rows (np.sort or np.nanmedian along an axis).
-    Missing values become +inf, so they sort last and the median is read in the present part.
+    Missing values become +inf, so they sort last and the quantile is read in the present part.
     """
     count = np.zeros(columns[0].shape, dtype=np.int16)
     keys = []
@@ -349,14 +390,22 @@ def _median(columns: list[np.ndarray], *, min_count: int) -> np.ndarray:
         np.minimum(keys[i], keys[j], out=spare)
         np.maximum(keys[i], keys[j], out=keys[j])
         keys[i], spare = spare, keys[i]
-    # Read the middle of each element's present values; the common full count needs no selection.
-    full = len(keys)
-    low, high = keys[(full - 1) // 2].copy(), keys[full // 2].copy()
-    for present in range(min_count, full):
+
+    def between(present: int) -> tuple[int, int, float]:
+        position = (present - 1) * fraction
+        return int(np.floor(position)), int(np.ceil(position)), position - np.floor(position)
+
+    # Read each element's present values; the common full count needs no selection.
+    low_at, high_at, weight = between(len(keys))
+    low, high = keys[low_at].copy(), keys[high_at].copy()
+    weights = np.full(low.shape, weight)
+    for present in range(max(min_count, 1), len(keys)):
         short = count == present
-        low[short] = keys[(present - 1) // 2][short]
-        high[short] = keys[present // 2][short]
-    return np.where(count >= min_count, (low + high) / 2, np.nan)
+        low_at, high_at, weight = between(present)
+        low[short], high[short], weights[short] = keys[low_at][short], keys[high_at][short], weight
+    with np.errstate(invalid="ignore"):  # inf - inf where both order statistics are infinite
+        value = np.where(weights == 0, low, low + weights * (high - low))
+    return np.where(count >= min_count, value, np.nan)
 
 
 @functools.cache

@@ -15,7 +15,6 @@ from pipelines.insights.anomalies import detect_many, week_over_week
 from pipelines.insights.drivers import explain
 from pipelines.packs import Pack
 
-WEEK_OVER_WEEK_THRESHOLD = 0.3  # the seed's period-over-period rule: ±30% against a week earlier
 ANOMALY_COLUMNS = ["anomaly_id", "workspace_id", "metric", "date", "value", "expected", "lower", "upper",
                    "score", "severity", "direction", "rule"]
 DRIVER_COLUMNS = ["anomaly_id", "workspace_id", "metric", "date", "rank", "dimension", "dimension_value",
@@ -38,10 +37,11 @@ def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str) -> pd.Dat
 
     Returns:
         Rows with ANOMALY_COLUMNS. Band rows judge the day: `score` in robust standard deviations,
-        `severity` from |score| against the metric's sensitivity. Week-over-week rows judge the
-        trailing 7 days (summed; a stock's last day; a ratio of the summed parts) against the 7
-        days before: `value` and `expected` are those two figures, the band is ±30% of `expected`,
-        `score` is the relative change, and only the first day of a run is flagged.
+        `severity` from |score| against the metric's sensitivity. Week-over-week rows judge each
+        Monday-to-Sunday week (summed; a stock's last day; a ratio of the summed parts) against the
+        week before, dated on its Sunday: `value` and `expected` are those two figures, the band is
+        ±the metric's `change_threshold` (30% unless its pack says otherwise) of `expected`, `score` is the relative change, and only the first week of a run of
+        weeks moving the same way is flagged.
     """
     if daily["date"].nunique() < 2:  # no frequency to tell, nothing to compare with
         return pd.DataFrame({column: pd.Series(dtype=_anomaly_dtype(column)) for column in ANOMALY_COLUMNS})
@@ -57,8 +57,11 @@ def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str) -> pd.Dat
     weekly = []
     trailing = _trailing_week(series, pack)
     for metric in pack.metrics:
-        found = week_over_week(trailing[metric.name], threshold=WEEK_OVER_WEEK_THRESHOLD)
-        # A week-long total stays beyond the threshold for days: flag the first day of each run.
+        threshold = metric.change_threshold
+        found = week_over_week(trailing[metric.name], threshold=threshold)
+        # Whole weeks only, as the weekly report shows them: each Monday-to-Sunday week against the
+        # one before, judged on its Sunday; a run of weeks moving the same way is flagged once.
+        found = found[found.index.dayofweek == 6]
         run_start = found["is_anomaly"] & ~(found["is_anomaly"].shift(fill_value=False)
                                              & found["direction"].eq(found["direction"].shift()))
         found = found[run_start]
@@ -67,8 +70,8 @@ def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str) -> pd.Dat
             "date": found.index,
             "value": found["value"],
             "expected": found["previous"],
-            "lower": found["previous"] - WEEK_OVER_WEEK_THRESHOLD * found["previous"].abs(),
-            "upper": found["previous"] + WEEK_OVER_WEEK_THRESHOLD * found["previous"].abs(),
+            "lower": found["previous"] - threshold * found["previous"].abs(),
+            "upper": found["previous"] + threshold * found["previous"].abs(),
             "score": found["change"],
             "direction": found["direction"].astype(str),
             "severity": [_change_severity(change) for change in found["change"]],

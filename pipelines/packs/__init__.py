@@ -35,6 +35,8 @@ class Metric:
         unit: "currency", "count" or "ratio" (how values are formatted).
         up_is_good: whether a rise is good news (refunds and churn: no).
         sensitivity: the anomaly band's half-width in robust standard deviations.
+        change_threshold: the week-over-week rule's relative change (0.3 = ±30%, the seed's rule);
+            bursty metrics, whose weekly totals swing widely, set a larger one.
         dimensions: the pack dimensions that split this metric into parts adding up to the whole;
             drivers explain anomalies along them.
         ratio: for a ratio metric, its (numerator, denominator), each a signed sum of summed metrics
@@ -49,6 +51,7 @@ class Metric:
     unit: str
     up_is_good: bool = True
     sensitivity: float = 3.0
+    change_threshold: float = 0.3
     dimensions: tuple[str, ...] = ()
     ratio: tuple[str, str] | None = None
     stock: bool = False
@@ -58,6 +61,8 @@ class Metric:
             raise ValueError(f"metric {self.name!r}: unit {self.unit!r} is not one of {', '.join(UNITS)}")
         if self.sensitivity <= 0:
             raise ValueError(f"metric {self.name!r}: sensitivity must be positive, not {self.sensitivity}")
+        if self.change_threshold <= 0:
+            raise ValueError(f"metric {self.name!r}: change_threshold must be positive, not {self.change_threshold}")
         self.terms  # noqa: B018  (validates: raises ValueError for a ratio part that does not parse)
 
     @property

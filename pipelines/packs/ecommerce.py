@@ -2,6 +2,8 @@
 
 from pipelines.packs import Dimension, Metric, Pack
 
+BURSTY_CHANGE = 1.0  # week over week, lumpy amounts are news only when they double (or vanish)
+
 # Line-level amounts split by product; order-level counts do not (one order holds several products).
 BY_LINE = ("product", "country", "customer_type")
 BY_ORDER = ("country", "customer_type")
@@ -17,9 +19,11 @@ PACK = Pack(
     metrics=(
         Metric("net_sales", "Net sales", "currency", dimensions=BY_LINE),
         Metric("gross_sales", "Gross sales", "currency", dimensions=BY_LINE),
-        Metric("discounts", "Discounts", "currency", up_is_good=False, dimensions=BY_LINE),
+        Metric("discounts", "Discounts", "currency", up_is_good=False, change_threshold=BURSTY_CHANGE,
+               dimensions=BY_LINE),
         # Refunds come in lumps on the refund's own day: a wider band keeps one big refund quiet.
-        Metric("refunds", "Refunds", "currency", up_is_good=False, sensitivity=3.5, dimensions=BY_LINE),
+        Metric("refunds", "Refunds", "currency", up_is_good=False, sensitivity=3.5,
+               change_threshold=BURSTY_CHANGE, dimensions=BY_LINE),
         Metric("orders", "Orders", "count", dimensions=BY_ORDER),
         Metric("units", "Units sold", "count", dimensions=BY_LINE),
         # docs/metrics.md: AOV is sales after discounts per order.

@@ -86,14 +86,13 @@ ORDER_TAGS = ("gift", "priority", "reviewed", "wholesale-inquiry")
 HOURLY_CUM = tuple(accumulate(HOURLY))
 MARKETING_STATES = ("SUBSCRIBED",) * 4 + ("NOT_SUBSCRIBED",) * 5 + ("UNSUBSCRIBED",)
 CUSTOMER_STATES = ("ENABLED",) * 8 + ("DISABLED", "INVITED")
-MEAN_UNITS_PER_ORDER_LINE = 1.25
-MEAN_LINES_PER_ORDER = 1.6
 
 # Injected anomalies: (kind, days before the end of history, length in days).
 OUTDOOR_ANOMALIES = (("product_spike", 9, 2), ("outage", 40, 2), ("winback", 150, 1))
 GREEN_BR_ANOMALIES = (("refund_spike", 30, 2), ("product_spike", 90, 2))
 OUTAGE_DROP = 0.85  # share of home-country orders lost during the checkout outage
-SPIKE_UNITS_FACTOR = 5.5
+SPIKE_EXTRA_ORDERS = 0.8  # flash-sale orders of the product, as a share of the day's usual orders
+SPIKE_QUANTITY = 2  # units of the product in each flash-sale order
 SPIKE_DISCOUNT_PERCENT = 30.0
 WINBACK_FACTOR = 2.5  # returning buyers' orders on the win-back email day
 DEFECT_REFUND_RATE = 0.12  # orders of the defective product refunded during the refund spike
@@ -218,8 +217,9 @@ class ShopSimulator:
                            f"Checkout outage in {home}: about {OUTAGE_DROP:.0%} of {home} orders lost"),
                 "product_spike": ("units", "up", "product", product,
                                   f"Flash sale ({SPIKE_DISCOUNT_PERCENT:.0f}% off) on {product}: "
-                                  f"its units about {SPIKE_UNITS_FACTOR}x normal"),
-                "winback": ("returning_customers", "up", "customer_type", "returning",
+                                  f"{SPIKE_EXTRA_ORDERS:.0%} more orders than usual, each for "
+                                  f"{SPIKE_QUANTITY} of it"),
+                "winback": ("orders", "up", "customer_type", "returning",
                             f"Win-back email: returning customers' orders about {WINBACK_FACTOR}x normal"),
                 "refund_spike": ("refunds", "up", "product", product,
                                  f"Defective batch of {product}: about {DEFECT_REFUND_RATE:.0%} of its recent "
@@ -485,8 +485,7 @@ class _Run:
         spike = sim.anomaly("product_spike", day)
         spike_product = self.catalog.products[spike.product_index] if spike else None
         if spike_product is not None:
-            usual_units = expected * MEAN_LINES_PER_ORDER * MEAN_UNITS_PER_ORDER_LINE * self.catalog.share(spike_product)
-            sessions += [SPIKE] * round((SPIKE_UNITS_FACTOR - 1) * usual_units)
+            sessions += [SPIKE] * round(SPIKE_EXTRA_ORDERS * expected)
         if sim.anomaly("winback", day):
             sessions += [WINBACK] * round((WINBACK_FACTOR - 1) * expected * sim.returning_share(day))
         timed = sorted(
@@ -562,7 +561,7 @@ class _Run:
         lines = []
         for product in products:
             variant = product.variants[draw.randrange(len(product.variants))]
-            quantity = 1 if reason == SPIKE and product is ctx.spike_product else \
+            quantity = SPIKE_QUANTITY if reason == SPIKE and product is ctx.spike_product else \
                 QUANTITIES[_weighted_index(draw, QUANTITY_CUM)]
             lines.append(LineDraft(product.gid, variant.gid, product.title, variant.option_value, variant.sku,
                                    product.vendor, variant.price, quantity))
