@@ -222,10 +222,56 @@ def cmd_analyst(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Materialize every asset for every workspace of the tenants file, headless."""
+    from pipelines.settings import SettingsError
+    from pipelines.workspaces import WorkspaceError, load_workspaces
+
+    if args.workspaces:
+        # The Definitions read the tenants file from the environment when they load.
+        os.environ["ABOS_WORKSPACES"] = str(Path(args.workspaces).absolute())
+    try:
+        settings = load_settings()
+        workspaces = load_workspaces(settings.workspaces_file, require_secrets=True)
+    except (WorkspaceError, SettingsError) as exc:
+        _say(str(exc))
+        return 1
+    return _run_pipeline(workspaces, settings)
+
+
+def _run_pipeline(workspaces, settings, extra: dict[str, Any] | None = None) -> int:
+    """`run_all`, then its result as JSON on stdout and a summary for people; non-zero if a run failed."""
+    from pipelines.run import run_all
+
+    started = time.monotonic()
+    result = run_all(workspaces, progress=_say, settings=settings)
+    _say(f"pipeline finished in {time.monotonic() - started:.1f}s")
+    print(json.dumps({"workspaces": workspaces.ids, "pipeline": result, **(extra or {})}, indent=2, default=str),
+          flush=True)
+    for line in summary_lines(result.get("summary") or {}):
+        _say(line)
+    return 1 if result.get("failed") else 0
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The end of `abos run` and `abos demo`: rows per stage, anomalies, and where reports and outbox files are."""
+    if not summary:
+        return []
+    lines = ["summary:", f"  dbt models built: {summary['dbt_models_built']}"]
+    for workspace_id, facts in summary["workspaces"].items():
+        lines.append(f"  {workspace_id}: {facts['ingested_rows']} rows ingested, "
+                     f"{facts.get('anomalies', 'no')} anomalies found")
+        if facts.get("report"):
+            lines.append(f"    report: {facts['report']}")
+        lines.extend(f"    outbox: {path}" for path in facts.get("outbox", []))
+    return lines
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Start the sandbox and run the whole pipeline over the demo workspaces."""
+    """Start the sandbox and run the whole pipeline over the demo workspaces (`abos run` on the sandbox)."""
     from pipelines.sandbox.server import Sandbox
     from pipelines.sandbox.simulator import truth
+    from pipelines.workspaces import load_workspaces
 
     args.fixtures = None
     args.store = None
@@ -234,18 +280,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         info = sandbox.connection_info()
         os.environ.update(sandbox_env(info))
         _say(f"sandbox serving Shopify at {sandbox.shopify_url} and Stripe at {sandbox.stripe_url}")
-        from pipelines.workspaces import load_workspaces
-
-        workspaces = load_workspaces(require_secrets=True)
-        started = time.monotonic()
-        from pipelines.run import run_all
-
-        summary = run_all(workspaces, progress=_say)
-        _say(f"pipeline finished in {time.monotonic() - started:.1f}s")
+        settings = load_settings()
+        workspaces = load_workspaces(settings.workspaces_file, require_secrets=True)
         facts = truth(store)
-    print(json.dumps({"workspaces": workspaces.ids, "pipeline": summary,
-                      "sandbox": {ws: t["counts"] for ws, t in facts["workspaces"].items()}}, indent=2))
-    return 1 if summary.get("failed") else 0
+        return _run_pipeline(workspaces, settings,
+                             {"sandbox": {ws: t["counts"] for ws, t in facts["workspaces"].items()}})
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -299,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--shopify-port", type=int, default=0)
     demo.add_argument("--stripe-port", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+
+    run = commands.add_parser("run", help="materialize every asset for every workspace, headless")
+    run.add_argument("--workspaces", help="the tenants file (default: ABOS_WORKSPACES or ./workspaces.yaml)")
+    run.set_defaults(func=cmd_run)
 
     ingest = commands.add_parser("ingest", help="sync one source for one workspace (outside Dagster)")
     ingest.add_argument("source", choices=["shopify", "stripe"])

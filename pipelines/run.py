@@ -14,6 +14,8 @@ from typing import Callable
 import dagster as dg
 import yaml
 
+from pipelines.insights.assets import ANOMALIES
+from pipelines.orchestration import REPORTS
 from pipelines.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 from pipelines.workspaces import Workspaces
 
@@ -104,6 +106,43 @@ def run_all(
                              "run_id": result.run_id})
                 if not result.success:
                     failed.append(label)
+        summary = summarize(instance, defs.resolve_asset_graph(), [run["run_id"] for run in runs], settings)
     if failed:
         progress(f"runs failed: {', '.join(failed)}; see their logs in the Dagster UI (make ui)")
-    return {"assets": sum(len(a.keys) for a in assets), "runs": runs, "failed": failed}
+    return {"assets": sum(len(a.keys) for a in assets), "runs": runs, "failed": failed, "summary": summary}
+
+
+def summarize(instance: dg.DagsterInstance, graph, run_ids: list[str], settings: Settings) -> dict[str, object]:
+    """What the runs produced, read from their materializations: rows ingested and anomalies found per
+    workspace, dbt models built, where each report is, and the outbox files the delivery wrote."""
+    from pipelines.deliver.outbox import outbox_files
+
+    workspaces: dict[str, dict[str, object]] = {}
+    dbt_models: set[dg.AssetKey] = set()
+    for run_id in run_ids:
+        records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+        for record in records:
+            materialization = record.event_log_entry.asset_materialization
+            key, metadata = materialization.asset_key, materialization.metadata
+            node = graph.get(key)
+            if "dbt" in node.kinds:
+                dbt_models.add(key)
+                continue
+            if materialization.partition is None:
+                continue
+            workspace = workspaces.setdefault(materialization.partition, {"ingested_rows": 0})
+            if (node.group_name or "").startswith("ingest_"):
+                workspace["ingested_rows"] += _metadata_value(metadata, "rows_loaded", 0)
+            elif key == ANOMALIES:
+                workspace["anomalies"] = _metadata_value(metadata, "anomalies", 0)
+            elif key == REPORTS:
+                workspace["report"] = _metadata_value(metadata, "html", None)
+        for path in outbox_files(settings, run_id=run_id):
+            workspace_id = path.relative_to(settings.outbox_dir).parts[0]
+            workspaces.setdefault(workspace_id, {"ingested_rows": 0}).setdefault("outbox", []).append(str(path))
+    return {"dbt_models_built": len(dbt_models), "workspaces": workspaces}
+
+
+def _metadata_value(metadata: dict, name: str, default: object) -> object:
+    entry = metadata.get(name)
+    return default if entry is None else entry.value
