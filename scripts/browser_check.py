@@ -1,0 +1,285 @@
+"""Browser check: open the Dagster UI headless and fail on an error or an incomplete asset graph.
+
+    .venv/bin/python scripts/browser_check.py [--out DIR] [--workspace workspace.yaml]
+
+It installs Debian's chromium if /usr/bin/chromium is missing (as root), serves the UI with
+`dagster-webserver` on a free loopback port with a throwaway ABOS_HOME and DAGSTER_HOME, then opens
+the global asset graph and the `insights/reports` asset page. It saves a screenshot of each and
+exits 1 when a page shows an error (an error boundary, a code location that failed to load, a
+failed GraphQL call, an uncaught script error) or when the graph does not show every asset the
+Definitions define. See docs/operations.md, "Browser check".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+REPORT_ASSET = "insights/reports"
+GRAPH_WIDTH = 2200  # px; the viewport is then made tall enough for the whole graph at that width
+SERVER_START_SECONDS = 180
+PAGE_TIMEOUT_MS = 90_000
+
+# Text Dagster's UI shows when something broke: its error boundary ("Sorry, <region> can't be
+# displayed."), a code location that failed to load, and its generic error states.
+ERROR_TEXTS = ("can't be displayed", "failed to load", "An error occurred", "Unexpected error", "Error loading")
+
+
+def _say(message: str) -> None:
+    print(f"[browser-check] {message}", file=sys.stderr, flush=True)
+
+
+class CheckFailed(Exception):
+    """The UI could not be checked, or showed a problem."""
+
+
+def ensure_chromium() -> Path:
+    """Debian's chromium, installed with apt-get when missing (needs root)."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.geteuid() != 0:
+        raise CheckFailed(f"{CHROMIUM} is missing; install it as root: apt-get install -y chromium")
+    _say(f"{CHROMIUM} missing: installing Debian's chromium with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # A clean machine may have no package lists yet.
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+    if not CHROMIUM.exists():
+        raise CheckFailed(f"apt-get installed chromium but {CHROMIUM} is still missing")
+    return CHROMIUM
+
+
+def expected_asset_count() -> int:
+    """How many assets the project's Definitions define: the graph must show all of them."""
+    from pipelines.definitions import defs
+
+    return len(defs.resolve_asset_graph().get_all_asset_keys())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    """This environment with a throwaway ABOS_HOME and DAGSTER_HOME, and the default warehouse in it."""
+    from pipelines.run import ensure_dagster_home
+    from pipelines.settings import load_settings
+
+    env = {k: v for k, v in os.environ.items() if k != "ABOS_WAREHOUSE_URL"}
+    env.update(ABOS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
+    dagster_home = ensure_dagster_home(load_settings(env))
+    # Dagster shows a newsletter dialog on a new instance; mark it seen so it covers no screenshot.
+    (dagster_home / ".nux").mkdir(exist_ok=True)
+    (dagster_home / ".nux" / "nux.yaml").write_text("seen: 1\n")
+    return env
+
+
+@contextmanager
+def dagster_ui(workspace: Path, env: dict[str, str], log: Path) -> Iterator[Callable[[], str]]:
+    """Start the Dagster UI for `workspace` on a free loopback port.
+
+    Yields a function that waits until the UI answers and returns its base URL, so the caller can
+    do other work while the server loads the code location.
+    """
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    webserver = Path(sys.executable).parent / "dagster-webserver"
+    command = [str(webserver), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
+    with log.open("w") as out:
+        server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def ready() -> str:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if server.poll() is not None:
+                raise CheckFailed(f"dagster-webserver exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/server_info", timeout=5):
+                    return url
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise CheckFailed(f"dagster-webserver did not answer on {url} in {SERVER_START_SECONDS}s; log: {log}")
+                time.sleep(1)
+
+    try:
+        yield ready
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+class PageWatch:
+    """Collects what went wrong while a page loads: failed GraphQL calls and uncaught script errors."""
+
+    def __init__(self, page) -> None:
+        self.problems: list[str] = []
+        page.on("pageerror", lambda error: self.problems.append(f"script error: {error}"))
+        page.on("response", self._on_response)
+
+    def _on_response(self, response) -> None:
+        if "/graphql" not in response.url:
+            return
+        if response.status >= 400:
+            self.problems.append(f"GraphQL call failed with HTTP {response.status}")
+            return
+        try:
+            body = response.json()
+        except Exception:  # noqa: BLE001 - a body that is not JSON is itself the problem
+            self.problems.append("GraphQL call returned a body that is not JSON")
+            return
+        if body.get("errors"):
+            self.problems.append(f"GraphQL errors: {json.dumps(body['errors'])[:500]}")
+        # Dagster returns load failures as data: a PythonError in place of the object asked for.
+        for error in _python_errors(body.get("data")):
+            self.problems.append(f"GraphQL returned a PythonError: {str(error.get('message')).strip()[:500]}")
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.problems)
+
+
+def _python_errors(data) -> Iterator[dict]:
+    if isinstance(data, dict):
+        if data.get("__typename") == "PythonError":
+            yield data
+        for value in data.values():
+            yield from _python_errors(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _python_errors(value)
+
+
+def _shown_errors(page) -> list[str]:
+    text = page.locator("body").inner_text()
+    return [f"page shows {phrase!r}" for phrase in ERROR_TEXTS if phrase.lower() in text.lower()]
+
+
+ASSET_NODES = '[class*="AssetNode_assetNodeContainer"]'  # one per asset node in the graph's DOM
+GRAPH_CANVAS = "[data-svg-viewport]"
+GRAPH_SVG = f"{GRAPH_CANVAS} svg[width][height]"
+
+
+def _count_nodes_until(page, expected: int, timeout_ms: int) -> int:
+    """Asset nodes in the DOM, waiting up to `timeout_ms` for `expected` of them."""
+    try:
+        page.wait_for_function(
+            "([selector, expected]) => document.querySelectorAll(selector).length >= expected",
+            arg=[ASSET_NODES, expected], timeout=timeout_ms,
+        )
+    except Exception:  # noqa: BLE001 - a timeout: report the count the page reached
+        pass
+    return page.locator(ASSET_NODES).count()
+
+
+def check_asset_graph(context, base_url: str, expected: int, screenshot: Path) -> list[str]:
+    """Open the global asset graph with every group expanded and the whole graph in view."""
+    page = context.new_page()
+    watch = PageWatch(page)
+    page.goto(f"{base_url}/asset-groups", wait_until="networkidle", timeout=PAGE_TIMEOUT_MS)
+    broken = bool(_shown_errors(page)) or watch.failed
+    if not broken and page.locator(GRAPH_SVG).count():
+        # The UI's own shortcut (Alt+E, "Expand all groups") shows every asset instead of one box
+        # per group; the UI remembers it, so the reload below lays out the expanded graph.
+        page.keyboard.press("Alt+e")
+        page.wait_for_timeout(1000)
+        svg = page.locator(GRAPH_SVG).first
+        width, height = float(svg.get_attribute("width")), float(svg.get_attribute("height"))
+        canvas = page.locator(GRAPH_CANVAS).bounding_box()
+        viewport = page.viewport_size
+        # The graph opens fitted to the canvas width: make the window tall enough to show it all.
+        scale = canvas["width"] / width
+        page.set_viewport_size({"width": viewport["width"],
+                                "height": int(height * scale + viewport["height"] - canvas["height"]) + 40})
+        page.reload(wait_until="networkidle", timeout=PAGE_TIMEOUT_MS)
+    shown = _count_nodes_until(page, expected, timeout_ms=1000 if broken else 30_000)
+    page.screenshot(path=str(screenshot))
+    problems = _shown_errors(page) + watch.problems
+    if shown != expected:
+        problems.append(f"asset graph shows {shown} asset nodes; the Definitions define {expected}")
+    page.close()
+    return problems
+
+
+def check_asset_page(context, base_url: str, asset_key: str, screenshot: Path) -> list[str]:
+    """Open one asset's page; it must show the asset's definition and no error."""
+    page = context.new_page()
+    watch = PageWatch(page)
+    page.goto(f"{base_url}/assets/{asset_key}", wait_until="networkidle", timeout=PAGE_TIMEOUT_MS)
+    problems = []
+    try:
+        # An asset key the code location does not define gets a page too, without this panel.
+        page.get_by_text("Definition", exact=True).first.wait_for(timeout=1000 if watch.failed else 30_000)
+    except Exception:  # noqa: BLE001 - a timeout
+        problems.append(f"the page of {asset_key} shows no definition: the UI does not know the asset")
+    page.screenshot(path=str(screenshot), full_page=True)
+    problems += _shown_errors(page) + watch.problems
+    page.close()
+    return problems
+
+
+def run_check(out_dir: Path, workspace: Path = PROJECT_ROOT / "workspace.yaml") -> list[str]:
+    """Serve the UI, check its pages, save screenshots in `out_dir`; returns the problems found."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise CheckFailed("playwright is missing: it is a dev dependency, run `make install`") from None
+    chromium = ensure_chromium()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="abos-browser-check-") as home:
+        env = isolated_env(Path(home))
+        with dagster_ui(workspace, env, Path(home) / "webserver.log") as ui_ready:
+            os.environ.update(env)  # the Definitions counted here load as the server's do
+            expected = expected_asset_count()
+            base_url = ui_ready()
+            _say(f"Dagster UI at {base_url}; the Definitions define {expected} assets")
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=str(chromium), args=["--no-sandbox", "--disable-dev-shm-usage"]
+                )
+                context = browser.new_context(viewport={"width": GRAPH_WIDTH, "height": 1400})
+                problems = check_asset_graph(context, base_url, expected, out_dir / "asset-graph.png")
+                problems += check_asset_page(context, base_url, REPORT_ASSET, out_dir / "report-asset.png")
+                browser.close()
+    return list(dict.fromkeys(problems))  # a failure seen by several GraphQL calls, once
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / ".abos" / "browser-check",
+                        help="where the screenshots go (default %(default)s)")
+    parser.add_argument("--workspace", type=Path, default=PROJECT_ROOT / "workspace.yaml",
+                        help="the Dagster workspace file to serve (default %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        problems = run_check(args.out.absolute(), args.workspace.absolute())
+    except CheckFailed as exc:
+        _say(f"FAILED: {exc}")
+        return 1
+    for problem in problems:
+        _say(problem)
+    shots = ", ".join(str(args.out / name) for name in ("asset-graph.png", "report-asset.png"))
+    _say(f"{'FAILED' if problems else 'passed'}; screenshots: {shots}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(PROJECT_ROOT))
+    sys.exit(main())
