@@ -61,7 +61,7 @@ def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str) -> pd.Dat
         found = week_over_week(trailing[metric.name], threshold=threshold)
         # Whole weeks only, as the weekly report shows them: each Monday-to-Sunday week against the
         # one before, judged on its Sunday; a run of weeks moving the same way is flagged once.
-        found = found[found.index.dayofweek == 6]
+        found = found[found.index.day_of_week == 6]
         run_start = found["is_anomaly"] & ~(found["is_anomaly"].shift(fill_value=False)
                                              & found["direction"].eq(found["direction"].shift()))
         found = found[run_start]
