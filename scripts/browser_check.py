@@ -25,6 +25,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+try:
+    from playwright.sync_api import TimeoutError as PageTimeout
+    from playwright.sync_api import sync_playwright
+except ImportError:  # run_check says what to run
+    sync_playwright = None
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 REPORT_ASSET = "insights/reports"
@@ -184,8 +190,8 @@ def _count_nodes_until(page, expected: int, timeout_ms: int) -> int:
             "([selector, expected]) => document.querySelectorAll(selector).length >= expected",
             arg=[ASSET_NODES, expected], timeout=timeout_ms,
         )
-    except Exception:  # noqa: BLE001 - a timeout: report the count the page reached
-        pass
+    except PageTimeout:
+        pass  # report the count the page reached
     return page.locator(ASSET_NODES).count()
 
 
@@ -198,9 +204,13 @@ def check_asset_graph(context, base_url: str, expected: int, screenshot: Path) -
     if not broken and page.locator(GRAPH_SVG).count():
         # The UI's own shortcut (Alt+E, "Expand all groups") shows every asset instead of one box
         # per group; the UI remembers it, so the reload below lays out the expanded graph.
-        page.keyboard.press("Alt+e")
-        page.wait_for_timeout(1000)
         svg = page.locator(GRAPH_SVG).first
+        collapsed_height = svg.get_attribute("height")
+        page.keyboard.press("Alt+e")
+        page.wait_for_function(
+            "([selector, before]) => document.querySelector(selector)?.getAttribute('height') !== before",
+            arg=[GRAPH_SVG, collapsed_height], timeout=PAGE_TIMEOUT_MS,
+        )
         width, height = float(svg.get_attribute("width")), float(svg.get_attribute("height"))
         canvas = page.locator(GRAPH_CANVAS).bounding_box()
         viewport = page.viewport_size
@@ -227,7 +237,7 @@ def check_asset_page(context, base_url: str, asset_key: str, screenshot: Path) -
     try:
         # An asset key the code location does not define gets a page too, without this panel.
         page.get_by_text("Definition", exact=True).first.wait_for(timeout=1000 if watch.failed else 30_000)
-    except Exception:  # noqa: BLE001 - a timeout
+    except PageTimeout:
         problems.append(f"the page of {asset_key} shows no definition: the UI does not know the asset")
     page.screenshot(path=str(screenshot), full_page=True)
     problems += _shown_errors(page) + watch.problems
@@ -237,9 +247,7 @@ def check_asset_page(context, base_url: str, asset_key: str, screenshot: Path) -
 
 def run_check(out_dir: Path, workspace: Path = PROJECT_ROOT / "workspace.yaml") -> list[str]:
     """Serve the UI, check its pages, save screenshots in `out_dir`; returns the problems found."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
+    if sync_playwright is None:
         raise CheckFailed("playwright is missing: it is a dev dependency, run `make install`") from None
     chromium = ensure_chromium()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -263,11 +271,14 @@ def run_check(out_dir: Path, workspace: Path = PROJECT_ROOT / "workspace.yaml") 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / ".abos" / "browser-check",
-                        help="where the screenshots go (default %(default)s)")
+    parser.add_argument("--out", type=Path, help="where the screenshots go (default: ABOS_HOME/browser-check)")
     parser.add_argument("--workspace", type=Path, default=PROJECT_ROOT / "workspace.yaml",
                         help="the Dagster workspace file to serve (default %(default)s)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        from pipelines.settings import load_settings
+
+        args.out = load_settings().home / "browser-check"
     try:
         problems = run_check(args.out.absolute(), args.workspace.absolute())
     except CheckFailed as exc:
