@@ -8,6 +8,7 @@ placeholders on both databases.
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -19,8 +20,24 @@ import pandas as pd
 import psycopg2
 import psycopg2.extras
 
-from pipelines.ingest.pipeline import warehouse_write_lock
 from pipelines.settings import Settings
+
+
+@contextmanager
+def warehouse_write_lock(settings: Settings) -> Iterator[None]:
+    """Serialize writers of an embedded DuckDB file across processes (DuckDB allows one writer
+    process); Postgres handles concurrent writers itself, so this is a no-op there."""
+    if settings.warehouse.kind != "duckdb":
+        yield
+        return
+    lock_path = settings.warehouse.duckdb_path.with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asse
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.extract.source import DltSource
 
-from pipelines.ingest.pipeline import SyncStats, dlt_pipeline, warehouse_write_lock, workspace_error
+from pipelines.ingest.pipeline import SyncStats, dlt_pipeline, workspace_error
+from pipelines.warehouse import warehouse_write_lock
 from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspace, Workspaces

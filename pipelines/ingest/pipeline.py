@@ -8,11 +8,8 @@ restored from the warehouse instead of causing a full reload.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -20,6 +17,7 @@ import dlt
 from dlt.common.destination import Destination
 
 from pipelines.settings import Settings, Warehouse
+from pipelines.warehouse import warehouse_write_lock
 from pipelines.workspaces import WorkspaceError
 
 
@@ -52,23 +50,6 @@ def dlt_pipeline(source: str, workspace_id: str, settings: Settings) -> dlt.Pipe
         dataset_name=source,
         progress="log",
     )
-
-
-@contextmanager
-def warehouse_write_lock(settings: Settings) -> Iterator[None]:
-    """Serialize writers of an embedded DuckDB file across processes (DuckDB allows one writer
-    process); Postgres handles concurrent writers itself, so this is a no-op there."""
-    if settings.warehouse.kind != "duckdb":
-        yield
-        return
-    lock_path = settings.warehouse.duckdb_path.with_suffix(".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
