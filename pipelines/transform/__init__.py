@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -26,5 +28,28 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     }
 
 
+MANIFEST_SOURCES = ("models", "macros", "seeds", "tests", "dbt_project.yml")
+
+
 def manifest_path(project_dir: Path = DBT_PROJECT_DIR) -> Path:
     return project_dir / "target" / "manifest.json"
+
+
+def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """The dbt manifest Dagster loads, rebuilt with `dbt parse` when it is missing or older than a
+    model, macro, seed or test (so editing a model never leaves Dagster on a stale graph)."""
+    path = manifest_path(project_dir)
+    built = path.stat().st_mtime if path.exists() else None
+    sources = [project_dir / name for name in MANIFEST_SOURCES]
+    files = [f for source in sources for f in ([source] if source.is_file() else source.rglob("*")) if f.is_file()]
+    if built is not None and all(f.stat().st_mtime <= built for f in files):
+        return path
+    print(f"[abos] {path} is {'older than the dbt project' if built else 'missing'}: running dbt parse",
+          file=sys.stderr, flush=True)
+    dbt = Path(sys.executable).parent / "dbt"
+    done = subprocess.run([str(dbt), "parse", "--profiles-dir", ".", "--quiet"], cwd=project_dir,
+                          capture_output=True, text=True)
+    if done.returncode != 0 or not path.exists():
+        raise RuntimeError(f"`dbt parse` in {project_dir} failed, so Dagster cannot load the dbt models:\n"
+                           f"{(done.stdout + done.stderr).strip()[-2000:]}")
+    return path

@@ -20,7 +20,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from pipelines.ingest.pipeline import dlt_destination
 from pipelines.warehouse import warehouse_write_lock
 from pipelines.settings import Settings
-from pipelines.transform import DBT_PROJECT_DIR, dbt_env, manifest_path
+from pipelines.transform import DBT_PROJECT_DIR, dbt_env, ensure_manifest
 from pipelines.workspaces import Workspaces
 
 FOLDER_GROUPS = {"staging": "staging", "intermediate": "marts", "marts": "marts", "metrics": "metrics"}
@@ -49,10 +49,7 @@ class AbosDbtTranslator(DagsterDbtTranslator):
 def dbt_project() -> DbtProject:
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
     project.prepare_if_dev()  # under `dagster dev` only; elsewhere `make install` built it
-    if not manifest_path().exists():
-        raise FileNotFoundError(
-            f"{manifest_path()} is missing: run `make install` (it runs `dbt parse` in dbt_project/)"
-        )
+    ensure_manifest()
     return project
 
 
