@@ -300,9 +300,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = _open_store(args)
     with Sandbox(store, shopify_port=args.shopify_port, stripe_port=args.stripe_port, seed=args.seed) as sandbox:
+        bin_dir = Path(sys.executable).parent
+        # `dagster dev` prepares the dbt project with the `dbt` on PATH: this virtualenv's, even when
+        # it is not activated (`make ui` runs .venv/bin/abos).
         env = {**os.environ, **sandbox_env(sandbox.connection_info()),
-               "DAGSTER_HOME": str(ensure_dagster_home(settings)), "ABOS_HOME": str(settings.home)}
-        dagster = Path(sys.executable).parent / "dagster"
+               "DAGSTER_HOME": str(ensure_dagster_home(settings)), "ABOS_HOME": str(settings.home),
+               "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])}
+        dagster = bin_dir / "dagster"
         _say(f"sandbox at {sandbox.shopify_url} (Shopify) and {sandbox.stripe_url} (Stripe); "
              f"Dagster UI at http://{args.host}:{args.port}")
         command = [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
