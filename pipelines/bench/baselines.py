@@ -125,7 +125,8 @@ def dict_path(path: Path, workspace_id: str, work: Path) -> dict[str, float]:
 
 
 def fast_path(path: Path, workspace_id: str, work: Path) -> dict[str, float]:
-    return _load("fast_path", ArrowTables("orders", workspace_id).from_file(path), work)
+    keys = {table: KEYS[table][0] for table in rows.TABLES["orders"]}
+    return _load("fast_path", ArrowTables("orders", workspace_id, keys).from_file(path), work)
 
 
 def read_json_bound(path: Path, work: Path) -> dict[str, float]:

@@ -83,8 +83,9 @@ def markdown(report: dict[str, Any]) -> str:
     out += [f"| {name} | {value} |" for name, value in base["ratios"].items()]
     change = report["change"]
     out += ["", "## Incremental", "",
-            f"Clock advanced {change['days']} days: {change['changed_objects']} objects created or changed, "
-            f"{change['changed_share']:.2%} of the {change['objects_before']} objects synced by the full run."]
+            f"Clock advanced {change['days']} days: {change['changed_objects']} orders and invoices created or "
+            f"changed, {change['changed_share']:.2%} of the {change['objects_before']} the full run synced "
+            f"(all changes by workspace and kind: {change['by_workspace']})."]
     p5 = report["p5"]
     out += ["", "## P5: anomaly scan", "",
             f"{p5['series']} series × {p5['points'] // max(p5['series'], 1)} days: scan {p5['scan_s']} s "

@@ -21,6 +21,12 @@ from pipelines.warehouse import warehouse_write_lock
 from pipelines.workspaces import WorkspaceError
 
 
+# Arrow tables (the Shopify bulk fast path) get the same `_dlt_load_id` and `_dlt_id` columns as
+# dict rows: dbt's incremental models read `_dlt_load_id`. dlt reads this setting from the environment.
+for _option in ("ADD_DLT_LOAD_ID", "ADD_DLT_ID"):
+    os.environ.setdefault(f"NORMALIZE__PARQUET_NORMALIZER__{_option}", "true")
+
+
 def dlt_destination(warehouse: Warehouse) -> Destination:
     """The dlt destination for the warehouse URL (DuckDB file or Postgres)."""
     if warehouse.kind == "duckdb":
@@ -39,10 +45,6 @@ def pipeline_name(source: str, workspace_id: str) -> str:
 
 def dlt_pipeline(source: str, workspace_id: str, settings: Settings) -> dlt.Pipeline:
     """The pipeline that loads `source` for one workspace into the `source` dataset."""
-    # Arrow tables (the Shopify bulk fast path) get the same `_dlt_load_id` and `_dlt_id` columns
-    # as dict rows: dbt's incremental models read `_dlt_load_id`.
-    for option in ("ADD_DLT_LOAD_ID", "ADD_DLT_ID"):
-        os.environ.setdefault(f"NORMALIZE__PARQUET_NORMALIZER__{option}", "true")
     return dlt.pipeline(
         pipeline_name=pipeline_name(source, workspace_id),
         pipelines_dir=str(settings.home / "dlt"),

@@ -10,7 +10,7 @@ Lists (tags, tax lines, discount allocations...) become JSON text, as dlt stores
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -47,9 +47,11 @@ def blocks(path: Path, size: int = BLOCK_BYTES) -> Iterator[bytes]:
 class ArrowTables:
     """Turns bulk JSONL of one top-level object type into `{table: pyarrow.Table}` batches."""
 
-    def __init__(self, root: str, workspace_id: str):
+    def __init__(self, root: str, workspace_id: str, keys: dict[str, tuple[str, ...]]):
         self.root = root
         self.workspace_id = workspace_id
+        self.keys = keys  # primary key columns per table: never null, as their column hints say
+        self._duckdb = duckdb.connect()  # serializes list columns to JSON (one connection: it costs ~0.1 s)
 
     def from_file(self, path: Path) -> Iterator[dict[str, pa.Table]]:
         for block in blocks(path):
@@ -57,9 +59,10 @@ class ArrowTables:
 
     def split(self, block: bytes) -> dict[str, pa.Table]:
         """Tables of the lines in `block` (whole lines only)."""
-        # One parse block for the whole piece, so every line is typed by one inference.
-        options = pajson.ReadOptions(block_size=max(len(block), 1 << 20), use_threads=True)
-        lines = pajson.read_json(io.BytesIO(block), read_options=options)
+        try:  # parsed in 1 MiB blocks on every core
+            lines = pajson.read_json(io.BytesIO(block))
+        except pa.ArrowInvalid:  # blocks typed a field differently (a number here, a string there)
+            lines = pajson.read_json(io.BytesIO(block), read_options=pajson.ReadOptions(block_size=len(block)))
         names = set(lines.column_names)
         tables: dict[str, list[pa.Table]] = {table: [] for table in TABLES[self.root]}
         internal = [c for c in ("__parentId", "__typename") if c in names]
@@ -86,6 +89,13 @@ class ArrowTables:
         joined = {table: _concat(parts) for table, parts in tables.items() if parts}
         return {table: rows for table, rows in joined.items() if rows.num_rows}
 
+    def _json(self, array: pa.Array) -> pa.Array:
+        """List values as compact JSON text, as dlt stores list values (DuckDB's to_json, vectorized)."""
+        if array.null_count == len(array):
+            return pa.nulls(len(array), pa.string())
+        values = pa.table({"v": array})
+        return self._duckdb.sql("select to_json(v)::varchar as j from values").to_arrow_table()["j"].combine_chunks()
+
     def _refunds(self, order_ids: pa.ChunkedArray, refunds: pa.ChunkedArray) -> pa.Table:
         refunds = refunds.combine_chunks()
         flat = pc.list_flatten(refunds)
@@ -102,7 +112,7 @@ class ArrowTables:
         columns.update({name: array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
                         for name, array in extra.items()})
         for name in own.column_names:
-            columns.update(_flatten(name, own[name].combine_chunks(), ""))
+            columns.update(_flatten(name, own[name].combine_chunks(), "", self._json))
         # Every declared column, in declared order (as the dict path's column hints create them),
         # then any other field that has a value (schema evolution adds it, as it would a dict key).
         kept = {name: _cast(columns.pop(name, pa.nulls(own.num_rows)), ARROW_TYPES[data_type])
@@ -110,10 +120,12 @@ class ArrowTables:
         for name, array in columns.items():
             if array.null_count < len(array):
                 kept[name] = array
-        return pa.table(kept)
+        keys = self.keys.get(table, ())
+        schema = pa.schema([pa.field(name, array.type, nullable=name not in keys) for name, array in kept.items()])
+        return pa.table(list(kept.values()), schema=schema)
 
 
-def _flatten(key: str, array: pa.Array, prefix: str) -> dict[str, pa.Array]:
+def _flatten(key: str, array: pa.Array, prefix: str, to_json: Callable[[pa.Array], pa.Array]) -> dict[str, pa.Array]:
     """One JSON field as flat columns, by `rows.flatten`'s rules."""
     if key in ("__typename", "__parentId"):
         return {}
@@ -134,10 +146,10 @@ def _flatten(key: str, array: pa.Array, prefix: str) -> dict[str, pa.Array]:
             out[f"{column}_amount"] = _cast(parts.pop("amount"), DECIMAL)
             out[f"{column}_currency"] = parts.pop("currencyCode")
         for name, part in parts.items():
-            out.update(_flatten(name, part, column + "_"))
+            out.update(_flatten(name, part, column + "_", to_json))
         return out
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return {column: _json(array)}
+        return {column: to_json(array)}
     if key in DECIMAL_FIELDS:
         return {column: _cast(array, DECIMAL)}
     if key in INTEGER_FIELDS:
@@ -157,13 +169,6 @@ def _money_parts(money: pa.Array | None, length: int) -> dict[str, pa.Array]:
 def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
     # A naive timestamp from the JSON reader is UTC (Shopify writes `Z` times), which is what this cast assumes.
     return array if array.type == target else array.cast(target)
-
-
-def _json(array: pa.Array) -> pa.Array:
-    """List values as compact JSON text, the way dlt stores them (DuckDB's to_json, vectorized)."""
-    values = pa.table({"v": array})
-    with duckdb.connect() as conn:  # its own connection: extraction may run in several threads
-        return conn.sql("select to_json(v)::varchar as j from values").fetch_arrow_table()["j"].combine_chunks()
 
 
 def _concat(parts: list[pa.Table]) -> pa.Table:

@@ -118,8 +118,9 @@ class StripeClient:
         )
         self._lock = threading.Lock()
         self._next_slot = 0.0
-        self._attempts = 0
-        self._wire_seconds = 0.0
+        # Attempts and wire time per thread: lists are read by several threads at once (feed.py),
+        # and each request's retries happen in the thread that sent it.
+        self._local = threading.local()
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -133,9 +134,8 @@ class StripeClient:
         return session
 
     def _note_attempt(self, seconds: float) -> None:
-        with self._lock:
-            self._attempts += 1
-            self._wire_seconds += seconds
+        self._local.attempts = getattr(self._local, "attempts", 0) + 1
+        self._local.wire_seconds = getattr(self._local, "wire_seconds", 0.0) + seconds
 
     def _pace(self) -> None:
         """Space request starts evenly so a long sync never trips the account's rate limit."""
@@ -144,22 +144,24 @@ class StripeClient:
             wait = self._next_slot - now
             self._next_slot = max(now, self._next_slot) + self._interval
         if wait > 0:
-            self.stats.throttle_wait_seconds += wait
+            with self._lock:
+                self.stats.throttle_wait_seconds += wait
             time.sleep(wait)
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET `path` (e.g. `/v1/customers`) and return the decoded JSON, retrying what can be retried."""
         self._pace()
-        with self._lock:
-            attempts_before, wire_before = self._attempts, self._wire_seconds
+        attempts_before = getattr(self._local, "attempts", 0)
+        wire_before = getattr(self._local, "wire_seconds", 0.0)
         started = time.monotonic()
         response = self._session().get(self.base_url + path, params=params, headers=self._headers)
+        attempts = getattr(self._local, "attempts", 0) - attempts_before
+        wire = getattr(self._local, "wire_seconds", 0.0) - wire_before
         with self._lock:
-            attempts, wire = self._attempts - attempts_before, self._wire_seconds - wire_before
-        self.stats.requests += attempts
-        if attempts > 1:  # the time not spent on the wire went to backing off before retries
-            self.stats.retries += attempts - 1
-            self.stats.throttle_wait_seconds += max(0.0, time.monotonic() - started - wire)
+            self.stats.requests += attempts
+            if attempts > 1:  # the time not spent on the wire went to backing off before retries
+                self.stats.retries += attempts - 1
+                self.stats.throttle_wait_seconds += max(0.0, time.monotonic() - started - wire)
         if response.status_code >= 400:
             raise self._error(path, response)
         return response.json()

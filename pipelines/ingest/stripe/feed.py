@@ -8,6 +8,8 @@ not the size of the account. docs/connectors/stripe.md explains the choices.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 EPOCH = 1262304000  # 2010-01-01: older than any Stripe object, where window walking stops
 FIRST_WINDOW = 90 * 86400
 EVENT_RETENTION = 30 * 86400
+WINDOW_WORKERS = 4  # windows of a list read at once: enough to keep the paced request rate busy
 
 # List endpoints of a full sync: table, path, extra parameters.
 LISTS = (
@@ -46,6 +49,43 @@ OBJECT_TABLES = {
     "invoice": "invoices",
     "discount": "discounts",
 }
+
+
+_WINDOWS_DONE = object()
+
+
+class _Tiles:
+    """Consecutive `created` windows covering `[EPOCH, ∞)`, newest first, handed to several readers.
+
+    The first window, `[top - FIRST_WINDOW, ∞)`, is open above so objects created during the sync
+    are not missed; each next one ends where the previous began. A window that held less than a
+    page doubles the span of the windows handed out after it, so sparse history costs few requests.
+    """
+
+    def __init__(self, top: int):
+        self._lock = threading.Lock()
+        self._span = FIRST_WINDOW
+        self._upper: int | None = None
+        self._lower = top - FIRST_WINDOW
+        self._exhausted = False
+
+    def take(self) -> dict[str, int] | None:
+        with self._lock:
+            if self._exhausted:
+                return None
+            window = {"created[gte]": max(self._lower, EPOCH)}
+            if self._upper is not None:
+                window["created[lt]"] = self._upper
+            if self._lower <= EPOCH:
+                self._exhausted = True
+            else:
+                self._upper, self._lower = self._lower, self._lower - self._span
+            return window
+
+    def done(self, count: int) -> None:
+        if count < PAGE_LIMIT:
+            with self._lock:
+                self._span *= 2
 
 
 @dataclass
@@ -141,28 +181,56 @@ class StripeFeed:
         yield from self._history(versions)
 
     def _windows(self, path: str, params: dict[str, Any], top: int) -> Iterator[list[dict[str, Any]]]:
-        """Pages of a list, newest window first: `[top - span, ∞)`, then older `[gte, lt)` windows.
+        """Pages of a list by `created` windows, WINDOW_WORKERS windows at a time (see `_Tiles`).
 
-        The first window is open above, so objects created during the sync are not missed; a
-        window with less than a page doubles the next one, so sparse history costs few requests.
+        Within a window pages follow each other (`starting_after`); windows are independent, so
+        several are read at once, and the client's pacing keeps the account under its rate limit.
+        Pages come out in no fixed order.
         """
-        span = FIRST_WINDOW
-        upper: int | None = None
-        lower = top - span
-        while True:
-            window = {"created[gte]": max(lower, EPOCH)}
-            if upper is not None:
-                window["created[lt]"] = upper
-            count = 0
-            for page in self.client.pages(path, {**params, **window}):
-                count += len(page)
-                yield page
-            if lower <= EPOCH:
-                return
-            upper = lower
-            if count < PAGE_LIMIT:
-                span *= 2
-            lower = upper - span
+        tiles = _Tiles(top)
+        pages: queue.Queue = queue.Queue(maxsize=2 * WINDOW_WORKERS)  # bounds the pages held in memory
+        stop = threading.Event()
+
+        def put(item: object) -> bool:
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read_windows() -> None:
+            try:
+                while (window := tiles.take()) is not None:
+                    count = 0
+                    for page in self.client.pages(path, {**params, **window}):
+                        count += len(page)
+                        if not put(page):
+                            return
+                    tiles.done(count)
+                put(_WINDOWS_DONE)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                put(exc)
+
+        workers = [threading.Thread(target=read_windows, name=f"stripe-windows-{i}", daemon=True)
+                   for i in range(WINDOW_WORKERS)]
+        for worker in workers:
+            worker.start()
+        try:
+            finished = 0
+            while finished < len(workers):
+                item = pages.get()
+                if item is _WINDOWS_DONE:
+                    finished += 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join()
 
     def _snapshot_batches(
         self, table: str, page: list[dict[str, Any]], versions: dict[str, list[Version]], as_of: int
