@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,20 @@ BENCH_AS_OF = date(2026, 11, 25)  # a fixed day: the large store is generated on
 def _say(message: str) -> None:
     """Progress for people: stderr, so stdout stays machine-readable."""
     print(f"[abos] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send everything written to stdout meanwhile, by this process and its children, to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _size(args: argparse.Namespace) -> str:
@@ -244,7 +259,8 @@ def _run_pipeline(workspaces, settings, extra: dict[str, Any] | None = None) -> 
     from pipelines.run import run_all
 
     started = time.monotonic()
-    result = run_all(workspaces, progress=_say, settings=settings)
+    with _stdout_to_stderr():  # dbt and Dagster print progress; stdout carries only the JSON result
+        result = run_all(workspaces, progress=_say, settings=settings)
     _say(f"pipeline finished in {time.monotonic() - started:.1f}s")
     print(json.dumps({"workspaces": workspaces.ids, "pipeline": result, **(extra or {})}, indent=2, default=str),
           flush=True)

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from pipelines.deliver.alerts import alert_operator
-from pipelines.insights.assets import ReportConfig
+from pipelines.insights.assets import REPORTS, ReportConfig
 from pipelines.insights.reports import last_complete_week
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspace, Workspaces
@@ -40,7 +40,6 @@ METRIC_TABLES_FRESH_FOR = timedelta(hours=9)
 REFRESH = (dg.AutomationCondition.on_cron(REFRESH_CRON) & ~dg.AutomationCondition.any_deps_in_progress()).with_label(
     f"refresh on {REFRESH_CRON} (UTC), after its parents"
 )
-REPORTS = dg.AssetKey(["insights", "reports"])
 WEEKLY_ASSETS = [REPORTS]
 WEEKLY_GROUPS = ["deliver"]
 WEEKLY = dg.AssetSelection.assets(*WEEKLY_ASSETS) | dg.AssetSelection.groups(*WEEKLY_GROUPS)

@@ -11,12 +11,12 @@ import dagster as dg
 
 from pipelines.deliver.delivery import deliver_workspace
 from pipelines.deliver.log import Delivery, DeliveryLog
+from pipelines.insights.assets import REPORTS
 from pipelines.settings import Settings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
 DELIVERIES = dg.AssetKey(["deliver", "reports"])
-REPORTS = dg.AssetKey(["insights", "reports"])
 
 
 def deliver_assets(workspaces: Workspaces, settings: Settings) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:

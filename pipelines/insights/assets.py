@@ -21,6 +21,7 @@ from pipelines.workspaces import Workspace, Workspaces
 
 ANOMALIES = dg.AssetKey(["insights", "anomalies"])
 DRIVERS = dg.AssetKey(["insights", "anomaly_drivers"])
+REPORTS = dg.AssetKey(["insights", "reports"])
 METRIC_TABLES = [dg.AssetKey([f"{vertical}_daily_metrics"]) for vertical in ("ecommerce", "saas")]
 SLICE_TABLES = [dg.AssetKey([f"{vertical}_daily_slices"]) for vertical in ("ecommerce", "saas")]
 
@@ -76,7 +77,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             "top_drivers": dg.MetadataValue.md(_table(top.tail(10), ["date", "metric", "phrase"])),
         })
 
-    @dg.asset(key=dg.AssetKey(["insights", "reports"]), group_name="insights", kinds=kinds,
+    @dg.asset(key=REPORTS, group_name="insights", kinds=kinds,
               partitions_def=partitions, deps=[*METRIC_TABLES, ANOMALIES, DRIVERS])
     def reports(context: dg.AssetExecutionContext, config: ReportConfig) -> dg.MaterializeResult:
         """Write one workspace's weekly report (files, LLM or template summary, a row in insights.reports)."""

@@ -27,9 +27,8 @@ def demo(tmp_path_factory):
     done = subprocess.run([str(abos), "demo", "--size", "tiny", "--as-of", "2026-11-25"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=1800)
     summary = done.stderr[done.stderr.rfind("[abos] summary:"):].splitlines()
-    # dbt writes its progress to stdout too; the result is the JSON document at the end.
-    start = done.stdout.rfind('{\n  "workspaces"')
-    return done, json.loads(done.stdout[start:]) if start >= 0 else {}, summary, home
+    # stdout is the JSON result alone: progress, dbt's included, goes to stderr
+    return done, json.loads(done.stdout) if done.returncode == 0 else {}, summary, home
 
 
 def test_demo_succeeds_and_every_workspace_has_a_report_and_one_email_and_one_slack_payload(demo):
