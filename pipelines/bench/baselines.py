@@ -33,12 +33,14 @@ from pipelines.workspaces import Workspace
 DICT_BATCH_LINES = 2000
 
 
-def download_orders(workspace: Workspace, settings: Settings, path: Path) -> Path:
-    """Run the connector's orders bulk query once and keep its JSONL at `path`."""
+def download_orders(workspace: Workspace, settings: Settings, path: Path, since: str | None = None) -> Path:
+    """Run the connector's orders bulk query once (orders created since `since`, an ISO time, or
+    all) and keep its JSONL at `path`."""
     connector = workspace.connectors["shopify"]
     client = ShopifyClient(connector, connector.options.get("api_version") or settings.shopify_api_version,
                            SyncStats(), work_dir=path.parent)
-    operation = client.start_bulk(queries.bulk_query(queries.ORDERS), queries.BULK_RUN_MUTATION)
+    search = f"created_at:>='{since}'" if since else None
+    operation = client.start_bulk(queries.bulk_query(queries.ORDERS, search), queries.BULK_RUN_MUTATION)
     with client.bulk_file(client.wait_bulk(operation, queries.BULK_POLL_QUERY)) as result:
         if result is None:
             raise RuntimeError(f"the orders bulk query of {workspace.id} returned no file")
