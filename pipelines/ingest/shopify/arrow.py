@@ -61,7 +61,8 @@ class ArrowTables:
         """Tables of the lines in `block` (whole lines only)."""
         try:  # parsed in 1 MiB blocks on every core
             lines = pajson.read_json(io.BytesIO(block))
-        except pa.ArrowInvalid:  # blocks typed a field differently (a number here, a string there)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # blocks typed a field differently
+            # (a number here, a string there; a block whose refunds are all empty): one inference
             lines = pajson.read_json(io.BytesIO(block), read_options=pajson.ReadOptions(block_size=len(block)))
         names = set(lines.column_names)
         tables: dict[str, list[pa.Table]] = {table: [] for table in TABLES[self.root]}
