@@ -147,9 +147,15 @@ class PageWatch:
             self.problems.append(f"GraphQL call failed with HTTP {response.status}")
             return
         try:
-            body = response.json()
-        except Exception:  # noqa: BLE001 - a body that is not JSON is itself the problem
-            self.problems.append("GraphQL call returned a body that is not JSON")
+            raw = response.body()
+        except Exception:  # noqa: BLE001 - the page moved on and the browser dropped the body: nothing to judge
+            return
+        if "json" not in (response.headers.get("content-type") or ""):
+            return  # e.g. a multipart (streamed) reply; the page's own error texts still catch a failure
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            self.problems.append(f"GraphQL call returned a body that is not JSON ({exc}): {raw[:200]!r}")
             return
         if body.get("errors"):
             self.problems.append(f"GraphQL errors: {json.dumps(body['errors'])[:500]}")
