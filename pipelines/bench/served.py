@@ -6,7 +6,9 @@ pipeline's interpreter and out of its memory figures, as real Shopify and Stripe
 
 from __future__ import annotations
 
+import ctypes
 import json
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -41,7 +43,9 @@ def served(store: Path, *, size: str, seed: int, as_of: date) -> Iterator[Served
                "--seed", str(seed), "--as-of", as_of.isoformat(), "--shopify-port", "0", "--stripe-port", "0"]
     if fraction:
         command += ["--scale", fraction]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # progress goes to our stderr
+    # Progress goes to our stderr; on Linux the sandbox also stops if this process is killed.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
+                               preexec_fn=_stop_with_parent if sys.platform == "linux" else None)
     try:
         line = process.stdout.readline() if process.stdout else ""
         if not line:
@@ -54,3 +58,8 @@ def served(store: Path, *, size: str, seed: int, as_of: date) -> Iterator[Served
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
