@@ -16,10 +16,6 @@ days as (
     select * from {{ ref('int_saas_days') }}
 ),
 
-rates as (
-    select * from {{ ref('int_fx_rates_ranged') }}
-),
-
 customer_days_with_data as (
     select
         workspace_id,
@@ -74,12 +70,7 @@ valued as (
         on customer_days_with_data.workspace_id = spine.workspace_id
         and customer_days_with_data.customer_id = spine.customer_id
         and customer_days_with_data.date_day = spine.date_day
-    left join rates as billing
-        on billing.currency = spine.currency
-        and spine.date_day >= billing.valid_from and spine.date_day < billing.valid_to
-    left join rates as reporting
-        on reporting.currency = spine.reporting_currency
-        and spine.date_day >= reporting.valid_from and spine.date_day < reporting.valid_to
+    {{ fx_rate_joins('spine.date_day', 'spine.currency', 'spine.reporting_currency', 'billing', 'reporting') }}
 ),
 
 with_previous as (

@@ -17,10 +17,6 @@ days as (
     select * from {{ ref('int_saas_days') }}
 ),
 
-rates as (
-    select * from {{ ref('int_fx_rates_ranged') }}
-),
-
 segment_days as (
     select
         segments.workspace_id,
@@ -103,12 +99,7 @@ final as (
         cast(valued.mrr * billing.usd_per_unit / reporting.usd_per_unit as decimal(38, 9)) as mrr_reporting,
         valued.mrr_source
     from valued
-    left join rates as billing
-        on billing.currency = valued.currency
-        and valued.date_day >= billing.valid_from and valued.date_day < billing.valid_to
-    left join rates as reporting
-        on reporting.currency = valued.reporting_currency
-        and valued.date_day >= reporting.valid_from and valued.date_day < reporting.valid_to
+    {{ fx_rate_joins('valued.date_day', 'valued.currency', 'valued.reporting_currency', 'billing', 'reporting') }}
 )
 
 select * from final

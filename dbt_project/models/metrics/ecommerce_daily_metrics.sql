@@ -6,10 +6,6 @@ with workspaces as (
     select * from {{ ref('stg_reference__workspaces') }}
 ),
 
-rates as (
-    select * from {{ ref('int_fx_rates_ranged') }}
-),
-
 orders as (
     select * from {{ ref('orders') }}
 ),
@@ -65,14 +61,7 @@ money_converted as (
     inner join workspaces
         on workspaces.workspace_id = money.workspace_id
     -- the rate of the day itself; a missing rate leaves the amount null, which the tests catch
-    left join rates as from_rate
-        on from_rate.currency = money.currency
-        and money.date >= from_rate.valid_from
-        and money.date < from_rate.valid_to
-    left join rates as to_rate
-        on to_rate.currency = workspaces.reporting_currency
-        and money.date >= to_rate.valid_from
-        and money.date < to_rate.valid_to
+    {{ fx_rate_joins('money.date', 'money.currency', 'workspaces.reporting_currency') }}
     group by money.workspace_id, money.date
 ),
 

@@ -12,10 +12,6 @@ with workspaces as (
     select * from {{ ref('stg_reference__workspaces') }}
 ),
 
-rates as (
-    select * from {{ ref('int_fx_rates_ranged') }}
-),
-
 orders as (
     select * from {{ ref('orders') }}
 ),
@@ -124,14 +120,7 @@ line_slices_converted as (
     from line_slices
     inner join workspaces
         on workspaces.workspace_id = line_slices.workspace_id
-    left join rates as from_rate
-        on from_rate.currency = line_slices.currency
-        and line_slices.date >= from_rate.valid_from
-        and line_slices.date < from_rate.valid_to
-    left join rates as to_rate
-        on to_rate.currency = workspaces.reporting_currency
-        and line_slices.date >= to_rate.valid_from
-        and line_slices.date < to_rate.valid_to
+    {{ fx_rate_joins('line_slices.date', 'line_slices.currency', 'workspaces.reporting_currency') }}
     group by line_slices.workspace_id, line_slices.date, line_slices.dimension, line_slices.dimension_value
 ),
 

@@ -11,10 +11,6 @@ with workspaces as (
     select * from {{ ref('int_saas_workspaces') }}
 ),
 
-rates as (
-    select * from {{ ref('int_fx_rates_ranged') }}
-),
-
 subscription_days as (
     select * from {{ ref('int_subscription_mrr_daily') }}
 ),
@@ -74,12 +70,8 @@ subscription_changes as (
     left join plans
         on plans.workspace_id = subscription_days.workspace_id
         and plans.subscription_id = subscription_days.subscription_id
-    left join rates as billing
-        on billing.currency = subscription_days.currency
-        and subscription_days.date_day >= billing.valid_from and subscription_days.date_day < billing.valid_to
-    left join rates as reporting
-        on reporting.currency = workspaces.reporting_currency
-        and subscription_days.date_day >= reporting.valid_from and subscription_days.date_day < reporting.valid_to
+    {{ fx_rate_joins('subscription_days.date_day', 'subscription_days.currency', 'workspaces.reporting_currency',
+                     'billing', 'reporting') }}
 ),
 
 subscription_facts as (
