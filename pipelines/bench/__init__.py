@@ -59,6 +59,8 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     started_at = datetime.now(timezone.utc)
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    files = {"json": home / "bench" / f"bench-{stamp}.json", "markdown": home / "bench" / f"bench-{stamp}.md"}
     result: dict[str, Any] = {
         "started_at": started_at.isoformat(timespec="seconds"),
         "params": {"size": options.size, "seed": options.seed, "as_of": options.as_of.isoformat(),
@@ -79,6 +81,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
                 settings, workspaces = _point_at(sandbox, kind, url, work)
                 progress(f"full run on {kind}")
                 result["runs"][kind] = {"full": run_pipeline(settings, workspaces, rss, progress)}
+                _save(result, files["json"])  # a run cut short still leaves what it measured
             progress("downloading the orders bulk file for the baselines")
             settings, workspaces = _point_at(sandbox, "duckdb", warehouses["duckdb"], work)
             since = _baseline_since(options, result["runs"]["duckdb"]["full"]["sources"]["shopify"]["objects"])
@@ -95,6 +98,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
                 settings, workspaces = _point_at(sandbox, kind, url, work)
                 progress(f"incremental run on {kind}")
                 result["runs"][kind]["incremental"] = run_pipeline(settings, workspaces, rss, progress)
+                _save(result, files["json"])
         changed_store.unlink()
         progress("baselines over the same JSONL")
         result["baselines"] = _baselines(bulk, options.baseline_orders, work, result["runs"]["duckdb"]["full"])
@@ -106,13 +110,15 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
         result["peak_rss_mib"] = mib(rss.peak)
     result["load_average"]["end"] = load_average()
     result["targets"] = report.targets(result)
-    out = home / "bench"
-    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
-    result["files"] = {"json": str(out / f"bench-{stamp}.json"), "markdown": str(out / f"bench-{stamp}.md")}
-    Path(result["files"]["json"]).write_text(json.dumps(result, indent=2) + "\n")
-    Path(result["files"]["markdown"]).write_text(report.markdown(result))
+    result["files"] = {name: str(path) for name, path in files.items()}
+    _save(result, files["json"])
+    files["markdown"].write_text(report.markdown(result))
     shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _save(result: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def _baseline_since(options: BenchOptions, shop_orders: int) -> str | None:
