@@ -168,26 +168,16 @@ customer_slices as (
 
 long_form as (
     {%- set measures = [
-        ('line_slices_converted', 'gross_sales', 'gross_sales'),
-        ('line_slices_converted', 'discounts', 'discounts'),
-        ('line_slices_converted', 'refunds', 'refunds'),
-        ('line_slices_converted', 'net_sales', 'gross_sales - discounts - refunds'),
-        ('line_slices_converted', 'units', 'units'),
-        ('order_slices', 'orders', 'orders'),
-        ('customer_slices', 'new_customers', 'new_customers'),
-        ('customer_slices', 'returning_customers', 'returning_customers'),
+        ('line_slices_converted', 'gross_sales', 'gross_sales', none),
+        ('line_slices_converted', 'discounts', 'discounts', none),
+        ('line_slices_converted', 'refunds', 'refunds', none),
+        ('line_slices_converted', 'net_sales', 'gross_sales - discounts - refunds', none),
+        ('line_slices_converted', 'units', 'units', none),
+        ('order_slices', 'orders', 'orders', none),
+        ('customer_slices', 'new_customers', 'new_customers', none),
+        ('customer_slices', 'returning_customers', 'returning_customers', none),
     ] %}
-    {%- for relation, metric, expression in measures %}
-    select
-        workspace_id,
-        date,
-        '{{ metric }}' as metric,
-        dimension,
-        dimension_value,
-        cast({{ expression }} as decimal(38, 6)) as value
-    from {{ relation }}
-    {{ "union all" if not loop.last }}
-    {%- endfor %}
+    {{ slices_long_form(measures) }}
 ),
 
 final as (

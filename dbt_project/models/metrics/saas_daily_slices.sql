@@ -168,20 +168,7 @@ long_form as (
         ('movement_slices', 'churned_mrr', 'churned_mrr', "dimension <> 'movement_type'"),
         ('movement_slices', 'reactivation_mrr', 'reactivation_mrr', "dimension <> 'movement_type'"),
     ] %}
-    {%- for relation, metric, expression, condition in measures %}
-    select
-        workspace_id,
-        date,
-        '{{ metric }}' as metric,
-        dimension,
-        dimension_value,
-        cast({{ expression }} as decimal(38, 6)) as value
-    from {{ relation }}
-    {%- if condition %}
-    where {{ condition }}
-    {%- endif %}
-    {{ "union all" if not loop.last }}
-    {%- endfor %}
+    {{ slices_long_form(measures) }}
 ),
 
 final as (
