@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import dlt
 from dlt.common.destination import Destination
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from pipelines.settings import Settings, Warehouse
 from pipelines.warehouse import warehouse_write_lock
@@ -27,11 +28,17 @@ for _option in ("ADD_DLT_LOAD_ID", "ADD_DLT_ID"):
     os.environ.setdefault(f"NORMALIZE__PARQUET_NORMALIZER__{_option}", "true")
 
 
+# DuckDB takes up to 80% of the machine's memory by default, and merging a million-row load
+# filled 8 GiB (docs/performance.md). Capped, it spills to disk next to the database instead.
+DUCKDB_MEMORY_LIMIT = "2GB"
+
+
 def dlt_destination(warehouse: Warehouse) -> Destination:
     """The dlt destination for the warehouse URL (DuckDB file or Postgres)."""
     if warehouse.kind == "duckdb":
         warehouse.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-        return dlt.destinations.duckdb(credentials=str(warehouse.duckdb_path))
+        credentials = DuckDbCredentials(str(warehouse.duckdb_path), global_config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+        return dlt.destinations.duckdb(credentials=credentials)
     parts = urlsplit(warehouse.url)
     if parts.username and parts.password is None:
         # dlt insists on a password; servers with trust or peer auth ignore an empty one.
