@@ -160,7 +160,7 @@ def _change(sandbox: Served, history_days: int, full: dict[str, Any]) -> dict[st
     """Move the clock in small steps until 1% of the orders and invoices the full run synced were
     created or changed (the simulator's own changes: edits, refunds, renewals, churn, new days)."""
     before = sum(source["objects"] for source in full["sources"].values())
-    step = history_days * CHANGE_SHARE / 4
+    step = history_days * CHANGE_SHARE / 16  # on the large sandbox one step changes about 0.4%
     days, by_workspace = 0.0, {}
     while _counted(by_workspace) < CHANGE_SHARE * before and days < history_days * CHANGE_SHARE * 10:
         for workspace, kinds in sandbox.advance(step)["changed"].items():
