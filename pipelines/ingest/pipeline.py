@@ -61,6 +61,21 @@ def dlt_pipeline(source: str, workspace_id: str, settings: Settings) -> dlt.Pipe
     )
 
 
+def merge_keys(primary_key: tuple[str, ...], merge_key: tuple[str, ...] | None) -> dict[str, object]:
+    """dlt key arguments for a raw table: a child table (one with a merge key) is replaced by parent only.
+
+    With both keys dlt's delete-insert deletes rows matching `primary key OR merge key`; no database
+    can hash-join on an OR, so every incremental merge compared each changed row with the whole
+    table (a 1.8M-row table took minutes for 33k changed lines; docs/performance.md). A child never
+    moves to another parent and arrives once per load, so the merge key alone replaces it exactly.
+    The explicit `primary_key: False` also clears the hint from schemas stored before this change.
+    """
+    if merge_key is None:
+        return {"primary_key": list(primary_key), "merge_key": None, "columns": {}}
+    return {"primary_key": None, "merge_key": list(merge_key),
+            "columns": {name: {"primary_key": False} for name in primary_key}}
+
+
 @dataclass
 class SyncStats:
     """What a connector reports about one sync, for the asset's metadata and logs."""

@@ -17,7 +17,7 @@ from typing import Any
 import dlt
 from dlt.extract.resource import DltResource
 
-from pipelines.ingest.pipeline import SyncStats
+from pipelines.ingest.pipeline import SyncStats, merge_keys
 from pipelines.ingest.shopify import queries, rows
 from pipelines.ingest.shopify.arrow import ArrowTables
 from pipelines.ingest.shopify.client import ShopifyApiError, ShopifyAuthError, ShopifyClient
@@ -232,6 +232,7 @@ def _fetcher(fetch: _ShopifyFetch, spec: queries.ObjectSpec):
 
 def _table(parent: DltResource, table: str, file_format: str | None) -> DltResource:
     primary_key, merge_key = KEYS[table]
+    keys = merge_keys(primary_key, merge_key)
 
     def pick(batch: dict[str, Any]) -> Iterator[Any]:
         found = batch.get(table)  # dict rows from pages, an Arrow table from a bulk operation
@@ -242,14 +243,18 @@ def _table(parent: DltResource, table: str, file_format: str | None) -> DltResou
         pick,
         name=table,
         data_from=parent,
-        primary_key=list(primary_key),
-        merge_key=list(merge_key) if merge_key else None,
+        primary_key=keys["primary_key"],
+        merge_key=keys["merge_key"],
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-        columns=column_hints(table, primary_key),
+        columns=_merged(column_hints(table, primary_key), keys["columns"]),
         file_format=file_format,
     )
     resource.__doc__ = DESCRIPTIONS[table]
     return resource
+
+
+def _merged(columns: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {**hints, **extra.get(name, {})} for name, hints in columns.items()}
 
 
 @dlt.source(name="shopify", max_table_nesting=0)

@@ -17,7 +17,7 @@ from typing import Any
 import dlt
 from dlt.extract.source import DltSource
 
-from pipelines.ingest.pipeline import SyncStats
+from pipelines.ingest.pipeline import SyncStats, merge_keys
 from pipelines.ingest.stripe.client import StripeClient
 from pipelines.ingest.stripe.feed import Batch, StripeFeed
 from pipelines.settings import Settings
@@ -66,6 +66,9 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None, dict[str, Any],
 
 def _table_resource(feed: Any, name: str, file_format: str | None) -> Any:
     primary_key, merge_key, columns, doc = TABLES[name]
+    keys = merge_keys(primary_key, merge_key)
+    columns = {**_IDS, **columns} if "id" in primary_key else columns
+    columns = {**columns, **{k: {**columns.get(k, {}), **v} for k, v in keys["columns"].items()}}
 
     def rows(batch: Batch) -> Iterator[list[dict[str, Any]]]:
         if batch.table == name and batch.rows:
@@ -76,9 +79,9 @@ def _table_resource(feed: Any, name: str, file_format: str | None) -> Any:
         data_from=feed,
         name=name,
         write_disposition="merge",
-        primary_key=list(primary_key),
-        merge_key=list(merge_key) if merge_key else None,
-        columns={**_IDS, **columns} if "id" in primary_key else columns,
+        primary_key=keys["primary_key"],
+        merge_key=keys["merge_key"],
+        columns=columns,
         max_table_nesting=0,
         file_format=file_format,
     )
