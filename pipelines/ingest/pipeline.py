@@ -62,18 +62,16 @@ def dlt_pipeline(source: str, workspace_id: str, settings: Settings) -> dlt.Pipe
 
 
 def merge_keys(primary_key: tuple[str, ...], merge_key: tuple[str, ...] | None) -> dict[str, object]:
-    """dlt key arguments for a raw table: a child table (one with a merge key) is replaced by parent only.
+    """dlt key arguments for a raw table: its primary key, and for a child table its parent's key.
 
-    With both keys dlt's delete-insert deletes rows matching `primary key OR merge key`; no database
-    can hash-join on an OR, so every incremental merge compared each changed row with the whole
-    table (a 1.8M-row table took minutes for 33k changed lines; docs/performance.md). A child never
-    moves to another parent and arrives once per load, so the merge key alone replaces it exactly.
-    The explicit `primary_key: False` also clears the hint from schemas stored before this change.
+    A child table needs both. The merge key replaces a changed parent's children as a whole (a
+    removed line disappears); the primary key makes dlt deduplicate the staged rows, which keeps a
+    load that was killed and then completed by the next run exact (its staging copy may hold rows
+    twice; tests/integration/test_shopify_ingest.py kills a sync during each stage). The price:
+    dlt deletes on `primary key OR merge key`, which databases cannot hash-join, so an incremental
+    merge into a very large child table is slow (docs/performance.md).
     """
-    if merge_key is None:
-        return {"primary_key": list(primary_key), "merge_key": None, "columns": {}}
-    return {"primary_key": None, "merge_key": list(merge_key),
-            "columns": {name: {"primary_key": False} for name in primary_key}}
+    return {"primary_key": list(primary_key), "merge_key": list(merge_key) if merge_key else None, "columns": {}}
 
 
 @dataclass
