@@ -17,15 +17,15 @@
     end
 {%- endmacro %}
 
-{#- An amount from one currency into another with USD-per-unit rates (docs/metrics.md, "Currency"),
-    rounded to 4 decimals. Amounts already in the target currency are returned unchanged, exactly;
+{#- An amount from one currency into another at the rates `fx_rate_joins` joined with the same
+    aliases (docs/metrics.md, "Currency"), rounded to 4 decimals. Amounts already in the target currency are returned unchanged, exactly;
     the others are converted in double precision, with the same operations on both databases. -#}
-{% macro ecommerce_convert(amount, from_currency, to_currency, from_usd_per_unit, to_usd_per_unit) -%}
+{% macro ecommerce_convert(amount, from_currency, to_currency, from_alias='from_rate', to_alias='to_rate') -%}
     case
         when {{ from_currency }} = {{ to_currency }} then cast(({{ amount }}) as decimal(38, 4))
         else cast(
-            cast(({{ amount }}) as double precision) * cast({{ from_usd_per_unit }} as double precision)
-            / cast({{ to_usd_per_unit }} as double precision)
+            cast(({{ amount }}) as double precision) * cast({{ from_alias }}.usd_per_unit as double precision)
+            / cast({{ to_alias }}.usd_per_unit as double precision)
         as decimal(38, 4))
     end
 {%- endmacro %}

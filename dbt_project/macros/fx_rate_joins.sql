@@ -1,7 +1,9 @@
-{#- Left joins to the rates in force on `day` (int_fx_rates_ranged: one row per currency and
-    validity range) for the currency converted from and the one converted to. An amount converts as
-    amount * from_alias.usd_per_unit / to_alias.usd_per_unit; a missing rate leaves it null, which
-    the models' tests catch. -#}
+{#- Currency conversion: the one place that knows how FX rates are stored (docs/metrics.md, "Currency").
+
+    A model converts with `fx_rate_joins`, which left joins the rates in force on `day` for the
+    currency converted from and the one converted to, and then `fx_rate` (or `ecommerce_convert`),
+    the multiplier from one to the other. Converting a currency into itself needs no rate; a missing
+    rate otherwise leaves the multiplier null. Callers never read the joined rate columns. -#}
 {% macro fx_rate_joins(day, from_currency, to_currency, from_alias='from_rate', to_alias='to_rate') -%}
     left join {{ ref('int_fx_rates_ranged') }} as {{ from_alias }}
         on {{ from_alias }}.currency = {{ from_currency }}
@@ -9,4 +11,13 @@
     left join {{ ref('int_fx_rates_ranged') }} as {{ to_alias }}
         on {{ to_alias }}.currency = {{ to_currency }}
         and {{ day }} >= {{ to_alias }}.valid_from and {{ day }} < {{ to_alias }}.valid_to
+{%- endmacro %}
+
+{#- The multiplier from `from_currency` to `to_currency` on the day `fx_rate_joins` joined with the
+    same aliases: 1 for the same currency, null when a rate is missing. -#}
+{% macro fx_rate(from_currency, to_currency, from_alias='from_rate', to_alias='to_rate') -%}
+    case
+        when {{ from_currency }} = {{ to_currency }} then cast(1 as decimal(18, 8))
+        else {{ from_alias }}.usd_per_unit / {{ to_alias }}.usd_per_unit
+    end
 {%- endmacro %}

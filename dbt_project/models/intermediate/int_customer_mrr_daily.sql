@@ -63,7 +63,7 @@ valued as (
         spine.date_day,
         coalesce(customer_days_with_data.mrr, 0) as mrr,
         -- the day's rate from the billing to the reporting currency (docs/metrics.md, Currency)
-        billing.usd_per_unit / reporting.usd_per_unit as fx_rate,
+        {{ fx_rate('spine.currency', 'spine.reporting_currency', 'billing', 'reporting') }} as fx_rate,
         coalesce(customer_days_with_data.active_subscriptions, 0) as active_subscriptions
     from spine
     left join customer_days_with_data

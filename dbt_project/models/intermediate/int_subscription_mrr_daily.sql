@@ -96,7 +96,7 @@ final as (
         valued.date_day,
         valued.currency,
         cast(valued.mrr as decimal(38, 9)) as mrr,
-        cast(valued.mrr * billing.usd_per_unit / reporting.usd_per_unit as decimal(38, 9)) as mrr_reporting,
+        cast(valued.mrr * {{ fx_rate('valued.currency', 'valued.reporting_currency', 'billing', 'reporting') }} as decimal(38, 9)) as mrr_reporting,
         valued.mrr_source
     from valued
     {{ fx_rate_joins('valued.date_day', 'valued.currency', 'valued.reporting_currency', 'billing', 'reporting') }}

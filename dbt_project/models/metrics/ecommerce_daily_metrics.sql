@@ -53,8 +53,7 @@ money_converted as (
         money.workspace_id,
         money.date,
         {%- for amount in ['gross_sales', 'discounts', 'refunds'] %}
-        sum({{ ecommerce_convert('money.' ~ amount, 'money.currency', 'workspaces.reporting_currency',
-                                 'from_rate.usd_per_unit', 'to_rate.usd_per_unit') }}) as {{ amount }}
+        sum({{ ecommerce_convert('money.' ~ amount, 'money.currency', 'workspaces.reporting_currency') }}) as {{ amount }}
         {{- "," if not loop.last }}
         {%- endfor %}
     from money

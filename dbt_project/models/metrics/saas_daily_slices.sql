@@ -63,7 +63,7 @@ subscription_changes as (
             partition by subscription_days.workspace_id, subscription_days.subscription_id
         ) as first_paying_day,
         -- the day's rate, as int_customer_mrr_daily converts both sides of a movement
-        billing.usd_per_unit / reporting.usd_per_unit as fx_rate
+        {{ fx_rate('subscription_days.currency', 'workspaces.reporting_currency', 'billing', 'reporting') }} as fx_rate
     from subscription_days
     inner join workspaces
         on workspaces.workspace_id = subscription_days.workspace_id
