@@ -33,7 +33,7 @@ NOTIFICATION_KEYS = {"slack": {"channel", "bot_token_env"}, "email": {"to"}}
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,})$")
-WORKSPACE_KEYS = {"id", "name", "vertical", "timezone", "currency", "connectors", "notifications"}
+WORKSPACE_KEYS = {"id", "name", "vertical", "timezone", "currency", "country", "connectors", "notifications"}
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -111,10 +111,18 @@ class Workspace:
     currency: str
     connectors: dict[str, Connector]
     notifications: Notifications = field(default_factory=Notifications)
+    country: str | None = None  # ISO 3166 alpha-2, as set in workspaces.yaml (see holiday_country)
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def holiday_country(self) -> str | None:
+        """The country whose holidays the anomaly detector knows: `country`, else the timezone's."""
+        from pipelines.insights.calendar import country_for_timezone
+
+        return self.country or country_for_timezone(self.timezone)
 
 
 @dataclass(frozen=True)
@@ -241,6 +249,13 @@ def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> W
     currency = str(raw["currency"])
     if currency not in ISO_4217:
         raise WorkspaceError(f"{where}: currency {currency!r} is not an ISO-4217 code (e.g. USD, EUR, BRL)")
+    country = raw.get("country")
+    if country is not None:
+        from pipelines.insights.calendar import known_country
+
+        if not isinstance(country, str) or not known_country(country):
+            raise WorkspaceError(f"{where}: country {country!r} is not an ISO 3166 alpha-2 code (e.g. US, BR, DE); "
+                                 "it picks the holidays anomaly detection knows, and defaults to the timezone's country")
     connectors_raw = raw["connectors"]
     if not isinstance(connectors_raw, dict) or not connectors_raw:
         raise WorkspaceError(f"{where}: connectors must map a connector name to its settings")
@@ -262,6 +277,7 @@ def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> W
         currency=currency,
         connectors=connectors,
         notifications=_parse_notifications(raw.get("notifications"), where, env),
+        country=country,
     )
 
 

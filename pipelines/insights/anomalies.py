@@ -1,11 +1,14 @@
 """Anomaly detection on daily or hourly metric series, judged only on each point's past.
 
 The method (see docs/anomalies.md): a point's *expected* value is a recent level times (for
-positive series; plus, otherwise) a seasonal profile, both medians, so spikes in the history barely
-move them. The band is `sensitivity` robust standard deviations of recent forecast errors.
-Excursions that last are one episode: only the first point is flagged (and any point twice as far
-out as the episode's last flagged one), and the level (the median of the last cycle) re-anchors
-after half a cycle.
+positive series; plus, otherwise) a seasonal profile (day of week; hour of week for hourly data),
+both medians, so spikes in the history barely move them. The band is `sensitivity` robust standard
+deviations of recent forecast errors; low counts (a few churned subscriptions a day) are judged by
+a negative binomial instead. Holidays are compared with the same holiday a year earlier (excused
+when there is none), and an excursion that the same point of last year's calendar also had
+(a yearly promotion, the Christmas dip) is "recurring", not news. Excursions that last are one
+episode: only the first point is flagged (and any point twice as far out as the episode's last
+flagged one), and the level re-anchors after half a cycle.
 
 Everything runs on a (series × time) matrix at once, so scanning thousands of series costs a few
 vectorized numpy passes, not a Python loop per point.
@@ -15,17 +18,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from statistics import NormalDist
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+from scipy import special
+
+from pipelines.insights.calendar import Calendar, calendar_for, country_for_timezone
 
 DAY = pd.Timedelta(days=1)
 HOUR = pd.Timedelta(hours=1)
 
-PROFILE_CYCLES = 8  # the seasonal profile is the median of the last 8 cycles (8 weeks of daily data)
+PROFILE_CYCLES = 8  # the seasonal profile is the median of the last 8 periods (8 weeks)
 MIN_PROFILE_CYCLES = 3
 SCALE_CYCLES = 12  # the band's width comes from the forecast errors of the last 12 cycles
 MIN_SCALE_CYCLES = 2
@@ -45,17 +51,31 @@ TAIL_QUANTILE = 0.9
 SCORE_CAP = 100.0  # a score off a dead-flat history is infinite; it counts as this much in the tail
 ESCALATION = 2.0  # a point in an ongoing episode this many times further out is flagged again
 CHUNK = 1024  # series per block of work: bounds memory (the profile stacks 8 copies of the block)
+# Counts: below this many per point, a count series is judged by a negative binomial around the
+# trimmed mean of its last 4 cycles, not by a normal band around a median (the median of a few
+# churned subscriptions a day is mostly 0 or 1, and its errors are far from normal).
+COUNT_LEVEL = 30.0
+COUNT_WINDOW_CYCLES = 4
+COUNT_PRIOR = 1.0  # pseudo-events in the count window: one event a month is never "infinitely" rare
+PROFILE_PRIOR = 5.0  # pseudo-counts that pull a count series' seasonal profile towards flat
+# Last year: a holiday is compared with the same holiday a year earlier when that one stood out
+# (|score| ≥ 2); any other point outside the band is "recurring" when the same point of last
+# year's calendar (same weekday 52 weeks earlier, or same date) was outside it the same way.
+HOLIDAY_SCORE = 2.0
+LAST_YEAR_NOISE = 2.0  # last year's single point is as noisy as this year's: variances add
+MIN_LAST_YEAR_RATIO = 0.25  # below this ratio to its expected, last year's point sets no narrower band
 
-STATUSES = ["ok", "anomaly", "continuing", "insufficient_history", "missing"]
+STATUSES = ["ok", "anomaly", "continuing", "insufficient_history", "missing", "holiday", "recurring"]
 DIRECTIONS = ["up", "down"]
 
 
 @dataclass(frozen=True)
 class Cadence:
-    """How a series' points relate to the calendar: its step, natural cycle and seasonal period."""
+    """How a series' points relate to the calendar: its step, level cycle and seasonal period."""
 
     step: pd.Timedelta
-    cycle: int  # points per natural cycle: 7 days, or 24 hours
+    cycle: int  # points per natural cycle (the level's window, the scale's unit): 7 days, 24 hours
+    period: int  # points per seasonal profile: 7 (day of week), 168 (hour of week), 24 (hour of day)
     seasonal: bool  # whether the expected value includes a per-phase seasonal profile
 
     @property
@@ -63,13 +83,18 @@ class Cadence:
         """Points in one week, the lag of the week-over-week rule."""
         return int(pd.Timedelta(weeks=1) / self.step)
 
+    @property
+    def per_day(self) -> int:
+        return int(DAY / self.step)
+
 
 def cadence(index: pd.Index, seasonality: str | None = "auto") -> Cadence:
     """Infer the cadence of a daily or hourly index and check the seasonality asked for.
 
     Args:
         index: the series' timestamps.
-        seasonality: "auto" (weekly for daily data, daily for hourly data), "weekly", "daily" or None.
+        seasonality: "auto" (day of week for daily data, hour of week for hourly data), "weekly"
+            (the same), "daily" (hour of day, hourly data only) or None.
 
     Raises:
         ValueError: the index is not a daily or hourly DatetimeIndex, or the seasonality does not fit it.
@@ -83,30 +108,49 @@ def cadence(index: pd.Index, seasonality: str | None = "auto") -> Cadence:
     step = pd.Series(index.sort_values()).diff().min()
     if step not in (DAY, HOUR):
         raise ValueError(f"series must be daily or hourly; its smallest step is {step}")
-    cycle = 7 if step == DAY else 24
-    natural = "weekly" if step == DAY else "daily"
-    if seasonality not in ("auto", natural, None):
+    if step == DAY:
+        periods = {"auto": 7, "weekly": 7, None: 7}
+    else:
+        periods = {"auto": 168, "weekly": 168, "daily": 24, None: 24}
+    if seasonality not in periods:
         frequency = "daily" if step == DAY else "hourly"
-        raise ValueError(f"seasonality {seasonality!r} does not fit {frequency} data; use 'auto', "
-                         f"{natural!r} or None")
-    return Cadence(step=step, cycle=cycle, seasonal=seasonality is not None)
+        fits = ", ".join(repr(name) for name in periods)
+        raise ValueError(f"seasonality {seasonality!r} does not fit {frequency} data; use one of {fits}")
+    cycle = 7 if step == DAY else 24
+    return Cadence(step=step, cycle=cycle, period=periods[seasonality], seasonal=seasonality is not None)
 
 
-def detect(series: pd.Series, *, sensitivity: float = 3.0, seasonality: str | None = "auto") -> pd.DataFrame:
+def detect(
+    series: pd.Series,
+    *,
+    sensitivity: float = 3.0,
+    seasonality: str | None = "auto",
+    calendar: Calendar | str | None = "auto",
+    counts: bool | None = None,
+) -> pd.DataFrame:
     """Judge every point of one daily or hourly series against its own past.
 
     Args:
         series: metric values indexed by timestamp; gaps in the grid are treated as missing points.
         sensitivity: how many robust standard deviations from expected count as an anomaly.
-        seasonality: "auto" (weekly for daily data, daily for hourly data), the explicit name, or None.
+        seasonality: "auto" (day of week for daily data, hour of week for hourly data), "weekly",
+            "daily" (hour of day, hourly data) or None.
+        calendar: the holidays to know: a `calendar.Calendar`, an ISO 3166 country code, None for
+            none, or "auto": the country of a timezone-aware index's timezone (none for naive).
+        counts: whether the values are counts of events (a negative binomial judges low counts);
+            None decides from the data: counts while every value so far is a whole number ≥ 0.
+            Pass False for levels such as active customers.
 
     Returns:
         One row per input point, on the input's index, with columns `value, expected, lower, upper,
-        score, is_anomaly, direction, status`. `status` is one of `ok`, `anomaly`, `continuing`
-        (a lasting excursion already flagged on its first point), `insufficient_history` or
-        `missing` (the value is NaN).
+        score, is_anomaly, direction, status, holiday`. `status` is one of `ok`, `anomaly`,
+        `continuing` (a lasting excursion already flagged on its first point),
+        `insufficient_history`, `missing` (the value is NaN), `holiday` (a holiday with no
+        judged same holiday a year earlier: excused) or `recurring` (outside the usual band, as
+        the same point of last year's calendar was). `holiday` names the point's holiday.
     """
-    found = detect_many(series.to_frame("series"), sensitivity=sensitivity, seasonality=seasonality)
+    found = detect_many(series.to_frame("series"), sensitivity=sensitivity, seasonality=seasonality,
+                        calendar=calendar, counts=counts)
     return found.droplevel(0).reindex(series.index)
 
 
@@ -117,6 +161,8 @@ def detect_many(
     seasonality: str | None = "auto",
     anomalies_only: bool = False,
     workers: int = 2,
+    calendar: Calendar | str | None = "auto",
+    counts: bool | None | Mapping[object, bool | None] = None,
 ) -> pd.DataFrame:
     """Judge many series that share one daily or hourly time index, all at once.
 
@@ -128,6 +174,8 @@ def detect_many(
         anomalies_only: return only the flagged points (what a scan stores), which skips building
             the full long frame.
         workers: threads working on blocks of series; numpy releases the GIL in the heavy parts.
+        calendar: as in `detect`; one calendar for all series (one workspace's).
+        counts: as in `detect`, for all series or per column label.
 
     Returns:
         A long frame indexed by (column label..., timestamp), with the columns of `detect`.
@@ -139,11 +187,14 @@ def detect_many(
     if not frame.index.isin(grid).all():
         raise ValueError(f"timestamps are not on a regular {rhythm.step} grid")
     values = frame.reindex(grid).to_numpy(dtype="float64", na_value=np.nan).T  # (series, time)
-    thresholds = _per_column(sensitivity, frame.columns)
+    thresholds = _per_column(sensitivity, frame.columns, "sensitivity", float)
+    counting = _per_column(counts, frame.columns, "counts", lambda flag: np.nan if flag is None else float(flag))
+    days = _Days.of(grid, rhythm, _calendar(calendar, grid))
 
     chunks = [slice(start, start + CHUNK) for start in range(0, values.shape[0], CHUNK)]
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        parts = list(pool.map(lambda rows: _judge(values[rows], thresholds[rows], rhythm), chunks))
+        parts = list(pool.map(lambda rows: _judge(values[rows], thresholds[rows], counting[rows], rhythm, days),
+                              chunks))
     judged = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     on_input = grid.isin(frame.index)  # drop grid points the caller did not ask about
@@ -159,6 +210,7 @@ def detect_many(
             "is_anomaly": judged["is_anomaly"][series_at, time_at],
             "direction": pd.Categorical.from_codes(judged["direction"][series_at, time_at], DIRECTIONS),
             "status": pd.Categorical.from_codes(judged["status"][series_at, time_at], STATUSES),
+            "holiday": pd.Categorical.from_codes(days.name_codes[time_at], days.names),
         },
         index=index,
     )
@@ -196,18 +248,108 @@ def week_over_week(series: pd.Series, *, threshold: float = 0.3) -> pd.DataFrame
     )
 
 
-def _judge(values: np.ndarray, thresholds: np.ndarray, rhythm: Cadence) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class _Days:
+    """What the calendar says about each grid point (arrays along the time axis).
+
+    `holiday` marks points on a holiday; `holiday_ref` is the grid position of the same point on
+    the same holiday a year earlier; `weekday_ref` (52 weeks earlier) and `date_ref` (same date a
+    year earlier) are where last year's calendar had the same point; -1 where there is none.
+    """
+
+    holiday: np.ndarray
+    holiday_ref: np.ndarray
+    weekday_ref: np.ndarray
+    date_ref: np.ndarray
+    name_codes: np.ndarray
+    names: list[str]
+
+    @classmethod
+    def of(cls, grid: pd.DatetimeIndex, rhythm: Cadence, calendar: Calendar | None) -> _Days:
+        length = len(grid)
+        weekday_ref = np.arange(length) - 52 * 7 * rhythm.per_day
+        weekday_ref[weekday_ref < 0] = -1
+        date_ref = grid.get_indexer(grid - pd.DateOffset(years=1))
+        date_ref[grid.month * 100 + grid.day == 229] = -1  # 29 February has no same date a year earlier
+        holiday = np.zeros(length, dtype=bool)
+        holiday_ref = np.full(length, -1)
+        name_codes = np.full(length, -1)
+        names: list[str] = []
+        if calendar is not None and length:
+            local = grid.tz_localize(None) if grid.tz is not None else grid
+            days = local.normalize()
+            for day in days.unique():
+                name = calendar.name(day.date())
+                if name is None:
+                    continue
+                at = days == day
+                holiday[at] = True
+                if name not in names:
+                    names.append(name)
+                name_codes[at] = names.index(name)
+                earlier = calendar.last_year(day.date())
+                if earlier is not None:
+                    wanted = grid[at] - (day - pd.Timestamp(earlier))
+                    holiday_ref[at] = grid.get_indexer(wanted)
+        return cls(holiday, holiday_ref, weekday_ref, date_ref, name_codes, names)
+
+    def padded(self, length: int) -> _Days:
+        """The same arrays padded to `length` points (the padding has no holiday and no reference)."""
+        extra = length - len(self.holiday)
+        pad = functools.partial(np.pad, pad_width=(0, extra))
+        return _Days(pad(self.holiday, constant_values=False), pad(self.holiday_ref, constant_values=-1),
+                     pad(self.weekday_ref, constant_values=-1), pad(self.date_ref, constant_values=-1),
+                     pad(self.name_codes, constant_values=-1), self.names)
+
+
+def _calendar(calendar: Calendar | str | None, grid: pd.DatetimeIndex) -> Calendar | None:
+    """The calendar asked for: "auto" takes a timezone-aware index's country."""
+    if calendar is None or isinstance(calendar, Calendar):
+        return calendar
+    country = calendar
+    if calendar == "auto":
+        country = country_for_timezone(str(grid.tz)) if grid.tz is not None else None
+        if country is None:
+            return None
+    local = grid.tz_localize(None) if grid.tz is not None else grid
+    return calendar_for(country, [local.min().date(), local.max().date()])
+
+
+def _judge(values: np.ndarray, thresholds: np.ndarray, counting: np.ndarray, rhythm: Cadence,
+           days: _Days) -> dict[str, np.ndarray]:
     """The verdict on every point of a (series, time) block."""
     length = values.shape[1]
-    padded = _pad(values, rhythm.cycle)
-    expected, scale = _forecast(padded, rhythm)
-    error = padded - expected
-    scale = scale * _tail_factor(_score(error, scale), rhythm.cycle)
-    expected, error, scale = (a[:, :length] for a in (expected, error, scale))
+    padded = _pad(values, rhythm.period)
+    days = days.padded(padded.shape[1])
+    # Holidays do not shape the baseline: Black Friday must not lift the next week's level.
+    basis = np.where(days.holiday, np.nan, padded)
+    expected, scale = _forecast(basis, rhythm)
+    scale = scale * _tail_factor(_score(basis - expected, scale), rhythm.cycle)
+    non_negative = np.logical_and.accumulate(np.isnan(padded) | (padded >= 0), axis=1)
+    expected = np.where(non_negative, np.fmax(expected, 0.0), expected)
+    score = _score(padded - expected, scale)
+    judged = ~np.isnan(score) & ~np.isnan(padded)
 
-    score = _score(error, scale)
-    judged = ~np.isnan(score) & ~np.isnan(values)
-    outside = judged & (np.abs(score) > thresholds[:, None])
+    dispersion = np.full(padded.shape, np.nan)  # set where the count model judges the point
+    counted = _count_series(padded, counting, expected)
+    if counted.any():
+        rows = np.flatnonzero(counted)
+        mean, spread = _count_forecast(basis[rows], rhythm)
+        use = judged[rows] & _whole_so_far(padded[rows]) & (mean < COUNT_LEVEL)
+        expected[rows] = np.where(use, mean, expected[rows])
+        dispersion[rows] = np.where(use, spread, np.nan)
+        scale[rows] = np.where(use, np.sqrt(spread * mean), scale[rows])
+        score[rows] = np.where(use, _count_score(padded[rows], mean, spread), score[rows])
+
+    expected, scale, score, dispersion, holiday_excused, recurring = _last_year(
+        padded, expected, scale, score, dispersion, judged, days, thresholds)
+    outside = judged & (np.abs(score) > thresholds[:, None]) & ~holiday_excused
+    outside &= ~((padded == 0) & _usual_zero(basis, outside, rhythm.cycle))
+    recurring &= ~outside
+
+    expected, scale, score, dispersion, outside, judged, padded = (
+        a[:, :length] for a in (expected, scale, score, dispersion, outside, judged, padded))
+    holiday_excused, recurring, non_negative = (a[:, :length] for a in (holiday_excused, recurring, non_negative))
     up = score > 0
     # A point outside the band right after one outside on the same side continues that episode.
     continuing = outside.copy()
@@ -217,19 +359,239 @@ def _judge(values: np.ndarray, thresholds: np.ndarray, rhythm: Cadence) -> dict[
 
     status = np.full(values.shape, STATUSES.index("insufficient_history"), dtype=np.int8)
     status[judged] = STATUSES.index("ok")
+    status[judged & recurring] = STATUSES.index("recurring")
+    status[judged & holiday_excused] = STATUSES.index("holiday")
     status[outside] = STATUSES.index("anomaly")
     status[continuing] = STATUSES.index("continuing")
     status[np.isnan(values)] = STATUSES.index("missing")
-    band = thresholds[:, None] * scale
+    lower, upper = _band(expected, scale, dispersion, thresholds)
+    lower = np.where(non_negative, np.fmax(lower, 0.0), lower)
     return {
         "expected": expected,
-        "lower": expected - band,
-        "upper": expected + band,
+        "lower": lower,
+        "upper": upper,
         "score": np.where(judged, score, np.nan),
         "is_anomaly": outside & ~continuing,
         "direction": np.where(judged & (score != 0), np.where(up, 0, 1), -1).astype(np.int8),
         "status": status,
     }
+
+
+def _count_series(values: np.ndarray, counting: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Series the count model may judge: counts (as told, or whole numbers ≥ 0 when not told)
+    that are low somewhere."""
+    told = ~np.isnan(counting)
+    whole = np.all(np.isnan(values) | ((values >= 0) & (values == np.floor(values))), axis=1)
+    may = np.where(told, counting == 1, whole)
+    with np.errstate(invalid="ignore"):
+        low = np.any(expected < 2 * COUNT_LEVEL, axis=1) | np.all(np.isnan(expected), axis=1)
+    return may & low
+
+
+def _whole_so_far(values: np.ndarray) -> np.ndarray:
+    """Whether every value up to each point is a whole number ≥ 0 (a count), with no look-ahead."""
+    return np.logical_and.accumulate(np.isnan(values) | ((values >= 0) & (values == np.floor(values))), axis=1)
+
+
+def _count_forecast(basis: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.ndarray]:
+    """Expected counts and their dispersion (variance over mean, ≥ 1) from each point's past.
+
+    The level is the mean of the last COUNT_WINDOW_CYCLES cycles without their largest value
+    (plus one pseudo-event), so one burst does not lift it; the seasonal profile is each phase's
+    sum over the last periods against the flat share, pulled towards flat by PROFILE_PRIOR
+    pseudo-counts, so a phase seen a handful of times does not swing it.
+    """
+    n_series, length = basis.shape
+    period = rhythm.period
+    profile = np.ones_like(basis)
+    if rhythm.seasonal:
+        per_period = basis.reshape(n_series, length // period, period)
+        lagged = np.stack(_lagged(per_period, range(1, PROFILE_CYCLES + 1), axis=1))
+        seen = np.sum(~np.isnan(lagged), axis=0)
+        total = np.nansum(lagged, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            flat = np.sum(total, axis=2, keepdims=True) / np.sum(seen, axis=2, keepdims=True)
+            shaped = (total + PROFILE_PRIOR) / (seen * flat + PROFILE_PRIOR)
+        profile = np.where(seen >= MIN_PROFILE_CYCLES, shaped, 1.0).reshape(n_series, length)
+    window = COUNT_WINDOW_CYCLES * rhythm.cycle
+    level = _trimmed_mean_before(basis / profile, window)
+    mean = level * profile
+    spread = CYCLE_MEAN_ABS_TO_SIGMA * _typical(basis - mean, rhythm.cycle)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dispersion = np.fmax(spread ** 2 / mean, 1.0)
+    return mean, np.where(np.isnan(spread), 1.0, dispersion)
+
+
+def _trimmed_mean_before(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the `window` points before each point without their largest one, plus COUNT_PRIOR
+    pseudo-events; NaN with fewer than half the window present."""
+    present = ~np.isnan(values)
+    filled = np.where(present, values, 0.0)
+    zeros = np.zeros((values.shape[0], 1))
+    total = np.concatenate([zeros, np.cumsum(filled, axis=1)], axis=1)
+    count = np.concatenate([zeros, np.cumsum(present, axis=1)], axis=1)
+    at = np.arange(values.shape[1])
+    since = np.maximum(at - window, 0)
+    summed, seen = total[:, at] - total[:, since], count[:, at] - count[:, since]
+    largest = _max_before(np.where(present, values, -np.inf), window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (summed - np.fmax(largest, 0.0) + COUNT_PRIOR) / seen
+    return np.where(seen >= window // 2, mean, np.nan)
+
+
+def _max_before(values: np.ndarray, window: int) -> np.ndarray:
+    """The largest of the `window` points before each point (-inf where none), by doubling."""
+    shifted = np.concatenate([np.full((values.shape[0], 1), -np.inf), values[:, :-1]], axis=1)
+    spans = {1: shifted}  # spans[k][t] = max of the k points before t
+    size = 1
+    while size * 2 <= window:
+        previous = spans[size]
+        later = np.concatenate([np.full((values.shape[0], size), -np.inf), previous[:, :-size]], axis=1)
+        spans[size * 2] = np.maximum(previous, later)
+        size *= 2
+    result = np.full(values.shape, -np.inf)
+    offset = 0
+    for span in sorted(spans, reverse=True):
+        if window - offset >= span:
+            part = spans[span] if offset == 0 else np.concatenate(
+                [np.full((values.shape[0], offset), -np.inf), spans[span][:, :-offset]], axis=1)
+            result = np.maximum(result, part)
+            offset += span
+    return result
+
+
+def _count_score(values: np.ndarray, mean: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
+    """A count's surprise in standard-normal units: the mid-p tail probability of a negative
+    binomial with that mean and variance `dispersion` × mean (Poisson at dispersion 1), as a z-score.
+
+    Mid-p (half the probability of the value itself) keeps a count at its usual value near 0: with
+    0.3 churned subscriptions expected, a day with none scores about -0.4, one with 3 scores +3.2.
+    """
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        k = np.where(np.isnan(values), 0.0, np.round(values))
+        mu = np.fmax(np.where(np.isnan(mean), 1.0, mean), 1e-9)
+        d = np.where(np.isnan(dispersion), 1.0, np.fmax(dispersion, 1.0))
+        poisson = d < 1.0 + 1e-6
+        r = np.where(poisson, 1.0, mu / (d - 1.0))
+        p = np.where(poisson, 0.5, 1.0 / d)
+        at_most = np.where(poisson, special.gammaincc(k + 1, mu), special.betainc(r, k + 1, p))
+        above = np.where(poisson, special.gammainc(k + 1, mu), special.betainc(k + 1, r, 1 - p))
+        log_pmf = np.where(poisson, k * np.log(mu) - mu - special.gammaln(k + 1),
+                           special.gammaln(k + r) - special.gammaln(r) - special.gammaln(k + 1)
+                           + r * np.log(p) + k * np.log1p(-p))
+        half = 0.5 * np.exp(log_pmf)
+        below_mid = at_most - half
+        above_mid = above + half
+        score = np.where(below_mid < 0.5, special.ndtri(np.fmax(below_mid, 0.0)), -special.ndtri(np.fmax(above_mid, 0.0)))
+    return np.where(np.isnan(values) | np.isnan(mean), np.nan, score)
+
+
+def _band(expected: np.ndarray, scale: np.ndarray, dispersion: np.ndarray,
+          thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The band's edges: `expected ∓ sensitivity × scale`, or for counts the negative binomial's
+    quantiles at the normal tail probabilities of ±sensitivity."""
+    half = thresholds[:, None] * scale
+    lower, upper = expected - half, expected + half
+    counted = ~np.isnan(dispersion)
+    if counted.any():
+        mu = np.fmax(expected[counted], 1e-9)
+        d = np.fmax(dispersion[counted], 1.0)
+        sigmas = np.broadcast_to(thresholds[:, None], expected.shape)[counted]
+        edges = []
+        for tail in (special.ndtr(-sigmas), special.ndtr(sigmas)):
+            poisson = special.pdtrik(tail, mu)
+            negative_binomial = special.nbdtrik(tail, mu / np.fmax(d - 1.0, 1e-9), 1.0 / d)
+            edges.append(np.fmax(np.where(d < 1.0 + 1e-6, poisson, negative_binomial), 0.0))
+        lower[counted], upper[counted] = edges
+    return lower, upper
+
+
+def _last_year(values, expected, scale, score, dispersion, judged, days: _Days, thresholds):
+    """Judge holidays against the same holiday a year earlier, and excuse what last year also had.
+
+    Returns the expected values, scales, scores and dispersions with last year's points applied,
+    the holiday points excused for having no judged same holiday a year earlier, and the points
+    outside the usual band that last year's calendar explains ("recurring").
+    """
+    sensitivity = thresholds[:, None]
+    outside = judged & (np.abs(score) > sensitivity)
+    expected, scale, score, dispersion = expected.copy(), scale.copy(), score.copy(), dispersion.copy()
+    excused = np.zeros(values.shape, dtype=bool)
+    recurring = np.zeros(values.shape, dtype=bool)
+
+    on_holiday = np.flatnonzero(days.holiday)
+    if on_holiday.size:
+        at = (slice(None), on_holiday)
+        found = _against(values[at], expected[at], scale[at], score[at], dispersion[at], judged,
+                         days.holiday_ref[on_holiday], values, expected, score)
+        candidate, available, last_score = found["expected"], found["available"], found["last_score"]
+        use = available & (np.abs(last_score) >= HOLIDAY_SCORE)
+        excused[at] = ~available
+        recurring[at] = use & outside[at] & (np.abs(found["score"]) <= sensitivity)
+        for name, array in (("expected", expected), ("scale", scale), ("score", score), ("dispersion", dispersion)):
+            array[at] = np.where(use, found[name], array[at])
+
+    # Elsewhere only excuse: a point outside the band whose same calendar point last year was
+    # outside it the same way, and that is inside last year's band now (a yearly promotion).
+    rows, times = np.nonzero(outside & ~days.holiday)
+    if rows.size:
+        best = np.abs(score[rows, times])
+        for references in (days.weekday_ref, days.date_ref):
+            found = _against(values[rows, times], expected[rows, times], scale[rows, times], score[rows, times],
+                             dispersion[rows, times], judged, references[times], values, expected, score, rows)
+            limit = thresholds[rows]
+            same_way = np.sign(found["last_score"]) == np.sign(score[rows, times])
+            better = (found["available"] & same_way & (np.abs(found["last_score"]) > limit)
+                      & (np.abs(found["score"]) <= limit) & (np.abs(found["score"]) < best))
+            for name, array in (("expected", expected), ("scale", scale), ("score", score),
+                                ("dispersion", dispersion)):
+                array[rows[better], times[better]] = found[name][better]
+            recurring[rows[better], times[better]] = True
+            best = np.where(better, np.abs(found["score"]), best)
+    return expected, scale, score, dispersion, excused, recurring
+
+
+def _against(value, expected, scale, score, dispersion, judged, references, all_values, all_expected,
+             all_scores, rows=None) -> dict[str, np.ndarray]:
+    """Points judged against their reference a year earlier: expected × last year's ratio to its
+    expected (its difference, where the expected values are not positive), on a band widened for
+    last year's own noise.
+
+    `value`, `expected`... hold the points (a (series, k) block, or flat arrays of points at `rows`);
+    `references` their reference positions (-1: none).
+    """
+    valid = references >= 0
+    at = np.where(valid, references, 0)
+    if rows is None:
+        last_value, last_expected = all_values[:, at], all_expected[:, at]
+        last_score, last_judged = all_scores[:, at], judged[:, at]
+    else:
+        last_value, last_expected = all_values[rows, at], all_expected[rows, at]
+        last_score, last_judged = all_scores[rows, at], judged[rows, at]
+    available = valid & last_judged & np.isfinite(last_score)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = (last_expected > 0) & (expected > 0) & (last_value >= 0)
+        factor = np.where(ratio, last_value / last_expected, np.nan)
+        shifted = np.where(ratio, expected * factor, expected + (last_value - last_expected))
+        widened = np.where(ratio, scale * np.sqrt(LAST_YEAR_NOISE * np.fmax(factor, MIN_LAST_YEAR_RATIO)),
+                           scale * np.sqrt(LAST_YEAR_NOISE))
+        spread = dispersion * LAST_YEAR_NOISE
+        new_score = np.where(np.isnan(dispersion), _score(value - shifted, widened),
+                             _count_score(value, shifted, spread))
+    return {"expected": shifted, "scale": widened, "score": new_score, "dispersion": spread,
+            "available": available, "last_score": np.where(available, last_score, np.nan)}
+
+
+def _usual_zero(basis: np.ndarray, where: np.ndarray, cycle: int) -> np.ndarray:
+    """Whether the median of the last cycle before each point in `where` is 0 (elsewhere False):
+    a metric at its usual value of 0 is never an anomaly."""
+    rows, times = np.nonzero(where)
+    usual = np.zeros(where.shape, dtype=bool)
+    if rows.size:
+        before = [np.where(times - lag >= 0, basis[rows, np.maximum(times - lag, 0)], np.nan)
+                  for lag in range(1, cycle + 1)]
+        usual[rows, times] = _median(before, min_count=(cycle + 1) // 2) == 0
+    return usual
 
 
 def _score(error: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -305,23 +667,24 @@ def _forecast(padded: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.ndarr
 def _baselines(padded: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The additive and multiplicative expected values, and the multiplicative model's level.
 
-    The profile is each phase's median deviation from (or ratio to) its cycle's median over the
-    last cycles; the level is the median deseasonalized value of the last cycle. Both only look at
-    points before t. The multiplicative values are NaN where a cycle median or level was not positive.
+    The profile is each phase's median deviation from (or ratio to) its period's median over the
+    last periods (a week: days of week, or hours of week); the level is the median deseasonalized
+    value of the last cycle (7 days, 24 hours). Both only look at points before t. The
+    multiplicative values are NaN where a period median or level was not positive.
     """
     n_series, length = padded.shape
-    cycle = rhythm.cycle
-    cycles = padded.reshape(n_series, length // cycle, cycle)
+    cycle, period = rhythm.cycle, rhythm.period
     if rhythm.seasonal:
-        # Cycle medians use the whole cycle, so a cycle's shape is only known once it ends:
-        # cycle c's profile comes from cycles c-1, c-2, ... (no look-ahead).
-        middle = _median([cycles[..., phase] for phase in range(cycle)], min_count=cycle // 2 + 1)[..., None]
+        periods = padded.reshape(n_series, length // period, period)
+        # Period medians use the whole period, so its shape is only known once it ends:
+        # period c's profile comes from periods c-1, c-2, ... (no look-ahead).
+        middle = _median([periods[..., phase] for phase in range(period)], min_count=period // 2 + 1)[..., None]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = _profile(np.where(middle > 0, cycles / middle, np.nan))
-        # Ratios only make sense if none of the cycles they come from had a median of 0 or less.
+            ratio = _profile(np.where(middle > 0, periods / middle, np.nan))
+        # Ratios only make sense if none of the periods they come from had a median of 0 or less.
         not_positive = np.sum(_lagged(middle[..., 0] <= 0, range(1, PROFILE_CYCLES + 1), axis=1, fill=False), axis=0)
-        ratio = np.where(np.repeat(not_positive > 0, cycle, axis=1), np.nan, ratio)
-        deviation = _profile(cycles - middle)
+        ratio = np.where(np.repeat(not_positive > 0, period, axis=1), np.nan, ratio)
+        deviation = _profile(periods - middle)
     else:
         ratio = np.ones_like(padded)
         deviation = np.zeros_like(padded)
@@ -333,7 +696,7 @@ def _baselines(padded: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.ndar
 
 
 def _profile(per_cycle: np.ndarray) -> np.ndarray:
-    """Each phase's median over the previous cycles, from (series, cycle, phase) to (series, time)."""
+    """Each phase's median over the previous periods, from (series, period, phase) to (series, time)."""
     n_series, n_cycles, cycle = per_cycle.shape
     lagged = _lagged(per_cycle, range(1, PROFILE_CYCLES + 1), axis=1)
     return _median(lagged, min_count=MIN_PROFILE_CYCLES).reshape(n_series, n_cycles * cycle)
@@ -463,15 +826,15 @@ def _pad(values: np.ndarray, cycle: int) -> np.ndarray:
     return np.pad(values, ((0, 0), (0, missing)), constant_values=np.nan)
 
 
-def _per_column(sensitivity: float | Mapping[object, float] | pd.Series, columns: pd.Index) -> np.ndarray:
-    """One threshold per column, from a scalar or a per-column mapping."""
-    if np.isscalar(sensitivity):
-        return np.full(len(columns), float(sensitivity))
-    by_column = pd.Series(sensitivity, dtype="float64")
+def _per_column(setting, columns: pd.Index, name: str, convert) -> np.ndarray:
+    """One value per column, from a scalar (or None) or a per-column mapping, through `convert`."""
+    if setting is None or np.isscalar(setting):
+        return np.full(len(columns), convert(setting), dtype="float64")
+    by_column = pd.Series(setting, dtype="object")
     missing = columns.difference(by_column.index)
     if len(missing):
-        raise ValueError(f"no sensitivity for series {list(missing[:3])}")
-    return by_column.reindex(columns).to_numpy()
+        raise ValueError(f"no {name} for series {list(missing[:3])}")
+    return np.array([convert(value) for value in by_column.reindex(columns)], dtype="float64")
 
 
 def _long_index(columns: pd.Index, grid: pd.DatetimeIndex, series_at: np.ndarray, time_at: np.ndarray) -> pd.MultiIndex:
