@@ -203,10 +203,17 @@ def detect_many(
         keep = keep & judged["is_anomaly"]
     series_at, time_at = np.nonzero(keep)
     index = _long_index(frame.columns, grid, series_at, time_at)
+    expected = judged["expected"][series_at, time_at]
+    lower, upper = _band(expected, judged["scale"][series_at, time_at], judged["dispersion"][series_at, time_at],
+                         thresholds[series_at])
+    lower = np.where(judged["non_negative"][series_at, time_at], np.fmax(lower, 0.0), lower)
     return pd.DataFrame(
         {
             "value": values[series_at, time_at],
-            **{name: judged[name][series_at, time_at] for name in ("expected", "lower", "upper", "score")},
+            "expected": expected,
+            "lower": lower,
+            "upper": upper,
+            "score": judged["score"][series_at, time_at],
             "is_anomaly": judged["is_anomaly"][series_at, time_at],
             "direction": pd.Categorical.from_codes(judged["direction"][series_at, time_at], DIRECTIONS),
             "status": pd.Categorical.from_codes(judged["status"][series_at, time_at], STATUSES),
@@ -339,7 +346,9 @@ def _judge(values: np.ndarray, thresholds: np.ndarray, counting: np.ndarray, rhy
         expected[rows] = np.where(use, mean, expected[rows])
         dispersion[rows] = np.where(use, spread, np.nan)
         scale[rows] = np.where(use, np.sqrt(spread * mean), scale[rows])
-        score[rows] = np.where(use, _count_score(padded[rows], mean, spread), score[rows])
+        block = score[rows]
+        block[use] = _count_score(padded[rows][use], mean[use], spread[use])
+        score[rows] = block
 
     expected, scale, score, dispersion, holiday_excused, recurring = _last_year(
         padded, expected, scale, score, dispersion, judged, days, thresholds)
@@ -364,12 +373,11 @@ def _judge(values: np.ndarray, thresholds: np.ndarray, counting: np.ndarray, rhy
     status[outside] = STATUSES.index("anomaly")
     status[continuing] = STATUSES.index("continuing")
     status[np.isnan(values)] = STATUSES.index("missing")
-    lower, upper = _band(expected, scale, dispersion, thresholds)
-    lower = np.where(non_negative, np.fmax(lower, 0.0), lower)
     return {
         "expected": expected,
-        "lower": lower,
-        "upper": upper,
+        "scale": scale,
+        "dispersion": dispersion,
+        "non_negative": non_negative,
         "score": np.where(judged, score, np.nan),
         "is_anomaly": outside & ~continuing,
         "direction": np.where(judged & (score != 0), np.where(up, 0, 1), -1).astype(np.int8),
@@ -466,37 +474,37 @@ def _count_score(values: np.ndarray, mean: np.ndarray, dispersion: np.ndarray) -
 
     Mid-p (half the probability of the value itself) keeps a count at its usual value near 0: with
     0.3 churned subscriptions expected, a day with none scores about -0.4, one with 3 scores +3.2.
+    Arrays of any equal shape; NaN where the value or the mean is missing.
     """
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        k = np.where(np.isnan(values), 0.0, np.round(values))
-        mu = np.fmax(np.where(np.isnan(mean), 1.0, mean), 1e-9)
-        d = np.where(np.isnan(dispersion), 1.0, np.fmax(dispersion, 1.0))
-        poisson = d < 1.0 + 1e-6
-        r = np.where(poisson, 1.0, mu / (d - 1.0))
-        p = np.where(poisson, 0.5, 1.0 / d)
-        at_most = np.where(poisson, special.gammaincc(k + 1, mu), special.betainc(r, k + 1, p))
-        above = np.where(poisson, special.gammainc(k + 1, mu), special.betainc(k + 1, r, 1 - p))
-        log_pmf = np.where(poisson, k * np.log(mu) - mu - special.gammaln(k + 1),
-                           special.gammaln(k + r) - special.gammaln(r) - special.gammaln(k + 1)
-                           + r * np.log(p) + k * np.log1p(-p))
-        half = 0.5 * np.exp(log_pmf)
-        below_mid = at_most - half
-        above_mid = above + half
-        score = np.where(below_mid < 0.5, special.ndtri(np.fmax(below_mid, 0.0)), -special.ndtri(np.fmax(above_mid, 0.0)))
-    return np.where(np.isnan(values) | np.isnan(mean), np.nan, score)
+    score = np.full(values.shape, np.nan)
+    known = ~np.isnan(values) & ~np.isnan(mean)
+    k, mu = np.round(values[known]), np.fmax(mean[known], 1e-9)
+    d = np.fmax(np.where(np.isnan(dispersion[known]), 1.0, dispersion[known]), 1.0)
+    at_most, above, log_pmf = np.empty_like(k), np.empty_like(k), np.empty_like(k)
+    poisson = d < 1.0 + 1e-6
+    kp, mp = k[poisson], mu[poisson]
+    at_most[poisson], above[poisson] = special.gammaincc(kp + 1, mp), special.gammainc(kp + 1, mp)
+    log_pmf[poisson] = special.xlogy(kp, mp) - mp - special.gammaln(kp + 1)
+    kn, mn, dn = k[~poisson], mu[~poisson], d[~poisson]
+    r, p = mn / (dn - 1.0), 1.0 / dn
+    at_most[~poisson], above[~poisson] = special.betainc(r, kn + 1, p), special.betainc(kn + 1, r, 1 - p)
+    log_pmf[~poisson] = (special.gammaln(kn + r) - special.gammaln(r) - special.gammaln(kn + 1)
+                         + r * np.log(p) + kn * np.log1p(-p))
+    half = 0.5 * np.exp(log_pmf)
+    below_mid, above_mid = np.fmax(at_most - half, 0.0), np.fmax(above + half, 0.0)
+    score[known] = np.where(below_mid < 0.5, special.ndtri(below_mid), -special.ndtri(above_mid))
+    return score
 
 
 def _band(expected: np.ndarray, scale: np.ndarray, dispersion: np.ndarray,
-          thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The band's edges: `expected ∓ sensitivity × scale`, or for counts the negative binomial's
-    quantiles at the normal tail probabilities of ±sensitivity."""
-    half = thresholds[:, None] * scale
-    lower, upper = expected - half, expected + half
-    counted = ~np.isnan(dispersion)
+          sensitivity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The band's edges at some points (equal-shaped arrays): `expected ∓ sensitivity × scale`, or
+    for counts (a dispersion) the negative binomial's quantiles at the normal tail probabilities of
+    ±sensitivity."""
+    lower, upper = expected - sensitivity * scale, expected + sensitivity * scale
+    counted = ~np.isnan(dispersion) & ~np.isnan(expected)
     if counted.any():
-        mu = np.fmax(expected[counted], 1e-9)
-        d = np.fmax(dispersion[counted], 1.0)
-        sigmas = np.broadcast_to(thresholds[:, None], expected.shape)[counted]
+        mu, d, sigmas = np.fmax(expected[counted], 1e-9), np.fmax(dispersion[counted], 1.0), sensitivity[counted]
         edges = []
         for tail in (special.ndtr(-sigmas), special.ndtr(sigmas)):
             poisson = special.pdtrik(tail, mu)
@@ -576,8 +584,9 @@ def _against(value, expected, scale, score, dispersion, judged, references, all_
         widened = np.where(ratio, scale * np.sqrt(LAST_YEAR_NOISE * np.fmax(factor, MIN_LAST_YEAR_RATIO)),
                            scale * np.sqrt(LAST_YEAR_NOISE))
         spread = dispersion * LAST_YEAR_NOISE
-        new_score = np.where(np.isnan(dispersion), _score(value - shifted, widened),
-                             _count_score(value, shifted, spread))
+        new_score = _score(value - shifted, widened)
+    counted = ~np.isnan(dispersion)
+    new_score[counted] = _count_score(value[counted], shifted[counted], spread[counted])
     return {"expected": shifted, "scale": widened, "score": new_score, "dispersion": spread,
             "available": available, "last_score": np.where(available, last_score, np.nan)}
 
