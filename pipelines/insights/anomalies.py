@@ -59,11 +59,11 @@ COUNT_WINDOW_CYCLES = 4
 COUNT_PRIOR = 1.0  # pseudo-events in the count window: one event a month is never "infinitely" rare
 PROFILE_PRIOR = 5.0  # pseudo-counts that pull a count series' seasonal profile towards flat
 # Last year: a holiday is compared with the same holiday a year earlier when that one stood out
-# (|score| ≥ 2); any other point outside the band is "recurring" when the same point of last
+# (outside its band); any other point outside the band is "recurring" when the same point of last
 # year's calendar (same weekday 52 weeks earlier, or same date) was outside it the same way.
-HOLIDAY_SCORE = 2.0
 LAST_YEAR_NOISE = 2.0  # last year's single point is as noisy as this year's: variances add
 MIN_LAST_YEAR_RATIO = 0.25  # below this ratio to its expected, last year's point sets no narrower band
+# (nor, for counts, a lower expected value)
 
 STATUSES = ["ok", "anomaly", "continuing", "insufficient_history", "missing", "holiday", "recurring"]
 DIRECTIONS = ["up", "down"]
@@ -533,7 +533,7 @@ def _last_year(values, expected, scale, score, dispersion, judged, days: _Days, 
         found = _against(values[at], expected[at], scale[at], score[at], dispersion[at], judged,
                          days.holiday_ref[on_holiday], values, expected, score)
         candidate, available, last_score = found["expected"], found["available"], found["last_score"]
-        use = available & (np.abs(last_score) >= HOLIDAY_SCORE)
+        use = available & (np.abs(last_score) > sensitivity)
         excused[at] = ~available
         recurring[at] = use & outside[at] & (np.abs(found["score"]) <= sensitivity)
         for name, array in (("expected", expected), ("scale", scale), ("score", score), ("dispersion", dispersion)):
@@ -586,6 +586,9 @@ def _against(value, expected, scale, score, dispersion, judged, references, all_
         spread = dispersion * LAST_YEAR_NOISE
         new_score = _score(value - shifted, widened)
     counted = ~np.isnan(dispersion)
+    # One count a year ago is a noisy ratio: 0 churned subscriptions last Christmas does not make
+    # one this Christmas infinitely rare.
+    shifted[counted] = np.fmax(shifted[counted], MIN_LAST_YEAR_RATIO * expected[counted])
     new_score[counted] = _count_score(value[counted], shifted[counted], spread[counted])
     return {"expected": shifted, "scale": widened, "score": new_score, "dispersion": spread,
             "available": available, "last_score": np.where(available, last_score, np.nan)}

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import pandas as pd
 
+from pipelines.insights.calendar import Calendar, calendar_for
 from pipelines.insights.reports import CHART_FILE, Week, build_report, last_complete_week, write_report
 from pipelines.insights.scan import explain_anomalies, find_anomalies
 from pipelines.insights.summaries import summarize
@@ -45,16 +46,20 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         workspace = workspaces.get(context.partition_key)
         pack = pack_for(workspace.vertical)
         daily = _daily_metrics(warehouse, workspace)
-        found = find_anomalies(daily, pack, workspace.id)
+        found = find_anomalies(daily, pack, workspace.id, calendar=_calendar(workspace, daily))
         warehouse.upsert("insights.anomalies", found, key=["anomaly_id"], replace={"workspace_id": workspace.id})
         band = found[found["rule"] == "band"]
+        reported = found[found["reported"]]
         return dg.MaterializeResult(metadata={
             "anomalies": len(found),
             "band": len(band),
             "week_over_week": len(found) - len(band),
+            "events": int(found["event_id"].nunique()),
+            "reported": len(reported),
+            "holiday_country": workspace.holiday_country or "none",
             "days": len(daily),
-            "latest": dg.MetadataValue.md(_table(band.tail(10), ["date", "metric", "value", "expected",
-                                                                  "severity", "direction"])),
+            "latest_reported": dg.MetadataValue.md(_table(reported.tail(10), [
+                "date", "metric", "value", "expected", "impact", "outcome", "event_rank"])),
         })
 
     @dg.asset(key=DRIVERS, group_name="insights", kinds=kinds, partitions_def=partitions,
@@ -67,7 +72,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         slices = warehouse.query(
             f"select date, metric, dimension, dimension_value, value from metrics.{pack.vertical}_daily_slices "
             "where workspace_id = %s", [workspace.id])
-        drivers = explain_anomalies(found, slices, pack)
+        drivers = explain_anomalies(found, slices, pack, calendar=_calendar(workspace, found))
         warehouse.upsert("insights.anomaly_drivers", drivers, key=["anomaly_id", "rank"],
                          replace={"workspace_id": workspace.id})
         top = drivers[drivers["rank"] == 1]
@@ -116,6 +121,12 @@ def _daily_metrics(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:
     """The workspace's rows of its vertical's daily metric table, by date."""
     table = pack_for(workspace.vertical).table
     return warehouse.query(f"select * from metrics.{table} where workspace_id = %s order by date", [workspace.id])
+
+
+def _calendar(workspace: Workspace, rows: pd.DataFrame) -> Calendar:
+    """The holidays of the workspace's country over the years of `rows` (their `date` column)."""
+    dates = pd.to_datetime(rows["date"]).dt.date if len(rows) else [datetime.now(timezone.utc).date()]
+    return calendar_for(workspace.holiday_country, dates)
 
 
 def _report_row(report, summary, paths) -> pd.DataFrame:

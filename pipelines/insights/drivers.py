@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 
 from pipelines.insights.anomalies import DAY, HOUR, Cadence, cadence, detect_many
+from pipelines.insights.calendar import Calendar
 from pipelines.packs import Metric
 
 UNATTRIBUTED = "(unattributed)"
+SPARSE_EXPECTED = 0.5  # slices expecting less than half their average size are sized by that average
 FALLBACK_CYCLES = 8  # with too little history for the detector, a slice's usual value is its phase median
 
 COLUMNS = ["rank", "dimension", "value", "expected", "actual", "change", "contribution", "share",
@@ -37,6 +39,7 @@ def explain(
     actual: float,
     expected: float,
     seasonality: str | None = "auto",
+    calendar: Calendar | str | None = None,
 ) -> pd.DataFrame:
     """Split one anomaly's gap (actual − expected) into contributions of each dimension value.
 
@@ -50,6 +53,8 @@ def explain(
         actual: the metric's value at `date`.
         expected: the value the detector expected at `date`.
         seasonality: as in `anomalies.detect`; use the one that flagged the anomaly.
+        calendar: as in `anomalies.detect`; use the one that flagged the anomaly, so a holiday's
+            slices are also judged against the same holiday a year earlier.
 
     Returns:
         One row per dimension value, best explanation first, with columns `rank, dimension, value,
@@ -69,7 +74,8 @@ def explain(
         raise ValueError(f"no slices of {metric.name!r} along {list(metric.dimensions)} up to {when}")
 
     rhythm = _sparse_cadence(pd.DatetimeIndex(history["date"].unique()).union([when]), seasonality)
-    usual, now, typical = _usual_and_actual(history, measures, when, rhythm, seasonality)
+    usual, now, typical = _usual_and_actual(history, measures, when, rhythm, seasonality, calendar,
+                                            metric.counts)
     gap = actual - expected
     parts = []
     for dimension in usual.index.unique("dimension"):
@@ -99,7 +105,8 @@ def _sparse_cadence(dates: pd.DatetimeIndex, seasonality: str | None) -> Cadence
 
 
 def _usual_and_actual(
-    history: pd.DataFrame, measures: list[str], when: pd.Timestamp, rhythm: Cadence, seasonality: str | None
+    history: pd.DataFrame, measures: list[str], when: pd.Timestamp, rhythm: Cadence, seasonality: str | None,
+    calendar: Calendar | str | None, counts: bool,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Each slice's expected and actual measures at `when`, and its mean absolute size before
     `when`, indexed by (dimension, value)."""
@@ -108,10 +115,10 @@ def _usual_and_actual(
     grid = pd.date_range(min(wide.index.min(), when - rhythm.step), when, freq=rhythm.step)
     wide = wide.reindex(grid).fillna(0.0)  # a slice absent on a day sold nothing that day
 
-    judged = detect_many(wide, seasonality=seasonality)
+    judged = detect_many(wide, seasonality=seasonality, calendar=calendar, counts=counts)
     expected = judged.xs(when, level=-1)["expected"].reindex(wide.columns)
-    # Too little history for the detector: the median of the same phase in earlier cycles, else 0.
-    period = rhythm.cycle if seasonality is not None else 1
+    # Too little history for the detector: the median of the same phase in earlier periods, else 0.
+    period = rhythm.period if seasonality is not None else 1
     earlier = wide.iloc[-1 - period :: -period].iloc[:FALLBACK_CYCLES]
     fallback = earlier.median() if len(earlier) else pd.Series(0.0, index=wide.columns)
     expected = expected.fillna(fallback)
@@ -127,10 +134,11 @@ def _split(usual: pd.DataFrame, now: pd.DataFrame, typical: pd.DataFrame, dimens
     """Contributions of one dimension's values to the gap, plus the unattributed remainder."""
     if metric.ratio is None:
         expected, actual = usual[metric.name], now[metric.name]
-        # Sparse metrics (churn, refunds) usually expect 0 in every slice: then each slice's usual
-        # size is its average size in the history, so a currency that carries all churn every day
-        # does not outrank the plan that moved.
-        size = expected.abs() if expected.abs().sum() else typical[metric.name]
+        # Sparse metrics (churn, refunds) usually expect 0, or next to it, in every slice: then each
+        # slice's usual size is its average size in the history, so a currency that carries all
+        # churn every day does not outrank the plan that moved.
+        usual_total = typical[metric.name].abs().sum()
+        size = expected.abs() if expected.abs().sum() >= SPARSE_EXPECTED * usual_total else typical[metric.name]
         rows = pd.DataFrame({
             "expected": expected,
             "actual": actual,
@@ -201,11 +209,14 @@ def _phrase(row, gap: float, usual: str, metric: Metric) -> str:
 
 
 def _usual_period(when: pd.Timestamp, step: pd.Timedelta, seasonality: str | None) -> str:
-    """"usual Tuesdays" for daily data, "usual 14:00 hours" for hourly data."""
+    """"usual Tuesdays" for daily data, "usual Tuesdays 14:00" for hourly data ("usual 14:00 hours"
+    with an hour-of-day profile)."""
     hourly = step < pd.Timedelta(days=1)
     if seasonality is None:
         return "usual hours" if hourly else "usual days"
-    return f"usual {when:%H}:00 hours" if hourly else f"usual {when.day_name()}s"
+    if hourly:
+        return f"usual {when:%H}:00 hours" if seasonality == "daily" else f"usual {when.day_name()}s {when:%H}:00"
+    return f"usual {when.day_name()}s"
 
 
 def _percent(fraction: float, *, sign: bool = True) -> str:

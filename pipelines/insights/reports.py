@@ -220,8 +220,9 @@ def build_report(
         "headline": list(headline or _default_headline(pack)),
     }
     # Counts a summary may cite ("2 anomalies", "the last 12 weeks") are facts too.
-    facts["counts"] = {"anomalies": len(facts["anomalies"]), "movers": len(facts["movers"]),
-                       "history_weeks": len(weeks), "spark_weeks": min(SPARK_WEEKS, len(weeks))}
+    facts["counts"] = {"anomalies": len(facts["anomalies"]), "anomalies_found": _found_in_week(anomalies, week),
+                       "movers": len(facts["movers"]), "history_weeks": len(weeks),
+                       "spark_weeks": min(SPARK_WEEKS, len(weeks))}
     facts = _json_ready(facts)
     png = _chart(facts, pack, currency)
     return Report(
@@ -394,42 +395,90 @@ def _anomaly_facts(
     currency: str,
     per_anomaly: int,
 ) -> list[dict[str, Any]]:
-    """The week's anomalies, by date then score, each with its top drivers."""
+    """The week's reported anomalies, most at stake first, each with its top drivers and the other
+    findings of its event.
+
+    Rows of `find_anomalies` carry `reported` (the first `pack.alert_budget` events of their week,
+    ranked by impact × confidence) and `event_rank`; rows without them (older tables, hand-made
+    frames) are all shown, by date then |score|.
+    """
     if anomalies is None or anomalies.empty:
         return []
     rows = anomalies.assign(date=pd.to_datetime(anomalies["date"]).dt.normalize())
-    rows = rows[(rows["date"] >= pd.Timestamp(week.start)) & (rows["date"] <= pd.Timestamp(week.end))]
-    rows = rows.assign(_order=-rows["score"].abs()).sort_values(["date", "_order"])
+    in_week = (rows["date"] >= pd.Timestamp(week.start)) & (rows["date"] <= pd.Timestamp(week.end))
+    if "reported" in rows.columns:
+        shown = rows[in_week & rows["reported"].fillna(False).astype(bool)].sort_values(["event_rank", "date"])
+    else:
+        shown = rows[in_week].assign(_order=-rows["score"].abs()).sort_values(["date", "_order"])
     found = []
-    for row in rows.to_dict("records"):
-        metric = pack.metric(row["metric"])
-        value, expected = _number(row.get("value")), _number(row.get("expected"))
-        lower, upper = _number(row.get("lower")), _number(row.get("upper"))
-        score = _number(row.get("score"))
-        band = "n/a" if lower is None or upper is None else \
-            f"{format_value(metric, lower, currency)} to {format_value(metric, upper, currency)}"
-        found.append({
-            "id": str(row["anomaly_id"]),
-            "metric": metric.name,
-            "label": metric.label,
-            "unit": metric.unit,
-            "date": row["date"].date().isoformat(),
-            "weekday": row["date"].day_name(),
-            "value": value,
-            "expected": expected,
-            "lower": lower,
-            "upper": upper,
-            "score": _rounded(score, 1),
-            "severity": row.get("severity"),
-            "direction": row.get("direction"),
-            "rule": row.get("rule"),
-            "display": {"value": format_value(metric, value, currency),
-                        "expected": format_value(metric, expected, currency),
-                        "band": band,
-                        "score": "n/a" if score is None else f"{score:.1f}"},
-            "drivers": _driver_facts(drivers, row["anomaly_id"], per_anomaly),
-        })
+    for row in shown.to_dict("records"):
+        fact = _anomaly_fact(row, pack, currency)
+        fact["drivers"] = _driver_facts(drivers, row["anomaly_id"], per_anomaly)
+        related = rows[(rows["event_id"] == row["event_id"]) & (rows["anomaly_id"] != row["anomaly_id"])] \
+            if "event_id" in rows.columns else rows.iloc[:0]
+        fact["related"] = [_anomaly_fact(other, pack, currency) for other in
+                           related.sort_values(["date", "metric"]).to_dict("records")]
+        found.append(fact)
     return found
+
+
+def _anomaly_fact(row: dict[str, Any], pack: Pack, currency: str) -> dict[str, Any]:
+    """One finding as facts: its numbers, the pack's words for its direction, its money at stake."""
+    metric = pack.metric(row["metric"])
+    value, expected = _number(row.get("value")), _number(row.get("expected"))
+    lower, upper = _number(row.get("lower")), _number(row.get("upper"))
+    score, impact = _number(row.get("score")), _number(row.get("impact"))
+    band = "n/a" if lower is None or upper is None else \
+        f"{format_value(metric, lower, currency)} to {format_value(metric, upper, currency)}"
+    direction = row.get("direction")
+    outcome = None if direction not in ("up", "down") else \
+        "good" if (direction == "up") == metric.up_is_good else "bad"
+    rule = row.get("rule")
+    comparison = "last week" if rule == "week_over_week" else "expected"
+    holiday = row.get("holiday") if isinstance(row.get("holiday"), str) else None
+    return {
+        "id": str(row["anomaly_id"]),
+        "metric": metric.name,
+        "label": metric.label,
+        "unit": metric.unit,
+        "date": row["date"].date().isoformat(),
+        "weekday": row["date"].day_name(),
+        "value": value,
+        "expected": expected,
+        "lower": lower,
+        "upper": upper,
+        "score": _rounded(score, 1),
+        "severity": row.get("severity"),
+        "direction": direction,
+        "outcome": outcome,
+        "rule": rule,
+        "holiday": holiday,
+        "impact": _rounded(impact, minor_digits(currency)),
+        "confidence": _rounded(_number(row.get("confidence")), 2),
+        "event_rank": None if _number(row.get("event_rank")) is None else int(row["event_rank"]),
+        "display": {"value": format_value(metric, value, currency),
+                    "expected": format_value(metric, expected, currency),
+                    "band": band,
+                    "score": "n/a" if score is None else f"{score:.1f}",
+                    "direction": _direction_words(direction, outcome, comparison),
+                    "impact": "n/a" if impact is None else format_money(impact, currency)},
+    }
+
+
+def _direction_words(direction: str | None, outcome: str | None, comparison: str) -> str:
+    """"above expected, good news" / "below last week, bad news": the pack decides good or bad."""
+    if direction not in ("up", "down"):
+        return "n/a"
+    where = "above" if direction == "up" else "below"
+    return f"{where} {comparison}, {outcome} news"
+
+
+def _found_in_week(anomalies: pd.DataFrame | None, week: Week) -> int:
+    """How many findings (every rule, every event) are dated in the week, shown or not."""
+    if anomalies is None or anomalies.empty:
+        return 0
+    dates = pd.to_datetime(anomalies["date"]).dt.normalize()
+    return int(((dates >= pd.Timestamp(week.start)) & (dates <= pd.Timestamp(week.end))).sum())
 
 
 def _driver_facts(drivers: pd.DataFrame | None, anomaly_id: object, top: int) -> list[dict[str, Any]]:
@@ -508,9 +557,25 @@ def _sparks(metric: dict[str, Any]) -> list[float | None]:
 
 def _anomaly_line(anomaly: dict[str, Any]) -> str:
     shown = anomaly["display"]
+    stake = "" if anomaly.get("impact") is None else f"; {shown['impact']} at stake"
+    holiday = f"; on {anomaly['holiday']}, against the same holiday last year" if anomaly.get("holiday") else ""
     return (f"{anomaly['date']} ({anomaly['weekday']}): {anomaly['label']} {shown['value']}, "
-            f"expected {shown['expected']} (band {shown['band']}); {anomaly['direction']}, "
-            f"severity {anomaly['severity']}, score {shown['score']}, rule {anomaly['rule']}")
+            f"expected {shown['expected']} (band {shown['band']}); {shown.get('direction', anomaly['direction'])}, "
+            f"severity {anomaly['severity']}, score {shown['score']}, rule {anomaly['rule']}{stake}{holiday}")
+
+
+def _related_line(related: dict[str, Any]) -> str:
+    shown = related["display"]
+    base = "last week" if related["rule"] == "week_over_week" else "expected"
+    return (f"also {related['label']} {shown['value']} against {shown['expected']} {base} "
+            f"({related['date']}, {related['rule']})")
+
+
+def _held_back(facts: dict[str, Any]) -> str | None:
+    """The note on findings of the week that are stored but not shown."""
+    more = facts["counts"].get("anomalies_found", 0) - len(facts["anomalies"]) \
+        - sum(len(anomaly.get("related", [])) for anomaly in facts["anomalies"])
+    return f"{more} smaller findings this week are kept in insights.anomalies" if more > 0 else None
 
 
 def _mover_line(mover: dict[str, Any]) -> str:
@@ -537,8 +602,11 @@ def render_text(facts: dict[str, Any], *, summary: str | None = None) -> str:
     for anomaly in facts["anomalies"]:
         lines.append(f"  - {_anomaly_line(anomaly)}")
         lines += [f"      {driver['rank']}. {driver['phrase']}" for driver in anomaly["drivers"]]
+        lines += [f"      {_related_line(related)}" for related in anomaly.get("related", [])]
     if not facts["anomalies"]:
         lines.append("  none this week")
+    if _held_back(facts):
+        lines.append(f"  ({_held_back(facts)})")
     return "\n".join(lines) + "\n"
 
 
@@ -565,9 +633,12 @@ def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src:
         f"<li>{escape(_anomaly_line(anomaly))}"
         + ("<ol>" + "".join(f"<li>{escape(driver['phrase'])}</li>" for driver in anomaly["drivers"]) + "</ol>"
            if anomaly["drivers"] else "")
+        + "".join(f"<div>{escape(_related_line(related))}</div>" for related in anomaly.get("related", []))
         + "</li>"
         for anomaly in facts["anomalies"]
     ) or "<li>none this week</li>"
+    if _held_back(facts):
+        anomalies += f"<li>({escape(_held_back(facts))})</li>"
     summary_html = f'<p style="font-size:15px;line-height:1.5">{escape(summary)}</p>' if summary else ""
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'

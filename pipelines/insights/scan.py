@@ -7,18 +7,25 @@ columns of `insights.anomalies` and `insights.anomaly_drivers` (docs/anomalies.m
 from __future__ import annotations
 
 import hashlib
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
 from pipelines.insights.anomalies import detect_many, week_over_week
+from pipelines.insights.calendar import Calendar
 from pipelines.insights.drivers import explain
-from pipelines.packs import Pack
+from pipelines.packs import Metric, Pack, signed_sum
 
 ANOMALY_COLUMNS = ["anomaly_id", "workspace_id", "metric", "date", "value", "expected", "lower", "upper",
-                   "score", "severity", "direction", "rule"]
+                   "score", "severity", "direction", "outcome", "rule", "holiday", "impact", "confidence",
+                   "event_id", "event_rank", "reported"]
 DRIVER_COLUMNS = ["anomaly_id", "workspace_id", "metric", "date", "rank", "dimension", "dimension_value",
                   "expected", "actual", "contribution", "share", "phrase"]
+UNIT_VALUE_DAYS = 28  # a unit's money value is averaged over the 4 weeks before the anomaly
+LINK_DAYS = 13  # a week-over-week finding is the same event as a band anomaly in its week or the week before
+JUDGED = ["ok", "anomaly", "continuing", "recurring"]  # statuses whose score the week-over-week check weighs
+FLOAT_COLUMNS = ("value", "expected", "lower", "upper", "score", "impact", "confidence")
 
 
 def anomaly_id(workspace_id: str, metric: str, day: object, rule: str) -> str:
@@ -27,45 +34,91 @@ def anomaly_id(workspace_id: str, metric: str, day: object, rule: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str) -> pd.DataFrame:
-    """Every flagged day of every pack metric, by the band rule and the week-over-week rule.
+def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str, *,
+                   calendar: Calendar | None = None) -> pd.DataFrame:
+    """Every flagged day of every pack metric, by the band rule and the week-over-week rule, each
+    with its impact, its event and whether it is among the week's few that reach the report.
 
     Args:
         daily: one row per local date (a `date` column), one column per pack metric.
         pack: the workspace's pack; each metric's sensitivity sets its band.
         workspace_id: stored on every row and hashed into its id.
+        calendar: the workspace's holidays (`calendar.calendar_for`); None knows none.
 
     Returns:
         Rows with ANOMALY_COLUMNS. Band rows judge the day: `score` in robust standard deviations,
         `severity` from |score| against the metric's sensitivity. Week-over-week rows judge each
         Monday-to-Sunday week (summed; a stock's last day; a ratio of the summed parts) against the
         week before, dated on its Sunday: `value` and `expected` are those two figures, the band is
-        ±the metric's `change_threshold` (30% unless its pack says otherwise) of `expected`, `score` is the relative change, and only the first week of a run of
-        weeks moving the same way is flagged.
+        ±the metric's `change_threshold` of `expected`, `score` is the relative change; a week is
+        flagged only when the band agrees (its days, taken together, lie beyond the metric's
+        sensitivity the same way), and only the first week of a run of weeks moving the same way.
+        `impact` is the money at stake (|value − expected| in the reporting currency, counts valued
+        by the pack's unit value), `confidence` how far beyond the band the finding lies (0.5 on
+        its edge, → 1 far out). Findings of one day (several metrics moved by one cause), and a
+        week-over-week finding with the band anomaly of the same metric it follows, share an
+        `event_id`; each ISO week's events are ranked by impact × confidence (`event_rank`), and
+        the headline row of the first `pack.alert_budget` events is `reported`.
     """
     if daily["date"].nunique() < 2:  # no frequency to tell, nothing to compare with
-        return pd.DataFrame({column: pd.Series(dtype=_anomaly_dtype(column)) for column in ANOMALY_COLUMNS})
+        return _empty(ANOMALY_COLUMNS)
     series = _daily_grid(daily, pack)
     sensitivity = {metric.name: metric.sensitivity for metric in pack.metrics}
-    flagged = detect_many(series, sensitivity=sensitivity, anomalies_only=True).reset_index()
+    judged = detect_many(series, sensitivity=sensitivity, calendar=calendar,
+                         counts={metric.name: metric.counts for metric in pack.metrics})
+    flagged = judged[judged["is_anomaly"]].reset_index()
     flagged.columns = ["metric", "date", *flagged.columns[2:]]
     band = flagged.assign(
         rule="band",
         severity=[_band_severity(score, sensitivity[name]) for name, score in zip(flagged["metric"], flagged["score"])],
+        confidence=[_confidence(score, sensitivity[name]) for name, score in zip(flagged["metric"], flagged["score"])],
+        direction=flagged["direction"].astype(str),
+        holiday=flagged["holiday"].astype(object).where(flagged["holiday"].notna(), None),
     )
+    rows = pd.concat([band, _weekly_findings(series, judged, pack)], ignore_index=True)
+    if rows.empty:
+        return _empty(ANOMALY_COLUMNS)
+    rows["date"] = pd.to_datetime(rows["date"])
+    rows["impact"] = _impact(rows, series, pack)
+    rows["outcome"] = [_outcome(pack.metric(name), direction) for name, direction in zip(rows["metric"], rows["direction"])]
+    rows["workspace_id"] = workspace_id
+    rows["anomaly_id"] = [anomaly_id(workspace_id, *key) for key in zip(rows["metric"], rows["date"], rows["rule"])]
+    rows = _events(rows, pack, workspace_id)
+    rows["date"] = rows["date"].dt.date
+    return rows[ANOMALY_COLUMNS].astype({column: "float64" for column in FLOAT_COLUMNS}).sort_values(
+        ["date", "metric", "rule"], ignore_index=True)
 
-    weekly = []
+
+def _weekly_findings(series: pd.DataFrame, judged: pd.DataFrame, pack: Pack) -> pd.DataFrame:
+    """Week-over-week findings the band agrees with, each on the first week of its run.
+
+    The band's verdict on a week is Stouffer's combination of its days' scores, Σz/√n: holidays
+    excused for want of last year's and days explained by last year count as 0, so a week lifted by
+    Black Friday, or a week after it, is no news; a week whose days all lean the same way (each
+    inside the band) is.
+    """
+    status = judged["status"].unstack(level=0)
+    scores = judged["score"].unstack(level=0).where(status.isin(JUDGED), np.nan)
+    scores = scores.mask(status == "holiday", 0.0)
+    days = scores.rolling(7, min_periods=4)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        week_score = days.sum() / np.sqrt(days.count())
     trailing = _trailing_week(series, pack)
+    found_weeks = []
     for metric in pack.metrics:
         threshold = metric.change_threshold
         found = week_over_week(trailing[metric.name], threshold=threshold)
         # Whole weeks only, as the weekly report shows them: each Monday-to-Sunday week against the
-        # one before, judged on its Sunday; a run of weeks moving the same way is flagged once.
-        found = found[found.index.day_of_week == 6]
-        run_start = found["is_anomaly"] & ~(found["is_anomaly"].shift(fill_value=False)
-                                             & found["direction"].eq(found["direction"].shift()))
+        # one before, judged on its Sunday.
+        agreement = week_score[metric.name].reindex(found.index)
+        found = found.assign(week_score=agreement)[found.index.day_of_week == 6]
+        agrees = (np.sign(found["week_score"]) == np.sign(found["change"])) & (
+            found["week_score"].abs() >= metric.sensitivity)
+        flagged = found["is_anomaly"] & agrees
+        # A run of weeks moving the same way is flagged once.
+        run_start = flagged & ~(flagged.shift(fill_value=False) & found["direction"].eq(found["direction"].shift()))
         found = found[run_start]
-        weekly.append(pd.DataFrame({
+        found_weeks.append(pd.DataFrame({
             "metric": metric.name,
             "date": found.index,
             "value": found["value"],
@@ -75,16 +128,95 @@ def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str) -> pd.Dat
             "score": found["change"],
             "direction": found["direction"].astype(str),
             "severity": [_change_severity(change) for change in found["change"]],
+            "confidence": [_confidence(z, metric.sensitivity) for z in found["week_score"]],
+            "holiday": None,
             "rule": "week_over_week",
         }))
-    rows = pd.concat([band.assign(direction=band["direction"].astype(str)), *weekly], ignore_index=True)
-    rows["date"] = pd.to_datetime(rows["date"]).dt.date
-    rows["workspace_id"] = workspace_id
-    rows["anomaly_id"] = [anomaly_id(workspace_id, *key) for key in zip(rows["metric"], rows["date"], rows["rule"])]
-    return rows[ANOMALY_COLUMNS].sort_values(["date", "metric", "rule"], ignore_index=True)
+    return pd.concat(found_weeks, ignore_index=True)
 
 
-def explain_anomalies(anomalies: pd.DataFrame, slices: pd.DataFrame, pack: Pack) -> pd.DataFrame:
+def _impact(rows: pd.DataFrame, series: pd.DataFrame, pack: Pack) -> pd.Series:
+    """Money at stake of each finding: |value − expected| in the reporting currency; a ratio's gap
+    times its denominator (AOV: per order, times the day's or week's orders); a count's gap times
+    the money one unit is worth over the 4 weeks before (the pack's `unit_value`)."""
+    weekly = _trailing_week(series, pack, parts=True)
+    before = series.rolling(UNIT_VALUE_DAYS, min_periods=1).sum().shift(1)
+    impact = pd.Series(np.nan, index=rows.index)
+    for name, found in rows.groupby("metric"):
+        metric = pack.metric(name)
+        dates = pd.DatetimeIndex(found["date"])
+        gap = (found["value"] - found["expected"]).abs().to_numpy()
+        if metric.ratio is not None:
+            days = series.reindex(dates)
+            weeks = weekly.reindex(dates)
+            denominator = np.where(found["rule"] == "band", metric.ratio_parts(days)[1], metric.ratio_parts(weeks)[1])
+            weight = np.abs(denominator)
+        elif metric.unit == "currency":
+            weight = np.ones(len(found))
+        elif (parts := pack.unit_value(metric)) is not None:
+            at = before.reindex(dates)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                weight = np.abs((signed_sum(parts[0], at) / signed_sum(parts[1], at).where(lambda d: d != 0)).to_numpy())
+        else:
+            weight = np.full(len(found), np.nan)
+        impact[found.index] = gap * weight
+    return impact
+
+
+def _events(rows: pd.DataFrame, pack: Pack, workspace_id: str) -> pd.DataFrame:
+    """Group findings into events, rank each ISO week's events and mark what reaches the report."""
+    rows = rows.copy()
+    event_date = rows["date"].copy()
+    band = rows[rows["rule"] == "band"]
+    for at, row in rows[rows["rule"] != "band"].iterrows():
+        same = band[(band["metric"] == row["metric"]) & (band["direction"] == row["direction"])
+                    & band["date"].between(row["date"] - pd.Timedelta(days=LINK_DAYS), row["date"])]
+        if len(same):
+            event_date[at] = same["date"].max()
+    rows["event_id"] = [anomaly_id(workspace_id, "(event)", day, "event") for day in event_date]
+    priority = rows["impact"].fillna(0.0) * rows["confidence"].fillna(0.0)
+    rows["_priority"] = priority
+    rows["_band"] = rows["rule"] == "band"
+    # The headline of an event: its band row with the most at stake (band rows have drivers).
+    ordered = rows.sort_values(["event_id", "_band", "_priority", "confidence", "anomaly_id"],
+                               ascending=[True, False, False, False, True])
+    headline = ~ordered.duplicated("event_id")
+    rows["_headline"] = headline.reindex(rows.index)
+    events = rows.groupby("event_id").agg(priority=("_priority", "max"), confidence=("confidence", "max"))
+    events["week"] = [_iso_week(day) for day in event_date.groupby(rows["event_id"]).first().reindex(events.index)]
+    events = events.sort_values(["week", "priority", "confidence"], ascending=[True, False, False], kind="stable")
+    events["event_rank"] = events.groupby("week").cumcount() + 1
+    rows["event_rank"] = rows["event_id"].map(events["event_rank"]).astype("int64")
+    rows["reported"] = rows["_headline"] & (rows["event_rank"] <= pack.alert_budget)
+    return rows.drop(columns=["_priority", "_band", "_headline"])
+
+
+def _iso_week(day: pd.Timestamp) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _confidence(score: float, sensitivity: float) -> float:
+    """How sure a finding is, from how far beyond the band it lies: Φ(|score| − sensitivity), 0.5
+    on the band's edge, 0.84 one deviation beyond, → 1 far out."""
+    if score is None or np.isnan(score):
+        return np.nan
+    return float(NormalDist().cdf(min(abs(score), 1e6) - sensitivity))
+
+
+def _outcome(metric: Metric, direction: str) -> str | None:
+    """"good" or "bad" news, from the pack's `up_is_good`, never from the sign of a value."""
+    if direction not in ("up", "down"):
+        return None
+    return "good" if (direction == "up") == metric.up_is_good else "bad"
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in columns})
+
+
+def explain_anomalies(anomalies: pd.DataFrame, slices: pd.DataFrame, pack: Pack, *,
+                      calendar: Calendar | None = None) -> pd.DataFrame:
     """The ranked drivers of every band anomaly of a metric that has dimensions.
 
     Args:
@@ -92,6 +224,7 @@ def explain_anomalies(anomalies: pd.DataFrame, slices: pd.DataFrame, pack: Pack)
         slices: the workspace's `<vertical>_daily_slices` rows: `date, metric, dimension,
             dimension_value, value`.
         pack: the workspace's pack.
+        calendar: the holidays the anomalies were found with.
 
     Returns:
         Rows with DRIVER_COLUMNS, every dimension value of every explained anomaly, ranked per anomaly.
@@ -108,11 +241,11 @@ def explain_anomalies(anomalies: pd.DataFrame, slices: pd.DataFrame, pack: Pack)
             continue
         found = explain(wide[["date", "dimension", "value", *metric.measures]].dropna(subset=list(metric.measures),
                                                                                       how="all"),
-                        metric=metric, date=row.date, actual=row.value, expected=row.expected)
+                        metric=metric, date=row.date, actual=row.value, expected=row.expected, calendar=calendar)
         parts.append(found.rename(columns={"value": "dimension_value"}).assign(
             anomaly_id=row.anomaly_id, workspace_id=row.workspace_id, metric=row.metric, date=row.date))
     if not parts:
-        return pd.DataFrame({column: pd.Series(dtype=_driver_dtype(column)) for column in DRIVER_COLUMNS})
+        return _empty(DRIVER_COLUMNS)
     drivers = pd.concat(parts, ignore_index=True)[DRIVER_COLUMNS]
     drivers["dimension_value"] = drivers["dimension_value"].astype(str)
     return drivers.astype({"rank": "int64", "expected": "float64", "actual": "float64",
@@ -126,14 +259,15 @@ def _daily_grid(daily: pd.DataFrame, pack: Pack) -> pd.DataFrame:
     return frame.reindex(pd.date_range(frame.index.min(), frame.index.max(), freq="D", name="date"))
 
 
-def _trailing_week(series: pd.DataFrame, pack: Pack) -> pd.DataFrame:
-    """Each metric over the 7 days to each date, as a weekly report would total it."""
+def _trailing_week(series: pd.DataFrame, pack: Pack, *, parts: bool = False) -> pd.DataFrame:
+    """Each metric over the 7 days to each date, as a weekly report would total it (with `parts`,
+    the summed metrics themselves: a stock's last day, else the sum)."""
     summed = series.rolling(7, min_periods=7).sum()
     weekly = pd.DataFrame(index=series.index)
     for metric in pack.metrics:
-        if metric.stock and metric.ratio is None:
+        if metric.stock and (metric.ratio is None or parts):
             weekly[metric.name] = series[metric.name]
-        elif metric.ratio is None:
+        elif metric.ratio is None or parts:
             weekly[metric.name] = summed[metric.name]
         else:
             weekly[metric.name] = metric.value(series if metric.stock else summed)
@@ -151,11 +285,11 @@ def _change_severity(change: float) -> str:
     return "high" if change >= 1 or change <= -0.5 else "medium" if abs(change) >= 0.5 else "low"
 
 
-def _anomaly_dtype(column: str) -> str:
-    return "float64" if column in ("value", "expected", "lower", "upper", "score") else "object"
-
-
-def _driver_dtype(column: str) -> str:
-    if column == "rank":
+def _dtype(column: str) -> str:
+    if column in ("rank", "event_rank"):
         return "int64"
-    return "float64" if column in ("expected", "actual", "contribution", "share") else "object"
+    if column == "reported":
+        return "bool"
+    return "float64" if column in (*FLOAT_COLUMNS, "actual", "contribution", "share") else "object"
+
+

@@ -44,6 +44,11 @@ class Metric:
             as sum(numerator) / sum(denominator), never by adding the ratios.
         stock: a level read at the end of the day (MRR, active customers), so a week's figure is
             its last day's, not a sum of days.
+        unit_value: what one unit of the metric is worth in money, for an anomaly's impact:
+            (numerator, denominator) signed sums of the pack's summed metrics, each summed over
+            the 28 days before the anomaly, e.g. ("net_sales", "units") for a unit sold. Counts
+            without one take the pack's first currency ratio (AOV: an order, a customer; ARPA: a
+            customer); currency metrics are money already.
     """
 
     name: str
@@ -55,6 +60,7 @@ class Metric:
     dimensions: tuple[str, ...] = ()
     ratio: tuple[str, str] | None = None
     stock: bool = False
+    unit_value: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -64,6 +70,14 @@ class Metric:
         if self.change_threshold <= 0:
             raise ValueError(f"metric {self.name!r}: change_threshold must be positive, not {self.change_threshold}")
         self.terms  # noqa: B018  (validates: raises ValueError for a ratio part that does not parse)
+        if self.unit_value is not None:
+            _terms(self.unit_value[0]), _terms(self.unit_value[1])
+
+    @property
+    def counts(self) -> bool:
+        """Whether the metric counts events of a day (orders, churned subscriptions): the anomaly
+        detector judges low counts with a count model. Levels (active customers) are not counts."""
+        return self.unit == "count" and not self.stock and self.ratio is None
 
     @property
     def aggregation(self) -> str:
@@ -84,10 +98,9 @@ class Metric:
 
     def ratio_parts(self, frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
         """A ratio metric's numerator and denominator, row by row, from a frame of its `measures`."""
-        if self.terms is None:
+        if self.ratio is None:
             raise ValueError(f"metric {self.name!r} is not a ratio")
-        numerator, denominator = (sum(sign * frame[name] for name, sign in side) for side in self.terms)
-        return numerator, denominator
+        return signed_sum(self.ratio[0], frame), signed_sum(self.ratio[1], frame)
 
     def value(self, frame: pd.DataFrame) -> pd.Series:
         """The metric, row by row, from a frame of its `measures` (a ratio is NaN where its denominator is 0)."""
@@ -95,6 +108,11 @@ class Metric:
             return frame[self.name]
         numerator, denominator = self.ratio_parts(frame)
         return numerator / denominator.where(denominator != 0)
+
+
+def signed_sum(side: str, frame: pd.DataFrame) -> pd.Series:
+    """A signed sum of metrics written as text ("gross_sales - discounts"), row by row of `frame`."""
+    return sum(sign * frame[name] for name, sign in _terms(side))
 
 
 def _terms(side: str) -> tuple[tuple[str, int], ...]:
@@ -113,12 +131,15 @@ class Pack:
         table: the dbt metric table holding one row per workspace and day.
         dimensions: every dimension any metric can be sliced by.
         metrics: in the order reports show them.
+        alert_budget: how many anomalies (events) per week reach the report and Slack, the most
+            money at stake (times confidence) first; every anomaly stays in insights.anomalies.
     """
 
     vertical: str
     table: str
     dimensions: tuple[Dimension, ...]
     metrics: tuple[Metric, ...] = field(default=())
+    alert_budget: int = 3
 
     def __post_init__(self) -> None:
         known = {dimension.name for dimension in self.dimensions}
@@ -133,6 +154,13 @@ class Pack:
                 if part not in names or self.metric(part).ratio is not None:
                     raise ValueError(f"pack {self.vertical!r}, metric {metric.name!r}: ratio part {part!r} "
                                      "must be a summed metric of the pack")
+            for side in metric.unit_value or ():
+                for part, _ in _terms(side):
+                    if part not in names or self.metric(part).ratio is not None:
+                        raise ValueError(f"pack {self.vertical!r}, metric {metric.name!r}: unit_value part "
+                                         f"{part!r} must be a metric of the pack that is not a ratio")
+        if self.alert_budget < 1:
+            raise ValueError(f"pack {self.vertical!r}: alert_budget must be at least 1, not {self.alert_budget}")
 
     def metric(self, name: str) -> Metric:
         """The metric called `name`.
@@ -155,6 +183,13 @@ class Pack:
     @property
     def metric_names(self) -> tuple[str, ...]:
         return tuple(metric.name for metric in self.metrics)
+
+    def unit_value(self, metric: Metric) -> tuple[str, str] | None:
+        """The (numerator, denominator) that value one unit of `metric` in money (see
+        `Metric.unit_value`); None for currency metrics and for those with no way to value them."""
+        if metric.unit_value is not None or metric.unit == "currency" or metric.ratio is not None:
+            return metric.unit_value
+        return next((m.ratio for m in self.metrics if m.ratio is not None and m.unit == "currency"), None)
 
 
 from pipelines.packs import ecommerce, saas  # noqa: E402  (the pack modules build on the classes above)

@@ -25,7 +25,7 @@ PACK = Pack(
         Metric("refunds", "Refunds", "currency", up_is_good=False, sensitivity=3.5,
                change_threshold=BURSTY_CHANGE, dimensions=BY_LINE),
         Metric("orders", "Orders", "count", dimensions=BY_ORDER),
-        Metric("units", "Units sold", "count", dimensions=BY_LINE),
+        Metric("units", "Units sold", "count", dimensions=BY_LINE, unit_value=("net_sales", "units")),
         # docs/metrics.md: AOV is sales after discounts per order.
         Metric("aov", "Average order value", "currency", dimensions=BY_ORDER,
                ratio=("gross_sales - discounts", "orders")),
