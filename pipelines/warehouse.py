@@ -76,7 +76,8 @@ class Warehouse:
     ) -> int:
         """Write `frame` into `schema.table`, replacing rows with the same `key`; idempotent.
 
-        The schema and table are created from the frame's columns when missing. With `replace`,
+        The schema and table are created from the frame's columns when missing, and columns the
+        table lacks are added. With `replace`,
         e.g. {"workspace_id": "demo-saas"}, the frame is the complete new set of rows matching those
         column values: matching rows it does not hold are deleted too, so a rerun that finds fewer
         rows leaves no stale ones. Everything happens in one transaction.
@@ -94,6 +95,9 @@ class Warehouse:
             raise ValueError(f"rows for {table} repeat a key {list(key)}")
         columns = ", ".join(f'"{column}" {_sql_type(frame[column])}' for column in frame.columns)
         statements = [f'create schema if not exists "{schema}"', f'create table if not exists {table} ({columns})']
+        # A table written by an older version gains the columns it lacks (its old rows get NULLs).
+        statements += [f'alter table {table} add column if not exists "{column}" {_sql_type(frame[column])}'
+                       for column in frame.columns]
         deleted, values = _delete_matching(table, list(key), replace or {})
         with warehouse_write_lock(self.settings):
             if self.kind == "duckdb":
