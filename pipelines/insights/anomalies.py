@@ -58,12 +58,12 @@ COUNT_LEVEL = 30.0
 COUNT_WINDOW_CYCLES = 4
 COUNT_PRIOR = 1.0  # pseudo-events in the count window: one event a month is never "infinitely" rare
 PROFILE_PRIOR = 5.0  # pseudo-counts that pull a count series' seasonal profile towards flat
-# Last year: a holiday is compared with the same holiday a year earlier when that one stood out
-# (outside its band); any other point outside the band is "recurring" when the same point of last
-# year's calendar (same weekday 52 weeks earlier, or same date) was outside it the same way.
+# Last year: a holiday is compared with the same holiday a year earlier; any other point outside
+# the band is "recurring" when the same point of last year's calendar (same weekday 52 weeks
+# earlier, or same date) was outside it the same way.
 LAST_YEAR_NOISE = 2.0  # last year's single point is as noisy as this year's: variances add
 MIN_LAST_YEAR_RATIO = 0.25  # below this ratio to its expected, last year's point sets no narrower band
-# (nor, for counts, a lower expected value)
+COUNT_RATIO_PRIOR = 2.0  # pseudo-counts on both sides of a count's ratio to its expected a year ago
 
 STATUSES = ["ok", "anomaly", "continuing", "insufficient_history", "missing", "holiday", "recurring"]
 DIRECTIONS = ["up", "down"]
@@ -405,7 +405,8 @@ def _count_forecast(basis: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.
     """Expected counts and their dispersion (variance over mean, ≥ 1) from each point's past.
 
     The level is the mean of the last COUNT_WINDOW_CYCLES cycles without their largest value
-    (plus one pseudo-event), so one burst does not lift it; the seasonal profile is each phase's
+    (plus one pseudo-event), so one burst does not lift it, or the same over the last cycle when
+    that is higher; the seasonal profile is each phase's
     sum over the last periods against the flat share, pulled towards flat by PROFILE_PRIOR
     pseudo-counts, so a phase seen a handful of times does not swing it.
     """
@@ -421,8 +422,11 @@ def _count_forecast(basis: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.
             flat = np.sum(total, axis=2, keepdims=True) / np.sum(seen, axis=2, keepdims=True)
             shaped = (total + PROFILE_PRIOR) / (seen * flat + PROFILE_PRIOR)
         profile = np.where(seen >= MIN_PROFILE_CYCLES, shaped, 1.0).reshape(n_series, length)
-    window = COUNT_WINDOW_CYCLES * rhythm.cycle
-    level = _trimmed_mean_before(basis / profile, window)
+    # The last cycle's level takes over when it is higher: after a lasting rise of churn the
+    # four-week mean would keep flagging the new normal for weeks.
+    deseasonalized = basis / profile
+    level = np.fmax(_trimmed_mean_before(deseasonalized, COUNT_WINDOW_CYCLES * rhythm.cycle),
+                    _trimmed_mean_before(deseasonalized, rhythm.cycle))
     mean = level * profile
     spread = CYCLE_MEAN_ABS_TO_SIGMA * _typical(basis - mean, rhythm.cycle)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -533,7 +537,7 @@ def _last_year(values, expected, scale, score, dispersion, judged, days: _Days, 
         found = _against(values[at], expected[at], scale[at], score[at], dispersion[at], judged,
                          days.holiday_ref[on_holiday], values, expected, score)
         candidate, available, last_score = found["expected"], found["available"], found["last_score"]
-        use = available & (np.abs(last_score) > sensitivity)
+        use = available
         excused[at] = ~available
         recurring[at] = use & outside[at] & (np.abs(found["score"]) <= sensitivity)
         for name, array in (("expected", expected), ("scale", scale), ("score", score), ("dispersion", dispersion)):
@@ -577,18 +581,18 @@ def _against(value, expected, scale, score, dispersion, judged, references, all_
         last_value, last_expected = all_values[rows, at], all_expected[rows, at]
         last_score, last_judged = all_scores[rows, at], judged[rows, at]
     available = valid & last_judged & np.isfinite(last_score)
+    counted = ~np.isnan(dispersion)
+    # One count a year ago is a noisy ratio: pseudo-counts pull it towards 1 (0 churned
+    # subscriptions last Christmas against 3 expected says 0.4, not 0).
+    prior = np.where(counted, COUNT_RATIO_PRIOR, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = (last_expected > 0) & (expected > 0) & (last_value >= 0)
-        factor = np.where(ratio, last_value / last_expected, np.nan)
+        factor = np.where(ratio, (last_value + prior) / (last_expected + prior), np.nan)
         shifted = np.where(ratio, expected * factor, expected + (last_value - last_expected))
         widened = np.where(ratio, scale * np.sqrt(LAST_YEAR_NOISE * np.fmax(factor, MIN_LAST_YEAR_RATIO)),
                            scale * np.sqrt(LAST_YEAR_NOISE))
         spread = dispersion * LAST_YEAR_NOISE
         new_score = _score(value - shifted, widened)
-    counted = ~np.isnan(dispersion)
-    # One count a year ago is a noisy ratio: 0 churned subscriptions last Christmas does not make
-    # one this Christmas infinitely rare.
-    shifted[counted] = np.fmax(shifted[counted], MIN_LAST_YEAR_RATIO * expected[counted])
     new_score[counted] = _count_score(value[counted], shifted[counted], spread[counted])
     return {"expected": shifted, "scale": widened, "score": new_score, "dispersion": spread,
             "available": available, "last_score": np.where(available, last_score, np.nan)}
