@@ -44,10 +44,12 @@ CYCLE_MEAN_ABS_TO_SIGMA = 1.274
 ADDITIVE_MARGIN = 0.8  # the additive baseline takes over where its typical error is 20% smaller
 # Heavy tails: bursty series (refunds, churn, discounts) swing further than their robust standard
 # deviation says. Each cycle's largest |score| is compared with what normal errors would give; the
-# band widens by the ratio of the 90th percentile of the last 26 cycles' figures to its normal value.
+# band widens by the ratio of the 75th percentile of the last 26 cycles' figures to its normal
+# value. The 75th percentile, not a higher one: a business has several real events in half a
+# year (a sale, an outage, a shift), and up to six such weeks must not widen the band.
 TAIL_CYCLES = 26
 MIN_TAIL_CYCLES = 8
-TAIL_QUANTILE = 0.9
+TAIL_QUANTILE = 0.75
 SCORE_CAP = 100.0  # a score off a dead-flat history is infinite; it counts as this much in the tail
 ESCALATION = 2.0  # a point in an ongoing episode this many times further out is flagged again
 CHUNK = 1024  # series per block of work: bounds memory (the profile stacks 8 copies of the block)
@@ -622,8 +624,8 @@ def _tail_factor(score: np.ndarray, cycle: int) -> np.ndarray:
 
     Each completed cycle's largest |score| is one figure; the TAIL_QUANTILE of the last TAIL_CYCLES
     figures, divided by the value normal errors would give, widens the band of a heavy-tailed
-    series. Normal series keep a factor near 1; a few extreme cycles (outliers, a level shift) do not
-    move a 90th percentile of 26 figures (the 3rd largest).
+    series. Normal series keep a factor near 1; up to six extreme cycles (outliers, a level shift,
+    a promotion) do not move a 75th percentile of 26 figures.
     """
     n_series, length = score.shape
     size = np.minimum(np.abs(score), SCORE_CAP).reshape(n_series, length // cycle, cycle)
@@ -663,13 +665,14 @@ def _forecast(padded: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.ndarr
     over the last cycles were clearly smaller (ADDITIVE_MARGIN), or the multiplicative one is
     undefined (a level or cycle median ≤ 0).
 
-    The scale of the multiplicative baseline is measured on errors divided by √level, the variance
-    of counts and of sums of orders growing with their level (Poisson-like): after a lasting shift
-    the band widens or narrows at once instead of waiting for a dozen cycles of new errors.
+    The scale of the multiplicative baseline is measured on errors divided by √expected, the
+    variance of counts and of sums of orders growing with their expected value (Poisson-like):
+    after a lasting shift the band widens or narrows at once instead of waiting for a dozen cycles
+    of new errors, and a quiet night hour gets a narrower band than the evening peak.
     """
     additive, multiplicative, level = _baselines(padded, rhythm)
     cycle = rhythm.cycle
-    root = np.sqrt(level)
+    root = np.sqrt(np.fmax(multiplicative, RELATIVE_SCALE_FLOOR * level))  # a phase that is always 0
     with np.errstate(invalid="ignore"):
         worse = ADDITIVE_MARGIN * _typical(padded - multiplicative, cycle) > _typical(padded - additive, cycle)
         use_ratio = ~np.isnan(multiplicative) & ~worse

@@ -257,8 +257,10 @@ def _one_series(rng: np.random.Generator, index: pd.DatetimeIndex, family: str, 
             continue
         if hourly and mean[at] < 0.4 * np.median(mean[max(0, at - 168):at]):
             continue  # a quiet night hour: an outage there is not measurable
-        taken.append(at)
         kind, length, factor, extra = _event(rng, family)
+        if kind == "shift" and family == "low_counts" and any(event["kind"] == "shift" for event in events):
+            continue  # one lasting rise per low-count series: they would compound to hundreds a day
+        taken.append(at)
         until = min(at + length, len(index))
         if kind == "shift":
             mean[at:] = mean[at:] * factor
@@ -290,8 +292,8 @@ def _one_series(rng: np.random.Generator, index: pd.DatetimeIndex, family: str, 
 
 def _event(rng: np.random.Generator, family: str) -> tuple[str, int, float, float]:
     """An event's kind, length in points, factor and additive extra."""
-    if family == "low_counts":
-        if rng.random() < 0.7:
+    if family == "low_counts":  # bursts; a lasting rise is rarer (a price change), see _one_series
+        if rng.random() < 0.85:
             return "spike", 1, rng.uniform(3, 6), 3.0
         return "shift", 0, rng.uniform(2.5, 4), 0.0
     if family == "hourly":
