@@ -430,9 +430,10 @@ def _count_forecast(basis: np.ndarray, rhythm: Cadence) -> tuple[np.ndarray, np.
     level = np.fmax(_trimmed_mean_before(deseasonalized, COUNT_WINDOW_CYCLES * rhythm.cycle),
                     _trimmed_mean_before(deseasonalized, rhythm.cycle))
     mean = level * profile
-    spread = CYCLE_MEAN_ABS_TO_SIGMA * _typical(basis - mean, rhythm.cycle)
+    # Variance over mean, from errors over √mean point by point (night hours and evening peaks alike).
     with np.errstate(invalid="ignore", divide="ignore"):
-        dispersion = np.fmax(spread ** 2 / mean, 1.0)
+        spread = CYCLE_MEAN_ABS_TO_SIGMA * _typical((basis - mean) / np.sqrt(mean), rhythm.cycle)
+        dispersion = np.fmax(spread ** 2, 1.0)
     return mean, np.where(np.isnan(spread), 1.0, dispersion)
 
 
