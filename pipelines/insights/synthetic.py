@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.insights.anomalies import detect_many
+from pipelines.insights.anomalies import SENSITIVITY, detect_many
 from pipelines.insights.calendar import calendar_for
 
 WARM_UP_DAYS = 60  # no anomaly is injected before the detector has history to judge it
@@ -369,7 +369,7 @@ def rolling_z_alerts(frame: pd.DataFrame, window: int, limit: float = Z_BASELINE
 
 
 def detection_benchmark(*, seed: int = 0, daily: int = 320, hourly: int = 40, years: int = 3,
-                        hourly_years: int = 2, sensitivity: float = 3.0) -> dict:
+                        hourly_years: int = 2, sensitivity: float = SENSITIVITY) -> dict:
     """Score the detector (default settings, each country's calendar) and the z > 4 baseline on
     `business_series`, per family and overall."""
     started = time.perf_counter()

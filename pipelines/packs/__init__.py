@@ -55,7 +55,7 @@ class Metric:
     label: str
     unit: str
     up_is_good: bool = True
-    sensitivity: float = 3.0
+    sensitivity: float = 4.0  # anomalies.SENSITIVITY (the packs do not import the detector)
     change_threshold: float = 0.3
     dimensions: tuple[str, ...] = ()
     ratio: tuple[str, str] | None = None

@@ -22,7 +22,7 @@ PACK = Pack(
         Metric("discounts", "Discounts", "currency", up_is_good=False, change_threshold=BURSTY_CHANGE,
                dimensions=BY_LINE),
         # Refunds come in lumps on the refund's own day: a wider band keeps one big refund quiet.
-        Metric("refunds", "Refunds", "currency", up_is_good=False, sensitivity=3.5,
+        Metric("refunds", "Refunds", "currency", up_is_good=False, sensitivity=4.5,
                change_threshold=BURSTY_CHANGE, dimensions=BY_LINE),
         Metric("orders", "Orders", "count", dimensions=BY_ORDER),
         Metric("units", "Units sold", "count", dimensions=BY_LINE, unit_value=("net_sales", "units")),

@@ -164,7 +164,7 @@ def test_detect_many_matches_detect_and_takes_per_series_sensitivity():
     loose = {("shop", "net_sales"): 20.0, ("shop", "orders"): 3.0}
     many = detect_many(frame, sensitivity=loose)
     assert many.index.names == ["workspace", "metric", "timestamp"]
-    one = detect(b)
+    one = detect(b, sensitivity=3.0)
     pd.testing.assert_frame_equal(many.loc[("shop", "orders")], one, check_names=False, check_freq=False)
     assert not many.loc[("shop", "net_sales")]["is_anomaly"].any()  # 6 deviations < 20
     strict = detect_many(frame, anomalies_only=True)
