@@ -216,3 +216,98 @@ def test_synthetic_scan_finds_the_injected_anomalies():
     # Injected anomalies are ×1.6 or more, ×0.5 or less, or shifts of ×1.5 / ×0.6, on metrics
     # whose noise is 5% (amounts) or Poisson (counts, some of them small): most must be found.
     assert len(hits) / len(synthetic.truth) >= 0.85, f"{len(hits)} of {len(synthetic.truth)} found"
+
+
+# --- seasonality of business series: hour of week, holidays, last year, counts -----------------
+
+
+def test_hourly_data_uses_an_hour_of_week_profile():
+    # Evenings are busy on weekdays, afternoons at weekends: 180 at 3 pm is a normal Saturday but
+    # three times a normal Tuesday. An hour-of-day profile averages the two and sees nothing.
+    hours = pd.date_range("2024-03-04", periods=24 * 7 * 8, freq="h")  # 8 weeks from a Monday
+    weekend = hours.day_of_week >= 5
+    peak = np.where(weekend, 15, 19)
+    values = 20 + 160 * np.exp(-0.5 * ((hours.hour - peak) / 2.5) ** 2)
+    rng = np.random.default_rng(5)
+    series = pd.Series(values * rng.uniform(0.97, 1.03, len(hours)), index=hours)
+    tuesday_3pm = hours.get_loc(pd.Timestamp("2024-04-23 15:00"))  # week 8
+    series.iloc[tuesday_3pm] = series.iloc[tuesday_3pm - 3 * 24]  # Saturday's 3 pm value
+    assert cadence(hours).period == 168
+    assert detect(series)["is_anomaly"].iloc[tuesday_3pm]
+    assert not detect(series, seasonality="daily")["is_anomaly"].iloc[tuesday_3pm]
+
+
+def years_of_sales(years: int = 3) -> pd.Series:
+    """A US store's daily sales over whole years, with Black Friday at ×3 every year."""
+    days = pd.date_range("2023-01-02", periods=364 * years, freq="D")
+    rng = np.random.default_rng(8)
+    values = WEEK[days.day_of_week.to_numpy()] * rng.normal(1, 0.03, len(days))
+    black_fridays = [pd.Timestamp(d) for d in ("2023-11-24", "2024-11-29", "2025-11-28")]
+    for day in black_fridays:
+        if day in days:
+            values[days.get_loc(day)] *= 3
+    return pd.Series(values, index=days)
+
+
+def test_a_holiday_is_excused_the_first_year_then_compared_with_the_same_holiday():
+    # Black Friday moves (Nov 24, 2023; Nov 29, 2024): it is found by name, not by date.
+    series = years_of_sales(2)
+    result = detect(series, calendar="US")
+    assert result.loc["2023-11-24", "status"] == "holiday"  # no Black Friday a year before
+    assert result.loc["2023-11-24", "holiday"] == "Black Friday"
+    assert result.loc["2024-11-29", "status"] in ("ok", "recurring")  # ×3 as last year
+    assert result.loc["2024-11-29", "expected"] == pytest.approx(3 * WEEK[4], rel=0.1)
+    assert not result["is_anomaly"].any()
+    # Without the calendar both Black Fridays are surprises.
+    plain = detect(series, calendar=None)
+    assert plain.loc["2023-11-24", "is_anomaly"] and plain.loc["2024-11-29", "is_anomaly"]
+    # A Black Friday that flops (an ordinary Friday) is news against last year's.
+    flop = series.copy()
+    flop.loc["2024-11-29"] /= 3
+    found = detect(flop, calendar="US").loc["2024-11-29"]
+    assert found["is_anomaly"] and found["direction"] == "down"
+
+
+def test_a_yearly_promotion_alerts_once_then_is_recurring():
+    series = years_of_sales(3)
+    for day in ("2023-06-15", "2024-06-15", "2025-06-15"):  # the store's anniversary sale, ×2.2
+        series.loc[day] *= 2.2
+    result = detect(series, calendar=None)
+    assert result.loc["2023-06-15", "is_anomaly"]  # news the first time
+    for day in ("2024-06-15", "2025-06-15"):
+        assert result.loc[day, "status"] == "recurring" and not result.loc[day, "is_anomaly"]
+    # A one-off spike a year later on another day is still news.
+    series.loc["2025-03-12"] *= 2.2
+    assert detect(series, calendar=None).loc["2025-03-12", "is_anomaly"]
+
+
+def test_low_counts_get_a_count_model_with_a_band_that_never_goes_below_zero():
+    # Churned subscriptions: about 2 a day (Poisson). A normal band around a median of 2 is
+    # crossed by an ordinary 7; the count model says 7 is a 1-in-200 day, 14 is news.
+    rng = np.random.default_rng(21)
+    counts = pd.DataFrame(rng.poisson(2.0, (730, 40)).astype(float),
+                          index=pd.date_range(START, periods=730, freq="D"))
+    result = detect_many(counts)
+    judged = result[result["status"] != "insufficient_history"]
+    assert (judged["lower"] >= 0).all()
+    alerts_per_90_days = judged["is_anomaly"].sum() / len(judged) * 90
+    assert alerts_per_90_days <= 0.2, alerts_per_90_days
+    one = counts[0].copy()
+    one.iloc[500] = 14
+    assert detect(one)["is_anomaly"].iloc[500]
+    assert 6 <= detect(one)["upper"].iloc[500] <= 11  # Poisson(2)'s 4-sigma quantile is 9-10
+    one.iloc[500] = 6
+    assert not detect(one)["is_anomaly"].iloc[500]
+    # told that the values are not counts (a level), the normal band judges them instead
+    assert detect(one, counts=False)["upper"].iloc[500] != detect(one)["upper"].iloc[500]
+
+
+def test_a_metric_at_its_usual_zero_is_never_an_anomaly():
+    # Contraction MRR: 0 on most days, a lump of a few hundred on some. A 0 day is never news,
+    # whatever the lumps made the expected value.
+    rng = np.random.default_rng(4)
+    days = pd.date_range(START, periods=400, freq="D")
+    lumps = np.where(rng.random(400) < 0.3, rng.lognormal(5.5, 0.8, 400), 0.0)
+    result = detect(pd.Series(lumps, index=days))
+    assert not result.loc[lumps == 0, "is_anomaly"].any()
+    assert (result["lower"].dropna() >= 0).all()
