@@ -208,7 +208,8 @@ def test_the_weeks_anomalies_with_their_top_drivers():
     assert [item["id"] for item in shown] == ["a-refunds", "a-orders"]  # a-old is from an earlier week
     refunds = shown[0]
     assert refunds["display"] == {"value": "$912.50", "expected": "$150.00", "band": "$20.00 to $280.00",
-                                  "score": "6.2"}
+                                  "score": "6.2", "direction": "above expected, bad news", "impact": "n/a"}
+    assert refunds["outcome"] == "bad"  # the pack: refunds up is bad news
     assert [driver["value"] for driver in refunds["drivers"]] == ["Trail Tent", "Mug", "Cap"]
     assert refunds["drivers"][0]["share_pct"] == 81.0
     assert report.facts["counts"]["anomalies"] == 2
@@ -298,3 +299,31 @@ def test_missing_pack_metric_is_an_error():
     with pytest.raises(ValueError, match="aov"):
         build_report(workspace_id="s", pack=ECOMMERCE, daily=ecommerce_days().drop(columns="aov"),
                      week="2026-W10", timezone="UTC", currency="USD")
+
+
+def test_only_the_reported_events_are_shown_most_at_stake_first_with_their_related_findings():
+    # Rows as find_anomalies stores them: four events in 2026-W10, the first three reported.
+    base = {"lower": 0.0, "upper": 1.0, "score": 5.0, "severity": "high", "rule": "band", "holiday": None}
+    anomalies = pd.DataFrame([
+        {**base, "anomaly_id": "small", "metric": "orders", "date": "2026-03-02", "value": 70.0, "expected": 55.0,
+         "direction": "up", "impact": 600.0, "event_id": "e4", "event_rank": 4, "reported": False},
+        {**base, "anomaly_id": "big", "metric": "net_sales", "date": "2026-03-05", "value": 9000.0,
+         "expected": 4000.0, "direction": "up", "impact": 5000.0, "event_id": "e1", "event_rank": 1, "reported": True},
+        {**base, "anomaly_id": "big-units", "metric": "units", "date": "2026-03-05", "value": 400.0,
+         "expected": 150.0, "direction": "up", "impact": 4100.0, "event_id": "e1", "event_rank": 1,
+         "reported": False},
+        {**base, "anomaly_id": "mid", "metric": "refunds", "date": "2026-03-03", "value": 2000.0,
+         "expected": 200.0, "direction": "up", "impact": 1800.0, "event_id": "e2", "event_rank": 2, "reported": True},
+        {**base, "anomaly_id": "third", "metric": "orders", "date": "2026-03-08", "value": 10.0, "expected": 50.0,
+         "direction": "down", "impact": 1500.0, "event_id": "e3", "event_rank": 3, "reported": True},
+    ])
+    report = shop_report(anomalies=anomalies, drivers=pd.DataFrame(columns=["anomaly_id", "rank", "dimension",
+                                                                              "value", "share", "phrase"]))
+    shown = report.facts["anomalies"]
+    assert [item["id"] for item in shown] == ["big", "mid", "third"]
+    assert [item["related"][0]["id"] for item in shown[:1]] == ["big-units"]
+    assert report.facts["counts"]["anomalies"] == 3 and report.facts["counts"]["anomalies_found"] == 5
+    assert shown[0]["display"]["impact"] == "$5,000.00" and "$5,000.00 at stake" in report.text
+    assert shown[2]["display"]["direction"] == "below expected, bad news"
+    assert "also Units sold 400 against 150 expected" in report.text
+    assert "1 smaller findings this week are kept in insights.anomalies" in report.text

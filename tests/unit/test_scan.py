@@ -1,0 +1,98 @@
+"""One workspace's scan: every finding kept with its impact, events, and the weekly alert budget."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.insights.calendar import calendar_for
+from pipelines.insights.scan import find_anomalies
+from pipelines.packs import pack_for
+
+ECOMMERCE = pack_for("ecommerce")
+DAYS = pd.date_range("2024-01-01", "2025-06-29", freq="D")  # Monday to Sunday
+
+
+def store(seed: int = 1) -> pd.DataFrame:
+    """A quiet store: ~200 orders a day at $50, 2 units an order, 5% discounts, few refunds."""
+    rng = np.random.default_rng(seed)
+    orders = rng.poisson(200, len(DAYS)).astype(float)
+    gross = orders * 50 * rng.normal(1, 0.01, len(DAYS))
+    frame = pd.DataFrame({"date": DAYS.date, "orders": orders, "gross_sales": gross, "discounts": 0.05 * gross,
+                          "refunds": 0.02 * gross, "units": 2 * orders,
+                          "new_customers": np.round(0.3 * orders), "returning_customers": orders - np.round(0.3 * orders)})
+    frame["net_sales"] = frame["gross_sales"] - frame["discounts"] - frame["refunds"]
+    frame["aov"] = (frame["gross_sales"] - frame["discounts"]) / frame["orders"]
+    return frame
+
+
+def lift(frame: pd.DataFrame, day: str, factor: float) -> None:
+    """Every amount and count of `day` times `factor` (AOV unchanged)."""
+    at = frame["date"] == pd.Timestamp(day).date()
+    for column in ("orders", "gross_sales", "discounts", "refunds", "units", "new_customers",
+                   "returning_customers", "net_sales"):
+        frame.loc[at, column] = np.round(frame.loc[at, column] * factor, 2)
+
+
+def test_every_finding_is_kept_and_only_the_weeks_top_three_events_are_reported():
+    frame = store()
+    # Five unusual days in one week (2025-03-10 to 16), up and down in turn (each its own episode).
+    # Net sales' gap on a usual ~$9,300 day: +$5,600, −$4,700, +$9,300, −$6,500, +$14,000.
+    for day, factor in [("2025-03-10", 1.6), ("2025-03-11", 0.5), ("2025-03-12", 2.0), ("2025-03-13", 0.3),
+                        ("2025-03-14", 2.5)]:
+        lift(frame, day, factor)
+    found = find_anomalies(frame, ECOMMERCE, "shop")
+    week = found[pd.to_datetime(found["date"]).between("2025-03-10", "2025-03-16") & (found["rule"] == "band")]
+    assert set(pd.to_datetime(week["date"]).dt.day) == {10, 11, 12, 13, 14}  # all kept
+    assert week["event_id"].nunique() == 5  # one event a day, whatever the metrics moved
+    reported = week[week["reported"]].sort_values("event_rank")
+    assert len(reported) == 3 == ECOMMERCE.alert_budget
+    # The most money at stake first (all five are far outside the band: confidence ~1); the
+    # +60% day and the −50% day stay in the table only.
+    assert [pd.Timestamp(day).day for day in reported["date"]] == [14, 12, 13]
+    # Net sales' impact is its gap in money; orders' is its gap times the AOV of the 4 weeks before.
+    row = week[(week["metric"] == "net_sales") & (pd.to_datetime(week["date"]).dt.day == 14)].iloc[0]
+    assert row["impact"] == pytest.approx(abs(row["value"] - row["expected"]))
+    orders = week[(week["metric"] == "orders") & (pd.to_datetime(week["date"]).dt.day == 14)].iloc[0]
+    before = frame[(pd.to_datetime(frame["date"]) >= "2025-02-14") & (pd.to_datetime(frame["date"]) <= "2025-03-13")]
+    aov = (before["gross_sales"] - before["discounts"]).sum() / before["orders"].sum()
+    assert orders["impact"] == pytest.approx(abs(orders["value"] - orders["expected"]) * aov)
+    assert 0.5 <= row["confidence"] <= 1
+
+
+def test_directions_read_from_the_pack_not_from_signs():
+    frame = store()
+    at = frame["date"] == pd.Timestamp("2025-03-12").date()
+    frame.loc[at, "refunds"] *= 20  # from 2% of gross sales to 40%
+    frame["net_sales"] = frame["gross_sales"] - frame["discounts"] - frame["refunds"]
+    found = find_anomalies(frame, ECOMMERCE, "shop")
+    day = found[pd.to_datetime(found["date"]) == "2025-03-12"].set_index("metric")
+    assert (day.loc["refunds", "direction"], day.loc["refunds", "outcome"]) == ("up", "bad")
+    assert (day.loc["net_sales", "direction"], day.loc["net_sales", "outcome"]) == ("down", "bad")
+
+
+def test_week_over_week_and_the_band_never_fire_twice_for_one_event():
+    frame = store()
+    for day in pd.date_range("2025-03-13", DAYS[-1]):  # a lasting fall of 40% from a Thursday
+        lift(frame, str(day.date()), 0.6)
+    found = find_anomalies(frame, ECOMMERCE, "shop")
+    orders = found[found["metric"] == "orders"]
+    band = orders[orders["rule"] == "band"]
+    weekly = orders[orders["rule"] == "week_over_week"]
+    assert list(pd.to_datetime(band["date"])) == [pd.Timestamp("2025-03-13")]
+    # The week of the fall (−26%) and the next (−19% more) are below the 30% threshold or joined
+    # to the band's event; whatever the weekly rule stores belongs to the same event, unreported.
+    assert set(weekly["event_id"]) <= set(band["event_id"])
+    assert not weekly["reported"].any()
+
+
+def test_a_holiday_week_is_not_a_week_over_week_alert():
+    # Black Friday weekend at ×3 lifts that week's total by more than 30%; the band excuses the
+    # first Black Friday (no earlier one to compare with), so the weekly rule must stay quiet too.
+    frame = store()
+    for day in ("2024-11-29", "2024-11-30", "2024-12-01", "2024-12-02"):
+        lift(frame, day, 3.0)
+    found = find_anomalies(frame, ECOMMERCE, "shop", calendar=calendar_for("US", DAYS.date))
+    around = found[pd.to_datetime(found["date"]).between("2024-11-25", "2024-12-15")]
+    assert around.empty, around[["metric", "date", "rule", "value", "expected"]]
+    plain = find_anomalies(frame, ECOMMERCE, "shop")  # without the calendar: news
+    assert (pd.to_datetime(plain["date"]) == "2024-11-29").any()
