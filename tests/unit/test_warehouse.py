@@ -54,3 +54,10 @@ def test_bad_input_is_refused_before_anything_is_written(warehouse):
         warehouse.upsert("things", rows(("a", "x", 1.0)), key=["id"])
     with pytest.raises(ValueError, match="repeat a key"):
         warehouse.upsert("insights.things", rows(("a", "x", 1.0), ("a", "x", 2.0)), key=["id"])
+
+
+def test_a_table_written_by_an_older_version_gains_the_new_columns(warehouse):
+    warehouse.upsert("insights.things", rows(("a", "x", 1.0)).drop(columns=["flag"]), key=["id"])
+    warehouse.upsert("insights.things", rows(("a", "y", 2.0)), key=["id"])
+    found = warehouse.query("select id, flag from insights.things order by id")
+    assert list(found["id"]) == ["x", "y"] and pd.isna(found["flag"][0]) and bool(found["flag"][1])

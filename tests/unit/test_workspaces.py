@@ -115,3 +115,14 @@ def test_missing_secret_variable_names_the_variable(tmp_path):
 def test_unreadable_file_names_the_setting(tmp_path):
     with pytest.raises(WorkspaceError, match="ABOS_WORKSPACES"):
         load_workspaces(tmp_path / "missing.yaml")
+
+
+def test_country_is_optional_checked_and_defaults_from_the_timezone(tmp_path):
+    workspaces = load_workspaces(write(tmp_path, VALID), env={})
+    assert [w.country for w in workspaces] == [None, None]
+    assert [w.holiday_country for w in workspaces] == ["PT", "JP"]  # Europe/Lisbon, Asia/Tokyo
+    explicit = VALID.replace("    timezone: Europe/Lisbon\n", "    timezone: Europe/Lisbon\n    country: BR\n")
+    assert load_workspaces(write(tmp_path, explicit), env={}).get("shop-a").holiday_country == "BR"
+    wrong = VALID.replace("    timezone: Europe/Lisbon\n", "    timezone: Europe/Lisbon\n    country: Portugal\n")
+    with pytest.raises(WorkspaceError, match=r"workspace 'shop-a': country 'Portugal' is not an ISO 3166"):
+        load_workspaces(write(tmp_path, wrong), env={})
