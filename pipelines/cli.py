@@ -337,6 +337,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pipelines.bench import BenchOptions, run_bench
     from pipelines.sandbox.simulator import history_days
 
+    if args.detection:
+        from pipelines.bench.detection import run_detection_bench
+
+        result = run_detection_bench(args.p5_workspaces, progress=_say)
+        print(json.dumps({"targets": result["targets"], "files": result["files"]}, indent=2))
+        return 0
     args.fixtures = None
     args.store = None
     options = BenchOptions(
@@ -404,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--baseline-orders", type=int, default=100_000,
                        help="orders the baselines read from the bulk file, 0 for all (default %(default)s)")
     bench.add_argument("--p5-workspaces", type=int, default=1000, help="workspaces in the anomaly scan (P5)")
+    bench.add_argument("--detection", action="store_true",
+                       help="only the anomaly detection benchmark and P5 (no sandbox, about a minute)")
     bench.set_defaults(func=cmd_bench)
 
     sandbox = commands.add_parser("sandbox", help="the simulated Shopify and Stripe businesses").add_subparsers(

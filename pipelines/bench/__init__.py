@@ -8,7 +8,8 @@ One run of the benchmark, over the `large` sandbox or a `--scale` fraction of it
    generated);
 3. baselines over the orders bulk JSONL of the biggest shop: the dict path, the fast path, and
    DuckDB's read_json as the bound, with their ratios to the real sync;
-4. P5: the anomaly scan over synthetic series (`insights.synthetic.benchmark`).
+4. P5: the anomaly scan over synthetic series (`insights.synthetic.benchmark`);
+5. the detection benchmark: the detector scored on labeled series (`bench.detection`).
 It writes `bench-<time>.json` and `.md` under ABOS_HOME/bench/ and returns the report.
 """
 
@@ -27,6 +28,7 @@ import psycopg2
 from psycopg2 import sql
 
 from pipelines.bench import baselines, report
+from pipelines.bench.detection import detection_phase
 from pipelines.bench.measure import PeakRss, load_average, machine, mib
 from pipelines.bench.served import Served, served
 from pipelines.bench.stages import MAIN_TABLE, run_pipeline
@@ -107,6 +109,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
         from pipelines.insights.synthetic import benchmark
 
         result["p5"] = benchmark(options.p5_workspaces, options.p5_metrics, options.p5_days)
+        result["detection"] = detection_phase(progress)
         result["peak_rss_mib"] = mib(rss.peak)
     result["load_average"]["end"] = load_average()
     result["targets"] = report.targets(result)

@@ -11,6 +11,8 @@ P2_SHARE = 0.05  # incremental rerun after 1% changes, as a share of the full ru
 P3_RATIO = 2  # Postgres time over DuckDB time
 MEMORY_GIB = 4
 P5_SECONDS = 30
+DETECTION_F1 = 0.8  # issue 14: event-level F1 on the detection benchmark
+DETECTION_FALSE_PER_SERIES_MONTH = 0.5
 
 
 def _target(value: float | None, limit: float, at_most: bool = True) -> dict[str, Any]:
@@ -34,8 +36,50 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
             round(runs["postgres"]["incremental"]["total_seconds"] / pg_full, 4), P2_SHARE)
         found["P3_postgres_over_duckdb"] = _target(round(pg_full / duck_full, 2), P3_RATIO)
     found["memory_peak_gib"] = _target(round(report["peak_rss_mib"] / 1024, 2), MEMORY_GIB)
-    found["P5_scan_seconds"] = _target(report["p5"]["scan_s"], P5_SECONDS)
+    found["P5_scan_seconds"] = p5_target(report["p5"])
+    if "detection" in report:
+        found.update(detection_targets(report["detection"]))
     return found
+
+
+def p5_target(p5: dict[str, Any]) -> dict[str, Any]:
+    return _target(p5["scan_s"], P5_SECONDS)
+
+
+def detection_targets(detection: dict[str, Any]) -> dict[str, Any]:
+    """The detection benchmark's targets, on all its series."""
+    overall = detection["detector"]["all"]
+    return {"detection_event_f1": _target(overall["f1"], DETECTION_F1, at_most=False),
+            "detection_false_alerts_per_series_month": _target(overall["false_alerts_per_series_month"],
+                                                               DETECTION_FALSE_PER_SERIES_MONTH)}
+
+
+def detection_markdown(report: dict[str, Any]) -> str:
+    """`abos bench --detection`'s report: its targets, then the detection and P5 sections."""
+    out = [f"# abos bench --detection ({report['started_at']})", "", "| target | measured | goal | met |",
+           "|---|---|---|---|"]
+    for name, found in report["targets"].items():
+        out.append(f"| {name} | {found['value']} | {found['target']} | {'yes' if found['met'] else 'no'} |")
+    return "\n".join(out + _detection_section(report["detection"]) + _p5_section(report["p5"])) + "\n"
+
+
+def _detection_section(detection: dict[str, Any]) -> list[str]:
+    out = ["", f"## Detection benchmark ({detection['series']} series, seed {detection['seed']}, sensitivity "
+           f"{detection['sensitivity']}; scan {detection['scan_s']} s)", "",
+           "| method | series family | events | detected | false alerts | precision | recall | F1 | "
+           "false alerts per series-month |", "|---|---|---|---|---|---|---|---|---|"]
+    for method in ("detector", "rolling_z4"):
+        for family, found in detection[method].items():
+            out.append(f"| {method} | {family} | {found['events']} | {found['detected']} | {found['false_alerts']} | "
+                       f"{found['precision']} | {found['recall']} | {found['f1']} | "
+                       f"{found['false_alerts_per_series_month']} |")
+    return out
+
+
+def _p5_section(p5: dict[str, Any]) -> list[str]:
+    return ["", "## P5: anomaly scan", "",
+            f"{p5['series']} series × {p5['points'] // max(p5['series'], 1)} days: scan {p5['scan_s']} s "
+            f"(CPU {p5['scan_cpu_s']} s), {p5['points_per_s']} points/s, recall {p5['recall']}."]
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -86,8 +130,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"Clock advanced {change['days']} days: {change['changed_objects']} orders and invoices created or "
             f"changed, {change['changed_share']:.2%} of the {change['objects_before']} the full run synced "
             f"(all changes by workspace and kind: {change['by_workspace']})."]
-    p5 = report["p5"]
-    out += ["", "## P5: anomaly scan", "",
-            f"{p5['series']} series × {p5['points'] // max(p5['series'], 1)} days: scan {p5['scan_s']} s "
-            f"(CPU {p5['scan_cpu_s']} s), {p5['points_per_s']} points/s, recall {p5['recall']}."]
+    out += _p5_section(report["p5"])
+    if "detection" in report:
+        out += _detection_section(report["detection"])
     return "\n".join(out) + "\n"

@@ -23,7 +23,7 @@ SCALE = "0.002"  # the large sandbox's 760 days at a few orders a day: CI time, 
 STAGES = {"extract", "normalize", "load", "dbt", "insights"}
 TARGETS = {"P1_full_seconds_duckdb", "P1_vs_dict_path", "P1_read_json_bound_over_sync",
            "P2_incremental_share_duckdb", "P2_incremental_share_postgres", "P3_postgres_over_duckdb",
-           "memory_peak_gib", "P5_scan_seconds"}
+           "memory_peak_gib", "P5_scan_seconds", "detection_event_f1", "detection_false_alerts_per_series_month"}
 
 
 @pytest.fixture(scope="module")
