@@ -32,7 +32,7 @@ DAY = pd.Timedelta(days=1)
 HOUR = pd.Timedelta(hours=1)
 
 # The band's half-width in robust standard deviations. 4, not 3: on the detection benchmark
-# (docs/anomalies.md) 3 finds 5% more events but raises twice as many false alerts.
+# (docs/anomalies.md) 3.5 finds 5% more of the daily events but raises twice as many false alerts.
 SENSITIVITY = 4.0
 PROFILE_CYCLES = 8  # the seasonal profile is the median of the last 8 periods (8 weeks)
 MIN_PROFILE_CYCLES = 3
