@@ -431,8 +431,7 @@ def _anomaly_fact(row: dict[str, Any], pack: Pack, currency: str) -> dict[str, A
     band = "n/a" if lower is None or upper is None else \
         f"{format_value(metric, lower, currency)} to {format_value(metric, upper, currency)}"
     direction = row.get("direction")
-    outcome = None if direction not in ("up", "down") else \
-        "good" if (direction == "up") == metric.up_is_good else "bad"
+    outcome = metric.outcome(direction)
     rule = row.get("rule")
     comparison = "last week" if rule == "week_over_week" else "expected"
     holiday = row.get("holiday") if isinstance(row.get("holiday"), str) else None

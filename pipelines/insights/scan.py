@@ -15,7 +15,7 @@ import pandas as pd
 from pipelines.insights.anomalies import detect_many, week_over_week
 from pipelines.insights.calendar import Calendar
 from pipelines.insights.drivers import explain
-from pipelines.packs import Metric, Pack, signed_sum
+from pipelines.packs import Pack, signed_sum
 
 ANOMALY_COLUMNS = ["anomaly_id", "workspace_id", "metric", "date", "value", "expected", "lower", "upper",
                    "score", "severity", "direction", "outcome", "rule", "holiday", "impact", "confidence",
@@ -80,7 +80,7 @@ def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str, *,
         return _empty(ANOMALY_COLUMNS)
     rows["date"] = pd.to_datetime(rows["date"])
     rows["impact"] = _impact(rows, series, pack)
-    rows["outcome"] = [_outcome(pack.metric(name), direction) for name, direction in zip(rows["metric"], rows["direction"])]
+    rows["outcome"] = [pack.metric(name).outcome(direction) for name, direction in zip(rows["metric"], rows["direction"])]
     rows["workspace_id"] = workspace_id
     rows["anomaly_id"] = [anomaly_id(workspace_id, *key) for key in zip(rows["metric"], rows["date"], rows["rule"])]
     rows = _events(rows, pack, workspace_id)
@@ -202,13 +202,6 @@ def _confidence(score: float, sensitivity: float) -> float:
     if score is None or np.isnan(score):
         return np.nan
     return float(NormalDist().cdf(min(abs(score), 1e6) - sensitivity))
-
-
-def _outcome(metric: Metric, direction: str) -> str | None:
-    """"good" or "bad" news, from the pack's `up_is_good`, never from the sign of a value."""
-    if direction not in ("up", "down"):
-        return None
-    return "good" if (direction == "up") == metric.up_is_good else "bad"
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:

@@ -79,6 +79,12 @@ class Metric:
         detector judges low counts with a count model. Levels (active customers) are not counts."""
         return self.unit == "count" and not self.stock and self.ratio is None
 
+    def outcome(self, direction: str | None) -> str | None:
+        """"good" or "bad" news for a move "up" or "down", from `up_is_good`: never from a value's sign."""
+        if direction not in ("up", "down"):
+            return None
+        return "good" if (direction == "up") == self.up_is_good else "bad"
+
     @property
     def aggregation(self) -> str:
         """How slices combine into the whole: "sum", or "ratio" of two sums."""
