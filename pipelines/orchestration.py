@@ -10,7 +10,8 @@
   `insights/reports` and the `deliver` group for that workspace's partition, for the week that just
   ended there.
 - **Sensors**: a failed run alerts the operator (`alert_operator`: Slack, or the outbox); freshness
-  checks on the raw and metric tables, evaluated by their own sensor.
+  checks on the raw and metric tables, evaluated by their own sensor; failed deliveries are retried
+  within hours (`pipelines/deliver/sensors.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from pipelines.deliver.alerts import alert_operator
+from pipelines.deliver.sensors import retry_sensor
 from pipelines.insights.assets import REPORTS, ReportConfig
 from pipelines.insights.reports import last_complete_week
 from pipelines.settings import Settings
@@ -81,6 +83,7 @@ def orchestrate(assets: Sequence[dg.AssetsDefinition], workspaces: Workspaces, s
             ),
             freshness_sensor,
             run_failure_alert(settings),
+            retry_sensor(workspaces, settings),
         ],
     )
 

@@ -14,6 +14,7 @@ from typing import Callable
 import dagster as dg
 import yaml
 
+from pipelines.deliver.assets import undelivered
 from pipelines.insights.assets import ANOMALIES
 from pipelines.orchestration import REPORTS
 from pipelines.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
@@ -106,6 +107,7 @@ def run_all(
                              "run_id": result.run_id})
                 if not result.success:
                     failed.append(label)
+                failed.extend(undelivered(result))  # retried later, yet not a success now
         summary = summarize(instance, defs.resolve_asset_graph(), [run["run_id"] for run in runs], settings)
     if failed:
         progress(f"runs failed: {', '.join(failed)}; see their logs in the Dagster UI (make ui)")

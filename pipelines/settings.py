@@ -20,6 +20,8 @@
 | ABOS_SMTP_USER | none | SMTP login; none means no AUTH |
 | ABOS_SMTP_PASSWORD_ENV | ABOS_SMTP_PASSWORD | the variable that holds the SMTP password |
 | ABOS_SMTP_FROM | AI Business OS <reports@localhost> | sender of report emails |
+| ABOS_SMTP_TIMEOUT_SECONDS | 30 | connecting and each SMTP command |
+| ABOS_SMTP_DATA_TIMEOUT_SECONDS | 600 | the server's answer to a sent message (RFC 5321: 10 minutes) |
 | ABOS_SLACK_BASE_URL | https://slack.com/api/ | Slack Web API base URL |
 | ABOS_DELIVERY_MAX_ATTEMPTS | 3 | attempts per delivery before it is marked failed for good |
 | ABOS_OPERATOR_SLACK_CHANNEL | none | operator alerts' channel; none means the outbox |
@@ -45,6 +47,8 @@ DEFAULT_SLACK_BASE_URL = "https://slack.com/api/"
 DEFAULT_SMTP_FROM = "AI Business OS <reports@localhost>"
 SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 DEFAULT_DELIVERY_MAX_ATTEMPTS = 3
+DEFAULT_SMTP_TIMEOUT_SECONDS = 30.0
+DEFAULT_SMTP_DATA_TIMEOUT_SECONDS = 600.0  # RFC 5321 4.5.3.2.6: a client waits 10 minutes for it
 
 
 class SettingsError(ValueError):
@@ -125,7 +129,10 @@ class SmtpSettings:
         security: "starttls" (upgrade a plain connection), "ssl" (TLS from the start) or "none".
         user: login name; None means no AUTH.
         password: the password, read from the variable ABOS_SMTP_PASSWORD_ENV names. Never shown in repr.
+        password_env: that variable's name, for error messages.
         sender: the From address.
+        timeout_seconds: connecting and each command.
+        data_timeout_seconds: the wait for the server's answer once a message is sent.
     """
 
     host: str | None = None
@@ -133,7 +140,10 @@ class SmtpSettings:
     security: str = "starttls"
     user: str | None = None
     password: str | None = field(default=None, repr=False)
+    password_env: str = "ABOS_SMTP_PASSWORD"
     sender: str = DEFAULT_SMTP_FROM
+    timeout_seconds: float = DEFAULT_SMTP_TIMEOUT_SECONDS
+    data_timeout_seconds: float = DEFAULT_SMTP_DATA_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -221,7 +231,11 @@ def _delivery_settings(env: Mapping[str, str]) -> DeliverySettings:
             security=security,
             user=env.get("ABOS_SMTP_USER") or None,
             password=env.get(password_env) or None,
+            password_env=password_env,
             sender=env.get("ABOS_SMTP_FROM") or DEFAULT_SMTP_FROM,
+            timeout_seconds=_number(env, "ABOS_SMTP_TIMEOUT_SECONDS", DEFAULT_SMTP_TIMEOUT_SECONDS, float),
+            data_timeout_seconds=_number(env, "ABOS_SMTP_DATA_TIMEOUT_SECONDS", DEFAULT_SMTP_DATA_TIMEOUT_SECONDS,
+                                         float),
         ),
         # slack-sdk joins method names onto the base URL, so it must end with a slash.
         slack_base_url=base_url.rstrip("/") + "/",

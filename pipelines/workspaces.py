@@ -1,16 +1,19 @@
 """Tenants: load and validate `workspaces.yaml`.
 
-Every error names the file, the workspace and the key to fix. Secrets never appear in the file:
-a connector names the *environment variables* that hold them (keys ending in `_env`), and
-`Connector.secret()` reads them when they are needed; a Slack target names its bot-token variable
-the same way (`SlackTarget.token()`). String values may use `${VAR}` or
-`${VAR:-default}` to take, say, a sandbox port from the environment.
+Every error names the file, the workspace and the key to fix, and one load reports every
+workspace's first problem (and, with `require_secrets`, every unset variable) at once. Secrets never
+appear in the file: a connector names the *environment variables* that hold them (keys ending in
+`_env`), and `Connector.secret()` reads them when they are needed; a Slack target names its
+bot-token variable the same way (`SlackTarget.token()`). A `_env` value that looks like a secret
+itself is rejected, and no message echoes it. String values may use `${VAR}` or `${VAR:-default}`
+to take, say, a sandbox port from the environment.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from pipelines.currencies import ISO_4217
-from pipelines.settings import load_settings
+from pipelines.secret_shapes import looks_like_secret, shown
+from pipelines.settings import SettingsError, load_settings
 
 VERTICALS = ("ecommerce", "saas")
 CONNECTORS_BY_VERTICAL = {"ecommerce": ("shopify",), "saas": ("stripe",)}
@@ -29,9 +33,12 @@ CONNECTOR_SECRETS = {
     "stripe": {"api_key_env"},
 }
 CONNECTOR_OPTIONS = {"shopify": {"api_version"}, "stripe": {"api_version"}}
-NOTIFICATION_KEYS = {"slack": {"channel", "bot_token_env"}, "email": {"to"}}
+NOTIFICATION_KEYS = {"slack": {"channel", "bot_token_env"}, "email": {"to"}}  # required
+NOTIFICATION_OPTIONS = {"slack": {"if_token_unset"}, "email": set()}
+IF_TOKEN_UNSET = ("fail", "outbox")
+NAME_LENGTH = 200
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;\x00-\x1f\x7f]+@[^@\s<>,;\x00-\x1f\x7f]+\.[^@\s<>,;\x00-\x1f\x7f]+$")
 SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,})$")
 WORKSPACE_KEYS = {"id", "name", "vertical", "timezone", "currency", "country", "connectors", "notifications"}
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -65,22 +72,21 @@ class Connector:
             raise WorkspaceError(f"{self.file}: workspace {self.workspace_id!r}: {key} is not set")
         value = env.get(variable)
         if not value:
-            raise WorkspaceError(
-                f"{self.file}: workspace {self.workspace_id!r}: {key} names environment variable "
-                f"{variable}, which is not set"
-            )
+            raise WorkspaceError(_unset(self.file, self.workspace_id, key, variable))
         return value
 
 
 @dataclass(frozen=True)
 class SlackTarget:
-    """A workspace's Slack channel (`#name` or a channel ID) and the variable holding its bot token."""
+    """A workspace's Slack channel (`#name` or a channel ID), the variable holding its bot token, and
+    what a report does while that variable is unset: "fail" (the delivery fails, naming it) or "outbox"."""
 
     channel: str
     bot_token_env: str
+    if_token_unset: str = "fail"
 
     def token(self, env: dict[str, str] | None = None) -> str | None:
-        """The bot token, or None when its variable is unset (reports then go to the outbox)."""
+        """The bot token, or None when its variable is unset."""
         env = os.environ if env is None else env
         return env.get(self.bot_token_env) or None
 
@@ -150,6 +156,21 @@ class Workspaces:
         return len(self.items)
 
 
+def _unset(file: Path, workspace_id: str, key: str, variable: str) -> str:
+    return f"{file}: workspace {workspace_id!r}: {key} names environment variable {variable}, which is not set"
+
+
+def _variable(raw: Any, where: str, key: str) -> str:
+    """The environment variable a `*_env` key names; a value, above all one that looks like a secret, is an error."""
+    if isinstance(raw, str) and looks_like_secret(raw):
+        raise WorkspaceError(
+            f"{where}: {key} holds what looks like a secret (not shown here): move it into an environment "
+            "variable and put that variable's name here; treat the secret as exposed if this file was shared")
+    if not isinstance(raw, str) or not VARIABLE_NAME.match(raw):
+        raise WorkspaceError(f"{where}: {key} must name an environment variable, not hold a value")
+    return raw
+
+
 def _interpolate(value: Any, env: dict[str, str]) -> Any:
     if not isinstance(value, str):
         return value
@@ -165,14 +186,8 @@ def _parse_connector(kind: str, raw: Any, where: str, workspace_id: str, file: P
     base_url = _interpolate(raw.get("base_url"), env)
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise WorkspaceError(f"{where}: connectors.{kind}.base_url must be an http(s) URL")
-    secret_envs = {}
-    for key in CONNECTOR_SECRETS[kind] & set(raw):
-        variable = raw[key]
-        if not isinstance(variable, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
-            raise WorkspaceError(
-                f"{where}: connectors.{kind}.{key} must name an environment variable, not hold a value"
-            )
-        secret_envs[key.removesuffix("_env")] = variable
+    secret_envs = {key.removesuffix("_env"): _variable(raw[key], where, f"connectors.{kind}.{key}")
+                   for key in sorted(CONNECTOR_SECRETS[kind] & set(raw))}
     if kind == "shopify":
         has_token = "access_token" in secret_envs
         has_client = {"client_id", "client_secret"} <= set(secret_envs)
@@ -196,7 +211,7 @@ def _parse_notifications(raw: Any, where: str, env: dict[str, str]) -> Notificat
             raise WorkspaceError(f"{where}: notifications.{channel} is not one of {', '.join(NOTIFICATION_KEYS)}")
         if not isinstance(settings, dict):
             raise WorkspaceError(f"{where}: notifications.{channel} must be a mapping")
-        unknown = set(settings) - NOTIFICATION_KEYS[channel]
+        unknown = set(settings) - NOTIFICATION_KEYS[channel] - NOTIFICATION_OPTIONS[channel]
         if unknown:
             raise WorkspaceError(f"{where}: notifications.{channel}.{sorted(unknown)[0]} is not a known setting")
         missing = NOTIFICATION_KEYS[channel] - set(settings)
@@ -208,12 +223,13 @@ def _parse_notifications(raw: Any, where: str, env: dict[str, str]) -> Notificat
         if not isinstance(channel, str) or not SLACK_CHANNEL.match(channel):
             raise WorkspaceError(
                 f"{where}: notifications.slack.channel must be a channel name such as \"#analytics\" "
-                f"(lower case) or a channel ID such as C0123456789 (got {channel!r})")
-        variable = raw["slack"]["bot_token_env"]
-        if not isinstance(variable, str) or not VARIABLE_NAME.match(variable):
-            raise WorkspaceError(
-                f"{where}: notifications.slack.bot_token_env must name an environment variable, not hold a value")
-        slack = SlackTarget(channel=channel, bot_token_env=variable)
+                f"(lower case) or a channel ID such as C0123456789 (got {shown(channel)})")
+        variable = _variable(raw["slack"]["bot_token_env"], where, "notifications.slack.bot_token_env")
+        if_token_unset = raw["slack"].get("if_token_unset", "fail")
+        if if_token_unset not in IF_TOKEN_UNSET:
+            raise WorkspaceError(f"{where}: notifications.slack.if_token_unset must be one of "
+                                 f"{', '.join(IF_TOKEN_UNSET)} (got {shown(if_token_unset)})")
+        slack = SlackTarget(channel=channel, bot_token_env=variable, if_token_unset=if_token_unset)
     if "email" in raw:
         to = raw["email"]["to"]
         if not isinstance(to, list) or not to or not all(isinstance(a, str) and EMAIL_ADDRESS.match(a) for a in to):
@@ -230,7 +246,7 @@ def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> W
     workspace_id = raw.get("id")
     if not isinstance(workspace_id, str) or not ID_PATTERN.match(workspace_id):
         raise WorkspaceError(
-            f"{file}: workspaces[{index}]: id must be lower-case letters, digits, '-' or '_' (got {workspace_id!r})"
+            f"{file}: workspaces[{index}]: id must be lower-case letters, digits, '-' or '_' (got {shown(workspace_id)})"
         )
     where = f"{file}: workspace {workspace_id!r}"
     unknown = set(raw) - WORKSPACE_KEYS
@@ -239,22 +255,28 @@ def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> W
     for key in ("name", "vertical", "timezone", "currency", "connectors"):
         if raw.get(key) in (None, ""):
             raise WorkspaceError(f"{where}: {key} is required")
+    name = str(raw["name"]) if isinstance(raw["name"], (int, float)) else raw["name"]
+    if not isinstance(name, str) or len(name) > NAME_LENGTH or \
+            any(unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp") for character in name):
+        # The name goes into email subjects and Slack headers: a line break there breaks every email.
+        raise WorkspaceError(f"{where}: name must be text of at most {NAME_LENGTH} characters on one line, "
+                             "without control characters (line breaks, tabs, invisible formatting)")
     vertical = raw["vertical"]
     if vertical not in VERTICALS:
-        raise WorkspaceError(f"{where}: vertical {vertical!r} is unknown; use one of {', '.join(VERTICALS)}")
+        raise WorkspaceError(f"{where}: vertical {shown(vertical)} is unknown; use one of {', '.join(VERTICALS)}")
     try:
         ZoneInfo(str(raw["timezone"]))
     except (ZoneInfoNotFoundError, ValueError):
-        raise WorkspaceError(f"{where}: timezone {raw['timezone']!r} is not an IANA timezone name") from None
+        raise WorkspaceError(f"{where}: timezone {shown(raw['timezone'])} is not an IANA timezone name") from None
     currency = str(raw["currency"])
     if currency not in ISO_4217:
-        raise WorkspaceError(f"{where}: currency {currency!r} is not an ISO-4217 code (e.g. USD, EUR, BRL)")
+        raise WorkspaceError(f"{where}: currency {shown(currency)} is not an ISO-4217 code (e.g. USD, EUR, BRL)")
     country = raw.get("country")
     if country is not None:
         from pipelines.insights.calendar import known_country
 
         if not isinstance(country, str) or not known_country(country):
-            raise WorkspaceError(f"{where}: country {country!r} is not an ISO 3166 alpha-2 code (e.g. US, BR, DE); "
+            raise WorkspaceError(f"{where}: country {shown(country)} is not an ISO 3166 alpha-2 code (e.g. US, BR, DE); "
                                  "it picks the holidays anomaly detection knows, and defaults to the timezone's country")
     connectors_raw = raw["connectors"]
     if not isinstance(connectors_raw, dict) or not connectors_raw:
@@ -271,7 +293,7 @@ def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> W
         connectors[kind] = _parse_connector(kind, settings, where, workspace_id, file, env)
     return Workspace(
         id=workspace_id,
-        name=str(raw["name"]),
+        name=name,
         vertical=vertical,
         timezone=str(raw["timezone"]),
         currency=currency,
@@ -287,7 +309,12 @@ def load_workspaces(
     """Read and validate the tenants file (default: settings' ABOS_WORKSPACES).
 
     Args:
-        require_secrets: also check that every secret variable a connector names is set.
+        require_secrets: also check that every variable the file and the delivery settings name is
+            set (`missing_variables`).
+
+    Raises:
+        WorkspaceError: every problem found, one per line: the first of each workspace, or every
+            unset variable.
     """
     env = dict(os.environ if env is None else env)
     file = Path(path) if path is not None else load_settings(env).workspaces_file
@@ -296,19 +323,58 @@ def load_workspaces(
     except OSError as exc:
         raise WorkspaceError(f"{file}: cannot read the workspaces file ({exc.strerror}); set ABOS_WORKSPACES") from exc
     except yaml.YAMLError as exc:
-        raise WorkspaceError(f"{file}: not valid YAML: {exc}") from exc
+        # Only the position: PyYAML's own message quotes the line, which may hold a pasted secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise WorkspaceError(f"{file}: not valid YAML{where}: {getattr(exc, 'problem', None) or 'parse error'}") \
+            from None
     if not isinstance(doc, dict) or not isinstance(doc.get("workspaces"), list):
         raise WorkspaceError(f"{file}: expected a top-level 'workspaces:' list")
     items: list[Workspace] = []
-    seen: set[str] = set()
+    problems: list[str] = []
     for index, raw in enumerate(doc["workspaces"]):
-        workspace = _parse_workspace(raw, index, file, env)
-        if workspace.id in seen:
-            raise WorkspaceError(f"{file}: workspace {workspace.id!r}: id is a duplicate (workspaces[{index}])")
-        seen.add(workspace.id)
-        if require_secrets:
-            for connector in workspace.connectors.values():
-                for name in connector.secret_envs:
-                    connector.secret(name, env)
+        try:
+            workspace = _parse_workspace(raw, index, file, env)
+        except WorkspaceError as exc:
+            problems.append(str(exc))
+            continue
+        if workspace.id in {w.id for w in items}:
+            problems.append(f"{file}: workspace {workspace.id!r}: id is a duplicate (workspaces[{index}])")
+            continue
         items.append(workspace)
-    return Workspaces(file=file, items=tuple(items))
+    workspaces = Workspaces(file=file, items=tuple(items))
+    if require_secrets and not problems:
+        problems = missing_variables(workspaces, env)
+    if problems:
+        raise WorkspaceError(problems[0] if len(problems) == 1 else
+                             f"{file}: {len(problems)} problems:\n" + "\n".join(f"- {p}" for p in problems))
+    return workspaces
+
+
+def missing_variables(workspaces: Workspaces, env: dict[str, str]) -> list[str]:
+    """Every variable the workspaces and the delivery settings name that is unset, each naming the key to fix.
+
+    Connector secrets; Slack bot tokens (unless `if_token_unset: outbox`); the SMTP password when
+    ABOS_SMTP_USER is set; the operator channel's token when ABOS_OPERATOR_SLACK_CHANNEL is set.
+    """
+    problems = []
+    for workspace in workspaces:
+        for connector in workspace.connectors.values():
+            problems += [_unset(workspaces.file, workspace.id, f"connectors.{connector.kind}.{name}_env", variable)
+                         for name, variable in connector.secret_envs.items() if not env.get(variable)]
+        slack = workspace.notifications.slack
+        if slack is not None and slack.if_token_unset == "fail" and slack.token(env) is None:
+            problems.append(_unset(workspaces.file, workspace.id, "notifications.slack.bot_token_env",
+                                   slack.bot_token_env) + " (or set notifications.slack.if_token_unset: outbox)")
+    try:
+        delivery = load_settings(env).delivery
+    except SettingsError as exc:
+        return [*problems, str(exc)]
+    emails = any(workspace.notifications.email is not None for workspace in workspaces)
+    if emails and delivery.smtp.host and delivery.smtp.user and delivery.smtp.password is None:
+        problems.append(f"ABOS_SMTP_USER is set, but {delivery.smtp.password_env} (ABOS_SMTP_PASSWORD_ENV), "
+                        "which should hold the SMTP password, is not")
+    if delivery.operator_channel and delivery.operator_token is None:
+        problems.append(f"ABOS_OPERATOR_SLACK_CHANNEL is set, but {delivery.operator_token_env} "
+                        "(ABOS_OPERATOR_SLACK_TOKEN_ENV), which should hold its bot token, is not")
+    return problems

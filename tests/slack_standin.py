@@ -9,8 +9,11 @@ It keeps channels, messages (with their `metadata`, returned by conversations.hi
 `include_all_metadata`), thread replies and uploaded files, as Slack does. Methods: auth.test,
 chat.postMessage, conversations.history / replies / list, files.getUploadURLExternal, the upload
 URL it hands out, files.completeUploadExternal. Behaviours: `rate_limit` (HTTP 429 with
-Retry-After), `fail` (an `{"ok": false, "error": ...}` answer, e.g. invalid_auth), a wrong token
-gets invalid_auth and a channel the bot is not in not_in_channel, like the real API.
+Retry-After), `fail` (an `{"ok": false, "error": ...}` answer, e.g. invalid_auth), `drop_after`
+(do the call, then close the connection without answering: a lost response), `drop_before` (close
+it without doing the call), `delay` (wait before
+doing a call), and, like the real API, a wrong token gets invalid_auth and a channel the bot is not
+in not_in_channel.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 @dataclass(frozen=True)
 class Call:
-    """One Web API call as the stand-in received it (also the ones answered with 429)."""
+    """One Web API call as the stand-in received it (also the ones answered with 429; 0: dropped undone)."""
 
     method: str
     params: dict[str, Any]
@@ -43,6 +46,9 @@ class SlackStandIn:
         self.uploads: dict[str, dict[str, Any]] = {}  # file id -> {"filename", "length", "data", "shared_to"}
         self._rate_limits: dict[str, list[int]] = {}
         self._failures: dict[str, list[str]] = {}
+        self._drops: dict[str, int] = {}
+        self._drops_before: dict[str, int] = {}
+        self._delays: dict[str, float] = {}
         self._last_ts = 0.0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -74,6 +80,18 @@ class SlackStandIn:
         """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`."""
         self._failures[method] = [error] * times
 
+    def drop_after(self, method: str, times: int = 1_000_000) -> None:
+        """Do the next `times` calls of `method` (a post is stored), then drop the connection unanswered."""
+        self._drops[method] = times
+
+    def drop_before(self, method: str, times: int = 1) -> None:
+        """Drop the connection of the next `times` calls of `method` unanswered, without doing them."""
+        self._drops_before[method] = times
+
+    def delay(self, method: str, seconds: float) -> None:
+        """Wait `seconds` before doing each call of `method`."""
+        self._delays[method] = seconds
+
     def channel_id(self, channel: str) -> str:
         """The ID of a channel given by name or ID."""
         return next(channel_id for channel_id, found in self.channels.items() if found is self._channel(channel))
@@ -100,28 +118,41 @@ class SlackStandIn:
 
     # --- the API -----------------------------------------------------------------------------------
 
-    def _call(self, method: str, params: dict[str, Any], token: str | None) -> tuple[int, dict[str, Any], dict]:
+    def _call(self, method: str, params: dict[str, Any], token: str | None) -> tuple[int | None, dict[str, Any], dict]:
+        """Status (None: drop the connection unanswered), body and headers of one call."""
+        time.sleep(self._delays.get(method, 0))
         with self._lock:
-            retry_after = self._rate_limits.get(method, [])
-            if retry_after:
-                wait = retry_after.pop(0)
-                self.calls.append(Call(method, params, 429))
-                return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
-            self.calls.append(Call(method, params, 200))
-            if not token:
-                return 200, {"ok": False, "error": "not_authed"}, {}
-            if token != self.token:
-                return 200, {"ok": False, "error": "invalid_auth"}, {}
-            failures = self._failures.get(method, [])
-            if failures:
-                return 200, {"ok": False, "error": failures.pop(0)}, {}
-            handler = getattr(self, "_" + method.replace(".", "_"), None)
-            if handler is None:
-                return 200, {"ok": False, "error": "unknown_method"}, {}
-            try:
-                return 200, {"ok": True, **handler(params)}, {}
-            except SlackError as error:
-                return 200, {"ok": False, "error": str(error)}, {}
+            if self._drops_before.get(method):
+                self._drops_before[method] -= 1
+                self.calls.append(Call(method, params, 0))
+                return None, {}, {}
+            answer = self._answer(method, params, token)
+            if self._drops.get(method):
+                self._drops[method] -= 1
+                return None, {}, {}
+            return answer
+
+    def _answer(self, method: str, params: dict[str, Any], token: str | None) -> tuple[int, dict[str, Any], dict]:
+        retry_after = self._rate_limits.get(method, [])
+        if retry_after:
+            wait = retry_after.pop(0)
+            self.calls.append(Call(method, params, 429))
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
+        self.calls.append(Call(method, params, 200))
+        if not token:
+            return 200, {"ok": False, "error": "not_authed"}, {}
+        if token != self.token:
+            return 200, {"ok": False, "error": "invalid_auth"}, {}
+        failures = self._failures.get(method, [])
+        if failures:
+            return 200, {"ok": False, "error": failures.pop(0)}, {}
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return 200, {"ok": False, "error": "unknown_method"}, {}
+        try:
+            return 200, {"ok": True, **handler(params)}, {}
+        except SlackError as error:
+            return 200, {"ok": False, "error": str(error)}, {}
 
     def _auth_test(self, _params: dict[str, Any]) -> dict[str, Any]:
         return {"url": "https://standin.slack.com/", "team": "Stand-in", "user": "abos", "user_id": "U0BOT",
@@ -249,6 +280,9 @@ class SlackStandIn:
                 auth = self.headers.get("Authorization") or ""
                 token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else params.pop("token", None)
                 status, payload, headers = standin._call(url.path.removeprefix("/api/"), params, token)
+                if status is None:  # the call was done; its answer is lost with the connection
+                    self.close_connection = True
+                    return None
                 self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
             def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str]) -> None:

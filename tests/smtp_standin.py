@@ -2,12 +2,14 @@
 
     with SmtpStandIn() as smtp:
         smtp.refuse(times=1)            # the next message gets "451 try again later"
+        smtp.answer_late(40, times=1)   # the next message is stored, and its 250 comes 40 s later
         ...
         assert len(smtp.messages) == 1  # email.message.EmailMessage objects, as received
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -25,6 +27,7 @@ class SmtpStandIn:
         self.envelopes: list[tuple[str, list[str]]] = []  # (mail from, rcpt tos) of accepted messages
         self.refused = 0
         self._refusals = 0
+        self._late: list[float] = []
         self._lock = threading.Lock()
         with socket.socket() as probe:  # aiosmtpd needs a concrete port to check it started
             probe.bind(("127.0.0.1", 0))
@@ -35,6 +38,12 @@ class SmtpStandIn:
         """Answer the next `times` messages' DATA with 451 (a temporary failure): nothing is accepted."""
         with self._lock:
             self._refusals = times
+
+    def answer_late(self, seconds: float, times: int = 1_000_000) -> None:
+        """Store the next `times` messages, then wait `seconds` before answering 250: a slow server, or
+        (past the client's timeout) an accepted message whose acceptance the client never hears."""
+        with self._lock:
+            self._late = [seconds] * times
 
     @property
     def env(self) -> dict[str, str]:
@@ -49,6 +58,8 @@ class SmtpStandIn:
                 return "451 4.3.0 stand-in: try again later"
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self.messages.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
+            late = self._late.pop(0) if self._late else 0
+        await asyncio.sleep(late)
         return "250 2.0.0 OK: queued"
 
     def __enter__(self) -> SmtpStandIn:

@@ -1,10 +1,12 @@
 """The deliver asset, partitioned by workspace: send each undelivered report to every target, and check the log.
 
-`deliver/reports` records every attempt in `insights.deliveries`; when a delivery fails its last
-allowed attempt (ABOS_DELIVERY_MAX_ATTEMPTS) the run fails after all other targets were tried, so
-the run-failure alert fires. The check `deliveries_ok` fails while any delivery of the workspace is
-`failed` (severity ERROR once it has no attempts left, WARN while it will be retried) or
-`unconfirmed` (WARN), naming report, channel, recipient and reason.
+`deliver/reports` records every attempt in `insights.deliveries`. When a delivery fails its last
+allowed attempt (ABOS_DELIVERY_MAX_ATTEMPTS), or an email becomes `unconfirmed`, the operator has to
+act: the run fails after all other targets were tried, so the run-failure alert fires. A failure
+with attempts left is retried by the `retry_failed_deliveries` sensor (`sensors.py`). The check
+`deliveries_ok` fails while any delivery of the workspace is `failed` (severity ERROR once it has no
+attempts left, WARN while it will be retried) or `unconfirmed` (WARN), naming report, channel,
+recipient and reason.
 """
 
 import dagster as dg
@@ -29,16 +31,19 @@ def deliver_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Assets
     def reports(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Send one workspace's undelivered reports to its Slack channel and email recipients (or the outbox)."""
         workspace = workspaces.get(context.partition_key)
-        touched = deliver_workspace(settings, workspace, run_id=context.run.run_id)
+        touched = deliver_workspace(settings, workspace, run_id=context.run.run_id, notice=context.log.info)
         for delivery in touched:
             line = _line(delivery, max_attempts)
             (context.log.info if delivery.status == "sent" else context.log.warning)(line)
-        given_up = [d for d in touched if d.status == "failed" and d.attempts >= max_attempts]
-        if given_up:
+        for_operator = [d for d in touched if d.status == "unconfirmed"
+                        or (d.status == "failed" and d.attempts >= max_attempts)]
+        if for_operator:
             raise dg.Failure(
-                description=f"{len(given_up)} delivery(ies) of workspace {workspace.id!r} failed their last attempt:\n"
-                            + "\n".join(_line(d, max_attempts) for d in given_up),
-                metadata={"failed": len(given_up)},
+                description=f"{len(for_operator)} delivery(ies) of workspace {workspace.id!r} need the operator "
+                            "(failed their last attempt, or unconfirmed: docs/delivery.md):\n"
+                            + "\n".join(_line(d, max_attempts) for d in for_operator),
+                metadata={"failed": sum(d.status == "failed" for d in for_operator),
+                          "unconfirmed": sum(d.status == "unconfirmed" for d in for_operator)},
             )
         return dg.MaterializeResult(metadata={
             **{status: sum(d.status == status for d in touched) for status in ("sent", "failed", "unconfirmed")},
@@ -69,6 +74,22 @@ def deliver_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Assets
         )
 
     return [reports, deliveries_ok]
+
+
+def undelivered(result: dg.ExecuteInProcessResult) -> list[str]:
+    """What a run's deliveries left undone, one line per workspace ("deliveries of shop-a: 1 failed"), for
+    `abos run`: a failure with attempts left does not fail the run, but the command must not say all is well."""
+    lines = []
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        if materialization.asset_key != DELIVERIES:
+            continue
+        counts = {status: materialization.metadata[status].value for status in ("failed", "unconfirmed")
+                  if status in materialization.metadata and materialization.metadata[status].value}
+        if counts:
+            lines.append(f"deliveries of {materialization.partition}: "
+                         + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    return lines
 
 
 def _line(delivery: Delivery, max_attempts: int) -> str:

@@ -1,17 +1,20 @@
 """Deliver one workspace's undelivered reports to each of its targets, exactly once (docs/delivery.md).
 
-For every report in `insights.reports` and every target in the workspace's `notifications`, the
-delivery log decides what to do. An attempt writes its row as `pending` first, then sends, then
-records the outcome; the `after_send` seam runs between the last two, which is where a crash would
-leave a `pending` row behind. Such a row is reconciled by the next run:
+For every report in `insights.reports` and every channel of the workspace's `notifications`, a run
+first takes that report and channel's lease (`lease.py`), so no other run sends it meanwhile, then
+reads the delivery log's rows for it, which decide what to do. An attempt writes its row as
+`pending` first, then sends, then records the outcome; the `after_send` seam runs between the last
+two, which is where a crash would leave a `pending` row behind. Such a row is reconciled by the
+next run:
 
 - Slack: the message carries its idempotency key in its metadata; the next attempt looks it up
   with conversations.history (and the chart in its thread) and sends only what is missing.
 - email over SMTP: no server can be asked, so the row becomes `unconfirmed` and is not resent.
+  So does an email whose data reached the server without an answer (`email.UnconfirmedSend`).
 - outbox: writing the file again replaces it, so the next attempt simply writes it again.
 
-Every other failure is recorded as `failed` with its reason and retried by the next run, until
-ABOS_DELIVERY_MAX_ATTEMPTS attempts have failed.
+Every other failure is recorded as `failed` with its reason and retried (by the retry sensor, or
+the next run) until ABOS_DELIVERY_MAX_ATTEMPTS attempts have failed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from slack_sdk.errors import SlackApiError
 
 from pipelines.deliver import email, outbox, slack
 from pipelines.deliver.errors import DeliveryError
+from pipelines.deliver.lease import Leases, lease_ttl
 from pipelines.deliver.log import Delivery, DeliveryLog, now
 from pipelines.insights.reports import CHART_FILE
 from pipelines.settings import Settings
@@ -37,8 +41,8 @@ from pipelines.workspaces import Workspace
 # Slack's history is read from a little before the first attempt, in case the clocks disagree.
 HISTORY_MARGIN = timedelta(minutes=10)
 UNCONFIRMED = ("a run stopped after it began sending this email and before it recorded the outcome; "
-               "whether the SMTP server accepted it is unknown, so it is not resent automatically "
-               "(docs/delivery.md: unconfirmed deliveries)")
+               "whether the SMTP server accepted it is unknown, so it is not resent automatically: look for its "
+               "Message-ID (external_id) in the server's log (docs/delivery.md, unconfirmed emails)")
 
 
 @dataclass(frozen=True)
@@ -64,11 +68,13 @@ class ReportContent:
 
 
 def targets(settings: Settings, workspace: Workspace, env: dict[str, str] | None = None) -> list[Target]:
-    """The workspace's targets; a Slack channel without a token and email without SMTP go to the outbox."""
+    """The workspace's targets. Email without ABOS_SMTP_HOST goes to the outbox; so does Slack without
+    its token when the workspace says `if_token_unset: outbox` (else that delivery fails, naming the variable)."""
     found = []
     if workspace.notifications.slack is not None:
         target = workspace.notifications.slack
-        found.append(Target("slack", target.channel, "slack" if target.token(env) else "outbox"))
+        to_outbox = target.token(env) is None and target.if_token_unset == "outbox"
+        found.append(Target("slack", target.channel, "outbox" if to_outbox else "slack"))
     if workspace.notifications.email is not None:
         via = "smtp" if settings.delivery.smtp.host else "outbox"
         found.extend(Target("email", address, via) for address in workspace.notifications.email.to)
@@ -77,7 +83,8 @@ def targets(settings: Settings, workspace: Workspace, env: dict[str, str] | None
 
 def deliver_workspace(settings: Settings, workspace: Workspace, *, run_id: str | None = None,
                       after_send: Callable[[Delivery], None] | None = None,
-                      env: dict[str, str] | None = None) -> list[Delivery]:
+                      env: dict[str, str] | None = None,
+                      notice: Callable[[str], None] = lambda _message: None) -> list[Delivery]:
     """Deliver every report of `workspace` that some target has not had yet.
 
     Args:
@@ -87,22 +94,41 @@ def deliver_workspace(settings: Settings, workspace: Workspace, *, run_id: str |
         after_send: called after a send succeeded and before it is recorded. A real seam: tests
             kill the process here to prove a crash in that window does not lead to a second send.
         env: where workspace bot tokens are read (default: the process environment).
+        notice: told about each report and channel left to another run that holds its lease.
 
     Returns:
         The rows this call touched, in their final state.
     """
     warehouse = Warehouse(settings)
     log = DeliveryLog(warehouse)
-    known = log.load(workspace.id)
+    log.create()
+    leases = Leases(warehouse, lease_ttl(settings))
+    every_target = targets(settings, workspace, env)
     touched = []
     for report in _reports(warehouse, workspace.id):
-        for target in targets(settings, workspace, env):
-            delivery = known.get((report["report_id"], target.channel, target.recipient)) or Delivery(
-                report_id=report["report_id"], workspace_id=workspace.id, week=report["week"],
-                channel=target.channel, recipient=target.recipient)
-            if not _due(delivery, settings.delivery.max_attempts):
+        for channel in dict.fromkeys(target.channel for target in every_target):
+            lease = leases.take(workspace.id, report["week"], channel)
+            if lease is None:
+                holder = leases.holder(workspace.id, report["week"], channel)
+                notice(f"{report['report_id']} → {channel}: left to the run that holds its lease"
+                       + (f" ({holder[0]}, until {holder[1]:%Y-%m-%d %H:%M} UTC)" if holder else ""))
                 continue
-            touched.append(_attempt(settings, workspace, target, report, delivery, log, run_id, after_send, env))
+            try:
+                # Read under the lease: what another run did before we took it is in these rows.
+                known = log.load(workspace.id, report_id=report["report_id"], channel=channel)
+                for target in (t for t in every_target if t.channel == channel):
+                    delivery = known.get((report["report_id"], target.channel, target.recipient)) or Delivery(
+                        report_id=report["report_id"], workspace_id=workspace.id, week=report["week"],
+                        channel=target.channel, recipient=target.recipient)
+                    if not _due(delivery, settings.delivery.max_attempts):
+                        continue
+                    if not lease.renew():  # it expired and another run took it: that run sends the rest
+                        notice(f"{report['report_id']} → {channel}: lease lost to another run; it sends the rest")
+                        break
+                    touched.append(_attempt(settings, workspace, target, report, delivery, log, run_id,
+                                            after_send, env))
+            finally:
+                lease.release()
     return touched
 
 
@@ -115,7 +141,8 @@ def _due(delivery: Delivery, max_attempts: int) -> bool:
 def _attempt(settings: Settings, workspace: Workspace, target: Target, report: dict[str, Any], delivery: Delivery,
              log: DeliveryLog, run_id: str | None, after_send, env) -> Delivery:
     if delivery.status == "pending" and delivery.via == "smtp":
-        return log.save(delivery.replace(status="unconfirmed", last_error=UNCONFIRMED, run_id=run_id))
+        return log.save(delivery.replace(status="unconfirmed", last_error=UNCONFIRMED, run_id=run_id,
+                                         external_id=email.message_id(delivery.key, settings.delivery.smtp.sender)))
     maybe_delivered = delivery.attempts > 0  # an earlier attempt may have got through before it failed
     started = now()
     delivery = log.save(delivery.replace(status="pending", via=target.via, attempts=delivery.attempts + 1,
@@ -124,6 +151,9 @@ def _attempt(settings: Settings, workspace: Workspace, target: Target, report: d
     try:
         content = _content(report)  # inside the attempt: unreadable files are a recorded failure too
         external_id = _send(settings, workspace, target, content, delivery, maybe_delivered, env)
+    except email.UnconfirmedSend as exc:
+        return log.save(delivery.replace(status="unconfirmed", external_id=exc.message_id,
+                                         last_error=f"workspace {workspace.id!r}: email to {target.recipient}: {exc}"))
     except Exception as exc:  # noqa: BLE001 - every failure is recorded with its reason, never dropped
         return log.save(delivery.replace(status="failed", last_error=_reason(exc, settings, workspace, target)))
     if after_send is not None:
@@ -144,7 +174,12 @@ def _send(settings: Settings, workspace: Workspace, target: Target, content: Rep
                      "file": str(content.chart_path)}
             return str(outbox.write_json(outbox.slack_path(*folder, target.recipient),
                                          {"chat.postMessage": message, "files_upload_v2": files}))
-        client = slack.client(settings, workspace.notifications.slack.token(env))
+        token = workspace.notifications.slack.token(env)
+        if token is None:
+            variable = workspace.notifications.slack.bot_token_env
+            raise DeliveryError(f"workspace {workspace.id!r}: {variable} (notifications.slack.bot_token_env) is not set: "
+                                "set it to the bot token, or set notifications.slack.if_token_unset: outbox")
+        client = slack.client(settings, token)
         since = (delivery.first_attempt_at - HISTORY_MARGIN).timestamp()
         return slack.post_report(client, message, content.chart, upload, maybe_posted=maybe_delivered, since=since)
     message = email.report_email(content.facts, content.summary, content.text, content.chart,

@@ -10,6 +10,9 @@ reconciles (docs/delivery.md). Statuses:
 | sent | delivered; `external_id` is the Slack ts, the Message-ID or the outbox file |
 | failed | the last attempt failed (`last_error`); retried next run until `attempts` reaches the maximum |
 | unconfirmed | an email whose outcome cannot be known (see docs/delivery.md); never resent by itself |
+
+Its companion `insights.delivery_leases` holds the lease a run takes before it sends a report to a
+channel (`pipelines.deliver.lease`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ import pandas as pd
 from pipelines.warehouse import Warehouse
 
 TABLE = "insights.deliveries"
+LEASE_TABLE = "insights.delivery_leases"
 KEY = ["report_id", "channel", "recipient"]
+# Created up front, not from the first row written, so two runs starting at once cannot race to create it.
+COLUMNS = {"report_id": "text", "workspace_id": "text", "week": "text", "channel": "text", "recipient": "text",
+           "status": "text", "via": "text", "attempts": "bigint", "last_error": "text", "external_id": "text",
+           "run_id": "text", "first_attempt_at": "timestamp with time zone",
+           "last_attempt_at": "timestamp with time zone", "sent_at": "timestamp with time zone"}
+LEASE_COLUMNS = {"workspace_id": "text not null", "week": "text not null", "channel": "text not null",
+                 "holder": "text not null", "expires_at": "timestamp with time zone not null"}
 STATUSES = ("pending", "sent", "failed", "unconfirmed")
 TIMESTAMPS = ["first_attempt_at", "last_attempt_at", "sent_at"]
 
@@ -62,11 +73,29 @@ class DeliveryLog:
 
     warehouse: Warehouse
 
-    def load(self, workspace_id: str) -> dict[tuple[str, str, str], Delivery]:
-        """The workspace's rows by (report_id, channel, recipient)."""
+    def create(self) -> None:
+        """Create the log and its lease table where they are missing."""
+        statements = [
+            "create schema if not exists insights",
+            f"create table if not exists {TABLE} ({_columns(COLUMNS)})",
+            f"create table if not exists {LEASE_TABLE} ({_columns(LEASE_COLUMNS)}, "
+            "primary key (workspace_id, week, channel))",
+        ]
+        if self.warehouse.kind == "postgres":  # concurrent "create ... if not exists" can collide there
+            statements.insert(0, f"select pg_advisory_xact_lock(hashtext('{TABLE}'))")
+        self.warehouse.execute(*statements)
+
+    def load(self, workspace_id: str, *, report_id: str | None = None,
+             channel: str | None = None) -> dict[tuple[str, str, str], Delivery]:
+        """The workspace's rows (or one report's, on one channel) by (report_id, channel, recipient)."""
         if not self._exists():
             return {}
-        frame = self.warehouse.query(f"select * from {TABLE} where workspace_id = %s", [workspace_id])
+        sql, params = f"select * from {TABLE} where workspace_id = %s", [workspace_id]
+        for column, value in (("report_id", report_id), ("channel", channel)):
+            if value is not None:
+                sql += f" and {column} = %s"
+                params.append(value)
+        frame = self.warehouse.query(sql, params)
         return {(row.report_id, row.channel, row.recipient): row for row in map(_delivery, frame.to_dict("records"))}
 
     def save(self, delivery: Delivery) -> Delivery:
@@ -81,6 +110,13 @@ class DeliveryLog:
             frame[column] = frame[column].astype("string")
         self.warehouse.upsert(TABLE, frame, key=KEY)
         return delivery
+
+    def unfinished(self) -> list[Delivery]:
+        """Every workspace's `failed` and `pending` rows."""
+        if not self._exists():
+            return []
+        frame = self.warehouse.query(f"select * from {TABLE} where status in ('failed', 'pending')")
+        return [_delivery(row) for row in frame.to_dict("records")]
 
     def outbox_paths(self, *, run_id: str, workspace_id: str | None = None) -> list[str]:
         """The outbox files the run `run_id` delivered to."""
@@ -98,6 +134,10 @@ class DeliveryLog:
         found = self.warehouse.query("select count(*) as n from information_schema.tables "
                                      "where table_schema = %s and table_name = %s", [schema, name])
         return bool(found["n"].iloc[0])
+
+
+def _columns(columns: dict[str, str]) -> str:
+    return ", ".join(f"{name} {kind}" for name, kind in columns.items())
 
 
 def now() -> datetime:

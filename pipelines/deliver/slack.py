@@ -2,15 +2,21 @@
 
 The message carries its delivery's idempotency key in its `metadata` (event_payload), so a run that
 does not know whether an earlier attempt posted can find out with `conversations.history` instead
-of posting again. The chart is uploaded with `files_upload_v2` into the message's thread. 429s are
-retried by slack-sdk's `RateLimitErrorRetryHandler` (honouring Retry-After), dropped connections by
-its `ConnectionErrorRetryHandler`.
+of posting again. The chart is uploaded with `files_upload_v2` into the message's thread.
+
+Retries: a 429 means Slack did not do the call, so slack-sdk's `RateLimitErrorRetryHandler` retries
+every method after Retry-After. A dropped connection, a timeout or a 5xx leaves a send's outcome
+unknown (Slack may have stored the post and lost only its answer), so slack-sdk retries only reads
+after one (`ReadRetryHandler`). `post_report` retries a send itself, each time after looking up
+whether the lost one got through.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -22,7 +28,11 @@ from pipelines.settings import Settings
 EVENT_TYPE = "abos_weekly_report"  # metadata event_type of report messages
 TIMEOUT_SECONDS = 30
 RATE_LIMIT_RETRIES = 3
-CONNECTION_RETRIES = 2
+CONNECTION_RETRIES = 2  # per call for reads; per post or upload, each after a lookup, for sends
+# Methods that change nothing, so repeating one after a lost answer cannot duplicate anything.
+# files.getUploadURLExternal only reserves an upload: a file shows nowhere until it is completed.
+READ_METHODS = frozenset({"auth.test", "conversations.history", "conversations.replies", "conversations.list",
+                          "files.getUploadURLExternal"})
 FIELDS_PER_SECTION = 10  # Block Kit's limit
 MAX_ANOMALIES = 8  # a message holds at most 50 blocks; the email and the report file list every one
 SECTION_TEXT = 2900  # Block Kit allows 3000 characters in a section's text
@@ -41,15 +51,32 @@ HINTS = {
 }
 
 
+class ReadRetryHandler(ConnectionErrorRetryHandler):
+    """slack-sdk's retry after a dropped connection, for READ_METHODS only: a send is never repeated blindly."""
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        method = urlsplit(request.url).path.rsplit("/", 1)[-1]
+        return method in READ_METHODS and super()._can_retry(state=state, request=request, response=response,
+                                                             error=error)
+
+
 def client(settings: Settings, token: str) -> WebClient:
-    """A WebClient on the configured API base URL that retries rate limits and dropped connections."""
+    """A WebClient on the configured API base URL that retries rate limits, and reads after a dropped connection."""
     return WebClient(
         token=token,
         base_url=settings.delivery.slack_base_url,
         timeout=TIMEOUT_SECONDS,
-        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=CONNECTION_RETRIES),
+        retry_handlers=[ReadRetryHandler(max_retry_count=CONNECTION_RETRIES),
                         RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)],
     )
+
+
+def outcome_unknown(error: Exception) -> bool:
+    """Whether a failed call may still have been done: no answer, or a 5xx; not a Slack error code or a 429."""
+    if isinstance(error, SlackApiError):
+        status = getattr(error.response, "status_code", None)
+        return status is None or status >= 500
+    return True
 
 
 def slack_error(exc: SlackApiError, who: str, channel: str, *, channel_setting: str, token_setting: str) -> DeliveryError:
@@ -118,19 +145,53 @@ def post_report(slack: WebClient, message: dict[str, Any], chart: bytes, upload:
 
     Raises:
         SlackApiError: Slack refused a call (after slack-sdk's retries).
+        Exception: a call's outcome stayed unknown after CONNECTION_RETRIES lookups and retries; the
+            next attempt looks up again before it sends.
     """
+    key = message["metadata"]["event_payload"]["idempotency_key"]
     channel_id = ts = None
-    chart_posted = False
-    if maybe_posted:
-        channel_id = channel_id_of(slack, message["channel"])
-        ts = find_posted(slack, channel_id, message["metadata"]["event_payload"]["idempotency_key"], since)
-        chart_posted = ts is not None and _has_file(slack, channel_id, ts, upload["filename"])
-    if ts is None:
+
+    def posted() -> str | None:
+        nonlocal channel_id
+        channel_id = channel_id or channel_id_of(slack, message["channel"])
+        return find_posted(slack, channel_id, key, since)
+
+    def post() -> str:
+        nonlocal channel_id
         response = slack.chat_postMessage(**message)
-        channel_id, ts = response["channel"], response["ts"]
+        channel_id = response["channel"]
+        return response["ts"]
+
+    ts = posted() if maybe_posted else None
+    chart_posted = ts is not None and _has_file(slack, channel_id, ts, upload["filename"])
+    if ts is None:
+        ts = send_once(post, posted)
     if not chart_posted:
-        slack.files_upload_v2(channel=channel_id, thread_ts=ts, file=chart, **upload)
+        send_once(lambda: slack.files_upload_v2(channel=channel_id, thread_ts=ts, file=chart, **upload),
+                  lambda: _has_file(slack, channel_id, ts, upload["filename"]) or None)
     return f"{channel_id}/{ts}"
+
+
+Sent = TypeVar("Sent")
+
+
+def send_once(send: Callable[[], Sent], lookup: Callable[[], Sent | None]) -> Sent:
+    """`send()`, retried after an unknown outcome only when `lookup()` finds that it did not get through.
+
+    Returns:
+        What `send` returned, or what `lookup` found of a send whose answer was lost.
+    """
+    retries = CONNECTION_RETRIES
+    while True:
+        try:
+            return send()
+        except Exception as error:  # noqa: BLE001 - only an unknown outcome is looked up, the rest re-raised
+            if not outcome_unknown(error) or retries == 0:
+                raise
+        retries -= 1
+        found = lookup()
+        if found is not None:
+            return found
 
 
 def find_posted(slack: WebClient, channel_id: str, key: str, since: float) -> str | None:

@@ -50,7 +50,7 @@ workspaces:
     connectors:
       shopify: {{base_url: "http://127.0.0.1:9/shops/{WORKSPACE}", access_token_env: SHOP_A_TOKEN}}
     notifications:
-      slack: {{channel: "{CHANNEL}", bot_token_env: SHOP_A_SLACK_TOKEN}}
+      slack: {{channel: "{CHANNEL}", bot_token_env: SHOP_A_SLACK_TOKEN, if_token_unset: outbox}}
       email: {{to: [{RECIPIENT}]}}
 """
 # Nothing configured: no SMTP host, no Slack token, no LLM.
