@@ -93,10 +93,10 @@ def report_message(facts: dict[str, Any], summary: str | None, *, channel: str, 
     title = report_title(facts)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": _escape(_period(facts))}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(_period(facts))}]},
     ]
     if summary:
-        blocks.append(_section(_escape(summary)))
+        blocks.append(_section(escape(summary)))
     fields = [_kpi_field(metric) for metric in facts["metrics"]]
     for start in range(0, len(fields), FIELDS_PER_SECTION):
         blocks.append({"type": "section", "fields": fields[start:start + FIELDS_PER_SECTION]})
@@ -111,7 +111,8 @@ def report_message(facts: dict[str, Any], summary: str | None, *, channel: str, 
     fallback = f"{title}: {summary}" if summary else title
     return {
         "channel": channel,
-        "text": fallback[:SECTION_TEXT],
+        # Notifications and clients without blocks show `text`, which Slack parses like mrkdwn.
+        "text": escape(fallback)[:SECTION_TEXT],
         "blocks": blocks,
         "unfurl_links": False,
         "unfurl_media": False,
@@ -246,16 +247,16 @@ def _period(facts: dict[str, Any]) -> str:
 def _kpi_field(metric: dict[str, Any]) -> dict[str, str]:
     shown = metric["display"]
     marker = {"good": ":large_green_circle:", "bad": ":red_circle:"}.get(metric["outcome"], ":white_circle:")
-    return {"type": "mrkdwn", "text": f"*{_escape(metric['label'])}*\n{_escape(shown['current'])}  "
-                                      f"{marker} {_escape(shown['change'])} ({_escape(shown['delta'])})"}
+    return {"type": "mrkdwn", "text": f"*{escape(metric['label'])}*\n{escape(shown['current'])}  "
+                                      f"{marker} {escape(shown['change'])} ({escape(shown['delta'])})"}
 
 
 def _anomaly_text(anomaly: dict[str, Any]) -> str:
     shown = anomaly["display"]
-    lines = [f"*{_escape(anomaly['label'])}* on {anomaly['date']} ({anomaly['weekday']}): "
-             f"{_escape(shown['value'])}, expected {_escape(shown['expected'])} (band {_escape(shown['band'])}); "
+    lines = [f"*{escape(anomaly['label'])}* on {anomaly['date']} ({anomaly['weekday']}): "
+             f"{escape(shown['value'])}, expected {escape(shown['expected'])} (band {escape(shown['band'])}); "
              f"{anomaly['direction']}, severity {anomaly['severity']}"]
-    lines += [f"• {_escape(driver['phrase'])}" for driver in anomaly["drivers"]]
+    lines += [f"• {escape(driver['phrase'])}" for driver in anomaly["drivers"]]
     return "\n".join(lines)
 
 
@@ -263,6 +264,6 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_TEXT]}}
 
 
-def _escape(text: str) -> str:
-    """Slack mrkdwn control characters (&, <, >) as entities."""
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters (&, <, >) as entities, so no text becomes a mention (`<!channel>`) or a link."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,8 +1,10 @@
 """The weekly report's plain-language summary: an LLM writes it, a fact check decides if it is used.
 
 The LLM sees only the report's facts JSON. Every number in its reply must match a fact within the
-precision the reply wrote it at; any number that does not, any failed call, or no API key at all,
-and the summary is a deterministic template built from the same facts. Nothing here raises on an
+precision the reply wrote it at, and every claim about a metric (which metric a number is, which
+way it moved, by how many times) must agree with that metric's facts. A reply that fails, one that
+is too long or holds a link or markup, any failed call, or no API key at all, and the summary is a
+deterministic template built from the same facts. Nothing here raises on an
 LLM problem: a report never fails because of its summary (see docs/reports.md).
 
 Model, endpoint, key and bounds are `pipelines.settings.LlmSettings` (ABOS_LLM_* variables, see
@@ -26,6 +28,14 @@ from pipelines.settings import LlmSettings
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 MAX_COMPLETION_TOKENS = 400
+# A compliant API stops at MAX_COMPLETION_TOKENS (some 1,600 characters); anything much longer is not
+# a summary (a 2.2 MB reply once reached report.html).
+MAX_REPLY_CHARACTERS = 2_000
+# A summary is plain text. Links, mentions and tags have no fact behind them; everything is escaped
+# where it is shown anyway (Slack mrkdwn, HTML).
+MARKUP = re.compile(r"<[!@#a-z/]|https?://|www\.|\]\(|&[a-z]+;|&#", re.IGNORECASE)
+# Control and invisible formatting characters (bidi overrides, zero-width) are removed from a reply.
+INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 # US$ per million tokens (input, output), from OpenAI's public price list as of 2025-06. A model
 # not listed (e.g. a local one) gets cost None rather than a guess.
@@ -64,7 +74,9 @@ class Summary:
         cost_usd: estimated from PRICES_PER_MILLION_TOKENS; None for an unpriced model or no usage.
         latency_seconds: wall time of the LLM call including retries, None without a call.
         rejected_numbers: the reply's numbers that matched no fact.
-        rejected_reply: the reply that failed the fact check, kept for review.
+        rejected_claims: the reply's claims about a metric that its facts contradict.
+        rejected_reply: the reply that failed the fact check, kept for review (at most
+            MAX_REPLY_CHARACTERS).
     """
 
     text: str
@@ -76,12 +88,13 @@ class Summary:
     cost_usd: float | None = None
     latency_seconds: float | None = None
     rejected_numbers: tuple[str, ...] = ()
+    rejected_claims: tuple[str, ...] = ()
     rejected_reply: str | None = None
 
     def metadata(self) -> dict[str, Any]:
         """Plain values for asset metadata and the reports table."""
         return {key: value for key, value in self.__dict__.items() if key != "text"} | {
-            "rejected_numbers": list(self.rejected_numbers)}
+            "rejected_numbers": list(self.rejected_numbers), "rejected_claims": list(self.rejected_claims)}
 
 
 def summarize(
@@ -114,7 +127,7 @@ def summarize(
             temperature=0,
             max_tokens=MAX_COMPLETION_TOKENS,
         )
-        reply = (response.choices[0].message.content or "").strip()
+        reply = response.choices[0].message.content or ""
         usage = response.usage
     # Any failure (timeout, connection, HTTP status, a body the client cannot parse) means the
     # template; the exception's type and status say why without echoing request details.
@@ -129,12 +142,21 @@ def summarize(
     accounting = dict(model=settings.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                       cost_usd=estimate_cost(settings.model, prompt_tokens, completion_tokens),
                       latency_seconds=latency)
+    if len(reply) > MAX_REPLY_CHARACTERS:
+        return Summary(template, "template", reason=f"LLM reply too long ({len(reply):,} characters; at most "
+                       f"{MAX_REPLY_CHARACTERS:,})", rejected_reply=reply[:MAX_REPLY_CHARACTERS], **accounting)
+    reply = INVISIBLE.sub("", reply).strip()
     if not reply:
         return Summary(template, "template", reason="LLM reply was empty", **accounting)
+    if MARKUP.search(reply):
+        return Summary(template, "template", reason="LLM reply holds a link or markup", rejected_reply=reply,
+                       **accounting)
     unmatched = check_numbers(reply, facts)
-    if unmatched:
-        return Summary(template, "template", reason="fact check failed: " + ", ".join(
-            f"{number!r} matches no fact" for number in unmatched), rejected_numbers=tuple(unmatched),
+    contradicted = check_claims(reply, facts)
+    if unmatched or contradicted:
+        return Summary(template, "template", reason="fact check failed: " + "; ".join(
+            [f"{number!r} matches no fact" for number in unmatched] + [why for _, why in contradicted]),
+            rejected_numbers=tuple(unmatched), rejected_claims=tuple(claim for claim, _ in contradicted),
             rejected_reply=reply, **accounting)
     return Summary(reply, "llm", **accounting)
 
@@ -198,7 +220,9 @@ def template_summary(facts: Mapping[str, Any]) -> str:
 # its last written digit: "12%" matches 12.34%, "$1.2k" matches $1,234.56, "12.4%" does not match
 # 12.34%. Numbers written next to a sign ("−4%", "+$3") or a direction word ("down 4%", "fell by
 # $3") must match a fact of that sign; bare numbers match either sign. Numbers glued to letters
-# ("Q4", "B2B", "gpt-4o") and spelled-out numbers ("two") are not checked.
+# ("Q4", "B2B", "gpt-4o") are not checked, nor spelled-out numbers without a unit ("two"); with
+# one ("twelve percent", "two thousand") they are. Multiples ("doubled", "3 times") are left to the
+# claims check below.
 
 MONTHS = {name: number for number, names in enumerate(
     [("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",),
@@ -228,6 +252,14 @@ DOWN_WORDS = (r"down|fell|fall|fallen|dropped|drop|declined|decline|decreased|de
               r"|lost")
 UP_WORDS = r"up|rose|risen|rise|grew|grown|increased|increase|gained|gain|higher|jumped|climbed"
 DIRECTION = re.compile(rf"\b(?:(?P<down>{DOWN_WORDS})|(?P<up>{UP_WORDS}))\s+(?:by\s+)?$", re.IGNORECASE)
+SPELLED = {word: value for value, word in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())} | {word: 10 * tens for tens, word in enumerate(
+        "twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)}
+_UNITS = "|".join(sorted(SPELLED, key=len, reverse=True))
+SPELLED_NUMBER = re.compile(
+    rf"\b(?P<words>(?:{_UNITS})(?:[\s-](?:{_UNITS}))?)\s+(?P<unit>percent|per cent|thousand|million|billion)\b",
+    re.IGNORECASE)
 Day = tuple[int, int, int]  # (year, month, day)
 IsoWeek = tuple[int, int]  # (ISO year, week number)
 MONEY_KEYS = {"current", "previous", "delta", "weekly", "value", "expected", "lower", "upper"}
@@ -250,7 +282,7 @@ def check_numbers(text: str, facts: Mapping[str, Any]) -> list[str]:
     """
     known_numbers, known_dates, known_weeks = _facts_index(facts)
     unmatched, blanked = _check_dates(text, known_dates, known_weeks)
-    for written, number in _numbers(blanked):
+    for _, _, written, number in _numbers_at(_blank(blanked, MULTIPLE)):
         if not any(_matches(number, fact) for fact in known_numbers):
             unmatched.append(written)
     return unmatched
@@ -268,18 +300,40 @@ def _matches(number: _Number, fact: _Number) -> bool:
 
 def _numbers(text: str) -> Iterator[tuple[str, _Number]]:
     """Each number written in `text` (dates already blanked), as written and as parsed."""
+    for _, _, written, number in _numbers_at(text):
+        yield written, number
+
+
+def _numbers_at(text: str) -> Iterator[tuple[int, int, str, _Number]]:
+    """Each number written in `text` (dates already blanked): where, as written and as parsed."""
+    found = []
     for match in NUMBER.finditer(text):
         digits = match["digits"].replace(",", "")
         scale = SCALES.get(match["suffix"] or "", 1.0)
-        value = float(digits) * scale
-        sign = match["sign"] or match["sign2"]
-        direction = DIRECTION.search(text[max(0, match.start() - 20):match.start()])
-        if sign in ("-", "−") or (sign is None and direction and direction["down"]):
-            value = -value
         money = match["symbol"] or match["code_after"]
         kind = "percent" if match["percent"] else "money" if money else "plain"
         tolerance = 0.5 * 10 ** -len(digits.partition(".")[2]) * scale
-        yield match[0].strip(), _Number(value, kind, sign is not None or direction is not None, tolerance)
+        found.append((match, float(digits) * scale, match["sign"] or match["sign2"], kind, tolerance))
+    for match in SPELLED_NUMBER.finditer(text):
+        scale = SCALES.get(match["unit"].lower(), 1.0)
+        kind = "plain" if match["unit"].lower() in SCALES else "percent"
+        found.append((match, _spelled_value(match["words"]) * scale, None, kind, 0.5 * scale))
+    for match, value, sign, kind, tolerance in sorted(found, key=lambda item: item[0].start()):
+        direction = DIRECTION.search(text[max(0, match.start() - 20):match.start()])
+        if sign in ("-", "−") or (sign is None and direction and direction["down"]):
+            value = -value
+        signed = sign is not None or direction is not None
+        yield match.start(), match.end(), match[0].strip(), _Number(value, kind, signed, tolerance)
+
+
+def _spelled_value(words: str) -> int:
+    """"twenty-five" → 25."""
+    return sum(SPELLED[word] for word in re.split(r"[\s-]+", words.lower()) if word in SPELLED)
+
+
+def _blank(text: str, pattern: re.Pattern[str]) -> str:
+    """`text` with every match of `pattern` replaced by spaces (positions kept)."""
+    return pattern.sub(lambda match: " " * len(match[0]), text)
 
 
 def _check_dates(text: str, dates: set[Day], weeks: set[IsoWeek]) -> tuple[list[str], str]:
@@ -329,13 +383,17 @@ def _facts_index(facts: Mapping[str, Any]) -> tuple[list[_Number], set[Day], set
                          for match in DATE_PATTERNS[1].finditer(node))
             # Numbers inside shown strings (display values, driver phrases, names) are facts at
             # the precision they were shown with.
-            _, blanked = _check_dates(node, set(), set())
-            numbers.extend(number for _, number in _numbers(blanked))
+            numbers.extend(_shown_numbers(node))
         elif isinstance(node, (int, float)) and not isinstance(node, bool) and math.isfinite(node):
             numbers.append(_fact_number(float(node), unit, key))
 
     visit(facts, None, None)
     return numbers, dates, weeks
+
+
+def _shown_numbers(text: str) -> list[_Number]:
+    _, blanked = _check_dates(text, set(), set())
+    return [number for _, number in _numbers(blanked)]
 
 
 def _fact_number(value: float, unit: str | None, key: str | None) -> _Number:
@@ -347,3 +405,170 @@ def _fact_number(value: float, unit: str | None, key: str | None) -> _Number:
     if key in MONEY_KEYS and unit == "ratio":
         return _Number(value * 100, "percent", True, 0.0)
     return _Number(value, "plain", True, 0.0)
+
+
+# --- claims about a metric -----------------------------------------------------------------------
+#
+# A metric is named by its label or its name ("Net sales", "net sales", "AOV"), singular or plural.
+# A number belongs to the metric named right after it ("977 orders"), else to the last one named
+# before it in the same sentence (or clause after a semicolon), at most ATTRIBUTION_WORDS words
+# earlier; a direction word or a multiple belongs to the last one named at most CLAIM_WORDS words
+# earlier (or right after it: "lower net sales"). A metric's facts are its own record, its mover and
+# its anomalies with their drivers, and any driver phrase that names it. Three claims are checked:
+# - a number that belongs to one metric but is only another metric's figure ("net sales were
+#   $102.88" when $102.88 is the AOV);
+# - a direction word ("fell", "rose", "higher", ...) against the sign of the metric's change on the
+#   week before and the directions of its anomalies ("net sales fell sharply" at +12.1% fails);
+# - a multiple ("doubled", "roughly tripled", "halved", "3 times", "threefold") against the metric's
+#   ratio to the week before or an anomaly's ratio to its expected value, within a factor of
+#   MULTIPLE_TOLERANCE ("more than doubled" accepts any ratio from 2 up). A multiple that belongs
+#   to no metric must match some metric's or anomaly's ratio.
+
+ATTRIBUTION_WORDS = 8
+CLAIM_WORDS = 5
+MULTIPLE_TOLERANCE = 1.25
+RISE_WORDS = (r"rose|risen|grew|grown|increased|gained|jumped|climbed|surged|soared|spiked|rebounded|climbing"
+              r"|rising|growing|increasing|higher")
+FALL_WORDS = (r"fell|fallen|dropped|declined|decreased|shrank|shrunk|slipped|slid|plunged|plummeted|sank|tumbled"
+              r"|dipped|falling|dropping|declining|decreasing|lower")
+CLAIM_DIRECTION = re.compile(rf"\b(?:(?P<down>{FALL_WORDS})|(?P<up>{RISE_WORDS}))\b", re.IGNORECASE)
+MULTIPLE_WORDS = {"doubled": 2.0, "tripled": 3.0, "trebled": 3.0, "quadrupled": 4.0, "halved": 0.5, "twice": 2.0,
+                  "cut in half": 0.5, "twofold": 2.0, "two-fold": 2.0, "threefold": 3.0, "three-fold": 3.0,
+                  "fourfold": 4.0, "four-fold": 4.0, "tenfold": 10.0, "ten-fold": 10.0}
+MULTIPLE = re.compile(
+    r"\b(?P<qualifier>more than |over |nearly |almost )?"
+    r"(?:(?P<word>" + "|".join(sorted(map(re.escape, MULTIPLE_WORDS), key=len, reverse=True)) + r")"
+    rf"|(?P<times>\d+(?:\.\d+)?|{_UNITS})(?:\s*-?\s*times|x)(?=\W|$))\b", re.IGNORECASE)
+CLAUSE_END = re.compile(r"[.!?;](?=\s|$)|\n")
+
+
+@dataclass(frozen=True)
+class _Metric:
+    """What the claims check knows of one metric."""
+
+    name: str
+    label: str
+    numbers: list[_Number]
+    directions: set[str]  # "up", "down": of its change on the week before and of its anomalies
+    ratios: list[float]  # this week to the week before, and each anomaly's value to its expected
+    change: str  # as shown, for messages
+
+
+def check_claims(text: str, facts: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Claims in `text` about a metric that its facts contradict: (as written, why); empty when none.
+
+    See the comment above for the rules.
+    """
+    metrics = _metric_claims(facts)
+    if not metrics:
+        return []
+    mention = _mention_pattern(metrics)
+    _, text = _check_dates(text, set(), set())  # dates are the number check's; blank them here
+    ends = [0, *sorted(m.end() for m in CLAUSE_END.finditer(text)), len(text) + 1]
+    mentions = [(m.start(), m.end(), _metric_named(m[0], metrics)) for m in mention.finditer(text)]
+    found: list[tuple[str, str]] = []
+    multiples = list(MULTIPLE.finditer(text))
+    for start, end, written, number in _numbers_at(_blank(text, MULTIPLE)):
+        metric = _owner(text, mentions, ends, start, end, ATTRIBUTION_WORDS, number=True)
+        if metric is None or any(_matches(number, fact) for fact in metric.numbers):
+            continue
+        others = [other.label for other in metrics.values() if other is not metric
+                  and any(_matches(number, fact) for fact in other.numbers)]
+        if others:
+            found.append((written, f"{written!r} is written as {metric.label}, but it is the figure of "
+                                   f"{' or '.join(others)}"))
+    for match in CLAIM_DIRECTION.finditer(text):
+        metric = _owner(text, mentions, ends, match.start(), match.end(), CLAIM_WORDS)
+        direction = "down" if match["down"] else "up"
+        if metric is not None and metric.directions and direction not in metric.directions:
+            claim = _claim(text, mentions, match)
+            found.append((claim, f"{claim!r} contradicts {metric.label} {metric.change} on the week before"))
+    for match in multiples:
+        metric = _owner(text, mentions, ends, match.start(), match.end(), CLAIM_WORDS)
+        ratio = MULTIPLE_WORDS.get((match["word"] or "").lower()) or \
+            (float(match["times"]) if match["times"][0].isdigit() else SPELLED[match["times"].lower()])
+        candidates = metric.ratios if metric else [r for m in metrics.values() for r in m.ratios]
+        if not any(_ratio_matches(ratio, actual, (match["qualifier"] or "").strip().lower())
+                   for actual in candidates):
+            claim = _claim(text, mentions, match)
+            whose = f"{metric.label} changed {metric.change}" if metric else "no metric or anomaly moved that much"
+            found.append((claim, f"{claim!r} does not match the facts: {whose}"))
+    return found
+
+
+def _metric_claims(facts: Mapping[str, Any]) -> dict[str, _Metric]:
+    """Each metric of the facts with its numbers, directions and ratios."""
+    records: dict[str, list[Any]] = {}
+    for metric in facts.get("metrics", []):
+        records.setdefault(metric["name"], []).append(metric)
+    for item in [*facts.get("movers", []), *facts.get("anomalies", [])]:
+        if item.get("metric") in records:
+            records[item["metric"]].append(item)
+    labels = {name: str(rows[0].get("label") or name.replace("_", " ")) for name, rows in records.items()}
+    found = {}
+    for name, rows in records.items():
+        metric, anomalies = rows[0], [row for row in rows if "expected" in row]
+        directions = {"up" if delta > 0 else "down" for delta in [metric.get("delta")] if delta}
+        directions |= {row["direction"] for row in anomalies if row.get("direction") in ("up", "down")}
+        ratios = [current / previous for current, previous in
+                  [(metric.get("current"), metric.get("previous"))] + [(a.get("value"), a.get("expected"))
+                                                                       for a in anomalies]
+                  if current is not None and previous and current / previous > 0]
+        change = (metric.get("display") or {}).get("change") or "n/a"
+        found[name] = _Metric(name, labels[name], _facts_index(rows)[0], directions, ratios, change)
+    # A driver phrase that names another metric ("Online store: −31 orders") holds that metric's figures too.
+    probe = {name: _Metric(name, label, [], set(), [], "") for name, label in labels.items()}
+    pattern = _mention_pattern(probe)
+    for anomaly in facts.get("anomalies", []):
+        for driver in anomaly.get("drivers", []):
+            phrase = str(driver.get("phrase", ""))
+            for named in {_metric_named(m[0], probe).name for m in pattern.finditer(phrase)}:
+                found[named].numbers.extend(_shown_numbers(phrase))
+    return found
+
+
+def _mention_pattern(metrics: Mapping[str, _Metric]) -> re.Pattern[str]:
+    names = {alias for metric in metrics.values() for alias in _aliases(metric)}
+    alternatives = [re.escape(alias.removesuffix("s")) + "s?" for alias in sorted(names, key=len, reverse=True)]
+    return re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
+
+
+def _aliases(metric: _Metric) -> set[str]:
+    return {metric.label.lower(), metric.name.replace("_", " ").lower()}
+
+
+def _metric_named(written: str, metrics: Mapping[str, _Metric]) -> _Metric:
+    key = written.lower()
+    return next(metric for metric in metrics.values()
+                if any(key.removesuffix("s") == alias.removesuffix("s") for alias in _aliases(metric)))
+
+
+def _owner(text: str, mentions: list[tuple[int, int, _Metric]], ends: list[int], start: int, end: int,
+           words: int, *, number: bool = False) -> _Metric | None:
+    """The metric a number or word at text[start:end] is about, or None (see the comment above)."""
+    clause = next(i for i, bound in enumerate(ends) if bound > start)
+    low, high = ends[clause - 1], ends[clause]
+    following = [m for m in mentions if end <= m[0] < high]
+    if number and following and not text[end:following[0][0]].strip(" ()"):  # "977 orders"
+        return following[0][2]
+    before = [m for m in mentions if low <= m[1] <= start and len(text[m[1]:start].split()) <= words]
+    if before:
+        return before[-1][2]
+    if not number and following and not text[end:following[0][0]].strip():  # "lower net sales"
+        return following[0][2]
+    return None
+
+
+def _claim(text: str, mentions: list[tuple[int, int, _Metric]], match: re.Match[str]) -> str:
+    """The claim as written: from the metric's name before it, if close, to the word."""
+    before = [m for m in mentions if m[1] <= match.start() and len(text[m[1]:match.start()].split()) <= CLAIM_WORDS]
+    start = before[-1][0] if before else match.start()
+    return " ".join(text[start:match.end()].split())
+
+
+def _ratio_matches(claimed: float, actual: float, qualifier: str) -> bool:
+    if qualifier in ("more than", "over"):
+        return actual >= claimed / 1.05
+    if qualifier in ("nearly", "almost"):
+        return claimed / MULTIPLE_TOLERANCE <= actual <= claimed * 1.02
+    return claimed / MULTIPLE_TOLERANCE <= actual <= claimed * MULTIPLE_TOLERANCE

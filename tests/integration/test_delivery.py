@@ -320,6 +320,8 @@ def test_a_crash_after_a_slack_post_does_not_post_again(home, slack, smtp):
     crash_after_send(home, env, "slack")
     assert len(slack.posts(CHANNEL)) == 1 and len(slack.uploads) == 1
     assert [d.status for d in home.rows() if d.channel == "slack"] == ["pending"]
+    # The killed process still holds its lease; its process is gone, so the next run takes it over.
+    assert len(Warehouse(home.settings).query("select * from insights.delivery_leases")) == 1
 
     assert deliver(home, **env).success
     assert slack.calls_of("conversations.history")  # reconciled by looking the message up
@@ -328,6 +330,7 @@ def test_a_crash_after_a_slack_post_does_not_post_again(home, slack, smtp):
     assert all(len(slack.replies(CHANNEL, p["ts"])) == 1 for p in posts)
     assert len(slack.uploads) == len(WEEKS)
     assert [d.status for d in home.rows()] == ["sent"] * 2 * len(WEEKS)
+    assert Warehouse(home.settings).query("select * from insights.delivery_leases").empty  # all given back
 
 
 def test_a_crash_after_an_email_is_sent_leaves_it_unconfirmed_and_never_sends_it_twice(home, slack, smtp):
@@ -338,16 +341,52 @@ def test_a_crash_after_an_email_is_sent_leaves_it_unconfirmed_and_never_sends_it
     assert len(pending) == 1 and pending[0].channel == "email"
 
     result = deliver(home, **env)
-    assert result.success
+    # The other deliveries are made; the unconfirmed one needs the operator, so the run fails (an alert).
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "unconfirmed" in failure.step_failure_data.user_failure_data.description
     assert len(smtp.messages) == len(WEEKS)  # the other report's email, once; not the unconfirmed one again
     assert len({m["X-ABOS-Delivery"] for m in smtp.messages}) == len(WEEKS)
     unconfirmed = next(d for d in home.rows() if d.key == pending[0].key)
     assert unconfirmed.status == "unconfirmed"
-    check = check_result(result)
+    assert unconfirmed.external_id == smtp.messages[0]["Message-ID"]  # what to look for in the server's log
+
+    again = deliver(home, **env)  # nothing left to do: the run succeeds, the check keeps warning
+    assert again.success and len(smtp.messages) == len(WEEKS)
+    check = check_result(again)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert "unconfirmed" in check.description and pending[0].report_id in check.description
 
-    assert deliver(home, **env).success and len(smtp.messages) == len(WEEKS)
+
+# --- hostile text and missing tokens --------------------------------------------------------------
+
+HOSTILE = "Net sales rose. <!channel> <!here> <https://evil.example/login|slack.com> & <b>bold</b>"
+
+
+def test_a_hostile_summary_reaches_slack_and_email_as_text_not_markup(home, slack, smtp):
+    # As if an LLM reply had got past every check: the delivery still shows it as plain text.
+    Warehouse(home.settings).query("update insights.reports set summary = %s returning report_id", [HOSTILE])
+    assert deliver(home, **slack_env(slack), **smtp.env).success
+    escaped = "&lt;!channel&gt; &lt;!here&gt; &lt;https://evil.example/login|slack.com&gt; &amp; &lt;b&gt;"
+    for post in slack.posts(CHANNEL):
+        shown = [post["text"]] + [b["text"]["text"] for b in post["blocks"] if "text" in b]
+        assert not any("<!channel>" in text or "<https://evil" in text for text in shown)
+        assert escaped in post["text"] and any(escaped in text for text in shown[1:])
+    for message in smtp.messages:
+        html = parts(message)["html"]
+        assert "<!channel>" not in html and "<b>bold" not in html
+        assert "&lt;!channel&gt; &lt;!here&gt; &lt;https://evil.example/login|slack.com&gt;" in html
+
+
+def test_an_unset_slack_token_fails_the_delivery_and_names_the_variable(home, tmp_path):
+    # Without `if_token_unset: outbox`, a missing (or misspelled) token is an error, not a quiet outbox file.
+    strict = tmp_path / "workspaces.yaml"
+    strict.write_text(WORKSPACES_YAML.replace(", if_token_unset: outbox", ""))
+    assert deliver(home, ABOS_WORKSPACES=str(strict)).success  # attempts are left
+    slack_rows = [d for d in home.rows() if d.channel == "slack"]
+    assert [(d.status, d.via) for d in slack_rows] == [("failed", "slack")] * len(WEEKS)
+    assert all("SHOP_A_SLACK_TOKEN" in d.last_error and "if_token_unset" in d.last_error for d in slack_rows)
+    assert not [p for p in outbox_files(home.settings, workspace_id=WORKSPACE) if p.suffix == ".json"]
 
 
 # --- the outbox ----------------------------------------------------------------------------------

@@ -48,7 +48,16 @@ def test_slack_message_has_summary_every_kpi_and_anomalies_with_drivers():
     assert "• Online store &lt;web&gt; &amp; co: −10 orders" in anomaly and "• Mobile app" in anomaly
     assert message["metadata"] == {"event_type": slack.EVENT_TYPE,
                                    "event_payload": {"idempotency_key": KEY, "report_id": "r"}}
-    assert message["text"].startswith("Weekly report: Shop <A> & Sons, 2026-W10: Net sales fell")
+    # the notification text is parsed like mrkdwn too: escaped as well
+    assert message["text"] == "Weekly report: Shop &lt;A&gt; &amp; Sons, 2026-W10: Net sales fell &lt;b&gt; &amp; rose"
+
+
+def test_no_text_of_a_slack_message_can_mention_or_link():
+    hostile = "<!channel> <!here> <@U123> <https://evil.example/login|slack.com>"
+    message = slack.report_message(report().facts, hostile, channel="#reports", key=KEY, report_id="r")
+    texts = [message["text"]] + [b["text"]["text"] for b in message["blocks"] if b["type"] == "section" and "text" in b]
+    assert all("<" not in text and ">" not in text for text in texts)
+    assert "&lt;!channel&gt; &lt;!here&gt; &lt;@U123&gt; &lt;https://evil.example/login|slack.com&gt;" in message["text"]
 
 
 def test_slack_message_stays_within_block_kit_limits_with_many_anomalies():

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from pipelines.insights.summaries import build_messages, check_numbers, summarize, template_summary
+from pipelines.insights.summaries import (
+    MAX_REPLY_CHARACTERS, build_messages, check_claims, check_numbers, summarize, template_summary,
+)
 from pipelines.settings import LlmSettings, SettingsError, load_settings
 from tests.openai_standin import OpenAIStandIn
 from tests.unit.test_reports import anomaly_frames, shop_report
@@ -219,3 +221,96 @@ def test_fact_check_accepts(text):
 ])
 def test_fact_check_rejects(text, unmatched):
     assert check_numbers(text, FACTS) == unmatched
+
+
+# --- hostile and oversized replies ---------------------------------------------------------------
+
+
+def test_a_huge_reply_is_not_used_and_not_kept_whole(llm, facts):
+    llm.reply(lambda request: faithful(request) + " " + "x" * 2_200_000)  # a 2.2 MB report.html happened
+    summary = summarize(facts, settings(llm))
+    assert summary.source == "template" and summary.text == template_summary(facts)
+    assert summary.reason.startswith("LLM reply too long (2,2")
+    assert len(summary.rejected_reply) == MAX_REPLY_CHARACTERS
+
+
+@pytest.mark.parametrize("markup", ["<!channel> <!here>", "<https://evil.example/login|slack.com>",
+                                    "see https://evil.example", "<b>bold</b>", "[slack.com](https://evil.example)"])
+def test_a_reply_with_a_link_or_markup_is_not_used(llm, facts, markup):
+    llm.reply(lambda request: f"{faithful(request)} {markup}")
+    summary = summarize(facts, settings(llm))
+    assert summary.source == "template" and summary.reason == "LLM reply holds a link or markup"
+
+
+def test_invisible_characters_are_removed_from_a_reply(llm, facts):
+    llm.reply(lambda request: "\u202e" + faithful(request).replace(" ", " \u200b", 2) + "\x1b[31m")
+    summary = summarize(facts, settings(llm))
+    assert summary.source == "llm"
+    assert summary.text == faithful(llm.requests[0].json) + "[31m"
+    assert not any(ch in summary.text for ch in "\u202e\u200b\x1b")
+
+
+# --- claims about a metric: directions, multiples, and which metric a number is ---------------------
+
+# FACTS with labels, an AOV and an anomaly of net sales (hand-made, so each verdict reads off it):
+# net sales +12.2% (ratio 12,345.67 / 11,000 = 1.12), orders −32.5% (977 / 1,447 = 0.68),
+# AOV $102.88 (+8.3%), and net sales on 2026-03-04 at $900.00 against $200.00 expected (4.5 times).
+LABELLED = {**FACTS, "metrics": [
+    {**FACTS["metrics"][0], "label": "Net sales"},
+    {**FACTS["metrics"][1], "label": "Orders"},
+    {"name": "aov", "label": "Average order value", "unit": "currency", "current": 102.88, "previous": 95.0,
+     "delta": 7.88, "change_pct": 8.2947, "display": {"current": "$102.88", "previous": "$95.00", "delta": "+$7.88",
+                                                      "change": "+8.3%"}},
+], "anomalies": [{**FACTS["anomalies"][0], "metric": "net_sales", "label": "Net sales", "direction": "up"}]}
+
+
+@pytest.mark.parametrize("text", [
+    "Net sales rose 12.2% to $12,345.67 on 977 orders, down from 1,447.",
+    "Net sales were higher, while orders were lower; orders fell 32.5%.",
+    "Average order value rose to $102.88 (+8.3%). AOV was $102.88.",
+    "On 2026-03-04 net sales spiked to $900.00, more than quadrupled against $200.00 expected.",
+    "Orders dropped on 2026-03-04, and net sales jumped.",  # no number: each direction matches its metric
+    "Net sales rose twelve percent.",  # spelled out, checked as 12%
+    "Orders fell on the week; the anomaly saw net sales 4.5 times the expected $200.00.",
+    "Trail Tent −82%, 71% of the drop",  # a driver phrase: no metric named, nothing to contradict
+])
+def test_claims_that_agree_with_the_facts(text):
+    assert check_numbers(text, LABELLED) == [] and check_claims(text, LABELLED) == []
+
+
+@pytest.mark.parametrize("text, claim", [
+    ("Net sales fell sharply.", "Net sales fell"),  # the probe: actual +12.2%
+    ("Orders rose on the week.", "Orders rose"),
+    ("Orders were higher than the week before.", "Orders were higher"),
+    ("Net sales roughly tripled.", "Net sales roughly tripled"),  # the probe: actual ×1.12
+    ("Net sales doubled.", "Net sales doubled"),
+    ("Orders halved.", "Orders halved"),  # ×0.68
+    ("Net sales grew 3 times over.", "Net sales grew 3 times"),
+    ("Net sales were $102.88.", "$102.88"),  # the AOV's figure
+    ("Average order value was $12,345.67.", "$12,345.67"),  # net sales' figure
+    ("Net sales 977, up on the week.", "977"),  # the orders count
+])
+def test_claims_the_facts_contradict(text, claim):
+    found = check_claims(text, LABELLED)
+    assert [written for written, _ in found if written.startswith(claim.split()[0])] == [claim], found
+
+
+def test_a_contradicting_direction_fails_the_summary(llm, facts):
+    net_sales = next(m for m in facts["metrics"] if m["name"] == "net_sales")
+    wrong = "fell sharply" if net_sales["delta"] > 0 else "rose sharply"
+    llm.reply(lambda request: faithful(request) + f" Net sales {wrong} and roughly tripled.")
+    summary = summarize(facts, settings(llm))
+    assert summary.source == "template" and summary.rejected_numbers == ()
+    assert summary.rejected_claims == (f"Net sales {wrong.split()[0]}", f"Net sales {wrong} and roughly tripled")
+    assert f"contradicts Net sales {net_sales['display']['change']}" in summary.reason
+
+
+def test_the_template_and_a_faithful_reply_make_no_false_claims(facts, llm):
+    assert check_claims(template_summary(facts), facts) == []
+    llm.reply(faithful)
+    assert summarize(facts, settings(llm)).source == "llm"
+
+
+def test_spelled_out_amounts_are_numbers_too():
+    assert check_numbers("orders fell thirty-two percent", LABELLED) == []
+    assert check_numbers("net sales rose fifteen percent", LABELLED) == ["fifteen percent"]
