@@ -126,3 +126,85 @@ def test_country_is_optional_checked_and_defaults_from_the_timezone(tmp_path):
     wrong = VALID.replace("    timezone: Europe/Lisbon\n", "    timezone: Europe/Lisbon\n    country: Portugal\n")
     with pytest.raises(WorkspaceError, match=r"workspace 'shop-a': country 'Portugal' is not an ISO 3166"):
         load_workspaces(write(tmp_path, wrong), env={})
+
+
+# --- secrets where a variable name belongs, and names that break emails -----------------------------
+
+SECRETS = ["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", "sk_live_51HxYzAbCdEfGhIjKlMnOpQr", "xoxb-1234-5678-AbCdEfGh",
+           "a3f9c2e1b4d5a6f7a3f9c2e1b4d5a6f7", "kJ8sN2pQ9xL4mR7tVw3Z"]
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+@pytest.mark.parametrize("key, replaced", [
+    ("connectors.shopify.access_token_env", "access_token_env: SHOP_A_TOKEN"),
+    ("connectors.stripe.api_key_env", "api_key_env: SAAS_B_KEY"),
+    ("notifications.slack.bot_token_env", "bot_token_env: SLACK_TOKEN"),
+])
+def test_a_secret_pasted_where_a_variable_name_belongs_is_rejected_and_never_echoed(tmp_path, secret, key, replaced):
+    path = write(tmp_path, VALID.replace(replaced, f"{replaced.split(':')[0]}: {secret}"))
+    with pytest.raises(WorkspaceError) as error:
+        load_workspaces(path, env={})
+    message = str(error.value)
+    assert key in message and "looks like a secret" in message
+    assert secret not in message and secret[:12] not in message
+
+
+def test_ordinary_variable_names_are_not_taken_for_secrets(tmp_path):
+    names = ["SUMMIT_SHOPIFY_TOKEN", "DEMO_BR_STORE_SHOPIFY_CLIENT_SECRET", "shop_a_token", "ASIA_SHOP_TOKEN"]
+    for name in names:
+        assert load_workspaces(write(tmp_path, VALID.replace("SHOP_A_TOKEN", name)), env={})
+
+
+def test_a_yaml_error_names_the_place_but_not_the_line(tmp_path):
+    path = write(tmp_path, VALID.replace("access_token_env: SHOP_A_TOKEN",
+                                         "access_token_env: [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"))
+    with pytest.raises(WorkspaceError) as error:
+        load_workspaces(path, env={})
+    assert "not valid YAML at line" in str(error.value) and "shpat_" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["Shop A\r\nBcc: victim@example.com", "Shop\nA", "Shop\tA", "Shop\u202eA", "x" * 201])
+def test_a_name_that_would_break_an_email_header_is_rejected(tmp_path, name):
+    path = write(tmp_path, VALID.replace("name: Shop A", f"name: {name!r}".replace("'", '"')))
+    with pytest.raises(WorkspaceError, match=r"workspace 'shop-a': name must be text .* on one line"):
+        load_workspaces(path, env={})
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    broken = VALID.replace("timezone: Europe/Lisbon", "timezone: Mars/Olympus").replace("currency: JPY", "currency: XYZ")
+    with pytest.raises(WorkspaceError) as error:
+        load_workspaces(write(tmp_path, broken), env={})
+    message = str(error.value)
+    assert "2 problems" in message and "workspace 'shop-a': timezone" in message and "workspace 'saas-b': currency" in message
+
+
+def test_every_missing_variable_is_reported_at_once_slack_and_smtp_included(tmp_path):
+    path = write(tmp_path, VALID)
+    env = {"ABOS_SMTP_HOST": "smtp.example", "ABOS_SMTP_USER": "reports", "ABOS_SMTP_PASSWORD_ENV": "MAIL_PASSWORD",
+           "ABOS_OPERATOR_SLACK_CHANNEL": "#ops"}
+    with pytest.raises(WorkspaceError) as error:
+        load_workspaces(path, require_secrets=True, env=env)
+    message = str(error.value)
+    assert "5 problems" in message
+    for variable, key in [("SHOP_A_TOKEN", "connectors.shopify.access_token_env"),
+                          ("SAAS_B_KEY", "connectors.stripe.api_key_env"),
+                          ("SLACK_TOKEN", "notifications.slack.bot_token_env"),
+                          ("MAIL_PASSWORD", "ABOS_SMTP_PASSWORD_ENV"),
+                          ("ABOS_OPERATOR_SLACK_TOKEN", "ABOS_OPERATOR_SLACK_TOKEN_ENV")]:
+        assert variable in message and key in message
+    # With every variable set, nothing is missing; an outbox fallback makes the Slack token optional.
+    full = {**env, "SHOP_A_TOKEN": "t", "SAAS_B_KEY": "k", "SLACK_TOKEN": "x", "MAIL_PASSWORD": "p",
+            "ABOS_OPERATOR_SLACK_TOKEN": "o"}
+    assert load_workspaces(path, require_secrets=True, env=full)
+    outbox = write(tmp_path, VALID.replace("bot_token_env: SLACK_TOKEN", "bot_token_env: SLACK_TOKEN, if_token_unset: outbox"))
+    assert load_workspaces(outbox, require_secrets=True, env={k: v for k, v in full.items() if k != "SLACK_TOKEN"})
+
+
+def test_workspaces_check_lists_every_missing_variable(tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    for variable in ("SHOP_A_TOKEN", "SAAS_B_KEY", "SLACK_TOKEN", "ABOS_SMTP_HOST", "ABOS_OPERATOR_SLACK_CHANNEL"):
+        monkeypatch.delenv(variable, raising=False)
+    assert main(["workspaces", "check", "--file", str(write(tmp_path, VALID))]) == 1
+    error = capsys.readouterr().err
+    assert all(variable in error for variable in ("SHOP_A_TOKEN", "SAAS_B_KEY", "SLACK_TOKEN"))
