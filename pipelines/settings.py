@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pipelines.secret_shapes import looks_like_secret
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SHOPIFY_API_VERSION = "2026-10"
 DEFAULT_STRIPE_API_VERSION = "2026-10-28.endive"
@@ -249,8 +251,8 @@ def _delivery_settings(env: Mapping[str, str]) -> DeliverySettings:
 def _variable_name(env: Mapping[str, str], name: str, default: str) -> str:
     """A setting that names another environment variable (which holds a secret)."""
     variable = env.get(name) or default
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
-        raise SettingsError(f"{name} must name an environment variable, not hold a value")
+    if looks_like_secret(variable) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+        raise SettingsError(f"{name} must name an environment variable, not hold a value (it is not shown)")
     return variable
 
 

@@ -55,3 +55,16 @@ def test_what_looks_like_a_secret():
     assert not any(map(looks_like_secret, ["SUMMIT_SHOPIFY_TOKEN", "shop_a_token", "America/Argentina/Buenos_Aires",
                                            "Loja Verde Brasil", "#summit-analytics", "owner@summit-outdoor.example"]))
     assert shown("sk_live_abc") == "(a value that looks like a secret, not shown)" and shown("Mars/Olympus") == "'Mars/Olympus'"
+
+
+def test_a_secret_in_a_settings_variable_that_names_another_is_refused_unshown():
+    from pipelines.settings import SettingsError, load_settings
+
+    secret = "sk_live_" + uuid.uuid4().hex
+    for name in ("ABOS_SMTP_PASSWORD_ENV", "ABOS_OPERATOR_SLACK_TOKEN_ENV"):
+        try:
+            load_settings({name: secret})
+        except SettingsError as error:
+            assert name in str(error) and secret not in str(error)
+        else:
+            raise AssertionError(f"{name} accepted a secret")
