@@ -122,20 +122,6 @@ class Warehouse:
                     cursor.execute(f"insert into {table} ({names}) select {names} from incoming")
         return len(frame)
 
-    def execute(self, *statements: str) -> None:
-        """Run statements that return no rows (DDL, say), in one transaction."""
-        with warehouse_write_lock(self.settings):
-            if self.kind == "duckdb":
-                with self._duckdb() as conn:
-                    conn.execute("begin")
-                    for statement in statements:
-                        conn.execute(statement)
-                    conn.execute("commit")
-            else:
-                with self._postgres() as conn, conn.cursor() as cursor:
-                    for statement in statements:
-                        cursor.execute(statement)
-
     def _duckdb(self) -> duckdb.DuckDBPyConnection:
         path = self.settings.warehouse.duckdb_path
         path.parent.mkdir(parents=True, exist_ok=True)

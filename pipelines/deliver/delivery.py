@@ -143,7 +143,8 @@ def _attempt(settings: Settings, workspace: Workspace, target: Target, report: d
     if delivery.status == "pending" and delivery.via == "smtp":
         return log.save(delivery.replace(status="unconfirmed", last_error=UNCONFIRMED, run_id=run_id,
                                          external_id=email.message_id(delivery.key, settings.delivery.smtp.sender)))
-    maybe_delivered = delivery.attempts > 0  # an earlier attempt may have got through before it failed
+    # An earlier attempt may have got through before it failed (also one an operator reset to attempts = 0).
+    maybe_delivered = delivery.attempts > 0 or delivery.first_attempt_at is not None
     started = now()
     delivery = log.save(delivery.replace(status="pending", via=target.via, attempts=delivery.attempts + 1,
                                          run_id=run_id, first_attempt_at=delivery.first_attempt_at or started,

@@ -83,7 +83,8 @@ class DeliveryLog:
         ]
         if self.warehouse.kind == "postgres":  # concurrent "create ... if not exists" can collide there
             statements.insert(0, f"select pg_advisory_xact_lock(hashtext('{TABLE}'))")
-        self.warehouse.execute(*statements)
+        # One script (one transaction on Postgres); its last statement gives `query` a result to read.
+        self.warehouse.query("; ".join([*statements, "select 1 as created"]))
 
     def load(self, workspace_id: str, *, report_id: str | None = None,
              channel: str | None = None) -> dict[tuple[str, str, str], Delivery]:

@@ -24,6 +24,14 @@ from tests.integration.test_delivery import (  # noqa: F401  (fixtures)
 )
 
 
+def reports_of(home: Home):
+    """The report rows of the home's DuckDB warehouse (to copy into another warehouse)."""
+    duckdb_home = {**home.env, "ABOS_WAREHOUSE_URL": ""}
+    from pipelines.settings import load_settings
+
+    return Warehouse(load_settings(duckdb_home)).query("select * from insights.reports")
+
+
 def sent_charts(slack, post) -> list[str]:
     """The names of the files shared into a post's thread."""
     return [f["name"] for reply in slack.replies(CHANNEL, post["ts"]) for f in reply.get("files", [])]
@@ -118,12 +126,16 @@ print(len(touched))
 """
 
 
-def test_two_runs_at_once_send_each_report_once(home, slack, smtp):
+@pytest.mark.parametrize("backend", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_two_runs_at_once_send_each_report_once(home, slack, smtp, backend, request):
     # The probe: two deliver runs for one workspace at once sent 2 posts and 2 emails, and the log
     # showed one row with attempts=1. Slow servers make the runs overlap for sure.
     slack.delay("chat.postMessage", 2.5)
     smtp.answer_late(2.5)
     env = {**os.environ, **home.env, **slack_env(slack), **smtp.env}
+    if backend == "postgres":
+        env["ABOS_WAREHOUSE_URL"] = home.env["ABOS_WAREHOUSE_URL"] = request.getfixturevalue("new_pg_database")()
+        Warehouse(home.settings).upsert("insights.reports", reports_of(home), key=["report_id"])
 
     def start(run_id: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", RUN, WORKSPACE, run_id], cwd=REPO, env=env,
@@ -160,7 +172,7 @@ def test_a_failed_delivery_is_retried_by_the_sensor_within_hours(home, slack, mo
     import pipelines.definitions
 
     defs = importlib.reload(pipelines.definitions).defs
-    sensor = defs.get_sensor_def(RETRY_SENSOR)
+    sensor = defs.resolve_sensor_def(RETRY_SENSOR)
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance, definitions=defs)
         assert list(_requests(sensor, context)) == []  # too early: the first retry waits retry_delay(1)
