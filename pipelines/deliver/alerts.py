@@ -27,7 +27,8 @@ def alert_operator(settings: Settings, title: str, text: str) -> str:
         # Alerts quote errors, which may quote data: escaped, nothing in them becomes a mention or a link.
         "text": slack.escape(f"{title}\n{text}")[:3000],
         "blocks": [{"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-                   {"type": "section", "text": {"type": "mrkdwn", "text": slack.escape(text)[:slack.SECTION_TEXT]}}],
+                   {"type": "section",
+                    "text": {"type": "mrkdwn", "text": slack.escape(text)[:slack.SECTION_TEXT]}}],
     }
     if delivery.operator_channel is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")

@@ -141,8 +141,9 @@ def _due(delivery: Delivery, max_attempts: int) -> bool:
 def _attempt(settings: Settings, workspace: Workspace, target: Target, report: dict[str, Any], delivery: Delivery,
              log: DeliveryLog, run_id: str | None, after_send, env) -> Delivery:
     if delivery.status == "pending" and delivery.via == "smtp":
+        message_id = email.message_id(delivery.key, settings.delivery.smtp.sender)
         return log.save(delivery.replace(status="unconfirmed", last_error=UNCONFIRMED, run_id=run_id,
-                                         external_id=email.message_id(delivery.key, settings.delivery.smtp.sender)))
+                                         external_id=message_id))
     # An earlier attempt may have got through before it failed (also one an operator reset to attempts = 0).
     maybe_delivered = delivery.attempts > 0 or delivery.first_attempt_at is not None
     started = now()
@@ -153,8 +154,8 @@ def _attempt(settings: Settings, workspace: Workspace, target: Target, report: d
         content = _content(report)  # inside the attempt: unreadable files are a recorded failure too
         external_id = _send(settings, workspace, target, content, delivery, maybe_delivered, env)
     except email.UnconfirmedSend as exc:
-        return log.save(delivery.replace(status="unconfirmed", external_id=exc.message_id,
-                                         last_error=f"workspace {workspace.id!r}: email to {target.recipient}: {exc}"))
+        reason = f"workspace {workspace.id!r}: email to {target.recipient}: {exc}"
+        return log.save(delivery.replace(status="unconfirmed", external_id=exc.message_id, last_error=reason))
     except Exception as exc:  # noqa: BLE001 - every failure is recorded with its reason, never dropped
         return log.save(delivery.replace(status="failed", last_error=_reason(exc, settings, workspace, target)))
     if after_send is not None:
@@ -178,8 +179,8 @@ def _send(settings: Settings, workspace: Workspace, target: Target, content: Rep
         token = workspace.notifications.slack.token(env)
         if token is None:
             variable = workspace.notifications.slack.bot_token_env
-            raise DeliveryError(f"workspace {workspace.id!r}: {variable} (notifications.slack.bot_token_env) is not set: "
-                                "set it to the bot token, or set notifications.slack.if_token_unset: outbox")
+            raise DeliveryError(f"workspace {workspace.id!r}: {variable} (notifications.slack.bot_token_env) is "
+                                "not set: set it to the bot token, or set notifications.slack.if_token_unset: outbox")
         client = slack.client(settings, token)
         since = (delivery.first_attempt_at - HISTORY_MARGIN).timestamp()
         return slack.post_report(client, message, content.chart, upload, maybe_posted=maybe_delivered, since=since)

@@ -1,4 +1,4 @@
-"""The retry sensor: a delivery that failed with attempts left is tried again within hours, not at the next weekly tick.
+"""The retry sensor: a delivery that failed with attempts left is tried again within hours, not next week.
 
 Every CHECK_EVERY_SECONDS it reads `insights.deliveries` and requests a `deliver/reports` run for each
 workspace with a delivery due again: one that failed (with attempts left) longer than

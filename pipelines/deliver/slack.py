@@ -61,7 +61,7 @@ class ReadRetryHandler(ConnectionErrorRetryHandler):
 
 
 def client(settings: Settings, token: str) -> WebClient:
-    """A WebClient on the configured API base URL that retries rate limits, and reads after a dropped connection."""
+    """A WebClient on the configured base URL; it retries rate limits, and reads after a dropped connection."""
     return WebClient(
         token=token,
         base_url=settings.delivery.slack_base_url,
@@ -265,5 +265,5 @@ def _section(text: str) -> dict[str, Any]:
 
 
 def escape(text: str) -> str:
-    """Slack mrkdwn control characters (&, <, >) as entities, so no text becomes a mention (`<!channel>`) or a link."""
+    """Slack mrkdwn's control characters (&, <, >) as entities: no text becomes a mention (`<!channel>`) or link."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

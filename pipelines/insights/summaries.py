@@ -504,25 +504,23 @@ def _metric_claims(facts: Mapping[str, Any]) -> dict[str, _Metric]:
     for item in [*facts.get("movers", []), *facts.get("anomalies", [])]:
         if item.get("metric") in records:
             records[item["metric"]].append(item)
-    labels = {name: str(rows[0].get("label") or name.replace("_", " ")) for name, rows in records.items()}
     found = {}
     for name, rows in records.items():
         metric, anomalies = rows[0], [row for row in rows if "expected" in row]
         directions = {"up" if delta > 0 else "down" for delta in [metric.get("delta")] if delta}
         directions |= {row["direction"] for row in anomalies if row.get("direction") in ("up", "down")}
-        ratios = [current / previous for current, previous in
-                  [(metric.get("current"), metric.get("previous"))] + [(a.get("value"), a.get("expected"))
-                                                                       for a in anomalies]
-                  if current is not None and previous and current / previous > 0]
+        pairs = [(metric.get("current"), metric.get("previous"))] + [(a.get("value"), a.get("expected"))
+                                                                     for a in anomalies]
+        ratios = [now / then for now, then in pairs if now is not None and then and now / then > 0]
+        label = str(metric.get("label") or name.replace("_", " "))
         change = (metric.get("display") or {}).get("change") or "n/a"
-        found[name] = _Metric(name, labels[name], _facts_index(rows)[0], directions, ratios, change)
+        found[name] = _Metric(name, label, _facts_index({"records": rows})[0], directions, ratios, change)
     # A driver phrase that names another metric ("Online store: −31 orders") holds that metric's figures too.
-    probe = {name: _Metric(name, label, [], set(), [], "") for name, label in labels.items()}
-    pattern = _mention_pattern(probe)
+    pattern = _mention_pattern(found)
     for anomaly in facts.get("anomalies", []):
         for driver in anomaly.get("drivers", []):
             phrase = str(driver.get("phrase", ""))
-            for named in {_metric_named(m[0], probe).name for m in pattern.finditer(phrase)}:
+            for named in {_metric_named(m[0], found).name for m in pattern.finditer(phrase)}:
                 found[named].numbers.extend(_shown_numbers(phrase))
     return found
 
