@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import dlt
@@ -85,6 +87,27 @@ class SyncStats:
     notes: list[str] = field(default_factory=list)  # e.g. "event cursor expired: full resync"
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of extract, normalize, load
     rows: dict[str, int] = field(default_factory=dict)  # rows normalized per table
+    quarantined: dict[str, list[str]] = field(default_factory=dict)  # object table -> "<id>: <field> <reason>"
+    quarantined_objects: dict[str, int] = field(default_factory=dict)  # object table -> objects set aside
+    nul_removed: int = 0  # NUL characters removed from text (Postgres cannot store them)
+    api_time: datetime | None = None  # the API's clock (its newest `Date` header): "now" for the contracts
+
+    def saw_api_date(self, header: str | None) -> None:
+        """Keep the newest `Date` response header: the API's own clock, whatever this machine's says."""
+        if not header:
+            return
+        try:
+            moment = parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        if self.api_time is None or moment > self.api_time:
+            self.api_time = moment
+
+    @property
+    def now(self) -> datetime:
+        return self.api_time or datetime.now(timezone.utc)
 
     def as_metadata(self) -> dict[str, object]:
         return {
@@ -92,6 +115,8 @@ class SyncStats:
             "api_requests": self.requests,
             "api_retries": self.retries,
             "throttle_wait_seconds": round(self.throttle_wait_seconds, 3),
+            "quarantined_objects": sum(self.quarantined_objects.values()),
+            "nul_characters_removed": self.nul_removed,
             "notes": "; ".join(self.notes) or "none",
         }
 

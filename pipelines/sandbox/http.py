@@ -180,6 +180,14 @@ class ApiHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header: the simulation's clock, as the real APIs send their own time.
+
+        Connectors read it as the API's "now" (a record dated after it is not sane), so a sandbox
+        whose clock was advanced past this machine's is still judged by its own time.
+        """
+        return super().date_time_string(self.server.store.clock if timestamp is None else timestamp)
+
     def do_GET(self) -> None:
         self._handle("GET")
 

@@ -9,6 +9,7 @@ the source state (`cursors.<orders|products|customers>`), which dlt stores in th
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -17,9 +18,12 @@ from typing import Any
 import dlt
 from dlt.extract.resource import DltResource
 
+from pipelines.ingest import quarantine
 from pipelines.ingest.pipeline import SyncStats, merge_keys
+from pipelines.ingest.quarantine import Bounds, Quarantine
 from pipelines.ingest.shopify import queries, rows
-from pipelines.ingest.shopify.arrow import ArrowTables
+from pipelines.ingest.shopify.arrow import ARROW_ERRORS, ArrowTables, blocks
+from pipelines.ingest.shopify.contract import Screener
 from pipelines.ingest.shopify.client import ShopifyApiError, ShopifyAuthError, ShopifyClient
 from pipelines.ingest.shopify.columns import column_hints
 from pipelines.settings import Settings
@@ -100,6 +104,7 @@ class _ShopifyFetch:
         self.settings = settings
         self.stats = stats
         self._client: ShopifyClient | None = None
+        self._bounds: Bounds | None = None
 
     @property
     def client(self) -> ShopifyClient:
@@ -109,8 +114,18 @@ class _ShopifyFetch:
             )
         return self._client
 
-    def batches(self, spec: queries.ObjectSpec) -> Iterator[dict[str, list[dict[str, Any]]]]:
+    @property
+    def bounds(self) -> Bounds:
+        """The sane time range of this shop's records: from the day before the shop was created
+        (`shop.createdAt`) to the API's now plus a day."""
+        if self._bounds is None:
+            created = self.client.execute(queries.SHOP_QUERY, {}, operation="ShopCreated")["shop"]["createdAt"]
+            self._bounds = Bounds.at(self.stats.now, floor=_parse(created) - timedelta(days=1))
+        return self._bounds
+
+    def batches(self, spec: queries.ObjectSpec) -> Iterator[dict[str, Any]]:
         """Rows of every table of `spec`, in batches: all objects on the first sync, changed ones after.
+        Objects that break the contract go to `quarantine_<root>` instead (last batch).
 
         The cursor only advances when every table of the object type is being loaded: a Dagster
         run that materializes some of them must not make the others skip changes.
@@ -118,18 +133,26 @@ class _ShopifyFetch:
         cursors = dlt.current.source_state().setdefault("cursors", {})
         cursor = cursors.get(spec.root)
         splitter = rows.TableRows(spec.root, self.workspace.id)
+        held = Quarantine("shopify", self.workspace.id, spec.root, self.stats.now)
+        screener = Screener(held, self.bounds, self.stats)
         if cursor is None:
             self.stats.mode = "full"
-            new_cursor = yield from self._bulk(spec)
+            new_cursor = yield from self._bulk(spec, splitter, screener)
         else:
             search = f"updated_at:>='{_iso(_parse(cursor) - OVERLAP[spec.root])}'"
             if self._changed_count(spec, search) > BULK_ABOVE:
                 self.stats.notes.append(f"{spec.root}: over {BULK_ABOVE} changes, read by a bulk operation")
-                new_cursor = yield from self._bulk(spec, search)
+                new_cursor = yield from self._bulk(spec, splitter, screener, search)
             else:
-                new_cursor = yield from self._pages(spec, splitter, search)
+                new_cursor = yield from self._pages(spec, splitter, screener, search)
+        set_aside = held.rows()
+        if set_aside:
+            yield {quarantine.table_name(spec.root): set_aside}
+        if held.objects:
+            self.stats.quarantined_objects[spec.root] = len(held.objects)
+            self.stats.quarantined[spec.root] = held.summary()
         selected = set(dlt.current.source().selected_resources)
-        missing = [t for t in TABLES[spec.root] if t not in selected]
+        missing = [t for t in (*TABLES[spec.root], quarantine.table_name(spec.root)) if t not in selected]
         if missing:
             self.stats.notes.append(
                 f"{spec.root}: cursor kept at {cursor} because {', '.join(missing)} were not selected"
@@ -143,9 +166,12 @@ class _ShopifyFetch:
         )[f"{spec.root}Count"]
         return counted["count"]
 
-    def _bulk(self, spec: queries.ObjectSpec, search: str | None = None):
+    def _bulk(self, spec: queries.ObjectSpec, splitter: rows.TableRows, screener: Screener,
+              search: str | None = None):
         """Every object (matching `search`) through one bulk operation, its JSONL parsed straight to
-        Arrow tables (arrow.py): the same rows as the paging path's, many times faster.
+        Arrow tables (arrow.py): the same rows as the paging path's, many times faster. A block that
+        Arrow cannot type (a quantity sent as text, say) goes through the dict rows instead, where
+        the contract finds the object that broke it.
 
         Returns the new cursor: when the operation started, since it reads one snapshot.
         """
@@ -157,10 +183,19 @@ class _ShopifyFetch:
         with self.client.bulk_file(url) as path:
             if path is not None:
                 keys = {table: KEYS[table][0] for table in TABLES[spec.root]}
-                yield from ArrowTables(spec.root, self.workspace.id, keys).from_file(path)
+                arrow = ArrowTables(spec.root, self.workspace.id, keys)
+                for block in blocks(path):
+                    try:
+                        tables = arrow.split(block)
+                    except ARROW_ERRORS as exc:
+                        self.stats.notes.append(f"{spec.root}: a bulk block read line by line ({str(exc)[:120]})")
+                        lines = [json.loads(line) for line in block.splitlines() if line.strip()]
+                        yield screener.rows(lines, splitter)
+                        continue
+                    yield screener.arrow(tables, block, spec.root)
         return operation["createdAt"]
 
-    def _pages(self, spec: queries.ObjectSpec, splitter: rows.TableRows, search: str):
+    def _pages(self, spec: queries.ObjectSpec, splitter: rows.TableRows, screener: Screener, search: str):
         """Objects matching the `updated_at` search, oldest change first. Returns the new cursor.
 
         An object updated again while we page moves behind our position and comes back: its first
@@ -185,7 +220,7 @@ class _ShopifyFetch:
                 self._complete(spec, node)
                 lines.extend(rows.explode_node(node, spec))
             if lines:
-                yield splitter.split(lines)
+                yield screener.rows(lines, splitter)
             if not page["pageInfo"]["hasNextPage"]:
                 break
             variables["after"] = page["pageInfo"]["endCursor"]
@@ -253,6 +288,22 @@ def _table(parent: DltResource, table: str, file_format: str | None) -> DltResou
     return resource
 
 
+def _quarantine_table(parent: DltResource, root: str, file_format: str | None) -> DltResource:
+    name = quarantine.table_name(root)
+
+    def pick(batch: dict[str, Any]) -> Iterator[Any]:
+        if batch.get(name):
+            yield batch[name]
+
+    resource = dlt.transformer(
+        pick, name=name, data_from=parent, primary_key="quarantine_id",
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        columns=quarantine.COLUMNS, file_format=file_format,
+    )
+    resource.__doc__ = f"Shopify {root} that broke the contract, one row per broken rule (quarantine.shopify_{root})."
+    return resource
+
+
 def _merged(columns: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: {**hints, **extra.get(name, {})} for name, hints in columns.items()}
 
@@ -267,4 +318,5 @@ def shopify_source(workspace: Workspace, *, settings: Settings, stats: SyncStats
     for spec in queries.SPECS.values():
         parent = dlt.resource(_fetcher(fetch, spec), name=f"_{spec.root}_fetch", selected=False)
         resources.extend(_table(parent, table, file_format) for table in TABLES[spec.root])
+        resources.append(_quarantine_table(parent, spec.root, file_format))
     return resources

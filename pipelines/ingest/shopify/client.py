@@ -168,6 +168,7 @@ class ShopifyClient:
     def _on_response(self, response: Response, *args: Any, **kwargs: Any) -> Response:
         """Runs after every HTTP attempt: count it, read the cost, wait out THROTTLED."""
         self.stats.requests += 1
+        self.stats.saw_api_date(response.headers.get("Date"))
         if not _is_json(response) or response.status_code != 200:
             return response  # bulk results stream to a file instead
         payload = response.json()  # a truncated body raises here, inside the retried send

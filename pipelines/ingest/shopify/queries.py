@@ -197,6 +197,9 @@ BULK_POLL_QUERY = (
     "objectCount rootObjectCount url partialDataUrl } }"
 )
 
+# When the shop was created: no record of it can be older (the contract's floor for its dates).
+SHOP_QUERY = "query ShopCreated { shop { createdAt } }"
+
 
 def all_documents() -> dict[str, str]:
     """Every document the connector can send, by name, for schema validation."""
@@ -204,6 +207,7 @@ def all_documents() -> dict[str, str]:
         "BulkRun": BULK_RUN_MUTATION,
         "BulkPoll": BULK_POLL_QUERY,
         "OrderRefundLineItems": ORDER_REFUNDS_QUERY,
+        "ShopCreated": SHOP_QUERY,
     }
     for spec in SPECS.values():
         documents[f"{spec.root}:page"] = page_query(spec)

@@ -162,6 +162,7 @@ class StripeClient:
             if attempts > 1:  # the time not spent on the wire went to backing off before retries
                 self.stats.retries += attempts - 1
                 self.stats.throttle_wait_seconds += max(0.0, time.monotonic() - started - wire)
+        self.stats.saw_api_date(response.headers.get("Date"))
         if response.status_code >= 400:
             raise self._error(path, response)
         return response.json()

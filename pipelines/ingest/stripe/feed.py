@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.ingest.pipeline import SyncStats
-from pipelines.ingest.stripe import existing
+from pipelines.ingest import existing
 from pipelines.ingest.stripe.client import PAGE_LIMIT, StripeApiError, StripeClient
 from pipelines.ingest.stripe.history import Version, merge_versions
 from pipelines.ingest.stripe.shapes import discount_objects, flatten, to_pinned_shape

@@ -1,7 +1,8 @@
 """Read back what earlier syncs loaded, through the running dlt pipeline's own destination client.
 
-The connector needs this in two places: to close the open version of a subscription when a new
-one arrives (history), and to mark objects deleted when a full resync no longer lists them.
+Connectors need this to close the open version of a Stripe subscription when a new one arrives
+(history), to mark Stripe objects deleted when a full resync no longer lists them, and to find the
+open quarantine records a sync may resolve.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def rows_by_key(table: str, workspace_id: str, column: str, keys: Iterable[str])
         found += _query(f"select * from {qualified} where workspace_id = %s and {column} in ({marks})",
                         workspace_id, *chunk)
     return found
+
+
+def rows_where(table: str, workspace_id: str, condition: str) -> list[dict[str, Any]]:
+    """Every row of `table` in the workspace that meets `condition` (SQL, no parameters)."""
+    return _query(f"select * from {_table(table)} where workspace_id = %s and {condition}", workspace_id)
 
 
 def live_ids(table: str, workspace_id: str) -> set[str]:

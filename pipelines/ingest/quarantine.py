@@ -1,0 +1,221 @@
+"""Record contracts and the quarantine: bad records are set aside with their reasons, the rest load.
+
+Each connector checks every object against its source's contract before it counts (types, required
+fields, known currencies, sign rules, sane dates; shopify/contract.py and stripe/contract.py). An
+object that breaks a rule is not loaded at all, neither its row nor its children (an order without
+one of its lines would be a wrong order), and each broken rule becomes one row of the raw table
+`<source>.quarantine_<table>`, loaded in the same dlt package as the good rows and the advanced
+cursor. dbt exposes those tables as `quarantine.<source>_<table>` and counts them per day in
+`metrics.data_quality_daily`; docs/operations.md says what an operator does with them.
+
+A record stays open until a later sync reads the object again: then it is resolved
+(`resolved_at`), or replaced by the object's new violations. Values a destination cannot store
+but that carry no meaning (NUL characters, which Postgres rejects in text and JSON) are removed
+before anything else, and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from babel.numbers import list_currencies
+
+from pipelines.ingest import existing
+
+# ISO 4217 codes as CLDR (Babel) knows them, current and historical: an amount in a code outside
+# this list cannot be converted or even formatted, so the record is quarantined.
+CURRENCIES = frozenset(code.upper() for code in list_currencies())
+NUL = "\x00"
+VALUE_CHARS = 200  # how much of an offending value a quarantine row shows
+# How far past "now" a timestamp may lie: clocks differ, and a day covers every timezone.
+FUTURE_SLACK = timedelta(days=1)
+
+# Column hints of every `quarantine_<table>` raw table.
+COLUMNS: dict[str, dict[str, Any]] = {
+    "quarantine_id": {"data_type": "text", "nullable": False},
+    "workspace_id": {"data_type": "text", "nullable": False},
+    "object_id": {"data_type": "text", "nullable": False},
+    "record_table": {"data_type": "text"},
+    "record_id": {"data_type": "text"},
+    "field": {"data_type": "text"},
+    "reason": {"data_type": "text"},
+    "value": {"data_type": "text"},
+    "raw_record": {"data_type": "json"},
+    "object_time": {"data_type": "timestamp"},
+    "first_seen_at": {"data_type": "timestamp"},
+    "last_seen_at": {"data_type": "timestamp"},
+    "resolved_at": {"data_type": "timestamp"},
+}
+
+
+def table_name(table: str) -> str:
+    """The raw quarantine table of an object table: `orders` -> `quarantine_orders`."""
+    return f"quarantine_{table}"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: which record and field of an object, why, and the value found."""
+
+    record_table: str
+    record_id: str | None
+    field: str
+    reason: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The sane range of an object's timestamps: not before the account existed, not after now + a day."""
+
+    floor: datetime | None
+    ceiling: datetime
+
+    @classmethod
+    def at(cls, now: datetime, floor: datetime | None = None) -> "Bounds":
+        return cls(floor=floor, ceiling=now + FUTURE_SLACK)
+
+    def reason(self, moment: datetime) -> str | None:
+        """Why `moment` is not a sane time for a record, or None."""
+        if moment > self.ceiling:
+            return f"later than now plus a day ({self.ceiling:%Y-%m-%d %H:%M} UTC)"
+        if self.floor is not None and moment < self.floor:
+            return f"before the account existed ({self.floor:%Y-%m-%d})"
+        return None
+
+
+def currency_reason(code: Any) -> str | None:
+    """Why `code` is not a currency the pipeline can use, or None (null is left to other rules)."""
+    if code is None:
+        return None
+    if not isinstance(code, str) or code.upper() not in CURRENCIES:
+        return "unknown currency (not an ISO 4217 code)"
+    return None
+
+
+def without_nul(value: Any) -> tuple[Any, int]:
+    """`value` with NUL characters removed from every string inside it, and how many strings had one."""
+    if isinstance(value, str):
+        return (value.replace(NUL, ""), 1) if NUL in value else (value, 0)
+    if isinstance(value, dict):
+        cleaned, count = {}, 0
+        for key, item in value.items():
+            cleaned[key], found = without_nul(item)
+            count += found
+        return (cleaned, count) if count else (value, 0)
+    if isinstance(value, list):
+        items = [without_nul(item) for item in value]
+        count = sum(found for _, found in items)
+        return ([item for item, _ in items], count) if count else (value, 0)
+    return value, 0
+
+
+def _shown(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value.isoformat() if isinstance(value, (datetime, date)) else str(value)
+    return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS] + "..."
+
+
+def _json_safe(value: Any) -> Any:
+    """The raw record as JSON values (bulk lines and API objects are JSON already; paged rows may hold Decimals)."""
+    return json.loads(json.dumps(value, default=lambda v: str(v) if isinstance(v, Decimal) else _shown(v)))
+
+
+def _quarantine_id(workspace_id: str, object_id: str, violation: Violation) -> str:
+    key = "\x1f".join([workspace_id, object_id, violation.record_table, violation.record_id or "", violation.field])
+    return hashlib.sha1(key.encode()).hexdigest()
+
+
+@dataclass
+class Quarantine:
+    """The quarantine of one object table during one sync of one workspace.
+
+    Args:
+        source: `shopify` or `stripe`.
+        workspace_id: stamped on every row.
+        table: the object table (`orders`, `invoices`...); rows go to `quarantine_<table>`.
+        now: when the sync ran (`first_seen_at`, `last_seen_at`, `resolved_at`).
+    """
+
+    source: str
+    workspace_id: str
+    table: str
+    now: datetime
+    _open: dict[str, list[dict[str, Any]]] | None = None  # object id -> its open rows, read lazily
+    _new: dict[str, dict[str, Any]] = field(default_factory=dict)  # quarantine_id -> row
+    _seen: set[str] = field(default_factory=set)  # open objects this sync read again
+
+    @property
+    def open_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Records still open from earlier syncs, by object id (needs a running dlt pipeline)."""
+        if self._open is None:
+            self._open = {}
+            for row in existing.rows_where(table_name(self.table), self.workspace_id, "resolved_at is null"):
+                self._open.setdefault(row["object_id"], []).append(row)
+        return self._open
+
+    def add(self, object_id: str, violations: Iterable[Violation], raw: Any, object_time: datetime | None) -> None:
+        """Set one object aside: a row per violation, each carrying the raw record."""
+        raw = _json_safe(raw)
+        earlier = {row["quarantine_id"]: row for row in self.open_rows.get(object_id, [])}
+        for violation in violations:
+            quarantine_id = _quarantine_id(self.workspace_id, object_id, violation)
+            first_seen = (earlier.get(quarantine_id) or {}).get("first_seen_at") or self.now
+            self._new[quarantine_id] = {
+                "quarantine_id": quarantine_id, "workspace_id": self.workspace_id, "object_id": object_id,
+                "record_table": violation.record_table, "record_id": violation.record_id,
+                "field": violation.field, "reason": violation.reason, "value": _shown(violation.value),
+                "raw_record": raw, "object_time": object_time, "first_seen_at": first_seen,
+                "last_seen_at": self.now, "resolved_at": None,
+            }
+        self.saw(object_id)
+
+    def saw(self, object_id: str) -> None:
+        """Note that this sync read `object_id` (open records of it not found again get resolved)."""
+        if object_id in self.open_rows:
+            self._seen.add(object_id)
+
+    def saw_any(self, object_ids: Iterable[str]) -> None:
+        open_ids = self.open_rows
+        if open_ids:
+            self._seen.update(object_id for object_id in object_ids if object_id in open_ids)
+
+    @property
+    def objects(self) -> set[str]:
+        """Ids of the objects this sync set aside."""
+        return {row["object_id"] for row in self._new.values()}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """New and renewed records, and the earlier records of objects read again that are resolved now."""
+        resolved = []
+        for object_id in self._seen:
+            for row in self.open_rows.get(object_id, []):
+                if row["quarantine_id"] not in self._new:
+                    resolved.append({**row, "last_seen_at": self.now, "resolved_at": self.now})
+        return [*self._new.values(), *resolved]
+
+    def summary(self, limit: int = 20) -> list[str]:
+        """`<object id>: <table>.<field> <reason> (<value>)` lines for logs and the operator alert."""
+        lines = [f"{row['object_id']}: {row['record_table']}.{row['field']} {row['reason']}"
+                 + (f" ({row['value']})" if row["value"] is not None else "")
+                 for row in sorted(self._new.values(), key=lambda r: (r["object_id"], r["record_table"], r["field"]))]
+        return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def batches(quarantines: Iterable[Quarantine]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """`(quarantine table, rows)` for every quarantine with something to write."""
+    for quarantine in quarantines:
+        rows = quarantine.rows()
+        if rows:
+            yield table_name(quarantine.table), rows
