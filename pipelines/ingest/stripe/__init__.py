@@ -17,6 +17,7 @@ from typing import Any
 import dlt
 from dlt.extract.source import DltSource
 
+from pipelines.ingest import quarantine
 from pipelines.ingest.pipeline import SyncStats, merge_keys
 from pipelines.ingest.stripe.client import StripeClient
 from pipelines.ingest.stripe.feed import Batch, StripeFeed
@@ -62,6 +63,13 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None, dict[str, Any],
         "Items of each subscription version; join subscription_history on (workspace_id, subscription→id, valid_from).",
     ),
 }
+# Objects that break the contract (contract.py), one row per broken rule: `quarantine.stripe_<table>`.
+QUARANTINED = ("customers", "products", "prices", "coupons", "discounts", "subscriptions", "invoices")
+TABLES.update({
+    quarantine.table_name(table): (("quarantine_id",), None, quarantine.COLUMNS,
+                                   f"Stripe {table} that broke the contract, one row per broken rule.")
+    for table in QUARANTINED
+})
 
 
 def _table_resource(feed: Any, name: str, file_format: str | None) -> Any:

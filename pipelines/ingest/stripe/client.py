@@ -20,6 +20,7 @@ from dlt.sources.helpers.requests import Client
 from requests.adapters import HTTPAdapter
 
 from pipelines.ingest.pipeline import SyncStats
+from pipelines.ingest.quarantine import without_nul
 from pipelines.workspaces import WorkspaceError
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,12 @@ class StripeClient:
         self.stats.saw_api_date(response.headers.get("Date"))
         if response.status_code >= 400:
             raise self._error(path, response)
-        return response.json()
+        # NUL characters carry no meaning and Postgres stores them in neither text nor JSON.
+        body, removed = without_nul(response.json())
+        if removed:
+            with self._lock:
+                self.stats.nul_removed += removed
+        return body
 
     def _error(self, path: str, response: requests.Response) -> Exception:
         try:

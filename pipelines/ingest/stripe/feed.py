@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.ingest import existing, quarantine
 from pipelines.ingest.pipeline import SyncStats
-from pipelines.ingest import existing
+from pipelines.ingest.quarantine import Bounds, Quarantine
+from pipelines.ingest.stripe.contract import object_time, violations
 from pipelines.ingest.stripe.client import PAGE_LIMIT, StripeApiError, StripeClient
 from pipelines.ingest.stripe.history import Version, merge_versions
 from pipelines.ingest.stripe.shapes import discount_objects, flatten, to_pinned_shape
@@ -100,10 +102,11 @@ class Batch:
 class Changes:
     """The newest snapshot of every object the events of one sync touched, plus subscription versions."""
 
-    latest: dict[str, dict[str, tuple[dict[str, Any], int | None]]] = field(
+    latest: dict[str, dict[str, tuple[dict[str, Any], int | None, dict[str, Any]]]] = field(
         default_factory=lambda: defaultdict(dict)
-    )  # table -> id -> (object, deleted_at or None)
-    versions: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=lambda: defaultdict(list))
+    )  # table -> id -> (object in the pinned shape, deleted_at or None, object as received)
+    versions: dict[str, list[tuple[int, dict[str, Any], dict[str, Any]]]] = field(
+        default_factory=lambda: defaultdict(list))  # subscription id -> (event time, object, as received)
 
 
 class StripeFeed:
@@ -120,22 +123,55 @@ class StripeFeed:
         self.workspace_id = workspace_id
         self.stats = stats
         self.cursor: dict[str, Any] | None = None  # the event cursor after this sync
+        self.quarantines: dict[str, Quarantine] = {}
+        self._bounds: Bounds | None = None
 
     # -- entry point ---------------------------------------------------------------------------
 
     def run(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
-        """Yield every batch of the sync; afterwards `self.cursor` holds the cursor to store."""
+        """Yield every batch of the sync; afterwards `self.cursor` holds the cursor to store.
+
+        Objects that break the contract (contract.py) come last, as `quarantine_<table>` batches.
+        """
         if cursor is None or not cursor.get("id"):
             yield from self.full(resync=False)
-            return
-        if not self._cursor_alive(cursor):
+        elif not self._cursor_alive(cursor):
             note = (f"event cursor {cursor['id']} (created {cursor.get('created')}) is older than Stripe's "
                     "30-day event retention: full resync")
             logger.warning("workspace %s: %s", self.workspace_id, note)
             self.stats.notes.append(note)
             yield from self.full(resync=True)
-            return
-        yield from self.incremental(cursor)
+        else:
+            yield from self.incremental(cursor)
+        for table, rows in quarantine.batches(self.quarantines.values()):
+            yield Batch(table, rows)
+        for table, held in self.quarantines.items():
+            if held.objects:
+                self.stats.quarantined_objects[table] = len(held.objects)
+                self.stats.quarantined[table] = held.summary()
+
+    # -- the contract --------------------------------------------------------------------------
+
+    @property
+    def bounds(self) -> Bounds:
+        """Sane times: up to the API's now (its `Date` header) plus a day."""
+        if self._bounds is None:
+            self._bounds = Bounds.at(self.stats.now)
+        return self._bounds
+
+    def _accepted(self, table: str, raw: dict[str, Any], row: dict[str, Any],
+                  children: tuple[str, list[dict[str, Any]]] | None = None) -> bool:
+        """Whether an object meets the contract; if not, it is quarantined (with `raw`, as received)."""
+        held = self.quarantines.get(table)
+        if held is None:
+            held = self.quarantines[table] = Quarantine("stripe", self.workspace_id, table, self.stats.now)
+        found = violations(table, row, children, self.bounds)
+        object_id = str(row.get("id") or raw.get("id") or "?")
+        if found:
+            held.add(object_id, found, raw, object_time(row, self.bounds))
+            return False
+        held.saw(object_id)
+        return True
 
     def _cursor_alive(self, cursor: dict[str, Any]) -> bool:
         """Whether Stripe still serves the cursor event, so every later event is still listed."""
@@ -173,9 +209,11 @@ class StripeFeed:
                              == "subscription"]
         listed_items = {sub_id: found[0].items for sub_id, found in versions.items()}
         for event in reversed(replayed):
-            obj = to_pinned_shape(event["data"]["object"])
-            items = self._item_rows(obj, known=listed_items.get(obj["id"]))
-            versions[obj["id"]].append(Version(event["created"], self._subscription_row(obj), items))
+            raw = event["data"]["object"]
+            obj = to_pinned_shape(raw)
+            row, items = self._subscription_row(obj), self._item_rows(obj, known=listed_items.get(obj["id"]))
+            if self._accepted("subscriptions", raw, row, ("subscription_items", items)):
+                versions[obj["id"]].append(Version(event["created"], row, items))
         for sub_versions in versions.values():
             sub_versions.sort(key=lambda v: v.valid_from)  # stable: the event beats the listing on a tie
         yield from self._history(versions)
@@ -235,14 +273,17 @@ class StripeFeed:
     def _snapshot_batches(
         self, table: str, page: list[dict[str, Any]], versions: dict[str, list[Version]], as_of: int
     ) -> Iterator[Batch]:
-        discounts = [d for obj in page for d in discount_objects(obj)]
+        discounts = [(d, self._row(d)) for obj in page for d in discount_objects(obj)]
+        discounts = [row for d, row in discounts if self._accepted("discounts", d, row)]
         if discounts:
-            yield Batch("discounts", [self._row(d) for d in discounts])
-        objects = [to_pinned_shape(obj) for obj in page]
+            yield Batch("discounts", discounts)
         if table == "subscriptions":
             subs, items = [], []
-            for obj in objects:
+            for raw in page:
+                obj = to_pinned_shape(raw)
                 row, item_rows = self._subscription_row(obj), self._item_rows(obj, complete=True)
+                if not self._accepted(table, raw, row, ("subscription_items", item_rows)):
+                    continue
                 subs.append(row)
                 items += item_rows
                 valid_from = max(as_of, obj["created"])
@@ -250,10 +291,18 @@ class StripeFeed:
             yield Batch("subscriptions", subs)
             yield Batch("subscription_items", items)
         elif table == "invoices":
-            yield Batch("invoices", [self._row(obj, drop=("lines",)) for obj in objects])
-            yield Batch("invoice_lines", [line for obj in objects for line in self._line_rows(obj)])
+            invoices, lines = [], []
+            for raw in page:
+                obj = to_pinned_shape(raw)
+                row, line_rows = self._row(obj, drop=("lines",)), self._line_rows(obj)
+                if self._accepted(table, raw, row, ("invoice_lines", line_rows)):
+                    invoices.append(row)
+                    lines += line_rows
+            yield Batch("invoices", invoices)
+            yield Batch("invoice_lines", lines)
         else:
-            yield Batch(table, [self._row(obj) for obj in objects])
+            rows = [(raw, self._row(to_pinned_shape(raw))) for raw in page]
+            yield Batch(table, [row for raw, row in rows if self._accepted(table, raw, row)])
 
     def _tombstones(self, table: str, listed: set[str], as_of: int) -> Iterator[Batch]:
         """Mark rows deleted that a resync no longer lists: they were deleted while the cursor was stale."""
@@ -286,13 +335,13 @@ class StripeFeed:
         if table is None:  # charges, invoice items, ...: kept in the events table only
             return
         for discount in discount_objects(raw):
-            changes.latest["discounts"][discount["id"]] = (discount, None)
+            changes.latest["discounts"][discount["id"]] = (discount, None, discount)
         obj = to_pinned_shape(raw)
         # `customer.subscription.deleted` means canceled: the subscription stays, with its status.
         deleted = event["type"].endswith(".deleted") and table != "subscriptions"
-        changes.latest[table][obj["id"]] = (obj, event["created"] if deleted else None)
+        changes.latest[table][obj["id"]] = (obj, event["created"] if deleted else None, raw)
         if table == "subscriptions":
-            changes.versions[obj["id"]].append((event["created"], obj))
+            changes.versions[obj["id"]].append((event["created"], obj, raw))
 
     def _changed_objects(self, changes: Changes) -> Iterator[Batch]:
         # Items beyond the first 10 are paged once per subscription; its versions share them.
@@ -300,26 +349,36 @@ class StripeFeed:
         for table, objects in changes.latest.items():
             if table == "subscriptions":
                 subs, items = [], []
-                for obj, _ in objects.values():
+                for obj, _, raw in objects.values():
                     full_items[obj["id"]] = self._item_rows(obj, complete=True)
-                    subs.append(self._subscription_row(obj))
-                    items += full_items[obj["id"]]
+                    row = self._subscription_row(obj)
+                    if self._accepted(table, raw, row, ("subscription_items", full_items[obj["id"]])):
+                        subs.append(row)
+                        items += full_items[obj["id"]]
                 yield Batch("subscriptions", subs)
                 yield Batch("subscription_items", items)
             elif table == "invoices":
-                yield Batch("invoices", [self._row(obj, drop=("lines",), deleted_at=gone)
-                                         for obj, gone in objects.values()])
-                yield Batch("invoice_lines", [line for obj, gone in objects.values() if gone is None
-                                              for line in self._line_rows(obj)])
+                invoices, lines = [], []
+                for obj, gone, raw in objects.values():
+                    row = self._row(obj, drop=("lines",), deleted_at=gone)
+                    line_rows = self._line_rows(obj) if gone is None else []
+                    # A deletion (of a draft) is recorded whatever the object looked like.
+                    if gone is not None or self._accepted(table, raw, row, ("invoice_lines", line_rows)):
+                        invoices.append(row)
+                        lines += line_rows
+                yield Batch("invoices", invoices)
+                yield Batch("invoice_lines", lines)
             else:
-                yield Batch(table, [self._row(obj, deleted_at=gone) for obj, gone in objects.values()])
+                rows = [(raw, gone, self._row(obj, deleted_at=gone)) for obj, gone, raw in objects.values()]
+                yield Batch(table, [row for raw, gone, row in rows
+                                    if gone is not None or self._accepted(table, raw, row)])
         yield from self._missing_discounts(changes)
         versions: dict[str, list[Version]] = {}
         for sub_id, snapshots in changes.versions.items():
-            versions[sub_id] = [
-                Version(created, self._subscription_row(obj), self._item_rows(obj, known=full_items.get(sub_id)))
-                for created, obj in snapshots
-            ]
+            for created, obj, raw in snapshots:
+                row, items = self._subscription_row(obj), self._item_rows(obj, known=full_items.get(sub_id))
+                if self._accepted("subscriptions", raw, row, ("subscription_items", items)):
+                    versions.setdefault(sub_id, []).append(Version(created, row, items))
         yield from self._history(versions)
 
     def _missing_discounts(self, changes: Changes) -> Iterator[Batch]:
@@ -328,7 +387,7 @@ class StripeFeed:
         A discount never changes once created, so one fetch per discount is enough.
         """
         wanted: dict[str, str] = {}
-        for obj, _ in changes.latest.get("subscriptions", {}).values():
+        for obj, _, _ in changes.latest.get("subscriptions", {}).values():
             for discount_id in obj.get("discounts") or []:
                 if discount_id not in changes.latest["discounts"]:
                     wanted[discount_id] = obj["id"]
