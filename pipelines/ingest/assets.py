@@ -14,7 +14,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asse
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.extract.source import DltSource
 
-from pipelines.ingest.pipeline import SyncStats, dlt_pipeline, workspace_error
+from pipelines.ingest.pipeline import SyncStats, deterministic_error, dlt_pipeline, report_quarantine
 from pipelines.warehouse import warehouse_write_lock
 from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import Settings
@@ -111,11 +111,13 @@ def ingest_assets(
                 after = dict(pipeline.state.get("sources", {}).get(source_name, {}))
                 changes = _schema_changes(columns_before, _loaded_columns(pipeline))
         except Exception as exc:
-            cause = workspace_error(exc)
-            if cause is None:
+            reason = deterministic_error(exc, workspace.id)
+            if reason is None:
                 raise
-            # A configuration problem: a retry cannot help, and the message names the setting to fix.
-            raise dg.Failure(description=str(cause), allow_retries=False) from None
+            # A configuration problem or a load the warehouse refused: a retry cannot help, and the
+            # message names the setting or the table to look at.
+            raise dg.Failure(description=reason, allow_retries=False) from None
+        report_quarantine(settings, workspace.id, source_name, stats, log=context.log)
         load_info = pipeline.last_trace.last_load_info if pipeline.last_trace else None
         for table, notes in changes.items():
             log = context.log.info if notes == ["first load"] else context.log.warning
@@ -127,6 +129,7 @@ def ingest_assets(
             "load_id": (load_info.loads_ids[-1] if load_info and load_info.loads_ids else None),
             "cursor_before": dg.MetadataValue.json(before),
             "cursor_after": dg.MetadataValue.json(after),
+            "quarantined": dg.MetadataValue.json(stats.quarantined),
             **stats.as_metadata(),
         }
         for result in results:

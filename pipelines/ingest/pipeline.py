@@ -8,6 +8,7 @@ restored from the warehouse instead of causing a full reload.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import dlt
 from dlt.common.destination import Destination
+from dlt.common.exceptions import TerminalException
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from pipelines.settings import Settings, Warehouse
@@ -28,6 +30,12 @@ from pipelines.workspaces import WorkspaceError
 # dict rows: dbt's incremental models read `_dlt_load_id`. dlt reads this setting from the environment.
 for _option in ("ADD_DLT_LOAD_ID", "ADD_DLT_ID"):
     os.environ.setdefault(f"NORMALIZE__PARQUET_NORMALIZER__{_option}", "true")
+# A load job the destination refuses for good aborts its package: dlt then restores the pipeline
+# state (the cursors) that the package's extract had advanced, and deletes the package, so the
+# next sync reads the same changes again instead of being stuck behind it or skipping them. The
+# destination never holds that package's state either: dlt restores state only from completed
+# loads (`_dlt_loads.status = 0`), written after every job of the package succeeded.
+os.environ.setdefault("LOAD__AUTO_ABORT_ON_TERMINAL_ERROR", "true")
 
 
 # DuckDB takes up to 80% of the machine's memory by default, and merging a million-row load
@@ -144,6 +152,49 @@ def workspace_error(exc: BaseException | None) -> WorkspaceError | None:
     return None
 
 
+def deterministic_error(exc: BaseException | None, workspace_id: str) -> str | None:
+    """Why retrying a failed sync cannot help, or None when it may (a network fault, an outage).
+
+    A configuration error fails the same way every time, and so does a load the destination
+    refused for good (dlt's terminal errors): the same records would be read and refused again.
+    """
+    cause = workspace_error(exc)
+    if cause is not None:
+        return str(cause)  # it names the workspace and the setting
+    while exc is not None:
+        if isinstance(exc, TerminalException):
+            return (f"workspace {workspace_id!r}: the warehouse refused the load for good, the cursor stays where "
+                    f"it was ({type(exc).__name__}: {str(exc)[:500]})")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def report_quarantine(settings: Settings, workspace_id: str, source: str, stats: SyncStats, log=None) -> None:
+    """Tell the operator which objects this sync set aside, and why (a no-op when none were).
+
+    The alert goes through the operator channel of `pipelines.deliver.alerts` (imported here, at
+    the end of a sync, because that one channel serves every stage).
+    """
+    if not stats.quarantined:
+        return
+    log = log or logging.getLogger(__name__)
+    lines = []
+    for table, summary in stats.quarantined.items():
+        lines.append(f"{stats.quarantined_objects[table]} {table} set aside in quarantine.{source}_{table}:")
+        lines += [f"- {line}" for line in summary]
+    lines.append(f"Inspect: select * from quarantine.{source}_<table> where workspace_id = '{workspace_id}' "
+                 "and resolved_at is null. What to do: docs/operations.md, \"Quarantine\".")
+    text = "\n".join(lines)
+    log.warning(f"{workspace_id}: {source} records quarantined\n{text}")
+    from pipelines.deliver.alerts import alert_operator
+    from pipelines.deliver.errors import DeliveryError
+
+    try:
+        alert_operator(settings, f"Quarantined {source} records in workspace {workspace_id}", text)
+    except DeliveryError as exc:  # the records are safe in the quarantine; say the alert did not go
+        log.error(f"{workspace_id}: could not alert the operator about quarantined records: {exc}")
+
+
 @dataclass
 class SyncResult:
     load_info: object
@@ -186,4 +237,5 @@ def sync(source: str, workspace, settings: Settings) -> SyncResult:
             raise
         load_info.raise_on_failed_jobs()
         after = dict(pipeline.state.get("sources", {}).get(source, {}))
+    report_quarantine(settings, workspace.id, source, stats)
     return SyncResult(load_info, stats, before, after)

@@ -1,0 +1,2 @@
+{{ config(alias='shopify_customers') }}
+{{ quarantine_view('shopify', 'customers') }}

@@ -1,0 +1,2 @@
+{{ config(alias='shopify_orders') }}
+{{ quarantine_view('shopify', 'orders') }}

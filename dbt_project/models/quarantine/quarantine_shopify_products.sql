@@ -1,0 +1,2 @@
+{{ config(alias='shopify_products') }}
+{{ quarantine_view('shopify', 'products') }}

@@ -1,0 +1,2 @@
+{{ config(alias='stripe_coupons') }}
+{{ quarantine_view('stripe', 'coupons') }}

@@ -1,0 +1,2 @@
+{{ config(alias='stripe_customers') }}
+{{ quarantine_view('stripe', 'customers') }}

@@ -1,0 +1,2 @@
+{{ config(alias='stripe_discounts') }}
+{{ quarantine_view('stripe', 'discounts') }}

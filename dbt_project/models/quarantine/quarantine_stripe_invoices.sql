@@ -1,0 +1,2 @@
+{{ config(alias='stripe_invoices') }}
+{{ quarantine_view('stripe', 'invoices') }}

@@ -1,0 +1,2 @@
+{{ config(alias='stripe_prices') }}
+{{ quarantine_view('stripe', 'prices') }}

@@ -1,0 +1,2 @@
+{{ config(alias='stripe_products') }}
+{{ quarantine_view('stripe', 'products') }}

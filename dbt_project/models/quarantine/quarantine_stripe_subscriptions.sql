@@ -1,0 +1,2 @@
+{{ config(alias='stripe_subscriptions') }}
+{{ quarantine_view('stripe', 'subscriptions') }}
