@@ -151,6 +151,7 @@ class Quarantine:
     _open: dict[str, list[dict[str, Any]]] | None = None  # object id -> its open rows, read lazily
     _new: dict[str, dict[str, Any]] = field(default_factory=dict)  # quarantine_id -> row
     _seen: set[str] = field(default_factory=set)  # open objects this sync read again
+    _fresh: set[str] = field(default_factory=set)  # objects set aside for the first time
 
     @property
     def open_rows(self) -> dict[str, list[dict[str, Any]]]:
@@ -165,6 +166,8 @@ class Quarantine:
         """Set one object aside: a row per violation, each carrying the raw record."""
         raw = _json_safe(raw)
         earlier = {row["quarantine_id"]: row for row in self.open_rows.get(object_id, [])}
+        if not earlier:
+            self._fresh.add(object_id)
         for violation in violations:
             quarantine_id = _quarantine_id(self.workspace_id, object_id, violation)
             first_seen = (earlier.get(quarantine_id) or {}).get("first_seen_at") or self.now
@@ -189,8 +192,13 @@ class Quarantine:
 
     @property
     def objects(self) -> set[str]:
-        """Ids of the objects this sync set aside."""
+        """Ids of the objects this sync set aside (again or for the first time)."""
         return {row["object_id"] for row in self._new.values()}
+
+    @property
+    def fresh(self) -> set[str]:
+        """Ids of the objects this sync set aside that were not in quarantine already."""
+        return set(self._fresh)
 
     def rows(self) -> list[dict[str, Any]]:
         """New and renewed records, and the earlier records of objects read again that are resolved now."""
@@ -202,11 +210,19 @@ class Quarantine:
         return [*self._new.values(), *resolved]
 
     def summary(self, limit: int = 20) -> list[str]:
-        """`<object id>: <table>.<field> <reason> (<value>)` lines for logs and the operator alert."""
-        lines = [f"{row['object_id']}: {row['record_table']}.{row['field']} {row['reason']}"
-                 + (f" ({row['value']})" if row["value"] is not None else "")
-                 for row in sorted(self._new.values(), key=lambda r: (r["object_id"], r["record_table"], r["field"]))]
-        return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
+        """One line per object newly set aside, `<object id>: <table>.<field> <reason> (<value>)` with
+        its first broken rule and how many more, for logs and the operator alert."""
+        by_object: dict[str, list[dict[str, Any]]] = {}
+        for row in sorted(self._new.values(), key=lambda r: (r["object_id"], r["record_table"], r["field"])):
+            if row["object_id"] in self._fresh:
+                by_object.setdefault(row["object_id"], []).append(row)
+        lines = []
+        for object_id, rows in by_object.items():
+            first = rows[0]
+            value = f" ({first['value']})" if first["value"] is not None else ""
+            more = f" (+{len(rows) - 1} more)" if len(rows) > 1 else ""
+            lines.append(f"{object_id}: {first['record_table']}.{first['field']} {first['reason']}{value}{more}")
+        return lines[:limit] + ([f"... and {len(lines) - limit} more objects"] if len(lines) > limit else [])
 
 
 def utc_now() -> datetime:

@@ -133,8 +133,9 @@ class _ShopifyFetch:
         cursors = dlt.current.source_state().setdefault("cursors", {})
         cursor = cursors.get(spec.root)
         splitter = rows.TableRows(spec.root, self.workspace.id)
+        bounds = self.bounds  # its first request also reads the API's clock, which `now` below uses
         held = Quarantine("shopify", self.workspace.id, spec.root, self.stats.now)
-        screener = Screener(held, self.bounds, self.stats)
+        screener = Screener(held, bounds, self.stats)
         if cursor is None:
             self.stats.mode = "full"
             new_cursor = yield from self._bulk(spec, splitter, screener)
@@ -148,8 +149,8 @@ class _ShopifyFetch:
         set_aside = held.rows()
         if set_aside:
             yield {quarantine.table_name(spec.root): set_aside}
-        if held.objects:
-            self.stats.quarantined_objects[spec.root] = len(held.objects)
+        if held.fresh:  # objects already in quarantine were reported when they arrived there
+            self.stats.quarantined_objects[spec.root] = len(held.fresh)
             self.stats.quarantined[spec.root] = held.summary()
         selected = set(dlt.current.source().selected_resources)
         missing = [t for t in (*TABLES[spec.root], quarantine.table_name(spec.root)) if t not in selected]
@@ -228,7 +229,9 @@ class _ShopifyFetch:
             return None
         if hold_before is not None:
             newest = min(newest, hold_before - timedelta(seconds=1))
-        return _iso(newest)
+        # An object stamped in the future (a broken clock, an order "updated" in 2999: quarantined)
+        # must not carry the cursor past every change still to come.
+        return _iso(min(newest, self.stats.now))
 
     def _complete(self, spec: queries.ObjectSpec, node: dict[str, Any]) -> None:
         """Fetch the rest of any nested connection that did not fit in the page, in place."""

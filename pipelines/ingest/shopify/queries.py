@@ -187,8 +187,10 @@ ORDER_REFUNDS_QUERY = (
     f"nodes {{ {REFUND_LINE_ITEM_SELECTION} }} }} }} }} }}"
 )
 
+# groupObjects: each object's child lines follow its own line, so a block of whole lines holds whole
+# objects and the contract can set an order aside with all its lines (contract.py, arrow.blocks).
 BULK_RUN_MUTATION = (
-    "mutation BulkRun($query: String!) { bulkOperationRunQuery(query: $query) { "
+    "mutation BulkRun($query: String!) { bulkOperationRunQuery(query: $query, groupObjects: true) { "
     "bulkOperation { id status createdAt } userErrors { field message code } } }"
 )
 

@@ -146,8 +146,8 @@ class StripeFeed:
         for table, rows in quarantine.batches(self.quarantines.values()):
             yield Batch(table, rows)
         for table, held in self.quarantines.items():
-            if held.objects:
-                self.stats.quarantined_objects[table] = len(held.objects)
+            if held.fresh:  # objects already in quarantine were reported when they arrived there
+                self.stats.quarantined_objects[table] = len(held.fresh)
                 self.stats.quarantined[table] = held.summary()
 
     # -- the contract --------------------------------------------------------------------------
