@@ -400,6 +400,43 @@ def test_kill_during_stage_then_rerun_is_exact(sandbox, duck_settings, tmp_path,
     assert_matches_truth(duck_settings, sandbox, [workspace])
 
 
+@pytest.mark.postgres
+def test_a_load_the_warehouse_refuses_keeps_the_cursor_and_the_next_sync_is_exact(sandbox, pg_database, monkeypatch,
+                                                                                  tmp_path):
+    """The probe's case: Postgres refuses order lines for good (SQLSTATE 22021, as for a NUL
+    character) after `orders` was written. The cursor must stay where it was, locally and in the
+    warehouse, no package may be left to block later syncs, and the next sync must be exact."""
+    settings = _settings(monkeypatch, tmp_path, pg_database)
+    workspace = sandbox.workspace("shop-us")
+    sync("shopify", workspace, settings)
+    before = dict(dlt_pipeline("shopify", "shop-us", settings).state["sources"]["shopify"]["cursors"])
+    sandbox.advance(days=3)
+    refuse = """
+        create function shopify.refuse_lines() returns trigger language plpgsql as $$
+        begin raise exception 'invalid byte sequence for encoding "UTF8": 0x00' using errcode = '22021'; end $$;
+        create trigger refuse_lines before insert on shopify.order_line_items
+        for each row execute function shopify.refuse_lines();
+    """
+    with psycopg2.connect(pg_database) as conn, conn.cursor() as cur:
+        cur.execute(refuse)
+
+    with pytest.raises(Exception, match="22021|0x00"):
+        sync("shopify", workspace, settings)
+
+    pipeline = dlt_pipeline("shopify", "shop-us", settings)
+    assert not pipeline.has_pending_data  # the refused package was aborted, not left to block every sync
+    assert pipeline.state["sources"]["shopify"]["cursors"] == before
+    shutil.rmtree(settings.home / "dlt")  # what the warehouse holds: a fresh pipeline restores from it
+    restored = dlt_pipeline("shopify", "shop-us", settings)
+    restored.sync_destination()
+    assert restored.state["sources"]["shopify"]["cursors"] == before
+    with psycopg2.connect(pg_database) as conn, conn.cursor() as cur:
+        cur.execute("drop trigger refuse_lines on shopify.order_line_items")
+    stats = sync("shopify", workspace, settings).stats
+    assert stats.mode == "incremental"  # from the old cursor: the refused changes are read again
+    assert_matches_truth(settings, sandbox, ["shop-us"])
+
+
 # -- 4. faults -------------------------------------------------------------------------------------
 
 
