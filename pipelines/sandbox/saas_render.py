@@ -282,8 +282,6 @@ class StripeRenderer:
             "status_transitions": {"finalized_at": inv.finalized_at,
                                    "marked_uncollectible_at": inv.uncollectible_at,
                                    "paid_at": inv.paid_at, "voided_at": inv.voided_at},
-            # Removed from the API in 2025 but still in Stripe's newest fixtures; always null here.
-            "subscription": None,
             "subtotal": inv.subtotal,
             "subtotal_excluding_tax": inv.subtotal,
             "test_clock": None,
@@ -306,7 +304,6 @@ class StripeRenderer:
         return {
             "id": event_id,
             "object": "event",
-            "account": None,
             "api_version": self.world.api_version_at(event.created),
             "context": None,
             "created": event.created,
@@ -323,7 +320,7 @@ def catalog_event(world: World, kind: str, body: dict[str, Any]) -> dict[str, An
     """The `<kind>.created` event of a catalog object (product, price or coupon)."""
     event_id = "evt_" + stable_id(world.seed, world.workspace, "evt", body["id"], length=24)
     return {
-        "id": event_id, "object": "event", "account": None,
+        "id": event_id, "object": "event",
         "api_version": world.api_version_at(body["created"]),
         "context": None, "created": body["created"], "data": {"object": body}, "livemode": False,
         "pending_webhooks": 0, "request": {"id": "req_" + event_id[4:18], "idempotency_key": event_id[4:]},

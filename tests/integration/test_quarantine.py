@@ -7,7 +7,7 @@ tests/fixtures/scenarios_quarantine.json holds two phases of four workspaces:
   (5004), a duplicate line item id (5005), a null quantity (5006), dated 2999 (5007), a quantity
   "two" (5008). Second sync (paging): 5004 fixed upstream to 3, a new order with quantity -1 (5009),
   a new good order with a NUL in its title (5010).
-- `dq-saas` (Stripe, UTC): a good subscription (29.00/month from 2026-04-01), one whose price has
+- `dq-saas` (Stripe, UTC): a customer created in 2009, a good subscription (29.00/month from 2026-04-01), one whose price has
   `unit_amount: null`, one with a negative price, one starting in the year 3000, a one-off invoice
   with negative amounts. Second sync (events): the null-price subscription moved to the good
   price on 2026-05-22, a new invoice in currency "xyz".
@@ -139,6 +139,12 @@ def test_records_fixed_upstream_are_resolved_and_load(built):
     titles = {r["title"] for r in warehouse.query("select title from shopify.order_line_items where workspace_id = 'dq-store'")}
     assert titles == {"Tent 2P", "Camp Stove", "Kayak", "Tarp XL"}  # NUL removed, by bulk and by paging
     assert ids(warehouse, "select id from stripe.subscriptions where workspace_id = 'dq-saas'") == {"sub_ok", "sub_null"}
+
+
+def test_a_customer_older_than_2010_is_read_and_sane(built):
+    # The full sync's window walk stops at 2010-01-01, and one last window open below reads the rest.
+    customers = ids(built["warehouse"], "select id from stripe.customers where workspace_id = 'dq-saas'")
+    assert "cus_2009" in customers
 
 
 # -- metrics -----------------------------------------------------------------------------------------

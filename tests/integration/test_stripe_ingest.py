@@ -251,6 +251,13 @@ def test_full_then_incremental_sync_equal_truth_and_keep_history(simulation, tmp
         subscription_lists = [e for e in entries if e["path"] == "/v1/subscriptions"]
         assert subscription_lists and all(e["filters"].get("status") == "all" for e in subscription_lists)
         assert all("created" in e["filters"] for e in entries if e["path"] in LIST_PATHS)
+        # Stripe lists no deleted customer; those the retained events name are kept, flagged.
+        deleted_by_events = {cus for (cus,) in query(
+            settings, "select object_id from stripe.events where type = 'customer.deleted'")}
+        assert deleted_by_events
+        kept = {cus: (deleted, at) for cus, deleted, at in query(
+            settings, "select id, deleted, deleted_at from stripe.customers where deleted")}
+        assert set(kept) == deleted_by_events and all(at for _, at in kept.values())
 
         changed: Counter[str] = Counter()
         for days in (8, 12):

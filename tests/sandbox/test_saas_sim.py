@@ -96,9 +96,16 @@ def test_objects_carry_every_key_of_stripes_newest_fixtures(generated, reference
                "subscription": "Subscription", "invoice": "Invoice", "event": "Event", "discount": "Discount",
                "subscription_item": "SubscriptionItem", "line_item": "InvoiceLineItem"}
 
+    # Keys Stripe's newest fixture still shows but the API removed (2025-03-31.basil moved the
+    # invoice's subscription under parent.subscription_details; stripe-python 16.1 has no such field).
+    removed = {"invoice": {"subscription"}}
+
     def check(kind: str, obj: dict) -> None:
-        missing = set(fixtures[kind]) - set(obj)
+        missing = set(fixtures[kind]) - set(obj) - removed.get(kind, set())
         assert not missing, f"{kind} {obj['id']} lacks {sorted(missing)}"
+        assert not removed.get(kind, set()) & set(obj), f"{kind} {obj['id']} carries a field the API removed"
+        if kind == "event":  # Stripe sends `account` on Connect events only
+            assert "account" not in obj, f"event {obj['id']} carries account"
         fields = shapes[classes[kind]]["fields"]
         # No invented keys: every key is in the SDK's shape, or in Stripe's newest fixture.
         assert set(obj) <= set(fields) | set(fixtures[kind]), f"{kind}: {sorted(set(obj) - set(fields))}"

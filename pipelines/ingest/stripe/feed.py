@@ -26,7 +26,7 @@ from pipelines.ingest.stripe.shapes import discount_objects, flatten, to_pinned_
 
 logger = logging.getLogger(__name__)
 
-EPOCH = 1262304000  # 2010-01-01: older than any Stripe object, where window walking stops
+EPOCH = 1262304000  # 2010-01-01: where the doubling window walk stops; one window open below reads the rest
 FIRST_WINDOW = 90 * 86400
 EVENT_RETENTION = 30 * 86400
 WINDOW_WORKERS = 4  # windows of a list read at once: enough to keep the paced request rate busy
@@ -57,29 +57,34 @@ _WINDOWS_DONE = object()
 
 
 class _Tiles:
-    """Consecutive `created` windows covering `[EPOCH, ∞)`, newest first, handed to several readers.
+    """Consecutive `created` windows covering all time, newest first, handed to several readers.
 
     The first window, `[top - FIRST_WINDOW, ∞)`, is open above so objects created during the sync
     are not missed; each next one ends where the previous began. A window that held less than a
     page doubles the span of the windows handed out after it, so sparse history costs few requests.
+    The walk stops at EPOCH, and a last window, `(-∞, EPOCH)`, reads whatever is older: an account
+    (or an import) with objects dated before 2010 loses none of them.
     """
 
     def __init__(self, top: int):
         self._lock = threading.Lock()
         self._span = FIRST_WINDOW
         self._upper: int | None = None
-        self._lower = top - FIRST_WINDOW
+        self._lower: int | None = top - FIRST_WINDOW
         self._exhausted = False
 
     def take(self) -> dict[str, int] | None:
         with self._lock:
             if self._exhausted:
                 return None
+            if self._lower is None:  # past EPOCH: everything older, in one window open below
+                self._exhausted = True
+                return {"created[lt]": EPOCH}
             window = {"created[gte]": max(self._lower, EPOCH)}
             if self._upper is not None:
                 window["created[lt]"] = self._upper
             if self._lower <= EPOCH:
-                self._exhausted = True
+                self._lower = None
             else:
                 self._upper, self._lower = self._lower, self._lower - self._span
             return window
@@ -186,27 +191,43 @@ class StripeFeed:
     # -- full sync -----------------------------------------------------------------------------
 
     def full(self, *, resync: bool) -> Iterator[Batch]:
-        """List everything by `created` windows; remember the newest event first as the cursor."""
+        """List everything by `created` windows; remember the newest event first as the cursor.
+
+        Stripe lists no deleted object, so the objects that the retained events (30 days) say were
+        deleted are loaded from those events, flagged deleted: a customer deleted last week keeps
+        its row, as one deleted after the first sync does.
+        """
         self.stats.mode = "full"
         newest = self.client.get("/v1/events", {"limit": 1}).get("data") or []
         self.cursor = {"id": newest[0]["id"], "created": newest[0]["created"]} if newest else None
         # Any change after the newest event would have its own event, so listed objects are in
         # their state as of that event; the next sync replays whatever happens from here on.
         as_of = newest[0]["created"] if newest else int(time.time())
+        replayed: list[dict[str, Any]] = []  # subscription events, newest first
+        deletions: dict[str, dict[str, tuple[dict[str, Any], int]]] = defaultdict(dict)  # table -> id -> (obj, when)
+        for page in self.client.pages("/v1/events"):
+            yield Batch("events", [self._event_row(event) for event in page])
+            for event in page:
+                obj = (event.get("data") or {}).get("object") or {}
+                table = OBJECT_TABLES.get(obj.get("object"))
+                if table == "subscriptions" and resync:  # they narrow the gap the expired cursor left
+                    replayed.append(event)
+                elif table and event["type"].endswith(".deleted") and obj.get("id") not in deletions[table]:
+                    deletions[table][obj["id"]] = (to_pinned_shape(obj), event["created"])
         versions: dict[str, list[Version]] = defaultdict(list)
         for table, path, params in LISTS:
             listed: set[str] = set()
             for page in self._windows(path, params, top=as_of):
                 listed.update(obj["id"] for obj in page)
                 yield from self._snapshot_batches(table, page, versions, as_of)
+            gone = {object_id: found for object_id, found in deletions.get(table, {}).items() if object_id not in listed}
+            if gone:
+                drop = ("lines",) if table == "invoices" else ()
+                yield Batch(table, [self._row(obj, drop=drop, deleted_at=when) for obj, when in gone.values()])
             if resync:
-                yield from self._tombstones(table, listed, as_of)
-        replayed: list[dict[str, Any]] = []  # subscription events, newest first
-        for page in self.client.pages("/v1/events"):
-            yield Batch("events", [self._event_row(event) for event in page])
-            if resync:  # the retained events narrow the gap the expired cursor left in history
-                replayed += [e for e in page if ((e.get("data") or {}).get("object") or {}).get("object")
-                             == "subscription"]
+                yield from self._tombstones(table, listed | set(gone), as_of)
+        for table in set(deletions) - {table for table, _, _ in LISTS}:  # discounts: embedded, never listed
+            yield Batch(table, [self._row(obj, deleted_at=when) for obj, when in deletions[table].values()])
         listed_items = {sub_id: found[0].items for sub_id, found in versions.items()}
         for event in reversed(replayed):
             raw = event["data"]["object"]
@@ -304,9 +325,10 @@ class StripeFeed:
             rows = [(raw, self._row(to_pinned_shape(raw))) for raw in page]
             yield Batch(table, [row for raw, row in rows if self._accepted(table, raw, row)])
 
-    def _tombstones(self, table: str, listed: set[str], as_of: int) -> Iterator[Batch]:
-        """Mark rows deleted that a resync no longer lists: they were deleted while the cursor was stale."""
-        gone = existing.live_ids(table, self.workspace_id) - listed
+    def _tombstones(self, table: str, known: set[str], as_of: int) -> Iterator[Batch]:
+        """Mark rows deleted that a resync no longer lists (nor finds deleted by a retained event):
+        they were deleted while the cursor was stale, at a time no event tells any more."""
+        gone = existing.live_ids(table, self.workspace_id) - known
         if not gone:
             return
         rows = existing.rows_by_key(table, self.workspace_id, "id", gone)

@@ -1,5 +1,18 @@
+{#- Every customer the API returned or an event named, plus the customers that subscriptions or
+    invoices still reference but Stripe's listing no longer returns: Stripe lists no deleted
+    customer, so one deleted before the first sync (or while the event cursor had expired) exists
+    only through those references. They are kept as deleted, so marts.saas_customers has a row for
+    every customer a subscription or invoice points at. -#}
 with source as (
     select * from {{ conformed_source('stripe', 'customers') }}
+),
+
+subscriptions as (
+    select * from {{ conformed_source('stripe', 'subscriptions') }}
+),
+
+invoices as (
+    select * from {{ conformed_source('stripe', 'invoices') }}
 ),
 
 renamed as (
@@ -11,10 +24,57 @@ renamed as (
         upper(currency) as currency,
         coalesce(delinquent, false) as is_delinquent,
         {{ epoch_to_timestamp('created') }} as created_at,
-        -- deleted customers keep their row (their subscriptions and invoices still point at them)
         coalesce(deleted, false) as is_deleted,
         {{ epoch_to_timestamp('deleted_at') }} as deleted_at
     from source
+),
+
+referenced as (
+    select workspace_id, customer as customer_id, cast(null as {{ dbt.type_string() }}) as email,
+           cast(null as {{ dbt.type_string() }}) as customer_name, upper(currency) as currency, created
+    from subscriptions
+    where customer is not null
+    union all
+    select workspace_id, customer as customer_id, customer_email as email, customer_name,
+           upper(currency) as currency, created
+    from invoices
+    where customer is not null
+),
+
+newest_reference as (
+    select
+        referenced.*,
+        row_number() over (
+            partition by workspace_id, customer_id
+            order by case when email is null then 1 else 0 end, created desc
+        ) as newest
+    from referenced
+),
+
+unlisted as (
+    select
+        newest_reference.workspace_id,
+        newest_reference.customer_id,
+        newest_reference.email,
+        newest_reference.customer_name,
+        newest_reference.currency,
+        false as is_delinquent,
+        {{ epoch_to_timestamp('null') }} as created_at,
+        true as is_deleted,
+        {{ epoch_to_timestamp('null') }} as deleted_at
+    from newest_reference
+    where newest_reference.newest = 1
+        and not exists (
+            select 1 from renamed
+            where renamed.workspace_id = newest_reference.workspace_id
+                and renamed.customer_id = newest_reference.customer_id
+        )
+),
+
+final as (
+    select * from renamed
+    union all
+    select * from unlisted
 )
 
-select * from renamed
+select * from final
