@@ -22,7 +22,7 @@ import dlt
 import duckdb
 import orjson
 
-from pipelines.ingest.pipeline import SyncStats, merge_keys
+from pipelines.ingest.pipeline import SyncStats, merge_hints
 from pipelines.ingest.shopify import KEYS, queries, rows
 from pipelines.ingest.shopify.arrow import ArrowTables
 from pipelines.ingest.shopify.client import ShopifyClient
@@ -72,19 +72,18 @@ def _resources(batches: Iterator[dict[str, Any]]) -> list[Any]:
     resources = []
     for table in rows.TABLES["orders"]:
         primary_key, merge_key = KEYS[table]
-        keys = merge_keys(primary_key, merge_key)
+        hints = merge_hints(primary_key, merge_key)
 
         def pick(batch: dict[str, Any], table: str = table) -> Iterator[Any]:
             found = batch.get(table)
             if found is not None and len(found):
                 yield found
 
-        columns = {name: {**hints, **keys["columns"].get(name, {})}
-                   for name, hints in column_hints(table, primary_key).items()}
+        columns = {name: {**column, **hints["columns"].get(name, {})}
+                   for name, column in column_hints(table, primary_key).items()}
         resources.append(dlt.transformer(
-            pick, name=table, data_from=parent, primary_key=keys["primary_key"], merge_key=keys["merge_key"],
-            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-            columns=columns, file_format="parquet",
+            pick, name=table, data_from=parent, primary_key=hints["primary_key"],
+            write_disposition=hints["write_disposition"], columns=columns, file_format="parquet",
         ))
     return resources
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import dlt
@@ -71,17 +72,25 @@ def dlt_pipeline(source: str, workspace_id: str, settings: Settings) -> dlt.Pipe
     )
 
 
-def merge_keys(primary_key: tuple[str, ...], merge_key: tuple[str, ...] | None) -> dict[str, object]:
-    """dlt key arguments for a raw table: its primary key, and for a child table its parent's key.
+def merge_hints(primary_key: tuple[str, ...], parent_key: tuple[str, ...] | None) -> dict[str, Any]:
+    """dlt hints of a raw table merged by `delete-insert`: `write_disposition`, `primary_key`, `columns`.
 
-    A child table needs both. The merge key replaces a changed parent's children as a whole (a
-    removed line disappears); the primary key makes dlt deduplicate the staged rows, which keeps a
-    load that was killed and then completed by the next run exact (its staging copy may hold rows
-    twice; tests/integration/test_shopify_ingest.py kills a sync during each stage). The price:
-    dlt deletes on `primary key OR merge key`, which databases cannot hash-join, so an incremental
-    merge into a very large child table is slow (docs/performance.md).
+    A child table (one with a `parent_key`, e.g. order lines by `(workspace_id, order_id)`) is
+    replaced as a whole for every parent in the load, so a line removed by an order edit does not
+    linger. dlt's `merge_key` would do that, but combined with the primary key it deletes on
+    `primary key OR merge key`, which no database hash-joins (minutes per incremental load into a
+    table of millions of lines; docs/performance.md). So the replacement is a `destination_scope`,
+    an equality semi-join on the parent key, and the primary key stays for what it does best:
+    deduplicating the staged rows, which a load killed and completed by the next run can hold twice.
+    Columns that were a merge key in schemas stored before are cleared of it.
     """
-    return {"primary_key": list(primary_key), "merge_key": list(merge_key) if merge_key else None, "columns": {}}
+    disposition: dict[str, Any] = {"disposition": "merge", "strategy": "delete-insert"}
+    columns: dict[str, dict[str, Any]] = {}
+    if parent_key:
+        match = " and ".join(f'staged."{name}" = {{table}}."{name}"' for name in parent_key)
+        disposition["destination_scope"] = f"exists (select 1 from {{staging_table}} as staged where {match})"
+        columns = {name: {"merge_key": False} for name in parent_key}
+    return {"write_disposition": disposition, "primary_key": list(primary_key), "columns": columns}
 
 
 @dataclass

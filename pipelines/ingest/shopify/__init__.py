@@ -19,7 +19,7 @@ import dlt
 from dlt.extract.resource import DltResource
 
 from pipelines.ingest import quarantine
-from pipelines.ingest.pipeline import SyncStats, merge_keys
+from pipelines.ingest.pipeline import SyncStats, merge_hints
 from pipelines.ingest.quarantine import Bounds, Quarantine
 from pipelines.ingest.shopify import queries, rows
 from pipelines.ingest.shopify.arrow import ARROW_ERRORS, ArrowTables, blocks
@@ -270,7 +270,7 @@ def _fetcher(fetch: _ShopifyFetch, spec: queries.ObjectSpec):
 
 def _table(parent: DltResource, table: str, file_format: str | None) -> DltResource:
     primary_key, merge_key = KEYS[table]
-    keys = merge_keys(primary_key, merge_key)
+    hints = merge_hints(primary_key, merge_key)
 
     def pick(batch: dict[str, Any]) -> Iterator[Any]:
         found = batch.get(table)  # dict rows from pages, an Arrow table from a bulk operation
@@ -281,10 +281,9 @@ def _table(parent: DltResource, table: str, file_format: str | None) -> DltResou
         pick,
         name=table,
         data_from=parent,
-        primary_key=keys["primary_key"],
-        merge_key=keys["merge_key"],
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-        columns=_merged(column_hints(table, primary_key), keys["columns"]),
+        primary_key=hints["primary_key"],
+        write_disposition=hints["write_disposition"],
+        columns=_merged(column_hints(table, primary_key), hints["columns"]),
         file_format=file_format,
     )
     resource.__doc__ = DESCRIPTIONS[table]

@@ -18,7 +18,7 @@ import dlt
 from dlt.extract.source import DltSource
 
 from pipelines.ingest import quarantine
-from pipelines.ingest.pipeline import SyncStats, merge_keys
+from pipelines.ingest.pipeline import SyncStats, merge_hints
 from pipelines.ingest.stripe.client import StripeClient
 from pipelines.ingest.stripe.feed import Batch, StripeFeed
 from pipelines.settings import Settings
@@ -74,9 +74,9 @@ TABLES.update({
 
 def _table_resource(feed: Any, name: str, file_format: str | None) -> Any:
     primary_key, merge_key, columns, doc = TABLES[name]
-    keys = merge_keys(primary_key, merge_key)
+    hints = merge_hints(primary_key, merge_key)
     columns = {**_IDS, **columns} if "id" in primary_key else columns
-    columns = {**columns, **{k: {**columns.get(k, {}), **v} for k, v in keys["columns"].items()}}
+    columns = {**columns, **{k: {**columns.get(k, {}), **v} for k, v in hints["columns"].items()}}
 
     def rows(batch: Batch) -> Iterator[list[dict[str, Any]]]:
         if batch.table == name and batch.rows:
@@ -86,9 +86,8 @@ def _table_resource(feed: Any, name: str, file_format: str | None) -> Any:
         rows,
         data_from=feed,
         name=name,
-        write_disposition="merge",
-        primary_key=keys["primary_key"],
-        merge_key=keys["merge_key"],
+        write_disposition=hints["write_disposition"],
+        primary_key=hints["primary_key"],
         columns=columns,
         max_table_nesting=0,
         file_format=file_format,
