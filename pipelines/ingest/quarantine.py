@@ -191,6 +191,11 @@ class Quarantine:
             self._seen.update(object_id for object_id in object_ids if object_id in open_ids)
 
     @property
+    def read(self) -> set[str]:
+        """Ids of the open objects this sync read (cleanly or not): the others wait for a replay."""
+        return self._seen | self.objects
+
+    @property
     def objects(self) -> set[str]:
         """Ids of the objects this sync set aside (again or for the first time)."""
         return {row["object_id"] for row in self._new.values()}

@@ -36,6 +36,8 @@ TABLES = rows.TABLES
 # updated_at instead of paging: a paged order costs tens of query points, and a Standard shop
 # restores 100 points a second, so paging thousands of changed orders would take many minutes.
 BULK_ABOVE = 500
+# Objects still in quarantine that a sync reads again by id (each costs one small query).
+REPLAY_LIMIT = 200
 # How far before the stored cursor a later sync starts reading again. Shopify commits changes with
 # some delay, so a change stamped just before the cursor may appear after it was read; re-reading a
 # window and merging on the primary key loses nothing and duplicates nothing. Customers' updated_at
@@ -146,6 +148,7 @@ class _ShopifyFetch:
                 new_cursor = yield from self._bulk(spec, splitter, screener, search)
             else:
                 new_cursor = yield from self._pages(spec, splitter, screener, search)
+        yield from self._replay(spec, splitter, screener)
         set_aside = held.rows()
         if set_aside:
             yield {quarantine.table_name(spec.root): set_aside}
@@ -160,6 +163,27 @@ class _ShopifyFetch:
             )
         elif new_cursor is not None:
             cursors[spec.root] = new_cursor
+
+    def _replay(self, spec: queries.ObjectSpec, splitter: rows.TableRows, screener: Screener):
+        """Read again, by id, the objects still in quarantine that this sync did not read: fixed
+        upstream (or judged by a corrected contract), they load now and their records are resolved;
+        gone from the shop, their records are resolved too. At most REPLAY_LIMIT a sync."""
+        held = screener.quarantine
+        waiting = sorted(set(held.open_rows) - held.read)
+        if len(waiting) > REPLAY_LIMIT:
+            self.stats.notes.append(f"{spec.root}: {len(waiting)} quarantined objects, {REPLAY_LIMIT} read again")
+        query, operation = queries.node_query(spec), spec.singular.capitalize() + "Replay"
+        for object_id in waiting[:REPLAY_LIMIT]:
+            try:
+                node = self.client.execute(query, {"id": object_id}, operation=operation)[spec.singular]
+            except ShopifyApiError as exc:  # it stays in quarantine; the sync goes on
+                self.stats.notes.append(f"{object_id} could not be read again: {str(exc)[:200]}")
+                continue
+            if node is None:
+                held.saw(object_id)
+                continue
+            self._complete(spec, node)
+            yield screener.rows(list(rows.explode_node(node, spec)), splitter)
 
     def _changed_count(self, spec: queries.ObjectSpec, search: str) -> int:
         counted = self.client.execute(

@@ -165,6 +165,16 @@ def page_query(spec: ObjectSpec) -> str:
     )
 
 
+def node_query(spec: ObjectSpec) -> str:
+    """One object by id, with the same fields and first pages as `page_query` (quarantine replay)."""
+    nested = " ".join(
+        f"{n.field}(first: {n.page_size}) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {n.selection} }} }}"
+        for n in spec.nested
+    )
+    name = spec.singular.capitalize() + "Replay"
+    return f"query {name}($id: ID!) {{ {spec.singular}(id: $id) {{ {_own_fields(spec, bulk=False)} {nested} }} }}"
+
+
 def count_query(spec: ObjectSpec, limit: int) -> str:
     """How many objects match a search, counting no further than `limit` (cheap: one object)."""
     name = spec.root.capitalize() + "Count"
@@ -214,6 +224,7 @@ def all_documents() -> dict[str, str]:
     for spec in SPECS.values():
         documents[f"{spec.root}:page"] = page_query(spec)
         documents[f"{spec.root}:count"] = count_query(spec, 500)
+        documents[f"{spec.root}:replay"] = node_query(spec)
         documents[f"{spec.root}:bulk"] = bulk_query(spec, "updated_at:>='2026-01-01T00:00:00Z'")
         for nested in spec.nested:
             documents[f"{spec.root}:{nested.field}"] = nested_page_query(spec, nested)

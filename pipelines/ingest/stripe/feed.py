@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 EPOCH = 1262304000  # 2010-01-01: where the doubling window walk stops; one window open below reads the rest
 FIRST_WINDOW = 90 * 86400
 EVENT_RETENTION = 30 * 86400
+REPLAY_LIMIT = 200  # objects still in quarantine that a sync retrieves again (one request each)
 WINDOW_WORKERS = 4  # windows of a list read at once: enough to keep the paced request rate busy
 
 # List endpoints of a full sync: table, path, extra parameters.
@@ -148,6 +149,7 @@ class StripeFeed:
             yield from self.full(resync=True)
         else:
             yield from self.incremental(cursor)
+        yield from self._replay()
         for table, rows in quarantine.batches(self.quarantines.values()):
             yield Batch(table, rows)
         for table, held in self.quarantines.items():
@@ -156,6 +158,37 @@ class StripeFeed:
                 self.stats.quarantined[table] = held.summary()
 
     # -- the contract --------------------------------------------------------------------------
+
+    def _quarantine(self, table: str) -> Quarantine:
+        held = self.quarantines.get(table)
+        if held is None:
+            held = self.quarantines[table] = Quarantine("stripe", self.workspace_id, table, self.stats.now)
+        return held
+
+    def _replay(self) -> Iterator[Batch]:
+        """Retrieve again the objects still in quarantine that this sync did not read: fixed
+        upstream (or judged by a corrected contract), they load now and their records are resolved;
+        deleted or gone, their records are resolved too. At most REPLAY_LIMIT a sync."""
+        versions: dict[str, list[Version]] = defaultdict(list)
+        budget = REPLAY_LIMIT
+        for table, path, params in LISTS:
+            held = self._quarantine(table)
+            waiting = sorted(set(held.open_rows) - held.read)
+            for object_id in waiting[:budget]:
+                try:
+                    obj = self.client.get(f"{path}/{object_id}", {k: v for k, v in params.items() if k == "expand[]"})
+                except StripeApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    obj = {"id": object_id, "deleted": True}
+                if obj.get("deleted"):
+                    held.saw(object_id)  # nothing left to load
+                    continue
+                yield from self._snapshot_batches(table, [obj], versions, int(self.stats.now.timestamp()))
+            if len(waiting) > budget:
+                self.stats.notes.append(f"{table}: {len(waiting)} quarantined objects, {budget} read again")
+            budget = max(0, budget - len(waiting))
+        yield from self._history(versions)
 
     @property
     def bounds(self) -> Bounds:
@@ -167,9 +200,7 @@ class StripeFeed:
     def _accepted(self, table: str, raw: dict[str, Any], row: dict[str, Any],
                   children: tuple[str, list[dict[str, Any]]] | None = None) -> bool:
         """Whether an object meets the contract; if not, it is quarantined (with `raw`, as received)."""
-        held = self.quarantines.get(table)
-        if held is None:
-            held = self.quarantines[table] = Quarantine("stripe", self.workspace_id, table, self.stats.now)
+        held = self._quarantine(table)
         found = violations(table, row, children, self.bounds)
         object_id = str(row.get("id") or raw.get("id") or "?")
         if found:
