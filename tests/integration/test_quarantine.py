@@ -7,7 +7,9 @@ tests/fixtures/scenarios_quarantine.json holds two phases of four workspaces:
   (5004), a duplicate line item id (5005), a null quantity (5006), dated 2999 (5007), a quantity
   "two" (5008). Second sync (paging): 5004 fixed upstream to 3, a new order with quantity -1 (5009),
   a new good order with a NUL in its title (5010).
-- `dq-saas` (Stripe, UTC): a customer created in 2009, a good subscription (29.00/month from 2026-04-01), one whose price has
+- `dq-saas` (Stripe, UTC): a customer created in 2009, two deleted customers (one named by a
+  retained `customer.deleted` event, one only by a canceled subscription and its invoice), a good
+  subscription (29.00/month from 2026-04-01), one whose price has
   `unit_amount: null`, one with a negative price, one starting in the year 3000, a one-off invoice
   with negative amounts. Second sync (events): the null-price subscription moved to the good
   price on 2026-05-22, a new invoice in currency "xyz".
@@ -145,6 +147,27 @@ def test_a_customer_older_than_2010_is_read_and_sane(built):
     # The full sync's window walk stops at 2010-01-01, and one last window open below reads the rest.
     customers = ids(built["warehouse"], "select id from stripe.customers where workspace_id = 'dq-saas'")
     assert "cus_2009" in customers
+
+
+def test_deleted_customers_are_kept(built):
+    """Stripe lists no deleted customer. cus_evt's deletion is an event Stripe still keeps: the row
+    comes from it, with its time. cus_gone was deleted before any retained event, and only its
+    canceled subscription and its invoice name it: it is kept, deleted, with the invoice's email."""
+    rows = built["warehouse"].query(
+        "select customer_id, email, customer_name, is_deleted, deleted_at, created_at from marts.saas_customers "
+        "where workspace_id = 'dq-saas' and customer_id in ('cus_evt', 'cus_gone') order by customer_id")
+    evt, gone = rows
+    assert (evt["customer_id"], evt["email"], evt["is_deleted"]) == ("cus_evt", "cus_evt@example.com", True)
+    assert evt["deleted_at"].isoformat().startswith("2026-05-18T09:00:00")
+    assert (gone["customer_id"], gone["email"], gone["customer_name"], gone["is_deleted"]) == (
+        "cus_gone", "gone@example.com", "Gone Customer", True)
+    assert gone["deleted_at"] is None and gone["created_at"] is None  # unknown: no event is left
+    # Every customer a subscription or invoice references has a row.
+    missing = built["warehouse"].query("""
+        select s.customer_id from marts.subscriptions s
+        left join marts.saas_customers c on c.workspace_id = s.workspace_id and c.customer_id = s.customer_id
+        where c.customer_id is null""")
+    assert missing == []
 
 
 # -- metrics -----------------------------------------------------------------------------------------

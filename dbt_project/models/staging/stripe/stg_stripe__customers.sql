@@ -1,8 +1,9 @@
 {#- Every customer the API returned or an event named, plus the customers that subscriptions or
     invoices still reference but Stripe's listing no longer returns: Stripe lists no deleted
     customer, so one deleted before the first sync (or while the event cursor had expired) exists
-    only through those references. They are kept as deleted, so marts.saas_customers has a row for
-    every customer a subscription or invoice points at. -#}
+    only through those references. They are kept as deleted (or, when the connector's contract set
+    the customer aside, as not deleted), so marts.saas_customers has a row for every customer a
+    subscription or invoice points at. -#}
 with source as (
     select * from {{ conformed_source('stripe', 'customers') }}
 ),
@@ -13,6 +14,13 @@ subscriptions as (
 
 invoices as (
     select * from {{ conformed_source('stripe', 'invoices') }}
+),
+
+quarantined as (
+    -- set aside by the connector's contract (pipelines/ingest/quarantine.py): not listed, yet not deleted
+    select distinct workspace_id, object_id as customer_id
+    from {{ conformed_source('stripe', 'quarantine_customers') }}
+    where resolved_at is null
 ),
 
 renamed as (
@@ -60,9 +68,12 @@ unlisted as (
         newest_reference.currency,
         false as is_delinquent,
         {{ epoch_to_timestamp('null') }} as created_at,
-        true as is_deleted,
+        quarantined.customer_id is null as is_deleted,
         {{ epoch_to_timestamp('null') }} as deleted_at
     from newest_reference
+    left join quarantined
+        on quarantined.workspace_id = newest_reference.workspace_id
+        and quarantined.customer_id = newest_reference.customer_id
     where newest_reference.newest = 1
         and not exists (
             select 1 from renamed
