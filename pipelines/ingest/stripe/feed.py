@@ -176,7 +176,9 @@ class StripeFeed:
             waiting = sorted(set(held.open_rows) - held.read)
             for object_id in waiting[:budget]:
                 try:
-                    obj = self.client.get(f"{path}/{object_id}", {k: v for k, v in params.items() if k == "expand[]"})
+                    # A list expands `data.<field>`, a retrieve `<field>`.
+                    expand = [name.removeprefix("data.") for name in params.get("expand[]", [])]
+                    obj = self.client.get(f"{path}/{object_id}", {"expand[]": expand} if expand else None)
                 except StripeApiError as exc:
                     if exc.status != 404:
                         raise
