@@ -159,6 +159,8 @@ class Quarantine:
         if self._open is None:
             self._open = {}
             for row in existing.rows_where(table_name(self.table), self.workspace_id, "resolved_at is null"):
+                if isinstance(row.get("raw_record"), str):  # DuckDB hands JSON back as text
+                    row["raw_record"] = json.loads(row["raw_record"])
                 self._open.setdefault(row["object_id"], []).append(row)
         return self._open
 
