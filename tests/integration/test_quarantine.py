@@ -133,8 +133,10 @@ def test_quarantine_rows_name_the_workspace_object_field_and_reason(built):
 
 def test_records_fixed_upstream_are_resolved_and_load(built):
     warehouse: Warehouse = built["warehouse"]
-    resolved = warehouse.query("select distinct object_id from quarantine.shopify_orders where resolved_at is not null")
+    resolved = warehouse.query("select object_id, raw_record from quarantine.shopify_orders where resolved_at is not null")
     assert {r["object_id"] for r in resolved} == {ORDER(5004)}
+    raw = [json.loads(r["raw_record"]) if isinstance(r["raw_record"], str) else r["raw_record"] for r in resolved]
+    assert all(record[0]["id"] == ORDER(5004) for record in raw)  # the record as it was set aside
     sub = warehouse.query("select object_id, resolved_at from quarantine.stripe_subscriptions where object_id = 'sub_null'")
     assert sub and all(r["resolved_at"] is not None for r in sub)
     orders = ids(warehouse, "select id from shopify.orders where workspace_id = 'dq-store'")
