@@ -201,11 +201,41 @@ def _count_nodes_until(page, expected: int, timeout_ms: int) -> int:
     return page.locator(ASSET_NODES).count()
 
 
+def _settle(page, timeout_ms: int = 15_000) -> None:
+    """Wait for the page's network to go quiet, but no longer than `timeout_ms`.
+
+    The UI keeps polling (runs, the daemon's health), so on a loaded machine "networkidle" may
+    never come: after the page's load event, the checks below wait for what they need to see.
+    """
+    try:
+        page.wait_for_load_state("networkidle", timeout=timeout_ms)
+    except PageTimeout:
+        pass
+
+
+def _open(page, url: str) -> None:
+    page.goto(url, wait_until="load", timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+
+
+def _wait_for_graph(page) -> None:
+    """Wait until the graph's SVG or one of the UI's error texts is on the page."""
+    try:
+        page.wait_for_function(
+            "([selector, phrases]) => document.querySelector(selector) !== null"
+            " || phrases.some(p => document.body.innerText.toLowerCase().includes(p.toLowerCase()))",
+            arg=[GRAPH_SVG, list(ERROR_TEXTS)], timeout=PAGE_TIMEOUT_MS,
+        )
+    except PageTimeout:
+        pass  # the checks below report what the page shows
+
+
 def check_asset_graph(context, base_url: str, expected: int, screenshot: Path) -> list[str]:
     """Open the global asset graph with every group expanded and the whole graph in view."""
     page = context.new_page()
     watch = PageWatch(page)
-    page.goto(f"{base_url}/asset-groups", wait_until="networkidle", timeout=PAGE_TIMEOUT_MS)
+    _open(page, f"{base_url}/asset-groups")
+    _wait_for_graph(page)
     broken = bool(_shown_errors(page)) or watch.failed
     if not broken and page.locator(GRAPH_SVG).count():
         # The UI's own shortcut (Alt+E, "Expand all groups") shows every asset instead of one box
@@ -224,7 +254,8 @@ def check_asset_graph(context, base_url: str, expected: int, screenshot: Path) -
         scale = canvas["width"] / width
         page.set_viewport_size({"width": viewport["width"],
                                 "height": int(height * scale + viewport["height"] - canvas["height"]) + 40})
-        page.reload(wait_until="networkidle", timeout=PAGE_TIMEOUT_MS)
+        page.reload(wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        _settle(page)
     shown = _count_nodes_until(page, expected, timeout_ms=1000 if broken else 30_000)
     page.screenshot(path=str(screenshot))
     problems = _shown_errors(page) + watch.problems
@@ -238,7 +269,7 @@ def check_asset_page(context, base_url: str, asset_key: str, screenshot: Path) -
     """Open one asset's page; it must show the asset's definition and no error."""
     page = context.new_page()
     watch = PageWatch(page)
-    page.goto(f"{base_url}/assets/{asset_key}", wait_until="networkidle", timeout=PAGE_TIMEOUT_MS)
+    _open(page, f"{base_url}/assets/{asset_key}")
     problems = []
     try:
         # An asset key the code location does not define gets a page too, without this panel.
