@@ -355,6 +355,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the webhook gateway (docs/webhooks.md) until interrupted."""
+    from pipelines.serve import create_app, run
+    from pipelines.workspaces import WorkspaceError, load_workspaces
+
+    settings = load_settings()
+    try:
+        workspaces = load_workspaces(settings.workspaces_file)
+    except WorkspaceError as exc:
+        _say(str(exc))
+        return 1
+    limits = {"max_body_bytes": args.max_body_bytes} if args.max_body_bytes else {}
+    app = create_app(settings, workspaces, **limits)
+    served = app.state.gateway.endpoints
+    for workspace in workspaces:
+        for provider in workspace.connectors:
+            if (provider, workspace.id) in served:
+                _say(f"webhooks for {workspace.id}: POST http://{args.host}:{args.port}/webhooks/{provider}/{workspace.id}")
+            else:
+                _say(f"no webhook secret set for {workspace.id}'s {provider} connector: its endpoint refuses every "
+                     f"delivery (set connectors.{provider}.webhook_secret_env)")
+    run(app, args.host, args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="abos", description="AI Business OS command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -413,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--detection", action="store_true",
                        help="only the anomaly detection benchmark and P5 (no sandbox, about a minute)")
     bench.set_defaults(func=cmd_bench)
+
+    serve = commands.add_parser("serve", help="serve the webhook gateway for Shopify and Stripe (docs/webhooks.md)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8800, help="default %(default)s")
+    serve.add_argument("--max-body-bytes", type=int, help="larger deliveries are refused with 413 (default 1 MiB)")
+    serve.set_defaults(func=cmd_serve)
 
     sandbox = commands.add_parser("sandbox", help="the simulated Shopify and Stripe businesses").add_subparsers(
         dest="sandbox_command", required=True
