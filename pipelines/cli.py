@@ -88,8 +88,11 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
             stripe_port=args.stripe_port,
             faults=args.faults,
             seed=args.seed,
+            webhooks_url=args.webhooks_url,
         )
-    except FaultSpecError as exc:
+        if args.webhooks_misbehave:
+            sandbox.webhooks.misbehave(args.webhooks_misbehave)
+    except (FaultSpecError, ValueError) as exc:
         _say(str(exc))
         return 2
     except OSError as exc:
@@ -156,6 +159,8 @@ def sandbox_env(info: dict[str, Any]) -> dict[str, str]:
         env[prefix + "CLIENT_SECRET"] = creds["client_secret"]
     for workspace, creds in info["stripe"]["workspaces"].items():
         env[workspace.upper().replace("-", "_") + "_STRIPE_KEY"] = creds["api_key"]
+        if creds.get("webhook_secret"):
+            env[workspace.upper().replace("-", "_") + "_STRIPE_WEBHOOK_SECRET"] = creds["webhook_secret"]
     return env
 
 
@@ -454,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--shopify-port", type=int, default=DEFAULT_SHOPIFY_PORT)
     serve.add_argument("--stripe-port", type=int, default=DEFAULT_STRIPE_PORT)
     serve.add_argument("--faults", help="inject faults, e.g. 429=0.05,5xx=0.05,shopify:throttled=0.1 (docs/sandbox.md)")
+    serve.add_argument("--webhooks-url", help="deliver webhooks for what each advance changes to this gateway, "
+                                              "e.g. http://127.0.0.1:8800 (`abos serve`)")
+    serve.add_argument("--webhooks-misbehave", help="e.g. duplicate=0.1,out_of_order=1,bad_signature=0.05,stale=0.05,"
+                                                    "replay=0.05 (docs/sandbox.md)")
     serve.set_defaults(func=cmd_sandbox_serve)
 
     truth = sandbox.add_parser("truth", help="write the ground truth (counts, money, MRR, anomalies) as JSON")
