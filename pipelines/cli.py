@@ -385,6 +385,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_privacy(args: argparse.Namespace) -> int:
+    """Privacy requests (docs/privacy.md): redact or export one customer, or carry out the inbox's requests."""
+    from pipelines import privacy
+    from pipelines.workspaces import WorkspaceError, load_workspaces
+
+    settings = load_settings()
+    if args.privacy_command == "compliance":
+        print(json.dumps(privacy.handle_compliance(settings), indent=2, default=str))
+        return 0
+    try:
+        load_workspaces(settings.workspaces_file).get(args.workspace)
+    except WorkspaceError as exc:
+        _say(str(exc))
+        return 1
+    if args.privacy_command == "export":
+        path = privacy.export(settings, args.workspace, args.customer, orders=args.orders)
+        _say(f"what the warehouse holds on the customer is in {path}")
+        print(json.dumps({"export": str(path)}))
+        return 0
+    entry = privacy.redact(settings, args.workspace, args.customer, orders=args.orders)
+    if not entry["found"]:
+        _say(f"no customer {args.customer!r} in {args.workspace}: nothing changed (the request is in the audit log)")
+    print(json.dumps(entry, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="abos", description="AI Business OS command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -449,6 +475,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8800, help="default %(default)s")
     serve.add_argument("--max-body-bytes", type=int, help="larger deliveries are refused with 413 (default 1 MiB)")
     serve.set_defaults(func=cmd_serve)
+
+    privacy_parser = commands.add_parser("privacy", help="privacy requests: redact or export a customer "
+                                                         "(docs/privacy.md)")
+    privacy_commands = privacy_parser.add_subparsers(dest="privacy_command", required=True)
+    for name, text in (("redact", "anonymize one customer's personal data everywhere (raw, marts, inbox, files)"),
+                       ("export", "write what the warehouse holds on one customer to a JSON file")):
+        command = privacy_commands.add_parser(name, help=text)
+        command.add_argument("--workspace", required=True, help="a workspace id from workspaces.yaml")
+        command.add_argument("--customer", required=True,
+                             help="a Shopify customer id (gid or number), a Stripe customer id, or an e-mail")
+        command.add_argument("--orders", nargs="*", default=[], help="order ids to include (e.g. guest orders)")
+        command.set_defaults(func=cmd_privacy)
+    compliance = privacy_commands.add_parser("compliance", help="carry out the Shopify compliance webhooks in the "
+                                                                 "inbox not done yet")
+    compliance.set_defaults(func=cmd_privacy)
 
     sandbox = commands.add_parser("sandbox", help="the simulated Shopify and Stripe businesses").add_subparsers(
         dest="sandbox_command", required=True

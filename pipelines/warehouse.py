@@ -184,6 +184,11 @@ class Statements:
                              else (tuple(params) or None))
         return self._target.fetchall() if self._target.description else []
 
+    @property
+    def columns(self) -> list[str]:
+        """The column names of the last statement's rows."""
+        return [column[0] for column in self._target.description or []]
+
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         if rows:
             self._target.executemany(sql.replace("%s", self._placeholder), [list(row) for row in rows])
