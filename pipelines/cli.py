@@ -342,6 +342,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pipelines.bench import BenchOptions, run_bench
     from pipelines.sandbox.simulator import history_days
 
+    if args.webhooks:
+        from pipelines.bench.webhooks import run_webhook_bench
+
+        result = run_webhook_bench(args.webhook_rate, args.webhook_seconds, warehouse_url=args.webhook_warehouse,
+                                   progress=_say)
+        print(json.dumps(result, indent=2))
+        return 0 if result["lost"] == 0 else 1
     if args.detection:
         from pipelines.bench.detection import run_detection_bench
 
@@ -468,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--p5-workspaces", type=int, default=1000, help="workspaces in the anomaly scan (P5)")
     bench.add_argument("--detection", action="store_true",
                        help="only the anomaly detection benchmark and P5 (no sandbox, about a minute)")
+    bench.add_argument("--webhooks", action="store_true",
+                       help="only the webhook gateway: accept latency at a steady rate, nothing lost (docs/webhooks.md)")
+    bench.add_argument("--webhook-rate", type=float, default=500, help="webhooks per second (default %(default)s)")
+    bench.add_argument("--webhook-seconds", type=float, default=60, help="for how long (default %(default)s)")
+    bench.add_argument("--webhook-warehouse", help="the gateway's warehouse URL (default: a fresh DuckDB file)")
     bench.set_defaults(func=cmd_bench)
 
     serve = commands.add_parser("serve", help="serve the webhook gateway for Shopify and Stripe (docs/webhooks.md)")

@@ -56,17 +56,30 @@ def create_table(statements: Statements) -> None:
         )""")
 
 
+_created: set[str] = set()  # warehouses whose inbox table this process has made sure of
+
+
 def write(warehouse: Warehouse, deliveries: list[Delivery], lock_timeout: float | None = None) -> None:
-    """Insert the deliveries, ignoring any already there (and repeats within the batch), in one transaction."""
+    """Insert the deliveries, ignoring any already there (and repeats within the batch), in one statement
+    and one transaction."""
     unique = list({(d.workspace_id, d.provider, d.delivery_id): d for d in reversed(deliveries)}.values())
     unique.reverse()  # keep the first arrival of each, in arrival order
-    marks = ", ".join(["%s"] * len(COLUMNS))
-    with warehouse.transaction(lock_timeout=lock_timeout) as statements:
-        create_table(statements)
-        statements.executemany(
-            f"insert into {TABLE} ({', '.join(COLUMNS)}) values ({marks})"
-            " on conflict (workspace_id, provider, delivery_id) do nothing",
-            [delivery.row() for delivery in unique])
+    if not unique:
+        return
+    row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    url = warehouse.settings.warehouse.url
+    try:
+        with warehouse.transaction(lock_timeout=lock_timeout) as statements:
+            if url not in _created:
+                create_table(statements)
+            statements.execute(
+                f"insert into {TABLE} ({', '.join(COLUMNS)}) values {', '.join([row] * len(unique))}"
+                " on conflict (workspace_id, provider, delivery_id) do nothing",
+                [value for delivery in unique for value in delivery.row()])
+    except Exception:
+        _created.discard(url)  # the next write makes sure of the table again
+        raise
+    _created.add(url)
 
 
 def read_after(warehouse: Warehouse, inbox_id: int, limit: int = 1000) -> list[dict[str, Any]]:
