@@ -82,12 +82,14 @@ def write(warehouse: Warehouse, deliveries: list[Delivery], lock_timeout: float 
     _created.add(url)
 
 
-def read_after(warehouse: Warehouse, inbox_id: int, limit: int = 1000) -> list[dict[str, Any]]:
-    """Deliveries with an id above `inbox_id`, oldest first, payloads parsed."""
+def read_after(warehouse: Warehouse, inbox_id: int, limit: int = 1000,
+               topics: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Deliveries with an id above `inbox_id` (of `topics` only, when given), oldest first, payloads parsed."""
+    only = f" and topic in ({', '.join(['%s'] * len(topics))})" if topics else ""
     with warehouse.transaction() as statements:
         create_table(statements)
         rows = statements.execute(
-            f"select inbox_id, {', '.join(COLUMNS)} from {TABLE} where inbox_id > %s order by inbox_id limit %s",
-            (inbox_id, limit))
+            f"select inbox_id, {', '.join(COLUMNS)} from {TABLE} where inbox_id > %s{only} order by inbox_id limit %s",
+            (inbox_id, *(topics or ()), limit))
     names = ("inbox_id", *COLUMNS)
     return [{**dict(zip(names, row)), "payload": json.loads(row[-1])} for row in rows]

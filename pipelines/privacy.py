@@ -394,6 +394,12 @@ def erase_workspace(settings: Settings, workspace_id: str, *, request: str = "sh
     return entry
 
 
+def pending_compliance(settings: Settings, after_inbox_id: int = 0) -> int:
+    """The highest inbox id of a compliance webhook after `after_inbox_id`, or `after_inbox_id` when none."""
+    rows = inbox.read_after(Warehouse(settings), after_inbox_id, limit=100_000, topics=COMPLIANCE_TOPICS)
+    return max([after_inbox_id, *(row["inbox_id"] for row in rows)])
+
+
 def handle_compliance(settings: Settings, after_inbox_id: int = 0) -> list[dict[str, Any]]:
     """Carry out the Shopify compliance webhooks in the inbox not yet in the audit log."""
     warehouse = Warehouse(settings)
@@ -403,8 +409,8 @@ def handle_compliance(settings: Settings, after_inbox_id: int = 0) -> list[dict[
     except Exception:  # no audit log yet: nothing was carried out
         done = set()
     results = []
-    for row in inbox.read_after(warehouse, after_inbox_id, limit=100_000):
-        if row["provider"] != "shopify" or row["topic"] not in COMPLIANCE_TOPICS or row["delivery_id"] in done:
+    for row in inbox.read_after(warehouse, after_inbox_id, limit=100_000, topics=COMPLIANCE_TOPICS):
+        if row["provider"] != "shopify" or row["delivery_id"] in done:
             continue
         payload, workspace_id = row["payload"], row["workspace_id"]
         customer = payload.get("customer") or {}

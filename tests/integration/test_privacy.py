@@ -15,6 +15,7 @@ import json
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
 import pytest
@@ -22,6 +23,7 @@ import yaml
 
 from pipelines import inbox, privacy
 from pipelines.cli import main
+from pipelines.privacy_jobs import privacy_definitions
 from pipelines.sandbox.server import build_store
 from pipelines.serve import create_app
 from pipelines.warehouse import Warehouse
@@ -146,22 +148,28 @@ def test_redaction_leaves_no_personal_value_and_the_metrics_as_they_were(world):
                      (shop_customer,))
 
     # Shopify: a data request, then the redaction, as compliance webhooks through the gateway.
-    number = shop_customer.rsplit("/", 1)[1]
     sandbox.webhooks.send_compliance("demo-us-store", "customers/data_request", shop_customer)
     assert sandbox.webhooks.wait_idle(60)
     (exported,) = privacy.handle_compliance(settings)
+    held_until = privacy.pending_compliance(settings)  # the data request's inbox id
     held = json.loads(Path(exported["export"]).read_text())
     assert shop_needles[0] in json.dumps(held).lower()
     assert {"shopify.customers", "shopify.orders", "marts.customers", "webhooks.inbox"} <= set(held["tables"])
     assert len(held["tables"]["shopify.orders"]) == query(
         settings, "select count(*) from shopify.orders where customer_id = %s", (shop_customer,))[0][0]
 
+    # The redaction through Dagster: the sensor sees the webhook in the inbox and starts the job.
     sandbox.webhooks.send_compliance("demo-us-store", "customers/redact", shop_customer)
     assert sandbox.webhooks.wait_idle(60)
-    (redacted,) = privacy.handle_compliance(settings)
-    assert (redacted["request"], redacted["found"]) == ("customers/redact", True)
-    assert shop_customer in redacted["subject"].split(",")  # with the orders the request named
+    defs = privacy_definitions(settings)
+    sensor = defs.get_sensor_def("compliance_webhooks")
+    context = dg.build_sensor_context(cursor=str(held_until))
+    request = sensor.evaluate_tick(context).run_requests
+    assert len(request) == 1 and request[0].run_key.startswith("compliance:")
+    assert defs.get_job_def("privacy_requests").execute_in_process().success
     assert privacy.handle_compliance(settings) == []  # carried out once
+    next_tick = sensor.evaluate_tick(dg.build_sensor_context(cursor=request[0].run_key.split(":")[1]))
+    assert next_tick.run_requests == [] and next_tick.skip_message
 
     # Stripe: the command line.
     assert main(["privacy", "redact", "--workspace", "demo-saas", "--customer", saas_customer]) == 0
@@ -188,5 +196,6 @@ def test_redaction_leaves_no_personal_value_and_the_metrics_as_they_were(world):
         == [(1,)]
     audit = query(settings, "select request, subject, found from privacy.audit_log order by requested_at")
     assert [a[0] for a in audit] == ["customers/data_request", "customers/redact", "cli"]
-    assert audit[2][1] == saas_customer and number in audit[1][1]
+    assert audit[2][1] == saas_customer and audit[1][2] is True
+    assert shop_customer in audit[1][1].split(",")  # with the orders the request named
     assert not any(needle in json.dumps(audit).lower() for needle in needles)

@@ -16,6 +16,7 @@ import pytest
 import requests
 import yaml
 
+from pipelines import inbox as inbox_table
 from pipelines.serve import create_app
 from pipelines.settings import load_settings
 from pipelines.warehouse import Warehouse
@@ -65,6 +66,8 @@ def gateway(tmp_path_factory):
 
 
 def inbox(warehouse: Warehouse, workspace: str | None = None) -> list[dict]:
+    with warehouse.transaction() as statements:  # a test may run before anything was delivered
+        inbox_table.create_table(statements)
     frame = warehouse.query("select * from webhooks.inbox order by inbox_id")
     rows = frame.to_dict("records")
     return [row for row in rows if workspace is None or row["workspace_id"] == workspace]
