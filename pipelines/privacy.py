@@ -355,8 +355,8 @@ def export(settings: Settings, workspace_id: str, customer: str, *, orders: list
     folder = exports_dir(settings, workspace_id)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{requested:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.json"
-    path.write_text(json.dumps({"workspace_id": workspace_id, "customer": customer, "exported_at": requested.isoformat(),
-                                "tables": held}, indent=2, default=str))
+    path.write_text(json.dumps({"workspace_id": workspace_id, "customer": customer,
+                                "exported_at": requested.isoformat(), "tables": held}, indent=2, default=str))
     _audit(settings, {"audit_id": secrets.token_hex(12), "workspace_id": workspace_id, "request": request,
                       "delivery_id": delivery_id, "subject": subject.reference, "requested_at": requested,
                       "completed_at": datetime.now(timezone.utc), "found": bool(held), "values_changed": 0,

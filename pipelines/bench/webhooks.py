@@ -20,7 +20,6 @@ import sys
 import time
 import urllib.request
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 import psutil
@@ -146,7 +145,8 @@ def run_webhook_bench(rate: float = 500, seconds: float = 60, *, warehouse_url: 
     stored = int(Warehouse(settings).query("select count(*) as n from webhooks.inbox")["n"][0])
     accepted = statuses.get(200, 0)
     result = {
-        "rate_asked": rate, "seconds": seconds, "sent": len(latencies), "rate_achieved": round(len(latencies) / elapsed, 1),
+        "rate_asked": rate, "seconds": seconds, "sent": len(latencies),
+        "rate_achieved": round(len(latencies) / elapsed, 1),
         "statuses": {str(k): v for k, v in sorted(statuses.items())}, "stored": stored,
         "lost": len(latencies) - stored, "accepted_not_stored": accepted - stored,
         "latency_ms": {name: round(_percentile(latencies, share) * 1000, 1)

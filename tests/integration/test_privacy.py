@@ -53,7 +53,8 @@ def world(tmp_path_factory):
         settings.workspaces_file.write_text(yaml.safe_dump(config))
         monkeypatch.setenv("PRIVACY_WEBHOOK_SECRET_DEMO_US_STORE",
                            info["shopify"]["workspaces"]["demo-us-store"]["client_secret"])
-        monkeypatch.setenv("PRIVACY_WEBHOOK_SECRET_DEMO_SAAS", info["stripe"]["workspaces"]["demo-saas"]["webhook_secret"])
+        monkeypatch.setenv("PRIVACY_WEBHOOK_SECRET_DEMO_SAAS",
+                           info["stripe"]["workspaces"]["demo-saas"]["webhook_secret"])
         with running(create_app(settings, load_workspaces(settings.workspaces_file))) as url:
             sandbox.webhooks.subscribe(url)
             sandbox.advance(days=1)
