@@ -386,8 +386,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if (provider, workspace.id) in served:
                 _say(f"webhooks for {workspace.id}: POST http://{args.host}:{args.port}/webhooks/{provider}/{workspace.id}")
             else:
-                _say(f"no webhook secret set for {workspace.id}'s {provider} connector: its endpoint refuses every "
-                     f"delivery (set connectors.{provider}.webhook_secret_env)")
+                _say(f"no webhook secret for {workspace.id}'s {provider} connector: its endpoint refuses every "
+                     f"delivery (connectors.{provider}.webhook_secret_env must name a variable that is set)")
     run(app, args.host, args.port)
     return 0
 
