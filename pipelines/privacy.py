@@ -162,7 +162,11 @@ def find_subject(statements: Statements, tables: list[Table], workspace_id: str,
         personal = _personal_columns(table)
         if personal:
             for row in _owned_rows(statements, table, subject, personal):
-                subject.values.update(v.strip().casefold() for v in row[1:] if v is not None and v.strip())
+                found = dict(zip(personal, row[1:]))
+                subject.values.update(v.strip().casefold() for v in found.values() if v is not None and v.strip())
+                first, last = found.get("first_name"), found.get("last_name")
+                if first and last:  # free text names people in full
+                    subject.values.add(f"{first.strip()} {last.strip()}".casefold())
     # Codes of two letters (a province, a state) are nulled in their own columns, but too short to be
     # recognised elsewhere: "CA" is also a country.
     subject.values = {value for value in subject.values if len(value) >= 3 and value not in ("none", "null")}
@@ -327,7 +331,7 @@ def redact(settings: Settings, workspace_id: str, customer: str, *, orders: list
     files = _redact_files(settings, subject, scrubber)
     if changed:
         compact(settings) if settings.warehouse.kind == "duckdb" else _vacuum(settings, sorted(changed))
-    entry = {"audit_id": secrets.token_hex(12), "workspace_id": workspace_id, "request": request,
+    entry = {"audit_id": secrets.token_hex(12), "workspace_id": workspace_id, "action": "redact", "request": request,
              "delivery_id": delivery_id, "subject": subject.reference, "requested_at": requested,
              "completed_at": datetime.now(timezone.utc), "found": bool(subject.ids or subject.emails),
              "values_changed": sum(changed.values()), "tables_changed": len(changed), "files_changed": files,
@@ -357,7 +361,8 @@ def export(settings: Settings, workspace_id: str, customer: str, *, orders: list
     path = folder / f"{requested:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.json"
     path.write_text(json.dumps({"workspace_id": workspace_id, "customer": customer,
                                 "exported_at": requested.isoformat(), "tables": held}, indent=2, default=str))
-    _audit(settings, {"audit_id": secrets.token_hex(12), "workspace_id": workspace_id, "request": request,
+    _audit(settings, {"audit_id": secrets.token_hex(12), "workspace_id": workspace_id, "action": "export",
+                      "request": request,
                       "delivery_id": delivery_id, "subject": subject.reference, "requested_at": requested,
                       "completed_at": datetime.now(timezone.utc), "found": bool(held), "values_changed": 0,
                       "tables_changed": 0, "files_changed": 1, "detail": json.dumps({"export": path.name})})
@@ -385,7 +390,7 @@ def erase_workspace(settings: Settings, workspace_id: str, *, request: str = "sh
             shutil.rmtree(root)
     if deleted:
         compact(settings) if settings.warehouse.kind == "duckdb" else _vacuum(settings, sorted(deleted))
-    entry = {"audit_id": secrets.token_hex(12), "workspace_id": workspace_id, "request": request,
+    entry = {"audit_id": secrets.token_hex(12), "workspace_id": workspace_id, "action": "erase", "request": request,
              "delivery_id": delivery_id, "subject": "(the whole shop)", "requested_at": requested,
              "completed_at": datetime.now(timezone.utc), "found": bool(deleted),
              "values_changed": sum(deleted.values()), "tables_changed": len(deleted), "files_changed": files,

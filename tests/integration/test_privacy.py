@@ -195,8 +195,9 @@ def test_redaction_leaves_no_personal_value_and_the_metrics_as_they_were(world):
     # Everyone else is untouched.
     assert query(settings, "select count(*) from marts.customers where email = %s", (other[0].strip().lower(),)) \
         == [(1,)]
-    audit = query(settings, "select request, subject, found from privacy.audit_log order by requested_at")
-    assert [a[0] for a in audit] == ["customers/data_request", "customers/redact", "cli"]
+    audit = query(settings, "select request, subject, found, action from privacy.audit_log order by requested_at")
+    assert [(a[0], a[3]) for a in audit] == [("customers/data_request", "export"), ("customers/redact", "redact"),
+                                             ("cli", "redact")]
     assert audit[2][1] == saas_customer and audit[1][2] is True
     assert shop_customer in audit[1][1].split(",")  # with the orders the request named
     assert not any(needle in json.dumps(audit).lower() for needle in needles)
