@@ -26,11 +26,12 @@ from starlette.responses import JSONResponse, Response
 
 from pipelines import inbox
 from pipelines.warehouse import Warehouse
-from pipelines.workspaces import Workspaces
+from pipelines.workspaces import WEBHOOK_SECRETS, Workspaces
 
 PROVIDERS = ("shopify", "stripe")
 STRIPE_TOLERANCE_SECONDS = 300  # Stripe's libraries' default window for the signed timestamp
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+KEYS_PER_ENDPOINT = len(WEBHOOK_SECRETS)  # the current and the previous secret
 DEFAULT_LOCK_TIMEOUT_SECONDS = 3.0  # below Shopify's 5 s delivery timeout: a 503 beats a timeout
 log = logging.getLogger("abos.webhooks")
 
@@ -57,6 +58,9 @@ def endpoints(workspaces: Workspaces, env: dict[str, str] | None = None) -> dict
         for provider, connector in workspace.connectors.items():
             keys = tuple(secret.encode() for secret in connector.webhook_secrets(env))
             if keys:
+                # Every endpoint checks the same number of keys (random ones fill in), so the time a
+                # check takes tells nothing about a workspace's configuration either.
+                keys += tuple(secrets.token_bytes(32) for _ in range(KEYS_PER_ENDPOINT - len(keys)))
                 found[(provider, workspace.id)] = Endpoint(workspace.id, provider, keys, connector.shop_domain)
     return found
 
@@ -167,7 +171,7 @@ class Gateway:
     """The webhook routes' state: endpoints, limits and the inbox writer."""
 
     # Checked against when the workspace is unknown, so that answer takes as long as a real check.
-    _STAND_IN = Endpoint("", "", (secrets.token_bytes(32), secrets.token_bytes(32)), "")
+    _STAND_IN = Endpoint("", "", tuple(secrets.token_bytes(32) for _ in range(KEYS_PER_ENDPOINT)), "")
 
     def __init__(self, endpoints: dict[tuple[str, str], Endpoint], writer: InboxWriter,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
