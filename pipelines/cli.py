@@ -88,8 +88,11 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
             stripe_port=args.stripe_port,
             faults=args.faults,
             seed=args.seed,
+            webhooks_url=args.webhooks_url,
         )
-    except FaultSpecError as exc:
+        if args.webhooks_misbehave:
+            sandbox.webhooks.misbehave(args.webhooks_misbehave)
+    except (FaultSpecError, ValueError) as exc:
         _say(str(exc))
         return 2
     except OSError as exc:
@@ -156,6 +159,8 @@ def sandbox_env(info: dict[str, Any]) -> dict[str, str]:
         env[prefix + "CLIENT_SECRET"] = creds["client_secret"]
     for workspace, creds in info["stripe"]["workspaces"].items():
         env[workspace.upper().replace("-", "_") + "_STRIPE_KEY"] = creds["api_key"]
+        if creds.get("webhook_secret"):
+            env[workspace.upper().replace("-", "_") + "_STRIPE_WEBHOOK_SECRET"] = creds["webhook_secret"]
     return env
 
 
@@ -337,6 +342,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pipelines.bench import BenchOptions, run_bench
     from pipelines.sandbox.simulator import history_days
 
+    if args.webhooks:
+        from pipelines.bench.webhooks import run_webhook_bench
+
+        result = run_webhook_bench(args.webhook_rate, args.webhook_seconds, warehouse_url=args.webhook_warehouse,
+                                   progress=_say)
+        print(json.dumps(result, indent=2))
+        return 0 if result["lost"] == 0 else 1
     if args.detection:
         from pipelines.bench.detection import run_detection_bench
 
@@ -352,6 +364,57 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     result = run_bench(options, progress=_say)
     print(json.dumps({"targets": result["targets"], "files": result["files"]}, indent=2))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the webhook gateway (docs/webhooks.md) until interrupted."""
+    from pipelines.serve import create_app, run
+    from pipelines.workspaces import WorkspaceError, load_workspaces
+
+    settings = load_settings()
+    try:
+        workspaces = load_workspaces(settings.workspaces_file)
+    except WorkspaceError as exc:
+        _say(str(exc))
+        return 1
+    limits = {"max_body_bytes": args.max_body_bytes} if args.max_body_bytes else {}
+    app = create_app(settings, workspaces, **limits)
+    served = app.state.gateway.endpoints
+    for workspace in workspaces:
+        for provider in workspace.connectors:
+            if (provider, workspace.id) in served:
+                _say(f"webhooks for {workspace.id}: POST http://{args.host}:{args.port}/webhooks/{provider}/{workspace.id}")
+            else:
+                _say(f"no webhook secret for {workspace.id}'s {provider} connector: its endpoint refuses every "
+                     f"delivery (connectors.{provider}.webhook_secret_env must name a variable that is set)")
+    run(app, args.host, args.port)
+    return 0
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    """Privacy requests (docs/privacy.md): redact or export one customer, or carry out the inbox's requests."""
+    from pipelines import privacy
+    from pipelines.workspaces import WorkspaceError, load_workspaces
+
+    settings = load_settings()
+    if args.privacy_command == "compliance":
+        print(json.dumps(privacy.handle_compliance(settings), indent=2, default=str))
+        return 0
+    try:
+        load_workspaces(settings.workspaces_file).get(args.workspace)
+    except WorkspaceError as exc:
+        _say(str(exc))
+        return 1
+    if args.privacy_command == "export":
+        path = privacy.export(settings, args.workspace, args.customer, orders=args.orders)
+        _say(f"what the warehouse holds on the customer is in {path}")
+        print(json.dumps({"export": str(path)}))
+        return 0
+    entry = privacy.redact(settings, args.workspace, args.customer, orders=args.orders)
+    if not entry["found"]:
+        _say(f"no customer {args.customer!r} in {args.workspace}: nothing changed (the request is in the audit log)")
+    print(json.dumps(entry, indent=2, default=str))
     return 0
 
 
@@ -412,7 +475,33 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--p5-workspaces", type=int, default=1000, help="workspaces in the anomaly scan (P5)")
     bench.add_argument("--detection", action="store_true",
                        help="only the anomaly detection benchmark and P5 (no sandbox, about a minute)")
+    bench.add_argument("--webhooks", action="store_true",
+                       help="only the webhook gateway: accept latency at a steady rate, nothing lost (docs/webhooks.md)")
+    bench.add_argument("--webhook-rate", type=float, default=500, help="webhooks per second (default %(default)s)")
+    bench.add_argument("--webhook-seconds", type=float, default=60, help="for how long (default %(default)s)")
+    bench.add_argument("--webhook-warehouse", help="the gateway's warehouse URL (default: a fresh DuckDB file)")
     bench.set_defaults(func=cmd_bench)
+
+    serve = commands.add_parser("serve", help="serve the webhook gateway for Shopify and Stripe (docs/webhooks.md)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8800, help="default %(default)s")
+    serve.add_argument("--max-body-bytes", type=int, help="larger deliveries are refused with 413 (default 1 MiB)")
+    serve.set_defaults(func=cmd_serve)
+
+    privacy_parser = commands.add_parser("privacy", help="privacy requests: redact or export a customer "
+                                                         "(docs/privacy.md)")
+    privacy_commands = privacy_parser.add_subparsers(dest="privacy_command", required=True)
+    for name, text in (("redact", "anonymize one customer's personal data everywhere (raw, marts, inbox, files)"),
+                       ("export", "write what the warehouse holds on one customer to a JSON file")):
+        command = privacy_commands.add_parser(name, help=text)
+        command.add_argument("--workspace", required=True, help="a workspace id from workspaces.yaml")
+        command.add_argument("--customer", required=True,
+                             help="a Shopify customer id (gid or number), a Stripe customer id, or an e-mail")
+        command.add_argument("--orders", nargs="*", default=[], help="order ids to include (e.g. guest orders)")
+        command.set_defaults(func=cmd_privacy)
+    compliance = privacy_commands.add_parser("compliance", help="carry out the Shopify compliance webhooks in the "
+                                                                 "inbox not done yet")
+    compliance.set_defaults(func=cmd_privacy)
 
     sandbox = commands.add_parser("sandbox", help="the simulated Shopify and Stripe businesses").add_subparsers(
         dest="sandbox_command", required=True
@@ -423,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--shopify-port", type=int, default=DEFAULT_SHOPIFY_PORT)
     serve.add_argument("--stripe-port", type=int, default=DEFAULT_STRIPE_PORT)
     serve.add_argument("--faults", help="inject faults, e.g. 429=0.05,5xx=0.05,shopify:throttled=0.1 (docs/sandbox.md)")
+    serve.add_argument("--webhooks-url", help="deliver webhooks for what each advance changes to this gateway, "
+                                              "e.g. http://127.0.0.1:8800 (`abos serve`)")
+    serve.add_argument("--webhooks-misbehave", help="e.g. duplicate=0.1,out_of_order=1,bad_signature=0.05,stale=0.05,"
+                                                    "replay=0.05 (docs/sandbox.md)")
     serve.set_defaults(func=cmd_sandbox_serve)
 
     truth = sandbox.add_parser("truth", help="write the ground truth (counts, money, MRR, anomalies) as JSON")

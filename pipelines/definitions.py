@@ -12,6 +12,7 @@ from pipelines.ingest.assets import ingest_assets
 from pipelines.ingest.pipeline import source_builder
 from pipelines.insights.assets import insights_assets
 from pipelines.orchestration import orchestrate
+from pipelines.privacy_jobs import privacy_definitions
 from pipelines.settings import load_settings
 from pipelines.transform.assets import dbt_resource, transform_assets
 from pipelines.workspaces import load_workspaces
@@ -31,4 +32,5 @@ defs = dg.Definitions.merge(
                  *deliver_assets(workspaces, settings)],
                 workspaces, settings),
     dg.Definitions(resources={"dlt": DagsterDltResource(), "dbt": dbt_resource()}),
+    privacy_definitions(settings),
 )

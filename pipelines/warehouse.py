@@ -9,10 +9,12 @@ placeholders on both databases.
 from __future__ import annotations
 
 import fcntl
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -24,16 +26,32 @@ from pipelines.settings import Settings
 
 
 @contextmanager
-def warehouse_write_lock(settings: Settings) -> Iterator[None]:
+def warehouse_write_lock(settings: Settings, timeout: float | None = None) -> Iterator[None]:
     """Serialize writers of an embedded DuckDB file across processes (DuckDB allows one writer
-    process); Postgres handles concurrent writers itself, so this is a no-op there."""
+    process); Postgres handles concurrent writers itself, so this is a no-op there.
+
+    Raises:
+        TimeoutError: `timeout` seconds passed without the lock (None waits for as long as it takes).
+    """
     if settings.warehouse.kind != "duckdb":
         yield
         return
     lock_path = settings.warehouse.duckdb_path.with_suffix(".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        if timeout is None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(f"the warehouse {lock_path.with_suffix('.duckdb').name} "
+                                           f"stayed locked by another writer for {timeout:g}s") from None
+                    time.sleep(0.01)
         try:
             yield
         finally:
@@ -122,6 +140,24 @@ class Warehouse:
                     cursor.execute(f"insert into {table} ({names}) select {names} from incoming")
         return len(frame)
 
+    @contextmanager
+    def transaction(self, lock_timeout: float | None = None) -> Iterator["Statements"]:
+        """Statements run in one transaction (committed when the block succeeds), `%s` placeholders
+        on both databases; for writes `upsert` does not cover, e.g. insert-or-ignore.
+
+        Raises:
+            TimeoutError: on DuckDB, another writer held the file for `lock_timeout` seconds.
+        """
+        with warehouse_write_lock(self.settings, timeout=lock_timeout):
+            if self.kind == "duckdb":
+                with self._duckdb() as conn:
+                    conn.execute("begin")
+                    yield Statements(conn, "?")
+                    conn.execute("commit")
+            else:
+                with self._postgres() as conn, conn.cursor() as cursor:
+                    yield Statements(cursor, "%s")
+
     def _duckdb(self) -> duckdb.DuckDBPyConnection:
         path = self.settings.warehouse.duckdb_path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,6 +168,30 @@ class Warehouse:
         """A connection that commits when the block succeeds, rolls back when it fails, then closes."""
         with closing(psycopg2.connect(self.settings.warehouse.url)) as conn, conn:
             yield conn
+
+
+class Statements:
+    """SQL with `%s` placeholders, run on a DuckDB connection or a psycopg2 cursor."""
+
+    def __init__(self, target: Any, placeholder: str):
+        self._target = target
+        self._placeholder = placeholder
+        self.kind = "duckdb" if placeholder == "?" else "postgres"
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        """Run one statement; its rows when it returns any."""
+        self._target.execute(sql.replace("%s", self._placeholder), list(params) if self.kind == "duckdb"
+                             else (tuple(params) or None))
+        return self._target.fetchall() if self._target.description else []
+
+    @property
+    def columns(self) -> list[str]:
+        """The column names of the last statement's rows."""
+        return [column[0] for column in self._target.description or []]
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if rows:
+            self._target.executemany(sql.replace("%s", self._placeholder), [list(row) for row in rows])
 
 
 def _delete_matching(table: str, key: list[str], replace: Mapping[str, object]) -> tuple[str, list[object]]:

@@ -17,6 +17,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -27,12 +28,15 @@ from pipelines.settings import SettingsError, load_settings
 
 VERTICALS = ("ecommerce", "saas")
 CONNECTORS_BY_VERTICAL = {"ecommerce": ("shopify",), "saas": ("stripe",)}
+# Webhook signing secrets, current and previous (while a secret rotates); only `abos serve` needs them.
+WEBHOOK_SECRETS = ("webhook_secret", "webhook_previous_secret")
 # Per connector: which secret settings it takes, and which combinations are complete.
 CONNECTOR_SECRETS = {
-    "shopify": {"access_token_env", "client_id_env", "client_secret_env"},
-    "stripe": {"api_key_env"},
+    "shopify": {"access_token_env", "client_id_env", "client_secret_env",
+                "webhook_secret_env", "webhook_previous_secret_env"},
+    "stripe": {"api_key_env", "webhook_secret_env", "webhook_previous_secret_env"},
 }
-CONNECTOR_OPTIONS = {"shopify": {"api_version"}, "stripe": {"api_version"}}
+CONNECTOR_OPTIONS = {"shopify": {"api_version", "shop_domain"}, "stripe": {"api_version"}}
 NOTIFICATION_KEYS = {"slack": {"channel", "bot_token_env"}, "email": {"to"}}  # required
 NOTIFICATION_OPTIONS = {"slack": {"if_token_unset"}, "email": set()}
 IF_TOKEN_UNSET = ("fail", "outbox")
@@ -74,6 +78,32 @@ class Connector:
         if not value:
             raise WorkspaceError(_unset(self.file, self.workspace_id, key, variable))
         return value
+
+    def webhook_secrets(self, env: dict[str, str] | None = None) -> list[str]:
+        """The secrets webhooks may be signed with, current first; unset variables are skipped.
+
+        A Shopify app signs its webhooks with its client secret, so `client_secret_env` serves when
+        `webhook_secret_env` is not set.
+        """
+        env = os.environ if env is None else env
+        names = [name for name in WEBHOOK_SECRETS if name in self.secret_envs]
+        if "webhook_secret" not in names and "client_secret" in self.secret_envs:
+            names.insert(0, "client_secret")
+        return [env[self.secret_envs[name]] for name in names if env.get(self.secret_envs[name])]
+
+    @property
+    def shop_domain(self) -> str | None:
+        """The shop's myshopify.com domain (Shopify's X-Shopify-Shop-Domain): `shop_domain`, else the
+        base URL's host when it is one, else `<last path segment>.myshopify.com` (the sandbox's /shops/<shop>)."""
+        if self.kind != "shopify":
+            return None
+        if self.options.get("shop_domain"):
+            return str(self.options["shop_domain"]).lower()
+        parts = urlsplit(self.base_url)
+        host = (parts.hostname or "").lower()
+        if host.endswith(".myshopify.com"):
+            return host
+        return f"{parts.path.rstrip('/').rpartition('/')[2].lower()}.myshopify.com"
 
 
 @dataclass(frozen=True)
@@ -360,8 +390,10 @@ def missing_variables(workspaces: Workspaces, env: dict[str, str]) -> list[str]:
     problems = []
     for workspace in workspaces:
         for connector in workspace.connectors.values():
+            # Webhook secrets are checked by `abos serve`, which is the only thing that needs them.
             problems += [_unset(workspaces.file, workspace.id, f"connectors.{connector.kind}.{name}_env", variable)
-                         for name, variable in connector.secret_envs.items() if not env.get(variable)]
+                         for name, variable in connector.secret_envs.items()
+                         if not env.get(variable) and name not in WEBHOOK_SECRETS]
         slack = workspace.notifications.slack
         if slack is not None and slack.if_token_unset == "fail" and slack.token(env) is None:
             problems.append(_unset(workspaces.file, workspace.id, "notifications.slack.bot_token_env",

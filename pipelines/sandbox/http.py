@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:
     from pipelines.sandbox.store import SandboxStore
+    from pipelines.sandbox.webhooks import WebhookSender
 
 FAULT_KINDS = ("429", "5xx", "throttled", "slow", "truncate")
 
@@ -145,12 +146,14 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         log: RequestLog,
         advance: Callable[[dict[str, Any]], dict[str, Any]],
         context: dict[str, Any] | None = None,
+        webhooks: "WebhookSender | None" = None,
     ):
         super().__init__(address, handler)
         self.store = store
         self.faults = faults
         self.log = log
         self.advance = advance
+        self.webhooks = webhooks
         self.context = context or {}  # per-API state, e.g. Shopify's throttle buckets
 
     @property
@@ -281,4 +284,24 @@ class ApiHandler(BaseHTTPRequestHandler):
             self.server.faults.rates = new.rates
             self.server.faults.slow_seconds = new.slow_seconds
             return Response.json(200, {"faults": new.rates})
+        if path.startswith("/_sandbox/webhooks") and self.server.webhooks is not None:
+            return self._webhooks_admin(method, path, body)
+        return Response.json(404, {"error": f"no admin route {method} {path}"})
+
+    def _webhooks_admin(self, method: str, path: str, body: bytes) -> Response:
+        """Subscribe and configure webhooks, read their delivery log, send a compliance topic."""
+        webhooks = self.server.webhooks
+        try:
+            payload = json.loads(body or b"{}")
+            if path == "/_sandbox/webhooks" and method == "PUT":
+                subscribed = webhooks.subscribe(payload["url"], payload.get("workspaces")) if payload.get("url") else {}
+                webhooks.misbehave(payload.get("misbehave"))
+                return Response.json(200, {"subscribed": subscribed, "misbehave": webhooks.misbehaviour})
+            if path == "/_sandbox/webhooks" and method == "GET":
+                return Response.json(200, {"deliveries": list(webhooks.log)})
+            if path == "/_sandbox/webhooks/compliance" and method == "POST":
+                sent = webhooks.send_compliance(payload["workspace"], payload["topic"], payload.get("customer"))
+                return Response.json(200, {"delivery_id": sent.delivery_id, "topic": sent.topic})
+        except (ValueError, KeyError, TypeError) as exc:
+            return Response.json(400, {"error": str(exc)})
         return Response.json(404, {"error": f"no admin route {method} {path}"})

@@ -10,6 +10,7 @@ from typing import Any
 from pipelines.sandbox import simulator
 from pipelines.sandbox.http import Faults, RequestLog, SandboxHTTPServer
 from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.webhooks import WebhookSender, stripe_webhook_secret
 
 
 def build_store(
@@ -75,6 +76,7 @@ class Sandbox:
         stripe_port: int = 0,
         faults: Faults | str | None = None,
         seed: int = 0,
+        webhooks_url: str | None = None,
     ):
         from pipelines.sandbox.shopify_api import ShopifyHandler
         from pipelines.sandbox.stripe_api import StripeHandler
@@ -83,9 +85,14 @@ class Sandbox:
         self.faults = faults if isinstance(faults, Faults) else Faults.parse(faults, seed=seed)
         self.requests = RequestLog()
         self._advance_lock = threading.Lock()
+        # Webhooks for what each advance changes, once subscribed (here or PUT /_sandbox/webhooks).
+        self.webhooks = WebhookSender(store, seed=seed)
+        if webhooks_url:
+            self.webhooks.subscribe(webhooks_url)
         self.servers = {
             name: SandboxHTTPServer(
-                (host, port), handler, store=store, faults=self.faults, log=self.requests, advance=self._advance
+                (host, port), handler, store=store, faults=self.faults, log=self.requests, advance=self._advance,
+                webhooks=self.webhooks,
             )
             for name, handler, port in (
                 ("shopify", ShopifyHandler, shopify_port),
@@ -118,6 +125,7 @@ class Sandbox:
             server.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
+        self.webhooks.close()
 
     def __enter__(self) -> "Sandbox":
         return self.start()
@@ -129,7 +137,10 @@ class Sandbox:
         """Move the simulated clock forward; see `simulator.advance`."""
         when = parse_when(to) if isinstance(to, str) else to
         with self._advance_lock:
-            return simulator.advance(self.store, days=days, to=when)
+            since = self.store.clock
+            result = simulator.advance(self.store, days=days, to=when)
+            result["webhooks"] = self.webhooks.changed(since, self.store.clock)
+            return result
 
     def _advance(self, payload: dict[str, Any]) -> dict[str, Any]:
         if not ("days" in payload) ^ ("to" in payload):
@@ -148,7 +159,8 @@ class Sandbox:
             for ws, acct in self.store.accounts("shopify").items()
         }
         accounts = {
-            ws: {"base_url": self.stripe_url, "api_key": acct["api_key"], "account_id": acct["account_id"]}
+            ws: {"base_url": self.stripe_url, "api_key": acct["api_key"], "account_id": acct["account_id"],
+                 "webhook_secret": stripe_webhook_secret(ws)}
             for ws, acct in self.store.accounts("stripe").items()
         }
         return {

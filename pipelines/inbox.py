@@ -1,0 +1,95 @@
+"""The webhook inbox: `webhooks.inbox` in the warehouse, written by the gateway, read by the sensor.
+
+A webhook is a notification that something changed, not the data itself: the gateway stores it as
+it came (after checking its signature) and answers, and a sensor later re-fetches the named objects
+through the connectors. Each row is one delivery, unique per workspace, provider and the provider's
+delivery id (Shopify's X-Shopify-Webhook-Id, Stripe's event id), so a retried or replayed delivery
+is written once. `inbox_id` grows with arrival and is the sensor's cursor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pipelines.warehouse import Statements, Warehouse
+
+TABLE = "webhooks.inbox"
+COLUMNS = ("workspace_id", "provider", "delivery_id", "topic", "received_at", "payload")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One verified webhook, as the gateway received it."""
+
+    workspace_id: str
+    provider: str  # "shopify" or "stripe"
+    delivery_id: str
+    topic: str  # Shopify's X-Shopify-Topic, Stripe's event type
+    received_at: datetime
+    payload: str  # the raw body (JSON text)
+
+    def row(self) -> tuple:
+        return tuple(getattr(self, column) for column in COLUMNS)
+
+
+def create_table(statements: Statements) -> None:
+    """The inbox table, when missing. Ids come from a sequence (DuckDB) or an identity (Postgres)."""
+    statements.execute("create schema if not exists webhooks")
+    if statements.kind == "duckdb":
+        statements.execute("create sequence if not exists webhooks.inbox_id_seq")
+        identity = "bigint primary key default nextval('webhooks.inbox_id_seq')"
+    else:
+        identity = "bigint generated always as identity primary key"
+    statements.execute(f"""
+        create table if not exists {TABLE} (
+            inbox_id {identity},
+            workspace_id text not null,
+            provider text not null,
+            delivery_id text not null,
+            topic text not null,
+            received_at timestamp with time zone not null,
+            payload text not null,
+            unique (workspace_id, provider, delivery_id)
+        )""")
+
+
+_created: set[str] = set()  # warehouses whose inbox table this process has made sure of
+
+
+def write(warehouse: Warehouse, deliveries: list[Delivery], lock_timeout: float | None = None) -> None:
+    """Insert the deliveries, ignoring any already there (and repeats within the batch), in one statement
+    and one transaction."""
+    unique = list({(d.workspace_id, d.provider, d.delivery_id): d for d in reversed(deliveries)}.values())
+    unique.reverse()  # keep the first arrival of each, in arrival order
+    if not unique:
+        return
+    row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    url = warehouse.settings.warehouse.url
+    try:
+        with warehouse.transaction(lock_timeout=lock_timeout) as statements:
+            if url not in _created:
+                create_table(statements)
+            statements.execute(
+                f"insert into {TABLE} ({', '.join(COLUMNS)}) values {', '.join([row] * len(unique))}"
+                " on conflict (workspace_id, provider, delivery_id) do nothing",
+                [value for delivery in unique for value in delivery.row()])
+    except Exception:
+        _created.discard(url)  # the next write makes sure of the table again
+        raise
+    _created.add(url)
+
+
+def read_after(warehouse: Warehouse, inbox_id: int, limit: int = 1000,
+               topics: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Deliveries with an id above `inbox_id` (of `topics` only, when given), oldest first, payloads parsed."""
+    only = f" and topic in ({', '.join(['%s'] * len(topics))})" if topics else ""
+    with warehouse.transaction() as statements:
+        create_table(statements)
+        rows = statements.execute(
+            f"select inbox_id, {', '.join(COLUMNS)} from {TABLE} where inbox_id > %s{only} order by inbox_id limit %s",
+            (inbox_id, *(topics or ()), limit))
+    names = ("inbox_id", *COLUMNS)
+    return [{**dict(zip(names, row)), "payload": json.loads(row[-1])} for row in rows]

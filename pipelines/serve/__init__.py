@@ -1,0 +1,52 @@
+"""`abos serve`: the ASGI app providers and people call (Starlette on uvicorn).
+
+Today it carries the webhook ingress (docs/webhooks.md):
+    POST /webhooks/shopify/<workspace>   Shopify topics, including the compliance ones
+    POST /webhooks/stripe/<workspace>    Stripe events
+    GET  /healthz
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from pipelines.serve.webhooks import (DEFAULT_LOCK_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES, Gateway, InboxWriter,
+                                      endpoints)
+from pipelines.settings import Settings
+from pipelines.warehouse import Warehouse
+from pipelines.workspaces import Workspaces
+
+
+def create_app(settings: Settings, workspaces: Workspaces, *, env: dict[str, str] | None = None,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS) -> Starlette:
+    """The app for `workspaces`; webhook secrets are read once, from `env` (default: the environment)."""
+    writer = InboxWriter(Warehouse(settings), lock_timeout)
+    gateway = Gateway(endpoints(workspaces, dict(os.environ if env is None else env)), writer, max_body_bytes)
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette):
+        yield
+        await writer.close()
+
+    routes = [Route("/healthz", health, methods=["GET"]),
+              Route("/webhooks/{provider}/{workspace}", gateway.receive, methods=["POST"])]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway
+    return app
+
+
+def run(app: Starlette, host: str, port: int) -> None:
+    """Serve `app` until interrupted."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
