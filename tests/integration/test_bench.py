@@ -18,7 +18,8 @@ import pytest
 from pipelines.bench import report
 from pipelines.sandbox.simulator import specs
 
-pytestmark = pytest.mark.timeout(1800)  # one benchmark run: a few minutes, more on a busy machine
+# One benchmark run (four dbt builds over two warehouses): minutes, so `make test-slow` runs it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 SCALE = "0.002"  # the large sandbox's 760 days at a few orders a day: CI time, every code path
 STAGES = {"extract", "normalize", "load", "dbt", "insights"}
 TARGETS = {"P1_full_seconds_duckdb", "P1_vs_dict_path", "P1_read_json_bound_over_sync",
