@@ -223,8 +223,9 @@ class Sub:
         return self.items[0].price
 
     def mrr(self) -> Decimal:
-        """Monthly recurring revenue in minor units of the subscription's currency (DESIGN.md)."""
-        if self.status not in ("active", "past_due"):
+        """Monthly recurring revenue in minor units of the subscription's currency (DESIGN.md):
+        active and past_due only, and none once a cancellation at the period end is requested."""
+        if self.status not in ("active", "past_due") or self.cancel_at_period_end:
             return Decimal(0)
         total = sum((per_month(i.price.unit_amount * i.quantity, i.price.months)
                      for i in self.items if not i.price.metered), Decimal(0))
@@ -347,7 +348,7 @@ class CustomerLife:
     def _record_mrr(self) -> None:
         self._mrr_dirty = False
         mrr = sum((sub.mrr() for sub in self.subs), Decimal(0))
-        active = sum(1 for sub in self.subs if sub.status in ("active", "past_due"))
+        active = sum(1 for sub in self.subs if sub.mrr() > 0)  # docs/metrics.md: active = MRR > 0
         if not self.mrr_points or self.mrr_points[-1][1:] != (mrr, active):
             self.mrr_points.append((self.now, mrr, active))
 

@@ -267,6 +267,59 @@ def test_every_movement_type_including_reactivation_after_churn(scenarios):
     assert back["new_subscriptions"] == 1                  # the new subscription's first paying day
 
 
+# -- Stripe's MRR rules (docs/metrics.md, "Stripe's MRR rules") ------------------------------------
+
+
+def test_unpaid_invoices_and_drafts_are_no_service(scenarios):
+    """saas-unpaid (UTC), both rebuilt from invoices (before the first sync, 05-20):
+      sub_unpaid, 70.00/month from 02-01: the 02-01 and 03-01 invoices are paid; the 04-01 renewal
+        stays open (retries fail, the subscription turns unpaid, as it still is at the first sync)
+        and the 05-01 and 06-01 renewals are drafts. Only paid service counts: 70.00 up to 03-31,
+        churn −70.00 on 04-01, then 0 (not until the first sync, as when the open invoice and the
+        drafts were taken for service).
+      sub_voided, 40.00/month from 03-01: the 03-01 invoice is paid; the 04-01 renewal is voided on
+        05-05 when the subscription is canceled for non-payment: churn −40.00 on 04-01, not 05-05.
+    Workspace: 70.00 on 02-01, 110.00 on 03-01, 0 from 04-01."""
+    assert mrr_on(scenarios, "saas-unpaid", "2026-02-01", "2026-03-01", "2026-03-31", "2026-04-01", "2026-05-04",
+                  "2026-05-20", "2026-06-10") == \
+        [Decimal(v) for v in ("70.00", "110.00", "110.00", "0.00", "0.00", "0.00", "0.00")]
+    assert sorted(movements(scenarios, "saas-unpaid")) == [
+        ("2026-02-01", "new", Decimal("70.00")), ("2026-03-01", "new", Decimal("40.00")),
+        ("2026-04-01", "churn", Decimal("-70.00")), ("2026-04-01", "churn", Decimal("-40.00"))]
+    assert day(scenarios, "saas-unpaid", "2026-04-01")["churned_subscriptions"] == 2
+
+
+def test_incomplete_expired_and_paused_count_zero_until_paid(scenarios):
+    """saas-status (UTC):
+      sub_incomplete, 90.00/month, created 05-19 06:00: its first invoice is open and the
+        subscription incomplete at the first sync; it expires (incomplete_expired) on 05-20 05:00 and
+        the invoice is voided. Never MRR, no movement.
+      sub_paused, 25.00/month: a trial from 05-01 (a 0.00 invoice) ends on 05-15 without a payment
+        method, so it is paused at the first sync: 0. Resumed and paid on 06-01: new +25.00."""
+    assert mrr_on(scenarios, "saas-status", "2026-05-19", "2026-05-20", "2026-05-31") == [Decimal("0.00")] * 3
+    assert mrr_on(scenarios, "saas-status", "2026-06-01", "2026-06-12") == [Decimal("25.00")] * 2
+    assert movements(scenarios, "saas-status") == [("2026-06-01", "new", Decimal("25.00"))]
+
+
+def test_cancel_at_period_end_churns_when_requested(scenarios):
+    """saas-cancel-end (UTC), Stripe's billing analytics rule: MRR leaves when the cancellation is
+    requested, not when the period ends.
+      sub_leaving, 100.00/month from 03-01: cancellation at the period end requested 04-10 12:00
+        (canceled_at), ended 05-01: churn −100.00 on 04-10 (rebuilt from invoices and the
+        subscription's current state), nothing on 05-01.
+      sub_later, 50.00/month from 04-05: requested 05-25 10:00 (an event the second sync replays
+        into recorded history), ends 06-05: churn −50.00 on 05-25, nothing on 06-05.
+    Workspace: 100.00 from 03-01, 150.00 from 04-05, 50.00 from 04-10, 0 from 05-25."""
+    assert mrr_on(scenarios, "saas-cancel-end", "2026-03-01", "2026-04-05", "2026-04-09", "2026-04-10", "2026-04-30",
+                  "2026-05-01", "2026-05-24", "2026-05-25", "2026-06-05") == \
+        [Decimal(v) for v in ("100.00", "150.00", "150.00", "50.00", "50.00", "50.00", "50.00", "0.00", "0.00")]
+    assert movements(scenarios, "saas-cancel-end") == [
+        ("2026-03-01", "new", Decimal("100.00")), ("2026-04-05", "new", Decimal("50.00")),
+        ("2026-04-10", "churn", Decimal("-100.00")), ("2026-05-25", "churn", Decimal("-50.00"))]
+    requested = day(scenarios, "saas-cancel-end", "2026-05-25")
+    assert requested["churned_subscriptions"] == 1 and requested["active_subscriptions"] == 0
+
+
 def test_net_new_mrr_is_the_day_to_day_change(scenarios):
     """With fixed rates, net_new_mrr = mrr − the previous day's mrr on every day of every scenario."""
     rows = scenarios.query("select workspace_id, date, mrr, net_new_mrr from metrics.saas_daily_metrics "

@@ -176,7 +176,7 @@ def history_mrr(settings: Settings, at: int) -> dict[str, Decimal]:
         settings, "select id, duration, percent_off, amount_off from stripe.coupons")}
     discount_coupon = dict(query(settings, "select id, source__coupon from stripe.discounts"))
     versions = query(settings, f"""
-        select h.id, h.status, h.currency, h.discounts, i.price__unit_amount, i.quantity,
+        select h.id, h.status, h.cancel_at_period_end, h.currency, h.discounts, i.price__unit_amount, i.quantity,
                i.price__recurring__interval, i.price__recurring__interval_count, i.price__recurring__usage_type
         from stripe.subscription_history h
         join stripe.subscription_item_history i
@@ -184,16 +184,16 @@ def history_mrr(settings: Settings, at: int) -> dict[str, Decimal]:
         where h.valid_from <= {at} and (h.valid_to is null or h.valid_to > {at})
         order by h.id, i.id""")
     per_sub: dict[str, dict[str, Any]] = {}
-    for sub_id, status, currency, discounts, unit, quantity, interval, count, usage in versions:
-        sub = per_sub.setdefault(sub_id, {"status": status, "currency": currency, "total": Decimal(0),
-                                          "months": None, "discounts": discounts})
+    for sub_id, status, ending, currency, discounts, unit, quantity, interval, count, usage in versions:
+        sub = per_sub.setdefault(sub_id, {"status": status, "ending": ending, "currency": currency,
+                                          "total": Decimal(0), "months": None, "discounts": discounts})
         months = {"month": Decimal(1), "year": Decimal(12), "week": Decimal(12) / 52}[interval] * count
         sub["months"] = sub["months"] or months  # the plan item (first) sets the billing interval
         if usage != "metered":
             sub["total"] += Decimal(unit * quantity) / months
     mrr: dict[str, Decimal] = Counter()
     for sub in per_sub.values():
-        if sub["status"] not in ("active", "past_due"):
+        if sub["status"] not in ("active", "past_due") or sub["ending"]:  # a requested cancellation ends MRR
             continue
         total = sub["total"]
         ids = json.loads(sub["discounts"]) if isinstance(sub["discounts"], str) else (sub["discounts"] or [])

@@ -5,10 +5,15 @@
     change the proration line "remaining time on <new state>" from the change to the period end.
     Negative proration lines ("unused time on <old state>") only mark where the old state ended.
     Per item, a later-starting line takes over from an earlier one, so a change ends the state before
-    it. Then, per subscription:
+    it. Then, per subscription (docs/metrics.md, "Stripe's MRR rules"):
+    - only service that was paid counts: lines of paid invoices, and of the invoice still open at
+      the first sync of a subscription that was past_due then (the current past_due period). Drafts,
+      voided and uncollectible invoices, and the invoices of an unpaid or incomplete subscription,
+      give no MRR: its MRR ends where its last paid period ends;
     - trial lines (amount 0) and metered prices give no MRR; tax is never in a line's amount;
-    - the subscription's end (ended_at, from its current state) ends its MRR, since Stripe does not
-      credit an immediate cancellation;
+    - MRR ends when the cancellation was requested (canceled_at: at once, or a cancellation at the
+      period end) or when the subscription ended, whichever is first; Stripe does not credit an
+      immediate cancellation;
     - forever coupons apply as in the recorded history (discounts with their start and removal);
     - everything stops at the workspace's first sync, where recorded history takes over.
     Segments are valid on valid_from_at <= t < valid_to_at, in the subscription's currency. -#}
@@ -25,7 +30,17 @@ prices as (
 ),
 
 subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+    select
+        workspace_id,
+        subscription_id,
+        -- when MRR ended: the cancellation's request (canceled_at) or the end, whichever is first
+        case
+            when canceled_at is not null and (cancel_at_period_end or status = 'canceled')
+                and (ended_at is null or canceled_at < ended_at)
+                then canceled_at
+            else ended_at
+        end as mrr_ended_at
+    from {{ ref('stg_stripe__subscriptions') }}
 ),
 
 workspaces as (
@@ -34,6 +49,46 @@ workspaces as (
 
 forever_discounts as (
     select * from {{ ref('int_forever_discounts') }}
+),
+
+versions as (
+    select * from {{ ref('stg_stripe__subscription_versions') }}
+),
+
+-- each subscription's status when recorded history begins (its earliest version)
+first_statuses as (
+    select versions.workspace_id, versions.subscription_id, versions.status
+    from versions
+    inner join (
+        select workspace_id, subscription_id, min(valid_from_at) as first_at
+        from versions
+        group by workspace_id, subscription_id
+    ) as firsts
+        on firsts.workspace_id = versions.workspace_id
+        and firsts.subscription_id = versions.subscription_id
+        and firsts.first_at = versions.valid_from_at
+),
+
+-- the invoices whose service counts: paid, or the open period of a subscription past_due at the first sync
+paid_invoices as (
+    select invoices.workspace_id, invoices.invoice_id, invoices.customer_id
+    from invoices
+    left join workspaces
+        on workspaces.workspace_id = invoices.workspace_id
+    left join first_statuses
+        on first_statuses.workspace_id = invoices.workspace_id
+        and first_statuses.subscription_id = invoices.subscription_id
+    where not invoices.is_deleted
+        and (
+            invoices.paid_at is not null
+            or invoices.status = 'paid'
+            or (
+                first_statuses.status = 'past_due'
+                and invoices.finalized_at < workspaces.first_synced_at
+                and coalesce(invoices.voided_at, invoices.marked_uncollectible_at, workspaces.first_synced_at)
+                    >= workspaces.first_synced_at
+            )
+        )
 ),
 
 item_lines as (
@@ -52,14 +107,13 @@ item_lines as (
         prices.recurring_interval,
         prices.recurring_interval_count
     from lines
-    inner join invoices
+    inner join paid_invoices as invoices
         on invoices.workspace_id = lines.workspace_id
         and invoices.invoice_id = lines.invoice_id
     inner join prices
         on prices.workspace_id = lines.workspace_id
         and prices.price_id = lines.price_id
     where lines.subscription_id is not null
-        and not invoices.is_deleted
         and prices.recurring_interval is not null
         and coalesce(prices.usage_type, 'licensed') <> 'metered'
         and lines.period_end_at > lines.period_start_at
@@ -97,7 +151,7 @@ item_segments as (
                 partition by item_states.workspace_id, item_states.subscription_id, item_states.item_key
                 order by item_states.valid_from_at
             ), item_states.period_end_at),
-            coalesce(subscriptions.ended_at, item_states.period_end_at),
+            coalesce(subscriptions.mrr_ended_at, item_states.period_end_at),
             coalesce(workspaces.first_synced_at, item_states.period_end_at)
         ) as valid_to_at,
         item_states.item_mrr,

@@ -1,6 +1,7 @@
 {#- MRR of each recorded subscription version (from the first sync on), in the subscription's
-    currency, with docs/metrics.md's rules: active/past_due only, metered items left out, each item
-    normalized to a month, forever coupons only. Valid on valid_from_at <= t < valid_to_at. -#}
+    currency, with docs/metrics.md's rules: active/past_due only, none once a cancellation at the
+    period end is requested, metered items left out, each item normalized to a month, forever
+    coupons only. Valid on valid_from_at <= t < valid_to_at. -#}
 with versions as (
     select * from {{ ref('stg_stripe__subscription_versions') }}
 ),
@@ -54,6 +55,8 @@ final as (
         versions.valid_to_at,
         case
             when versions.status not in ('active', 'past_due') then cast(0 as decimal(38, 9))
+            -- Stripe's billing analytics: MRR leaves when the cancellation is requested
+            when versions.cancel_at_period_end then cast(0 as decimal(38, 9))
             else cast(greatest(
                 coalesce(items_normalized.gross_mrr, 0) * (1 - coalesce(version_discounts.percent_off, 0) / 100)
                     - coalesce({{ saas_monthly_amount('version_discounts.amount_off',

@@ -16,6 +16,7 @@ renamed as (
         {{ epoch_to_timestamp('valid_to') }} as valid_to_at,
         {{ epoch_to_timestamp('created') }} as created_at,
         {{ epoch_to_timestamp('trial_end') }} as trial_ended_at,
+        coalesce(cancel_at_period_end, false) as cancel_at_period_end,
         {{ epoch_to_timestamp('canceled_at') }} as canceled_at,
         {{ epoch_to_timestamp('ended_at') }} as ended_at,
         cast(discounts as varchar) as discount_ids_json
