@@ -340,7 +340,8 @@ class _DailyMrr:
                     kind = "churn"
                 else:
                     kind = "expansion" if mrr > previous else "contraction"
-                self.moves[(kind, day, currency)] += mrr - previous
+                # contraction and churn are amounts lost: positive (docs/metrics.md)
+                self.moves[(kind, day, currency)] += abs(mrr - previous)
                 self.mrr_delta[(day, currency)] += mrr - previous
             self.subs_delta[day] += active - previous_active
             self.customers_delta[day] += (active > 0) - (previous_active > 0)

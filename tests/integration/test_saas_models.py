@@ -152,7 +152,7 @@ def test_annual_quarterly_and_weekly_plans(scenarios):
     Before the first sync (05-20) the MRR is rebuilt from the invoice lines (one annual, one
     quarterly, twelve weekly lines); from 05-20 on it comes from the recorded versions. The weekly
     customer cancels at once on 05-22 12:00 UTC (an event the second sync reads three weeks later):
-    churn −130.00 that day, MRR 320 − 130 = 190.00. The quarterly renewal on 06-01 is a new version
+    churn 130.00 that day (churned_mrr is positive; the movement's delta −130.00), MRR 320 − 130 = 190.00. The quarterly renewal on 06-01 is a new version
     with the same MRR: no movement."""
     first = day(scenarios, "saas-intervals", "2026-03-01")
     assert money(first["mrr"]) == Decimal("320.00")
@@ -164,7 +164,7 @@ def test_annual_quarterly_and_weekly_plans(scenarios):
         [Decimal("320.00")] * 4                                        # rebuilt → recorded: no seam
     cancel = day(scenarios, "saas-intervals", "2026-05-22")
     assert money(cancel["mrr"]) == Decimal("190.00")
-    assert money(cancel["churned_mrr"]) == Decimal("-130.00")
+    assert money(cancel["churned_mrr"]) == Decimal("130.00")   # lost MRR: positive
     assert cancel["churned_subscriptions"] == 1 and cancel["active_customers"] == 2
     assert mrr_on(scenarios, "saas-intervals", "2026-06-01", "2026-06-12") == [Decimal("190.00")] * 2
     assert sorted(movements(scenarios, "saas-intervals")) == [
@@ -222,7 +222,7 @@ def test_past_due_counts_then_unpaid_churns(scenarios):
     assert mrr_on(scenarios, "saas-pastdue", "2026-03-15", "2026-05-16", "2026-05-20", "2026-05-28") == \
         [Decimal("60.00")] * 4
     unpaid = day(scenarios, "saas-pastdue", "2026-05-29")
-    assert money(unpaid["mrr"]) == 0 and money(unpaid["churned_mrr"]) == Decimal("-60.00")
+    assert money(unpaid["mrr"]) == 0 and money(unpaid["churned_mrr"]) == Decimal("60.00")
     assert unpaid["churned_subscriptions"] == 1 and unpaid["active_customers"] == 0
     assert movements(scenarios, "saas-pastdue") == [("2026-03-15", "new", Decimal("60.00")),
                                                     ("2026-05-29", "churn", Decimal("-60.00"))]
@@ -320,14 +320,83 @@ def test_cancel_at_period_end_churns_when_requested(scenarios):
     assert requested["churned_subscriptions"] == 1 and requested["active_subscriptions"] == 0
 
 
+# -- SaaS ratios (docs/metrics.md, "SaaS ratios") ---------------------------------------------------
+
+
+def ratios(warehouse: Warehouse, workspace: str, when: str, *names: str) -> list[Decimal | None]:
+    row = day(warehouse, workspace, when)
+    return [None if row[name] is None else Decimal(str(row[name])).quantize(Decimal("0.000001")) for name in names]
+
+
+def test_subscriber_and_mrr_churn_rates_over_the_last_30_days(scenarios):
+    """saas-intervals on 05-22: the window is 04-23..05-22, "30 days ago" the end of 04-22.
+      churned customers 1 (weekly, 05-22); active 30 days ago 3; started since 0 → 1 / 3 = 0.333333;
+      churned MRR 130.00; MRR 30 days ago 320.00, new since 0 → 130 / 320 = 0.40625;
+      LTV = ARPA / churn rate = (190 / 2) / (1/3) = 285.00.
+    On 06-20 the churn is still in the window (05-22..06-20), active 30 days ago (end of 05-21) 3:
+    1 / 3; on 06-21 it has left it (05-23..06-21): 0 / 2 = 0, and LTV is null (no churn).
+    saas-moves on 05-15 (window 04-16..05-15): the customer churned on 05-10 (1) and came back on
+    05-15 (started 1), active 30 days ago 1 → 1 / 2 = 0.5; MRR: churned 150.00 / (150.00 at the end
+    of 04-15 + 80.00 reactivated) = 150 / 230 = 0.652174.
+    saas-unpaid on 04-01: both customers churn; both were active on 03-02 → 2 / 2 = 1."""
+    assert ratios(scenarios, "saas-intervals", "2026-05-22", "churned_customers_30d", "customers_at_risk_30d",
+                  "subscriber_churn_rate", "churned_mrr_30d", "mrr_at_risk_30d", "mrr_churn_rate", "ltv") == \
+        [Decimal(v) for v in ("1", "3", "0.333333", "130", "320", "0.40625", "285")]
+    assert ratios(scenarios, "saas-intervals", "2026-06-20", "subscriber_churn_rate") == [Decimal("0.333333")]
+    assert ratios(scenarios, "saas-intervals", "2026-06-21", "churned_customers_30d", "customers_at_risk_30d",
+                  "subscriber_churn_rate", "ltv") == [Decimal(0), Decimal(2), Decimal(0), None]
+    assert ratios(scenarios, "saas-moves", "2026-05-15", "churned_customers_30d", "customers_at_risk_30d",
+                  "subscriber_churn_rate", "mrr_at_risk_30d", "mrr_churn_rate") == \
+        [Decimal(v) for v in ("1", "2", "0.5", "230", "0.652174")]
+    assert ratios(scenarios, "saas-unpaid", "2026-04-01", "subscriber_churn_rate", "mrr_churn_rate") == \
+        [Decimal(1), Decimal(1)]
+
+
+def test_net_and_gross_revenue_retention_by_month(scenarios):
+    """Month to date, of the customers paying at the end of the previous month; read on a month's
+    last day it is that month's retention.
+      saas-moves (one customer): April starts at 200.00, ends at 150.00 (contraction) → NRR = GRR =
+        0.75. May starts at 150.00; churned 05-10, back at 80.00 on 05-15 → 80 / 150 = 0.533333 both.
+        June starts at 80.00, a second seat on 06-05 → 160.00: NRR 2.0, GRR min(160, 80) / 80 = 1.0;
+        on 06-04 both are 1.0.
+      saas-seats: June starts at 105.00, 9 seats from 06-03 → 135.00: NRR 135 / 105 = 1.285714, GRR 1.0.
+      saas-intervals: May starts at 320.00, the weekly 130.00 churns 05-22 → 190 / 320 = 0.59375."""
+    names = ("mrr_at_month_start", "retained_mrr", "net_revenue_retention", "gross_revenue_retention")
+    assert ratios(scenarios, "saas-moves", "2026-04-30", *names) == [Decimal(v) for v in ("200", "150", "0.75", "0.75")]
+    assert ratios(scenarios, "saas-moves", "2026-05-31", *names) == \
+        [Decimal(v) for v in ("150", "80", "0.533333", "0.533333")]
+    assert ratios(scenarios, "saas-moves", "2026-06-04", *names[2:]) == [Decimal(1), Decimal(1)]
+    assert ratios(scenarios, "saas-moves", "2026-06-30", *names) == [Decimal(v) for v in ("80", "160", "2", "1")]
+    assert ratios(scenarios, "saas-seats", "2026-06-30", *names[2:]) == [Decimal("1.285714"), Decimal(1)]
+    assert ratios(scenarios, "saas-intervals", "2026-05-31", *names[2:]) == [Decimal("0.59375")] * 2
+
+
+def test_trial_conversion_rate_over_the_last_30_days(scenarios):
+    """saas-trial: the trial ends on 05-24 and the subscription pays from that day: 1 / 1 on 05-24
+    and until 06-22; from 06-23 no trial ended within 30 days (null).
+    saas-status: sub_paused's trial ends on 05-15 without payment (paused; it pays only from 06-01):
+    0 / 1 on 05-15, still 0 on 06-13; the incomplete subscription had no trial."""
+    names = ("trials_ended_30d", "trials_converted_30d", "trial_conversion_rate")
+    assert ratios(scenarios, "saas-trial", "2026-05-24", *names) == [Decimal(1), Decimal(1), Decimal(1)]
+    assert ratios(scenarios, "saas-trial", "2026-05-23", *names) == [Decimal(0), Decimal(0), None]
+    assert ratios(scenarios, "saas-trial", "2026-06-22", *names[2:]) == [Decimal(1)]
+    assert ratios(scenarios, "saas-trial", "2026-06-23", *names[2:]) == [None]
+    assert ratios(scenarios, "saas-status", "2026-05-15", *names) == [Decimal(1), Decimal(0), Decimal(0)]
+    assert ratios(scenarios, "saas-status", "2026-06-13", *names[2:]) == [Decimal(0)]
+
+
 def test_net_new_mrr_is_the_day_to_day_change(scenarios):
-    """With fixed rates, net_new_mrr = mrr − the previous day's mrr on every day of every scenario."""
-    rows = scenarios.query("select workspace_id, date, mrr, net_new_mrr from metrics.saas_daily_metrics "
-                           "order by workspace_id, date")
+    """With fixed rates, net_new_mrr = mrr − the previous day's mrr on every day of every scenario, and
+    = new + expansion + reactivation − contraction − churned (the last two positive)."""
+    rows = scenarios.query("select * from metrics.saas_daily_metrics order by workspace_id, date")
     previous: dict[str, Decimal] = {}
     for row in rows:
         before = previous.get(row["workspace_id"], Decimal(0))
         assert money(row["net_new_mrr"]) == money(Decimal(str(row["mrr"])) - before), row
+        gained = sum(Decimal(str(row[name])) for name in ("new_mrr", "expansion_mrr", "reactivation_mrr"))
+        lost = Decimal(str(row["contraction_mrr"])) + Decimal(str(row["churned_mrr"]))
+        assert row["contraction_mrr"] >= 0 and row["churned_mrr"] >= 0, row
+        assert money(row["net_new_mrr"]) == money(gained - lost), row
         previous[row["workspace_id"]] = Decimal(str(row["mrr"]))
 
 

@@ -11,6 +11,11 @@ ECOMMERCE_COLUMNS = {"gross_sales", "discounts", "refunds", "net_sales", "orders
 SAAS_COLUMNS = {"mrr", "arr", "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr",
                 "net_new_mrr", "active_subscriptions", "active_customers", "new_subscriptions",
                 "churned_subscriptions", "arpa"}
+# Issue 11's SaaS ratios and their parts: windows over 30 days or a month, not split by a dimension yet.
+SAAS_RATIOS = {"subscriber_churn_rate", "churned_customers_30d", "customers_at_risk_30d", "mrr_churn_rate",
+               "churned_mrr_30d", "mrr_at_risk_30d", "net_revenue_retention", "gross_revenue_retention",
+               "mrr_at_month_start", "retained_mrr", "retained_gross_mrr", "trial_conversion_rate",
+               "trials_ended_30d", "trials_converted_30d", "ltv"}
 
 
 def test_registry_has_a_pack_per_vertical_of_workspaces():
@@ -19,7 +24,7 @@ def test_registry_has_a_pack_per_vertical_of_workspaces():
     assert pack_for("saas").table == "saas_daily_metrics"
 
 
-@pytest.mark.parametrize("vertical, columns", [("ecommerce", ECOMMERCE_COLUMNS), ("saas", SAAS_COLUMNS)])
+@pytest.mark.parametrize("vertical, columns", [("ecommerce", ECOMMERCE_COLUMNS), ("saas", SAAS_COLUMNS | SAAS_RATIOS)])
 def test_pack_metrics_are_exactly_the_metric_table_columns(vertical, columns):
     assert set(pack_for(vertical).metric_names) == columns
 
@@ -28,8 +33,10 @@ def test_pack_metrics_are_exactly_the_metric_table_columns(vertical, columns):
 def test_every_metric_dimension_exists_in_its_pack(pack):
     known = {dimension.name for dimension in pack.dimensions}
     for metric in pack.metrics:
-        assert metric.dimensions, f"{metric.name} cannot be explained along any dimension"
         assert set(metric.dimensions) <= known, metric.name
+    # Only the SaaS ratios' windows are not split yet (docs/packs.md); every other metric is explained.
+    unexplained = {metric.name for metric in pack.metrics if not metric.dimensions}
+    assert unexplained == (SAAS_RATIOS if pack.vertical == "saas" else set())
 
 
 def test_pack_dimensions_are_the_ones_the_product_promises():
@@ -45,6 +52,8 @@ def test_ratio_metrics_divide_two_signed_sums_of_summed_metrics():
     assert pack_for("saas").metric("arpa").measures == ("mrr", "active_customers")
     assert pack_for("ecommerce").metric("units").measures == ("units",)
     assert pack_for("saas").metric("arpa").aggregation == "ratio"
+    assert pack_for("saas").metric("subscriber_churn_rate").ratio == ("churned_customers_30d", "customers_at_risk_30d")
+    assert pack_for("saas").metric("gross_revenue_retention").measures == ("retained_gross_mrr", "mrr_at_month_start")
     assert pack_for("saas").metric("mrr").aggregation == "sum"
 
 
@@ -65,8 +74,10 @@ def test_a_ratio_part_must_be_a_signed_sum_of_names():
 
 def test_bad_news_metrics_say_so():
     saas = pack_for("saas")
-    # churned MRR is a negative amount (docs/metrics.md): up, towards 0, is less churn
-    assert saas.metric("churned_mrr").up_is_good and saas.metric("contraction_mrr").up_is_good
+    # churned and contraction MRR are positive amounts lost (docs/metrics.md): up is more churn
+    assert not saas.metric("churned_mrr").up_is_good and not saas.metric("contraction_mrr").up_is_good
+    assert not saas.metric("subscriber_churn_rate").up_is_good and not saas.metric("mrr_churn_rate").up_is_good
+    assert saas.metric("net_revenue_retention").up_is_good and saas.metric("trial_conversion_rate").up_is_good
     assert not saas.metric("churned_subscriptions").up_is_good
     assert saas.metric("mrr").up_is_good and saas.metric("mrr").stock
     assert not pack_for("ecommerce").metric("refunds").up_is_good

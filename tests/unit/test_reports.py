@@ -59,6 +59,15 @@ def saas_days() -> pd.DataFrame:
     for column in ["net_new_mrr", "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr",
                    "reactivation_mrr", "new_subscriptions", "churned_subscriptions"]:
         frame[column] = (step % 5) + 1
+    # the SaaS ratios' parts (windows) and the ratios themselves
+    frame["churned_customers_30d"], frame["customers_at_risk_30d"] = 3 + (step // 7), 100 + (step // 3)
+    frame["churned_mrr_30d"], frame["mrr_at_risk_30d"] = 300 + step, 10_000 + 30 * step
+    frame["mrr_at_month_start"], frame["retained_mrr"], frame["retained_gross_mrr"] = 10_000.0, 10_100.0, 9_800.0
+    frame["trials_ended_30d"], frame["trials_converted_30d"] = 20.0, 8 + (step % 3)
+    for name in ("subscriber_churn_rate", "mrr_churn_rate", "net_revenue_retention", "gross_revenue_retention",
+                 "trial_conversion_rate"):
+        frame[name] = SAAS.metric(name).value(frame)
+    frame["ltv"] = frame["arpa"] / frame["subscriber_churn_rate"]
     return frame[list(SAAS.metric_names)]
 
 

@@ -12,6 +12,12 @@
         'contraction_mrr': 'currency', 'churned_mrr': 'currency', 'reactivation_mrr': 'currency',
         'net_new_mrr': 'currency', 'active_subscriptions': 'count', 'active_customers': 'count',
         'new_subscriptions': 'count', 'churned_subscriptions': 'count', 'arpa': 'currency',
+        'subscriber_churn_rate': 'ratio', 'churned_customers_30d': 'count', 'customers_at_risk_30d': 'count',
+        'mrr_churn_rate': 'ratio', 'churned_mrr_30d': 'currency', 'mrr_at_risk_30d': 'currency',
+        'net_revenue_retention': 'ratio', 'gross_revenue_retention': 'ratio', 'mrr_at_month_start': 'currency',
+        'retained_mrr': 'currency', 'retained_gross_mrr': 'currency',
+        'trial_conversion_rate': 'ratio', 'trials_ended_30d': 'count', 'trials_converted_30d': 'count',
+        'ltv': 'currency',
     },
 } -%}
 

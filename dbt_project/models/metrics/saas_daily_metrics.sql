@@ -1,6 +1,7 @@
 {#- One row per SaaS workspace and local day, from its first day with MRR data to its as-of day
-    (docs/metrics.md, "SaaS"): MRR at the end of the day and the day's movements, in the reporting
-    currency. Movements come from mrr_movements, so they are classified in one place. -#}
+    (docs/metrics.md, "SaaS"): MRR at the end of the day, the day's movements, and the SaaS ratios
+    over the 30 days (or the month) ending that day, in the reporting currency. Movements come from
+    mrr_movements, so they are classified in one place; contraction and churn are positive amounts. -#}
 with workspaces as (
     select * from {{ ref('int_saas_workspaces') }}
 ),
@@ -19,6 +20,14 @@ subscription_days as (
 
 movements as (
     select * from {{ ref('mrr_movements') }}
+),
+
+retention as (
+    select * from {{ ref('int_saas_retention_daily') }}
+),
+
+subscriptions as (
+    select * from {{ ref('subscriptions') }}
 ),
 
 workspace_days as (
@@ -70,32 +79,57 @@ movement_totals as (
         change_date as date_day,
         sum(case when movement_type = 'new' then delta else 0 end) as new_mrr,
         sum(case when movement_type = 'expansion' then delta else 0 end) as expansion_mrr,
-        sum(case when movement_type = 'contraction' then delta else 0 end) as contraction_mrr,
-        sum(case when movement_type = 'churn' then delta else 0 end) as churned_mrr,
-        sum(case when movement_type = 'reactivation' then delta else 0 end) as reactivation_mrr
+        -- lost MRR is stored as a positive amount
+        sum(case when movement_type = 'contraction' then -delta else 0 end) as contraction_mrr,
+        sum(case when movement_type = 'churn' then -delta else 0 end) as churned_mrr,
+        sum(case when movement_type = 'reactivation' then delta else 0 end) as reactivation_mrr,
+        sum(delta) as net_new_mrr,
+        sum(case when movement_type = 'churn' then 1 else 0 end) as churned_customers,
+        -- customers who started paying (new or back): they too could churn within a window
+        sum(case when movement_type in ('new', 'reactivation') then 1 else 0 end) as started_customers
     from movements
     group by workspace_id, change_date
 ),
 
-final as (
+-- trials by the local day they ended (at their end, or earlier if canceled), and whether they converted
+trials as (
+    select workspace_id, trial_end_day as date_day, count(*) as trials_ended,
+        sum(case when first_paying_date = trial_end_day then 1 else 0 end) as trials_converted
+    from (
+        select
+            subscriptions.workspace_id,
+            subscriptions.first_paying_date,
+            {{ local_date('case when subscriptions.ended_at < subscriptions.trial_ended_at then subscriptions.ended_at else subscriptions.trial_ended_at end',
+                          'workspaces.timezone') }} as trial_end_day
+        from subscriptions
+        inner join workspaces on workspaces.workspace_id = subscriptions.workspace_id
+        where subscriptions.trial_started_at is not null and subscriptions.trial_ended_at is not null
+    ) as trial_ends
+    group by workspace_id, trial_end_day
+),
+
+daily as (
     select
         workspace_days.workspace_id,
         workspace_days.date_day as date,
-        cast(coalesce(customer_totals.mrr, 0) as decimal(38, 6)) as mrr,
-        cast(12 * coalesce(customer_totals.mrr, 0) as decimal(38, 6)) as arr,
-        cast(coalesce(movement_totals.new_mrr, 0) as decimal(38, 6)) as new_mrr,
-        cast(coalesce(movement_totals.expansion_mrr, 0) as decimal(38, 6)) as expansion_mrr,
-        cast(coalesce(movement_totals.contraction_mrr, 0) as decimal(38, 6)) as contraction_mrr,
-        cast(coalesce(movement_totals.churned_mrr, 0) as decimal(38, 6)) as churned_mrr,
-        cast(coalesce(movement_totals.reactivation_mrr, 0) as decimal(38, 6)) as reactivation_mrr,
-        cast(coalesce(movement_totals.new_mrr + movement_totals.expansion_mrr + movement_totals.contraction_mrr
-            + movement_totals.churned_mrr + movement_totals.reactivation_mrr, 0) as decimal(38, 6)) as net_new_mrr,
+        coalesce(customer_totals.mrr, 0) as mrr,
+        coalesce(movement_totals.new_mrr, 0) as new_mrr,
+        coalesce(movement_totals.expansion_mrr, 0) as expansion_mrr,
+        coalesce(movement_totals.contraction_mrr, 0) as contraction_mrr,
+        coalesce(movement_totals.churned_mrr, 0) as churned_mrr,
+        coalesce(movement_totals.reactivation_mrr, 0) as reactivation_mrr,
+        coalesce(movement_totals.net_new_mrr, 0) as net_new_mrr,
         coalesce(subscription_totals.active_subscriptions, 0) as active_subscriptions,
         coalesce(customer_totals.active_customers, 0) as active_customers,
         coalesce(subscription_totals.new_subscriptions, 0) as new_subscriptions,
         coalesce(subscription_totals.churned_subscriptions, 0) as churned_subscriptions,
-        cast(case when customer_totals.active_customers > 0
-            then customer_totals.mrr / customer_totals.active_customers end as decimal(38, 6)) as arpa
+        coalesce(movement_totals.churned_customers, 0) as churned_customers,
+        coalesce(movement_totals.started_customers, 0) as started_customers,
+        coalesce(trials.trials_ended, 0) as trials_ended,
+        coalesce(trials.trials_converted, 0) as trials_converted,
+        coalesce(retention.mrr_at_month_start, 0) as mrr_at_month_start,
+        coalesce(retention.retained_mrr, 0) as retained_mrr,
+        coalesce(retention.retained_gross_mrr, 0) as retained_gross_mrr
     from workspace_days
     left join customer_totals
         on customer_totals.workspace_id = workspace_days.workspace_id
@@ -106,6 +140,73 @@ final as (
     left join movement_totals
         on movement_totals.workspace_id = workspace_days.workspace_id
         and movement_totals.date_day = workspace_days.date_day
+    left join trials
+        on trials.workspace_id = workspace_days.workspace_id
+        and trials.date_day = workspace_days.date_day
+    left join retention
+        on retention.workspace_id = workspace_days.workspace_id
+        and retention.date_day = workspace_days.date_day
+),
+
+-- the 30 days ending each day: the day and the 29 before; "30 days ago" is the end of the day before them
+windowed as (
+    select
+        *,
+        sum(churned_customers) over last_30_days as churned_customers_30d,
+        coalesce(lag(active_customers, 30) over by_day, 0) + sum(started_customers) over last_30_days
+            as customers_at_risk_30d,
+        sum(churned_mrr) over last_30_days as churned_mrr_30d,
+        coalesce(lag(mrr, 30) over by_day, 0) + sum(new_mrr + reactivation_mrr) over last_30_days
+            as mrr_at_risk_30d,
+        sum(trials_ended) over last_30_days as trials_ended_30d,
+        sum(trials_converted) over last_30_days as trials_converted_30d
+    from daily
+    window
+        by_day as (partition by workspace_id order by date),
+        last_30_days as (partition by workspace_id order by date rows between 29 preceding and current row)
+),
+
+final as (
+    select
+        workspace_id,
+        date,
+        cast(mrr as decimal(38, 6)) as mrr,
+        cast(12 * mrr as decimal(38, 6)) as arr,
+        cast(new_mrr as decimal(38, 6)) as new_mrr,
+        cast(expansion_mrr as decimal(38, 6)) as expansion_mrr,
+        cast(contraction_mrr as decimal(38, 6)) as contraction_mrr,
+        cast(churned_mrr as decimal(38, 6)) as churned_mrr,
+        cast(reactivation_mrr as decimal(38, 6)) as reactivation_mrr,
+        cast(net_new_mrr as decimal(38, 6)) as net_new_mrr,
+        active_subscriptions,
+        active_customers,
+        new_subscriptions,
+        churned_subscriptions,
+        cast(case when active_customers > 0 then mrr / active_customers end as decimal(38, 6)) as arpa,
+        -- a count (Postgres sums bigints into numeric)
+        cast(churned_customers_30d as bigint) as churned_customers_30d,
+        cast(customers_at_risk_30d as bigint) as customers_at_risk_30d,
+        cast(case when customers_at_risk_30d > 0
+            then 1.0 * churned_customers_30d / customers_at_risk_30d end as decimal(38, 6)) as subscriber_churn_rate,
+        cast(churned_mrr_30d as decimal(38, 6)) as churned_mrr_30d,
+        cast(mrr_at_risk_30d as decimal(38, 6)) as mrr_at_risk_30d,
+        cast(case when mrr_at_risk_30d > 0 then churned_mrr_30d / mrr_at_risk_30d end as decimal(38, 6)) as mrr_churn_rate,
+        cast(mrr_at_month_start as decimal(38, 6)) as mrr_at_month_start,
+        cast(retained_mrr as decimal(38, 6)) as retained_mrr,
+        cast(retained_gross_mrr as decimal(38, 6)) as retained_gross_mrr,
+        cast(case when mrr_at_month_start > 0
+            then retained_mrr / mrr_at_month_start end as decimal(38, 6)) as net_revenue_retention,
+        cast(case when mrr_at_month_start > 0
+            then retained_gross_mrr / mrr_at_month_start end as decimal(38, 6)) as gross_revenue_retention,
+        cast(trials_ended_30d as bigint) as trials_ended_30d,
+        cast(trials_converted_30d as bigint) as trials_converted_30d,
+        cast(case when trials_ended_30d > 0
+            then 1.0 * trials_converted_30d / trials_ended_30d end as decimal(38, 6)) as trial_conversion_rate,
+        -- ARPA / subscriber churn rate: null without paying customers or without churn
+        cast(case when active_customers > 0 and churned_customers_30d > 0
+            then (mrr / active_customers) * customers_at_risk_30d / churned_customers_30d end
+            as decimal(38, 6)) as ltv
+    from windowed
 )
 
 select * from final

@@ -5,8 +5,8 @@
       movements, classified per customer in mrr_movements, are split by plan through each of the
       customer's subscriptions' own change that day;
     - billing_currency: the customer's (Stripe's) currency;
-    - movement_type: the five movements of net_new_mrr.
-    ARPA is not sliced: its parts (mrr, active_customers) are. Zero slices are left out. -#}
+    - movement_type: the five movements of net_new_mrr, each with its sign in net_new_mrr.
+    Contraction and churn are positive amounts, as in saas_daily_metrics. ARPA is not sliced: its parts (mrr, active_customers) are. Zero slices are left out. -#}
 with workspaces as (
     select * from {{ ref('int_saas_workspaces') }}
 ),
@@ -141,10 +141,10 @@ movement_slices as (
         date_day as date,
         '{{ dimension }}' as dimension,
         {{ dimension }} as dimension_value,
-        {%- for movement, metric in [('new', 'new_mrr'), ('expansion', 'expansion_mrr'),
-                                     ('contraction', 'contraction_mrr'), ('churn', 'churned_mrr'),
-                                     ('reactivation', 'reactivation_mrr')] %}
-        sum(case when movement_type = '{{ movement }}' then delta else 0 end) as {{ metric }},
+        {%- for movement, metric, sign in [('new', 'new_mrr', ''), ('expansion', 'expansion_mrr', ''),
+                                           ('contraction', 'contraction_mrr', '-'), ('churn', 'churned_mrr', '-'),
+                                           ('reactivation', 'reactivation_mrr', '')] %}
+        sum(case when movement_type = '{{ movement }}' then {{ sign }}delta else 0 end) as {{ metric }},
         {%- endfor %}
         sum(delta) as net_new_mrr
     from movement_parts
