@@ -1,3 +1,4 @@
+{{ config(materialized='table') }}
 {#- Revenue retention by month (docs/metrics.md, "SaaS ratios"), month to date: one row per SaaS
     workspace and day of each month that starts with paying customers. The month's cohort is the
     customers with MRR > 0 at the end of the day before the month starts; on each day of the month:
@@ -6,9 +7,9 @@
     - retained_gross_mrr: Σ per customer of min(MRR now, MRR at the month's start) (no expansion).
     Per customer in the billing currency; summed per currency, then converted at the day's rate
     (the three at the same rate, so the ratios hold no FX effect). Built from the customers' MRR
-    changes (mrr_movements): the cohort's figures move on its changes' days only. -#}
-with movements as (
-    select * from {{ ref('mrr_movements') }}
+    change points (int_customer_mrr_changes): the cohort's figures move on its changes' days only. -#}
+with customer_changes as (
+    select * from {{ ref('int_customer_mrr_changes') }}
 ),
 
 workspaces as (
@@ -27,12 +28,9 @@ customer_states as (
         currency,
         change_date,
         lead(change_date) over (partition by workspace_id, customer_id order by change_date) as next_change_date,
-        sum(delta_in_billing_currency) over (
-            partition by workspace_id, customer_id order by change_date
-            rows between unbounded preceding and current row
-        ) as mrr_after,
-        delta_in_billing_currency as delta
-    from movements
+        mrr_after,
+        mrr_after - mrr_before as delta
+    from customer_changes
 ),
 
 months as (

@@ -1,7 +1,8 @@
 {#- One row per SaaS workspace and local day, from its first day with MRR data to its as-of day
-    (docs/metrics.md, "SaaS"): MRR at the end of the day, the day's movements, and the SaaS ratios
-    over the 30 days (or the month) ending that day, in the reporting currency. Movements come from
-    mrr_movements, so they are classified in one place; contraction and churn are positive amounts. -#}
+    (docs/metrics.md, "SaaS"): MRR at the end of the day (the currencies' running sums of MRR
+    changes, int_saas_currency_days), the day's movements, and the SaaS ratios over the 30 days (or
+    the month) ending that day, in the reporting currency. Movements come from mrr_movements, so
+    they are classified in one place; contraction and churn are positive amounts. -#}
 with workspaces as (
     select * from {{ ref('int_saas_workspaces') }}
 ),
@@ -10,12 +11,8 @@ days as (
     select * from {{ ref('int_saas_days') }}
 ),
 
-customer_days as (
-    select * from {{ ref('int_customer_mrr_daily') }}
-),
-
-subscription_days as (
-    select * from {{ ref('int_subscription_mrr_daily') }}
+currency_days as (
+    select * from {{ ref('int_saas_currency_days') }}
 ),
 
 movements as (
@@ -30,46 +27,30 @@ subscriptions as (
     select * from {{ ref('subscriptions') }}
 ),
 
+-- every day from the workspace's first day with MRR data (even 0: a trial) to its as-of day
 workspace_days as (
     select workspaces.workspace_id, days.date_day
     from workspaces
     inner join (
-        select workspace_id, min(date_day) as first_day from customer_days group by workspace_id
+        select workspace_id, min(date_day) as first_day from currency_days group by workspace_id
     ) as firsts on firsts.workspace_id = workspaces.workspace_id
     inner join days
         on days.date_day >= firsts.first_day
         and days.date_day <= workspaces.as_of_day
 ),
 
-customer_totals as (
+-- the currencies' running sums, each converted at the day's rate; a missing rate leaves MRR null
+currency_totals as (
     select
         workspace_id,
         date_day,
-        sum(mrr_reporting) as mrr,
-        sum(case when mrr > 0 then 1 else 0 end) as active_customers
-    from customer_days
-    group by workspace_id, date_day
-),
-
-subscription_flags as (
-    select
-        workspace_id,
-        subscription_id,
-        date_day,
-        mrr,
-        coalesce(lag(mrr) over (partition by workspace_id, subscription_id order by date_day), 0) as previous_mrr,
-        min(case when mrr > 0 then date_day end) over (partition by workspace_id, subscription_id) as first_paying_day
-    from subscription_days
-),
-
-subscription_totals as (
-    select
-        workspace_id,
-        date_day,
-        sum(case when mrr > 0 then 1 else 0 end) as active_subscriptions,
-        sum(case when date_day = first_paying_day then 1 else 0 end) as new_subscriptions,
-        sum(case when previous_mrr > 0 and mrr = 0 then 1 else 0 end) as churned_subscriptions
-    from subscription_flags
+        case when count(*) = count(mrr_reporting) then sum(mrr_reporting) end as mrr,
+        -- counts stay integers (Postgres sums bigints into numeric)
+        cast(sum(active_customers) as bigint) as active_customers,
+        cast(sum(active_subscriptions) as bigint) as active_subscriptions,
+        cast(sum(new_subscriptions) as bigint) as new_subscriptions,
+        cast(sum(churned_subscriptions) as bigint) as churned_subscriptions
+    from currency_days
     group by workspace_id, date_day
 ),
 
@@ -112,17 +93,17 @@ daily as (
     select
         workspace_days.workspace_id,
         workspace_days.date_day as date,
-        coalesce(customer_totals.mrr, 0) as mrr,
+        coalesce(currency_totals.mrr, 0) as mrr,
         coalesce(movement_totals.new_mrr, 0) as new_mrr,
         coalesce(movement_totals.expansion_mrr, 0) as expansion_mrr,
         coalesce(movement_totals.contraction_mrr, 0) as contraction_mrr,
         coalesce(movement_totals.churned_mrr, 0) as churned_mrr,
         coalesce(movement_totals.reactivation_mrr, 0) as reactivation_mrr,
         coalesce(movement_totals.net_new_mrr, 0) as net_new_mrr,
-        coalesce(subscription_totals.active_subscriptions, 0) as active_subscriptions,
-        coalesce(customer_totals.active_customers, 0) as active_customers,
-        coalesce(subscription_totals.new_subscriptions, 0) as new_subscriptions,
-        coalesce(subscription_totals.churned_subscriptions, 0) as churned_subscriptions,
+        coalesce(currency_totals.active_subscriptions, 0) as active_subscriptions,
+        coalesce(currency_totals.active_customers, 0) as active_customers,
+        coalesce(currency_totals.new_subscriptions, 0) as new_subscriptions,
+        coalesce(currency_totals.churned_subscriptions, 0) as churned_subscriptions,
         coalesce(movement_totals.churned_customers, 0) as churned_customers,
         coalesce(movement_totals.started_customers, 0) as started_customers,
         coalesce(trials.trials_ended, 0) as trials_ended,
@@ -131,12 +112,9 @@ daily as (
         coalesce(retention.retained_mrr, 0) as retained_mrr,
         coalesce(retention.retained_gross_mrr, 0) as retained_gross_mrr
     from workspace_days
-    left join customer_totals
-        on customer_totals.workspace_id = workspace_days.workspace_id
-        and customer_totals.date_day = workspace_days.date_day
-    left join subscription_totals
-        on subscription_totals.workspace_id = workspace_days.workspace_id
-        and subscription_totals.date_day = workspace_days.date_day
+    left join currency_totals
+        on currency_totals.workspace_id = workspace_days.workspace_id
+        and currency_totals.date_day = workspace_days.date_day
     left join movement_totals
         on movement_totals.workspace_id = workspace_days.workspace_id
         and movement_totals.date_day = workspace_days.date_day

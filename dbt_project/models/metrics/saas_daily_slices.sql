@@ -1,22 +1,29 @@
 {#- The SaaS metrics of saas_daily_metrics split by the pack's dimensions (pipelines/packs): one row
     per workspace, day, metric, dimension and dimension value, in long form, in the reporting
     currency at each day's rate. The slices of a metric along one dimension add up to the metric.
+    Built from change points: stocks are running sums of the day's changes per plan and currency,
+    converted at the day's rate (never a row per subscription per day).
     - plan: a subscription's plan is the product of its largest current item (by monthly amount);
       movements, classified per customer in mrr_movements, are split by plan through each of the
       customer's subscriptions' own change that day;
-    - billing_currency: the customer's (Stripe's) currency;
+    - billing_currency: the customer's (Stripe's) currency (int_saas_currency_days);
     - movement_type: the five movements of net_new_mrr, each with its sign in net_new_mrr.
-    Contraction and churn are positive amounts, as in saas_daily_metrics. ARPA is not sliced: its parts (mrr, active_customers) are. Zero slices are left out. -#}
+    Contraction and churn are positive amounts, as in saas_daily_metrics. ARPA is not sliced: its
+    parts (mrr, active_customers) are. Zero slices are left out. -#}
 with workspaces as (
     select * from {{ ref('int_saas_workspaces') }}
 ),
 
-subscription_days as (
-    select * from {{ ref('int_subscription_mrr_daily') }}
+days as (
+    select * from {{ ref('int_saas_days') }}
 ),
 
-customer_days as (
-    select * from {{ ref('int_customer_mrr_daily') }}
+subscription_changes as (
+    select * from {{ ref('int_subscription_mrr_changes') }}
+),
+
+currency_days as (
+    select * from {{ ref('int_saas_currency_days') }}
 ),
 
 movements as (
@@ -45,48 +52,92 @@ plans as (
     where item_rank = 1
 ),
 
-subscription_changes as (
-    select
-        subscription_days.workspace_id,
-        subscription_days.customer_id,
-        subscription_days.subscription_id,
-        subscription_days.date_day,
-        coalesce(plans.plan, '(none)') as plan,
-        subscription_days.currency as billing_currency,
-        subscription_days.mrr,
-        subscription_days.mrr_reporting,
-        coalesce(lag(subscription_days.mrr) over (
-            partition by subscription_days.workspace_id, subscription_days.subscription_id
-            order by subscription_days.date_day
-        ), 0) as previous_mrr,
-        min(case when subscription_days.mrr > 0 then subscription_days.date_day end) over (
-            partition by subscription_days.workspace_id, subscription_days.subscription_id
-        ) as first_paying_day,
-        -- the day's rate, as int_customer_mrr_daily converts both sides of a movement
-        {{ fx_rate('subscription_days.currency', 'workspaces.reporting_currency', 'billing', 'reporting') }} as fx_rate
-    from subscription_days
-    inner join workspaces
-        on workspaces.workspace_id = subscription_days.workspace_id
-    left join plans
-        on plans.workspace_id = subscription_days.workspace_id
-        and plans.subscription_id = subscription_days.subscription_id
-    {{ fx_rate_joins('subscription_days.date_day', 'subscription_days.currency', 'workspaces.reporting_currency',
-                     'billing', 'reporting') }}
-),
-
 subscription_facts as (
     select
-        workspace_id,
-        customer_id,
-        date_day,
-        plan,
-        billing_currency,
-        mrr_reporting as mrr,
-        case when mrr > 0 then 1 else 0 end as active_subscriptions,
-        case when date_day = first_paying_day then 1 else 0 end as new_subscriptions,
-        case when previous_mrr > 0 and mrr = 0 then 1 else 0 end as churned_subscriptions,
-        (mrr - previous_mrr) * fx_rate as mrr_change
+        subscription_changes.workspace_id,
+        subscription_changes.customer_id,
+        subscription_changes.change_date,
+        coalesce(plans.plan, '(none)') as plan,
+        subscription_changes.currency,
+        subscription_changes.mrr_after - subscription_changes.mrr_before as mrr_delta,
+        case when subscription_changes.mrr_after > 0 then 1 else 0 end
+            - case when subscription_changes.mrr_before > 0 then 1 else 0 end as active_subscriptions_delta,
+        case when subscription_changes.change_date = min(case when subscription_changes.mrr_after > 0
+            then subscription_changes.change_date end) over (
+                partition by subscription_changes.workspace_id, subscription_changes.subscription_id
+            ) then 1 else 0 end as new_subscriptions,
+        case when subscription_changes.mrr_before > 0 and subscription_changes.mrr_after = 0
+            then 1 else 0 end as churned_subscriptions
     from subscription_changes
+    left join plans
+        on plans.workspace_id = subscription_changes.workspace_id
+        and plans.subscription_id = subscription_changes.subscription_id
+),
+
+plan_deltas as (
+    select
+        workspace_id,
+        plan,
+        currency,
+        change_date,
+        sum(mrr_delta) as mrr_delta,
+        sum(active_subscriptions_delta) as active_subscriptions_delta,
+        sum(new_subscriptions) as new_subscriptions,
+        sum(churned_subscriptions) as churned_subscriptions
+    from subscription_facts
+    group by workspace_id, plan, currency, change_date
+),
+
+-- per plan and billing currency: running sums from the first change to the as-of day
+plan_days as (
+    select
+        spine.workspace_id,
+        spine.plan,
+        spine.currency,
+        spine.reporting_currency,
+        spine.date_day,
+        sum(coalesce(plan_deltas.mrr_delta, 0)) over by_day as mrr,
+        sum(coalesce(plan_deltas.active_subscriptions_delta, 0)) over by_day as active_subscriptions,
+        coalesce(plan_deltas.new_subscriptions, 0) as new_subscriptions,
+        coalesce(plan_deltas.churned_subscriptions, 0) as churned_subscriptions
+    from (
+        select firsts.workspace_id, firsts.plan, firsts.currency, workspaces.reporting_currency, days.date_day
+        from (
+            select workspace_id, plan, currency, min(change_date) as first_day
+            from plan_deltas
+            group by workspace_id, plan, currency
+        ) as firsts
+        inner join workspaces
+            on workspaces.workspace_id = firsts.workspace_id
+        inner join days
+            on days.date_day >= firsts.first_day
+            and days.date_day <= workspaces.as_of_day
+    ) as spine
+    left join plan_deltas
+        on plan_deltas.workspace_id = spine.workspace_id
+        and plan_deltas.plan = spine.plan
+        and plan_deltas.currency = spine.currency
+        and plan_deltas.change_date = spine.date_day
+    window by_day as (
+        partition by spine.workspace_id, spine.plan, spine.currency order by spine.date_day
+        rows between unbounded preceding and current row
+    )
+),
+
+plan_days_converted as (
+    select
+        plan_days.workspace_id,
+        plan_days.date_day,
+        plan_days.plan,
+        case when plan_days.mrr = 0 then 0
+            else plan_days.mrr * {{ fx_rate('plan_days.currency', 'plan_days.reporting_currency', 'billing', 'reporting') }}
+        end as mrr,
+        plan_days.active_subscriptions,
+        plan_days.new_subscriptions,
+        plan_days.churned_subscriptions
+    from plan_days
+    {{ fx_rate_joins('plan_days.date_day', 'plan_days.currency', 'plan_days.reporting_currency',
+                     'billing', 'reporting') }}
 ),
 
 -- each customer movement split over the customer's subscriptions' changes of that day
@@ -96,42 +147,48 @@ movement_parts as (
         movements.change_date as date_day,
         movements.movement_type,
         subscription_facts.plan,
-        subscription_facts.billing_currency,
-        subscription_facts.mrr_change as delta
+        subscription_facts.currency as billing_currency,
+        -- at the day's rate, as mrr_movements converts both sides of a movement
+        subscription_facts.mrr_delta
+            * {{ fx_rate('subscription_facts.currency', 'workspaces.reporting_currency', 'billing', 'reporting') }}
+            as delta
     from movements
     inner join subscription_facts
         on subscription_facts.workspace_id = movements.workspace_id
         and subscription_facts.customer_id = movements.customer_id
-        and subscription_facts.date_day = movements.change_date
-    where subscription_facts.mrr_change <> 0
+        and subscription_facts.change_date = movements.change_date
+    inner join workspaces
+        on workspaces.workspace_id = movements.workspace_id
+    {{ fx_rate_joins('movements.change_date', 'subscription_facts.currency', 'workspaces.reporting_currency',
+                     'billing', 'reporting') }}
+    where subscription_facts.mrr_delta <> 0
 ),
 
 stock_slices as (
-    {%- for dimension in ['plan', 'billing_currency'] %}
     select
         workspace_id,
         date_day as date,
-        '{{ dimension }}' as dimension,
-        {{ dimension }} as dimension_value,
+        'plan' as dimension,
+        plan as dimension_value,
         sum(mrr) as mrr,
         sum(active_subscriptions) as active_subscriptions,
         sum(new_subscriptions) as new_subscriptions,
-        sum(churned_subscriptions) as churned_subscriptions
-    from subscription_facts
-    group by workspace_id, date_day, {{ dimension }}
-    {{ "union all" if not loop.last }}
-    {%- endfor %}
-),
-
-customer_slices as (
+        sum(churned_subscriptions) as churned_subscriptions,
+        cast(null as bigint) as active_customers
+    from plan_days_converted
+    group by workspace_id, date_day, plan
+    union all
     select
         workspace_id,
         date_day as date,
         'billing_currency' as dimension,
         currency as dimension_value,
-        sum(case when mrr > 0 then 1 else 0 end) as active_customers
-    from customer_days
-    group by workspace_id, date_day, currency
+        mrr_reporting as mrr,
+        active_subscriptions,
+        new_subscriptions,
+        churned_subscriptions,
+        active_customers
+    from currency_days
 ),
 
 movement_slices as (
@@ -160,7 +217,7 @@ long_form as (
         ('stock_slices', 'active_subscriptions', 'active_subscriptions', none),
         ('stock_slices', 'new_subscriptions', 'new_subscriptions', none),
         ('stock_slices', 'churned_subscriptions', 'churned_subscriptions', none),
-        ('customer_slices', 'active_customers', 'active_customers', none),
+        ('stock_slices', 'active_customers', 'active_customers', "dimension = 'billing_currency'"),
         ('movement_slices', 'net_new_mrr', 'net_new_mrr', none),
         ('movement_slices', 'new_mrr', 'new_mrr', "dimension <> 'movement_type'"),
         ('movement_slices', 'expansion_mrr', 'expansion_mrr', "dimension <> 'movement_type'"),

@@ -8,31 +8,44 @@ subscriptions as (
     select * from {{ ref('stg_stripe__subscriptions') }}
 ),
 
-customer_days as (
-    select * from {{ ref('int_customer_mrr_daily') }}
-),
-
-workspaces as (
-    select * from {{ ref('int_saas_workspaces') }}
-),
-
 subscription_counts as (
     select workspace_id, customer_id, count(*) as subscriptions
     from subscriptions
     group by workspace_id, customer_id
 ),
 
+customer_changes as (
+    select * from {{ ref('int_customer_mrr_changes') }}
+),
+
+workspaces as (
+    select * from {{ ref('int_saas_workspaces') }}
+),
+
+-- each customer's first paying day and MRR today, from their change points
 mrr_history as (
     select
-        customer_days.workspace_id,
-        customer_days.customer_id,
-        min(case when customer_days.mrr > 0 then customer_days.date_day end) as first_paying_date,
-        sum(case when customer_days.date_day = workspaces.as_of_day then customer_days.mrr_reporting else 0 end) as current_mrr,
-        sum(case when customer_days.date_day = workspaces.as_of_day then customer_days.mrr else 0 end)
-            as current_mrr_in_billing_currency
-    from customer_days
-    inner join workspaces on workspaces.workspace_id = customer_days.workspace_id
-    group by customer_days.workspace_id, customer_days.customer_id
+        ranked.workspace_id,
+        ranked.customer_id,
+        ranked.first_paying_date,
+        cast(ranked.mrr_after
+            * {{ fx_rate('ranked.currency', 'workspaces.reporting_currency', 'billing', 'reporting') }}
+            as decimal(38, 9)) as current_mrr,
+        ranked.mrr_after as current_mrr_in_billing_currency
+    from (
+        select
+            *,
+            min(case when mrr_after > 0 then change_date end) over (
+                partition by workspace_id, customer_id
+            ) as first_paying_date,
+            row_number() over (partition by workspace_id, customer_id order by change_date desc) as recency
+        from customer_changes
+    ) as ranked
+    inner join workspaces
+        on workspaces.workspace_id = ranked.workspace_id
+    {{ fx_rate_joins('workspaces.as_of_day', 'ranked.currency', 'workspaces.reporting_currency',
+                     'billing', 'reporting') }}
+    where ranked.recency = 1
 ),
 
 final as (

@@ -1,29 +1,62 @@
 {#- One row per subscription, in its current state, with its MRR today (docs/metrics.md) and the
-    days its MRR was first and last positive. -#}
+    days its MRR was first and last positive, from its change points. -#}
 with subscriptions as (
     select * from {{ ref('stg_stripe__subscriptions') }}
 ),
 
-subscription_days as (
-    select * from {{ ref('int_subscription_mrr_daily') }}
+subscription_changes as (
+    select * from {{ ref('int_subscription_mrr_changes') }}
 ),
 
 workspaces as (
     select * from {{ ref('int_saas_workspaces') }}
 ),
 
+-- each subscription's latest change (its MRR today) and its paying days, from its change points
+latest_changes as (
+    select *
+    from (
+        select
+            *,
+            row_number() over (partition by workspace_id, subscription_id order by change_date desc) as recency
+        from subscription_changes
+    ) as ranked
+    where recency = 1
+),
+
 mrr_history as (
     select
-        subscription_days.workspace_id,
-        subscription_days.subscription_id,
-        min(case when subscription_days.mrr > 0 then subscription_days.date_day end) as first_paying_date,
-        max(case when subscription_days.mrr > 0 then subscription_days.date_day end) as last_paying_date,
-        sum(case when subscription_days.date_day = workspaces.as_of_day then subscription_days.mrr_reporting else 0 end) as current_mrr,
-        sum(case when subscription_days.date_day = workspaces.as_of_day then subscription_days.mrr else 0 end)
-            as current_mrr_in_billing_currency
-    from subscription_days
-    inner join workspaces on workspaces.workspace_id = subscription_days.workspace_id
-    group by subscription_days.workspace_id, subscription_days.subscription_id
+        subscription_changes.workspace_id,
+        subscription_changes.subscription_id,
+        min(case when subscription_changes.mrr_after > 0 then subscription_changes.change_date end) as first_paying_date,
+        -- the day before its MRR last dropped to 0
+        max(case when subscription_changes.mrr_before > 0 and subscription_changes.mrr_after = 0
+            then subscription_changes.change_date end) as last_drop_date
+    from subscription_changes
+    group by subscription_changes.workspace_id, subscription_changes.subscription_id
+),
+
+current_mrr as (
+    select
+        latest_changes.workspace_id,
+        latest_changes.subscription_id,
+        mrr_history.first_paying_date,
+        case
+            when latest_changes.mrr_after > 0 then workspaces.as_of_day
+            else cast({{ dbt.dateadd('day', -1, 'mrr_history.last_drop_date') }} as date)
+        end as last_paying_date,
+        cast(latest_changes.mrr_after
+            * {{ fx_rate('latest_changes.currency', 'workspaces.reporting_currency', 'billing', 'reporting') }}
+            as decimal(38, 9)) as current_mrr,
+        latest_changes.mrr_after as current_mrr_in_billing_currency
+    from latest_changes
+    inner join mrr_history
+        on mrr_history.workspace_id = latest_changes.workspace_id
+        and mrr_history.subscription_id = latest_changes.subscription_id
+    inner join workspaces
+        on workspaces.workspace_id = latest_changes.workspace_id
+    {{ fx_rate_joins('workspaces.as_of_day', 'latest_changes.currency', 'workspaces.reporting_currency',
+                     'billing', 'reporting') }}
 ),
 
 final as (
@@ -42,14 +75,14 @@ final as (
         subscriptions.canceled_at,
         subscriptions.ended_at,
         subscriptions.cancellation_reason,
-        mrr_history.first_paying_date,
-        mrr_history.last_paying_date,
-        cast(coalesce(mrr_history.current_mrr, 0) as decimal(38, 6)) as current_mrr,
-        cast(coalesce(mrr_history.current_mrr_in_billing_currency, 0) as decimal(38, 6)) as current_mrr_in_billing_currency
+        current_mrr.first_paying_date,
+        current_mrr.last_paying_date,
+        cast(coalesce(current_mrr.current_mrr, 0) as decimal(38, 6)) as current_mrr,
+        cast(coalesce(current_mrr.current_mrr_in_billing_currency, 0) as decimal(38, 6)) as current_mrr_in_billing_currency
     from subscriptions
-    left join mrr_history
-        on mrr_history.workspace_id = subscriptions.workspace_id
-        and mrr_history.subscription_id = subscriptions.subscription_id
+    left join current_mrr
+        on current_mrr.workspace_id = subscriptions.workspace_id
+        and current_mrr.subscription_id = subscriptions.subscription_id
 )
 
 select * from final
