@@ -93,8 +93,9 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             workspace_id=workspace.id, pack=pack_for(workspace.vertical), daily=_daily_metrics(warehouse, workspace),
             week=week, timezone=workspace.timezone, currency=workspace.currency, workspace_name=workspace.name,
             anomalies=warehouse.query("select * from insights.anomalies where workspace_id = %s", [workspace.id]),
-            drivers=warehouse.query("select anomaly_id, rank, dimension, dimension_value as value, share, phrase "
-                                    "from insights.anomaly_drivers where workspace_id = %s", [workspace.id]),
+            drivers=warehouse.query("select anomaly_id, rank, dimension, dimension_value as value, expected, "
+                                    "actual, share, usual_share, phrase from insights.anomaly_drivers "
+                                    "where workspace_id = %s", [workspace.id]),
         )
         summary = summarize(report.facts, settings.llm)
         report = report.with_summary(summary.text)

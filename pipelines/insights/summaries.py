@@ -202,7 +202,9 @@ def template_summary(facts: Mapping[str, Any]) -> str:
     anomalies = facts.get("anomalies", [])
     for anomaly in anomalies[:3]:
         shown = anomaly["display"]
-        driver = f", mostly {anomaly['drivers'][0]['phrase']}" if anomaly["drivers"] else ""
+        # "led by", not "mostly": the first driver is the slice that moved most against its usual
+        # share, which need not be most of the gap
+        driver = f", led by {anomaly['drivers'][0]['phrase']}" if anomaly["drivers"] else ""
         sentences.append(f"Anomaly on {anomaly['date']}: {anomaly['label']} was {shown['value']} against "
                          f"{shown['expected']} expected{driver}.")
     if len(anomalies) > 3:
