@@ -18,12 +18,13 @@ PACK = Pack(
     metrics=(
         Metric("mrr", "MRR", "currency", stock=True, dimensions=BY_ITEM),
         Metric("arr", "ARR", "currency", stock=True, dimensions=BY_ITEM),
-        Metric("net_new_mrr", "Net new MRR", "currency", **MOVEMENT, dimensions=("movement_type", *BY_ITEM)),
+        Metric("net_new_mrr", "Net new MRR", "currency", can_be_negative=True, **MOVEMENT,
+               dimensions=("movement_type", *BY_ITEM)),
         Metric("new_mrr", "New MRR", "currency", **MOVEMENT, dimensions=BY_ITEM),
         Metric("expansion_mrr", "Expansion MRR", "currency", **MOVEMENT, dimensions=BY_ITEM),
-        # Contraction and churn are negative amounts (docs/metrics.md): a rise, towards 0, is good news.
-        Metric("contraction_mrr", "Contraction MRR", "currency", **MOVEMENT, dimensions=BY_ITEM),
-        Metric("churned_mrr", "Churned MRR", "currency", **MOVEMENT, dimensions=BY_ITEM),
+        # Contraction and churn are the MRR lost, as positive amounts (docs/metrics.md): more is bad news.
+        Metric("contraction_mrr", "Contraction MRR", "currency", up_is_good=False, **MOVEMENT, dimensions=BY_ITEM),
+        Metric("churned_mrr", "Churned MRR", "currency", up_is_good=False, **MOVEMENT, dimensions=BY_ITEM),
         Metric("reactivation_mrr", "Reactivation MRR", "currency", **MOVEMENT, dimensions=BY_ITEM),
         Metric("active_subscriptions", "Active subscriptions", "count", stock=True, dimensions=BY_ITEM),
         # A customer pays in one currency but may hold several plans: plan does not split customers.

@@ -164,7 +164,7 @@ def test_annual_quarterly_and_weekly_plans(scenarios):
         [Decimal("320.00")] * 4                                        # rebuilt → recorded: no seam
     cancel = day(scenarios, "saas-intervals", "2026-05-22")
     assert money(cancel["mrr"]) == Decimal("190.00")
-    assert money(cancel["churned_mrr"]) == Decimal("-130.00")
+    assert money(cancel["churned_mrr"]) == Decimal("130.00")  # the MRR lost, a positive amount
     assert cancel["churned_subscriptions"] == 1 and cancel["active_customers"] == 2
     assert mrr_on(scenarios, "saas-intervals", "2026-06-01", "2026-06-12") == [Decimal("190.00")] * 2
     assert sorted(movements(scenarios, "saas-intervals")) == [
@@ -222,7 +222,7 @@ def test_past_due_counts_then_unpaid_churns(scenarios):
     assert mrr_on(scenarios, "saas-pastdue", "2026-03-15", "2026-05-16", "2026-05-20", "2026-05-28") == \
         [Decimal("60.00")] * 4
     unpaid = day(scenarios, "saas-pastdue", "2026-05-29")
-    assert money(unpaid["mrr"]) == 0 and money(unpaid["churned_mrr"]) == Decimal("-60.00")
+    assert money(unpaid["mrr"]) == 0 and money(unpaid["churned_mrr"]) == Decimal("60.00")
     assert unpaid["churned_subscriptions"] == 1 and unpaid["active_customers"] == 0
     assert movements(scenarios, "saas-pastdue") == [("2026-03-15", "new", Decimal("60.00")),
                                                     ("2026-05-29", "churn", Decimal("-60.00"))]
@@ -317,6 +317,8 @@ def reconcile(warehouse: Warehouse, store_truth: dict, workspace: str, first_syn
         side = "after" if date.fromisoformat(when) > first_sync_day else "before"
         for name, column in columns.items():
             want = Decimal(str(values[name]))
+            if name in ("contraction", "churn"):  # the truth keeps them signed; the metrics say what was lost
+                want = -want
             got = Decimal(str(row[column])) if row else Decimal(0)
             if abs(got - want) > Decimal("0.005"):
                 result[side].append(f"{when} {name}: ours {got}, truth {want}")

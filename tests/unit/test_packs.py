@@ -65,8 +65,8 @@ def test_a_ratio_part_must_be_a_signed_sum_of_names():
 
 def test_bad_news_metrics_say_so():
     saas = pack_for("saas")
-    # churned MRR is a negative amount (docs/metrics.md): up, towards 0, is less churn
-    assert saas.metric("churned_mrr").up_is_good and saas.metric("contraction_mrr").up_is_good
+    # churned and contraction MRR are the MRR lost, positive amounts (docs/metrics.md): more is bad news
+    assert not saas.metric("churned_mrr").up_is_good and not saas.metric("contraction_mrr").up_is_good
     assert not saas.metric("churned_subscriptions").up_is_good
     assert saas.metric("mrr").up_is_good and saas.metric("mrr").stock
     assert not pack_for("ecommerce").metric("refunds").up_is_good

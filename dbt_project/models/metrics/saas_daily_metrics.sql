@@ -1,6 +1,7 @@
 {#- One row per SaaS workspace and local day, from its first day with MRR data to its as-of day
     (docs/metrics.md, "SaaS"): MRR at the end of the day and the day's movements, in the reporting
-    currency. Movements come from mrr_movements, so they are classified in one place. -#}
+    currency. Movements come from mrr_movements, so they are classified in one place; contraction and
+    churn are the MRR lost, as positive amounts. -#}
 with workspaces as (
     select * from {{ ref('int_saas_workspaces') }}
 ),
@@ -70,8 +71,8 @@ movement_totals as (
         change_date as date_day,
         sum(case when movement_type = 'new' then delta else 0 end) as new_mrr,
         sum(case when movement_type = 'expansion' then delta else 0 end) as expansion_mrr,
-        sum(case when movement_type = 'contraction' then delta else 0 end) as contraction_mrr,
-        sum(case when movement_type = 'churn' then delta else 0 end) as churned_mrr,
+        sum(case when movement_type = 'contraction' then -delta else 0 end) as contraction_mrr,
+        sum(case when movement_type = 'churn' then -delta else 0 end) as churned_mrr,
         sum(case when movement_type = 'reactivation' then delta else 0 end) as reactivation_mrr
     from movements
     group by workspace_id, change_date
@@ -88,8 +89,8 @@ final as (
         cast(coalesce(movement_totals.contraction_mrr, 0) as decimal(38, 6)) as contraction_mrr,
         cast(coalesce(movement_totals.churned_mrr, 0) as decimal(38, 6)) as churned_mrr,
         cast(coalesce(movement_totals.reactivation_mrr, 0) as decimal(38, 6)) as reactivation_mrr,
-        cast(coalesce(movement_totals.new_mrr + movement_totals.expansion_mrr + movement_totals.contraction_mrr
-            + movement_totals.churned_mrr + movement_totals.reactivation_mrr, 0) as decimal(38, 6)) as net_new_mrr,
+        cast(coalesce(movement_totals.new_mrr + movement_totals.expansion_mrr + movement_totals.reactivation_mrr
+            - movement_totals.contraction_mrr - movement_totals.churned_mrr, 0) as decimal(38, 6)) as net_new_mrr,
         coalesce(subscription_totals.active_subscriptions, 0) as active_subscriptions,
         coalesce(customer_totals.active_customers, 0) as active_customers,
         coalesce(subscription_totals.new_subscriptions, 0) as new_subscriptions,

@@ -141,10 +141,11 @@ movement_slices as (
         date_day as date,
         '{{ dimension }}' as dimension,
         {{ dimension }} as dimension_value,
-        {%- for movement, metric in [('new', 'new_mrr'), ('expansion', 'expansion_mrr'),
-                                     ('contraction', 'contraction_mrr'), ('churn', 'churned_mrr'),
-                                     ('reactivation', 'reactivation_mrr')] %}
-        sum(case when movement_type = '{{ movement }}' then delta else 0 end) as {{ metric }},
+        {#- contraction and churn are the MRR lost, positive amounts (docs/metrics.md) #}
+        {%- for movement, metric, sign in [('new', 'new_mrr', ''), ('expansion', 'expansion_mrr', ''),
+                                           ('contraction', 'contraction_mrr', '-'), ('churn', 'churned_mrr', '-'),
+                                           ('reactivation', 'reactivation_mrr', '')] %}
+        sum(case when movement_type = '{{ movement }}' then {{ sign }}delta else 0 end) as {{ metric }},
         {%- endfor %}
         sum(delta) as net_new_mrr
     from movement_parts
