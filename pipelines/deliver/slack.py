@@ -257,6 +257,8 @@ def _anomaly_text(anomaly: dict[str, Any]) -> str:
              f"{escape(shown['value'])}, expected {escape(shown['expected'])} (band {escape(shown['band'])}); "
              f"{anomaly['direction']}, severity {anomaly['severity']}"]
     lines += [f"• {escape(driver['phrase'])}" for driver in anomaly["drivers"]]
+    if anomaly.get("action"):
+        lines.append(f"→ {escape(anomaly['action'])}")
     return "\n".join(lines)
 
 

@@ -226,6 +226,11 @@ def build_report(
         "anomalies": _anomaly_facts(anomalies, drivers, pack, week, wording, drivers_per_anomaly),
         "headline": list(headline or _default_headline(pack)),
     }
+    # Every anomaly and mover says what to look at or do: one sentence from its drivers and the pack.
+    for anomaly in facts["anomalies"]:
+        anomaly["action"] = _anomaly_action(anomaly, pack, wording)
+    for mover in facts["movers"]:
+        mover["action"] = _mover_action(mover, facts, pack, wording)
     # Counts a summary may cite ("2 anomalies", "the last 12 weeks") are facts too.
     facts["counts"] = {"anomalies": len(facts["anomalies"]), "anomalies_found": _found_in_week(anomalies, week),
                        "movers": len(facts["movers"]), "history_weeks": len(weeks)}
@@ -463,7 +468,7 @@ def _anomaly_fact(row: dict[str, Any], pack: Pack, wording: Wording) -> dict[str
         "display": {"value": wording.value(metric.unit, value),
                     "expected": wording.value(metric.unit, expected),
                     "band": band,
-                    "score": wording.say("n/a") if score is None else wording.number(score, 1),
+                    "score": wording.say("n/a") if score is None else wording.decimal(score, 1),
                     "direction": _direction_words(direction, outcome, rule, wording),
                     "severity": wording.say(f"severity.{row.get('severity')}") if row.get("severity") in
                     ("high", "medium", "low") else str(row.get("severity")),
@@ -481,6 +486,58 @@ def _direction_words(direction: str | None, outcome: str | None, rule: str | Non
 
 def _base(rule: str | None, wording: Wording) -> str:
     return wording.say("last_week_base" if rule == "week_over_week" else "expected")
+
+
+def _hint(metric: str, outcome: str | None, day: str, wording: Wording) -> str:
+    """What to check for a move of `metric` that is `outcome` news: the metric's own advice, else the generic."""
+    outcome = outcome or "bad"
+    try:
+        return wording.say(f"hint.{metric}.{outcome}", date=day)
+    except KeyError:
+        return wording.say(f"hint.{outcome}", date=day)
+
+
+def _dimensions(metric: Metric, pack: Pack, wording: Wording) -> str:
+    """"product, country or customer type": the slices a metric can be broken down by."""
+    labels = [_dimension_label(pack, name) for name in metric.dimensions]
+    return labels[0] if len(labels) == 1 else wording.say("or", first=", ".join(labels[:-1]), last=labels[-1])
+
+
+def _anomaly_action(anomaly: dict[str, Any], pack: Pack, wording: Wording) -> str:
+    """One sentence on what to look at or do, from the anomaly's top driver and the pack's advice for
+    its metric: "Start with product Trail Tent, 81% of the rise (usually 12%): check its refunded
+    orders of 2026-03-04 for a product fault or a delivery problem."."""
+    metric = pack.metric(anomaly["metric"])
+    hint = _hint(metric.name, anomaly["outcome"], anomaly["date"], wording)
+    if anomaly["drivers"]:
+        top = anomaly["drivers"][0]
+        fractions = [None if top[key] is None else top[key] / 100 for key in ("share_pct", "usual_share_pct")]
+        share = _share_words(*fractions, anomaly, wording)
+        return wording.say(f"action.driver.{anomaly['outcome'] or 'bad'}", subject=top["subject"],
+                           share=f", {share}" if share else "", hint=hint)
+    if metric.dimensions and anomaly["rule"] != "week_over_week":
+        return wording.say("action.everywhere", dimensions=_dimensions(metric, pack, wording), hint=hint)
+    return wording.say("action.plain", hint=hint[0].upper() + hint[1:])
+
+
+def _mover_action(mover: dict[str, Any], facts: dict[str, Any], pack: Pack, wording: Wording) -> str:
+    """One sentence per mover: wait for a full week, follow the week's anomaly of the same metric,
+    or break the metric down by its dimensions against the week before."""
+    metric = pack.metric(mover["metric"])
+    days = facts["week"]["days_with_data"]
+    if days < 7 and not metric.stock:
+        return wording.say("action.partial_week", days=days, label=metric.label)
+    anomaly = next((a for a in facts["anomalies"] if a["metric"] == metric.name), None)
+    if anomaly is not None:
+        return wording.say("action.see_anomaly", date=anomaly["date"], action=anomaly["action"])
+    if metric.dimensions:
+        delta = next(m["delta"] for m in facts["metrics"] if m["name"] == metric.name) or 0
+        return wording.say(f"action.breakdown.{mover['outcome'] or 'bad'}", label=metric.label,
+                           movement=wording.say("drop" if delta < 0 else "rise"),
+                           dimensions=_dimensions(metric, pack, wording), week=facts["week"]["label"],
+                           previous=facts["previous_week"]["label"])
+    return wording.say("action.plain", hint=wording.say(f"hint.{mover['outcome'] or 'bad'}",
+                                                         date=facts["week"]["label"]).capitalize())
 
 
 def _found_in_week(anomalies: pd.DataFrame | None, week: Week) -> int:
@@ -510,9 +567,30 @@ def _driver_facts(drivers: pd.DataFrame | None, anomaly: dict[str, Any], pack: P
             "rank": len(found) + 1, "dimension": row["dimension"], "value": str(row["value"]),
             "share_pct": _rounded(None if share is None else share * 100, 1),
             "usual_share_pct": _rounded(None if usual is None else usual * 100, 1),
+            "subject": _driver_subject(row, pack),
             "phrase": _driver_phrase(row, anomaly, pack, wording),
         })
     return found[:top]
+
+
+def _share_words(share: float | None, usual: float | None, anomaly: dict[str, Any], wording: Wording) -> str:
+    """"75% of the rise (usually 20%)", "offsetting 5% of the drop": a driver's part of the gap."""
+    if share is None:
+        return ""
+    gap = (anomaly["value"] or 0) - (anomaly["expected"] or 0)
+    part = wording.say("share_plain" if usual is None else "share", movement=wording.say("drop" if gap < 0 else "rise"),
+                       share=wording.percent(abs(share), digits=0),
+                       usual=None if usual is None else wording.percent(usual, digits=0))
+    return wording.say("offsetting", share=part) if round(share, 2) < 0 else part
+
+
+def _dimension_label(pack: Pack, name: str) -> str:
+    return next((d.label for d in pack.dimensions if d.name == name), str(name).replace("_", " "))
+
+
+def _driver_subject(row: dict[str, Any], pack: Pack) -> str:
+    """"country DE", "product Trail Tent": the slice a driver is."""
+    return f"{_dimension_label(pack, row['dimension'])} {row['value']}"
 
 
 def _driver_phrase(row: dict[str, Any], anomaly: dict[str, Any], pack: Pack, wording: Wording) -> str:
@@ -521,22 +599,12 @@ def _driver_phrase(row: dict[str, Any], anomaly: dict[str, Any], pack: Pack, wor
     if "actual" not in row:  # a hand-made or older frame: its own phrase
         return str(row["phrase"])
     metric = pack.metric(anomaly["metric"])
-    dimension = next((d.label for d in pack.dimensions if d.name == row["dimension"]),
-                     str(row["dimension"]).replace("_", " "))
-    share, usual = _number(row.get("share")), _number(row.get("usual_share"))
-    gap = (anomaly["value"] or 0) - (anomaly["expected"] or 0)
-    movement = wording.say("drop" if gap < 0 else "rise")
-    if share is None:
-        part = ""
-    else:
-        part = wording.say("share_plain" if usual is None else "share", movement=movement,
-                           share=wording.percent(abs(share), digits=0),
-                           usual=None if usual is None else wording.percent(usual, digits=0))
-        part = wording.say("offsetting", share=part) if round(share, 2) < 0 else part
+    dimension = _dimension_label(pack, row["dimension"])
+    part = _share_words(_number(row.get("share")), _number(row.get("usual_share")), anomaly, wording)
     if str(row["value"]) == UNATTRIBUTED:
         return wording.say("driver_unattributed", dimension=dimension, share=part)
     # A ratio metric's slices carry their own ratio (a slice's AOV): say which.
-    what = f"{dimension} {row['value']}" + (f" {metric.label}" if metric.ratio else "")
+    what = _driver_subject(row, pack) + (f" {metric.label}" if metric.ratio else "")
     actual, expected = _number(row.get("actual")) or 0.0, _number(row.get("expected"))
     weekdays = wording.weekdays(date.fromisoformat(anomaly["date"]))
     if not expected:
@@ -658,13 +726,16 @@ def render_text(facts: dict[str, Any], *, summary: str | None = None) -> str:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:5], widths[1:5])]
         lines.append("  ".join(cells + [row[5]]).rstrip())
     lines += ["", wording.say("movers")]
-    lines += [f"  {mover['rank']}. {_mover_line(mover, wording)}" for mover in facts["movers"]] \
-        or [f"  {wording.say('none')}"]
+    for mover in facts["movers"]:
+        lines += [f"  {mover['rank']}. {_mover_line(mover, wording)}", f"     → {mover['action']}"]
+    if not facts["movers"]:
+        lines.append(f"  {wording.say('none')}")
     lines += ["", wording.say("anomalies")]
     for anomaly in facts["anomalies"]:
         lines.append(f"  - {_anomaly_line(anomaly, wording)}")
         lines += [f"      {driver['rank']}. {driver['phrase']}" for driver in anomaly["drivers"]]
         lines += [f"      {_related_line(related, wording)}" for related in anomaly.get("related", [])]
+        lines.append(f"    → {anomaly['action']}")
     if not facts["anomalies"]:
         lines.append(f"  {wording.say('none_this_week')}")
     if _held_back(facts):
@@ -690,13 +761,14 @@ def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src:
             f'<td style="{CELL};color:{colour}">{escape(shown["delta"])}</td>'
             f'<td style="{CELL};text-align:left">{_html_sparkline(metric["weekly"])}</td></tr>'
         )
-    movers = "".join(f"<li>{escape(_mover_line(mover, wording))}</li>" for mover in facts["movers"]) \
-        or f"<li>{escape(wording.say('none'))}</li>"
+    movers = "".join(f"<li>{escape(_mover_line(mover, wording))}{_html_action(mover['action'])}</li>"
+                     for mover in facts["movers"]) or f"<li>{escape(wording.say('none'))}</li>"
     anomalies = "".join(
         f"<li>{escape(_anomaly_line(anomaly, wording))}"
         + ("<ol>" + "".join(f"<li>{escape(driver['phrase'])}</li>" for driver in anomaly["drivers"]) + "</ol>"
            if anomaly["drivers"] else "")
         + "".join(f"<div>{escape(_related_line(related, wording))}</div>" for related in anomaly.get("related", []))
+        + _html_action(anomaly["action"])
         + "</li>"
         for anomaly in facts["anomalies"]
     ) or f"<li>{escape(wording.say('none_this_week'))}</li>"
@@ -719,6 +791,10 @@ def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src:
         f'<h2 style="font-size:16px">{escape(wording.say("anomalies"))}</h2><ul>{anomalies}</ul>'
         "</body></html>"
     )
+
+
+def _html_action(action: str) -> str:
+    return f'<div style="margin:2px 0 6px;color:#1864ab">→ {html.escape(action)}</div>'
 
 
 def _html_sparkline(values: list[float | None]) -> str:
@@ -745,7 +821,7 @@ def render_markdown(facts: dict[str, Any], *, summary: str | None = None) -> str
     lines += ["", f"**{wording.say('movers')}:** "
               + ("; ".join(_mover_line(m, wording) for m in facts["movers"]) or wording.say("none"))]
     lines += ["", f"**{wording.say('anomalies')}:** {len(facts['anomalies']) or wording.say('none')}"]
-    lines += [f"- {_anomaly_line(anomaly, wording)}" for anomaly in facts["anomalies"]]
+    lines += [f"- {_anomaly_line(anomaly, wording)} → {anomaly['action']}" for anomaly in facts["anomalies"]]
     return "\n".join(lines) + "\n"
 
 

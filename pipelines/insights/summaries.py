@@ -57,6 +57,8 @@ Use only the facts in the JSON you are given. Rules:
 - Write dates as YYYY-MM-DD and the week as its label (e.g. 2026-W10).
 - Cover the headline metrics, the top movers (say if a move is good or bad for the business,
   using "outcome"), and each anomaly with its top driver. If there are no anomalies, say so.
+- End with what to do: copy the "action" sentence of each anomaly (or, without anomalies, of the
+  first mover) word for word. Recommend nothing else.
 """
 
 
@@ -152,7 +154,8 @@ def summarize(
         return Summary(template, "template", reason="LLM reply holds a link or markup", rejected_reply=reply,
                        **accounting)
     unmatched = check_numbers(reply, facts)
-    contradicted = check_claims(reply, facts)
+    contradicted = check_claims(reply, facts) + [
+        (advice, f"{advice!r} is no recommended action of the report") for advice in check_actions(reply, facts)]
     if unmatched or contradicted:
         return Summary(template, "template", reason="fact check failed: " + "; ".join(
             [f"{number!r} matches no fact" for number in unmatched] + [why for _, why in contradicted]),
@@ -200,6 +203,9 @@ def template_summary(facts: Mapping[str, Any]) -> str:
         sentences.append("Biggest moves: " + "; ".join(
             f"{mover['label']} {mover['display']['change']} ({mover['outcome']})" for mover in movers) + ".")
     anomalies = facts.get("anomalies", [])
+    actions = [anomaly["action"] for anomaly in anomalies[:3] if anomaly.get("action")]
+    if not anomalies and movers and movers[0].get("action"):
+        actions.append(movers[0]["action"])
     for anomaly in anomalies[:3]:
         shown = anomaly["display"]
         # "led by", not "mostly": the first driver is the slice that moved most against its usual
@@ -211,7 +217,7 @@ def template_summary(facts: Mapping[str, Any]) -> str:
         sentences.append(f"{len(anomalies) - 3} more anomalies are listed below.")
     if not anomalies:
         sentences.append("No anomalies this week.")
-    return " ".join(sentences)
+    return " ".join(sentences + actions)
 
 
 # --- the fact check ----------------------------------------------------------------------------
@@ -496,6 +502,32 @@ def check_claims(text: str, facts: Mapping[str, Any]) -> list[tuple[str, str]]:
             whose = f"{metric.label} changed {metric.change}" if metric else "no metric or anomaly moved that much"
             found.append((claim, f"{claim!r} does not match the facts: {whose}"))
     return found
+
+
+# --- recommended actions -------------------------------------------------------------------------
+#
+# The report gives every anomaly and mover one recommended action (facts `action`), grounded in its
+# drivers. A reply may repeat those sentences but must not advise anything else: any sentence that
+# recommends (it starts with an imperative such as "Check", "Contact", "Start with", or says
+# "recommend", "should", "suggest") must be one of the facts' action sentences, as written.
+
+RECOMMENDING = re.compile(
+    r"^(?:check|look|start|contact|investigate|review|wait|break|compare|consider|ask|find|focus|reach|call"
+    r"|email|see|audit|fix|pause|stop|raise|lower|cut|offer|run|launch|talk|follow|monitor|watch|keep)\b"
+    r"|\b(?:recommend\w*|should|suggest\w*|advise\w*|next step)\b", re.IGNORECASE)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def check_actions(text: str, facts: Mapping[str, Any]) -> list[str]:
+    """Sentences of `text` that recommend something the report's actions do not; empty when none."""
+    known = {_plain(sentence) for item in [*facts.get("anomalies", []), *facts.get("movers", [])]
+             for sentence in SENTENCE_END.split(str(item.get("action") or "")) if sentence}
+    return [sentence.strip() for sentence in SENTENCE_END.split(text)
+            if RECOMMENDING.search(sentence.strip()) and _plain(sentence) not in known]
+
+
+def _plain(sentence: str) -> str:
+    return " ".join(sentence.split()).rstrip(".!").lower()
 
 
 def _metric_claims(facts: Mapping[str, Any]) -> dict[str, _Metric]:

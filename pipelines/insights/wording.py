@@ -72,6 +72,33 @@ MESSAGES: dict[str, dict[str, str]] = {
         "share_plain": "{share} of the {movement}",
         "offsetting": "offsetting {share}",
         "rise": "rise", "drop": "drop",
+        "or": "{first} or {last}",
+        # recommended actions: one sentence per anomaly and mover (docs/reports.md)
+        "action.driver.bad": "Start with {subject}{share}: {hint}.",
+        "action.driver.good": "Led by {subject}{share}: {hint}.",
+        "action.everywhere": "No single {dimensions} explains it: {hint}.",
+        "action.plain": "{hint}.",
+        "action.partial_week": ("Wait for the full week before acting: this week has data for {days} of 7 days, "
+                                "so {label} compares part of a week with a whole one."),
+        "action.see_anomaly": "See the anomaly of {date}. {action}",
+        "action.breakdown.bad": ("Break {label} down by {dimensions} for {week} against {previous} to find "
+                                 "where the {movement} came from."),
+        "action.breakdown.good": ("Break {label} down by {dimensions} for {week} against {previous} to find "
+                                  "what worked."),
+        "hint.bad": "check what changed there on {date}: prices, stock, listings, checkout or campaigns",
+        "hint.good": "find out what worked there and whether it can be repeated",
+        "hint.refunds.bad": "check its refunds of {date} for a product fault, a delivery problem or a misleading listing",
+        "hint.discounts.bad": ("check which discount codes were used on {date} and whether a promotion ran wider "
+                               "than planned"),
+        "hint.churned_mrr.bad": "contact the customers who cancelled on {date} and ask why",
+        "hint.churned_subscriptions.bad": "contact the customers who cancelled on {date} and ask why",
+        "hint.contraction_mrr.bad": "contact the customers who downgraded on {date} and ask why",
+        "hint.new_mrr.bad": "check sign-ups, trials and the pricing page for {date}",
+        "hint.new_subscriptions.bad": "check sign-ups, trials and the pricing page for {date}",
+        "hint.expansion_mrr.bad": "check upgrade prompts and seat limits for {date}",
+        "hint.mrr.bad": "check the cancellations and downgrades of {date}",
+        "hint.arr.bad": "check the cancellations and downgrades of {date}",
+        "hint.net_new_mrr.bad": "check the cancellations and downgrades of {date}",
     },
 }
 
@@ -98,13 +125,17 @@ class Wording:
 
     def say(self, key: str, **values: object) -> str:
         """The message `key` in the report's language (English when that language lacks it)."""
-        template = MESSAGES.get(self.language, {}).get(key) or MESSAGES[DEFAULT_LOCALE][key]
+        template = MESSAGES.get(self.language, {}).get(key) or MESSAGES[DEFAULT_LOCALE][key]  # KeyError: unknown
         return template.format(**values)
 
     def number(self, value: float, digits: int = 0) -> str:
         """|value| with the locale's separators and `digits` decimals: "1,234.5", "1.234,5"."""
         pattern = "#,##0" + ("." + "0" * digits if digits else "")
         return format_decimal(abs(value), format=pattern, locale=self.locale, decimal_quantization=True)
+
+    def decimal(self, value: float, digits: int = 1) -> str:
+        """A signed plain number: "−4.4", "6.2"."""
+        return self._signed(self.number(value, digits), round(value, digits), False)
 
     def money(self, value: float | None, *, signed: bool = False, whole: bool = False) -> str:
         """An amount with its symbol (or ISO code) and the currency's minor digits: "$1,234.50", "¥1,235".

@@ -14,7 +14,7 @@ PACK = Pack(
     dimensions=(
         Dimension("product", "product"),
         Dimension("country", "country"),
-        Dimension("customer_type", "new vs returning"),
+        Dimension("customer_type", "customer type"),
     ),
     metrics=(
         Metric("net_sales", "Net sales", "currency", can_be_negative=True, dimensions=BY_LINE),

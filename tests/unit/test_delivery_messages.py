@@ -46,6 +46,9 @@ def test_slack_message_has_summary_every_kpi_and_anomalies_with_drivers():
     anomaly = sections[-1]["text"]["text"]
     assert anomaly.startswith("*Orders* on 2026-03-04 (Wednesday)")
     assert "• Online store &lt;web&gt; &amp; co: −10 orders" in anomaly and "• Mobile app" in anomaly
+    action = facts["anomalies"][-1]["action"]
+    assert action.startswith("Start with channel Online store, 50% of the drop: check what changed there")
+    assert f"→ {slack.escape(action)}" in anomaly  # what to do, under the drivers
     assert message["metadata"] == {"event_type": slack.EVENT_TYPE,
                                    "event_payload": {"idempotency_key": KEY, "report_id": "r"}}
     # the notification text is parsed like mrkdwn too: escaped as well

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from html import escape as html_escape
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 
@@ -387,7 +388,7 @@ def test_driver_phrases_carry_the_currency_and_the_usual_share_that_ranks_them()
     report = shop_report(anomalies=net_sales_rise(), drivers=drivers)
     phrases = [driver["phrase"] for driver in report.facts["anomalies"][0]["drivers"]]
     assert phrases == [
-        "new vs returning returning: $764.00 against $140.00 on usual Wednesdays (+446%), 39% of the rise "
+        "customer type returning: $764.00 against $140.00 on usual Wednesdays (+446%), 39% of the rise "
         "(usually 10%)",
         "country BR: $2,630.00 against $1,190.00 on usual Wednesdays (+121%), 90% of the rise (usually 85%)",
         "product Tent: $160.00 against none on usual Wednesdays, 10% of the rise (usually 0%)",
@@ -441,3 +442,44 @@ def test_chart_axis_ticks_are_whole_amounts_and_counts():
     for label, ticks in labels.items():
         assert ticks and all(re.fullmatch(r"−?\$?\d{1,3}(,\d{3})*", tick) for tick in ticks), (label, ticks)
     assert all(tick.startswith("$") for tick in labels["Net sales"])
+
+
+# --- recommended actions --------------------------------------------------------------------------
+
+
+def test_every_anomaly_and_mover_says_what_to_do_from_its_drivers():
+    anomalies, drivers = anomaly_frames()
+    report = shop_report(anomalies=anomalies, drivers=drivers)
+    refunds, orders = report.facts["anomalies"]
+    assert refunds["action"] == ("Start with product Trail Tent, 81% of the rise: check its refunds of 2026-03-04 "
+                                 "for a product fault, a delivery problem or a misleading listing.")
+    assert orders["action"] == ("Start with country DE, 64% of the drop: check what changed there on 2026-03-06: "
+                                "prices, stock, listings, checkout or campaigns.")
+    movers = {mover["metric"]: mover["action"] for mover in report.facts["movers"]}
+    assert len(movers) == 5
+    # a mover with an anomaly this week follows it; the others are broken down by the pack's dimensions
+    assert movers["refunds"] == f"See the anomaly of 2026-03-04. {refunds['action']}"
+    assert movers["discounts"] == ("Break Discounts down by product, country or customer type for 2026-W10 "
+                                   "against 2026-W09 to find where the rise came from.")
+    assert movers["new_customers"] == ("Break New customers down by country for 2026-W10 against 2026-W09 "
+                                       "to find what worked.")
+    for action in [refunds["action"], orders["action"], *movers.values()]:
+        assert f"→ {action}" in report.text and f"→ {html_escape(action)}" in report.html
+    assert check_numbers(report.text, report.facts) == []
+
+
+def test_without_a_driver_the_action_says_no_slice_explains_it():
+    report = shop_report(anomalies=net_sales_rise(direction="down", value=300.0))
+    assert report.facts["anomalies"][0]["action"] == (
+        "No single product, country or customer type explains it: check what changed there on 2026-03-04: "
+        "prices, stock, listings, checkout or campaigns.")
+
+
+def test_a_partial_week_says_wait_before_acting_on_summed_metrics():
+    days = ecommerce_days().loc[:"2026-03-04"]  # Monday to Wednesday of W10
+    report = build_report(workspace_id="s", pack=ECOMMERCE, daily=days, week="2026-W10", timezone="UTC",
+                          currency="USD")
+    assert report.facts["week"]["days_with_data"] == 3
+    for mover in report.facts["movers"]:
+        assert mover["action"] == ("Wait for the full week before acting: this week has data for 3 of 7 days, so "
+                                   f"{mover['label']} compares part of a week with a whole one.")

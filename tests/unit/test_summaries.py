@@ -7,7 +7,7 @@ import time
 import pytest
 
 from pipelines.insights.summaries import (
-    MAX_REPLY_CHARACTERS, build_messages, check_claims, check_numbers, summarize, template_summary,
+    MAX_REPLY_CHARACTERS, build_messages, check_actions, check_claims, check_numbers, summarize, template_summary,
 )
 from pipelines.settings import LlmSettings, SettingsError, load_settings
 from tests.openai_standin import OpenAIStandIn
@@ -314,3 +314,25 @@ def test_the_template_and_a_faithful_reply_make_no_false_claims(facts, llm):
 def test_spelled_out_amounts_are_numbers_too():
     assert check_numbers("orders fell thirty-two percent", LABELLED) == []
     assert check_numbers("net sales rose fifteen percent", LABELLED) == ["fifteen percent"]
+
+
+def test_the_template_ends_with_the_recommended_actions_and_passes_every_check(facts):
+    text = template_summary(facts)
+    for anomaly in facts["anomalies"]:
+        assert anomaly["action"] in text
+    assert check_numbers(text, facts) == [] and check_claims(text, facts) == [] and check_actions(text, facts) == []
+
+
+def test_a_reply_may_repeat_the_reports_actions_but_advise_nothing_else(llm, facts):
+    action = facts["anomalies"][0]["action"]
+    assert check_actions(f"Refunds jumped on 2026-03-04. {action}", facts) == []
+    invented = "Pause all advertising until refunds settle."
+    assert check_actions(f"Refunds jumped on 2026-03-04. {invented}", facts) == [invented]
+    # the action's numbers are facts too: a changed share fails the number check
+    assert check_numbers(action.replace("81%", "91%"), facts) == ["91%"]
+    llm.reply(lambda request: f"{faithful(request)} We recommend cutting prices on Trail Tent.")
+    summary = summarize(facts, settings(llm))
+    assert summary.source == "template"
+    assert "'We recommend cutting prices on Trail Tent.' is no recommended action" in summary.reason
+    llm.reply(lambda request: f"{faithful(request)} {action}")
+    assert summarize(facts, settings(llm)).source == "llm"
