@@ -92,6 +92,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         report = build_report(
             workspace_id=workspace.id, pack=pack_for(workspace.vertical), daily=_daily_metrics(warehouse, workspace),
             week=week, timezone=workspace.timezone, currency=workspace.currency, workspace_name=workspace.name,
+            locale=workspace.locale,
             anomalies=warehouse.query("select * from insights.anomalies where workspace_id = %s", [workspace.id]),
             drivers=warehouse.query("select anomaly_id, rank, dimension, dimension_value as value, expected, "
                                     "actual, share, usual_share, phrase from insights.anomaly_drivers "

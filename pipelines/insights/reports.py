@@ -349,7 +349,7 @@ def _metric_facts(metric: Metric, weekly: pd.Series, wording: Wording) -> dict[s
     digits = minor_digits(wording.currency) if metric.unit == "currency" else 6
     return {
         "name": metric.name,
-        "label": metric.label,
+        "label": wording.label("metric", metric.name, metric.label),
         "unit": metric.unit,
         "aggregation": "ratio" if metric.ratio else "last_day" if metric.stock else "sum",
         "up_is_good": metric.up_is_good,
@@ -448,7 +448,7 @@ def _anomaly_fact(row: dict[str, Any], pack: Pack, wording: Wording) -> dict[str
     return {
         "id": str(row["anomaly_id"]),
         "metric": metric.name,
-        "label": metric.label,
+        "label": wording.label("metric", metric.name, metric.label),
         "unit": metric.unit,
         "date": row["date"].date().isoformat(),
         "weekday": wording.weekday(row["date"].date()),
@@ -480,12 +480,12 @@ def _direction_words(direction: str | None, outcome: str | None, rule: str | Non
     """"above expected, good news" / "below last week, bad news": the pack decides good or bad."""
     if direction not in ("up", "down"):
         return wording.say("n/a")
-    return wording.say("direction", where=wording.say("above" if direction == "up" else "below"),
-                       base=_base(rule, wording), outcome=wording.say(outcome))
+    base = "last_week" if rule == "week_over_week" else "expected"
+    return wording.say("direction", where=wording.say(f"where.{direction}.{base}"), outcome=wording.say(outcome))
 
 
 def _base(rule: str | None, wording: Wording) -> str:
-    return wording.say("last_week_base" if rule == "week_over_week" else "expected")
+    return wording.say("base.last_week" if rule == "week_over_week" else "base.expected")
 
 
 def _hint(metric: str, outcome: str | None, day: str, wording: Wording) -> str:
@@ -499,7 +499,7 @@ def _hint(metric: str, outcome: str | None, day: str, wording: Wording) -> str:
 
 def _dimensions(metric: Metric, pack: Pack, wording: Wording) -> str:
     """"product, country or customer type": the slices a metric can be broken down by."""
-    labels = [_dimension_label(pack, name) for name in metric.dimensions]
+    labels = [_dimension_label(pack, name, wording) for name in metric.dimensions]
     return labels[0] if len(labels) == 1 else wording.say("or", first=", ".join(labels[:-1]), last=labels[-1])
 
 
@@ -526,13 +526,13 @@ def _mover_action(mover: dict[str, Any], facts: dict[str, Any], pack: Pack, word
     metric = pack.metric(mover["metric"])
     days = facts["week"]["days_with_data"]
     if days < 7 and not metric.stock:
-        return wording.say("action.partial_week", days=days, label=metric.label)
+        return wording.say("action.partial_week", days=days, label=mover["label"])
     anomaly = next((a for a in facts["anomalies"] if a["metric"] == metric.name), None)
     if anomaly is not None:
         return wording.say("action.see_anomaly", date=anomaly["date"], action=anomaly["action"])
     if metric.dimensions:
         delta = next(m["delta"] for m in facts["metrics"] if m["name"] == metric.name) or 0
-        return wording.say(f"action.breakdown.{mover['outcome'] or 'bad'}", label=metric.label,
+        return wording.say(f"action.breakdown.{mover['outcome'] or 'bad'}", label=mover["label"],
                            movement=wording.say("drop" if delta < 0 else "rise"),
                            dimensions=_dimensions(metric, pack, wording), week=facts["week"]["label"],
                            previous=facts["previous_week"]["label"])
@@ -567,7 +567,7 @@ def _driver_facts(drivers: pd.DataFrame | None, anomaly: dict[str, Any], pack: P
             "rank": len(found) + 1, "dimension": row["dimension"], "value": str(row["value"]),
             "share_pct": _rounded(None if share is None else share * 100, 1),
             "usual_share_pct": _rounded(None if usual is None else usual * 100, 1),
-            "subject": _driver_subject(row, pack),
+            "subject": _driver_subject(row, pack, wording),
             "phrase": _driver_phrase(row, anomaly, pack, wording),
         })
     return found[:top]
@@ -584,13 +584,14 @@ def _share_words(share: float | None, usual: float | None, anomaly: dict[str, An
     return wording.say("offsetting", share=part) if round(share, 2) < 0 else part
 
 
-def _dimension_label(pack: Pack, name: str) -> str:
-    return next((d.label for d in pack.dimensions if d.name == name), str(name).replace("_", " "))
+def _dimension_label(pack: Pack, name: str, wording: Wording) -> str:
+    label = next((d.label for d in pack.dimensions if d.name == name), str(name).replace("_", " "))
+    return wording.label("dimension", name, label)
 
 
-def _driver_subject(row: dict[str, Any], pack: Pack) -> str:
+def _driver_subject(row: dict[str, Any], pack: Pack, wording: Wording) -> str:
     """"country DE", "product Trail Tent": the slice a driver is."""
-    return f"{_dimension_label(pack, row['dimension'])} {row['value']}"
+    return f"{_dimension_label(pack, row['dimension'], wording)} {row['value']}"
 
 
 def _driver_phrase(row: dict[str, Any], anomaly: dict[str, Any], pack: Pack, wording: Wording) -> str:
@@ -599,12 +600,12 @@ def _driver_phrase(row: dict[str, Any], anomaly: dict[str, Any], pack: Pack, wor
     if "actual" not in row:  # a hand-made or older frame: its own phrase
         return str(row["phrase"])
     metric = pack.metric(anomaly["metric"])
-    dimension = _dimension_label(pack, row["dimension"])
+    dimension = _dimension_label(pack, row["dimension"], wording)
     part = _share_words(_number(row.get("share")), _number(row.get("usual_share")), anomaly, wording)
     if str(row["value"]) == UNATTRIBUTED:
         return wording.say("driver_unattributed", dimension=dimension, share=part)
     # A ratio metric's slices carry their own ratio (a slice's AOV): say which.
-    what = _driver_subject(row, pack) + (f" {metric.label}" if metric.ratio else "")
+    what = _driver_subject(row, pack, wording) + (f" {anomaly['label']}" if metric.ratio else "")
     actual, expected = _number(row.get("actual")) or 0.0, _number(row.get("expected"))
     weekdays = wording.weekdays(date.fromisoformat(anomaly["date"]))
     if not expected:
@@ -838,7 +839,7 @@ def chart_panels(facts: dict[str, Any], pack: Pack) -> tuple[list[tuple], dict[s
     panels = []
     for name in facts["headline"]:
         metric = pack.metric(name)
-        panels.append((metric.label, by_name[name]["weekly"],
+        panels.append((by_name[name]["label"], by_name[name]["weekly"],
                        lambda value, unit=metric.unit: wording.value(unit, value, whole=True), metric.unit != "ratio"))
     title = wording.say("chart_title", name=facts["workspace"]["name"], weeks=len(facts["weeks"]),
                         week=facts["week"]["label"])

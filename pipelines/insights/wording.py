@@ -24,6 +24,7 @@ MINUS = "−"  # a true minus sign, as the drivers' phrases use
 # its ISO code ("CHF 1,234.50").
 SYMBOLS = {
     "en": {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"},
+    "pt": {"BRL": "R$", "USD": "US$", "EUR": "€", "GBP": "£"},
 }
 
 MESSAGES: dict[str, dict[str, str]] = {
@@ -56,17 +57,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "band": "{lower} to {upper}",
         "stake": "; {impact} at stake",
         "holiday": "; on {holiday}, against the same holiday last year",
-        "above": "above", "below": "below",
-        "expected": "expected", "last_week_base": "last week",
-        "direction": "{where} {base}, {outcome} news",
+        "where.up.expected": "above expected", "where.down.expected": "below expected",
+        "where.up.last_week": "above last week", "where.down.last_week": "below last week",
+        "base.expected": "expected", "base.last_week": "last week",
+        "direction": "{where}, {outcome} news",
         "severity.high": "high", "severity.medium": "medium", "severity.low": "low",
         "related": "also {label} {value} against {expected} {base} ({date}, {rule})",
         "chart_title": "{name}: last {weeks} weeks to {week}",
         "chart_alt": "Trend of the headline metrics, {weeks} weeks",
         # driver phrases: "country DE: $1,201.20 against $300.00 on usual Wednesdays (+300%), 75% of
         # the rise (usually 20%)"
-        "driver": "{what}: {actual} against {expected} on usual {weekdays} ({change}), {share}",
-        "driver_new": "{what}: {actual} against none on usual {weekdays}, {share}",
+        "driver": "{what}: {actual} against {expected} on {weekdays} ({change}), {share}",
+        "driver_new": "{what}: {actual} against none on {weekdays}, {share}",
+        "usual_weekdays": "usual {weekdays}",
         "driver_unattributed": "not attributed to one {dimension}: {share}",
         "share": "{share} of the {movement} (usually {usual})",
         "share_plain": "{share} of the {movement}",
@@ -99,6 +102,127 @@ MESSAGES: dict[str, dict[str, str]] = {
         "hint.mrr.bad": "check the cancellations and downgrades of {date}",
         "hint.arr.bad": "check the cancellations and downgrades of {date}",
         "hint.net_new_mrr.bad": "check the cancellations and downgrades of {date}",
+        # the template summary (pipelines/insights/summaries.py)
+        "summary.week": "{name}, week {week} ({start} to {end}).",
+        "summary.headline": "{label} {current} ({change} on the week before)",
+        "summary.no_comparison": "{label} {current} (no comparison with the week before)",
+        "summary.moves": "Biggest moves: {moves}.",
+        "summary.move": "{label} {change} ({outcome})",
+        "summary.anomaly": "Anomaly on {date}: {label} was {value} against {expected} expected{driver}.",
+        "summary.led_by": ", led by {phrase}",
+        "summary.more": "{count} more anomalies are listed below.",
+        "summary.none": "No anomalies this week.",
+        # Slack (pipelines/deliver/slack.py)
+        "slack.period": "Monday {start} to Sunday {end} ({timezone}), compared with {previous}",
+        "slack.anomalies": "*Anomalies this week: {count}*",
+        "slack.no_anomalies": "*Anomalies this week:* none",
+        "slack.anomaly": "*{label}* on {date} ({weekday}): {value}, expected {expected} (band {band}); {direction}, "
+                         "severity {severity}",
+        "slack.more": "{count} more in the emailed report",
+        "slack.chart_title": "{name}: trend to {week}",
+        "slack.chart_alt": "Trend of {metrics} over the last {weeks} weeks",
+    },
+    "pt": {
+        "title": "Relatório semanal: {name}, {week}",
+        "period": "Segunda-feira {start} a domingo {end}, {timezone}; comparado com {previous}",
+        "partial": " (dados de {days} de 7 dias)",
+        "metric": "Métrica",
+        "this_week": "Esta semana",
+        "last_week": "Semana passada",
+        "change": "Variação",
+        "history": "Últimas {weeks} semanas",
+        "movers": "Maiores variações",
+        "anomalies": "Anomalias",
+        "none": "nenhuma",
+        "none_this_week": "nenhuma nesta semana",
+        "held_back": "{count} achados menores desta semana estão em insights.anomalies",
+        "good": "boa",
+        "bad": "ruim",
+        "flat": "estável",
+        "n/a": "n/d",
+        "unchanged": "sem variação",
+        "from_zero": "a partir de zero",
+        "from_near_zero": "a partir de quase zero",
+        "turned_negative": "ficou negativo",
+        "turned_positive": "ficou positivo",
+        "anomaly": ("{date} ({weekday}): {label} {value}, esperado {expected} (faixa {band}); {direction}, "
+                    "gravidade {severity}, pontuação {score}, regra {rule}{stake}{holiday}"),
+        "band": "{lower} a {upper}",
+        "stake": "; {impact} em jogo",
+        "holiday": "; em {holiday}, comparado com o mesmo feriado do ano passado",
+        "where.up.expected": "acima do esperado", "where.down.expected": "abaixo do esperado",
+        "where.up.last_week": "acima da semana passada", "where.down.last_week": "abaixo da semana passada",
+        "base.expected": "esperado", "base.last_week": "na semana passada",
+        "direction": "{where}, notícia {outcome}",
+        "severity.high": "alta", "severity.medium": "média", "severity.low": "baixa",
+        "related": "também {label} {value} contra {expected} {base} ({date}, {rule})",
+        "chart_title": "{name}: últimas {weeks} semanas até {week}",
+        "chart_alt": "Tendência das métricas principais, {weeks} semanas",
+        "driver": "{what}: {actual} contra {expected} {weekdays} ({change}), {share}",
+        "driver_new": "{what}: {actual} contra nada {weekdays}, {share}",
+        "usual_weekdays": "{weekdays} habituais",
+        "weekdays.0": "nas segundas-feiras", "weekdays.1": "nas terças-feiras", "weekdays.2": "nas quartas-feiras",
+        "weekdays.3": "nas quintas-feiras", "weekdays.4": "nas sextas-feiras", "weekdays.5": "nos sábados",
+        "weekdays.6": "nos domingos",
+        "driver_unattributed": "sem um único {dimension} responsável: {share}",
+        "share": "{share} da {movement} (normalmente {usual})",
+        "share_plain": "{share} da {movement}",
+        "offsetting": "compensando {share}",
+        "rise": "alta", "drop": "queda",
+        "or": "{first} ou {last}",
+        "action.driver.bad": "Comece por {subject}{share}: {hint}.",
+        "action.driver.good": "Puxado por {subject}{share}: {hint}.",
+        "action.everywhere": "Nenhum corte por {dimensions} explica isso sozinho: {hint}.",
+        "action.partial_week": ("Espere a semana completa antes de agir: esta semana tem dados de {days} de 7 dias, "
+                                "então {label} compara parte de uma semana com uma semana inteira."),
+        "action.see_anomaly": "Veja a anomalia de {date}. {action}",
+        "action.breakdown.bad": ("Divida {label} por {dimensions} em {week} contra {previous} para achar de onde "
+                                 "veio a {movement}."),
+        "action.breakdown.good": ("Divida {label} por {dimensions} em {week} contra {previous} para achar o que "
+                                  "funcionou."),
+        "hint.bad": "verifique o que mudou ali em {date}: preços, estoque, anúncios, checkout ou campanhas",
+        "hint.good": "descubra o que funcionou ali e se dá para repetir",
+        "hint.refunds.bad": ("verifique os reembolsos de {date}: defeito no produto, problema na entrega ou "
+                             "anúncio enganoso"),
+        "hint.discounts.bad": "verifique quais cupons foram usados em {date} e se uma promoção foi além do planejado",
+        "hint.churned_mrr.bad": "fale com os clientes que cancelaram em {date} e pergunte o motivo",
+        "hint.churned_subscriptions.bad": "fale com os clientes que cancelaram em {date} e pergunte o motivo",
+        "hint.contraction_mrr.bad": "fale com os clientes que reduziram o plano em {date} e pergunte o motivo",
+        "hint.new_mrr.bad": "verifique cadastros, testes grátis e a página de preços em {date}",
+        "hint.new_subscriptions.bad": "verifique cadastros, testes grátis e a página de preços em {date}",
+        "hint.expansion_mrr.bad": "verifique os convites para upgrade e os limites de assentos em {date}",
+        "hint.mrr.bad": "verifique os cancelamentos e reduções de plano de {date}",
+        "hint.arr.bad": "verifique os cancelamentos e reduções de plano de {date}",
+        "hint.net_new_mrr.bad": "verifique os cancelamentos e reduções de plano de {date}",
+        "summary.week": "{name}, semana {week} ({start} a {end}).",
+        "summary.headline": "{label} {current} ({change} sobre a semana anterior)",
+        "summary.no_comparison": "{label} {current} (sem comparação com a semana anterior)",
+        "summary.moves": "Maiores variações: {moves}.",
+        "summary.anomaly": "Anomalia em {date}: {label} foi {value} contra {expected} esperado{driver}.",
+        "summary.led_by": ", puxada por {phrase}",
+        "summary.more": "Outras {count} anomalias estão listadas abaixo.",
+        "summary.none": "Nenhuma anomalia nesta semana.",
+        "slack.period": "Segunda-feira {start} a domingo {end} ({timezone}), comparado com {previous}",
+        "slack.anomalies": "*Anomalias nesta semana: {count}*",
+        "slack.no_anomalies": "*Anomalias nesta semana:* nenhuma",
+        "slack.anomaly": "*{label}* em {date} ({weekday}): {value}, esperado {expected} (faixa {band}); {direction}, "
+                         "gravidade {severity}",
+        "slack.more": "Mais {count} no relatório por e-mail",
+        "slack.chart_title": "{name}: tendência até {week}",
+        "slack.chart_alt": "Tendência de {metrics} nas últimas {weeks} semanas",
+        # the packs' metric and dimension labels
+        "metric.net_sales": "Vendas líquidas", "metric.gross_sales": "Vendas brutas", "metric.discounts": "Descontos",
+        "metric.refunds": "Reembolsos", "metric.orders": "Pedidos", "metric.units": "Unidades vendidas",
+        "metric.aov": "Ticket médio", "metric.new_customers": "Clientes novos",
+        "metric.returning_customers": "Clientes recorrentes", "metric.net_new_mrr": "MRR novo líquido",
+        "metric.new_mrr": "MRR novo", "metric.expansion_mrr": "MRR de expansão",
+        "metric.contraction_mrr": "MRR de contração", "metric.churned_mrr": "MRR cancelado",
+        "metric.reactivation_mrr": "MRR de reativação", "metric.active_subscriptions": "Assinaturas ativas",
+        "metric.active_customers": "Clientes ativos", "metric.new_subscriptions": "Assinaturas novas",
+        "metric.churned_subscriptions": "Assinaturas canceladas",
+        "dimension.product": "produto", "dimension.country": "país", "dimension.customer_type": "tipo de cliente",
+        "dimension.plan": "plano", "dimension.movement_type": "tipo de movimento",
+        "dimension.billing_currency": "moeda de cobrança",
     },
 }
 
@@ -127,6 +251,10 @@ class Wording:
         """The message `key` in the report's language (English when that language lacks it)."""
         template = MESSAGES.get(self.language, {}).get(key) or MESSAGES[DEFAULT_LOCALE][key]  # KeyError: unknown
         return template.format(**values)
+
+    def label(self, kind: str, name: str, default: str) -> str:
+        """A pack metric's or dimension's name in the report's language (`kind` "metric" or "dimension")."""
+        return MESSAGES.get(self.language, {}).get(f"{kind}.{name}", default)
 
     def number(self, value: float, digits: int = 0) -> str:
         """|value| with the locale's separators and `digits` decimals: "1,234.5", "1.234,5"."""
@@ -177,9 +305,9 @@ class Wording:
         return format_date(day, "EEEE", locale=self.locale)
 
     def weekdays(self, day: date) -> str:
-        """The plural used in "usual Wednesdays": the language's own table, else English's rule."""
-        plural = MESSAGES.get(self.language, {}).get(f"weekdays.{day.weekday()}")
-        return plural or self.weekday(day) + "s"
+        """"usual Wednesdays", "nas quartas-feiras habituais": the language's own plurals, else English's rule."""
+        plural = MESSAGES.get(self.language, {}).get(f"weekdays.{day.weekday()}") or self.weekday(day) + "s"
+        return self.say("usual_weekdays", weekdays=plural)
 
     @staticmethod
     def _signed(text: str, rounded: float, signed: bool) -> str:

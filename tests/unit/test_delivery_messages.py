@@ -94,3 +94,16 @@ def test_message_id_depends_only_on_the_key_and_domain(other):
     assert message_id(KEY, "a@abos.example") == message_id(KEY, "Reports <b@abos.example>")
     assert message_id(KEY, "a@abos.example").endswith("@abos.example>")
     assert message_id(other, "a@abos.example") != message_id(KEY, "a@abos.example")
+
+
+def test_a_portuguese_report_is_posted_in_portuguese():
+    from tests.unit.test_reports import br_report
+
+    facts = br_report().facts
+    message = slack.report_message(facts, None, channel="#loja", key=KEY, report_id="r")
+    texts = [b["text"]["text"] for b in message["blocks"] if b["type"] in ("header", "section") and "text" in b]
+    assert texts[0] == "Relatório semanal: Loja Verde, 2026-W10"
+    assert texts[-2] == "*Anomalias nesta semana: 1*"
+    assert texts[-1].startswith("*Reembolsos* em 2026-03-04 (quarta-feira): R$\u00a0912,50, esperado R$\u00a0150,00")
+    assert "→ Comece por produto Trail Tent" in texts[-1]
+    assert slack.chart_upload(facts)["alt_txt"] == "Tendência de Vendas líquidas, Pedidos, Ticket médio nas últimas 12 semanas"

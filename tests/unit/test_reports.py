@@ -483,3 +483,50 @@ def test_a_partial_week_says_wait_before_acting_on_summed_metrics():
     for mover in report.facts["movers"]:
         assert mover["action"] == ("Wait for the full week before acting: this week has data for 3 of 7 days, so "
                                    f"{mover['label']} compares part of a week with a whole one.")
+
+
+# --- languages and number formats ---------------------------------------------------------------
+
+
+def br_report():
+    anomalies = net_sales_rise(metric="refunds", value=912.5, expected=150.0, lower=-20.0, upper=280.0)
+    drivers = driver_rows("a", [(1, "product", "Trail Tent", 150.0, 800.0, 0.81, 0.12)])
+    return build_report(workspace_id="br", workspace_name="Loja Verde", pack=ECOMMERCE, daily=ecommerce_days(),
+                        week="2026-W10", timezone="America/Sao_Paulo", currency="BRL", anomalies=anomalies,
+                        drivers=drivers, locale="pt_BR")
+
+
+def test_a_pt_br_workspace_reads_its_report_in_portuguese_with_brazilian_numbers():
+    report = br_report()
+    days = ecommerce_days()
+    net_sales = days.loc[THIS_WEEK, "net_sales"].sum()
+    lines = report.text.splitlines()
+    assert lines[0] == "Relatório semanal: Loja Verde, 2026-W10"
+    assert lines[1] == "Segunda-feira 2026-03-02 a domingo 2026-03-08, America/Sao_Paulo; comparado com 2026-W09"
+    assert lines[3].split() == ["Métrica", "Esta", "semana", "Semana", "passada", "Variação", "Últimas", "12", "semanas"]
+    whole, cents = f"{net_sales:,.2f}".split(".")
+    assert metric(report, "net_sales")["display"]["current"] == f"R$\u00a0{whole.replace(',', '.')},{cents}"
+    assert metric(report, "net_sales")["label"] == "Vendas líquidas" and metric(report, "aov")["label"] == "Ticket médio"
+    change = days.loc[THIS_WEEK, "orders"].sum() / days.loc[LAST_WEEK, "orders"].sum() - 1
+    assert metric(report, "orders")["display"]["change"] == f"{change:+.1%}".replace(".", ",")
+    anomaly = report.facts["anomalies"][0]
+    assert anomaly["weekday"] == "quarta-feira"
+    assert anomaly["display"]["band"] == "R$\u00a00,00 a R$\u00a0280,00"
+    assert anomaly["display"]["direction"] == "acima do esperado, notícia ruim"
+    assert anomaly["drivers"][0]["phrase"] == ("produto Trail Tent: R$\u00a0800,00 contra R$\u00a0150,00 nas "
+                                               "quartas-feiras habituais (+433%), 81% da alta (normalmente 12%)")
+    assert anomaly["action"].startswith("Comece por produto Trail Tent, 81% da alta (normalmente 12%): verifique "
+                                        "os reembolsos de 2026-03-04")
+    assert '<html lang="pt">' in report.html and "Maiores variações" in report.html
+    assert "Anomalias" in report.markdown
+    # the numbers stay facts: the fact check reads them in the report's locale
+    assert check_numbers(report.text, report.facts) == []
+
+
+def test_english_is_the_default_and_a_language_without_a_table_keeps_its_number_formats():
+    assert shop_report().facts["workspace"]["locale"] == "en"
+    german = build_report(workspace_id="de", pack=ECOMMERCE, daily=ecommerce_days(), week="2026-W10",
+                          timezone="Europe/Berlin", currency="EUR", locale="de_DE")
+    net_sales = metric(german, "net_sales")["display"]["current"]
+    assert net_sales.startswith("€") and "," in net_sales[-3:]  # German separators: €23.896,03
+    assert german.text.splitlines()[0].startswith("Weekly report:")  # no German table: English words

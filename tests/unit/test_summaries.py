@@ -336,3 +336,27 @@ def test_a_reply_may_repeat_the_reports_actions_but_advise_nothing_else(llm, fac
     assert "'We recommend cutting prices on Trail Tent.' is no recommended action" in summary.reason
     llm.reply(lambda request: f"{faithful(request)} {action}")
     assert summarize(facts, settings(llm)).source == "llm"
+
+
+def test_a_portuguese_report_is_summarized_and_checked_in_portuguese(llm):
+    from tests.unit.test_reports import br_report
+
+    facts = br_report().facts
+    template = template_summary(facts)
+    assert template.startswith("Loja Verde, semana 2026-W10 (2026-03-02 a 2026-03-08). Vendas líquidas R$")
+    assert "Anomalia em 2026-03-04: Reembolsos foi R$\u00a0912,50 contra R$\u00a0150,00 esperado" in template
+    assert check_numbers(template, facts) == [] and check_claims(template, facts) == []
+    assert check_actions(template, facts) == []
+    assert "Write in Portuguese (Brazil)" in build_messages(facts)[0]["content"]
+    net_sales = next(metric for metric in facts["metrics"] if metric["name"] == "net_sales")["display"]
+    honest = (f"Na semana 2026-W10, as vendas líquidas foram {net_sales['current']}, {net_sales['change']} sobre a "
+              f"semana anterior. Os reembolsos chegaram a R$ 912,50 em 2026-03-04, contra R$ 150 esperados.")
+    assert check_numbers(honest, facts) == [] and check_claims(honest, facts) == []
+    # Brazilian separators are read as such: R$ 1.912,50 is 1,912.50, not 1.912
+    assert check_numbers("Os reembolsos chegaram a R$ 1.912,50.", facts) == ["R$ 1,912.50"]
+    fell = "As Vendas líquidas caíram na semana."
+    assert check_claims(fell, facts)[0][0] == "Vendas líquidas caíram"
+    assert check_actions("Recomendamos baixar os preços.", facts) == ["Recomendamos baixar os preços."]
+    llm.reply(lambda request: honest)
+    summary = summarize(facts, settings(llm))
+    assert (summary.source, summary.text) == ("llm", honest)
