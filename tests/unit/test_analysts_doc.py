@@ -54,3 +54,16 @@ def test_the_documented_queries_are_found():
     assert len(queries) >= 15
     bridge = next(query for query in queries if "MRR bridge" in query)
     assert "opening_mrr" in bridge and "closing_mrr" in bridge
+
+
+def test_abos_docs_tables_checks_and_rewrites_a_stale_reference(tmp_path, capsys):
+    from pipelines.cli import main
+    from pipelines.transform.reference import update_analysts_doc
+
+    assert main(["docs", "tables", "--check"]) == 0
+    stale = tmp_path / "analysts.md"
+    committed = ANALYSTS_DOC.read_text()
+    stale.write_text(committed.replace("### `marts.orders`", "### `marts.orders_old`"))
+    assert update_analysts_doc(stale, check=True) is False and "orders_old" in stale.read_text()  # --check writes nothing
+    assert update_analysts_doc(stale) is False and stale.read_text() == committed
+    assert update_analysts_doc(stale, check=True) is True

@@ -530,3 +530,23 @@ def test_english_is_the_default_and_a_language_without_a_table_keeps_its_number_
     net_sales = metric(german, "net_sales")["display"]["current"]
     assert net_sales.startswith("€") and "," in net_sales[-3:]  # German separators: €23.896,03
     assert german.text.splitlines()[0].startswith("Weekly report:")  # no German table: English words
+
+
+def test_the_portuguese_table_has_every_message_with_the_same_placeholders():
+    import string
+
+    from pipelines.insights.wording import MESSAGES
+
+    def fields(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    english, portuguese = MESSAGES["en"], MESSAGES["pt"]
+    shared = {"mover", "summary.move", "action.plain"}  # the same words in both languages
+    assert set(english) - set(portuguese) == shared
+    for key, text in portuguese.items():
+        if key in english:
+            assert fields(text) == fields(english[key]), key
+    for pack in (ECOMMERCE, SAAS):
+        for item in pack.metrics:
+            assert f"metric.{item.name}" in portuguese or item.label.isupper()  # MRR, ARR, ARPA stay
+        assert {f"dimension.{dimension.name}" for dimension in pack.dimensions} <= set(portuguese)
