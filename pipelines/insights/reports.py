@@ -689,13 +689,14 @@ def _anomaly_line(anomaly: dict[str, Any], wording: Wording) -> str:
                        value=shown["value"], expected=shown["expected"], band=shown["band"],
                        direction=shown.get("direction", anomaly["direction"]),
                        severity=shown.get("severity", anomaly["severity"]), score=shown["score"],
-                       rule=anomaly["rule"], stake=stake, holiday=holiday)
+                       rule=wording.label("rule", anomaly["rule"], anomaly["rule"]), stake=stake, holiday=holiday)
 
 
 def _related_line(related: dict[str, Any], wording: Wording) -> str:
     shown = related["display"]
     return wording.say("related", label=related["label"], value=shown["value"], expected=shown["expected"],
-                       base=_base(related["rule"], wording), date=related["date"], rule=related["rule"])
+                       base=_base(related["rule"], wording), date=related["date"],
+                       rule=wording.label("rule", related["rule"], related["rule"]))
 
 
 def _held_back(facts: dict[str, Any]) -> str | None:

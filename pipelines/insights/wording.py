@@ -223,6 +223,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "dimension.product": "produto", "dimension.country": "país", "dimension.customer_type": "tipo de cliente",
         "dimension.plan": "plano", "dimension.movement_type": "tipo de movimento",
         "dimension.billing_currency": "moeda de cobrança",
+        "rule.band": "faixa", "rule.week_over_week": "semana contra semana",
     },
 }
 
@@ -253,7 +254,8 @@ class Wording:
         return template.format(**values)
 
     def label(self, kind: str, name: str, default: str) -> str:
-        """A pack metric's or dimension's name in the report's language (`kind` "metric" or "dimension")."""
+        """A pack metric's, dimension's or rule's name in the report's language (`kind` "metric",
+        "dimension" or "rule"), else `default`."""
         return MESSAGES.get(self.language, {}).get(f"{kind}.{name}", default)
 
     def number(self, value: float, digits: int = 0) -> str:
