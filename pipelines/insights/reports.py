@@ -591,7 +591,8 @@ def _dimension_label(pack: Pack, name: str, wording: Wording) -> str:
 
 def _driver_subject(row: dict[str, Any], pack: Pack, wording: Wording) -> str:
     """"country DE", "product Trail Tent": the slice a driver is."""
-    return f"{_dimension_label(pack, row['dimension'], wording)} {row['value']}"
+    value = wording.label("value", f"{row['dimension']}.{row['value']}", str(row["value"]))
+    return f"{_dimension_label(pack, row['dimension'], wording)} {value}"
 
 
 def _driver_phrase(row: dict[str, Any], anomaly: dict[str, Any], pack: Pack, wording: Wording) -> str:

@@ -224,6 +224,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "dimension.plan": "plano", "dimension.movement_type": "tipo de movimento",
         "dimension.billing_currency": "moeda de cobrança",
         "rule.band": "faixa", "rule.week_over_week": "semana contra semana",
+        # dimension values that are words of ours, not the shop's names
+        "value.customer_type.new": "novo", "value.customer_type.returning": "recorrente",
+        "value.movement_type.new": "novo", "value.movement_type.expansion": "expansão",
+        "value.movement_type.contraction": "contração", "value.movement_type.churn": "cancelamento",
+        "value.movement_type.reactivation": "reativação",
     },
 }
 
@@ -254,8 +259,8 @@ class Wording:
         return template.format(**values)
 
     def label(self, kind: str, name: str, default: str) -> str:
-        """A pack metric's, dimension's or rule's name in the report's language (`kind` "metric",
-        "dimension" or "rule"), else `default`."""
+        """A pack metric's, dimension's, rule's or dimension value's name in the report's language
+        (`kind` "metric", "dimension", "rule" or "value", a value named "<dimension>.<value>"), else `default`."""
         return MESSAGES.get(self.language, {}).get(f"{kind}.{name}", default)
 
     def number(self, value: float, digits: int = 0) -> str:

@@ -518,6 +518,10 @@ def test_a_pt_br_workspace_reads_its_report_in_portuguese_with_brazilian_numbers
     assert anomaly["action"].startswith("Comece por produto Trail Tent, 81% da alta (normalmente 12%): verifique "
                                         "os reembolsos de 2026-03-04")
     assert '<html lang="pt">' in report.html and "Maiores variações" in report.html
+    returning = driver_rows("a", [(1, "customer_type", "returning", 140.0, 764.0, 0.39, 0.10)])
+    shop = build_report(workspace_id="br", pack=ECOMMERCE, daily=ecommerce_days(), week="2026-W10", timezone="UTC",
+                        currency="BRL", anomalies=net_sales_rise(), drivers=returning, locale="pt_BR")
+    assert shop.facts["anomalies"][0]["drivers"][0]["subject"] == "tipo de cliente recorrente"
     assert "Anomalias" in report.markdown
     # the numbers stay facts: the fact check reads them in the report's locale
     assert check_numbers(report.text, report.facts) == []
