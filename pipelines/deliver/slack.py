@@ -23,7 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from pipelines.deliver.errors import DeliveryError
-from pipelines.insights.wording import DEFAULT_LOCALE, Wording
+from pipelines.insights.wording import Wording
 from pipelines.settings import Settings
 
 EVENT_TYPE = "abos_weekly_report"  # metadata event_type of report messages
@@ -102,7 +102,7 @@ def report_message(facts: dict[str, Any], summary: str | None, *, channel: str, 
     for start in range(0, len(fields), FIELDS_PER_SECTION):
         blocks.append({"type": "section", "fields": fields[start:start + FIELDS_PER_SECTION]})
     blocks.append({"type": "divider"})
-    anomalies, wording = facts["anomalies"], _wording(facts)
+    anomalies, wording = facts["anomalies"], Wording.of(facts)
     heading = wording.say("slack.anomalies", count=len(anomalies)) if anomalies else wording.say("slack.no_anomalies")
     blocks.append(_section(heading))
     blocks += [_section(_anomaly_text(anomaly, wording)) for anomaly in anomalies[:MAX_ANOMALIES]]
@@ -123,7 +123,7 @@ def report_message(facts: dict[str, Any], summary: str | None, *, channel: str, 
 
 def chart_upload(facts: dict[str, Any]) -> dict[str, str]:
     """files_upload_v2 arguments (besides the file and where it goes) for a report's trend chart."""
-    week, workspace, wording = facts["week"]["label"], facts["workspace"], _wording(facts)
+    week, workspace, wording = facts["week"]["label"], facts["workspace"], Wording.of(facts)
     labels = {metric["name"]: metric["label"] for metric in facts["metrics"]}
     return {"filename": f"{workspace['id']}-{week}-trend.png",
             "title": wording.say("slack.chart_title", name=workspace["name"], week=week),
@@ -238,17 +238,12 @@ def _has_file(slack: WebClient, channel_id: str, ts: str, filename: str) -> bool
 
 def report_title(facts: dict[str, Any]) -> str:
     """"Weekly report: <name>, <week>" in the report's language, the Slack header and the email subject."""
-    return _wording(facts).say("title", name=facts["workspace"]["name"], week=facts["week"]["label"])
-
-
-def _wording(facts: dict[str, Any]) -> Wording:
-    workspace = facts["workspace"]
-    return Wording(workspace.get("locale") or DEFAULT_LOCALE, workspace["currency"])
+    return Wording.of(facts).say("title", name=facts["workspace"]["name"], week=facts["week"]["label"])
 
 
 def _period(facts: dict[str, Any]) -> str:
     week = facts["week"]
-    return _wording(facts).say("slack.period", start=week["start"], end=week["end"],
+    return Wording.of(facts).say("slack.period", start=week["start"], end=week["end"],
                                timezone=facts["workspace"]["timezone"], previous=facts["previous_week"]["label"])
 
 

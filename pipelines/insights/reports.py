@@ -28,6 +28,7 @@ import pandas as pd
 
 from pipelines.currencies import minor_digits
 from pipelines.insights import charts
+from pipelines.insights.drivers import UNATTRIBUTED
 from pipelines.insights.wording import DEFAULT_LOCALE, Wording
 from pipelines.packs import Metric, Pack
 
@@ -40,7 +41,6 @@ CHANGE_CAP = 10.0
 WHOLE_DIMENSION = 0.995  # a slice usually this big is its whole dimension (the only currency): no driver
 CHART_FILE = "chart.png"
 CHART_CID = "trend-chart"  # Content-ID of the chart when the HTML is sent as an email
-UNATTRIBUTED = "(unattributed)"
 # Inline styles only: email clients drop <style> blocks and external CSS.
 FONT = "font-family:Helvetica,Arial,sans-serif;color:#212529"
 CELL = "padding:4px 10px;border-bottom:1px solid #dee2e6;text-align:right;white-space:nowrap"
@@ -283,11 +283,6 @@ def write_report(report: Report, directory: str | os.PathLike[str]) -> dict[str,
 def format_money(value: float | None, currency: str, *, signed: bool = False, locale: str = DEFAULT_LOCALE) -> str:
     """An amount with its symbol (or ISO code) and the currency's minor digits: "$1,234.50", "¥1,235"."""
     return Wording(locale, currency).money(value, signed=signed)
-
-
-def _wording(facts: dict[str, Any]) -> Wording:
-    workspace = facts["workspace"]
-    return Wording(workspace.get("locale") or DEFAULT_LOCALE, workspace["currency"])
 
 
 def _change(current: float | None, previous: float | None) -> tuple[float | None, str | None]:
@@ -666,18 +661,18 @@ def _json_ready(value: Any) -> Any:
 
 
 def _title(facts: dict[str, Any]) -> str:
-    return _wording(facts).say("title", name=facts["workspace"]["name"], week=facts["week"]["label"])
+    return Wording.of(facts).say("title", name=facts["workspace"]["name"], week=facts["week"]["label"])
 
 
 def _period(facts: dict[str, Any]) -> str:
-    week, wording = facts["week"], _wording(facts)
+    week, wording = facts["week"], Wording.of(facts)
     partial = "" if week["days_with_data"] == 7 else wording.say("partial", days=week["days_with_data"])
     return wording.say("period", start=week["start"], end=week["end"], timezone=facts["workspace"]["timezone"],
                        previous=facts["previous_week"]["label"]) + partial
 
 
 def _headers(facts: dict[str, Any]) -> list[str]:
-    wording = _wording(facts)
+    wording = Wording.of(facts)
     return [wording.say("metric"), wording.say("this_week"), wording.say("last_week"), wording.say("change"), "",
             wording.say("history", weeks=len(facts["weeks"]))]
 
@@ -704,7 +699,7 @@ def _held_back(facts: dict[str, Any]) -> str | None:
     """The note on findings of the week that are stored but not shown."""
     more = facts["counts"].get("anomalies_found", 0) - len(facts["anomalies"]) \
         - sum(len(anomaly.get("related", [])) for anomaly in facts["anomalies"])
-    return _wording(facts).say("held_back", count=more) if more > 0 else None
+    return Wording.of(facts).say("held_back", count=more) if more > 0 else None
 
 
 def _mover_line(mover: dict[str, Any], wording: Wording) -> str:
@@ -715,7 +710,7 @@ def _mover_line(mover: dict[str, Any], wording: Wording) -> str:
 
 def render_text(facts: dict[str, Any], *, summary: str | None = None) -> str:
     """The plain-text report: header, summary, metric table with sparklines, movers, anomalies."""
-    wording = _wording(facts)
+    wording = Wording.of(facts)
     lines = [_title(facts), _period(facts), ""]
     if summary:
         lines += [summary, ""]
@@ -749,7 +744,7 @@ def render_text(facts: dict[str, Any], *, summary: str | None = None) -> str:
 def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src: str = CHART_FILE) -> str:
     """Email-safe HTML: tables and inline styles only; the chart is `<img src=chart_src>`."""
     escape = html.escape
-    wording = _wording(facts)
+    wording = Wording.of(facts)
     header = "".join(f'<th style="{CELL};text-align:{align}">{escape(name)}</th>' for name, align in
                      zip(_headers(facts), ["left", "right", "right", "right", "right", "left"]))
     rows = []
@@ -813,7 +808,7 @@ def _html_sparkline(values: list[float | None]) -> str:
 
 def render_markdown(facts: dict[str, Any], *, summary: str | None = None) -> str:
     """A compact preview for Dagster metadata: the metric table, movers and anomalies."""
-    wording = _wording(facts)
+    wording = Wording.of(facts)
     lines = [f"**{_title(facts)}**", "", _period(facts), ""]
     if summary:
         lines += [summary, ""]
@@ -836,7 +831,7 @@ def _chart(facts: dict[str, Any], pack: Pack) -> bytes:
 def chart_panels(facts: dict[str, Any], pack: Pack) -> tuple[list[tuple], dict[str, str]]:
     """The trend chart's panels (the headline metrics over the report's weeks, axis ticks in whole
     units: no cents) and its title, as `charts.trend_chart` takes them."""
-    wording = _wording(facts)
+    wording = Wording.of(facts)
     by_name = {metric["name"]: metric for metric in facts["metrics"]}
     panels = []
     for name in facts["headline"]:

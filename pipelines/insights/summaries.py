@@ -200,7 +200,7 @@ def template_summary(facts: Mapping[str, Any]) -> str:
     """A deterministic summary, in the report's language, that uses only the facts' display strings,
     driver phrases and actions."""
     workspace, week = facts["workspace"], facts["week"]
-    wording = Wording(workspace.get("locale") or DEFAULT_LOCALE, workspace["currency"])
+    wording = Wording.of(facts)
     by_name = {metric["name"]: metric for metric in facts["metrics"]}
     sentences = [wording.say("summary.week", name=workspace["name"], week=week["label"], start=week["start"],
                              end=week["end"])]

@@ -9,8 +9,10 @@ summary's fact check reads them without a calendar per language.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
@@ -248,6 +250,12 @@ class Wording:
 
     locale: str = DEFAULT_LOCALE
     currency: str = "USD"
+
+    @classmethod
+    def of(cls, facts: Mapping[str, Any]) -> Wording:
+        """The wording of a report's facts: its workspace's locale (English for older facts) and currency."""
+        workspace = facts["workspace"]
+        return cls(workspace.get("locale") or DEFAULT_LOCALE, workspace["currency"])
 
     @property
     def language(self) -> str:
