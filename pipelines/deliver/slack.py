@@ -101,8 +101,11 @@ def report_message(facts: dict[str, Any], summary: str | None, *, channel: str, 
     fields = [_kpi_field(metric) for metric in facts["metrics"]]
     for start in range(0, len(fields), FIELDS_PER_SECTION):
         blocks.append({"type": "section", "fields": fields[start:start + FIELDS_PER_SECTION]})
+    wording = Wording.of(facts)
+    if facts["movers"]:
+        blocks.append(_section(_movers_text(facts["movers"], wording)))
     blocks.append({"type": "divider"})
-    anomalies, wording = facts["anomalies"], Wording.of(facts)
+    anomalies = facts["anomalies"]
     heading = wording.say("slack.anomalies", count=len(anomalies)) if anomalies else wording.say("slack.no_anomalies")
     blocks.append(_section(heading))
     blocks += [_section(_anomaly_text(anomaly, wording)) for anomaly in anomalies[:MAX_ANOMALIES]]
@@ -252,6 +255,19 @@ def _kpi_field(metric: dict[str, Any]) -> dict[str, str]:
     marker = {"good": ":large_green_circle:", "bad": ":red_circle:"}.get(metric["outcome"], ":white_circle:")
     return {"type": "mrkdwn", "text": f"*{escape(metric['label'])}*\n{escape(shown['current'])}  "
                                       f"{marker} {escape(shown['change'])} ({escape(shown['delta'])})"}
+
+
+def _movers_text(movers: list[dict[str, Any]], wording: Wording) -> str:
+    """The top movers, each with what to do about it, as in the report."""
+    lines = [f"*{escape(wording.say('movers'))}*"]
+    for mover in movers:
+        shown = mover["display"]
+        line = wording.say("mover", label=mover["label"], change=shown["change"], delta=shown["delta"],
+                           outcome=shown.get("outcome") or mover["outcome"])
+        lines.append(f"{mover['rank']}. {escape(line)}")
+        if mover.get("action"):
+            lines.append(f"    → {escape(mover['action'])}")
+    return "\n".join(lines)
 
 
 def _anomaly_text(anomaly: dict[str, Any], wording: Wording) -> str:

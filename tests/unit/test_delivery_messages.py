@@ -46,6 +46,10 @@ def test_slack_message_has_summary_every_kpi_and_anomalies_with_drivers():
     anomaly = sections[-1]["text"]["text"]
     assert anomaly.startswith("*Orders* on 2026-03-04 (Wednesday)")
     assert "• Online store &lt;web&gt; &amp; co: −10 orders" in anomaly and "• Mobile app" in anomaly
+    movers = next(b["text"]["text"] for b in sections if b.get("text", {}).get("text", "").startswith("*Top movers*"))
+    for mover in facts["movers"]:
+        assert f"{mover['rank']}. {mover['label']} {mover['display']['change']}" in movers
+        assert f"→ {slack.escape(mover['action'])}" in movers
     action = facts["anomalies"][-1]["action"]
     assert action.startswith("Start with channel Online store, 50% of the drop: check what changed there")
     assert f"→ {slack.escape(action)}" in anomaly  # what to do, under the drivers
