@@ -38,6 +38,7 @@ DRIVERS_PER_ANOMALY = 3
 # A rise beyond +1,000% says more as "from near zero" than as "+142,659%"; so does a driver's
 # change from a slice that usually sells next to nothing.
 CHANGE_CAP = 10.0
+MAX_MULTIPLE = 100  # up to ×100 such a rise is said as a multiple ("×16"), beyond it "from near zero"
 WHOLE_DIMENSION = 0.995  # a slice usually this big is its whole dimension (the only currency): no driver
 CHART_FILE = "chart.png"
 CHART_CID = "trend-chart"  # Content-ID of the chart when the HTML is sent as an email
@@ -301,6 +302,15 @@ def _change(current: float | None, previous: float | None) -> tuple[float | None
     return (None, "from_near_zero") if change > CHANGE_CAP else (change, None)
 
 
+def _change_shown(current: float | None, previous: float | None, wording: Wording, *,
+                  digits: int = 1) -> tuple[float | None, str]:
+    """The relative change and how the report writes it: "+12.3%", "×16", "from near zero", ..."""
+    change, words = _change(current, previous)
+    if words == "from_near_zero" and current / previous <= MAX_MULTIPLE:
+        return None, wording.say("times", times=wording.number(current / previous))
+    return change, wording.say(words) if words else wording.percent(change, digits=digits, signed=True)
+
+
 # --- facts -----------------------------------------------------------------------------------
 
 
@@ -340,7 +350,7 @@ def _aggregate(values: pd.core.groupby.SeriesGroupBy, metric: Metric) -> pd.Seri
 def _metric_facts(metric: Metric, weekly: pd.Series, wording: Wording) -> dict[str, Any]:
     current, previous = _number(weekly.iloc[-1]), _number(weekly.iloc[-2]) if len(weekly) > 1 else None
     delta = None if current is None or previous is None else current - previous
-    change, words = _change(current, previous)
+    change, shown_change = _change_shown(current, previous, wording)
     digits = minor_digits(wording.currency) if metric.unit == "currency" else 6
     return {
         "name": metric.name,
@@ -357,7 +367,7 @@ def _metric_facts(metric: Metric, weekly: pd.Series, wording: Wording) -> dict[s
             "current": wording.value(metric.unit, current),
             "previous": wording.value(metric.unit, previous),
             "delta": wording.value(metric.unit, delta, signed=True),
-            "change": wording.say(words) if words else wording.percent(change, signed=True),
+            "change": shown_change,
         },
         "weekly": [_rounded(_number(value), digits) for value in weekly],
     }
@@ -607,10 +617,10 @@ def _driver_phrase(row: dict[str, Any], anomaly: dict[str, Any], pack: Pack, wor
     if not expected:
         return wording.say("driver_new", what=what, actual=wording.value(metric.unit, actual),
                            weekdays=weekdays, share=part)
-    change, words = _change(actual, expected)
+    _, change = _change_shown(actual, expected, wording, digits=0)
     return wording.say("driver", what=what, actual=wording.value(metric.unit, actual),
                        expected=wording.value(metric.unit, expected), weekdays=weekdays, share=part,
-                       change=wording.say(words) if words else wording.percent(change, digits=0, signed=True))
+                       change=change)
 
 
 def _default_headline(pack: Pack) -> list[str]:

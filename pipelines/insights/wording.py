@@ -52,6 +52,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unchanged": "unchanged",
         "from_zero": "from zero",
         "from_near_zero": "from near zero",
+        "times": "×{times}",
         "turned_negative": "turned negative",
         "turned_positive": "turned positive",
         "anomaly": ("{date} ({weekday}): {label} {value}, expected {expected} (band {band}); {direction}, "

@@ -399,6 +399,18 @@ def test_driver_phrases_carry_the_currency_and_the_usual_share_that_ranks_them()
     assert check_numbers(report.text, report.facts) == []
 
 
+def test_a_rise_beyond_a_thousand_percent_is_a_multiple():
+    days = ecommerce_days()
+    days.loc[LAST_WEEK, "discounts"] = 1.0  # $7 last week ...
+    days.loc[THIS_WEEK, "discounts"] = 16.0  # ... $112 this week: "+1,500.0%" reads better as ×16
+    report = build_report(workspace_id="s", pack=ECOMMERCE, daily=days, week="2026-W10", timezone="UTC",
+                          currency="USD")
+    assert metric(report, "discounts")["display"]["change"] == "×16"
+    drivers = driver_rows("a", [(1, "product", "Tent", 166.45, 2629.91, 0.93, 0.73)])
+    phrase = shop_report(anomalies=net_sales_rise(), drivers=drivers).facts["anomalies"][0]["drivers"][0]["phrase"]
+    assert phrase == "product Tent: $2,629.91 against $166.45 on usual Wednesdays (×16), 93% of the rise (usually 73%)"
+
+
 def test_a_driver_from_next_to_nothing_is_no_five_digit_percentage():
     drivers = driver_rows("a", [(1, "country", "PT", -8.4, 514.5, 0.2, 0.01)])
     report = shop_report(anomalies=net_sales_rise(), drivers=drivers)
@@ -545,7 +557,7 @@ def test_the_portuguese_table_has_every_message_with_the_same_placeholders():
         return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
     english, portuguese = MESSAGES["en"], MESSAGES["pt"]
-    shared = {"mover", "summary.move", "action.plain"}  # the same words in both languages
+    shared = {"mover", "summary.move", "action.plain", "times"}  # the same words in both languages
     assert set(english) - set(portuguese) == shared
     for key, text in portuguese.items():
         if key in english:
