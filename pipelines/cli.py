@@ -216,6 +216,27 @@ def cmd_dbt(args: argparse.Namespace) -> int:
     return subprocess.run([str(dbt), *args.dbt_args], cwd=DBT_PROJECT_DIR, env=env).returncode
 
 
+def cmd_docs_tables(args: argparse.Namespace) -> int:
+    """Regenerate (or, with --check, verify) the table reference in docs/analysts.md from the dbt manifest."""
+    from pipelines.transform.reference import ANALYSTS_DOC, update_analysts_doc
+
+    current = update_analysts_doc(check=args.check)
+    if args.check and not current:
+        print(f"{ANALYSTS_DOC} is out of date with the dbt models: run `abos docs tables`", file=sys.stderr)
+        return 1
+    print(f"{ANALYSTS_DOC}: {'up to date' if current else 'table reference rewritten'}")
+    return 0
+
+
+def cmd_docs_serve(args: argparse.Namespace) -> int:
+    """Generate dbt's docs site (lineage, every column from the warehouse's catalog) and serve it."""
+    generated = cmd_dbt(argparse.Namespace(dbt_args=["docs", "generate"]))
+    if generated != 0:
+        return generated
+    return cmd_dbt(argparse.Namespace(dbt_args=["docs", "serve", "--host", args.host, "--port", str(args.port),
+                                                "--no-browser"]))
+
+
 def cmd_analyst(args: argparse.Namespace) -> int:
     """Grant or revoke an analyst login role's read access to one workspace (Postgres)."""
     from pipelines.settings import SettingsError
@@ -440,6 +461,16 @@ def build_parser() -> argparse.ArgumentParser:
     dbt = commands.add_parser("dbt", help="run dbt against the configured warehouse, e.g. `abos dbt build`")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="arguments passed to dbt")
     dbt.set_defaults(func=cmd_dbt)
+
+    docs = commands.add_parser("docs", help="the analysts' docs: table reference, dbt docs site").add_subparsers(
+        dest="docs_command", required=True)
+    tables = docs.add_parser("tables", help="regenerate docs/analysts.md's table reference from the dbt manifest")
+    tables.add_argument("--check", action="store_true", help="only check; exit 1 when the reference is stale")
+    tables.set_defaults(func=cmd_docs_tables)
+    serve_docs = docs.add_parser("serve", help="`dbt docs generate` on the configured warehouse, then serve it")
+    serve_docs.add_argument("--host", default="127.0.0.1")
+    serve_docs.add_argument("--port", type=int, default=8080, help="default %(default)s")
+    serve_docs.set_defaults(func=cmd_docs_serve)
 
     analyst = commands.add_parser("analyst", help="analyst login roles (Postgres): grant or revoke a workspace")
     analyst_commands = analyst.add_subparsers(dest="analyst_command", required=True)

@@ -44,7 +44,8 @@ NAME_LENGTH = 200
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;\x00-\x1f\x7f]+@[^@\s<>,;\x00-\x1f\x7f]+\.[^@\s<>,;\x00-\x1f\x7f]+$")
 SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,})$")
-WORKSPACE_KEYS = {"id", "name", "vertical", "timezone", "currency", "country", "connectors", "notifications"}
+WORKSPACE_KEYS = {"id", "name", "vertical", "timezone", "currency", "country", "locale", "connectors",
+                  "notifications"}
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -148,6 +149,7 @@ class Workspace:
     connectors: dict[str, Connector]
     notifications: Notifications = field(default_factory=Notifications)
     country: str | None = None  # ISO 3166 alpha-2, as set in workspaces.yaml (see holiday_country)
+    locale: str = "en"  # the reports' language and number formats, a CLDR locale such as pt_BR
 
     @property
     def tz(self) -> ZoneInfo:
@@ -308,6 +310,7 @@ def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> W
         if not isinstance(country, str) or not known_country(country):
             raise WorkspaceError(f"{where}: country {shown(country)} is not an ISO 3166 alpha-2 code (e.g. US, BR, DE); "
                                  "it picks the holidays anomaly detection knows, and defaults to the timezone's country")
+    locale = _parse_locale(raw.get("locale", "en"), where)
     connectors_raw = raw["connectors"]
     if not isinstance(connectors_raw, dict) or not connectors_raw:
         raise WorkspaceError(f"{where}: connectors must map a connector name to its settings")
@@ -330,7 +333,19 @@ def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> W
         connectors=connectors,
         notifications=_parse_notifications(raw.get("notifications"), where, env),
         country=country,
+        locale=locale,
     )
+
+
+def _parse_locale(value: object, where: str) -> str:
+    """A CLDR locale such as `en`, `pt_BR` (or `pt-BR`), in Babel's spelling."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        return str(Locale.parse(str(value).replace("-", "_")))
+    except (UnknownLocaleError, ValueError, TypeError):
+        raise WorkspaceError(f"{where}: locale {shown(value)} is not a known locale (e.g. en, en_GB, pt_BR, de_DE); "
+                             "it sets the language and number formats of the workspace's reports") from None
 
 
 def load_workspaces(

@@ -23,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from pipelines.deliver.errors import DeliveryError
+from pipelines.insights.wording import Wording
 from pipelines.settings import Settings
 
 EVENT_TYPE = "abos_weekly_report"  # metadata event_type of report messages
@@ -100,14 +101,17 @@ def report_message(facts: dict[str, Any], summary: str | None, *, channel: str, 
     fields = [_kpi_field(metric) for metric in facts["metrics"]]
     for start in range(0, len(fields), FIELDS_PER_SECTION):
         blocks.append({"type": "section", "fields": fields[start:start + FIELDS_PER_SECTION]})
+    wording = Wording.of(facts)
+    if facts["movers"]:
+        blocks.append(_section(_movers_text(facts["movers"], wording)))
     blocks.append({"type": "divider"})
     anomalies = facts["anomalies"]
-    heading = f"*Anomalies this week: {len(anomalies)}*" if anomalies else "*Anomalies this week:* none"
+    heading = wording.say("slack.anomalies", count=len(anomalies)) if anomalies else wording.say("slack.no_anomalies")
     blocks.append(_section(heading))
-    blocks += [_section(_anomaly_text(anomaly)) for anomaly in anomalies[:MAX_ANOMALIES]]
+    blocks += [_section(_anomaly_text(anomaly, wording)) for anomaly in anomalies[:MAX_ANOMALIES]]
     if len(anomalies) > MAX_ANOMALIES:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
-                       f"{len(anomalies) - MAX_ANOMALIES} more in the emailed report"}]})
+                       wording.say("slack.more", count=len(anomalies) - MAX_ANOMALIES)}]})
     fallback = f"{title}: {summary}" if summary else title
     return {
         "channel": channel,
@@ -122,10 +126,12 @@ def report_message(facts: dict[str, Any], summary: str | None, *, channel: str, 
 
 def chart_upload(facts: dict[str, Any]) -> dict[str, str]:
     """files_upload_v2 arguments (besides the file and where it goes) for a report's trend chart."""
-    week, workspace = facts["week"]["label"], facts["workspace"]
+    week, workspace, wording = facts["week"]["label"], facts["workspace"], Wording.of(facts)
+    labels = {metric["name"]: metric["label"] for metric in facts["metrics"]}
     return {"filename": f"{workspace['id']}-{week}-trend.png",
-            "title": f"{workspace['name']}: trend to {week}",
-            "alt_txt": f"Trend of {', '.join(facts['headline'])} over the last {len(facts['weeks'])} weeks"}
+            "title": wording.say("slack.chart_title", name=workspace["name"], week=week),
+            "alt_txt": wording.say("slack.chart_alt", metrics=", ".join(labels.get(name, name) for name in
+                                                                       facts["headline"]), weeks=len(facts["weeks"]))}
 
 
 def post_report(slack: WebClient, message: dict[str, Any], chart: bytes, upload: dict[str, str], *,
@@ -234,14 +240,14 @@ def _has_file(slack: WebClient, channel_id: str, ts: str, filename: str) -> bool
 
 
 def report_title(facts: dict[str, Any]) -> str:
-    """"Weekly report: <name>, <week>", the Slack header and the email subject."""
-    return f"Weekly report: {facts['workspace']['name']}, {facts['week']['label']}"
+    """"Weekly report: <name>, <week>" in the report's language, the Slack header and the email subject."""
+    return Wording.of(facts).say("title", name=facts["workspace"]["name"], week=facts["week"]["label"])
 
 
 def _period(facts: dict[str, Any]) -> str:
     week = facts["week"]
-    return f"Monday {week['start']} to Sunday {week['end']} ({facts['workspace']['timezone']}), " \
-           f"compared with {facts['previous_week']['label']}"
+    return Wording.of(facts).say("slack.period", start=week["start"], end=week["end"],
+                               timezone=facts["workspace"]["timezone"], previous=facts["previous_week"]["label"])
 
 
 def _kpi_field(metric: dict[str, Any]) -> dict[str, str]:
@@ -251,12 +257,28 @@ def _kpi_field(metric: dict[str, Any]) -> dict[str, str]:
                                       f"{marker} {escape(shown['change'])} ({escape(shown['delta'])})"}
 
 
-def _anomaly_text(anomaly: dict[str, Any]) -> str:
+def _movers_text(movers: list[dict[str, Any]], wording: Wording) -> str:
+    """The top movers, each with what to do about it, as in the report."""
+    lines = [f"*{escape(wording.say('movers'))}*"]
+    for mover in movers:
+        shown = mover["display"]
+        line = wording.say("mover", label=mover["label"], change=shown["change"], delta=shown["delta"],
+                           outcome=shown.get("outcome") or mover["outcome"])
+        lines.append(f"{mover['rank']}. {escape(line)}")
+        if mover.get("action"):
+            lines.append(f"    → {escape(mover['action'])}")
+    return "\n".join(lines)
+
+
+def _anomaly_text(anomaly: dict[str, Any], wording: Wording) -> str:
     shown = anomaly["display"]
-    lines = [f"*{escape(anomaly['label'])}* on {anomaly['date']} ({anomaly['weekday']}): "
-             f"{escape(shown['value'])}, expected {escape(shown['expected'])} (band {escape(shown['band'])}); "
-             f"{anomaly['direction']}, severity {anomaly['severity']}"]
+    lines = [wording.say("slack.anomaly", label=escape(anomaly["label"]), date=anomaly["date"],
+                         weekday=anomaly["weekday"], value=escape(shown["value"]), expected=escape(shown["expected"]),
+                         band=escape(shown["band"]), direction=escape(shown.get("direction", anomaly["direction"])),
+                         severity=escape(shown.get("severity", anomaly["severity"])))]
     lines += [f"• {escape(driver['phrase'])}" for driver in anomaly["drivers"]]
+    if anomaly.get("action"):
+        lines.append(f"→ {escape(anomaly['action'])}")
     return "\n".join(lines)
 
 

@@ -92,9 +92,12 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         report = build_report(
             workspace_id=workspace.id, pack=pack_for(workspace.vertical), daily=_daily_metrics(warehouse, workspace),
             week=week, timezone=workspace.timezone, currency=workspace.currency, workspace_name=workspace.name,
+            locale=workspace.locale,
             anomalies=warehouse.query("select * from insights.anomalies where workspace_id = %s", [workspace.id]),
-            drivers=warehouse.query("select anomaly_id, rank, dimension, dimension_value as value, share, phrase "
-                                    "from insights.anomaly_drivers where workspace_id = %s", [workspace.id]),
+            # every column: a table written before `usual_share` existed lacks it (the report then
+            # phrases without the usual share)
+            drivers=warehouse.query("select * from insights.anomaly_drivers where workspace_id = %s",
+                                    [workspace.id]).rename(columns={"dimension_value": "value"}),
         )
         summary = summarize(report.facts, settings.llm)
         report = report.with_summary(summary.text)

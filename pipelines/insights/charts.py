@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 GAP = " "  # a week with no value (e.g. a ratio whose denominator was 0)
@@ -54,7 +54,7 @@ def spark_heights(values: Sequence[float | None], *, tallest: int = 16, lowest: 
 
 def trend_chart(
     weeks: Sequence[str],
-    panels: Sequence[tuple[str, Sequence[float | None], Callable[[float], str]]],
+    panels: Sequence[tuple[str, Sequence[float | None], Callable[[float], str], bool]],
     *,
     title: str,
 ) -> bytes:
@@ -62,31 +62,45 @@ def trend_chart(
 
     Args:
         weeks: ISO week labels, oldest first; the last is the report's week and is highlighted.
-        panels: (label, weekly values aligned with `weeks`, tick formatter) per metric.
+        panels: (label, weekly values aligned with `weeks`, tick formatter, whole) per metric; with
+            `whole`, ticks fall on whole numbers (money and counts: no cents, no half orders).
         title: the figure's title.
 
     Returns:
         PNG bytes.
     """
+    buffer = io.BytesIO()
+    trend_figure(weeks, panels, title=title).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def trend_figure(
+    weeks: Sequence[str],
+    panels: Sequence[tuple[str, Sequence[float | None], Callable[[float], str], bool]],
+    *,
+    title: str,
+) -> Figure:
+    """The figure `trend_chart` draws (its ticks already placed and labelled)."""
     figure = Figure(figsize=(8, 2.3 * len(panels)), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
     positions = list(range(len(weeks)))
-    for axis, (label, values, formatter) in zip(axes, panels):
+    for axis, (label, values, formatter, whole) in zip(axes, panels):
         points = [math.nan if not _present(value) else value for value in values]
         axis.plot(positions, points, color=LINE_COLOUR, marker="o", markersize=3, linewidth=1.5)
         if _present(points[-1]):
             axis.plot(positions[-1], points[-1], color=CURRENT_WEEK_COLOUR, marker="o", markersize=7)
         axis.set_title(label, loc="left", fontsize=10)
+        if whole:
+            axis.yaxis.set_major_locator(MaxNLocator(integer=True))
         axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _position, fmt=formatter: fmt(value)))
         axis.grid(axis="y", alpha=0.3)
         axis.spines[["top", "right"]].set_visible(False)
     # Week numbers only ("W47") keep twelve ticks readable; the title carries the year.
     axes[-1].set_xticks(positions, [week.split("-")[-1] for week in weeks], fontsize=8)
     figure.suptitle(title, fontsize=11)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    figure.canvas.draw()  # places the ticks, so their labels can be read (and tested)
+    return figure
 
 
 def _present(value: float | None) -> bool:

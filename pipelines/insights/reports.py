@@ -28,17 +28,20 @@ import pandas as pd
 
 from pipelines.currencies import minor_digits
 from pipelines.insights import charts
+from pipelines.insights.drivers import UNATTRIBUTED
+from pipelines.insights.wording import DEFAULT_LOCALE, Wording
 from pipelines.packs import Metric, Pack
 
-HISTORY_WEEKS = 12  # weeks in the trend chart and in each metric's `weekly` facts
-SPARK_WEEKS = 8  # weeks in each metric's sparkline
+HISTORY_WEEKS = 12  # weeks in the trend chart, the sparklines and each metric's `weekly` facts
 TOP_MOVERS = 5
 DRIVERS_PER_ANOMALY = 3
+# A rise beyond +1,000% says more as "from near zero" than as "+142,659%"; so does a driver's
+# change from a slice that usually sells next to nothing.
+CHANGE_CAP = 10.0
+MAX_MULTIPLE = 100  # up to ×100 such a rise is said as a multiple ("×16"), beyond it "from near zero"
+WHOLE_DIMENSION = 0.995  # a slice usually this big is its whole dimension (the only currency): no driver
 CHART_FILE = "chart.png"
 CHART_CID = "trend-chart"  # Content-ID of the chart when the HTML is sent as an email
-MINUS = "−"  # a true minus sign, as the drivers' phrases use
-# Symbols that are unambiguous on their own; every other currency is written with its ISO code.
-CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
 # Inline styles only: email clients drop <style> blocks and external CSS.
 FONT = "font-family:Helvetica,Arial,sans-serif;color:#212529"
 CELL = "padding:4px 10px;border-bottom:1px solid #dee2e6;text-align:right;white-space:nowrap"
@@ -165,6 +168,7 @@ def build_report(
     workspace_name: str | None = None,
     anomalies: pd.DataFrame | None = None,
     drivers: pd.DataFrame | None = None,
+    locale: str = DEFAULT_LOCALE,
     history_weeks: int = HISTORY_WEEKS,
     top_movers: int = TOP_MOVERS,
     drivers_per_anomaly: int = DRIVERS_PER_ANOMALY,
@@ -184,7 +188,10 @@ def build_report(
         workspace_name: shown in titles; defaults to the id.
         anomalies: flagged points with columns `anomaly_id, metric, date, value, expected, lower,
             upper, score, severity, direction, rule`; rows outside the week are ignored.
-        drivers: driver rows with columns `anomaly_id, rank, dimension, value, share, phrase`.
+        drivers: driver rows with columns `anomaly_id, rank, dimension, value, share, phrase`, and
+            `expected, actual, usual_share` (as `insights.anomaly_drivers` stores them) to phrase
+            them in the report's words and currency; without those, the stored phrase is shown.
+        locale: the workspace's locale (e.g. "en", "pt_BR"): the report's language and number formats.
         history_weeks: weeks of history in the chart and the metric facts.
         top_movers: how many movers to list.
         drivers_per_anomaly: how many top drivers to show per anomaly.
@@ -197,16 +204,17 @@ def build_report(
         ValueError: `daily` lacks a pack metric, or an anomaly names a metric the pack does not have.
     """
     week = Week.parse(week) if isinstance(week, str) else week
+    wording = Wording(locale, currency)
     daily = _daily_by_date(daily, pack)
     weeks = [week.shifted(-back) for back in range(history_weeks - 1, -1, -1)]
     weekly = _weekly_values(daily, pack, weeks)
     in_week = daily.index[(daily.index >= pd.Timestamp(week.start)) & (daily.index <= pd.Timestamp(week.end))]
     starts_at, ends_at = week.bounds(timezone)
 
-    metrics = [_metric_facts(metric, weekly[metric.name], currency) for metric in pack.metrics]
+    metrics = [_metric_facts(metric, weekly[metric.name], wording) for metric in pack.metrics]
     facts = {
         "workspace": {"id": workspace_id, "name": workspace_name or workspace_id, "vertical": pack.vertical,
-                      "timezone": timezone, "currency": currency},
+                      "timezone": timezone, "currency": currency, "locale": locale},
         "week": {"label": week.label, "number": week.number, "year": week.year,
                  "start": week.start.isoformat(), "end": week.end.isoformat(),
                  "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(),
@@ -215,16 +223,20 @@ def build_report(
                           "end": week.shifted(-1).end.isoformat()},
         "weeks": [each.label for each in weeks],
         "metrics": metrics,
-        "movers": _movers(metrics, top_movers),
-        "anomalies": _anomaly_facts(anomalies, drivers, pack, week, currency, drivers_per_anomaly),
+        "movers": _movers(metrics, top_movers, wording),
+        "anomalies": _anomaly_facts(anomalies, drivers, pack, week, wording, drivers_per_anomaly),
         "headline": list(headline or _default_headline(pack)),
     }
+    # Every anomaly and mover says what to look at or do: one sentence from its drivers and the pack.
+    for anomaly in facts["anomalies"]:
+        anomaly["action"] = _anomaly_action(anomaly, pack, wording)
+    for mover in facts["movers"]:
+        mover["action"] = _mover_action(mover, facts, pack, wording)
     # Counts a summary may cite ("2 anomalies", "the last 12 weeks") are facts too.
     facts["counts"] = {"anomalies": len(facts["anomalies"]), "anomalies_found": _found_in_week(anomalies, week),
-                       "movers": len(facts["movers"]), "history_weeks": len(weeks),
-                       "spark_weeks": min(SPARK_WEEKS, len(weeks))}
+                       "movers": len(facts["movers"]), "history_weeks": len(weeks)}
     facts = _json_ready(facts)
-    png = _chart(facts, pack, currency)
+    png = _chart(facts, pack)
     return Report(
         workspace_id=workspace_id,
         week=week.label,
@@ -269,40 +281,34 @@ def write_report(report: Report, directory: str | os.PathLike[str]) -> dict[str,
 # --- numbers ---------------------------------------------------------------------------------
 
 
-def format_money(value: float | None, currency: str, *, signed: bool = False) -> str:
+def format_money(value: float | None, currency: str, *, signed: bool = False, locale: str = DEFAULT_LOCALE) -> str:
     """An amount with its symbol (or ISO code) and the currency's minor digits: "$1,234.50", "¥1,235"."""
-    if value is None:
-        return "n/a"
-    digits = minor_digits(currency)
-    body = f"{abs(value):,.{digits}f}"
-    symbol = CURRENCY_SYMBOLS.get(currency.upper())
-    amount = f"{symbol}{body}" if symbol else f"{currency.upper()} {body}"
-    return _signed(amount, round(value, digits), signed)
+    return Wording(locale, currency).money(value, signed=signed)
 
 
-def format_value(metric: Metric, value: float | None, currency: str, *, signed: bool = False) -> str:
-    """A metric value as the report shows it: money, a whole count, or a ratio as a percentage."""
-    if value is None:
-        return "n/a"
-    if metric.unit == "currency":
-        return format_money(value, currency, signed=signed)
-    if metric.unit == "ratio":
-        return _signed(f"{abs(value):.1%}", round(value, 3), signed)
-    return _signed(f"{abs(value):,.0f}", round(value), signed)
+def _change(current: float | None, previous: float | None) -> tuple[float | None, str | None]:
+    """The relative change, or the message that says it better than a percentage would.
+
+    "from zero" (nothing last week), "from near zero" (a rise beyond CHANGE_CAP), "turned
+    negative/positive" (a sign change, e.g. net new MRR), "unchanged" (0 both weeks), "n/a".
+    """
+    if current is None or previous is None:
+        return None, "n/a"
+    if previous == 0:
+        return None, "unchanged" if current == 0 else "from_zero"
+    if current * previous < 0:
+        return None, "turned_negative" if current < 0 else "turned_positive"
+    change = (current - previous) / abs(previous)
+    return (None, "from_near_zero") if change > CHANGE_CAP else (change, None)
 
 
-def format_change(change: float | None) -> str:
-    """A relative change as a signed percentage with one decimal, e.g. "+12.3%", "−4.0%"."""
-    if change is None:
-        return "n/a"
-    return _signed(f"{abs(change):.1%}", round(change, 3), signed=True)
-
-
-def _signed(text: str, rounded: float, signed: bool) -> str:
-    # Signs follow the rounded value, so a tiny negative never shows as "−$0.00".
-    if rounded < 0:
-        return MINUS + text
-    return "+" + text if signed and rounded > 0 else text
+def _change_shown(current: float | None, previous: float | None, wording: Wording, *,
+                  digits: int = 1) -> tuple[float | None, str]:
+    """The relative change and how the report writes it: "+12.3%", "×16", "from near zero", ..."""
+    change, words = _change(current, previous)
+    if words == "from_near_zero" and current / previous <= MAX_MULTIPLE:
+        return None, wording.say("times", times=wording.number(current / previous))
+    return change, wording.say(words) if words else wording.percent(change, digits=digits, signed=True)
 
 
 # --- facts -----------------------------------------------------------------------------------
@@ -341,14 +347,14 @@ def _aggregate(values: pd.core.groupby.SeriesGroupBy, metric: Metric) -> pd.Seri
     return values.last() if metric.stock else values.sum(min_count=1)
 
 
-def _metric_facts(metric: Metric, weekly: pd.Series, currency: str) -> dict[str, Any]:
+def _metric_facts(metric: Metric, weekly: pd.Series, wording: Wording) -> dict[str, Any]:
     current, previous = _number(weekly.iloc[-1]), _number(weekly.iloc[-2]) if len(weekly) > 1 else None
     delta = None if current is None or previous is None else current - previous
-    change = None if delta is None or previous == 0 else delta / abs(previous)
-    digits = minor_digits(currency) if metric.unit == "currency" else 6
+    change, shown_change = _change_shown(current, previous, wording)
+    digits = minor_digits(wording.currency) if metric.unit == "currency" else 6
     return {
         "name": metric.name,
-        "label": metric.label,
+        "label": wording.label("metric", metric.name, metric.label),
         "unit": metric.unit,
         "aggregation": "ratio" if metric.ratio else "last_day" if metric.stock else "sum",
         "up_is_good": metric.up_is_good,
@@ -358,10 +364,10 @@ def _metric_facts(metric: Metric, weekly: pd.Series, currency: str) -> dict[str,
         "change_pct": _rounded(None if change is None else change * 100, 4),
         "outcome": _outcome(delta, metric.up_is_good),
         "display": {
-            "current": format_value(metric, current, currency),
-            "previous": format_value(metric, previous, currency),
-            "delta": format_value(metric, delta, currency, signed=True),
-            "change": format_change(change),
+            "current": wording.value(metric.unit, current),
+            "previous": wording.value(metric.unit, previous),
+            "delta": wording.value(metric.unit, delta, signed=True),
+            "change": shown_change,
         },
         "weekly": [_rounded(_number(value), digits) for value in weekly],
     }
@@ -375,14 +381,22 @@ def _outcome(delta: float | None, up_is_good: bool) -> str | None:
     return "good" if (delta > 0) == up_is_good else "bad"
 
 
-def _movers(metrics: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
-    """The metrics with the largest relative change, largest first (ties keep the pack's order)."""
-    moved = [metric for metric in metrics if metric["change_pct"] not in (None, 0)]
-    moved.sort(key=lambda metric: -abs(metric["change_pct"]))
+def _movers(metrics: list[dict[str, Any]], top: int, wording: Wording) -> list[dict[str, Any]]:
+    """The metrics with the largest relative change, largest first (ties keep the pack's order).
+
+    A move from zero, from near zero or across zero counts as CHANGE_CAP (+1,000%).
+    """
+    def size(metric: dict[str, Any]) -> float:
+        if metric["change_pct"] is not None:
+            return abs(metric["change_pct"])
+        return 100 * CHANGE_CAP if metric["delta"] and metric["previous"] is not None else 0.0
+
+    moved = sorted((metric for metric in metrics if size(metric) > 0), key=lambda metric: -size(metric))
     return [
         {"rank": rank, "metric": metric["name"], "label": metric["label"], "change_pct": metric["change_pct"],
          "outcome": metric["outcome"], "display": {"change": metric["display"]["change"],
-                                                   "delta": metric["display"]["delta"]}}
+                                                   "delta": metric["display"]["delta"],
+                                                   "outcome": wording.say(metric["outcome"])}}
         for rank, metric in enumerate(moved[:top], start=1)
     ]
 
@@ -392,7 +406,7 @@ def _anomaly_facts(
     drivers: pd.DataFrame | None,
     pack: Pack,
     week: Week,
-    currency: str,
+    wording: Wording,
     per_anomaly: int,
 ) -> list[dict[str, Any]]:
     """The week's reported anomalies, most at stake first, each with its top drivers and the other
@@ -412,36 +426,37 @@ def _anomaly_facts(
         shown = rows[in_week].assign(_order=-rows["score"].abs()).sort_values(["date", "_order"])
     found = []
     for row in shown.to_dict("records"):
-        fact = _anomaly_fact(row, pack, currency)
-        fact["drivers"] = _driver_facts(drivers, row["anomaly_id"], per_anomaly)
+        fact = _anomaly_fact(row, pack, wording)
+        fact["drivers"] = _driver_facts(drivers, fact, pack, wording, per_anomaly)
         related = rows[(rows["event_id"] == row["event_id"]) & (rows["anomaly_id"] != row["anomaly_id"])] \
             if "event_id" in rows.columns else rows.iloc[:0]
-        fact["related"] = [_anomaly_fact(other, pack, currency) for other in
+        fact["related"] = [_anomaly_fact(other, pack, wording) for other in
                            related.sort_values(["date", "metric"]).to_dict("records")]
         found.append(fact)
     return found
 
 
-def _anomaly_fact(row: dict[str, Any], pack: Pack, currency: str) -> dict[str, Any]:
+def _anomaly_fact(row: dict[str, Any], pack: Pack, wording: Wording) -> dict[str, Any]:
     """One finding as facts: its numbers, the pack's words for its direction, its money at stake."""
     metric = pack.metric(row["metric"])
     value, expected = _number(row.get("value")), _number(row.get("expected"))
     lower, upper = _number(row.get("lower")), _number(row.get("upper"))
+    if lower is not None and not metric.can_be_negative:
+        lower = max(lower, 0.0)  # a band below zero means nothing for sales or counts
     score, impact = _number(row.get("score")), _number(row.get("impact"))
-    band = "n/a" if lower is None or upper is None else \
-        f"{format_value(metric, lower, currency)} to {format_value(metric, upper, currency)}"
+    band = wording.say("n/a") if lower is None or upper is None else \
+        wording.say("band", lower=wording.value(metric.unit, lower), upper=wording.value(metric.unit, upper))
     direction = row.get("direction")
     outcome = metric.outcome(direction)
     rule = row.get("rule")
-    comparison = "last week" if rule == "week_over_week" else "expected"
     holiday = row.get("holiday") if isinstance(row.get("holiday"), str) else None
     return {
         "id": str(row["anomaly_id"]),
         "metric": metric.name,
-        "label": metric.label,
+        "label": wording.label("metric", metric.name, metric.label),
         "unit": metric.unit,
         "date": row["date"].date().isoformat(),
-        "weekday": row["date"].day_name(),
+        "weekday": wording.weekday(row["date"].date()),
         "value": value,
         "expected": expected,
         "lower": lower,
@@ -452,24 +467,82 @@ def _anomaly_fact(row: dict[str, Any], pack: Pack, currency: str) -> dict[str, A
         "outcome": outcome,
         "rule": rule,
         "holiday": holiday,
-        "impact": _rounded(impact, minor_digits(currency)),
+        "impact": _rounded(impact, minor_digits(wording.currency)),
         "confidence": _rounded(_number(row.get("confidence")), 2),
         "event_rank": None if _number(row.get("event_rank")) is None else int(row["event_rank"]),
-        "display": {"value": format_value(metric, value, currency),
-                    "expected": format_value(metric, expected, currency),
+        "display": {"value": wording.value(metric.unit, value),
+                    "expected": wording.value(metric.unit, expected),
                     "band": band,
-                    "score": "n/a" if score is None else f"{score:.1f}",
-                    "direction": _direction_words(direction, outcome, comparison),
-                    "impact": "n/a" if impact is None else format_money(impact, currency)},
+                    "score": wording.say("n/a") if score is None else wording.decimal(score, 1),
+                    "direction": _direction_words(direction, outcome, rule, wording),
+                    "severity": wording.say(f"severity.{row.get('severity')}") if row.get("severity") in
+                    ("high", "medium", "low") else str(row.get("severity")),
+                    "impact": wording.say("n/a") if impact is None else wording.money(impact)},
     }
 
 
-def _direction_words(direction: str | None, outcome: str | None, comparison: str) -> str:
+def _direction_words(direction: str | None, outcome: str | None, rule: str | None, wording: Wording) -> str:
     """"above expected, good news" / "below last week, bad news": the pack decides good or bad."""
     if direction not in ("up", "down"):
-        return "n/a"
-    where = "above" if direction == "up" else "below"
-    return f"{where} {comparison}, {outcome} news"
+        return wording.say("n/a")
+    base = "last_week" if rule == "week_over_week" else "expected"
+    return wording.say("direction", where=wording.say(f"where.{direction}.{base}"), outcome=wording.say(outcome))
+
+
+def _base(rule: str | None, wording: Wording) -> str:
+    return wording.say("base.last_week" if rule == "week_over_week" else "base.expected")
+
+
+def _hint(metric: str, outcome: str | None, day: str, wording: Wording) -> str:
+    """What to check for a move of `metric` that is `outcome` news: the metric's own advice, else the generic."""
+    outcome = outcome or "bad"
+    try:
+        return wording.say(f"hint.{metric}.{outcome}", date=day)
+    except KeyError:
+        return wording.say(f"hint.{outcome}", date=day)
+
+
+def _dimensions(metric: Metric, pack: Pack, wording: Wording) -> str:
+    """"product, country or customer type": the slices a metric can be broken down by."""
+    labels = [_dimension_label(pack, name, wording) for name in metric.dimensions]
+    return labels[0] if len(labels) == 1 else wording.say("or", first=", ".join(labels[:-1]), last=labels[-1])
+
+
+def _anomaly_action(anomaly: dict[str, Any], pack: Pack, wording: Wording) -> str:
+    """One sentence on what to look at or do, from the anomaly's top driver and the pack's advice for
+    its metric: "Start with product Trail Tent, 81% of the rise (usually 12%): check its refunded
+    orders of 2026-03-04 for a product fault or a delivery problem."."""
+    metric = pack.metric(anomaly["metric"])
+    hint = _hint(metric.name, anomaly["outcome"], anomaly["date"], wording)
+    if anomaly["drivers"]:
+        top = anomaly["drivers"][0]
+        fractions = [None if top[key] is None else top[key] / 100 for key in ("share_pct", "usual_share_pct")]
+        share = _share_words(*fractions, anomaly, wording)
+        return wording.say(f"action.driver.{anomaly['outcome'] or 'bad'}", subject=top["subject"],
+                           share=f", {share}" if share else "", hint=hint)
+    if metric.dimensions and anomaly["rule"] != "week_over_week":
+        return wording.say("action.everywhere", dimensions=_dimensions(metric, pack, wording), hint=hint)
+    return wording.say("action.plain", hint=hint[0].upper() + hint[1:])
+
+
+def _mover_action(mover: dict[str, Any], facts: dict[str, Any], pack: Pack, wording: Wording) -> str:
+    """One sentence per mover: wait for a full week, follow the week's anomaly of the same metric,
+    or break the metric down by its dimensions against the week before."""
+    metric = pack.metric(mover["metric"])
+    days = facts["week"]["days_with_data"]
+    if days < 7 and not metric.stock:
+        return wording.say("action.partial_week", days=days, label=mover["label"])
+    anomaly = next((a for a in facts["anomalies"] if a["metric"] == metric.name), None)
+    if anomaly is not None:
+        return wording.say("action.see_anomaly", date=anomaly["date"], action=anomaly["action"])
+    if metric.dimensions:
+        delta = next(m["delta"] for m in facts["metrics"] if m["name"] == metric.name) or 0
+        return wording.say(f"action.breakdown.{mover['outcome'] or 'bad'}", label=mover["label"],
+                           movement=wording.say("drop" if delta < 0 else "rise"),
+                           dimensions=_dimensions(metric, pack, wording), week=facts["week"]["label"],
+                           previous=facts["previous_week"]["label"])
+    return wording.say("action.plain", hint=wording.say(f"hint.{mover['outcome'] or 'bad'}",
+                                                         date=facts["week"]["label"]).capitalize())
 
 
 def _found_in_week(anomalies: pd.DataFrame | None, week: Week) -> int:
@@ -480,16 +553,74 @@ def _found_in_week(anomalies: pd.DataFrame | None, week: Week) -> int:
     return int(((dates >= pd.Timestamp(week.start)) & (dates <= pd.Timestamp(week.end))).sum())
 
 
-def _driver_facts(drivers: pd.DataFrame | None, anomaly_id: object, top: int) -> list[dict[str, Any]]:
+def _driver_facts(drivers: pd.DataFrame | None, anomaly: dict[str, Any], pack: Pack, wording: Wording,
+                  top: int) -> list[dict[str, Any]]:
+    """The anomaly's top drivers, phrased in the report's words and currency.
+
+    A slice that is usually its whole dimension (the only billing currency) explains nothing, and
+    a slice with no part in the gap is no driver: both are left out.
+    """
     if drivers is None or drivers.empty:
         return []
-    mine = drivers[drivers["anomaly_id"].astype(str) == str(anomaly_id)].sort_values("rank").head(top)
-    return [
-        {"rank": int(row["rank"]), "dimension": row["dimension"], "value": str(row["value"]),
-         "share_pct": _rounded(None if _number(row["share"]) is None else row["share"] * 100, 1),
-         "phrase": row["phrase"]}
-        for row in mine.to_dict("records")
-    ]
+    mine = drivers[drivers["anomaly_id"].astype(str) == anomaly["id"]].sort_values("rank")
+    found = []
+    for row in mine.to_dict("records"):
+        share, usual = _number(row.get("share")), _number(row.get("usual_share"))
+        if (usual is not None and usual >= WHOLE_DIMENSION) or (share is not None and round(share, 2) == 0):
+            continue
+        found.append({
+            "rank": len(found) + 1, "dimension": row["dimension"], "value": str(row["value"]),
+            "share_pct": _rounded(None if share is None else share * 100, 1),
+            "usual_share_pct": _rounded(None if usual is None else usual * 100, 1),
+            "subject": _driver_subject(row, pack, wording),
+            "phrase": _driver_phrase(row, anomaly, pack, wording),
+        })
+    return found[:top]
+
+
+def _share_words(share: float | None, usual: float | None, anomaly: dict[str, Any], wording: Wording) -> str:
+    """"75% of the rise (usually 20%)", "offsetting 5% of the drop": a driver's part of the gap."""
+    if share is None:
+        return ""
+    gap = (anomaly["value"] or 0) - (anomaly["expected"] or 0)
+    part = wording.say("share_plain" if usual is None else "share", movement=wording.say("drop" if gap < 0 else "rise"),
+                       share=wording.percent(abs(share), digits=0),
+                       usual=None if usual is None else wording.percent(usual, digits=0))
+    return wording.say("offsetting", share=part) if round(share, 2) < 0 else part
+
+
+def _dimension_label(pack: Pack, name: str, wording: Wording) -> str:
+    label = next((d.label for d in pack.dimensions if d.name == name), str(name).replace("_", " "))
+    return wording.label("dimension", name, label)
+
+
+def _driver_subject(row: dict[str, Any], pack: Pack, wording: Wording) -> str:
+    """"country DE", "product Trail Tent": the slice a driver is."""
+    value = wording.label("value", f"{row['dimension']}.{row['value']}", str(row["value"]))
+    return f"{_dimension_label(pack, row['dimension'], wording)} {value}"
+
+
+def _driver_phrase(row: dict[str, Any], anomaly: dict[str, Any], pack: Pack, wording: Wording) -> str:
+    """"country DE: $1,201.20 against $300.00 on usual Wednesdays (+300%), 75% of the rise (usually
+    20%)": the slice's amounts in the report's currency, its part of the gap and its usual size."""
+    if "actual" not in row:  # a hand-made or older frame: its own phrase
+        return str(row["phrase"])
+    metric = pack.metric(anomaly["metric"])
+    dimension = _dimension_label(pack, row["dimension"], wording)
+    part = _share_words(_number(row.get("share")), _number(row.get("usual_share")), anomaly, wording)
+    if str(row["value"]) == UNATTRIBUTED:
+        return wording.say("driver_unattributed", dimension=dimension, share=part)
+    # A ratio metric's slices carry their own ratio (a slice's AOV): say which.
+    what = _driver_subject(row, pack, wording) + (f" {anomaly['label']}" if metric.ratio else "")
+    actual, expected = _number(row.get("actual")) or 0.0, _number(row.get("expected"))
+    weekdays = wording.weekdays(date.fromisoformat(anomaly["date"]))
+    if not expected:
+        return wording.say("driver_new", what=what, actual=wording.value(metric.unit, actual),
+                           weekdays=weekdays, share=part)
+    _, change = _change_shown(actual, expected, wording, digits=0)
+    return wording.say("driver", what=what, actual=wording.value(metric.unit, actual),
+                       expected=wording.value(metric.unit, expected), weekdays=weekdays, share=part,
+                       change=change)
 
 
 def _default_headline(pack: Pack) -> list[str]:
@@ -540,70 +671,81 @@ def _json_ready(value: Any) -> Any:
 
 
 def _title(facts: dict[str, Any]) -> str:
-    return f"Weekly report: {facts['workspace']['name']}, {facts['week']['label']}"
+    return Wording.of(facts).say("title", name=facts["workspace"]["name"], week=facts["week"]["label"])
 
 
 def _period(facts: dict[str, Any]) -> str:
-    week = facts["week"]
-    partial = "" if week["days_with_data"] == 7 else f" (data for {week['days_with_data']} of 7 days)"
-    return (f"Monday {week['start']} to Sunday {week['end']}, {facts['workspace']['timezone']}; "
-            f"compared with {facts['previous_week']['label']}{partial}")
+    week, wording = facts["week"], Wording.of(facts)
+    partial = "" if week["days_with_data"] == 7 else wording.say("partial", days=week["days_with_data"])
+    return wording.say("period", start=week["start"], end=week["end"], timezone=facts["workspace"]["timezone"],
+                       previous=facts["previous_week"]["label"]) + partial
 
 
-def _sparks(metric: dict[str, Any]) -> list[float | None]:
-    return metric["weekly"][-SPARK_WEEKS:]
+def _headers(facts: dict[str, Any]) -> list[str]:
+    wording = Wording.of(facts)
+    return [wording.say("metric"), wording.say("this_week"), wording.say("last_week"), wording.say("change"), "",
+            wording.say("history", weeks=len(facts["weeks"]))]
 
 
-def _anomaly_line(anomaly: dict[str, Any]) -> str:
+def _anomaly_line(anomaly: dict[str, Any], wording: Wording) -> str:
     shown = anomaly["display"]
-    stake = "" if anomaly.get("impact") is None else f"; {shown['impact']} at stake"
-    holiday = f"; on {anomaly['holiday']}, against the same holiday last year" if anomaly.get("holiday") else ""
-    return (f"{anomaly['date']} ({anomaly['weekday']}): {anomaly['label']} {shown['value']}, "
-            f"expected {shown['expected']} (band {shown['band']}); {shown.get('direction', anomaly['direction'])}, "
-            f"severity {anomaly['severity']}, score {shown['score']}, rule {anomaly['rule']}{stake}{holiday}")
+    stake = "" if anomaly.get("impact") is None else wording.say("stake", impact=shown["impact"])
+    holiday = wording.say("holiday", holiday=anomaly["holiday"]) if anomaly.get("holiday") else ""
+    return wording.say("anomaly", date=anomaly["date"], weekday=anomaly["weekday"], label=anomaly["label"],
+                       value=shown["value"], expected=shown["expected"], band=shown["band"],
+                       direction=shown.get("direction", anomaly["direction"]),
+                       severity=shown.get("severity", anomaly["severity"]), score=shown["score"],
+                       rule=wording.label("rule", anomaly["rule"], anomaly["rule"]), stake=stake, holiday=holiday)
 
 
-def _related_line(related: dict[str, Any]) -> str:
+def _related_line(related: dict[str, Any], wording: Wording) -> str:
     shown = related["display"]
-    base = "last week" if related["rule"] == "week_over_week" else "expected"
-    return (f"also {related['label']} {shown['value']} against {shown['expected']} {base} "
-            f"({related['date']}, {related['rule']})")
+    return wording.say("related", label=related["label"], value=shown["value"], expected=shown["expected"],
+                       base=_base(related["rule"], wording), date=related["date"],
+                       rule=wording.label("rule", related["rule"], related["rule"]))
 
 
 def _held_back(facts: dict[str, Any]) -> str | None:
     """The note on findings of the week that are stored but not shown."""
     more = facts["counts"].get("anomalies_found", 0) - len(facts["anomalies"]) \
         - sum(len(anomaly.get("related", [])) for anomaly in facts["anomalies"])
-    return f"{more} smaller findings this week are kept in insights.anomalies" if more > 0 else None
+    return Wording.of(facts).say("held_back", count=more) if more > 0 else None
 
 
-def _mover_line(mover: dict[str, Any]) -> str:
-    return f"{mover['label']} {mover['display']['change']} ({mover['display']['delta']}), {mover['outcome']}"
+def _mover_line(mover: dict[str, Any], wording: Wording) -> str:
+    shown = mover["display"]
+    return wording.say("mover", label=mover["label"], change=shown["change"], delta=shown["delta"],
+                       outcome=shown.get("outcome") or wording.say(mover["outcome"] or "n/a"))
 
 
 def render_text(facts: dict[str, Any], *, summary: str | None = None) -> str:
     """The plain-text report: header, summary, metric table with sparklines, movers, anomalies."""
+    wording = Wording.of(facts)
     lines = [_title(facts), _period(facts), ""]
     if summary:
         lines += [summary, ""]
-    rows = [("Metric", "This week", "Last week", "Change", "", f"Last {SPARK_WEEKS} weeks")]
+    rows = [tuple(_headers(facts))]
     for metric in facts["metrics"]:
         shown = metric["display"]
         rows.append((metric["label"], shown["current"], shown["previous"], shown["change"], shown["delta"],
-                     charts.sparkline(_sparks(metric))))
+                     charts.sparkline(metric["weekly"])))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:5], widths[1:5])]
         lines.append("  ".join(cells + [row[5]]).rstrip())
-    lines += ["", "Top movers"]
-    lines += [f"  {mover['rank']}. {_mover_line(mover)}" for mover in facts["movers"]] or ["  none"]
-    lines += ["", "Anomalies"]
+    lines += ["", wording.say("movers")]
+    for mover in facts["movers"]:
+        lines += [f"  {mover['rank']}. {_mover_line(mover, wording)}", f"     → {mover['action']}"]
+    if not facts["movers"]:
+        lines.append(f"  {wording.say('none')}")
+    lines += ["", wording.say("anomalies")]
     for anomaly in facts["anomalies"]:
-        lines.append(f"  - {_anomaly_line(anomaly)}")
+        lines.append(f"  - {_anomaly_line(anomaly, wording)}")
         lines += [f"      {driver['rank']}. {driver['phrase']}" for driver in anomaly["drivers"]]
-        lines += [f"      {_related_line(related)}" for related in anomaly.get("related", [])]
+        lines += [f"      {_related_line(related, wording)}" for related in anomaly.get("related", [])]
+        lines.append(f"    → {anomaly['action']}")
     if not facts["anomalies"]:
-        lines.append("  none this week")
+        lines.append(f"  {wording.say('none_this_week')}")
     if _held_back(facts):
         lines.append(f"  ({_held_back(facts)})")
     return "\n".join(lines) + "\n"
@@ -612,9 +754,9 @@ def render_text(facts: dict[str, Any], *, summary: str | None = None) -> str:
 def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src: str = CHART_FILE) -> str:
     """Email-safe HTML: tables and inline styles only; the chart is `<img src=chart_src>`."""
     escape = html.escape
+    wording = Wording.of(facts)
     header = "".join(f'<th style="{CELL};text-align:{align}">{escape(name)}</th>' for name, align in
-                     [("Metric", "left"), ("This week", "right"), ("Last week", "right"), ("Change", "right"),
-                      ("", "right"), (f"Last {SPARK_WEEKS} weeks", "left")])
+                     zip(_headers(facts), ["left", "right", "right", "right", "right", "left"]))
     rows = []
     for metric in facts["metrics"]:
         shown = metric["display"]
@@ -625,22 +767,25 @@ def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src:
             f'<td style="{CELL}">{escape(shown["previous"])}</td>'
             f'<td style="{CELL};color:{colour}">{escape(shown["change"])}</td>'
             f'<td style="{CELL};color:{colour}">{escape(shown["delta"])}</td>'
-            f'<td style="{CELL};text-align:left">{_html_sparkline(_sparks(metric))}</td></tr>'
+            f'<td style="{CELL};text-align:left">{_html_sparkline(metric["weekly"])}</td></tr>'
         )
-    movers = "".join(f"<li>{escape(_mover_line(mover))}</li>" for mover in facts["movers"]) or "<li>none</li>"
+    movers = "".join(f"<li>{escape(_mover_line(mover, wording))}{_html_action(mover['action'])}</li>"
+                     for mover in facts["movers"]) or f"<li>{escape(wording.say('none'))}</li>"
     anomalies = "".join(
-        f"<li>{escape(_anomaly_line(anomaly))}"
+        f"<li>{escape(_anomaly_line(anomaly, wording))}"
         + ("<ol>" + "".join(f"<li>{escape(driver['phrase'])}</li>" for driver in anomaly["drivers"]) + "</ol>"
            if anomaly["drivers"] else "")
-        + "".join(f"<div>{escape(_related_line(related))}</div>" for related in anomaly.get("related", []))
+        + "".join(f"<div>{escape(_related_line(related, wording))}</div>" for related in anomaly.get("related", []))
+        + _html_action(anomaly["action"])
         + "</li>"
         for anomaly in facts["anomalies"]
-    ) or "<li>none this week</li>"
+    ) or f"<li>{escape(wording.say('none_this_week'))}</li>"
     if _held_back(facts):
         anomalies += f"<li>({escape(_held_back(facts))})</li>"
     summary_html = f'<p style="font-size:15px;line-height:1.5">{escape(summary)}</p>' if summary else ""
+    alt = wording.say("chart_alt", weeks=len(facts["weeks"]))
     return (
-        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f'<!DOCTYPE html><html lang="{escape(wording.language)}"><head><meta charset="utf-8">'
         f"<title>{escape(_title(facts))}</title></head>"
         f'<body style="margin:0;padding:16px;{FONT}">'
         f'<h1 style="font-size:20px;margin:0 0 4px">{escape(_title(facts))}</h1>'
@@ -648,12 +793,16 @@ def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src:
         f"{summary_html}"
         f'<table cellpadding="0" cellspacing="0" style="border-collapse:collapse;font-size:14px">'
         f"<tr>{header}</tr>{''.join(rows)}</table>"
-        f'<p><img src="{escape(chart_src)}" alt="Trend of the headline metrics, {len(facts["weeks"])} weeks" '
+        f'<p><img src="{escape(chart_src)}" alt="{escape(alt)}" '
         f'width="800" style="display:block;max-width:100%;height:auto;border:0"></p>'
-        f'<h2 style="font-size:16px">Top movers</h2><ol>{movers}</ol>'
-        f'<h2 style="font-size:16px">Anomalies</h2><ul>{anomalies}</ul>'
+        f'<h2 style="font-size:16px">{escape(wording.say("movers"))}</h2><ol>{movers}</ol>'
+        f'<h2 style="font-size:16px">{escape(wording.say("anomalies"))}</h2><ul>{anomalies}</ul>'
         "</body></html>"
     )
+
+
+def _html_action(action: str) -> str:
+    return f'<div style="margin:2px 0 6px;color:#1864ab">→ {html.escape(action)}</div>'
 
 
 def _html_sparkline(values: list[float | None]) -> str:
@@ -669,25 +818,36 @@ def _html_sparkline(values: list[float | None]) -> str:
 
 def render_markdown(facts: dict[str, Any], *, summary: str | None = None) -> str:
     """A compact preview for Dagster metadata: the metric table, movers and anomalies."""
+    wording = Wording.of(facts)
     lines = [f"**{_title(facts)}**", "", _period(facts), ""]
     if summary:
         lines += [summary, ""]
-    lines += ["| Metric | This week | Last week | Change |", "|---|---:|---:|---:|"]
+    lines += ["| " + " | ".join(_headers(facts)[:4]) + " |", "|---|---:|---:|---:|"]
     for metric in facts["metrics"]:
         shown = metric["display"]
         lines.append(f"| {metric['label']} | {shown['current']} | {shown['previous']} | {shown['change']} |")
-    lines += ["", "**Top movers:** " + ("; ".join(_mover_line(m) for m in facts["movers"]) or "none")]
-    lines += ["", f"**Anomalies:** {len(facts['anomalies']) or 'none'}"]
-    lines += [f"- {_anomaly_line(anomaly)}" for anomaly in facts["anomalies"]]
+    lines += ["", f"**{wording.say('movers')}:** "
+              + ("; ".join(_mover_line(m, wording) for m in facts["movers"]) or wording.say("none"))]
+    lines += ["", f"**{wording.say('anomalies')}:** {len(facts['anomalies']) or wording.say('none')}"]
+    lines += [f"- {_anomaly_line(anomaly, wording)} → {anomaly['action']}" for anomaly in facts["anomalies"]]
     return "\n".join(lines) + "\n"
 
 
-def _chart(facts: dict[str, Any], pack: Pack, currency: str) -> bytes:
+def _chart(facts: dict[str, Any], pack: Pack) -> bytes:
+    panels, titles = chart_panels(facts, pack)
+    return charts.trend_chart(facts["weeks"], panels, **titles)
+
+
+def chart_panels(facts: dict[str, Any], pack: Pack) -> tuple[list[tuple], dict[str, str]]:
+    """The trend chart's panels (the headline metrics over the report's weeks, axis ticks in whole
+    units: no cents) and its title, as `charts.trend_chart` takes them."""
+    wording = Wording.of(facts)
     by_name = {metric["name"]: metric for metric in facts["metrics"]}
     panels = []
     for name in facts["headline"]:
         metric = pack.metric(name)
-        panels.append((metric.label, by_name[name]["weekly"],
-                       lambda value, metric=metric: format_value(metric, value, currency)))
-    return charts.trend_chart(facts["weeks"], panels, title=f"{facts['workspace']['name']}: last "
-                              f"{len(facts['weeks'])} weeks to {facts['week']['label']}")
+        panels.append((by_name[name]["label"], by_name[name]["weekly"],
+                       lambda value, unit=metric.unit: wording.value(unit, value, whole=True), metric.unit != "ratio"))
+    title = wording.say("chart_title", name=facts["workspace"]["name"], weeks=len(facts["weeks"]),
+                        week=facts["week"]["label"])
+    return panels, {"title": title}

@@ -21,7 +21,7 @@ ANOMALY_COLUMNS = ["anomaly_id", "workspace_id", "metric", "date", "value", "exp
                    "score", "severity", "direction", "outcome", "rule", "holiday", "impact", "confidence",
                    "event_id", "event_rank", "reported"]
 DRIVER_COLUMNS = ["anomaly_id", "workspace_id", "metric", "date", "rank", "dimension", "dimension_value",
-                  "expected", "actual", "contribution", "share", "phrase"]
+                  "expected", "actual", "contribution", "share", "usual_share", "phrase"]
 UNIT_VALUE_DAYS = 28  # a unit's money value is averaged over the 4 weeks before the anomaly
 LINK_DAYS = 13  # a week-over-week finding is the same event as a band anomaly in its week or the week before
 JUDGED = ["ok", "anomaly", "continuing", "recurring"]  # statuses whose score the week-over-week check weighs
@@ -242,7 +242,7 @@ def explain_anomalies(anomalies: pd.DataFrame, slices: pd.DataFrame, pack: Pack,
     drivers = pd.concat(parts, ignore_index=True)[DRIVER_COLUMNS]
     drivers["dimension_value"] = drivers["dimension_value"].astype(str)
     return drivers.astype({"rank": "int64", "expected": "float64", "actual": "float64",
-                           "contribution": "float64", "share": "float64"})
+                           "contribution": "float64", "share": "float64", "usual_share": "float64"})
 
 
 def _daily_grid(daily: pd.DataFrame, pack: Pack) -> pd.DataFrame:
@@ -283,6 +283,6 @@ def _dtype(column: str) -> str:
         return "int64"
     if column == "reported":
         return "bool"
-    return "float64" if column in (*FLOAT_COLUMNS, "actual", "contribution", "share") else "object"
+    return "float64" if column in (*FLOAT_COLUMNS, "actual", "contribution", "share", "usual_share") else "object"
 
 

@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+from babel import Locale
+from babel.numbers import get_decimal_symbol, get_group_symbol
 
 from pipelines.currencies import ISO_4217
+from pipelines.insights.wording import DEFAULT_LOCALE, Wording
 from pipelines.settings import LlmSettings
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -57,6 +60,14 @@ Use only the facts in the JSON you are given. Rules:
 - Write dates as YYYY-MM-DD and the week as its label (e.g. 2026-W10).
 - Cover the headline metrics, the top movers (say if a move is good or bad for the business,
   using "outcome"), and each anomaly with its top driver. If there are no anomalies, say so.
+- End with what to do: copy the "action" sentence of each anomaly (or, without anomalies, of the
+  first mover) word for word. Recommend nothing else.
+"""
+
+
+LANGUAGE_RULE = """\
+- Write in {language}, as the report is. Write numbers exactly as the facts' display strings do
+  (their decimal and thousands separators), and dates still as YYYY-MM-DD.
 """
 
 
@@ -152,7 +163,8 @@ def summarize(
         return Summary(template, "template", reason="LLM reply holds a link or markup", rejected_reply=reply,
                        **accounting)
     unmatched = check_numbers(reply, facts)
-    contradicted = check_claims(reply, facts)
+    contradicted = check_claims(reply, facts) + [
+        (advice, f"{advice!r} is no recommended action of the report") for advice in check_actions(reply, facts)]
     if unmatched or contradicted:
         return Summary(template, "template", reason="fact check failed: " + "; ".join(
             [f"{number!r} matches no fact" for number in unmatched] + [why for _, why in contradicted]),
@@ -170,46 +182,57 @@ def estimate_cost(model: str, prompt_tokens: int | None, completion_tokens: int 
 
 
 def build_messages(facts: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The chat messages: the writing rules, then the facts JSON (without weekly series, to save tokens)."""
+    """The chat messages: the writing rules (in the report's language), then the facts JSON (without
+    weekly series, to save tokens)."""
+    locale = Locale.parse((facts.get("workspace") or {}).get("locale") or DEFAULT_LOCALE)
+    system = SYSTEM_PROMPT if locale.language == "en" else SYSTEM_PROMPT + LANGUAGE_RULE.format(
+        language=locale.get_display_name("en"))
     shown = dict(facts)
     shown["metrics"] = [{key: value for key, value in metric.items() if key != "weekly"}
                         for metric in facts.get("metrics", [])]
     return [
-        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "system", "content": system},
         {"role": "user", "content": json.dumps(shown, ensure_ascii=False, separators=(",", ":"))},
     ]
 
 
 def template_summary(facts: Mapping[str, Any]) -> str:
-    """A deterministic summary that uses only the facts' display strings and driver phrases."""
+    """A deterministic summary, in the report's language, that uses only the facts' display strings,
+    driver phrases and actions."""
     workspace, week = facts["workspace"], facts["week"]
+    wording = Wording.of(facts)
     by_name = {metric["name"]: metric for metric in facts["metrics"]}
-    sentences = [f"{workspace['name']}, week {week['label']} ({week['start']} to {week['end']})."]
+    sentences = [wording.say("summary.week", name=workspace["name"], week=week["label"], start=week["start"],
+                             end=week["end"])]
     headline = []
     for name in facts.get("headline", []):
         metric = by_name[name]
         shown = metric["display"]
-        if metric["change_pct"] is None:
-            headline.append(f"{metric['label']} {shown['current']} (no comparison with the week before)")
-        else:
-            headline.append(f"{metric['label']} {shown['current']} ({shown['change']} on the week before)")
+        key = "summary.no_comparison" if metric["change_pct"] is None else "summary.headline"
+        headline.append(wording.say(key, label=metric["label"], current=shown["current"], change=shown["change"]))
     if headline:
         sentences.append("; ".join(headline) + ".")
     movers = facts.get("movers", [])[:3]
     if movers:
-        sentences.append("Biggest moves: " + "; ".join(
-            f"{mover['label']} {mover['display']['change']} ({mover['outcome']})" for mover in movers) + ".")
+        sentences.append(wording.say("summary.moves", moves="; ".join(
+            wording.say("summary.move", label=mover["label"], change=mover["display"]["change"],
+                        outcome=mover["display"].get("outcome") or mover["outcome"]) for mover in movers)))
     anomalies = facts.get("anomalies", [])
+    actions = [anomaly["action"] for anomaly in anomalies[:3] if anomaly.get("action")]
+    if not anomalies and movers and movers[0].get("action"):
+        actions.append(movers[0]["action"])
     for anomaly in anomalies[:3]:
         shown = anomaly["display"]
-        driver = f", mostly {anomaly['drivers'][0]['phrase']}" if anomaly["drivers"] else ""
-        sentences.append(f"Anomaly on {anomaly['date']}: {anomaly['label']} was {shown['value']} against "
-                         f"{shown['expected']} expected{driver}.")
+        # "led by", not "mostly": the first driver is the slice that moved most against its usual
+        # share, which need not be most of the gap
+        driver = wording.say("summary.led_by", phrase=anomaly["drivers"][0]["phrase"]) if anomaly["drivers"] else ""
+        sentences.append(wording.say("summary.anomaly", date=anomaly["date"], label=anomaly["label"],
+                                     value=shown["value"], expected=shown["expected"], driver=driver))
     if len(anomalies) > 3:
-        sentences.append(f"{len(anomalies) - 3} more anomalies are listed below.")
+        sentences.append(wording.say("summary.more", count=len(anomalies) - 3))
     if not anomalies:
-        sentences.append("No anomalies this week.")
-    return " ".join(sentences)
+        sentences.append(wording.say("summary.none"))
+    return " ".join(sentences + actions)
 
 
 # --- the fact check ----------------------------------------------------------------------------
@@ -241,16 +264,18 @@ DATE_PATTERNS = [
 _CODES = "|".join(sorted(ISO_4217))  # only real currency codes make an amount ("ARR 12" is a plain 12)
 NUMBER = re.compile(
     r"(?<![\w.])(?P<sign>[+\-−])?"
-    rf"(?P<symbol>[$€£¥₹₩]|(?:{_CODES})\s)?(?P<sign2>[+\-−])?"
+    rf"(?P<symbol>(?:R\$|US\$|[$€£¥₹₩])\s?|(?:{_CODES})\s)?(?P<sign2>[+\-−])?"
     r"(?P<digits>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
     r"(?:(?P<ordinal>st|nd|rd|th)|\s?(?P<suffix>k|K|M|bn|B|thousand|million|billion)(?![\w]))?"
     r"(?P<percent>\s?%|\s(?:percent|per cent)\b)?"
     rf"(?:\s(?P<code_after>{_CODES})\b)?(?![\w])"
 )
 SCALES = {"k": 1e3, "K": 1e3, "thousand": 1e3, "M": 1e6, "million": 1e6, "bn": 1e9, "B": 1e9, "billion": 1e9}
+# English, then Portuguese (a report in pt_BR is summarized in Portuguese)
 DOWN_WORDS = (r"down|fell|fall|fallen|dropped|drop|declined|decline|decreased|decrease|lower|shrank|slipped"
-              r"|lost")
-UP_WORDS = r"up|rose|risen|rise|grew|grown|increased|increase|gained|gain|higher|jumped|climbed"
+              r"|lost|caiu|caíram|queda de|recuou|recuaram|diminuiu|diminuíram|perdeu|perderam")
+UP_WORDS = (r"up|rose|risen|rise|grew|grown|increased|increase|gained|gain|higher|jumped|climbed"
+            r"|subiu|subiram|alta de|cresceu|cresceram|aumentou|aumentaram|avançou|avançaram")
 DIRECTION = re.compile(rf"\b(?:(?P<down>{DOWN_WORDS})|(?P<up>{UP_WORDS}))\s+(?:by\s+)?$", re.IGNORECASE)
 SPELLED = {word: value for value, word in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -280,6 +305,7 @@ def check_numbers(text: str, facts: Mapping[str, Any]) -> list[str]:
 
     See the comment above for the rules.
     """
+    text = _english_numbers(text, facts)
     known_numbers, known_dates, known_weeks = _facts_index(facts)
     unmatched, blanked = _check_dates(text, known_dates, known_weeks)
     for _, _, written, number in _numbers_at(_blank(blanked, MULTIPLE)):
@@ -362,8 +388,28 @@ def _check_dates(text: str, dates: set[Day], weeks: set[IsoWeek]) -> tuple[list[
     return unmatched, text
 
 
-def _facts_index(facts: Mapping[str, Any]) -> tuple[list[_Number], set[Day], set[IsoWeek]]:
-    """Every number in the facts with its kind, every date, and every ISO week (year, number)."""
+def _english_numbers(text: str, facts: Mapping[str, Any]) -> str:
+    """`text` with numbers written in the report's locale ("R$ 1.234,56", "12,3%") rewritten the
+    English way ("R$ 1,234.56", "12.3%"), so one parser reads every language."""
+    locale = (facts.get("workspace") or {}).get("locale") or DEFAULT_LOCALE
+    decimal, group = get_decimal_symbol(locale), get_group_symbol(locale)
+    if decimal == ".":
+        return text
+    grouped = re.escape(group) if group.strip() else r"[\s\u202f\u00a0]"
+    pattern = re.compile(rf"\d{{1,3}}(?:{grouped}\d{{3}})+(?:{re.escape(decimal)}\d+)?(?!\d)"
+                         rf"|\d+{re.escape(decimal)}\d+")
+    def english(match: re.Match[str]) -> str:  # both separators swapped at once: "1.234,5" → "1,234.5"
+        return "".join("." if char == decimal else "," if not char.isdigit() else char for char in match[0])
+
+    return pattern.sub(english, text)
+
+
+def _facts_index(facts: Mapping[str, Any], *, locale_of: Mapping[str, Any] | None = None
+                 ) -> tuple[list[_Number], set[Day], set[IsoWeek]]:
+    """Every number in the facts with its kind, every date, and every ISO week (year, number).
+
+    Strings are read in the locale of `locale_of` (default: the facts' own workspace)."""
+    locale_of = facts if locale_of is None else locale_of
     numbers: list[_Number] = []
     dates: set[Day] = set()
     weeks: set[IsoWeek] = set()
@@ -383,7 +429,7 @@ def _facts_index(facts: Mapping[str, Any]) -> tuple[list[_Number], set[Day], set
                          for match in DATE_PATTERNS[1].finditer(node))
             # Numbers inside shown strings (display values, driver phrases, names) are facts at
             # the precision they were shown with.
-            numbers.extend(_shown_numbers(node))
+            numbers.extend(_shown_numbers(_english_numbers(node, locale_of)))
         elif isinstance(node, (int, float)) and not isinstance(node, bool) and math.isfinite(node):
             numbers.append(_fact_number(float(node), unit, key))
 
@@ -427,10 +473,15 @@ def _fact_number(value: float, unit: str | None, key: str | None) -> _Number:
 ATTRIBUTION_WORDS = 8
 CLAIM_WORDS = 5
 MULTIPLE_TOLERANCE = 1.25
+# English, then Portuguese
 RISE_WORDS = (r"rose|risen|grew|grown|increased|gained|jumped|climbed|surged|soared|spiked|rebounded|climbing"
-              r"|rising|growing|increasing|higher")
+              r"|rising|growing|increasing|higher"
+              r"|subiu|subiram|cresceu|cresceram|aumentou|aumentaram|avançou|avançaram|saltou|saltaram|disparou"
+              r"|dispararam|maior|maiores")
 FALL_WORDS = (r"fell|fallen|dropped|declined|decreased|shrank|shrunk|slipped|slid|plunged|plummeted|sank|tumbled"
-              r"|dipped|falling|dropping|declining|decreasing|lower")
+              r"|dipped|falling|dropping|declining|decreasing|lower"
+              r"|caiu|caíram|recuou|recuaram|diminuiu|diminuíram|despencou|despencaram|encolheu|encolheram"
+              r"|menor|menores")
 CLAIM_DIRECTION = re.compile(rf"\b(?:(?P<down>{FALL_WORDS})|(?P<up>{RISE_WORDS}))\b", re.IGNORECASE)
 MULTIPLE_WORDS = {"doubled": 2.0, "tripled": 3.0, "trebled": 3.0, "quadrupled": 4.0, "halved": 0.5, "twice": 2.0,
                   "cut in half": 0.5, "twofold": 2.0, "two-fold": 2.0, "threefold": 3.0, "three-fold": 3.0,
@@ -463,7 +514,7 @@ def check_claims(text: str, facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     if not metrics:
         return []
     mention = _mention_pattern(metrics)
-    _, text = _check_dates(text, set(), set())  # dates are the number check's; blank them here
+    _, text = _check_dates(_english_numbers(text, facts), set(), set())  # dates are the number check's
     ends = [0, *sorted(m.end() for m in CLAUSE_END.finditer(text)), len(text) + 1]
     mentions = [(m.start(), m.end(), _metric_named(m[0], metrics)) for m in mention.finditer(text)]
     found: list[tuple[str, str]] = []
@@ -496,6 +547,36 @@ def check_claims(text: str, facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
+# --- recommended actions -------------------------------------------------------------------------
+#
+# The report gives every anomaly and mover one recommended action (facts `action`), grounded in its
+# drivers. A reply may repeat those sentences but must not advise anything else: any sentence that
+# recommends (it starts with an imperative such as "Check", "Contact", "Start with", or says
+# "recommend", "should", "suggest") must be one of the facts' action sentences, as written.
+
+RECOMMENDING = re.compile(
+    r"^(?:check|look|start|contact|investigate|review|wait|break|compare|consider|ask|find|focus|reach|call"
+    r"|email|see|audit|fix|pause|stop|raise|lower|cut|offer|run|launch|talk|follow|monitor|watch|keep"
+    # Portuguese imperatives
+    r"|verifique|comece|fale|veja|divida|espere|descubra|confira|revise|analise|investigue|pause|corte|ofere[çc]a"
+    r"|aumente|reduza|contate|pergunte|acompanhe|mantenha)\b"
+    r"|\b(?:recommend\w*|should|suggest\w*|advise\w*|next step|recomend\w*|suger\w*|sugir\w*|dev(?:e|eria|em)"
+    r"|próximo passo)\b", re.IGNORECASE)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def check_actions(text: str, facts: Mapping[str, Any]) -> list[str]:
+    """Sentences of `text` that recommend something the report's actions do not; empty when none."""
+    known = {_plain(sentence) for item in [*facts.get("anomalies", []), *facts.get("movers", [])]
+             for sentence in SENTENCE_END.split(str(item.get("action") or "")) if sentence}
+    return [sentence.strip() for sentence in SENTENCE_END.split(text)
+            if RECOMMENDING.search(sentence.strip()) and _plain(sentence) not in known]
+
+
+def _plain(sentence: str) -> str:
+    return " ".join(sentence.split()).rstrip(".!").lower()
+
+
 def _metric_claims(facts: Mapping[str, Any]) -> dict[str, _Metric]:
     """Each metric of the facts with its numbers, directions and ratios."""
     records: dict[str, list[Any]] = {}
@@ -514,14 +595,15 @@ def _metric_claims(facts: Mapping[str, Any]) -> dict[str, _Metric]:
         ratios = [now / then for now, then in pairs if now is not None and then and now / then > 0]
         label = str(metric.get("label") or name.replace("_", " "))
         change = (metric.get("display") or {}).get("change") or "n/a"
-        found[name] = _Metric(name, label, _facts_index({"records": rows})[0], directions, ratios, change)
+        found[name] = _Metric(name, label, _facts_index({"records": rows}, locale_of=facts)[0], directions, ratios,
+                              change)
     # A driver phrase that names another metric ("Online store: −31 orders") holds that metric's figures too.
     pattern = _mention_pattern(found)
     for anomaly in facts.get("anomalies", []):
         for driver in anomaly.get("drivers", []):
             phrase = str(driver.get("phrase", ""))
             for named in {_metric_named(m[0], found).name for m in pattern.finditer(phrase)}:
-                found[named].numbers.extend(_shown_numbers(phrase))
+                found[named].numbers.extend(_shown_numbers(_english_numbers(phrase, facts)))
     return found
 
 

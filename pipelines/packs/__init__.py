@@ -34,6 +34,8 @@ class Metric:
         label: how reports name it.
         unit: "currency", "count" or "ratio" (how values are formatted).
         up_is_good: whether a rise is good news (refunds and churn: no).
+        can_be_negative: a net figure that can fall below zero (net sales, net new MRR); for every
+            other metric a band below zero means nothing and reports show it from 0.
         sensitivity: the anomaly band's half-width in robust standard deviations.
         change_threshold: the week-over-week rule's relative change (0.3 = ±30%, the seed's rule);
             bursty metrics, whose weekly totals swing widely, set a larger one.
@@ -55,6 +57,7 @@ class Metric:
     label: str
     unit: str
     up_is_good: bool = True
+    can_be_negative: bool = False
     sensitivity: float = 4.0  # anomalies.SENSITIVITY (the packs do not import the detector)
     change_threshold: float = 0.3
     dimensions: tuple[str, ...] = ()

@@ -14,10 +14,10 @@ PACK = Pack(
     dimensions=(
         Dimension("product", "product"),
         Dimension("country", "country"),
-        Dimension("customer_type", "new vs returning"),
+        Dimension("customer_type", "customer type"),
     ),
     metrics=(
-        Metric("net_sales", "Net sales", "currency", dimensions=BY_LINE),
+        Metric("net_sales", "Net sales", "currency", can_be_negative=True, dimensions=BY_LINE),
         Metric("gross_sales", "Gross sales", "currency", dimensions=BY_LINE),
         Metric("discounts", "Discounts", "currency", up_is_good=False, change_threshold=BURSTY_CHANGE,
                dimensions=BY_LINE),

@@ -22,7 +22,8 @@ PACK = Pack(
     metrics=(
         Metric("mrr", "MRR", "currency", stock=True, dimensions=BY_ITEM),
         Metric("arr", "ARR", "currency", stock=True, dimensions=BY_ITEM),
-        Metric("net_new_mrr", "Net new MRR", "currency", **MOVEMENT, dimensions=("movement_type", *BY_ITEM)),
+        Metric("net_new_mrr", "Net new MRR", "currency", can_be_negative=True, **MOVEMENT,
+               dimensions=("movement_type", *BY_ITEM)),
         Metric("new_mrr", "New MRR", "currency", **MOVEMENT, dimensions=BY_ITEM),
         Metric("expansion_mrr", "Expansion MRR", "currency", **MOVEMENT, dimensions=BY_ITEM),
         # Contraction and churn are positive amounts of MRR lost (docs/metrics.md): a rise is bad news.

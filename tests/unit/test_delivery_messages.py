@@ -46,6 +46,13 @@ def test_slack_message_has_summary_every_kpi_and_anomalies_with_drivers():
     anomaly = sections[-1]["text"]["text"]
     assert anomaly.startswith("*Orders* on 2026-03-04 (Wednesday)")
     assert "• Online store &lt;web&gt; &amp; co: −10 orders" in anomaly and "• Mobile app" in anomaly
+    movers = next(b["text"]["text"] for b in sections if b.get("text", {}).get("text", "").startswith("*Top movers*"))
+    for mover in facts["movers"]:
+        assert f"{mover['rank']}. {mover['label']} {mover['display']['change']}" in movers
+        assert f"→ {slack.escape(mover['action'])}" in movers
+    action = facts["anomalies"][-1]["action"]
+    assert action.startswith("Start with channel Online store, 50% of the drop: check what changed there")
+    assert f"→ {slack.escape(action)}" in anomaly  # what to do, under the drivers
     assert message["metadata"] == {"event_type": slack.EVENT_TYPE,
                                    "event_payload": {"idempotency_key": KEY, "report_id": "r"}}
     # the notification text is parsed like mrkdwn too: escaped as well
@@ -91,3 +98,16 @@ def test_message_id_depends_only_on_the_key_and_domain(other):
     assert message_id(KEY, "a@abos.example") == message_id(KEY, "Reports <b@abos.example>")
     assert message_id(KEY, "a@abos.example").endswith("@abos.example>")
     assert message_id(other, "a@abos.example") != message_id(KEY, "a@abos.example")
+
+
+def test_a_portuguese_report_is_posted_in_portuguese():
+    from tests.unit.test_reports import br_report
+
+    facts = br_report().facts
+    message = slack.report_message(facts, None, channel="#loja", key=KEY, report_id="r")
+    texts = [b["text"]["text"] for b in message["blocks"] if b["type"] in ("header", "section") and "text" in b]
+    assert texts[0] == "Relatório semanal: Loja Verde, 2026-W10"
+    assert texts[-2] == "*Anomalias nesta semana: 1*"
+    assert texts[-1].startswith("*Reembolsos* em 2026-03-04 (quarta-feira): R$\u00a0912,50, esperado R$\u00a0150,00")
+    assert "→ Comece por produto Trail Tent" in texts[-1]
+    assert slack.chart_upload(facts)["alt_txt"] == "Tendência de Vendas líquidas, Pedidos, Ticket médio nas últimas 12 semanas"

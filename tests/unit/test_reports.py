@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from html import escape as html_escape
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 
@@ -12,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.insights import charts
 from pipelines.insights.reports import (
     CHART_CID,
     Week,
     build_report,
+    chart_panels,
     format_money,
     last_complete_week,
     write_report,
@@ -217,7 +220,8 @@ def test_the_weeks_anomalies_with_their_top_drivers():
     assert [item["id"] for item in shown] == ["a-refunds", "a-orders"]  # a-old is from an earlier week
     refunds = shown[0]
     assert refunds["display"] == {"value": "$912.50", "expected": "$150.00", "band": "$20.00 to $280.00",
-                                  "score": "6.2", "direction": "above expected, bad news", "impact": "n/a"}
+                                  "score": "6.2", "direction": "above expected, bad news", "severity": "high",
+                                  "impact": "n/a"}
     assert refunds["outcome"] == "bad"  # the pack: refunds up is bad news
     assert [driver["value"] for driver in refunds["drivers"]] == ["Trail Tent", "Mug", "Cap"]
     assert refunds["drivers"][0]["share_pct"] == 81.0
@@ -336,3 +340,238 @@ def test_only_the_reported_events_are_shown_most_at_stake_first_with_their_relat
     assert shown[2]["display"]["direction"] == "below expected, bad news"
     assert "also Units sold 400 against 150 expected" in report.text
     assert "1 smaller findings this week are kept in insights.anomalies" in report.text
+
+
+# --- wording and formats (issue 18: reports an owner reads) -------------------------------------
+
+
+def test_changes_a_percentage_would_mislead_are_said_in_words():
+    days = ecommerce_days()
+    days.loc[LAST_WEEK, "discounts"] = 0.0
+    days.loc["2026-03-01", "discounts"] = 0.01  # last week: one cent of discounts
+    days.loc[LAST_WEEK, "refunds"] = 0.0  # last week: no refunds at all
+    days.loc[THIS_WEEK, "net_sales"] = -50.0  # this week: more refunded than sold
+    days.loc[LAST_WEEK, "returning_customers"] = 0.0
+    days.loc[THIS_WEEK, "returning_customers"] = 0.0
+    report = build_report(workspace_id="s", pack=ECOMMERCE, daily=days, week="2026-W10", timezone="UTC",
+                          currency="USD")
+    discounts, refunds = metric(report, "discounts"), metric(report, "refunds")
+    assert discounts["current"] / discounts["previous"] > 10_000  # a "+9,999,900%" change
+    assert discounts["display"]["change"] == "from near zero" and discounts["change_pct"] is None
+    assert refunds["display"]["change"] == "from zero" and refunds["change_pct"] is None
+    assert metric(report, "net_sales")["display"]["change"] == "turned negative"
+    assert metric(report, "returning_customers")["display"]["change"] == "unchanged"
+    assert not re.search(r"\d{4,}(\.\d)?%", report.text)  # no four-digit percentages anywhere
+    # such moves are the biggest movers, and say so in words
+    movers = {mover["metric"]: mover for mover in report.facts["movers"]}
+    assert {"discounts", "refunds", "net_sales"} <= set(movers)
+    assert "Refunds from zero (+$" in report.text and "returning_customers" not in movers
+    assert check_numbers(report.text, report.facts) == []
+
+
+def driver_rows(anomaly_id: str, rows: list[tuple]) -> pd.DataFrame:
+    """Drivers as insights.anomaly_drivers stores them: (rank, dimension, value, expected, actual, share, usual)."""
+    return pd.DataFrame([{"anomaly_id": anomaly_id, "rank": rank, "dimension": dimension, "value": value,
+                          "expected": expected, "actual": actual, "share": share, "usual_share": usual,
+                          "phrase": "the stored English phrase"}
+                         for rank, dimension, value, expected, actual, share, usual in rows])
+
+
+def net_sales_rise(**values) -> pd.DataFrame:
+    return pd.DataFrame([{"anomaly_id": "a", "metric": "net_sales", "date": "2026-03-04", "value": 3000.0,
+                          "expected": 1400.0, "lower": -120.0, "upper": 2100.0, "score": 9.0, "severity": "high",
+                          "direction": "up", "rule": "band"} | values])
+
+
+def test_driver_phrases_carry_the_currency_and_the_usual_share_that_ranks_them():
+    # 1,600 above expected: returning customers made 39% of it though usually 10% of sales (the
+    # driver), BR made 90% of it, as it usually makes 85% (carried along); the only currency is
+    # no driver; the remainder is said as such.
+    drivers = driver_rows("a", [
+        (1, "customer_type", "returning", 140.0, 764.0, 0.39, 0.10),
+        (2, "country", "BR", 1190.0, 2630.0, 0.90, 0.85),
+        (3, "billing_currency", "USD", 1400.0, 3000.0, 1.0, 1.0),
+        (4, "product", "Tent", 0.0, 160.0, 0.10, 0.0),
+        (5, "product", "(unattributed)", None, None, 0.05, None),
+    ])
+    report = shop_report(anomalies=net_sales_rise(), drivers=drivers)
+    phrases = [driver["phrase"] for driver in report.facts["anomalies"][0]["drivers"]]
+    assert phrases == [
+        "customer type returning: $764.00 against $140.00 on usual Wednesdays (+446%), 39% of the rise "
+        "(usually 10%)",
+        "country BR: $2,630.00 against $1,190.00 on usual Wednesdays (+121%), 90% of the rise (usually 85%)",
+        "product Tent: $160.00 against none on usual Wednesdays, 10% of the rise (usually 0%)",
+    ]
+    assert [driver["rank"] for driver in report.facts["anomalies"][0]["drivers"]] == [1, 2, 3]
+    assert all(phrase in report.text and phrase in report.html for phrase in phrases)
+    assert "stored English phrase" not in report.text
+    assert check_numbers(report.text, report.facts) == []
+
+
+def test_a_rise_beyond_a_thousand_percent_is_a_multiple():
+    days = ecommerce_days()
+    days.loc[LAST_WEEK, "discounts"] = 1.0  # $7 last week ...
+    days.loc[THIS_WEEK, "discounts"] = 16.0  # ... $112 this week: "+1,500.0%" reads better as ×16
+    report = build_report(workspace_id="s", pack=ECOMMERCE, daily=days, week="2026-W10", timezone="UTC",
+                          currency="USD")
+    assert metric(report, "discounts")["display"]["change"] == "×16"
+    drivers = driver_rows("a", [(1, "product", "Tent", 166.45, 2629.91, 0.93, 0.73)])
+    phrase = shop_report(anomalies=net_sales_rise(), drivers=drivers).facts["anomalies"][0]["drivers"][0]["phrase"]
+    assert phrase == "product Tent: $2,629.91 against $166.45 on usual Wednesdays (×16), 93% of the rise (usually 73%)"
+
+
+def test_a_driver_from_next_to_nothing_is_no_five_digit_percentage():
+    drivers = driver_rows("a", [(1, "country", "PT", -8.4, 514.5, 0.2, 0.01)])
+    report = shop_report(anomalies=net_sales_rise(), drivers=drivers)
+    assert report.facts["anomalies"][0]["drivers"][0]["phrase"] == (
+        "country PT: $514.50 against −$8.40 on usual Wednesdays (turned positive), 20% of the rise (usually 1%)")
+
+
+def test_bands_start_at_zero_unless_the_metric_can_be_negative():
+    discounts = net_sales_rise(metric="discounts", value=400.0, expected=40.0, lower=-25.5, upper=105.0)
+    report = shop_report(anomalies=discounts)
+    assert report.facts["anomalies"][0]["display"]["band"] == "$0.00 to $105.00"
+    assert report.facts["anomalies"][0]["lower"] == 0
+    assert "−$" not in report.text.split("Anomalies")[1]
+    # net sales can fall below zero (refunds): its band is shown as found
+    assert shop_report(anomalies=net_sales_rise()).facts["anomalies"][0]["display"]["band"] == \
+        "−$120.00 to $2,100.00"
+
+
+def test_table_sparklines_and_chart_cover_the_same_weeks():
+    report = shop_report()
+    weeks = report.facts["counts"]["history_weeks"]
+    assert weeks == len(report.facts["weeks"]) == 12
+    header = report.text.splitlines()[3]
+    assert header.endswith(f"Last {weeks} weeks")
+    net_sales = next(line for line in report.text.splitlines() if line.startswith("Net sales"))
+    assert len(net_sales.split()[-1]) == weeks  # one bar per week
+    assert f"Last {weeks} weeks" in report.html and report.html.count('<td style="vertical-align:bottom') \
+        == weeks * len(report.facts["metrics"])
+    panels, titles = chart_panels(report.facts, ECOMMERCE)
+    assert titles["title"] == f"Demo Store: last {weeks} weeks to 2026-W10"
+    assert all(len(values) == weeks for _, values, _, _ in panels)
+
+
+def test_chart_axis_ticks_are_whole_amounts_and_counts():
+    report = shop_report()
+    panels, titles = chart_panels(report.facts, ECOMMERCE)
+    figure = charts.trend_figure(report.facts["weeks"], panels, **titles)
+    labels = {panel[0]: [tick.get_text() for tick in axis.get_yticklabels()]
+              for panel, axis in zip(panels, figure.axes)}
+    assert set(labels) == {"Net sales", "Orders", "Average order value"}
+    for label, ticks in labels.items():
+        assert ticks and all(re.fullmatch(r"−?\$?\d{1,3}(,\d{3})*", tick) for tick in ticks), (label, ticks)
+    assert all(tick.startswith("$") for tick in labels["Net sales"])
+
+
+# --- recommended actions --------------------------------------------------------------------------
+
+
+def test_every_anomaly_and_mover_says_what_to_do_from_its_drivers():
+    anomalies, drivers = anomaly_frames()
+    report = shop_report(anomalies=anomalies, drivers=drivers)
+    refunds, orders = report.facts["anomalies"]
+    assert refunds["action"] == ("Start with product Trail Tent, 81% of the rise: check its refunds of 2026-03-04 "
+                                 "for a product fault, a delivery problem or a misleading listing.")
+    assert orders["action"] == ("Start with country DE, 64% of the drop: check what changed there on 2026-03-06: "
+                                "prices, stock, listings, checkout or campaigns.")
+    movers = {mover["metric"]: mover["action"] for mover in report.facts["movers"]}
+    assert len(movers) == 5
+    # a mover with an anomaly this week follows it; the others are broken down by the pack's dimensions
+    assert movers["refunds"] == f"See the anomaly of 2026-03-04. {refunds['action']}"
+    assert movers["discounts"] == ("Break Discounts down by product, country or customer type for 2026-W10 "
+                                   "against 2026-W09 to find where the rise came from.")
+    assert movers["new_customers"] == ("Break New customers down by country for 2026-W10 against 2026-W09 "
+                                       "to find what worked.")
+    for action in [refunds["action"], orders["action"], *movers.values()]:
+        assert f"→ {action}" in report.text and f"→ {html_escape(action)}" in report.html
+    assert check_numbers(report.text, report.facts) == []
+
+
+def test_without_a_driver_the_action_says_no_slice_explains_it():
+    report = shop_report(anomalies=net_sales_rise(direction="down", value=300.0))
+    assert report.facts["anomalies"][0]["action"] == (
+        "No single product, country or customer type explains it: check what changed there on 2026-03-04: "
+        "prices, stock, listings, checkout or campaigns.")
+
+
+def test_a_partial_week_says_wait_before_acting_on_summed_metrics():
+    days = ecommerce_days().loc[:"2026-03-04"]  # Monday to Wednesday of W10
+    report = build_report(workspace_id="s", pack=ECOMMERCE, daily=days, week="2026-W10", timezone="UTC",
+                          currency="USD")
+    assert report.facts["week"]["days_with_data"] == 3
+    for mover in report.facts["movers"]:
+        assert mover["action"] == ("Wait for the full week before acting: this week has data for 3 of 7 days, so "
+                                   f"{mover['label']} compares part of a week with a whole one.")
+
+
+# --- languages and number formats ---------------------------------------------------------------
+
+
+def br_report():
+    anomalies = net_sales_rise(metric="refunds", value=912.5, expected=150.0, lower=-20.0, upper=280.0)
+    drivers = driver_rows("a", [(1, "product", "Trail Tent", 150.0, 800.0, 0.81, 0.12)])
+    return build_report(workspace_id="br", workspace_name="Loja Verde", pack=ECOMMERCE, daily=ecommerce_days(),
+                        week="2026-W10", timezone="America/Sao_Paulo", currency="BRL", anomalies=anomalies,
+                        drivers=drivers, locale="pt_BR")
+
+
+def test_a_pt_br_workspace_reads_its_report_in_portuguese_with_brazilian_numbers():
+    report = br_report()
+    days = ecommerce_days()
+    net_sales = days.loc[THIS_WEEK, "net_sales"].sum()
+    lines = report.text.splitlines()
+    assert lines[0] == "Relatório semanal: Loja Verde, 2026-W10"
+    assert lines[1] == "Segunda-feira 2026-03-02 a domingo 2026-03-08, America/Sao_Paulo; comparado com 2026-W09"
+    assert lines[3].split() == ["Métrica", "Esta", "semana", "Semana", "passada", "Variação", "Últimas", "12", "semanas"]
+    whole, cents = f"{net_sales:,.2f}".split(".")
+    assert metric(report, "net_sales")["display"]["current"] == f"R$\u00a0{whole.replace(',', '.')},{cents}"
+    assert metric(report, "net_sales")["label"] == "Vendas líquidas" and metric(report, "aov")["label"] == "Ticket médio"
+    change = days.loc[THIS_WEEK, "orders"].sum() / days.loc[LAST_WEEK, "orders"].sum() - 1
+    assert metric(report, "orders")["display"]["change"] == f"{change:+.1%}".replace(".", ",")
+    anomaly = report.facts["anomalies"][0]
+    assert anomaly["weekday"] == "quarta-feira"
+    assert anomaly["display"]["band"] == "R$\u00a00,00 a R$\u00a0280,00"
+    assert anomaly["display"]["direction"] == "acima do esperado, notícia ruim"
+    assert anomaly["drivers"][0]["phrase"] == ("produto Trail Tent: R$\u00a0800,00 contra R$\u00a0150,00 nas "
+                                               "quartas-feiras habituais (+433%), 81% da alta (normalmente 12%)")
+    assert anomaly["action"].startswith("Comece por produto Trail Tent, 81% da alta (normalmente 12%): verifique "
+                                        "os reembolsos de 2026-03-04")
+    assert '<html lang="pt">' in report.html and "Maiores variações" in report.html
+    returning = driver_rows("a", [(1, "customer_type", "returning", 140.0, 764.0, 0.39, 0.10)])
+    shop = build_report(workspace_id="br", pack=ECOMMERCE, daily=ecommerce_days(), week="2026-W10", timezone="UTC",
+                        currency="BRL", anomalies=net_sales_rise(), drivers=returning, locale="pt_BR")
+    assert shop.facts["anomalies"][0]["drivers"][0]["subject"] == "tipo de cliente recorrente"
+    assert "Anomalias" in report.markdown
+    # the numbers stay facts: the fact check reads them in the report's locale
+    assert check_numbers(report.text, report.facts) == []
+
+
+def test_english_is_the_default_and_a_language_without_a_table_keeps_its_number_formats():
+    assert shop_report().facts["workspace"]["locale"] == "en"
+    german = build_report(workspace_id="de", pack=ECOMMERCE, daily=ecommerce_days(), week="2026-W10",
+                          timezone="Europe/Berlin", currency="EUR", locale="de_DE")
+    net_sales = metric(german, "net_sales")["display"]["current"]
+    assert net_sales.startswith("€") and "," in net_sales[-3:]  # German separators: €23.896,03
+    assert german.text.splitlines()[0].startswith("Weekly report:")  # no German table: English words
+
+
+def test_the_portuguese_table_has_every_message_with_the_same_placeholders():
+    import string
+
+    from pipelines.insights.wording import MESSAGES
+
+    def fields(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    english, portuguese = MESSAGES["en"], MESSAGES["pt"]
+    shared = {"mover", "summary.move", "action.plain", "times"}  # the same words in both languages
+    assert set(english) - set(portuguese) == shared
+    for key, text in portuguese.items():
+        if key in english:
+            assert fields(text) == fields(english[key]), key
+    for pack in (ECOMMERCE, SAAS):
+        for item in pack.metrics:
+            assert f"metric.{item.name}" in portuguese or item.label.isupper()  # MRR, ARR, ARPA stay
+        assert {f"dimension.{dimension.name}" for dimension in pack.dimensions} <= set(portuguese)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from pipelines.insights.summaries import (
-    MAX_REPLY_CHARACTERS, build_messages, check_claims, check_numbers, summarize, template_summary,
+    MAX_REPLY_CHARACTERS, build_messages, check_actions, check_claims, check_numbers, summarize, template_summary,
 )
 from pipelines.settings import LlmSettings, SettingsError, load_settings
 from tests.openai_standin import OpenAIStandIn
@@ -314,3 +314,49 @@ def test_the_template_and_a_faithful_reply_make_no_false_claims(facts, llm):
 def test_spelled_out_amounts_are_numbers_too():
     assert check_numbers("orders fell thirty-two percent", LABELLED) == []
     assert check_numbers("net sales rose fifteen percent", LABELLED) == ["fifteen percent"]
+
+
+def test_the_template_ends_with_the_recommended_actions_and_passes_every_check(facts):
+    text = template_summary(facts)
+    for anomaly in facts["anomalies"]:
+        assert anomaly["action"] in text
+    assert check_numbers(text, facts) == [] and check_claims(text, facts) == [] and check_actions(text, facts) == []
+
+
+def test_a_reply_may_repeat_the_reports_actions_but_advise_nothing_else(llm, facts):
+    action = facts["anomalies"][0]["action"]
+    assert check_actions(f"Refunds jumped on 2026-03-04. {action}", facts) == []
+    invented = "Pause all advertising until refunds settle."
+    assert check_actions(f"Refunds jumped on 2026-03-04. {invented}", facts) == [invented]
+    # the action's numbers are facts too: a changed share fails the number check
+    assert check_numbers(action.replace("81%", "91%"), facts) == ["91%"]
+    llm.reply(lambda request: f"{faithful(request)} We recommend cutting prices on Trail Tent.")
+    summary = summarize(facts, settings(llm))
+    assert summary.source == "template"
+    assert "'We recommend cutting prices on Trail Tent.' is no recommended action" in summary.reason
+    llm.reply(lambda request: f"{faithful(request)} {action}")
+    assert summarize(facts, settings(llm)).source == "llm"
+
+
+def test_a_portuguese_report_is_summarized_and_checked_in_portuguese(llm):
+    from tests.unit.test_reports import br_report
+
+    facts = br_report().facts
+    template = template_summary(facts)
+    assert template.startswith("Loja Verde, semana 2026-W10 (2026-03-02 a 2026-03-08). Vendas líquidas R$")
+    assert "Anomalia em 2026-03-04: Reembolsos foi R$\u00a0912,50 contra R$\u00a0150,00 esperado" in template
+    assert check_numbers(template, facts) == [] and check_claims(template, facts) == []
+    assert check_actions(template, facts) == []
+    assert "Write in Portuguese (Brazil)" in build_messages(facts)[0]["content"]
+    net_sales = next(metric for metric in facts["metrics"] if metric["name"] == "net_sales")["display"]
+    honest = (f"Na semana 2026-W10, as vendas líquidas foram {net_sales['current']}, {net_sales['change']} sobre a "
+              f"semana anterior. Os reembolsos chegaram a R$ 912,50 em 2026-03-04, contra R$ 150 esperados.")
+    assert check_numbers(honest, facts) == [] and check_claims(honest, facts) == []
+    # Brazilian separators are read as such: R$ 1.912,50 is 1,912.50, not 1.912
+    assert check_numbers("Os reembolsos chegaram a R$ 1.912,50.", facts) == ["R$ 1,912.50"]
+    fell = "As Vendas líquidas caíram na semana."
+    assert check_claims(fell, facts)[0][0] == "Vendas líquidas caíram"
+    assert check_actions("Recomendamos baixar os preços.", facts) == ["Recomendamos baixar os preços."]
+    llm.reply(lambda request: honest)
+    summary = summarize(facts, settings(llm))
+    assert (summary.source, summary.text) == ("llm", honest)

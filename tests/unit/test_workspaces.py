@@ -45,6 +45,7 @@ def test_committed_demo_file_describes_the_sandbox_tenants():
     us, br, saas = workspaces
     assert (us.vertical, us.currency, us.timezone) == ("ecommerce", "USD", "America/New_York")
     assert (br.vertical, br.currency, br.timezone) == ("ecommerce", "BRL", "America/Sao_Paulo")
+    assert (us.locale, br.locale, saas.locale) == ("en", "pt_BR", "en")  # the BR shop's owner reads Portuguese
     assert (saas.vertical, saas.currency) == ("saas", "USD")
     assert us.connectors["shopify"].base_url == "http://127.0.0.1:8701/shops/demo-us-store"
     assert br.connectors["shopify"].has_secret("client_secret")
@@ -115,6 +116,17 @@ def test_missing_secret_variable_names_the_variable(tmp_path):
 def test_unreadable_file_names_the_setting(tmp_path):
     with pytest.raises(WorkspaceError, match="ABOS_WORKSPACES"):
         load_workspaces(tmp_path / "missing.yaml")
+
+
+def test_locale_defaults_to_english_and_must_be_a_known_locale(tmp_path):
+    workspaces = load_workspaces(write(tmp_path, VALID), env={}).items
+    assert [w.locale for w in workspaces] == ["en", "en"]
+    for written, parsed in [("pt_BR", "pt_BR"), ("pt-BR", "pt_BR"), ("de", "de")]:
+        chosen = VALID.replace("    timezone: Europe/Lisbon\n", f"    timezone: Europe/Lisbon\n    locale: {written}\n")
+        assert load_workspaces(write(tmp_path, chosen), env={}).get("shop-a").locale == parsed
+    wrong = VALID.replace("    timezone: Europe/Lisbon\n", "    timezone: Europe/Lisbon\n    locale: Portuguese\n")
+    with pytest.raises(WorkspaceError, match=r"workspace 'shop-a': locale 'Portuguese' is not a known locale"):
+        load_workspaces(write(tmp_path, wrong), env={})
 
 
 def test_country_is_optional_checked_and_defaults_from_the_timezone(tmp_path):

@@ -1,0 +1,347 @@
+"""How a report says things: its words in the workspace's language, its numbers by its locale.
+
+Words come from a small message table per language (`MESSAGES`); numbers, money and weekday names
+come from Babel's CLDR data for the locale (docs/reports.md, "Languages and number formats"). A
+message missing from a language falls back to English, so a partial table never breaks a report.
+Dates stay ISO 8601 (2026-03-04) in every language: they read the same everywhere, and the LLM
+summary's fact check reads them without a calendar per language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_decimal
+
+from pipelines.currencies import minor_digits
+
+DEFAULT_LOCALE = "en"
+MINUS = "−"  # a true minus sign, as the drivers' phrases use
+# Symbols that are unambiguous on their own, per language; every other currency is written with
+# its ISO code ("CHF 1,234.50").
+SYMBOLS = {
+    "en": {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"},
+    "pt": {"BRL": "R$", "USD": "US$", "EUR": "€", "GBP": "£"},
+}
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Weekly report: {name}, {week}",
+        "period": "Monday {start} to Sunday {end}, {timezone}; compared with {previous}",
+        "partial": " (data for {days} of 7 days)",
+        "metric": "Metric",
+        "this_week": "This week",
+        "last_week": "Last week",
+        "change": "Change",
+        "history": "Last {weeks} weeks",
+        "movers": "Top movers",
+        "anomalies": "Anomalies",
+        "none": "none",
+        "none_this_week": "none this week",
+        "held_back": "{count} smaller findings this week are kept in insights.anomalies",
+        "mover": "{label} {change} ({delta}), {outcome}",
+        "good": "good",
+        "bad": "bad",
+        "flat": "flat",
+        "n/a": "n/a",
+        "unchanged": "unchanged",
+        "from_zero": "from zero",
+        "from_near_zero": "from near zero",
+        "times": "×{times}",
+        "turned_negative": "turned negative",
+        "turned_positive": "turned positive",
+        "anomaly": ("{date} ({weekday}): {label} {value}, expected {expected} (band {band}); {direction}, "
+                    "severity {severity}, score {score}, rule {rule}{stake}{holiday}"),
+        "band": "{lower} to {upper}",
+        "stake": "; {impact} at stake",
+        "holiday": "; on {holiday}, against the same holiday last year",
+        "where.up.expected": "above expected", "where.down.expected": "below expected",
+        "where.up.last_week": "above last week", "where.down.last_week": "below last week",
+        "base.expected": "expected", "base.last_week": "last week",
+        "direction": "{where}, {outcome} news",
+        "severity.high": "high", "severity.medium": "medium", "severity.low": "low",
+        "related": "also {label} {value} against {expected} {base} ({date}, {rule})",
+        "chart_title": "{name}: last {weeks} weeks to {week}",
+        "chart_alt": "Trend of the headline metrics, {weeks} weeks",
+        # driver phrases: "country DE: $1,201.20 against $300.00 on usual Wednesdays (+300%), 75% of
+        # the rise (usually 20%)"
+        "driver": "{what}: {actual} against {expected} on {weekdays} ({change}), {share}",
+        "driver_new": "{what}: {actual} against none on {weekdays}, {share}",
+        "usual_weekdays": "usual {weekdays}",
+        "driver_unattributed": "not attributed to one {dimension}: {share}",
+        "share": "{share} of the {movement} (usually {usual})",
+        "share_plain": "{share} of the {movement}",
+        "offsetting": "offsetting {share}",
+        "rise": "rise", "drop": "drop",
+        "or": "{first} or {last}",
+        # recommended actions: one sentence per anomaly and mover (docs/reports.md)
+        "action.driver.bad": "Start with {subject}{share}: {hint}.",
+        "action.driver.good": "Led by {subject}{share}: {hint}.",
+        "action.everywhere": "No single {dimensions} explains it: {hint}.",
+        "action.plain": "{hint}.",
+        "action.partial_week": ("Wait for the full week before acting: this week has data for {days} of 7 days, "
+                                "so {label} compares part of a week with a whole one."),
+        "action.see_anomaly": "See the anomaly of {date}. {action}",
+        "action.breakdown.bad": ("Break {label} down by {dimensions} for {week} against {previous} to find "
+                                 "where the {movement} came from."),
+        "action.breakdown.good": ("Break {label} down by {dimensions} for {week} against {previous} to find "
+                                  "what worked."),
+        "hint.bad": "check what changed there on {date}: prices, stock, listings, checkout or campaigns",
+        "hint.good": "find out what worked there and whether it can be repeated",
+        "hint.refunds.bad": "check its refunds of {date} for a product fault, a delivery problem or a misleading listing",
+        "hint.discounts.bad": ("check which discount codes were used on {date} and whether a promotion ran wider "
+                               "than planned"),
+        "hint.churned_mrr.bad": "contact the customers who cancelled on {date} and ask why",
+        "hint.churned_subscriptions.bad": "contact the customers who cancelled on {date} and ask why",
+        "hint.contraction_mrr.bad": "contact the customers who downgraded on {date} and ask why",
+        "hint.new_mrr.bad": "check sign-ups, trials and the pricing page for {date}",
+        "hint.new_subscriptions.bad": "check sign-ups, trials and the pricing page for {date}",
+        "hint.expansion_mrr.bad": "check upgrade prompts and seat limits for {date}",
+        "hint.mrr.bad": "check the cancellations and downgrades of {date}",
+        "hint.arr.bad": "check the cancellations and downgrades of {date}",
+        "hint.net_new_mrr.bad": "check the cancellations and downgrades of {date}",
+        # the template summary (pipelines/insights/summaries.py)
+        "summary.week": "{name}, week {week} ({start} to {end}).",
+        "summary.headline": "{label} {current} ({change} on the week before)",
+        "summary.no_comparison": "{label} {current} (no comparison with the week before)",
+        "summary.moves": "Biggest moves: {moves}.",
+        "summary.move": "{label} {change} ({outcome})",
+        "summary.anomaly": "Anomaly on {date}: {label} was {value} against {expected} expected{driver}.",
+        "summary.led_by": ", led by {phrase}",
+        "summary.more": "{count} more anomalies are listed below.",
+        "summary.none": "No anomalies this week.",
+        # Slack (pipelines/deliver/slack.py)
+        "slack.period": "Monday {start} to Sunday {end} ({timezone}), compared with {previous}",
+        "slack.anomalies": "*Anomalies this week: {count}*",
+        "slack.no_anomalies": "*Anomalies this week:* none",
+        "slack.anomaly": "*{label}* on {date} ({weekday}): {value}, expected {expected} (band {band}); {direction}, "
+                         "severity {severity}",
+        "slack.more": "{count} more in the emailed report",
+        "slack.chart_title": "{name}: trend to {week}",
+        "slack.chart_alt": "Trend of {metrics} over the last {weeks} weeks",
+    },
+    "pt": {
+        "title": "Relatório semanal: {name}, {week}",
+        "period": "Segunda-feira {start} a domingo {end}, {timezone}; comparado com {previous}",
+        "partial": " (dados de {days} de 7 dias)",
+        "metric": "Métrica",
+        "this_week": "Esta semana",
+        "last_week": "Semana passada",
+        "change": "Variação",
+        "history": "Últimas {weeks} semanas",
+        "movers": "Maiores variações",
+        "anomalies": "Anomalias",
+        "none": "nenhuma",
+        "none_this_week": "nenhuma nesta semana",
+        "held_back": "{count} achados menores desta semana estão em insights.anomalies",
+        "good": "boa",
+        "bad": "ruim",
+        "flat": "estável",
+        "n/a": "n/d",
+        "unchanged": "sem variação",
+        "from_zero": "a partir de zero",
+        "from_near_zero": "a partir de quase zero",
+        "turned_negative": "ficou negativo",
+        "turned_positive": "ficou positivo",
+        "anomaly": ("{date} ({weekday}): {label} {value}, esperado {expected} (faixa {band}); {direction}, "
+                    "gravidade {severity}, pontuação {score}, regra {rule}{stake}{holiday}"),
+        "band": "{lower} a {upper}",
+        "stake": "; {impact} em jogo",
+        "holiday": "; em {holiday}, comparado com o mesmo feriado do ano passado",
+        "where.up.expected": "acima do esperado", "where.down.expected": "abaixo do esperado",
+        "where.up.last_week": "acima da semana passada", "where.down.last_week": "abaixo da semana passada",
+        "base.expected": "esperado", "base.last_week": "na semana passada",
+        "direction": "{where}, notícia {outcome}",
+        "severity.high": "alta", "severity.medium": "média", "severity.low": "baixa",
+        "related": "também {label} {value} contra {expected} {base} ({date}, {rule})",
+        "chart_title": "{name}: últimas {weeks} semanas até {week}",
+        "chart_alt": "Tendência das métricas principais, {weeks} semanas",
+        "driver": "{what}: {actual} contra {expected} {weekdays} ({change}), {share}",
+        "driver_new": "{what}: {actual} contra nada {weekdays}, {share}",
+        "usual_weekdays": "{weekdays} habituais",
+        "weekdays.0": "nas segundas-feiras", "weekdays.1": "nas terças-feiras", "weekdays.2": "nas quartas-feiras",
+        "weekdays.3": "nas quintas-feiras", "weekdays.4": "nas sextas-feiras", "weekdays.5": "nos sábados",
+        "weekdays.6": "nos domingos",
+        "driver_unattributed": "sem um único {dimension} responsável: {share}",
+        "share": "{share} da {movement} (normalmente {usual})",
+        "share_plain": "{share} da {movement}",
+        "offsetting": "compensando {share}",
+        "rise": "alta", "drop": "queda",
+        "or": "{first} ou {last}",
+        "action.driver.bad": "Comece por {subject}{share}: {hint}.",
+        "action.driver.good": "Puxado por {subject}{share}: {hint}.",
+        "action.everywhere": "Nenhum corte por {dimensions} explica isso sozinho: {hint}.",
+        "action.partial_week": ("Espere a semana completa antes de agir: esta semana tem dados de {days} de 7 dias, "
+                                "então {label} compara parte de uma semana com uma semana inteira."),
+        "action.see_anomaly": "Veja a anomalia de {date}. {action}",
+        "action.breakdown.bad": ("Divida {label} por {dimensions} em {week} contra {previous} para achar de onde "
+                                 "veio a {movement}."),
+        "action.breakdown.good": ("Divida {label} por {dimensions} em {week} contra {previous} para achar o que "
+                                  "funcionou."),
+        "hint.bad": "verifique o que mudou ali em {date}: preços, estoque, anúncios, checkout ou campanhas",
+        "hint.good": "descubra o que funcionou ali e se dá para repetir",
+        "hint.refunds.bad": ("verifique os reembolsos de {date}: defeito no produto, problema na entrega ou "
+                             "anúncio enganoso"),
+        "hint.discounts.bad": "verifique quais cupons foram usados em {date} e se uma promoção foi além do planejado",
+        "hint.churned_mrr.bad": "fale com os clientes que cancelaram em {date} e pergunte o motivo",
+        "hint.churned_subscriptions.bad": "fale com os clientes que cancelaram em {date} e pergunte o motivo",
+        "hint.contraction_mrr.bad": "fale com os clientes que reduziram o plano em {date} e pergunte o motivo",
+        "hint.new_mrr.bad": "verifique cadastros, testes grátis e a página de preços em {date}",
+        "hint.new_subscriptions.bad": "verifique cadastros, testes grátis e a página de preços em {date}",
+        "hint.expansion_mrr.bad": "verifique os convites para upgrade e os limites de assentos em {date}",
+        "hint.mrr.bad": "verifique os cancelamentos e reduções de plano de {date}",
+        "hint.arr.bad": "verifique os cancelamentos e reduções de plano de {date}",
+        "hint.net_new_mrr.bad": "verifique os cancelamentos e reduções de plano de {date}",
+        "summary.week": "{name}, semana {week} ({start} a {end}).",
+        "summary.headline": "{label} {current} ({change} sobre a semana anterior)",
+        "summary.no_comparison": "{label} {current} (sem comparação com a semana anterior)",
+        "summary.moves": "Maiores variações: {moves}.",
+        "summary.anomaly": "Anomalia em {date}: {label} foi {value} contra {expected} esperado{driver}.",
+        "summary.led_by": ", puxada por {phrase}",
+        "summary.more": "Outras {count} anomalias estão listadas abaixo.",
+        "summary.none": "Nenhuma anomalia nesta semana.",
+        "slack.period": "Segunda-feira {start} a domingo {end} ({timezone}), comparado com {previous}",
+        "slack.anomalies": "*Anomalias nesta semana: {count}*",
+        "slack.no_anomalies": "*Anomalias nesta semana:* nenhuma",
+        "slack.anomaly": "*{label}* em {date} ({weekday}): {value}, esperado {expected} (faixa {band}); {direction}, "
+                         "gravidade {severity}",
+        "slack.more": "Mais {count} no relatório por e-mail",
+        "slack.chart_title": "{name}: tendência até {week}",
+        "slack.chart_alt": "Tendência de {metrics} nas últimas {weeks} semanas",
+        # the packs' metric and dimension labels
+        "metric.net_sales": "Vendas líquidas", "metric.gross_sales": "Vendas brutas", "metric.discounts": "Descontos",
+        "metric.refunds": "Reembolsos", "metric.orders": "Pedidos", "metric.units": "Unidades vendidas",
+        "metric.aov": "Ticket médio", "metric.new_customers": "Clientes novos",
+        "metric.returning_customers": "Clientes recorrentes", "metric.net_new_mrr": "MRR novo líquido",
+        "metric.new_mrr": "MRR novo", "metric.expansion_mrr": "MRR de expansão",
+        "metric.contraction_mrr": "MRR de contração", "metric.churned_mrr": "MRR cancelado",
+        "metric.reactivation_mrr": "MRR de reativação", "metric.active_subscriptions": "Assinaturas ativas",
+        "metric.active_customers": "Clientes ativos", "metric.new_subscriptions": "Assinaturas novas",
+        "metric.churned_subscriptions": "Assinaturas canceladas",
+        # the SaaS ratios and their parts (issue 11)
+        "metric.subscriber_churn_rate": "Taxa de cancelamento de clientes",
+        "metric.churned_customers_30d": "Clientes cancelados (30 dias)",
+        "metric.customers_at_risk_30d": "Clientes ativos há 30 dias ou desde então",
+        "metric.mrr_churn_rate": "Taxa de cancelamento de MRR", "metric.churned_mrr_30d": "MRR cancelado (30 dias)",
+        "metric.mrr_at_risk_30d": "MRR de 30 dias atrás ou desde então",
+        "metric.net_revenue_retention": "Retenção líquida de receita",
+        "metric.gross_revenue_retention": "Retenção bruta de receita",
+        "metric.mrr_at_month_start": "MRR no início do mês", "metric.retained_mrr": "MRR retido",
+        "metric.retained_gross_mrr": "MRR retido sem expansão",
+        "metric.trial_conversion_rate": "Taxa de conversão de testes",
+        "metric.trials_ended_30d": "Testes encerrados (30 dias)",
+        "metric.trials_converted_30d": "Testes convertidos (30 dias)",
+        "metric.ltv": "Valor do cliente no tempo de vida (LTV)",
+        "dimension.product": "produto", "dimension.country": "país", "dimension.customer_type": "tipo de cliente",
+        "dimension.plan": "plano", "dimension.movement_type": "tipo de movimento",
+        "dimension.billing_currency": "moeda de cobrança",
+        "rule.band": "faixa", "rule.week_over_week": "semana contra semana",
+        # dimension values that are words of ours, not the shop's names
+        "value.customer_type.new": "novo", "value.customer_type.returning": "recorrente",
+        "value.movement_type.new": "novo", "value.movement_type.expansion": "expansão",
+        "value.movement_type.contraction": "contração", "value.movement_type.churn": "cancelamento",
+        "value.movement_type.reactivation": "reativação",
+    },
+}
+
+
+def supported(locale: str) -> bool:
+    """Whether Babel knows `locale` (e.g. "en", "pt_BR")."""
+    try:
+        Locale.parse(locale)
+    except (UnknownLocaleError, ValueError, TypeError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Wording:
+    """The words and number formats of one report: a locale and a reporting currency."""
+
+    locale: str = DEFAULT_LOCALE
+    currency: str = "USD"
+
+    @classmethod
+    def of(cls, facts: Mapping[str, Any]) -> Wording:
+        """The wording of a report's facts: its workspace's locale (English for older facts) and currency."""
+        workspace = facts["workspace"]
+        return cls(workspace.get("locale") or DEFAULT_LOCALE, workspace["currency"])
+
+    @property
+    def language(self) -> str:
+        return Locale.parse(self.locale).language
+
+    def say(self, key: str, **values: object) -> str:
+        """The message `key` in the report's language (English when that language lacks it)."""
+        template = MESSAGES.get(self.language, {}).get(key) or MESSAGES[DEFAULT_LOCALE][key]  # KeyError: unknown
+        return template.format(**values)
+
+    def label(self, kind: str, name: str, default: str) -> str:
+        """A pack metric's, dimension's, rule's or dimension value's name in the report's language
+        (`kind` "metric", "dimension", "rule" or "value", a value named "<dimension>.<value>"), else `default`."""
+        return MESSAGES.get(self.language, {}).get(f"{kind}.{name}", default)
+
+    def number(self, value: float, digits: int = 0) -> str:
+        """|value| with the locale's separators and `digits` decimals: "1,234.5", "1.234,5"."""
+        pattern = "#,##0" + ("." + "0" * digits if digits else "")
+        return format_decimal(abs(value), format=pattern, locale=self.locale, decimal_quantization=True)
+
+    def decimal(self, value: float, digits: int = 1) -> str:
+        """A signed plain number: "−4.4", "6.2"."""
+        return self._signed(self.number(value, digits), round(value, digits), False)
+
+    def money(self, value: float | None, *, signed: bool = False, whole: bool = False) -> str:
+        """An amount with its symbol (or ISO code) and the currency's minor digits: "$1,234.50", "¥1,235".
+
+        `whole` drops the minor digits (chart axes).
+        """
+        if value is None:
+            return self.say("n/a")
+        digits = 0 if whole else minor_digits(self.currency)
+        body = self.number(value, digits)
+        code = self.currency.upper()
+        symbol = SYMBOLS.get(self.language, SYMBOLS[DEFAULT_LOCALE]).get(code)
+        prefix, _, _ = Locale.parse(self.locale).currency_formats["standard"].pattern.partition("#")
+        space = prefix.replace("¤", "")  # the locale's gap between symbol and digits, often none
+        amount = f"{symbol}{space}{body}" if symbol else f"{code}{space or ' '}{body}"
+        return self._signed(amount, round(value, digits), signed)
+
+    def count(self, value: float | None, *, signed: bool = False) -> str:
+        if value is None:
+            return self.say("n/a")
+        return self._signed(self.number(value), round(value), signed)
+
+    def percent(self, fraction: float | None, *, digits: int = 1, signed: bool = False) -> str:
+        """A fraction as a percentage: 0.123 → "12.3%" ("+12.3%" signed)."""
+        if fraction is None:
+            return self.say("n/a")
+        return self._signed(self.number(fraction * 100, digits) + "%", round(fraction * 100, digits), signed)
+
+    def value(self, unit: str, value: float | None, *, signed: bool = False, whole: bool = False) -> str:
+        """A metric value as the report shows it: money, a whole count, or a ratio as a percentage."""
+        if unit == "currency":
+            return self.money(value, signed=signed, whole=whole)
+        if unit == "ratio":
+            return self.percent(value, digits=0 if whole else 1, signed=signed)
+        return self.count(value, signed=signed)
+
+    def weekday(self, day: date) -> str:
+        """"Wednesday", "quarta-feira"."""
+        return format_date(day, "EEEE", locale=self.locale)
+
+    def weekdays(self, day: date) -> str:
+        """"usual Wednesdays", "nas quartas-feiras habituais": the language's own plurals, else English's rule."""
+        plural = MESSAGES.get(self.language, {}).get(f"weekdays.{day.weekday()}") or self.weekday(day) + "s"
+        return self.say("usual_weekdays", weekdays=plural)
+
+    @staticmethod
+    def _signed(text: str, rounded: float, signed: bool) -> str:
+        # Signs follow the rounded value, so a tiny negative never shows as "−$0.00".
+        if rounded < 0:
+            return MINUS + text
+        return "+" + text if signed and rounded > 0 else text
