@@ -206,14 +206,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_dbt(args: argparse.Namespace) -> int:
-    """Run dbt in dbt_project/ against the warehouse in ABOS_WAREHOUSE_URL."""
-    import subprocess
+    """Run dbt in dbt_project/ against the warehouse in ABOS_WAREHOUSE_URL, under its lock."""
+    from pipelines.transform import run_dbt
 
-    from pipelines.transform import DBT_PROJECT_DIR, dbt_env
-
-    dbt = Path(sys.executable).parent / "dbt"
-    env = {**os.environ, **dbt_env(load_settings()), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
-    return subprocess.run([str(dbt), *args.dbt_args], cwd=DBT_PROJECT_DIR, env=env).returncode
+    return run_dbt(args.dbt_args, load_settings())
 
 
 def cmd_analyst(args: argparse.Namespace) -> int:

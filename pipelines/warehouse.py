@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -26,17 +27,20 @@ from pipelines.settings import Settings
 
 
 @contextmanager
-def warehouse_write_lock(settings: Settings, timeout: float | None = None) -> Iterator[None]:
+def warehouse_write_lock(settings: Settings, timeout: float | None = None) -> Iterator[int | None]:
     """Serialize writers of an embedded DuckDB file across processes (DuckDB allows one writer
     process); Postgres handles concurrent writers itself, so this is a no-op there.
+
+    Yields the lock's file descriptor (None on Postgres): a child process given it (`pass_fds`)
+    holds the lock too, until both have let go of it.
 
     Raises:
         TimeoutError: `timeout` seconds passed without the lock (None waits for as long as it takes).
     """
     if settings.warehouse.kind != "duckdb":
-        yield
+        yield None
         return
-    lock_path = settings.warehouse.duckdb_path.with_suffix(".lock")
+    lock_path = warehouse_lock_path(settings)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as handle:
         if timeout is None:
@@ -53,9 +57,14 @@ def warehouse_write_lock(settings: Settings, timeout: float | None = None) -> It
                                            f"stayed locked by another writer for {timeout:g}s") from None
                     time.sleep(0.01)
         try:
-            yield
+            yield handle.fileno()
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def warehouse_lock_path(settings: Settings) -> Path:
+    """The file `warehouse_write_lock` locks, next to the DuckDB file."""
+    return settings.warehouse.duckdb_path.with_suffix(".lock")
 
 
 @dataclass(frozen=True)
