@@ -542,8 +542,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.processes import Stopped
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Stopped as stopped:
+        _say(f"stopped by {stopped}")
+        return 128 + stopped.signum
+    except KeyboardInterrupt:
+        _say("stopped by SIGINT")
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 `abos dbt`, dbt under Dagster (through `abos-dbt`) and `abos ui` start their child with `run_child`:
 - the child leads its own process group, so stopping it reaches whatever it started in turn;
-- Linux kills it when its parent dies, even by `kill -9` (prctl PR_SET_PDEATHSIG);
+- Linux kills it when its parent dies, even by `kill -9` (prctl PR_SET_PDEATHSIG; `abos-dbt`,
+  started by dagster-dbt, watches its parent instead);
 - SIGTERM or SIGINT (Ctrl-C) to the parent stops the group: SIGTERM, then SIGKILL after
   `STOP_GRACE_SECONDS`, and the parent exits with 128 + the signal's number.
 """
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 
 import psutil
@@ -24,10 +26,34 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _PR_SET_PDEATHSIG = 1
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGINT reached a command that stops cleanly: it exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 def die_with_parent(signum: int = signal.SIGKILL) -> None:
     """Ask Linux to send `signum` to this process when its parent dies (elsewhere: nothing)."""
     if sys.platform == "linux":
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+
+
+def stop_with_parent() -> None:
+    """Send this process SIGTERM once its parent is gone (a thread watches the parent's pid).
+
+    For a process started by someone else's code, where `die_with_parent` cannot be set before exec;
+    and PR_SET_PDEATHSIG set afterwards would fire when the *thread* that started us ends.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
 
 
 def stop_group(pgid: int, grace: float = STOP_GRACE_SECONDS) -> None:

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pipelines.processes import die_with_parent, run_child
+from pipelines.processes import run_child, stop_with_parent
 from pipelines.settings import PROJECT_ROOT, Settings, load_settings
 from pipelines.warehouse import warehouse_write_lock
 
@@ -51,7 +50,7 @@ def run_dbt(args: Sequence[str], settings: Settings) -> int:
 
 def dbt_guard_main() -> None:
     """`abos-dbt`: the dbt executable Dagster runs (`run_dbt` with this process's arguments)."""
-    die_with_parent(signal.SIGTERM)  # the Dagster step died: stop dbt (run_child handles SIGTERM)
+    stop_with_parent()  # the Dagster step died: SIGTERM, which stops dbt (run_child handles it)
     sys.exit(run_dbt(sys.argv[1:], load_settings()))
 
 
