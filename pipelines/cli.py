@@ -306,8 +306,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the sandbox and run `dagster dev` on the same data (Ctrl-C stops both)."""
-    import subprocess
-
+    from pipelines.processes import run_child
     from pipelines.run import ensure_dagster_home
     from pipelines.sandbox.server import Sandbox
     from pipelines.settings import PROJECT_ROOT
@@ -327,10 +326,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         _say(f"sandbox at {sandbox.shopify_url} (Shopify) and {sandbox.stripe_url} (Stripe); "
              f"Dagster UI at http://{args.host}:{args.port}")
         command = [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
-        try:
-            return subprocess.run(command, env=env, cwd=PROJECT_ROOT).returncode
-        except KeyboardInterrupt:
-            return 0
+        return run_child(command, env=env, cwd=PROJECT_ROOT)  # SIGTERM or Ctrl-C stop dagster dev and its daemon
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
