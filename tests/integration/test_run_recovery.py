@@ -124,9 +124,10 @@ def test_the_recover_runs_sensor_fails_dead_runs_and_stops_a_step_over_the_timeo
     killed.wait()
     monkeypatch.setenv("ABOS_STEP_TIMEOUT_SECONDS", "2")
     settings = load_settings()
-    time.sleep(2.5)
     live = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))]
-    assert len(overdue_steps(instance, live, settings.step_timeout_seconds)) == 2
+    assert len(live) == 2
+    wait_for(lambda: len(overdue_steps(instance, live, settings.step_timeout_seconds)) == 2,
+             what="both steps to run longer than 2 s")
     assert overdue_steps(instance, live, 0) == []  # 0: no limit
 
     sensor = recover_runs(settings)
