@@ -188,10 +188,12 @@ def cmd_workspaces_check(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Sync one source for one workspace, outside Dagster."""
-    from pipelines.ingest.pipeline import sync
+    from pipelines.warehouse import ensure_reachable
     from pipelines.workspaces import WorkspaceError, load_workspaces
 
     settings = load_settings()
+    ensure_reachable(settings)
+    from pipelines.ingest.pipeline import sync
     try:
         workspace = load_workspaces(settings.workspaces_file).get(args.workspace)
         started = time.monotonic()
@@ -208,8 +210,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_dbt(args: argparse.Namespace) -> int:
     """Run dbt in dbt_project/ against the warehouse in ABOS_WAREHOUSE_URL, under its lock."""
     from pipelines.transform import run_dbt
+    from pipelines.warehouse import ensure_reachable
 
-    return run_dbt(args.dbt_args, load_settings())
+    settings = load_settings()
+    ensure_reachable(settings)
+    return run_dbt(args.dbt_args, settings)
 
 
 def cmd_analyst(args: argparse.Namespace) -> int:
@@ -218,8 +223,11 @@ def cmd_analyst(args: argparse.Namespace) -> int:
     from pipelines.transform import access
     from pipelines.workspaces import WorkspaceError, load_workspaces
 
+    from pipelines.warehouse import ensure_reachable
+
     settings = load_settings()
     try:
+        ensure_reachable(settings)
         load_workspaces(settings.workspaces_file).get(args.workspace)
         password = os.environ.get(args.password_env) if args.password_env else None
         if args.password_env and not password:
@@ -257,6 +265,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_pipeline(workspaces, settings, extra: dict[str, Any] | None = None) -> int:
     """`run_all`, then its result as JSON on stdout and a summary for people; non-zero if a run failed."""
+    from pipelines.warehouse import ensure_reachable
+
+    ensure_reachable(settings)  # in seconds, before the Definitions load
     from pipelines.run import run_all
 
     started = time.monotonic()
@@ -290,8 +301,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.sandbox.simulator import truth
     from pipelines.workspaces import load_workspaces
 
+    from pipelines.warehouse import ensure_reachable
+
     args.fixtures = None
     args.store = None
+    ensure_reachable(load_settings())  # before minutes of generating the sandbox
     store = _open_store(args)
     with Sandbox(store, shopify_port=args.shopify_port, stripe_port=args.stripe_port, seed=args.seed) as sandbox:
         info = sandbox.connection_info()
@@ -539,10 +553,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from pipelines.processes import Stopped
+    from pipelines.settings import SettingsError
+    from pipelines.workspaces import WorkspaceError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except (SettingsError, WorkspaceError) as exc:  # they name the setting to fix, and hold no secret
+        _say(str(exc))
+        return 1
     except Stopped as stopped:
         _say(f"stopped by {stopped}")
         return 128 + stopped.signum

@@ -94,12 +94,12 @@ def parse_warehouse_url(url: str) -> Warehouse:
     if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
         parts = urlsplit(url)
         if not parts.hostname and "host=" not in parts.query:
-            raise SettingsError(f"ABOS_WAREHOUSE_URL={url!r} names no host")
+            raise SettingsError(f"ABOS_WAREHOUSE_URL={Warehouse(url).redacted!r} names no host")
         if not parts.path.strip("/"):
             raise SettingsError(f"ABOS_WAREHOUSE_URL={Warehouse(url).redacted!r} names no database")
         return Warehouse("postgresql://" + url.split("://", 1)[1])
     raise SettingsError(
-        f"ABOS_WAREHOUSE_URL={url!r} is not supported; use duckdb:///path/to/file.duckdb "
+        f"ABOS_WAREHOUSE_URL={Warehouse(url).redacted!r} is not supported; use duckdb:///path/to/file.duckdb "
         "or postgresql://user:password@host:5432/database"
     )
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import duckdb
 import numpy as np
@@ -23,7 +24,7 @@ import pandas as pd
 import psycopg2
 import psycopg2.extras
 
-from pipelines.settings import Settings
+from pipelines.settings import Settings, SettingsError
 
 
 @contextmanager
@@ -65,6 +66,26 @@ def warehouse_write_lock(settings: Settings, timeout: float | None = None) -> It
 def warehouse_lock_path(settings: Settings) -> Path:
     """The file `warehouse_write_lock` locks, next to the DuckDB file."""
     return settings.warehouse.duckdb_path.with_suffix(".lock")
+
+
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def ensure_reachable(settings: Settings) -> None:
+    """Fail within seconds, naming ABOS_WAREHOUSE_URL (password masked), when Postgres cannot be reached.
+
+    Commands check this first: a warehouse that does not answer must not turn into minutes of retries.
+    """
+    if settings.warehouse.kind != "postgres":
+        return
+    try:
+        psycopg2.connect(settings.warehouse.url, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
+    except psycopg2.Error as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        password = urlsplit(settings.warehouse.url).password
+        if password:
+            reason = reason.replace(password, "***")
+        raise SettingsError(f"ABOS_WAREHOUSE_URL={settings.warehouse.redacted}: cannot connect: {reason}") from None
 
 
 @dataclass(frozen=True)
