@@ -260,10 +260,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (WorkspaceError, SettingsError) as exc:
         _say(str(exc))
         return 1
-    return _run_pipeline(workspaces, settings)
+    return _run_pipeline(workspaces, settings, verbose=args.verbose)
 
 
-def _run_pipeline(workspaces, settings, extra: dict[str, Any] | None = None) -> int:
+def _run_pipeline(workspaces, settings, extra: dict[str, Any] | None = None, verbose: bool = False) -> int:
     """`run_all`, then its result as JSON on stdout and a summary for people; non-zero if a run failed."""
     from pipelines.warehouse import ensure_reachable
 
@@ -272,7 +272,7 @@ def _run_pipeline(workspaces, settings, extra: dict[str, Any] | None = None) -> 
 
     started = time.monotonic()
     with _stdout_to_stderr():  # dbt and Dagster print progress; stdout carries only the JSON result
-        result = run_all(workspaces, progress=_say, settings=settings)
+        result = run_all(workspaces, progress=_say, settings=settings, log_level="DEBUG" if verbose else "WARNING")
     _say(f"pipeline finished in {time.monotonic() - started:.1f}s")
     print(json.dumps({"workspaces": workspaces.ids, "pipeline": result, **(extra or {})}, indent=2, default=str),
           flush=True)
@@ -315,7 +315,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         workspaces = load_workspaces(settings.workspaces_file, require_secrets=True)
         facts = truth(store)
         return _run_pipeline(workspaces, settings,
-                             {"sandbox": {ws: t["counts"] for ws, t in facts["workspaces"].items()}})
+                             {"sandbox": {ws: t["counts"] for ws, t in facts["workspaces"].items()}}, args.verbose)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -432,10 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_args(demo)
     demo.add_argument("--shopify-port", type=int, default=0)
     demo.add_argument("--stripe-port", type=int, default=0)
+    demo.add_argument("-v", "--verbose", action="store_true", help="print every Dagster event, not only warnings")
     demo.set_defaults(func=cmd_demo)
 
     run = commands.add_parser("run", help="materialize every asset for every workspace, headless")
     run.add_argument("--workspaces", help="the tenants file (default: ABOS_WORKSPACES or ./workspaces.yaml)")
+    run.add_argument("-v", "--verbose", action="store_true", help="print every Dagster event, not only warnings")
     run.set_defaults(func=cmd_run)
 
     ingest = commands.add_parser("ingest", help="sync one source for one workspace (outside Dagster)")

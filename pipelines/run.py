@@ -92,9 +92,14 @@ def _stages(assets: list[dg.AssetsDefinition]) -> list[tuple[dg.PartitionsDefini
 
 
 def run_all(
-    workspaces: Workspaces, progress: Callable[[str], None] = print, settings: Settings | None = None
+    workspaces: Workspaces, progress: Callable[[str], None] = print, settings: Settings | None = None,
+    log_level: str = "WARNING",
 ) -> dict[str, object]:
-    """Materialize every asset for every workspace, stage by stage; returns the runs."""
+    """Materialize every asset for every workspace, stage by stage; returns the runs.
+
+    Dagster's console shows events of `log_level` and above (warnings and errors by default; `abos run
+    -v` shows every event); every event is kept in the run's log in the Dagster UI either way.
+    """
     from pipelines.definitions import defs
 
     settings = settings or load_settings()
@@ -116,7 +121,7 @@ def run_all(
                 # The assets come from the resolved Definitions, so their resources are already bound.
                 result = _supervised(instance, settings, progress, lambda: dg.materialize(
                     assets, selection=keys, partition_key=partition_key, instance=instance, raise_on_error=False,
-                    tags=process_tags()))
+                    tags=process_tags(), run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}))
                 runs.append({"workspace": partition_key, "assets": len(keys), "success": result.success,
                              "run_id": result.run_id})
                 if not result.success:
