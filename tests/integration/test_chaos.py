@@ -31,7 +31,7 @@ from tests.integration.test_stripe_ingest import assert_equals_truth
 from tests.slack_standin import SlackStandIn
 from tests.smtp_standin import SmtpStandIn
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(4 * 3600)]
 
 KILLS = int(os.environ.get("ABOS_CHAOS_KILLS") or 20)
 SEED = int(os.environ.get("ABOS_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
