@@ -94,22 +94,30 @@ def run_child(command: Sequence[str], *, cwd: os.PathLike | str | None = None,
 
     Call from the main thread: it handles SIGTERM and SIGINT while the child runs.
     """
-    process = subprocess.Popen(list(command), cwd=cwd, env=None if env is None else dict(env),
-                               pass_fds=tuple(pass_fds), process_group=0, preexec_fn=die_with_parent)
     received: list[int] = []
+    process: subprocess.Popen | None = None
+
+    def stop_child() -> None:
+        # In a thread: a signal handler must not wait on the child the main thread is waiting on.
+        threading.Thread(target=stop_group, args=(process.pid,), daemon=True).start()
 
     def stop(signum: int, _frame) -> None:
         received.append(signum)
-        # Not here: a handler must not wait on the child the main thread is waiting on.
-        threading.Thread(target=stop_group, args=(process.pid,), daemon=True).start()
+        if process is not None:
+            stop_child()
 
-    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}  # before the child exists
     try:
+        process = subprocess.Popen(list(command), cwd=cwd, env=None if env is None else dict(env),
+                                   pass_fds=tuple(pass_fds), process_group=0, preexec_fn=die_with_parent)
+        if received:  # a signal came while it started
+            stop_child()
         code = process.wait()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        stop_group(process.pid, grace=0.5)  # anything the child left behind in its group
+        if process is not None:
+            stop_group(process.pid, grace=0.5)  # anything the child left behind in its group
     return 128 + received[0] if received else code
 
 
