@@ -188,10 +188,12 @@ def cmd_workspaces_check(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Sync one source for one workspace, outside Dagster."""
-    from pipelines.ingest.pipeline import sync
+    from pipelines.warehouse import ensure_reachable
     from pipelines.workspaces import WorkspaceError, load_workspaces
 
     settings = load_settings()
+    ensure_reachable(settings)
+    from pipelines.ingest.pipeline import sync
     try:
         workspace = load_workspaces(settings.workspaces_file).get(args.workspace)
         started = time.monotonic()
@@ -206,14 +208,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_dbt(args: argparse.Namespace) -> int:
-    """Run dbt in dbt_project/ against the warehouse in ABOS_WAREHOUSE_URL."""
-    import subprocess
+    """Run dbt in dbt_project/ against the warehouse in ABOS_WAREHOUSE_URL, under its lock."""
+    from pipelines.transform import run_dbt
+    from pipelines.warehouse import ensure_reachable
 
-    from pipelines.transform import DBT_PROJECT_DIR, dbt_env
-
-    dbt = Path(sys.executable).parent / "dbt"
-    env = {**os.environ, **dbt_env(load_settings()), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
-    return subprocess.run([str(dbt), *args.dbt_args], cwd=DBT_PROJECT_DIR, env=env).returncode
+    settings = load_settings()
+    ensure_reachable(settings)
+    return run_dbt(args.dbt_args, settings)
 
 
 def cmd_docs_tables(args: argparse.Namespace) -> int:
@@ -243,8 +244,11 @@ def cmd_analyst(args: argparse.Namespace) -> int:
     from pipelines.transform import access
     from pipelines.workspaces import WorkspaceError, load_workspaces
 
+    from pipelines.warehouse import ensure_reachable
+
     settings = load_settings()
     try:
+        ensure_reachable(settings)
         load_workspaces(settings.workspaces_file).get(args.workspace)
         password = os.environ.get(args.password_env) if args.password_env else None
         if args.password_env and not password:
@@ -277,16 +281,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (WorkspaceError, SettingsError) as exc:
         _say(str(exc))
         return 1
-    return _run_pipeline(workspaces, settings)
+    return _run_pipeline(workspaces, settings, verbose=args.verbose)
 
 
-def _run_pipeline(workspaces, settings, extra: dict[str, Any] | None = None) -> int:
+def _run_pipeline(workspaces, settings, extra: dict[str, Any] | None = None, verbose: bool = False) -> int:
     """`run_all`, then its result as JSON on stdout and a summary for people; non-zero if a run failed."""
+    from pipelines.warehouse import ensure_reachable
+
+    ensure_reachable(settings)  # in seconds, before the Definitions load
     from pipelines.run import run_all
 
     started = time.monotonic()
     with _stdout_to_stderr():  # dbt and Dagster print progress; stdout carries only the JSON result
-        result = run_all(workspaces, progress=_say, settings=settings)
+        result = run_all(workspaces, progress=_say, settings=settings, log_level="DEBUG" if verbose else "WARNING")
     _say(f"pipeline finished in {time.monotonic() - started:.1f}s")
     print(json.dumps({"workspaces": workspaces.ids, "pipeline": result, **(extra or {})}, indent=2, default=str),
           flush=True)
@@ -315,8 +322,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.sandbox.simulator import truth
     from pipelines.workspaces import load_workspaces
 
+    from pipelines.warehouse import ensure_reachable
+
     args.fixtures = None
     args.store = None
+    ensure_reachable(load_settings())  # before minutes of generating the sandbox
     store = _open_store(args)
     with Sandbox(store, shopify_port=args.shopify_port, stripe_port=args.stripe_port, seed=args.seed) as sandbox:
         info = sandbox.connection_info()
@@ -326,13 +336,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         workspaces = load_workspaces(settings.workspaces_file, require_secrets=True)
         facts = truth(store)
         return _run_pipeline(workspaces, settings,
-                             {"sandbox": {ws: t["counts"] for ws, t in facts["workspaces"].items()}})
+                             {"sandbox": {ws: t["counts"] for ws, t in facts["workspaces"].items()}}, args.verbose)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the sandbox and run `dagster dev` on the same data (Ctrl-C stops both)."""
-    import subprocess
-
+    from pipelines.processes import run_child
     from pipelines.run import ensure_dagster_home
     from pipelines.sandbox.server import Sandbox
     from pipelines.settings import PROJECT_ROOT
@@ -352,10 +361,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         _say(f"sandbox at {sandbox.shopify_url} (Shopify) and {sandbox.stripe_url} (Stripe); "
              f"Dagster UI at http://{args.host}:{args.port}")
         command = [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
-        try:
-            return subprocess.run(command, env=env, cwd=PROJECT_ROOT).returncode
-        except KeyboardInterrupt:
-            return 0
+        return run_child(command, env=env, cwd=PROJECT_ROOT)  # SIGTERM or Ctrl-C stop dagster dev and its daemon
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -447,10 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_args(demo)
     demo.add_argument("--shopify-port", type=int, default=0)
     demo.add_argument("--stripe-port", type=int, default=0)
+    demo.add_argument("-v", "--verbose", action="store_true", help="print every Dagster event, not only warnings")
     demo.set_defaults(func=cmd_demo)
 
     run = commands.add_parser("run", help="materialize every asset for every workspace, headless")
     run.add_argument("--workspaces", help="the tenants file (default: ABOS_WORKSPACES or ./workspaces.yaml)")
+    run.add_argument("-v", "--verbose", action="store_true", help="print every Dagster event, not only warnings")
     run.set_defaults(func=cmd_run)
 
     ingest = commands.add_parser("ingest", help="sync one source for one workspace (outside Dagster)")
@@ -577,8 +585,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.processes import Stopped
+    from pipelines.settings import SettingsError
+    from pipelines.workspaces import WorkspaceError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (SettingsError, WorkspaceError) as exc:  # they name the setting to fix, and hold no secret
+        _say(str(exc))
+        return 1
+    except Stopped as stopped:
+        _say(f"stopped by {stopped}")
+        return 128 + stopped.signum
+    except KeyboardInterrupt:
+        _say("stopped by SIGINT")
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@
   ended there.
 - **Sensors**: a failed run alerts the operator (`alert_operator`: Slack, or the outbox); freshness
   checks on the raw and metric tables, evaluated by their own sensor; failed deliveries are retried
-  within hours (`pipelines/deliver/sensors.py`).
+  within hours (`pipelines/deliver/sensors.py`); runs whose process died are failed and their pool
+  slots freed, and runs with a step over ABOS_STEP_TIMEOUT_SECONDS are stopped (`recover_runs`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pipelines.deliver.alerts import alert_operator
 from pipelines.deliver.sensors import retry_sensor
 from pipelines.insights.assets import REPORTS, ReportConfig
 from pipelines.insights.reports import last_complete_week
+from pipelines.reliability import LIVE_STATUSES, free_finished_runs_slots, overdue_steps, recover_dead_runs
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspace, Workspaces
 
@@ -84,6 +86,7 @@ def orchestrate(assets: Sequence[dg.AssetsDefinition], workspaces: Workspaces, s
             freshness_sensor,
             run_failure_alert(settings),
             retry_sensor(workspaces, settings),
+            recover_runs(settings),
         ],
     )
 
@@ -140,6 +143,27 @@ def run_failure_alert(settings: Settings) -> dg.SensorDefinition:
         context.log.info(f"alerted the operator about run {context.dagster_run.run_id}: {where}")
 
     return alert_operator_on_failure
+
+
+def recover_runs(settings: Settings) -> dg.SensorDefinition:
+    """A sensor that fails dead runs (freeing their pool slots) and stops runs with an overdue step."""
+
+    @dg.sensor(name="recover_runs", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Fail runs whose process died and free their pool slots; stop runs with a step "
+                           "over ABOS_STEP_TIMEOUT_SECONDS (pipelines/reliability.py).")
+    def _recover_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        instance = context.instance
+        failed = recover_dead_runs(instance)
+        live = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=LIVE_STATUSES))]
+        overdue = overdue_steps(instance, live, settings.step_timeout_seconds)
+        for step in overdue:
+            instance.report_engine_event(step.message, step.run)
+            instance.run_launcher.terminate(step.run.run_id)
+            instance.report_run_failed(step.run, step.message)
+        free_finished_runs_slots(instance)
+        return dg.SkipReason(f"{len(failed)} dead runs failed, {len(overdue)} overdue runs stopped")
+
+    return _recover_runs
 
 
 def failure_message(context: dg.RunFailureSensorContext) -> tuple[str, str]:

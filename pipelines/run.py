@@ -6,10 +6,16 @@ workspace that has them; unpartitioned assets (the dbt models) run once, after i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import dagster as dg
 import yaml
@@ -17,8 +23,14 @@ import yaml
 from pipelines.deliver.assets import undelivered
 from pipelines.insights.assets import ANOMALIES
 from pipelines.orchestration import REPORTS
+from pipelines.processes import STOP_SIGNALS, Stopped, stop_children
+from pipelines.reliability import (free_finished_runs_slots, overdue_steps, process_tags, recover_dead_runs,
+                                   runs_of_this_process)
 from pipelines.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 from pipelines.workspaces import Workspaces
+
+T = TypeVar("T")
+RECOVERY_INTERVAL_SECONDS = 30.0  # how often a waiting `abos run` looks for dead runs holding its pools
 
 
 DEFAULT_INSTANCE_CONFIG = PROJECT_ROOT / "deploy" / "dagster.yaml"
@@ -80,9 +92,14 @@ def _stages(assets: list[dg.AssetsDefinition]) -> list[tuple[dg.PartitionsDefini
 
 
 def run_all(
-    workspaces: Workspaces, progress: Callable[[str], None] = print, settings: Settings | None = None
+    workspaces: Workspaces, progress: Callable[[str], None] = print, settings: Settings | None = None,
+    log_level: str = "WARNING",
 ) -> dict[str, object]:
-    """Materialize every asset for every workspace, stage by stage; returns the runs."""
+    """Materialize every asset for every workspace, stage by stage; returns the runs.
+
+    Dagster's console shows events of `log_level` and above (warnings and errors by default; `abos run
+    -v` shows every event); every event is kept in the run's log in the Dagster UI either way.
+    """
     from pipelines.definitions import defs
 
     settings = settings or load_settings()
@@ -92,7 +109,8 @@ def run_all(
         return {"assets": 0, "runs": [], "failed": []}
     runs: list[dict[str, object]] = []
     failed: list[str] = []
-    with dagster_instance(settings) as instance:
+    with _stop_signals_raise(), dagster_instance(settings) as instance:
+        _recover(instance, progress)
         for partitions, keys in _stages(assets):
             partition_keys = [None] if partitions is None else [
                 w.id for w in workspaces if w.id in partitions.get_partition_keys()
@@ -101,8 +119,9 @@ def run_all(
                 label = f"{len(keys)} assets" + (f" for {partition_key}" if partition_key else "")
                 progress(f"materializing {label}")
                 # The assets come from the resolved Definitions, so their resources are already bound.
-                result = dg.materialize(assets, selection=keys, partition_key=partition_key, instance=instance,
-                                        raise_on_error=False)
+                result = _supervised(instance, settings, progress, lambda: dg.materialize(
+                    assets, selection=keys, partition_key=partition_key, instance=instance, raise_on_error=False,
+                    tags=process_tags(), run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}))
                 runs.append({"workspace": partition_key, "assets": len(keys), "success": result.success,
                              "run_id": result.run_id})
                 if not result.success:
@@ -112,6 +131,85 @@ def run_all(
     if failed:
         progress(f"runs failed: {', '.join(failed)}; see their logs in the Dagster UI (make ui)")
     return {"assets": sum(len(a.keys) for a in assets), "runs": runs, "failed": failed, "summary": summary}
+
+
+def _supervised(instance: dg.DagsterInstance, settings: Settings, progress: Callable[[str], None],
+                call: Callable[[], T]) -> T:
+    """`call()` (one run) in a worker thread, while this thread watches over it.
+
+    It frees pools held by dead runs of other processes (so a wait on a pool ends), and it stops
+    the whole command, within seconds, on SIGTERM, Ctrl-C or a step over ABOS_STEP_TIMEOUT_SECONDS:
+    the runs of this process are marked failed, their pool slots freed, and its children (dbt)
+    stopped. What the killed step left half done is what a kill -9 leaves, which every step
+    recovers from on its next run.
+    """
+    outcome: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    timeout = settings.step_timeout_seconds
+    interval = min(RECOVERY_INTERVAL_SECONDS, max(timeout / 2, 0.5)) if timeout else RECOVERY_INTERVAL_SECONDS
+    worker = threading.Thread(target=work, name="abos-run", daemon=True)
+    worker.start()
+    checked = time.monotonic()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+            if time.monotonic() - checked >= interval:
+                checked = time.monotonic()
+                _recover(instance, progress)
+                overdue = overdue_steps(instance, runs_of_this_process(instance), timeout)
+                if overdue:
+                    _abort(instance, progress, overdue[0].message, 1)
+    except Stopped as stopped:
+        _abort(instance, progress, f"stopped by {stopped}", 128 + stopped.signum)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["result"]  # type: ignore[return-value]
+
+
+def _recover(instance: dg.DagsterInstance, progress: Callable[[str], None]) -> None:
+    failed = recover_dead_runs(instance)
+    if failed:
+        progress(f"marked failed {len(failed)} runs whose process is gone, and freed their pool slots: "
+                 + ", ".join(failed))
+
+
+def _abort(instance: dg.DagsterInstance, progress: Callable[[str], None], reason: str, code: int) -> None:
+    """Fail this process's runs with `reason`, free their slots, stop its children, and exit with `code`."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+    progress(reason)
+    progress("failing this command's runs, freeing their pool slots, stopping its child processes")
+    for run in runs_of_this_process(instance):
+        instance.report_run_failed(run, reason)
+    free_finished_runs_slots(instance)
+    stop_children()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the run's thread cannot be interrupted; nothing it holds must outlive the process
+
+
+@contextlib.contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """SIGTERM and SIGINT raise `Stopped` in the main thread while the block runs (elsewhere: unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame) -> None:
+        raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def summarize(instance: dg.DagsterInstance, graph, run_ids: list[str], settings: Settings) -> dict[str, object]:

@@ -26,6 +26,7 @@
 | ABOS_DELIVERY_MAX_ATTEMPTS | 3 | attempts per delivery before it is marked failed for good |
 | ABOS_OPERATOR_SLACK_CHANNEL | none | operator alerts' channel; none means the outbox |
 | ABOS_OPERATOR_SLACK_TOKEN_ENV | ABOS_OPERATOR_SLACK_TOKEN | the variable that holds the operator bot token |
+| ABOS_STEP_TIMEOUT_SECONDS | 10800 | a step running longer fails its run (0: no limit); docs/operations.md |
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 DEFAULT_DELIVERY_MAX_ATTEMPTS = 3
 DEFAULT_SMTP_TIMEOUT_SECONDS = 30.0
 DEFAULT_SMTP_DATA_TIMEOUT_SECONDS = 600.0  # RFC 5321 4.5.3.2.6: a client waits 10 minutes for it
+DEFAULT_STEP_TIMEOUT_SECONDS = 3 * 3600.0  # a full sync of the large benchmark store takes well under this
 
 
 class SettingsError(ValueError):
@@ -92,12 +94,12 @@ def parse_warehouse_url(url: str) -> Warehouse:
     if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
         parts = urlsplit(url)
         if not parts.hostname and "host=" not in parts.query:
-            raise SettingsError(f"ABOS_WAREHOUSE_URL={url!r} names no host")
+            raise SettingsError(f"ABOS_WAREHOUSE_URL={Warehouse(url).redacted!r} names no host")
         if not parts.path.strip("/"):
             raise SettingsError(f"ABOS_WAREHOUSE_URL={Warehouse(url).redacted!r} names no database")
         return Warehouse("postgresql://" + url.split("://", 1)[1])
     raise SettingsError(
-        f"ABOS_WAREHOUSE_URL={url!r} is not supported; use duckdb:///path/to/file.duckdb "
+        f"ABOS_WAREHOUSE_URL={Warehouse(url).redacted!r} is not supported; use duckdb:///path/to/file.duckdb "
         "or postgresql://user:password@host:5432/database"
     )
 
@@ -180,6 +182,7 @@ class Settings:
     llm: LlmSettings = field(default_factory=LlmSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     dagster_pg_url: str | None = field(default=None, repr=False)  # may hold a password
+    step_timeout_seconds: float = DEFAULT_STEP_TIMEOUT_SECONDS  # 0: no limit
 
     @property
     def sandbox_dir(self) -> Path:
@@ -211,6 +214,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             max_retries=_number(env, "ABOS_LLM_MAX_RETRIES", DEFAULT_LLM_MAX_RETRIES, int),
         ),
         delivery=_delivery_settings(env),
+        step_timeout_seconds=_number(env, "ABOS_STEP_TIMEOUT_SECONDS", DEFAULT_STEP_TIMEOUT_SECONDS, float),
     )
 
 

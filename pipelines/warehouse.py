@@ -14,7 +14,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import duckdb
 import numpy as np
@@ -22,21 +24,24 @@ import pandas as pd
 import psycopg2
 import psycopg2.extras
 
-from pipelines.settings import Settings
+from pipelines.settings import Settings, SettingsError
 
 
 @contextmanager
-def warehouse_write_lock(settings: Settings, timeout: float | None = None) -> Iterator[None]:
+def warehouse_write_lock(settings: Settings, timeout: float | None = None) -> Iterator[int | None]:
     """Serialize writers of an embedded DuckDB file across processes (DuckDB allows one writer
     process); Postgres handles concurrent writers itself, so this is a no-op there.
+
+    Yields the lock's file descriptor (None on Postgres): a child process given it (`pass_fds`)
+    holds the lock too, until both have let go of it.
 
     Raises:
         TimeoutError: `timeout` seconds passed without the lock (None waits for as long as it takes).
     """
     if settings.warehouse.kind != "duckdb":
-        yield
+        yield None
         return
-    lock_path = settings.warehouse.duckdb_path.with_suffix(".lock")
+    lock_path = warehouse_lock_path(settings)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as handle:
         if timeout is None:
@@ -53,9 +58,34 @@ def warehouse_write_lock(settings: Settings, timeout: float | None = None) -> It
                                            f"stayed locked by another writer for {timeout:g}s") from None
                     time.sleep(0.01)
         try:
-            yield
+            yield handle.fileno()
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def warehouse_lock_path(settings: Settings) -> Path:
+    """The file `warehouse_write_lock` locks, next to the DuckDB file."""
+    return settings.warehouse.duckdb_path.with_suffix(".lock")
+
+
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def ensure_reachable(settings: Settings) -> None:
+    """Fail within seconds, naming ABOS_WAREHOUSE_URL (password masked), when Postgres cannot be reached.
+
+    Commands check this first: a warehouse that does not answer must not turn into minutes of retries.
+    """
+    if settings.warehouse.kind != "postgres":
+        return
+    try:
+        psycopg2.connect(settings.warehouse.url, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
+    except psycopg2.Error as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        password = urlsplit(settings.warehouse.url).password
+        if password:
+            reason = reason.replace(password, "***")
+        raise SettingsError(f"ABOS_WAREHOUSE_URL={settings.warehouse.redacted}: cannot connect: {reason}") from None
 
 
 @dataclass(frozen=True)

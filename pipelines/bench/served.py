@@ -6,7 +6,6 @@ pipeline's interpreter and out of its memory figures, as real Shopify and Stripe
 
 from __future__ import annotations
 
-import ctypes
 import json
 import signal
 import subprocess
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from pipelines.processes import die_with_parent
 
 
 @dataclass
@@ -45,7 +46,7 @@ def served(store: Path, *, size: str, seed: int, as_of: date) -> Iterator[Served
         command += ["--scale", fraction]
     # Progress goes to our stderr; on Linux the sandbox also stops if this process is killed.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
-                               preexec_fn=_stop_with_parent if sys.platform == "linux" else None)
+                               preexec_fn=lambda: die_with_parent(signal.SIGTERM))
     try:
         line = process.stdout.readline() if process.stdout else ""
         if not line:
@@ -58,8 +59,3 @@ def served(store: Path, *, size: str, seed: int, as_of: date) -> Iterator[Served
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _stop_with_parent() -> None:
-    """In the child, before exec: ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)

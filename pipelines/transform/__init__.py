@@ -1,13 +1,18 @@
-"""Transform: the dbt project as Dagster assets. `dbt_env` turns the one warehouse URL into dbt's target."""
+"""Transform: the dbt project as Dagster assets. `dbt_env` turns the one warehouse URL into dbt's target,
+`run_dbt` runs dbt on it: under the warehouse lock, and never outliving its parent."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pipelines.settings import PROJECT_ROOT, Settings
+from pipelines.processes import run_child, stop_with_parent
+from pipelines.settings import PROJECT_ROOT, Settings, load_settings
+from pipelines.warehouse import warehouse_write_lock
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
@@ -26,6 +31,27 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "ABOS_DBT_PG_PASSWORD": unquote(parts.password or ""),
         "ABOS_DBT_PG_DATABASE": parts.path.lstrip("/"),
     }
+
+
+def run_dbt(args: Sequence[str], settings: Settings) -> int:
+    """dbt `args` in dbt_project/ against the warehouse of `settings`; dbt's exit code.
+
+    dbt holds the project's warehouse lock (the lock's descriptor is passed on to it), runs in its
+    own process group, dies with its parent and stops on SIGTERM or Ctrl-C (pipelines/processes.py):
+    a killed run never leaves dbt writing the warehouse behind it.
+    """
+    dbt = Path(sys.executable).parent / "dbt"
+    env = {**os.environ, **dbt_env(settings), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
+    if list(args) == ["--version"]:  # dagster-dbt asks before every command; it touches no warehouse
+        return subprocess.run([str(dbt), "--version"], env=env).returncode
+    with warehouse_write_lock(settings) as lock:
+        return run_child([str(dbt), *args], cwd=DBT_PROJECT_DIR, env=env, pass_fds=() if lock is None else (lock,))
+
+
+def dbt_guard_main() -> None:
+    """`abos-dbt`: the dbt executable Dagster runs (`run_dbt` with this process's arguments)."""
+    stop_with_parent()  # the Dagster step died: SIGTERM, which stops dbt (run_child handles it)
+    sys.exit(run_dbt(sys.argv[1:], load_settings()))
 
 
 MANIFEST_SOURCES = ("models", "macros", "seeds", "tests", "dbt_project.yml")

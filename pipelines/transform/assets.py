@@ -54,11 +54,12 @@ def dbt_project() -> DbtProject:
 
 
 def dbt_resource() -> DbtCliResource:
-    """The dbt CLI of this virtualenv (it may not be on PATH when Dagster runs)."""
+    """dbt through `abos-dbt` of this virtualenv (it may not be on PATH when Dagster runs): dbt under the
+    warehouse lock, in its own process group, killed with the step (`pipelines.transform.run_dbt`)."""
     return DbtCliResource(
         project_dir=os.fspath(DBT_PROJECT_DIR),
         profiles_dir=os.fspath(DBT_PROJECT_DIR),
-        dbt_executable=os.fspath(Path(sys.executable).parent / "dbt"),
+        dbt_executable=os.fspath(Path(sys.executable).parent / "abos-dbt"),
     )
 
 
@@ -92,7 +93,7 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
     )
     def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         os.environ.update(dbt_env(settings))
-        with warehouse_write_lock(settings):
-            yield from dbt.cli(["build"], context=context).stream()
+        # `abos-dbt` takes the warehouse lock for dbt, and dbt dies with this step (run_dbt).
+        yield from dbt.cli(["build"], context=context).stream()
 
     return [workspaces_table, dbt_models]

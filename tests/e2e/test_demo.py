@@ -68,3 +68,11 @@ def test_demo_summary_counts_what_the_warehouse_holds(demo, monkeypatch):
                      for schema, table in tables.itertuples(index=False))
         # A first load: every row ingested is in a raw table once.
         assert workspace["ingested_rows"] == loaded > 0
+
+
+def test_demo_output_is_quiet_by_default(demo):
+    """Progress lines and the summary, not Dagster's per-event debug log (`abos demo -v` shows that)."""
+    done, result, summary, home = demo
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert " - DEBUG - " not in done.stderr and " - INFO - " not in done.stderr
+    assert done.stderr.count("[abos] materializing") == len(result["pipeline"]["runs"])

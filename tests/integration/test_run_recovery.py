@@ -1,0 +1,220 @@
+"""Runs that recover by themselves (issue 19, "stuck"), on the real Dagster instance `abos` writes.
+
+The probe's case: runs killed with `kill -9` inside a step of the `shopify_api` pool keep its two
+slots, and the next run waits on `Step blocked by limit for pool shopify_api` forever, ignoring
+SIGTERM and SIGINT. Here the killed runs are real processes holding real slots.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import dagster as dg
+import psutil
+import pytest
+import yaml
+
+from pipelines.orchestration import recover_runs
+from pipelines.reliability import PID_TAG, overdue_steps, recover_dead_runs
+from pipelines.run import dagster_instance
+from pipelines.settings import load_settings
+from tests.conftest import REPO
+
+POOL = "shopify_api"
+# A run of one asset in the `shopify_api` pool, executed the way `abos run` executes its runs.
+HOLDER = textwrap.dedent("""
+    import sys, time
+    import dagster as dg
+    from pipelines.reliability import process_tags
+
+    @dg.asset(pool="shopify_api")
+    def holds_a_slot() -> None:
+        time.sleep(float(sys.argv[1]))
+
+    with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME, with the dagster.yaml `abos` wrote
+        result = dg.materialize([holds_a_slot], instance=instance, tags=process_tags())
+        print("RUN", result.run_id, result.success, flush=True)
+""")
+
+
+@pytest.fixture
+def instance(abos_home):
+    with dagster_instance(load_settings()) as instance:
+        yield instance
+
+
+def hold_a_slot(seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", HOLDER, str(seconds)], cwd=REPO, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def claimed(instance: dg.DagsterInstance) -> list[str]:
+    """The run ids holding a slot of the pool."""
+    return sorted(slot.run_id for slot in instance.event_log_storage.get_concurrency_info(POOL).claimed_slots)
+
+
+def wait_for(condition, timeout: float = 90, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def waiting_on_the_pool(instance: dg.DagsterInstance) -> list[str]:
+    """The run ids with a step waiting for a slot of the pool."""
+    info = instance.event_log_storage.get_concurrency_info(POOL)
+    return [step.run_id for step in info.pending_steps if step.assigned_timestamp is None]
+
+
+def runs_holding_both_slots(instance: dg.DagsterInstance) -> list[subprocess.Popen]:
+    holders = [hold_a_slot(600) for _ in range(2)]
+    wait_for(lambda: len(claimed(instance)) == 2, what="two runs holding the pool's two slots")
+    return holders
+
+
+def test_a_killed_run_is_failed_and_its_slots_freed_so_a_waiting_run_goes_on(instance):
+    killed = runs_holding_both_slots(instance)
+    dead_runs = claimed(instance)
+    for process in killed:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    # The probe's reproduction: a third run waits on the pool, and would wait forever.
+    waiting = hold_a_slot(0)
+    wait_for(lambda: waiting_on_the_pool(instance), what="the third run to wait on the pool")
+    time.sleep(3)
+    assert waiting.poll() is None and claimed(instance) == dead_runs
+    assert {instance.get_run_by_id(r).status for r in dead_runs} == {dg.DagsterRunStatus.STARTED}
+
+    assert sorted(recover_dead_runs(instance)) == dead_runs  # the waiting run is alive: left alone
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0 and " True" in out, err[-2000:]
+    for run_id in dead_runs:
+        run = instance.get_run_by_id(run_id)
+        assert run.status == dg.DagsterRunStatus.FAILURE
+        failure = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+        assert f"pid {run.tags[PID_TAG]}" in failure[0].event_log_entry.dagster_event.message
+    assert claimed(instance) == []
+    assert recover_dead_runs(instance) == []
+
+
+def test_slots_of_a_run_marked_failed_by_hand_are_freed(instance):
+    """The probe marked the dead runs failed in the UI, and the slots stayed taken."""
+    killed = runs_holding_both_slots(instance)
+    for process in killed:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    for run_id in claimed(instance):
+        instance.report_run_failed(instance.get_run_by_id(run_id), "marked failed by the operator")
+    assert len(claimed(instance)) == 2
+    assert recover_dead_runs(instance) == []  # nothing left to fail...
+    assert claimed(instance) == []            # ...and the slots are free
+
+
+def test_the_recover_runs_sensor_fails_dead_runs_and_stops_a_step_over_the_timeout(instance, monkeypatch):
+    killed, running = hold_a_slot(600), hold_a_slot(600)
+    wait_for(lambda: len(claimed(instance)) == 2, what="two runs holding slots")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    monkeypatch.setenv("ABOS_STEP_TIMEOUT_SECONDS", "2")
+    settings = load_settings()
+    live = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))]
+    assert len(live) == 2
+    wait_for(lambda: len(overdue_steps(instance, live, settings.step_timeout_seconds)) == 2,
+             what="both steps to run longer than 2 s")
+    assert overdue_steps(instance, live, 0) == []  # 0: no limit
+
+    sensor = recover_runs(settings)
+    skip = sensor(dg.build_sensor_context(instance=instance))
+    assert "1 dead runs failed, 1 overdue runs stopped" in skip.skip_message
+    assert {r.dagster_run.status for r in instance.get_run_records()} == {dg.DagsterRunStatus.FAILURE}
+    overdue = [r for r in instance.get_run_records()
+               if "ABOS_STEP_TIMEOUT_SECONDS" in (instance.get_records_for_run(
+                   r.dagster_run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records[0]
+                   .event_log_entry.dagster_event.message or "")]
+    assert len(overdue) == 1
+    assert claimed(instance) == []
+    running.kill()
+    running.wait()
+
+
+# -- `abos run` and `abos demo` stop within seconds ---------------------------------------------------
+
+
+@pytest.fixture
+def silent_shop(tmp_path):
+    """A workspaces file whose shop answers nothing: the server accepts connections and never replies."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(yaml.safe_dump({"workspaces": [{
+        "id": "silent-shop", "name": "Silent", "vertical": "ecommerce", "timezone": "Europe/Berlin",
+        "currency": "EUR", "connectors": {"shopify": {
+            "base_url": f"http://127.0.0.1:{server.getsockname()[1]}/shops/silent-shop",
+            "access_token_env": "SILENT_SHOP_TOKEN"}},
+    }]}))
+    yield tenants
+    server.close()
+
+
+def abos(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([str(Path(sys.executable).parent / "abos"), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("ABOS_WAREHOUSE_URL", "ABOS_DAGSTER_PG_URL")}
+    return {**env, "SILENT_SHOP_TOKEN": "shpat_test", **extra}
+
+
+@pytest.mark.slow  # `abos run` loads the Definitions: a minute or more on a busy machine
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_abos_run_stops_within_seconds_even_waiting_on_a_pool(instance, silent_shop, signum):
+    """Whatever the run is doing: waiting on the pool the holders keep (the probe's case), dbt over the
+    models that read no ingested table (they run first here), or a request to a shop that never answers."""
+    holders = runs_holding_both_slots(instance)  # alive: `abos run` must wait for them
+    try:
+        process = abos("run", "--workspaces", str(silent_shop), env=run_env())
+
+        def started() -> bool:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            return bool(instance.get_run_records(dg.RunsFilter(tags={PID_TAG: str(process.pid)},
+                                                               statuses=[dg.DagsterRunStatus.STARTED])))
+
+        wait_for(started, timeout=300, what="`abos run` to start a run")
+        time.sleep(2)
+        children = psutil.Process(process.pid).children(recursive=True)
+        sent = time.monotonic()
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=30)
+        assert time.monotonic() - sent < 15
+        assert process.returncode == 128 + signum, err[-2000:]
+        assert f"stopped by {signal.Signals(signum).name}" in err
+        ours = instance.get_run_records(dg.RunsFilter(tags={PID_TAG: str(process.pid)}))
+        assert {r.dagster_run.status for r in ours} == {dg.DagsterRunStatus.FAILURE}
+        assert not set(claimed(instance)) & {r.dagster_run.run_id for r in ours}
+        assert len(claimed(instance)) == 2  # the live holders keep theirs
+        _, alive = psutil.wait_procs(children, timeout=5)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+
+
+@pytest.mark.slow
+def test_a_step_over_the_timeout_stops_abos_run_naming_the_setting(instance, silent_shop):
+    process = abos("run", "--workspaces", str(silent_shop), env=run_env(ABOS_STEP_TIMEOUT_SECONDS="3"))
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err[-2000:]
+    assert "longer than ABOS_STEP_TIMEOUT_SECONDS=3 allows" in err
+    ours = instance.get_run_records(dg.RunsFilter(tags={PID_TAG: str(process.pid)}))
+    assert [r.dagster_run.status for r in ours] == [dg.DagsterRunStatus.FAILURE]
+    assert not psutil.pid_exists(process.pid) or psutil.Process(process.pid).status() == psutil.STATUS_ZOMBIE
