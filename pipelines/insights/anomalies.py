@@ -459,23 +459,27 @@ def _trimmed_mean_before(values: np.ndarray, window: int) -> np.ndarray:
 
 def _max_before(values: np.ndarray, window: int) -> np.ndarray:
     """The largest of the `window` points before each point (-inf where none), by doubling."""
-    shifted = np.concatenate([np.full((values.shape[0], 1), -np.inf), values[:, :-1]], axis=1)
-    spans = {1: shifted}  # spans[k][t] = max of the k points before t
+    spans = {1: _later(values, 1)}  # spans[k][t] = max of the k points before t
     size = 1
     while size * 2 <= window:
-        previous = spans[size]
-        later = np.concatenate([np.full((values.shape[0], size), -np.inf), previous[:, :-size]], axis=1)
-        spans[size * 2] = np.maximum(previous, later)
+        spans[size * 2] = np.maximum(spans[size], _later(spans[size], size))
         size *= 2
     result = np.full(values.shape, -np.inf)
     offset = 0
     for span in sorted(spans, reverse=True):
         if window - offset >= span:
-            part = spans[span] if offset == 0 else np.concatenate(
-                [np.full((values.shape[0], offset), -np.inf), spans[span][:, :-offset]], axis=1)
-            result = np.maximum(result, part)
+            result = np.maximum(result, _later(spans[span], offset))
             offset += span
     return result
+
+
+def _later(values: np.ndarray, by: int) -> np.ndarray:
+    """`values` moved `by` columns later, -inf where nothing moved in (all of it when `by` reaches
+    past the last column: a short history)."""
+    moved = np.full(values.shape, -np.inf)
+    if by < values.shape[1]:
+        moved[:, by:] = values[:, :values.shape[1] - by]
+    return moved
 
 
 def _count_score(values: np.ndarray, mean: np.ndarray, dispersion: np.ndarray) -> np.ndarray:

@@ -311,3 +311,15 @@ def test_a_metric_at_its_usual_zero_is_never_an_anomaly():
     result = detect(pd.Series(lumps, index=days))
     assert not result.loc[lumps == 0, "is_anomaly"].any()
     assert (result["lower"].dropna() >= 0).all()
+
+
+def test_a_shop_with_two_weeks_of_history_is_scanned_without_flags():
+    """A new shop (15 days, fewer than the count forecast's window) is judged as too young, not an error."""
+    from pipelines.insights.scan import find_anomalies
+    from pipelines.packs import pack_for
+
+    pack = pack_for("ecommerce")
+    dates = pd.date_range("2026-03-02", periods=15, freq="D")
+    daily = pd.DataFrame({"date": dates.date, **{metric.name: np.arange(15.0) % 3 for metric in pack.metrics}})
+    found = find_anomalies(daily, pack, "new-shop")
+    assert found.empty

@@ -1,10 +1,10 @@
 with source as (
     -- lines of test orders are dropped, like the orders themselves
     select lines.*
-    from {{ conformed_source('shopify', 'order_line_items') }} as lines
+    from {{ conformed_source('shopify', 'order_line_items', 'lines') }}
     where exists (
         select 1
-        from {{ conformed_source('shopify', 'orders') }} as orders
+        from {{ conformed_source('shopify', 'orders') }}
         where orders.workspace_id = lines.workspace_id
             and orders.id = lines.order_id
             and orders.test is not true

@@ -1,11 +1,11 @@
 with source as (
     -- refund lines of test orders are dropped, like the orders themselves
     select refund_lines.*
-    from {{ conformed_source('shopify', 'order_refund_line_items') }} as refund_lines
+    from {{ conformed_source('shopify', 'order_refund_line_items', 'refund_lines') }}
     where exists (
         select 1
-        from {{ conformed_source('shopify', 'order_refunds') }} as refunds
-        inner join {{ conformed_source('shopify', 'orders') }} as orders
+        from {{ conformed_source('shopify', 'order_refunds', 'refunds') }}
+        inner join {{ conformed_source('shopify', 'orders') }}
             on orders.workspace_id = refunds.workspace_id
             and orders.id = refunds.order_id
         where refunds.workspace_id = refund_lines.workspace_id

@@ -1,10 +1,10 @@
 with source as (
     -- refunds of test orders are dropped, like the orders themselves
     select refunds.*
-    from {{ conformed_source('shopify', 'order_refunds') }} as refunds
+    from {{ conformed_source('shopify', 'order_refunds', 'refunds') }}
     where exists (
         select 1
-        from {{ conformed_source('shopify', 'orders') }} as orders
+        from {{ conformed_source('shopify', 'orders') }}
         where orders.workspace_id = refunds.workspace_id
             and orders.id = refunds.order_id
             and orders.test is not true

@@ -1,0 +1,160 @@
+"""Deployment shapes through `abos run`'s path (the real Definitions, `run_all`), on DuckDB and Postgres.
+
+Tenants come from tests/fixtures/deployment_shapes.json (hand-worked figures in its comment):
+ecommerce-only, SaaS-only, both, a deployment whose only workspaces are connected but still empty,
+and a shop added later to a running SaaS-only deployment. Each shape is one `abos run` (one dbt
+build); the later shop is a second run over the SaaS-only deployment's warehouse. The default suite
+runs the SaaS-only deployment and the shop added to it on DuckDB; every other shape and database is
+behind the `slow` marker (`make test-slow`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.sandbox.server import build_store
+from pipelines.workspaces import load_workspaces
+from tests.integration.test_ecommerce_models import with_password
+from tests.scenario import Warehouse, serving
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "deployment_shapes.json"
+SPECS = json.loads(FIXTURE.read_text())["workspaces"]
+SHAPES = {
+    "ecommerce-only": ["shop"],
+    "saas-only": ["saas-usd"],
+    "both": ["shop", "saas-usd"],
+    "empty": ["empty-shop", "empty-saas"],
+}
+# Nothing configured to send with: reports go to the outbox; no LLM, no operator channel.
+QUIET = ("ABOS_SMTP_HOST", "ABOS_LLM_API_KEY", "OPENAI_API_KEY", "ABOS_OPERATOR_SLACK_CHANNEL", "ABOS_WORKSPACES",
+         "ABOS_DAGSTER_PG_URL")
+
+
+def run_deployment(store, workspace_ids: list[str], home: Path, warehouse_url: str | None,
+                   specs: dict | None = None) -> tuple[dict, Warehouse]:
+    """`abos run` over `workspace_ids` (served from `store`), in `home`: run_all's result and the warehouse."""
+    from pipelines.run import run_all
+
+    specs = specs or SPECS
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in QUIET:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+        with serving(store, {ws: specs[ws] for ws in workspace_ids}, home, warehouse_url, monkeypatch) as (settings, _):
+            add_notifications(settings.workspaces_file)
+            import pipelines.definitions
+
+            importlib.reload(pipelines.definitions)  # the Definitions read the tenants file when they load
+            result = run_all(load_workspaces(settings.workspaces_file), progress=lambda _: None, settings=settings)
+    return result, Warehouse(settings)
+
+
+def add_notifications(path: Path) -> None:
+    """Every workspace reports by email (to the outbox, as no SMTP host is set)."""
+    doc = yaml.safe_load(path.read_text())
+    for item in doc["workspaces"]:
+        item["notifications"] = {"email": {"to": [f"owner@{item['id']}.example"]}}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return build_store(tmp_path_factory.mktemp("shapes-sandbox") / "sandbox.sqlite", fixtures=FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def deployments(store, tmp_path_factory, request):
+    """One `abos run` per (shape, database), built on first use."""
+    built: dict[tuple[str, str], tuple[dict, Warehouse]] = {}
+
+    def get(shape: str, database: str) -> tuple[dict, Warehouse]:
+        if (shape, database) not in built:
+            url = None
+            if database == "postgres":
+                url = with_password(request.getfixturevalue("new_pg_database")())
+            home = tmp_path_factory.mktemp(f"{shape}-{database}") / "home"
+            built[shape, database] = run_deployment(store, SHAPES[shape], home, url)
+        return built[shape, database]
+
+    return get
+
+
+def shape_params(fast: tuple[str, str]) -> list:
+    return [pytest.param(shape, database, id=f"{shape}-{database}",
+                         marks=() if (shape, database) == fast else pytest.mark.slow)
+            for shape in SHAPES for database in ("duckdb", "postgres")]
+
+
+# -- figures each workspace must show -----------------------------------------------------------
+
+
+def check_shop(warehouse: Warehouse) -> None:
+    """shop: 117.00 net on 2026-03-02, the 45.00 refund on 2026-03-16 (New York days)."""
+    days = {row["date"]: row for row in warehouse.query(
+        "select date, net_sales, refunds, orders from metrics.ecommerce_daily_metrics where workspace_id = 'shop'")}
+    assert (days[date(2026, 3, 2)]["net_sales"], days[date(2026, 3, 2)]["orders"]) == (Decimal("117.00"), 1)
+    assert (days[date(2026, 3, 16)]["refunds"], days[date(2026, 3, 16)]["net_sales"]) == (Decimal("45.00"),
+                                                                                         Decimal("-45.00"))
+
+
+def check_saas(warehouse: Warehouse, workspace: str = "saas-usd", mrr: str = "120.00") -> None:
+    """One monthly subscription of 12000 minor units since 2026-03-01: MRR 120.00 USD every day."""
+    rows = warehouse.query("select date, mrr, active_customers from metrics.saas_daily_metrics "
+                           "where workspace_id = %s and date in ('2026-03-01', '2026-04-15', '2026-05-19') "
+                           "order by date", [workspace])
+    assert [(row["mrr"], row["active_customers"]) for row in rows] == [(Decimal(mrr), 1)] * 3
+
+
+CHECKS = {"shop": check_shop, "saas-usd": check_saas}
+
+
+def check_delivered(result: dict, workspace_ids: list[str]) -> None:
+    """Every run succeeded; each workspace has its report and its email in the outbox."""
+    assert result["failed"] == []
+    workspaces = result["summary"]["workspaces"]
+    for workspace_id in workspace_ids:
+        assert Path(workspaces[workspace_id]["report"]).is_file(), workspace_id
+        assert [Path(p).name for p in workspaces[workspace_id]["outbox"]] == [f"email-owner@{workspace_id}.example.eml"]
+
+
+# -- the shapes ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("shape", "database"), shape_params(fast=("saas-only", "duckdb")))
+def test_each_deployment_shape_runs_end_to_end(deployments, shape, database):
+    result, warehouse = deployments(shape, database)
+    check_delivered(result, SHAPES[shape])
+    for workspace_id in SHAPES[shape]:
+        if workspace_id in CHECKS:
+            CHECKS[workspace_id](warehouse)
+        else:  # connected but empty: no figures at all, rather than zeros
+            for table in ("ecommerce_daily_metrics", "saas_daily_metrics", "metric_values"):
+                assert warehouse.query(f"select count(*) as n from metrics.{table} where workspace_id = %s",
+                                       [workspace_id]) == [{"n": 0}], (workspace_id, table)
+    verticals = {SPECS[ws].get("shopify") is not None for ws in SHAPES[shape]}
+    # The other vertical's tables exist, built from empty stand-ins, with no rows.
+    if True not in verticals:
+        assert warehouse.query("select count(*) as n from metrics.ecommerce_daily_metrics") == [{"n": 0}]
+    if False not in verticals:
+        assert warehouse.query("select count(*) as n from metrics.saas_daily_metrics") == [{"n": 0}]
+
+
+@pytest.mark.parametrize("database", ["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
+def test_a_shop_added_later_to_a_running_saas_deployment(deployments, store, database):
+    """The SaaS-only deployment runs again with a shop added to workspaces.yaml: the shop's tables and
+    report appear, the SaaS figures are unchanged."""
+    first, warehouse = deployments("saas-only", database)
+    assert first["failed"] == []
+    home = warehouse.settings.home
+    url = warehouse.settings.warehouse.url if database == "postgres" else None
+    result, warehouse = run_deployment(store, ["saas-usd", "shop"], home, url)
+    check_delivered(result, ["saas-usd", "shop"])
+    check_shop(warehouse)
+    check_saas(warehouse)
