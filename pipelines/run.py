@@ -80,6 +80,21 @@ def _stages(assets: list[dg.AssetsDefinition]) -> list[tuple[dg.PartitionsDefini
             )
         return stage[key]
 
+    # One multi-asset runs in one stage (the dbt models as one `dbt build`, so a singular test never
+    # runs before a model it reads): its assets take the latest of their stages, and their children follow.
+    changed = True
+    while changed:
+        changed = False
+        for a in assets:
+            latest = max((stage_of(key) for key in a.keys), default=0)
+            for key in a.keys:
+                if stage[key] < latest:
+                    stage[key], changed = latest, True
+        for key in partitions_of:
+            moved = max((stage[p] + (partitions_of[p] != partitions_of[key]) for p in parents[key]), default=0)
+            if moved > stage[key]:
+                stage[key], changed = moved, True
+
     groups: list[tuple[int, dg.PartitionsDefinition | None, list[dg.AssetKey]]] = []
     for key in partitions_of:
         for group_stage, partitions, keys in groups:

@@ -21,3 +21,10 @@
         else {{ from_alias }}.usd_per_unit / {{ to_alias }}.usd_per_unit
     end
 {%- endmacro %}
+
+{#- True for a workspace with every FX rate its conversions need (int_fx_rate_gaps). The metric
+    tables keep only these workspaces, so a missing rate leaves its workspace's figures absent,
+    never 0, and every other workspace's figures in place. -#}
+{% macro has_fx_rates(workspace_id) -%}
+    {{ workspace_id }} not in (select workspace_id from {{ ref('int_fx_rate_gaps') }})
+{%- endmacro %}

@@ -17,6 +17,7 @@ from pipelines.insights.scan import explain_anomalies, find_anomalies
 from pipelines.insights.summaries import summarize
 from pipelines.packs import pack_for
 from pipelines.settings import Settings
+from pipelines.transform.health import require_passing
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspace, Workspaces
 
@@ -44,6 +45,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
     def anomalies(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Flag unusual days in every pack metric of one workspace (band and week-over-week rules)."""
         workspace = workspaces.get(context.partition_key)
+        require_passing(warehouse, workspace.id)  # a workspace dbt's tests failed stops here, alone
         pack = pack_for(workspace.vertical)
         daily = _daily_metrics(warehouse, workspace)
         found = find_anomalies(daily, pack, workspace.id, calendar=_calendar(workspace, daily))
@@ -87,6 +89,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
     def reports(context: dg.AssetExecutionContext, config: ReportConfig) -> dg.MaterializeResult:
         """Write one workspace's weekly report (files, LLM or template summary, a row in insights.reports)."""
         workspace = workspaces.get(context.partition_key)
+        require_passing(warehouse, workspace.id)  # the weekly schedule runs this without anomalies
         week = Week.parse(config.week) if config.week else last_complete_week(datetime.now(timezone.utc),
                                                                                 workspace.timezone)
         report = build_report(

@@ -115,13 +115,15 @@ def check_saas(warehouse: Warehouse, workspace: str = "saas-usd", mrr: str = "12
 CHECKS = {"shop": check_shop, "saas-usd": check_saas}
 
 
-def check_delivered(result: dict, workspace_ids: list[str]) -> None:
-    """Every run succeeded; each workspace has its report and its email in the outbox."""
-    assert result["failed"] == []
+def check_delivered(result: dict, warehouse: Warehouse, workspace_ids: list[str], failed: tuple[str, ...] = ()) -> None:
+    """Only the runs of the `failed` workspaces failed; each of `workspace_ids` has its report and
+    its email in the outbox (sent by this run or, for the same week, an earlier one)."""
+    assert {label.rpartition(" for ")[2] for label in result["failed"]} == set(failed), result["failed"]
     workspaces = result["summary"]["workspaces"]
     for workspace_id in workspace_ids:
         assert Path(workspaces[workspace_id]["report"]).is_file(), workspace_id
-        assert [Path(p).name for p in workspaces[workspace_id]["outbox"]] == [f"email-owner@{workspace_id}.example.eml"]
+        outbox = warehouse.settings.outbox_dir / workspace_id
+        assert [p.name for p in outbox.glob("*/*.eml")] == [f"email-owner@{workspace_id}.example.eml"], workspace_id
 
 
 # -- the shapes ------------------------------------------------------------------------------------
@@ -130,7 +132,7 @@ def check_delivered(result: dict, workspace_ids: list[str]) -> None:
 @pytest.mark.parametrize(("shape", "database"), shape_params(fast=("saas-only", "duckdb")))
 def test_each_deployment_shape_runs_end_to_end(deployments, shape, database):
     result, warehouse = deployments(shape, database)
-    check_delivered(result, SHAPES[shape])
+    check_delivered(result, warehouse, SHAPES[shape])
     for workspace_id in SHAPES[shape]:
         if workspace_id in CHECKS:
             CHECKS[workspace_id](warehouse)
@@ -146,15 +148,70 @@ def test_each_deployment_shape_runs_end_to_end(deployments, shape, database):
         assert warehouse.query("select count(*) as n from metrics.saas_daily_metrics") == [{"n": 0}]
 
 
-@pytest.mark.parametrize("database", ["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
-def test_a_shop_added_later_to_a_running_saas_deployment(deployments, store, database):
-    """The SaaS-only deployment runs again with a shop added to workspaces.yaml: the shop's tables and
-    report appear, the SaaS figures are unchanged."""
-    first, warehouse = deployments("saas-only", database)
+# -- growing, and one tenant broken -----------------------------------------------------------------
+
+GROWN = ["saas-usd", "shop", "saas-kwd", "saas-kwd-usd"]
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
+def grown(request, deployments, store) -> tuple[dict, Warehouse]:
+    """The SaaS-only deployment, run again with three workspaces added to workspaces.yaml: the shop,
+    saas-kwd (billing and reporting in KWD) and saas-kwd-usd (billing in KWD, reporting in USD, with
+    no KWD rate anywhere)."""
+    first, warehouse = deployments("saas-only", request.param)
     assert first["failed"] == []
-    home = warehouse.settings.home
-    url = warehouse.settings.warehouse.url if database == "postgres" else None
-    result, warehouse = run_deployment(store, ["saas-usd", "shop"], home, url)
-    check_delivered(result, ["saas-usd", "shop"])
+    url = warehouse.settings.warehouse.url if request.param == "postgres" else None
+    return run_deployment(store, GROWN, warehouse.settings.home, url)
+
+
+def test_workspaces_added_later_to_a_running_deployment_get_their_tables_and_reports(grown):
+    result, warehouse = grown
+    check_delivered(result, warehouse, ["saas-usd", "shop", "saas-kwd"], failed=("saas-kwd-usd",))
     check_shop(warehouse)
     check_saas(warehouse)
+
+
+def test_a_missing_fx_rate_fails_only_its_workspace_and_says_which_rate(grown):
+    """saas-kwd-usd needs KWD→USD from 2026-03-01 and no rate exists: its figures are absent, its
+    partition fails with the currency, the day and the setting, and the operator alert names the
+    workspace, the model and the cause. KWD→KWD (saas-kwd) needs no rate: 12.000 KWD MRR."""
+    result, warehouse = grown
+    check_saas(warehouse, "saas-kwd", "12.000")
+    for table in ("saas_daily_metrics", "saas_daily_slices", "metric_values"):
+        assert warehouse.query(f"select count(*) as n from metrics.{table} where workspace_id = 'saas-kwd-usd'") \
+            == [{"n": 0}], table
+    # The healthy workspaces' reports carry their numbers for the last complete week.
+    reports = result["summary"]["workspaces"]
+    for workspace_id, mrr in (("saas-usd", 120.0), ("saas-kwd", 12.0)):
+        facts = json.loads((Path(reports[workspace_id]["report"]).parent / "facts.json").read_text())
+        assert {m["name"]: m["current"] for m in facts["metrics"]}["mrr"] == mrr, workspace_id
+    assert "report" not in reports.get("saas-kwd-usd", {})
+
+    [alert] = operator_alerts(warehouse.settings)
+    assert alert["title"] == "Run failed: __ephemeral_asset_job__ for saas-kwd-usd"
+    assert ("Step insights__anomalies: workspace 'saas-kwd-usd': its figures are withheld, dbt tests failed it: "
+            "saas_daily_metrics: no FX rate for KWD on 2026-03-01") in alert["text"]
+    assert "ABOS_FX_RATES_FILE" in alert["text"]
+
+
+def operator_alerts(settings) -> list[dict]:
+    """What the run-failure sensor posts for each failed run of the deployment (to the outbox)."""
+    import dagster as dg
+
+    from pipelines.orchestration import run_failure_alert
+
+    alerts = []
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("ABOS_HOME", str(settings.home))
+        monkeypatch.delenv("ABOS_OPERATOR_SLACK_CHANNEL", raising=False)
+        with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+            for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE])):
+                [failure] = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+                context = dg.build_run_status_sensor_context(
+                    sensor_name="alert_operator_on_failure", dagster_instance=instance, dagster_run=run,
+                    dagster_event=failure.event_log_entry.dagster_event).for_run_failure()
+                run_failure_alert(settings)(context)
+        for path in sorted((settings.home / "outbox" / "_operator").glob("*.json")):
+            message = json.loads(path.read_text())["chat.postMessage"]
+            alerts.append({"title": message["blocks"][0]["text"]["text"], "text": message["text"]})
+    return alerts
