@@ -151,6 +151,7 @@ def sandbox_env(info: dict[str, Any]) -> dict[str, str]:
     env = {
         "ABOS_SANDBOX_SHOPIFY_URL": info["shopify"]["base_url"],
         "ABOS_SANDBOX_STRIPE_URL": info["stripe"]["base_url"],
+        "ABOS_FX_ECB_URL": info["ecb"]["hist_zip"],
     }
     for workspace, creds in info["shopify"]["workspaces"].items():
         prefix = workspace.upper().replace("-", "_") + "_SHOPIFY_"

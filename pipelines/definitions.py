@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource
 
 from pipelines.deliver.assets import deliver_assets
-from pipelines.ingest.assets import ingest_assets
+from pipelines.ingest.assets import fx_assets, ingest_assets
 from pipelines.ingest.pipeline import source_builder
 from pipelines.insights.assets import insights_assets
 from pipelines.orchestration import orchestrate
@@ -21,9 +21,10 @@ settings = load_settings()
 workspaces = load_workspaces(settings.workspaces_file)
 
 ingest = [
-    assets
-    for assets in (ingest_assets(source, source_builder(source), workspaces, settings) for source in ("shopify", "stripe"))
-    if assets is not None
+    fx_assets(settings),  # exchange rates, shared by every workspace
+    *(assets
+      for assets in (ingest_assets(source, source_builder(source), workspaces, settings) for source in ("shopify", "stripe"))
+      if assets is not None),
 ]
 
 defs = dg.Definitions.merge(

@@ -171,6 +171,22 @@ class DeliverySettings:
     operator_token_env: str = "ABOS_OPERATOR_SLACK_TOKEN"
 
 
+DEFAULT_FX_ECB_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip"
+
+
+@dataclass(frozen=True)
+class FxSettings:
+    """Where exchange rates come from (docs/configuration.md, "Exchange rates").
+
+    Attributes:
+        ecb_url: the ECB's euro reference rates, eurofxref-hist as .zip, .csv or .xml.
+        rates_file: the operator's CSV (`date,currency,units_per_eur`) for currencies the ECB lacks.
+    """
+
+    ecb_url: str = DEFAULT_FX_ECB_URL
+    rates_file: Path | None = None
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -181,6 +197,7 @@ class Settings:
     stripe_api_version: str
     llm: LlmSettings = field(default_factory=LlmSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    fx: FxSettings = field(default_factory=FxSettings)
     dagster_pg_url: str | None = field(default=None, repr=False)  # may hold a password
     step_timeout_seconds: float = DEFAULT_STEP_TIMEOUT_SECONDS  # 0: no limit
 
@@ -215,7 +232,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ),
         delivery=_delivery_settings(env),
         step_timeout_seconds=_number(env, "ABOS_STEP_TIMEOUT_SECONDS", DEFAULT_STEP_TIMEOUT_SECONDS, float),
+        fx=_fx_settings(env),
     )
+
+
+def _fx_settings(env: Mapping[str, str]) -> FxSettings:
+    url = env.get("ABOS_FX_ECB_URL") or DEFAULT_FX_ECB_URL
+    if not url.startswith(("http://", "https://", "file://")):
+        raise SettingsError(f"ABOS_FX_ECB_URL={url!r} must be an http(s) or file:// URL")
+    rates_file = env.get("ABOS_FX_RATES_FILE") or None
+    return FxSettings(ecb_url=url, rates_file=Path(rates_file).expanduser().absolute() if rates_file else None)
 
 
 def _delivery_settings(env: Mapping[str, str]) -> DeliverySettings:

@@ -1,7 +1,8 @@
 """Run hand-worked scenarios through the real pipeline path: fixture → sandbox → dlt sync → dbt build.
 
 A scenario is a sandbox fixture file (docs/sandbox.md, "Fixture mode"). Each of its workspaces is
-served over HTTP, synced with the real connectors into a real warehouse, and then one `dbt build`
+served over HTTP, synced with the real connectors (and the sandbox's ECB rates) into a real
+warehouse, and then one `dbt build`
 runs for all of them (dbt start-up is the expensive part, so tests put many scenarios, one per
 workspace, into one file).
 """
@@ -23,6 +24,7 @@ import psycopg2
 import psycopg2.extras
 import yaml
 
+from pipelines.ingest.fx import sync_fx
 from pipelines.ingest.pipeline import sync
 from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.settings import Settings, load_settings
@@ -122,11 +124,13 @@ def serving(store, workspaces: dict[str, Any], home: Path, warehouse_url: str | 
             monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
         for key, value in secrets_env(info).items():
             monkeypatch.setenv(key, value)
+        monkeypatch.setenv("ABOS_FX_ECB_URL", info["ecb"]["hist_zip"])  # the sandbox's ECB rates
         yield load_settings(), sandbox
 
 
 def sync_all(settings: Settings) -> None:
-    """Sync every connector of every workspace in the settings' workspaces file."""
+    """Sync the exchange rates, and every connector of every workspace in the settings' workspaces file."""
+    sync_fx(settings)
     for workspace in load_workspaces(settings.workspaces_file):
         for source in workspace.connectors:
             sync(source, workspace, settings)

@@ -18,14 +18,14 @@
 {%- endmacro %}
 
 {#- An amount from one currency into another at the rates `fx_rate_joins` joined with the same
-    aliases (docs/metrics.md, "Currency"), rounded to 4 decimals. Amounts already in the target currency are returned unchanged, exactly;
+    aliases (docs/metrics.md, "Currency": units per euro, crossed through the euro), rounded to 4 decimals. Amounts already in the target currency are returned unchanged, exactly;
     the others are converted in double precision, with the same operations on both databases. -#}
 {% macro ecommerce_convert(amount, from_currency, to_currency, from_alias='from_rate', to_alias='to_rate') -%}
     case
         when {{ from_currency }} = {{ to_currency }} then cast(({{ amount }}) as decimal(38, 4))
         else cast(
-            cast(({{ amount }}) as double precision) * cast({{ from_alias }}.usd_per_unit as double precision)
-            / cast({{ to_alias }}.usd_per_unit as double precision)
+            cast(({{ amount }}) as double precision) * cast({{ to_alias }}.units_per_eur as double precision)
+            / cast({{ from_alias }}.units_per_eur as double precision)
         as decimal(38, 4))
     end
 {%- endmacro %}

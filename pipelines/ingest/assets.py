@@ -139,3 +139,20 @@ def ingest_assets(
             })
 
     return _ingest
+
+
+def fx_assets(settings: Settings) -> dg.AssetsDefinition:
+    """The exchange-rate tables (`fx.ecb_rates`, `fx.operator_rates`): one load for every workspace."""
+    from pipelines.ingest.fx import fx_pipeline, fx_source
+
+    @dg.multi_asset(
+        specs=build_dlt_asset_specs(fx_source(settings.fx), fx_pipeline(settings),
+                                    RawTableTranslator(settings.warehouse.kind)),
+        name="ingest_fx",
+        retry_policy=API_RETRY_POLICY,
+    )
+    def _fx(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
+        with warehouse_write_lock(settings):
+            yield from dlt.run(context=context, dlt_source=fx_source(settings.fx), dlt_pipeline=fx_pipeline(settings))
+
+    return _fx

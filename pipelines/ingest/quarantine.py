@@ -24,13 +24,12 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from babel.numbers import list_currencies
-
+from pipelines.currencies import KNOWN
 from pipelines.ingest import existing
 
-# ISO 4217 codes as CLDR (Babel) knows them, current and historical: an amount in a code outside
-# this list cannot be converted or even formatted, so the record is quarantined.
-CURRENCIES = frozenset(code.upper() for code in list_currencies())
+# ISO 4217 codes as CLDR (Babel) knows them, current and historical (pipelines/currencies.py): an
+# amount in a code outside this list cannot be converted or even formatted, so the record is quarantined.
+CURRENCIES = KNOWN
 NUL = "\x00"
 VALUE_CHARS = 200  # how much of an offending value a quarantine row shows
 # How far past "now" a timestamp may lie: clocks differ, and a day covers every timezone.

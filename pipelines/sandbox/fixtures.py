@@ -8,7 +8,8 @@ Format (docs/sandbox.md has an example)::
          "shopify": {"orders": [...], "products": [...], "customers": [...]},
          "stripe": {"customers": [...], "products": [...], "prices": [...], "coupons": [...],
                     "subscriptions": [...], "invoices": [...], "events": [...],
-                    "discounts": [...]}}}}
+                    "discounts": [...]}}},
+     "ecb": {"2026-03-02": {"USD": "1.2060", "KWD": "0.3712"}}}   # optional: ECB rates from that day on
 
 Each Stripe object is exactly what Stripe's API returns (embedded lists complete). Each Shopify
 object is the GraphQL node, with nested connections as plain lists.
@@ -96,6 +97,8 @@ def load_fixtures(store: SandboxStore, path: str | Path) -> dict[str, int]:
                 store.put_many(rows)
                 counts[f"{workspace}/stripe/{STRIPE_KINDS[key]}"] = len(rows)
     clock = parse_iso(doc["clock"]) if doc.get("clock") else newest
-    store.set_meta("fixture", {"path": str(path), "clock": iso(clock)})
+    # The ECB rates the fixture lists, by day (pipelines/sandbox/ecb.py); none means FIXTURE_RATES.
+    ecb = doc.get("ecb", {})
+    store.set_meta("fixture", {"path": str(path), "clock": iso(clock), "ecb": ecb})
     store.set_clock(clock)
     return counts

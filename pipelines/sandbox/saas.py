@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from pipelines import fx
+from pipelines.sandbox import ecb
 from pipelines.currencies import to_major
 from pipelines.sandbox.accounts import stripe_account
 from pipelines.sandbox.saas_catalog import Catalog
@@ -179,9 +179,9 @@ class SaasSimulator:
         reporting = self.spec.currency
         today = local_date(clock, tz)
         by_currency = {cur: to_major(amount, cur) for cur, amount in sorted(current.items())}
-        total = sum((fx.convert(amount, cur, reporting, today) for cur, amount in by_currency.items()),
+        total = sum((ecb.convert(store, amount, cur, reporting, today) for cur, amount in by_currency.items()),
                     Decimal(0))
-        daily_rows, totals = daily.rows(days, reporting)
+        daily_rows, totals = daily.rows(days, reporting, store)
         return {
             "counts": dict(sorted(counts.items())),
             "sums": {cur: dict(sorted(values.items())) for cur, values in sorted(sums.items())},
@@ -348,8 +348,9 @@ class _DailyMrr:
             ever_paid = ever_paid or mrr > 0
             previous, previous_active = mrr, active
 
-    def rows(self, days: list[date], reporting: str) -> tuple[dict[str, dict[str, Any]], dict[str, Decimal]]:
-        """Daily rows in the reporting currency (converted at each day's rate) and movement totals."""
+    def rows(self, days: list[date], reporting: str,
+             store: SandboxStore) -> tuple[dict[str, dict[str, Any]], dict[str, Decimal]]:
+        """Daily rows in the reporting currency (converted at each day's ECB rate) and movement totals."""
         currencies = sorted({cur for _, cur in self.mrr_delta} | {cur for _, _, cur in self.moves})
         running = {cur: Decimal(0) for cur in currencies}
         subs = customers = 0
@@ -360,10 +361,10 @@ class _DailyMrr:
             mrr = Decimal(0)
             for cur in currencies:
                 running[cur] += self.mrr_delta.get((index, cur), 0)
-                mrr += _convert(running[cur], cur, reporting, day)
+                mrr += _convert(store, running[cur], cur, reporting, day)
             row["mrr"] = _money(mrr)
             for name in MOVEMENTS:
-                value = sum((_convert(self.moves[(name, index, cur)], cur, reporting, day)
+                value = sum((_convert(store, self.moves[(name, index, cur)], cur, reporting, day)
                              for cur in currencies if (name, index, cur) in self.moves), Decimal(0))
                 totals[name] += value
                 row[name] = _money(value)
@@ -374,8 +375,8 @@ class _DailyMrr:
         return out, totals
 
 
-def _convert(minor: Decimal, currency: str, reporting: str, day: date) -> Decimal:
-    return fx.convert(to_major(minor, currency), currency, reporting, day) if minor else Decimal(0)
+def _convert(store: SandboxStore, minor: Decimal, currency: str, reporting: str, day: date) -> Decimal:
+    return ecb.convert(store, to_major(minor, currency), currency, reporting, day) if minor else Decimal(0)
 
 
 def _money(value: Decimal) -> str:

@@ -65,7 +65,8 @@ def parse_when(value: str) -> int:
 
 
 class Sandbox:
-    """Both fake APIs, serving one store on loopback ports, each in its own thread."""
+    """The fake APIs (Shopify, Stripe, and the ECB's rate files), serving one store on loopback
+    ports, each in its own thread."""
 
     def __init__(
         self,
@@ -74,10 +75,12 @@ class Sandbox:
         host: str = "127.0.0.1",
         shopify_port: int = 0,
         stripe_port: int = 0,
+        ecb_port: int = 0,
         faults: Faults | str | None = None,
         seed: int = 0,
         webhooks_url: str | None = None,
     ):
+        from pipelines.sandbox.ecb import EcbHandler
         from pipelines.sandbox.shopify_api import ShopifyHandler
         from pipelines.sandbox.stripe_api import StripeHandler
 
@@ -97,6 +100,7 @@ class Sandbox:
             for name, handler, port in (
                 ("shopify", ShopifyHandler, shopify_port),
                 ("stripe", StripeHandler, stripe_port),
+                ("ecb", EcbHandler, ecb_port),
             )
         }
         self._threads: list[threading.Thread] = []
@@ -166,5 +170,7 @@ class Sandbox:
         return {
             "shopify": {"base_url": self.shopify_url, "workspaces": shops},
             "stripe": {"base_url": self.stripe_url, "workspaces": accounts},
+            "ecb": {"base_url": self.servers["ecb"].base_url,
+                    "hist_zip": f"{self.servers['ecb'].base_url}/stats/eurofxref/eurofxref-hist.zip"},
             "admin": {"advance": f"{self.shopify_url}/_sandbox/advance", "clock": simulator.iso(self.store.clock)},
         }

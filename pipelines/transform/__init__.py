@@ -20,10 +20,14 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 def dbt_env(settings: Settings) -> dict[str, str]:
     """Variables that `dbt_project/profiles.yml` reads to reach the warehouse in ABOS_WAREHOUSE_URL."""
     warehouse = settings.warehouse
+    # A subset (`-s`, or the refresh sensor requesting models as their parents land) runs only the
+    # tests whose parents are all selected: a test never reads a model the run did not build.
+    selection = {"DBT_INDIRECT_SELECTION": "cautious"}
     if warehouse.kind == "duckdb":
-        return {"ABOS_DBT_TARGET": "duckdb", "ABOS_DBT_DUCKDB_PATH": str(warehouse.duckdb_path)}
+        return {**selection, "ABOS_DBT_TARGET": "duckdb", "ABOS_DBT_DUCKDB_PATH": str(warehouse.duckdb_path)}
     parts = urlsplit(warehouse.url)
     return {
+        **selection,
         "ABOS_DBT_TARGET": "postgres",
         "ABOS_DBT_PG_HOST": parts.hostname or "127.0.0.1",
         "ABOS_DBT_PG_PORT": str(parts.port or 5432),

@@ -27,7 +27,7 @@ import duckdb
 import psycopg2
 import pytest
 
-from pipelines import fx
+from pipelines.sandbox import ecb
 from pipelines.currencies import to_major
 from pipelines.ingest.pipeline import SyncStats, dlt_pipeline, sync
 from pipelines.ingest.stripe import stripe_source
@@ -217,7 +217,7 @@ def assert_history_reproduces_truth(settings: Settings, sandbox: Sandbox, since:
         if end <= since:
             continue
         at = min(end, sandbox.store.clock + 1) - 1  # the day's last second (or now, for today)
-        total = sum((fx.convert(to_major(amount, currency), currency, "USD", day)
+        total = sum((ecb.convert(sandbox.store, to_major(amount, currency), currency, "USD", day)
                      for currency, amount in history_mrr(settings, at).items() if amount), Decimal(0))
         assert str(total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)) == expected["mrr"], day_text
         checked += 1

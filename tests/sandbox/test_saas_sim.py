@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pipelines import fx
+from pipelines.sandbox import ecb
 from pipelines.currencies import to_major
 from pipelines.sandbox.accounts import STRIPE_API_VERSION, STRIPE_PREVIOUS_API_VERSION
 from pipelines.sandbox.http import Faults, RequestLog, SandboxHTTPServer
@@ -243,7 +243,7 @@ def test_truth_matches_the_stored_objects(generated):
     current = truth["mrr"]["current"]
     assert {cur: Decimal(v) for cur, v in current["by_currency"].items()} == {
         cur: v.quantize(Decimal("0.01")) for cur, v in by_currency.items()}
-    usd = sum(fx.convert(v, cur, "USD", AS_OF) for cur, v in by_currency.items())
+    usd = sum(ecb.convert(store, v, cur, "USD", AS_OF) for cur, v in by_currency.items())
     assert Decimal(current["mrr"]) == usd.quantize(Decimal("0.01"))
     assert truth["mrr"]["daily"][AS_OF.isoformat()]["mrr"] == current["mrr"]
 

@@ -1,19 +1,18 @@
-{#- fx_rates with the end of each rate's validity, so conversions join on a date range. -#}
+{#- Each published rate with the end of its validity, so conversions join on a date range: a rate
+    holds from its day until the currency's next one, which carries the last rate over weekends and
+    TARGET holidays (docs/metrics.md, "Currency"). -#}
 with rates as (
-    select
-        upper(currency) as currency,
-        cast(usd_per_unit as decimal(18, 8)) as usd_per_unit,
-        cast(valid_from as date) as valid_from
-    from {{ ref('fx_rates') }}
+    select * from {{ ref('stg_fx__rates') }}
 ),
 
 ranged as (
     select
         currency,
-        usd_per_unit,
-        valid_from,
+        units_per_eur,
+        rate_source,
+        day as valid_from,
         coalesce(
-            lead(valid_from) over (partition by currency order by valid_from),
+            lead(day) over (partition by currency order by day),
             cast('9999-12-31' as date)
         ) as valid_to
     from rates

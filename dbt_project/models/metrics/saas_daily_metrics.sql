@@ -188,4 +188,4 @@ final as (
 )
 
 select * from final
-where {{ has_fx_rates('workspace_id') }}  -- a missing FX rate leaves the workspace out: docs/metrics.md, Currency
+where {{ has_fx_rates('workspace_id', 'saas') }}  -- a missing FX rate leaves the workspace out: docs/metrics.md, Currency

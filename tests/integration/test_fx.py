@@ -1,0 +1,75 @@
+"""Exchange rates end to end: the sandbox's ECB files and an operator rates file, loaded by dlt,
+used by dbt, on DuckDB and Postgres.
+
+One SaaS workspace bills one monthly subscription of 12.000 KWD (since 2026-03-01) and reports in
+USD. The ECB does not quote KWD: the operator's file gives 0.33 KWD per euro from Friday
+2026-02-27 and 0.34 from 2026-04-01. The sandbox's ECB file gives 1.206 USD per euro until it
+lists 1.10 on Monday 2026-03-02 and 1.20 on Friday 2026-03-06. MRR in USD = 12 × USD/EUR ÷ KWD/EUR:
+
+    2026-03-01 (Sunday: Friday's rates)  12 × 1.206 / 0.33 = 43.854545…
+    2026-03-02                           12 × 1.10  / 0.33 = 40
+    2026-03-07 (Saturday: Friday's)      12 × 1.20  / 0.33 = 43.636363…
+    2026-04-01                           12 × 1.20  / 0.34 = 42.352941…
+
+The rate is rounded to 12 decimals before it multiplies (the fx_rate macro), the MRR to 6.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_ecommerce_models import with_password
+from tests.scenario import Warehouse, build_scenario
+
+SHAPES = Path(__file__).resolve().parents[1] / "fixtures" / "deployment_shapes.json"
+ECB = {"2026-03-02": {"USD": "1.10"}, "2026-03-06": {"USD": "1.20"}}
+RATES_FILE = "date,currency,units_per_eur\n2026-02-27,KWD,0.33\n2026-04-01,KWD,0.34\n"
+MODELS = ("--threads", "4", "-s", "+saas_daily_metrics", "+saas_customers")
+
+
+def build(home: Path, warehouse_url: str | None) -> Warehouse:
+    doc = json.loads(SHAPES.read_text())
+    fixture = {"clock": doc["clock"], "ecb": ECB,
+               "workspaces": {"kwd-in-usd": {**doc["workspaces"]["saas-kwd"], "currency": "USD"}}}
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "fixture.json").write_text(json.dumps(fixture))
+    (home / "rates.csv").write_text(RATES_FILE)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("ABOS_FX_RATES_FILE", str(home / "rates.csv"))
+        return build_scenario(home / "fixture.json", home / "home", warehouse_url, monkeypatch,
+                              dbt_args=("build", *MODELS))
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgres"])
+def warehouse(request, tmp_path_factory) -> Warehouse:
+    url = with_password(request.getfixturevalue("new_pg_database")()) if request.param == "postgres" else None
+    return build(tmp_path_factory.mktemp(f"fx-{request.param}"), url)
+
+
+def expected(usd_per_eur: str, kwd_per_eur: str) -> Decimal:
+    rate = (Decimal(usd_per_eur) / Decimal(kwd_per_eur)).quantize(Decimal("1e-12"), ROUND_HALF_UP)
+    return (12 * rate).quantize(Decimal("1e-6"), ROUND_HALF_UP)
+
+
+def test_mrr_uses_each_days_rate_carried_over_weekends_and_crossed_through_the_euro(warehouse):
+    days = {row["date"]: row["mrr"] for row in warehouse.query(
+        "select date, mrr from metrics.saas_daily_metrics where workspace_id = 'kwd-in-usd'")}
+    assert days[date(2026, 3, 1)] == expected("1.206", "0.33")
+    assert days[date(2026, 3, 2)] == Decimal("40.000000")
+    assert days[date(2026, 3, 7)] == expected("1.20", "0.33")
+    assert days[date(2026, 4, 1)] == expected("1.20", "0.34")
+
+
+def test_the_rates_say_where_they_came_from(warehouse):
+    rows = warehouse.query(
+        "select currency, rate_source, count(*) as n from intermediate.int_fx_rates_ranged "
+        "where currency in ('KWD', 'USD', 'EUR') group by currency, rate_source order by currency")
+    assert [(r["currency"], r["rate_source"], r["n"]) for r in rows][:2] == [
+        ("EUR", "definition", 1), ("KWD", "ABOS_FX_RATES_FILE", 2)]
+    assert rows[2]["currency"] == "USD" and rows[2]["rate_source"] == "ecb" and rows[2]["n"] > 1000
+    assert warehouse.query("select count(*) as n from intermediate.int_fx_rate_gaps_saas") == [{"n": 0}]
