@@ -34,7 +34,7 @@ SHAPES = {
 }
 # Nothing configured to send with: reports go to the outbox; no LLM, no operator channel.
 QUIET = ("ABOS_SMTP_HOST", "ABOS_LLM_API_KEY", "OPENAI_API_KEY", "ABOS_OPERATOR_SLACK_CHANNEL", "ABOS_WORKSPACES",
-         "ABOS_DAGSTER_PG_URL")
+         "ABOS_DAGSTER_PG_URL", "ABOS_FX_RATES_FILE")
 
 
 def run_deployment(store, workspace_ids: list[str], home: Path, warehouse_url: str | None,
