@@ -43,7 +43,7 @@ DISCONTINUED = ["CYP", "EEK", "LTL", "LVL", "MTL", "ROL", "SIT", "SKK", "TRL", "
 # = 0.18 exactly, so hand-worked figures stay round.
 FIXTURE_RATES = {"USD": Decimal("1.206"), "JPY": Decimal("180"), "BRL": Decimal("6.7"), "GBP": Decimal("0.9"),
                  "CAD": Decimal("1.675")}
-FIRST_DAY = date(2024, 1, 2)  # the simulation's history starts here (the real file: 1999-01-04)
+FIRST_DAY = date(2024, 1, 2)  # the simulation's rates start here, or a month before its data (the real file: 1999-01-04)
 FIXTURE_FIRST_DAY = date(2020, 1, 2)
 
 
@@ -73,7 +73,9 @@ def _spec(store) -> tuple[str, date, date, tuple]:
     last = datetime.fromtimestamp(store.clock, timezone.utc).date() if store.clock else date.today()
     fixture = store.get_meta("fixture")
     if fixture is None:
-        return "simulated", FIRST_DAY, last, ()
+        params = store.get_meta("params") or {}
+        start = date.fromisoformat(params["start"]) - timedelta(days=30) if "start" in params else FIRST_DAY
+        return "simulated", min(start, FIRST_DAY), last, ()
     listed = tuple(sorted((day, tuple(sorted(rates.items()))) for day, rates in fixture.get("ecb", {}).items()))
     return "fixture", FIXTURE_FIRST_DAY, last, listed
 

@@ -181,7 +181,7 @@ class SaasSimulator:
         by_currency = {cur: to_major(amount, cur) for cur, amount in sorted(current.items())}
         total = sum((ecb.convert(store, amount, cur, reporting, today) for cur, amount in by_currency.items()),
                     Decimal(0))
-        daily_rows, totals = daily.rows(days, reporting, store)
+        daily_rows, totals, by_currency_daily = daily.rows(days, reporting, store)
         return {
             "counts": dict(sorted(counts.items())),
             "sums": {cur: dict(sorted(values.items())) for cur, values in sorted(sums.items())},
@@ -191,6 +191,8 @@ class SaasSimulator:
                             "mrr": _money(total)},
                 "totals": {name: _money(value) for name, value in totals.items()},
                 "daily": daily_rows,
+                # each day's MRR in each billing currency: what the reporting figures convert
+                "daily_by_currency": by_currency_daily,
             },
         }
 
@@ -348,14 +350,16 @@ class _DailyMrr:
             ever_paid = ever_paid or mrr > 0
             previous, previous_active = mrr, active
 
-    def rows(self, days: list[date], reporting: str,
-             store: SandboxStore) -> tuple[dict[str, dict[str, Any]], dict[str, Decimal]]:
-        """Daily rows in the reporting currency (converted at each day's ECB rate) and movement totals."""
+    def rows(self, days: list[date], reporting: str, store: SandboxStore) -> tuple[
+            dict[str, dict[str, Any]], dict[str, Decimal], dict[str, dict[str, str]]]:
+        """Daily rows in the reporting currency (converted at each day's ECB rate), movement totals,
+        and each day's MRR in each billing currency."""
         currencies = sorted({cur for _, cur in self.mrr_delta} | {cur for _, _, cur in self.moves})
         running = {cur: Decimal(0) for cur in currencies}
         subs = customers = 0
         totals = {name: Decimal(0) for name in MOVEMENTS}
         out: dict[str, dict[str, Any]] = {}
+        by_currency: dict[str, dict[str, str]] = {}
         for index, day in enumerate(days):
             row: dict[str, Any] = {}
             mrr = Decimal(0)
@@ -372,7 +376,8 @@ class _DailyMrr:
             customers += self.customers_delta[index]
             row["active_subscriptions"], row["active_customers"] = subs, customers
             out[day.isoformat()] = row
-        return out, totals
+            by_currency[day.isoformat()] = {cur: str(to_major(running[cur], cur)) for cur in currencies}
+        return out, totals, by_currency
 
 
 def _convert(store: SandboxStore, minor: Decimal, currency: str, reporting: str, day: date) -> Decimal:

@@ -256,16 +256,24 @@ def test_all_movement_types_occur_and_add_up(generated):
     assert totals["contraction"] > 0 and totals["churn"] > 0  # amounts lost, positive
     days = sorted(mrr["daily"])
     assert days[0] == sim.start.isoformat() and days[-1] == AS_OF.isoformat() and len(days) == 151
-    # The FX table has one rate per currency here, so movements explain every change of MRR.
+    # Movements explain every change of MRR but the exchange rates': each day, yesterday's MRR in
+    # each billing currency, at today's rate, plus the day's movements (contraction and churn are
+    # amounts lost) is today's MRR.
     signed = {name: -value if name in ("contraction", "churn") else value for name, value in totals.items()}
-    assert abs(sum(signed.values()) - Decimal(mrr["daily"][days[-1]]["mrr"])) < Decimal("0.05")
-    previous = Decimal(0)
+    previous: dict[str, Decimal] = {}
+    revaluations = Decimal(0)
     for day in days:
         row = mrr["daily"][day]
         moved = sum(Decimal(row[name]) * (-1 if name in ("contraction", "churn") else 1) for name in MONEY[1:])
-        assert abs(Decimal(row["mrr"]) - previous - moved) < Decimal("0.03"), day
-        previous = Decimal(row["mrr"])
+        today = date.fromisoformat(day)
+        at_todays_rate = sum((ecb.convert(store, v, cur, "USD", today) for cur, v in previous.items()), Decimal(0))
+        at_yesterdays = sum((ecb.convert(store, v, cur, "USD", today - timedelta(days=1)) for cur, v in previous.items()),
+                            Decimal(0))
+        revaluations += at_todays_rate - at_yesterdays
+        assert abs(Decimal(row["mrr"]) - at_todays_rate - moved) < Decimal("0.03"), day
+        previous = {cur: Decimal(amount) for cur, amount in mrr["daily_by_currency"][day].items()}
         assert row["active_customers"] <= row["active_subscriptions"]
+    assert abs(sum(signed.values()) + revaluations - Decimal(mrr["daily"][days[-1]]["mrr"])) < Decimal("0.05")
 
 
 def test_injected_anomalies_stand_out(tmp_path):
