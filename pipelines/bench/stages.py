@@ -17,6 +17,7 @@ from typing import Any, Callable
 import dagster as dg
 
 from pipelines.bench.measure import PeakRss
+from pipelines.ingest.fx import sync_fx
 from pipelines.ingest.pipeline import sync
 from pipelines.settings import Settings
 from pipelines.transform import DBT_PROJECT_DIR, dbt_env
@@ -56,6 +57,7 @@ def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
             result["sources"][source] = totals
         with rss.phase() as phase:
             progress(f"{settings.warehouse.kind}: dbt build")
+            sync_fx(settings)  # the sandbox's ECB rates: a few thousand rows, counted with dbt
             _workspaces_table(workspaces, settings)
             _dbt_build(settings)
         result["stages"]["dbt"] = phase["seconds"]

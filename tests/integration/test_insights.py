@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 
 from pipelines.cli import sandbox_env
-from pipelines.ingest.pipeline import sync
 from pipelines.insights.anomalies import detect_many
 from pipelines.insights.summaries import template_summary
 from pipelines.packs import pack_for
@@ -31,7 +30,7 @@ from pipelines.transform.reference import ANALYSTS_DOC, SCHEMAS, documented_sql
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import load_workspaces
 from tests.openai_standin import OpenAIStandIn
-from tests.scenario import run_dbt, write_workspaces_table
+from tests.scenario import run_dbt, sync_all, write_workspaces_table
 
 AS_OF = date(2026, 11, 25)  # a Wednesday: 2026-W47 (Nov 16-22) is the last complete week
 WEEK = "2026-W47"
@@ -61,9 +60,7 @@ def build(home: Path, size: str) -> Built:
         for key, value in env.items():
             patch.setenv(key, value)
         settings = load_settings()
-        for workspace in load_workspaces(settings.workspaces_file):
-            for source in workspace.connectors:
-                sync(source, workspace, settings)
+        sync_all(settings)
         write_workspaces_table(settings)
         run_dbt(settings, "build")
         return Built(home, env, settings, truth(store))
