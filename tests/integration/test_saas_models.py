@@ -438,9 +438,7 @@ def reconcile(warehouse: Warehouse, store_truth: dict, workspace: str, first_syn
         # the first sync's day takes what the rebuild could not date (see the test's docstring)
         side = "after" if date.fromisoformat(when) > first_sync_day else "before"
         for name, column in columns.items():
-            want = Decimal(str(values[name]))
-            if name in ("contraction", "churn"):  # the truth keeps them signed; the metrics say what was lost
-                want = -want
+            want = Decimal(str(values[name]))  # contraction and churn: MRR lost, positive in both
             got = Decimal(str(row[column])) if row else Decimal(0)
             if abs(got - want) > Decimal("0.005"):
                 result[side].append(f"{when} {name}: ours {got}, truth {want}")
