@@ -86,7 +86,7 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
             # A package a killed run left half loaded would be completed instead of this one: its
             # inserts done again after the truncate, every workspace twice (the chaos test found it).
             # The rows are the whole table, so the old package is dropped and the table replaced anew.
-            pipeline.drop_pending_packages()
+            pipeline.abort_packages()
             pipeline.run(rows, table_name="workspaces", write_disposition="replace", primary_key="workspace_id")
         return dg.MaterializeResult(metadata={"workspaces": len(rows), "ids": ", ".join(w.id for w in workspaces)})
 
