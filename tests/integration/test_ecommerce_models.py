@@ -22,7 +22,7 @@ from tests.scenario import Warehouse, build_scenario, run_dbt, serving, sync_all
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_ecommerce.json"
 # Only the ecommerce models (and what they read): the other verticals' models are not under test here.
-ECOMMERCE = ("-s", "+ecommerce_daily_metrics", "+customers", "+products")
+ECOMMERCE = ("-s", "+ecommerce_daily_metrics", "+customers", "+products", "+ecommerce_cohorts")
 METRIC_COLUMNS = [
     "workspace_id",
     "date",
@@ -44,6 +44,7 @@ TABLES = {
     "marts.customers": "workspace_id, person_id",
     "marts.products": "workspace_id, product_id",
     "metrics.ecommerce_daily_metrics": "workspace_id, date",
+    "metrics.ecommerce_cohorts": "workspace_id, cohort_month, months_since_first_order",
 }
 
 
@@ -267,6 +268,36 @@ def rows_by_key(warehouse: Warehouse, table: str, key: str, drop: tuple[str, ...
     return [
         {k: v for k, v in row.items() if k not in drop}
         for row in warehouse.query(f"select * from {table} order by {key}")
+    ]
+
+
+def test_cohorts_by_first_order_month(scenarios):
+    """ecom-cohorts (America/New_York), all guests, amounts in USD:
+      Ann  2026-01-10 100.00 (20.00 of it refunded 2026-02-20), 2026-02-15 50.00, 2026-03-05 30.00
+      Ben  2026-02-01 03:00 UTC = 2026-01-31 22:00 local: 80.00, January cohort
+      Cat  2026-02-10 60.00, 2026-02-20 40.00
+      Dov  2026-02-25 90.00; 2026-03-10 70.00 cancelled (not sold: Dov is not active in March)
+    January cohort (Ann, Ben; 2 customers):
+      m0 Jan: active 2, orders 2, net 100 + 80 = 180, per customer 90, retention 1, repeat 0
+      m1 Feb: active 1 (Ann), orders 1, net 50 − 20 refund = 30, cumulative 210 → 105, retention 0.5,
+              repeat 1/2 (Ann's second order); days to second order: Jan 10 → Feb 15 = 36
+      m2 Mar: active 1, orders 1, net 30, cumulative 240 → 120, retention 0.5
+    February cohort (Cat, Dov): m0 Feb: active 2, orders 3, net 190, per customer 95, repeat 1/2
+      (Cat, 10 days); m1 Mar: all zeros, cumulative stays 95 per customer.
+    """
+    rows = scenarios.query(
+        "select cohort_month, months_since_first_order, cohort_customers, active_customers, orders, net_sales,"
+        " cumulative_net_sales_per_customer, retention_rate, repeat_purchase_rate, avg_days_to_second_order"
+        " from metrics.ecommerce_cohorts where workspace_id = 'ecom-cohorts'"
+        " order by cohort_month, months_since_first_order"
+    )
+    jan, feb = date(2026, 1, 1), date(2026, 2, 1)
+    assert [tuple(r.values()) for r in rows] == [
+        (jan, 0, 2, 2, 2, Decimal("180"), Decimal("90"), Decimal("1"), Decimal("0"), Decimal("36")),
+        (jan, 1, 2, 1, 1, Decimal("30"), Decimal("105"), Decimal("0.5"), Decimal("0.5"), Decimal("36")),
+        (jan, 2, 2, 1, 1, Decimal("30"), Decimal("120"), Decimal("0.5"), Decimal("0.5"), Decimal("36")),
+        (feb, 0, 2, 2, 3, Decimal("190"), Decimal("95"), Decimal("1"), Decimal("0.5"), Decimal("10")),
+        (feb, 1, 2, 0, 0, Decimal("0"), Decimal("95"), Decimal("0"), Decimal("0.5"), Decimal("10")),
     ]
 
 
