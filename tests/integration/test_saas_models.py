@@ -31,6 +31,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_saas.jso
 THREADS = ("--threads", "8")
 SAAS = (*THREADS, "-s", "+saas_daily_metrics", "+saas_customers", "+subscriptions", "+subscription_items", "+invoices",
         "+invoice_lines")
+SAAS = (*SAAS, "+saas_cohorts")  # customer analytics on top of the marts (metrics/customers)
 INCREMENTAL = (*THREADS, "-s", "mrr_movements", "invoices", "invoice_lines", "saas_daily_metrics")
 # Every SaaS table and its key, for the comparisons.
 TABLES = {
@@ -398,6 +399,44 @@ def test_net_new_mrr_is_the_day_to_day_change(scenarios):
         assert row["contraction_mrr"] >= 0 and row["churned_mrr"] >= 0, row
         assert money(row["net_new_mrr"]) == money(gained - lost), row
         previous[row["workspace_id"]] = Decimal(str(row["mrr"]))
+
+
+def cohort_rows(warehouse: Warehouse, workspace: str, months: int) -> list[tuple]:
+    rows = warehouse.query(
+        "select cohort_month, months_since_start, cohort_customers, active_customers, starting_mrr, mrr,"
+        " expansion_mrr, logo_retention, net_revenue_retention, gross_revenue_retention"
+        " from metrics.saas_cohorts where workspace_id = %s and months_since_start < %s"
+        " order by cohort_month, months_since_start", (workspace, months))
+    return [tuple(Decimal(str(v)) if isinstance(v, float | Decimal) else normalize(v) for v in row.values())
+            for row in rows]
+
+
+def test_saas_cohorts_retain_logos_and_revenue_net_and_gross(scenarios):
+    """saas-moves: one customer, March cohort, started at 100.00 (03-02). Month-end MRR: March 200
+    (upgrade), April 150 (downgrade), May 80 (churned 05-10, back 05-15), June 160 (second seat).
+      net revenue retention = MRR / 100: 2, 1.5, 0.8, 1.6; gross caps each month at 100: 1, 1, 0.8, 1
+      expansion above the start: 100, 50, 0, 60; logo retention 1 every month (active at each end).
+    saas-intervals: three customers start 2026-03-01 (100 + 90 + 130 = 320); the weekly one (130)
+    churns 05-22: March, April 320 → 1; May, June 190 / 320 = 0.59375 both net and gross, logos 2/3."""
+    D = Decimal
+    assert cohort_rows(scenarios, "saas-moves", 4) == [
+        ("2026-03-01", 0, 1, 1, D("100"), D("200"), D("100"), D("1"), D("2"), D("1")),
+        ("2026-03-01", 1, 1, 1, D("100"), D("150"), D("50"), D("1"), D("1.5"), D("1")),
+        ("2026-03-01", 2, 1, 1, D("100"), D("80"), D("0"), D("1"), D("0.8"), D("0.8")),
+        ("2026-03-01", 3, 1, 1, D("100"), D("160"), D("60"), D("1"), D("1.6"), D("1")),
+    ]
+    assert cohort_rows(scenarios, "saas-intervals", 4) == [
+        ("2026-03-01", 0, 3, 3, D("320"), D("320"), D("0"), D("1"), D("1"), D("1")),
+        ("2026-03-01", 1, 3, 3, D("320"), D("320"), D("0"), D("1"), D("1"), D("1")),
+        ("2026-03-01", 2, 3, 2, D("320"), D("190"), D("0"), D("0.666667"), D("0.59375"), D("0.59375")),
+        ("2026-03-01", 3, 3, 2, D("320"), D("190"), D("0"), D("0.666667"), D("0.59375"), D("0.59375")),
+    ]
+
+
+def test_saas_cohorts_same_on_duckdb_and_postgres(duckdb_build, postgres_build):
+    key = "workspace_id, cohort_month, months_since_start"
+    on_duckdb = rows_by_key(duckdb_build["warehouse"], "metrics.saas_cohorts", key)
+    assert on_duckdb and on_duckdb == rows_by_key(postgres_build["warehouse"], "metrics.saas_cohorts", key)
 
 
 # -- both databases, incremental -----------------------------------------------------------------
