@@ -22,7 +22,8 @@ from tests.scenario import Warehouse, build_scenario, run_dbt, serving, sync_all
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_ecommerce.json"
 # Only the ecommerce models (and what they read): the other verticals' models are not under test here.
-ECOMMERCE = ("-s", "+ecommerce_daily_metrics", "+customers", "+products", "+ecommerce_cohorts")
+ECOMMERCE = ("-s", "+ecommerce_daily_metrics", "+customers", "+products", "+ecommerce_cohorts",
+             "+ecommerce_segment_weekly", "+ecommerce_segment_moves")
 METRIC_COLUMNS = [
     "workspace_id",
     "date",
@@ -45,6 +46,9 @@ TABLES = {
     "marts.products": "workspace_id, product_id",
     "metrics.ecommerce_daily_metrics": "workspace_id, date",
     "metrics.ecommerce_cohorts": "workspace_id, cohort_month, months_since_first_order",
+    "metrics.ecommerce_customer_segments": "workspace_id, week_start, person_id",
+    "metrics.ecommerce_segment_weekly": "workspace_id, week_start, segment",
+    "metrics.ecommerce_segment_moves": "workspace_id, week_start, from_segment, to_segment",
 }
 
 
@@ -299,6 +303,53 @@ def test_cohorts_by_first_order_month(scenarios):
         (feb, 0, 2, 2, 3, Decimal("190"), Decimal("95"), Decimal("1"), Decimal("0.5"), Decimal("10")),
         (feb, 1, 2, 0, 0, Decimal("0"), Decimal("95"), Decimal("0"), Decimal("0.5"), Decimal("10")),
     ]
+
+
+def test_rfm_segments_week_by_week(scenarios):
+    """ecom-cohorts again (see the cohort test); the last data day is 2026-03-11 (Dov's cancellation).
+    Scores are 1 + floor(5 × percent_rank) within the week, capped at 5 (ties share the lowest).
+    Week of 02-23 (snapshot Sunday 03-01): last orders Ben 01-31, Ann 02-15, Cat 02-20, Dov 02-25
+      R: Ben 1, Ann 1+floor(5/3)=2, Cat 1+floor(10/3)=4, Dov 5
+      F: Ben 1, Dov 1 (ties), Ann 2, Cat 2 orders → 1+floor(10/3)=4; M: Ben 80 → 1, Dov 90 → 2,
+         Cat 100 → 4, Ann 100 + 50 − 20 = 130 → 5
+      → Cat champions (R4, F+M 8), Dov new (R5, one order), Ann at_risk (R2, F+M 9), Ben hibernating
+    Week of 03-02 (snapshot 03-08): Ann ordered on 03-05 → R5 F5 M5 champions; Cat R2 F4 M4 at_risk.
+    Week of 03-09 (snapshot 03-11, the last data day): the same segments, no moves.
+    Moves in the week of 03-02: at_risk → champions (Ann), champions → at_risk (Cat); the champions'
+    net sales that week are Ann's 30.00."""
+    rows = scenarios.query(
+        "select s.week_start, c.email, s.snapshot_date, s.recency_days, s.frequency, s.monetary,"
+        " s.r_score, s.f_score, s.m_score, s.segment"
+        " from metrics.ecommerce_customer_segments as s"
+        " join marts.customers as c on c.workspace_id = s.workspace_id and c.person_id = s.person_id"
+        " where s.workspace_id = 'ecom-cohorts' and s.week_start >= '2026-02-23'"
+        " order by s.week_start, c.email"
+    )
+    table = {(r["week_start"], r["email"].split("@")[0]): tuple(list(r.values())[2:]) for r in rows}
+    feb23, mar2, mar9 = date(2026, 2, 23), date(2026, 3, 2), date(2026, 3, 9)
+    assert len(table) == 12
+    assert table[feb23, "ann"] == (date(2026, 3, 1), 14, 2, Decimal("130"), 2, 4, 5, "at_risk")
+    assert table[feb23, "ben"] == (date(2026, 3, 1), 29, 1, Decimal("80"), 1, 1, 1, "hibernating")
+    assert table[feb23, "cat"] == (date(2026, 3, 1), 9, 2, Decimal("100"), 4, 4, 4, "champions")
+    assert table[feb23, "dov"] == (date(2026, 3, 1), 4, 1, Decimal("90"), 5, 1, 2, "new")
+    assert table[mar2, "ann"] == (date(2026, 3, 8), 3, 3, Decimal("160"), 5, 5, 5, "champions")
+    assert table[mar2, "cat"] == (date(2026, 3, 8), 16, 2, Decimal("100"), 2, 4, 4, "at_risk")
+    assert [table[mar9, name][-1] for name in ("ann", "ben", "cat", "dov")] == \
+        ["champions", "hibernating", "at_risk", "new"]
+    assert table[mar9, "ann"][:2] == (date(2026, 3, 11), 6)
+
+    moves = scenarios.query(
+        "select week_start, from_segment, to_segment, customers from metrics.ecommerce_segment_moves"
+        " where workspace_id = 'ecom-cohorts' and week_start >= '2026-03-02' order by week_start, from_segment"
+    )
+    assert [tuple(m.values()) for m in moves] == [(mar2, "at_risk", "champions", 1), (mar2, "champions", "at_risk", 1)]
+    weekly = {r["segment"]: r for r in scenarios.query(
+        "select segment, customers, week_net_sales, customers_moved_in from metrics.ecommerce_segment_weekly"
+        " where workspace_id = 'ecom-cohorts' and week_start = '2026-03-02'")}
+    assert {name: (row["customers"], row["week_net_sales"], row["customers_moved_in"])
+            for name, row in weekly.items()} == {
+        "champions": (1, Decimal("30"), 1), "at_risk": (1, Decimal("0"), 1),
+        "new": (1, Decimal("0"), 0), "hibernating": (1, Decimal("0"), 0)}
 
 
 def test_incremental_rerun_on_postgres_replaces_order_lines_in_place(postgres_scenarios):

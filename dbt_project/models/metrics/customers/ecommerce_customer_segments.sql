@@ -1,0 +1,133 @@
+{#- RFM segments of ecommerce customers, one row per workspace, week and customer who had ordered by
+    the week's snapshot day (docs/metrics.md, "RFM segments"). Weeks start on Monday in the shop's
+    timezone; a week's snapshot is its Sunday, or the workspace's last data day for the current
+    week. The last `rfm_weeks` (default 26) weeks are kept. Scores are quintiles within the
+    workspace and week: 1 + floor(5 × percent_rank), capped at 5, so tied customers share a score. -#}
+with recursive customers as (
+    select * from {{ ref('customers') }}
+),
+
+orders as (
+    select * from {{ ref('orders') }}
+),
+
+refunds as (
+    select * from {{ ref('refunds') }}
+),
+
+last_days as (
+    select workspace_id, max(date) as last_day
+    from {{ ref('ecommerce_daily_metrics') }}
+    group by workspace_id
+),
+
+first_weeks as (
+    select
+        last_days.workspace_id,
+        last_days.last_day,
+        cast({{ dbt.date_trunc('week', 'last_days.last_day') }} as date) as last_week,
+        greatest(
+            cast({{ dbt.dateadd('week', -1 * (var('rfm_weeks', 26) - 1), dbt.date_trunc('week', 'last_days.last_day')) }} as date),
+            cast({{ dbt.date_trunc('week', 'min(customers.first_order_date)') }} as date)
+        ) as first_week
+    from last_days
+    inner join customers on customers.workspace_id = last_days.workspace_id
+    group by last_days.workspace_id, last_days.last_day
+),
+
+weeks (workspace_id, week_start, last_week, last_day) as (
+    select workspace_id, first_week, last_week, last_day
+    from first_weeks
+    union all
+    select workspace_id, cast({{ dbt.dateadd('week', 1, 'week_start') }} as date), last_week, last_day
+    from weeks
+    where week_start < last_week
+),
+
+snapshots as (
+    select
+        workspace_id,
+        week_start,
+        least(cast({{ dbt.dateadd('day', 6, 'week_start') }} as date), last_day) as snapshot_date
+    from weeks
+),
+
+-- sold orders (+) and refunds (−) per person and local day: what R, F and M are made of
+money as (
+    select workspace_id, person_id, order_date as date, 1 as orders, discounted_sales as net_sales
+    from orders
+    where not is_cancelled
+    union all
+    select workspace_id, person_id, refund_date as date, 0 as orders, -refunded_sales as net_sales
+    from refunds
+    where person_id is not null
+),
+
+measured as (
+    select
+        snapshots.workspace_id,
+        snapshots.week_start,
+        snapshots.snapshot_date,
+        money.person_id,
+        max(case when money.orders = 1 then money.date end) as last_order_date,
+        sum(money.orders) as frequency,
+        sum(money.net_sales) as monetary,
+        sum(case when money.date >= snapshots.week_start then money.net_sales else 0 end) as week_net_sales
+    from snapshots
+    inner join money
+        on money.workspace_id = snapshots.workspace_id
+        and money.date <= snapshots.snapshot_date
+    group by snapshots.workspace_id, snapshots.week_start, snapshots.snapshot_date, money.person_id
+),
+
+scored as (
+    select
+        *,
+        cast({{ dbt.datediff('last_order_date', 'snapshot_date', 'day') }} as integer) as recency_days,
+        {%- for score, measure, direction in [('r_score', 'last_order_date', 'asc'),
+                                               ('f_score', 'frequency', 'asc'),
+                                               ('m_score', 'monetary', 'asc')] %}
+        cast(least(5, 1 + floor(5 * percent_rank() over (
+            partition by workspace_id, week_start order by {{ measure }} {{ direction }}
+        ))) as integer) as {{ score }}
+        {{- "," if not loop.last }}
+        {%- endfor %}
+    from measured
+    -- someone whose only orders were refunded in full still has a last order; no order at all: skip
+    where last_order_date is not null
+),
+
+segmented as (
+    select
+        *,
+        case
+            when r_score >= 4 and f_score + m_score >= 8 then 'champions'
+            when r_score >= 4 and frequency = 1 then 'new'
+            when r_score >= 3 and f_score + m_score >= 6 then 'loyal'
+            when r_score >= 4 then 'promising'
+            when r_score <= 2 and f_score + m_score >= 6 then 'at_risk'
+            when r_score = 3 then 'needs_attention'
+            else 'hibernating'
+        end as segment
+    from scored
+),
+
+final as (
+    select
+        workspace_id,
+        week_start,
+        snapshot_date,
+        person_id,
+        recency_days,
+        cast(frequency as bigint) as frequency,
+        cast(monetary as decimal(38, 9)) as monetary,
+        cast(week_net_sales as decimal(38, 9)) as week_net_sales,
+        r_score,
+        f_score,
+        m_score,
+        segment,
+        lag(segment) over (partition by workspace_id, person_id order by week_start) as previous_segment
+    from segmented
+)
+
+select * from final

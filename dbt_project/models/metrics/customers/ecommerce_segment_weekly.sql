@@ -1,0 +1,31 @@
+{#- RFM segments over time: one row per workspace, week and segment with its customers, their net
+    sales in the week and to date, and how many came in from another segment (or as first-time
+    buyers) since the week before. -#}
+with segments as (
+    select * from {{ ref('ecommerce_customer_segments') }}
+),
+
+first_weeks as (
+    select workspace_id, min(week_start) as first_week
+    from segments
+    group by workspace_id
+),
+
+final as (
+    select
+        segments.workspace_id,
+        segments.week_start,
+        segments.segment,
+        cast(count(*) as bigint) as customers,
+        cast(sum(segments.week_net_sales) as decimal(38, 9)) as week_net_sales,
+        cast(sum(segments.monetary) as decimal(38, 9)) as lifetime_net_sales,
+        -- the window's first week has no week before it to move from
+        cast(case when segments.week_start = first_weeks.first_week then null else sum(
+            case when segments.previous_segment is null or segments.previous_segment <> segments.segment then 1 else 0 end
+        ) end as bigint) as customers_moved_in
+    from segments
+    inner join first_weeks on first_weeks.workspace_id = segments.workspace_id
+    group by segments.workspace_id, segments.week_start, segments.segment, first_weeks.first_week
+)
+
+select * from final
