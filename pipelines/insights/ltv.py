@@ -88,6 +88,27 @@ def fit_spend(frequency, monetary) -> SpendModel:
     return SpendModel(*np.exp(found.x))
 
 
+def purchase_histories(orders: pd.DataFrame, as_of) -> pd.DataFrame:
+    """Per person, the model inputs from sold orders (person_id, order_date, net_sales) as of a day.
+
+    Purchases are counted by day, as the models expect: two orders on one day are one purchase of
+    their summed value, so a split basket does not look like a loyal customer.
+    """
+    days = orders.groupby(["person_id", "order_date"], as_index=False)["net_sales"].sum()
+    days["order_date"] = pd.to_datetime(days["order_date"])
+    days = days.sort_values(["person_id", "order_date"])
+    first = days.groupby("person_id")["order_date"].transform("min")
+    repeat = days[days["order_date"] > first]
+    summary = days.groupby("person_id").agg(first=("order_date", "min"), last=("order_date", "max"),
+                                            purchases=("order_date", "size"))
+    return pd.DataFrame({
+        "frequency": summary["purchases"] - 1,
+        "recency": (summary["last"] - summary["first"]).dt.days,
+        "age": (pd.Timestamp(as_of) - summary["first"]).dt.days,
+        "monetary": repeat.groupby("person_id")["net_sales"].mean().reindex(summary.index).fillna(0.0).astype(float),
+    })
+
+
 def predict_value(customers: pd.DataFrame, days: int = 365) -> pd.DataFrame:
     """Fit both models to `customers` (frequency, recency, age, monetary) and add the expected
     purchases and net sales of the next `days` (12 months by default)."""

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.insights.ltv import SpendModel, fit_purchases, predict_value
+from pipelines.insights.ltv import SpendModel, fit_purchases, predict_value, purchase_histories
 
 # Purchase rates ~ Gamma(r, alpha), drop-out ~ Beta(a, b); spend ~ Gamma(p, ν), ν ~ Gamma(q, v).
 TRUTH = {"r": 0.5, "alpha": 20.0, "a": 0.8, "b": 4.0, "p": 6.0, "q": 4.0, "v": 15.0}
@@ -63,3 +63,17 @@ def test_fitted_models_predict_the_next_year_of_a_simulated_business():
     top = predicted.nlargest(800, "predicted_value")["holdout_value"].sum()
     bottom = predicted.nsmallest(800, "predicted_value")["holdout_value"].sum()
     assert top > 5 * bottom
+
+
+def test_purchase_histories_count_days_not_orders():
+    """As of 2026-03-31: Ann buys 01-10 (100), 02-15 (50 and 30: one purchase of 80), 03-05 (30)
+    → 2 repeat purchases, recency 54 days (01-10 → 03-05), age 80, mean repeat value (80 + 30) / 2 = 55.
+    Ben buys once on 03-01 → 0, 0, 30, monetary 0."""
+    orders = pd.DataFrame({
+        "person_id": ["ann", "ann", "ann", "ann", "ben"],
+        "order_date": ["2026-01-10", "2026-02-15", "2026-02-15", "2026-03-05", "2026-03-01"],
+        "net_sales": [100.0, 50.0, 30.0, 30.0, 70.0],
+    })
+    histories = purchase_histories(orders, "2026-03-31")
+    assert histories.loc["ann"].tolist() == [2, 54, 80, 55.0]
+    assert histories.loc["ben"].tolist() == [0, 0, 30, 0.0]
