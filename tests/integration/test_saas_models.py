@@ -31,7 +31,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_saas.jso
 THREADS = ("--threads", "8")
 SAAS = (*THREADS, "-s", "+saas_daily_metrics", "+saas_customers", "+subscriptions", "+subscription_items", "+invoices",
         "+invoice_lines")
-SAAS = (*SAAS, "+saas_cohorts")  # customer analytics on top of the marts (metrics/customers)
+SAAS = (*SAAS, "+saas_cohorts", "+saas_ltv")  # customer analytics on top of the marts (metrics/customers)
 INCREMENTAL = (*THREADS, "-s", "mrr_movements", "invoices", "invoice_lines", "saas_daily_metrics")
 # Every SaaS table and its key, for the comparisons.
 TABLES = {
@@ -431,6 +431,25 @@ def test_saas_cohorts_retain_logos_and_revenue_net_and_gross(scenarios):
         ("2026-03-01", 2, 3, 2, D("320"), D("190"), D("0"), D("0.666667"), D("0.59375"), D("0.59375")),
         ("2026-03-01", 3, 3, 2, D("320"), D("190"), D("0"), D("0.666667"), D("0.59375"), D("0.59375")),
     ]
+
+
+def test_saas_ltv_is_arpa_over_trailing_churn(scenarios):
+    """saas-intervals: 3 customers, 320.00 MRR through April; the 130.00 one churns on 05-22.
+      March: no one active at its start, no churn → LTV null
+      May:  ARPA 190 / 2 = 95; trailing churn = 1 churned / (0 + 3 + 3 customers at the months'
+            starts) = 1/6 → LTV 95 × 6 = 570.00
+      June: 1 / (3 + 3 + 2) = 1/8 → 95 × 8 = 760.00"""
+    rows = scenarios.query(
+        "select activity_month, arpa, churned_customers, monthly_churn_rate_3m, ltv from metrics.saas_ltv"
+        " where workspace_id = 'saas-intervals' and activity_month <= '2026-06-01' order by activity_month")
+    assert [(r["activity_month"].isoformat(), money(r["arpa"]), r["churned_customers"],
+             None if r["ltv"] is None else money(r["ltv"])) for r in rows] == [
+        ("2026-03-01", Decimal("106.67"), 0, None),
+        ("2026-04-01", Decimal("106.67"), 0, None),
+        ("2026-05-01", Decimal("95.00"), 1, Decimal("570.00")),
+        ("2026-06-01", Decimal("95.00"), 0, Decimal("760.00")),
+    ]
+    assert Decimal(str(rows[2]["monthly_churn_rate_3m"])) == Decimal("0.166667")
 
 
 def test_saas_cohorts_same_on_duckdb_and_postgres(duckdb_build, postgres_build):
