@@ -28,6 +28,7 @@ from pipelines.settings import load_settings
 from tests.conftest import REPO
 
 POOL = "shopify_api"
+SLOT_WAIT = 300  # seconds for started runs to claim their slots on a busy machine
 # A run of one asset in the `shopify_api` pool, executed the way `abos run` executes its runs.
 HOLDER = textwrap.dedent("""
     import sys, time
@@ -51,6 +52,8 @@ def instance(abos_home):
 
 
 def hold_a_slot(seconds: float) -> subprocess.Popen:
+    # Each holder starts a Python with Dagster: tens of seconds while another test builds with dbt,
+    # so the waits for their slots allow minutes (SLOT_WAIT).
     return subprocess.Popen([sys.executable, "-c", HOLDER, str(seconds)], cwd=REPO, env=dict(os.environ),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -75,7 +78,7 @@ def waiting_on_the_pool(instance: dg.DagsterInstance) -> list[str]:
 
 def runs_holding_both_slots(instance: dg.DagsterInstance) -> list[subprocess.Popen]:
     holders = [hold_a_slot(600) for _ in range(2)]
-    wait_for(lambda: len(claimed(instance)) == 2, what="two runs holding the pool's two slots")
+    wait_for(lambda: len(claimed(instance)) == 2, timeout=SLOT_WAIT, what="two runs holding the pool's two slots")
     return holders
 
 
@@ -87,7 +90,7 @@ def test_a_killed_run_is_failed_and_its_slots_freed_so_a_waiting_run_goes_on(ins
         process.wait()
     # The probe's reproduction: a third run waits on the pool, and would wait forever.
     waiting = hold_a_slot(0)
-    wait_for(lambda: waiting_on_the_pool(instance), what="the third run to wait on the pool")
+    wait_for(lambda: waiting_on_the_pool(instance), timeout=SLOT_WAIT, what="the third run to wait on the pool")
     time.sleep(3)
     assert waiting.poll() is None and claimed(instance) == dead_runs
     assert {instance.get_run_by_id(r).status for r in dead_runs} == {dg.DagsterRunStatus.STARTED}
@@ -119,7 +122,7 @@ def test_slots_of_a_run_marked_failed_by_hand_are_freed(instance):
 
 def test_the_recover_runs_sensor_fails_dead_runs_and_stops_a_step_over_the_timeout(instance, monkeypatch):
     killed, running = hold_a_slot(600), hold_a_slot(600)
-    wait_for(lambda: len(claimed(instance)) == 2, what="two runs holding slots")
+    wait_for(lambda: len(claimed(instance)) == 2, timeout=SLOT_WAIT, what="two runs holding slots")
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     monkeypatch.setenv("ABOS_STEP_TIMEOUT_SECONDS", "2")
