@@ -27,6 +27,8 @@
 | ABOS_OPERATOR_SLACK_CHANNEL | none | operator alerts' channel; none means the outbox |
 | ABOS_OPERATOR_SLACK_TOKEN_ENV | ABOS_OPERATOR_SLACK_TOKEN | the variable that holds the operator bot token |
 | ABOS_STEP_TIMEOUT_SECONDS | 10800 | a step running longer fails its run (0: no limit); docs/operations.md |
+| ABOS_DUCKDB_MEMORY_LIMIT | 2GB | DuckDB's memory_limit for dlt's and dbt's connections (it spills to disk past it) |
+| ABOS_DUCKDB_THREADS | the machine's cores | DuckDB's threads for dlt's and dbt's connections |
 """
 
 from __future__ import annotations
@@ -187,6 +189,27 @@ class FxSettings:
     rates_file: Path | None = None
 
 
+DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"  # a million-row merge filled 8 GiB, dbt 20 GiB without it (docs/performance.md)
+
+
+@dataclass(frozen=True)
+class DuckDbSettings:
+    """How much of the machine a DuckDB warehouse may take: the same for dlt's and dbt's connections.
+
+    Attributes:
+        memory_limit: DuckDB's `memory_limit` (e.g. "2GB"); past it, DuckDB spills to a temp directory
+            next to the database file.
+        threads: DuckDB's `threads`; None means one per core (DuckDB's default).
+    """
+
+    memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    threads: int | None = None
+
+    def config(self) -> dict[str, str | int]:
+        """The settings as DuckDB takes them (`SET name = value`)."""
+        return {"memory_limit": self.memory_limit, "threads": self.threads or os.cpu_count() or 1}
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -200,6 +223,7 @@ class Settings:
     fx: FxSettings = field(default_factory=FxSettings)
     dagster_pg_url: str | None = field(default=None, repr=False)  # may hold a password
     step_timeout_seconds: float = DEFAULT_STEP_TIMEOUT_SECONDS  # 0: no limit
+    duckdb: DuckDbSettings = field(default_factory=DuckDbSettings)
 
     @property
     def sandbox_dir(self) -> Path:
@@ -233,7 +257,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         delivery=_delivery_settings(env),
         step_timeout_seconds=_number(env, "ABOS_STEP_TIMEOUT_SECONDS", DEFAULT_STEP_TIMEOUT_SECONDS, float),
         fx=_fx_settings(env),
+        duckdb=_duckdb_settings(env),
     )
+
+
+def _duckdb_settings(env: Mapping[str, str]) -> DuckDbSettings:
+    limit = (env.get("ABOS_DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)", limit, re.IGNORECASE):
+        raise SettingsError(f"ABOS_DUCKDB_MEMORY_LIMIT={limit!r} must be a size such as 2GB, 512MiB or 50%")
+    threads = int(_number(env, "ABOS_DUCKDB_THREADS", 0, int))
+    return DuckDbSettings(memory_limit=limit, threads=threads or None)
 
 
 def _fx_settings(env: Mapping[str, str]) -> FxSettings:

@@ -92,7 +92,7 @@ def write_workspaces_table(settings: Settings) -> None:
     rows = [{"workspace_id": w.id, "name": w.name, "vertical": w.vertical, "timezone": w.timezone,
              "currency": w.currency} for w in load_workspaces(settings.workspaces_file)]
     dlt.pipeline(pipeline_name="reference", pipelines_dir=str(settings.home / "dlt"),
-                 destination=dlt_destination(settings.warehouse), dataset_name="reference").run(
+                 destination=dlt_destination(settings.warehouse, settings.duckdb), dataset_name="reference").run(
         rows, table_name="workspaces", write_disposition="replace", primary_key="workspace_id")
 
 

@@ -22,7 +22,7 @@ from dlt.common.destination import Destination
 from dlt.common.exceptions import TerminalException
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-from pipelines.settings import Settings, Warehouse
+from pipelines.settings import DuckDbSettings, Settings, Warehouse
 from pipelines.warehouse import warehouse_write_lock
 from pipelines.workspaces import WorkspaceError
 
@@ -39,16 +39,16 @@ for _option in ("ADD_DLT_LOAD_ID", "ADD_DLT_ID"):
 os.environ.setdefault("LOAD__AUTO_ABORT_ON_TERMINAL_ERROR", "true")
 
 
-# DuckDB takes up to 80% of the machine's memory by default, and merging a million-row load
-# filled 8 GiB (docs/performance.md). Capped, it spills to disk next to the database instead.
-DUCKDB_MEMORY_LIMIT = "2GB"
+def dlt_destination(warehouse: Warehouse, duckdb: DuckDbSettings = DuckDbSettings()) -> Destination:
+    """The dlt destination for the warehouse URL (DuckDB file or Postgres).
 
-
-def dlt_destination(warehouse: Warehouse) -> Destination:
-    """The dlt destination for the warehouse URL (DuckDB file or Postgres)."""
+    DuckDB takes up to 80% of the machine's memory by default, and merging a million-row load filled
+    8 GiB (docs/performance.md): the connection gets `duckdb`'s memory limit and threads, and spills
+    to disk next to the database past the limit.
+    """
     if warehouse.kind == "duckdb":
         warehouse.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-        credentials = DuckDbCredentials(str(warehouse.duckdb_path), global_config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+        credentials = DuckDbCredentials(str(warehouse.duckdb_path), global_config=duckdb.config())
         return dlt.destinations.duckdb(credentials=credentials)
     parts = urlsplit(warehouse.url)
     if parts.username and parts.password is None:
@@ -66,7 +66,7 @@ def dlt_pipeline(source: str, workspace_id: str, settings: Settings) -> dlt.Pipe
     return dlt.pipeline(
         pipeline_name=pipeline_name(source, workspace_id),
         pipelines_dir=str(settings.home / "dlt"),
-        destination=dlt_destination(settings.warehouse),
+        destination=dlt_destination(settings.warehouse, settings.duckdb),
         dataset_name=source,
         progress="log",
     )

@@ -24,7 +24,10 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     # tests whose parents are all selected: a test never reads a model the run did not build.
     selection = {"DBT_INDIRECT_SELECTION": "cautious"}
     if warehouse.kind == "duckdb":
-        return {**selection, "ABOS_DBT_TARGET": "duckdb", "ABOS_DBT_DUCKDB_PATH": str(warehouse.duckdb_path)}
+        duckdb = settings.duckdb.config()
+        return {**selection, "ABOS_DBT_TARGET": "duckdb", "ABOS_DBT_DUCKDB_PATH": str(warehouse.duckdb_path),
+                "ABOS_DBT_DUCKDB_MEMORY_LIMIT": str(duckdb["memory_limit"]),
+                "ABOS_DBT_DUCKDB_THREADS": str(duckdb["threads"])}
     parts = urlsplit(warehouse.url)
     return {
         **selection,

@@ -80,7 +80,7 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         ]
         pipeline = dlt.pipeline(
             pipeline_name="reference", pipelines_dir=str(settings.home / "dlt"),
-            destination=dlt_destination(settings.warehouse), dataset_name="reference",
+            destination=dlt_destination(settings.warehouse, settings.duckdb), dataset_name="reference",
         )
         with warehouse_write_lock(settings):
             # A package a killed run left half loaded would be completed instead of this one: its

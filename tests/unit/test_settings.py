@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -77,4 +78,21 @@ def test_delivery_settings_read_secrets_from_the_variables_they_name():
 ])
 def test_bad_delivery_settings_name_the_variable(env, name):
     with pytest.raises(SettingsError, match=name):
+        load_settings(env)
+
+
+def test_duckdb_limits_default_to_2gb_and_one_thread_per_core():
+    duckdb = load_settings({}).duckdb
+    assert duckdb.config() == {"memory_limit": "2GB", "threads": os.cpu_count()}
+
+
+def test_duckdb_limits_come_from_the_environment():
+    duckdb = load_settings({"ABOS_DUCKDB_MEMORY_LIMIT": "512MiB", "ABOS_DUCKDB_THREADS": "1"}).duckdb
+    assert duckdb.config() == {"memory_limit": "512MiB", "threads": 1}
+
+
+@pytest.mark.parametrize("env", [{"ABOS_DUCKDB_MEMORY_LIMIT": "lots"}, {"ABOS_DUCKDB_THREADS": "two"},
+                                 {"ABOS_DUCKDB_THREADS": "-1"}])
+def test_bad_duckdb_limits_name_the_variable(env):
+    with pytest.raises(SettingsError, match=next(iter(env))):
         load_settings(env)

@@ -117,7 +117,7 @@ def fx_pipeline(settings) -> dlt.Pipeline:
     from pipelines.ingest.pipeline import dlt_destination
 
     return dlt.pipeline(pipeline_name="fx", pipelines_dir=str(settings.home / "dlt"),
-                        destination=dlt_destination(settings.warehouse), dataset_name="fx")
+                        destination=dlt_destination(settings.warehouse, settings.duckdb), dataset_name="fx")
 
 
 def sync_fx(settings) -> dict[str, int]:
