@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from pipelines.ingest.pipeline import SyncStats, dlt_pipeline, sync
+import pipelines.ingest.shopify as shopify_connector
 from pipelines.ingest.shopify import TABLES, queries, shopify_source
 from pipelines.sandbox.http import Faults
 from pipelines.sandbox.server import Sandbox, build_store
@@ -280,6 +281,7 @@ def _changed_since(store: SandboxStore, workspace: str, kind: str, since: str) -
 
 
 def test_incremental_sync_reads_only_changes(sandbox, settings, tmp_path, monkeypatch):
+    monkeypatch.setattr(shopify_connector, "BULK_ABOVE", 10_000)  # the paging path, whatever the change's size
     sync_all(sandbox, settings)
     cursors = {ws: dict(dlt_pipeline("shopify", ws, settings).state["sources"]["shopify"]["cursors"])
                for ws in WORKSPACES}
@@ -462,6 +464,7 @@ def test_sync_with_20_percent_faults_is_exact(shop_store, monkeypatch, duck_sett
 def test_paces_to_the_restore_rate_instead_of_being_throttled(shop_store, monkeypatch, duck_settings):
     # A bucket that holds about one page: every page must wait for the bucket to refill.
     tight = {"maximum_available": 900.0, "restore_rate": 1000.0}
+    monkeypatch.setattr(shopify_connector, "BULK_ABOVE", 10_000)  # the paging path, whatever the change's size
     sandbox = ShopSandbox(shop_store, monkeypatch, throttle=tight)
     try:
         sync("shopify", sandbox.workspace("shop-us"), duck_settings)
