@@ -42,8 +42,11 @@ def _stdout_to_stderr():
 
 
 def _size(args: argparse.Namespace) -> str:
-    """The simulator size, `large@0.05` when --scale takes a fraction of it."""
-    return f"{args.size}@{args.scale:g}" if getattr(args, "scale", None) else args.size
+    """The simulator size, `large@0.05` when --scale takes a fraction of it, `tiny+200` with --tenants 200."""
+    from pipelines.sandbox.tenants import with_tenants
+
+    size = f"{args.size}@{args.scale:g}" if getattr(args, "scale", None) else args.size
+    return with_tenants(size, getattr(args, "tenants", None))
 
 
 def _store_path(args: argparse.Namespace) -> Path:
@@ -67,6 +70,8 @@ def _add_store_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", choices=["tiny", "small", "large"], default="small",
                         help="small: the demo; large: the benchmark; tiny: a quick four-month sample")
     parser.add_argument("--scale", type=float, help="a fraction of the size's volume, e.g. 0.05 (the benchmark)")
+    parser.add_argument("--tenants", type=int, help="add N generated tiny shops and SaaS accounts, t0000... "
+                                                    "(docs/sandbox.md, \"Many tenants\")")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default %(default)s)")
     parser.add_argument(
         "--as-of", type=date.fromisoformat, default=date.today(), help="last simulated day, YYYY-MM-DD (default today)"

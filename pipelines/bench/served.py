@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.processes import die_with_parent
+from pipelines.sandbox.tenants import split_size
 
 
 @dataclass
@@ -39,11 +40,14 @@ class Served:
 @contextmanager
 def served(store: Path, *, size: str, seed: int, as_of: date) -> Iterator[Served]:
     """Serve `store` (generated first when missing) on free loopback ports until the block ends."""
-    base, _, fraction = size.partition("@")
+    sized, tenants = split_size(size)
+    base, _, fraction = sized.partition("@")
     command = [sys.executable, "-m", "pipelines.cli", "sandbox", "serve", "--store", str(store), "--size", base,
                "--seed", str(seed), "--as-of", as_of.isoformat(), "--shopify-port", "0", "--stripe-port", "0"]
     if fraction:
         command += ["--scale", fraction]
+    if tenants:
+        command += ["--tenants", str(tenants)]
     # Progress goes to our stderr; on Linux the sandbox also stops if this process is killed.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                                preexec_fn=lambda: die_with_parent(signal.SIGTERM))

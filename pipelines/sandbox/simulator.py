@@ -90,7 +90,17 @@ VOLUME_KNOBS = ("orders_per_day", "customers")
 
 def specs(size: str) -> list[BusinessSpec]:
     """The businesses of `size`: a name of SIZES, or `<name>@<fraction>` for that size at a fraction
-    of its volume (the benchmark's `--scale`, e.g. `large@0.05`). Named sizes are never altered."""
+    of its volume (the benchmark's `--scale`, e.g. `large@0.05`), then `+<N>` for N generated tiny
+    tenants (`--tenants`, sandbox/tenants.py). Named sizes are never altered."""
+    from pipelines.sandbox.tenants import split_size, tenant_specs
+
+    size, tenants = split_size(size)
+    found = _sized(size)
+    history = max(int(spec.scale.get("history_days", HISTORY_DAYS)) for spec in found)
+    return found + tenant_specs(tenants, history)
+
+
+def _sized(size: str) -> list[BusinessSpec]:
     name, _, fraction = size.partition("@")
     if name not in SIZES:
         raise ValueError(f"unknown sandbox size {size!r}; choose one of {', '.join(SIZES)}")
