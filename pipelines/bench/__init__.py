@@ -9,8 +9,10 @@ One run of the benchmark, over the `large` sandbox or a `--scale` fraction of it
 3. baselines over the orders bulk JSONL of the biggest shop: the dict path, the fast path, and
    DuckDB's read_json as the bound, with their ratios to the real sync;
 4. P5: the anomaly scan over synthetic series (`insights.synthetic.benchmark`);
-5. the detection benchmark: the detector scored on labeled series (`bench.detection`).
+5. the detection benchmark: the detector scored on labeled series (`bench.detection`);
+6. many tenants: 200 generated tiny tenants refreshed through the Dagster definitions (`bench.tenants`).
 It writes `bench-<time>.json` and `.md` under ABOS_HOME/bench/ and returns the report.
+`run_phase_bench` runs one phase alone: the tenants, or the growth curve over scales (`bench.growth`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pipelines.bench.detection import detection_phase
 from pipelines.bench.measure import PeakRss, load_average, machine, mib
 from pipelines.bench.served import Served, served
 from pipelines.bench.stages import MAIN_TABLE, run_pipeline
+from pipelines.bench.tenants import tenants_phase
 from pipelines.settings import PROJECT_ROOT, Settings, load_settings
 from pipelines.workspaces import Workspaces, load_workspaces
 
@@ -52,6 +55,7 @@ class BenchOptions:
     p5_workspaces: int = 1000
     p5_metrics: int = 20
     p5_days: int = 730
+    tenants: int = 0  # generated tenants refreshed through Dagster (0: no tenants phase)
 
 
 def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) -> dict[str, Any]:
@@ -110,6 +114,10 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
 
         result["p5"] = benchmark(options.p5_workspaces, options.p5_metrics, options.p5_days)
         result["detection"] = detection_phase(progress)
+        if options.tenants:
+            result["tenants"] = tenants_phase(options.tenants, seed=options.seed, as_of=options.as_of,
+                                              cache=options.store.parent, work=work, rss=rss, progress=progress,
+                                              rows_per_s=_rows_per_s(result["runs"]["duckdb"]["full"]))
         result["peak_rss_mib"] = mib(rss.peak)
     result["load_average"]["end"] = load_average()
     result["targets"] = report.targets(result)
@@ -118,6 +126,36 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
     files["markdown"].write_text(report.markdown(result))
     shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def run_phase_bench(name: str, phase: Callable[[Path, PeakRss], dict[str, Any]],
+                    targets: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """One phase alone (`abos bench --tenants-only`, `--growth`): `phase(work, rss)`'s figures, its
+    `targets`, machine and load, written to `<name>-<time>.json` and `.md` under ABOS_HOME/bench/."""
+    home = load_settings().home / "bench"
+    work = home / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started_at = datetime.now(timezone.utc)
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    result: dict[str, Any] = {"started_at": started_at.isoformat(timespec="seconds"), "machine": machine(),
+                              "load_average": {"start": load_average()}}
+    with PeakRss() as rss:
+        result[name] = phase(work, rss)
+    result["peak_rss_mib"] = mib(rss.peak)
+    result["load_average"]["end"] = load_average()
+    result["targets"] = targets(result[name])
+    files = {"json": home / f"{name}-{stamp}.json", "markdown": home / f"{name}-{stamp}.md"}
+    result["files"] = {kind: str(path) for kind, path in files.items()}
+    _save(result, files["json"])
+    files["markdown"].write_text(report.phase_markdown(name, result))
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _rows_per_s(run: dict[str, Any]) -> float:
+    """Rows per second of the ingestion of a run (all sources): what the data alone costs."""
+    return round(sum(s["rows"] for s in run["sources"].values()) / max(run["ingest_seconds"], 1e-9), 1)
 
 
 def _save(result: dict[str, Any], path: Path) -> None:
@@ -159,13 +197,13 @@ def _recreate_database(url: str) -> None:
     admin.close()
 
 
-def _change(sandbox: Served, history_days: int, full: dict[str, Any]) -> dict[str, Any]:
-    """Move the clock in small steps until 1% of the orders and invoices the full run synced were
-    created or changed (the simulator's own changes: edits, refunds, renewals, churn, new days)."""
+def _change(sandbox: Served, history_days: int, full: dict[str, Any], share: float = CHANGE_SHARE) -> dict[str, Any]:
+    """Move the clock in small steps until `share` (1%) of the orders and invoices the full run synced
+    were created or changed (the simulator's own changes: edits, refunds, renewals, churn, new days)."""
     before = sum(source["objects"] for source in full["sources"].values())
-    step = history_days * CHANGE_SHARE / 16  # on the large sandbox one step changes about 0.4%
+    step = history_days * share / 16  # on the large sandbox one step of a 1% change changes about 0.4%
     days, by_workspace = 0.0, {}
-    while _counted(by_workspace) < CHANGE_SHARE * before and days < history_days * CHANGE_SHARE * 10:
+    while _counted(by_workspace) < share * before and days < history_days * share * 10:
         for workspace, kinds in sandbox.advance(step)["changed"].items():
             for kind, count in kinds.items():
                 by_workspace.setdefault(workspace, {}).setdefault(kind, 0)

@@ -13,6 +13,9 @@ MEMORY_GIB = 4
 P5_SECONDS = 30
 DETECTION_F1 = 0.8  # issue 14: event-level F1 on the detection benchmark
 DETECTION_FALSE_PER_SERIES_MONTH = 0.5
+TENANT_OVERHEAD_SECONDS = 2  # issue 13: per workspace, beyond the data, refreshing 200 tenants
+GROWTH_EXPONENT = 1.1  # time against data size: no faster than linear
+P2_SMALL_SHARE = 0.01  # incremental rerun after 0.1% changes, as a share of the full run
 
 
 def _target(value: float | None, limit: float, at_most: bool = True) -> dict[str, Any]:
@@ -39,7 +42,70 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     found["P5_scan_seconds"] = p5_target(report["p5"])
     if "detection" in report:
         found.update(detection_targets(report["detection"]))
+    if "tenants" in report:
+        found.update(tenants_targets(report["tenants"]))
     return found
+
+
+def tenants_targets(tenants: dict[str, Any]) -> dict[str, Any]:
+    """The many-tenants target, on the steady-state refresh (after a day) and the first one."""
+    return {f"tenants_overhead_per_workspace_{name}": _target(tenants[name]["per_workspace_overhead_seconds"],
+                                                              TENANT_OVERHEAD_SECONDS)
+            for name in ("after_a_day", "first") if name in tenants}
+
+
+def growth_targets(growth: dict[str, Any]) -> dict[str, Any]:
+    """The growth curve's targets: the exponent, and the incremental shares of the largest scale."""
+    exponents = growth["exponents"]
+    found = {"growth_exponent_full": _target(exponents["full_total_vs_rows"], GROWTH_EXPONENT)}
+    for change, share in exponents.get("incremental_share_of_full", {}).items():
+        limit = P2_SMALL_SHARE if float(change.rstrip("%")) < 0.5 else P2_SHARE
+        found[f"incremental_share_after_{change}"] = _target(share, limit)
+    return found
+
+
+def phase_markdown(name: str, report: dict[str, Any]) -> str:
+    """The report of one phase run alone (`abos bench --tenants-only`, `--growth`)."""
+    out = [f"# abos bench --{name} ({report['started_at']})", "",
+           f"{report['machine']['cpus']} × {report['machine']['cpu_model']}; load average "
+           f"{report['load_average']['start']} at start, {report['load_average']['end']} at the end; "
+           f"peak RSS {report['peak_rss_mib']} MiB.", "", "| target | measured | goal | met |", "|---|---|---|---|"]
+    for target, found in report["targets"].items():
+        met = "n/a" if found["met"] is None else ("yes" if found["met"] else "no")
+        out.append(f"| {target} | {found['value']} | {found['target']} | {met} |")
+    out += _tenants_section(report["tenants"]) if name == "tenants" else _growth_section(report["growth"])
+    return "\n".join(out) + "\n"
+
+
+def _tenants_section(tenants: dict[str, Any]) -> list[str]:
+    out = ["", f"## {tenants['tenants']} tenants through Dagster ({tenants['size']})", "",
+           f"Loading the Definitions in a fresh process (what the run queue pays per run): "
+           f"{tenants['definitions_load_seconds']} s.", "",
+           "| refresh | seconds | runs | rows | per workspace s | overhead per workspace s | kind: runs × mean s "
+           "(outside steps) |", "|---|---|---|---|---|---|---|"]
+    for name in ("first", "after_a_day"):
+        found = tenants[name]
+        kinds = "; ".join(f"{kind}: {k['runs']} × {k['mean_run_seconds']} ({k['mean_outside_steps_seconds']})"
+                          for kind, k in found["by_kind"].items())
+        out.append(f"| {name} | {found['seconds']} | {found['runs']} | {found['rows_loaded']} | "
+                   f"{found['per_workspace_seconds']} | {found['per_workspace_overhead_seconds']} | {kinds} |")
+    return out
+
+
+def _growth_section(growth: dict[str, Any]) -> list[str]:
+    out = ["", "## Growth curve (DuckDB)", "",
+           "| scale | run | change | rows | total s | extract | normalize | load | dbt | insights | peak RSS MiB |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for point in growth["points"]:
+        for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
+            s = run["stages"]
+            change = f"{run['changed_share']:.2%}" if "changed_share" in run else ""
+            out.append(f"| {point['scale']} | {label} | {change} | {run['rows']} | {run['total_seconds']} | "
+                       f"{s['extract']} | {s['normalize']} | {s['load']} | {s['dbt']} | {s['insights']} | "
+                       f"{run['peak_rss_mib']} |")
+    out += ["", "| exponent | value |", "|---|---|"]
+    out += [f"| {name} | {value} |" for name, value in growth["exponents"].items()]
+    return out
 
 
 def p5_target(p5: dict[str, Any]) -> dict[str, Any]:
@@ -133,4 +199,6 @@ def markdown(report: dict[str, Any]) -> str:
     out += _p5_section(report["p5"])
     if "detection" in report:
         out += _detection_section(report["detection"])
+    if "tenants" in report:
+        out += _tenants_section(report["tenants"])
     return "\n".join(out) + "\n"

@@ -96,6 +96,8 @@ def specs(size: str) -> list[BusinessSpec]:
 
     size, tenants = split_size(size)
     found = _sized(size)
+    if not tenants:
+        return found
     history = max(int(spec.scale.get("history_days", HISTORY_DAYS)) for spec in found)
     return found + tenant_specs(tenants, history)
 

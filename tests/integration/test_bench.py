@@ -24,7 +24,9 @@ SCALE = "0.002"  # the large sandbox's 760 days at a few orders a day: CI time, 
 STAGES = {"extract", "normalize", "load", "dbt", "insights"}
 TARGETS = {"P1_full_seconds_duckdb", "P1_vs_dict_path", "P1_read_json_bound_over_sync",
            "P2_incremental_share_duckdb", "P2_incremental_share_postgres", "P3_postgres_over_duckdb",
-           "memory_peak_gib", "P5_scan_seconds", "detection_event_f1", "detection_false_alerts_per_series_month"}
+           "memory_peak_gib", "P5_scan_seconds", "detection_event_f1", "detection_false_alerts_per_series_month",
+           "tenants_overhead_per_workspace_after_a_day", "tenants_overhead_per_workspace_first"}
+TENANTS = 3
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def bench(tmp_path_factory, new_pg_database) -> dict:
     env.pop("ABOS_WAREHOUSE_URL", None)
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "bench", "--scale", SCALE, "--postgres", new_pg_database(),
-         "--baseline-orders", "0", "--p5-workspaces", "10"],
+         "--baseline-orders", "0", "--p5-workspaces", "10", "--tenants", str(TENANTS)],
         env=env, capture_output=True, text=True, timeout=1500,
     )
     assert done.returncode == 0, f"abos bench failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
@@ -94,6 +96,19 @@ def test_p5_and_targets_are_reported(bench):
         assert f"| {name} |" in bench["_markdown"]
     assert bench["peak_rss_mib"] > 0 and bench["machine"]["cpus"] >= 1
     assert len(bench["load_average"]["start"]) == len(bench["load_average"]["end"]) == 3
+
+
+def test_tenants_refresh_through_dagster(bench):
+    tenants = bench["tenants"]
+    assert tenants["tenants"] == TENANTS and tenants["definitions_load_seconds"] > 0
+    for name in ("first", "after_a_day"):
+        found = tenants[name]
+        # Per refresh: the exchange rates, each tenant's ingestion (2 shops, 1 SaaS), dbt, each tenant's insights.
+        assert found["by_kind"]["ingest_shopify"]["runs"] == 2 and found["by_kind"]["ingest_stripe"]["runs"] == 1
+        assert found["by_kind"]["dbt"]["runs"] == 1 and found["by_kind"]["insights"]["runs"] == TENANTS
+        assert found["per_workspace_seconds"] == pytest.approx(found["seconds"] / TENANTS, abs=1e-3)
+        assert 0 < found["per_workspace_overhead_seconds"] <= found["per_workspace_seconds"]
+    assert tenants["first"]["rows_loaded"] > tenants["after_a_day"]["rows_loaded"] > 0
 
 
 def test_targets_are_judged_from_the_figures(bench):

@@ -1,0 +1,184 @@
+"""The many-tenants phase of `abos bench` (issue 13, point 6): N tiny tenants refreshed through Dagster.
+
+The sandbox serves `tiny+N` (pipelines/sandbox/tenants.py); a tenants file lists the N generated
+workspaces. The Definitions (`pipelines.definitions`) load for that file, and every asset of the
+refresh (all but the weekly report and its delivery) is materialized stage by stage as `abos run`
+does it: one run per workspace for the partitioned stages (ingestion, then anomalies and drivers),
+one run of `dbt build` for all, on the persistent Dagster instance. Two refreshes are timed: the
+first (every tenant's full sync) and one after the sandbox's clock moved a day (the steady state
+of the six-hourly refresh).
+
+Per workspace, the refresh's time is that of its own runs plus its share of the dbt run. The part
+of it that is data is estimated from the rows it loaded at the throughput the full run of the same
+benchmark measured on big data (rows/s); the rest is overhead: runs, dlt's per-load work, API round
+trips. The daemon's run queue is not in these figures: it adds a process per run, which loads the
+Definitions (`definitions_load_seconds`, measured in a fresh interpreter).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+import dagster as dg
+
+from pipelines.bench.measure import PeakRss
+from pipelines.bench.served import served
+from pipelines.sandbox.simulator import specs
+from pipelines.sandbox.tenants import workspaces_file, with_tenants
+from pipelines.settings import Settings, load_settings
+
+TENANTS = 200
+BASE_SIZE = "tiny"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def tenants_phase(count: int, *, seed: int, as_of: date, cache: Path, work: Path, rss: PeakRss,
+                  progress: Callable[[str], None], rows_per_s: float | None = None) -> dict[str, Any]:
+    """Serve `count` generated tenants, refresh them twice through the Dagster definitions, and
+    return the times: total, per run kind, per workspace, and the overhead beyond the data."""
+    size = with_tenants(BASE_SIZE, count)
+    store = cache / f"{size}-seed{seed}-{as_of.isoformat()}.sqlite"
+    result: dict[str, Any] = {"tenants": count, "size": size, "rows_per_s_for_data": rows_per_s}
+    with served(store, size=size, seed=seed, as_of=as_of) as sandbox:
+        rss.exclude.add(sandbox.pid)
+        settings = _point_at(sandbox.info, work / "tenants", count, seed)
+        result["definitions_load_seconds"] = _definitions_load_seconds()
+        for name in ("first", "after_a_day"):
+            if name == "after_a_day":
+                sandbox.advance(1.0)
+            progress(f"tenants: {name} refresh of {count} workspaces through Dagster")
+            with rss.phase() as phase:
+                runs = refresh(settings, progress)
+            result[name] = summarize(runs, count, phase, rows_per_s)
+    return result
+
+
+def _point_at(info: dict[str, Any], home: Path, count: int, seed: int) -> Settings:
+    """Environment for the tenants: their own home, DuckDB warehouse, Dagster instance and tenants file."""
+    from pipelines.cli import sandbox_env
+
+    home.mkdir(parents=True, exist_ok=True)
+    tenants = workspaces_file(specs(with_tenants(BASE_SIZE, count)), home / "workspaces.yaml")
+    os.environ.update(sandbox_env(info))
+    os.environ.update({"ABOS_HOME": str(home), "ABOS_WAREHOUSE_URL": f"duckdb:///{home / 'warehouse.duckdb'}",
+                       "ABOS_WORKSPACES": str(tenants), "DAGSTER_HOME": str(home / "dagster")})
+    return load_settings()
+
+
+def _definitions_load_seconds() -> float:
+    """Seconds a fresh interpreter takes to load the Definitions for these tenants: what the run
+    queue's launcher pays for every run it starts (a `dagster api execute_run` process)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import pipelines.definitions"], check=True, env=os.environ.copy(),
+                   capture_output=True)
+    return round(time.perf_counter() - started, 3)
+
+
+def refresh(settings: Settings, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Every asset of the refresh, stage by stage, one run per workspace for partitioned stages;
+    returns each run's kind, workspace, seconds, rows loaded and success."""
+    from pipelines.orchestration import WEEKLY
+    from pipelines.reliability import process_tags
+    from pipelines.run import _stages, dagster_instance
+
+    module = sys.modules.get("pipelines.definitions")
+    definitions = importlib.reload(module) if module else importlib.import_module("pipelines.definitions")
+    graph = definitions.defs.resolve_asset_graph()
+    assets = [a for a in graph.assets_defs if a.is_materializable]
+    refreshed = (dg.AssetSelection.all() - WEEKLY).resolve(graph)
+    runs: list[dict[str, Any]] = []
+    with dagster_instance(settings) as instance:
+        for partitions, keys in _stages(assets):
+            keys = [key for key in keys if key in refreshed]
+            if not keys:
+                continue
+            kind = _kind(graph, keys)
+            partition_keys = [None] if partitions is None else partitions.get_partition_keys(
+                dynamic_partitions_store=instance)
+            progress(f"tenants: {kind}, {len(partition_keys)} runs")
+            for partition_key in partition_keys:
+                started = time.perf_counter()
+                done = dg.materialize(assets, selection=keys, partition_key=partition_key, instance=instance,
+                                      raise_on_error=False, tags=process_tags(), run_config=QUIET)
+                runs.append({"kind": kind, "workspace": partition_key, "success": done.success,
+                             "seconds": time.perf_counter() - started, "rows": _rows_loaded(done),
+                             "steps_seconds": _steps_seconds(instance, done.run_id)})
+    failed = [f"{run['kind']} {run['workspace']}" for run in runs if not run["success"]]
+    if failed:
+        raise RuntimeError(f"tenants refresh: {len(failed)} runs failed, e.g. {', '.join(failed[:5])}")
+    return runs
+
+
+def _kind(graph, keys: list[dg.AssetKey]) -> str:
+    groups = {graph.get(key).group_name or "" for key in keys}
+    if all(group.startswith("ingest_") for group in groups):
+        return "ingest_" + "_".join(sorted(group.removeprefix("ingest_") for group in groups))
+    if any("dbt" in graph.get(key).kinds for key in keys):
+        return "dbt"
+    return "insights" if groups <= {"insights"} else "+".join(sorted(groups))
+
+
+def _rows_loaded(result: dg.ExecuteInProcessResult) -> int:
+    rows = 0
+    for event in result.get_asset_materialization_events():
+        entry = event.materialization.metadata.get("rows_loaded")
+        rows += int(entry.value or 0) if entry is not None else 0
+    return rows
+
+
+def _steps_seconds(instance: dg.DagsterInstance, run_id: str) -> float:
+    """Seconds inside the run's steps (from STEP_START to its end), as Dagster's event log has them."""
+    records = instance.get_records_for_run(run_id).records
+    starts: dict[str, float] = {}
+    inside = 0.0
+    for record in records:
+        entry = record.event_log_entry
+        event = entry.dagster_event
+        if event is None or not event.step_key:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            inside += entry.timestamp - starts.pop(event.step_key, entry.timestamp)
+    return inside
+
+
+def summarize(runs: list[dict[str, Any]], count: int, phase: dict[str, float],
+              rows_per_s: float | None) -> dict[str, Any]:
+    """Total time, per run kind, per workspace, and the overhead beyond the data."""
+    kinds: dict[str, dict[str, float]] = defaultdict(lambda: {"runs": 0, "seconds": 0.0, "steps_seconds": 0.0,
+                                                               "rows": 0})
+    for run in runs:
+        found = kinds[run["kind"]]
+        found["runs"] += 1
+        found["seconds"] += run["seconds"]
+        found["steps_seconds"] += run["steps_seconds"]
+        found["rows"] += run["rows"]
+    for found in kinds.values():
+        found["mean_run_seconds"] = found["seconds"] / max(found["runs"], 1)
+        found["mean_outside_steps_seconds"] = (found["seconds"] - found["steps_seconds"]) / max(found["runs"], 1)
+    total = phase["seconds"]
+    rows = sum(run["rows"] for run in runs)
+    data_seconds = (rows / rows_per_s if rows_per_s else 0.0)
+    shared = sum(run["seconds"] for run in runs if run["workspace"] is None)  # dbt, exchange rates
+    return {
+        "seconds": total,
+        "peak_rss_mib": phase["peak_rss_mib"],
+        "runs": len(runs),
+        "rows_loaded": rows,
+        "by_kind": {kind: {k: round(v, 3) for k, v in found.items()} for kind, found in kinds.items()},
+        "per_workspace_seconds": round(total / count, 3),
+        "data_seconds": round(data_seconds, 3),
+        # Beyond the data: the workspace's own runs, and its share of the runs for all (dbt build).
+        "per_workspace_overhead_seconds": round((total - data_seconds) / count, 3),
+        "per_workspace_own_runs_seconds": round((total - shared - data_seconds) / count, 3),
+        "per_workspace_shared_runs_seconds": round(shared / count, 3),
+    }
