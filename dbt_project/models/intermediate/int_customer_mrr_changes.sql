@@ -1,4 +1,3 @@
-{{ config(materialized='table') }}
 {#- The days each customer's MRR changes: one row per customer and local day whose end-of-day MRR
     (the sum over their subscriptions) differs from the day before's, in the customer's billing
     currency, and whether the customer had MRR at an earlier day's end (which makes a 0 → positive

@@ -1,4 +1,3 @@
-{{ config(materialized='table') }}
 {#- The SaaS stocks and counts per workspace, billing currency and local day, from the currency's
     first day with MRR data to the workspace's as-of day: running sums of the day's changes
     (int_subscription_mrr_changes, int_customer_mrr_changes), never a row per subscription per day.

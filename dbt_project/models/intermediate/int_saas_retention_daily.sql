@@ -1,4 +1,3 @@
-{{ config(materialized='table') }}
 {#- Revenue retention by month (docs/metrics.md, "SaaS ratios"), month to date: one row per SaaS
     workspace and day of each month that starts with paying customers. The month's cohort is the
     customers with MRR > 0 at the end of the day before the month starts; on each day of the month:

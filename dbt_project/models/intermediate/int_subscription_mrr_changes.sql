@@ -1,4 +1,3 @@
-{{ config(materialized='table') }}
 {#- The days each subscription's MRR changes (docs/metrics.md, "Change points"): one row per
     subscription and local day whose end-of-day MRR differs from the day before's, with the MRR
     before and after in the subscription's currency, up to the workspace's as-of day. Each
