@@ -79,8 +79,8 @@ def _rows(run: dict[str, Any]) -> int:
 def _brief(point: dict[str, Any]) -> dict[str, Any]:
     """A scale's figures: rows, total and stage seconds of each run."""
     def figures(run: dict[str, Any]) -> dict[str, Any]:
-        return {"rows": _rows(run), "total_seconds": run["total_seconds"], "stages": run["stages"],
-                "peak_rss_mib": run["peak_rss_mib"]}
+        return {"rows": _rows(run), "total_seconds": run["total_seconds"], "cpu_seconds": run["cpu_seconds"],
+                "stages": run["stages"], "peak_rss_mib": run["peak_rss_mib"]}
 
     return {"scale": point["scale"], "size": point["size"], "full": figures(point["full"]),
             "incremental": [{"changed_share": step["change"]["changed_share"],
@@ -95,6 +95,7 @@ def exponents(points: list[dict[str, Any]]) -> dict[str, Any]:
         "full_total_vs_rows": exponent([(_rows(p["full"]), p["full"]["total_seconds"]) for p in points]),
         "full_dbt_vs_rows": exponent([(_rows(p["full"]), p["full"]["stages"]["dbt"]) for p in points]),
         "full_ingest_vs_rows": exponent([(_rows(p["full"]), p["full"]["ingest_seconds"]) for p in points]),
+        "full_cpu_vs_rows": exponent([(_rows(p["full"]), p["full"]["cpu_seconds"]) for p in points]),
     }
     if points:
         largest = points[-1]["incremental"]

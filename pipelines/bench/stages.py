@@ -69,6 +69,7 @@ def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
     result["stages"] = {step: round(seconds, 3) for step, seconds in result["stages"].items()}
     result["ingest_seconds"] = round(sum(s["seconds"] for s in result["sources"].values()), 3)
     result["total_seconds"] = whole["seconds"]
+    result["cpu_seconds"] = whole["cpu_seconds"]
     result["peak_rss_mib"] = whole["peak_rss_mib"]
     return result
 

@@ -12,7 +12,7 @@ Per workspace, the refresh's time is that of its own runs plus its share of the 
 of it that is data is estimated from the rows it loaded at the throughput the full run of the same
 benchmark measured on big data (rows/s); the rest is overhead: runs, dlt's per-load work, API round
 trips. The daemon's run queue is not in these figures: it adds a process per run, which loads the
-Definitions (`definitions_load_seconds`, measured in a fresh interpreter).
+Definitions (`definitions_load`, measured in a fresh interpreter).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import dagster as dg
 
-from pipelines.bench.measure import PeakRss
+from pipelines.bench.measure import PeakRss, cpu_seconds
 from pipelines.bench.served import served
 from pipelines.sandbox.simulator import specs
 from pipelines.sandbox.tenants import workspaces_file, with_tenants
@@ -50,7 +50,7 @@ def tenants_phase(count: int, *, seed: int, as_of: date, cache: Path, work: Path
     with served(store, size=size, seed=seed, as_of=as_of) as sandbox:
         rss.exclude.add(sandbox.pid)
         settings = _point_at(sandbox.info, work / "tenants", count, seed)
-        result["definitions_load_seconds"] = _definitions_load_seconds()
+        result["definitions_load"] = _definitions_load()
         for name in ("first", "after_a_day"):
             if name == "after_a_day":
                 sandbox.advance(1.0)
@@ -73,13 +73,13 @@ def _point_at(info: dict[str, Any], home: Path, count: int, seed: int) -> Settin
     return load_settings()
 
 
-def _definitions_load_seconds() -> float:
-    """Seconds a fresh interpreter takes to load the Definitions for these tenants: what the run
-    queue's launcher pays for every run it starts (a `dagster api execute_run` process)."""
-    started = time.perf_counter()
+def _definitions_load() -> dict[str, float]:
+    """Wall and CPU seconds a fresh interpreter takes to load the Definitions for these tenants: what
+    the run queue's launcher pays for every run it starts (a `dagster api execute_run` process)."""
+    started, cpu = time.perf_counter(), cpu_seconds()
     subprocess.run([sys.executable, "-c", "import pipelines.definitions"], check=True, env=os.environ.copy(),
                    capture_output=True)
-    return round(time.perf_counter() - started, 3)
+    return {"seconds": round(time.perf_counter() - started, 3), "cpu_seconds": round(cpu_seconds() - cpu, 3)}
 
 
 def refresh(settings: Settings, progress: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -171,6 +171,8 @@ def summarize(runs: list[dict[str, Any]], count: int, phase: dict[str, float],
     shared = sum(run["seconds"] for run in runs if run["workspace"] is None)  # dbt, exchange rates
     return {
         "seconds": total,
+        "cpu_seconds": phase["cpu_seconds"],
+        "per_workspace_cpu_seconds": round(phase["cpu_seconds"] / count, 3),
         "peak_rss_mib": phase["peak_rss_mib"],
         "runs": len(runs),
         "rows_loaded": rows,
