@@ -2,6 +2,7 @@
 
 import pytest
 
+from pipelines.bench import report
 from pipelines.bench.growth import exponent
 
 
@@ -22,3 +23,12 @@ def test_least_squares_through_three_points():
 def test_one_size_has_no_exponent():
     assert exponent([(1_000, 2.0)]) is None
     assert exponent([(1_000, 2.0), (1_000, 3.0)]) is None
+
+
+def test_the_exponent_is_judged_over_ten_times_the_rows_only():
+    def growth(rows_small, rows_large):
+        points = [{"full": {"rows": rows_small}}, {"full": {"rows": rows_large}}]
+        return {"points": points, "exponents": {"full_total_vs_rows": 0.9}}
+
+    assert report.growth_targets(growth(1_000, 5_000))["growth_exponent_full"]["met"] is None
+    assert report.growth_targets(growth(1_000, 10_000))["growth_exponent_full"]["met"] is True
