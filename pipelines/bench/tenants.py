@@ -49,7 +49,7 @@ def tenants_phase(count: int, *, seed: int, as_of: date, cache: Path, work: Path
     result: dict[str, Any] = {"tenants": count, "size": size, "rows_per_s_for_data": rows_per_s}
     with served(store, size=size, seed=seed, as_of=as_of) as sandbox:
         rss.exclude.add(sandbox.pid)
-        settings = _point_at(sandbox.info, work / "tenants", count, seed)
+        settings = _point_at(sandbox.info, work / "tenants", count)
         result["definitions_load"] = _definitions_load()
         for name in ("first", "after_a_day"):
             if name == "after_a_day":
@@ -61,7 +61,7 @@ def tenants_phase(count: int, *, seed: int, as_of: date, cache: Path, work: Path
     return result
 
 
-def _point_at(info: dict[str, Any], home: Path, count: int, seed: int) -> Settings:
+def _point_at(info: dict[str, Any], home: Path, count: int) -> Settings:
     """Environment for the tenants: their own home, DuckDB warehouse, Dagster instance and tenants file."""
     from pipelines.cli import sandbox_env
 
