@@ -388,7 +388,7 @@ class _CustomerBook:
             body = self.new[gid] if gid in self.new else stored[gid].body
             count = int(body["numberOfOrders"]) + orders
             body["numberOfOrders"] = str(count)
-            body["amountSpent"] = self.money.v2(cents(body["amountSpent"]["amount"]) + amount)
+            body["amountSpent"] = self.money.v2(cents(body["amountSpent"]["amount"], self.money.digits) + amount)
             if count >= 5 and "vip" not in body["tags"]:
                 body["tags"] = sorted([*body["tags"], "vip"])
             updated = max(parse_iso(body["updatedAt"]), at)
