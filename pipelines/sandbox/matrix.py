@@ -59,7 +59,7 @@ SHAPES = ("plain", "empty", "huge_order", "many_currencies")
 VERTICALS = ("ecommerce", "saas")
 GROUPS = [(shape, vertical) for shape in SHAPES for vertical in VERTICALS
           if (shape, vertical) != ("many_currencies", "ecommerce")]  # one of each, in tenant_matrix too
-HISTORY_DAYS = 75  # two month starts (revenue retention) and more than a 30-day window (churn rates)
+HISTORY_DAYS = 100  # three month starts (revenue retention), 30-day windows (churn rates), a DST change
 HUGE_UNIT = 99_999_999  # Stripe's largest unit_amount; Shopify takes it as a price too
 HUGE_QUANTITY = 10_000
 DAY = 86400
@@ -297,7 +297,7 @@ def _shop(tenant: Tenant, offset: int, as_of: date, clock: int) -> dict[str, Any
             customer_gid=customer_gid, country="US", region=region,
             lines=tuple(LineDraft(products[i]["id"], products[i]["variants"][0]["id"], f"Product {i}", None,
                                   f"SKU-{i}", "Matrix", unit, quantity) for i, (unit, quantity) in enumerate(order.lines)),
-            discounts=(Discount("MATRIX", False, percent=order.discount_percent / 100),) if order.discount_percent else (),
+            discounts=(Discount("MATRIX", False, percent=float(order.discount_percent)),) if order.discount_percent else (),
             shipping=shipping, tax_shipping=False, test=order.test, source="web", authorized_only=order.cancelled)
         body = build_order(draft, ids, money)
         if order.cancelled:
@@ -537,7 +537,8 @@ def truth(store: SandboxStore, now: int | None = None) -> dict[str, Any]:
     Ecommerce days run from the first order day to the last day with data; SaaS days from the first
     subscription's day to today (`now`, default the machine's clock) or the clock's day, whichever
     is later, in the tenant's timezone: after the store's clock nothing changes. Amounts are exact
-    Decimals in the reporting currency (SaaS stocks also per billing currency)."""
+    amounts in the reporting currency (SaaS stocks also per billing currency), as decimal strings
+    to 12 places, so the truth is JSON like the simulator's."""
     meta = store.get_meta("fixture")["matrix"]
     as_of = date.fromisoformat(meta["as_of"])
     fx = _Rates(store, meta["operator_rates"])
@@ -551,7 +552,16 @@ def truth(store: SandboxStore, now: int | None = None) -> dict[str, Any]:
                 result[tenant.workspace] = _shop_truth(store, tenant, as_of, fx)
             else:
                 result[tenant.workspace] = _saas_truth(tenant, as_of, store.clock, max(now, store.clock), fx)
-    return result
+        return _plain(result)
+
+
+def _plain(value: Any) -> Any:
+    """Decimals as strings (12 places), recursively."""
+    if isinstance(value, Decimal):
+        return format(value.quantize(Decimal("1e-12")), "f")
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 def _shop_truth(store: SandboxStore, tenant: Tenant, as_of: date, fx: _Rates) -> dict[str, Any]:
@@ -575,9 +585,9 @@ def _shop_truth(store: SandboxStore, tenant: Tenant, as_of: date, fx: _Rates) ->
                .quantize(Decimal("0.0001"), ROUND_HALF_UP) for name in ("gross_sales", "discounts", "refunds")}
         row["net_sales"] = row["gross_sales"] - row["discounts"] - row["refunds"]
         row.update({name: values[name] for name in ("orders", "units", "new_customers", "returning_customers")})
-        sold = fx.convert(Decimal(values["gross_sales"]) - Decimal(values["discounts"]), tenant.currency,
-                          tenant.reporting_currency, when)
-        row["aov"] = (sold / values["orders"]).quantize(Decimal("0.0001"), ROUND_HALF_UP) if values["orders"] else None
+        # docs/metrics.md: (gross_sales − discounts) / orders, of the day's (rounded) figures
+        row["aov"] = (((row["gross_sales"] - row["discounts"]) / values["orders"]).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+                      if values["orders"] else None)
         days[day] = row
     return {"vertical": "ecommerce", "days": days}
 

@@ -31,7 +31,7 @@ from pipelines.sandbox.simulator import local_date
 from tests.integration.test_ecommerce_models import with_password
 from tests.scenario import Warehouse, build_scenario
 
-AS_OF = date(2026, 6, 30)  # fixed: the same draws give the same data on every run
+AS_OF = date(2026, 4, 20)  # fixed, so the same draws give the same data; its history spans two DST changes
 ECOMMERCE = ("gross_sales", "discounts", "refunds", "net_sales", "orders", "units", "aov", "new_customers",
              "returning_customers")
 SAAS = ("mrr", "arr", "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr",
@@ -64,8 +64,8 @@ def drawn_tenants(count: int, at_seed: int) -> list[matrix.Tenant]:
     """`count` distinct tenants from the strategy, the same ones on every run (a fixed seed).
 
     Each (shape, vertical) group is drawn on its own, so every group is in the matrix; within a
-    group the richest examples with a currency pair and timezone not seen yet come first (Hypothesis
-    starts from its simplest examples and mutates the ones it has).
+    group the richest examples with a currency pair and timezone not seen yet come first, the latest
+    drawn among equals (Hypothesis starts from its simplest examples and mutates the ones it has).
     """
     per_group = -(-count // len(matrix.GROUPS))
     ranked = []
@@ -81,7 +81,7 @@ def drawn_tenants(count: int, at_seed: int) -> list[matrix.Tenant]:
                 found.append(tenant)
 
         collect()
-        found.sort(key=lambda t: -(len(t.orders) + len(t.subscriptions)))
+        found = sorted(reversed(found), key=lambda t: -(len(t.orders) + len(t.subscriptions)))  # ties: latest first
         seen, picked = set(), []
         for tenant in found:
             if (tenant.currency, tenant.reporting_currency, tenant.timezone) not in seen:
@@ -196,12 +196,12 @@ def covered(tenant_list: list[matrix.Tenant]) -> dict[str, bool]:
 
 @pytest.fixture(scope="module")
 def small_matrix(tmp_path_factory) -> dict[str, Any]:
-    tenant_list = drawn_tenants(10, at_seed=2026)
+    tenant_list = drawn_tenants(7, at_seed=4)
     return build(tenant_list, tmp_path_factory.mktemp("matrix-small"), None)
 
 
 def test_the_drawn_tenants_reach_every_edge():
-    assert covered(drawn_tenants(10, at_seed=2026)) == dict.fromkeys(covered([]), True)
+    assert covered(drawn_tenants(7, at_seed=4)) == dict.fromkeys(covered([]), True)
 
 
 def test_every_metric_of_every_tenant_matches_the_truth(small_matrix):
