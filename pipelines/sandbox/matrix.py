@@ -120,6 +120,8 @@ class Subscription:
     new_quantity: int
     cancel_after: int | None  # days after the start the cancellation is requested
     at_period_end: bool  # the cancellation takes effect at the period's end (else at once)
+    percent_off: int = 0  # a forever coupon from the start: percent off...
+    amount_off: int = 0  # ... or an amount off each invoice, in minor units of the customer's currency
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,8 @@ def _draw_order(draw: Draw, currency: str, people: int) -> Order:
 
 def _draw_subscription(draw: Draw, customer: int, currency: str) -> Subscription:
     change = draw.choice((None, None, draw.integer(1, 2)))
+    kind = draw.choice(("none", "none", "percent", "amount"))
+    coupon = draw.choice((10, 25, 100)) if kind == "percent" else _price(draw, currency) // draw.choice((1, 4, 10))
     cancel = draw.choice((None, None, draw.integer(0, HISTORY_DAYS)))
     return Subscription(
         customer=customer, day=draw.integer(1, HISTORY_DAYS - 1), minute=draw.choice((draw.integer(0, 1439), 0, 1439)),
@@ -206,6 +210,7 @@ def _draw_subscription(draw: Draw, customer: int, currency: str) -> Subscription
         unit_amount=_price(draw, currency), quantity=draw.integer(1, 4),
         change_after=change, new_unit_amount=_price(draw, currency), new_quantity=draw.integer(1, 4),
         cancel_after=cancel, at_period_end=draw.integer(0, 1) == 1,
+        percent_off=coupon if kind == "percent" else 0, amount_off=coupon if kind == "amount" else 0,
     )
 
 
@@ -404,7 +409,7 @@ def _stripe(tenant: Tenant, as_of: date, clock: int) -> dict[str, Any]:
                 "unit_amount_decimal": str(amount)}
         return found
 
-    customers, subscriptions, invoices = [], [], []
+    customers, subscriptions, invoices, coupons, discounts = [], [], [], [], []
     starts: dict[int, int] = {}
     for index, sub in enumerate(tenant.subscriptions):
         at = _placed(tenant, as_of, sub.day, sub.minute)
@@ -429,6 +434,21 @@ def _stripe(tenant: Tenant, as_of: date, clock: int) -> dict[str, Any]:
                 "interval": current["recurring"]["interval"], "interval_count": current["recurring"]["interval_count"],
                 "livemode": False, "metadata": {}, "meter": None, "nickname": None, "product": product["id"],
                 "usage_type": "licensed"}
+        discount = None
+        if sub.percent_off or sub.amount_off:  # a forever coupon of its own, applied from the start
+            coupon = {"id": f"co_{key}_{index}", "object": "coupon", "amount_off": sub.amount_off or None,
+                      "created": created, "currency": currency.lower() if sub.amount_off else None,
+                      "duration": "forever", "duration_in_months": None, "livemode": False, "max_redemptions": None,
+                      "metadata": {}, "name": f"Forever {index}", "percent_off": sub.percent_off or None,
+                      "redeem_by": None, "times_redeemed": 1, "valid": True}
+            discount = {"id": f"di_{key}_{index}", "object": "discount", "created": life.start,  # fixtures need it
+                        "checkout_session": None,
+                        "customer": customer, "customer_account": None, "end": None, "invoice": None,
+                        "invoice_item": None, "promotion_code": None,
+                        "source": {"coupon": coupon["id"], "type": "coupon"}, "start": life.start,
+                        "subscription": life.sub_id, "subscription_item": None}
+            coupons.append(coupon)
+            discounts.append(discount)
         bills: list[tuple[int, int, int, int, str]] = []  # (start, end, unit, quantity, billing_reason)
         if life.trial_end:
             bills.append((life.start, life.trial_end, 0, sub.quantity, "subscription_create"))
@@ -439,19 +459,23 @@ def _stripe(tenant: Tenant, as_of: date, clock: int) -> dict[str, Any]:
         for number, (begin, end, amount, count, reason) in enumerate(bills):
             invoice_id = latest = f"in_{key}_{index}_{number}"
             line_price = price(currency, amount or unit, sub.cadence)
-            total = amount * count
+            subtotal = amount * count
+            off = min(subtotal, sub.amount_off or subtotal * sub.percent_off // 100) if discount else 0
+            total = subtotal - off
             invoices.append({
                 "id": invoice_id, "object": "invoice", "account_country": "US", "account_name": "Matrix",
                 "amount_due": total, "amount_overpaid": 0, "amount_paid": total, "amount_remaining": 0,
                 "amount_shipping": 0, "attempt_count": 1 if total else 0, "attempted": True, "auto_advance": False,
                 "billing_reason": reason, "collection_method": "charge_automatically", "created": begin,
                 "currency": currency.lower(), "customer": customer, "customer_tax_exempt": "none",
-                "customer_tax_ids": [], "default_tax_rates": [], "discounts": [], "effective_at": begin,
+                "customer_tax_ids": [], "default_tax_rates": [],
+                "discounts": [discount["id"]] if discount else [], "effective_at": begin,
                 "ending_balance": 0, "issuer": {"type": "self"},
                 "lines": {"object": "list", "data": [{
                     "id": f"il_{key}_{index}_{number}", "object": "line_item", "amount": total,
-                    "currency": currency.lower(), "description": f"{count} × Plan", "discount_amounts": [],
-                    "discountable": True, "discounts": [], "invoice": invoice_id, "livemode": False, "metadata": {},
+                    "currency": currency.lower(), "description": f"{count} × Plan",
+                    "discount_amounts": [{"amount": off, "discount": discount["id"]}] if discount else [],
+                    "discountable": True, "discounts": [discount["id"]] if discount else [], "invoice": invoice_id, "livemode": False, "metadata": {},
                     "parent": {"type": "subscription_item_details", "invoice_item_details": None,
                                "subscription_item_details": {"invoice_item": None, "proration": False,
                                                              "proration_details": {"credited_items": None},
@@ -461,7 +485,7 @@ def _stripe(tenant: Tenant, as_of: date, clock: int) -> dict[str, Any]:
                     "pricing": {"type": "price_details",
                                 "price_details": {"price": line_price["id"], "product": product["id"]},
                                 "unit_amount_decimal": str(amount)},
-                    "quantity": count, "quantity_decimal": str(count), "subtotal": total, "taxes": []}],
+                    "quantity": count, "quantity_decimal": str(count), "subtotal": subtotal, "taxes": []}],
                     "has_more": False, "total_count": 1, "url": f"/v1/invoices/{invoice_id}/lines"},
                 "livemode": False, "metadata": {}, "number": f"M-{key}-{index}-{number}",
                 "parent": {"type": "subscription_details", "quote_details": None,
@@ -470,7 +494,8 @@ def _stripe(tenant: Tenant, as_of: date, clock: int) -> dict[str, Any]:
                 "pre_payment_credit_notes_amount": 0, "starting_balance": 0, "status": "paid",
                 "status_transitions": {"finalized_at": begin, "marked_uncollectible_at": None, "paid_at": begin,
                                        "voided_at": None},
-                "subtotal": total, "subtotal_excluding_tax": total, "total": total, "total_discount_amounts": [],
+                "subtotal": subtotal, "subtotal_excluding_tax": subtotal, "total": total,
+                "total_discount_amounts": [{"amount": off, "discount": discount["id"]}] if discount else [],
                 "total_excluding_tax": total, "total_taxes": [], "webhooks_delivered_at": begin})
         subscriptions.append({
             "id": life.sub_id, "object": "subscription", "automatic_tax": {"enabled": False},
@@ -480,7 +505,8 @@ def _stripe(tenant: Tenant, as_of: date, clock: int) -> dict[str, Any]:
             "cancellation_details": {"comment": None, "feedback": None,
                                      "reason": "cancellation_requested" if life.canceled_at else None},
             "collection_method": "charge_automatically", "created": life.start, "currency": currency.lower(),
-            "customer": customer, "default_tax_rates": [], "discounts": [], "ended_at": life.ended_at,
+            "customer": customer, "default_tax_rates": [], "discounts": [discount["id"]] if discount else [],
+            "ended_at": life.ended_at,
             "items": {"object": "list", "data": [{
                 "id": item_id, "object": "subscription_item", "created": life.start,
                 "current_period_end": period[1], "current_period_start": period[0], "discounts": [],
@@ -497,7 +523,7 @@ def _stripe(tenant: Tenant, as_of: date, clock: int) -> dict[str, Any]:
                        "livemode": False, "pending_webhooks": 0, "request": {"id": None, "idempotency_key": None},
                        "type": "customer.updated"})
     return {"customers": customers, "products": [product] if customers else [], "prices": list(prices.values()),
-            "coupons": [], "discounts": [], "subscriptions": subscriptions, "invoices": invoices, "events": events}
+            "coupons": coupons, "discounts": discounts, "subscriptions": subscriptions, "invoices": invoices, "events": events}
 
 
 # -- the truth --------------------------------------------------------------------------------------
@@ -577,10 +603,14 @@ def _shop_truth(store: SandboxStore, tenant: Tenant, as_of: date, fx: _Rates) ->
                    *(local_date(parse_iso(r["createdAt"]), tenant.timezone).isoformat() for r in stored.body["refunds"])]
         first, last = min(first or placed, placed), max(last or placed, *touched)
     days = {}
-    for day, values in served.items():
-        if first is None or not first <= day <= last:
-            continue
-        when = date.fromisoformat(day)
+    if first is None:
+        return {"vertical": "ecommerce", "days": days}
+    for offset in range((date.fromisoformat(last) - date.fromisoformat(first)).days + 1):
+        when = date.fromisoformat(first) + timedelta(days=offset)
+        day = when.isoformat()
+        # a day with no sales is zeros (a cancelled order's day, say); shop_truth starts at the first sale
+        values = served.get(day) or dict.fromkeys(("gross_sales", "discounts", "refunds", "orders", "units",
+                                                   "new_customers", "returning_customers"), 0)
         row = {name: fx.convert(Decimal(values[name]), tenant.currency, tenant.reporting_currency, when)
                .quantize(Decimal("0.0001"), ROUND_HALF_UP) for name in ("gross_sales", "discounts", "refunds")}
         row["net_sales"] = row["gross_sales"] - row["discounts"] - row["refunds"]
@@ -609,7 +639,9 @@ def _saas_truth(tenant: Tenant, as_of: date, clock: int, now: int, fx: _Rates) -
         for begin, end, unit, quantity in life.periods:
             if begin <= moment < end or (moment == clock and begin <= moment and end > moment):
                 months = months_in(*CADENCES[sub.cadence])
-                return to_major(unit * quantity, currency) * months.denominator / months.numerator
+                gross = to_major(unit * quantity, currency) * months.denominator / months.numerator
+                off = to_major(sub.amount_off, currency) * months.denominator / months.numerator
+                return max(gross * (100 - sub.percent_off) / 100 - off, Decimal(0))  # forever coupons only
         return Decimal(0)
 
     first_day = min(local_date(life.start, tz) for _, life in lives)
