@@ -592,7 +592,7 @@ def _plain(value: Any) -> Any:
 
 def _shop_truth(store: SandboxStore, tenant: Tenant, as_of: date, fx: _Rates) -> dict[str, Any]:
     """The ecommerce days of one shop: the served orders' revenue (`shop_truth`), converted."""
-    served = shop_truth(store, tenant.workspace, tenant.timezone, as_of)["revenue"]["days"]
+    served = shop_truth(store, tenant.workspace, tenant.timezone, as_of, tenant.currency)["revenue"]["days"]
     # the warehouse's days run from the first order's day to the last day an order changed or was refunded
     first, last = None, None
     for stored in store.iter_objects(tenant.workspace, "shopify", "order"):

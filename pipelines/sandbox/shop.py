@@ -204,7 +204,7 @@ class ShopSimulator:
         return {kind: len(ids) for kind, ids in run.written.items()}
 
     def truth(self, store: SandboxStore) -> dict[str, Any]:
-        return shop_truth(store, self.spec.workspace, self.spec.timezone, self.start)
+        return shop_truth(store, self.spec.workspace, self.spec.timezone, self.start, self.spec.currency)
 
     def anomalies(self) -> list[dict[str, Any]]:
         catalog = self._catalog_before(self.start)

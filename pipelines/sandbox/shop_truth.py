@@ -49,10 +49,10 @@ def _empty_day() -> dict[str, int]:
     return dict.fromkeys(MONEY_FIELDS + COUNT_FIELDS, 0)
 
 
-def shop_truth(store: SandboxStore, workspace: str, tz: str, start: date) -> dict[str, Any]:
+def shop_truth(store: SandboxStore, workspace: str, tz: str, start: date, currency: str) -> dict[str, Any]:
     """Object counts, money sums and daily revenue of one shop, as the API serves it now, in shop
-    money (the shop's currency, with that currency's decimals)."""
-    digits = currency_digits(store.accounts(SOURCE)[workspace]["currency"])
+    money (`currency`, with that currency's decimals)."""
+    digits = currency_digits(currency)
     local_day = _LocalDays(tz)
     counts = dict.fromkeys(
         ("orders", "order_line_items", "order_refunds", "order_refund_line_items", "order_shipping_lines",

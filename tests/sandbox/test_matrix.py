@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from pipelines.sandbox import matrix
 from pipelines.sandbox.server import build_store
+from pipelines.sandbox.shop_orders import Money, bag_cents, cents, decimal_string
 from pipelines.sandbox.simulator import truth
 
 AS_OF = date(2026, 6, 30)
@@ -71,3 +72,12 @@ def test_a_quarterly_kwd_subscription_cancelled_at_once_in_kathmandu(tmp_path):
     assert (Decimal(cancelled["subscriber_churn_rate"]), cancelled["customers_at_risk_30d"]) == (1, 1)
     assert result["by_currency"]["KWD"]["2026-06-21"] == {"mrr": "10.000000000000", "active_customers": 1,
                                                           "active_subscriptions": 1}
+
+
+def test_shopify_amounts_carry_their_currencys_decimals():
+    """Shopify's decimal strings: none for JPY and CLP, three for KWD, two for USD; and back."""
+    assert [Money(code).v2(12345)["amount"] for code in ("JPY", "CLP", "KWD", "USD")] == ["12345", "12345", "12.345",
+                                                                                        "123.45"]
+    assert (decimal_string(-5, 3), cents("12.345", 3), cents("12345", 0), cents("-0.5", 2)) == ("-0.005", 12345,
+                                                                                              12345, -50)
+    assert bag_cents(Money("KWD").bag(7)) == 7
