@@ -25,14 +25,21 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from fractions import Fraction
 from typing import Any, Protocol, TypeVar
 
 from pipelines.currencies import stripe_digits, to_major
 from pipelines.sandbox import ecb
 from pipelines.sandbox.accounts import STRIPE_API_VERSION
 from pipelines.sandbox.saas_catalog import CADENCES, months_in
-from pipelines.sandbox.shop_orders import Discount, Ids, LineDraft, Money, OrderDraft, apply_change, build_order
+from pipelines.sandbox.shop_orders import (
+    Discount,
+    Ids,
+    LineDraft,
+    Money,
+    OrderDraft,
+    apply_change,
+    build_order,
+)
 from pipelines.sandbox.shop_truth import shop_truth
 from pipelines.sandbox.shop_world import Region, ShippingRate
 from pipelines.sandbox.simulator import iso, local_date, local_midnight, parse_iso, rng
@@ -260,7 +267,7 @@ def fixture(tenants: list[Tenant], as_of: date) -> dict[str, Any]:
         if tenant.vertical == "ecommerce":
             spec["shopify"] = _shop(tenant, offset, as_of, clock)
         else:
-            spec["stripe"] = _stripe(tenant, as_of, clock)
+            spec["stripe"] = _Account(tenant, as_of, clock).build()
         workspaces[tenant.workspace] = spec
     ecb_rates = {day: {c: r for c, r in by_code.items() if c in ecb.LEVELS} for day, by_code in rates(as_of).items()}
     return {"clock": iso(clock), "workspaces": workspaces, "ecb": ecb_rates,
@@ -386,118 +393,90 @@ def _live(tenant: Tenant, index: int, sub: Subscription, as_of: date, clock: int
     return life
 
 
-def _stripe(tenant: Tenant, as_of: date, clock: int) -> dict[str, Any]:
-    key = tenant.workspace.replace("-", "")
-    created = _placed(tenant, as_of, HISTORY_DAYS + 5, 0)
-    product = {"id": f"prod_{key}", "object": "product", "active": True, "created": created, "default_price": None,
-               "description": None, "images": [], "livemode": False, "marketing_features": [], "metadata": {},
-               "name": "Plan", "tax_code": None, "type": "service", "unit_label": None, "updated": created,
-               "url": None}
-    prices: dict[tuple[str, int, str], dict[str, Any]] = {}
+class _Account:
+    """The Stripe objects of one tenant's account, as they stand at the clock."""
 
-    def price(currency: str, amount: int, cadence: str) -> dict[str, Any]:
-        interval, count = CADENCES[cadence]
-        found = prices.get((currency, amount, cadence))
+    def __init__(self, tenant: Tenant, as_of: date, clock: int):
+        self.tenant, self.as_of, self.clock = tenant, as_of, clock
+        self.key = tenant.workspace.replace("-", "")
+        self.created = _placed(tenant, as_of, HISTORY_DAYS + 5, 0)  # the catalog predates every customer
+        self.product = {
+            "id": f"prod_{self.key}", "object": "product", "active": True, "created": self.created,
+            "default_price": None, "description": None, "images": [], "livemode": False, "marketing_features": [],
+            "metadata": {}, "name": "Plan", "tax_code": None, "type": "service", "unit_label": None,
+            "updated": self.created, "url": None}
+        self.prices: dict[tuple[str, int, str], dict[str, Any]] = {}
+        self.objects: dict[str, list[dict[str, Any]]] = {
+            "customers": [], "products": [], "prices": [], "coupons": [], "discounts": [], "subscriptions": [],
+            "invoices": [], "events": []}
+
+    def price(self, currency: str, amount: int, cadence: str) -> dict[str, Any]:
+        """The price of `amount` per `cadence` in `currency`, created the first time it is used."""
+        found = self.prices.get((currency, amount, cadence))
         if found is None:
-            found = prices[(currency, amount, cadence)] = {
-                "id": f"price_{key}_{len(prices)}", "object": "price", "active": True, "billing_scheme": "per_unit",
-                "created": created, "currency": currency.lower(), "livemode": False, "lookup_key": None,
-                "metadata": {}, "nickname": None, "product": product["id"],
+            interval, count = CADENCES[cadence]
+            found = self.prices[(currency, amount, cadence)] = {
+                "id": f"price_{self.key}_{len(self.prices)}", "object": "price", "active": True,
+                "billing_scheme": "per_unit", "created": self.created, "currency": currency.lower(),
+                "livemode": False, "lookup_key": None, "metadata": {}, "nickname": None,
+                "product": self.product["id"],
                 "recurring": {"interval": interval, "interval_count": count, "meter": None,
                               "trial_period_days": None, "usage_type": "licensed"},
                 "tax_behavior": "exclusive", "type": "recurring", "unit_amount": amount,
                 "unit_amount_decimal": str(amount)}
         return found
 
-    customers, subscriptions, invoices, coupons, discounts = [], [], [], [], []
-    starts: dict[int, int] = {}
-    for index, sub in enumerate(tenant.subscriptions):
-        at = _placed(tenant, as_of, sub.day, sub.minute)
-        starts[sub.customer] = min(at, starts.get(sub.customer, at))
-    for number, currency in enumerate(tenant.customer_currencies):
-        if number in starts:
-            customers.append({
-                "id": f"cus_{key}_{number}", "object": "customer", "balance": 0, "created": starts[number] - 60,
-                "currency": currency.lower(), "delinquent": False, "email": f"customer{number}@{tenant.workspace}.example",
-                "invoice_prefix": f"M{number:04d}", "livemode": False, "metadata": {}, "name": f"Customer {number}",
-                "next_invoice_sequence": 1, "preferred_locales": [], "tax_exempt": "none"})
-    for index, sub in enumerate(tenant.subscriptions):
-        currency = tenant.customer_currencies[sub.customer]
-        life = _live(tenant, index, sub, as_of, clock)
-        customer = f"cus_{key}_{sub.customer}"
-        unit, quantity = (life.periods[-1][2], life.periods[-1][3]) if life.periods else (sub.unit_amount, sub.quantity)
-        current = price(currency, unit, sub.cadence)
-        item_id = f"si_{key}_{index}"
-        period = (life.periods[-1][:2] if life.periods else (life.start, life.trial_end or life.start))
-        plan = {"id": current["id"], "object": "plan", "active": True, "amount": unit, "amount_decimal": str(unit),
-                "billing_scheme": "per_unit", "created": created, "currency": currency.lower(),
-                "interval": current["recurring"]["interval"], "interval_count": current["recurring"]["interval_count"],
-                "livemode": False, "metadata": {}, "meter": None, "nickname": None, "product": product["id"],
-                "usage_type": "licensed"}
-        discount = None
-        if sub.percent_off or sub.amount_off:  # a forever coupon of its own, applied from the start
-            coupon = {"id": f"co_{key}_{index}", "object": "coupon", "amount_off": sub.amount_off or None,
-                      "created": created, "currency": currency.lower() if sub.amount_off else None,
-                      "duration": "forever", "duration_in_months": None, "livemode": False, "max_redemptions": None,
-                      "metadata": {}, "name": f"Forever {index}", "percent_off": sub.percent_off or None,
-                      "redeem_by": None, "times_redeemed": 1, "valid": True}
-            discount = {"id": f"di_{key}_{index}", "object": "discount", "created": life.start,  # fixtures need it
-                        "checkout_session": None,
-                        "customer": customer, "customer_account": None, "end": None, "invoice": None,
-                        "invoice_item": None, "promotion_code": None,
-                        "source": {"coupon": coupon["id"], "type": "coupon"}, "start": life.start,
-                        "subscription": life.sub_id, "subscription_item": None}
-            coupons.append(coupon)
-            discounts.append(discount)
-        bills: list[tuple[int, int, int, int, str]] = []  # (start, end, unit, quantity, billing_reason)
-        if life.trial_end:
-            bills.append((life.start, life.trial_end, 0, sub.quantity, "subscription_create"))
-        for number, (begin, end, amount, count) in enumerate(life.periods):
-            first = number == 0 and not life.trial_end
-            bills.append((begin, end, amount, count, "subscription_create" if first else "subscription_cycle"))
-        latest = None
-        for number, (begin, end, amount, count, reason) in enumerate(bills):
-            invoice_id = latest = f"in_{key}_{index}_{number}"
-            line_price = price(currency, amount or unit, sub.cadence)
+    def build(self) -> dict[str, list[dict[str, Any]]]:
+        tenant = self.tenant
+        starts: dict[int, int] = {}
+        for sub in tenant.subscriptions:
+            at = _placed(tenant, self.as_of, sub.day, sub.minute)
+            starts[sub.customer] = min(at, starts.get(sub.customer, at))
+        for number, at in sorted(starts.items()):
+            self.objects["customers"].append({
+                "id": f"cus_{self.key}_{number}", "object": "customer", "balance": 0, "created": at - 60,
+                "currency": tenant.customer_currencies[number].lower(), "delinquent": False,
+                "email": f"customer{number}@{tenant.workspace}.example", "invoice_prefix": f"M{number:04d}",
+                "livemode": False, "metadata": {}, "name": f"Customer {number}", "next_invoice_sequence": 1,
+                "preferred_locales": [], "tax_exempt": "none"})
+        for index, sub in enumerate(tenant.subscriptions):
+            self.subscription(index, sub, _live(tenant, index, sub, self.as_of, self.clock))
+        customers = self.objects["customers"]
+        if customers:  # the newest event dates the first sync's snapshot (the connector lists up to it)
+            self.objects["products"].append(self.product)
+            self.objects["events"].append({
+                "id": f"evt_{self.key}_clock", "object": "event", "api_version": STRIPE_API_VERSION,
+                "context": None, "created": self.clock,
+                "data": {"object": customers[0], "previous_attributes": {"metadata": None}}, "livemode": False,
+                "pending_webhooks": 0, "request": {"id": None, "idempotency_key": None}, "type": "customer.updated"})
+        self.objects["prices"] = list(self.prices.values())
+        return self.objects
+
+    def subscription(self, index: int, sub: Subscription, life: _Life) -> None:
+        """The subscription, its forever coupon if any, and one paid invoice per period (a trial's is 0)."""
+        currency = self.tenant.customer_currencies[sub.customer]
+        customer = f"cus_{self.key}_{sub.customer}"
+        unit, quantity = life.periods[-1][2:] if life.periods else (sub.unit_amount, sub.quantity)
+        current = self.price(currency, unit, sub.cadence)
+        item_id = f"si_{self.key}_{index}"
+        discount = self.coupon(index, sub, currency, customer, life) if sub.percent_off or sub.amount_off else None
+        bills = [(life.start, life.trial_end, 0, sub.quantity)] if life.trial_end else []
+        bills += life.periods
+        for number, (begin, end, amount, count) in enumerate(bills):
             subtotal = amount * count
             off = min(subtotal, sub.amount_off or subtotal * sub.percent_off // 100) if discount else 0
-            total = subtotal - off
-            invoices.append({
-                "id": invoice_id, "object": "invoice", "account_country": "US", "account_name": "Matrix",
-                "amount_due": total, "amount_overpaid": 0, "amount_paid": total, "amount_remaining": 0,
-                "amount_shipping": 0, "attempt_count": 1 if total else 0, "attempted": True, "auto_advance": False,
-                "billing_reason": reason, "collection_method": "charge_automatically", "created": begin,
-                "currency": currency.lower(), "customer": customer, "customer_tax_exempt": "none",
-                "customer_tax_ids": [], "default_tax_rates": [],
-                "discounts": [discount["id"]] if discount else [], "effective_at": begin,
-                "ending_balance": 0, "issuer": {"type": "self"},
-                "lines": {"object": "list", "data": [{
-                    "id": f"il_{key}_{index}_{number}", "object": "line_item", "amount": total,
-                    "currency": currency.lower(), "description": f"{count} × Plan",
-                    "discount_amounts": [{"amount": off, "discount": discount["id"]}] if discount else [],
-                    "discountable": True, "discounts": [discount["id"]] if discount else [], "invoice": invoice_id, "livemode": False, "metadata": {},
-                    "parent": {"type": "subscription_item_details", "invoice_item_details": None,
-                               "subscription_item_details": {"invoice_item": None, "proration": False,
-                                                             "proration_details": {"credited_items": None},
-                                                             "subscription": life.sub_id,
-                                                             "subscription_item": item_id}},
-                    "period": {"start": begin, "end": end}, "pretax_credit_amounts": [],
-                    "pricing": {"type": "price_details",
-                                "price_details": {"price": line_price["id"], "product": product["id"]},
-                                "unit_amount_decimal": str(amount)},
-                    "quantity": count, "quantity_decimal": str(count), "subtotal": subtotal, "taxes": []}],
-                    "has_more": False, "total_count": 1, "url": f"/v1/invoices/{invoice_id}/lines"},
-                "livemode": False, "metadata": {}, "number": f"M-{key}-{index}-{number}",
-                "parent": {"type": "subscription_details", "quote_details": None,
-                           "subscription_details": {"metadata": {}, "subscription": life.sub_id}},
-                "period_end": begin, "period_start": begin, "post_payment_credit_notes_amount": 0,
-                "pre_payment_credit_notes_amount": 0, "starting_balance": 0, "status": "paid",
-                "status_transitions": {"finalized_at": begin, "marked_uncollectible_at": None, "paid_at": begin,
-                                       "voided_at": None},
-                "subtotal": subtotal, "subtotal_excluding_tax": subtotal, "total": total,
-                "total_discount_amounts": [{"amount": off, "discount": discount["id"]}] if discount else [],
-                "total_excluding_tax": total, "total_taxes": [], "webhooks_delivered_at": begin})
-        subscriptions.append({
+            reason = "subscription_create" if number == 0 else "subscription_cycle"
+            line_price = self.price(currency, amount or unit, sub.cadence)
+            self.objects["invoices"].append(self.invoice(
+                f"in_{self.key}_{index}_{number}", life.sub_id, item_id, customer, currency, reason, begin, end,
+                line_price["id"], amount, count, off, discount))
+        plan = {"id": current["id"], "object": "plan", "active": True, "amount": unit, "amount_decimal": str(unit),
+                "billing_scheme": "per_unit", "created": self.created, "currency": currency.lower(),
+                **{name: current["recurring"][name] for name in ("interval", "interval_count")},
+                "livemode": False, "metadata": {}, "meter": None, "nickname": None, "product": self.product["id"],
+                "usage_type": "licensed"}
+        period = life.periods[-1][:2] if life.periods else (life.start, life.trial_end or life.start)
+        self.objects["subscriptions"].append({
             "id": life.sub_id, "object": "subscription", "automatic_tax": {"enabled": False},
             "billing_cycle_anchor": life.trial_end or life.start, "billing_mode": {"type": "classic"},
             "cancel_at": life.cancel_at, "cancel_at_period_end": bool(sub.at_period_end and life.canceled_at),
@@ -513,17 +492,67 @@ def _stripe(tenant: Tenant, as_of: date, clock: int) -> dict[str, Any]:
                 "metadata": {}, "plan": plan, "price": current, "quantity": quantity, "subscription": life.sub_id,
                 "tax_rates": []}],
                 "has_more": False, "total_count": 1, "url": f"/v1/subscription_items?subscription={life.sub_id}"},
-            "latest_invoice": latest, "livemode": False, "metadata": {}, "start_date": life.start,
-            "status": life.status, "trial_end": life.trial_end, "trial_start": life.start if life.trial_end else None})
-    events = []
-    if customers:  # the newest event dates the first sync's snapshot (the connector lists up to it)
-        events.append({"id": f"evt_{key}_clock", "object": "event", "api_version": STRIPE_API_VERSION,
-                       "context": None, "created": clock, "data": {"object": customers[0],
-                                                                   "previous_attributes": {"metadata": None}},
-                       "livemode": False, "pending_webhooks": 0, "request": {"id": None, "idempotency_key": None},
-                       "type": "customer.updated"})
-    return {"customers": customers, "products": [product] if customers else [], "prices": list(prices.values()),
-            "coupons": coupons, "discounts": discounts, "subscriptions": subscriptions, "invoices": invoices, "events": events}
+            "latest_invoice": f"in_{self.key}_{index}_{len(bills) - 1}" if bills else None, "livemode": False,
+            "metadata": {}, "start_date": life.start, "status": life.status, "trial_end": life.trial_end,
+            "trial_start": life.start if life.trial_end else None})
+
+    def coupon(self, index: int, sub: Subscription, currency: str, customer: str, life: _Life) -> dict[str, Any]:
+        """A forever coupon of the subscription's own, applied from its start; returns the discount."""
+        coupon = {
+            "id": f"co_{self.key}_{index}", "object": "coupon", "amount_off": sub.amount_off or None,
+            "created": self.created, "currency": currency.lower() if sub.amount_off else None,
+            "duration": "forever", "duration_in_months": None, "livemode": False, "max_redemptions": None,
+            "metadata": {}, "name": f"Forever {index}", "percent_off": sub.percent_off or None, "redeem_by": None,
+            "times_redeemed": 1, "valid": True}
+        discount = {
+            "id": f"di_{self.key}_{index}", "object": "discount", "created": life.start,  # fixtures need it
+            "checkout_session": None, "customer": customer, "customer_account": None, "end": None, "invoice": None,
+            "invoice_item": None, "promotion_code": None, "source": {"coupon": coupon["id"], "type": "coupon"},
+            "start": life.start, "subscription": life.sub_id, "subscription_item": None}
+        self.objects["coupons"].append(coupon)
+        self.objects["discounts"].append(discount)
+        return discount
+
+    def invoice(self, invoice_id: str, sub_id: str, item_id: str, customer: str, currency: str, reason: str,
+                begin: int, end: int, price_id: str, amount: int, count: int, off: int,
+                discount: dict[str, Any] | None) -> dict[str, Any]:
+        """A paid subscription invoice with one line for the period [begin, end), `off` taken by `discount`."""
+        subtotal = amount * count
+        total = subtotal - off
+        discounted = [{"amount": off, "discount": discount["id"]}] if discount else []
+        line = {
+            "id": "il_" + invoice_id[3:], "object": "line_item", "amount": subtotal, "currency": currency.lower(),
+            "description": f"{count} × Plan", "discount_amounts": discounted, "discountable": True,
+            "discounts": [discount["id"]] if discount else [], "invoice": invoice_id, "livemode": False,
+            "metadata": {},
+            "parent": {"type": "subscription_item_details", "invoice_item_details": None,
+                       "subscription_item_details": {"invoice_item": None, "proration": False,
+                                                     "proration_details": {"credited_items": None},
+                                                     "subscription": sub_id, "subscription_item": item_id}},
+            "period": {"start": begin, "end": end}, "pretax_credit_amounts": [],
+            "pricing": {"type": "price_details", "price_details": {"price": price_id, "product": self.product["id"]},
+                        "unit_amount_decimal": str(amount)},
+            "quantity": count, "quantity_decimal": str(count), "subtotal": subtotal, "taxes": []}
+        return {
+            "id": invoice_id, "object": "invoice", "account_country": "US", "account_name": "Matrix",
+            "amount_due": total, "amount_overpaid": 0, "amount_paid": total, "amount_remaining": 0,
+            "amount_shipping": 0, "attempt_count": 1 if total else 0, "attempted": True, "auto_advance": False,
+            "billing_reason": reason, "collection_method": "charge_automatically", "created": begin,
+            "currency": currency.lower(), "customer": customer, "customer_tax_exempt": "none",
+            "customer_tax_ids": [], "default_tax_rates": [], "discounts": [discount["id"]] if discount else [],
+            "effective_at": begin, "ending_balance": 0, "issuer": {"type": "self"},
+            "lines": {"object": "list", "data": [line], "has_more": False, "total_count": 1,
+                      "url": f"/v1/invoices/{invoice_id}/lines"},
+            "livemode": False, "metadata": {}, "number": invoice_id[3:].upper(),
+            "parent": {"type": "subscription_details", "quote_details": None,
+                       "subscription_details": {"metadata": {}, "subscription": sub_id}},
+            "period_end": begin, "period_start": begin, "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0, "starting_balance": 0, "status": "paid",
+            "status_transitions": {"finalized_at": begin, "marked_uncollectible_at": None, "paid_at": begin,
+                                   "voided_at": None},
+            "subtotal": subtotal, "subtotal_excluding_tax": subtotal, "total": total,
+            "total_discount_amounts": discounted, "total_excluding_tax": total, "total_taxes": [],
+            "webhooks_delivered_at": begin}
 
 
 # -- the truth --------------------------------------------------------------------------------------
