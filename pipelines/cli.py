@@ -53,14 +53,41 @@ def _store_path(args: argparse.Namespace) -> Path:
     if args.store:
         return Path(args.store)
     settings = load_settings()
+    if getattr(args, "matrix", None):
+        return settings.sandbox_dir / f"{_matrix_name(args)}.sqlite"
     if args.fixtures:
         return settings.sandbox_dir / f"fixtures-{Path(args.fixtures).stem}.sqlite"
     return settings.sandbox_dir / f"{_size(args)}-seed{args.seed}-{args.as_of.isoformat()}.sqlite"
 
 
+def _matrix_name(args: argparse.Namespace) -> str:
+    return f"matrix-{args.matrix}-seed{args.seed}-{args.as_of.isoformat()}"
+
+
+def _write_matrix(args: argparse.Namespace) -> Path:
+    """`--matrix N`: the tenant matrix's fixture file and the operator's rates file, under ABOS_HOME/sandbox/."""
+    from pipelines.sandbox import matrix
+
+    folder = load_settings().sandbox_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = matrix.fixture(matrix.tenant_matrix(args.matrix, args.seed), args.as_of)
+    path = folder / f"{_matrix_name(args)}.json"
+    path.write_text(json.dumps(doc))
+    rates = path.with_name(path.stem + "-rates.csv")
+    rates.write_text(doc["matrix"]["operator_rates"])
+    _say(f"tenant matrix: {args.matrix} tenants in {path}; point ABOS_FX_RATES_FILE at {rates} "
+         "(the currencies the ECB does not quote)")
+    for workspace, spec in doc["workspaces"].items():
+        _say(f"  {workspace}: {'shopify' if 'shopify' in spec else 'stripe'}, {spec['currency']} reporting in "
+             f"{spec['reporting_currency']}, {spec['timezone']}")
+    return path
+
+
 def _open_store(args: argparse.Namespace):
     from pipelines.sandbox.server import build_store
 
+    if getattr(args, "matrix", None):
+        args.fixtures = str(_write_matrix(args))
     return build_store(
         _store_path(args), size=_size(args), seed=args.seed, as_of=args.as_of, fixtures=args.fixtures, progress=_say
     )
@@ -77,6 +104,9 @@ def _add_store_args(parser: argparse.ArgumentParser) -> None:
         "--as-of", type=date.fromisoformat, default=date.today(), help="last simulated day, YYYY-MM-DD (default today)"
     )
     parser.add_argument("--fixtures", help="serve the objects of this JSON file instead of the simulator")
+    parser.add_argument("--matrix", type=int, metavar="N",
+                        help="serve N generated tenants of varied currencies, timezones and shapes (with --seed, "
+                             "--as-of) instead of the simulator")
     parser.add_argument("--store", help="sandbox store file (default: under ABOS_HOME/sandbox/)")
 
 
@@ -330,7 +360,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from pipelines.warehouse import ensure_reachable
 
-    args.fixtures = None
+    args.fixtures = args.matrix = None
     args.store = None
     ensure_reachable(load_settings())  # before minutes of generating the sandbox
     store = _open_store(args)
@@ -352,7 +382,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from pipelines.sandbox.server import Sandbox
     from pipelines.settings import PROJECT_ROOT
 
-    args.fixtures = None
+    args.fixtures = args.matrix = None
     args.store = None
     settings = load_settings()
     store = _open_store(args)
@@ -388,7 +418,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = run_detection_bench(args.p5_workspaces, progress=_say)
         print(json.dumps({"targets": result["targets"], "files": result["files"]}, indent=2))
         return 0
-    args.fixtures = None
+    args.fixtures = args.matrix = None
     args.store = None
     cache = load_settings().sandbox_dir
     if args.tenants_only or args.growth:

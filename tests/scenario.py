@@ -68,7 +68,8 @@ def workspaces_yaml(fixture: dict[str, Any], info: dict[str, Any]) -> dict[str, 
             vertical = "saas"
         items.append({
             "id": workspace_id, "name": spec.get("name", workspace_id), "vertical": vertical,
-            "timezone": spec.get("timezone", "UTC"), "currency": spec.get("currency", "USD"),
+            "timezone": spec.get("timezone", "UTC"),
+            "currency": spec.get("reporting_currency") or spec.get("currency", "USD"),
             "connectors": connector,
         })
     return {"workspaces": items}

@@ -11,6 +11,9 @@ Format (docs/sandbox.md has an example)::
                     "discounts": [...]}}},
      "ecb": {"2026-03-02": {"USD": "1.2060", "KWD": "0.3712"}}}   # optional: ECB rates from that day on
 
+A workspace may also name a `reporting_currency` other than its `currency` (the shop's or the
+Stripe account's own); a tenant matrix (matrix.py) adds a "matrix" key with its tenants.
+
 Each Stripe object is exactly what Stripe's API returns (embedded lists complete). Each Shopify
 object is the GraphQL node, with nested connections as plain lists.
 """
@@ -99,6 +102,7 @@ def load_fixtures(store: SandboxStore, path: str | Path) -> dict[str, int]:
     clock = parse_iso(doc["clock"]) if doc.get("clock") else newest
     # The ECB rates the fixture lists, by day (pipelines/sandbox/ecb.py); none means FIXTURE_RATES.
     ecb = doc.get("ecb", {})
-    store.set_meta("fixture", {"path": str(path), "clock": iso(clock), "ecb": ecb})
+    # A tenant matrix (pipelines/sandbox/matrix.py) carries its tenants, from which `truth` recomputes.
+    store.set_meta("fixture", {"path": str(path), "clock": iso(clock), "ecb": ecb, "matrix": doc.get("matrix")})
     store.set_clock(clock)
     return counts

@@ -204,7 +204,7 @@ class ShopSimulator:
         return {kind: len(ids) for kind, ids in run.written.items()}
 
     def truth(self, store: SandboxStore) -> dict[str, Any]:
-        return shop_truth(store, self.spec.workspace, self.spec.timezone, self.start)
+        return shop_truth(store, self.spec.workspace, self.spec.timezone, self.start, self.spec.currency)
 
     def anomalies(self) -> list[dict[str, Any]]:
         catalog = self._catalog_before(self.start)
@@ -388,7 +388,7 @@ class _CustomerBook:
             body = self.new[gid] if gid in self.new else stored[gid].body
             count = int(body["numberOfOrders"]) + orders
             body["numberOfOrders"] = str(count)
-            body["amountSpent"] = self.money.v2(cents(body["amountSpent"]["amount"]) + amount)
+            body["amountSpent"] = self.money.v2(cents(body["amountSpent"]["amount"], self.money.digits) + amount)
             if count >= 5 and "vip" not in body["tags"]:
                 body["tags"] = sorted([*body["tags"], "vip"])
             updated = max(parse_iso(body["updatedAt"]), at)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
+from pipelines.currencies import minor_digits
 from pipelines.sandbox.shop_world import Region, ShippingRate
 
 _DAY_PREFIXES: dict[int, str] = {}
@@ -28,24 +30,34 @@ def iso(ts: int) -> str:
     return f"{prefix}{hours:02d}:{minutes:02d}:{secs:02d}Z"
 
 
-def decimal_string(cents: int) -> str:
-    """Minor units as Shopify's Decimal string with two decimals, e.g. 1250 -> "12.50"."""
+def decimal_string(cents: int, digits: int = 2) -> str:
+    """Minor units as Shopify's Decimal string with the currency's decimals, e.g. 1250 -> "12.50"
+    (two decimals), 1250 -> "1250" (JPY, none), 1250 -> "1.250" (KWD, three)."""
     sign = "-" if cents < 0 else ""
-    whole, frac = divmod(abs(cents), 100)
-    return f"{sign}{whole}.{frac:02d}"
+    if not digits:
+        return f"{sign}{abs(cents)}"
+    whole, frac = divmod(abs(cents), 10**digits)
+    return f"{sign}{whole}.{frac:0{digits}d}"
 
 
-def cents(amount: str) -> int:
-    """A two-decimal amount string back to minor units."""
+def cents(amount: str, digits: int = 2) -> int:
+    """An amount string with `digits` decimals back to minor units."""
     negative = amount.startswith("-")
     whole, _, frac = amount.lstrip("-").partition(".")
-    value = int(whole) * 100 + int((frac + "00")[:2])
+    value = int(whole) * 10**digits + int((frac + "0" * digits)[:digits] or 0)
     return -value if negative else value
 
 
+@lru_cache(maxsize=None)
+def currency_digits(currency: str) -> int:
+    """Decimals of a shop currency's amounts (ISO 4217 as CLDR states them: JPY 0, USD 2, KWD 3)."""
+    return minor_digits(currency)
+
+
 def bag_cents(bag: dict[str, Any]) -> int:
-    """The shop-money amount of a MoneyBag, in minor units."""
-    return cents(bag["shopMoney"]["amount"])
+    """The shop-money amount of a MoneyBag, in minor units of its currency."""
+    money = bag["shopMoney"]
+    return cents(money["amount"], currency_digits(money["currencyCode"]))
 
 
 def scaled(amount: int, parts_per_million: int) -> int:
@@ -58,10 +70,11 @@ class Money:
 
     def __init__(self, currency: str):
         self.currency = currency
+        self.digits = currency_digits(currency)
         self._bags: dict[int, dict[str, Any]] = {}
 
     def v2(self, amount: int) -> dict[str, str]:
-        return {"amount": decimal_string(amount), "currencyCode": self.currency}
+        return {"amount": decimal_string(amount, self.digits), "currencyCode": self.currency}
 
     def bag(self, amount: int) -> dict[str, Any]:
         found = self._bags.get(amount)

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipelines.sandbox.shop_orders import bag_cents, decimal_string
+from pipelines.sandbox.shop_orders import bag_cents, currency_digits, decimal_string
 from pipelines.sandbox.simulator import parse_iso
 from pipelines.sandbox.store import SandboxStore
 
@@ -49,8 +49,10 @@ def _empty_day() -> dict[str, int]:
     return dict.fromkeys(MONEY_FIELDS + COUNT_FIELDS, 0)
 
 
-def shop_truth(store: SandboxStore, workspace: str, tz: str, start: date) -> dict[str, Any]:
-    """Object counts, money sums and daily revenue of one shop, as the API serves it now."""
+def shop_truth(store: SandboxStore, workspace: str, tz: str, start: date, currency: str) -> dict[str, Any]:
+    """Object counts, money sums and daily revenue of one shop, as the API serves it now, in shop
+    money (`currency`, with that currency's decimals)."""
+    digits = currency_digits(currency)
     local_day = _LocalDays(tz)
     counts = dict.fromkeys(
         ("orders", "order_line_items", "order_refunds", "order_refund_line_items", "order_shipping_lines",
@@ -111,10 +113,10 @@ def shop_truth(store: SandboxStore, workspace: str, tz: str, start: date) -> dic
     aov = (2 * sold + total["orders"]) // (2 * total["orders"]) if total["orders"] else 0  # half up
     return {
         "counts": counts,
-        "sums": {name: decimal_string(value) for name, value in sums.items()},
+        "sums": {name: decimal_string(value, digits) for name, value in sums.items()},
         "revenue": {
-            "totals": {**_formatted(total), "aov": decimal_string(aov)},
-            "days": {day: _formatted(values) for day, values in revenue_days.items()},
+            "totals": {**_formatted(total, digits), "aov": decimal_string(aov, digits)},
+            "days": {day: _formatted(values, digits) for day, values in revenue_days.items()},
         },
     }
 
@@ -131,5 +133,5 @@ def _all_days(days: dict[str, dict[str, int]], start: date, last: str | None) ->
     return filled
 
 
-def _formatted(values: dict[str, int]) -> dict[str, Any]:
-    return {name: decimal_string(value) if name in MONEY_FIELDS else value for name, value in values.items()}
+def _formatted(values: dict[str, int], digits: int) -> dict[str, Any]:
+    return {name: decimal_string(value, digits) if name in MONEY_FIELDS else value for name, value in values.items()}

@@ -246,5 +246,9 @@ def truth(store: SandboxStore) -> dict[str, Any]:
     if params:
         for sim in _loaded(store):
             result["workspaces"][sim.spec.workspace] = {"source": sim.spec.source, **sim.truth(store)}
+    from pipelines.sandbox import matrix
+
+    if matrix.is_matrix(store):
+        result["workspaces"] = matrix.truth(store)
     result["anomalies"] = store.get_meta("anomalies", [])
     return result
