@@ -201,12 +201,13 @@ def _retention(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:
     """Retention by cohort and month of age for the retention chart: customers buying again
     (ecommerce) or still paying (SaaS), complete months only."""
     if workspace.vertical == "ecommerce":
-        columns = "cohort_month, months_since_first_order as age, retention_rate as rate"
+        # month 0 is 100% by definition, and would flatten the months that say something
+        columns, ages = "cohort_month, months_since_first_order as age, retention_rate as rate", "months_since_first_order >= 1"
     else:
-        columns = "cohort_month, months_since_start as age, logo_retention as rate"
+        columns, ages = "cohort_month, months_since_start as age, logo_retention as rate", "months_since_start >= 0"
     today = datetime.now(ZoneInfo(workspace.timezone)).date()
     return warehouse.query(f"select {columns}, cohort_customers as customers from metrics.{workspace.vertical}_cohorts "
-                           "where workspace_id = %s and activity_month < %s order by cohort_month, age",
+                           f"where workspace_id = %s and activity_month < %s and {ages} order by cohort_month, age",
                            [workspace.id, today.replace(day=1)])
 
 

@@ -1,27 +1,28 @@
 """Daily forecasts of a workspace's headline metrics, 13 weeks ahead, with 80% and 95% intervals.
 
-One model for every series: a regression with ARIMA errors (statsforecast's AutoARIMA, orders
-chosen by AICc) on the log of the daily values, whose regressors carry the calendar: six weekday
-dummies (weekly seasonality), yearly Fourier terms once a year of history exists (yearly
-seasonality), and one dummy per holiday of the workspace's country that the history has seen
-(pipelines.insights.calendar: public holidays, Black Friday to Cyber Monday). The log makes weekly
-and yearly effects proportional to the level, as they are for a growing shop; intervals are
-computed on the log scale and exponentiated (quantiles survive a monotone transform). Why
-statsforecast 2.0.1 and this model: docs/metrics.md, "Forecasts"; the backtest on the small
-sandbox: `backtest` below and `abos bench --forecasts`.
+Flows (net sales, orders): a regression with ARMA errors (statsforecast's ARIMA) on the log of the
+daily values, whose regressors carry the calendar: six weekday dummies (weekly seasonality), yearly
+Fourier terms once a year of history exists (yearly seasonality), and one dummy per holiday of the
+workspace's country that the history has seen (pipelines.insights.calendar: public holidays, Black
+Friday to Cyber Monday). Stocks (MRR): exponential smoothing (statsforecast's AutoETS) of the last
+year. Why this library, this model, and how well it did on the small sandbox: docs/metrics.md,
+"Forecasts".
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 
 from pipelines.insights.calendar import Calendar
+
+# numba compiles statsforecast's models on first use (about 10 s); keep the compiled code on disk.
+os.environ.setdefault("NIXTLA_NUMBA_CACHE", "1")
 
 # The forecast metrics of each vertical: a column of its daily metric table.
 FORECAST_METRICS = {"ecommerce": ("net_sales", "orders"), "saas": ("mrr",)}
@@ -31,18 +32,10 @@ YEARLY_TERMS = 3  # Fourier pairs of the yearly cycle: smooth seasons, not singl
 MIN_HISTORY_DAYS = 56  # eight weeks: fewer, and the weekday pattern alone is barely estimated
 FOURIER_HISTORY_DAYS = 365  # a yearly cycle is estimated only once a whole year has been seen
 DAYS_PER_YEAR = 365.25
-ORDER = (2, 0, 1)
+ORDER = (2, 0, 1)  # AR(2), MA(1) errors around the calendar and a linear trend (docs/metrics.md)
 CLEAN_OUTLIERS = True
-OUTLIER_SPREADS = 2.5
+OUTLIER_SPREADS = 2.5  # robust deviations off the first fit beyond which a day is cleaned
 STOCK_HISTORY_DAYS = 365
-
-
-@dataclass(frozen=True)
-class Series:
-    """One metric's daily history: values by local date (a complete, gap-free daily index)."""
-
-    metric: str
-    values: pd.Series
 
 
 def daily_series(daily: pd.DataFrame, metric: str) -> pd.Series:
@@ -57,7 +50,7 @@ def regressors(days: pd.DatetimeIndex, calendar: Calendar, holidays: Sequence[st
     """The calendar regressors of `days`: weekday dummies, yearly Fourier terms, holiday dummies."""
     columns: dict[str, np.ndarray] = {}
     for weekday in range(1, 7) if weekly else ():  # Monday is the baseline
-        columns[f"weekday_{weekday}"] = (days.weekday == weekday).astype(float)
+        columns[f"weekday_{weekday}"] = (days.day_of_week == weekday).astype(float)
     if yearly:
         angle = 2 * math.pi * days.day_of_year.to_numpy() / DAYS_PER_YEAR
         for k in range(1, YEARLY_TERMS + 1):
