@@ -74,7 +74,7 @@ def forecast_series(values: pd.Series, calendar: Calendar, horizon: int = HORIZO
 
     Args:
         values: daily values by date (gap-free index); leading and trailing missing days are
-            dropped, missing days inside are carried forward.
+            dropped, missing days inside are carried forward (a stock) or 0 (a flow).
         calendar: the workspace's holidays over the history and the horizon.
         horizon: days ahead.
         levels: interval coverages in percent.
@@ -90,14 +90,17 @@ def forecast_series(values: pd.Series, calendar: Calendar, horizon: int = HORIZO
     from statsforecast import StatsForecast  # numba compiles on import: only the forecasting runs pay it
     from statsforecast.models import ARIMA, AutoETS
 
-    history = values.loc[values.first_valid_index():values.last_valid_index()].ffill()
-    if stock:
-        history = history.iloc[-STOCK_HISTORY_DAYS:]
+    history = values.loc[values.first_valid_index():values.last_valid_index()]
+    # a level carries over a day without a row; a flow had nothing that day
+    history = history.ffill().iloc[-STOCK_HISTORY_DAYS:] if stock else history.fillna(0.0)
     if len(history) < MIN_HISTORY_DAYS:
         raise ValueError(f"{len(history)} days of history; forecasts need at least {MIN_HISTORY_DAYS}")
+    future_days = pd.date_range(history.index[-1] + timedelta(days=1), periods=horizon, freq="D")
+    if history.nunique() == 1:  # nothing moves (one subscription, no sales): nothing to fit
+        flat = pd.DataFrame({"date": future_days, "forecast": float(history.iloc[-1])})
+        return flat.assign(**{f"{side}_{level}": flat["forecast"] for level in levels for side in ("lower", "upper")})
     positive = not stock and bool((history > 0).all())
     target = pd.Series(np.log(history) if positive else history, index=history.index, dtype="float64")
-    future_days = pd.date_range(history.index[-1] + timedelta(days=1), periods=horizon, freq="D")
     if stock:
         model, features = AutoETS(model="ZZN", alias="model"), pd.DataFrame(index=history.index.append(future_days))
     else:
@@ -185,7 +188,7 @@ def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool]],
             values = values.loc[:pd.Timestamp(through)]
         if values.notna().sum() < MIN_HISTORY_DAYS:
             continue
-        found = forecast_series(values, calendar, stock=stock)
+        found = forecast_series(values.astype("float64"), calendar, stock=stock)
         origin = values.last_valid_index()
         rows.append(found.assign(workspace_id=workspace_id, metric=metric, origin=origin.date(),
                                  days_ahead=(found["date"] - origin).dt.days))

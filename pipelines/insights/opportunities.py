@@ -314,7 +314,8 @@ def workspace_opportunities(query, workspace_id: str, vertical: str, currency: s
         slices = query("select date, dimension_value as product, value as net_sales from metrics.ecommerce_daily_slices "
                        "where workspace_id = %s and metric = 'net_sales' and dimension = 'product' "
                        "and date between %s and %s", [workspace_id, weeks_start, weeks_end])
-        slices["week_start"] = pd.to_datetime(slices["date"]) - pd.to_timedelta(pd.to_datetime(slices["date"]).dt.weekday, unit="D")
+        days = pd.to_datetime(slices["date"])
+        slices["week_start"] = days - pd.to_timedelta(days.dt.day_of_week, unit="D")
         found = [
             segment_slips(
                 query("select segments.person_id, customers.email, segments.segment, segments.previous_segment, "
