@@ -105,7 +105,8 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         pack = pack_for(workspace.vertical)
         daily = _daily_metrics(warehouse, workspace)
         through = _last_complete_day(daily, workspace)
-        metrics = [(name, pack.metric(name).stock) for name in FORECAST_METRICS[pack.vertical]] if through else []
+        metrics = [(name, pack.metric(name).stock, pack.metric(name).can_be_negative)
+                   for name in FORECAST_METRICS[pack.vertical]] if through else []
         days = pd.to_datetime(daily["date"]).dt.date.tolist() + ([through + timedelta(days=HORIZON_DAYS)] if through else [])
         found = forecast_workspace(daily, metrics, calendar_for(workspace.holiday_country, days or [date.today()]),
                                    workspace.id, through=through)

@@ -166,13 +166,14 @@ def backtest_scores(results: pd.DataFrame, levels: Sequence[int] = LEVELS) -> di
     return scores
 
 
-def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool]], calendar: Calendar,
+def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool, bool]], calendar: Calendar,
                        workspace_id: str, through: date | None = None) -> pd.DataFrame:
-    """The forecast rows of one workspace (`insights.forecasts`) for `metrics` ((name, stock) pairs).
+    """The forecast rows of one workspace (`insights.forecasts`) for `metrics`.
 
     Args:
         daily: the workspace's daily metric table (`date` and one column per metric).
-        metrics: the metrics to forecast and whether each is a stock (MRR).
+        metrics: (name, stock, can_be_negative) of each metric to forecast: whether it is a level
+            (MRR), and whether it can fall below zero (net sales; orders and MRR are floored at 0).
         calendar: the workspace's holidays.
         workspace_id: the workspace.
         through: the last complete day to learn from (today, still running, is left out); None
@@ -182,13 +183,16 @@ def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool]],
         One row per metric and day ahead; a metric with too short a history has none.
     """
     rows = []
-    for metric, stock in metrics:
+    for metric, stock, can_be_negative in metrics:
         values = daily_series(daily, metric)
         if through is not None:
             values = values.loc[:pd.Timestamp(through)]
         if values.notna().sum() < MIN_HISTORY_DAYS:
             continue
         found = forecast_series(values.astype("float64"), calendar, stock=stock)
+        if not can_be_negative:
+            numbers = [column for column in found.columns if column != "date"]
+            found[numbers] = found[numbers].clip(lower=0.0)
         origin = values.last_valid_index()
         rows.append(found.assign(workspace_id=workspace_id, metric=metric, origin=origin.date(),
                                  days_ahead=(found["date"] - origin).dt.days))
