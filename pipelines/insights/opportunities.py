@@ -4,9 +4,9 @@ Four rules, each a pure function of frames the asset reads from the marts and me
 (docs/analysts.md, `insights.opportunities`); every item says what is at stake over the next 12
 months if nothing is done (or if the change lasts) and what to do, in the workspace's language:
 
-- `churn_risk` (SaaS): a paying customer with a failed payment, a past_due or unpaid
-  subscription, a requested cancellation, a downgrade or fewer seats in the last 30 days. At stake:
-  12 × (their MRR now + the MRR they took away in that window).
+- `churn_risk` (SaaS): a paying customer with a past_due or unpaid subscription or a requested
+  cancellation, or a failed payment, a downgrade or fewer seats in the last 30 days. At stake:
+  12 × (their MRR now + the MRR they took away in that window, or at their cancellation request).
 - `segment_slip` (ecommerce): a customer who was champions or loyal the week before and fell to
   at risk, needs attention or hibernating in the latest week. At stake: their net sales of the last
   365 days (what a year without them costs).
@@ -51,7 +51,8 @@ def churn_risks(customers: pd.DataFrame, subscriptions: pd.DataFrame, invoices: 
         customers: `customer_id, customer_name, email, current_mrr` (reporting currency).
         subscriptions: `customer_id, status, cancel_at_period_end, cancel_at, ended_at`.
         invoices: `customer_id, status, amount_remaining, created_at` of recent invoices.
-        movements: `customer_id, change_date, movement_type, delta` (reporting currency).
+        movements: `customer_id, change_date, movement_type, delta` (reporting currency) of the
+            last year: signals read the window, a requested cancellation its latest churn movement.
         seats: `customer_id, changed_on, quantity_before, quantity_after` of seat changes.
         as_of: the last data day.
         wording: the workspace's language and currency.
@@ -79,11 +80,17 @@ def churn_risks(customers: pd.DataFrame, subscriptions: pd.DataFrame, invoices: 
     if not signals:
         return _empty()
     lost = -recent[recent["movement_type"].isin(["churn", "contraction"])].groupby("customer_id")["delta"].sum()
+    # A requested cancellation took its MRR away on the request day, which may be months before the
+    # period ends (an annual plan): what is at stake is what that day took.
+    requests = movements[movements["movement_type"] == "churn"].sort_values("change_date")
+    requested_loss = -requests.groupby("customer_id")["delta"].last()
     people = customers.set_index("customer_id")
     rows = []
     for customer_id, found in signals.items():
         now = float(people["current_mrr"].get(customer_id, 0.0) or 0.0)
         gone = float(lost.get(customer_id, 0.0))
+        if "cancellation_requested" in found:
+            gone = max(gone, float(requested_loss.get(customer_id, 0.0)))
         monthly = now + max(gone, 0.0)
         if monthly <= 0:
             continue  # nothing paid, nothing at stake (a trial's cancellation)
@@ -300,7 +307,7 @@ def workspace_opportunities(query, workspace_id: str, vertical: str, currency: s
                       "where workspace_id = %s and status in ('open', 'uncollectible') and created_at >= %s",
                       [workspace_id, since]),
                 query("select customer_id, change_date, movement_type, delta from marts.mrr_movements "
-                      "where workspace_id = %s and change_date >= %s", [workspace_id, since]),
+                      "where workspace_id = %s and change_date >= %s", [workspace_id, as_of - timedelta(days=366)]),
                 seats, as_of, wording),
             cohort_retention(query("select * from metrics.saas_cohorts where workspace_id = %s and activity_month < %s",
                                    [workspace_id, month_start]), "saas", wording),

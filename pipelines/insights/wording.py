@@ -136,7 +136,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "opp.signal.failed_payment": "a failed payment", "opp.signal.past_due": "past due",
         "opp.signal.unpaid": "unpaid", "opp.signal.cancellation_requested": "cancellation requested",
         "opp.signal.downgrade": "downgraded", "opp.signal.fewer_seats": "fewer seats",
-        "opp.churn_risk.evidence": "{signals} in the last 30 days, {mrr} MRR",
+        "opp.churn_risk.evidence": "{signals}; {mrr} MRR",
         "opp.churn_risk.action.payment": ("Ask {name} to update their payment method today, and check the failed "
                                           "charge's decline reason"),
         "opp.churn_risk.action.cancellation": ("Call {name} before the period ends: ask why they are leaving and "
@@ -303,7 +303,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "opp.signal.failed_payment": "um pagamento recusado", "opp.signal.past_due": "pagamento atrasado",
         "opp.signal.unpaid": "não pago", "opp.signal.cancellation_requested": "cancelamento pedido",
         "opp.signal.downgrade": "reduziu o plano", "opp.signal.fewer_seats": "menos assentos",
-        "opp.churn_risk.evidence": "{signals} nos últimos 30 dias, {mrr} de MRR",
+        "opp.churn_risk.evidence": "{signals}; {mrr} de MRR",
         "opp.churn_risk.action.payment": ("Peça hoje a {name} que atualize a forma de pagamento e veja o motivo da "
                                           "recusa da cobrança"),
         "opp.churn_risk.action.cancellation": ("Ligue para {name} antes do fim do período: pergunte por que está "

@@ -32,12 +32,16 @@ def saas_tables():
         {"customer_id": "cus_ok", "customer_name": "Fine Co", "email": "f@x", "current_mrr": 500.0},
         {"customer_id": "cus_trial", "customer_name": "Trial Co", "email": "t@x", "current_mrr": 0.0},
         {"customer_id": "cus_old", "customer_name": "Old Co", "email": "o@x", "current_mrr": 70.0},
+        {"customer_id": "cus_year", "customer_name": "Year Co", "email": "y@x", "current_mrr": 0.0},
     ])
     subscriptions = pd.DataFrame([
         {"customer_id": "cus_pay", "status": "active", "cancel_at_period_end": False, "cancel_at": None, "ended_at": None},
         {"customer_id": "cus_due", "status": "past_due", "cancel_at_period_end": False, "cancel_at": None, "ended_at": None},
         {"customer_id": "cus_bye", "status": "active", "cancel_at_period_end": True, "cancel_at": None, "ended_at": None},
         {"customer_id": "cus_ok", "status": "active", "cancel_at_period_end": False, "cancel_at": None, "ended_at": None},
+        # an annual plan whose cancellation was asked for in August: its MRR left then
+        {"customer_id": "cus_year", "status": "active", "cancel_at_period_end": True, "cancel_at": None,
+         "ended_at": None},
         # a trial that asked to cancel has paid nothing: nothing at stake
         {"customer_id": "cus_trial", "status": "trialing", "cancel_at_period_end": True, "cancel_at": None,
          "ended_at": None},
@@ -57,6 +61,7 @@ def saas_tables():
         {"customer_id": "cus_seat", "change_date": date(2026, 11, 2), "movement_type": "contraction", "delta": -10.0},
         {"customer_id": "cus_ok", "change_date": date(2026, 11, 2), "movement_type": "expansion", "delta": 100.0},
         {"customer_id": "cus_old", "change_date": date(2026, 10, 1), "movement_type": "contraction", "delta": -5.0},
+        {"customer_id": "cus_year", "change_date": date(2026, 8, 20), "movement_type": "churn", "delta": -250.0},
     ])
     seats = pd.DataFrame([{"customer_id": "cus_seat", "changed_on": pd.Timestamp("2026-11-02"),
                            "quantity_before": 5, "quantity_after": 4}])
@@ -65,15 +70,16 @@ def saas_tables():
 
 def test_churn_risks_flag_each_signal_with_twelve_months_of_mrr_at_stake():
     found = churn_risks(*saas_tables(), AS_OF, EN).set_index("subject_id")
-    assert sorted(found.index) == ["cus_bye", "cus_down", "cus_due", "cus_pay", "cus_seat"]
+    assert sorted(found.index) == ["cus_bye", "cus_down", "cus_due", "cus_pay", "cus_seat", "cus_year"]
     # 12 × (MRR now + MRR taken away in the window)
     assert found.loc["cus_pay", "money_at_stake"] == 1200.0
     assert found.loc["cus_due", "money_at_stake"] == 600.0
     assert found.loc["cus_bye", "money_at_stake"] == 1440.0  # 0 now, 120 left at the request
+    assert found.loc["cus_year", "money_at_stake"] == 3000.0  # what the request in August took away
     assert found.loc["cus_down", "money_at_stake"] == 1200.0  # (80 + 20) × 12
     assert found.loc["cus_seat", "money_at_stake"] == 600.0  # (40 + 10) × 12
-    assert found.loc["cus_pay", "evidence"] == "a failed payment in the last 30 days, $100.00 MRR"
-    assert found.loc["cus_bye", "evidence"] == "cancellation requested in the last 30 days, $120.00 MRR"
+    assert found.loc["cus_pay", "evidence"] == "a failed payment; $100.00 MRR"
+    assert found.loc["cus_bye", "evidence"] == "cancellation requested; $120.00 MRR"
     assert "fewer seats" in found.loc["cus_seat", "evidence"] and "downgraded" not in found.loc["cus_seat", "evidence"]
     assert found.loc["cus_due", "subject"] == "due@x"  # no name: the e-mail
     assert found.loc["cus_pay", "action"].startswith("Ask Pay Ltd to update their payment method")
@@ -158,15 +164,15 @@ def test_cohorts_far_from_the_usual_retention_at_their_age():
 def test_rank_orders_by_money_at_stake_and_keys_are_stable():
     customers, subscriptions, invoices, movements, seats = saas_tables()
     items = rank([churn_risks(customers, subscriptions, invoices, movements, seats, AS_OF, EN)], "w", AS_OF, "USD")
-    assert items["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert items["rank"].tolist() == [1, 2, 3, 4, 5, 6]
     assert items["money_at_stake"].is_monotonic_decreasing
-    assert items["opportunity_id"].iloc[0] == "w:churn_risk:cus_bye"
+    assert items["opportunity_id"].tolist()[:2] == ["w:churn_risk:cus_year", "w:churn_risk:cus_bye"]
     assert rank([], "w", None, "USD").empty
 
 
 def test_words_follow_the_workspace_language():
     found = churn_risks(*saas_tables(), AS_OF, Wording("pt_BR", "BRL")).set_index("subject_id")
-    assert found.loc["cus_pay", "evidence"] == "um pagamento recusado nos últimos 30 dias, R$\xa0100,00 de MRR"
+    assert found.loc["cus_pay", "evidence"] == "um pagamento recusado; R$\xa0100,00 de MRR"
     assert found.loc["cus_pay", "action"].startswith("Peça hoje a Pay Ltd")
 
 
