@@ -23,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from pipelines.deliver.errors import DeliveryError
+from pipelines.insights.reports import opportunity_line
 from pipelines.insights.wording import Wording
 from pipelines.settings import Settings
 
@@ -35,6 +36,7 @@ CONNECTION_RETRIES = 2  # per call for reads; per post or upload, each after a l
 READ_METHODS = frozenset({"auth.test", "conversations.history", "conversations.replies", "conversations.list",
                           "files.getUploadURLExternal"})
 FIELDS_PER_SECTION = 10  # Block Kit's limit
+MAX_OPPORTUNITIES = 3  # the report file and the email list TOP_OPPORTUNITIES; the table keeps them all
 MAX_ANOMALIES = 8  # a message holds at most 50 blocks; the email and the report file list every one
 SECTION_TEXT = 2900  # Block Kit allows 3000 characters in a section's text
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
@@ -104,6 +106,9 @@ def report_message(facts: dict[str, Any], summary: str | None, *, channel: str, 
     wording = Wording.of(facts)
     if facts["movers"]:
         blocks.append(_section(_movers_text(facts["movers"], wording)))
+    if facts.get("outlook"):
+        blocks.append(_section("\n".join([f"*{escape(wording.say('outlook'))}*"]
+                                         + [escape(item["display"]["line"]) for item in facts["outlook"]])))
     blocks.append({"type": "divider"})
     anomalies = facts["anomalies"]
     heading = wording.say("slack.anomalies", count=len(anomalies)) if anomalies else wording.say("slack.no_anomalies")
@@ -112,6 +117,12 @@ def report_message(facts: dict[str, Any], summary: str | None, *, channel: str, 
     if len(anomalies) > MAX_ANOMALIES:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
                        wording.say("slack.more", count=len(anomalies) - MAX_ANOMALIES)}]})
+    if facts.get("opportunities"):
+        blocks.append({"type": "divider"})
+        lines = [wording.say("slack.opportunities")]
+        for item in facts["opportunities"][:MAX_OPPORTUNITIES]:
+            lines += [f"{item['rank']}. {escape(opportunity_line(item, wording))}", f"    → {escape(item['action'])}"]
+        blocks.append(_section("\n".join(lines)))
     fallback = f"{title}: {summary}" if summary else title
     return {
         "channel": channel,

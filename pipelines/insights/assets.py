@@ -1,4 +1,5 @@
-"""Insights assets, partitioned by workspace: anomalies, their drivers, and the weekly report.
+"""Insights assets, partitioned by workspace: anomalies, their drivers, forecasts, risks and
+opportunities, and the weekly report.
 
 Each asset reads the metric tables dbt built, calls the pure logic of this package, and writes its
 own table in the `insights` schema (docs/anomalies.md, docs/reports.md). Writes replace the
@@ -6,15 +7,19 @@ workspace's rows (or the report's row), so reruns update rather than duplicate.
 """
 
 import base64
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
 
 from pipelines.insights.calendar import Calendar, calendar_for
+from pipelines.insights.forecasts import FORECAST_METRICS, HORIZON_DAYS, forecast_workspace
+from pipelines.insights.opportunities import workspace_opportunities
 from pipelines.insights.reports import CHART_FILE, Week, build_report, last_complete_week, write_report
 from pipelines.insights.scan import explain_anomalies, find_anomalies
 from pipelines.insights.summaries import summarize
+from pipelines.insights.wording import Wording
 from pipelines.packs import pack_for
 from pipelines.settings import Settings
 from pipelines.transform.health import require_passing
@@ -24,8 +29,16 @@ from pipelines.workspaces import Workspace, Workspaces
 ANOMALIES = dg.AssetKey(["insights", "anomalies"])
 DRIVERS = dg.AssetKey(["insights", "anomaly_drivers"])
 REPORTS = dg.AssetKey(["insights", "reports"])
+FORECASTS = dg.AssetKey(["insights", "forecasts"])
+OPPORTUNITIES = dg.AssetKey(["insights", "opportunities"])
 METRIC_TABLES = [dg.AssetKey([f"{vertical}_daily_metrics"]) for vertical in ("ecommerce", "saas")]
 SLICE_TABLES = [dg.AssetKey([f"{vertical}_daily_slices"]) for vertical in ("ecommerce", "saas")]
+COHORT_TABLES = [dg.AssetKey([f"{vertical}_cohorts"]) for vertical in ("ecommerce", "saas")]
+# What the opportunity rules read (pipelines/insights/opportunities.py).
+OPPORTUNITY_TABLES = [dg.AssetKey([name]) for name in (
+    "saas_customers", "subscriptions", "invoices", "mrr_movements", "stg_stripe__subscription_version_items",
+    "stg_stripe__subscription_versions", "ecommerce_customer_segments", "customers", "orders",
+    "ecommerce_daily_slices")] + COHORT_TABLES
 
 
 class ReportConfig(dg.Config):
@@ -35,7 +48,7 @@ class ReportConfig(dg.Config):
 
 
 def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.AssetsDefinition]:
-    """The three insights assets for the workspaces of `workspaces.yaml`."""
+    """The insights assets for the workspaces of `workspaces.yaml`."""
     partitions = dg.StaticPartitionsDefinition(workspaces.ids)
     warehouse = Warehouse(settings)
     kinds = {"python", settings.warehouse.kind}
@@ -84,8 +97,51 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             "top_drivers": dg.MetadataValue.md(_table(top.tail(10), ["date", "metric", "phrase"])),
         })
 
-    @dg.asset(key=REPORTS, group_name="insights", kinds=kinds,
-              partitions_def=partitions, deps=[*METRIC_TABLES, ANOMALIES, DRIVERS])
+    @dg.asset(key=FORECASTS, group_name="insights", kinds=kinds, partitions_def=partitions, deps=METRIC_TABLES)
+    def forecasts(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """Forecast one workspace's daily net sales and orders, or MRR, 13 weeks ahead (80% and 95% intervals)."""
+        workspace = workspaces.get(context.partition_key)
+        require_passing(warehouse, workspace.id)
+        pack = pack_for(workspace.vertical)
+        daily = _daily_metrics(warehouse, workspace)
+        through = _last_complete_day(daily, workspace)
+        metrics = [(name, pack.metric(name).stock, pack.metric(name).can_be_negative)
+                   for name in FORECAST_METRICS[pack.vertical]] if through else []
+        days = pd.to_datetime(daily["date"]).dt.date.tolist() + ([through + timedelta(days=HORIZON_DAYS)] if through else [])
+        found = forecast_workspace(daily, metrics, calendar_for(workspace.holiday_country, days or [date.today()]),
+                                   workspace.id, through=through)
+        warehouse.upsert("insights.forecasts", found.assign(made_at=pd.Timestamp.now(tz="UTC")),
+                         key=["workspace_id", "metric", "date"], replace={"workspace_id": workspace.id})
+        return dg.MaterializeResult(metadata={
+            "rows": len(found),
+            "metrics": ", ".join(sorted(found["metric"].unique())) or "none (history too short)",
+            "origin": str(found["origin"].max()) if len(found) else "",
+            "next_days": dg.MetadataValue.md(_table(found.head(7), ["metric", "date", "forecast", "lower_80",
+                                                                     "upper_80"])),
+        })
+
+    @dg.asset(key=OPPORTUNITIES, group_name="insights", kinds=kinds, partitions_def=partitions,
+              deps=OPPORTUNITY_TABLES)
+    def opportunities(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """Rank one workspace's churn risks, slipping customers, product trend breaks and unusual cohorts
+        by money at stake, each with a recommended action."""
+        workspace = workspaces.get(context.partition_key)
+        require_passing(warehouse, workspace.id)
+        daily = _daily_metrics(warehouse, workspace)
+        as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
+        found = workspace_opportunities(warehouse.query, workspace.id, workspace.vertical, workspace.currency,
+                                        Wording(workspace.locale, workspace.currency), as_of)
+        warehouse.upsert("insights.opportunities", found.assign(found_at=pd.Timestamp.now(tz="UTC")),
+                         key=["opportunity_id"], replace={"workspace_id": workspace.id})
+        return dg.MaterializeResult(metadata={
+            "opportunities": len(found),
+            "money_at_stake": float(found["money_at_stake"].sum()),
+            "by_kind": ", ".join(f"{kind}: {count}" for kind, count in found["kind"].value_counts().items()) or "none",
+            "top": dg.MetadataValue.md(_table(found.head(10), ["rank", "kind", "subject", "money_at_stake", "action"])),
+        })
+
+    @dg.asset(key=REPORTS, group_name="insights", kinds=kinds, partitions_def=partitions,
+              deps=[*METRIC_TABLES, *COHORT_TABLES, ANOMALIES, DRIVERS, FORECASTS, OPPORTUNITIES])
     def reports(context: dg.AssetExecutionContext, config: ReportConfig) -> dg.MaterializeResult:
         """Write one workspace's weekly report (files, LLM or template summary, a row in insights.reports)."""
         workspace = workspaces.get(context.partition_key)
@@ -101,6 +157,9 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             # phrases without the usual share)
             drivers=warehouse.query("select * from insights.anomaly_drivers where workspace_id = %s",
                                     [workspace.id]).rename(columns={"dimension_value": "value"}),
+            forecast=_rows(warehouse, "insights.forecasts", workspace, "metric, date"),
+            opportunities=_rows(warehouse, "insights.opportunities", workspace, "rank"),
+            cohorts=_retention(warehouse, workspace),
         )
         summary = summarize(report.facts, settings.llm)
         report = report.with_summary(summary.text)
@@ -120,13 +179,46 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             "preview": dg.MetadataValue.md(report.markdown + f"\n![trend chart](data:image/png;base64,{chart})\n"),
         })
 
-    return [anomalies, anomaly_drivers, reports]
+    return [anomalies, anomaly_drivers, forecasts, opportunities, reports]
 
 
 def _daily_metrics(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:
     """The workspace's rows of its vertical's daily metric table, by date."""
     table = pack_for(workspace.vertical).table
     return warehouse.query(f"select * from metrics.{table} where workspace_id = %s order by date", [workspace.id])
+
+
+def _rows(warehouse: Warehouse, table: str, workspace: Workspace, order: str) -> pd.DataFrame | None:
+    """The workspace's rows of an insights table; None when the table does not exist yet."""
+    schema, _, name = table.partition(".")
+    found = warehouse.query("select count(*) as n from information_schema.tables where table_schema = %s "
+                            "and table_name = %s", [schema, name])
+    if not int(found["n"].iloc[0]):
+        return None
+    return warehouse.query(f"select * from {table} where workspace_id = %s order by {order}", [workspace.id])
+
+
+def _retention(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:
+    """Retention by cohort and month of age for the retention chart: customers buying again
+    (ecommerce) or still paying (SaaS), complete months only."""
+    if workspace.vertical == "ecommerce":
+        # month 0 is 100% by definition, and would flatten the months that say something
+        columns, ages = "cohort_month, months_since_first_order as age, retention_rate as rate", "months_since_first_order >= 1"
+    else:
+        columns, ages = "cohort_month, months_since_start as age, logo_retention as rate", "months_since_start >= 0"
+    today = datetime.now(ZoneInfo(workspace.timezone)).date()
+    return warehouse.query(f"select {columns}, cohort_customers as customers from metrics.{workspace.vertical}_cohorts "
+                           f"where workspace_id = %s and activity_month < %s and {ages} order by cohort_month, age",
+                           [workspace.id, today.replace(day=1)])
+
+
+def _last_complete_day(daily: pd.DataFrame, workspace: Workspace) -> date | None:
+    """The daily table's last day, or yesterday in the workspace's timezone if the table reaches today
+    (a day still running is no day to learn from); None for an empty table."""
+    if daily.empty:
+        return None
+    today = datetime.now(ZoneInfo(workspace.timezone)).date()
+    return min(pd.to_datetime(daily["date"]).max().date(), today - timedelta(days=1))
 
 
 def _calendar(workspace: Workspace, rows: pd.DataFrame) -> Calendar:

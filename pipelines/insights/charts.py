@@ -1,4 +1,4 @@
-"""Report pictures: the trend chart as a PNG, and Unicode sparklines for text.
+"""Report pictures: the trend chart and the retention curves as PNGs, and Unicode sparklines for text.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so drawing never touches a
 global backend or figure registry and is safe in threaded Dagster executors.
@@ -101,6 +101,44 @@ def trend_figure(
     figure.suptitle(title, fontsize=11)
     figure.canvas.draw()  # places the ticks, so their labels can be read (and tested)
     return figure
+
+
+def retention_chart(
+    cohorts: dict[str, tuple[Sequence[int], Sequence[float]]],
+    usual: tuple[Sequence[int], Sequence[float]],
+    *,
+    title: str,
+    usual_label: str,
+    x_label: str,
+    percent: Callable[[float], str],
+) -> bytes:
+    """A PNG of retention curves: one thin line per cohort and a thick one for all cohorts together.
+
+    Args:
+        cohorts: cohort label → (months since joining, retention rate 0-1) of that cohort.
+        usual: (months, rate) of all cohorts pooled.
+        title: the figure's title.
+        usual_label: the legend's name for the pooled curve.
+        x_label: the x axis's name.
+        percent: tick formatter for rates.
+    """
+    figure = Figure(figsize=(8, 4), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axis = figure.subplots()
+    for label, (months, rates) in cohorts.items():
+        axis.plot(months, rates, marker="o", markersize=2.5, linewidth=1, alpha=0.8, label=label)
+    axis.plot(*usual, color="#212529", linewidth=2.5, label=usual_label)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _position: percent(value)))
+    axis.set_xlabel(x_label)
+    axis.set_ylim(bottom=0)
+    axis.grid(axis="y", alpha=0.3)
+    axis.spines[["top", "right"]].set_visible(False)
+    axis.legend(fontsize=8, frameon=False, ncols=2)
+    figure.suptitle(title, fontsize=11)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def _present(value: float | None) -> bool:

@@ -29,6 +29,7 @@ import pandas as pd
 from pipelines.currencies import minor_digits
 from pipelines.insights import charts
 from pipelines.insights.drivers import UNATTRIBUTED
+from pipelines.insights.forecasts import month_outlook
 from pipelines.insights.wording import DEFAULT_LOCALE, Wording
 from pipelines.packs import Metric, Pack
 
@@ -41,6 +42,9 @@ CHANGE_CAP = 10.0
 MAX_MULTIPLE = 100  # up to ×100 such a rise is said as a multiple ("×16"), beyond it "from near zero"
 WHOLE_DIMENSION = 0.995  # a slice usually this big is its whole dimension (the only currency): no driver
 CHART_FILE = "chart.png"
+RETENTION_FILE = "retention.png"  # the retention curves: written with the report, not sent
+TOP_OPPORTUNITIES = 5
+RETENTION_COHORTS = 6  # the latest cohorts drawn, next to the all-cohort curve
 CHART_CID = "trend-chart"  # Content-ID of the chart when the HTML is sent as an email
 # Inline styles only: email clients drop <style> blocks and external CSS.
 FONT = "font-family:Helvetica,Arial,sans-serif;color:#212529"
@@ -173,6 +177,10 @@ def build_report(
     top_movers: int = TOP_MOVERS,
     drivers_per_anomaly: int = DRIVERS_PER_ANOMALY,
     headline: Sequence[str] | None = None,
+    forecast: pd.DataFrame | None = None,
+    opportunities: pd.DataFrame | None = None,
+    cohorts: pd.DataFrame | None = None,
+    top_opportunities: int = TOP_OPPORTUNITIES,
 ) -> Report:
     """Build one workspace's report for one ISO week.
 
@@ -196,6 +204,11 @@ def build_report(
         top_movers: how many movers to list.
         drivers_per_anomaly: how many top drivers to show per anomaly.
         headline: metrics to chart; by default the pack's first currency, count and ratio metrics.
+        forecast: `insights.forecasts` rows of the workspace (`metric, origin, date, forecast`): the
+            month's outlook ("on track for X this month") of each forecast metric.
+        opportunities: `insights.opportunities` rows of the workspace; the top ones are shown.
+        cohorts: retention by cohort (`cohort_month, age, rate, customers`) for the retention chart.
+        top_opportunities: how many risks and opportunities to show.
 
     Returns:
         The report, without a summary (see `Report.with_summary`).
@@ -226,6 +239,8 @@ def build_report(
         "movers": _movers(metrics, top_movers, wording),
         "anomalies": _anomaly_facts(anomalies, drivers, pack, week, wording, drivers_per_anomaly),
         "headline": list(headline or _default_headline(pack)),
+        "outlook": _outlook_facts(daily, forecast, pack, week, wording),
+        "opportunities": _opportunity_facts(opportunities, top_opportunities, wording),
     }
     # Every anomaly and mover says what to look at or do: one sentence from its drivers and the pack.
     for anomaly in facts["anomalies"]:
@@ -236,7 +251,10 @@ def build_report(
     facts["counts"] = {"anomalies": len(facts["anomalies"]), "anomalies_found": _found_in_week(anomalies, week),
                        "movers": len(facts["movers"]), "history_weeks": len(weeks)}
     facts = _json_ready(facts)
-    png = _chart(facts, pack)
+    pictures = {CHART_FILE: _chart(facts, pack)}
+    retention = _retention_chart(cohorts, facts, pack)
+    if retention is not None:
+        pictures[RETENTION_FILE] = retention
     return Report(
         workspace_id=workspace_id,
         week=week.label,
@@ -246,7 +264,7 @@ def build_report(
         text=render_text(facts),
         html=render_html(facts, chart_src=CHART_FILE),
         markdown=render_markdown(facts),
-        charts={CHART_FILE: png},
+        charts=pictures,
         chart_cids={CHART_FILE: CHART_CID},
     )
 
@@ -545,6 +563,55 @@ def _mover_action(mover: dict[str, Any], facts: dict[str, Any], pack: Pack, word
                                                          date=facts["week"]["label"]).capitalize())
 
 
+def _outlook_facts(daily: pd.DataFrame, forecast: pd.DataFrame | None, pack: Pack, week: Week,
+                   wording: Wording) -> list[dict[str, Any]]:
+    """Each forecast metric's month: actual days so far plus the forecast of the rest, against last month.
+
+    The month is the one the reader is in: the month of the Monday after the report's week.
+    """
+    if forecast is None or forecast.empty:
+        return []
+    month_start = (week.end + timedelta(days=1)).replace(day=1)
+    found = []
+    for name in dict.fromkeys(forecast["metric"]):
+        if name not in pack.metric_names:
+            continue
+        metric = pack.metric(name)
+        outlook = month_outlook(daily[name], forecast[forecast["metric"] == name], month_start, metric.stock)
+        if outlook is None:
+            continue
+        label = wording.label("metric", name, metric.label)
+        projected, previous = outlook["projected"], outlook["previous"]
+        change, shown = _change_shown(projected, previous, wording)
+        value = wording.value(metric.unit, projected)
+        digits = minor_digits(wording.currency) if metric.unit == "currency" else 0
+        found.append({
+            "metric": name, "label": label, "month": month_start.strftime("%Y-%m"),
+            "projected": _rounded(projected, digits), "previous_month": _rounded(previous, digits),
+            "change_pct": _rounded(None if change is None else change * 100, 4),
+            "display": {"projected": value, "previous_month": wording.value(metric.unit, previous), "change": shown,
+                        "line": wording.say("outlook.no_previous" if previous is None else "outlook.line",
+                                            label=label, value=value, change=shown)},
+        })
+    return found
+
+
+def _opportunity_facts(opportunities: pd.DataFrame | None, top: int, wording: Wording) -> list[dict[str, Any]]:
+    """The risks and opportunities with the most money at stake, in their rank order."""
+    if opportunities is None or opportunities.empty:
+        return []
+    found = []
+    for row in opportunities.sort_values("rank").head(top).to_dict("records"):
+        stake = _number(row["money_at_stake"])
+        found.append({
+            "rank": len(found) + 1, "kind": row["kind"], "direction": row["direction"], "subject": row["subject"],
+            "money_at_stake": _rounded(stake, minor_digits(wording.currency)), "evidence": row["evidence"],
+            "action": row["action"],
+            "display": {"kind": wording.say(f"opp.kind.{row['kind']}"), "stake": wording.money(stake)},
+        })
+    return found
+
+
 def _found_in_week(anomalies: pd.DataFrame | None, week: Week) -> int:
     """How many findings (every rule, every event) are dated in the week, shown or not."""
     if anomalies is None or anomalies.empty:
@@ -748,7 +815,19 @@ def render_text(facts: dict[str, Any], *, summary: str | None = None) -> str:
         lines.append(f"  {wording.say('none_this_week')}")
     if _held_back(facts):
         lines.append(f"  ({_held_back(facts)})")
+    if facts.get("outlook"):
+        lines += ["", wording.say("outlook")] + [f"  {item['display']['line']}" for item in facts["outlook"]]
+    if facts.get("opportunities"):
+        lines += ["", wording.say("opportunities")]
+        for item in facts["opportunities"]:
+            lines += [f"  {item['rank']}. {opportunity_line(item, wording)}", f"     → {item['action']}"]
     return "\n".join(lines) + "\n"
+
+
+def opportunity_line(item: dict[str, Any], wording: Wording) -> str:
+    """"churn risk, Acme Inc.: past due in the last 30 days, $300.00 MRR; $3,600.00 at stake"."""
+    return wording.say("opportunity", subject=f"{item['display']['kind']}, {item['subject']}",
+                       evidence=item["evidence"], stake=item["display"]["stake"])
 
 
 def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src: str = CHART_FILE) -> str:
@@ -782,6 +861,13 @@ def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src:
     ) or f"<li>{escape(wording.say('none_this_week'))}</li>"
     if _held_back(facts):
         anomalies += f"<li>({escape(_held_back(facts))})</li>"
+    outlook = "".join(f"<li>{escape(item['display']['line'])}</li>" for item in facts.get("outlook", []))
+    outlook_html = (f'<h2 style="font-size:16px">{escape(wording.say("outlook"))}</h2><ul>{outlook}</ul>'
+                    if outlook else "")
+    chances = "".join(f"<li>{escape(opportunity_line(item, wording))}{_html_action(item['action'])}</li>"
+                      for item in facts.get("opportunities", []))
+    chances_html = (f'<h2 style="font-size:16px">{escape(wording.say("opportunities"))}</h2><ol>{chances}</ol>'
+                    if chances else "")
     summary_html = f'<p style="font-size:15px;line-height:1.5">{escape(summary)}</p>' if summary else ""
     alt = wording.say("chart_alt", weeks=len(facts["weeks"]))
     return (
@@ -797,6 +883,7 @@ def render_html(facts: dict[str, Any], *, summary: str | None = None, chart_src:
         f'width="800" style="display:block;max-width:100%;height:auto;border:0"></p>'
         f'<h2 style="font-size:16px">{escape(wording.say("movers"))}</h2><ol>{movers}</ol>'
         f'<h2 style="font-size:16px">{escape(wording.say("anomalies"))}</h2><ul>{anomalies}</ul>'
+        f"{outlook_html}{chances_html}"
         "</body></html>"
     )
 
@@ -830,6 +917,12 @@ def render_markdown(facts: dict[str, Any], *, summary: str | None = None) -> str
               + ("; ".join(_mover_line(m, wording) for m in facts["movers"]) or wording.say("none"))]
     lines += ["", f"**{wording.say('anomalies')}:** {len(facts['anomalies']) or wording.say('none')}"]
     lines += [f"- {_anomaly_line(anomaly, wording)} → {anomaly['action']}" for anomaly in facts["anomalies"]]
+    if facts.get("outlook"):
+        lines += ["", f"**{wording.say('outlook')}:** " + "; ".join(item["display"]["line"] for item in facts["outlook"])]
+    if facts.get("opportunities"):
+        lines += ["", f"**{wording.say('opportunities')}:**"]
+        lines += [f"{item['rank']}. {opportunity_line(item, wording)} → {item['action']}"
+                  for item in facts["opportunities"]]
     return "\n".join(lines) + "\n"
 
 
@@ -851,3 +944,24 @@ def chart_panels(facts: dict[str, Any], pack: Pack) -> tuple[list[tuple], dict[s
     title = wording.say("chart_title", name=facts["workspace"]["name"], weeks=len(facts["weeks"]),
                         week=facts["week"]["label"])
     return panels, {"title": title}
+
+
+def _retention_chart(cohorts: pd.DataFrame | None, facts: dict[str, Any], pack: Pack) -> bytes | None:
+    """The retention curves PNG: the latest RETENTION_COHORTS cohorts and all cohorts together, by
+    months since joining; None without two months of any cohort."""
+    if cohorts is None or cohorts.empty:
+        return None
+    frame = cohorts.astype({"age": "int64", "rate": "float64", "customers": "float64"}).dropna()
+    if frame["age"].max() < 1:
+        return None
+    wording = Wording.of(facts)
+    frame = frame.assign(cohort_month=pd.to_datetime(frame["cohort_month"]).dt.strftime("%Y-%m"))
+    weighted = frame.assign(active=frame["rate"] * frame["customers"]).groupby("age")[["active", "customers"]].sum()
+    usual = (weighted["active"] / weighted["customers"]).sort_index()
+    latest = sorted(frame["cohort_month"].unique())[-RETENTION_COHORTS:]
+    curves = {month: frame[frame["cohort_month"] == month].sort_values("age") for month in latest}
+    title = wording.say("retention.title", name=facts["workspace"]["name"], what=wording.say(f"retention.{pack.vertical}"))
+    return charts.retention_chart(
+        {month: (curve["age"].tolist(), curve["rate"].tolist()) for month, curve in curves.items()},
+        (usual.index.tolist(), usual.tolist()), title=title, usual_label=wording.say("retention.usual"),
+        x_label=wording.say("retention.months"), percent=lambda value: wording.percent(value, digits=0))

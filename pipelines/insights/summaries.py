@@ -567,7 +567,8 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 def check_actions(text: str, facts: Mapping[str, Any]) -> list[str]:
     """Sentences of `text` that recommend something the report's actions do not; empty when none."""
-    known = {_plain(sentence) for item in [*facts.get("anomalies", []), *facts.get("movers", [])]
+    known = {_plain(sentence) for item in [*facts.get("anomalies", []), *facts.get("movers", []),
+                                           *facts.get("opportunities", [])]
              for sentence in SENTENCE_END.split(str(item.get("action") or "")) if sentence}
     return [sentence.strip() for sentence in SENTENCE_END.split(text)
             if RECOMMENDING.search(sentence.strip()) and _plain(sentence) not in known]

@@ -124,6 +124,52 @@ MESSAGES: dict[str, dict[str, str]] = {
         "slack.more": "{count} more in the emailed report",
         "slack.chart_title": "{name}: trend to {week}",
         "slack.chart_alt": "Trend of {metrics} over the last {weeks} weeks",
+        # forecasts, opportunities and the retention chart (pipelines/insights/forecasts.py, opportunities.py)
+        "outlook": "Outlook",
+        "outlook.line": "{label}: on track for {value} this month ({change} vs last month)",
+        "outlook.no_previous": "{label}: on track for {value} this month",
+        "opportunities": "Risks and opportunities",
+        "opportunity": "{subject}: {evidence}; {stake} at stake",
+        "opp.cohort": "the {month} cohort",
+        "opp.kind.churn_risk": "churn risk", "opp.kind.segment_slip": "slipping customer",
+        "opp.kind.product_trend": "product trend", "opp.kind.cohort_retention": "cohort retention",
+        "opp.signal.failed_payment": "a failed payment", "opp.signal.past_due": "past due",
+        "opp.signal.unpaid": "unpaid", "opp.signal.cancellation_requested": "cancellation requested",
+        "opp.signal.downgrade": "downgraded", "opp.signal.fewer_seats": "fewer seats",
+        "opp.churn_risk.evidence": "{signals}; {mrr} MRR",
+        "opp.churn_risk.action.payment": ("Ask {name} to update their payment method today, and check the failed "
+                                          "charge's decline reason"),
+        "opp.churn_risk.action.cancellation": ("Call {name} before the period ends: ask why they are leaving and "
+                                               "offer a fix, a pause or a smaller plan"),
+        "opp.churn_risk.action.downgrade": ("Ask {name} what made them cut back, and show them the features they "
+                                            "stopped paying for"),
+        "segment.champions": "champions", "segment.loyal": "loyal", "segment.at_risk": "at risk",
+        "segment.needs_attention": "needs attention", "segment.hibernating": "hibernating",
+        "segment.new": "new", "segment.promising": "promising",
+        "opp.segment_slip.evidence": ("fell from {before} to {after}: {orders} orders, none in {days} days, "
+                                      "{sales} in the last year"),
+        "opp.segment_slip.action": ("Win back {name}: send a personal note with an offer on what they usually buy, "
+                                    "before more of {days} days without an order become a habit"),
+        "opp.product_trend.evidence": ("{share} of net sales in the last {weeks} weeks against {usual} in the "
+                                       "{base} before ({weekly} a week)"),
+        "opp.product_trend.action.up": ("Make sure {name} stays in stock, and give it more room in campaigns and on "
+                                        "the home page while it is rising"),
+        "opp.product_trend.action.down": ("Check {name}'s stock, price, page and recent reviews against a month "
+                                          "ago, and fix what changed"),
+        "opp.cohort_retention.evidence.ecommerce": ("{rate} of the cohort's customers bought in month {months}, against "
+                                                    "a usual {usual} ({cohorts} other cohorts)"),
+        "opp.cohort_retention.evidence.saas": ("net revenue retention {rate} in month {months}, against a usual "
+                                               "{usual} ({cohorts} other cohorts)"),
+        "opp.cohort_retention.action.better": ("Find what the {month} cohort's customers have in common (campaign, "
+                                               "first product, offer) and spend more where they came from"),
+        "opp.cohort_retention.action.worse": ("Look at how the {month} cohort was acquired and onboarded, and send "
+                                              "it a second-purchase or onboarding follow-up"),
+        "retention.title": "{name}: {what} by months since joining",
+        "retention.ecommerce": "customers buying again",
+        "retention.saas": "customers still paying",
+        "retention.months": "months since joining",
+        "retention.usual": "all cohorts",
+        "slack.opportunities": "*Top risks and opportunities*",
     },
     "pt": {
         "title": "Relatório semanal: {name}, {week}",
@@ -246,6 +292,51 @@ MESSAGES: dict[str, dict[str, str]] = {
         "value.movement_type.new": "novo", "value.movement_type.expansion": "expansão",
         "value.movement_type.contraction": "contração", "value.movement_type.churn": "cancelamento",
         "value.movement_type.reactivation": "reativação",
+        "outlook": "Perspectiva",
+        "outlook.line": "{label}: a caminho de {value} neste mês ({change} vs o mês passado)",
+        "outlook.no_previous": "{label}: a caminho de {value} neste mês",
+        "opportunities": "Riscos e oportunidades",
+        "opportunity": "{subject}: {evidence}; {stake} em jogo",
+        "opp.cohort": "a coorte de {month}",
+        "opp.kind.churn_risk": "risco de cancelamento", "opp.kind.segment_slip": "cliente se afastando",
+        "opp.kind.product_trend": "tendência de produto", "opp.kind.cohort_retention": "retenção de coorte",
+        "opp.signal.failed_payment": "um pagamento recusado", "opp.signal.past_due": "pagamento atrasado",
+        "opp.signal.unpaid": "não pago", "opp.signal.cancellation_requested": "cancelamento pedido",
+        "opp.signal.downgrade": "reduziu o plano", "opp.signal.fewer_seats": "menos assentos",
+        "opp.churn_risk.evidence": "{signals}; {mrr} de MRR",
+        "opp.churn_risk.action.payment": ("Peça hoje a {name} que atualize a forma de pagamento e veja o motivo da "
+                                          "recusa da cobrança"),
+        "opp.churn_risk.action.cancellation": ("Ligue para {name} antes do fim do período: pergunte por que está "
+                                               "saindo e ofereça uma solução, uma pausa ou um plano menor"),
+        "opp.churn_risk.action.downgrade": ("Pergunte a {name} o que levou ao corte e mostre os recursos que deixou "
+                                            "de pagar"),
+        "segment.champions": "campeões", "segment.loyal": "fiéis", "segment.at_risk": "em risco",
+        "segment.needs_attention": "precisa de atenção", "segment.hibernating": "hibernando",
+        "segment.new": "novos", "segment.promising": "promissores",
+        "opp.segment_slip.evidence": ("caiu de {before} para {after}: {orders} pedidos, nenhum em {days} dias, "
+                                      "{sales} no último ano"),
+        "opp.segment_slip.action": ("Reconquiste {name}: mande uma mensagem pessoal com uma oferta do que costuma "
+                                    "comprar, antes que {days} dias sem pedido virem hábito"),
+        "opp.product_trend.evidence": ("{share} das vendas líquidas nas últimas {weeks} semanas contra {usual} nas "
+                                       "{base} anteriores ({weekly} por semana)"),
+        "opp.product_trend.action.up": ("Garanta o estoque de {name} e dê mais espaço a ele nas campanhas e na "
+                                        "página inicial enquanto sobe"),
+        "opp.product_trend.action.down": ("Compare estoque, preço, página e avaliações recentes de {name} com um mês "
+                                          "atrás e corrija o que mudou"),
+        "opp.cohort_retention.evidence.ecommerce": ("{rate} dos clientes da coorte compraram no mês {months}, contra "
+                                                    "{usual} de costume ({cohorts} outras coortes)"),
+        "opp.cohort_retention.evidence.saas": ("retenção líquida de receita de {rate} no mês {months}, contra {usual} "
+                                               "de costume ({cohorts} outras coortes)"),
+        "opp.cohort_retention.action.better": ("Descubra o que os clientes da coorte de {month} têm em comum "
+                                               "(campanha, primeiro produto, oferta) e invista mais de onde vieram"),
+        "opp.cohort_retention.action.worse": ("Veja como a coorte de {month} foi conquistada e recebida, e mande a ela "
+                                              "um acompanhamento de segunda compra ou de onboarding"),
+        "retention.title": "{name}: {what} por meses desde a entrada",
+        "retention.ecommerce": "clientes que voltam a comprar",
+        "retention.saas": "clientes que seguem pagando",
+        "retention.months": "meses desde a entrada",
+        "retention.usual": "todas as coortes",
+        "slack.opportunities": "*Principais riscos e oportunidades*",
     },
 }
 

@@ -20,10 +20,15 @@ import pytest
 
 from pipelines.cli import sandbox_env
 from pipelines.insights.anomalies import detect_many
+from pipelines.deliver.slack import report_message
+from pipelines.insights.forecasts import backtest, backtest_scores, daily_series
+from pipelines.insights.calendar import calendar_for
+from pipelines.insights.reports import RETENTION_FILE
 from pipelines.insights.summaries import template_summary
 from pipelines.packs import pack_for
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.simulator import truth
+from pipelines.sandbox.simulator import advance, truth
+from pipelines.sandbox.store import SandboxStore
 from pipelines.settings import Settings, load_settings
 from pipelines.transform import ensure_manifest
 from pipelines.transform.reference import ANALYSTS_DOC, SCHEMAS, documented_sql
@@ -34,7 +39,7 @@ from tests.scenario import run_dbt, sync_all, write_workspaces_table
 
 AS_OF = date(2026, 11, 25)  # a Wednesday: 2026-W47 (Nov 16-22) is the last complete week
 WEEK = "2026-W47"
-TABLES = ["insights.anomalies", "insights.anomaly_drivers", "insights.reports"]
+TABLES = ["insights.anomalies", "insights.anomaly_drivers", "insights.forecasts", "insights.reports"]
 NO_LLM = {"ABOS_LLM_API_KEY": "", "OPENAI_API_KEY": ""}
 
 
@@ -228,6 +233,114 @@ def test_the_table_reference_documents_every_column_of_the_built_tables(insights
         assert sorted(columns) == sorted(documented[key]), key
 
 
+FORECAST_METRICS = {"demo-us-store": ["net_sales", "orders"], "demo-br-store": ["net_sales", "orders"],
+                    "demo-saas": ["mrr"]}
+
+
+def test_forecasts_reach_13_weeks_with_nested_intervals_and_the_report_says_where_the_month_heads(insights):
+    warehouse = insights.warehouse
+    for workspace_id, metrics in FORECAST_METRICS.items():
+        rows = warehouse.query("select * from insights.forecasts where workspace_id = %s order by metric, date",
+                               [workspace_id])
+        assert sorted(rows["metric"].unique()) == sorted(metrics)
+        table = "saas_daily_metrics" if workspace_id == "demo-saas" else "ecommerce_daily_metrics"
+        last = warehouse.query(f"select max(date) as last from metrics.{table} where workspace_id = %s",
+                               [workspace_id])["last"].iloc[0]
+        for _, one in rows.groupby("metric"):
+            assert one["days_ahead"].tolist() == list(range(1, 92))
+            # the last day of the table, or yesterday when the table reaches today (still running)
+            assert 0 <= (pd.Timestamp(last) - pd.Timestamp(one["origin"].iloc[0])).days <= 1
+            assert (one["lower_95"] <= one["lower_80"]).all() and (one["lower_80"] <= one["forecast"]).all()
+            assert (one["forecast"] <= one["upper_80"]).all() and (one["upper_80"] <= one["upper_95"]).all()
+        # The report's week ends on Sunday 2026-11-22: its readers are in November. November's
+        # projection = its actual days to the origin + the forecast of the rest, straight from SQL.
+        facts = report_facts(insights, workspace_id)
+        for outlook in facts["outlook"]:
+            metric = outlook["metric"]
+            forecast = rows[rows["metric"] == metric]
+            origin = str(forecast["origin"].iloc[0])
+            if metric == "mrr":  # a stock: the month's last day
+                projected = float(warehouse.query(
+                    f"select {metric} as v from metrics.{table} where workspace_id = %s and date = '2026-11-30'",
+                    [workspace_id])["v"].iloc[0]) if origin >= "2026-11-30" else \
+                    float(forecast.loc[forecast["date"].astype(str) == "2026-11-30", "forecast"].iloc[0])
+                previous = warehouse.query(f"select {metric} as v from metrics.{table} where workspace_id = %s "
+                                           "and date = '2026-10-31'", [workspace_id])["v"].iloc[0]
+            else:
+                so_far = warehouse.query(f"select sum({metric}) as v from metrics.{table} where workspace_id = %s "
+                                         "and date between '2026-11-01' and %s", [workspace_id, origin])["v"].iloc[0]
+                rest = forecast.loc[forecast["date"].astype(str) <= "2026-11-30", "forecast"].sum()
+                projected = float(so_far) + float(rest)
+                previous = warehouse.query(f"select sum({metric}) as v from metrics.{table} where workspace_id = %s "
+                                           "and date between '2026-10-01' and '2026-10-31'",
+                                           [workspace_id])["v"].iloc[0]
+            assert outlook["month"] == "2026-11"
+            rounding = 0.5 if metric == "orders" else 0.005  # counts are shown whole, money in cents
+            assert outlook["projected"] == pytest.approx(projected, abs=rounding)
+            assert outlook["previous_month"] == pytest.approx(float(previous), abs=rounding)
+            assert outlook["change_pct"] == pytest.approx((projected / float(previous) - 1) * 100, abs=1e-3)
+        assert [outlook["metric"] for outlook in facts["outlook"]] == sorted(metrics)
+    text = Path(report_row(insights, "demo-us-store")["text_path"]).read_text()
+    assert "Net sales: on track for $" in text and "this month (" in text and "vs last month)" in text
+    assert "a caminho de R$" in Path(report_row(insights, "demo-br-store")["text_path"]).read_text()
+
+
+def report_row(built: Built, workspace_id: str) -> pd.Series:
+    return built.warehouse.query("select * from insights.reports where report_id = %s",
+                                 [f"{workspace_id}:{WEEK}"]).iloc[0]
+
+
+def report_facts(built: Built, workspace_id: str) -> dict[str, Any]:
+    return json.loads(Path(report_row(built, workspace_id)["facts_path"]).read_text())
+
+
+def stripe_objects(built: Built, kind: str) -> list[dict[str, Any]]:
+    """The simulator's own objects of the SaaS business (its truth), as the sandbox stores them."""
+    store = SandboxStore(next(built.home.glob("*.sqlite")))
+    return [obj.body for obj in store.iter_objects("demo-saas", "stripe", kind)]
+
+
+def test_opportunities_rank_money_at_stake_and_reach_the_report_and_slack(insights):
+    warehouse = insights.warehouse
+    found = warehouse.query("select * from insights.opportunities order by workspace_id, rank")
+    assert set(found["workspace_id"]) <= set(FORECAST_METRICS)
+    for workspace_id, rows in found.groupby("workspace_id"):
+        assert rows["rank"].tolist() == list(range(1, len(rows) + 1))
+        assert rows["money_at_stake"].is_monotonic_decreasing and (rows["money_at_stake"] > 0).all()
+        assert rows["action"].str.len().min() > 20 and rows["opportunity_id"].is_unique
+        facts = report_facts(insights, workspace_id)
+        top = rows.head(5)
+        assert [item["subject"] for item in facts["opportunities"]] == top["subject"].tolist()
+        assert [item["action"] for item in facts["opportunities"]] == top["action"].tolist()
+    # The simulator's truth: every paying customer whose subscription it left past_due, or whose
+    # cancellation it requested, is a churn risk, with 12 months of that MRR at stake.
+    risks = found[(found["workspace_id"] == "demo-saas") & (found["kind"] == "churn_risk")].set_index("subject_id")
+    subscriptions = stripe_objects(insights, "subscription")
+    mrr = warehouse.query("select customer_id, current_mrr from marts.saas_customers where workspace_id = 'demo-saas'")
+    mrr = dict(zip(mrr["customer_id"], mrr["current_mrr"].astype(float)))
+    past_due = {sub["customer"] for sub in subscriptions if sub["status"] == "past_due" and mrr.get(sub["customer"])}
+    paid = set(warehouse.query("select distinct customer_id from marts.mrr_movements "
+                               "where workspace_id = 'demo-saas'")["customer_id"])  # had MRR at some point
+    leaving = {sub["customer"] for sub in subscriptions
+               if sub["status"] in ("active", "past_due") and sub.get("cancel_at_period_end") and sub["customer"] in paid}
+    assert past_due and leaving
+    assert past_due | leaving <= set(risks.index)
+    for customer in past_due:
+        assert risks.loc[customer, "money_at_stake"] >= 12 * mrr[customer] - 0.01
+        assert "past due" in risks.loc[customer, "evidence"]
+    assert all("cancellation requested" in risks.loc[customer, "evidence"] for customer in leaving)
+    message = report_message(report_facts(insights, "demo-saas"), None, channel="#c", key="k", report_id="r")
+    shown = "\n".join(block["text"]["text"] for block in message["blocks"] if block.get("text"))
+    assert "Top risks and opportunities" in shown and risks.sort_values("rank")["action"].iloc[0] in shown
+    assert "MRR: on track for" in shown
+
+
+def test_the_retention_chart_is_written_next_to_the_report(insights):
+    for workspace_id in FORECAST_METRICS:
+        chart = Path(report_row(insights, workspace_id)["html_path"]).parent / RETENTION_FILE
+        assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
 def detection_scores(built: Built) -> dict[str, Any]:
     """Recall, false alerts and top drivers of the band rule against the injected anomalies."""
     warehouse = built.warehouse
@@ -310,3 +423,49 @@ def test_the_detector_finds_the_injected_anomalies_and_their_drivers_on_small(sm
         scores["false_alerts"][["workspace_id", "metric", "date", "value", "expected", "score"]].to_string()
     assert scores["wrong_drivers"] == []
     assert scores["most_reported_in_a_week"] <= 3  # the packs' alert budget
+
+
+# The backtest: forecasts from six origins four weeks apart, each 13 weeks ahead, against what happened.
+BACKTEST_ORIGINS = [date(2026, 3, 1) + pd.Timedelta(days=28 * i) for i in range(6)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_forecast_backtest_on_small_covers_what_the_intervals_say(small):
+    """docs/metrics.md, "Forecasts": MAPE and interval coverage per metric on the small sandbox."""
+    countries = {"demo-us-store": "US", "demo-br-store": "BR", "demo-saas": "US"}
+    scores = {}
+    for workspace_id, metrics in FORECAST_METRICS.items():
+        table = "saas_daily_metrics" if workspace_id == "demo-saas" else "ecommerce_daily_metrics"
+        daily = small.warehouse.query(f"select * from metrics.{table} where workspace_id = %s and date < %s "
+                                      "order by date", [workspace_id, AS_OF])
+        calendar = calendar_for(countries[workspace_id], pd.date_range("2024-01-01", "2027-03-31").date)
+        for metric in metrics:
+            results = backtest(daily_series(daily, metric), calendar, BACKTEST_ORIGINS, stock=metric == "mrr")
+            scores[(workspace_id, metric)] = backtest_scores(results)
+    for key, score in scores.items():
+        print(key, {name: round(value, 3) for name, value in score.items()})
+    for key, score in scores.items():
+        assert 0.75 <= score["coverage_80"] <= 0.85, (key, score)
+        assert score["coverage_95"] >= 0.9, (key, score)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_churn_risks_churn_far_more_than_other_customers_in_the_simulators_next_weeks(small):
+    """The simulator's truth after the fact: move its clock 45 days on and see who left."""
+    warehouse = small.warehouse
+    flagged = set(warehouse.query("select subject_id from insights.opportunities "
+                                  "where workspace_id = 'demo-saas' and kind = 'churn_risk'")["subject_id"])
+    paying = set(warehouse.query("select customer_id from marts.saas_customers "
+                                 "where workspace_id = 'demo-saas' and current_mrr > 0")["customer_id"])
+    store = SandboxStore(small.home / "small.sqlite")
+    advance(store, days=45)
+    staying = {sub["customer"] for sub in stripe_objects(small, "subscription")
+               if sub["status"] in ("active", "past_due") and not sub.get("cancel_at_period_end")}
+    flagged_rate = len(flagged - staying) / len(flagged)
+    others = paying - flagged
+    others_rate = len(others - staying) / len(others)
+    print(f"churned within 45 days: flagged {flagged_rate:.1%} of {len(flagged)}, others {others_rate:.1%} of "
+          f"{len(others)}")
+    assert flagged_rate >= 0.3 and flagged_rate >= 4 * others_rate

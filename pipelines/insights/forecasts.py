@@ -1,0 +1,234 @@
+"""Daily forecasts of a workspace's headline metrics, 13 weeks ahead, with 80% and 95% intervals.
+
+Flows (net sales, orders): a regression with ARMA errors (statsforecast's ARIMA) on the log of the
+daily values, whose regressors carry the calendar: six weekday dummies (weekly seasonality), yearly
+Fourier terms once a year of history exists (yearly seasonality), and one dummy per holiday of the
+workspace's country that the history has seen (pipelines.insights.calendar: public holidays, Black
+Friday to Cyber Monday). Stocks (MRR): exponential smoothing (statsforecast's AutoETS) of the last
+year. Why this library, this model, and how well it did on the small sandbox: docs/metrics.md,
+"Forecasts".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from pipelines.insights.calendar import Calendar
+
+# numba compiles statsforecast's models on first use (about 10 s); keep the compiled code on disk.
+os.environ.setdefault("NIXTLA_NUMBA_CACHE", "1")
+
+# The forecast metrics of each vertical: a column of its daily metric table.
+FORECAST_METRICS = {"ecommerce": ("net_sales", "orders"), "saas": ("mrr",)}
+HORIZON_DAYS = 91  # 13 weeks
+LEVELS = (80, 95)
+YEARLY_TERMS = 3  # Fourier pairs of the yearly cycle: smooth seasons, not single days (holidays do those)
+MIN_HISTORY_DAYS = 56  # eight weeks: fewer, and the weekday pattern alone is barely estimated
+FOURIER_HISTORY_DAYS = 365  # a yearly cycle is estimated only once a whole year has been seen
+DAYS_PER_YEAR = 365.25
+ORDER = (2, 0, 1)  # AR(2), MA(1) errors around the calendar and a linear trend (docs/metrics.md)
+CLEAN_OUTLIERS = True
+OUTLIER_SPREADS = 2.5  # robust deviations off the first fit beyond which a day is cleaned
+STOCK_HISTORY_DAYS = 365
+
+
+def daily_series(daily: pd.DataFrame, metric: str) -> pd.Series:
+    """The metric's values by day from a daily metric frame (`date` column), missing days as NaN."""
+    frame = daily.assign(date=pd.to_datetime(daily["date"]).dt.normalize()).set_index("date").sort_index()
+    values = frame[metric].astype("float64")
+    return values.reindex(pd.date_range(values.index.min(), values.index.max(), freq="D"))
+
+
+def regressors(days: pd.DatetimeIndex, calendar: Calendar, holidays: Sequence[str], yearly: bool,
+               weekly: bool = True) -> pd.DataFrame:
+    """The calendar regressors of `days`: weekday dummies, yearly Fourier terms, holiday dummies."""
+    columns: dict[str, np.ndarray] = {}
+    for weekday in range(1, 7) if weekly else ():  # Monday is the baseline
+        columns[f"weekday_{weekday}"] = (days.day_of_week == weekday).astype(float)
+    if yearly:
+        angle = 2 * math.pi * days.day_of_year.to_numpy() / DAYS_PER_YEAR
+        for k in range(1, YEARLY_TERMS + 1):
+            columns[f"year_sin_{k}"] = np.sin(k * angle)
+            columns[f"year_cos_{k}"] = np.cos(k * angle)
+    names = [calendar.days.get(day.date(), ()) for day in days]
+    for holiday in holidays:
+        columns[f"holiday_{holiday}"] = np.array([holiday in found for found in names], dtype=float)
+    return pd.DataFrame(columns, index=days)
+
+
+def seen_holidays(days: pd.DatetimeIndex, calendar: Calendar) -> list[str]:
+    """The holiday names that fall in `days` (a holiday never seen has no effect to estimate)."""
+    seen = {name for day in days for name in calendar.days.get(day.date(), ())}
+    return sorted(seen)
+
+
+def forecast_series(values: pd.Series, calendar: Calendar, horizon: int = HORIZON_DAYS,
+                    levels: Sequence[int] = LEVELS, *, stock: bool = False) -> pd.DataFrame:
+    """Forecast a daily series `horizon` days past its last day.
+
+    Args:
+        values: daily values by date (gap-free index); leading and trailing missing days are
+            dropped, missing days inside are carried forward (a stock) or 0 (a flow).
+        calendar: the workspace's holidays over the history and the horizon.
+        horizon: days ahead.
+        levels: interval coverages in percent.
+        stock: a level (MRR) rather than a daily flow: exponential smoothing of its last
+            STOCK_HISTORY_DAYS, without calendar regressors (a level does not dip on Sundays).
+
+    Returns:
+        One row per day ahead: `date`, `forecast`, and `lower_<level>` / `upper_<level>` per level.
+
+    Raises:
+        ValueError: fewer than MIN_HISTORY_DAYS days of history.
+    """
+    from statsforecast import StatsForecast  # numba compiles on import: only the forecasting runs pay it
+    from statsforecast.models import ARIMA, AutoETS
+
+    history = values.loc[values.first_valid_index():values.last_valid_index()]
+    # a level carries over a day without a row; a flow had nothing that day
+    history = history.ffill().iloc[-STOCK_HISTORY_DAYS:] if stock else history.fillna(0.0)
+    if len(history) < MIN_HISTORY_DAYS:
+        raise ValueError(f"{len(history)} days of history; forecasts need at least {MIN_HISTORY_DAYS}")
+    future_days = pd.date_range(history.index[-1] + timedelta(days=1), periods=horizon, freq="D")
+    if history.nunique() == 1:  # nothing moves (one subscription, no sales): nothing to fit
+        flat = pd.DataFrame({"date": future_days, "forecast": float(history.iloc[-1])})
+        return flat.assign(**{f"{side}_{level}": flat["forecast"] for level in levels for side in ("lower", "upper")})
+    positive = not stock and bool((history > 0).all())
+    target = pd.Series(np.log(history) if positive else history, index=history.index, dtype="float64")
+    if stock:
+        model, features = AutoETS(model="ZZN", alias="model"), pd.DataFrame(index=history.index.append(future_days))
+    else:
+        model = ARIMA(order=ORDER, include_drift=True, include_mean=True, alias="model")
+        yearly = len(history) >= FOURIER_HISTORY_DAYS
+        features = regressors(history.index.append(future_days), calendar, seen_holidays(history.index, calendar),
+                              yearly)
+        # A column constant over the history (a weekday never seen) cannot be estimated.
+        features = features.loc[:, features.loc[history.index].std() > 0]
+    frame = pd.concat([pd.DataFrame({"unique_id": "series", "ds": history.index, "y": target.to_numpy()}),
+                       features.loc[history.index].reset_index(drop=True)], axis=1)
+    future = pd.concat([pd.DataFrame({"unique_id": "series", "ds": future_days}),
+                        features.loc[future_days].reset_index(drop=True)], axis=1) if features.shape[1] else None
+    engine = StatsForecast(models=[model], freq="D", n_jobs=1)
+    found = engine.forecast(df=frame, h=horizon, X_df=future, level=list(levels), fitted=CLEAN_OUTLIERS and not stock)
+    if CLEAN_OUTLIERS and not stock:
+        # Days far off the fitted calendar (an unlisted promotion, a one-off refund) would widen every
+        # interval: replace them by their fitted value and fit again (like R's tsclean).
+        fitted = engine.forecast_fitted_values()["model"].to_numpy()
+        residuals = target.to_numpy() - fitted
+        spread = 1.4826 * np.nanmedian(np.abs(residuals - np.nanmedian(residuals)))
+        outliers = np.abs(residuals) > OUTLIER_SPREADS * spread
+        if outliers.any():
+            frame.loc[outliers, "y"] = fitted[outliers]
+            found = StatsForecast(models=[model], freq="D", n_jobs=1).forecast(
+                df=frame, h=horizon, X_df=future, level=list(levels))
+    result = pd.DataFrame({"date": future_days, "forecast": found["model"].to_numpy()})
+    for level in levels:
+        result[f"lower_{level}"] = found[f"model-lo-{level}"].to_numpy()
+        result[f"upper_{level}"] = found[f"model-hi-{level}"].to_numpy()
+    numbers = [column for column in result.columns if column != "date"]
+    if positive:
+        result[numbers] = np.exp(result[numbers])
+    return result
+
+
+def backtest(values: pd.Series, calendar: Calendar, origins: Sequence[date], horizon: int = HORIZON_DAYS,
+             levels: Sequence[int] = LEVELS, *, stock: bool = False) -> pd.DataFrame:
+    """Forecast from each origin (the last day of history used) and line the forecasts up with what
+    happened: one row per origin and held-out day with `actual`, `forecast`, the bounds, and
+    `ape` (absolute percentage error) and `inside_<level>`."""
+    rows = []
+    for origin in origins:
+        history = values.loc[:pd.Timestamp(origin)]
+        found = forecast_series(history, calendar, horizon, levels, stock=stock)
+        found["actual"] = values.reindex(found["date"]).to_numpy()
+        found["origin"] = pd.Timestamp(origin)
+        rows.append(found.dropna(subset=["actual"]))
+    result = pd.concat(rows, ignore_index=True)
+    result["days_ahead"] = (result["date"] - result["origin"]).dt.days
+    result["ape"] = (result["forecast"] - result["actual"]).abs() / result["actual"].abs()
+    for level in levels:
+        result[f"inside_{level}"] = result["actual"].between(result[f"lower_{level}"], result[f"upper_{level}"])
+    return result
+
+
+def backtest_scores(results: pd.DataFrame, levels: Sequence[int] = LEVELS) -> dict[str, float]:
+    """MAPE (on days with a non-zero actual) and each interval's share of held-out days inside it."""
+    finite = results["ape"].replace([np.inf, -np.inf], np.nan).dropna()
+    scores = {"days": int(len(results)), "mape": float(finite.mean())}
+    for level in levels:
+        scores[f"coverage_{level}"] = float(results[f"inside_{level}"].mean())
+    return scores
+
+
+def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool, bool]], calendar: Calendar,
+                       workspace_id: str, through: date | None = None) -> pd.DataFrame:
+    """The forecast rows of one workspace (`insights.forecasts`) for `metrics`.
+
+    Args:
+        daily: the workspace's daily metric table (`date` and one column per metric).
+        metrics: (name, stock, can_be_negative) of each metric to forecast: whether it is a level
+            (MRR), and whether it can fall below zero (net sales; orders and MRR are floored at 0).
+        calendar: the workspace's holidays.
+        workspace_id: the workspace.
+        through: the last complete day to learn from (today, still running, is left out); None
+            means the table's last day.
+
+    Returns:
+        One row per metric and day ahead; a metric with too short a history has none.
+    """
+    rows = []
+    for metric, stock, can_be_negative in metrics:
+        values = daily_series(daily, metric)
+        if through is not None:
+            values = values.loc[:pd.Timestamp(through)]
+        if values.notna().sum() < MIN_HISTORY_DAYS:
+            continue
+        found = forecast_series(values.astype("float64"), calendar, stock=stock)
+        if not can_be_negative:
+            numbers = [column for column in found.columns if column != "date"]
+            found[numbers] = found[numbers].clip(lower=0.0)
+        origin = values.last_valid_index()
+        rows.append(found.assign(workspace_id=workspace_id, metric=metric, origin=origin.date(),
+                                 days_ahead=(found["date"] - origin).dt.days))
+    if not rows:
+        return pd.DataFrame(columns=["workspace_id", "metric", "origin", "date", "days_ahead", "forecast",
+                                     *[f"{side}_{level}" for level in LEVELS for side in ("lower", "upper")]])
+    result = pd.concat(rows, ignore_index=True)
+    result["date"] = result["date"].dt.date
+    return result[["workspace_id", "metric", "origin", "date", "days_ahead", "forecast",
+                   *[f"{side}_{level}" for level in LEVELS for side in ("lower", "upper")]]]
+
+
+def month_outlook(daily: pd.Series, forecast: pd.DataFrame, month_start: date, stock: bool) -> dict | None:
+    """Where a metric is heading this month: actual days so far plus the forecast of the rest.
+
+    Args:
+        daily: the metric's actual values by day.
+        forecast: its forecast rows (`date`, `forecast`, and `origin`: the last actual day it learnt from).
+        month_start: the month's first day.
+        stock: a level (the month's figure is its last day's) rather than a flow (summed).
+
+    Returns:
+        {"projected", "previous"} (the previous month's actual figure, None when that month is not
+        wholly in `daily`), or None when actuals and forecast do not cover the whole month.
+    """
+    month = pd.date_range(month_start, (pd.Timestamp(month_start) + pd.offsets.MonthEnd(0)), freq="D")
+    # Actual days up to the forecast's origin (a later, still running day is left to the forecast).
+    actual = daily.dropna()
+    if len(forecast) and "origin" in forecast:
+        actual = actual.loc[:pd.Timestamp(forecast["origin"].iloc[0])]
+    ahead = pd.Series(forecast["forecast"].to_numpy(dtype=float), index=pd.to_datetime(forecast["date"]))
+    ahead = ahead[ahead.index > actual.index.max()] if len(actual) else ahead
+    values = pd.concat([actual, ahead]).reindex(month)
+    if values.isna().any():
+        return None
+    previous_days = pd.date_range(month[0] - pd.offsets.MonthBegin(1), month[0] - timedelta(days=1), freq="D")
+    before = actual.reindex(previous_days)
+    previous = None if before.isna().any() else float(before.iloc[-1] if stock else before.sum())
+    return {"projected": float(values.iloc[-1] if stock else values.sum()), "previous": previous}
