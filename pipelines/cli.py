@@ -219,15 +219,21 @@ def cmd_dbt(args: argparse.Namespace) -> int:
 
 
 def cmd_docs_tables(args: argparse.Namespace) -> int:
-    """Regenerate (or, with --check, verify) the table reference in docs/analysts.md from the dbt manifest."""
+    """Regenerate (or, with --check, verify) what is generated: dbt's metric registry macro from the
+    registry (pipelines/packs), then the table reference in docs/analysts.md from the dbt manifest."""
     from pipelines.transform.reference import ANALYSTS_DOC, update_analysts_doc
+    from pipelines.transform.registry import REGISTRY_MACRO, update_registry_macro
 
-    current = update_analysts_doc(check=args.check)
-    if args.check and not current:
-        print(f"{ANALYSTS_DOC} is out of date with the dbt models: run `abos docs tables`", file=sys.stderr)
-        return 1
-    print(f"{ANALYSTS_DOC}: {'up to date' if current else 'table reference rewritten'}")
-    return 0
+    stale = 0
+    for path, update, what in [(REGISTRY_MACRO, update_registry_macro, "the metric registry"),
+                               (ANALYSTS_DOC, update_analysts_doc, "the dbt models")]:
+        current = update(check=args.check)
+        if args.check and not current:
+            print(f"{path} is out of date with {what}: run `abos docs tables`", file=sys.stderr)
+            stale = 1
+        else:
+            print(f"{path}: {'up to date' if current else 'rewritten'}")
+    return stale
 
 
 def cmd_docs_serve(args: argparse.Namespace) -> int:
@@ -473,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     docs = commands.add_parser("docs", help="the analysts' docs: table reference, dbt docs site").add_subparsers(
         dest="docs_command", required=True)
-    tables = docs.add_parser("tables", help="regenerate docs/analysts.md's table reference from the dbt manifest")
+    tables = docs.add_parser("tables", help="regenerate dbt's metric registry macro and docs/analysts.md's table reference")
     tables.add_argument("--check", action="store_true", help="only check; exit 1 when the reference is stale")
     tables.set_defaults(func=cmd_docs_tables)
     serve_docs = docs.add_parser("serve", help="`dbt docs generate` on the configured warehouse, then serve it")
