@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -113,30 +113,34 @@ class Warehouse:
                 frame = pd.DataFrame(cursor.fetchall(), columns=names)
         return _floats(frame)
 
-    def read_only(self, statements: Sequence[tuple[str, Sequence[object]]], *,
-                  timeout: float = 5.0) -> list[pd.DataFrame]:
-        """The rows of each (sql, params) statement, run on one connection that cannot write, each
-        stopped after `timeout` seconds (questions in plain language, docs/ask.md).
+    @contextmanager
+    def reader(self, *, timeout: float = 5.0) -> Iterator[Callable[[str, Sequence[object]], pd.DataFrame]]:
+        """`read(sql, params)` → rows, on one connection that cannot write, each statement stopped
+        after `timeout` seconds (questions in plain language, docs/ask.md). A failed statement
+        does not stop the next one.
 
         Raises:
-            TimeoutError: a statement ran longer than `timeout`.
+            TimeoutError: (from `read`) a statement ran longer than `timeout`.
         """
         with warehouse_write_lock(self.settings):
             if self.kind == "duckdb":
                 with closing(duckdb.connect(str(self.settings.warehouse.duckdb_path), read_only=True)) as conn:
-                    return [_floats(_interrupted_after(timeout, conn, sql, params)) for sql, params in statements]
+                    yield lambda sql, params=(): _floats(_interrupted_after(timeout, conn, sql, params))
+                return
             options = f"-c statement_timeout={int(timeout * 1000)} -c default_transaction_read_only=on"
-            with closing(psycopg2.connect(self.settings.warehouse.url, options=options)) as conn, conn, \
-                    conn.cursor() as cursor:
-                frames = []
-                for sql, params in statements:
-                    try:
-                        cursor.execute(sql, tuple(params) or None)
-                    except psycopg2.errors.QueryCanceled:
-                        raise TimeoutError(f"a read took longer than {timeout:g}s") from None
-                    names = [column.name for column in cursor.description]
-                    frames.append(_floats(pd.DataFrame(cursor.fetchall(), columns=names)))
-                return frames
+            with closing(psycopg2.connect(self.settings.warehouse.url, options=options)) as conn:
+                conn.autocommit = True  # each read its own read-only transaction
+
+                def read(sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+                    with conn.cursor() as cursor:
+                        try:
+                            cursor.execute(sql, tuple(params) or None)
+                        except psycopg2.errors.QueryCanceled:
+                            raise TimeoutError(f"a read took longer than {timeout:g}s") from None
+                        names = [column.name for column in cursor.description]
+                        return _floats(pd.DataFrame(cursor.fetchall(), columns=names))
+
+                yield read
 
     def upsert(
         self,

@@ -10,6 +10,7 @@ workspace id always the caller's. docs/ask.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -18,7 +19,6 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipelines.packs import Metric, Pack
-from pipelines.warehouse import Warehouse
 
 GRAINS = ("total", "day", "week", "month", "quarter", "year")
 TIMEOUT_SECONDS = 5.0  # a question's reads stop after this
@@ -203,31 +203,32 @@ def dimension_values_sql(pack: Pack, workspace_id: str) -> list[Statement]:
             for table in pack.slice_tables]
 
 
-def dimension_values(warehouse: Warehouse, pack: Pack, workspace_id: str) -> dict[str, set[str]]:
+Read = Callable[[str, Sequence[object]], pd.DataFrame]  # Warehouse.reader's `read`
+
+
+def dimension_values(read: Read, pack: Pack, workspace_id: str) -> dict[str, set[str]]:
     """Each dimension's values in the workspace's slice tables (filters are checked against them)."""
-    statements = dimension_values_sql(pack, workspace_id)
     found: dict[str, set[str]] = {}
-    for frame in warehouse.read_only([(s.sql, s.params) for s in statements], timeout=TIMEOUT_SECONDS):
-        for dimension, value in frame.itertuples(index=False):
+    for statement in dimension_values_sql(pack, workspace_id):
+        for dimension, value in read(statement.sql, statement.params).itertuples(index=False):
             found.setdefault(dimension, set()).add(str(value))
     return found
 
 
-def evaluate(query: Query, pack: Pack, warehouse: Warehouse, workspace_id: str,
+def evaluate(query: Query, pack: Pack, read: Read, workspace_id: str,
              range_: Range | None = None, grain: str | None = None) -> pd.DataFrame:
     """The query's metrics per period (and dimension value): one row each, a column per metric,
     `period` (the first day of the period; the range's start for the total), `dimension_value`."""
     query = query if grain is None else query.model_copy(update={"grain": grain})
     span = range_ or query.range
-    statements = compile_query(query, pack, workspace_id, span)
-    frames = warehouse.read_only([(s.sql, s.params) for s in statements], timeout=TIMEOUT_SECONDS)
-    long = pd.concat([frame for frame in frames if len(frame)], ignore_index=True) if any(
-        len(frame) for frame in frames) else pd.DataFrame(columns=["period", "metric", "value"])
+    frames = [frame for statement in compile_query(query, pack, workspace_id, span)
+              if len(frame := read(statement.sql, statement.params))]
     keys = ["period", "dimension_value"] if query.dimensions else ["period"]
-    if long.empty:
+    if not frames:
         return pd.DataFrame(columns=[*keys, *query.metrics])
+    long = pd.concat(frames, ignore_index=True)
     long["period"] = pd.to_datetime(long["period"].fillna(pd.Timestamp(span.start))).dt.date
-    wide = long.pivot_table(index=keys, columns="metric", values="value", aggfunc="sum").reset_index()
+    wide = long.groupby([*keys, "metric"])["value"].sum().unstack("metric").reset_index()
     for name in measures(query, pack):  # a slice left out (zero) or a part absent in the range is 0
         wide[name] = wide[name].fillna(0.0) if name in wide else 0.0
     result = wide[keys].copy()

@@ -31,6 +31,11 @@ SAAS_DAYS = {2: (1000, 10), 3: (1100, 11), 4: (1050, 10)}
 PLANS = [(2, "Team", 1000), (3, "Team", 600), (3, "Starter", 500), (4, "Team", 1050)]
 
 
+def run(warehouse: Warehouse, asked: Query, pack, workspace_id: str):
+    with warehouse.reader() as read:
+        return evaluate(asked, pack, read, workspace_id)
+
+
 def query(**fields) -> Query:
     fields.setdefault("range", {"start": NOV[2], "end": NOV[4]})
     return Query(timezone="America/New_York", **fields)
@@ -68,7 +73,7 @@ def warehouse(request, tmp_path_factory) -> Warehouse:
 
 
 def test_sums_and_a_ratio_of_sums_over_the_range(warehouse):
-    found = evaluate(query(metrics=("net_sales", "aov")), SHOP, warehouse, "shop")
+    found = run(warehouse, query(metrics=("net_sales", "aov")), SHOP, "shop")
     assert len(found) == 1
     assert found["net_sales"].iloc[0] == pytest.approx(90 + 189 + 0)
     # Σ(gross − discounts) / Σorders = 279 / 7, not the mean of the days' AOVs (90, 31.5)
@@ -76,33 +81,33 @@ def test_sums_and_a_ratio_of_sums_over_the_range(warehouse):
 
 
 def test_weeks_start_on_monday_and_each_adds_up_its_own_days(warehouse):
-    found = evaluate(query(metrics=("net_sales", "aov"), grain="week", range={"start": NOV[2], "end": NOV[15]}),
-                     SHOP, warehouse, "shop")
+    found = run(warehouse, query(metrics=("net_sales", "aov"), grain="week", range={"start": NOV[2], "end": NOV[15]}),
+                SHOP, "shop")
     assert found["period"].tolist() == [NOV[2], NOV[9]]
     assert found["net_sales"].tolist() == pytest.approx([279, 360])
     assert found["aov"].tolist() == pytest.approx([279 / 7, 360 / 5])
 
 
 def test_a_stock_is_its_last_day_with_data_and_a_ratio_of_stocks_too(warehouse):
-    found = evaluate(query(metrics=("mrr", "arpa"), range={"start": NOV[1], "end": NOV[8]}), SAAS, warehouse, "saas")
+    found = run(warehouse, query(metrics=("mrr", "arpa"), range={"start": NOV[1], "end": NOV[8]}), SAAS, "saas")
     assert found["mrr"].iloc[0] == 1050  # Nov 4, the last day with data; not a sum of days
     assert found["arpa"].iloc[0] == pytest.approx(1050 / 10)
 
 
 def test_a_stock_by_dimension_is_read_on_the_last_day_so_a_vanished_slice_is_not_stale(warehouse):
-    found = evaluate(query(metrics=("mrr",), dimensions=("plan",)), SAAS, warehouse, "saas")
+    found = run(warehouse, query(metrics=("mrr",), dimensions=("plan",)), SAAS, "saas")
     by_plan = dict(zip(found["dimension_value"], found["mrr"]))
     assert by_plan == {"Team": 1050}  # Starter's 500 of Nov 3 is gone by Nov 4
 
 
 def test_a_breakdown_and_a_filter_on_the_slices(warehouse):
-    found = evaluate(query(metrics=("net_sales", "aov"), dimensions=("country",)), SHOP, warehouse, "shop")
+    found = run(warehouse, query(metrics=("net_sales", "aov"), dimensions=("country",)), SHOP, "shop")
     by_country = found.set_index("dimension_value")
     assert by_country.loc["US", "net_sales"] == pytest.approx(90 + 45)
     assert by_country.loc["US", "aov"] == pytest.approx(135 / 3)
     assert by_country.loc["DE", "aov"] == pytest.approx(144 / 4)
-    kept = evaluate(query(metrics=("orders",), filters=({"dimension": "country", "values": ("DE",)},)),
-                    SHOP, warehouse, "shop")
+    kept = run(warehouse, query(metrics=("orders",), filters=({"dimension": "country", "values": ("DE",)},)),
+               SHOP, "shop")
     assert kept["orders"].tolist() == [4]
 
 
@@ -119,11 +124,13 @@ def test_the_workspace_is_a_parameter_and_every_table_a_metrics_table():
 
 
 def test_reads_cannot_write_and_stop_at_the_timeout(warehouse):
-    with pytest.raises(Exception, match="(?i)read.only|read-only"):
-        warehouse.read_only([("create table metrics.stolen (a int)", ())])
-    slow = ("select count(*) from range(100000000000)" if warehouse.kind == "duckdb" else "select pg_sleep(5)", ())
-    with pytest.raises(TimeoutError):
-        warehouse.read_only([slow], timeout=0.3)
+    with warehouse.reader(timeout=0.3) as read:
+        with pytest.raises(Exception, match="(?i)read.only|read-only"):
+            read("create table metrics.stolen (a int)", ())
+        slow = "select count(*) from range(100000000000)" if warehouse.kind == "duckdb" else "select pg_sleep(5)"
+        with pytest.raises(TimeoutError):
+            read(slow, ())
+        assert read("select count(*) as n from metrics.metric_values", ())["n"].iloc[0] > 0  # still usable
 
 
 def test_the_query_object_holds_to_its_limits():
