@@ -208,6 +208,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Answer a question in plain language from one workspace's metric tables (docs/ask.md)."""
+    from pipelines.ask.answer import ask
+    from pipelines.warehouse import Warehouse, ensure_reachable
+    from pipelines.workspaces import load_workspaces
+
+    settings = load_settings()
+    ensure_reachable(settings)
+    workspace = load_workspaces(settings.workspaces_file, require_secrets=False).get(args.workspace)
+    answer = ask(args.question, workspace, Warehouse(settings))
+    print(answer.to_json() if args.json else answer.to_text())
+    return 0 if answer.status in ("answered", "clarify") else 2
+
+
 def cmd_dbt(args: argparse.Namespace) -> int:
     """Run dbt in dbt_project/ against the warehouse in ABOS_WAREHOUSE_URL, under its lock."""
     from pipelines.transform import run_dbt
@@ -472,6 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("source", choices=["shopify", "stripe"])
     ingest.add_argument("workspace", help="a workspace id from workspaces.yaml")
     ingest.set_defaults(func=cmd_ingest)
+
+    ask = commands.add_parser("ask", help="answer a question in plain language from a workspace's metrics "
+                                          "(docs/ask.md)")
+    ask.add_argument("question", help='e.g. "net sales last week vs the week before"')
+    ask.add_argument("--workspace", required=True, help="the workspace id (workspaces.yaml) the question is about")
+    ask.add_argument("--json", action="store_true", help="the answer, its query and citations as JSON")
+    ask.set_defaults(func=cmd_ask)
 
     dbt = commands.add_parser("dbt", help="run dbt against the configured warehouse, e.g. `abos dbt build`")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="arguments passed to dbt")
