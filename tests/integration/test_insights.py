@@ -230,6 +230,20 @@ def test_the_table_reference_documents_every_column_of_the_built_tables(insights
         assert sorted(columns) == sorted(documented[key]), key
 
 
+def test_the_slice_tables_split_exactly_the_registrys_metrics_by_their_dimensions(built):
+    """The registry (pipelines/packs) says which metric splits by which dimension; the slice models must agree."""
+    for vertical in ("ecommerce", "saas"):
+        pack = pack_for(vertical)
+        # ratios are not sliced: their parts are, by every dimension of the ratio
+        declared = {(metric.name, dimension) for metric in pack.metrics for dimension in metric.dimensions
+                    if metric.ratio is None}
+        assert {(part, dimension) for metric in pack.metrics if metric.ratio for part in metric.measures
+                for dimension in metric.dimensions} <= declared
+        for table in pack.slice_tables:
+            found = built.warehouse.query(f"select distinct metric, dimension from metrics.{table}")
+            assert set(found.itertuples(index=False, name=None)) == declared, table
+
+
 ASKED_AT = datetime(2026, 11, 25, 20, tzinfo=timezone.utc)  # Wednesday afternoon in New York and Los Angeles
 
 
