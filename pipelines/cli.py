@@ -436,6 +436,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             else:
                 _say(f"no webhook secret for {workspace.id}'s {provider} connector: its endpoint refuses every "
                      f"delivery (connectors.{provider}.webhook_secret_env must name a variable that is set)")
+    for workspace in workspaces:
+        if workspace.id in app.state.ask.tokens:
+            _say(f"questions for {workspace.id}: POST http://{args.host}:{args.port}/v1/workspaces/{workspace.id}/ask")
     run(app, args.host, args.port)
     return 0
 
@@ -549,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--webhook-warehouse", help="the gateway's warehouse URL (default: a fresh DuckDB file)")
     bench.set_defaults(func=cmd_bench)
 
-    serve = commands.add_parser("serve", help="serve the webhook gateway for Shopify and Stripe (docs/webhooks.md)")
+    serve = commands.add_parser("serve", help="serve the webhook gateway for Shopify and Stripe "
+                                              "(docs/webhooks.md) and the ask API (docs/ask.md)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8800, help="default %(default)s")
     serve.add_argument("--max-body-bytes", type=int, help="larger deliveries are refused with 413 (default 1 MiB)")
