@@ -19,7 +19,7 @@ from datetime import date
 from babel import Locale
 from pydantic import ValidationError
 
-from pipelines.ask.periods import Period, PeriodError, default_period, find_period
+from pipelines.ask.periods import Period, default_period, find_period
 from pipelines.ask.query import MAX_ROWS, Comparison, Filter, Query, QueryError, Range, check
 from pipelines.packs import PACKS, Metric, Pack
 
@@ -147,7 +147,7 @@ def resolve(question: str, context: Context) -> Resolution:
             other = find_period(other_words, context.today, context.country)
             if other is None:
                 return Unsupported(f"I could not tell which period to compare with in {other_words.strip()!r}.")
-    except PeriodError as exc:
+    except ValueError as exc:  # PeriodError, or a date Python has no room for ("in 0000")
         return Unsupported(f"I could not read the dates: {exc}.")
     filters, text, problem = _filters(question, text, context)
     if problem:
