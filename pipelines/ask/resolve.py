@@ -240,6 +240,7 @@ def _metrics(text: str, pack: Pack) -> tuple[list[str] | Clarify, str]:
     `text` without them; a phrase that names several metrics gives a clarifying question instead."""
     found: dict[str, int] = {}
     phrases = _phrases(pack)
+    text = _distributed(text, phrases)
     for phrase in sorted(phrases, key=len, reverse=True):
         pattern = rf"\b{re.escape(phrase)}(?:s|es)?\b"
         while match := re.search(pattern, text):
@@ -252,6 +253,18 @@ def _metrics(text: str, pack: Pack) -> tuple[list[str] | Clarify, str]:
                 found.setdefault(names[0], match.start())
             text = _cut(text, match.span())
     return sorted(found, key=found.get), text
+
+
+def _distributed(text: str, phrases: dict[str, list[str]]) -> str:
+    """"new, expansion and churned mrr" → "new mrr, expansion mrr and churned mrr", when each of
+    those is a metric's phrase."""
+    def spread(match: re.Match) -> str:
+        heads, noun = re.split(r"\s*,\s*|\s+and\s+", match.group("heads")), match.group("noun")
+        if not all(f"{head} {noun}" in phrases for head in heads):
+            return match.group(0)
+        return ", ".join(f"{head} {noun}" for head in heads[:-1]) + f" and {heads[-1]} {noun}"
+    return re.sub(r"\b(?P<heads>\w+(?:\s*,\s*\w+)*,?\s+and\s+\w+)\s+(?P<noun>mrr|sales|customers|subscriptions)\b",
+                  spread, text)
 
 
 def _dimensions(text: str, pack: Pack) -> tuple[list[str], bool]:
