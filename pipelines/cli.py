@@ -397,6 +397,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                    progress=_say)
         print(json.dumps(result, indent=2))
         return 0 if result["lost"] == 0 else 1
+    if args.ask:
+        from pipelines.bench.ask import run_ask_bench
+
+        result = run_ask_bench(load_settings(), {"shop": args.ask_shop, "saas": args.ask_saas}, progress=_say)
+        print(json.dumps(result, indent=2))
+        return 0
     if args.detection:
         from pipelines.bench.detection import run_detection_bench
 
@@ -545,6 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--p5-workspaces", type=int, default=1000, help="workspaces in the anomaly scan (P5)")
     bench.add_argument("--detection", action="store_true",
                        help="only the anomaly detection benchmark and P5 (no sandbox, about a minute)")
+    bench.add_argument("--ask", action="store_true",
+                       help="only questions: answer time of the shipped question set on the configured, built "
+                            "warehouse (docs/ask.md)")
+    bench.add_argument("--ask-shop", default="demo-us-store", help="the ecommerce workspace asked (default %(default)s)")
+    bench.add_argument("--ask-saas", default="demo-saas", help="the SaaS workspace asked (default %(default)s)")
     bench.add_argument("--webhooks", action="store_true",
                        help="only the webhook gateway: accept latency at a steady rate, nothing lost (docs/webhooks.md)")
     bench.add_argument("--webhook-rate", type=float, default=500, help="webhooks per second (default %(default)s)")

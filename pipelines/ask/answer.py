@@ -21,7 +21,7 @@ import psycopg2
 
 from pipelines.ask.query import (LONG_TABLE, TIMEOUT_SECONDS, Query, Range, Read, compile_query,
                                  dimension_values, evaluate)
-from pipelines.ask.resolve import Clarify, Context, Refused, Resolved, Unsupported, resolve
+from pipelines.ask.resolve import Clarify, Context, Refused, Resolved, Unsupported, resolve, screen
 from pipelines.insights.wording import Wording
 from pipelines.packs import Pack, pack_for
 from pipelines.warehouse import Warehouse
@@ -76,6 +76,10 @@ def ask(question: str, workspace: Workspace, warehouse: Warehouse, *, now: datet
     """Answer `question` for `workspace` (the caller's, never one the question names)."""
     pack = pack_for(workspace.vertical)
     base = {"question": question, "workspace_id": workspace.id}
+    resolution = screen(question, pack)  # refusals read nothing
+    if resolution is not None:
+        return Answer(**base, status="refused" if isinstance(resolution, Refused) else "unsupported",
+                      text=resolution.message)
     with warehouse.reader(timeout=TIMEOUT_SECONDS) as read:
         context = Context(pack=pack, timezone=workspace.timezone, today=today_in(workspace, now),
                           country=workspace.holiday_country, values=dimension_values(read, pack, workspace.id))

@@ -131,14 +131,10 @@ class Context:
 def resolve(question: str, context: Context) -> Resolution:
     """The query, clarifying question, unsupported notice or refusal for `question`."""
     pack = context.pack
-    if len(question) > MAX_QUESTION_CHARS:
-        return Unsupported(f"That question is too long; ask in under {MAX_QUESTION_CHARS} characters.")
-    text = " " + " ".join(question.replace("’", "'").replace("?", " ").split()).lower() + " "
-    for reason, pattern in HOSTILE:
-        if re.search(pattern, text):
-            return Refused(REFUSAL.format(examples=_examples(pack)), reason)
-    if _identifiers(text):
-        return Refused(REFUSAL.format(examples=_examples(pack)), "workspace")
+    turned_away = screen(question, pack)
+    if turned_away is not None:
+        return turned_away
+    text = _words(question)
     comparison, other_words, text = _comparison(text)
     try:
         period, text = _period(text, context)
@@ -179,6 +175,25 @@ def resolve(question: str, context: Context) -> Resolution:
         message = str(exc) if isinstance(exc, QueryError) else exc.errors()[0]["msg"]
         return Unsupported(f"I can't answer that as asked: {message}.", tuple(found))
     return Resolved(query, period)
+
+
+def screen(question: str, pack: Pack) -> Refused | Unsupported | None:
+    """What is turned away before anything is read: refusals (the same message whatever they
+    name) and questions too long to read."""
+    if len(question) > MAX_QUESTION_CHARS:
+        return Unsupported(f"That question is too long; ask in under {MAX_QUESTION_CHARS} characters.")
+    text = _words(question)
+    for reason, pattern in HOSTILE:
+        if re.search(pattern, text):
+            return Refused(REFUSAL.format(examples=_examples(pack)), reason)
+    if _identifiers(text):
+        return Refused(REFUSAL.format(examples=_examples(pack)), "workspace")
+    return None
+
+
+def _words(question: str) -> str:
+    """The question in lower case, single spaces, padded, without question marks."""
+    return " " + " ".join(question.replace("’", "'").replace("?", " ").split()).lower() + " "
 
 
 def _identifiers(text: str) -> list[str]:
