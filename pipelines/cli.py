@@ -243,6 +243,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Answer a question in plain language from one workspace's metric tables (docs/ask.md)."""
+    from pipelines.ask.answer import ask
+    from pipelines.warehouse import Warehouse, ensure_reachable
+    from pipelines.workspaces import load_workspaces
+
+    settings = load_settings()
+    ensure_reachable(settings)
+    workspace = load_workspaces(settings.workspaces_file, require_secrets=False).get(args.workspace)
+    answer = ask(args.question, workspace, Warehouse(settings))
+    print(answer.to_json() if args.json else answer.to_text())
+    return 0 if answer.status in ("answered", "clarify") else 2
+
+
 def cmd_dbt(args: argparse.Namespace) -> int:
     """Run dbt in dbt_project/ against the warehouse in ABOS_WAREHOUSE_URL, under its lock."""
     from pipelines.transform import run_dbt
@@ -254,15 +268,21 @@ def cmd_dbt(args: argparse.Namespace) -> int:
 
 
 def cmd_docs_tables(args: argparse.Namespace) -> int:
-    """Regenerate (or, with --check, verify) the table reference in docs/analysts.md from the dbt manifest."""
+    """Regenerate (or, with --check, verify) what is generated: dbt's metric registry macro from the
+    registry (pipelines/packs), then the table reference in docs/analysts.md from the dbt manifest."""
     from pipelines.transform.reference import ANALYSTS_DOC, update_analysts_doc
+    from pipelines.transform.registry import REGISTRY_MACRO, update_registry_macro
 
-    current = update_analysts_doc(check=args.check)
-    if args.check and not current:
-        print(f"{ANALYSTS_DOC} is out of date with the dbt models: run `abos docs tables`", file=sys.stderr)
-        return 1
-    print(f"{ANALYSTS_DOC}: {'up to date' if current else 'table reference rewritten'}")
-    return 0
+    stale = 0
+    for path, update, what in [(REGISTRY_MACRO, update_registry_macro, "the metric registry"),
+                               (ANALYSTS_DOC, update_analysts_doc, "the dbt models")]:
+        current = update(check=args.check)
+        if args.check and not current:
+            print(f"{path} is out of date with {what}: run `abos docs tables`", file=sys.stderr)
+            stale = 1
+        else:
+            print(f"{path}: {'up to date' if current else 'rewritten'}")
+    return stale
 
 
 def cmd_docs_serve(args: argparse.Namespace) -> int:
@@ -412,6 +432,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                    progress=_say)
         print(json.dumps(result, indent=2))
         return 0 if result["lost"] == 0 else 1
+    if args.ask:
+        from pipelines.bench.ask import run_ask_bench
+
+        result = run_ask_bench(load_settings(), {"shop": args.ask_shop, "saas": args.ask_saas}, progress=_say)
+        print(json.dumps(result, indent=2))
+        return 0
     if args.detection:
         from pipelines.bench.detection import run_detection_bench
 
@@ -470,6 +496,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             else:
                 _say(f"no webhook secret for {workspace.id}'s {provider} connector: its endpoint refuses every "
                      f"delivery (connectors.{provider}.webhook_secret_env must name a variable that is set)")
+    for workspace in workspaces:
+        if workspace.id in app.state.ask.tokens:
+            _say(f"questions for {workspace.id}: POST http://{args.host}:{args.port}/v1/workspaces/{workspace.id}/ask")
     run(app, args.host, args.port)
     return 0
 
@@ -521,13 +550,20 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("workspace", help="a workspace id from workspaces.yaml")
     ingest.set_defaults(func=cmd_ingest)
 
+    ask = commands.add_parser("ask", help="answer a question in plain language from a workspace's metrics "
+                                          "(docs/ask.md)")
+    ask.add_argument("question", help='e.g. "net sales last week vs the week before"')
+    ask.add_argument("--workspace", required=True, help="the workspace id (workspaces.yaml) the question is about")
+    ask.add_argument("--json", action="store_true", help="the answer, its query and citations as JSON")
+    ask.set_defaults(func=cmd_ask)
+
     dbt = commands.add_parser("dbt", help="run dbt against the configured warehouse, e.g. `abos dbt build`")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="arguments passed to dbt")
     dbt.set_defaults(func=cmd_dbt)
 
     docs = commands.add_parser("docs", help="the analysts' docs: table reference, dbt docs site").add_subparsers(
         dest="docs_command", required=True)
-    tables = docs.add_parser("tables", help="regenerate docs/analysts.md's table reference from the dbt manifest")
+    tables = docs.add_parser("tables", help="regenerate dbt's metric registry macro and docs/analysts.md's table reference")
     tables.add_argument("--check", action="store_true", help="only check; exit 1 when the reference is stale")
     tables.set_defaults(func=cmd_docs_tables)
     serve_docs = docs.add_parser("serve", help="`dbt docs generate` on the configured warehouse, then serve it")
@@ -575,6 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "sandbox, e.g. 0.01,0.1,1, and the fitted exponents")
     bench.add_argument("--detection", action="store_true",
                        help="only the anomaly detection benchmark and P5 (no sandbox, about a minute)")
+    bench.add_argument("--ask", action="store_true",
+                       help="only questions: answer time of the shipped question set on the configured, built "
+                            "warehouse (docs/ask.md)")
+    bench.add_argument("--ask-shop", default="demo-us-store", help="the ecommerce workspace asked (default %(default)s)")
+    bench.add_argument("--ask-saas", default="demo-saas", help="the SaaS workspace asked (default %(default)s)")
     bench.add_argument("--webhooks", action="store_true",
                        help="only the webhook gateway: accept latency at a steady rate, nothing lost (docs/webhooks.md)")
     bench.add_argument("--webhook-rate", type=float, default=500, help="webhooks per second (default %(default)s)")
@@ -582,7 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--webhook-warehouse", help="the gateway's warehouse URL (default: a fresh DuckDB file)")
     bench.set_defaults(func=cmd_bench)
 
-    serve = commands.add_parser("serve", help="serve the webhook gateway for Shopify and Stripe (docs/webhooks.md)")
+    serve = commands.add_parser("serve", help="serve the webhook gateway for Shopify and Stripe "
+                                              "(docs/webhooks.md) and the ask API (docs/ask.md)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8800, help="default %(default)s")
     serve.add_argument("--max-body-bytes", type=int, help="larger deliveries are refused with 413 (default 1 MiB)")

@@ -9,8 +9,9 @@ placeholders on both databases.
 from __future__ import annotations
 
 import fcntl
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,6 +23,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import psycopg2
+import psycopg2.errors
 import psycopg2.extras
 
 from pipelines.settings import Settings, SettingsError
@@ -109,10 +111,36 @@ class Warehouse:
                 cursor.execute(sql, tuple(params) or None)
                 names = [column.name for column in cursor.description]
                 frame = pd.DataFrame(cursor.fetchall(), columns=names)
-        for name in frame.columns:
-            if frame[name].map(lambda value: isinstance(value, Decimal)).any():
-                frame[name] = frame[name].astype("float64")
-        return frame
+        return _floats(frame)
+
+    @contextmanager
+    def reader(self, *, timeout: float = 5.0) -> Iterator[Callable[[str, Sequence[object]], pd.DataFrame]]:
+        """`read(sql, params)` → rows, on one connection that cannot write, each statement stopped
+        after `timeout` seconds (questions in plain language, docs/ask.md). A failed statement
+        does not stop the next one.
+
+        Raises:
+            TimeoutError: (from `read`) a statement ran longer than `timeout`.
+        """
+        with warehouse_write_lock(self.settings):
+            if self.kind == "duckdb":
+                with closing(duckdb.connect(str(self.settings.warehouse.duckdb_path), read_only=True)) as conn:
+                    yield lambda sql, params=(): _floats(_interrupted_after(timeout, conn, sql, params))
+                return
+            options = f"-c statement_timeout={int(timeout * 1000)} -c default_transaction_read_only=on"
+            with closing(psycopg2.connect(self.settings.warehouse.url, options=options)) as conn:
+                conn.autocommit = True  # each read its own read-only transaction
+
+                def read(sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+                    with conn.cursor() as cursor:
+                        try:
+                            cursor.execute(sql, tuple(params) or None)
+                        except psycopg2.errors.QueryCanceled:
+                            raise TimeoutError(f"a read took longer than {timeout:g}s") from None
+                        names = [column.name for column in cursor.description]
+                        return _floats(pd.DataFrame(cursor.fetchall(), columns=names))
+
+                yield read
 
     def upsert(
         self,
@@ -222,6 +250,27 @@ class Statements:
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         if rows:
             self._target.executemany(sql.replace("%s", self._placeholder), [list(row) for row in rows])
+
+
+def _floats(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with decimal columns as floats, alike on both databases."""
+    for name in frame.columns:
+        if frame[name].dtype == object and frame[name].map(lambda value: isinstance(value, Decimal)).any():
+            frame[name] = frame[name].astype("float64")
+    return frame
+
+
+def _interrupted_after(timeout: float, conn: duckdb.DuckDBPyConnection, sql: str,
+                       params: Sequence[object]) -> pd.DataFrame:
+    """One DuckDB statement, interrupted (TimeoutError) when it runs longer than `timeout` seconds."""
+    timer = threading.Timer(timeout, conn.interrupt)
+    timer.start()
+    try:
+        return conn.execute(sql.replace("%s", "?"), list(params)).df()
+    except duckdb.InterruptException:
+        raise TimeoutError(f"a read took longer than {timeout:g}s") from None
+    finally:
+        timer.cancel()
 
 
 def _delete_matching(table: str, key: list[str], replace: Mapping[str, object]) -> tuple[str, list[object]]:

@@ -45,7 +45,7 @@ VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;\x00-\x1f\x7f]+@[^@\s<>,;\x00-\x1f\x7f]+\.[^@\s<>,;\x00-\x1f\x7f]+$")
 SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,})$")
 WORKSPACE_KEYS = {"id", "name", "vertical", "timezone", "currency", "country", "locale", "connectors",
-                  "notifications"}
+                  "notifications", "ask_token_env"}
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -150,6 +150,12 @@ class Workspace:
     notifications: Notifications = field(default_factory=Notifications)
     country: str | None = None  # ISO 3166 alpha-2, as set in workspaces.yaml (see holiday_country)
     locale: str = "en"  # the reports' language and number formats, a CLDR locale such as pt_BR
+    ask_token_env: str | None = None  # the variable holding the bearer token of its ask API (docs/ask.md)
+
+    def ask_token(self, env: dict[str, str] | None = None) -> str | None:
+        """The bearer token its questions must carry over HTTP; None when unset (then none is accepted)."""
+        env = os.environ if env is None else env
+        return (env.get(self.ask_token_env) or None) if self.ask_token_env else None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -334,6 +340,8 @@ def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> W
         notifications=_parse_notifications(raw.get("notifications"), where, env),
         country=country,
         locale=locale,
+        ask_token_env=None if raw.get("ask_token_env") is None else _variable(raw["ask_token_env"], where,
+                                                                            "ask_token_env"),
     )
 
 

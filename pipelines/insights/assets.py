@@ -20,7 +20,7 @@ from pipelines.insights.reports import CHART_FILE, Week, build_report, last_comp
 from pipelines.insights.scan import explain_anomalies, find_anomalies
 from pipelines.insights.summaries import summarize
 from pipelines.insights.wording import Wording
-from pipelines.packs import pack_for
+from pipelines.packs import metric_tables, pack_for, slice_tables
 from pipelines.settings import Settings
 from pipelines.transform.health import require_passing
 from pipelines.warehouse import Warehouse
@@ -31,8 +31,9 @@ DRIVERS = dg.AssetKey(["insights", "anomaly_drivers"])
 REPORTS = dg.AssetKey(["insights", "reports"])
 FORECASTS = dg.AssetKey(["insights", "forecasts"])
 OPPORTUNITIES = dg.AssetKey(["insights", "opportunities"])
-METRIC_TABLES = [dg.AssetKey([f"{vertical}_daily_metrics"]) for vertical in ("ecommerce", "saas")]
-SLICE_TABLES = [dg.AssetKey([f"{vertical}_daily_slices"]) for vertical in ("ecommerce", "saas")]
+# What the assets read, from the metric registry: the tables its metrics and dimensions come from.
+METRIC_TABLES = [dg.AssetKey([table]) for table in metric_tables()]
+SLICE_TABLES = [dg.AssetKey([table]) for table in slice_tables()]
 COHORT_TABLES = [dg.AssetKey([f"{vertical}_cohorts"]) for vertical in ("ecommerce", "saas")]
 # What the opportunity rules read (pipelines/insights/opportunities.py).
 OPPORTUNITY_TABLES = [dg.AssetKey([name]) for name in (
@@ -53,8 +54,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
     warehouse = Warehouse(settings)
     kinds = {"python", settings.warehouse.kind}
 
-    @dg.asset(key=ANOMALIES, group_name="insights", kinds=kinds, partitions_def=partitions,
-              deps=[dg.AssetKey(["metric_values"])])
+    @dg.asset(key=ANOMALIES, group_name="insights", kinds=kinds, partitions_def=partitions, deps=METRIC_TABLES)
     def anomalies(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Flag unusual days in every pack metric of one workspace (band and week-over-week rules)."""
         workspace = workspaces.get(context.partition_key)
@@ -84,9 +84,9 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         workspace = workspaces.get(context.partition_key)
         pack = pack_for(workspace.vertical)
         found = warehouse.query("select * from insights.anomalies where workspace_id = %s", [workspace.id])
-        slices = warehouse.query(
-            f"select date, metric, dimension, dimension_value, value from metrics.{pack.vertical}_daily_slices "
-            "where workspace_id = %s", [workspace.id])
+        slices = pd.concat([warehouse.query(
+            f"select date, metric, dimension, dimension_value, value from metrics.{table} where workspace_id = %s",
+            [workspace.id]) for table in pack.slice_tables], ignore_index=True)
         drivers = explain_anomalies(found, slices, pack, calendar=_calendar(workspace, found))
         warehouse.upsert("insights.anomaly_drivers", drivers, key=["anomaly_id", "rank"],
                          replace={"workspace_id": workspace.id})
@@ -183,9 +183,15 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
 
 
 def _daily_metrics(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:
-    """The workspace's rows of its vertical's daily metric table, by date."""
-    table = pack_for(workspace.vertical).table
-    return warehouse.query(f"select * from metrics.{table} where workspace_id = %s order by date", [workspace.id])
+    """The workspace's pack metrics by date, one column each, from the tables the registry names."""
+    pack = pack_for(workspace.vertical)
+    frames = [warehouse.query(
+        f"select date, {', '.join(m.column for m in pack.metrics if m.table == table)} from metrics.{table} "
+        "where workspace_id = %s order by date", [workspace.id]) for table in pack.tables]
+    daily = frames[0]
+    for frame in frames[1:]:
+        daily = daily.merge(frame, on="date", how="outer")
+    return daily.sort_values("date", ignore_index=True)
 
 
 def _rows(warehouse: Warehouse, table: str, workspace: Workspace, order: str) -> pd.DataFrame | None:

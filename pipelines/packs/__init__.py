@@ -1,14 +1,19 @@
-"""Vertical packs: the metrics each kind of business is watched on, and how to explain them.
+"""The metric registry: every metric, declared once, in the pack of its vertical.
 
-A pack is the single list that detection, drivers and reports read; nothing else hard-codes a
-metric. Adding a vertical means adding one module here that defines `PACK`, and listing it in
-`PACKS` (see docs/packs.md).
+A metric's entry says what it is (name, label, synonyms, unit, direction), how it adds up over days
+(sum, last day, or a ratio of two sums), where it is stored (its table; the column is its name) and
+the dimensions it splits by (each with the slice table it comes from). Detection, drivers,
+reports, the dbt long form `metric_values` (through the generated macro
+`dbt_project/macros/metric_registry.sql`, `abos docs tables`) and questions in plain language read
+it; nothing else hard-codes a metric. Adding a metric: its entry here, its column in one dbt model
+(docs/metrics.md, "Adding a metric"). Adding a vertical: one module here that defines `PACK`,
+listed in `PACKS` (docs/packs.md).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -19,10 +24,19 @@ SIGNED_SUM = re.compile(r"\s*[a-z_][a-z0-9_]*(\s*[+-]\s*[a-z_][a-z0-9_]*)*\s*")
 
 @dataclass(frozen=True)
 class Dimension:
-    """A way to slice a metric, e.g. by product; `name` is the column in the slice tables."""
+    """A way to slice a metric, e.g. by product.
+
+    Attributes:
+        name: the `dimension` in the slice table (its values in `dimension_value`).
+        label: how reports name it in English.
+        table: the slice table it comes from, e.g. "ecommerce_daily_slices" (docs/packs.md).
+        synonyms: other words people use for it ("products", "item").
+    """
 
     name: str
     label: str
+    table: str
+    synonyms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -30,7 +44,7 @@ class Metric:
     """One metric of a pack, as stored in the vertical's daily metric table.
 
     Attributes:
-        name: column in `<vertical>_daily_metrics` and `metric` in `metric_values`.
+        name: its column in its table and `metric` in `metric_values`.
         label: how reports name it.
         unit: "currency", "count" or "ratio" (how values are formatted).
         up_is_good: whether a rise is good news (refunds and churn: no).
@@ -45,12 +59,16 @@ class Metric:
             written as text, e.g. ("gross_sales - discounts", "orders"); slices are then combined
             as sum(numerator) / sum(denominator), never by adding the ratios.
         stock: a level read at the end of the day (MRR, active customers), so a week's figure is
-            its last day's, not a sum of days.
+            its last day's, not a sum of days (a ratio of stocks, ARPA, sets it too).
         unit_value: what one unit of the metric is worth in money, for an anomaly's impact:
             (numerator, denominator) signed sums of the pack's summed metrics, each summed over
             the 28 days before the anomaly, e.g. ("net_sales", "units") for a unit sold. Counts
             without one take the pack's first currency ratio (AOV: an order, a customer; ARPA: a
             customer); currency metrics are money already.
+        synonyms: other words people use for it, lower case ("revenue", "sales"); a word several
+            metrics share ("churn") makes a question ask which one is meant.
+        table: its dbt table in the `metrics` schema; empty for the pack's table (filled by `Pack`).
+            Its definition is that column's description in the model's YAML (the manifest).
     """
 
     name: str
@@ -64,6 +82,8 @@ class Metric:
     ratio: tuple[str, str] | None = None
     stock: bool = False
     unit_value: tuple[str, str] | None = None
+    synonyms: tuple[str, ...] = ()
+    table: str = ""
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -72,6 +92,8 @@ class Metric:
             raise ValueError(f"metric {self.name!r}: sensitivity must be positive, not {self.sensitivity}")
         if self.change_threshold <= 0:
             raise ValueError(f"metric {self.name!r}: change_threshold must be positive, not {self.change_threshold}")
+        if any(synonym != synonym.strip().lower() or not synonym for synonym in self.synonyms):
+            raise ValueError(f"metric {self.name!r}: synonyms are lower case words, not {self.synonyms}")
         self.terms  # noqa: B018  (validates: raises ValueError for a ratio part that does not parse)
         if self.unit_value is not None:
             _terms(self.unit_value[0]), _terms(self.unit_value[1])
@@ -90,8 +112,14 @@ class Metric:
 
     @property
     def aggregation(self) -> str:
-        """How slices combine into the whole: "sum", or "ratio" of two sums."""
-        return "sum" if self.ratio is None else "ratio"
+        """How days (and slices) add up: "sum" (flows), "last" (a stock's last day), or "ratio"
+        (Σnumerator / Σdenominator, each part added up by its own aggregation)."""
+        return "ratio" if self.ratio is not None else "last" if self.stock else "sum"
+
+    @property
+    def column(self) -> str:
+        """Its column in `table`: its name."""
+        return self.name
 
     @property
     def terms(self) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]] | None:
@@ -137,7 +165,8 @@ class Pack:
 
     Attributes:
         vertical: the `vertical` of workspaces that use this pack.
-        table: the dbt metric table holding one row per workspace and day.
+        table: the dbt metric table holding one row per workspace and day, the `table` of every
+            metric that names none.
         dimensions: every dimension any metric can be sliced by.
         metrics: in the order reports show them.
         alert_budget: how many anomalies (events) per week reach the report and Slack, the most
@@ -151,6 +180,9 @@ class Pack:
     alert_budget: int = 3
 
     def __post_init__(self) -> None:
+        # Frozen, so the default table is filled in the one way a frozen dataclass allows.
+        object.__setattr__(self, "metrics", tuple(
+            metric if metric.table else replace(metric, table=self.table) for metric in self.metrics))
         known = {dimension.name for dimension in self.dimensions}
         names = [metric.name for metric in self.metrics]
         if len(set(names)) != len(names):
@@ -193,6 +225,16 @@ class Pack:
     def metric_names(self) -> tuple[str, ...]:
         return tuple(metric.name for metric in self.metrics)
 
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The metric tables its metrics are stored in, the pack's own first."""
+        return tuple(dict.fromkeys(metric.table for metric in self.metrics))
+
+    @property
+    def slice_tables(self) -> tuple[str, ...]:
+        """The slice tables its dimensions come from."""
+        return tuple(dict.fromkeys(dimension.table for dimension in self.dimensions))
+
     def unit_value(self, metric: Metric) -> tuple[str, str] | None:
         """The (numerator, denominator) that value one unit of `metric` in money (see
         `Metric.unit_value`); None for currency metrics and for those with no way to value them."""
@@ -204,6 +246,21 @@ class Pack:
 from pipelines.packs import ecommerce, saas  # noqa: E402  (the pack modules build on the classes above)
 
 PACKS: dict[str, Pack] = {pack.vertical: pack for pack in (ecommerce.PACK, saas.PACK)}
+
+
+def all_metrics() -> tuple[Metric, ...]:
+    """Every metric of every pack: the whole registry."""
+    return tuple(metric for pack in PACKS.values() for metric in pack.metrics)
+
+
+def metric_tables() -> tuple[str, ...]:
+    """Every table a registry metric is stored in."""
+    return tuple(dict.fromkeys(metric.table for metric in all_metrics()))
+
+
+def slice_tables() -> tuple[str, ...]:
+    """Every table a registry dimension comes from."""
+    return tuple(dict.fromkeys(table for pack in PACKS.values() for table in pack.slice_tables))
 
 
 def pack_for(vertical: str) -> Pack:

@@ -1,8 +1,9 @@
 """`abos serve`: the ASGI app providers and people call (Starlette on uvicorn).
 
-Today it carries the webhook ingress (docs/webhooks.md):
+Today it carries the webhook ingress (docs/webhooks.md) and the ask API (docs/ask.md):
     POST /webhooks/shopify/<workspace>   Shopify topics, including the compliance ones
     POST /webhooks/stripe/<workspace>    Stripe events
+    POST /v1/workspaces/<workspace>/ask  a question in plain language, with the workspace's bearer token
     GET  /healthz
 """
 
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from pipelines.serve.ask import AskApi
 from pipelines.serve.webhooks import (DEFAULT_LOCK_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES, Gateway, InboxWriter,
                                       endpoints)
 from pipelines.settings import Settings
@@ -26,9 +28,12 @@ from pipelines.workspaces import Workspaces
 def create_app(settings: Settings, workspaces: Workspaces, *, env: dict[str, str] | None = None,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS) -> Starlette:
-    """The app for `workspaces`; webhook secrets are read once, from `env` (default: the environment)."""
+    """The app for `workspaces`; webhook secrets and ask tokens are read once, from `env` (default: the
+    environment)."""
+    env = dict(os.environ if env is None else env)
     writer = InboxWriter(Warehouse(settings), lock_timeout)
-    gateway = Gateway(endpoints(workspaces, dict(os.environ if env is None else env)), writer, max_body_bytes)
+    gateway = Gateway(endpoints(workspaces, env), writer, max_body_bytes)
+    questions = AskApi(workspaces, Warehouse(settings), env)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
@@ -39,9 +44,11 @@ def create_app(settings: Settings, workspaces: Workspaces, *, env: dict[str, str
         await writer.close()
 
     routes = [Route("/healthz", health, methods=["GET"]),
-              Route("/webhooks/{provider}/{workspace}", gateway.receive, methods=["POST"])]
+              Route("/webhooks/{provider}/{workspace}", gateway.receive, methods=["POST"]),
+              Route("/v1/workspaces/{workspace}/ask", questions.ask, methods=["POST"])]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
+    app.state.ask = questions
     return app
 
 

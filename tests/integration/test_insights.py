@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from pipelines.ask.answer import ask
+from pipelines.cli import main as cli_main
 from pipelines.cli import sandbox_env
 from pipelines.insights.anomalies import detect_many
 from pipelines.deliver.slack import report_message
@@ -339,6 +341,89 @@ def test_the_retention_chart_is_written_next_to_the_report(insights):
     for workspace_id in FORECAST_METRICS:
         chart = Path(report_row(insights, workspace_id)["html_path"]).parent / RETENTION_FILE
         assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_slice_tables_split_exactly_the_registrys_metrics_by_their_dimensions(built):
+    """The registry (pipelines/packs) says which metric splits by which dimension; the slice models must agree."""
+    for vertical in ("ecommerce", "saas"):
+        pack = pack_for(vertical)
+        # ratios are not sliced: their parts are, by every dimension of the ratio
+        declared = {(metric.name, dimension) for metric in pack.metrics for dimension in metric.dimensions
+                    if metric.ratio is None}
+        assert {(part, dimension) for metric in pack.metrics if metric.ratio for part in metric.measures
+                for dimension in metric.dimensions} <= declared
+        for table in pack.slice_tables:
+            found = set(built.warehouse.query(f"select distinct metric, dimension from metrics.{table}")
+                        .itertuples(index=False, name=None))
+            assert found <= declared, table
+            # zero slices are left out: a declared split is missing only where the metric is always 0
+            for metric, _ in declared - found:
+                assert built.warehouse.query(f"select sum(abs({metric})) as total from metrics.{pack.table}")[
+                    "total"].iloc[0] == 0, (table, metric)
+
+
+ASKED_AT = datetime(2026, 11, 25, 20, tzinfo=timezone.utc)  # Wednesday afternoon in New York and Los Angeles
+
+
+def test_answers_to_questions_match_the_metric_tables(built):
+    """`ask` on the built warehouse: each number recomputed here from the metric tables with pandas."""
+    workspaces, warehouse = load_workspaces(built.settings.workspaces_file), built.warehouse
+    shop = warehouse.query("select * from metrics.ecommerce_daily_metrics where workspace_id = 'demo-us-store'")
+    shop["date"] = pd.to_datetime(shop["date"]).dt.date
+
+    def total(frame, column, first, last):
+        return frame[(frame["date"] >= date.fromisoformat(first)) & (frame["date"] <= date.fromisoformat(last))][
+            column].sum()
+
+    answer = ask("net sales last week vs the week before", workspaces.get("demo-us-store"), warehouse, now=ASKED_AT)
+    assert answer.status == "answered" and answer.query["range"] == {"start": "2026-11-16", "end": "2026-11-22",
+                                                                     "partial": False}
+    assert answer.values[0]["net_sales"] == pytest.approx(total(shop, "net_sales", "2026-11-16", "2026-11-22"))
+    assert answer.values[0]["compared"]["net_sales"] == pytest.approx(total(shop, "net_sales", "2026-11-09",
+                                                                            "2026-11-15"))
+    cited = answer.citations
+    assert cited["timezone"] == "America/New_York" and cited["tables"] == ["metrics.metric_values"]
+    assert cited["definitions"]["Net sales"].startswith("gross_sales − discounts − refunds")
+    assert cited["data_through"] == shop["date"].max().isoformat() and cited["last_sync"]["shopify"]
+
+    slices = warehouse.query("select date, metric, dimension_value, value from metrics.ecommerce_daily_slices "
+                             "where workspace_id = 'demo-us-store' and dimension = 'country' "
+                             "and date between '2026-10-01' and '2026-10-31'")
+    parts = slices.pivot_table(index="dimension_value", columns="metric", values="value", aggfunc="sum").fillna(0)
+    expected = ((parts["gross_sales"] - parts["discounts"]) / parts["orders"]).sort_values(ascending=False)
+    answer = ask("AOV by country last month", workspaces.get("demo-us-store"), warehouse, now=ASKED_AT)
+    assert [row["dimension_value"] for row in answer.values] == list(expected.index)
+    assert [row["aov"] for row in answer.values] == pytest.approx(list(expected))
+
+    saas = warehouse.query("select * from metrics.saas_daily_metrics where workspace_id = 'demo-saas'")
+    saas["date"] = pd.to_datetime(saas["date"]).dt.date
+    october_31 = saas.set_index("date").loc[date(2026, 10, 31)]
+    answer = ask("ARPA last month", workspaces.get("demo-saas"), warehouse, now=ASKED_AT)
+    assert answer.values[0]["arpa"] == pytest.approx(october_31["mrr"] / october_31["active_customers"])
+    answer = ask("MRR by plan last week", workspaces.get("demo-saas"), warehouse, now=ASKED_AT)
+    plans = warehouse.query("select dimension_value, value from metrics.saas_daily_slices where workspace_id = "
+                            "'demo-saas' and dimension = 'plan' and metric = 'mrr' and date = '2026-11-22'")
+    assert {row["dimension_value"]: row["mrr"] for row in answer.values} == pytest.approx(
+        dict(zip(plans["dimension_value"], plans["value"])))
+    assert sum(row["mrr"] for row in answer.values) == pytest.approx(saas.set_index("date").loc[date(2026, 11, 22),
+                                                                                               "mrr"])
+
+
+def test_abos_ask_answers_in_json_and_refuses_another_workspace(built, capsys):
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in built.env.items():
+            patch.setenv(key, value)
+        assert cli_main(["ask", "new MRR last month", "--workspace", "demo-saas", "--json"]) == 0
+        answered = json.loads(capsys.readouterr().out)
+        assert cli_main(["ask", "new MRR last month for demo-us-store", "--workspace", "demo-saas"]) == 2
+        refused = capsys.readouterr().out
+    month = answered["query"]["range"]
+    new_mrr = built.warehouse.query(
+        "select sum(new_mrr) as total from metrics.saas_daily_metrics where workspace_id = 'demo-saas' "
+        "and date between %s and %s", [month["start"], month["end"]])["total"].iloc[0]
+    assert answered["status"] == "answered" and answered["values"][0]["new_mrr"] == pytest.approx(new_mrr)
+    assert "MRR" in answered["text"] and answered["citations"]["last_sync"]["stripe"]
+    assert refused.startswith("I can only answer questions about this workspace's own metrics")
 
 
 def detection_scores(built: Built) -> dict[str, Any]:

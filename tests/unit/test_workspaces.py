@@ -14,6 +14,7 @@ workspaces:
     vertical: ecommerce
     timezone: Europe/Lisbon
     currency: EUR
+    ask_token_env: SHOP_A_ASK_TOKEN
     connectors:
       shopify:
         base_url: ${SHOP_URL:-http://127.0.0.1:9999}/shops/shop-a
@@ -118,6 +119,13 @@ def test_unreadable_file_names_the_setting(tmp_path):
         load_workspaces(tmp_path / "missing.yaml")
 
 
+def test_the_ask_token_is_read_from_the_variable_the_workspace_names(tmp_path):
+    workspaces = load_workspaces(write(tmp_path, VALID), env={})
+    assert workspaces.get("shop-a").ask_token({"SHOP_A_ASK_TOKEN": "t0k"}) == "t0k"
+    assert workspaces.get("shop-a").ask_token({}) is None  # unset: no question over HTTP is accepted
+    assert workspaces.get("saas-b").ask_token({"SHOP_A_ASK_TOKEN": "t0k"}) is None
+
+
 def test_locale_defaults_to_english_and_must_be_a_known_locale(tmp_path):
     workspaces = load_workspaces(write(tmp_path, VALID), env={}).items
     assert [w.locale for w in workspaces] == ["en", "en"]
@@ -151,6 +159,7 @@ SECRETS = ["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", "sk_live_51HxYzAbCdEfGhIjKl
     ("connectors.shopify.access_token_env", "access_token_env: SHOP_A_TOKEN"),
     ("connectors.stripe.api_key_env", "api_key_env: SAAS_B_KEY"),
     ("notifications.slack.bot_token_env", "bot_token_env: SLACK_TOKEN"),
+    ("ask_token_env", "ask_token_env: SHOP_A_ASK_TOKEN"),
 ])
 def test_a_secret_pasted_where_a_variable_name_belongs_is_rejected_and_never_echoed(tmp_path, secret, key, replaced):
     path = write(tmp_path, VALID.replace(replaced, f"{replaced.split(':')[0]}: {secret}"))

@@ -160,26 +160,22 @@ final as (
         active_customers,
         new_subscriptions,
         churned_subscriptions,
-        cast(case when active_customers > 0 then mrr / active_customers end as decimal(38, 6)) as arpa,
+        cast({{ metric_ratio('arpa') }} as decimal(38, 6)) as arpa,
         -- a count (Postgres sums bigints into numeric)
         cast(churned_customers_30d as bigint) as churned_customers_30d,
         cast(customers_at_risk_30d as bigint) as customers_at_risk_30d,
-        cast(case when customers_at_risk_30d > 0
-            then 1.0 * churned_customers_30d / customers_at_risk_30d end as decimal(38, 6)) as subscriber_churn_rate,
+        cast({{ metric_ratio('subscriber_churn_rate') }} as decimal(38, 6)) as subscriber_churn_rate,
         cast(churned_mrr_30d as decimal(38, 6)) as churned_mrr_30d,
         cast(mrr_at_risk_30d as decimal(38, 6)) as mrr_at_risk_30d,
-        cast(case when mrr_at_risk_30d > 0 then churned_mrr_30d / mrr_at_risk_30d end as decimal(38, 6)) as mrr_churn_rate,
+        cast({{ metric_ratio('mrr_churn_rate') }} as decimal(38, 6)) as mrr_churn_rate,
         cast(mrr_at_month_start as decimal(38, 6)) as mrr_at_month_start,
         cast(retained_mrr as decimal(38, 6)) as retained_mrr,
         cast(retained_gross_mrr as decimal(38, 6)) as retained_gross_mrr,
-        cast(case when mrr_at_month_start > 0
-            then retained_mrr / mrr_at_month_start end as decimal(38, 6)) as net_revenue_retention,
-        cast(case when mrr_at_month_start > 0
-            then retained_gross_mrr / mrr_at_month_start end as decimal(38, 6)) as gross_revenue_retention,
+        cast({{ metric_ratio('net_revenue_retention') }} as decimal(38, 6)) as net_revenue_retention,
+        cast({{ metric_ratio('gross_revenue_retention') }} as decimal(38, 6)) as gross_revenue_retention,
         cast(trials_ended_30d as bigint) as trials_ended_30d,
         cast(trials_converted_30d as bigint) as trials_converted_30d,
-        cast(case when trials_ended_30d > 0
-            then 1.0 * trials_converted_30d / trials_ended_30d end as decimal(38, 6)) as trial_conversion_rate,
+        cast({{ metric_ratio('trial_conversion_rate') }} as decimal(38, 6)) as trial_conversion_rate,
         -- ARPA / subscriber churn rate: null without paying customers or without churn
         cast(case when active_customers > 0 and churned_customers_30d > 0
             then (mrr / active_customers) * customers_at_risk_30d / churned_customers_30d end

@@ -1,0 +1,46 @@
+{#- Generated from the metric registry (pipelines/packs) by `abos docs tables`: do not edit.
+    metric_registry() gives every registry metric by name: its table in the metrics schema, its
+    unit ("currency", "count" or "ratio") and, for a ratio, its numerator and denominator (signed
+    sums of the table's metric columns, e.g. "gross_sales - discounts"). docs/metrics.md,
+    "Adding a metric". -#}
+{% macro metric_registry() -%}
+{{ return({
+    'net_sales': {'table': 'ecommerce_daily_metrics', 'unit': 'currency'},
+    'gross_sales': {'table': 'ecommerce_daily_metrics', 'unit': 'currency'},
+    'discounts': {'table': 'ecommerce_daily_metrics', 'unit': 'currency'},
+    'refunds': {'table': 'ecommerce_daily_metrics', 'unit': 'currency'},
+    'orders': {'table': 'ecommerce_daily_metrics', 'unit': 'count'},
+    'units': {'table': 'ecommerce_daily_metrics', 'unit': 'count'},
+    'aov': {'table': 'ecommerce_daily_metrics', 'unit': 'currency', 'numerator': 'gross_sales - discounts', 'denominator': 'orders'},
+    'new_customers': {'table': 'ecommerce_daily_metrics', 'unit': 'count'},
+    'returning_customers': {'table': 'ecommerce_daily_metrics', 'unit': 'count'},
+    'mrr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'arr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'net_new_mrr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'new_mrr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'expansion_mrr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'contraction_mrr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'churned_mrr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'reactivation_mrr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'active_subscriptions': {'table': 'saas_daily_metrics', 'unit': 'count'},
+    'active_customers': {'table': 'saas_daily_metrics', 'unit': 'count'},
+    'new_subscriptions': {'table': 'saas_daily_metrics', 'unit': 'count'},
+    'churned_subscriptions': {'table': 'saas_daily_metrics', 'unit': 'count'},
+    'arpa': {'table': 'saas_daily_metrics', 'unit': 'currency', 'numerator': 'mrr', 'denominator': 'active_customers'},
+    'subscriber_churn_rate': {'table': 'saas_daily_metrics', 'unit': 'ratio', 'numerator': 'churned_customers_30d', 'denominator': 'customers_at_risk_30d'},
+    'churned_customers_30d': {'table': 'saas_daily_metrics', 'unit': 'count'},
+    'customers_at_risk_30d': {'table': 'saas_daily_metrics', 'unit': 'count'},
+    'mrr_churn_rate': {'table': 'saas_daily_metrics', 'unit': 'ratio', 'numerator': 'churned_mrr_30d', 'denominator': 'mrr_at_risk_30d'},
+    'churned_mrr_30d': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'mrr_at_risk_30d': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'net_revenue_retention': {'table': 'saas_daily_metrics', 'unit': 'ratio', 'numerator': 'retained_mrr', 'denominator': 'mrr_at_month_start'},
+    'gross_revenue_retention': {'table': 'saas_daily_metrics', 'unit': 'ratio', 'numerator': 'retained_gross_mrr', 'denominator': 'mrr_at_month_start'},
+    'mrr_at_month_start': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'retained_mrr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'retained_gross_mrr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+    'trial_conversion_rate': {'table': 'saas_daily_metrics', 'unit': 'ratio', 'numerator': 'trials_converted_30d', 'denominator': 'trials_ended_30d'},
+    'trials_ended_30d': {'table': 'saas_daily_metrics', 'unit': 'count'},
+    'trials_converted_30d': {'table': 'saas_daily_metrics', 'unit': 'count'},
+    'ltv': {'table': 'saas_daily_metrics', 'unit': 'currency'},
+}) }}
+{%- endmacro %}

@@ -1,0 +1,237 @@
+"""The query object a question resolves to, and the parameterized SQL it compiles to.
+
+A question never becomes SQL text. It becomes a `Query`: registry metrics (1–4), dimensions
+(0–2), a time range in the workspace's timezone and a grain, filters on dimension values that
+exist, a comparison, an order and a limit (≤ 50). `check` holds it to the workspace's pack and
+dimension values; `compile_query` turns it into statements over the `metrics` tables only
+(`metric_values` and the slice tables the registry names), every value a parameter, and the
+workspace id always the caller's. docs/ask.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipelines.packs import Metric, Pack
+
+GRAINS = ("total", "day", "week", "month", "quarter", "year")
+TIMEOUT_SECONDS = 5.0  # a question's reads stop after this
+LONG_TABLE = "metric_values"  # every registry metric, one row per workspace, day and metric
+MAX_ROWS = 50
+
+
+class QueryError(ValueError):
+    """A query the workspace's registry or data cannot answer; the message says why, for people."""
+
+
+class Filter(BaseModel):
+    """Keep only these values of a dimension: `{"dimension": "country", "values": ["DE"]}`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    dimension: str
+    values: tuple[str, ...] = Field(min_length=1, max_length=20)
+
+
+class Range(BaseModel):
+    """Days from `start` to `end`, both included, in the workspace's timezone; `partial` when it
+    runs to today (so its last day is still under way)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    start: date
+    end: date
+    partial: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.start > self.end:
+            raise ValueError(f"the range ends ({self.end}) before it starts ({self.start})")
+        if (self.end - self.start).days > 3 * 366:
+            raise ValueError("the range is longer than three years")
+        return self
+
+
+class Comparison(BaseModel):
+    """The period a result is compared with, and how it was chosen."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["previous_period", "same_period_last_year", "range"]
+    range: Range
+
+
+class Query(BaseModel):
+    """What a question asks, validated; never SQL. The workspace is not part of it: the caller's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    metrics: tuple[str, ...] = Field(min_length=1, max_length=4)
+    dimensions: tuple[str, ...] = Field(default=(), max_length=2)
+    range: Range
+    timezone: str
+    grain: Literal["total", "day", "week", "month", "quarter", "year"] = "total"
+    filters: tuple[Filter, ...] = ()
+    comparison: Comparison | None = None
+    order: Literal["desc", "asc"] = "desc"
+    limit: int = Field(default=MAX_ROWS, ge=1, le=MAX_ROWS)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Query:
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ValueError("a metric is listed twice")
+        if len(set(self.dimensions)) != len(self.dimensions):
+            raise ValueError("a dimension is listed twice")
+        if len({f.dimension for f in self.filters}) != len(self.filters):
+            raise ValueError("a dimension is filtered twice")
+        return self
+
+
+def check(query: Query, pack: Pack, values: dict[str, set[str]]) -> None:
+    """Hold `query` to the workspace's pack and its dimension values.
+
+    Args:
+        values: each dimension's values in the workspace's slice tables (`dimension_values`).
+
+    Raises:
+        QueryError: an unknown metric or dimension, a metric that does not split by a dimension,
+            two dimensions at once, a filter value that does not exist.
+    """
+    for name in query.metrics:
+        if name not in pack.metric_names:
+            raise QueryError(f"there is no metric {name!r} for {pack.vertical}")
+    for name in [*query.dimensions, *(f.dimension for f in query.filters)]:
+        if name not in {dimension.name for dimension in pack.dimensions}:
+            raise QueryError(f"there is no dimension {name!r} for {pack.vertical}")
+    split = {*query.dimensions, *(f.dimension for f in query.filters)}
+    if len(split) > 1:
+        raise QueryError("the slice tables split metrics by one dimension at a time, not by "
+                         + " and ".join(sorted(split)))
+    for name in query.metrics:
+        metric = pack.metric(name)
+        missing = split - set(metric.dimensions)
+        if missing:
+            raise QueryError(f"{metric.label} is not split by {', '.join(sorted(missing))}")
+    for kept in query.filters:
+        unknown = [value for value in kept.values if value not in values.get(kept.dimension, set())]
+        if unknown:
+            raise QueryError(f"no {kept.dimension} {', '.join(map(repr, unknown))} in this workspace's data")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One parameterized read: `%s` placeholders, read-only, over the `metrics` schema."""
+
+    sql: str
+    params: tuple[object, ...]
+    table: str  # the table it reads, e.g. "metrics.ecommerce_daily_slices"
+
+
+def measures(query: Query, pack: Pack) -> dict[str, Metric]:
+    """The stored metrics the query adds up: its metrics, or their ratios' parts, by name."""
+    return {name: pack.metric(name) for metric in query.metrics for name in pack.metric(metric).measures}
+
+
+def compile_query(query: Query, pack: Pack, workspace_id: str, range_: Range | None = None) -> list[Statement]:
+    """The statements that add up the query's measures over `range_` (default: its range), by
+    grain and dimension value: one for the summed measures, one for the stocks (their last day
+    with data in each period). `workspace_id` comes from the caller, never from the question.
+
+    Each statement returns (period, [dimension_value,] metric, value): period is the first day of
+    its day, week (Monday), month, quarter or year, or null for the total.
+    """
+    span = range_ or query.range
+    by_kind: dict[str, list[str]] = {"sum": [], "last": []}
+    for name, metric in measures(query, pack).items():
+        by_kind["last" if metric.stock else "sum"].append(name)
+    dimension = query.dimensions[0] if query.dimensions else (query.filters[0].dimension if query.filters else None)
+    if dimension is None:
+        table = LONG_TABLE
+    else:
+        table = next(d.table for d in pack.dimensions if d.name == dimension)
+    split = ", src.dimension_value" if query.dimensions else ""
+    where, where_params = "", []
+    if dimension is not None:
+        where += " and src.dimension = %s"
+        where_params.append(dimension)
+    for kept in query.filters:
+        where += f" and src.dimension_value in ({', '.join(['%s'] * len(kept.values))})"
+        where_params.extend(kept.values)
+    statements = []
+    if by_kind["sum"]:
+        names = by_kind["sum"]
+        period = _period(query.grain, "src.date")
+        sql = (f"select {period or 'cast(null as date)'} as period{split}, src.metric, sum(src.value) as value "
+               f"from metrics.{table} as src "
+               f"where src.workspace_id = %s and src.date between %s and %s "
+               f"and src.metric in ({', '.join(['%s'] * len(names))}){where} "
+               f"group by {period + ', ' if period else ''}src.metric{split}")
+        statements.append(Statement(sql, (workspace_id, span.start, span.end, *names, *where_params),
+                                    f"metrics.{table}"))
+    if by_kind["last"]:
+        names = by_kind["last"]
+        marks = ", ".join(["%s"] * len(names))
+        period = _period(query.grain, "date")
+        # A stock's period is its last day with data: the long form has a row for every day with
+        # data, while slices leave zero values out, so the day comes from the long form.
+        sql = (f"with last_days as (select {period or 'cast(null as date)'} as period, max(date) as last_day "
+               f"from metrics.{LONG_TABLE} where workspace_id = %s and date between %s and %s "
+               f"and metric in ({marks}){' group by ' + period if period else ''}) "
+               f"select last_days.period{split}, src.metric, sum(src.value) as value "
+               f"from metrics.{table} as src inner join last_days on src.date = last_days.last_day "
+               f"where src.workspace_id = %s and src.metric in ({marks}){where} "
+               f"group by last_days.period, src.metric{split}")
+        statements.append(Statement(sql, (workspace_id, span.start, span.end, *names, workspace_id, *names,
+                                          *where_params), f"metrics.{table}"))
+    return statements
+
+
+def _period(grain: str, column: str) -> str:
+    """The SQL of a row's period: its day, or the first day of its week (Monday), month, quarter or
+    year; "" for the total."""
+    if grain == "total":
+        return ""
+    return column if grain == "day" else f"cast(date_trunc('{grain}', {column}) as date)"
+
+
+def dimension_values_sql(pack: Pack, workspace_id: str) -> list[Statement]:
+    """The statements listing each dimension's values in the workspace's slice tables."""
+    return [Statement("select distinct dimension, dimension_value from metrics." + table
+                      + " where workspace_id = %s", (workspace_id,), f"metrics.{table}")
+            for table in pack.slice_tables]
+
+
+Read = Callable[[str, Sequence[object]], pd.DataFrame]  # Warehouse.reader's `read`
+
+
+def dimension_values(read: Read, pack: Pack, workspace_id: str) -> dict[str, set[str]]:
+    """Each dimension's values in the workspace's slice tables (filters are checked against them)."""
+    found: dict[str, set[str]] = {}
+    for statement in dimension_values_sql(pack, workspace_id):
+        for dimension, value in read(statement.sql, statement.params).itertuples(index=False):
+            found.setdefault(dimension, set()).add(str(value))
+    return found
+
+
+def evaluate(query: Query, pack: Pack, read: Read, workspace_id: str,
+             range_: Range | None = None, grain: str | None = None) -> pd.DataFrame:
+    """The query's metrics per period (and dimension value): one row each, a column per metric,
+    `period` (the first day of the period; the range's start for the total), `dimension_value`."""
+    query = query if grain is None else query.model_copy(update={"grain": grain})
+    span = range_ or query.range
+    frames = [frame for statement in compile_query(query, pack, workspace_id, span)
+              if len(frame := read(statement.sql, statement.params))]
+    keys = ["period", "dimension_value"] if query.dimensions else ["period"]
+    if not frames:
+        return pd.DataFrame(columns=[*keys, *query.metrics])
+    long = pd.concat(frames, ignore_index=True)
+    long["period"] = pd.to_datetime(long["period"].fillna(pd.Timestamp(span.start))).dt.date
+    wide = long.groupby([*keys, "metric"])["value"].sum().unstack("metric").reset_index()
+    for name in measures(query, pack):  # a slice left out (zero) or a part absent in the range is 0
+        wide[name] = wide[name].fillna(0.0) if name in wide else 0.0
+    result = wide[keys].copy()
+    for name in query.metrics:
+        result[name] = pack.metric(name).value(wide).astype("float64")
+    return result

@@ -1,0 +1,81 @@
+"""The ask API of `abos serve` over real HTTP: uvicorn on a loopback port, a DuckDB warehouse of
+hand-worked metric tables (tests/metric_tables.py), a bearer token per workspace."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import yaml
+
+from pipelines.serve import create_app
+from pipelines.settings import load_settings
+from pipelines.warehouse import Warehouse
+from pipelines.workspaces import load_workspaces
+from tests.gateway import running
+from tests.metric_tables import write_metric_tables
+
+TOKENS = {"ASK_SHOP_TOKEN": "shop-token-1", "ASK_SAAS_TOKEN": "saas-token-2"}
+WORKSPACES = {"workspaces": [
+    {"id": "shop", "name": "Shop", "vertical": "ecommerce", "timezone": "America/New_York", "currency": "USD",
+     "ask_token_env": "ASK_SHOP_TOKEN",
+     "connectors": {"shopify": {"base_url": "https://shop.myshopify.com", "access_token_env": "SHOP_TOKEN"}}},
+    {"id": "saas", "name": "SaaS", "vertical": "saas", "timezone": "UTC", "currency": "USD",
+     "ask_token_env": "ASK_SAAS_TOKEN",
+     "connectors": {"stripe": {"base_url": "https://api.stripe.com", "api_key_env": "SAAS_KEY"}}},
+    {"id": "quiet", "name": "No API", "vertical": "saas", "timezone": "UTC", "currency": "USD",
+     "connectors": {"stripe": {"base_url": "https://api.stripe.com", "api_key_env": "QUIET_KEY"}}},
+]}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    home = tmp_path_factory.mktemp("ask-api")
+    (home / "workspaces.yaml").write_text(yaml.safe_dump(WORKSPACES))
+    env = {"ABOS_HOME": str(home), "ABOS_WORKSPACES": str(home / "workspaces.yaml")}
+    settings = load_settings(env)
+    write_metric_tables(Warehouse(settings))
+    with running(create_app(settings, load_workspaces(settings.workspaces_file, env=env), env=TOKENS)) as url:
+        yield url
+
+
+def ask(url: str, workspace: str, question: object, token: str | None) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return requests.post(f"{url}/v1/workspaces/{workspace}/ask", json={"question": question}, headers=headers,
+                         timeout=60)
+
+
+def test_a_question_with_its_workspaces_token_gets_the_hand_worked_numbers(api):
+    answered = ask(api, "shop", "net sales and AOV between November 2, 2026 and November 4, 2026", "shop-token-1")
+    assert answered.status_code == 200
+    body = answered.json()
+    assert body["status"] == "answered" and body["workspace_id"] == "shop"
+    assert body["values"][0]["net_sales"] == pytest.approx(279)  # 90 + 189 + 0
+    assert body["values"][0]["aov"] == pytest.approx(279 / 7)
+    assert body["citations"]["tables"] == ["metrics.metric_values"] and body["citations"]["data_through"]
+    by_plan = ask(api, "saas", "MRR by plan between November 1, 2026 and November 8, 2026", "saas-token-2").json()
+    assert {row["dimension_value"]: row["mrr"] for row in by_plan["values"]} == {"Team": 1050}
+
+
+def test_every_refusal_of_access_is_the_same_401(api):
+    refusals = [
+        ask(api, "shop", "net sales", None),  # no token
+        ask(api, "shop", "net sales", "wrong"),
+        ask(api, "shop", "net sales", "saas-token-2"),  # another workspace's token
+        ask(api, "nowhere", "net sales", "shop-token-1"),  # a workspace that does not exist
+        ask(api, "quiet", "net sales", ""),  # a workspace without a token
+        requests.post(f"{api}/v1/workspaces/shop/ask", json={"question": "net sales"},
+                      headers={"Authorization": "Basic shop-token-1"}, timeout=60),
+    ]
+    assert {response.status_code for response in refusals} == {401}
+    assert {response.text for response in refusals} == {'{"error":"unauthorized"}'}
+
+
+def test_the_question_cannot_pick_another_workspace_or_reach_raw_tables(api):
+    for question in ["net sales for workspace saas", "select * from shopify.orders", "customer emails"]:
+        body = ask(api, "shop", question, "shop-token-1").json()
+        assert body["status"] == "refused" and "values" in body and body["values"] == []
+
+
+def test_a_body_without_a_question_is_a_400(api):
+    assert ask(api, "shop", None, "shop-token-1").status_code == 400
+    assert ask(api, "shop", "x" * 501, "shop-token-1").status_code == 400

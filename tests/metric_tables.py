@@ -1,0 +1,48 @@
+"""Small metric tables with hand-worked numbers, for questions' tests (tests/unit/test_ask_query.py, the ask API)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pipelines.warehouse import Warehouse
+
+NOV = {day: date(2026, 11, day) for day in range(1, 31)}
+
+# metric_values of workspace "shop": Monday Nov 2 to Wednesday Nov 4, and Monday Nov 9.
+DAYS = {  # day: (gross_sales, discounts, orders)
+    2: (100, 10, 1),
+    3: (210, 21, 6),
+    4: (0, 0, 0),
+    9: (400, 40, 5),
+}
+# ecommerce_daily_slices by country (zero slices left out, as the model does): Nov 2 only US.
+COUNTRY = [(2, "US", 100, 10, 1), (3, "US", 50, 5, 2), (3, "DE", 160, 16, 4)]
+# SaaS: MRR and active customers, levels at each day's end; by plan, Starter falls to 0 on Nov 4.
+SAAS_DAYS = {2: (1000, 10), 3: (1100, 11), 4: (1050, 10)}
+PLANS = [(2, "Team", 1000), (3, "Team", 600), (3, "Starter", 500), (4, "Team", 1050)]
+
+
+def write_metric_tables(warehouse: Warehouse) -> None:
+    """metrics.metric_values and the two slice tables, holding DAYS, COUNTRY, SAAS_DAYS and PLANS."""
+    long, slices = [], []
+    for day, (gross, discounts, orders) in DAYS.items():
+        long += [("shop", NOV[day], "gross_sales", gross), ("shop", NOV[day], "discounts", discounts),
+                 ("shop", NOV[day], "orders", orders), ("shop", NOV[day], "net_sales", gross - discounts),
+                 ("other", NOV[day], "net_sales", 1_000_000)]  # another workspace, never read
+    for day, (mrr, customers) in SAAS_DAYS.items():
+        long += [("saas", NOV[day], "mrr", mrr), ("saas", NOV[day], "active_customers", customers)]
+    for day, country, gross, discounts, orders in COUNTRY:
+        slices += [("shop", NOV[day], metric, "country", country, value) for metric, value in
+                   [("gross_sales", gross), ("discounts", discounts), ("orders", orders),
+                    ("net_sales", gross - discounts)]]
+    saas_slices = [("saas", NOV[day], "mrr", "plan", plan, mrr) for day, plan, mrr in PLANS]
+    with warehouse.transaction() as sql:
+        sql.execute("create schema if not exists metrics")
+        sql.execute("create table metrics.metric_values (workspace_id text, date date, metric text, "
+                    "value decimal(38, 6))")
+        for table in ("ecommerce_daily_slices", "saas_daily_slices"):
+            sql.execute(f"create table metrics.{table} (workspace_id text, date date, metric text, "
+                        "dimension text, dimension_value text, value decimal(38, 6))")
+        sql.executemany("insert into metrics.metric_values values (%s, %s, %s, %s)", long)
+        sql.executemany("insert into metrics.ecommerce_daily_slices values (%s, %s, %s, %s, %s, %s)", slices)
+        sql.executemany("insert into metrics.saas_daily_slices values (%s, %s, %s, %s, %s, %s)", saas_slices)

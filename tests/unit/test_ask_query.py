@@ -1,0 +1,123 @@
+"""The query object of questions: validated against the registry, compiled to parameterized SQL over
+the metrics tables, run read-only with a timeout; numbers hand-worked on DuckDB and Postgres."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from pipelines.ask.query import Query, QueryError, check, compile_query, evaluate
+from pipelines.packs import pack_for
+from pipelines.settings import load_settings
+from pipelines.warehouse import Warehouse
+from tests.metric_tables import NOV, write_metric_tables
+
+SHOP, SAAS = pack_for("ecommerce"), pack_for("saas")
+VALUES = {"country": {"US", "DE"}, "product": {"Tee"}, "customer_type": {"new", "returning"}}
+
+
+def run(warehouse: Warehouse, asked: Query, pack, workspace_id: str):
+    with warehouse.reader() as read:
+        return evaluate(asked, pack, read, workspace_id)
+
+
+def query(**fields) -> Query:
+    fields.setdefault("range", {"start": NOV[2], "end": NOV[4]})
+    return Query(timezone="America/New_York", **fields)
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgres"])
+def warehouse(request, tmp_path_factory) -> Warehouse:
+    env = {"ABOS_HOME": str(tmp_path_factory.mktemp("ask"))}
+    if request.param == "postgres":
+        env["ABOS_WAREHOUSE_URL"] = request.getfixturevalue("new_pg_database")()
+    warehouse = Warehouse(load_settings(env))
+    write_metric_tables(warehouse)
+    return warehouse
+
+
+def test_sums_and_a_ratio_of_sums_over_the_range(warehouse):
+    found = run(warehouse, query(metrics=("net_sales", "aov")), SHOP, "shop")
+    assert len(found) == 1
+    assert found["net_sales"].iloc[0] == pytest.approx(90 + 189 + 0)
+    # Σ(gross − discounts) / Σorders = 279 / 7, not the mean of the days' AOVs (90, 31.5)
+    assert found["aov"].iloc[0] == pytest.approx(279 / 7)
+
+
+def test_weeks_start_on_monday_and_each_adds_up_its_own_days(warehouse):
+    found = run(warehouse, query(metrics=("net_sales", "aov"), grain="week", range={"start": NOV[2], "end": NOV[15]}),
+                SHOP, "shop")
+    assert found["period"].tolist() == [NOV[2], NOV[9]]
+    assert found["net_sales"].tolist() == pytest.approx([279, 360])
+    assert found["aov"].tolist() == pytest.approx([279 / 7, 360 / 5])
+
+
+def test_a_stock_is_its_last_day_with_data_and_a_ratio_of_stocks_too(warehouse):
+    found = run(warehouse, query(metrics=("mrr", "arpa"), range={"start": NOV[1], "end": NOV[8]}), SAAS, "saas")
+    assert found["mrr"].iloc[0] == 1050  # Nov 4, the last day with data; not a sum of days
+    assert found["arpa"].iloc[0] == pytest.approx(1050 / 10)
+
+
+def test_a_stock_by_dimension_is_read_on_the_last_day_so_a_vanished_slice_is_not_stale(warehouse):
+    found = run(warehouse, query(metrics=("mrr",), dimensions=("plan",)), SAAS, "saas")
+    by_plan = dict(zip(found["dimension_value"], found["mrr"]))
+    assert by_plan == {"Team": 1050}  # Starter's 500 of Nov 3 is gone by Nov 4
+
+
+def test_a_breakdown_and_a_filter_on_the_slices(warehouse):
+    found = run(warehouse, query(metrics=("net_sales", "aov"), dimensions=("country",)), SHOP, "shop")
+    by_country = found.set_index("dimension_value")
+    assert by_country.loc["US", "net_sales"] == pytest.approx(90 + 45)
+    assert by_country.loc["US", "aov"] == pytest.approx(135 / 3)
+    assert by_country.loc["DE", "aov"] == pytest.approx(144 / 4)
+    kept = run(warehouse, query(metrics=("orders",), filters=({"dimension": "country", "values": ("DE",)},)),
+               SHOP, "shop")
+    assert kept["orders"].tolist() == [4]
+
+
+def test_the_workspace_is_a_parameter_and_every_table_a_metrics_table():
+    hostile = "shop' or '1'='1"
+    for statement in compile_query(query(metrics=("net_sales", "aov"), dimensions=("country",),
+                                         filters=({"dimension": "country", "values": ("US",)},)), SHOP, hostile):
+        assert hostile not in statement.sql and hostile in statement.params
+        assert statement.table.startswith("metrics.")
+        assert "US" not in statement.sql and "US" in statement.params
+        tables = {word for word in statement.sql.replace("(", " ").split() if "." in word and not word[0].isdigit()}
+        assert {table for table in tables if not table.startswith(("src.", "last_days."))} <= {
+            "metrics.metric_values", "metrics.ecommerce_daily_slices"}
+
+
+def test_reads_cannot_write_and_stop_at_the_timeout(warehouse):
+    with warehouse.reader(timeout=0.3) as read:
+        with pytest.raises(Exception, match="(?i)read.only|read-only"):
+            read("create table metrics.stolen (a int)", ())
+        slow = "select count(*) from range(100000000000)" if warehouse.kind == "duckdb" else "select pg_sleep(5)"
+        with pytest.raises(TimeoutError):
+            read(slow, ())
+        assert read("select count(*) as n from metrics.metric_values", ())["n"].iloc[0] > 0  # still usable
+
+
+def test_the_query_object_holds_to_its_limits():
+    with pytest.raises(ValidationError):
+        query(metrics=("a", "b", "c", "d", "e"))
+    with pytest.raises(ValidationError):
+        query(metrics=("net_sales",), limit=51)
+    with pytest.raises(ValidationError):
+        query(metrics=("net_sales",), dimensions=("a", "b", "c"))
+    with pytest.raises(ValidationError, match="ends"):
+        query(metrics=("net_sales",), range={"start": NOV[9], "end": NOV[2]})
+    with pytest.raises(ValidationError):
+        Query.model_validate({"metrics": ["net_sales"], "range": {"start": "2026-11-02", "end": "2026-11-04"},
+                              "timezone": "UTC", "sql": "select 1"})  # no field carries SQL
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"metrics": ("mrr",)}, "no metric 'mrr' for ecommerce"),
+    ({"metrics": ("orders",), "dimensions": ("product",)}, "Orders is not split by product"),
+    ({"metrics": ("net_sales",), "dimensions": ("product", "country")}, "one dimension at a time"),
+    ({"metrics": ("net_sales",), "filters": ({"dimension": "country", "values": ("FR",)},)}, "no country 'FR'"),
+    ({"metrics": ("net_sales",), "dimensions": ("channel",)}, "no dimension 'channel'"),
+])
+def test_check_holds_a_query_to_the_registry_and_the_data(fields, message):
+    with pytest.raises(QueryError, match=message):
+        check(query(**fields), SHOP, VALUES)
