@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from pipelines.sandbox.connection import sandbox_env
 from pipelines.settings import load_settings
 
 DEFAULT_SEED = 42
@@ -119,7 +121,7 @@ def cmd_sandbox_truth(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(args.url.rstrip("/") + "/_sandbox/truth", timeout=600) as response:
             result = json.load(response)
     else:
-        from pipelines.sandbox.simulator import truth
+        from pipelines.sandbox.simulation import truth
 
         result = truth(_open_store(args))
     text = json.dumps(result, indent=2, sort_keys=True)
@@ -144,25 +146,6 @@ def cmd_sandbox_advance(args: argparse.Namespace) -> int:
     with urllib.request.urlopen(request, timeout=3600) as response:
         print(json.dumps(json.load(response), indent=2))
     return 0
-
-
-def sandbox_env(info: dict[str, Any]) -> dict[str, str]:
-    """Environment variables that point `workspaces.yaml`'s demo tenants at a running sandbox."""
-    env = {
-        "ABOS_SANDBOX_SHOPIFY_URL": info["shopify"]["base_url"],
-        "ABOS_SANDBOX_STRIPE_URL": info["stripe"]["base_url"],
-        "ABOS_FX_ECB_URL": info["ecb"]["hist_zip"],
-    }
-    for workspace, creds in info["shopify"]["workspaces"].items():
-        prefix = workspace.upper().replace("-", "_") + "_SHOPIFY_"
-        env[prefix + "TOKEN"] = creds["access_token"]
-        env[prefix + "CLIENT_ID"] = creds["client_id"]
-        env[prefix + "CLIENT_SECRET"] = creds["client_secret"]
-    for workspace, creds in info["stripe"]["workspaces"].items():
-        env[workspace.upper().replace("-", "_") + "_STRIPE_KEY"] = creds["api_key"]
-        if creds.get("webhook_secret"):
-            env[workspace.upper().replace("-", "_") + "_STRIPE_WEBHOOK_SECRET"] = creds["webhook_secret"]
-    return env
 
 
 def cmd_sandbox_env(args: argparse.Namespace) -> int:
@@ -194,11 +177,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     ensure_reachable(settings)
-    from pipelines.ingest.pipeline import sync
+    from pipelines.deliver.alerts import alert_operator
+    from pipelines.ingest.sync import sync
+
     try:
         workspace = load_workspaces(settings.workspaces_file).get(args.workspace)
         started = time.monotonic()
-        result = sync(args.source, workspace, settings)
+        result = sync(args.source, workspace, settings, alert=functools.partial(alert_operator, settings))
     except WorkspaceError as exc:
         _say(str(exc))
         return 1
@@ -320,7 +305,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the sandbox and run the whole pipeline over the demo workspaces (`abos run` on the sandbox)."""
     from pipelines.sandbox.server import Sandbox
-    from pipelines.sandbox.simulator import truth
+    from pipelines.sandbox.simulation import truth
     from pipelines.workspaces import load_workspaces
 
     from pipelines.warehouse import ensure_reachable

@@ -4,12 +4,15 @@ Tenants come from `workspaces.yaml` (ABOS_WORKSPACES) and the warehouse from ABO
 both read once here through settings.
 """
 
+import functools
+
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from pipelines.deliver.alerts import alert_operator
 from pipelines.deliver.assets import deliver_assets
 from pipelines.ingest.assets import fx_assets, ingest_assets
-from pipelines.ingest.pipeline import source_builder
+from pipelines.ingest.sync import source_builder
 from pipelines.insights.assets import insights_assets
 from pipelines.orchestration import orchestrate
 from pipelines.privacy_jobs import privacy_definitions
@@ -23,7 +26,8 @@ workspaces = load_workspaces(settings.workspaces_file)
 ingest = [
     fx_assets(settings),  # exchange rates, shared by every workspace
     *(assets
-      for assets in (ingest_assets(source, source_builder(source), workspaces, settings) for source in ("shopify", "stripe"))
+      for assets in (ingest_assets(source, source_builder(source), workspaces, settings,
+                                   functools.partial(alert_operator, settings)) for source in ("shopify", "stripe"))
       if assets is not None),
 ]
 

@@ -18,13 +18,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import dlt
 import duckdb
 import numpy as np
 import pandas as pd
 import psycopg2
 import psycopg2.extras
+from dlt.common.destination import Destination
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from pipelines.settings import Settings, SettingsError
+from pipelines.settings import Warehouse as WarehouseUrl
 
 
 @contextmanager
@@ -69,6 +73,25 @@ def warehouse_lock_path(settings: Settings) -> Path:
 
 
 CONNECT_TIMEOUT_SECONDS = 5
+
+# DuckDB takes up to 80% of the machine's memory by default, and merging a million-row load
+# filled 8 GiB (docs/performance.md). Capped, it spills to disk next to the database instead.
+DUCKDB_MEMORY_LIMIT = "2GB"
+
+
+def dlt_destination(warehouse: WarehouseUrl) -> Destination:
+    """The dlt destination for the warehouse URL (DuckDB file or Postgres)."""
+    if warehouse.kind == "duckdb":
+        warehouse.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+        credentials = DuckDbCredentials(str(warehouse.duckdb_path), global_config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+        return dlt.destinations.duckdb(credentials=credentials)
+    parts = urlsplit(warehouse.url)
+    if parts.username and parts.password is None:
+        # dlt insists on a password; servers with trust or peer auth ignore an empty one.
+        parts = parts._replace(netloc=parts.netloc.replace("@", ":@", 1))
+    return dlt.destinations.postgres(credentials=parts.geturl())
+
+
 
 
 def ensure_reachable(settings: Settings) -> None:

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from pipelines.countries import country_for_timezone, known_country
 from pipelines.currencies import ISO_4217
 from pipelines.secret_shapes import looks_like_secret, shown
 from pipelines.settings import SettingsError, load_settings
@@ -158,8 +159,6 @@ class Workspace:
     @property
     def holiday_country(self) -> str | None:
         """The country whose holidays the anomaly detector knows: `country`, else the timezone's."""
-        from pipelines.insights.calendar import country_for_timezone
-
         return self.country or country_for_timezone(self.timezone)
 
 
@@ -305,8 +304,6 @@ def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> W
         raise WorkspaceError(f"{where}: currency {shown(currency)} is not an ISO-4217 code (e.g. USD, EUR, BRL)")
     country = raw.get("country")
     if country is not None:
-        from pipelines.insights.calendar import known_country
-
         if not isinstance(country, str) or not known_country(country):
             raise WorkspaceError(f"{where}: country {shown(country)} is not an ISO 3166 alpha-2 code (e.g. US, BR, DE); "
                                  "it picks the holidays anomaly detection knows, and defaults to the timezone's country")

@@ -9,6 +9,7 @@ workspace, into one file).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -25,7 +26,8 @@ import psycopg2.extras
 import yaml
 
 from pipelines.ingest.fx import sync_fx
-from pipelines.ingest.pipeline import sync
+from pipelines.deliver.alerts import alert_operator
+from pipelines.ingest.sync import sync
 from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.settings import Settings, load_settings
 from pipelines.transform import DBT_PROJECT_DIR, dbt_env
@@ -87,7 +89,7 @@ def write_workspaces_table(settings: Settings) -> None:
     """What the `reference/workspaces` asset does, outside Dagster."""
     import dlt
 
-    from pipelines.ingest.pipeline import dlt_destination
+    from pipelines.warehouse import dlt_destination
 
     rows = [{"workspace_id": w.id, "name": w.name, "vertical": w.vertical, "timezone": w.timezone,
              "currency": w.currency} for w in load_workspaces(settings.workspaces_file)]
@@ -133,7 +135,7 @@ def sync_all(settings: Settings) -> None:
     sync_fx(settings)
     for workspace in load_workspaces(settings.workspaces_file):
         for source in workspace.connectors:
-            sync(source, workspace, settings)
+            sync(source, workspace, settings, alert=functools.partial(alert_operator, settings))
 
 
 def build_scenario(fixture_path: Path, home: Path, warehouse_url: str | None, monkeypatch,

@@ -32,6 +32,7 @@ from pipelines.bench.detection import detection_phase
 from pipelines.bench.measure import PeakRss, load_average, machine, mib
 from pipelines.bench.served import Served, served
 from pipelines.bench.stages import MAIN_TABLE, run_pipeline
+from pipelines.sandbox.connection import sandbox_env
 from pipelines.settings import PROJECT_ROOT, Settings, load_settings
 from pipelines.workspaces import Workspaces, load_workspaces
 
@@ -136,8 +137,6 @@ def _baseline_since(options: BenchOptions, shop_orders: int) -> str | None:
 
 def _point_at(sandbox: Served, kind: str, url: str, work: Path) -> tuple[Settings, Workspaces]:
     """Settings and tenants for one warehouse, with the demo workspaces pointed at the sandbox."""
-    from pipelines.cli import sandbox_env
-
     os.environ.update(sandbox_env(sandbox.info))
     os.environ.update({"ABOS_HOME": str(work / kind), "ABOS_WAREHOUSE_URL": url,
                        "ABOS_WORKSPACES": str(PROJECT_ROOT / "workspaces.yaml")})

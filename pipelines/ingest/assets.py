@@ -14,7 +14,8 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asse
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.extract.source import DltSource
 
-from pipelines.ingest.pipeline import SyncStats, deterministic_error, dlt_pipeline, report_quarantine
+from pipelines.ingest.fx import fx_pipeline, fx_source
+from pipelines.ingest.pipeline import Alert, SyncStats, deterministic_error, dlt_pipeline, report_quarantine
 from pipelines.warehouse import warehouse_write_lock
 from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import Settings
@@ -79,9 +80,10 @@ def _schema_changes(before: dict[str, dict[str, str]], after: dict[str, dict[str
 
 
 def ingest_assets(
-    source_name: str, build_source: SourceBuilder, workspaces: Workspaces, settings: Settings
+    source_name: str, build_source: SourceBuilder, workspaces: Workspaces, settings: Settings, alert: Alert
 ) -> dg.AssetsDefinition | None:
-    """The assets of one connector for every workspace that uses it (None if no workspace does)."""
+    """The assets of one connector for every workspace that uses it (None if no workspace does);
+    `alert` tells the operator about quarantined records."""
     users = workspaces.by_connector(source_name)
     if not users:
         return None
@@ -117,7 +119,7 @@ def ingest_assets(
             # A configuration problem or a load the warehouse refused: a retry cannot help, and the
             # message names the setting or the table to look at.
             raise dg.Failure(description=reason, allow_retries=False) from None
-        report_quarantine(settings, workspace.id, source_name, stats, log=context.log)
+        report_quarantine(workspace.id, source_name, stats, alert, log=context.log)
         load_info = pipeline.last_trace.last_load_info if pipeline.last_trace else None
         for table, notes in changes.items():
             log = context.log.info if notes == ["first load"] else context.log.warning
@@ -143,8 +145,6 @@ def ingest_assets(
 
 def fx_assets(settings: Settings) -> dg.AssetsDefinition:
     """The exchange-rate tables (`fx.ecb_rates`, `fx.operator_rates`): one load for every workspace."""
-    from pipelines.ingest.fx import fx_pipeline, fx_source
-
     @dg.multi_asset(
         specs=build_dlt_asset_specs(fx_source(settings.fx), fx_pipeline(settings),
                                     RawTableTranslator(settings.warehouse.kind)),

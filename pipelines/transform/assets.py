@@ -17,8 +17,7 @@ import dlt
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from pipelines.ingest.pipeline import dlt_destination
-from pipelines.warehouse import warehouse_write_lock
+from pipelines.warehouse import dlt_destination, warehouse_write_lock
 from pipelines.settings import Settings
 from pipelines.transform import DBT_PROJECT_DIR, dbt_env, ensure_manifest
 from pipelines.workspaces import Workspaces

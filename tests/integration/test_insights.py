@@ -18,12 +18,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from pipelines.cli import sandbox_env
+from pipelines.sandbox.connection import sandbox_env
 from pipelines.insights.anomalies import detect_many
 from pipelines.insights.summaries import template_summary
 from pipelines.packs import pack_for
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.simulator import truth
+from pipelines.sandbox.simulation import truth
 from pipelines.settings import Settings, load_settings
 from pipelines.transform import ensure_manifest
 from pipelines.transform.reference import ANALYSTS_DOC, SCHEMAS, documented_sql

@@ -14,7 +14,7 @@ from datetime import date
 
 import pytest
 
-from pipelines.cli import sandbox_env
+from pipelines.sandbox.connection import sandbox_env
 from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.sandbox.webhooks import SHOPIFY_KINDS
 from pipelines.serve import create_app

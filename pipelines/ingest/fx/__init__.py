@@ -29,6 +29,7 @@ from dlt.sources.helpers import requests
 
 from pipelines.currencies import KNOWN
 from pipelines.settings import FxSettings, SettingsError
+from pipelines.warehouse import dlt_destination, warehouse_write_lock
 
 ECB_NAMESPACE = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"
 RATE_COLUMNS = {"day": {"data_type": "date", "nullable": False}, "currency": {"data_type": "text", "nullable": False},
@@ -114,16 +115,12 @@ def fx_source(settings: FxSettings):
 
 def fx_pipeline(settings) -> dlt.Pipeline:
     """The one pipeline that loads the `fx` dataset (rates serve every workspace)."""
-    from pipelines.ingest.pipeline import dlt_destination
-
     return dlt.pipeline(pipeline_name="fx", pipelines_dir=str(settings.home / "dlt"),
                         destination=dlt_destination(settings.warehouse), dataset_name="fx")
 
 
 def sync_fx(settings) -> dict[str, int]:
     """Load the rates outside Dagster (`abos ingest`, tests); returns rows loaded per table."""
-    from pipelines.warehouse import warehouse_write_lock
-
     pipeline = fx_pipeline(settings)
     with warehouse_write_lock(settings):
         pipeline.run(fx_source(settings.fx)).raise_on_failed_jobs()
