@@ -172,11 +172,10 @@ def cmd_workspaces_check(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Sync one source for one workspace, outside Dagster."""
-    from pipelines.warehouse import ensure_reachable
     from pipelines.workspaces import WorkspaceError, load_workspaces
 
     settings = load_settings()
-    ensure_reachable(settings)
+    settings.warehouse.ensure_reachable()
     from pipelines.deliver.alerts import alert_operator
     from pipelines.ingest.sync import sync
 
@@ -196,10 +195,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_dbt(args: argparse.Namespace) -> int:
     """Run dbt in dbt_project/ against the warehouse in ABOS_WAREHOUSE_URL, under its lock."""
     from pipelines.transform import run_dbt
-    from pipelines.warehouse import ensure_reachable
 
     settings = load_settings()
-    ensure_reachable(settings)
+    settings.warehouse.ensure_reachable()
     return run_dbt(args.dbt_args, settings)
 
 
@@ -230,11 +228,10 @@ def cmd_analyst(args: argparse.Namespace) -> int:
     from pipelines.transform import access
     from pipelines.workspaces import WorkspaceError, load_workspaces
 
-    from pipelines.warehouse import ensure_reachable
 
     settings = load_settings()
     try:
-        ensure_reachable(settings)
+        settings.warehouse.ensure_reachable()
         load_workspaces(settings.workspaces_file).get(args.workspace)
         password = os.environ.get(args.password_env) if args.password_env else None
         if args.password_env and not password:
@@ -272,9 +269,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_pipeline(workspaces, settings, extra: dict[str, Any] | None = None, verbose: bool = False) -> int:
     """`run_all`, then its result as JSON on stdout and a summary for people; non-zero if a run failed."""
-    from pipelines.warehouse import ensure_reachable
 
-    ensure_reachable(settings)  # in seconds, before the Definitions load
+    settings.warehouse.ensure_reachable()  # in seconds, before the Definitions load
     from pipelines.run import run_all
 
     started = time.monotonic()
@@ -308,11 +304,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.sandbox.simulation import truth
     from pipelines.workspaces import load_workspaces
 
-    from pipelines.warehouse import ensure_reachable
 
     args.fixtures = None
     args.store = None
-    ensure_reachable(load_settings())  # before minutes of generating the sandbox
+    load_settings().warehouse.ensure_reachable()  # before minutes of generating the sandbox
     store = _open_store(args)
     with Sandbox(store, shopify_port=args.shopify_port, stripe_port=args.stripe_port, seed=args.seed) as sandbox:
         info = sandbox.connection_info()

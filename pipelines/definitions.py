@@ -36,6 +36,7 @@ defs = dg.Definitions.merge(
     orchestrate([*ingest, *transform_assets(workspaces, settings), *insights_assets(workspaces, settings),
                  *deliver_assets(workspaces, settings)],
                 workspaces, settings),
-    dg.Definitions(resources={"dlt": DagsterDltResource(), "dbt": dbt_resource()}),
+    dg.Definitions(resources={"dlt": DagsterDltResource(), "dbt": dbt_resource(),
+                              "warehouse": settings.warehouse_resource()}),
     privacy_definitions(settings),
 )

@@ -137,10 +137,11 @@ def _baseline_since(options: BenchOptions, shop_orders: int) -> str | None:
 
 def _point_at(sandbox: Served, kind: str, url: str, work: Path) -> tuple[Settings, Workspaces]:
     """Settings and tenants for one warehouse, with the demo workspaces pointed at the sandbox."""
+    # The demo tenants read their credentials from the environment (workspaces.yaml names the variables);
+    # the warehouse and the data directory are this run's settings only.
     os.environ.update(sandbox_env(sandbox.info))
-    os.environ.update({"ABOS_HOME": str(work / kind), "ABOS_WAREHOUSE_URL": url,
-                       "ABOS_WORKSPACES": str(PROJECT_ROOT / "workspaces.yaml")})
-    settings = load_settings()
+    settings = load_settings({**os.environ, "ABOS_HOME": str(work / kind), "ABOS_WAREHOUSE_URL": url,
+                              "ABOS_WORKSPACES": str(PROJECT_ROOT / "workspaces.yaml")})
     return settings, load_workspaces(settings.workspaces_file, require_secrets=True)
 
 

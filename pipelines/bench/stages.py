@@ -80,13 +80,14 @@ def _workspaces_table(workspaces: Workspaces, settings: Settings) -> None:
     from pipelines.transform.assets import transform_assets
 
     table = transform_assets(workspaces, settings)[0]
-    dg.materialize([table], instance=dg.DagsterInstance.ephemeral(), run_config=QUIET)
+    dg.materialize([table], instance=dg.DagsterInstance.ephemeral(), run_config=QUIET,
+                   resources={"warehouse": settings.warehouse})
 
 
 def _dbt_build(settings: Settings) -> None:
     """`dbt build` (models and their tests), as the dbt assets run it; raises with dbt's output on failure."""
     home = settings.home
-    env = {**os.environ, **dbt_env(settings), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+    env = {**os.environ, **dbt_env(settings.warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
            "DBT_TARGET_PATH": str(home / "dbt-target"), "DBT_LOG_PATH": str(home / "dbt-logs")}
     dbt = Path(sys.executable).parent / "dbt"
     done = subprocess.run([str(dbt), "build"], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
@@ -103,6 +104,6 @@ def _insights(workspaces: Workspaces, settings: Settings) -> None:
     for workspace in workspaces:
         started = time.perf_counter()
         done = dg.materialize(assets, partition_key=workspace.id, instance=instance, raise_on_error=False,
-                              run_config=QUIET)
+                              run_config=QUIET, resources={"warehouse": settings.warehouse})
         if not done.success:
             raise RuntimeError(f"insights failed for {workspace.id} after {time.perf_counter() - started:.0f}s")

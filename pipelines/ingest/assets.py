@@ -16,9 +16,9 @@ from dlt.extract.source import DltSource
 
 from pipelines.ingest.fx import fx_pipeline, fx_source
 from pipelines.ingest.pipeline import Alert, SyncStats, deterministic_error, dlt_pipeline, report_quarantine
-from pipelines.warehouse import warehouse_write_lock
 from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import Settings
+from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspace, Workspaces
 
 SourceBuilder = Callable[..., DltSource]  # (workspace, *, settings, stats) -> DltSource
@@ -100,13 +100,13 @@ def ingest_assets(
         pool=f"{source_name}_api",
         retry_policy=API_RETRY_POLICY,
     )
-    def _ingest(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
+    def _ingest(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: Warehouse) -> Iterator[Any]:
         workspace: Workspace = workspaces.get(context.partition_key)
         stats = SyncStats()
         try:
             source = build_source(workspace, settings=settings, stats=stats)
-            pipeline = dlt_pipeline(source_name, workspace.id, settings)
-            with warehouse_write_lock(settings):
+            pipeline = dlt_pipeline(source_name, workspace.id, settings, warehouse)
+            with warehouse.write_lock():
                 before = _source_state(pipeline, source_name)
                 columns_before = _loaded_columns(pipeline)
                 results = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline))
@@ -151,8 +151,9 @@ def fx_assets(settings: Settings) -> dg.AssetsDefinition:
         name="ingest_fx",
         retry_policy=API_RETRY_POLICY,
     )
-    def _fx(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
-        with warehouse_write_lock(settings):
-            yield from dlt.run(context=context, dlt_source=fx_source(settings.fx), dlt_pipeline=fx_pipeline(settings))
+    def _fx(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: Warehouse) -> Iterator[Any]:
+        with warehouse.write_lock():
+            yield from dlt.run(context=context, dlt_source=fx_source(settings.fx),
+                               dlt_pipeline=fx_pipeline(settings, warehouse))
 
     return _fx

@@ -1,4 +1,4 @@
-"""dlt pipelines: one per (source, workspace), all writing to the warehouse that settings name.
+"""dlt pipelines: one per (source, workspace), all writing to the one warehouse (pipelines/warehouse.py).
 
 Raw tables of every workspace share one dataset per source (`shopify`, `stripe`) and carry
 `workspace_id`; each workspace has its own pipeline so cursors never mix. dlt keeps pipeline
@@ -19,7 +19,7 @@ import dlt
 from dlt.common.exceptions import TerminalException
 
 from pipelines.settings import Settings
-from pipelines.warehouse import dlt_destination
+from pipelines.warehouse import Warehouse
 from pipelines.workspaces import WorkspaceError
 
 
@@ -43,12 +43,13 @@ def pipeline_name(source: str, workspace_id: str) -> str:
     return f"{source}__{workspace_id.replace('-', '_')}"
 
 
-def dlt_pipeline(source: str, workspace_id: str, settings: Settings) -> dlt.Pipeline:
-    """The pipeline that loads `source` for one workspace into the `source` dataset."""
+def dlt_pipeline(source: str, workspace_id: str, settings: Settings, warehouse: Warehouse | None = None) -> dlt.Pipeline:
+    """The pipeline that loads `source` for one workspace into the `source` dataset of `warehouse`
+    (an asset's resource; default: the settings' warehouse)."""
     return dlt.pipeline(
         pipeline_name=pipeline_name(source, workspace_id),
         pipelines_dir=str(settings.home / "dlt"),
-        destination=dlt_destination(settings.warehouse),
+        destination=(warehouse or settings.warehouse).dlt_destination(),
         dataset_name=source,
         progress="log",
     )

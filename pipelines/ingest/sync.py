@@ -9,7 +9,6 @@ from pipelines.ingest.pipeline import Alert, SyncStats, dlt_pipeline, report_qua
 from pipelines.ingest.shopify import shopify_source
 from pipelines.ingest.stripe import stripe_source
 from pipelines.settings import Settings
-from pipelines.warehouse import warehouse_write_lock
 
 SOURCES = {"shopify": shopify_source, "stripe": stripe_source}
 
@@ -38,7 +37,7 @@ def sync(source: str, workspace, settings: Settings, alert: Alert | None = None)
     stats = SyncStats()
     dlt_source = source_builder(source)(workspace, settings=settings, stats=stats)
     pipeline = dlt_pipeline(source, workspace.id, settings)
-    with warehouse_write_lock(settings):
+    with settings.warehouse.write_lock():
         pipeline.sync_destination()  # a first run finds nothing and leaves the state empty
         before = dict(pipeline.state.get("sources", {}).get(source, {}))
         try:

@@ -37,12 +37,11 @@ class ReportConfig(dg.Config):
 def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.AssetsDefinition]:
     """The three insights assets for the workspaces of `workspaces.yaml`."""
     partitions = dg.StaticPartitionsDefinition(workspaces.ids)
-    warehouse = Warehouse(settings)
     kinds = {"python", settings.warehouse.kind}
 
     @dg.asset(key=ANOMALIES, group_name="insights", kinds=kinds, partitions_def=partitions,
               deps=[dg.AssetKey(["metric_values"])])
-    def anomalies(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def anomalies(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """Flag unusual days in every pack metric of one workspace (band and week-over-week rules)."""
         workspace = workspaces.get(context.partition_key)
         require_passing(warehouse, workspace.id)  # a workspace dbt's tests failed stops here, alone
@@ -66,7 +65,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
 
     @dg.asset(key=DRIVERS, group_name="insights", kinds=kinds, partitions_def=partitions,
               deps=[ANOMALIES, *SLICE_TABLES])
-    def anomaly_drivers(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def anomaly_drivers(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """Rank the dimension values that drove each of one workspace's anomalies."""
         workspace = workspaces.get(context.partition_key)
         pack = pack_for(workspace.vertical)
@@ -86,7 +85,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
 
     @dg.asset(key=REPORTS, group_name="insights", kinds=kinds,
               partitions_def=partitions, deps=[*METRIC_TABLES, ANOMALIES, DRIVERS])
-    def reports(context: dg.AssetExecutionContext, config: ReportConfig) -> dg.MaterializeResult:
+    def reports(context: dg.AssetExecutionContext, config: ReportConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         """Write one workspace's weekly report (files, LLM or template summary, a row in insights.reports)."""
         workspace = workspaces.get(context.partition_key)
         require_passing(warehouse, workspace.id)  # the weekly schedule runs this without anomalies

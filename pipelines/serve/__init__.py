@@ -19,7 +19,6 @@ from starlette.routing import Route
 from pipelines.serve.webhooks import (DEFAULT_LOCK_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES, Gateway, InboxWriter,
                                       endpoints)
 from pipelines.settings import Settings
-from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
 
@@ -27,7 +26,7 @@ def create_app(settings: Settings, workspaces: Workspaces, *, env: dict[str, str
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS) -> Starlette:
     """The app for `workspaces`; webhook secrets are read once, from `env` (default: the environment)."""
-    writer = InboxWriter(Warehouse(settings), lock_timeout)
+    writer = InboxWriter(settings.warehouse, lock_timeout)
     gateway = Gateway(endpoints(workspaces, dict(os.environ if env is None else env)), writer, max_body_bytes)
 
     async def health(_: Request) -> JSONResponse:

@@ -1,5 +1,5 @@
-"""Transform: the dbt project as Dagster assets. `dbt_env` turns the one warehouse URL into dbt's target,
-`run_dbt` runs dbt on it: under the warehouse lock, and never outliving its parent."""
+"""Transform: the dbt project as Dagster assets. `run_dbt` runs dbt on the warehouse (its target from
+`Warehouse.dbt_profile_env`): under the warehouse lock, and never outliving its parent."""
 
 from __future__ import annotations
 
@@ -8,54 +8,40 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from pipelines.processes import run_child, stop_with_parent
-from pipelines.settings import PROJECT_ROOT, Settings, load_settings
-from pipelines.warehouse import warehouse_write_lock
+from pipelines.settings import PROJECT_ROOT, load_settings
+from pipelines.warehouse import Warehouse
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
 
-def dbt_env(settings: Settings) -> dict[str, str]:
-    """Variables that `dbt_project/profiles.yml` reads to reach the warehouse in ABOS_WAREHOUSE_URL."""
-    warehouse = settings.warehouse
+def dbt_env(warehouse: Warehouse) -> dict[str, str]:
+    """The variables dbt runs with: `dbt_project/profiles.yml`'s target (from the warehouse) and the test selection."""
     # A subset (`-s`, or the refresh sensor requesting models as their parents land) runs only the
     # tests whose parents are all selected: a test never reads a model the run did not build.
-    selection = {"DBT_INDIRECT_SELECTION": "cautious"}
-    if warehouse.kind == "duckdb":
-        return {**selection, "ABOS_DBT_TARGET": "duckdb", "ABOS_DBT_DUCKDB_PATH": str(warehouse.duckdb_path)}
-    parts = urlsplit(warehouse.url)
-    return {
-        **selection,
-        "ABOS_DBT_TARGET": "postgres",
-        "ABOS_DBT_PG_HOST": parts.hostname or "127.0.0.1",
-        "ABOS_DBT_PG_PORT": str(parts.port or 5432),
-        "ABOS_DBT_PG_USER": unquote(parts.username or "postgres"),
-        "ABOS_DBT_PG_PASSWORD": unquote(parts.password or ""),
-        "ABOS_DBT_PG_DATABASE": parts.path.lstrip("/"),
-    }
+    return {"DBT_INDIRECT_SELECTION": "cautious", **warehouse.dbt_profile_env()}
 
 
-def run_dbt(args: Sequence[str], settings: Settings) -> int:
-    """dbt `args` in dbt_project/ against the warehouse of `settings`; dbt's exit code.
+def run_dbt(args: Sequence[str], warehouse: Warehouse) -> int:
+    """dbt `args` in dbt_project/ against `warehouse`; dbt's exit code.
 
     dbt holds the project's warehouse lock (the lock's descriptor is passed on to it), runs in its
     own process group, dies with its parent and stops on SIGTERM or Ctrl-C (pipelines/processes.py):
     a killed run never leaves dbt writing the warehouse behind it.
     """
     dbt = Path(sys.executable).parent / "dbt"
-    env = {**os.environ, **dbt_env(settings), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
+    env = {**os.environ, **dbt_env(warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
     if list(args) == ["--version"]:  # dagster-dbt asks before every command; it touches no warehouse
         return subprocess.run([str(dbt), "--version"], env=env).returncode
-    with warehouse_write_lock(settings) as lock:
+    with warehouse.write_lock() as lock:
         return run_child([str(dbt), *args], cwd=DBT_PROJECT_DIR, env=env, pass_fds=() if lock is None else (lock,))
 
 
 def dbt_guard_main() -> None:
     """`abos-dbt`: the dbt executable Dagster runs (`run_dbt` with this process's arguments)."""
     stop_with_parent()  # the Dagster step died: SIGTERM, which stops dbt (run_child handles it)
-    sys.exit(run_dbt(sys.argv[1:], load_settings()))
+    sys.exit(run_dbt(sys.argv[1:], load_settings().warehouse))
 
 
 MANIFEST_SOURCES = ("models", "macros", "seeds", "tests", "dbt_project.yml")

@@ -17,9 +17,9 @@ import dlt
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from pipelines.warehouse import dlt_destination, warehouse_write_lock
 from pipelines.settings import Settings
-from pipelines.transform import DBT_PROJECT_DIR, dbt_env, ensure_manifest
+from pipelines.transform import DBT_PROJECT_DIR, ensure_manifest
+from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
 FOLDER_GROUPS = {"staging": "staging", "intermediate": "marts", "marts": "marts", "metrics": "metrics"}
@@ -71,7 +71,7 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         kinds={"python", settings.warehouse.kind},
         description="One row per workspace from workspaces.yaml: timezone and reporting currency for dbt.",
     )
-    def workspaces_table(context: AssetExecutionContext) -> dg.MaterializeResult:
+    def workspaces_table(context: AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         rows = [
             {"workspace_id": w.id, "name": w.name, "vertical": w.vertical, "timezone": w.timezone,
              "currency": w.currency}
@@ -79,9 +79,9 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         ]
         pipeline = dlt.pipeline(
             pipeline_name="reference", pipelines_dir=str(settings.home / "dlt"),
-            destination=dlt_destination(settings.warehouse), dataset_name="reference",
+            destination=warehouse.dlt_destination(), dataset_name="reference",
         )
-        with warehouse_write_lock(settings):
+        with warehouse.write_lock():
             # A package a killed run left half loaded would be completed instead of this one: its
             # inserts done again after the truncate, every workspace twice (the chaos test found it).
             # The rows are the whole table, so the old package is dropped and the table replaced anew.
@@ -95,8 +95,8 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         name="dbt_models",
     )
     def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        os.environ.update(dbt_env(settings))
-        # `abos-dbt` takes the warehouse lock for dbt, and dbt dies with this step (run_dbt).
+        # `abos-dbt` reads the warehouse from the same environment (ABOS_WAREHOUSE_URL) as the
+        # `warehouse` resource, takes its lock for dbt, and dbt dies with this step (run_dbt).
         yield from dbt.cli(["build"], context=context).stream()
 
     return [workspaces_table, dbt_models]

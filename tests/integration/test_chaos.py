@@ -24,7 +24,6 @@ import pytest
 from pipelines.sandbox.connection import sandbox_env
 from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.settings import load_settings
-from pipelines.warehouse import Warehouse
 from tests.conftest import REPO
 from tests.integration.test_shopify_ingest import assert_matches_truth
 from tests.integration.test_stripe_ingest import assert_equals_truth
@@ -120,7 +119,7 @@ def test_random_kills_then_reruns_lose_and_duplicate_nothing(store, warehouse_ur
         assert_equals_truth(settings, sandbox)
 
         # Every report went out once per target: each Slack post and email is one `sent` row of the log.
-        sent = Warehouse(settings).query(
+        sent = settings.warehouse.query(
             "select workspace_id, week, channel, recipient, status from insights.deliveries")
         assert set(sent["status"]) == {"sent"}
         for workspace, channel in CHANNELS.items():

@@ -47,7 +47,7 @@ class Built:
 
     @property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.settings)
+        return self.settings.warehouse
 
 
 def build(home: Path, size: str) -> Built:

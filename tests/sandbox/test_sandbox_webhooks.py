@@ -44,7 +44,7 @@ def gateway(sandbox, tmp_path):
     with running(app) as url:
         sandbox.webhooks.subscribe(url)
         sandbox.webhooks.log.clear()
-        yield Warehouse(settings)
+        yield settings.warehouse
     sandbox.webhooks.misbehave(None)
 
 

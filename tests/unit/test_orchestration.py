@@ -92,8 +92,10 @@ def test_weekly_report_ticks_monday_8_in_each_demo_workspace_timezone(defs, inst
 
 def test_weekly_report_ticks_where_monday_local_is_sunday_in_utc(far_workspaces, instance):
     job = weekly_report_job()
-    defs = dg.Definitions(assets=insights_assets(far_workspaces, load_settings()), jobs=[job],
-                          schedules=weekly_report_schedules(far_workspaces, job))
+    settings = load_settings()
+    defs = dg.Definitions(assets=insights_assets(far_workspaces, settings), jobs=[job],
+                          schedules=weekly_report_schedules(far_workspaces, job),
+                          resources={"warehouse": settings.warehouse})
     schedules = _schedules_by_workspace(defs, far_workspaces)
     for workspace in far_workspaces:
         _check_weekly_ticks(defs, instance, schedules[workspace.id], workspace, datetime(2026, 3, 20, tzinfo=UTC))  # NZ leaves DST on April 5
