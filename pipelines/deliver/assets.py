@@ -14,6 +14,7 @@ import dagster as dg
 from pipelines.deliver.delivery import deliver_workspace
 from pipelines.deliver.log import Delivery, DeliveryLog
 from pipelines.insights.assets import REPORTS
+from pipelines.partitions import workspace_partitions
 from pipelines.settings import Settings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
@@ -23,7 +24,7 @@ DELIVERIES = dg.AssetKey(["deliver", "reports"])
 
 def deliver_assets(workspaces: Workspaces, settings: Settings) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
     """The deliver asset and its check for the workspaces of `workspaces.yaml`."""
-    partitions = dg.StaticPartitionsDefinition(workspaces.ids)
+    partitions = workspace_partitions(workspaces)
     max_attempts = settings.delivery.max_attempts
 
     @dg.asset(key=DELIVERIES, group_name="deliver", kinds={"python", "slack", "email"}, partitions_def=partitions,

@@ -16,6 +16,7 @@ from dlt.extract.source import DltSource
 
 from pipelines.ingest.fx import fx_pipeline, fx_source
 from pipelines.ingest.pipeline import Alert, SyncStats, deterministic_error, dlt_pipeline, report_quarantine
+from pipelines.partitions import connector_partitions
 from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import Settings
 from pipelines.warehouse import Warehouse
@@ -87,7 +88,7 @@ def ingest_assets(
     users = workspaces.by_connector(source_name)
     if not users:
         return None
-    partitions = dg.StaticPartitionsDefinition([w.id for w in users])
+    partitions = connector_partitions(workspaces, source_name)
     template = build_source(users[0], settings=settings, stats=SyncStats())
 
     # `@dlt_assets` with a retry policy: the same specs, as a multi-asset that can take one.

@@ -16,6 +16,7 @@ from pipelines.insights.reports import CHART_FILE, Week, build_report, last_comp
 from pipelines.insights.scan import explain_anomalies, find_anomalies
 from pipelines.insights.summaries import summarize
 from pipelines.packs import pack_for
+from pipelines.partitions import workspace_partitions
 from pipelines.settings import Settings
 from pipelines.transform.health import require_passing
 from pipelines.warehouse import Warehouse
@@ -36,7 +37,7 @@ class ReportConfig(dg.Config):
 
 def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.AssetsDefinition]:
     """The three insights assets for the workspaces of `workspaces.yaml`."""
-    partitions = dg.StaticPartitionsDefinition(workspaces.ids)
+    partitions = workspace_partitions(workspaces)
     kinds = {"python", settings.warehouse.kind}
 
     @dg.asset(key=ANOMALIES, group_name="insights", kinds=kinds, partitions_def=partitions,

@@ -51,16 +51,41 @@ def manifest_path(project_dir: Path = DBT_PROJECT_DIR) -> Path:
     return project_dir / "target" / "manifest.json"
 
 
-def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
-    """The dbt manifest Dagster loads, rebuilt with `dbt parse` when it is missing or older than a
-    model, macro, seed or test (so editing a model never leaves Dagster on a stale graph)."""
+def _stale_sources(project_dir: Path) -> list[Path] | None:
+    """The project files newer than the manifest (None: there is no manifest)."""
     path = manifest_path(project_dir)
-    built = path.stat().st_mtime if path.exists() else None
+    if not path.exists():
+        return None
+    built = path.stat().st_mtime
     sources = [project_dir / name for name in MANIFEST_SOURCES]
     files = [f for source in sources for f in ([source] if source.is_file() else source.rglob("*")) if f.is_file()]
-    if built is not None and all(f.stat().st_mtime <= built for f in files):
+    return [f for f in files if f.stat().st_mtime > built]
+
+
+def require_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """The dbt manifest Dagster loads the models from, built beforehand by `make install` (tests build
+    it when their session starts); loading the Definitions never runs dbt.
+
+    Raises:
+        RuntimeError: the manifest is missing or older than a model, macro, seed or test; the message
+            names the command that builds it.
+    """
+    stale = _stale_sources(project_dir)
+    if stale == []:
+        return manifest_path(project_dir)
+    why = "is missing" if stale is None else f"is older than {stale[0].relative_to(project_dir)}"
+    raise RuntimeError(f"the dbt manifest {manifest_path(project_dir)} {why}, so Dagster cannot load the dbt "
+                       "models: run `make install` (it runs `dbt parse` in dbt_project/)")
+
+
+def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """The dbt manifest, rebuilt with `dbt parse` when it is missing or older than a model, macro,
+    seed or test: for commands and test sessions, never for loading the Definitions."""
+    path = manifest_path(project_dir)
+    stale = _stale_sources(project_dir)
+    if stale == []:
         return path
-    print(f"[abos] {path} is {'older than the dbt project' if built else 'missing'}: running dbt parse",
+    print(f"[abos] {path} is {'older than the dbt project' if stale else 'missing'}: running dbt parse",
           file=sys.stderr, flush=True)
     dbt = Path(sys.executable).parent / "dbt"
     done = subprocess.run([str(dbt), "parse", "--profiles-dir", ".", "--quiet"], cwd=project_dir,

@@ -2,8 +2,8 @@
 
 One translator keys sources as `[source, table]` (the dlt assets' keys, so lineage connects with no
 wiring) and models by name, and groups nodes by their folder: staging, marts, metrics. dbt tests
-become asset checks. The manifest is built at install time (`make install` runs `dbt parse`),
-never parsed on import.
+become asset checks. The manifest is built at install time (`make install` runs `dbt parse`) and
+when a test session starts, never on import: a missing or stale one fails, naming `make install`.
 """
 
 import os
@@ -18,7 +18,7 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.settings import Settings
-from pipelines.transform import DBT_PROJECT_DIR, ensure_manifest
+from pipelines.transform import DBT_PROJECT_DIR, require_manifest
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
@@ -48,7 +48,7 @@ class AbosDbtTranslator(DagsterDbtTranslator):
 def dbt_project() -> DbtProject:
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
     project.prepare_if_dev()  # under `dagster dev` only; elsewhere `make install` built it
-    ensure_manifest()
+    require_manifest()
     return project
 
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from dagster._utils.schedules import cron_string_iterator  # what the scheduler daemon iterates
 
-from pipelines.insights.assets import insights_assets
+from pipelines.insights.assets import REPORTS, insights_assets
 from pipelines.insights.reports import Week
-from pipelines.orchestration import REPORTS, weekly_report_job, weekly_report_schedules
+from pipelines.deliver.definitions import weekly_report_job, weekly_report_schedules
 from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import load_settings
 from pipelines.workspaces import load_workspaces
