@@ -198,7 +198,7 @@ def cmd_dbt(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     settings.warehouse.ensure_reachable()
-    return run_dbt(args.dbt_args, settings)
+    return run_dbt(args.dbt_args, settings.warehouse)
 
 
 def cmd_docs_tables(args: argparse.Namespace) -> int:
