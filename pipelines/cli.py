@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from pipelines.sandbox.connection import sandbox_env
 from pipelines.settings import load_settings
 
 DEFAULT_SEED = 42
@@ -154,7 +156,7 @@ def cmd_sandbox_truth(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(args.url.rstrip("/") + "/_sandbox/truth", timeout=600) as response:
             result = json.load(response)
     else:
-        from pipelines.sandbox.simulator import truth
+        from pipelines.sandbox.simulation import truth
 
         result = truth(_open_store(args))
     text = json.dumps(result, indent=2, sort_keys=True)
@@ -181,25 +183,6 @@ def cmd_sandbox_advance(args: argparse.Namespace) -> int:
     return 0
 
 
-def sandbox_env(info: dict[str, Any]) -> dict[str, str]:
-    """Environment variables that point `workspaces.yaml`'s demo tenants at a running sandbox."""
-    env = {
-        "ABOS_SANDBOX_SHOPIFY_URL": info["shopify"]["base_url"],
-        "ABOS_SANDBOX_STRIPE_URL": info["stripe"]["base_url"],
-        "ABOS_FX_ECB_URL": info["ecb"]["hist_zip"],
-    }
-    for workspace, creds in info["shopify"]["workspaces"].items():
-        prefix = workspace.upper().replace("-", "_") + "_SHOPIFY_"
-        env[prefix + "TOKEN"] = creds["access_token"]
-        env[prefix + "CLIENT_ID"] = creds["client_id"]
-        env[prefix + "CLIENT_SECRET"] = creds["client_secret"]
-    for workspace, creds in info["stripe"]["workspaces"].items():
-        env[workspace.upper().replace("-", "_") + "_STRIPE_KEY"] = creds["api_key"]
-        if creds.get("webhook_secret"):
-            env[workspace.upper().replace("-", "_") + "_STRIPE_WEBHOOK_SECRET"] = creds["webhook_secret"]
-    return env
-
-
 def cmd_sandbox_env(args: argparse.Namespace) -> int:
     """Print `export` lines for a running sandbox's connection info (read from stdin or --info)."""
     info = json.loads(Path(args.info).read_text() if args.info else sys.stdin.readline())
@@ -224,16 +207,17 @@ def cmd_workspaces_check(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Sync one source for one workspace, outside Dagster."""
-    from pipelines.warehouse import ensure_reachable
     from pipelines.workspaces import WorkspaceError, load_workspaces
 
     settings = load_settings()
-    ensure_reachable(settings)
-    from pipelines.ingest.pipeline import sync
+    settings.warehouse.ensure_reachable()
+    from pipelines.deliver.alerts import alert_operator
+    from pipelines.ingest.sync import sync
+
     try:
         workspace = load_workspaces(settings.workspaces_file).get(args.workspace)
         started = time.monotonic()
-        result = sync(args.source, workspace, settings)
+        result = sync(args.source, workspace, settings, alert=functools.partial(alert_operator, settings))
     except WorkspaceError as exc:
         _say(str(exc))
         return 1
@@ -246,13 +230,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer a question in plain language from one workspace's metric tables (docs/ask.md)."""
     from pipelines.ask.answer import ask
-    from pipelines.warehouse import Warehouse, ensure_reachable
     from pipelines.workspaces import load_workspaces
 
     settings = load_settings()
-    ensure_reachable(settings)
+    settings.warehouse.ensure_reachable()
     workspace = load_workspaces(settings.workspaces_file, require_secrets=False).get(args.workspace)
-    answer = ask(args.question, workspace, Warehouse(settings))
+    answer = ask(args.question, workspace, settings.warehouse)
     print(answer.to_json() if args.json else answer.to_text())
     return 0 if answer.status in ("answered", "clarify") else 2
 
@@ -260,11 +243,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_dbt(args: argparse.Namespace) -> int:
     """Run dbt in dbt_project/ against the warehouse in ABOS_WAREHOUSE_URL, under its lock."""
     from pipelines.transform import run_dbt
-    from pipelines.warehouse import ensure_reachable
 
     settings = load_settings()
-    ensure_reachable(settings)
-    return run_dbt(args.dbt_args, settings)
+    settings.warehouse.ensure_reachable()
+    return run_dbt(args.dbt_args, settings.warehouse)
 
 
 def cmd_docs_tables(args: argparse.Namespace) -> int:
@@ -300,11 +282,10 @@ def cmd_analyst(args: argparse.Namespace) -> int:
     from pipelines.transform import access
     from pipelines.workspaces import WorkspaceError, load_workspaces
 
-    from pipelines.warehouse import ensure_reachable
 
     settings = load_settings()
     try:
-        ensure_reachable(settings)
+        settings.warehouse.ensure_reachable()
         load_workspaces(settings.workspaces_file).get(args.workspace)
         password = os.environ.get(args.password_env) if args.password_env else None
         if args.password_env and not password:
@@ -342,9 +323,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_pipeline(workspaces, settings, extra: dict[str, Any] | None = None, verbose: bool = False) -> int:
     """`run_all`, then its result as JSON on stdout and a summary for people; non-zero if a run failed."""
-    from pipelines.warehouse import ensure_reachable
 
-    ensure_reachable(settings)  # in seconds, before the Definitions load
+    settings.warehouse.ensure_reachable()  # in seconds, before the Definitions load
     from pipelines.run import run_all
 
     started = time.monotonic()
@@ -375,14 +355,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the sandbox and run the whole pipeline over the demo workspaces (`abos run` on the sandbox)."""
     from pipelines.sandbox.server import Sandbox
-    from pipelines.sandbox.simulator import truth
+    from pipelines.sandbox.simulation import truth
     from pipelines.workspaces import load_workspaces
 
-    from pipelines.warehouse import ensure_reachable
 
     args.fixtures = args.matrix = None
     args.store = None
-    ensure_reachable(load_settings())  # before minutes of generating the sandbox
+    load_settings().warehouse.ensure_reachable()  # before minutes of generating the sandbox
     store = _open_store(args)
     with Sandbox(store, shopify_port=args.shopify_port, stripe_port=args.stripe_port, seed=args.seed) as sandbox:
         info = sandbox.connection_info()

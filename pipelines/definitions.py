@@ -1,37 +1,37 @@
-"""THE Dagster Definitions: assembles every pipeline stage (ingest, transform, insights, deliver).
+"""THE Dagster Definitions: the stages' own Definitions (ingest, transform, insights, deliver), merged.
 
-Tenants come from `workspaces.yaml` (ABOS_WORKSPACES) and the warehouse from ABOS_WAREHOUSE_URL,
-both read once here through settings.
+Each stage package owns its assets, checks, schedules and sensors (`pipelines/<stage>/definitions.py`);
+`pipelines/orchestration.py` adds the sensors that watch them all. Tenants come from
+`workspaces.yaml` (ABOS_WORKSPACES) and the warehouse from ABOS_WAREHOUSE_URL, both read once here
+through settings; every stage shares the one `warehouse` resource.
 """
 
-import dagster as dg
-from dagster_dlt import DagsterDltResource
+import functools
 
-from pipelines.deliver.assets import deliver_assets
-from pipelines.ingest.assets import fx_assets, ingest_assets
-from pipelines.ingest.pipeline import source_builder
-from pipelines.insights.assets import insights_assets
-from pipelines.orchestration import orchestrate
-from pipelines.privacy_jobs import privacy_definitions
+import dagster as dg
+
+from pipelines import orchestration, privacy_jobs
+from pipelines.deliver import definitions as deliver
+from pipelines.deliver.alerts import alert_operator
+from pipelines.ingest import definitions as ingest
+from pipelines.insights import definitions as insights
 from pipelines.settings import load_settings
-from pipelines.transform.assets import dbt_resource, transform_assets
+from pipelines.transform import definitions as transform
 from pipelines.workspaces import load_workspaces
 
 settings = load_settings()
 workspaces = load_workspaces(settings.workspaces_file)
 
-ingest = [
-    fx_assets(settings),  # exchange rates, shared by every workspace
-    *(assets
-      for assets in (ingest_assets(source, source_builder(source), workspaces, settings) for source in ("shopify", "stripe"))
-      if assets is not None),
+stages = [
+    ingest.defs(workspaces, settings, alert=functools.partial(alert_operator, settings)),
+    transform.defs(workspaces, settings),
+    insights.defs(workspaces, settings),
+    deliver.defs(workspaces, settings),
 ]
 
 defs = dg.Definitions.merge(
-    # The stages' assets, on their cadence, with schedules, sensors and checks (pipelines/orchestration.py).
-    orchestrate([*ingest, *transform_assets(workspaces, settings), *insights_assets(workspaces, settings),
-                 *deliver_assets(workspaces, settings)],
-                workspaces, settings),
-    dg.Definitions(resources={"dlt": DagsterDltResource(), "dbt": dbt_resource()}),
-    privacy_definitions(settings),
+    *stages,
+    orchestration.defs(stages, settings),
+    privacy_jobs.privacy_definitions(settings),
+    dg.Definitions(resources={"warehouse": settings.warehouse_resource()}),
 )

@@ -67,7 +67,7 @@ def write(warehouse: Warehouse, deliveries: list[Delivery], lock_timeout: float 
     if not unique:
         return
     row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
-    url = warehouse.settings.warehouse.url
+    url = warehouse.location
     try:
         with warehouse.transaction(lock_timeout=lock_timeout) as statements:
             if url not in _created:

@@ -1,135 +1,51 @@
-"""When each stage runs, what watches it, and how the operator hears of a failure (docs/operations.md).
+"""What watches every stage, and how the operator hears of a failure (docs/operations.md).
 
-- **Refresh, every 6 hours** (`REFRESH_CRON`, UTC): every asset but the weekly ones carries the
-  `REFRESH` automation condition, evaluated by the `refresh` sensor. At the tick it requests ingestion
-  for every workspace (one backfill); each dbt model follows once all its parents have updated since
-  the tick and no parent partition is still running, and each workspace's anomalies and drivers follow
-  the metric tables. (A single run could not do all this: it holds assets of one partitions
-  definition, and the dbt models are unpartitioned while ingestion and insights are per workspace.)
-- **Weekly report, Monday 08:00 in each workspace's own timezone**: one schedule per workspace runs
-  `insights/reports` and the `deliver` group for that workspace's partition, for the week that just
-  ended there.
-- **Sensors**: a failed run alerts the operator (`alert_operator`: Slack, or the outbox); freshness
-  checks on the raw and metric tables, evaluated by their own sensor; failed deliveries are retried
-  within hours (`pipelines/deliver/sensors.py`); runs whose process died are failed and their pool
-  slots freed, and runs with a step over ABOS_STEP_TIMEOUT_SECONDS are stopped (`recover_runs`).
+The stages own their assets, checks, schedules and sensors (`pipelines/<stage>/definitions.py`); the
+sensors here span them all:
+
+- **`refresh`** evaluates the `REFRESH` automation condition (pipelines/refresh.py) of every asset
+  but the weekly ones, every 6 hours (UTC), as one backfill per tick.
+- **`freshness_checks`** evaluates the stages' freshness checks on the raw and metric tables.
+- **`alert_operator_on_failure`**: a failed run alerts the operator (`alert_operator`: Slack, or the outbox).
+- **`recover_runs`**: runs whose process died are failed and their pool slots freed, and runs with a
+  step over ABOS_STEP_TIMEOUT_SECONDS are stopped.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
 from pipelines.deliver.alerts import alert_operator
-from pipelines.deliver.sensors import retry_sensor
-from pipelines.insights.assets import REPORTS, ReportConfig
-from pipelines.insights.reports import last_complete_week
+from pipelines.deliver.definitions import WEEKLY
+from pipelines.refresh import REFRESH_CRON
 from pipelines.reliability import LIVE_STATUSES, free_finished_runs_slots, overdue_steps, recover_dead_runs
 from pipelines.settings import Settings
-from pipelines.workspaces import Workspace, Workspaces
 
-REFRESH_CRON = "0 */6 * * *"  # the seed's cadence; UTC
-WEEKLY_REPORT_CRON = "0 8 * * 1"  # Monday 08:00, in each workspace's execution_timezone
-# A refresh lands within two hours of its tick (three for the metric tables, built after ingestion);
-# past that, the data missed a refresh.
-RAW_TABLES_FRESH_FOR = timedelta(hours=8)
-METRIC_TABLES_FRESH_FOR = timedelta(hours=9)
-
-# Requested once per tick, after every parent updated since the tick and none is still running. An
-# unpartitioned dbt model therefore waits for all its workspaces' ingestion (any partition in progress
-# blocks it), and per-workspace insights wait for the dbt models they read.
-REFRESH = (dg.AutomationCondition.on_cron(REFRESH_CRON) & ~dg.AutomationCondition.any_deps_in_progress()).with_label(
-    f"refresh on {REFRESH_CRON} (UTC), after its parents"
-)
-WEEKLY_ASSETS = [REPORTS]
-WEEKLY_GROUPS = ["deliver"]
-WEEKLY = dg.AssetSelection.assets(*WEEKLY_ASSETS) | dg.AssetSelection.groups(*WEEKLY_GROUPS)
-WEEK_TAG = "abos/week"
+FRESHNESS_CHECK = "freshness_check"  # the name Dagster gives a freshness check
 
 
-def orchestrate(assets: Sequence[dg.AssetsDefinition], workspaces: Workspaces, settings: Settings) -> dg.Definitions:
-    """The stages' `assets` on the refresh cadence, with the weekly schedules, sensors and freshness checks."""
-    assets = dg.map_asset_specs(
-        lambda spec: spec if _weekly(spec) else spec.replace_attributes(automation_condition=REFRESH), assets
-    )
-    specs = [spec for a in assets for spec in a.specs]
-    raw = [spec.key for spec in specs if (spec.group_name or "").startswith("ingest_")]
-    metrics = [spec.key for spec in specs if spec.group_name == "metrics"]
+def defs(stages: Sequence[dg.Definitions], settings: Settings) -> dg.Definitions:
+    """The sensors that watch the assets and runs of every stage in `stages`."""
+    freshness = [checks for stage in stages for checks in (stage.asset_checks or [])
+                 if any(key.name == FRESHNESS_CHECK for key in checks.check_keys)]
     with warnings.catch_warnings():
-        # FreshnessPolicy supersedes these checks, but needs an instance flag and reports no check
-        # result; checks show pass/fail on every asset page and in the asset graph.
-        warnings.simplefilter("ignore", dg.SupersessionWarning)
-        freshness = [
-            *(dg.build_last_update_freshness_checks(assets=raw, lower_bound_delta=RAW_TABLES_FRESH_FOR)
-              if raw else []),
-            *(dg.build_last_update_freshness_checks(assets=metrics, lower_bound_delta=METRIC_TABLES_FRESH_FOR)
-              if metrics else []),
-        ]
+        warnings.simplefilter("ignore", dg.SupersessionWarning)  # see pipelines/refresh.py, freshness_checks
         freshness_sensor = dg.build_sensor_for_freshness_checks(
             freshness_checks=freshness, name="freshness_checks", minimum_interval_seconds=300,
             default_status=dg.DefaultSensorStatus.RUNNING,
         )
-    weekly = weekly_report_job()
-    return dg.Definitions(
-        assets=assets,
-        asset_checks=freshness,
-        jobs=[weekly],
-        schedules=weekly_report_schedules(workspaces, weekly),
-        sensors=[
-            dg.AutomationConditionSensorDefinition(
-                "refresh", target=dg.AssetSelection.all() - WEEKLY, default_status=dg.DefaultSensorStatus.RUNNING,
-                description=f"Ingestion, dbt and anomalies on `{REFRESH_CRON}` (UTC), as one backfill per tick.",
-            ),
-            freshness_sensor,
-            run_failure_alert(settings),
-            retry_sensor(workspaces, settings),
-            recover_runs(settings),
-        ],
-    )
-
-
-def _weekly(spec: dg.AssetSpec) -> bool:
-    """Whether the asset runs with the weekly report rather than on every refresh."""
-    return spec.key in WEEKLY_ASSETS or spec.group_name in WEEKLY_GROUPS
-
-
-def weekly_report_job() -> dg.UnresolvedAssetJobDefinition:
-    """The weekly report and its delivery, for one workspace (partition) per run."""
-    return dg.define_asset_job(
-        "weekly_report", selection=WEEKLY,
-        description="Write a workspace's weekly report and deliver it to its Slack and email targets.",
-    )
-
-
-def weekly_report_schedules(workspaces: Workspaces, job: dg.UnresolvedAssetJobDefinition) -> list[dg.ScheduleDefinition]:
-    """One schedule per workspace: Monday 08:00 in its timezone, for the ISO week that just ended there."""
-    return [_weekly_report_schedule(workspace, job) for workspace in workspaces]
-
-
-def _weekly_report_schedule(workspace: Workspace, job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
-    @dg.schedule(
-        name=f"weekly_report_{workspace.id.replace('-', '_')}",
-        cron_schedule=WEEKLY_REPORT_CRON,
-        execution_timezone=workspace.timezone,
-        job=job,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"{workspace.name}: the weekly report and its delivery, Monday 08:00 {workspace.timezone}.",
-    )
-    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        # A tick names its week explicitly, so a retried or late run reports the same week.
-        tick = context.scheduled_execution_time or datetime.now(timezone.utc)
-        week = last_complete_week(tick, workspace.timezone).label
-        return dg.RunRequest(
-            run_key=f"{workspace.id}:{week}",
-            partition_key=workspace.id,
-            run_config=dg.RunConfig(ops={REPORTS.to_python_identifier(): ReportConfig(week=week)}),
-            tags={WEEK_TAG: week},
-        )
-
-    return _schedule
+    return dg.Definitions(sensors=[
+        dg.AutomationConditionSensorDefinition(
+            "refresh", target=dg.AssetSelection.all() - WEEKLY, default_status=dg.DefaultSensorStatus.RUNNING,
+            description=f"Ingestion, dbt and anomalies on `{REFRESH_CRON}` (UTC), as one backfill per tick.",
+        ),
+        freshness_sensor,
+        run_failure_alert(settings),
+        recover_runs(settings),
+    ])
 
 
 def run_failure_alert(settings: Settings) -> dg.SensorDefinition:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from pipelines import inbox
 from pipelines.settings import Settings
-from pipelines.warehouse import Statements, Warehouse, warehouse_write_lock
+from pipelines.warehouse import Statements
 
 AUDIT_TABLE = "privacy.audit_log"
 COMPLIANCE_TOPICS = ("customers/data_request", "customers/redact", "shop/redact")
@@ -289,7 +289,7 @@ def compact(settings: Settings) -> None:
     path = settings.warehouse.duckdb_path
     fresh = path.with_name(path.name + ".compacting")
     fresh.unlink(missing_ok=True)
-    with warehouse_write_lock(settings):
+    with settings.warehouse.write_lock():
         with duckdb.connect() as conn:
             conn.execute(f"attach '{path}' as old (read_only)")
             conn.execute(f"attach '{fresh}' as fresh")
@@ -300,9 +300,7 @@ def compact(settings: Settings) -> None:
 
 def _vacuum(settings: Settings, tables: list[str]) -> None:
     """Postgres keeps replaced row versions until a vacuum: rewrite the tables that changed."""
-    import psycopg2
-
-    conn = psycopg2.connect(settings.warehouse.url)
+    conn = settings.warehouse.postgres_connection()
     try:
         conn.autocommit = True
         with conn.cursor() as cursor:
@@ -313,14 +311,14 @@ def _vacuum(settings: Settings, tables: list[str]) -> None:
 
 
 def _audit(settings: Settings, entry: dict[str, Any]) -> None:
-    Warehouse(settings).upsert(AUDIT_TABLE, pd.DataFrame([entry]), key=["audit_id"])
+    settings.warehouse.upsert(AUDIT_TABLE, pd.DataFrame([entry]), key=["audit_id"])
 
 
 def redact(settings: Settings, workspace_id: str, customer: str, *, orders: list[str] = (),
            request: str = "cli", delivery_id: str | None = None) -> dict[str, Any]:
     """Anonymize one customer of one workspace everywhere (module docstring); returns the audit entry."""
     requested = datetime.now(timezone.utc)
-    warehouse = Warehouse(settings)
+    warehouse = settings.warehouse
     with warehouse.transaction() as statements:
         tables = _tables(statements)
         subject = find_subject(statements, tables, workspace_id, customer, orders)
@@ -344,7 +342,7 @@ def export(settings: Settings, workspace_id: str, customer: str, *, orders: list
            request: str = "cli", delivery_id: str | None = None) -> Path:
     """customers/data_request: every row the warehouse holds on the customer, as one JSON file."""
     requested = datetime.now(timezone.utc)
-    warehouse = Warehouse(settings)
+    warehouse = settings.warehouse
     held: dict[str, list[dict[str, Any]]] = {}
     with warehouse.transaction() as statements:
         tables = _tables(statements)
@@ -373,7 +371,7 @@ def erase_workspace(settings: Settings, workspace_id: str, *, request: str = "sh
                     delivery_id: str | None = None) -> dict[str, Any]:
     """shop/redact: delete every row and file of the workspace (the audit log keeps the request)."""
     requested = datetime.now(timezone.utc)
-    warehouse = Warehouse(settings)
+    warehouse = settings.warehouse
     deleted: Counter = Counter()
     with warehouse.transaction() as statements:
         for table in _tables(statements):
@@ -401,13 +399,13 @@ def erase_workspace(settings: Settings, workspace_id: str, *, request: str = "sh
 
 def pending_compliance(settings: Settings, after_inbox_id: int = 0) -> int:
     """The highest inbox id of a compliance webhook after `after_inbox_id`, or `after_inbox_id` when none."""
-    rows = inbox.read_after(Warehouse(settings), after_inbox_id, limit=100_000, topics=COMPLIANCE_TOPICS)
+    rows = inbox.read_after(settings.warehouse, after_inbox_id, limit=100_000, topics=COMPLIANCE_TOPICS)
     return max([after_inbox_id, *(row["inbox_id"] for row in rows)])
 
 
 def handle_compliance(settings: Settings, after_inbox_id: int = 0) -> list[dict[str, Any]]:
     """Carry out the Shopify compliance webhooks in the inbox not yet in the audit log."""
-    warehouse = Warehouse(settings)
+    warehouse = settings.warehouse
     try:
         done = set(warehouse.query(f"select delivery_id from {AUDIT_TABLE} where delivery_id is not null")
                    ["delivery_id"])

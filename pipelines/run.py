@@ -21,8 +21,7 @@ import dagster as dg
 import yaml
 
 from pipelines.deliver.assets import undelivered
-from pipelines.insights.assets import ANOMALIES
-from pipelines.orchestration import REPORTS
+from pipelines.insights.assets import ANOMALIES, REPORTS
 from pipelines.processes import STOP_SIGNALS, Stopped, stop_children
 from pipelines.reliability import (free_finished_runs_slots, overdue_steps, process_tags, recover_dead_runs,
                                    runs_of_this_process)

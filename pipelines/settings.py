@@ -38,9 +38,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
+import dagster as dg
+
+from pipelines.errors import SettingsError
 from pipelines.secret_shapes import looks_like_secret
+from pipelines.warehouse import DUCKDB_MEMORY_LIMIT, Warehouse, parse_warehouse_url, redact
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SHOPIFY_API_VERSION = "2026-10"
@@ -55,55 +58,6 @@ DEFAULT_DELIVERY_MAX_ATTEMPTS = 3
 DEFAULT_SMTP_TIMEOUT_SECONDS = 30.0
 DEFAULT_SMTP_DATA_TIMEOUT_SECONDS = 600.0  # RFC 5321 4.5.3.2.6: a client waits 10 minutes for it
 DEFAULT_STEP_TIMEOUT_SECONDS = 3 * 3600.0  # a full sync of the large benchmark store takes well under this
-
-
-class SettingsError(ValueError):
-    """A setting that cannot be used; the message names the variable to fix."""
-
-
-@dataclass(frozen=True)
-class Warehouse:
-    """Where the data lives: one URL drives dlt, dbt, the insight readers and the delivery log."""
-
-    url: str
-
-    @property
-    def kind(self) -> str:
-        """"duckdb" or "postgres"."""
-        return "duckdb" if self.url.startswith("duckdb:") else "postgres"
-
-    @property
-    def duckdb_path(self) -> Path:
-        """The DuckDB file (duckdb:///relative/or/absolute/path)."""
-        if self.kind != "duckdb":
-            raise SettingsError(f"ABOS_WAREHOUSE_URL={self.redacted} is not a DuckDB URL")
-        return Path(self.url.removeprefix("duckdb:///"))
-
-    @property
-    def redacted(self) -> str:
-        """The URL with any password masked, safe for logs and metadata."""
-        parts = urlsplit(self.url)
-        if parts.password:
-            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-            return parts._replace(netloc=netloc).geturl()
-        return self.url
-
-
-def parse_warehouse_url(url: str) -> Warehouse:
-    """Check a warehouse URL and normalize the `postgres://` alias."""
-    if url.startswith("duckdb:///") and len(url) > len("duckdb:///"):
-        return Warehouse(url)
-    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
-        parts = urlsplit(url)
-        if not parts.hostname and "host=" not in parts.query:
-            raise SettingsError(f"ABOS_WAREHOUSE_URL={Warehouse(url).redacted!r} names no host")
-        if not parts.path.strip("/"):
-            raise SettingsError(f"ABOS_WAREHOUSE_URL={Warehouse(url).redacted!r} names no database")
-        return Warehouse("postgresql://" + url.split("://", 1)[1])
-    raise SettingsError(
-        f"ABOS_WAREHOUSE_URL={Warehouse(url).redacted!r} is not supported; use duckdb:///path/to/file.duckdb "
-        "or postgresql://user:password@host:5432/database"
-    )
 
 
 @dataclass(frozen=True)
@@ -189,31 +143,13 @@ class FxSettings:
     rates_file: Path | None = None
 
 
-DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"  # a million-row merge filled 8 GiB, dbt 20 GiB without it (docs/performance.md)
-
-
-@dataclass(frozen=True)
-class DuckDbSettings:
-    """How much of the machine a DuckDB warehouse may take: the same for dlt's and dbt's connections.
-
-    Attributes:
-        memory_limit: DuckDB's `memory_limit` (e.g. "2GB"); past it, DuckDB spills to a temp directory
-            next to the database file.
-        threads: DuckDB's `threads`; None means one per core (DuckDB's default).
-    """
-
-    memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
-    threads: int | None = None
-
-    def config(self) -> dict[str, str | int]:
-        """The settings as DuckDB takes them (`SET name = value`)."""
-        return {"memory_limit": self.memory_limit, "threads": self.threads or os.cpu_count() or 1}
+WAREHOUSE_URL_VARIABLE = "ABOS_WAREHOUSE_URL"
 
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    warehouse: Warehouse
+    warehouse: Warehouse = field(repr=False)  # its URL may hold a password
     dagster_home: Path
     workspaces_file: Path
     shopify_api_version: str
@@ -223,7 +159,16 @@ class Settings:
     fx: FxSettings = field(default_factory=FxSettings)
     dagster_pg_url: str | None = field(default=None, repr=False)  # may hold a password
     step_timeout_seconds: float = DEFAULT_STEP_TIMEOUT_SECONDS  # 0: no limit
-    duckdb: DuckDbSettings = field(default_factory=DuckDbSettings)
+    warehouse_from_env: bool = False  # the URL is ABOS_WAREHOUSE_URL of this process's environment
+
+    def warehouse_resource(self) -> Warehouse:
+        """The `warehouse` resource the Definitions bind: ABOS_WAREHOUSE_URL as a Dagster EnvVar, read
+        when a run starts and never shown in the UI or run config (it may hold a password), or the
+        default DuckDB file under ABOS_HOME when the variable is unset."""
+        if not self.warehouse_from_env:
+            return self.warehouse
+        return Warehouse(url=dg.EnvVar(WAREHOUSE_URL_VARIABLE), duckdb_memory_limit=self.warehouse.duckdb_memory_limit,
+                         duckdb_threads=self.warehouse.duckdb_threads)
 
     @property
     def sandbox_dir(self) -> Path:
@@ -236,12 +181,16 @@ class Settings:
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read settings from `env` (default: the process environment)."""
+    env_given = env
     env = dict(os.environ if env is None else env)
     home = Path(env.get("ABOS_HOME") or ".abos").expanduser().absolute()
-    warehouse = parse_warehouse_url(env.get("ABOS_WAREHOUSE_URL") or f"duckdb:///{home / 'warehouse.duckdb'}")
+    from_env = env_given is None and bool(env.get(WAREHOUSE_URL_VARIABLE))
+    duckdb = _duckdb_settings(env)
     return Settings(
         home=home,
-        warehouse=warehouse,
+        warehouse=Warehouse(url=parse_warehouse_url(env.get(WAREHOUSE_URL_VARIABLE)
+                                                    or f"duckdb:///{home / 'warehouse.duckdb'}"), **duckdb),
+        warehouse_from_env=from_env,
         dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().absolute(),
         workspaces_file=Path(env.get("ABOS_WORKSPACES") or PROJECT_ROOT / "workspaces.yaml").expanduser(),
         dagster_pg_url=_dagster_pg_url(env.get("ABOS_DAGSTER_PG_URL") or None),
@@ -257,16 +206,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         delivery=_delivery_settings(env),
         step_timeout_seconds=_number(env, "ABOS_STEP_TIMEOUT_SECONDS", DEFAULT_STEP_TIMEOUT_SECONDS, float),
         fx=_fx_settings(env),
-        duckdb=_duckdb_settings(env),
     )
 
 
-def _duckdb_settings(env: Mapping[str, str]) -> DuckDbSettings:
-    limit = (env.get("ABOS_DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT).strip()
+def _duckdb_settings(env: Mapping[str, str]) -> dict[str, str | int]:
+    """The warehouse resource's DuckDB limits (ABOS_DUCKDB_MEMORY_LIMIT, ABOS_DUCKDB_THREADS), checked."""
+    limit = (env.get("ABOS_DUCKDB_MEMORY_LIMIT") or DUCKDB_MEMORY_LIMIT).strip()
     if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)", limit, re.IGNORECASE):
         raise SettingsError(f"ABOS_DUCKDB_MEMORY_LIMIT={limit!r} must be a size such as 2GB, 512MiB or 50%")
     threads = int(_number(env, "ABOS_DUCKDB_THREADS", 0, int))
-    return DuckDbSettings(memory_limit=limit, threads=threads or None)
+    return {"duckdb_memory_limit": limit, "duckdb_threads": threads}
 
 
 def _fx_settings(env: Mapping[str, str]) -> FxSettings:
@@ -324,7 +273,7 @@ def _dagster_pg_url(url: str | None) -> str | None:
     if url is None or url.startswith("postgresql+psycopg2://"):
         return url
     raise SettingsError(
-        f"ABOS_DAGSTER_PG_URL={Warehouse(url).redacted!r} must start with postgresql+psycopg2:// "
+        f"ABOS_DAGSTER_PG_URL={redact(url)!r} must start with postgresql+psycopg2:// "
         "(dagster-postgres uses the psycopg2 driver; SQLAlchemy would otherwise pick psycopg 3, which is not installed)"
     )
 

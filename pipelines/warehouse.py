@@ -1,109 +1,202 @@
-"""Small read/write access to the warehouse named in settings (a DuckDB file or Postgres).
+"""THE warehouse: one URL (ABOS_WAREHOUSE_URL), one class that knows what it means.
 
-Stages that are not dlt or dbt (insights, delivery) read metric tables and write their own tables
-through this. On DuckDB every access holds the warehouse's writer lock: DuckDB lets one process
-write, and a reader cannot open the file while another process writes it. Queries use `%s`
-placeholders on both databases.
+`Warehouse` is a Dagster resource; assets take it as a typed parameter, and `Settings.warehouse` is
+the same class for code outside Dagster. It alone turns the URL into the dlt destination, dbt's
+profile variables and database connections, and it holds the DuckDB write lock: DuckDB lets one
+process write, and a reader cannot open the file while another process writes it, so every access
+to a DuckDB warehouse (dlt, dbt, queries, upserts) holds the lock. Queries use `%s` placeholders on
+both databases.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
 import psycopg2
 import psycopg2.errors
 import psycopg2.extras
+from pydantic import Field
 
-from pipelines.settings import Settings, SettingsError
-
-
-@contextmanager
-def warehouse_write_lock(settings: Settings, timeout: float | None = None) -> Iterator[int | None]:
-    """Serialize writers of an embedded DuckDB file across processes (DuckDB allows one writer
-    process); Postgres handles concurrent writers itself, so this is a no-op there.
-
-    Yields the lock's file descriptor (None on Postgres): a child process given it (`pass_fds`)
-    holds the lock too, until both have let go of it.
-
-    Raises:
-        TimeoutError: `timeout` seconds passed without the lock (None waits for as long as it takes).
-    """
-    if settings.warehouse.kind != "duckdb":
-        yield None
-        return
-    lock_path = warehouse_lock_path(settings)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        if timeout is None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        else:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise TimeoutError(f"the warehouse {lock_path.with_suffix('.duckdb').name} "
-                                           f"stayed locked by another writer for {timeout:g}s") from None
-                    time.sleep(0.01)
-        try:
-            yield handle.fileno()
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def warehouse_lock_path(settings: Settings) -> Path:
-    """The file `warehouse_write_lock` locks, next to the DuckDB file."""
-    return settings.warehouse.duckdb_path.with_suffix(".lock")
-
+from pipelines.errors import SettingsError
 
 CONNECT_TIMEOUT_SECONDS = 5
+# DuckDB takes up to 80% of the machine's memory by default, and merging a million-row load
+# filled 8 GiB (docs/performance.md). Capped, it spills to disk next to the database instead.
+DUCKDB_MEMORY_LIMIT = "2GB"
 
 
-def ensure_reachable(settings: Settings) -> None:
-    """Fail within seconds, naming ABOS_WAREHOUSE_URL (password masked), when Postgres cannot be reached.
+def parse_warehouse_url(url: str) -> str:
+    """A checked warehouse URL, with the `postgres://` and `postgresql+psycopg2://` aliases normalized.
 
-    Commands check this first: a warehouse that does not answer must not turn into minutes of retries.
+    Raises:
+        SettingsError: naming ABOS_WAREHOUSE_URL (password masked) and the URLs that work.
     """
-    if settings.warehouse.kind != "postgres":
-        return
-    try:
-        psycopg2.connect(settings.warehouse.url, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
-    except psycopg2.Error as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        password = urlsplit(settings.warehouse.url).password
-        if password:
-            reason = reason.replace(password, "***")
-        raise SettingsError(f"ABOS_WAREHOUSE_URL={settings.warehouse.redacted}: cannot connect: {reason}") from None
+    if url.startswith("duckdb:///") and len(url) > len("duckdb:///"):
+        return url
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
+        parts = urlsplit(url)
+        if not parts.hostname and "host=" not in parts.query:
+            raise SettingsError(f"ABOS_WAREHOUSE_URL={redact(url)!r} names no host")
+        if not parts.path.strip("/"):
+            raise SettingsError(f"ABOS_WAREHOUSE_URL={redact(url)!r} names no database")
+        return "postgresql://" + url.split("://", 1)[1]
+    raise SettingsError(
+        f"ABOS_WAREHOUSE_URL={redact(url)!r} is not supported; use duckdb:///path/to/file.duckdb "
+        "or postgresql://user:password@host:5432/database"
+    )
 
 
-@dataclass(frozen=True)
-class Warehouse:
-    """The warehouse of `settings`, opened per call (no connection is held between calls)."""
+def redact(url: str) -> str:
+    """`url` with any password masked, safe for logs and metadata."""
+    parts = urlsplit(url)
+    if parts.password:
+        return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+    return url
 
-    settings: Settings
+
+class Warehouse(dg.ConfigurableResource):
+    """Where the data lives: a DuckDB file or a Postgres database, opened per call (no connection is
+    held between calls). One URL drives dlt, dbt, the insight readers and the delivery log."""
+
+    url: str = Field(description="ABOS_WAREHOUSE_URL: duckdb:///path/to/file.duckdb or postgresql://...")
+    duckdb_memory_limit: str = Field(default=DUCKDB_MEMORY_LIMIT, description="ABOS_DUCKDB_MEMORY_LIMIT: DuckDB's "
+                                     "memory_limit for dlt's and dbt's connections (spills to disk past it)")
+    duckdb_threads: int = Field(default=0, description="ABOS_DUCKDB_THREADS: DuckDB's threads (0: one per core)")
+
+    def duckdb_config(self) -> dict[str, str | int]:
+        """The DuckDB limits as DuckDB takes them (`SET name = value`), the same for dlt and dbt."""
+        return {"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads or os.cpu_count() or 1}
+
+    @property
+    def location(self) -> str:
+        """The checked, normalized URL (Dagster hands an EnvVar's value over as it is set)."""
+        return parse_warehouse_url(self.url)
 
     @property
     def kind(self) -> str:
         """"duckdb" or "postgres"."""
-        return self.settings.warehouse.kind
+        return "duckdb" if self.url.startswith("duckdb:") else "postgres"
+
+    @property
+    def duckdb_path(self) -> Path:
+        """The DuckDB file (duckdb:///relative/or/absolute/path)."""
+        if self.kind != "duckdb":
+            raise SettingsError(f"ABOS_WAREHOUSE_URL={self.redacted} is not a DuckDB URL")
+        return Path(self.url.removeprefix("duckdb:///"))
+
+    @property
+    def redacted(self) -> str:
+        """The URL with any password masked, safe for logs and metadata."""
+        return redact(self.location)
+
+    # -- the tools that write it ------------------------------------------------------------------
+
+    def dlt_destination(self):
+        """The dlt destination (DuckDB file or Postgres)."""
+        import dlt  # the destination is needed by loads only; importing dlt costs seconds
+        from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+        if self.kind == "duckdb":
+            self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+            credentials = DuckDbCredentials(str(self.duckdb_path), global_config=self.duckdb_config())
+            return dlt.destinations.duckdb(credentials=credentials)
+        parts = urlsplit(self.location)
+        if parts.username and parts.password is None:
+            # dlt insists on a password; servers with trust or peer auth ignore an empty one.
+            parts = parts._replace(netloc=parts.netloc.replace("@", ":@", 1))
+        return dlt.destinations.postgres(credentials=parts.geturl())
+
+    def dbt_profile_env(self) -> dict[str, str]:
+        """The variables `dbt_project/profiles.yml` reads to reach this warehouse."""
+        if self.kind == "duckdb":
+            config = self.duckdb_config()
+            return {"ABOS_DBT_TARGET": "duckdb", "ABOS_DBT_DUCKDB_PATH": str(self.duckdb_path),
+                    "ABOS_DBT_DUCKDB_MEMORY_LIMIT": str(config["memory_limit"]),
+                    "ABOS_DBT_DUCKDB_THREADS": str(config["threads"])}
+        parts = urlsplit(self.location)
+        return {
+            "ABOS_DBT_TARGET": "postgres",
+            "ABOS_DBT_PG_HOST": parts.hostname or "127.0.0.1",
+            "ABOS_DBT_PG_PORT": str(parts.port or 5432),
+            "ABOS_DBT_PG_USER": unquote(parts.username or "postgres"),
+            "ABOS_DBT_PG_PASSWORD": unquote(parts.password or ""),
+            "ABOS_DBT_PG_DATABASE": parts.path.lstrip("/"),
+        }
+
+    @property
+    def lock_path(self) -> Path:
+        """The file `write_lock` locks, next to the DuckDB file."""
+        return self.duckdb_path.with_suffix(".lock")
+
+    @contextmanager
+    def write_lock(self, timeout: float | None = None) -> Iterator[int | None]:
+        """Serialize writers of an embedded DuckDB file across processes (DuckDB allows one writer
+        process); Postgres handles concurrent writers itself, so this is a no-op there.
+
+        Yields the lock's file descriptor (None on Postgres): a child process given it (`pass_fds`)
+        holds the lock too, until both have let go of it.
+
+        Raises:
+            TimeoutError: `timeout` seconds passed without the lock (None waits for as long as it takes).
+        """
+        if self.kind != "duckdb":
+            yield None
+            return
+        lock_path = self.lock_path
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as handle:
+            if timeout is None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            else:
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise TimeoutError(f"the warehouse {lock_path.with_suffix('.duckdb').name} "
+                                               f"stayed locked by another writer for {timeout:g}s") from None
+                        time.sleep(0.01)
+            try:
+                yield handle.fileno()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def ensure_reachable(self) -> None:
+        """Fail within seconds, naming ABOS_WAREHOUSE_URL (password masked), when Postgres cannot be reached.
+
+        Commands check this first: a warehouse that does not answer must not turn into minutes of retries.
+        """
+        if self.kind != "postgres":
+            return
+        try:
+            psycopg2.connect(self.location, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
+        except psycopg2.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            password = urlsplit(self.location).password
+            if password:
+                reason = reason.replace(password, "***")
+            raise SettingsError(f"ABOS_WAREHOUSE_URL={self.redacted}: cannot connect: {reason}") from None
+
+    # -- reads and writes -------------------------------------------------------------------------
 
     def query(self, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
         """The rows of `sql` as a frame; decimals come back as floats on both databases."""
-        with warehouse_write_lock(self.settings):
+        with self.write_lock():
             if self.kind == "duckdb":
                 with self._duckdb() as conn:
                     return conn.execute(sql.replace("%s", "?"), list(params)).df()
@@ -122,13 +215,13 @@ class Warehouse:
         Raises:
             TimeoutError: (from `read`) a statement ran longer than `timeout`.
         """
-        with warehouse_write_lock(self.settings):
+        with self.write_lock():
             if self.kind == "duckdb":
-                with closing(duckdb.connect(str(self.settings.warehouse.duckdb_path), read_only=True)) as conn:
+                with closing(duckdb.connect(str(self.duckdb_path), read_only=True)) as conn:
                     yield lambda sql, params=(): _floats(_interrupted_after(timeout, conn, sql, params))
                 return
             options = f"-c statement_timeout={int(timeout * 1000)} -c default_transaction_read_only=on"
-            with closing(psycopg2.connect(self.settings.warehouse.url, options=options)) as conn:
+            with closing(psycopg2.connect(self.location, options=options)) as conn:
                 conn.autocommit = True  # each read its own read-only transaction
 
                 def read(sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
@@ -141,6 +234,20 @@ class Warehouse:
                         return _floats(pd.DataFrame(cursor.fetchall(), columns=names))
 
                 yield read
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
+        """The rows of `sql` as dicts (column names lower-case), values exactly as stored (decimals stay
+        Decimal): for checks that compare money to the cent."""
+        with self.write_lock():
+            if self.kind == "duckdb":
+                with self._duckdb() as conn:
+                    cursor = conn.execute(sql.replace("%s", "?"), list(params))
+                    names = [column[0].lower() for column in cursor.description]
+                    return [dict(zip(names, row)) for row in cursor.fetchall()]
+            with self._postgres() as conn, conn.cursor() as cursor:
+                cursor.execute(sql, tuple(params) or None)
+                names = [column.name.lower() for column in cursor.description]
+                return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def upsert(
         self,
@@ -175,7 +282,7 @@ class Warehouse:
         statements += [f'alter table {table} add column if not exists "{column}" {_sql_type(frame[column])}'
                        for column in frame.columns]
         deleted, values = _delete_matching(table, list(key), replace or {})
-        with warehouse_write_lock(self.settings):
+        with self.write_lock():
             if self.kind == "duckdb":
                 with self._duckdb() as conn:
                     conn.execute("begin")
@@ -206,7 +313,7 @@ class Warehouse:
         Raises:
             TimeoutError: on DuckDB, another writer held the file for `lock_timeout` seconds.
         """
-        with warehouse_write_lock(self.settings, timeout=lock_timeout):
+        with self.write_lock(timeout=lock_timeout):
             if self.kind == "duckdb":
                 with self._duckdb() as conn:
                     conn.execute("begin")
@@ -216,15 +323,22 @@ class Warehouse:
                 with self._postgres() as conn, conn.cursor() as cursor:
                     yield Statements(cursor, "%s")
 
+    def postgres_connection(self) -> psycopg2.extensions.connection:
+        """A new psycopg2 connection to a Postgres warehouse, for work that manages its own
+        transactions (analyst roles, VACUUM); the caller closes it."""
+        if self.kind != "postgres":
+            raise SettingsError(f"ABOS_WAREHOUSE_URL={self.redacted} is not a Postgres URL")
+        return psycopg2.connect(self.location)
+
     def _duckdb(self) -> duckdb.DuckDBPyConnection:
-        path = self.settings.warehouse.duckdb_path
+        path = self.duckdb_path
         path.parent.mkdir(parents=True, exist_ok=True)
         return duckdb.connect(str(path))
 
     @contextmanager
     def _postgres(self) -> Iterator[psycopg2.extensions.connection]:
         """A connection that commits when the block succeeds, rolls back when it fails, then closes."""
-        with closing(psycopg2.connect(self.settings.warehouse.url)) as conn, conn:
+        with closing(psycopg2.connect(self.location)) as conn, conn:
             yield conn
 
 

@@ -1,27 +1,31 @@
-"""Tenants: load and validate `workspaces.yaml`.
+"""Tenants: typed models of `workspaces.yaml` (pydantic), loaded and validated.
 
-Every error names the file, the workspace and the key to fix, and one load reports every
-workspace's first problem (and, with `require_secrets`, every unset variable) at once. Secrets never
-appear in the file: a connector names the *environment variables* that hold them (keys ending in
-`_env`), and `Connector.secret()` reads them when they are needed; a Slack target names its
-bot-token variable the same way (`SlackTarget.token()`). A `_env` value that looks like a secret
-itself is rejected, and no message echoes it. String values may use `${VAR}` or `${VAR:-default}`
-to take, say, a sandbox port from the environment.
+Every error names the file, the workspace and the key to fix, and for a key or value that does not
+exist, the nearest one that does ("did you mean"). One load reports every workspace's first problem
+(and, with `require_secrets`, every unset variable) at once. Secrets never appear in the file: a
+connector names the *environment variables* that hold them (keys ending in `_env`), and
+`Connector.secret()` reads them when they are needed; a Slack target names its bot-token variable
+the same way (`SlackTarget.token()`). A `_env` value that looks like a secret itself is rejected,
+and no message echoes it. String values may use `${VAR}` or `${VAR:-default}` to take, say, a
+sandbox port from the environment.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
+from pipelines.countries import country_for_timezone, known_country
 from pipelines.currencies import ISO_4217
 from pipelines.secret_shapes import looks_like_secret, shown
 from pipelines.settings import SettingsError, load_settings
@@ -30,22 +34,11 @@ VERTICALS = ("ecommerce", "saas")
 CONNECTORS_BY_VERTICAL = {"ecommerce": ("shopify",), "saas": ("stripe",)}
 # Webhook signing secrets, current and previous (while a secret rotates); only `abos serve` needs them.
 WEBHOOK_SECRETS = ("webhook_secret", "webhook_previous_secret")
-# Per connector: which secret settings it takes, and which combinations are complete.
-CONNECTOR_SECRETS = {
-    "shopify": {"access_token_env", "client_id_env", "client_secret_env",
-                "webhook_secret_env", "webhook_previous_secret_env"},
-    "stripe": {"api_key_env", "webhook_secret_env", "webhook_previous_secret_env"},
-}
-CONNECTOR_OPTIONS = {"shopify": {"api_version", "shop_domain"}, "stripe": {"api_version"}}
-NOTIFICATION_KEYS = {"slack": {"channel", "bot_token_env"}, "email": {"to"}}  # required
-NOTIFICATION_OPTIONS = {"slack": {"if_token_unset"}, "email": set()}
 IF_TOKEN_UNSET = ("fail", "outbox")
 NAME_LENGTH = 200
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;\x00-\x1f\x7f]+@[^@\s<>,;\x00-\x1f\x7f]+\.[^@\s<>,;\x00-\x1f\x7f]+$")
 SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,})$")
-WORKSPACE_KEYS = {"id", "name", "vertical", "timezone", "currency", "country", "locale", "connectors",
-                  "notifications", "ask_token_env"}
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -107,8 +100,46 @@ class Connector:
         return f"{parts.path.rstrip('/').rpartition('/')[2].lower()}.myshopify.com"
 
 
-@dataclass(frozen=True)
-class SlackTarget:
+# -- the file's shape: pydantic models; a validator's message follows the key it is about -----------
+
+
+class _Strict(BaseModel):
+    """A mapping of workspaces.yaml: unknown keys are errors (with the nearest known key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _variable(raw: Any) -> str:
+    """The environment variable a `*_env` key names; a value, above all one that looks like a secret, is an error."""
+    if isinstance(raw, str) and looks_like_secret(raw):
+        raise ValueError(
+            "holds what looks like a secret (not shown here): move it into an environment variable and put "
+            "that variable's name here; treat the secret as exposed if this file was shared")
+    if not isinstance(raw, str) or not VARIABLE_NAME.match(raw):
+        raise ValueError("must name an environment variable, not hold a value")
+    return raw
+
+
+def _optional_variable(raw: Any) -> str | None:
+    """`_variable` for a key that may be left out or null."""
+    return None if raw is None else _variable(raw)
+
+
+def _nearest(value: object, choices: tuple[str, ...]) -> str:
+    """"; did you mean 'b'?" when `value` is close to one of `choices`, else nothing."""
+    near = difflib.get_close_matches(str(value), choices, n=1)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
+def _interpolate(value: Any, info: ValidationInfo) -> Any:
+    """`${VAR}` and `${VAR:-default}` in a string, from the load's environment."""
+    env = (info.context or {}).get("env", {})
+    if not isinstance(value, str):
+        return value
+    return INTERPOLATION.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+
+
+class SlackTarget(_Strict):
     """A workspace's Slack channel (`#name` or a channel ID), the variable holding its bot token, and
     what a report does while that variable is unset: "fail" (the delivery fails, naming it) or "outbox"."""
 
@@ -116,25 +147,231 @@ class SlackTarget:
     bot_token_env: str
     if_token_unset: str = "fail"
 
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _a_channel(cls, channel: object, info: ValidationInfo) -> object:
+        channel = _interpolate(channel, info)
+        if not isinstance(channel, str) or not SLACK_CHANNEL.match(channel):
+            raise ValueError(f"must be a channel name such as \"#analytics\" (lower case) or a channel ID such as "
+                             f"C0123456789 (got {shown(channel)})")
+        return channel
+
+    _token = field_validator("bot_token_env", mode="before")(_variable)
+
+    @field_validator("if_token_unset", mode="before")
+    @classmethod
+    def _a_choice(cls, value: object) -> object:
+        if value not in IF_TOKEN_UNSET:
+            raise ValueError(f"must be one of {', '.join(IF_TOKEN_UNSET)} (got {shown(value)})"
+                             + _nearest(value, IF_TOKEN_UNSET))
+        return value
+
     def token(self, env: dict[str, str] | None = None) -> str | None:
         """The bot token, or None when its variable is unset."""
         env = os.environ if env is None else env
         return env.get(self.bot_token_env) or None
 
 
-@dataclass(frozen=True)
-class EmailTarget:
+class EmailTarget(_Strict):
     """A workspace's report recipients."""
 
     to: tuple[str, ...]
 
+    @field_validator("to", mode="before")
+    @classmethod
+    def _addresses(cls, to: object) -> object:
+        if not isinstance(to, list) or not to or not all(isinstance(a, str) and EMAIL_ADDRESS.match(a) for a in to):
+            raise ValueError("must be a list of email addresses")
+        if len(set(to)) != len(to):
+            raise ValueError("lists an address twice")
+        return tuple(to)
 
-@dataclass(frozen=True)
-class Notifications:
+
+class Notifications(_Strict):
     """Where a workspace's reports go; a channel left out of workspaces.yaml is None."""
 
     slack: SlackTarget | None = None
     email: EmailTarget | None = None
+
+
+class _ConnectorSettings(_Strict):
+    """One connector's settings: its base URL, the variables holding its secrets, its options."""
+
+    SECRETS: ClassVar[tuple[str, ...]] = ("webhook_secret_env", "webhook_previous_secret_env")
+    OPTIONS: ClassVar[tuple[str, ...]] = ("api_version",)
+
+    base_url: str
+    api_version: str | None = None
+    webhook_secret_env: str | None = None
+    webhook_previous_secret_env: str | None = None
+
+    _options = field_validator("api_version", mode="before")(_interpolate)
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _http(cls, url: object, info: ValidationInfo) -> object:
+        url = _interpolate(url, info)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return url
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _secret_variables(cls, value: object, info: ValidationInfo) -> object:
+        return _variable(value) if info.field_name.endswith("_env") else value
+
+    def connector(self, kind: str, workspace_id: str, file: Path) -> Connector:
+        """The workspace's `Connector`, with the secrets and options the file sets."""
+        given = self.model_fields_set
+        secrets = {name.removesuffix("_env"): getattr(self, name) for name in sorted(self.SECRETS) if name in given}
+        options = {name: getattr(self, name) for name in self.OPTIONS if name in given}
+        return Connector(kind, self.base_url.rstrip("/"), secrets, options, workspace_id, file)
+
+
+class ShopifySettings(_ConnectorSettings):
+    SECRETS: ClassVar[tuple[str, ...]] = ("access_token_env", "client_id_env", "client_secret_env",
+                                          *_ConnectorSettings.SECRETS)
+    OPTIONS: ClassVar[tuple[str, ...]] = ("api_version", "shop_domain")
+
+    shop_domain: str | None = None
+    access_token_env: str | None = None
+    client_id_env: str | None = None
+    client_secret_env: str | None = None
+
+    _domain = field_validator("shop_domain", mode="before")(_interpolate)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ShopifySettings:
+        if not self.access_token_env and not (self.client_id_env and self.client_secret_env):
+            raise ValueError("needs access_token_env, or client_id_env and client_secret_env")
+        return self
+
+
+class StripeSettings(_ConnectorSettings):
+    SECRETS: ClassVar[tuple[str, ...]] = ("api_key_env", *_ConnectorSettings.SECRETS)
+
+    api_key_env: str
+
+
+class Connectors(_Strict):
+    """The data sources of a workspace, by connector name."""
+
+    shopify: ShopifySettings | None = None
+    stripe: StripeSettings | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _a_mapping(cls, settings: object) -> object:
+        if not isinstance(settings, dict):
+            raise ValueError("must be a mapping")
+        return settings
+
+    @model_validator(mode="after")
+    def _some(self) -> Connectors:
+        if not self.model_fields_set:
+            raise ValueError("must map a connector name to its settings")
+        return self
+
+
+class WorkspaceSpec(_Strict):
+    """One workspace as `workspaces.yaml` states it."""
+
+    id: str
+    name: str
+    vertical: str
+    timezone: str
+    currency: str
+    country: str | None = None  # ISO 3166 alpha-2; None: the timezone's country
+    locale: str = "en"
+    connectors: Connectors
+    notifications: Notifications = Notifications()
+    ask_token_env: str | None = None  # the variable holding the bearer token of its ask API (docs/ask.md)
+
+    _ask_token = field_validator("ask_token_env", mode="before")(_optional_variable)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_missing(cls, raw: object) -> object:
+        if isinstance(raw, dict):
+            return {key: value for key, value in raw.items()
+                    if not (key in ("name", "vertical", "timezone", "currency", "connectors") and value in (None, ""))}
+        return raw
+
+    @field_validator("notifications", mode="before")
+    @classmethod
+    def _none_is_empty(cls, notifications: object) -> object:
+        return {} if notifications is None else notifications
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _one_line(cls, name: object) -> object:
+        name = str(name) if isinstance(name, (int, float)) else name
+        if not isinstance(name, str) or len(name) > NAME_LENGTH or \
+                any(unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp") for character in name):
+            # The name goes into email subjects and Slack headers: a line break there breaks every email.
+            raise ValueError(f"must be text of at most {NAME_LENGTH} characters on one line, without control "
+                             "characters (line breaks, tabs, invisible formatting)")
+        return name
+
+    @field_validator("vertical", mode="before")
+    @classmethod
+    def _known_vertical(cls, vertical: object) -> object:
+        if vertical not in VERTICALS:
+            raise ValueError(f"{shown(vertical)} is unknown; use one of {', '.join(VERTICALS)}"
+                             + _nearest(vertical, VERTICALS))
+        return vertical
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _iana(cls, timezone: object) -> str:
+        try:
+            ZoneInfo(str(timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{shown(timezone)} is not an IANA timezone name") from None
+        return str(timezone)
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _iso_4217(cls, currency: object) -> str:
+        if str(currency) not in ISO_4217:
+            raise ValueError(f"{shown(str(currency))} is not an ISO-4217 code (e.g. USD, EUR, BRL)")
+        return str(currency)
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _iso_3166(cls, country: object) -> object:
+        if country is not None and (not isinstance(country, str) or not known_country(country)):
+            raise ValueError(f"{shown(country)} is not an ISO 3166 alpha-2 code (e.g. US, BR, DE); it picks the "
+                             "holidays anomaly detection knows, and defaults to the timezone's country")
+        return country
+
+    @field_validator("locale", mode="before")
+    @classmethod
+    def _cldr(cls, value: object) -> str:
+        """A CLDR locale such as `en`, `pt_BR` (or `pt-BR`), in Babel's spelling."""
+        from babel import Locale, UnknownLocaleError
+
+        try:
+            return str(Locale.parse(str(value).replace("-", "_")))
+        except (UnknownLocaleError, ValueError, TypeError):
+            raise ValueError(f"{shown(value)} is not a known locale (e.g. en, en_GB, pt_BR, de_DE); it sets the "
+                             "language and number formats of the workspace's reports") from None
+
+    @model_validator(mode="after")
+    def _connectors_fit_the_vertical(self) -> WorkspaceSpec:
+        for kind in self.connectors.model_fields_set:
+            if kind not in CONNECTORS_BY_VERTICAL[self.vertical]:
+                raise ValueError(f"connectors.{kind} does not fit vertical {self.vertical!r} "
+                                 f"(it takes {', '.join(CONNECTORS_BY_VERTICAL[self.vertical])})")
+        return self
+
+    def workspace(self, file: Path) -> Workspace:
+        """The tenant this spec describes."""
+        connectors = {kind: getattr(self.connectors, kind).connector(kind, self.id, file)
+                      for kind in type(self.connectors).model_fields if kind in self.connectors.model_fields_set}
+        return Workspace(id=self.id, name=self.name, vertical=self.vertical, timezone=self.timezone,
+                         currency=self.currency, connectors=connectors, notifications=self.notifications,
+                         country=self.country, locale=self.locale, ask_token_env=self.ask_token_env)
 
 
 @dataclass(frozen=True)
@@ -164,8 +401,6 @@ class Workspace:
     @property
     def holiday_country(self) -> str | None:
         """The country whose holidays the anomaly detector knows: `country`, else the timezone's."""
-        from pipelines.insights.calendar import country_for_timezone
-
         return self.country or country_for_timezone(self.timezone)
 
 
@@ -198,86 +433,6 @@ def _unset(file: Path, workspace_id: str, key: str, variable: str) -> str:
     return f"{file}: workspace {workspace_id!r}: {key} names environment variable {variable}, which is not set"
 
 
-def _variable(raw: Any, where: str, key: str) -> str:
-    """The environment variable a `*_env` key names; a value, above all one that looks like a secret, is an error."""
-    if isinstance(raw, str) and looks_like_secret(raw):
-        raise WorkspaceError(
-            f"{where}: {key} holds what looks like a secret (not shown here): move it into an environment "
-            "variable and put that variable's name here; treat the secret as exposed if this file was shared")
-    if not isinstance(raw, str) or not VARIABLE_NAME.match(raw):
-        raise WorkspaceError(f"{where}: {key} must name an environment variable, not hold a value")
-    return raw
-
-
-def _interpolate(value: Any, env: dict[str, str]) -> Any:
-    if not isinstance(value, str):
-        return value
-    return INTERPOLATION.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
-
-
-def _parse_connector(kind: str, raw: Any, where: str, workspace_id: str, file: Path, env: dict) -> Connector:
-    if not isinstance(raw, dict):
-        raise WorkspaceError(f"{where}: connectors.{kind} must be a mapping")
-    unknown = set(raw) - CONNECTOR_SECRETS[kind] - CONNECTOR_OPTIONS[kind] - {"base_url"}
-    if unknown:
-        raise WorkspaceError(f"{where}: connectors.{kind}.{sorted(unknown)[0]} is not a known setting")
-    base_url = _interpolate(raw.get("base_url"), env)
-    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        raise WorkspaceError(f"{where}: connectors.{kind}.base_url must be an http(s) URL")
-    secret_envs = {key.removesuffix("_env"): _variable(raw[key], where, f"connectors.{kind}.{key}")
-                   for key in sorted(CONNECTOR_SECRETS[kind] & set(raw))}
-    if kind == "shopify":
-        has_token = "access_token" in secret_envs
-        has_client = {"client_id", "client_secret"} <= set(secret_envs)
-        if not has_token and not has_client:
-            raise WorkspaceError(
-                f"{where}: connectors.shopify needs access_token_env, or client_id_env and client_secret_env"
-            )
-    if kind == "stripe" and "api_key" not in secret_envs:
-        raise WorkspaceError(f"{where}: connectors.stripe.api_key_env is required")
-    options = {k: _interpolate(raw[k], env) for k in CONNECTOR_OPTIONS[kind] & set(raw)}
-    return Connector(kind, base_url.rstrip("/"), secret_envs, options, workspace_id, file)
-
-
-def _parse_notifications(raw: Any, where: str, env: dict[str, str]) -> Notifications:
-    if raw is None:
-        return Notifications()
-    if not isinstance(raw, dict):
-        raise WorkspaceError(f"{where}: notifications must be a mapping")
-    for channel, settings in raw.items():
-        if channel not in NOTIFICATION_KEYS:
-            raise WorkspaceError(f"{where}: notifications.{channel} is not one of {', '.join(NOTIFICATION_KEYS)}")
-        if not isinstance(settings, dict):
-            raise WorkspaceError(f"{where}: notifications.{channel} must be a mapping")
-        unknown = set(settings) - NOTIFICATION_KEYS[channel] - NOTIFICATION_OPTIONS[channel]
-        if unknown:
-            raise WorkspaceError(f"{where}: notifications.{channel}.{sorted(unknown)[0]} is not a known setting")
-        missing = NOTIFICATION_KEYS[channel] - set(settings)
-        if missing:
-            raise WorkspaceError(f"{where}: notifications.{channel}.{sorted(missing)[0]} is required")
-    slack = email = None
-    if "slack" in raw:
-        channel = _interpolate(raw["slack"]["channel"], env)
-        if not isinstance(channel, str) or not SLACK_CHANNEL.match(channel):
-            raise WorkspaceError(
-                f"{where}: notifications.slack.channel must be a channel name such as \"#analytics\" "
-                f"(lower case) or a channel ID such as C0123456789 (got {shown(channel)})")
-        variable = _variable(raw["slack"]["bot_token_env"], where, "notifications.slack.bot_token_env")
-        if_token_unset = raw["slack"].get("if_token_unset", "fail")
-        if if_token_unset not in IF_TOKEN_UNSET:
-            raise WorkspaceError(f"{where}: notifications.slack.if_token_unset must be one of "
-                                 f"{', '.join(IF_TOKEN_UNSET)} (got {shown(if_token_unset)})")
-        slack = SlackTarget(channel=channel, bot_token_env=variable, if_token_unset=if_token_unset)
-    if "email" in raw:
-        to = raw["email"]["to"]
-        if not isinstance(to, list) or not to or not all(isinstance(a, str) and EMAIL_ADDRESS.match(a) for a in to):
-            raise WorkspaceError(f"{where}: notifications.email.to must be a list of email addresses")
-        if len(set(to)) != len(to):
-            raise WorkspaceError(f"{where}: notifications.email.to lists an address twice")
-        email = EmailTarget(to=tuple(to))
-    return Notifications(slack=slack, email=email)
-
-
 def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> Workspace:
     if not isinstance(raw, dict):
         raise WorkspaceError(f"{file}: workspaces[{index}] must be a mapping")
@@ -286,74 +441,41 @@ def _parse_workspace(raw: Any, index: int, file: Path, env: dict[str, str]) -> W
         raise WorkspaceError(
             f"{file}: workspaces[{index}]: id must be lower-case letters, digits, '-' or '_' (got {shown(workspace_id)})"
         )
-    where = f"{file}: workspace {workspace_id!r}"
-    unknown = set(raw) - WORKSPACE_KEYS
-    if unknown:
-        raise WorkspaceError(f"{where}: {sorted(unknown)[0]} is not a known key")
-    for key in ("name", "vertical", "timezone", "currency", "connectors"):
-        if raw.get(key) in (None, ""):
-            raise WorkspaceError(f"{where}: {key} is required")
-    name = str(raw["name"]) if isinstance(raw["name"], (int, float)) else raw["name"]
-    if not isinstance(name, str) or len(name) > NAME_LENGTH or \
-            any(unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp") for character in name):
-        # The name goes into email subjects and Slack headers: a line break there breaks every email.
-        raise WorkspaceError(f"{where}: name must be text of at most {NAME_LENGTH} characters on one line, "
-                             "without control characters (line breaks, tabs, invisible formatting)")
-    vertical = raw["vertical"]
-    if vertical not in VERTICALS:
-        raise WorkspaceError(f"{where}: vertical {shown(vertical)} is unknown; use one of {', '.join(VERTICALS)}")
     try:
-        ZoneInfo(str(raw["timezone"]))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise WorkspaceError(f"{where}: timezone {shown(raw['timezone'])} is not an IANA timezone name") from None
-    currency = str(raw["currency"])
-    if currency not in ISO_4217:
-        raise WorkspaceError(f"{where}: currency {shown(currency)} is not an ISO-4217 code (e.g. USD, EUR, BRL)")
-    country = raw.get("country")
-    if country is not None:
-        from pipelines.insights.calendar import known_country
-
-        if not isinstance(country, str) or not known_country(country):
-            raise WorkspaceError(f"{where}: country {shown(country)} is not an ISO 3166 alpha-2 code (e.g. US, BR, DE); "
-                                 "it picks the holidays anomaly detection knows, and defaults to the timezone's country")
-    locale = _parse_locale(raw.get("locale", "en"), where)
-    connectors_raw = raw["connectors"]
-    if not isinstance(connectors_raw, dict) or not connectors_raw:
-        raise WorkspaceError(f"{where}: connectors must map a connector name to its settings")
-    connectors = {}
-    for kind, settings in connectors_raw.items():
-        if kind not in CONNECTOR_SECRETS:
-            raise WorkspaceError(f"{where}: connectors.{kind} is not a known connector")
-        if kind not in CONNECTORS_BY_VERTICAL[vertical]:
-            raise WorkspaceError(
-                f"{where}: connectors.{kind} does not fit vertical {vertical!r} "
-                f"(it takes {', '.join(CONNECTORS_BY_VERTICAL[vertical])})"
-            )
-        connectors[kind] = _parse_connector(kind, settings, where, workspace_id, file, env)
-    return Workspace(
-        id=workspace_id,
-        name=name,
-        vertical=vertical,
-        timezone=str(raw["timezone"]),
-        currency=currency,
-        connectors=connectors,
-        notifications=_parse_notifications(raw.get("notifications"), where, env),
-        country=country,
-        locale=locale,
-        ask_token_env=None if raw.get("ask_token_env") is None else _variable(raw["ask_token_env"], where,
-                                                                            "ask_token_env"),
-    )
+        spec = WorkspaceSpec.model_validate(raw, context={"env": env})
+    except ValidationError as exc:
+        # An unknown key first: a misspelt key (api_kee_env) also leaves the right one missing.
+        errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
+        raise WorkspaceError(f"{file}: workspace {workspace_id!r}: {_problem(errors[0])}") from None
+    return spec.workspace(file)
 
 
-def _parse_locale(value: object, where: str) -> str:
-    """A CLDR locale such as `en`, `pt_BR` (or `pt-BR`), in Babel's spelling."""
-    from babel import Locale, UnknownLocaleError
+def _problem(error: dict[str, Any]) -> str:
+    """One pydantic error as `<key> <what is wrong>`; never the value (it may be a pasted secret)."""
+    path = [str(part) for part in error["loc"]]
+    key = ".".join(path)
+    if error["type"] == "extra_forbidden":
+        known = _keys_at(WorkspaceSpec, path[:-1])
+        near = difflib.get_close_matches(path[-1], known, n=1)
+        return (f"{key} is not a known setting" + (f"; did you mean {'.'.join([*path[:-1], near[0]])}?" if near else "")
+                + f" (known: {', '.join(known)})")
+    if error["type"] == "missing":
+        return f"{key} is required"
+    if error["type"] == "value_error":
+        reason = str(error["ctx"]["error"])
+        return f"{key} {reason}" if key else reason
+    if error["type"] in ("model_type", "dict_type", "model_attributes_type"):
+        return f"{key} must be a mapping"
+    return f"{key}: {error['msg']}"
 
-    try:
-        return str(Locale.parse(str(value).replace("-", "_")))
-    except (UnknownLocaleError, ValueError, TypeError):
-        raise WorkspaceError(f"{where}: locale {shown(value)} is not a known locale (e.g. en, en_GB, pt_BR, de_DE); "
-                             "it sets the language and number formats of the workspace's reports") from None
+
+def _keys_at(model: type[BaseModel], path: list[str]) -> list[str]:
+    """The keys the mapping at `path` (inside a `model`) may hold."""
+    for name in path:
+        annotation = model.model_fields[name].annotation
+        model = next(kind for kind in getattr(annotation, "__args__", (annotation,))
+                     if isinstance(kind, type) and issubclass(kind, BaseModel))
+    return list(model.model_fields)
 
 
 def load_workspaces(

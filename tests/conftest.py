@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh Postgres database per test session, the reference folder, temp homes."""
+"""Shared fixtures: a fresh Postgres database per test session, the reference folder, temp homes; the dbt
+manifest is brought up to date before any test runs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,15 @@ from tests import pg
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
+
+
+def pytest_configure(config):
+    """Build the dbt manifest the Definitions load, when a model changed since `make install` (once,
+    in the controlling process: xdist workers start after it)."""
+    if not hasattr(config, "workerinput"):
+        from pipelines.transform import ensure_manifest
+
+        ensure_manifest()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ workspace, into one file).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -19,13 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import psycopg2
-import psycopg2.extras
 import yaml
 
+from pipelines.deliver.alerts import alert_operator
 from pipelines.ingest.fx import sync_fx
-from pipelines.ingest.pipeline import sync
+from pipelines.ingest.sync import sync
 from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.settings import Settings, load_settings
 from pipelines.transform import DBT_PROJECT_DIR, dbt_env
@@ -35,23 +34,14 @@ DBT = Path(sys.executable).parent / "dbt"
 
 
 @dataclass
-class Warehouse:
-    """Read access to the warehouse a scenario was built in."""
+class ScenarioWarehouse:
+    """The warehouse a scenario was built in, with its settings; rows come back exactly as stored."""
 
     settings: Settings
 
     def query(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
-        """Rows as dicts (column names lower-case), on either database."""
-        if self.settings.warehouse.kind == "duckdb":
-            with duckdb.connect(str(self.settings.warehouse.duckdb_path), read_only=True) as conn:
-                cursor = conn.execute(sql.replace("%s", "?"), list(params))
-                names = [d[0].lower() for d in cursor.description]
-                return [dict(zip(names, row)) for row in cursor.fetchall()]
-        with psycopg2.connect(self.settings.warehouse.url) as conn, conn.cursor(
-            cursor_factory=psycopg2.extras.RealDictCursor
-        ) as cursor:
-            cursor.execute(sql, params)
-            return [dict(row) for row in cursor.fetchall()]
+        """Rows as dicts (column names lower-case), on either database (`Warehouse.rows`)."""
+        return self.settings.warehouse.rows(sql, params)
 
 
 def workspaces_yaml(fixture: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
@@ -88,18 +78,16 @@ def write_workspaces_table(settings: Settings) -> None:
     """What the `reference/workspaces` asset does, outside Dagster."""
     import dlt
 
-    from pipelines.ingest.pipeline import dlt_destination
-
     rows = [{"workspace_id": w.id, "name": w.name, "vertical": w.vertical, "timezone": w.timezone,
              "currency": w.currency} for w in load_workspaces(settings.workspaces_file)]
     dlt.pipeline(pipeline_name="reference", pipelines_dir=str(settings.home / "dlt"),
-                 destination=dlt_destination(settings.warehouse, settings.duckdb), dataset_name="reference").run(
+                 destination=settings.warehouse.dlt_destination(), dataset_name="reference").run(
         rows, table_name="workspaces", write_disposition="replace", primary_key="workspace_id")
 
 
 def run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     """`dbt <args>` in dbt_project/ against the scenario's warehouse; raises with dbt's output on failure."""
-    env = {**os.environ, **dbt_env(settings), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+    env = {**os.environ, **dbt_env(settings.warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
            "DBT_TARGET_PATH": str(settings.home / "dbt-target"), "DBT_LOG_PATH": str(settings.home / "dbt-logs")}
     result = subprocess.run([str(DBT), *args], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
     if result.returncode != 0:
@@ -134,11 +122,11 @@ def sync_all(settings: Settings) -> None:
     sync_fx(settings)
     for workspace in load_workspaces(settings.workspaces_file):
         for source in workspace.connectors:
-            sync(source, workspace, settings)
+            sync(source, workspace, settings, alert=functools.partial(alert_operator, settings))
 
 
 def build_scenario(fixture_path: Path, home: Path, warehouse_url: str | None, monkeypatch,
-                   dbt_args: tuple[str, ...] = ("build",)) -> Warehouse:
+                   dbt_args: tuple[str, ...] = ("build",)) -> ScenarioWarehouse:
     """Serve `fixture_path`, sync every workspace in it, run dbt once; returns the warehouse.
 
     `warehouse_url` None means a DuckDB file under `home`; `monkeypatch` sets the environment.
@@ -151,4 +139,4 @@ def build_scenario(fixture_path: Path, home: Path, warehouse_url: str | None, mo
     write_workspaces_table(settings)
     if dbt_args:
         run_dbt(settings, *dbt_args)
-    return Warehouse(settings)
+    return ScenarioWarehouse(settings)

@@ -35,6 +35,7 @@ from pipelines.bench.measure import PeakRss, load_average, machine, mib
 from pipelines.bench.served import Served, served
 from pipelines.bench.stages import MAIN_TABLE, run_pipeline
 from pipelines.bench.tenants import tenants_phase
+from pipelines.sandbox.connection import sandbox_env
 from pipelines.settings import PROJECT_ROOT, Settings, load_settings
 from pipelines.workspaces import Workspaces, load_workspaces
 
@@ -174,12 +175,11 @@ def _baseline_since(options: BenchOptions, shop_orders: int) -> str | None:
 
 def _point_at(sandbox: Served, kind: str, url: str, work: Path) -> tuple[Settings, Workspaces]:
     """Settings and tenants for one warehouse, with the demo workspaces pointed at the sandbox."""
-    from pipelines.cli import sandbox_env
-
+    # The demo tenants read their credentials from the environment (workspaces.yaml names the variables);
+    # the warehouse and the data directory are this run's settings only.
     os.environ.update(sandbox_env(sandbox.info))
-    os.environ.update({"ABOS_HOME": str(work / kind), "ABOS_WAREHOUSE_URL": url,
-                       "ABOS_WORKSPACES": str(PROJECT_ROOT / "workspaces.yaml")})
-    settings = load_settings()
+    settings = load_settings({**os.environ, "ABOS_HOME": str(work / kind), "ABOS_WAREHOUSE_URL": url,
+                              "ABOS_WORKSPACES": str(PROJECT_ROOT / "workspaces.yaml")})
     return settings, load_workspaces(settings.workspaces_file, require_secrets=True)
 
 

@@ -13,7 +13,6 @@ import yaml
 
 from pipelines.ask.answer import ask
 from pipelines.settings import Settings
-from pipelines.warehouse import Warehouse
 from pipelines.workspaces import load_workspaces
 
 QUESTIONS = Path(__file__).resolve().parents[1] / "ask" / "questions.yaml"
@@ -25,7 +24,7 @@ def run_ask_bench(settings: Settings, workspaces: dict[str, str], rounds: int = 
     """Ask every question of the set `rounds` times; `workspaces` maps the set's workspaces ("shop",
     "saas") to workspace ids of `settings`' warehouse."""
     tenants = load_workspaces(settings.workspaces_file)
-    warehouse = Warehouse(settings)
+    warehouse = settings.warehouse
     questions = yaml.safe_load(QUESTIONS.read_text())["questions"]
     ask(questions[0]["ask"], tenants.get(workspaces[questions[0]["workspace"]]), warehouse)  # imports, caches
     times, statuses = [], Counter()

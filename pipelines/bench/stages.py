@@ -1,12 +1,13 @@
 """One timed pass of the whole pipeline over one warehouse: ingest, dbt, insights.
 
 It runs the product's own pieces in the order a headless run does (`abos run`): every connector of
-every workspace (`ingest.pipeline.sync`, which times dlt's extract, normalize and load steps), the
+every workspace (`ingest.sync.sync`, which times dlt's extract, normalize and load steps), the
 workspaces reference table and `dbt build`, then the three insights assets of every workspace.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -18,7 +19,8 @@ import dagster as dg
 
 from pipelines.bench.measure import PeakRss
 from pipelines.ingest.fx import sync_fx
-from pipelines.ingest.pipeline import sync
+from pipelines.deliver.alerts import alert_operator
+from pipelines.ingest.sync import sync
 from pipelines.settings import Settings
 from pipelines.transform import DBT_PROJECT_DIR, dbt_env
 from pipelines.workspaces import Workspaces
@@ -41,7 +43,7 @@ def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
                     if source not in workspace.connectors:
                         continue
                     progress(f"{settings.warehouse.kind}: syncing {source} for {workspace.id}")
-                    found = sync(source, workspace, settings)
+                    found = sync(source, workspace, settings, alert=functools.partial(alert_operator, settings))
                     for step, seconds in found.stats.seconds.items():
                         result["stages"][step] += seconds
                     totals["rows"] += sum(found.stats.rows.values())
@@ -79,13 +81,14 @@ def _workspaces_table(workspaces: Workspaces, settings: Settings) -> None:
     from pipelines.transform.assets import transform_assets
 
     table = transform_assets(workspaces, settings)[0]
-    dg.materialize([table], instance=dg.DagsterInstance.ephemeral(), run_config=QUIET)
+    dg.materialize([table], instance=dg.DagsterInstance.ephemeral(), run_config=QUIET,
+                   resources={"warehouse": settings.warehouse})
 
 
 def _dbt_build(settings: Settings) -> None:
     """`dbt build` (models and their tests), as the dbt assets run it; raises with dbt's output on failure."""
     home = settings.home
-    env = {**os.environ, **dbt_env(settings), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+    env = {**os.environ, **dbt_env(settings.warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
            "DBT_TARGET_PATH": str(home / "dbt-target"), "DBT_LOG_PATH": str(home / "dbt-logs")}
     dbt = Path(sys.executable).parent / "dbt"
     done = subprocess.run([str(dbt), "build"], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
@@ -102,6 +105,6 @@ def _insights(workspaces: Workspaces, settings: Settings) -> None:
     for workspace in workspaces:
         started = time.perf_counter()
         done = dg.materialize(assets, partition_key=workspace.id, instance=instance, raise_on_error=False,
-                              run_config=QUIET)
+                              run_config=QUIET, resources={"warehouse": settings.warehouse})
         if not done.success:
             raise RuntimeError(f"insights failed for {workspace.id} after {time.perf_counter() - started:.0f}s")

@@ -31,6 +31,7 @@ import dagster as dg
 
 from pipelines.bench.measure import PeakRss, cpu_seconds
 from pipelines.bench.served import served
+from pipelines.sandbox.connection import sandbox_env
 from pipelines.sandbox.simulator import specs
 from pipelines.sandbox.tenants import workspaces_file, with_tenants
 from pipelines.settings import Settings, load_settings
@@ -63,8 +64,6 @@ def tenants_phase(count: int, *, seed: int, as_of: date, cache: Path, work: Path
 
 def _point_at(info: dict[str, Any], home: Path, count: int) -> Settings:
     """Environment for the tenants: their own home, DuckDB warehouse, Dagster instance and tenants file."""
-    from pipelines.cli import sandbox_env
-
     home.mkdir(parents=True, exist_ok=True)
     tenants = workspaces_file(specs(with_tenants(BASE_SIZE, count)), home / "workspaces.yaml")
     os.environ.update(sandbox_env(info))

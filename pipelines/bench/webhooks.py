@@ -27,7 +27,6 @@ import yaml
 
 from pipelines.bench.served import _stop_with_parent
 from pipelines.settings import load_settings
-from pipelines.warehouse import Warehouse
 
 WORKSPACE = "bench-saas"
 SECRET = "bench-endpoint-secret"
@@ -142,7 +141,7 @@ def run_webhook_bench(rate: float = 500, seconds: float = 60, *, warehouse_url: 
     finally:
         server.terminate()
         server.wait(timeout=30)
-    stored = int(Warehouse(settings).query("select count(*) as n from webhooks.inbox")["n"][0])
+    stored = int(settings.warehouse.query("select count(*) as n from webhooks.inbox")["n"][0])
     accepted = statuses.get(200, 0)
     result = {
         "rate_asked": rate, "seconds": seconds, "sent": len(latencies),

@@ -14,6 +14,7 @@ import dagster as dg
 from pipelines.deliver.delivery import deliver_workspace
 from pipelines.deliver.log import Delivery, DeliveryLog
 from pipelines.insights.assets import REPORTS
+from pipelines.partitions import workspace_partitions
 from pipelines.settings import Settings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
@@ -23,15 +24,16 @@ DELIVERIES = dg.AssetKey(["deliver", "reports"])
 
 def deliver_assets(workspaces: Workspaces, settings: Settings) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
     """The deliver asset and its check for the workspaces of `workspaces.yaml`."""
-    partitions = dg.StaticPartitionsDefinition(workspaces.ids)
+    partitions = workspace_partitions(workspaces)
     max_attempts = settings.delivery.max_attempts
 
     @dg.asset(key=DELIVERIES, group_name="deliver", kinds={"python", "slack", "email"}, partitions_def=partitions,
               deps=[REPORTS])
-    def reports(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def reports(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """Send one workspace's undelivered reports to its Slack channel and email recipients (or the outbox)."""
         workspace = workspaces.get(context.partition_key)
-        touched = deliver_workspace(settings, workspace, run_id=context.run.run_id, notice=context.log.info)
+        touched = deliver_workspace(settings, workspace, run_id=context.run.run_id, notice=context.log.info,
+                                    warehouse=warehouse)
         for delivery in touched:
             line = _line(delivery, max_attempts)
             (context.log.info if delivery.status == "sent" else context.log.warning)(line)
@@ -55,9 +57,9 @@ def deliver_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Assets
 
     @dg.asset_check(asset=DELIVERIES, name="deliveries_ok", partitions_def=partitions,
                     description="No delivery of the workspace is failed or unconfirmed.")
-    def deliveries_ok(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def deliveries_ok(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
         workspace_id = context.partition_key
-        rows = list(DeliveryLog(Warehouse(settings)).load(workspace_id).values())
+        rows = list(DeliveryLog(warehouse).load(workspace_id).values())
         problems = [d for d in rows if d.status in ("failed", "unconfirmed")]
         given_up = [d for d in problems if d.status == "failed" and d.attempts >= max_attempts]
         return dg.AssetCheckResult(

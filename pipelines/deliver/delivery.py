@@ -84,7 +84,8 @@ def targets(settings: Settings, workspace: Workspace, env: dict[str, str] | None
 def deliver_workspace(settings: Settings, workspace: Workspace, *, run_id: str | None = None,
                       after_send: Callable[[Delivery], None] | None = None,
                       env: dict[str, str] | None = None,
-                      notice: Callable[[str], None] = lambda _message: None) -> list[Delivery]:
+                      notice: Callable[[str], None] = lambda _message: None,
+                      warehouse: Warehouse | None = None) -> list[Delivery]:
     """Deliver every report of `workspace` that some target has not had yet.
 
     Args:
@@ -95,11 +96,12 @@ def deliver_workspace(settings: Settings, workspace: Workspace, *, run_id: str |
             kill the process here to prove a crash in that window does not lead to a second send.
         env: where workspace bot tokens are read (default: the process environment).
         notice: told about each report and channel left to another run that holds its lease.
+        warehouse: the Dagster resource when an asset delivers (default: the settings' warehouse).
 
     Returns:
         The rows this call touched, in their final state.
     """
-    warehouse = Warehouse(settings)
+    warehouse = warehouse or settings.warehouse
     log = DeliveryLog(warehouse)
     log.create()
     leases = Leases(warehouse, lease_ttl(settings))

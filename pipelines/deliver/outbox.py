@@ -55,9 +55,8 @@ def outbox_files(settings: Settings, *, workspace_id: str | None = None, run_id:
     """
     if run_id is not None:
         from pipelines.deliver.log import DeliveryLog
-        from pipelines.warehouse import Warehouse
 
-        rows = DeliveryLog(Warehouse(settings)).outbox_paths(run_id=run_id, workspace_id=workspace_id)
+        rows = DeliveryLog(settings.warehouse).outbox_paths(run_id=run_id, workspace_id=workspace_id)
         return [Path(path) for path in rows]
     root = settings.outbox_dir / workspace_id if workspace_id else settings.outbox_dir
     if not root.is_dir():

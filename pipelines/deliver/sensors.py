@@ -19,7 +19,6 @@ from pipelines.deliver.assets import DELIVERIES
 from pipelines.deliver.lease import lease_ttl
 from pipelines.deliver.log import Delivery, DeliveryLog, now
 from pipelines.settings import Settings
-from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
 RETRY_SENSOR = "retry_failed_deliveries"
@@ -62,7 +61,7 @@ def retry_sensor(workspaces: Workspaces, settings: Settings) -> dg.SensorDefinit
         at = now()
         # The cursor keeps when each workspace was last asked for, so a run still on its way is not asked twice.
         asked = json.loads(context.cursor or "{}")
-        rows = DeliveryLog(Warehouse(settings)).unfinished()
+        rows = DeliveryLog(settings.warehouse).unfinished()
         due = due_again(rows, max_attempts=settings.delivery.max_attempts, lease=lease_ttl(settings), at=at)
         for workspace_id in sorted({row.workspace_id for row in due} & set(workspaces.ids)):
             if workspace_id in asked and at - datetime.fromisoformat(asked[workspace_id]) < FIRST_RETRY:

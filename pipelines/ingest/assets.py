@@ -14,10 +14,12 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asse
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.extract.source import DltSource
 
-from pipelines.ingest.pipeline import SyncStats, deterministic_error, dlt_pipeline, report_quarantine
-from pipelines.warehouse import warehouse_write_lock
+from pipelines.ingest.fx import fx_pipeline, fx_source
+from pipelines.ingest.pipeline import Alert, SyncStats, deterministic_error, dlt_pipeline, report_quarantine
+from pipelines.partitions import connector_partitions
 from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import Settings
+from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspace, Workspaces
 
 SourceBuilder = Callable[..., DltSource]  # (workspace, *, settings, stats) -> DltSource
@@ -79,13 +81,14 @@ def _schema_changes(before: dict[str, dict[str, str]], after: dict[str, dict[str
 
 
 def ingest_assets(
-    source_name: str, build_source: SourceBuilder, workspaces: Workspaces, settings: Settings
+    source_name: str, build_source: SourceBuilder, workspaces: Workspaces, settings: Settings, alert: Alert
 ) -> dg.AssetsDefinition | None:
-    """The assets of one connector for every workspace that uses it (None if no workspace does)."""
+    """The assets of one connector for every workspace that uses it (None if no workspace does);
+    `alert` tells the operator about quarantined records."""
     users = workspaces.by_connector(source_name)
     if not users:
         return None
-    partitions = dg.StaticPartitionsDefinition([w.id for w in users])
+    partitions = connector_partitions(workspaces, source_name)
     template = build_source(users[0], settings=settings, stats=SyncStats())
 
     # `@dlt_assets` with a retry policy: the same specs, as a multi-asset that can take one.
@@ -98,13 +101,13 @@ def ingest_assets(
         pool=f"{source_name}_api",
         retry_policy=API_RETRY_POLICY,
     )
-    def _ingest(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
+    def _ingest(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: Warehouse) -> Iterator[Any]:
         workspace: Workspace = workspaces.get(context.partition_key)
         stats = SyncStats()
         try:
             source = build_source(workspace, settings=settings, stats=stats)
-            pipeline = dlt_pipeline(source_name, workspace.id, settings)
-            with warehouse_write_lock(settings):
+            pipeline = dlt_pipeline(source_name, workspace.id, settings, warehouse)
+            with warehouse.write_lock():
                 before = _source_state(pipeline, source_name)
                 columns_before = _loaded_columns(pipeline)
                 results = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline))
@@ -117,7 +120,7 @@ def ingest_assets(
             # A configuration problem or a load the warehouse refused: a retry cannot help, and the
             # message names the setting or the table to look at.
             raise dg.Failure(description=reason, allow_retries=False) from None
-        report_quarantine(settings, workspace.id, source_name, stats, log=context.log)
+        report_quarantine(workspace.id, source_name, stats, alert, log=context.log)
         load_info = pipeline.last_trace.last_load_info if pipeline.last_trace else None
         for table, notes in changes.items():
             log = context.log.info if notes == ["first load"] else context.log.warning
@@ -143,16 +146,15 @@ def ingest_assets(
 
 def fx_assets(settings: Settings) -> dg.AssetsDefinition:
     """The exchange-rate tables (`fx.ecb_rates`, `fx.operator_rates`): one load for every workspace."""
-    from pipelines.ingest.fx import fx_pipeline, fx_source
-
     @dg.multi_asset(
         specs=build_dlt_asset_specs(fx_source(settings.fx), fx_pipeline(settings),
                                     RawTableTranslator(settings.warehouse.kind)),
         name="ingest_fx",
         retry_policy=API_RETRY_POLICY,
     )
-    def _fx(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
-        with warehouse_write_lock(settings):
-            yield from dlt.run(context=context, dlt_source=fx_source(settings.fx), dlt_pipeline=fx_pipeline(settings))
+    def _fx(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: Warehouse) -> Iterator[Any]:
+        with warehouse.write_lock():
+            yield from dlt.run(context=context, dlt_source=fx_source(settings.fx),
+                               dlt_pipeline=fx_pipeline(settings, warehouse))
 
     return _fx

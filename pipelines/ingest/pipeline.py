@@ -1,4 +1,4 @@
-"""dlt pipelines: one per (source, workspace), all writing to the warehouse that settings name.
+"""dlt pipelines: one per (source, workspace), all writing to the one warehouse (pipelines/warehouse.py).
 
 Raw tables of every workspace share one dataset per source (`shopify`, `stripe`) and carry
 `workspace_id`; each workspace has its own pipeline so cursors never mix. dlt keeps pipeline
@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Callable
 
 import dlt
-from dlt.common.destination import Destination
 from dlt.common.exceptions import TerminalException
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-from pipelines.settings import DuckDbSettings, Settings, Warehouse
-from pipelines.warehouse import warehouse_write_lock
+from pipelines.settings import Settings
+from pipelines.warehouse import Warehouse
 from pipelines.workspaces import WorkspaceError
 
 
@@ -39,34 +35,21 @@ for _option in ("ADD_DLT_LOAD_ID", "ADD_DLT_ID"):
 os.environ.setdefault("LOAD__AUTO_ABORT_ON_TERMINAL_ERROR", "true")
 
 
-def dlt_destination(warehouse: Warehouse, duckdb: DuckDbSettings = DuckDbSettings()) -> Destination:
-    """The dlt destination for the warehouse URL (DuckDB file or Postgres).
-
-    DuckDB takes up to 80% of the machine's memory by default, and merging a million-row load filled
-    8 GiB (docs/performance.md): the connection gets `duckdb`'s memory limit and threads, and spills
-    to disk next to the database past the limit.
-    """
-    if warehouse.kind == "duckdb":
-        warehouse.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-        credentials = DuckDbCredentials(str(warehouse.duckdb_path), global_config=duckdb.config())
-        return dlt.destinations.duckdb(credentials=credentials)
-    parts = urlsplit(warehouse.url)
-    if parts.username and parts.password is None:
-        # dlt insists on a password; servers with trust or peer auth ignore an empty one.
-        parts = parts._replace(netloc=parts.netloc.replace("@", ":@", 1))
-    return dlt.destinations.postgres(credentials=parts.geturl())
+# The operator channel: alert(title, text), e.g. `functools.partial(alert_operator, settings)`.
+Alert = Callable[[str, str], object]
 
 
 def pipeline_name(source: str, workspace_id: str) -> str:
     return f"{source}__{workspace_id.replace('-', '_')}"
 
 
-def dlt_pipeline(source: str, workspace_id: str, settings: Settings) -> dlt.Pipeline:
-    """The pipeline that loads `source` for one workspace into the `source` dataset."""
+def dlt_pipeline(source: str, workspace_id: str, settings: Settings, warehouse: Warehouse | None = None) -> dlt.Pipeline:
+    """The pipeline that loads `source` for one workspace into the `source` dataset of `warehouse`
+    (an asset's resource; default: the settings' warehouse)."""
     return dlt.pipeline(
         pipeline_name=pipeline_name(source, workspace_id),
         pipelines_dir=str(settings.home / "dlt"),
-        destination=dlt_destination(settings.warehouse, settings.duckdb),
+        destination=(warehouse or settings.warehouse).dlt_destination(),
         dataset_name=source,
         progress="log",
     )
@@ -138,19 +121,6 @@ class SyncStats:
         }
 
 
-def source_builder(source: str):
-    """The connector's source function: `shopify_source` or `stripe_source`."""
-    if source == "shopify":
-        from pipelines.ingest.shopify import shopify_source
-
-        return shopify_source
-    if source == "stripe":
-        from pipelines.ingest.stripe import stripe_source
-
-        return stripe_source
-    raise ValueError(f"unknown source {source!r}; use shopify or stripe")
-
-
 def workspace_error(exc: BaseException | None) -> WorkspaceError | None:
     """The configuration error (bad or missing credentials) behind a failed dlt step, if that is
     what it was: dlt wraps exceptions raised in sources in PipelineStepFailed."""
@@ -178,11 +148,12 @@ def deterministic_error(exc: BaseException | None, workspace_id: str) -> str | N
     return None
 
 
-def report_quarantine(settings: Settings, workspace_id: str, source: str, stats: SyncStats, log=None) -> None:
+def report_quarantine(workspace_id: str, source: str, stats: SyncStats, alert: Alert | None, log=None) -> None:
     """Tell the operator which objects this sync set aside, and why (a no-op when none were).
 
-    The alert goes through the operator channel of `pipelines.deliver.alerts` (imported here, at
-    the end of a sync, because that one channel serves every stage).
+    `alert(title, text)` is the operator channel (`pipelines.deliver.alerts.alert_operator`, which
+    serves every stage); the caller passes it in, so ingestion does not depend on a later stage.
+    None logs the warning only.
     """
     if not stats.quarantined:
         return
@@ -195,56 +166,9 @@ def report_quarantine(settings: Settings, workspace_id: str, source: str, stats:
                  "and resolved_at is null. What to do: docs/operations.md, \"Quarantine\".")
     text = "\n".join(lines)
     log.warning(f"{workspace_id}: {source} records quarantined\n{text}")
-    from pipelines.deliver.alerts import alert_operator
-    from pipelines.deliver.errors import DeliveryError
-
+    if alert is None:
+        return
     try:
-        alert_operator(settings, f"Quarantined {source} records in workspace {workspace_id}", text)
-    except DeliveryError as exc:  # the records are safe in the quarantine; say the alert did not go
+        alert(f"Quarantined {source} records in workspace {workspace_id}", text)
+    except Exception as exc:  # noqa: BLE001 - the records are safe in the quarantine; say the alert did not go
         log.error(f"{workspace_id}: could not alert the operator about quarantined records: {exc}")
-
-
-@dataclass
-class SyncResult:
-    load_info: object
-    stats: SyncStats
-    cursor_before: dict
-    cursor_after: dict
-
-
-def sync(source: str, workspace, settings: Settings) -> SyncResult:
-    """Run one connector for one workspace outside Dagster (`abos ingest`, tests, benchmarks).
-
-    Same steps as the Dagster asset: state is restored from the destination first, so a missing
-    local pipeline directory changes nothing.
-    """
-    stats = SyncStats()
-    dlt_source = source_builder(source)(workspace, settings=settings, stats=stats)
-    pipeline = dlt_pipeline(source, workspace.id, settings)
-    with warehouse_write_lock(settings):
-        pipeline.sync_destination()  # a first run finds nothing and leaves the state empty
-        before = dict(pipeline.state.get("sources", {}).get(source, {}))
-        try:
-            if pipeline.has_pending_data:  # a package an interrupted run left: finish it first, as run() does
-                pipeline.normalize()
-                pipeline.load()
-            # pipeline.run's three steps, timed one by one for benchmarks and logs.
-            started = time.perf_counter()
-            pipeline.extract(dlt_source)
-            stats.seconds["extract"] = time.perf_counter() - started
-            started = time.perf_counter()
-            normalized = pipeline.normalize()
-            stats.seconds["normalize"] = time.perf_counter() - started
-            started = time.perf_counter()
-            load_info = pipeline.load()
-            stats.seconds["load"] = time.perf_counter() - started
-            stats.rows = {table: count for table, count in normalized.row_counts.items() if not table.startswith("_dlt")}
-        except Exception as exc:
-            cause = workspace_error(exc)
-            if cause is not None:
-                raise cause from None
-            raise
-        load_info.raise_on_failed_jobs()
-        after = dict(pipeline.state.get("sources", {}).get(source, {}))
-    report_quarantine(settings, workspace.id, source, stats)
-    return SyncResult(load_info, stats, before, after)

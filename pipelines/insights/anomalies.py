@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from pipelines.insights.calendar import Calendar, calendar_for, country_for_timezone
+from pipelines.countries import country_for_timezone
+from pipelines.insights.calendar import Calendar, calendar_for
 
 DAY = pd.Timedelta(days=1)
 HOUR = pd.Timedelta(hours=1)

@@ -21,6 +21,7 @@ from pipelines.insights.scan import explain_anomalies, find_anomalies
 from pipelines.insights.summaries import summarize
 from pipelines.insights.wording import Wording
 from pipelines.packs import metric_tables, pack_for, slice_tables
+from pipelines.partitions import workspace_partitions
 from pipelines.settings import Settings
 from pipelines.transform.health import require_passing
 from pipelines.warehouse import Warehouse
@@ -50,12 +51,11 @@ class ReportConfig(dg.Config):
 
 def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.AssetsDefinition]:
     """The insights assets for the workspaces of `workspaces.yaml`."""
-    partitions = dg.StaticPartitionsDefinition(workspaces.ids)
-    warehouse = Warehouse(settings)
+    partitions = workspace_partitions(workspaces)
     kinds = {"python", settings.warehouse.kind}
 
     @dg.asset(key=ANOMALIES, group_name="insights", kinds=kinds, partitions_def=partitions, deps=METRIC_TABLES)
-    def anomalies(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def anomalies(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """Flag unusual days in every pack metric of one workspace (band and week-over-week rules)."""
         workspace = workspaces.get(context.partition_key)
         require_passing(warehouse, workspace.id)  # a workspace dbt's tests failed stops here, alone
@@ -79,7 +79,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
 
     @dg.asset(key=DRIVERS, group_name="insights", kinds=kinds, partitions_def=partitions,
               deps=[ANOMALIES, *SLICE_TABLES])
-    def anomaly_drivers(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def anomaly_drivers(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """Rank the dimension values that drove each of one workspace's anomalies."""
         workspace = workspaces.get(context.partition_key)
         pack = pack_for(workspace.vertical)
@@ -98,7 +98,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         })
 
     @dg.asset(key=FORECASTS, group_name="insights", kinds=kinds, partitions_def=partitions, deps=METRIC_TABLES)
-    def forecasts(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """Forecast one workspace's daily net sales and orders, or MRR, 13 weeks ahead (80% and 95% intervals)."""
         workspace = workspaces.get(context.partition_key)
         require_passing(warehouse, workspace.id)
@@ -122,7 +122,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
 
     @dg.asset(key=OPPORTUNITIES, group_name="insights", kinds=kinds, partitions_def=partitions,
               deps=OPPORTUNITY_TABLES)
-    def opportunities(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def opportunities(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """Rank one workspace's churn risks, slipping customers, product trend breaks and unusual cohorts
         by money at stake, each with a recommended action."""
         workspace = workspaces.get(context.partition_key)
@@ -142,7 +142,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
 
     @dg.asset(key=REPORTS, group_name="insights", kinds=kinds, partitions_def=partitions,
               deps=[*METRIC_TABLES, *COHORT_TABLES, ANOMALIES, DRIVERS, FORECASTS, OPPORTUNITIES])
-    def reports(context: dg.AssetExecutionContext, config: ReportConfig) -> dg.MaterializeResult:
+    def reports(context: dg.AssetExecutionContext, config: ReportConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         """Write one workspace's weekly report (files, LLM or template summary, a row in insights.reports)."""
         workspace = workspaces.get(context.partition_key)
         require_passing(warehouse, workspace.id)  # the weekly schedule runs this without anomalies

@@ -145,6 +145,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         faults: Faults,
         log: RequestLog,
         advance: Callable[[dict[str, Any]], dict[str, Any]],
+        truth: Callable[[], dict[str, Any]],
         context: dict[str, Any] | None = None,
         webhooks: "WebhookSender | None" = None,
     ):
@@ -153,6 +154,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self.faults = faults
         self.log = log
         self.advance = advance
+        self.truth = truth
         self.webhooks = webhooks
         self.context = context or {}  # per-API state, e.g. Shopify's throttle buckets
 
@@ -258,9 +260,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         if path == "/_sandbox/clock" and method == "GET":
             return Response.json(200, {"clock": store.clock})
         if path == "/_sandbox/truth" and method == "GET":
-            from pipelines.sandbox.simulator import truth
-
-            return Response.json(200, truth(store))
+            return Response.json(200, self.server.truth())
         if path == "/_sandbox/advance" and method == "POST":
             try:
                 payload = json.loads(body or b"{}")

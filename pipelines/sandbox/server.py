@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any
 
-from pipelines.sandbox import simulator
+from pipelines.sandbox import simulation, simulator
 from pipelines.sandbox.http import Faults, RequestLog, SandboxHTTPServer
 from pipelines.sandbox.store import SandboxStore
 from pipelines.sandbox.webhooks import WebhookSender, stripe_webhook_secret
@@ -48,7 +48,7 @@ def build_store(
     for suffix in ("", "-wal", "-shm"):
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
     store = SandboxStore(tmp)
-    simulator.generate(store, seed=seed, size=size, as_of=as_of, progress=progress)
+    simulation.generate(store, seed=seed, size=size, as_of=as_of, progress=progress)
     store.set_meta("finished_clock", store.clock)
     store.conn.execute("pragma wal_checkpoint(truncate)")
     store.close()
@@ -95,7 +95,7 @@ class Sandbox:
         self.servers = {
             name: SandboxHTTPServer(
                 (host, port), handler, store=store, faults=self.faults, log=self.requests, advance=self._advance,
-                webhooks=self.webhooks,
+                truth=lambda: simulation.truth(store), webhooks=self.webhooks,
             )
             for name, handler, port in (
                 ("shopify", ShopifyHandler, shopify_port),
@@ -138,11 +138,11 @@ class Sandbox:
         self.stop()
 
     def advance(self, *, days: float | None = None, to: str | int | None = None) -> dict[str, Any]:
-        """Move the simulated clock forward; see `simulator.advance`."""
+        """Move the simulated clock forward; see `simulation.advance`."""
         when = parse_when(to) if isinstance(to, str) else to
         with self._advance_lock:
             since = self.store.clock
-            result = simulator.advance(self.store, days=days, to=when)
+            result = simulation.advance(self.store, days=days, to=when)
             result["webhooks"] = self.webhooks.changed(since, self.store.clock)
             return result
 

@@ -1,8 +1,8 @@
-"""The seeded business simulator: sizes, demo businesses, and the generate / advance / truth entry points.
+"""The seeded business simulator's shared parts: sizes, demo businesses, seeded draws and times.
 
 Each business is simulated by a vertical module (`shop.py` for Shopify stores, `saas.py` for the
-Stripe SaaS) that implements `BusinessSimulator`. The same seed, size and as-of date give
-byte-identical stores; the clock can then be advanced, which applies every change that falls due
+Stripe SaaS) that implements `BusinessSimulator`; `simulation.py` runs them (generate / advance /
+truth). The same seed, size and as-of date give byte-identical stores; the clock can then be advanced, which applies every change that falls due
 (refunds, edits, renewals, churn...) and creates the new days' objects.
 
 Randomness never comes from Python's `hash()` (salted per process) or global state: every draw
@@ -13,28 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, timezone
+from dataclasses import replace
+from datetime import date, datetime, time, timezone
 from typing import Any, Callable, Protocol
 from zoneinfo import ZoneInfo
 
+from pipelines.sandbox.business import BusinessSpec
 from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.tenants import split_size, tenant_specs
 
 HISTORY_DAYS = 760  # a little over two years, so year-over-year comparisons have a full year
 EVENT_RETENTION_DAYS = 30  # Stripe keeps events for 30 days
 STORE_FORMAT = 1  # bump when the stored layout changes, so cached stores are rebuilt
-
-
-@dataclass(frozen=True)
-class BusinessSpec:
-    """One simulated business: the tenant it belongs to and how big it is."""
-
-    workspace: str
-    source: str  # "shopify" or "stripe"
-    name: str
-    currency: str  # the shop's / account's reporting currency
-    timezone: str
-    scale: dict[str, Any] = field(default_factory=dict)  # per-vertical size knobs
 
 
 SIZES: dict[str, list[BusinessSpec]] = {
@@ -92,8 +82,6 @@ def specs(size: str) -> list[BusinessSpec]:
     """The businesses of `size`: a name of SIZES, or `<name>@<fraction>` for that size at a fraction
     of its volume (the benchmark's `--scale`, e.g. `large@0.05`), then `+<N>` for N generated tiny
     tenants (`--tenants`, sandbox/tenants.py). Named sizes are never altered."""
-    from pipelines.sandbox.tenants import split_size, tenant_specs
-
     size, tenants = split_size(size)
     found = _sized(size)
     if not tenants:
@@ -187,68 +175,3 @@ class BusinessSimulator(Protocol):
 
     def anomalies(self) -> list[dict[str, Any]]:
         """The anomalies injected into this business, with their dates, metric and driver."""
-
-
-def simulators(seed: int, size: str, start: date) -> list[BusinessSimulator]:
-    """One simulator per business of `size`, all starting on day `start`."""
-    from pipelines.sandbox.saas import SaasSimulator
-    from pipelines.sandbox.shop import ShopSimulator
-
-    return [
-        (ShopSimulator if spec.source == "shopify" else SaasSimulator)(spec, seed=seed, start=start, size=size)
-        for spec in specs(size)
-    ]
-
-
-def _loaded(store: SandboxStore) -> list[BusinessSimulator]:
-    params = store.get_meta("params")
-    if not params:
-        raise RuntimeError(f"{store.path} holds no simulation; run generate first")
-    return simulators(params["seed"], params["size"], date.fromisoformat(params["start"]))
-
-
-def generate(
-    store: SandboxStore, *, seed: int, size: str, as_of: date, progress: Progress = lambda _: None
-) -> None:
-    """Fill an empty store with `size`'s businesses, simulated up to the end of day `as_of`."""
-    start = as_of - timedelta(days=history_days(size))
-    sims = simulators(seed, size, start)
-    # End of as_of in UTC: every business has lived through its whole as_of day (UTC-based clock).
-    until = int(datetime.combine(as_of + timedelta(days=1), time(0), timezone.utc).timestamp()) - 1
-    store.set_meta("params", {"seed": seed, "size": size, "as_of": as_of.isoformat(), "start": start.isoformat(),
-                              "format": STORE_FORMAT})
-    for sim in sims:
-        store.put_account(sim.spec.workspace, sim.spec.source, sim.account())
-        progress(f"generating {sim.spec.workspace} ({sim.spec.source}, {size})")
-        sim.generate(store, until, progress)
-    store.set_meta("anomalies", [a for sim in sims for a in sim.anomalies()])
-    store.set_clock(until)
-
-
-def advance(store: SandboxStore, *, days: float | None = None, to: int | None = None) -> dict[str, Any]:
-    """Move the clock forward by `days` or to Unix time `to`, applying every change on the way."""
-    since = store.clock
-    until = to if to is not None else since + int(round((days or 0) * 86400))
-    if until < since:
-        raise ValueError(f"the sandbox clock only moves forward (now {iso(since)}, asked {iso(until)})")
-    changed: dict[str, Any] = {}
-    if store.get_meta("params"):  # fixture stores have no simulation: only the clock moves
-        for sim in _loaded(store):
-            changed[sim.spec.workspace] = sim.advance(store, since, until)
-    store.set_clock(until)
-    return {"from": iso(since), "to": iso(until), "changed": changed}
-
-
-def truth(store: SandboxStore) -> dict[str, Any]:
-    """`abos sandbox truth`: what the warehouse must hold after a complete, exact sync."""
-    params = store.get_meta("params") or {}
-    result: dict[str, Any] = {"params": params, "clock": iso(store.clock), "workspaces": {}}
-    if params:
-        for sim in _loaded(store):
-            result["workspaces"][sim.spec.workspace] = {"source": sim.spec.source, **sim.truth(store)}
-    from pipelines.sandbox import matrix
-
-    if matrix.is_matrix(store):
-        result["workspaces"] = matrix.truth(store)
-    result["anomalies"] = store.get_meta("anomalies", [])
-    return result

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.sandbox.simulator import BusinessSpec
+from pipelines.sandbox.business import BusinessSpec
 
 # Home currency and timezone, taken in turn; every currency has ECB rates in the sandbox.
 PLACES = (("USD", "America/New_York", ["US", "CA"]), ("EUR", "Europe/Berlin", ["DE", "FR"]),

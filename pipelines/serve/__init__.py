@@ -21,7 +21,6 @@ from pipelines.serve.ask import AskApi
 from pipelines.serve.webhooks import (DEFAULT_LOCK_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES, Gateway, InboxWriter,
                                       endpoints)
 from pipelines.settings import Settings
-from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
 
@@ -31,9 +30,9 @@ def create_app(settings: Settings, workspaces: Workspaces, *, env: dict[str, str
     """The app for `workspaces`; webhook secrets and ask tokens are read once, from `env` (default: the
     environment)."""
     env = dict(os.environ if env is None else env)
-    writer = InboxWriter(Warehouse(settings), lock_timeout)
+    writer = InboxWriter(settings.warehouse, lock_timeout)
     gateway = Gateway(endpoints(workspaces, env), writer, max_body_bytes)
-    questions = AskApi(workspaces, Warehouse(settings), env)
+    questions = AskApi(workspaces, settings.warehouse, env)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"ok": True})

@@ -1,5 +1,5 @@
-"""Transform: the dbt project as Dagster assets. `dbt_env` turns the one warehouse URL into dbt's target,
-`run_dbt` runs dbt on it: under the warehouse lock, and never outliving its parent."""
+"""Transform: the dbt project as Dagster assets. `run_dbt` runs dbt on the warehouse (its target from
+`Warehouse.dbt_profile_env`): under the warehouse lock, and never outliving its parent."""
 
 from __future__ import annotations
 
@@ -8,57 +8,40 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from pipelines.processes import run_child, stop_with_parent
-from pipelines.settings import PROJECT_ROOT, Settings, load_settings
-from pipelines.warehouse import warehouse_write_lock
+from pipelines.settings import PROJECT_ROOT, load_settings
+from pipelines.warehouse import Warehouse
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
 
-def dbt_env(settings: Settings) -> dict[str, str]:
-    """Variables that `dbt_project/profiles.yml` reads to reach the warehouse in ABOS_WAREHOUSE_URL."""
-    warehouse = settings.warehouse
+def dbt_env(warehouse: Warehouse) -> dict[str, str]:
+    """The variables dbt runs with: `dbt_project/profiles.yml`'s target (from the warehouse) and the test selection."""
     # A subset (`-s`, or the refresh sensor requesting models as their parents land) runs only the
     # tests whose parents are all selected: a test never reads a model the run did not build.
-    selection = {"DBT_INDIRECT_SELECTION": "cautious"}
-    if warehouse.kind == "duckdb":
-        duckdb = settings.duckdb.config()
-        return {**selection, "ABOS_DBT_TARGET": "duckdb", "ABOS_DBT_DUCKDB_PATH": str(warehouse.duckdb_path),
-                "ABOS_DBT_DUCKDB_MEMORY_LIMIT": str(duckdb["memory_limit"]),
-                "ABOS_DBT_DUCKDB_THREADS": str(duckdb["threads"])}
-    parts = urlsplit(warehouse.url)
-    return {
-        **selection,
-        "ABOS_DBT_TARGET": "postgres",
-        "ABOS_DBT_PG_HOST": parts.hostname or "127.0.0.1",
-        "ABOS_DBT_PG_PORT": str(parts.port or 5432),
-        "ABOS_DBT_PG_USER": unquote(parts.username or "postgres"),
-        "ABOS_DBT_PG_PASSWORD": unquote(parts.password or ""),
-        "ABOS_DBT_PG_DATABASE": parts.path.lstrip("/"),
-    }
+    return {"DBT_INDIRECT_SELECTION": "cautious", **warehouse.dbt_profile_env()}
 
 
-def run_dbt(args: Sequence[str], settings: Settings) -> int:
-    """dbt `args` in dbt_project/ against the warehouse of `settings`; dbt's exit code.
+def run_dbt(args: Sequence[str], warehouse: Warehouse) -> int:
+    """dbt `args` in dbt_project/ against `warehouse`; dbt's exit code.
 
     dbt holds the project's warehouse lock (the lock's descriptor is passed on to it), runs in its
     own process group, dies with its parent and stops on SIGTERM or Ctrl-C (pipelines/processes.py):
     a killed run never leaves dbt writing the warehouse behind it.
     """
     dbt = Path(sys.executable).parent / "dbt"
-    env = {**os.environ, **dbt_env(settings), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
+    env = {**os.environ, **dbt_env(warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
     if list(args) == ["--version"]:  # dagster-dbt asks before every command; it touches no warehouse
         return subprocess.run([str(dbt), "--version"], env=env).returncode
-    with warehouse_write_lock(settings) as lock:
+    with warehouse.write_lock() as lock:
         return run_child([str(dbt), *args], cwd=DBT_PROJECT_DIR, env=env, pass_fds=() if lock is None else (lock,))
 
 
 def dbt_guard_main() -> None:
     """`abos-dbt`: the dbt executable Dagster runs (`run_dbt` with this process's arguments)."""
     stop_with_parent()  # the Dagster step died: SIGTERM, which stops dbt (run_child handles it)
-    sys.exit(run_dbt(sys.argv[1:], load_settings()))
+    sys.exit(run_dbt(sys.argv[1:], load_settings().warehouse))
 
 
 MANIFEST_SOURCES = ("models", "macros", "seeds", "tests", "dbt_project.yml")
@@ -68,16 +51,41 @@ def manifest_path(project_dir: Path = DBT_PROJECT_DIR) -> Path:
     return project_dir / "target" / "manifest.json"
 
 
-def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
-    """The dbt manifest Dagster loads, rebuilt with `dbt parse` when it is missing or older than a
-    model, macro, seed or test (so editing a model never leaves Dagster on a stale graph)."""
+def _stale_sources(project_dir: Path) -> list[Path] | None:
+    """The project files newer than the manifest (None: there is no manifest)."""
     path = manifest_path(project_dir)
-    built = path.stat().st_mtime if path.exists() else None
+    if not path.exists():
+        return None
+    built = path.stat().st_mtime
     sources = [project_dir / name for name in MANIFEST_SOURCES]
     files = [f for source in sources for f in ([source] if source.is_file() else source.rglob("*")) if f.is_file()]
-    if built is not None and all(f.stat().st_mtime <= built for f in files):
+    return [f for f in files if f.stat().st_mtime > built]
+
+
+def require_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """The dbt manifest Dagster loads the models from, built beforehand by `make install` (tests build
+    it when their session starts); loading the Definitions never runs dbt.
+
+    Raises:
+        RuntimeError: the manifest is missing or older than a model, macro, seed or test; the message
+            names the command that builds it.
+    """
+    stale = _stale_sources(project_dir)
+    if stale == []:
+        return manifest_path(project_dir)
+    why = "is missing" if stale is None else f"is older than {stale[0].relative_to(project_dir)}"
+    raise RuntimeError(f"the dbt manifest {manifest_path(project_dir)} {why}, so Dagster cannot load the dbt "
+                       "models: run `make install` (it runs `dbt parse` in dbt_project/)")
+
+
+def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """The dbt manifest, rebuilt with `dbt parse` when it is missing or older than a model, macro,
+    seed or test: for commands and test sessions, never for loading the Definitions."""
+    path = manifest_path(project_dir)
+    stale = _stale_sources(project_dir)
+    if stale == []:
         return path
-    print(f"[abos] {path} is {'older than the dbt project' if built else 'missing'}: running dbt parse",
+    print(f"[abos] {path} is {'older than the dbt project' if stale else 'missing'}: running dbt parse",
           file=sys.stderr, flush=True)
     dbt = Path(sys.executable).parent / "dbt"
     done = subprocess.run([str(dbt), "parse", "--profiles-dir", ".", "--quiet"], cwd=project_dir,

@@ -70,7 +70,7 @@ def _connect(settings: Settings):
             "analyst roles need a Postgres warehouse: set ABOS_WAREHOUSE_URL=postgresql://... "
             f"(now {settings.warehouse.redacted}); DuckDB files have no roles"
         )
-    conn = psycopg2.connect(settings.warehouse.url)
+    conn = settings.warehouse.postgres_connection()
     conn.autocommit = False
     return conn
 

@@ -2,8 +2,8 @@
 
 One translator keys sources as `[source, table]` (the dlt assets' keys, so lineage connects with no
 wiring) and models by name, and groups nodes by their folder: staging, marts, metrics. dbt tests
-become asset checks. The manifest is built at install time (`make install` runs `dbt parse`),
-never parsed on import.
+become asset checks. The manifest is built at install time (`make install` runs `dbt parse`) and
+when a test session starts, never on import: a missing or stale one fails, naming `make install`.
 """
 
 import os
@@ -17,10 +17,9 @@ import dlt
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from pipelines.ingest.pipeline import dlt_destination
-from pipelines.warehouse import warehouse_write_lock
 from pipelines.settings import Settings
-from pipelines.transform import DBT_PROJECT_DIR, dbt_env, ensure_manifest
+from pipelines.transform import DBT_PROJECT_DIR, require_manifest
+from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
 FOLDER_GROUPS = {"staging": "staging", "intermediate": "marts", "marts": "marts", "metrics": "metrics"}
@@ -49,7 +48,7 @@ class AbosDbtTranslator(DagsterDbtTranslator):
 def dbt_project() -> DbtProject:
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
     project.prepare_if_dev()  # under `dagster dev` only; elsewhere `make install` built it
-    ensure_manifest()
+    require_manifest()
     return project
 
 
@@ -72,7 +71,7 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         kinds={"python", settings.warehouse.kind},
         description="One row per workspace from workspaces.yaml: timezone and reporting currency for dbt.",
     )
-    def workspaces_table(context: AssetExecutionContext) -> dg.MaterializeResult:
+    def workspaces_table(context: AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         rows = [
             {"workspace_id": w.id, "name": w.name, "vertical": w.vertical, "timezone": w.timezone,
              "currency": w.currency}
@@ -80,9 +79,9 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         ]
         pipeline = dlt.pipeline(
             pipeline_name="reference", pipelines_dir=str(settings.home / "dlt"),
-            destination=dlt_destination(settings.warehouse, settings.duckdb), dataset_name="reference",
+            destination=warehouse.dlt_destination(), dataset_name="reference",
         )
-        with warehouse_write_lock(settings):
+        with warehouse.write_lock():
             # A package a killed run left half loaded would be completed instead of this one: its
             # inserts done again after the truncate, every workspace twice (the chaos test found it).
             # The rows are the whole table, so the old package is dropped and the table replaced anew.
@@ -96,8 +95,8 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         name="dbt_models",
     )
     def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        os.environ.update(dbt_env(settings))
-        # `abos-dbt` takes the warehouse lock for dbt, and dbt dies with this step (run_dbt).
+        # `abos-dbt` reads the warehouse from the same environment (ABOS_WAREHOUSE_URL) as the
+        # `warehouse` resource, takes its lock for dbt, and dbt dies with this step (run_dbt).
         yield from dbt.cli(["build"], context=context).stream()
 
     return [workspaces_table, dbt_models]

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from pipelines.settings import load_settings
-from pipelines.warehouse import Warehouse
 from pipelines.workspaces import load_workspaces
 from tests.conftest import REPO
 
@@ -52,7 +51,7 @@ def test_demo_summary_counts_what_the_warehouse_holds(demo, monkeypatch):
     assert done.returncode == 0, done.stderr[-3000:]
     monkeypatch.setenv("ABOS_HOME", str(home))
     monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
-    warehouse = Warehouse(load_settings())
+    warehouse = load_settings().warehouse
     found = warehouse.query("select workspace_id, count(*) as n from insights.anomalies group by workspace_id")
     facts = result["pipeline"]["summary"]
     assert {ws: f["anomalies"] for ws, f in facts["workspaces"].items()} == dict(found.itertuples(index=False))

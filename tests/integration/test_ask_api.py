@@ -9,7 +9,6 @@ import yaml
 
 from pipelines.serve import create_app
 from pipelines.settings import load_settings
-from pipelines.warehouse import Warehouse
 from pipelines.workspaces import load_workspaces
 from tests.gateway import running
 from tests.metric_tables import write_metric_tables
@@ -33,7 +32,7 @@ def api(tmp_path_factory):
     (home / "workspaces.yaml").write_text(yaml.safe_dump(WORKSPACES))
     env = {"ABOS_HOME": str(home), "ABOS_WORKSPACES": str(home / "workspaces.yaml")}
     settings = load_settings(env)
-    write_metric_tables(Warehouse(settings))
+    write_metric_tables(settings.warehouse)
     with running(create_app(settings, load_workspaces(settings.workspaces_file, env=env), env=TOKENS)) as url:
         yield url
 

@@ -21,10 +21,9 @@ import dagster as dg
 import psutil
 import pytest
 
-from pipelines.cli import sandbox_env
+from pipelines.sandbox.connection import sandbox_env
 from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.settings import load_settings
-from pipelines.warehouse import Warehouse
 from tests.conftest import REPO
 from tests.integration.test_shopify_ingest import assert_matches_truth
 from tests.integration.test_stripe_ingest import assert_equals_truth
@@ -50,7 +49,7 @@ class Truth:
     """The sandbox's truth, shaped for the Shopify ingest tests' check."""
 
     def __init__(self, sandbox: Sandbox):
-        from pipelines.sandbox.simulator import truth
+        from pipelines.sandbox.simulation import truth
 
         self._truth = truth(sandbox.store)["workspaces"]
 
@@ -120,7 +119,7 @@ def test_random_kills_then_reruns_lose_and_duplicate_nothing(store, warehouse_ur
         assert_equals_truth(settings, sandbox)
 
         # Every report went out once per target: each Slack post and email is one `sent` row of the log.
-        sent = Warehouse(settings).query(
+        sent = settings.warehouse.query(
             "select workspace_id, week, channel, recipient, status from insights.deliveries")
         assert set(sent["status"]) == {"sent"}
         for workspace, channel in CHANNELS.items():

@@ -28,7 +28,6 @@ from pipelines.deliver.outbox import outbox_files
 from pipelines.insights.reports import CHART_CID
 from pipelines.packs import pack_for
 from pipelines.settings import Settings, load_settings
-from pipelines.warehouse import Warehouse
 from tests.conftest import REPO
 from tests.slack_standin import SlackStandIn
 from tests.smtp_standin import SmtpStandIn
@@ -76,10 +75,10 @@ class Home:
         return load_settings(self.env)
 
     def rows(self) -> list:
-        return sorted(DeliveryLog(Warehouse(self.settings)).load(WORKSPACE).values(), key=lambda d: d.key)
+        return sorted(DeliveryLog(self.settings.warehouse).load(WORKSPACE).values(), key=lambda d: d.key)
 
     def reports(self) -> pd.DataFrame:
-        return Warehouse(self.settings).query("select * from insights.reports order by week")
+        return self.settings.warehouse.query("select * from insights.reports order by week")
 
 
 def materialize(env: dict[str, str], keys: list[dg.AssetKey], run_config: dict | None = None,
@@ -113,7 +112,7 @@ def built(tmp_path_factory) -> Home:
     (path / "workspaces.yaml").write_text(WORKSPACES_YAML)
     env = {**QUIET, "ABOS_HOME": str(path), "DAGSTER_HOME": str(path / "dagster"),
            "ABOS_WORKSPACES": str(path / "workspaces.yaml")}
-    warehouse = Warehouse(load_settings(env))
+    warehouse = load_settings(env).warehouse
     daily = ecommerce_days().reset_index().assign(workspace_id=WORKSPACE)
     warehouse.upsert("metrics.ecommerce_daily_metrics", daily, key=["workspace_id", "date"])
     anomalies, drivers = [], []
@@ -321,7 +320,7 @@ def test_a_crash_after_a_slack_post_does_not_post_again(home, slack, smtp):
     assert len(slack.posts(CHANNEL)) == 1 and len(slack.uploads) == 1
     assert [d.status for d in home.rows() if d.channel == "slack"] == ["pending"]
     # The killed process still holds its lease; its process is gone, so the next run takes it over.
-    assert len(Warehouse(home.settings).query("select * from insights.delivery_leases")) == 1
+    assert len(home.settings.warehouse.query("select * from insights.delivery_leases")) == 1
 
     assert deliver(home, **env).success
     assert slack.calls_of("conversations.history")  # reconciled by looking the message up
@@ -330,7 +329,7 @@ def test_a_crash_after_a_slack_post_does_not_post_again(home, slack, smtp):
     assert all(len(slack.replies(CHANNEL, p["ts"])) == 1 for p in posts)
     assert len(slack.uploads) == len(WEEKS)
     assert [d.status for d in home.rows()] == ["sent"] * 2 * len(WEEKS)
-    assert Warehouse(home.settings).query("select * from insights.delivery_leases").empty  # all given back
+    assert home.settings.warehouse.query("select * from insights.delivery_leases").empty  # all given back
 
 
 def test_a_crash_after_an_email_is_sent_leaves_it_unconfirmed_and_never_sends_it_twice(home, slack, smtp):
@@ -365,7 +364,7 @@ HOSTILE = "Net sales rose. <!channel> <!here> <https://evil.example/login|slack.
 
 def test_a_hostile_summary_reaches_slack_and_email_as_text_not_markup(home, slack, smtp):
     # As if an LLM reply had got past every check: the delivery still shows it as plain text.
-    Warehouse(home.settings).query("update insights.reports set summary = %s returning report_id", [HOSTILE])
+    home.settings.warehouse.query("update insights.reports set summary = %s returning report_id", [HOSTILE])
     assert deliver(home, **slack_env(slack), **smtp.env).success
     escaped = "&lt;!channel&gt; &lt;!here&gt; &lt;https://evil.example/login|slack.com&gt; &amp; &lt;b&gt;"
     for post in slack.posts(CHANNEL):
@@ -424,10 +423,10 @@ def test_the_delivery_log_on_postgres(home, new_pg_database, slack):
     url = new_pg_database()
     reports = home.reports()
     env = {**home.env, "ABOS_WAREHOUSE_URL": url}
-    Warehouse(load_settings(env)).upsert("insights.reports", reports, key=["report_id"])
+    load_settings(env).warehouse.upsert("insights.reports", reports, key=["report_id"])
     for _ in range(2):
         assert materialize({**env, **slack_env(slack)}, [DELIVERIES]).success
-    rows = DeliveryLog(Warehouse(load_settings(env))).load(WORKSPACE)
+    rows = DeliveryLog(load_settings(env).warehouse).load(WORKSPACE)
     assert sorted((d.channel, d.via, d.status, d.attempts) for d in rows.values()) == sorted(
         [("email", "outbox", "sent", 1), ("slack", "slack", "sent", 1)] * len(WEEKS))
     assert len(slack.posts(CHANNEL)) == len(WEEKS)

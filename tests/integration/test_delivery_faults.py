@@ -17,7 +17,6 @@ import dagster as dg
 import pytest
 
 from pipelines.deliver.log import DeliveryLog
-from pipelines.warehouse import Warehouse
 from tests.conftest import REPO
 from tests.integration.test_delivery import (  # noqa: F401  (fixtures)
     CHANNEL, DELIVERIES, WEEKS, WORKSPACE, Home, built, check_result, deliver, home, slack, slack_env, smtp,
@@ -29,7 +28,7 @@ def reports_of(home: Home):
     duckdb_home = {**home.env, "ABOS_WAREHOUSE_URL": ""}
     from pipelines.settings import load_settings
 
-    return Warehouse(load_settings(duckdb_home)).query("select * from insights.reports")
+    return load_settings(duckdb_home).warehouse.query("select * from insights.reports")
 
 
 def sent_charts(slack, post) -> list[str]:
@@ -135,7 +134,7 @@ def test_two_runs_at_once_send_each_report_once(home, slack, smtp, backend, requ
     env = {**os.environ, **home.env, **slack_env(slack), **smtp.env}
     if backend == "postgres":
         env["ABOS_WAREHOUSE_URL"] = home.env["ABOS_WAREHOUSE_URL"] = request.getfixturevalue("new_pg_database")()
-        Warehouse(home.settings).upsert("insights.reports", reports_of(home), key=["report_id"])
+        home.settings.warehouse.upsert("insights.reports", reports_of(home), key=["report_id"])
 
     def start(run_id: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", RUN, WORKSPACE, run_id], cwd=REPO, env=env,
@@ -201,7 +200,7 @@ def _requests(sensor: dg.SensorDefinition, context) -> list[dg.RunRequest]:
 
 def _age(home: Home, by: timedelta) -> None:
     """Move every attempt of the workspace `by` into the past (time passing, in the real log)."""
-    log = DeliveryLog(Warehouse(home.settings))
+    log = DeliveryLog(home.settings.warehouse)
     for delivery in log.load(WORKSPACE).values():
         log.save(delivery.replace(last_attempt_at=delivery.last_attempt_at - by,
                                   first_attempt_at=delivery.first_attempt_at - by))

@@ -22,7 +22,7 @@ import yaml
 from pipelines.sandbox.server import build_store
 from pipelines.workspaces import load_workspaces
 from tests.integration.test_ecommerce_models import with_password
-from tests.scenario import Warehouse, serving
+from tests.scenario import ScenarioWarehouse, serving
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "deployment_shapes.json"
 SPECS = json.loads(FIXTURE.read_text())["workspaces"]
@@ -38,7 +38,7 @@ QUIET = ("ABOS_SMTP_HOST", "ABOS_LLM_API_KEY", "OPENAI_API_KEY", "ABOS_OPERATOR_
 
 
 def run_deployment(store, workspace_ids: list[str], home: Path, warehouse_url: str | None,
-                   specs: dict | None = None) -> tuple[dict, Warehouse]:
+                   specs: dict | None = None) -> tuple[dict, ScenarioWarehouse]:
     """`abos run` over `workspace_ids` (served from `store`), in `home`: run_all's result and the warehouse."""
     from pipelines.run import run_all
 
@@ -53,7 +53,7 @@ def run_deployment(store, workspace_ids: list[str], home: Path, warehouse_url: s
 
             importlib.reload(pipelines.definitions)  # the Definitions read the tenants file when they load
             result = run_all(load_workspaces(settings.workspaces_file), progress=lambda _: None, settings=settings)
-    return result, Warehouse(settings)
+    return result, ScenarioWarehouse(settings)
 
 
 def add_notifications(path: Path) -> None:
@@ -72,9 +72,9 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def deployments(store, tmp_path_factory, request):
     """One `abos run` per (shape, database), built on first use."""
-    built: dict[tuple[str, str], tuple[dict, Warehouse]] = {}
+    built: dict[tuple[str, str], tuple[dict, ScenarioWarehouse]] = {}
 
-    def get(shape: str, database: str) -> tuple[dict, Warehouse]:
+    def get(shape: str, database: str) -> tuple[dict, ScenarioWarehouse]:
         if (shape, database) not in built:
             url = None
             if database == "postgres":
@@ -95,7 +95,7 @@ def shape_params(fast: tuple[str, str]) -> list:
 # -- figures each workspace must show -----------------------------------------------------------
 
 
-def check_shop(warehouse: Warehouse) -> None:
+def check_shop(warehouse: ScenarioWarehouse) -> None:
     """shop: 117.00 net on 2026-03-02, the 45.00 refund on 2026-03-16 (New York days)."""
     days = {row["date"]: row for row in warehouse.query(
         "select date, net_sales, refunds, orders from metrics.ecommerce_daily_metrics where workspace_id = 'shop'")}
@@ -104,7 +104,7 @@ def check_shop(warehouse: Warehouse) -> None:
                                                                                          Decimal("-45.00"))
 
 
-def check_saas(warehouse: Warehouse, workspace: str = "saas-usd", mrr: str = "120.00") -> None:
+def check_saas(warehouse: ScenarioWarehouse, workspace: str = "saas-usd", mrr: str = "120.00") -> None:
     """One monthly subscription of 12000 minor units since 2026-03-01: MRR 120.00 USD every day."""
     rows = warehouse.query("select date, mrr, active_customers from metrics.saas_daily_metrics "
                            "where workspace_id = %s and date in ('2026-03-01', '2026-04-15', '2026-05-19') "
@@ -115,7 +115,7 @@ def check_saas(warehouse: Warehouse, workspace: str = "saas-usd", mrr: str = "12
 CHECKS = {"shop": check_shop, "saas-usd": check_saas}
 
 
-def check_delivered(result: dict, warehouse: Warehouse, workspace_ids: list[str], failed: tuple[str, ...] = ()) -> None:
+def check_delivered(result: dict, warehouse: ScenarioWarehouse, workspace_ids: list[str], failed: tuple[str, ...] = ()) -> None:
     """Only the runs of the `failed` workspaces failed; each of `workspace_ids` has its report and
     its email in the outbox (sent by this run or, for the same week, an earlier one)."""
     assert {label.rpartition(" for ")[2] for label in result["failed"]} == set(failed), result["failed"]
@@ -154,7 +154,7 @@ GROWN = ["saas-usd", "shop", "saas-kwd", "saas-kwd-usd"]
 
 
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
-def grown(request, deployments, store) -> tuple[dict, Warehouse]:
+def grown(request, deployments, store) -> tuple[dict, ScenarioWarehouse]:
     """The SaaS-only deployment, run again with three workspaces added to workspaces.yaml: the shop,
     saas-kwd (billing and reporting in KWD) and saas-kwd-usd (billing in KWD, reporting in USD, with
     no KWD rate anywhere)."""

@@ -13,7 +13,6 @@ import sys
 import dlt
 import pytest
 
-from pipelines.ingest.pipeline import dlt_destination
 from pipelines.settings import load_settings
 from pipelines.transform import DBT_PROJECT_DIR, dbt_env
 
@@ -28,7 +27,7 @@ def _settings(tmp_path):
 def test_dlt_connections_get_the_limits(tmp_path):
     settings = _settings(tmp_path)
     pipeline = dlt.pipeline(pipeline_name="limits", pipelines_dir=str(tmp_path / "dlt"),
-                            destination=dlt_destination(settings.warehouse, settings.duckdb), dataset_name="limits")
+                            destination=settings.warehouse.dlt_destination(), dataset_name="limits")
     pipeline.run([{"id": 1}], table_name="probe")
     with pipeline.sql_client() as client:
         found = client.execute_sql("select current_setting('memory_limit'), current_setting('threads')")[0]
@@ -38,7 +37,7 @@ def test_dlt_connections_get_the_limits(tmp_path):
 @pytest.mark.slow  # dbt's start-up alone takes 10-20 s on the shared machine
 def test_dbt_connection_gets_the_limits(tmp_path):
     settings = _settings(tmp_path)
-    env = {**os.environ, **dbt_env(settings), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+    env = {**os.environ, **dbt_env(settings.warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
            "DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "logs")}
     query = "select current_setting('memory_limit') as m, current_setting('threads') as t"
     done = subprocess.run([str(os.path.join(os.path.dirname(sys.executable), "dbt")), "show", "--inline", query,

@@ -17,8 +17,9 @@ import pytest
 
 import pipelines.ingest.shopify as shopify_connector
 from pipelines.sandbox.server import build_store
-from pipelines.sandbox.simulator import SIZES, iso, truth
-from tests.scenario import Warehouse, build_scenario, run_dbt, serving, sync_all, write_workspaces_table
+from pipelines.sandbox.simulation import truth
+from pipelines.sandbox.simulator import SIZES, iso
+from tests.scenario import ScenarioWarehouse, build_scenario, run_dbt, serving, sync_all, write_workspaces_table
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_ecommerce.json"
 # Only the ecommerce models (and what they read): the other verticals' models are not under test here.
@@ -56,7 +57,7 @@ TABLES = {
 
 
 @pytest.fixture(scope="module")
-def duckdb_scenarios(tmp_path_factory) -> Warehouse:
+def duckdb_scenarios(tmp_path_factory) -> ScenarioWarehouse:
     with pytest.MonkeyPatch.context() as monkeypatch:
         return build_scenario(
             FIXTURE, tmp_path_factory.mktemp("ecom-duckdb"), None, monkeypatch, dbt_args=("build", *ECOMMERCE)
@@ -74,7 +75,7 @@ def with_password(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def postgres_scenarios(tmp_path_factory, new_pg_database) -> Warehouse:
+def postgres_scenarios(tmp_path_factory, new_pg_database) -> ScenarioWarehouse:
     with pytest.MonkeyPatch.context() as monkeypatch:
         return build_scenario(
             FIXTURE,
@@ -86,11 +87,11 @@ def postgres_scenarios(tmp_path_factory, new_pg_database) -> Warehouse:
 
 
 @pytest.fixture(scope="module", params=["duckdb", "postgres"])
-def scenarios(request) -> Warehouse:
+def scenarios(request) -> ScenarioWarehouse:
     return request.getfixturevalue(f"{request.param}_scenarios")
 
 
-def metric_days(warehouse: Warehouse, workspace: str) -> dict[date, dict]:
+def metric_days(warehouse: ScenarioWarehouse, workspace: str) -> dict[date, dict]:
     rows = warehouse.query(
         f"select {', '.join(METRIC_COLUMNS)} from metrics.ecommerce_daily_metrics"
         " where workspace_id = %s order by date",
@@ -268,7 +269,7 @@ def test_brl_shop_in_sao_paulo_counts_orders_on_the_local_day(scenarios):
     ]
 
 
-def rows_by_key(warehouse: Warehouse, table: str, key: str, drop: tuple[str, ...] = ()) -> list[dict]:
+def rows_by_key(warehouse: ScenarioWarehouse, table: str, key: str, drop: tuple[str, ...] = ()) -> list[dict]:
     return [
         {k: v for k, v in row.items() if k not in drop}
         for row in warehouse.query(f"select * from {table} order by {key}")
@@ -372,7 +373,7 @@ def test_same_results_on_duckdb_and_postgres(duckdb_scenarios, postgres_scenario
 # -- a simulated store: truth, late changes, incremental = full refresh -------------------------------
 
 
-def reconcile(warehouse: Warehouse, store_truth: dict, workspace: str) -> list[str]:
+def reconcile(warehouse: ScenarioWarehouse, store_truth: dict, workspace: str) -> list[str]:
     """Differences between ecommerce_daily_metrics and the sandbox truth's revenue days."""
     expected = store_truth["workspaces"][workspace]["revenue"]["days"]
     ours = metric_days(warehouse, workspace)
@@ -391,7 +392,7 @@ def reconcile(warehouse: Warehouse, store_truth: dict, workspace: str) -> list[s
     return problems
 
 
-def snapshot(warehouse: Warehouse) -> dict[str, list[dict]]:
+def snapshot(warehouse: ScenarioWarehouse) -> dict[str, list[dict]]:
     return {table: rows_by_key(warehouse, table, key) for table, key in TABLES.items()}
 
 
@@ -453,7 +454,7 @@ def simulated(tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as monkeypatch, serving(store, shops, home, None, monkeypatch) as (
         settings, sandbox
     ):
-        warehouse = Warehouse(settings)
+        warehouse = ScenarioWarehouse(settings)
 
         sync_all(settings)
         write_workspaces_table(settings)

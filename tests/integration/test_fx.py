@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_ecommerce_models import with_password
-from tests.scenario import Warehouse, build_scenario
+from tests.scenario import ScenarioWarehouse, build_scenario
 
 SHAPES = Path(__file__).resolve().parents[1] / "fixtures" / "deployment_shapes.json"
 ECB = {"2026-03-02": {"USD": "1.10"}, "2026-03-06": {"USD": "1.20"}}
@@ -32,7 +32,7 @@ RATES_FILE = "date,currency,units_per_eur\n2026-02-27,KWD,0.33\n2026-04-01,KWD,0
 MODELS = ("--threads", "4", "-s", "+saas_daily_metrics", "+saas_customers")
 
 
-def build(home: Path, warehouse_url: str | None) -> Warehouse:
+def build(home: Path, warehouse_url: str | None) -> ScenarioWarehouse:
     doc = json.loads(SHAPES.read_text())
     fixture = {"clock": doc["clock"], "ecb": ECB,
                "workspaces": {"kwd-in-usd": {**doc["workspaces"]["saas-kwd"], "currency": "USD"}}}
@@ -46,7 +46,7 @@ def build(home: Path, warehouse_url: str | None) -> Warehouse:
 
 
 @pytest.fixture(scope="module", params=["duckdb", "postgres"])
-def warehouse(request, tmp_path_factory) -> Warehouse:
+def warehouse(request, tmp_path_factory) -> ScenarioWarehouse:
     url = with_password(request.getfixturevalue("new_pg_database")()) if request.param == "postgres" else None
     return build(tmp_path_factory.mktemp(f"fx-{request.param}"), url)
 

@@ -20,7 +20,7 @@ import pytest
 
 from pipelines.ask.answer import ask
 from pipelines.cli import main as cli_main
-from pipelines.cli import sandbox_env
+from pipelines.sandbox.connection import sandbox_env
 from pipelines.insights.anomalies import detect_many
 from pipelines.deliver.slack import report_message
 from pipelines.insights.forecasts import backtest, backtest_scores, daily_series
@@ -29,7 +29,7 @@ from pipelines.insights.reports import RETENTION_FILE
 from pipelines.insights.summaries import template_summary
 from pipelines.packs import pack_for
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.simulator import advance, truth
+from pipelines.sandbox.simulation import advance, truth
 from pipelines.sandbox.store import SandboxStore
 from pipelines.settings import Settings, load_settings
 from pipelines.transform import ensure_manifest
@@ -54,7 +54,7 @@ class Built:
 
     @property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.settings)
+        return self.settings.warehouse
 
 
 def build(home: Path, size: str) -> Built:

@@ -26,7 +26,6 @@ from pipelines.cli import main
 from pipelines.privacy_jobs import privacy_definitions
 from pipelines.sandbox.server import build_store
 from pipelines.serve import create_app
-from pipelines.warehouse import Warehouse
 from pipelines.workspaces import load_workspaces
 from tests.gateway import running
 from tests.scenario import run_dbt, serving, sync_all, write_workspaces_table
@@ -72,7 +71,7 @@ def query(settings, sql: str, params=()) -> list[tuple]:
 
 def shopify_subject(settings) -> tuple[str, list[str]]:
     """A customer with an order among the webhooks, whose name no other customer has: id and needles."""
-    rows = inbox.read_after(Warehouse(settings), 0, limit=100_000)
+    rows = inbox.read_after(settings.warehouse, 0, limit=100_000)
     ordered = [row["payload"]["customer"]["admin_graphql_api_id"] for row in rows
                if row["topic"] == "orders/create" and row["payload"].get("customer")]
     for gid in ordered:
@@ -84,7 +83,7 @@ def shopify_subject(settings) -> tuple[str, list[str]]:
 
 
 def stripe_subject(settings) -> tuple[str, list[str]]:
-    rows = inbox.read_after(Warehouse(settings), 0, limit=100_000)
+    rows = inbox.read_after(settings.warehouse, 0, limit=100_000)
     for row in (row for row in rows if row["provider"] == "stripe"):
         data = row["payload"]["data"]["object"]
         customer = data.get("customer") if data.get("object") != "customer" else data.get("id")

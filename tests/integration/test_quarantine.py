@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scenario import Warehouse, build_scenario
+from tests.scenario import ScenarioWarehouse, build_scenario
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_quarantine.json"
 ORDER = "gid://shopify/Order/{}".format
@@ -55,7 +55,7 @@ def build(home: Path, warehouse_url: str | None) -> dict:
     return {"warehouse": warehouse, "after_first": after_first, "home": home}
 
 
-def ids(warehouse: Warehouse, sql: str) -> set[str]:
+def ids(warehouse: ScenarioWarehouse, sql: str) -> set[str]:
     return {row["id"] for row in warehouse.query(sql)}
 
 
@@ -93,7 +93,7 @@ def test_first_sync_loads_the_good_orders_and_sets_every_bad_one_aside(built):
 
 
 def test_quarantine_rows_name_the_workspace_object_field_and_reason(built):
-    warehouse: Warehouse = built["warehouse"]
+    warehouse: ScenarioWarehouse = built["warehouse"]
     rows = warehouse.query("select workspace_id, object_id, record_table, field, reason, value, raw_record, resolved_at "
                            "from quarantine.shopify_orders")
     found = {(r["object_id"], r["record_table"], r["field"], r["reason"], r["value"]) for r in rows
@@ -132,7 +132,7 @@ def test_quarantine_rows_name_the_workspace_object_field_and_reason(built):
 
 
 def test_records_fixed_upstream_are_resolved_and_load(built):
-    warehouse: Warehouse = built["warehouse"]
+    warehouse: ScenarioWarehouse = built["warehouse"]
     resolved = warehouse.query("select object_id, raw_record from quarantine.shopify_orders where resolved_at is not null")
     assert {r["object_id"] for r in resolved} == {ORDER(5004)}
     raw = [json.loads(r["raw_record"]) if isinstance(r["raw_record"], str) else r["raw_record"] for r in resolved]
@@ -177,21 +177,21 @@ def test_deleted_customers_are_kept(built):
 # -- metrics -----------------------------------------------------------------------------------------
 
 
-def ecommerce_day(warehouse: Warehouse, workspace: str, day: str) -> tuple[Decimal, Decimal, int]:
+def ecommerce_day(warehouse: ScenarioWarehouse, workspace: str, day: str) -> tuple[Decimal, Decimal, int]:
     rows = warehouse.query("select gross_sales, net_sales, orders from metrics.ecommerce_daily_metrics "
                            "where workspace_id = %s and date = %s", (workspace, date.fromisoformat(day)))
     assert len(rows) == 1, (workspace, day, rows)
     return Decimal(str(rows[0]["gross_sales"])), Decimal(str(rows[0]["net_sales"])), rows[0]["orders"]
 
 
-def mrr(warehouse: Warehouse, workspace: str, day: str) -> Decimal:
+def mrr(warehouse: ScenarioWarehouse, workspace: str, day: str) -> Decimal:
     rows = warehouse.query("select mrr from metrics.saas_daily_metrics where workspace_id = %s and date = %s",
                            (workspace, date.fromisoformat(day)))
     return Decimal(str(rows[0]["mrr"])).quantize(Decimal("0.01"))
 
 
 def test_metrics_count_only_the_records_that_loaded(built):
-    warehouse: Warehouse = built["warehouse"]
+    warehouse: ScenarioWarehouse = built["warehouse"]
     # 2026-05-10: 2 × 50.00 + 30.00; the XYZ order's 199.00 is not in it (nor in the order count).
     assert ecommerce_day(warehouse, "dq-store", "2026-05-10") == (Decimal("130"), Decimal("130"), 2)
     # 2026-05-11: order 5004 as fixed upstream, 3 × 199.00 (before the fix it was set aside, never -597).
@@ -209,7 +209,7 @@ def test_metrics_count_only_the_records_that_loaded(built):
 
 
 def test_other_tenants_metrics_are_unchanged(built):
-    warehouse: Warehouse = built["warehouse"]
+    warehouse: ScenarioWarehouse = built["warehouse"]
     # dq-clean-store: one order of 1 × 50.00 on 2026-05-10, and nothing else.
     rows = warehouse.query("select date, gross_sales, orders from metrics.ecommerce_daily_metrics "
                            "where workspace_id = 'dq-clean-store' and orders > 0")
@@ -223,7 +223,7 @@ def test_other_tenants_metrics_are_unchanged(built):
 
 
 def test_data_quality_daily_counts_open_records_by_their_own_day(built):
-    warehouse: Warehouse = built["warehouse"]
+    warehouse: ScenarioWarehouse = built["warehouse"]
     rows = warehouse.query("select workspace_id, date, object_table, quarantined_objects "
                            "from metrics.data_quality_daily order by workspace_id, date, object_table")
     got = [(r["workspace_id"], r["date"].isoformat(), r["object_table"], r["quarantined_objects"]) for r in rows]

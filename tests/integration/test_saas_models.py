@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.sandbox.server import build_store
-from pipelines.sandbox.simulator import SIZES, truth
-from tests.scenario import Warehouse, build_scenario, run_dbt, serving, sync_all, write_workspaces_table
+from pipelines.sandbox.simulation import truth
+from pipelines.sandbox.simulator import SIZES
+from tests.scenario import ScenarioWarehouse, build_scenario, run_dbt, serving, sync_all, write_workspaces_table
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_saas.json"
 # Only the SaaS models (and what they read): the ecommerce models are not under test here.
@@ -97,14 +98,14 @@ def postgres_build(tmp_path_factory, new_pg_database) -> dict:
 
 
 @pytest.fixture(scope="module", params=["duckdb", "postgres"])
-def scenarios(request) -> Warehouse:
+def scenarios(request) -> ScenarioWarehouse:
     return request.getfixturevalue(f"{request.param}_build")["warehouse"]
 
 
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def rows_by_key(warehouse: Warehouse, table: str, key: str, drop: tuple[str, ...] = LOAD_COLUMNS) -> list[dict]:
+def rows_by_key(warehouse: ScenarioWarehouse, table: str, key: str, drop: tuple[str, ...] = LOAD_COLUMNS) -> list[dict]:
     rows = warehouse.query(f"select * from {table} order by {key}")
     return [{name: normalize(value) for name, value in row.items() if name not in drop} for row in rows]
 
@@ -118,18 +119,18 @@ def normalize(value):
     return value
 
 
-def snapshot(warehouse: Warehouse) -> dict[str, list[dict]]:
+def snapshot(warehouse: ScenarioWarehouse) -> dict[str, list[dict]]:
     return {table: rows_by_key(warehouse, table, key) for table, key in TABLES.items()}
 
 
-def day(warehouse: Warehouse, workspace: str, when: str) -> dict:
+def day(warehouse: ScenarioWarehouse, workspace: str, when: str) -> dict:
     rows = warehouse.query("select * from metrics.saas_daily_metrics where workspace_id = %s and date = %s",
                            (workspace, date.fromisoformat(when)))
     assert len(rows) == 1, (workspace, when, rows)
     return rows[0]
 
 
-def movements(warehouse: Warehouse, workspace: str) -> list[tuple[str, str, Decimal]]:
+def movements(warehouse: ScenarioWarehouse, workspace: str) -> list[tuple[str, str, Decimal]]:
     rows = warehouse.query("select change_date, movement_type, delta from marts.mrr_movements "
                            "where workspace_id = %s order by change_date", (workspace,))
     return [(row["change_date"].isoformat(), row["movement_type"], money(row["delta"])) for row in rows]
@@ -139,7 +140,7 @@ def money(value) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.01"))
 
 
-def mrr_on(warehouse: Warehouse, workspace: str, *days: str) -> list[Decimal]:
+def mrr_on(warehouse: ScenarioWarehouse, workspace: str, *days: str) -> list[Decimal]:
     return [money(day(warehouse, workspace, when)["mrr"]) for when in days]
 
 
@@ -324,7 +325,7 @@ def test_cancel_at_period_end_churns_when_requested(scenarios):
 # -- SaaS ratios (docs/metrics.md, "SaaS ratios") ---------------------------------------------------
 
 
-def ratios(warehouse: Warehouse, workspace: str, when: str, *names: str) -> list[Decimal | None]:
+def ratios(warehouse: ScenarioWarehouse, workspace: str, when: str, *names: str) -> list[Decimal | None]:
     row = day(warehouse, workspace, when)
     return [None if row[name] is None else Decimal(str(row[name])).quantize(Decimal("0.000001")) for name in names]
 
@@ -401,7 +402,7 @@ def test_net_new_mrr_is_the_day_to_day_change(scenarios):
         previous[row["workspace_id"]] = Decimal(str(row["mrr"]))
 
 
-def cohort_rows(warehouse: Warehouse, workspace: str, months: int) -> list[tuple]:
+def cohort_rows(warehouse: ScenarioWarehouse, workspace: str, months: int) -> list[tuple]:
     rows = warehouse.query(
         "select cohort_month, months_since_start, cohort_customers, active_customers, starting_mrr, mrr,"
         " expansion_mrr, logo_retention, net_revenue_retention, gross_revenue_retention"
@@ -482,7 +483,7 @@ def test_incremental_build_after_late_changes_equals_a_full_refresh(duckdb_build
 # -- the simulated business ----------------------------------------------------------------------
 
 
-def reconcile(warehouse: Warehouse, store_truth: dict, workspace: str, first_sync_day: date) -> dict:
+def reconcile(warehouse: ScenarioWarehouse, store_truth: dict, workspace: str, first_sync_day: date) -> dict:
     """Compare saas_daily_metrics with the truth's daily MRR; differences split at the first sync."""
     expected = store_truth["workspaces"][workspace]["mrr"]["daily"]
     ours = {row["date"].isoformat(): row for row in warehouse.query(
@@ -517,7 +518,7 @@ def simulated(tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as monkeypatch, serving(store, saas, home, None, monkeypatch) as (
         settings, sandbox
     ):
-        warehouse = Warehouse(settings)
+        warehouse = ScenarioWarehouse(settings)
 
         sync_all(settings)
         write_workspaces_table(settings)

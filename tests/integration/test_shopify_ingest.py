@@ -25,7 +25,8 @@ import psycopg2
 import pytest
 import yaml
 
-from pipelines.ingest.pipeline import SyncStats, dlt_pipeline, sync
+from pipelines.ingest.pipeline import SyncStats, dlt_pipeline
+from pipelines.ingest.sync import sync
 import pipelines.ingest.shopify as shopify_connector
 from pipelines.ingest.shopify import TABLES, queries, shopify_source
 from pipelines.sandbox.http import Faults

@@ -15,7 +15,6 @@ import psutil
 import pytest
 
 from pipelines.settings import load_settings
-from pipelines.warehouse import warehouse_lock_path
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -45,7 +44,7 @@ def dbt_descendant(parent: subprocess.Popen, timeout: float = 60) -> psutil.Proc
 
 
 def lock_is_held(env: dict[str, str]) -> bool:
-    path = warehouse_lock_path(load_settings(env))
+    path = load_settings(env).warehouse.lock_path
     with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

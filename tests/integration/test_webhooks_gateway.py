@@ -55,7 +55,7 @@ def make_app(tmp: Path, warehouse_url: str | None = None, **limits):
            **({"ABOS_WAREHOUSE_URL": warehouse_url} if warehouse_url else {})}
     settings = load_settings(env)
     workspaces = load_workspaces(settings.workspaces_file, env=env)
-    return create_app(settings, workspaces, env=SECRETS, max_body_bytes=MAX_BODY, **limits), Warehouse(settings)
+    return create_app(settings, workspaces, env=SECRETS, max_body_bytes=MAX_BODY, **limits), settings.warehouse
 
 
 @pytest.fixture(scope="module")

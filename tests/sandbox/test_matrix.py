@@ -10,7 +10,7 @@ from decimal import Decimal
 from pipelines.sandbox import matrix
 from pipelines.sandbox.server import build_store
 from pipelines.sandbox.shop_orders import Money, bag_cents, cents, decimal_string
-from pipelines.sandbox.simulator import truth
+from pipelines.sandbox.simulation import truth
 
 AS_OF = date(2026, 6, 30)
 

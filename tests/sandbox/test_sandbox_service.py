@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.simulator import truth
+from pipelines.sandbox.simulation import truth
 
 AS_OF = date(2026, 11, 20)
 ABOS = str(Path(sys.executable).parent / "abos")

@@ -14,7 +14,7 @@ from datetime import date
 
 import pytest
 
-from pipelines.cli import sandbox_env
+from pipelines.sandbox.connection import sandbox_env
 from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.sandbox.webhooks import SHOPIFY_KINDS
 from pipelines.serve import create_app
@@ -44,7 +44,7 @@ def gateway(sandbox, tmp_path):
     with running(app) as url:
         sandbox.webhooks.subscribe(url)
         sandbox.webhooks.log.clear()
-        yield Warehouse(settings)
+        yield settings.warehouse
     sandbox.webhooks.misbehave(None)
 
 

@@ -9,9 +9,10 @@ from datetime import date
 import pytest
 import requests
 
-from pipelines.cli import sandbox_env
+from pipelines.sandbox.connection import sandbox_env
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.simulator import history_days, specs, truth
+from pipelines.sandbox.simulation import truth
+from pipelines.sandbox.simulator import history_days, specs
 from pipelines.sandbox.tenants import split_size, workspaces_file
 from pipelines.workspaces import load_workspaces
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from dagster._utils.schedules import cron_string_iterator  # what the scheduler daemon iterates
 
-from pipelines.insights.assets import insights_assets
+from pipelines.insights.assets import REPORTS, insights_assets
 from pipelines.insights.reports import Week
-from pipelines.orchestration import REPORTS, weekly_report_job, weekly_report_schedules
+from pipelines.deliver.definitions import weekly_report_job, weekly_report_schedules
 from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import load_settings
 from pipelines.workspaces import load_workspaces
@@ -92,8 +92,10 @@ def test_weekly_report_ticks_monday_8_in_each_demo_workspace_timezone(defs, inst
 
 def test_weekly_report_ticks_where_monday_local_is_sunday_in_utc(far_workspaces, instance):
     job = weekly_report_job()
-    defs = dg.Definitions(assets=insights_assets(far_workspaces, load_settings()), jobs=[job],
-                          schedules=weekly_report_schedules(far_workspaces, job))
+    settings = load_settings()
+    defs = dg.Definitions(assets=insights_assets(far_workspaces, settings), jobs=[job],
+                          schedules=weekly_report_schedules(far_workspaces, job),
+                          resources={"warehouse": settings.warehouse})
     schedules = _schedules_by_workspace(defs, far_workspaces)
     for workspace in far_workspaces:
         _check_weekly_ticks(defs, instance, schedules[workspace.id], workspace, datetime(2026, 3, 20, tzinfo=UTC))  # NZ leaves DST on April 5

@@ -82,13 +82,12 @@ def test_bad_delivery_settings_name_the_variable(env, name):
 
 
 def test_duckdb_limits_default_to_2gb_and_one_thread_per_core():
-    duckdb = load_settings({}).duckdb
-    assert duckdb.config() == {"memory_limit": "2GB", "threads": os.cpu_count()}
+    assert load_settings({}).warehouse.duckdb_config() == {"memory_limit": "2GB", "threads": os.cpu_count()}
 
 
 def test_duckdb_limits_come_from_the_environment():
-    duckdb = load_settings({"ABOS_DUCKDB_MEMORY_LIMIT": "512MiB", "ABOS_DUCKDB_THREADS": "1"}).duckdb
-    assert duckdb.config() == {"memory_limit": "512MiB", "threads": 1}
+    warehouse = load_settings({"ABOS_DUCKDB_MEMORY_LIMIT": "512MiB", "ABOS_DUCKDB_THREADS": "1"}).warehouse
+    assert warehouse.duckdb_config() == {"memory_limit": "512MiB", "threads": 1}
 
 
 @pytest.mark.parametrize("env", [{"ABOS_DUCKDB_MEMORY_LIMIT": "lots"}, {"ABOS_DUCKDB_THREADS": "two"},

@@ -14,7 +14,7 @@ def warehouse(request, tmp_path) -> Warehouse:
     env = {"ABOS_HOME": str(tmp_path)}
     if request.param == "postgres":
         env["ABOS_WAREHOUSE_URL"] = request.getfixturevalue("new_pg_database")()
-    return Warehouse(load_settings(env))
+    return load_settings(env).warehouse
 
 
 def rows(*items: tuple[str, str, float]) -> pd.DataFrame:

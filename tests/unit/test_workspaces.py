@@ -229,3 +229,21 @@ def test_workspaces_check_lists_every_missing_variable(tmp_path, monkeypatch, ca
     assert main(["workspaces", "check", "--file", str(write(tmp_path, VALID))]) == 1
     error = capsys.readouterr().err
     assert all(variable in error for variable in ("SHOP_A_TOKEN", "SAAS_B_KEY", "SLACK_TOKEN"))
+
+
+@pytest.mark.parametrize(("change", "wrong", "nearest"), [
+    (("api_key_env: SAAS_B_KEY", "api_kee_env: SAAS_B_KEY"), "connectors.stripe.api_kee_env",
+     "connectors.stripe.api_key_env"),
+    (("    timezone: Asia/Tokyo", "    timezon: Asia/Tokyo"), "timezon", "timezone"),
+    (("      shopify:\n", "      shopfy:\n"), "connectors.shopfy", "connectors.shopify"),
+    (('slack: {channel: "#a", bot_token_env: SLACK_TOKEN}', 'slack: {channel: "#a", bot_token_env: SLACK_TOKEN, if_token_unset: outbx}'),
+     "notifications.slack.if_token_unset", "'outbox'"),
+    (("vertical: saas", "vertical: sass"), "vertical", "'saas'"),
+])
+def test_a_misspelt_key_or_value_names_the_nearest_valid_one(tmp_path, change, wrong, nearest):
+    path = write(tmp_path, VALID.replace(*change))
+    with pytest.raises(WorkspaceError) as error:
+        load_workspaces(path, env={})
+    message = str(error.value)
+    assert str(path) in message and wrong in message
+    assert f"did you mean {nearest}?" in message

@@ -112,20 +112,17 @@ def fx_source(settings: FxSettings):
     return ecb_rates, operator_rates
 
 
-def fx_pipeline(settings) -> dlt.Pipeline:
-    """The one pipeline that loads the `fx` dataset (rates serve every workspace)."""
-    from pipelines.ingest.pipeline import dlt_destination
-
+def fx_pipeline(settings, warehouse=None) -> dlt.Pipeline:
+    """The one pipeline that loads the `fx` dataset (rates serve every workspace) into `warehouse`
+    (an asset's resource; default: the settings' warehouse)."""
     return dlt.pipeline(pipeline_name="fx", pipelines_dir=str(settings.home / "dlt"),
-                        destination=dlt_destination(settings.warehouse, settings.duckdb), dataset_name="fx")
+                        destination=(warehouse or settings.warehouse).dlt_destination(), dataset_name="fx")
 
 
 def sync_fx(settings) -> dict[str, int]:
     """Load the rates outside Dagster (`abos ingest`, tests); returns rows loaded per table."""
-    from pipelines.warehouse import warehouse_write_lock
-
     pipeline = fx_pipeline(settings)
-    with warehouse_write_lock(settings):
+    with settings.warehouse.write_lock():
         pipeline.run(fx_source(settings.fx)).raise_on_failed_jobs()
     counts = pipeline.last_trace.last_normalize_info.row_counts
     return {table: rows for table, rows in counts.items() if not table.startswith("_dlt")}

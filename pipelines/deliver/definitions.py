@@ -1,0 +1,64 @@
+"""The deliver stage's Definitions: report delivery and its check, the weekly report schedules (the
+report and its delivery, Monday 08:00 in each workspace's own timezone), and the retry sensor."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from pipelines.deliver.assets import deliver_assets
+from pipelines.deliver.sensors import retry_sensor
+from pipelines.insights.assets import REPORTS, ReportConfig
+from pipelines.insights.reports import last_complete_week
+from pipelines.settings import Settings
+from pipelines.workspaces import Workspace, Workspaces
+
+WEEKLY_REPORT_CRON = "0 8 * * 1"  # Monday 08:00, in each workspace's execution_timezone
+# What runs with the weekly report rather than on every refresh.
+WEEKLY = dg.AssetSelection.assets(REPORTS) | dg.AssetSelection.groups("deliver")
+WEEK_TAG = "abos/week"
+
+
+def defs(workspaces: Workspaces, settings: Settings) -> dg.Definitions:
+    """Delivery of every workspace's reports, on the weekly schedules."""
+    weekly = weekly_report_job()
+    return dg.Definitions(assets=deliver_assets(workspaces, settings), jobs=[weekly],
+                          schedules=weekly_report_schedules(workspaces, weekly),
+                          sensors=[retry_sensor(workspaces, settings)])
+
+
+def weekly_report_job() -> dg.UnresolvedAssetJobDefinition:
+    """The weekly report and its delivery, for one workspace (partition) per run."""
+    return dg.define_asset_job(
+        "weekly_report", selection=WEEKLY,
+        description="Write a workspace's weekly report and deliver it to its Slack and email targets.",
+    )
+
+
+def weekly_report_schedules(workspaces: Workspaces, job: dg.UnresolvedAssetJobDefinition) -> list[dg.ScheduleDefinition]:
+    """One schedule per workspace: Monday 08:00 in its timezone, for the ISO week that just ended there."""
+    return [_weekly_report_schedule(workspace, job) for workspace in workspaces]
+
+
+def _weekly_report_schedule(workspace: Workspace, job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=f"weekly_report_{workspace.id.replace('-', '_')}",
+        cron_schedule=WEEKLY_REPORT_CRON,
+        execution_timezone=workspace.timezone,
+        job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"{workspace.name}: the weekly report and its delivery, Monday 08:00 {workspace.timezone}.",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        # A tick names its week explicitly, so a retried or late run reports the same week.
+        tick = context.scheduled_execution_time or datetime.now(timezone.utc)
+        week = last_complete_week(tick, workspace.timezone).label
+        return dg.RunRequest(
+            run_key=f"{workspace.id}:{week}",
+            partition_key=workspace.id,
+            run_config=dg.RunConfig(ops={REPORTS.to_python_identifier(): ReportConfig(week=week)}),
+            tags={WEEK_TAG: week},
+        )
+
+    return _schedule
