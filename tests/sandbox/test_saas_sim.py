@@ -376,7 +376,7 @@ def test_the_stripe_api_serves_the_simulation(generated):
     sim, store, _ = generated
     counts = sim.truth(store)["counts"]
     server = SandboxHTTPServer(("127.0.0.1", 0), StripeHandler, store=store, faults=Faults.parse(None),
-                               log=RequestLog(), advance=lambda payload: {})
+                               log=RequestLog(), advance=lambda payload: {}, truth=lambda: {})
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     session = requests.Session()

@@ -105,7 +105,7 @@ def test_forged_stale_duplicated_replayed_and_shuffled_deliveries(sandbox, gatew
 
 
 def test_deliveries_refused_while_the_warehouse_is_busy_are_retried_until_they_land(sandbox, gateway):
-    lock = open(gateway.settings.warehouse.duckdb_path.with_suffix(".lock"), "w")
+    lock = open(gateway.lock_path, "w")
     fcntl.flock(lock, fcntl.LOCK_EX)
     release = threading.Timer(1.5, lambda: (fcntl.flock(lock, fcntl.LOCK_UN), lock.close()))
     release.start()

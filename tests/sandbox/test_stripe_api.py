@@ -75,7 +75,7 @@ def store(tmp_path) -> SandboxStore:
 def serving(store: SandboxStore) -> Iterator[SandboxHTTPServer]:
     """Run the Stripe handler alone (not server.Sandbox) and poll fast, so teardown takes no time."""
     server = SandboxHTTPServer(("127.0.0.1", 0), StripeHandler, store=store, faults=Faults.parse(None),
-                               log=RequestLog(), advance=lambda payload: {})
+                               log=RequestLog(), advance=lambda payload: {}, truth=lambda: {})
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

@@ -31,7 +31,7 @@ def warehouse(request, tmp_path_factory) -> Warehouse:
     env = {"ABOS_HOME": str(tmp_path_factory.mktemp("ask"))}
     if request.param == "postgres":
         env["ABOS_WAREHOUSE_URL"] = request.getfixturevalue("new_pg_database")()
-    warehouse = Warehouse(load_settings(env))
+    warehouse = load_settings(env).warehouse
     write_metric_tables(warehouse)
     return warehouse
 
