@@ -72,8 +72,10 @@ class Answer:
         return "\n".join(lines)
 
 
-def ask(question: str, workspace: Workspace, warehouse: Warehouse, *, now: datetime | None = None) -> Answer:
-    """Answer `question` for `workspace` (the caller's, never one the question names)."""
+def ask(question: str, workspace: Workspace, warehouse: Warehouse, *, now: datetime | None = None,
+        previous: Query | None = None) -> Answer:
+    """Answer `question` for `workspace` (the caller's, never one the question names); `previous`
+    is the query of the question before, for a follow-up ("and the month before?")."""
     pack = pack_for(workspace.vertical)
     base = {"question": question, "workspace_id": workspace.id}
     resolution = screen(question, pack)  # refusals read nothing
@@ -83,7 +85,7 @@ def ask(question: str, workspace: Workspace, warehouse: Warehouse, *, now: datet
     with warehouse.reader(timeout=TIMEOUT_SECONDS) as read:
         context = Context(pack=pack, timezone=workspace.timezone, today=today_in(workspace, now),
                           country=workspace.holiday_country, values=dimension_values(read, pack, workspace.id))
-        resolution = resolve(question, context)
+        resolution = resolve(question, context, previous)
         if isinstance(resolution, Refused):
             return Answer(**base, status="refused", text=resolution.message)
         if isinstance(resolution, Clarify):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from babel import Locale
 from pydantic import ValidationError
@@ -128,8 +128,13 @@ class Context:
     values: dict[str, set[str]] = field(default_factory=dict)
 
 
-def resolve(question: str, context: Context) -> Resolution:
-    """The query, clarifying question, unsupported notice or refusal for `question`."""
+def resolve(question: str, context: Context, previous: Query | None = None) -> Resolution:
+    """The query, clarifying question, unsupported notice or refusal for `question`.
+
+    A follow-up (`previous`: the query of the question before) keeps what it does not change: "and
+    the month before?" keeps the metrics and breakdown, "break that down by country" the metrics
+    and range.
+    """
     pack = context.pack
     turned_away = screen(question, pack)
     if turned_away is not None:
@@ -137,7 +142,9 @@ def resolve(question: str, context: Context) -> Resolution:
     text = _words(question)
     comparison, other_words, text = _comparison(text)
     try:
-        period, text = _period(text, context)
+        period, text = _follow_up_period(text, previous) if previous is not None else (None, text)
+        if period is None:
+            period, text = _period(text, context, previous)
         other = None
         if other_words is not None:
             other = find_period(other_words, context.today, context.country)
@@ -152,6 +159,8 @@ def resolve(question: str, context: Context) -> Resolution:
     if isinstance(found, Clarify):
         return found
     not_measured = re.search(NOT_MEASURED, text)
+    if not found and previous is not None and not not_measured:
+        found = list(previous.metrics)
     if not_measured or not found:
         return _unsupported(question, pack, not_measured.group(0) if not_measured else None)
     if len(found) > 4:
@@ -159,6 +168,11 @@ def resolve(question: str, context: Context) -> Resolution:
     dimensions, singular = _dimensions(text, pack)
     grain = _grain(text, period)
     order, limit = _order(text, dimensions, singular)
+    if previous is not None and set(found) == set(previous.metrics):  # the same question, moved
+        if not dimensions and not filters:
+            dimensions, filters = list(previous.dimensions), list(previous.filters)
+            order, limit = previous.order, previous.limit
+        grain = grain if grain != "total" else previous.grain
     compared = None
     if comparison == "previous_period":
         compared = Comparison(kind="previous_period", range=_range(period.previous()))
@@ -232,11 +246,41 @@ def _comparison(text: str) -> tuple[str | None, str | None, str]:
     return None, None, text
 
 
-def _period(text: str, context: Context) -> tuple[Period, str]:
+def _period(text: str, context: Context, previous: Query | None = None) -> tuple[Period, str]:
     found = find_period(text, context.today, context.country)
     if found is None:
-        return default_period(context.today), text
+        return (default_period(context.today) if previous is None else period_of(previous.range)), text
     return found[0], _cut(text, found[1])
+
+
+FOLLOW_UP_BEFORE = r"\bthe\s+(?:day|week|month|quarter|year|period|days|weeks|months)\s+before\b|\bthe\s+(?:previous|prior)\s+one\b"
+
+
+def _follow_up_period(text: str, previous: Query) -> tuple[Period | None, str]:
+    """"and the month before?": the period before the previous question's."""
+    match = re.search(FOLLOW_UP_BEFORE, text)
+    if not match:
+        return None, text
+    return period_of(previous.range).previous(), _cut(text, match.span())
+
+
+def period_of(span: Range) -> Period:
+    """The Period a range is, its kind read from its days (a calendar month, an ISO week...)."""
+    start, end = span.start, span.end
+    after = end + timedelta(days=1)
+    if start == end:
+        kind = "day"
+    elif start.weekday() == 0 and (end - start).days == 6:
+        kind = "week"
+    elif start.day == 1 and after.day == 1 and (after.month - start.month) % 12 == 1:
+        kind = "month"
+    elif start.day == 1 and after.day == 1 and start.month % 3 == 1 and (after.month - start.month) % 12 == 3:
+        kind = "quarter"
+    elif start == date(start.year, 1, 1) and end == date(start.year, 12, 31):
+        kind = "year"
+    else:
+        kind = "days"
+    return Period(start, end, kind, span.partial)
 
 
 def _phrases(pack: Pack) -> dict[str, list[str]]:

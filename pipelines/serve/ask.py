@@ -4,11 +4,13 @@ The workspace is the URL's, and the token must be that workspace's (`ask_token_e
 workspaces.yaml); the question never chooses it. A missing or wrong token, a token of another
 workspace, an unknown workspace or one without a token all get the same 401 after the same work,
 so answers do not tell which workspaces exist. The answer is `pipelines.ask.answer.Answer` as JSON
-(docs/ask.md); no business logic runs here.
+(docs/ask.md); a follow-up sends the previous answer's `query` as `previous`. No business logic
+runs here.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pipelines.ask.answer import ask
+from pipelines.ask.query import Query
 from pipelines.ask.resolve import MAX_QUESTION_CHARS
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
@@ -50,12 +53,17 @@ class AskApi:
         if len(body) > MAX_BODY_BYTES:
             return JSONResponse({"error": "the body is too large"}, status_code=413)
         try:
-            question = json.loads(body)["question"]
-        except (ValueError, KeyError, TypeError):
+            asked = json.loads(body)
+            question = asked["question"]
+            # a follow-up sends the previous answer's query; it is validated like any query
+            previous = Query.model_validate(asked["previous"]) if asked.get("previous") else None
+        except (ValueError, KeyError, TypeError, AttributeError):
             question = None
         if not isinstance(question, str) or not question.strip():
-            return JSONResponse({"error": 'send {"question": "..."} as JSON'}, status_code=400)
+            return JSONResponse({"error": 'send {"question": "...", "previous": <an answer\'s query, optional>} '
+                                          "as JSON"}, status_code=400)
         if len(question) > MAX_QUESTION_CHARS:
             return JSONResponse({"error": f"ask in under {MAX_QUESTION_CHARS} characters"}, status_code=400)
-        answer = await run_in_threadpool(ask, question, self.workspaces[workspace_id], self.warehouse)
+        answer = await run_in_threadpool(functools.partial(ask, question, self.workspaces[workspace_id],
+                                                           self.warehouse, previous=previous))
         return JSONResponse(json.loads(json.dumps(asdict(answer), default=str)))

@@ -55,6 +55,18 @@ def test_a_question_with_its_workspaces_token_gets_the_hand_worked_numbers(api):
     assert {row["dimension_value"]: row["mrr"] for row in by_plan["values"]} == {"Team": 1050}
 
 
+def test_a_follow_up_keeps_what_it_does_not_change(api):
+    first = ask(api, "shop", "net sales by country between November 2, 2026 and November 4, 2026",
+                "shop-token-1").json()
+    then = requests.post(f"{api}/v1/workspaces/shop/ask", json={"question": "and orders?", "previous": first["query"]},
+                         headers={"Authorization": "Bearer shop-token-1"}, timeout=60).json()
+    assert then["query"]["dimensions"] == [] and then["query"]["range"] == first["query"]["range"]
+    assert then["values"][0]["orders"] == 7  # 1 + 6 + 0
+    broken = requests.post(f"{api}/v1/workspaces/shop/ask", json={"question": "and orders?", "previous": {"sql": 1}},
+                           headers={"Authorization": "Bearer shop-token-1"}, timeout=60)
+    assert broken.status_code == 400
+
+
 def test_every_refusal_of_access_is_the_same_401(api):
     refusals = [
         ask(api, "shop", "net sales", None),  # no token

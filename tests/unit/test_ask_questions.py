@@ -21,7 +21,9 @@ CONTEXTS = {name: Context(pack=pack_for(spec["vertical"]), timezone=spec["timezo
 
 def outcome(item: dict) -> dict:
     """What the resolver made of a question, in the question set's terms."""
-    found = resolve(item["ask"], CONTEXTS[item["workspace"]])
+    context = CONTEXTS[item["workspace"]]
+    previous = resolve(item["after"], context).query if "after" in item else None
+    found = resolve(item["ask"], context, previous)
     if isinstance(found, Refused):
         return {"refused": True}
     if isinstance(found, Clarify):
@@ -59,7 +61,7 @@ def matches(expected: dict, got: dict) -> bool:
 def test_the_question_set_is_large_and_covers_every_kind():
     kinds = {item["kind"] for item in SET["questions"]}
     assert len(SET["questions"]) >= 80
-    assert {"dates", "comparison", "drilldown", "saas", "ambiguous", "unsupported", "hostile"} <= kinds
+    assert {"dates", "comparison", "drilldown", "saas", "follow-up", "ambiguous", "unsupported", "hostile"} <= kinds
     assert {item["workspace"] for item in SET["questions"]} == {"shop", "saas"}
 
 
