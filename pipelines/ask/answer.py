@@ -141,7 +141,9 @@ def _sentence(query: Query, pack: Pack, rows: pd.DataFrame, before: pd.DataFrame
             listed = ", ".join(f"{row['dimension_value']} {wording.value(metric.unit, row[name])}"
                                for _, row in rows.head(3).iterrows())
             way = "lowest" if query.order == "asc" else "highest"
-            parts.append(f"{metric.label} by {dimension} {where}, {way} first: {listed}")
+            against = f" (the table compares each with {_range_text(query.comparison.range)})" \
+                if before is not None else ""
+            parts.append(f"{metric.label} by {dimension} {where}, {way} first: {listed}{against}")
         elif query.grain != "total":
             peak = rows.loc[values.idxmax()] if values.notna().any() else None
             latest = wording.value(metric.unit, values.iloc[-1])
@@ -149,8 +151,12 @@ def _sentence(query: Query, pack: Pack, rows: pd.DataFrame, before: pd.DataFrame
             if peak is not None:
                 summary += f", highest {wording.value(metric.unit, peak[name])} ({GRAIN_LABELS[query.grain]} " \
                            f"{peak['period'].isoformat()})"
+            whole = values.sum() if metric.aggregation == "sum" else values.iloc[-1]
             if metric.aggregation == "sum":
-                summary += f", in all {wording.value(metric.unit, values.sum())}"
+                summary += f", in all {wording.value(metric.unit, whole)}"
+            if before is not None and len(before):  # the whole period against the one compared with
+                summary += f" ({_change(whole, before[name].iloc[0], metric.unit, wording)} " \
+                           f"{_range_text(query.comparison.range)})"
             parts.append(summary)
         else:
             value = values.iloc[0]
@@ -193,7 +199,11 @@ def _table(query: Query, pack: Pack, rows: pd.DataFrame, before: pd.DataFrame | 
     if query.dimensions:
         columns.append(pack.dimension(query.dimensions[0]).label)
     columns += [pack.metric(name).label for name in query.metrics]
-    compared = before is not None and len(before) and not query.dimensions and query.grain == "total"
+    # the comparison period's figures beside each row: the total's, or each dimension value's
+    compared = before is not None and query.grain == "total"
+    earlier = {} if not compared else (
+        {row["dimension_value"]: row for _, row in before.iterrows()} if query.dimensions else
+        {None: before.iloc[0]} if len(before) else {})
     if compared:
         columns += [f"{pack.metric(name).label} ({_range_text(query.comparison.range)})" for name in query.metrics]
     shown, values = [], []
@@ -207,8 +217,11 @@ def _table(query: Query, pack: Pack, rows: pd.DataFrame, before: pd.DataFrame | 
                   for name in query.metrics]
         record = {key: (row[key].isoformat() if key == "period" else row[key]) for key in rows.columns}
         if compared:
-            cells += [wording.value(pack.metric(name).unit, before[name].iloc[0]) for name in query.metrics]
-            record["compared"] = {name: before[name].iloc[0] for name in query.metrics}
+            then = earlier.get(row["dimension_value"] if query.dimensions else None)
+            figures = {name: None if then is None or pd.isna(then[name]) else float(then[name])
+                       for name in query.metrics}
+            cells += [wording.value(pack.metric(name).unit, figures[name]) for name in query.metrics]
+            record["compared"] = figures
         shown.append(cells)
         values.append({key: (None if isinstance(value, float) and pd.isna(value) else value)
                        for key, value in record.items()})

@@ -67,6 +67,15 @@ def test_a_follow_up_keeps_what_it_does_not_change(api):
     assert broken.status_code == 400
 
 
+def test_a_breakdown_compares_each_value_with_the_same_value_then(api):
+    body = ask(api, "shop", "net sales by country between November 2, 2026 and November 4, 2026 compared to "
+                            "November 3, 2026", "shop-token-1").json()
+    assert body["query"]["comparison"]["range"] == {"start": "2026-11-03", "end": "2026-11-03", "partial": False}
+    rows = {row["dimension_value"]: row for row in body["values"]}
+    assert rows["US"]["net_sales"] == pytest.approx(135) and rows["US"]["compared"]["net_sales"] == pytest.approx(45)
+    assert rows["DE"]["net_sales"] == pytest.approx(144) and rows["DE"]["compared"]["net_sales"] == pytest.approx(144)
+
+
 def test_every_refusal_of_access_is_the_same_401(api):
     refusals = [
         ask(api, "shop", "net sales", None),  # no token
