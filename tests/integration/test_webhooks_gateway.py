@@ -274,7 +274,7 @@ def test_a_locked_duckdb_warehouse_answers_503_then_the_retry_lands(tmp_path):
     app, warehouse = make_app(tmp_path, lock_timeout=0.3)
     body = event("evt_while_locked")
     with running(app) as url:
-        lock = open(warehouse.settings.warehouse.duckdb_path.with_suffix(".lock"), "w")
+        lock = open(warehouse.lock_path, "w")
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             headers = stripe_headers(body, SECRETS["GW_SAAS_STRIPE_WHSEC"])
