@@ -196,24 +196,33 @@ def _daily_metrics(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:
 
 def _rows(warehouse: Warehouse, table: str, workspace: Workspace, order: str) -> pd.DataFrame | None:
     """The workspace's rows of an insights table; None when the table does not exist yet."""
-    schema, _, name = table.partition(".")
-    found = warehouse.query("select count(*) as n from information_schema.tables where table_schema = %s "
-                            "and table_name = %s", [schema, name])
-    if not int(found["n"].iloc[0]):
+    if not _exists(warehouse, table):
         return None
     return warehouse.query(f"select * from {table} where workspace_id = %s order by {order}", [workspace.id])
 
 
-def _retention(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:
+def _exists(warehouse: Warehouse, table: str) -> bool:
+    """Whether `schema.name` exists in the warehouse."""
+    schema, _, name = table.partition(".")
+    found = warehouse.query("select count(*) as n from information_schema.tables where table_schema = %s "
+                            "and table_name = %s", [schema, name])
+    return bool(int(found["n"].iloc[0]))
+
+
+def _retention(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame | None:
     """Retention by cohort and month of age for the retention chart: customers buying again
-    (ecommerce) or still paying (SaaS), complete months only."""
+    (ecommerce) or still paying (SaaS), complete months only; None when the cohort table is not built
+    (the report goes out without the chart rather than not at all)."""
+    table = f"metrics.{workspace.vertical}_cohorts"
+    if not _exists(warehouse, table):
+        return None
     if workspace.vertical == "ecommerce":
         # month 0 is 100% by definition, and would flatten the months that say something
         columns, ages = "cohort_month, months_since_first_order as age, retention_rate as rate", "months_since_first_order >= 1"
     else:
         columns, ages = "cohort_month, months_since_start as age, logo_retention as rate", "months_since_start >= 0"
     today = datetime.now(ZoneInfo(workspace.timezone)).date()
-    return warehouse.query(f"select {columns}, cohort_customers as customers from metrics.{workspace.vertical}_cohorts "
+    return warehouse.query(f"select {columns}, cohort_customers as customers from {table} "
                            f"where workspace_id = %s and activity_month < %s and {ages} order by cohort_month, age",
                            [workspace.id, today.replace(day=1)])
 
