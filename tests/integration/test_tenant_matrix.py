@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
@@ -60,6 +62,19 @@ def tenants(draw, shape: str, vertical: str) -> matrix.Tenant:
     return matrix.draw_tenant(HypothesisDraw(draw), "t", shape, vertical)
 
 
+@contextmanager
+def without_local_constants():
+    """Hypothesis also draws, now and then, literals it finds in the project's loaded modules, so its
+    examples would change with any code change or import order, even with a fixed @seed. Drawing
+    without them keeps the matrix the same wherever and however the tests run."""
+    from hypothesis.internal.conjecture import providers
+
+    providers.CONSTANTS_CACHE.cache.clear()
+    with mock.patch.object(providers, "_get_local_constants", providers.Constants):
+        yield
+    providers.CONSTANTS_CACHE.cache.clear()
+
+
 def drawn_tenants(count: int, at_seed: int, groups: list[tuple[str, str]] = matrix.GROUPS) -> list[matrix.Tenant]:
     """`count` distinct tenants from the strategy, the same ones on every run (a fixed seed).
 
@@ -80,7 +95,8 @@ def drawn_tenants(count: int, at_seed: int, groups: list[tuple[str, str]] = matr
             if tenant not in found:
                 found.append(tenant)
 
-        collect()
+        with without_local_constants():
+            collect()
         found = sorted(reversed(found), key=lambda t: -(len(t.orders) + len(t.subscriptions)))  # ties: latest first
         seen, picked = set(), []
         for tenant in found:
@@ -203,7 +219,7 @@ def covered(tenant_list: list[matrix.Tenant]) -> dict[str, bool]:
 
 # make test: one shop with a huge order, one Stripe account billing in three currencies, one empty
 # account (the cheapest set that reaches every edge with this seed: syncs cost seconds per tenant)
-FAST = {"count": 3, "at_seed": 1, "groups": [("huge_order", "ecommerce"), ("many_currencies", "saas"),
+FAST = {"count": 3, "at_seed": 5, "groups": [("huge_order", "ecommerce"), ("many_currencies", "saas"),
                                              ("empty", "saas")]}
 SLOW = {"count": 40, "at_seed": 11}
 
@@ -230,3 +246,22 @@ def test_a_bigger_matrix_matches_the_truth_on_both_databases(database, tmp_path_
     url = with_password(request.getfixturevalue("new_pg_database")()) if database == "postgres" else None
     built = build(drawn_tenants(**SLOW), tmp_path_factory.mktemp(f"matrix-{database}"), url)
     assert differences(built) == []
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known bug: fx_rate rounds the cross rate to 12 decimals, which leaves "
+                                       "a small rate (KRW→BHD, 0.000275942005...) about 9 significant digits")
+def test_a_huge_won_account_reporting_in_dinars_is_right_to_the_fils(tmp_path):
+    """Found by the matrix (seed 11 before the draws were pinned): 10,000 seats at ₩99,999,999 a
+    month is ₩999,999,990,000 of MRR; in BHD at 0.4071 BHD and 1475.31 KRW per euro that is
+    999,999,990,000 × 0.4071 / 1475.31 = 275,942,002.649613 BHD. The pipeline multiplies by the
+    rate rounded to 12 decimals (0.000275942005) and shows 275,942,002.240580: 409 fils short."""
+    sub = matrix.Subscription(customer=0, day=90, minute=600, trial_days=0, cadence="month", unit_amount=99_999_999,
+                              quantity=10_000, change_after=None, new_unit_amount=0, new_quantity=0,
+                              cancel_after=None, at_period_end=False)
+    tenant = matrix.Tenant("won-dinar", "huge_order", "saas", "KRW", "BHD", "UTC", customer_currencies=("KRW",),
+                           subscriptions=(sub,))
+    built = build([tenant], tmp_path, None, METRICS_BUILD)
+    [row] = built["warehouse"].query("select mrr from metrics.saas_daily_metrics "
+                                     "where workspace_id = 'won-dinar' and date = '2026-01-21'")
+    assert abs(row["mrr"] - Decimal("275942002.649613")) < Decimal("0.001")
