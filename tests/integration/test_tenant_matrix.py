@@ -31,7 +31,7 @@ from pipelines.sandbox import matrix
 from pipelines.sandbox.server import build_store
 from pipelines.sandbox.simulator import local_date
 from tests.integration.test_ecommerce_models import with_password
-from tests.scenario import Warehouse, build_scenario
+from tests.scenario import ScenarioWarehouse, build_scenario
 
 AS_OF = date(2026, 4, 20)  # fixed, so the same draws give the same data; its history spans two DST changes
 ECOMMERCE = ("gross_sales", "discounts", "refunds", "net_sales", "orders", "units", "aov", "new_customers",
@@ -173,7 +173,7 @@ def differences(built: dict[str, Any]) -> list[str]:
     return problems
 
 
-def billing_differences(warehouse: Warehouse, workspace: str, expected: dict[str, Any]) -> list[str]:
+def billing_differences(warehouse: ScenarioWarehouse, workspace: str, expected: dict[str, Any]) -> list[str]:
     """MRR and active counts per billing currency, in that currency (int_saas_currency_days)."""
     problems = []
     rows = warehouse.query("select currency, date_day, mrr, active_customers, active_subscriptions "
