@@ -81,3 +81,17 @@ def test_shopify_amounts_carry_their_currencys_decimals():
     assert (decimal_string(-5, 3), cents("12.345", 3), cents("12345", 0), cents("-0.5", 2)) == ("-0.005", 12345,
                                                                                               12345, -50)
     assert bag_cents(Money("KWD").bag(7)) == 7
+
+
+def test_abos_sandbox_truth_matrix_writes_the_tenants_rates_and_truth(tmp_path, monkeypatch):
+    from pipelines.cli import main
+
+    monkeypatch.setenv("ABOS_HOME", str(tmp_path))
+    out = tmp_path / "truth.json"
+    assert main(["sandbox", "truth", "--matrix", "8", "--seed", "3", "--as-of", "2026-04-20", "-o", str(out)]) == 0
+    written = tmp_path / "sandbox" / "matrix-8-seed3-2026-04-20.json"
+    assert written.read_text() == json.dumps(matrix.fixture(matrix.tenant_matrix(8, 3), date(2026, 4, 20)))
+    assert written.with_name(written.stem + "-rates.csv").read_text() == matrix.operator_rates_csv(date(2026, 4, 20))
+    workspaces = json.loads(out.read_text())["workspaces"]
+    assert sorted(workspaces) == [f"matrix-{i:02d}" for i in range(8)]
+    assert {w["vertical"] for w in workspaces.values()} == {"ecommerce", "saas"}
