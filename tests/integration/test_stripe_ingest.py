@@ -34,7 +34,8 @@ from pipelines.ingest.sync import sync
 from pipelines.ingest.stripe import stripe_source
 from pipelines.ingest.stripe.history import Version, merge_versions
 from pipelines.ingest.stripe.shapes import flatten, to_pinned_shape
-from pipelines.sandbox import simulation, stripe_versions
+from pipelines.sandbox import stripe_versions
+from pipelines.sandbox.simulation import truth as simulated_truth
 from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.sandbox.simulator import SIZES, BusinessSpec
 from pipelines.sandbox.store import SandboxStore
@@ -148,7 +149,7 @@ def scalar(settings: Settings, sql: str) -> Any:
 
 def assert_equals_truth(settings: Settings, sandbox: Sandbox) -> None:
     """Every raw table holds what the sandbox serves now: counts, money sums per currency, no duplicates."""
-    truth = simulation.truth(sandbox.store)["workspaces"][WORKSPACE]
+    truth = simulated_truth(sandbox.store)["workspaces"][WORKSPACE]
     counts = {table: scalar(settings, f"select count(*) from stripe.{table} where {NOT_DELETED}")
               for table in ("customers", "products", "prices", "coupons", "subscriptions", "invoices")}
     counts["subscription_items"] = scalar(settings, "select count(*) from stripe.subscription_items")
@@ -210,7 +211,7 @@ def history_mrr(settings: Settings, at: int) -> dict[str, Decimal]:
 def assert_history_reproduces_truth(settings: Settings, sandbox: Sandbox, since: int) -> int:
     """Daily MRR rebuilt from history equals the simulator's own daily MRR on every day after `since`."""
     tz = ZoneInfo("America/Los_Angeles")
-    daily = simulation.truth(sandbox.store)["workspaces"][WORKSPACE]["mrr"]["daily"]
+    daily = simulated_truth(sandbox.store)["workspaces"][WORKSPACE]["mrr"]["daily"]
     checked = 0
     for day_text, expected in daily.items():
         day = date.fromisoformat(day_text)
