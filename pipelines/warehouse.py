@@ -235,6 +235,13 @@ class Warehouse(dg.ConfigurableResource):
 
                 yield read
 
+    def table_exists(self, table: str) -> bool:
+        """Whether `schema.name` exists (tables the pipeline creates on first write, or dbt builds)."""
+        schema, _, name = table.partition(".")
+        found = self.query("select count(*) as n from information_schema.tables "
+                           "where table_schema = %s and table_name = %s", [schema, name])
+        return bool(int(found["n"].iloc[0]))
+
     def rows(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
         """The rows of `sql` as dicts (column names lower-case), values exactly as stored (decimals stay
         Decimal): for checks that compare money to the cent."""

@@ -194,9 +194,7 @@ def _send(settings: Settings, workspace: Workspace, target: Target, content: Rep
 
 
 def _reports(warehouse: Warehouse, workspace_id: str) -> list[dict[str, Any]]:
-    found = warehouse.query("select count(*) as n from information_schema.tables "
-                            "where table_schema = 'insights' and table_name = 'reports'")
-    if not found["n"].iloc[0]:
+    if not warehouse.table_exists("insights.reports"):
         return []
     rows = warehouse.query("select report_id, week, summary, facts_path, text_path, chart_path "
                            "from insights.reports where workspace_id = %s order by week", [workspace_id])

@@ -131,10 +131,7 @@ class DeliveryLog:
         return sorted(self.warehouse.query(sql, params)["external_id"].tolist())
 
     def _exists(self) -> bool:
-        schema, _, name = TABLE.partition(".")
-        found = self.warehouse.query("select count(*) as n from information_schema.tables "
-                                     "where table_schema = %s and table_name = %s", [schema, name])
-        return bool(found["n"].iloc[0])
+        return self.warehouse.table_exists(TABLE)
 
 
 def _columns(columns: dict[str, str]) -> str:

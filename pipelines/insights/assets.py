@@ -196,17 +196,9 @@ def _daily_metrics(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:
 
 def _rows(warehouse: Warehouse, table: str, workspace: Workspace, order: str) -> pd.DataFrame | None:
     """The workspace's rows of an insights table; None when the table does not exist yet."""
-    if not _exists(warehouse, table):
+    if not warehouse.table_exists(table):
         return None
     return warehouse.query(f"select * from {table} where workspace_id = %s order by {order}", [workspace.id])
-
-
-def _exists(warehouse: Warehouse, table: str) -> bool:
-    """Whether `schema.name` exists in the warehouse."""
-    schema, _, name = table.partition(".")
-    found = warehouse.query("select count(*) as n from information_schema.tables where table_schema = %s "
-                            "and table_name = %s", [schema, name])
-    return bool(int(found["n"].iloc[0]))
 
 
 def _retention(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame | None:
@@ -214,7 +206,7 @@ def _retention(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame | Non
     (ecommerce) or still paying (SaaS), complete months only; None when the cohort table is not built
     (the report goes out without the chart rather than not at all)."""
     table = f"metrics.{workspace.vertical}_cohorts"
-    if not _exists(warehouse, table):
+    if not warehouse.table_exists(table):
         return None
     if workspace.vertical == "ecommerce":
         # month 0 is 100% by definition, and would flatten the months that say something
