@@ -123,12 +123,15 @@ def test_slots_of_a_run_marked_failed_by_hand_are_freed(instance):
 def test_the_recover_runs_sensor_fails_dead_runs_and_stops_a_step_over_the_timeout(instance, monkeypatch):
     killed, running = hold_a_slot(600), hold_a_slot(600)
     wait_for(lambda: len(claimed(instance)) == 2, timeout=SLOT_WAIT, what="two runs holding slots")
+    live = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))]
+    assert len(live) == 2
+    # A slot is claimed before the step's start is logged: a kill in between leaves a step that never
+    # started, which no timeout can find (CI hit it once). Kill only once both steps have started.
+    wait_for(lambda: len(overdue_steps(instance, live, 1e-6)) == 2, timeout=SLOT_WAIT, what="both steps started")
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     monkeypatch.setenv("ABOS_STEP_TIMEOUT_SECONDS", "2")
     settings = load_settings()
-    live = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))]
-    assert len(live) == 2
     wait_for(lambda: len(overdue_steps(instance, live, settings.step_timeout_seconds)) == 2,
              what="both steps to run longer than 2 s")
     assert overdue_steps(instance, live, 0) == []  # 0: no limit
