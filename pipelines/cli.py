@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pipelines.sandbox.connection import sandbox_env
+from pipelines.sandbox.core.connection import sandbox_env
 from pipelines.settings import load_settings
 
 DEFAULT_SEED = 42
@@ -45,7 +45,7 @@ def _stdout_to_stderr():
 
 def _size(args: argparse.Namespace) -> str:
     """The simulator size, `large@0.05` when --scale takes a fraction of it, `tiny+200` with --tenants 200."""
-    from pipelines.sandbox.tenants import with_tenants
+    from pipelines.sandbox.simulation.tenants import with_tenants
 
     size = f"{args.size}@{args.scale:g}" if getattr(args, "scale", None) else args.size
     return with_tenants(size, getattr(args, "tenants", None))
@@ -68,7 +68,7 @@ def _matrix_name(args: argparse.Namespace) -> str:
 
 def _write_matrix(args: argparse.Namespace) -> Path:
     """`--matrix N`: the tenant matrix's fixture file and the operator's rates file, under ABOS_HOME/sandbox/."""
-    from pipelines.sandbox import matrix
+    from pipelines.sandbox.simulation import matrix
 
     folder = load_settings().sandbox_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def _add_store_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_sandbox_serve(args: argparse.Namespace) -> int:
-    from pipelines.sandbox.http import FaultSpecError
+    from pipelines.sandbox.core.http import FaultSpecError
     from pipelines.sandbox.server import Sandbox
 
     store = _open_store(args)
@@ -156,7 +156,7 @@ def cmd_sandbox_truth(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(args.url.rstrip("/") + "/_sandbox/truth", timeout=600) as response:
             result = json.load(response)
     else:
-        from pipelines.sandbox.simulation import truth
+        from pipelines.sandbox.simulation.runner import truth
 
         result = truth(_open_store(args))
     text = json.dumps(result, indent=2, sort_keys=True)
@@ -361,7 +361,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the sandbox and run the whole pipeline over the demo workspaces (`abos run` on the sandbox)."""
     from pipelines.sandbox.server import Sandbox
-    from pipelines.sandbox.simulation import truth
+    from pipelines.sandbox.simulation.runner import truth
     from pipelines.workspaces import load_workspaces
 
 
@@ -408,7 +408,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the pipeline (docs/performance.md); the logic lives in pipelines/bench."""
     from pipelines.bench import BenchOptions, run_bench
-    from pipelines.sandbox.simulator import history_days
+    from pipelines.sandbox.simulation.simulator import history_days
 
     if args.webhooks:
         from pipelines.bench.webhooks import run_webhook_bench

@@ -35,7 +35,7 @@ from pipelines.bench.measure import PeakRss, load_average, machine, mib
 from pipelines.bench.served import Served, served
 from pipelines.bench.stages import MAIN_TABLE, run_pipeline
 from pipelines.bench.tenants import tenants_phase
-from pipelines.sandbox.connection import sandbox_env
+from pipelines.sandbox.core.connection import sandbox_env
 from pipelines.settings import PROJECT_ROOT, Settings, load_settings
 from pipelines.workspaces import Workspaces, load_workspaces
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.processes import die_with_parent
-from pipelines.sandbox.tenants import split_size
+from pipelines.sandbox.simulation.tenants import split_size
 
 
 @dataclass

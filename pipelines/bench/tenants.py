@@ -1,6 +1,6 @@
 """The many-tenants phase of `abos bench` (issue 13, point 6): N tiny tenants refreshed through Dagster.
 
-The sandbox serves `tiny+N` (pipelines/sandbox/tenants.py); a tenants file lists the N generated
+The sandbox serves `tiny+N` (pipelines/sandbox/simulation/tenants.py); a tenants file lists the N generated
 workspaces. The Definitions (`pipelines.definitions`) load for that file, and every asset of the
 refresh (all but the weekly report and its delivery) is materialized stage by stage as `abos run`
 does it: one run per workspace for the partitioned stages (ingestion, then anomalies and drivers),
@@ -31,9 +31,9 @@ import dagster as dg
 
 from pipelines.bench.measure import PeakRss, cpu_seconds
 from pipelines.bench.served import served
-from pipelines.sandbox.connection import sandbox_env
-from pipelines.sandbox.simulator import specs
-from pipelines.sandbox.tenants import workspaces_file, with_tenants
+from pipelines.sandbox.core.connection import sandbox_env
+from pipelines.sandbox.simulation.simulator import specs
+from pipelines.sandbox.simulation.tenants import workspaces_file, with_tenants
 from pipelines.settings import Settings, load_settings
 
 TENANTS = 200

@@ -28,7 +28,7 @@ from functools import lru_cache
 
 from dateutil.easter import easter
 
-from pipelines.sandbox.http import ApiHandler, Response
+from pipelines.sandbox.core.http import ApiHandler, Response
 
 # Currencies quoted today, with their level in units per euro (rounded 2025 levels).
 LEVELS = {

@@ -12,7 +12,7 @@ Format (docs/sandbox.md has an example)::
      "ecb": {"2026-03-02": {"USD": "1.2060", "KWD": "0.3712"}}}   # optional: ECB rates from that day on
 
 A workspace may also name a `reporting_currency` other than its `currency` (the shop's or the
-Stripe account's own); a tenant matrix (matrix.py) adds a "matrix" key with its tenants.
+Stripe account's own); a tenant matrix (simulation/matrix.py) adds a "matrix" key with its tenants.
 
 Each Stripe object is exactly what Stripe's API returns (embedded lists complete). Each Shopify
 object is the GraphQL node, with nested connections as plain lists.
@@ -24,9 +24,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.sandbox.accounts import shopify_account, stripe_account
-from pipelines.sandbox.simulator import iso, parse_iso
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.core.accounts import shopify_account, stripe_account
+from pipelines.sandbox.core.times import iso, parse_iso
+from pipelines.sandbox.core.store import SandboxStore
 
 SHOPIFY_KINDS = {"orders": "order", "products": "product", "customers": "customer"}
 STRIPE_KINDS = {
@@ -102,7 +102,7 @@ def load_fixtures(store: SandboxStore, path: str | Path) -> dict[str, int]:
     clock = parse_iso(doc["clock"]) if doc.get("clock") else newest
     # The ECB rates the fixture lists, by day (pipelines/sandbox/ecb.py); none means FIXTURE_RATES.
     ecb = doc.get("ecb", {})
-    # A tenant matrix (pipelines/sandbox/matrix.py) carries its tenants, from which `truth` recomputes.
+    # A tenant matrix (pipelines/sandbox/simulation/matrix.py) carries its tenants, from which `truth` recomputes.
     store.set_meta("fixture", {"path": str(path), "clock": iso(clock), "ecb": ecb, "matrix": doc.get("matrix")})
     store.set_clock(clock)
     return counts

@@ -7,10 +7,10 @@ from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any
 
-from pipelines.sandbox import simulation, simulator
-from pipelines.sandbox.http import Faults, RequestLog, SandboxHTTPServer
-from pipelines.sandbox.store import SandboxStore
-from pipelines.sandbox.webhooks import WebhookSender, stripe_webhook_secret
+from pipelines.sandbox.simulation import runner, simulator
+from pipelines.sandbox.core.http import Faults, RequestLog, SandboxHTTPServer
+from pipelines.sandbox.core.store import SandboxStore
+from pipelines.sandbox.core.webhooks import WebhookSender, stripe_webhook_secret
 
 
 def build_store(
@@ -48,7 +48,7 @@ def build_store(
     for suffix in ("", "-wal", "-shm"):
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
     store = SandboxStore(tmp)
-    simulation.generate(store, seed=seed, size=size, as_of=as_of, progress=progress)
+    runner.generate(store, seed=seed, size=size, as_of=as_of, progress=progress)
     store.set_meta("finished_clock", store.clock)
     store.conn.execute("pragma wal_checkpoint(truncate)")
     store.close()
@@ -81,8 +81,8 @@ class Sandbox:
         webhooks_url: str | None = None,
     ):
         from pipelines.sandbox.ecb import EcbHandler
-        from pipelines.sandbox.shopify_api import ShopifyHandler
-        from pipelines.sandbox.stripe_api import StripeHandler
+        from pipelines.sandbox.shopify.api import ShopifyHandler
+        from pipelines.sandbox.stripe.api import StripeHandler
 
         self.store = store
         self.faults = faults if isinstance(faults, Faults) else Faults.parse(faults, seed=seed)
@@ -95,7 +95,7 @@ class Sandbox:
         self.servers = {
             name: SandboxHTTPServer(
                 (host, port), handler, store=store, faults=self.faults, log=self.requests, advance=self._advance,
-                truth=lambda: simulation.truth(store), webhooks=self.webhooks,
+                truth=lambda: runner.truth(store), webhooks=self.webhooks,
             )
             for name, handler, port in (
                 ("shopify", ShopifyHandler, shopify_port),
@@ -138,11 +138,11 @@ class Sandbox:
         self.stop()
 
     def advance(self, *, days: float | None = None, to: str | int | None = None) -> dict[str, Any]:
-        """Move the simulated clock forward; see `simulation.advance`."""
+        """Move the simulated clock forward; see `runner.advance`."""
         when = parse_when(to) if isinstance(to, str) else to
         with self._advance_lock:
             since = self.store.clock
-            result = simulation.advance(self.store, days=days, to=when)
+            result = runner.advance(self.store, days=days, to=when)
             result["webhooks"] = self.webhooks.changed(since, self.store.clock)
             return result
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.bench import report
-from pipelines.sandbox.simulator import specs
+from pipelines.sandbox.simulation.simulator import specs
 
 # One benchmark run (four dbt builds over two warehouses, and two refreshes of 3 tenants through Dagster):
 # many minutes, so `make test-slow` runs it.

@@ -21,7 +21,7 @@ import dagster as dg
 import psutil
 import pytest
 
-from pipelines.sandbox.connection import sandbox_env
+from pipelines.sandbox.core.connection import sandbox_env
 from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.settings import load_settings
 from tests.conftest import REPO
@@ -49,7 +49,7 @@ class Truth:
     """The sandbox's truth, shaped for the Shopify ingest tests' check."""
 
     def __init__(self, sandbox: Sandbox):
-        from pipelines.sandbox.simulation import truth
+        from pipelines.sandbox.simulation.runner import truth
 
         self._truth = truth(sandbox.store)["workspaces"]
 

@@ -17,8 +17,8 @@ import pytest
 
 import pipelines.ingest.shopify as shopify_connector
 from pipelines.sandbox.server import build_store
-from pipelines.sandbox.simulation import truth
-from pipelines.sandbox.simulator import SIZES, iso
+from pipelines.sandbox.simulation.runner import truth
+from pipelines.sandbox.simulation.simulator import SIZES, iso
 from tests.scenario import ScenarioWarehouse, build_scenario, run_dbt, serving, sync_all, write_workspaces_table
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_ecommerce.json"

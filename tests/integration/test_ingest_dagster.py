@@ -9,9 +9,9 @@ from datetime import date
 import dagster as dg
 import pytest
 
-from pipelines.sandbox.connection import sandbox_env
+from pipelines.sandbox.core.connection import sandbox_env
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.simulation import truth
+from pipelines.sandbox.simulation.runner import truth
 
 AS_OF = date(2026, 11, 20)
 

@@ -20,7 +20,7 @@ import pytest
 
 from pipelines.ask.answer import ask
 from pipelines.cli import main as cli_main
-from pipelines.sandbox.connection import sandbox_env
+from pipelines.sandbox.core.connection import sandbox_env
 from pipelines.insights.anomalies import detect_many
 from pipelines.deliver.slack import report_message
 from pipelines.insights.forecasts import backtest, backtest_scores, daily_series
@@ -29,8 +29,8 @@ from pipelines.insights.reports import RETENTION_FILE
 from pipelines.insights.summaries import template_summary
 from pipelines.packs import pack_for
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.simulation import advance, truth
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.simulation.runner import advance, truth
+from pipelines.sandbox.core.store import SandboxStore
 from pipelines.settings import Settings, load_settings
 from pipelines.transform import ensure_manifest
 from pipelines.transform.reference import ANALYSTS_DOC, SCHEMAS, documented_sql

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.sandbox.server import build_store
-from pipelines.sandbox.simulation import truth
-from pipelines.sandbox.simulator import SIZES
+from pipelines.sandbox.simulation.runner import truth
+from pipelines.sandbox.simulation.simulator import SIZES
 from tests.scenario import ScenarioWarehouse, build_scenario, run_dbt, serving, sync_all, write_workspaces_table
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_saas.json"

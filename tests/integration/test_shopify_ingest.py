@@ -29,11 +29,11 @@ from pipelines.ingest.pipeline import SyncStats, dlt_pipeline
 from pipelines.ingest.sync import sync
 import pipelines.ingest.shopify as shopify_connector
 from pipelines.ingest.shopify import TABLES, queries, shopify_source
-from pipelines.sandbox.http import Faults
+from pipelines.sandbox.core.http import Faults
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.shop import ShopSimulator
-from pipelines.sandbox.simulator import BusinessSpec
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.simulation.shop.simulator import ShopSimulator
+from pipelines.sandbox.simulation.simulator import BusinessSpec
+from pipelines.sandbox.core.store import SandboxStore
 from pipelines.settings import Settings, load_settings
 from pipelines.workspaces import Connector, Workspace, WorkspaceError
 from tests import pg

@@ -34,11 +34,11 @@ from pipelines.ingest.sync import sync
 from pipelines.ingest.stripe import stripe_source
 from pipelines.ingest.stripe.history import Version, merge_versions
 from pipelines.ingest.stripe.shapes import flatten, to_pinned_shape
-from pipelines.sandbox import stripe_versions
-from pipelines.sandbox.simulation import truth as simulated_truth
+from pipelines.sandbox.stripe import versions as stripe_versions
+from pipelines.sandbox.simulation.runner import truth as simulated_truth
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.simulator import SIZES, BusinessSpec
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.simulation.simulator import SIZES, BusinessSpec
+from pipelines.sandbox.core.store import SandboxStore
 from pipelines.settings import Settings, load_settings
 from pipelines.workspaces import Workspace, WorkspaceError, load_workspaces
 from tests import pg

@@ -1,7 +1,7 @@
 """The whole pipeline over a matrix of generated tenants, every metric against the sandbox's truth.
 
 Tenants come from Hypothesis strategies that draw through the sandbox's own generator
-(pipelines/sandbox/matrix.py): currencies with zero, two and three decimals, a reporting currency
+(pipelines/sandbox/simulation/matrix.py): currencies with zero, two and three decimals, a reporting currency
 that may differ, half-hour and 45-minute timezones, the southern hemisphere, ecommerce and SaaS,
 empty tenants, huge single orders, many currencies in one Stripe account. The examples are drawn
 with a fixed seed (deterministic in CI), then ONE warehouse is built for all of them (one sync per
@@ -27,9 +27,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from pipelines.sandbox import matrix
+from pipelines.sandbox.simulation import matrix
 from pipelines.sandbox.server import build_store
-from pipelines.sandbox.simulator import local_date
+from pipelines.sandbox.simulation.simulator import local_date
 from tests.integration.test_ecommerce_models import with_password
 from tests.scenario import ScenarioWarehouse, build_scenario
 

@@ -1,4 +1,4 @@
-"""The tenant matrix generator (pipelines/sandbox/matrix.py): deterministic, covering, and a truth
+"""The tenant matrix generator (pipelines/sandbox/simulation/matrix.py): deterministic, covering, and a truth
 that agrees with hand-worked figures (the oracle of tests/integration/test_tenant_matrix.py)."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import json
 from datetime import date
 from decimal import Decimal
 
-from pipelines.sandbox import matrix
+from pipelines.sandbox.simulation import matrix
 from pipelines.sandbox.server import build_store
-from pipelines.sandbox.shop_orders import Money, bag_cents, cents, decimal_string
-from pipelines.sandbox.simulation import truth
+from pipelines.sandbox.simulation.shop.orders import Money, bag_cents, cents, decimal_string
+from pipelines.sandbox.simulation.runner import truth
 
 AS_OF = date(2026, 6, 30)
 

@@ -21,13 +21,13 @@ import requests
 
 from pipelines.sandbox import ecb
 from pipelines.currencies import to_major
-from pipelines.sandbox.accounts import STRIPE_API_VERSION, STRIPE_PREVIOUS_API_VERSION
-from pipelines.sandbox.http import Faults, RequestLog, SandboxHTTPServer
-from pipelines.sandbox.saas import SaasSimulator
-from pipelines.sandbox.saas_lifecycle import Customer, Discount, Item, Sub
-from pipelines.sandbox.simulator import BusinessSpec
-from pipelines.sandbox.store import SandboxStore
-from pipelines.sandbox.stripe_api import StripeHandler
+from pipelines.sandbox.core.accounts import STRIPE_API_VERSION, STRIPE_PREVIOUS_API_VERSION
+from pipelines.sandbox.core.http import Faults, RequestLog, SandboxHTTPServer
+from pipelines.sandbox.simulation.saas.simulator import SaasSimulator
+from pipelines.sandbox.simulation.saas.lifecycle import Customer, Discount, Item, Sub
+from pipelines.sandbox.simulation.simulator import BusinessSpec
+from pipelines.sandbox.core.store import SandboxStore
+from pipelines.sandbox.stripe.api import StripeHandler
 
 WORKSPACE = "test-saas"
 DAY = 86400

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.simulation import truth
+from pipelines.sandbox.simulation.runner import truth
 
 AS_OF = date(2026, 11, 20)
 ABOS = str(Path(sys.executable).parent / "abos")
@@ -191,7 +191,7 @@ def _unwrap(value: object) -> object:
 def test_fixture_mode_serves_exactly_the_fixture(tmp_path):
     from graphql import build_schema, get_named_type
 
-    from pipelines.sandbox.shopify_api import SCHEMA_PATH
+    from pipelines.sandbox.shopify.api import SCHEMA_PATH
 
     schema = build_schema(SCHEMA_PATH.read_text())
     shop_doc = json.loads((FIXTURES / "shopify_small.json").read_text())

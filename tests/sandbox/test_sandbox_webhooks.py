@@ -14,9 +14,9 @@ from datetime import date
 
 import pytest
 
-from pipelines.sandbox.connection import sandbox_env
+from pipelines.sandbox.core.connection import sandbox_env
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.webhooks import SHOPIFY_KINDS
+from pipelines.sandbox.core.webhooks import SHOPIFY_KINDS
 from pipelines.serve import create_app
 from pipelines.settings import PROJECT_ROOT, load_settings
 from pipelines.warehouse import Warehouse

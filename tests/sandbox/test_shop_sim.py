@@ -25,8 +25,8 @@ from graphql import (
     is_object_type,
 )
 
-from pipelines.sandbox.shop import STATE_ID, STATE_KIND, ShopSimulator
-from pipelines.sandbox.shop_orders import (
+from pipelines.sandbox.simulation.shop.simulator import STATE_ID, STATE_KIND, ShopSimulator
+from pipelines.sandbox.simulation.shop.orders import (
     Discount,
     Ids,
     LineDraft,
@@ -35,9 +35,9 @@ from pipelines.sandbox.shop_orders import (
     bag_cents,
     build_order,
 )
-from pipelines.sandbox.shop_world import Region, ShippingRate
-from pipelines.sandbox.simulator import BusinessSpec, local_midnight, parse_iso
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.simulation.shop.world import Region, ShippingRate
+from pipelines.sandbox.simulation.simulator import BusinessSpec, local_midnight, parse_iso
+from pipelines.sandbox.core.store import SandboxStore
 
 TZ = "America/New_York"
 START = date(2026, 3, 1)

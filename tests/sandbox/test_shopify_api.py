@@ -23,9 +23,9 @@ from graphql import (
 
 from pipelines.sandbox.fixtures import load_fixtures
 from pipelines.sandbox.server import Sandbox
-from pipelines.sandbox.shopify_api import SCHEMA_PATH
-from pipelines.sandbox.simulator import parse_iso
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.shopify.api import SCHEMA_PATH
+from pipelines.sandbox.simulation.simulator import parse_iso
+from pipelines.sandbox.core.store import SandboxStore
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "shopify_small.json"
 SHOP = "test-shop"

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import requests
 
-from pipelines.sandbox import stripe_versions
+from pipelines.sandbox.stripe import versions as stripe_versions
 from pipelines.sandbox.fixtures import load_fixtures
-from pipelines.sandbox.http import Faults, RequestLog, SandboxHTTPServer
-from pipelines.sandbox.store import SandboxStore
-from pipelines.sandbox.stripe_api import StripeHandler
+from pipelines.sandbox.core.http import Faults, RequestLog, SandboxHTTPServer
+from pipelines.sandbox.core.store import SandboxStore
+from pipelines.sandbox.stripe.api import StripeHandler
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "stripe_small.json"
 WORKSPACE = "test-saas"

@@ -9,11 +9,11 @@ from datetime import date
 import pytest
 import requests
 
-from pipelines.sandbox.connection import sandbox_env
+from pipelines.sandbox.core.connection import sandbox_env
 from pipelines.sandbox.server import Sandbox, build_store
-from pipelines.sandbox.simulation import truth
-from pipelines.sandbox.simulator import history_days, specs
-from pipelines.sandbox.tenants import split_size, workspaces_file
+from pipelines.sandbox.simulation.runner import truth
+from pipelines.sandbox.simulation.simulator import history_days, specs
+from pipelines.sandbox.simulation.tenants import split_size, workspaces_file
 from pipelines.workspaces import load_workspaces
 
 AS_OF = date(2026, 11, 20)

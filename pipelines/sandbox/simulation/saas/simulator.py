@@ -20,11 +20,11 @@ from typing import Any
 
 from pipelines.sandbox import ecb
 from pipelines.currencies import to_major
-from pipelines.sandbox.accounts import stripe_account
-from pipelines.sandbox.saas_catalog import Catalog
-from pipelines.sandbox.saas_lifecycle import DAY, CustomerLife, Window, World
-from pipelines.sandbox.saas_render import StripeRenderer, catalog_event
-from pipelines.sandbox.simulator import (
+from pipelines.sandbox.core.accounts import stripe_account
+from pipelines.sandbox.simulation.saas.catalog import Catalog
+from pipelines.sandbox.simulation.saas.lifecycle import DAY, CustomerLife, Window, World
+from pipelines.sandbox.simulation.saas.render import StripeRenderer, catalog_event
+from pipelines.sandbox.simulation.simulator import (
     EVENT_RETENTION_DAYS,
     HISTORY_DAYS,
     BusinessSpec,
@@ -33,7 +33,7 @@ from pipelines.sandbox.simulator import (
     local_midnight,
     rng,
 )
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.core.store import SandboxStore
 
 SOURCE = "stripe"
 BATCH_ROWS = 5000

@@ -1,6 +1,6 @@
 """Reading Shopify nodes from the sandbox store: search syntax, keyset pages, references, the shop node.
 
-Shared by the GraphQL resolvers (shopify_api.py) and the bulk exporter (shopify_bulk.py), so both
+Shared by the GraphQL resolvers (api.py) and the bulk exporter (bulk.py), so both
 see the same objects for the same `query:` filter.
 """
 
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from graphql import GraphQLError
 
-from pipelines.sandbox.simulator import iso
+from pipelines.sandbox.core.times import iso
 
 ORDER_WINDOW_SECONDS = 60 * 86400  # without read_all_orders, only the last 60 days of orders
 KINDS = {"orders": "order", "products": "product", "customers": "customer"}

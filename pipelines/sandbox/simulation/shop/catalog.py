@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from pipelines.sandbox.shop_orders import Ids, Money, decimal_string, iso
-from pipelines.sandbox.shop_world import Flavor
-from pipelines.sandbox.simulator import BusinessSpec, local_midnight, rng
+from pipelines.sandbox.simulation.shop.orders import Ids, Money, decimal_string, iso
+from pipelines.sandbox.simulation.shop.world import Flavor
+from pipelines.sandbox.simulation.simulator import BusinessSpec, local_midnight, rng
 
 PRICE_CHANGE_FACTORS = (0.85, 0.9, 1.05, 1.1, 1.15)
 MEAN_DAYS_BETWEEN_CHANGES = 70

@@ -34,9 +34,9 @@ from graphql import (
 )
 from graphql.execution.collect_fields import collect_fields, collect_sub_fields
 
-from pipelines.sandbox import shopify_data as data
-from pipelines.sandbox.shopify_cost import is_connection, selected_fields
-from pipelines.sandbox.simulator import iso
+from pipelines.sandbox.shopify import data
+from pipelines.sandbox.shopify.cost import is_connection, selected_fields
+from pipelines.sandbox.core.times import iso
 
 MAX_RUNNING = 5  # per shop, from API 2026-01
 MAX_CONNECTIONS = 5

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from pipelines.currencies import minor_digits
-from pipelines.sandbox.shop_world import Region, ShippingRate
+from pipelines.sandbox.simulation.shop.world import Region, ShippingRate
 
 _DAY_PREFIXES: dict[int, str] = {}
 

@@ -38,11 +38,11 @@ from graphql import (
 )
 from graphql.execution.values import get_variable_values
 
-from pipelines.sandbox import shopify_data as data
-from pipelines.sandbox.accounts import SHOPIFY_API_VERSIONS
-from pipelines.sandbox.http import ApiHandler, Response
-from pipelines.sandbox.shopify_bulk import REFERENCE_TYPES, BulkOperations
-from pipelines.sandbox.shopify_cost import (
+from pipelines.sandbox.shopify import data
+from pipelines.sandbox.core.accounts import SHOPIFY_API_VERSIONS
+from pipelines.sandbox.core.http import ApiHandler, Response
+from pipelines.sandbox.shopify.bulk import REFERENCE_TYPES, BulkOperations
+from pipelines.sandbox.shopify.cost import (
     MAX_QUERY_COST,
     ActualCost,
     CostCalculator,
@@ -54,7 +54,7 @@ from pipelines.sandbox.shopify_cost import (
     throttled_body,
 )
 
-SCHEMA_PATH = Path(__file__).with_name("shopify_schema.graphql")
+SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 DEFAULT_TOKEN_TTL = 86399  # issued tokens live 24 hours
 INVALID_TOKEN = {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
 NOT_FOUND = {"errors": "Not Found"}

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:
-    from pipelines.sandbox.store import SandboxStore
-    from pipelines.sandbox.webhooks import WebhookSender
+    from pipelines.sandbox.core.store import SandboxStore
+    from pipelines.sandbox.core.webhooks import WebhookSender
 
 FAULT_KINDS = ("429", "5xx", "throttled", "slow", "truncate")
 

@@ -21,9 +21,9 @@ from datetime import date, timedelta
 from itertools import accumulate
 from typing import Any
 
-from pipelines.sandbox import accounts
-from pipelines.sandbox.shop_catalog import Catalog, Product, ascii_fold
-from pipelines.sandbox.shop_orders import (
+from pipelines.sandbox.core import accounts
+from pipelines.sandbox.simulation.shop.catalog import Catalog, Product, ascii_fold
+from pipelines.sandbox.simulation.shop.orders import (
     Discount,
     Ids,
     LineDraft,
@@ -35,8 +35,8 @@ from pipelines.sandbox.shop_orders import (
     cents,
     iso,
 )
-from pipelines.sandbox.shop_truth import shop_truth
-from pipelines.sandbox.shop_world import (
+from pipelines.sandbox.simulation.shop.truth import shop_truth
+from pipelines.sandbox.simulation.shop.world import (
     GREEN_BR,
     HOURLY,
     Sale,
@@ -48,7 +48,7 @@ from pipelines.sandbox.shop_world import (
     sales_on,
     yearly_wave,
 )
-from pipelines.sandbox.simulator import (
+from pipelines.sandbox.simulation.simulator import (
     HISTORY_DAYS,
     BusinessSpec,
     Progress,
@@ -57,7 +57,7 @@ from pipelines.sandbox.simulator import (
     parse_iso,
     rng,
 )
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.core.store import SandboxStore
 
 SOURCE = "shopify"
 STATE_KIND, STATE_ID = "state", "simulation"  # the plans row that carries state between runs

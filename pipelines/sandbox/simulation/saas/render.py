@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.sandbox.saas_lifecycle import Customer, Discount, Invoice, Line, Sub, WalkEvent, World, base62
-from pipelines.sandbox.simulator import stable_id
+from pipelines.sandbox.simulation.saas.lifecycle import Customer, Discount, Invoice, Line, Sub, WalkEvent, World, base62
+from pipelines.sandbox.simulation.simulator import stable_id
 
 _CITIES = {"US": ("Austin", "78701", "TX"), "CA": ("Toronto", "M5V 2T6", "ON"),
            "DE": ("Berlin", "10115", None), "FR": ("Lyon", "69002", None), "NL": ("Utrecht", "3511 AB", None),

@@ -11,7 +11,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from pipelines.sandbox.simulator import stable_id
+from pipelines.sandbox.simulation.simulator import stable_id
 
 # Monthly list price per plan and currency. Quarterly is ~5% off (×2.85), annual two months free (×10).
 PLANS: dict[str, dict[str, Any]] = {

@@ -19,9 +19,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipelines.sandbox.shop_orders import bag_cents, currency_digits, decimal_string
-from pipelines.sandbox.simulator import parse_iso
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.simulation.shop.orders import bag_cents, currency_digits, decimal_string
+from pipelines.sandbox.simulation.simulator import parse_iso
+from pipelines.sandbox.core.store import SandboxStore
 
 SOURCE = "shopify"
 MONEY_FIELDS = ("gross_sales", "discounts", "refunds", "net_sales")

@@ -1,6 +1,6 @@
 """The simulation's entry points: generate a store, advance its clock, and tell the ground truth.
 
-They run the vertical simulators (`shop.py`, `saas.py`) that build on `simulator.py`.
+They run the vertical simulators (`shop/`, `saas/`) that build on `simulator.py`.
 """
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from pipelines.sandbox import matrix
-from pipelines.sandbox.saas import SaasSimulator
-from pipelines.sandbox.shop import ShopSimulator
-from pipelines.sandbox.simulator import (STORE_FORMAT, BusinessSimulator, Progress, history_days, iso, specs)
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.simulation import matrix
+from pipelines.sandbox.simulation.saas.simulator import SaasSimulator
+from pipelines.sandbox.simulation.shop.simulator import ShopSimulator
+from pipelines.sandbox.simulation.simulator import (STORE_FORMAT, BusinessSimulator, Progress, history_days, iso, specs)
+from pipelines.sandbox.core.store import SandboxStore
 
 
 def simulators(seed: int, size: str, start: date) -> list[BusinessSimulator]:

@@ -1,7 +1,7 @@
 """The seeded business simulator's shared parts: sizes, demo businesses, seeded draws and times.
 
-Each business is simulated by a vertical module (`shop.py` for Shopify stores, `saas.py` for the
-Stripe SaaS) that implements `BusinessSimulator`; `simulation.py` runs them (generate / advance /
+Each business is simulated by a vertical package (`shop/` for Shopify stores, `saas/` for the
+Stripe SaaS) that implements `BusinessSimulator`; `runner.py` runs them (generate / advance /
 truth). The same seed, size and as-of date give byte-identical stores; the clock can then be advanced, which applies every change that falls due
 (refunds, edits, renewals, churn...) and creates the new days' objects.
 
@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import replace
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time
 from typing import Any, Callable, Protocol
 from zoneinfo import ZoneInfo
 
-from pipelines.sandbox.business import BusinessSpec
-from pipelines.sandbox.store import SandboxStore
-from pipelines.sandbox.tenants import split_size, tenant_specs
+from pipelines.sandbox.core.times import iso, parse_iso  # noqa: F401 (the simulators' times, with the ones below)
+from pipelines.sandbox.simulation.business import BusinessSpec
+from pipelines.sandbox.core.store import SandboxStore
+from pipelines.sandbox.simulation.tenants import split_size, tenant_specs
 
 HISTORY_DAYS = 760  # a little over two years, so year-over-year comparisons have a full year
 EVENT_RETENTION_DAYS = 30  # Stripe keeps events for 30 days
@@ -81,7 +82,7 @@ VOLUME_KNOBS = ("orders_per_day", "customers")
 def specs(size: str) -> list[BusinessSpec]:
     """The businesses of `size`: a name of SIZES, or `<name>@<fraction>` for that size at a fraction
     of its volume (the benchmark's `--scale`, e.g. `large@0.05`), then `+<N>` for N generated tiny
-    tenants (`--tenants`, sandbox/tenants.py). Named sizes are never altered."""
+    tenants (`--tenants`, sandbox/simulation/tenants.py). Named sizes are never altered."""
     size, tenants = split_size(size)
     found = _sized(size)
     if not tenants:
@@ -140,21 +141,11 @@ def local_date(ts: int, tz: str) -> date:
     return datetime.fromtimestamp(ts, ZoneInfo(tz)).date()
 
 
-def iso(ts: int) -> str:
-    """Unix seconds as Shopify's ISO-8601 UTC form, e.g. 2026-03-02T15:04:05Z."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(value: str) -> int:
-    """Shopify's ISO-8601 timestamp to Unix seconds."""
-    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
-
-
 Progress = Callable[[str], None]
 
 
 class BusinessSimulator(Protocol):
-    """What a vertical simulator provides. See shop.py and saas.py."""
+    """What a vertical simulator provides. See shop/simulator.py and saas/simulator.py."""
 
     spec: BusinessSpec
 

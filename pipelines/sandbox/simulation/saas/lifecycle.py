@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from pipelines.sandbox.accounts import STRIPE_API_VERSION, STRIPE_PREVIOUS_API_VERSION
-from pipelines.sandbox.saas_catalog import PLAN_ORDER, PLANS, TAX_RATES, Catalog, Coupon, Price, per_month
-from pipelines.sandbox.simulator import rng, stable_id
+from pipelines.sandbox.core.accounts import STRIPE_API_VERSION, STRIPE_PREVIOUS_API_VERSION
+from pipelines.sandbox.simulation.saas.catalog import PLAN_ORDER, PLANS, TAX_RATES, Catalog, Coupon, Price, per_month
+from pipelines.sandbox.simulation.simulator import rng, stable_id
 
 DAY = 86400
 HOUR = 3600

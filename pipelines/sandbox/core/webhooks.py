@@ -32,8 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.sandbox.simulator import iso
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.core.times import iso
+from pipelines.sandbox.core.store import SandboxStore
 
 SHOPIFY_KINDS = {"order": ("orders/create", "orders/updated"), "customer": ("customers/create", "customers/update"),
                  "product": ("products/create", "products/update")}

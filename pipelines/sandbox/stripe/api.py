@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from pipelines.sandbox import stripe_versions
-from pipelines.sandbox.http import ApiHandler, Response
-from pipelines.sandbox.store import StoredObject
+from pipelines.sandbox.stripe import versions as stripe_versions
+from pipelines.sandbox.core.http import ApiHandler, Response
+from pipelines.sandbox.core.store import StoredObject
 
 EVENT_RETENTION_SECONDS = 30 * 86400
 DEFAULT_RATE_LIMIT = 100.0  # live-mode requests per second

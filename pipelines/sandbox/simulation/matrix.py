@@ -29,9 +29,9 @@ from typing import Any, Protocol, TypeVar
 
 from pipelines.currencies import stripe_digits, to_major
 from pipelines.sandbox import ecb
-from pipelines.sandbox.accounts import STRIPE_API_VERSION
-from pipelines.sandbox.saas_catalog import CADENCES, months_in
-from pipelines.sandbox.shop_orders import (
+from pipelines.sandbox.core.accounts import STRIPE_API_VERSION
+from pipelines.sandbox.simulation.saas.catalog import CADENCES, months_in
+from pipelines.sandbox.simulation.shop.orders import (
     Discount,
     Ids,
     LineDraft,
@@ -40,10 +40,10 @@ from pipelines.sandbox.shop_orders import (
     apply_change,
     build_order,
 )
-from pipelines.sandbox.shop_truth import shop_truth
-from pipelines.sandbox.shop_world import Region, ShippingRate
-from pipelines.sandbox.simulator import iso, local_date, local_midnight, parse_iso, rng
-from pipelines.sandbox.store import SandboxStore
+from pipelines.sandbox.simulation.shop.truth import shop_truth
+from pipelines.sandbox.simulation.shop.world import Region, ShippingRate
+from pipelines.sandbox.simulation.simulator import iso, local_date, local_midnight, parse_iso, rng
+from pipelines.sandbox.core.store import SandboxStore
 
 T = TypeVar("T")
 

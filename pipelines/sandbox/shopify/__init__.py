@@ -1,0 +1,1 @@
+"""The fake Shopify Admin GraphQL API: schema, query cost and throttle, node reads, bulk operations."""

@@ -1,0 +1,1 @@
+"""The simulated Shopify store: its world, catalogue, order bodies, day-by-day simulator and ground truth."""

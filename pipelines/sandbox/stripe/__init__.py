@@ -1,0 +1,1 @@
+"""The fake Stripe REST API and its API-version rendering."""
