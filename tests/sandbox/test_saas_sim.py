@@ -24,7 +24,7 @@ from pipelines.currencies import to_major
 from pipelines.sandbox.core.accounts import STRIPE_API_VERSION, STRIPE_PREVIOUS_API_VERSION
 from pipelines.sandbox.core.http import Faults, RequestLog, SandboxHTTPServer
 from pipelines.sandbox.simulation.saas.simulator import SaasSimulator
-from pipelines.sandbox.simulation.saas.lifecycle import Customer, Discount, Item, Sub
+from pipelines.sandbox.simulation.saas.objects import Customer, Discount, Item, Sub
 from pipelines.sandbox.simulation.simulator import BusinessSpec
 from pipelines.sandbox.core.store import SandboxStore
 from pipelines.sandbox.stripe.api import StripeHandler

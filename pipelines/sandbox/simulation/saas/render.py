@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.sandbox.simulation.saas.lifecycle import Customer, Discount, Invoice, Line, Sub, WalkEvent, World, base62
+from pipelines.sandbox.simulation.saas.objects import Customer, Discount, Invoice, Line, Sub, WalkEvent, World, base62
 from pipelines.sandbox.simulation.simulator import stable_id
 
 _CITIES = {"US": ("Austin", "78701", "TX"), "CA": ("Toronto", "M5V 2T6", "ON"),

@@ -22,7 +22,8 @@ from pipelines.sandbox import ecb
 from pipelines.currencies import to_major
 from pipelines.sandbox.core.accounts import stripe_account
 from pipelines.sandbox.simulation.saas.catalog import Catalog
-from pipelines.sandbox.simulation.saas.lifecycle import DAY, CustomerLife, Window, World
+from pipelines.sandbox.simulation.saas.lifecycle import CustomerLife
+from pipelines.sandbox.simulation.saas.objects import DAY, Window, World
 from pipelines.sandbox.simulation.saas.render import StripeRenderer, catalog_event
 from pipelines.sandbox.simulation.simulator import (
     EVENT_RETENTION_DAYS,

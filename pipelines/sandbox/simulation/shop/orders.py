@@ -194,11 +194,64 @@ def _discount_application(index: int, discount: Discount, money: Money) -> dict[
     return app
 
 
+Allocation = list[tuple[int, dict[str, Any]]]  # (share in minor units, discount application) of one line
+
+
 def build_order(draft: OrderDraft, ids: Ids, money: Money) -> dict[str, Any]:
-    """The GraphQL node of a just-placed order: unfulfilled, not refunded."""
+    """The GraphQL node of a just-placed order: unfulfilled, not refunded.
+
+    The story of the checkout: the lines' prices, less the discounts spread over the entitled lines,
+    make the subtotal; shipping is free over the rate's threshold; tax is charged on each discounted
+    line (and on shipping where the region taxes it); the total adds them up.
+    """
     originals = [line.unit * line.quantity for line in draft.lines]
+    discounted, allocations, applications = _apply_discounts(draft, originals, money)
+    subtotal = sum(discounted)
+    shipping = _shipping_cents(draft, subtotal)
+    tax = _Tax(draft, money)
+    line_taxes = [tax.on(amount) for amount in discounted]
+    shipping_tax = tax.on(shipping) if draft.tax_shipping else 0
+    total_tax = sum(line_taxes) + shipping_tax
+    total = subtotal + shipping + total_tax
+    line_items = [
+        _line_item(draft, index, ids, money, original, amount, line_tax, allocation, tax)
+        for index, (original, amount, line_tax, allocation)
+        in enumerate(zip(originals, discounted, line_taxes, allocations))
+    ]
+    return {
+        **_order_header(draft, ids, money),
+        "subtotalPriceSet": money.bag(subtotal),
+        "totalPriceSet": money.bag(total),
+        "currentTotalPriceSet": money.bag(total),
+        "totalDiscountsSet": money.bag(sum(originals) - subtotal),
+        "totalTaxSet": money.bag(total_tax),
+        "totalShippingPriceSet": money.bag(shipping),
+        "totalRefundedSet": money.bag(0),
+        "taxLines": tax.lines(total_tax),
+        "shippingLines": [{
+            "id": ids.gid("ShippingLine", ids.shipping_line(draft.seq)),
+            "title": draft.shipping.title,
+            "code": draft.shipping.code,
+            "source": "shopify",
+            "originalPriceSet": money.bag(shipping),
+            "discountedPriceSet": money.bag(shipping),
+            "taxLines": tax.lines(shipping_tax),
+        }],
+        "discountApplications": applications,
+        "lineItems": line_items,
+        "refunds": [],
+    }
+
+
+def _apply_discounts(
+    draft: OrderDraft, originals: list[int], money: Money
+) -> tuple[list[int], list[Allocation], list[dict[str, Any]]]:
+    """Each discount in turn, spread over its entitled lines in proportion to what they still cost.
+
+    Returns each line's discounted amount, each line's allocations, and the discount applications.
+    """
     remaining = list(originals)
-    allocations: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in draft.lines]
+    allocations: list[Allocation] = [[] for _ in draft.lines]
     applications = []
     for discount in draft.discounts:
         entitled = [i for i, line in enumerate(draft.lines)
@@ -216,50 +269,62 @@ def build_order(draft: OrderDraft, ids: Ids, money: Money) -> dict[str, Any]:
             if share:
                 allocations[i].append((share, app))
                 remaining[i] -= share
+    return remaining, allocations, applications
 
-    rate_ppm = round(draft.region.tax_rate * 1_000_000)
-    tax_title = draft.region.tax_title
-    subtotal = sum(remaining)
-    shipping = 0 if draft.shipping.free_over_cents is not None and subtotal >= draft.shipping.free_over_cents \
-        else draft.shipping.cents
-    shipping_tax = scaled(shipping, rate_ppm) if draft.tax_shipping and rate_ppm else 0
 
-    def tax_lines(amount: int) -> list[dict[str, Any]]:
-        if not rate_ppm:
+def _shipping_cents(draft: OrderDraft, subtotal: int) -> int:
+    """The shipping rate's price, or nothing when the discounted subtotal reaches its free threshold."""
+    free_over = draft.shipping.free_over_cents
+    return 0 if free_over is not None and subtotal >= free_over else draft.shipping.cents
+
+
+class _Tax:
+    """The region's one tax: its amount on a taxable amount, and the tax lines that show it."""
+
+    def __init__(self, draft: OrderDraft, money: Money):
+        self.rate = draft.region.tax_rate
+        self.rate_ppm = round(self.rate * 1_000_000)
+        self.title = draft.region.tax_title
+        self.money = money
+
+    def on(self, amount: int) -> int:
+        return scaled(amount, self.rate_ppm) if self.rate_ppm else 0
+
+    def lines(self, amount: int) -> list[dict[str, Any]]:
+        if not self.rate_ppm:
             return []
-        return [{"title": tax_title, "rate": draft.region.tax_rate, "priceSet": money.bag(amount)}]
+        return [{"title": self.title, "rate": self.rate, "priceSet": self.money.bag(amount)}]
 
-    line_items = []
-    line_taxes = 0
-    for i, line in enumerate(draft.lines):
-        discounted = remaining[i]
-        tax = scaled(discounted, rate_ppm)
-        line_taxes += tax
-        discount_total = originals[i] - discounted
-        line_items.append({
-            "id": ids.gid("LineItem", ids.line_item(draft.seq, i)),
-            "name": f"{line.title} - {line.variant_title}" if line.variant_title else line.title,
-            "title": line.title,
-            "variantTitle": line.variant_title,
-            "sku": line.sku,
-            "quantity": line.quantity,
-            "currentQuantity": line.quantity,
-            "vendor": line.vendor,
-            "product": {"id": line.product_gid},
-            "variant": {"id": line.variant_gid},
-            "originalUnitPriceSet": money.bag(line.unit),
-            "originalTotalSet": money.bag(originals[i]),
-            "discountedTotalSet": money.bag(discounted),
-            "totalDiscountSet": money.bag(discount_total),
-            "taxLines": tax_lines(tax),
-            "discountAllocations": [
-                {"allocatedAmountSet": money.bag(share),
-                 "discountApplication": {"__typename": app["__typename"], "index": app["index"]}}
-                for share, app in allocations[i]
-            ],
-        })
-    total_tax = line_taxes + shipping_tax
-    total = subtotal + shipping + total_tax
+
+def _line_item(draft: OrderDraft, index: int, ids: Ids, money: Money, original: int, discounted: int,
+               tax: int, allocation: Allocation, taxes: _Tax) -> dict[str, Any]:
+    line = draft.lines[index]
+    return {
+        "id": ids.gid("LineItem", ids.line_item(draft.seq, index)),
+        "name": f"{line.title} - {line.variant_title}" if line.variant_title else line.title,
+        "title": line.title,
+        "variantTitle": line.variant_title,
+        "sku": line.sku,
+        "quantity": line.quantity,
+        "currentQuantity": line.quantity,
+        "vendor": line.vendor,
+        "product": {"id": line.product_gid},
+        "variant": {"id": line.variant_gid},
+        "originalUnitPriceSet": money.bag(line.unit),
+        "originalTotalSet": money.bag(original),
+        "discountedTotalSet": money.bag(discounted),
+        "totalDiscountSet": money.bag(original - discounted),
+        "taxLines": taxes.lines(tax),
+        "discountAllocations": [
+            {"allocatedAmountSet": money.bag(share),
+             "discountApplication": {"__typename": app["__typename"], "index": app["index"]}}
+            for share, app in allocation
+        ],
+    }
+
+
+def _order_header(draft: OrderDraft, ids: Ids, money: Money) -> dict[str, Any]:
+    """Who placed the order, when, where it ships, and its status at checkout."""
     address = {
         "id": ids.gid("MailingAddress", ids.address(draft.seq)),
         "city": draft.region.city,
@@ -294,26 +359,6 @@ def build_order(draft: OrderDraft, ids: Ids, money: Money) -> dict[str, Any]:
         "customer": {"id": draft.customer_gid} if draft.customer_gid else None,
         "billingAddress": address,
         "shippingAddress": address,
-        "subtotalPriceSet": money.bag(subtotal),
-        "totalPriceSet": money.bag(total),
-        "currentTotalPriceSet": money.bag(total),
-        "totalDiscountsSet": money.bag(sum(originals) - subtotal),
-        "totalTaxSet": money.bag(total_tax),
-        "totalShippingPriceSet": money.bag(shipping),
-        "totalRefundedSet": money.bag(0),
-        "taxLines": tax_lines(total_tax),
-        "shippingLines": [{
-            "id": ids.gid("ShippingLine", ids.shipping_line(draft.seq)),
-            "title": draft.shipping.title,
-            "code": draft.shipping.code,
-            "source": "shopify",
-            "originalPriceSet": money.bag(shipping),
-            "discountedPriceSet": money.bag(shipping),
-            "taxLines": tax_lines(shipping_tax),
-        }],
-        "discountApplications": applications,
-        "lineItems": line_items,
-        "refunds": [],
     }
 
 
