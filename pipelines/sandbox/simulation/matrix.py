@@ -42,6 +42,7 @@ from pipelines.sandbox.simulation.shop.orders import (
 )
 from pipelines.sandbox.simulation.shop.truth import shop_truth
 from pipelines.sandbox.simulation.shop.world import Region, ShippingRate
+from pipelines.sandbox.simulation.tenants import Tenant as GeneratedTenant
 from pipelines.sandbox.simulation.simulator import iso, local_date, local_midnight, parse_iso, rng
 from pipelines.sandbox.core.store import SandboxStore
 
@@ -132,15 +133,9 @@ class Subscription:
 
 
 @dataclass(frozen=True)
-class Tenant:
-    """A workspace of the matrix: its settings and everything its store or account holds."""
+class Tenant(GeneratedTenant):
+    """A workspace of the matrix: a generated tenant (tenants.py) and everything its store or account holds."""
 
-    workspace: str
-    shape: str
-    vertical: str
-    currency: str  # the shop's currency / the Stripe account's default currency
-    reporting_currency: str
-    timezone: str
     orders: tuple[Order, ...] = ()
     customer_currencies: tuple[str, ...] = ()  # SaaS: each customer bills in one currency
     subscriptions: tuple[Subscription, ...] = ()

@@ -8,10 +8,14 @@ phase (pipelines/bench/tenants.py) refreshes them through the Dagster definition
 
 The size string carries the count (`tiny+200`), so a store generated with tenants is advanced, and
 its truth computed, with the same businesses.
+
+`Tenant` is what any generated tenant is: these, whose stores the simulators fill, and the tenant
+matrix's (matrix.py), which extends it with the orders and subscriptions it serves.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +30,38 @@ SHOP_SCALE = {"orders_per_day": 3, "products": 6}
 SAAS_SCALE = {"customers": 30}
 
 
+@dataclass(frozen=True)
+class Tenant:
+    """A generated workspace: who it is, what it sells, its money and its clock."""
+
+    workspace: str
+    shape: str  # SIMULATED here; the tenant matrix's: plain, empty, huge_order, many_currencies
+    vertical: str  # "ecommerce" (a Shopify shop) or "saas" (a Stripe account)
+    currency: str  # the shop's / the Stripe account's currency
+    reporting_currency: str
+    timezone: str
+
+    @property
+    def source(self) -> str:
+        return "shopify" if self.vertical == "ecommerce" else "stripe"
+
+
+SIMULATED = "simulated"  # the shape of a tenant whose store the simulators fill
+
+
 def tenant_id(index: int) -> str:
     return f"t{index:04d}"
+
+
+def generated_tenant(index: int) -> Tenant:
+    """Tenant `index` of `--tenants N`: alternately a shop and a SaaS account, in the places in turn."""
+    currency, timezone, _ = _place(index)
+    vertical = "ecommerce" if index % 2 == 0 else "saas"
+    return Tenant(tenant_id(index), SIMULATED, vertical, currency, currency, timezone)
+
+
+def _place(index: int) -> tuple[str, str, list[str]]:
+    return PLACES[(index // 2) % len(PLACES)]
 
 
 def split_size(size: str) -> tuple[str, int]:
@@ -49,16 +83,15 @@ def tenant_specs(count: int, history_days: int) -> list[BusinessSpec]:
     """`count` tiny businesses, alternately a shop and a SaaS account, with `history_days` of history."""
     found = []
     for index in range(count):
-        currency, timezone, countries = PLACES[(index // 2) % len(PLACES)]
-        workspace = tenant_id(index)
-        if index % 2 == 0:
-            found.append(BusinessSpec(workspace, "shopify", f"Tenant shop {index}", currency, timezone,
-                                      {**SHOP_SCALE, "countries": countries, "history_days": history_days}))
+        tenant = generated_tenant(index)
+        countries = _place(index)[2]
+        if tenant.vertical == "ecommerce":
+            name, scale = f"Tenant shop {index}", {**SHOP_SCALE, "countries": countries}
         else:
-            weights = [10, 90] if currency == "EUR" else [90, 10]  # customers mostly billed at home
-            found.append(BusinessSpec(workspace, "stripe", f"Tenant SaaS {index}", currency, timezone,
-                                      {**SAAS_SCALE, "currencies": ["usd", "eur"], "currency_weights": weights,
-                                       "history_days": history_days}))
+            weights = [10, 90] if tenant.currency == "EUR" else [90, 10]  # customers mostly billed at home
+            name, scale = f"Tenant SaaS {index}", {**SAAS_SCALE, "currencies": ["usd", "eur"], "currency_weights": weights}
+        found.append(BusinessSpec(tenant.workspace, tenant.source, name, tenant.currency, tenant.timezone,
+                                  {**scale, "history_days": history_days}))
     return found
 
 
