@@ -1,7 +1,7 @@
 """The ecommerce pack: a Shopify store's daily sales, orders and customers (ecommerce_daily_metrics),
 split by product, country and customer type (ecommerce_daily_slices)."""
 
-from pipelines.packs import Dimension, Metric, Pack
+from pipelines.packs.pack import Dimension, Metric, Pack
 
 BURSTY_CHANGE = 1.0  # week over week, lumpy amounts are news only when they double (or vanish)
 

@@ -1,7 +1,7 @@
 """The SaaS pack: a Stripe Billing account's MRR, its movements, its customers and its ratios
 (saas_daily_metrics), split by plan, movement type and billing currency (saas_daily_slices)."""
 
-from pipelines.packs import Dimension, Metric, Pack
+from pipelines.packs.pack import Dimension, Metric, Pack
 
 BY_ITEM = ("plan", "billing_currency")
 SLICES = "saas_daily_slices"
