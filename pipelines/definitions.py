@@ -15,23 +15,27 @@ from pipelines.deliver import definitions as deliver
 from pipelines.deliver.alerts import alert_operator
 from pipelines.ingest import definitions as ingest
 from pipelines.insights import definitions as insights
-from pipelines.settings import load_settings
+from pipelines.settings import Settings, load_settings
 from pipelines.transform import definitions as transform
-from pipelines.workspaces import load_workspaces
+from pipelines.workspaces import Workspaces, load_workspaces
+
+
+def build(settings: Settings, workspaces: Workspaces) -> dg.Definitions:
+    """The Definitions for these settings and tenants (the benchmark's tenants phase passes its own)."""
+    stages = [
+        ingest.defs(workspaces, settings, alert=functools.partial(alert_operator, settings)),
+        transform.defs(workspaces, settings),
+        insights.defs(workspaces, settings),
+        deliver.defs(workspaces, settings),
+    ]
+    return dg.Definitions.merge(
+        *stages,
+        orchestration.defs(stages, settings),
+        privacy_jobs.privacy_definitions(settings),
+        dg.Definitions(resources={"warehouse": settings.warehouse_resource()}),
+    )
+
 
 settings = load_settings()
 workspaces = load_workspaces(settings.workspaces_file)
-
-stages = [
-    ingest.defs(workspaces, settings, alert=functools.partial(alert_operator, settings)),
-    transform.defs(workspaces, settings),
-    insights.defs(workspaces, settings),
-    deliver.defs(workspaces, settings),
-]
-
-defs = dg.Definitions.merge(
-    *stages,
-    orchestration.defs(stages, settings),
-    privacy_jobs.privacy_definitions(settings),
-    dg.Definitions(resources={"warehouse": settings.warehouse_resource()}),
-)
+defs = build(settings, workspaces)

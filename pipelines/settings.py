@@ -38,8 +38,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipelines.errors import SettingsError
 from pipelines.secret_shapes import looks_like_secret
@@ -179,114 +181,158 @@ class Settings:
         return self.home / "outbox"
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read settings from `env` (default: the process environment)."""
-    env_given = env
+class Environment(BaseModel):
+    """The variables of the table above, typed and checked: each field is read from the variable it
+    is aliased to, and an empty variable counts as unset. `load_settings` builds `Settings` from it;
+    a value that cannot be used is a `SettingsError` naming its variable."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    home: Path = Field(Path(".abos"), alias="ABOS_HOME")
+    warehouse_url: str | None = Field(None, alias=WAREHOUSE_URL_VARIABLE, repr=False)
+    dagster_home: Path | None = Field(None, alias="DAGSTER_HOME")
+    dagster_pg_url: str | None = Field(None, alias="ABOS_DAGSTER_PG_URL", repr=False)
+    workspaces_file: Path = Field(PROJECT_ROOT / "workspaces.yaml", alias="ABOS_WORKSPACES")
+    shopify_api_version: str = Field(DEFAULT_SHOPIFY_API_VERSION, alias="ABOS_SHOPIFY_API_VERSION")
+    stripe_api_version: str = Field(DEFAULT_STRIPE_API_VERSION, alias="ABOS_STRIPE_API_VERSION")
+    llm_model: str = Field(DEFAULT_LLM_MODEL, alias="ABOS_LLM_MODEL")
+    llm_base_url: str | None = Field(None, alias="ABOS_LLM_BASE_URL")
+    llm_api_key: str | None = Field(None, alias="ABOS_LLM_API_KEY", repr=False)
+    openai_api_key: str | None = Field(None, alias="OPENAI_API_KEY", repr=False)
+    llm_timeout_seconds: float = Field(DEFAULT_LLM_TIMEOUT_SECONDS, alias="ABOS_LLM_TIMEOUT_SECONDS", ge=0)
+    llm_max_retries: int = Field(DEFAULT_LLM_MAX_RETRIES, alias="ABOS_LLM_MAX_RETRIES", ge=0)
+    smtp_host: str | None = Field(None, alias="ABOS_SMTP_HOST")
+    smtp_port: int | None = Field(None, alias="ABOS_SMTP_PORT", ge=0)  # None: by the security
+    smtp_security: Literal["starttls", "ssl", "none"] = Field("starttls", alias="ABOS_SMTP_SECURITY")
+    smtp_user: str | None = Field(None, alias="ABOS_SMTP_USER")
+    smtp_password_env: str = Field("ABOS_SMTP_PASSWORD", alias="ABOS_SMTP_PASSWORD_ENV")
+    smtp_from: str = Field(DEFAULT_SMTP_FROM, alias="ABOS_SMTP_FROM")
+    smtp_timeout_seconds: float = Field(DEFAULT_SMTP_TIMEOUT_SECONDS, alias="ABOS_SMTP_TIMEOUT_SECONDS", ge=0)
+    smtp_data_timeout_seconds: float = Field(DEFAULT_SMTP_DATA_TIMEOUT_SECONDS, alias="ABOS_SMTP_DATA_TIMEOUT_SECONDS",
+                                             ge=0)
+    slack_base_url: str = Field(DEFAULT_SLACK_BASE_URL, alias="ABOS_SLACK_BASE_URL")
+    delivery_max_attempts: int = Field(DEFAULT_DELIVERY_MAX_ATTEMPTS, alias="ABOS_DELIVERY_MAX_ATTEMPTS", ge=1)
+    operator_slack_channel: str | None = Field(None, alias="ABOS_OPERATOR_SLACK_CHANNEL")
+    operator_slack_token_env: str = Field("ABOS_OPERATOR_SLACK_TOKEN", alias="ABOS_OPERATOR_SLACK_TOKEN_ENV")
+    step_timeout_seconds: float = Field(DEFAULT_STEP_TIMEOUT_SECONDS, alias="ABOS_STEP_TIMEOUT_SECONDS", ge=0)
+    duckdb_memory_limit: str = Field(DUCKDB_MEMORY_LIMIT, alias="ABOS_DUCKDB_MEMORY_LIMIT")
+    duckdb_threads: int = Field(0, alias="ABOS_DUCKDB_THREADS", ge=0)  # 0: one per core
+    fx_ecb_url: str = Field(DEFAULT_FX_ECB_URL, alias="ABOS_FX_ECB_URL")
+    fx_rates_file: Path | None = Field(None, alias="ABOS_FX_RATES_FILE")
+
+    @field_validator("smtp_security", mode="before")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        value = value.strip()
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)", value, re.IGNORECASE):
+            raise ValueError("must be a size such as 2GB, 512MiB or 50%")
+        return value
+
+    @field_validator("fx_ecb_url")
+    @classmethod
+    def _fetchable(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://", "file://")):
+            raise ValueError("must be an http(s) or file:// URL")
+        return value
+
+    @field_validator("slack_base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") + "/"  # slack-sdk joins method names onto the base URL
+
+    @field_validator("smtp_password_env", "operator_slack_token_env")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        """A setting that names another environment variable (which holds a secret): never a value."""
+        if looks_like_secret(value) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must name an environment variable, not hold a value (it is not shown)")
+        return value
+
+    @field_validator("dagster_pg_url")
+    @classmethod
+    def _psycopg2(cls, value: str | None) -> str | None:
+        """Dagster reads the URL unchanged, so it must name the psycopg2 driver."""
+        if value is None or value.startswith("postgresql+psycopg2://"):
+            return value
+        raise ValueError("must start with postgresql+psycopg2:// (dagster-postgres uses the psycopg2 driver; "
+                         "SQLAlchemy would otherwise pick psycopg 3, which is not installed)")
+
+    @classmethod
+    def read(cls, env: Mapping[str, str]) -> Environment:
+        """The variables of `env` (unset when empty).
+
+        Raises:
+            SettingsError: naming each variable that cannot be used, and why (secrets not shown).
+        """
+        try:
+            return cls.model_validate({name: value for name, value in env.items() if value})
+        except ValidationError as exc:
+            raise SettingsError("; ".join(_problem(error) for error in exc.errors())) from None
+
+
+def _problem(error: Any) -> str:
+    """One validation error as `VARIABLE='value': what is wrong` (passwords masked, secrets' names not shown)."""
+    variable, value = str(error["loc"][0]), error["input"]
+    shown = "" if variable in _NAMES_OF_SECRETS else f"={redact(value) if variable in _URLS else value!r}"
+    why = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"].lower()
+    return f"{variable}{shown}: {why}"
+
+
+# A variable that should name a secret's variable may hold the secret by mistake: its value is never shown.
+_NAMES_OF_SECRETS = {"ABOS_SMTP_PASSWORD_ENV", "ABOS_OPERATOR_SLACK_TOKEN_ENV"}
+_URLS = {field.alias for field in Environment.model_fields.values() if not field.repr}  # may hold a password
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `env` (default: the process environment).
+
+    Raises:
+        SettingsError: a variable that cannot be used, named.
+    """
+    given = env is not None
     env = dict(os.environ if env is None else env)
-    home = Path(env.get("ABOS_HOME") or ".abos").expanduser().absolute()
-    from_env = env_given is None and bool(env.get(WAREHOUSE_URL_VARIABLE))
-    duckdb = _duckdb_settings(env)
+    read = Environment.read(env)
+    home = read.home.expanduser().absolute()
+    warehouse_url = read.warehouse_url or f"duckdb:///{home / 'warehouse.duckdb'}"
     return Settings(
         home=home,
-        warehouse=Warehouse(url=parse_warehouse_url(env.get(WAREHOUSE_URL_VARIABLE)
-                                                    or f"duckdb:///{home / 'warehouse.duckdb'}"), **duckdb),
-        warehouse_from_env=from_env,
-        dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().absolute(),
-        workspaces_file=Path(env.get("ABOS_WORKSPACES") or PROJECT_ROOT / "workspaces.yaml").expanduser(),
-        dagster_pg_url=_dagster_pg_url(env.get("ABOS_DAGSTER_PG_URL") or None),
-        shopify_api_version=env.get("ABOS_SHOPIFY_API_VERSION") or DEFAULT_SHOPIFY_API_VERSION,
-        stripe_api_version=env.get("ABOS_STRIPE_API_VERSION") or DEFAULT_STRIPE_API_VERSION,
-        llm=LlmSettings(
-            model=env.get("ABOS_LLM_MODEL") or DEFAULT_LLM_MODEL,
-            base_url=env.get("ABOS_LLM_BASE_URL") or None,
-            api_key=env.get("ABOS_LLM_API_KEY") or env.get("OPENAI_API_KEY") or None,
-            timeout_seconds=_number(env, "ABOS_LLM_TIMEOUT_SECONDS", DEFAULT_LLM_TIMEOUT_SECONDS, float),
-            max_retries=_number(env, "ABOS_LLM_MAX_RETRIES", DEFAULT_LLM_MAX_RETRIES, int),
+        warehouse=Warehouse(url=parse_warehouse_url(warehouse_url), duckdb_memory_limit=read.duckdb_memory_limit,
+                            duckdb_threads=read.duckdb_threads),
+        warehouse_from_env=not given and read.warehouse_url is not None,
+        dagster_home=(read.dagster_home or home / "dagster").expanduser().absolute(),
+        workspaces_file=read.workspaces_file.expanduser(),
+        dagster_pg_url=read.dagster_pg_url,
+        shopify_api_version=read.shopify_api_version,
+        stripe_api_version=read.stripe_api_version,
+        llm=LlmSettings(model=read.llm_model, base_url=read.llm_base_url,
+                        api_key=read.llm_api_key or read.openai_api_key,
+                        timeout_seconds=read.llm_timeout_seconds, max_retries=read.llm_max_retries),
+        delivery=DeliverySettings(
+            smtp=SmtpSettings(
+                host=read.smtp_host,
+                port=read.smtp_port if read.smtp_port is not None else SMTP_PORTS[read.smtp_security],
+                security=read.smtp_security,
+                user=read.smtp_user,
+                password=env.get(read.smtp_password_env) or None,
+                password_env=read.smtp_password_env,
+                sender=read.smtp_from,
+                timeout_seconds=read.smtp_timeout_seconds,
+                data_timeout_seconds=read.smtp_data_timeout_seconds,
+            ),
+            slack_base_url=read.slack_base_url,
+            max_attempts=read.delivery_max_attempts,
+            operator_channel=read.operator_slack_channel,
+            operator_token=env.get(read.operator_slack_token_env) or None,
+            operator_token_env=read.operator_slack_token_env,
         ),
-        delivery=_delivery_settings(env),
-        step_timeout_seconds=_number(env, "ABOS_STEP_TIMEOUT_SECONDS", DEFAULT_STEP_TIMEOUT_SECONDS, float),
-        fx=_fx_settings(env),
+        step_timeout_seconds=read.step_timeout_seconds,
+        fx=FxSettings(ecb_url=read.fx_ecb_url,
+                      rates_file=read.fx_rates_file.expanduser().absolute() if read.fx_rates_file else None),
     )
-
-
-def _duckdb_settings(env: Mapping[str, str]) -> dict[str, str | int]:
-    """The warehouse resource's DuckDB limits (ABOS_DUCKDB_MEMORY_LIMIT, ABOS_DUCKDB_THREADS), checked."""
-    limit = (env.get("ABOS_DUCKDB_MEMORY_LIMIT") or DUCKDB_MEMORY_LIMIT).strip()
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)", limit, re.IGNORECASE):
-        raise SettingsError(f"ABOS_DUCKDB_MEMORY_LIMIT={limit!r} must be a size such as 2GB, 512MiB or 50%")
-    threads = int(_number(env, "ABOS_DUCKDB_THREADS", 0, int))
-    return {"duckdb_memory_limit": limit, "duckdb_threads": threads}
-
-
-def _fx_settings(env: Mapping[str, str]) -> FxSettings:
-    url = env.get("ABOS_FX_ECB_URL") or DEFAULT_FX_ECB_URL
-    if not url.startswith(("http://", "https://", "file://")):
-        raise SettingsError(f"ABOS_FX_ECB_URL={url!r} must be an http(s) or file:// URL")
-    rates_file = env.get("ABOS_FX_RATES_FILE") or None
-    return FxSettings(ecb_url=url, rates_file=Path(rates_file).expanduser().absolute() if rates_file else None)
-
-
-def _delivery_settings(env: Mapping[str, str]) -> DeliverySettings:
-    security = (env.get("ABOS_SMTP_SECURITY") or "starttls").lower()
-    if security not in SMTP_PORTS:
-        raise SettingsError(f"ABOS_SMTP_SECURITY={security!r} must be one of {', '.join(SMTP_PORTS)}")
-    password_env = _variable_name(env, "ABOS_SMTP_PASSWORD_ENV", "ABOS_SMTP_PASSWORD")
-    token_env = _variable_name(env, "ABOS_OPERATOR_SLACK_TOKEN_ENV", "ABOS_OPERATOR_SLACK_TOKEN")
-    max_attempts = int(_number(env, "ABOS_DELIVERY_MAX_ATTEMPTS", DEFAULT_DELIVERY_MAX_ATTEMPTS, int))
-    if max_attempts < 1:
-        raise SettingsError(f"ABOS_DELIVERY_MAX_ATTEMPTS={max_attempts} must be at least 1")
-    base_url = env.get("ABOS_SLACK_BASE_URL") or DEFAULT_SLACK_BASE_URL
-    if not base_url.startswith(("http://", "https://")):
-        raise SettingsError(f"ABOS_SLACK_BASE_URL={base_url!r} must be an http(s) URL")
-    return DeliverySettings(
-        smtp=SmtpSettings(
-            host=env.get("ABOS_SMTP_HOST") or None,
-            port=int(_number(env, "ABOS_SMTP_PORT", SMTP_PORTS[security], int)),
-            security=security,
-            user=env.get("ABOS_SMTP_USER") or None,
-            password=env.get(password_env) or None,
-            password_env=password_env,
-            sender=env.get("ABOS_SMTP_FROM") or DEFAULT_SMTP_FROM,
-            timeout_seconds=_number(env, "ABOS_SMTP_TIMEOUT_SECONDS", DEFAULT_SMTP_TIMEOUT_SECONDS, float),
-            data_timeout_seconds=_number(env, "ABOS_SMTP_DATA_TIMEOUT_SECONDS", DEFAULT_SMTP_DATA_TIMEOUT_SECONDS,
-                                         float),
-        ),
-        # slack-sdk joins method names onto the base URL, so it must end with a slash.
-        slack_base_url=base_url.rstrip("/") + "/",
-        max_attempts=max_attempts,
-        operator_channel=env.get("ABOS_OPERATOR_SLACK_CHANNEL") or None,
-        operator_token=env.get(token_env) or None,
-        operator_token_env=token_env,
-    )
-
-
-def _variable_name(env: Mapping[str, str], name: str, default: str) -> str:
-    """A setting that names another environment variable (which holds a secret)."""
-    variable = env.get(name) or default
-    if looks_like_secret(variable) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
-        raise SettingsError(f"{name} must name an environment variable, not hold a value (it is not shown)")
-    return variable
-
-
-def _dagster_pg_url(url: str | None) -> str | None:
-    """Dagster's Postgres storage URL; it names the psycopg2 driver, as Dagster reads it unchanged."""
-    if url is None or url.startswith("postgresql+psycopg2://"):
-        return url
-    raise SettingsError(
-        f"ABOS_DAGSTER_PG_URL={redact(url)!r} must start with postgresql+psycopg2:// "
-        "(dagster-postgres uses the psycopg2 driver; SQLAlchemy would otherwise pick psycopg 3, which is not installed)"
-    )
-
-
-def _number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
-    """A non-negative number setting, or `default` when unset."""
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
-    if value < 0:
-        raise SettingsError(f"{name}={raw!r} must not be negative")
-    return value

@@ -1,7 +1,8 @@
 """The many-tenants phase of `abos bench` (issue 13, point 6): N tiny tenants refreshed through Dagster.
 
 The sandbox serves `tiny+N` (pipelines/sandbox/simulation/tenants.py); a tenants file lists the N generated
-workspaces. The Definitions (`pipelines.definitions`) load for that file, and every asset of the
+workspaces. The Definitions are built for the tenants' own settings (`pipelines.definitions.build`:
+home, warehouse, tenants file and Dagster instance passed, not written into the environment), and every asset of the
 refresh (all but the weekly report and its delivery) is materialized stage by stage as `abos run`
 does it: one run per workspace for the partitioned stages (ingestion, then anomalies and drivers),
 one run of `dbt build` for all, on the persistent Dagster instance. Two refreshes are timed: the
@@ -17,12 +18,13 @@ Definitions (`definitions_load`, measured in a fresh interpreter).
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +36,8 @@ from pipelines.bench.served import served
 from pipelines.sandbox.core.connection import sandbox_env
 from pipelines.sandbox.simulation.simulator import specs
 from pipelines.sandbox.simulation.tenants import workspaces_file, with_tenants
-from pipelines.settings import Settings, load_settings
+from pipelines.settings import WAREHOUSE_URL_VARIABLE, Settings, load_settings
+from pipelines.workspaces import load_workspaces
 
 TENANTS = 200
 BASE_SIZE = "tiny"
@@ -50,8 +53,8 @@ def tenants_phase(count: int, *, seed: int, as_of: date, cache: Path, work: Path
     result: dict[str, Any] = {"tenants": count, "size": size, "rows_per_s_for_data": rows_per_s}
     with served(store, size=size, seed=seed, as_of=as_of) as sandbox:
         rss.exclude.add(sandbox.pid)
-        settings = _point_at(sandbox.info, work / "tenants", count)
-        result["definitions_load"] = _definitions_load()
+        settings, variables = _point_at(sandbox.info, work / "tenants", count)
+        result["definitions_load"] = _definitions_load(variables)
         for name in ("first", "after_a_day"):
             if name == "after_a_day":
                 sandbox.advance(1.0)
@@ -62,22 +65,24 @@ def tenants_phase(count: int, *, seed: int, as_of: date, cache: Path, work: Path
     return result
 
 
-def _point_at(info: dict[str, Any], home: Path, count: int) -> Settings:
-    """Environment for the tenants: their own home, DuckDB warehouse, Dagster instance and tenants file."""
+def _point_at(info: dict[str, Any], home: Path, count: int) -> tuple[Settings, dict[str, str]]:
+    """The tenants' own home, DuckDB warehouse, Dagster instance and tenants file: their settings, and
+    the variables that make them (for the child process that times loading the Definitions)."""
     home.mkdir(parents=True, exist_ok=True)
     tenants = workspaces_file(specs(with_tenants(BASE_SIZE, count)), home / "workspaces.yaml")
+    # The tenants' credentials: connectors read secrets from the environment only (workspaces.yaml names them).
     os.environ.update(sandbox_env(info))
-    os.environ.update({"ABOS_HOME": str(home), "ABOS_WAREHOUSE_URL": f"duckdb:///{home / 'warehouse.duckdb'}",
-                       "ABOS_WORKSPACES": str(tenants), "DAGSTER_HOME": str(home / "dagster")})
-    return load_settings()
+    variables = {"ABOS_HOME": str(home), "ABOS_WAREHOUSE_URL": f"duckdb:///{home / 'warehouse.duckdb'}",
+                 "ABOS_WORKSPACES": str(tenants), "DAGSTER_HOME": str(home / "dagster")}
+    return load_settings({**os.environ, **variables}), variables
 
 
-def _definitions_load() -> dict[str, float]:
+def _definitions_load(variables: dict[str, str]) -> dict[str, float]:
     """Wall and CPU seconds a fresh interpreter takes to load the Definitions for these tenants: what
     the run queue's launcher pays for every run it starts (a `dagster api execute_run` process)."""
     started, cpu = time.perf_counter(), cpu_seconds()
-    subprocess.run([sys.executable, "-c", "import pipelines.definitions"], check=True, env=os.environ.copy(),
-                   capture_output=True)
+    subprocess.run([sys.executable, "-c", "import pipelines.definitions"], check=True,
+                   env={**os.environ, **variables}, capture_output=True)
     return {"seconds": round(time.perf_counter() - started, 3), "cpu_seconds": round(cpu_seconds() - cpu, 3)}
 
 
@@ -88,13 +93,13 @@ def refresh(settings: Settings, progress: Callable[[str], None]) -> list[dict[st
     from pipelines.reliability import process_tags
     from pipelines.run import _stages, dagster_instance
 
-    module = sys.modules.get("pipelines.definitions")
-    definitions = importlib.reload(module) if module else importlib.import_module("pipelines.definitions")
-    graph = definitions.defs.resolve_asset_graph()
+    from pipelines.definitions import build
+
+    graph = build(settings, load_workspaces(settings.workspaces_file)).resolve_asset_graph()
     assets = [a for a in graph.assets_defs if a.is_materializable]
     refreshed = (dg.AssetSelection.all() - WEEKLY).resolve(graph)
     runs: list[dict[str, Any]] = []
-    with dagster_instance(settings) as instance:
+    with dagster_instance(settings) as instance, _dbt_warehouse(settings):
         for partitions, keys in _stages(assets):
             keys = [key for key in keys if key in refreshed]
             if not keys:
@@ -114,6 +119,21 @@ def refresh(settings: Settings, progress: Callable[[str], None]) -> list[dict[st
     if failed:
         raise RuntimeError(f"tenants refresh: {len(failed)} runs failed, e.g. {', '.join(failed[:5])}")
     return runs
+
+
+@contextmanager
+def _dbt_warehouse(settings: Settings) -> Iterator[None]:
+    """ABOS_WAREHOUSE_URL set to the tenants' warehouse while the refresh runs: `abos-dbt`, the dbt
+    executable Dagster runs, reads it from the environment dagster-dbt hands on (this process's)."""
+    before = os.environ.get(WAREHOUSE_URL_VARIABLE)
+    os.environ[WAREHOUSE_URL_VARIABLE] = settings.warehouse.url
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(WAREHOUSE_URL_VARIABLE, None)
+        else:
+            os.environ[WAREHOUSE_URL_VARIABLE] = before
 
 
 def _kind(graph, keys: list[dg.AssetKey]) -> str:

@@ -95,3 +95,16 @@ def test_duckdb_limits_come_from_the_environment():
 def test_bad_duckdb_limits_name_the_variable(env):
     with pytest.raises(SettingsError, match=next(iter(env))):
         load_settings(env)
+
+
+def test_every_bad_variable_is_named_at_once_with_its_value_and_no_secret():
+    env = {"ABOS_SMTP_PORT": "smtp", "ABOS_LLM_MAX_RETRIES": "-2", "ABOS_SMTP_PASSWORD_ENV": "hunter2 pasted",
+           "ABOS_DAGSTER_PG_URL": "postgresql://dagster:s3cret@db:5432/dagster", "ABOS_SMTP_HOST": ""}
+    with pytest.raises(SettingsError) as error:
+        load_settings(env)
+    message = str(error.value)
+    assert "ABOS_SMTP_PORT='smtp'" in message and "ABOS_LLM_MAX_RETRIES='-2'" in message
+    assert "ABOS_DAGSTER_PG_URL='postgresql://dagster:***@db:5432/dagster'" in message
+    assert "ABOS_SMTP_PASSWORD_ENV: must name an environment variable" in message
+    assert "hunter2" not in message and "s3cret" not in message
+    assert "ABOS_SMTP_HOST" not in message  # empty is unset, not wrong
