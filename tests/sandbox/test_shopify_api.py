@@ -470,6 +470,7 @@ def test_bulk_cancel_of_a_finished_or_unknown_operation(sandbox):
      "refundShippingLines { edges { node { id } } } } } } } }", "more than 5 connections"),
     ("{ orders { edges { node { lineItems { edges { node { id } } } } } } }", "must select the 'id' field"),
     ("{ orders { edges { node { nope } } } }", "Cannot query field 'nope'"),
+    ("{ orders { edges { cursor } } }", "must select 'edges { node }' or 'nodes'"),
 ])
 def test_bulk_query_validation(sandbox, query, message):
     result = Client(sandbox).data(RUN, {"q": query, "g": False})["bulkOperationRunQuery"]

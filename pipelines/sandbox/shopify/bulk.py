@@ -183,7 +183,7 @@ class _Compiler:
                     if inner[0].name.value == "node":
                         chosen.extend(inner)
         if not chosen:
-            raise BulkQueryError(f"The connection of type '{connection.name}' must select 'edges { node }' or 'nodes'.")
+            raise BulkQueryError(f"The connection of type '{connection.name}' must select 'edges {{ node }}' or 'nodes'.")
         return self.node(node_type, chosen, depth)
 
 
