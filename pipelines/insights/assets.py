@@ -1,5 +1,5 @@
 """Insights assets, partitioned by workspace: anomalies, their drivers, forecasts, risks and
-opportunities, and the weekly report.
+opportunities, predicted customer value, and the weekly report.
 
 Each asset reads the metric tables dbt built, calls the pure logic of this package, and writes its
 own table in the `insights` schema (docs/anomalies.md, docs/reports.md). Writes replace the
@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipelines.insights.calendar import Calendar, calendar_for
 from pipelines.insights.forecasts import FORECAST_METRICS, HORIZON_DAYS, forecast_workspace
+from pipelines.insights.ltv import workspace_customer_values
 from pipelines.insights.opportunities import workspace_opportunities
 from pipelines.insights.reports import CHART_FILE, Week, build_report, last_complete_week, write_report
 from pipelines.insights.scan import explain_anomalies, find_anomalies
@@ -32,6 +33,7 @@ DRIVERS = dg.AssetKey(["insights", "anomaly_drivers"])
 REPORTS = dg.AssetKey(["insights", "reports"])
 FORECASTS = dg.AssetKey(["insights", "forecasts"])
 OPPORTUNITIES = dg.AssetKey(["insights", "opportunities"])
+CUSTOMER_VALUES = dg.AssetKey(["insights", "customer_values"])
 # What the assets read, from the metric registry: the tables its metrics and dimensions come from.
 METRIC_TABLES = [dg.AssetKey([table]) for table in metric_tables()]
 SLICE_TABLES = [dg.AssetKey([table]) for table in slice_tables()]
@@ -140,6 +142,30 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             "top": dg.MetadataValue.md(_table(found.head(10), ["rank", "kind", "subject", "money_at_stake", "action"])),
         })
 
+    @dg.asset(key=CUSTOMER_VALUES, group_name="insights", kinds=kinds, partitions_def=partitions,
+              deps=[dg.AssetKey(["orders"]), *METRIC_TABLES])
+    def customer_values(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        """Predict each customer's next 12 months of purchases and net sales in one shop (BG/NBD and
+        Gamma-Gamma fitted to its purchase histories); a SaaS workspace has none."""
+        workspace = workspaces.get(context.partition_key)
+        if workspace.vertical != "ecommerce":
+            return dg.MaterializeResult(metadata={"customers": 0, "skipped": "not an ecommerce workspace"})
+        require_passing(warehouse, workspace.id)
+        daily = _daily_metrics(warehouse, workspace)
+        as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
+        found, params = workspace_customer_values(warehouse.query, workspace.id, workspace.currency, as_of)
+        if len(found) or warehouse.table_exists("insights.customer_values"):
+            warehouse.upsert("insights.customer_values", found, key=["workspace_id", "person_id"],
+                             replace={"workspace_id": workspace.id})
+        return dg.MaterializeResult(metadata={
+            "customers": len(found),
+            "predicted_value_12m": float(found["predicted_value_12m"].sum()),
+            "model": ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}: {value}"
+                               for name, value in params.items()) or "none",
+            "top": dg.MetadataValue.md(_table(found.head(10), ["person_id", "frequency", "recency_days",
+                                                               "predicted_value_12m"])),
+        })
+
     @dg.asset(key=REPORTS, group_name="insights", kinds=kinds, partitions_def=partitions,
               deps=[*METRIC_TABLES, *COHORT_TABLES, ANOMALIES, DRIVERS, FORECASTS, OPPORTUNITIES])
     def reports(context: dg.AssetExecutionContext, config: ReportConfig, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -179,7 +205,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             "preview": dg.MetadataValue.md(report.markdown + f"\n![trend chart](data:image/png;base64,{chart})\n"),
         })
 
-    return [anomalies, anomaly_drivers, forecasts, opportunities, reports]
+    return [anomalies, anomaly_drivers, forecasts, opportunities, customer_values, reports]
 
 
 def _daily_metrics(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:

@@ -13,6 +13,7 @@ as-of day; `monetary` = mean net sales of the repeat orders.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,13 @@ class PurchaseModel:
         grow = (a + b + x - 1) / (a - 1) * (1 - ((alpha + big_t) / (alpha + big_t + days)) ** (r + x) * hyper)
         alive_odds = np.where(x > 0, a / np.maximum(b + x - 1, 1e-12) * ((alpha + big_t) / (alpha + t_x)) ** (r + x), 0)
         return grow / (1 + alive_odds)
+
+    def probability_alive(self, frequency, recency, age) -> np.ndarray:
+        """Chance that a customer with this history has not dropped out (1 for a one-purchase customer)."""
+        x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, age))
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        odds = np.where(x > 0, a / np.maximum(b + x - 1, 1e-12) * ((alpha + big_t) / (alpha + t_x)) ** (r + x), 0)
+        return 1 / (1 + odds)
 
 
 @dataclass(frozen=True)
@@ -117,3 +125,73 @@ def predict_value(customers: pd.DataFrame, days: int = 365) -> pd.DataFrame:
     expected = purchases.expected_purchases(days, customers["frequency"], customers["recency"], customers["age"])
     value = expected * spend.expected_order_value(customers["frequency"], customers["monetary"])
     return customers.assign(expected_purchases=expected, predicted_value=value)
+
+
+# Below these, a fit says more about the optimizer than about the customers: the table keeps their
+# histories and leaves the predictions empty.
+MIN_CUSTOMERS = 50
+MIN_REPEAT_CUSTOMERS = 10
+HORIZON_DAYS = 365
+VALUE_COLUMNS = ["workspace_id", "person_id", "as_of", "first_order_date", "last_order_date", "frequency",
+                 "recency_days", "age_days", "monetary", "probability_alive", "expected_purchases_12m",
+                 "predicted_value_12m", "currency"]
+
+
+def workspace_customer_values(query, workspace_id: str, currency: str, as_of: date | None) -> tuple[pd.DataFrame, dict]:
+    """Every customer of one shop with their purchase history as of `as_of` (the last data day) and,
+    when the shop has enough customers to fit, their predicted next 12 months.
+
+    Args:
+        query: `Warehouse.query` (SQL with %s parameters, returning a frame).
+        workspace_id: the workspace.
+        currency: its shop currency (marts.orders amounts).
+        as_of: the last data day; None (no data) gives no rows.
+
+    Returns:
+        Rows with VALUE_COLUMNS, and the fitted parameters (empty when nothing was fitted, with the
+        reason under "skipped").
+    """
+    if as_of is None:
+        return _values_frame(pd.DataFrame(columns=VALUE_COLUMNS)), {"skipped": "no data"}
+    orders = query("select person_id, order_date, discounted_sales as net_sales from marts.orders "
+                   "where workspace_id = %s and not is_cancelled and person_id is not null and order_date <= %s",
+                   [workspace_id, as_of])
+    if orders.empty:
+        return _values_frame(pd.DataFrame(columns=VALUE_COLUMNS)), {"skipped": "no orders"}
+    orders = orders.astype({"net_sales": "float64"})
+    histories = purchase_histories(orders, as_of)
+    dates = pd.to_datetime(orders["order_date"]).groupby(orders["person_id"])
+    frame = histories.assign(first_order_date=dates.min().dt.date, last_order_date=dates.max().dt.date)
+    repeat = int((histories["frequency"] > 0).sum())
+    params: dict = {}
+    if len(histories) < MIN_CUSTOMERS or repeat < MIN_REPEAT_CUSTOMERS:
+        params["skipped"] = (f"{len(histories)} customers, {repeat} with a repeat purchase: a fit needs "
+                             f"{MIN_CUSTOMERS} and {MIN_REPEAT_CUSTOMERS}")
+        frame = frame.assign(probability_alive=np.nan, expected_purchases=np.nan, predicted_value=np.nan)
+    else:
+        purchases = fit_purchases(frame["frequency"], frame["recency"], frame["age"])
+        spend = fit_spend(frame["frequency"], frame["monetary"])
+        params = {"r": purchases.r, "alpha": purchases.alpha, "a": purchases.a, "b": purchases.b,
+                  "p": spend.p, "q": spend.q, "v": spend.v}
+        expected = purchases.expected_purchases(HORIZON_DAYS, frame["frequency"], frame["recency"], frame["age"])
+        frame = frame.assign(
+            probability_alive=purchases.probability_alive(frame["frequency"], frame["recency"], frame["age"]),
+            expected_purchases=expected,
+            predicted_value=expected * spend.expected_order_value(frame["frequency"], frame["monetary"]))
+        if spend.q <= 1:  # the population's mean order value is infinite: no value to predict
+            params["skipped"] = f"Gamma-Gamma q = {spend.q:.3f} <= 1"
+            frame["predicted_value"] = np.nan
+    frame = frame.rename_axis("person_id").reset_index().rename(columns={
+        "recency": "recency_days", "age": "age_days", "expected_purchases": "expected_purchases_12m",
+        "predicted_value": "predicted_value_12m"})
+    frame = frame.assign(workspace_id=workspace_id, as_of=as_of, currency=currency)
+    return _values_frame(frame[VALUE_COLUMNS]), params
+
+
+def _values_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Stable column types, whatever the rows (a shop without a fit writes empty predictions)."""
+    return frame.astype({"workspace_id": "object", "person_id": "object", "frequency": "int64",
+                         "recency_days": "int64", "age_days": "int64", "monetary": "float64",
+                         "probability_alive": "float64", "expected_purchases_12m": "float64",
+                         "predicted_value_12m": "float64", "currency": "object"}).sort_values(
+        ["predicted_value_12m", "person_id"], ascending=[False, True], na_position="last", ignore_index=True)

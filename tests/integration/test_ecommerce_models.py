@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import pipelines.ingest.shopify as shopify_connector
+from pipelines.insights.ltv import workspace_customer_values
 from pipelines.sandbox.server import build_store
 from pipelines.sandbox.simulation.runner import truth
 from pipelines.sandbox.simulation.simulator import SIZES, iso
@@ -351,6 +352,35 @@ def test_rfm_segments_week_by_week(scenarios):
             for name, row in weekly.items()} == {
         "champions": (1, Decimal("30"), 1), "at_risk": (1, Decimal("0"), 1),
         "new": (1, Decimal("0"), 0), "hibernating": (1, Decimal("0"), 0)}
+
+
+def test_customer_values_read_purchase_days_and_fit_only_with_enough_customers(scenarios):
+    """ecom-cohorts as of its last data day 2026-03-11 (see the cohort test); sold orders by local
+    day, net of discounts (refunds are not purchases: Ann's 20.00 refund changes nothing):
+      Ann 01-10, 02-15, 03-05 → 2 repeat days, recency 54 days, age 60, mean repeat value (50 + 30) / 2 = 40
+      Ben 01-31              → 0, 0, age 39 (31 Jan → 11 Mar), 0
+      Cat 02-10, 02-20       → 1, 10, 29, 40
+      Dov 02-25 (03-10 cancelled) → 0, 0, 14, 0
+    Four customers are too few to fit: the histories are written, the predictions are empty, on
+    both databases (the table the `insights/customer_values` asset writes)."""
+    found, params = workspace_customer_values(scenarios.settings.warehouse.query, "ecom-cohorts", "USD",
+                                              date(2026, 3, 11))
+    assert params == {"skipped": "4 customers, 2 with a repeat purchase: a fit needs 50 and 10"}
+    scenarios.settings.warehouse.upsert("insights.customer_values", found, key=["workspace_id", "person_id"],
+                                        replace={"workspace_id": "ecom-cohorts"})
+    rows = scenarios.query(
+        "select c.email, v.first_order_date, v.last_order_date, v.frequency, v.recency_days, v.age_days, v.monetary,"
+        " v.probability_alive, v.predicted_value_12m, v.as_of, v.currency from insights.customer_values v"
+        " join marts.customers c on c.workspace_id = v.workspace_id and c.person_id = v.person_id"
+        " where v.workspace_id = 'ecom-cohorts' order by c.email")
+    table = {row["email"].split("@")[0]: tuple(row.values())[1:] for row in rows}
+    d = date
+    assert table == {
+        "ann": (d(2026, 1, 10), d(2026, 3, 5), 2, 54, 60, 40.0, None, None, d(2026, 3, 11), "USD"),
+        "ben": (d(2026, 1, 31), d(2026, 1, 31), 0, 0, 39, 0.0, None, None, d(2026, 3, 11), "USD"),
+        "cat": (d(2026, 2, 10), d(2026, 2, 20), 1, 10, 29, 40.0, None, None, d(2026, 3, 11), "USD"),
+        "dov": (d(2026, 2, 25), d(2026, 2, 25), 0, 0, 14, 0.0, None, None, d(2026, 3, 11), "USD"),
+    }
 
 
 def test_incremental_rerun_on_postgres_replaces_order_lines_in_place(postgres_scenarios):
