@@ -33,7 +33,7 @@ from pipelines.deliver import email, outbox, slack
 from pipelines.deliver.errors import DeliveryError
 from pipelines.deliver.lease import Leases, lease_ttl
 from pipelines.deliver.log import Delivery, DeliveryLog, now
-from pipelines.insights.reports import CHART_FILE
+from pipelines.insights.reports import RETENTION_FILE
 from pipelines.settings import Settings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspace
@@ -65,6 +65,7 @@ class ReportContent:
     text: str
     chart: bytes
     chart_path: Path
+    retention: bytes | None = None  # the retention chart, written next to the trend chart when the report has one
 
 
 def targets(settings: Settings, workspace: Workspace, env: dict[str, str] | None = None) -> list[Target]:
@@ -173,11 +174,15 @@ def _send(settings: Settings, workspace: Workspace, target: Target, content: Rep
         message = slack.report_message(content.facts, content.summary, channel=target.recipient, key=delivery.key,
                                        report_id=content.report_id)
         upload = slack.chart_upload(content.facts)
+        more = ((content.retention, slack.retention_upload(content.facts)),) if content.retention is not None else ()
         if target.via == "outbox":
-            files = {**upload, "channel": "<the posted message's channel>", "thread_ts": "<the posted message's ts>",
-                     "file": str(content.chart_path)}
-            return str(outbox.write_json(outbox.slack_path(*folder, target.recipient),
-                                         {"chat.postMessage": message, "files_upload_v2": files}))
+            where = {"channel": "<the posted message's channel>", "thread_ts": "<the posted message's ts>"}
+            files = {**upload, **where, "file": str(content.chart_path)}
+            calls = {"chat.postMessage": message, "files_upload_v2": files}
+            if more:
+                calls["files_upload_v2 (retention)"] = {**more[0][1], **where,
+                                                        "file": str(content.chart_path.with_name(RETENTION_FILE))}
+            return str(outbox.write_json(outbox.slack_path(*folder, target.recipient), calls))
         token = workspace.notifications.slack.token(env)
         if token is None:
             variable = workspace.notifications.slack.bot_token_env
@@ -185,9 +190,11 @@ def _send(settings: Settings, workspace: Workspace, target: Target, content: Rep
                                 "not set: set it to the bot token, or set notifications.slack.if_token_unset: outbox")
         client = slack.client(settings, token)
         since = (delivery.first_attempt_at - HISTORY_MARGIN).timestamp()
-        return slack.post_report(client, message, content.chart, upload, maybe_posted=maybe_delivered, since=since)
+        return slack.post_report(client, message, content.chart, upload, maybe_posted=maybe_delivered, since=since,
+                                 more=more)
     message = email.report_email(content.facts, content.summary, content.text, content.chart,
-                                 sender=settings.delivery.smtp.sender, recipient=target.recipient, key=delivery.key)
+                                 sender=settings.delivery.smtp.sender, recipient=target.recipient, key=delivery.key,
+                                 retention=content.retention)
     if target.via == "outbox":
         return str(outbox.write_file(outbox.email_path(*folder, target.recipient), bytes(message)))
     return email.send(settings.delivery.smtp, message)
@@ -203,6 +210,7 @@ def _reports(warehouse: Warehouse, workspace_id: str) -> list[dict[str, Any]]:
 
 def _content(report: dict[str, Any]) -> ReportContent:
     chart_path = Path(report["chart_path"])
+    retention_path = chart_path.with_name(RETENTION_FILE)
     try:
         return ReportContent(
             report_id=report["report_id"],
@@ -212,6 +220,7 @@ def _content(report: dict[str, Any]) -> ReportContent:
             text=Path(report["text_path"]).read_text(),
             chart=chart_path.read_bytes(),
             chart_path=chart_path,
+            retention=retention_path.read_bytes() if retention_path.exists() else None,
         )
     except (OSError, ValueError) as exc:
         raise DeliveryError(f"report {report['report_id']}: cannot read its files ({exc}); "

@@ -22,7 +22,7 @@ from typing import Any
 
 from pipelines.deliver.errors import DeliveryError
 from pipelines.deliver.slack import report_title
-from pipelines.insights.reports import CHART_CID, CHART_FILE, render_html
+from pipelines.insights.reports import CHART_CID, CHART_FILE, RETENTION_FILE, render_html
 from pipelines.settings import SmtpSettings
 
 END_OF_DATA = b"\r\n.\r\n"  # what smtplib sends last in DATA; the server answers it with acceptance
@@ -43,8 +43,9 @@ def message_id(key: str, sender: str) -> str:
 
 
 def report_email(facts: dict[str, Any], summary: str | None, text: str, chart: bytes, *, sender: str,
-                 recipient: str, key: str) -> EmailMessage:
-    """The report email: text part, HTML part, and the chart as an inline image the HTML shows by CID.
+                 recipient: str, key: str, retention: bytes | None = None) -> EmailMessage:
+    """The report email: text part, HTML part, and the chart as an inline image the HTML shows by CID;
+    the retention chart, when the report has one, as an attached PNG.
 
     Args:
         facts: the report's facts JSON.
@@ -54,6 +55,7 @@ def report_email(facts: dict[str, Any], summary: str | None, text: str, chart: b
         sender: From.
         recipient: To (one address: each recipient is its own delivery).
         key: the delivery's idempotency key (Message-ID, X-ABOS-Delivery).
+        retention: the retention chart PNG (RETENTION_FILE), or None.
     """
     message = EmailMessage()
     message["Subject"] = report_title(facts)
@@ -67,6 +69,8 @@ def report_email(facts: dict[str, Any], summary: str | None, text: str, chart: b
     html = message.get_payload()[1]
     html.add_related(chart, maintype="image", subtype="png", cid=f"<{CHART_CID}>", filename=CHART_FILE,
                      disposition="inline")
+    if retention is not None:
+        message.add_attachment(retention, maintype="image", subtype="png", filename=RETENTION_FILE)
     return message
 
 

@@ -145,15 +145,24 @@ def chart_upload(facts: dict[str, Any]) -> dict[str, str]:
                                                                        facts["headline"]), weeks=len(facts["weeks"]))}
 
 
+def retention_upload(facts: dict[str, Any]) -> dict[str, str]:
+    """files_upload_v2 arguments for a report's retention chart (the cohorts' retention curves)."""
+    week, workspace, wording = facts["week"]["label"], facts["workspace"], Wording.of(facts)
+    title = wording.say("retention.title", name=workspace["name"],
+                        what=wording.say(f"retention.{workspace['vertical']}"))
+    return {"filename": f"{workspace['id']}-{week}-retention.png", "title": title, "alt_txt": title}
+
+
 def post_report(slack: WebClient, message: dict[str, Any], chart: bytes, upload: dict[str, str], *,
-                maybe_posted: bool, since: float) -> str:
-    """Post a report message and upload its chart into its thread, unless an earlier attempt did.
+                maybe_posted: bool, since: float, more: tuple[tuple[bytes, dict[str, str]], ...] = ()) -> str:
+    """Post a report message and upload its charts into its thread, unless an earlier attempt did.
 
     Args:
         slack: the workspace's client.
         message: `report_message(...)`.
         chart: PNG bytes.
         upload: `chart_upload(...)`.
+        more: further charts for the thread, as (PNG bytes, upload arguments): the retention chart.
         maybe_posted: an earlier attempt may have posted (the delivery log cannot tell): look the
             message up by its idempotency key, and its chart in its thread, before sending either.
         since: Unix time before the first attempt; the history lookup reads from there on.
@@ -181,12 +190,15 @@ def post_report(slack: WebClient, message: dict[str, Any], chart: bytes, upload:
         return response["ts"]
 
     ts = posted() if maybe_posted else None
-    chart_posted = ts is not None and _has_file(slack, channel_id, ts, upload["filename"])
+    files = ((chart, upload), *more)
+    shown = [ts is not None and _has_file(slack, channel_id, ts, each["filename"]) for _, each in files]
     if ts is None:
         ts = send_once(post, posted)
-    if not chart_posted:
-        send_once(lambda: slack.files_upload_v2(channel=channel_id, thread_ts=ts, file=chart, **upload),
-                  lambda: _has_file(slack, channel_id, ts, upload["filename"]) or None)
+    for (data, each), posted_before in zip(files, shown):
+        if not posted_before:
+            send_once(lambda data=data, each=each: slack.files_upload_v2(channel=channel_id, thread_ts=ts,
+                                                                         file=data, **each),
+                      lambda each=each: _has_file(slack, channel_id, ts, each["filename"]) or None)
     return f"{channel_id}/{ts}"
 
 

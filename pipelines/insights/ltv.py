@@ -137,9 +137,11 @@ VALUE_COLUMNS = ["workspace_id", "person_id", "as_of", "first_order_date", "last
                  "predicted_value_12m", "currency"]
 
 
-def workspace_customer_values(query, workspace_id: str, currency: str, as_of: date | None) -> tuple[pd.DataFrame, dict]:
+def workspace_customer_values(query, workspace_id: str, currency: str, as_of: date | None,
+                              horizon_days: int = HORIZON_DAYS) -> tuple[pd.DataFrame, dict]:
     """Every customer of one shop with their purchase history as of `as_of` (the last data day) and,
-    when the shop has enough customers to fit, their predicted next 12 months.
+    when the shop has enough customers to fit, their predicted next 12 months (`horizon_days`: the
+    backtests predict shorter spans, under the same column names).
 
     Args:
         query: `Warehouse.query` (SQL with %s parameters, returning a frame).
@@ -173,7 +175,7 @@ def workspace_customer_values(query, workspace_id: str, currency: str, as_of: da
         spend = fit_spend(frame["frequency"], frame["monetary"])
         params = {"r": purchases.r, "alpha": purchases.alpha, "a": purchases.a, "b": purchases.b,
                   "p": spend.p, "q": spend.q, "v": spend.v}
-        expected = purchases.expected_purchases(HORIZON_DAYS, frame["frequency"], frame["recency"], frame["age"])
+        expected = purchases.expected_purchases(horizon_days, frame["frequency"], frame["recency"], frame["age"])
         frame = frame.assign(
             probability_alive=purchases.probability_alive(frame["frequency"], frame["recency"], frame["age"]),
             expected_purchases=expected,

@@ -42,7 +42,7 @@ CHANGE_CAP = 10.0
 MAX_MULTIPLE = 100  # up to ×100 such a rise is said as a multiple ("×16"), beyond it "from near zero"
 WHOLE_DIMENSION = 0.995  # a slice usually this big is its whole dimension (the only currency): no driver
 CHART_FILE = "chart.png"
-RETENTION_FILE = "retention.png"  # the retention curves: written with the report, not sent
+RETENTION_FILE = "retention.png"  # the retention curves: written next to the report, sent with it when present
 TOP_OPPORTUNITIES = 5
 RETENTION_COHORTS = 6  # the latest cohorts drawn, next to the all-cohort curve
 CHART_CID = "trend-chart"  # Content-ID of the chart when the HTML is sent as an email
@@ -293,6 +293,9 @@ def write_report(report: Report, directory: str | os.PathLike[str]) -> dict[str,
         partial.write_bytes(data)
         partial.replace(path)
         written[name] = path
+    # A rerun without cohorts must not leave last run's retention chart to be sent with this report.
+    if RETENTION_FILE not in report.charts:
+        (folder / RETENTION_FILE).unlink(missing_ok=True)
     return written
 
 

@@ -2,8 +2,9 @@
 stand-in reached by the real slack-sdk.
 
 Reports are built once for the module without dbt: a seeded daily metric table, one anomaly per
-week with its drivers, and the real `insights/reports` asset for two weeks. Every test then starts
-from a copy of that warehouse, so each has its own delivery log and outbox.
+week with its drivers, and the real `insights/reports` asset for two weeks; the second week's report
+is written after a cohort table appeared, so it has a retention chart to send and the first has
+none. Every test then starts from a copy of that warehouse, so each has its own delivery log and outbox.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 from pipelines.deliver.email import message_id
 from pipelines.deliver.log import DeliveryLog
 from pipelines.deliver.outbox import outbox_files
-from pipelines.insights.reports import CHART_CID
+from pipelines.insights.reports import CHART_CID, RETENTION_FILE
 from pipelines.packs import pack_for
 from pipelines.settings import Settings, load_settings
 from tests.conftest import REPO
@@ -35,6 +36,7 @@ from tests.unit.test_reports import ecommerce_days
 
 WORKSPACE = "shop-a"
 WEEKS = ["2026-W09", "2026-W10"]
+WITH_RETENTION = "2026-W10"  # the report written once metrics.ecommerce_cohorts existed
 CHANNEL = "#shop-a-reports"
 RECIPIENT = "owner@shop-a.example"
 TOKEN = "xoxb-delivery-test"
@@ -128,10 +130,28 @@ def built(tmp_path_factory) -> Home:
     warehouse.upsert("insights.anomalies", pd.DataFrame(anomalies), key=["anomaly_id"])
     warehouse.upsert("insights.anomaly_drivers", pd.DataFrame(drivers), key=["anomaly_id", "rank"])
     for week in WEEKS:
+        if week == WITH_RETENTION:
+            warehouse.upsert("metrics.ecommerce_cohorts", COHORTS, key=["workspace_id", "cohort_month",
+                                                                        "months_since_first_order"])
         result = materialize(env, [dg.AssetKey(["insights", "reports"])],
                              {"ops": {"insights__reports": {"config": {"week": week}}}})
         assert result.success
     return Home(path, env)
+
+
+# Two cohorts of a shop over their first months: enough for retention curves.
+COHORTS = pd.DataFrame([
+    {"workspace_id": WORKSPACE, "cohort_month": pd.Timestamp(month), "months_since_first_order": age,
+     "activity_month": pd.Timestamp(month) + pd.DateOffset(months=age), "cohort_customers": 40,
+     "retention_rate": rate}
+    for month, rates in (("2026-01-01", [1.0, 0.3, 0.2]), ("2026-02-01", [1.0, 0.25]))
+    for age, rate in enumerate(rates)])
+
+
+def retention_chart(home: Home, week: str) -> bytes | None:
+    """The retention chart written next to a report, or None."""
+    path = Path(home.reports().set_index("week").loc[week, "chart_path"]).with_name(RETENTION_FILE)
+    return path.read_bytes() if path.exists() else None
 
 
 @pytest.fixture
@@ -161,14 +181,21 @@ def slack_env(slack: SlackStandIn) -> dict[str, str]:
 
 
 def parts(message) -> dict[str, object]:
-    """The text part, the HTML part and the inline image of a report email."""
+    """The text part, the HTML part, the inline image and the attached retention chart (or None) of a report email."""
+    attached = None
+    if message.get_content_type() == "multipart/mixed":
+        message, attachment = message.get_payload()
+        assert (attachment.get_content_type(), attachment.get_filename()) == ("image/png", RETENTION_FILE)
+        assert attachment.get_content_disposition() == "attachment"
+        attached = attachment.get_content()
     assert message.get_content_type() == "multipart/alternative"
     text, related = message.get_payload()
     html, image = related.get_payload()
     assert (text.get_content_type(), related.get_content_type()) == ("text/plain", "multipart/related")
     assert (html.get_content_type(), image.get_content_type()) == ("text/html", "image/png")
     # SMTP carries lines ending in CRLF; the report file has LF
-    return {"text": text.get_content().replace("\r\n", "\n"), "html": html.get_content(), "image": image}
+    return {"text": text.get_content().replace("\r\n", "\n"), "html": html.get_content(), "image": image,
+            "retention": attached}
 
 
 # --- email ---------------------------------------------------------------------------------------
@@ -191,6 +218,8 @@ def test_one_email_per_report_with_text_html_and_inline_chart_even_when_rerun(ho
         assert f'src="cid:{CHART_CID}"' in shown["html"]
         assert shown["image"]["Content-ID"] == f"<{CHART_CID}>"
         assert shown["image"].get_content() == Path(report["chart_path"]).read_bytes()
+        assert shown["retention"] == retention_chart(home, report["week"])
+    assert retention_chart(home, WITH_RETENTION)[:4] == b"\x89PNG" and retention_chart(home, WEEKS[0]) is None
     email_rows = [d for d in home.rows() if d.channel == "email"]
     assert [(d.status, d.attempts, d.via) for d in email_rows] == [("sent", 1, "smtp")] * len(WEEKS)
     assert {d.external_id for d in email_rows} == {m["Message-ID"] for m in smtp.messages}
@@ -240,7 +269,7 @@ def test_the_check_fails_and_the_run_fails_after_the_last_attempt(home, smtp):
 # --- Slack ---------------------------------------------------------------------------------------
 
 
-def test_slack_gets_one_post_and_one_chart_per_report_and_a_429_is_retried(home, slack):
+def test_slack_gets_one_post_and_its_charts_per_report_and_a_429_is_retried(home, slack):
     slack.rate_limit("chat.postMessage", times=1, retry_after=1)
     for _ in range(2):
         assert deliver(home, **slack_env(slack)).success
@@ -258,11 +287,13 @@ def test_slack_gets_one_post_and_one_chart_per_report_and_a_429_is_retried(home,
         assert pack.metric(metric).label in texts
         assert all(phrase.replace("&", "&amp;") in texts for phrase in phrases)
         files = [f for reply in slack.replies(CHANNEL, post["ts"]) for f in reply.get("files", [])]
-        assert len(files) == 1
-        chart = slack.uploads[files[0]["id"]]["data"]
         report = home.reports().set_index("week").loc[week]
-        assert chart == Path(report["chart_path"]).read_bytes()
-    assert len(slack.uploads) == len(WEEKS)
+        charts = {f["name"]: slack.uploads[f["id"]]["data"] for f in files}
+        expected = {f"{WORKSPACE}-{week}-trend.png": Path(report["chart_path"]).read_bytes()}
+        if week == WITH_RETENTION:
+            expected[f"{WORKSPACE}-{week}-retention.png"] = retention_chart(home, week)
+        assert charts == expected
+    assert len(slack.uploads) == len(WEEKS) + 1  # the trend charts and one retention chart
     rows = [d for d in home.rows() if d.channel == "slack"]
     assert {d.external_id.split("/")[1] for d in rows} == {p["ts"] for p in posts}
 
@@ -326,8 +357,8 @@ def test_a_crash_after_a_slack_post_does_not_post_again(home, slack, smtp):
     assert slack.calls_of("conversations.history")  # reconciled by looking the message up
     posts = slack.posts(CHANNEL)
     assert len(posts) == len(WEEKS) and len({p["ts"] for p in posts}) == len(WEEKS)
-    assert all(len(slack.replies(CHANNEL, p["ts"])) == 1 for p in posts)
-    assert len(slack.uploads) == len(WEEKS)
+    assert [len(slack.replies(CHANNEL, p["ts"])) for p in posts] == [1, 2]  # W10 has its retention chart too
+    assert len(slack.uploads) == len(WEEKS) + 1
     assert [d.status for d in home.rows()] == ["sent"] * 2 * len(WEEKS)
     assert home.settings.warehouse.query("select * from insights.delivery_leases").empty  # all given back
 
@@ -406,11 +437,14 @@ def test_nothing_configured_writes_the_outbox(home):
         shown = parts(message)
         assert shown["text"] == Path(reports.loc[week, "text_path"]).read_text()
         assert shown["image"].get_content() == Path(reports.loc[week, "chart_path"]).read_bytes()
+        assert shown["retention"] == retention_chart(home, week)
         payload = json.loads((folder / "slack-shop-a-reports.json").read_text())
         post = payload["chat.postMessage"]
         assert post["channel"] == CHANNEL and week in post["blocks"][0]["text"]["text"]
         assert post["metadata"]["event_payload"]["idempotency_key"] == f"{WORKSPACE}:{week}|slack|{CHANNEL}"
         assert Path(payload["files_upload_v2"]["file"]).read_bytes()[:4] == b"\x89PNG"
+        retention = payload.get("files_upload_v2 (retention)")
+        assert (retention and Path(retention["file"]).read_bytes()) == (retention_chart(home, week) or None)
     assert sorted((d.via, d.status, d.external_id) for d in home.rows()) == \
         sorted(("outbox", "sent", str(path)) for path in files)
 
