@@ -75,9 +75,12 @@ def _purchase_log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray,
 def fit_purchases(frequency, recency, age) -> PurchaseModel:
     """Fit BG/NBD to customers' repeat purchases, recency and age (days)."""
     x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, age))
-    found = optimize.minimize(_purchase_log_likelihood, np.zeros(4), args=(x, t_x, big_t), method="Nelder-Mead",
-                              options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8})
-    return PurchaseModel(*np.exp(found.x))
+    # Time in units of the mean age, so one start and one box suit hours-old shops and decade-old ones;
+    # the box keeps a flat likelihood (too few repeat buyers) from sending a, b off to 1e15.
+    scale = float(np.mean(big_t)) or 1.0
+    found = _fit(_purchase_log_likelihood, 4, (x, t_x / scale, big_t / scale))
+    r, alpha, a, b = np.exp(found)
+    return PurchaseModel(r, alpha * scale, a, b)
 
 
 def _spend_log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> float:
@@ -91,9 +94,22 @@ def fit_spend(frequency, monetary) -> SpendModel:
     """Fit Gamma-Gamma to repeat customers' number of repeat orders and mean order value (> 0)."""
     x, m = np.asarray(frequency, dtype=float), np.asarray(monetary, dtype=float)
     keep = (x > 0) & (m > 0)
-    found = optimize.minimize(_spend_log_likelihood, np.zeros(3), args=(x[keep], m[keep]), method="Nelder-Mead",
+    scale = float(np.mean(m[keep])) if keep.any() else 1.0  # money in units of the mean order value
+    p, q, v = np.exp(_fit(_spend_log_likelihood, 3, (x[keep], m[keep] / scale)))
+    return SpendModel(p, q, v * scale)
+
+
+LOG_BOUND = 10.0  # parameters between e^-10 and e^10 (in the scaled units)
+
+
+def _fit(negative_log_likelihood, size: int, args: tuple) -> np.ndarray:
+    """Log-parameters maximizing a likelihood: Nelder-Mead for a robust start, then L-BFGS-B in the box."""
+    start = optimize.minimize(negative_log_likelihood, np.zeros(size), args=args, method="Nelder-Mead",
+                              bounds=[(-LOG_BOUND, LOG_BOUND)] * size,
                               options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8})
-    return SpendModel(*np.exp(found.x))
+    found = optimize.minimize(negative_log_likelihood, start.x, args=args, method="L-BFGS-B",
+                              bounds=[(-LOG_BOUND, LOG_BOUND)] * size)
+    return found.x if found.fun <= start.fun else start.x
 
 
 def purchase_histories(orders: pd.DataFrame, as_of) -> pd.DataFrame:

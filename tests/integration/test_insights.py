@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from pipelines.sandbox.core.connection import sandbox_env
 from pipelines.insights.anomalies import detect_many
 from pipelines.deliver.slack import report_message
 from pipelines.insights.forecasts import backtest, backtest_scores, daily_series
+from pipelines.insights.ltv import workspace_customer_values
 from pipelines.insights.calendar import calendar_for
 from pipelines.insights.reports import RETENTION_FILE
 from pipelines.insights.summaries import template_summary
@@ -335,6 +336,35 @@ def test_opportunities_rank_money_at_stake_and_reach_the_report_and_slack(insigh
     shown = "\n".join(block["text"]["text"] for block in message["blocks"] if block.get("text"))
     assert "Top risks and opportunities" in shown and risks.sort_values("rank")["action"].iloc[0] in shown
     assert "MRR: on track for" in shown
+
+
+def test_customer_values_cover_every_buyer_and_predict_the_held_out_weeks(insights):
+    """The asset's table holds every person with a sold order, fitted (tiny's shops have hundreds of
+    customers). A backtest through the same code: fitted on the history up to 60 days before the last
+    day, the next 60 days' predicted purchase days of those customers are within 30% of the days they
+    bought (measured on tiny: 103 vs 82 in the US store, 43 vs 40 in the Brazilian one), and their net
+    sales within a factor 2 (24,684 vs 13,008 USD; 12,438 vs 8,099 BRL: Gamma-Gamma overestimates the
+    repeat order value here, docs/metrics.md)."""
+    warehouse = insights.warehouse
+    for workspace_id, currency in (("demo-us-store", "USD"), ("demo-br-store", "BRL")):
+        stored = warehouse.query("select * from insights.customer_values where workspace_id = %s", [workspace_id])
+        buyers = warehouse.query("select distinct person_id from marts.orders where workspace_id = %s "
+                                 "and not is_cancelled and person_id is not null", [workspace_id])
+        assert sorted(stored["person_id"]) == sorted(buyers["person_id"])
+        assert stored["predicted_value_12m"].notna().all() and (stored["predicted_value_12m"] > 0).all()
+        assert stored["probability_alive"].between(0, 1).all() and (stored["currency"] == currency).all()
+        last = pd.Timestamp(stored["as_of"].iloc[0]).date()
+        cut = last - timedelta(days=60)
+        fitted, params = workspace_customer_values(warehouse.query, workspace_id, currency, cut, horizon_days=60)
+        assert "skipped" not in params
+        actual = warehouse.query(
+            "select person_id, count(distinct order_date) as days, sum(discounted_sales) as net_sales from marts.orders "
+            "where workspace_id = %s and not is_cancelled and order_date > %s and order_date <= %s group by person_id",
+            [workspace_id, cut, last])
+        held_out = fitted.merge(actual, on="person_id", how="left").fillna({"days": 0, "net_sales": 0})
+        assert held_out["expected_purchases_12m"].sum() == pytest.approx(held_out["days"].sum(), rel=0.30)
+        ratio = held_out["predicted_value_12m"].sum() / float(held_out["net_sales"].astype(float).sum())
+        assert 0.5 < ratio < 2.0, ratio
 
 
 def test_the_retention_chart_is_written_next_to_the_report(insights):
