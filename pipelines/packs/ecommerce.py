@@ -1,5 +1,6 @@
 """The ecommerce pack: a Shopify store's daily sales, orders and customers (ecommerce_daily_metrics),
-split by product, country and customer type (ecommerce_daily_slices)."""
+split by product, country and customer type (ecommerce_daily_slices), and its customer base to date
+(ecommerce_customer_metrics: repeat purchase rate, historical LTV)."""
 
 from pipelines.packs.pack import Dimension, Metric, Pack
 
@@ -9,6 +10,7 @@ BURSTY_CHANGE = 1.0  # week over week, lumpy amounts are news only when they dou
 BY_LINE = ("product", "country", "customer_type")
 BY_ORDER = ("country", "customer_type")
 SLICES = "ecommerce_daily_slices"
+CUSTOMERS = {"table": "ecommerce_customer_metrics", "stock": True}  # levels at the day's end, not split
 
 PACK = Pack(
     vertical="ecommerce",
@@ -43,5 +45,18 @@ PACK = Pack(
                          "customers", "buyers")),
         Metric("returning_customers", "Returning customers", "count", dimensions=("country",),
                synonyms=("returning customer", "repeat customers", "repeat buyers", "customers", "buyers")),
+        Metric("customers_to_date", "Customers to date", "count", **CUSTOMERS,
+               synonyms=("total customers", "customer base", "all customers", "customers so far")),
+        Metric("repeat_customers_to_date", "Repeat customers to date", "count", **CUSTOMERS,
+               synonyms=("customers who came back", "customers who bought again")),
+        Metric("repeat_purchase_rate", "Repeat purchase rate", "ratio", **CUSTOMERS,
+               ratio=("repeat_customers_to_date", "customers_to_date"),
+               synonyms=("repeat rate", "repurchase rate", "repeat customer rate", "returning customer rate")),
+        Metric("net_sales_to_date", "Net sales to date", "currency", **CUSTOMERS,
+               synonyms=("lifetime net sales", "all-time net sales", "total net sales")),
+        Metric("net_sales_per_customer", "Net sales per customer (historical LTV)", "currency", **CUSTOMERS,
+               ratio=("net_sales_to_date", "customers_to_date"),
+               synonyms=("ltv", "lifetime value", "customer lifetime value", "clv", "cltv", "historical ltv",
+                         "revenue per customer", "sales per customer")),
     ),
 )

@@ -46,7 +46,19 @@ def ecommerce_days(seed: int = 7) -> pd.DataFrame:
     frame["aov"] = frame["gross_sales"] / frame["orders"]
     frame["new_customers"] = rng.integers(5, 30, len(days)).astype(float)
     frame["returning_customers"] = frame["orders"] - frame["new_customers"]
-    return frame[list(ECOMMERCE.metric_names)]
+    return with_customer_base(frame)[list(ECOMMERCE.metric_names)]
+
+
+def with_customer_base(frame: pd.DataFrame) -> pd.DataFrame:
+    """The customer-base levels (ecommerce_customer_metrics) of a frame of shop days: every new
+    customer joins the base, one returning customer in four is a second purchase."""
+    frame = frame.copy()
+    frame["customers_to_date"] = frame["new_customers"].cumsum()
+    frame["repeat_customers_to_date"] = (frame["returning_customers"] // 4).cumsum()
+    frame["repeat_purchase_rate"] = frame["repeat_customers_to_date"] / frame["customers_to_date"]
+    frame["net_sales_to_date"] = frame["net_sales"].cumsum()
+    frame["net_sales_per_customer"] = frame["net_sales_to_date"] / frame["customers_to_date"]
+    return frame
 
 
 def saas_days() -> pd.DataFrame:

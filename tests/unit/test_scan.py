@@ -7,6 +7,7 @@ import pytest
 from pipelines.insights.calendar import calendar_for
 from pipelines.insights.scan import find_anomalies
 from pipelines.packs import pack_for
+from tests.unit.test_reports import with_customer_base
 
 ECOMMERCE = pack_for("ecommerce")
 DAYS = pd.date_range("2024-01-01", "2025-06-29", freq="D")  # Monday to Sunday
@@ -22,7 +23,7 @@ def store(seed: int = 1) -> pd.DataFrame:
                           "new_customers": np.round(0.3 * orders), "returning_customers": orders - np.round(0.3 * orders)})
     frame["net_sales"] = frame["gross_sales"] - frame["discounts"] - frame["refunds"]
     frame["aov"] = (frame["gross_sales"] - frame["discounts"]) / frame["orders"]
-    return frame
+    return with_customer_base(frame)
 
 
 def lift(frame: pd.DataFrame, day: str, factor: float) -> None:
