@@ -25,7 +25,7 @@ from tests.scenario import ScenarioWarehouse, build_scenario, run_dbt, serving, 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_ecommerce.json"
 # Only the ecommerce models (and what they read): the other verticals' models are not under test here.
 ECOMMERCE = ("-s", "+ecommerce_daily_metrics", "+customers", "+products", "+ecommerce_cohorts",
-             "+ecommerce_segment_weekly", "+ecommerce_segment_moves")
+             "+ecommerce_segment_weekly", "+ecommerce_segment_moves", "+ecommerce_customer_metrics")
 METRIC_COLUMNS = [
     "workspace_id",
     "date",
@@ -51,6 +51,7 @@ TABLES = {
     "metrics.ecommerce_customer_segments": "workspace_id, week_start, person_id",
     "metrics.ecommerce_segment_weekly": "workspace_id, week_start, segment",
     "metrics.ecommerce_segment_moves": "workspace_id, week_start, from_segment, to_segment",
+    "metrics.ecommerce_customer_metrics": "workspace_id, date",
 }
 
 
@@ -352,6 +353,29 @@ def test_rfm_segments_week_by_week(scenarios):
             for name, row in weekly.items()} == {
         "champions": (1, Decimal("30"), 1), "at_risk": (1, Decimal("0"), 1),
         "new": (1, Decimal("0"), 0), "hibernating": (1, Decimal("0"), 0)}
+
+
+def test_customer_base_by_day(scenarios):
+    """ecom-cohorts (see the cohort test), levels at each day's end:
+      01-10 Ann buys: 1 customer, no repeat, net 100 → 100 per customer
+      01-31 Ben (local day): 2, net 180 → 90
+      02-15 Ann's second purchase day: 3 customers (Cat came 02-10), 1 repeat → 1/3; net 290
+      02-20 Cat's second (40) and Ann's refund (−20): 2 repeat of 3; net 310 → 103.3333
+      02-25 Dov: 4 customers, 2/4; net 400 → 100
+      03-05 Ann's third purchase: still 2 repeat; net 430 → 107.5; 03-11 (Dov's cancelled order): the same."""
+    rows = scenarios.query(
+        "select date, customers_to_date, repeat_customers_to_date, repeat_purchase_rate, net_sales_to_date,"
+        " net_sales_per_customer from metrics.ecommerce_customer_metrics where workspace_id = 'ecom-cohorts'"
+        " order by date")
+    by_day = {row["date"]: tuple(row.values())[1:] for row in rows}
+    assert min(by_day) == date(2026, 1, 10) and max(by_day) == date(2026, 3, 11) and len(by_day) == 61
+    D = Decimal
+    assert by_day[date(2026, 1, 10)] == (1, 0, D("0"), D("100"), D("100"))
+    assert by_day[date(2026, 1, 31)] == (2, 0, D("0"), D("180"), D("90"))
+    assert by_day[date(2026, 2, 15)] == (3, 1, D("0.333333333"), D("290"), D("96.6667"))
+    assert by_day[date(2026, 2, 20)] == (3, 2, D("0.666666667"), D("310"), D("103.3333"))
+    assert by_day[date(2026, 2, 25)] == (4, 2, D("0.5"), D("400"), D("100"))
+    assert by_day[date(2026, 3, 5)] == by_day[date(2026, 3, 11)] == (4, 2, D("0.5"), D("430"), D("107.5"))
 
 
 def test_customer_values_read_purchase_days_and_fit_only_with_enough_customers(scenarios):
