@@ -493,8 +493,10 @@ def detection_scores(built: Built) -> dict[str, Any]:
     judged_metric_days = 0
     for workspace_id, spec in built.truth["workspaces"].items():
         pack = pack_for("ecommerce" if spec["source"] == "shopify" else "saas")
-        daily = warehouse.query(f"select * from metrics.{pack.table} where workspace_id = %s", [workspace_id])
-        series = daily.assign(date=pd.to_datetime(daily["date"])).set_index("date")[list(pack.metric_names)]
+        daily = pd.concat([warehouse.query(f"select * from metrics.{table} where workspace_id = %s", [workspace_id])
+                           .assign(date=lambda frame: pd.to_datetime(frame["date"])).set_index("date")
+                           for table in pack.tables], axis=1)  # every table the registry names, by day
+        series = daily[list(pack.metric_names)]
         judged = detect_many(series.astype(float), sensitivity={m.name: m.sensitivity for m in pack.metrics},
                              counts={m.name: m.counts for m in pack.metrics})
         judged_metric_days += int(judged["status"].isin(["ok", "anomaly", "continuing"]).sum())
