@@ -44,6 +44,9 @@ class Answer:
     values: list[dict[str, Any]] = field(default_factory=list)  # the numbers behind the rows
     options: list[str] = field(default_factory=list)  # metrics to choose from (clarify) or offered instead
     citations: dict[str, Any] = field(default_factory=dict)
+    source: str = "resolver"  # who read the question: "resolver" (the grammar) or "llm" (tool calls)
+    chart: str | None = None  # a series' PNG: a file path (CLI) or a URL (API)
+    question_id: str | None = None  # its row in insights.questions, once stored
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str, indent=2)

@@ -5,35 +5,18 @@ from __future__ import annotations
 
 import pytest
 import requests
-import yaml
 
 from pipelines.serve import create_app
-from pipelines.settings import load_settings
-from pipelines.workspaces import load_workspaces
 from tests.gateway import running
-from tests.metric_tables import write_metric_tables
+from tests.metric_tables import metric_tables_home
 
 TOKENS = {"ASK_SHOP_TOKEN": "shop-token-1", "ASK_SAAS_TOKEN": "saas-token-2"}
-WORKSPACES = {"workspaces": [
-    {"id": "shop", "name": "Shop", "vertical": "ecommerce", "timezone": "America/New_York", "currency": "USD",
-     "ask_token_env": "ASK_SHOP_TOKEN",
-     "connectors": {"shopify": {"base_url": "https://shop.myshopify.com", "access_token_env": "SHOP_TOKEN"}}},
-    {"id": "saas", "name": "SaaS", "vertical": "saas", "timezone": "UTC", "currency": "USD",
-     "ask_token_env": "ASK_SAAS_TOKEN",
-     "connectors": {"stripe": {"base_url": "https://api.stripe.com", "api_key_env": "SAAS_KEY"}}},
-    {"id": "quiet", "name": "No API", "vertical": "saas", "timezone": "UTC", "currency": "USD",
-     "connectors": {"stripe": {"base_url": "https://api.stripe.com", "api_key_env": "QUIET_KEY"}}},
-]}
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    home = tmp_path_factory.mktemp("ask-api")
-    (home / "workspaces.yaml").write_text(yaml.safe_dump(WORKSPACES))
-    env = {"ABOS_HOME": str(home), "ABOS_WORKSPACES": str(home / "workspaces.yaml")}
-    settings = load_settings(env)
-    write_metric_tables(settings.warehouse)
-    with running(create_app(settings, load_workspaces(settings.workspaces_file, env=env), env=TOKENS)) as url:
+    settings, workspaces, _ = metric_tables_home(tmp_path_factory.mktemp("ask-api"))
+    with running(create_app(settings, workspaces, env=TOKENS)) as url:
         yield url
 
 
