@@ -4,6 +4,7 @@ Today it carries the webhook ingress (docs/webhooks.md) and the ask API (docs/as
     POST /webhooks/shopify/<workspace>   Shopify topics, including the compliance ones
     POST /webhooks/stripe/<workspace>    Stripe events
     POST /v1/workspaces/<workspace>/ask  a question in plain language, with the workspace's bearer token
+    GET  /v1/workspaces/<workspace>/suggestions, .../history   with the same token
     GET  /healthz
 """
 
@@ -44,7 +45,9 @@ def create_app(settings: Settings, workspaces: Workspaces, *, env: dict[str, str
 
     routes = [Route("/healthz", health, methods=["GET"]),
               Route("/webhooks/{provider}/{workspace}", gateway.receive, methods=["POST"]),
-              Route("/v1/workspaces/{workspace}/ask", questions.ask, methods=["POST"])]
+              Route("/v1/workspaces/{workspace}/ask", questions.ask, methods=["POST"]),
+              Route("/v1/workspaces/{workspace}/suggestions", questions.suggestions, methods=["GET"]),
+              Route("/v1/workspaces/{workspace}/history", questions.history, methods=["GET"])]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
     app.state.ask = questions

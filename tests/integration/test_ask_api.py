@@ -82,3 +82,30 @@ def test_the_question_cannot_pick_another_workspace_or_reach_raw_tables(api):
 def test_a_body_without_a_question_is_a_400(api):
     assert ask(api, "shop", None, "shop-token-1").status_code == 400
     assert ask(api, "shop", "x" * 501, "shop-token-1").status_code == 400
+
+
+def test_questions_are_kept_per_conversation_and_read_back_with_the_token(api):
+    headers = {"Authorization": "Bearer shop-token-1"}
+    first = requests.post(f"{api}/v1/workspaces/shop/ask", headers=headers, timeout=60, json={
+        "question": "net sales between November 2, 2026 and November 4, 2026", "conversation": "tab-1"}).json()
+    then = requests.post(f"{api}/v1/workspaces/shop/ask", headers=headers, timeout=60,
+                         json={"question": "and orders?", "conversation": "tab-1"}).json()
+    assert then["query"]["range"] == first["query"]["range"] and then["values"][0]["orders"] == 7
+    kept = requests.get(f"{api}/v1/workspaces/shop/history", params={"conversation": "tab-1"}, headers=headers,
+                        timeout=60).json()["questions"]
+    assert [asked["question"] for asked in kept] == ["and orders?", first["question"]]
+    assert kept[0]["question_id"] == then["question_id"] and kept[0]["query"] == then["query"]
+    saas = requests.get(f"{api}/v1/workspaces/saas/history", headers={"Authorization": "Bearer saas-token-2"},
+                        timeout=60).json()["questions"]
+    assert all(asked["workspace_id"] == "saas" for asked in saas)
+    assert "and orders?" not in [asked["question"] for asked in saas]
+    offered = requests.get(f"{api}/v1/workspaces/saas/suggestions", headers={"Authorization": "Bearer saas-token-2"},
+                           timeout=60).json()["suggestions"]
+    assert offered and {s["source"] for s in offered} == {"pack"} and offered[0]["question"].startswith("MRR")
+    for path in ("history", "suggestions"):
+        for token in (None, "saas-token-2", "wrong"):
+            denied = requests.get(f"{api}/v1/workspaces/shop/{path}", timeout=60,
+                                  headers={"Authorization": f"Bearer {token}"} if token else {})
+            assert denied.status_code == 401 and denied.json() == {"error": "unauthorized"}
+    assert requests.get(f"{api}/v1/workspaces/shop/history", params={"limit": "1000"}, headers=headers,
+                        timeout=60).status_code == 400
