@@ -250,7 +250,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         _say(f"--previous is not an answer's query: {exc}")
         return 1
     answer = converse(args.question, workspace, settings.warehouse, conversation=f"cli:{args.conversation}",
-                      via="cli", previous=previous)
+                      via="cli", previous=previous, llm=settings.llm)
     print(answer.to_json() if args.json else answer.to_text())
     return 0 if answer.status in ("answered", "clarify") else 2
 

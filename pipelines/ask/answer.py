@@ -47,6 +47,7 @@ class Answer:
     source: str = "resolver"  # who read the question: "resolver" (the grammar) or "llm" (tool calls)
     chart: str | None = None  # a series' PNG: a file path (CLI) or a URL (API)
     question_id: str | None = None  # its row in insights.questions, once stored
+    llm: dict[str, Any] | None = None  # the LLM's part: model, tool calls, why its reply was not used
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str, indent=2)
@@ -86,17 +87,28 @@ def ask(question: str, workspace: Workspace, warehouse: Warehouse, *, now: datet
         return Answer(**base, status="refused" if isinstance(resolution, Refused) else "unsupported",
                       text=resolution.message)
     with warehouse.reader(timeout=TIMEOUT_SECONDS) as read:
-        context = Context(pack=pack, timezone=workspace.timezone, today=today_in(workspace, now),
-                          country=workspace.holiday_country, values=dimension_values(read, pack, workspace.id))
-        resolution = resolve(question, context, previous)
-        if isinstance(resolution, Refused):
-            return Answer(**base, status="refused", text=resolution.message)
-        if isinstance(resolution, Clarify):
-            return Answer(**base, status="clarify", text=resolution.message, options=list(resolution.options))
-        if isinstance(resolution, Unsupported):
-            return Answer(**base, status="unsupported", text=resolution.message, options=list(resolution.nearest))
-        assert isinstance(resolution, Resolved)
-        return answer_query(resolution.query, pack, workspace, read, question=question)
+        return answer_question(question, context_for(workspace, pack, read, now), workspace, read, previous)
+
+
+def context_for(workspace: Workspace, pack: Pack, read: Read, now: datetime | None = None) -> Context:
+    """What questions of `workspace` resolve against: its pack, timezone, today, dimension values."""
+    return Context(pack=pack, timezone=workspace.timezone, today=today_in(workspace, now),
+                   country=workspace.holiday_country, values=dimension_values(read, pack, workspace.id))
+
+
+def answer_question(question: str, context: Context, workspace: Workspace, read: Read,
+                    previous: Query | None = None) -> Answer:
+    """The resolver's answer: the query's, a clarifying question, an unsupported notice or a refusal."""
+    base = {"question": question, "workspace_id": workspace.id}
+    resolution = resolve(question, context, previous)
+    if isinstance(resolution, Refused):
+        return Answer(**base, status="refused", text=resolution.message)
+    if isinstance(resolution, Clarify):
+        return Answer(**base, status="clarify", text=resolution.message, options=list(resolution.options))
+    if isinstance(resolution, Unsupported):
+        return Answer(**base, status="unsupported", text=resolution.message, options=list(resolution.nearest))
+    assert isinstance(resolution, Resolved)
+    return answer_query(resolution.query, context.pack, workspace, read, question=question)
 
 
 def answer_query(query: Query, pack: Pack, workspace: Workspace, read: Read, *, question: str = "") -> Answer:

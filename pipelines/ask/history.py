@@ -18,13 +18,16 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import duckdb
+import openai
 import pandas as pd
 import psycopg2
 
-from pipelines.ask.answer import Answer, ask, today_in
+from pipelines.ask.answer import Answer, today_in
+from pipelines.ask.llm import ask_llm
 from pipelines.ask.query import TIMEOUT_SECONDS, Query, Read, dimension_values
 from pipelines.ask.resolve import Context, Resolved, is_follow_up, resolve, screen
 from pipelines.packs import Pack, pack_for
+from pipelines.settings import LlmSettings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspace
 
@@ -67,13 +70,15 @@ class Suggestion:
 
 
 def converse(question: str, workspace: Workspace, warehouse: Warehouse, *, conversation: str, via: str,
-             previous: Query | None = None, now: datetime | None = None) -> Answer:
-    """Answer `question` and store it under `conversation`. A follow-up ("and the month before?")
-    builds on `previous` when given, else on the conversation's last answered question."""
+             previous: Query | None = None, now: datetime | None = None, llm: LlmSettings | None = None,
+             client: openai.OpenAI | None = None) -> Answer:
+    """Answer `question` (with the LLM when `llm` has a key or `client` is given, else the resolver)
+    and store it under `conversation`. A follow-up ("and the month before?") builds on `previous`
+    when given, else on the conversation's last answered question."""
     if previous is None and screen(question, pack_for(workspace.vertical)) is None and is_follow_up(question):
         with warehouse.reader(timeout=TIMEOUT_SECONDS) as read:
             previous = previous_query(read, workspace.id, conversation, now=now)
-    answer = ask(question, workspace, warehouse, now=now, previous=previous)
+    answer = ask_llm(question, workspace, warehouse, llm or LlmSettings(), client=client, now=now, previous=previous)
     answer.question_id = record(warehouse, answer, conversation=conversation, via=via, asked_at=now)
     return answer
 

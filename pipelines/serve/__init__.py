@@ -33,7 +33,7 @@ def create_app(settings: Settings, workspaces: Workspaces, *, env: dict[str, str
     env = dict(os.environ if env is None else env)
     writer = InboxWriter(settings.warehouse, lock_timeout)
     gateway = Gateway(endpoints(workspaces, env), writer, max_body_bytes)
-    questions = AskApi(workspaces, settings.warehouse, env)
+    questions = AskApi(workspaces, settings.warehouse, env, settings.llm)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"ok": True})

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from pipelines.ask.history import converse, recent, suggestions
 from pipelines.ask.query import Query
 from pipelines.ask.resolve import MAX_QUESTION_CHARS
+from pipelines.settings import LlmSettings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
@@ -37,11 +38,13 @@ NO_TOKEN = hashlib.sha256(b"no workspace has this token").digest()
 class AskApi:
     """The ask route's state: each workspace's token digest, read once, and the warehouse."""
 
-    def __init__(self, workspaces: Workspaces, warehouse: Warehouse, env: dict[str, str]):
+    def __init__(self, workspaces: Workspaces, warehouse: Warehouse, env: dict[str, str],
+                 llm: LlmSettings | None = None):
         self.workspaces = {workspace.id: workspace for workspace in workspaces}
         self.tokens = {workspace.id: hashlib.sha256(token.encode()).digest() for workspace in workspaces
                        if (token := workspace.ask_token(env))}
         self.warehouse = warehouse
+        self.llm = llm  # with a key, questions are read by the LLM (docs/ask.md, "With an LLM")
 
     def _unauthorized(self, request: Request) -> Response | None:
         """The 401 for a request without the URL's workspace's token; None when it has it."""
@@ -81,7 +84,7 @@ class AskApi:
             return JSONResponse({"error": f"ask in under {MAX_QUESTION_CHARS} characters"}, status_code=400)
         answer = await run_in_threadpool(functools.partial(
             converse, question, self.workspaces[workspace_id], self.warehouse, conversation=f"api:{conversation}",
-            via="api", previous=previous))
+            via="api", previous=previous, llm=self.llm))
         return JSONResponse(json.loads(json.dumps(asdict(answer), default=str)))
 
     async def suggestions(self, request: Request) -> Response:
