@@ -229,6 +229,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer a question in plain language from one workspace's metric tables (docs/ask.md)."""
+    from pipelines.ask.chart import folder_of
     from pipelines.ask.history import converse, suggestions
     from pipelines.ask.query import Query
     from pipelines.workspaces import load_workspaces
@@ -250,7 +251,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         _say(f"--previous is not an answer's query: {exc}")
         return 1
     answer = converse(args.question, workspace, settings.warehouse, conversation=f"cli:{args.conversation}",
-                      via="cli", previous=previous, llm=settings.llm)
+                      via="cli", previous=previous, llm=settings.llm, charts=folder_of(settings.home))
     print(answer.to_json() if args.json else answer.to_text())
     return 0 if answer.status in ("answered", "clarify") else 2
 

@@ -62,6 +62,8 @@ class Answer:
             lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in self.rows]
         if self.options and self.status == "clarify":
             lines += ["", "Options: " + ", ".join(self.options)]
+        if self.chart:
+            lines += ["", f"Chart: {self.chart}"]
         cited = self.citations
         if cited:
             lines += [""]

@@ -15,6 +15,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -22,6 +23,7 @@ import openai
 import pandas as pd
 import psycopg2
 
+from pipelines.ask import chart
 from pipelines.ask.answer import Answer, today_in
 from pipelines.ask.llm import ask_llm
 from pipelines.ask.query import TIMEOUT_SECONDS, Query, Read, dimension_values
@@ -35,7 +37,8 @@ TABLE = "insights.questions"
 # Created up front (not from the first row's types), so every column has its type from the start.
 COLUMNS = {"question_id": "text primary key", "workspace_id": "text not null", "conversation": "text not null",
            "via": "text not null", "asked_at": "timestamp with time zone not null", "question": "text not null",
-           "status": "text not null", "source": "text", "query": "text", "answer": "text", "answer_json": "text"}
+           "status": "text not null", "source": "text", "query": "text", "answer": "text", "chart": "text",
+           "answer_json": "text"}
 FOLLOW_UP_WINDOW = timedelta(hours=1)
 ANOMALY_DAYS = 14  # anomalies suggested: those of the last two weeks
 MAX_SUGGESTIONS = 8
@@ -55,6 +58,7 @@ class Asked:
     source: str | None
     query: dict[str, Any] | None
     answer: str
+    chart: str | None  # the series' PNG, when it has one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"asked_at": self.asked_at.isoformat()}
@@ -71,15 +75,19 @@ class Suggestion:
 
 def converse(question: str, workspace: Workspace, warehouse: Warehouse, *, conversation: str, via: str,
              previous: Query | None = None, now: datetime | None = None, llm: LlmSettings | None = None,
-             client: openai.OpenAI | None = None) -> Answer:
+             client: openai.OpenAI | None = None, charts: Path | None = None) -> Answer:
     """Answer `question` (with the LLM when `llm` has a key or `client` is given, else the resolver)
     and store it under `conversation`. A follow-up ("and the month before?") builds on `previous`
-    when given, else on the conversation's last answered question."""
+    when given, else on the conversation's last answered question. With `charts` (a folder), a
+    series gets its PNG there (`answer.chart`: its path)."""
     if previous is None and screen(question, pack_for(workspace.vertical)) is None and is_follow_up(question):
         with warehouse.reader(timeout=TIMEOUT_SECONDS) as read:
             previous = previous_query(read, workspace.id, conversation, now=now)
     answer = ask_llm(question, workspace, warehouse, llm or LlmSettings(), client=client, now=now, previous=previous)
-    answer.question_id = record(warehouse, answer, conversation=conversation, via=via, asked_at=now)
+    answer.question_id = uuid.uuid4().hex
+    if charts is not None and (path := chart.save(answer, workspace, charts)) is not None:
+        answer.chart = str(path)
+    record(warehouse, answer, conversation=conversation, via=via, asked_at=now)
     return answer
 
 
@@ -96,10 +104,11 @@ def record(warehouse: Warehouse, answer: Answer, *, conversation: str, via: str,
            asked_at: datetime | None = None) -> str:
     """Store `answer` (its question, query and text) in insights.questions; returns its question_id."""
     create(warehouse)
-    question_id = uuid.uuid4().hex
+    question_id = answer.question_id or uuid.uuid4().hex
     row = (question_id, answer.workspace_id, conversation, via, asked_at or datetime.now(timezone.utc),
            answer.question, answer.status, getattr(answer, "source", None),
-           json.dumps(answer.query) if answer.query is not None else None, answer.text, answer.to_json())
+           json.dumps(answer.query) if answer.query is not None else None, answer.text, answer.chart,
+           answer.to_json())
     with warehouse.transaction() as sql:
         sql.execute(f"insert into {TABLE} ({', '.join(COLUMNS)}) values ({', '.join(['%s'] * len(COLUMNS))})", row)
     return question_id
@@ -198,4 +207,4 @@ def _asked(row: dict[str, Any]) -> Asked:
     return Asked(question_id=row["question_id"], workspace_id=row["workspace_id"], conversation=row["conversation"],
                  via=row["via"], asked_at=asked_at.to_pydatetime(), question=row["question"], status=row["status"],
                  source=row["source"], query=json.loads(row["query"]) if row["query"] else None,
-                 answer=row["answer"] or "")
+                 answer=row["answer"] or "", chart=row["chart"])

@@ -16,11 +16,13 @@ import hashlib
 import hmac
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pipelines.ask.chart import find
 from pipelines.ask.history import converse, recent, suggestions
 from pipelines.ask.query import Query
 from pipelines.ask.resolve import MAX_QUESTION_CHARS
@@ -39,12 +41,13 @@ class AskApi:
     """The ask route's state: each workspace's token digest, read once, and the warehouse."""
 
     def __init__(self, workspaces: Workspaces, warehouse: Warehouse, env: dict[str, str],
-                 llm: LlmSettings | None = None):
+                 llm: LlmSettings | None = None, charts: Path | None = None):
         self.workspaces = {workspace.id: workspace for workspace in workspaces}
         self.tokens = {workspace.id: hashlib.sha256(token.encode()).digest() for workspace in workspaces
                        if (token := workspace.ask_token(env))}
         self.warehouse = warehouse
         self.llm = llm  # with a key, questions are read by the LLM (docs/ask.md, "With an LLM")
+        self.charts = charts  # where series' PNGs are written and served from
 
     def _unauthorized(self, request: Request) -> Response | None:
         """The 401 for a request without the URL's workspace's token; None when it has it."""
@@ -84,8 +87,19 @@ class AskApi:
             return JSONResponse({"error": f"ask in under {MAX_QUESTION_CHARS} characters"}, status_code=400)
         answer = await run_in_threadpool(functools.partial(
             converse, question, self.workspaces[workspace_id], self.warehouse, conversation=f"api:{conversation}",
-            via="api", previous=previous, llm=self.llm))
+            via="api", previous=previous, llm=self.llm, charts=self.charts))
+        if answer.chart:  # the file's URL, not its path on this machine
+            answer.chart = str(request.url_for("ask_chart", workspace=workspace_id, name=Path(answer.chart).name))
         return JSONResponse(json.loads(json.dumps(asdict(answer), default=str)))
+
+    async def chart(self, request: Request) -> Response:
+        """`GET .../charts/<question_id>.png`: an answer's chart. Its name is the question's random
+        128-bit id, so the URL itself is the permission (chat clients fetch images without headers)."""
+        found = None if self.charts is None else find(self.charts, request.path_params["workspace"],
+                                                      request.path_params["name"])
+        if found is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return Response(found.read_bytes(), media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
     async def suggestions(self, request: Request) -> Response:
         """`GET .../suggestions`: questions to ask, from recent anomalies and the pack."""

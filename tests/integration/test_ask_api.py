@@ -109,3 +109,16 @@ def test_questions_are_kept_per_conversation_and_read_back_with_the_token(api):
             assert denied.status_code == 401 and denied.json() == {"error": "unauthorized"}
     assert requests.get(f"{api}/v1/workspaces/shop/history", params={"limit": "1000"}, headers=headers,
                         timeout=60).status_code == 400
+
+
+def test_a_series_answer_links_its_chart(api):
+    body = ask(api, "shop", "daily net sales between November 2, 2026 and November 9, 2026", "shop-token-1").json()
+    assert body["chart"] == f"{api}/v1/workspaces/shop/charts/{body['question_id']}.png"
+    png = requests.get(body["chart"], timeout=60)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
+    total = ask(api, "shop", "net sales between November 2, 2026 and November 9, 2026", "shop-token-1").json()
+    assert total["chart"] is None
+    for wrong in (f"saas/charts/{body['question_id']}.png", "shop/charts/" + "0" * 32 + ".png",
+                  "shop/charts/..%2F..%2Fworkspaces.yaml", "nowhere/charts/x.png"):
+        assert requests.get(f"{api}/v1/workspaces/{wrong}", timeout=60).status_code == 404

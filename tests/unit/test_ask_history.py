@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from pipelines.ask import history
+from pipelines.ask import chart, history
 from pipelines.ask.answer import today_in
 from pipelines.ask.query import dimension_values
 from pipelines.ask.resolve import Context, Resolved, resolve
@@ -99,3 +99,27 @@ def test_suggestions_come_from_recent_anomalies_then_the_pack_and_each_resolves(
                               values=dimension_values(read, pack, workspace.id))
         suggested = history.suggestions(warehouse, workspace, now=NOW)
         assert suggested and all(isinstance(resolve(s.question, context), Resolved) for s in suggested)
+
+
+def test_a_series_gets_a_chart_of_its_numbers_and_a_total_none(home, tmp_path):
+    warehouse, workspaces = home
+    shop = workspaces.get("shop")
+    daily = history.converse("daily net sales and orders between November 2, 2026 and November 9, 2026", shop,
+                             warehouse, conversation="c", via="cli", now=NOW, charts=tmp_path)
+    assert daily.chart == str(tmp_path / "shop" / f"{daily.question_id}.png")
+    assert (tmp_path / "shop" / f"{daily.question_id}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    drawn = chart.figure(daily, shop)
+    net_sales, orders = (axis.lines[0] for axis in drawn.axes)
+    assert list(net_sales.get_ydata()) == pytest.approx([90, 189, 0, 360])  # days with data: Nov 2, 3, 4, 9
+    assert list(orders.get_ydata()) == pytest.approx([1, 6, 0, 5])
+    assert [t.get_text() for t in drawn.axes[-1].get_xticklabels()] == ["11-02", "11-03", "11-04", "11-09"]
+    assert history.recent(warehouse, "shop", conversation="c")[0].chart == daily.chart
+    total = history.converse("net sales between November 2, 2026 and November 9, 2026", shop, warehouse,
+                             conversation="c", via="cli", now=NOW, charts=tmp_path)
+    by_country = history.converse("net sales by country by day between November 2, 2026 and November 9, 2026",
+                                  shop, warehouse, conversation="c", via="cli", now=NOW, charts=tmp_path)
+    assert total.chart is None and by_country.chart is None
+    assert sorted(p.name for p in (tmp_path / "shop").iterdir()) == [f"{daily.question_id}.png"]
+    assert chart.find(tmp_path, "shop", f"{daily.question_id}.png") is not None
+    assert chart.find(tmp_path, "..", f"{daily.question_id}.png") is None
+    assert chart.find(tmp_path, "shop", "../shop/x.png") is None
