@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from pipelines.ask import history
 from pipelines.ask.answer import ask
 from pipelines.cli import main as cli_main
 from pipelines.sandbox.core.connection import sandbox_env
@@ -424,6 +425,37 @@ def test_abos_ask_answers_in_json_and_refuses_another_workspace(built, capsys):
     assert answered["status"] == "answered" and answered["values"][0]["new_mrr"] == pytest.approx(new_mrr)
     assert "MRR" in answered["text"] and answered["citations"]["last_sync"]["stripe"]
     assert refused.startswith("I can only answer questions about this workspace's own metrics")
+
+
+def test_suggested_questions_follow_the_recent_anomalies_and_each_answers(insights, tmp_path, capsys):
+    workspaces, warehouse = load_workspaces(insights.settings.workspaces_file), insights.warehouse
+    for workspace_id in insights.truth["workspaces"]:
+        workspace = workspaces.get(workspace_id)
+        found = warehouse.query("select metric, date from insights.anomalies where workspace_id = %s and reported "
+                                "and date >= %s order by date desc, event_rank, metric",
+                                [workspace_id, ASKED_AT.date() - timedelta(days=history.ANOMALY_DAYS)])
+        offered = history.suggestions(warehouse, workspace, now=ASKED_AT, limit=50)
+        from_anomalies = [s for s in offered if s.source == "anomaly"]
+        pack = pack_for(workspace.vertical)
+        assert [s.question.split(" on ")[1][:10] for s in from_anomalies] == [
+            pd.Timestamp(day).date().isoformat() for day in found["date"]]
+        assert all(s.question.startswith(pack.metric(m).label) for s, m in zip(from_anomalies, found["metric"]))
+        assert [s.source for s in offered[len(from_anomalies):]] == ["pack"] * (len(offered) - len(from_anomalies))
+        for suggestion in offered:
+            answered = ask(suggestion.question, workspace, warehouse, now=ASKED_AT)
+            assert answered.status == "answered" and answered.values, suggestion
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in insights.env.items():
+            patch.setenv(key, value)
+        assert cli_main(["ask", "--suggest", "--json", "--workspace", "demo-saas"]) == 0
+        assert json.loads(capsys.readouterr().out)[-1]["source"] == "pack"
+        assert cli_main(["ask", "new MRR by week last quarter", "--workspace", "demo-saas", "--json"]) == 0
+        weekly = json.loads(capsys.readouterr().out)
+    png = Path(weekly["chart"])
+    assert png.parent == insights.settings.home / "ask" / "charts" / "demo-saas" and png.name.startswith(
+        weekly["question_id"]) and png.read_bytes().startswith(b"\x89PNG")
+    kept = history.recent(warehouse, "demo-saas", conversation="cli:default")
+    assert kept[0].question_id == weekly["question_id"] and kept[0].chart == weekly["chart"]
 
 
 def detection_scores(built: Built) -> dict[str, Any]:
