@@ -120,6 +120,8 @@ def answer_query(query: Query, pack: Pack, workspace: Workspace, read: Read, *, 
     before = None
     if query.comparison is not None:
         before = evaluate(query, pack, read, workspace.id, query.comparison.range, grain="total")
+    if query.dimensions and before is not None and query.grain == "total":
+        rows = _with_compared_values(rows, before, query, pack)
     if query.dimensions:
         rows = rows.sort_values(query.metrics[0], ascending=query.order == "asc", na_position="last",
                                 kind="stable").head(query.limit)
@@ -131,6 +133,18 @@ def answer_query(query: Query, pack: Pack, workspace: Workspace, read: Read, *, 
                     query=query.model_dump(mode="json"), citations=citations)
     answer.columns, answer.rows, answer.values = _table(query, pack, rows, before, wording)
     return answer
+
+
+def _with_compared_values(rows: pd.DataFrame, before: pd.DataFrame, query: Query, pack: Pack) -> pd.DataFrame:
+    """A breakdown's rows plus the values only the compared period has: there, a summed metric or a
+    level is 0 (the slice tables leave zero slices out), a ratio has nothing to divide."""
+    missing = sorted(set(before["dimension_value"]) - set(rows["dimension_value"]))
+    if not missing:
+        return rows
+    added = pd.DataFrame({"period": query.range.start, "dimension_value": missing})
+    for name in query.metrics:
+        added[name] = float("nan") if pack.metric(name).ratio is not None else 0.0
+    return pd.concat([rows, added], ignore_index=True) if len(rows) else added
 
 
 def _range_text(span: Range) -> str:

@@ -150,10 +150,12 @@ def suggestions(warehouse: Warehouse, workspace: Workspace, *, now: datetime | N
     with warehouse.reader() as read:
         context = Context(pack=pack, timezone=workspace.timezone, today=today,
                           country=workspace.holiday_country, values=dimension_values(read, pack, workspace.id))
-        offered = _from_anomalies(read, pack, workspace.id, today) + _from_pack(pack)
+        offered = _from_anomalies(read, pack, workspace.id, today) + [(s, None) for s in _from_pack(pack)]
     kept, seen = [], set()
-    for suggestion in offered:
-        if suggestion.question.lower() not in seen and isinstance(resolve(suggestion.question, context), Resolved):
+    for suggestion, metric in offered:
+        resolved = resolve(suggestion.question, context)
+        if (suggestion.question.lower() not in seen and isinstance(resolved, Resolved)
+                and (metric is None or resolved.query.metrics == (metric,))):
             seen.add(suggestion.question.lower())
             kept.append(suggestion)
     return kept[:limit]
@@ -176,9 +178,10 @@ def _from_pack(pack: Pack) -> list[Suggestion]:
     return [Suggestion(question, "pack", "a headline metric of " + pack.vertical) for question in questions]
 
 
-def _from_anomalies(read: Read, pack: Pack, workspace_id: str, today: date) -> list[Suggestion]:
-    """One question per recent reported anomaly: its metric that day against the same weekday a
-    week before, broken down by its top driver's dimension."""
+def _from_anomalies(read: Read, pack: Pack, workspace_id: str, today: date) -> list[tuple[Suggestion, str]]:
+    """One question per metric and day of the recent reported anomalies: the metric that day
+    against the same weekday a week before, broken down by its top driver's dimension; with the
+    metric it must resolve to."""
     try:
         found = read("select a.metric, a.date, a.direction, d.dimension from insights.anomalies as a "
                      "left join insights.anomaly_drivers as d on d.anomaly_id = a.anomaly_id and d.rank = 1 "
@@ -187,17 +190,20 @@ def _from_anomalies(read: Read, pack: Pack, workspace_id: str, today: date) -> l
                      (workspace_id, today - timedelta(days=ANOMALY_DAYS)))
     except (duckdb.Error, psycopg2.Error):  # no anomaly scan yet
         return []
-    offered = []
+    chosen: dict[tuple[str, date], tuple[str, str | None]] = {}  # one per metric and day, with a driver if any
     for metric, day, direction, dimension in found.itertuples(index=False):
         if metric not in pack.metric_names:
             continue
-        day = pd.Timestamp(day).date()
+        key = (metric, pd.Timestamp(day).date())
+        driver = dimension if isinstance(dimension, str) and dimension in pack.metric(metric).dimensions else None
+        if key not in chosen or (chosen[key][1] is None and driver is not None):
+            chosen[key] = (direction, driver)
+    offered = []
+    for (metric, day), (direction, driver) in chosen.items():
         label = pack.metric(metric).label
-        split = ""
-        if isinstance(dimension, str) and dimension in pack.metric(metric).dimensions:
-            split = f" by {pack.dimension(dimension).label}"
-        offered.append(Suggestion(f"{label}{split} on {day.isoformat()} vs {(day - timedelta(days=7)).isoformat()}",
-                                  "anomaly", f"{label} went {direction} unusually on {day.isoformat()}"))
+        split = f" by {pack.dimension(driver).label}" if driver else ""
+        offered.append((Suggestion(f"{label}{split} on {day.isoformat()} vs {(day - timedelta(days=7)).isoformat()}",
+                                   "anomaly", f"{label} went {direction} unusually on {day.isoformat()}"), metric))
     return offered
 
 

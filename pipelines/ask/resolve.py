@@ -206,8 +206,10 @@ def screen(question: str, pack: Pack) -> Refused | Unsupported | None:
 
 
 def _words(question: str) -> str:
-    """The question in lower case, single spaces, padded, without question marks."""
-    return " " + " ".join(question.replace("’", "'").replace("?", " ").split()).lower() + " "
+    """The question in lower case, single spaces, padded, without question marks or parentheses
+    (labels such as "Churned MRR (30 days)" are matched without them)."""
+    text = question.replace("’", "'").replace("?", " ").replace("(", " ").replace(")", " ")
+    return " " + " ".join(text.split()).lower() + " "
 
 
 def _identifiers(text: str) -> list[str]:

@@ -57,6 +57,11 @@ def test_a_breakdown_compares_each_value_with_the_same_value_then(api):
     rows = {row["dimension_value"]: row for row in body["values"]}
     assert rows["US"]["net_sales"] == pytest.approx(135) and rows["US"]["compared"]["net_sales"] == pytest.approx(45)
     assert rows["DE"]["net_sales"] == pytest.approx(144) and rows["DE"]["compared"]["net_sales"] == pytest.approx(144)
+    # a value the compared day has alone is listed with 0 (the slice tables leave zero slices out)
+    body = ask(api, "shop", "net sales by country on November 2, 2026 compared to November 3, 2026",
+               "shop-token-1").json()
+    assert [(row["dimension_value"], row["net_sales"], row["compared"]["net_sales"]) for row in body["values"]] == [
+        ("US", pytest.approx(90), pytest.approx(45)), ("DE", 0, pytest.approx(144))]
 
 
 def test_every_refusal_of_access_is_the_same_401(api):

@@ -431,19 +431,25 @@ def test_suggested_questions_follow_the_recent_anomalies_and_each_answers(insigh
     workspaces, warehouse = load_workspaces(insights.settings.workspaces_file), insights.warehouse
     for workspace_id in insights.truth["workspaces"]:
         workspace = workspaces.get(workspace_id)
-        found = warehouse.query("select metric, date from insights.anomalies where workspace_id = %s and reported "
-                                "and date >= %s order by date desc, event_rank, metric",
+        found = warehouse.query("select metric, date, rule, value from insights.anomalies where workspace_id = %s "
+                                "and reported and date >= %s order by date desc, event_rank, metric",
                                 [workspace_id, ASKED_AT.date() - timedelta(days=history.ANOMALY_DAYS)])
+        found["date"] = pd.to_datetime(found["date"]).dt.date
+        firsts = found.drop_duplicates(["metric", "date"])  # one suggestion per metric and day
         offered = history.suggestions(warehouse, workspace, now=ASKED_AT, limit=50)
         from_anomalies = [s for s in offered if s.source == "anomaly"]
         pack = pack_for(workspace.vertical)
-        assert [s.question.split(" on ")[1][:10] for s in from_anomalies] == [
-            pd.Timestamp(day).date().isoformat() for day in found["date"]]
-        assert all(s.question.startswith(pack.metric(m).label) for s, m in zip(from_anomalies, found["metric"]))
+        assert [(s.question.split(" on ")[0].split(" by ")[0], s.question.split(" on ")[1][:10])
+                for s in from_anomalies] == [(pack.metric(m).label, d.isoformat())
+                                             for m, d in zip(firsts["metric"], firsts["date"])]
         assert [s.source for s in offered[len(from_anomalies):]] == ["pack"] * (len(offered) - len(from_anomalies))
         for suggestion in offered:
             answered = ask(suggestion.question, workspace, warehouse, now=ASKED_AT)
-            assert answered.status == "answered" and answered.values, suggestion
+            assert answered.status == "answered", suggestion
+        for suggestion, anomaly in zip(from_anomalies, firsts.itertuples()):
+            if anomaly.rule == "band" and pack.metric(anomaly.metric).ratio is None:  # the day's value, split
+                answered = ask(suggestion.question, workspace, warehouse, now=ASKED_AT)
+                assert sum(row[anomaly.metric] for row in answered.values) == pytest.approx(anomaly.value), suggestion
     with pytest.MonkeyPatch.context() as patch:
         for key, value in insights.env.items():
             patch.setenv(key, value)
