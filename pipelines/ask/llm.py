@@ -135,9 +135,16 @@ def tool_schemas(context: Context) -> list[dict[str, Any]]:
     return tools
 
 
+# Left out of the schemas sent: titles, defaults and descriptions add nothing; numeric and length
+# bounds are outside the subset every strict-schema API accepts. The pydantic models still enforce them.
+DROPPED_KEYWORDS = {"title", "default", "description", "minItems", "maxItems", "minimum", "maximum", "minLength",
+                    "maxLength"}
+
+
 def _strict(schema: dict[str, Any], enums: dict[str, list[str]]) -> dict[str, Any]:
     """Pydantic's JSON schema made strict (OpenAI's structured outputs): definitions inlined,
-    objects closed with every property required, no titles or defaults; the pack's names as enums."""
+    objects closed with every property required, no titles, defaults or bounds; the pack's names
+    as enums."""
     definitions = schema.pop("$defs", {})
 
     def walk(node: Any, key: str | None = None) -> Any:
@@ -149,7 +156,7 @@ def _strict(schema: dict[str, Any], enums: dict[str, list[str]]) -> dict[str, An
             return walk(definitions[node["$ref"].rsplit("/", 1)[-1]], key)
         node = {name: ({prop: walk(sub, prop) for prop, sub in value.items()} if name == "properties"
                        else walk(value, key))
-                for name, value in node.items() if name not in ("title", "default", "description")}
+                for name, value in node.items() if name not in DROPPED_KEYWORDS}
         if node.get("type") == "object":
             node["additionalProperties"] = False
             node["required"] = list(node.get("properties", {}))
