@@ -64,11 +64,13 @@ def write_metric_tables(warehouse: Warehouse) -> None:
         sql.executemany("insert into metrics.saas_daily_slices values (%s, %s, %s, %s, %s, %s)", saas_slices)
 
 
-def metric_tables_home(home: Path, warehouse_url: str | None = None) -> tuple[Settings, Workspaces, dict[str, str]]:
-    """Settings, WORKSPACES and their environment under `home`, the metric tables written to the
-    warehouse (a DuckDB file under `home`, or `warehouse_url`)."""
+def metric_tables_home(home: Path, warehouse_url: str | None = None, env: dict[str, str] | None = None
+                       ) -> tuple[Settings, Workspaces, dict[str, str]]:
+    """Settings, WORKSPACES and their environment under `home` (plus `env`), the metric tables
+    written to the warehouse (a DuckDB file under `home`, or `warehouse_url`)."""
     (home / "workspaces.yaml").write_text(yaml.safe_dump(WORKSPACES))
-    env = {"ABOS_HOME": str(home), "ABOS_WORKSPACES": str(home / "workspaces.yaml")}
+    env = {"ABOS_HOME": str(home), "ABOS_WORKSPACES": str(home / "workspaces.yaml"),
+           "ABOS_LLM_API_KEY": "", "OPENAI_API_KEY": "", **(env or {})}
     if warehouse_url:
         env["ABOS_WAREHOUSE_URL"] = warehouse_url
     settings = load_settings(env)
