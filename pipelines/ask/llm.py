@@ -182,7 +182,7 @@ class Tools:
 
     def run(self, name: str, arguments: str) -> dict[str, Any]:
         """The result of one call, or {"error": ...}; a misuse is remembered and its call not run."""
-        self.calls.append(name)
+        self.calls.append(name[:64])
         try:
             if name not in ARGUMENTS:
                 raise ToolMisuse(f"there is no tool {name!r}")
@@ -222,7 +222,8 @@ class Tools:
             raise ToolMisuse(f"there is no dimension {asked.dimension!r}")
         text = asked.text.strip().lower()
         found = sorted(v for v in self.context.values.get(asked.dimension, set()) if text in v.lower())
-        return {"dimension": asked.dimension, "values": found[:MAX_SEARCH_RESULTS], "more": len(found) > MAX_SEARCH_RESULTS}
+        return {"dimension": asked.dimension, "values": found[:MAX_SEARCH_RESULTS],
+                "more": len(found) > MAX_SEARCH_RESULTS}
 
     def resolve_time_phrase(self, asked: PhraseArguments) -> dict[str, Any]:
         found = find_period(" " + asked.phrase.lower() + " ", self.context.today, self.context.country)
