@@ -229,19 +229,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer a question in plain language from one workspace's metric tables (docs/ask.md)."""
-    from pipelines.ask.answer import ask
+    from pipelines.ask.chart import folder_of
+    from pipelines.ask.history import converse, suggestions
     from pipelines.ask.query import Query
     from pipelines.workspaces import load_workspaces
 
     settings = load_settings()
     settings.warehouse.ensure_reachable()
     workspace = load_workspaces(settings.workspaces_file, require_secrets=False).get(args.workspace)
+    if args.suggest:
+        offered = suggestions(settings.warehouse, workspace)
+        print(json.dumps([vars(s) for s in offered], indent=2) if args.json else
+              "\n".join(f"{s.question}  ({s.why})" for s in offered))
+        return 0
+    if not args.question:
+        _say('ask a question, e.g. abos ask "net sales last week" --workspace ID, or --suggest')
+        return 1
     try:
         previous = Query.model_validate_json(args.previous) if args.previous else None
     except ValueError as exc:  # pydantic's ValidationError says which field
         _say(f"--previous is not an answer's query: {exc}")
         return 1
-    answer = ask(args.question, workspace, settings.warehouse, previous=previous)
+    answer = converse(args.question, workspace, settings.warehouse, conversation=f"cli:{args.conversation}",
+                      via="cli", previous=previous, llm=settings.llm, charts=folder_of(settings.home))
     print(answer.to_json() if args.json else answer.to_text())
     return 0 if answer.status in ("answered", "clarify") else 2
 
@@ -537,10 +547,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", help="answer a question in plain language from a workspace's metrics "
                                           "(docs/ask.md)")
-    ask.add_argument("question", help='e.g. "net sales last week vs the week before"')
+    ask.add_argument("question", nargs="?", help='e.g. "net sales last week vs the week before"')
     ask.add_argument("--workspace", required=True, help="the workspace id (workspaces.yaml) the question is about")
     ask.add_argument("--json", action="store_true", help="the answer, its query and citations as JSON")
-    ask.add_argument("--previous", help="a follow-up: the previous answer's `query` (JSON) it builds on")
+    ask.add_argument("--previous", help="a follow-up: the previous answer's `query` (JSON) it builds on "
+                                        "(default: the conversation's last answer, within the hour)")
+    ask.add_argument("--conversation", default="default",
+                     help="the conversation stored questions belong to (default %(default)s)")
+    ask.add_argument("--suggest", action="store_true",
+                     help="print suggested questions (recent anomalies, the pack) instead of answering")
     ask.set_defaults(func=cmd_ask)
 
     dbt = commands.add_parser("dbt", help="run dbt against the configured warehouse, e.g. `abos dbt build`")

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
+import yaml
+
+from pipelines.settings import Settings, load_settings
 from pipelines.warehouse import Warehouse
+from pipelines.workspaces import Workspaces, load_workspaces
 
+# The workspaces the tables are about; "quiet" has no ask token.
+WORKSPACES = {"workspaces": [
+    {"id": "shop", "name": "Shop", "vertical": "ecommerce", "timezone": "America/New_York", "currency": "USD",
+     "ask_token_env": "ASK_SHOP_TOKEN",
+     "connectors": {"shopify": {"base_url": "https://shop.myshopify.com", "access_token_env": "SHOP_TOKEN"}}},
+    {"id": "saas", "name": "SaaS", "vertical": "saas", "timezone": "UTC", "currency": "USD",
+     "ask_token_env": "ASK_SAAS_TOKEN",
+     "connectors": {"stripe": {"base_url": "https://api.stripe.com", "api_key_env": "SAAS_KEY"}}},
+    {"id": "quiet", "name": "No API", "vertical": "saas", "timezone": "UTC", "currency": "USD",
+     "connectors": {"stripe": {"base_url": "https://api.stripe.com", "api_key_env": "QUIET_KEY"}}},
+]}
 NOV = {day: date(2026, 11, day) for day in range(1, 31)}
 
 # metric_values of workspace "shop": Monday Nov 2 to Wednesday Nov 4, and Monday Nov 9.
@@ -46,3 +62,17 @@ def write_metric_tables(warehouse: Warehouse) -> None:
         sql.executemany("insert into metrics.metric_values values (%s, %s, %s, %s)", long)
         sql.executemany("insert into metrics.ecommerce_daily_slices values (%s, %s, %s, %s, %s, %s)", slices)
         sql.executemany("insert into metrics.saas_daily_slices values (%s, %s, %s, %s, %s, %s)", saas_slices)
+
+
+def metric_tables_home(home: Path, warehouse_url: str | None = None, env: dict[str, str] | None = None
+                       ) -> tuple[Settings, Workspaces, dict[str, str]]:
+    """Settings, WORKSPACES and their environment under `home` (plus `env`), the metric tables
+    written to the warehouse (a DuckDB file under `home`, or `warehouse_url`)."""
+    (home / "workspaces.yaml").write_text(yaml.safe_dump(WORKSPACES))
+    env = {"ABOS_HOME": str(home), "ABOS_WORKSPACES": str(home / "workspaces.yaml"),
+           "ABOS_LLM_API_KEY": "", "OPENAI_API_KEY": "", **(env or {})}
+    if warehouse_url:
+        env["ABOS_WAREHOUSE_URL"] = warehouse_url
+    settings = load_settings(env)
+    write_metric_tables(settings.warehouse)
+    return settings, load_workspaces(settings.workspaces_file, env=env), env

@@ -5,9 +5,10 @@
         summarize(facts, LlmSettings(base_url=llm.base_url, api_key="test-key"))
         assert llm.requests[0].json["model"] == "gpt-4o-mini"
 
-Behaviours: `reply` (text, or a function of the request's JSON), `delay` (sleep before answering,
-to outlast the client's timeout), `fail` (HTTP errors, e.g. 500) and `malformed` (a body that is
-not a chat completion). Every request is recorded, including ones that time out.
+Behaviours: `reply` (text, or a function of the request's JSON, which may return a whole assistant
+message instead, e.g. a tool call built with `tool_call`), `delay` (sleep before answering, to
+outlast the client's timeout), `fail` (HTTP errors, e.g. 500) and `malformed` (a body that is not
+a chat completion). Every request is recorded, including ones that time out.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class OpenAIStandIn:
         self.requests: list[Recorded] = []
         self.prompt_tokens = 1200
         self.completion_tokens = 150
-        self._answer: Callable[[dict[str, Any]], str] = lambda _request: "OK."
+        self._answer: Callable[[dict[str, Any]], str | dict[str, Any]] = lambda _request: "OK."
         self._delay = 0.0
         self._failures: list[int] = []
         self._malformed = False
@@ -60,8 +61,8 @@ class OpenAIStandIn:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def reply(self, answer: str | Callable[[dict[str, Any]], str]) -> None:
-        """Answer with `answer`, or with `answer(request_json)`."""
+    def reply(self, answer: str | Callable[[dict[str, Any]], str | dict[str, Any]]) -> None:
+        """Answer with `answer`, or with `answer(request_json)` (text, or an assistant message)."""
         self._answer = answer if callable(answer) else (lambda _request: answer)
 
     def delay(self, seconds: float) -> None:
@@ -123,14 +124,23 @@ class OpenAIStandIn:
 
         return Handler
 
+    @staticmethod
+    def tool_call(name: str, arguments: dict[str, Any] | str, call_id: str = "call_1") -> dict[str, Any]:
+        """An assistant message calling one tool (arguments as JSON, or a raw string)."""
+        raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        return {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": raw}}]}
+
     def _completion(self, request: dict[str, Any]) -> dict[str, Any]:
+        answer = self._answer(request)
+        message = answer if isinstance(answer, dict) else {"role": "assistant", "content": answer}
         return {
             "id": f"chatcmpl-standin-{len(self.requests)}",
             "object": "chat.completion",
             "created": 0,
             "model": request.get("model", "unknown"),
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": self._answer(request)}}],
+            "choices": [{"index": 0, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                         "message": message}],
             "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                       "total_tokens": self.prompt_tokens + self.completion_tokens},
         }

@@ -44,6 +44,10 @@ class Answer:
     values: list[dict[str, Any]] = field(default_factory=list)  # the numbers behind the rows
     options: list[str] = field(default_factory=list)  # metrics to choose from (clarify) or offered instead
     citations: dict[str, Any] = field(default_factory=dict)
+    source: str = "resolver"  # who read the question: "resolver" (the grammar) or "llm" (tool calls)
+    chart: str | None = None  # a series' PNG: a file path (CLI) or a URL (API)
+    question_id: str | None = None  # its row in insights.questions, once stored
+    llm: dict[str, Any] | None = None  # the LLM's part: model, tool calls, why its reply was not used
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str, indent=2)
@@ -58,6 +62,8 @@ class Answer:
             lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in self.rows]
         if self.options and self.status == "clarify":
             lines += ["", "Options: " + ", ".join(self.options)]
+        if self.chart:
+            lines += ["", f"Chart: {self.chart}"]
         cited = self.citations
         if cited:
             lines += [""]
@@ -83,17 +89,28 @@ def ask(question: str, workspace: Workspace, warehouse: Warehouse, *, now: datet
         return Answer(**base, status="refused" if isinstance(resolution, Refused) else "unsupported",
                       text=resolution.message)
     with warehouse.reader(timeout=TIMEOUT_SECONDS) as read:
-        context = Context(pack=pack, timezone=workspace.timezone, today=today_in(workspace, now),
-                          country=workspace.holiday_country, values=dimension_values(read, pack, workspace.id))
-        resolution = resolve(question, context, previous)
-        if isinstance(resolution, Refused):
-            return Answer(**base, status="refused", text=resolution.message)
-        if isinstance(resolution, Clarify):
-            return Answer(**base, status="clarify", text=resolution.message, options=list(resolution.options))
-        if isinstance(resolution, Unsupported):
-            return Answer(**base, status="unsupported", text=resolution.message, options=list(resolution.nearest))
-        assert isinstance(resolution, Resolved)
-        return answer_query(resolution.query, pack, workspace, read, question=question)
+        return answer_question(question, context_for(workspace, pack, read, now), workspace, read, previous)
+
+
+def context_for(workspace: Workspace, pack: Pack, read: Read, now: datetime | None = None) -> Context:
+    """What questions of `workspace` resolve against: its pack, timezone, today, dimension values."""
+    return Context(pack=pack, timezone=workspace.timezone, today=today_in(workspace, now),
+                   country=workspace.holiday_country, values=dimension_values(read, pack, workspace.id))
+
+
+def answer_question(question: str, context: Context, workspace: Workspace, read: Read,
+                    previous: Query | None = None) -> Answer:
+    """The resolver's answer: the query's, a clarifying question, an unsupported notice or a refusal."""
+    base = {"question": question, "workspace_id": workspace.id}
+    resolution = resolve(question, context, previous)
+    if isinstance(resolution, Refused):
+        return Answer(**base, status="refused", text=resolution.message)
+    if isinstance(resolution, Clarify):
+        return Answer(**base, status="clarify", text=resolution.message, options=list(resolution.options))
+    if isinstance(resolution, Unsupported):
+        return Answer(**base, status="unsupported", text=resolution.message, options=list(resolution.nearest))
+    assert isinstance(resolution, Resolved)
+    return answer_query(resolution.query, context.pack, workspace, read, question=question)
 
 
 def answer_query(query: Query, pack: Pack, workspace: Workspace, read: Read, *, question: str = "") -> Answer:
@@ -103,6 +120,8 @@ def answer_query(query: Query, pack: Pack, workspace: Workspace, read: Read, *, 
     before = None
     if query.comparison is not None:
         before = evaluate(query, pack, read, workspace.id, query.comparison.range, grain="total")
+    if query.dimensions and before is not None and query.grain == "total":
+        rows = _with_compared_values(rows, before, query, pack)
     if query.dimensions:
         rows = rows.sort_values(query.metrics[0], ascending=query.order == "asc", na_position="last",
                                 kind="stable").head(query.limit)
@@ -114,6 +133,18 @@ def answer_query(query: Query, pack: Pack, workspace: Workspace, read: Read, *, 
                     query=query.model_dump(mode="json"), citations=citations)
     answer.columns, answer.rows, answer.values = _table(query, pack, rows, before, wording)
     return answer
+
+
+def _with_compared_values(rows: pd.DataFrame, before: pd.DataFrame, query: Query, pack: Pack) -> pd.DataFrame:
+    """A breakdown's rows plus the values only the compared period has: there, a summed metric or a
+    level is 0 (the slice tables leave zero slices out), a ratio has nothing to divide."""
+    missing = sorted(set(before["dimension_value"]) - set(rows["dimension_value"]))
+    if not missing:
+        return rows
+    added = pd.DataFrame({"period": query.range.start, "dimension_value": missing})
+    for name in query.metrics:
+        added[name] = float("nan") if pack.metric(name).ratio is not None else 0.0
+    return pd.concat([rows, added], ignore_index=True) if len(rows) else added
 
 
 def _range_text(span: Range) -> str:

@@ -206,8 +206,10 @@ def screen(question: str, pack: Pack) -> Refused | Unsupported | None:
 
 
 def _words(question: str) -> str:
-    """The question in lower case, single spaces, padded, without question marks."""
-    return " " + " ".join(question.replace("’", "'").replace("?", " ").split()).lower() + " "
+    """The question in lower case, single spaces, padded, without question marks or parentheses
+    (labels such as "Churned MRR (30 days)" are matched without them)."""
+    text = question.replace("’", "'").replace("?", " ").replace("(", " ").replace(")", " ")
+    return " " + " ".join(text.split()).lower() + " "
 
 
 def _identifiers(text: str) -> list[str]:
@@ -251,6 +253,19 @@ def _period(text: str, context: Context, previous: Query | None = None) -> tuple
     if found is None:
         return (default_period(context.today) if previous is None else period_of(previous.range)), text
     return found[0], _cut(text, found[1])
+
+
+# A question that builds on the one before: "and orders?", "what about Q3?", "break that down by
+# country", "the week before", "same for Germany" (docs/ask.md, "Follow-ups").
+FOLLOW_UP = (r"^\s*(?:and|what\s+about|how\s+about|same|also|now|then|ok|okay|but)\b|"
+             r"\b(?:that|those|it|them)\b|\bsame\b(?!\s+(?:period|time|days?|weeks?|months?|quarters?|years?))|"
+             r"\binstead\b|\bthe\s+(?:previous|prior)\s+one\b|"
+             r"\bthe\s+(?:day|week|month|quarter|year|period|days|weeks|months)\s+before\s*$")
+
+
+def is_follow_up(question: str) -> bool:
+    """Whether `question` reads as building on the question before (it keeps that context)."""
+    return re.search(FOLLOW_UP, _words(question).strip()) is not None
 
 
 FOLLOW_UP_BEFORE = r"\bthe\s+(?:day|week|month|quarter|year|period|days|weeks|months)\s+before\b|\bthe\s+(?:previous|prior)\s+one\b"

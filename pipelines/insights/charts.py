@@ -57,6 +57,7 @@ def trend_chart(
     panels: Sequence[tuple[str, Sequence[float | None], Callable[[float], str], bool]],
     *,
     title: str,
+    ticks: Sequence[str] | None = None,
 ) -> bytes:
     """A PNG with one small line panel per headline metric over the given weeks.
 
@@ -65,12 +66,14 @@ def trend_chart(
         panels: (label, weekly values aligned with `weeks`, tick formatter, whole) per metric; with
             `whole`, ticks fall on whole numbers (money and counts: no cents, no half orders).
         title: the figure's title.
+        ticks: the x axis's labels (default: the week numbers, "W47"); periods other than weeks
+            (an answer's days or months, docs/ask.md) pass their own.
 
     Returns:
         PNG bytes.
     """
     buffer = io.BytesIO()
-    trend_figure(weeks, panels, title=title).savefig(buffer, format="png")
+    trend_figure(weeks, panels, title=title, ticks=ticks).savefig(buffer, format="png")
     return buffer.getvalue()
 
 
@@ -79,6 +82,7 @@ def trend_figure(
     panels: Sequence[tuple[str, Sequence[float | None], Callable[[float], str], bool]],
     *,
     title: str,
+    ticks: Sequence[str] | None = None,
 ) -> Figure:
     """The figure `trend_chart` draws (its ticks already placed and labelled)."""
     figure = Figure(figsize=(8, 2.3 * len(panels)), dpi=100, layout="constrained")
@@ -97,7 +101,11 @@ def trend_figure(
         axis.grid(axis="y", alpha=0.3)
         axis.spines[["top", "right"]].set_visible(False)
     # Week numbers only ("W47") keep twelve ticks readable; the title carries the year.
-    axes[-1].set_xticks(positions, [week.split("-")[-1] for week in weeks], fontsize=8)
+    labels = list(ticks) if ticks is not None else [week.split("-")[-1] for week in weeks]
+    if len(labels) > 16:  # at most some 16 labels, the last one always shown
+        every = math.ceil(len(labels) / 16)
+        labels = [label if (len(labels) - 1 - i) % every == 0 else "" for i, label in enumerate(labels)]
+    axes[-1].set_xticks(positions, labels, fontsize=8)
     figure.suptitle(title, fontsize=11)
     figure.canvas.draw()  # places the ticks, so their labels can be read (and tested)
     return figure

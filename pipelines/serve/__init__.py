@@ -4,6 +4,8 @@ Today it carries the webhook ingress (docs/webhooks.md) and the ask API (docs/as
     POST /webhooks/shopify/<workspace>   Shopify topics, including the compliance ones
     POST /webhooks/stripe/<workspace>    Stripe events
     POST /v1/workspaces/<workspace>/ask  a question in plain language, with the workspace's bearer token
+    GET  /v1/workspaces/<workspace>/suggestions, .../history   with the same token
+    GET  /v1/workspaces/<workspace>/charts/<question_id>.png   an answer's chart
     GET  /healthz
 """
 
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from pipelines.ask.chart import folder_of
 from pipelines.serve.ask import AskApi
 from pipelines.serve.webhooks import (DEFAULT_LOCK_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES, Gateway, InboxWriter,
                                       endpoints)
@@ -32,7 +35,7 @@ def create_app(settings: Settings, workspaces: Workspaces, *, env: dict[str, str
     env = dict(os.environ if env is None else env)
     writer = InboxWriter(settings.warehouse, lock_timeout)
     gateway = Gateway(endpoints(workspaces, env), writer, max_body_bytes)
-    questions = AskApi(workspaces, settings.warehouse, env)
+    questions = AskApi(workspaces, settings.warehouse, env, settings.llm, folder_of(settings.home))
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
@@ -44,7 +47,10 @@ def create_app(settings: Settings, workspaces: Workspaces, *, env: dict[str, str
 
     routes = [Route("/healthz", health, methods=["GET"]),
               Route("/webhooks/{provider}/{workspace}", gateway.receive, methods=["POST"]),
-              Route("/v1/workspaces/{workspace}/ask", questions.ask, methods=["POST"])]
+              Route("/v1/workspaces/{workspace}/ask", questions.ask, methods=["POST"]),
+              Route("/v1/workspaces/{workspace}/suggestions", questions.suggestions, methods=["GET"]),
+              Route("/v1/workspaces/{workspace}/history", questions.history, methods=["GET"]),
+              Route("/v1/workspaces/{workspace}/charts/{name}", questions.chart, methods=["GET"], name="ask_chart")]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
     app.state.ask = questions

@@ -34,7 +34,8 @@ def table_reference(manifest: dict[str, Any]) -> str:
     lines = []
     for node in tables:
         name = f"{node['schema']}.{node['name']}"
-        built = "written by the insights assets (Python)" if node["resource_type"] == "source" else \
+        writer = node.get("meta", {}).get("written_by", "the insights assets (Python)")
+        built = f"written by {writer}" if node["resource_type"] == "source" else \
             f"dbt {node['config'].get('materialized', 'view')}"
         key = keys.get(node["unique_id"]) or node.get("meta", {}).get("key")
         lines += [f"### `{name}`", "", " ".join(node["description"].split()), "",

@@ -18,6 +18,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from pipelines.ask import history
 from pipelines.ask.answer import ask
 from pipelines.cli import main as cli_main
 from pipelines.sandbox.core.connection import sandbox_env
@@ -454,6 +455,43 @@ def test_abos_ask_answers_in_json_and_refuses_another_workspace(built, capsys):
     assert answered["status"] == "answered" and answered["values"][0]["new_mrr"] == pytest.approx(new_mrr)
     assert "MRR" in answered["text"] and answered["citations"]["last_sync"]["stripe"]
     assert refused.startswith("I can only answer questions about this workspace's own metrics")
+
+
+def test_suggested_questions_follow_the_recent_anomalies_and_each_answers(insights, tmp_path, capsys):
+    workspaces, warehouse = load_workspaces(insights.settings.workspaces_file), insights.warehouse
+    for workspace_id in insights.truth["workspaces"]:
+        workspace = workspaces.get(workspace_id)
+        found = warehouse.query("select metric, date, rule, value from insights.anomalies where workspace_id = %s "
+                                "and reported and date >= %s order by date desc, event_rank, metric",
+                                [workspace_id, ASKED_AT.date() - timedelta(days=history.ANOMALY_DAYS)])
+        found["date"] = pd.to_datetime(found["date"]).dt.date
+        firsts = found.drop_duplicates(["metric", "date"])  # one suggestion per metric and day
+        offered = history.suggestions(warehouse, workspace, now=ASKED_AT, limit=50)
+        from_anomalies = [s for s in offered if s.source == "anomaly"]
+        pack = pack_for(workspace.vertical)
+        assert [(s.question.split(" on ")[0].split(" by ")[0], s.question.split(" on ")[1][:10])
+                for s in from_anomalies] == [(pack.metric(m).label, d.isoformat())
+                                             for m, d in zip(firsts["metric"], firsts["date"])]
+        assert [s.source for s in offered[len(from_anomalies):]] == ["pack"] * (len(offered) - len(from_anomalies))
+        for suggestion in offered:
+            answered = ask(suggestion.question, workspace, warehouse, now=ASKED_AT)
+            assert answered.status == "answered", suggestion
+        for suggestion, anomaly in zip(from_anomalies, firsts.itertuples()):
+            if anomaly.rule == "band" and pack.metric(anomaly.metric).ratio is None:  # the day's value, split
+                answered = ask(suggestion.question, workspace, warehouse, now=ASKED_AT)
+                assert sum(row[anomaly.metric] for row in answered.values) == pytest.approx(anomaly.value), suggestion
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in insights.env.items():
+            patch.setenv(key, value)
+        assert cli_main(["ask", "--suggest", "--json", "--workspace", "demo-saas"]) == 0
+        assert json.loads(capsys.readouterr().out)[-1]["source"] == "pack"
+        assert cli_main(["ask", "new MRR by week last quarter", "--workspace", "demo-saas", "--json"]) == 0
+        weekly = json.loads(capsys.readouterr().out)
+    png = Path(weekly["chart"])
+    assert png.parent == insights.settings.home / "ask" / "charts" / "demo-saas" and png.name.startswith(
+        weekly["question_id"]) and png.read_bytes().startswith(b"\x89PNG")
+    kept = history.recent(warehouse, "demo-saas", conversation="cli:default")
+    assert kept[0].question_id == weekly["question_id"] and kept[0].chart == weekly["chart"]
 
 
 def detection_scores(built: Built) -> dict[str, Any]:
