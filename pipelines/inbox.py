@@ -83,10 +83,14 @@ def write(warehouse: Warehouse, deliveries: list[Delivery], lock_timeout: float 
 
 
 def read_after(warehouse: Warehouse, inbox_id: int, limit: int = 1000,
-               topics: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """Deliveries with an id above `inbox_id` (of `topics` only, when given), oldest first, payloads parsed."""
+               topics: tuple[str, ...] | None = None, lock_timeout: float | None = None) -> list[dict[str, Any]]:
+    """Deliveries with an id above `inbox_id` (of `topics` only, when given), oldest first, payloads parsed.
+
+    Raises:
+        TimeoutError: on DuckDB, another writer held the file for `lock_timeout` seconds.
+    """
     only = f" and topic in ({', '.join(['%s'] * len(topics))})" if topics else ""
-    with warehouse.transaction() as statements:
+    with warehouse.transaction(lock_timeout=lock_timeout) as statements:
         create_table(statements)
         rows = statements.execute(
             f"select inbox_id, {', '.join(COLUMNS)} from {TABLE} where inbox_id > %s{only} order by inbox_id limit %s",
