@@ -26,7 +26,6 @@ import dagster as dg
 
 from pipelines import inbox
 from pipelines.insights.assets import ANOMALIES
-from pipelines.partitions import workspace_partitions
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspaces
 
@@ -113,7 +112,7 @@ def webhook_definitions(stages: Sequence[dg.Definitions], workspaces: Workspaces
             continue
         name = f"webhook_sync_{provider}"
         sync_jobs.append(dg.define_asset_job(
-            name, selection=dg.AssetSelection.assets(*assets.keys), partitions_def=assets.partitions_def,
+            name, selection=dg.AssetSelection.assets(*assets.keys),
             description=f"Re-read the {provider} objects webhooks named, by id (the webhook_syncs sensor)."))
         ops[provider] = (name, assets.node_def.name)
         connectors[provider] = {w.id for w in workspaces.by_connector(provider)}
@@ -122,7 +121,6 @@ def webhook_definitions(stages: Sequence[dg.Definitions], workspaces: Workspaces
         description="The dbt refresh after webhook syncs (the webhook_transform sensor).")
     anomalies = dg.define_asset_job(
         "webhook_anomalies", selection=dg.AssetSelection.assets(ANOMALIES),
-        partitions_def=workspace_partitions(workspaces),
         description="The anomaly check of a workspace webhooks changed (the webhook_anomalies sensor).")
 
     @dg.sensor(name="webhook_syncs", jobs=sync_jobs, minimum_interval_seconds=5,
