@@ -112,7 +112,7 @@ def webhook_definitions(stages: Sequence[dg.Definitions], workspaces: Workspaces
             continue
         name = f"webhook_sync_{provider}"
         sync_jobs.append(dg.define_asset_job(
-            name, selection=dg.AssetSelection.assets(*assets.keys),
+            name, selection=dg.AssetSelection.assets(*assets.keys).without_checks(),
             description=f"Re-read the {provider} objects webhooks named, by id (the webhook_syncs sensor)."))
         ops[provider] = (name, assets.node_def.name)
         connectors[provider] = {w.id for w in workspaces.by_connector(provider)}
@@ -120,7 +120,7 @@ def webhook_definitions(stages: Sequence[dg.Definitions], workspaces: Workspaces
         "webhook_transform", selection=dg.AssetSelection.assets(*_dbt_keys(stages)),
         description="The dbt refresh after webhook syncs (the webhook_transform sensor).")
     anomalies = dg.define_asset_job(
-        "webhook_anomalies", selection=dg.AssetSelection.assets(ANOMALIES),
+        "webhook_anomalies", selection=dg.AssetSelection.assets(ANOMALIES).without_checks(),
         description="The anomaly check of a workspace webhooks changed (the webhook_anomalies sensor).")
 
     @dg.sensor(name="webhook_syncs", jobs=sync_jobs, minimum_interval_seconds=5,
