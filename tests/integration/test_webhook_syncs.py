@@ -39,12 +39,6 @@ def secret_env(workspace_id: str) -> str:
     return f"SYNCS_WEBHOOK_SECRET_{workspace_id.replace('-', '_').upper()}"
 
 
-import time as _t
-T0=[0.0]
-def mark(label):
-    import sys; print(f'TIMING {label} {_t.monotonic()-T0[0]:.1f}', file=sys.__stderr__)
-
-
 def launch(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest,
            job_name: str | None = None) -> dg.ExecuteInProcessResult:
     """Run what a sensor requested, as the daemon would: its job, partition, config and tags."""
@@ -72,7 +66,6 @@ def world(tmp_path_factory):
     sensors' runs executed through the real Definitions."""
     from pipelines.sandbox.server import build_store
 
-    T0[0] = _t.monotonic()
     root = tmp_path_factory.mktemp("webhook_syncs")
     store = build_store(root / "tiny.sqlite", size="tiny", seed=7, as_of=AS_OF)
     with pytest.MonkeyPatch.context() as monkeypatch, \
@@ -86,17 +79,14 @@ def world(tmp_path_factory):
         shop_secret = info["shopify"]["workspaces"][SHOP]["client_secret"]
         monkeypatch.setenv(secret_env(SHOP), shop_secret)
         monkeypatch.setenv(secret_env(SAAS), info["stripe"]["workspaces"][SAAS]["webhook_secret"])
-        mark('start-sync')
         sync_all(settings)
         write_workspaces_table(settings)
-        mark('synced')
         stored_before = {row["id"]: row["updated_at"] for row in settings.warehouse.rows(
             "select id, updated_at from shopify.orders where workspace_id = %s", (SHOP,))}
         import pipelines.definitions
 
         defs = importlib.reload(pipelines.definitions).defs
         instance = dg.DagsterInstance.ephemeral()
-        mark('defs')
         with running(create_app(settings, load_workspaces(settings.workspaces_file))) as url:
             sandbox.webhooks.subscribe(url)
             sandbox.webhooks.retry_delays = (0.2, 0.4, 0.8)
@@ -105,15 +95,12 @@ def world(tmp_path_factory):
             sandbox.advance(days=0.5)
             assert sandbox.webhooks.wait_idle(120)
             until = store.clock
-            mark('delivered')
             sandbox.webhooks.misbehave(None)
 
             first = tick(defs, instance, "webhook_syncs", None)
             again = tick(defs, instance, "webhook_syncs", None)
-            mark('ticked')
             syncs = {request.partition_key: launch(defs, instance, request) for request in first.run_requests}
 
-            mark('syncs-ran')
             # A notification of an order's older state arrives late (another webhook id, correctly
             # signed): the order is read again by id, and its newer state stays.
             changed = store.query(SHOP, "shopify", "order", order_by="updated", updated={"gt": since, "lte": until})
@@ -128,22 +115,27 @@ def world(tmp_path_factory):
             (late_request,) = late.run_requests
             late_sync = launch(defs, instance, late_request)
 
-            mark('late-synced')
-            transform = tick(defs, instance, "webhook_transform", None)
-            (transform_request,) = transform.run_requests
-            transform_run = launch(defs, instance, transform_request, "webhook_transform")
-            mark('transform-ran')
-            success = next(e for e in transform_run.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
-            anomaly_requests = defs.get_sensor_def("webhook_anomalies")(dg.build_run_status_sensor_context(
-                sensor_name="webhook_anomalies", dagster_event=success, dagster_instance=instance,
-                dagster_run=transform_run.dagster_run))
-            anomaly_runs = {request.partition_key: launch(defs, instance, request, "webhook_anomalies")
-                            for request in anomaly_requests}
-            mark('anomalies-ran')
             yield {"settings": settings, "store": store, "since": since, "until": until, "defs": defs,
-                   "instance": instance, "first": first, "again": again, "syncs": syncs, "late": late, "late_sync": late_sync,
-                   "stale_order": stale_order, "transform": transform, "anomaly_runs": anomaly_runs,
-                   "after_transform": tick(defs, instance, "webhook_transform", transform.cursor)}
+                   "instance": instance, "first": first, "again": again, "syncs": syncs, "late": late,
+                   "late_sync": late_sync, "stale_order": stale_order}
+
+
+@pytest.fixture(scope="module")
+def refreshed(world):
+    """The webhook_transform sensor's dbt refresh after those syncs, then the webhook_anomalies
+    sensor's anomaly checks (the expensive part: a `dbt build`)."""
+    defs, instance = world["defs"], world["instance"]
+    transform = tick(defs, instance, "webhook_transform", None)
+    (transform_request,) = transform.run_requests
+    transform_run = launch(defs, instance, transform_request, "webhook_transform")
+    success = next(e for e in transform_run.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    anomaly_requests = defs.get_sensor_def("webhook_anomalies")(dg.build_run_status_sensor_context(
+        sensor_name="webhook_anomalies", dagster_event=success, dagster_instance=instance,
+        dagster_run=transform_run.dagster_run))
+    anomaly_runs = {request.partition_key: launch(defs, instance, request, "webhook_anomalies")
+                    for request in anomaly_requests}
+    return {**world, "transform": transform, "anomaly_runs": anomaly_runs,
+            "after_transform": tick(defs, instance, "webhook_transform", transform.cursor)}
 
 
 def _utc(value) -> datetime:
@@ -176,49 +168,72 @@ def test_each_workspace_gets_one_targeted_sync_of_what_changed(world):
     assert metadata(world["syncs"][SAAS], "events")["rows_loaded"] == len(events)
 
 
-def test_every_changed_order_shows_its_current_state_in_marts_orders(world):
+def _shopify_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_each_changed_object_is_loaded_as_the_api_has_it_now(world):
+    """Raw tables: every order the window changed with its current state (the late, older
+    notification included), and every subscription the window updated with its current status."""
     store, settings = world["store"], world["settings"]
     changed = store.query(SHOP, "shopify", "order", order_by="updated",
                           updated={"gt": world["since"], "lte": world["until"]})
-    found = {row["order_id"]: row for row in settings.warehouse.rows(
-        "select order_id, updated_at, financial_status, fulfillment_status, is_cancelled from marts.orders "
-        "where workspace_id = %s", (SHOP,))}
+    found = {row["id"]: row for row in settings.warehouse.rows(
+        "select id, updated_at, display_financial_status, cancelled_at from shopify.orders where workspace_id = %s",
+        (SHOP,))}
     for order in changed:
         row = found[order.id]
-        assert _utc(row["updated_at"]) == datetime.fromisoformat(order.body["updatedAt"].replace("Z", "+00:00"))
-        assert row["financial_status"] == order.body["displayFinancialStatus"]
-        assert row["fulfillment_status"] == order.body["displayFulfillmentStatus"]
-        assert row["is_cancelled"] == (order.body["cancelledAt"] is not None)
+        assert _utc(row["updated_at"]) == _shopify_time(order.body["updatedAt"])
+        assert row["display_financial_status"] == order.body["displayFinancialStatus"]
+        assert (row["cancelled_at"] is None) == (order.body["cancelledAt"] is None)
+    stale = world["stale_order"]
+    assert world["late"].run_requests[0].run_config["ops"]["ingest_shopify"]["config"]["objects"] == [stale.id]
+    assert metadata(world["late_sync"], "orders")["rows_loaded"] == 1  # read again by id: the newer state
+    assert _utc(found[stale.id]["updated_at"]) == _shopify_time(stale.body["updatedAt"])
 
-
-def test_a_late_notification_of_an_older_state_leaves_the_newer_one(world):
-    order = world["stale_order"]
-    assert world["late"].run_requests[0].run_config["ops"]["ingest_shopify"]["config"]["objects"] == [order.id]
-    (row,) = world["settings"].warehouse.rows(
-        "select updated_at from marts.orders where workspace_id = %s and order_id = %s", (SHOP, order.id))
-    assert _utc(row["updated_at"]) == datetime.fromisoformat(order.body["updatedAt"].replace("Z", "+00:00"))
-
-
-def test_a_stripe_subscription_update_reaches_marts_subscriptions(world):
-    store, settings = world["store"], world["settings"]
     events = store.query(SAAS, "stripe", "event", created={"gt": world["since"], "lte": world["until"]})
     updated = {e.body["data"]["object"]["id"] for e in events if e.body["type"] == "customer.subscription.updated"}
     assert updated, "the half day updated no subscription"
-    found = {row["subscription_id"]: row for row in settings.warehouse.rows(
+    rows = {row["id"]: row for row in settings.warehouse.rows(
+        "select id, status, cancel_at_period_end from stripe.subscriptions where workspace_id = %s", (SAAS,))}
+    for subscription_id in updated:
+        now = store.get(SAAS, "stripe", "subscription", subscription_id).body
+        assert (rows[subscription_id]["status"], rows[subscription_id]["cancel_at_period_end"]) == \
+            (now["status"], now["cancel_at_period_end"])
+
+
+@pytest.mark.slow
+def test_every_changed_order_and_subscription_shows_its_current_state_in_the_marts(refreshed):
+    store, settings = refreshed["store"], refreshed["settings"]
+    changed = store.query(SHOP, "shopify", "order", order_by="updated",
+                          updated={"gt": refreshed["since"], "lte": refreshed["until"]})
+    found = {row["order_id"]: row for row in settings.warehouse.rows(
+        "select order_id, updated_at, financial_status, fulfillment_status, is_cancelled from marts.orders "
+        "where workspace_id = %s", (SHOP,))}
+    for order in changed:  # the late notification's order among them
+        row = found[order.id]
+        assert _utc(row["updated_at"]) == _shopify_time(order.body["updatedAt"])
+        assert row["financial_status"] == order.body["displayFinancialStatus"]
+        assert row["fulfillment_status"] == order.body["displayFulfillmentStatus"]
+        assert row["is_cancelled"] == (order.body["cancelledAt"] is not None)
+    events = store.query(SAAS, "stripe", "event", created={"gt": refreshed["since"], "lte": refreshed["until"]})
+    updated = {e.body["data"]["object"]["id"] for e in events if e.body["type"] == "customer.subscription.updated"}
+    subscriptions = {row["subscription_id"]: row for row in settings.warehouse.rows(
         "select subscription_id, status, cancel_at_period_end from marts.subscriptions where workspace_id = %s",
         (SAAS,))}
     for subscription_id in updated:
         now = store.get(SAAS, "stripe", "subscription", subscription_id).body
-        assert (found[subscription_id]["status"], found[subscription_id]["cancel_at_period_end"]) == \
-            (now["status"], now["cancel_at_period_end"])
+        assert (subscriptions[subscription_id]["status"], subscriptions[subscription_id]["cancel_at_period_end"]) \
+            == (now["status"], now["cancel_at_period_end"])
 
 
-def test_one_dbt_refresh_for_both_workspaces_then_their_anomaly_checks(world):
-    (request,) = world["transform"].run_requests
+@pytest.mark.slow
+def test_one_dbt_refresh_for_both_workspaces_then_their_anomaly_checks(refreshed):
+    (request,) = refreshed["transform"].run_requests
     assert request.tags[WORKSPACES_TAG] == f"{SAAS},{SHOP}"
-    assert world["after_transform"].run_requests == []  # nothing synced since
-    assert sorted(world["anomaly_runs"]) == [SAAS, SHOP]
-    for workspace_id, result in world["anomaly_runs"].items():
+    assert refreshed["after_transform"].run_requests == []  # nothing synced since
+    assert sorted(refreshed["anomaly_runs"]) == [SAAS, SHOP]
+    for workspace_id, result in refreshed["anomaly_runs"].items():
         (event,) = result.get_asset_materialization_events()
         assert event.asset_key.path == ["insights", "anomalies"] and event.partition == workspace_id
 
