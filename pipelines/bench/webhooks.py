@@ -209,7 +209,7 @@ def run_freshness_bench(*, advance_days: float = 0.25, seed: int = 7, as_of: str
 
     from pipelines.bench.served import served
     from pipelines.run import dagster_instance, run_all
-    from pipelines.sandbox.connection import sandbox_env
+    from pipelines.sandbox.core.connection import sandbox_env
     from pipelines.settings import PROJECT_ROOT
     from pipelines.webhook_jobs import INBOX_TAG, STEP_TAG
     from pipelines.workspaces import load_workspaces
@@ -225,14 +225,13 @@ def run_freshness_bench(*, advance_days: float = 0.25, seed: int = 7, as_of: str
     processes: list[subprocess.Popen] = []
     with served(store, size="tiny", seed=seed, as_of=date.fromisoformat(as_of),
                 webhooks_url=f"http://127.0.0.1:{port}") as sandbox:
-        env = {**os.environ, **sandbox_env(sandbox.info), "ABOS_HOME": str(home),
-               "ABOS_WORKSPACES": str(home / "workspaces.yaml"),
-               "DAGSTER_HOME": str(home / "dagster")}
-        env.pop("ABOS_WAREHOUSE_URL", None)
-        os.environ.update({key: env[key] for key in ("ABOS_HOME", "ABOS_WORKSPACES", "DAGSTER_HOME",
-                                                      *sandbox_env(sandbox.info))})
+        # `abos run`'s Definitions, `abos serve` and the daemon all read this environment: the bench's
+        # own home, the one shop, the sandbox's credentials, a DuckDB warehouse.
+        os.environ.update({**sandbox_env(sandbox.info), "ABOS_HOME": str(home),
+                           "ABOS_WORKSPACES": str(home / "workspaces.yaml"), "DAGSTER_HOME": str(home / "dagster")})
         os.environ.pop("ABOS_WAREHOUSE_URL", None)
         settings = load_settings()
+        env = dict(os.environ)
         progress("building the warehouse once (abos run) for the shop")
         started = time.monotonic()
         built = run_all(load_workspaces(settings.workspaces_file), progress=progress, settings=settings)

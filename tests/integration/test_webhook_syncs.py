@@ -22,7 +22,7 @@ import yaml
 
 from pipelines import inbox
 from pipelines.ingest.sync import sync
-from pipelines.sandbox.webhooks import rest_shape
+from pipelines.sandbox.core.webhooks import rest_shape
 from pipelines.serve import create_app
 from pipelines.webhook_jobs import INBOX_TAG, STEP_TAG, WORKSPACES_TAG
 from pipelines.workspaces import load_workspaces
