@@ -420,6 +420,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pipelines.bench import BenchOptions, run_bench
     from pipelines.sandbox.simulation.simulator import history_days
 
+    if args.webhook_freshness:
+        from pipelines.bench.webhooks import run_freshness_bench
+
+        result = run_freshness_bench(progress=_say)
+        print(json.dumps(result, indent=2, default=str))
+        return 0 if result["within_60s"] else 1
     if args.webhooks:
         from pipelines.bench.webhooks import run_webhook_bench
 
@@ -619,6 +625,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--ask-saas", default="demo-saas", help="the SaaS workspace asked (default %(default)s)")
     bench.add_argument("--webhooks", action="store_true",
                        help="only the webhook gateway: accept latency at a steady rate, nothing lost (docs/webhooks.md)")
+    bench.add_argument("--webhook-freshness", action="store_true",
+                       help="only the time from an order's webhook to marts.orders and its anomaly check, through "
+                            "abos serve and dagster-daemon (docs/webhooks.md)")
     bench.add_argument("--webhook-rate", type=float, default=500, help="webhooks per second (default %(default)s)")
     bench.add_argument("--webhook-seconds", type=float, default=60, help="for how long (default %(default)s)")
     bench.add_argument("--webhook-warehouse", help="the gateway's warehouse URL (default: a fresh DuckDB file)")

@@ -10,7 +10,7 @@ import functools
 
 import dagster as dg
 
-from pipelines import orchestration, privacy_jobs
+from pipelines import orchestration, privacy_jobs, webhook_jobs
 from pipelines.deliver import definitions as deliver
 from pipelines.deliver.alerts import alert_operator
 from pipelines.ingest import definitions as ingest
@@ -32,6 +32,7 @@ def build(settings: Settings, workspaces: Workspaces) -> dg.Definitions:
         *stages,
         orchestration.defs(stages, settings),
         privacy_jobs.privacy_definitions(settings),
+        webhook_jobs.webhook_definitions(stages, workspaces, settings),
         dg.Definitions(resources={"warehouse": settings.warehouse_resource()}),
     )
 

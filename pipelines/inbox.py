@@ -59,34 +59,48 @@ def create_table(statements: Statements) -> None:
 _created: set[str] = set()  # warehouses whose inbox table this process has made sure of
 
 
-def write(warehouse: Warehouse, deliveries: list[Delivery], lock_timeout: float | None = None) -> None:
+def write(warehouse: Warehouse, deliveries: list[Delivery], lock_timeout: float | None = None,
+          connection: Any = None) -> None:
     """Insert the deliveries, ignoring any already there (and repeats within the batch), in one statement
-    and one transaction."""
+    and one transaction: on `connection` when given (a Postgres connection the caller keeps open),
+    else on a connection of its own."""
     unique = list({(d.workspace_id, d.provider, d.delivery_id): d for d in reversed(deliveries)}.values())
     unique.reverse()  # keep the first arrival of each, in arrival order
     if not unique:
         return
-    row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
     url = warehouse.location
     try:
-        with warehouse.transaction(lock_timeout=lock_timeout) as statements:
-            if url not in _created:
-                create_table(statements)
-            statements.execute(
-                f"insert into {TABLE} ({', '.join(COLUMNS)}) values {', '.join([row] * len(unique))}"
-                " on conflict (workspace_id, provider, delivery_id) do nothing",
-                [value for delivery in unique for value in delivery.row()])
+        if connection is not None:
+            with connection, connection.cursor() as cursor:  # commits, or rolls back on error
+                _insert(Statements(cursor, "%s"), unique, url)
+        else:
+            with warehouse.transaction(lock_timeout=lock_timeout) as statements:
+                _insert(statements, unique, url)
     except Exception:
         _created.discard(url)  # the next write makes sure of the table again
         raise
     _created.add(url)
 
 
+def _insert(statements: Statements, deliveries: list[Delivery], url: str) -> None:
+    if url not in _created:
+        create_table(statements)
+    row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    statements.execute(
+        f"insert into {TABLE} ({', '.join(COLUMNS)}) values {', '.join([row] * len(deliveries))}"
+        " on conflict (workspace_id, provider, delivery_id) do nothing",
+        [value for delivery in deliveries for value in delivery.row()])
+
+
 def read_after(warehouse: Warehouse, inbox_id: int, limit: int = 1000,
-               topics: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """Deliveries with an id above `inbox_id` (of `topics` only, when given), oldest first, payloads parsed."""
+               topics: tuple[str, ...] | None = None, lock_timeout: float | None = None) -> list[dict[str, Any]]:
+    """Deliveries with an id above `inbox_id` (of `topics` only, when given), oldest first, payloads parsed.
+
+    Raises:
+        TimeoutError: on DuckDB, another writer held the file for `lock_timeout` seconds.
+    """
     only = f" and topic in ({', '.join(['%s'] * len(topics))})" if topics else ""
-    with warehouse.transaction() as statements:
+    with warehouse.transaction(lock_timeout=lock_timeout) as statements:
         create_table(statements)
         rows = statements.execute(
             f"select inbox_id, {', '.join(COLUMNS)} from {TABLE} where inbox_id > %s{only} order by inbox_id limit %s",

@@ -38,8 +38,9 @@ class Served:
 
 
 @contextmanager
-def served(store: Path, *, size: str, seed: int, as_of: date) -> Iterator[Served]:
-    """Serve `store` (generated first when missing) on free loopback ports until the block ends."""
+def served(store: Path, *, size: str, seed: int, as_of: date, webhooks_url: str | None = None) -> Iterator[Served]:
+    """Serve `store` (generated first when missing) on free loopback ports until the block ends;
+    with `webhooks_url`, the sandbox delivers the webhooks of what each advance changes there."""
     sized, tenants = split_size(size)
     base, _, fraction = sized.partition("@")
     command = [sys.executable, "-m", "pipelines.cli", "sandbox", "serve", "--store", str(store), "--size", base,
@@ -48,6 +49,8 @@ def served(store: Path, *, size: str, seed: int, as_of: date) -> Iterator[Served
         command += ["--scale", fraction]
     if tenants:
         command += ["--tenants", str(tenants)]
+    if webhooks_url:
+        command += ["--webhooks-url", webhooks_url]
     # Progress goes to our stderr; on Linux the sandbox also stops if this process is killed.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                                preexec_fn=lambda: die_with_parent(signal.SIGTERM))

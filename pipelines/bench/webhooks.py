@@ -15,17 +15,19 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 import psutil
 import yaml
 
-from pipelines.bench.served import _stop_with_parent
+from pipelines.processes import die_with_parent
 from pipelines.settings import load_settings
 
 WORKSPACE = "bench-saas"
@@ -127,7 +129,7 @@ def run_webhook_bench(rate: float = 500, seconds: float = 60, *, warehouse_url: 
     settings = load_settings(env)
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)], env=env,
-                              preexec_fn=_stop_with_parent if sys.platform == "linux" else None)
+                              preexec_fn=_terminate_with_parent)
     try:
         _wait_healthy(port)
         progress(f"gateway on port {port} ({settings.warehouse.kind}); {rate:g} webhooks/s for {seconds:g}s")
@@ -160,6 +162,10 @@ def run_webhook_bench(rate: float = 500, seconds: float = 60, *, warehouse_url: 
     return result
 
 
+def _terminate_with_parent() -> None:
+    die_with_parent(signal.SIGTERM)
+
+
 def _free_port() -> int:
     import socket
 
@@ -178,3 +184,171 @@ def _wait_healthy(port: int, timeout: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError("the gateway did not start") from None
             time.sleep(0.1)
+
+
+# -- From webhook to checked metrics -----------------------------------------------------------------
+
+FRESHNESS_WORKSPACE = "demo-us-store"
+
+
+def run_freshness_bench(*, advance_days: float = 0.25, seed: int = 7, as_of: str = "2026-03-31",
+                        timeout: float = 900, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """How long from an order's webhook until the order is in `marts.orders` and its workspace's
+    anomalies are checked, through the production path: the sandbox (its own process) sends the
+    webhooks of what its clock changed to `abos serve`, and `dagster-daemon` runs the webhook
+    sensors and the runs they request, each run in a process of its own.
+
+    The warehouse is first built by `abos run` for one shop; then the clock advances `advance_days`.
+    Per order created in that window: its webhook's `received_at` in the inbox, the end of the
+    targeted sync that read it, of the dbt refresh after that sync, and of the anomaly check after
+    that refresh. The order must then be in `marts.orders`.
+    """
+    from datetime import date
+
+    import dagster as dg
+
+    from pipelines.bench.served import served
+    from pipelines.run import dagster_instance, run_all
+    from pipelines.sandbox.core.connection import sandbox_env
+    from pipelines.settings import PROJECT_ROOT
+    from pipelines.webhook_jobs import INBOX_TAG, STEP_TAG
+    from pipelines.workspaces import load_workspaces
+
+    home = load_settings().home / "bench" / f"webhook-freshness-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    home.mkdir(parents=True)
+    demo = yaml.safe_load((PROJECT_ROOT / "workspaces.yaml").read_text())
+    (home / "workspaces.yaml").write_text(yaml.safe_dump(
+        {"workspaces": [w for w in demo["workspaces"] if w["id"] == FRESHNESS_WORKSPACE]}))
+    port = _free_port()
+    store = load_settings().home / "bench" / "cache" / f"tiny-seed{seed}-{as_of}.sqlite"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen] = []
+    with served(store, size="tiny", seed=seed, as_of=date.fromisoformat(as_of),
+                webhooks_url=f"http://127.0.0.1:{port}") as sandbox:
+        # `abos run`'s Definitions, `abos serve` and the daemon all read this environment: the bench's
+        # own home, the one shop, the sandbox's credentials, a DuckDB warehouse.
+        os.environ.update({**sandbox_env(sandbox.info), "ABOS_HOME": str(home),
+                           "ABOS_WORKSPACES": str(home / "workspaces.yaml"), "DAGSTER_HOME": str(home / "dagster")})
+        os.environ.pop("ABOS_WAREHOUSE_URL", None)
+        settings = load_settings()
+        env = dict(os.environ)
+        daemon_log = open(home / "daemon.log", "w")
+        try:
+            # The gateway starts first (it takes a while on a busy machine); the daemon once the
+            # warehouse is built, so none of its sensors' runs mixes with the first build.
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)], env=env,
+                preexec_fn=_terminate_with_parent))
+            progress("building the warehouse once (abos run) for the shop")
+            started = time.monotonic()
+            built = run_all(load_workspaces(settings.workspaces_file), progress=progress, settings=settings)
+            build_seconds = time.monotonic() - started
+            if built["failed"]:
+                raise RuntimeError(f"the first build failed: {built['failed']}")
+            _wait_healthy(port, timeout=600)
+            processes.append(subprocess.Popen(
+                [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+                env=env, cwd=PROJECT_ROOT, stdout=daemon_log, stderr=subprocess.STDOUT,
+                preexec_fn=_terminate_with_parent))
+            _wait_for_sensor_ticks(settings, "webhook_syncs", timeout=600)  # the daemon is up
+            progress(f"advancing the sandbox {advance_days} day(s); its webhooks go to the gateway")
+            sandbox.advance(advance_days)
+            with dagster_instance(settings) as instance:
+                figures = _follow(instance, settings, timeout, progress, dg, INBOX_TAG, STEP_TAG)
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            daemon_log.close()
+    in_marts = {row["order_id"] for row in settings.warehouse.rows(
+        "select order_id from marts.orders where workspace_id = %s", (FRESHNESS_WORKSPACE,))}
+    orders = figures.pop("orders")
+    missing = [o["order"] for o in orders if o["order"] not in in_marts]
+    latencies = [o["checked_after_s"] for o in orders if o.get("checked_after_s") is not None]
+    result = {
+        "orders_created": len(orders), "missing_from_marts": missing, "first_build_seconds": round(build_seconds, 1),
+        "webhook_to_checked_s": {"max": max(latencies, default=None), "min": min(latencies, default=None)},
+        "within_60s": bool(latencies) and len(latencies) == len(orders) and max(latencies) <= 60 and not missing,
+        **figures, "load_average": round(os.getloadavg()[0], 1), "cpus": os.cpu_count(),
+    }
+    (home / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def _wait_for_sensor_ticks(settings, sensor: str, timeout: float) -> None:
+    """Wait until the daemon has evaluated `sensor` at least once (it loads the code location first)."""
+    import dagster as dg
+
+    from pipelines.run import dagster_instance
+
+    deadline = time.monotonic() + timeout
+    with dagster_instance(settings) as instance:
+        while time.monotonic() < deadline:
+            states = [state for state in instance.all_instigator_state() if state.name == sensor]
+            if states and instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=1):
+                return
+            time.sleep(2)
+    raise RuntimeError(f"the Dagster daemon did not evaluate {sensor} within {timeout:g} s")
+
+
+def _follow(instance, settings, timeout: float, progress, dg, inbox_tag: str, step_tag: str) -> dict[str, Any]:
+    """Wait until every order created in the window has been synced, refreshed and checked; the times."""
+    from pipelines import inbox
+
+    deadline = time.monotonic() + timeout
+    orders: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        try:
+            rows = inbox.read_after(settings.warehouse, 0, limit=100_000, lock_timeout=1.0)
+        except TimeoutError:
+            continue
+        created = [r for r in rows if r["topic"] == "orders/create"]
+        if not created:
+            continue
+        runs = {kind: [r for r in instance.get_run_records(dg.RunsFilter(tags={step_tag: kind}))]
+                for kind in ("sync", "transform", "anomalies")}
+        orders = [_order_times(row, runs, inbox_tag) for row in created]
+        failed = [r.dagster_run.run_id for kind in runs.values() for r in kind
+                  if r.dagster_run.status == dg.DagsterRunStatus.FAILURE]
+        if failed:
+            raise RuntimeError(f"webhook runs failed: {failed}")
+        if all(o.get("checked_after_s") is not None for o in orders):
+            break
+    else:
+        progress("timed out waiting for the webhook runs")
+    runs = {kind: [r for r in instance.get_run_records(dg.RunsFilter(tags={step_tag: kind}))]
+            for kind in ("sync", "transform", "anomalies")}
+    seconds = {kind: sorted(round(r.end_time - r.start_time, 1) for r in records if r.end_time and r.start_time)
+               for kind, records in runs.items()}
+    return {"orders": orders, "runs": {kind: len(records) for kind, records in runs.items()},
+            "run_seconds": seconds}
+
+
+def _order_times(row: dict[str, Any], runs: dict[str, list], inbox_tag: str) -> dict[str, Any]:
+    """When the order's webhook arrived, and how long after it each step that covered it ended."""
+    received = row["received_at"].timestamp()
+    found: dict[str, Any] = {"order": row["payload"].get("admin_graphql_api_id"), "inbox_id": row["inbox_id"]}
+
+    def covers(record) -> bool:
+        first, _, last = record.dagster_run.tags.get(inbox_tag, "0-0").partition("-")
+        return int(first) <= row["inbox_id"] <= int(last)
+
+    synced = [r for r in runs["sync"] if covers(r) and r.end_time]
+    if not synced:
+        return found
+    sync_end = min(r.end_time for r in synced)
+    found["synced_after_s"] = round(sync_end - received, 1)
+    refreshed = [r for r in runs["transform"] if r.start_time and r.start_time >= sync_end and r.end_time]
+    if not refreshed:
+        return found
+    refresh_end = min(r.end_time for r in refreshed)
+    found["in_marts_after_s"] = round(refresh_end - received, 1)
+    checked = [r for r in runs["anomalies"] if r.start_time and r.start_time >= refresh_end and r.end_time]
+    if checked:
+        found["checked_after_s"] = round(min(r.end_time for r in checked) - received, 1)
+    return found

@@ -39,15 +39,20 @@ os.environ.setdefault("LOAD__AUTO_ABORT_ON_TERMINAL_ERROR", "true")
 Alert = Callable[[str, str], object]
 
 
-def pipeline_name(source: str, workspace_id: str) -> str:
-    return f"{source}__{workspace_id.replace('-', '_')}"
+def pipeline_name(source: str, workspace_id: str, targeted: bool = False) -> str:
+    return f"{source}__{workspace_id.replace('-', '_')}" + ("__targeted" if targeted else "")
 
 
-def dlt_pipeline(source: str, workspace_id: str, settings: Settings, warehouse: Warehouse | None = None) -> dlt.Pipeline:
+def dlt_pipeline(source: str, workspace_id: str, settings: Settings, warehouse: Warehouse | None = None,
+                 targeted: bool = False) -> dlt.Pipeline:
     """The pipeline that loads `source` for one workspace into the `source` dataset of `warehouse`
-    (an asset's resource; default: the settings' warehouse)."""
+    (an asset's resource; default: the settings' warehouse).
+
+    A targeted sync (objects named by webhooks) has a pipeline of its own: it keeps no cursor, and
+    its working directory is not the scheduled sync's, so the two may run at the same time.
+    """
     return dlt.pipeline(
-        pipeline_name=pipeline_name(source, workspace_id),
+        pipeline_name=pipeline_name(source, workspace_id, targeted),
         pipelines_dir=str(settings.home / "dlt"),
         destination=(warehouse or settings.warehouse).dlt_destination(),
         dataset_name=source,

@@ -101,11 +101,18 @@ def stripe_signature_valid(body: bytes, header: str | None, keys: tuple[bytes, .
 
 class InboxWriter:
     """Writes deliveries to the inbox in batches (group commit): a request waits for the commit that
-    holds its delivery, and the deliveries that arrive during one commit go into the next."""
+    holds its delivery, and the deliveries that arrive during one commit go into the next.
+
+    On Postgres it keeps one connection open between batches (connecting cost more than the insert);
+    a kept connection that fails (Postgres restarted) is replaced once at once, then the batch fails
+    (503) and the next batch connects again. On DuckDB each batch opens the file and lets it go, so
+    other processes (dlt, dbt) can write between batches.
+    """
 
     def __init__(self, warehouse: Warehouse, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS):
         self.warehouse = warehouse
         self.lock_timeout = lock_timeout
+        self._connection = None  # Postgres only; used by one batch at a time
         self._pending: list[tuple[inbox.Delivery, asyncio.Future]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -128,8 +135,7 @@ class InboxWriter:
             if not batch:
                 continue
             try:
-                await asyncio.to_thread(inbox.write, self.warehouse, [delivery for delivery, _ in batch],
-                                        self.lock_timeout)
+                await asyncio.to_thread(self._write, [delivery for delivery, _ in batch])
             except Exception as exc:  # any failure to commit means "not stored": the provider retries
                 log.warning("webhook inbox unavailable: %s", type(exc).__name__)
                 for _, future in batch:
@@ -140,9 +146,34 @@ class InboxWriter:
                 if not future.done():
                     future.set_result(None)
 
+    def _write(self, deliveries: list[inbox.Delivery]) -> None:
+        if self.warehouse.kind != "postgres":
+            inbox.write(self.warehouse, deliveries, self.lock_timeout)
+            return
+        for attempt in (1, 2):
+            fresh = self._connection is None
+            if fresh:
+                self._connection = self.warehouse.postgres_connection()
+            try:
+                inbox.write(self.warehouse, deliveries, connection=self._connection)
+                return
+            except Exception:
+                self._drop_connection()
+                if fresh or attempt == 2:
+                    raise
+
+    def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        self._drop_connection()
 
 
 class WarehouseUnavailable(Exception):

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg2
 import pytest
 import requests
 import yaml
@@ -301,3 +302,35 @@ def test_postgres_inbox_and_an_unreachable_postgres(tmp_path, new_pg_database):
     down, _ = make_app(tmp_path / "down", "postgresql://postgres@127.0.0.1:1/nothing")
     with running(down) as url:
         assert post(url, "/webhooks/shopify/gw-us", body, headers).status_code == 503
+
+
+@pytest.mark.postgres
+def test_postgres_inbox_keeps_one_connection_and_replaces_it_when_postgres_drops_it(tmp_path, new_pg_database):
+    url_pg = new_pg_database()
+    app, warehouse = make_app(tmp_path / "kept", url_pg)
+    admin = psycopg2.connect(url_pg)
+    admin.autocommit = True
+    database = admin.get_dsn_parameters()["dbname"]
+
+    def gateway_backends() -> set[int]:
+        with admin.cursor() as cursor:
+            cursor.execute("select pid from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+                           (database,))
+            return {pid for (pid,) in cursor.fetchall()}
+
+    def deliver(url: str, n: int) -> int:
+        body = order(n)
+        headers = shopify_headers(body, SECRETS["GW_US_SHOPIFY_SECRET"], shop="gw-us.myshopify.com",
+                                  topic="orders/create", webhook_id=f"wh-kept-{n}")
+        return post(url, "/webhooks/shopify/gw-us", body, headers).status_code
+
+    with running(app) as url:
+        assert [deliver(url, n) for n in range(3)] == [200, 200, 200]
+        (kept,) = gateway_backends()  # one connection served all three, and is still open
+        with admin.cursor() as cursor:  # Postgres restarted, say: the kept connection is cut
+            cursor.execute("select pg_terminate_backend(%s)", (kept,))
+        assert deliver(url, 3) == 200  # answered on a new connection, not a 503
+        (replacement,) = gateway_backends()
+        assert replacement != kept
+    admin.close()
+    assert [r["delivery_id"] for r in inbox(warehouse)] == [f"wh-kept-{n}" for n in range(4)]

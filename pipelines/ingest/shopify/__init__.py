@@ -18,7 +18,7 @@ from typing import Any
 import dlt
 from dlt.extract.resource import DltResource
 
-from pipelines.ingest import quarantine
+from pipelines.ingest import existing, quarantine
 from pipelines.ingest.pipeline import SyncStats, merge_hints
 from pipelines.ingest.quarantine import Bounds, Quarantine
 from pipelines.ingest.shopify import queries, rows
@@ -95,10 +95,28 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def _as_utc(value: datetime | str) -> datetime:
+    """A stored timestamp (naive means UTC, as dlt stores it on some destinations) or ISO text, aware."""
+    moment = _parse(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def targets_by_type(ids: list[str]) -> dict[str, list[str]]:
+    """Global ids (`gid://shopify/Order/1`) by the object type that reads them (`orders`); others are ignored."""
+    types = {spec.singular: spec.root for spec in queries.SPECS.values()}
+    found: dict[str, list[str]] = {}
+    for gid in ids:
+        kind = gid.removeprefix("gid://shopify/").split("/")[0].lower()
+        if gid.startswith("gid://shopify/") and kind in types:
+            found.setdefault(types[kind], []).append(gid)
+    return found
+
+
 class _ShopifyFetch:
     """Fetches one workspace's objects; the client is made lazily, when a resource first runs."""
 
-    def __init__(self, workspace: Workspace, settings: Settings, stats: SyncStats):
+    def __init__(self, workspace: Workspace, settings: Settings, stats: SyncStats,
+                 targets: dict[str, list[str]] | None = None):
         connector = workspace.connectors.get("shopify")
         if connector is None:
             raise WorkspaceError(f"workspace {workspace.id!r} has no connectors.shopify settings")
@@ -107,6 +125,7 @@ class _ShopifyFetch:
         self.api_version = connector.options.get("api_version") or settings.shopify_api_version
         self.settings = settings
         self.stats = stats
+        self.targets = targets  # object type -> global ids: a targeted sync reads these only
         self._client: ShopifyClient | None = None
         self._bounds: Bounds | None = None
 
@@ -134,6 +153,9 @@ class _ShopifyFetch:
         The cursor only advances when every table of the object type is being loaded: a Dagster
         run that materializes some of them must not make the others skip changes.
         """
+        if self.targets is not None:
+            yield from self._targeted(spec, self.targets.get(spec.root, []))
+            return
         cursors = dlt.current.source_state().setdefault("cursors", {})
         cursor = cursors.get(spec.root)
         splitter = rows.TableRows(spec.root, self.workspace.id)
@@ -165,6 +187,38 @@ class _ShopifyFetch:
             )
         elif new_cursor is not None:
             cursors[spec.root] = new_cursor
+
+    def _targeted(self, spec: queries.ObjectSpec, ids: list[str]) -> Iterator[dict[str, Any]]:
+        """The named objects only, read by id as they are now (a webhook said they changed); the
+        cursor stays where it was, for the scheduled sync. An object whose stored `updated_at` is
+        newer than what the API returned (a later state loaded meanwhile) is left as stored, and
+        one gone from the shop is skipped."""
+        if not ids:
+            return
+        self.stats.mode = "targeted"
+        splitter = rows.TableRows(spec.root, self.workspace.id)
+        held = Quarantine("shopify", self.workspace.id, spec.root, self.stats.now)
+        screener = Screener(held, self.bounds, self.stats)
+        stored = {row["id"]: row.get("updated_at")
+                  for row in existing.rows_by_key(spec.root, self.workspace.id, "id", ids)}
+        query, operation = queries.node_query(spec), spec.singular.capitalize() + "Replay"
+        for object_id in sorted(set(ids)):
+            node = self.client.execute(query, {"id": object_id}, operation=operation)[spec.singular]
+            if node is None:
+                self.stats.notes.append(f"{object_id}: not found (deleted?), nothing loaded")
+                continue
+            known = stored.get(object_id)
+            if known is not None and _as_utc(known) > _parse(node["updatedAt"]):
+                self.stats.notes.append(f"{object_id}: a newer state is stored already, kept")
+                continue
+            self._complete(spec, node)
+            yield screener.rows(list(rows.explode_node(node, spec)), splitter)
+        set_aside = held.rows()
+        if set_aside:
+            yield {quarantine.table_name(spec.root): set_aside}
+        if held.fresh:
+            self.stats.quarantined_objects[spec.root] = len(held.fresh)
+            self.stats.quarantined[spec.root] = held.summary()
 
     def _replay(self, spec: queries.ObjectSpec, splitter: rows.TableRows, screener: Screener):
         """Read again, by id, the objects still in quarantine that this sync did not read: fixed
@@ -337,9 +391,14 @@ def _merged(columns: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]
 
 
 @dlt.source(name="shopify", max_table_nesting=0)
-def shopify_source(workspace: Workspace, *, settings: Settings, stats: SyncStats) -> list[DltResource]:
-    """Shopify tables of one workspace. Reads no secrets and makes no calls until extraction."""
-    fetch = _ShopifyFetch(workspace, settings, stats)
+def shopify_source(workspace: Workspace, *, settings: Settings, stats: SyncStats,
+                   targets: list[str] | None = None) -> list[DltResource]:
+    """Shopify tables of one workspace. Reads no secrets and makes no calls until extraction.
+
+    `targets` (global ids of orders, customers, products) makes it a targeted sync: those objects
+    only, read by id, cursors untouched (the webhook sensor's runs, docs/webhooks.md).
+    """
+    fetch = _ShopifyFetch(workspace, settings, stats, None if targets is None else targets_by_type(targets))
     # DuckDB loads parquet files several times faster than INSERT statements; Postgres takes those.
     file_format = "parquet" if settings.warehouse.kind == "duckdb" else None
     resources: list[DltResource] = []

@@ -98,7 +98,8 @@ def _table_resource(feed: Any, name: str, file_format: str | None) -> Any:
 
 @dlt.source(name="stripe", max_table_nesting=0)
 def stripe_source(
-    workspace: Workspace, *, settings: Settings, stats: SyncStats, requests_per_second: float | None = None
+    workspace: Workspace, *, settings: Settings, stats: SyncStats, requests_per_second: float | None = None,
+    targets: list[str] | None = None,
 ) -> Any:
     """Stripe objects, events and subscription history of one workspace.
 
@@ -107,6 +108,8 @@ def stripe_source(
         settings: supplies the pinned API version (a workspace's `api_version` option overrides it).
         stats: filled with the sync mode, request and retry counts, waits and notes.
         requests_per_second: override the pace (default: 80% of Stripe's limit for the key's mode).
+        targets: event ids: a targeted sync of those events and the objects they name, read by id,
+            the event cursor untouched (the webhook sensor's runs, docs/webhooks.md).
     """
     connector = workspace.connectors["stripe"]
 
@@ -122,7 +125,9 @@ def stripe_source(
         )
         state = dlt.current.source_state()
         feed = StripeFeed(client, workspace.id, stats)
-        yield from feed.run(state.get(CURSOR_KEY))
+        yield from feed.run(state.get(CURSOR_KEY), targets)
+        if targets is not None:
+            return  # the event cursor is the scheduled sync's
         selected = set(dlt.current.source().selected_resources)
         if selected >= set(TABLES):
             state[CURSOR_KEY] = feed.cursor

@@ -134,12 +134,15 @@ class StripeFeed:
 
     # -- entry point ---------------------------------------------------------------------------
 
-    def run(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
+    def run(self, cursor: dict[str, Any] | None, targets: list[str] | None = None) -> Iterator[Batch]:
         """Yield every batch of the sync; afterwards `self.cursor` holds the cursor to store.
+        With `targets` (event ids), only those events and their objects (`targeted`).
 
         Objects that break the contract (contract.py) come last, as `quarantine_<table>` batches.
         """
-        if cursor is None or not cursor.get("id"):
+        if targets is not None:
+            yield from self.targeted(targets)
+        elif cursor is None or not cursor.get("id"):
             yield from self.full(resync=False)
         elif not self._cursor_alive(cursor):
             note = (f"event cursor {cursor['id']} (created {cursor.get('created')}) is older than Stripe's "
@@ -149,7 +152,8 @@ class StripeFeed:
             yield from self.full(resync=True)
         else:
             yield from self.incremental(cursor)
-        yield from self._replay()
+        if targets is None:
+            yield from self._replay()
         for table, rows in quarantine.batches(self.quarantines.values()):
             yield Batch(table, rows)
         for table, held in self.quarantines.items():
@@ -165,6 +169,19 @@ class StripeFeed:
             held = self.quarantines[table] = Quarantine("stripe", self.workspace_id, table, self.stats.now)
         return held
 
+    def _retrieve(self, table: str, object_id: str) -> dict[str, Any] | None:
+        """One object as Stripe holds it now (None when deleted or gone), expanded as its list is."""
+        path, params = next((path, params) for name, path, params in LISTS if name == table)
+        # A list expands `data.<field>`, a retrieve `<field>`.
+        expand = [name.removeprefix("data.") for name in params.get("expand[]", [])]
+        try:
+            obj = self.client.get(f"{path}/{object_id}", {"expand[]": expand} if expand else None)
+        except StripeApiError as exc:
+            if exc.status != 404:
+                raise
+            return None
+        return None if obj.get("deleted") else obj
+
     def _replay(self) -> Iterator[Batch]:
         """Retrieve again the objects still in quarantine that this sync did not read: fixed
         upstream (or judged by a corrected contract), they load now and their records are resolved;
@@ -175,15 +192,8 @@ class StripeFeed:
             held = self._quarantine(table)
             waiting = sorted(set(held.open_rows) - held.read)
             for object_id in waiting[:budget]:
-                try:
-                    # A list expands `data.<field>`, a retrieve `<field>`.
-                    expand = [name.removeprefix("data.") for name in params.get("expand[]", [])]
-                    obj = self.client.get(f"{path}/{object_id}", {"expand[]": expand} if expand else None)
-                except StripeApiError as exc:
-                    if exc.status != 404:
-                        raise
-                    obj = {"id": object_id, "deleted": True}
-                if obj.get("deleted"):
+                obj = self._retrieve(table, object_id)
+                if obj is None:
                     held.saw(object_id)  # nothing left to load
                     continue
                 yield from self._snapshot_batches(table, [obj], versions, int(self.stats.now.timestamp()))
@@ -382,6 +392,39 @@ class StripeFeed:
             for event in page:
                 self._collect(event, changes)
             self.cursor = {"id": page[-1]["id"], "created": page[-1]["created"]}
+        yield from self._changed_objects(changes)
+
+    def targeted(self, event_ids: list[str]) -> Iterator[Batch]:
+        """The named events only (a webhook announced them), retrieved from the API rather than taken
+        from the webhook: each event's subscription version goes into the history, and each object
+        they touched is retrieved by id, as it is now, for its current row. Arrival order does not
+        matter: events are applied oldest first, and the current rows are the API's latest state.
+        The event cursor stays where it was: the scheduled sync reads these events again, harmlessly."""
+        self.stats.mode = "targeted"
+        events = []
+        for event_id in sorted(set(event_ids)):
+            try:
+                events.append(self.client.get(f"/v1/events/{event_id}"))
+            except StripeApiError as exc:
+                if exc.status != 404:
+                    raise
+                self.stats.notes.append(f"{event_id}: no longer served by Stripe, left to the scheduled sync")
+        events.sort(key=lambda event: (event["created"], event["id"]))
+        if not events:
+            return
+        yield Batch("events", [self._event_row(event) for event in events])
+        changes = Changes()
+        for event in events:
+            self._collect(event, changes)
+        for table, objects in changes.latest.items():
+            if table not in {name for name, _, _ in LISTS}:
+                continue  # discounts: immutable, as the event showed them
+            for object_id, (obj, gone, raw) in list(objects.items()):
+                if gone is not None:
+                    continue  # the deletion the event recorded
+                current = self._retrieve(table, object_id)
+                if current is not None:
+                    objects[object_id] = (to_pinned_shape(current), None, current)
         yield from self._changed_objects(changes)
 
     def _collect(self, event: dict[str, Any], changes: Changes) -> None:

@@ -1,0 +1,258 @@
+"""Webhooks as notifications: the sandbox changes orders and subscriptions, its webhooks reach the real
+gateway over HTTP (shuffled, duplicated, replayed), and the webhook sensors of the real Definitions
+turn the inbox into targeted syncs, one dbt refresh and the anomaly check.
+
+The truth is the sandbox's store: every order and subscription the advanced window changed must show
+its current state in the marts; the targeted syncs must have read those objects only; and a late
+notification of an older state must not bring that state back. Afterwards the scheduled sync, the
+reconciliation, finds the same rows and changes none of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import uuid
+from datetime import date, datetime, timezone
+
+import dagster as dg
+import requests
+import pytest
+import yaml
+
+from pipelines import inbox
+from pipelines.ingest.sync import sync
+from pipelines.sandbox.core.webhooks import rest_shape
+from pipelines.serve import create_app
+from pipelines.webhook_jobs import INBOX_TAG, STEP_TAG, WORKSPACES_TAG
+from pipelines.workspaces import load_workspaces
+from tests.gateway import running, shopify_headers
+from tests.scenario import serving, sync_all, write_workspaces_table
+
+AS_OF = date(2026, 3, 31)
+SHOP, SAAS = "demo-us-store", "demo-saas"
+SPECS = {SHOP: {"name": "Summit", "currency": "USD", "timezone": "America/New_York", "shopify": {}},
+         SAAS: {"name": "Metricly", "currency": "USD", "timezone": "America/Los_Angeles", "stripe": {}}}
+
+
+def secret_env(workspace_id: str) -> str:
+    return f"SYNCS_WEBHOOK_SECRET_{workspace_id.replace('-', '_').upper()}"
+
+
+def launch(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest,
+           job_name: str | None = None) -> dg.ExecuteInProcessResult:
+    """Run what a sensor requested, as the daemon would: its job, partition, config and tags."""
+    job = defs.resolve_job_def(request.job_name or job_name)
+    result = job.execute_in_process(run_config=request.run_config, partition_key=request.partition_key,
+                                    tags=request.tags, instance=instance, raise_on_error=False)
+    assert result.success, f"{job.name} {request.partition_key} failed"
+    return result
+
+
+def tick(defs: dg.Definitions, instance: dg.DagsterInstance, name: str, cursor: str | None):
+    sensor = defs.get_sensor_def(name)
+    return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+
+def metadata(result: dg.ExecuteInProcessResult, table: str) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == table]
+    return {key: value.value for key, value in event.materialization.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A warehouse synced once (the scheduled way), then a half day of sandbox changes delivered to
+    the gateway with misbehaviour, plus a late notification of an older order state; the webhook
+    sensors' runs executed through the real Definitions."""
+    from pipelines.sandbox.server import build_store
+
+    root = tmp_path_factory.mktemp("webhook_syncs")
+    store = build_store(root / "tiny.sqlite", size="tiny", seed=7, as_of=AS_OF)
+    with pytest.MonkeyPatch.context() as monkeypatch, \
+            serving(store, SPECS, root / "abos", None, monkeypatch) as (settings, sandbox):
+        info = sandbox.connection_info()
+        config = yaml.safe_load(settings.workspaces_file.read_text())
+        for item in config["workspaces"]:
+            for connector in item["connectors"].values():
+                connector["webhook_secret_env"] = secret_env(item["id"])
+        settings.workspaces_file.write_text(yaml.safe_dump(config))
+        shop_secret = info["shopify"]["workspaces"][SHOP]["client_secret"]
+        monkeypatch.setenv(secret_env(SHOP), shop_secret)
+        monkeypatch.setenv(secret_env(SAAS), info["stripe"]["workspaces"][SAAS]["webhook_secret"])
+        sync_all(settings)
+        write_workspaces_table(settings)
+        stored_before = {row["id"]: row["updated_at"] for row in settings.warehouse.rows(
+            "select id, updated_at from shopify.orders where workspace_id = %s", (SHOP,))}
+        import pipelines.definitions
+
+        defs = importlib.reload(pipelines.definitions).defs
+        instance = dg.DagsterInstance.ephemeral()
+        with running(create_app(settings, load_workspaces(settings.workspaces_file))) as url:
+            sandbox.webhooks.subscribe(url)
+            sandbox.webhooks.retry_delays = (0.2, 0.4, 0.8)
+            sandbox.webhooks.misbehave("duplicate=0.3,replay=0.3,out_of_order=1")
+            since = store.clock
+            sandbox.advance(days=0.5)
+            assert sandbox.webhooks.wait_idle(120)
+            until = store.clock
+            sandbox.webhooks.misbehave(None)
+
+            first = tick(defs, instance, "webhook_syncs", None)
+            again = tick(defs, instance, "webhook_syncs", None)
+            syncs = {request.partition_key: launch(defs, instance, request) for request in first.run_requests}
+
+            # A notification of an order's older state arrives late (another webhook id, correctly
+            # signed): the order is read again by id, and its newer state stays.
+            changed = store.query(SHOP, "shopify", "order", order_by="updated", updated={"gt": since, "lte": until})
+            stale_order = next(o for o in changed if o.id in stored_before)
+            old_body = rest_shape({**stale_order.body, "updatedAt": stored_before[stale_order.id].isoformat()})
+            body = json.dumps(old_body).encode()
+            shop_domain = f"{store.accounts('shopify')[SHOP]['shop']}.myshopify.com"
+            answer = requests.post(f"{url}/webhooks/shopify/{SHOP}", data=body, timeout=30, headers=shopify_headers(
+                body, shop_secret, shop=shop_domain, topic="orders/updated", webhook_id=str(uuid.uuid4())))
+            assert answer.status_code == 200
+            late = tick(defs, instance, "webhook_syncs", first.cursor)
+            (late_request,) = late.run_requests
+            late_sync = launch(defs, instance, late_request)
+
+            yield {"settings": settings, "store": store, "since": since, "until": until, "defs": defs,
+                   "instance": instance, "first": first, "again": again, "syncs": syncs, "late": late,
+                   "late_sync": late_sync, "stale_order": stale_order}
+
+
+@pytest.fixture(scope="module")
+def refreshed(world):
+    """The webhook_transform sensor's dbt refresh after those syncs, then the webhook_anomalies
+    sensor's anomaly checks (the expensive part: a `dbt build`)."""
+    defs, instance = world["defs"], world["instance"]
+    transform = tick(defs, instance, "webhook_transform", None)
+    (transform_request,) = transform.run_requests
+    transform_run = launch(defs, instance, transform_request, "webhook_transform")
+    success = next(e for e in transform_run.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    anomaly_requests = defs.get_sensor_def("webhook_anomalies")(dg.build_run_status_sensor_context(
+        sensor_name="webhook_anomalies", dagster_event=success, dagster_instance=instance,
+        dagster_run=transform_run.dagster_run))
+    anomaly_runs = {request.partition_key: launch(defs, instance, request, "webhook_anomalies")
+                    for request in anomaly_requests}
+    return {**world, "transform": transform, "anomaly_runs": anomaly_runs,
+            "after_transform": tick(defs, instance, "webhook_transform", transform.cursor)}
+
+
+def _utc(value) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def test_each_workspace_gets_one_targeted_sync_of_what_changed(world):
+    store, settings = world["store"], world["settings"]
+    first = world["first"]
+    assert sorted(r.partition_key for r in first.run_requests) == [SAAS, SHOP]
+    assert {r.tags[STEP_TAG] for r in first.run_requests} == {"sync"}
+    rows = inbox.read_after(settings.warehouse, 0, limit=100_000)
+    assert int(first.cursor) == rows[-2]["inbox_id"]  # all but the late notification,
+    assert int(world["late"].cursor) == rows[-1]["inbox_id"]  # which the next tick read
+    # Run keys name the inbox ids, so evaluating the same tick again starts nothing new.
+    again = world["again"]
+    assert [r.run_key for r in again.run_requests] == [r.run_key for r in first.run_requests]
+    assert all(r.tags[INBOX_TAG] in r.run_key for r in first.run_requests)
+
+    changed_orders = {o.id for o in store.query(SHOP, "shopify", "order", order_by="updated",
+                                                updated={"gt": world["since"], "lte": world["until"]})}
+    changed_customers = {o.id for o in store.query(SHOP, "shopify", "customer", order_by="updated",
+                                                   updated={"gt": world["since"], "lte": world["until"]})}
+    assert changed_orders, "the half day changed no order"
+    orders = metadata(world["syncs"][SHOP], "orders")
+    assert orders["sync_mode"] == "targeted"
+    assert orders["rows_loaded"] == len(changed_orders)  # the named orders, none else
+    assert metadata(world["syncs"][SHOP], "customers")["rows_loaded"] == len(changed_customers)
+    events = store.query(SAAS, "stripe", "event", created={"gt": world["since"], "lte": world["until"]})
+    assert metadata(world["syncs"][SAAS], "events")["rows_loaded"] == len(events)
+
+
+def _shopify_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_each_changed_object_is_loaded_as_the_api_has_it_now(world):
+    """Raw tables: every order the window changed with its current state (the late, older
+    notification included), and every subscription the window updated with its current status."""
+    store, settings = world["store"], world["settings"]
+    changed = store.query(SHOP, "shopify", "order", order_by="updated",
+                          updated={"gt": world["since"], "lte": world["until"]})
+    found = {row["id"]: row for row in settings.warehouse.rows(
+        "select id, updated_at, display_financial_status, cancelled_at from shopify.orders where workspace_id = %s",
+        (SHOP,))}
+    for order in changed:
+        row = found[order.id]
+        assert _utc(row["updated_at"]) == _shopify_time(order.body["updatedAt"])
+        assert row["display_financial_status"] == order.body["displayFinancialStatus"]
+        assert (row["cancelled_at"] is None) == (order.body["cancelledAt"] is None)
+    stale = world["stale_order"]
+    assert world["late"].run_requests[0].run_config["ops"]["ingest_shopify"]["config"]["objects"] == [stale.id]
+    assert metadata(world["late_sync"], "orders")["rows_loaded"] == 1  # read again by id: the newer state
+    assert _utc(found[stale.id]["updated_at"]) == _shopify_time(stale.body["updatedAt"])
+
+    events = store.query(SAAS, "stripe", "event", created={"gt": world["since"], "lte": world["until"]})
+    updated = {e.body["data"]["object"]["id"] for e in events if e.body["type"] == "customer.subscription.updated"}
+    assert updated, "the half day updated no subscription"
+    rows = {row["id"]: row for row in settings.warehouse.rows(
+        "select id, status, cancel_at_period_end from stripe.subscriptions where workspace_id = %s", (SAAS,))}
+    for subscription_id in updated:
+        now = store.get(SAAS, "stripe", "subscription", subscription_id).body
+        assert (rows[subscription_id]["status"], rows[subscription_id]["cancel_at_period_end"]) == \
+            (now["status"], now["cancel_at_period_end"])
+
+
+@pytest.mark.slow
+def test_every_changed_order_and_subscription_shows_its_current_state_in_the_marts(refreshed):
+    store, settings = refreshed["store"], refreshed["settings"]
+    changed = store.query(SHOP, "shopify", "order", order_by="updated",
+                          updated={"gt": refreshed["since"], "lte": refreshed["until"]})
+    found = {row["order_id"]: row for row in settings.warehouse.rows(
+        "select order_id, updated_at, financial_status, fulfillment_status, is_cancelled from marts.orders "
+        "where workspace_id = %s", (SHOP,))}
+    for order in changed:  # the late notification's order among them
+        row = found[order.id]
+        assert _utc(row["updated_at"]) == _shopify_time(order.body["updatedAt"])
+        assert row["financial_status"] == order.body["displayFinancialStatus"]
+        assert row["fulfillment_status"] == order.body["displayFulfillmentStatus"]
+        assert row["is_cancelled"] == (order.body["cancelledAt"] is not None)
+    events = store.query(SAAS, "stripe", "event", created={"gt": refreshed["since"], "lte": refreshed["until"]})
+    updated = {e.body["data"]["object"]["id"] for e in events if e.body["type"] == "customer.subscription.updated"}
+    subscriptions = {row["subscription_id"]: row for row in settings.warehouse.rows(
+        "select subscription_id, status, cancel_at_period_end from marts.subscriptions where workspace_id = %s",
+        (SAAS,))}
+    for subscription_id in updated:
+        now = store.get(SAAS, "stripe", "subscription", subscription_id).body
+        assert (subscriptions[subscription_id]["status"], subscriptions[subscription_id]["cancel_at_period_end"]) \
+            == (now["status"], now["cancel_at_period_end"])
+
+
+@pytest.mark.slow
+def test_one_dbt_refresh_for_both_workspaces_then_their_anomaly_checks(refreshed):
+    (request,) = refreshed["transform"].run_requests
+    assert request.tags[WORKSPACES_TAG] == f"{SAAS},{SHOP}"
+    assert refreshed["after_transform"].run_requests == []  # nothing synced since
+    assert sorted(refreshed["anomaly_runs"]) == [SAAS, SHOP]
+    for workspace_id, result in refreshed["anomaly_runs"].items():
+        (event,) = result.get_asset_materialization_events()
+        assert event.asset_key.path == ["insights", "anomalies"] and event.partition == workspace_id
+
+
+def test_the_scheduled_sync_afterwards_changes_none_of_those_rows(world):
+    """The reconciliation reads the same changes in order and finds them already as they should be:
+    the targeted syncs (from shuffled, duplicated webhooks) left what an in-order sync leaves."""
+    settings = world["settings"]
+    queries = {"shopify": "select * from shopify.orders where workspace_id = %s order by id",
+               "stripe": "select * from stripe.subscription_history where workspace_id = %s order by id, valid_from"}
+    drop = ("_dlt_load_id", "_dlt_id")
+    before = {source: [{k: v for k, v in row.items() if k not in drop}
+                       for row in settings.warehouse.rows(sql, (SHOP if source == "shopify" else SAAS,))]
+              for source, sql in queries.items()}
+    for workspace in load_workspaces(settings.workspaces_file):
+        for source in workspace.connectors:
+            result = sync(source, workspace, settings)
+            assert result.stats.mode == "incremental"
+    after = {source: [{k: v for k, v in row.items() if k not in drop}
+                      for row in settings.warehouse.rows(sql, (SHOP if source == "shopify" else SAAS,))]
+             for source, sql in queries.items()}
+    assert after == before

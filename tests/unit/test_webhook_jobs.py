@@ -1,0 +1,64 @@
+"""What the webhook_syncs sensor makes of inbox rows: the objects each names, one targeted sync per
+workspace and provider, and the ordinary sync for a burst too large to read by id."""
+
+from __future__ import annotations
+
+from pipelines.ingest.shopify import targets_by_type
+from pipelines.webhook_jobs import MAX_TARGETS, named_objects, sync_requests
+
+JOBS = {"shopify": ("webhook_sync_shopify", "ingest_shopify"), "stripe": ("webhook_sync_stripe", "ingest_stripe")}
+USERS = {"shopify": {"shop-a", "shop-b"}, "stripe": {"saas"}}
+
+
+def row(inbox_id: int, provider: str, workspace: str, topic: str, payload: dict, delivery: str | None = None) -> dict:
+    return {"inbox_id": inbox_id, "provider": provider, "workspace_id": workspace, "topic": topic,
+            "delivery_id": delivery or f"d{inbox_id}", "payload": payload}
+
+
+def order(number: int) -> dict:
+    return {"id": number, "admin_graphql_api_id": f"gid://shopify/Order/{number}"}
+
+
+def test_what_each_topic_names():
+    assert named_objects(row(1, "shopify", "shop-a", "orders/updated", order(7))) == ["gid://shopify/Order/7"]
+    assert named_objects(row(2, "shopify", "shop-a", "refunds/create", {"id": 9, "order_id": 7})) \
+        == ["gid://shopify/Order/7"]
+    assert named_objects(row(3, "shopify", "shop-a", "customers/update",
+                             {"admin_graphql_api_id": "gid://shopify/Customer/3"})) == ["gid://shopify/Customer/3"]
+    assert named_objects(row(4, "stripe", "saas", "customer.subscription.updated", {}, "evt_1")) == ["evt_1"]
+    assert named_objects(row(5, "shopify", "shop-a", "app/uninstalled", {"id": 1})) == []
+    assert named_objects(row(6, "shopify", "shop-a", "orders/updated", {"admin_graphql_api_id": "not-a-gid"})) == []
+
+
+def test_one_targeted_sync_per_workspace_and_provider_with_each_object_once():
+    rows = [row(3, "shopify", "shop-a", "orders/create", order(1)),
+            row(4, "stripe", "saas", "invoice.paid", {}, "evt_9"),
+            row(5, "shopify", "shop-b", "orders/create", order(2)),
+            row(8, "shopify", "shop-a", "orders/updated", order(1)),  # the same order again
+            row(9, "shopify", "shop-a", "refunds/create", {"id": 4, "order_id": 3}),
+            row(10, "shopify", "gone", "orders/create", order(5)),  # a workspace no longer configured
+            row(11, "stripe", "shop-a", "invoice.paid", {}, "evt_x")]  # a workspace without Stripe
+    requests = sync_requests(rows, JOBS, USERS)
+    assert [(r.job_name, r.partition_key, r.run_key) for r in requests] == [
+        ("webhook_sync_shopify", "shop-a", "webhooks:shopify:shop-a:3-9"),
+        ("webhook_sync_shopify", "shop-b", "webhooks:shopify:shop-b:5-5"),
+        ("webhook_sync_stripe", "saas", "webhooks:stripe:saas:4-4"),
+    ]
+    assert requests[0].run_config == {"ops": {"ingest_shopify": {"config": {
+        "objects": ["gid://shopify/Order/1", "gid://shopify/Order/3"]}}}}
+    assert requests[2].run_config["ops"]["ingest_stripe"]["config"]["objects"] == ["evt_9"]
+
+
+def test_a_burst_too_large_to_read_by_id_gets_the_ordinary_sync():
+    rows = [row(n, "shopify", "shop-a", "orders/create", order(n)) for n in range(1, MAX_TARGETS + 2)]
+    (request,) = sync_requests(rows, JOBS, USERS)
+    assert request.run_config["ops"]["ingest_shopify"]["config"]["objects"] == []  # changes since the cursor
+    (request,) = sync_requests(rows[:MAX_TARGETS], JOBS, USERS)
+    assert len(request.run_config["ops"]["ingest_shopify"]["config"]["objects"]) == MAX_TARGETS
+
+
+def test_shopify_targets_go_to_the_object_type_that_reads_them():
+    assert targets_by_type(["gid://shopify/Order/1", "gid://shopify/Customer/2", "gid://shopify/Product/3",
+                            "gid://shopify/Order/4", "gid://shopify/Fulfillment/5", "evt_1"]) == {
+        "orders": ["gid://shopify/Order/1", "gid://shopify/Order/4"], "customers": ["gid://shopify/Customer/2"],
+        "products": ["gid://shopify/Product/3"]}
