@@ -1,8 +1,9 @@
 """The dbt project as Dagster assets (dagster-dbt), plus the `reference.workspaces` table dbt reads.
 
 One translator keys sources as `[source, table]` (the dlt assets' keys, so lineage connects with no
-wiring) and models by name, and groups nodes by their folder: staging, marts, metrics. dbt tests
-become asset checks. The manifest is built at install time (`make install` runs `dbt parse`) and
+wiring) and models by name, and groups models by their top folder under models/ (staging,
+quarantine, intermediate, marts, metrics): a model moved to a new folder joins that folder's group,
+so the asset graph reads left to right by stage. dbt tests become asset checks. The manifest is built at install time (`make install` runs `dbt parse`) and
 when a test session starts, never on import: a missing or stale one fails, naming `make install`.
 """
 
@@ -22,11 +23,17 @@ from pipelines.transform import DBT_PROJECT_DIR, require_manifest
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
-FOLDER_GROUPS = {"staging": "staging", "intermediate": "marts", "marts": "marts", "metrics": "metrics"}
+OWNER = "team:analytics-engineering"  # who to ask about a dbt model (a model's meta.dagster.owners wins)
+
+
+def folder_group(node: Mapping[str, Any]) -> str:
+    """The group of a dbt model or seed: its top folder under models/ (fqn: project, folder, ..., name)."""
+    fqn = node.get("fqn", [])
+    return fqn[1] if len(fqn) > 2 else "staging"  # seeds and top-level models are inputs, like staging
 
 
 class AbosDbtTranslator(DagsterDbtTranslator):
-    """Sources keep their `[schema, table]` keys; models are keyed by name and grouped by folder."""
+    """Sources keep their `[schema, table]` keys; models are keyed by name and grouped by top folder."""
 
     def __init__(self, warehouse_kind: str):
         super().__init__()
@@ -37,11 +44,11 @@ class AbosDbtTranslator(DagsterDbtTranslator):
         node = manifest["sources"].get(unique_id) or manifest["nodes"].get(unique_id, {})
         if node.get("resource_type") == "source":
             return spec
-        folder = node.get("fqn", ["", ""])[1] if len(node.get("fqn", [])) > 2 else "staging"
         return spec.replace_attributes(
             key=dg.AssetKey([node["name"]]),
-            group_name=FOLDER_GROUPS.get(folder, "staging"),
+            group_name=folder_group(node),
             kinds={"dbt", self.warehouse_kind},
+            owners=spec.owners or [OWNER],
         )
 
 
@@ -68,7 +75,8 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
     @dg.asset(
         key=["reference", "workspaces"],
         group_name="staging",
-        kinds={"python", settings.warehouse.kind},
+        kinds={"python", "dlt", settings.warehouse.kind},
+        owners=[OWNER],
         description="One row per workspace from workspaces.yaml: timezone and reporting currency for dbt.",
     )
     def workspaces_table(context: AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
