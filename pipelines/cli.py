@@ -412,6 +412,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         if facts.get("report"):
             lines.append(f"    report: {facts['report']}")
         lines.extend(f"    outbox: {path}" for path in facts.get("outbox", []))
+        lines.extend(f"    outbox: {path} (delivered by an earlier run, not sent again)"
+                     for path in facts.get("delivered_before", []))
     return lines
 
 

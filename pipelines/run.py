@@ -329,6 +329,13 @@ def summarize(instance: dg.DagsterInstance, graph, run_ids: list[str], settings:
         for path in outbox_files(settings, run_id=run_id):
             workspace_id = path.relative_to(settings.outbox_dir).parts[0]
             workspaces.setdefault(workspace_id, {"ingested_rows": 0}).setdefault("outbox", []).append(str(path))
+    for workspace_id, facts in workspaces.items():
+        if facts.get("report") and not facts.get("outbox"):
+            # Delivered by an earlier run (a second `abos demo`): its files are there, not sent again.
+            week = Path(str(facts["report"])).parent.name
+            earlier = [str(p) for p in outbox_files(settings, workspace_id=workspace_id) if p.parent.name == week]
+            if earlier:
+                facts["delivered_before"] = earlier
     return {"dbt_models_built": len(dbt_models), "workspaces": workspaces}
 
 

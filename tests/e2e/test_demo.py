@@ -133,3 +133,36 @@ def test_dagster_ui_shows_the_demo_runs_by_job_every_asset_group_and_a_report(de
     for name in (SHOTS["graph"], SHOTS["runs"], SHOTS["report"]):
         assert (REPO / "docs" / "img" / name).read_bytes().startswith(PNG_SIGNATURE), name
         assert f"img/{name}" in docs, name
+
+
+def test_a_second_weekly_report_run_says_the_outbox_files_were_delivered_before(demo, monkeypatch):
+    """The week's report runs again (as on a second `abos demo`): nothing is sent twice, and the summary
+    names the files an earlier run delivered instead of dropping them. (Last: it adds a run.)"""
+    import importlib
+
+    import dagster as dg
+
+    import pipelines.definitions
+    from pipelines.cli import summary_lines
+    from pipelines.insights.assets import REPORTS
+    from pipelines.run import execute_stage_job, summarize
+
+    done, result, summary, home = demo
+    assert done.returncode == 0, done.stderr[-3000:]
+    monkeypatch.setenv("ABOS_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
+    defs = importlib.reload(pipelines.definitions).defs
+    first = result["pipeline"]["summary"]["workspaces"]["demo-us-store"]
+    week = Path(first["report"]).parent.name
+    keys = [REPORTS, dg.AssetKey(["deliver", "reports"])]
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        run = execute_stage_job(defs, "weekly_report", keys, "demo-us-store", instance,
+                                {"ops": {REPORTS.to_python_identifier(): {"config": {"week": week}}}}, {})
+        assert run.success
+        again = summarize(instance, defs.resolve_asset_graph(), [run.run_id], load_settings())
+    facts = again["workspaces"]["demo-us-store"]
+    assert facts["report"] == first["report"] and "outbox" not in facts
+    assert sorted(facts["delivered_before"]) == sorted(first["outbox"])
+    assert all(f"[abos]     outbox: {path} (delivered by an earlier run, not sent again)"
+               in [f"[abos] {line}" for line in summary_lines(again)] for path in first["outbox"])
