@@ -102,9 +102,27 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         dagster_dbt_translator=AbosDbtTranslator(settings.warehouse.kind),
         name="dbt_models",
     )
-    def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse) -> Iterator[Any]:
         # `abos-dbt` reads the warehouse from the same environment (ABOS_WAREHOUSE_URL) as the
         # `warehouse` resource, takes its lock for dbt, and dbt dies with this step (run_dbt).
-        yield from dbt.cli(["build"], context=context).stream()
+        invocation = dbt.cli(["build"], context=context)
+        yield from invocation.stream()
+        yield from row_counts(invocation, warehouse)
 
     return [workspaces_table, dbt_models]
+
+
+def row_counts(invocation: Any, warehouse: Warehouse) -> Iterator[dg.AssetObservation]:
+    """The row count of every table the dbt build wrote (`dagster/row_count`, shown on the asset's
+    page), counted once dbt is done: on DuckDB nothing else may open the file while dbt writes it, so
+    dagster-dbt's `fetch_row_counts` cannot run alongside. Views are not counted (a count runs them)."""
+    nodes = invocation.manifest["nodes"]
+    built = [nodes[r["unique_id"]] for r in invocation.get_artifact("run_results.json")["results"]
+             if r["status"] == "success" and r["unique_id"] in nodes
+             and nodes[r["unique_id"]]["config"].get("materialized") in ("table", "incremental")]
+    if not built:
+        return
+    counts = warehouse.query(" union all ".join(
+        f"select '{node['name']}' as model, count(*) as n from {node['schema']}.{node['alias']}" for node in built))
+    for model, n in counts.itertuples(index=False):
+        yield dg.AssetObservation(asset_key=dg.AssetKey([model]), metadata={"dagster/row_count": int(n)})

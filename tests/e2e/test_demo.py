@@ -116,6 +116,28 @@ def test_every_demo_run_is_a_named_stage_job_of_the_code_location_launched_by_ab
         "ingest_fx", "ingest_shopify", "ingest_stripe", "transform", "insights", "weekly_report"}
 
 
+def test_dbt_tables_report_their_row_counts_to_dagster(demo, monkeypatch):
+    """Each table dbt wrote carries `dagster/row_count` (the asset page's row count): the warehouse's count."""
+    import dagster as dg
+
+    done, result, summary, home = demo
+    assert done.returncode == 0, done.stderr[-3000:]
+    monkeypatch.setenv("ABOS_HOME", str(home))
+    monkeypatch.delenv("ABOS_WAREHOUSE_URL", raising=False)
+    warehouse = load_settings().warehouse
+    tables = {"ecommerce_daily_metrics": "metrics", "saas_daily_metrics": "metrics", "orders": "marts",
+              "int_fx_rate_gaps": "intermediate"}
+    counted = {}
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        for model in tables:
+            observed = instance.fetch_observations(dg.AssetKey([model]), limit=1).records
+            assert observed, model
+            counted[model] = observed[0].asset_observation.metadata["dagster/row_count"].value
+    for model, schema in tables.items():
+        assert counted[model] == int(warehouse.query(f"select count(*) as n from {schema}.{model}")["n"][0]), model
+    assert counted["orders"] > 0
+
+
 def test_dagster_ui_shows_the_demo_runs_by_job_every_asset_group_and_a_report(demo, tmp_path):
     """The browser check on the demo's home, in headless chromium: the asset graph (groups, then every
     asset), the Runs page and the Overview timeline naming every job, and a report with its charts."""
