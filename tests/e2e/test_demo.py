@@ -167,7 +167,7 @@ def test_a_second_weekly_report_run_says_the_outbox_files_were_delivered_before(
     import pipelines.definitions
     from pipelines.cli import summary_lines
     from pipelines.insights.assets import REPORTS
-    from pipelines.run import execute_stage_job, summarize
+    from pipelines.run import LAUNCHED_BY_TAG, execute_stage_job, summarize
 
     done, result, summary, home = demo
     assert done.returncode == 0, done.stderr[-3000:]
@@ -180,7 +180,8 @@ def test_a_second_weekly_report_run_says_the_outbox_files_were_delivered_before(
     keys = [REPORTS, dg.AssetKey(["deliver", "reports"])]
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         run = execute_stage_job(defs, "weekly_report", keys, "demo-us-store", instance,
-                                {"ops": {REPORTS.to_python_identifier(): {"config": {"week": week}}}}, {})
+                                {"ops": {REPORTS.to_python_identifier(): {"config": {"week": week}}}},
+                                {LAUNCHED_BY_TAG: "abos demo"})
         assert run.success
         again = summarize(instance, defs.resolve_asset_graph(), [run.run_id], load_settings())
     facts = again["workspaces"]["demo-us-store"]
