@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,36 @@ BENCH_AS_OF = date(2026, 11, 25)  # a fixed day: the large store is generated on
 def _say(message: str) -> None:
     """Progress for people: stderr, so stdout stays machine-readable."""
     print(f"[abos] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _output_to_log(path: Path):
+    """Send everything written to stdout and stderr meanwhile, by this process and its children (dbt,
+    dlt's progress, Dagster's events, warnings), to the file `path`; yields the function that still
+    prints a progress line for people (on the terminal's stderr, and in the file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with path.open("a") as log:
+        for fd in (1, 2):
+            os.dup2(log.fileno(), fd)
+
+        def say(message: str) -> None:
+            line = f"[abos] {message}\n"
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.write(saved[2], line.encode())
+            os.write(2, line.encode())  # the log file, in order with what was printed around it
+
+        try:
+            yield say
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 @contextlib.contextmanager
@@ -85,13 +115,13 @@ def _write_matrix(args: argparse.Namespace) -> Path:
     return path
 
 
-def _open_store(args: argparse.Namespace):
+def _open_store(args: argparse.Namespace, progress=_say):
     from pipelines.sandbox.server import build_store
 
     if getattr(args, "matrix", None):
         args.fixtures = str(_write_matrix(args))
     return build_store(
-        _store_path(args), size=_size(args), seed=args.seed, as_of=args.as_of, fixtures=args.fixtures, progress=_say
+        _store_path(args), size=_size(args), seed=args.seed, as_of=args.as_of, fixtures=args.fixtures, progress=progress
     )
 
 
@@ -334,23 +364,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (WorkspaceError, SettingsError) as exc:
         _say(str(exc))
         return 1
-    return _run_pipeline(workspaces, settings, verbose=args.verbose)
+    return _run_pipeline(workspaces, settings, args)
 
 
-def _run_pipeline(workspaces, settings, extra: dict[str, Any] | None = None, verbose: bool = False) -> int:
-    """`run_all`, then its result as JSON on stdout and a summary for people; non-zero if a run failed."""
+def log_path(settings, command: str) -> Path:
+    """Where a command keeps its details: `<ABOS_HOME>/logs/<command>-<UTC time>.log`."""
+    return settings.home / "logs" / f"{command}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.log"
 
+
+def _run_pipeline(workspaces, settings, args: argparse.Namespace, extra: dict[str, Any] | None = None,
+                  log: Path | None = None) -> int:
+    """`run_all`, then a summary for people (and the result as JSON on stdout with `--json`); non-zero if
+    a run failed.
+
+    The terminal shows one line per run (stage and workspace) and the summary; dbt's, dlt's and
+    Dagster's output (its events from INFO up) go to the log file. `-v` prints all of it, Dagster's
+    DEBUG events included, on the terminal instead.
+    """
     settings.warehouse.ensure_reachable()  # in seconds, before the Definitions load
     from pipelines.run import run_all
 
     started = time.monotonic()
-    with _stdout_to_stderr():  # dbt and Dagster print progress; stdout carries only the JSON result
-        result = run_all(workspaces, progress=_say, settings=settings, log_level="DEBUG" if verbose else "WARNING")
+    result_path = None
+    if args.verbose:
+        with _stdout_to_stderr():  # dbt and Dagster print progress; stdout carries only the JSON result
+            result = run_all(workspaces, progress=_say, settings=settings, log_level="DEBUG",
+                             launched_by=f"abos {args.command}")
+    else:
+        if log is None:
+            log = log_path(settings, args.command)
+            _say(f"details: {log}")
+        with _output_to_log(log) as say:
+            result = run_all(workspaces, progress=say, settings=settings, log_level="INFO",
+                             launched_by=f"abos {args.command}")
+        result_path = log.with_suffix(".json")
     _say(f"pipeline finished in {time.monotonic() - started:.1f}s")
-    print(json.dumps({"workspaces": workspaces.ids, "pipeline": result, **(extra or {})}, indent=2, default=str),
-          flush=True)
+    document = json.dumps({"workspaces": workspaces.ids, "pipeline": result, **(extra or {})}, indent=2, default=str)
+    if result_path:
+        result_path.write_text(document + "\n")
+    if args.json:
+        print(document, flush=True)
     for line in summary_lines(result.get("summary") or {}):
         _say(line)
+    if result_path:
+        _say(f"  result as JSON: {result_path}")
     return 1 if result.get("failed") else 0
 
 
@@ -365,6 +422,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         if facts.get("report"):
             lines.append(f"    report: {facts['report']}")
         lines.extend(f"    outbox: {path}" for path in facts.get("outbox", []))
+        lines.extend(f"    outbox: {path} (delivered by an earlier run, not sent again)"
+                     for path in facts.get("delivered_before", []))
     return lines
 
 
@@ -377,8 +436,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     args.fixtures = args.matrix = None
     args.store = None
-    load_settings().warehouse.ensure_reachable()  # before minutes of generating the sandbox
-    store = _open_store(args)
+    settings = load_settings()
+    settings.warehouse.ensure_reachable()  # before minutes of generating the sandbox
+    log = log_path(settings, args.command)
+    if args.verbose:
+        store = _open_store(args)
+    else:  # one line per generated workspace; the month-by-month progress goes to the log
+        _say(f"details: {log}")
+        with _output_to_log(log) as say:
+            store = _open_store(args, progress=lambda line: (say if line.startswith("generating") else print)(line))
     with Sandbox(store, shopify_port=args.shopify_port, stripe_port=args.stripe_port, seed=args.seed) as sandbox:
         info = sandbox.connection_info()
         os.environ.update(sandbox_env(info))
@@ -386,8 +452,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings = load_settings()
         workspaces = load_workspaces(settings.workspaces_file, require_secrets=True)
         facts = truth(store)
-        return _run_pipeline(workspaces, settings,
-                             {"sandbox": {ws: t["counts"] for ws, t in facts["workspaces"].items()}}, args.verbose)
+        return _run_pipeline(workspaces, settings, args,
+                             {"sandbox": {ws: t["counts"] for ws, t in facts["workspaces"].items()}}, log)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -538,12 +604,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_args(demo)
     demo.add_argument("--shopify-port", type=int, default=0)
     demo.add_argument("--stripe-port", type=int, default=0)
-    demo.add_argument("-v", "--verbose", action="store_true", help="print every Dagster event, not only warnings")
+    demo.add_argument("-v", "--verbose", action="store_true",
+                      help="print dbt's, dlt's and every Dagster event on the terminal, not in the log file")
+    demo.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     demo.set_defaults(func=cmd_demo)
 
     run = commands.add_parser("run", help="materialize every asset for every workspace, headless")
     run.add_argument("--workspaces", help="the tenants file (default: ABOS_WORKSPACES or ./workspaces.yaml)")
-    run.add_argument("-v", "--verbose", action="store_true", help="print every Dagster event, not only warnings")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="print dbt's, dlt's and every Dagster event on the terminal, not in the log file")
+    run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     run.set_defaults(func=cmd_run)
 
     ingest = commands.add_parser("ingest", help="sync one source for one workspace (outside Dagster)")

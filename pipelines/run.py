@@ -7,6 +7,7 @@ workspace that has them; unpartitioned assets (the dbt models) run once, after i
 from __future__ import annotations
 
 import contextlib
+import graphlib
 import os
 import shutil
 import signal
@@ -19,6 +20,12 @@ from typing import Callable, TypeVar
 
 import dagster as dg
 import yaml
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+from dagster._core.execution.api import create_execution_plan, execute_run
+from dagster._core.execution.execute_in_process import merge_run_tags
+from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.workspace.load import location_origins_from_yaml_paths
 
 from pipelines.deliver.assets import undelivered
 from pipelines.insights.assets import ANOMALIES, REPORTS
@@ -32,6 +39,8 @@ T = TypeVar("T")
 RECOVERY_INTERVAL_SECONDS = 30.0  # how often a waiting `abos run` looks for dead runs holding its pools
 
 
+LAUNCHED_BY_TAG = "user"  # what the Runs page shows as "Launched by" (else "Manually launched")
+WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
 DEFAULT_INSTANCE_CONFIG = PROJECT_ROOT / "deploy" / "dagster.yaml"
 POSTGRES_INSTANCE_CONFIG = PROJECT_ROOT / "deploy" / "dagster-postgres.yaml"
 
@@ -105,46 +114,112 @@ def _stages(assets: list[dg.AssetsDefinition]) -> list[tuple[dg.PartitionsDefini
     return [(partitions, keys) for _, partitions, keys in sorted(groups, key=lambda group: group[0])]
 
 
+def stage_runs(defs: dg.Definitions) -> list[tuple[str, dg.PartitionsDefinition | None, list[dg.AssetKey]]]:
+    """The runs `abos run` launches, in data-flow order: (job, partitions definition, asset keys).
+
+    Every materializable asset belongs to exactly one stage job of the Definitions (`ingest_<source>`,
+    `transform`, `insights`, `weekly_report`), so a run carries its stage's name in the Dagster UI.
+    Jobs run after the jobs they read from; within a job, `_stages` orders the runs.
+    """
+    graph = defs.resolve_asset_graph()
+    assets = [a for a in graph.assets_defs if a.is_materializable]
+    job_of: dict[dg.AssetKey, str] = {}
+    for job in defs.jobs or []:
+        selection = getattr(job, "selection", None)  # asset jobs; op jobs (privacy_requests) have none
+        for key in selection.resolve(graph) if selection is not None else ():
+            if key in job_of:
+                raise RuntimeError(f"{key.to_user_string()} is in two stage jobs: {job_of[key]} and {job.name}")
+            job_of[key] = job.name
+    missing = [key.to_user_string() for a in assets for key in a.keys if key not in job_of]
+    if missing:
+        raise RuntimeError(f"assets in no stage job: {', '.join(sorted(missing))}")
+    # A job runs after the jobs its assets read from (ingest before transform, insights before the report).
+    after: dict[str, set[str]] = {name: set() for name in job_of.values()}
+    for key, name in job_of.items():
+        after[name] |= {job_of[p] for p in graph.get(key).parent_keys if p in job_of and job_of[p] != name}
+    sorter = graphlib.TopologicalSorter(after)
+    sorter.prepare()
+    runs = []
+    while sorter.is_active():
+        for name in sorted(sorter.get_ready()):
+            mine = [a for a in assets if any(job_of[key] == name for key in a.keys)]
+            runs.extend((name, partitions, keys) for partitions, keys in _stages(mine))
+            sorter.done(name)
+    return runs
+
+
 def run_all(
     workspaces: Workspaces, progress: Callable[[str], None] = print, settings: Settings | None = None,
-    log_level: str = "WARNING",
+    log_level: str = "WARNING", launched_by: str = "abos run",
 ) -> dict[str, object]:
     """Materialize every asset for every workspace, stage by stage; returns the runs.
 
-    Dagster's console shows events of `log_level` and above (warnings and errors by default; `abos run
-    -v` shows every event); every event is kept in the run's log in the Dagster UI either way.
+    Each run is one of the stage jobs (`stage_runs`), tagged `user: <launched_by>` (the UI's "Launched
+    by"). Dagster's console shows events of `log_level` and above (warnings and errors by default;
+    `abos run -v` shows every event); every event is kept in the run's log in the Dagster UI either way.
     """
     from pipelines.definitions import defs
 
     settings = settings or load_settings()
-    assets = [a for a in defs.resolve_asset_graph().assets_defs if a.is_materializable]
-    if not assets:
+    runs_to_do = stage_runs(defs)
+    if not runs_to_do:
         progress("no pipeline stages are defined yet; nothing to materialize")
         return {"assets": 0, "runs": [], "failed": []}
     runs: list[dict[str, object]] = []
     failed: list[str] = []
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     with _stop_signals_raise(), dagster_instance(settings) as instance:
         _recover(instance, progress)
-        for partitions, keys in _stages(assets):
+        for job_name, partitions, keys in runs_to_do:
             partition_keys = [None] if partitions is None else [
                 w.id for w in workspaces if w.id in partitions.get_partition_keys()
             ]
             for partition_key in partition_keys:
-                label = f"{len(keys)} assets" + (f" for {partition_key}" if partition_key else "")
-                progress(f"materializing {label}")
-                # The assets come from the resolved Definitions, so their resources are already bound.
-                result = _supervised(instance, settings, progress, lambda: dg.materialize(
-                    assets, selection=keys, partition_key=partition_key, instance=instance, raise_on_error=False,
-                    tags=process_tags(), run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}))
-                runs.append({"workspace": partition_key, "assets": len(keys), "success": result.success,
-                             "run_id": result.run_id})
+                label = f"{job_name}" + (f" for {partition_key}" if partition_key else "")
+                progress(f"running {label} ({len(keys)} assets)")
+                result = _supervised(instance, settings, progress, lambda: execute_stage_job(
+                    defs, job_name, keys, partition_key, instance, run_config,
+                    tags={**process_tags(), LAUNCHED_BY_TAG: launched_by}))
+                if not result.success:
+                    progress(f"{label} FAILED (run {result.run_id})")
+                runs.append({"job": job_name, "workspace": partition_key, "assets": len(keys),
+                             "success": result.success, "run_id": result.run_id})
                 if not result.success:
                     failed.append(label)
                 failed.extend(undelivered(result))  # retried later, yet not a success now
         summary = summarize(instance, defs.resolve_asset_graph(), [run["run_id"] for run in runs], settings)
     if failed:
         progress(f"runs failed: {', '.join(failed)}; see their logs in the Dagster UI (make ui)")
-    return {"assets": sum(len(a.keys) for a in assets), "runs": runs, "failed": failed, "summary": summary}
+    return {"assets": sum(len(keys) for _, _, keys in runs_to_do), "runs": runs, "failed": failed,
+            "summary": summary}
+
+
+def execute_stage_job(defs: dg.Definitions, job_name: str, keys: list[dg.AssetKey], partition_key: str | None,
+                      instance: dg.DagsterInstance, run_config: dict, tags: dict[str, str]) -> dg.JobExecutionResult:
+    """One run of job `job_name` over `keys` (of one partition), in this process, recorded as a run of
+    the code location of workspace.yaml.
+
+    `execute_in_process` and `materialize` record no code location: the UI's Overview timeline
+    leaves such runs out ("No runs"), and it cannot re-execute them. So the run is created with
+    the location's origin, then executed in process like `execute_in_process` does.
+    """
+    job = defs.resolve_job_def(job_name)
+    in_process = InMemoryJob(job.as_ephemeral_job(resource_defs={}, input_values={}, asset_selection=keys))
+    tags = merge_run_tags(job_def=job, partition_key=partition_key, tags=tags, asset_selection=keys,
+                          instance=instance, run_config=run_config)
+    run = instance.create_run_for_job(
+        job_def=in_process.get_definition(), run_config=run_config, tags=tags, asset_selection=frozenset(keys),
+        execution_plan=create_execution_plan(in_process, run_config=run_config, instance_ref=instance.get_ref(),
+                                             tags=tags),
+        remote_job_origin=RemoteJobOrigin(code_location_repository(), job_name),
+    )
+    return execute_run(in_process, run, instance)
+
+
+def code_location_repository() -> RemoteRepositoryOrigin:
+    """The repository of the project's code location (workspace.yaml), as the UI and the daemon see it."""
+    (location,) = location_origins_from_yaml_paths([str(WORKSPACE_FILE)])
+    return RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME)
 
 
 def _supervised(instance: dg.DagsterInstance, settings: Settings, progress: Callable[[str], None],
@@ -254,6 +329,13 @@ def summarize(instance: dg.DagsterInstance, graph, run_ids: list[str], settings:
         for path in outbox_files(settings, run_id=run_id):
             workspace_id = path.relative_to(settings.outbox_dir).parts[0]
             workspaces.setdefault(workspace_id, {"ingested_rows": 0}).setdefault("outbox", []).append(str(path))
+    for workspace_id, facts in workspaces.items():
+        if facts.get("report") and not facts.get("outbox"):
+            # Delivered by an earlier run (a second `abos demo`): its files are there, not sent again.
+            week = Path(str(facts["report"])).parent.name
+            earlier = [str(p) for p in outbox_files(settings, workspace_id=workspace_id) if p.parent.name == week]
+            if earlier:
+                facts["delivered_before"] = earlier
     return {"dbt_models_built": len(dbt_models), "workspaces": workspaces}
 
 

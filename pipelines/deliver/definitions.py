@@ -18,12 +18,15 @@ WEEKLY_REPORT_CRON = "0 8 * * 1"  # Monday 08:00, in each workspace's execution_
 # What runs with the weekly report rather than on every refresh.
 WEEKLY = dg.AssetSelection.assets(REPORTS) | dg.AssetSelection.groups("deliver")
 WEEK_TAG = "abos/week"
+OWNER = "team:analytics"  # who to ask about a delivery (the asset's Owners in the UI)
 
 
 def defs(workspaces: Workspaces, settings: Settings) -> dg.Definitions:
     """Delivery of every workspace's reports, on the weekly schedules."""
     weekly = weekly_report_job()
-    return dg.Definitions(assets=deliver_assets(workspaces, settings), jobs=[weekly],
+    assets = dg.map_asset_specs(lambda spec: spec.replace_attributes(owners=[OWNER]),
+                                deliver_assets(workspaces, settings))
+    return dg.Definitions(assets=assets, jobs=[weekly],
                           schedules=weekly_report_schedules(workspaces, weekly),
                           sensors=[retry_sensor(workspaces, settings)])
 

@@ -53,7 +53,7 @@ def due_again(rows: list[Delivery], *, max_attempts: int, lease: timedelta, at: 
 def retry_sensor(workspaces: Workspaces, settings: Settings) -> dg.SensorDefinition:
     """The sensor that requests `deliver/reports` for workspaces with deliveries due again."""
 
-    @dg.sensor(name=RETRY_SENSOR, asset_selection=[DELIVERIES], minimum_interval_seconds=CHECK_EVERY_SECONDS,
+    @dg.sensor(name=RETRY_SENSOR, job_name="weekly_report", minimum_interval_seconds=CHECK_EVERY_SECONDS,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Retry failed deliveries after 15 minutes, 1 hour, 4 hours, then every 6 hours, "
                            "until ABOS_DELIVERY_MAX_ATTEMPTS.")

@@ -102,7 +102,7 @@ def ingest_assets(
     @dg.multi_asset(
         specs=build_dlt_asset_specs(template, dlt_pipeline(source_name, users[0].id, settings),
                                     RawTableTranslator(settings.warehouse.kind)),
-        name=f"ingest_{source_name}",
+        name=f"load_{source_name}",  # the op; the job `ingest_<source>` runs it
         can_subset=True,
         partitions_def=partitions,
         pool=f"{source_name}_api",
@@ -159,7 +159,7 @@ def fx_assets(settings: Settings) -> dg.AssetsDefinition:
     @dg.multi_asset(
         specs=build_dlt_asset_specs(fx_source(settings.fx), fx_pipeline(settings),
                                     RawTableTranslator(settings.warehouse.kind)),
-        name="ingest_fx",
+        name="load_fx",  # the op; the job `ingest_fx` runs it
         retry_policy=API_RETRY_POLICY,
     )
     def _fx(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: Warehouse) -> Iterator[Any]:

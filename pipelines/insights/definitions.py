@@ -1,5 +1,6 @@
 """The insights stage's Definitions: anomalies, their drivers, forecasts and opportunities on the
-refresh cadence, and the weekly report (scheduled with its delivery, pipelines/deliver/definitions.py)."""
+refresh cadence (the `insights` job, one workspace per run), and the weekly report (scheduled with its
+delivery in the `weekly_report` job, pipelines/deliver/definitions.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from pipelines.settings import Settings
 from pipelines.workspaces import Workspaces
 
 
+OWNER = "team:analytics"  # who to ask about an insight or a report (the asset's Owners in the UI)
+
+
 def defs(workspaces: Workspaces, settings: Settings) -> dg.Definitions:
     """The insights of every workspace."""
-    *refreshed, reports = insights_assets(workspaces, settings)
-    return dg.Definitions(assets=[*on_refresh(refreshed), reports])
+    owned = dg.map_asset_specs(lambda spec: spec.replace_attributes(owners=[OWNER]),
+                               insights_assets(workspaces, settings))
+    *refreshed, reports = owned
+    refreshed = on_refresh(refreshed)
+    job = dg.define_asset_job("insights", selection=dg.AssetSelection.assets(*refreshed),
+                              description="Anomalies, their drivers, forecasts and opportunities of one workspace.")
+    return dg.Definitions(assets=[*refreshed, reports], jobs=[job])

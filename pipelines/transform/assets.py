@@ -1,8 +1,9 @@
 """The dbt project as Dagster assets (dagster-dbt), plus the `reference.workspaces` table dbt reads.
 
 One translator keys sources as `[source, table]` (the dlt assets' keys, so lineage connects with no
-wiring) and models by name, and groups nodes by their folder: staging, marts, metrics. dbt tests
-become asset checks. The manifest is built at install time (`make install` runs `dbt parse`) and
+wiring) and models by name, and groups models by their top folder under models/ (staging,
+quarantine, intermediate, marts, metrics): a model moved to a new folder joins that folder's group,
+so the asset graph reads left to right by stage. dbt tests become asset checks. The manifest is built at install time (`make install` runs `dbt parse`) and
 when a test session starts, never on import: a missing or stale one fails, naming `make install`.
 """
 
@@ -22,11 +23,17 @@ from pipelines.transform import DBT_PROJECT_DIR, require_manifest
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
-FOLDER_GROUPS = {"staging": "staging", "intermediate": "marts", "marts": "marts", "metrics": "metrics"}
+OWNER = "team:analytics-engineering"  # who to ask about a dbt model (a model's meta.dagster.owners wins)
+
+
+def folder_group(node: Mapping[str, Any]) -> str:
+    """The group of a dbt model or seed: its top folder under models/ (fqn: project, folder, ..., name)."""
+    fqn = node.get("fqn", [])
+    return fqn[1] if len(fqn) > 2 else "staging"  # seeds and top-level models are inputs, like staging
 
 
 class AbosDbtTranslator(DagsterDbtTranslator):
-    """Sources keep their `[schema, table]` keys; models are keyed by name and grouped by folder."""
+    """Sources keep their `[schema, table]` keys; models are keyed by name and grouped by top folder."""
 
     def __init__(self, warehouse_kind: str):
         super().__init__()
@@ -37,11 +44,11 @@ class AbosDbtTranslator(DagsterDbtTranslator):
         node = manifest["sources"].get(unique_id) or manifest["nodes"].get(unique_id, {})
         if node.get("resource_type") == "source":
             return spec
-        folder = node.get("fqn", ["", ""])[1] if len(node.get("fqn", [])) > 2 else "staging"
         return spec.replace_attributes(
             key=dg.AssetKey([node["name"]]),
-            group_name=FOLDER_GROUPS.get(folder, "staging"),
+            group_name=folder_group(node),
             kinds={"dbt", self.warehouse_kind},
+            owners=spec.owners or [OWNER],
         )
 
 
@@ -68,7 +75,8 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
     @dg.asset(
         key=["reference", "workspaces"],
         group_name="staging",
-        kinds={"python", settings.warehouse.kind},
+        kinds={"python", "dlt", settings.warehouse.kind},
+        owners=[OWNER],
         description="One row per workspace from workspaces.yaml: timezone and reporting currency for dbt.",
     )
     def workspaces_table(context: AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -94,9 +102,27 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         dagster_dbt_translator=AbosDbtTranslator(settings.warehouse.kind),
         name="dbt_models",
     )
-    def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse) -> Iterator[Any]:
         # `abos-dbt` reads the warehouse from the same environment (ABOS_WAREHOUSE_URL) as the
         # `warehouse` resource, takes its lock for dbt, and dbt dies with this step (run_dbt).
-        yield from dbt.cli(["build"], context=context).stream()
+        invocation = dbt.cli(["build"], context=context)
+        yield from invocation.stream()
+        yield from row_counts(invocation, warehouse)
 
     return [workspaces_table, dbt_models]
+
+
+def row_counts(invocation: Any, warehouse: Warehouse) -> Iterator[dg.AssetObservation]:
+    """The row count of every table the dbt build wrote (`dagster/row_count`, shown on the asset's
+    page), counted once dbt is done: on DuckDB nothing else may open the file while dbt writes it, so
+    dagster-dbt's `fetch_row_counts` cannot run alongside. Views are not counted (a count runs them)."""
+    nodes = invocation.manifest["nodes"]
+    built = [nodes[r["unique_id"]] for r in invocation.get_artifact("run_results.json")["results"]
+             if r["status"] == "success" and r["unique_id"] in nodes
+             and nodes[r["unique_id"]]["config"].get("materialized") in ("table", "incremental")]
+    if not built:
+        return
+    counts = warehouse.query(" union all ".join(
+        f"select '{node['name']}' as model, count(*) as n from {node['schema']}.{node['alias']}" for node in built))
+    for model, n in counts.itertuples(index=False):
+        yield dg.AssetObservation(asset_key=dg.AssetKey([model]), metadata={"dagster/row_count": int(n)})

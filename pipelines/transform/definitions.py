@@ -1,5 +1,5 @@
 """The transform stage's Definitions: the workspaces reference table and the dbt models, on the
-refresh cadence, with freshness checks on the metric tables and the dbt resource."""
+refresh cadence, with freshness checks on the metric tables, the dbt resource, and the `transform` job."""
 
 from __future__ import annotations
 
@@ -20,5 +20,7 @@ def defs(workspaces: Workspaces, settings: Settings) -> dg.Definitions:
     """dbt over every workspace's raw tables."""
     assets = on_refresh(transform_assets(workspaces, settings))
     metrics = [spec.key for a in assets for spec in a.specs if spec.group_name == "metrics"]
-    return dg.Definitions(assets=assets, asset_checks=freshness_checks(metrics, METRIC_TABLES_FRESH_FOR),
+    job = dg.define_asset_job("transform", selection=dg.AssetSelection.assets(*assets),
+                              description="Load the workspaces table and `dbt build` every model, for all workspaces.")
+    return dg.Definitions(assets=assets, asset_checks=freshness_checks(metrics, METRIC_TABLES_FRESH_FOR), jobs=[job],
                           resources={"dbt": dbt_resource()})

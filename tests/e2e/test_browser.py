@@ -1,6 +1,7 @@
 """The browser check (scripts/browser_check.py) against the real Dagster UI in headless chromium.
 
-It installs Debian's chromium when it is missing (CI runs as root on a clean machine).
+It installs Debian's chromium when it is missing (CI runs as root on a clean machine). The check of the
+whole UI (asset graph, Runs page, timeline, a report) runs on the demo's home, in tests/e2e/test_demo.py.
 """
 
 import os
@@ -16,18 +17,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def run_browser_check(out_dir, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(CHECK), "--out", str(out_dir), *args],
-        cwd=REPO, capture_output=True, text=True, env=os.environ.copy(), timeout=400,
+        cwd=REPO, capture_output=True, text=True, env=os.environ.copy(), timeout=900,
     )
-
-
-def test_ui_shows_every_asset_and_the_report_asset(abos_home, tmp_path):
-    result = run_browser_check(tmp_path)
-
-    assert result.returncode == 0, result.stderr[-4000:]
-    for name in ("asset-graph.png", "report-asset.png"):
-        assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)
-    # It served its own throwaway instance: the caller's homes stay untouched.
-    assert not any((abos_home / "dagster").iterdir())
 
 
 def test_a_code_location_that_fails_to_load_fails_the_check(abos_home, tmp_path):
@@ -39,3 +30,5 @@ def test_a_code_location_that_fails_to_load_fails_the_check(abos_home, tmp_path)
 
     assert result.returncode == 1, result.stdout + result.stderr[-4000:]
     assert "asset graph shows 0 asset nodes" in result.stderr
+    # It served its own throwaway instance: the caller's homes stay untouched.
+    assert not any((abos_home / "dagster").iterdir())

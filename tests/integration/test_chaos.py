@@ -76,7 +76,7 @@ def start_run(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def runs_started(log: Path, since: int) -> int:
-    return log.read_text()[since:].count("[abos] materializing")
+    return log.read_text()[since:].count("[abos] running ")
 
 
 def test_random_kills_then_reruns_lose_and_duplicate_nothing(store, warehouse_url, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ warehouse, and the real Definitions' deliver asset and retry sensor.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -206,7 +207,7 @@ def _age(home: Home, by: timedelta) -> None:
                                   first_attempt_at=delivery.first_attempt_at - by))
 
 
-def test_abos_run_exits_non_zero_when_a_delivery_failed(home, smtp, monkeypatch, capsys):
+def test_abos_run_exits_non_zero_when_a_delivery_failed(home, smtp, monkeypatch, capfd):
     from pipelines import cli
     from pipelines.settings import load_settings
     from pipelines.workspaces import load_workspaces
@@ -222,10 +223,12 @@ def test_abos_run_exits_non_zero_when_a_delivery_failed(home, smtp, monkeypatch,
     full = importlib.reload(pipelines.definitions).defs
     # Only the deliver stage: the reports are built already, and nothing here can ingest.
     only_delivery = dg.Definitions(assets=[a for a in full.resolve_asset_graph().assets_defs
-                                           if DELIVERIES in a.keys])
+                                           if DELIVERIES in a.keys],
+                                   jobs=[dg.define_asset_job("weekly_report", selection=[DELIVERIES])])
     monkeypatch.setattr(pipelines.definitions, "defs", only_delivery)
     settings = load_settings()
-    code = cli._run_pipeline(load_workspaces(settings.workspaces_file), settings)
+    args = argparse.Namespace(command="run", verbose=False, json=False)
+    code = cli._run_pipeline(load_workspaces(settings.workspaces_file), settings, args)
     assert code == 1
-    error = capsys.readouterr().err
+    error = capfd.readouterr().err  # the terminal's progress lines (written to the process's stderr)
     assert f"deliveries of {WORKSPACE}: 1 failed" in error

@@ -188,3 +188,55 @@ def test_refresh_runs_each_stage_once_per_tick_after_its_parents(defs, instance)
 
     result, requested = evaluate(6 * 60 + 15, result.cursor)  # 12:05: the next refresh
     assert raw <= requested
+
+
+def test_abos_run_launches_the_stage_jobs_in_data_flow_order_and_every_asset_once(defs):
+    """`abos run` runs named jobs (the Runs page says what ran), never Dagster's ephemeral one."""
+    from pipelines.run import stage_runs
+
+    runs = stage_runs(defs)
+    jobs = list(dict.fromkeys(job for job, _, _ in runs))
+    assert jobs == ["ingest_fx", "ingest_shopify", "ingest_stripe", "transform", "insights", "weekly_report"]
+    launched = [key for _, _, keys in runs for key in keys]
+    graph = defs.resolve_asset_graph()
+    materializable = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable]
+    assert sorted(launched) == sorted(materializable)  # each asset in one run of one job
+    for job, _, keys in runs:  # each run's assets belong to the job it launches
+        assert set(keys) <= set(defs.resolve_job_def(job).asset_layer.executable_asset_keys)
+
+
+def test_schedules_and_sensors_launch_named_jobs(defs):
+    repo = defs.get_repository_def()
+    assert {s.job_name for s in repo.schedule_defs} == {"weekly_report"}
+    assert repo.get_sensor_def("retry_failed_deliveries").job_name == "weekly_report"
+    assert repo.get_sensor_def("compliance_webhooks").job_name == "privacy_requests"
+
+
+def test_dbt_models_are_grouped_by_the_folder_they_live_in(defs):
+    """Read from each model's file path, not the translator's fqn: int_* models are `intermediate`."""
+    import json
+    from pathlib import Path
+
+    from pipelines.transform import DBT_PROJECT_DIR
+
+    manifest = json.loads((Path(DBT_PROJECT_DIR) / "target" / "manifest.json").read_text())
+    graph = defs.resolve_asset_graph()
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    assert models
+    for node in models:
+        folder = Path(node["original_file_path"]).parts[1]  # models/<folder>/...
+        assert graph.get(dg.AssetKey(node["name"])).group_name == folder, node["original_file_path"]
+    intermediate = [n["name"] for n in models if n["name"].startswith("int_")]
+    assert intermediate and {graph.get(dg.AssetKey(name)).group_name for name in intermediate} == {"intermediate"}
+
+
+def test_every_asset_says_what_it_is_who_owns_it_and_where_it_is_stored(defs):
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue  # dbt sources stand for tables other assets write
+        assert node.description and node.description.strip(), key
+        assert node.owners, key
+        assert "duckdb" in node.kinds or "slack" in node.kinds, (key, node.kinds)
+        assert node.kinds & {"dbt", "dlt", "python"}, (key, node.kinds)

@@ -103,10 +103,12 @@ def fx_source(settings: FxSettings):
     @dlt.resource(name="ecb_rates", primary_key=("day", "currency"),
                   write_disposition={"disposition": "merge", "strategy": "delete-insert"}, columns=RATE_COLUMNS)
     def ecb_rates(day=dlt.sources.incremental("day", initial_value=date(1999, 1, 1))):
+        """The ECB's euro reference rates, one row per TARGET day and currency."""
         yield from ecb_rows(fetch(settings.ecb_url), urlsplit(settings.ecb_url).path)
 
     @dlt.resource(name="operator_rates", write_disposition="replace", columns=RATE_COLUMNS)
     def operator_rates():
+        """The operator's own rates (ABOS_FX_RATES_FILE), which take precedence over the ECB's."""
         yield operator_rows(settings.rates_file) if settings.rates_file else []
 
     return ecb_rates, operator_rates
