@@ -16,16 +16,3 @@
         ) as decimal(38, 0)) * cast({{ '0.' ~ '0' * (scale - 1) ~ '1' }} as decimal(38, {{ scale }}))
     end
 {%- endmacro %}
-
-{#- An amount from one currency into another at the rates `fx_rate_joins` joined with the same
-    aliases (docs/metrics.md, "Currency": units per euro, crossed through the euro), rounded to 4 decimals. Amounts already in the target currency are returned unchanged, exactly;
-    the others are converted in double precision, with the same operations on both databases. -#}
-{% macro ecommerce_convert(amount, from_currency, to_currency, from_alias='from_rate', to_alias='to_rate') -%}
-    case
-        when {{ from_currency }} = {{ to_currency }} then cast(({{ amount }}) as decimal(38, 4))
-        else cast(
-            cast(({{ amount }}) as double precision) * cast({{ to_alias }}.units_per_eur as double precision)
-            / cast({{ from_alias }}.units_per_eur as double precision)
-        as decimal(38, 4))
-    end
-{%- endmacro %}

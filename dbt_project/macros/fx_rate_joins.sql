@@ -3,10 +3,10 @@
     Rates are units of a currency per euro (int_fx_rates_ranged: the ECB's reference rates and the
     operator's rates file, each holding until the currency's next one). A model converts with
     `fx_rate_joins`, which left joins the rates in force on `day` for the currency converted from
-    and the one converted to, and then `fx_rate` (or `ecommerce_convert`), the multiplier from one
-    to the other: a cross rate through the euro. Converting a currency into itself needs no rate; a
-    missing rate otherwise leaves the multiplier null, and int_fx_rate_gaps fails that workspace.
-    Callers never read the joined rate columns. -#}
+    and the one converted to, and then `fx_convert`, the amount crossed through the euro into the
+    other currency. Converting a currency into itself needs no rate; a missing rate otherwise leaves
+    the amount null, and int_fx_rate_gaps fails that workspace. Callers never read the joined rate
+    columns. -#}
 {% macro fx_rate_joins(day, from_currency, to_currency, from_alias='from_rate', to_alias='to_rate') -%}
     left join {{ ref('int_fx_rates_ranged') }} as {{ from_alias }}
         on {{ from_alias }}.currency = {{ from_currency }}
@@ -16,13 +16,27 @@
         and {{ day }} >= {{ to_alias }}.valid_from and {{ day }} < {{ to_alias }}.valid_to
 {%- endmacro %}
 
-{#- The multiplier from `from_currency` to `to_currency` on the day `fx_rate_joins` joined with the
-    same aliases: 1 for the same currency, null when a rate is missing. Rounded to 12 decimals, so
-    both databases (DuckDB divides in double precision, Postgres exactly) give the same digits. -#}
-{% macro fx_rate(from_currency, to_currency, from_alias='from_rate', to_alias='to_rate') -%}
+{#- `amount`, in `from_currency`, in `to_currency` at the rates `fx_rate_joins` joined with the same
+    aliases: amount × rate(to) / rate(from), multiplied first and divided last, exactly, then rounded
+    half away from zero once to `scale` decimals, as decimal(38, `scale`) (docs/metrics.md,
+    "Currency"). The same currency needs no rate (the amount, cast); a missing rate gives null.
+
+    No rounded cross rate in between: a rate of 0.000275942 kept to 12 decimals has 9 significant
+    digits, too few for ₩999,999,990,000. The quotient is taken in whole numbers (whole_numbers.sql),
+    so both databases give the same digits: the amount in units of 10^-9 (amounts have at most 9
+    decimals) times rate(to) in units of 10^-10 (stg_fx__rates' scale), over rate(from) in the same
+    units. |amount| × rate(to) must stay below 8.5 × 10^18 (a 38-digit product); DuckDB stops with
+    an overflow error beyond that. -#}
+{% macro fx_convert(amount, from_currency, to_currency, scale, from_alias='from_rate', to_alias='to_rate') -%}
+    {%- set numerator = whole_number('cast((' ~ amount ~ ') as decimal(38, 9)) * 1000000000') ~ ' * '
+        ~ whole_number(to_alias ~ '.units_per_eur * 10000000000') -%}
+    {%- set denominator = whole_number(from_alias ~ '.units_per_eur * 10000000000') ~ ' * ' ~ 10 ** (9 - scale) -%}
     case
-        when {{ from_currency }} = {{ to_currency }} then cast(1 as decimal(38, 12))
-        else cast({{ to_alias }}.units_per_eur / {{ from_alias }}.units_per_eur as decimal(38, 12))
+        when {{ from_currency }} = {{ to_currency }} then cast(({{ amount }}) as decimal(38, {{ scale }}))
+        else cast(
+            {{ whole_quotient_rounded('(' ~ numerator ~ ')', '(' ~ denominator ~ ')') }}
+            * cast({{ '1' if scale == 0 else '0.' ~ '0' * (scale - 1) ~ '1' }} as decimal(38, {{ scale }}))
+        as decimal(38, {{ scale }}))
     end
 {%- endmacro %}
 

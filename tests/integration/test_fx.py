@@ -11,7 +11,8 @@ lists 1.10 on Monday 2026-03-02 and 1.20 on Friday 2026-03-06. MRR in USD = 12 �
     2026-03-07 (Saturday: Friday's)      12 × 1.20  / 0.33 = 43.636363…
     2026-04-01                           12 × 1.20  / 0.34 = 42.352941…
 
-The rate is rounded to 12 decimals before it multiplies (the fx_rate macro), the MRR to 6.
+Converted exactly, multiplied first and divided last (the fx_convert macro), rounded once to 9
+decimals (int_saas_currency_days), then to the metric table's 6.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def warehouse(request, tmp_path_factory) -> ScenarioWarehouse:
 
 
 def expected(usd_per_eur: str, kwd_per_eur: str) -> Decimal:
-    rate = (Decimal(usd_per_eur) / Decimal(kwd_per_eur)).quantize(Decimal("1e-12"), ROUND_HALF_UP)
-    return (12 * rate).quantize(Decimal("1e-6"), ROUND_HALF_UP)
+    mrr = (12 * Decimal(usd_per_eur) / Decimal(kwd_per_eur)).quantize(Decimal("1e-9"), ROUND_HALF_UP)
+    return mrr.quantize(Decimal("1e-6"), ROUND_HALF_UP)
 
 
 def test_mrr_uses_each_days_rate_carried_over_weekends_and_crossed_through_the_euro(warehouse):

@@ -249,8 +249,6 @@ def test_a_bigger_matrix_matches_the_truth_on_both_databases(database, tmp_path_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known bug: fx_rate rounds the cross rate to 12 decimals, which leaves "
-                                       "a small rate (KRW→BHD, 0.000275942005...) about 9 significant digits")
 def test_a_huge_won_account_reporting_in_dinars_is_right_to_the_fils(tmp_path):
     """Found by the matrix (seed 11 before the draws were pinned): 10,000 seats at ₩99,999,999 a
     month is ₩999,999,990,000 of MRR; in BHD at 0.4071 BHD and 1475.31 KRW per euro that is
@@ -264,4 +262,4 @@ def test_a_huge_won_account_reporting_in_dinars_is_right_to_the_fils(tmp_path):
     built = build([tenant], tmp_path, None, METRICS_BUILD)
     [row] = built["warehouse"].query("select mrr from metrics.saas_daily_metrics "
                                      "where workspace_id = 'won-dinar' and date = '2026-01-21'")
-    assert abs(row["mrr"] - Decimal("275942002.649613")) < Decimal("0.001")
+    assert row["mrr"] == Decimal("275942002.649613")

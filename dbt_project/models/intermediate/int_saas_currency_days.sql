@@ -100,7 +100,7 @@ final as (
         running.date_day,
         cast(running.mrr as decimal(38, 9)) as mrr,
         cast(case when running.mrr = 0 then 0
-            else running.mrr * {{ fx_rate('running.currency', 'running.reporting_currency', 'billing', 'reporting') }}
+            else {{ fx_convert('running.mrr', 'running.currency', 'running.reporting_currency', 9, 'billing', 'reporting') }}
         end as decimal(38, 9)) as mrr_reporting,
         cast(running.active_customers as bigint) as active_customers,
         cast(running.active_subscriptions as bigint) as active_subscriptions,

@@ -116,8 +116,8 @@ final as (
         currency_days.workspace_id,
         currency_days.date_day,
         {%- for amount in ['start_mrr', 'retained_mrr', 'retained_gross_mrr'] %}
-        cast(sum(currency_days.{{ amount }}
-            * {{ fx_rate('currency_days.currency', 'workspaces.reporting_currency', 'billing', 'reporting') }})
+        cast(sum({{ fx_convert('currency_days.' ~ amount, 'currency_days.currency', 'workspaces.reporting_currency', 9,
+                               'billing', 'reporting') }})
             as decimal(38, 9)) as {{ 'mrr_at_month_start' if amount == 'start_mrr' else amount }}{{ ',' if not loop.last }}
         {%- endfor %}
     from currency_days

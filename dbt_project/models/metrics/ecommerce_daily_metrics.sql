@@ -53,7 +53,7 @@ money_converted as (
         money.workspace_id,
         money.date,
         {%- for amount in ['gross_sales', 'discounts', 'refunds'] %}
-        sum({{ ecommerce_convert('money.' ~ amount, 'money.currency', 'workspaces.reporting_currency') }}) as {{ amount }}
+        sum({{ fx_convert('money.' ~ amount, 'money.currency', 'workspaces.reporting_currency', 4) }}) as {{ amount }}
         {{- "," if not loop.last }}
         {%- endfor %}
     from money

@@ -113,7 +113,7 @@ line_slices_converted as (
         line_slices.dimension,
         line_slices.dimension_value,
         {%- for amount in ['gross_sales', 'discounts', 'refunds'] %}
-        sum({{ ecommerce_convert('line_slices.' ~ amount, 'line_slices.currency', 'workspaces.reporting_currency') }}) as {{ amount }},
+        sum({{ fx_convert('line_slices.' ~ amount, 'line_slices.currency', 'workspaces.reporting_currency', 4) }}) as {{ amount }},
         {%- endfor %}
         sum(line_slices.units) as units
     from line_slices

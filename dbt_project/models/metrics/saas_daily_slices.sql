@@ -130,7 +130,7 @@ plan_days_converted as (
         plan_days.date_day,
         plan_days.plan,
         case when plan_days.mrr = 0 then 0
-            else plan_days.mrr * {{ fx_rate('plan_days.currency', 'plan_days.reporting_currency', 'billing', 'reporting') }}
+            else {{ fx_convert('plan_days.mrr', 'plan_days.currency', 'plan_days.reporting_currency', 9, 'billing', 'reporting') }}
         end as mrr,
         plan_days.active_subscriptions,
         plan_days.new_subscriptions,
@@ -149,9 +149,8 @@ movement_parts as (
         subscription_facts.plan,
         subscription_facts.currency as billing_currency,
         -- at the day's rate, as mrr_movements converts both sides of a movement
-        subscription_facts.mrr_delta
-            * {{ fx_rate('subscription_facts.currency', 'workspaces.reporting_currency', 'billing', 'reporting') }}
-            as delta
+        {{ fx_convert('subscription_facts.mrr_delta', 'subscription_facts.currency', 'workspaces.reporting_currency', 9,
+                      'billing', 'reporting') }} as delta
     from movements
     inner join subscription_facts
         on subscription_facts.workspace_id = movements.workspace_id

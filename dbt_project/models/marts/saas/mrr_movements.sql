@@ -32,12 +32,10 @@ converted as (
         customer_changes.mrr_after,
         customer_changes.had_mrr_before,
         -- both sides at the change day's rate: a movement is the customer's change, not an FX move
-        cast(customer_changes.mrr_before
-            * {{ fx_rate('customer_changes.currency', 'workspaces.reporting_currency', 'billing', 'reporting') }}
-            as decimal(38, 9)) as mrr_before_reporting,
-        cast(customer_changes.mrr_after
-            * {{ fx_rate('customer_changes.currency', 'workspaces.reporting_currency', 'billing', 'reporting') }}
-            as decimal(38, 9)) as mrr_after_reporting
+        {{ fx_convert('customer_changes.mrr_before', 'customer_changes.currency', 'workspaces.reporting_currency', 9,
+                      'billing', 'reporting') }} as mrr_before_reporting,
+        {{ fx_convert('customer_changes.mrr_after', 'customer_changes.currency', 'workspaces.reporting_currency', 9,
+                      'billing', 'reporting') }} as mrr_after_reporting
     from customer_changes
     inner join workspaces
         on workspaces.workspace_id = customer_changes.workspace_id

@@ -28,9 +28,8 @@ mrr_history as (
         ranked.workspace_id,
         ranked.customer_id,
         ranked.first_paying_date,
-        cast(ranked.mrr_after
-            * {{ fx_rate('ranked.currency', 'workspaces.reporting_currency', 'billing', 'reporting') }}
-            as decimal(38, 9)) as current_mrr,
+        {{ fx_convert('ranked.mrr_after', 'ranked.currency', 'workspaces.reporting_currency', 9,
+                      'billing', 'reporting') }} as current_mrr,
         ranked.mrr_after as current_mrr_in_billing_currency
     from (
         select

@@ -45,9 +45,8 @@ current_mrr as (
             when latest_changes.mrr_after > 0 then workspaces.as_of_day
             else cast({{ dbt.dateadd('day', -1, 'mrr_history.last_drop_date') }} as date)
         end as last_paying_date,
-        cast(latest_changes.mrr_after
-            * {{ fx_rate('latest_changes.currency', 'workspaces.reporting_currency', 'billing', 'reporting') }}
-            as decimal(38, 9)) as current_mrr,
+        {{ fx_convert('latest_changes.mrr_after', 'latest_changes.currency', 'workspaces.reporting_currency', 9,
+                      'billing', 'reporting') }} as current_mrr,
         latest_changes.mrr_after as current_mrr_in_billing_currency
     from latest_changes
     inner join mrr_history
