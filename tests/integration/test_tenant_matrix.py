@@ -252,8 +252,9 @@ def test_a_bigger_matrix_matches_the_truth_on_both_databases(database, tmp_path_
 def test_a_huge_won_account_reporting_in_dinars_is_right_to_the_fils(tmp_path):
     """Found by the matrix (seed 11 before the draws were pinned): 10,000 seats at ₩99,999,999 a
     month is ₩999,999,990,000 of MRR; in BHD at 0.4071 BHD and 1475.31 KRW per euro that is
-    999,999,990,000 × 0.4071 / 1475.31 = 275,942,002.649613 BHD. The pipeline multiplies by the
-    rate rounded to 12 decimals (0.000275942005) and shows 275,942,002.240580: 409 fils short."""
+    999,999,990,000 × 0.4071 / 1475.31 = 275,942,002.649613 BHD. Through the cross rate rounded to
+    12 decimals (0.000275942005) the pipeline showed 275,942,002.240580, 409 fils short; fx_convert
+    multiplies first and divides last (docs/metrics.md, "Currency")."""
     sub = matrix.Subscription(customer=0, day=90, minute=600, trial_days=0, cadence="month", unit_amount=99_999_999,
                               quantity=10_000, change_after=None, new_unit_amount=0, new_quantity=0,
                               cancel_after=None, at_period_end=False)
