@@ -16,6 +16,7 @@ import difflib
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -131,6 +132,16 @@ def _nearest(value: object, choices: tuple[str, ...]) -> str:
     return f"; did you mean {near[0]!r}?" if near else ""
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[object], object]:
+    """A validator of a value that must be one of `choices`, naming the nearest one when it is not."""
+    def check(value: object) -> object:
+        if value not in choices:
+            raise ValueError(f"{shown(value)} is unknown; use one of {', '.join(choices)}"
+                             + _nearest(value, choices))
+        return value
+    return check
+
+
 def _interpolate(value: Any, info: ValidationInfo) -> Any:
     """`${VAR}` and `${VAR:-default}` in a string, from the load's environment."""
     env = (info.context or {}).get("env", {})
@@ -158,13 +169,7 @@ class SlackTarget(_Strict):
 
     _token = field_validator("bot_token_env", mode="before")(_variable)
 
-    @field_validator("if_token_unset", mode="before")
-    @classmethod
-    def _a_choice(cls, value: object) -> object:
-        if value not in IF_TOKEN_UNSET:
-            raise ValueError(f"must be one of {', '.join(IF_TOKEN_UNSET)} (got {shown(value)})"
-                             + _nearest(value, IF_TOKEN_UNSET))
-        return value
+    _if_token_unset = field_validator("if_token_unset", mode="before")(_one_of(IF_TOKEN_UNSET))
 
     def token(self, env: dict[str, str] | None = None) -> str | None:
         """The bot token, or None when its variable is unset."""
@@ -313,13 +318,7 @@ class WorkspaceSpec(_Strict):
                              "characters (line breaks, tabs, invisible formatting)")
         return name
 
-    @field_validator("vertical", mode="before")
-    @classmethod
-    def _known_vertical(cls, vertical: object) -> object:
-        if vertical not in VERTICALS:
-            raise ValueError(f"{shown(vertical)} is unknown; use one of {', '.join(VERTICALS)}"
-                             + _nearest(vertical, VERTICALS))
-        return vertical
+    _known_vertical = field_validator("vertical", mode="before")(_one_of(VERTICALS))
 
     @field_validator("timezone", mode="before")
     @classmethod
