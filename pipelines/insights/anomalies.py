@@ -547,9 +547,8 @@ def _last_year(values, expected, scale, score, dispersion, judged, days: _Days, 
         at = (slice(None), on_holiday)
         found = _against(values[at], expected[at], scale[at], score[at], dispersion[at], judged,
                          days.holiday_ref[on_holiday], values, expected, score)
-        candidate, available, last_score = found["expected"], found["available"], found["last_score"]
-        use = available
-        excused[at] = ~available
+        use = found["available"]
+        excused[at] = ~use
         recurring[at] = use & outside[at] & (np.abs(found["score"]) <= sensitivity)
         for name, array in (("expected", expected), ("scale", scale), ("score", score), ("dispersion", dispersion)):
             array[at] = np.where(use, found[name], array[at])
