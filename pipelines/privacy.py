@@ -109,7 +109,7 @@ def _owned(table: Table, subject: Subject) -> tuple[str, list[str]]:
     if not columns or not keys:
         return "false", []
     joined = "'|' || concat_ws('|', " + ", ".join(f'trim(lower(cast("{c}" as text)))' for c in columns) + ") || '|'"
-    conditions = " or ".join(f"strpos(joined, %s) > 0" for _ in range(2 * len(keys)))
+    conditions = " or ".join("strpos(joined, %s) > 0" for _ in range(2 * len(keys)))
     params = [piece for key in keys for piece in (f"|{key}|", json.dumps(key))]
     return (f"workspace_id = %s and exists (select 1 from (select {joined} as joined) as row_text "
             f"where {conditions})"), [subject.workspace_id, *params]

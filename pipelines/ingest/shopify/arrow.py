@@ -113,7 +113,7 @@ class ArrowTables:
         """List values as compact JSON text, as dlt stores list values (DuckDB's to_json, vectorized)."""
         if array.null_count == len(array):
             return pa.nulls(len(array), pa.string())
-        values = pa.table({"v": array})
+        values = pa.table({"v": array})  # noqa: F841 (the query below reads it by name)
         return self._duckdb.sql("select to_json(v)::varchar as j from values").to_arrow_table()["j"].combine_chunks()
 
     def _refunds(self, order_ids: pa.ChunkedArray, refunds: pa.ChunkedArray) -> pa.Table:

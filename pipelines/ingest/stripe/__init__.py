@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import dlt
-from dlt.extract.source import DltSource
 
 from pipelines.ingest import quarantine
 from pipelines.ingest.pipeline import SyncStats, merge_hints
