@@ -23,18 +23,28 @@
 
     No rounded cross rate in between: a rate of 0.000275942 kept to 12 decimals has 9 significant
     digits, too few for ₩999,999,990,000. The quotient is taken in whole numbers (whole_numbers.sql),
-    so both databases give the same digits: the amount in units of 10^-9 (amounts have at most 9
-    decimals) times rate(to) in units of 10^-10 (stg_fx__rates' scale), over rate(from) in the same
-    units. |amount| × rate(to) must stay below 8.5 × 10^18 (a 38-digit product); DuckDB stops with
-    an overflow error beyond that. -#}
+    so both databases give the same digits: n = |amount| in units of 10^-9 (amounts have at most 9
+    decimals) times rate(to) in units of 10^-10 (stg_fx__rates' scale), over d = rate(from) in the
+    same units; n / d is the result in units of 10^-9. Up to 9 decimals, (2n + d·10^k) div 2d·10^k
+    with k = 9 − scale; beyond 9, long division: (n div d) · 10^k plus the remainder's
+    (2·(n mod d)·10^k + d) div 2d, with k = scale − 9, so more decimals never overflow. 2n must stay
+    below 1.7 × 10^38, i.e. |amount| × rate(to) below 8.5 × 10^18; DuckDB stops with an overflow
+    error beyond that. -#}
 {% macro fx_convert(amount, from_currency, to_currency, scale, from_alias='from_rate', to_alias='to_rate') -%}
-    {%- set numerator = whole_number('cast((' ~ amount ~ ') as decimal(38, 9)) * 1000000000') ~ ' * '
-        ~ whole_number(to_alias ~ '.units_per_eur * 10000000000') -%}
-    {%- set denominator = whole_number(from_alias ~ '.units_per_eur * 10000000000') ~ ' * ' ~ 10 ** (9 - scale) -%}
+    {%- set n = 'abs(' ~ whole_number('cast((' ~ amount ~ ') as decimal(38, 9)) * 1000000000') ~ ' * '
+        ~ whole_number(to_alias ~ '.units_per_eur * 10000000000') ~ ')' -%}
+    {%- set d = whole_number(from_alias ~ '.units_per_eur * 10000000000') -%}
+    {%- if scale <= 9 -%}
+        {%- set units = whole_div('2 * ' ~ n ~ ' + ' ~ d ~ ' * ' ~ 10 ** (9 - scale), '2 * ' ~ d ~ ' * ' ~ 10 ** (9 - scale)) -%}
+    {%- else -%}
+        {%- set whole = whole_div(n, d) -%}
+        {%- set units = '(' ~ whole ~ ' * ' ~ 10 ** (scale - 9) ~ ' + '
+            ~ whole_div('2 * (' ~ n ~ ' - ' ~ whole ~ ' * ' ~ d ~ ') * ' ~ 10 ** (scale - 9) ~ ' + ' ~ d, '2 * ' ~ d) ~ ')' -%}
+    {%- endif %}
     case
         when {{ from_currency }} = {{ to_currency }} then cast(({{ amount }}) as decimal(38, {{ scale }}))
         else cast(
-            {{ whole_quotient_rounded('(' ~ numerator ~ ')', '(' ~ denominator ~ ')') }}
+            case when ({{ amount }}) < 0 then -1 else 1 end * {{ units }}
             * cast({{ '1' if scale == 0 else '0.' ~ '0' * (scale - 1) ~ '1' }} as decimal(38, {{ scale }}))
         as decimal(38, {{ scale }}))
     end

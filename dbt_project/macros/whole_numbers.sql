@@ -16,18 +16,16 @@
     cast({{ expression }} as hugeint)
 {%- endmacro %}
 
-{#- `numerator / denominator` of two whole numbers (`whole_number`), `denominator` positive, rounded
-    half away from zero to a whole number: (2|n| + d) div 2d, with n's sign. -#}
-{% macro whole_quotient_rounded(numerator, denominator) -%}
-    {{ return(adapter.dispatch('whole_quotient_rounded')(numerator, denominator)) }}
+{#- `numerator` div `denominator`, two non-negative whole numbers (`whole_number`): the quotient
+    rounded down. -#}
+{% macro whole_div(numerator, denominator) -%}
+    {{ return(adapter.dispatch('whole_div')(numerator, denominator)) }}
 {%- endmacro %}
 
-{% macro default__whole_quotient_rounded(numerator, denominator) -%}
-    (case when {{ numerator }} < 0 then -1 else 1 end
-        * div(2 * abs({{ numerator }}) + {{ denominator }}, 2 * {{ denominator }}))
+{% macro default__whole_div(numerator, denominator) -%}
+    div({{ numerator }}, {{ denominator }})
 {%- endmacro %}
 
-{% macro duckdb__whole_quotient_rounded(numerator, denominator) -%}
-    (case when {{ numerator }} < 0 then -1 else 1 end
-        * ((2 * abs({{ numerator }}) + {{ denominator }}) // (2 * {{ denominator }})))
+{% macro duckdb__whole_div(numerator, denominator) -%}
+    (({{ numerator }}) // ({{ denominator }}))
 {%- endmacro %}

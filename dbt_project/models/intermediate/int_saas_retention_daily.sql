@@ -116,9 +116,10 @@ final as (
         currency_days.workspace_id,
         currency_days.date_day,
         {%- for amount in ['start_mrr', 'retained_mrr', 'retained_gross_mrr'] %}
-        cast(sum({{ fx_convert('currency_days.' ~ amount, 'currency_days.currency', 'workspaces.reporting_currency', 9,
+        -- 12 decimals: net revenue retention divides by mrr_at_month_start, which may be small
+        cast(sum({{ fx_convert('currency_days.' ~ amount, 'currency_days.currency', 'workspaces.reporting_currency', 12,
                                'billing', 'reporting') }})
-            as decimal(38, 9)) as {{ 'mrr_at_month_start' if amount == 'start_mrr' else amount }}{{ ',' if not loop.last }}
+            as decimal(38, 12)) as {{ 'mrr_at_month_start' if amount == 'start_mrr' else amount }}{{ ',' if not loop.last }}
         {%- endfor %}
     from currency_days
     inner join workspaces
