@@ -1,12 +1,13 @@
 """`abos serve`: the ASGI app providers and people call (Starlette on uvicorn).
 
-Today it carries the webhook ingress (docs/webhooks.md) and the ask API (docs/ask.md):
+It carries the webhook ingress (docs/webhooks.md), the ask API, the Slack command and the ask page (docs/ask.md):
     POST /webhooks/shopify/<workspace>   Shopify topics, including the compliance ones
     POST /webhooks/stripe/<workspace>    Stripe events
     POST /v1/workspaces/<workspace>/ask  a question in plain language, with the workspace's bearer token
     GET  /v1/workspaces/<workspace>/suggestions, .../history   with the same token
     GET  /v1/workspaces/<workspace>/charts/<question_id>.png   an answer's chart
     POST /v1/slack/commands              Slack's slash command (`/ask ...`), signed by the Slack app
+    GET  /ask                            the ask page (`/` leads there)
     GET  /healthz
 """
 
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from pipelines.ask.chart import folder_of
+from pipelines.serve import web
 from pipelines.serve.ask import AskApi
 from pipelines.serve.slack import SlackCommands
 from pipelines.serve.webhooks import (DEFAULT_LOCK_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES, Gateway, InboxWriter,
@@ -54,7 +56,7 @@ def create_app(settings: Settings, workspaces: Workspaces, *, env: dict[str, str
               Route("/v1/workspaces/{workspace}/suggestions", questions.suggestions, methods=["GET"]),
               Route("/v1/workspaces/{workspace}/history", questions.history, methods=["GET"]),
               Route("/v1/workspaces/{workspace}/charts/{name}", questions.chart, methods=["GET"], name="ask_chart"),
-              Route("/v1/slack/commands", slack.command, methods=["POST"])]
+              Route("/v1/slack/commands", slack.command, methods=["POST"]), *web.routes]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
     app.state.ask = questions
