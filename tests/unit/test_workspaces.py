@@ -54,6 +54,11 @@ def test_committed_demo_file_describes_the_sandbox_tenants():
     for workspace in workspaces:
         assert workspace.notifications.slack is not None and workspace.notifications.slack.channel.startswith("#")
         assert len(workspace.notifications.email.to) == 1
+    # and answers questions over HTTP and in its own channel of the demo's Slack team (docs/ask.md)
+    assert [w.ask_token_env for w in workspaces] == ["DEMO_US_STORE_ASK_TOKEN", "DEMO_BR_STORE_ASK_TOKEN",
+                                                     "DEMO_SAAS_ASK_TOKEN"]
+    assert {w.ask_slack.team_id for w in workspaces} == {"T0000DEMO"}
+    assert len({w.ask_slack.channels for w in workspaces}) == 3
 
 
 def test_valid_file_and_interpolation(tmp_path):
