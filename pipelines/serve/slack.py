@@ -25,6 +25,8 @@ from starlette.responses import JSONResponse, Response
 from pipelines.ask.answer import Answer, ask
 from pipelines.ask.resolve import MAX_QUESTION_CHARS
 from pipelines.serve.ask import MAX_BODY_BYTES
+from pipelines.serve.webhooks import BodyTooLarge
+from pipelines.serve.webhooks import _body as read_body
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspace, Workspaces
 
@@ -59,8 +61,9 @@ class SlackCommands:
         return list(dict.fromkeys(w.id for _, answered in self.apps for w in answered.values()))
 
     async def command(self, request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        try:
+            body = await read_body(request, MAX_BODY_BYTES)
+        except BodyTooLarge:
             return JSONResponse({"error": "the body is too large"}, status_code=413)
         answered = next((routes for verifier, routes in self.apps if _signed(verifier, body, request)), None)
         if answered is None:

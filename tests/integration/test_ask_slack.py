@@ -124,3 +124,8 @@ def test_more_rows_than_a_section_holds_spill_into_the_next():
     sections = [block.to_dict() for block in answer_blocks(answer)][1:]
     assert [len(section["fields"]) for section in sections] == [10, 10, 3]
     assert fields(sections)[22] == "*day 22*\n$22.00"
+
+
+def test_a_body_over_16_kib_is_a_413(ask_server):
+    reply = command(ask_server, "net sales " + "x" * 17 * 1024)
+    assert reply.status_code == 413
