@@ -85,6 +85,16 @@
     }
     table.hidden = !answer.columns.length;
 
+    // a series' chart: its path on this server (the page talks to nothing else)
+    const chart = $("answer-chart");
+    if (answer.chart) {
+      chart.src = new URL(answer.chart, location.href).pathname;
+      chart.alt = `Chart: ${answer.text}`;
+    } else {
+      chart.removeAttribute("src");
+    }
+    chart.hidden = !answer.chart;
+
     const options = $("answer-options");
     const choices = options.querySelector(".choices");
     choices.replaceChildren();
