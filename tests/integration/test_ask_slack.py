@@ -9,9 +9,11 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+import yaml
 
 from pipelines.ask.answer import Answer
-from pipelines.serve.slack import NOT_CONNECTED, answer_blocks
+from pipelines.serve.slack import NOT_CONNECTED, SlackCommands, answer_blocks
+from pipelines.workspaces import load_workspaces
 from tests.ask_server import (OTHER_SIGNING_SECRET, OTHER_TEAM, SAAS_CHANNEL, SHOP_CHANNEL, SIGNING_SECRET, TEAM,
                               WORKSPACES, slack_headers)
 
@@ -129,3 +131,11 @@ def test_more_rows_than_a_section_holds_spill_into_the_next():
 def test_a_body_over_16_kib_is_a_413(ask_server):
     reply = command(ask_server, "net sales " + "x" * 17 * 1024)
     assert reply.status_code == 413
+
+
+def test_a_workspace_whose_signing_secret_is_unset_is_reached_by_no_command(tmp_path):
+    (tmp_path / "workspaces.yaml").write_text(yaml.safe_dump(WORKSPACES))
+    workspaces = load_workspaces(tmp_path / "workspaces.yaml", env={})
+    assert SlackCommands(workspaces, None, {"SLACK_SIGNING": "s"}).workspace_ids == ["shop", "saas"]
+    assert SlackCommands(workspaces, None, {"OTHER_SLACK_SIGNING": "s"}).workspace_ids == ["quiet"]
+    assert SlackCommands(workspaces, None, {}).apps == []
