@@ -32,6 +32,8 @@ from pipelines.workspaces import Workspace, Workspaces
 
 NOT_CONNECTED = ("This Slack channel is not connected to a workspace that answers questions. "
                  "Ask whoever runs AI Business OS to connect it (`ask_slack` in workspaces.yaml).")
+EXAMPLES = {"ecommerce": ("net sales last week vs the week before", "top 5 products by net sales last month"),
+            "saas": ("MRR by plan", "new MRR last month vs the month before")}
 FIELDS_PER_SECTION = 10  # Block Kit's limits
 FIELD_CHARS = 2000
 TEXT_CHARS = 3000
@@ -79,8 +81,7 @@ class SlackCommands:
         command = form.get("command") or "/ask"
         if not question or question.lower() == "help":
             return _reply(f"Ask about {workspace.name}'s numbers in plain language, e.g. "
-                          f"`{command} net sales last week vs the week before` or `{command} top 5 products this "
-                          "month` (docs/ask.md).")
+                          + " or ".join(f"`{command} {example}`" for example in EXAMPLES[workspace.vertical]) + ".")
         if len(question) > MAX_QUESTION_CHARS:
             return _reply(f"Ask in under {MAX_QUESTION_CHARS} characters.")
         answer = await run_in_threadpool(functools.partial(ask, question, workspace, self.warehouse))

@@ -12,7 +12,7 @@ import requests
 import yaml
 
 from pipelines.ask.answer import Answer
-from pipelines.serve.slack import NOT_CONNECTED, SlackCommands, answer_blocks
+from pipelines.serve.slack import EXAMPLES, NOT_CONNECTED, SlackCommands, answer_blocks
 from pipelines.workspaces import load_workspaces
 from tests.ask_server import (OTHER_SIGNING_SECRET, OTHER_TEAM, SAAS_CHANNEL, SHOP_CHANNEL, SIGNING_SECRET, TEAM,
                               WORKSPACES, slack_headers)
@@ -104,8 +104,15 @@ def test_a_team_or_channel_no_workspace_answers_in_gets_one_message_that_names_n
 
 
 def test_help_names_the_channels_workspace_and_slacks_ssl_check_is_answered(ask_server):
-    assert "Shop's numbers" in command(ask_server, "").json()["text"]
+    assert command(ask_server, "").json()["text"] == (
+        "Ask about Shop's numbers in plain language, e.g. `/ask net sales last week vs the week before` or "
+        "`/ask top 5 products by net sales last month`.")
     assert "SaaS's numbers" in command(ask_server, "help", channel=SAAS_CHANNEL).json()["text"]
+    for workspace, token in [("shop", "shop-token-1"), ("saas", "saas-token-2")]:  # each example is answered
+        for example in EXAMPLES[{"shop": "ecommerce", "saas": "saas"}[workspace]]:
+            asked = requests.post(f"{ask_server.url}/v1/workspaces/{workspace}/ask", json={"question": example},
+                                  headers={"Authorization": f"Bearer {token}"}, timeout=60).json()
+            assert asked["status"] == "answered", asked["text"]
     assert command(ask_server, "x" * 501).json()["text"] == "Ask in under 500 characters."
     checked = command(ask_server, "", ssl_check="1")
     assert (checked.status_code, checked.content) == (200, b"")
