@@ -15,7 +15,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 STATIC = Path(__file__).parent / "static"
-FILES = {"ask.js": "text/javascript; charset=utf-8", "ask.css": "text/css; charset=utf-8"}
+FILES = {"ask.js": "text/javascript; charset=utf-8", "ask.css": "text/css; charset=utf-8", "ask.svg": "image/svg+xml"}
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
                                "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
