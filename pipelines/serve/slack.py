@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
+from pathlib import Path
 from urllib.parse import parse_qs
 
-from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import Block, ContextBlock, ImageBlock, MarkdownTextObject, SectionBlock
 from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pipelines.ask.answer import Answer, ask
+from pipelines.ask.answer import Answer
+from pipelines.ask.history import converse
 from pipelines.ask.resolve import MAX_QUESTION_CHARS
 from pipelines.serve.ask import MAX_BODY_BYTES
 from pipelines.serve.webhooks import BodyTooLarge
@@ -46,7 +48,7 @@ class SlackCommands:
     """The command route's state: one verifier per signing secret, each with the teams and channels it
     answers for, read once; and the warehouse."""
 
-    def __init__(self, workspaces: Workspaces, warehouse: Warehouse, env: dict[str, str]):
+    def __init__(self, workspaces: Workspaces, warehouse: Warehouse, env: dict[str, str], charts: Path | None = None):
         routes: dict[str, dict[Route, Workspace]] = defaultdict(dict)
         for workspace in workspaces:
             slack = workspace.ask_slack
@@ -56,6 +58,7 @@ class SlackCommands:
                 routes[secret][(slack.team_id, channel)] = workspace
         self.apps = [(SignatureVerifier(secret), answered) for secret, answered in routes.items()]
         self.warehouse = warehouse
+        self.charts = charts  # where series' PNGs are written (the ask API serves them)
 
     @property
     def workspace_ids(self) -> list[str]:
@@ -84,7 +87,12 @@ class SlackCommands:
                           + " or ".join(f"`{command} {example}`" for example in EXAMPLES[workspace.vertical]) + ".")
         if len(question) > MAX_QUESTION_CHARS:
             return _reply(f"Ask in under {MAX_QUESTION_CHARS} characters.")
-        answer = await run_in_threadpool(functools.partial(ask, question, workspace, self.warehouse))
+        # each person's questions in a channel are one conversation: "/ask and the month before?" follows on
+        answer = await run_in_threadpool(functools.partial(
+            converse, question, workspace, self.warehouse, conversation=f"slack:{team}:{channel}:{form.get('user_id')}",
+            via="slack", charts=self.charts))
+        if answer.chart:
+            answer.chart = str(request.url_for("ask_chart", workspace=workspace.id, name=Path(answer.chart).name))
         return JSONResponse({"response_type": "ephemeral", "text": _mrkdwn(answer.text, TEXT_CHARS),
                              "blocks": [block.to_dict() for block in answer_blocks(answer)]})
 
@@ -111,6 +119,8 @@ def answer_blocks(answer: Answer) -> list[Block]:
         label = "Did you mean" if answer.status == "clarify" else "Metrics you can ask about"
         blocks.append(SectionBlock(text=MarkdownTextObject(
             text=_mrkdwn(f"{label}: " + ", ".join(answer.options), TEXT_CHARS))))
+    if answer.chart and answer.chart.startswith("https://"):  # Slack fetches it: a public URL, or the message fails
+        blocks.append(ImageBlock(image_url=answer.chart, alt_text=_clip(answer.text, 2000)))
     cited = _citations(answer.citations)
     if cited:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_mrkdwn(line, FIELD_CHARS)) for line in cited]))
@@ -164,3 +174,7 @@ def _mrkdwn(value: object, limit: int) -> str:
         text = text[:text.rfind("&")] if "&" in text else text
     return text + "…"
 
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -29,10 +29,8 @@ def page(browser):
     opened = context.new_page()
     problems: list[str] = []
     opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    # script errors and what the Content-Security-Policy blocked ("Refused to ..."); an HTTP error is
-    # the page's to show, not a console matter
-    opened.on("console", lambda message: problems.append(message.text)
-              if message.type == "error" and not message.text.startswith("Failed to load resource") else None)
+    # script errors, what the Content-Security-Policy blocked ("Refused to ..."), failed requests
+    opened.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     yield opened, problems
     context.close()
 
@@ -79,8 +77,7 @@ def test_a_wrong_token_or_another_workspaces_token_goes_back_to_sign_in(ask_serv
         page.fill("#workspace", workspace)
         page.fill("#token", token)
         page.click("#sign-in button[type=submit]")
-        if page.locator("#asking").is_visible():  # the token is first tried with a question
-            ask(page, "net sales last week")
+        # the suggested questions, read as the workspace opens, find the token wrong
         expect(page.locator("#sign-in-error")).to_have_text("The workspace ID or token is not right.")
         expect(page.locator("#answer-text")).to_be_hidden()
 
@@ -94,3 +91,45 @@ def test_the_page_runs_only_its_own_files_and_names_no_workspace(ask_server):
     assert requests.get(f"{ask_server.url}/ask/ask.js", timeout=30).headers["content-type"].startswith("text/javascript")
     for path in ("/ask/ask.html", "/ask/..%2F__init__.py", "/ask/web.py"):
         assert requests.get(f"{ask_server.url}{path}", timeout=30).status_code == 404
+
+
+def signed_in(page, url: str, workspace: str, token: str) -> None:
+    page.goto(f"{url}/ask?workspace={workspace}")
+    page.fill("#token", token)
+    page.click("#sign-in button[type=submit]")
+    expect(page.locator("#workspace-shown")).to_have_text(workspace)
+
+
+def test_suggestions_history_follow_ups_and_charts(ask_server, page):
+    page, problems = page
+    signed_in(page, ask_server.url, "saas", "saas-token-2")
+    offered = page.locator("#suggestions li button")
+    expect(offered.first).to_be_visible(timeout=60_000)
+    first = offered.first.inner_text()
+    assert first.startswith("MRR")  # the SaaS pack's headline metric
+    offered.first.click()  # a suggestion is asked as it is
+    expect(page.locator("#question")).to_have_value(first)
+    expect(page.locator("#answer")).to_have_attribute("data-status", "answered", timeout=60_000)
+    expect(page.locator("#history li button").first).to_have_text(first)
+
+    page.click("#sign-out")
+    signed_in(page, ask_server.url, "shop", "shop-token-1")
+    ask(page, f"net sales {NOV_2_TO_4}")
+    expect(page.locator("#answer-text")).to_contain_text("$279.00", timeout=60_000)
+    ask(page, "and orders?")  # a follow-up of this page's conversation
+    expect(page.locator("#answer-text")).to_contain_text("Orders")
+    assert table(page) == [["Orders"], ["7"]]  # 1 + 6 + 0, over the same three days
+    expect(page.locator("#history li button").nth(0)).to_have_text("and orders?")
+    expect(page.locator("#history li button").nth(1)).to_have_text(f"net sales {NOV_2_TO_4}")
+
+    hostile = "<img src=x onerror=\"document.title='pwned'\"> net sales"
+    ask(page, hostile)  # shown back in the history as text, never as markup
+    expect(page.locator("#history li button").first).to_have_text(hostile)
+    assert page.locator("#history img").count() == 0 and page.title() != "pwned"
+
+    ask(page, "daily net sales between November 2, 2026 and November 9, 2026")
+    chart = page.locator("#answer-chart")
+    expect(chart).to_be_visible()
+    page.wait_for_function("document.getElementById('answer-chart').complete")
+    assert chart.evaluate("image => image.naturalWidth") > 100
+    assert problems == []

@@ -146,3 +146,21 @@ def test_a_workspace_whose_signing_secret_is_unset_is_reached_by_no_command(tmp_
     assert SlackCommands(workspaces, None, {"SLACK_SIGNING": "s"}).workspace_ids == ["shop", "saas"]
     assert SlackCommands(workspaces, None, {"OTHER_SLACK_SIGNING": "s"}).workspace_ids == ["quiet"]
     assert SlackCommands(workspaces, None, {}).apps == []
+
+
+def test_each_persons_questions_in_a_channel_are_a_conversation_kept_in_the_history(ask_server):
+    first = command(ask_server, f"net sales {NOV_2_TO_4}", user_id="U0FOLLOW1").json()
+    assert fields(first["blocks"]) == ["*Net sales*\n$279.00"]
+    then = command(ask_server, "and orders?", user_id="U0FOLLOW1").json()
+    assert fields(then["blocks"]) == ["*Orders*\n7"]  # 1 + 6 + 0, over the same three days
+    kept = requests.get(f"{ask_server.url}/v1/workspaces/shop/history", headers={"Authorization": "Bearer shop-token-1"},
+                        timeout=60).json()["questions"]
+    assert [(q["question"], q["via"]) for q in kept[:2]] == [("and orders?", "slack"), (f"net sales {NOV_2_TO_4}", "slack")]
+    assert kept[0]["conversation"] == f"slack:{TEAM}:{SHOP_CHANNEL}:U0FOLLOW1"
+
+
+def test_a_series_chart_is_an_image_block_only_at_a_public_https_address():
+    answer = Answer(question="q", workspace_id="shop", status="answered", text="t", chart="https://abos.example/c.png")
+    assert [block.to_dict()["type"] for block in answer_blocks(answer)] == ["section", "image"]
+    answer.chart = "http://127.0.0.1:8800/v1/workspaces/shop/charts/c.png"  # Slack cannot fetch it: no image
+    assert [block.to_dict()["type"] for block in answer_blocks(answer)] == ["section"]
