@@ -543,7 +543,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the webhook gateway (docs/webhooks.md) until interrupted."""
+    """Serve the webhook gateway (docs/webhooks.md), the ask API, page and Slack command (docs/ask.md) until
+    interrupted."""
     from pipelines.serve import create_app, run
     from pipelines.workspaces import WorkspaceError, load_workspaces
 
@@ -565,7 +566,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      f"delivery (connectors.{provider}.webhook_secret_env must name a variable that is set)")
     for workspace in workspaces:
         if workspace.id in app.state.ask.tokens:
-            _say(f"questions for {workspace.id}: POST http://{args.host}:{args.port}/v1/workspaces/{workspace.id}/ask")
+            _say(f"questions for {workspace.id}: POST http://{args.host}:{args.port}/v1/workspaces/{workspace.id}/ask, "
+                 f"or the page http://{args.host}:{args.port}/ask?workspace={workspace.id}")
+        if workspace.ask_slack is not None and workspace.id not in app.state.slack.workspace_ids:
+            _say(f"no Slack signing secret for {workspace.id}: /ask in Slack is refused (ask_slack.signing_secret_env "
+                 "must name a variable that is set)")
+    if app.state.slack.workspace_ids:
+        _say(f"Slack's /ask for {', '.join(app.state.slack.workspace_ids)}: "
+             f"POST http://{args.host}:{args.port}/v1/slack/commands")
     run(app, args.host, args.port)
     return 0
 
@@ -704,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     serve = commands.add_parser("serve", help="serve the webhook gateway for Shopify and Stripe "
-                                              "(docs/webhooks.md) and the ask API (docs/ask.md)")
+                                              "(docs/webhooks.md), the ask API, page and Slack command (docs/ask.md)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8800, help="default %(default)s")
     serve.add_argument("--max-body-bytes", type=int, help="larger deliveries are refused with 413 (default 1 MiB)")

@@ -5,7 +5,7 @@ exist, the nearest one that does ("did you mean"). One load reports every worksp
 (and, with `require_secrets`, every unset variable) at once. Secrets never appear in the file: a
 connector names the *environment variables* that hold them (keys ending in `_env`), and
 `Connector.secret()` reads them when they are needed; a Slack target names its bot-token variable
-the same way (`SlackTarget.token()`). A `_env` value that looks like a secret itself is rejected,
+the same way (`SlackTarget.token()`), and so does the Slack app that answers `/ask` (`AskSlack`). A `_env` value that looks like a secret itself is rejected,
 and no message echoes it. String values may use `${VAR}` or `${VAR:-default}` to take, say, a
 sandbox port from the environment.
 """
@@ -40,6 +40,8 @@ NAME_LENGTH = 200
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;\x00-\x1f\x7f]+@[^@\s<>,;\x00-\x1f\x7f]+\.[^@\s<>,;\x00-\x1f\x7f]+$")
 SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,})$")
+SLACK_TEAM_ID = re.compile(r"^T[A-Z0-9]{6,}$")
+SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -177,6 +179,39 @@ class SlackTarget(_Strict):
         return env.get(self.bot_token_env) or None
 
 
+class AskSlack(_Strict):
+    """Where a workspace answers Slack's slash command (docs/ask.md): its Slack team, optionally only some
+    of that team's channels (IDs, which a rename cannot take over), and the variable holding the Slack
+    app's signing secret."""
+
+    team_id: str
+    channels: tuple[str, ...] = ()  # empty: every channel of the team
+    signing_secret_env: str
+
+    @field_validator("team_id", mode="before")
+    @classmethod
+    def _a_team(cls, team: object, info: ValidationInfo) -> object:
+        team = _interpolate(team, info)
+        if not isinstance(team, str) or not SLACK_TEAM_ID.match(team):
+            raise ValueError(f"must be a Slack team ID such as T0123456789 (got {shown(team)})")
+        return team
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channel_ids(cls, channels: object, info: ValidationInfo) -> object:
+        channels = [_interpolate(channel, info) for channel in channels] if isinstance(channels, list) else channels
+        if not isinstance(channels, list) or not all(isinstance(c, str) and SLACK_CHANNEL_ID.match(c) for c in channels):
+            raise ValueError("must be a list of channel IDs such as C0123456789 (a name can be renamed or reused)")
+        return tuple(channels)
+
+    _secret = field_validator("signing_secret_env", mode="before")(_variable)
+
+    def signing_secret(self, env: dict[str, str] | None = None) -> str | None:
+        """The app's signing secret, or None when its variable is unset (then no command is accepted)."""
+        env = os.environ if env is None else env
+        return env.get(self.signing_secret_env) or None
+
+
 class EmailTarget(_Strict):
     """A workspace's report recipients."""
 
@@ -291,6 +326,7 @@ class WorkspaceSpec(_Strict):
     connectors: Connectors
     notifications: Notifications = Notifications()
     ask_token_env: str | None = None  # the variable holding the bearer token of its ask API (docs/ask.md)
+    ask_slack: AskSlack | None = None  # the Slack team (and channels) whose `/ask` it answers
 
     _ask_token = field_validator("ask_token_env", mode="before")(_optional_variable)
 
@@ -370,7 +406,8 @@ class WorkspaceSpec(_Strict):
                       for kind in type(self.connectors).model_fields if kind in self.connectors.model_fields_set}
         return Workspace(id=self.id, name=self.name, vertical=self.vertical, timezone=self.timezone,
                          currency=self.currency, connectors=connectors, notifications=self.notifications,
-                         country=self.country, locale=self.locale, ask_token_env=self.ask_token_env)
+                         country=self.country, locale=self.locale, ask_token_env=self.ask_token_env,
+                         ask_slack=self.ask_slack)
 
 
 @dataclass(frozen=True)
@@ -387,6 +424,7 @@ class Workspace:
     country: str | None = None  # ISO 3166 alpha-2, as set in workspaces.yaml (see holiday_country)
     locale: str = "en"  # the reports' language and number formats, a CLDR locale such as pt_BR
     ask_token_env: str | None = None  # the variable holding the bearer token of its ask API (docs/ask.md)
+    ask_slack: AskSlack | None = None  # the Slack team (and channels) whose `/ask` it answers (docs/ask.md)
 
     def ask_token(self, env: dict[str, str] | None = None) -> str | None:
         """The bearer token its questions must carry over HTTP; None when unset (then none is accepted)."""
@@ -516,6 +554,7 @@ def load_workspaces(
             problems.append(f"{file}: workspace {workspace.id!r}: id is a duplicate (workspaces[{index}])")
             continue
         items.append(workspace)
+    problems += _shared_slack_channels(items, file)
     workspaces = Workspaces(file=file, items=tuple(items))
     if require_secrets and not problems:
         problems = missing_variables(workspaces, env)
@@ -523,6 +562,26 @@ def load_workspaces(
         raise WorkspaceError(problems[0] if len(problems) == 1 else
                              f"{file}: {len(problems)} problems:\n" + "\n".join(f"- {p}" for p in problems))
     return workspaces
+
+
+def _shared_slack_channels(items: list[Workspace], file: Path) -> list[str]:
+    """A Slack channel two workspaces would answer `/ask` in: the command could not tell which one is meant.
+
+    Workspaces may share a Slack team only when each lists its own channels."""
+    problems = []
+    for index, workspace in enumerate(items):
+        mine = workspace.ask_slack
+        for earlier in items[:index]:
+            theirs = earlier.ask_slack
+            if mine is None or theirs is None or mine.team_id != theirs.team_id:
+                continue
+            shared = sorted(set(mine.channels) & set(theirs.channels)) if mine.channels and theirs.channels else None
+            if shared is None or shared:
+                problems.append(f"{file}: workspace {workspace.id!r}: ask_slack answers in "
+                                f"{f'channel {shared[0]}' if shared else 'every channel'} of team {mine.team_id}, "
+                                f"as workspace {earlier.id!r} does (workspaces of one team each list their own "
+                                "channels)")
+    return problems
 
 
 def missing_variables(workspaces: Workspaces, env: dict[str, str]) -> list[str]:

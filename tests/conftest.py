@@ -79,3 +79,13 @@ def new_pg_database(pg_admin_url):
     yield create
     for name in created:
         pg.drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def ask_server(tmp_path_factory):
+    """`abos serve` over hand-worked metric tables, for the ask API, the Slack command and the web page
+    (tests/ask_server.py): one per test process."""
+    from tests.ask_server import serve_ask
+
+    with serve_ask(tmp_path_factory.mktemp("ask-server")) as server:
+        yield server

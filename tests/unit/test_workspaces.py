@@ -54,6 +54,11 @@ def test_committed_demo_file_describes_the_sandbox_tenants():
     for workspace in workspaces:
         assert workspace.notifications.slack is not None and workspace.notifications.slack.channel.startswith("#")
         assert len(workspace.notifications.email.to) == 1
+    # and answers questions over HTTP and in its own channel of the demo's Slack team (docs/ask.md)
+    assert [w.ask_token_env for w in workspaces] == ["DEMO_US_STORE_ASK_TOKEN", "DEMO_BR_STORE_ASK_TOKEN",
+                                                     "DEMO_SAAS_ASK_TOKEN"]
+    assert {w.ask_slack.team_id for w in workspaces} == {"T0000DEMO"}
+    assert len({w.ask_slack.channels for w in workspaces}) == 3
 
 
 def test_valid_file_and_interpolation(tmp_path):
@@ -247,3 +252,50 @@ def test_a_misspelt_key_or_value_names_the_nearest_valid_one(tmp_path, change, w
     message = str(error.value)
     assert str(path) in message and wrong in message
     assert f"did you mean {nearest}?" in message
+
+
+# --- the Slack app that answers `/ask` ----------------------------------------------------------------
+
+ASK_SLACK = "    ask_token_env: SHOP_A_ASK_TOKEN\n"
+
+
+def with_slack(shop: str, saas: str | None = None) -> str:
+    text = VALID.replace(ASK_SLACK, ASK_SLACK + f"    ask_slack: {shop}\n")
+    if saas is not None:
+        text = text.replace("    currency: JPY\n", f"    currency: JPY\n    ask_slack: {saas}\n")
+    return text
+
+
+def test_the_slack_command_names_a_team_channel_ids_and_the_signing_secrets_variable(tmp_path):
+    text = with_slack("{team_id: T0SHOPA01, channels: [C0SHOPA01], signing_secret_env: SLACK_SIGNING}",
+                      "{team_id: '${TEAM:-T0SAASB01}', signing_secret_env: SLACK_SIGNING}")
+    shop, saas = load_workspaces(write(tmp_path, text), env={"TEAM": "T0FROMENV"})
+    assert (shop.ask_slack.team_id, shop.ask_slack.channels) == ("T0SHOPA01", ("C0SHOPA01",))
+    assert (saas.ask_slack.team_id, saas.ask_slack.channels) == ("T0FROMENV", ())  # any channel of the team
+    assert shop.ask_slack.signing_secret({"SLACK_SIGNING": "s3cret"}) == "s3cret"
+    assert shop.ask_slack.signing_secret({}) is None
+
+
+@pytest.mark.parametrize("setting, key", [
+    ("{team_id: acme, signing_secret_env: S}", "ask_slack.team_id must be a Slack team ID"),
+    ("{team_id: T0SHOPA01, channels: ['#general'], signing_secret_env: S}", "ask_slack.channels must be a list of "
+                                                                            "channel IDs"),
+    ("{team_id: T0SHOPA01, signing_secret_env: 8f14e45fceea167a5a36dedd4bea2543}", "ask_slack.signing_secret_env"),
+    ("{team_id: T0SHOPA01}", "ask_slack.signing_secret_env is required"),
+])
+def test_a_wrong_slack_command_setting_names_its_key(tmp_path, setting, key):
+    with pytest.raises(WorkspaceError, match="workspace 'shop-a': " + key):
+        load_workspaces(write(tmp_path, with_slack(setting)), env={})
+
+
+@pytest.mark.parametrize("shop, saas, shared", [
+    ("[C0SHARED1]", "[C0SHARED1, C0SAASB01]", "channel C0SHARED1"),
+    ("[]", "[C0SAASB01]", "every channel"),
+])
+def test_two_workspaces_cannot_answer_in_the_same_slack_channel(tmp_path, shop, saas, shared):
+    team = "{team_id: T0SAME001, channels: %s, signing_secret_env: S}"
+    with pytest.raises(WorkspaceError, match=f"workspace 'saas-b': ask_slack answers in {shared} of team T0SAME001, "
+                                             "as workspace 'shop-a' does"):
+        load_workspaces(write(tmp_path, with_slack(team % shop, team % saas)), env={})
+    # their own channels of one team are fine
+    assert load_workspaces(write(tmp_path, with_slack(team % "[C0SHOPA01]", team % "[C0SAASB01]")), env={})
