@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from pipelines.sandbox.core.accounts import shopify_account, stripe_account
 from pipelines.sandbox.core.times import iso, parse_iso
