@@ -3,7 +3,6 @@ their API answers, and the tenants file that points the pipeline at them."""
 
 from __future__ import annotations
 
-import os
 from datetime import date
 
 import pytest
