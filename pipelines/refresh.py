@@ -18,6 +18,7 @@ from datetime import timedelta
 import dagster as dg
 
 REFRESH_CRON = "0 */6 * * *"  # the seed's cadence; UTC
+STAGE_TAG = "abos/stage"  # on the stage jobs and their runs
 
 # Requested once per tick, after every parent updated since the tick and none is still running. An
 # unpartitioned dbt model therefore waits for all its workspaces' ingestion (any partition in progress
@@ -30,6 +31,12 @@ REFRESH = (dg.AutomationCondition.on_cron(REFRESH_CRON) & ~dg.AutomationConditio
 def on_refresh(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
     """`assets` with the `REFRESH` automation condition."""
     return dg.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=REFRESH), assets)
+
+
+def stage_job(name: str, selection: dg.AssetSelection, description: str) -> dg.UnresolvedAssetJobDefinition:
+    """A stage's job: what `abos run` launches for the stage (pipelines/run.py, `stage_runs`), so the
+    Runs page names the stage. Other jobs over the same assets (the webhook jobs) are not stages."""
+    return dg.define_asset_job(name, selection=selection, description=description, tags={STAGE_TAG: name})
 
 
 def freshness_checks(keys: Sequence[dg.AssetKey], fresh_for: timedelta) -> Sequence[dg.AssetChecksDefinition]:

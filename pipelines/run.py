@@ -30,6 +30,7 @@ from dagster._core.workspace.load import location_origins_from_yaml_paths
 from pipelines.deliver.assets import undelivered
 from pipelines.insights.assets import ANOMALIES, REPORTS
 from pipelines.processes import STOP_SIGNALS, Stopped, stop_children
+from pipelines.refresh import STAGE_TAG
 from pipelines.reliability import (free_finished_runs_slots, overdue_steps, process_tags, recover_dead_runs,
                                    runs_of_this_process)
 from pipelines.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
@@ -118,15 +119,17 @@ def stage_runs(defs: dg.Definitions) -> list[tuple[str, dg.PartitionsDefinition 
     """The runs `abos run` launches, in data-flow order: (job, partitions definition, asset keys).
 
     Every materializable asset belongs to exactly one stage job of the Definitions (`ingest_<source>`,
-    `transform`, `insights`, `weekly_report`), so a run carries its stage's name in the Dagster UI.
+    `transform`, `insights`, `weekly_report`: the jobs `stage_job` made, tagged `abos/stage`), so a
+    run carries its stage's name in the Dagster UI.
     Jobs run after the jobs they read from; within a job, `_stages` orders the runs.
     """
     graph = defs.resolve_asset_graph()
     assets = [a for a in graph.assets_defs if a.is_materializable]
     job_of: dict[dg.AssetKey, str] = {}
     for job in defs.jobs or []:
-        selection = getattr(job, "selection", None)  # asset jobs; op jobs (privacy_requests) have none
-        for key in selection.resolve(graph) if selection is not None else ():
+        if STAGE_TAG not in (getattr(job, "tags", None) or {}):
+            continue  # not a stage (privacy_requests, the webhook jobs)
+        for key in job.selection.resolve(graph):
             if key in job_of:
                 raise RuntimeError(f"{key.to_user_string()} is in two stage jobs: {job_of[key]} and {job.name}")
             job_of[key] = job.name

@@ -11,6 +11,7 @@ from pipelines.deliver.assets import deliver_assets
 from pipelines.deliver.sensors import retry_sensor
 from pipelines.insights.assets import REPORTS, ReportConfig
 from pipelines.insights.reports import last_complete_week
+from pipelines.refresh import stage_job
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspace, Workspaces
 
@@ -33,10 +34,8 @@ def defs(workspaces: Workspaces, settings: Settings) -> dg.Definitions:
 
 def weekly_report_job() -> dg.UnresolvedAssetJobDefinition:
     """The weekly report and its delivery, for one workspace (partition) per run."""
-    return dg.define_asset_job(
-        "weekly_report", selection=WEEKLY,
-        description="Write a workspace's weekly report and deliver it to its Slack and email targets.",
-    )
+    return stage_job("weekly_report", WEEKLY,
+                     "Write a workspace's weekly report and deliver it to its Slack and email targets.")
 
 
 def weekly_report_schedules(workspaces: Workspaces, job: dg.UnresolvedAssetJobDefinition) -> list[dg.ScheduleDefinition]:

@@ -12,7 +12,7 @@ from dagster_dlt import DagsterDltResource
 from pipelines.ingest.assets import fx_assets, ingest_assets
 from pipelines.ingest.pipeline import Alert
 from pipelines.ingest.sync import SOURCES, source_builder
-from pipelines.refresh import freshness_checks, on_refresh
+from pipelines.refresh import freshness_checks, on_refresh, stage_job
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspaces
 
@@ -28,9 +28,9 @@ def defs(workspaces: Workspaces, settings: Settings, alert: Alert) -> dg.Definit
     assets = dg.map_asset_specs(lambda spec: spec.replace_attributes(owners=[OWNER]), assets)
     raw = [spec.key for a in assets for spec in a.specs if (spec.group_name or "").startswith("ingest_")]
     groups = sorted({spec.group_name for a in assets for spec in a.specs})
-    jobs = [dg.define_asset_job(group, selection=dg.AssetSelection.groups(group),
-                                description=f"Load the {group.removeprefix('ingest_')} tables of one workspace "
-                                            "(one partition per run), or the shared ones.")
+    jobs = [stage_job(group, dg.AssetSelection.groups(group),
+                      f"Load the {group.removeprefix('ingest_')} tables of one workspace (one partition per "
+                      "run), or the shared ones.")
             for group in groups]
     return dg.Definitions(assets=assets, asset_checks=freshness_checks(raw, RAW_TABLES_FRESH_FOR), jobs=jobs,
                           resources={"dlt": DagsterDltResource()})

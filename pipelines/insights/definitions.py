@@ -7,7 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines.insights.assets import insights_assets
-from pipelines.refresh import on_refresh
+from pipelines.refresh import on_refresh, stage_job
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspaces
 
@@ -21,6 +21,6 @@ def defs(workspaces: Workspaces, settings: Settings) -> dg.Definitions:
                                insights_assets(workspaces, settings))
     *refreshed, reports = owned
     refreshed = on_refresh(refreshed)
-    job = dg.define_asset_job("insights", selection=dg.AssetSelection.assets(*refreshed),
-                              description="Anomalies, their drivers, forecasts and opportunities of one workspace.")
+    job = stage_job("insights", dg.AssetSelection.assets(*refreshed),
+                    "Anomalies, their drivers, forecasts and opportunities of one workspace.")
     return dg.Definitions(assets=[*refreshed, reports], jobs=[job])

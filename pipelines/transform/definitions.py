@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from pipelines.refresh import freshness_checks, on_refresh
+from pipelines.refresh import freshness_checks, on_refresh, stage_job
 from pipelines.settings import Settings
 from pipelines.transform.assets import dbt_resource, transform_assets
 from pipelines.workspaces import Workspaces
@@ -20,7 +20,7 @@ def defs(workspaces: Workspaces, settings: Settings) -> dg.Definitions:
     """dbt over every workspace's raw tables."""
     assets = on_refresh(transform_assets(workspaces, settings))
     metrics = [spec.key for a in assets for spec in a.specs if spec.group_name == "metrics"]
-    job = dg.define_asset_job("transform", selection=dg.AssetSelection.assets(*assets),
-                              description="Load the workspaces table and `dbt build` every model, for all workspaces.")
+    job = stage_job("transform", dg.AssetSelection.assets(*assets),
+                    "Load the workspaces table and `dbt build` every model, for all workspaces.")
     return dg.Definitions(assets=assets, asset_checks=freshness_checks(metrics, METRIC_TABLES_FRESH_FOR), jobs=[job],
                           resources={"dbt": dbt_resource()})

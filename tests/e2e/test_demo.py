@@ -12,6 +12,9 @@ from pipelines.settings import load_settings
 from pipelines.workspaces import load_workspaces
 from tests.conftest import REPO
 
+# The demo runs once for the module, within its own 30 minutes (subprocess timeout), on a busy CI machine too.
+pytestmark = pytest.mark.timeout(1800)
+
 UNSET = ["ABOS_WAREHOUSE_URL", "ABOS_WORKSPACES", "ABOS_DAGSTER_PG_URL", "ABOS_SMTP_HOST", "DEMO_SLACK_BOT_TOKEN",
          "ABOS_OPERATOR_SLACK_CHANNEL", "ABOS_LLM_API_KEY", "OPENAI_API_KEY"]
 

@@ -209,6 +209,7 @@ def _age(home: Home, by: timedelta) -> None:
 
 def test_abos_run_exits_non_zero_when_a_delivery_failed(home, smtp, monkeypatch, capfd):
     from pipelines import cli
+    from pipelines.refresh import stage_job
     from pipelines.settings import load_settings
     from pipelines.workspaces import load_workspaces
 
@@ -224,7 +225,7 @@ def test_abos_run_exits_non_zero_when_a_delivery_failed(home, smtp, monkeypatch,
     # Only the deliver stage: the reports are built already, and nothing here can ingest.
     only_delivery = dg.Definitions(assets=[a for a in full.resolve_asset_graph().assets_defs
                                            if DELIVERIES in a.keys],
-                                   jobs=[dg.define_asset_job("weekly_report", selection=[DELIVERIES])])
+                                   jobs=[stage_job("weekly_report", dg.AssetSelection.assets(DELIVERIES), "")])
     monkeypatch.setattr(pipelines.definitions, "defs", only_delivery)
     settings = load_settings()
     args = argparse.Namespace(command="run", verbose=False, json=False)
