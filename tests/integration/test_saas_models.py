@@ -44,7 +44,7 @@ TABLES = {
     "marts.mrr_movements": "workspace_id, customer_id, change_date",
     "metrics.saas_daily_metrics": "workspace_id, date",
 }
-LOAD_COLUMNS = ("loaded_at_epoch",)  # dlt load ids differ between runs and databases by nature
+LOAD_COLUMNS = ("load_epoch",)  # dlt load ids differ between runs and databases by nature
 
 
 # -- the two fixture phases -----------------------------------------------------------------------

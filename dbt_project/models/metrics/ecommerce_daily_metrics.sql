@@ -106,17 +106,16 @@ bounds as (
     group by workspace_id
 ),
 
-day_numbers as (
-    {{ dbt.generate_series(20000) }}
+calendar as (
+    select * from {{ ref('int_days') }}
 ),
 
 days as (
-    select
-        bounds.workspace_id,
-        cast({{ dbt.dateadd('day', 'cast(day_numbers.generated_number as integer) - 1', 'bounds.first_day') }} as date) as date
+    select bounds.workspace_id, calendar.date_day as date
     from bounds
-    inner join day_numbers
-        on day_numbers.generated_number <= {{ dbt.datediff('bounds.first_day', 'bounds.last_day', 'day') }} + 1
+    inner join calendar
+        on calendar.date_day >= bounds.first_day
+        and calendar.date_day <= bounds.last_day
 ),
 
 filled as (

@@ -8,7 +8,7 @@ with workspaces as (
 ),
 
 days as (
-    select * from {{ ref('int_saas_days') }}
+    select * from {{ ref('int_days') }}
 ),
 
 currency_days as (

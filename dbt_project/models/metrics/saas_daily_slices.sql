@@ -15,7 +15,7 @@ with workspaces as (
 ),
 
 days as (
-    select * from {{ ref('int_saas_days') }}
+    select * from {{ ref('int_days') }}
 ),
 
 subscription_changes as (

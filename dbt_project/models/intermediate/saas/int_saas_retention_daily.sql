@@ -16,7 +16,7 @@ workspaces as (
 ),
 
 days as (
-    select * from {{ ref('int_saas_days') }}
+    select * from {{ ref('int_days') }}
 ),
 
 -- each customer's MRR in the billing currency from one change day until the next
@@ -32,9 +32,12 @@ customer_states as (
     from customer_changes
 ),
 
+-- the months from the first change's to the latest as-of day (a cohort needs a change before its month)
 months as (
     select distinct cast({{ dbt.date_trunc('month', 'date_day') }} as date) as month_start
     from days
+    where date_day >= (select min(change_date) from customer_changes)
+        and date_day <= (select max(as_of_day) from workspaces)
 ),
 
 -- the customers paying at the end of the day before the month starts, with that MRR

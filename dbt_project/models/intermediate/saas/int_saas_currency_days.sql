@@ -17,7 +17,7 @@ workspaces as (
 ),
 
 days as (
-    select * from {{ ref('int_saas_days') }}
+    select * from {{ ref('int_days') }}
 ),
 
 customer_deltas as (
