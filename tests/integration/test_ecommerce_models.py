@@ -530,6 +530,8 @@ def simulated(tmp_path_factory) -> dict:
         result["truth_after"] = truth(store)
         result["reconciled_after"] = {ws: reconcile(warehouse, result["truth_after"], ws) for ws in shops}
         result["incremental"] = snapshot(warehouse)
+        result["refresh_from"] = {row["workspace_id"]: row["refresh_from"] for row in warehouse.query(
+            "select workspace_id, refresh_from from intermediate.int_ecommerce_refresh_windows")}
         run_dbt(settings, "build", *ECOMMERCE, "--full-refresh")
         result["full_refresh"] = snapshot(warehouse)
     return result
@@ -565,3 +567,6 @@ def test_incremental_run_after_late_changes_equals_a_full_refresh(simulated):
     first_clock = datetime.fromisoformat(simulated["truth_before"]["clock"])
     refunds = incremental["marts.refunds"]
     assert any(r["created_at"] > first_clock and r["order_date"] < first_clock.date() for r in refunds)
+    # The daily tables were rebuilt by day, from the late changes' earliest day, not in full.
+    refresh_from = simulated["refresh_from"]["demo-us-store"]
+    assert date(2000, 1, 1) < refresh_from < first_clock.date(), refresh_from
