@@ -24,8 +24,9 @@ from tests.scenario import ScenarioWarehouse, build_scenario, run_dbt, serving, 
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_ecommerce.json"
 # Only the ecommerce models (and what they read): the other verticals' models are not under test here.
-ECOMMERCE = ("-s", "+ecommerce_daily_metrics", "+customers", "+products", "+ecommerce_cohorts",
-             "+ecommerce_segment_weekly", "+ecommerce_segment_moves", "+ecommerce_customer_metrics")
+ECOMMERCE = ("-s", "+ecommerce_daily_metrics", "+ecommerce_daily_slices", "+customers", "+products",
+             "+ecommerce_cohorts", "+ecommerce_segment_weekly", "+ecommerce_segment_moves",
+             "+ecommerce_customer_metrics")
 METRIC_COLUMNS = [
     "workspace_id",
     "date",
@@ -47,6 +48,7 @@ TABLES = {
     "marts.customers": "workspace_id, person_id",
     "marts.products": "workspace_id, product_id",
     "metrics.ecommerce_daily_metrics": "workspace_id, date",
+    "metrics.ecommerce_daily_slices": "workspace_id, date, metric, dimension, dimension_value",
     "metrics.ecommerce_cohorts": "workspace_id, cohort_month, months_since_first_order",
     "metrics.ecommerce_customer_segments": "workspace_id, week_start, person_id",
     "metrics.ecommerce_segment_weekly": "workspace_id, week_start, segment",
@@ -528,6 +530,8 @@ def simulated(tmp_path_factory) -> dict:
         result["truth_after"] = truth(store)
         result["reconciled_after"] = {ws: reconcile(warehouse, result["truth_after"], ws) for ws in shops}
         result["incremental"] = snapshot(warehouse)
+        result["refresh_from"] = {row["workspace_id"]: row["refresh_from"] for row in warehouse.query(
+            "select workspace_id, refresh_from from intermediate.int_ecommerce_refresh_windows")}
         run_dbt(settings, "build", *ECOMMERCE, "--full-refresh")
         result["full_refresh"] = snapshot(warehouse)
     return result
@@ -563,3 +567,6 @@ def test_incremental_run_after_late_changes_equals_a_full_refresh(simulated):
     first_clock = datetime.fromisoformat(simulated["truth_before"]["clock"])
     refunds = incremental["marts.refunds"]
     assert any(r["created_at"] > first_clock and r["order_date"] < first_clock.date() for r in refunds)
+    # The daily tables were rebuilt by day, from the late changes' earliest day, not in full.
+    refresh_from = simulated["refresh_from"]["demo-us-store"]
+    assert date(2000, 1, 1) < refresh_from < first_clock.date(), refresh_from

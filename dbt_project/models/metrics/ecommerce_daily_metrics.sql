@@ -1,7 +1,14 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ refresh_days_delete('ecommerce', 'date') }}"
+) }}
 {#- The ecommerce metrics of docs/metrics.md, one row per workspace and day (in the workspace's
     timezone), amounts in its reporting currency. Days run from the workspace's first order day to
     its last data day (the latest day with an order placed or changed, or a refund); days without
     orders are zeros. -#}
+-- depends_on: {{ ref('int_ecommerce_refresh_windows') }}
 with workspaces as (
     select * from {{ ref('stg_reference__workspaces') }}
 ),
@@ -24,6 +31,17 @@ sold_orders as (
     where not is_cancelled
 ),
 
+-- the days this run builds (all of them in a full build; macros/incremental_days.sql)
+sold_orders_to_build as (
+    select * from sold_orders
+    where {{ refresh_days('ecommerce', 'sold_orders.workspace_id', 'sold_orders.order_date') }}
+),
+
+refunds_to_build as (
+    select * from refunds
+    where {{ refresh_days('ecommerce', 'refunds.workspace_id', 'refunds.refund_date') }}
+),
+
 money as (
     select
         workspace_id,
@@ -32,7 +50,7 @@ money as (
         sum(gross_sales) as gross_sales,
         sum(discounts) as discounts,
         cast(0 as decimal(38, 9)) as refunds
-    from sold_orders
+    from sold_orders_to_build
     group by workspace_id, order_date, currency
 
     union all
@@ -44,7 +62,7 @@ money as (
         cast(0 as decimal(38, 9)) as gross_sales,
         cast(0 as decimal(38, 9)) as discounts,
         sum(refunded_sales) as refunds
-    from refunds
+    from refunds_to_build
     group by workspace_id, refund_date, currency
 ),
 
@@ -77,7 +95,7 @@ order_counts as (
         count(distinct case
             when customers.first_order_date < sold_orders.order_date then sold_orders.person_id
         end) as returning_customers
-    from sold_orders
+    from sold_orders_to_build as sold_orders
     inner join customers
         on customers.workspace_id = sold_orders.workspace_id
         and customers.person_id = sold_orders.person_id
@@ -106,17 +124,17 @@ bounds as (
     group by workspace_id
 ),
 
-day_numbers as (
-    {{ dbt.generate_series(20000) }}
+calendar as (
+    select * from {{ ref('int_days') }}
 ),
 
 days as (
-    select
-        bounds.workspace_id,
-        cast({{ dbt.dateadd('day', 'cast(day_numbers.generated_number as integer) - 1', 'bounds.first_day') }} as date) as date
+    select bounds.workspace_id, calendar.date_day as date
     from bounds
-    inner join day_numbers
-        on day_numbers.generated_number <= {{ dbt.datediff('bounds.first_day', 'bounds.last_day', 'day') }} + 1
+    inner join calendar
+        on calendar.date_day >= bounds.first_day
+        and calendar.date_day <= bounds.last_day
+    where {{ refresh_days('ecommerce', 'bounds.workspace_id', 'calendar.date_day') }}
 ),
 
 filled as (

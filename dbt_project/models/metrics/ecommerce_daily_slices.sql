@@ -1,3 +1,9 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ refresh_days_delete('ecommerce', 'date') }}"
+) }}
 {#- The ecommerce metrics of ecommerce_daily_metrics split by the pack's dimensions (pipelines/packs):
     one row per workspace, day, metric, dimension and dimension value, in long form. Same
     definitions as docs/metrics.md: days in the workspace's timezone, amounts in its reporting
@@ -8,6 +14,7 @@
     - orders by country and customer_type; new and returning customers by country (a person
       counts once a day, under the first country of that day's orders).
     AOV is not sliced: its parts (gross_sales, discounts, orders) are. Zero slices are left out. -#}
+-- depends_on: {{ ref('int_ecommerce_refresh_windows') }}
 with workspaces as (
     select * from {{ ref('stg_reference__workspaces') }}
 ),
@@ -42,6 +49,8 @@ sold_orders as (
         customer_type
     from orders
     where not is_cancelled
+        -- the days this run builds (all of them in a full build; macros/incremental_days.sql)
+        and {{ refresh_days('ecommerce', 'orders.workspace_id', 'orders.order_date') }}
 ),
 
 -- every amount a money metric sums, at line level, with all three dimensions of the line
@@ -85,6 +94,7 @@ line_amounts as (
     left join orders
         on orders.workspace_id = refunds.workspace_id
         and orders.order_id = refunds.order_id
+    where {{ refresh_days('ecommerce', 'refunds.workspace_id', 'refunds.refund_date') }}
 ),
 
 line_slices as (

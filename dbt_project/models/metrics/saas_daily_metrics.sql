@@ -1,14 +1,21 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ refresh_days_delete('saas', 'date') }}"
+) }}
 {#- One row per SaaS workspace and local day, from its first day with MRR data to its as-of day
     (docs/metrics.md, "SaaS"): MRR at the end of the day (the currencies' running sums of MRR
     changes, int_saas_currency_days), the day's movements, and the SaaS ratios over the 30 days (or
     the month) ending that day, in the reporting currency. Movements come from mrr_movements, so
     they are classified in one place; contraction and churn are positive amounts. -#}
+-- depends_on: {{ ref('int_saas_refresh_windows') }}
 with workspaces as (
     select * from {{ ref('int_saas_workspaces') }}
 ),
 
 days as (
-    select * from {{ ref('int_saas_days') }}
+    select * from {{ ref('int_days') }}
 ),
 
 currency_days as (
@@ -37,6 +44,9 @@ workspace_days as (
     inner join days
         on days.date_day >= firsts.first_day
         and days.date_day <= workspaces.as_of_day
+    -- the days this run builds and the 30 before them, which their 30-day windows read
+    -- (macros/incremental_days.sql)
+    where {{ refresh_days('saas', 'workspaces.workspace_id', 'days.date_day', days_before=30) }}
 ),
 
 -- the currencies' running sums, each converted at the day's rate; a missing rate leaves MRR null
@@ -181,6 +191,7 @@ final as (
             then (mrr / active_customers) * customers_at_risk_30d / churned_customers_30d end
             as decimal(38, 6)) as ltv
     from windowed
+    where {{ refresh_days('saas', 'windowed.workspace_id', 'windowed.date') }}
 )
 
 select * from final

@@ -1,3 +1,9 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ refresh_days_delete('saas', 'date') }}"
+) }}
 {#- The SaaS metrics of saas_daily_metrics split by the pack's dimensions (pipelines/packs): one row
     per workspace, day, metric, dimension and dimension value, in long form, in the reporting
     currency at each day's rate. The slices of a metric along one dimension add up to the metric.
@@ -10,12 +16,13 @@
     - movement_type: the five movements of net_new_mrr, each with its sign in net_new_mrr.
     Contraction and churn are positive amounts, as in saas_daily_metrics. ARPA is not sliced: its
     parts (mrr, active_customers) are. Zero slices are left out. -#}
+-- depends_on: {{ ref('int_saas_refresh_windows') }}
 with workspaces as (
     select * from {{ ref('int_saas_workspaces') }}
 ),
 
 days as (
-    select * from {{ ref('int_saas_days') }}
+    select * from {{ ref('int_days') }}
 ),
 
 subscription_changes as (
@@ -30,26 +37,8 @@ movements as (
     select * from {{ ref('mrr_movements') }}
 ),
 
-items as (
-    select * from {{ ref('subscription_items') }}
-),
-
-ranked_items as (
-    select
-        workspace_id,
-        subscription_id,
-        product_name,
-        row_number() over (
-            partition by workspace_id, subscription_id
-            order by monthly_amount desc, product_name
-        ) as item_rank
-    from items
-),
-
 plans as (
-    select workspace_id, subscription_id, coalesce(product_name, '(none)') as plan
-    from ranked_items
-    where item_rank = 1
+    select * from {{ ref('int_subscription_plans') }}
 ),
 
 subscription_facts as (
@@ -88,6 +77,19 @@ plan_deltas as (
     group by workspace_id, plan, currency, change_date
 ),
 
+-- the stocks per plan and currency at the end of the day before the first day built (0 in a full build)
+plan_carries as (
+    select
+        workspace_id,
+        plan,
+        currency,
+        sum(mrr_delta) as mrr,
+        sum(active_subscriptions_delta) as active_subscriptions
+    from plan_deltas
+    where not ({{ refresh_days('saas', 'plan_deltas.workspace_id', 'plan_deltas.change_date') }})
+    group by workspace_id, plan, currency
+),
+
 -- per plan and billing currency: running sums from the first change to the as-of day
 plan_days as (
     select
@@ -96,8 +98,9 @@ plan_days as (
         spine.currency,
         spine.reporting_currency,
         spine.date_day,
-        sum(coalesce(plan_deltas.mrr_delta, 0)) over by_day as mrr,
-        sum(coalesce(plan_deltas.active_subscriptions_delta, 0)) over by_day as active_subscriptions,
+        coalesce(plan_carries.mrr, 0) + sum(coalesce(plan_deltas.mrr_delta, 0)) over by_day as mrr,
+        coalesce(plan_carries.active_subscriptions, 0)
+            + sum(coalesce(plan_deltas.active_subscriptions_delta, 0)) over by_day as active_subscriptions,
         coalesce(plan_deltas.new_subscriptions, 0) as new_subscriptions,
         coalesce(plan_deltas.churned_subscriptions, 0) as churned_subscriptions
     from (
@@ -112,7 +115,13 @@ plan_days as (
         inner join days
             on days.date_day >= firsts.first_day
             and days.date_day <= workspaces.as_of_day
+        -- the days this run builds (all of them in a full build; macros/incremental_days.sql)
+        where {{ refresh_days('saas', 'firsts.workspace_id', 'days.date_day') }}
     ) as spine
+    left join plan_carries
+        on plan_carries.workspace_id = spine.workspace_id
+        and plan_carries.plan = spine.plan
+        and plan_carries.currency = spine.currency
     left join plan_deltas
         on plan_deltas.workspace_id = spine.workspace_id
         and plan_deltas.plan = spine.plan
@@ -161,6 +170,7 @@ movement_parts as (
     {{ fx_rate_joins('movements.change_date', 'subscription_facts.currency', 'workspaces.reporting_currency',
                      'billing', 'reporting') }}
     where subscription_facts.mrr_delta <> 0
+        and {{ refresh_days('saas', 'movements.workspace_id', 'movements.change_date') }}
 ),
 
 stock_slices as (
@@ -188,6 +198,7 @@ stock_slices as (
         churned_subscriptions,
         active_customers
     from currency_days
+    where {{ refresh_days('saas', 'currency_days.workspace_id', 'currency_days.date_day') }}
 ),
 
 movement_slices as (

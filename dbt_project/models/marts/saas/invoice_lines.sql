@@ -10,8 +10,8 @@
 with lines as (
     select * from {{ ref('stg_stripe__invoice_lines') }}
     {% if is_incremental() %}
-    where loaded_at_epoch >= (
-        select coalesce(max(loaded_at_epoch), 0) - 86400 * {{ var('saas_invoices_lookback_days', 3) }}
+    where load_epoch >= (
+        select coalesce(max(load_epoch), 0) - 86400 * {{ var('saas_invoices_lookback_days', 3) }}
         from {{ this }}
     )
     {% endif %}
@@ -34,7 +34,7 @@ final as (
         quantity,
         period_start_at,
         period_end_at,
-        loaded_at_epoch
+        load_epoch
     from lines
 )
 

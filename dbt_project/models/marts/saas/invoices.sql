@@ -16,8 +16,8 @@
 with invoices as (
     select * from {{ ref('stg_stripe__invoices') }}
     {% if is_incremental() %}
-    where loaded_at_epoch >= (
-        select coalesce(max(loaded_at_epoch), 0) - 86400 * {{ var('saas_invoices_lookback_days', 3) }}
+    where load_epoch >= (
+        select coalesce(max(load_epoch), 0) - 86400 * {{ var('saas_invoices_lookback_days', 3) }}
         from {{ this }}
     )
     {% endif %}
@@ -49,7 +49,7 @@ final as (
         marked_uncollectible_at,
         is_deleted,
         deleted_at,
-        loaded_at_epoch
+        load_epoch
     from invoices
 )
 

@@ -21,7 +21,7 @@ renamed as (
         parent__subscription_item_details__subscription_item as subscription_item_id,
         {{ epoch_to_timestamp('period__start') }} as period_start_at,
         {{ epoch_to_timestamp('period__end') }} as period_end_at,
-        cast(_dlt_load_id as double precision) as loaded_at_epoch
+        cast(_dlt_load_id as double precision) as load_epoch
     from source
 )
 

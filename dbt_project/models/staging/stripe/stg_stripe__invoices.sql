@@ -30,7 +30,7 @@ renamed as (
         coalesce(deleted, false) as is_deleted,
         {{ epoch_to_timestamp('deleted_at') }} as deleted_at,
         -- dlt's load id (Unix seconds of the load): rows rewritten by a later sync get a later one
-        cast(_dlt_load_id as double precision) as loaded_at_epoch
+        cast(_dlt_load_id as double precision) as load_epoch
     from source
 )
 

@@ -1,9 +1,16 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ refresh_days_delete('saas', 'date_day') }}"
+) }}
 {#- The SaaS stocks and counts per workspace, billing currency and local day, from the currency's
     first day with MRR data to the workspace's as-of day: running sums of the day's changes
     (int_subscription_mrr_changes, int_customer_mrr_changes), never a row per subscription per day.
     MRR is summed in the billing currency first, then converted at the day's rate (docs/metrics.md,
     "Currency"); a missing rate leaves mrr_reporting null wherever there is MRR to convert.
     saas_daily_metrics sums the currencies; saas_daily_slices splits by them. -#}
+-- depends_on: {{ ref('int_saas_refresh_windows') }}
 with subscription_changes as (
     select * from {{ ref('int_subscription_mrr_changes') }}
 ),
@@ -17,7 +24,7 @@ workspaces as (
 ),
 
 days as (
-    select * from {{ ref('int_saas_days') }}
+    select * from {{ ref('int_days') }}
 ),
 
 customer_deltas as (
@@ -65,6 +72,29 @@ spine as (
     inner join days
         on days.date_day >= currencies.first_day
         and days.date_day <= workspaces.as_of_day
+    -- the days this run builds (all of them in a full build; macros/incremental_days.sql)
+    where {{ refresh_days('saas', 'currencies.workspace_id', 'days.date_day') }}
+),
+
+-- the stocks at the end of the day before the first day built: its changes summed (0 in a full build)
+carries as (
+    select
+        workspace_id,
+        currency,
+        sum(mrr_delta) as mrr,
+        sum(active_customers_delta) as active_customers,
+        sum(active_subscriptions_delta) as active_subscriptions
+    from (
+        select workspace_id, currency, change_date, mrr_delta, active_customers_delta,
+            0 as active_subscriptions_delta
+        from customer_deltas
+        union all
+        select workspace_id, currency, change_date, 0 as mrr_delta, 0 as active_customers_delta,
+            active_subscriptions_delta
+        from subscription_deltas
+    ) as deltas
+    where not ({{ refresh_days('saas', 'deltas.workspace_id', 'deltas.change_date') }})
+    group by workspace_id, currency
 ),
 
 running as (
@@ -73,12 +103,17 @@ running as (
         spine.currency,
         spine.reporting_currency,
         spine.date_day,
-        sum(coalesce(customer_deltas.mrr_delta, 0)) over by_day as mrr,
-        sum(coalesce(customer_deltas.active_customers_delta, 0)) over by_day as active_customers,
-        sum(coalesce(subscription_deltas.active_subscriptions_delta, 0)) over by_day as active_subscriptions,
+        coalesce(carries.mrr, 0) + sum(coalesce(customer_deltas.mrr_delta, 0)) over by_day as mrr,
+        coalesce(carries.active_customers, 0)
+            + sum(coalesce(customer_deltas.active_customers_delta, 0)) over by_day as active_customers,
+        coalesce(carries.active_subscriptions, 0)
+            + sum(coalesce(subscription_deltas.active_subscriptions_delta, 0)) over by_day as active_subscriptions,
         coalesce(subscription_deltas.new_subscriptions, 0) as new_subscriptions,
         coalesce(subscription_deltas.churned_subscriptions, 0) as churned_subscriptions
     from spine
+    left join carries
+        on carries.workspace_id = spine.workspace_id
+        and carries.currency = spine.currency
     left join customer_deltas
         on customer_deltas.workspace_id = spine.workspace_id
         and customer_deltas.currency = spine.currency

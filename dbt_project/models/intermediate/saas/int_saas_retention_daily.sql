@@ -1,3 +1,9 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ refresh_days_delete('saas', 'date_day') }}"
+) }}
 {#- Revenue retention by month (docs/metrics.md, "SaaS ratios"), month to date: one row per SaaS
     workspace and day of each month that starts with paying customers. The month's cohort is the
     customers with MRR > 0 at the end of the day before the month starts; on each day of the month:
@@ -7,6 +13,7 @@
     Per customer in the billing currency; summed per currency, then converted at the day's rate
     (the three at the same rate, so the ratios hold no FX effect). Built from the customers' MRR
     change points (int_customer_mrr_changes): the cohort's figures move on its changes' days only. -#}
+-- depends_on: {{ ref('int_saas_refresh_windows') }}
 with customer_changes as (
     select * from {{ ref('int_customer_mrr_changes') }}
 ),
@@ -16,7 +23,7 @@ workspaces as (
 ),
 
 days as (
-    select * from {{ ref('int_saas_days') }}
+    select * from {{ ref('int_days') }}
 ),
 
 -- each customer's MRR in the billing currency from one change day until the next
@@ -32,9 +39,12 @@ customer_states as (
     from customer_changes
 ),
 
+-- the months from the first change's to the latest as-of day (a cohort needs a change before its month)
 months as (
     select distinct cast({{ dbt.date_trunc('month', 'date_day') }} as date) as month_start
     from days
+    where date_day >= (select min(change_date) from customer_changes)
+        and date_day <= (select max(as_of_day) from workspaces)
 ),
 
 -- the customers paying at the end of the day before the month starts, with that MRR
@@ -109,6 +119,9 @@ currency_days as (
         and cohort_changes.currency = cohort_totals.currency
         and cohort_changes.month_start = cohort_totals.month_start
         and cohort_changes.date_day = days.date_day
+    -- the months holding a day this run builds (the next month starts after it): the sums run
+    -- from the month's first day
+    where {{ refresh_days('saas', 'cohort_totals.workspace_id', 'cohort_totals.next_month_start', days_before=-1) }}
 ),
 
 final as (
@@ -126,6 +139,8 @@ final as (
         on workspaces.workspace_id = currency_days.workspace_id
     {{ fx_rate_joins('currency_days.date_day', 'currency_days.currency', 'workspaces.reporting_currency',
                      'billing', 'reporting') }}
+    -- the days this run builds (all of them in a full build; macros/incremental_days.sql)
+    where {{ refresh_days('saas', 'currency_days.workspace_id', 'currency_days.date_day') }}
     group by currency_days.workspace_id, currency_days.date_day
 )
 

@@ -1,0 +1,178 @@
+{#- Incremental by day (docs/performance.md, "Incremental by day"). The daily tables of a vertical
+    (`refresh_tables(vertical)`) rebuild, per workspace, only the days from its `refresh_from`
+    (int_<vertical>_refresh_windows) on, and keep the days before.
+
+    How the day is found: int_<vertical>_day_digests fingerprints, per workspace and local day,
+    every input row the daily tables read on that day (orders, lines, refunds; MRR change points,
+    trials; the workspace's timezone and currency on 1900-01-01; the exchange rates under the
+    workspace '*'). The on-run-end hook `record_refresh_state` keeps a copy of the digests the
+    tables were last built from; the windows model compares the two, so a load that changed an old
+    day (a late refund, a subscription change in the past) rebuilds from that day, and a load that
+    changed nothing rebuilds only the last built day (the as-of day moves). A workspace with no rows
+    yet, or with a missing FX rate, rebuilds in full. `dbt build --full-refresh` rebuilds everything. -#}
+
+{#- The tables each vertical refreshes by day: the hook records the state only when all of them (and
+    the digests and windows) were built by the run, so a failed or partial run is caught up next time. -#}
+{% macro refresh_tables(vertical) -%}
+    {%- set tables = {
+        'ecommerce': ['ecommerce_daily_metrics', 'ecommerce_daily_slices'],
+        'saas': ['int_saas_currency_days', 'int_saas_retention_daily', 'saas_daily_metrics', 'saas_daily_slices'],
+    } -%}
+    {{ return(tables[vertical]) }}
+{%- endmacro %}
+
+{#- An order-independent fingerprint of rows: the sum of a 64-bit hash of each row's `columns`.
+    Each database uses its own hash; digests are only ever compared within one warehouse. -#}
+{% macro row_digest(columns) -%}
+    {%- set text -%}
+        concat_ws('|', {% for column in columns %}coalesce(cast({{ column }} as varchar), '~'){{ ", " if not loop.last }}{% endfor %})
+    {%- endset -%}
+    {%- if target.type == 'postgres' -%}
+        cast(hashtextextended({{ text }}, 0) as decimal(38, 0))
+    {%- else -%}
+        cast(hash({{ text }}) as decimal(38, 0))
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The relation of a model by name, without a ref (for the refresh bookkeeping, which must not
+    add edges to the DAG), or none when it has not been built yet. -#}
+{% macro model_relation(name, suffix='') -%}
+    {%- set node = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+        | selectattr('name', 'equalto', name) | first -%}
+    {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias ~ suffix)) }}
+{%- endmacro %}
+
+{#- Where the digests the daily tables were last built from are kept: beside the digests, with the
+    suffix __built. -#}
+{% macro refresh_state_relation(vertical, create=false) -%}
+    {%- set node = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+        | selectattr('name', 'equalto', 'int_' ~ vertical ~ '_day_digests') | first -%}
+    {%- set relation = api.Relation.create(database=node.database, schema=node.schema,
+                                            identifier=node.alias ~ '__built', type='table') -%}
+    {%- if create -%}{{ return(relation) }}{%- endif -%}
+    {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias ~ '__built')) }}
+{%- endmacro %}
+
+{#- In a daily table's SQL: true for the rows to (re)build, `workspace_id`'s days from its refresh
+    day on (minus `days_before`, for models that read back, e.g. a 30-day window); every row when
+    the table is built in full. -#}
+{% macro refresh_days(vertical, workspace_id, day, days_before=0) -%}
+    {%- if is_incremental() -%}
+        {{ day }} >= (
+            select cast({{ dbt.dateadd('day', -1 * days_before, 'windows.refresh_from') }} as date)
+            from {{ ref('int_' ~ vertical ~ '_refresh_windows') }} as windows
+            where windows.workspace_id = {{ workspace_id }}
+        )
+    {%- else -%}
+        1 = 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The pre-hook of a daily table: delete the days it is about to rebuild. -#}
+{% macro refresh_days_delete(vertical, day) -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where {{ day }} >= (
+            select windows.refresh_from
+            from {{ ref('int_' ~ vertical ~ '_refresh_windows') }} as windows
+            where windows.workspace_id = {{ this.identifier }}.workspace_id
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+{#- on-run-end: for each vertical whose digests, windows and daily tables all succeeded in this
+    run, keep the digests they were built from (workspaces with a missing FX rate left out, so they
+    rebuild in full once the rate is there). Only `dbt run` and `dbt build` build tables: `dbt
+    compile` and `docs generate` run the hook too, with every node "successful". -#}
+{% macro record_refresh_state(results) -%}
+    {%- if execute and flags.WHICH in ['run', 'build'] -%}
+        {%- set built = results | selectattr('status', 'equalto', 'success') | map(attribute='node.name') | list -%}
+        {%- for vertical in ['ecommerce', 'saas'] -%}
+            {%- set needed = ['int_' ~ vertical ~ '_day_digests', 'int_' ~ vertical ~ '_refresh_windows'] + refresh_tables(vertical) -%}
+            {%- if needed | reject('in', built) | list | length == 0 -%}
+                {%- set state = refresh_state_relation(vertical, create=true) -%}
+                {%- do run_query('drop table if exists ' ~ state) -%}
+                {%- do run_query('create table ' ~ state ~ ' as select * from ' ~ model_relation('int_' ~ vertical ~ '_day_digests')
+                    ~ ' where workspace_id not in (select workspace_id from ' ~ model_relation('int_fx_rate_gaps_' ~ vertical) ~ ')') -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select 1
+{%- endmacro %}
+
+{#- The body of int_<vertical>_refresh_windows: per workspace, the first day its daily tables must
+    rebuild. The earliest of: the first day whose digest differs from the recorded one (or the
+    exchange rates' first changed day, for every workspace); the earliest of the last days the
+    daily tables hold for it (the as-of day moves on, and days may be added after it); 1900-01-01
+    (in full) for a workspace none of them holds, a new one (all its digests are new), one whose
+    timezone or currency changed, or one with a missing FX rate (its rows are all deleted). -#}
+{% macro refresh_windows(vertical) -%}
+{%- set state = refresh_state_relation(vertical) if execute else none -%}
+with workspaces as (
+    select workspace_id from {{ ref('stg_reference__workspaces') }}
+),
+
+digests as (
+    select * from {{ ref('int_' ~ vertical ~ '_day_digests') }}
+),
+
+built as (
+    {%- if state is not none %}
+    select workspace_id, date_day, digest from {{ state }}
+    {%- else %}
+    select workspace_id, date_day, digest from digests where 1 = 0
+    {%- endif %}
+),
+
+changed_days as (
+    select coalesce(digests.workspace_id, built.workspace_id) as workspace_id,
+        min(coalesce(digests.date_day, built.date_day)) as first_day
+    from digests
+    full outer join built
+        on built.workspace_id = digests.workspace_id
+        and built.date_day = digests.date_day
+    where digests.digest is null or built.digest is null or digests.digest <> built.digest
+    group by coalesce(digests.workspace_id, built.workspace_id)
+),
+
+held_days as (
+    {%- for table in refresh_tables(vertical) %}
+    {%- set relation = model_relation(table) if execute else none %}
+    select workspaces.workspace_id,
+        {%- if relation is not none %}
+        held.last_day
+    from workspaces
+    left join (
+        select workspace_id, max({{ 'date_day' if table.startswith('int_') else 'date' }}) as last_day
+        from {{ relation }}
+        group by workspace_id
+    ) as held on held.workspace_id = workspaces.workspace_id
+        {%- else %}
+        cast(null as date) as last_day
+    from workspaces
+        {%- endif %}
+    {{ "union all" if not loop.last }}
+    {%- endfor %}
+),
+
+final as (
+    select
+        workspaces.workspace_id,
+        cast(case
+            when workspaces.workspace_id in (select workspace_id from {{ ref('int_fx_rate_gaps_' ~ vertical) }})
+                then cast('1900-01-01' as date)
+            else least(
+                -- none of the tables holds the workspace: in full
+                coalesce((select min(last_day) from held_days where held_days.workspace_id = workspaces.workspace_id),
+                         cast('1900-01-01' as date)),
+                coalesce((select first_day from changed_days where changed_days.workspace_id = workspaces.workspace_id),
+                         cast('9999-12-31' as date)),
+                coalesce((select first_day from changed_days where changed_days.workspace_id = '*'),
+                         cast('9999-12-31' as date))
+            )
+        end as date) as refresh_from
+    from workspaces
+)
+
+select * from final
+{%- endmacro %}
