@@ -34,6 +34,7 @@ import duckdb
 import pandas as pd
 
 from pipelines import inbox
+from pipelines.ask.chart import folder_of as ask_charts
 from pipelines.settings import Settings
 from pipelines.warehouse import Statements
 
@@ -243,10 +244,15 @@ def _redact_tables(statements: Statements, tables: list[Table], subject: Subject
     return changed
 
 
+def _home_roots(settings: Settings, workspace_id: str) -> list[Path]:
+    """The folders of the workspace's files: reports, outbox, exports and the charts of answers to questions."""
+    return [settings.home / "reports" / workspace_id, settings.outbox_dir / workspace_id,
+            exports_dir(settings, workspace_id), ask_charts(settings.home) / workspace_id]
+
+
 def _home_files(settings: Settings, workspace_id: str) -> list[Path]:
-    """The files a request must look at: the workspace's reports, outbox and exports."""
-    roots = [settings.home / "reports" / workspace_id, settings.outbox_dir / workspace_id,
-             exports_dir(settings, workspace_id)]
+    """The files a request must look at (charts are images of aggregates: a customer's request leaves them)."""
+    roots = _home_roots(settings, workspace_id)
     return [path for root in roots if root.is_dir() for path in sorted(root.rglob("*")) if path.is_file()]
 
 
@@ -381,8 +387,7 @@ def erase_workspace(settings: Settings, workspace_id: str, *, request: str = "sh
                 statements.execute(f"delete from {table.name} where workspace_id = %s", [workspace_id])
                 deleted[table.name] = count
     files = 0
-    for root in (settings.home / "reports" / workspace_id, settings.outbox_dir / workspace_id,
-                 exports_dir(settings, workspace_id)):
+    for root in _home_roots(settings, workspace_id):
         if root.is_dir():
             files += sum(1 for path in root.rglob("*") if path.is_file())
             shutil.rmtree(root)

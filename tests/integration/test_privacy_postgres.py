@@ -105,7 +105,12 @@ def test_redaction_on_postgres(warehouse):
 
 
 def test_shop_erasure_on_postgres(warehouse):
+    charts = {ws: warehouse.home / "ask" / "charts" / ws for ws in ("shop", "other-shop")}  # answers' charts
+    for folder in charts.values():
+        folder.mkdir(parents=True)
+        (folder / "0123456789abcdef0123456789abcdef.png").write_bytes(b"\x89PNG")
     entry = privacy.erase_workspace(warehouse, "shop", delivery_id="w9")
+    assert not charts["shop"].exists() and list(charts["other-shop"].iterdir())
     assert entry["tables_changed"] == 5
     for table in ("shopify.customers", "shopify.orders", "marts.customers", "metrics.daily", "webhooks.inbox"):
         assert rows(warehouse, f"select count(*) from {table} where workspace_id = 'shop'") == [(0,)]
