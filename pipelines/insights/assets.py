@@ -288,6 +288,6 @@ def _table(frame: pd.DataFrame, columns: list[str]) -> str:
     """A small Markdown table for metadata previews."""
     if frame.empty:
         return "none"
-    rows = frame[columns].astype(str).values.tolist()
+    rows = [["" if pd.isna(value) else str(value) for value in row] for row in frame[columns].itertuples(index=False)]
     return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
                      + ["| " + " | ".join(row) + " |" for row in rows])
