@@ -559,6 +559,7 @@ def simulated(tmp_path_factory) -> dict:
     return result
 
 
+@pytest.mark.slow  # the simulated account; the tenant matrix's fast case checks SaaS truth in make test
 def test_metrics_reconcile_with_the_sandbox_truth(simulated):
     """After the first sync's day, every day equals the simulator's own MRR, movements and active
     counts, before and after 12 more days of incremental syncs (recorded history is exact).
@@ -583,6 +584,7 @@ def test_metrics_reconcile_with_the_sandbox_truth(simulated):
     assert simulated["versions"] > 0            # the second sync did record history
 
 
+@pytest.mark.slow  # the simulated account; the tenant matrix's fast case checks SaaS truth in make test
 def test_simulated_incremental_build_equals_a_full_refresh(simulated):
     for table in TABLES:
         assert simulated["incremental"][table] == simulated["full_refresh"][table], table

@@ -343,6 +343,7 @@ def finish_cli() -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # 75 s; Shopify's kill tests and the chaos test (slow) cover the same path
 def test_kill_during_extract_normalize_and_load_then_rerun_is_exact(simulation, tmp_path, monkeypatch, duckdb_url):
     # Slow answers stretch the extract so the kill lands inside it.
     with simulated_sandbox(simulation, tmp_path, faults="stripe:slow=0.5:0.2") as sandbox:
