@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import pg
+from tests.schedule import longest_first
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
@@ -22,6 +23,13 @@ def pytest_configure(config):
         from pipelines.transform import ensure_manifest
 
         ensure_manifest()
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False  # --dist loadfile keeps the order below (tests/schedule.py)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest test files first, for the xdist workers to finish together (tests/schedule.py)."""
+    items[:] = longest_first(items)
 
 
 @pytest.fixture(scope="session")
