@@ -157,6 +157,10 @@ def run_all(
 ) -> dict[str, object]:
     """Materialize every asset for every workspace, stage by stage; returns the runs.
 
+    When a workspace's run fails, its later stages are skipped (listed under "skipped", naming the
+    failed run), so one cause fails one run and makes one operator alert. A failed unpartitioned run
+    (the dbt build of every workspace) skips nothing: the workspaces' runs go on with what it built.
+
     Each run is one of the stage jobs (`stage_runs`), tagged `user: <launched_by>` (the UI's "Launched
     by"). Dagster's console shows events of `log_level` and above (warnings and errors by default;
     `abos run -v` shows every event); every event is kept in the run's log in the Dagster UI either way.
@@ -167,9 +171,11 @@ def run_all(
     runs_to_do = stage_runs(defs)
     if not runs_to_do:
         progress("no pipeline stages are defined yet; nothing to materialize")
-        return {"assets": 0, "runs": [], "failed": []}
+        return {"assets": 0, "runs": [], "failed": [], "skipped": []}
     runs: list[dict[str, object]] = []
     failed: list[str] = []
+    skipped: list[str] = []
+    failed_stage: dict[str, str] = {}  # workspace → its first failed run: its later stages are skipped
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     with _stop_signals_raise(), dagster_instance(settings) as instance:
         _recover(instance, progress)
@@ -179,6 +185,10 @@ def run_all(
             ]
             for partition_key in partition_keys:
                 label = f"{job_name}" + (f" for {partition_key}" if partition_key else "")
+                if partition_key in failed_stage:  # one cause, one failed run, one operator alert
+                    progress(f"{label} skipped: {failed_stage[partition_key]} failed")
+                    skipped.append(f"{label} (after {failed_stage[partition_key]} failed)")
+                    continue
                 progress(f"running {label} ({len(keys)} assets)")
                 result = _supervised(instance, settings, progress, lambda: execute_stage_job(
                     defs, job_name, keys, partition_key, instance, run_config,
@@ -189,12 +199,14 @@ def run_all(
                              "success": result.success, "run_id": result.run_id})
                 if not result.success:
                     failed.append(label)
+                    if partition_key:
+                        failed_stage[partition_key] = label
                 failed.extend(undelivered(result))  # retried later, yet not a success now
         summary = summarize(instance, defs.resolve_asset_graph(), [run["run_id"] for run in runs], settings)
     if failed:
         progress(f"runs failed: {', '.join(failed)}; see their logs in the Dagster UI (make ui)")
     return {"assets": sum(len(keys) for _, _, keys in runs_to_do), "runs": runs, "failed": failed,
-            "summary": summary}
+            "skipped": skipped, "summary": summary}
 
 
 def execute_stage_job(defs: dg.Definitions, job_name: str, keys: list[dg.AssetKey], partition_key: str | None,

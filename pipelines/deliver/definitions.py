@@ -9,7 +9,7 @@ import dagster as dg
 
 from pipelines.deliver.assets import deliver_assets
 from pipelines.deliver.sensors import retry_sensor
-from pipelines.insights.assets import REPORTS, ReportConfig
+from pipelines.insights.assets import ANOMALIES, REPORTS, ReportConfig
 from pipelines.insights.reports import last_complete_week
 from pipelines.refresh import stage_job
 from pipelines.settings import Settings
@@ -52,7 +52,11 @@ def _weekly_report_schedule(workspace: Workspace, job: dg.UnresolvedAssetJobDefi
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"{workspace.name}: the weekly report and its delivery, Monday 08:00 {workspace.timezone}.",
     )
-    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        failed = failed_insights_run(context.instance, workspace.id)
+        if failed:  # one cause, one alert: the failed insights run alerted already
+            return dg.SkipReason(f"{workspace.id}: its last insights run {failed} failed (the operator was "
+                                 "alerted); no report until its insights succeed")
         # A tick names its week explicitly, so a retried or late run reports the same week.
         tick = context.scheduled_execution_time or datetime.now(timezone.utc)
         week = last_complete_week(tick, workspace.timezone).label
@@ -64,3 +68,13 @@ def _weekly_report_schedule(workspace: Workspace, job: dg.UnresolvedAssetJobDefi
         )
 
     return _schedule
+
+
+def failed_insights_run(instance: dg.DagsterInstance, workspace_id: str) -> str | None:
+    """The id of the workspace's last run of its insights (the run that last set out to materialize its
+    anomalies), if that run failed; else None."""
+    planned = instance.get_latest_planned_materialization_info(ANOMALIES, partition=workspace_id)
+    if planned is None:
+        return None
+    run = instance.get_run_by_id(planned.run_id)
+    return planned.run_id if run is not None and run.status == dg.DagsterRunStatus.FAILURE else None

@@ -240,3 +240,25 @@ def test_every_asset_says_what_it_is_who_owns_it_and_where_it_is_stored(defs):
         assert node.owners, key
         assert "duckdb" in node.kinds or "slack" in node.kinds, (key, node.kinds)
         assert node.kinds & {"dbt", "dlt", "python"}, (key, node.kinds)
+
+
+def test_no_weekly_report_is_launched_for_a_workspace_whose_last_insights_run_failed(defs, instance, tmp_path,
+                                                                                   monkeypatch):
+    """One cause, one alert: the failed insights run alerted the operator; the weekly schedule skips
+    the workspace, naming that run, instead of launching a report run bound to fail too. Other
+    workspaces' ticks still ask for their reports."""
+    from pipelines.run import execute_stage_job, stage_runs
+
+    monkeypatch.setenv("ABOS_HOME", str(tmp_path))  # an empty warehouse: the real insights run fails
+    failing, healthy = list(load_workspaces(load_settings().workspaces_file))[:2]
+    [keys] = [keys for job, _, keys in stage_runs(defs) if job == "insights"]
+    result = execute_stage_job(defs, "insights", keys, failing.id, instance, {}, tags={})
+    assert not result.success
+    schedules = _schedules_by_workspace(defs, [failing, healthy])
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 3, 16, 13, tzinfo=UTC),
+                                        repository_def=defs.get_repository_def())
+    skipped = schedules[failing.id].evaluate_tick(context)
+    assert not skipped.run_requests
+    assert f"{failing.id}: its last insights run {result.run_id} failed" in skipped.skip_message
+    [request] = schedules[healthy.id].evaluate_tick(context).run_requests
+    assert request.partition_key == healthy.id
