@@ -6,8 +6,8 @@ demo, the deployment shapes, the model scenarios) came last and one worker ran t
 other had finished. Longest first (the LPT rule) lets the many short files fill in at the end, so
 both workers finish within about the length of a short file.
 
-SECONDS holds what each long file took on its own on a quiet 2-core machine (`pytest --durations`,
-setup included; docs/testing.md). Only the order depends on them: a file missing here or measured
+SECONDS holds about what each long file takes on a quiet 2-core machine (`pytest --durations`, setup
+included: the fresh-clone CI's figures, or a busy machine's divided by its slowdown; docs/testing.md). Only the order depends on them: a file missing here or measured
 wrong still runs, and files not listed keep their collection order after the listed ones.
 """
 
@@ -25,6 +25,11 @@ SECONDS = {
     "tests/e2e/test_browser.py": 60,
     "tests/integration/test_fx.py": 60,
     "tests/integration/test_analyst_access.py": 45,
+    "tests/integration/test_ingest_dagster.py": 55,
+    "tests/integration/test_run_recovery.py": 50,
+    "tests/integration/test_detection_bench.py": 45,
+    "tests/integration/test_webhook_syncs.py": 35,
+    "tests/unit/test_orchestration.py": 25,
 }
 
 

@@ -4,10 +4,14 @@ import sys
 from pathlib import Path
 
 import psycopg2
+import pytest
 
 from tests.conftest import REPO
 
 
+# The CLI's check of workspace.yaml's code location: in make test, test_orchestration runs the same
+# Definitions.validate_loadable in process, and the demo's browser check loads workspace.yaml in the UI.
+@pytest.mark.slow
 def test_dagster_definitions_validate(abos_home):
     dagster = Path(sys.executable).parent / "dagster"
     result = subprocess.run(
