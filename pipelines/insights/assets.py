@@ -84,7 +84,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
     def anomaly_drivers(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """Rank the dimension values that drove each of one workspace's anomalies."""
         workspace = workspaces.get(context.partition_key)
-        pack = pack_for(workspace.vertical)
+        pack = pack_for(workspace.vertical).watched()  # the slice tables of watched metrics
         found = warehouse.query("select * from insights.anomalies where workspace_id = %s", [workspace.id])
         slices = pd.concat([warehouse.query(
             f"select date, metric, dimension, dimension_value, value from metrics.{table} where workspace_id = %s",
@@ -209,8 +209,8 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
 
 
 def _daily_metrics(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:
-    """The workspace's pack metrics by date, one column each, from the tables the registry names."""
-    pack = pack_for(workspace.vertical)
+    """The workspace's watched pack metrics by date, one column each, from the tables the registry names."""
+    pack = pack_for(workspace.vertical).watched()
     frames = [warehouse.query(
         f"select date, {', '.join(m.column for m in pack.metrics if m.table == table)} from metrics.{table} "
         "where workspace_id = %s order by date", [workspace.id]) for table in pack.tables]

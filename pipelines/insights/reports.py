@@ -186,7 +186,8 @@ def build_report(
 
     Args:
         workspace_id: the workspace.
-        pack: the workspace's vertical pack; its metrics, in order, are the report's rows.
+        pack: the workspace's vertical pack; its watched metrics (`Pack.watched`), in order, are the
+            report's rows.
         daily: the workspace's daily metric frame, one row per local date (a date index, or a
             `date` column) and one column per pack metric, as in `metrics.<vertical>_daily_metrics`.
         week: the ISO week to report, a `Week` or a label such as "2026-W47" (see
@@ -217,6 +218,7 @@ def build_report(
         ValueError: `daily` lacks a pack metric, or an anomaly names a metric the pack does not have.
     """
     week = Week.parse(week) if isinstance(week, str) else week
+    pack = pack.watched()  # metrics dated by week or cohort have no value every day to report
     wording = Wording(locale, currency)
     daily = _daily_by_date(daily, pack)
     weeks = [week.shifted(-back) for back in range(history_weeks - 1, -1, -1)]

@@ -41,7 +41,7 @@ def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str, *,
 
     Args:
         daily: one row per local date (a `date` column), one column per pack metric.
-        pack: the workspace's pack; each metric's sensitivity sets its band.
+        pack: the workspace's pack; each watched metric's (`Pack.watched`) sensitivity sets its band.
         workspace_id: stored on every row and hashed into its id.
         calendar: the workspace's holidays (`calendar.calendar_for`); None knows none.
 
@@ -62,6 +62,7 @@ def find_anomalies(daily: pd.DataFrame, pack: Pack, workspace_id: str, *,
     """
     if daily["date"].nunique() < 2:  # no frequency to tell, nothing to compare with
         return _empty(ANOMALY_COLUMNS)
+    pack = pack.watched()  # metrics dated by week or cohort have no daily series to judge
     series = _daily_grid(daily, pack)
     sensitivity = {metric.name: metric.sensitivity for metric in pack.metrics}
     judged = detect_many(series, sensitivity=sensitivity, calendar=calendar,

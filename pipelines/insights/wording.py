@@ -19,6 +19,7 @@ from babel.dates import format_date
 from babel.numbers import format_decimal
 
 from pipelines.currencies import minor_digits
+from pipelines.packs.pack import COHORT_MONTHS
 
 DEFAULT_LOCALE = "en"
 MINUS = "−"  # a true minus sign, as the drivers' phrases use
@@ -288,13 +289,35 @@ MESSAGES: dict[str, dict[str, str]] = {
         "metric.ltv": "Valor do cliente no tempo de vida (LTV)",
         "dimension.product": "produto", "dimension.country": "país", "dimension.customer_type": "tipo de cliente",
         "dimension.plan": "plano", "dimension.movement_type": "tipo de movimento",
-        "dimension.billing_currency": "moeda de cobrança",
+        "dimension.billing_currency": "moeda de cobrança", "dimension.segment": "segmento RFM",
+        # RFM segments and cohort retention (issue 16; not watched, read by questions)
+        "metric.segment_customers": "Clientes por segmento RFM",
+        "metric.segment_net_sales": "Vendas líquidas por segmento RFM",
+        "metric.cohort_customers": "Clientes conquistados (tamanho da coorte)",
+        "metric.cohort_paying_customers": "Clientes que começaram a pagar (tamanho da coorte)",
+        **{key: text for month in COHORT_MONTHS for key, text in {
+            f"metric.customer_retention_m{month}": f"Retenção de clientes no mês {month}",
+            f"metric.retained_customers_m{month}": f"Clientes da coorte que compraram no mês {month}",
+            f"metric.cohort_customers_m{month}": f"Clientes das coortes que chegaram ao mês {month}",
+            f"metric.revenue_retention_m{month}": f"Retenção de receita no mês {month}",
+            f"metric.cohort_net_sales_m{month}": f"Vendas líquidas das coortes no mês {month}",
+            f"metric.first_month_net_sales_m{month}": f"Vendas líquidas do primeiro mês (coortes no mês {month})",
+            f"metric.logo_retention_m{month}": f"Retenção de clientes no mês {month}",
+            f"metric.retained_logos_m{month}": f"Clientes da coorte pagando no fim do mês {month}",
+            f"metric.cohort_logos_m{month}": f"Clientes das coortes que chegaram ao mês {month}",
+            f"metric.net_revenue_retention_m{month}": f"Retenção líquida de receita no mês {month}",
+            f"metric.cohort_mrr_m{month}": f"MRR das coortes no fim do mês {month}",
+            f"metric.cohort_starting_mrr_m{month}": f"MRR inicial das coortes (no mês {month})",
+        }.items()},
         "rule.band": "faixa", "rule.week_over_week": "semana contra semana",
         # dimension values that are words of ours, not the shop's names
         "value.customer_type.new": "novo", "value.customer_type.returning": "recorrente",
         "value.movement_type.new": "novo", "value.movement_type.expansion": "expansão",
         "value.movement_type.contraction": "contração", "value.movement_type.churn": "cancelamento",
         "value.movement_type.reactivation": "reativação",
+        "value.segment.champions": "campeões", "value.segment.new": "novos", "value.segment.loyal": "leais",
+        "value.segment.promising": "promissores", "value.segment.at_risk": "em risco",
+        "value.segment.needs_attention": "precisam de atenção", "value.segment.hibernating": "hibernando",
         "outlook": "Perspectiva",
         "outlook.line": "{label}: a caminho de {value} neste mês ({change} vs o mês passado)",
         "outlook.no_previous": "{label}: a caminho de {value} neste mês",

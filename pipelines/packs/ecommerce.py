@@ -1,8 +1,10 @@
 """The ecommerce pack: a Shopify store's daily sales, orders and customers (ecommerce_daily_metrics),
 split by product, country and customer type (ecommerce_daily_slices), and its customer base to date
-(ecommerce_customer_metrics: repeat purchase rate, historical LTV)."""
+(ecommerce_customer_metrics: repeat purchase rate, historical LTV); its customers and net sales by RFM
+segment (ecommerce_segment_metrics, split by segment) and its cohorts' month-N retention
+(ecommerce_cohort_metrics); these two are not watched by the anomaly scan or the report."""
 
-from pipelines.packs.pack import Dimension, Metric, Pack
+from pipelines.packs.pack import COHORT_MONTHS, Dimension, Metric, Pack
 
 BURSTY_CHANGE = 1.0  # week over week, lumpy amounts are news only when they double (or vanish)
 
@@ -11,6 +13,33 @@ BY_LINE = ("product", "country", "customer_type")
 BY_ORDER = ("country", "customer_type")
 SLICES = "ecommerce_daily_slices"
 CUSTOMERS = {"table": "ecommerce_customer_metrics", "stock": True}  # levels at the day's end, not split
+# RFM segments, one row per week dated on its snapshot day (its Sunday, or the last data day).
+SEGMENTS = {"table": "ecommerce_segment_metrics", "dimensions": ("segment",), "watched": False}
+# Cohort retention, one row per cohort dated on its first-order month's first day (docs/metrics.md).
+COHORTS = {"table": "ecommerce_cohort_metrics", "watched": False}
+
+
+def _cohort_metrics(month: int) -> tuple[Metric, ...]:
+    """Month-N customer and revenue retention of the cohorts whose month N is complete, and their parts."""
+    def cohort(name: str, label: str, unit: str, **fields) -> Metric:
+        return Metric(f"{name}_m{month}", label, unit, **COHORTS, **fields)
+    return (
+        cohort("customer_retention", f"Month-{month} customer retention", "ratio",
+               ratio=(f"retained_customers_m{month}", f"cohort_customers_m{month}"),
+               synonyms=(f"month {month} retention", f"month {month} customer retention", f"{month}-month retention",
+                         f"{month} month retention", f"retention at month {month}", f"month-{month} retention")),
+        cohort("retained_customers", f"Cohort customers buying in month {month}", "count"),
+        cohort("cohort_customers", f"Cohort customers reaching month {month}", "count"),
+        cohort("revenue_retention", f"Month-{month} revenue retention", "ratio",
+               ratio=(f"cohort_net_sales_m{month}", f"first_month_net_sales_m{month}"),
+               synonyms=(f"month {month} revenue retention", f"{month}-month revenue retention",
+                         f"{month} month revenue retention", f"revenue retention at month {month}",
+                         f"month-{month} revenue retention")),
+        cohort("cohort_net_sales", f"Cohorts' net sales in month {month}", "currency", can_be_negative=True),
+        cohort("first_month_net_sales", f"Cohorts' first-month net sales (month {month} reached)", "currency",
+               can_be_negative=True),
+    )
+
 
 PACK = Pack(
     vertical="ecommerce",
@@ -20,6 +49,8 @@ PACK = Pack(
         Dimension("country", "country", SLICES, synonyms=("countries", "shipping country", "market", "markets")),
         Dimension("customer_type", "customer type", SLICES,
                   synonyms=("customer types", "new vs returning", "new and returning", "new or returning")),
+        Dimension("segment", "RFM segment", "ecommerce_segment_slices",
+                  synonyms=("segments", "rfm segment", "rfm segments", "customer segment", "customer segments")),
     ),
     metrics=(
         Metric("net_sales", "Net sales", "currency", can_be_negative=True, dimensions=BY_LINE,
@@ -45,6 +76,12 @@ PACK = Pack(
                          "customers", "buyers")),
         Metric("returning_customers", "Returning customers", "count", dimensions=("country",),
                synonyms=("returning customer", "repeat customers", "repeat buyers", "customers", "buyers")),
+        Metric("segment_customers", "Customers by RFM segment", "count", stock=True, **SEGMENTS,
+               synonyms=("segment size", "segment sizes", "customers per segment", "customers in each segment",
+                         "customers in segment", "rfm customers")),
+        Metric("segment_net_sales", "Net sales by RFM segment", "currency", can_be_negative=True, **SEGMENTS,
+               synonyms=("segment net sales", "sales per segment", "revenue per segment", "segment revenue",
+                         "segment sales")),
         Metric("customers_to_date", "Customers to date", "count", **CUSTOMERS,
                synonyms=("total customers", "customer base", "all customers", "customers so far")),
         Metric("repeat_customers_to_date", "Repeat customers to date", "count", **CUSTOMERS,
@@ -58,5 +95,8 @@ PACK = Pack(
                ratio=("net_sales_to_date", "customers_to_date"),
                synonyms=("ltv", "lifetime value", "customer lifetime value", "clv", "cltv", "historical ltv",
                          "revenue per customer", "sales per customer")),
+        Metric("cohort_customers", "Customers acquired (cohort size)", "count", **COHORTS,
+               synonyms=("cohort size", "cohort sizes", "customers acquired", "acquired customers")),
+        *(metric for month in COHORT_MONTHS for metric in _cohort_metrics(month)),
     ),
 )

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 UNITS = ("currency", "count", "ratio")
+# Months since acquisition whose retention the cohort metric tables hold (ecommerce_cohort_metrics,
+# saas_cohort_metrics: one column set per month, the same list in their SQL).
+COHORT_MONTHS = (1, 3, 6, 12)
 TERM = re.compile(r"([+-]?)\s*([a-z_][a-z0-9_]*)")
 SIGNED_SUM = re.compile(r"\s*[a-z_][a-z0-9_]*(\s*[+-]\s*[a-z_][a-z0-9_]*)*\s*")
 
@@ -60,6 +63,9 @@ class Metric:
             metrics share ("churn") makes a question ask which one is meant.
         table: its dbt table in the `metrics` schema; empty for the pack's table (filled by `Pack`).
             Its definition is that column's description in the model's YAML (the manifest).
+        watched: whether it has a value every day, so the anomaly scan, drivers and the weekly report
+            follow it; False for metrics dated by a week's snapshot day or a cohort's month (RFM
+            segments, cohort retention), which questions and `metric_values` still read.
     """
 
     name: str
@@ -75,6 +81,7 @@ class Metric:
     unit_value: tuple[str, str] | None = None
     synonyms: tuple[str, ...] = ()
     table: str = ""
+    watched: bool = True
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -211,6 +218,13 @@ class Pack:
             if dimension.name == name:
                 return dimension
         raise LookupError(f"pack {self.vertical!r} has no dimension {name!r}")
+
+    def watched(self) -> Pack:
+        """The pack as the anomaly scan, drivers and weekly reports see it: only its `watched`
+        metrics, those with a value every day."""
+        metrics = tuple(metric for metric in self.metrics if metric.watched)
+        used = {name for metric in metrics for name in metric.dimensions}
+        return replace(self, metrics=metrics, dimensions=tuple(d for d in self.dimensions if d.name in used))
 
     @property
     def metric_names(self) -> tuple[str, ...]:

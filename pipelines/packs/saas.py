@@ -1,7 +1,9 @@
 """The SaaS pack: a Stripe Billing account's MRR, its movements, its customers and its ratios
-(saas_daily_metrics), split by plan, movement type and billing currency (saas_daily_slices)."""
+(saas_daily_metrics), split by plan, movement type and billing currency (saas_daily_slices), and its
+cohorts' month-N logo and net revenue retention (saas_cohort_metrics, not watched by the anomaly scan
+or the report)."""
 
-from pipelines.packs.pack import Dimension, Metric, Pack
+from pipelines.packs.pack import COHORT_MONTHS, Dimension, Metric, Pack
 
 BY_ITEM = ("plan", "billing_currency")
 SLICES = "saas_daily_slices"
@@ -11,6 +13,31 @@ MOVEMENT = {"sensitivity": 3.5, "change_threshold": 1.0}
 # The ratios' parts are levels over the 30 days (or the month) ending each day: a week's figure is
 # its last day's. They are not split by a dimension yet (docs/packs.md).
 WINDOW = {"stock": True}
+# Cohort retention, one row per cohort dated on its first paid month's first day (docs/metrics.md).
+COHORTS = {"table": "saas_cohort_metrics", "watched": False}
+
+
+def _cohort_metrics(month: int) -> tuple[Metric, ...]:
+    """Month-N logo and net revenue retention of the cohorts whose month N is complete, and their parts."""
+    def cohort(name: str, label: str, unit: str, **fields) -> Metric:
+        return Metric(f"{name}_m{month}", label, unit, **COHORTS, **fields)
+    return (
+        cohort("logo_retention", f"Month-{month} logo retention", "ratio",
+               ratio=(f"retained_logos_m{month}", f"cohort_logos_m{month}"),
+               synonyms=(f"month {month} retention", f"month {month} logo retention",
+                         f"month {month} customer retention", f"{month}-month logo retention",
+                         f"{month} month logo retention", f"month-{month} retention")),
+        cohort("retained_logos", f"Cohort customers paying at month {month}'s end", "count"),
+        cohort("cohort_logos", f"Cohort customers reaching month {month}", "count"),
+        cohort("net_revenue_retention", f"Month-{month} net revenue retention", "ratio",
+               ratio=(f"cohort_mrr_m{month}", f"cohort_starting_mrr_m{month}"),
+               synonyms=(f"month {month} retention", f"month {month} net revenue retention", f"month {month} nrr",
+                         f"month {month} revenue retention", f"{month}-month nrr", f"{month} month nrr",
+                         f"month-{month} retention")),
+        cohort("cohort_mrr", f"Cohorts' MRR at month {month}'s end", "currency"),
+        cohort("cohort_starting_mrr", f"Cohorts' starting MRR (month {month} reached)", "currency"),
+    )
+
 
 PACK = Pack(
     vertical="saas",
@@ -83,5 +110,8 @@ PACK = Pack(
         # ARPA / subscriber churn rate: a product of two ratios, so a column of its own, never split.
         Metric("ltv", "Customer lifetime value", "currency", **WINDOW,
                synonyms=("lifetime value", "customer lifetime value", "clv", "cltv")),
+        Metric("cohort_paying_customers", "Customers starting to pay (cohort size)", "count", **COHORTS,
+               synonyms=("cohort size", "cohort sizes", "new paying customers")),
+        *(metric for month in COHORT_MONTHS for metric in _cohort_metrics(month)),
     ),
 )

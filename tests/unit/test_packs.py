@@ -68,8 +68,9 @@ def test_every_metric_dimension_exists_in_its_pack(pack):
     known = {dimension.name for dimension in pack.dimensions}
     for metric in pack.metrics:
         assert set(metric.dimensions) <= known, metric.name
-    # Only the SaaS ratios and their parts (windows over 30 days or the month) and the shop's customer
-    # base to date, listed last, are not split yet (docs/packs.md); every other metric is explained.
+    # Only the SaaS ratios and their parts (windows over 30 days or the month), the shop's customer
+    # base to date and the cohort metrics, listed last, are not split (docs/packs.md); every other
+    # metric is explained.
     unexplained = {metric.name for metric in pack.metrics if not metric.dimensions}
     names = pack.metric_names
     first = "subscriber_churn_rate" if pack.vertical == "saas" else "customers_to_date"
@@ -94,7 +95,7 @@ def test_synonyms_say_which_metrics_a_word_can_mean():
 
 
 def test_pack_dimensions_are_the_ones_the_product_promises():
-    assert [d.name for d in pack_for("ecommerce").dimensions] == ["product", "country", "customer_type"]
+    assert [d.name for d in pack_for("ecommerce").dimensions] == ["product", "country", "customer_type", "segment"]
     assert [d.name for d in pack_for("saas").dimensions] == ["plan", "movement_type", "billing_currency"]
 
 
@@ -162,3 +163,20 @@ def test_a_pack_refuses_a_ratio_of_metrics_it_does_not_sum():
 def test_a_metric_refuses_an_unknown_unit():
     with pytest.raises(ValueError, match="unit 'dollars'"):
         Metric("revenue", "Revenue", "dollars")
+
+
+def test_metrics_dated_by_week_or_cohort_are_read_by_questions_but_not_watched():
+    """RFM segments and cohort retention are registry metrics (questions, metric_values) that the
+    anomaly scan, drivers and the weekly report leave alone: they have no value every day."""
+    ecommerce, saas = pack_for("ecommerce"), pack_for("saas")
+    watched = ecommerce.watched()
+    assert "segment_customers" in ecommerce.metric_names and "segment_customers" not in watched.metric_names
+    assert "customer_retention_m3" not in watched.metric_names and "net_sales" in watched.metric_names
+    assert [d.name for d in watched.dimensions] == ["product", "country", "customer_type"]
+    assert ecommerce.metric("segment_customers").aggregation == "last"
+    assert ecommerce.metric("segment_net_sales").aggregation == "sum"
+    assert ecommerce.metric("customer_retention_m3").ratio == ("retained_customers_m3", "cohort_customers_m3")
+    assert ecommerce.metric("revenue_retention_m12").ratio == ("cohort_net_sales_m12", "first_month_net_sales_m12")
+    assert saas.metric("logo_retention_m1").ratio == ("retained_logos_m1", "cohort_logos_m1")
+    assert saas.metric("net_revenue_retention_m6").ratio == ("cohort_mrr_m6", "cohort_starting_mrr_m6")
+    assert saas.watched().metric_names == tuple(m.name for m in saas.metrics if m.table == "saas_daily_metrics")

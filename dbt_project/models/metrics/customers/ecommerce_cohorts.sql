@@ -140,10 +140,10 @@ final as (
         cast(cohorts.cohort_customers as bigint) as cohort_customers,
         cast(coalesce(monthly.active_customers, 0) as bigint) as active_customers,
         cast(coalesce(monthly.orders, 0) as bigint) as orders,
-        cast(coalesce(monthly.net_sales, 0) as decimal(38, 9)) as net_sales,
+        cast(coalesce(monthly.net_sales, 0) as decimal(38, 4)) as net_sales,
         cast(sum(coalesce(monthly.net_sales, 0)) over (
             partition by months.workspace_id, months.cohort_month order by months.activity_month
-        ) as decimal(38, 9)) as cumulative_net_sales,
+        ) as decimal(38, 4)) as cumulative_net_sales,
         cast(sum(coalesce(monthly.net_sales, 0)) over (
             partition by months.workspace_id, months.cohort_month order by months.activity_month
         ) / cohorts.cohort_customers as decimal(38, 6)) as cumulative_net_sales_per_customer,

@@ -18,7 +18,7 @@ final as (
         segments.previous_segment as from_segment,
         segments.segment as to_segment,
         cast(count(*) as bigint) as customers,
-        cast(sum(segments.monetary) as decimal(38, 9)) as lifetime_net_sales
+        cast(sum(segments.monetary) as decimal(38, 4)) as lifetime_net_sales
     from segments
     inner join first_weeks on first_weeks.workspace_id = segments.workspace_id
     where segments.week_start > first_weeks.first_week

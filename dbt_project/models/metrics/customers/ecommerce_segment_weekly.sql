@@ -17,8 +17,8 @@ final as (
         segments.week_start,
         segments.segment,
         cast(count(*) as bigint) as customers,
-        cast(sum(segments.week_net_sales) as decimal(38, 9)) as week_net_sales,
-        cast(sum(segments.monetary) as decimal(38, 9)) as lifetime_net_sales,
+        cast(sum(segments.week_net_sales) as decimal(38, 4)) as week_net_sales,
+        cast(sum(segments.monetary) as decimal(38, 4)) as lifetime_net_sales,
         -- the window's first week has no week before it to move from
         cast(case when segments.week_start = first_weeks.first_week then null else sum(
             case when segments.previous_segment is null or segments.previous_segment <> segments.segment then 1 else 0 end

@@ -66,7 +66,7 @@ final as (
         -- ARPA / churn: the expected revenue of a customer over their expected lifetime (1 / churn
         -- months); null without churn, where the formula has no finite answer
         cast(case when active_customers > 0 and churned_3m > 0
-            then (mrr / active_customers) * customers_at_start_3m / churned_3m end as decimal(38, 2)) as ltv
+            then (mrr / active_customers) * customers_at_start_3m / churned_3m end as decimal(38, 6)) as ltv
     from smoothed
 )
 

@@ -1,0 +1,19 @@
+{#- RFM segments as registry metrics (pipelines/packs/ecommerce.py): one row per workspace and scored
+    week, dated on the week's snapshot day (its Sunday, or the last data day for the current week):
+    the customers scored and their net sales within the week. ecommerce_segment_slices splits both
+    by segment. -#}
+with segments as (
+    select * from {{ ref('ecommerce_customer_segments') }}
+),
+
+final as (
+    select
+        workspace_id,
+        snapshot_date as date,
+        cast(count(*) as bigint) as segment_customers,
+        cast(sum(week_net_sales) as decimal(38, 4)) as segment_net_sales
+    from segments
+    group by workspace_id, snapshot_date
+)
+
+select * from final

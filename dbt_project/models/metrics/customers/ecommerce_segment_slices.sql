@@ -1,0 +1,26 @@
+{#- ecommerce_segment_metrics split by RFM segment, in the long form of the slice tables
+    (workspace_id, date, metric, dimension, dimension_value, value); zero slices are left out. -#}
+with segments as (
+    select * from {{ ref('ecommerce_customer_segments') }}
+),
+
+by_segment as (
+    select
+        workspace_id,
+        snapshot_date as date,
+        'segment' as dimension,
+        segment as dimension_value,
+        count(*) as segment_customers,
+        sum(week_net_sales) as segment_net_sales
+    from segments
+    group by workspace_id, snapshot_date, segment
+),
+
+final as (
+    {{ slices_long_form([
+        ('by_segment', 'segment_customers', 'segment_customers', none),
+        ('by_segment', 'segment_net_sales', 'segment_net_sales', 'segment_net_sales <> 0'),
+    ]) }}
+)
+
+select * from final
