@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.packs import slice_tables
 from pipelines.settings import Settings, load_settings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces, load_workspaces
@@ -56,7 +57,7 @@ def write_metric_tables(warehouse: Warehouse) -> None:
         sql.execute("create schema if not exists metrics")
         sql.execute("create table metrics.metric_values (workspace_id text, date date, metric text, "
                     "value decimal(38, 6))")
-        for table in ("ecommerce_daily_slices", "saas_daily_slices"):
+        for table in slice_tables():  # the segment slices stay empty
             sql.execute(f"create table metrics.{table} (workspace_id text, date date, metric text, "
                         "dimension text, dimension_value text, value decimal(38, 6))")
         sql.executemany("insert into metrics.metric_values values (%s, %s, %s, %s)", long)

@@ -155,7 +155,9 @@ def resolve(question: str, context: Context, previous: Query | None = None) -> R
     filters, text, problem = _filters(question, text, context)
     if problem:
         return problem
-    found, text = _metrics(text, pack)
+    # the breakdown first, from the words metric phrases would take ("customers per segment")
+    dimensions, singular = _dimensions(text, pack)
+    found, text = _metrics(text, pack, {*dimensions, *(kept.dimension for kept in filters)})
     if isinstance(found, Clarify):
         return found
     not_measured = re.search(NOT_MEASURED, text)
@@ -165,7 +167,6 @@ def resolve(question: str, context: Context, previous: Query | None = None) -> R
         return _unsupported(question, pack, not_measured.group(0) if not_measured else None)
     if len(found) > 4:
         return Unsupported("Ask about at most 4 metrics at a time.", tuple(found[:4]))
-    dimensions, singular = _dimensions(text, pack)
     grain = _grain(text, period)
     order, limit = _order(text, dimensions, singular)
     if previous is not None and set(found) == set(previous.metrics):  # the same question, moved
@@ -220,7 +221,7 @@ def _identifiers(text: str) -> list[str]:
                "sign-ups", "win-backs", "trial-to-paid", "e-mail", "day-by-day", "break-down", "follow-up",
                "new-vs-returning", "co-founder"}
     return [word for word in re.findall(r"\b[a-z0-9]+(?:[-_][a-z0-9]+)+\b", text)
-            if word not in allowed and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", word)]
+            if word not in allowed and not re.fullmatch(r"\d{4}-\d{2}-\d{2}|\d{1,2}-months?|month-\d{1,2}", word)]
 
 
 def _range(period: Period) -> Range:
@@ -309,9 +310,11 @@ def _phrases(pack: Pack) -> dict[str, list[str]]:
     return phrases
 
 
-def _metrics(text: str, pack: Pack) -> tuple[list[str] | Clarify, str]:
+def _metrics(text: str, pack: Pack, split: set[str] = frozenset()) -> tuple[list[str] | Clarify, str]:
     """The metrics `text` names, in the order it names them (longest phrases matched first), and
-    `text` without them; a phrase that names several metrics gives a clarifying question instead."""
+    `text` without them; a phrase that names several metrics gives a clarifying question instead.
+    Of the metrics a phrase names, those split by the asked dimensions (`split`) are meant, or,
+    with none asked, the watched ones: "net sales by segment" is the segments' net sales."""
     found: dict[str, int] = {}
     phrases = _phrases(pack)
     text = _distributed(text, phrases)
@@ -319,6 +322,9 @@ def _metrics(text: str, pack: Pack) -> tuple[list[str] | Clarify, str]:
         pattern = rf"\b{re.escape(phrase)}(?:s|es)?\b"
         while match := re.search(pattern, text):
             names = phrases[phrase]
+            meant = [name for name in names if split <= set(pack.metric(name).dimensions)
+                     and (split or pack.metric(name).watched)]
+            names = meant if len(names) > 1 and meant else names
             if len(names) > 1 and not set(names) & set(found):
                 labels = [pack.metric(name).label for name in names]
                 listed = ", ".join(labels[:-1]) + (", or " if len(labels) > 2 else " or ") + labels[-1]
@@ -426,6 +432,13 @@ def _filters(question: str, text: str, context: Context) -> tuple[list[Filter], 
                 inner = re.search(rf"\b(?:in|billed\s+in|paying\s+in|for)\s+{match.group(1).lower()}\b", text)
                 if inner:
                     keep("billing_currency", match.group(1), inner.span())
+    if "segment" in names:  # "champions", "the at risk segment"; "new" only as "the new segment"
+        for value in sorted(values.get("segment", set()), key=len, reverse=True):
+            words = re.escape(value.replace("_", " "))
+            tail = r"\s+segment\b" if value == "new" else r"(?:\s+segment)?\b"
+            match = re.search(rf"\b(?:(?:in|from|of|for)\s+)?(?:the\s+)?{words}{tail}", text)
+            if match:
+                keep("segment", value, match.span())
     for dimension in ("plan", "product"):
         if dimension not in names:
             continue
