@@ -26,7 +26,8 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_ecommerc
 # Only the ecommerce models (and what they read): the other verticals' models are not under test here.
 ECOMMERCE = ("-s", "+ecommerce_daily_metrics", "+ecommerce_daily_slices", "+customers", "+products",
              "+ecommerce_cohorts", "+ecommerce_segment_weekly", "+ecommerce_segment_moves",
-             "+ecommerce_customer_metrics")
+             "+ecommerce_customer_metrics", "+ecommerce_cohort_metrics", "+ecommerce_segment_metrics",
+             "+ecommerce_segment_slices")
 METRIC_COLUMNS = [
     "workspace_id",
     "date",
@@ -54,6 +55,9 @@ TABLES = {
     "metrics.ecommerce_segment_weekly": "workspace_id, week_start, segment",
     "metrics.ecommerce_segment_moves": "workspace_id, week_start, from_segment, to_segment",
     "metrics.ecommerce_customer_metrics": "workspace_id, date",
+    "metrics.ecommerce_cohort_metrics": "workspace_id, date",
+    "metrics.ecommerce_segment_metrics": "workspace_id, date",
+    "metrics.ecommerce_segment_slices": "workspace_id, date, metric, dimension, dimension_value",
 }
 
 
@@ -357,6 +361,45 @@ def test_rfm_segments_week_by_week(scenarios):
         "new": (1, Decimal("0"), 0), "hibernating": (1, Decimal("0"), 0)}
 
 
+def test_cohort_retention_metrics_count_only_complete_months(scenarios):
+    """ecom-cohorts (see the cohort test): the last data month is March 2026, so months before it
+    are complete. January cohort (2 customers): month 1 is February, complete: Ann bought, so
+    customer retention 1/2; net sales 30 against January's 180, revenue retention 30/180 =
+    0.166667. Month 3 (April) is not reached: parts 0, ratios null. February cohort: month 1 is
+    March, still running: nothing counted yet."""
+    rows = scenarios.query(
+        "select date, cohort_customers, retained_customers_m1, cohort_customers_m1, customer_retention_m1,"
+        " cohort_net_sales_m1, first_month_net_sales_m1, revenue_retention_m1, cohort_customers_m3,"
+        " customer_retention_m3, revenue_retention_m12"
+        " from metrics.ecommerce_cohort_metrics where workspace_id = 'ecom-cohorts' order by date")
+    assert [tuple(r.values()) for r in rows] == [
+        (date(2026, 1, 1), 2, 1, 2, Decimal("0.5"), Decimal("30"), Decimal("180"), Decimal("0.166667"), 0, None, None),
+        (date(2026, 2, 1), 2, 0, 0, None, Decimal("0"), Decimal("0"), None, 0, None, None),
+    ]
+
+
+def test_segment_metrics_and_slices_by_week(scenarios):
+    """ecom-cohorts (see the RFM test): four customers scored each week, dated on the snapshot day.
+    Net sales within the week: 02-23..03-01 Dov's 90.00; 03-02..03-08 Ann's 30.00; 03-09..03-11
+    nothing (Dov's order was cancelled). The slices of the week of 03-02: one customer in each of
+    champions, at_risk, new and hibernating; net sales only in champions (zero slices left out)."""
+    rows = scenarios.query(
+        "select date, segment_customers, segment_net_sales from metrics.ecommerce_segment_metrics"
+        " where workspace_id = 'ecom-cohorts' and date >= '2026-03-01' order by date")
+    assert [tuple(r.values()) for r in rows] == [
+        (date(2026, 3, 1), 4, Decimal("90")), (date(2026, 3, 8), 4, Decimal("30")), (date(2026, 3, 11), 4, Decimal("0"))]
+    slices = scenarios.query(
+        "select metric, dimension, dimension_value, value from metrics.ecommerce_segment_slices"
+        " where workspace_id = 'ecom-cohorts' and date = '2026-03-08' order by metric, dimension_value")
+    assert [tuple(r.values()) for r in slices] == [
+        ("segment_customers", "segment", "at_risk", Decimal("1")),
+        ("segment_customers", "segment", "champions", Decimal("1")),
+        ("segment_customers", "segment", "hibernating", Decimal("1")),
+        ("segment_customers", "segment", "new", Decimal("1")),
+        ("segment_net_sales", "segment", "champions", Decimal("30")),
+    ]
+
+
 def test_customer_base_by_day(scenarios):
     """ecom-cohorts (see the cohort test), levels at each day's end:
       01-10 Ann buys: 1 customer, no repeat, net 100 → 100 per customer
@@ -546,6 +589,37 @@ def test_metrics_reconcile_with_the_sandbox_truth(simulated):
     # the shops did have what this is about
     totals = simulated["truth_after"]["workspaces"]["demo-us-store"]["revenue"]["totals"]
     assert Decimal(totals["refunds"]) > 0 and Decimal(totals["discounts"]) > 0
+
+
+def test_cohorts_agree_with_each_customers_acquisition_in_the_sandbox_truth(simulated):
+    """Per simulated shop and first-order month: the cohort's size and its customers buying in each
+    month since equal the truth's (each person's acquisition day and sold orders, from what the fake
+    API serves); the registry's cohort metrics agree, month-N retention counting complete months."""
+    cohorts, metrics = simulated["full_refresh"]["metrics.ecommerce_cohorts"], \
+        simulated["full_refresh"]["metrics.ecommerce_cohort_metrics"]
+    for workspace in simulated["workspaces"]:
+        truth = simulated["truth_after"]["workspaces"][workspace]["cohorts"]
+        built: dict[str, dict] = {}
+        for row in (r for r in cohorts if r["workspace_id"] == workspace):
+            cohort = built.setdefault(row["cohort_month"][:7], {"customers": row["cohort_customers"], "active": []})
+            cohort["active"].append(row["active_customers"])
+        # the table runs to the last month with a refund too: such a month has no active customers
+        trimmed = {month: {"customers": c["customers"], "active": c["active"][:len(truth[month]["active"])]}
+                   for month, c in built.items() if month in truth}
+        assert built.keys() == truth.keys() and trimmed == truth, workspace
+        assert all(n == 0 for month, c in built.items() for n in c["active"][len(truth[month]["active"]):])
+        assert sum(c["customers"] for c in truth.values()) > 100, workspace  # the shop has cohorts to check
+        last_month = max(r["activity_month"] for r in cohorts if r["workspace_id"] == workspace)
+        for row in (r for r in metrics if r["workspace_id"] == workspace):
+            month = row["date"][:7]
+            assert row["cohort_customers"] == truth[month]["customers"], (workspace, month)
+            year, zero_based = divmod(int(month[:4]) * 12 + int(month[5:]), 12)  # the month after
+            month_1 = f"{year}-{zero_based + 1:02d}-01"
+            if month_1 < last_month:  # complete: the cohort's month 1 is before the shop's last data month
+                assert (row["retained_customers_m1"], row["cohort_customers_m1"]) == (
+                    truth[month]["active"][1], truth[month]["customers"]), (workspace, month)
+            else:
+                assert (row["retained_customers_m1"], row["customer_retention_m1"]) == (0, None), (workspace, month)
 
 
 def test_incremental_run_after_late_changes_equals_a_full_refresh(simulated):

@@ -32,7 +32,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_saas.jso
 THREADS = ("--threads", "8")
 SAAS = (*THREADS, "-s", "+saas_daily_metrics", "+saas_daily_slices", "+saas_customers", "+subscriptions", "+subscription_items", "+invoices",
         "+invoice_lines")
-SAAS = (*SAAS, "+saas_cohorts", "+saas_ltv")  # customer analytics on top of the marts (metrics/customers)
+SAAS = (*SAAS, "+saas_cohorts", "+saas_ltv", "+saas_cohort_metrics")  # customer analytics (metrics/customers)
 INCREMENTAL = (*THREADS, "-s", "mrr_movements", "invoices", "invoice_lines", "int_saas_currency_days",
                "int_saas_retention_daily", "saas_daily_metrics", "saas_daily_slices")
 # Every SaaS table and its key, for the comparisons.
@@ -441,6 +441,26 @@ def test_saas_cohorts_retain_logos_and_revenue_net_and_gross(scenarios):
     ]
 
 
+def test_saas_cohort_metrics_give_month_n_logo_and_revenue_retention(scenarios):
+    """The cohorts of the test above as registry metrics, dated on the cohort month; every month up
+    to November 2026 is complete (the current month is December), month 12 (March 2027) is not:
+    its parts are 0 and its ratios null.
+    saas-moves: month 1 (April) 1 of 1 paying, MRR 150 / 100 = 1.5; month 3 (June) 160 / 100 = 1.6.
+    saas-intervals: month 1 3/3, 320 / 320; month 3 2/3 = 0.666667, 190 / 320 = 0.59375."""
+    D = Decimal
+    rows = {r["workspace_id"]: tuple(normalize(v) if isinstance(v, date) else v for v in list(r.values())[1:])
+            for r in scenarios.query(
+        "select workspace_id, date, cohort_paying_customers, retained_logos_m1, cohort_logos_m1, logo_retention_m1,"
+        " cohort_mrr_m1, cohort_starting_mrr_m1, net_revenue_retention_m1, logo_retention_m3, cohort_mrr_m3,"
+        " net_revenue_retention_m3, cohort_logos_m12, net_revenue_retention_m12 from metrics.saas_cohort_metrics"
+        " where workspace_id in ('saas-moves', 'saas-intervals')")}
+    assert rows == {
+        "saas-moves": ("2026-03-01", 1, 1, 1, D("1"), D("150"), D("100"), D("1.5"), D("1"), D("160"), D("1.6"), 0, None),
+        "saas-intervals": ("2026-03-01", 3, 3, 3, D("1"), D("320"), D("320"), D("1"), D("0.666667"), D("190"),
+                           D("0.59375"), 0, None),
+    }
+
+
 def test_saas_ltv_is_arpa_over_trailing_churn(scenarios):
     """saas-intervals: 3 customers, 320.00 MRR through April; the 130.00 one churns on 05-22.
       March: no one active at its start, no churn → LTV null
@@ -461,9 +481,11 @@ def test_saas_ltv_is_arpa_over_trailing_churn(scenarios):
 
 
 def test_saas_cohorts_same_on_duckdb_and_postgres(duckdb_build, postgres_build):
-    key = "workspace_id, cohort_month, months_since_start"
-    on_duckdb = rows_by_key(duckdb_build["warehouse"], "metrics.saas_cohorts", key)
-    assert on_duckdb and on_duckdb == rows_by_key(postgres_build["warehouse"], "metrics.saas_cohorts", key)
+    for table, key in (("metrics.saas_cohorts", "workspace_id, cohort_month, months_since_start"),
+                       ("metrics.saas_cohort_metrics", "workspace_id, date"),
+                       ("metrics.saas_ltv", "workspace_id, activity_month")):
+        on_duckdb = rows_by_key(duckdb_build["warehouse"], table, key)
+        assert on_duckdb and on_duckdb == rows_by_key(postgres_build["warehouse"], table, key), table
 
 
 # -- both databases, incremental -----------------------------------------------------------------

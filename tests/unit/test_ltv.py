@@ -77,3 +77,18 @@ def test_purchase_histories_count_days_not_orders():
     histories = purchase_histories(orders, "2026-03-31")
     assert histories.loc["ann"].tolist() == [2, 54, 80, 55.0]
     assert histories.loc["ben"].tolist() == [0, 0, 30, 0.0]
+
+
+def test_a_small_shop_is_predicted_without_bias_but_widely():
+    """Ten businesses of 225 customers (tiny's Brazilian store), simulated from the same stationary
+    parameters: the predicted next year's spend over what they then spent is about right in the
+    median, but one shop's total can be off by half or more (docs/metrics.md, "Lifetime value":
+    measured over 20 seeds, median 1.07, 0.63 to 1.72). Small data makes the total noisy, not high."""
+    ratios = []
+    for seed in range(1, 11):
+        customers = simulate(225, seed)
+        predicted = predict_value(customers, days=HOLDOUT)
+        ratios.append(predicted["predicted_value"].sum() / customers["holdout_value"].sum())
+    assert 0.85 < float(np.median(ratios)) < 1.25, ratios
+    assert max(ratios) / min(ratios) > 1.5, ratios  # the spread the docs warn of
+    assert all(0.4 < ratio < 2.5 for ratio in ratios), ratios

@@ -10,7 +10,9 @@ The revenue definitions are the ones docs/metrics.md states (see docs/simulator-
 - refunds = Σ refund line items' subtotalSet (no tax, no shipping), dated by the refund's createdAt;
 - net_sales = gross_sales − discounts − refunds;
 - a person is lower(email); new = first included order that day, returning = ordered that day and
-  had an included order on an earlier day.
+  had an included order on an earlier day;
+- a person's cohort is the month of their first included order (their acquisition day); a cohort's
+  active customers in a month are its persons with an included order that month.
 """
 
 from __future__ import annotations
@@ -45,6 +47,23 @@ class _LocalDays:
         return found
 
 
+def _cohorts(first_day: dict[str, str], months: dict[str, set[str]]) -> dict[str, dict[str, Any]]:
+    """Per cohort month (YYYY-MM of each person's acquisition day): its `customers` and `active`,
+    the persons buying in each month since the cohort month (0 = the cohort month), up to the last
+    month with an included order."""
+    def index(month: str) -> int:
+        return int(month[:4]) * 12 + int(month[5:7])
+    last = max((index(month) for seen in months.values() for month in seen), default=0)
+    cohorts: dict[str, dict[str, Any]] = {}
+    for person, day in first_day.items():
+        start = index(day[:7])
+        cohort = cohorts.setdefault(day[:7], {"customers": 0, "active": [0] * (last - start + 1)})
+        cohort["customers"] += 1
+        for month in months[person]:
+            cohort["active"][index(month) - start] += 1
+    return dict(sorted(cohorts.items()))
+
+
 def _empty_day() -> dict[str, int]:
     return dict.fromkeys(MONEY_FIELDS + COUNT_FIELDS, 0)
 
@@ -62,6 +81,7 @@ def shop_truth(store: SandboxStore, workspace: str, tz: str, start: date, curren
     days: dict[str, dict[str, int]] = {}
     first_day: dict[str, str] = {}  # person -> day of their first included order
     counted_day: dict[str, str] = {}  # person -> last day they were counted as new or returning
+    months: dict[str, set[str]] = {}  # person -> the months (YYYY-MM) of their included orders
 
     for order in store.iter_objects(workspace, SOURCE, "order"):
         body = order.body
@@ -91,6 +111,7 @@ def shop_truth(store: SandboxStore, workspace: str, tz: str, start: date, curren
             totals["discounts"] += sum(bag_cents(a["allocatedAmountSet"]) for a in line["discountAllocations"])
             totals["units"] += line["quantity"]
         person = (body.get("email") or "").lower()
+        months.setdefault(person, set()).add(day[:7])
         if person not in first_day:
             first_day[person] = counted_day[person] = day
             totals["new_customers"] += 1
@@ -113,6 +134,7 @@ def shop_truth(store: SandboxStore, workspace: str, tz: str, start: date, curren
     aov = (2 * sold + total["orders"]) // (2 * total["orders"]) if total["orders"] else 0  # half up
     return {
         "counts": counts,
+        "cohorts": _cohorts(first_day, months),
         "sums": {name: decimal_string(value, digits) for name, value in sums.items()},
         "revenue": {
             "totals": {**_formatted(total, digits), "aov": decimal_string(aov, digits)},
