@@ -37,10 +37,15 @@ COUNTRY = [(2, "US", 100, 10, 1), (3, "US", 50, 5, 2), (3, "DE", 160, 16, 4)]
 # SaaS: MRR and active customers, levels at each day's end; by plan, Starter falls to 0 on Nov 4.
 SAAS_DAYS = {2: (1000, 10), 3: (1100, 11), 4: (1050, 10)}
 PLANS = [(2, "Team", 1000), (3, "Team", 600), (3, "Starter", 500), (4, "Team", 1050)]
+# RFM segments of "shop" on two weeks' snapshot days (Sundays Nov 8 and 15): customers and the
+# week's net sales per segment (the at_risk net sales of 0 are left out of the slices).
+SEGMENTS = [(8, "champions", 3, 300), (8, "at_risk", 2, 0), (15, "champions", 4, 250), (15, "hibernating", 1, 20)]
+# Cohorts of "shop", dated on their month: (month, customers buying in month 1, cohort customers).
+COHORTS = [(date(2026, 9, 1), 3, 10), (date(2026, 10, 1), 1, 5)]
 
 
 def write_metric_tables(warehouse: Warehouse) -> None:
-    """metrics.metric_values and the two slice tables, holding DAYS, COUNTRY, SAAS_DAYS and PLANS."""
+    """metrics.metric_values and the slice tables, holding DAYS, COUNTRY, SAAS_DAYS, PLANS, SEGMENTS and COHORTS."""
     long, slices = [], []
     for day, (gross, discounts, orders) in DAYS.items():
         long += [("shop", NOV[day], "gross_sales", gross), ("shop", NOV[day], "discounts", discounts),
@@ -53,16 +58,27 @@ def write_metric_tables(warehouse: Warehouse) -> None:
                    [("gross_sales", gross), ("discounts", discounts), ("orders", orders),
                     ("net_sales", gross - discounts)]]
     saas_slices = [("saas", NOV[day], "mrr", "plan", plan, mrr) for day, plan, mrr in PLANS]
+    for day in sorted({day for day, *_ in SEGMENTS}):
+        week = [(segment, customers, sales) for d, segment, customers, sales in SEGMENTS if d == day]
+        long += [("shop", NOV[day], "segment_customers", sum(c for _, c, _ in week)),
+                 ("shop", NOV[day], "segment_net_sales", sum(s for _, _, s in week))]
+    segment_slices = [row for day, segment, customers, sales in SEGMENTS for row in (
+        ("shop", NOV[day], "segment_customers", "segment", segment, customers),
+        ("shop", NOV[day], "segment_net_sales", "segment", segment, sales)) if row[-1] != 0]
+    for month, retained, customers in COHORTS:
+        long += [("shop", month, "retained_customers_m1", retained), ("shop", month, "cohort_customers_m1", customers)]
     with warehouse.transaction() as sql:
         sql.execute("create schema if not exists metrics")
         sql.execute("create table metrics.metric_values (workspace_id text, date date, metric text, "
                     "value decimal(38, 6))")
-        for table in slice_tables():  # the segment slices stay empty
+        for table in slice_tables():
             sql.execute(f"create table metrics.{table} (workspace_id text, date date, metric text, "
                         "dimension text, dimension_value text, value decimal(38, 6))")
         sql.executemany("insert into metrics.metric_values values (%s, %s, %s, %s)", long)
         sql.executemany("insert into metrics.ecommerce_daily_slices values (%s, %s, %s, %s, %s, %s)", slices)
         sql.executemany("insert into metrics.saas_daily_slices values (%s, %s, %s, %s, %s, %s)", saas_slices)
+        sql.executemany("insert into metrics.ecommerce_segment_slices values (%s, %s, %s, %s, %s, %s)",
+                        segment_slices)
 
 
 def metric_tables_home(home: Path, warehouse_url: str | None = None, env: dict[str, str] | None = None

@@ -75,6 +75,27 @@ def test_a_breakdown_and_a_filter_on_the_slices(warehouse):
     assert kept["orders"].tolist() == [4]
 
 
+def test_segments_are_read_on_the_last_snapshot_and_cohorts_add_up_their_parts(warehouse):
+    """tests/metric_tables.py: segment snapshots on Sundays Nov 8 and 15. Customers by segment over
+    Nov 1-15 are Nov 15's (champions 4, hibernating 1; the at_risk customers of Nov 8 are gone);
+    their net sales add up the weeks: champions 300 + 250, hibernating 20 (at_risk, with no customer
+    left and no net sales, is no row). Month-1 retention of the
+    September and October cohorts: (3 + 1) / (10 + 5)."""
+    weeks = {"start": NOV[1], "end": NOV[15]}
+    found = run(warehouse, query(metrics=("segment_customers", "segment_net_sales"), dimensions=("segment",),
+                                 range=weeks), SHOP, "shop").set_index("dimension_value")
+    assert found["segment_customers"].to_dict() == {"champions": 4, "hibernating": 1}
+    assert found["segment_net_sales"].to_dict() == {"champions": 550, "hibernating": 20}
+    total = run(warehouse, query(metrics=("segment_customers",), range=weeks), SHOP, "shop")
+    assert total["segment_customers"].tolist() == [5]
+    champions = run(warehouse, query(metrics=("segment_net_sales",), range=weeks,
+                                     filters=({"dimension": "segment", "values": ("champions",)},)), SHOP, "shop")
+    assert champions["segment_net_sales"].tolist() == [550]
+    cohorts = run(warehouse, query(metrics=("customer_retention_m1",), range={"start": "2026-09-01",
+                                                                             "end": "2026-10-31"}), SHOP, "shop")
+    assert cohorts["customer_retention_m1"].tolist() == [pytest.approx(4 / 15)]
+
+
 def test_the_workspace_is_a_parameter_and_every_table_a_metrics_table():
     hostile = "shop' or '1'='1"
     for statement in compile_query(query(metrics=("net_sales", "aov"), dimensions=("country",),
