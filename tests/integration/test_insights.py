@@ -392,8 +392,8 @@ def test_the_slice_tables_split_exactly_the_registrys_metrics_by_their_dimension
             assert found <= declared, table
             # zero slices are left out: a declared split is missing only where the metric is always 0
             for metric, _ in declared - found:
-                assert built.warehouse.query(f"select sum(abs({metric})) as total from metrics.{pack.table}")[
-                    "total"].iloc[0] == 0, (table, metric)
+                assert built.warehouse.query(f"select sum(abs({metric})) as total from metrics."
+                                             f"{pack.metric(metric).table}")["total"].iloc[0] == 0, (table, metric)
 
 
 ASKED_AT = datetime(2026, 11, 25, 20, tzinfo=timezone.utc)  # Wednesday afternoon in New York and Los Angeles
@@ -434,6 +434,19 @@ def test_answers_to_questions_match_the_metric_tables(built):
     october_31 = saas.set_index("date").loc[date(2026, 10, 31)]
     answer = ask("ARPA last month", workspaces.get("demo-saas"), warehouse, now=ASKED_AT)
     assert answer.values[0]["arpa"] == pytest.approx(october_31["mrr"] / october_31["active_customers"])
+    # RFM segments: last week's figure of a level is its snapshot's (Sunday Nov 22)
+    answer = ask("customers by segment last week", workspaces.get("demo-us-store"), warehouse, now=ASKED_AT)
+    segments = warehouse.query("select dimension_value, value from metrics.ecommerce_segment_slices where "
+                               "workspace_id = 'demo-us-store' and metric = 'segment_customers' and date = '2026-11-22'")
+    assert answer.query["metrics"] == ["segment_customers"] and len(segments) >= 4
+    assert {row["dimension_value"]: row["segment_customers"] for row in answer.values} == pytest.approx(
+        dict(zip(segments["dimension_value"], segments["value"].astype(float))))
+    # cohort retention: this year's cohorts' parts added up, the cohorts still in month 1 counting in neither
+    answer = ask("month 1 retention this year", workspaces.get("demo-us-store"), warehouse, now=ASKED_AT)
+    parts = warehouse.query("select sum(retained_customers_m1) as kept, sum(cohort_customers_m1) as cohort from "
+                            "metrics.ecommerce_cohort_metrics where workspace_id = 'demo-us-store' and date >= '2026-01-01'")
+    assert parts["cohort"].iloc[0] > 0
+    assert answer.values[0]["customer_retention_m1"] == pytest.approx(parts["kept"].iloc[0] / parts["cohort"].iloc[0])
     answer = ask("MRR by plan last week", workspaces.get("demo-saas"), warehouse, now=ASKED_AT)
     plans = warehouse.query("select dimension_value, value from metrics.saas_daily_slices where workspace_id = "
                             "'demo-saas' and dimension = 'plan' and metric = 'mrr' and date = '2026-11-22'")
