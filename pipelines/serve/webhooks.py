@@ -184,6 +184,7 @@ class InboxWriter:
         try:
             held.enter_context(self.warehouse.write_lock(timeout=self.lock_timeout))
             self._connection = held.enter_context(contextlib.closing(self.warehouse.duckdb_connection()))
+            self._connection.execute("set threads = 1")  # small inserts: more threads only cost CPU
         except BaseException:
             held.close()
             raise
