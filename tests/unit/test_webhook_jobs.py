@@ -3,9 +3,9 @@ workspace and provider, and the ordinary sync for a burst too large to read by i
 
 from __future__ import annotations
 
-from pipelines.ingest.shopify import targets_by_type
 import dagster as dg
 
+from pipelines.ingest.shopify import targets_by_type
 from pipelines.webhook_jobs import MAX_TARGETS, dbt_downstream, named_objects, sync_requests
 
 JOBS = {"shopify": ("webhook_sync_shopify", "ingest_shopify"), "stripe": ("webhook_sync_stripe", "ingest_stripe")}
@@ -77,7 +77,7 @@ def test_a_refresh_rebuilds_the_models_downstream_of_the_synced_connector_only()
     specs = [model("stg_a", "raw_a"), model("stg_b", "raw_b"), model("mart", "stg_a", "stg_b"),
              model("metric", "mart"), model("stg_c", "raw_c")]
     stages = [dg.Definitions(assets=[dg.multi_asset(specs=specs, name="dbt_models")(lambda: None)])]
-    names = lambda keys: [key.to_user_string() for key in keys]  # noqa: E731
+    names = lambda keys: [key.to_user_string() for key in keys]
     assert names(dbt_downstream(stages, {dg.AssetKey("raw_a")})) == ["mart", "metric", "stg_a"]
     assert names(dbt_downstream(stages, {dg.AssetKey("raw_b")})) == ["mart", "metric", "stg_b"]
     assert names(dbt_downstream(stages, {dg.AssetKey("raw_c")})) == ["stg_c"]
