@@ -60,17 +60,20 @@ def metadata(result: dg.ExecuteInProcessResult, table: str) -> dict:
     return {key: value.value for key, value in event.materialization.metadata.items()}
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=[pytest.mark.slow,
+                                                                                    pytest.mark.postgres])])
+def world(request, tmp_path_factory):
     """A warehouse synced once (the scheduled way), then a half day of sandbox changes delivered to
-    the gateway with misbehaviour, plus a late notification of an older order state; the webhook
-    sensors' runs executed through the real Definitions."""
+    the gateway with misbehaviour, plus a late notification of an older order state and an order
+    deleted; the webhook sensors' runs executed through the real Definitions. On DuckDB in
+    `make test`; the same chain on Postgres behind `slow` (minutes: a second warehouse)."""
     from pipelines.sandbox.server import build_store
 
     root = tmp_path_factory.mktemp("webhook_syncs")
     store = build_store(root / "tiny.sqlite", size="tiny", seed=7, as_of=AS_OF)
+    url = request.getfixturevalue("new_pg_database")() if request.param == "postgres" else None
     with pytest.MonkeyPatch.context() as monkeypatch, \
-            serving(store, SPECS, root / "abos", None, monkeypatch) as (settings, sandbox):
+            serving(store, SPECS, root / "abos", url, monkeypatch) as (settings, sandbox):
         info = sandbox.connection_info()
         config = yaml.safe_load(settings.workspaces_file.read_text())
         for item in config["workspaces"]:
