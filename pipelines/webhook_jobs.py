@@ -134,8 +134,9 @@ def webhook_definitions(stages: Sequence[dg.Definitions], workspaces: Workspaces
             description=f"Re-read the {provider} objects webhooks named, by id (the webhook_syncs sensor)."))
         ops[provider] = (name, assets.node_def.name)
         connectors[provider] = {w.id for w in workspaces.by_connector(provider)}
+    dbt_keys = [spec.key for spec in _dbt_specs(stages)]
     transform = dg.define_asset_job(
-        "webhook_transform", selection=dg.AssetSelection.assets(*[spec.key for spec in _dbt_specs(stages)]),
+        "webhook_transform", selection=dg.AssetSelection.assets(*dbt_keys),
         description="The dbt refresh after webhook syncs (the webhook_transform sensor).")
     anomalies = dg.define_asset_job(
         "webhook_anomalies", selection=dg.AssetSelection.assets(ANOMALIES).without_checks(),
@@ -177,6 +178,10 @@ def webhook_definitions(stages: Sequence[dg.Definitions], workspaces: Workspaces
         # no SaaS model); their incremental daily tables then rebuild only the days that changed.
         selected = sorted({key for record in done for key in models.get(record.dagster_run.job_name, [])},
                           key=lambda key: key.to_user_string())
+        # ...once every other model has been built (a first refresh before any build builds them all).
+        others = [key for key in dbt_keys if key not in set(selected)]
+        if not selected or any(event is None for event in instance.get_latest_materialization_events(others).values()):
+            selected = None
         return dg.RunRequest(run_key=f"webhook-transform:{newest.dagster_run.run_id}", asset_selection=selected,
                              tags={STEP_TAG: "transform", WORKSPACES_TAG: ",".join(touched)})
 

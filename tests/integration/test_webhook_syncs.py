@@ -280,8 +280,9 @@ def test_every_changed_order_and_subscription_shows_its_current_state_in_the_mar
 def test_one_dbt_refresh_for_both_workspaces_then_their_anomaly_checks(refreshed):
     (request,) = refreshed["transform"].run_requests
     assert request.tags[WORKSPACES_TAG] == f"{SAAS},{SHOP}"
-    models = {key.path[-1] for key in request.asset_selection}  # both connectors synced: both chains
-    assert {"orders", "ecommerce_daily_metrics", "subscriptions", "saas_daily_metrics"} <= models
+    # Nothing was built in this Dagster instance yet: the first webhook refresh builds every model
+    # (later ones only those downstream of the synced connectors: test_webhook_jobs, the freshness bench).
+    assert request.asset_selection is None
     assert refreshed["after_transform"].run_requests == []  # nothing synced since
     assert sorted(refreshed["anomaly_runs"]) == [SAAS, SHOP]
     for workspace_id, result in refreshed["anomaly_runs"].items():
