@@ -180,7 +180,8 @@ def webhook_definitions(stages: Sequence[dg.Definitions], workspaces: Workspaces
                           key=lambda key: key.to_user_string())
         # ...once every other model has been built (a first refresh before any build builds them all).
         others = [key for key in dbt_keys if key not in set(selected)]
-        if not selected or any(event is None for event in instance.get_latest_materialization_events(others).values()):
+        built = instance.get_latest_materialization_events(others)  # keys never materialized: absent or None
+        if not selected or any(built.get(key) is None for key in others):
             selected = None
         return dg.RunRequest(run_key=f"webhook-transform:{newest.dagster_run.run_id}", asset_selection=selected,
                              tags={STEP_TAG: "transform", WORKSPACES_TAG: ",".join(touched)})
