@@ -368,3 +368,15 @@ def test_duckdb_file_is_kept_between_batches_and_let_go_when_another_process_wai
         assert time.monotonic() - waited < 20  # well before the 30 s linger
         assert deliver(url, 2) == 200  # the gateway takes the file again
     assert [r["delivery_id"] for r in inbox(warehouse)] == [f"evt_kept_{n}" for n in range(3)]
+
+
+@pytest.mark.slow  # the benchmark harness: a gateway process of its own
+def test_the_webhook_bench_counts_every_delivery_it_sent_and_stored(tmp_path, monkeypatch):
+    """`abos bench --webhooks`, briefly: `abos serve` in its own process on a fresh DuckDB warehouse;
+    every event sent is answered and stored, and both processes' CPU per webhook is reported."""
+    from pipelines.bench.webhooks import run_webhook_bench
+
+    monkeypatch.setenv("ABOS_HOME", str(tmp_path))
+    result = run_webhook_bench(rate=50, seconds=2, progress=lambda _: None)
+    assert (result["sent"], result["statuses"], result["stored"], result["lost"]) == (100, {"200": 100}, 100, 0)
+    assert result["gateway_cpu_ms_per_webhook"] > 0 and result["load_generator_cpu_ms_per_webhook"] > 0
