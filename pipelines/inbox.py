@@ -9,6 +9,7 @@ is written once. `inbox_id` grows with arrival and is the sensor's cursor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,17 +63,26 @@ _created: set[str] = set()  # warehouses whose inbox table this process has made
 def write(warehouse: Warehouse, deliveries: list[Delivery], lock_timeout: float | None = None,
           connection: Any = None) -> None:
     """Insert the deliveries, ignoring any already there (and repeats within the batch), in one statement
-    and one transaction: on `connection` when given (a Postgres connection the caller keeps open),
-    else on a connection of its own."""
+    and one transaction: on `connection` when given (a connection the caller keeps open; on DuckDB
+    the caller holds the write lock), else on a connection of its own."""
     unique = list({(d.workspace_id, d.provider, d.delivery_id): d for d in reversed(deliveries)}.values())
     unique.reverse()  # keep the first arrival of each, in arrival order
     if not unique:
         return
     url = warehouse.location
     try:
-        if connection is not None:
+        if connection is not None and warehouse.kind == "postgres":
             with connection, connection.cursor() as cursor:  # commits, or rolls back on error
                 _insert(Statements(cursor, "%s"), unique, url)
+        elif connection is not None:  # DuckDB, the caller holding the write lock
+            connection.execute("begin")
+            try:
+                _insert(Statements(connection, "?"), unique, url)
+                connection.execute("commit")
+            except BaseException:
+                with contextlib.suppress(Exception):  # the caller drops a connection that failed
+                    connection.execute("rollback")
+                raise
         else:
             with warehouse.transaction(lock_timeout=lock_timeout) as statements:
                 _insert(statements, unique, url)

@@ -124,6 +124,7 @@ def overdue_steps(instance: dg.DagsterInstance, runs: list[dg.DagsterRun], timeo
 def _dead_worker(instance: dg.DagsterInstance, record: RunRecord) -> int | None:
     """The pid of the run's process if it is known, on this machine, and gone; else None."""
     run = record.dagster_run
+    started = record.create_timestamp.timestamp()  # the worker existed by then
     if PID_TAG in run.tags:
         if run.tags.get(HOST_TAG) != socket.gethostname():
             return None  # another machine's run: only that machine can tell
@@ -136,11 +137,14 @@ def _dead_worker(instance: dg.DagsterInstance, record: RunRecord) -> int | None:
         if event is None or event.pid is None:
             return None  # not started yet: Dagster's start timeout covers it
         pid = event.pid
+        # The daemon starts the worker when the run leaves the queue, seconds or minutes after the
+        # run was created: the worker existed when it logged the start, not when the run was queued.
+        started = starts[0].event_log_entry.timestamp
     else:
         return None
     try:
-        # A pid reused by a process started after the run is not the run's.
-        alive = psutil.Process(pid).create_time() <= record.create_timestamp.timestamp() + 1
+        # A pid reused by a process started after the run's worker is not the run's.
+        alive = psutil.Process(pid).create_time() <= started + 1
     except psutil.NoSuchProcess:
         alive = False
     return None if alive else pid

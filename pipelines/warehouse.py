@@ -158,23 +158,44 @@ class Warehouse(dg.ConfigurableResource):
         lock_path = self.lock_path
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "w") as handle:
-            if timeout is None:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            else:
-                deadline = time.monotonic() + timeout
-                while True:
-                    try:
-                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise TimeoutError(f"the warehouse {lock_path.with_suffix('.duckdb').name} "
-                                               f"stayed locked by another writer for {timeout:g}s") from None
-                        time.sleep(0.01)
+            # While it waits, this process holds a shared lock on the `.waiting` file: a holder that
+            # keeps the file across batches (the webhook gateway) sees it and lets go (others_waiting).
+            with open(self._waiting_path, "w") as waiting:
+                fcntl.flock(waiting, fcntl.LOCK_SH)
+                if timeout is None:
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                else:
+                    deadline = time.monotonic() + timeout
+                    while True:
+                        try:
+                            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                            break
+                        except BlockingIOError:
+                            if time.monotonic() >= deadline:
+                                raise TimeoutError(f"the warehouse {lock_path.with_suffix('.duckdb').name} "
+                                                   f"stayed locked by another writer for {timeout:g}s") from None
+                            time.sleep(0.01)
             try:
                 yield handle.fileno()
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @property
+    def _waiting_path(self) -> Path:
+        return self.duckdb_path.with_suffix(".waiting")
+
+    def others_waiting(self) -> bool:
+        """On DuckDB, whether another caller of `write_lock` is waiting for it now (for a holder that keeps
+        the lock across several writes: it should let go). Always False on Postgres."""
+        if self.kind != "duckdb":
+            return False
+        with open(self._waiting_path, "w") as waiting:
+            try:
+                fcntl.flock(waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(waiting, fcntl.LOCK_UN)
+            return False
 
     def ensure_reachable(self) -> None:
         """Fail within seconds, naming ABOS_WAREHOUSE_URL (password masked), when Postgres cannot be reached.
@@ -336,6 +357,13 @@ class Warehouse(dg.ConfigurableResource):
         if self.kind != "postgres":
             raise SettingsError(f"ABOS_WAREHOUSE_URL={self.redacted} is not a Postgres URL")
         return psycopg2.connect(self.location)
+
+    def duckdb_connection(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to a DuckDB warehouse, for a caller that holds `write_lock` while it keeps the
+        connection open (the webhook gateway between batches); the caller closes it."""
+        if self.kind != "duckdb":
+            raise SettingsError(f"ABOS_WAREHOUSE_URL={self.redacted} is not a DuckDB URL")
+        return self._duckdb()
 
     def _duckdb(self) -> duckdb.DuckDBPyConnection:
         path = self.duckdb_path

@@ -7,10 +7,10 @@ refresh and the anomaly check of the workspaces they touched (docs/webhooks.md).
    and the objects they name); run keys come from the inbox ids, so a tick evaluated twice starts
    nothing twice. A burst naming more than `MAX_TARGETS` objects gets the ordinary sync (changes
    since the cursor) instead, which reads many objects more cheaply.
-2. **`webhook_transform`** requests one dbt refresh (the same `dbt build` of the dbt assets the
-   6-hourly refresh runs, incremental models included) once such syncs succeed: one run for every
-   sync that finished since its last request, and none while a previous one is still in flight
-   (the next one covers what lands meanwhile).
+2. **`webhook_transform`** requests one dbt refresh once such syncs succeed: the `dbt build` of the
+   models downstream of the connectors those syncs loaded (incremental models included), one run
+   for every sync that finished since its last request, and none while a previous one is still in
+   flight (the next one covers what lands meanwhile).
 3. **`webhook_anomalies`** requests the anomaly check of each workspace that dbt run touched.
 
 The scheduled refresh stays, as the reconciliation that catches what no webhook announced.
@@ -44,12 +44,15 @@ IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dag
 
 def named_objects(row: dict[str, Any]) -> list[str]:
     """What one inbox row says changed: a Stripe event id, or a Shopify object's global id (a refund's
-    order). Compliance topics and topics no connector reads name nothing."""
+    order; a deleted order, which the targeted sync then finds gone). Compliance topics and topics
+    no connector reads name nothing."""
     if row["provider"] == "stripe":
         return [row["delivery_id"]]
     topic, payload = row["topic"], row["payload"]
     if topic.startswith("refunds/") and payload.get("order_id"):
         return [f"gid://shopify/Order/{payload['order_id']}"]
+    if topic == "orders/delete" and str(payload.get("id") or "").isdigit():  # its body is only the id
+        return [f"gid://shopify/Order/{payload['id']}"]
     gid = payload.get("admin_graphql_api_id")
     if topic.startswith(SHOPIFY_TYPES) and isinstance(gid, str) and gid.startswith("gid://shopify/"):
         return [gid]
@@ -97,27 +100,43 @@ def _ingest_assets(stages: Sequence[dg.Definitions], provider: str) -> dg.Assets
     return None
 
 
-def _dbt_keys(stages: Sequence[dg.Definitions]) -> list[dg.AssetKey]:
-    return [spec.key for stage in stages for assets in stage.assets or []
+def _dbt_specs(stages: Sequence[dg.Definitions]) -> list[dg.AssetSpec]:
+    return [spec for stage in stages for assets in stage.assets or []
             if isinstance(assets, dg.AssetsDefinition) for spec in assets.specs if "dbt" in spec.kinds]
+
+
+def dbt_downstream(stages: Sequence[dg.Definitions], roots: set[dg.AssetKey]) -> list[dg.AssetKey]:
+    """The dbt models that read `roots` (a connector's raw tables), directly or through other models:
+    what a refresh after that connector's syncs must rebuild. The others' inputs did not change."""
+    specs, found = _dbt_specs(stages), set()
+    grown = True
+    while grown:
+        grown = False
+        for spec in specs:
+            if spec.key not in found and any(dep.asset_key in roots or dep.asset_key in found for dep in spec.deps):
+                found.add(spec.key)
+                grown = True
+    return sorted(found, key=lambda key: key.to_user_string())
 
 
 def webhook_definitions(stages: Sequence[dg.Definitions], workspaces: Workspaces,
                         settings: Settings) -> dg.Definitions:
     """The jobs the webhook sensors start, and the three sensors."""
-    sync_jobs, ops, connectors = [], {}, {}
+    sync_jobs, ops, connectors, models = [], {}, {}, {}
     for provider in ("shopify", "stripe"):
         assets = _ingest_assets(stages, provider)
         if assets is None:
             continue
         name = f"webhook_sync_{provider}"
+        models[name] = dbt_downstream(stages, set(assets.keys))
         sync_jobs.append(dg.define_asset_job(
             name, selection=dg.AssetSelection.assets(*assets.keys).without_checks(),
             description=f"Re-read the {provider} objects webhooks named, by id (the webhook_syncs sensor)."))
         ops[provider] = (name, assets.node_def.name)
         connectors[provider] = {w.id for w in workspaces.by_connector(provider)}
+    dbt_keys = [spec.key for spec in _dbt_specs(stages)]
     transform = dg.define_asset_job(
-        "webhook_transform", selection=dg.AssetSelection.assets(*_dbt_keys(stages)),
+        "webhook_transform", selection=dg.AssetSelection.assets(*dbt_keys),
         description="The dbt refresh after webhook syncs (the webhook_transform sensor).")
     anomalies = dg.define_asset_job(
         "webhook_anomalies", selection=dg.AssetSelection.assets(ANOMALIES).without_checks(),
@@ -155,7 +174,16 @@ def webhook_definitions(stages: Sequence[dg.Definitions], workspaces: Workspaces
         newest = max(done, key=lambda record: record.update_timestamp)
         context.update_cursor(str(newest.update_timestamp.timestamp()))
         touched = sorted({record.dagster_run.tags[PARTITION_TAG] for record in done})
-        return dg.RunRequest(run_key=f"webhook-transform:{newest.dagster_run.run_id}",
+        # Only the models downstream of the connectors those syncs loaded (a shop's webhooks rebuild
+        # no SaaS model); their incremental daily tables then rebuild only the days that changed.
+        selected = sorted({key for record in done for key in models.get(record.dagster_run.job_name, [])},
+                          key=lambda key: key.to_user_string())
+        # ...once every other model has been built (a first refresh before any build builds them all).
+        others = [key for key in dbt_keys if key not in set(selected)]
+        built = instance.get_latest_materialization_events(others)  # keys never materialized: absent or None
+        if not selected or any(built.get(key) is None for key in others):
+            selected = None
+        return dg.RunRequest(run_key=f"webhook-transform:{newest.dagster_run.run_id}", asset_selection=selected,
                              tags={STEP_TAG: "transform", WORKSPACES_TAG: ",".join(touched)})
 
     @dg.run_status_sensor(name="webhook_anomalies", run_status=dg.DagsterRunStatus.SUCCESS,

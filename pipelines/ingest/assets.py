@@ -8,14 +8,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
-from dagster import AssetExecutionContext
 import dlt
+from dagster import AssetExecutionContext
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.extract.source import DltSource
 
 from pipelines.ingest.fx import fx_pipeline, fx_source
 from pipelines.ingest.pipeline import Alert, SyncStats, deterministic_error, dlt_pipeline, report_quarantine
+from pipelines.ingest.shopify import forget_orders
 from pipelines.partitions import connector_partitions
 from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import Settings
@@ -129,6 +130,8 @@ def ingest_assets(
             # A configuration problem or a load the warehouse refused: a retry cannot help, and the
             # message names the setting or the table to look at.
             raise dg.Failure(description=reason, allow_retries=False) from None
+        # Orders a targeted read found deleted in the shop leave the raw tables (webhooks.md, "Deletions").
+        deleted = forget_orders(warehouse, workspace.id, stats.gone["orders"]) if stats.gone.get("orders") else 0
         report_quarantine(workspace.id, source_name, stats, alert, log=context.log)
         load_info = pipeline.last_trace.last_load_info if pipeline.last_trace else None
         for table, notes in changes.items():
@@ -139,6 +142,7 @@ def ingest_assets(
         extra = {
             "workspace_id": workspace.id,
             "targets": len(targets or ()),
+            "orders_deleted": deleted,
             "load_id": (load_info.loads_ids[-1] if load_info and load_info.loads_ids else None),
             "cursor_before": dg.MetadataValue.json(before),
             "cursor_after": dg.MetadataValue.json(after),

@@ -94,6 +94,7 @@ class SyncStats:
     rows: dict[str, int] = field(default_factory=dict)  # rows normalized per table
     quarantined: dict[str, list[str]] = field(default_factory=dict)  # object table -> "<id>: <field> <reason>"
     quarantined_objects: dict[str, int] = field(default_factory=dict)  # object table -> objects set aside
+    gone: dict[str, list[str]] = field(default_factory=dict)  # object table -> ids a targeted read found deleted
     nul_removed: int = 0  # NUL characters removed from text (Postgres cannot store them)
     api_time: datetime | None = None  # the API's clock (its newest `Date` header): "now" for the contracts
 

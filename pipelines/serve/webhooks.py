@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -103,16 +104,22 @@ class InboxWriter:
     """Writes deliveries to the inbox in batches (group commit): a request waits for the commit that
     holds its delivery, and the deliveries that arrive during one commit go into the next.
 
-    On Postgres it keeps one connection open between batches (connecting cost more than the insert);
-    a kept connection that fails (Postgres restarted) is replaced once at once, then the batch fails
-    (503) and the next batch connects again. On DuckDB each batch opens the file and lets it go, so
-    other processes (dlt, dbt) can write between batches.
+    It keeps its connection between batches, since opening one costs more than the insert:
+    - Postgres: a connection that fails (Postgres restarted) is replaced once at once, then the batch
+      fails (503) and the next batch connects again.
+    - DuckDB: one process writes the file at a time, so the writer holds the warehouse's write lock
+      with the file open only while deliveries keep coming: it lets both go when no delivery arrives
+      for `LINGER_SECONDS` after a commit, or at once when another process waits for the lock
+      (dlt, dbt, the webhook sensor), and takes them again for the next batch.
     """
+
+    LINGER_SECONDS = 0.05
 
     def __init__(self, warehouse: Warehouse, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS):
         self.warehouse = warehouse
         self.lock_timeout = lock_timeout
-        self._connection = None  # Postgres only; used by one batch at a time
+        self._connection = None  # used by one batch at a time
+        self._held: contextlib.ExitStack | None = None  # DuckDB: the write lock and the open file
         self._pending: list[tuple[inbox.Delivery, asyncio.Future]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -129,7 +136,14 @@ class InboxWriter:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
+            if self._connection is not None and self.warehouse.kind == "duckdb":
+                try:  # the file stays open only while deliveries keep coming
+                    await asyncio.wait_for(self._wake.wait(), self.LINGER_SECONDS)
+                except TimeoutError:
+                    await asyncio.to_thread(self._drop_connection)
+                    continue
+            else:
+                await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, []
             if not batch:
@@ -147,28 +161,46 @@ class InboxWriter:
                     future.set_result(None)
 
     def _write(self, deliveries: list[inbox.Delivery]) -> None:
-        if self.warehouse.kind != "postgres":
-            inbox.write(self.warehouse, deliveries, self.lock_timeout)
-            return
         for attempt in (1, 2):
             fresh = self._connection is None
             if fresh:
-                self._connection = self.warehouse.postgres_connection()
+                self._connect()
             try:
                 inbox.write(self.warehouse, deliveries, connection=self._connection)
-                return
             except Exception:
                 self._drop_connection()
                 if fresh or attempt == 2:
                     raise
+                continue
+            if self.warehouse.others_waiting():
+                self._drop_connection()
+            return
+
+    def _connect(self) -> None:
+        if self.warehouse.kind == "postgres":
+            self._connection = self.warehouse.postgres_connection()
+            return
+        held = contextlib.ExitStack()
+        try:
+            held.enter_context(self.warehouse.write_lock(timeout=self.lock_timeout))
+            self._connection = held.enter_context(contextlib.closing(self.warehouse.duckdb_connection()))
+            self._connection.execute("set threads = 1")  # small inserts: more threads only cost CPU
+        except BaseException:
+            held.close()
+            raise
+        self._held = held
 
     def _drop_connection(self) -> None:
+        """Close the connection (on DuckDB: the file, and let go of the write lock)."""
         connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
+        held, self._held = self._held, None
+        try:
+            if held is not None:
+                held.close()
+            elif connection is not None:
                 connection.close()
-            except Exception:  # noqa: BLE001 - it is being thrown away
-                pass
+        except Exception:  # noqa: BLE001 - it is being thrown away
+            pass
 
     async def close(self) -> None:
         if self._task is not None:
@@ -222,37 +254,43 @@ class Gateway:
         known = endpoint is not None
         endpoint = endpoint or self._STAND_IN
         headers = request.headers
+        now = datetime.now(timezone.utc)
         if provider == "shopify":
             valid = shopify_signature_valid(body, headers.get("x-shopify-hmac-sha256"), endpoint.secrets)
             # The shop is checked against the workspace named in the URL, never taken from the request.
             valid = valid and (headers.get("x-shopify-shop-domain") or "").lower() == endpoint.shop_domain
-            delivery_id, topic = headers.get("x-shopify-webhook-id"), headers.get("x-shopify-topic")
         else:
-            valid = stripe_signature_valid(body, headers.get("stripe-signature"), endpoint.secrets,
-                                           datetime.now(timezone.utc).timestamp())
-            delivery_id, topic = _stripe_event(body)
+            valid = stripe_signature_valid(body, headers.get("stripe-signature"), endpoint.secrets, now.timestamp())
         if not (known and valid):
             return _denied()
-        if not delivery_id or not topic or not _json_object(body):
+        parsed = _json_object(body)  # parsed once, after the signature: only signed bodies cost a parse
+        if provider == "shopify":
+            delivery_id, topic = headers.get("x-shopify-webhook-id"), headers.get("x-shopify-topic")
+        else:
+            delivery_id, topic = (_text((parsed or {}).get(name)) for name in ("id", "type"))
+        if not delivery_id or not topic or not parsed:
             return JSONResponse({"error": "not a webhook: a JSON object with its id and topic"}, status_code=400)
-        delivery = inbox.Delivery(workspace_id, provider, delivery_id, topic, datetime.now(timezone.utc),
+        delivery = inbox.Delivery(workspace_id, provider, delivery_id, topic, now,
                                   body.decode("utf-8", errors="replace"))
         try:
             await self.writer.put(delivery)
         except WarehouseUnavailable:
-            return JSONResponse({"error": "unavailable, retry later"}, status_code=503)
-        return JSONResponse({"received": True})
+            return Response(_UNAVAILABLE, status_code=503, media_type="application/json")
+        return Response(_RECEIVED, media_type="application/json")
+
+
+_RECEIVED = b'{"received":true}'
+_UNAVAILABLE = b'{"error":"unavailable, retry later"}'
 
 
 def _json_object(body: bytes) -> dict | None:
     try:
-        value = json.loads(body)
-    except ValueError:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
 
 
-def _stripe_event(body: bytes) -> tuple[str | None, str | None]:
-    """A Stripe event's id and type (its delivery id and topic)."""
-    event = _json_object(body) or {}
-    return (str(event["id"]) if event.get("id") else None), (str(event["type"]) if event.get("type") else None)
+def _text(value: object) -> str | None:
+    """A Stripe event's id or type as text (None when missing or empty)."""
+    return str(value) if value else None

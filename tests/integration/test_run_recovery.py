@@ -224,3 +224,40 @@ def test_a_step_over_the_timeout_stops_abos_run_naming_the_setting(instance, sil
     ours = instance.get_run_records(dg.RunsFilter(tags={PID_TAG: str(process.pid)}))
     assert [r.dagster_run.status for r in ours] == [dg.DagsterRunStatus.FAILURE]
     assert not psutil.pid_exists(process.pid) or psutil.Process(process.pid).status() == psutil.STATUS_ZOMBIE
+
+
+# A run's worker as the daemon's DefaultRunLauncher starts it: a process of its own, started once the
+# run leaves the queue, that logs RUN_START with its pid (then works for a while).
+WORKER = textwrap.dedent("""
+    import os, sys, time
+    import dagster as dg
+    from dagster._core.events import DagsterEvent, DagsterEventType
+
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(sys.argv[1])
+        instance.report_dagster_event(DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name,
+                                                   pid=os.getpid()), run_id=run.run_id)
+        print("started", flush=True)
+        time.sleep(600)
+""")
+
+
+def test_a_daemon_run_started_well_after_it_was_queued_is_alive(instance):
+    """The freshness bench's case: the daemon launched webhook_transform 7 s after queuing it, and the
+    recovery took the worker, younger than the run, for a pid reused by another process."""
+    if not isinstance(instance.run_launcher, dg.DefaultRunLauncher):
+        pytest.fail("abos' instance launches runs as local processes (DefaultRunLauncher)")
+    run = instance.add_run(dg.DagsterRun(job_name="webhook_transform", status=dg.DagsterRunStatus.STARTED))
+    time.sleep(2.5)  # in the queue
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, run.run_id], cwd=REPO, env=dict(os.environ),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline().strip() == "started"
+        assert recover_dead_runs(instance) == []
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+        worker.kill()
+        worker.wait()
+        assert recover_dead_runs(instance) == [run.run_id]  # gone: failed
+    finally:
+        if worker.poll() is None:
+            worker.kill()

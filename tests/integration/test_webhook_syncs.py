@@ -16,8 +16,8 @@ import uuid
 from datetime import date, datetime, timezone
 
 import dagster as dg
-import requests
 import pytest
+import requests
 import yaml
 
 from pipelines import inbox
@@ -44,7 +44,8 @@ def launch(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRe
     """Run what a sensor requested, as the daemon would: its job, partition, config and tags."""
     job = defs.resolve_job_def(request.job_name or job_name)
     result = job.execute_in_process(run_config=request.run_config, partition_key=request.partition_key,
-                                    tags=request.tags, instance=instance, raise_on_error=False)
+                                    tags=request.tags, instance=instance, raise_on_error=False,
+                                    asset_selection=request.asset_selection)
     assert result.success, f"{job.name} {request.partition_key} failed"
     return result
 
@@ -59,17 +60,20 @@ def metadata(result: dg.ExecuteInProcessResult, table: str) -> dict:
     return {key: value.value for key, value in event.materialization.metadata.items()}
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=[pytest.mark.slow,
+                                                                                    pytest.mark.postgres])])
+def world(request, tmp_path_factory):
     """A warehouse synced once (the scheduled way), then a half day of sandbox changes delivered to
-    the gateway with misbehaviour, plus a late notification of an older order state; the webhook
-    sensors' runs executed through the real Definitions."""
+    the gateway with misbehaviour, plus a late notification of an older order state and an order
+    deleted; the webhook sensors' runs executed through the real Definitions. On DuckDB in
+    `make test`; the same chain on Postgres behind `slow` (minutes: a second warehouse)."""
     from pipelines.sandbox.server import build_store
 
     root = tmp_path_factory.mktemp("webhook_syncs")
     store = build_store(root / "tiny.sqlite", size="tiny", seed=7, as_of=AS_OF)
+    url = request.getfixturevalue("new_pg_database")() if request.param == "postgres" else None
     with pytest.MonkeyPatch.context() as monkeypatch, \
-            serving(store, SPECS, root / "abos", None, monkeypatch) as (settings, sandbox):
+            serving(store, SPECS, root / "abos", url, monkeypatch) as (settings, sandbox):
         info = sandbox.connection_info()
         config = yaml.safe_load(settings.workspaces_file.read_text())
         for item in config["workspaces"]:
@@ -115,9 +119,38 @@ def world(tmp_path_factory):
             (late_request,) = late.run_requests
             late_sync = launch(defs, instance, late_request)
 
+            # The merchant deletes an order the window did not change, one with refunds: the sandbox
+            # sends `orders/delete` (its body only the id), the targeted sync finds the order gone.
+            refunded = {row["order_id"] for row in settings.warehouse.rows(
+                "select distinct order_id from shopify.order_refunds where workspace_id = %s", (SHOP,))}
+            deleted_order = next(o for o in sorted(refunded) if o in stored_before
+                                 and o not in {c.id for c in changed})
+            counts_before = order_rows(settings, deleted_order)
+            assert sandbox.webhooks.delete_order(SHOP, deleted_order) is not None
+            assert sandbox.webhooks.wait_idle(60)
+            deletion = tick(defs, instance, "webhook_syncs", late.cursor)
+            (deletion_request,) = deletion.run_requests
+            deletion_sync = launch(defs, instance, deletion_request)
+
             yield {"settings": settings, "store": store, "since": since, "until": until, "defs": defs,
                    "instance": instance, "first": first, "again": again, "syncs": syncs, "late": late,
-                   "late_sync": late_sync, "stale_order": stale_order}
+                   "late_sync": late_sync, "stale_order": stale_order, "deleted_order": deleted_order,
+                   "deletion": deletion, "deletion_sync": deletion_sync, "counts_before": counts_before}
+
+
+ORDER_TABLES = {"orders": "id = %s", "order_line_items": "order_id = %s", "order_refunds": "order_id = %s",
+                "order_refund_line_items": "refund_id in (select id from shopify.order_refunds where order_id = %s)"}
+
+
+def order_rows(settings, order_id: str) -> dict[str, tuple[int, int]]:
+    """Per raw table: (this order's rows, every other row of the workspace)."""
+    counts = {}
+    for table, where in ORDER_TABLES.items():
+        (row,) = settings.warehouse.rows(
+            f"select count(*) filter (where {where}) as mine, count(*) filter (where not ({where})) as others "
+            f"from shopify.{table} where workspace_id = %s", (order_id, order_id, SHOP))
+        counts[table] = (row["mine"], row["others"])
+    return counts
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +181,9 @@ def test_each_workspace_gets_one_targeted_sync_of_what_changed(world):
     assert sorted(r.partition_key for r in first.run_requests) == [SAAS, SHOP]
     assert {r.tags[STEP_TAG] for r in first.run_requests} == {"sync"}
     rows = inbox.read_after(settings.warehouse, 0, limit=100_000)
-    assert int(first.cursor) == rows[-2]["inbox_id"]  # all but the late notification,
-    assert int(world["late"].cursor) == rows[-1]["inbox_id"]  # which the next tick read
+    assert int(first.cursor) == rows[-3]["inbox_id"]  # all but the late notification and the deletion,
+    assert int(world["late"].cursor) == rows[-2]["inbox_id"]  # which the next ticks read
+    assert int(world["deletion"].cursor) == rows[-1]["inbox_id"]
     # Run keys name the inbox ids, so evaluating the same tick again starts nothing new.
     again = world["again"]
     assert [r.run_key for r in again.run_requests] == [r.run_key for r in first.run_requests]
@@ -203,6 +237,19 @@ def test_each_changed_object_is_loaded_as_the_api_has_it_now(world):
             (now["status"], now["cancel_at_period_end"])
 
 
+def test_a_deleted_order_leaves_the_raw_tables_with_its_lines_and_refunds(world):
+    """`orders/delete` over real HTTP: the targeted sync asks the API for the order, finds it gone,
+    and removes it and its child rows; every other row stays."""
+    settings, order_id = world["settings"], world["deleted_order"]
+    (request,) = world["deletion"].run_requests
+    (config,) = request.run_config["ops"].values()
+    assert config["config"]["objects"] == [order_id]
+    assert metadata(world["deletion_sync"], "orders")["orders_deleted"] == 1
+    before, after = world["counts_before"], order_rows(settings, order_id)
+    assert before["orders"][0] == 1 and before["order_refunds"][0] >= 1 and before["order_line_items"][0] >= 1
+    assert after == {table: (0, others) for table, (_, others) in before.items()}
+
+
 @pytest.mark.slow
 def test_every_changed_order_and_subscription_shows_its_current_state_in_the_marts(refreshed):
     store, settings = refreshed["store"], refreshed["settings"]
@@ -211,6 +258,7 @@ def test_every_changed_order_and_subscription_shows_its_current_state_in_the_mar
     found = {row["order_id"]: row for row in settings.warehouse.rows(
         "select order_id, updated_at, financial_status, fulfillment_status, is_cancelled from marts.orders "
         "where workspace_id = %s", (SHOP,))}
+    assert refreshed["deleted_order"] not in found  # the deleted order left the marts
     for order in changed:  # the late notification's order among them
         row = found[order.id]
         assert _utc(row["updated_at"]) == _shopify_time(order.body["updatedAt"])
@@ -232,6 +280,9 @@ def test_every_changed_order_and_subscription_shows_its_current_state_in_the_mar
 def test_one_dbt_refresh_for_both_workspaces_then_their_anomaly_checks(refreshed):
     (request,) = refreshed["transform"].run_requests
     assert request.tags[WORKSPACES_TAG] == f"{SAAS},{SHOP}"
+    # Nothing was built in this Dagster instance yet: the first webhook refresh builds every model
+    # (later ones only those downstream of the synced connectors: test_webhook_jobs, the freshness bench).
+    assert request.asset_selection is None
     assert refreshed["after_transform"].run_requests == []  # nothing synced since
     assert sorted(refreshed["anomaly_runs"]) == [SAAS, SHOP]
     for workspace_id, result in refreshed["anomaly_runs"].items():

@@ -334,3 +334,49 @@ def test_postgres_inbox_keeps_one_connection_and_replaces_it_when_postgres_drops
         assert replacement != kept
     admin.close()
     assert [r["delivery_id"] for r in inbox(warehouse)] == [f"wh-kept-{n}" for n in range(4)]
+
+
+def test_duckdb_file_is_kept_between_batches_and_let_go_when_another_process_waits(tmp_path):
+    """The gateway keeps the DuckDB file (and the write lock) open while deliveries keep coming, and
+    lets go after its next commit once another writer waits for the lock (here a query, as the
+    webhook sensor's inbox read or a dbt run would)."""
+    app, warehouse = make_app(tmp_path)
+    app.state.gateway.writer.LINGER_SECONDS = 30.0  # only a waiting writer can make it let go
+
+    def deliver(url: str, n: int) -> int:
+        body = event(f"evt_kept_{n}")
+        return post(url, "/webhooks/stripe/gw-saas", body, stripe_headers(body, SECRETS["GW_SAAS_STRIPE_WHSEC"])).status_code
+
+    def lock_is_free() -> bool:
+        with open(warehouse.lock_path, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return True
+
+    with running(app) as url, ThreadPoolExecutor(1) as pool:
+        assert deliver(url, 0) == 200
+        assert not lock_is_free()  # held after the commit, for the next batch
+        waited = time.monotonic()
+        counted = pool.submit(lambda: int(warehouse.query("select count(*) as n from webhooks.inbox")["n"][0]))
+        time.sleep(0.5)
+        assert not counted.done()  # the reader waits: no batch since
+        assert deliver(url, 1) == 200  # this commit sees the reader waiting and lets go
+        assert counted.result(timeout=20) == 2  # it read after that commit
+        assert time.monotonic() - waited < 20  # well before the 30 s linger
+        assert deliver(url, 2) == 200  # the gateway takes the file again
+    assert [r["delivery_id"] for r in inbox(warehouse)] == [f"evt_kept_{n}" for n in range(3)]
+
+
+@pytest.mark.slow  # the benchmark harness: a gateway process of its own
+def test_the_webhook_bench_counts_every_delivery_it_sent_and_stored(tmp_path, monkeypatch):
+    """`abos bench --webhooks`, briefly: `abos serve` in its own process on a fresh DuckDB warehouse;
+    every event sent is answered and stored, and both processes' CPU per webhook is reported."""
+    from pipelines.bench.webhooks import run_webhook_bench
+
+    monkeypatch.setenv("ABOS_HOME", str(tmp_path))
+    result = run_webhook_bench(rate=50, seconds=2, progress=lambda _: None)
+    assert (result["sent"], result["statuses"], result["stored"], result["lost"]) == (100, {"200": 100}, 100, 0)
+    assert result["gateway_cpu_ms_per_webhook"] > 0 and result["load_generator_cpu_ms_per_webhook"] > 0

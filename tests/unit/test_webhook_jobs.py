@@ -3,8 +3,10 @@ workspace and provider, and the ordinary sync for a burst too large to read by i
 
 from __future__ import annotations
 
+import dagster as dg
+
 from pipelines.ingest.shopify import targets_by_type
-from pipelines.webhook_jobs import MAX_TARGETS, named_objects, sync_requests
+from pipelines.webhook_jobs import MAX_TARGETS, dbt_downstream, named_objects, sync_requests
 
 JOBS = {"shopify": ("webhook_sync_shopify", "ingest_shopify"), "stripe": ("webhook_sync_stripe", "ingest_stripe")}
 USERS = {"shopify": {"shop-a", "shop-b"}, "stripe": {"saas"}}
@@ -28,6 +30,9 @@ def test_what_each_topic_names():
     assert named_objects(row(4, "stripe", "saas", "customer.subscription.updated", {}, "evt_1")) == ["evt_1"]
     assert named_objects(row(5, "shopify", "shop-a", "app/uninstalled", {"id": 1})) == []
     assert named_objects(row(6, "shopify", "shop-a", "orders/updated", {"admin_graphql_api_id": "not-a-gid"})) == []
+    assert named_objects(row(7, "shopify", "shop-a", "orders/delete", {"id": 450789469})) \
+        == ["gid://shopify/Order/450789469"]  # a deletion's body is only the order's number
+    assert named_objects(row(8, "shopify", "shop-a", "orders/delete", {"id": "x"})) == []
 
 
 def test_one_targeted_sync_per_workspace_and_provider_with_each_object_once():
@@ -62,3 +67,17 @@ def test_shopify_targets_go_to_the_object_type_that_reads_them():
                             "gid://shopify/Order/4", "gid://shopify/Fulfillment/5", "evt_1"]) == {
         "orders": ["gid://shopify/Order/1", "gid://shopify/Order/4"], "customers": ["gid://shopify/Customer/2"],
         "products": ["gid://shopify/Product/3"]}
+
+
+def test_a_refresh_rebuilds_the_models_downstream_of_the_synced_connector_only():
+    """raw_a -> stg_a -> mart (also reads stg_b) -> metric; raw_b -> stg_b; raw_c -> stg_c."""
+    def model(name: str, *deps: str) -> dg.AssetSpec:
+        return dg.AssetSpec(name, deps=list(deps), kinds={"dbt"})
+
+    specs = [model("stg_a", "raw_a"), model("stg_b", "raw_b"), model("mart", "stg_a", "stg_b"),
+             model("metric", "mart"), model("stg_c", "raw_c")]
+    stages = [dg.Definitions(assets=[dg.multi_asset(specs=specs, name="dbt_models")(lambda: None)])]
+    names = lambda keys: [key.to_user_string() for key in keys]
+    assert names(dbt_downstream(stages, {dg.AssetKey("raw_a")})) == ["mart", "metric", "stg_a"]
+    assert names(dbt_downstream(stages, {dg.AssetKey("raw_b")})) == ["mart", "metric", "stg_b"]
+    assert names(dbt_downstream(stages, {dg.AssetKey("raw_c")})) == ["stg_c"]

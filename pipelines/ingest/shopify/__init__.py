@@ -23,10 +23,11 @@ from pipelines.ingest.pipeline import SyncStats, merge_hints
 from pipelines.ingest.quarantine import Bounds, Quarantine
 from pipelines.ingest.shopify import queries, rows
 from pipelines.ingest.shopify.arrow import ARROW_ERRORS, ArrowTables, blocks
-from pipelines.ingest.shopify.contract import Screener
 from pipelines.ingest.shopify.client import ShopifyApiError, ShopifyAuthError, ShopifyClient
 from pipelines.ingest.shopify.columns import column_hints
+from pipelines.ingest.shopify.contract import Screener
 from pipelines.settings import Settings
+from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspace, WorkspaceError
 
 __all__ = ["shopify_source", "ShopifyAuthError", "ShopifyApiError", "TABLES"]
@@ -192,7 +193,7 @@ class _ShopifyFetch:
         """The named objects only, read by id as they are now (a webhook said they changed); the
         cursor stays where it was, for the scheduled sync. An object whose stored `updated_at` is
         newer than what the API returned (a later state loaded meanwhile) is left as stored, and
-        one gone from the shop is skipped."""
+        one gone from the shop is noted in `stats.gone` (`forget_orders` removes a deleted order)."""
         if not ids:
             return
         self.stats.mode = "targeted"
@@ -204,8 +205,9 @@ class _ShopifyFetch:
         query, operation = queries.node_query(spec), spec.singular.capitalize() + "Replay"
         for object_id in sorted(set(ids)):
             node = self.client.execute(query, {"id": object_id}, operation=operation)[spec.singular]
-            if node is None:
-                self.stats.notes.append(f"{object_id}: not found (deleted?), nothing loaded")
+            if node is None:  # deleted in the shop (orders: their rows are removed after the load)
+                self.stats.notes.append(f"{object_id}: not found (deleted), nothing loaded")
+                self.stats.gone.setdefault(spec.root, []).append(object_id)
                 continue
             known = stored.get(object_id)
             if known is not None and _as_utc(known) > _parse(node["updatedAt"]):
@@ -388,6 +390,37 @@ def _quarantine_table(parent: DltResource, root: str, file_format: str | None) -
 
 def _merged(columns: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: {**hints, **extra.get(name, {})} for name, hints in columns.items()}
+
+
+# An order's rows in the raw tables: (table, which rows are the orders'), children first.
+ORDER_ROWS = (("order_refund_line_items", ("refund_id in (select id from shopify.order_refunds "
+                                           "where workspace_id = %s and order_id in ({ids}))")),
+              ("order_line_items", "order_id in ({ids})"), ("order_shipping_lines", "order_id in ({ids})"),
+              ("order_discount_applications", "order_id in ({ids})"), ("order_refunds", "order_id in ({ids})"),
+              ("orders", "id in ({ids})"))
+
+
+def forget_orders(warehouse: Warehouse, workspace_id: str, order_ids: list[str]) -> int:
+    """Remove orders the shop deleted, with their child rows, from the raw tables (an `orders/delete`
+    webhook's targeted sync found them gone; the scheduled sync cannot see deletions). The next dbt
+    build drops them from the marts and the daily tables of their days. Returns the orders removed."""
+    if not order_ids:
+        return 0
+    ids = ", ".join(["%s"] * len(order_ids))
+    removed = 0
+    with warehouse.transaction() as statements:
+        present = {name for (name,) in statements.execute(
+            "select table_name from information_schema.tables where table_schema = 'shopify'")}
+        for table, where in ORDER_ROWS:
+            if table not in present:
+                continue
+            params = [workspace_id, *order_ids] if table != "order_refund_line_items" else \
+                [workspace_id, workspace_id, *order_ids]
+            found = statements.execute(f"delete from shopify.{table} where workspace_id = %s and "
+                                       f"{where.format(ids=ids)} returning 1", params)
+            if table == "orders":
+                removed = len(found)
+    return removed
 
 
 @dlt.source(name="shopify", max_table_nesting=0)

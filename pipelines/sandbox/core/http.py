@@ -299,6 +299,9 @@ class ApiHandler(BaseHTTPRequestHandler):
                 return Response.json(200, {"subscribed": subscribed, "misbehave": webhooks.misbehaviour})
             if path == "/_sandbox/webhooks" and method == "GET":
                 return Response.json(200, {"deliveries": list(webhooks.log)})
+            if path == "/_sandbox/webhooks/orders/delete" and method == "POST":
+                sent = webhooks.delete_order(payload["workspace"], payload["order"])
+                return Response.json(200, {"delivery_id": sent.delivery_id if sent else None})
             if path == "/_sandbox/webhooks/compliance" and method == "POST":
                 sent = webhooks.send_compliance(payload["workspace"], payload["topic"], payload.get("customer"))
                 return Response.json(200, {"delivery_id": sent.delivery_id, "topic": sent.topic})

@@ -5,7 +5,7 @@ Stripe do, with retries, and can be told to misbehave (docs/sandbox.md, "Webhook
   order, customer and product whose `updatedAt` moved, with the REST-shaped body; headers
   X-Shopify-Hmac-Sha256 (base64 HMAC-SHA256 of the body with the app's client secret), -Topic,
   -Shop-Domain, -Webhook-Id (the same on every retry), -Triggered-At, -API-Version. The compliance
-  topics are sent on request (`send_compliance`).
+  topics are sent on request (`send_compliance`), and `orders/delete` with a deletion (`delete_order`).
 - Stripe: every event created in the advanced window, as stored; Stripe-Signature `t=<now>,v1=<hex>`
   over "{t}.{body}" with the endpoint secret, signed again on each retry.
 
@@ -190,6 +190,26 @@ class WebhookSender:
         body = json.dumps(payload, separators=(",", ":")).encode()
         delivery = Delivery(workspace, "shopify", url, str(uuid.uuid4()), topic, body, account["client_secret"],
                             headers={"X-Shopify-Shop-Domain": payload["shop_domain"]})
+        self._enqueue([delivery])
+        return delivery
+
+    def delete_order(self, workspace: str, order_id: str) -> Delivery | None:
+        """Delete a Shopify order (a merchant deleting it in the admin): gone from the API, and an
+        `orders/delete` webhook (body `{"id": <number>}`, as Shopify sends it) to the workspace's
+        subscription, if any."""
+        order = self.store.get(workspace, "shopify", "order", order_id)
+        if order is None or order.deleted:
+            raise ValueError(f"no order {order_id!r} in {workspace}")
+        self.store.put(workspace, "shopify", "order", order_id, created=order.created,
+                       updated=max(order.updated, self.store.clock), body=order.body, deleted=True)
+        url = self.subscriptions.get(("shopify", workspace))
+        if url is None:
+            return None
+        account = self.store.accounts("shopify")[workspace]
+        body = json.dumps({"id": int(order_id.rsplit("/", 1)[1])}, separators=(",", ":")).encode()
+        delivery = Delivery(workspace, "shopify", url, str(uuid.uuid4()), "orders/delete", body,
+                            account["client_secret"],
+                            headers={"X-Shopify-Shop-Domain": f"{account['shop']}.myshopify.com"})
         self._enqueue([delivery])
         return delivery
 
