@@ -15,7 +15,8 @@ from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.extract.source import DltSource
 
 from pipelines.ingest.fx import fx_pipeline, fx_source
-from pipelines.ingest.pipeline import Alert, SyncStats, deterministic_error, dlt_pipeline, report_quarantine
+from pipelines.ingest.pipeline import (Alert, SyncStats, deterministic_error, dlt_pipeline, report_quarantine,
+                                       run_steps)
 from pipelines.ingest.shopify import forget_orders
 from pipelines.partitions import connector_partitions
 from pipelines.reliability import API_RETRY_POLICY
@@ -51,12 +52,6 @@ class RawTableTranslator(DagsterDltTranslator):
         )
 
 
-def _source_state(pipeline: dlt.Pipeline, source_name: str) -> dict[str, Any]:
-    """The connector's cursors as stored in the destination (restored before reading)."""
-    pipeline.sync_destination()  # a first run finds nothing and leaves the state empty
-    return dict(pipeline.state.get("sources", {}).get(source_name, {}))
-
-
 def _loaded_columns(pipeline: dlt.Pipeline) -> dict[str, dict[str, str]]:
     """Per table that holds data, its columns and their types, from the pipeline's schema."""
     if not pipeline.default_schema_name:
@@ -67,6 +62,15 @@ def _loaded_columns(pipeline: dlt.Pipeline) -> dict[str, dict[str, str]]:
         for name, table in pipeline.default_schema.tables.items()
         if not name.startswith("_dlt") and table.get("x-normalizer", {}).get("seen-data")
     }
+
+
+def _table_metadata(pipeline: dlt.Pipeline, table: str) -> dict[str, Any]:
+    """The loaded table's name and columns, as Dagster shows them on the asset's page."""
+    columns = (pipeline.default_schema.tables.get(table, {}).get("columns", {})
+               if pipeline.default_schema_name else {})
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, spec.get("data_type") or "unknown")
+                                     for name, spec in columns.items()])
+    return {"dagster/column_schema": schema, "dagster/table_name": f"{pipeline.dataset_name}.{table}"}
 
 
 def _schema_changes(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> dict[str, list[str]]:
@@ -109,20 +113,19 @@ def ingest_assets(
         pool=f"{source_name}_api",
         retry_policy=API_RETRY_POLICY,
     )
-    def _ingest(context: AssetExecutionContext, config: SyncTargets, dlt: DagsterDltResource,
-                warehouse: Warehouse) -> Iterator[Any]:
+    def _ingest(context: AssetExecutionContext, config: SyncTargets, warehouse: Warehouse) -> Iterator[Any]:
         workspace: Workspace = workspaces.get(context.partition_key)
         stats = SyncStats()
         targets = config.objects or None
         try:
             source = build_source(workspace, settings=settings, stats=stats, targets=targets)
+            if context.is_subset:
+                source = source.with_resources(*(key.path[-1] for key in context.selected_asset_keys))
             pipeline = dlt_pipeline(source_name, workspace.id, settings, warehouse, targeted=targets is not None)
-            with warehouse.write_lock():
-                before = _source_state(pipeline, source_name)
-                columns_before = _loaded_columns(pipeline)
-                results = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline))
-                after = dict(pipeline.state.get("sources", {}).get(source_name, {}))
-                changes = _schema_changes(columns_before, _loaded_columns(pipeline))
+            columns_before = _loaded_columns(pipeline)
+            steps = run_steps(pipeline, source, warehouse, stats)
+            after = dict(pipeline.state.get("sources", {}).get(source_name, {}))
+            changes = _schema_changes(columns_before, _loaded_columns(pipeline))
         except Exception as exc:
             reason = deterministic_error(exc, workspace.id)
             if reason is None:
@@ -133,26 +136,27 @@ def ingest_assets(
         # Orders a targeted read found deleted in the shop leave the raw tables (webhooks.md, "Deletions").
         deleted = forget_orders(warehouse, workspace.id, stats.gone["orders"]) if stats.gone.get("orders") else 0
         report_quarantine(workspace.id, source_name, stats, alert, log=context.log)
-        load_info = pipeline.last_trace.last_load_info if pipeline.last_trace else None
         for table, notes in changes.items():
             log = context.log.info if notes == ["first load"] else context.log.warning
             log(f"{workspace.id}: {source_name}.{table}: {'; '.join(notes)}")
         for note in stats.notes:
             context.log.warning(f"{workspace.id}: {note}")
+        load_ids = steps.load_info.loads_ids
         extra = {
             "workspace_id": workspace.id,
             "targets": len(targets or ()),
             "orders_deleted": deleted,
-            "load_id": (load_info.loads_ids[-1] if load_info and load_info.loads_ids else None),
-            "cursor_before": dg.MetadataValue.json(before),
+            "load_id": load_ids[-1] if load_ids else None,
+            "cursor_before": dg.MetadataValue.json(steps.before),
             "cursor_after": dg.MetadataValue.json(after),
             "quarantined": dg.MetadataValue.json(stats.quarantined),
+            "seconds": dg.MetadataValue.json({step: round(s, 3) for step, s in stats.seconds.items()}),
             **stats.as_metadata(),
         }
-        for result in results:
-            table = result.asset_key.path[-1]
-            yield result._replace(metadata={
-                **(result.metadata or {}), **extra, "schema_changes": dg.MetadataValue.json(changes.get(table, [])),
+        for name in source.selected_resources:
+            yield dg.MaterializeResult(asset_key=dg.AssetKey([source_name, name]), metadata={
+                **_table_metadata(pipeline, name), "rows_loaded": steps.normalized.row_counts.get(name, 0),
+                **extra, "schema_changes": dg.MetadataValue.json(changes.get(name, [])),
             })
 
     return _ingest

@@ -7,13 +7,33 @@ open quarantine records a sync may resolve.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from typing import Any
 
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 CHUNK = 500
+# The warehouse's write lock while a sync extracts (`reads_under`): these reads open the warehouse,
+# which on DuckDB another process may be writing; the extract itself holds no lock.
+_READ_LOCK: ContextVar[Callable[[], AbstractContextManager] | None] = ContextVar("existing_read_lock", default=None)
+
+
+@contextmanager
+def reads_under(lock: Callable[[], AbstractContextManager]) -> Iterator[None]:
+    """Every read in the block holds `lock()` (`Warehouse.write_lock`) while it has the warehouse open."""
+    token = _READ_LOCK.set(lock)
+    try:
+        yield
+    finally:
+        _READ_LOCK.reset(token)
+
+
+def _locked() -> AbstractContextManager:
+    lock = _READ_LOCK.get()
+    return lock() if lock is not None else nullcontext()
 
 
 def _chunks(values: list[str]) -> Iterator[list[str]]:
@@ -24,19 +44,18 @@ def _chunks(values: list[str]) -> Iterator[list[str]]:
 def _query(sql: str, *args: Any) -> list[dict[str, Any]]:
     pipeline = dlt.current.pipeline()
     try:
-        with pipeline.sql_client() as client:
-            with client.execute_query(sql, *args) as cursor:
-                names = [d[0] for d in cursor.description]
-                return [
-                    {name: value for name, value in zip(names, row) if not name.startswith("_dlt_")}
-                    for row in cursor.fetchall()
-                ]
+        with _locked(), pipeline.sql_client() as client, client.execute_query(sql, *args) as cursor:
+            names = [d[0] for d in cursor.description]
+            return [
+                {name: value for name, value in zip(names, row) if not name.startswith("_dlt_")}
+                for row in cursor.fetchall()
+            ]
     except DatabaseUndefinedRelation:  # the first sync: nothing loaded yet
         return []
 
 
 def _table(name: str) -> str:
-    with dlt.current.pipeline().sql_client() as client:
+    with _locked(), dlt.current.pipeline().sql_client() as client:
         return client.make_qualified_table_name(name)
 
 

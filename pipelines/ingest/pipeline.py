@@ -8,8 +8,12 @@ restored from the warehouse instead of causing a full reload.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -18,6 +22,7 @@ from typing import Any, Callable
 import dlt
 from dlt.common.exceptions import TerminalException
 
+from pipelines.ingest import existing
 from pipelines.settings import Settings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import WorkspaceError
@@ -125,6 +130,63 @@ class SyncStats:
             "nul_characters_removed": self.nul_removed,
             "notes": "; ".join(self.notes) or "none",
         }
+
+
+@dataclass
+class Steps:
+    """What `run_steps` did: the source's state before the sync, and dlt's normalize and load info."""
+
+    before: dict[str, Any]
+    normalized: Any  # dlt's NormalizeInfo (`row_counts` per table)
+    load_info: Any  # dlt's LoadInfo
+
+
+@contextmanager
+def _one_run_at_a_time(pipeline: dlt.Pipeline) -> Iterator[None]:
+    """Holds the pipeline's own lock: two runs of one pipeline (its working directory) never overlap,
+    on either warehouse, while runs of different pipelines extract at the same time."""
+    path = os.path.join(pipeline.pipelines_dir, f"{pipeline.pipeline_name}.lock")
+    os.makedirs(pipeline.pipelines_dir, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_steps(pipeline: dlt.Pipeline, source: Any, warehouse: Warehouse, stats: SyncStats) -> Steps:
+    """dlt's run as its steps, holding the warehouse's write lock only while a step touches the warehouse.
+
+    Restoring the state from the destination and loading hold it; extracting (API calls, a bulk
+    export's wait, the API's pacing) holds it only for the connector's reads of rows loaded earlier
+    (existing.py), and normalizing (local files) not at all. So syncs of other sources and workspaces
+    extract while one loads. A package an interrupted run left is loaded first, as `pipeline.run` does.
+    A kill at any point leaves what it left before: a load is one transaction per table job, and the
+    state (cursors) lands in the destination with the package's last job.
+    """
+    with _one_run_at_a_time(pipeline):
+        with warehouse.write_lock():
+            pipeline.sync_destination()  # a first run finds nothing and leaves the state empty
+        before = dict(pipeline.state.get("sources", {}).get(source.name, {}))
+        if pipeline.has_pending_data:
+            pipeline.normalize()
+            with warehouse.write_lock():
+                pipeline.load()
+        started = time.perf_counter()
+        with existing.reads_under(warehouse.write_lock):
+            pipeline.extract(source)
+        stats.seconds["extract"] = time.perf_counter() - started
+        started = time.perf_counter()
+        normalized = pipeline.normalize()
+        stats.seconds["normalize"] = time.perf_counter() - started
+        started = time.perf_counter()
+        with warehouse.write_lock():
+            load_info = pipeline.load()
+        stats.seconds["load"] = time.perf_counter() - started
+        stats.rows = {table: count for table, count in normalized.row_counts.items() if not table.startswith("_dlt")}
+    load_info.raise_on_failed_jobs()
+    return Steps(before, normalized, load_info)
 
 
 def workspace_error(exc: BaseException | None) -> WorkspaceError | None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from pipelines.ingest.pipeline import Alert, SyncStats, dlt_pipeline, report_quarantine, workspace_error
+from pipelines.ingest.pipeline import Alert, SyncStats, dlt_pipeline, report_quarantine, run_steps, workspace_error
 from pipelines.ingest.shopify import shopify_source
 from pipelines.ingest.stripe import stripe_source
 from pipelines.settings import Settings
@@ -31,36 +30,19 @@ class SyncResult:
 def sync(source: str, workspace, settings: Settings, alert: Alert | None = None) -> SyncResult:
     """Run one connector for one workspace outside Dagster (`abos ingest`, tests, benchmarks).
 
-    Same steps as the Dagster asset: state is restored from the destination first, so a missing
-    local pipeline directory changes nothing. `alert` tells the operator about quarantined records.
+    Same steps as the Dagster asset (`run_steps`): state is restored from the destination first, so a
+    missing local pipeline directory changes nothing. `alert` tells the operator about quarantined records.
     """
     stats = SyncStats()
     dlt_source = source_builder(source)(workspace, settings=settings, stats=stats)
     pipeline = dlt_pipeline(source, workspace.id, settings)
-    with settings.warehouse.write_lock():
-        pipeline.sync_destination()  # a first run finds nothing and leaves the state empty
-        before = dict(pipeline.state.get("sources", {}).get(source, {}))
-        try:
-            if pipeline.has_pending_data:  # a package an interrupted run left: finish it first, as run() does
-                pipeline.normalize()
-                pipeline.load()
-            # pipeline.run's three steps, timed one by one for benchmarks and logs.
-            started = time.perf_counter()
-            pipeline.extract(dlt_source)
-            stats.seconds["extract"] = time.perf_counter() - started
-            started = time.perf_counter()
-            normalized = pipeline.normalize()
-            stats.seconds["normalize"] = time.perf_counter() - started
-            started = time.perf_counter()
-            load_info = pipeline.load()
-            stats.seconds["load"] = time.perf_counter() - started
-            stats.rows = {table: count for table, count in normalized.row_counts.items() if not table.startswith("_dlt")}
-        except Exception as exc:
-            cause = workspace_error(exc)
-            if cause is not None:
-                raise cause from None
-            raise
-        load_info.raise_on_failed_jobs()
-        after = dict(pipeline.state.get("sources", {}).get(source, {}))
+    try:
+        steps = run_steps(pipeline, dlt_source, settings.warehouse, stats)
+    except Exception as exc:
+        cause = workspace_error(exc)
+        if cause is not None:
+            raise cause from None
+        raise
+    after = dict(pipeline.state.get("sources", {}).get(source, {}))
     report_quarantine(workspace.id, source, stats, alert)
-    return SyncResult(load_info, stats, before, after)
+    return SyncResult(steps.load_info, stats, steps.before, after)
