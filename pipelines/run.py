@@ -6,7 +6,9 @@ workspace that has them; unpartitioned assets (the dbt models) run once, after i
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import functools
 import graphlib
 import os
 import shutil
@@ -179,20 +181,20 @@ def run_all(
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     with _stop_signals_raise(), dagster_instance(settings) as instance:
         _recover(instance, progress)
-        for job_name, partitions, keys in runs_to_do:
-            partition_keys = [None] if partitions is None else [
-                w.id for w in workspaces if w.id in partitions.get_partition_keys()
-            ]
-            for partition_key in partition_keys:
+        for wave in _waves(runs_to_do, workspaces):
+            for job_name, partition_key, keys in wave:
                 label = f"{job_name}" + (f" for {partition_key}" if partition_key else "")
                 if partition_key in failed_stage:  # one cause, one failed run, one operator alert
                     progress(f"{label} skipped: {failed_stage[partition_key]} failed")
                     skipped.append(f"{label} (after {failed_stage[partition_key]} failed)")
                     continue
                 progress(f"running {label} ({len(keys)} assets)")
-                result = _supervised(instance, settings, progress, lambda: execute_stage_job(
-                    defs, job_name, keys, partition_key, instance, run_config,
-                    tags={**process_tags(), LAUNCHED_BY_TAG: launched_by}))
+            results = _supervised(instance, settings, progress, lambda wave=wave: _together([
+                functools.partial(execute_stage_job, defs, job_name, keys, partition_key, instance, run_config,
+                                  tags={**process_tags(), LAUNCHED_BY_TAG: launched_by})
+                for job_name, partition_key, keys in wave]))
+            for (job_name, partition_key, keys), result in zip(wave, results):
+                label = f"{job_name}" + (f" for {partition_key}" if partition_key else "")
                 if not result.success:
                     progress(f"{label} FAILED (run {result.run_id})")
                 runs.append({"job": job_name, "workspace": partition_key, "assets": len(keys),
@@ -207,6 +209,40 @@ def run_all(
         progress(f"runs failed: {', '.join(failed)}; see their logs in the Dagster UI (make ui)")
     return {"assets": sum(len(keys) for _, _, keys in runs_to_do), "runs": runs, "failed": failed,
             "skipped": skipped, "summary": summary}
+
+
+def _waves(runs_to_do: list[tuple[str, dg.PartitionsDefinition | None, list[dg.AssetKey]]],
+           workspaces: Workspaces) -> list[list[tuple[str, str | None, list[dg.AssetKey]]]]:
+    """The runs as (job, partition, keys), in waves that run one after the other.
+
+    Ingestion runs (`ingest_<source>`, every workspace) read nothing another writes, so they form one
+    wave and run at once: each source's extract waits on its own API (bulk exports, pacing), not on
+    the others, and the warehouse lock is held only while a run loads (pipelines/ingest/pipeline.py).
+    The API pools (deploy/dagster.yaml) still bound how many workspaces call one API at a time.
+    Every other run is a wave of its own, in data-flow order.
+    """
+    waves: list[list[tuple[str, str | None, list[dg.AssetKey]]]] = []
+    together = False
+    for job_name, partitions, keys in runs_to_do:
+        partition_keys = [None] if partitions is None else [
+            w.id for w in workspaces if w.id in partitions.get_partition_keys()
+        ]
+        ingest = job_name.startswith("ingest_")
+        for partition_key in partition_keys:
+            if not (ingest and together):
+                waves.append([])
+            waves[-1].append((job_name, partition_key, keys))
+            together = ingest
+    return waves
+
+
+def _together(calls: list[Callable[[], T]]) -> list[T]:
+    """Every call at once, one thread each; their results in order (the first error raised)."""
+    if len(calls) == 1:
+        return [calls[0]()]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="abos-wave") as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
 
 
 def execute_stage_job(defs: dg.Definitions, job_name: str, keys: list[dg.AssetKey], partition_key: str | None,

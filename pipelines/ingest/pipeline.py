@@ -97,6 +97,7 @@ class SyncStats:
     notes: list[str] = field(default_factory=list)  # e.g. "event cursor expired: full resync"
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of extract, normalize, load
     rows: dict[str, int] = field(default_factory=dict)  # rows normalized per table
+    arrow_rows: int = 0  # rows handed to dlt as Arrow tables (the rest as dicts, which dlt normalizes row by row)
     quarantined: dict[str, list[str]] = field(default_factory=dict)  # object table -> "<id>: <field> <reason>"
     quarantined_objects: dict[str, int] = field(default_factory=dict)  # object table -> objects set aside
     gone: dict[str, list[str]] = field(default_factory=dict)  # object table -> ids a targeted read found deleted
