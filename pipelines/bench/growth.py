@@ -80,6 +80,7 @@ def _brief(point: dict[str, Any]) -> dict[str, Any]:
     """A scale's figures: rows, total and stage seconds of each run."""
     def figures(run: dict[str, Any]) -> dict[str, Any]:
         return {"rows": _rows(run), "total_seconds": run["total_seconds"], "cpu_seconds": run["cpu_seconds"],
+                "ingest_seconds": run["ingest_seconds"], "ingest_cpu_seconds": run["ingest_cpu_seconds"],
                 "stages": run["stages"], "peak_rss_mib": run["peak_rss_mib"]}
 
     return {"scale": point["scale"], "size": point["size"], "full": figures(point["full"]),
