@@ -97,7 +97,8 @@ def test_abos_run_extracts_every_source_and_workspace_at_once(definitions, sandb
         ("ingest_fx", None), ("ingest_shopify", "demo-us-store"), ("ingest_shopify", "demo-br-store"),
         ("ingest_stripe", "demo-saas")}
     mark = len(sandbox.requests)
-    with dg.DagsterInstance.ephemeral() as instance:
+    (tmp_path / "dagster").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
         results = _together([lambda job=job, workspace=workspace, keys=keys: execute_stage_job(
             definitions, job, keys, workspace, instance, {}, tags={}) for job, workspace, keys in wave])
     assert all(result.success for result in results)
