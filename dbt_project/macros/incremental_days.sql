@@ -34,6 +34,39 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The end of an int_<vertical>_day_digests model, after its CTEs, shared by both verticals: each
+    workspace (the CTE named by `workspaces`: workspace_id, timezone, reporting_currency) gets a row
+    on 1900-01-01 (a change rebuilds it in full), each exchange rate one on its first day under the
+    workspace '*' (a change rebuilds every workspace from that day), and the vertical's own input
+    rows come from the CTE named by `rows` (workspace_id, date_day, row_hash); a day's digest is the
+    sum of its rows' hashes. -#}
+{% macro day_digests(workspaces, rows) -%}
+hashed as (
+    select workspace_id, cast('1900-01-01' as date) as date_day,
+        {{ row_digest(['timezone', 'reporting_currency']) }} as row_hash
+    from {{ workspaces }}
+
+    union all
+
+    select '*' as workspace_id, valid_from as date_day,
+        {{ row_digest(['currency', 'units_per_eur']) }} as row_hash
+    from {{ ref('int_fx_rates_ranged') }}
+
+    union all
+
+    select workspace_id, date_day, row_hash
+    from {{ rows }}
+),
+
+final as (
+    select workspace_id, date_day, cast(sum(row_hash) as decimal(38, 0)) as digest
+    from hashed
+    group by workspace_id, date_day
+)
+
+select * from final
+{%- endmacro %}
+
 {#- The relation of a model by name, without a ref (for the refresh bookkeeping, which must not
     add edges to the DAG), or none when it has not been built yet. -#}
 {% macro model_relation(name, suffix='') -%}
@@ -175,4 +208,37 @@ final as (
 )
 
 select * from final
+{%- endmacro %}
+
+{#- The data tests of a daily table see only the days the run rebuilt (dbt calls this macro to wrap
+    the tested model of every generic test; the project's version replaces dbt's own). On `dbt
+    build` without --full-refresh, a test on one of `refresh_tables` reads the rows from each
+    workspace's `refresh_from` (int_<vertical>_refresh_windows, as the table's build used it) on: the
+    days before were tested when they were built and have not changed since. A first build has
+    every workspace from 1900-01-01, and `dbt build --full-refresh` and `dbt test` read every row.
+    A test's own `where` config still applies. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- set vertical = refreshed_vertical(relation) -%}
+    {%- set windows = model_relation('int_' ~ vertical ~ '_refresh_windows') if vertical and execute else none -%}
+    {%- if windows is not none and flags.WHICH == 'build' and not flags.FULL_REFRESH -%}
+        {%- set day = 'date_day' if relation.identifier.startswith('int_') else 'date' -%}
+        {%- set refreshed -%}
+            {{ day }} >= (select windows.refresh_from from {{ windows }} as windows
+                          where windows.workspace_id = refreshed.workspace_id)
+        {%- endset -%}
+        {%- set where = '(' ~ where ~ ') and ' ~ refreshed if where else refreshed -%}
+        {{ return('(select * from ' ~ relation ~ ' as refreshed where ' ~ where ~ ') dbt_subquery') }}
+    {%- endif -%}
+    {{ return(dbt.default__get_where_subquery(relation)) }}
+{%- endmacro %}
+
+{#- The vertical whose refresh windows rebuild `relation` by day, or none. -#}
+{% macro refreshed_vertical(relation) -%}
+    {%- for vertical in ['ecommerce', 'saas'] -%}
+        {%- if relation.identifier in refresh_tables(vertical) and relation.schema is not none -%}
+            {{ return(vertical) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(none) }}
 {%- endmacro %}

@@ -23,7 +23,7 @@ from pipelines.ingest.fx import sync_fx
 from pipelines.deliver.alerts import alert_operator
 from pipelines.ingest.sync import sync
 from pipelines.settings import Settings
-from pipelines.transform import DBT_PROJECT_DIR, dbt_env
+from pipelines.transform import BUILD, DBT_PROJECT_DIR, dbt_env
 from pipelines.workspaces import Workspaces
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # Dagster's step logs, off the console
@@ -108,7 +108,7 @@ def _dbt_build(settings: Settings) -> None:
     env = {**os.environ, **dbt_env(settings.warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
            "DBT_TARGET_PATH": str(home / "dbt-target"), "DBT_LOG_PATH": str(home / "dbt-logs")}
     dbt = Path(sys.executable).parent / "dbt"
-    done = subprocess.run([str(dbt), "build"], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+    done = subprocess.run([str(dbt), *BUILD], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"dbt build failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
 

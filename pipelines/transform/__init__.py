@@ -14,6 +14,10 @@ from pipelines.settings import PROJECT_ROOT, load_settings
 from pipelines.warehouse import Warehouse
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+# The refresh's `dbt build`: models and their data tests. Unit tests check the models' SQL against
+# fixed inputs, not the data, so they run where the SQL changes (the integration tests' builds, CI),
+# not on every refresh (docs/performance.md, "Incremental by day").
+BUILD = ("build", "--exclude-resource-type", "unit_test")
 
 
 def dbt_env(warehouse: Warehouse) -> dict[str, str]:

@@ -19,7 +19,7 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.settings import Settings
-from pipelines.transform import DBT_PROJECT_DIR, require_manifest
+from pipelines.transform import BUILD, DBT_PROJECT_DIR, require_manifest
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
@@ -105,7 +105,7 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
     def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse) -> Iterator[Any]:
         # `abos-dbt` reads the warehouse from the same environment (ABOS_WAREHOUSE_URL) as the
         # `warehouse` resource, takes its lock for dbt, and dbt dies with this step (run_dbt).
-        invocation = dbt.cli(["build"], context=context)
+        invocation = dbt.cli(list(BUILD), context=context)
         yield from invocation.stream()
         yield from row_counts(invocation, warehouse)
 

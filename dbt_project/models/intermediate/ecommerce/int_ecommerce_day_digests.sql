@@ -29,23 +29,7 @@ refund_lines as (
     select * from {{ ref('stg_shopify__refund_lines') }}
 ),
 
-rates as (
-    select * from {{ ref('int_fx_rates_ranged') }}
-),
-
-hashed as (
-    select workspace_id, cast('1900-01-01' as date) as date_day,
-        {{ row_digest(['timezone', 'reporting_currency']) }} as row_hash
-    from workspaces
-
-    union all
-
-    select '*' as workspace_id, valid_from as date_day,
-        {{ row_digest(['currency', 'units_per_eur']) }} as row_hash
-    from rates
-
-    union all
-
+input_rows as (
     select orders.workspace_id, orders.order_date as date_day,
         {{ row_digest(['orders.order_id', 'orders.person_id', 'orders.is_cancelled', 'orders.customer_type',
                        'orders.currency', 'orders.gross_sales', 'orders.discounts', 'orders.units',
@@ -89,10 +73,4 @@ hashed as (
         and order_lines.order_line_id = refund_lines.order_line_id
 ),
 
-final as (
-    select workspace_id, date_day, cast(sum(row_hash) as decimal(38, 0)) as digest
-    from hashed
-    group by workspace_id, date_day
-)
-
-select * from final
+{{ day_digests('workspaces', 'input_rows') }}

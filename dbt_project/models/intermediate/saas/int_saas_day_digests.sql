@@ -25,23 +25,7 @@ subscriptions as (
     select * from {{ ref('subscriptions') }}
 ),
 
-rates as (
-    select * from {{ ref('int_fx_rates_ranged') }}
-),
-
-hashed as (
-    select workspace_id, cast('1900-01-01' as date) as date_day,
-        {{ row_digest(['timezone', 'reporting_currency']) }} as row_hash
-    from workspaces
-
-    union all
-
-    select '*' as workspace_id, valid_from as date_day,
-        {{ row_digest(['currency', 'units_per_eur']) }} as row_hash
-    from rates
-
-    union all
-
+input_rows as (
     select subscription_changes.workspace_id, subscription_changes.change_date as date_day,
         {{ row_digest(['subscription_changes.subscription_id', 'subscription_changes.customer_id',
                        'subscription_changes.currency', 'subscription_changes.mrr_before',
@@ -69,10 +53,4 @@ hashed as (
     where subscriptions.trial_started_at is not null and subscriptions.trial_ended_at is not null
 ),
 
-final as (
-    select workspace_id, date_day, cast(sum(row_hash) as decimal(38, 0)) as digest
-    from hashed
-    group by workspace_id, date_day
-)
-
-select * from final
+{{ day_digests('workspaces', 'input_rows') }}
