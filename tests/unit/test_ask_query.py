@@ -13,7 +13,7 @@ from pipelines.warehouse import Warehouse
 from tests.metric_tables import NOV, write_metric_tables
 
 SHOP, SAAS = pack_for("ecommerce"), pack_for("saas")
-VALUES = {"country": {"US", "DE"}, "product": {"Tee"}, "customer_type": {"new", "returning"}}
+VALUES = {"country": {"US", "DE"}, "product": {"Tee", "Mug"}, "customer_type": {"new", "returning"}}
 
 
 def run(warehouse: Warehouse, asked: Query, pack, workspace_id: str):
@@ -96,6 +96,45 @@ def test_segments_are_read_on_the_last_snapshot_and_cohorts_add_up_their_parts(w
     assert cohorts["customer_retention_m1"].tolist() == [pytest.approx(4 / 15)]
 
 
+def test_two_dimensions_read_the_pair_slices_in_either_order_and_add_up_to_one(warehouse):
+    """Hand-worked (metric_tables.COUNTRY_TYPE, PRODUCT_COUNTRY): Nov 2–4 by country × customer type and
+    product × country; each breakdown's rows add up to the one-dimension slices' figures."""
+    found = run(warehouse, query(metrics=("net_sales", "orders", "aov"), dimensions=("customer_type", "country")),
+                SHOP, "shop")
+    cells = {(row.dimension_value, row.dimension_value_2, name): getattr(row, name)
+             for row in found.itertuples() for name in ("net_sales", "orders", "aov")}
+    assert cells == pytest.approx({("new", "US", "net_sales"): 90 + 18, ("new", "US", "orders"): 2,
+                                   ("new", "US", "aov"): 108 / 2, ("returning", "US", "net_sales"): 27,
+                                   ("returning", "US", "orders"): 1, ("returning", "US", "aov"): 27,
+                                   ("returning", "DE", "net_sales"): 144, ("returning", "DE", "orders"): 4,
+                                   ("returning", "DE", "aov"): 144 / 4})
+    by_country = run(warehouse, query(metrics=("net_sales", "orders"), dimensions=("country",)), SHOP, "shop")
+    for country, net_sales, orders in by_country[["dimension_value", "net_sales", "orders"]].itertuples(index=False):
+        kept = found[found["dimension_value_2"] == country]
+        assert (kept["net_sales"].sum(), kept["orders"].sum()) == pytest.approx((net_sales, orders))
+    products = run(warehouse, query(metrics=("net_sales",), dimensions=("country", "product")), SHOP, "shop")
+    assert {(r.dimension_value, r.dimension_value_2): r.net_sales for r in products.itertuples()} == pytest.approx(
+        {("US", "Tee"): 90 + 27, ("US", "Mug"): 18, ("DE", "Tee"): 144})
+    assert products["net_sales"].sum() == pytest.approx(90 + 189)  # the metric, from metric_values
+
+
+def test_a_breakdown_with_a_filter_on_another_dimension_reads_the_pairs(warehouse):
+    found = run(warehouse, query(metrics=("net_sales",), dimensions=("product",),
+                                 filters=({"dimension": "country", "values": ("US",)},)), SHOP, "shop")
+    assert dict(zip(found["dimension_value"], found["net_sales"])) == pytest.approx({"Tee": 117, "Mug": 18})
+    both = run(warehouse, query(metrics=("orders",), filters=({"dimension": "country", "values": ("US",)},
+                                                              {"dimension": "customer_type", "values": ("new",)})),
+               SHOP, "shop")
+    assert both["orders"].tolist() == [2]
+
+
+def test_a_stock_by_two_dimensions_is_read_on_the_last_day(warehouse):
+    found = run(warehouse, query(metrics=("mrr",), dimensions=("billing_currency", "plan")), SAAS, "saas")
+    assert {(r.dimension_value, r.dimension_value_2): r.mrr for r in found.itertuples()} == {
+        ("USD", "Team"): 700, ("EUR", "Team"): 350}  # Nov 4; Starter's EUR 500 of Nov 3 is gone
+    assert found["mrr"].sum() == 1050  # the plan slice and the metric that day
+
+
 def test_the_workspace_is_a_parameter_and_every_table_a_metrics_table():
     hostile = "shop' or '1'='1"
     for statement in compile_query(query(metrics=("net_sales", "aov"), dimensions=("country",),
@@ -106,6 +145,10 @@ def test_the_workspace_is_a_parameter_and_every_table_a_metrics_table():
         tables = {word for word in statement.sql.replace("(", " ").split() if "." in word and not word[0].isdigit()}
         assert {table for table in tables if not table.startswith(("src.", "last_days."))} <= {
             "metrics.metric_values", "metrics.ecommerce_daily_slices"}
+    paired = compile_query(query(metrics=("net_sales",), dimensions=("country",),
+                                 filters=({"dimension": "product", "values": ("Tee",)},)), SHOP, hostile)
+    assert [s.table for s in paired] == ["metrics.ecommerce_daily_pair_slices"]
+    assert "Tee" not in paired[0].sql and ("product", "country", "Tee") == paired[0].params[-3:]
 
 
 def test_reads_cannot_write_and_stop_at_the_timeout(warehouse):
@@ -135,7 +178,12 @@ def test_the_query_object_holds_to_its_limits():
 @pytest.mark.parametrize("fields, message", [
     ({"metrics": ("mrr",)}, "no metric 'mrr' for ecommerce"),
     ({"metrics": ("orders",), "dimensions": ("product",)}, "Orders is not split by product"),
-    ({"metrics": ("net_sales",), "dimensions": ("product", "country")}, "one dimension at a time"),
+    ({"metrics": ("orders",), "dimensions": ("product", "country")}, "Orders is not split by product"),
+    ({"metrics": ("new_customers",), "dimensions": ("country", "customer_type")}, "not split by customer_type"),
+    ({"metrics": ("net_sales",), "dimensions": ("product", "country"),
+      "filters": ({"dimension": "customer_type", "values": ("new",)},)}, "at most two dimensions"),
+    ({"metrics": ("net_sales",), "dimensions": ("product",),
+      "filters": ({"dimension": "country", "values": ("FR",)},)}, "no country 'FR'"),
     ({"metrics": ("net_sales",), "filters": ({"dimension": "country", "values": ("FR",)},)}, "no country 'FR'"),
     ({"metrics": ("net_sales",), "dimensions": ("channel",)}, "no dimension 'channel'"),
 ])
