@@ -42,6 +42,8 @@ PRODUCT_COUNTRY = [(2, "Tee", "US", 100, 10), (3, "Tee", "US", 30, 3), (3, "Mug"
                    (3, "Tee", "DE", 160, 16)]
 # SaaS: MRR and active customers, levels at each day's end; by plan, Starter falls to 0 on Nov 4.
 SAAS_DAYS = {2: (1000, 10), 3: (1100, 11), 4: (1050, 10)}
+# Active subscriptions, a level, on two days only: a series carries Nov 2's 8 forward to Nov 3 and 4.
+SUBSCRIPTIONS = {2: 8, 5: 9}
 PLANS = [(2, "Team", 1000), (3, "Team", 600), (3, "Starter", 500), (4, "Team", 1050)]
 # RFM segments of "shop" on two weeks' snapshot days (Sundays Nov 8 and 15): customers and the
 # week's net sales per segment (the at_risk net sales of 0 are left out of the slices).
@@ -64,6 +66,7 @@ def write_metric_tables(warehouse: Warehouse) -> None:
                  ("other", NOV[day], "net_sales", 1_000_000)]  # another workspace, never read
     for day, (mrr, customers) in SAAS_DAYS.items():
         long += [("saas", NOV[day], "mrr", mrr), ("saas", NOV[day], "active_customers", customers)]
+    long += [("saas", NOV[day], "active_subscriptions", count) for day, count in SUBSCRIPTIONS.items()]
     for day, country, gross, discounts, orders in COUNTRY:
         slices += [("shop", NOV[day], metric, "country", country, value) for metric, value in
                    [("gross_sales", gross), ("discounts", discounts), ("orders", orders),

@@ -248,14 +248,54 @@ def evaluate(query: Query, pack: Pack, read: Read, workspace_id: str,
     frames = [frame for statement in compile_query(query, pack, workspace_id, span)
               if len(frame := read(statement.sql, statement.params))]
     keyed = ["period", *keys(query)]
-    if not frames:
+    series = query.grain != "total" and not query.dimensions
+    if not frames and not series:
         return pd.DataFrame(columns=[*keyed, *query.metrics])
-    long = pd.concat(frames, ignore_index=True)
-    long["period"] = pd.to_datetime(long["period"].fillna(pd.Timestamp(span.start))).dt.date
-    wide = long.groupby([*keyed, "metric"])["value"].sum().unstack("metric").reset_index()
+    if frames:
+        long = pd.concat(frames, ignore_index=True)
+        long["period"] = pd.to_datetime(long["period"].fillna(pd.Timestamp(span.start))).dt.date
+        wide = long.groupby([*keyed, "metric"])["value"].sum().unstack("metric").reset_index()
+    else:
+        wide = pd.DataFrame(columns=keyed)
+    if series:
+        wide = _every_period(wide, query, pack, read, workspace_id, span)
+        if wide.empty:
+            return pd.DataFrame(columns=[*keyed, *query.metrics])
     for name in measures(query, pack):  # a slice left out (zero) or a part absent in the range is 0
-        wide[name] = wide[name].fillna(0.0) if name in wide else 0.0
+        wide[name] = wide[name].astype("float64").fillna(0.0) if name in wide else 0.0
     result = wide[keyed].copy()
     for name in query.metrics:
         result[name] = pack.metric(name).value(wide).astype("float64")
     return result
+
+
+def _every_period(wide: pd.DataFrame, query: Query, pack: Pack, read: Read, workspace_id: str,
+                  span: Range) -> pd.DataFrame:
+    """A series with every period of `span` up to the last day with data (none after it): a period
+    without rows is 0 for a flow and the period before's level for a stock (0 before the first)."""
+    names = list(measures(query, pack))
+    through = read(f"select max(date) as through from metrics.{LONG_TABLE} where workspace_id = %s "
+                   f"and date <= %s and metric in ({', '.join(['%s'] * len(names))})",
+                   (workspace_id, span.end, *names))["through"].iloc[0]
+    if through is None or pd.isna(through):
+        return wide
+    through = pd.Timestamp(through).date()
+    every = pd.DataFrame({"period": [day for day in period_starts(query.grain, span.start, span.end)
+                                     if day <= through]})
+    full = every.merge(wide, on="period", how="outer").sort_values("period", ignore_index=True)
+    for name in names:
+        if name in full and pack.metric(name).stock:
+            full[name] = full[name].astype("float64").ffill()
+    return full
+
+
+FREQUENCIES = {"day": "D", "week": "W-MON", "month": "MS", "quarter": "QS", "year": "YS"}
+
+
+def period_starts(grain: str, start: date, end: date) -> list[date]:
+    """The first day of each period of `grain` that overlaps start–end (a week's Monday, a month's 1st...)."""
+    first = pd.Timestamp(start)
+    first = {"day": first, "week": first - pd.Timedelta(days=first.weekday()), "month": first.replace(day=1),
+             "quarter": first.replace(day=1, month=3 * ((first.month - 1) // 3) + 1),
+             "year": first.replace(day=1, month=1)}[grain]
+    return [stamp.date() for stamp in pd.date_range(first, pd.Timestamp(end), freq=FREQUENCIES[grain])]

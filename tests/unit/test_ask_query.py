@@ -3,6 +3,8 @@ the metrics tables, run read-only with a timeout; numbers hand-worked on DuckDB 
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from pydantic import ValidationError
 
@@ -50,6 +52,23 @@ def test_weeks_start_on_monday_and_each_adds_up_its_own_days(warehouse):
     assert found["period"].tolist() == [NOV[2], NOV[9]]
     assert found["net_sales"].tolist() == pytest.approx([279, 360])
     assert found["aov"].tolist() == pytest.approx([279 / 7, 360 / 5])
+
+
+def test_a_series_lists_every_day_up_to_the_last_with_data_flows_at_0_and_levels_carried(warehouse):
+    flows = run(warehouse, query(metrics=("net_sales", "aov"), grain="day", range={"start": NOV[1], "end": NOV[12]}),
+                SHOP, "shop")
+    # Nov 1 and 5–8 have no rows: 0 sold, no AOV; nothing after Nov 9, the last day with data
+    assert flows["period"].tolist() == [NOV[day] for day in range(1, 10)]
+    assert flows["net_sales"].tolist() == pytest.approx([0, 90, 189, 0, 0, 0, 0, 0, 360])
+    assert flows["aov"].isna().tolist() == [True, False, False, True, True, True, True, True, False]
+    levels = run(warehouse, query(metrics=("active_subscriptions",), grain="day",
+                                  range={"start": NOV[1], "end": NOV[8]}), SAAS, "saas")
+    assert levels["period"].tolist() == [NOV[day] for day in range(1, 6)]
+    assert levels["active_subscriptions"].tolist() == [0, 8, 8, 8, 9]  # Nov 2's level carried to Nov 3 and 4
+    weeks = run(warehouse, query(metrics=("orders",), grain="week", range={"start": NOV[1], "end": NOV[30]}),
+                SHOP, "shop")
+    assert weeks["period"].tolist() == [date(2026, 10, 26), NOV[2], NOV[9]]  # the week of Nov 1 began Oct 26
+    assert weeks["orders"].tolist() == [0, 7, 5]
 
 
 def test_a_stock_is_its_last_day_with_data_and_a_ratio_of_stocks_too(warehouse):
