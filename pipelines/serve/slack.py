@@ -177,18 +177,19 @@ def answer_blocks(answer: Answer) -> list[Block]:
 
 def _table(answer: Answer) -> list[Block]:
     """A total: a field per column ("*Net sales*" over "$148,979.81"). A breakdown or a series: a
-    field per row, its first cell in bold over the others ("$135.00", or "Net sales: $135.00" when
-    there are several); ten fields a section."""
+    field per row, its period and dimension values in bold ("*US · new*") over its figures
+    ("$135.00", or "Net sales: $135.00" when there are several); ten fields a section."""
     columns, rows, query = answer.columns, answer.rows, answer.query or {}
     if not columns or not rows:
         return []
     total = len(rows) == 1 and not query.get("dimensions") and query.get("grain", "total") == "total"
     if total:
         fields = [f"*{_mrkdwn(column, 200)}*\n{_mrkdwn(cell, FIELD_CHARS - 210)}" for column, cell in zip(columns, rows[0])]
-    else:
-        fields = [f"*{_mrkdwn(row[0], 200)}*\n" + _mrkdwn("\n".join(
-            f"{column}: {cell}" if len(columns) > 2 else str(cell) for column, cell in zip(columns[1:], row[1:])),
-            FIELD_CHARS - 210) for row in rows]
+    else:  # the row's period and dimension values ("US · new") in bold, then its figures
+        lead = max(1, len(query.get("dimensions") or []) + (query.get("grain", "total") != "total"))
+        fields = [f"*{_mrkdwn(' · '.join(map(str, row[:lead])), 200)}*\n" + _mrkdwn("\n".join(
+            f"{column}: {cell}" if len(columns) > lead + 1 else str(cell)
+            for column, cell in zip(columns[lead:], row[lead:])), FIELD_CHARS - 210) for row in rows]
     sections: list[Block] = []
     for start in range(0, len(fields), FIELDS_PER_SECTION):
         heading = None if total or start else MarkdownTextObject(text=_mrkdwn(" · ".join(columns), TEXT_CHARS))

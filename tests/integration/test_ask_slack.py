@@ -58,6 +58,9 @@ def test_a_breakdown_is_a_field_per_row_and_each_channel_answers_for_its_own_wor
     by_country = command(ask_server, f"net sales by country {NOV_2_TO_4}").json()["blocks"]
     assert by_country[1]["text"]["text"] == "country · Net sales"
     assert fields(by_country) == ["*DE*\n$144.00", "*US*\n$135.00"]  # 160 − 16; 100 − 10 + 50 − 5
+    by_pair = command(ask_server, f"net sales by country and customer type {NOV_2_TO_4}").json()["blocks"]
+    assert by_pair[1]["text"]["text"] == "country · customer type · Net sales"  # metric_tables.COUNTRY_TYPE
+    assert fields(by_pair) == ["*DE · returning*\n$144.00", "*US · new*\n$108.00", "*US · returning*\n$27.00"]
     # the same team, the SaaS workspace's channel: its MRR, whatever the question says
     by_plan = command(ask_server, "MRR by plan between November 1, 2026 and November 8, 2026",
                       channel=SAAS_CHANNEL).json()["blocks"]
