@@ -10,9 +10,8 @@
     - plan × billing_currency: MRR, ARR, active, new and churned subscriptions (the per plan and
       currency running sums saas_daily_slices adds up by plan) and the movements;
     - movement_type × plan, movement_type × billing_currency: net new MRR's five movements.
-    Summing a pair over its second dimension gives the first dimension's slice (movements and
-    counts exactly; MRR per plan exactly, per currency to the 9-decimal conversion of each plan's
-    part). Each pair is stored once, in the order above (`dimension` first). Zero pairs are left out. -#}
+    Summing a pair over its second dimension gives the first dimension's slice (counts exactly;
+    money to the 6 decimals each row is stored with, the parts being converted to 9). Each pair is stored once, in the order above (`dimension` first). Zero pairs are left out. -#}
 -- depends_on: {{ ref('int_saas_refresh_windows') }}
 {%- set movement_pairs = [('plan', 'billing_currency'), ('movement_type', 'plan'), ('movement_type', 'billing_currency')] %}
 with {{ saas_slice_parts() }},
