@@ -34,10 +34,10 @@ from starlette.responses import JSONResponse, Response
 from pipelines.ask.answer import Answer
 from pipelines.ask.history import converse
 from pipelines.ask.resolve import MAX_QUESTION_CHARS, screen
+from pipelines.packs import pack_for
 from pipelines.serve.ask import MAX_BODY_BYTES
 from pipelines.serve.webhooks import BodyTooLarge
 from pipelines.serve.webhooks import _body as read_body
-from pipelines.packs import pack_for
 from pipelines.settings import LlmSettings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspace, Workspaces

@@ -182,12 +182,11 @@ QUERY_ARGS = {"metrics": ["net_sales"], "dimensions": [], "start": "2026-11-02",
 @pytest.fixture(scope="module")
 def llm_server(tmp_path_factory):
     """The app with an LLM key (the OpenAI stand-in) and Slack's response URLs at the Slack stand-in."""
-    with OpenAIStandIn() as llm, SlackStandIn() as slack:
-        with serve_ask(tmp_path_factory.mktemp("ask-slack-llm"),
-                       settings_env={"ABOS_LLM_API_KEY": "test-key", "ABOS_LLM_BASE_URL": llm.base_url,
-                                     "ABOS_LLM_MAX_RETRIES": "0"},
-                       app_env={"ABOS_SLACK_RESPONSE_URLS": slack.root + "/commands/"}) as server:
-            yield server, llm, slack
+    with OpenAIStandIn() as llm, SlackStandIn() as slack, serve_ask(
+            tmp_path_factory.mktemp("ask-slack-llm"),
+            settings_env={"ABOS_LLM_API_KEY": "test-key", "ABOS_LLM_BASE_URL": llm.base_url, "ABOS_LLM_MAX_RETRIES": "0"},
+            app_env={"ABOS_SLACK_RESPONSE_URLS": slack.root + "/commands/"}) as server:
+        yield server, llm, slack
 
 
 def posted(slack: SlackStandIn, url: str, timeout: float = 30) -> dict:
