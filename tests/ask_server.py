@@ -50,12 +50,16 @@ class AskServer:
 
 
 @contextmanager
-def serve_ask(home: Path) -> Iterator[AskServer]:
+def serve_ask(home: Path, *, settings_env: dict[str, str] | None = None,
+              app_env: dict[str, str] | None = None) -> Iterator[AskServer]:
+    """The app over the metric tables under `home`; `settings_env` adds settings (an LLM key and
+    URL), `app_env` variables the app reads (a Slack response URL's allowed prefix)."""
     (home / "workspaces.yaml").write_text(yaml.safe_dump(WORKSPACES))
-    env = {"ABOS_HOME": str(home), "ABOS_WORKSPACES": str(home / "workspaces.yaml")}
+    env = {"ABOS_HOME": str(home), "ABOS_WORKSPACES": str(home / "workspaces.yaml"), **(settings_env or {})}
     settings = load_settings(env)
     write_metric_tables(settings.warehouse)
-    with running(create_app(settings, load_workspaces(settings.workspaces_file, env=env), env=ENV)) as url:
+    with running(create_app(settings, load_workspaces(settings.workspaces_file, env=env),
+                            env={**ENV, **(app_env or {})})) as url:
         yield AskServer(url, home)
 
 

@@ -34,29 +34,61 @@ DAYS = {  # day: (gross_sales, discounts, orders)
 }
 # ecommerce_daily_slices by country (zero slices left out, as the model does): Nov 2 only US.
 COUNTRY = [(2, "US", 100, 10, 1), (3, "US", 50, 5, 2), (3, "DE", 160, 16, 4)]
+# The same days by two dimensions at once (ecommerce_daily_pair_slices), adding up to COUNTRY:
+# country × customer type (gross_sales, discounts, orders), product × country (gross_sales, discounts).
+COUNTRY_TYPE = [(2, "US", "new", 100, 10, 1), (3, "US", "new", 20, 2, 1), (3, "US", "returning", 30, 3, 1),
+                (3, "DE", "returning", 160, 16, 4)]
+PRODUCT_COUNTRY = [(2, "Tee", "US", 100, 10), (3, "Tee", "US", 30, 3), (3, "Mug", "US", 20, 2),
+                   (3, "Tee", "DE", 160, 16)]
 # SaaS: MRR and active customers, levels at each day's end; by plan, Starter falls to 0 on Nov 4.
 SAAS_DAYS = {2: (1000, 10), 3: (1100, 11), 4: (1050, 10)}
+# Active subscriptions, a level, on two days only: a series carries Nov 2's 8 forward to Nov 3 and 4.
+SUBSCRIPTIONS = {2: 8, 5: 9}
 PLANS = [(2, "Team", 1000), (3, "Team", 600), (3, "Starter", 500), (4, "Team", 1050)]
 # RFM segments of "shop" on two weeks' snapshot days (Sundays Nov 8 and 15): customers and the
 # week's net sales per segment (the at_risk net sales of 0 are left out of the slices).
 SEGMENTS = [(8, "champions", 3, 300), (8, "at_risk", 2, 0), (15, "champions", 4, 250), (15, "hibernating", 1, 20)]
 # Cohorts of "shop", dated on their month: (month, customers buying in month 1, cohort customers).
 COHORTS = [(date(2026, 9, 1), 3, 10), (date(2026, 10, 1), 1, 5)]
+# MRR by plan × billing currency (saas_daily_pair_slices), adding up to PLANS.
+PLAN_CURRENCY = [(2, "Team", "USD", 1000), (3, "Team", "USD", 600), (3, "Starter", "EUR", 500),
+                 (4, "Team", "USD", 700), (4, "Team", "EUR", 350)]
 
 
 def write_metric_tables(warehouse: Warehouse) -> None:
-    """metrics.metric_values and the slice tables, holding DAYS, COUNTRY, SAAS_DAYS, PLANS, SEGMENTS and COHORTS."""
-    long, slices = [], []
+    """metrics.metric_values, the slice and pair slice tables, holding DAYS, COUNTRY, COUNTRY_TYPE,
+    PRODUCT_COUNTRY (and their customer type and product slices), SAAS_DAYS, SUBSCRIPTIONS, PLANS,
+    PLAN_CURRENCY, SEGMENTS and COHORTS."""
+    long, slices, pairs = [], [], []
     for day, (gross, discounts, orders) in DAYS.items():
         long += [("shop", NOV[day], "gross_sales", gross), ("shop", NOV[day], "discounts", discounts),
                  ("shop", NOV[day], "orders", orders), ("shop", NOV[day], "net_sales", gross - discounts),
                  ("other", NOV[day], "net_sales", 1_000_000)]  # another workspace, never read
     for day, (mrr, customers) in SAAS_DAYS.items():
         long += [("saas", NOV[day], "mrr", mrr), ("saas", NOV[day], "active_customers", customers)]
+    long += [("saas", NOV[day], "active_subscriptions", count) for day, count in SUBSCRIPTIONS.items()]
     for day, country, gross, discounts, orders in COUNTRY:
         slices += [("shop", NOV[day], metric, "country", country, value) for metric, value in
                    [("gross_sales", gross), ("discounts", discounts), ("orders", orders),
                     ("net_sales", gross - discounts)]]
+    for day, country, kind, gross, discounts, orders in COUNTRY_TYPE:
+        pairs += [("shop", NOV[day], metric, "country", country, "customer_type", kind, value) for metric, value in
+                  [("gross_sales", gross), ("discounts", discounts), ("orders", orders),
+                   ("net_sales", gross - discounts)]]
+    for day, product, country, gross, discounts in PRODUCT_COUNTRY:
+        pairs += [("shop", NOV[day], metric, "product", product, "country", country, value) for metric, value in
+                  [("gross_sales", gross), ("discounts", discounts), ("net_sales", gross - discounts)]]
+    # the one-dimension slices of the pairs' other dimensions (customer type, product), their sums
+    for dimension, at in (("customer_type", 2), ("product", 1)):
+        source = COUNTRY_TYPE if dimension == "customer_type" else PRODUCT_COUNTRY
+        totals: dict[tuple, dict[str, float]] = {}
+        for row in source:
+            kept = totals.setdefault((row[0], row[at]), {})
+            for metric, value in zip(("gross_sales", "discounts", "orders"), row[3:]):
+                kept[metric] = kept.get(metric, 0) + value
+        for (day, value), parts in totals.items():
+            parts["net_sales"] = parts["gross_sales"] - parts["discounts"]
+            slices += [("shop", NOV[day], metric, dimension, value, amount) for metric, amount in parts.items()]
     saas_slices = [("saas", NOV[day], "mrr", "plan", plan, mrr) for day, plan, mrr in PLANS]
     for day in sorted({day for day, *_ in SEGMENTS}):
         week = [(segment, customers, sales) for d, segment, customers, sales in SEGMENTS if d == day]
@@ -75,10 +107,19 @@ def write_metric_tables(warehouse: Warehouse) -> None:
             sql.execute(f"create table metrics.{table} (workspace_id text, date date, metric text, "
                         "dimension text, dimension_value text, value decimal(38, 6))")
         sql.executemany("insert into metrics.metric_values values (%s, %s, %s, %s)", long)
+        for table in ("ecommerce_daily_pair_slices", "saas_daily_pair_slices"):
+            sql.execute(f"create table metrics.{table} (workspace_id text, date date, metric text, dimension text, "
+                        "dimension_value text, second_dimension text, second_dimension_value text, "
+                        "value decimal(38, 6))")
         sql.executemany("insert into metrics.ecommerce_daily_slices values (%s, %s, %s, %s, %s, %s)", slices)
+        sql.executemany("insert into metrics.ecommerce_daily_pair_slices values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        pairs)
         sql.executemany("insert into metrics.saas_daily_slices values (%s, %s, %s, %s, %s, %s)", saas_slices)
         sql.executemany("insert into metrics.ecommerce_segment_slices values (%s, %s, %s, %s, %s, %s)",
                         segment_slices)
+        sql.executemany("insert into metrics.saas_daily_pair_slices values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        [("saas", NOV[day], "mrr", "plan", plan, "billing_currency", currency, mrr)
+                         for day, plan, currency, mrr in PLAN_CURRENCY])
 
 
 def metric_tables_home(home: Path, warehouse_url: str | None = None, env: dict[str, str] | None = None

@@ -8,7 +8,8 @@
 It keeps channels, messages (with their `metadata`, returned by conversations.history only with
 `include_all_metadata`), thread replies and uploaded files, as Slack does. Methods: auth.test,
 chat.postMessage, conversations.history / replies / list, files.getUploadURLExternal, the upload
-URL it hands out, files.completeUploadExternal. Behaviours: `rate_limit` (HTTP 429 with
+URL it hands out, files.completeUploadExternal; and a slash command's `response_url`
+(`response_url()` hands one out, `responses(url)` lists the JSON messages posted to it). Behaviours: `rate_limit` (HTTP 429 with
 Retry-After), `fail` (an `{"ok": false, "error": ...}` answer, e.g. invalid_auth), `drop_after`
 (do the call, then close the connection without answering: a lost response), `drop_before` (close
 it without doing the call), `delay` (wait before
@@ -50,6 +51,7 @@ class SlackStandIn:
         self._drops_before: dict[str, int] = {}
         self._delays: dict[str, float] = {}
         self._last_ts = 0.0
+        self._responses: dict[str, list[dict[str, Any]]] = {}  # response_url path -> messages posted
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -61,6 +63,17 @@ class SlackStandIn:
     def root(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def response_url(self) -> str:
+        """A slash command's response_url, as Slack puts in the command's body."""
+        with self._lock:
+            path = f"/commands/T0TEAM001/{len(self._responses) + 1}/hook"
+            self._responses[path] = []
+        return self.root + path
+
+    def responses(self, url: str) -> list[dict[str, Any]]:
+        """The messages posted to a response_url, in order."""
+        return list(self._responses[urlsplit(url).path])
 
     @property
     def base_url(self) -> str:
@@ -270,6 +283,10 @@ class SlackStandIn:
                 if url.path.startswith("/upload/"):
                     status, text = standin._upload(url.path.rsplit("/", 1)[1], body)
                     return self._send(status, text.encode(), "text/plain", {})
+                if url.path in standin._responses:  # a slash command's response_url: JSON messages
+                    with standin._lock:
+                        standin._responses[url.path].append(json.loads(body))
+                    return self._send(200, b"ok", "text/plain", {})
                 if not url.path.startswith("/api/"):
                     return self._send(404, b"{}", "application/json", {})
                 params: dict[str, Any] = dict(parse_qsl(url.query))

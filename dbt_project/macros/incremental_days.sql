@@ -15,8 +15,9 @@
     the digests and windows) were built by the run, so a failed or partial run is caught up next time. -#}
 {% macro refresh_tables(vertical) -%}
     {%- set tables = {
-        'ecommerce': ['ecommerce_daily_metrics', 'ecommerce_daily_slices'],
-        'saas': ['int_saas_currency_days', 'int_saas_retention_daily', 'saas_daily_metrics', 'saas_daily_slices'],
+        'ecommerce': ['ecommerce_daily_metrics', 'ecommerce_daily_slices', 'ecommerce_daily_pair_slices'],
+        'saas': ['int_saas_currency_days', 'int_saas_retention_daily', 'saas_daily_metrics', 'saas_daily_slices',
+                 'saas_daily_pair_slices'],
     } -%}
     {{ return(tables[vertical]) }}
 {%- endmacro %}

@@ -20,7 +20,7 @@ import pandas as pd
 import psycopg2
 
 from pipelines.ask.query import (LONG_TABLE, TIMEOUT_SECONDS, Query, Range, Read, compile_query,
-                                 dimension_values, evaluate)
+                                 dimension_values, evaluate, keys)
 from pipelines.ask.resolve import Clarify, Context, Refused, Resolved, Unsupported, resolve, screen
 from pipelines.insights.wording import Wording
 from pipelines.packs import Pack, pack_for
@@ -138,10 +138,13 @@ def answer_query(query: Query, pack: Pack, workspace: Workspace, read: Read, *, 
 def _with_compared_values(rows: pd.DataFrame, before: pd.DataFrame, query: Query, pack: Pack) -> pd.DataFrame:
     """A breakdown's rows plus the values only the compared period has: there, a summed metric or a
     level is 0 (the slice tables leave zero slices out), a ratio has nothing to divide."""
-    missing = sorted(set(before["dimension_value"]) - set(rows["dimension_value"]))
+    keyed = keys(query)
+    missing = sorted(set(before[keyed].itertuples(index=False, name=None))
+                     - set(rows[keyed].itertuples(index=False, name=None)))
     if not missing:
         return rows
-    added = pd.DataFrame({"period": query.range.start, "dimension_value": missing})
+    added = pd.DataFrame(missing, columns=keyed)
+    added.insert(0, "period", query.range.start)
     for name in query.metrics:
         added[name] = float("nan") if pack.metric(name).ratio is not None else 0.0
     return pd.concat([rows, added], ignore_index=True) if len(rows) else added
@@ -168,8 +171,8 @@ def _sentence(query: Query, pack: Pack, rows: pd.DataFrame, before: pd.DataFrame
         metric = pack.metric(name)
         values = rows[name]
         if query.dimensions:
-            dimension = pack.dimension(query.dimensions[0]).label
-            listed = ", ".join(f"{row['dimension_value']} {wording.value(metric.unit, row[name])}"
+            dimension = " and ".join(pack.dimension(d).label for d in query.dimensions)
+            listed = ", ".join(f"{_key_text(row, query)} {wording.value(metric.unit, row[name])}"
                                for _, row in rows.head(3).iterrows())
             way = "lowest" if query.order == "asc" else "highest"
             against = f" (the table compares each with {_range_text(query.comparison.range)})" \
@@ -227,13 +230,12 @@ def _table(query: Query, pack: Pack, rows: pd.DataFrame, before: pd.DataFrame | 
     columns: list[str] = []
     if query.grain != "total":
         columns.append(GRAIN_LABELS[query.grain])
-    if query.dimensions:
-        columns.append(pack.dimension(query.dimensions[0]).label)
+    columns += [pack.dimension(name).label for name in query.dimensions]
     columns += [pack.metric(name).label for name in query.metrics]
     # the comparison period's figures beside each row: the total's, or each dimension value's
     compared = before is not None and query.grain == "total"
     earlier = {} if not compared else (
-        {row["dimension_value"]: row for _, row in before.iterrows()} if query.dimensions else
+        {_key(row, query): row for _, row in before.iterrows()} if query.dimensions else
         {None: before.iloc[0]} if len(before) else {})
     if compared:
         columns += [f"{pack.metric(name).label} ({_range_text(query.comparison.range)})" for name in query.metrics]
@@ -242,13 +244,12 @@ def _table(query: Query, pack: Pack, rows: pd.DataFrame, before: pd.DataFrame | 
         cells: list[Any] = []
         if query.grain != "total":
             cells.append(row["period"].isoformat())
-        if query.dimensions:
-            cells.append(row["dimension_value"])
+        cells += list(_key(row, query) or ())
         cells += [wording.value(pack.metric(name).unit, None if pd.isna(row[name]) else row[name])
                   for name in query.metrics]
         record = {key: (row[key].isoformat() if key == "period" else row[key]) for key in rows.columns}
         if compared:
-            then = earlier.get(row["dimension_value"] if query.dimensions else None)
+            then = earlier.get(_key(row, query))
             figures = {name: None if then is None or pd.isna(then[name]) else float(then[name])
                        for name in query.metrics}
             cells += [wording.value(pack.metric(name).unit, figures[name]) for name in query.metrics]
@@ -257,6 +258,16 @@ def _table(query: Query, pack: Pack, rows: pd.DataFrame, before: pd.DataFrame | 
         values.append({key: (None if isinstance(value, float) and pd.isna(value) else value)
                        for key, value in record.items()})
     return columns, shown, values
+
+
+def _key(row: pd.Series, query: Query) -> tuple[str, ...] | None:
+    """A breakdown row's dimension values, in the query's order (None without a breakdown)."""
+    return tuple(row[key] for key in keys(query)) or None
+
+
+def _key_text(row: pd.Series, query: Query) -> str:
+    """"DE" for one dimension, "DE · Tee" for two."""
+    return " · ".join(str(value) for value in _key(row, query) or ())
 
 
 def _citations(query: Query, pack: Pack, workspace: Workspace, read: Read) -> dict[str, Any]:

@@ -208,8 +208,9 @@ class Tools:
     def list_metrics(self, _: NoArguments) -> dict[str, Any]:
         pack = self.context.pack
         return {"metrics": [{"name": m.name, "label": m.label, "unit": m.unit, "aggregation": m.aggregation,
-                             "dimensions": list(m.dimensions), "synonyms": list(m.synonyms),
-                             "definition": definition(pack, m.name)} for m in pack.metrics]}
+                             "dimensions": list(m.dimensions), "dimension_pairs": [list(pair) for pair in m.pairs],
+                             "synonyms": list(m.synonyms), "definition": definition(pack, m.name)}
+                            for m in pack.metrics]}
 
     def list_dimensions(self, _: NoArguments) -> dict[str, Any]:
         pack = self.context.pack

@@ -24,6 +24,7 @@ GRAINS = ("total", "day", "week", "month", "quarter", "year")
 TIMEOUT_SECONDS = 5.0  # a question's reads stop after this
 LONG_TABLE = "metric_values"  # every registry metric, one row per workspace, day and metric
 MAX_ROWS = 50
+KEYS = ("dimension_value", "dimension_value_2")  # a result's columns for its first and second dimension
 
 
 class QueryError(ValueError):
@@ -96,8 +97,8 @@ def check(query: Query, pack: Pack, values: dict[str, set[str]]) -> None:
         values: each dimension's values in the workspace's slice tables (`dimension_values`).
 
     Raises:
-        QueryError: an unknown metric or dimension, a metric that does not split by a dimension,
-            two dimensions at once, a filter value that does not exist.
+        QueryError: an unknown metric or dimension, a metric that does not split by a dimension
+            (or by two together), more than two dimensions, a filter value that does not exist.
     """
     for name in query.metrics:
         if name not in pack.metric_names:
@@ -105,15 +106,17 @@ def check(query: Query, pack: Pack, values: dict[str, set[str]]) -> None:
     for name in [*query.dimensions, *(f.dimension for f in query.filters)]:
         if name not in {dimension.name for dimension in pack.dimensions}:
             raise QueryError(f"there is no dimension {name!r} for {pack.vertical}")
-    split = {*query.dimensions, *(f.dimension for f in query.filters)}
-    if len(split) > 1:
-        raise QueryError("the slice tables split metrics by one dimension at a time, not by "
-                         + " and ".join(sorted(split)))
+    split = set(split_by(query))
+    if len(split) > 2:
+        raise QueryError("metrics split by at most two dimensions at once (breakdowns and filters together), "
+                         "not by " + ", ".join(sorted(split)))
     for name in query.metrics:
         metric = pack.metric(name)
         missing = split - set(metric.dimensions)
         if missing:
             raise QueryError(f"{metric.label} is not split by {', '.join(sorted(missing))}")
+        if split and not pack.splits(metric, split):
+            raise QueryError(f"{metric.label} is not split by {' and '.join(sorted(split))} together")
     for kept in query.filters:
         unknown = [value for value in kept.values if value not in values.get(kept.dimension, set())]
         if unknown:
@@ -129,6 +132,33 @@ class Statement:
     table: str  # the table it reads, e.g. "metrics.ecommerce_daily_slices"
 
 
+def split_by(query: Query) -> list[str]:
+    """The dimensions the query reads its metrics by: its breakdown's, then its filters' (0–2 once checked)."""
+    return list(dict.fromkeys([*query.dimensions, *(f.dimension for f in query.filters)]))
+
+
+def keys(query: Query) -> list[str]:
+    """A result's columns for the query's breakdown: `dimension_value` (and `dimension_value_2`)."""
+    return list(KEYS[:len(query.dimensions)])
+
+
+def _source(query: Query, pack: Pack) -> tuple[str, dict[str, str], str, list[object]]:
+    """Where the query's dimensions are read: the table, each dimension's column in it, and the
+    condition (with its parameters) that picks the rows of those dimensions. No dimension: the long
+    form; one: its slice table; two: their pair slice table, each pair stored in one order."""
+    split = split_by(query)
+    if not split:
+        return LONG_TABLE, {}, "", []
+    if len(split) == 1:
+        return pack.dimension(split[0]).table, {split[0]: "src.dimension_value"}, " and src.dimension = %s", split
+    pair = pack.pair(*split)
+    if pair is None:
+        raise QueryError(f"no table splits metrics by {' and '.join(split)} together")
+    first, second = pair.dimensions
+    return (pair.table, {first: "src.dimension_value", second: "src.second_dimension_value"},
+            " and src.dimension = %s and src.second_dimension = %s", [first, second])
+
+
 def measures(query: Query, pack: Pack) -> dict[str, Metric]:
     """The stored metrics the query adds up: its metrics, or their ratios' parts, by name."""
     return {name: pack.metric(name) for metric in query.metrics for name in pack.metric(metric).measures}
@@ -139,25 +169,18 @@ def compile_query(query: Query, pack: Pack, workspace_id: str, range_: Range | N
     grain and dimension value: one for the summed measures, one for the stocks (their last day
     with data in each period). `workspace_id` comes from the caller, never from the question.
 
-    Each statement returns (period, [dimension_value,] metric, value): period is the first day of
-    its day, week (Monday), month, quarter or year, or null for the total.
+    Each statement returns (period, [dimension_value, [dimension_value_2,]] metric, value): period
+    is the first day of its day, week (Monday), month, quarter or year, or null for the total.
     """
     span = range_ or query.range
     by_kind: dict[str, list[str]] = {"sum": [], "last": []}
     for name, metric in measures(query, pack).items():
         by_kind["last" if metric.stock else "sum"].append(name)
-    dimension = query.dimensions[0] if query.dimensions else (query.filters[0].dimension if query.filters else None)
-    if dimension is None:
-        table = LONG_TABLE
-    else:
-        table = next(d.table for d in pack.dimensions if d.name == dimension)
-    split = ", src.dimension_value" if query.dimensions else ""
-    where, where_params = "", []
-    if dimension is not None:
-        where += " and src.dimension = %s"
-        where_params.append(dimension)
+    table, columns, where, where_params = _source(query, pack)
+    split = "".join(f", {columns[name]} as {key}" for name, key in zip(query.dimensions, KEYS))
+    grouped = "".join(f", {columns[name]}" for name in query.dimensions)
     for kept in query.filters:
-        where += f" and src.dimension_value in ({', '.join(['%s'] * len(kept.values))})"
+        where += f" and {columns[kept.dimension]} in ({', '.join(['%s'] * len(kept.values))})"
         where_params.extend(kept.values)
     statements = []
     if by_kind["sum"]:
@@ -167,7 +190,7 @@ def compile_query(query: Query, pack: Pack, workspace_id: str, range_: Range | N
                f"from metrics.{table} as src "
                f"where src.workspace_id = %s and src.date between %s and %s "
                f"and src.metric in ({', '.join(['%s'] * len(names))}){where} "
-               f"group by {period + ', ' if period else ''}src.metric{split}")
+               f"group by {period + ', ' if period else ''}src.metric{grouped}")
         statements.append(Statement(sql, (workspace_id, span.start, span.end, *names, *where_params),
                                     f"metrics.{table}"))
     if by_kind["last"]:
@@ -182,7 +205,7 @@ def compile_query(query: Query, pack: Pack, workspace_id: str, range_: Range | N
                f"select last_days.period{split}, src.metric, sum(src.value) as value "
                f"from metrics.{table} as src inner join last_days on src.date = last_days.last_day "
                f"where src.workspace_id = %s and src.metric in ({marks}){where} "
-               f"group by last_days.period, src.metric{split}")
+               f"group by last_days.period, src.metric{grouped}")
         statements.append(Statement(sql, (workspace_id, span.start, span.end, *names, workspace_id, *names,
                                           *where_params), f"metrics.{table}"))
     return statements
@@ -217,21 +240,62 @@ def dimension_values(read: Read, pack: Pack, workspace_id: str) -> dict[str, set
 
 def evaluate(query: Query, pack: Pack, read: Read, workspace_id: str,
              range_: Range | None = None, grain: str | None = None) -> pd.DataFrame:
-    """The query's metrics per period (and dimension value): one row each, a column per metric,
-    `period` (the first day of the period; the range's start for the total), `dimension_value`."""
+    """The query's metrics per period (and dimension values): one row each, a column per metric,
+    `period` (the first day of the period; the range's start for the total), `dimension_value`
+    (and `dimension_value_2` for a second dimension)."""
     query = query if grain is None else query.model_copy(update={"grain": grain})
     span = range_ or query.range
     frames = [frame for statement in compile_query(query, pack, workspace_id, span)
               if len(frame := read(statement.sql, statement.params))]
-    keys = ["period", "dimension_value"] if query.dimensions else ["period"]
-    if not frames:
-        return pd.DataFrame(columns=[*keys, *query.metrics])
-    long = pd.concat(frames, ignore_index=True)
-    long["period"] = pd.to_datetime(long["period"].fillna(pd.Timestamp(span.start))).dt.date
-    wide = long.groupby([*keys, "metric"])["value"].sum().unstack("metric").reset_index()
+    keyed = ["period", *keys(query)]
+    series = query.grain != "total" and not query.dimensions
+    if not frames and not series:
+        return pd.DataFrame(columns=[*keyed, *query.metrics])
+    if frames:
+        long = pd.concat(frames, ignore_index=True)
+        long["period"] = pd.to_datetime(long["period"].fillna(pd.Timestamp(span.start))).dt.date
+        wide = long.groupby([*keyed, "metric"])["value"].sum().unstack("metric").reset_index()
+    else:
+        wide = pd.DataFrame(columns=keyed)
+    if series:
+        wide = _every_period(wide, query, pack, read, workspace_id, span)
+        if wide.empty:
+            return pd.DataFrame(columns=[*keyed, *query.metrics])
     for name in measures(query, pack):  # a slice left out (zero) or a part absent in the range is 0
-        wide[name] = wide[name].fillna(0.0) if name in wide else 0.0
-    result = wide[keys].copy()
+        wide[name] = wide[name].astype("float64").fillna(0.0) if name in wide else 0.0
+    result = wide[keyed].copy()
     for name in query.metrics:
         result[name] = pack.metric(name).value(wide).astype("float64")
     return result
+
+
+def _every_period(wide: pd.DataFrame, query: Query, pack: Pack, read: Read, workspace_id: str,
+                  span: Range) -> pd.DataFrame:
+    """A series with every period of `span` up to the last day with data (none after it): a period
+    without rows is 0 for a flow and the period before's level for a stock (0 before the first)."""
+    names = list(measures(query, pack))
+    through = read(f"select max(date) as through from metrics.{LONG_TABLE} where workspace_id = %s "
+                   f"and date <= %s and metric in ({', '.join(['%s'] * len(names))})",
+                   (workspace_id, span.end, *names))["through"].iloc[0]
+    if through is None or pd.isna(through):
+        return wide
+    through = pd.Timestamp(through).date()
+    every = pd.DataFrame({"period": [day for day in period_starts(query.grain, span.start, span.end)
+                                     if day <= through]})
+    full = every.merge(wide, on="period", how="outer").sort_values("period", ignore_index=True)
+    for name in names:
+        if name in full and pack.metric(name).stock:
+            full[name] = full[name].astype("float64").ffill()
+    return full
+
+
+FREQUENCIES = {"day": "D", "week": "W-MON", "month": "MS", "quarter": "QS", "year": "YS"}
+
+
+def period_starts(grain: str, start: date, end: date) -> list[date]:
+    """The first day of each period of `grain` that overlaps start–end (a week's Monday, a month's 1st...)."""
+    first = pd.Timestamp(start)
+    first = {"day": first, "week": first - pd.Timedelta(days=first.weekday()), "month": first.replace(day=1),
+             "quarter": first.replace(day=1, month=3 * ((first.month - 1) // 3) + 1),
+             "year": first.replace(day=1, month=1)}[grain]
+    return [stamp.date() for stamp in pd.date_range(first, pd.Timestamp(end), freq=FREQUENCIES[grain])]

@@ -47,6 +47,10 @@ HOSTILE = [
     ("credentials", r"\b(passwords?|api\s+keys?|tokens?|secrets?|credentials?|access\s+keys?)\b|"
                     r"\bignore\s+(all\s+|the\s+|your\s+|previous\s+)*(instructions|rules)\b|\bsystem\s+prompt\b"),
 ]
+# Ways to split that no pack has: a breakdown by them is said to be unsupported, never dropped.
+NOT_SPLIT = (r"\b(?:by|per|and|across)\s+(?:the\s+)?(?P<what>(?:billing\s+)?intervals?|billing\s+periods?|"
+             r"(?:sales\s+)?channels?|regions?|cities|city|states?|provinces?|categor(?:y|ies)|vendors?|"
+             r"collections?|brands?|sources?|campaigns?|devices?|sizes?|colou?rs?|variants?)\b")
 # Things owners ask about that no registry metric measures (unless a metric's words include them).
 NOT_MEASURED = (r"\b(traffic|visitors?|visits|sessions?|page\s*views?|conversion\s+rate|inventory|stock\s+levels?|"
                 r"profits?|margins?|costs?|cogs|ad\s+spend|roas|cac|shipping|tax(es)?|weather|nps|reviews?|"
@@ -167,13 +171,26 @@ def resolve(question: str, context: Context, previous: Query | None = None) -> R
         return _unsupported(question, pack, not_measured.group(0) if not_measured else None)
     if len(found) > 4:
         return Unsupported("Ask about at most 4 metrics at a time.", tuple(found[:4]))
+    not_split = re.search(NOT_SPLIT, text)
+    if not_split:
+        listed = ", ".join(dimension.label for dimension in pack.dimensions)
+        return Unsupported(f"I can't split by {not_split.group('what')}: these metrics split by {listed}.",
+                           tuple(found))
     grain = _grain(text, period)
     order, limit = _order(text, dimensions, singular)
     if previous is not None and set(found) == set(previous.metrics):  # the same question, moved
         if not dimensions and not filters:
             dimensions, filters = list(previous.dimensions), list(previous.filters)
             order, limit = previous.order, previous.limit
+        elif re.search(ADDED, text):  # "break that down by country too": a second dimension
+            dimensions = list(dict.fromkeys([*previous.dimensions, *dimensions]))
+            filters = [*previous.filters, *(f for f in filters if f.dimension not in
+                                             {kept.dimension for kept in previous.filters})]
         grain = grain if grain != "total" else previous.grain
+    if len(dimensions) > 2:
+        labels = " and ".join(pack.dimension(name).label for name in dimensions)
+        return Unsupported(f"I can break a metric down by at most two things at once, not by {labels}.",
+                           tuple(found))
     compared = None
     if comparison == "previous_period":
         compared = Comparison(kind="previous_period", range=_range(period.previous()))
@@ -269,6 +286,7 @@ def is_follow_up(question: str) -> bool:
     return re.search(FOLLOW_UP, _words(question).strip()) is not None
 
 
+ADDED = r"\b(?:too|as\s+well|also|in\s+addition)\b"  # a follow-up's breakdown added to the one before
 FOLLOW_UP_BEFORE = r"\bthe\s+(?:day|week|month|quarter|year|period|days|weeks|months)\s+before\b|\bthe\s+(?:previous|prior)\s+one\b"
 
 
@@ -348,26 +366,30 @@ def _distributed(text: str, phrases: dict[str, list[str]]) -> str:
 
 
 def _dimensions(text: str, pack: Pack) -> tuple[list[str], bool]:
-    """The dimensions to break down by ("by product", "per country", "top 5 plans", "which
-    country"), and whether the first was named in the singular ("the best product": one row)."""
-    found, singular = [], False
-    for dimension in pack.dimensions:
+    """The dimensions to break down by, in the order asked ("by product", "per country", "top 5
+    plans", "which country"; a second one: "by country and product", "by plan and currency"), and
+    whether the first was named in the singular ("the best product": one row)."""
+    def first_match(dimension, templates) -> re.Match | None:
         words = {dimension.name.replace("_", " "), dimension.label.lower(), *dimension.synonyms}
-        for phrase in sorted(words, key=len, reverse=True):
-            word = rf"(?P<word>{re.escape(phrase)}(?:s|es)?)"
-            patterns = [rf"\b(?:by|per|for\s+each|for\s+every|across|split\s+by|broken\s+down\s+by|"
-                        rf"break\s*down\s+by|grouped\s+by|in\s+each|each)\s+(?:the\s+)?{word}\b",
-                        rf"{TOP}\s+{word}\b", rf"\b(?:which|what)\s+{word}\b",
-                        rf"\b{word}\s+(?:with|by)\s+the\s+(?:most|highest|lowest|least|biggest)\b"]
-            if found:  # "by product and country"
-                patterns.append(rf"\band\s+(?:by\s+)?(?:the\s+)?{word}\b")
-            match = next((m for m in (re.search(pattern, text) for pattern in patterns) if m), None)
-            if match:
-                if not found:  # "the best product", "which country": one row; "by product": all
-                    singular = not match.group("word").endswith("s") and not match.re.pattern.startswith(r"\b(?:by")
-                found.append(dimension.name)
-                break
+        found = [match for phrase in sorted(words, key=len, reverse=True) for template in templates
+                 if (match := re.search(template.format(word=rf"(?P<word>{re.escape(phrase)}(?:s|es)?)"), text))]
+        return min(found, key=lambda match: match.start(), default=None)
+
+    named = {dimension.name: match for dimension in pack.dimensions if (match := first_match(dimension, BREAKDOWNS))}
+    if named:  # "by country and product", "by product and by country": the second after "and"
+        named |= {dimension.name: match for dimension in pack.dimensions if dimension.name not in named
+                  and (match := first_match(dimension, [r"(?:\band|,)\s+(?:by\s+)?(?:the\s+)?{word}\b"]))}
+    found = sorted(named, key=lambda name: named[name].start())
+    first = named[found[0]] if found else None
+    # "the best product", "which country": one row; "by product", "top products": all
+    singular = first is not None and not first.group("word").endswith("s") and not first.re.pattern.startswith(r"\b(?:by")
     return found, singular
+
+
+BREAKDOWNS = [r"\b(?:by|per|for\s+each|for\s+every|across|split\s+by|broken\s+down\s+by|break\s*down\s+by|"
+              r"grouped\s+by|in\s+each|each)\s+(?:the\s+)?{word}\b",
+              TOP.replace("{", "{{").replace("}", "}}") + r"\s+{word}\b", r"\b(?:which|what)\s+{word}\b",
+              r"\b{word}\s+(?:with|by)\s+the\s+(?:most|highest|lowest|least|biggest)\b"]
 
 
 def _grain(text: str, period: Period) -> str:

@@ -13,9 +13,9 @@ listed in `PACKS` (docs/packs.md).
 from __future__ import annotations
 
 from pipelines.packs import ecommerce, saas
-from pipelines.packs.pack import Dimension, Metric, Pack, signed_sum
+from pipelines.packs.pack import Dimension, Metric, Pack, Pair, signed_sum
 
-__all__ = ["PACKS", "Dimension", "Metric", "Pack", "all_metrics", "metric_tables", "pack_for", "signed_sum", "slice_tables"]
+__all__ = ["PACKS", "Dimension", "Metric", "Pack", "Pair", "all_metrics", "metric_tables", "pack_for", "signed_sum", "slice_tables"]
 
 PACKS: dict[str, Pack] = {pack.vertical: pack for pack in (ecommerce.PACK, saas.PACK)}
 

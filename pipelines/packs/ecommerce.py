@@ -4,7 +4,7 @@ split by product, country and customer type (ecommerce_daily_slices), and its cu
 segment (ecommerce_segment_metrics, split by segment) and its cohorts' month-N retention
 (ecommerce_cohort_metrics); these two are not watched by the anomaly scan or the report."""
 
-from pipelines.packs.pack import COHORT_MONTHS, Dimension, Metric, Pack
+from pipelines.packs.pack import COHORT_MONTHS, Dimension, Metric, Pack, Pair
 
 BURSTY_CHANGE = 1.0  # week over week, lumpy amounts are news only when they double (or vanish)
 
@@ -12,6 +12,9 @@ BURSTY_CHANGE = 1.0  # week over week, lumpy amounts are news only when they dou
 BY_LINE = ("product", "country", "customer_type")
 BY_ORDER = ("country", "customer_type")
 SLICES = "ecommerce_daily_slices"
+PAIR_SLICES = "ecommerce_daily_pair_slices"  # two dimensions at once: ecommerce_daily_pair_slices.sql
+LINE_PAIRS = (("product", "country"), ("product", "customer_type"), ("country", "customer_type"))
+ORDER_PAIRS = (("country", "customer_type"),)
 CUSTOMERS = {"table": "ecommerce_customer_metrics", "stock": True}  # levels at the day's end, not split
 # RFM segments, one row per week dated on its snapshot day (its Sunday, or the last data day).
 SEGMENTS = {"table": "ecommerce_segment_metrics", "dimensions": ("segment",), "watched": False}
@@ -52,22 +55,23 @@ PACK = Pack(
         Dimension("segment", "RFM segment", "ecommerce_segment_slices",
                   synonyms=("segments", "rfm segment", "rfm segments", "customer segment", "customer segments")),
     ),
+    pairs=tuple(Pair(pair, PAIR_SLICES) for pair in LINE_PAIRS),
     metrics=(
-        Metric("net_sales", "Net sales", "currency", can_be_negative=True, dimensions=BY_LINE,
+        Metric("net_sales", "Net sales", "currency", can_be_negative=True, dimensions=BY_LINE, pairs=LINE_PAIRS,
                synonyms=("revenue", "sales", "net revenue", "turnover", "income", "money made")),
-        Metric("gross_sales", "Gross sales", "currency", dimensions=BY_LINE,
+        Metric("gross_sales", "Gross sales", "currency", dimensions=BY_LINE, pairs=LINE_PAIRS,
                synonyms=("gross revenue", "gmv", "sales before discounts")),
         Metric("discounts", "Discounts", "currency", up_is_good=False, change_threshold=BURSTY_CHANGE,
-               dimensions=BY_LINE, synonyms=("discount", "coupons", "promotions", "markdowns")),
+               dimensions=BY_LINE, pairs=LINE_PAIRS, synonyms=("discount", "coupons", "promotions", "markdowns")),
         # Refunds come in lumps on the refund's own day: a wider band keeps one big refund quiet.
         Metric("refunds", "Refunds", "currency", up_is_good=False, sensitivity=4.5,
-               change_threshold=BURSTY_CHANGE, dimensions=BY_LINE, synonyms=("refund", "returns", "refunded")),
-        Metric("orders", "Orders", "count", dimensions=BY_ORDER,
+               change_threshold=BURSTY_CHANGE, dimensions=BY_LINE, pairs=LINE_PAIRS, synonyms=("refund", "returns", "refunded")),
+        Metric("orders", "Orders", "count", dimensions=BY_ORDER, pairs=ORDER_PAIRS,
                synonyms=("order", "order count", "number of orders", "purchases", "transactions")),
-        Metric("units", "Units sold", "count", dimensions=BY_LINE, unit_value=("net_sales", "units"),
+        Metric("units", "Units sold", "count", dimensions=BY_LINE, pairs=LINE_PAIRS, unit_value=("net_sales", "units"),
                synonyms=("units", "items sold", "quantity", "quantity sold", "pieces sold")),
         # docs/metrics.md: AOV is sales after discounts per order.
-        Metric("aov", "Average order value", "currency", dimensions=BY_ORDER,
+        Metric("aov", "Average order value", "currency", dimensions=BY_ORDER, pairs=ORDER_PAIRS,
                ratio=("gross_sales - discounts", "orders"),
                synonyms=("average order value", "average order", "basket size", "average basket", "order value",
                          "average order size")),

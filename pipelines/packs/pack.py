@@ -34,6 +34,20 @@ class Dimension:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """Two dimensions a pair slice table splits metrics by at once, e.g. product × country.
+
+    Attributes:
+        dimensions: (first, second): the table's `dimension` and `second_dimension` (each pair is
+            stored once, in this order).
+        table: the pair slice table, e.g. "ecommerce_daily_pair_slices" (docs/packs.md).
+    """
+
+    dimensions: tuple[str, str]
+    table: str
+
+
+@dataclass(frozen=True)
 class Metric:
     """One metric of a pack, as stored in the vertical's daily metric table.
 
@@ -49,6 +63,8 @@ class Metric:
             bursty metrics, whose weekly totals swing widely, set a larger one.
         dimensions: the pack dimensions that split this metric into parts adding up to the whole;
             drivers explain anomalies along them.
+        pairs: the pairs of those dimensions that split it at once (questions "by country and
+            product"), each one of the pack's `pairs`, in either order.
         ratio: for a ratio metric, its (numerator, denominator), each a signed sum of summed metrics
             written as text, e.g. ("gross_sales - discounts", "orders"); slices are then combined
             as sum(numerator) / sum(denominator), never by adding the ratios.
@@ -76,6 +92,7 @@ class Metric:
     sensitivity: float = 4.0  # anomalies.SENSITIVITY (the packs do not import the detector)
     change_threshold: float = 0.3
     dimensions: tuple[str, ...] = ()
+    pairs: tuple[tuple[str, str], ...] = ()
     ratio: tuple[str, str] | None = None
     stock: bool = False
     unit_value: tuple[str, str] | None = None
@@ -167,6 +184,7 @@ class Pack:
             metric that names none.
         dimensions: every dimension any metric can be sliced by.
         metrics: in the order reports show them.
+        pairs: the pairs of dimensions a pair slice table splits metrics by at once.
         alert_budget: how many anomalies (events) per week reach the report and Slack, the most
             money at stake (times confidence) first; every anomaly stays in insights.anomalies.
     """
@@ -176,6 +194,7 @@ class Pack:
     dimensions: tuple[Dimension, ...]
     metrics: tuple[Metric, ...] = field(default=())
     alert_budget: int = 3
+    pairs: tuple[Pair, ...] = ()
 
     def __post_init__(self) -> None:
         # Frozen, so the default table is filled in the one way a frozen dataclass allows.
@@ -189,6 +208,10 @@ class Pack:
             unknown = set(metric.dimensions) - known
             if unknown:
                 raise ValueError(f"pack {self.vertical!r}, metric {metric.name!r}: unknown dimensions {sorted(unknown)}")
+            for pair in metric.pairs:
+                if self.pair(*pair) is None or not set(pair) <= set(metric.dimensions):
+                    raise ValueError(f"pack {self.vertical!r}, metric {metric.name!r}: pair {pair} must be one of "
+                                     "the pack's pairs, of the metric's own dimensions")
             for part in metric.measures if metric.ratio else ():
                 if part not in names or self.metric(part).ratio is not None:
                     raise ValueError(f"pack {self.vertical!r}, metric {metric.name!r}: ratio part {part!r} "
@@ -198,6 +221,15 @@ class Pack:
                     if part not in names or self.metric(part).ratio is not None:
                         raise ValueError(f"pack {self.vertical!r}, metric {metric.name!r}: unit_value part "
                                          f"{part!r} must be a metric of the pack that is not a ratio")
+        for pair in self.pairs:
+            if not set(pair.dimensions) <= known or pair.dimensions[0] == pair.dimensions[1]:
+                raise ValueError(f"pack {self.vertical!r}: pair {pair.dimensions} must be two of its dimensions")
+        for metric in self.metrics:
+            for part in metric.measures if metric.ratio else ():
+                for pair in metric.pairs:
+                    if not self.splits(self.metric(part), set(pair)):
+                        raise ValueError(f"pack {self.vertical!r}, metric {metric.name!r}: its part {part!r} "
+                                         f"is not split by the pair {pair}")
         if self.alert_budget < 1:
             raise ValueError(f"pack {self.vertical!r}: alert_budget must be at least 1, not {self.alert_budget}")
 
@@ -224,7 +256,18 @@ class Pack:
         metrics, those with a value every day."""
         metrics = tuple(metric for metric in self.metrics if metric.watched)
         used = {name for metric in metrics for name in metric.dimensions}
-        return replace(self, metrics=metrics, dimensions=tuple(d for d in self.dimensions if d.name in used))
+        return replace(self, metrics=metrics, dimensions=tuple(d for d in self.dimensions if d.name in used),
+                       pairs=tuple(pair for pair in self.pairs if set(pair.dimensions) <= used))
+
+    def pair(self, first: str, second: str) -> Pair | None:
+        """The pair slice table's declaration for these two dimensions, in either order (None: no table splits by both)."""
+        return next((pair for pair in self.pairs if set(pair.dimensions) == {first, second} and first != second), None)
+
+    def splits(self, metric: Metric, dimensions: set[str]) -> bool:
+        """Whether `metric` splits by these dimensions at once (one of its dimensions, or one of its pairs)."""
+        if len(dimensions) == 1:
+            return dimensions <= set(metric.dimensions)
+        return len(dimensions) == 2 and any(set(pair) == dimensions for pair in metric.pairs)
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -239,6 +282,11 @@ class Pack:
     def slice_tables(self) -> tuple[str, ...]:
         """The slice tables its dimensions come from."""
         return tuple(dict.fromkeys(dimension.table for dimension in self.dimensions))
+
+    @property
+    def pair_tables(self) -> tuple[str, ...]:
+        """The pair slice tables its pairs come from."""
+        return tuple(dict.fromkeys(pair.table for pair in self.pairs))
 
     def unit_value(self, metric: Metric) -> tuple[str, str] | None:
         """The (numerator, denominator) that value one unit of `metric` in money (see

@@ -3,10 +3,13 @@
 cohorts' month-N logo and net revenue retention (saas_cohort_metrics, not watched by the anomaly scan
 or the report)."""
 
-from pipelines.packs.pack import COHORT_MONTHS, Dimension, Metric, Pack
+from pipelines.packs.pack import COHORT_MONTHS, Dimension, Metric, Pack, Pair
 
 BY_ITEM = ("plan", "billing_currency")
 SLICES = "saas_daily_slices"
+PAIR_SLICES = "saas_daily_pair_slices"  # two dimensions at once: saas_daily_pair_slices.sql
+ITEM_PAIRS = (("plan", "billing_currency"),)
+MOVEMENT_PAIRS = (*ITEM_PAIRS, ("movement_type", "plan"), ("movement_type", "billing_currency"))
 # Movements are bursty (a few customers a day), so they get a wider band than the MRR level.
 # Week over week, they are news only when they double (or vanish).
 MOVEMENT = {"sensitivity": 3.5, "change_threshold": 1.0}
@@ -48,34 +51,35 @@ PACK = Pack(
                   synonyms=("movement", "movements", "movement type", "mrr movement", "mrr movements", "type")),
         Dimension("billing_currency", "billing currency", SLICES, synonyms=("currency", "currencies")),
     ),
+    pairs=tuple(Pair(pair, PAIR_SLICES) for pair in MOVEMENT_PAIRS),
     metrics=(
-        Metric("mrr", "MRR", "currency", stock=True, dimensions=BY_ITEM,
+        Metric("mrr", "MRR", "currency", stock=True, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("monthly recurring revenue", "recurring revenue", "revenue", "monthly revenue")),
-        Metric("arr", "ARR", "currency", stock=True, dimensions=BY_ITEM,
+        Metric("arr", "ARR", "currency", stock=True, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("annual recurring revenue", "annual run rate", "run rate", "yearly recurring revenue")),
         Metric("net_new_mrr", "Net new MRR", "currency", can_be_negative=True, **MOVEMENT,
-               dimensions=("movement_type", *BY_ITEM),
+               dimensions=("movement_type", *BY_ITEM), pairs=MOVEMENT_PAIRS,
                synonyms=("net mrr", "mrr movements", "net mrr movement")),
-        Metric("new_mrr", "New MRR", "currency", **MOVEMENT, dimensions=BY_ITEM,
+        Metric("new_mrr", "New MRR", "currency", **MOVEMENT, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("new business mrr", "mrr from new customers", "new revenue")),
-        Metric("expansion_mrr", "Expansion MRR", "currency", **MOVEMENT, dimensions=BY_ITEM,
+        Metric("expansion_mrr", "Expansion MRR", "currency", **MOVEMENT, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("expansion", "upgrades", "upsell", "upsells", "expansion revenue")),
         # Contraction and churn are positive amounts of MRR lost (docs/metrics.md): a rise is bad news.
-        Metric("contraction_mrr", "Contraction MRR", "currency", up_is_good=False, **MOVEMENT, dimensions=BY_ITEM,
+        Metric("contraction_mrr", "Contraction MRR", "currency", up_is_good=False, **MOVEMENT, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("contraction", "downgrades", "downgrade", "downsell")),
-        Metric("churned_mrr", "Churned MRR", "currency", up_is_good=False, **MOVEMENT, dimensions=BY_ITEM,
+        Metric("churned_mrr", "Churned MRR", "currency", up_is_good=False, **MOVEMENT, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("churn", "lost mrr", "mrr churned", "churned revenue", "lost revenue", "churn mrr")),
-        Metric("reactivation_mrr", "Reactivation MRR", "currency", **MOVEMENT, dimensions=BY_ITEM,
+        Metric("reactivation_mrr", "Reactivation MRR", "currency", **MOVEMENT, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("reactivation", "reactivations", "win-backs", "winbacks", "won back mrr")),
-        Metric("active_subscriptions", "Active subscriptions", "count", stock=True, dimensions=BY_ITEM,
+        Metric("active_subscriptions", "Active subscriptions", "count", stock=True, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("subscriptions", "active subs", "subscription count", "subs")),
         # A customer pays in one currency but may hold several plans: plan does not split customers.
         Metric("active_customers", "Active customers", "count", stock=True, dimensions=("billing_currency",),
                synonyms=("customers", "paying customers", "subscribers", "customer count", "accounts")),
-        Metric("new_subscriptions", "New subscriptions", "count", dimensions=BY_ITEM,
+        Metric("new_subscriptions", "New subscriptions", "count", dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("new subscription", "new subs", "signups", "sign-ups", "sign ups")),
         Metric("churned_subscriptions", "Churned subscriptions", "count", up_is_good=False, **MOVEMENT,
-               dimensions=BY_ITEM, synonyms=("churn", "cancellations", "cancelled subscriptions",
+               dimensions=BY_ITEM, pairs=ITEM_PAIRS, synonyms=("churn", "cancellations", "cancelled subscriptions",
                                              "canceled subscriptions", "churned subs", "cancels")),
         Metric("arpa", "ARPA", "currency", stock=True, dimensions=("billing_currency",),
                ratio=("mrr", "active_customers"),

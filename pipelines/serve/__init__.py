@@ -40,7 +40,7 @@ def create_app(settings: Settings, workspaces: Workspaces, *, env: dict[str, str
     writer = InboxWriter(settings.warehouse, lock_timeout)
     gateway = Gateway(endpoints(workspaces, env), writer, max_body_bytes)
     questions = AskApi(workspaces, settings.warehouse, env, settings.llm, folder_of(settings.home))
-    slack = SlackCommands(workspaces, settings.warehouse, env, folder_of(settings.home))
+    slack = SlackCommands(workspaces, settings.warehouse, env, folder_of(settings.home), settings.llm)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"ok": True})

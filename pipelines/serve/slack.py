@@ -8,29 +8,41 @@ for the workspace its Slack team and channel map to under that secret (`ask_slac
 `channels`), never for one the question names; a team or channel mapped to none gets one message,
 whatever it is, so answers do not tell which workspaces exist. Answers are ephemeral (only the
 asker sees them), within Slack's three seconds: questions take well under one (docs/ask.md).
+
+With an LLM key (`abos serve`'s settings), a question is read by the model, which can take longer
+than Slack waits: the command is acknowledged at once and the answer is posted afterwards to the
+command's `response_url` (slack-sdk's `WebhookClient`), replacing the acknowledgement. Refusals and
+questions turned away never reach the model and are answered at once.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections import defaultdict
 from pathlib import Path
 from urllib.parse import parse_qs
 
 from slack_sdk.models.blocks import Block, ContextBlock, ImageBlock, MarkdownTextObject, SectionBlock
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.webhook import WebhookClient
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pipelines.ask.answer import Answer
 from pipelines.ask.history import converse
-from pipelines.ask.resolve import MAX_QUESTION_CHARS
+from pipelines.ask.resolve import MAX_QUESTION_CHARS, screen
+from pipelines.packs import pack_for
 from pipelines.serve.ask import MAX_BODY_BYTES
 from pipelines.serve.webhooks import BodyTooLarge
 from pipelines.serve.webhooks import _body as read_body
+from pipelines.settings import LlmSettings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspace, Workspaces
+
+log = logging.getLogger(__name__)
 
 NOT_CONNECTED = ("This Slack channel is not connected to a workspace that answers questions. "
                  "Ask whoever runs AI Business OS to connect it (`ask_slack` in workspaces.yaml).")
@@ -40,6 +52,11 @@ FIELDS_PER_SECTION = 10  # Block Kit's limits
 FIELD_CHARS = 2000
 TEXT_CHARS = 3000
 CONTEXT_ELEMENTS = 10
+WORKING = "Looking into “{question}”… the answer follows here in a moment."
+# Where a deferred answer may be posted: Slack's response URLs (a test points this at its stand-in).
+RESPONSE_URLS = ("https://hooks.slack.com/",)
+RESPONSE_URLS_ENV = "ABOS_SLACK_RESPONSE_URLS"  # comma-separated prefixes, instead of RESPONSE_URLS
+RESPONSE_TIMEOUT_SECONDS = 10
 
 Route = tuple[str, str | None]  # (team ID, channel ID or None for every channel of the team)
 
@@ -48,7 +65,8 @@ class SlackCommands:
     """The command route's state: one verifier per signing secret, each with the teams and channels it
     answers for, read once; and the warehouse."""
 
-    def __init__(self, workspaces: Workspaces, warehouse: Warehouse, env: dict[str, str], charts: Path | None = None):
+    def __init__(self, workspaces: Workspaces, warehouse: Warehouse, env: dict[str, str], charts: Path | None = None,
+                 llm: LlmSettings | None = None):
         routes: dict[str, dict[Route, Workspace]] = defaultdict(dict)
         for workspace in workspaces:
             slack = workspace.ask_slack
@@ -59,6 +77,9 @@ class SlackCommands:
         self.apps = [(SignatureVerifier(secret), answered) for secret, answered in routes.items()]
         self.warehouse = warehouse
         self.charts = charts  # where series' PNGs are written (the ask API serves them)
+        self.llm = llm if llm is not None and llm.api_key else None  # with a key: answers deferred to response_url
+        self.response_urls = tuple(url.strip() for url in env.get(RESPONSE_URLS_ENV, "").split(",")
+                                   if url.strip()) or RESPONSE_URLS
 
     @property
     def workspace_ids(self) -> list[str]:
@@ -88,13 +109,36 @@ class SlackCommands:
         if len(question) > MAX_QUESTION_CHARS:
             return _reply(f"Ask in under {MAX_QUESTION_CHARS} characters.")
         # each person's questions in a channel are one conversation: "/ask and the month before?" follows on
-        answer = await run_in_threadpool(functools.partial(
-            converse, question, workspace, self.warehouse, conversation=f"slack:{team}:{channel}:{form.get('user_id')}",
-            via="slack", charts=self.charts))
+        asked = functools.partial(converse, question, workspace, self.warehouse, via="slack", charts=self.charts,
+                                  conversation=f"slack:{team}:{channel}:{form.get('user_id')}")
+        response_url = form.get("response_url", "")
+        if (self.llm is not None and response_url.startswith(self.response_urls)
+                and screen(question, pack_for(workspace.vertical)) is None):
+            # the model may take longer than Slack's three seconds: acknowledge now, answer at response_url
+            return JSONResponse(_message(WORKING.format(question=_clip(question, 200))),
+                                background=BackgroundTask(self._answer_later, asked, request, workspace, response_url))
+        answer = await run_in_threadpool(asked)
+        return JSONResponse(self._answered(answer, request, workspace))
+
+    def _answered(self, answer: Answer, request: Request, workspace: Workspace) -> dict:
+        """The Block Kit message of an answer (its chart, the URL the ask API serves it at)."""
         if answer.chart:
             answer.chart = str(request.url_for("ask_chart", workspace=workspace.id, name=Path(answer.chart).name))
-        return JSONResponse({"response_type": "ephemeral", "text": _mrkdwn(answer.text, TEXT_CHARS),
-                             "blocks": [block.to_dict() for block in answer_blocks(answer)]})
+        return {"response_type": "ephemeral", "text": _mrkdwn(answer.text, TEXT_CHARS),
+                "blocks": [block.to_dict() for block in answer_blocks(answer)]}
+
+    async def _answer_later(self, asked: functools.partial, request: Request, workspace: Workspace,
+                            response_url: str) -> None:
+        """The LLM's answer (or the resolver's, when the model's is not used), posted to the command's
+        response_url in place of the acknowledgement."""
+        answer = await run_in_threadpool(functools.partial(asked, llm=self.llm))
+        message = self._answered(answer, request, workspace)
+        client = WebhookClient(response_url, timeout=RESPONSE_TIMEOUT_SECONDS)
+        sent = await run_in_threadpool(functools.partial(
+            client.send, text=message["text"], blocks=message["blocks"], response_type="ephemeral",
+            replace_original=True))
+        if sent.status_code != 200:
+            log.warning("Slack did not take the answer to question %s: HTTP %s", answer.question_id, sent.status_code)
 
 
 def _signed(verifier: SignatureVerifier, body: bytes, request: Request) -> bool:
@@ -106,9 +150,13 @@ def _signed(verifier: SignatureVerifier, body: bytes, request: Request) -> bool:
 
 def _reply(text: str) -> JSONResponse:
     """A message only the asker sees (Slack shows an HTTP error as a failure of the command)."""
+    return JSONResponse(_message(text))
+
+
+def _message(text: str) -> dict:
     text = _mrkdwn(text, TEXT_CHARS)
-    return JSONResponse({"response_type": "ephemeral", "text": text,
-                         "blocks": [SectionBlock(text=MarkdownTextObject(text=text)).to_dict()]})
+    return {"response_type": "ephemeral", "text": text,
+            "blocks": [SectionBlock(text=MarkdownTextObject(text=text)).to_dict()]}
 
 
 def answer_blocks(answer: Answer) -> list[Block]:
@@ -129,18 +177,19 @@ def answer_blocks(answer: Answer) -> list[Block]:
 
 def _table(answer: Answer) -> list[Block]:
     """A total: a field per column ("*Net sales*" over "$148,979.81"). A breakdown or a series: a
-    field per row, its first cell in bold over the others ("$135.00", or "Net sales: $135.00" when
-    there are several); ten fields a section."""
+    field per row, its period and dimension values in bold ("*US · new*") over its figures
+    ("$135.00", or "Net sales: $135.00" when there are several); ten fields a section."""
     columns, rows, query = answer.columns, answer.rows, answer.query or {}
     if not columns or not rows:
         return []
     total = len(rows) == 1 and not query.get("dimensions") and query.get("grain", "total") == "total"
     if total:
         fields = [f"*{_mrkdwn(column, 200)}*\n{_mrkdwn(cell, FIELD_CHARS - 210)}" for column, cell in zip(columns, rows[0])]
-    else:
-        fields = [f"*{_mrkdwn(row[0], 200)}*\n" + _mrkdwn("\n".join(
-            f"{column}: {cell}" if len(columns) > 2 else str(cell) for column, cell in zip(columns[1:], row[1:])),
-            FIELD_CHARS - 210) for row in rows]
+    else:  # the row's period and dimension values ("US · new") in bold, then its figures
+        lead = max(1, len(query.get("dimensions") or []) + (query.get("grain", "total") != "total"))
+        fields = [f"*{_mrkdwn(' · '.join(map(str, row[:lead])), 200)}*\n" + _mrkdwn("\n".join(
+            f"{column}: {cell}" if len(columns) > lead + 1 else str(cell)
+            for column, cell in zip(columns[lead:], row[lead:])), FIELD_CHARS - 210) for row in rows]
     sections: list[Block] = []
     for start in range(0, len(fields), FIELDS_PER_SECTION):
         heading = None if total or start else MarkdownTextObject(text=_mrkdwn(" · ".join(columns), TEXT_CHARS))

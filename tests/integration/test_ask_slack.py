@@ -4,6 +4,7 @@ tests/metric_tables.py, and one message for every team or channel no workspace a
 
 from __future__ import annotations
 
+import json
 import time
 from urllib.parse import urlencode
 
@@ -15,7 +16,9 @@ from pipelines.ask.answer import Answer
 from pipelines.serve.slack import EXAMPLES, NOT_CONNECTED, SlackCommands, answer_blocks
 from pipelines.workspaces import load_workspaces
 from tests.ask_server import (OTHER_SIGNING_SECRET, OTHER_TEAM, SAAS_CHANNEL, SHOP_CHANNEL, SIGNING_SECRET, TEAM,
-                              WORKSPACES, slack_headers)
+                              WORKSPACES, serve_ask, slack_headers)
+from tests.openai_standin import OpenAIStandIn
+from tests.slack_standin import SlackStandIn
 
 NOV_2_TO_4 = "between November 2, 2026 and November 4, 2026"
 
@@ -55,6 +58,9 @@ def test_a_breakdown_is_a_field_per_row_and_each_channel_answers_for_its_own_wor
     by_country = command(ask_server, f"net sales by country {NOV_2_TO_4}").json()["blocks"]
     assert by_country[1]["text"]["text"] == "country · Net sales"
     assert fields(by_country) == ["*DE*\n$144.00", "*US*\n$135.00"]  # 160 − 16; 100 − 10 + 50 − 5
+    by_pair = command(ask_server, f"net sales by country and customer type {NOV_2_TO_4}").json()["blocks"]
+    assert by_pair[1]["text"]["text"] == "country · customer type · Net sales"  # metric_tables.COUNTRY_TYPE
+    assert fields(by_pair) == ["*DE · returning*\n$144.00", "*US · new*\n$108.00", "*US · returning*\n$27.00"]
     # the same team, the SaaS workspace's channel: its MRR, whatever the question says
     by_plan = command(ask_server, "MRR by plan between November 1, 2026 and November 8, 2026",
                       channel=SAAS_CHANNEL).json()["blocks"]
@@ -164,3 +170,84 @@ def test_a_series_chart_is_an_image_block_only_at_a_public_https_address():
     assert [block.to_dict()["type"] for block in answer_blocks(answer)] == ["section", "image"]
     answer.chart = "http://127.0.0.1:8800/v1/workspaces/shop/charts/c.png"  # Slack cannot fetch it: no image
     assert [block.to_dict()["type"] for block in answer_blocks(answer)] == ["section"]
+
+
+# -- with an LLM: acknowledged at once, answered at the command's response_url ---------------------
+
+QUESTION_2_TO_4 = f"net sales {NOV_2_TO_4}"
+QUERY_ARGS = {"metrics": ["net_sales"], "dimensions": [], "start": "2026-11-02", "end": "2026-11-04",
+              "grain": "total", "filters": [], "comparison": None, "order": "desc", "limit": 50}
+
+
+@pytest.fixture(scope="module")
+def llm_server(tmp_path_factory):
+    """The app with an LLM key (the OpenAI stand-in) and Slack's response URLs at the Slack stand-in."""
+    with OpenAIStandIn() as llm, SlackStandIn() as slack, serve_ask(
+            tmp_path_factory.mktemp("ask-slack-llm"),
+            settings_env={"ABOS_LLM_API_KEY": "test-key", "ABOS_LLM_BASE_URL": llm.base_url, "ABOS_LLM_MAX_RETRIES": "0"},
+            app_env={"ABOS_SLACK_RESPONSE_URLS": slack.root + "/commands/"}) as server:
+        yield server, llm, slack
+
+
+def posted(slack: SlackStandIn, url: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while not slack.responses(url):
+        assert time.monotonic() < deadline, "nothing was posted to the response_url"
+        time.sleep(0.05)
+    (message,) = slack.responses(url)
+    return message
+
+
+def model(reply):
+    """A model that queries net sales Nov 2–4, then says `reply(rows)`."""
+    def answer(request: dict):
+        results = [m for m in request["messages"] if m["role"] == "tool"]
+        if not results:
+            return OpenAIStandIn.tool_call("query_metrics", QUERY_ARGS)
+        return reply(json.loads(results[-1]["content"])["rows"])
+    return answer
+
+
+def test_with_an_llm_the_command_is_acknowledged_within_3_seconds_and_answered_at_the_response_url(llm_server):
+    server, llm, slack = llm_server
+    llm.reply(model(lambda rows: f"You sold {rows[0][0]} in net sales from 2026-11-02 to 2026-11-04."))
+    llm.delay(2.0)  # two model turns: four seconds, longer than Slack waits
+    try:
+        url = slack.response_url()
+        started = time.monotonic()
+        ack = command(server, QUESTION_2_TO_4, response_url=url, user_id="U0LLM0001")
+        assert time.monotonic() - started < 3 and ack.status_code == 200
+        assert ack.json()["text"].startswith("Looking into") and fields(ack.json()["blocks"]) == []
+        message = posted(slack, url)
+    finally:
+        llm.delay(0)
+    assert message["response_type"] == "ephemeral" and message["replace_original"] is True
+    assert message["text"] == "You sold $279.00 in net sales from 2026-11-02 to 2026-11-04."  # 90 + 189 + 0
+    assert fields(message["blocks"]) == ["*Net sales*\n$279.00"]
+    kept = requests.get(f"{server.url}/v1/workspaces/shop/history", headers={"Authorization": "Bearer shop-token-1"},
+                        timeout=60).json()["questions"]
+    assert [(q["source"], q["via"]) for q in kept if q["conversation"] == f"slack:{TEAM}:{SHOP_CHANNEL}:U0LLM0001"] \
+        == [("llm", "slack")]
+
+
+def test_with_an_llm_numbers_not_in_the_tool_results_give_the_templated_answer(llm_server):
+    server, llm, slack = llm_server
+    llm.reply(model(lambda _: "Net sales were $312.00 from 2026-11-02 to 2026-11-04, up 12%."))
+    url = slack.response_url()
+    command(server, QUESTION_2_TO_4, response_url=url)
+    message = posted(slack, url)
+    assert message["text"].startswith("Net sales from 2026-11-02 to 2026-11-04: $279.00")
+    assert "312" not in json.dumps(message)
+
+
+def test_with_an_llm_refusals_and_unknown_response_urls_are_answered_at_once_without_the_model(llm_server):
+    server, llm, slack = llm_server
+    asked = len(llm.requests)
+    url = slack.response_url()
+    refused = command(server, "net sales of acme-store last week", response_url=url).json()
+    assert refused["text"].startswith("I can only answer questions about this workspace's own metrics")
+    # a response_url outside Slack's (here: outside the allowed prefix) is never posted to
+    direct = command(server, QUESTION_2_TO_4, response_url="http://127.0.0.1:9/elsewhere").json()
+    assert fields(direct["blocks"]) == ["*Net sales*\n$279.00"]
+    time.sleep(0.5)
+    assert slack.responses(url) == [] and len(llm.requests) == asked

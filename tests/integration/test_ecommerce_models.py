@@ -24,7 +24,8 @@ from tests.scenario import ScenarioWarehouse, build_scenario, run_dbt, serving, 
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_ecommerce.json"
 # Only the ecommerce models (and what they read): the other verticals' models are not under test here.
-ECOMMERCE = ("-s", "+ecommerce_daily_metrics", "+ecommerce_daily_slices", "+customers", "+products",
+ECOMMERCE = ("-s", "+ecommerce_daily_metrics", "+ecommerce_daily_slices", "+ecommerce_daily_pair_slices",
+             "+customers", "+products",
              "+ecommerce_cohorts", "+ecommerce_segment_weekly", "+ecommerce_segment_moves",
              "+ecommerce_customer_metrics", "+ecommerce_cohort_metrics", "+ecommerce_segment_metrics",
              "+ecommerce_segment_slices")
@@ -50,6 +51,8 @@ TABLES = {
     "marts.products": "workspace_id, product_id",
     "metrics.ecommerce_daily_metrics": "workspace_id, date",
     "metrics.ecommerce_daily_slices": "workspace_id, date, metric, dimension, dimension_value",
+    "metrics.ecommerce_daily_pair_slices": "workspace_id, date, metric, dimension, dimension_value, second_dimension, "
+                                           "second_dimension_value",
     "metrics.ecommerce_cohorts": "workspace_id, cohort_month, months_since_first_order",
     "metrics.ecommerce_customer_segments": "workspace_id, week_start, person_id",
     "metrics.ecommerce_segment_weekly": "workspace_id, week_start, segment",

@@ -397,6 +397,34 @@ def test_the_slice_tables_split_exactly_the_registrys_metrics_by_their_dimension
                                              f"{pack.metric(metric).table}")["total"].iloc[0] == 0, (table, metric)
 
 
+def test_the_pair_slices_split_the_registrys_pairs_and_add_up_to_the_slices(built):
+    """Each pair slice table holds only the pairs the registry declares, and a pair summed over either
+    of its dimensions is the other dimension's slice: exactly for the shop's money and every count
+    (the same converted cells), to the 6 decimals each row is stored with for SaaS money (converted
+    to 9 decimals per plan and currency, so a sum of stored rows can differ in the 6th)."""
+    for vertical in ("ecommerce", "saas"):
+        pack = pack_for(vertical)
+        declared = {(metric.name, *pack.pair(*pair).dimensions) for metric in pack.metrics for pair in metric.pairs
+                    if metric.ratio is None}
+        (table,) = pack.pair_tables
+        pairs = built.warehouse.query(f"select * from metrics.{table}")
+        found = set(pairs[["metric", "dimension", "second_dimension"]].itertuples(index=False, name=None))
+        assert found <= declared
+        for metric, *_ in declared - found:  # zero pairs are left out: missing only where the metric is always 0
+            assert built.warehouse.query(f"select sum(abs({metric})) as total from metrics.{pack.table}")[
+                "total"].iloc[0] == 0, (table, metric)
+        slices = built.warehouse.query(f"select * from metrics.{pack.slice_tables[0]}")
+        for (metric, first, second), rows in pairs.groupby(["metric", "dimension", "second_dimension"]):
+            for side, column in ((first, "dimension_value"), (second, "second_dimension_value")):
+                summed = rows.groupby(["workspace_id", "date", column])["value"].sum().astype(float)
+                kept = slices[(slices["metric"] == metric) & (slices["dimension"] == side)]
+                expected = kept.set_index(["workspace_id", "date", "dimension_value"])["value"].astype(float)
+                summed.index.names = expected.index.names
+                both = pd.concat([summed.rename("pairs"), expected.rename("slices")], axis=1).fillna(0.0)
+                tolerance = 1e-5 if vertical == "saas" else 1e-9
+                assert (both["pairs"] - both["slices"]).abs().max() <= tolerance, (table, metric, side)
+
+
 ASKED_AT = datetime(2026, 11, 25, 20, tzinfo=timezone.utc)  # Wednesday afternoon in New York and Los Angeles
 
 
@@ -455,6 +483,22 @@ def test_answers_to_questions_match_the_metric_tables(built):
         dict(zip(plans["dimension_value"], plans["value"])))
     assert sum(row["mrr"] for row in answer.values) == pytest.approx(saas.set_index("date").loc[date(2026, 11, 22),
                                                                                                "mrr"])
+
+    # two dimensions: each cell from the pair slices, the cells adding up to the month's net sales
+    pairs = warehouse.query("select dimension_value, second_dimension_value, value from metrics.ecommerce_daily_pair_slices "
+                            "where workspace_id = 'demo-us-store' and metric = 'net_sales' and dimension = 'product' "
+                            "and second_dimension = 'country' and date between '2026-10-01' and '2026-10-31'")
+    cells = pairs.groupby(["second_dimension_value", "dimension_value"])["value"].sum().astype(float)
+    answer = ask("net sales by country and product last month", workspaces.get("demo-us-store"), warehouse,
+                 now=ASKED_AT)
+    assert answer.query["dimensions"] == ["country", "product"] and answer.columns[:2] == ["country", "product"]
+    assert len(answer.values) == min(len(cells), 50)
+    assert {(row["dimension_value"], row["dimension_value_2"]): row["net_sales"] for row in answer.values} == \
+        pytest.approx(cells.sort_values(ascending=False).head(50).to_dict())
+    assert cells.sum() == pytest.approx(total(shop, "net_sales", "2026-10-01", "2026-10-31"))
+    answer = ask("net new MRR by movement and plan last month", workspaces.get("demo-saas"), warehouse, now=ASKED_AT)
+    assert sum(row["net_new_mrr"] for row in answer.values) == pytest.approx(
+        saas[(saas["date"] >= date(2026, 10, 1)) & (saas["date"] <= date(2026, 10, 31))]["net_new_mrr"].sum())
 
 
 def test_abos_ask_answers_in_json_and_refuses_another_workspace(built, capsys):

@@ -30,11 +30,11 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_saas.jso
 # Only the SaaS models (and what they read): the ecommerce models are not under test here.
 # dbt's threads: the SaaS graph is wide (many small tests), and start-up dominates anyway.
 THREADS = ("--threads", "8")
-SAAS = (*THREADS, "-s", "+saas_daily_metrics", "+saas_daily_slices", "+saas_customers", "+subscriptions", "+subscription_items", "+invoices",
+SAAS = (*THREADS, "-s", "+saas_daily_metrics", "+saas_daily_slices", "+saas_daily_pair_slices", "+saas_customers", "+subscriptions", "+subscription_items", "+invoices",
         "+invoice_lines")
 SAAS = (*SAAS, "+saas_cohorts", "+saas_ltv", "+saas_cohort_metrics")  # customer analytics (metrics/customers)
 INCREMENTAL = (*THREADS, "-s", "mrr_movements", "invoices", "invoice_lines", "int_saas_currency_days",
-               "int_saas_retention_daily", "saas_daily_metrics", "saas_daily_slices")
+               "int_saas_retention_daily", "saas_daily_metrics", "saas_daily_slices", "saas_daily_pair_slices")
 # Every SaaS table and its key, for the comparisons.
 TABLES = {
     "marts.saas_customers": "workspace_id, customer_id",
@@ -47,6 +47,8 @@ TABLES = {
     "intermediate.int_saas_retention_daily": "workspace_id, date_day",
     "metrics.saas_daily_metrics": "workspace_id, date",
     "metrics.saas_daily_slices": "workspace_id, date, metric, dimension, dimension_value",
+    "metrics.saas_daily_pair_slices": "workspace_id, date, metric, dimension, dimension_value, second_dimension, "
+                                      "second_dimension_value",
 }
 NEW_TENANT = "saas-joins-later"  # the second phase's copy of saas-moves
 LOAD_COLUMNS = ("load_epoch",)  # dlt load ids differ between runs and databases by nature

@@ -110,9 +110,10 @@ def test_a_series_gets_a_chart_of_its_numbers_and_a_total_none(home, tmp_path):
     assert (tmp_path / "shop" / f"{daily.question_id}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     drawn = chart.figure(daily, shop)
     net_sales, orders = (axis.lines[0] for axis in drawn.axes)
-    assert list(net_sales.get_ydata()) == pytest.approx([90, 189, 0, 360])  # days with data: Nov 2, 3, 4, 9
-    assert list(orders.get_ydata()) == pytest.approx([1, 6, 0, 5])
-    assert [t.get_text() for t in drawn.axes[-1].get_xticklabels()] == ["11-02", "11-03", "11-04", "11-09"]
+    # every day, Nov 5–8 without orders at 0
+    assert list(net_sales.get_ydata()) == pytest.approx([90, 189, 0, 0, 0, 0, 0, 360])
+    assert list(orders.get_ydata()) == pytest.approx([1, 6, 0, 0, 0, 0, 0, 5])
+    assert [t.get_text() for t in drawn.axes[-1].get_xticklabels()] == [f"11-{day:02d}" for day in range(2, 10)]
     assert history.recent(warehouse, "shop", conversation="c")[0].chart == daily.chart
     total = history.converse("net sales between November 2, 2026 and November 9, 2026", shop, warehouse,
                              conversation="c", via="cli", now=NOW, charts=tmp_path)

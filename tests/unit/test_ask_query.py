@@ -3,6 +3,8 @@ the metrics tables, run read-only with a timeout; numbers hand-worked on DuckDB 
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from pydantic import ValidationError
 
@@ -13,7 +15,7 @@ from pipelines.warehouse import Warehouse
 from tests.metric_tables import NOV, write_metric_tables
 
 SHOP, SAAS = pack_for("ecommerce"), pack_for("saas")
-VALUES = {"country": {"US", "DE"}, "product": {"Tee"}, "customer_type": {"new", "returning"}}
+VALUES = {"country": {"US", "DE"}, "product": {"Tee", "Mug"}, "customer_type": {"new", "returning"}}
 
 
 def run(warehouse: Warehouse, asked: Query, pack, workspace_id: str):
@@ -50,6 +52,23 @@ def test_weeks_start_on_monday_and_each_adds_up_its_own_days(warehouse):
     assert found["period"].tolist() == [NOV[2], NOV[9]]
     assert found["net_sales"].tolist() == pytest.approx([279, 360])
     assert found["aov"].tolist() == pytest.approx([279 / 7, 360 / 5])
+
+
+def test_a_series_lists_every_day_up_to_the_last_with_data_flows_at_0_and_levels_carried(warehouse):
+    flows = run(warehouse, query(metrics=("net_sales", "aov"), grain="day", range={"start": NOV[1], "end": NOV[12]}),
+                SHOP, "shop")
+    # Nov 1 and 5–8 have no rows: 0 sold, no AOV; nothing after Nov 9, the last day with data
+    assert flows["period"].tolist() == [NOV[day] for day in range(1, 10)]
+    assert flows["net_sales"].tolist() == pytest.approx([0, 90, 189, 0, 0, 0, 0, 0, 360])
+    assert flows["aov"].isna().tolist() == [True, False, False, True, True, True, True, True, False]
+    levels = run(warehouse, query(metrics=("active_subscriptions",), grain="day",
+                                  range={"start": NOV[1], "end": NOV[8]}), SAAS, "saas")
+    assert levels["period"].tolist() == [NOV[day] for day in range(1, 6)]
+    assert levels["active_subscriptions"].tolist() == [0, 8, 8, 8, 9]  # Nov 2's level carried to Nov 3 and 4
+    weeks = run(warehouse, query(metrics=("orders",), grain="week", range={"start": NOV[1], "end": NOV[30]}),
+                SHOP, "shop")
+    assert weeks["period"].tolist() == [date(2026, 10, 26), NOV[2], NOV[9]]  # the week of Nov 1 began Oct 26
+    assert weeks["orders"].tolist() == [0, 7, 5]
 
 
 def test_a_stock_is_its_last_day_with_data_and_a_ratio_of_stocks_too(warehouse):
@@ -96,6 +115,45 @@ def test_segments_are_read_on_the_last_snapshot_and_cohorts_add_up_their_parts(w
     assert cohorts["customer_retention_m1"].tolist() == [pytest.approx(4 / 15)]
 
 
+def test_two_dimensions_read_the_pair_slices_in_either_order_and_add_up_to_one(warehouse):
+    """Hand-worked (metric_tables.COUNTRY_TYPE, PRODUCT_COUNTRY): Nov 2–4 by country × customer type and
+    product × country; each breakdown's rows add up to the one-dimension slices' figures."""
+    found = run(warehouse, query(metrics=("net_sales", "orders", "aov"), dimensions=("customer_type", "country")),
+                SHOP, "shop")
+    cells = {(row.dimension_value, row.dimension_value_2, name): getattr(row, name)
+             for row in found.itertuples() for name in ("net_sales", "orders", "aov")}
+    assert cells == pytest.approx({("new", "US", "net_sales"): 90 + 18, ("new", "US", "orders"): 2,
+                                   ("new", "US", "aov"): 108 / 2, ("returning", "US", "net_sales"): 27,
+                                   ("returning", "US", "orders"): 1, ("returning", "US", "aov"): 27,
+                                   ("returning", "DE", "net_sales"): 144, ("returning", "DE", "orders"): 4,
+                                   ("returning", "DE", "aov"): 144 / 4})
+    by_country = run(warehouse, query(metrics=("net_sales", "orders"), dimensions=("country",)), SHOP, "shop")
+    for country, net_sales, orders in by_country[["dimension_value", "net_sales", "orders"]].itertuples(index=False):
+        kept = found[found["dimension_value_2"] == country]
+        assert (kept["net_sales"].sum(), kept["orders"].sum()) == pytest.approx((net_sales, orders))
+    products = run(warehouse, query(metrics=("net_sales",), dimensions=("country", "product")), SHOP, "shop")
+    assert {(r.dimension_value, r.dimension_value_2): r.net_sales for r in products.itertuples()} == pytest.approx(
+        {("US", "Tee"): 90 + 27, ("US", "Mug"): 18, ("DE", "Tee"): 144})
+    assert products["net_sales"].sum() == pytest.approx(90 + 189)  # the metric, from metric_values
+
+
+def test_a_breakdown_with_a_filter_on_another_dimension_reads_the_pairs(warehouse):
+    found = run(warehouse, query(metrics=("net_sales",), dimensions=("product",),
+                                 filters=({"dimension": "country", "values": ("US",)},)), SHOP, "shop")
+    assert dict(zip(found["dimension_value"], found["net_sales"])) == pytest.approx({"Tee": 117, "Mug": 18})
+    both = run(warehouse, query(metrics=("orders",), filters=({"dimension": "country", "values": ("US",)},
+                                                              {"dimension": "customer_type", "values": ("new",)})),
+               SHOP, "shop")
+    assert both["orders"].tolist() == [2]
+
+
+def test_a_stock_by_two_dimensions_is_read_on_the_last_day(warehouse):
+    found = run(warehouse, query(metrics=("mrr",), dimensions=("billing_currency", "plan")), SAAS, "saas")
+    assert {(r.dimension_value, r.dimension_value_2): r.mrr for r in found.itertuples()} == {
+        ("USD", "Team"): 700, ("EUR", "Team"): 350}  # Nov 4; Starter's EUR 500 of Nov 3 is gone
+    assert found["mrr"].sum() == 1050  # the plan slice and the metric that day
+
+
 def test_the_workspace_is_a_parameter_and_every_table_a_metrics_table():
     hostile = "shop' or '1'='1"
     for statement in compile_query(query(metrics=("net_sales", "aov"), dimensions=("country",),
@@ -106,6 +164,10 @@ def test_the_workspace_is_a_parameter_and_every_table_a_metrics_table():
         tables = {word for word in statement.sql.replace("(", " ").split() if "." in word and not word[0].isdigit()}
         assert {table for table in tables if not table.startswith(("src.", "last_days."))} <= {
             "metrics.metric_values", "metrics.ecommerce_daily_slices"}
+    paired = compile_query(query(metrics=("net_sales",), dimensions=("country",),
+                                 filters=({"dimension": "product", "values": ("Tee",)},)), SHOP, hostile)
+    assert [s.table for s in paired] == ["metrics.ecommerce_daily_pair_slices"]
+    assert "Tee" not in paired[0].sql and ("product", "country", "Tee") == paired[0].params[-3:]
 
 
 def test_reads_cannot_write_and_stop_at_the_timeout(warehouse):
@@ -135,7 +197,12 @@ def test_the_query_object_holds_to_its_limits():
 @pytest.mark.parametrize("fields, message", [
     ({"metrics": ("mrr",)}, "no metric 'mrr' for ecommerce"),
     ({"metrics": ("orders",), "dimensions": ("product",)}, "Orders is not split by product"),
-    ({"metrics": ("net_sales",), "dimensions": ("product", "country")}, "one dimension at a time"),
+    ({"metrics": ("orders",), "dimensions": ("product", "country")}, "Orders is not split by product"),
+    ({"metrics": ("new_customers",), "dimensions": ("country", "customer_type")}, "not split by customer_type"),
+    ({"metrics": ("net_sales",), "dimensions": ("product", "country"),
+      "filters": ({"dimension": "customer_type", "values": ("new",)},)}, "at most two dimensions"),
+    ({"metrics": ("net_sales",), "dimensions": ("product",),
+      "filters": ({"dimension": "country", "values": ("FR",)},)}, "no country 'FR'"),
     ({"metrics": ("net_sales",), "filters": ({"dimension": "country", "values": ("FR",)},)}, "no country 'FR'"),
     ({"metrics": ("net_sales",), "dimensions": ("channel",)}, "no dimension 'channel'"),
 ])

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from pipelines.packs import PACKS, Dimension, Metric, Pack, all_metrics, metric_tables, pack_for, slice_tables
+from pipelines.packs import PACKS, Dimension, Metric, Pack, Pair, all_metrics, metric_tables, pack_for, slice_tables
 from pipelines.transform import ensure_manifest
 from pipelines.transform.registry import REGISTRY_MACRO, registry_macro
 
@@ -150,6 +150,30 @@ def test_a_pack_refuses_a_metric_with_an_undeclared_dimension():
     with pytest.raises(ValueError, match=r"metric 'visits': unknown dimensions \['channel'\]"):
         Pack("web", "web_daily_metrics", (Dimension("country", "country", "web_daily_slices"),),
              (Metric("visits", "Visits", "count", dimensions=("channel",)),))
+
+
+def test_a_pack_refuses_a_pair_it_does_not_declare_or_a_metric_does_not_split_by():
+    web = (Dimension("country", "country", "web_slices"), Dimension("device", "device", "web_slices"),
+           Dimension("page", "page", "web_slices"))
+    pairs = (Pair(("country", "device"), "web_pair_slices"),)
+    with pytest.raises(ValueError, match=r"metric 'visits': pair \('country', 'page'\) must be one of the pack's pairs"):
+        Pack("web", "web_daily_metrics", web, (Metric("visits", "Visits", "count", dimensions=("country", "page"),
+                                                      pairs=(("country", "page"),)),), pairs=pairs)
+    with pytest.raises(ValueError, match=r"pair \('device', 'country'\) must be one of the pack's pairs, of the "
+                                         "metric's own dimensions"):
+        Pack("web", "web_daily_metrics", web, (Metric("visits", "Visits", "count", dimensions=("country",),
+                                                      pairs=(("device", "country"),)),), pairs=pairs)
+    with pytest.raises(ValueError, match="its part 'sessions' is not split by the pair"):
+        Pack("web", "web_daily_metrics", web, (
+            Metric("orders", "Orders", "count", dimensions=("country", "device"), pairs=(("country", "device"),)),
+            Metric("sessions", "Sessions", "count", dimensions=("country", "device")),
+            Metric("conversion", "Conversion", "ratio", ratio=("orders", "sessions"), dimensions=("country", "device"),
+                   pairs=(("country", "device"),))), pairs=pairs)
+    shop = pack_for("ecommerce")  # either order finds the pair; a metric splits only by its own pairs
+    assert shop.pair("country", "product") is not None
+    assert shop.pair("country", "product") == shop.pair("product", "country")
+    assert shop.splits(shop.metric("aov"), {"country", "customer_type"})
+    assert not shop.splits(shop.metric("orders"), {"product", "country"})
 
 
 def test_a_pack_refuses_a_ratio_of_metrics_it_does_not_sum():

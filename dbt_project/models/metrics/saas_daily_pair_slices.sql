@@ -1,0 +1,78 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ refresh_days_delete('saas', 'date') }}"
+) }}
+{#- The SaaS metrics split by two of the pack's dimensions at once (pipelines/packs, a metric's
+    `pairs`): one row per workspace, day, metric and pair of dimension values, in long form, from
+    the same parts as saas_daily_slices (macros/saas_slice_parts.sql):
+    - plan × billing_currency: MRR, ARR, active, new and churned subscriptions (the per plan and
+      currency running sums saas_daily_slices adds up by plan) and the movements;
+    - movement_type × plan, movement_type × billing_currency: net new MRR's five movements.
+    Summing a pair over its second dimension gives the first dimension's slice (counts exactly;
+    money to the 6 decimals each row is stored with, the parts being converted to 9). Each pair is stored once, in the order above (`dimension` first). Zero pairs are left out. -#}
+-- depends_on: {{ ref('int_saas_refresh_windows') }}
+{%- set movement_pairs = [('plan', 'billing_currency'), ('movement_type', 'plan'), ('movement_type', 'billing_currency')] %}
+with {{ saas_slice_parts() }},
+
+stock_pairs as (
+    select
+        workspace_id,
+        date_day as date,
+        'plan' as dimension,
+        plan as dimension_value,
+        'billing_currency' as second_dimension,
+        currency as second_dimension_value,
+        mrr,
+        active_subscriptions,
+        new_subscriptions,
+        churned_subscriptions
+    from plan_days_converted
+),
+
+movement_pairs as (
+    {%- for first, second in movement_pairs %}
+    select
+        workspace_id,
+        date_day as date,
+        '{{ first }}' as dimension,
+        {{ first }} as dimension_value,
+        '{{ second }}' as second_dimension,
+        {{ second }} as second_dimension_value,
+        {%- for movement, metric, sign in [('new', 'new_mrr', ''), ('expansion', 'expansion_mrr', ''),
+                                           ('contraction', 'contraction_mrr', '-'), ('churn', 'churned_mrr', '-'),
+                                           ('reactivation', 'reactivation_mrr', '')] %}
+        sum(case when movement_type = '{{ movement }}' then {{ sign }}delta else 0 end) as {{ metric }},
+        {%- endfor %}
+        sum(delta) as net_new_mrr
+    from movement_parts
+    group by workspace_id, date_day, {{ first }}, {{ second }}
+    {{ "union all" if not loop.last }}
+    {%- endfor %}
+),
+
+long_form as (
+    {%- set measures = [
+        ('stock_pairs', 'mrr', 'mrr', none),
+        ('stock_pairs', 'arr', '12 * mrr', none),
+        ('stock_pairs', 'active_subscriptions', 'active_subscriptions', none),
+        ('stock_pairs', 'new_subscriptions', 'new_subscriptions', none),
+        ('stock_pairs', 'churned_subscriptions', 'churned_subscriptions', none),
+        ('movement_pairs', 'net_new_mrr', 'net_new_mrr', none),
+        ('movement_pairs', 'new_mrr', 'new_mrr', "dimension <> 'movement_type'"),
+        ('movement_pairs', 'expansion_mrr', 'expansion_mrr', "dimension <> 'movement_type'"),
+        ('movement_pairs', 'contraction_mrr', 'contraction_mrr', "dimension <> 'movement_type'"),
+        ('movement_pairs', 'churned_mrr', 'churned_mrr', "dimension <> 'movement_type'"),
+        ('movement_pairs', 'reactivation_mrr', 'reactivation_mrr', "dimension <> 'movement_type'"),
+    ] %}
+    {{ slices_long_form(measures, pairs=true) }}
+),
+
+final as (
+    select * from long_form
+    where value is null or value <> 0
+)
+
+select * from final
+where {{ has_fx_rates('workspace_id', 'saas') }}  -- a missing FX rate leaves the workspace out: docs/metrics.md, Currency
