@@ -236,6 +236,20 @@ def _waves(runs_to_do: list[tuple[str, dg.PartitionsDefinition | None, list[dg.A
     return waves
 
 
+def _keep_logging_as_configured(instance: dg.DagsterInstance) -> None:
+    """Stop each run from calling `logging.config.dictConfig` when no `python_logs` handlers are set.
+
+    Dagster builds every run's log manager through `get_yaml_python_handlers`, which calls
+    dictConfig even with no handler configured: that closes every handler of the process, taking
+    logging's module lock and then each handler's lock, the reverse of the order a thread logging
+    through a handler takes them. Runs in threads of one process (`_together`) then deadlock
+    (seen in CI: four ingestion runs stuck for 30 minutes), and the details log's handler is closed
+    under the threads writing to it. With no handler configured, there is nothing for it to build.
+    """
+    if not instance.get_python_log_dagster_handler_config():
+        instance.get_yaml_python_handlers = lambda: []  # type: ignore[method-assign]
+
+
 def _together(calls: list[Callable[[], T]]) -> list[T]:
     """Every call at once, one thread each; their results in order (the first error raised)."""
     if len(calls) == 1:
@@ -264,6 +278,7 @@ def execute_stage_job(defs: dg.Definitions, job_name: str, keys: list[dg.AssetKe
                                              tags=tags),
         remote_job_origin=RemoteJobOrigin(code_location_repository(), job_name),
     )
+    _keep_logging_as_configured(instance)
     return execute_run(in_process, run, instance)
 
 

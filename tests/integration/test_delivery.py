@@ -116,7 +116,7 @@ def built(tmp_path_factory) -> Home:
            "ABOS_WORKSPACES": str(path / "workspaces.yaml")}
     warehouse = load_settings(env).warehouse
     daily = ecommerce_days().reset_index().assign(workspace_id=WORKSPACE)
-    pack = pack_for("ecommerce")
+    pack = pack_for("ecommerce").watched()  # what the weekly report reads
     for table in pack.tables:  # each metric in the table the registry names
         columns = ["workspace_id", "date", *(m.name for m in pack.metrics if m.table == table)]
         warehouse.upsert(f"metrics.{table}", daily[columns], key=["workspace_id", "date"])
