@@ -213,41 +213,22 @@ def run_all(
 
 def _waves(runs_to_do: list[tuple[str, dg.PartitionsDefinition | None, list[dg.AssetKey]]],
            workspaces: Workspaces) -> list[list[tuple[str, str | None, list[dg.AssetKey]]]]:
-    """The runs as (job, partition, keys), in waves that run one after the other.
+    """The runs as (job, partition, keys), in waves that run one after the other, one run each.
 
-    Ingestion runs (`ingest_<source>`, every workspace) read nothing another writes, so they form one
-    wave and run at once: each source's extract waits on its own API (bulk exports, pacing), not on
-    the others, and the warehouse lock is held only while a run loads (pipelines/ingest/pipeline.py).
-    The API pools (deploy/dagster.yaml) still bound how many workspaces call one API at a time.
-    Every other run is a wave of its own, in data-flow order.
+    Ingestion runs could run at once (each extract waits on its own API, and the warehouse lock is held
+    only while a run loads: pipelines/ingest/pipeline.py), and they do as separate processes under
+    the daemon's run queue. Not here: Dagster runs in threads of one process interleave their steps'
+    stdout/stderr capture (fd redirection per step) and reconfigure logging per run, which lost the
+    details log and, once in CI, deadlocked in logging's locks. `_together` stays for a wave of several.
     """
     waves: list[list[tuple[str, str | None, list[dg.AssetKey]]]] = []
-    together = False
     for job_name, partitions, keys in runs_to_do:
         partition_keys = [None] if partitions is None else [
             w.id for w in workspaces if w.id in partitions.get_partition_keys()
         ]
-        ingest = job_name.startswith("ingest_")
         for partition_key in partition_keys:
-            if not (ingest and together):
-                waves.append([])
-            waves[-1].append((job_name, partition_key, keys))
-            together = ingest
+            waves.append([(job_name, partition_key, keys)])
     return waves
-
-
-def _keep_logging_as_configured(instance: dg.DagsterInstance) -> None:
-    """Stop each run from calling `logging.config.dictConfig` when no `python_logs` handlers are set.
-
-    Dagster builds every run's log manager through `get_yaml_python_handlers`, which calls
-    dictConfig even with no handler configured: that closes every handler of the process, taking
-    logging's module lock and then each handler's lock, the reverse of the order a thread logging
-    through a handler takes them. Runs in threads of one process (`_together`) then deadlock
-    (seen in CI: four ingestion runs stuck for 30 minutes), and the details log's handler is closed
-    under the threads writing to it. With no handler configured, there is nothing for it to build.
-    """
-    if not instance.get_python_log_dagster_handler_config():
-        instance.get_yaml_python_handlers = lambda: []  # type: ignore[method-assign]
 
 
 def _together(calls: list[Callable[[], T]]) -> list[T]:
@@ -278,7 +259,6 @@ def execute_stage_job(defs: dg.Definitions, job_name: str, keys: list[dg.AssetKe
                                              tags=tags),
         remote_job_origin=RemoteJobOrigin(code_location_repository(), job_name),
     )
-    _keep_logging_as_configured(instance)
     return execute_run(in_process, run, instance)
 
 

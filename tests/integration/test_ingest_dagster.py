@@ -82,36 +82,3 @@ def test_bad_credentials_fail_only_that_workspace(definitions, monkeypatch):
     assert "demo-us-store" in message and "access_token" in message
     assert "shpat_wrong" not in message
     assert materialize(defs, "demo-br-store").success
-
-
-def test_abos_run_extracts_every_source_and_workspace_at_once(definitions, sandbox, tmp_path):
-    """`abos run`'s first wave is every ingestion run; run together, the Shopify and the Stripe
-    extracts overlap in time (the sandbox's request log, over HTTP), and every run loads its truth."""
-    from pipelines.run import _together, _waves, execute_stage_job, stage_runs
-    from pipelines.settings import load_settings
-    from pipelines.workspaces import load_workspaces
-
-    workspaces = load_workspaces(load_settings().workspaces_file)
-    wave = _waves(stage_runs(definitions), workspaces)[0]
-    assert {(job, workspace) for job, workspace, _ in wave} == {
-        ("ingest_fx", None), ("ingest_shopify", "demo-us-store"), ("ingest_shopify", "demo-br-store"),
-        ("ingest_stripe", "demo-saas")}
-    mark = len(sandbox.requests)
-    (tmp_path / "dagster").mkdir()
-    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
-        results = _together([lambda job=job, workspace=workspace, keys=keys: execute_stage_job(
-            definitions, job, keys, workspace, instance, {}, tags={}) for job, workspace, keys in wave])
-    assert all(result.success for result in results)
-    spans = {}
-    for entry in sandbox.requests.entries(mark):
-        first, last = spans.get(entry["server"], (entry["time"], entry["time"]))
-        spans[entry["server"]] = (min(first, entry["time"]), max(last, entry["time"]))
-    (shopify_first, shopify_last), (stripe_first, stripe_last) = spans["shopify"], spans["stripe"]
-    assert max(shopify_first, stripe_first) < min(shopify_last, stripe_last), spans  # the two extracts overlap
-    expected = truth(sandbox.store)["workspaces"]
-    loaded = {(event.asset_key.path[-1], event.partition): event.materialization.metadata["rows_loaded"].value
-              for result in results for event in result.get_asset_materialization_events()
-              if event.asset_key.path[0] in ("shopify", "stripe")}
-    assert loaded[("orders", "demo-us-store")] == expected["demo-us-store"]["counts"]["orders"]
-    assert loaded[("orders", "demo-br-store")] == expected["demo-br-store"]["counts"]["orders"]
-    assert loaded[("invoices", "demo-saas")] == expected["demo-saas"]["counts"]["invoices"]
