@@ -47,6 +47,8 @@ final as (
         cast(cohort_starting_mrr_m{{ month }} as decimal(38, 6)) as cohort_starting_mrr_m{{ month }}{{ "," if not loop.last }}
         {%- endfor %}
     from parts
+    -- a workspace missing an exchange rate has no figures (int_fx_rate_gaps fails it), as in saas_daily_metrics
+    where workspace_id not in (select workspace_id from {{ ref('int_fx_rate_gaps_saas') }})
 )
 
 select * from final
