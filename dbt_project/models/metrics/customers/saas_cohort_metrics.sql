@@ -48,7 +48,7 @@ final as (
         {%- endfor %}
     from parts
     -- a workspace missing an exchange rate has no figures (int_fx_rate_gaps fails it), as in saas_daily_metrics
-    where workspace_id not in (select workspace_id from {{ ref('int_fx_rate_gaps_saas') }})
+    where {{ has_fx_rates('workspace_id', 'saas') }}
 )
 
 select * from final
