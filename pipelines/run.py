@@ -6,7 +6,6 @@ workspace that has them; unpartitioned assets (the dbt models) run once, after i
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import functools
 import graphlib
@@ -181,29 +180,24 @@ def run_all(
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     with _stop_signals_raise(), dagster_instance(settings) as instance:
         _recover(instance, progress)
-        for wave in _waves(runs_to_do, workspaces):
-            for job_name, partition_key, keys in wave:
-                label = f"{job_name}" + (f" for {partition_key}" if partition_key else "")
-                if partition_key in failed_stage:  # one cause, one failed run, one operator alert
-                    progress(f"{label} skipped: {failed_stage[partition_key]} failed")
-                    skipped.append(f"{label} (after {failed_stage[partition_key]} failed)")
-                    continue
-                progress(f"running {label} ({len(keys)} assets)")
-            results = _supervised(instance, settings, progress, lambda wave=wave: _together([
-                functools.partial(execute_stage_job, defs, job_name, keys, partition_key, instance, run_config,
-                                  tags={**process_tags(), LAUNCHED_BY_TAG: launched_by})
-                for job_name, partition_key, keys in wave]))
-            for (job_name, partition_key, keys), result in zip(wave, results):
-                label = f"{job_name}" + (f" for {partition_key}" if partition_key else "")
-                if not result.success:
-                    progress(f"{label} FAILED (run {result.run_id})")
-                runs.append({"job": job_name, "workspace": partition_key, "assets": len(keys),
-                             "success": result.success, "run_id": result.run_id})
-                if not result.success:
-                    failed.append(label)
-                    if partition_key:
-                        failed_stage[partition_key] = label
-                failed.extend(undelivered(result))  # retried later, yet not a success now
+        for job_name, partition_key, keys in _each_run(runs_to_do, workspaces):
+            label = f"{job_name}" + (f" for {partition_key}" if partition_key else "")
+            if partition_key in failed_stage:  # one cause, one failed run, one operator alert
+                progress(f"{label} skipped: {failed_stage[partition_key]} failed")
+                skipped.append(f"{label} (after {failed_stage[partition_key]} failed)")
+                continue
+            progress(f"running {label} ({len(keys)} assets)")
+            result = _supervised(instance, settings, progress, functools.partial(
+                execute_stage_job, defs, job_name, keys, partition_key, instance, run_config,
+                tags={**process_tags(), LAUNCHED_BY_TAG: launched_by}))
+            runs.append({"job": job_name, "workspace": partition_key, "assets": len(keys),
+                         "success": result.success, "run_id": result.run_id})
+            if not result.success:
+                progress(f"{label} FAILED (run {result.run_id})")
+                failed.append(label)
+                if partition_key:
+                    failed_stage[partition_key] = label
+            failed.extend(undelivered(result))  # retried later, yet not a success now
         summary = summarize(instance, defs.resolve_asset_graph(), [run["run_id"] for run in runs], settings)
     if failed:
         progress(f"runs failed: {', '.join(failed)}; see their logs in the Dagster UI (make ui)")
@@ -211,33 +205,22 @@ def run_all(
             "skipped": skipped, "summary": summary}
 
 
-def _waves(runs_to_do: list[tuple[str, dg.PartitionsDefinition | None, list[dg.AssetKey]]],
-           workspaces: Workspaces) -> list[list[tuple[str, str | None, list[dg.AssetKey]]]]:
-    """The runs as (job, partition, keys), in waves that run one after the other, one run each.
+def _each_run(runs_to_do: list[tuple[str, dg.PartitionsDefinition | None, list[dg.AssetKey]]],
+              workspaces: Workspaces) -> list[tuple[str, str | None, list[dg.AssetKey]]]:
+    """The runs as (job, partition, keys), in the order they run: one after the other.
 
     Ingestion runs could run at once (each extract waits on its own API, and the warehouse lock is held
     only while a run loads: pipelines/ingest/pipeline.py), and they do as separate processes under
     the daemon's run queue. Not here: Dagster runs in threads of one process interleave their steps'
     stdout/stderr capture (fd redirection per step) and reconfigure logging per run, which lost the
-    details log and, once in CI, deadlocked in logging's locks. `_together` stays for a wave of several.
+    details log and, once in CI, deadlocked in logging's locks.
     """
-    waves: list[list[tuple[str, str | None, list[dg.AssetKey]]]] = []
-    for job_name, partitions, keys in runs_to_do:
-        partition_keys = [None] if partitions is None else [
-            w.id for w in workspaces if w.id in partitions.get_partition_keys()
-        ]
-        for partition_key in partition_keys:
-            waves.append([(job_name, partition_key, keys)])
-    return waves
-
-
-def _together(calls: list[Callable[[], T]]) -> list[T]:
-    """Every call at once, one thread each; their results in order (the first error raised)."""
-    if len(calls) == 1:
-        return [calls[0]()]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="abos-wave") as pool:
-        futures = [pool.submit(call) for call in calls]
-        return [future.result() for future in futures]
+    return [
+        (job_name, partition_key, keys)
+        for job_name, partitions, keys in runs_to_do
+        for partition_key in ([None] if partitions is None else [
+            w.id for w in workspaces if w.id in partitions.get_partition_keys()])
+    ]
 
 
 def execute_stage_job(defs: dg.Definitions, job_name: str, keys: list[dg.AssetKey], partition_key: str | None,

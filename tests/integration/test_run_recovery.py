@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -53,9 +54,20 @@ def instance(abos_home):
 
 def hold_a_slot(seconds: float) -> subprocess.Popen:
     # Each holder starts a Python with Dagster: tens of seconds while another test builds with dbt,
-    # so the waits for their slots allow minutes (SLOT_WAIT).
-    return subprocess.Popen([sys.executable, "-c", HOLDER, str(seconds)], cwd=REPO, env=dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # so the waits for their slots allow minutes (SLOT_WAIT). Its log goes to a file: nobody reads a
+    # pipe while it waits, and a full pipe would stop it.
+    log = tempfile.TemporaryFile("w+")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(seconds)], cwd=REPO, env=dict(os.environ),
+                              stdout=subprocess.PIPE, stderr=log, text=True)
+    holder.log = log
+    return holder
+
+
+def finished(holder: subprocess.Popen, timeout: float | None = None) -> tuple[str, str]:
+    """A holder's stdout and log, once it exited."""
+    out, _ = holder.communicate(timeout=timeout)
+    holder.log.seek(0)
+    return out, holder.log.read()
 
 
 def claimed(instance: dg.DagsterInstance) -> list[str]:
@@ -63,9 +75,15 @@ def claimed(instance: dg.DagsterInstance) -> list[str]:
     return sorted(slot.run_id for slot in instance.event_log_storage.get_concurrency_info(POOL).claimed_slots)
 
 
-def wait_for(condition, timeout: float = 90, what: str = "") -> None:
+def wait_for(condition, timeout: float = 90, what: str = "", holders: tuple[subprocess.Popen, ...] = ()) -> None:
+    """Wait for `condition`; a holder that exited meanwhile fails the wait at once, with its output."""
     deadline = time.monotonic() + timeout
     while not condition():
+        for holder in holders:
+            if holder.poll() is not None:
+                out, err = finished(holder)
+                pytest.fail(f"a run holding a slot exited ({holder.returncode}) while waiting for {what}:\n"
+                            f"{out[-2000:]}\n{err[-4000:]}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
 
@@ -78,7 +96,8 @@ def waiting_on_the_pool(instance: dg.DagsterInstance) -> list[str]:
 
 def runs_holding_both_slots(instance: dg.DagsterInstance) -> list[subprocess.Popen]:
     holders = [hold_a_slot(600) for _ in range(2)]
-    wait_for(lambda: len(claimed(instance)) == 2, timeout=SLOT_WAIT, what="two runs holding the pool's two slots")
+    wait_for(lambda: len(claimed(instance)) == 2, timeout=SLOT_WAIT, what="two runs holding the pool's two slots",
+             holders=tuple(holders))
     return holders
 
 
@@ -96,7 +115,7 @@ def test_a_killed_run_is_failed_and_its_slots_freed_so_a_waiting_run_goes_on(ins
     assert {instance.get_run_by_id(r).status for r in dead_runs} == {dg.DagsterRunStatus.STARTED}
 
     assert sorted(recover_dead_runs(instance)) == dead_runs  # the waiting run is alive: left alone
-    out, err = waiting.communicate(timeout=60)
+    out, err = finished(waiting, timeout=60)
     assert waiting.returncode == 0 and " True" in out, err[-2000:]
     for run_id in dead_runs:
         run = instance.get_run_by_id(run_id)
@@ -122,7 +141,8 @@ def test_slots_of_a_run_marked_failed_by_hand_are_freed(instance):
 
 def test_the_recover_runs_sensor_fails_dead_runs_and_stops_a_step_over_the_timeout(instance, monkeypatch):
     killed, running = hold_a_slot(600), hold_a_slot(600)
-    wait_for(lambda: len(claimed(instance)) == 2, timeout=SLOT_WAIT, what="two runs holding slots")
+    wait_for(lambda: len(claimed(instance)) == 2, timeout=SLOT_WAIT, what="two runs holding slots",
+             holders=(killed, running))
     live = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))]
     assert len(live) == 2
     # A slot is claimed before the step's start is logged: a kill in between leaves a step that never
