@@ -523,16 +523,16 @@ def test_incremental_build_after_late_changes_equals_a_full_refresh(database, re
 def test_daily_table_tests_read_the_rebuilt_days_and_fail_on_them(duckdb_build):
     """On an incremental `dbt build` a daily table's data tests read only the days the run rebuilt
     (macro get_where_subquery), and they still catch what is wrong there: a null MRR planted on a
-    rebuilt day fails not_null, one planted on an older day is not read, and `dbt test` (every
-    row, as `dbt build --full-refresh`) finds both."""
+    rebuilt day fails the table's key-and-not-null test, one planted on an older day is not read, and
+    `dbt test` (every row, as `dbt build --full-refresh`) finds both."""
     warehouse = duckdb_build["warehouse"]
     workspace, refresh_from = next((ws, day) for ws, day in sorted(duckdb_build["refresh_from"].items())
                                    if day > date(2000, 1, 1))
     old_day = warehouse.query("select max(date) as d from metrics.saas_daily_metrics where workspace_id = %s "
                               "and date < %s", (workspace, refresh_from))[0]["d"]
     planted = {old_day, refresh_from}
-    test = ("-s", "not_null_saas_daily_metrics_mrr", "--store-failures")
-    found = "select workspace_id, date from audit.not_null_saas_daily_metrics_mrr order by date"
+    test = ("-s", "unique_combination_saas_daily_metrics", "--store-failures")
+    found = "select workspace_id, date, failure from audit.unique_combination_saas_daily_metrics order by date"
     with warehouse.settings.warehouse.transaction() as sql:
         kept = sql.execute("select date, mrr from metrics.saas_daily_metrics where workspace_id = %s and date in (%s, %s)",
                            (workspace, *sorted(planted)))
@@ -540,13 +540,14 @@ def test_daily_table_tests_read_the_rebuilt_days_and_fail_on_them(duckdb_build):
                     (workspace, *sorted(planted)))
     assert len(kept) == 2
     try:
-        with pytest.raises(AssertionError, match="not_null_saas_daily_metrics_mrr"):
+        with pytest.raises(AssertionError, match="unique_combination_saas_daily_metrics"):
             run_dbt(warehouse.settings, "build", *test)
-        assert [(row["workspace_id"], row["date"]) for row in warehouse.query(found)] == [(workspace, refresh_from)]
-        with pytest.raises(AssertionError, match="not_null_saas_daily_metrics_mrr"):
+        assert [(row["workspace_id"], row["date"], row["failure"]) for row in warehouse.query(found)] == [
+            (workspace, refresh_from, "null mrr")]
+        with pytest.raises(AssertionError, match="unique_combination_saas_daily_metrics"):
             run_dbt(warehouse.settings, "test", *test)
-        assert [(row["workspace_id"], row["date"]) for row in warehouse.query(found)] == [
-            (workspace, old_day), (workspace, refresh_from)]
+        assert [(row["workspace_id"], row["date"], row["failure"]) for row in warehouse.query(found)] == [
+            (workspace, old_day, "null mrr"), (workspace, refresh_from, "null mrr")]
     finally:
         with warehouse.settings.warehouse.transaction() as sql:
             for when, mrr in kept:
