@@ -67,8 +67,8 @@ def execute_here(job: dg.JobDefinition, instance: dg.DagsterInstance, *, reposit
     run = instance.create_run_for_job(
         job_def=in_process.get_definition(), run_config=run_config, tags=tags,
         asset_selection=frozenset(keys) if keys else None,
-        execution_plan=create_execution_plan(in_process, run_config=run_config, instance_ref=instance.get_ref(),
-                                             tags=tags),
+        execution_plan=create_execution_plan(in_process, run_config=run_config, tags=tags,
+                                             instance_ref=instance.get_ref() if instance.is_persistent else None),
         remote_job_origin=RemoteJobOrigin(repository, job.name) if repository else None,
     )
     return execute_run(in_process, run, instance)

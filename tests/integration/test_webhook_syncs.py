@@ -19,6 +19,7 @@ import dagster as dg
 import pytest
 import requests
 import yaml
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from pipelines import inbox
 from pipelines.ingest.sync import sync
@@ -39,13 +40,16 @@ def secret_env(workspace_id: str) -> str:
     return f"SYNCS_WEBHOOK_SECRET_{workspace_id.replace('-', '_').upper()}"
 
 
-def launch(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest,
+def launch(instance: dg.DagsterInstance, request: dg.RunRequest,
            ops: list[str] | None = None) -> dict[tuple[str, str | None], dg.DagsterRun]:
-    """Run what the sensor requested, as the daemon would: its job, config and tags (`ops`: only
-    these steps). The runs it executed, by kind and workspace: {("sync", workspace): run, ...}."""
+    """Run what the sensor requested, as the daemon's run worker would (the job loaded from the code
+    location, with its repository): its config and tags (`ops`: only these steps). The runs it
+    executed, by kind and workspace: {("sync", workspace): run, ...}."""
     before = {run.run_id for run in instance.get_runs()}
-    result = defs.resolve_job_def(request.job_name).execute_in_process(
-        run_config=request.run_config, tags=request.tags, instance=instance, raise_on_error=False, op_selection=ops)
+    job = ReconstructableRepository.for_module("pipelines.definitions", "defs").get_reconstructable_job(
+        request.job_name)
+    result = dg.execute_job(job, instance, run_config=request.run_config, tags=request.tags, op_selection=ops,
+                            raise_on_error=False)
     assert result.success, f"{request.job_name} {request.run_key} failed"
     runs = {(run.tags[STEP_TAG], run.tags.get(PARTITION_TAG)): run for run in instance.get_runs()
             if run.run_id not in before and run.run_id != result.run_id}
@@ -112,7 +116,7 @@ def world(request, tmp_path_factory):
             first = tick(defs, instance, "webhook_syncs", None)
             again = tick(defs, instance, "webhook_syncs", None)
             (request,) = first.run_requests
-            syncs = {workspace: run for (_, workspace), run in launch(defs, instance, request, [SYNC_OP]).items()}
+            syncs = {workspace: run for (_, workspace), run in launch(instance, request, [SYNC_OP]).items()}
 
             # A notification of an order's older state arrives late (another webhook id, correctly
             # signed): the order is read again by id, and its newer state stays.
@@ -126,7 +130,7 @@ def world(request, tmp_path_factory):
             assert answer.status_code == 200
             late = tick(defs, instance, "webhook_syncs", first.cursor)
             (late_request,) = late.run_requests
-            (late_sync,) = launch(defs, instance, late_request, [SYNC_OP]).values()
+            (late_sync,) = launch(instance, late_request, [SYNC_OP]).values()
 
             # The merchant deletes an order (one with refunds), a product (with variants) and a customer
             # (one without orders, as Shopify allows) that the window did not change: the sandbox sends
@@ -154,7 +158,7 @@ def world(request, tmp_path_factory):
             assert sandbox.webhooks.wait_idle(60)
             deletion = tick(defs, instance, "webhook_syncs", late.cursor)
             (deletion_request,) = deletion.run_requests
-            (deletion_sync,) = launch(defs, instance, deletion_request, [SYNC_OP]).values()
+            (deletion_sync,) = launch(instance, deletion_request, [SYNC_OP]).values()
 
             yield {"settings": settings, "store": store, "since": since, "until": until, "defs": defs,
                    "instance": instance, "first": first, "again": again, "syncs": syncs, "late": late,
@@ -186,7 +190,7 @@ def refreshed(world):
     """The whole webhook_refresh run of the first tick: its syncs again (the objects read anew, as they
     are now), the dbt refresh, then the anomaly checks (the expensive part: a `dbt build`)."""
     (request,) = world["first"].run_requests
-    return {**world, "refresh_runs": launch(world["defs"], world["instance"], request)}
+    return {**world, "refresh_runs": launch(world["instance"], request)}
 
 
 def _utc(value) -> datetime:
