@@ -24,7 +24,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 import psutil
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.execution.api import create_execution_plan, execute_run
+from dagster._core.execution.execute_in_process import merge_run_tags
 from dagster._core.launcher import DefaultRunLauncher
+from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunRecord, RunsFilter
 
 API_RETRY_POLICY = dg.RetryPolicy(
@@ -44,6 +48,30 @@ _STEP_ENDS = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE
 def process_tags() -> dict[str, str]:
     """Tags that tie a run executed in this process to it, for `recover_dead_runs`."""
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def execute_here(job: dg.JobDefinition, instance: dg.DagsterInstance, *, repository: RemoteRepositoryOrigin | None,
+                 keys: list[dg.AssetKey] | None = None, partition_key: str | None = None,
+                 run_config: dict | None = None, tags: dict[str, str] | None = None) -> dg.JobExecutionResult:
+    """One run of `job` (over `keys`, or all its assets; of one partition) in this process, recorded
+    as a run of the code location's `repository` and tied to this process (`process_tags`).
+
+    `execute_in_process` and `materialize` record no code location: the UI's Overview timeline
+    leaves such runs out ("No runs"), and it cannot re-execute them. So the run is created with
+    the location's origin, then executed in process like `execute_in_process` does.
+    """
+    run_config = run_config or {}
+    in_process = InMemoryJob(job.as_ephemeral_job(resource_defs={}, input_values={}, asset_selection=keys))
+    tags = merge_run_tags(job_def=job, partition_key=partition_key, tags={**(tags or {}), **process_tags()},
+                          asset_selection=keys, instance=instance, run_config=run_config)
+    run = instance.create_run_for_job(
+        job_def=in_process.get_definition(), run_config=run_config, tags=tags,
+        asset_selection=frozenset(keys) if keys else None,
+        execution_plan=create_execution_plan(in_process, run_config=run_config, tags=tags,
+                                             instance_ref=instance.get_ref() if instance.is_persistent else None),
+        remote_job_origin=RemoteJobOrigin(repository, job.name) if repository else None,
+    )
+    return execute_run(in_process, run, instance)
 
 
 def runs_of_this_process(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:

@@ -21,19 +21,22 @@ from typing import Callable, TypeVar
 
 import dagster as dg
 import yaml
-from dagster._core.definitions.job_base import InMemoryJob
 from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
-from dagster._core.execution.api import create_execution_plan, execute_run
-from dagster._core.execution.execute_in_process import merge_run_tags
-from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.remote_origin import RemoteRepositoryOrigin
 from dagster._core.workspace.load import location_origins_from_yaml_paths
 
 from pipelines.deliver.assets import undelivered
 from pipelines.insights.assets import ANOMALIES, REPORTS
 from pipelines.processes import STOP_SIGNALS, Stopped, stop_children
 from pipelines.refresh import STAGE_TAG
-from pipelines.reliability import (free_finished_runs_slots, overdue_steps, process_tags, recover_dead_runs,
-                                   runs_of_this_process)
+from pipelines.reliability import (
+    execute_here,
+    free_finished_runs_slots,
+    overdue_steps,
+    process_tags,
+    recover_dead_runs,
+    runs_of_this_process,
+)
 from pipelines.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 from pipelines.workspaces import Workspaces
 
@@ -226,23 +229,10 @@ def _each_run(runs_to_do: list[tuple[str, dg.PartitionsDefinition | None, list[d
 def execute_stage_job(defs: dg.Definitions, job_name: str, keys: list[dg.AssetKey], partition_key: str | None,
                       instance: dg.DagsterInstance, run_config: dict, tags: dict[str, str]) -> dg.JobExecutionResult:
     """One run of job `job_name` over `keys` (of one partition), in this process, recorded as a run of
-    the code location of workspace.yaml.
-
-    `execute_in_process` and `materialize` record no code location: the UI's Overview timeline
-    leaves such runs out ("No runs"), and it cannot re-execute them. So the run is created with
-    the location's origin, then executed in process like `execute_in_process` does.
-    """
-    job = defs.resolve_job_def(job_name)
-    in_process = InMemoryJob(job.as_ephemeral_job(resource_defs={}, input_values={}, asset_selection=keys))
-    tags = merge_run_tags(job_def=job, partition_key=partition_key, tags=tags, asset_selection=keys,
-                          instance=instance, run_config=run_config)
-    run = instance.create_run_for_job(
-        job_def=in_process.get_definition(), run_config=run_config, tags=tags, asset_selection=frozenset(keys),
-        execution_plan=create_execution_plan(in_process, run_config=run_config, instance_ref=instance.get_ref(),
-                                             tags=tags),
-        remote_job_origin=RemoteJobOrigin(code_location_repository(), job_name),
-    )
-    return execute_run(in_process, run, instance)
+    the code location of workspace.yaml (`execute_here`)."""
+    return execute_here(defs.resolve_job_def(job_name), instance, keys=keys, partition_key=partition_key,
+                        run_config=run_config, tags=tags,
+                        repository=code_location_repository())
 
 
 def code_location_repository() -> RemoteRepositoryOrigin:

@@ -196,6 +196,7 @@ def _wait_healthy(port: int, timeout: float = 60) -> None:
 # -- From webhook to checked metrics -----------------------------------------------------------------
 
 FRESHNESS_WORKSPACE = "demo-us-store"
+RUN_KINDS = ("refresh", "sync", "transform", "anomalies")  # the webhook runs, by their `abos/webhooks` tag
 
 
 def run_freshness_bench(*, advance_days: float = 0.25, seed: int = 7, as_of: str = "2026-03-31",
@@ -203,7 +204,8 @@ def run_freshness_bench(*, advance_days: float = 0.25, seed: int = 7, as_of: str
     """How long from an order's webhook until the order is in `marts.orders` and its workspace's
     anomalies are checked, through the production path: the sandbox (its own process) sends the
     webhooks of what its clock changed to `abos serve`, and `dagster-daemon` runs the webhook
-    sensors and the runs they request, each run in a process of its own.
+    sensor and the `webhook_refresh` runs it requests, each in a process of its own (a refresh
+    executes its sync, dbt and anomaly runs in that process).
 
     The warehouse is first built by `abos run` for one shop; then the clock advances `advance_days`.
     Per order created in that window: its webhook's `received_at` in the inbox, the end of the
@@ -318,7 +320,7 @@ def _follow(instance, settings, timeout: float, progress, dg, inbox_tag: str, st
         if not created:
             continue
         runs = {kind: [r for r in instance.get_run_records(dg.RunsFilter(tags={step_tag: kind}))]
-                for kind in ("sync", "transform", "anomalies")}
+                for kind in RUN_KINDS}
         orders = [_order_times(row, runs, inbox_tag) for row in created]
         failed = [r.dagster_run.run_id for kind in runs.values() for r in kind
                   if r.dagster_run.status == dg.DagsterRunStatus.FAILURE]
@@ -329,7 +331,7 @@ def _follow(instance, settings, timeout: float, progress, dg, inbox_tag: str, st
     else:
         progress("timed out waiting for the webhook runs")
     runs = {kind: [r for r in instance.get_run_records(dg.RunsFilter(tags={step_tag: kind}))]
-            for kind in ("sync", "transform", "anomalies")}
+            for kind in RUN_KINDS}
     seconds = {kind: sorted(round(r.end_time - r.start_time, 1) for r in records if r.end_time and r.start_time)
                for kind, records in runs.items()}
     return {"orders": orders, "runs": {kind: len(records) for kind, records in runs.items()},

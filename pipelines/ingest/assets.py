@@ -17,7 +17,7 @@ from dlt.extract.source import DltSource
 from pipelines.ingest.fx import fx_pipeline, fx_source
 from pipelines.ingest.pipeline import (Alert, SyncStats, deterministic_error, dlt_pipeline, report_quarantine,
                                        run_steps)
-from pipelines.ingest.shopify import forget_orders
+from pipelines.ingest.shopify import forget
 from pipelines.partitions import connector_partitions
 from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import Settings
@@ -133,8 +133,8 @@ def ingest_assets(
             # A configuration problem or a load the warehouse refused: a retry cannot help, and the
             # message names the setting or the table to look at.
             raise dg.Failure(description=reason, allow_retries=False) from None
-        # Orders a targeted read found deleted in the shop leave the raw tables (webhooks.md, "Deletions").
-        deleted = forget_orders(warehouse, workspace.id, stats.gone["orders"]) if stats.gone.get("orders") else 0
+        # Objects a targeted read found deleted in the shop leave the raw tables (webhooks.md, "Deletions").
+        deleted = forget(warehouse, workspace.id, stats.gone) if stats.gone else {}
         report_quarantine(workspace.id, source_name, stats, alert, log=context.log)
         for table, notes in changes.items():
             log = context.log.info if notes == ["first load"] else context.log.warning
@@ -145,7 +145,7 @@ def ingest_assets(
         extra = {
             "workspace_id": workspace.id,
             "targets": len(targets or ()),
-            "orders_deleted": deleted,
+            **{f"{root}_deleted": n for root, n in deleted.items()},
             "load_id": load_ids[-1] if load_ids else None,
             "cursor_before": dg.MetadataValue.json(steps.before),
             "cursor_after": dg.MetadataValue.json(after),

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -36,10 +40,37 @@ def run_dbt(args: Sequence[str], warehouse: Warehouse) -> int:
     """
     dbt = Path(sys.executable).parent / "dbt"
     env = {**os.environ, **dbt_env(warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
-    if list(args) == ["--version"]:  # dagster-dbt asks before every command; it touches no warehouse
-        return subprocess.run([str(dbt), "--version"], env=env).returncode
+    if list(args) == ["--version"]:
+        # dagster-dbt asks before every command. dbt itself would take its whole import (18 s on a
+        # loaded machine) and a request to PyPI for the latest version; the installed one is enough.
+        print(f"Core:\n  - installed: {importlib.metadata.version('dbt-core')}", flush=True)
+        return 0
+    target = DBT_PROJECT_DIR / env.get("DBT_TARGET_PATH", "target")  # dagster-dbt's: one per invocation
+    cached = _parse_cache(warehouse)
+    if cached.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached, target / PARTIAL_PARSE)
     with warehouse.write_lock() as lock:
-        return run_child([str(dbt), *args], cwd=DBT_PROJECT_DIR, env=env, pass_fds=() if lock is None else (lock,))
+        code = run_child([str(dbt), *args], cwd=DBT_PROJECT_DIR, env=env, pass_fds=() if lock is None else (lock,))
+    if code == 0 and (target / PARTIAL_PARSE).exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target / PARTIAL_PARSE, cached.with_suffix(f".{os.getpid()}"))
+        os.replace(cached.with_suffix(f".{os.getpid()}"), cached)  # atomic: another dbt may read it now
+    return code
+
+
+def _parse_cache(warehouse: Warehouse) -> Path:
+    """Where dbt's parse of the project for `warehouse` is kept between invocations.
+
+    dbt parses again only the files that changed since its last parse (partial parsing), unless the
+    profile differs: the DuckDB file's path and settings are part of it. dagster-dbt gives each
+    invocation a target folder of its own, seeded with the project's `target/partial_parse.msgpack`
+    (written by `make install` for the default warehouse), so with any other warehouse every run
+    parsed the whole project (half a minute on a loaded machine: docs/performance.md). One file per
+    profile; dbt checks it (project files, profile, dbt version) and parses fully when it is stale.
+    """
+    key = hashlib.sha256(json.dumps(warehouse.dbt_profile_env(), sort_keys=True).encode()).hexdigest()[:16]
+    return DBT_PROJECT_DIR / "target" / "partial_parse" / f"{key}.msgpack"
 
 
 def dbt_guard_main() -> None:
@@ -48,6 +79,7 @@ def dbt_guard_main() -> None:
     sys.exit(run_dbt(sys.argv[1:], load_settings().warehouse))
 
 
+PARTIAL_PARSE = "partial_parse.msgpack"
 MANIFEST_SOURCES = ("models", "macros", "seeds", "tests", "dbt_project.yml")
 
 

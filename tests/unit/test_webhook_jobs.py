@@ -1,14 +1,21 @@
-"""What the webhook_syncs sensor makes of inbox rows: the objects each names, one targeted sync per
-workspace and provider, and the ordinary sync for a burst too large to read by id."""
+"""What the webhook_syncs sensor makes of inbox rows: the objects each names, one webhook_refresh run
+with one targeted sync per workspace and provider, and the ordinary sync for a burst too large to
+read by id."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from pipelines.ingest.shopify import targets_by_type
-from pipelines.webhook_jobs import MAX_TARGETS, dbt_downstream, named_objects, sync_requests
+from pipelines.webhook_jobs import (
+    MAX_TARGETS,
+    SYNC_OP,
+    dbt_downstream,
+    named_objects,
+    refresh_request,
+    targeted_syncs,
+)
 
-JOBS = {"shopify": ("webhook_sync_shopify", "ingest_shopify"), "stripe": ("webhook_sync_stripe", "ingest_stripe")}
 USERS = {"shopify": {"shop-a", "shop-b"}, "stripe": {"saas"}}
 
 
@@ -33,9 +40,13 @@ def test_what_each_topic_names():
     assert named_objects(row(7, "shopify", "shop-a", "orders/delete", {"id": 450789469})) \
         == ["gid://shopify/Order/450789469"]  # a deletion's body is only the order's number
     assert named_objects(row(8, "shopify", "shop-a", "orders/delete", {"id": "x"})) == []
+    assert named_objects(row(9, "shopify", "shop-a", "products/delete", {"id": 788032119674292922})) \
+        == ["gid://shopify/Product/788032119674292922"]
+    assert named_objects(row(10, "shopify", "shop-a", "customers/delete", {"id": 706405506930370084})) \
+        == ["gid://shopify/Customer/706405506930370084"]
 
 
-def test_one_targeted_sync_per_workspace_and_provider_with_each_object_once():
+def test_one_refresh_with_a_targeted_sync_per_workspace_and_provider_with_each_object_once():
     rows = [row(3, "shopify", "shop-a", "orders/create", order(1)),
             row(4, "stripe", "saas", "invoice.paid", {}, "evt_9"),
             row(5, "shopify", "shop-b", "orders/create", order(2)),
@@ -43,23 +54,23 @@ def test_one_targeted_sync_per_workspace_and_provider_with_each_object_once():
             row(9, "shopify", "shop-a", "refunds/create", {"id": 4, "order_id": 3}),
             row(10, "shopify", "gone", "orders/create", order(5)),  # a workspace no longer configured
             row(11, "stripe", "shop-a", "invoice.paid", {}, "evt_x")]  # a workspace without Stripe
-    requests = sync_requests(rows, JOBS, USERS)
-    assert [(r.job_name, r.partition_key, r.run_key) for r in requests] == [
-        ("webhook_sync_shopify", "shop-a", "webhooks:shopify:shop-a:3-9"),
-        ("webhook_sync_shopify", "shop-b", "webhooks:shopify:shop-b:5-5"),
-        ("webhook_sync_stripe", "saas", "webhooks:stripe:saas:4-4"),
+    request = refresh_request(rows, USERS)
+    assert (request.job_name, request.run_key) == ("webhook_refresh", "webhooks:3-11")
+    assert request.run_config["ops"][SYNC_OP]["config"]["syncs"] == [
+        {"provider": "shopify", "workspace": "shop-a", "inbox": "3-9",
+         "objects": ["gid://shopify/Order/1", "gid://shopify/Order/3"]},
+        {"provider": "shopify", "workspace": "shop-b", "inbox": "5-5", "objects": ["gid://shopify/Order/2"]},
+        {"provider": "stripe", "workspace": "saas", "inbox": "4-4", "objects": ["evt_9"]},
     ]
-    assert requests[0].run_config == {"ops": {"ingest_shopify": {"config": {
-        "objects": ["gid://shopify/Order/1", "gid://shopify/Order/3"]}}}}
-    assert requests[2].run_config["ops"]["ingest_stripe"]["config"]["objects"] == ["evt_9"]
+    assert refresh_request(rows[5:], USERS) is None  # nothing any workspace syncs
 
 
 def test_a_burst_too_large_to_read_by_id_gets_the_ordinary_sync():
     rows = [row(n, "shopify", "shop-a", "orders/create", order(n)) for n in range(1, MAX_TARGETS + 2)]
-    (request,) = sync_requests(rows, JOBS, USERS)
-    assert request.run_config["ops"]["ingest_shopify"]["config"]["objects"] == []  # changes since the cursor
-    (request,) = sync_requests(rows[:MAX_TARGETS], JOBS, USERS)
-    assert len(request.run_config["ops"]["ingest_shopify"]["config"]["objects"]) == MAX_TARGETS
+    (sync,) = targeted_syncs(rows, USERS)
+    assert sync["objects"] == []  # changes since the cursor
+    (sync,) = targeted_syncs(rows[:MAX_TARGETS], USERS)
+    assert len(sync["objects"]) == MAX_TARGETS
 
 
 def test_shopify_targets_go_to_the_object_type_that_reads_them():

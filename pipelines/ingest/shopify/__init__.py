@@ -193,7 +193,7 @@ class _ShopifyFetch:
         """The named objects only, read by id as they are now (a webhook said they changed); the
         cursor stays where it was, for the scheduled sync. An object whose stored `updated_at` is
         newer than what the API returned (a later state loaded meanwhile) is left as stored, and
-        one gone from the shop is noted in `stats.gone` (`forget_orders` removes a deleted order)."""
+        one gone from the shop is noted in `stats.gone` (`forget` then removes its rows)."""
         if not ids:
             return
         self.stats.mode = "targeted"
@@ -205,7 +205,7 @@ class _ShopifyFetch:
         query, operation = queries.node_query(spec), spec.singular.capitalize() + "Replay"
         for object_id in sorted(set(ids)):
             node = self.client.execute(query, {"id": object_id}, operation=operation)[spec.singular]
-            if node is None:  # deleted in the shop (orders: their rows are removed after the load)
+            if node is None:  # deleted in the shop (its rows are removed after the load)
                 self.stats.notes.append(f"{object_id}: not found (deleted), nothing loaded")
                 self.stats.gone.setdefault(spec.root, []).append(object_id)
                 continue
@@ -392,34 +392,40 @@ def _merged(columns: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]
     return {name: {**hints, **extra.get(name, {})} for name, hints in columns.items()}
 
 
-# An order's rows in the raw tables: (table, which rows are the orders'), children first.
-ORDER_ROWS = (("order_refund_line_items", ("refund_id in (select id from shopify.order_refunds "
-                                           "where workspace_id = %s and order_id in ({ids}))")),
-              ("order_line_items", "order_id in ({ids})"), ("order_shipping_lines", "order_id in ({ids})"),
-              ("order_discount_applications", "order_id in ({ids})"), ("order_refunds", "order_id in ({ids})"),
-              ("orders", "id in ({ids})"))
+# Each object type's rows in the raw tables: (table, which rows are the objects'), children first.
+OWN_ROWS = {
+    "orders": (("order_refund_line_items", ("refund_id in (select id from shopify.order_refunds "
+                                            "where workspace_id = %s and order_id in ({ids}))")),
+               ("order_line_items", "order_id in ({ids})"), ("order_shipping_lines", "order_id in ({ids})"),
+               ("order_discount_applications", "order_id in ({ids})"), ("order_refunds", "order_id in ({ids})"),
+               ("orders", "id in ({ids})")),
+    "products": (("product_variants", "product_id in ({ids})"), ("products", "id in ({ids})")),
+    "customers": (("customers", "id in ({ids})"),),
+}
 
 
-def forget_orders(warehouse: Warehouse, workspace_id: str, order_ids: list[str]) -> int:
-    """Remove orders the shop deleted, with their child rows, from the raw tables (an `orders/delete`
-    webhook's targeted sync found them gone; the scheduled sync cannot see deletions). The next dbt
-    build drops them from the marts and the daily tables of their days. Returns the orders removed."""
-    if not order_ids:
-        return 0
-    ids = ", ".join(["%s"] * len(order_ids))
-    removed = 0
+def forget(warehouse: Warehouse, workspace_id: str, gone: dict[str, list[str]]) -> dict[str, int]:
+    """Remove the orders, products and customers the shop deleted, with their child rows (an order's
+    lines and refunds, a product's variants), from the raw tables: a `*/delete` webhook's targeted
+    sync found them gone, and the scheduled sync cannot see deletions. The next dbt build drops them
+    from the marts and the daily tables of their days. Returns the objects removed per type
+    (`gone`: type -> global ids, as `SyncStats.gone` holds them)."""
+    removed = {root: 0 for root in OWN_ROWS}
+    if not any(gone.values()):
+        return removed
     with warehouse.transaction() as statements:
         present = {name for (name,) in statements.execute(
             "select table_name from information_schema.tables where table_schema = 'shopify'")}
-        for table, where in ORDER_ROWS:
-            if table not in present:
-                continue
-            params = [workspace_id, *order_ids] if table != "order_refund_line_items" else \
-                [workspace_id, workspace_id, *order_ids]
-            found = statements.execute(f"delete from shopify.{table} where workspace_id = %s and "
-                                       f"{where.format(ids=ids)} returning 1", params)
-            if table == "orders":
-                removed = len(found)
+        for root, object_ids in gone.items():
+            ids = ", ".join(["%s"] * len(object_ids))
+            for table, where in OWN_ROWS.get(root, ()) if object_ids else ():
+                if table not in present:
+                    continue
+                params = [workspace_id] * (1 + where.count("workspace_id = %s")) + list(object_ids)
+                found = statements.execute(f"delete from shopify.{table} where workspace_id = %s and "
+                                           f"{where.format(ids=ids)} returning 1", params)
+                if table == root:
+                    removed[root] = len(found)
     return removed
 
 

@@ -299,8 +299,8 @@ class ApiHandler(BaseHTTPRequestHandler):
                 return Response.json(200, {"subscribed": subscribed, "misbehave": webhooks.misbehaviour})
             if path == "/_sandbox/webhooks" and method == "GET":
                 return Response.json(200, {"deliveries": list(webhooks.log)})
-            if path == "/_sandbox/webhooks/orders/delete" and method == "POST":
-                sent = webhooks.delete_order(payload["workspace"], payload["order"])
+            if path == "/_sandbox/webhooks/delete" and method == "POST":
+                sent = webhooks.delete(payload["workspace"], payload["object"])
                 return Response.json(200, {"delivery_id": sent.delivery_id if sent else None})
             if path == "/_sandbox/webhooks/compliance" and method == "POST":
                 sent = webhooks.send_compliance(payload["workspace"], payload["topic"], payload.get("customer"))

@@ -5,7 +5,8 @@ Stripe do, with retries, and can be told to misbehave (docs/sandbox.md, "Webhook
   order, customer and product whose `updatedAt` moved, with the REST-shaped body; headers
   X-Shopify-Hmac-Sha256 (base64 HMAC-SHA256 of the body with the app's client secret), -Topic,
   -Shop-Domain, -Webhook-Id (the same on every retry), -Triggered-At, -API-Version. The compliance
-  topics are sent on request (`send_compliance`), and `orders/delete` with a deletion (`delete_order`).
+  topics are sent on request (`send_compliance`), and `orders/delete`, `products/delete` or
+  `customers/delete` with a deletion (`delete`).
 - Stripe: every event created in the advanced window, as stored; Stripe-Signature `t=<now>,v1=<hex>`
   over "{t}.{body}" with the endpoint secret, signed again on each retry.
 
@@ -37,6 +38,7 @@ from pipelines.sandbox.core.store import SandboxStore
 
 SHOPIFY_KINDS = {"order": ("orders/create", "orders/updated"), "customer": ("customers/create", "customers/update"),
                  "product": ("products/create", "products/update")}
+DELETABLE = {"Order": "order", "Product": "product", "Customer": "customer"}  # global id type -> store kind
 MISBEHAVIOURS = ("bad_signature", "stale", "replay", "duplicate", "out_of_order")
 DEFAULT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 STALE_SECONDS = 600  # beyond Stripe's 300 s window
@@ -193,21 +195,24 @@ class WebhookSender:
         self._enqueue([delivery])
         return delivery
 
-    def delete_order(self, workspace: str, order_id: str) -> Delivery | None:
-        """Delete a Shopify order (a merchant deleting it in the admin): gone from the API, and an
-        `orders/delete` webhook (body `{"id": <number>}`, as Shopify sends it) to the workspace's
+    def delete(self, workspace: str, object_id: str) -> Delivery | None:
+        """Delete a Shopify order, product or customer (`gid://shopify/Order/1`...; a merchant deleting
+        it in the admin): gone from the API, and an `orders/delete`, `products/delete` or
+        `customers/delete` webhook (body `{"id": <number>}`, as Shopify sends it) to the workspace's
         subscription, if any."""
-        order = self.store.get(workspace, "shopify", "order", order_id)
-        if order is None or order.deleted:
-            raise ValueError(f"no order {order_id!r} in {workspace}")
-        self.store.put(workspace, "shopify", "order", order_id, created=order.created,
-                       updated=max(order.updated, self.store.clock), body=order.body, deleted=True)
+        type_name = object_id.removeprefix("gid://shopify/").partition("/")[0]
+        kind = DELETABLE.get(type_name)
+        found = self.store.get(workspace, "shopify", kind, object_id) if kind else None
+        if found is None or found.deleted:
+            raise ValueError(f"no order, product or customer {object_id!r} in {workspace}")
+        self.store.put(workspace, "shopify", kind, object_id, created=found.created,
+                       updated=max(found.updated, self.store.clock), body=found.body, deleted=True)
         url = self.subscriptions.get(("shopify", workspace))
         if url is None:
             return None
         account = self.store.accounts("shopify")[workspace]
-        body = json.dumps({"id": int(order_id.rsplit("/", 1)[1])}, separators=(",", ":")).encode()
-        delivery = Delivery(workspace, "shopify", url, str(uuid.uuid4()), "orders/delete", body,
+        body = json.dumps({"id": int(object_id.rsplit("/", 1)[1])}, separators=(",", ":")).encode()
+        delivery = Delivery(workspace, "shopify", url, str(uuid.uuid4()), f"{kind}s/delete", body,
                             account["client_secret"],
                             headers={"X-Shopify-Shop-Domain": f"{account['shop']}.myshopify.com"})
         self._enqueue([delivery])
