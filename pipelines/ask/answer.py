@@ -125,8 +125,8 @@ def answer_query(query: Query, pack: Pack, workspace: Workspace, read: Read, *, 
     if query.dimensions:
         rows = rows.sort_values(query.metrics[0], ascending=query.order == "asc", na_position="last",
                                 kind="stable").head(query.limit)
-    else:
-        rows = rows.sort_values("period", kind="stable").head(query.limit if query.grain != "total" else 1)
+    else:  # a series keeps every period of its range (three years of days at most): `limit` is a breakdown's
+        rows = rows.sort_values("period", kind="stable").head(len(rows) if query.grain != "total" else 1)
     citations = _citations(query, pack, workspace, read)
     answer = Answer(question=question, workspace_id=workspace.id, status="answered",
                     text=_sentence(query, pack, rows, before, wording, citations),

@@ -245,8 +245,12 @@ class Tools:
         check(query, self.context.pack, self.context.values)
         answer = answer_query(query, self.context.pack, self.workspace, self.read, question=self.question)
         self.answer = answer
-        return {"query": answer.query, "answer": answer.text, "columns": answer.columns, "rows": answer.rows,
-                "values": answer.values, "data_through": answer.citations.get("data_through")}
+        found = {"query": answer.query, "answer": answer.text, "columns": answer.columns,
+                 "rows": answer.rows[-MAX_ROWS:], "values": answer.values[-MAX_ROWS:],
+                 "data_through": answer.citations.get("data_through")}
+        if len(answer.rows) > MAX_ROWS:  # a long series: the sentence covers every period, the rows its last
+            found["rows_shown"] = f"the last {MAX_ROWS} of {len(answer.rows)} rows"
+        return found
 
 
 def _no_sql(node: Any) -> None:

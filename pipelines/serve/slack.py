@@ -49,6 +49,7 @@ NOT_CONNECTED = ("This Slack channel is not connected to a workspace that answer
 EXAMPLES = {"ecommerce": ("net sales last week vs the week before", "top 5 products by net sales last month"),
             "saas": ("MRR by plan", "new MRR last month vs the month before")}
 FIELDS_PER_SECTION = 10  # Block Kit's limits
+MAX_FIELDS = 50  # a series' last 50 periods: Block Kit takes 50 blocks a message, a series may have 1,000 days
 FIELD_CHARS = 2000
 TEXT_CHARS = 3000
 CONTEXT_ELEMENTS = 10
@@ -178,10 +179,15 @@ def answer_blocks(answer: Answer) -> list[Block]:
 def _table(answer: Answer) -> list[Block]:
     """A total: a field per column ("*Net sales*" over "$148,979.81"). A breakdown or a series: a
     field per row, its period and dimension values in bold ("*US · new*") over its figures
-    ("$135.00", or "Net sales: $135.00" when there are several); ten fields a section."""
+    ("$135.00", or "Net sales: $135.00" when there are several); ten fields a section. A series
+    longer than MAX_FIELDS shows its last MAX_FIELDS periods and says so in its heading."""
     columns, rows, query = answer.columns, answer.rows, answer.query or {}
     if not columns or not rows:
         return []
+    heading = " · ".join(columns)
+    if len(rows) > MAX_FIELDS:
+        heading += f" (the last {MAX_FIELDS} of {len(rows)} rows; the chart and the API's answer have all of them)"
+        rows = rows[-MAX_FIELDS:]
     total = len(rows) == 1 and not query.get("dimensions") and query.get("grain", "total") == "total"
     if total:
         fields = [f"*{_mrkdwn(column, 200)}*\n{_mrkdwn(cell, FIELD_CHARS - 210)}" for column, cell in zip(columns, rows[0])]
@@ -192,8 +198,8 @@ def _table(answer: Answer) -> list[Block]:
             for column, cell in zip(columns[lead:], row[lead:])), FIELD_CHARS - 210) for row in rows]
     sections: list[Block] = []
     for start in range(0, len(fields), FIELDS_PER_SECTION):
-        heading = None if total or start else MarkdownTextObject(text=_mrkdwn(" · ".join(columns), TEXT_CHARS))
-        sections.append(SectionBlock(text=heading, fields=[MarkdownTextObject(text=field)
+        shown = None if total or start else MarkdownTextObject(text=_mrkdwn(heading, TEXT_CHARS))
+        sections.append(SectionBlock(text=shown, fields=[MarkdownTextObject(text=field)
                                                            for field in fields[start:start + FIELDS_PER_SECTION]]))
     return sections
 

@@ -141,6 +141,17 @@ def test_more_rows_than_a_section_holds_spill_into_the_next():
     assert fields(sections)[22] == "*day 22*\n$22.00"
 
 
+def test_a_series_longer_than_fifty_rows_shows_its_last_fifty_and_says_so():
+    rows = [[f"2026-08-{n:03d}", f"${n}.00"] for n in range(101)]
+    answer = Answer(question="q", workspace_id="shop", status="answered", text="t", columns=["Day", "Net sales"],
+                    rows=rows, query={"dimensions": [], "grain": "day"})
+    sections = [block.to_dict() for block in answer_blocks(answer)][1:]
+    assert [len(section["fields"]) for section in sections] == [10] * 5  # 6 blocks in all, Block Kit takes 50
+    assert fields(sections)[0] == "*2026-08-051*\n$51.00" and fields(sections)[-1] == "*2026-08-100*\n$100.00"
+    assert sections[0]["text"]["text"] == ("Day · Net sales (the last 50 of 101 rows; the chart and the API's answer "
+                                           "have all of them)")
+
+
 def test_a_body_over_16_kib_is_a_413(ask_server):
     reply = command(ask_server, "net sales " + "x" * 17 * 1024)
     assert reply.status_code == 413

@@ -101,6 +101,21 @@ def test_suggestions_come_from_recent_anomalies_then_the_pack_and_each_resolves(
         assert suggested and all(isinstance(resolve(s.question, context), Resolved) for s in suggested)
 
 
+def test_a_daily_series_longer_than_the_row_limit_keeps_every_day(home, tmp_path):
+    """August 1 to November 9 is 101 days (31 + 30 + 31 + 9), over the 50 rows a breakdown is cut
+    to: every day is listed, the last with data (Nov 9, 360) included, and the sentence speaks of
+    all of them: 90 + 189 + 0 + 360 = 639 in all (tests/metric_tables.py)."""
+    warehouse, workspaces = home
+    shop = workspaces.get("shop")
+    daily = history.converse("daily net sales between August 1, 2026 and November 9, 2026", shop, warehouse,
+                             conversation="long", via="cli", now=NOW, charts=tmp_path)
+    assert len(daily.rows) == len(daily.values) == 101
+    assert (daily.values[0]["period"], daily.values[-1]["period"]) == ("2026-08-01", "2026-11-09")
+    assert sum(row["net_sales"] for row in daily.values) == pytest.approx(639)
+    assert "101 days, latest $360.00" in daily.text and "in all $639.00" in daily.text
+    assert len(chart.figure(daily, shop).axes[0].lines[0].get_ydata()) == 101
+
+
 def test_a_series_gets_a_chart_of_its_numbers_and_a_total_none(home, tmp_path):
     warehouse, workspaces = home
     shop = workspaces.get("shop")
