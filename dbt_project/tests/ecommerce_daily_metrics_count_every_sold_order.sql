@@ -1,12 +1,13 @@
 -- Every non-cancelled order is counted on exactly one day of ecommerce_daily_metrics, with its
 -- units: the day spine loses no day and double counts none. Returns the workspaces that disagree.
+-- A workspace missing an FX rate has no days at all (has_fx_rates): its gap fails it, not this test.
 with sold as (
     select
         workspace_id,
         count(*) as orders,
         sum(units) as units
     from {{ ref('orders') }}
-    where not is_cancelled
+    where not is_cancelled and {{ has_fx_rates('workspace_id', 'ecommerce') }}
     group by workspace_id
 ),
 

@@ -17,6 +17,7 @@ import pytest
 
 import pipelines.ingest.shopify as shopify_connector
 from pipelines.insights.ltv import workspace_customer_values
+from pipelines.packs import pack_for
 from pipelines.sandbox.server import build_store
 from pipelines.sandbox.simulation.runner import truth
 from pipelines.sandbox.simulation.simulator import SIZES, iso
@@ -278,6 +279,24 @@ def test_brl_shop_in_sao_paulo_counts_orders_on_the_local_day(scenarios):
         ("#4001", date(2026, 3, 5), "BRL", Decimal("100.00")),
         ("#4002", date(2026, 3, 6), "BRL", Decimal("50.00")),
     ]
+
+
+def test_a_shop_missing_an_fx_rate_has_no_figures_in_any_registry_table(scenarios):
+    """ecom-no-rate: ecom-brl's two orders in MXN, reporting in USD; the scenario's ECB rates
+    (pipelines/sandbox/ecb.py, FIXTURE_RATES) quote no MXN, so every table the metric registry and
+    its dimensions read (and so metric_values) has no row for it, the daily tables and the cohort
+    and segment ones alike; int_fx_rate_gaps_ecommerce names the rate it lacks."""
+    pack = pack_for("ecommerce")
+    tables = {metric.table for metric in pack.metrics} | set(pack.slice_tables) | {"ecommerce_daily_pair_slices"}
+    assert "ecommerce_cohort_metrics" in tables and "ecommerce_segment_metrics" in tables
+    for table in sorted(tables):
+        assert scenarios.query(f"select count(*) as n from metrics.{table} where workspace_id = 'ecom-no-rate'") \
+            == [{"n": 0}], table
+    [gap] = scenarios.query("select currency, missing_currency, first_day from intermediate.int_fx_rate_gaps_ecommerce"
+                            " where workspace_id = 'ecom-no-rate'")
+    assert gap == {"currency": "MXN", "missing_currency": "MXN", "first_day": date(2026, 3, 5)}
+    # its orders are loaded and in the marts: only the converted figures are withheld
+    assert scenarios.query("select count(*) as n from marts.orders where workspace_id = 'ecom-no-rate'") == [{"n": 2}]
 
 
 def rows_by_key(warehouse: ScenarioWarehouse, table: str, key: str, drop: tuple[str, ...] = ()) -> list[dict]:

@@ -48,6 +48,8 @@ final as (
         cast(first_month_net_sales_m{{ month }} as decimal(38, 4)) as first_month_net_sales_m{{ month }}{{ "," if not loop.last }}
         {%- endfor %}
     from parts
+    -- a workspace missing an exchange rate has no figures (int_fx_rate_gaps fails it), as in ecommerce_daily_metrics
+    where {{ has_fx_rates('workspace_id', 'ecommerce') }}
 )
 
 select * from final

@@ -1,7 +1,8 @@
 {#- A shop's customer base by day (docs/metrics.md, "Customer metrics"): customers and repeat
     customers to date, the repeat purchase rate and net sales per customer to date (the shop's
     historical LTV), one row per day of ecommerce_daily_metrics. Levels are running sums of change
-    points (each person's first and second purchase day), never a row per customer per day. -#}
+    points (each person's first and second purchase day), never a row per customer per day. A
+    workspace missing an exchange rate has no days there, so none here (has_fx_rates). -#}
 with days as (
     select workspace_id, date, net_sales from {{ ref('ecommerce_daily_metrics') }}
 ),

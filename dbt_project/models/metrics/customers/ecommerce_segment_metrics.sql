@@ -1,7 +1,8 @@
 {#- RFM segments as registry metrics (pipelines/packs/ecommerce.py): one row per workspace and scored
     week, dated on the week's snapshot day (its Sunday, or the last data day for the current week):
     the customers scored and their net sales within the week. ecommerce_segment_slices splits both
-    by segment. -#}
+    by segment. A workspace missing an exchange rate has none: its weeks come from
+    ecommerce_daily_metrics' days (ecommerce_customer_segments), which leave it out (has_fx_rates). -#}
 with segments as (
     select * from {{ ref('ecommerce_customer_segments') }}
 ),
