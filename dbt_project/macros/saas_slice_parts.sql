@@ -161,3 +161,36 @@ movement_parts as (
         and {{ refresh_days('saas', 'movements.workspace_id', 'movements.change_date') }}
 )
 {%- endmacro %}
+
+{#- The five movements of net_new_mrr summed from `movement_parts` per group, then net_new_mrr
+    itself: contraction and churn as positive amounts, as in saas_daily_metrics. For the select
+    list of a `group by` over movement_parts in saas_daily_slices and saas_daily_pair_slices. -#}
+{% macro saas_movement_sums() -%}
+    {%- for movement, metric, sign in [('new', 'new_mrr', ''), ('expansion', 'expansion_mrr', ''),
+                                       ('contraction', 'contraction_mrr', '-'), ('churn', 'churned_mrr', '-'),
+                                       ('reactivation', 'reactivation_mrr', '')] %}
+        sum(case when movement_type = '{{ movement }}' then {{ sign }}delta else 0 end) as {{ metric }},
+    {%- endfor %}
+        sum(delta) as net_new_mrr
+{%- endmacro %}
+
+{#- The measures (slices_long_form) of the SaaS slice tables: the stocks from `stocks`, the
+    movements from `movements` (by movement_type only net_new_mrr: a movement split by its own type
+    is itself), and with `customers` active_customers, which only the billing currency splits. -#}
+{% macro saas_slice_measures(stocks, movements, customers=false) -%}
+    {%- set measures = [
+        (stocks, 'mrr', 'mrr', none),
+        (stocks, 'arr', '12 * mrr', none),
+        (stocks, 'active_subscriptions', 'active_subscriptions', none),
+        (stocks, 'new_subscriptions', 'new_subscriptions', none),
+        (stocks, 'churned_subscriptions', 'churned_subscriptions', none),
+    ] -%}
+    {%- if customers %}
+        {%- do measures.append((stocks, 'active_customers', 'active_customers', "dimension = 'billing_currency'")) -%}
+    {%- endif %}
+    {%- do measures.append((movements, 'net_new_mrr', 'net_new_mrr', none)) -%}
+    {%- for metric in ['new_mrr', 'expansion_mrr', 'contraction_mrr', 'churned_mrr', 'reactivation_mrr'] %}
+        {%- do measures.append((movements, metric, metric, "dimension <> 'movement_type'")) -%}
+    {%- endfor %}
+    {{ return(measures) }}
+{%- endmacro %}

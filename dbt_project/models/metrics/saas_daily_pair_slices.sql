@@ -40,12 +40,7 @@ movement_pairs as (
         {{ first }} as dimension_value,
         '{{ second }}' as second_dimension,
         {{ second }} as second_dimension_value,
-        {%- for movement, metric, sign in [('new', 'new_mrr', ''), ('expansion', 'expansion_mrr', ''),
-                                           ('contraction', 'contraction_mrr', '-'), ('churn', 'churned_mrr', '-'),
-                                           ('reactivation', 'reactivation_mrr', '')] %}
-        sum(case when movement_type = '{{ movement }}' then {{ sign }}delta else 0 end) as {{ metric }},
-        {%- endfor %}
-        sum(delta) as net_new_mrr
+        {{ saas_movement_sums() }}
     from movement_parts
     group by workspace_id, date_day, {{ first }}, {{ second }}
     {{ "union all" if not loop.last }}
@@ -53,20 +48,7 @@ movement_pairs as (
 ),
 
 long_form as (
-    {%- set measures = [
-        ('stock_pairs', 'mrr', 'mrr', none),
-        ('stock_pairs', 'arr', '12 * mrr', none),
-        ('stock_pairs', 'active_subscriptions', 'active_subscriptions', none),
-        ('stock_pairs', 'new_subscriptions', 'new_subscriptions', none),
-        ('stock_pairs', 'churned_subscriptions', 'churned_subscriptions', none),
-        ('movement_pairs', 'net_new_mrr', 'net_new_mrr', none),
-        ('movement_pairs', 'new_mrr', 'new_mrr', "dimension <> 'movement_type'"),
-        ('movement_pairs', 'expansion_mrr', 'expansion_mrr', "dimension <> 'movement_type'"),
-        ('movement_pairs', 'contraction_mrr', 'contraction_mrr', "dimension <> 'movement_type'"),
-        ('movement_pairs', 'churned_mrr', 'churned_mrr', "dimension <> 'movement_type'"),
-        ('movement_pairs', 'reactivation_mrr', 'reactivation_mrr', "dimension <> 'movement_type'"),
-    ] %}
-    {{ slices_long_form(measures, pairs=true) }}
+    {{ slices_long_form(saas_slice_measures('stock_pairs', 'movement_pairs'), pairs=true) }}
 ),
 
 final as (

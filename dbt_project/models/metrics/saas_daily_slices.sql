@@ -54,12 +54,7 @@ movement_slices as (
         date_day as date,
         '{{ dimension }}' as dimension,
         {{ dimension }} as dimension_value,
-        {%- for movement, metric, sign in [('new', 'new_mrr', ''), ('expansion', 'expansion_mrr', ''),
-                                           ('contraction', 'contraction_mrr', '-'), ('churn', 'churned_mrr', '-'),
-                                           ('reactivation', 'reactivation_mrr', '')] %}
-        sum(case when movement_type = '{{ movement }}' then {{ sign }}delta else 0 end) as {{ metric }},
-        {%- endfor %}
-        sum(delta) as net_new_mrr
+        {{ saas_movement_sums() }}
     from movement_parts
     group by workspace_id, date_day, {{ dimension }}
     {{ "union all" if not loop.last }}
@@ -67,21 +62,7 @@ movement_slices as (
 ),
 
 long_form as (
-    {%- set measures = [
-        ('stock_slices', 'mrr', 'mrr', none),
-        ('stock_slices', 'arr', '12 * mrr', none),
-        ('stock_slices', 'active_subscriptions', 'active_subscriptions', none),
-        ('stock_slices', 'new_subscriptions', 'new_subscriptions', none),
-        ('stock_slices', 'churned_subscriptions', 'churned_subscriptions', none),
-        ('stock_slices', 'active_customers', 'active_customers', "dimension = 'billing_currency'"),
-        ('movement_slices', 'net_new_mrr', 'net_new_mrr', none),
-        ('movement_slices', 'new_mrr', 'new_mrr', "dimension <> 'movement_type'"),
-        ('movement_slices', 'expansion_mrr', 'expansion_mrr', "dimension <> 'movement_type'"),
-        ('movement_slices', 'contraction_mrr', 'contraction_mrr', "dimension <> 'movement_type'"),
-        ('movement_slices', 'churned_mrr', 'churned_mrr', "dimension <> 'movement_type'"),
-        ('movement_slices', 'reactivation_mrr', 'reactivation_mrr', "dimension <> 'movement_type'"),
-    ] %}
-    {{ slices_long_form(measures) }}
+    {{ slices_long_form(saas_slice_measures('stock_slices', 'movement_slices', customers=true)) }}
 ),
 
 final as (
