@@ -1,12 +1,29 @@
 {#- A ratio metric of the registry (metric_registry, generated from pipelines/packs), computed from
     its numerator and denominator columns where the model has them: null when the denominator is
-    not positive. Ratios are declared once, in the registry; the models only choose the rounding.
-    `ecommerce_divide_half_up` rounds money the same on DuckDB and Postgres (AOV). -#}
+    not positive, else exact and rounded half away from zero once to `scale` decimals, as
+    decimal(38, `scale`), the same digits on DuckDB and Postgres (the quotient is taken in whole
+    numbers, whole_numbers.sql: DuckDB divides decimals in double precision, which for ARPA over
+    an MRR of 123,456,789,012.345678 IDR and 7 customers is one unit off in the 6th decimal). Ratios
+    are declared once, in the registry; the models only choose the rounding. Both parts carry at
+    most 9 decimals. `ecommerce_divide_half_up` rounds money the same on DuckDB and Postgres (AOV). -#}
 {% macro metric_ratio(name, scale=6, half_up=false) -%}
     {%- set entry = metric_registry()[name] -%}
     {%- if half_up -%}
         {{ ecommerce_divide_half_up(entry.numerator, entry.denominator, scale) }}
     {%- else -%}
-        case when ({{ entry.denominator }}) > 0 then 1.0 * ({{ entry.numerator }}) / ({{ entry.denominator }}) end
+        {{ exact_ratio(entry.numerator, entry.denominator, scale) }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- `numerator` / `denominator` (SQL expressions of at most 9 decimals), exact, rounded half away
+    from zero to `scale` decimals, as decimal(38, `scale`); null unless the denominator is positive.
+    In units of 10^-9 both are whole numbers n and d; the result in units of 10^-scale is
+    n × 10^scale / d, rounded half up on |n| and given n's sign. -#}
+{% macro exact_ratio(numerator, denominator, scale=6) -%}
+    {%- set n = whole_number('abs(cast((' ~ numerator ~ ') as decimal(38, 9))) * 1000000000') -%}
+    {%- set d = whole_number('cast((' ~ denominator ~ ') as decimal(38, 9)) * 1000000000') -%}
+    case when ({{ denominator }}) > 0 then cast(
+        case when ({{ numerator }}) < 0 then -1 else 1 end * {{ whole_div_half_up(n ~ ' * ' ~ 10 ** scale, d) }}
+        * cast({{ '1' if scale == 0 else '0.' ~ '0' * (scale - 1) ~ '1' }} as decimal(38, {{ scale }}))
+    as decimal(38, {{ scale }})) end
 {%- endmacro %}

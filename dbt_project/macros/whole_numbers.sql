@@ -29,3 +29,9 @@
 {% macro duckdb__whole_div(numerator, denominator) -%}
     (({{ numerator }}) // ({{ denominator }}))
 {%- endmacro %}
+
+{#- `numerator` / `denominator`, two non-negative whole numbers (`whole_number`), rounded half up
+    to a whole number: (2 × numerator + denominator) div (2 × denominator). -#}
+{% macro whole_div_half_up(numerator, denominator) -%}
+    {{ whole_div('2 * ' ~ numerator ~ ' + ' ~ denominator, '2 * ' ~ denominator) }}
+{%- endmacro %}
