@@ -335,7 +335,7 @@ def _metrics(text: str, pack: Pack, split: set[str] = frozenset()) -> tuple[list
     with none asked, the watched ones: "net sales by segment" is the segments' net sales."""
     found: dict[str, int] = {}
     phrases = _phrases(pack)
-    text = _distributed(text, phrases)
+    text = _movement_of_mrr(_distributed(text, phrases), pack, phrases)
     for phrase in sorted(phrases, key=len, reverse=True):
         pattern = rf"\b{re.escape(phrase)}(?:s|es)?\b"
         while match := re.search(pattern, text):
@@ -351,6 +351,28 @@ def _metrics(text: str, pack: Pack, split: set[str] = frozenset()) -> tuple[list
                 found.setdefault(names[0], match.start())
             text = _cut(text, match.span())
     return sorted(found, key=found.get), text
+
+
+# "mrr lost to", "revenue did we lose to", "mrr gained from", "mrr won back through": MRR as the noun
+# of the movement that follows, not a metric of its own
+MRR_OF = (r"\b(?:mrr|revenue)\s+(?:(?:did|do|have|has|had)\s+(?:we|i|you|they)\s+)?"
+          r"(?:(?:lost|lose|losing|gained|gain|gaining|won|win|got|get|added|add)\s+)?(?:back\s+)?"
+          r"(?:to|from|through|via|by|due\s+to)\s+")
+
+
+def _movement_of_mrr(text: str, pack: Pack, phrases: dict[str, list[str]]) -> str:
+    """"mrr lost to downgrades" → "contraction mrr": the movement a phrase names (the one MRR
+    movement among its metrics: "churn" also names churned subscriptions), not MRR and it."""
+    movements = {}
+    for phrase, names in phrases.items():
+        moving = [name for name in names if name.endswith("_mrr") and name != "net_new_mrr"]
+        if len(moving) == 1 and not {"mrr", "revenue"} & set(phrase.split()):
+            movements[phrase] = moving[0]
+    if not movements:
+        return text
+    named = "|".join(re.escape(phrase) for phrase in sorted(movements, key=len, reverse=True))
+    return re.sub(rf"{MRR_OF}(?P<movement>{named})(?:s|es)?\b",
+                  lambda match: pack.metric(movements[match.group("movement")]).label.lower(), text)
 
 
 def _distributed(text: str, phrases: dict[str, list[str]]) -> str:

@@ -63,14 +63,14 @@ PACK = Pack(
         Metric("new_mrr", "New MRR", "currency", **MOVEMENT, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("new business mrr", "mrr from new customers", "new revenue")),
         Metric("expansion_mrr", "Expansion MRR", "currency", **MOVEMENT, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
-               synonyms=("expansion", "upgrades", "upsell", "upsells", "expansion revenue")),
+               synonyms=("expansion", "upgrades", "upgrade", "upsell", "upsells", "expansion revenue", "upgrade mrr")),
         # Contraction and churn are positive amounts of MRR lost (docs/metrics.md): a rise is bad news.
         Metric("contraction_mrr", "Contraction MRR", "currency", up_is_good=False, **MOVEMENT, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
-               synonyms=("contraction", "downgrades", "downgrade", "downsell")),
+               synonyms=("contraction", "downgrades", "downgrade", "downsell", "downgrade mrr")),
         Metric("churned_mrr", "Churned MRR", "currency", up_is_good=False, **MOVEMENT, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("churn", "lost mrr", "mrr churned", "churned revenue", "lost revenue", "churn mrr")),
         Metric("reactivation_mrr", "Reactivation MRR", "currency", **MOVEMENT, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
-               synonyms=("reactivation", "reactivations", "win-backs", "winbacks", "won back mrr")),
+               synonyms=("reactivation", "reactivations", "win-backs", "winbacks", "won back mrr", "mrr won back")),
         Metric("active_subscriptions", "Active subscriptions", "count", stock=True, dimensions=BY_ITEM, pairs=ITEM_PAIRS,
                synonyms=("subscriptions", "active subs", "subscription count", "subs")),
         # A customer pays in one currency but may hold several plans: plan does not split customers.

@@ -31,3 +31,14 @@ def test_every_hostile_question_is_refused_the_same_way(item):
     assert isinstance(found, Refused)
     # the same words whatever the target: nothing tells whether a workspace or table exists
     assert found.message == resolve("select * from nowhere", CONTEXTS[item["workspace"]]).message
+
+
+@pytest.mark.parametrize("ask", ["how much MRR did we lose to downgrades last month", "MRR lost to downgrades last month",
+                                 "MRR lost to churn last month", "MRR gained from upgrades last month",
+                                 "MRR won back last month", "downgrade MRR last month",
+                                 "MRR and downgrades last month"])
+def test_mrr_named_with_its_movement_is_that_movement_alone(ask):
+    """"MRR lost to downgrades" is contraction MRR, not MRR and contraction MRR; MRR named beside a
+    movement ("MRR and downgrades") is still both."""
+    [item] = [item for item in SET["questions"] if item["ask"] == ask]
+    assert matches(item["expect"], outcome(item)), outcome(item)
