@@ -23,3 +23,12 @@
     {{ "union all" if not loop.last }}
     {%- endfor %}
 {%- endmacro %}
+
+{#- The rows a slice table keeps of `relation` (its slices_long_form): every non-zero value, and a
+    null (a missing FX rate) for the tests to catch, of the workspaces with every FX rate their
+    `vertical` needs (a missing rate leaves the workspace out: docs/metrics.md, Currency). -#}
+{% macro kept_slices(relation, vertical) -%}
+    select * from {{ relation }}
+    where (value is null or value <> 0)
+        and {{ has_fx_rates('workspace_id', vertical) }}
+{%- endmacro %}

@@ -61,10 +61,7 @@ long_form as (
 ),
 
 final as (
-    select * from long_form
-    -- a null (a missing FX rate) stays, for the tests to catch
-    where value is null or value <> 0
+    {{ kept_slices('long_form', 'ecommerce') }}
 )
 
 select * from final
-where {{ has_fx_rates('workspace_id', 'ecommerce') }}  -- a missing FX rate leaves the workspace out: docs/metrics.md, Currency

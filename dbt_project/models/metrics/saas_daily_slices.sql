@@ -66,9 +66,7 @@ long_form as (
 ),
 
 final as (
-    select * from long_form
-    where value is null or value <> 0
+    {{ kept_slices('long_form', 'saas') }}
 )
 
 select * from final
-where {{ has_fx_rates('workspace_id', 'saas') }}  -- a missing FX rate leaves the workspace out: docs/metrics.md, Currency

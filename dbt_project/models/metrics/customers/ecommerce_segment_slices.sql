@@ -16,11 +16,15 @@ by_segment as (
     group by workspace_id, snapshot_date, segment
 ),
 
-final as (
+long_form as (
     {{ slices_long_form([
         ('by_segment', 'segment_customers', 'segment_customers', none),
-        ('by_segment', 'segment_net_sales', 'segment_net_sales', 'segment_net_sales <> 0'),
+        ('by_segment', 'segment_net_sales', 'segment_net_sales', none),
     ]) }}
+),
+
+final as (
+    {{ kept_slices('long_form', 'ecommerce') }}
 )
 
 select * from final
