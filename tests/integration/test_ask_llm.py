@@ -12,7 +12,9 @@ import openai
 import pytest
 
 from pipelines.ask.history import converse
-from pipelines.ask.llm import answer_with_llm, ask_llm
+from pipelines.ask.answer import context_for
+from pipelines.ask.llm import QueryArguments, Tools, answer_with_llm, ask_llm
+from pipelines.packs import pack_for
 from pipelines.settings import LlmSettings
 from tests.metric_tables import metric_tables_home
 from tests.openai_standin import OpenAIStandIn
@@ -86,6 +88,21 @@ def test_a_model_that_behaves_answers_through_the_tools_with_the_tables_numbers(
                           "end": "2026-11-04", "partial": False, "kind": "range"}
     assert results[2]["values"] == ["US"]  # DE has no "u"
     assert "1000000" not in json.dumps(results) and "1,000,000" not in json.dumps(results)  # workspace "other"
+
+
+def test_a_long_series_reaches_the_model_as_its_last_50_rows_and_says_so(home):
+    """August 1 to November 9 by day is 101 rows: the model gets the last 50 (Sep 21 to Nov 9, the
+    last with 360), told so, and the sentence over all 101 (tests/metric_tables.py)."""
+    settings, workspaces = home
+    shop = workspaces.get("shop")
+    with settings.warehouse.reader() as read:
+        tools = Tools(context_for(shop, pack_for("ecommerce"), read, NOW), shop, read, "daily net sales")
+        found = tools.query_metrics(QueryArguments(**{**NET_SALES_ARGS, "start": "2026-08-01", "end": "2026-11-09",
+                                                      "grain": "day"}))
+    assert len(found["rows"]) == len(found["values"]) == 50 and len(tools.answer.rows) == 101
+    assert (found["values"][0]["period"], found["values"][-1]["period"]) == ("2026-09-21", "2026-11-09")
+    assert found["values"][-1]["net_sales"] == pytest.approx(360)
+    assert found["rows_shown"] == "the last 50 of 101 rows" and "101 days" in found["answer"]
 
 
 def test_invented_numbers_give_the_templated_answer(home, llm):
