@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 import openai
 import pytest
 
-from pipelines.ask.history import converse
 from pipelines.ask.answer import context_for
+from pipelines.ask.history import converse
 from pipelines.ask.llm import QueryArguments, Tools, answer_with_llm, ask_llm
 from pipelines.packs import pack_for
 from pipelines.settings import LlmSettings
