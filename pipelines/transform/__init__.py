@@ -1,5 +1,9 @@
 """Transform: the dbt project as Dagster assets. `run_dbt` runs dbt on the warehouse (its target from
-`Warehouse.dbt_profile_env`): under the warehouse lock, and never outliving its parent."""
+`Warehouse.dbt_profile_env`): under the warehouse lock, and never outliving its parent.
+
+This module imports neither Dagster nor the settings at import time: `abos-dbt` starts here twice per
+dbt step, and the test session's controller checks the manifest here (a Dagster import is seconds of CPU).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.processes import run_child, stop_with_parent
-from pipelines.settings import PROJECT_ROOT, load_settings
-from pipelines.warehouse import Warehouse
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+if TYPE_CHECKING:
+    from pipelines.warehouse import Warehouse
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"  # settings.PROJECT_ROOT / "dbt_project"
 # The refresh's `dbt build`: models and their data tests. Unit tests check the models' SQL against
 # fixed inputs, not the data, so they run where the SQL changes (the integration tests' builds, CI),
 # not on every refresh (docs/performance.md, "Incremental by day").
@@ -43,7 +49,7 @@ def run_dbt(args: Sequence[str], warehouse: Warehouse) -> int:
     if list(args) == ["--version"]:
         # dagster-dbt asks before every command. dbt itself would take its whole import (18 s on a
         # loaded machine) and a request to PyPI for the latest version; the installed one is enough.
-        print(f"Core:\n  - installed: {importlib.metadata.version('dbt-core')}", flush=True)
+        print(dbt_version_text(), flush=True)
         return 0
     target = DBT_PROJECT_DIR / env.get("DBT_TARGET_PATH", "target")  # dagster-dbt's: one per invocation
     cached = _parse_cache(warehouse)
@@ -73,8 +79,21 @@ def _parse_cache(warehouse: Warehouse) -> Path:
     return DBT_PROJECT_DIR / "target" / "partial_parse" / f"{key}.msgpack"
 
 
+def dbt_version_text() -> str:
+    """The first lines of `dbt --version`: the installed dbt-core (not the latest release, which dbt asks PyPI for)."""
+    return f"Core:\n  - installed: {importlib.metadata.version('dbt-core')}"
+
+
 def dbt_guard_main() -> None:
-    """`abos-dbt`: the dbt executable Dagster runs (`run_dbt` with this process's arguments)."""
+    """`abos-dbt`: the dbt executable Dagster runs (`run_dbt` with this process's arguments).
+
+    dagster-dbt runs `abos-dbt --version` before each dbt command: answered as `run_dbt` does, before
+    loading the settings (they import Dagster, seconds of CPU)."""
+    if sys.argv[1:] == ["--version"]:
+        print(dbt_version_text(), flush=True)
+        sys.exit(0)
+    from pipelines.settings import load_settings
+
     stop_with_parent()  # the Dagster step died: SIGTERM, which stops dbt (run_child handles it)
     sys.exit(run_dbt(sys.argv[1:], load_settings().warehouse))
 
