@@ -3,6 +3,11 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 VENV := .venv
 export DAGSTER_HOME ?= $(CURDIR)/.abos/dagster
+# Python keeps the bytecode it compiles (__pycache__, git-ignored), even where the environment says
+# not to: `make test` starts hundreds of Pythons (xdist workers, dbt, abos, Dagster runs), and each
+# would compile dagster, dbt and pandas from source again: 2 to 3 CPU s more per dbt command
+# (docs/testing.md).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install demo test test-slow ui bench clean
 
@@ -30,8 +35,8 @@ demo: install ## run the sandbox and the whole pipeline on the demo workspaces
 ui: install ## the sandbox plus the Dagster UI (dagster dev) on http://127.0.0.1:3000
 	$(VENV)/bin/abos ui
 
-test: install ## run the test suite
-	$(VENV)/bin/pytest -n 2 --dist loadfile
+test: install ## run the test suite (and list its 30 slowest steps, for docs/testing.md and tests/schedule.py)
+	$(VENV)/bin/pytest -n 2 --dist loadfile --durations=30
 
 test-slow: install ## the acceptance measurements on the small sandbox (slow)
 	$(VENV)/bin/pytest -m slow

@@ -24,7 +24,15 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pipelines.countries import country_for_timezone, known_country
 from pipelines.currencies import ISO_4217
@@ -289,8 +297,11 @@ class ShopifySettings(_ConnectorSettings):
 
 class StripeSettings(_ConnectorSettings):
     SECRETS: ClassVar[tuple[str, ...]] = ("api_key_env", *_ConnectorSettings.SECRETS)
+    OPTIONS: ClassVar[tuple[str, ...]] = ("api_version", "requests_per_second")
 
     api_key_env: str
+    # The pace of reads; default 80% of Stripe's limit for the key's mode (pipelines/ingest/stripe/client.py).
+    requests_per_second: float | None = Field(None, gt=0)
 
 
 class Connectors(_Strict):

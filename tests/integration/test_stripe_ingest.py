@@ -108,8 +108,9 @@ def duckdb_url(tmp_path) -> str:
 
 
 def configure(monkeypatch, tmp_path: Path, sandbox: Sandbox, warehouse_url: str, workspace: str = WORKSPACE,
-              key: str | None = None) -> tuple[Settings, Workspace]:
-    """Point ABOS_* at tmp_path, the warehouse and a workspaces.yaml naming the sandbox."""
+              key: str | None = None, pace: float | None = None) -> tuple[Settings, Workspace]:
+    """Point ABOS_* at tmp_path, the warehouse and a workspaces.yaml naming the sandbox (and `pace`:
+    the connector's requests_per_second)."""
     accounts = sandbox.connection_info()["stripe"]["workspaces"]
     file = tmp_path / "workspaces.yaml"
     file.write_text(f"""workspaces:
@@ -122,7 +123,7 @@ def configure(monkeypatch, tmp_path: Path, sandbox: Sandbox, warehouse_url: str,
       stripe:
         base_url: {sandbox.stripe_url}
         api_key_env: {KEY_VARIABLE}
-""")
+""" + (f"        requests_per_second: {pace}\n" if pace else ""))
     monkeypatch.setenv("ABOS_HOME", str(tmp_path / "abos"))
     monkeypatch.setenv("ABOS_WAREHOUSE_URL", warehouse_url)
     monkeypatch.setenv("ABOS_WORKSPACES", str(file))
@@ -527,6 +528,18 @@ def test_running_some_tables_leaves_the_cursor_for_the_others(tmp_path, monkeypa
             ("cus_T13sandbox", True, 1774828800)]
         # The next complete run is still a full sync, so no table misses anything.
         assert sync("stripe", workspace, settings).stats.mode == "full"
+
+
+def test_reads_are_paced_at_the_connectors_requests_per_second(tmp_path, monkeypatch, duckdb_url):
+    """`connectors.stripe.requests_per_second: 10` spaces the requests' starts 0.1 s apart; ignored,
+    the test-mode key's default pace (20/s) would start them twice as often."""
+    with fixture_sandbox(tmp_path, json.loads(SMALL_FIXTURE.read_text())) as sandbox:
+        settings, workspace = configure(monkeypatch, tmp_path, sandbox, duckdb_url, workspace="test-saas", pace=10)
+        assert workspace.connectors["stripe"].options == {"requests_per_second": 10.0}
+        sync("stripe", workspace, settings)
+        starts = sorted(entry["time"] for entry in requests_since(sandbox, 0))
+    assert len(starts) > 20
+    assert starts[-1] - starts[0] >= (len(starts) - 1) / 10 - 0.05
 
 
 # -- 8. bad credentials ------------------------------------------------------------------------------

@@ -86,6 +86,8 @@ def test_valid_file_and_interpolation(tmp_path):
         (("access_token_env: SHOP_A_TOKEN", "access_token_env: shpat_literal-secret!"),
          "connectors.shopify.access_token_env", "shop-a"),
         (("api_key_env: SAAS_B_KEY", "api_kee_env: SAAS_B_KEY"), "connectors.stripe.api_kee_env", "saas-b"),
+        (("api_key_env: SAAS_B_KEY", "api_key_env: SAAS_B_KEY\n        requests_per_second: 0"),
+         "connectors.stripe.requests_per_second", "saas-b"),
         (("email: {to: [a@example.com]}", "email: {to: [nobody]}"), "notifications.email.to", "shop-a"),
         (("email: {to: [a@example.com]}", "email: {to: [a@example.com, a@example.com]}"),
          "notifications.email.to", "shop-a"),

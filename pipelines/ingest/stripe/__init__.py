@@ -120,7 +120,8 @@ def stripe_source(
         workspace: the tenant; its `connectors.stripe` names the base URL and the key's variable.
         settings: supplies the pinned API version (a workspace's `api_version` option overrides it).
         stats: filled with the sync mode, request and retry counts, waits and notes.
-        requests_per_second: override the pace (default: 80% of Stripe's limit for the key's mode).
+        requests_per_second: override the pace (default: the connector's `requests_per_second`
+            option, else 80% of Stripe's limit for the key's mode).
         targets: event ids: a targeted sync of those events and the objects they name, read by id,
             the event cursor untouched (the webhook sensor's runs, docs/webhooks.md).
         as_arrow: rows reach dlt as Arrow tables (arrow.py); False hands dlt the dict rows, which its
@@ -136,7 +137,7 @@ def stripe_source(
             workspace_id=workspace.id,
             key_variable=connector.secret_envs["api_key"],
             stats=stats,
-            requests_per_second=requests_per_second,
+            requests_per_second=requests_per_second or connector.options.get("requests_per_second"),
         )
         state = dlt.current.source_state()
         feed = StripeFeed(client, workspace.id, stats)
