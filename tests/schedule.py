@@ -7,7 +7,8 @@ other had finished. Longest first (the LPT rule) lets the many short files fill 
 both workers finish within about the length of a short file.
 
 SECONDS holds about what each long file takes on a quiet 2-core machine (`pytest --durations`, setup
-included: the fresh-clone CI's figures, or a busy machine's divided by its slowdown; docs/testing.md). Only the order depends on them: a file missing here or measured
+included: the fresh-clone CI's figures, which `make test` prints (`--durations=30`), or a busy
+machine's divided by its slowdown; docs/testing.md). Only the order depends on them: a file missing here or measured
 wrong still runs, and files not listed keep their collection order after the listed ones.
 """
 
