@@ -15,7 +15,7 @@ wrong still runs, and files not listed keep their collection order after the lis
 from __future__ import annotations
 
 SECONDS = {
-    "tests/integration/test_saas_models.py": 290,
+    "tests/integration/test_saas_models.py": 245,  # 290 in CI; 16% less CPU with bytecode kept (2026-12-04)
     "tests/integration/test_ecommerce_models.py": 200,
     "tests/integration/test_deployment_shapes.py": 175,
     "tests/e2e/test_demo.py": 200,
