@@ -15,7 +15,8 @@ BIN = Path(sys.executable).parent
 def test_dagster_dbt_reads_the_same_version_from_abos_dbt_as_from_dbt():
     """dagster-dbt runs `<executable> --version` before every dbt command and keeps the version in it;
     `abos-dbt` answers from the installed packages instead of starting dbt."""
-    from dagster_dbt import DbtCliResource  # imports dbt: not at collection, which no other test file needs it for
+    # dagster-dbt imports dbt: here, not at collection, where no other test file needs it
+    from dagster_dbt import DbtCliResource
 
     def version_seen(executable: str):
         return DbtCliResource(project_dir=str(DBT_PROJECT_DIR), dbt_executable=str(BIN / executable))._cli_version
