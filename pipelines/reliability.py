@@ -31,6 +31,8 @@ from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunRecord, RunsFilter
 
+from pipelines.refresh import run_checks
+
 API_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -61,7 +63,10 @@ def execute_here(job: dg.JobDefinition, instance: dg.DagsterInstance, *, reposit
     the location's origin, then executed in process like `execute_in_process` does.
     """
     run_config = run_config or {}
-    in_process = InMemoryJob(job.as_ephemeral_job(resource_defs={}, input_values={}, asset_selection=keys))
+    in_process = InMemoryJob(job.as_ephemeral_job(resource_defs={}, input_values={}).get_subset(
+        asset_selection=frozenset(keys),
+        asset_check_selection=run_checks(job.asset_layer.asset_graph.asset_check_keys, keys),  # no freshness checks
+    ) if keys else job.as_ephemeral_job(resource_defs={}, input_values={}))
     tags = merge_run_tags(job_def=job, partition_key=partition_key, tags={**(tags or {}), **process_tags()},
                           asset_selection=keys, instance=instance, run_config=run_config)
     run = instance.create_run_for_job(

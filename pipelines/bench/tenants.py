@@ -90,6 +90,7 @@ def refresh(settings: Settings, progress: Callable[[str], None]) -> list[dict[st
     """Every asset of the refresh, stage by stage, one run per workspace for partitioned stages;
     returns each run's kind, workspace, seconds, rows loaded and success."""
     from pipelines.orchestration import WEEKLY
+    from pipelines.refresh import run_checks
     from pipelines.reliability import process_tags
     from pipelines.run import _stages, dagster_instance
 
@@ -105,12 +106,15 @@ def refresh(settings: Settings, progress: Callable[[str], None]) -> list[dict[st
             if not keys:
                 continue
             kind = _kind(graph, keys)
+            # As `abos run` (`execute_stage_job`): the assets and their checks, but the freshness checks.
+            selection = dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(
+                *run_checks(graph.asset_check_keys, keys))
             partition_keys = [None] if partitions is None else partitions.get_partition_keys(
                 dynamic_partitions_store=instance)
             progress(f"tenants: {kind}, {len(partition_keys)} runs")
             for partition_key in partition_keys:
                 started = time.perf_counter()
-                done = dg.materialize(assets, selection=keys, partition_key=partition_key, instance=instance,
+                done = dg.materialize(assets, selection=selection, partition_key=partition_key, instance=instance,
                                       raise_on_error=False, tags=process_tags(), run_config=QUIET)
                 runs.append({"kind": kind, "workspace": partition_key, "success": done.success,
                              "seconds": time.perf_counter() - started, "rows": _rows_loaded(done),

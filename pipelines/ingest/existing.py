@@ -89,12 +89,17 @@ def rows_by_key(table: str, workspace_id: str, column: str, keys: Iterable[str])
     return found
 
 
-def rows_where(table: str, workspace_id: str, condition: str) -> list[dict[str, Any]]:
-    """Every row of `table` in the workspace that meets `condition` (SQL, no parameters)."""
-    found: list[dict[str, Any]] = []
+def rows_where_each(tables: Iterable[str], workspace_id: str, condition: str) -> dict[str, list[dict[str, Any]]]:
+    """Per table, the workspace's rows that meet `condition` (SQL, no parameters), all read over one
+    connection; none for a table not created yet."""
+    found: dict[str, list[dict[str, Any]]] = {table: [] for table in tables}
     with _reading() as client:
-        found = _fetch(client, f"select * from {client.make_qualified_table_name(table)} "
-                               f"where workspace_id = %s and {condition}", workspace_id)
+        for table in found:
+            try:
+                found[table] = _fetch(client, f"select * from {client.make_qualified_table_name(table)} "
+                                              f"where workspace_id = %s and {condition}", workspace_id)
+            except DatabaseUndefinedRelation:
+                pass
     return found
 
 

@@ -20,7 +20,7 @@ from dlt.extract.resource import DltResource
 
 from pipelines.ingest import existing, quarantine
 from pipelines.ingest.pipeline import SyncStats, merge_hints
-from pipelines.ingest.quarantine import Bounds, Quarantine
+from pipelines.ingest.quarantine import Bounds, OpenRecords, Quarantine
 from pipelines.ingest.shopify import queries, rows
 from pipelines.ingest.shopify.arrow import ARROW_ERRORS, ArrowTables, blocks
 from pipelines.ingest.shopify.client import ShopifyApiError, ShopifyAuthError, ShopifyClient
@@ -129,6 +129,7 @@ class _ShopifyFetch:
         self.targets = targets  # object type -> global ids: a targeted sync reads these only
         self._client: ShopifyClient | None = None
         self._bounds: Bounds | None = None
+        self.open_records = OpenRecords(workspace.id, [spec.root for spec in queries.SPECS.values()])
 
     @property
     def client(self) -> ShopifyClient:
@@ -161,7 +162,7 @@ class _ShopifyFetch:
         cursor = cursors.get(spec.root)
         splitter = rows.TableRows(spec.root, self.workspace.id)
         bounds = self.bounds  # its first request also reads the API's clock, which `now` below uses
-        held = Quarantine("shopify", self.workspace.id, spec.root, self.stats.now)
+        held = Quarantine("shopify", self.workspace.id, spec.root, self.stats.now, self.open_records)
         screener = Screener(held, bounds, self.stats)
         if cursor is None:
             self.stats.mode = "full"
@@ -198,7 +199,7 @@ class _ShopifyFetch:
             return
         self.stats.mode = "targeted"
         splitter = rows.TableRows(spec.root, self.workspace.id)
-        held = Quarantine("shopify", self.workspace.id, spec.root, self.stats.now)
+        held = Quarantine("shopify", self.workspace.id, spec.root, self.stats.now, self.open_records)
         screener = Screener(held, self.bounds, self.stats)
         stored = {row["id"]: row.get("updated_at")
                   for row in existing.rows_by_key(spec.root, self.workspace.id, "id", ids)}

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipelines.ingest import existing, quarantine
 from pipelines.ingest.pipeline import SyncStats
-from pipelines.ingest.quarantine import Bounds, Quarantine
+from pipelines.ingest.quarantine import Bounds, OpenRecords, Quarantine
 from pipelines.ingest.stripe.contract import object_time, violations
 from pipelines.ingest.stripe.client import PAGE_LIMIT, StripeApiError, StripeClient
 from pipelines.ingest.stripe.history import Version, merge_versions
@@ -130,6 +130,7 @@ class StripeFeed:
         self.stats = stats
         self.cursor: dict[str, Any] | None = None  # the event cursor after this sync
         self.quarantines: dict[str, Quarantine] = {}
+        self.open_records = OpenRecords(workspace_id, [table for table, _, _ in LISTS])
         self._bounds: Bounds | None = None
 
     # -- entry point ---------------------------------------------------------------------------
@@ -166,7 +167,8 @@ class StripeFeed:
     def _quarantine(self, table: str) -> Quarantine:
         held = self.quarantines.get(table)
         if held is None:
-            held = self.quarantines[table] = Quarantine("stripe", self.workspace_id, table, self.stats.now)
+            held = self.quarantines[table] = Quarantine("stripe", self.workspace_id, table, self.stats.now,
+                                                        self.open_records)
         return held
 
     def _retrieve(self, table: str, object_id: str) -> dict[str, Any] | None:
