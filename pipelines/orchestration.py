@@ -20,8 +20,9 @@ import dagster as dg
 
 from pipelines.deliver.alerts import alert_operator
 from pipelines.deliver.definitions import WEEKLY
-from pipelines.refresh import FRESHNESS_CHECK, REFRESH_CRON
-from pipelines.reliability import LIVE_STATUSES, free_finished_runs_slots, overdue_steps, recover_dead_runs
+from pipelines.refresh import REFRESH_CRON
+from pipelines.reliability import (FRESHNESS_CHECK, LIVE_STATUSES, free_finished_runs_slots, overdue_steps,
+                                   recover_dead_runs)
 from pipelines.settings import Settings
 
 

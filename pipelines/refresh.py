@@ -12,14 +12,13 @@ workspace.) Freshness checks say when a table missed a refresh.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 
 import dagster as dg
 
 REFRESH_CRON = "0 */6 * * *"  # the seed's cadence; UTC
 STAGE_TAG = "abos/stage"  # on the stage jobs and their runs
-FRESHNESS_CHECK = "freshness_check"  # the name Dagster gives a freshness check
 
 # Requested once per tick, after every parent updated since the tick and none is still running. An
 # unpartitioned dbt model therefore waits for all its workspaces' ingestion (any partition in progress
@@ -51,14 +50,3 @@ def freshness_checks(keys: Sequence[dg.AssetKey], fresh_for: timedelta) -> Seque
         warnings.simplefilter("ignore", dg.SupersessionWarning)
         return dg.build_last_update_freshness_checks(assets=keys, lower_bound_delta=fresh_for)
 
-
-def run_checks(checks: Iterable[dg.AssetCheckKey], keys: Iterable[dg.AssetKey]) -> frozenset[dg.AssetCheckKey]:
-    """The checks a run that materializes `keys` evaluates: those of its assets but the freshness checks.
-
-    A freshness check evaluated in the run that updates its asset can only pass, and it costs the run
-    a lookup of the asset's latest update and a stored evaluation per asset (about a fifth of a tiny
-    workspace's ingestion run on SQLite, with 19 raw tables); the `freshness_checks` sensor evaluates
-    them on its own schedule. Other checks (deliveries_ok) judge what the run did, and run with it.
-    """
-    keys = set(keys)
-    return frozenset(check for check in checks if check.asset_key in keys and check.name != FRESHNESS_CHECK)

@@ -90,8 +90,7 @@ def refresh(settings: Settings, progress: Callable[[str], None]) -> list[dict[st
     """Every asset of the refresh, stage by stage, one run per workspace for partitioned stages;
     returns each run's kind, workspace, seconds, rows loaded and success."""
     from pipelines.orchestration import WEEKLY
-    from pipelines.refresh import run_checks
-    from pipelines.reliability import process_tags
+    from pipelines.reliability import process_tags, run_checks
     from pipelines.run import _stages, dagster_instance
 
     from pipelines.definitions import build
