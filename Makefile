@@ -16,12 +16,9 @@ MANIFEST := dbt_project/target/manifest.json
 
 install: $(VENV)/.installed $(MANIFEST) ## create .venv from uv.lock and build the dbt manifest
 
-# --compile-bytecode: every process (each dbt build, each Dagster run) imports compiled modules instead
-# of compiling them again where PYTHONDONTWRITEBYTECODE is set or .venv is read-only (about 2 s of CPU
-# per dbt build; docs/performance.md)
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || { echo "uv not found: installing it with pip"; python3 -m pip install --quiet uv; }
-	$(UV) sync --frozen --python 3.11 --compile-bytecode
+	$(UV) sync --frozen --python 3.11
 	@touch $@
 
 # Dagster loads the dbt project from a manifest built here, not parsed on every import.

@@ -281,6 +281,27 @@ def test_brl_shop_in_sao_paulo_counts_orders_on_the_local_day(scenarios):
     ]
 
 
+def test_a_brl_shops_cohort_and_segment_money_is_in_its_reporting_currency(scenarios):
+    """ecom-brl (see above): its two orders, 100.00 BRL on 03-05 and 45.00 BRL net on 03-06, make the
+    March cohort's month 0 and fall in the week of 03-02, whose snapshot is the last data day, 03-06:
+    145.00 BRL in the shop's currency, 18.00 + 8.10 = 26.10 USD at each day's rate. The registry's
+    money (segment_net_sales, which metric_values labels USD) is the USD figure, not 145."""
+    [cohort] = scenarios.query(
+        "select cohort_month, net_sales, reporting_currency, reporting_net_sales from metrics.ecommerce_cohorts"
+        " where workspace_id = 'ecom-brl' and months_since_first_order = 0")
+    assert cohort == {"cohort_month": date(2026, 3, 1), "net_sales": Decimal("145.00"),
+                      "reporting_currency": "USD", "reporting_net_sales": Decimal("26.10")}
+    [segments] = scenarios.query(
+        "select sum(week_net_sales) as brl, sum(week_reporting_net_sales) as usd"
+        " from metrics.ecommerce_customer_segments where workspace_id = 'ecom-brl' and snapshot_date = '2026-03-06'")
+    assert segments == {"brl": Decimal("145.00"), "usd": Decimal("26.10")}
+    # metric_values labels a "currency" metric with the reporting currency: USD
+    assert {m.name: m.unit for m in pack_for("ecommerce").metrics}["segment_net_sales"] == "currency"
+    assert scenarios.query(
+        "select segment_net_sales from metrics.ecommerce_segment_metrics where workspace_id = 'ecom-brl'"
+        " and date = '2026-03-06'") == [{"segment_net_sales": Decimal("26.10")}]
+
+
 def test_a_shop_missing_an_fx_rate_has_no_figures_in_any_registry_table(scenarios):
     """ecom-no-rate: ecom-brl's two orders in MXN, reporting in USD; the scenario's ECB rates
     (pipelines/sandbox/ecb.py, FIXTURE_RATES) quote no MXN, so every table the metric registry and

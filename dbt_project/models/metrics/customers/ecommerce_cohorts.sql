@@ -1,8 +1,14 @@
 {#- Customers by first-order month (in the shop's timezone), one row per workspace, cohort and month
     since that first order, up to the workspace's last data month (docs/metrics.md, "Cohorts").
-    Amounts are in the shop's currency; refunds count in the month they are made. The last month
-    of a workspace is usually still running. -#}
-with recursive customers as (
+    Amounts are in the shop's currency, and reporting_net_sales is net_sales in the workspace's
+    reporting currency, each order and refund converted at its own day's rate (the registry's cohort
+    money reads it); refunds count in the month they are made. The last month of a workspace is
+    usually still running. -#}
+with recursive workspaces as (
+    select * from {{ ref('stg_reference__workspaces') }}
+),
+
+customers as (
     select * from {{ ref('customers') }}
 ),
 
@@ -20,6 +26,7 @@ ranked_orders as (
         person_id,
         order_date,
         discounted_sales,
+        currency,
         row_number() over (partition by workspace_id, person_id order by created_at, order_id) as order_number
     from orders
     where not is_cancelled
@@ -40,13 +47,14 @@ people as (
     where customers.first_order_date is not null
 ),
 
--- what happened in which month: sold orders (the buyer is active) and refunds (money only)
-activity as (
+-- what happened on which day: sold orders (the buyer is active) and refunds (money only)
+dated as (
     select
         ranked_orders.workspace_id,
         ranked_orders.person_id as active_person_id,
         people.cohort_month,
-        cast({{ dbt.date_trunc('month', 'ranked_orders.order_date') }} as date) as activity_month,
+        ranked_orders.order_date as day,
+        ranked_orders.currency,
         1 as orders,
         ranked_orders.discounted_sales as net_sales
     from ranked_orders
@@ -60,13 +68,30 @@ activity as (
         refunds.workspace_id,
         null as active_person_id,
         people.cohort_month,
-        cast({{ dbt.date_trunc('month', 'refunds.refund_date') }} as date) as activity_month,
+        refunds.refund_date as day,
+        refunds.currency,
         0 as orders,
         -refunds.refunded_sales as net_sales
     from refunds
     inner join people
         on people.workspace_id = refunds.workspace_id
         and people.person_id = refunds.person_id
+),
+
+-- each order and refund also in the reporting currency, at its day's rate (a missing rate: null,
+-- and int_fx_rate_gaps_ecommerce keeps the workspace out of the cohort metrics)
+activity as (
+    select
+        dated.workspace_id,
+        dated.active_person_id,
+        dated.cohort_month,
+        cast({{ dbt.date_trunc('month', 'dated.day') }} as date) as activity_month,
+        dated.orders,
+        dated.net_sales,
+        {{ fx_convert('dated.net_sales', 'dated.currency', 'workspaces.reporting_currency', 4) }} as reporting_net_sales
+    from dated
+    inner join workspaces on workspaces.workspace_id = dated.workspace_id
+    {{ fx_rate_joins('dated.day', 'dated.currency', 'workspaces.reporting_currency') }}
 ),
 
 last_months as (
@@ -110,7 +135,8 @@ monthly as (
         activity_month,
         count(distinct active_person_id) as active_customers,
         sum(orders) as orders,
-        sum(net_sales) as net_sales
+        sum(net_sales) as net_sales,
+        sum(reporting_net_sales) as reporting_net_sales
     from activity
     group by workspace_id, cohort_month, activity_month
 ),
@@ -147,6 +173,8 @@ final as (
         cast(sum(coalesce(monthly.net_sales, 0)) over (
             partition by months.workspace_id, months.cohort_month order by months.activity_month
         ) / cohorts.cohort_customers as decimal(38, 6)) as cumulative_net_sales_per_customer,
+        workspaces.reporting_currency,
+        cast(coalesce(monthly.reporting_net_sales, 0) as decimal(38, 4)) as reporting_net_sales,
         cast(1.0 * coalesce(monthly.active_customers, 0) / cohorts.cohort_customers as decimal(18, 6))
             as retention_rate,
         cast(repeats.repeat_customers as bigint) as repeat_customers,
@@ -157,6 +185,7 @@ final as (
         on cohorts.workspace_id = months.workspace_id
         and cohorts.cohort_month = months.cohort_month
     inner join currencies on currencies.workspace_id = months.workspace_id
+    inner join workspaces on workspaces.workspace_id = months.workspace_id
     inner join repeats
         on repeats.workspace_id = months.workspace_id
         and repeats.cohort_month = months.cohort_month

@@ -2,8 +2,14 @@
     the week's snapshot day (docs/metrics.md, "RFM segments"). Weeks start on Monday in the shop's
     timezone; a week's snapshot is its Sunday, or the workspace's last data day for the current
     week. The last `rfm_weeks` (default 26) weeks are kept. Scores are quintiles within the
-    workspace and week: 1 + floor(5 × percent_rank), capped at 5, so tied customers share a score. -#}
-with recursive customers as (
+    workspace and week: 1 + floor(5 × percent_rank), capped at 5, so tied customers share a score.
+    Amounts are in the shop's currency, but week_reporting_net_sales: the week's net sales in the
+    reporting currency, each order and refund at its day's rate (the registry's segment money). -#}
+with recursive workspaces as (
+    select * from {{ ref('stg_reference__workspaces') }}
+),
+
+customers as (
     select * from {{ ref('customers') }}
 ),
 
@@ -53,14 +59,28 @@ snapshots as (
 ),
 
 -- sold orders (+) and refunds (−) per person and local day: what R, F and M are made of
-money as (
-    select workspace_id, person_id, order_date as date, 1 as orders, discounted_sales as net_sales
+dated as (
+    select workspace_id, person_id, order_date as date, currency, 1 as orders, discounted_sales as net_sales
     from orders
     where not is_cancelled
     union all
-    select workspace_id, person_id, refund_date as date, 0 as orders, -refunded_sales as net_sales
+    select workspace_id, person_id, refund_date as date, currency, 0 as orders, -refunded_sales as net_sales
     from refunds
     where person_id is not null
+),
+
+-- and in the reporting currency (a missing rate: null, and the workspace has no segment metrics)
+money as (
+    select
+        dated.workspace_id,
+        dated.person_id,
+        dated.date,
+        dated.orders,
+        dated.net_sales,
+        {{ fx_convert('dated.net_sales', 'dated.currency', 'workspaces.reporting_currency', 4) }} as reporting_net_sales
+    from dated
+    inner join workspaces on workspaces.workspace_id = dated.workspace_id
+    {{ fx_rate_joins('dated.date', 'dated.currency', 'workspaces.reporting_currency') }}
 ),
 
 measured as (
@@ -72,7 +92,9 @@ measured as (
         max(case when money.orders = 1 then money.date end) as last_order_date,
         sum(money.orders) as frequency,
         sum(money.net_sales) as monetary,
-        sum(case when money.date >= snapshots.week_start then money.net_sales else 0 end) as week_net_sales
+        sum(case when money.date >= snapshots.week_start then money.net_sales else 0 end) as week_net_sales,
+        sum(case when money.date >= snapshots.week_start then money.reporting_net_sales else 0 end)
+            as week_reporting_net_sales
     from snapshots
     inner join money
         on money.workspace_id = snapshots.workspace_id
@@ -122,6 +144,7 @@ final as (
         cast(frequency as bigint) as frequency,
         cast(monetary as decimal(38, 4)) as monetary,
         cast(week_net_sales as decimal(38, 4)) as week_net_sales,
+        cast(week_reporting_net_sales as decimal(38, 4)) as week_reporting_net_sales,
         r_score,
         f_score,
         m_score,

@@ -12,7 +12,7 @@ final as (
         workspace_id,
         snapshot_date as date,
         cast(count(*) as bigint) as segment_customers,
-        cast(sum(week_net_sales) as decimal(38, 4)) as segment_net_sales
+        cast(sum(week_reporting_net_sales) as decimal(38, 4)) as segment_net_sales
     from segments
     group by workspace_id, snapshot_date
 )

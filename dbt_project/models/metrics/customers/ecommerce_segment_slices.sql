@@ -11,7 +11,7 @@ by_segment as (
         'segment' as dimension,
         segment as dimension_value,
         count(*) as segment_customers,
-        sum(week_net_sales) as segment_net_sales
+        sum(week_reporting_net_sales) as segment_net_sales
     from segments
     group by workspace_id, snapshot_date, segment
 ),
