@@ -615,6 +615,9 @@ def simulated(tmp_path_factory) -> dict:
         result["incremental"] = snapshot(warehouse)
         run_dbt(settings, "build", *INCREMENTAL, "--full-refresh")
         result["full_refresh"] = snapshot(warehouse)
+        result["cohorts"] = warehouse.query("select workspace_id, cohort_month, months_since_start, cohort_customers, "
+                                            "active_customers from metrics.saas_cohorts "
+                                            "order by workspace_id, cohort_month, months_since_start")
     return result
 
 
@@ -647,3 +650,22 @@ def test_metrics_reconcile_with_the_sandbox_truth(simulated):
 def test_simulated_incremental_build_equals_a_full_refresh(simulated):
     for table in TABLES:
         assert simulated["incremental"][table] == simulated["full_refresh"][table], table
+
+
+@pytest.mark.slow  # the simulated account; the tenant matrix's fast case checks SaaS truth in make test
+def test_cohorts_agree_with_each_customers_start_and_churn_in_the_sandbox_truth(simulated):
+    """Per simulated account and first paid month: the cohort's size and its customers paying at the end
+    of each month since equal the simulator's (each customer's day-end MRR: when it first rose above 0,
+    and whether it was above 0 at each month's end), after the second sync."""
+    for workspace in simulated["workspaces"]:
+        truth = simulated["truth_after"]["workspaces"][workspace]["cohorts"]
+        built: dict[str, dict] = {}
+        for row in (r for r in simulated["cohorts"] if r["workspace_id"] == workspace):
+            cohort = built.setdefault(str(row["cohort_month"])[:7], {"customers": row["cohort_customers"], "active": []})
+            cohort["active"].append(row["active_customers"])
+        # the table runs to today's month; the truth to the sandbox clock's
+        trimmed = {month: {"customers": c["customers"], "active": c["active"][:len(truth[month]["active"])]}
+                   for month, c in built.items() if month in truth}
+        assert built.keys() == truth.keys(), workspace
+        assert trimmed == truth, workspace
+        assert sum(c["customers"] for c in truth.values()) > 100, workspace  # the account has cohorts to check
