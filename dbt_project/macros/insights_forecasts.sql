@@ -17,3 +17,21 @@
         made_at timestamp with time zone
     )
 {%- endmacro %}
+
+{#- Postgres: analysts read metrics.forecast_metrics with their own rights (a security_invoker view,
+    workspace_isolation), so they need SELECT on insights.forecasts, under the same per-workspace
+    policy as the tables of `metrics`, once `abos analyst grant` has created the access objects
+    (pipelines/transform/access.py, READ_BY_VIEWS, does the same when it runs later). -#}
+{% macro insights_forecasts_access() -%}
+    {%- if target.type == 'postgres' -%}
+        do $$ begin
+            if to_regprocedure('reference.apply_workspace_policy(regclass)') is not null then
+                perform reference.apply_workspace_policy('insights.forecasts'::regclass);
+                grant usage on schema insights to abos_analysts;
+                grant select on insights.forecasts to abos_analysts;
+            end if;
+        end $$
+
+
+    {%- endif -%}
+{%- endmacro %}

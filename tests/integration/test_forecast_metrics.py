@@ -24,8 +24,10 @@ SHOP, SAAS = pack_for("ecommerce"), pack_for("saas")
 MARCH = {day: date(2026, 3, day) for day in range(1, 32)}
 ORIGIN = MARCH[3]  # the last actual day: the forecasts start on March 4
 # ecommerce_daily_metrics: (workspace, day, net_sales, orders); February is not the origin's month.
+# "norate" misses an FX rate: the metric tables hold none of its days (has_fx_rates), yet a forecast
+# of it is stored (made before the rate went missing): the view leaves it out.
 SHOP_DAYS = [("shop", date(2026, 2, 27), 999, 9), ("shop", MARCH[1], 100.25, 2), ("shop", MARCH[2], 50.5, 1),
-             ("shop", MARCH[3], 0, 0), ("norate", MARCH[3], 7, 1)]
+             ("shop", MARCH[3], 0, 0)]
 SAAS_DAYS = [("saas", MARCH[2], 1000), ("saas", MARCH[3], 1010)]  # mrr
 # insights.forecasts: (workspace, metric, day, forecast, lower_80, upper_80, lower_95, upper_95)
 FORECASTS = [("shop", "net_sales", MARCH[4], 60, 50, 70, 40, 80), ("shop", "net_sales", MARCH[5], 70, 55, 85, 45, 95),
@@ -90,6 +92,28 @@ def test_the_view_reads_forecasts_written_after_it_was_built_with_the_origin_mon
     assert saas["mrr_forecast"].astype(float).tolist() == [1000, 1010, 1020, 1030]
     assert saas["mrr_forecast_upper_80"].astype(float).tolist() == [1000, 1010, 1040, 1060]
     assert "norate" not in set(view["workspace_id"])  # a missing FX rate: no rows, as in every metric table
+
+
+def test_an_analyst_reads_the_forecasts_of_their_own_workspace_only(settings, warehouse):
+    """Postgres: the view reads with the analyst's rights (security_invoker); insights.forecasts is
+    granted to analysts under the workspace policy (`abos analyst grant`, and the view's pre-hook
+    when dbt runs after it), so "shop"'s analyst sees "shop"'s 5 days and no other workspace's."""
+    if warehouse.kind != "postgres":
+        pytest.skip("analyst roles are a Postgres feature")
+    from pipelines.transform import access
+    from tests.integration.test_analyst_access import as_role
+
+    role = "abos_test_analyst_forecasts"
+    access.grant(settings, "shop", role)
+    try:
+        url = settings.warehouse.location
+        assert as_role(url, role, "select workspace_id, count(*) from metrics.forecast_metrics group by 1") == \
+            [("shop", 5)]
+        assert as_role(url, role, "select count(*) from insights.forecasts where workspace_id <> 'shop'") == [(0,)]
+        run_dbt(settings, "run", "-s", "forecast_metrics")  # rebuilt after the grant: the same
+        assert as_role(url, role, "select count(*) from metrics.forecast_metrics") == [(5,)]
+    finally:
+        access.revoke(settings, "shop", role)
 
 
 def ask(warehouse, question: str, pack, workspace_id: str) -> pd.DataFrame:

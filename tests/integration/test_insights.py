@@ -291,6 +291,9 @@ def test_forecasts_reach_13_weeks_with_nested_intervals_and_the_report_says_wher
                         load_workspaces(insights.settings.workspaces_file).get(workspace_id), warehouse, now=ASKED_AT)
             assert asked.query["metrics"] == [f"{metric}_forecast"], asked.text
             assert asked.query["range"] == {"start": "2026-11-01", "end": "2026-11-30", "partial": False}
+            view = warehouse.query("select min(date) as first, max(date) as last, count(*) as n from "
+                                   "metrics.forecast_metrics where workspace_id = %s", [workspace_id])
+            assert asked.values, (asked.text, view)
             assert asked.values[0][f"{metric}_forecast"] == pytest.approx(projected, abs=1e-4)
         assert [outlook["metric"] for outlook in facts["outlook"]] == sorted(metrics)
     text = Path(report_row(insights, "demo-us-store")["text_path"]).read_text()

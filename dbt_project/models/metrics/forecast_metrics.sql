@@ -5,9 +5,12 @@
     source(): the forecasts asset reads the metric tables, and a lineage edge back from it would
     close a cycle. The days of the forecast's origin month up to the origin carry the actual
     figure (both bounds too), so a month's figure is its actual days plus the forecast of the rest,
-    as the weekly report's outlook. A workspace missing an FX rate has no rows (has_fx_rates). -#}
+    as the weekly report's outlook. Forecasts are kept only where the metric's own table has the
+    origin day: a workspace missing an FX rate has no rows there (has_fx_rates), so none here, and
+    on Postgres an analyst sees only the workspaces that table's policy lets them see. -#}
 {{ config(materialized='view', pre_hook=["create schema if not exists insights",
-                                          "{{ insights_forecasts_table() }}"]) }}
+                                          "{{ insights_forecasts_table() }}",
+                                          "{{ insights_forecasts_access() }}"]) }}
 {%- set registry = metric_registry() -%}
 {%- set forecast = [] -%}
 {%- for metric, entry in registry.items() if entry.forecast_of and entry.forecast_of not in forecast -%}
@@ -28,10 +31,18 @@ with forecasts as (
     from insights.forecasts
 ),
 
+-- each workspace's forecast origin, where the metric's table has that day
 origins as (
-    select workspace_id, metric, max(origin) as origin
+    {%- for metric in forecast %}
+    select forecasts.workspace_id, forecasts.metric, max(forecasts.origin) as origin
     from forecasts
-    group by workspace_id, metric
+    inner join {{ ref(registry[metric].table) }} as actual
+        on actual.workspace_id = forecasts.workspace_id
+        and actual.date = forecasts.origin
+    where forecasts.metric = '{{ metric }}'
+    group by forecasts.workspace_id, forecasts.metric
+    {{ "union all" if not loop.last }}
+    {%- endfor %}
 ),
 
 actual_days as (
@@ -56,7 +67,12 @@ actual_days as (
 ),
 
 days as (
-    select * from forecasts
+    select forecasts.*
+    from forecasts
+    inner join origins
+        on origins.workspace_id = forecasts.workspace_id
+        and origins.metric = forecasts.metric
+        and origins.origin = forecasts.origin
     union all
     select * from actual_days
 ),
@@ -74,8 +90,6 @@ final as (
         {%- endfor %}
         {%- endfor %}
     from days
-    where {{ has_fx_rates('workspace_id', 'ecommerce') }}  -- a missing FX rate leaves the workspace out: docs/metrics.md, Currency
-        and {{ has_fx_rates('workspace_id', 'saas') }}
     group by workspace_id, date
 )
 
