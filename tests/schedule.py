@@ -27,6 +27,7 @@ SECONDS = {
     "tests/integration/test_fx.py": 60,
     "tests/integration/test_analyst_access.py": 45,
     "tests/integration/test_exact_ratios.py": 40,  # two dbt starts; 380 s measured at load ~10
+    "tests/integration/test_forecast_metrics.py": 45,  # two dbt runs per database (8.3 min at load ~22)
     "tests/integration/test_ingest_dagster.py": 55,
     "tests/integration/test_run_recovery.py": 50,
     "tests/integration/test_detection_bench.py": 45,

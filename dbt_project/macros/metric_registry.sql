@@ -1,8 +1,8 @@
 {#- Generated from the metric registry (pipelines/packs) by `abos docs tables`: do not edit.
     metric_registry() gives every registry metric by name: its table in the metrics schema, its
     unit ("currency", "count" or "ratio") and, for a ratio, its numerator and denominator (signed
-    sums of the table's metric columns, e.g. "gross_sales - discounts"). docs/metrics.md,
-    "Adding a metric". -#}
+    sums of the table's metric columns, e.g. "gross_sales - discounts"); for a forecast, the metric
+    it forecasts (`forecast_of`). docs/metrics.md, "Adding a metric". -#}
 {% macro metric_registry() -%}
 {{ return({
     'net_sales': {'table': 'ecommerce_daily_metrics', 'unit': 'currency'},
@@ -46,6 +46,8 @@
     'revenue_retention_m12': {'table': 'ecommerce_cohort_metrics', 'unit': 'ratio', 'numerator': 'cohort_net_sales_m12', 'denominator': 'first_month_net_sales_m12'},
     'cohort_net_sales_m12': {'table': 'ecommerce_cohort_metrics', 'unit': 'currency'},
     'first_month_net_sales_m12': {'table': 'ecommerce_cohort_metrics', 'unit': 'currency'},
+    'net_sales_forecast': {'table': 'forecast_metrics', 'unit': 'currency', 'forecast_of': 'net_sales'},
+    'orders_forecast': {'table': 'forecast_metrics', 'unit': 'count', 'forecast_of': 'orders'},
     'mrr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
     'arr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
     'net_new_mrr': {'table': 'saas_daily_metrics', 'unit': 'currency'},
@@ -99,5 +101,8 @@
     'net_revenue_retention_m12': {'table': 'saas_cohort_metrics', 'unit': 'ratio', 'numerator': 'cohort_mrr_m12', 'denominator': 'cohort_starting_mrr_m12'},
     'cohort_mrr_m12': {'table': 'saas_cohort_metrics', 'unit': 'currency'},
     'cohort_starting_mrr_m12': {'table': 'saas_cohort_metrics', 'unit': 'currency'},
+    'mrr_forecast': {'table': 'forecast_metrics', 'unit': 'currency', 'forecast_of': 'mrr'},
+    'mrr_forecast_lower_80': {'table': 'forecast_metrics', 'unit': 'currency', 'forecast_of': 'mrr'},
+    'mrr_forecast_upper_80': {'table': 'forecast_metrics', 'unit': 'currency', 'forecast_of': 'mrr'},
 }) }}
 {%- endmacro %}

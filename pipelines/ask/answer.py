@@ -19,8 +19,8 @@ import duckdb
 import pandas as pd
 import psycopg2
 
-from pipelines.ask.query import (LONG_TABLE, TIMEOUT_SECONDS, Query, Range, Read, compile_query,
-                                 dimension_values, evaluate, keys)
+from pipelines.ask.query import (TIMEOUT_SECONDS, Query, Range, Read, compile_query, dimension_values, evaluate,
+                                 keys, long_form)
 from pipelines.ask.resolve import Clarify, Context, Refused, Resolved, Unsupported, resolve, screen
 from pipelines.insights.wording import Wording
 from pipelines.packs import Pack, pack_for
@@ -272,8 +272,9 @@ def _key_text(row: pd.Series, query: Query) -> str:
 
 def _citations(query: Query, pack: Pack, workspace: Workspace, read: Read) -> dict[str, Any]:
     """Definitions, range, timezone, tables read, last day with data and last sync per source."""
-    tables = {s.table for s in compile_query(query, pack, workspace.id)} | {f"metrics.{LONG_TABLE}"}
-    through = read(f"select max(date) as data_through from metrics.{LONG_TABLE} where workspace_id = %s "
+    days, read_from = long_form(query.metrics, pack)  # a forecast's data runs through its last day forecast
+    tables = {s.table for s in compile_query(query, pack, workspace.id)} | set(read_from)
+    through = read(f"select max(date) as data_through from {days} as days where workspace_id = %s "
                    f"and metric in ({', '.join(['%s'] * len(query.metrics))})",
                    (workspace.id, *query.metrics))["data_through"].iloc[0]
     return {

@@ -11,6 +11,9 @@ workspace's `today` (its local date) and its holiday country. Conventions (docs/
   has begun: "in March" in December is this year's March, in February last year's.
 - "between X and Y" and "from X to Y" include both days.
 - No time phrase: the last 7 complete days.
+- Days to come (questions about forecasts): "next N days" are the N days after today, "next N
+  weeks/months/quarters" the N whole ISO weeks, months or quarters after the current one, "next
+  week/month/quarter/year" and "tomorrow" the one after today's. `ahead` marks them.
 
 Comparisons of a partial period use the same number of elapsed days (`previous`, `year_before`).
 """
@@ -55,6 +58,7 @@ class Period:
             which decides the period before it.
         partial: it runs to today, so its last day is still under way.
         phrase: the words of the question it came from ("" for the default).
+        ahead: it names days to come ("next month"), which only forecasts know.
     """
 
     start: date
@@ -62,10 +66,20 @@ class Period:
     kind: str
     partial: bool = False
     phrase: str = ""
+    ahead: bool = False
 
     @property
     def days(self) -> int:
         return (self.end - self.start).days + 1
+
+    def whole(self) -> Period:
+        """A partial week, month, quarter or year as a whole, to its last day (its days to come
+        are forecast); any other period as it is."""
+        if not self.partial or self.kind not in ("week", "month", "quarter", "year"):
+            return self
+        end = self.start + timedelta(days=6) if self.kind == "week" else \
+            _add_months(self.start, {"month": 1, "quarter": 3, "year": 12}[self.kind]) - timedelta(days=1)
+        return replace(self, end=end, partial=False, ahead=True)
 
     def previous(self) -> Period:
         """The period before, of the same kind: the month before a month, the 7 days before 7 days.
@@ -111,9 +125,16 @@ def default_period(today: date) -> Period:
     return Period(today - timedelta(days=DEFAULT_DAYS), today - timedelta(days=1), "days")
 
 
+def next_days(today: date, days: int = DEFAULT_DAYS) -> Period:
+    """The days after today: a forecast question's period without a time phrase."""
+    return Period(today + timedelta(days=1), today + timedelta(days=days), "days", ahead=True)
+
+
 def _checked(period: Period, today: date) -> Period:
     if period.start > period.end:
         raise PeriodError(f"{period.phrase!r} ends before it starts")
+    if period.ahead:
+        return period
     if period.start > today:
         raise PeriodError(f"{period.phrase!r} has not begun yet (today is {today.isoformat()})")
     if period.end >= today:  # runs into today or beyond: to date
@@ -228,6 +249,36 @@ def _last(match: re.Match, today: date) -> Period:
     return Period(_add_months(current, -months), current - timedelta(days=1), unit)
 
 
+def _next_n(match: re.Match, today: date) -> Period:
+    count, unit = _count(match.group(1)), UNITS[match.group(2)]
+    if count < 1:
+        raise PeriodError(f"{match.group(0)!r} counts no days")
+    if unit == "day":
+        return Period(today + timedelta(days=1), today + timedelta(days=count), "days", ahead=True)
+    if unit == "week":
+        start = _week_start(today) + timedelta(days=7)
+        return Period(start, start + timedelta(days=7 * count - 1), "days", ahead=True)
+    months = {"month": 1, "quarter": 3, "year": 12}[unit] * count
+    start = _add_months(_current(unit, today).start, {"month": 1, "quarter": 3, "year": 12}[unit])
+    return Period(start, _add_months(start, months) - timedelta(days=1), "range", ahead=True)
+
+
+def _next(match: re.Match, today: date) -> Period:
+    unit = UNITS[match.group(1)]
+    if unit == "day":
+        return _next_day(today)
+    start = _current(unit, today).start
+    if unit == "week":
+        return Period(start + timedelta(days=7), start + timedelta(days=13), "week", ahead=True)
+    months = {"month": 1, "quarter": 3, "year": 12}[unit]
+    start = _add_months(start, months)
+    return Period(start, _add_months(start, months) - timedelta(days=1), unit, ahead=True)
+
+
+def _next_day(today: date) -> Period:
+    return Period(today + timedelta(days=1), today + timedelta(days=1), "day", ahead=True)
+
+
 def _day(offset: int):
     def build(match: re.Match, today: date) -> Period:
         day = today - timedelta(days=offset)
@@ -299,6 +350,11 @@ _GRAMMAR = [
     (rf"\bsince\s+(?P<a>{DATE})", _since),
     (rf"\b(?:in\s+the\s+|over\s+the\s+|during\s+the\s+|for\s+the\s+)?(?:last|past|previous|trailing)\s+{_COUNT}\s+"
      r"(days?|weeks?|months?|quarters?|years?)\b", _last_n),
+    (rf"\b(?:in\s+the\s+|over\s+the\s+|during\s+the\s+|for\s+the\s+)?(?:next|coming)\s+{_COUNT}\s+"
+     r"(days?|weeks?|months?|quarters?|years?)\b", _next_n),
+    (r"\b(?:in\s+the\s+|over\s+the\s+|during\s+the\s+|for\s+the\s+)?(?:next|coming)\s+(day|week|month|quarter|year)\b",
+     _next),
+    (r"\btomorrow\b", lambda match, today: _next_day(today)),
     (r"\b(?:so\s+far\s+)?this\s+(week|month|quarter|year)(?:\s+so\s+far|\s+to\s+date)?\b", _this),
     (r"\b(mtd|qtd|ytd|wtd|month[\s-]to[\s-]date|quarter[\s-]to[\s-]date|year[\s-]to[\s-]date|week[\s-]to[\s-]date)\b",
      _to_date),

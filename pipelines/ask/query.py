@@ -142,20 +142,38 @@ def keys(query: Query) -> list[str]:
     return list(KEYS[:len(query.dimensions)])
 
 
-def _source(query: Query, pack: Pack) -> tuple[str, dict[str, str], str, list[object]]:
-    """Where the query's dimensions are read: the table, each dimension's column in it, and the
-    condition (with its parameters) that picks the rows of those dimensions. No dimension: the long
-    form; one: its slice table; two: their pair slice table, each pair stored in one order."""
+def long_form(names: Sequence[str], pack: Pack) -> tuple[str, tuple[str, ...]]:
+    """Where these metrics are read one row per workspace, day and metric, and the tables that is:
+    `metrics.metric_values`, or, when a forecast is among them, each metric's own table unpivoted
+    (forecasts are not in metric_values: dbt builds that table before the insights stage writes
+    them, and their view `forecast_metrics` reads the forecasts as they are now). The names come
+    from the registry, never from the question."""
+    metrics = [pack.metric(name) for name in names]
+    if not any(metric.forecast_of for metric in metrics):
+        return f"metrics.{LONG_TABLE}", (f"metrics.{LONG_TABLE}",)
+    selects = [f"select workspace_id, date, '{metric.name}' as metric, {metric.column} as value "
+               f"from metrics.{metric.table} where {metric.column} is not null" for metric in metrics]
+    return f"({' union all '.join(selects)})", tuple(dict.fromkeys(f"metrics.{metric.table}" for metric in metrics))
+
+
+def _source(query: Query, pack: Pack) -> tuple[str, str, dict[str, str], str, list[object]]:
+    """Where the query's dimensions are read: the relation (as SQL), the table it cites, each
+    dimension's column in it, and the condition (with its parameters) that picks the rows of those
+    dimensions. No dimension: the long form; one: its slice table; two: their pair slice table,
+    each pair stored in one order."""
     split = split_by(query)
     if not split:
-        return LONG_TABLE, {}, "", []
+        relation, tables = long_form(list(measures(query, pack)), pack)
+        return relation, ", ".join(tables), {}, "", []
     if len(split) == 1:
-        return pack.dimension(split[0]).table, {split[0]: "src.dimension_value"}, " and src.dimension = %s", split
+        table = f"metrics.{pack.dimension(split[0]).table}"
+        return table, table, {split[0]: "src.dimension_value"}, " and src.dimension = %s", split
     pair = pack.pair(*split)
     if pair is None:
         raise QueryError(f"no table splits metrics by {' and '.join(split)} together")
     first, second = pair.dimensions
-    return (pair.table, {first: "src.dimension_value", second: "src.second_dimension_value"},
+    return (f"metrics.{pair.table}", f"metrics.{pair.table}", {first: "src.dimension_value",
+                                                               second: "src.second_dimension_value"},
             " and src.dimension = %s and src.second_dimension = %s", [first, second])
 
 
@@ -176,7 +194,8 @@ def compile_query(query: Query, pack: Pack, workspace_id: str, range_: Range | N
     by_kind: dict[str, list[str]] = {"sum": [], "last": []}
     for name, metric in measures(query, pack).items():
         by_kind["last" if metric.stock else "sum"].append(name)
-    table, columns, where, where_params = _source(query, pack)
+    relation, table, columns, where, where_params = _source(query, pack)
+    days, _ = long_form(list(measures(query, pack)), pack)
     split = "".join(f", {columns[name]} as {key}" for name, key in zip(query.dimensions, KEYS))
     grouped = "".join(f", {columns[name]}" for name in query.dimensions)
     for kept in query.filters:
@@ -187,12 +206,11 @@ def compile_query(query: Query, pack: Pack, workspace_id: str, range_: Range | N
         names = by_kind["sum"]
         period = _period(query.grain, "src.date")
         sql = (f"select {period or 'cast(null as date)'} as period{split}, src.metric, sum(src.value) as value "
-               f"from metrics.{table} as src "
+               f"from {relation} as src "
                f"where src.workspace_id = %s and src.date between %s and %s "
                f"and src.metric in ({', '.join(['%s'] * len(names))}){where} "
                f"group by {period + ', ' if period else ''}src.metric{grouped}")
-        statements.append(Statement(sql, (workspace_id, span.start, span.end, *names, *where_params),
-                                    f"metrics.{table}"))
+        statements.append(Statement(sql, (workspace_id, span.start, span.end, *names, *where_params), table))
     if by_kind["last"]:
         names = by_kind["last"]
         marks = ", ".join(["%s"] * len(names))
@@ -200,14 +218,14 @@ def compile_query(query: Query, pack: Pack, workspace_id: str, range_: Range | N
         # A stock's period is its last day with data: the long form has a row for every day with
         # data, while slices leave zero values out, so the day comes from the long form.
         sql = (f"with last_days as (select {period or 'cast(null as date)'} as period, max(date) as last_day "
-               f"from metrics.{LONG_TABLE} where workspace_id = %s and date between %s and %s "
+               f"from {days} as days where workspace_id = %s and date between %s and %s "
                f"and metric in ({marks}){' group by ' + period if period else ''}) "
                f"select last_days.period{split}, src.metric, sum(src.value) as value "
-               f"from metrics.{table} as src inner join last_days on src.date = last_days.last_day "
+               f"from {relation} as src inner join last_days on src.date = last_days.last_day "
                f"where src.workspace_id = %s and src.metric in ({marks}){where} "
                f"group by last_days.period, src.metric{grouped}")
         statements.append(Statement(sql, (workspace_id, span.start, span.end, *names, workspace_id, *names,
-                                          *where_params), f"metrics.{table}"))
+                                          *where_params), table))
     return statements
 
 
@@ -274,7 +292,7 @@ def _every_period(wide: pd.DataFrame, query: Query, pack: Pack, read: Read, work
     """A series with every period of `span` up to the last day with data (none after it): a period
     without rows is 0 for a flow and the period before's level for a stock (0 before the first)."""
     names = list(measures(query, pack))
-    through = read(f"select max(date) as through from metrics.{LONG_TABLE} where workspace_id = %s "
+    through = read(f"select max(date) as through from {long_form(names, pack)[0]} as days where workspace_id = %s "
                    f"and date <= %s and metric in ({', '.join(['%s'] * len(names))})",
                    (workspace_id, span.end, *names))["through"].iloc[0]
     if through is None or pd.isna(through):

@@ -19,7 +19,8 @@ from datetime import date, timedelta
 from babel import Locale
 from pydantic import ValidationError
 
-from pipelines.ask.periods import Period, default_period, find_period
+from pipelines.ask.periods import Period, default_period, find_period, next_days
+from pipelines.insights.forecasts import HORIZON_DAYS
 from pipelines.ask.query import MAX_ROWS, Comparison, Filter, Query, QueryError, Range, check
 from pipelines.packs import PACKS, Metric, Pack
 
@@ -76,6 +77,8 @@ GRAINS = [("day", r"\b(?:daily|by\s+day|per\s+day|each\s+day|day\s+by\s+day)\b")
           ("quarter", r"\b(?:quarterly|by\s+quarter|per\s+quarter|each\s+quarter)\b"),
           ("year", r"\b(?:yearly|by\s+year|per\s+year|each\s+year)\b")]
 TREND = r"\b(?:trend|over\s+time|chart|graph|plot|evolution)\b"
+# Words asking for what is to come: the metrics named are their forecasts (docs/ask.md, "Forecasts").
+FORECAST = r"\b(?:forecasts?|forecasted|projected|projections?|predicted|predictions?|expected|outlook|on\s+track)\b"
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
                 "ten": 10, "twenty": 20}
 TOP = r"\b(?P<way>top|best|highest|most|biggest|largest|best[\s-]selling|top[\s-]selling|leading|bottom|worst|" \
@@ -176,6 +179,11 @@ def resolve(question: str, context: Context, previous: Query | None = None) -> R
         listed = ", ".join(dimension.label for dimension in pack.dimensions)
         return Unsupported(f"I can't split by {not_split.group('what')}: these metrics split by {listed}.",
                            tuple(found))
+    if period.ahead or re.search(FORECAST, _words(question)) or any(pack.metric(name).forecast_of for name in found):
+        forecasts = _forecasts(found, pack, period, context, comparison, previous)
+        if isinstance(forecasts, Unsupported):
+            return forecasts
+        found, period = forecasts
     grain = _grain(text, period)
     order, limit = _order(text, dimensions, singular)
     if previous is not None and set(found) == set(previous.metrics):  # the same question, moved
@@ -412,6 +420,35 @@ BREAKDOWNS = [r"\b(?:by|per|for\s+each|for\s+every|across|split\s+by|broken\s+do
               r"grouped\s+by|in\s+each|each)\s+(?:the\s+)?{word}\b",
               TOP.replace("{", "{{").replace("}", "}}") + r"\s+{word}\b", r"\b(?:which|what)\s+{word}\b",
               r"\b{word}\s+(?:with|by)\s+the\s+(?:most|highest|lowest|least|biggest)\b"]
+
+
+def _forecasts(found: list[str], pack: Pack, period: Period, context: Context, comparison: str | None,
+               previous: Query | None) -> tuple[list[str], Period] | Unsupported:
+    """A question about what is to come: each metric named as its forecast, over the days asked
+    (this month as a whole: its actual days and the forecast of the rest; no time phrase: the next
+    7 days), within the forecasts' 13 weeks."""
+    offered = tuple(metric.name for metric in pack.metrics if metric.forecast_of and pack.forecast(metric.forecast_of) == metric)
+    meant = []
+    for name in found:
+        forecast = name if pack.metric(name).forecast_of else getattr(pack.forecast(name), "name", None)
+        if forecast is None:
+            listed = ", ".join(pack.metric(name).label for name in offered)
+            return Unsupported(f"I have no forecast of {pack.metric(name).label}; forecasts: {listed}.", offered)
+        meant.append(forecast)
+    if comparison is not None:
+        return Unsupported("I can't compare a forecast with another period; ask for the forecast and the "
+                           "actual figures one at a time.", tuple(meant))
+    if not period.phrase and previous is None:
+        period = next_days(context.today)
+    period = period.whole()
+    if period.end < context.today:
+        return Unsupported(f"Forecasts are of the days to come; {period.phrase or 'that period'} is over. Ask "
+                           "about this month, next month or the next 4 weeks.", tuple(meant))
+    last = context.today + timedelta(days=HORIZON_DAYS - 1)  # from yesterday, the last complete day
+    if period.end > last:
+        return Unsupported(f"Forecasts reach {HORIZON_DAYS // 7} weeks ahead, to {last.isoformat()}; ask about "
+                           "a nearer period.", tuple(meant))
+    return list(dict.fromkeys(meant)), period
 
 
 def _grain(text: str, period: Period) -> str:

@@ -21,7 +21,7 @@ from pipelines.insights.reports import CHART_FILE, Week, build_report, last_comp
 from pipelines.insights.scan import explain_anomalies, find_anomalies
 from pipelines.insights.summaries import summarize
 from pipelines.insights.wording import Wording
-from pipelines.packs import metric_tables, pack_for, slice_tables
+from pipelines.packs import all_metrics, metric_tables, pack_for, slice_tables
 from pipelines.partitions import workspace_partitions
 from pipelines.settings import Settings
 from pipelines.transform.health import require_passing
@@ -34,8 +34,10 @@ REPORTS = dg.AssetKey(["insights", "reports"])
 FORECASTS = dg.AssetKey(["insights", "forecasts"])
 OPPORTUNITIES = dg.AssetKey(["insights", "opportunities"])
 CUSTOMER_VALUES = dg.AssetKey(["insights", "customer_values"])
-# What the assets read, from the metric registry: the tables its metrics and dimensions come from.
-METRIC_TABLES = [dg.AssetKey([table]) for table in metric_tables()]
+# What the assets read, from the metric registry: the tables its metrics and dimensions come from;
+# not the forecasts' view (metrics.forecast_metrics), which reads what the forecasts asset writes.
+METRIC_TABLES = [dg.AssetKey([table]) for table in metric_tables()
+                 if not any(metric.forecast_of for metric in all_metrics() if metric.table == table)]
 SLICE_TABLES = [dg.AssetKey([table]) for table in slice_tables()]
 COHORT_TABLES = [dg.AssetKey([f"{vertical}_cohorts"]) for vertical in ("ecommerce", "saas")]
 # What the opportunity rules read (pipelines/insights/opportunities.py).

@@ -2,7 +2,8 @@
 split by product, country and customer type (ecommerce_daily_slices), and its customer base to date
 (ecommerce_customer_metrics: repeat purchase rate, historical LTV); its customers and net sales by RFM
 segment (ecommerce_segment_metrics, split by segment) and its cohorts' month-N retention
-(ecommerce_cohort_metrics); these two are not watched by the anomaly scan or the report."""
+(ecommerce_cohort_metrics), and its net sales and orders forecast (forecast_metrics); these are not
+watched by the anomaly scan or the report."""
 
 from pipelines.packs.pack import COHORT_MONTHS, Dimension, Metric, Pack, Pair
 
@@ -20,6 +21,8 @@ CUSTOMERS = {"table": "ecommerce_customer_metrics", "stock": True}  # levels at 
 SEGMENTS = {"table": "ecommerce_segment_metrics", "dimensions": ("segment",), "watched": False}
 # Cohort retention, one row per cohort dated on its first-order month's first day (docs/metrics.md).
 COHORTS = {"table": "ecommerce_cohort_metrics", "watched": False}
+# Forecasts of the coming days (insights.forecasts through the view forecast_metrics; docs/metrics.md).
+FORECASTS = {"table": "forecast_metrics", "watched": False}
 
 
 def _cohort_metrics(month: int) -> tuple[Metric, ...]:
@@ -101,5 +104,10 @@ PACK = Pack(
         Metric("cohort_customers", "Customers acquired (cohort size)", "count", **COHORTS,
                synonyms=("cohort size", "cohort sizes", "customers acquired", "acquired customers")),
         *(metric for month in COHORT_MONTHS for metric in _cohort_metrics(month)),
+        Metric("net_sales_forecast", "Net sales forecast", "currency", can_be_negative=True, forecast_of="net_sales",
+               **FORECASTS, synonyms=("sales forecast", "revenue forecast", "projected net sales", "projected sales",
+                                      "projected revenue", "expected net sales", "expected sales", "expected revenue")),
+        Metric("orders_forecast", "Orders forecast", "count", forecast_of="orders", **FORECASTS,
+               synonyms=("order forecast", "projected orders", "expected orders")),
     ),
 )

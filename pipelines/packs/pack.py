@@ -82,6 +82,10 @@ class Metric:
         watched: whether it has a value every day, so the anomaly scan, drivers and the weekly report
             follow it; False for metrics dated by a week's snapshot day or a cohort's month (RFM
             segments, cohort retention), which questions and `metric_values` still read.
+        forecast_of: for a forecast, the pack metric whose coming days it forecasts (its rows of
+            `insights.forecasts`, read through the view `metrics.forecast_metrics`); never watched,
+            and read by questions from its own table, not `metric_values`: dbt builds that table
+            before the insights stage writes the forecasts (docs/metrics.md, "Forecasts").
     """
 
     name: str
@@ -99,8 +103,11 @@ class Metric:
     synonyms: tuple[str, ...] = ()
     table: str = ""
     watched: bool = True
+    forecast_of: str = ""
 
     def __post_init__(self) -> None:
+        if self.forecast_of and self.watched:
+            raise ValueError(f"metric {self.name!r}: a forecast has no value every day to watch (watched=False)")
         if self.unit not in UNITS:
             raise ValueError(f"metric {self.name!r}: unit {self.unit!r} is not one of {', '.join(UNITS)}")
         if self.sensitivity <= 0:
@@ -230,6 +237,10 @@ class Pack:
                     if not self.splits(self.metric(part), set(pair)):
                         raise ValueError(f"pack {self.vertical!r}, metric {metric.name!r}: its part {part!r} "
                                          f"is not split by the pair {pair}")
+        for metric in self.metrics:
+            if metric.forecast_of and (metric.forecast_of not in names or self.metric(metric.forecast_of).forecast_of):
+                raise ValueError(f"pack {self.vertical!r}, metric {metric.name!r}: forecast_of "
+                                 f"{metric.forecast_of!r} must be a metric of the pack that is not a forecast")
         if self.alert_budget < 1:
             raise ValueError(f"pack {self.vertical!r}: alert_budget must be at least 1, not {self.alert_budget}")
 
@@ -268,6 +279,11 @@ class Pack:
         if len(dimensions) == 1:
             return dimensions <= set(metric.dimensions)
         return len(dimensions) == 2 and any(set(pair) == dimensions for pair in metric.pairs)
+
+    def forecast(self, name: str) -> Metric | None:
+        """The metric forecasting `name`'s coming days, None when none does (the first one the pack
+        lists: the point forecast, before its interval's ends)."""
+        return next((metric for metric in self.metrics if metric.forecast_of == name), None)
 
     @property
     def metric_names(self) -> tuple[str, ...]:

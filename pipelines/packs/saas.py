@@ -1,7 +1,7 @@
 """The SaaS pack: a Stripe Billing account's MRR, its movements, its customers and its ratios
 (saas_daily_metrics), split by plan, movement type and billing currency (saas_daily_slices), and its
-cohorts' month-N logo and net revenue retention (saas_cohort_metrics, not watched by the anomaly scan
-or the report)."""
+cohorts' month-N logo and net revenue retention (saas_cohort_metrics), and its MRR forecast
+(forecast_metrics); these are not watched by the anomaly scan or the report."""
 
 from pipelines.packs.pack import COHORT_MONTHS, Dimension, Metric, Pack, Pair
 
@@ -18,6 +18,8 @@ MOVEMENT = {"sensitivity": 3.5, "change_threshold": 1.0}
 WINDOW = {"stock": True}
 # Cohort retention, one row per cohort dated on its first paid month's first day (docs/metrics.md).
 COHORTS = {"table": "saas_cohort_metrics", "watched": False}
+# Forecasts of the coming days (insights.forecasts through the view forecast_metrics; docs/metrics.md).
+FORECASTS = {"table": "forecast_metrics", "watched": False, "stock": True, "forecast_of": "mrr"}
 
 
 def _cohort_metrics(month: int) -> tuple[Metric, ...]:
@@ -117,5 +119,13 @@ PACK = Pack(
         Metric("cohort_paying_customers", "Customers starting to pay (cohort size)", "count", **COHORTS,
                synonyms=("cohort size", "cohort sizes", "new paying customers")),
         *(metric for month in COHORT_MONTHS for metric in _cohort_metrics(month)),
+        Metric("mrr_forecast", "MRR forecast", "currency", **FORECASTS,
+               synonyms=("projected mrr", "expected mrr", "mrr projection", "revenue forecast")),
+        # A level's interval on the period's last day is an interval of the period's figure (a sum
+        # of daily bounds is not one of a sum, so the flows' bounds stay in the view only).
+        Metric("mrr_forecast_lower_80", "MRR forecast, low end (80%)", "currency", **FORECASTS,
+               synonyms=("mrr forecast low", "mrr forecast lower bound", "pessimistic mrr forecast")),
+        Metric("mrr_forecast_upper_80", "MRR forecast, high end (80%)", "currency", **FORECASTS,
+               synonyms=("mrr forecast high", "mrr forecast upper bound", "optimistic mrr forecast")),
     ),
 )

@@ -22,6 +22,10 @@ from pipelines.settings import Settings, SettingsError
 
 ANALYST_GROUP = "abos_analysts"
 EXPOSED_SCHEMAS = ("marts", "metrics")
+# Tables outside those schemas that an exposed view reads (a view reads with the analyst's rights):
+# readable by the group under the same workspace policy. metrics.forecast_metrics reads
+# insights.forecasts, which its dbt pre-hook exposes the same way (macros/insights_forecasts.sql).
+READ_BY_VIEWS = ("insights.forecasts",)
 
 ACCESS_OBJECTS = f"""
 do $$ begin
@@ -95,6 +99,15 @@ def secure_exposed_tables(cur) -> list[str]:
     relations = _exposed_relations(cur)
     for relation in relations:
         cur.execute("select reference.apply_workspace_policy(%s::regclass)", (relation,))
+    for table in READ_BY_VIEWS:
+        cur.execute("select to_regclass(%s) is not null", (table,))
+        if cur.fetchone()[0]:
+            schema, name = table.split(".")
+            cur.execute("select reference.apply_workspace_policy(%s::regclass)", (table,))
+            cur.execute(sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(schema),
+                                                                         sql.Identifier(ANALYST_GROUP)))
+            cur.execute(sql.SQL("grant select on {}.{} to {}").format(sql.Identifier(schema), sql.Identifier(name),
+                                                                      sql.Identifier(ANALYST_GROUP)))
     for schema in EXPOSED_SCHEMAS:
         cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
         cur.execute(sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(schema), sql.Identifier(ANALYST_GROUP)))

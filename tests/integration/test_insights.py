@@ -286,6 +286,24 @@ def test_forecasts_reach_13_weeks_with_nested_intervals_and_the_report_says_wher
             assert outlook["projected"] == pytest.approx(projected, abs=rounding)
             assert outlook["previous_month"] == pytest.approx(float(previous), abs=rounding)
             assert outlook["change_pct"] == pytest.approx((projected / float(previous) - 1) * 100, abs=1e-3)
+            # the same projection asked on the day after the origin, read through metrics.forecast_metrics
+            # (the shops' data ends in November; the SaaS table runs to today, so its month may be later)
+            asked_on = pd.Timestamp(origin) + pd.Timedelta(days=1, hours=18)  # evening UTC: that day everywhere
+            month = pd.Period(asked_on, freq="M")
+            if str(month) != "2026-11":
+                days = forecast[pd.to_datetime(forecast["date"]).dt.to_period("M") == month]
+                so_far = 0.0 if metric == "mrr" or pd.Timestamp(origin).to_period("M") != month else float(
+                    warehouse.query(f"select sum({metric}) as v from metrics.{table} where workspace_id = %s and "
+                                    "date >= %s and date <= %s", [workspace_id, str(month.start_time.date()),
+                                                                  origin])["v"].iloc[0])
+                projected = float(days["forecast"].iloc[-1]) if metric == "mrr" else so_far + days["forecast"].sum()
+            asked = ask(f"projected {metric.replace('_', ' ')} this month",
+                        load_workspaces(insights.settings.workspaces_file).get(workspace_id), warehouse,
+                        now=asked_on.tz_localize("UTC").to_pydatetime())
+            assert asked.query["metrics"] == [f"{metric}_forecast"], asked.text
+            assert asked.query["range"] == {"start": str(month.start_time.date()), "end": str(month.end_time.date()),
+                                            "partial": False}
+            assert asked.values[0][f"{metric}_forecast"] == pytest.approx(projected, abs=1e-4), asked.text
         assert [outlook["metric"] for outlook in facts["outlook"]] == sorted(metrics)
     text = Path(report_row(insights, "demo-us-store")["text_path"]).read_text()
     assert "Net sales: on track for $" in text and "this month (" in text and "vs last month)" in text
@@ -592,12 +610,13 @@ def detection_scores(built: Built) -> dict[str, Any]:
     judged_metric_days = 0
     for workspace_id, spec in built.truth["workspaces"].items():
         pack = pack_for("ecommerce" if spec["source"] == "shopify" else "saas")
+        metrics = [m for m in pack.metrics if not m.forecast_of]  # forecasts are days to come: nothing to judge
         daily = pd.concat([warehouse.query(f"select * from metrics.{table} where workspace_id = %s", [workspace_id])
                            .assign(date=lambda frame: pd.to_datetime(frame["date"])).set_index("date")
-                           for table in pack.tables], axis=1)  # every table the registry names, by day
-        series = daily[list(pack.metric_names)]
-        judged = detect_many(series.astype(float), sensitivity={m.name: m.sensitivity for m in pack.metrics},
-                             counts={m.name: m.counts for m in pack.metrics})
+                           for table in dict.fromkeys(m.table for m in metrics)], axis=1)  # every table, by day
+        series = daily[[m.name for m in metrics]]
+        judged = detect_many(series.astype(float), sensitivity={m.name: m.sensitivity for m in metrics},
+                             counts={m.name: m.counts for m in metrics})
         judged_metric_days += int(judged["status"].isin(["ok", "anomaly", "continuing"]).sum())
     everything = warehouse.query("select * from insights.anomalies")
     everything["week"] = pd.to_datetime(everything["date"]).dt.strftime("%G-W%V")

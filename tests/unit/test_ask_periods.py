@@ -59,3 +59,24 @@ def test_partial_periods_compare_with_as_many_days_before():
 def test_impossible_or_future_periods_are_errors(text):
     with pytest.raises(PeriodError):
         find_period(text, TODAY, "US")
+
+
+@pytest.mark.parametrize("text, start, end", [
+    ("next 7 days", date(2026, 12, 4), date(2026, 12, 10)),  # the 7 days after today
+    ("over the next 4 weeks", date(2026, 12, 7), date(2027, 1, 3)),  # 4 ISO weeks after this one (Nov 30-Dec 6)
+    ("next week", date(2026, 12, 7), date(2026, 12, 13)),
+    ("next month", date(2027, 1, 1), date(2027, 1, 31)),
+    ("the coming 2 months", date(2027, 1, 1), date(2027, 2, 28)),
+    ("next quarter", date(2027, 1, 1), date(2027, 3, 31)),
+    ("tomorrow", date(2026, 12, 4), date(2026, 12, 4)),
+])
+def test_days_to_come_are_named_as_such(text, start, end):
+    found = period(text)
+    assert (found.start, found.end, found.partial, found.ahead) == (start, end, False, True)
+
+
+def test_a_partial_period_as_a_whole_runs_to_its_last_day():
+    assert (period("this month").whole().start, period("this month").whole().end) == (date(2026, 12, 1),
+                                                                                     date(2026, 12, 31))
+    assert period("this week").whole().end == date(2026, 12, 6)  # Sunday
+    assert period("last month").whole() == period("last month")  # complete: as it is

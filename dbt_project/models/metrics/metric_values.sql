@@ -1,8 +1,12 @@
 {#- The long form of every daily metric table: one row per workspace, day and metric, for every
     metric of the registry (pipelines/packs, through the generated macro metric_registry), read
-    from its table. Analysts query it to compare metrics across verticals; the insights stage reads
+    from its table; but the forecasts, which the insights stage writes after dbt builds this table
+    (their view forecast_metrics reads them as they are). Analysts query it to compare metrics across verticals; the insights stage reads
     the wide tables. `unit` is the reporting currency for money, else "count" or "ratio". -#}
-{%- set registry = metric_registry() -%}
+{%- set registry = {} -%}
+{%- for metric, entry in metric_registry().items() if not entry.forecast_of -%}
+    {%- do registry.update({metric: entry}) -%}
+{%- endfor -%}
 
 with workspaces as (
     select workspace_id, reporting_currency from {{ ref('stg_reference__workspaces') }}

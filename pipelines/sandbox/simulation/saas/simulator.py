@@ -149,6 +149,7 @@ class SaasSimulator:
         counts: Counter[str] = Counter()
         sums: dict[str, Counter[str]] = defaultdict(Counter)
         daily = _DailyMrr(len(days))
+        cohorts = _Cohorts(days)
         current: dict[str, Decimal] = defaultdict(Decimal)
         window = (clock - EVENT_RETENTION_DAYS * DAY, clock)
         for _, plan in store.iter_plans(self.spec.workspace, SOURCE, "customer"):
@@ -169,6 +170,7 @@ class SaasSimulator:
                 cur["invoice_tax"] += inv.tax
                 cur["line_amount"] += sum(line.amount for line in inv.lines)
             daily.add_customer(life.mrr_points, ends, cus.currency)
+            cohorts.add_customer(life.mrr_points, ends)
             if life.mrr_points:
                 current[cus.currency] += life.mrr_points[-1][1]
         catalog = self.world.catalog
@@ -195,6 +197,7 @@ class SaasSimulator:
                 # each day's MRR in each billing currency: what the reporting figures convert
                 "daily_by_currency": by_currency_daily,
             },
+            "cohorts": cohorts.rows(),
         }
 
     # -- signups ----------------------------------------------------------------------------------
@@ -314,6 +317,42 @@ class _Writer:
         if self.plans:
             self.store.put_plans(self.plans)
             self.plans = []
+
+
+class _Cohorts:
+    """Customers by first paid month (the local day their day-end MRR first rose above 0), and how
+    many of each cohort pay at the end of each month since (the last day so far for the current
+    month), from the same day-end MRR as `_DailyMrr`."""
+
+    def __init__(self, days: list[date]):
+        self.days = days
+        # the index of each month's last day in `days`, by month since the first day's
+        self.month_ends: dict[int, int] = {self._month(day): index for index, day in enumerate(days)}
+        self.cohorts: dict[int, dict[str, Any]] = {}
+
+    @staticmethod
+    def _month(day: date) -> int:
+        return day.year * 12 + day.month - 1
+
+    def add_customer(self, points: list[tuple[int, Decimal, int]], ends: list[int]) -> None:
+        day_end: dict[int, Decimal] = {}
+        for when, mrr, _ in points:
+            day_end[bisect.bisect_right(ends, when)] = mrr
+        changes = sorted((day, mrr) for day, mrr in day_end.items() if day < len(self.days))
+        first = next((day for day, mrr in changes if mrr > 0), None)
+        if first is None:  # never paid by a day's end: no movement, no cohort
+            return
+        start = self._month(self.days[first])
+        last = max(self.month_ends)
+        cohort = self.cohorts.setdefault(start, {"customers": 0, "active": [0] * (last - start + 1)})
+        cohort["customers"] += 1
+        for month in range(start, last + 1):
+            at_end = [mrr for day, mrr in changes if day <= self.month_ends[month]]
+            cohort["active"][month - start] += bool(at_end) and at_end[-1] > 0
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """{"YYYY-MM": {"customers": n, "active": [paying at the end of month 0, 1, ...]}}."""
+        return {f"{month // 12}-{month % 12 + 1:02d}": cohort for month, cohort in sorted(self.cohorts.items())}
 
 
 class _DailyMrr:
