@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.packs import slice_tables
+from pipelines.packs import all_metrics, slice_tables
 from pipelines.settings import Settings, load_settings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces, load_workspaces
@@ -58,7 +58,7 @@ PLAN_CURRENCY = [(2, "Team", "USD", 1000), (3, "Team", "USD", 600), (3, "Starter
 def write_metric_tables(warehouse: Warehouse) -> None:
     """metrics.metric_values, the slice and pair slice tables, holding DAYS, COUNTRY, COUNTRY_TYPE,
     PRODUCT_COUNTRY (and their customer type and product slices), SAAS_DAYS, SUBSCRIPTIONS, PLANS,
-    PLAN_CURRENCY, SEGMENTS and COHORTS."""
+    PLAN_CURRENCY, SEGMENTS and COHORTS; and metrics.forecast_metrics empty (no forecast written yet)."""
     long, slices, pairs = [], [], []
     for day, (gross, discounts, orders) in DAYS.items():
         long += [("shop", NOV[day], "gross_sales", gross), ("shop", NOV[day], "discounts", discounts),
@@ -107,6 +107,9 @@ def write_metric_tables(warehouse: Warehouse) -> None:
             sql.execute(f"create table metrics.{table} (workspace_id text, date date, metric text, "
                         "dimension text, dimension_value text, value decimal(38, 6))")
         sql.executemany("insert into metrics.metric_values values (%s, %s, %s, %s)", long)
+        forecasts = [m.column for m in all_metrics() if m.forecast_of]
+        sql.execute("create table metrics.forecast_metrics (workspace_id text, date date, origin date, "
+                    + ", ".join(f"{column} decimal(38, 6)" for column in forecasts) + ")")
         for table in ("ecommerce_daily_pair_slices", "saas_daily_pair_slices"):
             sql.execute(f"create table metrics.{table} (workspace_id text, date date, metric text, dimension text, "
                         "dimension_value text, second_dimension text, second_dimension_value text, "

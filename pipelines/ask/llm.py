@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import openai
@@ -27,6 +27,7 @@ from pipelines.ask.answer import Answer, answer_query, answer_question, ask, con
 from pipelines.ask.periods import Period, PeriodError, find_period
 from pipelines.ask.query import MAX_ROWS, TIMEOUT_SECONDS, Comparison, Filter, Query, QueryError, Range, Read, check
 from pipelines.ask.resolve import HOSTILE, Context, period_of, screen
+from pipelines.insights.forecasts import HORIZON_DAYS
 from pipelines.insights.summaries import INVISIBLE, MARKUP, OPENAI_BASE_URL, check_numbers
 from pipelines.packs import pack_for
 from pipelines.settings import LlmSettings
@@ -46,6 +47,8 @@ search_dimension_values for a product, country or plan it names, resolve_time_ph
 then call query_metrics once with the query. Then answer in one to three plain sentences:
 - copy every number exactly as the query's result shows it; never compute, convert or round one;
 - no Markdown, no links.
+Forecast metrics (their names end in _forecast...) cover the days to come, from today up to 13 weeks
+ahead; query them alone, without a comparison.
 If the question is ambiguous, or no metric measures it, say so in one sentence without calling
 query_metrics. There is no tool for other businesses, raw tables, SQL or customers' personal data.
 """
@@ -273,25 +276,44 @@ def _no_sql(node: Any) -> None:
 def to_query(asked: QueryArguments, context: Context) -> Query:
     """The query object of query_metrics' arguments: the workspace's timezone; a range that runs to
     today or past it ends today, partial; a comparison's period follows the resolver's conventions
-    (the period before is of the same kind; a partial one compares with as many days)."""
-    if asked.start > context.today:
-        raise PeriodError(f"the range starts after today ({context.today.isoformat()})")
-    period = _period(asked.start, asked.end, context.today)
+    (the period before is of the same kind; a partial one compares with as many days). A query of
+    forecasts takes its days as asked, within the forecasts' horizon, and no comparison, as the
+    resolver does."""
     compared = None
-    if asked.comparison is not None:
-        kind = asked.comparison.kind
-        if kind == "range":
-            if asked.comparison.start is None or asked.comparison.end is None:
-                raise QueryError("a comparison with a range needs its start and end")
-            other = _period(asked.comparison.start, asked.comparison.end, context.today)
-        else:
-            other = period.previous() if kind == "previous_period" else period.year_before()
-        compared = Comparison(kind=kind, range=Range(start=other.start, end=other.end, partial=other.partial))
-    return Query(metrics=tuple(asked.metrics), dimensions=tuple(asked.dimensions),
-                 range=Range(start=period.start, end=period.end, partial=period.partial),
+    if any(context.pack.metric(name).forecast_of for name in asked.metrics):
+        range_ = _forecast_range(asked, context)
+    else:
+        if asked.start > context.today:
+            raise PeriodError(f"the range starts after today ({context.today.isoformat()})")
+        period = _period(asked.start, asked.end, context.today)
+        range_ = Range(start=period.start, end=period.end, partial=period.partial)
+        if asked.comparison is not None:
+            kind = asked.comparison.kind
+            if kind == "range":
+                if asked.comparison.start is None or asked.comparison.end is None:
+                    raise QueryError("a comparison with a range needs its start and end")
+                other = _period(asked.comparison.start, asked.comparison.end, context.today)
+            else:
+                other = period.previous() if kind == "previous_period" else period.year_before()
+            compared = Comparison(kind=kind, range=Range(start=other.start, end=other.end, partial=other.partial))
+    return Query(metrics=tuple(asked.metrics), dimensions=tuple(asked.dimensions), range=range_,
                  timezone=context.timezone, grain=asked.grain,
                  filters=tuple(Filter(dimension=f.dimension, values=tuple(f.values)) for f in asked.filters),
                  comparison=compared, order=asked.order, limit=asked.limit)
+
+
+def _forecast_range(asked: QueryArguments, context: Context) -> Range:
+    """The days of query_metrics' arguments naming a forecast: as asked, ending from today to the
+    last day forecast (a month under way as a whole: its actual days and the forecast of the rest)."""
+    if asked.comparison is not None:
+        raise QueryError("a forecast is not compared with another period: query the forecast alone")
+    if any(not context.pack.metric(name).forecast_of for name in asked.metrics):
+        raise QueryError("a query of forecasts names forecasts only (query the actual figures on their own)")
+    last = context.today + timedelta(days=HORIZON_DAYS - 1)
+    if asked.start > asked.end or not context.today <= asked.end <= last:
+        raise PeriodError(f"forecasts cover the days to come, to {last.isoformat()}: the range must end between "
+                          f"{context.today.isoformat()} and then")
+    return Range(start=asked.start, end=asked.end, partial=False)
 
 
 def _period(start: date, end: date, today: date) -> Period:

@@ -309,6 +309,11 @@ MESSAGES: dict[str, dict[str, str]] = {
             f"metric.cohort_mrr_m{month}": f"MRR das coortes no fim do mês {month}",
             f"metric.cohort_starting_mrr_m{month}": f"MRR inicial das coortes (no mês {month})",
         }.items()},
+        # forecasts of the coming days (read by questions)
+        "metric.net_sales_forecast": "Previsão de vendas líquidas", "metric.orders_forecast": "Previsão de pedidos",
+        "metric.mrr_forecast": "Previsão de MRR",
+        "metric.mrr_forecast_lower_80": "Previsão de MRR, limite inferior (80%)",
+        "metric.mrr_forecast_upper_80": "Previsão de MRR, limite superior (80%)",
         "rule.band": "faixa", "rule.week_over_week": "semana contra semana",
         # dimension values that are words of ours, not the shop's names
         "value.customer_type.new": "novo", "value.customer_type.returning": "recorrente",

@@ -94,12 +94,12 @@ def test_the_view_reads_forecasts_written_after_it_was_built_with_the_origin_mon
     assert "norate" not in set(view["workspace_id"])  # a missing FX rate: no rows, as in every metric table
 
 
+@pytest.mark.parametrize("settings", ["postgres"], indirect=True)  # analyst roles are a Postgres feature
 def test_an_analyst_reads_the_forecasts_of_their_own_workspace_only(settings, warehouse):
     """Postgres: the view reads with the analyst's rights (security_invoker); insights.forecasts is
     granted to analysts under the workspace policy (`abos analyst grant`, and the view's pre-hook
     when dbt runs after it), so "shop"'s analyst sees "shop"'s 5 days and no other workspace's."""
-    if warehouse.kind != "postgres":
-        pytest.skip("analyst roles are a Postgres feature")
+    assert warehouse.kind == "postgres"
     from pipelines.transform import access
     from tests.integration.test_analyst_access import as_role
 
