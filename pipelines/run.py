@@ -33,7 +33,6 @@ from pipelines.reliability import (
     execute_here,
     free_finished_runs_slots,
     overdue_steps,
-    process_tags,
     recover_dead_runs,
     runs_of_this_process,
 )
@@ -192,7 +191,7 @@ def run_all(
             progress(f"running {label} ({len(keys)} assets)")
             result = _supervised(instance, settings, progress, functools.partial(
                 execute_stage_job, defs, job_name, keys, partition_key, instance, run_config,
-                tags={**process_tags(), LAUNCHED_BY_TAG: launched_by}))
+                tags={LAUNCHED_BY_TAG: launched_by}))
             runs.append({"job": job_name, "workspace": partition_key, "assets": len(keys),
                          "success": result.success, "run_id": result.run_id})
             if not result.success:
