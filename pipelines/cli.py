@@ -536,6 +536,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         store=_store_path(args), size=_size(args), seed=args.seed, as_of=args.as_of,
         history_days=history_days(_size(args)), postgres_url=None if args.no_postgres else args.postgres,
         baseline_orders=args.baseline_orders or None, p5_workspaces=args.p5_workspaces, tenants=args.bench_tenants,
+        stripe_pace=args.stripe_pace,
     )
     result = run_bench(options, progress=_say)
     print(json.dumps({"targets": result["targets"], "files": result["files"]}, indent=2))
@@ -685,6 +686,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/abos_bench",
                        help="a database the benchmark drops and recreates (default %(default)s)")
     bench.add_argument("--no-postgres", action="store_true", help="measure DuckDB only")
+    bench.add_argument("--stripe-pace", choices=["live", "test"], default="live",
+                       help="pace the Stripe client as for a live key (80 requests/s, the default) or a test "
+                            "key (20/s); the sandbox allows either")
     bench.add_argument("--baseline-orders", type=int, default=100_000,
                        help="orders the baselines read from the bulk file, 0 for all (default %(default)s)")
     bench.add_argument("--p5-workspaces", type=int, default=1000, help="workspaces in the anomaly scan (P5)")

@@ -93,7 +93,8 @@ class SyncStats:
     mode: str = "incremental"  # "full" or "incremental"
     requests: int = 0
     retries: int = 0
-    throttle_wait_seconds: float = 0.0
+    throttle_wait_seconds: float = 0.0  # pacing and back-off before retries
+    bulk_wait_seconds: float = 0.0  # waiting for Shopify to prepare bulk exports
     notes: list[str] = field(default_factory=list)  # e.g. "event cursor expired: full resync"
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of extract, normalize, load
     rows: dict[str, int] = field(default_factory=dict)  # rows normalized per table

@@ -262,11 +262,12 @@ class ShopifyClient:
 
     def wait_bulk(self, operation: dict[str, Any], bulk_poll: str) -> str | None:
         """Wait for a started bulk operation; returns its result URL (None when nothing matched)."""
-        delay = BULK_POLL_START
+        delay, started = BULK_POLL_START, time.monotonic()
         while operation["status"] not in BULK_DONE:
             time.sleep(delay)
             delay = min(delay * 1.5, BULK_POLL_MAX)
             operation = self.execute(bulk_poll, {"id": operation["id"]}, operation="BulkPoll")["bulkOperation"]
+        self.stats.bulk_wait_seconds += time.monotonic() - started
         if operation["status"] != "COMPLETED":
             raise ShopifyApiError(
                 f"{self._where()}: bulk operation {operation['id']} ended {operation['status']} "
