@@ -79,7 +79,8 @@ def _rows(run: dict[str, Any]) -> int:
 def _brief(point: dict[str, Any]) -> dict[str, Any]:
     """A scale's figures: rows, total and stage seconds of each run."""
     def figures(run: dict[str, Any]) -> dict[str, Any]:
-        return {"rows": _rows(run), "total_seconds": run["total_seconds"], "cpu_seconds": run["cpu_seconds"],
+        return {"rows": _rows(run), "total_seconds": run["total_seconds"], "own_seconds": run["own_seconds"],
+                "cpu_seconds": run["cpu_seconds"],
                 "ingest_seconds": run["ingest_seconds"], "ingest_cpu_seconds": run["ingest_cpu_seconds"],
                 "stages": run["stages"], "peak_rss_mib": run["peak_rss_mib"]}
 

@@ -25,10 +25,30 @@ def test_one_size_has_no_exponent():
     assert exponent([(1_000, 2.0), (1_000, 3.0)]) is None
 
 
-def test_the_exponent_is_judged_over_ten_times_the_rows_only():
-    def growth(rows_small, rows_large):
-        points = [{"full": {"rows": rows_small}}, {"full": {"rows": rows_large}}]
-        return {"points": points, "exponents": {"full_total_vs_rows": 0.9}}
+def _run(rows, seconds, own, dbt, rss_mib):
+    return {"rows": rows, "total_seconds": seconds, "own_seconds": own, "stages": {"dbt": dbt},
+            "peak_rss_mib": rss_mib}
 
-    assert report.growth_targets(growth(1_000, 5_000))["growth_exponent_full"]["met"] is None
-    assert report.growth_targets(growth(1_000, 10_000))["growth_exponent_full"]["met"] is True
+
+def _growth(rows_small, rows_large, largest_scale=0.1):
+    points = [{"scale": largest_scale / 10, "full": _run(rows_small, 10, 9, 5, 500), "incremental": []},
+              {"scale": largest_scale, "full": _run(rows_large, 500, 110, 61, 3000),
+               "incremental": [_run(10, 20, 19, 14, 4200)]}]
+    return {"points": points, "exponents": {"full_total_vs_rows": 0.9}}
+
+
+def test_the_exponent_is_judged_over_ten_times_the_rows_only():
+    assert report.growth_targets(_growth(1_000, 5_000))["growth_exponent_full"]["met"] is None
+    assert report.growth_targets(_growth(1_000, 10_000))["growth_exponent_full"]["met"] is True
+
+
+def test_the_large_sandboxs_targets_are_judged_at_its_full_size_only():
+    found = report.growth_targets(_growth(1_000, 10_000, largest_scale=1))
+    # own 110 <= 120, dbt 61 > 60, wall 500 <= 600, the incremental run's 4,200 MiB > 4 GiB, its dbt 14 <= 15
+    assert {name: target["met"] for name, target in found.items() if name.startswith("largest_scale_")} == {
+        "largest_scale_full_own_seconds": True, "largest_scale_full_dbt_seconds": False,
+        "largest_scale_full_seconds_live_pace": True, "largest_scale_peak_rss_gib": False,
+        "largest_scale_incremental_dbt_seconds": True}
+    assert found["largest_scale_peak_rss_gib"]["value"] == 4.1
+    scaled = report.growth_targets(_growth(1_000, 10_000, largest_scale=0.1))
+    assert all(target["met"] is None for name, target in scaled.items() if name.startswith("largest_scale_"))
