@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -34,6 +35,16 @@ NUL = "\x00"
 VALUE_CHARS = 200  # how much of an offending value a quarantine row shows
 # How far past "now" a timestamp may lie: clocks differ, and a day covers every timezone.
 FUTURE_SLACK = timedelta(days=1)
+# The largest money amount the warehouse holds, in major units (exclusive, either sign). Amounts are
+# decimal(38, 9) from the raw tables on (Shopify's columns; Stripe's minor units are bigint), and a
+# conversion to the reporting currency (macro fx_convert) takes amount × 10^9 × rate × 10^10 × 2 as
+# one 38-digit whole number: an amount below 10^12 leaves 7 digits for the rate, any rate below 8.5
+# million units per euro (the largest quoted today are about 30,000). Beyond it DuckDB stops the
+# whole model, for every workspace; below it a shop's single order is still $1,000,000,000,000.
+AMOUNT_LIMIT = Decimal(10) ** 12
+AMOUNT_REASON = "amount beyond what the warehouse holds (10^12 or more in major units, either sign)"
+# Stripe's integers load as bigint: a whole number outside it cannot be loaded at all.
+BIGINT = (-(2**63), 2**63 - 1)
 
 # Column hints of every `quarantine_<table>` raw table.
 COLUMNS: dict[str, dict[str, Any]] = {
@@ -98,6 +109,19 @@ def currency_reason(code: Any) -> str | None:
     return None
 
 
+def amount_reason(major: Any) -> str | None:
+    """Why a money amount in major units is beyond the warehouse's range, or None (numbers only)."""
+    if isinstance(major, bool) or not isinstance(major, (int, float, Decimal)):
+        return None
+    if not finite(major):
+        return "not a finite number"
+    return AMOUNT_REASON if abs(major) >= AMOUNT_LIMIT else None
+
+
+def finite(number: float | Decimal) -> bool:
+    return number.is_finite() if isinstance(number, Decimal) else math.isfinite(number)
+
+
 def without_nul(value: Any) -> tuple[Any, int]:
     """`value` with NUL characters removed from every string inside it, and how many strings had one."""
     if isinstance(value, str):
@@ -123,8 +147,19 @@ def _shown(value: Any) -> str | None:
 
 
 def _json_safe(value: Any) -> Any:
-    """The raw record as JSON values (bulk lines and API objects are JSON already; paged rows may hold Decimals)."""
-    return json.loads(json.dumps(value, default=lambda v: str(v) if isinstance(v, Decimal) else _shown(v)))
+    """The raw record as JSON values (bulk lines and API objects are JSON already; paged rows may hold
+    Decimals); a whole number beyond 64 bits as text, since the JSON writer stops on it."""
+    return _wide_ints_as_text(json.loads(json.dumps(value, default=lambda v: str(v) if isinstance(v, Decimal) else _shown(v))))
+
+
+def _wide_ints_as_text(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and not BIGINT[0] <= value <= BIGINT[1]:
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _wide_ints_as_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_wide_ints_as_text(item) for item in value]
+    return value
 
 
 def _quarantine_id(workspace_id: str, object_id: str, violation: Violation) -> str:

@@ -5,13 +5,16 @@ tests/fixtures/scenarios_quarantine.json holds two phases of four workspaces:
 - `dq-store` (Shopify, America/New_York), first sync (bulk): two good orders on 2026-05-10, one of
   them with a NUL in a line title, and one order of each bad kind: currency XYZ (5003), quantity -3
   (5004), a duplicate line item id (5005), a null quantity (5006), dated 2999 (5007), a quantity
-  "two" (5008). Second sync (paging): 5004 fixed upstream to 3, a new order with quantity -1 (5009),
-  a new good order with a NUL in its title (5010).
+  "two" (5008), a euro order of 10^20 (5011: the warehouse holds it, but converting it into dollars
+  overflowed and stopped the metric models for every workspace). Second sync (paging): 5004 fixed
+  upstream to 3, a new order with quantity -1 (5009), a new good order with a NUL in its title
+  (5010), a new order of 10^30 (5012: more than decimal(38, 9) holds; it stopped the sync).
 - `dq-saas` (Stripe, UTC): a customer created in 2009, two deleted customers (one named by a
   retained `customer.deleted` event, one only by a canceled subscription and its invoice), a good
   subscription (29.00/month from 2026-04-01), one whose price has
   `unit_amount: null`, one with a negative price, one starting in the year 3000, a one-off invoice
-  with negative amounts. Second sync (events): the null-price subscription moved to the good
+  with negative amounts, one of 10^13 dollars with an amount_shipping beyond 64 bits (in_huge:
+  it stopped the sync). Second sync (events): the null-price subscription moved to the good
   price on 2026-05-22, a new invoice in currency "xyz".
 - `dq-clean-store`, `dq-clean-saas`: healthy tenants next to them, whose metrics must not change.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.ingest.quarantine import AMOUNT_REASON
 from tests.scenario import ScenarioWarehouse, build_scenario
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_quarantine.json"
@@ -88,7 +92,7 @@ def built(request) -> dict:
 def test_first_sync_loads_the_good_orders_and_sets_every_bad_one_aside(built):
     first = built["after_first"]
     assert first["orders"] == {ORDER(5001), ORDER(5002)}
-    assert first["quarantined_orders"] == {ORDER(n) for n in (5003, 5004, 5005, 5006, 5007, 5008)}
+    assert first["quarantined_orders"] == {ORDER(n) for n in (5003, 5004, 5005, 5006, 5007, 5008, 5011)}
     assert first["subscriptions"] == {"sub_ok", "sub_gone"}
 
 
@@ -107,6 +111,11 @@ def test_quarantine_rows_name_the_workspace_object_field_and_reason(built):
          "2999-01-01T12:00:00+00:00"),
         (ORDER(5008), "order_line_items", "quantity", "not a whole number", "two"),
         (ORDER(5009), "order_line_items", "quantity", "less than 1", "-1"),
+        # 10^20 euros, set aside by the bulk sync and read again by the second (paging) sync
+        (ORDER(5011), "orders", "total_price_amount", AMOUNT_REASON, "100000000000000000000.00"),
+        (ORDER(5011), "order_line_items", "original_unit_price_amount", AMOUNT_REASON, "100000000000000000000.00"),
+        (ORDER(5012), "orders", "total_price_amount", AMOUNT_REASON, "1000000000000000000000000000000.00"),
+        (ORDER(5012), "order_line_items", "discounted_total_amount", AMOUNT_REASON, "1000000000000000000000000000000.00"),
     }
     assert expected <= found
     assert {r["workspace_id"] for r in rows} == {"dq-store"}
@@ -126,6 +135,11 @@ def test_quarantine_rows_name_the_workspace_object_field_and_reason(built):
         ("in_neg", "invoices", "amount_due", "negative amount"),
         ("in_neg", "invoices", "amount_paid", "negative amount"),
         ("in_neg", "invoice_lines", "amount", "negative amount on a line that is not a proration"),
+        # 10^15 cents: within bigint, beyond the warehouse's money range; the shipping beyond bigint
+        *{("in_huge", "invoices", column, AMOUNT_REASON)
+          for column in ("amount_due", "amount_paid", "subtotal", "total", "total_excluding_tax")},
+        ("in_huge", "invoices", "amount_shipping", "a whole number beyond 64 bits (the warehouse's bigint)"),
+        ("in_huge", "invoice_lines", "amount", AMOUNT_REASON),
         # the second sync's event, judged by the second sync's clock
         ("in_xyz", "invoices", "currency", "unknown currency (not an ISO 4217 code)"),
     }
@@ -200,6 +214,9 @@ def test_metrics_count_only_the_records_that_loaded(built):
     assert ecommerce_day(warehouse, "dq-store", "2026-05-12") == (Decimal("0"), Decimal("0"), 0)
     # 2026-05-22: 5010's 80.00 counts; 5009 (quantity -1) does not.
     assert ecommerce_day(warehouse, "dq-store", "2026-05-22") == (Decimal("80"), Decimal("80"), 1)
+    # 2026-05-13: 5011's 10^20 euros set aside, not counted, and the day built (5012's day, 05-23,
+    # lies after the last order that loaded: no row).
+    assert ecommerce_day(warehouse, "dq-store", "2026-05-13") == (Decimal(0), Decimal(0), 0)
     # The subscription starting in 3000 adds nothing; the null and negative prices add nothing until
     # sub_null moved to the 29.00 price on 2026-05-22.
     assert mrr(warehouse, "dq-saas", "2026-05-15") == Decimal("29.00")
@@ -231,12 +248,15 @@ def test_data_quality_daily_counts_open_records_by_their_own_day(built):
         ("dq-saas", "2026-01-01", "prices", 2),         # price_null, price_neg (created 2026-01-01)
         ("dq-saas", "2026-04-01", "subscriptions", 2),  # sub_neg, sub_future (sub_null resolved)
         ("dq-saas", "2026-05-01", "invoices", 1),       # in_neg
+        ("dq-saas", "2026-05-05", "invoices", 1),       # in_huge
         ("dq-saas", "2026-05-22", "invoices", 1),       # in_xyz
         ("dq-store", "2026-05-10", "orders", 1),        # 5003 (XYZ)
         ("dq-store", "2026-05-12", "orders", 3),        # 5005, 5006, 5008 (5004 resolved)
+        ("dq-store", "2026-05-13", "orders", 1),        # 5011 (10^20 euros)
         ("dq-store", "2026-05-19", "orders", 1),        # 5007, dated 2999: counted on the day it was set
                                                         # aside (2026-05-20 00:00 UTC, in New York)
         ("dq-store", "2026-05-22", "orders", 1),        # 5009
+        ("dq-store", "2026-05-23", "orders", 1),        # 5012 (10^30 dollars)
     ]
 
 
@@ -248,16 +268,17 @@ def test_the_operator_alert_names_workspace_objects_and_reasons(built):
     assert len(messages) == 2  # one per workspace with bad records, none for the clean ones
     texts = {message["blocks"][0]["text"]["text"]: message["text"] for message in messages}
     shop = texts["Quarantined shopify records in workspace dq-store"]
-    for order_id in (5003, 5004, 5005, 5006, 5007, 5008):
+    for order_id in (5003, 5004, 5005, 5006, 5007, 5008, 5011):
         assert ORDER(order_id) in shop
     assert "unknown currency" in shop and "appears more than once" in shop and "not a whole number" in shop
+    assert AMOUNT_REASON in shop
     stripe = texts["Quarantined stripe records in workspace dq-saas"]
-    for object_id in ("sub_null", "sub_neg", "sub_future", "price_null", "price_neg", "in_neg"):
+    for object_id in ("sub_null", "sub_neg", "sub_future", "price_null", "price_neg", "in_neg", "in_huge"):
         assert object_id in stripe
     assert not any("dq-clean" in title for title in texts)
     # The second sync alerts only about what is new in quarantine (5007 is read, and set aside,
     # again by every sync: it is not news).
     later = [m for m in alerts(built["home"]) if m not in messages]
     shop = next(m["text"] for m in later if "dq-store" in m["text"])
-    assert ORDER(5009) in shop and ORDER(5007) not in shop
+    assert ORDER(5009) in shop and ORDER(5012) in shop and ORDER(5007) not in shop and ORDER(5011) not in shop
     assert "in_xyz" in next(m["text"] for m in later if "dq-saas" in m["text"])

@@ -10,6 +10,7 @@ is set aside whole (quarantine.py): an order without one of its lines would coun
 | required | `id` everywhere, an order's `created_at`, a line's `quantity` |
 | whole number, at least 1 (0 for refunds and current quantities) | quantities |
 | not negative | every money amount (Shopify money is never negative: refunds and discounts are their own fields) |
+| below 10^12 | every money amount: what the warehouse holds (quarantine.AMOUNT_LIMIT) |
 | ISO 4217 currency | every currency code |
 | sane time: not before the shop existed, not after now plus a day | created, processed, updated, cancelled, closed times |
 | unique within the sync | line item ids |
@@ -29,7 +30,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.ingest.pipeline import SyncStats
-from pipelines.ingest.quarantine import NUL, CURRENCIES, Bounds, Quarantine, Violation, currency_reason, without_nul
+from pipelines.ingest.quarantine import (
+    AMOUNT_LIMIT,
+    AMOUNT_REASON,
+    CURRENCIES,
+    NUL,
+    Bounds,
+    Quarantine,
+    Violation,
+    amount_reason,
+    currency_reason,
+    finite,
+    without_nul,
+)
 from pipelines.ingest.shopify.columns import COLUMN_TYPES
 from pipelines.ingest.shopify.rows import TableRows
 
@@ -41,7 +54,7 @@ class Rule:
     """One check of one column: `bad_value` for a dict row's value, `bad_array` for an Arrow column."""
 
     column: str
-    kind: str  # required | whole | amount | currency | time | percentage | unique
+    kind: str  # required | whole | amount | range | currency | time | percentage | unique
     minimum: int = 0
 
     def reason(self, value: Any, bounds: Bounds) -> str | None:
@@ -57,7 +70,9 @@ class Rule:
         if self.kind == "amount":
             if not isinstance(value, (Decimal, int, float)) or isinstance(value, bool):
                 return "not a number"
-            return "negative amount" if value < 0 else None
+            return "negative amount" if finite(value) and value < 0 else None
+        if self.kind == "range":
+            return amount_reason(value)
         if self.kind == "percentage":
             if not isinstance(value, (int, float, Decimal)) or isinstance(value, bool):
                 return "not a number"
@@ -80,6 +95,9 @@ class Rule:
             return pc.fill_null(pc.less(array, self.minimum), False), f"less than {self.minimum}"
         if self.kind == "amount":
             return pc.fill_null(pc.less(array, pa.scalar(0, array.type)), False), "negative amount"
+        if self.kind == "range":  # a decimal(38, 9) column: finite, and no value past it reaches here
+            beyond = pc.greater_equal(pc.abs(array), pa.scalar(AMOUNT_LIMIT, array.type))
+            return pc.fill_null(beyond, False), AMOUNT_REASON
         if self.kind == "percentage":
             outside = pc.or_(pc.less(array, 0), pc.greater(array, 100))
             return pc.fill_null(outside, False), "not a percentage between 0 and 100"
@@ -94,11 +112,15 @@ class Rule:
         return None
 
 
+def _amount(column: str) -> list[Rule]:
+    return [Rule(column, "amount"), Rule(column, "range")]
+
+
 def _money(*names: str) -> list[Rule]:
     rules = []
     for name in names:
-        rules += [Rule(f"{name}_amount", "amount"), Rule(f"{name}_currency", "currency"),
-                  Rule(f"{name}_presentment_amount", "amount"), Rule(f"{name}_presentment_currency", "currency")]
+        rules += [*_amount(f"{name}_amount"), Rule(f"{name}_currency", "currency"),
+                  *_amount(f"{name}_presentment_amount"), Rule(f"{name}_presentment_currency", "currency")]
     return rules
 
 
@@ -121,18 +143,18 @@ RULES: dict[str, list[Rule]] = {
     ],
     "order_shipping_lines": [*_money("original_price", "discounted_price")],
     "order_discount_applications": [
-        Rule("value_amount", "amount"), Rule("value_currency", "currency"), Rule("value_percentage", "percentage"),
+        *_amount("value_amount"), Rule("value_currency", "currency"), Rule("value_percentage", "percentage"),
     ],
     "order_refunds": [Rule("id", "required"), *_times("created_at", "processed_at"), *_money("total_refunded")],
     "order_refund_line_items": [Rule("quantity", "whole", minimum=0), *_money("price", "subtotal", "total_tax")],
     "products": [Rule("id", "required"), *_times("created_at", "updated_at")],
     "product_variants": [
-        Rule("price", "amount"), Rule("compare_at_price", "amount"),
-        Rule("inventory_item_unit_cost_amount", "amount"), Rule("inventory_item_unit_cost_currency", "currency"),
+        *_amount("price"), *_amount("compare_at_price"),
+        *_amount("inventory_item_unit_cost_amount"), Rule("inventory_item_unit_cost_currency", "currency"),
     ],
     "customers": [
         Rule("id", "required"), *_times("created_at", "updated_at"),
-        Rule("amount_spent_amount", "amount"), Rule("amount_spent_currency", "currency"),
+        *_amount("amount_spent_amount"), Rule("amount_spent_currency", "currency"),
     ],
 }
 # The column of each child table that names its parent, and the parent's table.

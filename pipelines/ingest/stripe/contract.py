@@ -13,6 +13,8 @@ whole (quarantine.py). The rules follow Stripe's API reference:
 | invoice | `amount_due`, `amount_paid`, `amount_remaining` whole, not negative; `period_start`, status times not after now plus a day |
 | invoice line | `amount` whole, negative only on a proration (a credit for unused time); `period.start` not after now plus a day |
 | coupon | `amount_off` whole and positive (with a currency), `percent_off` in (0, 100] |
+| invoice, line, price, subscription item, coupon | every money amount the models read (and an item's price × quantity) below 10^12 in major units: what the warehouse holds (quarantine.AMOUNT_LIMIT) |
+| every object | every whole number, nested ones included, within 64 bits (the raw tables' bigint) |
 
 Stripe has no endpoint that dates a standard account to a restricted key, so there is no lower
 bound on dates beyond "after 1970" (docs/operations.md, "Quarantine").
@@ -24,7 +26,8 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pipelines.ingest.quarantine import Bounds, Violation, currency_reason
+from pipelines.currencies import stripe_digits
+from pipelines.ingest.quarantine import BIGINT, Bounds, Violation, amount_reason, currency_reason
 
 INTERVALS = {"day", "week", "month", "year"}
 # Per table: timestamp columns that must be sane (not after now plus a day, not before 1970).
@@ -41,10 +44,34 @@ TIMES = {
 }
 CURRENCY_TABLES = {"customers", "prices", "subscriptions", "invoices", "invoice_lines"}
 NON_NEGATIVE = {"invoices": ("amount_due", "amount_paid", "amount_remaining")}
+# Per table: the money columns the models read, in minor units, and the column of their currency.
+MONEY = {
+    "invoices": ("currency", ("amount_due", "amount_paid", "amount_remaining", "subtotal", "total", "total_excluding_tax")),
+    "invoice_lines": ("currency", ("amount",)),
+    "prices": ("currency", ("unit_amount",)),
+    "subscription_items": ("price__currency", ("price__unit_amount",)),
+    "coupons": ("currency", ("amount_off",)),
+}
 
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _wide(value: Any) -> bool:
+    """Whether `value` holds a whole number outside 64 bits, at any depth."""
+    if _whole(value):
+        return not BIGINT[0] <= value <= BIGINT[1]
+    if isinstance(value, dict):
+        return any(map(_wide, value.values()))
+    if isinstance(value, list):
+        return any(map(_wide, value))
+    return False
+
+
+def _major(minor: int, currency: Any) -> Decimal:
+    """Stripe's minor units in major units (hundredths where the currency is unknown, as the models divide)."""
+    return Decimal(minor).scaleb(-stripe_digits(currency if isinstance(currency, str) else "usd"))
 
 
 def _fractional(value: Any) -> bool:
@@ -90,6 +117,28 @@ class Checks:
             self.line(row)
         elif table == "coupons":
             self.coupon(row)
+        self.money(table, row)
+
+    def money(self, table: str, row: dict[str, Any]) -> None:
+        """Amounts the warehouse holds: money below quarantine.AMOUNT_LIMIT, every whole number in 64 bits."""
+        reported = {v.field for v in self.found if v.record_table == table and v.record_id == row.get("id")}
+        currency_column, columns = MONEY.get(table, ("", ()))
+        currency = row.get(currency_column)
+        for column in columns:
+            value = row.get(column)
+            reason = amount_reason(_major(value, currency)) if _whole(value) else None
+            if reason and column not in reported:
+                self.add(table, row, column, reason)
+                reported.add(column)
+        quantity, unit = row.get("quantity"), row.get("price__unit_amount")
+        if table == "subscription_items" and _whole(quantity) and _whole(unit) and "quantity" not in reported:
+            reason = amount_reason(_major(quantity * unit, currency))
+            if reason:
+                self.add(table, row, "quantity", f"{reason}, as price × quantity")
+                reported.add("quantity")
+        for column, value in row.items():
+            if column not in reported and _wide(value):
+                self.add(table, row, column, "a whole number beyond 64 bits (the warehouse's bigint)")
 
     def moment(self, table: str, row: dict[str, Any], column: str) -> None:
         value = row.get(column)
