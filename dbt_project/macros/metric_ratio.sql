@@ -4,15 +4,11 @@
     decimal(38, `scale`), the same digits on DuckDB and Postgres (the quotient is taken in whole
     numbers, whole_numbers.sql: DuckDB divides decimals in double precision, which for ARPA over
     an MRR of 123,456,789,012.345678 IDR and 7 customers is one unit off in the 6th decimal). Ratios
-    are declared once, in the registry; the models only choose the rounding. Both parts carry at
-    most 9 decimals. `ecommerce_divide_half_up` rounds money the same on DuckDB and Postgres (AOV). -#}
-{% macro metric_ratio(name, scale=6, half_up=false) -%}
+    are declared once, in the registry; the models only choose the decimals. Both parts carry at
+    most 9 decimals. Money ratios (AOV) round the same way: one exact division for every ratio. -#}
+{% macro metric_ratio(name, scale=6) -%}
     {%- set entry = metric_registry()[name] -%}
-    {%- if half_up -%}
-        {{ ecommerce_divide_half_up(entry.numerator, entry.denominator, scale) }}
-    {%- else -%}
-        {{ exact_ratio(entry.numerator, entry.denominator, scale) }}
-    {%- endif -%}
+    {{ exact_ratio(entry.numerator, entry.denominator, scale) }}
 {%- endmacro %}
 
 {#- `numerator` / `denominator` (SQL expressions of at most 9 decimals), exact, rounded half away

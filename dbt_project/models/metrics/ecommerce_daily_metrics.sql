@@ -169,7 +169,7 @@ final as (
         orders,
         units,
         -- refunds are not subtracted: they land on other days (docs/metrics.md)
-        cast({{ metric_ratio('aov', 4, half_up=true) }} as decimal(38, 4)) as aov,
+        cast({{ metric_ratio('aov', 4) }} as decimal(38, 4)) as aov,
         new_customers,
         returning_customers
     from filled
