@@ -27,7 +27,7 @@ from pipelines.ask.answer import Answer, answer_query, answer_question, ask, con
 from pipelines.ask.periods import Period, PeriodError, find_period
 from pipelines.ask.query import MAX_ROWS, TIMEOUT_SECONDS, Comparison, Filter, Query, QueryError, Range, Read, check
 from pipelines.ask.resolve import HOSTILE, Context, period_of, screen
-from pipelines.insights.forecasts import HORIZON_DAYS
+from pipelines.insights.forecast_horizon import HORIZON_DAYS
 from pipelines.insights.summaries import INVISIBLE, MARKUP, OPENAI_BASE_URL, check_numbers
 from pipelines.packs import pack_for
 from pipelines.settings import LlmSettings

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from pipelines.ask.periods import Period, default_period, find_period, next_days
 from pipelines.ask.query import MAX_ROWS, Comparison, Filter, Query, QueryError, Range, check
-from pipelines.insights.forecasts import HORIZON_DAYS
+from pipelines.insights.forecast_horizon import HORIZON_DAYS
 from pipelines.packs import PACKS, Metric, Pack
 
 MAX_QUESTION_CHARS = 500

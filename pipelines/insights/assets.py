@@ -14,7 +14,8 @@ import dagster as dg
 import pandas as pd
 
 from pipelines.insights.calendar import Calendar, calendar_for
-from pipelines.insights.forecasts import FORECAST_METRICS, HORIZON_DAYS, forecast_workspace
+from pipelines.insights.forecast_horizon import HORIZON_DAYS
+from pipelines.insights.forecasts import FORECAST_METRICS, forecast_workspace
 from pipelines.insights.ltv import workspace_customer_values
 from pipelines.insights.opportunities import workspace_opportunities
 from pipelines.insights.reports import CHART_FILE, Week, build_report, last_complete_week, write_report

@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 
 from pipelines.insights.calendar import Calendar
+from pipelines.insights.forecast_horizon import HORIZON_DAYS
 
 # numba compiles statsforecast's models on first use (about 10 s); keep the compiled code on disk.
 os.environ.setdefault("NIXTLA_NUMBA_CACHE", "1")
 
 # The forecast metrics of each vertical: a column of its daily metric table.
 FORECAST_METRICS = {"ecommerce": ("net_sales", "orders"), "saas": ("mrr",)}
-HORIZON_DAYS = 91  # 13 weeks
 LEVELS = (80, 95)
 YEARLY_TERMS = 3  # Fourier pairs of the yearly cycle: smooth seasons, not single days (holidays do those)
 MIN_HISTORY_DAYS = 56  # eight weeks: fewer, and the weekday pattern alone is barely estimated
