@@ -34,7 +34,7 @@ from pipelines.sandbox.server import Sandbox, build_store
 from pipelines.sandbox.simulation.runner import advance, truth
 from pipelines.sandbox.core.store import SandboxStore
 from pipelines.settings import Settings, load_settings
-from pipelines.transform import ensure_manifest
+from pipelines.transform import BUILD, ensure_manifest
 from pipelines.transform.reference import ANALYSTS_DOC, SCHEMAS, documented_sql
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import load_workspaces
@@ -71,7 +71,7 @@ def build(home: Path, size: str) -> Built:
         settings = load_settings()
         sync_all(settings)
         write_workspaces_table(settings)
-        run_dbt(settings, "build")
+        run_dbt(settings, *BUILD)  # the pipeline's build: the dbt unit tests run in the model tests
         return Built(home, env, settings, truth(store))
 
 
