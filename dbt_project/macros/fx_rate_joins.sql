@@ -1,19 +1,29 @@
 {#- Currency conversion: the one place that knows how FX rates are stored (docs/metrics.md, "Currency").
 
     Rates are units of a currency per euro (int_fx_rates_ranged: the ECB's reference rates and the
-    operator's rates file, each holding until the currency's next one). A model converts with
+    operator's rates file, each holding until the currency's next one; int_fx_rates_daily: the same
+    rates, one row per currency and day). A model converts with
     `fx_rate_joins`, which left joins the rates in force on `day` for the currency converted from
     and the one converted to, and then `fx_convert`, the amount crossed through the euro into the
     other currency. Converting a currency into itself needs no rate; a missing rate otherwise leaves
     the amount null, and int_fx_rate_gaps fails that workspace. Callers never read the joined rate
     columns. -#}
 {% macro fx_rate_joins(day, from_currency, to_currency, from_alias='from_rate', to_alias='to_rate') -%}
-    left join {{ ref('int_fx_rates_ranged') }} as {{ from_alias }}
+    {#- int_fx_rates_daily holds every day up to the last published one; a later day takes that day's
+        rate (the last rate holds on), so the join is on equality: one lookup per row, where a range
+        join over int_fx_rates_ranged costs every rate of the currency (docs/performance.md). -#}
+    {%- set rates = ref('int_fx_rates_daily') -%}
+    {#- a scalar subquery, which Postgres computes once (a cross-joined one was recomputed per row) -#}
+    {%- set last_day = '(select max(date_day) from ' ~ rates ~ ')' -%}
+    {%- set on_day -%}
+        case when cast({{ day }} as date) > {{ last_day }} then {{ last_day }} else cast({{ day }} as date) end
+    {%- endset %}
+    left join {{ rates }} as {{ from_alias }}
         on {{ from_alias }}.currency = {{ from_currency }}
-        and {{ day }} >= {{ from_alias }}.valid_from and {{ day }} < {{ from_alias }}.valid_to
-    left join {{ ref('int_fx_rates_ranged') }} as {{ to_alias }}
+        and {{ from_alias }}.date_day = {{ on_day }}
+    left join {{ rates }} as {{ to_alias }}
         on {{ to_alias }}.currency = {{ to_currency }}
-        and {{ day }} >= {{ to_alias }}.valid_from and {{ day }} < {{ to_alias }}.valid_to
+        and {{ to_alias }}.date_day = {{ on_day }}
 {%- endmacro %}
 
 {#- `amount`, in `from_currency`, in `to_currency` at the rates `fx_rate_joins` joined with the same

@@ -183,10 +183,12 @@ def run_steps(pipeline: dlt.Pipeline, source: Any, warehouse: Warehouse, stats: 
         normalized = pipeline.normalize()
         stats.seconds["normalize"] = time.perf_counter() - started
         started = time.perf_counter()
+        stats.rows = {table: count for table, count in normalized.row_counts.items() if not table.startswith("_dlt")}
         with warehouse.write_lock():
             load_info = pipeline.load()
+        if not load_info.has_failed_jobs:  # Postgres: statistics for the models that read these tables next
+            warehouse.refresh_statistics(pipeline.dataset_name, stats.rows)
         stats.seconds["load"] = time.perf_counter() - started
-        stats.rows = {table: count for table, count in normalized.row_counts.items() if not table.startswith("_dlt")}
     load_info.raise_on_failed_jobs()
     return Steps(before, normalized, load_info)
 
