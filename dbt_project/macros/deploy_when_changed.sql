@@ -31,8 +31,46 @@
 
 
 {% materialization table, adapter='duckdb', supported_languages=['sql', 'python'] %}
-    {{- return(_table_deployed_when_changed(dbt.materialization_table_duckdb)) -}}
+    {{- return(_table_deployed_when_changed(duckdb__table_replaced)) -}}
 {% endmaterialization %}
+
+{#- A DuckDB table rebuilt in one statement, `create or replace table ... as`, inside the model's
+    transaction: what dbt-duckdb's table materialization does with a create under a temporary
+    name, two renames, a drop and their catalog look-ups (foreign keys, indexes), which cost
+    a refresh about as much CPU as the tables' SQL at small scales (docs/performance.md). DuckDB
+    replaces the table atomically at commit, and its views bind by name, so nothing that read the
+    old table is left behind. Anything else (python models, contracts, constraints, indexes,
+    partitioning or sorting, persisted docs, DuckLake, a view or other relation in the table's
+    place) takes dbt-duckdb's own path. -#}
+{% macro duckdb__table_replaced() %}
+    {%- set existing_relation = load_cached_relation(this) -%}
+    {%- set target_relation = this.incorporate(type='table') -%}
+    {%- set simple = model.language == 'sql'
+        and not config.get('contract').enforced
+        and not model.get('constraints')
+        and not config.get('indexes') and not config.get('partitioned_by') and not config.get('sorted_by')
+        and not _persists_docs()
+        and not adapter.is_ducklake(target_relation)
+        and (existing_relation is none or existing_relation.is_table) -%}
+    {%- if not simple -%}
+        {{- return(dbt.materialization_table_duckdb()) -}}
+    {%- endif -%}
+    {%- set grant_config = config.get('grants') -%}
+    {{- run_hooks(pre_hooks, inside_transaction=False) -}}
+    {{- run_hooks(pre_hooks, inside_transaction=True) -}}
+    {%- call statement('main') -%}
+        {%- set sql_header = config.get('sql_header', none) -%}
+        {{ sql_header if sql_header is not none }}
+        create or replace table {{ target_relation }} as (
+            {{ sql }}
+        );
+    {%- endcall -%}
+    {{- run_hooks(post_hooks, inside_transaction=True) -}}
+    {%- do apply_grants(target_relation, grant_config, should_revoke=should_revoke(existing_relation, full_refresh_mode=True)) -%}
+    {{- adapter.commit() -}}
+    {{- run_hooks(post_hooks, inside_transaction=False) -}}
+    {{- return({'relations': [target_relation]}) -}}
+{% endmacro %}
 
 {% materialization table, default %}
     {{- return(_table_deployed_when_changed(dbt.materialization_table_default)) -}}
