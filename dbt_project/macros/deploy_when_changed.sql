@@ -11,7 +11,7 @@
     to an empty stand-in while a raw table is missing and to the table once it exists). A relation
     that is missing, was dropped (a Postgres `drop ... cascade`), is another kind of relation, or has
     no or another comment is deployed as before; so is every one under `--full-refresh`, and any
-    with hooks or persisted docs (its comment is the docs'). The run's result says 'unchanged' for
+    with persisted docs (its comment is the docs'). A kept relation still runs its hooks. The run's result says 'unchanged' for
     a relation kept.
 
     A table whose rows come from its SQL alone (no ref, no source: `int_days`, the calendar) is the
@@ -108,11 +108,19 @@
 {% endmacro %}
 
 {% macro _keepable() %}
-    {{- return(not should_full_refresh() and not pre_hooks and not post_hooks and not _persists_docs()) -}}
+    {{- return(not should_full_refresh() and not _persists_docs()) -}}
 {% endmacro %}
 
+{#- A relation kept as deployed still runs its hooks, as a deployed one would: they may depend on more
+    than its SQL (the analysts' policies of `workspace_isolation`, Postgres' statistics). -#}
 {% macro _kept(relation) %}
+    {{- run_hooks(pre_hooks, inside_transaction=False) -}}
+    {%- call statement('kept', auto_begin=True) -%} select 1 {%- endcall -%}  {#- the transaction the hooks and the commit need #}
+    {{- run_hooks(pre_hooks, inside_transaction=True) -}}
     {%- do store_raw_result('main', message='unchanged', code='unchanged', rows_affected=none) -%}
+    {{- run_hooks(post_hooks, inside_transaction=True) -}}
+    {{- adapter.commit() -}}
+    {{- run_hooks(post_hooks, inside_transaction=False) -}}
     {{- return({'relations': [relation]}) -}}
 {% endmacro %}
 
