@@ -489,6 +489,11 @@ def _plain_rows(frame: pd.DataFrame) -> list[tuple]:
 # naming convention, explicit parameters), for this process.
 _CAPABILITIES: dict[tuple, Any] = {}
 _CAPABILITIES_LOCK = threading.Lock()
+# Parameters that name a pipeline's files or the warehouse (`location` stands for the credentials,
+# whose object is new per destination and marked resolved by dlt in place), not what the destination
+# can do: DuckDB's and Postgres's capabilities read no configuration (dlt's `adjust_capabilities`
+# looks at the naming convention only), so every workspace's pipeline shares them.
+_NOT_CAPABILITIES = {"credentials", "pipeline_name", "pipeline_working_dir", "local_dir"}
 
 
 def _capabilities_cached(destination, location: str):
@@ -496,8 +501,8 @@ def _capabilities_cached(destination, location: str):
 
     dlt asks for them about eight times a sync (`Pipeline._get_destination_capabilities`, for the
     extract, normalize and load steps), and each time resolves the destination's configuration from
-    its providers (~0.15 s under load; docs/performance.md, 2026-12-04): the same answer while the
-    warehouse URL, the naming convention and the explicit parameters are the same. Each caller gets
+    its providers (0.1-0.2 s each; docs/performance.md, 2026-12-04): the same answer while the
+    warehouse URL, the naming convention and the destination's parameters are the same. Each caller gets
     its own copy (dlt sets the file formats on the one it gets). With a configuration (a client
     being made) dlt's own path runs.
     """
@@ -511,7 +516,8 @@ def _cached_capabilities(destination, location: str, config=None, naming=None):
         return original(destination, config, naming)
     key = (type(destination).__qualname__, location,
            None if naming is None else (type(naming).__module__, type(naming).__qualname__, naming.max_length),
-           tuple(sorted((name, repr(value)) for name, value in destination.config_params.items())),
+           tuple(sorted((name, repr(value)) for name, value in destination.config_params.items()
+                        if name not in _NOT_CAPABILITIES)),
            tuple(sorted((name, repr(value)) for name, value in destination.caps_params.items())))
     with _CAPABILITIES_LOCK:
         found = _CAPABILITIES.get(key)

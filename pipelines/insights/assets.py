@@ -204,7 +204,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             OPPORTUNITIES: OPPORTUNITY_TABLES, CUSTOMER_VALUES: [dg.AssetKey(["orders"]), *METRIC_TABLES]}
 
     @dg.multi_asset(
-        name="insights",
+        name="find_insights",  # the op (the job `insights` runs it)
         specs=[dg.AssetSpec(key, group_name="insights", kinds=kinds, deps=deps[key], skippable=True,
                             description=(function.__doc__ or "").strip()) for key, function in work.items()],
         partitions_def=partitions,

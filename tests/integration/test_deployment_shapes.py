@@ -199,7 +199,7 @@ def test_a_missing_fx_rate_fails_only_its_workspace_and_says_which_rate(grown):
     alerts = {alert["title"]: alert for alert in operator_alerts(warehouse.settings)}
     assert set(alerts) == {"Run failed: insights for saas-kwd-usd"}
     alert = alerts["Run failed: insights for saas-kwd-usd"]
-    assert ("Step insights: workspace 'saas-kwd-usd': its figures are withheld, dbt tests failed it: "
+    assert ("Step find_insights: workspace 'saas-kwd-usd': its figures are withheld, dbt tests failed it: "
             "saas_daily_metrics: no FX rate for KWD on 2026-03-01") in alert["text"]
     assert "ABOS_FX_RATES_FILE" in alert["text"]
 
