@@ -22,6 +22,7 @@ from typing import Callable, TypeVar
 
 import dagster as dg
 import yaml
+from dagster._core.definitions.backfill_policy import BackfillPolicyType
 from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
 from dagster._core.remote_origin import RemoteRepositoryOrigin
 from dagster._core.workspace.load import location_origins_from_yaml_paths
@@ -247,7 +248,7 @@ def _each_run(runs_to_do: list[tuple[str, dg.PartitionsDefinition | None, list[d
 
 
 def _single_run(policy: dg.BackfillPolicy | None) -> bool:
-    return policy is not None and policy.policy_type == dg.BackfillPolicyType.SINGLE_RUN
+    return policy is not None and policy.policy_type == BackfillPolicyType.SINGLE_RUN
 
 
 def execute_stage_job(defs: dg.Definitions, job_name: str, keys: list[dg.AssetKey],
