@@ -31,7 +31,11 @@ from dagster._core.execution.execute_in_process import merge_run_tags
 from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunRecord, RunsFilter
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 
 FRESHNESS_CHECK = "freshness_check"  # the name Dagster gives a freshness check
 
