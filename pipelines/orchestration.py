@@ -17,9 +17,11 @@ import warnings
 from collections.abc import Sequence
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from pipelines.deliver.alerts import alert_operator
 from pipelines.deliver.definitions import WEEKLY
+from pipelines.partitions import FAILED_WORKSPACES
 from pipelines.refresh import REFRESH_CRON
 from pipelines.reliability import (FRESHNESS_CHECK, LIVE_STATUSES, free_finished_runs_slots, overdue_steps,
                                    recover_dead_runs)
@@ -84,20 +86,34 @@ def recover_runs(settings: Settings) -> dg.SensorDefinition:
 def failure_message(context: dg.RunFailureSensorContext) -> tuple[str, str]:
     """Title and text of the alert for a failed run: what failed, for which workspace, and why."""
     run = context.dagster_run
+    steps = context.get_step_failure_events()
+    # A run over many workspaces (pipelines/partitions.py) names the ones that failed in its steps' failures.
+    failed = sorted({workspace for event in steps for workspace in _failed_workspaces(event.step_failure_data)})
     partition = run.tags.get("dagster/partition")
-    title = f"Run failed: {run.job_name}" + (f" for {partition}" if partition else "")
+    workspaces = ", ".join(failed) or partition
+    title = f"Run failed: {run.job_name}" + (f" for {workspaces}" if workspaces else "")
     lines = [f"Run {run.run_id} failed."]
-    if partition:
-        lines.append(f"Workspace: {partition}")
+    if workspaces:
+        lines.append(f"Workspace{'s' if len(failed) > 1 else ''}: {workspaces}")
+    start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if start and end:
+        lines.append(f"The run covered the workspaces from {start} to {end}; the others' assets are materialized.")
     if run.asset_selection:
         lines.append("Assets: " + ", ".join(sorted(key.to_user_string() for key in run.asset_selection)))
-    steps = context.get_step_failure_events()
     for event in steps:
         lines.append(f"Step {event.step_key}: {_reason(event.step_failure_data)}")
+        if len(_failed_workspaces(event.step_failure_data)) > 1:  # then each workspace's reason, a line each
+            lines += [f"- {line}" for line in event.step_failure_data.user_failure_data.description.splitlines()[1:]]
     if not steps:
         lines.append(f"Reason: {context.failure_event.message or 'the run failed outside any step'}")
     lines.append("Logs: open the run in the Dagster UI (Runs, search for the run id).")
     return title, "\n".join(lines)
+
+
+def _failed_workspaces(failure) -> list[str]:
+    metadata = failure.user_failure_data.metadata if failure.user_failure_data else {}
+    entry = metadata.get(FAILED_WORKSPACES)
+    return [workspace for workspace in str(entry.value).split(",") if workspace] if entry is not None else []
 
 
 def _reason(failure) -> str:

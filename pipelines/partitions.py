@@ -6,6 +6,10 @@ workspace; the dbt models are unpartitioned (one build covers every workspace).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import dagster as dg
 
 from pipelines.workspaces import Workspaces
@@ -19,3 +23,92 @@ def workspace_partitions(workspaces: Workspaces) -> dg.StaticPartitionsDefinitio
 def connector_partitions(workspaces: Workspaces, source: str) -> dg.StaticPartitionsDefinition:
     """One partition per workspace that uses connector `source` (shopify, stripe)."""
     return dg.StaticPartitionsDefinition([w.id for w in workspaces.by_connector(source)])
+
+
+# -- runs over many workspaces ------------------------------------------------------------------
+#
+# The partitioned stages take `dg.BackfillPolicy.single_run()`: a backfill (the `refresh` sensor's)
+# or `abos run` makes one run over a range of workspaces, not one run per workspace, so Dagster's
+# fixed costs per run (its set-up, planned events, step events) are paid once per stage. The step
+# works through the workspaces one by one and records each workspace's materializations itself, with
+# its partition (`materialize_each`), so one workspace's failure loses nothing of the others': they
+# are materialized, the failed ones are not, and the step fails at the end naming them.
+
+FAILED_WORKSPACES = "failed_workspaces"  # the metadata of a step's failure: the workspaces that failed, comma-separated
+
+
+def contiguous_ranges(partitions: dg.PartitionsDefinition, keys: Iterable[str]) -> list[list[str]]:
+    """`keys` as ranges of neighbouring partitions of `partitions`, in its order: what runs over a range
+    can hold (all of them in one when nothing is left out between them)."""
+    wanted = set(keys)
+    ranges: list[list[str]] = []
+    current: list[str] = []
+    for key in partitions.get_partition_keys():
+        if key in wanted:
+            current.append(key)
+        elif current:
+            ranges.append(current)
+            current = []
+    return ranges + ([current] if current else [])
+
+
+@dataclass(frozen=True)
+class WorkspaceFailure:
+    """Why one workspace of a step failed, and whether running the step again could help."""
+
+    workspace_id: str
+    reason: str
+    retryable: bool
+
+
+def materialize_each(context: dg.AssetExecutionContext,
+                     work: Callable[[str], Iterable[tuple[dg.AssetKey, Mapping[str, Any]]]],
+                     failure: Callable[[str, Exception], WorkspaceFailure]) -> None:
+    """Materialize the step's assets for each workspace of its run, one after the other.
+
+    `work(workspace_id)` does one workspace's work and yields each asset it updated with its metadata;
+    each is recorded as that asset's materialization of the workspace's partition as it comes. A
+    workspace whose work raises is materialized no further; `failure` says why, and the others go on. At the end the step fails
+    if any workspace failed, naming each (a `dg.Failure` with `FAILED_WORKSPACES` in its metadata);
+    it is retried (its retry policy) only if one of the failures is retryable, and a retry skips
+    the workspaces this run materialized already.
+    """
+    done = materialized_in_run(context)
+    failures: list[WorkspaceFailure] = []
+    for workspace_id in context.partition_keys:
+        if workspace_id in done:
+            continue
+        try:
+            for key, metadata in work(workspace_id):
+                context.log_event(dg.AssetMaterialization(key, partition=workspace_id, metadata=dict(metadata)))
+        except Exception as exc:  # noqa: BLE001
+            # One workspace's failure is its own (DESIGN.md, Tenancy): the others go on.
+            found = failure(workspace_id, exc)
+            context.log.error(found.reason)
+            failures.append(found)
+    if failures:
+        ids = [f.workspace_id for f in failures]
+        lines = [f.reason for f in failures]
+        description = lines[0] if len(lines) == 1 else "\n".join(
+            [f"{len(ids)} workspaces failed: {', '.join(ids)}", *lines])
+        raise dg.Failure(description=description, metadata={FAILED_WORKSPACES: ",".join(ids)},
+                         allow_retries=any(f.retryable for f in failures))
+
+
+def materialized_in_run(context: dg.AssetExecutionContext) -> set[str]:
+    """The workspaces whose every selected asset this run materialized already (an earlier try of the step)."""
+    if context.retry_number == 0:
+        return set()
+    return fully_materialized(context.instance, context.run.run_id, context.selected_asset_keys)
+
+
+def fully_materialized(instance: dg.DagsterInstance, run_id: str, keys: Iterable[dg.AssetKey]) -> set[str]:
+    """The partitions of which run `run_id` materialized every one of `keys`."""
+    keys = set(keys)
+    seen: dict[str, set[dg.AssetKey]] = {}
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    for record in records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization is not None and materialization.partition is not None:
+            seen.setdefault(materialization.partition, set()).add(materialization.asset_key)
+    return {partition for partition, found in seen.items() if keys <= found}

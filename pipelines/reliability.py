@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -31,6 +31,11 @@ from dagster._core.execution.execute_in_process import merge_run_tags
 from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunRecord, RunsFilter
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 
 FRESHNESS_CHECK = "freshness_check"  # the name Dagster gives a freshness check
 
@@ -54,10 +59,11 @@ def process_tags() -> dict[str, str]:
 
 
 def execute_here(job: dg.JobDefinition, instance: dg.DagsterInstance, *, repository: RemoteRepositoryOrigin | None,
-                 keys: list[dg.AssetKey] | None = None, partition_key: str | None = None,
+                 keys: list[dg.AssetKey] | None = None, partition_key: str | Sequence[str] | None = None,
                  run_config: dict | None = None, tags: dict[str, str] | None = None) -> dg.JobExecutionResult:
-    """One run of `job` (over `keys`, or all its assets; of one partition) in this process, recorded
-    as a run of the code location's `repository` and tied to this process (`process_tags`).
+    """One run of `job` (over `keys`, or all its assets; of one partition, or of a range of neighbouring
+    partitions given as a list) in this process, recorded as a run of the code location's
+    `repository` and tied to this process (`process_tags`).
 
     `execute_in_process` and `materialize` record no code location: the UI's Overview timeline
     leaves such runs out ("No runs"), and it cannot re-execute them. So the run is created with
@@ -68,6 +74,8 @@ def execute_here(job: dg.JobDefinition, instance: dg.DagsterInstance, *, reposit
         asset_selection=frozenset(keys),
         asset_check_selection=run_checks(job.asset_layer.asset_graph.asset_check_keys, keys),  # no freshness checks
     ) if keys else job.as_ephemeral_job(resource_defs={}, input_values={}))
+    if partition_key is not None and not isinstance(partition_key, str):
+        tags, partition_key = {**(tags or {}), **run_tags(partition_key)}, None
     tags = merge_run_tags(job_def=job, partition_key=partition_key, tags={**(tags or {}), **process_tags()},
                           asset_selection=keys, instance=instance, run_config=run_config)
     run = instance.create_run_for_job(
@@ -78,6 +86,14 @@ def execute_here(job: dg.JobDefinition, instance: dg.DagsterInstance, *, reposit
         remote_job_origin=RemoteJobOrigin(repository, job.name) if repository else None,
     )
     return execute_run(in_process, run, instance)
+
+
+def run_tags(keys: Sequence[str]) -> dict[str, str]:
+    """The tags of a run over `keys` (neighbouring partitions, in their definition's order): one
+    partition, or a range (a step over a range sees them as `context.partition_keys`)."""
+    if len(keys) == 1:
+        return {PARTITION_NAME_TAG: keys[0]}
+    return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
 
 
 def runs_of_this_process(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:

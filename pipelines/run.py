@@ -1,7 +1,8 @@
 """Headless runs of the real Definitions: `abos run` and `abos demo` materialize everything.
 
-Stages run in data-flow order. Workspace-partitioned assets (ingestion, insights) run once per
-workspace that has them; unpartitioned assets (the dbt models) run once, after ingestion.
+Stages run in data-flow order. Workspace-partitioned assets run in one run over every workspace that
+has them (ingestion, insights: their single-run backfill policy) or once per workspace (the weekly
+report); unpartitioned assets (the dbt models) run once, after ingestion.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from typing import Callable, TypeVar
 
 import dagster as dg
 import yaml
+from dagster._core.definitions.backfill_policy import BackfillPolicyType
 from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
 from dagster._core.remote_origin import RemoteRepositoryOrigin
 from dagster._core.workspace.load import location_origins_from_yaml_paths
 
 from pipelines.deliver.assets import undelivered
 from pipelines.insights.assets import ANOMALIES, REPORTS
+from pipelines.partitions import contiguous_ranges, fully_materialized
 from pipelines.processes import STOP_SIGNALS, Stopped, stop_children
 from pipelines.refresh import STAGE_TAG
 from pipelines.reliability import (
@@ -182,24 +185,35 @@ def run_all(
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     with _stop_signals_raise(), dagster_instance(settings) as instance:
         _recover(instance, progress)
-        for job_name, partition_key, keys in _each_run(runs_to_do, workspaces):
-            label = f"{job_name}" + (f" for {partition_key}" if partition_key else "")
-            if partition_key in failed_stage:  # one cause, one failed run, one operator alert
-                progress(f"{label} skipped: {failed_stage[partition_key]} failed")
-                skipped.append(f"{label} (after {failed_stage[partition_key]} failed)")
-                continue
-            progress(f"running {label} ({len(keys)} assets)")
-            result = _supervised(instance, settings, progress, functools.partial(
-                execute_stage_job, defs, job_name, keys, partition_key, instance, run_config,
-                tags={LAUNCHED_BY_TAG: launched_by}))
-            runs.append({"job": job_name, "workspace": partition_key, "assets": len(keys),
-                         "success": result.success, "run_id": result.run_id})
-            if not result.success:
-                progress(f"{label} FAILED (run {result.run_id})")
-                failed.append(label)
-                if partition_key:
-                    failed_stage[partition_key] = label
-            failed.extend(undelivered(result))  # retried later, yet not a success now
+        for job_name, partition_keys, keys in _each_run(runs_to_do, workspaces, defs.resolve_asset_graph()):
+            if partition_keys is not None:
+                for key in [k for k in partition_keys if k in failed_stage]:  # one cause, one failed run, one alert
+                    progress(f"{job_name} for {key} skipped: {failed_stage[key]} failed")
+                    skipped.append(f"{job_name} for {key} (after {failed_stage[key]} failed)")
+                partition_keys = [k for k in partition_keys if k not in failed_stage]
+                if not partition_keys:
+                    continue
+            # A run holds a range of neighbouring partitions: workspaces skipped above split it.
+            partitions = defs.resolve_job_def(job_name).partitions_def
+            for chunk in contiguous_ranges(partitions, partition_keys) if partition_keys else [None]:
+                label = job_name + (f" for {', '.join(chunk)}" if chunk else "")
+                progress(f"running {label} ({len(keys)} assets)")
+                result = _supervised(instance, settings, progress, functools.partial(
+                    execute_stage_job, defs, job_name, keys, chunk, instance, run_config,
+                    tags={LAUNCHED_BY_TAG: launched_by}))
+                runs.append({"job": job_name, "workspaces": chunk, "assets": len(keys),
+                             "success": result.success, "run_id": result.run_id})
+                if not result.success:
+                    progress(f"{label} FAILED (run {result.run_id})")
+                    if not chunk:
+                        failed.append(label)
+                    # A run over many workspaces fails those it did not materialize; the others are
+                    # done (pipelines/partitions.py), and only the failed ones skip their later stages.
+                    done = fully_materialized(instance, result.run_id, keys) if chunk else set()
+                    for key in [k for k in chunk or [] if k not in done]:
+                        failed.append(f"{job_name} for {key}")
+                        failed_stage[key] = f"{job_name} for {key}"
+                failed.extend(undelivered(result))  # retried later, yet not a success now
         summary = summarize(instance, defs.resolve_asset_graph(), [run["run_id"] for run in runs], settings)
     if failed:
         progress(f"runs failed: {', '.join(failed)}; see their logs in the Dagster UI (make ui)")
@@ -208,8 +222,11 @@ def run_all(
 
 
 def _each_run(runs_to_do: list[tuple[str, dg.PartitionsDefinition | None, list[dg.AssetKey]]],
-              workspaces: Workspaces) -> list[tuple[str, str | None, list[dg.AssetKey]]]:
-    """The runs as (job, partition, keys), in the order they run: one after the other.
+              workspaces: Workspaces, graph) -> list[tuple[str, list[str] | None, list[dg.AssetKey]]]:
+    """The runs as (job, workspaces or None, keys), in the order they run: one after the other.
+
+    A stage whose assets all take a single-run backfill policy (ingestion, insights) is one run over
+    all its workspaces (a range of partitions); others (the weekly report) one run per workspace.
 
     Ingestion runs could run at once (each extract waits on its own API, and the warehouse lock is held
     only while a run loads: pipelines/ingest/pipeline.py), and they do as separate processes under
@@ -217,21 +234,31 @@ def _each_run(runs_to_do: list[tuple[str, dg.PartitionsDefinition | None, list[d
     stdout/stderr capture (fd redirection per step) and reconfigure logging per run, which lost the
     details log and, once in CI, deadlocked in logging's locks.
     """
-    return [
-        (job_name, partition_key, keys)
-        for job_name, partitions, keys in runs_to_do
-        for partition_key in ([None] if partitions is None else [
-            w.id for w in workspaces if w.id in partitions.get_partition_keys()])
-    ]
+    each = []
+    for job_name, partitions, keys in runs_to_do:
+        if partitions is None:
+            each.append((job_name, None, keys))
+            continue
+        ids = [w.id for w in workspaces if w.id in partitions.get_partition_keys()]
+        if all(_single_run(graph.get(key).backfill_policy) for key in keys):
+            each.append((job_name, ids, keys))
+        else:
+            each.extend((job_name, [workspace_id], keys) for workspace_id in ids)
+    return each
 
 
-def execute_stage_job(defs: dg.Definitions, job_name: str, keys: list[dg.AssetKey], partition_key: str | None,
-                      instance: dg.DagsterInstance, run_config: dict, tags: dict[str, str]) -> dg.JobExecutionResult:
-    """One run of job `job_name` over `keys` (of one partition), in this process, recorded as a run of
-    the code location of workspace.yaml (`execute_here`)."""
-    return execute_here(defs.resolve_job_def(job_name), instance, keys=keys, partition_key=partition_key,
-                        run_config=run_config, tags=tags,
-                        repository=code_location_repository())
+def _single_run(policy: dg.BackfillPolicy | None) -> bool:
+    return policy is not None and policy.policy_type == BackfillPolicyType.SINGLE_RUN
+
+
+def execute_stage_job(defs: dg.Definitions, job_name: str, keys: list[dg.AssetKey],
+                      partition_keys: str | list[str] | None, instance: dg.DagsterInstance, run_config: dict,
+                      tags: dict[str, str]) -> dg.JobExecutionResult:
+    """One run of job `job_name` over `keys` (of one partition, or of a range of neighbouring
+    `partition_keys`), in this process, recorded as a run of the code location of workspace.yaml
+    (`execute_here`)."""
+    return execute_here(defs.resolve_job_def(job_name), instance, keys=keys, partition_key=partition_keys,
+                        run_config=run_config, tags=tags, repository=code_location_repository())
 
 
 def code_location_repository() -> RemoteRepositoryOrigin:

@@ -10,7 +10,9 @@ both databases.
 
 from __future__ import annotations
 
+import copy
 import fcntl
+import functools
 import os
 import threading
 import time
@@ -112,12 +114,14 @@ class Warehouse(dg.ConfigurableResource):
         if self.kind == "duckdb":
             self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
             credentials = DuckDbCredentials(str(self.duckdb_path), global_config=self.duckdb_config())
-            return dlt.destinations.duckdb(credentials=credentials)
-        parts = urlsplit(self.location)
-        if parts.username and parts.password is None:
-            # dlt insists on a password; servers with trust or peer auth ignore an empty one.
-            parts = parts._replace(netloc=parts.netloc.replace("@", ":@", 1))
-        return dlt.destinations.postgres(credentials=parts.geturl())
+            destination = dlt.destinations.duckdb(credentials=credentials)
+        else:
+            parts = urlsplit(self.location)
+            if parts.username and parts.password is None:
+                # dlt insists on a password; servers with trust or peer auth ignore an empty one.
+                parts = parts._replace(netloc=parts.netloc.replace("@", ":@", 1))
+            destination = dlt.destinations.postgres(credentials=parts.geturl())
+        return _capabilities_cached(destination, self.location)
 
     def dbt_profile_env(self) -> dict[str, str]:
         """The variables `dbt_project/profiles.yml` reads to reach this warehouse."""
@@ -479,3 +483,46 @@ def _plain_rows(frame: pd.DataFrame) -> list[tuple]:
     plain = frame.astype(object).where(frame.notna(), None)
     return [tuple(value.item() if isinstance(value, np.generic) else value for value in row)
             for row in plain.itertuples(index=False)]
+
+
+# Capabilities of a dlt destination without a resolved configuration, per (destination, warehouse,
+# naming convention, explicit parameters), for this process.
+_CAPABILITIES: dict[tuple, Any] = {}
+_CAPABILITIES_LOCK = threading.Lock()
+# Parameters that name a pipeline's files or the warehouse (`location` stands for the credentials,
+# whose object is new per destination and marked resolved by dlt in place), not what the destination
+# can do: DuckDB's and Postgres's capabilities read no configuration (dlt's `adjust_capabilities`
+# looks at the naming convention only), so every workspace's pipeline shares them.
+_NOT_CAPABILITIES = {"credentials", "pipeline_name", "pipeline_working_dir", "local_dir"}
+
+
+def _capabilities_cached(destination, location: str):
+    """`destination`, whose `capabilities()` without a configuration is worked out once per process.
+
+    dlt asks for them about eight times a sync (`Pipeline._get_destination_capabilities`, for the
+    extract, normalize and load steps), and each time resolves the destination's configuration from
+    its providers (0.1-0.2 s each; docs/performance.md, 2026-12-04): the same answer while the
+    warehouse URL, the naming convention and the destination's parameters are the same. Each caller gets
+    its own copy (dlt sets the file formats on the one it gets). With a configuration (a client
+    being made) dlt's own path runs.
+    """
+    destination.capabilities = functools.partial(_cached_capabilities, destination, location)  # picklable
+    return destination
+
+
+def _cached_capabilities(destination, location: str, config=None, naming=None):
+    original = type(destination).capabilities
+    if config is not None:
+        return original(destination, config, naming)
+    key = (type(destination).__qualname__, location,
+           None if naming is None else (type(naming).__module__, type(naming).__qualname__, naming.max_length),
+           tuple(sorted((name, repr(value)) for name, value in destination.config_params.items()
+                        if name not in _NOT_CAPABILITIES)),
+           tuple(sorted((name, repr(value)) for name, value in destination.caps_params.items())))
+    with _CAPABILITIES_LOCK:
+        found = _CAPABILITIES.get(key)
+    if found is None:
+        found = original(destination, None, naming)
+        with _CAPABILITIES_LOCK:
+            _CAPABILITIES[key] = found
+    return copy.copy(found)

@@ -4,8 +4,8 @@ The sandbox serves `tiny+N` (pipelines/sandbox/simulation/tenants.py); a tenants
 workspaces. The Definitions are built for the tenants' own settings (`pipelines.definitions.build`:
 home, warehouse, tenants file and Dagster instance passed, not written into the environment), and every asset of the
 refresh (all but the weekly report and its delivery) is materialized stage by stage as `abos run`
-does it: one run per workspace for the partitioned stages (ingestion, then anomalies and drivers),
-one run of `dbt build` for all, on the persistent Dagster instance. Two refreshes are timed: the
+does it: one run over every workspace for each partitioned stage (ingestion per source, then the
+insights), one run of `dbt build` for all, on the persistent Dagster instance. Two refreshes are timed: the
 first (every tenant's full sync) and one after the sandbox's clock moved a day (the steady state
 of the six-hourly refresh).
 
@@ -87,10 +87,10 @@ def _definitions_load(variables: dict[str, str]) -> dict[str, float]:
 
 
 def refresh(settings: Settings, progress: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Every asset of the refresh, stage by stage, one run per workspace for partitioned stages;
-    returns each run's kind, workspace, seconds, rows loaded and success."""
+    """Every asset of the refresh, stage by stage, one run over every workspace for partitioned stages;
+    returns each run's kind, workspaces, seconds, rows loaded and success."""
     from pipelines.orchestration import WEEKLY
-    from pipelines.reliability import process_tags, run_checks
+    from pipelines.reliability import process_tags, run_checks, run_tags
     from pipelines.run import _stages, dagster_instance
 
     from pipelines.definitions import build
@@ -108,17 +108,17 @@ def refresh(settings: Settings, progress: Callable[[str], None]) -> list[dict[st
             # As `abos run` (`execute_stage_job`): the assets and their checks, but the freshness checks.
             selection = dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(
                 *run_checks(graph.asset_check_keys, keys))
-            partition_keys = [None] if partitions is None else partitions.get_partition_keys(
-                dynamic_partitions_store=instance)
-            progress(f"tenants: {kind}, {len(partition_keys)} runs")
-            for partition_key in partition_keys:
-                started = time.perf_counter()
-                done = dg.materialize(assets, selection=selection, partition_key=partition_key, instance=instance,
-                                      raise_on_error=False, tags=process_tags(), run_config=QUIET)
-                runs.append({"kind": kind, "workspace": partition_key, "success": done.success,
-                             "seconds": time.perf_counter() - started, "rows": _rows_loaded(done),
-                             "steps_seconds": _steps_seconds(instance, done.run_id)})
-    failed = [f"{run['kind']} {run['workspace']}" for run in runs if not run["success"]]
+            # As `abos run`: one run over every workspace for the partitioned stages (their single-run
+            # backfill policy; pipelines/partitions.py), one run of `dbt build` for all.
+            chunk = None if partitions is None else partitions.get_partition_keys(dynamic_partitions_store=instance)
+            progress(f"tenants: {kind}, one run" + (f" over {len(chunk)} workspaces" if chunk else ""))
+            started = time.perf_counter()
+            done = dg.materialize(assets, selection=selection, instance=instance, raise_on_error=False,
+                                  tags={**process_tags(), **(run_tags(chunk) if chunk else {})}, run_config=QUIET)
+            runs.append({"kind": kind, "workspaces": chunk, "success": done.success,
+                         "seconds": time.perf_counter() - started, "rows": _rows_loaded(instance, done.run_id),
+                         "steps_seconds": _steps_seconds(instance, done.run_id)})
+    failed = [run["kind"] for run in runs if not run["success"]]
     if failed:
         raise RuntimeError(f"tenants refresh: {len(failed)} runs failed, e.g. {', '.join(failed[:5])}")
     return runs
@@ -148,10 +148,10 @@ def _kind(graph, keys: list[dg.AssetKey]) -> str:
     return "insights" if groups <= {"insights"} else "+".join(sorted(groups))
 
 
-def _rows_loaded(result: dg.ExecuteInProcessResult) -> int:
+def _rows_loaded(instance: dg.DagsterInstance, run_id: str) -> int:
     rows = 0
-    for event in result.get_asset_materialization_events():
-        entry = event.materialization.metadata.get("rows_loaded")
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
+        entry = record.event_log_entry.asset_materialization.metadata.get("rows_loaded")
         rows += int(entry.value or 0) if entry is not None else 0
     return rows
 
@@ -190,7 +190,7 @@ def summarize(runs: list[dict[str, Any]], count: int, phase: dict[str, float],
     total = phase["seconds"]
     rows = sum(run["rows"] for run in runs)
     data_seconds = (rows / rows_per_s if rows_per_s else 0.0)
-    shared = sum(run["seconds"] for run in runs if run["workspace"] is None)  # dbt, exchange rates
+    shared = sum(run["seconds"] for run in runs if run["workspaces"] is None)  # dbt, exchange rates
     return {
         "seconds": total,
         "cpu_seconds": phase["cpu_seconds"],

@@ -11,6 +11,7 @@ from pipelines.deliver.assets import deliver_assets
 from pipelines.deliver.sensors import retry_sensor
 from pipelines.insights.assets import ANOMALIES, REPORTS, ReportConfig
 from pipelines.insights.reports import last_complete_week
+from pipelines.partitions import fully_materialized
 from pipelines.refresh import stage_job
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspace, Workspaces
@@ -72,9 +73,25 @@ def _weekly_report_schedule(workspace: Workspace, job: dg.UnresolvedAssetJobDefi
 
 def failed_insights_run(instance: dg.DagsterInstance, workspace_id: str) -> str | None:
     """The id of the workspace's last run of its insights (the run that last set out to materialize its
-    anomalies), if that run failed; else None."""
-    planned = instance.get_latest_planned_materialization_info(ANOMALIES, partition=workspace_id)
-    if planned is None:
+    anomalies: its own, or one over many workspaces), if that run failed without materializing them
+    (a run over many workspaces fails for the workspaces it could not do, and does the others); else None."""
+    run_id = _last_planned_run(instance, ANOMALIES, workspace_id)
+    if run_id is None:
         return None
-    run = instance.get_run_by_id(planned.run_id)
-    return planned.run_id if run is not None and run.status == dg.DagsterRunStatus.FAILURE else None
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.status != dg.DagsterRunStatus.FAILURE:
+        return None
+    return None if workspace_id in fully_materialized(instance, run_id, [ANOMALIES]) else run_id
+
+
+def _last_planned_run(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str, scan: int = 1000) -> str | None:
+    """The run that last planned to materialize `key` for `partition`: a planned event of that
+    partition, or of a partition range holding it (one event per asset of a run over many partitions)."""
+    records = instance.get_event_records(dg.EventRecordsFilter(
+        dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, asset_key=key), limit=scan, ascending=False)
+    for record in records:
+        planned = record.event_log_entry.dagster_event.event_specific_data
+        if planned.partition == partition or (
+                planned.partitions_subset is not None and partition in planned.partitions_subset.get_partition_keys()):
+            return record.run_id
+    return None

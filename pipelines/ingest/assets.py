@@ -18,7 +18,7 @@ from pipelines.ingest.fx import fx_pipeline, fx_source
 from pipelines.ingest.pipeline import (Alert, SyncStats, deterministic_error, dlt_pipeline, report_quarantine,
                                        run_steps)
 from pipelines.ingest.shopify import forget
-from pipelines.partitions import connector_partitions
+from pipelines.partitions import WorkspaceFailure, connector_partitions, materialize_each
 from pipelines.reliability import API_RETRY_POLICY
 from pipelines.settings import Settings
 from pipelines.warehouse import Warehouse
@@ -103,36 +103,43 @@ def ingest_assets(
     partitions = connector_partitions(workspaces, source_name)
     template = build_source(users[0], settings=settings, stats=SyncStats())
 
-    # `@dlt_assets` with a retry policy: the same specs, as a multi-asset that can take one.
+    # `@dlt_assets` with a retry policy, over many workspaces in one run: the same specs, as a
+    # multi-asset that records each workspace's materializations itself (pipelines/partitions.py).
+    specs = build_dlt_asset_specs(template, dlt_pipeline(source_name, users[0].id, settings),
+                                  RawTableTranslator(settings.warehouse.kind))
+
     @dg.multi_asset(
-        specs=build_dlt_asset_specs(template, dlt_pipeline(source_name, users[0].id, settings),
-                                    RawTableTranslator(settings.warehouse.kind)),
+        specs=[spec.replace_attributes(skippable=True) for spec in specs],
         name=f"load_{source_name}",  # the op; the job `ingest_<source>` runs it
         can_subset=True,
         partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         pool=f"{source_name}_api",
         retry_policy=API_RETRY_POLICY,
     )
     def _ingest(context: AssetExecutionContext, config: SyncTargets, warehouse: Warehouse) -> Iterator[Any]:
-        workspace: Workspace = workspaces.get(context.partition_key)
+        """Sync each workspace of the run, one after the other; a workspace's failure is its own."""
+        selected = [key.path[-1] for key in context.selected_asset_keys] if context.is_subset else None
+
+        def sync(workspace_id: str) -> Iterator[tuple[dg.AssetKey, dict[str, Any]]]:
+            yield from _sync_workspace(context, warehouse, workspaces.get(workspace_id), config.objects or None, selected)
+
+        materialize_each(context, sync, _ingest_failure)
+        yield from ()  # no outputs: each workspace's materializations are recorded as it is done
+
+    def _sync_workspace(context: AssetExecutionContext, warehouse: Warehouse, workspace: Workspace,
+                        targets: list[str] | None, selected: list[str] | None) -> list[tuple[dg.AssetKey, dict[str, Any]]]:
+        """One workspace's sync: each raw table's metadata."""
         stats = SyncStats()
-        targets = config.objects or None
-        try:
-            source = build_source(workspace, settings=settings, stats=stats, targets=targets)
-            if context.is_subset:
-                source = source.with_resources(*(key.path[-1] for key in context.selected_asset_keys))
-            pipeline = dlt_pipeline(source_name, workspace.id, settings, warehouse, targeted=targets is not None)
-            columns_before = _loaded_columns(pipeline)
-            steps = run_steps(pipeline, source, warehouse, stats)
-            after = dict(pipeline.state.get("sources", {}).get(source_name, {}))
-            changes = _schema_changes(columns_before, _loaded_columns(pipeline))
-        except Exception as exc:
-            reason = deterministic_error(exc, workspace.id)
-            if reason is None:
-                raise
-            # A configuration problem or a load the warehouse refused: a retry cannot help, and the
-            # message names the setting or the table to look at.
-            raise dg.Failure(description=reason, allow_retries=False) from None
+        source = build_source(workspace, settings=settings, stats=stats, targets=targets)
+        if selected is not None:
+            source = source.with_resources(*selected)
+        pipeline = dlt_pipeline(source_name, workspace.id, settings, warehouse,
+                                targeted=targets is not None)
+        columns_before = _loaded_columns(pipeline)
+        steps = run_steps(pipeline, source, warehouse, stats)
+        after = dict(pipeline.state.get("sources", {}).get(source_name, {}))
+        changes = _schema_changes(columns_before, _loaded_columns(pipeline))
         # Objects a targeted read found deleted in the shop leave the raw tables (webhooks.md, "Deletions").
         deleted = forget(warehouse, workspace.id, stats.gone) if stats.gone else {}
         report_quarantine(workspace.id, source_name, stats, alert, log=context.log)
@@ -153,13 +160,21 @@ def ingest_assets(
             "seconds": dg.MetadataValue.json({step: round(s, 3) for step, s in stats.seconds.items()}),
             **stats.as_metadata(),
         }
-        for name in source.selected_resources:
-            yield dg.MaterializeResult(asset_key=dg.AssetKey([source_name, name]), metadata={
-                **_table_metadata(pipeline, name), "rows_loaded": steps.normalized.row_counts.get(name, 0),
-                **extra, "schema_changes": dg.MetadataValue.json(changes.get(name, [])),
-            })
+        return [(dg.AssetKey([source_name, name]), {
+            **_table_metadata(pipeline, name), "rows_loaded": steps.normalized.row_counts.get(name, 0),
+            **extra, "schema_changes": dg.MetadataValue.json(changes.get(name, [])),
+        }) for name in source.selected_resources]
 
     return _ingest
+
+
+def _ingest_failure(workspace_id: str, exc: Exception) -> WorkspaceFailure:
+    """A workspace's failed sync: a configuration problem or a load the warehouse refused is not
+    retried (a retry cannot help, and the message names the setting or the table to look at)."""
+    reason = deterministic_error(exc, workspace_id)
+    if reason is not None:
+        return WorkspaceFailure(workspace_id, reason, retryable=False)
+    return WorkspaceFailure(workspace_id, f"workspace {workspace_id!r}: {type(exc).__name__}: {exc}", retryable=True)
 
 
 def fx_assets(settings: Settings) -> dg.AssetsDefinition:

@@ -7,6 +7,7 @@ workspace's rows (or the report's row), so reruns update rather than duplicate.
 """
 
 import base64
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -23,7 +24,7 @@ from pipelines.insights.scan import explain_anomalies, find_anomalies
 from pipelines.insights.summaries import summarize
 from pipelines.insights.wording import Wording
 from pipelines.packs import all_metrics, metric_tables, pack_for, slice_tables
-from pipelines.partitions import workspace_partitions
+from pipelines.partitions import WorkspaceFailure, materialize_each, workspace_partitions
 from pipelines.settings import Settings
 from pipelines.transform.health import require_passing
 from pipelines.warehouse import Warehouse
@@ -59,10 +60,8 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
     partitions = workspace_partitions(workspaces)
     kinds = {"python", settings.warehouse.kind}
 
-    @dg.asset(key=ANOMALIES, group_name="insights", kinds=kinds, partitions_def=partitions, deps=METRIC_TABLES)
-    def anomalies(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def anomalies(workspace: Workspace, warehouse: Warehouse) -> dict:
         """Flag unusual days in every pack metric of one workspace (band and week-over-week rules)."""
-        workspace = workspaces.get(context.partition_key)
         require_passing(warehouse, workspace.id)  # a workspace dbt's tests failed stops here, alone
         pack = pack_for(workspace.vertical)
         daily = _daily_metrics(warehouse, workspace)
@@ -70,7 +69,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         warehouse.upsert("insights.anomalies", found, key=["anomaly_id"], replace={"workspace_id": workspace.id})
         band = found[found["rule"] == "band"]
         reported = found[found["reported"]]
-        return dg.MaterializeResult(metadata={
+        return {
             "anomalies": len(found),
             "band": len(band),
             "week_over_week": len(found) - len(band),
@@ -80,13 +79,10 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             "days": len(daily),
             "latest_reported": dg.MetadataValue.md(_table(reported.tail(10), [
                 "date", "metric", "value", "expected", "impact", "outcome", "event_rank"])),
-        })
+        }
 
-    @dg.asset(key=DRIVERS, group_name="insights", kinds=kinds, partitions_def=partitions,
-              deps=[ANOMALIES, *SLICE_TABLES])
-    def anomaly_drivers(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def anomaly_drivers(workspace: Workspace, warehouse: Warehouse) -> dict:
         """Rank the dimension values that drove each of one workspace's anomalies."""
-        workspace = workspaces.get(context.partition_key)
         pack = pack_for(workspace.vertical).watched()  # the slice tables of watched metrics
         found = warehouse.query("select * from insights.anomalies where workspace_id = %s", [workspace.id])
         slices = pd.concat([warehouse.query(
@@ -96,16 +92,14 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         warehouse.upsert("insights.anomaly_drivers", drivers, key=["anomaly_id", "rank"],
                          replace={"workspace_id": workspace.id})
         top = drivers[drivers["rank"] == 1]
-        return dg.MaterializeResult(metadata={
+        return {
             "drivers": len(drivers),
             "explained_anomalies": int(drivers["anomaly_id"].nunique()),
             "top_drivers": dg.MetadataValue.md(_table(top.tail(10), ["date", "metric", "phrase"])),
-        })
+        }
 
-    @dg.asset(key=FORECASTS, group_name="insights", kinds=kinds, partitions_def=partitions, deps=METRIC_TABLES)
-    def forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def forecasts(workspace: Workspace, warehouse: Warehouse) -> dict:
         """Forecast one workspace's daily net sales and orders, or MRR, 13 weeks ahead (80% and 95% intervals)."""
-        workspace = workspaces.get(context.partition_key)
         require_passing(warehouse, workspace.id)
         pack = pack_for(workspace.vertical)
         daily = _daily_metrics(warehouse, workspace)
@@ -117,20 +111,17 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
                                    workspace.id, through=through)
         warehouse.upsert("insights.forecasts", found.assign(made_at=pd.Timestamp.now(tz="UTC")),
                          key=["workspace_id", "metric", "date"], replace={"workspace_id": workspace.id})
-        return dg.MaterializeResult(metadata={
+        return {
             "rows": len(found),
             "metrics": ", ".join(sorted(found["metric"].unique())) or "none (history too short)",
             "origin": str(found["origin"].max()) if len(found) else "",
             "next_days": dg.MetadataValue.md(_table(found.head(7), ["metric", "date", "forecast", "lower_80",
                                                                      "upper_80"])),
-        })
+        }
 
-    @dg.asset(key=OPPORTUNITIES, group_name="insights", kinds=kinds, partitions_def=partitions,
-              deps=OPPORTUNITY_TABLES)
-    def opportunities(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def opportunities(workspace: Workspace, warehouse: Warehouse) -> dict:
         """Rank one workspace's churn risks, slipping customers, product trend breaks and unusual cohorts
         by money at stake, each with a recommended action."""
-        workspace = workspaces.get(context.partition_key)
         require_passing(warehouse, workspace.id)
         daily = _daily_metrics(warehouse, workspace)
         as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
@@ -138,21 +129,18 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
                                         Wording(workspace.locale, workspace.currency), as_of)
         warehouse.upsert("insights.opportunities", found.assign(found_at=pd.Timestamp.now(tz="UTC")),
                          key=["opportunity_id"], replace={"workspace_id": workspace.id})
-        return dg.MaterializeResult(metadata={
+        return {
             "opportunities": len(found),
             "money_at_stake": float(found["money_at_stake"].sum()),
             "by_kind": ", ".join(f"{kind}: {count}" for kind, count in found["kind"].value_counts().items()) or "none",
             "top": dg.MetadataValue.md(_table(found.head(10), ["rank", "kind", "subject", "money_at_stake", "action"])),
-        })
+        }
 
-    @dg.asset(key=CUSTOMER_VALUES, group_name="insights", kinds=kinds, partitions_def=partitions,
-              deps=[dg.AssetKey(["orders"]), *METRIC_TABLES])
-    def customer_values(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def customer_values(workspace: Workspace, warehouse: Warehouse) -> dict:
         """Predict each customer's next 12 months of purchases and net sales in one shop (BG/NBD and
         Gamma-Gamma fitted to its purchase histories); a SaaS workspace has none."""
-        workspace = workspaces.get(context.partition_key)
         if workspace.vertical != "ecommerce":
-            return dg.MaterializeResult(metadata={"customers": 0, "skipped": "not an ecommerce workspace"})
+            return {"customers": 0, "skipped": "not an ecommerce workspace"}
         require_passing(warehouse, workspace.id)
         daily = _daily_metrics(warehouse, workspace)
         as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
@@ -160,14 +148,14 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         if len(found) or warehouse.table_exists("insights.customer_values"):
             warehouse.upsert("insights.customer_values", found, key=["workspace_id", "person_id"],
                              replace={"workspace_id": workspace.id})
-        return dg.MaterializeResult(metadata={
+        return {
             "customers": len(found),
             "predicted_value_12m": float(found["predicted_value_12m"].sum()),
             "model": ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}: {value}"
                                for name, value in params.items()) or "none",
             "top": dg.MetadataValue.md(_table(found.head(10), ["person_id", "frequency", "recency_days",
                                                                "predicted_value_12m"])),
-        })
+        }
 
     @dg.asset(key=REPORTS, group_name="insights", kinds=kinds, partitions_def=partitions,
               deps=[*METRIC_TABLES, *COHORT_TABLES, ANOMALIES, DRIVERS, FORECASTS, OPPORTUNITIES])
@@ -208,7 +196,42 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             "preview": dg.MetadataValue.md(report.markdown + f"\n![trend chart](data:image/png;base64,{chart})\n"),
         })
 
-    return [anomalies, anomaly_drivers, forecasts, opportunities, customer_values, reports]
+    # One step for the five assets above, over every workspace of its run, one after the other
+    # (pipelines/partitions.py): a workspace's failure stops its own insights only.
+    work = {ANOMALIES: anomalies, DRIVERS: anomaly_drivers, FORECASTS: forecasts, OPPORTUNITIES: opportunities,
+            CUSTOMER_VALUES: customer_values}
+    deps = {ANOMALIES: METRIC_TABLES, DRIVERS: [ANOMALIES, *SLICE_TABLES], FORECASTS: METRIC_TABLES,
+            OPPORTUNITIES: OPPORTUNITY_TABLES, CUSTOMER_VALUES: [dg.AssetKey(["orders"]), *METRIC_TABLES]}
+
+    @dg.multi_asset(
+        name="find_insights",  # the op (the job `insights` runs it)
+        specs=[dg.AssetSpec(key, group_name="insights", kinds=kinds, deps=deps[key], skippable=True,
+                            description=(function.__doc__ or "").strip()) for key, function in work.items()],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        can_subset=True,
+    )
+    def insights(context: dg.AssetExecutionContext, warehouse: Warehouse) -> Iterator[dg.Output]:
+        """Anomalies, drivers, forecasts, opportunities and customer values of each workspace of the run."""
+        selected = [key for key in work if key in context.selected_asset_keys]
+
+        def each(workspace_id: str) -> Iterator[tuple[dg.AssetKey, dict]]:
+            workspace = workspaces.get(workspace_id)
+            for key in selected:
+                yield key, work[key](workspace, warehouse)
+
+        materialize_each(context, each, _insights_failure)
+        yield from ()  # no outputs: each workspace's materializations are recorded as it is done
+
+    return [insights, reports]
+
+
+def _insights_failure(workspace_id: str, exc: Exception) -> WorkspaceFailure:
+    """A workspace's failed insights: what stopped them (a `dg.Failure`'s description, e.g. the dbt
+    tests that withheld its figures, else the error), not retried."""
+    if isinstance(exc, dg.Failure) and exc.description:
+        return WorkspaceFailure(workspace_id, exc.description, retryable=False)
+    return WorkspaceFailure(workspace_id, f"workspace {workspace_id!r}: {type(exc).__name__}: {exc}", retryable=False)
 
 
 def _daily_metrics(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """The insights stage's Definitions: anomalies, their drivers, forecasts and opportunities on the
-refresh cadence (the `insights` job, one workspace per run), and the weekly report (scheduled with its
+refresh cadence (the `insights` job: one step over the workspaces of its run, a range of partitions),
+and the weekly report (scheduled with its
 delivery in the `weekly_report` job, pipelines/deliver/definitions.py)."""
 
 from __future__ import annotations
@@ -22,5 +23,6 @@ def defs(workspaces: Workspaces, settings: Settings) -> dg.Definitions:
     *refreshed, reports = owned
     refreshed = on_refresh(refreshed)
     job = stage_job("insights", dg.AssetSelection.assets(*refreshed),
-                    "Anomalies, their drivers, forecasts and opportunities of one workspace.")
+                    "Anomalies, their drivers, forecasts, opportunities and customer values of the workspaces "
+                    "of the run (one, or a range: each workspace's failure is its own).")
     return dg.Definitions(assets=[*refreshed, reports], jobs=[job])

@@ -187,16 +187,32 @@ def test_a_missing_fx_rate_fails_only_its_workspace_and_says_which_rate(grown):
         assert {m["name"]: m["current"] for m in facts["metrics"]}["mrr"] == mrr, workspace_id
     assert "report" not in reports.get("saas-kwd-usd", {})
 
-    # One cause, one failed run, one alert: saas-kwd-usd's insights run failed, and its weekly_report
-    # run after it was skipped, saying why, rather than failing (and alerting) a second time.
+    # One cause, one failed run, one alert: the insights run over the four workspaces failed for
+    # saas-kwd-usd alone (the others' insights are materialized, and their weekly_report runs went
+    # on), and saas-kwd-usd's weekly_report run was skipped, saying why, rather than failing (and
+    # alerting) a second time.
     assert result["failed"] == ["insights for saas-kwd-usd"]
     assert result["skipped"] == ["weekly_report for saas-kwd-usd (after insights for saas-kwd-usd failed)"]
+    [insights_run] = [run for run in result["runs"] if run["job"] == "insights"]
+    assert (insights_run["workspaces"], insights_run["success"]) == (GROWN, False)
+    assert insights_materialized(warehouse.settings, insights_run["run_id"]) == set(GROWN) - {"saas-kwd-usd"}
     alerts = {alert["title"]: alert for alert in operator_alerts(warehouse.settings)}
     assert set(alerts) == {"Run failed: insights for saas-kwd-usd"}
     alert = alerts["Run failed: insights for saas-kwd-usd"]
-    assert ("Step insights__anomalies: workspace 'saas-kwd-usd': its figures are withheld, dbt tests failed it: "
+    assert ("Step find_insights: workspace 'saas-kwd-usd': its figures are withheld, dbt tests failed it: "
             "saas_daily_metrics: no FX rate for KWD on 2026-03-01") in alert["text"]
     assert "ABOS_FX_RATES_FILE" in alert["text"]
+
+
+def insights_materialized(settings, run_id: str) -> set[str]:
+    """The workspaces whose every insights asset (but the report) the run materialized."""
+    import dagster as dg
+
+    from pipelines.insights.assets import ANOMALIES, CUSTOMER_VALUES, DRIVERS, FORECASTS, OPPORTUNITIES
+    from pipelines.partitions import fully_materialized
+
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        return fully_materialized(instance, run_id, [ANOMALIES, DRIVERS, FORECASTS, OPPORTUNITIES, CUSTOMER_VALUES])
 
 
 def operator_alerts(settings) -> list[dict]:

@@ -70,15 +70,30 @@ def test_every_demo_workspace_ingests_through_dagster(definitions, sandbox):
 
 
 def test_bad_credentials_fail_only_that_workspace(definitions, monkeypatch):
+    """One run over both shops, as `abos run` and the refresh make it: the shop with a wrong token
+    fails alone, named with the setting; the other shop's tables are materialized by the same run."""
+    from pipelines.partitions import FAILED_WORKSPACES, fully_materialized
+    from pipelines.reliability import run_tags
+
     monkeypatch.setenv("DEMO_US_STORE_SHOPIFY_TOKEN", "shpat_wrong")
     import pipelines.definitions
 
     defs = importlib.reload(pipelines.definitions).defs
-    failed = materialize(defs, "demo-us-store")
+    graph = defs.resolve_asset_graph()
+    assets = [a for a in graph.assets_defs if a.is_materializable]
+    keys = [key for a in assets for key in a.keys if (a.group_names_by_key[key] or "") == "ingest_shopify"]
+    shops = graph.get(keys[0]).partitions_def.get_partition_keys()
+    assert shops == ["demo-us-store", "demo-br-store"]
+    instance = dg.DagsterInstance.ephemeral()
+    failed = dg.materialize(assets, selection=keys, tags=run_tags(shops), raise_on_error=False, instance=instance)
     assert not failed.success
     failure = next(e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     message = failure.step_failure_data.error.message + (failure.step_failure_data.user_failure_data.description
                                                          if failure.step_failure_data.user_failure_data else "")
     assert "demo-us-store" in message and "access_token" in message
     assert "shpat_wrong" not in message
-    assert materialize(defs, "demo-br-store").success
+    assert failure.step_failure_data.user_failure_data.metadata[FAILED_WORKSPACES].value == "demo-us-store"
+    # Not retried: a wrong token fails the same way every time.
+    assert not [e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert fully_materialized(instance, failed.run_id, keys) == {"demo-br-store"}
+    assert set(instance.get_materialized_partitions(dg.AssetKey(["shopify", "orders"]))) == {"demo-br-store"}
