@@ -39,7 +39,7 @@
     with k = 9 − scale; beyond 9, long division: (n div d) · 10^k plus the remainder's
     (2·(n mod d)·10^k + d) div 2d, with k = scale − 9, so more decimals never overflow. 2n must stay
     below 1.7 × 10^38, i.e. |amount| × rate(to) below 8.5 × 10^18; DuckDB stops with an overflow
-    error beyond that, so the ingest contract quarantines every amount of 10^12 or more
+    error beyond that, so the ingest contract quarantines every amount of 10^13 or more
     (pipelines/ingest/quarantine.py, AMOUNT_LIMIT). -#}
 {% macro fx_convert(amount, from_currency, to_currency, scale, from_alias='from_rate', to_alias='to_rate') -%}
     {%- set n = 'abs(' ~ whole_number('cast((' ~ amount ~ ') as decimal(38, 9)) * 1000000000') ~ ' * '

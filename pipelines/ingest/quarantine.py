@@ -38,11 +38,13 @@ FUTURE_SLACK = timedelta(days=1)
 # The largest money amount the warehouse holds, in major units (exclusive, either sign). Amounts are
 # decimal(38, 9) from the raw tables on (Shopify's columns; Stripe's minor units are bigint), and a
 # conversion to the reporting currency (macro fx_convert) takes amount × 10^9 × rate × 10^10 × 2 as
-# one 38-digit whole number: an amount below 10^12 leaves 7 digits for the rate, any rate below 8.5
-# million units per euro (the largest quoted today are about 30,000). Beyond it DuckDB stops the
-# whole model, for every workspace; below it a shop's single order is still $1,000,000,000,000.
-AMOUNT_LIMIT = Decimal(10) ** 12
-AMOUNT_REASON = "amount beyond what the warehouse holds (10^12 or more in major units, either sign)"
+# one 38-digit whole number: an amount below 10^13 leaves 6 digits for the rate, any rate below
+# 850,000 units per euro (the largest quoted today are about 100,000). Beyond it DuckDB stops the
+# whole model, for every workspace; below it a shop's single order is still $10,000,000,000,000
+# (the tenant matrix's huge order, 10,000 × 99,999,999 of a zero-decimal currency with its tax, is
+# 1.2 × 10^12).
+AMOUNT_LIMIT = Decimal(10) ** 13
+AMOUNT_REASON = "amount beyond what the warehouse holds (10^13 or more in major units, either sign)"
 # Stripe's integers load as bigint: a whole number outside it cannot be loaded at all.
 BIGINT = (-(2**63), 2**63 - 1)
 

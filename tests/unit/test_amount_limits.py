@@ -1,5 +1,5 @@
 """The contract's money range: amounts the warehouse holds load, larger ones are set aside (both
-connectors, both Shopify evaluators), at the exact edge of quarantine.AMOUNT_LIMIT (10^12)."""
+connectors, both Shopify evaluators), at the exact edge of quarantine.AMOUNT_LIMIT (10^13)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pipelines.ingest.shopify.contract import screen_arrow, screen_rows
 from pipelines.ingest.stripe.contract import violations
 
 BOUNDS = Bounds.at(datetime(2026, 5, 20, tzinfo=UTC))
-EDGE = Decimal("999999999999.999999999")  # the largest decimal(38, 9) amount below 10^12
-LIMIT = Decimal(10) ** 12
+EDGE = Decimal("9999999999999.999999999")  # the largest decimal(38, 9) amount below 10^13
+LIMIT = Decimal(10) ** 13
 
 
 def order(order_id: str, total: Decimal) -> dict:
@@ -41,21 +41,21 @@ def invoice(amount: int, currency: str = "usd", **extra) -> dict:
 
 
 def test_stripe_minor_units_are_judged_in_major_units_of_their_currency():
-    assert violations("invoices", invoice(99_999_999_999_999), None, BOUNDS) == []  # $999,999,999,999.99
-    assert [v.field for v in violations("invoices", invoice(10**14), None, BOUNDS)] == ["amount_due"]
-    assert violations("invoices", invoice(999_999_999_999, "jpy"), None, BOUNDS) == []  # zero-decimal yen
-    assert [v.reason for v in violations("invoices", invoice(10**12, "jpy"), None, BOUNDS)] == [AMOUNT_REASON]
-    # A credit line (a proration) of -10^12 dollars is as far out as a charge.
-    line = {"id": "il_1", "amount": -(10**14), "currency": "usd", "parent__subscription_item_details__proration": True}
+    assert violations("invoices", invoice(999_999_999_999_999), None, BOUNDS) == []  # $9,999,999,999,999.99
+    assert [v.field for v in violations("invoices", invoice(10**15), None, BOUNDS)] == ["amount_due"]
+    assert violations("invoices", invoice(9_999_999_999_999, "jpy"), None, BOUNDS) == []  # zero-decimal yen
+    assert [v.reason for v in violations("invoices", invoice(10**13, "jpy"), None, BOUNDS)] == [AMOUNT_REASON]
+    # A credit line (a proration) of -10^13 dollars is as far out as a charge.
+    line = {"id": "il_1", "amount": -(10**15), "currency": "usd", "parent__subscription_item_details__proration": True}
     assert [(v.record_table, v.field) for v in violations("invoices", invoice(0), ("invoice_lines", [line]), BOUNDS)] == [
         ("invoice_lines", "amount")]
 
 
 def test_stripe_item_price_times_quantity_and_integers_beyond_64_bits():
     item = {"id": "si_1", "created": 1777593600, "current_period_start": 1777593600, "price__unit_amount": 2900,
-            "price__currency": "usd", "price__billing_scheme": "per_unit", "quantity": 34_482_758_620}
-    assert violations("subscription_items", item, None, BOUNDS) == []  # $999,999,999,980
-    item["quantity"] += 1                                               # $1,000,000,000,009
+            "price__currency": "usd", "price__billing_scheme": "per_unit", "quantity": 344_827_586_206}
+    assert violations("subscription_items", item, None, BOUNDS) == []  # $9,999,999,999,974
+    item["quantity"] += 1                                               # $10,000,000,000,003
     assert [(v.field, v.reason) for v in violations("subscription_items", item, None, BOUNDS)] == [
         ("quantity", AMOUNT_REASON + ", as price × quantity")]
     wide = violations("invoices", invoice(100, discounts=[{"amount": 2**63}], ending_balance=2**63 - 1), None, BOUNDS)

@@ -10,7 +10,7 @@ is set aside whole (quarantine.py): an order without one of its lines would coun
 | required | `id` everywhere, an order's `created_at`, a line's `quantity` |
 | whole number, at least 1 (0 for refunds and current quantities) | quantities |
 | not negative | every money amount (Shopify money is never negative: refunds and discounts are their own fields) |
-| below 10^12 | every money amount: what the warehouse holds (quarantine.AMOUNT_LIMIT) |
+| below 10^13 | every money amount: what the warehouse holds (quarantine.AMOUNT_LIMIT) |
 | ISO 4217 currency | every currency code |
 | sane time: not before the shop existed, not after now plus a day | created, processed, updated, cancelled, closed times |
 | unique within the sync | line item ids |
@@ -320,9 +320,10 @@ class Screener:
         raw: dict[str, list[dict[str, Any]]] = {}
         owner: dict[str, str] = {}  # a line id or an inline refund id -> its root object's id
         for line in lines:
-            parent = line.get("__parentId")
-            root = line["id"] if parent is None else owner.get(parent, parent)
-            owner[line["id"]] = root
+            parent, line_id = line.get("__parentId"), line.get("id")  # some child lines have no id
+            root = line_id if parent is None else owner.get(parent, parent)
+            if line_id is not None:
+                owner[line_id] = root
             if parent is None:  # an order's refunds are inline; their line items name the refund
                 for refund in line.get("refunds") or ():
                     owner[refund.get("id")] = root

@@ -13,7 +13,7 @@ whole (quarantine.py). The rules follow Stripe's API reference:
 | invoice | `amount_due`, `amount_paid`, `amount_remaining` whole, not negative; `period_start`, status times not after now plus a day |
 | invoice line | `amount` whole, negative only on a proration (a credit for unused time); `period.start` not after now plus a day |
 | coupon | `amount_off` whole and positive (with a currency), `percent_off` in (0, 100] |
-| invoice, line, price, subscription item, coupon | every money amount the models read (and an item's price × quantity) below 10^12 in major units: what the warehouse holds (quarantine.AMOUNT_LIMIT) |
+| invoice, line, price, subscription item, coupon | every money amount the models read (and an item's price × quantity) below 10^13 in major units: what the warehouse holds (quarantine.AMOUNT_LIMIT) |
 | every object | every whole number, nested ones included, within 64 bits (the raw tables' bigint) |
 
 Stripe has no endpoint that dates a standard account to a restricted key, so there is no lower
