@@ -111,9 +111,23 @@ def test_reruns_change_no_row_counts(insights):
     before = counts(insights.warehouse)
     assert set(before["insights.reports"]) == set(insights.truth["workspaces"])
     assert all(before["insights.anomalies"].values()) and all(before["insights.anomaly_drivers"].values())
+    drivers = "select * from insights.anomaly_drivers order by anomaly_id, rank"
+    stored = insights.warehouse.query(drivers)
+    # One workspace's drivers forget what they were computed from, so the rerun explains them afresh;
+    # the others' inputs are unchanged, so it reuses their rows. Both ways give the rows stored.
+    fresh = "demo-saas"
+    with insights.warehouse.transaction() as statements:
+        statements.execute("update insights.anomaly_drivers set inputs_digest = null where workspace_id = %s",
+                           [fresh])
     for workspace_id in insights.truth["workspaces"]:
-        assert materialize(insights, workspace_id).success
+        result = materialize(insights, workspace_id)
+        assert result.success
+        metadata = result.asset_materializations_for_node("insights__anomaly_drivers")[0].metadata
+        explained = metadata["explained_anomalies"].value
+        assert explained > 0
+        assert metadata["reused_anomalies"].value == (0 if workspace_id == fresh else explained)
     assert counts(insights.warehouse) == before
+    pd.testing.assert_frame_equal(insights.warehouse.query(drivers), stored)
     ids = insights.warehouse.query("select anomaly_id, count(*) as n from insights.anomalies group by anomaly_id")
     assert ids["n"].max() == 1
 
