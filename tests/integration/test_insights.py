@@ -113,6 +113,8 @@ def test_reruns_change_no_row_counts(insights):
     assert all(before["insights.anomalies"].values()) and all(before["insights.anomaly_drivers"].values())
     drivers = "select * from insights.anomaly_drivers order by anomaly_id, rank"
     stored = insights.warehouse.query(drivers)
+    forecasts = "select * exclude (made_at) from insights.forecasts order by workspace_id, metric, date"
+    forecast = insights.warehouse.query(forecasts)
     # One workspace's drivers forget what they were computed from, so the rerun explains them afresh;
     # the others' inputs are unchanged, so it reuses their rows. Both ways give the rows stored.
     fresh = "demo-saas"
@@ -126,8 +128,12 @@ def test_reruns_change_no_row_counts(insights):
         explained = metadata["explained_anomalies"].value
         assert explained > 0
         assert metadata["reused_anomalies"].value == (0 if workspace_id == fresh else explained)
+        # nothing changed since the first run: every forecast is kept, none fitted again
+        metadata = result.asset_materializations_for_node("insights__forecasts")[0].metadata
+        assert metadata["reused"].value == metadata["metrics"].value == ", ".join(FORECAST_METRICS[workspace_id])
     assert counts(insights.warehouse) == before
     pd.testing.assert_frame_equal(insights.warehouse.query(drivers), stored)
+    pd.testing.assert_frame_equal(insights.warehouse.query(forecasts), forecast)
     ids = insights.warehouse.query("select anomaly_id, count(*) as n from insights.anomalies group by anomaly_id")
     assert ids["n"].max() == 1
 
