@@ -236,7 +236,8 @@ class Warehouse(dg.ConfigurableResource):
         """Several queries on one connection: `query` and `table_exists` as on the warehouse, with
         the same results, but the database opened once for all of them (opening a DuckDB file reads
         its catalog: ~0.04 s of CPU and a quarter of a second under load, each time). Holds the
-        DuckDB lock for the block, so keep slow work out of it."""
+        DuckDB lock for the block, so keep slow work out of it, and the warehouse's own calls (the
+        lock is not reentrant)."""
         with self.write_lock():
             if self.kind == "duckdb":
                 with self._duckdb() as conn:
