@@ -124,12 +124,13 @@ def test_reruns_change_no_row_counts(insights):
     for workspace_id in insights.truth["workspaces"]:
         result = materialize(insights, workspace_id)
         assert result.success
-        metadata = result.asset_materializations_for_node("insights__anomaly_drivers")[0].metadata
+        found = {event.asset_key: event.metadata for event in result.asset_materializations_for_node("find_insights")}
+        metadata = found[dg.AssetKey(["insights", "anomaly_drivers"])]
         explained = metadata["explained_anomalies"].value
         assert explained > 0
         assert metadata["reused_anomalies"].value == (0 if workspace_id == fresh else explained)
         # nothing changed since the first run: every forecast is kept, none fitted again
-        metadata = result.asset_materializations_for_node("insights__forecasts")[0].metadata
+        metadata = found[dg.AssetKey(["insights", "forecasts"])]
         assert metadata["reused"].value == metadata["metrics"].value == ", ".join(FORECAST_METRICS[workspace_id])
     assert counts(insights.warehouse) == before
     pd.testing.assert_frame_equal(insights.warehouse.query(drivers), stored)
