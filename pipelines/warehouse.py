@@ -232,6 +232,21 @@ class Warehouse(dg.ConfigurableResource):
         return _floats(frame)
 
     @contextmanager
+    def reads(self) -> Iterator[Reads]:
+        """Several queries on one connection: `query` and `table_exists` as on the warehouse, with
+        the same results, but the database opened once for all of them (opening a DuckDB file reads
+        its catalog: ~0.04 s of CPU and a quarter of a second under load, each time). Holds the
+        DuckDB lock for the block, so keep slow work out of it, and the warehouse's own calls (the
+        lock is not reentrant)."""
+        with self.write_lock():
+            if self.kind == "duckdb":
+                with self._duckdb() as conn:
+                    yield Reads(conn, "duckdb")
+                return
+            with self._postgres() as conn, conn.cursor() as cursor:
+                yield Reads(cursor, "postgres")
+
+    @contextmanager
     def reader(self, *, timeout: float = 5.0) -> Iterator[Callable[[str, Sequence[object]], pd.DataFrame]]:
         """`read(sql, params)` → rows, on one connection that cannot write, each statement stopped
         after `timeout` seconds (questions in plain language, docs/ask.md). A failed statement
@@ -400,6 +415,29 @@ class Warehouse(dg.ConfigurableResource):
         """A connection that commits when the block succeeds, rolls back when it fails, then closes."""
         with closing(psycopg2.connect(self.location)) as conn, conn:
             yield conn
+
+
+class Reads:
+    """Queries on one open connection (`Warehouse.reads`), with `Warehouse.query`'s results."""
+
+    def __init__(self, target: Any, kind: str):
+        self._target = target
+        self.kind = kind
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        """The rows of `sql` as a frame, as `Warehouse.query` returns them."""
+        if self.kind == "duckdb":
+            return self._target.execute(sql.replace("%s", "?"), list(params)).df()
+        self._target.execute(sql, tuple(params) or None)
+        names = [column.name for column in self._target.description]
+        return _floats(pd.DataFrame(self._target.fetchall(), columns=names))
+
+    def table_exists(self, table: str) -> bool:
+        """Whether `schema.name` exists, as `Warehouse.table_exists` says."""
+        schema, _, name = table.partition(".")
+        found = self.query("select count(*) as n from information_schema.tables "
+                           "where table_schema = %s and table_name = %s", [schema, name])
+        return bool(int(found["n"].iloc[0]))
 
 
 class Statements:

@@ -14,7 +14,8 @@
         upper_80 double precision,
         lower_95 double precision,
         upper_95 double precision,
-        made_at timestamp with time zone
+        made_at timestamp with time zone,
+        inputs_digest text
     )
 {%- endmacro %}
 

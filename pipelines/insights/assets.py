@@ -27,7 +27,7 @@ from pipelines.packs import all_metrics, metric_tables, pack_for, slice_tables
 from pipelines.partitions import WorkspaceFailure, materialize_each, workspace_partitions
 from pipelines.settings import Settings
 from pipelines.transform.health import require_passing
-from pipelines.warehouse import Warehouse
+from pipelines.warehouse import Reads, Warehouse
 from pipelines.workspaces import Workspace, Workspaces
 
 ANOMALIES = dg.AssetKey(["insights", "anomalies"])
@@ -62,9 +62,10 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
 
     def anomalies(workspace: Workspace, warehouse: Warehouse) -> dict:
         """Flag unusual days in every pack metric of one workspace (band and week-over-week rules)."""
-        require_passing(warehouse, workspace.id)  # a workspace dbt's tests failed stops here, alone
+        with warehouse.reads() as read:  # one open of the database for all of the asset's reads
+            require_passing(read, workspace.id)  # a workspace dbt's tests failed stops here, alone
+            daily = _daily_metrics(read, workspace)
         pack = pack_for(workspace.vertical)
-        daily = _daily_metrics(warehouse, workspace)
         found = find_anomalies(daily, pack, workspace.id, calendar=_calendar(workspace, daily))
         warehouse.upsert("insights.anomalies", found, key=["anomaly_id"], replace={"workspace_id": workspace.id})
         band = found[found["rule"] == "band"]
@@ -84,36 +85,50 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
     def anomaly_drivers(workspace: Workspace, warehouse: Warehouse) -> dict:
         """Rank the dimension values that drove each of one workspace's anomalies."""
         pack = pack_for(workspace.vertical).watched()  # the slice tables of watched metrics
-        found = warehouse.query("select * from insights.anomalies where workspace_id = %s", [workspace.id])
-        slices = pd.concat([warehouse.query(
-            f"select date, metric, dimension, dimension_value, value from metrics.{table} where workspace_id = %s",
-            [workspace.id]) for table in pack.slice_tables], ignore_index=True)
-        drivers = explain_anomalies(found, slices, pack, calendar=_calendar(workspace, found))
+        with warehouse.reads() as read:
+            found = read.query("select * from insights.anomalies where workspace_id = %s", [workspace.id])
+            slices = pd.concat([read.query(
+                f"select date, metric, dimension, dimension_value, value from metrics.{table} where workspace_id = %s",
+                [workspace.id]) for table in pack.slice_tables], ignore_index=True)
+            # The last run's rows: an anomaly whose inputs are unchanged keeps them instead of being
+            # explained again (a refresh after a small change re-explains only what it touched).
+            known = _rows(read, "insights.anomaly_drivers", workspace, "anomaly_id, rank")
+        drivers = explain_anomalies(found, slices, pack, calendar=_calendar(workspace, found), known=known)
         warehouse.upsert("insights.anomaly_drivers", drivers, key=["anomaly_id", "rank"],
                          replace={"workspace_id": workspace.id})
         top = drivers[drivers["rank"] == 1]
         return {
             "drivers": len(drivers),
             "explained_anomalies": int(drivers["anomaly_id"].nunique()),
+            "reused_anomalies": int(drivers.loc[drivers["inputs_digest"].isin(
+                known["inputs_digest"] if known is not None and "inputs_digest" in known else []),
+                "anomaly_id"].nunique()),
             "top_drivers": dg.MetadataValue.md(_table(top.tail(10), ["date", "metric", "phrase"])),
         }
 
     def forecasts(workspace: Workspace, warehouse: Warehouse) -> dict:
         """Forecast one workspace's daily net sales and orders, or MRR, 13 weeks ahead (80% and 95% intervals)."""
-        require_passing(warehouse, workspace.id)
+        with warehouse.reads() as read:
+            require_passing(read, workspace.id)
+            daily = _daily_metrics(read, workspace)
+            # The last run's rows: a metric whose history is unchanged (a refresh later the same day)
+            # keeps its forecast instead of being fitted again.
+            known = _rows(read, "insights.forecasts", workspace, "metric, date")
         pack = pack_for(workspace.vertical)
-        daily = _daily_metrics(warehouse, workspace)
         through = _last_complete_day(daily, workspace)
         metrics = [(name, pack.metric(name).stock, pack.metric(name).can_be_negative)
                    for name in FORECAST_METRICS[pack.vertical]] if through else []
         days = pd.to_datetime(daily["date"]).dt.date.tolist() + ([through + timedelta(days=HORIZON_DAYS)] if through else [])
         found = forecast_workspace(daily, metrics, calendar_for(workspace.holiday_country, days or [date.today()]),
-                                   workspace.id, through=through)
+                                   workspace.id, through=through, known=known)
         warehouse.upsert("insights.forecasts", found.assign(made_at=pd.Timestamp.now(tz="UTC")),
                          key=["workspace_id", "metric", "date"], replace={"workspace_id": workspace.id})
         return {
             "rows": len(found),
             "metrics": ", ".join(sorted(found["metric"].unique())) or "none (history too short)",
+            "reused": ", ".join(sorted(found.loc[found["inputs_digest"].isin(
+                known["inputs_digest"] if known is not None and "inputs_digest" in known else []),
+                "metric"].unique())) or "none",
             "origin": str(found["origin"].max()) if len(found) else "",
             "next_days": dg.MetadataValue.md(_table(found.head(7), ["metric", "date", "forecast", "lower_80",
                                                                      "upper_80"])),
@@ -122,11 +137,12 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
     def opportunities(workspace: Workspace, warehouse: Warehouse) -> dict:
         """Rank one workspace's churn risks, slipping customers, product trend breaks and unusual cohorts
         by money at stake, each with a recommended action."""
-        require_passing(warehouse, workspace.id)
-        daily = _daily_metrics(warehouse, workspace)
-        as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
-        found = workspace_opportunities(warehouse.query, workspace.id, workspace.vertical, workspace.currency,
-                                        Wording(workspace.locale, workspace.currency), as_of)
+        with warehouse.reads() as read:
+            require_passing(read, workspace.id)
+            daily = _daily_metrics(read, workspace)
+            as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
+            found = workspace_opportunities(read.query, workspace.id, workspace.vertical, workspace.currency,
+                                            Wording(workspace.locale, workspace.currency), as_of)
         warehouse.upsert("insights.opportunities", found.assign(found_at=pd.Timestamp.now(tz="UTC")),
                          key=["opportunity_id"], replace={"workspace_id": workspace.id})
         return {
@@ -141,11 +157,14 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         Gamma-Gamma fitted to its purchase histories); a SaaS workspace has none."""
         if workspace.vertical != "ecommerce":
             return {"customers": 0, "skipped": "not an ecommerce workspace"}
-        require_passing(warehouse, workspace.id)
-        daily = _daily_metrics(warehouse, workspace)
-        as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
-        found, params = workspace_customer_values(warehouse.query, workspace.id, workspace.currency, as_of)
-        if len(found) or warehouse.table_exists("insights.customer_values"):
+        with warehouse.reads() as read:
+            require_passing(read, workspace.id)
+            daily = _daily_metrics(read, workspace)
+            as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
+            # the fit (a fraction of a second) runs between its reads, on this connection
+            found, params = workspace_customer_values(read.query, workspace.id, workspace.currency, as_of)
+            written = read.table_exists("insights.customer_values")
+        if len(found) or written:
             warehouse.upsert("insights.customer_values", found, key=["workspace_id", "person_id"],
                              replace={"workspace_id": workspace.id})
         return {
@@ -162,22 +181,24 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
     def reports(context: dg.AssetExecutionContext, config: ReportConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         """Write one workspace's weekly report (files, LLM or template summary, a row in insights.reports)."""
         workspace = workspaces.get(context.partition_key)
-        require_passing(warehouse, workspace.id)  # the weekly schedule runs this without anomalies
+        with warehouse.reads() as read:
+            require_passing(read, workspace.id)  # the weekly schedule runs this without anomalies
+            inputs = {
+                "daily": _daily_metrics(read, workspace),
+                "anomalies": read.query("select * from insights.anomalies where workspace_id = %s", [workspace.id]),
+                # every column: a table written before `usual_share` existed lacks it (the report then
+                # phrases without the usual share)
+                "drivers": read.query("select * from insights.anomaly_drivers where workspace_id = %s",
+                                      [workspace.id]).rename(columns={"dimension_value": "value"}),
+                "forecast": _rows(read, "insights.forecasts", workspace, "metric, date"),
+                "opportunities": _rows(read, "insights.opportunities", workspace, "rank"),
+                "cohorts": _retention(read, workspace),
+            }
         week = Week.parse(config.week) if config.week else last_complete_week(datetime.now(timezone.utc),
                                                                                 workspace.timezone)
         report = build_report(
-            workspace_id=workspace.id, pack=pack_for(workspace.vertical), daily=_daily_metrics(warehouse, workspace),
-            week=week, timezone=workspace.timezone, currency=workspace.currency, workspace_name=workspace.name,
-            locale=workspace.locale,
-            anomalies=warehouse.query("select * from insights.anomalies where workspace_id = %s", [workspace.id]),
-            # every column: a table written before `usual_share` existed lacks it (the report then
-            # phrases without the usual share)
-            drivers=warehouse.query("select * from insights.anomaly_drivers where workspace_id = %s",
-                                    [workspace.id]).rename(columns={"dimension_value": "value"}),
-            forecast=_rows(warehouse, "insights.forecasts", workspace, "metric, date"),
-            opportunities=_rows(warehouse, "insights.opportunities", workspace, "rank"),
-            cohorts=_retention(warehouse, workspace),
-        )
+            workspace_id=workspace.id, pack=pack_for(workspace.vertical), week=week, timezone=workspace.timezone,
+            currency=workspace.currency, workspace_name=workspace.name, locale=workspace.locale, **inputs)
         summary = summarize(report.facts, settings.llm)
         report = report.with_summary(summary.text)
         paths = write_report(report, settings.home / "reports" / workspace.id / report.week)
@@ -234,7 +255,7 @@ def _insights_failure(workspace_id: str, exc: Exception) -> WorkspaceFailure:
     return WorkspaceFailure(workspace_id, f"workspace {workspace_id!r}: {type(exc).__name__}: {exc}", retryable=False)
 
 
-def _daily_metrics(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:
+def _daily_metrics(warehouse: Warehouse | Reads, workspace: Workspace) -> pd.DataFrame:
     """The workspace's watched pack metrics by date, one column each, from the tables the registry names."""
     pack = pack_for(workspace.vertical).watched()
     frames = [warehouse.query(
@@ -246,14 +267,14 @@ def _daily_metrics(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame:
     return daily.sort_values("date", ignore_index=True)
 
 
-def _rows(warehouse: Warehouse, table: str, workspace: Workspace, order: str) -> pd.DataFrame | None:
+def _rows(warehouse: Warehouse | Reads, table: str, workspace: Workspace, order: str) -> pd.DataFrame | None:
     """The workspace's rows of an insights table; None when the table does not exist yet."""
     if not warehouse.table_exists(table):
         return None
     return warehouse.query(f"select * from {table} where workspace_id = %s order by {order}", [workspace.id])
 
 
-def _retention(warehouse: Warehouse, workspace: Workspace) -> pd.DataFrame | None:
+def _retention(warehouse: Warehouse | Reads, workspace: Workspace) -> pd.DataFrame | None:
     """Retention by cohort and month of age for the retention chart: customers buying again
     (ecommerce) or still paying (SaaS), complete months only; None when the cohort table is not built
     (the report goes out without the chart rather than not at all)."""

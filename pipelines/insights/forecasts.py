@@ -11,8 +11,12 @@ year. Why this library, this model, and how well it did on the small sandbox: do
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import math
 import os
+import sys
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -167,7 +171,7 @@ def backtest_scores(results: pd.DataFrame, levels: Sequence[int] = LEVELS) -> di
 
 
 def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool, bool]], calendar: Calendar,
-                       workspace_id: str, through: date | None = None) -> pd.DataFrame:
+                       workspace_id: str, through: date | None = None, known: pd.DataFrame | None = None) -> pd.DataFrame:
     """The forecast rows of one workspace (`insights.forecasts`) for `metrics`.
 
     Args:
@@ -178,9 +182,13 @@ def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool, b
         workspace_id: the workspace.
         through: the last complete day to learn from (today, still running, is left out); None
             means the table's last day.
+        known: rows an earlier call returned (`insights.forecasts`, with `inputs_digest`): a metric
+            whose inputs have the same digest gets those rows back instead of being fitted again
+            (the same rows; see `_inputs_digest`).
 
     Returns:
-        One row per metric and day ahead; a metric with too short a history has none.
+        One row per metric and day ahead, with the `inputs_digest` they were made from; a metric
+        with too short a history has none.
     """
     rows = []
     for metric, stock, can_be_negative in metrics:
@@ -189,20 +197,61 @@ def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool, b
             values = values.loc[:pd.Timestamp(through)]
         if values.notna().sum() < MIN_HISTORY_DAYS:
             continue
-        found = forecast_series(values.astype("float64"), calendar, stock=stock)
+        values = values.astype("float64")
+        digest = _inputs_digest(values, calendar, stock, can_be_negative)
+        stored = _stored(known, metric, digest)
+        if stored is not None:
+            rows.append(stored)
+            continue
+        found = forecast_series(values, calendar, stock=stock)
         if not can_be_negative:
             numbers = [column for column in found.columns if column != "date"]
             found[numbers] = found[numbers].clip(lower=0.0)
         origin = values.last_valid_index()
-        rows.append(found.assign(workspace_id=workspace_id, metric=metric, origin=origin.date(),
-                                 days_ahead=(found["date"] - origin).dt.days))
+        found = found.assign(workspace_id=workspace_id, metric=metric, origin=origin.date(),
+                             days_ahead=(found["date"] - origin).dt.days, inputs_digest=digest)
+        found["date"] = found["date"].dt.date
+        rows.append(found[FORECAST_COLUMNS])
     if not rows:
-        return pd.DataFrame(columns=["workspace_id", "metric", "origin", "date", "days_ahead", "forecast",
-                                     *[f"{side}_{level}" for level in LEVELS for side in ("lower", "upper")]])
-    result = pd.concat(rows, ignore_index=True)
-    result["date"] = result["date"].dt.date
-    return result[["workspace_id", "metric", "origin", "date", "days_ahead", "forecast",
-                   *[f"{side}_{level}" for level in LEVELS for side in ("lower", "upper")]]]
+        return pd.DataFrame(columns=FORECAST_COLUMNS)
+    return pd.concat(rows, ignore_index=True)[FORECAST_COLUMNS]
+
+
+FORECAST_COLUMNS = ["workspace_id", "metric", "origin", "date", "days_ahead", "forecast",
+                    *[f"{side}_{level}" for level in LEVELS for side in ("lower", "upper")], "inputs_digest"]
+
+
+def _inputs_digest(values: pd.Series, calendar: Calendar, stock: bool, can_be_negative: bool) -> str:
+    """What one metric's forecast is computed from, as a digest: its daily values (dates and the
+    exact floats), the holidays, the model's settings, and this code (this module and the calendar's
+    source, the libraries' versions), so equal digests mean equal forecasts."""
+    holidays = repr((calendar.country, sorted(calendar.days.items())))
+    text = "|".join([_code_digest(), holidays, repr((stock, can_be_negative)), values.index[0].isoformat(),
+                     str(len(values)), hashlib.sha256(values.to_numpy(dtype="float64").tobytes()).hexdigest()])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@functools.cache
+def _code_digest() -> str:
+    from importlib.metadata import version
+
+    from pipelines.insights import calendar
+
+    parts = [inspect.getsource(module) for module in (calendar, sys.modules[__name__])]
+    parts += [version(name) for name in ("statsforecast", "numpy", "pandas", "scipy", "statsmodels", "numba")]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _stored(known: pd.DataFrame | None, metric: str, digest: str) -> pd.DataFrame | None:
+    """The stored rows of `metric` when they were made from `digest`, as `forecast_workspace` returns them."""
+    if known is None or "inputs_digest" not in known.columns:
+        return None
+    rows = known[known["metric"] == metric]
+    if rows.empty or not rows["inputs_digest"].eq(digest).all() or len(rows) != HORIZON_DAYS:
+        return None
+    rows = rows.sort_values("date")[FORECAST_COLUMNS].reset_index(drop=True)
+    return rows.assign(origin=pd.to_datetime(rows["origin"]).dt.date, date=pd.to_datetime(rows["date"]).dt.date,
+                       days_ahead=rows["days_ahead"].astype("int64"))
 
 
 def month_outlook(daily: pd.Series, forecast: pd.DataFrame, month_start: date, stock: bool) -> dict | None:

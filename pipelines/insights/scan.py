@@ -6,11 +6,16 @@ columns of `insights.anomalies` and `insights.anomaly_drivers` (docs/anomalies.m
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
+import sys
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+import scipy
 
 from pipelines.insights.anomalies import detect_many, week_over_week
 from pipelines.insights.calendar import Calendar
@@ -210,7 +215,7 @@ def _empty(columns: list[str]) -> pd.DataFrame:
 
 
 def explain_anomalies(anomalies: pd.DataFrame, slices: pd.DataFrame, pack: Pack, *,
-                      calendar: Calendar | None = None) -> pd.DataFrame:
+                      calendar: Calendar | None = None, known: pd.DataFrame | None = None) -> pd.DataFrame:
     """The ranked drivers of every band anomaly of a metric that has dimensions.
 
     Args:
@@ -219,6 +224,9 @@ def explain_anomalies(anomalies: pd.DataFrame, slices: pd.DataFrame, pack: Pack,
             dimension_value, value`.
         pack: the workspace's pack.
         calendar: the holidays the anomalies were found with.
+        known: rows an earlier call returned (`insights.anomaly_drivers`, with `inputs_digest`): an
+            anomaly whose inputs have the same digest now gets those rows back instead of being
+            explained again (the result is the same; see `_inputs_digest`).
 
     Returns:
         Rows with DRIVER_COLUMNS, every dimension value of every explained anomaly, ranked per anomaly.
@@ -228,22 +236,106 @@ def explain_anomalies(anomalies: pd.DataFrame, slices: pd.DataFrame, pack: Pack,
     wide = slices.pivot_table(index=["date", "dimension", "dimension_value"], columns="metric", values="value",
                               aggfunc="sum").reset_index().rename(columns={"dimension_value": "value"})
     wide["date"] = pd.to_datetime(wide["date"])
+    band = anomalies[anomalies["rule"] == "band"]
+    reusable = _known_by_anomaly(known)
+    histories: dict[str, tuple[pd.DataFrame, _Prefixes]] = {}
     parts = []
-    for row in anomalies[anomalies["rule"] == "band"].itertuples():
+    for row in band.itertuples():
         metric = pack.metric(row.metric)
         if not metric.dimensions or not set(metric.measures) <= set(wide.columns):
             continue
-        found = explain(wide[["date", "dimension", "value", *metric.measures]].dropna(subset=list(metric.measures),
-                                                                                      how="all"),
-                        metric=metric, date=row.date, actual=row.value, expected=row.expected, calendar=calendar)
-        parts.append(found.rename(columns={"value": "dimension_value"}).assign(
-            anomaly_id=row.anomaly_id, workspace_id=row.workspace_id, metric=row.metric, date=row.date))
+        if metric.name not in histories:
+            history = wide[["date", "dimension", "value", *metric.measures]].dropna(subset=list(metric.measures),
+                                                                                    how="all")
+            histories[metric.name] = history, _Prefixes.of(history[history["dimension"].isin(metric.dimensions)])
+        history, prefixes = histories[metric.name]
+        digest = _inputs_digest(metric, row.date, row.value, row.expected, prefixes, calendar)
+        stored = reusable.get(row.anomaly_id)
+        if stored is not None and stored[0] == digest:
+            found = stored[1]
+        else:
+            found = explain(history, metric=metric, date=row.date, actual=row.value, expected=row.expected,
+                            calendar=calendar).rename(columns={"value": "dimension_value"})
+        parts.append(found.assign(
+            anomaly_id=row.anomaly_id, workspace_id=row.workspace_id, metric=row.metric, date=row.date,
+            inputs_digest=digest)[[*DRIVER_COLUMNS, "inputs_digest"]])
     if not parts:
-        return _empty(DRIVER_COLUMNS)
-    drivers = pd.concat(parts, ignore_index=True)[DRIVER_COLUMNS]
+        return _empty([*DRIVER_COLUMNS, "inputs_digest"])
+    drivers = pd.concat(parts, ignore_index=True)[[*DRIVER_COLUMNS, "inputs_digest"]]
     drivers["dimension_value"] = drivers["dimension_value"].astype(str)
     return drivers.astype({"rank": "int64", "expected": "float64", "actual": "float64",
                            "contribution": "float64", "share": "float64", "usual_share": "float64"})
+
+
+@dataclass(frozen=True)
+class _Prefixes:
+    """A multiset digest of a metric's slice rows up to each date: the wrapping sum of the rows' 64-bit
+    hashes (date, dimension, value and measures), cumulated over the sorted dates, and the row counts."""
+
+    dates: np.ndarray  # datetime64, sorted, distinct
+    sums: np.ndarray  # uint64: digest of the rows up to and including dates[i]
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, history: pd.DataFrame) -> _Prefixes:
+        hashes = pd.util.hash_pandas_object(history, index=False).to_numpy(dtype=np.uint64)
+        days = history["date"].to_numpy(dtype="datetime64[ns]")
+        order = np.argsort(days, kind="stable")
+        days, hashes = days[order], hashes[order]
+        dates, first = np.unique(days, return_index=True)
+        with np.errstate(over="ignore"):
+            running = np.cumsum(hashes, dtype=np.uint64)  # wraps modulo 2**64, as a digest should
+        last = np.append(first[1:], len(days)) - 1 if len(days) else np.array([], dtype=np.int64)
+        return cls(dates, running[last], last + 1)
+
+    def through(self, when: pd.Timestamp) -> tuple[int, int]:
+        """(digest, rows) of the rows dated up to `when`."""
+        at = int(np.searchsorted(self.dates, np.datetime64(when, "ns"), side="right"))
+        return (int(self.sums[at - 1]), int(self.counts[at - 1])) if at else (0, 0)
+
+
+def _inputs_digest(metric, day, actual: float, expected: float, prefixes: _Prefixes,
+                   calendar: Calendar | None) -> str:
+    """What one anomaly's drivers are computed from, as a digest: `explain` reads only the metric's
+    slices along its dimensions up to the day, the day's actual and expected values, the metric's
+    definition, the holidays, and this code (the modules it runs and the libraries' versions), so
+    equal digests mean equal drivers."""
+    when = pd.Timestamp(day)
+    rows, count = prefixes.through(when)
+    text = "|".join([_code_digest(), _calendar_digest(calendar), repr(metric), when.isoformat(), repr(float(actual)),
+                     repr(float(expected)), str(rows), str(count)])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@functools.cache
+def _code_digest() -> str:
+    """The source of the modules the drivers run, and the numeric libraries' versions."""
+    from pipelines.insights import anomalies, calendar, drivers
+    from pipelines.packs import pack
+
+    parts = [inspect.getsource(module) for module in (anomalies, calendar, drivers, pack, sys.modules[__name__])]
+    parts += [np.__version__, pd.__version__, scipy.__version__]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _calendar_digest(calendar: Calendar | None) -> str:
+    if calendar is None:
+        return "none"
+    return hashlib.sha256(repr((calendar.country, sorted(calendar.days.items()))).encode()).hexdigest()
+
+
+def _known_by_anomaly(known: pd.DataFrame | None) -> dict[str, tuple[str, pd.DataFrame]]:
+    """Stored driver rows by anomaly, with their inputs digest (rows without one are not reused)."""
+    if known is None or known.empty or "inputs_digest" not in known.columns:
+        return {}
+    rows = known[known["inputs_digest"].notna()]
+    rows = rows.sort_values(["anomaly_id", "rank"], ignore_index=True)[[*DRIVER_COLUMNS, "inputs_digest"]]
+    found = {}
+    for anomaly, group in rows.groupby("anomaly_id", sort=False):
+        if group["inputs_digest"].nunique() == 1 and list(group["rank"]) == list(range(1, len(group) + 1)):
+            found[anomaly] = (group["inputs_digest"].iloc[0], group.drop(
+                columns=["anomaly_id", "workspace_id", "metric", "date", "inputs_digest"]).reset_index(drop=True))
+    return found
 
 
 def _daily_grid(daily: pd.DataFrame, pack: Pack) -> pd.DataFrame:

@@ -9,6 +9,7 @@ those rows, and the asset fails that workspace's partition with them (docs/opera
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.transform import manifest_path
-from pipelines.warehouse import Warehouse
+from pipelines.warehouse import Reads, Warehouse
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,25 @@ class TestFailure:
 def stored_failure_tables(manifest: Path | None = None) -> dict[str, tuple[str, str]]:
     """Test name -> (the `schema.table` its failures are stored in, the model it tests), for every
     test of the current manifest that stores them (so a removed test's leftover table is never read)."""
-    nodes = json.loads((manifest or manifest_path()).read_text())["nodes"].values()
-    return {
+    path = manifest or manifest_path()
+    stat = path.stat()
+    # Every insights asset of every workspace asks; the manifest (megabytes of JSON) is parsed once
+    # per version of the file.
+    return dict(_stored_failure_tables(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _stored_failure_tables(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, tuple[str, str]], ...]:
+    nodes = json.loads(path.read_text())["nodes"].values()
+    return tuple({
         node["name"]: (f"{node['schema']}.{node.get('alias') or node['name']}",
                        (node.get("attached_node") or node["depends_on"]["nodes"][-1]).split(".")[-1])
         for node in nodes
         if node["resource_type"] == "test" and node["config"].get("store_failures")
-    }
+    }.items())
 
 
-def workspace_failures(warehouse: Warehouse, workspace_id: str, manifest: Path | None = None) -> list[TestFailure]:
+def workspace_failures(warehouse: Warehouse | Reads, workspace_id: str, manifest: Path | None = None) -> list[TestFailure]:
     """What the stored test failures say about `workspace_id`: one entry per failing test and reason."""
     tables = stored_failure_tables(manifest)
     if not tables:
@@ -71,7 +81,7 @@ def workspace_failures(warehouse: Warehouse, workspace_id: str, manifest: Path |
 
 
 
-def require_passing(warehouse: Warehouse, workspace_id: str) -> None:
+def require_passing(warehouse: Warehouse | Reads, workspace_id: str) -> None:
     """Fail the calling asset's partition, naming each model and cause, if dbt's tests failed `workspace_id`."""
     failures = workspace_failures(warehouse, workspace_id)
     if failures:

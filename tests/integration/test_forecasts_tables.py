@@ -74,3 +74,13 @@ def test_the_month_outlook_from_stored_rows_is_actual_days_plus_forecast_days(wa
     assert outlook["projected"] == pytest.approx(march + rest.sum(), rel=1e-12)
     assert outlook["previous"] == actual[(actual.index >= pd.Timestamp("2026-02-01"))
                                          & (actual.index < pd.Timestamp("2026-03-01"))].sum()
+
+
+def test_a_rerun_on_the_same_history_returns_the_stored_rows_with_the_types_of_a_fit(warehouse, made):
+    stored = warehouse.query("select * from insights.forecasts where workspace_id = 'shop-f'")
+    # marked, to tell stored rows from a new fit (which would give `made` again)
+    known = stored.assign(forecast=stored["forecast"] + 1.0)
+    again = forecast_workspace(daily(), [("orders", False, False)], holiday_calendar("US", (2026,)), "shop-f",
+                               through=ORIGIN, known=known)
+    pd.testing.assert_series_equal(again["forecast"], made["forecast"] + 1.0)
+    pd.testing.assert_frame_equal(again.drop(columns="forecast"), made.drop(columns="forecast"))

@@ -111,9 +111,30 @@ def test_reruns_change_no_row_counts(insights):
     before = counts(insights.warehouse)
     assert set(before["insights.reports"]) == set(insights.truth["workspaces"])
     assert all(before["insights.anomalies"].values()) and all(before["insights.anomaly_drivers"].values())
+    drivers = "select * from insights.anomaly_drivers order by anomaly_id, rank"
+    stored = insights.warehouse.query(drivers)
+    forecasts = "select * exclude (made_at) from insights.forecasts order by workspace_id, metric, date"
+    forecast = insights.warehouse.query(forecasts)
+    # One workspace's drivers forget what they were computed from, so the rerun explains them afresh;
+    # the others' inputs are unchanged, so it reuses their rows. Both ways give the rows stored.
+    fresh = "demo-saas"
+    with insights.warehouse.transaction() as statements:
+        statements.execute("update insights.anomaly_drivers set inputs_digest = null where workspace_id = %s",
+                           [fresh])
     for workspace_id in insights.truth["workspaces"]:
-        assert materialize(insights, workspace_id).success
+        result = materialize(insights, workspace_id)
+        assert result.success
+        found = {event.asset_key: event.metadata for event in result.asset_materializations_for_node("find_insights")}
+        metadata = found[dg.AssetKey(["insights", "anomaly_drivers"])]
+        explained = metadata["explained_anomalies"].value
+        assert explained > 0
+        assert metadata["reused_anomalies"].value == (0 if workspace_id == fresh else explained)
+        # nothing changed since the first run: every forecast is kept, none fitted again
+        metadata = found[dg.AssetKey(["insights", "forecasts"])]
+        assert metadata["reused"].value == metadata["metrics"].value == ", ".join(FORECAST_METRICS[workspace_id])
     assert counts(insights.warehouse) == before
+    pd.testing.assert_frame_equal(insights.warehouse.query(drivers), stored)
+    pd.testing.assert_frame_equal(insights.warehouse.query(forecasts), forecast)
     ids = insights.warehouse.query("select anomaly_id, count(*) as n from insights.anomalies group by anomaly_id")
     assert ids["n"].max() == 1
 

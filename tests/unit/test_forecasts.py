@@ -83,3 +83,33 @@ def test_the_model_learns_the_calendar_and_its_intervals_cover_what_they_say():
     christmas = results[results["date"] == pd.Timestamp("2026-12-25")]
     friday = results[results["date"] == pd.Timestamp("2026-12-18")]  # Christmas 2026 is a Friday too
     assert len(christmas) and (christmas["forecast"].to_numpy() < 0.65 * friday["forecast"].to_numpy()).all()
+
+
+def test_a_metric_whose_history_is_unchanged_keeps_its_stored_forecast_and_a_changed_one_is_fitted_again():
+    from pipelines.insights.forecasts import forecast_workspace
+
+    days = pd.date_range("2026-01-01", periods=70)
+    rng = np.random.default_rng(3)
+    daily = pd.DataFrame({"date": days.date, "orders": np.round(rng.poisson(40, len(days)) * 1.0),
+                          "mrr": 1000.0 + np.cumsum(rng.normal(5, 2, len(days)))})
+    metrics = [("orders", False, False), ("mrr", True, False)]
+    fresh = forecast_workspace(daily, metrics, US, "shop", through=days[-1].date())
+    assert set(fresh["metric"]) == {"orders", "mrr"} and fresh["inputs_digest"].notna().all()
+
+    # Stored rows made from the same inputs come back as stored (marked here to tell them apart),
+    # with the types and order of a fresh forecast; read back from a table, dates are timestamps.
+    stored = fresh.assign(forecast=fresh["forecast"] + 0.5, origin=pd.to_datetime(fresh["origin"]),
+                          date=pd.to_datetime(fresh["date"]))
+    again = forecast_workspace(daily, metrics, US, "shop", through=days[-1].date(), known=stored)
+    pd.testing.assert_series_equal(again["forecast"], fresh["forecast"] + 0.5)
+    pd.testing.assert_frame_equal(again.drop(columns="forecast"), fresh.drop(columns="forecast"))
+
+    # One late change to the orders' history: orders are fitted again, MRR keeps its stored rows.
+    changed = daily.copy()
+    changed.loc[30, "orders"] += 7
+    refit = forecast_workspace(changed, metrics, US, "shop", through=days[-1].date())
+    partly = forecast_workspace(changed, metrics, US, "shop", through=days[-1].date(), known=stored)
+    orders, mrr = partly["metric"] == "orders", partly["metric"] == "mrr"
+    pd.testing.assert_frame_equal(partly[orders], refit[refit["metric"] == "orders"])
+    assert not refit.loc[orders, "inputs_digest"].isin(stored["inputs_digest"]).any()
+    pd.testing.assert_series_equal(partly.loc[mrr, "forecast"], fresh.loc[fresh["metric"] == "mrr", "forecast"] + 0.5)

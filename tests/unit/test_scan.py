@@ -97,3 +97,56 @@ def test_a_holiday_week_is_not_a_week_over_week_alert():
     assert around.empty, around[["metric", "date", "rule", "value", "expected"]]
     plain = find_anomalies(frame, ECOMMERCE, "shop")  # without the calendar: news
     assert (pd.to_datetime(plain["date"]) == "2024-11-29").any()
+
+
+def product_slices(frame: pd.DataFrame, *, lifted: dict[str, str]) -> pd.DataFrame:
+    """Each summed metric with a product dimension split over three products (50/30/20%); on each
+    `lifted` day the named product carries everything above the usual day."""
+    shares = {"Tent": 0.5, "Stove": 0.3, "Lamp": 0.2}
+    usual = frame.drop(columns="date").median(numeric_only=True)
+    rows = []
+    for metric in ECOMMERCE.watched().metrics:
+        if metric.ratio is not None or "product" not in metric.dimensions or metric.name not in frame:
+            continue
+        for day, value in zip(frame["date"], frame[metric.name]):
+            base = min(value, usual[metric.name]) if day.isoformat() in lifted else value
+            for product, share in shares.items():
+                extra = value - base if lifted.get(day.isoformat()) == product else 0.0
+                rows.append((day, metric.name, "product", product, base * share + extra))
+    return pd.DataFrame(rows, columns=["date", "metric", "dimension", "dimension_value", "value"])
+
+
+def test_drivers_of_unchanged_inputs_are_reused_and_changed_ones_recomputed():
+    from pandas.testing import assert_frame_equal
+
+    from pipelines.insights.scan import explain_anomalies
+
+    frame = store()
+    lift(frame, "2025-03-12", 1.8)
+    lift(frame, "2025-05-14", 0.4)
+    calendar = calendar_for("US", DAYS.date)
+    found = find_anomalies(frame, ECOMMERCE, "shop", calendar=calendar)
+    slices = product_slices(frame, lifted={"2025-03-12": "Lamp", "2025-05-14": "Tent"})
+    fresh = explain_anomalies(found, slices, ECOMMERCE, calendar=calendar)
+    explained = fresh.groupby("anomaly_id")["date"].first()
+    early = explained[explained == pd.Timestamp("2025-03-12").date()].index
+    late = explained[explained == pd.Timestamp("2025-05-14").date()].index
+    assert len(early) and len(late)
+    assert fresh.loc[fresh["anomaly_id"].isin(early) & (fresh["rank"] == 1), "dimension_value"].eq("Lamp").all()
+
+    # Stored rows with the same inputs come back as they were stored (marked here to tell them apart).
+    stored = fresh.assign(phrase="stored")
+    again = explain_anomalies(found, slices, ECOMMERCE, calendar=calendar, known=stored)
+    assert again["phrase"].eq("stored").all()
+    assert_frame_equal(explain_anomalies(found, slices, ECOMMERCE, calendar=calendar, known=fresh), fresh)
+
+    # A late change to a day between the two anomalies: the later one is explained again, the earlier kept.
+    changed = slices.copy()
+    changed.loc[(changed["date"] == pd.Timestamp("2025-04-01").date()) & (changed["dimension_value"] == "Stove"),
+                "value"] *= 1.5
+    recomputed = explain_anomalies(found, changed, ECOMMERCE, calendar=calendar)
+    partly = explain_anomalies(found, changed, ECOMMERCE, calendar=calendar, known=stored)
+    assert partly.loc[partly["anomaly_id"].isin(early), "phrase"].eq("stored").all()
+    assert_frame_equal(partly[partly["anomaly_id"].isin(late)], recomputed[recomputed["anomaly_id"].isin(late)])
+    assert not recomputed.loc[recomputed["anomaly_id"].isin(late), "inputs_digest"].isin(stored["inputs_digest"]).any()
+    assert_frame_equal(explain_anomalies(found, changed, ECOMMERCE, calendar=calendar, known=fresh), recomputed)

@@ -61,3 +61,14 @@ def test_a_table_written_by_an_older_version_gains_the_new_columns(warehouse):
     warehouse.upsert("insights.things", rows(("a", "y", 2.0)), key=["id"])
     found = warehouse.query("select id, flag from insights.things order by id")
     assert list(found["id"]) == ["x", "y"] and pd.isna(found["flag"][0]) and bool(found["flag"][1])
+
+
+def test_reads_on_one_connection_return_what_single_queries_return(warehouse):
+    warehouse.upsert("insights.t", rows(("a", "x", 1.5), ("b", "y", 2.25)), key=["id"])
+    sql = "select workspace_id, id, day, value, n, flag from insights.t where value > %s order by id"
+    with warehouse.reads() as read:  # holds the DuckDB lock: the warehouse's own calls come after
+        both, above = read.query(sql, [1.0]), read.query(sql, [2.0])
+        exists = read.table_exists("insights.t"), read.table_exists("insights.missing")
+    pd.testing.assert_frame_equal(both, warehouse.query(sql, [1.0]))
+    assert above["id"].tolist() == ["y"]
+    assert exists == (True, False) == (warehouse.table_exists("insights.t"), warehouse.table_exists("insights.missing"))
