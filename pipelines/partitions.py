@@ -6,7 +6,7 @@ workspace; the dbt models are unpartitioned (one build covers every workspace).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,7 @@ class WorkspaceFailure:
 
 def materialize_each(context: dg.AssetExecutionContext,
                      work: Callable[[str], Iterable[tuple[dg.AssetKey, Mapping[str, Any]]]],
-                     failure: Callable[[str, Exception], WorkspaceFailure]) -> None:
+                     failure: Callable[[str, Exception], WorkspaceFailure]) -> Iterator[dg.MaterializeResult]:
     """Materialize the step's assets for each workspace of its run, one after the other.
 
     `work(workspace_id)` does one workspace's work and yields each asset it updated with its metadata;
@@ -72,7 +72,15 @@ def materialize_each(context: dg.AssetExecutionContext,
     if any workspace failed, naming each (a `dg.Failure` with `FAILED_WORKSPACES` in its metadata);
     it is retried (its retry policy) only if one of the failures is retryable, and a retry skips
     the workspaces this run materialized already.
+
+    A run of one workspace yields its materializations as the step's outputs instead (the step's
+    function does `yield from`), so assets downstream in the same run still run: the weekly report
+    materialized with the insights (by hand in the UI, in tests), the dbt models after a targeted
+    sync. Over several workspaces Dagster can output only the whole range, so there the step yields
+    nothing and assets downstream in the same run are skipped; `abos run` and the schedules run each
+    stage in its own run.
     """
+    single = len(context.partition_keys) == 1
     done = materialized_in_run(context)
     failures: list[WorkspaceFailure] = []
     for workspace_id in context.partition_keys:
@@ -80,7 +88,10 @@ def materialize_each(context: dg.AssetExecutionContext,
             continue
         try:
             for key, metadata in work(workspace_id):
-                context.log_event(dg.AssetMaterialization(key, partition=workspace_id, metadata=dict(metadata)))
+                if single:
+                    yield dg.MaterializeResult(asset_key=key, metadata=dict(metadata))
+                else:
+                    context.log_event(dg.AssetMaterialization(key, partition=workspace_id, metadata=dict(metadata)))
         except Exception as exc:  # noqa: BLE001
             # One workspace's failure is its own (DESIGN.md, Tenancy): the others go on.
             found = failure(workspace_id, exc)

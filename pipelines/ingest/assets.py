@@ -124,8 +124,7 @@ def ingest_assets(
         def sync(workspace_id: str) -> Iterator[tuple[dg.AssetKey, dict[str, Any]]]:
             yield from _sync_workspace(context, warehouse, workspaces.get(workspace_id), config.objects or None, selected)
 
-        materialize_each(context, sync, _ingest_failure)
-        yield from ()  # no outputs: each workspace's materializations are recorded as it is done
+        yield from materialize_each(context, sync, _ingest_failure)
 
     def _sync_workspace(context: AssetExecutionContext, warehouse: Warehouse, workspace: Workspace,
                         targets: list[str] | None, selected: list[str] | None) -> list[tuple[dg.AssetKey, dict[str, Any]]]:

@@ -232,7 +232,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         backfill_policy=dg.BackfillPolicy.single_run(),
         can_subset=True,
     )
-    def insights(context: dg.AssetExecutionContext, warehouse: Warehouse) -> Iterator[dg.Output]:
+    def insights(context: dg.AssetExecutionContext, warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
         """Anomalies, drivers, forecasts, opportunities and customer values of each workspace of the run."""
         selected = [key for key in work if key in context.selected_asset_keys]
 
@@ -241,8 +241,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             for key in selected:
                 yield key, work[key](workspace, warehouse)
 
-        materialize_each(context, each, _insights_failure)
-        yield from ()  # no outputs: each workspace's materializations are recorded as it is done
+        yield from materialize_each(context, each, _insights_failure)
 
     return [insights, reports]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.reliability import run_tags
 from pipelines.settings import load_settings
 from pipelines.workspaces import load_workspaces
 from tests.conftest import REPO
@@ -81,7 +82,7 @@ def test_demo_output_is_quiet_by_default(demo):
     assert [line for line in lines if not line.startswith("[abos] ")] == []
     runs = result["pipeline"]["runs"]
     started = [line.removeprefix("[abos] running ") for line in lines if line.startswith("[abos] running ")]
-    assert started == [f"{run['job']}" + (f" for {run['workspace']}" if run["workspace"] else "")
+    assert started == [f"{run['job']}" + (f" for {', '.join(run['workspaces'])}" if run["workspaces"] else "")
                        + f" ({run['assets']} assets)" for run in runs]
     generated = [line for line in lines if line.startswith("[abos] generating ")]
     assert len(generated) == len(load_workspaces().ids)
@@ -111,7 +112,10 @@ def test_every_demo_run_is_a_named_stage_job_of_the_code_location_launched_by_ab
         run = runs[expected["run_id"]]
         assert run.job_name == expected["job"]
         assert run.tags["user"] == "abos demo"
-        assert run.tags.get("dagster/partition") == expected["workspace"]
+        # One run over a stage's workspaces: one partition, or the range of them (pipelines/partitions.py).
+        partition_tags = run_tags(expected["workspaces"]) if expected["workspaces"] else {}
+        for tag in ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"):
+            assert run.tags.get(tag) == partition_tags.get(tag), (expected, tag)
         origin = run.remote_job_origin
         assert (origin.location_name, origin.repository_origin.repository_name, origin.job_name) == (
             location, "__repository__", expected["job"])

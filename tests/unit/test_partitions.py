@@ -28,8 +28,7 @@ def step(calls: list[tuple[str, int]], broken: dict[str, bool]) -> dg.AssetsDefi
         def failure(workspace_id: str, exc: Exception) -> WorkspaceFailure:
             return WorkspaceFailure(workspace_id, f"workspace {workspace_id!r}: {exc}", retryable=broken[workspace_id])
 
-        materialize_each(context, work, failure)
-        yield from ()
+        yield from materialize_each(context, work, failure)
 
     return each
 
