@@ -15,8 +15,14 @@ from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.extract.source import DltSource
 
 from pipelines.ingest.fx import fx_pipeline, fx_source
-from pipelines.ingest.pipeline import (Alert, SyncStats, deterministic_error, dlt_pipeline, report_quarantine,
-                                       run_steps)
+from pipelines.ingest.pipeline import (
+    Alert,
+    SyncStats,
+    deterministic_error,
+    dlt_pipeline,
+    report_quarantine,
+    run_steps,
+)
 from pipelines.ingest.shopify import forget
 from pipelines.partitions import WorkspaceFailure, connector_partitions, materialize_each
 from pipelines.reliability import API_RETRY_POLICY
