@@ -81,7 +81,7 @@ def growth_targets(growth: dict[str, Any]) -> dict[str, Any]:
         judged = {"full_own_seconds": _target(full["own_seconds"], P1_OWN_SECONDS),
                   "full_dbt_seconds": _target(full["stages"]["dbt"], P1_DBT_SECONDS),
                   "full_seconds_live_pace": _target(full["total_seconds"], P1_LIVE_SECONDS),
-                  "peak_rss_gib": _target(round(max(full["peak_rss_mib"], *(r["peak_rss_mib"] for r in after))
+                  "peak_rss_gib": _target(round(max([full["peak_rss_mib"], *(r["peak_rss_mib"] for r in after)])
                                                 / 1024, 2), MEMORY_GIB)}
         if after:
             judged["incremental_dbt_seconds"] = _target(after[0]["stages"]["dbt"], P2_DBT_SECONDS)
