@@ -110,11 +110,11 @@ def _tenants_section(tenants: dict[str, Any]) -> list[str]:
            f"Loading the Definitions in a fresh process (what the run queue pays per run): "
            f"{tenants['definitions_load']['seconds']} s ({tenants['definitions_load']['cpu_seconds']} s CPU).", "",
            "| refresh | seconds | CPU s | runs | rows | per workspace s | overhead per workspace s (own runs + "
-           "shared) | kind: runs × mean s (outside steps) |", "|---|---|---|---|---|---|---|---|"]
+           "shared) | kind: runs × mean s (outside steps), CPU s |", "|---|---|---|---|---|---|---|---|"]
     for name in ("first", "after_a_day"):
         found = tenants[name]
-        kinds = "; ".join(f"{kind}: {k['runs']} × {k['mean_run_seconds']} ({k['mean_outside_steps_seconds']})"
-                          for kind, k in found["by_kind"].items())
+        kinds = "; ".join(f"{kind}: {k['runs']} × {k['mean_run_seconds']} ({k['mean_outside_steps_seconds']}), "
+                          f"{k['cpu_seconds']}" for kind, k in found["by_kind"].items())
         out.append(f"| {name} | {found['seconds']} | {found['cpu_seconds']} | {found['runs']} | {found['rows_loaded']} | "
                    f"{found['per_workspace_seconds']} | {found['per_workspace_overhead_seconds']} "
                    f"({found['per_workspace_own_runs_seconds']} + {found['per_workspace_shared_runs_seconds']}) | "

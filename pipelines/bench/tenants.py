@@ -88,7 +88,8 @@ def _definitions_load(variables: dict[str, str]) -> dict[str, float]:
 
 def refresh(settings: Settings, progress: Callable[[str], None]) -> list[dict[str, Any]]:
     """Every asset of the refresh, stage by stage, one run over every workspace for partitioned stages;
-    returns each run's kind, workspaces, seconds, rows loaded and success."""
+    returns each run's kind, workspaces, seconds, CPU seconds (this process and the children that ended:
+    dbt), rows loaded and success."""
     from pipelines.orchestration import WEEKLY
     from pipelines.reliability import process_tags, run_checks, run_tags
     from pipelines.run import _stages, dagster_instance
@@ -112,11 +113,12 @@ def refresh(settings: Settings, progress: Callable[[str], None]) -> list[dict[st
             # backfill policy; pipelines/partitions.py), one run of `dbt build` for all.
             chunk = None if partitions is None else partitions.get_partition_keys(dynamic_partitions_store=instance)
             progress(f"tenants: {kind}, one run" + (f" over {len(chunk)} workspaces" if chunk else ""))
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), cpu_seconds()
             done = dg.materialize(assets, selection=selection, instance=instance, raise_on_error=False,
                                   tags={**process_tags(), **(run_tags(chunk) if chunk else {})}, run_config=QUIET)
             runs.append({"kind": kind, "workspaces": chunk, "success": done.success,
-                         "seconds": time.perf_counter() - started, "rows": _rows_loaded(instance, done.run_id),
+                         "seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds() - cpu,
+                         "rows": _rows_loaded(instance, done.run_id),
                          "steps_seconds": _steps_seconds(instance, done.run_id)})
     failed = [run["kind"] for run in runs if not run["success"]]
     if failed:
@@ -176,12 +178,13 @@ def _steps_seconds(instance: dg.DagsterInstance, run_id: str) -> float:
 def summarize(runs: list[dict[str, Any]], count: int, phase: dict[str, float],
               rows_per_s: float | None) -> dict[str, Any]:
     """Total time, per run kind, per workspace, and the overhead beyond the data."""
-    kinds: dict[str, dict[str, float]] = defaultdict(lambda: {"runs": 0, "seconds": 0.0, "steps_seconds": 0.0,
-                                                               "rows": 0})
+    kinds: dict[str, dict[str, float]] = defaultdict(lambda: {"runs": 0, "seconds": 0.0, "cpu_seconds": 0.0,
+                                                               "steps_seconds": 0.0, "rows": 0})
     for run in runs:
         found = kinds[run["kind"]]
         found["runs"] += 1
         found["seconds"] += run["seconds"]
+        found["cpu_seconds"] += run["cpu_seconds"]
         found["steps_seconds"] += run["steps_seconds"]
         found["rows"] += run["rows"]
     for found in kinds.values():

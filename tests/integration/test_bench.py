@@ -113,6 +113,9 @@ def test_tenants_refresh_through_dagster(bench):
         assert found["by_kind"]["dbt"]["runs"] == 1 and found["by_kind"]["insights"]["runs"] == 1
         assert found["per_workspace_seconds"] == pytest.approx(found["seconds"] / TENANTS, abs=1e-3)
         assert 0 < found["per_workspace_overhead_seconds"] <= found["per_workspace_seconds"]
+        # each kind's CPU (dbt's process included) is part of the refresh's
+        assert all(kind["cpu_seconds"] > 0 for kind in found["by_kind"].values())
+        assert sum(kind["cpu_seconds"] for kind in found["by_kind"].values()) <= found["cpu_seconds"] + 0.01
     assert tenants["first"]["rows_loaded"] > tenants["after_a_day"]["rows_loaded"] > 0
 
 

@@ -67,6 +67,10 @@ def test_every_demo_workspace_ingests_through_dagster(definitions, sandbox):
         assert metadata["cursor_before"].value == {}
         assert metadata["cursor_after"].value  # the connector stored where the next sync starts
         assert metadata["schema_changes"].value == ["first load"]
+        # the loaded table's name and columns, from the pipeline's schema after the load
+        assert metadata["dagster/table_name"].value == f"{source}.{table}"
+        columns = {column.name for column in metadata["dagster/column_schema"].value.columns}
+        assert {"workspace_id", "id", "_dlt_load_id"} <= columns
 
 
 def test_bad_credentials_fail_only_that_workspace(definitions, monkeypatch):
