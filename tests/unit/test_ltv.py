@@ -8,8 +8,16 @@ import pandas as pd
 import pytest
 from scipy import optimize, special
 
-from pipelines.insights.ltv import (SpendModel, _purchase_log_likelihood, _spend_log_likelihood, distinct, fit_purchases,
-                                   fit_spend, predict_value, purchase_histories)
+from pipelines.insights.ltv import (
+    SpendModel,
+    _purchase_log_likelihood,
+    _spend_log_likelihood,
+    distinct,
+    fit_purchases,
+    fit_spend,
+    predict_value,
+    purchase_histories,
+)
 
 # Purchase rates ~ Gamma(r, alpha), drop-out ~ Beta(a, b); spend ~ Gamma(p, ν), ν ~ Gamma(q, v).
 TRUTH = {"r": 0.5, "alpha": 20.0, "a": 0.8, "b": 4.0, "p": 6.0, "q": 4.0, "v": 15.0}
