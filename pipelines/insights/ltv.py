@@ -62,15 +62,49 @@ class SpendModel:
         return np.where(x > 0, (1 - weight) * population + weight * np.nan_to_num(m), population)
 
 
-def _purchase_log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray,
-                             count: np.ndarray) -> float:
+@dataclass(frozen=True)
+class _Histories:
+    """Customers' (frequency x, recency, age) arranged so that the likelihood computes each piece once.
+
+    The log-likelihood is a sum of one term per customer, and customers with the same history give the
+    same term, so it sums each distinct history once, times its count. Within that, the Gamma-function
+    terms of x are computed once per distinct x, and log(alpha + days) once per distinct day; the
+    one-purchase customers' terms (x = 0: only the age matters) sum per day of age."""
+
+    xs: np.ndarray  # the distinct frequencies
+    customers_by_x: np.ndarray  # customers with each
+    days: np.ndarray  # the distinct recencies and ages, in the fit's unit of time
+    once_by_day: np.ndarray  # one-purchase customers by age (a day of `days`)
+    x_at: np.ndarray  # the distinct histories of repeat customers: their x (index into xs),
+    recency_at: np.ndarray  # recency and age (indexes into days),
+    age_at: np.ndarray
+    count: np.ndarray  # and how many customers have each
+
+    @classmethod
+    def of(cls, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray, unit: float = 1.0) -> _Histories:
+        (x, t_x, big_t), count = distinct(x, t_x, big_t)
+        xs, x_at = np.unique(x, return_inverse=True)
+        days, day_at = np.unique(np.concatenate([t_x, big_t]), return_inverse=True)
+        recency_at, age_at = day_at[:len(x)], day_at[len(x):]
+        once = x == 0
+        return cls(xs=xs, customers_by_x=np.bincount(x_at, count, len(xs)), days=days / unit,
+                   once_by_day=np.bincount(age_at[once], count[once], len(days)), x_at=x_at[~once],
+                   recency_at=recency_at[~once], age_at=age_at[~once], count=count[~once])
+
+
+def _purchase_log_likelihood(params: np.ndarray, histories: _Histories) -> float:
+    """BG/NBD's negative log-likelihood (Fader, Hardie and Lee 2005, eq. 6, on the log scale)."""
     r, alpha, a, b = np.exp(params)  # fitted on the log scale: every parameter is positive
-    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    a2 = special.gammaln(a + b) + special.gammaln(b + x) - special.gammaln(b) - special.gammaln(a + b + x)
-    a3 = -(r + x) * np.log(alpha + big_t)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a4 = np.where(x > 0, np.log(a) - np.log(np.maximum(b + x - 1, 1e-12)) - (r + x) * np.log(alpha + t_x), -np.inf)
-    return -float(np.dot(count, a1 + a2 + np.logaddexp(a3, a4)))
+    h = histories
+    by_x = (special.gammaln(r + h.xs) - special.gammaln(r) + r * np.log(alpha) + special.gammaln(a + b)
+            + special.gammaln(b + h.xs) - special.gammaln(b) - special.gammaln(a + b + h.xs))
+    log_days = np.log(alpha + h.days)
+    once = -r * np.sum(h.once_by_day * log_days)  # x = 0: the customer is alive or left at once
+    power = (r + h.xs)[h.x_at]
+    with np.errstate(divide="ignore"):
+        left = (np.log(a) - np.log(np.maximum(b + h.xs - 1, 1e-12)))[h.x_at] - power * log_days[h.recency_at]
+    repeat = np.sum(h.count * np.logaddexp(-power * log_days[h.age_at], left))
+    return -float(np.sum(h.customers_by_x * by_x) + once + repeat)
 
 
 def fit_purchases(frequency, recency, age) -> PurchaseModel:
@@ -79,8 +113,7 @@ def fit_purchases(frequency, recency, age) -> PurchaseModel:
     # Time in units of the mean age, so one start and one box suit hours-old shops and decade-old ones;
     # the box keeps a flat likelihood (too few repeat buyers) from sending a, b off to 1e15.
     scale = float(np.mean(big_t)) or 1.0
-    (x, t_x, big_t), count = distinct(x, t_x, big_t)
-    found = _fit(_purchase_log_likelihood, 4, (x, t_x / scale, big_t / scale, count))
+    found = _fit(_purchase_log_likelihood, 4, (_Histories.of(x, t_x, big_t, scale),))
     r, alpha, a, b = np.exp(found)
     return PurchaseModel(r, alpha * scale, a, b)
 
@@ -89,7 +122,7 @@ def _spend_log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray, coun
     p, q, v = np.exp(params)
     ll = (special.gammaln(p * x + q) - special.gammaln(p * x) - special.gammaln(q) + q * np.log(v)
           + (p * x - 1) * np.log(m) + p * x * np.log(x) - (p * x + q) * np.log(x * m + v))
-    return -float(np.dot(count, ll))
+    return -float(np.sum(count * ll))
 
 
 def fit_spend(frequency, monetary) -> SpendModel:

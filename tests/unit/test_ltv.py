@@ -10,6 +10,7 @@ from scipy import optimize, special
 
 from pipelines.insights.ltv import (
     SpendModel,
+    _Histories,
     _purchase_log_likelihood,
     _spend_log_likelihood,
     distinct,
@@ -135,9 +136,9 @@ def test_fits_on_distinct_histories_match_the_fits_customer_by_customer():
 
     model = fit_purchases(x, t_x, big_t)
     fitted = [model.r, model.alpha, model.a, model.b]
-    (ux, ut, ubig), count = distinct(x, t_x, big_t)
+    histories = _Histories.of(x, t_x, big_t)
     for params in (fitted, [0.3, 50.0, 1.5, 2.0]):  # the sums agree at the optimum and away from it
-        weighted = -_purchase_log_likelihood(np.log(params), ux, ut, ubig, count)
+        weighted = -_purchase_log_likelihood(np.log(params), histories)
         assert weighted == pytest.approx(per_customer_purchase_log_likelihood(*params, x, t_x, big_t), rel=1e-12)
     found = optimize.minimize(lambda log: -per_customer_purchase_log_likelihood(*np.exp(log), x, t_x, big_t),
                               np.log([1.0, 100.0, 1.0, 1.0]), method="Powell", options={"xtol": 1e-8, "ftol": 1e-12})
