@@ -17,7 +17,7 @@ vectorized numpy passes, not a Python loop per point.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -169,6 +169,7 @@ def detect_many(
     workers: int = 2,
     calendar: Calendar | str | None = "auto",
     counts: bool | None | Mapping[object, bool | None] = None,
+    at: Sequence[object] | None = None,
 ) -> pd.DataFrame:
     """Judge many series that share one daily or hourly time index, all at once.
 
@@ -182,6 +183,8 @@ def detect_many(
         workers: threads working on blocks of series; numpy releases the GIL in the heavy parts.
         calendar: as in `detect`; one calendar for all series (one workspace's).
         counts: as in `detect`, for all series or per column label.
+        at: return only the points at these timestamps (each is judged on the whole history all
+            the same; the band's edges, costly for counts, are computed for these points only).
 
     Returns:
         A long frame indexed by (column label..., timestamp), with the columns of `detect`.
@@ -204,6 +207,8 @@ def detect_many(
     judged = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     on_input = grid.isin(frame.index)  # drop grid points the caller did not ask about
+    if at is not None:
+        on_input &= grid.isin(pd.DatetimeIndex(at))
     keep = np.broadcast_to(on_input, values.shape)
     if anomalies_only:
         keep = keep & judged["is_anomaly"]

@@ -115,7 +115,7 @@ def _usual_and_actual(
     grid = pd.date_range(min(wide.index.min(), when - rhythm.step), when, freq=rhythm.step)
     wide = wide.reindex(grid).fillna(0.0)  # a slice absent on a day sold nothing that day
 
-    judged = detect_many(wide, seasonality=seasonality, calendar=calendar, counts=counts)
+    judged = detect_many(wide, seasonality=seasonality, calendar=calendar, counts=counts, at=[when])
     expected = judged.xs(when, level=-1)["expected"].reindex(wide.columns)
     # Too little history for the detector: the median of the same phase in earlier periods, else 0.
     period = rhythm.period if seasonality is not None else 1

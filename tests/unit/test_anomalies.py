@@ -169,6 +169,10 @@ def test_detect_many_matches_detect_and_takes_per_series_sensitivity():
     assert not many.loc[("shop", "net_sales")]["is_anomaly"].any()  # 6 deviations < 20
     strict = detect_many(frame, anomalies_only=True)
     assert list(strict.index) == [("shop", "net_sales", a.index[150])]
+    # `at`: the same rows as the whole result's at those days, and no others
+    days = [a.index[150], a.index[199]]
+    pd.testing.assert_frame_equal(detect_many(frame, sensitivity=loose, at=days),
+                                  many[many.index.get_level_values("timestamp").isin(days)])
 
 
 def test_week_over_week_is_its_own_rule_with_a_threshold():
@@ -288,6 +292,8 @@ def test_low_counts_get_a_count_model_with_a_band_that_never_goes_below_zero():
     counts = pd.DataFrame(rng.poisson(2.0, (730, 40)).astype(float),
                           index=pd.date_range(START, periods=730, freq="D"))
     result = detect_many(counts)
+    last = result.index.get_level_values(-1) == counts.index[-1]  # the count bands of `at` are the same
+    pd.testing.assert_frame_equal(detect_many(counts, at=[counts.index[-1]]), result[last])
     judged = result[result["status"] != "insufficient_history"]
     assert (judged["lower"] >= 0).all()
     alerts_per_90_days = judged["is_anomaly"].sum() / len(judged) * 90
