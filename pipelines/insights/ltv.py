@@ -140,7 +140,7 @@ def distinct(*columns: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
 
     Both likelihoods are sums of one term per customer, and customers with the same history give the
     same term: summing each distinct history once, times its count, is the same sum for a fraction of
-    the work (a large shop has hundreds of thousands of customers and some thousands of histories)."""
+    the work (most of a large shop's customers bought once, and share a few hundred histories)."""
     counted = pd.DataFrame(dict(enumerate(columns))).value_counts(sort=False, dropna=False)
     rows = tuple(counted.index.get_level_values(level).to_numpy(dtype=float) for level in range(len(columns)))
     return rows, counted.to_numpy(dtype=float)
