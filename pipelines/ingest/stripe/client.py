@@ -120,6 +120,7 @@ class StripeClient:
         )
         self._lock = threading.Lock()
         self._next_slot = 0.0
+        self._waited_until = 0.0  # the end of the last pacing wait, for counting waits once
         # Attempts and wire time per thread: lists are read by several threads at once (feed.py),
         # and each request's retries happen in the thread that sent it.
         self._local = threading.local()
@@ -140,15 +141,19 @@ class StripeClient:
         self._local.wire_seconds = getattr(self._local, "wire_seconds", 0.0) + seconds
 
     def _pace(self) -> None:
-        """Space request starts evenly so a long sync never trips the account's rate limit."""
+        """Space request starts evenly so a long sync never trips the account's rate limit.
+
+        The wait is counted as wall time: readers waiting at once (feed.py reads several windows of a
+        list in threads) count their common wait once, so the sum never exceeds the sync's duration.
+        """
         with self._lock:
             now = time.monotonic()
-            wait = self._next_slot - now
-            self._next_slot = max(now, self._next_slot) + self._interval
-        if wait > 0:
-            with self._lock:
-                self.stats.throttle_wait_seconds += wait
-            time.sleep(wait)
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._interval
+            self.stats.throttle_wait_seconds += max(0.0, slot - max(now, self._waited_until))
+            self._waited_until = max(self._waited_until, slot)
+        if slot > now:
+            time.sleep(slot - now)
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET `path` (e.g. `/v1/customers`) and return the decoded JSON, retrying what can be retried."""
