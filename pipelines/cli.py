@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import contextlib
 import functools
 import json
@@ -165,6 +166,11 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         _say(f"cannot listen on {args.host} ({exc.strerror}); pick other ports with --shopify-port/--stripe-port")
         return 2
+    # Every page decodes and encodes thousands of small objects: Python's cyclic collector, at its
+    # default of every 700 allocations, would trace each page many times (as in the connectors,
+    # ingest/pipeline.py's rare_collections). This process serves until it is stopped.
+    gc.freeze()
+    gc.set_threshold(50_000, *gc.get_threshold()[1:])
     sandbox.start()
     print(json.dumps(sandbox.connection_info()), flush=True)
     _say("sandbox ready; Ctrl-C to stop")

@@ -60,27 +60,35 @@ def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
             totals["throttle_wait_seconds"] = round(totals["throttle_wait_seconds"], 2)
             totals["bulk_wait_seconds"] = round(totals["bulk_wait_seconds"], 2)
             result["sources"][source] = totals
-        with rss.phase() as phase:
+        with rss.phase() as dbt:
             progress(f"{settings.warehouse.kind}: dbt build")
             sync_fx(settings)  # the sandbox's ECB rates: a few thousand rows, counted with dbt
             _workspaces_table(workspaces, settings)
             _dbt_build(settings)
-        result["stages"]["dbt"] = phase["seconds"]
-        result["dbt_peak_rss_mib"] = phase["peak_rss_mib"]
-        with rss.phase() as phase:
+        result["stages"]["dbt"] = dbt["seconds"]
+        result["dbt_peak_rss_mib"] = dbt["peak_rss_mib"]
+        with rss.phase() as insights:
             progress(f"{settings.warehouse.kind}: insights")
             _insights(workspaces, settings)
-        result["stages"]["insights"] = phase["seconds"]
+        result["stages"]["insights"] = insights["seconds"]
     result["stages"] = {step: round(seconds, 3) for step, seconds in result["stages"].items()}
     result["ingest_seconds"] = ingest["seconds"]  # wall time: the syncs run at once
     result["ingest_cpu_seconds"] = ingest["cpu_seconds"]
     result["total_seconds"] = whole["seconds"]
     # Our own time: the wall time less the API's. The syncs overlap, so ingestion's own part is the
-    # longest sync's wall time less what it waited for the API (pacing, retries' back-off, bulk exports).
+    # longest sync's wall time less what it waited for the API (pacing, retries' back-off, bulk exports),
+    # each wait counted as wall time (readers pacing at once count once). It does not take out the time
+    # the sandbox's pages took to render on the same cores: `stage_cpu_seconds` shows that share.
     own_ingest = max((ended - started - found.stats.throttle_wait_seconds - found.stats.bulk_wait_seconds
                       for _, found, started, ended in synced), default=0.0)
     result["own_seconds"] = round(whole["seconds"] - ingest["seconds"] + own_ingest, 3)
     result["cpu_seconds"] = whole["cpu_seconds"]
+    # CPU seconds per stage: ours (the benchmark's process tree) and the sandbox's, which serves the
+    # API pages on the same cores: of the ingestion's wall time, this much went to the stand-in.
+    result["stage_cpu_seconds"] = {name: {"ours": phase["cpu_seconds"], "sandbox": phase["api_cpu_seconds"]}
+                                   for name, phase in (("ingest", ingest), ("dbt", dbt), ("insights", insights))}
+    result["sandbox_cpu_seconds"] = whole["api_cpu_seconds"]
+    result["api_requests"] = sum(source["requests"] for source in result["sources"].values())
     result["peak_rss_mib"] = whole["peak_rss_mib"]
     return result
 

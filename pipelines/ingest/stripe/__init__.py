@@ -20,7 +20,7 @@ from pipelines.ingest import quarantine
 from pipelines.ingest.pipeline import SyncStats, merge_hints
 from pipelines.ingest.stripe import arrow
 from pipelines.ingest.stripe.client import StripeClient
-from pipelines.ingest.stripe.feed import Batch, StripeFeed
+from pipelines.ingest.stripe.feed import Batch, StripeFeed, coalesced
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspace
 
@@ -141,7 +141,7 @@ def stripe_source(
         )
         state = dlt.current.source_state()
         feed = StripeFeed(client, workspace.id, stats)
-        yield from feed.run(state.get(CURSOR_KEY), targets)
+        yield from coalesced(feed.run(state.get(CURSOR_KEY), targets))
         if targets is not None:
             return  # the event cursor is the scheduled sync's
         selected = set(dlt.current.source().selected_resources)

@@ -19,6 +19,7 @@ import requests
 from dlt.sources.helpers.requests import Client
 from requests.adapters import HTTPAdapter
 
+from pipelines import json_io
 from pipelines.ingest.pipeline import SyncStats
 from pipelines.ingest.quarantine import without_nul
 from pipelines.workspaces import WorkspaceError
@@ -119,6 +120,7 @@ class StripeClient:
         )
         self._lock = threading.Lock()
         self._next_slot = 0.0
+        self._waited_until = 0.0  # the end of the last pacing wait, for counting waits once
         # Attempts and wire time per thread: lists are read by several threads at once (feed.py),
         # and each request's retries happen in the thread that sent it.
         self._local = threading.local()
@@ -139,15 +141,19 @@ class StripeClient:
         self._local.wire_seconds = getattr(self._local, "wire_seconds", 0.0) + seconds
 
     def _pace(self) -> None:
-        """Space request starts evenly so a long sync never trips the account's rate limit."""
+        """Space request starts evenly so a long sync never trips the account's rate limit.
+
+        The wait is counted as wall time: readers waiting at once (feed.py reads several windows of a
+        list in threads) count their common wait once, so the sum never exceeds the sync's duration.
+        """
         with self._lock:
             now = time.monotonic()
-            wait = self._next_slot - now
-            self._next_slot = max(now, self._next_slot) + self._interval
-        if wait > 0:
-            with self._lock:
-                self.stats.throttle_wait_seconds += wait
-            time.sleep(wait)
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._interval
+            self.stats.throttle_wait_seconds += max(0.0, slot - max(now, self._waited_until))
+            self._waited_until = max(self._waited_until, slot)
+        if slot > now:
+            time.sleep(slot - now)
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET `path` (e.g. `/v1/customers`) and return the decoded JSON, retrying what can be retried."""
@@ -166,9 +172,11 @@ class StripeClient:
         self.stats.saw_api_date(response.headers.get("Date"))
         if response.status_code >= 400:
             raise self._error(path, response)
-        # NUL characters carry no meaning and Postgres stores them in neither text nor JSON.
-        body, removed = without_nul(response.json())
-        if removed:
+        body = json_io.loads(response.content)
+        # NUL characters carry no meaning and Postgres stores them in neither text nor JSON. JSON
+        # escapes them, so a body without that escape holds none and needs no walk.
+        if b"\\u0000" in response.content:
+            body, removed = without_nul(body)
             with self._lock:
                 self.stats.nul_removed += removed
         return body

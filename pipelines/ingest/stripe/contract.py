@@ -59,12 +59,14 @@ def _whole(value: Any) -> bool:
 
 
 def _wide(value: Any) -> bool:
-    """Whether `value` holds a whole number outside 64 bits, at any depth."""
-    if _whole(value):
+    """Whether `value` (a JSON value: its whole numbers are exactly `int`, `bool` aside) holds a whole
+    number outside 64 bits, at any depth. Called on every value of every row, hence `type(...) is`."""
+    kind = type(value)
+    if kind is int:
         return not BIGINT[0] <= value <= BIGINT[1]
-    if isinstance(value, dict):
+    if kind is dict:
         return any(map(_wide, value.values()))
-    if isinstance(value, list):
+    if kind is list:
         return any(map(_wide, value))
     return False
 

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ FIRST_WINDOW = 90 * 86400
 EVENT_RETENTION = 30 * 86400
 REPLAY_LIMIT = 200  # objects still in quarantine that a sync retrieves again (one request each)
 WINDOW_WORKERS = 4  # windows of a list read at once: enough to keep the paced request rate busy
+BATCH_ROWS = 5000  # rows of one table handed to dlt at once (see `coalesced`)
 
 # List endpoints of a full sync: table, path, extra parameters.
 LISTS = (
@@ -54,7 +55,7 @@ OBJECT_TABLES = {
 }
 
 
-_WINDOWS_DONE = object()
+_READER_DONE = object()
 
 
 class _Tiles:
@@ -96,12 +97,72 @@ class _Tiles:
                 self._span *= 2
 
 
+def _in_threads(read: Callable[[Callable[[object], bool]], None], workers: int) -> Iterator[Any]:
+    """What `read(put)` puts, running in `workers` threads, yielded here as it arrives.
+
+    The readers fetch and parse the next pages while this thread turns the previous ones into rows;
+    a bounded queue keeps at most 2 pages per reader in memory. `put` returns False once the
+    consumer has stopped (the readers then return); a reader's exception is raised here.
+    """
+    items: queue.Queue = queue.Queue(maxsize=2 * workers)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            read(put)
+            put(_READER_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+
+    threads = [threading.Thread(target=run, name=f"stripe-reader-{i}", daemon=True) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        finished = 0
+        while finished < len(threads):
+            item = items.get()
+            if item is _READER_DONE:
+                finished += 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
 @dataclass
 class Batch:
     """Rows for one raw table; the feed resource yields these and each table resource keeps its own."""
 
     table: str
     rows: list[dict[str, Any]]
+
+
+def coalesced(batches: Iterable[Batch], rows: int = BATCH_ROWS) -> Iterator[Batch]:
+    """The same rows, in order, in fewer and larger batches: each table's rows are held until `rows`
+    wait, the rest come at the end. dlt's work per item (its schema hints, an Arrow table, a
+    parquet write) is then paid per few thousand rows rather than per page."""
+    held: dict[str, list[dict[str, Any]]] = {}
+    for batch in batches:
+        waiting = held.setdefault(batch.table, [])
+        waiting.extend(batch.rows)
+        if len(waiting) >= rows:
+            yield Batch(batch.table, held.pop(batch.table))
+    for table, waiting in held.items():
+        if waiting:
+            yield Batch(table, waiting)
 
 
 @dataclass
@@ -250,7 +311,14 @@ class StripeFeed:
         as_of = newest[0]["created"] if newest else int(time.time())
         replayed: list[dict[str, Any]] = []  # subscription events, newest first
         deletions: dict[str, dict[str, tuple[dict[str, Any], int]]] = defaultdict(dict)  # table -> id -> (obj, when)
-        for page in self.client.pages("/v1/events"):
+        def read_events(put: Callable[[object], bool]) -> None:
+            for page in self.client.pages("/v1/events"):
+                if not put(page):
+                    return
+
+        # One reader fetches and parses the next pages of events (one walk: their order matters here)
+        # while this thread turns the previous ones into rows.
+        for page in _in_threads(read_events, 1):
             yield Batch("events", [self._event_row(event) for event in page])
             for event in page:
                 obj = (event.get("data") or {}).get("object") or {}
@@ -292,49 +360,17 @@ class StripeFeed:
         Pages come out in no fixed order.
         """
         tiles = _Tiles(top)
-        pages: queue.Queue = queue.Queue(maxsize=2 * WINDOW_WORKERS)  # bounds the pages held in memory
-        stop = threading.Event()
 
-        def put(item: object) -> bool:
-            while not stop.is_set():
-                try:
-                    pages.put(item, timeout=0.2)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+        def read_windows(put: Callable[[object], bool]) -> None:
+            while (window := tiles.take()) is not None:
+                count = 0
+                for page in self.client.pages(path, {**params, **window}):
+                    count += len(page)
+                    if not put(page):
+                        return
+                tiles.done(count)
 
-        def read_windows() -> None:
-            try:
-                while (window := tiles.take()) is not None:
-                    count = 0
-                    for page in self.client.pages(path, {**params, **window}):
-                        count += len(page)
-                        if not put(page):
-                            return
-                    tiles.done(count)
-                put(_WINDOWS_DONE)
-            except BaseException as exc:  # handed to the consumer, which raises it
-                put(exc)
-
-        workers = [threading.Thread(target=read_windows, name=f"stripe-windows-{i}", daemon=True)
-                   for i in range(WINDOW_WORKERS)]
-        for worker in workers:
-            worker.start()
-        try:
-            finished = 0
-            while finished < len(workers):
-                item = pages.get()
-                if item is _WINDOWS_DONE:
-                    finished += 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
-        finally:
-            stop.set()
-            for worker in workers:
-                worker.join()
+        return _in_threads(read_windows, WINDOW_WORKERS)
 
     def _snapshot_batches(
         self, table: str, page: list[dict[str, Any]], versions: dict[str, list[Version]], as_of: int

@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
+from pipelines import json_io
+
 if TYPE_CHECKING:
     from pipelines.sandbox.core.store import SandboxStore
     from pipelines.sandbox.core.webhooks import WebhookSender
@@ -127,7 +129,7 @@ class Response:
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> "Response":
-        return cls(status, json.dumps(payload, separators=(",", ":")).encode(), headers or {})
+        return cls(status, json_io.dumps(payload), headers or {})
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines import json_io
+
 SCHEMA = """
 create table if not exists meta (key text primary key, value text not null);
 create table if not exists accounts (
@@ -66,7 +68,7 @@ def _row_to_object(row: sqlite3.Row) -> StoredObject:
         created=row["created"],
         updated=row["updated"],
         deleted=bool(row["deleted"]),
-        body=json.loads(row["body"]),
+        body=json_io.loads(row["body"]),
     )
 
 
@@ -193,6 +195,14 @@ class SandboxStore:
             (workspace, source, kind, id),
         ).fetchone()
         return _row_to_object(row) if row else None
+
+    def position(self, workspace: str, source: str, kind: str, id: str) -> tuple[int, str] | None:
+        """The `(created, id)` of one object (a list's cursor), without reading its body."""
+        row = self.conn.execute(
+            "select created, id from objects where workspace = ? and source = ? and kind = ? and id = ?",
+            (workspace, source, kind, id),
+        ).fetchone()
+        return (row["created"], row["id"]) if row else None
 
     def get_many(self, workspace: str, source: str, kind: str, ids: list[str]) -> dict[str, StoredObject]:
         found: dict[str, StoredObject] = {}

@@ -436,10 +436,9 @@ class StripeHandler(ApiHandler):
         after = None
         if cursor_param in params:
             cursor_id = _string(params[cursor_param], cursor_param)
-            cursor = self.server.store.get(self.workspace, "stripe", resource.kind, cursor_id)
-            if cursor is None:
+            after = self.server.store.position(self.workspace, "stripe", resource.kind, cursor_id)
+            if after is None:
                 raise _missing(resource.noun, cursor_id, cursor_param)
-            after = (cursor.created, cursor.id)
         found: list[StoredObject] = []
         batch = max(limit + 1, 100)
         while len(found) <= limit:

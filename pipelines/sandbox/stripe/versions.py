@@ -15,9 +15,10 @@ copied before they become part of a response.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
+
+from pipelines import json_io
 
 LATEST = "2026-10-28.endive"
 LEGACY = "2023-08-16"
@@ -49,6 +50,11 @@ ADDED_SINCE_LEGACY: dict[str, frozenset[str]] = {
 }
 
 
+def _copy(value: Any) -> Any:
+    """A deep copy of a JSON value, through JSON: several times faster than `copy.deepcopy`."""
+    return None if value is None else json_io.loads(json_io.dumps(value))
+
+
 class UnsupportedVersion(ValueError):
     """A Stripe-Version the sandbox cannot render."""
 
@@ -63,7 +69,7 @@ def render(obj: dict[str, Any], version: str, lookup: Lookup) -> dict[str, Any]:
         return obj
     if version != LEGACY:
         raise UnsupportedVersion(version)
-    return _legacy(copy.deepcopy(obj), lookup)
+    return _legacy(_copy(obj), lookup)
 
 
 def render_event_data(event: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
@@ -99,7 +105,7 @@ def _legacy_discount(discount: dict[str, Any], lookup: Lookup) -> None:
     source = discount.get("source") or {}
     coupon = source.get("coupon")
     if isinstance(coupon, str):
-        coupon = copy.deepcopy(lookup("coupon", coupon))
+        coupon = _copy(lookup("coupon", coupon))
     discount["coupon"] = coupon
 
 
@@ -108,7 +114,7 @@ def _single_discount(ids: list[Any], lookup: Lookup) -> dict[str, Any] | None:
     if len(ids) != 1:
         return None
     found = ids[0] if isinstance(ids[0], dict) else lookup("discount", ids[0])
-    return _legacy(copy.deepcopy(found), lookup) if found else None
+    return _legacy(_copy(found), lookup) if found else None
 
 
 def _legacy_subscription(subscription: dict[str, Any], lookup: Lookup) -> None:
@@ -174,7 +180,7 @@ def _legacy_line_item(line: dict[str, Any], lookup: Lookup) -> None:
     price_details = (line.get("pricing") or {}).get("price_details") or {}
     price = price_details.get("price")
     if isinstance(price, str):
-        price = copy.deepcopy(lookup("price", price))
+        price = _copy(lookup("price", price))
     taxes = _legacy_tax_amounts(line.get("taxes"))
     inclusive_tax = sum(t["amount"] for t in taxes if t["inclusive"])
     amount_excluding_tax = line.get("amount", 0) - inclusive_tax
