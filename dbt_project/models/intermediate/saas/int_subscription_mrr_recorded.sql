@@ -29,19 +29,30 @@ items_normalized as (
     group by workspace_id, subscription_id, valid_from
 ),
 
-version_discounts as (
-    -- the version's own discount list says which discounts applied while it was valid
-    select
+-- the version's own discount list says which discounts applied while it was valid: one row per
+-- version and discount id listed (each once)
+version_discount_ids as (
+    select distinct
         versions.workspace_id,
         versions.subscription_id,
         versions.valid_from,
+        listed.discount_id
+    from versions
+    cross join lateral {{ json_array_strings('versions.discount_ids_json') }} as listed (discount_id)
+),
+
+version_discounts as (
+    select
+        version_discount_ids.workspace_id,
+        version_discount_ids.subscription_id,
+        version_discount_ids.valid_from,
         max(forever_discounts.percent_off) as percent_off,
         sum(forever_discounts.amount_off) as amount_off
-    from versions
+    from version_discount_ids
     inner join forever_discounts
-        on forever_discounts.workspace_id = versions.workspace_id
-        and versions.discount_ids_json like '%"' || forever_discounts.discount_id || '"%'
-    group by versions.workspace_id, versions.subscription_id, versions.valid_from
+        on forever_discounts.workspace_id = version_discount_ids.workspace_id
+        and forever_discounts.discount_id = version_discount_ids.discount_id
+    group by version_discount_ids.workspace_id, version_discount_ids.subscription_id, version_discount_ids.valid_from
 ),
 
 final as (

@@ -83,23 +83,67 @@ money as (
     {{ fx_rate_joins('dated.date', 'dated.currency', 'workspaces.reporting_currency') }}
 ),
 
+-- each person's orders and refunds by week: the week they fall in, or the first week for earlier ones
+person_weeks as (
+    select
+        money.workspace_id,
+        money.person_id,
+        greatest(cast({{ dbt.date_trunc('week', 'money.date') }} as date), first_weeks.first_week) as week_start,
+        max(case when money.orders = 1 then money.date end) as last_order_date,
+        sum(money.orders) as orders,
+        sum(money.net_sales) as net_sales,
+        {%- for measure in ['net_sales', 'reporting_net_sales'] %}
+        sum(case when money.date >= first_weeks.first_week then money.{{ measure }} else 0 end) as week_{{ measure }}
+        {{- "," if not loop.last }}
+        {%- endfor %}
+    from money
+    inner join first_weeks on first_weeks.workspace_id = money.workspace_id
+    where money.date <= first_weeks.last_day
+    group by money.workspace_id, money.person_id,
+        greatest(cast({{ dbt.date_trunc('week', 'money.date') }} as date), first_weeks.first_week)
+),
+
+-- R, F and M change only in those weeks: each one's figures to its end, which hold until the next
+changes as (
+    select
+        workspace_id,
+        person_id,
+        week_start,
+        lead(week_start) over by_person as next_week_start,
+        max(last_order_date) over to_date as last_order_date,
+        sum(orders) over to_date as frequency,
+        sum(net_sales) over to_date as monetary,
+        -- a week's sum is over every row to date, an earlier week's counting 0 (a missing rate: 0, not null)
+        {%- for measure in ['week_net_sales', 'week_reporting_net_sales'] %}
+        case when lag(week_start) over by_person is null then {{ measure }} else coalesce({{ measure }}, 0) end
+            as {{ measure }}
+        {{- "," if not loop.last }}
+        {%- endfor %}
+    from person_weeks
+    window
+        by_person as (partition by workspace_id, person_id order by week_start),
+        to_date as (by_person rows unbounded preceding)
+),
+
+-- one row per person and week from their first change on: a week without a change sold nothing
 measured as (
     select
         snapshots.workspace_id,
         snapshots.week_start,
         snapshots.snapshot_date,
-        money.person_id,
-        max(case when money.orders = 1 then money.date end) as last_order_date,
-        sum(money.orders) as frequency,
-        sum(money.net_sales) as monetary,
-        sum(case when money.date >= snapshots.week_start then money.net_sales else 0 end) as week_net_sales,
-        sum(case when money.date >= snapshots.week_start then money.reporting_net_sales else 0 end)
+        changes.person_id,
+        changes.last_order_date,
+        changes.frequency,
+        changes.monetary,
+        case when snapshots.week_start = changes.week_start then changes.week_net_sales else 0 end
+            as week_net_sales,
+        case when snapshots.week_start = changes.week_start then changes.week_reporting_net_sales else 0 end
             as week_reporting_net_sales
-    from snapshots
-    inner join money
-        on money.workspace_id = snapshots.workspace_id
-        and money.date <= snapshots.snapshot_date
-    group by snapshots.workspace_id, snapshots.week_start, snapshots.snapshot_date, money.person_id
+    from changes
+    inner join snapshots
+        on snapshots.workspace_id = changes.workspace_id
+        and snapshots.week_start >= changes.week_start
+        and (changes.next_week_start is null or snapshots.week_start < changes.next_week_start)
 ),
 
 scored as (
