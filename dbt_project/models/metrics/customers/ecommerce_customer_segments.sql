@@ -111,12 +111,12 @@ changes as (
         week_start,
         lead(week_start) over by_person as next_week_start,
         max(last_order_date) over to_date as last_order_date,
-        sum(orders) over to_date as frequency,
+        cast(sum(orders) over to_date as bigint) as frequency,
         sum(net_sales) over to_date as monetary,
         -- a week's sum is over every row to date, an earlier week's counting 0 (a missing rate: 0, not null)
         {%- for measure in ['week_net_sales', 'week_reporting_net_sales'] %}
-        case when lag(week_start) over by_person is null then {{ measure }} else coalesce({{ measure }}, 0) end
-            as {{ measure }}
+        cast(case when lag(week_start) over by_person is null then {{ measure }} else coalesce({{ measure }}, 0) end
+            as decimal(38, 4)) as {{ measure }}
         {{- "," if not loop.last }}
         {%- endfor %}
     from person_weeks
@@ -148,52 +148,19 @@ measured as (
     where changes.last_order_date is not null
 ),
 
-{%- set scores = [('r_score', 'last_order_date'), ('f_score', 'frequency'), ('m_score', 'monetary')] %}
-{%- for score, measure in scores %}
-
--- {{ score }}: 1 + floor(5 × percent_rank) by {{ measure }} within the workspace and week, counted
--- once per value: percent_rank is the customers below the value over all but one (0 for one customer)
-{{ score }}s as (
-    select
-        workspace_id,
-        week_start,
-        {{ measure }},
-        cast(least(5, 1 + floor(5 * case
-            when customers > 1 then cast(below as double precision) / cast(customers - 1 as double precision)
-            else 0
-        end)) as integer) as {{ score }}
-    from (
-        select
-            workspace_id,
-            week_start,
-            {{ measure }},
-            sum(count(*)) over (
-                partition by workspace_id, week_start order by {{ measure }} rows unbounded preceding
-            ) - count(*) as below,
-            sum(count(*)) over (partition by workspace_id, week_start) as customers
-        from measured
-        group by workspace_id, week_start, {{ measure }}
-    ) as counted
-),
-{%- endfor %}
-
 scored as (
     select
-        measured.*,
-        cast({{ dbt.datediff('measured.last_order_date', 'measured.snapshot_date', 'day') }} as integer)
-            as recency_days,
-        {%- for score, measure in scores %}
-        {{ score }}s.{{ score }}
+        *,
+        cast({{ dbt.datediff('last_order_date', 'snapshot_date', 'day') }} as integer) as recency_days,
+        {%- for score, measure, direction in [('r_score', 'last_order_date', 'asc'),
+                                               ('f_score', 'frequency', 'asc'),
+                                               ('m_score', 'monetary', 'asc')] %}
+        cast(least(5, 1 + floor(5 * percent_rank() over (
+            partition by workspace_id, week_start order by {{ measure }} {{ direction }}
+        ))) as integer) as {{ score }}
         {{- "," if not loop.last }}
         {%- endfor %}
     from measured
-    {%- for score, measure in scores %}
-    -- never null: last orders are, frequencies and net sales (orders' and refunds' amounts) are not
-    inner join {{ score }}s
-        on {{ score }}s.workspace_id = measured.workspace_id
-        and {{ score }}s.week_start = measured.week_start
-        and {{ score }}s.{{ measure }} = measured.{{ measure }}
-    {%- endfor %}
 ),
 
 segmented as (
@@ -213,26 +180,21 @@ segmented as (
 
 final as (
     select
-        segmented.workspace_id,
-        segmented.week_start,
-        segmented.snapshot_date,
-        segmented.person_id,
-        segmented.recency_days,
-        cast(segmented.frequency as bigint) as frequency,
-        cast(segmented.monetary as decimal(38, 4)) as monetary,
-        cast(segmented.week_net_sales as decimal(38, 4)) as week_net_sales,
-        cast(segmented.week_reporting_net_sales as decimal(38, 4)) as week_reporting_net_sales,
-        segmented.r_score,
-        segmented.f_score,
-        segmented.m_score,
-        segmented.segment,
-        previous_week.segment as previous_segment
+        workspace_id,
+        week_start,
+        snapshot_date,
+        person_id,
+        recency_days,
+        frequency,
+        cast(monetary as decimal(38, 4)) as monetary,
+        week_net_sales,
+        week_reporting_net_sales,
+        r_score,
+        f_score,
+        m_score,
+        segment,
+        lag(segment) over (partition by workspace_id, person_id order by week_start) as previous_segment
     from segmented
-    -- a customer has a row every week from their first order on
-    left join segmented as previous_week
-        on previous_week.workspace_id = segmented.workspace_id
-        and previous_week.person_id = segmented.person_id
-        and previous_week.week_start = cast({{ dbt.dateadd('week', -1, 'segmented.week_start') }} as date)
 )
 
 select * from final
