@@ -115,8 +115,8 @@ changes as (
         sum(net_sales) over to_date as monetary,
         -- a week's sum is over every row to date, an earlier week's counting 0 (a missing rate: 0, not null)
         {%- for measure in ['week_net_sales', 'week_reporting_net_sales'] %}
-        cast(case when lag(week_start) over by_person is null then {{ measure }} else coalesce({{ measure }}, 0) end
-            as decimal(38, 4)) as {{ measure }}
+        case when lag(week_start) over by_person is null then {{ measure }} else coalesce({{ measure }}, 0) end
+            as {{ measure }}
         {{- "," if not loop.last }}
         {%- endfor %}
     from person_weeks
@@ -187,8 +187,8 @@ final as (
         recency_days,
         frequency,
         cast(monetary as decimal(38, 4)) as monetary,
-        week_net_sales,
-        week_reporting_net_sales,
+        cast(week_net_sales as decimal(38, 4)) as week_net_sales,
+        cast(week_reporting_net_sales as decimal(38, 4)) as week_reporting_net_sales,
         r_score,
         f_score,
         m_score,
