@@ -4,7 +4,9 @@
     week. The last `rfm_weeks` (default 26) weeks are kept. Scores are quintiles within the
     workspace and week: 1 + floor(5 × percent_rank), capped at 5, so tied customers share a score.
     Amounts are in the shop's currency, but week_reporting_net_sales: the week's net sales in the
-    reporting currency, each order and refund at its day's rate (the registry's segment money). -#}
+    reporting currency, each order and refund at its day's rate (the registry's segment money).
+    R, F and M change only in weeks with an order or refund: they are totalled over those weeks and
+    spread over the weeks until the next, not summed again for every week. -#}
 with recursive workspaces as (
     select * from {{ ref('stg_reference__workspaces') }}
 ),
@@ -113,7 +115,8 @@ changes as (
         max(last_order_date) over to_date as last_order_date,
         cast(sum(orders) over to_date as bigint) as frequency,
         sum(net_sales) over to_date as monetary,
-        -- a week's sum is over every row to date, an earlier week's counting 0 (a missing rate: 0, not null)
+        -- a week's sum runs over the person's rows to date, earlier ones counting 0: once there are
+        -- earlier rows, a week whose own amounts are all null (a missing rate) sums to 0, not null
         {%- for measure in ['week_net_sales', 'week_reporting_net_sales'] %}
         case when lag(week_start) over by_person is null then {{ measure }} else coalesce({{ measure }}, 0) end
             as {{ measure }}
@@ -125,7 +128,7 @@ changes as (
         to_date as (by_person rows unbounded preceding)
 ),
 
--- one row per person and week from their first change on: a week without a change sold nothing
+-- one row per person and week from their first change on; a week without one has no sales of its own
 measured as (
     select
         snapshots.workspace_id,
