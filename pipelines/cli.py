@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import contextlib
 import functools
+import gc
 import json
 import os
 import signal
