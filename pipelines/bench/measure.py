@@ -26,7 +26,7 @@ class PeakRss:
     def __init__(self) -> None:
         self.exclude: set[int] = set()
         self.peak = 0
-        self.phase_peak = 0
+        self._phase_peaks: list[list[int]] = []  # one cell per open phase (phases nest), updated by every sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
 
@@ -60,7 +60,8 @@ class PeakRss:
         while not self._stop.is_set():
             rss = self.sample()
             self.peak = max(self.peak, rss)
-            self.phase_peak = max(self.phase_peak, rss)
+            for cell in list(self._phase_peaks):
+                cell[0] = max(cell[0], rss)
             self._stop.wait(SAMPLE_SECONDS)
 
     def excluded_cpu_seconds(self) -> float:
@@ -84,7 +85,8 @@ class PeakRss:
         time does. `api_cpu_seconds` is the sandbox's (the excluded processes'), the stand-in for
         Shopify's and Stripe's servers, which shares this machine's cores."""
         found: dict[str, float] = {}
-        self.phase_peak = self.sample()
+        peak = [self.sample()]
+        self._phase_peaks.append(peak)
         started, cpu, api_cpu = time.perf_counter(), cpu_seconds(), self.excluded_cpu_seconds()
         try:
             yield found
@@ -92,7 +94,8 @@ class PeakRss:
             found["seconds"] = round(time.perf_counter() - started, 3)
             found["cpu_seconds"] = round(cpu_seconds() - cpu, 3)
             found["api_cpu_seconds"] = round(self.excluded_cpu_seconds() - api_cpu, 3)
-            found["peak_rss_mib"] = mib(self.phase_peak)
+            self._phase_peaks.remove(peak)
+            found["peak_rss_mib"] = mib(peak[0])
 
 
 def cpu_seconds() -> float:
