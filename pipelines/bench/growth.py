@@ -82,6 +82,7 @@ def _brief(point: dict[str, Any]) -> dict[str, Any]:
         return {"rows": _rows(run), "total_seconds": run["total_seconds"], "own_seconds": run["own_seconds"],
                 "cpu_seconds": run["cpu_seconds"], "sandbox_cpu_seconds": run.get("sandbox_cpu_seconds"),
                 "stage_cpu_seconds": run.get("stage_cpu_seconds"), "api_requests": run.get("api_requests"),
+                "dbt_slowest": run.get("dbt_slowest"),
                 "ingest_seconds": run["ingest_seconds"], "ingest_cpu_seconds": run["ingest_cpu_seconds"],
                 "stages": run["stages"], "peak_rss_mib": run["peak_rss_mib"]}
 

@@ -94,7 +94,7 @@ class PeakRss:
             found["seconds"] = round(time.perf_counter() - started, 3)
             found["cpu_seconds"] = round(cpu_seconds() - cpu, 3)
             found["api_cpu_seconds"] = round(self.excluded_cpu_seconds() - api_cpu, 3)
-            self._phase_peaks.remove(peak)
+            self._phase_peaks = [cell for cell in self._phase_peaks if cell is not peak]  # by identity
             found["peak_rss_mib"] = mib(peak[0])
 
 

@@ -134,6 +134,11 @@ def _growth_section(growth: dict[str, Any]) -> list[str]:
                        f"{run.get('own_seconds')} | {run['cpu_seconds']} | {run.get('sandbox_cpu_seconds')} | "
                        f"{s['extract']} | {s['normalize']} | {s['load']} | {s['dbt']} | {s['insights']} | "
                        f"{run['peak_rss_mib']} |")
+    out += ["", "Slowest dbt nodes of each run (seconds, dbt's run_results.json):", ""]
+    for point in growth["points"]:
+        for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
+            nodes = ", ".join(f"`{name}` {seconds}" for name, seconds in (run.get("dbt_slowest") or {}).items())
+            out.append(f"- {point['scale']} {label} {run.get('changed_share', '')}: {nodes or 'not recorded'}")
     out += ["", "| exponent | value |", "|---|---|"]
     out += [f"| {name} | {value} |" for name, value in growth["exponents"].items()]
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from pipelines.workspaces import Workspaces
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # Dagster's step logs, off the console
 # The object each source's throughput is counted in, besides rows of all its tables.
 MAIN_TABLE = {"shopify": "orders", "stripe": "invoices"}
+DBT_SLOWEST = 8  # dbt nodes a run reports with their seconds
 
 
 def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
@@ -64,7 +66,7 @@ def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
             progress(f"{settings.warehouse.kind}: dbt build")
             sync_fx(settings)  # the sandbox's ECB rates: a few thousand rows, counted with dbt
             _workspaces_table(workspaces, settings)
-            _dbt_build(settings)
+            result["dbt_slowest"] = _dbt_build(settings)
         result["stages"]["dbt"] = dbt["seconds"]
         result["dbt_peak_rss_mib"] = dbt["peak_rss_mib"]
         with rss.phase() as insights:
@@ -118,8 +120,9 @@ def _workspaces_table(workspaces: Workspaces, settings: Settings) -> None:
                    resources={"warehouse": settings.warehouse})
 
 
-def _dbt_build(settings: Settings) -> None:
-    """`dbt build` (models and their tests), as the dbt assets run it; raises with dbt's output on failure."""
+def _dbt_build(settings: Settings, slowest: int = DBT_SLOWEST) -> dict[str, float]:
+    """`dbt build` (models and their tests), as the dbt assets run it; raises with dbt's output on failure.
+    Returns the `slowest` nodes' own seconds, from dbt's run_results.json (where a build's time goes)."""
     home = settings.home
     env = {**os.environ, **dbt_env(settings.warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
            "DBT_TARGET_PATH": str(home / "dbt-target"), "DBT_LOG_PATH": str(home / "dbt-logs")}
@@ -127,6 +130,9 @@ def _dbt_build(settings: Settings) -> None:
     done = subprocess.run([str(dbt), *BUILD], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"dbt build failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+    results = json.loads((home / "dbt-target" / "run_results.json").read_text())["results"]
+    ranked = sorted(results, key=lambda node: -node["execution_time"])[:slowest]
+    return {node["unique_id"].split(".", 2)[-1]: round(node["execution_time"], 2) for node in ranked}
 
 
 def _insights(workspaces: Workspaces, settings: Settings) -> None:
