@@ -138,7 +138,8 @@ def _growth_section(growth: dict[str, Any]) -> list[str]:
     for point in growth["points"]:
         for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
             nodes = ", ".join(f"`{name}` {seconds}" for name, seconds in (run.get("dbt_slowest") or {}).items())
-            out.append(f"- {point['scale']} {label} {run.get('changed_share', '')}: {nodes or 'not recorded'}")
+            change = f" {run['changed_share']:.2%}" if "changed_share" in run else ""
+            out.append(f"- {point['scale']} {label}{change}: {nodes or 'not recorded'}")
     out += ["", "| exponent | value |", "|---|---|"]
     out += [f"| {name} | {value} |" for name, value in growth["exponents"].items()]
     return out

@@ -52,3 +52,16 @@ def test_the_large_sandboxs_targets_are_judged_at_its_full_size_only():
     assert found["largest_scale_peak_rss_gib"]["value"] == 4.1
     scaled = report.growth_targets(_growth(1_000, 10_000, largest_scale=0.1))
     assert all(target["met"] is None for name, target in scaled.items() if name.startswith("largest_scale_"))
+
+
+def test_the_report_names_each_runs_slowest_dbt_nodes():
+    def run(**extra):
+        stages = dict.fromkeys(("extract", "normalize", "load", "dbt", "insights"), 1.0)
+        return {"rows": 10, "total_seconds": 5, "own_seconds": 5, "cpu_seconds": 5, "stages": stages,
+                "peak_rss_mib": 100, **extra}
+
+    growth = {"points": [{"scale": 1, "full": run(dbt_slowest={"ecommerce_customer_segments": 50.4, "orders": 8.2}),
+                          "incremental": [run(changed_share=0.0108)]}], "exponents": {}}
+    lines = [line for line in report._growth_section(growth) if line.startswith("- ")]
+    assert lines == ["- 1 full: `ecommerce_customer_segments` 50.4, `orders` 8.2",
+                     "- 1 incremental 1.08%: not recorded"]
