@@ -38,15 +38,21 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
 
+    def _excluded(self) -> list[psutil.Process]:
+        """The excluded processes that still run, and their descendants."""
+        found: list[psutil.Process] = []
+        for pid in self.exclude:
+            try:
+                process = psutil.Process(pid)
+                found += [process, *process.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
     def sample(self) -> int:
         me = psutil.Process()
         total = me.memory_info().rss
-        skipped: set[int] = set()
-        for pid in self.exclude:
-            try:
-                skipped |= {pid} | {p.pid for p in psutil.Process(pid).children(recursive=True)}
-            except psutil.NoSuchProcess:
-                pass
+        skipped = {process.pid for process in self._excluded()}
         for child in me.children(recursive=True):
             if child.pid in skipped:
                 continue
@@ -67,12 +73,10 @@ class PeakRss:
     def excluded_cpu_seconds(self) -> float:
         """User and system CPU seconds so far of the excluded processes (the sandbox) and their children."""
         total = 0.0
-        for pid in self.exclude:
+        for process in self._excluded():
             try:
-                process = psutil.Process(pid)
-                for member in (process, *process.children(recursive=True)):
-                    times = member.cpu_times()
-                    total += times.user + times.system
+                times = process.cpu_times()
+                total += times.user + times.system
             except psutil.NoSuchProcess:
                 pass
         return total
