@@ -95,9 +95,19 @@ def waiting_on_the_pool(instance: dg.DagsterInstance) -> list[str]:
 
 
 def runs_holding_both_slots(instance: dg.DagsterInstance) -> list[subprocess.Popen]:
-    holders = [hold_a_slot(600) for _ in range(2)]
-    wait_for(lambda: len(claimed(instance)) == 2, timeout=SLOT_WAIT, what="two runs holding the pool's two slots",
-             holders=tuple(holders))
+    """Two runs, each holding one of the pool's two slots, started one after the other.
+
+    Not both at once: on SQLite storage, Dagster's claim of a slot is a select of a free slot row,
+    then an update of that row by its id alone. Two processes that claim at the same moment both
+    pick the first free row, both update it and both run, while one slot shows claimed and the
+    other free (seen in CI: the wait below for two claimed slots then never ended). Postgres locks
+    the row it selects (`for update skip locked`); SQLite ignores that.
+    """
+    holders: list[subprocess.Popen] = []
+    for slots in (1, 2):
+        holders.append(hold_a_slot(600))
+        wait_for(lambda n=slots: len(claimed(instance)) == n, timeout=SLOT_WAIT,
+                 what=f"{slots} run(s) holding the pool's slots", holders=tuple(holders))
     return holders
 
 
@@ -140,9 +150,7 @@ def test_slots_of_a_run_marked_failed_by_hand_are_freed(instance):
 
 
 def test_the_recover_runs_sensor_fails_dead_runs_and_stops_a_step_over_the_timeout(instance, monkeypatch):
-    killed, running = hold_a_slot(600), hold_a_slot(600)
-    wait_for(lambda: len(claimed(instance)) == 2, timeout=SLOT_WAIT, what="two runs holding slots",
-             holders=(killed, running))
+    killed, running = runs_holding_both_slots(instance)
     live = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))]
     assert len(live) == 2
     # A slot is claimed before the step's start is logged: a kill in between leaves a step that never
