@@ -13,11 +13,13 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
+from pipelines.insights import fits as stored_fits
 from pipelines.insights.calendar import Calendar, calendar_for
 from pipelines.insights.forecast_horizon import HORIZON_DAYS
-from pipelines.insights.forecasts import FORECAST_METRICS, forecast_workspace
-from pipelines.insights.ltv import workspace_customer_values
+from pipelines.insights.forecasts import FORECAST_METRICS, fit_name, forecast_workspace
+from pipelines.insights.ltv import FIT_NAME, workspace_customer_values
 from pipelines.insights.opportunities import workspace_opportunities
 from pipelines.insights.reports import CHART_FILE, Week, build_report, last_complete_week, write_report
 from pipelines.insights.scan import explain_anomalies, find_anomalies
@@ -114,15 +116,19 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             # The last run's rows: a metric whose history is unchanged (a refresh later the same day)
             # keeps its forecast instead of being fitted again.
             known = _rows(read, "insights.forecasts", workspace, "metric, date")
+            # The last estimates: within a week of one, a metric's coefficients are forwarded, not estimated.
+            fits = stored_fits.read_fits(_rows(read, stored_fits.TABLE, workspace, "model"))
         pack = pack_for(workspace.vertical)
         through = _last_complete_day(daily, workspace)
         metrics = [(name, pack.metric(name).stock, pack.metric(name).can_be_negative)
                    for name in FORECAST_METRICS[pack.vertical]] if through else []
         days = pd.to_datetime(daily["date"]).dt.date.tolist() + ([through + timedelta(days=HORIZON_DAYS)] if through else [])
         found = forecast_workspace(daily, metrics, calendar_for(workspace.holiday_country, days or [date.today()]),
-                                   workspace.id, through=through, known=known)
+                                   workspace.id, through=through, known=known, fits=fits)
         warehouse.upsert("insights.forecasts", found.assign(made_at=pd.Timestamp.now(tz="UTC")),
                          key=["workspace_id", "metric", "date"], replace={"workspace_id": workspace.id})
+        _write_fits(warehouse, workspace, {fit_name(metric): fits[fit_name(metric)]
+                                           for metric in found["metric"].unique() if fit_name(metric) in fits})
         return {
             "rows": len(found),
             "metrics": ", ".join(sorted(found["metric"].unique())) or "none (history too short)",
@@ -130,6 +136,8 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
                 known["inputs_digest"] if known is not None and "inputs_digest" in known else []),
                 "metric"].unique())) or "none",
             "origin": str(found["origin"].max()) if len(found) else "",
+            "estimated_on": ", ".join(f"{name}: {fit.estimated_on}" for name, fit in sorted(fits.items())
+                                      if name.startswith("forecast:")) or "none",
             "next_days": dg.MetadataValue.md(_table(found.head(7), ["metric", "date", "forecast", "lower_80",
                                                                      "upper_80"])),
         }
@@ -161,14 +169,21 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             require_passing(read, workspace.id)
             daily = _daily_metrics(read, workspace)
             as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
+            # the last estimate: within a week of it, the fit starts from its optimum
+            start = stored_fits.read_fits(_rows(read, stored_fits.TABLE, workspace, "model")).get(FIT_NAME)
             # the fit (a fraction of a second) runs between its reads, on this connection
-            found, params = workspace_customer_values(read.query, workspace.id, workspace.currency, as_of)
+            found, params = workspace_customer_values(read.query, workspace.id, workspace.currency, as_of,
+                                                      start=start)
             written = read.table_exists("insights.customer_values")
         if len(found) or written:
             warehouse.upsert("insights.customer_values", found, key=["workspace_id", "person_id"],
                              replace={"workspace_id": workspace.id})
+        fit = params.pop("fit", None)
+        if fit is not None:
+            _write_fits(warehouse, workspace, {FIT_NAME: fit})
         return {
             "customers": len(found),
+            "estimated_on": str(fit.estimated_on) if fit else "none",
             "predicted_value_12m": float(found["predicted_value_12m"].sum()),
             "model": ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}: {value}"
                                for name, value in params.items()) or "none",
@@ -239,7 +254,11 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         def each(workspace_id: str) -> Iterator[tuple[dg.AssetKey, dict]]:
             workspace = workspaces.get(workspace_id)
             for key in selected:
-                yield key, work[key](workspace, warehouse)
+                # One BLAS thread: the insights' matrices are small (days × regressors), and on a busy
+                # machine OpenBLAS's idle threads spin: the forecasts' fits cost 3× the CPU without this.
+                with threadpool_limits(limits=1, user_api="blas"):
+                    found = work[key](workspace, warehouse)
+                yield key, found
 
         yield from materialize_each(context, each, _insights_failure)
 
@@ -264,6 +283,12 @@ def _daily_metrics(warehouse: Warehouse | Reads, workspace: Workspace) -> pd.Dat
     for frame in frames[1:]:
         daily = daily.merge(frame, on="date", how="outer")
     return daily.sort_values("date", ignore_index=True)
+
+
+def _write_fits(warehouse: Warehouse, workspace: Workspace, fits: dict[str, stored_fits.Fit]) -> None:
+    """Store these fits of the workspace (`insights.model_fits`), replacing those of the same models."""
+    if fits:
+        warehouse.upsert(stored_fits.TABLE, stored_fits.fit_rows(workspace.id, fits), key=["workspace_id", "model"])
 
 
 def _rows(warehouse: Warehouse | Reads, table: str, workspace: Workspace, order: str) -> pd.DataFrame | None:

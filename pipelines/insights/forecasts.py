@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.insights.calendar import Calendar
+from pipelines.insights.fits import Fit
 from pipelines.insights.forecast_horizon import HORIZON_DAYS
 
 # numba compiles statsforecast's models on first use (about 10 s); keep the compiled code on disk.
@@ -74,7 +75,7 @@ def seen_holidays(days: pd.DatetimeIndex, calendar: Calendar) -> list[str]:
 
 def forecast_series(values: pd.Series, calendar: Calendar, horizon: int = HORIZON_DAYS,
                     levels: Sequence[int] = LEVELS, *, stock: bool = False) -> pd.DataFrame:
-    """Forecast a daily series `horizon` days past its last day.
+    """Forecast a daily series `horizon` days past its last day, estimating the model afresh.
 
     Args:
         values: daily values by date (gap-free index); leading and trailing missing days are
@@ -91,8 +92,19 @@ def forecast_series(values: pd.Series, calendar: Calendar, horizon: int = HORIZO
     Raises:
         ValueError: fewer than MIN_HISTORY_DAYS days of history.
     """
+    return forecast_fitted(values, calendar, horizon, levels, stock=stock)[0]
+
+
+def forecast_fitted(values: pd.Series, calendar: Calendar, horizon: int = HORIZON_DAYS,
+                    levels: Sequence[int] = LEVELS, *, stock: bool = False,
+                    start: Fit | None = None) -> tuple[pd.DataFrame, Fit | None]:
+    """`forecast_series`, and the fit it used (a flow's ARIMA coefficients; None for a stock or a flat
+    series). With `start`, a fit of this metric usable on the history's last day (`Fit.usable_on`)
+    and of the same shape (the same regressors and first day), the stored coefficients are run over
+    the new history instead of being estimated again (forwarded: the fitted values, the outlier
+    cleaning and the error variance come from the new history; docs/metrics.md, "Forecasts")."""
     from statsforecast import StatsForecast  # numba compiles on import: only the forecasting runs pay it
-    from statsforecast.models import ARIMA, AutoETS
+    from statsforecast.models import AutoETS
 
     history = values.loc[values.first_valid_index():values.last_valid_index()]
     # a level carries over a day without a row; a flow had nothing that day
@@ -102,43 +114,79 @@ def forecast_series(values: pd.Series, calendar: Calendar, horizon: int = HORIZO
     future_days = pd.date_range(history.index[-1] + timedelta(days=1), periods=horizon, freq="D")
     if history.nunique() == 1:  # nothing moves (one subscription, no sales): nothing to fit
         flat = pd.DataFrame({"date": future_days, "forecast": float(history.iloc[-1])})
-        return flat.assign(**{f"{side}_{level}": flat["forecast"] for level in levels for side in ("lower", "upper")})
+        return flat.assign(**{f"{side}_{level}": flat["forecast"]
+                              for level in levels for side in ("lower", "upper")}), None
     positive = not stock and bool((history > 0).all())
     target = pd.Series(np.log(history) if positive else history, index=history.index, dtype="float64")
+    fit = None
     if stock:
-        model, features = AutoETS(model="ZZN", alias="model"), pd.DataFrame(index=history.index.append(future_days))
+        engine = StatsForecast(models=[AutoETS(model="ZZN", alias="model")], freq="D", n_jobs=1)
+        found = engine.forecast(df=pd.DataFrame({"unique_id": "series", "ds": history.index, "y": target.to_numpy()}),
+                                h=horizon, level=list(levels))
+        found = {key: found[f"model-{key}" if key != "mean" else "model"].to_numpy()
+                 for key in ["mean", *[f"{side}-{level}" for level in levels for side in ("lo", "hi")]]}
     else:
-        model = ARIMA(order=ORDER, include_drift=True, include_mean=True, alias="model")
         yearly = len(history) >= FOURIER_HISTORY_DAYS
         features = regressors(history.index.append(future_days), calendar, seen_holidays(history.index, calendar),
                               yearly)
         # A column constant over the history (a weekday never seen) cannot be estimated.
         features = features.loc[:, features.loc[history.index].std() > 0]
-    frame = pd.concat([pd.DataFrame({"unique_id": "series", "ds": history.index, "y": target.to_numpy()}),
-                       features.loc[history.index].reset_index(drop=True)], axis=1)
-    future = pd.concat([pd.DataFrame({"unique_id": "series", "ds": future_days}),
-                        features.loc[future_days].reset_index(drop=True)], axis=1) if features.shape[1] else None
-    engine = StatsForecast(models=[model], freq="D", n_jobs=1)
-    found = engine.forecast(df=frame, h=horizon, X_df=future, level=list(levels), fitted=CLEAN_OUTLIERS and not stock)
-    if CLEAN_OUTLIERS and not stock:
-        # Days far off the fitted calendar (an unlisted promotion, a one-off refund) would widen every
-        # interval: replace them by their fitted value and fit again (like R's tsclean).
-        fitted = engine.forecast_fitted_values()["model"].to_numpy()
-        residuals = target.to_numpy() - fitted
-        spread = 1.4826 * np.nanmedian(np.abs(residuals - np.nanmedian(residuals)))
-        outliers = np.abs(residuals) > OUTLIER_SPREADS * spread
-        if outliers.any():
-            frame.loc[outliers, "y"] = fitted[outliers]
-            found = StatsForecast(models=[model], freq="D", n_jobs=1).forecast(
-                df=frame, h=horizon, X_df=future, level=list(levels))
-    result = pd.DataFrame({"date": future_days, "forecast": found["model"].to_numpy()})
+        shape = {"columns": list(features.columns), "first_day": history.index[0].date().isoformat(),
+                 "positive": positive}
+        forward = (start is not None and start.usable_on(history.index[-1].date())
+                   and all(start.params.get(key) == value for key, value in shape.items()))
+        found, fit = _arima_cleaned(target.to_numpy(), features.loc[history.index].to_numpy(),
+                                    features.loc[future_days].to_numpy(), horizon, levels,
+                                    start.params if forward else None)
+        if fit is None:  # the stored fit cleaned no outliers and this history has some: estimate afresh
+            found, fit = _arima_cleaned(target.to_numpy(), features.loc[history.index].to_numpy(),
+                                        features.loc[future_days].to_numpy(), horizon, levels, None)
+            forward = False
+        fit = Fit(start.estimated_on if forward else history.index[-1].date(), {**shape, **fit})
+    result = pd.DataFrame({"date": future_days, "forecast": found["mean"]})
     for level in levels:
-        result[f"lower_{level}"] = found[f"model-lo-{level}"].to_numpy()
-        result[f"upper_{level}"] = found[f"model-hi-{level}"].to_numpy()
+        result[f"lower_{level}"] = found[f"lo-{level}"]
+        result[f"upper_{level}"] = found[f"hi-{level}"]
     numbers = [column for column in result.columns if column != "date"]
     if positive:
         result[numbers] = np.exp(result[numbers])
-    return result
+    return result, fit
+
+
+def _arima_cleaned(target: np.ndarray, past: np.ndarray, future: np.ndarray, horizon: int, levels: Sequence[int],
+                   fixed: dict | None) -> tuple[dict, dict | None]:
+    """The regression with ARMA errors on `target`, cleaned of outliers: the forecast (`mean`,
+    `lo-<level>`, `hi-<level>`) and the coefficients of both fits ({"first", "second"}; "second" None
+    when nothing was cleaned). With `fixed` (such coefficients), they are used instead of estimated;
+    None is returned for the coefficients when `fixed` has no second fit and this target needs one."""
+    past, future = (past, future) if past.shape[1] else (None, None)
+    found, fitted, first = _arima(target, past, future, horizon, levels, fixed and fixed["first"])
+    second = None
+    if CLEAN_OUTLIERS:
+        # Days far off the fitted calendar (an unlisted promotion, a one-off refund) would widen every
+        # interval: replace them by their fitted value and fit again (like R's tsclean).
+        residuals = target - fitted
+        spread = 1.4826 * np.nanmedian(np.abs(residuals - np.nanmedian(residuals)))
+        outliers = np.abs(residuals) > OUTLIER_SPREADS * spread
+        if outliers.any():
+            if fixed and fixed["second"] is None:
+                return found, None
+            cleaned = np.where(outliers, fitted, target)
+            found, _, second = _arima(cleaned, past, future, horizon, levels, fixed and fixed["second"])
+    return found, {"first": first, "second": second}
+
+
+def _arima(target: np.ndarray, past: np.ndarray | None, future: np.ndarray | None, horizon: int,
+           levels: Sequence[int], fixed: dict | None) -> tuple[dict, np.ndarray, dict]:
+    """One ARIMA fit (or, with `fixed` coefficients, a run of them over `target`): the forecast, the
+    fitted values and the coefficients."""
+    from statsforecast.models import ARIMA
+
+    model = ARIMA(order=ORDER, include_drift=True, include_mean=True, fixed=dict(fixed) if fixed else None)
+    model.fit(target, past)
+    found = model.predict(horizon, X=future, level=list(levels))
+    coefficients = {name: float(value) for name, value in model.model_["coef"].items()}
+    return found, model.predict_in_sample()["fitted"], coefficients
 
 
 def backtest(values: pd.Series, calendar: Calendar, origins: Sequence[date], horizon: int = HORIZON_DAYS,
@@ -171,7 +219,8 @@ def backtest_scores(results: pd.DataFrame, levels: Sequence[int] = LEVELS) -> di
 
 
 def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool, bool]], calendar: Calendar,
-                       workspace_id: str, through: date | None = None, known: pd.DataFrame | None = None) -> pd.DataFrame:
+                       workspace_id: str, through: date | None = None, known: pd.DataFrame | None = None,
+                       fits: dict[str, Fit] | None = None) -> pd.DataFrame:
     """The forecast rows of one workspace (`insights.forecasts`) for `metrics`.
 
     Args:
@@ -185,6 +234,9 @@ def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool, b
         known: rows an earlier call returned (`insights.forecasts`, with `inputs_digest`): a metric
             whose inputs have the same digest gets those rows back instead of being fitted again
             (the same rows; see `_inputs_digest`).
+        fits: the workspace's stored fits (`insights.model_fits`, by `fit_name(metric)`): a metric
+            whose fit is still usable is forwarded rather than estimated (`forecast_fitted`). Updated
+            in place with the fits this call used.
 
     Returns:
         One row per metric and day ahead, with the `inputs_digest` they were made from; a metric
@@ -203,7 +255,9 @@ def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool, b
         if stored is not None:
             rows.append(stored)
             continue
-        found = forecast_series(values, calendar, stock=stock)
+        found, fit = forecast_fitted(values, calendar, stock=stock, start=(fits or {}).get(fit_name(metric)))
+        if fits is not None and fit is not None:
+            fits[fit_name(metric)] = fit
         if not can_be_negative:
             numbers = [column for column in found.columns if column != "date"]
             found[numbers] = found[numbers].clip(lower=0.0)
@@ -215,6 +269,11 @@ def forecast_workspace(daily: pd.DataFrame, metrics: Sequence[tuple[str, bool, b
     if not rows:
         return pd.DataFrame(columns=FORECAST_COLUMNS)
     return pd.concat(rows, ignore_index=True)[FORECAST_COLUMNS]
+
+
+def fit_name(metric: str) -> str:
+    """The metric's model in `insights.model_fits`."""
+    return f"forecast:{metric}"
 
 
 FORECAST_COLUMNS = ["workspace_id", "metric", "origin", "date", "days_ahead", "forecast",
