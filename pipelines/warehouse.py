@@ -323,11 +323,12 @@ class Warehouse(dg.ConfigurableResource):
             raise ValueError(f"rows for {table} lack key columns {missing}")
         if frame.duplicated(list(key)).any():
             raise ValueError(f"rows for {table} repeat a key {list(key)}")
-        columns = ", ".join(f'"{column}" {_sql_type(frame[column])}' for column in frame.columns)
+        types = {column: _sql_type(frame[column]) for column in frame.columns}  # once: a date column's values are read
+        columns = ", ".join(f'"{column}" {sql_type}' for column, sql_type in types.items())
         statements = [f'create schema if not exists "{schema}"', f'create table if not exists {table} ({columns})']
         # A table written by an older version gains the columns it lacks (its old rows get NULLs).
-        statements += [f'alter table {table} add column if not exists "{column}" {_sql_type(frame[column])}'
-                       for column in frame.columns]
+        statements += [f'alter table {table} add column if not exists "{column}" {sql_type}'
+                       for column, sql_type in types.items()]
         deleted, values = _delete_matching(table, list(key), replace or {})
         with self.write_lock():
             if self.kind == "duckdb":
