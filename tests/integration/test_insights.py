@@ -133,6 +133,14 @@ def test_reruns_change_no_row_counts(insights):
         metadata = found[dg.AssetKey(["insights", "forecasts"])]
         assert metadata["reused"].value == metadata["metrics"].value == ", ".join(FORECAST_METRICS[workspace_id])
     assert counts(insights.warehouse) == before
+    # every forecast metric's estimate is stored for the next refresh to forward, made on its origin
+    fits = insights.warehouse.query("select f.workspace_id, f.model, f.estimated_on, max(o.origin) as origin "
+                                    "from insights.model_fits f join insights.forecasts o on o.workspace_id = "
+                                    "f.workspace_id and f.model = 'forecast:' || o.metric group by all")
+    assert {(row.workspace_id, row.model) for row in fits.itertuples()} >= {
+        (workspace_id, f"forecast:{metric}") for workspace_id, metrics in FORECAST_METRICS.items()
+        for metric in metrics if metric != "mrr"}  # MRR's smoothing is estimated every time
+    assert (pd.to_datetime(fits["estimated_on"]) == pd.to_datetime(fits["origin"])).all()
     pd.testing.assert_frame_equal(insights.warehouse.query(drivers), stored)
     pd.testing.assert_frame_equal(insights.warehouse.query(forecasts), forecast)
     ids = insights.warehouse.query("select anomaly_id, count(*) as n from insights.anomalies group by anomaly_id")
