@@ -220,7 +220,7 @@ def test_the_customer_values_start_from_a_stored_fit_for_a_week_and_then_fit_afr
     def query(sql, params):
         return orders[orders["order_date"] <= params[1]].copy()
 
-    fresh, params = workspace_customer_values(query, "shop", "USD", as_of)
+    _, params = workspace_customer_values(query, "shop", "USD", as_of)
     fit = params["fit"]
     assert fit.estimated_on == as_of and set(fit.params) == {"r", "alpha", "a", "b", "p", "q", "v"}
     later = as_of + timedelta(days=REFIT_DAYS - 1)
