@@ -84,3 +84,21 @@ def test_a_rerun_on_the_same_history_returns_the_stored_rows_with_the_types_of_a
                                through=ORIGIN, known=known)
     pd.testing.assert_series_equal(again["forecast"], made["forecast"] + 1.0)
     pd.testing.assert_frame_equal(again.drop(columns="forecast"), made.drop(columns="forecast"))
+
+
+def test_stored_fits_read_back_exactly_and_a_forward_from_them_is_the_same(warehouse):
+    """insights.model_fits as the forecasts asset writes and reads it: the coefficients come back to the
+    last bit on both databases, so forwarding from the table gives what forwarding from memory gives."""
+    from pipelines.insights.fits import TABLE, fit_rows, read_fits
+    from pipelines.insights.forecasts import daily_series, forecast_fitted
+
+    calendar = holiday_calendar("US", (2026,))
+    values = daily_series(daily(), "orders")
+    _, fit = forecast_fitted(values.iloc[:-2], calendar)
+    for _ in range(2):  # a rerun replaces the model's row
+        warehouse.upsert(TABLE, fit_rows("shop-f", {"forecast:orders": fit}), key=["workspace_id", "model"])
+    stored = read_fits(warehouse.query(f"select * from {TABLE} where workspace_id = 'shop-f' order by model"))
+    assert stored == {"forecast:orders": fit}
+    from_table, used = forecast_fitted(values, calendar, start=stored["forecast:orders"])
+    pd.testing.assert_frame_equal(from_table, forecast_fitted(values, calendar, start=fit)[0])
+    assert used.estimated_on == ORIGIN - timedelta(days=2)
