@@ -45,6 +45,9 @@ def test_stripe_minor_units_are_judged_in_major_units_of_their_currency():
     assert [v.field for v in violations("invoices", invoice(10**15), None, BOUNDS)] == ["amount_due"]
     assert violations("invoices", invoice(9_999_999_999_999, "jpy"), None, BOUNDS) == []  # zero-decimal yen
     assert [v.reason for v in violations("invoices", invoice(10**13, "jpy"), None, BOUNDS)] == [AMOUNT_REASON]
+    assert violations("invoices", invoice(0, "kwd", total=-(10**16 - 1)), None, BOUNDS) == []  # three decimals
+    assert [(v.field, v.reason) for v in violations("invoices", invoice(0, "kwd", total=-(10**16)), None, BOUNDS)] == [
+        ("total", AMOUNT_REASON)]
     # A credit line (a proration) of -10^13 dollars is as far out as a charge.
     line = {"id": "il_1", "amount": -(10**15), "currency": "usd", "parent__subscription_item_details__proration": True}
     assert [(v.record_table, v.field) for v in violations("invoices", invoice(0), ("invoice_lines", [line]), BOUNDS)] == [

@@ -27,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pipelines.currencies import stripe_digits
-from pipelines.ingest.quarantine import BIGINT, Bounds, Violation, amount_reason, currency_reason
+from pipelines.ingest.quarantine import AMOUNT_LIMIT, AMOUNT_REASON, BIGINT, Bounds, Violation, currency_reason
 
 INTERVALS = {"day", "week", "month", "year"}
 # Per table: timestamp columns that must be sane (not after now plus a day, not before 1970).
@@ -71,9 +71,15 @@ def _wide(value: Any) -> bool:
     return False
 
 
-def _major(minor: int, currency: Any) -> Decimal:
-    """Stripe's minor units in major units (hundredths where the currency is unknown, as the models divide)."""
-    return Decimal(minor).scaleb(-stripe_digits(currency if isinstance(currency, str) else "usd"))
+# quarantine.AMOUNT_LIMIT in minor units, by the currency's decimals (0, 2 or 3 in Stripe's amounts)
+_MINOR_LIMITS = {digits: int(AMOUNT_LIMIT) * 10**digits for digits in (0, 2, 3)}
+
+
+def _amount_reason(minor: int, currency: Any) -> str | None:
+    """quarantine.amount_reason of Stripe's whole `minor` units in major units (hundredths where the
+    currency is unknown, as the models divide), compared as whole numbers: no Decimal per amount."""
+    digits = stripe_digits(currency if isinstance(currency, str) else "usd")
+    return AMOUNT_REASON if abs(minor) >= _MINOR_LIMITS[digits] else None
 
 
 def _fractional(value: Any) -> bool:
@@ -128,13 +134,13 @@ class Checks:
         currency = row.get(currency_column)
         for column in columns:
             value = row.get(column)
-            reason = amount_reason(_major(value, currency)) if _whole(value) else None
+            reason = _amount_reason(value, currency) if _whole(value) else None
             if reason and column not in reported:
                 self.add(table, row, column, reason)
                 reported.add(column)
         quantity, unit = row.get("quantity"), row.get("price__unit_amount")
         if table == "subscription_items" and _whole(quantity) and _whole(unit) and "quantity" not in reported:
-            reason = amount_reason(_major(quantity * unit, currency))
+            reason = _amount_reason(quantity * unit, currency)
             if reason:
                 self.add(table, row, "quantity", f"{reason}, as price × quantity")
                 reported.add("quantity")
