@@ -20,11 +20,18 @@ _DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
 _LONG_RUN = b"0" * 19
 
 
-def loads(data: bytes | str) -> Any:
-    """The value of a JSON text; raises ValueError (orjson's or json's) when it is not JSON."""
+def may_hold_wide_ints(data: bytes) -> bool:
+    """Whether a JSON text has a run of 19 or more digits: without one, none of its whole numbers is
+    beyond 64 bits (the widest 64-bit number has 19 digits, and every number of 18 fits)."""
+    return _LONG_RUN in data.translate(_DIGITS_AS_ZERO)
+
+
+def loads(data: bytes | str, *, wide_ints: bool | None = None) -> Any:
+    """The value of a JSON text; raises ValueError (orjson's or json's) when it is not JSON.
+    `wide_ints`: `may_hold_wide_ints(data)` when the caller has it already (None: scanned here)."""
     if isinstance(data, str):
         data = data.encode()
-    if _LONG_RUN in data.translate(_DIGITS_AS_ZERO):
+    if may_hold_wide_ints(data) if wide_ints is None else wide_ints:
         return json.loads(data)
     return orjson.loads(data)
 

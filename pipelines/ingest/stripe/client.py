@@ -33,6 +33,13 @@ MAX_ATTEMPTS = 10
 KEY_SETTING = "connectors.stripe.api_key_env"
 
 
+class Page(list):
+    """The objects of one list page. `wide_ints` is False when the page's text holds no run of 19
+    digits, so no whole number in it is beyond 64 bits: the contract skips that walk over its objects."""
+
+    wide_ints = True
+
+
 class StripeApiError(RuntimeError):
     """An error answer from Stripe that retrying cannot fix."""
 
@@ -172,13 +179,17 @@ class StripeClient:
         self.stats.saw_api_date(response.headers.get("Date"))
         if response.status_code >= 400:
             raise self._error(path, response)
-        body = json_io.loads(response.content)
+        wide_ints = json_io.may_hold_wide_ints(response.content)
+        body = json_io.loads(response.content, wide_ints=wide_ints)
         # NUL characters carry no meaning and Postgres stores them in neither text nor JSON. JSON
         # escapes them, so a body without that escape holds none and needs no walk.
         if b"\\u0000" in response.content:
             body, removed = without_nul(body)
             with self._lock:
                 self.stats.nul_removed += removed
+        if isinstance(body, dict) and isinstance(body.get("data"), list):
+            body["data"] = page = Page(body["data"])
+            page.wide_ints = wide_ints
         return body
 
     def _error(self, path: str, response: requests.Response) -> Exception:

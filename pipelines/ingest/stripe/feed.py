@@ -273,10 +273,12 @@ class StripeFeed:
         return self._bounds
 
     def _accepted(self, table: str, raw: dict[str, Any], row: dict[str, Any],
-                  children: tuple[str, list[dict[str, Any]]] | None = None) -> bool:
-        """Whether an object meets the contract; if not, it is quarantined (with `raw`, as received)."""
+                  children: tuple[str, list[dict[str, Any]]] | None = None, *, ints_fit: bool = False) -> bool:
+        """Whether an object meets the contract; if not, it is quarantined (with `raw`, as received).
+        `ints_fit`: every whole number of the object and its children came in a page that holds none
+        beyond 64 bits (client.Page)."""
         held = self._quarantine(table)
-        found = violations(table, row, children, self.bounds)
+        found = violations(table, row, children, self.bounds, ints_fit=ints_fit)
         object_id = str(row.get("id") or raw.get("id") or "?")
         if found:
             held.add(object_id, found, raw, object_time(row, self.bounds))
@@ -375,8 +377,10 @@ class StripeFeed:
     def _snapshot_batches(
         self, table: str, page: list[dict[str, Any]], versions: dict[str, list[Version]], as_of: int
     ) -> Iterator[Batch]:
+        # Children paged past the embedded ones (`has_more`) came in other pages: those objects are checked whole.
+        ints_fit = not getattr(page, "wide_ints", True)
         discounts = [(d, self._row(d)) for obj in page for d in discount_objects(obj)]
-        discounts = [row for d, row in discounts if self._accepted("discounts", d, row)]
+        discounts = [row for d, row in discounts if self._accepted("discounts", d, row, ints_fit=ints_fit)]
         if discounts:
             yield Batch("discounts", discounts)
         if table == "subscriptions":
@@ -384,7 +388,8 @@ class StripeFeed:
             for raw in page:
                 obj = to_pinned_shape(raw)
                 row, item_rows = self._subscription_row(obj), self._item_rows(obj, complete=True)
-                if not self._accepted(table, raw, row, ("subscription_items", item_rows)):
+                embedded_only = ints_fit and not (raw.get("items") or {}).get("has_more")
+                if not self._accepted(table, raw, row, ("subscription_items", item_rows), ints_fit=embedded_only):
                     continue
                 subs.append(row)
                 items += item_rows
@@ -397,14 +402,15 @@ class StripeFeed:
             for raw in page:
                 obj = to_pinned_shape(raw)
                 row, line_rows = self._row(obj, drop=("lines",)), self._line_rows(obj)
-                if self._accepted(table, raw, row, ("invoice_lines", line_rows)):
+                embedded_only = ints_fit and not (raw.get("lines") or {}).get("has_more")
+                if self._accepted(table, raw, row, ("invoice_lines", line_rows), ints_fit=embedded_only):
                     invoices.append(row)
                     lines += line_rows
             yield Batch("invoices", invoices)
             yield Batch("invoice_lines", lines)
         else:
             rows = [(raw, self._row(to_pinned_shape(raw))) for raw in page]
-            yield Batch(table, [row for raw, row in rows if self._accepted(table, raw, row)])
+            yield Batch(table, [row for raw, row in rows if self._accepted(table, raw, row, ints_fit=ints_fit)])
 
     def _tombstones(self, table: str, known: set[str], as_of: int) -> Iterator[Batch]:
         """Mark rows deleted that a resync no longer lists (nor finds deleted by a retained event):

@@ -1,0 +1,75 @@
+"""The contract's 64-bit walk is skipped only for objects wholly read from a page that cannot hold a wider number."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from pipelines import json_io
+from pipelines.ingest.pipeline import SyncStats
+from pipelines.ingest.quarantine import Quarantine
+from pipelines.ingest.stripe.client import Page
+from pipelines.ingest.stripe.feed import StripeFeed
+
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+CREATED = 1_790_000_000
+
+
+def test_a_text_without_a_run_of_19_digits_holds_no_number_beyond_64_bits():
+    for text, wide in ((b'{"a": 999999999999999999}', False),      # 18 digits: fits whatever the sign
+                       (b'{"a": -999999999999999999}', False),
+                       (b'{"a": 9223372036854775807}', True),       # 2^63 - 1: fits, but 19 digits are a run
+                       (b'{"a": 9223372036854775808}', True),       # 2^63
+                       (b'{"a": 1.5e300, "b": 12345678901234567}', False)):
+        assert json_io.may_hold_wide_ints(text) is wide, text
+        assert json_io.loads(text, wide_ints=wide) == json.loads(text)  # the same value by either parser
+    assert type(json_io.loads(b'{"a": 9223372036854775808}')["a"]) is int  # exact, not a float
+
+
+class _Client:
+    """Pages past the embedded lines of an invoice: from another page, which may hold anything."""
+
+    def __init__(self, rest: list[dict]):
+        self.rest = rest
+
+    def rest_of_list(self, embedded, path, params):
+        return [*embedded["data"], *self.rest]
+
+
+def _invoice(invoice_id: str, lines: list[dict], has_more: bool, **extra) -> dict:
+    return {"id": invoice_id, "object": "invoice", "parent": None, "created": CREATED, "currency": "usd",
+            "amount_due": 100, "amount_paid": 100, "amount_remaining": 0, "period_start": CREATED,
+            "lines": {"object": "list", "data": lines, "has_more": has_more}, **extra}
+
+
+def _line(line_id: str, quantity: int = 1) -> dict:
+    return {"id": line_id, "object": "line_item", "pricing": None, "amount": 100, "currency": "usd",
+            "quantity": quantity, "period": {"start": CREATED, "end": CREATED + 86400}}
+
+
+def _read(page: list[dict], rest: list[dict]) -> tuple[dict[str, list[str]], set[str]]:
+    stats = SyncStats(api_time=NOW)
+    feed = StripeFeed(_Client(rest), "ws", stats)  # type: ignore[arg-type]
+    feed.quarantines["invoices"] = Quarantine("stripe", "ws", "invoices", NOW, _open={})
+    feed.quarantines["discounts"] = Quarantine("stripe", "ws", "discounts", NOW, _open={})
+    loaded: dict[str, list[str]] = defaultdict(list)
+    for batch in feed._snapshot_batches("invoices", page, defaultdict(list), CREATED):
+        loaded[batch.table] += [row["id"] for row in batch.rows]
+    return loaded, feed.quarantines["invoices"].objects
+
+
+def test_lines_paged_from_elsewhere_and_unmarked_pages_are_still_checked_for_wide_numbers():
+    narrow = Page([
+        _invoice("in_plain", [_line("il_1")], has_more=False),
+        _invoice("in_paged", [_line("il_2")], has_more=True),  # another page holds a line of 2^63 (not money)
+    ])
+    narrow.wide_ints = False
+    loaded, quarantined = _read(narrow, rest=[_line("il_3", quantity=2**63)])
+    assert loaded["invoices"] == ["in_plain"] and loaded["invoice_lines"] == ["il_1"]
+    assert quarantined == {"in_paged"}
+
+    # A page of unknown origin (a replayed object, a plain list) is checked whole.
+    unmarked = [_invoice("in_wide", [_line("il_4")], has_more=False, ending_balance=2**63)]
+    loaded, quarantined = _read(unmarked, rest=[])
+    assert loaded["invoices"] == [] and quarantined == {"in_wide"}
