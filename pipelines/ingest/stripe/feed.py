@@ -331,10 +331,17 @@ class StripeFeed:
                     deletions[table][obj["id"]] = (to_pinned_shape(obj), event["created"])
         versions: dict[str, list[Version]] = defaultdict(list)
         for table, path, params in LISTS:
-            listed: set[str] = set()
+            listed: set[str] = set()  # a resync's tombstones need every id; a first sync only the deleted ones'
+            deleted = deletions.get(table, {})
             for page in self._windows(path, params, top=as_of):
-                listed.update(obj["id"] for obj in page)
+                listed.update(obj["id"] for obj in page if resync or obj["id"] in deleted)
                 yield from self._snapshot_batches(table, page, versions, as_of)
+                if not resync and len(versions) >= BATCH_ROWS:
+                    # A first sync's subscriptions each have their one version, from this listing: their
+                    # history is complete, so it goes now rather than every subscription being held
+                    # to the end (a resync adds the retained events' versions to them below).
+                    yield from self._history(versions)
+                    versions.clear()
             gone = {object_id: found for object_id, found in deletions.get(table, {}).items() if object_id not in listed}
             if gone:
                 drop = ("lines",) if table == "invoices" else ()
