@@ -27,7 +27,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pipelines.currencies import stripe_digits
-from pipelines.ingest.quarantine import AMOUNT_LIMIT, AMOUNT_REASON, BIGINT, Bounds, Violation, currency_reason
+from pipelines.ingest.quarantine import (
+    AMOUNT_LIMIT,
+    AMOUNT_REASON,
+    BIGINT,
+    Bounds,
+    Violation,
+    currency_reason,
+)
 
 INTERVALS = {"day", "week", "month", "year"}
 # Per table: timestamp columns that must be sane (not after now plus a day, not before 1970).
