@@ -12,7 +12,9 @@
     long load that commits after a later one.
 
     Ecommerce: `int_ecommerce_changes` turns the pending loads into changed orders and people (see
-    that model); the marts delete and rebuild those keys (`delete_changed`). -#}
+    that model); the marts delete and rebuild those keys (`delete_changed`). SaaS: `invoices` and
+    `invoice_lines` take the pending loads' rows, and `int_subscription_mrr_rebuilt` recomputes the
+    subscriptions `int_saas_changed_subscriptions` lists. -#}
 
 {#- The models that consume each source's pending loads: the hook records a source's loads as
     processed only when all of them (and int_loads_pending) were built by the run. -#}
@@ -20,7 +22,7 @@
     {%- set consumers = {
         'shopify': ['int_ecommerce_changes', 'int_orders_identified', 'int_customers_unified', 'orders',
                     'order_lines', 'refunds', 'customers'],
-        'stripe': ['invoices', 'invoice_lines'],
+        'stripe': ['invoices', 'invoice_lines', 'int_saas_changed_subscriptions', 'int_subscription_mrr_rebuilt'],
     } -%}
     {{ return(consumers[source_name]) }}
 {%- endmacro %}
@@ -57,6 +59,8 @@
                     ~ pending ~ ' where 1 = 0') -%}
                 {%- do run_query('insert into ' ~ processed ~ ' select source_name, load_id from ' ~ pending
                     ~ " where source_name = '" ~ source_name ~ "'") -%}
+                {#- Postgres: int_loads_pending's anti-join is planned with the table's statistics -#}
+                {%- do run_query('analyze ' ~ processed) if target.type == 'postgres' -%}
                 {%- if source_name == 'shopify' -%}
                     {%- do run_query('delete from ' ~ model_relation('int_ecommerce_changes')) -%}
                 {%- endif -%}
