@@ -33,11 +33,12 @@ THREADS = ("--threads", "8")
 SAAS = (*THREADS, "-s", "+saas_daily_metrics", "+saas_daily_slices", "+saas_daily_pair_slices", "+saas_customers", "+subscriptions", "+subscription_items", "+invoices",
         "+invoice_lines")
 SAAS = (*SAAS, "+saas_cohorts", "+saas_ltv", "+saas_cohort_metrics")  # customer analytics (metrics/customers)
-INCREMENTAL = (*THREADS, "-s", "mrr_movements", "invoices", "invoice_lines", "int_saas_currency_days",
-               "int_saas_retention_daily", "saas_daily_metrics", "saas_daily_slices", "saas_daily_pair_slices")
 NO_UNIT_TESTS = ("--exclude-resource-type", "unit_test")
 # Every SaaS table and its key, for the comparisons.
 TABLES = {
+    "intermediate.int_subscription_mrr_rebuilt": "workspace_id, subscription_id, valid_from_at",
+    "intermediate.int_subscription_mrr_changes": "workspace_id, subscription_id, change_date",
+    "intermediate.int_customer_mrr_changes": "workspace_id, customer_id, change_date",
     "marts.saas_customers": "workspace_id, customer_id",
     "marts.subscriptions": "workspace_id, subscription_id",
     "marts.subscription_items": "workspace_id, subscription_item_id",
@@ -93,9 +94,13 @@ def build_both_phases(home: Path, warehouse_url: str | None, full_refresh: bool)
                                    dbt_args=("build", *SAAS, *NO_UNIT_TESTS))
         result = {"warehouse": warehouse, "incremental": snapshot(warehouse),
                   "refresh_from": {row["workspace_id"]: row["refresh_from"] for row in warehouse.query(
-                      "select workspace_id, refresh_from from intermediate.int_saas_refresh_windows")}}
+                      "select workspace_id, refresh_from from intermediate.int_saas_refresh_windows")},
+                  # what the incremental build recomputed of the MRR rebuilt from invoices, of all
+                  "rebuilt": warehouse.query(
+                      "select (select count(*) from intermediate.int_saas_changed_subscriptions) as changed, "
+                      "(select count(distinct subscription_id) from intermediate.int_subscription_mrr_rebuilt) as all_")[0]}
         if full_refresh:
-            run_dbt(warehouse.settings, "build", *INCREMENTAL, "--full-refresh", *NO_UNIT_TESTS)
+            run_dbt(warehouse.settings, "build", *SAAS, "--full-refresh", *NO_UNIT_TESTS)
             result["full_refresh"] = snapshot(warehouse)
         return result
 
@@ -529,13 +534,16 @@ def test_same_results_on_duckdb_and_postgres(duckdb_build, postgres_build):
 def test_incremental_build_after_late_changes_equals_a_full_refresh(database, request):
     """The second sync brings changes dated before the first build's last day (a cancellation on
     05-22, an unpaid subscription on 05-29, a voided invoice from 05-15) and a new tenant: the
-    incremental build of invoices, invoice_lines, mrr_movements and the daily tables (rebuilt by
-    day) equals a full refresh, on both databases."""
+    incremental build of invoices, invoice_lines, the MRR rebuilt from invoices (the subscriptions
+    the second sync touched), mrr_movements and the daily tables (rebuilt by day) equals a full
+    refresh, on both databases."""
     build = request.getfixturevalue(f"{database}_build")
     assert any(row["workspace_id"] == NEW_TENANT for row in build["incremental"]["metrics.saas_daily_metrics"])
     assert build["refresh_from"][NEW_TENANT] == date(1900, 1, 1)  # a new tenant is built in full
     for table in TABLES:
         assert build["incremental"][table] == build["full_refresh"][table], table
+    # The MRR rebuilt from invoices was recomputed for the subscriptions the second sync touched only.
+    assert 0 < build["rebuilt"]["changed"] < build["rebuilt"]["all_"], build["rebuilt"]
     # The daily tables were rebuilt by day, not in full, from a day before the first build's last:
     # the late changes' days (a workspace without slice rows rebuilds in full: it has no last day).
     refresh_from = sorted(build["refresh_from"].values())
@@ -636,7 +644,7 @@ def simulated(tmp_path_factory) -> dict:
         result["versions"] = warehouse.query("select count(*) as n from stripe.subscription_history "
                                              "where valid_to is not null")[0]["n"]
         result["incremental"] = snapshot(warehouse)
-        run_dbt(settings, "build", *INCREMENTAL, "--full-refresh")
+        run_dbt(settings, "build", *SAAS, "--full-refresh")
         result["full_refresh"] = snapshot(warehouse)
         result["cohorts"] = warehouse.query("select workspace_id, cohort_month, months_since_start, cohort_customers, "
                                             "active_customers from metrics.saas_cohorts "
