@@ -263,7 +263,8 @@ select * from final
     workspace's `refresh_from` (int_<vertical>_refresh_windows, as the table's build used it) on: the
     days before were tested when they were built and have not changed since. A first build has
     every workspace from 1900-01-01, and `dbt build --full-refresh` and `dbt test` read every row.
-    A test's own `where` config still applies. -#}
+    The incremental marts' tests likewise read the rows the run rebuilt (macro
+    rebuilt_rows_condition). A test's own `where` config still applies. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- set vertical = refreshed_vertical(relation) -%}
@@ -273,6 +274,13 @@ select * from final
         {%- set changed_days = model_relation('int_' ~ vertical ~ '_refresh_days') if refresh_by_day(vertical) else none -%}
         {%- set refreshed = rebuilt_days_condition(vertical, 'refreshed.workspace_id', day, windows, changed_days) -%}
         {%- set where = '(' ~ where ~ ') and ' ~ refreshed if where else refreshed -%}
+        {{ return('(select * from ' ~ relation ~ ' as refreshed where ' ~ where ~ ') dbt_subquery') }}
+    {%- endif -%}
+    {#- an incremental mart's tests read the rows the run rebuilt (macros/incremental_changes.sql) -#}
+    {%- set rebuilt = rebuilt_rows_condition(relation) if execute and flags.WHICH == 'build'
+        and not flags.FULL_REFRESH and relation.schema is not none else none -%}
+    {%- if rebuilt is not none -%}
+        {%- set where = '(' ~ where ~ ') and ' ~ rebuilt if where else rebuilt -%}
         {{ return('(select * from ' ~ relation ~ ' as refreshed where ' ~ where ~ ') dbt_subquery') }}
     {%- endif -%}
     {{ return(dbt.default__get_where_subquery(relation)) }}
