@@ -553,64 +553,64 @@ def test_incremental_build_after_late_changes_equals_a_full_refresh(database, re
 
 def test_data_tests_read_the_rebuilt_rows_and_fail_on_them(duckdb_build):
     """On an incremental `dbt build` the data tests of a daily table read only the days the run
-    rebuilt, and those of an incremental mart only the keys it rebuilt (macro get_where_subquery), and
+    rebuilt, and those of an incremental mart only the rows it rebuilt (macro get_where_subquery), and
     they still catch what is wrong there: a null MRR planted on a rebuilt day fails the table's
-    key-and-not-null test, one planted on an older day is not read; a duplicate segment of a
-    subscription listed as changed (int_saas_changed_subscriptions) fails the MRR rebuild's key test,
-    one of an unlisted subscription is not read. `dbt test` (every row, as `dbt build --full-refresh`)
-    finds them all."""
+    key-and-not-null test, one planted on an older day is not read; a duplicate of an invoice of a
+    pending load (int_loads_pending) fails the invoices' key test, one of an older load is not read.
+    `dbt test` (every row, as `dbt build --full-refresh`) finds them all."""
     warehouse = duckdb_build["warehouse"]
     workspace, refresh_from = next((ws, day) for ws, day in sorted(duckdb_build["refresh_from"].items())
                                    if day > date(2000, 1, 1))
     old_day = warehouse.query("select max(date) as d from metrics.saas_daily_metrics where workspace_id = %s "
                               "and date < %s", (workspace, refresh_from))[0]["d"]
     planted = {old_day, refresh_from}
-    changed, kept = warehouse.query(
-        "select workspace_id, subscription_id, min(valid_from_at) as valid_from_at "
-        "from intermediate.int_subscription_mrr_rebuilt group by workspace_id, subscription_id "
-        "order by workspace_id, subscription_id limit 2")
-    tests = ("-s", "unique_combination_saas_daily_metrics", "unique_combination_int_subscription_mrr_rebuilt",
-             "--store-failures")
+    # an invoice of the first sync's load and one of the second's, which the test takes as pending
+    older, newer = (warehouse.query(
+        f"select workspace_id, invoice_id, load_epoch from marts.invoices where load_epoch = "
+        f"(select {which}(load_epoch) from marts.invoices) order by invoice_id limit 1")[0] for which in ("min", "max"))
+    assert older["load_epoch"] < newer["load_epoch"]
+    tests = ("-s", "unique_combination_saas_daily_metrics", "unique_combination_invoices", "--store-failures")
     found = "select workspace_id, date, failure from audit.unique_combination_saas_daily_metrics order by date"
-    duplicates = ("select workspace_id, subscription_id, failure from audit.unique_combination_int_subscription_mrr_rebuilt "
-                  "order by subscription_id")
-    segment = ("from intermediate.int_subscription_mrr_rebuilt where workspace_id = %s and subscription_id = %s "
-               "and valid_from_at = %s")
+    duplicates = "select invoice_id, failure from audit.unique_combination_invoices order by invoice_id"
+    invoice = "from marts.invoices where workspace_id = %s and invoice_id = %s"
     with warehouse.settings.warehouse.transaction() as sql:
         days = sql.execute("select date, mrr from metrics.saas_daily_metrics where workspace_id = %s and date in (%s, %s)",
                            (workspace, *sorted(planted)))
         sql.execute("update metrics.saas_daily_metrics set mrr = null where workspace_id = %s and date in (%s, %s)",
                     (workspace, *sorted(planted)))
-        for row in (changed, kept):
-            sql.execute(f"insert into intermediate.int_subscription_mrr_rebuilt select * {segment}",
-                        (row["workspace_id"], row["subscription_id"], row["valid_from_at"]))
-        sql.execute("delete from intermediate.int_saas_changed_subscriptions")
-        sql.execute("insert into intermediate.int_saas_changed_subscriptions values (%s, %s)",
-                    (changed["workspace_id"], changed["subscription_id"]))
+        for row in (older, newer):
+            sql.execute(f"insert into marts.invoices select * {invoice}", (row["workspace_id"], row["invoice_id"]))
+        pending = sql.execute("select * from intermediate.int_loads_pending")
+        sql.execute("delete from intermediate.int_loads_pending")
+        sql.execute("insert into intermediate.int_loads_pending values ('stripe', %s, %s)",
+                    (str(newer["load_epoch"]), newer["load_epoch"]))
     assert len(days) == 2
     try:
-        with pytest.raises(AssertionError, match="unique_combination_saas_daily_metrics"):
+        with pytest.raises(AssertionError) as failed:
             run_dbt(warehouse.settings, "build", *tests)
+        for test in ("unique_combination_saas_daily_metrics", "unique_combination_invoices"):
+            assert f"Failure in test {test} " in str(failed.value), str(failed.value)[-3000:]
         assert [(row["workspace_id"], row["date"], row["failure"]) for row in warehouse.query(found)] == [
             (workspace, refresh_from, "null mrr")]
-        assert [(row["subscription_id"], row["failure"]) for row in warehouse.query(duplicates)] == [
-            (changed["subscription_id"], "rows share this key")]
+        assert [(row["invoice_id"], row["failure"]) for row in warehouse.query(duplicates)] == [
+            (newer["invoice_id"], "rows share this key")]
         with pytest.raises(AssertionError, match="unique_combination_saas_daily_metrics"):
             run_dbt(warehouse.settings, "test", *tests)
         assert [(row["workspace_id"], row["date"], row["failure"]) for row in warehouse.query(found)] == [
             (workspace, old_day, "null mrr"), (workspace, refresh_from, "null mrr")]
-        assert [(row["subscription_id"], row["failure"]) for row in warehouse.query(duplicates)] == [
-            (changed["subscription_id"], "rows share this key"), (kept["subscription_id"], "rows share this key")]
+        assert sorted((row["invoice_id"], row["failure"]) for row in warehouse.query(duplicates)) == sorted(
+            (row["invoice_id"], "rows share this key") for row in (older, newer))
     finally:
         with warehouse.settings.warehouse.transaction() as sql:
             for when, mrr in days:
                 sql.execute("update metrics.saas_daily_metrics set mrr = %s where workspace_id = %s and date = %s",
                             (mrr, workspace, when))
-            for row in (changed, kept):  # the planted copy goes (DuckDB's rowid tells the two apart)
-                sql.execute("delete from intermediate.int_subscription_mrr_rebuilt where rowid = "
-                            f"(select max(rowid) {segment})", (row["workspace_id"], row["subscription_id"],
-                                                               row["valid_from_at"]))
-            sql.execute("delete from intermediate.int_saas_changed_subscriptions")
+            for row in (older, newer):  # the planted copy goes (DuckDB's rowid tells the two apart)
+                sql.execute(f"delete from marts.invoices where rowid = (select max(rowid) {invoice})",
+                            (row["workspace_id"], row["invoice_id"]))
+            sql.execute("delete from intermediate.int_loads_pending")
+            for row in pending:
+                sql.execute("insert into intermediate.int_loads_pending values (%s, %s, %s)", row)
 
 
 # -- the simulated business ----------------------------------------------------------------------
