@@ -559,8 +559,11 @@ def test_data_tests_read_the_rebuilt_rows_and_fail_on_them(duckdb_build):
     pending load (int_loads_pending) fails the invoices' key test, one of an older load is not read.
     `dbt test` (every row, as `dbt build --full-refresh`) finds them all."""
     warehouse = duckdb_build["warehouse"]
-    workspace, refresh_from = next((ws, day) for ws, day in sorted(duckdb_build["refresh_from"].items())
-                                   if day > date(2000, 1, 1))
+    # the windows as the last build (the full refresh) left them: each workspace from its last day
+    windows = warehouse.query("select workspace_id, refresh_from from intermediate.int_saas_refresh_windows "
+                              "order by workspace_id")
+    workspace, refresh_from = next((row["workspace_id"], row["refresh_from"]) for row in windows
+                                   if row["refresh_from"] > date(2000, 1, 1))
     old_day = warehouse.query("select max(date) as d from metrics.saas_daily_metrics where workspace_id = %s "
                               "and date < %s", (workspace, refresh_from))[0]["d"]
     planted = {old_day, refresh_from}
