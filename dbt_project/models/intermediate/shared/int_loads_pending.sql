@@ -2,6 +2,8 @@
     (shopify, stripe) and load, from each dataset's `_dlt_loads` (status 0: completed) less the loads
     recorded in `int_loads_pending__processed` by the on-run-end hook (macros/incremental_changes.sql).
     Before any load was recorded, every load is pending. -#}
+-- after the syncs (a refresh builds each model once its parents have updated): their main tables
+-- depends_on: {{ source('shopify', 'orders') }} {{ source('stripe', 'invoices') }}
 {%- set processed = processed_loads_relation() if execute else none %}
 with loads as (
     {%- for source_name in ['shopify', 'stripe'] %}
