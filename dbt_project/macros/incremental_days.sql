@@ -185,9 +185,8 @@ differing as (
 
 {#- The body of int_<vertical>_refresh_windows: per workspace, the first day its daily tables must
     rebuild. The earliest of: the first day whose digest differs from the recorded one (for a
-    vertical rebuilt by day, only when that day is not after the first day the tables hold: the
-    other changed days are int_<vertical>_refresh_days; a day before them moves the workspace's
-    first day); the exchange rates' first changed day, for every workspace; the earliest of the
+    vertical rebuilt by day, only when that day is before the first day the tables hold, which
+    moves the workspace's first day: the other changed days are int_<vertical>_refresh_days); the exchange rates' first changed day, for every workspace; the earliest of the
     last days the daily tables hold for it (the as-of day moves on, and days may be added after
     it); 1900-01-01 (in full) for a workspace none of them holds, a new one (all its digests are
     new), one whose timezone or currency changed (their digest is on 1900-01-01), or one with a
@@ -242,9 +241,9 @@ final as (
                 coalesce((select changed_days.first_day from changed_days
                           where changed_days.workspace_id = workspaces.workspace_id
                           {%- if refresh_by_day(vertical) %}
-                              -- before (or on) the first day held, the workspace's first day may move
-                              and changed_days.first_day <= (select max(held_days.first_day) from held_days
-                                                             where held_days.workspace_id = workspaces.workspace_id)
+                              -- before the first day held, the workspace's first day moves
+                              and changed_days.first_day < (select max(held_days.first_day) from held_days
+                                                            where held_days.workspace_id = workspaces.workspace_id)
                           {%- endif %}),
                          cast('9999-12-31' as date)),
                 coalesce((select first_day from changed_days where changed_days.workspace_id = '*'),
