@@ -22,6 +22,13 @@
     {{ return(tables[vertical]) }}
 {%- endmacro %}
 
+{#- Whether a vertical's daily rows are independent of each other: an ecommerce day sums that day's
+    orders and refunds only, so a changed day is rebuilt alone (int_ecommerce_refresh_days); SaaS
+    days carry running sums (MRR, active counts), so a change rebuilds every day after it. -#}
+{% macro refresh_by_day(vertical) -%}
+    {{ return(vertical == 'ecommerce') }}
+{%- endmacro %}
+
 {#- An order-independent fingerprint of rows: the sum of a 64-bit hash of each row's `columns`.
     Each database uses its own hash; digests are only ever compared within one warehouse. -#}
 {% macro row_digest(columns) -%}
@@ -88,29 +95,43 @@ select * from final
 {%- endmacro %}
 
 {#- In a daily table's SQL: true for the rows to (re)build, `workspace_id`'s days from its refresh
-    day on (minus `days_before`, for models that read back, e.g. a 30-day window); every row when
-    the table is built in full. -#}
+    day on (minus `days_before`, for models that read back, e.g. a 30-day window), and for a vertical
+    rebuilt by day its changed days before that (int_<vertical>_refresh_days); every row when the
+    table is built in full. -#}
 {% macro refresh_days(vertical, workspace_id, day, days_before=0) -%}
     {%- if is_incremental() -%}
-        {{ day }} >= (
-            select cast({{ dbt.dateadd('day', -1 * days_before, 'windows.refresh_from') }} as date)
-            from {{ ref('int_' ~ vertical ~ '_refresh_windows') }} as windows
-            where windows.workspace_id = {{ workspace_id }}
-        )
+        {{ rebuilt_days_condition(vertical, workspace_id, day, ref('int_' ~ vertical ~ '_refresh_windows'),
+                                  ref('int_' ~ vertical ~ '_refresh_days') if refresh_by_day(vertical) else none,
+                                  days_before) }}
     {%- else -%}
         1 = 1
     {%- endif -%}
+{%- endmacro %}
+
+{#- The condition the three above share: `day` of `workspace_id` is rebuilt, by the `windows` and
+    (when not none) the `changed_days` relations. -#}
+{% macro rebuilt_days_condition(vertical, workspace_id, day, windows, changed_days, days_before=0) -%}
+    ({{ day }} >= (
+            select cast({{ dbt.dateadd('day', -1 * days_before, 'windows.refresh_from') }} as date)
+            from {{ windows }} as windows
+            where windows.workspace_id = {{ workspace_id }}
+        )
+        {%- if changed_days is not none %}
+        or exists (
+            select 1 from {{ changed_days }} as changed_days
+            where changed_days.workspace_id = {{ workspace_id }}
+                and changed_days.date_day = {{ day }}
+        )
+        {%- endif %})
 {%- endmacro %}
 
 {#- The pre-hook of a daily table: delete the days it is about to rebuild. -#}
 {% macro refresh_days_delete(vertical, day) -%}
     {%- if is_incremental() -%}
         delete from {{ this }}
-        where {{ day }} >= (
-            select windows.refresh_from
-            from {{ ref('int_' ~ vertical ~ '_refresh_windows') }} as windows
-            where windows.workspace_id = {{ this.identifier }}.workspace_id
-        )
+        where {{ rebuilt_days_condition(vertical, this.identifier ~ '.workspace_id', day,
+                                        ref('int_' ~ vertical ~ '_refresh_windows'),
+                                        ref('int_' ~ vertical ~ '_refresh_days') if refresh_by_day(vertical) else none) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -122,7 +143,8 @@ select * from final
     {%- if execute and flags.WHICH in ['run', 'build'] -%}
         {%- set built = results | selectattr('status', 'equalto', 'success') | map(attribute='node.name') | list -%}
         {%- for vertical in ['ecommerce', 'saas'] -%}
-            {%- set needed = ['int_' ~ vertical ~ '_day_digests', 'int_' ~ vertical ~ '_refresh_windows'] + refresh_tables(vertical) -%}
+            {%- set needed = ['int_' ~ vertical ~ '_day_digests', 'int_' ~ vertical ~ '_refresh_windows'] + refresh_tables(vertical)
+                + (['int_' ~ vertical ~ '_refresh_days'] if refresh_by_day(vertical) else []) -%}
             {%- if needed | reject('in', built) | list | length == 0 -%}
                 {%- set state = refresh_state_relation(vertical, create=true) -%}
                 {%- do run_query('drop table if exists ' ~ state) -%}
@@ -134,18 +156,10 @@ select * from final
     select 1
 {%- endmacro %}
 
-{#- The body of int_<vertical>_refresh_windows: per workspace, the first day its daily tables must
-    rebuild. The earliest of: the first day whose digest differs from the recorded one (or the
-    exchange rates' first changed day, for every workspace); the earliest of the last days the
-    daily tables hold for it (the as-of day moves on, and days may be added after it); 1900-01-01
-    (in full) for a workspace none of them holds, a new one (all its digests are new), one whose
-    timezone or currency changed, or one with a missing FX rate (its rows are all deleted). -#}
-{% macro refresh_windows(vertical) -%}
+{#- CTEs (after `with`): `differing`, the workspaces and days whose digest differs from the one the
+    daily tables were built from (new and vanished days too). -#}
+{% macro differing_days(vertical) -%}
 {%- set state = refresh_state_relation(vertical) if execute else none -%}
-with workspaces as (
-    select workspace_id from {{ ref('stg_reference__workspaces') }}
-),
-
 digests as (
     select * from {{ ref('int_' ~ vertical ~ '_day_digests') }}
 ),
@@ -158,15 +172,36 @@ built as (
     {%- endif %}
 ),
 
-changed_days as (
+differing as (
     select coalesce(digests.workspace_id, built.workspace_id) as workspace_id,
-        min(coalesce(digests.date_day, built.date_day)) as first_day
+        coalesce(digests.date_day, built.date_day) as date_day
     from digests
     full outer join built
         on built.workspace_id = digests.workspace_id
         and built.date_day = digests.date_day
     where digests.digest is null or built.digest is null or digests.digest <> built.digest
-    group by coalesce(digests.workspace_id, built.workspace_id)
+)
+{%- endmacro %}
+
+{#- The body of int_<vertical>_refresh_windows: per workspace, the first day its daily tables must
+    rebuild. The earliest of: the first day whose digest differs from the recorded one (for a
+    vertical rebuilt by day, only when that day is before the first day the tables hold, which
+    moves the workspace's first day: the other changed days are int_<vertical>_refresh_days); the exchange rates' first changed day, for every workspace; the earliest of the
+    last days the daily tables hold for it (the as-of day moves on, and days may be added after
+    it); 1900-01-01 (in full) for a workspace none of them holds, a new one (all its digests are
+    new), one whose timezone or currency changed (their digest is on 1900-01-01), or one with a
+    missing FX rate (its rows are all deleted). -#}
+{% macro refresh_windows(vertical) -%}
+with workspaces as (
+    select workspace_id from {{ ref('stg_reference__workspaces') }}
+),
+
+{{ differing_days(vertical) }},
+
+changed_days as (
+    select workspace_id, min(date_day) as first_day
+    from differing
+    group by workspace_id
 ),
 
 held_days as (
@@ -174,14 +209,18 @@ held_days as (
     {%- set relation = model_relation(table) if execute else none %}
     select workspaces.workspace_id,
         {%- if relation is not none %}
+        held.first_day,
         held.last_day
     from workspaces
     left join (
-        select workspace_id, max({{ 'date_day' if table.startswith('int_') else 'date' }}) as last_day
+        select workspace_id,
+            min({{ 'date_day' if table.startswith('int_') else 'date' }}) as first_day,
+            max({{ 'date_day' if table.startswith('int_') else 'date' }}) as last_day
         from {{ relation }}
         group by workspace_id
     ) as held on held.workspace_id = workspaces.workspace_id
         {%- else %}
+        cast(null as date) as first_day,
         cast(null as date) as last_day
     from workspaces
         {%- endif %}
@@ -199,7 +238,13 @@ final as (
                 -- none of the tables holds the workspace: in full
                 coalesce((select min(last_day) from held_days where held_days.workspace_id = workspaces.workspace_id),
                          cast('1900-01-01' as date)),
-                coalesce((select first_day from changed_days where changed_days.workspace_id = workspaces.workspace_id),
+                coalesce((select changed_days.first_day from changed_days
+                          where changed_days.workspace_id = workspaces.workspace_id
+                          {%- if refresh_by_day(vertical) %}
+                              -- before the first day held, the workspace's first day moves
+                              and changed_days.first_day < (select max(held_days.first_day) from held_days
+                                                            where held_days.workspace_id = workspaces.workspace_id)
+                          {%- endif %}),
                          cast('9999-12-31' as date)),
                 coalesce((select first_day from changed_days where changed_days.workspace_id = '*'),
                          cast('9999-12-31' as date))
@@ -217,18 +262,24 @@ select * from final
     workspace's `refresh_from` (int_<vertical>_refresh_windows, as the table's build used it) on: the
     days before were tested when they were built and have not changed since. A first build has
     every workspace from 1900-01-01, and `dbt build --full-refresh` and `dbt test` read every row.
-    A test's own `where` config still applies. -#}
+    The incremental marts' tests likewise read the rows the run rebuilt (macro
+    rebuilt_rows_condition). A test's own `where` config still applies. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- set vertical = refreshed_vertical(relation) -%}
     {%- set windows = model_relation('int_' ~ vertical ~ '_refresh_windows') if vertical and execute else none -%}
     {%- if windows is not none and flags.WHICH == 'build' and not flags.FULL_REFRESH -%}
         {%- set day = 'date_day' if relation.identifier.startswith('int_') else 'date' -%}
-        {%- set refreshed -%}
-            {{ day }} >= (select windows.refresh_from from {{ windows }} as windows
-                          where windows.workspace_id = refreshed.workspace_id)
-        {%- endset -%}
+        {%- set changed_days = model_relation('int_' ~ vertical ~ '_refresh_days') if refresh_by_day(vertical) else none -%}
+        {%- set refreshed = rebuilt_days_condition(vertical, 'refreshed.workspace_id', day, windows, changed_days) -%}
         {%- set where = '(' ~ where ~ ') and ' ~ refreshed if where else refreshed -%}
+        {{ return('(select * from ' ~ relation ~ ' as refreshed where ' ~ where ~ ') dbt_subquery') }}
+    {%- endif -%}
+    {#- an incremental mart's tests read the rows the run rebuilt (macros/incremental_changes.sql) -#}
+    {%- set rebuilt = rebuilt_rows_condition(relation) if execute and flags.WHICH == 'build'
+        and not flags.FULL_REFRESH and relation.schema is not none else none -%}
+    {%- if rebuilt is not none -%}
+        {%- set where = '(' ~ where ~ ') and ' ~ rebuilt if where else rebuilt -%}
         {{ return('(select * from ' ~ relation ~ ' as refreshed where ' ~ where ~ ') dbt_subquery') }}
     {%- endif -%}
     {{ return(dbt.default__get_where_subquery(relation)) }}
@@ -242,4 +293,25 @@ select * from final
         {%- endif -%}
     {%- endfor -%}
     {{ return(none) }}
+{%- endmacro %}
+
+{#- The body of int_<vertical>_refresh_days, for a vertical rebuilt by day: per workspace, each
+    changed day before its refresh_from (int_<vertical>_refresh_windows), which the daily tables
+    rebuild alone; the days from refresh_from on are rebuilt anyway. -#}
+{% macro refresh_changed_days(vertical) -%}
+with {{ differing_days(vertical) }},
+
+windows as (
+    select * from {{ ref('int_' ~ vertical ~ '_refresh_windows') }}
+),
+
+final as (
+    select differing.workspace_id, differing.date_day
+    from differing
+    inner join windows
+        on windows.workspace_id = differing.workspace_id
+    where differing.date_day < windows.refresh_from
+)
+
+select * from final
 {%- endmacro %}

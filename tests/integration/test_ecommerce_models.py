@@ -7,11 +7,12 @@ worked out by hand in the comments, from the definitions in docs/metrics.md.
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import hashlib
 
 import pytest
 
@@ -45,6 +46,8 @@ METRIC_COLUMNS = [
 ]
 # Every ecommerce table and its key, for the comparisons.
 TABLES = {
+    "intermediate.int_orders_identified": "workspace_id, order_id",
+    "intermediate.int_customers_unified": "workspace_id, person_id",
     "marts.orders": "workspace_id, order_id",
     "marts.order_lines": "workspace_id, order_line_id",
     "marts.refunds": "workspace_id, refund_id",
@@ -497,12 +500,15 @@ def test_customer_values_read_purchase_days_and_fit_only_with_enough_customers(s
     }
 
 
-def test_incremental_rerun_on_postgres_replaces_order_lines_in_place(postgres_scenarios):
-    """A second run on Postgres re-reads every order loaded in the last 72 hours (all of them here)
-    through delete+insert, and leaves every table exactly as the first build made it."""
+def test_incremental_rerun_on_postgres_with_no_new_load_leaves_every_table_as_it_was(postgres_scenarios):
+    """A second run on Postgres with no load since the first build: the incremental marts find no
+    pending load (int_loads_pending), so int_ecommerce_changes lists nothing, every incremental model
+    deletes and rebuilds nothing, and every table stays exactly as the first build made it."""
     before = snapshot(postgres_scenarios)
     # metric_values and forecast_metrics read the SaaS tables too, which this build has not made
-    run_dbt(postgres_scenarios.settings, "run", "-s", "order_lines+", "--exclude", "metric_values", "forecast_metrics")
+    run_dbt(postgres_scenarios.settings, "run", "-s", "int_loads_pending+", "--exclude", "metric_values",
+            "forecast_metrics", "int_saas_changed_subscriptions+", "invoices+", "invoice_lines+")
+    assert postgres_scenarios.query("select count(*) as n from intermediate.int_loads_pending")[0]["n"] == 0
     assert snapshot(postgres_scenarios) == before
 
 
@@ -579,11 +585,38 @@ def change_late(store, workspace: str, older_than: int) -> dict[str, tuple[str, 
     return changed
 
 
-@pytest.fixture(scope="module")
-def simulated(tmp_path_factory) -> dict:
+def move_identities(store, workspace: str, older_than: int) -> dict[str, tuple[str, str]]:
+    """Changes that move people, which the incremental marts must follow (int_ecommerce_changes): an
+    older order's e-mail changed to an earlier buyer's (the order leaves its person for that one,
+    whose first order may be another), and an account's e-mail changed to a guest's (the customers
+    mart then matches the guest to the account). Returns `{"moved": (order gid, new e-mail),
+    "matched": (customer gid, guest e-mail)}`."""
+    orders = [stored for stored in plain_orders(store, workspace) if stored.created < older_than - 14 * 86400]
+    accounts = list(store.iter_objects(workspace, "shopify", "customer"))
+    account_emails = {stored.body["email"] for stored in accounts}
+    earlier, moved = orders[0], orders[len(orders) // 2]
+    body = moved.body
+    body["email"], body["updatedAt"] = earlier.body["email"], iso(store.clock)
+    store.put(workspace, "shopify", "order", moved.id, created=moved.created, updated=store.clock, body=body)
+    # a buyer who only ever checked out as a guest, under an e-mail no account has
+    with_account = account_emails | {stored.body["email"] for stored in store.iter_objects(workspace, "shopify", "order")
+                                     if stored.body["customer"] is not None}
+    guest = next(stored.body["email"] for stored in orders
+                 if stored.body["customer"] is None and stored.body["email"] not in with_account)
+    account = accounts[0]
+    body = account.body
+    body["email"], body["defaultEmailAddress"]["emailAddress"], body["updatedAt"] = guest, guest, iso(store.clock)
+    store.put(workspace, "shopify", "customer", account.id, created=account.created, updated=store.clock, body=body)
+    return {"moved": (moved.body["id"], earlier.body["email"]), "matched": (account.body["id"], guest)}
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
+def simulated(request, tmp_path_factory) -> dict:
     """The tiny simulated shops, synced and built; then 12 days later (late refunds, cancellations,
-    one edited order), synced and built incrementally with no lookback, then fully refreshed."""
+    one edited order, a guest's e-mail on an older person's account), synced and built
+    incrementally, then fully refreshed. On DuckDB, and on Postgres under `slow`."""
     home = tmp_path_factory.mktemp("ecom-sim")
+    warehouse_url = with_password(request.getfixturevalue("new_pg_database")()) if request.param == "postgres" else None
     store = build_store(home / "sandbox.sqlite", size="tiny", seed=7, as_of=date(2026, 3, 31))
     shops = {
         spec.workspace: {
@@ -596,7 +629,7 @@ def simulated(tmp_path_factory) -> dict:
         if spec.source == "shopify"
     }
     result: dict = {"workspaces": sorted(shops)}
-    with pytest.MonkeyPatch.context() as monkeypatch, serving(store, shops, home, None, monkeypatch) as (
+    with pytest.MonkeyPatch.context() as monkeypatch, serving(store, shops, home, warehouse_url, monkeypatch) as (
         settings, sandbox
     ):
         warehouse = ScenarioWarehouse(settings)
@@ -609,18 +642,22 @@ def simulated(tmp_path_factory) -> dict:
 
         sandbox.advance(days=12)
         result["changed"] = change_late(store, "demo-us-store", older_than=store.clock - 12 * 86400)
+        result["moved"] = move_identities(store, "demo-us-store", older_than=store.clock - 12 * 86400)
         # The changed orders are read through the connector's filtered bulk export rather than
         # page by page: the same rows arrive, without minutes of simulated query-cost pacing.
         monkeypatch.setattr(shopify_connector, "BULK_ABOVE", 0)
         sync_all(settings)
-        # No lookback: only orders loaded by the second sync are rebuilt, the hardest case. (`run`, not
-        # `build`: the tests run on the full refresh below, which must hold the very same rows.)
-        run_dbt(settings, "run", *ECOMMERCE, "--vars", json.dumps({"ecommerce_lookback_hours": 0}))
+        # Only what the second sync loaded is rebuilt. (`run`, not `build`: the tests run on the full
+        # refresh below, which must hold the very same rows.)
+        run_dbt(settings, "run", *ECOMMERCE)
         result["truth_after"] = truth(store)
         result["reconciled_after"] = {ws: reconcile(warehouse, result["truth_after"], ws) for ws in shops}
         result["incremental"] = snapshot(warehouse)
         result["refresh_from"] = {row["workspace_id"]: row["refresh_from"] for row in warehouse.query(
             "select workspace_id, refresh_from from intermediate.int_ecommerce_refresh_windows")}
+        result["refresh_days"] = {workspace: [row["date_day"] for row in warehouse.query(
+            "select date_day from intermediate.int_ecommerce_refresh_days where workspace_id = %s order by date_day",
+            (workspace,))] for workspace in shops}
         run_dbt(settings, "build", *ECOMMERCE, "--full-refresh")
         result["full_refresh"] = snapshot(warehouse)
     return result
@@ -688,6 +725,17 @@ def test_incremental_run_after_late_changes_equals_a_full_refresh(simulated):
     first_clock = datetime.fromisoformat(simulated["truth_before"]["clock"])
     refunds = incremental["marts.refunds"]
     assert any(r["created_at"] > first_clock and r["order_date"] < first_clock.date() for r in refunds)
-    # The daily tables were rebuilt by day, from the late changes' earliest day, not in full.
+    # People moved: the order whose e-mail changed is the earlier buyer's now, and the guest whose
+    # e-mail an account took is matched to that account (both rebuilt incrementally, above).
+    order_id, email = simulated["moved"]["moved"]
+    person = next(row["person_id"] for row in incremental["marts.orders"] if row["order_id"] == order_id)
+    assert person == hashlib.md5(f"email:{email}".encode()).hexdigest()
+    customer_id, guest = simulated["moved"]["matched"]
+    matched = [row for row in incremental["marts.customers"] if row["email"] == guest]
+    assert [(row["customer_id"], row["is_guest"]) for row in matched] == [(customer_id, False)]
+    # The daily tables were rebuilt by day: the late changes' days alone, and the days from the first
+    # build's last day on; not in full.
     refresh_from = simulated["refresh_from"]["demo-us-store"]
-    assert date(2000, 1, 1) < refresh_from < first_clock.date(), refresh_from
+    assert date(2000, 1, 1) < refresh_from <= first_clock.date(), refresh_from
+    late_days = simulated["refresh_days"]["demo-us-store"]
+    assert late_days and all(day < refresh_from for day in late_days), late_days

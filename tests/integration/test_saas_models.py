@@ -33,11 +33,12 @@ THREADS = ("--threads", "8")
 SAAS = (*THREADS, "-s", "+saas_daily_metrics", "+saas_daily_slices", "+saas_daily_pair_slices", "+saas_customers", "+subscriptions", "+subscription_items", "+invoices",
         "+invoice_lines")
 SAAS = (*SAAS, "+saas_cohorts", "+saas_ltv", "+saas_cohort_metrics")  # customer analytics (metrics/customers)
-INCREMENTAL = (*THREADS, "-s", "mrr_movements", "invoices", "invoice_lines", "int_saas_currency_days",
-               "int_saas_retention_daily", "saas_daily_metrics", "saas_daily_slices", "saas_daily_pair_slices")
 NO_UNIT_TESTS = ("--exclude-resource-type", "unit_test")
 # Every SaaS table and its key, for the comparisons.
 TABLES = {
+    "intermediate.int_subscription_mrr_rebuilt": "workspace_id, subscription_id, valid_from_at",
+    "intermediate.int_subscription_mrr_changes": "workspace_id, subscription_id, change_date",
+    "intermediate.int_customer_mrr_changes": "workspace_id, customer_id, change_date",
     "marts.saas_customers": "workspace_id, customer_id",
     "marts.subscriptions": "workspace_id, subscription_id",
     "marts.subscription_items": "workspace_id, subscription_item_id",
@@ -93,9 +94,13 @@ def build_both_phases(home: Path, warehouse_url: str | None, full_refresh: bool)
                                    dbt_args=("build", *SAAS, *NO_UNIT_TESTS))
         result = {"warehouse": warehouse, "incremental": snapshot(warehouse),
                   "refresh_from": {row["workspace_id"]: row["refresh_from"] for row in warehouse.query(
-                      "select workspace_id, refresh_from from intermediate.int_saas_refresh_windows")}}
+                      "select workspace_id, refresh_from from intermediate.int_saas_refresh_windows")},
+                  # what the incremental build recomputed of the MRR rebuilt from invoices, of all
+                  "rebuilt": warehouse.query(
+                      "select (select count(*) from intermediate.int_saas_changed_subscriptions) as changed, "
+                      "(select count(distinct subscription_id) from intermediate.int_subscription_mrr_rebuilt) as all_")[0]}
         if full_refresh:
-            run_dbt(warehouse.settings, "build", *INCREMENTAL, "--full-refresh", *NO_UNIT_TESTS)
+            run_dbt(warehouse.settings, "build", *SAAS, "--full-refresh", *NO_UNIT_TESTS)
             result["full_refresh"] = snapshot(warehouse)
         return result
 
@@ -529,13 +534,16 @@ def test_same_results_on_duckdb_and_postgres(duckdb_build, postgres_build):
 def test_incremental_build_after_late_changes_equals_a_full_refresh(database, request):
     """The second sync brings changes dated before the first build's last day (a cancellation on
     05-22, an unpaid subscription on 05-29, a voided invoice from 05-15) and a new tenant: the
-    incremental build of invoices, invoice_lines, mrr_movements and the daily tables (rebuilt by
-    day) equals a full refresh, on both databases."""
+    incremental build of invoices, invoice_lines, the MRR rebuilt from invoices (the subscriptions
+    the second sync touched), mrr_movements and the daily tables (rebuilt by day) equals a full
+    refresh, on both databases."""
     build = request.getfixturevalue(f"{database}_build")
     assert any(row["workspace_id"] == NEW_TENANT for row in build["incremental"]["metrics.saas_daily_metrics"])
     assert build["refresh_from"][NEW_TENANT] == date(1900, 1, 1)  # a new tenant is built in full
     for table in TABLES:
         assert build["incremental"][table] == build["full_refresh"][table], table
+    # The MRR rebuilt from invoices was recomputed for the subscriptions the second sync touched only.
+    assert 0 < build["rebuilt"]["changed"] < build["rebuilt"]["all_"], build["rebuilt"]
     # The daily tables were rebuilt by day, not in full, from a day before the first build's last:
     # the late changes' days (a workspace without slice rows rebuilds in full: it has no last day).
     refresh_from = sorted(build["refresh_from"].values())
@@ -543,39 +551,69 @@ def test_incremental_build_after_late_changes_equals_a_full_refresh(database, re
     assert sum(day > date(2000, 1, 1) for day in refresh_from) > len(refresh_from) / 2, refresh_from
 
 
-def test_daily_table_tests_read_the_rebuilt_days_and_fail_on_them(duckdb_build):
-    """On an incremental `dbt build` a daily table's data tests read only the days the run rebuilt
-    (macro get_where_subquery), and they still catch what is wrong there: a null MRR planted on a
-    rebuilt day fails the table's key-and-not-null test, one planted on an older day is not read, and
-    `dbt test` (every row, as `dbt build --full-refresh`) finds both."""
+def test_data_tests_read_the_rebuilt_rows_and_fail_on_them(duckdb_build):
+    """On an incremental `dbt build` the data tests of a daily table read only the days the run
+    rebuilt, and those of an incremental mart only the rows it rebuilt (macro get_where_subquery), and
+    they still catch what is wrong there: a null MRR planted on a rebuilt day fails the table's
+    key-and-not-null test, one planted on an older day is not read; a duplicate of an invoice of a
+    pending load (int_loads_pending) fails the invoices' key test, one of an older load is not read.
+    `dbt test` (every row, as `dbt build --full-refresh`) finds them all."""
     warehouse = duckdb_build["warehouse"]
-    workspace, refresh_from = next((ws, day) for ws, day in sorted(duckdb_build["refresh_from"].items())
-                                   if day > date(2000, 1, 1))
+    # the windows as the last build (the full refresh) left them: each workspace from its last day
+    windows = warehouse.query("select workspace_id, refresh_from from intermediate.int_saas_refresh_windows "
+                              "order by workspace_id")
+    workspace, refresh_from = next((row["workspace_id"], row["refresh_from"]) for row in windows
+                                   if row["refresh_from"] > date(2000, 1, 1))
     old_day = warehouse.query("select max(date) as d from metrics.saas_daily_metrics where workspace_id = %s "
                               "and date < %s", (workspace, refresh_from))[0]["d"]
     planted = {old_day, refresh_from}
-    test = ("-s", "unique_combination_saas_daily_metrics", "--store-failures")
+    # an invoice of the first sync's load and one of the second's, which the test takes as pending
+    older, newer = (warehouse.query(
+        f"select workspace_id, invoice_id, load_epoch from marts.invoices where load_epoch = "
+        f"(select {which}(load_epoch) from marts.invoices) order by invoice_id limit 1")[0] for which in ("min", "max"))
+    assert older["load_epoch"] < newer["load_epoch"]
+    tests = ("-s", "unique_combination_saas_daily_metrics", "unique_combination_invoices", "--store-failures")
     found = "select workspace_id, date, failure from audit.unique_combination_saas_daily_metrics order by date"
+    duplicates = "select invoice_id, failure from audit.unique_combination_invoices order by invoice_id"
+    invoice = "from marts.invoices where workspace_id = %s and invoice_id = %s"
     with warehouse.settings.warehouse.transaction() as sql:
-        kept = sql.execute("select date, mrr from metrics.saas_daily_metrics where workspace_id = %s and date in (%s, %s)",
+        days = sql.execute("select date, mrr from metrics.saas_daily_metrics where workspace_id = %s and date in (%s, %s)",
                            (workspace, *sorted(planted)))
         sql.execute("update metrics.saas_daily_metrics set mrr = null where workspace_id = %s and date in (%s, %s)",
                     (workspace, *sorted(planted)))
-    assert len(kept) == 2
+        for row in (older, newer):
+            sql.execute(f"insert into marts.invoices select * {invoice}", (row["workspace_id"], row["invoice_id"]))
+        pending = sql.execute("select * from intermediate.int_loads_pending")
+        sql.execute("delete from intermediate.int_loads_pending")
+        sql.execute("insert into intermediate.int_loads_pending values ('stripe', %s, %s)",
+                    (str(newer["load_epoch"]), newer["load_epoch"]))
+    assert len(days) == 2
     try:
-        with pytest.raises(AssertionError, match="unique_combination_saas_daily_metrics"):
-            run_dbt(warehouse.settings, "build", *test)
+        with pytest.raises(AssertionError) as failed:
+            run_dbt(warehouse.settings, "build", *tests)
+        for test in ("unique_combination_saas_daily_metrics", "unique_combination_invoices"):
+            assert f"Failure in test {test} " in str(failed.value), str(failed.value)[-3000:]
         assert [(row["workspace_id"], row["date"], row["failure"]) for row in warehouse.query(found)] == [
             (workspace, refresh_from, "null mrr")]
+        assert [(row["invoice_id"], row["failure"]) for row in warehouse.query(duplicates)] == [
+            (newer["invoice_id"], "rows share this key")]
         with pytest.raises(AssertionError, match="unique_combination_saas_daily_metrics"):
-            run_dbt(warehouse.settings, "test", *test)
+            run_dbt(warehouse.settings, "test", *tests)
         assert [(row["workspace_id"], row["date"], row["failure"]) for row in warehouse.query(found)] == [
             (workspace, old_day, "null mrr"), (workspace, refresh_from, "null mrr")]
+        assert sorted((row["invoice_id"], row["failure"]) for row in warehouse.query(duplicates)) == sorted(
+            (row["invoice_id"], "rows share this key") for row in (older, newer))
     finally:
         with warehouse.settings.warehouse.transaction() as sql:
-            for when, mrr in kept:
+            for when, mrr in days:
                 sql.execute("update metrics.saas_daily_metrics set mrr = %s where workspace_id = %s and date = %s",
                             (mrr, workspace, when))
+            for row in (older, newer):  # the planted copy goes (DuckDB's rowid tells the two apart)
+                sql.execute(f"delete from marts.invoices where rowid = (select max(rowid) {invoice})",
+                            (row["workspace_id"], row["invoice_id"]))
+            sql.execute("delete from intermediate.int_loads_pending")
+            for row in pending:
+                sql.execute("insert into intermediate.int_loads_pending values (%s, %s, %s)", row)
 
 
 # -- the simulated business ----------------------------------------------------------------------
@@ -636,7 +674,7 @@ def simulated(tmp_path_factory) -> dict:
         result["versions"] = warehouse.query("select count(*) as n from stripe.subscription_history "
                                              "where valid_to is not null")[0]["n"]
         result["incremental"] = snapshot(warehouse)
-        run_dbt(settings, "build", *INCREMENTAL, "--full-refresh")
+        run_dbt(settings, "build", *SAAS, "--full-refresh")
         result["full_refresh"] = snapshot(warehouse)
         result["cohorts"] = warehouse.query("select workspace_id, cohort_month, months_since_start, cohort_customers, "
                                             "active_customers from metrics.saas_cohorts "

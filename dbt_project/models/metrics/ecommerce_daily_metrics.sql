@@ -9,6 +9,7 @@
     its last data day (the latest day with an order placed or changed, or a refund); days without
     orders are zeros. -#}
 -- depends_on: {{ ref('int_ecommerce_refresh_windows') }}
+-- depends_on: {{ ref('int_ecommerce_refresh_days') }}
 with workspaces as (
     select * from {{ ref('stg_reference__workspaces') }}
 ),

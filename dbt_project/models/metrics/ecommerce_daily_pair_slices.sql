@@ -13,6 +13,7 @@
     - orders: country × customer_type.
     Each pair is stored once, in the order above (`dimension` first). Zero pairs are left out. -#}
 -- depends_on: {{ ref('int_ecommerce_refresh_windows') }}
+-- depends_on: {{ ref('int_ecommerce_refresh_days') }}
 {%- set line_pairs = [('product', 'country'), ('product', 'customer_type'), ('country', 'customer_type')] %}
 with {{ ecommerce_slice_parts() }},
 

@@ -17,6 +17,7 @@
       counts once a day, under the first country of that day's orders).
     AOV is not sliced: its parts (gross_sales, discounts, orders) are. Zero slices are left out. -#}
 -- depends_on: {{ ref('int_ecommerce_refresh_windows') }}
+-- depends_on: {{ ref('int_ecommerce_refresh_days') }}
 with {{ ecommerce_slice_parts() }},
 
 line_slices_converted as (

@@ -2,9 +2,23 @@
 
     First and last orders and the order count only look at orders that count as sold (not
     cancelled), as new/returning customers do in docs/metrics.md; a person whose orders were all
-    cancelled is kept, with no first order. -#}
+    cancelled is kept, with no first order.
+
+    Incremental (macros/incremental_changes.sql): a run rebuilds the people of the orders it
+    changed, before and after the change. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ delete_changed(changed_people(), 'person_id') }}"
+) }}
+-- depends_on: {{ ref('int_ecommerce_changes') }}
 with orders as (
-    select * from {{ ref('int_orders_identified') }}
+    select identified.* from {{ ref('int_orders_identified') }} as identified
+    {%- if is_incremental() %}
+    inner join {{ changed_people() }} as changed
+        on changed.workspace_id = identified.workspace_id
+        and changed.person_id = identified.person_id
+    {%- endif %}
 ),
 
 unified as (

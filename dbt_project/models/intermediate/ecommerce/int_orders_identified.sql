@@ -3,9 +3,24 @@
     A person is an e-mail address, lower-cased and trimmed (docs/metrics.md, "People"), so a guest
     checkout and the account the same buyer creates later are one person. Without an order e-mail
     the account's e-mail is used, then the account itself, and an order with neither is its own
-    person. -#}
+    person.
+
+    Incremental (macros/incremental_changes.sql): a run rebuilds the orders int_ecommerce_changes
+    lists (loaded, of a loaded account, or of a workspace whose timezone changed). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ delete_changed(changed_orders(), 'order_id') }}"
+) }}
+-- depends_on: {{ ref('int_ecommerce_changes') }}
 with orders as (
-    select * from {{ ref('stg_shopify__orders') }}
+    select staged.* from {{ ref('stg_shopify__orders') }} as staged
+    {%- if is_incremental() %}
+    inner join {{ changed_orders() }} as changed
+        on changed.workspace_id = staged.workspace_id
+        and changed.order_id = staged.order_id
+    {%- endif %}
 ),
 
 customers as (
@@ -30,7 +45,8 @@ identified as (
         orders.created_at,
         {{ local_date('orders.created_at', 'workspaces.timezone') }} as order_date,
         orders.is_cancelled,
-        orders.currency
+        orders.currency,
+        workspaces.timezone
     from orders
     left join customers
         on customers.workspace_id = orders.workspace_id
@@ -49,7 +65,9 @@ final as (
         created_at,
         order_date,
         is_cancelled,
-        currency
+        currency,
+        -- the timezone order_date is in: a change rebuilds the workspace (int_ecommerce_changes)
+        timezone
     from identified
 )
 

@@ -16,9 +16,24 @@
       immediate cancellation;
     - forever coupons apply as in the recorded history (discounts with their start and removal);
     - everything stops at the workspace's first sync, where recorded history takes over.
-    Segments are valid on valid_from_at <= t < valid_to_at, in the subscription's currency. -#}
+    Segments are valid on valid_from_at <= t < valid_to_at, in the subscription's currency.
+
+    Incremental (macros/incremental_changes.sql): a run recomputes the subscriptions
+    int_saas_changed_subscriptions lists, whose segments depend on nothing else. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ delete_changed(ref('int_saas_changed_subscriptions'), 'subscription_id') }}"
+) }}
+-- depends_on: {{ ref('int_saas_changed_subscriptions') }}
 with lines as (
-    select * from {{ ref('stg_stripe__invoice_lines') }}
+    select staged.* from {{ ref('stg_stripe__invoice_lines') }} as staged
+    {%- if is_incremental() %}
+    inner join {{ ref('int_saas_changed_subscriptions') }} as changed
+        on changed.workspace_id = staged.workspace_id
+        and changed.subscription_id = staged.subscription_id
+    {%- endif %}
 ),
 
 invoices as (
@@ -234,12 +249,16 @@ final as (
                 - coalesce({{ saas_monthly_amount('segment_discounts.amount_off',
                     'subscription_segments.billing_interval', 'subscription_segments.billing_interval_count') }}, 0),
             0
-        ) as decimal(38, 9)) as mrr
+        ) as decimal(38, 9)) as mrr,
+        -- where the rebuild stopped: a change rebuilds the workspace (int_saas_changed_subscriptions)
+        workspaces.first_synced_at
     from subscription_segments
     left join segment_discounts
         on segment_discounts.workspace_id = subscription_segments.workspace_id
         and segment_discounts.subscription_id = subscription_segments.subscription_id
         and segment_discounts.valid_from_at = subscription_segments.valid_from_at
+    left join workspaces
+        on workspaces.workspace_id = subscription_segments.workspace_id
 )
 
 select * from final

@@ -1,7 +1,22 @@
 {#- One row per person: guest checkouts and account orders with the same e-mail are one customer
-    (int_orders_identified). Amounts are in shop currency. -#}
+    (int_orders_identified). Amounts are in shop currency.
+
+    Incremental (macros/incremental_changes.sql): a run rebuilds the people it changed, and those
+    a changed account's e-mail matched or matches. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ delete_changed(changed_people(), 'person_id') }}"
+) }}
+-- depends_on: {{ ref('int_ecommerce_changes') }}
+-- depends_on: {{ ref('int_orders_identified') }}
 with people as (
-    select * from {{ ref('int_customers_unified') }}
+    select unified.* from {{ ref('int_customers_unified') }} as unified
+    {%- if is_incremental() %}
+    inner join {{ changed_people() }} as changed
+        on changed.workspace_id = unified.workspace_id
+        and changed.person_id = unified.person_id
+    {%- endif %}
 ),
 
 accounts as (
@@ -9,11 +24,21 @@ accounts as (
 ),
 
 orders as (
-    select * from {{ ref('orders') }}
+    select orders.* from {{ ref('orders') }} as orders
+    {%- if is_incremental() %}
+    inner join people
+        on people.workspace_id = orders.workspace_id
+        and people.person_id = orders.person_id
+    {%- endif %}
 ),
 
 refunds as (
-    select * from {{ ref('refunds') }}
+    select refunds.* from {{ ref('refunds') }} as refunds
+    {%- if is_incremental() %}
+    inner join people
+        on people.workspace_id = refunds.workspace_id
+        and people.person_id = refunds.person_id
+    {%- endif %}
 ),
 
 sales as (

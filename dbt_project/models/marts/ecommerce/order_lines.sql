@@ -1,53 +1,30 @@
 {#- One row per line of a non-test order, in shop currency.
 
-    Incremental. Shopify rewrites an order's lines whenever the order changes (an edit, a
-    cancellation, a refund weeks later) and dlt then reloads the order with all of its lines, under a
-    new load id. So each run takes the orders loaded since this table's newest order load for the
-    workspace, minus a lookback window, and replaces ALL lines of those orders (delete+insert on the
-    order key): changed lines are updated and lines removed by an edit disappear.
-
-    The lookback (var `ecommerce_lookback_hours`, default 72) covers loads that commit out of load-id
-    order: a load id is stamped when a sync starts, so a long sync (a bulk export) or a run that read
-    the orders table between dlt's table loads can leave rows with an id older than the watermark.
-    Re-reading three days of loads is cheap and heals those. Changing a staging formula needs
-    `dbt build --full-refresh -s order_lines`. -#}
+    Incremental (macros/incremental_changes.sql). Shopify rewrites an order's lines whenever the
+    order changes (an edit, a cancellation, a refund weeks later) and dlt then reloads the order with
+    all of its lines. So each run deletes ALL lines of the orders int_ecommerce_changes lists and
+    inserts their lines as loaded: changed lines are updated and lines removed by an edit disappear.
+    Changing a staging formula needs `dbt build --full-refresh -s order_lines`. -#}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['workspace_id', 'order_id'],
-        on_schema_change='fail'
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_changed(changed_orders(), 'order_id') }}"
     )
 }}
-
+-- depends_on: {{ ref('int_ecommerce_changes') }}
 with lines as (
     select * from {{ ref('stg_shopify__order_lines') }}
 ),
 
-orders as (
-    select * from {{ ref('stg_shopify__orders') }}
-),
-
-{% if is_incremental() %}
-watermarks as (
-    select
-        workspace_id,
-        max(order_load_epoch) - {{ var('ecommerce_lookback_hours', 72) }} * 3600 as reload_after
-    from {{ this }}
-    group by workspace_id
-),
-{% endif %}
-
 changed_orders as (
-    select orders.*
-    from orders
-    {% if is_incremental() %}
-    left join watermarks
-        on watermarks.workspace_id = orders.workspace_id
-    -- a workspace not in the table yet is read in full
-    where watermarks.reload_after is null
-        or orders.load_epoch > watermarks.reload_after
-    {% endif %}
+    select staged.* from {{ ref('stg_shopify__orders') }} as staged
+    {%- if is_incremental() %}
+    inner join {{ changed_orders() }} as changed
+        on changed.workspace_id = staged.workspace_id
+        and changed.order_id = staged.order_id
+    {%- endif %}
 ),
 
 final as (

@@ -1,7 +1,21 @@
 {#- One row per non-test order (cancelled ones included, flagged), in shop currency, with its person,
-    its day in the shop's timezone and its line totals. -#}
+    its day in the shop's timezone and its line totals.
+
+    Incremental (macros/incremental_changes.sql): a run rebuilds the orders it changed and every
+    order of the people it changed (which of them is the person's first, `new`, may move). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ delete_changed(ecommerce_changed_order_set(), 'order_id') }}"
+) }}
+-- depends_on: {{ ref('int_ecommerce_changes') }}
 with orders as (
-    select * from {{ ref('stg_shopify__orders') }}
+    select staged.* from {{ ref('stg_shopify__orders') }} as staged
+    {%- if is_incremental() %}
+    inner join {{ ecommerce_changed_order_set() }} as changed
+        on changed.workspace_id = staged.workspace_id
+        and changed.order_id = staged.order_id
+    {%- endif %}
 ),
 
 identified as (
@@ -20,7 +34,14 @@ lines as (
         cast(sum(quantity) as bigint) as units,
         cast(sum(gross_sales) as decimal(38, 9)) as gross_sales,
         cast(sum(discounts) as decimal(38, 9)) as discounts
-    from {{ ref('order_lines') }}
+    from {{ ref('order_lines') }} as order_lines
+    {%- if is_incremental() %}
+    where exists (
+        select 1 from orders
+        where orders.workspace_id = order_lines.workspace_id
+            and orders.order_id = order_lines.order_id
+    )
+    {%- endif %}
     group by workspace_id, order_id
 ),
 

@@ -1,7 +1,21 @@
 {#- One row per refund of a non-test order, dated by the refund's own day in the shop's timezone
-    (docs/metrics.md: refunds count on the day they are created, whatever the order's date). -#}
+    (docs/metrics.md: refunds count on the day they are created, whatever the order's date).
+
+    Incremental (macros/incremental_changes.sql): a run rebuilds the refunds of the orders it
+    changed (a refund reloads its order, and its order's person or cancellation may change). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ delete_changed(changed_orders(), 'order_id') }}"
+) }}
+-- depends_on: {{ ref('int_ecommerce_changes') }}
 with refunds as (
-    select * from {{ ref('stg_shopify__refunds') }}
+    select staged.* from {{ ref('stg_shopify__refunds') }} as staged
+    {%- if is_incremental() %}
+    inner join {{ changed_orders() }} as changed
+        on changed.workspace_id = staged.workspace_id
+        and changed.order_id = staged.order_id
+    {%- endif %}
 ),
 
 refund_lines as (
@@ -11,7 +25,14 @@ refund_lines as (
         cast(sum(quantity) as bigint) as refunded_units,
         cast(sum(subtotal) as decimal(38, 9)) as refunded_sales,
         cast(sum(total_tax) as decimal(38, 9)) as refunded_tax
-    from {{ ref('stg_shopify__refund_lines') }}
+    from {{ ref('stg_shopify__refund_lines') }} as refund_lines
+    {%- if is_incremental() %}
+    where exists (
+        select 1 from refunds
+        where refunds.workspace_id = refund_lines.workspace_id
+            and refunds.refund_id = refund_lines.refund_id
+    )
+    {%- endif %}
     group by workspace_id, refund_id
 ),
 

@@ -3,17 +3,15 @@
     incremental_strategy='delete+insert',
     unique_key=['workspace_id', 'invoice_id']
 ) }}
-{#- One row per invoice line, amounts in major units. Incremental like `invoices` (by load, with the
-    same lookback), and keyed by invoice for the delete: when Stripe changes an invoice the
+{#- One row per invoice line, amounts in major units. Incremental like `invoices` (the rows of the
+    loads not processed yet), and keyed by invoice for the delete: when Stripe changes an invoice the
     connector replaces its whole line set, so every line of a reloaded invoice is replaced here too
     and a line that disappeared does not linger. -#}
+-- depends_on: {{ ref('int_loads_pending') }}
 with lines as (
     select * from {{ ref('stg_stripe__invoice_lines') }}
     {% if is_incremental() %}
-    where load_epoch >= (
-        select coalesce(max(load_epoch), 0) - 86400 * {{ var('saas_invoices_lookback_days', 3) }}
-        from {{ this }}
-    )
+    where {{ in_pending_loads('stripe', 'load_epoch') }}
     {% endif %}
 ),
 

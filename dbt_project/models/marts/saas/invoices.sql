@@ -8,18 +8,14 @@
 
     Incremental on the load, not on the invoice's date: the connector rewrites an invoice's row
     whenever Stripe changes it (paid, voided, marked uncollectible, deleted), and a rewritten row
-    gets the new load's id. So each run takes the rows loaded since the newest load already in the
-    table, minus `saas_invoices_lookback_days` (default 3): dlt load ids are taken when a load
-    starts, so a load that started earlier but committed later (another workspace's sync running in
-    parallel) still has a smaller id. An invoice changed months after it was issued is picked up
-    like any other. -#}
+    gets the new load's id. So each run takes the rows of the loads not processed yet
+    (int_loads_pending, macros/incremental_changes.sql). An invoice changed months after it was
+    issued is picked up like any other. -#}
+-- depends_on: {{ ref('int_loads_pending') }}
 with invoices as (
     select * from {{ ref('stg_stripe__invoices') }}
     {% if is_incremental() %}
-    where load_epoch >= (
-        select coalesce(max(load_epoch), 0) - 86400 * {{ var('saas_invoices_lookback_days', 3) }}
-        from {{ this }}
-    )
+    where {{ in_pending_loads('stripe', 'load_epoch') }}
     {% endif %}
 ),
 

@@ -15,7 +15,9 @@ renamed as (
         lower(state) as account_state,
         default_address_country_code_v2 as country_code,
         cast(created_at as timestamp with time zone) as created_at,
-        cast(updated_at as timestamp with time zone) as updated_at
+        cast(updated_at as timestamp with time zone) as updated_at,
+        -- dlt's load id (the load's start in unix seconds): which load brought the account
+        cast(_dlt_load_id as double precision) as load_epoch
     from source
 )
 

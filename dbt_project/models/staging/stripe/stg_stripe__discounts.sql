@@ -12,7 +12,9 @@ renamed as (
         {{ epoch_to_timestamp('start') }} as started_at,
         -- a removed discount (customer.discount.deleted) stops applying when it was removed
         coalesce(deleted, false) as is_deleted,
-        {{ epoch_to_timestamp('deleted_at') }} as deleted_at
+        {{ epoch_to_timestamp('deleted_at') }} as deleted_at,
+        -- dlt's load id (the load's start in unix seconds): which load brought the row
+        cast(_dlt_load_id as double precision) as load_epoch
     from source
 )
 

@@ -19,7 +19,9 @@ renamed as (
         coalesce(cancel_at_period_end, false) as cancel_at_period_end,
         {{ epoch_to_timestamp('canceled_at') }} as canceled_at,
         {{ epoch_to_timestamp('ended_at') }} as ended_at,
-        cast(discounts as varchar) as discount_ids_json
+        cast(discounts as varchar) as discount_ids_json,
+        -- dlt's load id (the load's start in unix seconds): which load brought the row
+        cast(_dlt_load_id as double precision) as load_epoch
     from source
 )
 

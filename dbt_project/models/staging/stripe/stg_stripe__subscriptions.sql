@@ -20,7 +20,9 @@ renamed as (
         {{ epoch_to_timestamp('ended_at') }} as ended_at,
         cancellation_details__reason as cancellation_reason,
         -- the ids of the subscription's discounts, as JSON text: matched by '"<discount id>"'
-        cast(discounts as varchar) as discount_ids_json
+        cast(discounts as varchar) as discount_ids_json,
+        -- dlt's load id (the load's start in unix seconds): which load brought the row
+        cast(_dlt_load_id as double precision) as load_epoch
     from source
 )
 

@@ -1,0 +1,163 @@
+{#- Incremental marts (docs/performance.md, "Incremental marts"). The marts built from raw rows
+    rebuild, on an incremental run, only the keys the new loads touched, and a full refresh
+    (`--full-refresh`, a first build) builds them in full as before.
+
+    Which loads are new: dlt lists every load it completed in `<dataset>._dlt_loads` (written after
+    the load's rows), and `int_loads_pending` holds, per source, the completed loads not yet recorded
+    as processed (`int_loads_pending__processed`). The on-run-end hook `record_processed_loads`
+    records them only when the run built every model that consumes that source's loads, so a failed
+    or partial run leaves them pending and the next run takes them again: a superset, never a gap.
+    A load still in progress is not listed yet and is taken by the next run. Exact, with no lookback
+    window: a load id is stamped when a sync starts, so "ids above the newest one seen" would miss a
+    long load that commits after a later one.
+
+    Ecommerce: `int_ecommerce_changes` turns the pending loads into changed orders and people (see
+    that model); the marts delete and rebuild those keys (`delete_changed`). SaaS: `invoices` and
+    `invoice_lines` take the pending loads' rows, and `int_subscription_mrr_rebuilt` recomputes the
+    subscriptions `int_saas_changed_subscriptions` lists. -#}
+
+{#- The models that consume each source's pending loads: the hook records a source's loads as
+    processed only when all of them (and int_loads_pending) were built by the run. -#}
+{% macro pending_load_consumers(source_name) -%}
+    {%- set consumers = {
+        'shopify': ['int_ecommerce_changes', 'int_orders_identified', 'int_customers_unified', 'orders',
+                    'order_lines', 'refunds', 'customers'],
+        'stripe': ['invoices', 'invoice_lines', 'int_saas_changed_subscriptions', 'int_subscription_mrr_rebuilt'],
+    } -%}
+    {{ return(consumers[source_name]) }}
+{%- endmacro %}
+
+{#- dlt's table of completed loads of a source's dataset, or none when the source has loaded nothing. -#}
+{% macro dlt_loads_relation(source_name) -%}
+    {%- set node = graph.sources.values() | selectattr('source_name', 'equalto', source_name) | first -%}
+    {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier='_dlt_loads')) }}
+{%- endmacro %}
+
+{#- Where the loads already processed are kept: beside int_loads_pending, with the suffix __processed. -#}
+{% macro processed_loads_relation(create=false) -%}
+    {%- set node = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+        | selectattr('name', 'equalto', 'int_loads_pending') | first -%}
+    {%- if create -%}
+        {{ return(api.Relation.create(database=node.database, schema=node.schema,
+                                      identifier=node.alias ~ '__processed', type='table')) }}
+    {%- endif -%}
+    {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias ~ '__processed')) }}
+{%- endmacro %}
+
+{#- on-run-end: for each source whose consumers all succeeded in this run, record the loads they
+    took (int_loads_pending, as built at the start of the run) as processed; for Shopify, the changes
+    they rebuilt are then done with (int_ecommerce_changes is emptied). Only `dbt run` and `dbt
+    build` build tables. -#}
+{% macro record_processed_loads(results) -%}
+    {%- if execute and flags.WHICH in ['run', 'build'] -%}
+        {%- set built = results | selectattr('status', 'equalto', 'success') | map(attribute='node.name') | list -%}
+        {%- for source_name in ['shopify', 'stripe'] -%}
+            {%- if (['int_loads_pending'] + pending_load_consumers(source_name)) | reject('in', built) | list | length == 0 -%}
+                {%- set processed = processed_loads_relation(create=true) -%}
+                {%- set pending = model_relation('int_loads_pending') -%}
+                {%- do run_query('create table if not exists ' ~ processed ~ ' as select source_name, load_id from '
+                    ~ pending ~ ' where 1 = 0') -%}
+                {%- do run_query('insert into ' ~ processed ~ ' select source_name, load_id from ' ~ pending
+                    ~ " where source_name = '" ~ source_name ~ "'") -%}
+                {#- Postgres: int_loads_pending's anti-join is planned with the table's statistics -#}
+                {%- do run_query('analyze ' ~ processed) if target.type == 'postgres' -%}
+                {%- if source_name == 'shopify' -%}
+                    {%- do run_query('delete from ' ~ model_relation('int_ecommerce_changes')) -%}
+                {%- endif -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select 1
+{%- endmacro %}
+
+{#- In a model's SQL: true for rows of a load `source_name` has pending (`load_epoch` is the row's
+    load id as a number, as the staging models give it). -#}
+{% macro in_pending_loads(source_name, load_epoch) -%}
+    {{ load_epoch }} in (
+        select pending.load_epoch from {{ ref('int_loads_pending') }} as pending
+        where pending.source_name = '{{ source_name }}'
+    )
+{%- endmacro %}
+
+{#- The orders (workspace_id, order_id) an incremental ecommerce run rebuilds. -#}
+{% macro changed_orders() -%}
+    (select distinct workspace_id, order_id from {{ ref('int_ecommerce_changes') }} where order_id is not null)
+{%- endmacro %}
+
+{#- The people (workspace_id, person_id) an incremental ecommerce run rebuilds: each changed order's
+    person before the run (kept by int_ecommerce_changes) and after it (int_orders_identified, once
+    rebuilt), and the people a changed account's e-mail matched or matches. The relations default
+    to the models' refs. -#}
+{% macro changed_people(changes=none, identified=none) -%}
+    {%- set changes = changes or ref('int_ecommerce_changes') -%}
+    {%- set identified = identified or ref('int_orders_identified') -%}
+    (select workspace_id, person_id from {{ changes }} where person_id is not null
+    union
+    select identified.workspace_id, identified.person_id
+    from {{ identified }} as identified
+    inner join {{ changes }} as changes
+        on changes.workspace_id = identified.workspace_id
+        and changes.order_id = identified.order_id)
+{%- endmacro %}
+
+{#- The pre-hook of an incremental mart: delete the rows whose key is in `keys` (a subquery with
+    workspace_id and `column`), which the model's SQL then rebuilds. -#}
+{% macro delete_changed(keys, column) -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where exists (
+            select 1 from {{ keys }} as changed
+            where changed.workspace_id = {{ this.identifier }}.workspace_id
+                and changed.{{ column }} = {{ this.identifier }}.{{ column }}
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The orders the orders mart rebuilds: the changed orders, and every order of a changed person. -#}
+{% macro ecommerce_changed_order_set() -%}
+    (select workspace_id, order_id from {{ changed_orders() }} as changed_orders
+    union
+    select identified.workspace_id, identified.order_id
+    from {{ ref('int_orders_identified') }} as identified
+    inner join {{ changed_people() }} as changed_people
+        on changed_people.workspace_id = identified.workspace_id
+        and changed_people.person_id = identified.person_id)
+{%- endmacro %}
+
+{#- For the data tests of an incremental mart on an incremental `dbt build` (get_where_subquery): the
+    condition on its rows (alias `refreshed`) that holds for the rows this run rebuilt, or none for a
+    model not scoped. Only marts whose test key contains the key they are rebuilt by are scoped: a
+    duplicate key then falls wholly inside or outside the rebuilt rows, and the rows outside were
+    tested when they were built (order_lines, refunds and invoice_lines are rebuilt by order or
+    invoice but keyed by line or refund, so their tests read every row). -#}
+{% macro rebuilt_rows_condition(relation) -%}
+    {%- set name = relation.identifier -%}
+    {%- set models = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+        | selectattr('name', 'equalto', name) | selectattr('schema', 'equalto', relation.schema) | list -%}
+    {%- if models | length == 0 -%}{{ return(none) }}{%- endif -%}
+    {%- if name in ['int_orders_identified', 'orders', 'int_customers_unified', 'customers'] -%}
+        {%- set changes = model_relation('int_ecommerce_changes') -%}
+        {%- set identified = model_relation('int_orders_identified') -%}
+        {%- if changes is none or identified is none -%}{{ return(none) }}{%- endif -%}
+        {%- set people -%}
+            exists (select 1 from {{ changed_people(changes, identified) }} as changed
+                    where changed.workspace_id = refreshed.workspace_id and changed.person_id = refreshed.person_id)
+        {%- endset -%}
+        {%- set orders -%}
+            exists (select 1 from {{ changes }} as changed
+                    where changed.workspace_id = refreshed.workspace_id and changed.order_id = refreshed.order_id)
+        {%- endset -%}
+        {{ return({'int_orders_identified': orders, 'orders': '(' ~ orders ~ ' or ' ~ people ~ ')',
+                   'int_customers_unified': people, 'customers': people}[name]) }}
+    {%- elif name == 'int_subscription_mrr_rebuilt' -%}
+        {%- set changed = model_relation('int_saas_changed_subscriptions') -%}
+        {%- if changed is none -%}{{ return(none) }}{%- endif -%}
+        {{ return('exists (select 1 from ' ~ changed ~ ' as changed where changed.workspace_id = refreshed.workspace_id'
+                  ~ ' and changed.subscription_id = refreshed.subscription_id)') }}
+    {%- elif name == 'invoices' -%}
+        {%- set pending = model_relation('int_loads_pending') -%}
+        {%- if pending is none -%}{{ return(none) }}{%- endif -%}
+        {{ return('refreshed.load_epoch in (select load_epoch from ' ~ pending ~ " where source_name = 'stripe')") }}
+    {%- endif -%}
+    {{ return(none) }}
+{%- endmacro %}

@@ -1,0 +1,110 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    full_refresh=false
+) }}
+{#- What the pending Shopify loads changed (macros/incremental_changes.sql): the orders and people
+    the incremental ecommerce marts rebuild. One row per
+    - order loaded (or with a refund loaded) by a pending load, of an account loaded by one (its
+      e-mail may have changed the order's person), or of a workspace whose timezone changed (every
+      order's day moves), with the order's person before this run (null for a new order): the
+      person it leaves must be rebuilt too;
+    - account loaded by a pending load, without an order: the people its e-mail matches now, and
+      the person the customers mart matched to it before (a guest is matched to an account by
+      e-mail).
+    Rows accumulate (append) until a run has rebuilt every mart from them: the on-run-end hook then
+    empties the table. So a run that fails halfway leaves them for the next, which still knows the
+    people orders left. The models before this run are read without a ref (they are built after it). -#}
+{%- set identified = model_relation('int_orders_identified') if execute else none %}
+{%- set customers = model_relation('customers') if execute else none %}
+{%- set dated = identified is not none
+    and 'timezone' in adapter.get_columns_in_relation(identified) | map(attribute='name') | map('lower') | list %}
+with orders as (
+    select * from {{ ref('stg_shopify__orders') }}
+),
+
+accounts as (
+    select * from {{ ref('stg_shopify__customers') }}
+),
+
+workspaces as (
+    select * from {{ ref('stg_reference__workspaces') }}
+),
+
+loaded_accounts as (
+    select workspace_id, customer_id, email
+    from accounts
+    where {{ in_pending_loads('shopify', 'accounts.load_epoch') }}
+),
+
+refunded_orders as (
+    select distinct workspace_id, order_id
+    from {{ ref('stg_shopify__refunds') }} as refunds
+    where {{ in_pending_loads('shopify', 'refunds.load_epoch') }}
+),
+
+{%- if identified is not none %}
+-- workspaces whose orders were dated in another timezone (all of them when the timezone was not kept)
+moved_workspaces as (
+    select distinct orders.workspace_id
+    from orders
+    inner join workspaces
+        on workspaces.workspace_id = orders.workspace_id
+    {%- if dated %}
+    left join (select distinct workspace_id, timezone from {{ identified }}) as built
+        on built.workspace_id = orders.workspace_id
+    where built.timezone is distinct from workspaces.timezone
+    {%- endif %}
+),
+{%- endif %}
+
+changed_orders as (
+    select orders.workspace_id, orders.order_id
+    from orders
+    where {{ in_pending_loads('shopify', 'orders.load_epoch') }}
+        or exists (
+            select 1 from loaded_accounts
+            where loaded_accounts.workspace_id = orders.workspace_id
+                and loaded_accounts.customer_id = orders.customer_id
+        )
+        or exists (
+            select 1 from refunded_orders
+            where refunded_orders.workspace_id = orders.workspace_id
+                and refunded_orders.order_id = orders.order_id
+        )
+        {%- if identified is not none %}
+        or orders.workspace_id in (select workspace_id from moved_workspaces)
+        {%- endif %}
+),
+
+final as (
+    select
+        changed_orders.workspace_id,
+        changed_orders.order_id,
+        {{ 'built.person_id' if identified is not none else 'cast(null as varchar)' }} as person_id
+    from changed_orders
+    {%- if identified is not none %}
+    left join {{ identified }} as built
+        on built.workspace_id = changed_orders.workspace_id
+        and built.order_id = changed_orders.order_id
+    {%- endif %}
+
+    union all
+
+    select workspace_id, cast(null as varchar) as order_id,
+        {{ dbt.hash("'email:' || lower(email)") }} as person_id
+    from loaded_accounts
+    where email is not null
+    {%- if customers is not none %}
+
+    union all
+
+    select built.workspace_id, cast(null as varchar) as order_id, built.person_id
+    from {{ customers }} as built
+    inner join loaded_accounts
+        on loaded_accounts.workspace_id = built.workspace_id
+        and loaded_accounts.customer_id = built.customer_id
+    {%- endif %}
+)
+
+select * from final
