@@ -28,7 +28,7 @@ def test_the_reference_lists_every_table_analysts_read_with_its_key():
         assert f"### `{table}`" in reference
     assert "### `intermediate." not in reference and "### `staging." not in reference  # not the analysts'
     orders = reference.split("### `marts.orders`")[1].split("###")[0]
-    assert "Key: `workspace_id`, `order_id`; dbt table." in orders
+    assert "Key: `workspace_id`, `order_id`; dbt incremental." in orders  # rebuilt by changed order
     assert "| `customer_type` | `new` for the person's first order" in orders
     drivers = reference.split("### `insights.anomaly_drivers`")[1].split("###")[0]
     assert "Key: `anomaly_id`, `rank`; written by the insights assets (Python)." in drivers
