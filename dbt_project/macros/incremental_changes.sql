@@ -84,6 +84,17 @@
     (select distinct workspace_id, order_id from {{ ref('int_ecommerce_changes') }} where order_id is not null)
 {%- endmacro %}
 
+{#- The rows of `relation` (keyed by workspace_id and order_id) that a run rebuilds: those of the
+    changed orders on an incremental run, every row on a full build. -#}
+{% macro rows_of_changed_orders(relation) -%}
+    select staged.* from {{ relation }} as staged
+    {%- if is_incremental() %}
+    inner join {{ changed_orders() }} as changed
+        on changed.workspace_id = staged.workspace_id
+        and changed.order_id = staged.order_id
+    {%- endif %}
+{%- endmacro %}
+
 {#- The people (workspace_id, person_id) an incremental ecommerce run rebuilds: each changed order's
     person before the run (kept by int_ecommerce_changes) and after it (int_orders_identified, once
     rebuilt), and the people a changed account's e-mail matched or matches. The relations default

@@ -15,12 +15,7 @@
 ) }}
 -- depends_on: {{ ref('int_ecommerce_changes') }}
 with orders as (
-    select staged.* from {{ ref('stg_shopify__orders') }} as staged
-    {%- if is_incremental() %}
-    inner join {{ changed_orders() }} as changed
-        on changed.workspace_id = staged.workspace_id
-        and changed.order_id = staged.order_id
-    {%- endif %}
+    {{ rows_of_changed_orders(ref('stg_shopify__orders')) }}
 ),
 
 customers as (

@@ -19,12 +19,7 @@ with lines as (
 ),
 
 changed_orders as (
-    select staged.* from {{ ref('stg_shopify__orders') }} as staged
-    {%- if is_incremental() %}
-    inner join {{ changed_orders() }} as changed
-        on changed.workspace_id = staged.workspace_id
-        and changed.order_id = staged.order_id
-    {%- endif %}
+    {{ rows_of_changed_orders(ref('stg_shopify__orders')) }}
 ),
 
 final as (

@@ -10,12 +10,7 @@
 ) }}
 -- depends_on: {{ ref('int_ecommerce_changes') }}
 with refunds as (
-    select staged.* from {{ ref('stg_shopify__refunds') }} as staged
-    {%- if is_incremental() %}
-    inner join {{ changed_orders() }} as changed
-        on changed.workspace_id = staged.workspace_id
-        and changed.order_id = staged.order_id
-    {%- endif %}
+    {{ rows_of_changed_orders(ref('stg_shopify__refunds')) }}
 ),
 
 refund_lines as (
