@@ -610,6 +610,18 @@ def move_identities(store, workspace: str, older_than: int) -> dict[str, tuple[s
     return {"moved": (moved.body["id"], earlier.body["email"]), "matched": (account.body["id"], guest)}
 
 
+def delete_order(store, workspace: str, older_than: int) -> str:
+    """The merchant deletes an older order of a buyer with other orders (gone from the API, as the
+    sandbox's `orders/delete` does); returns its gid. `forget` then removes its raw rows, as the
+    webhook's targeted sync does: no load brings the deletion to the marts."""
+    orders = [stored for stored in plain_orders(store, workspace) if stored.created < older_than - 14 * 86400]
+    emails = [stored.body["email"] for stored in store.iter_objects(workspace, "shopify", "order")]
+    stored = next(o for o in reversed(orders) if o.body["email"] and emails.count(o.body["email"]) >= 3)
+    store.put(workspace, "shopify", "order", stored.id, created=stored.created, updated=store.clock,
+              body=stored.body, deleted=True)
+    return stored.body["id"]
+
+
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
 def simulated(request, tmp_path_factory) -> dict:
     """The tiny simulated shops, synced and built; then 12 days later (late refunds, cancellations,
@@ -646,7 +658,10 @@ def simulated(request, tmp_path_factory) -> dict:
         # The changed orders are read through the connector's filtered bulk export rather than
         # page by page: the same rows arrive, without minutes of simulated query-cost pacing.
         monkeypatch.setattr(shopify_connector, "BULK_ABOVE", 0)
+        result["deleted"] = delete_order(store, "demo-us-store", older_than=store.clock - 12 * 86400)
         sync_all(settings)
+        assert shopify_connector.forget(settings.warehouse, "demo-us-store", {"orders": [result["deleted"]]}) == {
+            "orders": 1, "products": 0, "customers": 0}
         # Only what the second sync loaded is rebuilt. (`run`, not `build`: the tests run on the full
         # refresh below, which must hold the very same rows.)
         run_dbt(settings, "run", *ECOMMERCE)
@@ -733,6 +748,10 @@ def test_incremental_run_after_late_changes_equals_a_full_refresh(simulated):
     customer_id, guest = simulated["moved"]["matched"]
     matched = [row for row in incremental["marts.customers"] if row["email"] == guest]
     assert [(row["customer_id"], row["is_guest"]) for row in matched] == [(customer_id, False)]
+    # The order deleted in the shop left every mart (no load brought its deletion).
+    deleted = simulated["deleted"]
+    assert not [table for table in ("intermediate.int_orders_identified", "marts.orders", "marts.order_lines")
+                if any(row["order_id"] == deleted for row in incremental[table])]
     # The daily tables were rebuilt by day: the late changes' days alone, and the days from the first
     # build's last day on; not in full.
     refresh_from = simulated["refresh_from"]["demo-us-store"]

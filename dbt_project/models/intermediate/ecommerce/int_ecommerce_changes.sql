@@ -11,7 +11,11 @@
       person it leaves must be rebuilt too;
     - account loaded by a pending load, without an order: the people its e-mail matches now, and
       the person the customers mart matched to it before (a guest is matched to an account by
-      e-mail).
+      e-mail);
+    - order or account the marts hold that staging no longer has: deleted in the shop (a
+      `*/delete` webhook's sync removes its raw rows, ingest/shopify `forget`), so no load brings
+      it. Its order rows carry the person it leaves; a vanished account's orders are rebuilt too
+      (their person may have been the account's e-mail).
     Rows accumulate (append) until a run has rebuilt every mart from them: the on-run-end hook then
     empties the table. So a run that fails halfway leaves them for the next, which still knows the
     people orders left. The models before this run are read without a ref (they are built after it). -#}
@@ -58,6 +62,19 @@ moved_workspaces as (
 ),
 {%- endif %}
 
+{%- if customers is not none %}
+vanished_accounts as (
+    select built.workspace_id, built.customer_id, built.person_id
+    from {{ customers }} as built
+    where built.customer_id is not null
+        and not exists (
+            select 1 from accounts
+            where accounts.workspace_id = built.workspace_id
+                and accounts.customer_id = built.customer_id
+        )
+),
+{%- endif %}
+
 changed_orders as (
     select orders.workspace_id, orders.order_id
     from orders
@@ -67,6 +84,13 @@ changed_orders as (
             where loaded_accounts.workspace_id = orders.workspace_id
                 and loaded_accounts.customer_id = orders.customer_id
         )
+        {%- if customers is not none %}
+        or exists (
+            select 1 from vanished_accounts
+            where vanished_accounts.workspace_id = orders.workspace_id
+                and vanished_accounts.customer_id = orders.customer_id
+        )
+        {%- endif %}
         or exists (
             select 1 from refunded_orders
             where refunded_orders.workspace_id = orders.workspace_id
@@ -87,6 +111,16 @@ final as (
     left join {{ identified }} as built
         on built.workspace_id = changed_orders.workspace_id
         and built.order_id = changed_orders.order_id
+
+    union all
+
+    select built.workspace_id, built.order_id, built.person_id
+    from {{ identified }} as built
+    where not exists (
+        select 1 from orders
+        where orders.workspace_id = built.workspace_id
+            and orders.order_id = built.order_id
+    )
     {%- endif %}
 
     union all
@@ -104,6 +138,11 @@ final as (
     inner join loaded_accounts
         on loaded_accounts.workspace_id = built.workspace_id
         and loaded_accounts.customer_id = built.customer_id
+
+    union all
+
+    select workspace_id, cast(null as varchar) as order_id, person_id
+    from vanished_accounts
     {%- endif %}
 )
 
