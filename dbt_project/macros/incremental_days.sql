@@ -136,20 +136,26 @@ select * from final
 {%- endmacro %}
 
 {#- on-run-end: for each vertical whose digests, windows and daily tables all succeeded in this
-    run, keep the digests they were built from (workspaces with a missing FX rate left out, so they
+    run (and for the RFM segments, `ecommerce_segment`: their digests, weeks and tables), keep the digests they were built from (workspaces with a missing FX rate left out, so they
     rebuild in full once the rate is there). Only `dbt run` and `dbt build` build tables: `dbt
     compile` and `docs generate` run the hook too, with every node "successful". -#}
 {% macro record_refresh_state(results) -%}
     {%- if execute and flags.WHICH in ['run', 'build'] -%}
         {%- set built = results | selectattr('status', 'equalto', 'success') | map(attribute='node.name') | list -%}
-        {%- for vertical in ['ecommerce', 'saas'] -%}
-            {%- set needed = ['int_' ~ vertical ~ '_day_digests', 'int_' ~ vertical ~ '_refresh_windows'] + refresh_tables(vertical)
-                + (['int_' ~ vertical ~ '_refresh_days'] if refresh_by_day(vertical) else []) -%}
+        {%- for vertical in ['ecommerce', 'saas', 'ecommerce_segment'] -%}
+            {%- if vertical == 'ecommerce_segment' -%}
+                {#- the RFM segments' own digests (macros/incremental_segments.sql) -#}
+                {%- set needed = ['int_ecommerce_segment_day_digests', 'int_ecommerce_segment_weeks'] + segment_tables().keys() | list -%}
+            {%- else -%}
+                {%- set needed = ['int_' ~ vertical ~ '_day_digests', 'int_' ~ vertical ~ '_refresh_windows'] + refresh_tables(vertical)
+                    + (['int_' ~ vertical ~ '_refresh_days'] if refresh_by_day(vertical) else []) -%}
+            {%- endif -%}
             {%- if needed | reject('in', built) | list | length == 0 -%}
                 {%- set state = refresh_state_relation(vertical, create=true) -%}
                 {%- do run_query('drop table if exists ' ~ state) -%}
                 {%- do run_query('create table ' ~ state ~ ' as select * from ' ~ model_relation('int_' ~ vertical ~ '_day_digests')
-                    ~ ' where workspace_id not in (select workspace_id from ' ~ model_relation('int_fx_rate_gaps_' ~ vertical) ~ ')') -%}
+                    ~ ' where workspace_id not in (select workspace_id from '
+                    ~ model_relation('int_fx_rate_gaps_' ~ vertical.split('_')[0]) ~ ')') -%}
             {%- endif -%}
         {%- endfor -%}
     {%- endif -%}
@@ -263,7 +269,8 @@ select * from final
     days before were tested when they were built and have not changed since. A first build has
     every workspace from 1900-01-01, and `dbt build --full-refresh` and `dbt test` read every row.
     The incremental marts' tests likewise read the rows the run rebuilt (macro
-    rebuilt_rows_condition). A test's own `where` config still applies. -#}
+    rebuilt_rows_condition), and the segment tables' tests the weeks the run rebuilt
+    (segment_rebuilt_rows). A test's own `where` config still applies. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- set vertical = refreshed_vertical(relation) -%}
@@ -275,9 +282,10 @@ select * from final
         {%- set where = '(' ~ where ~ ') and ' ~ refreshed if where else refreshed -%}
         {{ return('(select * from ' ~ relation ~ ' as refreshed where ' ~ where ~ ') dbt_subquery') }}
     {%- endif -%}
-    {#- an incremental mart's tests read the rows the run rebuilt (macros/incremental_changes.sql) -#}
-    {%- set rebuilt = rebuilt_rows_condition(relation) if execute and flags.WHICH == 'build'
-        and not flags.FULL_REFRESH and relation.schema is not none else none -%}
+    {#- an incremental mart's tests read the rows the run rebuilt (macros/incremental_changes.sql), a
+        segment table's the weeks it rebuilt (macros/incremental_segments.sql) -#}
+    {%- set rebuilt = (rebuilt_rows_condition(relation) or segment_rebuilt_rows(relation)) if execute
+        and flags.WHICH == 'build' and not flags.FULL_REFRESH and relation.schema is not none else none -%}
     {%- if rebuilt is not none -%}
         {%- set where = '(' ~ where ~ ') and ' ~ rebuilt if where else rebuilt -%}
         {{ return('(select * from ' ~ relation ~ ' as refreshed where ' ~ where ~ ') dbt_subquery') }}

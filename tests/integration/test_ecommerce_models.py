@@ -7,10 +7,11 @@ worked out by hand in the comments, from the definitions in docs/metrics.md.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import hashlib
 
@@ -622,6 +623,69 @@ def delete_order(store, workspace: str, older_than: int) -> str:
     return stored.body["id"]
 
 
+def change_old_orders_for_segments(store, workspace: str, older_than: int) -> dict[str, tuple[str, str]]:
+    """For the RFM segments rebuilt by week, in one shop: its oldest plain order shipped to another
+    country (an input of the daily slices, not of the segments: it must not move the segments'
+    rebuild earlier), and a unit added to the first line of an order placed about five weeks before
+    `older_than` (its person's net sales change from that order's week: the weeks from it on are
+    rebuilt, those before kept). Returns `{"shipped"|"edited": (order gid, createdAt)}`."""
+    orders = list(plain_orders(store, workspace))
+    shipped = orders[0]
+    edited = next(stored for stored in orders if stored.created >= older_than - 35 * 86400)
+    body = shipped.body
+    address = body["shippingAddress"]
+    body["shippingAddress"] = {**address, "countryCodeV2": "PT" if address["countryCodeV2"] != "PT" else "BR"}
+    body["updatedAt"] = iso(store.clock)
+    store.put(workspace, "shopify", "order", shipped.id, created=shipped.created, updated=store.clock, body=body)
+    body = edited.body
+    body["lineItems"][0]["quantity"] += 1
+    body["updatedAt"] = iso(store.clock)
+    store.put(workspace, "shopify", "order", edited.id, created=edited.created, updated=store.clock, body=body)
+    return {"shipped": (shipped.body["id"], shipped.body["createdAt"]),
+            "edited": (edited.body["id"], edited.body["createdAt"])}
+
+
+def local_monday(created_at: str, timezone: str) -> date:
+    """The Monday of the week of an order's local day."""
+    day = datetime.fromisoformat(created_at).astimezone(ZoneInfo(timezone)).date()
+    return day - timedelta(days=day.weekday())
+
+
+# A row the incremental segments run must keep (the window's first week) and one it must rebuild
+# (the first build's last week, whose snapshot day moves), by workspace: marked before the run.
+MARKED = "select week_start, person_id, recency_days from metrics.ecommerce_customer_segments" \
+         " where workspace_id = %s and week_start = %s order by person_id limit 1"
+
+
+def mark_segment_rows(warehouse: ScenarioWarehouse, workspace: str) -> dict[str, dict]:
+    """Set recency_days to −1 on one row of the window's first week and one of its last week (the
+    rows as they were are returned, to be put back)."""
+    [weeks] = warehouse.query("select first_week, last_week from intermediate.int_ecommerce_segment_weeks"
+                              " where workspace_id = %s", (workspace,))
+    marked = {name: warehouse.query(MARKED, (workspace, weeks[name]))[0] for name in ("first_week", "last_week")}
+    with warehouse.settings.warehouse.transaction() as statements:
+        for row in marked.values():
+            statements.execute("update metrics.ecommerce_customer_segments set recency_days = -1"
+                               " where workspace_id = %s and week_start = %s and person_id = %s",
+                               (workspace, row["week_start"], row["person_id"]))
+    return marked
+
+
+def unmark_segment_rows(warehouse: ScenarioWarehouse, workspace: str, marked: dict[str, dict]) -> dict[str, int]:
+    """The marked rows' recency_days after the run, then the kept ones put back as they were."""
+    after = {}
+    for name, row in marked.items():
+        [now] = warehouse.query(MARKED.replace("order by person_id limit 1", "and person_id = %s"),
+                                (workspace, row["week_start"], row["person_id"]))
+        after[name] = now["recency_days"]
+    with warehouse.settings.warehouse.transaction() as statements:
+        for row in marked.values():
+            statements.execute("update metrics.ecommerce_customer_segments set recency_days = %s"
+                               " where workspace_id = %s and week_start = %s and person_id = %s and recency_days = -1",
+                               (row["recency_days"], workspace, row["week_start"], row["person_id"]))
+    return after
+
+
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
 def simulated(request, tmp_path_factory) -> dict:
     """The tiny simulated shops, synced and built; then 12 days later (late refunds, cancellations,
@@ -651,10 +715,15 @@ def simulated(request, tmp_path_factory) -> dict:
         run_dbt(settings, "build", *ECOMMERCE)
         result["truth_before"] = truth(store)
         result["reconciled_before"] = {ws: reconcile(warehouse, result["truth_before"], ws) for ws in shops}
+        result["segment_weeks_before"] = {row["workspace_id"]: row for row in warehouse.query(
+            "select * from intermediate.int_ecommerce_segment_weeks")}
+        marked = mark_segment_rows(warehouse, "demo-br-store")
 
         sandbox.advance(days=12)
         result["changed"] = change_late(store, "demo-us-store", older_than=store.clock - 12 * 86400)
         result["moved"] = move_identities(store, "demo-us-store", older_than=store.clock - 12 * 86400)
+        result["segment_changes"] = change_old_orders_for_segments(store, "demo-br-store",
+                                                                   older_than=store.clock - 12 * 86400)
         # The changed orders are read through the connector's filtered bulk export rather than
         # page by page: the same rows arrive, without minutes of simulated query-cost pacing.
         monkeypatch.setattr(shopify_connector, "BULK_ABOVE", 0)
@@ -667,6 +736,9 @@ def simulated(request, tmp_path_factory) -> dict:
         run_dbt(settings, "run", *ECOMMERCE)
         result["truth_after"] = truth(store)
         result["reconciled_after"] = {ws: reconcile(warehouse, result["truth_after"], ws) for ws in shops}
+        result["segment_weeks"] = {row["workspace_id"]: row for row in warehouse.query(
+            "select * from intermediate.int_ecommerce_segment_weeks")}
+        result["marked"] = unmark_segment_rows(warehouse, "demo-br-store", marked)
         result["incremental"] = snapshot(warehouse)
         result["refresh_from"] = {row["workspace_id"]: row["refresh_from"] for row in warehouse.query(
             "select workspace_id, refresh_from from intermediate.int_ecommerce_refresh_windows")}
@@ -758,3 +830,28 @@ def test_incremental_run_after_late_changes_equals_a_full_refresh(simulated):
     assert date(2000, 1, 1) < refresh_from <= first_clock.date(), refresh_from
     late_days = simulated["refresh_days"]["demo-us-store"]
     assert late_days and all(day < refresh_from for day in late_days), late_days
+
+
+def test_segments_rebuild_only_the_weeks_whose_inputs_changed(simulated):
+    """The RFM segments after the late changes (macros/incremental_segments.sql): each shop's
+    segment tables were rebuilt from the first week whose segment inputs changed, not in full, and
+    equal a full refresh (test above). In the BRL shop an old order shipped to another country (no
+    segment input) did not move the rebuild before the week of an order edited five weeks earlier
+    (a segment input): the weeks from that one on were rebuilt, the window's first week was kept
+    as it was (a row marked in it is still marked), the first build's last week rebuilt (its
+    snapshot day moved on). In the US shop the rebuild starts at the week of its oldest changed
+    order (edited, cancelled, moved to another person), or the window's first week."""
+    before, after = simulated["segment_weeks_before"], simulated["segment_weeks"]
+    brl = after["demo-br-store"]
+    shipped, edited = (local_monday(created, "America/Sao_Paulo")
+                       for _, created in (simulated["segment_changes"]["shipped"], simulated["segment_changes"]["edited"]))
+    assert brl["refresh_from"] == edited, (brl, edited)
+    assert shipped < edited and brl["first_week"] < edited < before["demo-br-store"]["last_week"] < brl["last_week"]
+    assert simulated["marked"] == {"first_week": -1, "last_week": simulated["marked"]["last_week"]}
+    assert simulated["marked"]["last_week"] >= 0
+    us = after["demo-us-store"]
+    orders = {row["order_id"]: row for row in simulated["incremental"]["marts.orders"]}
+    changed = [gid for gid, _ in simulated["changed"].values()] + [simulated["moved"]["moved"][0]]
+    first_changed = min(orders[gid]["order_date"] - timedelta(days=orders[gid]["order_date"].weekday())
+                        for gid in changed)
+    assert us["refresh_from"] == max(us["first_week"], first_changed), (us, first_changed)

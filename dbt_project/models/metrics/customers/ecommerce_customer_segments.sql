@@ -1,3 +1,9 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook=["{{ segment_rows_delete('ecommerce_customer_segments') }}", "{{ segment_first_week_update() }}"]
+) }}
 {#- RFM segments of ecommerce customers, one row per workspace, week and customer who had ordered by
     the week's snapshot day (docs/metrics.md, "RFM segments"). Weeks start on Monday in the shop's
     timezone; a week's snapshot is its Sunday, or the workspace's last data day for the current
@@ -6,13 +12,13 @@
     Amounts are in the shop's currency, but week_reporting_net_sales: the week's net sales in the
     reporting currency, each order and refund at its day's rate (the registry's segment money).
     R, F and M change only in weeks with an order or refund: they are totalled over those weeks and
-    spread over the weeks until the next, not summed again for every week. -#}
+    spread over the weeks until the next, not summed again for every week.
+
+    Incremental by week (macros/incremental_segments.sql): a run rebuilds the weeks from the
+    workspace's refresh_from (int_ecommerce_segment_weeks) on, with everyone's orders and refunds
+    before it summed into that week, and takes the week before's segments from the table. -#}
 with recursive workspaces as (
     select * from {{ ref('stg_reference__workspaces') }}
-),
-
-customers as (
-    select * from {{ ref('customers') }}
 ),
 
 orders as (
@@ -23,28 +29,22 @@ refunds as (
     select * from {{ ref('refunds') }}
 ),
 
-last_days as (
-    select workspace_id, max(date) as last_day
-    from {{ ref('ecommerce_daily_metrics') }}
-    group by workspace_id
-),
-
+-- the weeks to build: from the first one (from refresh_from on, incremental; the rows before it are kept)
 first_weeks as (
     select
-        last_days.workspace_id,
-        last_days.last_day,
-        cast({{ dbt.date_trunc('week', 'last_days.last_day') }} as date) as last_week,
-        greatest(
-            cast({{ dbt.dateadd('week', -1 * (var('rfm_weeks', 26) - 1), dbt.date_trunc('week', 'last_days.last_day')) }} as date),
-            cast({{ dbt.date_trunc('week', 'min(customers.first_order_date)') }} as date)
-        ) as first_week
-    from last_days
-    inner join customers on customers.workspace_id = last_days.workspace_id
-    group by last_days.workspace_id, last_days.last_day
+        workspace_id,
+        last_day,
+        last_week,
+        first_week,
+        {{ 'refresh_from' if is_incremental() else 'first_week' }} as from_week
+    from {{ ref('int_ecommerce_segment_weeks') }}
+    {%- if is_incremental() %}
+    where refresh_from <= last_week
+    {%- endif %}
 ),
 
 weeks (workspace_id, week_start, last_week, last_day) as (
-    select workspace_id, first_week, last_week, last_day
+    select workspace_id, from_week, last_week, last_day
     from first_weeks
     union all
     select workspace_id, cast({{ dbt.dateadd('week', 1, 'week_start') }} as date), last_week, last_day
@@ -60,49 +60,28 @@ snapshots as (
     from weeks
 ),
 
--- sold orders (+) and refunds (−) per person and local day: what R, F and M are made of
-dated as (
-    select workspace_id, person_id, order_date as date, currency, 1 as orders, discounted_sales as net_sales
-    from orders
-    where not is_cancelled
-    union all
-    select workspace_id, person_id, refund_date as date, currency, 0 as orders, -refunded_sales as net_sales
-    from refunds
-    where person_id is not null
-),
+-- sold orders (+) and refunds (−) per person and local day, in the shop's and the reporting currency:
+-- what R, F and M are made of (a missing rate: null, and the workspace has no segment metrics)
+{{ segment_money() }},
 
--- and in the reporting currency (a missing rate: null, and the workspace has no segment metrics)
-money as (
-    select
-        dated.workspace_id,
-        dated.person_id,
-        dated.date,
-        dated.orders,
-        dated.net_sales,
-        {{ fx_convert('dated.net_sales', 'dated.currency', 'workspaces.reporting_currency', 4) }} as reporting_net_sales
-    from dated
-    inner join workspaces on workspaces.workspace_id = dated.workspace_id
-    {{ fx_rate_joins('dated.date', 'dated.currency', 'workspaces.reporting_currency') }}
-),
-
--- each person's orders and refunds by week: the week they fall in, or the first week for earlier ones
+-- each person's orders and refunds by week: the week they fall in, or the first week built for earlier ones
 person_weeks as (
     select
         money.workspace_id,
         money.person_id,
-        greatest(cast({{ dbt.date_trunc('week', 'money.date') }} as date), first_weeks.first_week) as week_start,
+        greatest(cast({{ dbt.date_trunc('week', 'money.date') }} as date), first_weeks.from_week) as week_start,
         max(case when money.orders = 1 then money.date end) as last_order_date,
         sum(money.orders) as orders,
         sum(money.net_sales) as net_sales,
         {%- for measure in ['net_sales', 'reporting_net_sales'] %}
-        sum(case when money.date >= first_weeks.first_week then money.{{ measure }} else 0 end) as week_{{ measure }}
+        sum(case when money.date >= first_weeks.from_week then money.{{ measure }} else 0 end) as week_{{ measure }}
         {{- "," if not loop.last }}
         {%- endfor %}
     from money
     inner join first_weeks on first_weeks.workspace_id = money.workspace_id
     where money.date <= first_weeks.last_day
     group by money.workspace_id, money.person_id,
-        greatest(cast({{ dbt.date_trunc('week', 'money.date') }} as date), first_weeks.first_week)
+        greatest(cast({{ dbt.date_trunc('week', 'money.date') }} as date), first_weeks.from_week)
 ),
 
 -- R, F and M change only in those weeks: each one's figures to its end, which hold until the next
@@ -181,23 +160,48 @@ segmented as (
     from scored
 ),
 
+{%- if is_incremental() %}
+
+-- the week before the first one built, as the table holds it: the previous segments of that week
+kept_weeks as (
+    select kept.workspace_id, kept.person_id, kept.segment
+    from {{ this }} as kept
+    inner join first_weeks
+        on first_weeks.workspace_id = kept.workspace_id
+        and kept.week_start = cast({{ dbt.dateadd('week', -1, 'first_weeks.from_week') }} as date)
+    where first_weeks.from_week > first_weeks.first_week
+),
+{%- endif %}
+
 final as (
     select
-        workspace_id,
-        week_start,
-        snapshot_date,
-        person_id,
-        recency_days,
-        frequency,
-        cast(monetary as decimal(38, 4)) as monetary,
-        cast(week_net_sales as decimal(38, 4)) as week_net_sales,
-        cast(week_reporting_net_sales as decimal(38, 4)) as week_reporting_net_sales,
-        r_score,
-        f_score,
-        m_score,
-        segment,
-        lag(segment) over (partition by workspace_id, person_id order by week_start) as previous_segment
+        segmented.workspace_id,
+        segmented.week_start,
+        segmented.snapshot_date,
+        segmented.person_id,
+        segmented.recency_days,
+        segmented.frequency,
+        cast(segmented.monetary as decimal(38, 4)) as monetary,
+        cast(segmented.week_net_sales as decimal(38, 4)) as week_net_sales,
+        cast(segmented.week_reporting_net_sales as decimal(38, 4)) as week_reporting_net_sales,
+        segmented.r_score,
+        segmented.f_score,
+        segmented.m_score,
+        segmented.segment,
+        {%- if is_incremental() %}
+        coalesce(
+            lag(segmented.segment) over (partition by segmented.workspace_id, segmented.person_id order by segmented.week_start),
+            kept_weeks.segment
+        ) as previous_segment
     from segmented
+    left join kept_weeks
+        on kept_weeks.workspace_id = segmented.workspace_id
+        and kept_weeks.person_id = segmented.person_id
+        {%- else %}
+        lag(segmented.segment) over (partition by segmented.workspace_id, segmented.person_id order by segmented.week_start)
+            as previous_segment
+    from segmented
+        {%- endif %}
 )
 
 select * from final

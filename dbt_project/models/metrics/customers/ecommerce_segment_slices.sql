@@ -1,7 +1,20 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ segment_rows_delete('ecommerce_segment_slices') }}"
+) }}
 {#- ecommerce_segment_metrics split by RFM segment, in the long form of the slice tables
-    (workspace_id, date, metric, dimension, dimension_value, value); zero slices are left out. -#}
+    (workspace_id, date, metric, dimension, dimension_value, value); zero slices are left out.
+
+    Incremental by week (macros/incremental_segments.sql): a run rebuilds the weeks the
+    segments rebuilt. -#}
+-- depends_on: {{ ref('int_ecommerce_segment_weeks') }}
 with segments as (
-    select * from {{ ref('ecommerce_customer_segments') }}
+    select * from {{ ref('ecommerce_customer_segments') }} as segments
+    {%- if is_incremental() %}
+    where {{ segment_rows_condition('ecommerce_segment_slices', 'segments', column='week_start') }}
+    {%- endif %}
 ),
 
 by_segment as (

@@ -1,14 +1,25 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ segment_rows_delete('ecommerce_segment_weekly') }}"
+) }}
 {#- RFM segments over time: one row per workspace, week and segment with its customers, their net
     sales in the week and to date, and how many came in from another segment (or as first-time
-    buyers) since the week before. -#}
+    buyers) since the week before.
+
+    Incremental by week (macros/incremental_segments.sql): a run rebuilds the weeks the
+    segments rebuilt and the window's first week. -#}
 with segments as (
-    select * from {{ ref('ecommerce_customer_segments') }}
+    select * from {{ ref('ecommerce_customer_segments') }} as segments
+    {%- if is_incremental() %}
+    where {{ segment_rows_condition('ecommerce_segment_weekly', 'segments', column='week_start') }}
+    {%- endif %}
 ),
 
 first_weeks as (
-    select workspace_id, min(week_start) as first_week
-    from segments
-    group by workspace_id
+    select workspace_id, first_week
+    from {{ ref('int_ecommerce_segment_weeks') }}
 ),
 
 final as (
