@@ -651,18 +651,25 @@ def local_monday(created_at: str, timezone: str) -> date:
     return day - timedelta(days=day.weekday())
 
 
-# A row the incremental segments run must keep (the window's first week) and one it must rebuild
-# (the first build's last week, whose snapshot day moves), by workspace: marked before the run.
-MARKED = "select week_start, person_id, recency_days from metrics.ecommerce_customer_segments" \
-         " where workspace_id = %s and week_start = %s order by person_id limit 1"
+# The simulated shops' segments keep 10 weeks, so that the 12 days between the two builds move the
+# window's first week on (the as-of day's week moves too); the default 26 would start at the first order.
+SEGMENT_WEEKS = ("--vars", "{rfm_weeks: 10}")
+# Rows of the BRL shop's segments marked after the first build (recency_days −1), by the week they
+# are in: the first build's first week + 1 (the window's first week after the second build: kept,
+# its previous segment dropped), + 2 (kept), and its last week (rebuilt: its snapshot day moved on).
+MARKED_WEEKS = {"second": 7, "third": 14}
+MARKED = "select week_start, person_id, recency_days, previous_segment from metrics.ecommerce_customer_segments" \
+         " where workspace_id = %s and week_start = %s and previous_segment is not null order by person_id limit 1"
 
 
 def mark_segment_rows(warehouse: ScenarioWarehouse, workspace: str) -> dict[str, dict]:
-    """Set recency_days to −1 on one row of the window's first week and one of its last week (the
-    rows as they were are returned, to be put back)."""
+    """Set recency_days to −1 on one row of each of the MARKED_WEEKS and of the last week (the rows as
+    they were are returned, to be put back)."""
     [weeks] = warehouse.query("select first_week, last_week from intermediate.int_ecommerce_segment_weeks"
                               " where workspace_id = %s", (workspace,))
-    marked = {name: warehouse.query(MARKED, (workspace, weeks[name]))[0] for name in ("first_week", "last_week")}
+    days = {name: weeks["first_week"] + timedelta(days=offset) for name, offset in MARKED_WEEKS.items()}
+    marked = {name: warehouse.query(MARKED, (workspace, day))[0] for name, day in
+              {**days, "last": weeks["last_week"]}.items()}
     with warehouse.settings.warehouse.transaction() as statements:
         for row in marked.values():
             statements.execute("update metrics.ecommerce_customer_segments set recency_days = -1"
@@ -671,20 +678,20 @@ def mark_segment_rows(warehouse: ScenarioWarehouse, workspace: str) -> dict[str,
     return marked
 
 
-def unmark_segment_rows(warehouse: ScenarioWarehouse, workspace: str, marked: dict[str, dict]) -> dict[str, int]:
-    """The marked rows' recency_days after the run, then the kept ones put back as they were."""
+def unmark_segment_rows(warehouse: ScenarioWarehouse, workspace: str, marked: dict[str, dict]) -> dict[str, dict]:
+    """The marked rows after the run; then those still marked get their recency back."""
     after = {}
     for name, row in marked.items():
-        [now] = warehouse.query(MARKED.replace("order by person_id limit 1", "and person_id = %s"),
-                                (workspace, row["week_start"], row["person_id"]))
-        after[name] = now["recency_days"]
+        [after[name]] = warehouse.query(
+            "select recency_days, previous_segment from metrics.ecommerce_customer_segments"
+            " where workspace_id = %s and week_start = %s and person_id = %s",
+            (workspace, row["week_start"], row["person_id"]))
     with warehouse.settings.warehouse.transaction() as statements:
         for row in marked.values():
             statements.execute("update metrics.ecommerce_customer_segments set recency_days = %s"
                                " where workspace_id = %s and week_start = %s and person_id = %s and recency_days = -1",
                                (row["recency_days"], workspace, row["week_start"], row["person_id"]))
     return after
-
 
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
 def simulated(request, tmp_path_factory) -> dict:
@@ -712,7 +719,7 @@ def simulated(request, tmp_path_factory) -> dict:
 
         sync_all(settings)
         write_workspaces_table(settings)
-        run_dbt(settings, "build", *ECOMMERCE)
+        run_dbt(settings, "build", *ECOMMERCE, *SEGMENT_WEEKS)
         result["truth_before"] = truth(store)
         result["reconciled_before"] = {ws: reconcile(warehouse, result["truth_before"], ws) for ws in shops}
         result["segment_weeks_before"] = {row["workspace_id"]: row for row in warehouse.query(
@@ -733,7 +740,7 @@ def simulated(request, tmp_path_factory) -> dict:
             "orders": 1, "products": 0, "customers": 0}
         # Only what the second sync loaded is rebuilt. (`run`, not `build`: the tests run on the full
         # refresh below, which must hold the very same rows.)
-        run_dbt(settings, "run", *ECOMMERCE)
+        run_dbt(settings, "run", *ECOMMERCE, *SEGMENT_WEEKS)
         result["truth_after"] = truth(store)
         result["reconciled_after"] = {ws: reconcile(warehouse, result["truth_after"], ws) for ws in shops}
         result["segment_weeks"] = {row["workspace_id"]: row for row in warehouse.query(
@@ -745,7 +752,7 @@ def simulated(request, tmp_path_factory) -> dict:
         result["refresh_days"] = {workspace: [row["date_day"] for row in warehouse.query(
             "select date_day from intermediate.int_ecommerce_refresh_days where workspace_id = %s order by date_day",
             (workspace,))] for workspace in shops}
-        run_dbt(settings, "build", *ECOMMERCE, "--full-refresh")
+        run_dbt(settings, "build", *ECOMMERCE, *SEGMENT_WEEKS, "--full-refresh")
         result["full_refresh"] = snapshot(warehouse)
     return result
 
@@ -833,25 +840,31 @@ def test_incremental_run_after_late_changes_equals_a_full_refresh(simulated):
 
 
 def test_segments_rebuild_only_the_weeks_whose_inputs_changed(simulated):
-    """The RFM segments after the late changes (macros/incremental_segments.sql): each shop's
-    segment tables were rebuilt from the first week whose segment inputs changed, not in full, and
-    equal a full refresh (test above). In the BRL shop an old order shipped to another country (no
-    segment input) did not move the rebuild before the week of an order edited five weeks earlier
-    (a segment input): the weeks from that one on were rebuilt, the window's first week was kept
-    as it was (a row marked in it is still marked), the first build's last week rebuilt (its
-    snapshot day moved on). In the US shop the rebuild starts at the week of its oldest changed
-    order (edited, cancelled, moved to another person), or the window's first week."""
+    """The RFM segments after the late changes (macros/incremental_segments.sql): each shop's segment
+    tables were rebuilt from the first week whose segment inputs changed, not in full, and equal a
+    full refresh (test above). The 10-week window moved on a week: its old first week is gone and
+    the new one was kept, its previous segments dropped. In the BRL shop, an order shipped to another
+    country (no segment input) before the window did not move the rebuild before the week of an
+    order edited five weeks before the first build (a segment input): the weeks before that one were
+    kept as they were (rows marked in them are still marked), those from it on rebuilt, the first
+    build's last week among them (its snapshot day moved on). In the US shop the oldest changed
+    order (edited, cancelled, moved to another person) is older than the window: it rebuilt from
+    the window's first week."""
     before, after = simulated["segment_weeks_before"], simulated["segment_weeks"]
-    brl = after["demo-br-store"]
+    brl, brl_before = after["demo-br-store"], before["demo-br-store"]
     shipped, edited = (local_monday(created, "America/Sao_Paulo")
                        for _, created in (simulated["segment_changes"]["shipped"], simulated["segment_changes"]["edited"]))
     assert brl["refresh_from"] == edited, (brl, edited)
-    assert shipped < edited and brl["first_week"] < edited < before["demo-br-store"]["last_week"] < brl["last_week"]
-    assert simulated["marked"] == {"first_week": -1, "last_week": simulated["marked"]["last_week"]}
-    assert simulated["marked"]["last_week"] >= 0
+    assert brl["first_week"] == brl_before["first_week"] + timedelta(days=7)
+    assert shipped < brl["first_week"] < edited < brl_before["last_week"] < brl["last_week"], (shipped, brl)
+    marked = simulated["marked"]
+    assert marked["second"] == {"recency_days": -1, "previous_segment": None}
+    assert marked["third"]["recency_days"] == -1 and marked["third"]["previous_segment"] is not None
+    assert marked["last"]["recency_days"] >= 0
+    segments = simulated["incremental"]["metrics.ecommerce_customer_segments"]
+    assert min(row["week_start"] for row in segments if row["workspace_id"] == "demo-br-store") == brl["first_week"]
     us = after["demo-us-store"]
     orders = {row["order_id"]: row for row in simulated["incremental"]["marts.orders"]}
     changed = [gid for gid, _ in simulated["changed"].values()] + [simulated["moved"]["moved"][0]]
-    first_changed = min(orders[gid]["order_date"] - timedelta(days=orders[gid]["order_date"].weekday())
-                        for gid in changed)
-    assert us["refresh_from"] == max(us["first_week"], first_changed), (us, first_changed)
+    first_changed = min(orders[gid]["order_date"] for gid in changed)
+    assert first_changed < us["first_week"] == us["refresh_from"], (first_changed, us)
