@@ -693,10 +693,12 @@ def unmark_segment_rows(warehouse: ScenarioWarehouse, workspace: str, marked: di
                                (row["recency_days"], workspace, row["week_start"], row["person_id"]))
     return after
 
+
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
 def simulated(request, tmp_path_factory) -> dict:
     """The tiny simulated shops, synced and built; then 12 days later (late refunds, cancellations,
-    one edited order, a guest's e-mail on an older person's account), synced and built
+    one edited order, a guest's e-mail on an older person's account, a deleted order; in the BRL
+    shop an old order shipped elsewhere and a later one edited, for the segments), synced and built
     incrementally, then fully refreshed. On DuckDB, and on Postgres under `slow`."""
     home = tmp_path_factory.mktemp("ecom-sim")
     warehouse_url = with_password(request.getfixturevalue("new_pg_database")()) if request.param == "postgres" else None
