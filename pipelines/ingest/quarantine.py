@@ -16,6 +16,7 @@ before anything else, and counted.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -92,6 +93,15 @@ class Bounds:
     @classmethod
     def at(cls, now: datetime, floor: datetime | None = None) -> "Bounds":
         return cls(floor=floor, ceiling=now + FUTURE_SLACK)
+
+    @functools.cached_property
+    def whole_seconds(self) -> tuple[int, int]:
+        """The whole seconds after 1970 that are sane times, as (earliest, latest): a Unix timestamp
+        between them needs no datetime to be judged sane; one outside is judged by `reason`."""
+        epoch, second = datetime(1970, 1, 1, tzinfo=timezone.utc), timedelta(seconds=1)
+        latest = (self.ceiling - epoch) // second  # the last whole second not after the ceiling
+        earliest = 1 if self.floor is None else max(1, -((epoch - self.floor) // second))  # the first not before the floor
+        return earliest, latest
 
     def reason(self, moment: datetime) -> str | None:
         """Why `moment` is not a sane time for a record, or None."""

@@ -18,6 +18,7 @@ from typing import Any
 import requests
 from dlt.sources.helpers.requests import Client
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 
 from pipelines import json_io
 from pipelines.ingest.pipeline import SyncStats
@@ -69,6 +70,18 @@ def _should_retry(response: requests.Response | None, exception: BaseException |
     return response.status_code == 200 and not response.content.rstrip().endswith(b"}")
 
 
+class _BearerAuth(AuthBase):
+    """The key as `Authorization: Bearer`. Set as the session's auth, it also spares `requests` its
+    look-up of a netrc file for every request (a file-system check each time, ~4% of a list's CPU)."""
+
+    def __init__(self, api_key: str):
+        self._value = f"Bearer {api_key}"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._value
+        return request
+
+
 class _CountingAdapter(HTTPAdapter):
     """Counts every attempt on the wire (dlt's retry wrapper sits above the adapter)."""
 
@@ -115,7 +128,8 @@ class StripeClient:
         self.stats = stats
         mode = "live" if re.match(r"^(sk|rk)_live_", api_key) else "test"
         self._interval = 1.0 / (requests_per_second or REQUESTS_PER_SECOND[mode])
-        self._headers = {"Authorization": f"Bearer {api_key}", "Stripe-Version": api_version}
+        self._auth = _BearerAuth(api_key)
+        self._headers = {"Stripe-Version": api_version}
         self._http = Client(
             raise_for_status=False,
             status_codes=(),  # the predicate decides, so Stripe-Should-Retry: false is respected
@@ -140,6 +154,7 @@ class StripeClient:
             adapter = _CountingAdapter(self)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
+            session.auth = self._auth
             session._abos_counting = True  # type: ignore[attr-defined]
         return session
 

@@ -82,11 +82,16 @@ def _wide(value: Any) -> bool:
 _MINOR_LIMITS = {digits: int(AMOUNT_LIMIT) * 10**digits for digits in (0, 2, 3)}
 
 
+def _minor_limit(currency: Any) -> int:
+    """quarantine.AMOUNT_LIMIT in Stripe's minor units of `currency` (hundredths where the currency is
+    unknown, as the models divide)."""
+    return _MINOR_LIMITS[stripe_digits(currency if isinstance(currency, str) else "usd")]
+
+
 def _amount_reason(minor: int, currency: Any) -> str | None:
-    """quarantine.amount_reason of Stripe's whole `minor` units in major units (hundredths where the
-    currency is unknown, as the models divide), compared as whole numbers: no Decimal per amount."""
-    digits = stripe_digits(currency if isinstance(currency, str) else "usd")
-    return AMOUNT_REASON if abs(minor) >= _MINOR_LIMITS[digits] else None
+    """quarantine.amount_reason of Stripe's whole `minor` units in major units, compared as whole
+    numbers: no Decimal per amount."""
+    return AMOUNT_REASON if abs(minor) >= _minor_limit(currency) else None
 
 
 def _fractional(value: Any) -> bool:
@@ -140,11 +145,11 @@ class Checks:
         reported = {v.field for v in self.found if v.record_table == table and v.record_id == row.get("id")}
         currency_column, columns = MONEY.get(table, ("", ()))
         currency = row.get(currency_column)
+        limit = _minor_limit(currency) if columns else 0
         for column in columns:
             value = row.get(column)
-            reason = _amount_reason(value, currency) if _whole(value) else None
-            if reason and column not in reported:
-                self.add(table, row, column, reason)
+            if _whole(value) and abs(value) >= limit and column not in reported:  # _amount_reason, one limit a row
+                self.add(table, row, column, AMOUNT_REASON)
                 reported.add(column)
         quantity, unit = row.get("quantity"), row.get("price__unit_amount")
         if table == "subscription_items" and _whole(quantity) and _whole(unit) and "quantity" not in reported:
@@ -165,6 +170,9 @@ class Checks:
         if not _whole(value):
             self.add(table, row, column, "not a Unix timestamp (whole seconds)")
             return
+        earliest, latest = self.bounds.whole_seconds
+        if earliest <= value <= latest:
+            return  # the common case, decided without a datetime
         if value <= 0:
             self.add(table, row, column, "not after 1970")
             return

@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from pipelines.ingest import existing, quarantine
@@ -334,7 +335,8 @@ class StripeFeed:
             listed: set[str] = set()  # a resync's tombstones need every id; a first sync only the deleted ones'
             deleted = deletions.get(table, {})
             for page in self._windows(path, params, top=as_of):
-                listed.update(obj["id"] for obj in page if resync or obj["id"] in deleted)
+                ids = map(itemgetter("id"), page)
+                listed.update(ids if resync else filter(deleted.__contains__, ids))
                 yield from self._snapshot_batches(table, page, versions, as_of)
                 if not resync and len(versions) >= BATCH_ROWS:
                     # A first sync's subscriptions each have their one version, from this listing: their
@@ -619,7 +621,7 @@ class StripeFeed:
     def _event_row(self, event: dict[str, Any]) -> dict[str, Any]:
         """An event as received (its `data` stays in the event's own API version, as JSON)."""
         obj = (event.get("data") or {}).get("object") or {}
-        row = flatten({k: v for k, v in event.items() if k != "data"})
+        row = flatten(event, drop=("data",))
         row.update(workspace_id=self.workspace_id, object_id=obj.get("id"), object_type=obj.get("object"),
                    data=event.get("data"))
         return row

@@ -191,18 +191,19 @@ def flatten(obj: dict[str, Any], *, drop: tuple[str, ...] = ()) -> dict[str, Any
     """A raw-table row: nested objects become `parent__child` columns, lists and metadata stay JSON.
 
     Lists (discounts, tax breakdowns, ...) stay whole in one JSON column rather than becoming
-    child tables, so a row is one object and merging on its key replaces all of it.
+    child tables, so a row is one object and merging on its key replaces all of it. `drop`: top-level
+    keys left out. Called on every object of every page: JSON objects are plain dicts (`type(...) is`).
     """
     row: dict[str, Any] = {}
-    stack: list[tuple[str, dict[str, Any]]] = [("", obj)]
+    stack: list[tuple[str, dict[str, Any]]] = [("", {k: v for k, v in obj.items() if k not in drop} if drop else obj)]
+    push, pop = stack.append, stack.pop
     while stack:
-        prefix, node = stack.pop()
+        prefix, node = pop()
         for key, value in node.items():
-            if (not prefix and key in drop) or value is None:
+            if value is None:
                 continue  # a null is the same as an absent column, and dlt warns about all-null ones
-            name = f"{prefix}{key}"
-            if isinstance(value, dict) and key not in JSON_MAPS and value:
-                stack.append((f"{name}__", value))
+            if type(value) is dict and value and key not in JSON_MAPS:
+                push((f"{prefix}{key}__", value))
             else:
-                row[name] = value
+                row[prefix + key] = value
     return row
