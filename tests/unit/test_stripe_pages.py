@@ -73,3 +73,41 @@ def test_lines_paged_from_elsewhere_and_unmarked_pages_are_still_checked_for_wid
     unmarked = [_invoice("in_wide", [_line("il_4")], has_more=False, ending_balance=2**63)]
     loaded, quarantined = _read(unmarked, rest=[])
     assert loaded["invoices"] == [] and quarantined == {"in_wide"}
+
+
+def test_flatten_names_nests_and_keeps_lists_metadata_and_empty_objects_whole():
+    from pipelines.ingest.stripe.shapes import flatten
+
+    obj = {"id": "in_1", "lines": {"data": [1]}, "none": None, "metadata": {"a": "1", "b": {"c": None}},
+           "period": {"start": 1, "end": None, "nested": {"x": True}}, "empty": {}, "tags": [{"k": 2}],
+           "amount": 2.5, "status": {"inner": None}}
+    # Top-level values first, then each nested object's (the last one first); nulls and `drop` left out.
+    assert list(flatten(obj, drop=("lines",)).items()) == [
+        ("id", "in_1"), ("metadata", {"a": "1", "b": {"c": None}}), ("empty", {}), ("tags", [{"k": 2}]),
+        ("amount", 2.5), ("period__start", 1), ("period__nested__x", True)]
+    assert flatten(obj)["lines__data"] == [1]
+    assert list(obj) == ["id", "lines", "none", "metadata", "period", "empty", "tags", "amount", "status"]  # unchanged
+
+
+def test_timestamps_are_judged_at_the_edges_of_the_bounds_as_by_their_datetime():
+    from datetime import timedelta
+
+    from pipelines.ingest.quarantine import Bounds
+    from pipelines.ingest.stripe.contract import violations
+
+    for ceiling in (NOW, NOW + timedelta(microseconds=500_000)):
+        for floor in (None, NOW - timedelta(days=400), NOW - timedelta(days=400, microseconds=-1)):
+            bounds = Bounds(floor=floor, ceiling=ceiling)
+            last, first = int(ceiling.timestamp() // 1), int(-(-floor.timestamp() // 1)) if floor else 1
+            for created in (first - 1, first, first + 1, last - 1, last, last + 1, 0, -5, 1, 10**12, 10**20):
+                row = {"id": "cus_1", "created": created}
+                expected = None
+                if created <= 0:
+                    expected = "not after 1970"
+                else:
+                    try:
+                        expected = bounds.reason(datetime.fromtimestamp(created, UTC))
+                    except (OverflowError, OSError, ValueError):
+                        expected = "not a representable time"
+                found = [v.reason for v in violations("customers", row, None, bounds)]
+                assert found == ([expected] if expected else []), (ceiling, floor, created)

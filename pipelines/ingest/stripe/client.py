@@ -71,8 +71,7 @@ def _should_retry(response: requests.Response | None, exception: BaseException |
 
 
 class _BearerAuth(AuthBase):
-    """The key as `Authorization: Bearer`. Set as the session's auth, it also spares `requests` its
-    look-up of a netrc file for every request (a file-system check each time, ~4% of a list's CPU)."""
+    """The key as `Authorization: Bearer`, set as the session's auth (so no netrc file can replace it)."""
 
     def __init__(self, api_key: str):
         self._value = f"Bearer {api_key}"
@@ -155,6 +154,12 @@ class StripeClient:
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.auth = self._auth
+            # What `requests` reads from the environment for every request when `trust_env` is on (the
+            # proxy variables, scanning all of os.environ twice; the CA bundle; a netrc file), read once:
+            # every request goes to this one host. A quarter of a small request's CPU otherwise.
+            settings = session.merge_environment_settings(self.base_url, {}, None, None, None)
+            session.proxies, session.verify = settings["proxies"], settings["verify"]
+            session.trust_env = False
             session._abos_counting = True  # type: ignore[attr-defined]
         return session
 
