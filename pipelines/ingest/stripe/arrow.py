@@ -29,6 +29,9 @@ TYPES: dict[type, tuple[pa.DataType, str]] = {
     list: (pa.string(), "json"),
 }
 
+# An empty (or absent) JSON value's text, as dlt's serializer writes it.
+_EMPTY_JSON: dict[type, str | None] = {type(None): None, list: dlt_json.dumps([]), dict: dlt_json.dumps({})}
+
 
 def to_arrow(rows: list[dict[str, Any]], known: Mapping[str, Mapping[str, Any]],
              keys: tuple[str, ...]) -> tuple[pa.Table, dict[str, str]] | None:
@@ -58,8 +61,8 @@ def to_arrow(rows: list[dict[str, Any]], known: Mapping[str, Mapping[str, Any]],
         declared = (known.get(name) or {}).get("data_type")
         if arrow_type is None or (declared is not None and declared != data_type):
             return None
-        if data_type == "json":
-            column = [None if value is None else dlt_json.dumps(value) for value in column]
+        if data_type == "json":  # most are empty ([] or {}): their text needs no serializer
+            column = [_EMPTY_JSON[type(value)] if not value else dlt_json.dumps(value) for value in column]
         try:
             arrays[name] = pa.array(column, arrow_type)
         except (pa.ArrowInvalid, OverflowError):  # an int beyond 64 bits: dlt keeps it as a decimal
