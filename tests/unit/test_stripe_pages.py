@@ -111,3 +111,14 @@ def test_timestamps_are_judged_at_the_edges_of_the_bounds_as_by_their_datetime()
                         expected = "not a representable time"
                 found = [v.reason for v in violations("customers", row, None, bounds)]
                 assert found == ([expected] if expected else []), (ceiling, floor, created)
+
+
+def test_json_columns_hold_dlts_own_text_empty_values_included():
+    from dlt.common import json as dlt_json
+
+    from pipelines.ingest.stripe.arrow import to_arrow
+
+    values = [[], {}, None, [{"a": 1, "b": [2.5, None]}], {"k": "é", "n": {}}, [[]]]
+    table, types = to_arrow([{"id": str(i), "v": v} for i, v in enumerate(values)], {}, ("id",))
+    assert types["v"] == "json"
+    assert table.column("v").to_pylist() == [None if v is None else dlt_json.dumps(v) for v in values]
