@@ -46,10 +46,11 @@ def to_arrow(rows: list[dict[str, Any]], known: Mapping[str, Mapping[str, Any]],
     count = len(rows)
     for index, row in enumerate(rows):
         for name, value in row.items():
-            column = values.get(name)
-            if column is None:
-                column = values[name] = [None] * count
-            column[index] = value
+            try:
+                values[name][index] = value
+            except KeyError:  # the column's first value
+                values[name] = [None] * count
+                values[name][index] = value
     arrays, types = {}, {}
     for name, column in values.items():
         kinds = set(map(type, column)) - {type(None)}
