@@ -195,13 +195,20 @@ def flatten(obj: dict[str, Any], *, drop: tuple[str, ...] = ()) -> dict[str, Any
     keys left out. Called on every object of every page: JSON objects are plain dicts (`type(...) is`).
     """
     row: dict[str, Any] = {}
-    stack: list[tuple[str, dict[str, Any]]] = [("", {k: v for k, v in obj.items() if k not in drop} if drop else obj)]
+    stack: list[tuple[str, dict[str, Any]]] = []
     push, pop = stack.append, stack.pop
+    for key, value in obj.items():  # the top level, where `drop` applies
+        if value is None or key in drop:
+            continue  # a null is the same as an absent column, and dlt warns about all-null ones
+        if type(value) is dict and value and key not in JSON_MAPS:
+            push((f"{key}__", value))
+        else:
+            row[key] = value
     while stack:
         prefix, node = pop()
         for key, value in node.items():
             if value is None:
-                continue  # a null is the same as an absent column, and dlt warns about all-null ones
+                continue
             if type(value) is dict and value and key not in JSON_MAPS:
                 push((f"{prefix}{key}__", value))
             else:
