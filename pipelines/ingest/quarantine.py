@@ -22,7 +22,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -98,7 +98,7 @@ class Bounds:
     def whole_seconds(self) -> tuple[int, int]:
         """The whole seconds after 1970 that are sane times, as (earliest, latest): a Unix timestamp
         between them needs no datetime to be judged sane; one outside is judged by `reason`."""
-        epoch, second = datetime(1970, 1, 1, tzinfo=timezone.utc), timedelta(seconds=1)
+        epoch, second = datetime(1970, 1, 1, tzinfo=UTC), timedelta(seconds=1)
         latest = (self.ceiling - epoch) // second  # the last whole second not after the ceiling
         earliest = 1 if self.floor is None else max(1, -((epoch - self.floor) // second))  # the first not before the floor
         return earliest, latest
