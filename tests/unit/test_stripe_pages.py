@@ -122,3 +122,25 @@ def test_json_columns_hold_dlts_own_text_empty_values_included():
     table, types = to_arrow([{"id": str(i), "v": v} for i, v in enumerate(values)], {}, ("id",))
     assert types["v"] == "json"
     assert table.column("v").to_pylist() == [None if v is None else dlt_json.dumps(v) for v in values]
+
+
+def test_the_environment_is_read_once_with_what_requests_would_read_per_request(monkeypatch):
+    import requests
+
+    from pipelines.ingest.stripe.client import StripeClient
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setattr(requests.sessions, "get_netrc_auth", lambda *a, **k: 1 / 0)  # never consulted
+    for url in ("https://api.stripe.com", "http://localhost:12111"):  # through the proxy, and bypassing it
+        client = StripeClient(base_url=url, api_key="sk_test_abc", api_version="2026-10-28.endive",
+                              workspace_id="ws", key_variable="KEY", stats=SyncStats())
+        session = client._session()
+        assert session.trust_env is False  # no environment read per request any more ...
+        # ... yet a request gets the proxies and CA bundle requests itself reads from the environment.
+        expected = requests.Session().merge_environment_settings(url + "/v1/invoices", {}, None, None, None)
+        ours = session.merge_environment_settings(url + "/v1/invoices", {}, None, None, None)
+        assert (ours["proxies"], ours["verify"]) == (expected["proxies"], expected["verify"])
+        prepared = session.prepare_request(requests.Request("GET", url + "/v1/invoices"))
+        assert prepared.headers["Authorization"] == "Bearer sk_test_abc"
