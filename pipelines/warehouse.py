@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ CONNECT_TIMEOUT_SECONDS = 5
 # DuckDB takes up to 80% of the machine's memory by default, and merging a million-row load
 # filled 8 GiB (docs/performance.md). Capped, it spills to disk next to the database instead.
 DUCKDB_MEMORY_LIMIT = "2GB"
+KEPT_OPEN_CHECK_SECONDS = 0.05  # how often a kept-open connection looks for writers waiting (`kept_open`)
 
 
 def parse_warehouse_url(url: str) -> str:
@@ -71,7 +72,8 @@ def redact(url: str) -> str:
 
 class Warehouse(dg.ConfigurableResource):
     """Where the data lives: a DuckDB file or a Postgres database, opened per call (no connection is
-    held between calls). One URL drives dlt, dbt, the insight readers and the delivery log."""
+    held between calls, except within `kept_open`). One URL drives dlt, dbt, the insight readers and the
+    delivery log."""
 
     url: str = Field(description="ABOS_WAREHOUSE_URL: duckdb:///path/to/file.duckdb or postgresql://...")
     duckdb_memory_limit: str = Field(default=DUCKDB_MEMORY_LIMIT, description="ABOS_DUCKDB_MEMORY_LIMIT: DuckDB's "
@@ -159,6 +161,9 @@ class Warehouse(dg.ConfigurableResource):
         if self.kind != "duckdb":
             yield None
             return
+        kept = _kept_by_thread().get(self.duckdb_path)
+        if kept is not None:  # this thread's kept-open connection lets go first: the lock is not reentrant
+            kept.let_go()
         lock_path = self.lock_path
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "w") as handle:
@@ -221,14 +226,13 @@ class Warehouse(dg.ConfigurableResource):
 
     def query(self, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
         """The rows of `sql` as a frame; decimals come back as floats on both databases."""
-        with self.write_lock():
-            if self.kind == "duckdb":
-                with self._duckdb() as conn:
-                    return conn.execute(sql.replace("%s", "?"), list(params)).df()
-            with self._postgres() as conn, conn.cursor() as cursor:
-                cursor.execute(sql, tuple(params) or None)
-                names = [column.name for column in cursor.description]
-                frame = pd.DataFrame(cursor.fetchall(), columns=names)
+        if self.kind == "duckdb":
+            with self._opened() as conn:
+                return conn.execute(sql.replace("%s", "?"), list(params)).df()
+        with self.write_lock(), self._postgres() as conn, conn.cursor() as cursor:
+            cursor.execute(sql, tuple(params) or None)
+            names = [column.name for column in cursor.description]
+            frame = pd.DataFrame(cursor.fetchall(), columns=names)
         return _floats(frame)
 
     @contextmanager
@@ -238,13 +242,48 @@ class Warehouse(dg.ConfigurableResource):
         its catalog: ~0.04 s of CPU and a quarter of a second under load, each time). Holds the
         DuckDB lock for the block, so keep slow work out of it, and the warehouse's own calls (the
         lock is not reentrant)."""
-        with self.write_lock():
-            if self.kind == "duckdb":
-                with self._duckdb() as conn:
-                    yield Reads(conn, "duckdb")
-                return
-            with self._postgres() as conn, conn.cursor() as cursor:
-                yield Reads(cursor, "postgres")
+        if self.kind == "duckdb":
+            with self._opened() as conn:
+                yield Reads(conn, "duckdb")
+            return
+        with self.write_lock(), self._postgres() as conn, conn.cursor() as cursor:
+            yield Reads(cursor, "postgres")
+
+    @contextmanager
+    def kept_open(self) -> Iterator[None]:
+        """Within the block, this thread's calls on a DuckDB warehouse (`query`, `reads`, `upsert`,
+        `transaction`, `rows`) share one connection, holding the write lock from the first call on.
+
+        Each open of the file reads its catalog (0.02-0.04 s of CPU at large@0.1, more under load) and
+        each close after a write checkpoints the WAL: the insights step, which reads and writes a
+        few tables per asset, paid that a dozen times per workspace. The kept connection lets go (it
+        closes and releases the lock) whenever another writer waits for the lock (`others_waiting`,
+        checked every KEPT_OPEN_CHECK_SECONDS between calls), when this thread takes `write_lock`
+        itself, and when a call fails (closing rolls back what it began); the next call opens it
+        again. A no-op on Postgres and inside another such block.
+        """
+        kept = _kept_by_thread()
+        if self.kind != "duckdb" or self.duckdb_path in kept:
+            yield
+            return
+        kept[self.duckdb_path] = mine = _Kept(self)
+        try:
+            yield
+        finally:
+            del kept[self.duckdb_path]
+            mine.close()
+
+    @contextmanager
+    def _opened(self, lock_timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB connection for one call, under the write lock: this thread's kept one (`kept_open`),
+        else a new one, closed after the call."""
+        kept = _kept_by_thread().get(self.duckdb_path)
+        if kept is None:
+            with self.write_lock(timeout=lock_timeout), closing(self._duckdb()) as conn:
+                yield conn
+            return
+        with kept.call(lock_timeout) as conn:
+            yield conn
 
     @contextmanager
     def reader(self, *, timeout: float = 5.0) -> Iterator[Callable[[str, Sequence[object]], pd.DataFrame]]:
@@ -285,12 +324,12 @@ class Warehouse(dg.ConfigurableResource):
     def rows(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
         """The rows of `sql` as dicts (column names lower-case), values exactly as stored (decimals stay
         Decimal): for checks that compare money to the cent."""
+        if self.kind == "duckdb":
+            with self._opened() as conn:
+                cursor = conn.execute(sql.replace("%s", "?"), list(params))
+                names = [column[0].lower() for column in cursor.description]
+                return [dict(zip(names, row)) for row in cursor.fetchall()]
         with self.write_lock():
-            if self.kind == "duckdb":
-                with self._duckdb() as conn:
-                    cursor = conn.execute(sql.replace("%s", "?"), list(params))
-                    names = [column[0].lower() for column in cursor.description]
-                    return [dict(zip(names, row)) for row in cursor.fetchall()]
             with self._postgres() as conn, conn.cursor() as cursor:
                 cursor.execute(sql, tuple(params) or None)
                 names = [column.name.lower() for column in cursor.description]
@@ -330,17 +369,18 @@ class Warehouse(dg.ConfigurableResource):
         statements += [f'alter table {table} add column if not exists "{column}" {sql_type}'
                        for column, sql_type in types.items()]
         deleted, values = _delete_matching(table, list(key), replace or {})
-        with self.write_lock():
-            if self.kind == "duckdb":
-                with self._duckdb() as conn:
-                    conn.execute("begin")
-                    for statement in statements:
-                        conn.execute(statement)
-                    conn.register("incoming", frame)
-                    conn.execute(deleted.replace("%s", "?"), values)
-                    conn.execute(f"insert into {table} by name select * from incoming")
-                    conn.execute("commit")
-            else:
+        if self.kind == "duckdb":
+            with self._opened() as conn:
+                conn.execute("begin")
+                for statement in statements:
+                    conn.execute(statement)
+                conn.register("incoming", frame)
+                conn.execute(deleted.replace("%s", "?"), values)
+                conn.execute(f"insert into {table} by name select * from incoming")
+                conn.execute("commit")
+                conn.unregister("incoming")
+        else:
+            with self.write_lock():
                 with self._postgres() as conn, conn.cursor() as cursor:
                     for statement in statements:
                         cursor.execute(statement)
@@ -361,15 +401,14 @@ class Warehouse(dg.ConfigurableResource):
         Raises:
             TimeoutError: on DuckDB, another writer held the file for `lock_timeout` seconds.
         """
-        with self.write_lock(timeout=lock_timeout):
-            if self.kind == "duckdb":
-                with self._duckdb() as conn:
-                    conn.execute("begin")
-                    yield Statements(conn, "?")
-                    conn.execute("commit")
-            else:
-                with self._postgres() as conn, conn.cursor() as cursor:
-                    yield Statements(cursor, "%s")
+        if self.kind == "duckdb":
+            with self._opened(lock_timeout) as conn:
+                conn.execute("begin")
+                yield Statements(conn, "?")
+                conn.execute("commit")
+        else:
+            with self.write_lock(timeout=lock_timeout), self._postgres() as conn, conn.cursor() as cursor:
+                yield Statements(cursor, "%s")
 
     def refresh_statistics(self, schema: str, loaded: Mapping[str, int]) -> list[str]:
         """ANALYZE the tables of `schema` a load changed a lot (`loaded`: rows per table), on Postgres.
@@ -416,6 +455,75 @@ class Warehouse(dg.ConfigurableResource):
         """A connection that commits when the block succeeds, rolls back when it fails, then closes."""
         with closing(psycopg2.connect(self.location)) as conn, conn:
             yield conn
+
+
+class _Kept:
+    """One thread's kept-open DuckDB connection (`Warehouse.kept_open`) and the write lock it holds.
+
+    A watcher thread lets go of both whenever another writer waits for the lock and no call is using
+    the connection, so a writer with a lock timeout (the webhook gateway) waits for one call at most,
+    as it did when every call opened its own connection."""
+
+    def __init__(self, warehouse: Warehouse):
+        self._warehouse = warehouse
+        self._held: ExitStack | None = None
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._using = threading.RLock()  # held by the owning thread during a call
+        self._done = threading.Event()
+        self._watcher = threading.Thread(target=self._let_waiters_in, name="warehouse-kept-open", daemon=True)
+        self._watcher.start()
+
+    @contextmanager
+    def call(self, lock_timeout: float | None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection for one call, opened (taking the lock) when it is not; a failed call lets go
+        (closing rolls back what it began)."""
+        with self._using:
+            if self._conn is None:
+                held = ExitStack()
+                try:
+                    held.enter_context(self._warehouse.write_lock(timeout=lock_timeout))
+                    self._conn = held.enter_context(closing(self._warehouse._duckdb()))
+                except BaseException:
+                    held.close()
+                    raise
+                self._held = held
+            try:
+                yield self._conn
+            except BaseException:
+                self.let_go()
+                raise
+
+    def let_go(self) -> None:
+        """Close the connection, then release the lock (nothing when it is not open)."""
+        with self._using:
+            held, self._held, self._conn = self._held, None, None
+            if held is not None:
+                held.close()
+
+    def close(self) -> None:
+        self._done.set()
+        self._watcher.join()
+        self.let_go()
+
+    def _let_waiters_in(self) -> None:
+        while not self._done.wait(KEPT_OPEN_CHECK_SECONDS):
+            if self._conn is None or not self._using.acquire(blocking=False):
+                continue
+            try:
+                if self._conn is not None and self._warehouse.others_waiting():
+                    self.let_go()
+            finally:
+                self._using.release()
+
+
+_threads = threading.local()
+
+
+def _kept_by_thread() -> dict[Path, _Kept]:
+    """This thread's kept-open connections by DuckDB file."""
+    if not hasattr(_threads, "kept"):
+        _threads.kept = {}
+    return _threads.kept
 
 
 class Reads:

@@ -260,7 +260,9 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
                     found = work[key](workspace, warehouse)
                 yield key, found
 
-        yield from materialize_each(context, each, _insights_failure)
+        # One DuckDB connection for the step's reads and writes (it lets go whenever another writer waits).
+        with warehouse.kept_open():
+            yield from materialize_each(context, each, _insights_failure)
 
     return [insights, reports]
 
