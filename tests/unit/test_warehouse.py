@@ -72,3 +72,56 @@ def test_reads_on_one_connection_return_what_single_queries_return(warehouse):
     pd.testing.assert_frame_equal(both, warehouse.query(sql, [1.0]))
     assert above["id"].tolist() == ["y"]
     assert exists == (True, False) == (warehouse.table_exists("insights.t"), warehouse.table_exists("insights.missing"))
+
+
+def test_a_kept_open_warehouse_reads_and_writes_as_separate_calls_do_on_one_connection(warehouse, monkeypatch):
+    import duckdb
+
+    opened = []
+    connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *args, **kwargs: opened.append(args) or connect(*args, **kwargs))
+    sql = "select workspace_id, id, day, value, n, flag from insights.t order by id"
+    with warehouse.kept_open():
+        warehouse.upsert("insights.t", rows(("a", "x", 1.5), ("b", "y", 2.25)), key=["id"])
+        with warehouse.reads() as read:
+            inside = read.query(sql)
+        with pytest.raises(ValueError):  # refused before anything is written
+            warehouse.upsert("insights.t", rows(("a", "x", 1.0), ("a", "x", 2.0)), key=["id"])
+        with pytest.raises(Exception):  # fails inside the transaction: nothing of it stays
+            with warehouse.transaction() as statements:
+                statements.execute("delete from insights.t where id = %s", ["x"])
+                statements.execute("select * from insights.no_such_table")
+        warehouse.upsert("insights.t", rows(("a", "z", 3.0)), key=["id"], replace={"workspace_id": "b"})
+        kept = warehouse.query(sql)
+        opens = len(opened)
+    # the same rows as written and read by separate calls
+    assert inside["id"].tolist() == ["x", "y"]
+    assert kept[["workspace_id", "id", "value"]].values.tolist() == [["a", "x", 1.5], ["a", "z", 3.0]]
+    pd.testing.assert_frame_equal(kept, warehouse.query(sql))
+    if warehouse.kind == "duckdb":  # opened once, and once more after the failed transaction let go
+        assert opens == 2
+
+
+def test_a_writer_waiting_for_a_kept_open_warehouse_gets_in_between_its_calls(tmp_path):
+    import threading
+    import time
+
+    warehouse = load_settings({"ABOS_HOME": str(tmp_path)}).warehouse
+    warehouse.upsert("insights.t", rows(("a", "x", 1.0)), key=["id"])
+    written = threading.Event()
+
+    def other_writer() -> None:  # as the webhook gateway writes: a transaction with a lock timeout
+        with warehouse.transaction(lock_timeout=5) as statements:
+            statements.execute("insert into insights.t (workspace_id, id, value) values (%s, %s, %s)", ["b", "y", 2.0])
+        written.set()
+
+    with warehouse.kept_open():
+        assert warehouse.query("select count(*) as n from insights.t")["n"].iloc[0] == 1  # the lock is held now
+        thread = threading.Thread(target=other_writer)
+        started = time.monotonic()
+        thread.start()
+        assert written.wait(3), "the other writer waited for the whole block"  # the block "computes" meanwhile
+        waited = time.monotonic() - started
+        thread.join()
+        assert warehouse.query("select id from insights.t order by id")["id"].tolist() == ["x", "y"]
+    assert waited < 2
