@@ -65,7 +65,6 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
     def anomalies(workspace: Workspace, warehouse: Warehouse) -> dict:
         """Flag unusual days in every pack metric of one workspace (band and week-over-week rules)."""
         with warehouse.reads() as read:  # one open of the database for all of the asset's reads
-            require_passing(read, workspace.id)  # a workspace dbt's tests failed stops here, alone
             daily = _daily_metrics(read, workspace)
         pack = pack_for(workspace.vertical)
         found = find_anomalies(daily, pack, workspace.id, calendar=_calendar(workspace, daily))
@@ -111,7 +110,6 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
     def forecasts(workspace: Workspace, warehouse: Warehouse) -> dict:
         """Forecast one workspace's daily net sales and orders, or MRR, 13 weeks ahead (80% and 95% intervals)."""
         with warehouse.reads() as read:
-            require_passing(read, workspace.id)
             daily = _daily_metrics(read, workspace)
             # The last run's rows: a metric whose history is unchanged (a refresh later the same day)
             # keeps its forecast instead of being fitted again.
@@ -146,7 +144,6 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         """Rank one workspace's churn risks, slipping customers, product trend breaks and unusual cohorts
         by money at stake, each with a recommended action."""
         with warehouse.reads() as read:
-            require_passing(read, workspace.id)
             daily = _daily_metrics(read, workspace)
             as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
             found = workspace_opportunities(read.query, workspace.id, workspace.vertical, workspace.currency,
@@ -166,7 +163,6 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         if workspace.vertical != "ecommerce":
             return {"customers": 0, "skipped": "not an ecommerce workspace"}
         with warehouse.reads() as read:
-            require_passing(read, workspace.id)
             daily = _daily_metrics(read, workspace)
             as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
             # the last estimate: within a week of it, the fit starts from its optimum
@@ -253,6 +249,8 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
 
         def each(workspace_id: str) -> Iterator[tuple[dg.AssetKey, dict]]:
             workspace = workspaces.get(workspace_id)
+            with warehouse.reads() as read:
+                require_passing(read, workspace.id)  # a workspace dbt's tests failed stops here, alone
             for key in selected:
                 # One BLAS thread: the insights' matrices are small (days × regressors), and on a busy
                 # machine OpenBLAS's idle threads spin: the forecasts' fits cost 3× the CPU without this.

@@ -107,7 +107,9 @@ def trend_figure(
         labels = [label if (len(labels) - 1 - i) % every == 0 else "" for i, label in enumerate(labels)]
     axes[-1].set_xticks(positions, labels, fontsize=8)
     figure.suptitle(title, fontsize=11)
-    figure.canvas.draw()  # places the ticks, so their labels can be read (and tested)
+    # Places the ticks, so their labels can be read (and tested), without rasterizing: saving draws
+    # the figure again anyway (the same pixels as after a full draw).
+    figure.draw_without_rendering()
     return figure
 
 
