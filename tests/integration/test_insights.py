@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -145,6 +146,82 @@ def test_reruns_change_no_row_counts(insights):
     pd.testing.assert_frame_equal(insights.warehouse.query(forecasts), forecast)
     ids = insights.warehouse.query("select anomaly_id, count(*) as n from insights.anomalies group by anomaly_id")
     assert ids["n"].max() == 1
+
+
+def copied(built: Built, home: Path) -> Built:
+    """The built warehouse (with whatever insights it holds) and its reports, copied under `home`."""
+    home.mkdir(parents=True)
+    for path in built.home.glob("warehouse.duckdb*"):
+        shutil.copy2(path, home / path.name)
+    if (built.home / "reports").exists():
+        shutil.copytree(built.home / "reports", home / "reports")
+    env = {**built.env, "ABOS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        return Built(home, env, load_settings(), built.truth)
+
+
+@pytest.mark.slow
+def test_an_incremental_run_after_a_change_writes_what_a_run_from_scratch_writes(insights, tmp_path):
+    """A refresh after a change starts from the last run's insights (stored drivers, forecasts and
+    their fits, the kept-open warehouse, the report's files) and must write what a run without any of
+    them writes on the same data: the same anomalies and drivers to the bit, the same opportunities,
+    customer histories, report facts and charts, and the same forecasts of the series the change left
+    alone (the changed ones are forwarded from the stored fit, docs/metrics.md, "Forecasts")."""
+    incremental = copied(insights, tmp_path / "incremental")
+    # The change: the US store's net sales of a day in the reported week and of the last day 20 times
+    # (its slices too, so the drivers split the new gap), and a SaaS day's new MRR halved.
+    with incremental.warehouse.transaction() as statements:
+        for table in ("ecommerce_daily_metrics", "ecommerce_daily_slices"):
+            where = "workspace_id = 'demo-us-store' and (date = '2026-11-20' or date = (select max(date) from " \
+                    "metrics.ecommerce_daily_metrics where workspace_id = 'demo-us-store'))"
+            column = "net_sales" if table == "ecommerce_daily_metrics" else "value"
+            extra = "" if table == "ecommerce_daily_metrics" else " and metric = 'net_sales'"
+            statements.execute(f"update metrics.{table} set {column} = 20 * {column} where {where}{extra}")
+        statements.execute("update metrics.saas_daily_metrics set new_mrr = new_mrr / 2 "
+                           "where workspace_id = 'demo-saas' and date = '2026-11-18'")
+    scratch = copied(incremental, tmp_path / "scratch")
+    with scratch.warehouse.transaction() as statements:
+        statements.execute("drop schema insights cascade")
+    shutil.rmtree(scratch.home / "reports")
+    for built in (incremental, scratch):
+        for workspace_id in insights.truth["workspaces"]:
+            assert materialize(built, workspace_id).success
+
+    def rows(built: Built, table: str, order: str, *dropped: str) -> pd.DataFrame:
+        found = built.warehouse.query(f"select * from insights.{table} order by {order}")
+        return found.drop(columns=list(dropped))
+
+    for table, order, dropped in (("anomalies", "anomaly_id", ()), ("anomaly_drivers", "anomaly_id, rank", ()),
+                                  ("opportunities", "opportunity_id", ("found_at",))):
+        pd.testing.assert_frame_equal(rows(incremental, table, order, *dropped), rows(scratch, table, order, *dropped),
+                                      check_exact=True, obj=table)
+    # the change moved the anomalies, so the comparison says something
+    before = insights.warehouse.query("select anomaly_id, value from insights.anomalies order by anomaly_id")
+    found = rows(incremental, "anomalies", "anomaly_id")
+    assert not before.equals(found[["anomaly_id", "value"]])
+    assert ((found["workspace_id"] == "demo-us-store") & (found["metric"] == "net_sales")
+            & (pd.to_datetime(found["date"]) == pd.Timestamp("2026-11-20"))).any()
+    histories = ["workspace_id", "person_id", "as_of", "first_order_date", "last_order_date", "frequency",
+                 "recency_days", "age_days", "monetary"]  # predictions: warm-started, docs/metrics.md
+    pd.testing.assert_frame_equal(rows(incremental, "customer_values", "workspace_id, person_id")[histories],
+                                  rows(scratch, "customer_values", "workspace_id, person_id")[histories])
+    # Forecasts: a series the change left alone keeps its stored rows, which equal a fresh estimate;
+    # the US store's are forwarded from the stored fit (docs/metrics.md, "Forecasts"), which a 20-fold
+    # day moves further than an ordinary one: the same days and origins, from the same inputs.
+    forwarded = rows(incremental, "forecasts", "workspace_id, metric, date", "made_at")
+    fresh = rows(scratch, "forecasts", "workspace_id, metric, date", "made_at")
+    alone = fresh["workspace_id"] != "demo-us-store"
+    pd.testing.assert_frame_equal(forwarded[alone], fresh[alone], check_exact=True, obj="forecasts")
+    keys = ["workspace_id", "metric", "date", "origin", "days_ahead", "inputs_digest"]
+    pd.testing.assert_frame_equal(forwarded[keys], fresh[keys], obj="forecasts")
+    for workspace_id in insights.truth["workspaces"]:
+        folders = [built.home / "reports" / workspace_id / WEEK for built in (incremental, scratch)]
+        facts = [json.loads((folder / "facts.json").read_text()) for folder in folders]
+        assert {**facts[0], "outlook": None} == {**facts[1], "outlook": None}  # the outlook reads the forecasts
+        for name in ("chart.png", RETENTION_FILE):
+            assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), (workspace_id, name)
 
 
 def week_sql(warehouse: Warehouse, table: str, workspace_id: str, start: str, end: str) -> dict[str, float]:
