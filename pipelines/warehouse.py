@@ -329,11 +329,10 @@ class Warehouse(dg.ConfigurableResource):
                 cursor = conn.execute(sql.replace("%s", "?"), list(params))
                 names = [column[0].lower() for column in cursor.description]
                 return [dict(zip(names, row)) for row in cursor.fetchall()]
-        with self.write_lock():
-            with self._postgres() as conn, conn.cursor() as cursor:
-                cursor.execute(sql, tuple(params) or None)
-                names = [column.name.lower() for column in cursor.description]
-                return [dict(zip(names, row)) for row in cursor.fetchall()]
+        with self.write_lock(), self._postgres() as conn, conn.cursor() as cursor:
+            cursor.execute(sql, tuple(params) or None)
+            names = [column.name.lower() for column in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def upsert(
         self,
@@ -380,17 +379,16 @@ class Warehouse(dg.ConfigurableResource):
                 conn.execute("commit")
                 conn.unregister("incoming")
         else:
-            with self.write_lock():
-                with self._postgres() as conn, conn.cursor() as cursor:
-                    for statement in statements:
-                        cursor.execute(statement)
-                    names = ", ".join(f'"{column}"' for column in frame.columns)
-                    cursor.execute(f"create temporary table incoming on commit drop as "
-                                   f"select {names} from {table} limit 0")
-                    psycopg2.extras.execute_values(
-                        cursor, f"insert into incoming ({names}) values %s", _plain_rows(frame), page_size=1000)
-                    cursor.execute(deleted, values)
-                    cursor.execute(f"insert into {table} ({names}) select {names} from incoming")
+            with self.write_lock(), self._postgres() as conn, conn.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+                names = ", ".join(f'"{column}"' for column in frame.columns)
+                cursor.execute(f"create temporary table incoming on commit drop as "
+                               f"select {names} from {table} limit 0")
+                psycopg2.extras.execute_values(
+                    cursor, f"insert into incoming ({names}) values %s", _plain_rows(frame), page_size=1000)
+                cursor.execute(deleted, values)
+                cursor.execute(f"insert into {table} ({names}) select {names} from incoming")
         return len(frame)
 
     @contextmanager

@@ -2,7 +2,9 @@
 
 from datetime import date
 
+import duckdb
 import pandas as pd
+import psycopg2
 import pytest
 
 from pipelines.settings import load_settings
@@ -75,8 +77,6 @@ def test_reads_on_one_connection_return_what_single_queries_return(warehouse):
 
 
 def test_a_kept_open_warehouse_reads_and_writes_as_separate_calls_do_on_one_connection(warehouse, monkeypatch):
-    import duckdb
-
     opened = []
     connect = duckdb.connect
     monkeypatch.setattr(duckdb, "connect", lambda *args, **kwargs: opened.append(args) or connect(*args, **kwargs))
@@ -87,10 +87,9 @@ def test_a_kept_open_warehouse_reads_and_writes_as_separate_calls_do_on_one_conn
             inside = read.query(sql)
         with pytest.raises(ValueError):  # refused before anything is written
             warehouse.upsert("insights.t", rows(("a", "x", 1.0), ("a", "x", 2.0)), key=["id"])
-        with pytest.raises(Exception):  # fails inside the transaction: nothing of it stays
-            with warehouse.transaction() as statements:
-                statements.execute("delete from insights.t where id = %s", ["x"])
-                statements.execute("select * from insights.no_such_table")
+        with pytest.raises((duckdb.Error, psycopg2.Error)), warehouse.transaction() as statements:
+            statements.execute("delete from insights.t where id = %s", ["x"])  # undone: the next one fails
+            statements.execute("select * from insights.no_such_table")
         warehouse.upsert("insights.t", rows(("a", "z", 3.0)), key=["id"], replace={"workspace_id": "b"})
         kept = warehouse.query(sql)
         opens = len(opened)
