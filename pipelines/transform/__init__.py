@@ -86,7 +86,8 @@ def _parse_cache(profile_env: Mapping[str, str]) -> Path:
     parsed the whole project (half a minute on a loaded machine: docs/performance.md). One file per
     profile; dbt checks it (project files, profile, dbt version) and parses fully when it is stale.
     """
-    key = hashlib.sha256(json.dumps(dict(profile_env), sort_keys=True).encode()).hexdigest()[:16]
+    profile = {name: value for name, value in profile_env.items() if name.startswith("ABOS_DBT_")}  # profiles.yml's
+    key = hashlib.sha256(json.dumps(profile, sort_keys=True).encode()).hexdigest()[:16]
     return DBT_PROJECT_DIR / "target" / "partial_parse" / f"{key}.msgpack"
 
 
