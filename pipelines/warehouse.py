@@ -11,11 +11,9 @@ both databases.
 from __future__ import annotations
 
 import copy
-import fcntl
 import functools
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from decimal import Decimal
@@ -32,6 +30,7 @@ import psycopg2.errors
 import psycopg2.extras
 from pydantic import Field
 
+from pipelines import duckdb_lock
 from pipelines.errors import SettingsError
 
 CONNECT_TIMEOUT_SECONDS = 5
@@ -145,12 +144,13 @@ class Warehouse(dg.ConfigurableResource):
     @property
     def lock_path(self) -> Path:
         """The file `write_lock` locks, next to the DuckDB file."""
-        return self.duckdb_path.with_suffix(".lock")
+        return duckdb_lock.lock_path(self.duckdb_path)
 
     @contextmanager
     def write_lock(self, timeout: float | None = None) -> Iterator[int | None]:
         """Serialize writers of an embedded DuckDB file across processes (DuckDB allows one writer
-        process); Postgres handles concurrent writers itself, so this is a no-op there.
+        process; pipelines/duckdb_lock.py); Postgres handles concurrent writers itself, so this is a
+        no-op there.
 
         Yields the lock's file descriptor (None on Postgres): a child process given it (`pass_fds`)
         holds the lock too, until both have let go of it.
@@ -164,47 +164,13 @@ class Warehouse(dg.ConfigurableResource):
         kept = _kept_by_thread().get(self.duckdb_path)
         if kept is not None:  # this thread's kept-open connection lets go first: the lock is not reentrant
             kept.let_go()
-        lock_path = self.lock_path
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "w") as handle:
-            # While it waits, this process holds a shared lock on the `.waiting` file: a holder that
-            # keeps the file across batches (the webhook gateway) sees it and lets go (others_waiting).
-            with open(self._waiting_path, "w") as waiting:
-                fcntl.flock(waiting, fcntl.LOCK_SH)
-                if timeout is None:
-                    fcntl.flock(handle, fcntl.LOCK_EX)
-                else:
-                    deadline = time.monotonic() + timeout
-                    while True:
-                        try:
-                            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                            break
-                        except BlockingIOError:
-                            if time.monotonic() >= deadline:
-                                raise TimeoutError(f"the warehouse {lock_path.with_suffix('.duckdb').name} "
-                                                   f"stayed locked by another writer for {timeout:g}s") from None
-                            time.sleep(0.01)
-            try:
-                yield handle.fileno()
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    @property
-    def _waiting_path(self) -> Path:
-        return self.duckdb_path.with_suffix(".waiting")
+        with duckdb_lock.duckdb_write_lock(self.duckdb_path, timeout) as fd:
+            yield fd
 
     def others_waiting(self) -> bool:
         """On DuckDB, whether another caller of `write_lock` is waiting for it now (for a holder that keeps
         the lock across several writes: it should let go). Always False on Postgres."""
-        if self.kind != "duckdb":
-            return False
-        with open(self._waiting_path, "w") as waiting:
-            try:
-                fcntl.flock(waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(waiting, fcntl.LOCK_UN)
-            return False
+        return self.kind == "duckdb" and duckdb_lock.others_waiting(self.duckdb_path)
 
     def ensure_reachable(self) -> None:
         """Fail within seconds, naming ABOS_WAREHOUSE_URL (password masked), when Postgres cannot be reached.

@@ -7,6 +7,7 @@ dbt step, and the test session's controller checks the manifest here (a Dagster 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -14,10 +15,11 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.duckdb_lock import duckdb_write_lock
 from pipelines.processes import run_child, stop_with_parent
 
 if TYPE_CHECKING:
@@ -34,7 +36,10 @@ def dbt_env(warehouse: Warehouse) -> dict[str, str]:
     """The variables dbt runs with: `dbt_project/profiles.yml`'s target (from the warehouse) and the test selection."""
     # A subset (`-s`, or the refresh sensor requesting models as their parents land) runs only the
     # tests whose parents are all selected: a test never reads a model the run did not build.
-    return {"DBT_INDIRECT_SELECTION": "cautious", **warehouse.dbt_profile_env()}
+    # dbt's log file keeps its own text format when the console's is JSON (dagster-dbt's): it holds
+    # every debug event (each SQL statement), and JSON costs a protobuf-to-dict conversion per event
+    # (docs/performance.md, "dbt's own CPU in the refresh").
+    return {"DBT_INDIRECT_SELECTION": "cautious", "DBT_LOG_FORMAT_FILE": "debug", **warehouse.dbt_profile_env()}
 
 
 def run_dbt(args: Sequence[str], warehouse: Warehouse) -> int:
@@ -44,19 +49,25 @@ def run_dbt(args: Sequence[str], warehouse: Warehouse) -> int:
     own process group, dies with its parent and stops on SIGTERM or Ctrl-C (pipelines/processes.py):
     a killed run never leaves dbt writing the warehouse behind it.
     """
+    return _run_dbt(args, dbt_env(warehouse))
+
+
+def _run_dbt(args: Sequence[str], profile_env: Mapping[str, str]) -> int:
+    """`run_dbt` with the warehouse given by `dbt_env`'s variables (the lock is the DuckDB file's)."""
     dbt = Path(sys.executable).parent / "dbt"
-    env = {**os.environ, **dbt_env(warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
+    env = {**os.environ, **profile_env, "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
     if list(args) == ["--version"]:
         # dagster-dbt asks before every command. dbt itself would take its whole import (18 s on a
         # loaded machine) and a request to PyPI for the latest version; the installed one is enough.
         print(dbt_version_text(), flush=True)
         return 0
     target = DBT_PROJECT_DIR / env.get("DBT_TARGET_PATH", "target")  # dagster-dbt's: one per invocation
-    cached = _parse_cache(warehouse)
+    cached = _parse_cache(profile_env)
     if cached.exists():
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cached, target / PARTIAL_PARSE)
-    with warehouse.write_lock() as lock:
+    duckdb_path = profile_env.get("ABOS_DBT_DUCKDB_PATH") if profile_env.get("ABOS_DBT_TARGET") == "duckdb" else None
+    with duckdb_write_lock(Path(duckdb_path)) if duckdb_path else contextlib.nullcontext() as lock:
         code = run_child([str(dbt), *args], cwd=DBT_PROJECT_DIR, env=env, pass_fds=() if lock is None else (lock,))
     if code == 0 and (target / PARTIAL_PARSE).exists():
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -65,8 +76,8 @@ def run_dbt(args: Sequence[str], warehouse: Warehouse) -> int:
     return code
 
 
-def _parse_cache(warehouse: Warehouse) -> Path:
-    """Where dbt's parse of the project for `warehouse` is kept between invocations.
+def _parse_cache(profile_env: Mapping[str, str]) -> Path:
+    """Where dbt's parse of the project for a warehouse (`dbt_env`'s variables) is kept between invocations.
 
     dbt parses again only the files that changed since its last parse (partial parsing), unless the
     profile differs: the DuckDB file's path and settings are part of it. dagster-dbt gives each
@@ -75,7 +86,8 @@ def _parse_cache(warehouse: Warehouse) -> Path:
     parsed the whole project (half a minute on a loaded machine: docs/performance.md). One file per
     profile; dbt checks it (project files, profile, dbt version) and parses fully when it is stale.
     """
-    key = hashlib.sha256(json.dumps(warehouse.dbt_profile_env(), sort_keys=True).encode()).hexdigest()[:16]
+    profile = {name: value for name, value in profile_env.items() if name.startswith("ABOS_DBT_")}  # profiles.yml's
+    key = hashlib.sha256(json.dumps(profile, sort_keys=True).encode()).hexdigest()[:16]
     return DBT_PROJECT_DIR / "target" / "partial_parse" / f"{key}.msgpack"
 
 
@@ -84,17 +96,39 @@ def dbt_version_text() -> str:
     return f"Core:\n  - installed: {importlib.metadata.version('dbt-core')}"
 
 
+STEP_ENV = "ABOS_DBT_ENV"  # `dbt_env` of the step's warehouse, as JSON, for `abos-dbt` (`step_dbt_env`)
+
+
+@contextlib.contextmanager
+def step_dbt_env(warehouse: Warehouse) -> Iterator[None]:
+    """`dbt_env(warehouse)` handed to the `abos-dbt` that dagster-dbt starts in this block (it passes
+    this process's environment on, and takes no other): `abos-dbt` then need not load the settings,
+    whose import of Dagster costs seconds of CPU per dbt command (docs/performance.md)."""
+    before = os.environ.get(STEP_ENV)
+    os.environ[STEP_ENV] = json.dumps(dbt_env(warehouse))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(STEP_ENV, None)
+        else:
+            os.environ[STEP_ENV] = before
+
+
 def dbt_guard_main() -> None:
     """`abos-dbt`: the dbt executable Dagster runs (`run_dbt` with this process's arguments).
 
     dagster-dbt runs `abos-dbt --version` before each dbt command: answered as `run_dbt` does, before
-    loading the settings (they import Dagster, seconds of CPU)."""
+    loading the settings (they import Dagster, seconds of CPU). The dbt assets hand the warehouse's
+    dbt variables on (`step_dbt_env`), so the settings are loaded only when they did not."""
     if sys.argv[1:] == ["--version"]:
         print(dbt_version_text(), flush=True)
         sys.exit(0)
+    stop_with_parent()  # the Dagster step died: SIGTERM, which stops dbt (run_child handles it)
+    if STEP_ENV in os.environ:
+        sys.exit(_run_dbt(sys.argv[1:], json.loads(os.environ[STEP_ENV])))
     from pipelines.settings import load_settings
 
-    stop_with_parent()  # the Dagster step died: SIGTERM, which stops dbt (run_child handles it)
     sys.exit(run_dbt(sys.argv[1:], load_settings().warehouse))
 
 

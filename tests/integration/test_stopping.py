@@ -59,6 +59,15 @@ PARENTS = {
     "abos dbt": [str(BIN / "abos"), "dbt", "debug"],
     "a Dagster step running abos-dbt": [sys.executable, "-c",
                                         f"import subprocess; subprocess.run([{str(BIN / 'abos-dbt')!r}, 'debug'])"],
+    # The dbt assets hand the warehouse's dbt variables on (step_dbt_env): abos-dbt then loads no settings
+    # (an unusable ABOS_WAREHOUSE_URL would stop it) and still takes that warehouse's lock.
+    "a Dagster step handing abos-dbt its warehouse": [sys.executable, "-c", (
+        "import os, subprocess\n"
+        "from pipelines.settings import load_settings\n"
+        "from pipelines.transform import step_dbt_env\n"
+        "with step_dbt_env(load_settings().warehouse):\n"
+        "    os.environ['ABOS_WAREHOUSE_URL'] = 'unusable://'\n"
+        f"    subprocess.run([{str(BIN / 'abos-dbt')!r}, 'debug'])")],
 }
 
 
