@@ -71,7 +71,8 @@
                     {%- set state = saas_workspace_state_relation(create=true) -%}
                     {%- do run_query('drop table if exists ' ~ state) -%}
                     {%- do run_query('create table ' ~ state ~ ' as ' ~ saas_workspace_state(
-                        model_relation('int_saas_workspaces'), model_relation('int_fx_rates_ranged'))) -%}
+                        model_relation('int_saas_workspaces'), model_relation('int_fx_rates_ranged'),
+                        model_relation('int_fx_rates_daily'))) -%}
                 {%- endif -%}
             {%- endif -%}
         {%- endfor -%}
@@ -147,10 +148,16 @@
 {#- SaaS: what a workspace's SaaS models depend on beyond its Stripe rows, kept by the hook when the
     run built every SaaS model (`int_saas_workspaces__built`): its timezone (every day moves), its
     reporting currency, its as-of day (the change points stop there; the marts' MRR today is taken
-    and converted on it) and a fingerprint of every exchange rate (the marts convert at them). An
-    incremental run compares it with the workspaces now (saas_moved_workspaces). -#}
-{% macro saas_workspace_state(workspaces, rates) -%}
+    and converted on it), a fingerprint of the exchange rates on that day (as fx_rate_joins takes
+    them: the last published day's after it) and one of every exchange rate (mrr_movements converts
+    at each change day's). An incremental run compares it with the workspaces now
+    (saas_moved_workspaces). `rates` and `daily_rates`: int_fx_rates_ranged and int_fx_rates_daily. -#}
+{% macro saas_workspace_state(workspaces, rates, daily_rates) -%}
     select workspaces.workspace_id, workspaces.timezone, workspaces.reporting_currency, workspaces.as_of_day,
+        (select cast(coalesce(sum({{ row_digest(['daily.currency', 'daily.units_per_eur']) }}), 0) as decimal(38, 0))
+         from {{ daily_rates }} as daily
+         where daily.date_day = least(workspaces.as_of_day, (select max(date_day) from {{ daily_rates }}))
+        ) as as_of_rates_digest,
         (select cast(coalesce(sum({{ row_digest(['rates.currency', 'rates.units_per_eur', 'rates.valid_from']) }}), 0)
                 as decimal(38, 0))
          from {{ rates }} as rates) as rates_digest
@@ -175,8 +182,9 @@
     {%- set state = saas_workspace_state_relation() if execute else none -%}
     {%- set workspaces = ref('int_saas_workspaces') if use_refs else model_relation('int_saas_workspaces') -%}
     {%- set rates = ref('int_fx_rates_ranged') if use_refs else model_relation('int_fx_rates_ranged') -%}
+    {%- set daily_rates = ref('int_fx_rates_daily') if use_refs else model_relation('int_fx_rates_daily') -%}
     (select now_state.workspace_id
-    from ({{ saas_workspace_state(workspaces, rates) }}) as now_state
+    from ({{ saas_workspace_state(workspaces, rates, daily_rates) }}) as now_state
     {%- if state is not none %}
     left join {{ state }} as built
         on built.workspace_id = now_state.workspace_id
@@ -199,10 +207,10 @@
         'subscription_items': by_subscription,
         'int_subscription_plans': by_subscription,
         'subscriptions': {'key': 'subscription_id', 'changes': 'int_saas_changed_subscriptions',
-                          'moved': ['as_of_day', 'reporting_currency', 'rates_digest']},
+                          'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest']},
         'int_customer_mrr_changes': by_customer,
         'saas_customers': {'key': 'customer_id', 'changes': 'int_saas_changed_customers',
-                           'moved': ['as_of_day', 'reporting_currency', 'rates_digest']},
+                           'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest']},
         'mrr_movements': {'key': 'customer_id', 'changes': 'int_saas_changed_customers',
                           'moved': ['reporting_currency', 'rates_digest']},
     }) }}

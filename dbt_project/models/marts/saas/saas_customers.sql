@@ -9,7 +9,7 @@
 
     Incremental (macros/incremental_changes.sql): a run recomputes the customers
     int_saas_changed_customers lists, and every customer of a workspace whose as-of day, reporting
-    currency or exchange rates moved (their MRR today is converted on that day). -#}
+    currency or exchange rates on that day moved (their MRR today is converted on that day). -#}
 -- depends_on: {{ ref('int_saas_changed_customers') }}
 -- the workspaces' state compared (saas_moved_workspaces): {{ ref('int_fx_rates_ranged') }}
 with customers as (

@@ -9,7 +9,7 @@
 
     Incremental (macros/incremental_changes.sql): a run recomputes the subscriptions
     int_saas_changed_subscriptions lists, and every subscription of a workspace whose as-of day,
-    reporting currency or exchange rates moved (its MRR today is taken and converted on that day). -#}
+    reporting currency or exchange rates on that day moved (its MRR today is taken and converted on that day). -#}
 -- depends_on: {{ ref('int_saas_changed_subscriptions') }}
 -- the workspaces' state compared (saas_moved_workspaces): {{ ref('int_fx_rates_ranged') }}
 with subscriptions as (
