@@ -22,7 +22,10 @@
     {%- set consumers = {
         'shopify': ['int_ecommerce_changes', 'int_orders_identified', 'int_customers_unified', 'orders',
                     'order_lines', 'refunds', 'customers'],
-        'stripe': ['invoices', 'invoice_lines', 'int_saas_changed_subscriptions', 'int_subscription_mrr_rebuilt'],
+        'stripe': ['invoices', 'invoice_lines', 'int_saas_changed_subscriptions', 'int_subscription_mrr_rebuilt',
+                   'int_subscription_mrr_recorded', 'int_subscription_mrr_segments', 'int_subscription_mrr_changes',
+                   'int_saas_changed_customers', 'int_customer_mrr_changes', 'subscription_items',
+                   'int_subscription_plans', 'subscriptions', 'saas_customers', 'mrr_movements'],
     } -%}
     {{ return(consumers[source_name]) }}
 {%- endmacro %}
@@ -63,6 +66,13 @@
                 {%- do run_query('analyze ' ~ processed) if target.type == 'postgres' -%}
                 {%- if source_name == 'shopify' -%}
                     {%- do run_query('delete from ' ~ model_relation('int_ecommerce_changes')) -%}
+                {%- else -%}
+                    {#- the SaaS workspaces' state the SaaS models are now built with -#}
+                    {%- set state = saas_workspace_state_relation(create=true) -%}
+                    {%- do run_query('drop table if exists ' ~ state) -%}
+                    {%- do run_query('create table ' ~ state ~ ' as ' ~ saas_workspace_state(
+                        model_relation('int_saas_workspaces'), model_relation('int_fx_rates_ranged'),
+                        model_relation('int_fx_rates_daily'))) -%}
                 {%- endif -%}
             {%- endif -%}
         {%- endfor -%}
@@ -135,6 +145,107 @@
         and changed_people.person_id = identified.person_id)
 {%- endmacro %}
 
+{#- SaaS: what a workspace's SaaS models depend on beyond its Stripe rows, kept by the hook when the
+    run built every SaaS model (`int_saas_workspaces__built`): its timezone (every day moves), its
+    reporting currency, its as-of day (the change points stop there; the marts' MRR today is taken
+    and converted on it), a fingerprint of the exchange rates on that day (as fx_rate_joins takes
+    them: the last published day's after it) and one of every exchange rate (mrr_movements converts
+    at each change day's). An incremental run compares it with the workspaces now
+    (saas_moved_workspaces). `rates` and `daily_rates`: int_fx_rates_ranged and int_fx_rates_daily. -#}
+{% macro saas_workspace_state(workspaces, rates, daily_rates) -%}
+    select workspaces.workspace_id, workspaces.timezone, workspaces.reporting_currency, workspaces.as_of_day,
+        (select cast(coalesce(sum({{ row_digest(['daily.currency', 'daily.units_per_eur']) }}), 0) as decimal(38, 0))
+         from {{ daily_rates }} as daily
+         where daily.date_day = least(workspaces.as_of_day, (select max(date_day) from {{ daily_rates }}))
+        ) as as_of_rates_digest,
+        (select cast(coalesce(sum({{ row_digest(['rates.currency', 'rates.units_per_eur', 'rates.valid_from']) }}), 0)
+                as decimal(38, 0))
+         from {{ rates }} as rates) as rates_digest
+    from {{ workspaces }} as workspaces
+{%- endmacro %}
+
+{#- Where the hook keeps it: beside int_saas_workspaces, with the suffix __built (none before). -#}
+{% macro saas_workspace_state_relation(create=false) -%}
+    {%- set node = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+        | selectattr('name', 'equalto', 'int_saas_workspaces') | first -%}
+    {%- if create -%}
+        {{ return(api.Relation.create(database=node.database, schema=node.schema,
+                                      identifier=node.alias ~ '__built', type='table')) }}
+    {%- endif -%}
+    {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias ~ '__built')) }}
+{%- endmacro %}
+
+{#- A subquery of the SaaS workspaces whose `columns` of the state differ from the ones kept when the
+    SaaS models were last built, or that were not there then (all of them when no state was kept):
+    an incremental run rebuilds every row of theirs that depends on those columns. -#}
+{% macro saas_moved_workspaces(columns, use_refs=true) -%}
+    {%- set state = saas_workspace_state_relation() if execute else none -%}
+    {%- set workspaces = ref('int_saas_workspaces') if use_refs else model_relation('int_saas_workspaces') -%}
+    {%- set rates = ref('int_fx_rates_ranged') if use_refs else model_relation('int_fx_rates_ranged') -%}
+    {%- set daily_rates = ref('int_fx_rates_daily') if use_refs else model_relation('int_fx_rates_daily') -%}
+    (select now_state.workspace_id
+    from ({{ saas_workspace_state(workspaces, rates, daily_rates) }}) as now_state
+    {%- if state is not none %}
+    left join {{ state }} as built
+        on built.workspace_id = now_state.workspace_id
+    where built.workspace_id is null
+        {%- for column in columns %}
+        or built.{{ column }} is distinct from now_state.{{ column }}
+        {%- endfor %}
+    {%- endif %})
+{%- endmacro %}
+
+{#- The SaaS models an incremental run rebuilds by changed subscription or customer, and what else
+    each rebuilds in full per workspace: the workspaces whose `moved` state columns changed. -#}
+{% macro saas_incremental_models() -%}
+    {%- set by_subscription = {'key': 'subscription_id', 'changes': 'int_saas_changed_subscriptions', 'moved': []} -%}
+    {%- set by_customer = {'key': 'customer_id', 'changes': 'int_saas_changed_customers', 'moved': []} -%}
+    {{ return({
+        'int_subscription_mrr_recorded': by_subscription,
+        'int_subscription_mrr_segments': by_subscription,
+        'int_subscription_mrr_changes': by_subscription,
+        'subscription_items': by_subscription,
+        'int_subscription_plans': by_subscription,
+        'subscriptions': {'key': 'subscription_id', 'changes': 'int_saas_changed_subscriptions',
+                          'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest']},
+        'int_customer_mrr_changes': by_customer,
+        'saas_customers': {'key': 'customer_id', 'changes': 'int_saas_changed_customers',
+                           'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest']},
+        'mrr_movements': {'key': 'customer_id', 'changes': 'int_saas_changed_customers',
+                          'moved': ['reporting_currency', 'rates_digest']},
+    }) }}
+{%- endmacro %}
+
+{#- The condition on rows of SaaS model `name` (alias `alias`, with workspace_id and its key) that an
+    incremental run rebuilds: its key in the change set, or its workspace moved. With refs in a
+    model; in a test (use_refs false) with the relations as built, or none before they are. -#}
+{% macro saas_rebuilt_condition(name, alias, use_refs=true) -%}
+    {%- set model = saas_incremental_models()[name] -%}
+    {%- set changes = ref(model.changes) if use_refs else model_relation(model.changes) -%}
+    {%- if changes is none -%}{{ return(none) }}{%- endif -%}
+    {%- set condition -%}
+        (exists (select 1 from {{ changes }} as changed
+                 where changed.workspace_id = {{ alias }}.workspace_id
+                     and changed.{{ model.key }} = {{ alias }}.{{ model.key }})
+        {%- if model.moved %}
+            or {{ alias }}.workspace_id in {{ saas_moved_workspaces(model.moved, use_refs) }}
+        {%- endif %})
+    {%- endset -%}
+    {{ return(condition) }}
+{%- endmacro %}
+
+{#- The pre-hook of an incremental SaaS model: delete the rows the run rebuilds. -#}
+{% macro saas_delete_rebuilt(name) -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} where {{ saas_rebuilt_condition(name, this.identifier) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- In an incremental SaaS model's SQL: `alias`'s rows the run rebuilds, or every row in full. -#}
+{% macro saas_rebuilt_rows(name, alias) -%}
+    {%- if is_incremental() -%}{{ saas_rebuilt_condition(name, alias) }}{%- else -%}1 = 1{%- endif -%}
+{%- endmacro %}
+
 {#- For the data tests of an incremental mart on an incremental `dbt build` (get_where_subquery): the
     condition on its rows (alias `refreshed`) that holds for the rows this run rebuilt, or none for a
     model not scoped. Only marts whose test key contains the key they are rebuilt by are scoped: a
@@ -165,6 +276,9 @@
         {%- if changed is none -%}{{ return(none) }}{%- endif -%}
         {{ return('exists (select 1 from ' ~ changed ~ ' as changed where changed.workspace_id = refreshed.workspace_id'
                   ~ ' and changed.subscription_id = refreshed.subscription_id)') }}
+    {%- elif name in saas_incremental_models() and name != 'subscription_items' -%}
+        {#- (subscription_items is rebuilt by subscription but keyed by item: its tests read every row) -#}
+        {{ return(saas_rebuilt_condition(name, 'refreshed', use_refs=false)) }}
     {%- elif name == 'invoices' -%}
         {%- set pending = model_relation('int_loads_pending') -%}
         {%- if pending is none -%}{{ return(none) }}{%- endif -%}

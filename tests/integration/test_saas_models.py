@@ -37,6 +37,9 @@ NO_UNIT_TESTS = ("--exclude-resource-type", "unit_test")
 # Every SaaS table and its key, for the comparisons.
 TABLES = {
     "intermediate.int_subscription_mrr_rebuilt": "workspace_id, subscription_id, valid_from_at",
+    "intermediate.int_subscription_mrr_recorded": "workspace_id, subscription_id, valid_from_at",
+    "intermediate.int_subscription_mrr_segments": "workspace_id, subscription_id, valid_from_at",
+    "intermediate.int_subscription_plans": "workspace_id, subscription_id",
     "intermediate.int_subscription_mrr_changes": "workspace_id, subscription_id, change_date",
     "intermediate.int_customer_mrr_changes": "workspace_id, customer_id, change_date",
     "marts.saas_customers": "workspace_id, customer_id",
@@ -98,7 +101,13 @@ def build_both_phases(home: Path, warehouse_url: str | None, full_refresh: bool)
                   # what the incremental build recomputed of the MRR rebuilt from invoices, of all
                   "rebuilt": warehouse.query(
                       "select (select count(*) from intermediate.int_saas_changed_subscriptions) as changed, "
-                      "(select count(distinct subscription_id) from intermediate.int_subscription_mrr_rebuilt) as all_")[0]}
+                      "(select count(distinct subscription_id) from intermediate.int_subscription_mrr_rebuilt) as all_")[0],
+                  # the subscriptions and customers the models after it recomputed, of all
+                  "recomputed": warehouse.query(
+                      "select (select count(*) from intermediate.int_saas_changed_subscriptions) as subscriptions, "
+                      "(select count(*) from marts.subscriptions) as all_subscriptions, "
+                      "(select count(*) from intermediate.int_saas_changed_customers) as customers, "
+                      "(select count(*) from marts.saas_customers) as all_customers")[0]}
         if full_refresh:
             run_dbt(warehouse.settings, "build", *SAAS, "--full-refresh", *NO_UNIT_TESTS)
             result["full_refresh"] = snapshot(warehouse)
@@ -542,13 +551,50 @@ def test_incremental_build_after_late_changes_equals_a_full_refresh(database, re
     assert build["refresh_from"][NEW_TENANT] == date(1900, 1, 1)  # a new tenant is built in full
     for table in TABLES:
         assert build["incremental"][table] == build["full_refresh"][table], table
-    # The MRR rebuilt from invoices was recomputed for the subscriptions the second sync touched only.
+    # The MRR rebuilt from invoices was recomputed for the subscriptions the second sync touched only,
+    # and so were the recorded MRR, the change points and the marts, by subscription and by customer.
     assert 0 < build["rebuilt"]["changed"] < build["rebuilt"]["all_"], build["rebuilt"]
+    recomputed = build["recomputed"]
+    assert 0 < recomputed["subscriptions"] < recomputed["all_subscriptions"], recomputed
+    assert 0 < recomputed["customers"] < recomputed["all_customers"], recomputed
     # The daily tables were rebuilt by day, not in full, from a day before the first build's last:
     # the late changes' days (a workspace without slice rows rebuilds in full: it has no last day).
     refresh_from = sorted(build["refresh_from"].values())
     assert any(date(2000, 1, 1) < day <= date(2026, 5, 15) for day in refresh_from), refresh_from
     assert sum(day > date(2000, 1, 1) for day in refresh_from) > len(refresh_from) / 2, refresh_from
+
+
+@pytest.mark.slow  # one more dbt build
+def test_a_moved_as_of_day_recomputes_the_subscriptions_whose_segments_it_crosses(duckdb_build):
+    """The change points stop at the workspace's as-of day: a segment starting or ending between the
+    day they were built to and today's changes them. With the kept state set back to an earlier
+    as-of day for one workspace (and no new load), the next incremental build recomputes exactly the
+    subscriptions with a segment boundary (local day) after that day, up to today's, and nothing else
+    of the workspace; the tables still equal the full refresh."""
+    warehouse = duckdb_build["warehouse"]
+    segments = warehouse.query(
+        "select s.workspace_id, s.subscription_id, cast(s.valid_from_at at time zone w.timezone as date) as first_day, "
+        "cast(s.valid_to_at at time zone w.timezone as date) as end_day, w.as_of_day "
+        "from intermediate.int_subscription_mrr_segments as s "
+        "join intermediate.int_saas_workspaces as w using (workspace_id)")
+    last_boundary: dict[str, dict[str, date]] = {}  # per workspace and subscription, up to the as-of day
+    for row in segments:
+        days = [day for day in (row["first_day"], row["end_day"]) if day is not None and day <= row["as_of_day"]]
+        subscriptions = last_boundary.setdefault(row["workspace_id"], {})
+        subscriptions[row["subscription_id"]] = max([*days, subscriptions.get(row["subscription_id"], date.min)])
+    # a workspace whose subscriptions' last boundaries differ; the state set back to the earliest of them
+    workspace = next(ws for ws in sorted(last_boundary) if len(set(last_boundary[ws].values())) > 1)
+    earlier = min(last_boundary[workspace].values())
+    crossed = sorted(sub for sub, day in last_boundary[workspace].items() if day > earlier)
+    with warehouse.settings.warehouse.transaction() as sql:
+        sql.execute("update intermediate.int_saas_workspaces__built set as_of_day = %s where workspace_id = %s",
+                    (earlier, workspace))
+    run_dbt(warehouse.settings, "build", *SAAS, *NO_UNIT_TESTS)
+    changed = warehouse.query("select workspace_id, subscription_id from intermediate.int_saas_changed_subscriptions "
+                              "order by workspace_id, subscription_id")
+    assert [row["subscription_id"] for row in changed if row["workspace_id"] == workspace] == crossed
+    assert {row["workspace_id"] for row in changed} == {workspace}
+    assert snapshot(warehouse) == duckdb_build["full_refresh"]
 
 
 def test_data_tests_read_the_rebuilt_rows_and_fail_on_them(duckdb_build):

@@ -1,9 +1,20 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ saas_delete_rebuilt('int_customer_mrr_changes') }}"
+) }}
 {#- The days each customer's MRR changes: one row per customer and local day whose end-of-day MRR
     (the sum over their subscriptions) differs from the day before's, in the customer's billing
     currency, and whether the customer had MRR at an earlier day's end (which makes a 0 → positive
-    change a reactivation). mrr_movements classifies these rows. -#}
+    change a reactivation). mrr_movements classifies these rows.
+
+    Incremental (macros/incremental_changes.sql): a run recomputes the customers
+    int_saas_changed_customers lists. -#}
+-- depends_on: {{ ref('int_saas_changed_customers') }}
 with subscription_changes as (
-    select * from {{ ref('int_subscription_mrr_changes') }}
+    select * from {{ ref('int_subscription_mrr_changes') }} as subscription_changes
+    where {{ saas_rebuilt_rows('int_customer_mrr_changes', 'subscription_changes') }}
 ),
 
 daily as (

@@ -24,14 +24,7 @@ final as (
         greatest(
             {{ local_date(dbt.current_timestamp(), 'workspaces.timezone') }},
             coalesce({{ local_date('versions.last_version_at', 'workspaces.timezone') }}, cast('1970-01-01' as date))
-        ) as as_of_day,
-        -- where an incremental mrr_movements run starts recomputing (see that model): no version a
-        -- sync loads is older than its newest one minus Stripe's 30-day event retention
-        coalesce(
-            cast({{ dbt.dateadd('day', -1 * var('saas_movements_lookback_days', 35),
-                local_date('versions.last_version_at', 'workspaces.timezone')) }} as date),
-            cast('1900-01-01' as date)
-        ) as movements_recompute_from
+        ) as as_of_day
     from workspaces
     left join versions on versions.workspace_id = workspaces.workspace_id
 )

@@ -1,3 +1,9 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ saas_delete_rebuilt('int_subscription_mrr_changes') }}"
+) }}
 {#- The days each subscription's MRR changes (docs/metrics.md, "Change points"): one row per
     subscription and local day whose end-of-day MRR differs from the day before's, with the MRR
     before and after in the subscription's currency, up to the workspace's as-of day. Each
@@ -7,9 +13,14 @@
     A segment valid on [from, to) covers the local days local_date(from) <= D < local_date(to): it
     adds its MRR on its first day and takes it back on the day it ends, so a change at 00:00 belongs
     to the new day and a state lasting less than a day inside one day never shows. Between an end
-    and a restart the MRR is 0. The MRR on any day is the mrr_after of the latest change up to it. -#}
+    and a restart the MRR is 0. The MRR on any day is the mrr_after of the latest change up to it.
+
+    Incremental (macros/incremental_changes.sql): a run recomputes the subscriptions
+    int_saas_changed_subscriptions lists (which include those the as-of day's move reaches). -#}
+-- depends_on: {{ ref('int_saas_changed_subscriptions') }}
 with segments as (
-    select * from {{ ref('int_subscription_mrr_segments') }}
+    select * from {{ ref('int_subscription_mrr_segments') }} as segments
+    where {{ saas_rebuilt_rows('int_subscription_mrr_changes', 'segments') }}
 ),
 
 workspaces as (

@@ -1,13 +1,25 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ saas_delete_rebuilt('int_subscription_mrr_recorded') }}"
+) }}
 {#- MRR of each recorded subscription version (from the first sync on), in the subscription's
     currency, with docs/metrics.md's rules: active/past_due only, none once a cancellation at the
     period end is requested, metered items left out, each item normalized to a month, forever
-    coupons only. Valid on valid_from_at <= t < valid_to_at. -#}
+    coupons only. Valid on valid_from_at <= t < valid_to_at.
+
+    Incremental (macros/incremental_changes.sql): a run recomputes the subscriptions
+    int_saas_changed_subscriptions lists. -#}
+-- depends_on: {{ ref('int_saas_changed_subscriptions') }}
 with versions as (
-    select * from {{ ref('stg_stripe__subscription_versions') }}
+    select * from {{ ref('stg_stripe__subscription_versions') }} as versions
+    where {{ saas_rebuilt_rows('int_subscription_mrr_recorded', 'versions') }}
 ),
 
 version_items as (
-    select * from {{ ref('stg_stripe__subscription_version_items') }}
+    select * from {{ ref('stg_stripe__subscription_version_items') }} as version_items
+    where {{ saas_rebuilt_rows('int_subscription_mrr_recorded', 'version_items') }}
 ),
 
 forever_discounts as (

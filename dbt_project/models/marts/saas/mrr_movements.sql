@@ -1,21 +1,21 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    pre_hook="{% if is_incremental() %}delete from {{ this }} where change_date >= (select movements_recompute_from from {{ ref('int_saas_workspaces') }} as w where w.workspace_id = {{ this.identifier }}.workspace_id){% endif %}"
+    on_schema_change='append_new_columns',
+    pre_hook="{{ saas_delete_rebuilt('mrr_movements') }}"
 ) }}
 {#- One row per workspace, customer and day whose end-of-day MRR differs from the day before
     (docs/metrics.md, "Movements"): the customer's change points (int_customer_mrr_changes),
     classified, in the reporting currency at the change day's rate.
 
-    Incremental: each run deletes and recomputes, per workspace already in the table, the days from
-    `movements_recompute_from` (int_saas_workspaces: the newest recorded version's day minus
-    `saas_movements_lookback_days`, default 35), and every day of a workspace that is not in it yet.
-    Why 35: an incremental sync replays events at most 30 days old (Stripe's retention; an older
-    cursor forces a full resync), so every version it loads, however late it arrives, is dated
-    within 30 days of the newest one. Older corrections need `dbt build --full-refresh`. -#}
--- depends_on: {{ ref('int_saas_workspaces') }}
+    Incremental (macros/incremental_changes.sql): a run recomputes the customers
+    int_saas_changed_customers lists, whatever the day of the change, and every customer of a
+    workspace whose reporting currency or exchange rates moved. -#}
+-- depends_on: {{ ref('int_saas_changed_customers') }}
+-- the workspaces' state compared (saas_moved_workspaces): {{ ref('int_fx_rates_ranged') }}
 with customer_changes as (
-    select * from {{ ref('int_customer_mrr_changes') }}
+    select * from {{ ref('int_customer_mrr_changes') }} as customer_changes
+    where {{ saas_rebuilt_rows('mrr_movements', 'customer_changes') }}
 ),
 
 workspaces as (
@@ -64,16 +64,7 @@ changes as (
 ),
 
 final as (
-    select changes.*
-    from changes
-    {% if is_incremental() %}
-    left join (select distinct workspace_id from {{ this }}) as built
-        on built.workspace_id = changes.workspace_id
-    left join workspaces
-        on workspaces.workspace_id = changes.workspace_id
-    where built.workspace_id is null
-        or changes.change_date >= workspaces.movements_recompute_from
-    {% endif %}
+    select * from changes
 )
 
 select * from final

@@ -1,11 +1,25 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ saas_delete_rebuilt('saas_customers') }}"
+) }}
 {#- One row per Stripe customer (deleted ones flagged), with their MRR today and their MRR history
-    in brief: when they first paid, and how many subscriptions they had. -#}
+    in brief: when they first paid, and how many subscriptions they had.
+
+    Incremental (macros/incremental_changes.sql): a run recomputes the customers
+    int_saas_changed_customers lists, and every customer of a workspace whose as-of day, reporting
+    currency or exchange rates on that day moved (their MRR today is converted on that day). -#}
+-- depends_on: {{ ref('int_saas_changed_customers') }}
+-- the workspaces' state compared (saas_moved_workspaces): {{ ref('int_fx_rates_ranged') }}
 with customers as (
-    select * from {{ ref('stg_stripe__customers') }}
+    select * from {{ ref('stg_stripe__customers') }} as customers
+    where {{ saas_rebuilt_rows('saas_customers', 'customers') }}
 ),
 
 subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+    select * from {{ ref('stg_stripe__subscriptions') }} as subscriptions
+    where {{ saas_rebuilt_rows('saas_customers', 'subscriptions') }}
 ),
 
 subscription_counts as (
@@ -15,7 +29,8 @@ subscription_counts as (
 ),
 
 customer_changes as (
-    select * from {{ ref('int_customer_mrr_changes') }}
+    select * from {{ ref('int_customer_mrr_changes') }} as customer_changes
+    where {{ saas_rebuilt_rows('saas_customers', 'customer_changes') }}
 ),
 
 workspaces as (

@@ -1,7 +1,17 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ saas_delete_rebuilt('subscription_items') }}"
+) }}
 {#- One row per current subscription item: price, quantity and its monthly amount before coupons
-    (metered items: 0, they are billed on usage). The subscription's MRR applies coupons and status. -#}
+    (metered items: 0, they are billed on usage). The subscription's MRR applies coupons and status.
+    Incremental (macros/incremental_changes.sql): a run recomputes the items of the subscriptions
+    int_saas_changed_subscriptions lists (the connector replaces a subscription's whole item set). -#}
+-- depends_on: {{ ref('int_saas_changed_subscriptions') }}
 with items as (
-    select * from {{ ref('stg_stripe__subscription_items') }}
+    select * from {{ ref('stg_stripe__subscription_items') }} as items
+    where {{ saas_rebuilt_rows('subscription_items', 'items') }}
 ),
 
 products as (

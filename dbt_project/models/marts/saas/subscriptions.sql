@@ -1,11 +1,25 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ saas_delete_rebuilt('subscriptions') }}"
+) }}
 {#- One row per subscription, in its current state, with its MRR today (docs/metrics.md) and the
-    days its MRR was first and last positive, from its change points. -#}
+    days its MRR was first and last positive, from its change points.
+
+    Incremental (macros/incremental_changes.sql): a run recomputes the subscriptions
+    int_saas_changed_subscriptions lists, and every subscription of a workspace whose as-of day,
+    reporting currency or exchange rates on that day moved (its MRR today is taken and converted on that day). -#}
+-- depends_on: {{ ref('int_saas_changed_subscriptions') }}
+-- the workspaces' state compared (saas_moved_workspaces): {{ ref('int_fx_rates_ranged') }}
 with subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+    select * from {{ ref('stg_stripe__subscriptions') }} as subscriptions
+    where {{ saas_rebuilt_rows('subscriptions', 'subscriptions') }}
 ),
 
 subscription_changes as (
-    select * from {{ ref('int_subscription_mrr_changes') }}
+    select * from {{ ref('int_subscription_mrr_changes') }} as subscription_changes
+    where {{ saas_rebuilt_rows('subscriptions', 'subscription_changes') }}
 ),
 
 workspaces as (

@@ -33,7 +33,9 @@ renamed as (
         coalesce(delinquent, false) as is_delinquent,
         {{ epoch_to_timestamp('created') }} as created_at,
         coalesce(deleted, false) as is_deleted,
-        {{ epoch_to_timestamp('deleted_at') }} as deleted_at
+        {{ epoch_to_timestamp('deleted_at') }} as deleted_at,
+        -- dlt's load id (the load's start in unix seconds): which load brought the row
+        cast(_dlt_load_id as double precision) as load_epoch
     from source
 ),
 
@@ -69,7 +71,9 @@ unlisted as (
         false as is_delinquent,
         {{ epoch_to_timestamp('null') }} as created_at,
         quarantined.customer_id is null as is_deleted,
-        {{ epoch_to_timestamp('null') }} as deleted_at
+        {{ epoch_to_timestamp('null') }} as deleted_at,
+        -- known only from references: an incremental run takes it from the referencing rows' loads
+        cast(null as double precision) as load_epoch
     from newest_reference
     left join quarantined
         on quarantined.workspace_id = newest_reference.workspace_id

@@ -10,7 +10,9 @@ renamed as (
         coalesce(active, false) as is_active,
         {{ epoch_to_timestamp('created') }} as created_at,
         coalesce(deleted, false) as is_deleted,
-        {{ epoch_to_timestamp('deleted_at') }} as deleted_at
+        {{ epoch_to_timestamp('deleted_at') }} as deleted_at,
+        -- dlt's load id (the load's start in unix seconds): which load brought the row
+        cast(_dlt_load_id as double precision) as load_epoch
     from source
 )
 

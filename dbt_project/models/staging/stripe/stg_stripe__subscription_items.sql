@@ -18,7 +18,9 @@ renamed as (
         price__recurring__usage_type as usage_type,
         {{ epoch_to_timestamp('created') }} as created_at,
         {{ epoch_to_timestamp('current_period_start') }} as current_period_start_at,
-        {{ epoch_to_timestamp('current_period_end') }} as current_period_end_at
+        {{ epoch_to_timestamp('current_period_end') }} as current_period_end_at,
+        -- dlt's load id (the load's start in unix seconds): which load brought the row
+        cast(_dlt_load_id as double precision) as load_epoch
     from source
 )
 

@@ -17,7 +17,9 @@ renamed as (
         cast({{ minor_to_major('price__unit_amount', 'price__currency') }} as decimal(38, 6)) as unit_amount,
         price__recurring__interval as recurring_interval,
         price__recurring__interval_count as recurring_interval_count,
-        price__recurring__usage_type as usage_type
+        price__recurring__usage_type as usage_type,
+        -- dlt's load id (the load's start in unix seconds): which load brought the row
+        cast(_dlt_load_id as double precision) as load_epoch
     from source
 )
 
