@@ -148,9 +148,11 @@ with_invoice_lines as (
     inner join invoices
         on invoices.workspace_id = lines.workspace_id
         and invoices.invoice_id = lines.invoice_id
-    inner join touched
-        on touched.workspace_id = invoices.workspace_id
-        and touched.subscription_id = invoices.subscription_id
+    -- each touched subscription once: touched holds a row per pending line (every line on a first
+    -- build), and joining those would pair every line of a subscription with every other
+    inner join (select distinct workspace_id, subscription_id from touched) as touched_subscriptions
+        on touched_subscriptions.workspace_id = invoices.workspace_id
+        and touched_subscriptions.subscription_id = invoices.subscription_id
     union all
     -- every subscription of a moved workspace: those with lines, a version or a row
     select lines.workspace_id, lines.subscription_id
