@@ -38,13 +38,7 @@
 
 {#- Where the loads already processed are kept: beside int_loads_pending, with the suffix __processed. -#}
 {% macro processed_loads_relation(create=false) -%}
-    {%- set node = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
-        | selectattr('name', 'equalto', 'int_loads_pending') | first -%}
-    {%- if create -%}
-        {{ return(api.Relation.create(database=node.database, schema=node.schema,
-                                      identifier=node.alias ~ '__processed', type='table')) }}
-    {%- endif -%}
-    {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias ~ '__processed')) }}
+    {{ return(model_relation('int_loads_pending', '__processed', create)) }}
 {%- endmacro %}
 
 {#- on-run-end: for each source whose consumers all succeeded in this run, record the loads they
@@ -166,13 +160,7 @@
 
 {#- Where the hook keeps it: beside int_saas_workspaces, with the suffix __built (none before). -#}
 {% macro saas_workspace_state_relation(create=false) -%}
-    {%- set node = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
-        | selectattr('name', 'equalto', 'int_saas_workspaces') | first -%}
-    {%- if create -%}
-        {{ return(api.Relation.create(database=node.database, schema=node.schema,
-                                      identifier=node.alias ~ '__built', type='table')) }}
-    {%- endif -%}
-    {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias ~ '__built')) }}
+    {{ return(model_relation('int_saas_workspaces', '__built', create)) }}
 {%- endmacro %}
 
 {#- A subquery of the SaaS workspaces whose `columns` of the state differ from the ones kept when the

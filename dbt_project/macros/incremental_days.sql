@@ -76,22 +76,23 @@ select * from final
 {%- endmacro %}
 
 {#- The relation of a model by name, without a ref (for the refresh bookkeeping, which must not
-    add edges to the DAG), or none when it has not been built yet. -#}
-{% macro model_relation(name, suffix='') -%}
+    add edges to the DAG), or none when it has not been built yet. With `suffix`, the table of that
+    name beside it (the bookkeeping's own tables); with `create`, that relation whether or not it
+    exists yet (a table to create). -#}
+{% macro model_relation(name, suffix='', create=false) -%}
     {%- set node = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
         | selectattr('name', 'equalto', name) | first -%}
+    {%- if create -%}
+        {{ return(api.Relation.create(database=node.database, schema=node.schema,
+                                      identifier=node.alias ~ suffix, type='table')) }}
+    {%- endif -%}
     {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias ~ suffix)) }}
 {%- endmacro %}
 
 {#- Where the digests the daily tables were last built from are kept: beside the digests, with the
     suffix __built. -#}
 {% macro refresh_state_relation(vertical, create=false) -%}
-    {%- set node = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
-        | selectattr('name', 'equalto', 'int_' ~ vertical ~ '_day_digests') | first -%}
-    {%- set relation = api.Relation.create(database=node.database, schema=node.schema,
-                                            identifier=node.alias ~ '__built', type='table') -%}
-    {%- if create -%}{{ return(relation) }}{%- endif -%}
-    {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias ~ '__built')) }}
+    {{ return(model_relation('int_' ~ vertical ~ '_day_digests', '__built', create)) }}
 {%- endmacro %}
 
 {#- In a daily table's SQL: true for the rows to (re)build, `workspace_id`'s days from its refresh
