@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,9 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"  # setting
 # fixed inputs, not the data, so they run where the SQL changes (the integration tests' builds, CI),
 # not on every refresh (docs/performance.md, "Incremental by day").
 BUILD = ("build", "--exclude-resource-type", "unit_test")
+# dagster-dbt's invocation folders kept under the project's target folder (`prune_invocation_targets`).
+KEEP_INVOCATIONS = 20
+KEEP_INVOCATIONS_SECONDS = 24 * 3600
 
 
 def dbt_env(warehouse: Warehouse) -> dict[str, str]:
@@ -89,6 +93,32 @@ def _parse_cache(profile_env: Mapping[str, str]) -> Path:
     profile = {name: value for name, value in profile_env.items() if name.startswith("ABOS_DBT_")}  # profiles.yml's
     key = hashlib.sha256(json.dumps(profile, sort_keys=True).encode()).hexdigest()[:16]
     return DBT_PROJECT_DIR / "target" / "partial_parse" / f"{key}.msgpack"
+
+
+def prune_invocation_targets(current: Path, keep: int = KEEP_INVOCATIONS,
+                             younger_than: float = KEEP_INVOCATIONS_SECONDS) -> list[Path]:
+    """Remove dagster-dbt's older invocation folders next to `current`; the removed ones.
+
+    dagster-dbt gives every dbt command a target folder of its own (`<op>-<run>-<id>` under
+    `DBT_TARGET_PATH`): dbt's log with every statement, the compiled SQL, the manifest and run results.
+    Nothing removes them, and the webhook refresh runs dbt every few seconds while webhooks arrive.
+    Kept: the `keep` newest, every folder touched in the last `younger_than` seconds (a concurrent
+    invocation is still writing its log; an operator reading last night's failure), and `current`.
+    Only folders named like `current` (the same op) are considered."""
+    op = current.name.split("-", 1)[0]
+    siblings = [p for p in current.parent.glob(f"{op}-*") if p.is_dir() and p != current]
+
+    def touched(folder: Path) -> float:
+        log = folder / "dbt.log"
+        return max(folder.stat().st_mtime, log.stat().st_mtime if log.exists() else 0.0)
+
+    newest_first = sorted(((touched(p), p) for p in siblings), reverse=True)
+    now = time.time()
+    removed = [p for rank, (mtime, p) in enumerate(newest_first, start=1)
+               if rank >= keep and now - mtime > younger_than]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
 
 
 def dbt_version_text() -> str:

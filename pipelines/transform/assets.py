@@ -19,7 +19,7 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.settings import Settings
-from pipelines.transform import BUILD, DBT_PROJECT_DIR, require_manifest, step_dbt_env
+from pipelines.transform import BUILD, DBT_PROJECT_DIR, prune_invocation_targets, require_manifest, step_dbt_env
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces
 
@@ -120,6 +120,7 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
             invocation = dbt.cli(list(BUILD), context=context)
         yield from invocation.stream()
         yield from row_counts(invocation, warehouse)
+        prune_invocation_targets(invocation.target_path)
 
     return [workspaces_table, dbt_models]
 

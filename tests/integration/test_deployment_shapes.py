@@ -10,8 +10,13 @@ behind the `slow` marker (`make test-slow`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +25,7 @@ import pytest
 import yaml
 
 from pipelines.sandbox.server import build_store
+from pipelines.transform import DBT_PROJECT_DIR, KEEP_INVOCATIONS
 from pipelines.workspaces import load_workspaces
 from tests.integration.test_ecommerce_models import with_password
 from tests.scenario import ScenarioWarehouse, serving
@@ -154,14 +160,40 @@ GROWN = ["saas-usd", "shop", "saas-kwd", "saas-kwd-usd"]
 
 
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
-def grown(request, deployments, store) -> tuple[dict, ScenarioWarehouse]:
+def grown_run(request, deployments, store) -> tuple[dict, ScenarioWarehouse, list[Path]]:
     """The SaaS-only deployment, run again with three workspaces added to workspaces.yaml: the shop,
     saas-kwd (billing and reporting in KWD) and saas-kwd-usd (billing in KWD, reporting in USD, with
-    no KWD rate anywhere)."""
+    no KWD rate anywhere). Before it, old dagster-dbt invocation folders are planted: the third item
+    is those the run left."""
     first, warehouse = deployments("saas-only", request.param)
     assert first["failed"] == []
     url = warehouse.settings.warehouse.url if request.param == "postgres" else None
-    return run_deployment(store, GROWN, warehouse.settings.home, url)
+    with planted_invocation_folders() as planted:
+        result, grown_warehouse = run_deployment(store, GROWN, warehouse.settings.home, url)
+        left = [folder for folder in planted if folder.exists()]
+    return result, grown_warehouse, left
+
+
+@pytest.fixture(scope="module")
+def grown(grown_run) -> tuple[dict, ScenarioWarehouse]:
+    return grown_run[:2]
+
+
+@contextlib.contextmanager
+def planted_invocation_folders(count: int = KEEP_INVOCATIONS + 5) -> Iterator[list[Path]]:
+    """`count` dagster-dbt invocation folders of the dbt step, two days old and older, oldest last."""
+    now = time.time()
+    planted = [DBT_PROJECT_DIR / "target" / f"dbt_models-planted-{os.getpid()}-{i:02d}" for i in range(count)]
+    for age, folder in enumerate(planted):
+        (folder / "compiled").mkdir(parents=True)
+        (folder / "dbt.log").write_text("an earlier refresh's log")
+        for path in (folder / "dbt.log", folder / "compiled", folder):
+            os.utime(path, (now - 2 * 86400 - age * 3600,) * 2)
+    try:
+        yield planted
+    finally:
+        for folder in planted:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_workspaces_added_later_to_a_running_deployment_get_their_tables_and_reports(grown):
@@ -236,3 +268,12 @@ def operator_alerts(settings) -> list[dict]:
             message = json.loads(path.read_text())["chat.postMessage"]
             alerts.append({"title": message["blocks"][0]["text"]["text"], "text": message["text"]})
     return alerts
+
+
+def test_the_dbt_step_removes_old_invocation_folders_and_keeps_the_newest(grown_run):
+    """dagster-dbt leaves a target folder per dbt command (the webhook refresh runs one every few
+    seconds): the run's dbt step removed the planted two-day-old ones beyond the newest kept."""
+    *_, left = grown_run
+    assert 0 < len(left) < KEEP_INVOCATIONS  # other runs' newer folders may have taken some of the places
+    ages = [int(p.name.rsplit("-", 1)[1]) for p in left]
+    assert ages == list(range(len(left)))  # the newest planted kept, the oldest removed
