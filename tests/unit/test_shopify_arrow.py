@@ -124,3 +124,31 @@ def test_file_blocks_end_on_line_breaks(tmp_path):
     pieces = list(blocks(path, size=1000))
     assert all(piece.endswith(b"\n") for piece in pieces)
     assert b"".join(pieces) == path.read_bytes()
+
+
+def test_rows_keep_file_order_by_node_type_and_no_column_of_another_type():
+    """Child lines of several types interleaved: each table's rows in file order (discount
+    applications: by type, in the order the types first appear), and no column a table's own nodes
+    never had (the block's columns are the union of every type's fields)."""
+    lines = [order(3, refunds=[refund(73)]), *reversed(children(3, refund_number=73)), order(1), *children(1),
+             order(2, poNumber="PO-2"), *children(2)]
+    tables = assert_same_rows(lines)
+    assert tables["orders"].column("id").to_pylist() == [f"gid://shopify/Order/{n}" for n in (3, 1, 2)]
+    assert tables["order_line_items"].column("order_id").to_pylist() == [
+        f"gid://shopify/Order/{n}" for n in (3, 1, 2)]
+    # ManualDiscountApplication appears first (order 3's lines reversed), then DiscountCodeApplication.
+    found = tables["order_discount_applications"]
+    assert list(zip(found.column("type").to_pylist(), found.column("order_id").to_pylist())) == [
+        ("ManualDiscountApplication", f"gid://shopify/Order/{n}") for n in (3, 1, 2)] + [
+        ("DiscountCodeApplication", f"gid://shopify/Order/{n}") for n in (3, 1, 2)]
+    for table, found in tables.items():
+        extra = set(found.column_names) - set(COLUMN_TYPES[table]) - {"_dlt_load_id", "_dlt_id"}
+        assert extra == ({"po_number"} if table == "orders" else set()), table
+
+
+def test_a_child_line_of_an_unknown_or_missing_type_is_refused():
+    keys = {table: KEYS[table][0] for table in TABLES["orders"]}
+    for typename in ("GiftCard", None):
+        child = {"__typename": typename, "id": "gid://shopify/GiftCard/1", "__parentId": "gid://shopify/Order/1"}
+        with pytest.raises(ValueError, match="unexpected nested Shopify node"):
+            ArrowTables("orders", WORKSPACE, keys).split(jsonl([order(1), *children(1), child]))

@@ -83,29 +83,20 @@ class ArrowTables:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # blocks typed a field differently
             # (a number here, a string there; a block whose refunds are all empty): one inference
             lines = pajson.read_json(io.BytesIO(block), read_options=pajson.ReadOptions(block_size=len(block)))
-        names = set(lines.column_names)
         tables: dict[str, list[pa.Table]] = {table: [] for table in TABLES[self.root]}
-        internal = [c for c in ("__parentId", "__typename") if c in names]
-        if "__parentId" in names:
-            roots = lines.filter(pc.is_null(lines["__parentId"]))
-            children = lines.filter(pc.is_valid(lines["__parentId"]))
-        else:
-            roots, children = lines, lines.slice(0, 0)
-        roots = roots.drop_columns(internal)
+        roots, children = _by_typename(lines)
         if self.root == "orders" and "refunds" in roots.column_names:
             tables["order_refunds"].append(self._refunds(roots["id"], roots["refunds"]))
             roots = roots.drop_columns(["refunds"])
         tables[self.root].append(self._finish(self.root, roots, {}))
-        if children.num_rows:
-            for typename in pc.unique(children["__typename"]).to_pylist():
-                if typename not in NESTED_TABLES:
-                    raise ValueError(f"unexpected nested Shopify node {typename!r} in a bulk result")
-                table, parent_column = NESTED_TABLES[typename]
-                part = children.filter(pc.equal(children["__typename"], typename))
-                extra = {parent_column: part["__parentId"]}
-                if table in TYPED_TABLES:
-                    extra["type"] = pa.array([typename] * part.num_rows, pa.string())
-                tables[table].append(self._finish(table, part.drop_columns(internal), extra))
+        for typename, part in children:
+            if typename not in NESTED_TABLES:
+                raise ValueError(f"unexpected nested Shopify node {typename!r} in a bulk result")
+            table, parent_column = NESTED_TABLES[typename]
+            extra = {parent_column: part["__parentId"]}
+            if table in TYPED_TABLES:
+                extra["type"] = pa.array([typename] * part.num_rows, pa.string())
+            tables[table].append(self._finish(table, part.drop_columns(["__parentId", "__typename"]), extra))
         joined = {table: _concat(parts) for table, parts in tables.items() if parts}
         return {table: rows for table, rows in joined.items() if rows.num_rows}
 
@@ -132,7 +123,10 @@ class ArrowTables:
         columns.update({name: array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
                         for name, array in extra.items()})
         for name in own.column_names:
-            columns.update(_flatten(name, own[name].combine_chunks(), "", self._json))
+            array = own[name]
+            if array.null_count == len(array):  # another node type's field (the block's columns are
+                continue  # their union): it adds nothing, a declared column is null either way below
+            columns.update(_flatten(name, array.combine_chunks(), "", self._json))
         # Every declared column, in declared order (as the dict path's column hints create them),
         # then any other field that has a value (schema evolution adds it, as it would a dict key).
         kept = {name: _cast(columns.pop(name, pa.nulls(own.num_rows)), ARROW_TYPES[data_type])
@@ -143,6 +137,33 @@ class ArrowTables:
         keys = self.keys.get(table, ())
         schema = pa.schema([pa.field(name, array.type, nullable=name not in keys) for name, array in kept.items()])
         return pa.table(list(kept.values()), schema=schema)
+
+
+def _by_typename(lines: pa.Table) -> tuple[pa.Table, list[tuple[str | None, pa.Table]]]:
+    """A block's top-level lines (without the bulk's own columns) and its child lines by `__typename`,
+    in the order each type first appears, each in file order.
+
+    The lines are put in that order by one stable sort, and each part is a slice of the result: the
+    block's columns (the union of every node type's fields) are copied once, not once per type.
+    """
+    names = set(lines.column_names)
+    internal = [c for c in ("__parentId", "__typename") if c in names]
+    if "__parentId" not in names or lines["__parentId"].null_count == lines.num_rows:
+        return lines.drop_columns(internal), []
+    is_child = pc.is_valid(lines["__parentId"])
+    kinds = pc.if_else(is_child, lines["__typename"], pa.scalar(None, lines["__typename"].type))
+    order = pc.array_sort_indices(kinds, null_placement="at_start")  # stable: file order within a type
+    lines = lines.take(order)
+    first = lines["__parentId"].null_count  # the top-level lines come first
+    counts = {row["values"]: row["counts"] for row in pc.value_counts(kinds).to_pylist()}
+    offsets, at = {}, first
+    for typename in sorted((k for k in counts if k is not None), key=lambda k: k.encode()):
+        offsets[typename], at = at, at + counts[typename]
+    if None in counts and counts[None] != first:  # a child line without a `__typename`
+        raise ValueError("unexpected nested Shopify node None in a bulk result")
+    appearing = [k for k in pc.unique(kinds.filter(is_child)).to_pylist()]
+    parts = [(typename, lines.slice(offsets[typename], counts[typename])) for typename in appearing]
+    return lines.slice(0, first).drop_columns(internal), parts
 
 
 def _flatten(key: str, array: pa.Array, prefix: str, to_json: Callable[[pa.Array], pa.Array]) -> dict[str, pa.Array]:
