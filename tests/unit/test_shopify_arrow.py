@@ -149,6 +149,43 @@ def test_rows_keep_file_order_by_node_type_and_no_column_of_another_type():
 def test_a_child_line_of_an_unknown_or_missing_type_is_refused():
     keys = {table: KEYS[table][0] for table in TABLES["orders"]}
     for typename in ("GiftCard", None):
-        child = {"__typename": typename, "id": "gid://shopify/GiftCard/1", "__parentId": "gid://shopify/Order/1"}
+        child = {"__typename": typename, "id": "gid://shopify/GiftCard/1",
+                 "__parentId": "gid://shopify/Order/1"}
         with pytest.raises(ValueError, match="unexpected nested Shopify node"):
             ArrowTables("orders", WORKSPACE, keys).split(jsonl([order(1), *children(1), child]))
+
+
+def test_a_bad_child_row_sets_its_whole_order_aside_as_the_dict_path_does():
+    """Interleaved node types, one order with a line of quantity 0 and one whose refund line has a
+    negative quantity: both evaluators find the same two orders, and dropping them leaves no row of
+    theirs in any table while every row of the good order stays."""
+    from datetime import UTC, datetime
+
+    from pipelines.ingest.quarantine import Bounds
+    from pipelines.ingest.shopify.contract import drop_arrow, screen_arrow, screen_rows
+
+    bad_line, bad_refund = children(1), children(2, refund_number=72)
+    bad_line[0]["quantity"] = 0
+    bad_refund[-1]["quantity"] = -1
+    lines = [order(2, refunds=[refund(72)]), *reversed(bad_refund), order(1), *bad_line,
+             order(3), *children(3)]
+    keys = {table: KEYS[table][0] for table in TABLES["orders"]}
+    tables = ArrowTables("orders", WORKSPACE, keys).split(jsonl(lines))
+    bounds = Bounds.at(datetime(2026, 5, 20, tzinfo=UTC))
+    by_arrow = screen_arrow(tables, bounds)
+    dict_rows = TableRows("orders", WORKSPACE).split([orjson.loads(orjson.dumps(x)) for x in lines])
+    by_rows = screen_rows(dict_rows, bounds)
+    bad = {"gid://shopify/Order/1", "gid://shopify/Order/2"}
+    assert set(by_arrow) == set(by_rows) == bad
+    assert {(v.record_table, v.field, v.reason) for v in by_arrow["gid://shopify/Order/1"]} == {
+        ("order_line_items", "quantity", "less than 1")}
+    assert {(v.record_table, v.field) for v in by_arrow["gid://shopify/Order/2"]} == {
+        ("order_refund_line_items", "quantity")}
+    kept = drop_arrow(tables, set(by_arrow))
+    good = ArrowTables("orders", WORKSPACE, keys).split(jsonl([order(3), *children(3)]))
+    assert set(kept) == set(good)
+    def key(row: dict) -> tuple:  # discount applications come by type, in the order the types first appear
+        return str(row.get("order_id") or row.get("refund_id")), str(row.get("id")), row.get("index") or 0
+
+    for table in good:
+        assert sorted(kept[table].to_pylist(), key=key) == sorted(good[table].to_pylist(), key=key), table
