@@ -146,21 +146,6 @@ scored_changes as (
     where changes.last_order_date is not null
 ),
 
--- R, F and M of every person and week, only to count them: a change holds until the next one
-week_values as (
-    select
-        snapshots.workspace_id,
-        snapshots.week_start,
-        scored_changes.last_order_date,
-        scored_changes.frequency,
-        scored_changes.monetary
-    from scored_changes
-    inner join snapshots
-        on snapshots.workspace_id = scored_changes.workspace_id
-        and snapshots.week_start >= scored_changes.week_start
-        and (scored_changes.next_week_start is null or snapshots.week_start < scored_changes.next_week_start)
-),
-
 {#- Quintiles from counts. The score of a value v in its workspace and week is
     least(5, 1 + floor(5 × percent_rank)), percent_rank = below / (n − 1): `below` customers of the
     week have a lower value (ties share it), n have a row (percent_rank 0 when n = 1). So the score
@@ -191,17 +176,28 @@ week_values as (
                 as customers_to_value,
             sum(customers) over (partition by workspace_id, week_start) as week_customers
         from (
-            select workspace_id, week_start, {{ measure }} as value, count(*) as customers
-            from week_values
-            group by workspace_id, week_start, {{ measure }}
+            -- the customers of each value in each week: the changes with the same value and weeks
+            -- counted once, then spread over those weeks
+            select snapshots.workspace_id, snapshots.week_start, spans.value, sum(spans.customers) as customers
+            from (
+                select workspace_id, week_start, next_week_start, {{ measure }} as value, count(*) as customers
+                from scored_changes
+                group by workspace_id, week_start, next_week_start, {{ measure }}
+            ) as spans
+            inner join snapshots
+                on snapshots.workspace_id = spans.workspace_id
+                and snapshots.week_start >= spans.week_start
+                and (spans.next_week_start is null or snapshots.week_start < spans.next_week_start)
+            group by snapshots.workspace_id, snapshots.week_start, spans.value
         ) as counted
     ) as cumulated
     group by workspace_id, week_start
 ),
 {%- endfor %}
 
--- every week's snapshot with its thresholds and the week before's
-thresholds as (
+-- every week's snapshot with its thresholds and the week before's (materialized: Postgres would
+-- otherwise join the customers' changes to one threshold table by workspace alone, then the rest)
+thresholds as materialized (
     select
         snapshots.workspace_id,
         snapshots.week_start,
