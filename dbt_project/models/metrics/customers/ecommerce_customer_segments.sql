@@ -12,7 +12,10 @@
     Amounts are in the shop's currency, but week_reporting_net_sales: the week's net sales in the
     reporting currency, each order and refund at its day's rate (the registry's segment money).
     R, F and M change only in weeks with an order or refund: they are totalled over those weeks and
-    spread over the weeks until the next, not summed again for every week.
+    spread over the weeks until the next, not summed again for every week. The scores come from four
+    thresholds per workspace, week and measure, counted from those changes (below), and the previous
+    segment from the week before's thresholds and the person's figures then: no sort or window over
+    the person-weeks (docs/performance.md, "The segments scored from counts").
 
     Incremental by week (macros/incremental_segments.sql): a run rebuilds the weeks from the
     workspace's refresh_from (int_ecommerce_segment_weeks) on, with everyone's orders and refunds
