@@ -12,7 +12,10 @@
     Amounts are in the shop's currency, but week_reporting_net_sales: the week's net sales in the
     reporting currency, each order and refund at its day's rate (the registry's segment money).
     R, F and M change only in weeks with an order or refund: they are totalled over those weeks and
-    spread over the weeks until the next, not summed again for every week.
+    spread over the weeks until the next, not summed again for every week. The scores come from four
+    thresholds per workspace, week and measure, counted from those changes (below), and the previous
+    segment from the week before's thresholds and the person's figures then: no sort or window over
+    the person-weeks (docs/performance.md, "The segments scored from counts").
 
     Incremental by week (macros/incremental_segments.sql): a run rebuilds the weeks from the
     workspace's refresh_from (int_ecommerce_segment_weeks) on, with everyone's orders and refunds
@@ -84,7 +87,8 @@ person_weeks as (
         greatest(cast({{ dbt.date_trunc('week', 'money.date') }} as date), first_weeks.from_week)
 ),
 
--- R, F and M change only in those weeks: each one's figures to its end, which hold until the next
+-- R, F and M change only in those weeks: each one's figures to its end, which hold until the next,
+-- and the figures before it (the person's week before, when they had a row then)
 changes as (
     select
         workspace_id,
@@ -94,6 +98,10 @@ changes as (
         max(last_order_date) over to_date as last_order_date,
         cast(sum(orders) over to_date as bigint) as frequency,
         sum(net_sales) over to_date as monetary,
+        lag(week_start) over by_person as previous_change,
+        max(last_order_date) over before as previous_last_order_date,
+        cast(sum(orders) over before as bigint) as previous_frequency,
+        sum(net_sales) over before as previous_monetary,
         -- a week's sum runs over the person's rows to date, earlier ones counting 0: once there are
         -- earlier rows, a week whose own amounts are all null (a missing rate) sums to 0, not null
         {%- for measure in ['week_net_sales', 'week_reporting_net_sales'] %}
@@ -104,67 +112,15 @@ changes as (
     from person_weeks
     window
         by_person as (partition by workspace_id, person_id order by week_start),
-        to_date as (by_person rows unbounded preceding)
-),
-
--- one row per person and week from their first change on; a week without one has no sales of its own
-measured as (
-    select
-        snapshots.workspace_id,
-        snapshots.week_start,
-        snapshots.snapshot_date,
-        changes.person_id,
-        changes.last_order_date,
-        changes.frequency,
-        changes.monetary,
-        case when snapshots.week_start = changes.week_start then changes.week_net_sales else 0 end
-            as week_net_sales,
-        case when snapshots.week_start = changes.week_start then changes.week_reporting_net_sales else 0 end
-            as week_reporting_net_sales
-    from changes
-    inner join snapshots
-        on snapshots.workspace_id = changes.workspace_id
-        and snapshots.week_start >= changes.week_start
-        and (changes.next_week_start is null or snapshots.week_start < changes.next_week_start)
-    -- someone whose only orders were refunded in full still has a last order; no order at all: skip
-    where changes.last_order_date is not null
-),
-
-scored as (
-    select
-        *,
-        cast({{ dbt.datediff('last_order_date', 'snapshot_date', 'day') }} as integer) as recency_days,
-        {%- for score, measure, direction in [('r_score', 'last_order_date', 'asc'),
-                                               ('f_score', 'frequency', 'asc'),
-                                               ('m_score', 'monetary', 'asc')] %}
-        cast(least(5, 1 + floor(5 * percent_rank() over (
-            partition by workspace_id, week_start order by {{ measure }} {{ direction }}
-        ))) as integer) as {{ score }}
-        {{- "," if not loop.last }}
-        {%- endfor %}
-    from measured
-),
-
-segmented as (
-    select
-        *,
-        case
-            when r_score >= 4 and f_score + m_score >= 8 then 'champions'
-            when r_score >= 4 and frequency = 1 then 'new'
-            when r_score >= 3 and f_score + m_score >= 6 then 'loyal'
-            when r_score >= 4 then 'promising'
-            when r_score <= 2 and f_score + m_score >= 6 then 'at_risk'
-            when r_score = 3 then 'needs_attention'
-            else 'hibernating'
-        end as segment
-    from scored
+        to_date as (by_person rows unbounded preceding),
+        before as (by_person rows between unbounded preceding and 1 preceding)
 ),
 
 {%- if is_incremental() %}
 
 -- the week before the first one built, as the table holds it: the previous segments of that week
 kept_weeks as (
-    select kept.workspace_id, kept.person_id, kept.segment
+    select kept.workspace_id, kept.person_id, kept.segment, first_weeks.from_week
     from {{ this }} as kept
     inner join first_weeks
         on first_weeks.workspace_id = kept.workspace_id
@@ -173,13 +129,168 @@ kept_weeks as (
 ),
 {%- endif %}
 
+-- someone whose only orders were refunded in full still has a last order; no order at all: no row.
+-- Incremental, a person's change in the first week built takes the previous segment the table holds
+scored_changes as (
+    select
+        changes.*,
+        {%- if is_incremental() %}
+        kept_weeks.segment as kept_previous_segment
+        {%- else %}
+        cast(null as {{ dbt.type_string() }}) as kept_previous_segment
+        {%- endif %}
+    from changes
+    {%- if is_incremental() %}
+    left join kept_weeks
+        on kept_weeks.workspace_id = changes.workspace_id
+        and kept_weeks.person_id = changes.person_id
+        and kept_weeks.from_week = changes.week_start
+    {%- endif %}
+    where changes.last_order_date is not null
+),
+
+{#- Quintiles from counts. The score of a value v in its workspace and week is
+    least(5, 1 + floor(5 × percent_rank)), percent_rank = below / (n − 1): `below` customers of the
+    week have a lower value (ties share it), n have a row (percent_rank 0 when n = 1). So the score
+    is 1 + the number of k in 1..4 with 5 × below ≥ k × (n − 1) (exact: the double division and
+    product give k itself when 5 × below = k × (n − 1)), and as `below` grows with v, that holds for
+    the values above the one at which 5 × (customers up to that value) first reaches k × (n − 1): the
+    week's threshold k. Four thresholds per week and measure, from each value's customers; a
+    customer-week is then scored by comparing, with no sort or join over customer-weeks. None of
+    the three measures is null (a last order by the snapshot, a count, a sum of amounts that are
+    never null). #}
+{%- set measures = [('r', 'last_order_date'), ('f', 'frequency'), ('m', 'monetary')] %}
+{%- for score, measure in measures %}
+
+{{ score }}_thresholds as (
+    select
+        workspace_id,
+        week_start,
+        {%- for k in range(1, 5) %}
+        min(case when 5 * customers_to_value >= {{ k }} * (week_customers - 1) then value end) as {{ score }}{{ k }}
+        {{- "," if not loop.last }}
+        {%- endfor %}
+    from (
+        select
+            workspace_id,
+            week_start,
+            value,
+            sum(customers) over (partition by workspace_id, week_start order by value rows unbounded preceding)
+                as customers_to_value,
+            sum(customers) over (partition by workspace_id, week_start) as week_customers
+        from (
+            -- the customers of each value in each week: the changes with the same value and weeks
+            -- counted once, then spread over those weeks
+            select snapshots.workspace_id, snapshots.week_start, spans.value, sum(spans.customers) as customers
+            from (
+                select workspace_id, week_start, next_week_start, {{ measure }} as value, count(*) as customers
+                from scored_changes
+                group by workspace_id, week_start, next_week_start, {{ measure }}
+            ) as spans
+            inner join snapshots
+                on snapshots.workspace_id = spans.workspace_id
+                and snapshots.week_start >= spans.week_start
+                and (spans.next_week_start is null or snapshots.week_start < spans.next_week_start)
+            group by snapshots.workspace_id, snapshots.week_start, spans.value
+        ) as counted
+    ) as cumulated
+    group by workspace_id, week_start
+),
+{%- endfor %}
+
+-- every week's snapshot with its thresholds and the week before's (materialized: Postgres would
+-- otherwise join the customers' changes to one threshold table by workspace alone, then the rest)
+thresholds as materialized (
+    select
+        snapshots.workspace_id,
+        snapshots.week_start,
+        snapshots.snapshot_date,
+        {%- for score, measure in measures %}
+        {%- for k in range(1, 5) %}
+        {{ score }}_thresholds.{{ score }}{{ k }},
+        previous_{{ score }}.{{ score }}{{ k }} as previous_{{ score }}{{ k }}
+        {{- "," if not (loop.last and score == 'm') }}
+        {%- endfor %}
+        {%- endfor %}
+    from snapshots
+    {%- for score, measure in measures %}
+    inner join {{ score }}_thresholds
+        on {{ score }}_thresholds.workspace_id = snapshots.workspace_id
+        and {{ score }}_thresholds.week_start = snapshots.week_start
+    left join {{ score }}_thresholds as previous_{{ score }}
+        on previous_{{ score }}.workspace_id = snapshots.workspace_id
+        and previous_{{ score }}.week_start = cast({{ dbt.dateadd('week', -1, 'snapshots.week_start') }} as date)
+    {%- endfor %}
+),
+
+-- one row per person and week from their first change on; a week without one has no sales of its own.
+-- The week before: the same figures in a week after the change, the previous change's in its week
+-- (none if the person had no order by then, or no change before: their first week, or the first built)
+scored as (
+    select
+        thresholds.workspace_id,
+        thresholds.week_start,
+        thresholds.snapshot_date,
+        scored_changes.person_id,
+        scored_changes.last_order_date,
+        scored_changes.frequency,
+        scored_changes.monetary,
+        case when thresholds.week_start = scored_changes.week_start then scored_changes.week_net_sales else 0 end
+            as week_net_sales,
+        case when thresholds.week_start = scored_changes.week_start then scored_changes.week_reporting_net_sales else 0 end
+            as week_reporting_net_sales,
+        {%- for score, measure in measures %}
+        cast(1
+            {%- for k in range(1, 5) %} + case when scored_changes.{{ measure }} > thresholds.{{ score }}{{ k }} then 1 else 0 end{% endfor %}
+            as integer) as {{ score }}_score,
+        {%- endfor %}
+        {%- for score, measure in measures %}
+        cast(case
+            when thresholds.week_start > scored_changes.week_start then 1
+            {%- for k in range(1, 5) %} + case when scored_changes.{{ measure }} > thresholds.previous_{{ score }}{{ k }} then 1 else 0 end{% endfor %}
+            when scored_changes.previous_change is not null and scored_changes.previous_last_order_date is not null then 1
+            {%- for k in range(1, 5) %} + case when scored_changes.previous_{{ measure }} > thresholds.previous_{{ score }}{{ k }} then 1 else 0 end{% endfor %}
+        end as integer) as previous_{{ score }}_score,
+        {%- endfor %}
+        case
+            when thresholds.week_start > scored_changes.week_start then scored_changes.frequency
+            else scored_changes.previous_frequency
+        end as previous_frequency,
+        case when thresholds.week_start = scored_changes.week_start then scored_changes.kept_previous_segment end
+            as kept_previous_segment
+    from scored_changes
+    inner join thresholds
+        on thresholds.workspace_id = scored_changes.workspace_id
+        and thresholds.week_start >= scored_changes.week_start
+        and (scored_changes.next_week_start is null or thresholds.week_start < scored_changes.next_week_start)
+),
+
+segmented as (
+    select
+        *,
+        {%- for prefix in ['', 'previous_'] %}
+        case
+            when {{ prefix }}r_score is null then null
+            when {{ prefix }}r_score >= 4 and {{ prefix }}f_score + {{ prefix }}m_score >= 8 then 'champions'
+            when {{ prefix }}r_score >= 4 and {{ prefix }}frequency = 1 then 'new'
+            when {{ prefix }}r_score >= 3 and {{ prefix }}f_score + {{ prefix }}m_score >= 6 then 'loyal'
+            when {{ prefix }}r_score >= 4 then 'promising'
+            when {{ prefix }}r_score <= 2 and {{ prefix }}f_score + {{ prefix }}m_score >= 6 then 'at_risk'
+            when {{ prefix }}r_score = 3 then 'needs_attention'
+            else 'hibernating'
+        end as {{ prefix }}segment
+        {{- "," if not loop.last }}
+        {%- endfor %}
+    from scored
+),
+
 final as (
     select
         segmented.workspace_id,
         segmented.week_start,
         segmented.snapshot_date,
         segmented.person_id,
-        segmented.recency_days,
+        cast({{ dbt.datediff('segmented.last_order_date', 'segmented.snapshot_date', 'day') }} as integer) as recency_days,
         segmented.frequency,
         cast(segmented.monetary as decimal(38, 4)) as monetary,
         cast(segmented.week_net_sales as decimal(38, 4)) as week_net_sales,
@@ -188,20 +299,9 @@ final as (
         segmented.f_score,
         segmented.m_score,
         segmented.segment,
-        {%- if is_incremental() %}
-        coalesce(
-            lag(segmented.segment) over (partition by segmented.workspace_id, segmented.person_id order by segmented.week_start),
-            kept_weeks.segment
-        ) as previous_segment
+        -- the first week built: the previous segment the table holds (the window's first week: none)
+        coalesce(segmented.previous_segment, segmented.kept_previous_segment) as previous_segment
     from segmented
-    left join kept_weeks
-        on kept_weeks.workspace_id = segmented.workspace_id
-        and kept_weeks.person_id = segmented.person_id
-        {%- else %}
-        lag(segmented.segment) over (partition by segmented.workspace_id, segmented.person_id order by segmented.week_start)
-            as previous_segment
-    from segmented
-        {%- endif %}
 )
 
 select * from final
