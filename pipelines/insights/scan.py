@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy
 
-from pipelines.insights.anomalies import detect_many, week_over_week
+from pipelines.insights.anomalies import detect_many
 from pipelines.insights.calendar import Calendar
 from pipelines.insights.drivers import explain
 from pipelines.packs import Pack, signed_sum
@@ -110,35 +110,58 @@ def _weekly_findings(series: pd.DataFrame, judged: pd.DataFrame, pack: Pack) -> 
     with np.errstate(invalid="ignore", divide="ignore"):
         week_score = days.sum() / np.sqrt(days.count())
     trailing = _trailing_week(series, pack)
-    found_weeks = []
-    for metric in pack.metrics:
-        threshold = metric.change_threshold
-        found = week_over_week(trailing[metric.name], threshold=threshold)
-        # Whole weeks only, as the weekly report shows them: each Monday-to-Sunday week against the
-        # one before, judged on its Sunday.
-        agreement = week_score[metric.name].reindex(found.index)
-        found = found.assign(week_score=agreement)[found.index.day_of_week == 6]
-        agrees = (np.sign(found["week_score"]) == np.sign(found["change"])) & (
-            found["week_score"].abs() >= metric.sensitivity)
-        flagged = found["is_anomaly"] & agrees
-        # A run of weeks moving the same way is flagged once.
-        run_start = flagged & ~(flagged.shift(fill_value=False) & found["direction"].eq(found["direction"].shift()))
-        found = found[run_start]
-        found_weeks.append(pd.DataFrame({
-            "metric": metric.name,
-            "date": found.index,
-            "value": found["value"],
-            "expected": found["previous"],
-            "lower": found["previous"] - threshold * found["previous"].abs(),
-            "upper": found["previous"] + threshold * found["previous"].abs(),
-            "score": found["change"],
-            "direction": found["direction"].astype(str),
-            "severity": [_change_severity(change) for change in found["change"]],
-            "confidence": [_confidence(z, metric.sensitivity) for z in found["week_score"]],
-            "holiday": None,
-            "rule": "week_over_week",
-        }))
-    return pd.concat(found_weeks, ignore_index=True)
+    names = [metric.name for metric in pack.metrics]
+    threshold = np.array([metric.change_threshold for metric in pack.metrics])
+    sensitivity = np.array([metric.sensitivity for metric in pack.metrics])
+    # `anomalies.week_over_week` for every metric at once (one frame, not a frame per metric: the
+    # per-metric pandas calls were most of a tiny workspace's anomaly scan; docs/performance.md,
+    # 2026-12-06): each point against the same point a week earlier.
+    value = trailing[names]
+    previous = value.shift(freq=pd.Timedelta(days=7)).reindex(value.index)
+    value, previous = value.to_numpy(dtype="float64"), previous.to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = (value - previous) / np.abs(previous)
+    change = np.where((previous != 0) & ~np.isnan(previous) & ~np.isnan(value), change, np.nan)
+    with np.errstate(invalid="ignore"):
+        is_anomaly = np.abs(change) >= threshold  # NaN compares False
+    up = change > 0
+    has_direction = ~np.isnan(change) & (change != 0)
+    # Whole weeks only, as the weekly report shows them: each Monday-to-Sunday week against the
+    # one before, judged on its Sunday.
+    sundays = np.flatnonzero(trailing.index.day_of_week == 6)
+    agreement = week_score.reindex(columns=names).reindex(trailing.index).to_numpy(dtype="float64")[sundays]
+    change, is_anomaly, up, has_direction = change[sundays], is_anomaly[sundays], up[sundays], has_direction[sundays]
+    agrees = (np.sign(agreement) == np.sign(change)) & (np.abs(agreement) >= sensitivity)
+    flagged = is_anomaly & agrees
+    # A run of weeks moving the same way is flagged once.
+    before = np.zeros_like(flagged)
+    before[1:] = flagged[:-1]
+    same_way = np.zeros_like(flagged)
+    same_way[1:] = has_direction[1:] & has_direction[:-1] & (up[1:] == up[:-1])
+    run_start = flagged & ~(before & same_way)
+    columns, rows = np.nonzero(run_start.T)  # (metric, Sunday) of each finding: metric by metric, in date order
+    at = sundays[rows]
+    expected = previous[at, columns]
+    score = change[rows, columns]
+    spread = threshold[columns] * np.abs(expected)
+    week_score_found = agreement[rows, columns]
+    direction = np.where(~has_direction[rows, columns], "nan", np.where(up[rows, columns], "up", "down"))
+    # The dtypes the per-metric frames concatenated to (severity: text, or float64 when nothing was found).
+    return pd.DataFrame({
+        "metric": pd.Series([names[column] for column in columns], dtype="str"),
+        "date": trailing.index[at],
+        "value": value[at, columns],
+        "expected": expected,
+        "lower": expected - spread,
+        "upper": expected + spread,
+        "score": score,
+        "direction": pd.Series(direction, dtype="str"),
+        "severity": pd.Series([_change_severity(one) for one in score], dtype=object if len(rows) else "float64"),
+        "confidence": pd.Series([_confidence(z, sensitivity[column]) for z, column in zip(week_score_found, columns)],
+                                dtype="float64"),
+        "holiday": pd.Series([None] * len(rows), dtype=object),
+        "rule": pd.Series(["week_over_week"] * len(rows), dtype="str"),
+    })
 
 
 def _impact(rows: pd.DataFrame, series: pd.DataFrame, pack: Pack) -> pd.Series:

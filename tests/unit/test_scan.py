@@ -99,6 +99,33 @@ def test_a_holiday_week_is_not_a_week_over_week_alert():
     assert (pd.to_datetime(plain["date"]) == "2024-11-29").any()
 
 
+def test_a_week_well_above_the_one_before_is_one_week_over_week_finding_on_its_sunday():
+    # Monday 2025-03-10 to Sunday 2025-03-16 at 1.6 times the usual day, every metric's amounts and counts.
+    frame = store()
+    for day in pd.date_range("2025-03-10", "2025-03-16"):
+        lift(frame, str(day.date()), 1.6)
+    found = find_anomalies(frame, ECOMMERCE, "shop")
+    weekly = found[(found["rule"] == "week_over_week") & (found["metric"] == "orders")]
+    dates = pd.to_datetime(frame["date"])
+    this_week = frame.loc[dates.between("2025-03-10", "2025-03-16"), "orders"].sum()
+    week_before = frame.loc[dates.between("2025-03-03", "2025-03-09"), "orders"].sum()
+    week_after = frame.loc[dates.between("2025-03-17", "2025-03-23"), "orders"].sum()
+    # On the lifted week's Sunday: the weeks' sums, +60%, ±30% of last week as the band; and on the
+    # next Sunday the fall back (−37.5%, "low": within ±50%), which the band's days agree with.
+    assert list(pd.to_datetime(weekly["date"])) == [pd.Timestamp("2025-03-16"), pd.Timestamp("2025-03-23")]
+    up, down = weekly.iloc[0], weekly.iloc[1]
+    assert (up["value"], up["expected"]) == (pytest.approx(this_week), pytest.approx(week_before))
+    assert up["score"] == pytest.approx(this_week / week_before - 1)
+    assert (up["lower"], up["upper"]) == (pytest.approx(0.7 * week_before), pytest.approx(1.3 * week_before))
+    assert (up["direction"], up["severity"]) == ("up", "medium")
+    assert (down["value"], down["expected"]) == (pytest.approx(week_after), pytest.approx(this_week))
+    assert down["score"] == pytest.approx(week_after / this_week - 1)
+    assert (down["direction"], down["severity"]) == ("down", "low")
+    # The same weeks for every summed metric the lift moved, and nothing else week over week.
+    assert set(found.loc[found["rule"] == "week_over_week", "metric"]) == {
+        "gross_sales", "net_sales", "new_customers", "orders", "returning_customers", "units"}
+
+
 def product_slices(frame: pd.DataFrame, *, lifted: dict[str, str]) -> pd.DataFrame:
     """Each summed metric with a product dimension split over three products (50/30/20%); on each
     `lifted` day the named product carries everything above the usual day."""
