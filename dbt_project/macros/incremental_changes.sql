@@ -21,7 +21,8 @@
 {% macro pending_load_consumers(source_name) -%}
     {%- set consumers = {
         'shopify': ['int_ecommerce_changes', 'int_orders_identified', 'int_customers_unified', 'orders',
-                    'order_lines', 'refunds', 'customers'],
+                    'order_lines', 'refunds', 'customers', 'int_ecommerce_order_digests',
+                    'int_ecommerce_cohort_activity'],
         'stripe': ['invoices', 'invoice_lines', 'int_saas_changed_subscriptions', 'int_subscription_mrr_rebuilt',
                    'int_subscription_mrr_recorded', 'int_subscription_mrr_segments', 'int_subscription_mrr_changes',
                    'int_saas_changed_customers', 'int_customer_mrr_changes', 'subscription_items',
@@ -273,4 +274,24 @@
         {{ return('refreshed.load_epoch in (select load_epoch from ' ~ pending ~ " where source_name = 'stripe')") }}
     {%- endif -%}
     {{ return(none) }}
+{%- endmacro %}
+
+{#- The pre-hook of int_ecommerce_cohort_activity: delete the rows the run rebuilds, every row of a
+    changed person (before or after the change) and each workspace's months from its refresh_from's
+    month on (int_ecommerce_refresh_windows: a changed exchange rate, timezone or reporting currency,
+    a new workspace; the person rows, activity_month null, carry no money). -#}
+{% macro cohort_activity_delete() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where exists (
+                select 1 from {{ changed_people() }} as changed
+                where changed.workspace_id = {{ this.identifier }}.workspace_id
+                    and changed.person_id = {{ this.identifier }}.person_id
+            )
+            or {{ this.identifier }}.activity_month >= (
+                select cast({{ dbt.date_trunc('month', 'windows.refresh_from') }} as date)
+                from {{ ref('int_ecommerce_refresh_windows') }} as windows
+                where windows.workspace_id = {{ this.identifier }}.workspace_id
+            )
+    {%- endif -%}
 {%- endmacro %}

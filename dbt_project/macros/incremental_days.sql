@@ -22,6 +22,13 @@
     {{ return(tables[vertical]) }}
 {%- endmacro %}
 
+{#- The other models a vertical's refresh windows rebuild rows of (int_ecommerce_cohort_activity: its
+    months from refresh_from on, for a changed exchange rate): the state is kept only when they were
+    built too, so a run that built the daily tables but not them still has them rebuild those days. -#}
+{% macro window_readers(vertical) -%}
+    {{ return(['int_ecommerce_cohort_activity'] if vertical == 'ecommerce' else []) }}
+{%- endmacro %}
+
 {#- Whether a vertical's daily rows are independent of each other: an ecommerce day sums that day's
     orders and refunds only, so a changed day is rebuilt alone (int_ecommerce_refresh_days); SaaS
     days carry running sums (MRR, active counts), so a change rebuilds every day after it. -#}
@@ -149,7 +156,8 @@ select * from final
                 {%- set needed = ['int_ecommerce_segment_day_digests', 'int_ecommerce_segment_weeks'] + segment_tables().keys() | list -%}
             {%- else -%}
                 {%- set needed = ['int_' ~ vertical ~ '_day_digests', 'int_' ~ vertical ~ '_refresh_windows'] + refresh_tables(vertical)
-                    + (['int_' ~ vertical ~ '_refresh_days'] if refresh_by_day(vertical) else []) -%}
+                    + (['int_' ~ vertical ~ '_refresh_days'] if refresh_by_day(vertical) else [])
+                    + window_readers(vertical) -%}
             {%- endif -%}
             {%- if needed | reject('in', built) | list | length == 0 -%}
                 {%- set state = refresh_state_relation(vertical, create=true) -%}

@@ -49,6 +49,9 @@ METRIC_COLUMNS = [
 TABLES = {
     "intermediate.int_orders_identified": "workspace_id, order_id",
     "intermediate.int_customers_unified": "workspace_id, person_id",
+    "intermediate.int_ecommerce_order_digests": "workspace_id, order_id, date_day",
+    "intermediate.int_ecommerce_day_digests": "workspace_id, date_day",
+    "intermediate.int_ecommerce_cohort_activity": "workspace_id, person_id, activity_month nulls first",
     "marts.orders": "workspace_id, order_id",
     "marts.order_lines": "workspace_id, order_line_id",
     "marts.refunds": "workspace_id, refund_id",
@@ -67,6 +70,8 @@ TABLES = {
     "metrics.ecommerce_segment_metrics": "workspace_id, date",
     "metrics.ecommerce_segment_slices": "workspace_id, date, metric, dimension, dimension_value",
 }
+# Fingerprints: each database hashes rows with its own function (macro row_digest).
+HASHED = {"intermediate.int_ecommerce_order_digests", "intermediate.int_ecommerce_day_digests"}
 
 
 # -- builds (once per database) -------------------------------------------------------------------
@@ -516,6 +521,8 @@ def test_incremental_rerun_on_postgres_with_no_new_load_leaves_every_table_as_it
 def test_same_results_on_duckdb_and_postgres(duckdb_scenarios, postgres_scenarios):
     """Every ecommerce table holds the same rows on both databases (load ids differ by nature)."""
     for table, key in TABLES.items():
+        if table in HASHED:
+            continue
         on_duckdb = rows_by_key(duckdb_scenarios, table, key, drop=("order_load_epoch",))
         on_postgres = rows_by_key(postgres_scenarios, table, key, drop=("order_load_epoch",))
         assert on_duckdb, table

@@ -3,7 +3,11 @@
     Amounts are in the shop's currency, and reporting_net_sales is net_sales in the workspace's
     reporting currency, each order and refund converted at its own day's rate (the registry's cohort
     money reads it); refunds count in the month they are made. The last month of a workspace is
-    usually still running. -#}
+    usually still running.
+
+    The per-person work (first and second orders, each order and refund converted) is in
+    int_ecommerce_cohort_activity, which an incremental run rebuilds for the people and months it
+    changed; this sums it per cohort and month. -#}
 with recursive workspaces as (
     select * from {{ ref('stg_reference__workspaces') }}
 ),
@@ -12,86 +16,17 @@ customers as (
     select * from {{ ref('customers') }}
 ),
 
-orders as (
-    select * from {{ ref('orders') }}
-),
-
-refunds as (
-    select * from {{ ref('refunds') }}
-),
-
-ranked_orders as (
-    select
-        workspace_id,
-        person_id,
-        order_date,
-        discounted_sales,
-        currency,
-        row_number() over (partition by workspace_id, person_id order by created_at, order_id) as order_number
-    from orders
-    where not is_cancelled
-),
-
+-- one row per customer with a first sold order, and one per such customer and month with activity
 people as (
-    select
-        customers.workspace_id,
-        customers.person_id,
-        cast({{ dbt.date_trunc('month', 'customers.first_order_date') }} as date) as cohort_month,
-        customers.first_order_date,
-        second_orders.order_date as second_order_date
-    from customers
-    left join ranked_orders as second_orders
-        on second_orders.workspace_id = customers.workspace_id
-        and second_orders.person_id = customers.person_id
-        and second_orders.order_number = 2
-    where customers.first_order_date is not null
+    select workspace_id, person_id, cohort_month, first_order_date, second_order_date
+    from {{ ref('int_ecommerce_cohort_activity') }}
+    where activity_month is null
 ),
 
--- what happened on which day: sold orders (the buyer is active) and refunds (money only)
-dated as (
-    select
-        ranked_orders.workspace_id,
-        ranked_orders.person_id as active_person_id,
-        people.cohort_month,
-        ranked_orders.order_date as day,
-        ranked_orders.currency,
-        1 as orders,
-        ranked_orders.discounted_sales as net_sales
-    from ranked_orders
-    inner join people
-        on people.workspace_id = ranked_orders.workspace_id
-        and people.person_id = ranked_orders.person_id
-
-    union all
-
-    select
-        refunds.workspace_id,
-        null as active_person_id,
-        people.cohort_month,
-        refunds.refund_date as day,
-        refunds.currency,
-        0 as orders,
-        -refunds.refunded_sales as net_sales
-    from refunds
-    inner join people
-        on people.workspace_id = refunds.workspace_id
-        and people.person_id = refunds.person_id
-),
-
--- each order and refund also in the reporting currency, at its day's rate (a missing rate: null,
--- and int_fx_rate_gaps_ecommerce keeps the workspace out of the cohort metrics)
 activity as (
-    select
-        dated.workspace_id,
-        dated.active_person_id,
-        dated.cohort_month,
-        cast({{ dbt.date_trunc('month', 'dated.day') }} as date) as activity_month,
-        dated.orders,
-        dated.net_sales,
-        {{ fx_convert('dated.net_sales', 'dated.currency', 'workspaces.reporting_currency', 4) }} as reporting_net_sales
-    from dated
-    inner join workspaces on workspaces.workspace_id = dated.workspace_id
-    {{ fx_rate_joins('dated.day', 'dated.currency', 'workspaces.reporting_currency') }}
+    select workspace_id, cohort_month, activity_month, is_active, orders, net_sales, reporting_net_sales
+    from {{ ref('int_ecommerce_cohort_activity') }}
+    where activity_month is not null
 ),
 
 last_months as (
@@ -133,25 +68,38 @@ monthly as (
         workspace_id,
         cohort_month,
         activity_month,
-        count(distinct active_person_id) as active_customers,
-        sum(orders) as orders,
-        sum(net_sales) as net_sales,
-        sum(reporting_net_sales) as reporting_net_sales
+        cast(sum(is_active) as bigint) as active_customers,
+        cast(sum(orders) as bigint) as orders,
+        cast(sum(net_sales) as decimal(38, 9)) as net_sales,
+        cast(sum(reporting_net_sales) as decimal(38, 4)) as reporting_net_sales
     from activity
     group by workspace_id, cohort_month, activity_month
 ),
 
+-- each cohort's customers by the month of their second sold order
+second_months as (
+    select
+        workspace_id,
+        cohort_month,
+        cast({{ dbt.date_trunc('month', 'second_order_date') }} as date) as second_month,
+        count(*) as customers
+    from people
+    where second_order_date is not null
+    group by workspace_id, cohort_month, cast({{ dbt.date_trunc('month', 'second_order_date') }} as date)
+),
+
+-- the cohort's customers whose second order was by then
 repeats as (
     select
         months.workspace_id,
         months.cohort_month,
         months.activity_month,
-        count(people.person_id) as repeat_customers
+        cast(coalesce(sum(second_months.customers), 0) as bigint) as repeat_customers
     from months
-    left join people
-        on people.workspace_id = months.workspace_id
-        and people.cohort_month = months.cohort_month
-        and cast({{ dbt.date_trunc('month', 'people.second_order_date') }} as date) <= months.activity_month
+    left join second_months
+        on second_months.workspace_id = months.workspace_id
+        and second_months.cohort_month = months.cohort_month
+        and second_months.second_month <= months.activity_month
     group by months.workspace_id, months.cohort_month, months.activity_month
 ),
 
