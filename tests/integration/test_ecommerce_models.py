@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import hashlib
+import json
 
 import pytest
 
@@ -877,3 +878,31 @@ def test_segments_rebuild_only_the_weeks_whose_inputs_changed(simulated):
     changed = [gid for gid, _ in simulated["changed"].values()] + [simulated["moved"]["moved"][0]]
     first_changed = min(orders[gid]["order_date"] for gid in changed)
     assert first_changed < us["first_week"] == us["refresh_from"], (first_changed, us)
+
+
+@pytest.mark.slow
+def test_a_changed_exchange_rate_rebuilds_the_cohort_money_of_the_months_from_its_day(tmp_path):
+    """ecom-brl alone (see its cohort test: 100.00 BRL on 03-05, 45.00 BRL net on 03-06, 26.10 USD at
+    each day's rate): the ECB's BRL rate of 03-06 is revised after the first build. The incremental
+    run rebuilds the cohort money from that day's month for every customer, not only for changed
+    people (int_ecommerce_cohort_activity: none changed here), so the cohort's reporting_net_sales
+    moves and every ecommerce table equals a full refresh."""
+    fixture = json.loads(FIXTURE.read_text())
+    fixture["workspaces"] = {"ecom-brl": fixture["workspaces"]["ecom-brl"]}
+    (tmp_path / "brl.json").write_text(json.dumps(fixture))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        warehouse = build_scenario(tmp_path / "brl.json", tmp_path / "home", None, monkeypatch,
+                                   dbt_args=("build", *ECOMMERCE))
+        cohort = "select reporting_net_sales from metrics.ecommerce_cohorts where workspace_id = 'ecom-brl'"
+        assert warehouse.query(cohort) == [{"reporting_net_sales": Decimal("26.10")}]
+        with warehouse.settings.warehouse.transaction() as statements:
+            statements.execute("update fx.ecb_rates set units_per_eur = units_per_eur * 2"
+                               " where currency = 'BRL' and day = '2026-03-06'")
+        run_dbt(warehouse.settings, "run", *ECOMMERCE)
+        incremental = snapshot(warehouse)
+        moved = warehouse.query(cohort)
+        run_dbt(warehouse.settings, "build", *ECOMMERCE, "--full-refresh")
+        full = snapshot(warehouse)
+    assert moved != [{"reporting_net_sales": Decimal("26.10")}], moved  # the 03-06 order's USD halved
+    for table in TABLES:
+        assert incremental[table] == full[table], table
