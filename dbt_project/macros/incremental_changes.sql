@@ -184,11 +184,35 @@
     {%- endif %})
 {%- endmacro %}
 
+{#- The first day whose exchange rates differ from those the SaaS daily tables (and mrr_movements,
+    window_readers) were last built with: the first '*' day of int_saas_day_digests whose digest
+    differs from the copy the on-run-end hook keeps (macros/incremental_days.sql; a rate's digest
+    is on its first day, and a day converts at the rate in force then or, after the last published
+    day, that day's), or 1900-01-01 when no copy is kept; 9999-12-31 when none differs. A scalar
+    subquery. -#}
+{% macro saas_rates_changed_from(use_refs=true) -%}
+    {%- set digests = ref('int_saas_day_digests') if use_refs else model_relation('int_saas_day_digests') -%}
+    {%- set state = refresh_state_relation('saas') if execute else none -%}
+    {%- if state is none or digests is none -%}
+        cast('1900-01-01' as date)
+    {%- else -%}
+        (select coalesce(min(coalesce(rates.date_day, built.date_day)), cast('9999-12-31' as date))
+         from (select date_day, digest from {{ digests }} where workspace_id = '*') as rates
+         full outer join (select date_day, digest from {{ state }} where workspace_id = '*') as built
+             on built.date_day = rates.date_day
+         where rates.digest is null or built.digest is null or rates.digest <> built.digest)
+    {%- endif -%}
+{%- endmacro %}
+
 {#- The SaaS models an incremental run rebuilds by changed subscription or customer, and what else
-    each rebuilds in full per workspace: the workspaces whose `moved` state columns changed. -#}
+    each rebuilds in full per workspace: the workspaces whose `moved` state columns changed; and,
+    with `rates_from`, the rows whose day (that column) is on or after the first day whose exchange
+    rates changed (saas_rates_changed_from: mrr_movements converts at each change day's rate). -#}
 {% macro saas_incremental_models() -%}
-    {%- set by_subscription = {'key': 'subscription_id', 'changes': 'int_saas_changed_subscriptions', 'moved': []} -%}
-    {%- set by_customer = {'key': 'customer_id', 'changes': 'int_saas_changed_customers', 'moved': []} -%}
+    {%- set by_subscription = {'key': 'subscription_id', 'changes': 'int_saas_changed_subscriptions', 'moved': [],
+                               'rates_from': none} -%}
+    {%- set by_customer = {'key': 'customer_id', 'changes': 'int_saas_changed_customers', 'moved': [],
+                           'rates_from': none} -%}
     {{ return({
         'int_subscription_mrr_recorded': by_subscription,
         'int_subscription_mrr_segments': by_subscription,
@@ -196,12 +220,12 @@
         'subscription_items': by_subscription,
         'int_subscription_plans': by_subscription,
         'subscriptions': {'key': 'subscription_id', 'changes': 'int_saas_changed_subscriptions',
-                          'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest']},
+                          'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest'], 'rates_from': none},
         'int_customer_mrr_changes': by_customer,
         'saas_customers': {'key': 'customer_id', 'changes': 'int_saas_changed_customers',
-                           'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest']},
+                           'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest'], 'rates_from': none},
         'mrr_movements': {'key': 'customer_id', 'changes': 'int_saas_changed_customers',
-                          'moved': ['reporting_currency', 'rates_digest']},
+                          'moved': ['reporting_currency'], 'rates_from': 'change_date'},
     }) }}
 {%- endmacro %}
 
@@ -218,6 +242,9 @@
                      and changed.{{ model.key }} = {{ alias }}.{{ model.key }})
         {%- if model.moved %}
             or {{ alias }}.workspace_id in {{ saas_moved_workspaces(model.moved, use_refs) }}
+        {%- endif %}
+        {%- if model.rates_from %}
+            or {{ alias }}.{{ model.rates_from }} >= {{ saas_rates_changed_from(use_refs) }}
         {%- endif %})
     {%- endset -%}
     {{ return(condition) }}

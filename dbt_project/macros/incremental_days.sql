@@ -22,11 +22,12 @@
     {{ return(tables[vertical]) }}
 {%- endmacro %}
 
-{#- The other models a vertical's refresh windows rebuild rows of (int_ecommerce_cohort_activity: its
-    months from refresh_from on, for a changed exchange rate): the state is kept only when they were
-    built too, so a run that built the daily tables but not them still has them rebuild those days. -#}
+{#- The other models that rebuild rows by what the kept digests say changed (int_ecommerce_cohort_activity:
+    its months from the refresh window's month on; mrr_movements: its days from the first changed
+    exchange rate's, saas_rates_changed_from): the state is kept only when they were built too, so a
+    run that built the daily tables but not them still has them rebuild those days. -#}
 {% macro window_readers(vertical) -%}
-    {{ return(['int_ecommerce_cohort_activity'] if vertical == 'ecommerce' else []) }}
+    {{ return({'ecommerce': ['int_ecommerce_cohort_activity'], 'saas': ['mrr_movements']}[vertical]) }}
 {%- endmacro %}
 
 {#- Whether a vertical's daily rows are independent of each other: an ecommerce day sums that day's

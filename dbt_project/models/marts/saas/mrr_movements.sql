@@ -9,10 +9,13 @@
     classified, in the reporting currency at the change day's rate.
 
     Incremental (macros/incremental_changes.sql): a run recomputes the customers
-    int_saas_changed_customers lists, whatever the day of the change, and every customer of a
-    workspace whose reporting currency or exchange rates moved. -#}
+    int_saas_changed_customers lists, whatever the day of the change, every customer of a
+    workspace whose reporting currency moved, and every change from the first day whose exchange
+    rates changed (saas_rates_changed_from; before 2026-12-06 any rate change rebuilt every
+    workspace in full, and the as-of day's new rate moved it in every refresh). -#}
 -- depends_on: {{ ref('int_saas_changed_customers') }}
 -- the workspaces' state compared (saas_moved_workspaces): {{ ref('int_fx_rates_ranged') }}
+-- the exchange rates' digests compared (saas_rates_changed_from): {{ ref('int_saas_day_digests') }}
 with customer_changes as (
     select * from {{ ref('int_customer_mrr_changes') }} as customer_changes
     where {{ saas_rebuilt_rows('mrr_movements', 'customer_changes') }}
