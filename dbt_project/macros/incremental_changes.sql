@@ -83,6 +83,26 @@
     )
 {%- endmacro %}
 
+{#- True for the rows of `alias` whose `columns` (the key) are among the rows of `keys` (a relation or a
+    subquery with those columns). Used where the condition sits under an OR. On Postgres it is a row
+    IN an uncorrelated subquery, which Postgres hashes once; a correlated EXISTS under an OR cannot
+    become a semi-join there and runs once per row of `alias`: at large@0.1 a full build's test of
+    `orders` ran the changed people's union (every order pending) again for each of its 38k orders,
+    and had not finished after minutes (docs/performance.md, "Postgres against DuckDB at large@0.1").
+    The same rows in a WHERE: a null key matches nothing either way (IN gives null, which an OR with
+    false leaves null and a WHERE drops; no caller negates it). DuckDB keeps the EXISTS, which it
+    decorrelates itself. -#}
+{% macro among_keys(keys, alias, columns) -%}
+    {%- if target.type == 'postgres' -%}
+        ({% for column in columns %}{{ alias }}.{{ column }}{{ ", " if not loop.last }}{% endfor %}) in (
+            select {% for column in columns %}changed.{{ column }}{{ ", " if not loop.last }}{% endfor %}
+            from {{ keys }} as changed)
+    {%- else -%}
+        exists (select 1 from {{ keys }} as changed
+                where {% for column in columns %}changed.{{ column }} = {{ alias }}.{{ column }}{{ " and " if not loop.last }}{% endfor %})
+    {%- endif -%}
+{%- endmacro %}
+
 {#- The orders (workspace_id, order_id) an incremental ecommerce run rebuilds. -#}
 {% macro changed_orders() -%}
     (select distinct workspace_id, order_id from {{ ref('int_ecommerce_changes') }} where order_id is not null)
@@ -212,9 +232,7 @@
     {%- set changes = ref(model.changes) if use_refs else model_relation(model.changes) -%}
     {%- if changes is none -%}{{ return(none) }}{%- endif -%}
     {%- set condition -%}
-        (exists (select 1 from {{ changes }} as changed
-                 where changed.workspace_id = {{ alias }}.workspace_id
-                     and changed.{{ model.key }} = {{ alias }}.{{ model.key }})
+        ({{ among_keys(changes, alias, ['workspace_id', model.key]) }}
         {%- if model.moved %}
             or {{ alias }}.workspace_id in {{ saas_moved_workspaces(model.moved, use_refs) }}
         {%- endif %})
@@ -249,14 +267,8 @@
         {%- set changes = model_relation('int_ecommerce_changes') -%}
         {%- set identified = model_relation('int_orders_identified') -%}
         {%- if changes is none or identified is none -%}{{ return(none) }}{%- endif -%}
-        {%- set people -%}
-            exists (select 1 from {{ changed_people(changes, identified) }} as changed
-                    where changed.workspace_id = refreshed.workspace_id and changed.person_id = refreshed.person_id)
-        {%- endset -%}
-        {%- set orders -%}
-            exists (select 1 from {{ changes }} as changed
-                    where changed.workspace_id = refreshed.workspace_id and changed.order_id = refreshed.order_id)
-        {%- endset -%}
+        {%- set people = among_keys(changed_people(changes, identified), 'refreshed', ['workspace_id', 'person_id']) -%}
+        {%- set orders = among_keys(changes, 'refreshed', ['workspace_id', 'order_id']) -%}
         {{ return({'int_orders_identified': orders, 'orders': '(' ~ orders ~ ' or ' ~ people ~ ')',
                    'int_customers_unified': people, 'customers': people}[name]) }}
     {%- elif name == 'int_subscription_mrr_rebuilt' -%}
