@@ -139,6 +139,12 @@ class Warehouse(dg.ConfigurableResource):
             "ABOS_DBT_PG_USER": unquote(parts.username or "postgres"),
             "ABOS_DBT_PG_PASSWORD": unquote(parts.password or ""),
             "ABOS_DBT_PG_DATABASE": parts.path.lstrip("/"),
+            # dbt's sessions without JIT compilation: Postgres compiles a query costed above
+            # jit_above_cost to machine code first, and a dbt model's plan is costed far above it.
+            # At large@0.1 the compilation cost more than the query (int_saas_changed_subscriptions:
+            # 17.3 s with JIT, 4.7 s without; docs/performance.md, "Postgres against DuckDB at
+            # large@0.1"). Added to the caller's own PGOPTIONS, which libpq reads.
+            "PGOPTIONS": " ".join(filter(None, (os.environ.get("PGOPTIONS", ""), "-c jit=off"))),
         }
 
     @property
