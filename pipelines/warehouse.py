@@ -139,6 +139,19 @@ class Warehouse(dg.ConfigurableResource):
             "ABOS_DBT_PG_USER": unquote(parts.username or "postgres"),
             "ABOS_DBT_PG_PASSWORD": unquote(parts.password or ""),
             "ABOS_DBT_PG_DATABASE": parts.path.lstrip("/"),
+            # dbt's sessions without JIT compilation and without nested-loop joins where another
+            # join exists (docs/performance.md, "Postgres against DuckDB at large@0.1"). JIT:
+            # Postgres compiles a query costed above jit_above_cost to machine code first, and a
+            # dbt model's plan is costed far above it; at large@0.1 the compilation cost more than
+            # the query (int_saas_changed_subscriptions 17.3 s with JIT, 4.7 s without). Nested
+            # loops: dbt's tables have no indexes, so a nested loop compares every pair of rows, and
+            # Postgres picks one whenever it underestimates a side, which it does for any filter
+            # on a window's output or join on an aggregate (the `subscriptions` mart joined 17k
+            # subscriptions to their latest change, estimated at a few rows: 39.7 s, 0.35 s by
+            # hash). Joins with no equality (ranges) still run as nested loops. Added to the
+            # caller's own PGOPTIONS, which libpq reads.
+            "PGOPTIONS": " ".join(filter(None, (os.environ.get("PGOPTIONS", ""),
+                                                "-c jit=off -c enable_nestloop=off"))),
         }
 
     @property

@@ -84,6 +84,30 @@
     )
 {%- endmacro %}
 
+{#- True for the rows of `alias` whose `columns` (the key) are among the rows of `keys` (a relation or a
+    subquery with those columns), as a correlated EXISTS: as a condition of its own (ANDed), Postgres
+    and DuckDB both run it as a semi-join. -#}
+{% macro key_exists(keys, alias, columns) -%}
+    exists (select 1 from {{ keys }} as changed
+            where {% for column in columns %}changed.{{ column }} = {{ alias }}.{{ column }}{{ " and " if not loop.last }}{% endfor %})
+{%- endmacro %}
+
+{#- The same, where the condition sits under an OR and `keys` is small (an incremental run's change
+    set): on Postgres a row IN an uncorrelated subquery, which Postgres hashes once (while the hash
+    table fits in work_mem); a correlated EXISTS under an OR cannot become a semi-join there and is
+    run once per row of `alias`. The same rows in a WHERE: a null key matches nothing either way (IN
+    gives null, which an OR with false leaves null and a WHERE drops; no caller negates it). DuckDB
+    keeps the EXISTS, which it decorrelates itself. -#}
+{% macro among_keys(keys, alias, columns) -%}
+    {%- if target.type == 'postgres' -%}
+        ({% for column in columns %}{{ alias }}.{{ column }}{{ ", " if not loop.last }}{% endfor %}) in (
+            select {% for column in columns %}changed.{{ column }}{{ ", " if not loop.last }}{% endfor %}
+            from {{ keys }} as changed)
+    {%- else -%}
+        {{ key_exists(keys, alias, columns) }}
+    {%- endif -%}
+{%- endmacro %}
+
 {#- The orders (workspace_id, order_id) an incremental ecommerce run rebuilds. -#}
 {% macro changed_orders() -%}
     (select distinct workspace_id, order_id from {{ ref('int_ecommerce_changes') }} where order_id is not null)
@@ -233,21 +257,31 @@
     incremental run rebuilds: its key in the change set, or its workspace moved. With refs in a
     model; in a test (use_refs false) with the relations as built, or none before they are. -#}
 {% macro saas_rebuilt_condition(name, alias, use_refs=true) -%}
+    {%- set disjuncts = saas_rebuilt_disjuncts(name, alias, use_refs, hashed=true) -%}
+    {%- if disjuncts is none -%}{{ return(none) }}{%- endif -%}
+    {{ return('(' ~ disjuncts | join(' or ') ~ ')') }}
+{%- endmacro %}
+
+{#- The same condition as a list of conditions any of which selects a row, the key's EXISTS first
+    (a data test's rows are selected by each in turn on Postgres: get_where_subquery). `hashed`: the
+    key as among_keys (a small change set under the OR), else as key_exists. -#}
+{% macro saas_rebuilt_disjuncts(name, alias, use_refs=true, hashed=false) -%}
     {%- set model = saas_incremental_models()[name] -%}
     {%- set changes = ref(model.changes) if use_refs else model_relation(model.changes) -%}
     {%- if changes is none -%}{{ return(none) }}{%- endif -%}
-    {%- set condition -%}
-        (exists (select 1 from {{ changes }} as changed
-                 where changed.workspace_id = {{ alias }}.workspace_id
-                     and changed.{{ model.key }} = {{ alias }}.{{ model.key }})
-        {%- if model.moved %}
-            or {{ alias }}.workspace_id in {{ saas_moved_workspaces(model.moved, use_refs) }}
-        {%- endif %}
-        {%- if model.rates_from %}
-            or {{ alias }}.{{ model.rates_from }} >= {{ saas_rates_changed_from(use_refs) }}
-        {%- endif %})
-    {%- endset -%}
-    {{ return(condition) }}
+    {%- if hashed -%}
+        {%- set key = among_keys(changes, alias, ['workspace_id', model.key]) -%}
+    {%- else -%}
+        {%- set key = key_exists(changes, alias, ['workspace_id', model.key]) -%}
+    {%- endif -%}
+    {%- set disjuncts = [key] -%}
+    {%- if model.moved -%}
+        {%- do disjuncts.append(alias ~ '.workspace_id in ' ~ saas_moved_workspaces(model.moved, use_refs)) -%}
+    {%- endif -%}
+    {%- if model.rates_from -%}
+        {%- do disjuncts.append(alias ~ '.' ~ model.rates_from ~ ' >= ' ~ saas_rates_changed_from(use_refs)) -%}
+    {%- endif -%}
+    {{ return(disjuncts) }}
 {%- endmacro %}
 
 {#- The pre-hook of an incremental SaaS model: delete the rows the run rebuilds. -#}
@@ -263,12 +297,13 @@
 {%- endmacro %}
 
 {#- For the data tests of an incremental mart on an incremental `dbt build` (get_where_subquery): the
-    condition on its rows (alias `refreshed`) that holds for the rows this run rebuilt, or none for a
-    model not scoped. Only marts whose test key contains the key they are rebuilt by are scoped: a
+    conditions on its rows (alias `refreshed`), a list any of which holds for the rows this run
+    rebuilt (the first an EXISTS: the later ones select the rows it did not), or none for a model
+    not scoped. Only marts whose test key contains the key they are rebuilt by are scoped: a
     duplicate key then falls wholly inside or outside the rebuilt rows, and the rows outside were
     tested when they were built (order_lines, refunds and invoice_lines are rebuilt by order or
     invoice but keyed by line or refund, so their tests read every row). -#}
-{% macro rebuilt_rows_condition(relation) -%}
+{% macro rebuilt_rows_disjuncts(relation) -%}
     {%- set name = relation.identifier -%}
     {%- set models = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
         | selectattr('name', 'equalto', name) | selectattr('schema', 'equalto', relation.schema) | list -%}
@@ -277,28 +312,21 @@
         {%- set changes = model_relation('int_ecommerce_changes') -%}
         {%- set identified = model_relation('int_orders_identified') -%}
         {%- if changes is none or identified is none -%}{{ return(none) }}{%- endif -%}
-        {%- set people -%}
-            exists (select 1 from {{ changed_people(changes, identified) }} as changed
-                    where changed.workspace_id = refreshed.workspace_id and changed.person_id = refreshed.person_id)
-        {%- endset -%}
-        {%- set orders -%}
-            exists (select 1 from {{ changes }} as changed
-                    where changed.workspace_id = refreshed.workspace_id and changed.order_id = refreshed.order_id)
-        {%- endset -%}
-        {{ return({'int_orders_identified': orders, 'orders': '(' ~ orders ~ ' or ' ~ people ~ ')',
-                   'int_customers_unified': people, 'customers': people}[name]) }}
+        {%- set people = key_exists(changed_people(changes, identified), 'refreshed', ['workspace_id', 'person_id']) -%}
+        {%- set orders = key_exists(changes, 'refreshed', ['workspace_id', 'order_id']) -%}
+        {{ return({'int_orders_identified': [orders], 'orders': [orders, people],
+                   'int_customers_unified': [people], 'customers': [people]}[name]) }}
     {%- elif name == 'int_subscription_mrr_rebuilt' -%}
         {%- set changed = model_relation('int_saas_changed_subscriptions') -%}
         {%- if changed is none -%}{{ return(none) }}{%- endif -%}
-        {{ return('exists (select 1 from ' ~ changed ~ ' as changed where changed.workspace_id = refreshed.workspace_id'
-                  ~ ' and changed.subscription_id = refreshed.subscription_id)') }}
+        {{ return([key_exists(changed, 'refreshed', ['workspace_id', 'subscription_id'])]) }}
     {%- elif name in saas_incremental_models() and name != 'subscription_items' -%}
         {#- (subscription_items is rebuilt by subscription but keyed by item: its tests read every row) -#}
-        {{ return(saas_rebuilt_condition(name, 'refreshed', use_refs=false)) }}
+        {{ return(saas_rebuilt_disjuncts(name, 'refreshed', use_refs=false)) }}
     {%- elif name == 'invoices' -%}
         {%- set pending = model_relation('int_loads_pending') -%}
         {%- if pending is none -%}{{ return(none) }}{%- endif -%}
-        {{ return('refreshed.load_epoch in (select load_epoch from ' ~ pending ~ " where source_name = 'stripe')") }}
+        {{ return(['refreshed.load_epoch in (select load_epoch from ' ~ pending ~ " where source_name = 'stripe')"]) }}
     {%- endif -%}
     {{ return(none) }}
 {%- endmacro %}

@@ -279,7 +279,7 @@ select * from final
     days before were tested when they were built and have not changed since. A first build has
     every workspace from 1900-01-01, and `dbt build --full-refresh` and `dbt test` read every row.
     The incremental marts' tests likewise read the rows the run rebuilt (macro
-    rebuilt_rows_condition), and the segment tables' tests the weeks the run rebuilt
+    rebuilt_rows_disjuncts), and the segment tables' tests the weeks the run rebuilt
     (segment_rebuilt_rows). A test's own `where` config still applies. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
@@ -294,11 +294,32 @@ select * from final
     {%- endif -%}
     {#- an incremental mart's tests read the rows the run rebuilt (macros/incremental_changes.sql), a
         segment table's the weeks it rebuilt (macros/incremental_segments.sql) -#}
-    {%- set rebuilt = (rebuilt_rows_condition(relation) or segment_rebuilt_rows(relation)) if execute
-        and flags.WHICH == 'build' and not flags.FULL_REFRESH and relation.schema is not none else none -%}
+    {%- set scoped = execute and flags.WHICH == 'build' and not flags.FULL_REFRESH and relation.schema is not none -%}
+    {%- set rebuilt = rebuilt_rows_disjuncts(relation) if scoped else none -%}
+    {%- if rebuilt is none and scoped -%}
+        {%- set segments = segment_rebuilt_rows(relation) -%}
+        {%- set rebuilt = [segments] if segments is not none else none -%}
+    {%- endif -%}
     {%- if rebuilt is not none -%}
-        {%- set where = '(' ~ where ~ ') and ' ~ rebuilt if where else rebuilt -%}
-        {{ return('(select * from ' ~ relation ~ ' as refreshed where ' ~ where ~ ') dbt_subquery') }}
+        {%- set selected = 'select * from ' ~ relation ~ ' as refreshed where ' ~ ('(' ~ where ~ ') and ' if where else '') -%}
+        {%- if target.type == 'postgres' and rebuilt | length > 1 -%}
+            {#- Postgres: each condition in turn, without the rows an earlier one selected, one
+                UNION ALL (the same rows, each once). Under an OR it cannot run an EXISTS as a
+                semi-join, nor hash an IN whose keys exceed work_mem (a first build's change set
+                holds every order): it ran the subquery again for each row, > 5 minutes for the
+                test of `orders` at large@0.1 (docs/performance.md, "Postgres against DuckDB at
+                large@0.1"). Alone, each is a hash semi-join, and NOT EXISTS an anti-join. -#}
+            {%- set parts = [] -%}
+            {%- for condition in rebuilt -%}
+                {%- set ns = namespace(text=selected ~ condition) -%}
+                {%- for earlier in rebuilt[:loop.index0] -%}
+                    {%- set ns.text = ns.text ~ ' and not ' ~ earlier -%}
+                {%- endfor -%}
+                {%- do parts.append(ns.text) -%}
+            {%- endfor -%}
+            {{ return('(' ~ parts | join(' union all ') ~ ') dbt_subquery') }}
+        {%- endif -%}
+        {{ return('(' ~ selected ~ '(' ~ rebuilt | join(' or ') ~ ')) dbt_subquery') }}
     {%- endif -%}
     {{ return(dbt.default__get_where_subquery(relation)) }}
 {%- endmacro %}

@@ -71,17 +71,16 @@ versions as (
 ),
 
 -- each subscription's status when recorded history begins (its earliest version)
+-- (the first time by a window, not a join back to a min per subscription: Postgres estimated that
+-- join at a few rows and merged the invoices with every first status of their workspace)
 first_statuses as (
-    select versions.workspace_id, versions.subscription_id, versions.status
-    from versions
-    inner join (
-        select workspace_id, subscription_id, min(valid_from_at) as first_at
+    select workspace_id, subscription_id, status
+    from (
+        select workspace_id, subscription_id, status, valid_from_at,
+            min(valid_from_at) over (partition by workspace_id, subscription_id) as first_at
         from versions
-        group by workspace_id, subscription_id
-    ) as firsts
-        on firsts.workspace_id = versions.workspace_id
-        and firsts.subscription_id = versions.subscription_id
-        and firsts.first_at = versions.valid_from_at
+    ) as dated
+    where valid_from_at = first_at
 ),
 
 -- the invoices whose service counts: paid, or the open period of a subscription past_due at the first sync
