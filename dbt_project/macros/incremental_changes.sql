@@ -299,34 +299,60 @@
 {#- For the data tests of an incremental mart on an incremental `dbt build` (get_where_subquery): the
     conditions on its rows (alias `refreshed`), a list any of which holds for the rows this run
     rebuilt (the first an EXISTS: the later ones select the rows it did not), or none for a model
-    not scoped. Only marts whose test key contains the key they are rebuilt by are scoped: a
-    duplicate key then falls wholly inside or outside the rebuilt rows, and the rows outside were
-    tested when they were built (order_lines, refunds and invoice_lines are rebuilt by order or
-    invoice but keyed by line or refund, so their tests read every row). -#}
+    not scoped. A model whose test key contains the key it is rebuilt by (orders by order,
+    customers by person, the SaaS change points by subscription) reads the rebuilt rows: a duplicate
+    key falls wholly inside or outside them, and the rows outside were tested when they were built.
+    A model rebuilt by one key and tested on another (`rebuilt_by_other_key`: order_lines and
+    refunds by order, invoices and invoice_lines by load, subscription_items by subscription) reads
+    the rebuilt rows and every row that shares its test key with one of them, so a rebuilt row that
+    duplicates a kept one still fails the key test. -#}
 {% macro rebuilt_rows_disjuncts(relation) -%}
     {%- set name = relation.identifier -%}
     {%- set models = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
         | selectattr('name', 'equalto', name) | selectattr('schema', 'equalto', relation.schema) | list -%}
     {%- if models | length == 0 -%}{{ return(none) }}{%- endif -%}
-    {%- if name in ['int_orders_identified', 'orders', 'int_customers_unified', 'customers'] -%}
+    {%- set rebuilt = rebuilt_rows_of(name, 'refreshed') -%}
+    {%- set key = rebuilt_by_other_key().get(name) -%}
+    {#- (the test being compiled: a relationships test needs the rebuilt rows alone, its parents keep
+        every key a kept row names) -#}
+    {%- set test = model.get('test_metadata') if model is mapping else none -%}
+    {%- if rebuilt is none or key is none or (test and test.get('name') == 'relationships') -%}{{ return(rebuilt) }}{%- endif -%}
+    {#- the rebuilt rows (a null key among them too), and the rows sharing a key with one of them -#}
+    {{ return(rebuilt + ['exists (select 1 from ' ~ relation ~ ' as rebuilt'
+              ~ ' where rebuilt.workspace_id = refreshed.workspace_id and rebuilt.' ~ key ~ ' = refreshed.' ~ key
+              ~ ' and (' ~ rebuilt_rows_of(name, 'rebuilt') | join(' or ') ~ '))']) }}
+{%- endmacro %}
+
+{#- The incremental marts tested on another key than the one they are rebuilt by: each one's test key
+    (besides workspace_id). -#}
+{% macro rebuilt_by_other_key() -%}
+    {{ return({'order_lines': 'order_line_id', 'refunds': 'refund_id', 'invoices': 'invoice_id',
+               'invoice_lines': 'invoice_line_id', 'subscription_items': 'subscription_item_id'}) }}
+{%- endmacro %}
+
+{#- The conditions (a list, any of which holds) on the rows (alias `alias`) of incremental mart `name`
+    that this run rebuilt, from the change sets as built (no refs), or none (not such a mart, or not
+    built yet). -#}
+{% macro rebuilt_rows_of(name, alias) -%}
+    {%- if name in ['int_orders_identified', 'orders', 'int_customers_unified', 'customers', 'order_lines', 'refunds'] -%}
         {%- set changes = model_relation('int_ecommerce_changes') -%}
         {%- set identified = model_relation('int_orders_identified') -%}
         {%- if changes is none or identified is none -%}{{ return(none) }}{%- endif -%}
-        {%- set people = key_exists(changed_people(changes, identified), 'refreshed', ['workspace_id', 'person_id']) -%}
-        {%- set orders = key_exists(changes, 'refreshed', ['workspace_id', 'order_id']) -%}
+        {%- set people = key_exists(changed_people(changes, identified), alias, ['workspace_id', 'person_id']) -%}
+        {%- set orders = key_exists(changes, alias, ['workspace_id', 'order_id']) -%}
         {{ return({'int_orders_identified': [orders], 'orders': [orders, people],
-                   'int_customers_unified': [people], 'customers': [people]}[name]) }}
+                   'int_customers_unified': [people], 'customers': [people],
+                   'order_lines': [orders], 'refunds': [orders]}[name]) }}
     {%- elif name == 'int_subscription_mrr_rebuilt' -%}
         {%- set changed = model_relation('int_saas_changed_subscriptions') -%}
         {%- if changed is none -%}{{ return(none) }}{%- endif -%}
-        {{ return([key_exists(changed, 'refreshed', ['workspace_id', 'subscription_id'])]) }}
-    {%- elif name in saas_incremental_models() and name != 'subscription_items' -%}
-        {#- (subscription_items is rebuilt by subscription but keyed by item: its tests read every row) -#}
-        {{ return(saas_rebuilt_disjuncts(name, 'refreshed', use_refs=false)) }}
-    {%- elif name == 'invoices' -%}
+        {{ return([key_exists(changed, alias, ['workspace_id', 'subscription_id'])]) }}
+    {%- elif name in saas_incremental_models() -%}
+        {{ return(saas_rebuilt_disjuncts(name, alias, use_refs=false)) }}
+    {%- elif name in ['invoices', 'invoice_lines'] -%}
         {%- set pending = model_relation('int_loads_pending') -%}
         {%- if pending is none -%}{{ return(none) }}{%- endif -%}
-        {{ return(['refreshed.load_epoch in (select load_epoch from ' ~ pending ~ " where source_name = 'stripe')"]) }}
+        {{ return([alias ~ '.load_epoch in (select load_epoch from ' ~ pending ~ " where source_name = 'stripe')"]) }}
     {%- endif -%}
     {{ return(none) }}
 {%- endmacro %}

@@ -280,7 +280,9 @@ select * from final
     every workspace from 1900-01-01, and `dbt build --full-refresh` and `dbt test` read every row.
     The incremental marts' tests likewise read the rows the run rebuilt (macro
     rebuilt_rows_disjuncts), and the segment tables' tests the weeks the run rebuilt
-    (segment_rebuilt_rows). A test's own `where` config still applies. -#}
+    (segment_rebuilt_rows). A test's own `where` config still applies; a test with
+    `meta: {reads_every_row: true}` in its config reads every row of a mart (a relationships test
+    whose parent may lose keys without the mart's rows being rebuilt). -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- set vertical = refreshed_vertical(relation) -%}
@@ -288,13 +290,14 @@ select * from final
     {%- if windows is not none and flags.WHICH == 'build' and not flags.FULL_REFRESH -%}
         {%- set day = 'date_day' if relation.identifier.startswith('int_') else 'date' -%}
         {%- set changed_days = model_relation('int_' ~ vertical ~ '_refresh_days') if refresh_by_day(vertical) else none -%}
-        {%- set refreshed = rebuilt_days_condition(vertical, 'refreshed.workspace_id', day, windows, changed_days) -%}
+        {%- set refreshed = rebuilt_days_constants(day, windows, changed_days) -%}
         {%- set where = '(' ~ where ~ ') and ' ~ refreshed if where else refreshed -%}
         {{ return('(select * from ' ~ relation ~ ' as refreshed where ' ~ where ~ ') dbt_subquery') }}
     {%- endif -%}
     {#- an incremental mart's tests read the rows the run rebuilt (macros/incremental_changes.sql), a
         segment table's the weeks it rebuilt (macros/incremental_segments.sql) -#}
-    {%- set scoped = execute and flags.WHICH == 'build' and not flags.FULL_REFRESH and relation.schema is not none -%}
+    {%- set scoped = execute and flags.WHICH == 'build' and not flags.FULL_REFRESH and relation.schema is not none
+        and not (config.get('meta') or {}).get('reads_every_row') -%}
     {%- set rebuilt = rebuilt_rows_disjuncts(relation) if scoped else none -%}
     {%- if rebuilt is none and scoped -%}
         {%- set segments = segment_rebuilt_rows(relation) -%}
@@ -322,6 +325,41 @@ select * from final
         {{ return('(' ~ selected ~ '(' ~ rebuilt | join(' or ') ~ ')) dbt_subquery') }}
     {%- endif -%}
     {{ return(dbt.default__get_where_subquery(relation)) }}
+{%- endmacro %}
+
+{#- For a daily table's tests (get_where_subquery): rebuilt_days_condition on `refreshed` with the
+    windows and changed days read when the test runs and written in as constants. A per-row `exists`
+    against the windows costs a join over every row of the table; a constant bound on the day is a
+    filter the scan applies (a DuckDB scan skips the row groups below it). Many changed days (over
+    1,000) keep the `exists` form. -#}
+{% macro rebuilt_days_constants(day, windows, changed_days) -%}
+    {%- set column = 'refreshed.' ~ day -%}
+    {%- set found = run_query('select workspace_id, cast(refresh_from as varchar) from ' ~ windows
+        ~ ' where refresh_from is not null order by workspace_id') -%}
+    {%- set listed = {} -%}
+    {%- if changed_days is not none -%}
+        {%- set changed = run_query('select workspace_id, cast(date_day as varchar) from ' ~ changed_days
+            ~ ' where date_day is not null order by workspace_id, date_day') -%}
+        {%- if changed.rows | length > 1000 -%}
+            {{ return(rebuilt_days_condition(none, 'refreshed.workspace_id', day, windows, changed_days)) }}
+        {%- endif -%}
+        {%- for row in changed.rows -%}
+            {%- do listed.setdefault(row[0], []).append(row[1]) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- set bounds = [] -%}
+    {%- set workspaces = [] -%}
+    {%- for row in found.rows -%}
+        {%- set days = listed.get(row[0], []) -%}
+        {%- do bounds.append(([row[1]] + days) | min) -%}
+        {%- set dated = [] -%}
+        {%- for listed_day in days -%}{%- do dated.append("cast('" ~ listed_day ~ "' as date)") -%}{%- endfor -%}
+        {%- do workspaces.append("(refreshed.workspace_id = '" ~ row[0] | replace("'", "''") ~ "' and (" ~ column
+            ~ " >= cast('" ~ row[1] ~ "' as date)"
+            ~ (" or " ~ column ~ " in (" ~ dated | join(', ') ~ ")" if dated else "") ~ "))") -%}
+    {%- endfor -%}
+    {%- if workspaces | length == 0 -%}{{ return('1 = 0') }}{%- endif -%}
+    {{ return('(' ~ column ~ " >= cast('" ~ bounds | min ~ "' as date) and (" ~ workspaces | join(' or ') ~ '))') }}
 {%- endmacro %}
 
 {#- The vertical whose refresh windows rebuild `relation` by day, or none. -#}
