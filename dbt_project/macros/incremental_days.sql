@@ -347,19 +347,29 @@ select * from final
             {%- do listed.setdefault(row[0], []).append(row[1]) -%}
         {%- endfor -%}
     {%- endif -%}
+    {#- the workspaces without changed days grouped by their refresh day (many tenants mostly share it) -#}
+    {%- set grouped = {} -%}
     {%- set bounds = [] -%}
-    {%- set workspaces = [] -%}
+    {%- set conditions = [] -%}
     {%- for row in found.rows -%}
+        {%- set workspace = "'" ~ row[0] | replace("'", "''") ~ "'" -%}
         {%- set days = listed.get(row[0], []) -%}
         {%- do bounds.append(([row[1]] + days) | min) -%}
-        {%- set dated = [] -%}
-        {%- for listed_day in days -%}{%- do dated.append("cast('" ~ listed_day ~ "' as date)") -%}{%- endfor -%}
-        {%- do workspaces.append("(refreshed.workspace_id = '" ~ row[0] | replace("'", "''") ~ "' and (" ~ column
-            ~ " >= cast('" ~ row[1] ~ "' as date)"
-            ~ (" or " ~ column ~ " in (" ~ dated | join(', ') ~ ")" if dated else "") ~ "))") -%}
+        {%- if days -%}
+            {%- set dated = [] -%}
+            {%- for listed_day in days -%}{%- do dated.append("cast('" ~ listed_day ~ "' as date)") -%}{%- endfor -%}
+            {%- do conditions.append("(refreshed.workspace_id = " ~ workspace ~ " and (" ~ column ~ " >= cast('"
+                ~ row[1] ~ "' as date) or " ~ column ~ " in (" ~ dated | join(', ') ~ ")))") -%}
+        {%- else -%}
+            {%- do grouped.setdefault(row[1], []).append(workspace) -%}
+        {%- endif -%}
     {%- endfor -%}
-    {%- if workspaces | length == 0 -%}{{ return('1 = 0') }}{%- endif -%}
-    {{ return('(' ~ column ~ " >= cast('" ~ bounds | min ~ "' as date) and (" ~ workspaces | join(' or ') ~ '))') }}
+    {%- for refresh_from, workspaces in grouped | dictsort -%}
+        {%- do conditions.append("(refreshed.workspace_id in (" ~ workspaces | join(', ') ~ ") and " ~ column
+            ~ " >= cast('" ~ refresh_from ~ "' as date))") -%}
+    {%- endfor -%}
+    {%- if conditions | length == 0 -%}{{ return('1 = 0') }}{%- endif -%}
+    {{ return('(' ~ column ~ " >= cast('" ~ bounds | min ~ "' as date) and (" ~ conditions | join(' or ') ~ '))') }}
 {%- endmacro %}
 
 {#- The vertical whose refresh windows rebuild `relation` by day, or none. -#}

@@ -130,15 +130,20 @@ money as (
     {%- set column = 'refreshed.' ~ spec.column -%}
     {%- set found = run_query('select workspace_id, cast(refresh_from as varchar) as refresh_from, '
         ~ 'cast(first_week as varchar) as first_week from ' ~ weeks ~ ' order by workspace_id') -%}
-    {%- set bounds = [] -%}
-    {%- set workspaces = [] -%}
+    {#- the workspaces grouped by their weeks (many tenants mostly share them) -#}
+    {%- set grouped = {} -%}
     {%- for row in found.rows if row[1] is not none and row[2] is not none -%}
-        {%- set from_day = [row[1], row[2]] | min if spec.first_week else row[1] -%}
-        {%- do bounds.append(from_day) -%}
-        {%- do workspaces.append("(refreshed.workspace_id = '" ~ row[0] | replace("'", "''") ~ "' and (" ~ column
-            ~ " >= cast('" ~ row[1] ~ "' as date)"
-            ~ (" or " ~ column ~ " = cast('" ~ row[2] ~ "' as date)" if spec.first_week else "") ~ "))") -%}
+        {%- do grouped.setdefault((row[1], row[2] if spec.first_week else none), []).append(
+            "'" ~ row[0] | replace("'", "''") ~ "'") -%}
     {%- endfor -%}
-    {%- if workspaces | length == 0 -%}{{ return('1 = 0') }}{%- endif -%}
-    {{ return('(' ~ column ~ " >= cast('" ~ bounds | min ~ "' as date) and (" ~ workspaces | join(' or ') ~ '))') }}
+    {%- if grouped | length == 0 -%}{{ return('1 = 0') }}{%- endif -%}
+    {%- set bounds = [] -%}
+    {%- set conditions = [] -%}
+    {%- for (refresh_from, first_week), workspaces in grouped | dictsort -%}
+        {%- do bounds.append([refresh_from, first_week] | min if first_week else refresh_from) -%}
+        {%- do conditions.append("(refreshed.workspace_id in (" ~ workspaces | join(', ') ~ ") and (" ~ column
+            ~ " >= cast('" ~ refresh_from ~ "' as date)"
+            ~ (" or " ~ column ~ " = cast('" ~ first_week ~ "' as date)" if first_week else "") ~ "))") -%}
+    {%- endfor -%}
+    {{ return('(' ~ column ~ " >= cast('" ~ bounds | min ~ "' as date) and (" ~ conditions | join(' or ') ~ '))') }}
 {%- endmacro %}

@@ -530,6 +530,101 @@ def test_same_results_on_duckdb_and_postgres(duckdb_scenarios, postgres_scenario
         assert on_duckdb == on_postgres, table
 
 
+def test_scoped_data_tests_fail_on_what_the_run_rebuilt(duckdb_scenarios):
+    """On an incremental `dbt build` the segments' key test reads the weeks the run rebuilt (from
+    int_ecommerce_segment_weeks' refresh_from, written into the test as constants) and order_lines'
+    the lines of the orders it rebuilt (int_ecommerce_changes) and every line sharing a key with one
+    of them (macros get_where_subquery, segment_rebuilt_rows, rebuilt_rows_condition). Each still
+    fails on what is wrong there: a duplicate and a null segment planted in the rebuilt week, and a
+    line of a rebuilt order that repeats a kept line's key (the kept line is not rebuilt, the
+    duplicate falls across the two); a duplicate in an older week and of a kept order's line are not
+    read. `dbt test` (every row, as `dbt build --full-refresh`) finds them all."""
+    warehouse = duckdb_scenarios
+    [weeks] = warehouse.query(
+        "select weeks.* from intermediate.int_ecommerce_segment_weeks as weeks where weeks.last_week > weeks.first_week"
+        " and (select count(distinct week_start) from metrics.ecommerce_customer_segments as s"
+        "      where s.workspace_id = weeks.workspace_id) > 1 order by workspace_id limit 1")
+    workspace = weeks["workspace_id"]
+    segment = ("select * from metrics.ecommerce_customer_segments where workspace_id = %s and week_start = %s"
+               " order by person_id limit 2")
+    rebuilt, nulled = warehouse.query(segment, (workspace, weeks["last_week"]))
+    [kept] = warehouse.query(segment.replace("= %s order", "< %s order").replace("limit 2", "limit 1"),
+                             (workspace, weeks["last_week"]))
+    # three orders of the workspace with lines: one rebuilt (in the change set), two kept
+    changed_order, kept_order, other_order = [row["order_id"] for row in warehouse.query(
+        "select order_id from marts.order_lines where workspace_id = %s group by order_id order by order_id limit 3",
+        (workspace,))]
+    line = "select * from marts.order_lines where workspace_id = %s and order_id = %s order by order_line_id limit 1"
+    [kept_line] = warehouse.query(line, (workspace, kept_order))
+    [other_line] = warehouse.query(line, (workspace, other_order))
+    tests = ("-s", "unique_combination_ecommerce_customer_segments", "unique_combination_order_lines",
+             "--store-failures")
+    found_segments = ("select week_start, person_id, failure from audit.unique_combination_ecommerce_customer_segments"
+                      " order by week_start, person_id, failure")
+    found_lines = "select order_line_id, failure from audit.unique_combination_order_lines order by order_line_id"
+    all_weeks = warehouse.query("select * from intermediate.int_ecommerce_segment_weeks")
+    changes = warehouse.query("select * from intermediate.int_ecommerce_changes")
+    segments_columns = ", ".join(rebuilt)
+    with warehouse.settings.warehouse.transaction() as sql:
+        # this run rebuilt the workspace's last week and nothing of the others
+        sql.execute("update intermediate.int_ecommerce_segment_weeks set refresh_from = case when workspace_id = %s"
+                    " then last_week else cast('9999-12-27' as date) end", (workspace,))
+        for row in (rebuilt, kept):
+            sql.execute(f"insert into metrics.ecommerce_customer_segments ({segments_columns})"
+                        f" select {segments_columns} from metrics.ecommerce_customer_segments"
+                        " where workspace_id = %s and week_start = %s and person_id = %s",
+                        (workspace, row["week_start"], row["person_id"]))
+        sql.execute("update metrics.ecommerce_customer_segments set segment = null"
+                    " where workspace_id = %s and week_start = %s and person_id = %s",
+                    (workspace, nulled["week_start"], nulled["person_id"]))
+        sql.execute("delete from intermediate.int_ecommerce_changes")
+        sql.execute("insert into intermediate.int_ecommerce_changes (workspace_id, order_id) values (%s, %s)",
+                    (workspace, changed_order))
+        # a line of the rebuilt order under a kept line's key, and a plain copy of another kept line
+        for row, order_id in ((kept_line, changed_order), (other_line, other_order)):
+            sql.execute("insert into marts.order_lines select * replace (cast(%s as varchar) as order_id)"
+                        " from marts.order_lines where workspace_id = %s and order_line_id = %s",
+                        (order_id, workspace, row["order_line_id"]))
+    try:
+        # one build each: `dbt build` skips the segments' tests once a test upstream of them (order_lines') fails
+        for test in ("unique_combination_ecommerce_customer_segments", "unique_combination_order_lines"):
+            with pytest.raises(AssertionError) as failed:
+                run_dbt(warehouse.settings, "build", "-s", test, "--store-failures")
+            assert f"Failure in test {test} " in str(failed.value), str(failed.value)[-3000:]
+        assert [(row["week_start"], row["person_id"], row["failure"]) for row in warehouse.query(found_segments)] == sorted([
+            (weeks["last_week"], rebuilt["person_id"], "rows share this key"),
+            (weeks["last_week"], nulled["person_id"], "null segment")])
+        assert [(row["order_line_id"], row["failure"]) for row in warehouse.query(found_lines)] == [
+            (kept_line["order_line_id"], "rows share this key")]
+        with pytest.raises(AssertionError, match="unique_combination_order_lines"):
+            run_dbt(warehouse.settings, "test", *tests)
+        assert [(row["week_start"], row["person_id"], row["failure"]) for row in warehouse.query(found_segments)] == sorted([
+            (kept["week_start"], kept["person_id"], "rows share this key"),
+            (weeks["last_week"], rebuilt["person_id"], "rows share this key"),
+            (weeks["last_week"], nulled["person_id"], "null segment")])
+        assert [(row["order_line_id"], row["failure"]) for row in warehouse.query(found_lines)] == sorted(
+            (row["order_line_id"], "rows share this key") for row in (kept_line, other_line))
+    finally:
+        with warehouse.settings.warehouse.transaction() as sql:
+            for row in (rebuilt, kept):  # the planted copy goes (DuckDB's rowid tells the two apart)
+                sql.execute("delete from metrics.ecommerce_customer_segments where rowid = (select max(rowid)"
+                            " from metrics.ecommerce_customer_segments where workspace_id = %s and week_start = %s"
+                            " and person_id = %s)", (workspace, row["week_start"], row["person_id"]))
+            sql.execute("update metrics.ecommerce_customer_segments set segment = %s"
+                        " where workspace_id = %s and week_start = %s and person_id = %s",
+                        (nulled["segment"], workspace, nulled["week_start"], nulled["person_id"]))
+            for row in (kept_line, other_line):
+                sql.execute("delete from marts.order_lines where rowid = (select max(rowid) from marts.order_lines"
+                            " where workspace_id = %s and order_line_id = %s)", (workspace, row["order_line_id"]))
+            sql.execute("delete from intermediate.int_ecommerce_changes")
+            for row in changes:
+                sql.execute("insert into intermediate.int_ecommerce_changes (workspace_id, order_id, person_id)"
+                            " values (%s, %s, %s)", (row["workspace_id"], row["order_id"], row["person_id"]))
+            for row in all_weeks:
+                sql.execute("update intermediate.int_ecommerce_segment_weeks set refresh_from = %s"
+                            " where workspace_id = %s", (row["refresh_from"], row["workspace_id"]))
+
+
 # -- a simulated store: truth, late changes, incremental = full refresh -------------------------------
 
 

@@ -602,7 +602,9 @@ def test_data_tests_read_the_rebuilt_rows_and_fail_on_them(duckdb_build):
     rebuilt, and those of an incremental mart only the rows it rebuilt (macro get_where_subquery), and
     they still catch what is wrong there: a null MRR planted on a rebuilt day fails the table's
     key-and-not-null test, one planted on an older day is not read; a duplicate of an invoice of a
-    pending load (int_loads_pending) fails the invoices' key test, one of an older load is not read.
+    pending load (int_loads_pending) fails the invoices' key test, one of an older load is not read,
+    and a row of the pending load that repeats an older invoice's key fails it too (invoices are
+    rebuilt by load and tested by invoice: the test reads every row sharing a key with a rebuilt one).
     `dbt test` (every row, as `dbt build --full-refresh`) finds them all."""
     warehouse = duckdb_build["warehouse"]
     # the windows as the last build (the full refresh) left them: each workspace from its last day
@@ -618,6 +620,10 @@ def test_data_tests_read_the_rebuilt_rows_and_fail_on_them(duckdb_build):
         f"select workspace_id, invoice_id, load_epoch from marts.invoices where load_epoch = "
         f"(select {which}(load_epoch) from marts.invoices) order by invoice_id limit 1")[0] for which in ("min", "max"))
     assert older["load_epoch"] < newer["load_epoch"]
+    # another invoice of the first load, whose copy comes with the pending load (a rebuilt row under a kept key)
+    crossing = warehouse.query("select workspace_id, invoice_id, load_epoch from marts.invoices where load_epoch = %s"
+                               " and invoice_id > %s order by invoice_id limit 1",
+                               (older["load_epoch"], older["invoice_id"]))[0]
     tests = ("-s", "unique_combination_saas_daily_metrics", "unique_combination_invoices", "--store-failures")
     found = "select workspace_id, date, failure from audit.unique_combination_saas_daily_metrics order by date"
     duplicates = "select invoice_id, failure from audit.unique_combination_invoices order by invoice_id"
@@ -629,6 +635,8 @@ def test_data_tests_read_the_rebuilt_rows_and_fail_on_them(duckdb_build):
                     (workspace, *sorted(planted)))
         for row in (older, newer):
             sql.execute(f"insert into marts.invoices select * {invoice}", (row["workspace_id"], row["invoice_id"]))
+        sql.execute(f"insert into marts.invoices select * replace (%s as load_epoch) {invoice}",
+                    (newer["load_epoch"], crossing["workspace_id"], crossing["invoice_id"]))
         pending = sql.execute("select * from intermediate.int_loads_pending")
         sql.execute("delete from intermediate.int_loads_pending")
         sql.execute("insert into intermediate.int_loads_pending values ('stripe', %s, %s)",
@@ -641,20 +649,20 @@ def test_data_tests_read_the_rebuilt_rows_and_fail_on_them(duckdb_build):
             assert f"Failure in test {test} " in str(failed.value), str(failed.value)[-3000:]
         assert [(row["workspace_id"], row["date"], row["failure"]) for row in warehouse.query(found)] == [
             (workspace, refresh_from, "null mrr")]
-        assert [(row["invoice_id"], row["failure"]) for row in warehouse.query(duplicates)] == [
-            (newer["invoice_id"], "rows share this key")]
+        assert [(row["invoice_id"], row["failure"]) for row in warehouse.query(duplicates)] == sorted(
+            (row["invoice_id"], "rows share this key") for row in (newer, crossing))
         with pytest.raises(AssertionError, match="unique_combination_saas_daily_metrics"):
             run_dbt(warehouse.settings, "test", *tests)
         assert [(row["workspace_id"], row["date"], row["failure"]) for row in warehouse.query(found)] == [
             (workspace, old_day, "null mrr"), (workspace, refresh_from, "null mrr")]
         assert sorted((row["invoice_id"], row["failure"]) for row in warehouse.query(duplicates)) == sorted(
-            (row["invoice_id"], "rows share this key") for row in (older, newer))
+            (row["invoice_id"], "rows share this key") for row in (older, newer, crossing))
     finally:
         with warehouse.settings.warehouse.transaction() as sql:
             for when, mrr in days:
                 sql.execute("update metrics.saas_daily_metrics set mrr = %s where workspace_id = %s and date = %s",
                             (mrr, workspace, when))
-            for row in (older, newer):  # the planted copy goes (DuckDB's rowid tells the two apart)
+            for row in (older, newer, crossing):  # the planted copy goes (DuckDB's rowid tells the two apart)
                 sql.execute(f"delete from marts.invoices where rowid = (select max(rowid) {invoice})",
                             (row["workspace_id"], row["invoice_id"]))
             sql.execute("delete from intermediate.int_loads_pending")
