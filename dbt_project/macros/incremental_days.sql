@@ -330,38 +330,44 @@ select * from final
 {#- For a daily table's tests (get_where_subquery): rebuilt_days_condition on `refreshed` with the
     windows and changed days read when the test runs and written in as constants. A per-row `exists`
     against the windows costs a join over every row of the table; a constant bound on the day is a
-    filter the scan applies (a DuckDB scan skips the row groups below it). Many changed days (over
-    1,000) keep the `exists` form. -#}
+    filter the scan applies (a DuckDB scan skips the row groups wholly below it, as those incremental
+    runs appended can be). Many changed days (over 1,000) keep the `exists` form. -#}
 {% macro rebuilt_days_constants(day, windows, changed_days) -%}
     {%- set column = 'refreshed.' ~ day -%}
-    {%- set found = run_query('select workspace_id, cast(refresh_from as varchar) from ' ~ windows
-        ~ ' where refresh_from is not null order by workspace_id') -%}
-    {%- set listed = {} -%}
-    {%- if changed_days is not none -%}
-        {%- set changed = run_query('select workspace_id, cast(date_day as varchar) from ' ~ changed_days
-            ~ ' where date_day is not null order by workspace_id, date_day') -%}
-        {%- if changed.rows | length > 1000 -%}
-            {{ return(rebuilt_days_condition(none, 'refreshed.workspace_id', day, windows, changed_days)) }}
-        {%- endif -%}
-        {%- for row in changed.rows -%}
-            {%- do listed.setdefault(row[0], []).append(row[1]) -%}
-        {%- endfor -%}
+    {#- one query (each costs dbt a statement's work): the windows, and the changed days after them -#}
+    {%- set query -%}
+        select 0 as part, workspace_id, cast(refresh_from as varchar) as day_value from {{ windows }} where refresh_from is not null
+        {%- if changed_days is not none %}
+        union all
+        select 1 as part, workspace_id, cast(date_day as varchar) as day_value from {{ changed_days }} where date_day is not null
+        {%- endif %}
+        order by part, workspace_id, day_value
+    {%- endset -%}
+    {%- set rows = run_query(query).rows -%}
+    {%- set found = rows | selectattr(0, 'equalto', 0) | list -%}
+    {%- set changed = rows | selectattr(0, 'equalto', 1) | list -%}
+    {%- if changed | length > 1000 -%}
+        {{ return(rebuilt_days_condition(none, 'refreshed.workspace_id', day, windows, changed_days)) }}
     {%- endif -%}
+    {%- set listed = {} -%}
+    {%- for row in changed -%}
+        {%- do listed.setdefault(row[1], []).append(row[2]) -%}
+    {%- endfor -%}
     {#- the workspaces without changed days grouped by their refresh day (many tenants mostly share it) -#}
     {%- set grouped = {} -%}
     {%- set bounds = [] -%}
     {%- set conditions = [] -%}
-    {%- for row in found.rows -%}
-        {%- set workspace = "'" ~ row[0] | replace("'", "''") ~ "'" -%}
-        {%- set days = listed.get(row[0], []) -%}
-        {%- do bounds.append(([row[1]] + days) | min) -%}
+    {%- for row in found -%}
+        {%- set workspace = "'" ~ row[1] | replace("'", "''") ~ "'" -%}
+        {%- set days = listed.get(row[1], []) -%}
+        {%- do bounds.append(([row[2]] + days) | min) -%}
         {%- if days -%}
             {%- set dated = [] -%}
             {%- for listed_day in days -%}{%- do dated.append("cast('" ~ listed_day ~ "' as date)") -%}{%- endfor -%}
             {%- do conditions.append("(refreshed.workspace_id = " ~ workspace ~ " and (" ~ column ~ " >= cast('"
-                ~ row[1] ~ "' as date) or " ~ column ~ " in (" ~ dated | join(', ') ~ ")))") -%}
+                ~ row[2] ~ "' as date) or " ~ column ~ " in (" ~ dated | join(', ') ~ ")))") -%}
         {%- else -%}
-            {%- do grouped.setdefault(row[1], []).append(workspace) -%}
+            {%- do grouped.setdefault(row[2], []).append(workspace) -%}
         {%- endif -%}
     {%- endfor -%}
     {%- for refresh_from, workspaces in grouped | dictsort -%}

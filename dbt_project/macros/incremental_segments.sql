@@ -118,8 +118,8 @@ money as (
     The weeks are read when the test runs (after int_ecommerce_segment_weeks was built) and written
     into the condition as constants: a per-row `exists` against the weeks costs a join over every row
     of the table (17 M rows of segments at scale 1, 2.6-3.3 s per test after a small change), where
-    a constant bound on the week is a filter the scan applies (and a DuckDB scan skips the row groups
-    below it). Same rows as segment_rows_condition. -#}
+    a constant bound on the week is a filter the scan applies (a DuckDB scan skips the row groups
+    wholly below it; a full build's row groups hold every week). Same rows as segment_rows_condition. -#}
 {% macro segment_rebuilt_rows(relation) -%}
     {%- if relation.identifier not in segment_tables() -%}{{ return(none) }}{%- endif -%}
     {%- set models = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
