@@ -534,7 +534,7 @@ def test_scoped_data_tests_fail_on_what_the_run_rebuilt(duckdb_scenarios):
     """On an incremental `dbt build` the segments' key test reads the weeks the run rebuilt (from
     int_ecommerce_segment_weeks' refresh_from, written into the test as constants) and order_lines'
     the lines of the orders it rebuilt (int_ecommerce_changes) and every line sharing a key with one
-    of them (macros get_where_subquery, segment_rebuilt_rows, rebuilt_rows_condition). Each still
+    of them (macros get_where_subquery, segment_rebuilt_rows, rebuilt_rows_disjuncts). Each still
     fails on what is wrong there: a duplicate and a null segment planted in the rebuilt week, and a
     line of a rebuilt order that repeats a kept line's key (the kept line is not rebuilt, the
     duplicate falls across the two); a duplicate in an older week and of a kept order's line are not
