@@ -234,6 +234,18 @@ def detect_many(
     )
 
 
+def week_over_week_changes(values: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """`week_over_week`'s comparison for every column of `values` at once: each point's value a week
+    earlier and its relative change from it (NaN where that value is missing or zero, or the point
+    is), as float arrays shaped like `values`."""
+    rhythm = cadence(values.index)
+    previous = values.shift(freq=rhythm.step * rhythm.week).reindex(values.index).to_numpy(dtype="float64")
+    value = values.to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = (value - previous) / np.abs(previous)
+    return previous, np.where((previous != 0) & ~np.isnan(previous) & ~np.isnan(value), change, np.nan)
+
+
 def week_over_week(series: pd.Series, *, threshold: float = 0.3) -> pd.DataFrame:
     """The period-over-period rule: a point that moved more than `threshold` from a week earlier.
 
@@ -248,11 +260,9 @@ def week_over_week(series: pd.Series, *, threshold: float = 0.3) -> pd.DataFrame
         One row per input point with `value, previous, change, is_anomaly, direction`; `change` is
         NaN when the week-earlier value is missing or zero (no base to compare with).
     """
-    rhythm = cadence(series.index)
-    previous = series.shift(freq=rhythm.step * rhythm.week).reindex(series.index)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        change = (series - previous) / previous.abs()
-    change = change.where(previous.ne(0) & previous.notna() & series.notna())
+    previous, change = week_over_week_changes(series.to_frame())
+    previous = pd.Series(previous[:, 0], index=series.index)
+    change = pd.Series(change[:, 0], index=series.index)
     flagged = change.abs().ge(threshold).fillna(False).astype(bool)
     direction = pd.Series(pd.Categorical(np.where(change > 0, "up", "down"), DIRECTIONS), index=series.index)
     return pd.DataFrame(

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy
 
-from pipelines.insights.anomalies import detect_many
+from pipelines.insights.anomalies import detect_many, week_over_week_changes
 from pipelines.insights.calendar import Calendar
 from pipelines.insights.drivers import explain
 from pipelines.packs import Pack, signed_sum
@@ -117,11 +117,8 @@ def _weekly_findings(series: pd.DataFrame, judged: pd.DataFrame, pack: Pack) -> 
     # per-metric pandas calls were most of a tiny workspace's anomaly scan; docs/performance.md,
     # 2026-12-06): each point against the same point a week earlier.
     value = trailing[names]
-    previous = value.shift(freq=pd.Timedelta(days=7)).reindex(value.index)
-    value, previous = value.to_numpy(dtype="float64"), previous.to_numpy(dtype="float64")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        change = (value - previous) / np.abs(previous)
-    change = np.where((previous != 0) & ~np.isnan(previous) & ~np.isnan(value), change, np.nan)
+    previous, change = week_over_week_changes(value)
+    value = value.to_numpy(dtype="float64")
     with np.errstate(invalid="ignore"):
         is_anomaly = np.abs(change) >= threshold  # NaN compares False
     up = change > 0
