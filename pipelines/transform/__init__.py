@@ -108,11 +108,15 @@ def prune_invocation_targets(current: Path, keep: int = KEEP_INVOCATIONS,
     op = current.name.split("-", 1)[0]
     siblings = [p for p in current.parent.glob(f"{op}-*") if p.is_dir() and p != current]
 
-    def touched(folder: Path) -> float:
-        log = folder / "dbt.log"
-        return max(folder.stat().st_mtime, log.stat().st_mtime if log.exists() else 0.0)
+    def touched(folder: Path) -> float | None:
+        """When the folder or its log last changed; None when another step's pruning removed it."""
+        try:
+            log = folder / "dbt.log"
+            return max(folder.stat().st_mtime, log.stat().st_mtime if log.exists() else 0.0)
+        except FileNotFoundError:
+            return None
 
-    newest_first = sorted(((touched(p), p) for p in siblings), reverse=True)
+    newest_first = sorted(((mtime, p) for p in siblings if (mtime := touched(p)) is not None), reverse=True)
     now = time.time()
     removed = [p for rank, (mtime, p) in enumerate(newest_first, start=1)
                if rank >= keep and now - mtime > younger_than]
