@@ -528,21 +528,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
             result = run_phase_bench("tenants", lambda work, rss: tenants_phase(
                 args.bench_tenants, seed=args.seed, as_of=args.as_of, cache=cache, work=work, rss=rss, progress=_say),
-                report.tenants_targets)
+                report.tenants_targets, keep_work=args.keep_work)
         else:
             from pipelines.bench.growth import growth_phase
 
             scales = [float(value) for value in args.growth.split(",")]
             result = run_phase_bench("growth", lambda work, rss: growth_phase(
                 scales, seed=args.seed, as_of=args.as_of, history_days=history_days(args.size), cache=cache,
-                work=work, rss=rss, progress=_say), report.growth_targets)
+                work=work, rss=rss, progress=_say), report.growth_targets, keep_work=args.keep_work)
         print(json.dumps({"targets": result["targets"], "files": result["files"]}, indent=2))
         return 0
     options = BenchOptions(
         store=_store_path(args), size=_size(args), seed=args.seed, as_of=args.as_of,
         history_days=history_days(_size(args)), postgres_url=None if args.no_postgres else args.postgres,
         baseline_orders=args.baseline_orders or None, p5_workspaces=args.p5_workspaces, tenants=args.bench_tenants,
-        stripe_pace=args.stripe_pace,
+        stripe_pace=args.stripe_pace, keep_work=args.keep_work,
     )
     result = run_bench(options, progress=_say)
     print(json.dumps({"targets": result["targets"], "files": result["files"]}, indent=2))
@@ -700,6 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--p5-workspaces", type=int, default=1000, help="workspaces in the anomaly scan (P5)")
     bench.add_argument("--tenants", type=int, default=200, dest="bench_tenants",  # not the sandbox's --tenants
                        help="generated tiny tenants refreshed through Dagster, 0 for none (default %(default)s)")
+    bench.add_argument("--keep-work", action="store_true",
+                       help="keep ABOS_HOME/bench/work (the warehouses the runs built) for inspection; the next run "
+                            "removes it")
     bench.add_argument("--tenants-only", action="store_true", help="only the many-tenants phase")
     bench.add_argument("--growth", metavar="SCALES",
                        help="only the growth curve: full and incremental runs on DuckDB at these scales of the large "

@@ -59,6 +59,7 @@ class BenchOptions:
     p5_days: int = 730
     tenants: int = 0  # generated tenants refreshed through Dagster (0: no tenants phase)
     stripe_pace: str = "live"  # the Stripe client's pace: a live key's (80/s) or a test key's (20/s)
+    keep_work: bool = False  # leave ABOS_HOME/bench/work (the warehouses the runs built) for inspection
 
 
 def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) -> dict[str, Any]:
@@ -128,12 +129,12 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
     result["files"] = {name: str(path) for name, path in files.items()}
     _save(result, files["json"])
     files["markdown"].write_text(report.markdown(result))
-    shutil.rmtree(work, ignore_errors=True)
+    _clean_up(work, options.keep_work)
     return result
 
 
 def run_phase_bench(name: str, phase: Callable[[Path, PeakRss], dict[str, Any]],
-                    targets: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+                    targets: Callable[[dict[str, Any]], dict[str, Any]], keep_work: bool = False) -> dict[str, Any]:
     """One phase alone (`abos bench --tenants-only`, `--growth`): `phase(work, rss)`'s figures, its
     `targets`, machine and load, written to `<name>-<time>.json` and `.md` under ABOS_HOME/bench/."""
     home = load_settings().home / "bench"
@@ -153,8 +154,17 @@ def run_phase_bench(name: str, phase: Callable[[Path, PeakRss], dict[str, Any]],
     result["files"] = {kind: str(path) for kind, path in files.items()}
     _save(result, files["json"])
     files["markdown"].write_text(report.phase_markdown(name, result))
-    shutil.rmtree(work, ignore_errors=True)
+    _clean_up(work, keep_work)
     return result
+
+
+def _clean_up(work: Path, keep: bool) -> None:
+    """Remove the work directory (warehouses, copied stores: tens of GB at the large sandbox), or say
+    where it was left (`--keep-work`; the next benchmark run removes it)."""
+    if keep:
+        print(f"[abos] bench: the work directory is kept: {work} (the next benchmark run removes it)")
+        return
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _rows_per_s(run: dict[str, Any]) -> float:

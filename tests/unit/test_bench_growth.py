@@ -1,5 +1,7 @@
 """The growth curve's fitted exponent (pipelines/bench/growth.py), on hand-worked points."""
 
+from pathlib import Path
+
 import pytest
 
 from pipelines.bench import report
@@ -65,3 +67,20 @@ def test_the_report_names_each_runs_slowest_dbt_nodes():
     lines = [line for line in report._growth_section(growth) if line.startswith("- ")]
     assert lines == ["- 1 full: `ecommerce_customer_segments` 50.4, `orders` 8.2",
                      "- 1 incremental 1.08%: not recorded"]
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_phase_removes_its_work_directory_unless_asked_to_keep_it(tmp_path, monkeypatch, keep):
+    """`abos bench --keep-work` leaves the warehouses a run built (ABOS_HOME/bench/work) for profiling;
+    by default they are removed (tens of GB at the large sandbox)."""
+    from pipelines.bench import run_phase_bench
+
+    monkeypatch.setenv("ABOS_HOME", str(tmp_path))
+
+    def phase(work, rss):
+        (work / "warehouse.duckdb").write_text("built")
+        return {"points": [], "exponents": {}}
+
+    result = run_phase_bench("growth", phase, lambda figures: {}, keep_work=keep)
+    assert (tmp_path / "bench" / "work" / "warehouse.duckdb").exists() is keep
+    assert all(Path(path).exists() for path in result["files"].values())
