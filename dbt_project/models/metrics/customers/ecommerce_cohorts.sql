@@ -103,31 +103,23 @@ repeats as (
     group by months.workspace_id, months.cohort_month, months.activity_month
 ),
 
-final as (
+summed as (
     select
         months.workspace_id,
         months.cohort_month,
-        cast({{ dbt.datediff('months.cohort_month', 'months.activity_month', 'month') }} as integer)
-            as months_since_first_order,
         months.activity_month,
         currencies.currency,
-        cast(cohorts.cohort_customers as bigint) as cohort_customers,
-        cast(coalesce(monthly.active_customers, 0) as bigint) as active_customers,
-        cast(coalesce(monthly.orders, 0) as bigint) as orders,
-        cast(coalesce(monthly.net_sales, 0) as decimal(38, 4)) as net_sales,
-        cast(sum(coalesce(monthly.net_sales, 0)) over (
+        cohorts.cohort_customers,
+        coalesce(monthly.active_customers, 0) as active_customers,
+        coalesce(monthly.orders, 0) as orders,
+        coalesce(monthly.net_sales, 0) as net_sales,
+        sum(coalesce(monthly.net_sales, 0)) over (
             partition by months.workspace_id, months.cohort_month order by months.activity_month
-        ) as decimal(38, 4)) as cumulative_net_sales,
-        cast(sum(coalesce(monthly.net_sales, 0)) over (
-            partition by months.workspace_id, months.cohort_month order by months.activity_month
-        ) / cohorts.cohort_customers as decimal(38, 6)) as cumulative_net_sales_per_customer,
+        ) as cumulative_net_sales,
         workspaces.reporting_currency,
-        cast(coalesce(monthly.reporting_net_sales, 0) as decimal(38, 4)) as reporting_net_sales,
-        cast(1.0 * coalesce(monthly.active_customers, 0) / cohorts.cohort_customers as decimal(18, 6))
-            as retention_rate,
-        cast(repeats.repeat_customers as bigint) as repeat_customers,
-        cast(1.0 * repeats.repeat_customers / cohorts.cohort_customers as decimal(18, 6)) as repeat_purchase_rate,
-        cast(cohorts.avg_days_to_second_order as decimal(18, 2)) as avg_days_to_second_order
+        coalesce(monthly.reporting_net_sales, 0) as reporting_net_sales,
+        repeats.repeat_customers,
+        cohorts.avg_days_to_second_order
     from months
     inner join cohorts
         on cohorts.workspace_id = months.workspace_id
@@ -142,6 +134,29 @@ final as (
         on monthly.workspace_id = months.workspace_id
         and monthly.cohort_month = months.cohort_month
         and monthly.activity_month = months.activity_month
+),
+
+-- the ratios exact and rounded half away from zero, the same digits on DuckDB and Postgres (exact_ratio)
+final as (
+    select
+        workspace_id,
+        cohort_month,
+        cast({{ dbt.datediff('cohort_month', 'activity_month', 'month') }} as integer) as months_since_first_order,
+        activity_month,
+        currency,
+        cast(cohort_customers as bigint) as cohort_customers,
+        cast(active_customers as bigint) as active_customers,
+        cast(orders as bigint) as orders,
+        cast(net_sales as decimal(38, 4)) as net_sales,
+        cast(cumulative_net_sales as decimal(38, 4)) as cumulative_net_sales,
+        {{ exact_ratio('cumulative_net_sales', 'cohort_customers', 6) }} as cumulative_net_sales_per_customer,
+        reporting_currency,
+        cast(reporting_net_sales as decimal(38, 4)) as reporting_net_sales,
+        cast({{ exact_ratio('active_customers', 'cohort_customers', 6) }} as decimal(18, 6)) as retention_rate,
+        cast(repeat_customers as bigint) as repeat_customers,
+        cast({{ exact_ratio('repeat_customers', 'cohort_customers', 6) }} as decimal(18, 6)) as repeat_purchase_rate,
+        cast(avg_days_to_second_order as decimal(18, 2)) as avg_days_to_second_order
+    from summed
 )
 
 select * from final

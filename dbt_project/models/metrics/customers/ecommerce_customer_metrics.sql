@@ -51,11 +51,9 @@ final as (
         date,
         cast(customers_to_date as bigint) as customers_to_date,
         cast(repeat_customers_to_date as bigint) as repeat_customers_to_date,
-        cast(case when customers_to_date > 0
-                  then 1.0 * repeat_customers_to_date / customers_to_date end as decimal(38, 9)) as repeat_purchase_rate,
+        {{ metric_ratio('repeat_purchase_rate', 9) }} as repeat_purchase_rate,
         cast(net_sales_to_date as decimal(38, 4)) as net_sales_to_date,
-        cast(case when customers_to_date > 0
-                  then net_sales_to_date / customers_to_date end as decimal(38, 4)) as net_sales_per_customer
+        {{ metric_ratio('net_sales_per_customer', 4) }} as net_sales_per_customer
     from running
 )
 
