@@ -535,7 +535,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             scales = [float(value) for value in args.growth.split(",")]
             result = run_phase_bench("growth", lambda work, rss: growth_phase(
                 scales, seed=args.seed, as_of=args.as_of, history_days=history_days(args.size), cache=cache,
-                work=work, rss=rss, progress=_say), report.growth_targets, keep_work=args.keep_work)
+                work=work, rss=rss, progress=_say, postgres_url=args.postgres if args.growth_warehouse == "postgres"
+                else None), report.growth_targets, keep_work=args.keep_work)
         print(json.dumps({"targets": result["targets"], "files": result["files"]}, indent=2))
         return 0
     options = BenchOptions(
@@ -705,8 +706,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "removes it")
     bench.add_argument("--tenants-only", action="store_true", help="only the many-tenants phase")
     bench.add_argument("--growth", metavar="SCALES",
-                       help="only the growth curve: full and incremental runs on DuckDB at these scales of the large "
-                            "sandbox, e.g. 0.01,0.1,1, and the fitted exponents")
+                       help="only the growth curve: full and incremental runs (on DuckDB, or --growth-warehouse) at "
+                            "these scales of the large sandbox, e.g. 0.01,0.1,1, and the fitted exponents")
+    bench.add_argument("--growth-warehouse", choices=["duckdb", "postgres"], default="duckdb",
+                       help="the growth curve's warehouse: a DuckDB file (default) or the --postgres database")
     bench.add_argument("--detection", action="store_true",
                        help="only the anomaly detection benchmark and P5 (no sandbox, about a minute)")
     bench.add_argument("--ask", action="store_true",

@@ -1,8 +1,8 @@
 """The growth curve of `abos bench --growth` (issue 13, point 7): time against data size, and the
 incremental run's time against the size of the change.
 
-At each scale of the large sandbox (e.g. 0.01, 0.1, 1) the pipeline runs in full on DuckDB
-(`stages.run_pipeline`: sync, dbt build, insights), then the sandbox's clock moves until 0.1% of the
+At each scale of the large sandbox (e.g. 0.01, 0.1, 1) the pipeline runs in full on DuckDB, or on
+Postgres with `--growth-warehouse postgres` (`stages.run_pipeline`: sync, dbt build, insights), then the sandbox's clock moves until 0.1% of the
 orders and invoices changed and the pipeline reruns, then until another 1% changed and it reruns
 again. The exponent is the slope of log(time) over log(size), fitted by least squares: 1 means
 linear, below 1 means fixed costs still weigh (at small scales they do), above 1 that something
@@ -41,9 +41,12 @@ def sized(scale: float) -> str:
 
 
 def growth_phase(scales: list[float], *, seed: int, as_of: date, history_days: int, cache: Path, work: Path,
-                 rss: PeakRss, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Full and incremental runs at every scale, and the fitted exponents."""
-    from pipelines.bench import _change, _point_at
+                 rss: PeakRss, progress: Callable[[str], None], postgres_url: str | None = None) -> dict[str, Any]:
+    """Full and incremental runs at every scale, and the fitted exponents: on a DuckDB file of the work
+    directory, or on `postgres_url` (a database dropped and created again at each scale)."""
+    from pipelines.bench import _change, _point_at, _recreate_database
+
+    kind = "postgres" if postgres_url else "duckdb"
 
     points: list[dict[str, Any]] = []
     for scale in scales:
@@ -52,12 +55,14 @@ def growth_phase(scales: list[float], *, seed: int, as_of: date, history_days: i
         here = work / f"growth-{scale:g}"
         shutil.rmtree(here, ignore_errors=True)
         here.mkdir(parents=True)
-        url = f"duckdb:///{here / 'duckdb' / 'warehouse.duckdb'}"
+        url = postgres_url or f"duckdb:///{here / 'duckdb' / 'warehouse.duckdb'}"
+        if postgres_url:
+            _recreate_database(postgres_url)
         point: dict[str, Any] = {"scale": scale, "size": size, "incremental": []}
         with served(store, size=size, seed=seed, as_of=as_of) as sandbox:
             rss.exclude.add(sandbox.pid)
             progress(f"growth: full run at scale {scale:g}")
-            point["full"] = run_pipeline(*_point_at(sandbox, "duckdb", url, here), rss, progress)
+            point["full"] = run_pipeline(*_point_at(sandbox, kind, url, here), rss, progress)
         changed_store = here / "sandbox-changed.sqlite"
         shutil.copyfile(store, changed_store)
         with served(changed_store, size=size, seed=seed, as_of=as_of) as sandbox:
@@ -65,11 +70,11 @@ def growth_phase(scales: list[float], *, seed: int, as_of: date, history_days: i
             for share in CHANGE_SHARES:
                 change = _change(sandbox, history_days, point["full"], share)
                 progress(f"growth: incremental run at scale {scale:g} after {change['changed_share']:.2%} changed")
-                run = run_pipeline(*_point_at(sandbox, "duckdb", url, here), rss, progress)
+                run = run_pipeline(*_point_at(sandbox, kind, url, here), rss, progress)
                 point["incremental"].append({"change": change, "run": run})
         changed_store.unlink()
         points.append(point)
-    return {"points": [_brief(point) for point in points], "exponents": exponents(points)}
+    return {"warehouse": kind, "points": [_brief(point) for point in points], "exponents": exponents(points)}
 
 
 def _rows(run: dict[str, Any]) -> int:

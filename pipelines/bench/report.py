@@ -123,7 +123,8 @@ def _tenants_section(tenants: dict[str, Any]) -> list[str]:
 
 
 def _growth_section(growth: dict[str, Any]) -> list[str]:
-    out = ["", "## Growth curve (DuckDB)", "",
+    warehouse = {"duckdb": "DuckDB", "postgres": "Postgres"}[growth.get("warehouse", "duckdb")]
+    out = ["", f"## Growth curve ({warehouse})", "",
            "| scale | run | change | rows | total s | own s | CPU s | sandbox CPU s | extract | normalize | load | dbt | "
            "insights | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for point in growth["points"]:
