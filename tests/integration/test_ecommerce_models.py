@@ -535,7 +535,8 @@ def test_scoped_data_tests_fail_on_what_the_run_rebuilt(duckdb_scenarios):
     int_ecommerce_segment_weeks' refresh_from, written into the test as constants) and order_lines'
     the lines of the orders it rebuilt (int_ecommerce_changes) and every line sharing a key with one
     of them (macros get_where_subquery, segment_rebuilt_rows, rebuilt_rows_disjuncts). Each still
-    fails on what is wrong there: a duplicate and a null segment planted in the rebuilt week, and a
+    fails on what is wrong there: a duplicate, a null segment and a segment not among the accepted
+    values (folded into the key test: macros/test_unique_combination.sql) planted in the rebuilt week, and a
     line of a rebuilt order that repeats a kept line's key (the kept line is not rebuilt, the
     duplicate falls across the two); a duplicate in an older week and of a kept order's line are not
     read (`dbt test` and `dbt build --full-refresh` read every row: test_saas_models'
@@ -547,9 +548,9 @@ def test_scoped_data_tests_fail_on_what_the_run_rebuilt(duckdb_scenarios):
         "      where s.workspace_id = weeks.workspace_id) > 1 order by workspace_id limit 1")
     workspace = weeks["workspace_id"]
     segment = ("select * from metrics.ecommerce_customer_segments where workspace_id = %s and week_start = %s"
-               " order by person_id limit 2")
-    rebuilt, nulled = warehouse.query(segment, (workspace, weeks["last_week"]))
-    [kept] = warehouse.query(segment.replace("= %s order", "< %s order").replace("limit 2", "limit 1"),
+               " order by person_id limit 3")
+    rebuilt, nulled, renamed = warehouse.query(segment, (workspace, weeks["last_week"]))
+    [kept] = warehouse.query(segment.replace("= %s order", "< %s order").replace("limit 3", "limit 1"),
                              (workspace, weeks["last_week"]))
     # three orders of the workspace with lines: one rebuilt (in the change set), two kept
     changed_order, kept_order, other_order = [row["order_id"] for row in warehouse.query(
@@ -576,6 +577,9 @@ def test_scoped_data_tests_fail_on_what_the_run_rebuilt(duckdb_scenarios):
         sql.execute("update metrics.ecommerce_customer_segments set segment = null"
                     " where workspace_id = %s and week_start = %s and person_id = %s",
                     (workspace, nulled["week_start"], nulled["person_id"]))
+        sql.execute("update metrics.ecommerce_customer_segments set segment = 'platinum'"
+                    " where workspace_id = %s and week_start = %s and person_id = %s",
+                    (workspace, renamed["week_start"], renamed["person_id"]))
         sql.execute("delete from intermediate.int_ecommerce_changes")
         sql.execute("insert into intermediate.int_ecommerce_changes (workspace_id, order_id) values (%s, %s)",
                     (workspace, changed_order))
@@ -592,7 +596,8 @@ def test_scoped_data_tests_fail_on_what_the_run_rebuilt(duckdb_scenarios):
             assert f"Failure in test {test} " in str(failed.value), str(failed.value)[-3000:]
         assert [(row["week_start"], row["person_id"], row["failure"]) for row in warehouse.query(found_segments)] == sorted([
             (weeks["last_week"], rebuilt["person_id"], "rows share this key"),
-            (weeks["last_week"], nulled["person_id"], "null segment")])
+            (weeks["last_week"], nulled["person_id"], "null segment"),
+            (weeks["last_week"], renamed["person_id"], "value not accepted: segment")])
         assert [(row["order_line_id"], row["failure"]) for row in warehouse.query(found_lines)] == [
             (kept_line["order_line_id"], "rows share this key")]
         # what was not read is there: the kept week's and the kept line's copies (`dbt test`, which reads
@@ -608,9 +613,10 @@ def test_scoped_data_tests_fail_on_what_the_run_rebuilt(duckdb_scenarios):
                 sql.execute("delete from metrics.ecommerce_customer_segments where rowid = (select max(rowid)"
                             " from metrics.ecommerce_customer_segments where workspace_id = %s and week_start = %s"
                             " and person_id = %s)", (workspace, row["week_start"], row["person_id"]))
-            sql.execute("update metrics.ecommerce_customer_segments set segment = %s"
-                        " where workspace_id = %s and week_start = %s and person_id = %s",
-                        (nulled["segment"], workspace, nulled["week_start"], nulled["person_id"]))
+            for row in (nulled, renamed):
+                sql.execute("update metrics.ecommerce_customer_segments set segment = %s"
+                            " where workspace_id = %s and week_start = %s and person_id = %s",
+                            (row["segment"], workspace, row["week_start"], row["person_id"]))
             for row in (kept_line, other_line):
                 sql.execute("delete from marts.order_lines where rowid = (select max(rowid) from marts.order_lines"
                             " where workspace_id = %s and order_line_id = %s)", (workspace, row["order_line_id"]))

@@ -66,28 +66,84 @@ months (workspace_id, cohort_month, activity_month, last_month) as (
     where activity_month < last_month
 ),
 
--- every cohort customer's MRR at the end of every month since their start (the month so far for
--- the current one)
-customer_months as (
+-- each movement's MRR holds at the end of every month from its own month until the month of the
+-- customer's next movement (a later movement in the same month takes that month: the span is empty)
+spans as (
     select
-        starts.workspace_id,
-        starts.customer_id,
+        movements.workspace_id,
+        movements.customer_id,
+        cast({{ dbt.date_trunc('month', 'movements.change_date') }} as date) as from_month,
+        cast({{ dbt.date_trunc('month', 'lead(movements.change_date) over (partition by movements.workspace_id, movements.customer_id order by movements.change_date)') }} as date) as until_month,
+        movements.mrr_after as mrr
+    from movements
+),
+
+-- what a cohort customer's month-end MRR adds to their cohort's month while a span holds, entered
+-- as a delta in its first month and taken out in the month after its last: the month's sums are
+-- the running sums of the deltas (one row per movement, not per customer and month). The counts of
+-- non-null terms keep a sum null where every term is (an MRR without an exchange rate).
+span_terms as (
+    select
+        spans.workspace_id,
         starts.cohort_month,
-        starts.starting_mrr,
+        spans.from_month,
+        spans.until_month,
+        case when spans.mrr > 0 then 1 else 0 end as active_customers,
+        spans.mrr,
+        -- gross: each customer counts at most what they started with (no expansion)
+        case when spans.mrr < starts.starting_mrr then spans.mrr else starts.starting_mrr end as retained_mrr,
+        case when spans.mrr > starts.starting_mrr then spans.mrr - starts.starting_mrr else 0 end as expansion_mrr
+    from spans
+    inner join starts
+        on starts.workspace_id = spans.workspace_id
+        and starts.customer_id = spans.customer_id
+    where spans.until_month is null or spans.until_month > spans.from_month
+),
+
+deltas as (
+    select workspace_id, cohort_month, from_month as activity_month, 1 as sign, active_customers, mrr,
+        retained_mrr, expansion_mrr
+    from span_terms
+    union all
+    select workspace_id, cohort_month, until_month as activity_month, -1 as sign, active_customers, mrr,
+        retained_mrr, expansion_mrr
+    from span_terms
+    where until_month is not null
+),
+
+month_deltas as (
+    select
+        workspace_id,
+        cohort_month,
+        activity_month,
+        sum(sign * active_customers) as active_customers,
+        sum(sign * mrr) as mrr,
+        sum(case when mrr is not null then sign else 0 end) as mrr_terms,
+        sum(sign * retained_mrr) as retained_mrr,
+        sum(case when retained_mrr is not null then sign else 0 end) as retained_mrr_terms,
+        sum(sign * expansion_mrr) as expansion_mrr,
+        sum(case when expansion_mrr is not null then sign else 0 end) as expansion_mrr_terms
+    from deltas
+    group by workspace_id, cohort_month, activity_month
+),
+
+running as (
+    select
+        months.workspace_id,
+        months.cohort_month,
         months.activity_month,
-        movements.mrr_after as mrr,
-        row_number() over (
-            partition by starts.workspace_id, starts.customer_id, months.activity_month
-            order by movements.change_date desc
-        ) as recency
-    from starts
-    inner join months
-        on months.workspace_id = starts.workspace_id
-        and months.cohort_month = starts.cohort_month
-    inner join movements
-        on movements.workspace_id = starts.workspace_id
-        and movements.customer_id = starts.customer_id
-        and movements.change_date < {{ dbt.dateadd('month', 1, 'months.activity_month') }}
+        {%- for column in ['active_customers', 'mrr', 'mrr_terms', 'retained_mrr', 'retained_mrr_terms',
+                           'expansion_mrr', 'expansion_mrr_terms'] %}
+        sum(month_deltas.{{ column }}) over (
+            partition by months.workspace_id, months.cohort_month order by months.activity_month
+            rows between unbounded preceding and current row
+        ) as {{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from months
+    left join month_deltas
+        on month_deltas.workspace_id = months.workspace_id
+        and month_deltas.cohort_month = months.cohort_month
+        and month_deltas.activity_month = months.activity_month
 ),
 
 monthly as (
@@ -95,14 +151,11 @@ monthly as (
         workspace_id,
         cohort_month,
         activity_month,
-        sum(case when mrr > 0 then 1 else 0 end) as active_customers,
-        sum(mrr) as mrr,
-        -- gross: each customer counts at most what they started with (no expansion)
-        sum(case when mrr < starting_mrr then mrr else starting_mrr end) as retained_mrr,
-        sum(case when mrr > starting_mrr then mrr - starting_mrr else 0 end) as expansion_mrr
-    from customer_months
-    where recency = 1
-    group by workspace_id, cohort_month, activity_month
+        coalesce(active_customers, 0) as active_customers,
+        case when mrr_terms > 0 then mrr end as mrr,
+        case when retained_mrr_terms > 0 then retained_mrr end as retained_mrr,
+        case when expansion_mrr_terms > 0 then expansion_mrr end as expansion_mrr
+    from running
 ),
 
 final as (
