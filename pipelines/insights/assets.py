@@ -62,10 +62,10 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
     partitions = workspace_partitions(workspaces)
     kinds = {"python", settings.warehouse.kind}
 
-    def anomalies(workspace: Workspace, warehouse: Warehouse) -> dict:
+    def anomalies(workspace: Workspace, warehouse: Warehouse, metrics: "_Daily") -> dict:
         """Flag unusual days in every pack metric of one workspace (band and week-over-week rules)."""
         with warehouse.reads() as read:  # one open of the database for all of the asset's reads
-            daily = _daily_metrics(read, workspace)
+            daily = metrics.frame(read)
         pack = pack_for(workspace.vertical)
         found = find_anomalies(daily, pack, workspace.id, calendar=_calendar(workspace, daily))
         warehouse.upsert("insights.anomalies", found, key=["anomaly_id"], replace={"workspace_id": workspace.id})
@@ -83,7 +83,7 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
                 "date", "metric", "value", "expected", "impact", "outcome", "event_rank"])),
         }
 
-    def anomaly_drivers(workspace: Workspace, warehouse: Warehouse) -> dict:
+    def anomaly_drivers(workspace: Workspace, warehouse: Warehouse, metrics: "_Daily") -> dict:
         """Rank the dimension values that drove each of one workspace's anomalies."""
         pack = pack_for(workspace.vertical).watched()  # the slice tables of watched metrics
         with warehouse.reads() as read:
@@ -107,10 +107,10 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             "top_drivers": dg.MetadataValue.md(_table(top.tail(10), ["date", "metric", "phrase"])),
         }
 
-    def forecasts(workspace: Workspace, warehouse: Warehouse) -> dict:
+    def forecasts(workspace: Workspace, warehouse: Warehouse, metrics: "_Daily") -> dict:
         """Forecast one workspace's daily net sales and orders, or MRR, 13 weeks ahead (80% and 95% intervals)."""
         with warehouse.reads() as read:
-            daily = _daily_metrics(read, workspace)
+            daily = metrics.frame(read)
             # The last run's rows: a metric whose history is unchanged (a refresh later the same day)
             # keeps its forecast instead of being fitted again.
             known = _rows(read, "insights.forecasts", workspace, "metric, date")
@@ -140,11 +140,11 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
                                                                      "upper_80"])),
         }
 
-    def opportunities(workspace: Workspace, warehouse: Warehouse) -> dict:
+    def opportunities(workspace: Workspace, warehouse: Warehouse, metrics: "_Daily") -> dict:
         """Rank one workspace's churn risks, slipping customers, product trend breaks and unusual cohorts
         by money at stake, each with a recommended action."""
         with warehouse.reads() as read:
-            daily = _daily_metrics(read, workspace)
+            daily = metrics.frame(read)
             as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
             found = workspace_opportunities(read.query, workspace.id, workspace.vertical, workspace.currency,
                                             Wording(workspace.locale, workspace.currency), as_of)
@@ -157,13 +157,13 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             "top": dg.MetadataValue.md(_table(found.head(10), ["rank", "kind", "subject", "money_at_stake", "action"])),
         }
 
-    def customer_values(workspace: Workspace, warehouse: Warehouse) -> dict:
+    def customer_values(workspace: Workspace, warehouse: Warehouse, metrics: "_Daily") -> dict:
         """Predict each customer's next 12 months of purchases and net sales in one shop (BG/NBD and
         Gamma-Gamma fitted to its purchase histories); a SaaS workspace has none."""
         if workspace.vertical != "ecommerce":
             return {"customers": 0, "skipped": "not an ecommerce workspace"}
         with warehouse.reads() as read:
-            daily = _daily_metrics(read, workspace)
+            daily = metrics.frame(read)
             as_of = pd.to_datetime(daily["date"]).max().date() if len(daily) else None
             # the last estimate: within a week of it, the fit starts from its optimum
             start = stored_fits.read_fits(_rows(read, stored_fits.TABLE, workspace, "model")).get(FIT_NAME)
@@ -251,15 +251,15 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             workspace = workspaces.get(workspace_id)
             with warehouse.reads() as read:
                 require_passing(read, workspace.id)  # a workspace dbt's tests failed stops here, alone
+            metrics = _Daily(workspace)  # read once for the assets that read it
             for key in selected:
-                # One BLAS thread: the insights' matrices are small (days × regressors), and on a busy
-                # machine OpenBLAS's idle threads spin: the forecasts' fits cost 3× the CPU without this.
-                with threadpool_limits(limits=1, user_api="blas"):
-                    found = work[key](workspace, warehouse)
-                yield key, found
+                yield key, work[key](workspace, warehouse, metrics)
 
         # One DuckDB connection for the step's reads and writes (it lets go whenever another writer waits).
-        with warehouse.kept_open():
+        # One BLAS thread: the insights' matrices are small (days × regressors), and on a busy machine
+        # OpenBLAS's idle threads spin: the forecasts' fits cost 3× the CPU without this. Set once for
+        # the step: setting it costs threadpoolctl a look at every loaded library (~1 ms a time).
+        with warehouse.kept_open(), threadpool_limits(limits=1, user_api="blas"):
             yield from materialize_each(context, each, _insights_failure)
 
     return [insights, reports]
@@ -271,6 +271,21 @@ def _insights_failure(workspace_id: str, exc: Exception) -> WorkspaceFailure:
     if isinstance(exc, dg.Failure) and exc.description:
         return WorkspaceFailure(workspace_id, exc.description, retryable=False)
     return WorkspaceFailure(workspace_id, f"workspace {workspace_id!r}: {type(exc).__name__}: {exc}", retryable=False)
+
+
+class _Daily:
+    """One workspace's daily metrics (`_daily_metrics`) for the insights step: read at the first asset
+    that asks and kept for the others of the step (dbt's tables, which no insights asset writes).
+    Each asset gets its own copy."""
+
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self._frame: pd.DataFrame | None = None
+
+    def frame(self, read: Warehouse | Reads) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = _daily_metrics(read, self.workspace)
+        return self._frame.copy()
 
 
 def _daily_metrics(warehouse: Warehouse | Reads, workspace: Workspace) -> pd.DataFrame:
