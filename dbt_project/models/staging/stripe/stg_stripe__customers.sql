@@ -51,14 +51,27 @@ referenced as (
     where customer is not null
 ),
 
+-- the references to customers the listing lacks, before ranking: a customer's references are all
+-- kept or all dropped (the condition reads its key alone), so each one's newest is the same, and
+-- the sort is over the few unlisted customers' references, not over every invoice
+unlisted_references as (
+    select referenced.*
+    from referenced
+    where not exists (
+        select 1 from renamed
+        where renamed.workspace_id = referenced.workspace_id
+            and renamed.customer_id = referenced.customer_id
+    )
+),
+
 newest_reference as (
     select
-        referenced.*,
+        unlisted_references.*,
         row_number() over (
             partition by workspace_id, customer_id
             order by case when email is null then 1 else 0 end, created desc
         ) as newest
-    from referenced
+    from unlisted_references
 ),
 
 unlisted as (
@@ -79,11 +92,6 @@ unlisted as (
         on quarantined.workspace_id = newest_reference.workspace_id
         and quarantined.customer_id = newest_reference.customer_id
     where newest_reference.newest = 1
-        and not exists (
-            select 1 from renamed
-            where renamed.workspace_id = newest_reference.workspace_id
-                and renamed.customer_id = newest_reference.customer_id
-        )
 ),
 
 final as (
