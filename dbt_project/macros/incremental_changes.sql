@@ -190,9 +190,8 @@
 
 {#- A subquery of the SaaS workspaces whose `columns` of the state differ from the ones kept when the
     SaaS models were last built, or that were not there then (all of them when no state was kept):
-    an incremental run rebuilds every row of theirs that depends on those columns. With `new_only`,
-    only the workspaces that were not there (all of them when no state was kept). -#}
-{% macro saas_moved_workspaces(columns, use_refs=true, new_only=false) -%}
+    an incremental run rebuilds every row of theirs that depends on those columns. -#}
+{% macro saas_moved_workspaces(columns, use_refs=true) -%}
     {%- set state = saas_workspace_state_relation() if execute else none -%}
     {%- set workspaces = ref('int_saas_workspaces') if use_refs else model_relation('int_saas_workspaces') -%}
     {%- set rates = ref('int_fx_rates_ranged') if use_refs else model_relation('int_fx_rates_ranged') -%}
@@ -203,7 +202,7 @@
     left join {{ state }} as built
         on built.workspace_id = now_state.workspace_id
     where built.workspace_id is null
-        {%- for column in columns if not new_only %}
+        {%- for column in columns %}
         or built.{{ column }} is distinct from now_state.{{ column }}
         {%- endfor %}
     {%- endif %})
@@ -230,11 +229,9 @@
 {%- endmacro %}
 
 {#- The SaaS models an incremental run rebuilds by changed subscription or customer, and what else
-    each rebuilds per workspace: the rows of the workspaces whose `moved` state columns changed (with
-    `paying`, the change points named: only the rows whose latest change point there has an MRR
-    other than 0, and every row of a workspace new to the kept state; saas_paying_keys); and, with
-    `rates_from`, the rows whose day (that column) is on or after the first day whose exchange rates
-    changed (saas_rates_changed_from: mrr_movements converts at each change day's rate). -#}
+    each rebuilds in full per workspace: the workspaces whose `moved` state columns changed; and,
+    with `rates_from`, the rows whose day (that column) is on or after the first day whose exchange
+    rates changed (saas_rates_changed_from: mrr_movements converts at each change day's rate). -#}
 {% macro saas_incremental_models() -%}
     {%- set by_subscription = {'key': 'subscription_id', 'changes': 'int_saas_changed_subscriptions', 'moved': [],
                                'rates_from': none} -%}
@@ -247,12 +244,10 @@
         'subscription_items': by_subscription,
         'int_subscription_plans': by_subscription,
         'subscriptions': {'key': 'subscription_id', 'changes': 'int_saas_changed_subscriptions',
-                          'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest'], 'rates_from': none,
-                          'paying': 'int_subscription_mrr_changes'},
+                          'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest'], 'rates_from': none},
         'int_customer_mrr_changes': by_customer,
         'saas_customers': {'key': 'customer_id', 'changes': 'int_saas_changed_customers',
-                           'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest'], 'rates_from': none,
-                           'paying': 'int_customer_mrr_changes'},
+                           'moved': ['as_of_day', 'reporting_currency', 'as_of_rates_digest'], 'rates_from': none},
         'mrr_movements': {'key': 'customer_id', 'changes': 'int_saas_changed_customers',
                           'moved': ['reporting_currency'], 'rates_from': 'change_date'},
     }) }}
@@ -280,39 +275,13 @@
         {%- set key = key_exists(changes, alias, ['workspace_id', model.key]) -%}
     {%- endif -%}
     {%- set disjuncts = [key] -%}
-    {%- if model.moved and model.paying -%}
-        {%- set paying = saas_paying_keys(model, use_refs) -%}
-        {%- if paying is none -%}{{ return(none) }}{%- endif -%}
-        {%- do disjuncts.append(alias ~ '.workspace_id in ' ~ saas_moved_workspaces(model.moved, use_refs, new_only=true)) -%}
-        {%- if hashed -%}
-            {%- do disjuncts.append(among_keys(paying, alias, ['workspace_id', model.key])) -%}
-        {%- else -%}
-            {%- do disjuncts.append(key_exists(paying, alias, ['workspace_id', model.key])) -%}
-        {%- endif -%}
-    {%- elif model.moved -%}
+    {%- if model.moved -%}
         {%- do disjuncts.append(alias ~ '.workspace_id in ' ~ saas_moved_workspaces(model.moved, use_refs)) -%}
     {%- endif -%}
     {%- if model.rates_from -%}
         {%- do disjuncts.append(alias ~ '.' ~ model.rates_from ~ ' >= ' ~ saas_rates_changed_from(use_refs)) -%}
     {%- endif -%}
     {{ return(disjuncts) }}
-{%- endmacro %}
-
-{#- A subquery of the keys (workspace_id and `model.key`) of a SaaS model with `paying` that a moved
-    workspace rebuilds: those whose latest change point (in the `paying` change points: one per key
-    and day) has an MRR other than 0, in the workspaces whose `moved` state columns changed; or none
-    before the change points are built. The other rows of such a workspace do not depend on the
-    state: their MRR today is 0 in any currency and on any day (a missing rate gives null, kept as
-    0), their last paying day is the day before their last drop, and nothing else they hold reads the
-    workspace's state. A key whose change points changed is in the run's change set, so its latest
-    change point is the same before and after the run: the delete and the insert read the same keys. -#}
-{% macro saas_paying_keys(model, use_refs=true) -%}
-    {%- set points = ref(model.paying) if use_refs else model_relation(model.paying) -%}
-    {%- if points is none -%}{{ return(none) }}{%- endif -%}
-    {{ return('(select paying.workspace_id, paying.' ~ model.key ~ ' from ' ~ points ~ ' as paying'
-              ~ ' where paying.workspace_id in ' ~ saas_moved_workspaces(model.moved, use_refs)
-              ~ ' group by paying.workspace_id, paying.' ~ model.key
-              ~ ' having max(paying.change_date) = max(case when paying.mrr_after <> 0 then paying.change_date end))') }}
 {%- endmacro %}
 
 {#- The pre-hook of an incremental SaaS model: delete the rows the run rebuilds. -#}

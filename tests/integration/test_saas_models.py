@@ -597,67 +597,6 @@ def test_a_moved_as_of_day_recomputes_the_subscriptions_whose_segments_it_crosse
     assert snapshot(warehouse) == duckdb_build["full_refresh"]
 
 
-@pytest.mark.slow  # one more dbt build
-def test_a_moved_as_of_day_rebuilds_the_rows_with_mrr_today_and_keeps_the_others(duckdb_build):
-    """A workspace whose as-of day moved (every refresh in production) rebuilds, in subscriptions and
-    saas_customers, the rows whose latest change point has an MRR other than 0 (their last paying day
-    is the as-of day and their MRR today is converted on it) besides the changed ones, and keeps the
-    others, whose values do not depend on the day. With the kept state set back one day and stale
-    values planted in every row of the workspace, the build puts back exactly the rows with MRR today
-    (each equal to the full refresh's) and the changed ones; a row with none keeps what was planted
-    (its MRR today is 0 and its last paying day before its last drop, the same on any as-of day)."""
-    warehouse = duckdb_build["warehouse"]
-    tables = {"marts.subscriptions": ("subscription_id", "int_saas_changed_subscriptions",
-                                      "int_subscription_mrr_changes", "last_paying_date"),
-              "marts.saas_customers": ("customer_id", "int_saas_changed_customers",
-                                       "int_customer_mrr_changes", "first_paying_date")}
-    # the latest change point's MRR of every subscription and customer, worked out here
-    latest = {}
-    for table, (key, _, points, _) in tables.items():
-        rows = warehouse.query(f"select workspace_id, {key} as id, change_date, mrr_after from intermediate.{points} "
-                               "order by workspace_id, id, change_date")
-        latest[table] = {(row["workspace_id"], row["id"]): row["mrr_after"] for row in rows}  # the last one wins
-    # a workspace with rows both with and without MRR today, in both marts
-    workspace = next(ws for ws in sorted({ws for ws, _ in latest["marts.subscriptions"]})
-                     if all(len({mrr != 0 for (w, _), mrr in latest[table].items() if w == ws}) == 2
-                            for table in tables))
-    as_of_day = warehouse.query("select as_of_day from intermediate.int_saas_workspaces where workspace_id = %s",
-                                (workspace,))[0]["as_of_day"]
-    kept = {}
-    with warehouse.settings.warehouse.transaction() as sql:
-        sql.execute("update intermediate.int_saas_workspaces__built set as_of_day = %s where workspace_id = %s",
-                    (as_of_day - timedelta(days=1), workspace))
-        for table, (key, _, _, dated) in tables.items():
-            kept[table] = {row[0]: row[1:] for row in sql.execute(
-                f"select {key}, current_mrr, {dated} from {table} where workspace_id = %s", (workspace,))}
-            sql.execute(f"update {table} set current_mrr = current_mrr + 1, {dated} = date '2000-01-01' "
-                        "where workspace_id = %s", (workspace,))
-    try:
-        run_dbt(warehouse.settings, "build", *SAAS, *NO_UNIT_TESTS)
-        full = duckdb_build["full_refresh"]
-        for table, (key, changes, _, dated) in tables.items():
-            changed = {row["id"] for row in warehouse.query(
-                f"select {key} as id from intermediate.{changes} where workspace_id = %s", (workspace,))}
-            paying = {id_ for (ws, id_), mrr in latest[table].items() if ws == workspace and mrr != 0}
-            truth = {row[key]: row for row in full[table] if row["workspace_id"] == workspace}
-            ours = {row[key]: row for row in rows_by_key(warehouse, table, f"workspace_id, {key}")
-                    if row["workspace_id"] == workspace}
-            rebuilt = {id_ for id_, row in ours.items() if row[dated] != "2000-01-01"}
-            assert rebuilt == (paying | changed) & set(ours), table
-            assert paying - changed and set(ours) - paying - changed, (table, "both kinds of row kept out of the change set")
-            assert all(ours[id_] == truth[id_] for id_ in rebuilt), table
-            for id_ in set(ours) - rebuilt:  # kept: what was planted, over values the day does not move
-                assert Decimal(ours[id_]["current_mrr"]) == Decimal(truth[id_]["current_mrr"]) + 1 == 1, (table, id_)
-    finally:
-        with warehouse.settings.warehouse.transaction() as sql:
-            for table, (key, _, _, dated) in tables.items():
-                for id_, (mrr, day) in kept[table].items():
-                    sql.execute(f"update {table} set current_mrr = %s, {dated} = %s "
-                                f"where workspace_id = %s and {key} = %s and {dated} = date '2000-01-01'",
-                                (mrr, day, workspace, id_))
-    assert snapshot(warehouse) == duckdb_build["full_refresh"]
-
-
 def test_data_tests_read_the_rebuilt_rows_and_fail_on_them(duckdb_build):
     """On an incremental `dbt build` the data tests of a daily table read only the days the run
     rebuilt, and those of an incremental mart only the rows it rebuilt (macro get_where_subquery), and

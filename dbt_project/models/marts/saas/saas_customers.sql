@@ -8,10 +8,8 @@
     in brief: when they first paid, and how many subscriptions they had.
 
     Incremental (macros/incremental_changes.sql): a run recomputes the customers
-    int_saas_changed_customers lists, and of a workspace whose as-of day, reporting currency or
-    exchange rates on that day moved, the customers with MRR today (latest change point's MRR not 0:
-    it is converted on that day; the others read nothing of the workspace's state:
-    saas_paying_keys), every one of a workspace new to the kept state. -#}
+    int_saas_changed_customers lists, and every customer of a workspace whose as-of day, reporting
+    currency or exchange rates on that day moved (their MRR today is converted on that day). -#}
 -- depends_on: {{ ref('int_saas_changed_customers') }}
 -- the workspaces' state compared (saas_moved_workspaces): {{ ref('int_fx_rates_ranged') }}
 with customers as (

@@ -8,11 +8,8 @@
     days its MRR was first and last positive, from its change points.
 
     Incremental (macros/incremental_changes.sql): a run recomputes the subscriptions
-    int_saas_changed_subscriptions lists, and of a workspace whose as-of day, reporting currency or
-    exchange rates on that day moved, the subscriptions with MRR today (latest change point's MRR
-    not 0: their last paying day is the as-of day and their MRR today is converted on it; the others
-    read nothing of the workspace's state: saas_paying_keys), every one of a workspace new to the
-    kept state. -#}
+    int_saas_changed_subscriptions lists, and every subscription of a workspace whose as-of day,
+    reporting currency or exchange rates on that day moved (its MRR today is taken and converted on that day). -#}
 -- depends_on: {{ ref('int_saas_changed_subscriptions') }}
 -- the workspaces' state compared (saas_moved_workspaces): {{ ref('int_fx_rates_ranged') }}
 with subscriptions as (
