@@ -98,10 +98,14 @@ def build_both_phases(home: Path, warehouse_url: str | None, full_refresh: bool)
         result = {"warehouse": warehouse, "incremental": snapshot(warehouse),
                   "refresh_from": {row["workspace_id"]: row["refresh_from"] for row in warehouse.query(
                       "select workspace_id, refresh_from from intermediate.int_saas_refresh_windows")},
-                  # what the incremental build recomputed of the MRR rebuilt from invoices, of all
+                  # what the incremental build recomputed of the MRR rebuilt from invoices, of all; by
+                  # workspace and subscription on both sides (NEW_TENANT reuses saas-moves' ids), so that
+                  # a workspace whose as-of day moved between the builds (the real clock crossing its
+                  # midnight) adds only the subscriptions that day crosses to the left side
                   "rebuilt": warehouse.query(
                       "select (select count(*) from intermediate.int_saas_changed_subscriptions) as changed, "
-                      "(select count(distinct subscription_id) from intermediate.int_subscription_mrr_rebuilt) as all_")[0],
+                      "(select count(*) from (select distinct workspace_id, subscription_id"
+                      " from intermediate.int_subscription_mrr_rebuilt) as pairs) as all_")[0],
                   # the subscriptions and customers the models after it recomputed, of all
                   "recomputed": warehouse.query(
                       "select (select count(*) from intermediate.int_saas_changed_subscriptions) as subscriptions, "
