@@ -65,6 +65,34 @@ def test_a_table_written_by_an_older_version_gains_the_new_columns(warehouse):
     assert list(found["id"]) == ["x", "y"] and pd.isna(found["flag"][0]) and bool(found["flag"][1])
 
 
+def test_a_write_alters_the_table_only_for_the_columns_it_lacks(tmp_path, monkeypatch):
+    warehouse = load_settings({"ABOS_HOME": str(tmp_path)}).warehouse
+    executed: list[str] = []
+
+    class Recording:  # the DuckDB connection, with the statements it ran
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, *args):
+            executed.append(sql)
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    opened = Warehouse._duckdb
+    monkeypatch.setattr(Warehouse, "_duckdb", lambda self: Recording(opened(self)))
+    warehouse.upsert("insights.things", rows(("a", "x", 1.0)).drop(columns=["flag", "n"]), key=["id"])
+    warehouse.upsert("insights.things", rows(("a", "y", 2.0)), key=["id"])
+    altered = [sql for sql in executed if sql.startswith("alter table")]
+    assert altered == ['alter table insights.things add column if not exists "n" bigint',
+                       'alter table insights.things add column if not exists "flag" boolean']
+    executed.clear()
+    warehouse.upsert("insights.things", rows(("a", "z", 3.0)), key=["id"])  # every column there already
+    assert [sql for sql in executed if sql.startswith("alter table")] == []
+    assert warehouse.query("select id, n from insights.things order by id")["n"].isna().tolist() == [True, False, False]
+
+
 def test_reads_on_one_connection_return_what_single_queries_return(warehouse):
     warehouse.upsert("insights.t", rows(("a", "x", 1.5), ("b", "y", 2.25)), key=["id"])
     sql = "select workspace_id, id, day, value, n, flag from insights.t where value > %s order by id"
