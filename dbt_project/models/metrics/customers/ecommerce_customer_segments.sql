@@ -134,6 +134,11 @@ kept_weeks as (
 scored_changes as (
     select
         changes.*,
+        -- the stored amounts, rounded once per change rather than once per person-week
+        cast(changes.monetary as decimal(38, 4)) as stored_monetary,
+        {%- for measure in ['week_net_sales', 'week_reporting_net_sales'] %}
+        cast(changes.{{ measure }} as decimal(38, 4)) as stored_{{ measure }},
+        {%- endfor %}
         {%- if is_incremental() %}
         kept_weeks.segment as kept_previous_segment
         {%- else %}
@@ -232,13 +237,16 @@ scored as (
         thresholds.week_start,
         thresholds.snapshot_date,
         scored_changes.person_id,
-        scored_changes.last_order_date,
+        -- days since the last order: a difference of two dates is a whole number of days in both databases
+        cast(thresholds.snapshot_date - scored_changes.last_order_date as integer) as recency_days,
         scored_changes.frequency,
-        scored_changes.monetary,
-        case when thresholds.week_start = scored_changes.week_start then scored_changes.week_net_sales else 0 end
-            as week_net_sales,
-        case when thresholds.week_start = scored_changes.week_start then scored_changes.week_reporting_net_sales else 0 end
-            as week_reporting_net_sales,
+        scored_changes.stored_monetary as monetary,
+        {%- for measure in ['week_net_sales', 'week_reporting_net_sales'] %}
+        case
+            when thresholds.week_start = scored_changes.week_start then scored_changes.stored_{{ measure }}
+            else cast(0 as decimal(38, 4))
+        end as {{ measure }},
+        {%- endfor %}
         {%- for score, measure in measures %}
         cast(1
             {%- for k in range(1, 5) %} + case when scored_changes.{{ measure }} > thresholds.{{ score }}{{ k }} then 1 else 0 end{% endfor %}
@@ -290,11 +298,11 @@ final as (
         segmented.week_start,
         segmented.snapshot_date,
         segmented.person_id,
-        cast({{ dbt.datediff('segmented.last_order_date', 'segmented.snapshot_date', 'day') }} as integer) as recency_days,
+        segmented.recency_days,
         segmented.frequency,
-        cast(segmented.monetary as decimal(38, 4)) as monetary,
-        cast(segmented.week_net_sales as decimal(38, 4)) as week_net_sales,
-        cast(segmented.week_reporting_net_sales as decimal(38, 4)) as week_reporting_net_sales,
+        segmented.monetary,
+        segmented.week_net_sales,
+        segmented.week_reporting_net_sales,
         segmented.r_score,
         segmented.f_score,
         segmented.m_score,
