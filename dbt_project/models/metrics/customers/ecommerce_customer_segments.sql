@@ -167,12 +167,48 @@ scored_changes as (
 {%- set measures = [('r', 'last_order_date'), ('f', 'frequency'), ('m', 'monetary')] %}
 {%- for score, measure in measures %}
 
-{{ score }}_thresholds as (
+-- the customers of each value in each week: the changes with the same value and weeks counted once,
+-- then spread over those weeks
+{{ score }}_counted as materialized (
+    select snapshots.workspace_id, snapshots.week_start, spans.value, sum(spans.customers) as customers
+    from (
+        select workspace_id, week_start, next_week_start, {{ measure }} as value, count(*) as customers
+        from scored_changes
+        group by workspace_id, week_start, next_week_start, {{ measure }}
+    ) as spans
+    inner join snapshots
+        on snapshots.workspace_id = spans.workspace_id
+        and snapshots.week_start >= spans.week_start
+        and (spans.next_week_start is null or snapshots.week_start < spans.next_week_start)
+    group by snapshots.workspace_id, snapshots.week_start, spans.value
+),
+
+-- each week's customers, and those of the weeks before it in the running order below
+{{ score }}_weeks as (
     select
         workspace_id,
         week_start,
+        week_customers,
+        sum(week_customers) over (order by workspace_id, week_start rows unbounded preceding) - week_customers
+            as customers_before
+    from (
+        select workspace_id, week_start, sum(customers) as week_customers
+        from {{ score }}_counted
+        group by workspace_id, week_start
+    ) as weeks
+),
+
+-- the customers up to each value of a week: one running sum through every week in turn, less the
+-- weeks before it (cheaper than a running sum per week: one sort, no partitions)
+{{ score }}_thresholds as (
+    select
+        cumulated.workspace_id,
+        cumulated.week_start,
         {%- for k in range(1, 5) %}
-        min(case when 5 * customers_to_value >= {{ k }} * (week_customers - 1) then value end) as {{ score }}{{ k }}
+        min(case
+            when 5 * (cumulated.customers_through_value - weeks.customers_before) >= {{ k }} * (weeks.week_customers - 1)
+            then cumulated.value
+        end) as {{ score }}{{ k }}
         {{- "," if not loop.last }}
         {%- endfor %}
     from (
@@ -180,26 +216,14 @@ scored_changes as (
             workspace_id,
             week_start,
             value,
-            sum(customers) over (partition by workspace_id, week_start order by value rows unbounded preceding)
-                as customers_to_value,
-            sum(customers) over (partition by workspace_id, week_start) as week_customers
-        from (
-            -- the customers of each value in each week: the changes with the same value and weeks
-            -- counted once, then spread over those weeks
-            select snapshots.workspace_id, snapshots.week_start, spans.value, sum(spans.customers) as customers
-            from (
-                select workspace_id, week_start, next_week_start, {{ measure }} as value, count(*) as customers
-                from scored_changes
-                group by workspace_id, week_start, next_week_start, {{ measure }}
-            ) as spans
-            inner join snapshots
-                on snapshots.workspace_id = spans.workspace_id
-                and snapshots.week_start >= spans.week_start
-                and (spans.next_week_start is null or snapshots.week_start < spans.next_week_start)
-            group by snapshots.workspace_id, snapshots.week_start, spans.value
-        ) as counted
+            sum(customers) over (order by workspace_id, week_start, value rows unbounded preceding)
+                as customers_through_value
+        from {{ score }}_counted
     ) as cumulated
-    group by workspace_id, week_start
+    inner join {{ score }}_weeks as weeks
+        on weeks.workspace_id = cumulated.workspace_id
+        and weeks.week_start = cumulated.week_start
+    group by cumulated.workspace_id, cumulated.week_start
 ),
 {%- endfor %}
 
