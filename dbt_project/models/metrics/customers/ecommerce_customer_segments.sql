@@ -169,7 +169,7 @@ scored_changes as (
 
 -- the customers of each value in each week: the changes with the same value and weeks counted once,
 -- then spread over those weeks
-{{ score }}_counted as materialized (
+{{ score }}_counted as (
     select snapshots.workspace_id, snapshots.week_start, spans.value, sum(spans.customers) as customers
     from (
         select workspace_id, week_start, next_week_start, {{ measure }} as value, count(*) as customers
@@ -183,43 +183,45 @@ scored_changes as (
     group by snapshots.workspace_id, snapshots.week_start, spans.value
 ),
 
--- each week's customers, and those of the weeks before it in the running order below
+-- the customers up to each value of a week: one running sum through every week in turn (cheaper
+-- than a running sum per week: one sort, no partitions), less the weeks before it (below)
+{{ score }}_cumulated as materialized (
+    select
+        workspace_id,
+        week_start,
+        value,
+        sum(customers) over (order by workspace_id, week_start, value rows unbounded preceding)
+            as customers_through_value
+    from {{ score }}_counted
+),
+
+-- per week, the customers through its last value, and through the week before's (0 for the first)
 {{ score }}_weeks as (
     select
         workspace_id,
         week_start,
-        week_customers,
-        sum(week_customers) over (order by workspace_id, week_start rows unbounded preceding) - week_customers
-            as customers_before
+        customers_through_week,
+        coalesce(lag(customers_through_week) over (order by workspace_id, week_start), 0) as customers_before
     from (
-        select workspace_id, week_start, sum(customers) as week_customers
-        from {{ score }}_counted
+        select workspace_id, week_start, max(customers_through_value) as customers_through_week
+        from {{ score }}_cumulated
         group by workspace_id, week_start
     ) as weeks
 ),
 
--- the customers up to each value of a week: one running sum through every week in turn, less the
--- weeks before it (cheaper than a running sum per week: one sort, no partitions)
 {{ score }}_thresholds as (
     select
         cumulated.workspace_id,
         cumulated.week_start,
         {%- for k in range(1, 5) %}
         min(case
-            when 5 * (cumulated.customers_through_value - weeks.customers_before) >= {{ k }} * (weeks.week_customers - 1)
+            when 5 * (cumulated.customers_through_value - weeks.customers_before)
+                >= {{ k }} * (weeks.customers_through_week - weeks.customers_before - 1)
             then cumulated.value
         end) as {{ score }}{{ k }}
         {{- "," if not loop.last }}
         {%- endfor %}
-    from (
-        select
-            workspace_id,
-            week_start,
-            value,
-            sum(customers) over (order by workspace_id, week_start, value rows unbounded preceding)
-                as customers_through_value
-        from {{ score }}_counted
-    ) as cumulated
+    from {{ score }}_cumulated as cumulated
     inner join {{ score }}_weeks as weeks
         on weeks.workspace_id = cumulated.workspace_id
         and weeks.week_start = cumulated.week_start
