@@ -15,7 +15,9 @@
     spread over the weeks until the next, not summed again for every week. The scores come from four
     thresholds per workspace, week and measure, counted from those changes (below), and the previous
     segment from the week before's thresholds and the person's figures then: no sort or window over
-    the person-weeks (docs/performance.md, "The segments scored from counts").
+    the person-weeks (docs/performance.md, "The segments scored from counts"), and per person-week
+    only what differs by week: the stored amounts are rounded per change (docs/performance.md, "The
+    segments' per-row work in the full `dbt build`").
 
     Incremental by week (macros/incremental_segments.sql): a run rebuilds the weeks from the
     workspace's refresh_from (int_ecommerce_segment_weeks) on, with everyone's orders and refunds
