@@ -113,11 +113,9 @@ class Warehouse(dg.ConfigurableResource):
         from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
         if self.kind == "duckdb":
-            from pipelines.duckdb_load import duckdb  # dlt's, a merge table's first load written once
-
             self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
             credentials = DuckDbCredentials(str(self.duckdb_path), global_config=self.duckdb_config())
-            destination = duckdb(credentials=credentials)
+            destination = dlt.destinations.duckdb(credentials=credentials)
         else:
             parts = urlsplit(self.location)
             if parts.username and parts.password is None:
