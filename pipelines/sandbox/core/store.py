@@ -72,6 +72,27 @@ def _row_to_object(row: sqlite3.Row) -> StoredObject:
     )
 
 
+def _tightest(bounds: dict[str, int], cursor: int, descending: bool) -> tuple[dict[str, int], bool]:
+    """A page's range on its order column without the conditions the others imply: `(bounds, keyset)`,
+    where `keyset` says whether the cursor's `(column, id)` comparison is still needed.
+
+    Same rows either way; SQLite takes one of several bounds on a column as the index range, and when
+    it took a window's end rather than the cursor, every page scanned the window from that end down to
+    the cursor (each page of a list cost more the deeper it was: quadratic in the window's size).
+    """
+    # The bounds on the cursor's side: below it when walking down (newest first), above it when walking up.
+    side = ("lt", "lte") if descending else ("gt", "gte")
+    found = {op: int(value) for op, value in bounds.items() if op in side and value is not None}
+    if descending:
+        implies_cursor = any(value <= cursor if op == "lt" else value < cursor for op, value in found.items())
+    else:
+        implies_cursor = any(value >= cursor if op == "gt" else value > cursor for op, value in found.items())
+    if implies_cursor:  # the window ends before the cursor: the cursor's comparison holds for every row
+        return bounds, False
+    # The cursor lies within the window: it is the tighter bound, and the window's end on its side is implied.
+    return {op: value for op, value in bounds.items() if op not in side}, True
+
+
 class SandboxStore:
     """Thread-safe access to the sandbox's SQLite file (one connection per thread, WAL mode)."""
 
@@ -243,13 +264,16 @@ class SandboxStore:
         args: list[Any] = [workspace, source, kind]
         if not include_deleted:
             sql.append("and deleted = 0")
+        keyset = after is not None
         for column, bounds in (("created", created), ("updated", updated)):
+            if bounds and after is not None and column == order_by:
+                bounds, keyset = _tightest(bounds, after[0], descending)
             for op_name, op in (("gt", ">"), ("gte", ">="), ("lt", "<"), ("lte", "<=")):
                 if bounds and bounds.get(op_name) is not None:
                     sql.append(f"and {column} {op} ?")
                     args.append(int(bounds[op_name]))
         direction = "desc" if descending else "asc"
-        if after is not None:
+        if after is not None and keyset:
             sql.append(f"and ({order_by}, id) {'<' if descending else '>'} (?, ?)")
             args.extend(after)
         sql.append(f"order by {order_by} {direction}, id {direction}")
