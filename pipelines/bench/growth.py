@@ -2,9 +2,9 @@
 incremental run's time against the size of the change.
 
 At each scale of the large sandbox (e.g. 0.01, 0.1, 1) the pipeline runs in full on DuckDB, or on
-Postgres with `--growth-warehouse postgres` (`stages.run_pipeline`: sync, dbt build, insights), then the sandbox's clock moves until 0.1% of the
-orders and invoices changed and the pipeline reruns, then until another 1% changed and it reruns
-again. The exponent is the slope of log(time) over log(size), fitted by least squares: 1 means
+Postgres with `--growth-warehouse postgres` (`stages.run_pipeline`: sync, dbt build, insights),
+then the sandbox's clock moves until 0.1% of the orders and invoices changed and the pipeline
+reruns, then until another 1% changed and it reruns again. The exponent is the slope of log(time) over log(size), fitted by least squares: 1 means
 linear, below 1 means fixed costs still weigh (at small scales they do), above 1 that something
 grows faster than the data.
 """
