@@ -67,11 +67,23 @@ money as (
     tables that rebuild it. With `kept`, the opposite among the rows to keep: those of the window
     (from its first week on) before refresh_from; every other row is deleted before the run inserts
     the rebuilt ones. `column` names the rows' week or day when it is not the table's (the segments
-    read by a table built from them). -#}
+    read by a table built from them).
+
+    When the model runs (the weeks are built by then) the weeks are read and written in as constants
+    (segment_week_groups): a per-row `exists` against the weeks is a join over every row of the table
+    (17 M segment rows at scale 1, read by the segments' two pre-hooks and by each of the four tables
+    built from them after every change), where a constant bound on the week is a filter the scan
+    applies, and skips the row groups wholly outside it (docs/performance.md, "dbt after a small
+    change: the segment tables read by constants"). The `exists` form is kept at parse time and when
+    the weeks cannot be written so. -#}
 {% macro segment_rows_condition(table, alias, weeks=none, kept=false, column=none) -%}
     {%- set spec = segment_tables()[table] -%}
     {%- set weeks = weeks or ref('int_ecommerce_segment_weeks') -%}
     {%- set column = alias ~ '.' ~ (column or spec.column) -%}
+    {%- set grouped = segment_week_groups() -%}
+    {%- if grouped is not none -%}
+        {{ return(segment_week_constants(spec, alias, column, grouped, kept)) }}
+    {%- endif -%}
     {{ 'not ' if kept }}exists (
         select 1 from {{ weeks }} as segment_weeks
         where segment_weeks.workspace_id = {{ alias }}.workspace_id
@@ -88,6 +100,49 @@ money as (
     )
 {%- endmacro %}
 
+{#- The weeks of int_ecommerce_segment_weeks as built, read when a model or test runs: the quoted
+    workspace ids grouped by their (refresh_from, first_week), as text (many tenants mostly share
+    them); none at parse time, before the weeks are built, with a null week (the `exists` form
+    selects no row there, as it does for a workspace missing from the weeks) or over 1,000 groups. -#}
+{% macro segment_week_groups() -%}
+    {%- set weeks = model_relation('int_ecommerce_segment_weeks') if execute else none -%}
+    {%- if weeks is none -%}{{ return(none) }}{%- endif -%}
+    {%- set found = run_query('select workspace_id, cast(refresh_from as varchar) as refresh_from, '
+        ~ 'cast(first_week as varchar) as first_week from ' ~ weeks ~ ' order by workspace_id') -%}
+    {%- set grouped = {} -%}
+    {%- for row in found.rows -%}
+        {%- if row[0] is none or row[1] is none or row[2] is none -%}{{ return(none) }}{%- endif -%}
+        {%- do grouped.setdefault((row[1], row[2]), []).append("'" ~ row[0] | replace("'", "''") ~ "'") -%}
+    {%- endfor -%}
+    {{ return(none if grouped | length > 1000 else grouped) }}
+{%- endmacro %}
+
+{#- segment_rows_condition with the weeks as constants (`grouped`: segment_week_groups), the same rows:
+    per group of workspaces, the rebuilt weeks (under a bound on the week the scan applies), or
+    with `kept` every row but the kept ones (null when unknown, as not exists would be: false). -#}
+{% macro segment_week_constants(spec, alias, column, grouped, kept=false) -%}
+    {%- set bounds = [] -%}
+    {%- set conditions = [] -%}
+    {%- for (refresh_from, first_week), workspaces in grouped | dictsort -%}
+        {%- set among = alias ~ '.workspace_id in (' ~ workspaces | join(', ') ~ ')' -%}
+        {%- set first = "cast('" ~ first_week ~ "' as date)" -%}
+        {%- set refresh = "cast('" ~ refresh_from ~ "' as date)" -%}
+        {%- if kept -%}
+            {%- do conditions.append('(' ~ among ~ ' and ' ~ column ~ ' >= ' ~ first ~ ' and ' ~ column ~ ' < ' ~ refresh
+                ~ (' and ' ~ column ~ ' > ' ~ first if spec.first_week else '') ~ ')') -%}
+        {%- else -%}
+            {%- do bounds.append([refresh_from, first_week] | min if spec.first_week else refresh_from) -%}
+            {%- do conditions.append('(' ~ among ~ ' and (' ~ column ~ ' >= ' ~ refresh
+                ~ (' or ' ~ column ~ ' = ' ~ first if spec.first_week else '') ~ '))') -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if kept -%}
+        {{ return('not coalesce(' ~ (conditions | join(' or ') if conditions else 'false') ~ ', false)') }}
+    {%- endif -%}
+    {%- if conditions | length == 0 -%}{{ return('1 = 0') }}{%- endif -%}
+    {{ return('(' ~ column ~ " >= cast('" ~ bounds | min ~ "' as date) and (" ~ conditions | join(' or ') ~ '))') }}
+{%- endmacro %}
+
 {#- The pre-hooks of a segment table: on an incremental run, delete every row but those kept (above);
     the segments themselves also drop the previous segment of the window's first week. -#}
 {% macro segment_rows_delete(table) -%}
@@ -99,14 +154,25 @@ money as (
 
 {% macro segment_first_week_update() -%}
     {%- if is_incremental() -%}
+        {%- set grouped = segment_week_groups() -%}
         update {{ this }}
         set previous_segment = null
         where previous_segment is not null
+        {%- if grouped is not none %}
+            {#- each workspace's first week as a constant (segment_rows_condition) -#}
+            {%- set firsts = {} -%}
+            {%- for (refresh_from, first_week), workspaces in grouped.items() -%}
+                {%- do firsts.setdefault(first_week, []).extend(workspaces) -%}
+            {%- endfor %}
+            and ({% for first_week, workspaces in firsts | dictsort %}({{ this.identifier }}.workspace_id in ({{ workspaces | join(', ') }})
+                and {{ this.identifier }}.week_start = cast('{{ first_week }}' as date)){{ ' or ' if not loop.last }}{% endfor %}{{ 'false' if not firsts }})
+        {%- else %}
             and exists (
                 select 1 from {{ ref('int_ecommerce_segment_weeks') }} as segment_weeks
                 where segment_weeks.workspace_id = {{ this.identifier }}.workspace_id
                     and segment_weeks.first_week = {{ this.identifier }}.week_start
             )
+        {%- endif %}
     {%- endif -%}
 {%- endmacro %}
 
@@ -127,23 +193,9 @@ money as (
     {%- set weeks = model_relation('int_ecommerce_segment_weeks') -%}
     {%- if models | length == 0 or weeks is none -%}{{ return(none) }}{%- endif -%}
     {%- set spec = segment_tables()[relation.identifier] -%}
-    {%- set column = 'refreshed.' ~ spec.column -%}
-    {%- set found = run_query('select workspace_id, cast(refresh_from as varchar) as refresh_from, '
-        ~ 'cast(first_week as varchar) as first_week from ' ~ weeks ~ ' order by workspace_id') -%}
-    {#- the workspaces grouped by their weeks (many tenants mostly share them) -#}
-    {%- set grouped = {} -%}
-    {%- for row in found.rows if row[1] is not none and row[2] is not none -%}
-        {%- do grouped.setdefault((row[1], row[2] if spec.first_week else none), []).append(
-            "'" ~ row[0] | replace("'", "''") ~ "'") -%}
-    {%- endfor -%}
-    {%- if grouped | length == 0 -%}{{ return('1 = 0') }}{%- endif -%}
-    {%- set bounds = [] -%}
-    {%- set conditions = [] -%}
-    {%- for (refresh_from, first_week), workspaces in grouped | dictsort -%}
-        {%- do bounds.append([refresh_from, first_week] | min if first_week else refresh_from) -%}
-        {%- do conditions.append("(refreshed.workspace_id in (" ~ workspaces | join(', ') ~ ") and (" ~ column
-            ~ " >= cast('" ~ refresh_from ~ "' as date)"
-            ~ (" or " ~ column ~ " = cast('" ~ first_week ~ "' as date)" if first_week else "") ~ "))") -%}
-    {%- endfor -%}
-    {{ return('(' ~ column ~ " >= cast('" ~ bounds | min ~ "' as date) and (" ~ conditions | join(' or ') ~ '))') }}
+    {%- set grouped = segment_week_groups() -%}
+    {%- if grouped is none -%}
+        {{ return(segment_rows_condition(relation.identifier, 'refreshed', weeks=weeks)) }}
+    {%- endif -%}
+    {{ return(segment_week_constants(spec, 'refreshed', 'refreshed.' ~ spec.column, grouped)) }}
 {%- endmacro %}

@@ -128,6 +128,14 @@ kept_weeks as (
         on first_weeks.workspace_id = kept.workspace_id
         and kept.week_start = cast({{ dbt.dateadd('week', -1, 'first_weeks.from_week') }} as date)
     where first_weeks.from_week > first_weeks.first_week
+    {%- set grouped = segment_week_groups() %}
+    {%- if grouped is not none %}
+        -- the same weeks as constants, a filter the scan applies (macros/incremental_segments.sql)
+        and ({% for (refresh_from, first_week), workspaces in grouped | dictsort -%}
+        (kept.workspace_id in ({{ workspaces | join(', ') }}) and kept.week_start = cast('{{
+            (modules.datetime.date.fromisoformat(refresh_from) - modules.datetime.timedelta(days=7)).isoformat() }}' as date))
+        {{- ' or ' if not loop.last }}{% endfor %}{{ 'false' if not grouped }})
+    {%- endif %}
 ),
 {%- endif %}
 
@@ -341,3 +349,11 @@ final as (
 )
 
 select * from final
+{%- if target.type == 'duckdb' %}
+-- DuckDB: stored in week order, so that each row group holds a few weeks and a scan bounded by the
+-- week (the next run's pre-hooks, the tables built from the segments, the data tests; written as
+-- constants: macros/incremental_segments.sql) skips the row groups wholly outside it, where a
+-- full build's unsorted row groups each held every week (docs/performance.md, "dbt after a small
+-- change: the segment tables read by constants")
+order by week_start
+{%- endif %}
