@@ -349,11 +349,3 @@ final as (
 )
 
 select * from final
-{%- if target.type == 'duckdb' %}
--- DuckDB: stored in week order, so that each row group holds a few weeks and a scan bounded by the
--- week (the next run's pre-hooks, the tables built from the segments, the data tests; written as
--- constants: macros/incremental_segments.sql) skips the row groups wholly outside it, where a
--- full build's unsorted row groups each held every week (docs/performance.md, "dbt after a small
--- change: the segment tables read by constants")
-order by week_start
-{%- endif %}
