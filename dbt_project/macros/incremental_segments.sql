@@ -73,9 +73,11 @@ money as (
     (segment_week_groups): a per-row `exists` against the weeks is a join over every row of the table
     (17 M segment rows at scale 1, read by the segments' two pre-hooks and by each of the four tables
     built from them after every change), where a constant bound on the week is a filter the scan
-    applies, and skips the row groups wholly outside it (docs/performance.md, "dbt after a small
-    change: the segment tables read by constants"). The `exists` form is kept at parse time and when
-    the weeks cannot be written so. -#}
+    applies (5.45 → 0.72 CPU s for those six statements on a scale-1-sized table), and a DuckDB scan
+    skips the row groups wholly outside it: those incremental runs appended, not a full build's, each
+    of which holds every week (docs/performance.md, "dbt after a small change: the segment tables
+    read by constants"). The `exists` form is kept at parse time and when the weeks cannot be
+    written so. -#}
 {% macro segment_rows_condition(table, alias, weeks=none, kept=false, column=none) -%}
     {%- set spec = segment_tables()[table] -%}
     {%- set weeks = weeks or ref('int_ecommerce_segment_weeks') -%}
@@ -118,8 +120,9 @@ money as (
 {%- endmacro %}
 
 {#- segment_rows_condition with the weeks as constants (`grouped`: segment_week_groups), the same rows:
-    per group of workspaces, the rebuilt weeks (under a bound on the week the scan applies), or
-    with `kept` every row but the kept ones (null when unknown, as not exists would be: false). -#}
+    per group of workspaces, the rebuilt weeks (under a bound on the week the scan applies); with
+    `kept`, every row but the kept ones (`not coalesce(...)`: a row of a workspace the weeks do not
+    list is deleted, as `not exists` deletes it). -#}
 {% macro segment_week_constants(spec, alias, column, grouped, kept=false) -%}
     {%- set bounds = [] -%}
     {%- set conditions = [] -%}
