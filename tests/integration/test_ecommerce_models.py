@@ -854,6 +854,9 @@ def simulated(request, tmp_path_factory) -> dict:
         result["reconciled_after"] = {ws: reconcile(warehouse, result["truth_after"], ws) for ws in shops}
         result["segment_weeks"] = {row["workspace_id"]: row for row in warehouse.query(
             "select * from intermediate.int_ecommerce_segment_weeks")}
+        # the SQL the incremental run ran for a table built from the segments (its read of them)
+        result["weekly_sql"] = (settings.home / "dbt-target" / "run" / "abos" / "models" / "metrics" / "customers"
+                                / "ecommerce_segment_weekly.sql").read_text()
         result["marked"] = unmark_segment_rows(warehouse, "demo-br-store", marked)
         result["incremental"] = snapshot(warehouse)
         result["refresh_from"] = {row["workspace_id"]: row["refresh_from"] for row in warehouse.query(
@@ -958,7 +961,7 @@ def test_segments_rebuild_only_the_weeks_whose_inputs_changed(simulated):
     kept as they were (rows marked in them are still marked), those from it on rebuilt, the first
     build's last week among them (its snapshot day moved on). In the US shop the oldest changed
     order (edited, cancelled, moved to another person) is older than the window: it rebuilt from
-    the window's first week."""
+    the window's first week. The tables built from the segments read those weeks as constants."""
     before, after = simulated["segment_weeks_before"], simulated["segment_weeks"]
     brl, brl_before = after["demo-br-store"], before["demo-br-store"]
     shipped, edited = (local_monday(created, "America/Sao_Paulo")
@@ -977,6 +980,12 @@ def test_segments_rebuild_only_the_weeks_whose_inputs_changed(simulated):
     changed = [gid for gid, _ in simulated["changed"].values()] + [simulated["moved"]["moved"][0]]
     first_changed = min(orders[gid]["order_date"] for gid in changed)
     assert first_changed < us["first_week"] == us["refresh_from"], (first_changed, us)
+    # The tables built from the segments read the rebuilt weeks by constants, a filter the scan
+    # applies, not by a join of every segment row to the weeks (macros/incremental_segments.sql).
+    weekly = simulated["weekly_sql"]
+    assert "as segment_weeks" not in weekly, weekly
+    assert f"segments.week_start >= cast('{brl['refresh_from'].isoformat()}' as date)" in weekly, weekly
+    assert f"segments.week_start = cast('{brl['first_week'].isoformat()}' as date)" in weekly, weekly
 
 
 @pytest.mark.slow
