@@ -854,8 +854,8 @@ def simulated(request, tmp_path_factory) -> dict:
         result["reconciled_after"] = {ws: reconcile(warehouse, result["truth_after"], ws) for ws in shops}
         result["segment_weeks"] = {row["workspace_id"]: row for row in warehouse.query(
             "select * from intermediate.int_ecommerce_segment_weeks")}
-        # the SQL the incremental run ran for a table built from the segments (its read of them)
-        result["weekly_sql"] = (settings.home / "dbt-target" / "run" / "abos" / "models" / "metrics" / "customers"
+        # the SQL the incremental run compiled for a table built from the segments (its read of them)
+        result["weekly_sql"] = (settings.home / "dbt-target" / "compiled" / "abos" / "models" / "metrics" / "customers"
                                 / "ecommerce_segment_weekly.sql").read_text()
         result["marked"] = unmark_segment_rows(warehouse, "demo-br-store", marked)
         result["incremental"] = snapshot(warehouse)
