@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,22 @@ def write_workspaces_table(settings: Settings) -> None:
         rows, table_name="workspaces", write_disposition="replace", primary_key="workspace_id")
 
 
+def pinned_now(instant: datetime) -> tuple[str, str]:
+    """dbt's `--vars` pinning the instant the models take "today" from (`abos_now`,
+    dbt_project/macros/current_instant.sql): builds that are compared (DuckDB against Postgres, an
+    incremental build against a full refresh) pass the same, so the real clock crossing a fixture
+    workspace's midnight between them cannot move its as-of day. Every dbt command on one target
+    should pass the same vars: dbt parses the whole project again when they change."""
+    if instant.tzinfo is None:
+        raise ValueError(f"pinned_now needs an aware datetime, got {instant!r}")
+    return "--vars", json.dumps({"abos_now": instant.astimezone(UTC).isoformat().replace("+00:00", "Z")})
+
+
 def run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     """`dbt <args>` in dbt_project/ against the scenario's warehouse; raises with dbt's output on failure."""
     env = {**os.environ, **dbt_env(settings.warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
            "DBT_TARGET_PATH": str(settings.home / "dbt-target"), "DBT_LOG_PATH": str(settings.home / "dbt-logs")}
-    result = subprocess.run([str(DBT), *args], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+    result = subprocess.run([str(DBT), *args], check=False, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")
     return result

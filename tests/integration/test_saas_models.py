@@ -15,16 +15,25 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from pipelines.sandbox.server import build_store
 from pipelines.sandbox.simulation.runner import truth
 from pipelines.sandbox.simulation.simulator import SIZES
-from tests.scenario import ScenarioWarehouse, build_scenario, run_dbt, serving, sync_all, write_workspaces_table
+from tests.scenario import (
+    ScenarioWarehouse,
+    build_scenario,
+    pinned_now,
+    run_dbt,
+    serving,
+    sync_all,
+    write_workspaces_table,
+)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_saas.json"
 # Only the SaaS models (and what they read): the ecommerce models are not under test here.
@@ -33,6 +42,11 @@ THREADS = ("--threads", "8")
 SAAS = (*THREADS, "-s", "+saas_daily_metrics", "+saas_daily_slices", "+saas_daily_pair_slices", "+saas_customers", "+subscriptions", "+subscription_items", "+invoices",
         "+invoice_lines")
 SAAS = (*SAAS, "+saas_cohorts", "+saas_ltv", "+saas_cohort_metrics")  # customer analytics (metrics/customers)
+# "Now" for every dbt command here (tests/scenario.py pinned_now): the builds compared below (DuckDB
+# against Postgres, incremental against a full refresh) take the same as-of day whatever the clock does.
+NOW = datetime.now(UTC).replace(microsecond=0)
+PINNED = pinned_now(NOW)
+SAAS = (*SAAS, *PINNED)
 NO_UNIT_TESTS = ("--exclude-resource-type", "unit_test")
 # Every SaaS table and its key, for the comparisons.
 TABLES = {
@@ -99,9 +113,9 @@ def build_both_phases(home: Path, warehouse_url: str | None, full_refresh: bool)
                   "refresh_from": {row["workspace_id"]: row["refresh_from"] for row in warehouse.query(
                       "select workspace_id, refresh_from from intermediate.int_saas_refresh_windows")},
                   # what the incremental build recomputed of the MRR rebuilt from invoices, of all; by
-                  # workspace and subscription on both sides (NEW_TENANT reuses saas-moves' ids), so that
-                  # a workspace whose as-of day moved between the builds (the real clock crossing its
-                  # midnight) adds only the subscriptions that day crosses to the left side
+                  # workspace and subscription on both sides (NEW_TENANT reuses saas-moves' ids): a
+                  # workspace whose as-of day moved between the builds would add only the subscriptions
+                  # that day crosses to the left side (the builds pin NOW, so none moves)
                   "rebuilt": warehouse.query(
                       "select (select count(*) from intermediate.int_saas_changed_subscriptions) as changed, "
                       "(select count(*) from (select distinct workspace_id, subscription_id"
@@ -568,6 +582,49 @@ def test_incremental_build_after_late_changes_equals_a_full_refresh(database, re
     assert sum(day > date(2000, 1, 1) for day in refresh_from) > len(refresh_from) / 2, refresh_from
 
 
+@pytest.mark.parametrize("database", ["duckdb", "postgres"])
+def test_the_compared_builds_take_today_from_the_pinned_instant(database, request):
+    """Every dbt command of this module passes NOW (PINNED), so the builds compared above cannot see
+    different days: the models reading "now" were compiled with NOW's literal, and each workspace's
+    as-of day is NOW's day in its timezone (its newest subscription version is older), as are the
+    cohorts' last month."""
+    warehouse = request.getfixturevalue(f"{database}_build")["warehouse"]
+    literal = f"cast('{NOW.isoformat(sep=' ')}' as timestamp with time zone)"
+    compiled = warehouse.settings.home / "dbt-target" / "compiled" / "abos" / "models"
+    for model in ("intermediate/saas/int_saas_workspaces.sql", "metrics/customers/saas_cohorts.sql"):
+        assert literal in (compiled / model).read_text(), model
+    as_of = {row["workspace_id"]: row for row in warehouse.query(
+        "select workspace_id, timezone, as_of_day from intermediate.int_saas_workspaces")}
+    assert as_of and all(row["as_of_day"] == NOW.astimezone(ZoneInfo(row["timezone"])).date()
+                         for row in as_of.values()), (NOW, as_of)
+    cohorts = warehouse.query("select workspace_id, max(cohort_month) as last_cohort, "
+                              "max(months_since_start) as longest from metrics.saas_cohorts group by workspace_id")
+    assert cohorts
+    for row in cohorts:  # the oldest cohort runs to the as-of day's month
+        first = min(r["cohort_month"] for r in warehouse.query(
+            "select cohort_month from metrics.saas_cohorts where workspace_id = %s", (row["workspace_id"],)))
+        day = as_of[row["workspace_id"]]["as_of_day"]
+        assert (first.year * 12 + first.month) + row["longest"] == day.year * 12 + day.month, row
+
+
+@pytest.mark.parametrize(("instant", "new_york_day"), [("2026-07-01T03:59:59Z", date(2026, 6, 30)),
+                                                       ("2026-07-01T04:00:00Z", date(2026, 7, 1))])
+def test_the_as_of_day_turns_at_the_workspaces_midnight(duckdb_build, instant, new_york_day, tmp_path):
+    """`abos_now` pins "now": one second before and at midnight in New York (EDT, UTC-4, on
+    2026-07-01), the New York workspaces' as-of day is 06-30, then 07-01; the UTC ones' is 07-01 both
+    times (their newest versions are from 06-12, before either). `dbt show` runs the model's SQL on
+    the built warehouse without writing it (its own target folder: another vars' parse)."""
+    warehouse = duckdb_build["warehouse"]
+    shown = run_dbt(warehouse.settings, "show", "-s", "int_saas_workspaces", "--output", "json", "--limit", "100",
+                    "--target-path", str(tmp_path / "target"), *pinned_now(datetime.fromisoformat(instant))).stdout
+    rows = json.loads(shown[shown.index("{"):shown.rindex("}") + 1])["show"]
+    timezones = {row["workspace_id"]: row["timezone"] for row in warehouse.query(
+        "select workspace_id, timezone from intermediate.int_saas_workspaces")}
+    assert sorted(set(timezones.values())) == ["America/New_York", "UTC"]
+    expected = {ws: (new_york_day if tz == "America/New_York" else date(2026, 7, 1)) for ws, tz in timezones.items()}
+    assert {row["workspace_id"]: date.fromisoformat(str(row["as_of_day"])[:10]) for row in rows} == expected
+
+
 @pytest.mark.slow  # one more dbt build
 def test_a_moved_as_of_day_recomputes_the_subscriptions_whose_segments_it_crosses(duckdb_build):
     """The change points stop at the workspace's as-of day: a segment starting or ending between the
@@ -628,7 +685,7 @@ def test_data_tests_read_the_rebuilt_rows_and_fail_on_them(duckdb_build):
     crossing = warehouse.query("select workspace_id, invoice_id, load_epoch from marts.invoices where load_epoch = %s"
                                " and invoice_id > %s order by invoice_id limit 1",
                                (older["load_epoch"], older["invoice_id"]))[0]
-    tests = ("-s", "unique_combination_saas_daily_metrics", "unique_combination_invoices", "--store-failures")
+    tests = ("-s", "unique_combination_saas_daily_metrics", "unique_combination_invoices", "--store-failures", *PINNED)
     found = "select workspace_id, date, failure from audit.unique_combination_saas_daily_metrics order by date"
     duplicates = "select invoice_id, failure from audit.unique_combination_invoices order by invoice_id"
     invoice = "from marts.invoices where workspace_id = %s and invoice_id = %s"

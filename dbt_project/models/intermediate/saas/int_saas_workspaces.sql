@@ -22,7 +22,7 @@ final as (
         versions.first_synced_at,
         -- today in the workspace's timezone, or the newest version's day if that is later
         greatest(
-            {{ local_date(dbt.current_timestamp(), 'workspaces.timezone') }},
+            {{ local_date(current_instant(), 'workspaces.timezone') }},
             coalesce({{ local_date('versions.last_version_at', 'workspaces.timezone') }}, cast('1970-01-01' as date))
         ) as as_of_day
     from workspaces

@@ -37,7 +37,7 @@ as_of as (
         workspaces.workspace_id,
         workspaces.reporting_currency,
         greatest(
-            {{ local_date(dbt.current_timestamp(), 'workspaces.timezone') }},
+            {{ local_date(current_instant(), 'workspaces.timezone') }},
             max(movements.change_date)
         ) as as_of_day
     from workspaces
