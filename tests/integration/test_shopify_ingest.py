@@ -283,6 +283,7 @@ def _changed_since(store: SandboxStore, workspace: str, kind: str, since: str) -
 
 def test_incremental_sync_reads_only_changes(sandbox, settings, tmp_path, monkeypatch):
     monkeypatch.setattr(shopify_connector, "BULK_ABOVE", 10_000)  # the paging path, whatever the change's size
+    monkeypatch.setattr(shopify_connector, "BULK_ABOVE_PAGES", 10_000)
     sync_all(sandbox, settings)
     cursors = {ws: dict(dlt_pipeline("shopify", ws, settings).state["sources"]["shopify"]["cursors"])
                for ws in WORKSPACES}
@@ -466,6 +467,7 @@ def test_paces_to_the_restore_rate_instead_of_being_throttled(shop_store, monkey
     # A bucket that holds about one page: every page must wait for the bucket to refill.
     tight = {"maximum_available": 900.0, "restore_rate": 1000.0}
     monkeypatch.setattr(shopify_connector, "BULK_ABOVE", 10_000)  # the paging path, whatever the change's size
+    monkeypatch.setattr(shopify_connector, "BULK_ABOVE_PAGES", 10_000)
     sandbox = ShopSandbox(shop_store, monkeypatch, throttle=tight)
     try:
         sync("shopify", sandbox.workspace("shop-us"), duck_settings)

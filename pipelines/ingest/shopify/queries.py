@@ -175,6 +175,9 @@ def node_query(spec: ObjectSpec) -> str:
     return f"query {name}($id: ID!) {{ {spec.singular}(id: $id) {{ {_own_fields(spec, bulk=False)} {nested} }} }}"
 
 
+COUNT_COST = 1.0  # the points a count query requests: one object (Shopify's cost rules)
+
+
 def count_query(spec: ObjectSpec, limit: int) -> str:
     """How many objects match a search, counting no further than `limit` (cheap: one object)."""
     name = spec.root.capitalize() + "Count"
