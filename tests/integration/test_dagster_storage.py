@@ -2,6 +2,7 @@
 deploy/dagster.yaml): the same files as Dagster's default, far fewer SQLite connections, and correct with
 several processes (daemon, webserver, run workers) writing the same instance at once."""
 
+import concurrent.futures
 import multiprocessing
 import os
 import sqlite3
@@ -86,14 +87,15 @@ def _store_in_child(base_dir: str, parent: KeptConnectionsEventLogStorage, done)
             parent.store_event(_runless_entry(i))
         assert all(parent._engines[name] is not engine for name, engine in inherited.items() if name in parent._engines)
         done.put("ok")
-    except Exception as error:  # reported to the parent, which asserts
+    except Exception as error:  # noqa: BLE001 - reported to the parent, which asserts
         done.put(repr(error))
 
 
 def _runless_entry(i: int):
+    import time
+
     from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
     from dagster._core.events.log import EventLogEntry
-    import time
 
     event = DagsterEvent(DagsterEventType.ASSET_MATERIALIZATION.value, "runless",
                          event_specific_data=StepMaterializationData(_materialization(i)))
@@ -116,6 +118,17 @@ def test_a_forked_process_opens_its_own_connections_and_the_parents_keep_working
     records = storage.get_event_records(dg.EventRecordsFilter(
         dg.DagsterEventType.ASSET_MATERIALIZATION, asset_key=dg.AssetKey(["raw", "runless"])), limit=100)
     assert sorted(r.asset_materialization.metadata["i"].value for r in records) == [0, 1, 2, 3, 4, 100, 101]
+    storage.dispose()
+
+
+def test_threads_of_one_process_share_the_kept_connections(abos_home):
+    """The webserver's event watcher reads from its own thread while others store."""
+    storage = KeptConnectionsEventLogStorage(str(abos_home / "events"))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: storage.store_event(_runless_entry(i)), range(40)))
+    records = storage.get_event_records(dg.EventRecordsFilter(
+        dg.DagsterEventType.ASSET_MATERIALIZATION, asset_key=dg.AssetKey(["raw", "runless"])), limit=100)
+    assert sorted(r.asset_materialization.metadata["i"].value for r in records) == list(range(40))
     storage.dispose()
 
 
