@@ -1,5 +1,9 @@
 """Dagster's SQLite storage with the event log's connections kept per process (deploy/dagster.yaml).
 
+`deploy/dagster.yaml` names `Instance` as the instance class: Dagster's instance, whose default
+storage (the one used when `dagster.yaml` has no `storage` key) is `SqliteStorage` in the instance's
+own directory instead of `DagsterSqliteStorage`; nothing else differs.
+
 Dagster's `SqliteEventLogStorage` builds an SQLAlchemy engine for every event it stores or reads
 (`NullPool`, disposed after the transaction): a new SQLite connection to the run's shard and, for an
 asset event, another to the index shard, each reading the database's schema again. A run over many
@@ -22,11 +26,13 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from dagster._core.instance.ref import _event_logs_directory
+import dagster as dg
+import yaml
+from dagster._core.instance.ref import InstanceRef, _event_logs_directory
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
@@ -113,3 +119,18 @@ class SqliteStorage(DagsterSqliteStorage):
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Any) -> SqliteStorage:
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+class Instance(dg.DagsterInstance):
+    """Dagster's instance; its default storage, for the directory the instance is loaded from (as
+    Dagster's own default: `DAGSTER_HOME`, or the directory given to `DagsterInstance.from_config`),
+    is `SqliteStorage`. A `storage` key in `dagster.yaml` (Postgres) still takes precedence."""
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def config_defaults(cls, base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
+        return {**InstanceRef.config_defaults(base_dir), "storage": ConfigurableClassData(
+            __name__, SqliteStorage.__name__, yaml.dump({"base_dir": base_dir}, default_flow_style=False))}

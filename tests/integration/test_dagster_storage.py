@@ -68,6 +68,26 @@ def test_the_project_instance_keeps_the_event_logs_connections_in_dagsters_own_f
     stock.dispose()
 
 
+def test_an_instance_loaded_from_its_directory_keeps_its_files_there_whatever_dagster_home_says(
+        abos_home, tmp_path, monkeypatch):
+    dagster_instance(load_settings()).dispose()  # writes the project's dagster.yaml into abos_home/dagster
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(elsewhere))
+    with dg.DagsterInstance.from_config(str(abos_home / "dagster")) as instance:
+        assert isinstance(instance.event_log_storage, KeptConnectionsEventLogStorage)
+        instance.report_runless_asset_event(_materialization(7))
+    monkeypatch.delenv("DAGSTER_HOME")
+    with dg.DagsterInstance.from_config(str(abos_home / "dagster")) as instance:
+        instance.report_runless_asset_event(_materialization(8))
+    assert not any(elsewhere.iterdir())
+    stock = SqliteEventLogStorage(str(abos_home / "dagster" / "history" / "runs"))
+    records = stock.get_event_records(dg.EventRecordsFilter(
+        dg.DagsterEventType.ASSET_MATERIALIZATION, asset_key=dg.AssetKey(["raw", "runless"])), limit=10)
+    assert sorted(r.asset_materialization.metadata["i"].value for r in records) == [7, 8]
+    stock.dispose()
+
+
 def test_a_process_keeps_connections_to_the_index_and_the_last_few_run_shards_only(abos_home):
     storage = KeptConnectionsEventLogStorage(str(abos_home / "events"))
     for i in range(KEPT_RUN_SHARDS + 3):
