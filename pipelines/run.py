@@ -59,7 +59,7 @@ def ensure_dagster_home(settings: Settings) -> Path:
     config = settings.dagster_home / "dagster.yaml"
     if not config.exists() or not config.read_text().strip():
         shutil.copyfile(POSTGRES_INSTANCE_CONFIG if settings.dagster_pg_url else DEFAULT_INSTANCE_CONFIG, config)
-    elif settings.dagster_pg_url and "storage" not in (yaml.safe_load(config.read_text()) or {}):
+    elif settings.dagster_pg_url and "postgres" not in ((yaml.safe_load(config.read_text()) or {}).get("storage") or {}):
         raise SettingsError(
             f"ABOS_DAGSTER_PG_URL is set, but {config} keeps Dagster's storage in SQLite: replace it with "
             f"{POSTGRES_INSTANCE_CONFIG} (or unset ABOS_DAGSTER_PG_URL)"
