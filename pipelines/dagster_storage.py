@@ -20,6 +20,12 @@ and sees every other process's commits at its next transaction; writers wait on 
 the same busy timeout as before. Within a process Dagster already serializes the storage's
 connections (`_db_lock`). Engines are per process: one inherited across a fork is dropped without
 closing its connections (the parent's), and the child opens its own.
+
+It overrides a private method of Dagster's (`SqliteEventLogStorage._connect`, and the attributes it
+uses), which is why `pyproject.toml` pins `dagster<1.14`: before raising that pin, run
+`tests/integration/test_dagster_storage.py`, whose connection counts fail if Dagster stops calling
+`_connect` (the storage would then quietly be Dagster's own again) and whose concurrent writers fail
+if its locking changed.
 """
 
 from __future__ import annotations
