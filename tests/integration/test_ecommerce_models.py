@@ -530,6 +530,32 @@ def test_same_results_on_duckdb_and_postgres(duckdb_scenarios, postgres_scenario
         assert on_duckdb == on_postgres, table
 
 
+def test_a_workspaces_window_starts_at_the_last_day_its_tables_hold_now(duckdb_scenarios):
+    """int_ecommerce_refresh_windows takes each workspace's last day from what the daily tables hold
+    when the run starts, not from a record of an earlier run: with the last three days of one shop's
+    rows gone from ecommerce_daily_slices alone (a build killed between tables, rows deleted by
+    hand), a run with no new load starts that shop's window at or before the first missing day and
+    puts the rows back. A window from a stale last day (the day the tables held at the last build,
+    or another table's) would start after them and leave them missing."""
+    warehouse = duckdb_scenarios
+    slices = "metrics.ecommerce_daily_slices"
+    key = TABLES[slices]
+    held = warehouse.query(f"select workspace_id, count(distinct date) as days from {slices}"
+                           " group by workspace_id order by days desc, workspace_id")
+    workspace = held[0]["workspace_id"]
+    assert held[0]["days"] >= 4, held
+    before = warehouse.query(f"select * from {slices} where workspace_id = %s order by {key}", (workspace,))
+    missing = sorted({row["date"] for row in before})[-3:]
+    with warehouse.settings.warehouse.transaction() as sql:
+        sql.execute(f"delete from {slices} where workspace_id = %s and date >= %s", (workspace, missing[0]))
+    run_dbt(warehouse.settings, "run", *ECOMMERCE)
+    [window] = warehouse.query("select refresh_from from intermediate.int_ecommerce_refresh_windows"
+                               " where workspace_id = %s", (workspace,))
+    assert window["refresh_from"] <= missing[0], (window, missing)
+    after = warehouse.query(f"select * from {slices} where workspace_id = %s order by {key}", (workspace,))
+    assert after == before
+
+
 def test_scoped_data_tests_fail_on_what_the_run_rebuilt(duckdb_scenarios):
     """On an incremental `dbt build` the segments' key test reads the weeks the run rebuilt (from
     int_ecommerce_segment_weeks' refresh_from, written into the test as constants) and order_lines'
