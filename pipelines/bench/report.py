@@ -135,6 +135,7 @@ def _growth_section(growth: dict[str, Any]) -> list[str]:
                        f"{run.get('own_seconds')} | {run['cpu_seconds']} | {run.get('sandbox_cpu_seconds')} | "
                        f"{s['extract']} | {s['normalize']} | {s['load']} | {s['dbt']} | {s['insights']} | "
                        f"{run['peak_rss_mib']} |")
+    out += _growth_sources(growth)
     out += ["", "Slowest dbt nodes of each run (seconds, dbt's run_results.json):", ""]
     for point in growth["points"]:
         for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
@@ -143,6 +144,26 @@ def _growth_section(growth: dict[str, Any]) -> list[str]:
             out.append(f"- {point['scale']} {label}{change}: {nodes or 'not recorded'}")
     out += ["", "| exponent | value |", "|---|---|"]
     out += [f"| {name} | {value} |" for name, value in growth["exponents"].items()]
+    return out
+
+
+def _growth_sources(growth: dict[str, Any]) -> list[str]:
+    """What each source's sync did in each run: where a run's API waits (pacing, bulk export preparation)
+    and its sync modes show. CPU is the run's ingestion's (the syncs share one process and the sandbox)."""
+    out = ["", "Sources of each run (API waits in seconds of wall time; ingest CPU s is the whole ingestion's, "
+           "ours / the sandbox's):", "",
+           "| scale | run | change | source | seconds | rows | objects | requests | pacing wait s | "
+           "bulk export wait s | modes | ingest CPU s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for point in growth["points"]:
+        for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
+            change = f"{run['changed_share']:.2%}" if "changed_share" in run else ""
+            ingest = (run.get("stage_cpu_seconds") or {}).get("ingest")
+            cpu = f"{ingest['ours']} / {ingest['sandbox']}" if ingest else ""
+            for source, found in (run.get("sources") or {}).items():
+                out.append(f"| {point['scale']} | {label} | {change} | {source} | {found['seconds']} | "
+                           f"{found['rows']} | {found['objects']} | {found['requests']} | "
+                           f"{found['throttle_wait_seconds']} | {found.get('bulk_wait_seconds')} | "
+                           f"{', '.join(found.get('modes') or [])} | {cpu} |")
     return out
 
 

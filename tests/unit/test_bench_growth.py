@@ -1,5 +1,6 @@
 """The growth curve's fitted exponent (pipelines/bench/growth.py), on hand-worked points."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,44 @@ def test_a_phase_removes_its_work_directory_unless_asked_to_keep_it(tmp_path, mo
     result = run_phase_bench("growth", phase, lambda figures: {}, keep_work=keep)
     assert (tmp_path / "bench" / "work" / "warehouse.duckdb").exists() is keep
     assert all(Path(path).exists() for path in result["files"].values())
+
+
+def _pipeline_run(sources, share=None):
+    """A run as `stages.run_pipeline` returns it (the figures `_brief` reads), with `sources` as recorded."""
+    stages = dict.fromkeys(("extract", "normalize", "load", "dbt", "insights"), 1.0)
+    return {"sources": sources, "total_seconds": 40.0, "own_seconds": 20.0, "cpu_seconds": 30.0,
+            "sandbox_cpu_seconds": 9.0, "stage_cpu_seconds": {"ingest": {"ours": 12.5, "sandbox": 8.25}},
+            "api_requests": sum(s["requests"] for s in sources.values()), "dbt_slowest": {},
+            "ingest_seconds": 25.0, "ingest_cpu_seconds": 12.5, "stages": stages, "peak_rss_mib": 900}
+
+
+def test_the_growth_report_keeps_what_each_sources_sync_did():
+    """The per-source figures of every run (rows, requests, API waits, modes) reach the growth JSON and
+    its Markdown: they showed a shop's 14.5 s of pacing after a small change."""
+    from pipelines.bench.growth import _brief
+
+    def source(rows, objects, requests, pacing, bulk, modes):
+        return {"seconds": 21.0, "rows": rows, "objects": objects, "requests": requests,
+                "throttle_wait_seconds": pacing, "bulk_wait_seconds": bulk, "modes": modes,
+                "rows_per_s": round(rows / 21.0, 1), "orders_per_s": round(objects / 21.0, 1)}
+
+    full = {"shopify": source(5_000, 1_200, 40, 0.0, 6.5, ["full"]),
+            "stripe": source(3_000, 800, 310, 3.9, 0.0, ["full"])}
+    changed = {"shopify": source(60, 12, 9, 14.5, 0.0, ["incremental"]),
+               "stripe": source(30, 8, 25, 0.31, 0.0, ["incremental"])}
+    point = {"scale": 0.1, "size": "large@0.1", "full": _pipeline_run(full),
+             "incremental": [{"change": {"changed_share": 0.0012, "changed_objects": 2},
+                              "run": _pipeline_run(changed)}]}
+    brief = _brief(point)
+    assert brief["full"]["rows"] == 8_000
+    assert brief["full"]["sources"] == full
+    assert brief["incremental"][0]["sources"] == changed
+    assert json.loads(json.dumps(brief))["incremental"][0]["sources"]["shopify"]["throttle_wait_seconds"] == 14.5
+
+    lines = report._growth_section({"points": [brief], "exponents": {}})
+    rows = [line for line in lines if line.startswith("| 0.1 |") and ("shopify" in line or "stripe" in line)]
+    assert rows == [
+        "| 0.1 | full |  | shopify | 21.0 | 5000 | 1200 | 40 | 0.0 | 6.5 | full | 12.5 / 8.25 |",
+        "| 0.1 | full |  | stripe | 21.0 | 3000 | 800 | 310 | 3.9 | 0.0 | full | 12.5 / 8.25 |",
+        "| 0.1 | incremental | 0.12% | shopify | 21.0 | 60 | 12 | 9 | 14.5 | 0.0 | incremental | 12.5 / 8.25 |",
+        "| 0.1 | incremental | 0.12% | stripe | 21.0 | 30 | 8 | 25 | 0.31 | 0.0 | incremental | 12.5 / 8.25 |"]
