@@ -148,22 +148,25 @@ def _growth_section(growth: dict[str, Any]) -> list[str]:
 
 
 def _growth_sources(growth: dict[str, Any]) -> list[str]:
-    """What each source's sync did in each run: where a run's API waits (pacing, bulk export preparation)
-    and its sync modes show. CPU is the run's ingestion's (the syncs share one process and the sandbox)."""
-    out = ["", "Sources of each run (API waits in seconds of wall time; ingest CPU s is the whole ingestion's, "
+    """What each source's sync did in each run, in all and by workspace: where a run's API waits (pacing,
+    bulk export preparation) and its sync modes show. CPU is the whole ingestion's (the syncs run at once
+    in one process, the sandbox serving them on the same cores), on the source's "all" row."""
+    out = ["", "Syncs of each run (API waits in seconds of wall time; ingest CPU s: the whole ingestion's, "
            "ours / the sandbox's):", "",
-           "| scale | run | change | source | seconds | rows | objects | requests | pacing wait s | "
-           "bulk export wait s | modes | ingest CPU s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| scale | run | change | source | workspace | mode | seconds | rows | requests | pacing wait s | "
+           "bulk export wait s | ingest CPU s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for point in growth["points"]:
         for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
             change = f"{run['changed_share']:.2%}" if "changed_share" in run else ""
             ingest = (run.get("stage_cpu_seconds") or {}).get("ingest")
             cpu = f"{ingest['ours']} / {ingest['sandbox']}" if ingest else ""
             for source, found in (run.get("sources") or {}).items():
-                out.append(f"| {point['scale']} | {label} | {change} | {source} | {found['seconds']} | "
-                           f"{found['rows']} | {found['objects']} | {found['requests']} | "
-                           f"{found['throttle_wait_seconds']} | {found.get('bulk_wait_seconds')} | "
-                           f"{', '.join(found.get('modes') or [])} | {cpu} |")
+                syncs = [("all", ", ".join(found.get("modes") or []), found, cpu),
+                         *((name, one["mode"], one, "") for name, one in (found.get("workspaces") or {}).items())]
+                for workspace, mode, one, used in syncs:
+                    out.append(f"| {point['scale']} | {label} | {change} | {source} | {workspace} | {mode} | "
+                               f"{one['seconds']} | {one['rows']} | {one['requests']} | "
+                               f"{one['throttle_wait_seconds']} | {one.get('bulk_wait_seconds')} | {used} |")
     return out
 
 

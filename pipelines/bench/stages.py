@@ -41,13 +41,20 @@ def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
         with rss.phase() as ingest:
             synced = _sync_all(settings, workspaces, progress)
         for source in ("shopify", "stripe"):
-            mine = [(found, started, ended) for name, found, started, ended in synced if name == source]
+            mine = [(workspace, found, started, ended) for name, workspace, found, started, ended in synced
+                    if name == source]
             if not mine:
                 continue
-            totals = {"seconds": round(max(e for _, _, e in mine) - min(s for _, s, _ in mine), 3), "rows": 0,
+            totals = {"seconds": round(max(e for *_, e in mine) - min(s for *_, s, _ in mine), 3), "rows": 0,
                       "objects": 0, "requests": 0, "throttle_wait_seconds": 0.0, "bulk_wait_seconds": 0.0,
-                      "modes": set()}
-            for found, _, _ in mine:
+                      "modes": set(), "workspaces": {}}
+            for workspace, found, started, ended in mine:
+                # Each workspace's sync: the totals above hide a shop's pacing behind the others' figures.
+                totals["workspaces"][workspace] = {
+                    "seconds": round(ended - started, 3), "rows": sum(found.stats.rows.values()),
+                    "requests": found.stats.requests,
+                    "throttle_wait_seconds": round(found.stats.throttle_wait_seconds, 2),
+                    "bulk_wait_seconds": round(found.stats.bulk_wait_seconds, 2), "mode": found.stats.mode}
                 for step, seconds in found.stats.seconds.items():
                     result["stages"][step] += seconds
                 totals["rows"] += sum(found.stats.rows.values())
@@ -82,7 +89,7 @@ def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
     # each wait counted as wall time (readers pacing at once count once). It does not take out the time
     # the sandbox's pages took to render on the same cores: `stage_cpu_seconds` shows that share.
     own_ingest = max((ended - started - found.stats.throttle_wait_seconds - found.stats.bulk_wait_seconds
-                      for _, found, started, ended in synced), default=0.0)
+                      for _, _, found, started, ended in synced), default=0.0)
     result["own_seconds"] = round(whole["seconds"] - ingest["seconds"] + own_ingest, 3)
     result["cpu_seconds"] = whole["cpu_seconds"]
     # CPU seconds per stage: ours (the benchmark's process tree) and the sandbox's, which serves the
@@ -96,14 +103,14 @@ def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
 
 
 def _sync_all(settings: Settings, workspaces: Workspaces,
-              progress: Callable[[str], None]) -> list[tuple[str, Any, float, float]]:
+              progress: Callable[[str], None]) -> list[tuple[str, str, Any, float, float]]:
     """Every connector of every workspace, all at once as `abos run` runs them (pipelines/run.py):
-    (source, sync result, start, end) of each."""
-    def timed(source: str, workspace: Any) -> tuple[str, Any, float, float]:
+    (source, workspace id, sync result, start, end) of each."""
+    def timed(source: str, workspace: Any) -> tuple[str, str, Any, float, float]:
         progress(f"{settings.warehouse.kind}: syncing {source} for {workspace.id}")
         started = time.perf_counter()
         found = sync(source, workspace, settings, alert=functools.partial(alert_operator, settings))
-        return source, found, started, time.perf_counter()
+        return source, workspace.id, found, started, time.perf_counter()
 
     pairs = [(source, workspace) for source in ("shopify", "stripe") for workspace in workspaces
              if source in workspace.connectors]

@@ -97,32 +97,85 @@ def _pipeline_run(sources, share=None):
 
 
 def test_the_growth_report_keeps_what_each_sources_sync_did():
-    """The per-source figures of every run (rows, requests, API waits, modes) reach the growth JSON and
-    its Markdown: they showed a shop's 14.5 s of pacing after a small change."""
+    """The per-source figures of every run (rows, requests, API waits, modes), in all and by workspace,
+    reach the growth JSON and its Markdown: they showed a shop's 14.5 s of pacing after a small change."""
     from pipelines.bench.growth import _brief
 
-    def source(rows, objects, requests, pacing, bulk, modes):
-        return {"seconds": 21.0, "rows": rows, "objects": objects, "requests": requests,
-                "throttle_wait_seconds": pacing, "bulk_wait_seconds": bulk, "modes": modes,
-                "rows_per_s": round(rows / 21.0, 1), "orders_per_s": round(objects / 21.0, 1)}
+    def sync(seconds, rows, requests, pacing, bulk, mode):
+        return {"seconds": seconds, "rows": rows, "requests": requests, "throttle_wait_seconds": pacing,
+                "bulk_wait_seconds": bulk, "mode": mode}
 
-    full = {"shopify": source(5_000, 1_200, 40, 0.0, 6.5, ["full"]),
-            "stripe": source(3_000, 800, 310, 3.9, 0.0, ["full"])}
-    changed = {"shopify": source(60, 12, 9, 14.5, 0.0, ["incremental"]),
-               "stripe": source(30, 8, 25, 0.31, 0.0, ["incremental"])}
+    def source(objects, **workspaces):
+        # the totals as `run_pipeline` sums them: its syncs started together, so seconds is the longest
+        one = list(workspaces.values())
+        rows = sum(w["rows"] for w in one)
+        return {"seconds": max(w["seconds"] for w in one), "rows": rows, "objects": objects,
+                "requests": sum(w["requests"] for w in one),
+                "throttle_wait_seconds": round(sum(w["throttle_wait_seconds"] for w in one), 2),
+                "bulk_wait_seconds": round(sum(w["bulk_wait_seconds"] for w in one), 2),
+                "modes": sorted({w["mode"] for w in one}), "rows_per_s": 1.0, "orders_per_s": 1.0,
+                "workspaces": workspaces}
+
+    full = {"shopify": source(1_200, us=sync(21.0, 4_000, 30, 0.0, 6.5, "full"),
+                              br=sync(9.0, 1_000, 10, 0.0, 2.0, "full")),
+            "stripe": source(800, saas=sync(18.0, 3_000, 310, 3.9, 0.0, "full"))}
+    changed = {"shopify": source(12, us=sync(2.0, 50, 5, 0.0, 0.0, "incremental"),
+                                 br=sync(17.6, 10, 4, 14.5, 0.0, "incremental")),
+               "stripe": source(8, saas=sync(3.0, 30, 25, 0.31, 0.0, "incremental"))}
     point = {"scale": 0.1, "size": "large@0.1", "full": _pipeline_run(full),
              "incremental": [{"change": {"changed_share": 0.0012, "changed_objects": 2},
                               "run": _pipeline_run(changed)}]}
-    brief = _brief(point)
+    brief = json.loads(json.dumps(_brief(point)))  # as the growth JSON holds it
     assert brief["full"]["rows"] == 8_000
     assert brief["full"]["sources"] == full
     assert brief["incremental"][0]["sources"] == changed
-    assert json.loads(json.dumps(brief))["incremental"][0]["sources"]["shopify"]["throttle_wait_seconds"] == 14.5
+    assert brief["incremental"][0]["sources"]["shopify"]["workspaces"]["br"]["throttle_wait_seconds"] == 14.5
 
     lines = report._growth_section({"points": [brief], "exponents": {}})
     rows = [line for line in lines if line.startswith("| 0.1 |") and ("shopify" in line or "stripe" in line)]
     assert rows == [
-        "| 0.1 | full |  | shopify | 21.0 | 5000 | 1200 | 40 | 0.0 | 6.5 | full | 12.5 / 8.25 |",
-        "| 0.1 | full |  | stripe | 21.0 | 3000 | 800 | 310 | 3.9 | 0.0 | full | 12.5 / 8.25 |",
-        "| 0.1 | incremental | 0.12% | shopify | 21.0 | 60 | 12 | 9 | 14.5 | 0.0 | incremental | 12.5 / 8.25 |",
-        "| 0.1 | incremental | 0.12% | stripe | 21.0 | 30 | 8 | 25 | 0.31 | 0.0 | incremental | 12.5 / 8.25 |"]
+        "| 0.1 | full |  | shopify | all | full | 21.0 | 5000 | 40 | 0.0 | 8.5 | 12.5 / 8.25 |",
+        "| 0.1 | full |  | shopify | us | full | 21.0 | 4000 | 30 | 0.0 | 6.5 |  |",
+        "| 0.1 | full |  | shopify | br | full | 9.0 | 1000 | 10 | 0.0 | 2.0 |  |",
+        "| 0.1 | full |  | stripe | all | full | 18.0 | 3000 | 310 | 3.9 | 0.0 | 12.5 / 8.25 |",
+        "| 0.1 | full |  | stripe | saas | full | 18.0 | 3000 | 310 | 3.9 | 0.0 |  |",
+        "| 0.1 | incremental | 0.12% | shopify | all | incremental | 17.6 | 60 | 9 | 14.5 | 0.0 | 12.5 / 8.25 |",
+        "| 0.1 | incremental | 0.12% | shopify | us | incremental | 2.0 | 50 | 5 | 0.0 | 0.0 |  |",
+        "| 0.1 | incremental | 0.12% | shopify | br | incremental | 17.6 | 10 | 4 | 14.5 | 0.0 |  |",
+        "| 0.1 | incremental | 0.12% | stripe | all | incremental | 3.0 | 30 | 25 | 0.31 | 0.0 | 12.5 / 8.25 |",
+        "| 0.1 | incremental | 0.12% | stripe | saas | incremental | 3.0 | 30 | 25 | 0.31 | 0.0 |  |"]
+
+
+def test_a_run_records_each_workspaces_sync_under_its_source(monkeypatch):
+    """`run_pipeline` keeps every workspace's sync (seconds, rows, requests, waits, mode) beside the
+    source's totals: the figures the growth report carries (the syncs stubbed, dbt and insights skipped)."""
+    from types import SimpleNamespace
+
+    from pipelines.bench import stages
+    from pipelines.bench.measure import PeakRss
+    from pipelines.ingest.pipeline import SyncStats
+
+    def synced(source, workspace, started, ended, rows, requests, pacing, bulk, mode):
+        stats = SyncStats(mode=mode, requests=requests, throttle_wait_seconds=pacing, bulk_wait_seconds=bulk,
+                          seconds={"extract": 1.0, "normalize": 0.5, "load": 0.25}, rows=rows)
+        return source, workspace, SimpleNamespace(stats=stats), started, ended
+
+    syncs = [synced("shopify", "us", 100.0, 102.0, {"orders": 7, "order_lines": 20}, 5, 0.0, 0.0, "incremental"),
+             synced("shopify", "br", 100.5, 118.1, {"orders": 2, "order_lines": 3}, 4, 14.5, 0.0, "incremental"),
+             synced("stripe", "saas", 100.0, 103.0, {"invoices": 8, "invoice_lines": 9}, 25, 0.314, 0.0, "incremental")]
+    monkeypatch.setattr(stages, "_sync_all", lambda *args: syncs)
+    for name in ("sync_fx", "_workspaces_table", "_insights"):
+        monkeypatch.setattr(stages, name, lambda *args: None)
+    monkeypatch.setattr(stages, "_dbt_build", lambda *args: {})
+    settings = SimpleNamespace(warehouse=SimpleNamespace(kind="duckdb"))
+    with PeakRss() as rss:
+        run = stages.run_pipeline(settings, [], rss, lambda line: None)
+    shopify, stripe = run["sources"]["shopify"], run["sources"]["stripe"]
+    assert shopify["workspaces"] == {
+        "us": {"seconds": 2.0, "rows": 27, "requests": 5, "throttle_wait_seconds": 0.0, "bulk_wait_seconds": 0.0,
+               "mode": "incremental"},
+        "br": {"seconds": 17.6, "rows": 5, "requests": 4, "throttle_wait_seconds": 14.5, "bulk_wait_seconds": 0.0,
+               "mode": "incremental"}}
+    assert (shopify["seconds"], shopify["rows"], shopify["objects"], shopify["requests"]) == (18.1, 32, 9, 9)
+    assert stripe["workspaces"]["saas"]["throttle_wait_seconds"] == 0.31 and stripe["objects"] == 8
+    assert run["api_requests"] == 34
