@@ -23,7 +23,9 @@ def build_store(
     progress: simulator.Progress = lambda _: None,
 ) -> SandboxStore:
     """A store holding the simulation (or the fixture file). A finished store at `path` with the
-    same parameters is reused, since the same seed, size and as-of always give the same data."""
+    same parameters is reused, since the same seed, size and as-of always give the same data; one
+    whose clock was advanced since (`abos sandbox advance`) is reused as it is, advanced. A store with
+    other parameters, or left unfinished, is generated again, and `progress` says why."""
     path = Path(path)
     if fixtures is not None:
         from pipelines.sandbox.fixtures import load_fixtures
@@ -36,12 +38,14 @@ def build_store(
     wanted = {"seed": seed, "size": size, "as_of": as_of.isoformat(), "format": simulator.STORE_FORMAT}
     if path.exists():
         store = SandboxStore(path)
-        params = store.get_meta("params") or {}
-        finished = store.get_meta("finished_clock")
-        if finished is not None and {k: params.get(k) for k in wanted} == wanted and store.clock == finished:
-            progress(f"reusing the {size} sandbox in {path}")
+        differs = _differs(store, wanted)
+        if not differs:
+            advanced = store.clock > store.get_meta("finished_clock")
+            progress(f"reusing the {size} sandbox in {path}"
+                     + (f", advanced to {simulator.iso(store.clock)}" if advanced else ""))
             return store
         store.close()
+        progress(f"generating the {size} sandbox in {path} again: the file there {differs}")
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     tmp = path.with_name(path.name + ".partial")
@@ -54,6 +58,21 @@ def build_store(
     store.close()
     tmp.rename(path)  # only a complete simulation ever sits at `path`
     return SandboxStore(path)
+
+
+def _differs(store: SandboxStore, wanted: dict[str, Any]) -> str:
+    """Why `store` cannot serve as the simulation `wanted` names ("" when it can): other parameters,
+    or no finished simulation (a fixture file, or a clock behind the one its generation ended at)."""
+    params = store.get_meta("params") or {}
+    finished = store.get_meta("finished_clock")
+    if not params or finished is None:
+        return "holds no finished simulation"
+    other = [f"{key} {params.get(key)!r} (asked {value!r})" for key, value in wanted.items() if params.get(key) != value]
+    if other:
+        return "has " + ", ".join(other)
+    if store.clock < finished:
+        return f"has its clock at {simulator.iso(store.clock)}, before its simulation's end {simulator.iso(finished)}"
+    return ""
 
 
 def parse_when(value: str) -> int:

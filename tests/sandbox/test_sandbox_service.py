@@ -14,7 +14,9 @@ import pytest
 import requests
 
 from pipelines.sandbox.server import Sandbox, build_store
+from pipelines.sandbox.simulation import runner
 from pipelines.sandbox.simulation.runner import truth
+from pipelines.sandbox.simulation.simulator import iso
 
 AS_OF = date(2026, 11, 20)
 ABOS = str(Path(sys.executable).parent / "abos")
@@ -76,9 +78,31 @@ def test_store_is_reused_only_when_parameters_match(tiny_store, tmp_path):
     messages = []
     build_store(path, size="tiny", seed=7, as_of=AS_OF, progress=messages.append).close()
     assert path.stat().st_mtime_ns == stamp and any("reusing" in m for m in messages)
-    rebuilt = build_store(path, size="tiny", seed=9, as_of=AS_OF)
+    rebuilt = build_store(path, size="tiny", seed=9, as_of=AS_OF, progress=messages.append)
     assert rebuilt.get_meta("params")["seed"] == 9
+    assert f"generating the tiny sandbox in {path} again: the file there has seed 7 (asked 9)" in messages
     assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_an_advanced_store_is_reused_as_advanced(tmp_path):
+    """`abos sandbox advance` moved the clock of a finished store: serving it again keeps the advance
+    (and what it changed) instead of simulating from scratch, and says so."""
+    path = tmp_path / "advanced.sqlite"
+    store = build_store(path, size="tiny", seed=7, as_of=AS_OF)
+    finished = store.clock
+    changed = runner.advance(store, days=3)["changed"]
+    advanced = store.clock
+    orders = store.query("demo-us-store", "shopify", "order", order_by="updated", updated={"gt": finished})
+    store.close()
+    assert advanced == finished + 3 * 86400 and changed["demo-us-store"]["order"] > 0 and orders
+
+    messages = []
+    again = build_store(path, size="tiny", seed=7, as_of=AS_OF, progress=messages.append)
+    assert again.clock == advanced
+    assert [o.id for o in again.query("demo-us-store", "shopify", "order", order_by="updated",
+                                      updated={"gt": finished})] == [o.id for o in orders]
+    assert messages == [f"reusing the tiny sandbox in {path}, advanced to {iso(advanced)}"]
+    again.close()
 
 
 def test_advancing_the_clock_changes_objects_and_the_truth(tmp_path):
