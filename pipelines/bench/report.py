@@ -151,10 +151,10 @@ def _growth_sources(growth: dict[str, Any]) -> list[str]:
     """What each source's sync did in each run, in all and by workspace: where a run's API waits (pacing,
     bulk export preparation) and its sync modes show. CPU is the whole ingestion's (the syncs run at once
     in one process, the sandbox serving them on the same cores), on the source's "all" row."""
-    out = ["", "Syncs of each run (API waits in seconds of wall time; ingest CPU s: the whole ingestion's, "
-           "ours / the sandbox's):", "",
-           "| scale | run | change | source | workspace | mode | seconds | rows | requests | pacing wait s | "
-           "bulk export wait s | ingest CPU s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["", ("Syncs of each run (API waits in seconds of wall time; ingest CPU s: the whole ingestion's, "
+                "ours / the sandbox's):"), "",
+           ("| scale | run | change | source | workspace | mode | seconds | rows | requests | pacing wait s | "
+            "bulk export wait s | ingest CPU s |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for point in growth["points"]:
         for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
             change = f"{run['changed_share']:.2%}" if "changed_share" in run else ""
