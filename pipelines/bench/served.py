@@ -7,6 +7,7 @@ pipeline's interpreter and out of its memory figures, as real Shopify and Stripe
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,3 +67,14 @@ def served(store: Path, *, size: str, seed: int, as_of: date, webhooks_url: str 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def working_copy(store: Path, copy: Path, *, size: str, seed: int, as_of: date) -> Path:
+    """`copy`, a copy of the cached `store` (generated first when missing), for a benchmark that
+    advances the sandbox's clock: a served store is reused as advanced (docs/sandbox.md), so the
+    cached one must stay as generated for every run to start from the same data."""
+    with served(store, size=size, seed=seed, as_of=as_of):
+        pass
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(store, copy)
+    return copy

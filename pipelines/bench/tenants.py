@@ -32,7 +32,7 @@ from typing import Any, Callable
 import dagster as dg
 
 from pipelines.bench.measure import PeakRss, cpu_seconds
-from pipelines.bench.served import served
+from pipelines.bench.served import served, working_copy
 from pipelines.sandbox.core.connection import sandbox_env
 from pipelines.sandbox.simulation.simulator import specs
 from pipelines.sandbox.simulation.tenants import workspaces_file, with_tenants
@@ -49,7 +49,8 @@ def tenants_phase(count: int, *, seed: int, as_of: date, cache: Path, work: Path
     """Serve `count` generated tenants, refresh them twice through the Dagster definitions, and
     return the times: total, per run kind, per workspace, and the overhead beyond the data."""
     size = with_tenants(BASE_SIZE, count)
-    store = cache / f"{size}-seed{seed}-{as_of.isoformat()}.sqlite"
+    store = working_copy(cache / f"{size}-seed{seed}-{as_of.isoformat()}.sqlite", work / "tenants-sandbox.sqlite",
+                         size=size, seed=seed, as_of=as_of)  # the refresh after a day advances it
     result: dict[str, Any] = {"tenants": count, "size": size, "rows_per_s_for_data": rows_per_s}
     with served(store, size=size, seed=seed, as_of=as_of) as sandbox:
         rss.exclude.add(sandbox.pid)

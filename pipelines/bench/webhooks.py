@@ -216,7 +216,7 @@ def run_freshness_bench(*, advance_days: float = 0.25, seed: int = 7, as_of: str
 
     import dagster as dg
 
-    from pipelines.bench.served import served
+    from pipelines.bench.served import served, working_copy
     from pipelines.run import dagster_instance, run_all
     from pipelines.sandbox.core.connection import sandbox_env
     from pipelines.settings import PROJECT_ROOT
@@ -229,8 +229,10 @@ def run_freshness_bench(*, advance_days: float = 0.25, seed: int = 7, as_of: str
     (home / "workspaces.yaml").write_text(yaml.safe_dump(
         {"workspaces": [w for w in demo["workspaces"] if w["id"] == FRESHNESS_WORKSPACE]}))
     port = _free_port()
-    store = load_settings().home / "bench" / "cache" / f"tiny-seed{seed}-{as_of}.sqlite"
-    store.parent.mkdir(parents=True, exist_ok=True)
+    cached = load_settings().home / "bench" / "cache" / f"tiny-seed{seed}-{as_of}.sqlite"
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    store = working_copy(cached, home / "sandbox.sqlite", size="tiny", seed=seed,  # the bench advances it
+                         as_of=date.fromisoformat(as_of))
     processes: list[subprocess.Popen] = []
     with served(store, size="tiny", seed=seed, as_of=date.fromisoformat(as_of),
                 webhooks_url=f"http://127.0.0.1:{port}") as sandbox:

@@ -179,3 +179,26 @@ def test_a_run_records_each_workspaces_sync_under_its_source(monkeypatch):
     assert (shopify["seconds"], shopify["rows"], shopify["objects"], shopify["requests"]) == (18.1, 32, 9, 9)
     assert stripe["workspaces"]["saas"]["throttle_wait_seconds"] == 0.31 and stripe["objects"] == 8
     assert run["api_requests"] == 34
+
+
+def test_a_benchmark_that_advances_the_sandbox_leaves_the_cached_store_as_generated(tmp_path):
+    """The tenants and freshness benchmarks advance the clock of the store they serve; they serve a
+    working copy, so the cached store (reused as advanced once advanced) stays as generated."""
+    from datetime import date
+
+    from pipelines.bench.served import served, working_copy
+    from pipelines.sandbox.core.store import SandboxStore
+
+    cached, as_of = tmp_path / "cache" / "tiny.sqlite", date(2026, 3, 31)
+    params = {"size": "tiny", "seed": 7, "as_of": as_of}
+    for run in range(2):
+        copy = working_copy(cached, tmp_path / f"run{run}" / "sandbox.sqlite", **params)
+        with served(copy, **params) as sandbox:
+            start = sandbox.info["admin"]["clock"]
+            sandbox.advance(1.0)
+        if run == 0:
+            first_start = start
+        assert start == first_start  # each run starts from the generated clock
+    store = SandboxStore(cached)
+    assert store.clock == store.get_meta("finished_clock")
+    store.close()
