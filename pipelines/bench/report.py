@@ -136,7 +136,7 @@ def _growth_section(growth: dict[str, Any]) -> list[str]:
                        f"{s['extract']} | {s['normalize']} | {s['load']} | {s['dbt']} | {s['insights']} | "
                        f"{run['peak_rss_mib']} |")
     out += ["", ("Slowest dbt nodes of each run (wall seconds, dbt's run_results.json; in brackets the part spent "
-                 "compiling, which can be waiting on the other thread):"), ""]
+                 "compiling, which can be time not its own):"), ""]
     for point in growth["points"]:
         for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
             nodes = ", ".join(_node_seconds(name, seconds) for name, seconds in (run.get("dbt_slowest") or {}).items())

@@ -136,10 +136,10 @@ def _dbt_build(settings: Settings, slowest: int = DBT_SLOWEST) -> dict[str, dict
 
 def slowest_nodes(results: list[dict[str, Any]], slowest: int = DBT_SLOWEST) -> dict[str, dict[str, float]]:
     """The `slowest` nodes of dbt's run_results.json `results` by `execution_time` (wall seconds), each
-    with the part of it spent in the node's compile phase. With two threads a model's compile can wait
-    on the other thread (at `large@0.01` `subscriptions` took 2.61 s, 2.34 of them compiling, and its
-    statements 0.12 s: docs/performance.md, "what the SaaS nodes read, by statement"); a hook's and
-    the segment tables' statements run there too (run_query), so it is shown, not left out."""
+    with the part of it spent in the node's compile phase. A model's compile can take seconds that are
+    not its work (at `large@0.01` `subscriptions` took 2.61 s, 2.34 of them compiling, and its statements
+    0.12 s: docs/performance.md, "what the SaaS nodes read, by statement"); a hook's and the segment
+    tables' statements run there too (run_query), so it is shown, not left out."""
     def compiling(node: dict[str, Any]) -> float:
         phase = next((phase for phase in node.get("timing") or () if phase["name"] == "compile"
                       and phase.get("started_at") and phase.get("completed_at")), None)

@@ -70,7 +70,7 @@ def test_the_report_names_each_runs_slowest_dbt_nodes():
 
 
 def test_the_slowest_dbt_nodes_show_the_time_they_spent_compiling():
-    """dbt's `execution_time` includes a node's compile phase, which can wait on the other thread: at
+    """dbt's `execution_time` includes a node's compile phase, which can take seconds not its own: at
     `large@0.01` `subscriptions` took 2.61 s, 2.34 of them compiling (the timings below are that
     run's). The report gives each node's seconds and, from 0.05 s, its compile phase's."""
     def node(name, total, compile_from, compile_to):
