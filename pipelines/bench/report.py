@@ -136,10 +136,11 @@ def _growth_section(growth: dict[str, Any]) -> list[str]:
                        f"{s['extract']} | {s['normalize']} | {s['load']} | {s['dbt']} | {s['insights']} | "
                        f"{run['peak_rss_mib']} |")
     out += _growth_sources(growth)
-    out += ["", "Slowest dbt nodes of each run (seconds, dbt's run_results.json):", ""]
+    out += ["", ("Slowest dbt nodes of each run (wall seconds, dbt's run_results.json; in brackets the part spent "
+                 "compiling, which can be time not its own):"), ""]
     for point in growth["points"]:
         for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
-            nodes = ", ".join(f"`{name}` {seconds}" for name, seconds in (run.get("dbt_slowest") or {}).items())
+            nodes = ", ".join(_node_seconds(name, seconds) for name, seconds in (run.get("dbt_slowest") or {}).items())
             change = f" {run['changed_share']:.2%}" if "changed_share" in run else ""
             out.append(f"- {point['scale']} {label}{change}: {nodes or 'not recorded'}")
     out += ["", "| exponent | value |", "|---|---|"]
@@ -168,6 +169,14 @@ def _growth_sources(growth: dict[str, Any]) -> list[str]:
                                f"{one['seconds']} | {one['rows']} | {one['requests']} | "
                                f"{one['throttle_wait_seconds']} | {one.get('bulk_wait_seconds')} | {used} |")
     return out
+
+
+def _node_seconds(name: str, seconds: float | dict[str, float]) -> str:
+    """A node of a run's slowest: its seconds and, from 0.05 s, its compile phase's (older reports: seconds alone)."""
+    if not isinstance(seconds, dict):
+        return f"`{name}` {seconds}"
+    compiling = f" ({seconds['compiling']} compiling)" if seconds["compiling"] >= 0.05 else ""
+    return f"`{name}` {seconds['seconds']}{compiling}"
 
 
 def _cpu_section(runs: dict[str, dict[str, Any]]) -> list[str]:
