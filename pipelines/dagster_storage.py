@@ -62,7 +62,8 @@ class KeptConnectionsEventLogStorage(SqliteEventLogStorage):
         super().__init__(base_dir, inst_data)
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Any) -> KeptConnectionsEventLogStorage:
+    def from_config_value(cls, inst_data: ConfigurableClassData | None,
+                          config_value: Any) -> KeptConnectionsEventLogStorage:
         return cls(inst_data=inst_data, **config_value)
 
     def _engine(self, shard: str) -> Engine:

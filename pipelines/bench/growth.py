@@ -85,7 +85,8 @@ def _brief(point: dict[str, Any]) -> dict[str, Any]:
     """A scale's figures: rows, total and stage seconds of each run, and what each source's sync did
     (`run_pipeline`'s `sources`: seconds, rows, requests, API waits, sync modes)."""
     def figures(run: dict[str, Any]) -> dict[str, Any]:
-        return {"rows": _rows(run), "sources": run["sources"], "total_seconds": run["total_seconds"], "own_seconds": run["own_seconds"],
+        return {"rows": _rows(run), "sources": run["sources"], "total_seconds": run["total_seconds"],
+                "own_seconds": run["own_seconds"],
                 "cpu_seconds": run["cpu_seconds"], "sandbox_cpu_seconds": run.get("sandbox_cpu_seconds"),
                 "stage_cpu_seconds": run.get("stage_cpu_seconds"), "api_requests": run.get("api_requests"),
                 "dbt_slowest": run.get("dbt_slowest"),

@@ -152,7 +152,8 @@ def slowest_nodes(results: list[dict[str, Any]], slowest: int = DBT_SLOWEST) -> 
                       and phase.get("started_at") and phase.get("completed_at")), None)
         if phase is None:  # a node that did not get to compile (skipped)
             return 0.0
-        return (datetime.fromisoformat(phase["completed_at"]) - datetime.fromisoformat(phase["started_at"])).total_seconds()
+        started, completed = (datetime.fromisoformat(phase[key]) for key in ("started_at", "completed_at"))
+        return (completed - started).total_seconds()
 
     ranked = sorted(results, key=lambda node: -node["execution_time"])[:slowest]
     return {node["unique_id"].split(".", 2)[-1]: {"seconds": round(node["execution_time"], 2),

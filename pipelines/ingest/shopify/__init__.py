@@ -260,8 +260,8 @@ class _ShopifyFetch:
 
     def _changed_count(self, spec: queries.ObjectSpec, search: str) -> int:
         counted = self.client.execute(
-            queries.count_query(spec, bulk_above(spec) + 1), {"query": search}, operation=spec.root.capitalize() + "Count",
-            cost=queries.COUNT_COST,
+            queries.count_query(spec, bulk_above(spec) + 1), {"query": search},
+            operation=spec.root.capitalize() + "Count", cost=queries.COUNT_COST,
         )[f"{spec.root}Count"]
         return counted["count"]
 
