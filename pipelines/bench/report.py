@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 P1_SECONDS = 300  # full sync + dbt + insights on DuckDB, large sandbox
@@ -127,25 +128,29 @@ def _growth_section(growth: dict[str, Any]) -> list[str]:
     out = ["", f"## Growth curve ({warehouse})", "",
            "| scale | run | change | rows | total s | own s | CPU s | sandbox CPU s | extract | normalize | load | dbt | "
            "insights | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for point in growth["points"]:
-        for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
-            s = run["stages"]
-            change = f"{run['changed_share']:.2%}" if "changed_share" in run else ""
-            out.append(f"| {point['scale']} | {label} | {change} | {run['rows']} | {run['total_seconds']} | "
-                       f"{run.get('own_seconds')} | {run['cpu_seconds']} | {run.get('sandbox_cpu_seconds')} | "
-                       f"{s['extract']} | {s['normalize']} | {s['load']} | {s['dbt']} | {s['insights']} | "
-                       f"{run['peak_rss_mib']} |")
+    for scale, label, change, run in _growth_runs(growth):
+        s = run["stages"]
+        out.append(f"| {scale} | {label} | {change} | {run['rows']} | {run['total_seconds']} | "
+                   f"{run.get('own_seconds')} | {run['cpu_seconds']} | {run.get('sandbox_cpu_seconds')} | "
+                   f"{s['extract']} | {s['normalize']} | {s['load']} | {s['dbt']} | {s['insights']} | "
+                   f"{run['peak_rss_mib']} |")
     out += _growth_sources(growth)
     out += ["", ("Slowest dbt nodes of each run (wall seconds, dbt's run_results.json; in brackets the part spent "
                  "compiling, which can be time not its own):"), ""]
-    for point in growth["points"]:
-        for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
-            nodes = ", ".join(_node_seconds(name, seconds) for name, seconds in (run.get("dbt_slowest") or {}).items())
-            change = f" {run['changed_share']:.2%}" if "changed_share" in run else ""
-            out.append(f"- {point['scale']} {label}{change}: {nodes or 'not recorded'}")
+    for scale, label, change, run in _growth_runs(growth):
+        nodes = ", ".join(_node_seconds(name, seconds) for name, seconds in (run.get("dbt_slowest") or {}).items())
+        out.append(f"- {scale} {label}{' ' + change if change else ''}: {nodes or 'not recorded'}")
     out += ["", "| exponent | value |", "|---|---|"]
     out += [f"| {name} | {value} |" for name, value in growth["exponents"].items()]
     return out
+
+
+def _growth_runs(growth: dict[str, Any]) -> Iterator[tuple[Any, str, str, dict[str, Any]]]:
+    """Every run of the growth curve in report order: its scale, "full" or "incremental", the changed
+    share ("" for a full run) and its figures."""
+    for point in growth["points"]:
+        for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
+            yield point["scale"], label, f"{run['changed_share']:.2%}" if "changed_share" in run else "", run
 
 
 def _growth_sources(growth: dict[str, Any]) -> list[str]:
@@ -156,18 +161,16 @@ def _growth_sources(growth: dict[str, Any]) -> list[str]:
                 "ours / the sandbox's):"), "",
            ("| scale | run | change | source | workspace | mode | seconds | rows | requests | pacing wait s | "
             "bulk export wait s | ingest CPU s |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for point in growth["points"]:
-        for label, run in [("full", point["full"]), *(("incremental", r) for r in point["incremental"])]:
-            change = f"{run['changed_share']:.2%}" if "changed_share" in run else ""
-            ingest = (run.get("stage_cpu_seconds") or {}).get("ingest")
-            cpu = f"{ingest['ours']} / {ingest['sandbox']}" if ingest else ""
-            for source, found in (run.get("sources") or {}).items():
-                syncs = [("all", ", ".join(found.get("modes") or []), found, cpu),
-                         *((name, one["mode"], one, "") for name, one in (found.get("workspaces") or {}).items())]
-                for workspace, mode, one, used in syncs:
-                    out.append(f"| {point['scale']} | {label} | {change} | {source} | {workspace} | {mode} | "
-                               f"{one['seconds']} | {one['rows']} | {one['requests']} | "
-                               f"{one['throttle_wait_seconds']} | {one.get('bulk_wait_seconds')} | {used} |")
+    for scale, label, change, run in _growth_runs(growth):
+        ingest = (run.get("stage_cpu_seconds") or {}).get("ingest")
+        cpu = f"{ingest['ours']} / {ingest['sandbox']}" if ingest else ""
+        for source, found in (run.get("sources") or {}).items():
+            syncs = [("all", ", ".join(found.get("modes") or []), found, cpu),
+                     *((name, one["mode"], one, "") for name, one in (found.get("workspaces") or {}).items())]
+            for workspace, mode, one, used in syncs:
+                out.append(f"| {scale} | {label} | {change} | {source} | {workspace} | {mode} | "
+                           f"{one['seconds']} | {one['rows']} | {one['requests']} | "
+                           f"{one['throttle_wait_seconds']} | {one.get('bulk_wait_seconds')} | {used} |")
     return out
 
 
