@@ -32,7 +32,7 @@ from psycopg2 import sql
 from pipelines.bench import baselines, report
 from pipelines.bench.detection import detection_phase
 from pipelines.bench.measure import PeakRss, load_average, machine, mib
-from pipelines.bench.served import Served, served
+from pipelines.bench.served import Served, served, working_copy
 from pipelines.bench.stages import MAIN_TABLE, run_pipeline
 from pipelines.bench.tenants import tenants_phase
 from pipelines.ingest.stripe.client import REQUESTS_PER_SECOND
@@ -100,7 +100,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
                                              since)
         changed_store = work / "sandbox-changed.sqlite"
         progress(f"copying the sandbox store to {changed_store}")
-        shutil.copyfile(options.store, changed_store)
+        working_copy(options.store, changed_store, size=options.size, seed=options.seed, as_of=options.as_of)
         with served(changed_store, size=options.size, seed=options.seed, as_of=options.as_of) as sandbox:
             rss.exclude.add(sandbox.pid)
             progress(f"advancing the sandbox until {CHANGE_SHARE:.0%} of the orders and invoices changed")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipelines.bench.measure import PeakRss
-from pipelines.bench.served import served
+from pipelines.bench.served import served, working_copy
 from pipelines.bench.stages import run_pipeline
 
 CHANGE_SHARES = (0.001, 0.01)
@@ -63,8 +63,7 @@ def growth_phase(scales: list[float], *, seed: int, as_of: date, history_days: i
             rss.exclude.add(sandbox.pid)
             progress(f"growth: full run at scale {scale:g}")
             point["full"] = run_pipeline(*_point_at(sandbox, kind, url, here), rss, progress)
-        changed_store = here / "sandbox-changed.sqlite"
-        shutil.copyfile(store, changed_store)
+        changed_store = working_copy(store, here / "sandbox-changed.sqlite", size=size, seed=seed, as_of=as_of)
         with served(changed_store, size=size, seed=seed, as_of=as_of) as sandbox:
             rss.exclude.add(sandbox.pid)
             for share in CHANGE_SHARES:
