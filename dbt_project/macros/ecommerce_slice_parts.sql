@@ -8,11 +8,13 @@ workspaces as (
     select * from {{ ref('stg_reference__workspaces') }}
 ),
 
-orders as (
+-- not materialized: read through by the filters and joins below (DuckDB would copy the whole table first)
+orders as not materialized (
     select * from {{ ref('orders') }}
 ),
 
-order_lines as (
+-- not materialized: read through by the filters and joins below (DuckDB would copy the whole table first)
+order_lines as not materialized (
     select * from {{ ref('order_lines') }}
 ),
 

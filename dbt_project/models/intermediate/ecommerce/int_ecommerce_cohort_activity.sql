@@ -40,7 +40,8 @@ customers as (
     where first_order_date is not null
 ),
 
-orders as (
+-- not materialized: read through by the filters and joins below (DuckDB would copy the whole table first)
+orders as not materialized (
     select * from {{ ref('orders') }}
     where not is_cancelled
 ),

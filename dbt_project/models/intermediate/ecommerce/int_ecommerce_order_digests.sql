@@ -36,7 +36,8 @@ customers as (
     select * from {{ ref('customers') }}
 ),
 
-order_lines as (
+-- not materialized: read through by the filters and joins below (DuckDB would copy the whole table first)
+order_lines as not materialized (
     select * from {{ ref('order_lines') }}
 ),
 
