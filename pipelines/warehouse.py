@@ -108,14 +108,17 @@ class Warehouse(dg.ConfigurableResource):
     # -- the tools that write it ------------------------------------------------------------------
 
     def dlt_destination(self):
-        """The dlt destination (DuckDB file or Postgres)."""
+        """The dlt destination (DuckDB file or Postgres). DuckDB's writes a merge table's first load once
+        (pipelines/duckdb_first_load.py)."""
         import dlt  # the destination is needed by loads only; importing dlt costs seconds
         from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
         if self.kind == "duckdb":
+            from pipelines.duckdb_first_load import first_load_duckdb  # imports dlt too
+
             self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
             credentials = DuckDbCredentials(str(self.duckdb_path), global_config=self.duckdb_config())
-            destination = dlt.destinations.duckdb(credentials=credentials)
+            destination = first_load_duckdb(credentials=credentials)
         else:
             parts = urlsplit(self.location)
             if parts.username and parts.password is None:
