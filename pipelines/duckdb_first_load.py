@@ -3,13 +3,15 @@
 dlt loads a merged table in two writes: each file into the staging table, then the merge (delete the
 staged keys from the table, insert the staged rows deduplicated by key). Into an empty table the second
 write is all of the load's cost again (docs/performance.md, "A merge table's first load written once").
-Here a merge table's file goes straight into the table, deduplicated by its key, when the table is
-empty and the file is the only one of that table in the package; otherwise it is staged as dlt does.
+Here a merge table's file goes straight into the table, deduplicated by its key, when the merge
+could delete nothing: the table is empty, or (a column marked `x-merge-partition`, the project's
+`workspace_id`: the merge's keys and scope all match on it) holds no row of the file's workspaces.
+The file must also be the only one of its table in the package; otherwise it is staged as dlt does.
 
-The emptiness check and the insert are one statement, so one transaction. A load killed after that
-statement committed, and before dlt marked the job done, runs the job again: the table is no longer
-empty, so the file is staged, and the merge deletes the rows the killed attempt inserted (same keys;
-a child table's scope, same parents) before inserting them once. The merge runs after a direct
+The check and the insert are one statement, so one transaction. A load killed after that statement
+committed, and before dlt marked the job done, runs the job again: the table now holds the file's
+workspace, so the file is staged, and the merge deletes the rows the killed attempt inserted (same
+keys; a child table's scope, same parents) before inserting them once. The merge runs after a direct
 insert too, over an empty staging table: it deletes and inserts nothing.
 
 Only `delete-insert` merges by a primary key, without nested tables, hard deletes, a dedup sort or
@@ -71,16 +73,19 @@ class FirstLoadCopyJob(DuckDbCopyJob):
         return files == 1
 
     def _insert_if_empty(self) -> bool:
-        """Insert the file into the (final) table if the table is empty; whether it did."""
+        """Insert the file into the (final) table if the table holds none of its partitions (none of its
+        rows without a partition column); whether it did."""
         sql, table = self._job_client.sql_client, self._load_table
         with sql.with_alternative_dataset_name(self._job_client.final_dataset_name):
             target = sql.make_qualified_table_name(table["name"])
+        file = f"read_parquet('{self._file_path}', union_by_name=true)"
         keys = ", ".join(sql.escape_column_name(name) for name in get_columns_names_with_prop(table, "primary_key"))
         dedup = "" if table.get("x-stage-data-deduplicated") else f" QUALIFY row_number() OVER (PARTITION BY {keys}) = 1"
+        partition = [sql.escape_column_name(name) for name in get_columns_names_with_prop(table, "x-merge-partition")]
+        held = f" WHERE {partition[0]} IN (SELECT {partition[0]} FROM {file})" if len(partition) == 1 else ""
         with _table_lock(target):
-            inserted = sql.execute_sql(
-                f"INSERT INTO {target} BY NAME SELECT * FROM read_parquet('{self._file_path}', union_by_name=true)"
-                f" WHERE NOT EXISTS (SELECT 1 FROM {target}){dedup}")
+            inserted = sql.execute_sql(f"INSERT INTO {target} BY NAME SELECT * FROM {file}"
+                                       f" WHERE NOT EXISTS (SELECT 1 FROM {target}{held}){dedup}")
         return bool(inserted and inserted[0][0])
 
 

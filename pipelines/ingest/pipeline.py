@@ -82,7 +82,10 @@ def merge_hints(primary_key: tuple[str, ...], parent_key: tuple[str, ...] | None
     table of millions of lines; docs/performance.md). So the replacement is a `destination_scope`,
     an equality semi-join on the parent key, and the primary key stays for what it does best:
     deduplicating the staged rows, which a load killed and completed by the next run can hold twice.
-    Columns that were a merge key in schemas stored before are cleared of it.
+    Columns that were a merge key in schemas stored before are cleared of it. When both keys start
+    with `workspace_id`, the merge deletes only rows of the workspaces it loads, and the column says so
+    (`x-merge-partition`): on DuckDB a workspace's first load then goes straight into the table
+    (pipelines/duckdb_first_load.py).
     """
     disposition: dict[str, Any] = {"disposition": "merge", "strategy": "delete-insert"}
     columns: dict[str, dict[str, Any]] = {}
@@ -90,6 +93,8 @@ def merge_hints(primary_key: tuple[str, ...], parent_key: tuple[str, ...] | None
         match = " and ".join(f'staged."{name}" = {{table}}."{name}"' for name in parent_key)
         disposition["destination_scope"] = f"exists (select 1 from {{staging_table}} as staged where {match})"
         columns = {name: {"merge_key": False} for name in parent_key}
+    if primary_key[0] == "workspace_id" and (not parent_key or parent_key[0] == "workspace_id"):
+        columns["workspace_id"] = {**columns.get("workspace_id", {}), "x-merge-partition": True}
     return {"write_disposition": disposition, "primary_key": list(primary_key), "columns": columns}
 
 
