@@ -100,14 +100,14 @@ class FirstLoadDuckDbClient(DuckDbClient):
         super().__init__(*args, **kwargs)
         self.final_dataset_name = self.sql_client.dataset_name  # the staging one is switched in per job
 
-    def create_load_job(self, table, file_path, load_id, restore=False):  # noqa: ANN001, ANN201 (dlt's signature)
+    def create_load_job(self, table, file_path, load_id, restore=False):
         job = super().create_load_job(table, file_path, load_id, restore)
         if type(job) is DuckDbCopyJob and file_path.endswith(".parquet"):
             job = FirstLoadCopyJob(file_path)
         return job
 
 
-class first_load_duckdb(duckdb):  # noqa: N801 (dlt's factories are named as the destination)
+class first_load_duckdb(duckdb):  # lower case, as dlt names its destination factories
     """dlt's DuckDB destination whose client writes a merge table's first load once."""
 
     @property

@@ -29,7 +29,7 @@ LINES = {"workspace_id": ["w"] * 4, "order_id": [1, 1, 2, 3], "line": [1, 2, 1, 
 # Loads ORDERS and LINES into `argv[1]`'s warehouse. "park": after the direct insert of each file
 # committed, before dlt marks its job done, it says so and waits to be killed. "finish": loads the
 # package a killed run left. "other": loads them as workspace "v" (its own pipeline), to the end.
-SCRIPT = """
+SCRIPT = f"ORDERS, LINES = {ORDERS!r}, {LINES!r}\n" + """
 import sys, time
 import dlt, pyarrow as pa
 from pipelines.duckdb_first_load import FirstLoadCopyJob
@@ -51,13 +51,13 @@ if mode == "park":
     FirstLoadCopyJob.run = parked
 def rows(columns):
     return [pa.table({**columns, "workspace_id": [workspace] * len(columns["workspace_id"])})]
-orders = dlt.resource(rows(%r), name="orders", **merge_hints(("workspace_id", "id"), None))
-lines = dlt.resource(rows(%r), name="lines",
+orders = dlt.resource(rows(ORDERS), name="orders", **merge_hints(("workspace_id", "id"), None))
+lines = dlt.resource(rows(LINES), name="lines",
                      **merge_hints(("workspace_id", "order_id", "line"), ("workspace_id", "order_id")))
 pipeline.extract([orders, lines])
 pipeline.normalize()
 pipeline.load(workers=1)
-""" % (ORDERS, LINES)
+"""
 
 
 def rows(database: Path, table: str) -> list[tuple]:
@@ -68,7 +68,7 @@ def rows(database: Path, table: str) -> list[tuple]:
 @pytest.mark.parametrize("before", ["nothing", "another workspace"])
 def test_a_first_load_killed_after_its_direct_insert_committed_is_exact_when_rerun(tmp_path, before):
     if before == "another workspace":  # the tables hold rows, none of this workspace: a first load too
-        other = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), "other"], cwd=REPO,
+        other = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), "other"], cwd=REPO, check=False,
                                capture_output=True, text=True, timeout=300)
         assert other.returncode == 0, other.stdout + other.stderr
     process = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), "park"], cwd=REPO,
@@ -88,7 +88,7 @@ def test_a_first_load_killed_after_its_direct_insert_committed_is_exact_when_rer
     # The killed job's file went straight into its table, deduplicated, and nothing was staged.
     assert [row for row in rows(database, f"shop.{parked}") if row[0] == "w"]
     assert not rows(database, f"shop_staging.{parked}")
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), "finish"], cwd=REPO,
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), "finish"], cwd=REPO, check=False,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     workspaces = ["w"] + (["v"] if before == "another workspace" else [])
