@@ -39,10 +39,10 @@ _TABLE_LOCKS_GUARD = threading.Lock()
 
 class FirstLoadCopyJob(DuckDbCopyJob):
     """dlt's DuckDB copy job, inserting a merge table's only file of the package straight into the
-    table when the table is empty."""
+    table when the table holds none of the file's workspaces (is empty, for a table without them)."""
 
     def run(self) -> None:
-        if not (self._direct_allowed() and self._insert_if_empty()):
+        if not (self._direct_allowed() and self._insert_if_first_load()):
             super().run()
 
     def _direct_allowed(self) -> bool:
@@ -72,9 +72,9 @@ class FirstLoadCopyJob(DuckDbCopyJob):
                 files += parsed.table_name == self.load_table_name and parsed.file_format != "sql"
         return files == 1
 
-    def _insert_if_empty(self) -> bool:
-        """Insert the file into the (final) table if the table holds none of its partitions (none of its
-        rows without a partition column); whether it did."""
+    def _insert_if_first_load(self) -> bool:
+        """Insert the file into the (final) table if the table holds none of the file's partitions
+        (no row at all, for a table without a partition column); whether it did."""
         sql, table = self._job_client.sql_client, self._load_table
         with sql.with_alternative_dataset_name(self._job_client.final_dataset_name):
             target = sql.make_qualified_table_name(table["name"])
