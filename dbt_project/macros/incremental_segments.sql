@@ -119,31 +119,51 @@ money as (
     {{ return(none if grouped | length > 1000 else grouped) }}
 {%- endmacro %}
 
+{#- One condition per group of workspaces sharing their weeks (`grouped`: segment_week_groups), or'd:
+    `<alias>.workspace_id in (...) and <the caller's condition>`, the caller given the group's
+    refresh_from and first_week (ISO dates; segment_week_literal writes one in); `false` without a
+    group. The three readers of the weeks as constants (segment_week_constants, the first week's
+    update, the segments' week before) are this with their own condition. -#}
+{% macro segment_week_any(alias, grouped) -%}
+    {%- set conditions = [] -%}
+    {%- for (refresh_from, first_week), workspaces in grouped | dictsort -%}
+        {%- do conditions.append('(' ~ alias ~ '.workspace_id in (' ~ workspaces | join(', ') ~ ') and '
+            ~ caller(refresh_from, first_week) | trim ~ ')') -%}
+    {%- endfor -%}
+    {{ return(conditions | join(' or ') if conditions else 'false') }}
+{%- endmacro %}
+
+{#- A week of segment_week_groups (an ISO date) as a date constant, `weeks` weeks on. -#}
+{% macro segment_week_literal(day, weeks=0) -%}
+    {{ return("cast('" ~ (modules.datetime.date.fromisoformat(day) + modules.datetime.timedelta(days=7 * weeks)).isoformat()
+        ~ "' as date)") }}
+{%- endmacro %}
+
 {#- segment_rows_condition with the weeks as constants (`grouped`: segment_week_groups), the same rows:
     per group of workspaces, the rebuilt weeks (under a bound on the week the scan applies); with
     `kept`, every row but the kept ones (`not coalesce(...)`: a row of a workspace the weeks do not
     list is deleted, as `not exists` deletes it). -#}
 {% macro segment_week_constants(spec, alias, column, grouped, kept=false) -%}
-    {%- set bounds = [] -%}
-    {%- set conditions = [] -%}
-    {%- for (refresh_from, first_week), workspaces in grouped | dictsort -%}
-        {%- set among = alias ~ '.workspace_id in (' ~ workspaces | join(', ') ~ ')' -%}
-        {%- set first = "cast('" ~ first_week ~ "' as date)" -%}
-        {%- set refresh = "cast('" ~ refresh_from ~ "' as date)" -%}
-        {%- if kept -%}
-            {%- do conditions.append('(' ~ among ~ ' and ' ~ column ~ ' >= ' ~ first ~ ' and ' ~ column ~ ' < ' ~ refresh
-                ~ (' and ' ~ column ~ ' > ' ~ first if spec.first_week else '') ~ ')') -%}
-        {%- else -%}
-            {%- do bounds.append([refresh_from, first_week] | min if spec.first_week else refresh_from) -%}
-            {%- do conditions.append('(' ~ among ~ ' and (' ~ column ~ ' >= ' ~ refresh
-                ~ (' or ' ~ column ~ ' = ' ~ first if spec.first_week else '') ~ '))') -%}
-        {%- endif -%}
-    {%- endfor -%}
+    {%- set any -%}
+        {%- call(refresh_from, first_week) segment_week_any(alias, grouped) -%}
+            {%- if kept -%}
+                {{ column }} >= {{ segment_week_literal(first_week) }} and {{ column }} < {{ segment_week_literal(refresh_from) }}
+                {%- if spec.first_week %} and {{ column }} > {{ segment_week_literal(first_week) }}{% endif -%}
+            {%- else -%}
+                ({{ column }} >= {{ segment_week_literal(refresh_from) }}
+                {%- if spec.first_week %} or {{ column }} = {{ segment_week_literal(first_week) }}{% endif %})
+            {%- endif -%}
+        {%- endcall -%}
+    {%- endset -%}
     {%- if kept -%}
-        {{ return('not coalesce(' ~ (conditions | join(' or ') if conditions else 'false') ~ ', false)') }}
+        {{ return('not coalesce(' ~ any ~ ', false)') }}
     {%- endif -%}
-    {%- if conditions | length == 0 -%}{{ return('1 = 0') }}{%- endif -%}
-    {{ return('(' ~ column ~ " >= cast('" ~ bounds | min ~ "' as date) and (" ~ conditions | join(' or ') ~ '))') }}
+    {%- if grouped | length == 0 -%}{{ return('1 = 0') }}{%- endif -%}
+    {%- set bounds = [] -%}
+    {%- for refresh_from, first_week in grouped -%}
+        {%- do bounds.append([refresh_from, first_week] | min if spec.first_week else refresh_from) -%}
+    {%- endfor -%}
+    {{ return('(' ~ column ~ ' >= ' ~ segment_week_literal(bounds | min) ~ ' and (' ~ any ~ '))') }}
 {%- endmacro %}
 
 {#- The pre-hooks of a segment table: on an incremental run, delete every row but those kept (above);
@@ -162,13 +182,10 @@ money as (
         set previous_segment = null
         where previous_segment is not null
         {%- if grouped is not none %}
-            {#- each workspace's first week as a constant (segment_rows_condition) -#}
-            {%- set firsts = {} -%}
-            {%- for (refresh_from, first_week), workspaces in grouped.items() -%}
-                {%- do firsts.setdefault(first_week, []).extend(workspaces) -%}
-            {%- endfor %}
-            and ({% for first_week, workspaces in firsts | dictsort %}({{ this.identifier }}.workspace_id in ({{ workspaces | join(', ') }})
-                and {{ this.identifier }}.week_start = cast('{{ first_week }}' as date)){{ ' or ' if not loop.last }}{% endfor %}{{ 'false' if not firsts }})
+            {#- each workspace's first week as a constant (segment_rows_condition) #}
+            and ({% call(refresh_from, first_week) segment_week_any(this.identifier, grouped) -%}
+                {{ this.identifier }}.week_start = {{ segment_week_literal(first_week) }}
+            {%- endcall %})
         {%- else %}
             and exists (
                 select 1 from {{ ref('int_ecommerce_segment_weeks') }} as segment_weeks

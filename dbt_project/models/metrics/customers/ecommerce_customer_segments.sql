@@ -131,10 +131,9 @@ kept_weeks as (
     {%- set grouped = segment_week_groups() %}
     {%- if grouped is not none %}
         -- the same weeks as constants, a filter the scan applies (macros/incremental_segments.sql)
-        and ({% for (refresh_from, first_week), workspaces in grouped | dictsort -%}
-        (kept.workspace_id in ({{ workspaces | join(', ') }}) and kept.week_start = cast('{{
-            (modules.datetime.date.fromisoformat(refresh_from) - modules.datetime.timedelta(days=7)).isoformat() }}' as date))
-        {{- ' or ' if not loop.last }}{% endfor %}{{ 'false' if not grouped }})
+        and ({% call(refresh_from, first_week) segment_week_any('kept', grouped) -%}
+            kept.week_start = {{ segment_week_literal(refresh_from, -1) }}
+        {%- endcall %})
     {%- endif %}
 ),
 {%- endif %}
