@@ -26,6 +26,14 @@ EXPECTED_LINES = [("w", 1, 1, 4), ("w", 1, 2, 6), ("w", 2, 1, 20), ("w", 3, 1, 3
 ORDERS = {"workspace_id": ["w"] * 4, "id": [1, 2, 2, 3], "total": [10, 20, 20, 30]}
 LINES = {"workspace_id": ["w"] * 4, "order_id": [1, 1, 2, 3], "line": [1, 2, 1, 1], "amount": [4, 6, 20, 30]}
 
+
+def resources(orders: list, lines: list) -> list:
+    """The orders and their lines as dlt resources, declared as the raw tables are (`merge_hints`)."""
+    return [dlt.resource(orders, name="orders", **merge_hints(("workspace_id", "id"), None)),
+            dlt.resource(lines, name="lines",
+                         **merge_hints(("workspace_id", "order_id", "line"), ("workspace_id", "order_id")))]
+
+
 # Loads ORDERS and LINES into `argv[1]`'s warehouse. "park": after the direct insert of each file
 # committed, before dlt marks its job done, it says so and waits to be killed. "finish": loads the
 # package a killed run left. "other": loads them as workspace "v" (its own pipeline), to the end.
@@ -33,8 +41,8 @@ SCRIPT = f"ORDERS, LINES = {ORDERS!r}, {LINES!r}\n" + """
 import sys, time
 import dlt, pyarrow as pa
 from pipelines.duckdb_first_load import FirstLoadCopyJob
-from pipelines.ingest.pipeline import merge_hints
 from pipelines.warehouse import Warehouse
+from tests.integration.test_duckdb_first_load import resources
 home, mode = sys.argv[1], sys.argv[2]
 pipeline = dlt.pipeline("first_load_" + mode.replace("finish", "park"), pipelines_dir=home + "/dlt", dataset_name="shop",
                         destination=Warehouse(url=f"duckdb:///{home}/w.duckdb", duckdb_threads=1).dlt_destination())
@@ -51,10 +59,7 @@ if mode == "park":
     FirstLoadCopyJob.run = parked
 def rows(columns):
     return [pa.table({**columns, "workspace_id": [workspace] * len(columns["workspace_id"])})]
-orders = dlt.resource(rows(ORDERS), name="orders", **merge_hints(("workspace_id", "id"), None))
-lines = dlt.resource(rows(LINES), name="lines",
-                     **merge_hints(("workspace_id", "order_id", "line"), ("workspace_id", "order_id")))
-pipeline.extract([orders, lines])
+pipeline.extract(resources(rows(ORDERS), rows(LINES)))
 pipeline.normalize()
 pipeline.load(workers=1)
 """
@@ -102,16 +107,14 @@ def load(tmp_path: Path, orders: list[pa.Table], lines: list[pa.Table]) -> Path:
     warehouse = Warehouse(url=f"duckdb:///{tmp_path / 'w.duckdb'}", duckdb_threads=1)
     pipeline = dlt.pipeline("first_load", pipelines_dir=str(tmp_path / "dlt"), dataset_name="shop",
                             destination=warehouse.dlt_destination())
-    pipeline.run([dlt.resource(orders, name="orders", **merge_hints(("workspace_id", "id"), None)),
-                  dlt.resource(lines, name="lines",
-                               **merge_hints(("workspace_id", "order_id", "line"), ("workspace_id", "order_id")))])
+    pipeline.run(resources(orders, lines))
     return tmp_path / "w.duckdb"
 
 
 def test_a_first_load_goes_straight_in_once_and_later_loads_merge(tmp_path):
     database = load(tmp_path, [pa.table(ORDERS)], [pa.table(LINES)])
-    assert rows(database, "shop.orders") == [("w", 1, 10), ("w", 2, 20), ("w", 3, 30)]
-    assert rows(database, "shop.lines") == [("w", 1, 1, 4), ("w", 1, 2, 6), ("w", 2, 1, 20), ("w", 3, 1, 30)]
+    assert rows(database, "shop.orders") == EXPECTED_ORDERS
+    assert rows(database, "shop.lines") == EXPECTED_LINES
     assert not rows(database, "shop_staging.orders") and not rows(database, "shop_staging.lines")
     # A later load into the tables, no longer empty: staged and merged (order 1 now has one line).
     database = load(tmp_path, [pa.table({"workspace_id": ["w"] * 2, "id": [2, 4], "total": [21, 40]})],
@@ -133,5 +136,5 @@ def test_a_first_load_in_several_files_of_a_table_keeps_every_line(tmp_path):
     replaces every line of the orders it stages) would delete its line."""
     first, second = pa.table(LINES).slice(0, 1), pa.table(LINES).slice(1).to_pylist()
     database = load(tmp_path, [pa.table(ORDERS)], [first, second])
-    assert rows(database, "shop.lines") == [("w", 1, 1, 4), ("w", 1, 2, 6), ("w", 2, 1, 20), ("w", 3, 1, 30)]
+    assert rows(database, "shop.lines") == EXPECTED_LINES
     assert len(rows(database, "shop_staging.lines")) == 4  # both files staged
