@@ -135,7 +135,7 @@ def _growth_section(growth: dict[str, Any]) -> list[str]:
                    f"{s['extract']} | {s['normalize']} | {s['load']} | {s['dbt']} | {s['insights']} | "
                    f"{run['peak_rss_mib']} |")
     out += _growth_sources(growth)
-    out += ["", ("Slowest dbt nodes of each run (wall seconds, dbt's run_results.json; in brackets the part spent "
+    out += ["", ("Slowest dbt nodes of each run (wall seconds, from dbt's log; in brackets the part spent "
                  "compiling, which can be time not its own):"), ""]
     for scale, label, change, run in _growth_runs(growth):
         nodes = ", ".join(_node_seconds(name, seconds) for name, seconds in (run.get("dbt_slowest") or {}).items())

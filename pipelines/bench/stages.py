@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import json
 import os
+import re
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -130,34 +129,52 @@ def _workspaces_table(workspaces: Workspaces, settings: Settings) -> None:
 
 def _dbt_build(settings: Settings, slowest: int = DBT_SLOWEST) -> dict[str, dict[str, float]]:
     """`dbt build` (models and their tests), as the dbt assets run it; raises with dbt's output on failure.
-    Returns the `slowest` nodes' seconds and their compile phase's, from dbt's run_results.json (`slowest_nodes`)."""
+    Returns the `slowest` nodes' seconds and their compile phase's, from dbt's log (`node_seconds`: the
+    build writes no run_results.json, `BUILD`'s `--no-write-json`)."""
     home = settings.home
     env = {**os.environ, **dbt_env(settings.warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
            "DBT_TARGET_PATH": str(home / "dbt-target"), "DBT_LOG_PATH": str(home / "dbt-logs")}
+    log = home / "dbt-logs" / "dbt.log"
+    before = log.stat().st_size if log.exists() else 0  # dbt appends each run's lines to its log
     dbt = Path(sys.executable).parent / "dbt"
     done = subprocess.run([str(dbt), *BUILD], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"dbt build failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
-    return slowest_nodes(json.loads((home / "dbt-target" / "run_results.json").read_text())["results"], slowest)
+    with log.open(encoding="utf-8", errors="replace") as text:
+        text.seek(before if log.stat().st_size >= before else 0)  # rotated: the new file is this run's
+        return slowest_nodes(node_seconds(text.read()), slowest)
+
+
+# dbt's debug log line for a node's phase: `<hh:mm:ss.ffffff> [debug] [<thread>]: Began compiling node <id>`
+_NODE_PHASE = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+) \[debug ?\] \[[^\]]*\]: "
+                         r"(Began running|Began compiling|Began executing|Finished running) node (\S+)")
+
+
+def node_seconds(log: str) -> list[dict[str, Any]]:
+    """Each node of a dbt run's debug log (text format) with its wall seconds (`execution_time`: from
+    "Began running node" to "Finished running node") and its compile phase's (`compiling`: from "Began
+    compiling" to "Began executing"; 0 for a node that did not get to compile). The log's clock is
+    the time of day: a phase across midnight is counted modulo a day."""
+    seen: dict[str, dict[str, float]] = {}
+    for hours, minutes, seconds, phase, unique_id in _NODE_PHASE.findall(log):
+        seen.setdefault(unique_id, {})[phase] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+    def between(node: dict[str, float], first: str, then: str) -> float:
+        return (node[then] - node[first]) % 86400 if first in node and then in node else 0.0
+
+    return [{"unique_id": unique_id, "execution_time": between(node, "Began running", "Finished running"),
+             "compiling": between(node, "Began compiling", "Began executing")} for unique_id, node in seen.items()]
 
 
 def slowest_nodes(results: list[dict[str, Any]], slowest: int = DBT_SLOWEST) -> dict[str, dict[str, float]]:
-    """The `slowest` nodes of dbt's run_results.json `results` by `execution_time` (wall seconds), each
-    with the part of it spent in the node's compile phase. A model's compile can take seconds that are
+    """The `slowest` nodes of `node_seconds`' `results` by `execution_time` (wall seconds), each with
+    the part of it spent in the node's compile phase. A model's compile can take seconds that are
     not its work (at `large@0.01` `subscriptions` took 2.61 s, 2.34 of them compiling, and its statements
     0.12 s: docs/performance.md, "what the SaaS nodes read, by statement"); a hook's and the segment
     tables' statements run there too (run_query), so it is shown, not left out."""
-    def compiling(node: dict[str, Any]) -> float:
-        phase = next((phase for phase in node.get("timing") or () if phase["name"] == "compile"
-                      and phase.get("started_at") and phase.get("completed_at")), None)
-        if phase is None:  # a node that did not get to compile (skipped)
-            return 0.0
-        started, completed = (datetime.fromisoformat(phase[key]) for key in ("started_at", "completed_at"))
-        return (completed - started).total_seconds()
-
     ranked = sorted(results, key=lambda node: -node["execution_time"])[:slowest]
     return {node["unique_id"].split(".", 2)[-1]: {"seconds": round(node["execution_time"], 2),
-                                                  "compiling": round(compiling(node), 2)} for node in ranked}
+                                                  "compiling": round(node["compiling"], 2)} for node in ranked}
 
 
 def _insights(workspaces: Workspaces, settings: Settings) -> None:

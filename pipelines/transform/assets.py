@@ -124,21 +124,28 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         # its lock for dbt, and dbt dies with this step (run_dbt).
         with step_dbt_env(warehouse):
             invocation = dbt.cli(list(BUILD), context=context)
-        yield from invocation.stream()
-        yield from row_counts(invocation, warehouse)
+        built = []
+        for event in invocation.stream():
+            yield event
+            built.append(event)
+        yield from row_counts(invocation.manifest, built, warehouse)
         prune_invocation_targets(invocation.target_path)
 
     return [workspaces_table, dbt_models]
 
 
-def row_counts(invocation: Any, warehouse: Warehouse) -> Iterator[dg.AssetObservation]:
+def row_counts(manifest: Mapping[str, Any], events: Sequence[Any], warehouse: Warehouse) -> Iterator[dg.AssetObservation]:
     """The row count of every table the dbt build wrote (`dagster/row_count`, shown on the asset's
     page), counted once dbt is done: on DuckDB nothing else may open the file while dbt writes it, so
-    dagster-dbt's `fetch_row_counts` cannot run alongside. Views are not counted (a count runs them)."""
-    nodes = invocation.manifest["nodes"]
-    built = [nodes[r["unique_id"]] for r in invocation.get_artifact("run_results.json")["results"]
-             if r["status"] == "success" and r["unique_id"] in nodes
-             and nodes[r["unique_id"]]["config"].get("materialized") in ("table", "incremental")]
+    dagster-dbt's `fetch_row_counts` cannot run alongside. Views are not counted (a count runs them).
+    What was built is read from the materializations dagster-dbt made of dbt's result events (the
+    build writes no run_results.json: `BUILD`'s `--no-write-json`)."""
+    nodes = manifest["nodes"]
+    done = {str(event.metadata["unique_id"].value) for event in events
+            if isinstance(event, dg.Output | dg.AssetMaterialization) and "unique_id" in event.metadata
+            and event.metadata.get("status") is not None and event.metadata["status"].value == "success"}
+    built = [nodes[unique_id] for unique_id in sorted(done) if unique_id in nodes
+             and nodes[unique_id]["config"].get("materialized") in ("table", "incremental")]
     if not built:
         return
     counts = warehouse.query(" union all ".join(

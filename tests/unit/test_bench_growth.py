@@ -71,19 +71,33 @@ def test_the_report_names_each_runs_slowest_dbt_nodes():
 
 
 def test_the_slowest_dbt_nodes_show_the_time_they_spent_compiling():
-    """dbt's `execution_time` includes a node's compile phase, which can take seconds not its own: at
+    """dbt's node time includes a node's compile phase, which can take seconds not its own: at
     `large@0.01` `subscriptions` took 2.61 s, 2.34 of them compiling (the timings below are that
-    run's). The report gives each node's seconds and, from 0.05 s, its compile phase's."""
-    def node(name, total, compile_from, compile_to):
-        day = "2026-12-06T09:06:"
-        return {"unique_id": f"model.abos.{name}", "execution_time": total,
-                "timing": [{"name": "compile", "started_at": f"{day}{compile_from}Z", "completed_at": f"{day}{compile_to}Z"},
-                           {"name": "execute", "started_at": f"{day}{compile_to}Z", "completed_at": f"{day}59.0Z"}]}
+    run's). The report gives each node's seconds and, from 0.05 s, its compile phase's, read from
+    dbt's debug log (the build writes no run_results.json)."""
+    def node(name, started, compiling, executing, finished):
+        return "\n".join(f"\x1b[0m09:06:{at} [debug] [Thread-1 (]: {phase} node model.abos.{name}" for at, phase in (
+            (started, "Began running"), (compiling, "Began compiling"), (executing, "Began executing"),
+            (finished, "Finished running")))
 
-    results = [node("int_customer_mrr_changes", 0.1535, "37.392996", "37.409876"),
-               node("subscriptions", 2.6122, "34.506226", "36.841975"),
-               node("saas_daily_pair_slices", 6.7702, "52.841290", "53.082001"),
-               {"unique_id": "test.abos.skipped", "execution_time": 0.0, "timing": []}]
+    log = "\n".join([
+        "\x1b[0m09:06:30.000000 [info ] [MainThread]: Running with dbt=1.11.16",
+        node("int_customer_mrr_changes", "37.390000", "37.392996", "37.409876", "37.543500"),
+        node("subscriptions", "34.500000", "34.506226", "36.841975", "37.112200"),
+        "\x1b[0m09:06:52.841290 [debug] [Thread-2 (]: Began compiling node model.abos.saas_daily_pair_slices",
+        "\x1b[0m09:06:52.841000 [debug] [Thread-2 (]: Began running node model.abos.saas_daily_pair_slices",
+        "\x1b[0m09:06:53.082001 [debug] [Thread-2 (]: Began executing node model.abos.saas_daily_pair_slices",
+        "\x1b[0m09:06:59.611200 [debug] [Thread-2 (]: Finished running node model.abos.saas_daily_pair_slices",
+        "\x1b[0m09:06:59.700000 [debug] [Thread-1 (]: Began running node test.abos.skipped",
+        "\x1b[0m09:06:59.700000 [debug] [Thread-1 (]: Finished running node test.abos.skipped",
+        "\x1b[0m23:59:59.500000 [debug] [Thread-1 (]: Began running node model.abos.at_midnight",
+        "\x1b[0m23:59:59.750000 [debug] [Thread-1 (]: Began compiling node model.abos.at_midnight",
+        "\x1b[0m00:00:00.250000 [debug] [Thread-1 (]: Began executing node model.abos.at_midnight",
+        "\x1b[0m00:00:00.500000 [debug] [Thread-1 (]: Finished running node model.abos.at_midnight",
+    ])
+    results = stages.node_seconds(log)
+    assert stages.slowest_nodes(results, 5)["at_midnight"] == {"seconds": 1.0, "compiling": 0.5}
+    results = [r for r in results if r["unique_id"] != "model.abos.at_midnight"]
     slowest = stages.slowest_nodes(results, 3)
     assert slowest == {"saas_daily_pair_slices": {"seconds": 6.77, "compiling": 0.24},
                        "subscriptions": {"seconds": 2.61, "compiling": 2.34},
