@@ -63,5 +63,5 @@ def test_row_counts_count_the_tables_dagster_dbt_saw_built():
     observed = {event.asset_key.path[-1]: event.metadata["dagster/row_count"].value
                 for event in row_counts({"nodes": nodes}, events, warehouse)}
     assert observed == {"int_days": 1, "orders": 2}
-    assert warehouse.sql == ["select 'int_days' as model, count(*) as n from intermediate.int_days union all "
-                             "select 'orders' as model, count(*) as n from marts.orders"]
+    assert warehouse.sql == [("select 'int_days' as model, count(*) as n from intermediate.int_days union all "
+                              "select 'orders' as model, count(*) as n from marts.orders")]
