@@ -31,7 +31,7 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"  # setting
 # fixed inputs, not the data, so they run where the SQL changes (the integration tests' builds, CI),
 # not on every refresh (docs/performance.md, "Incremental by day"). `--no-write-json`: dbt serializes
 # its whole manifest to the invocation's target folder twice (after loading it and after the run),
-# 0.3-0.5 CPU s of a build after a small change at any scale, and nothing reads it (the Dagster
+# ≈ 0.3 CPU s of a build after a small change at any scale, and nothing reads it (the Dagster
 # definitions and the stored failures read the project's manifest from `dbt parse`); what the run
 # built comes from dbt's result events instead of run_results.json (docs/performance.md, "dbt's
 # fixed cost per build").
