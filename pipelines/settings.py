@@ -27,6 +27,7 @@
 | ABOS_OPERATOR_SLACK_CHANNEL | none | operator alerts' channel; none means the outbox |
 | ABOS_OPERATOR_SLACK_TOKEN_ENV | ABOS_OPERATOR_SLACK_TOKEN | the variable that holds the operator bot token |
 | ABOS_STEP_TIMEOUT_SECONDS | 10800 | a step running longer fails its run (0: no limit); docs/operations.md |
+| ABOS_SYNC_WORKERS | 4 | workspaces an ingestion step syncs at once (each paced by its own API limit); docs/operations.md |
 | ABOS_DUCKDB_MEMORY_LIMIT | 2GB | DuckDB's memory_limit for dlt's and dbt's connections (it spills to disk past it) |
 | ABOS_DUCKDB_THREADS | the machine's cores | DuckDB's threads for dlt's and dbt's connections |
 """
@@ -60,6 +61,9 @@ DEFAULT_DELIVERY_MAX_ATTEMPTS = 3
 DEFAULT_SMTP_TIMEOUT_SECONDS = 30.0
 DEFAULT_SMTP_DATA_TIMEOUT_SECONDS = 600.0  # RFC 5321 4.5.3.2.6: a client waits 10 minutes for it
 DEFAULT_STEP_TIMEOUT_SECONDS = 3 * 3600.0  # a full sync of the large benchmark store takes well under this
+# Workspaces one ingestion step syncs at once: their waits on the APIs (pacing, bulk exports) overlap
+# (docs/performance.md, "Many tenants: a step's syncs side by side").
+DEFAULT_SYNC_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,7 @@ class Settings:
     fx: FxSettings = field(default_factory=FxSettings)
     dagster_pg_url: str | None = field(default=None, repr=False)  # may hold a password
     step_timeout_seconds: float = DEFAULT_STEP_TIMEOUT_SECONDS  # 0: no limit
+    sync_workers: int = DEFAULT_SYNC_WORKERS
     warehouse_from_env: bool = False  # the URL is ABOS_WAREHOUSE_URL of this process's environment
 
     def warehouse_resource(self) -> Warehouse:
@@ -215,6 +220,7 @@ class Environment(BaseModel):
     operator_slack_channel: str | None = Field(None, alias="ABOS_OPERATOR_SLACK_CHANNEL")
     operator_slack_token_env: str = Field("ABOS_OPERATOR_SLACK_TOKEN", alias="ABOS_OPERATOR_SLACK_TOKEN_ENV")
     step_timeout_seconds: float = Field(DEFAULT_STEP_TIMEOUT_SECONDS, alias="ABOS_STEP_TIMEOUT_SECONDS", ge=0)
+    sync_workers: int = Field(DEFAULT_SYNC_WORKERS, alias="ABOS_SYNC_WORKERS", ge=1)
     duckdb_memory_limit: str = Field(DUCKDB_MEMORY_LIMIT, alias="ABOS_DUCKDB_MEMORY_LIMIT")
     duckdb_threads: int = Field(0, alias="ABOS_DUCKDB_THREADS", ge=0)  # 0: one per core
     fx_ecb_url: str = Field(DEFAULT_FX_ECB_URL, alias="ABOS_FX_ECB_URL")
@@ -333,6 +339,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             operator_token_env=read.operator_slack_token_env,
         ),
         step_timeout_seconds=read.step_timeout_seconds,
+        sync_workers=read.sync_workers,
         fx=FxSettings(ecb_url=read.fx_ecb_url,
                       rates_file=read.fx_rates_file.expanduser().absolute() if read.fx_rates_file else None),
     )

@@ -127,13 +127,14 @@ def ingest_assets(
         retry_policy=API_RETRY_POLICY,
     )
     def _ingest(context: AssetExecutionContext, config: SyncTargets, warehouse: Warehouse) -> Iterator[Any]:
-        """Sync each workspace of the run, one after the other; a workspace's failure is its own."""
+        """Sync the run's workspaces, `ABOS_SYNC_WORKERS` at once (each client paces itself to its own
+        account's limit, so their waits overlap); a workspace's failure is its own."""
         selected = [key.path[-1] for key in context.selected_asset_keys] if context.is_subset else None
 
         def sync(workspace_id: str) -> Iterator[tuple[dg.AssetKey, dict[str, Any]]]:
             yield from _sync_workspace(context, warehouse, workspaces.get(workspace_id), config.objects or None, selected)
 
-        yield from materialize_each(context, sync, _ingest_failure)
+        yield from materialize_each(context, sync, _ingest_failure, workers=settings.sync_workers)
 
     def _sync_workspace(context: AssetExecutionContext, warehouse: Warehouse, workspace: Workspace,
                         targets: list[str] | None, selected: list[str] | None) -> list[tuple[dg.AssetKey, dict[str, Any]]]:

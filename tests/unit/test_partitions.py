@@ -1,6 +1,10 @@
 """One step over many workspaces (`materialize_each`): each workspace materialized or failed on its own,
 and a retry redoes only the workspaces the run has not materialized."""
 
+import threading
+import time
+from collections.abc import Callable
+
 import dagster as dg
 
 from pipelines.partitions import FAILED_WORKSPACES, WorkspaceFailure, contiguous_ranges, materialize_each
@@ -10,9 +14,10 @@ WORKSPACES = dg.StaticPartitionsDefinition(["a", "b", "c", "d"])
 TABLE, SUMMARY = dg.AssetKey("table"), dg.AssetKey("summary")
 
 
-def step(calls: list[tuple[str, int]], broken: dict[str, bool]) -> dg.AssetsDefinition:
-    """Two assets in one step over the run's workspaces; `broken[w]` fails w (retryable if True)
-    after its first asset is written."""
+def step(calls: list[tuple[str, int]], broken: dict[str, bool], workers: int = 1,
+         meet: Callable[[], None] = lambda: None) -> dg.AssetsDefinition:
+    """Two assets in one step over the run's workspaces, `workers` at once; `broken[w]` fails w
+    (retryable if True) after its first asset is written; each workspace calls `meet` in between."""
 
     @dg.multi_asset(specs=[dg.AssetSpec(TABLE, skippable=True), dg.AssetSpec(SUMMARY, skippable=True, deps=[TABLE])],
                     partitions_def=WORKSPACES, backfill_policy=dg.BackfillPolicy.single_run(), can_subset=True,
@@ -21,6 +26,7 @@ def step(calls: list[tuple[str, int]], broken: dict[str, bool]) -> dg.AssetsDefi
         def work(workspace_id: str):
             calls.append((workspace_id, context.retry_number))
             yield TABLE, {"rows": len(workspace_id)}
+            meet()
             if workspace_id in broken and (context.retry_number == 0 or not broken[workspace_id]):
                 raise RuntimeError(f"{workspace_id} is broken")
             yield SUMMARY, {"ok": True}
@@ -28,7 +34,7 @@ def step(calls: list[tuple[str, int]], broken: dict[str, bool]) -> dg.AssetsDefi
         def failure(workspace_id: str, exc: Exception) -> WorkspaceFailure:
             return WorkspaceFailure(workspace_id, f"workspace {workspace_id!r}: {exc}", retryable=broken[workspace_id])
 
-        yield from materialize_each(context, work, failure)
+        yield from materialize_each(context, work, failure, workers=workers)
 
     return each
 
@@ -75,6 +81,34 @@ def test_several_failed_workspaces_are_each_named():
                                              "workspace 'd': d is broken"]
     assert data.metadata[FAILED_WORKSPACES].value == "a,d"
     assert materialized(instance, SUMMARY) == {"b", "c"}
+
+
+def test_workers_run_that_many_workspaces_at_once_and_a_failure_stays_its_own():
+    # Each workspace waits at a barrier for a second one: with one workspace at a time it would wait
+    # in vain (the barrier breaks after its timeout and every workspace fails).
+    barrier = threading.Barrier(2, timeout=30)
+    lock = threading.Lock()
+    running, most = [0], [0]
+
+    def meet() -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        barrier.wait()
+        time.sleep(0.3)  # still running: a third workspace started meanwhile would be counted
+        with lock:
+            running[0] -= 1
+
+    calls: list[tuple[str, int]] = []
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([step(calls, {"c": False}, workers=2, meet=meet)], instance=instance,
+                            raise_on_error=False, tags=run_tags(["a", "b", "c", "d"]))
+    assert most[0] == 2  # two at once, never three
+    assert sorted(calls) == [("a", 0), ("b", 0), ("c", 0), ("d", 0)]
+    assert materialized(instance, SUMMARY) == {"a", "b", "d"}
+    assert materialized(instance, TABLE) == {"a", "b", "c", "d"}
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert failure.step_failure_data.user_failure_data.description == "workspace 'c': c is broken"
 
 
 def test_workspaces_left_out_split_a_range():
