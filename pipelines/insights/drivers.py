@@ -79,7 +79,8 @@ def explain(
     gap = actual - expected
     parts = []
     for dimension in usual.index.unique("dimension"):
-        parts.append(_split(usual.loc[dimension], now.loc[dimension], typical.loc[dimension], dimension, metric, gap))
+        parts.append(_split(usual.loc[dimension], now.loc[dimension], typical.loc[dimension], dimension, metric,
+                            expected, gap))
     drivers = pd.concat(parts, ignore_index=True)
 
     drivers["share"] = drivers["contribution"] / gap if gap else np.nan
@@ -130,7 +131,7 @@ def _usual_and_actual(
 
 
 def _split(usual: pd.DataFrame, now: pd.DataFrame, typical: pd.DataFrame, dimension: str, metric: Metric,
-           gap: float) -> pd.DataFrame:
+           expected_total: float, gap: float) -> pd.DataFrame:
     """Contributions of one dimension's values to the gap, plus the unattributed remainder."""
     if metric.ratio is None:
         expected, actual = usual[metric.name], now[metric.name]
@@ -148,7 +149,7 @@ def _split(usual: pd.DataFrame, now: pd.DataFrame, typical: pd.DataFrame, dimens
             "mix_effect": np.nan,
         })
     else:
-        rows = _rate_and_mix(*metric.ratio_parts(usual), *metric.ratio_parts(now))
+        rows = _rate_and_mix(*metric.ratio_parts(usual), *metric.ratio_parts(now), expected_total)
     with np.errstate(divide="ignore", invalid="ignore"):
         rows["change"] = np.where(rows["expected"] != 0, rows["actual"] / rows["expected"] - 1, np.nan)
     rows = rows.rename_axis("value").reset_index().assign(dimension=dimension)
@@ -159,7 +160,7 @@ def _split(usual: pd.DataFrame, now: pd.DataFrame, typical: pd.DataFrame, dimens
     return rows
 
 
-def _rate_and_mix(n0: pd.Series, d0: pd.Series, n1: pd.Series, d1: pd.Series) -> pd.DataFrame:
+def _rate_and_mix(n0: pd.Series, d0: pd.Series, n1: pd.Series, d1: pd.Series, expected: float) -> pd.DataFrame:
     """Split a ratio's gap, Σn₁/Σd₁ − Σn₀/Σd₀, into per-slice rate and mix effects.
 
     With slice rates r = n/d and weights w = d/Σd, the ratio is Σ w·r, and exactly
@@ -167,12 +168,19 @@ def _rate_and_mix(n0: pd.Series, d0: pd.Series, n1: pd.Series, d1: pd.Series) ->
     zero, so the mix term may measure rates from the old overall ratio R₀: a slice gaining weight
     raises the ratio only if its rate is above average.
 
+    Where no slice has a usual denominator (orders on a day that usually has none), there is no
+    usual ratio or weight: every weight w₀ is 0, R₀ is the metric's `expected` ratio, and each slice
+    contributes w₁·(r₁ − R₀), all mix, which add up to Σn₁/Σd₁ − expected. Likewise a day without
+    any denominator weighs every slice 0.
+
     Args:
         n0, d0: each slice's usual numerator and denominator.
         n1, d1: each slice's actual numerator and denominator.
+        expected: the metric's expected ratio, R₀ where the slices have no usual denominator.
     """
-    ratio_before = n0.sum() / d0.sum()
-    w0, w1 = d0 / d0.sum(), d1 / d1.sum()
+    total0, total1 = d0.sum(), d1.sum()
+    ratio_before = n0.sum() / total0 if total0 else expected
+    w0, w1 = (d0 / total0 if total0 else d0 * 0.0), (d1 / total1 if total1 else d1 * 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         r0, r1 = n0 / d0.where(d0 != 0), n1 / d1.where(d1 != 0)
     # A slice absent on one side has weight 0 there, so any rate works; its other rate keeps it a

@@ -1,5 +1,7 @@
 """Drivers: hand-worked splits of an anomaly's gap into the slices that made it."""
 
+import warnings
+
 import pandas as pd
 import pytest
 
@@ -108,6 +110,31 @@ def test_a_ratio_metric_splits_into_rate_and_mix_that_sum_to_the_gap():
     assert by_slice.loc["CA", "expected"] == pytest.approx(120.0)  # the slice's own AOV
     assert by_slice.loc["CA", "change"] == pytest.approx(100 / 120 - 1)
     assert drivers.iloc[0]["phrase"] == "country CA Average order value −17% vs usual Tuesdays, 87% of the drop"
+
+
+def test_a_ratio_whose_slices_usually_have_no_denominator_is_all_mix_against_the_expected_ratio():
+    # A small shop with no orders on usual Tuesdays: every slice's usual orders are 0, so there is no
+    # usual AOV or weight. On DAY: US 2 orders, 200 (AOV 100); CA 1 order, 60 (AOV 60); AOV 260/3.
+    # The detector expected 90 (the metric's own history): gap 260/3 − 90 = −10/3. Each slice is
+    # today's weight × (its AOV − 90): US 2/3 × 10 = 20/3, CA 1/3 × −30 = −10; sum −10/3.
+    slices = pd.DataFrame(rows(
+        "country",
+        {"US": {"gross_sales": 0.0, "discounts": 0.0, "orders": 0.0},
+         "CA": {"gross_sales": 0.0, "discounts": 0.0, "orders": 0.0}},
+        {"US": {"gross_sales": 200.0, "discounts": 0.0, "orders": 2.0},
+         "CA": {"gross_sales": 60.0, "discounts": 0.0, "orders": 1.0}},
+    ))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by a zero denominator
+        drivers = explain(slices, metric=AOV, date=DAY, actual=260 / 3, expected=90.0)
+    by_slice = drivers.set_index("value")
+    assert by_slice.loc["US", "contribution"] == pytest.approx(20 / 3)
+    assert by_slice.loc["CA", "contribution"] == pytest.approx(-10.0)
+    assert by_slice.loc["CA", "mix_effect"] == pytest.approx(-10.0)
+    assert by_slice.loc["CA", "rate_effect"] == pytest.approx(0.0)
+    assert by_slice.loc["CA", "share"] == pytest.approx(3.0)  # −10 of a −10/3 drop, US offsetting
+    assert UNATTRIBUTED not in set(drivers["value"])
+    assert drivers.iloc[0]["value"] == "CA"
 
 
 def test_a_slice_new_on_the_day_is_explained_against_none():
