@@ -183,6 +183,30 @@ class Warehouse(dg.ConfigurableResource):
         with duckdb_lock.duckdb_write_lock(self.duckdb_path, timeout) as fd:
             yield fd
 
+    @contextmanager
+    def load_lock(self, dataset: str) -> Iterator[None]:
+        """Held by a dlt load into `dataset` (`run_steps`): one load of a dataset at a time.
+
+        dlt's loads of one dataset share its staging tables (`<dataset>_staging`), and each load empties
+        the staging tables it loads before staging its rows, so two loads at once can merge each other's
+        rows or drop them (tests/integration/test_postgres_concurrent_loads.py). On DuckDB this is the
+        file's `write_lock`; on Postgres a session advisory lock named after the dataset, held on a
+        connection of its own (the server frees it if this process dies). Extracting and normalizing
+        stay side by side: only loads take turns.
+        """
+        if self.kind == "duckdb":
+            with self.write_lock():
+                yield
+            return
+        with closing(psycopg2.connect(self.location)) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute("select pg_advisory_lock(hashtext(%s))", (f"abos.load.{dataset}",))
+                try:
+                    yield
+                finally:
+                    cursor.execute("select pg_advisory_unlock(hashtext(%s))", (f"abos.load.{dataset}",))
+
     def others_waiting(self) -> bool:
         """On DuckDB, whether another caller of `write_lock` is waiting for it now (for a holder that keeps
         the lock across several writes: it should let go). Always False on Postgres."""

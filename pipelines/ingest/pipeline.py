@@ -208,8 +208,10 @@ rare_collections = _RareCollections()
 def run_steps(pipeline: dlt.Pipeline, source: Any, warehouse: Warehouse, stats: SyncStats) -> Steps:
     """dlt's run as its steps, holding the warehouse's write lock only while a step touches the warehouse.
 
-    Restoring the state from the destination and loading hold it; extracting (API calls, a bulk
-    export's wait, the API's pacing) holds it only for the connector's reads of rows loaded earlier
+    Restoring the state from the destination holds it; loading holds the dataset's load lock
+    (`Warehouse.load_lock`: on DuckDB the same file lock, on Postgres one load of a dataset at a time,
+    since dlt's loads of a dataset share its staging tables); extracting (API calls, a bulk export's
+    wait, the API's pacing) holds the write lock only for the connector's reads of rows loaded earlier
     (existing.py), and normalizing (local files) not at all. So syncs of other sources and workspaces
     extract while one loads. A package an interrupted run left is loaded first, as `pipeline.run` does.
     A kill at any point leaves what it left before: a load is one transaction per table job, and the
@@ -221,7 +223,7 @@ def run_steps(pipeline: dlt.Pipeline, source: Any, warehouse: Warehouse, stats: 
         before = dict(pipeline.state.get("sources", {}).get(source.name, {}))
         if pipeline.has_pending_data:
             pipeline.normalize()
-            with warehouse.write_lock():
+            with warehouse.load_lock(pipeline.dataset_name):
                 pipeline.load()
         started = time.perf_counter()
         with existing.reads_under(warehouse.write_lock), rare_collections():
@@ -232,7 +234,7 @@ def run_steps(pipeline: dlt.Pipeline, source: Any, warehouse: Warehouse, stats: 
         stats.seconds["normalize"] = time.perf_counter() - started
         started = time.perf_counter()
         stats.rows = {table: count for table, count in normalized.row_counts.items() if not table.startswith("_dlt")}
-        with warehouse.write_lock():
+        with warehouse.load_lock(pipeline.dataset_name):
             load_info = pipeline.load()
         if not load_info.has_failed_jobs:  # Postgres: statistics for the models that read these tables next
             warehouse.refresh_statistics(pipeline.dataset_name, stats.rows)
