@@ -262,6 +262,53 @@ def test_cancelled_and_test_orders_are_excluded(scenarios):
     assert lines[0]["n"] == 0
 
 
+def test_a_line_whose_order_is_not_loaded_is_staged_but_not_sold(scenarios):
+    """stg_shopify__order_lines drops the lines of test orders and reads no other order: ecom-excluded's
+    staged lines are #3001's 30011 and #3002's 30021, not the test order #3003's 30031. A line whose
+    order is not in the raw orders table (a load stopped after writing the lines and before the orders;
+    the order's next load replaces them) is not known to be a test order's, so it is staged: planted
+    here as line 30041 of an order 3004 never loaded. order_lines dates a line by its order, so the
+    line is in neither an incremental run that lists order 3004 as changed nor a full refresh: the
+    mart holds 30011 and 30021, as it did."""
+    warehouse = scenarios
+    staged = ("select order_line_id, order_id from staging.stg_shopify__order_lines"
+              " where workspace_id = 'ecom-excluded' order by order_line_id")
+    sold = "select order_line_id from marts.order_lines where workspace_id = 'ecom-excluded' order by order_line_id"
+    line, order = "gid://shopify/LineItem/{}", "gid://shopify/Order/{}"
+    assert [(r["order_line_id"], r["order_id"]) for r in warehouse.query(staged)] == [
+        (line.format(30011), order.format(3001)), (line.format(30021), order.format(3002))]
+    assert [r["order_line_id"] for r in warehouse.query(sold)] == [line.format(30011), line.format(30021)]
+
+    columns = [row["column_name"] for row in warehouse.query(
+        "select column_name from information_schema.columns where table_schema = 'shopify'"
+        " and table_name = 'order_line_items' order by ordinal_position")]
+    planted = {"id": line.format(30041), "order_id": order.format(3004), "_dlt_id": "planted-30041"}  # dlt's row id is unique
+    picked = ", ".join("cast(%s as varchar)" if name in planted else f'"{name}"' for name in columns)
+    changes = warehouse.query("select * from intermediate.int_ecommerce_changes")
+    with warehouse.settings.warehouse.transaction() as sql:
+        sql.execute(f"insert into shopify.order_line_items select {picked} from shopify.order_line_items"
+                    " where workspace_id = 'ecom-excluded' and id = %s",
+                    [planted[name] for name in columns if name in planted] + [line.format(30011)])
+        sql.execute("delete from intermediate.int_ecommerce_changes")
+        sql.execute("insert into intermediate.int_ecommerce_changes (workspace_id, order_id) values (%s, %s)",
+                    ("ecom-excluded", order.format(3004)))
+    try:
+        assert [(r["order_line_id"], r["order_id"]) for r in warehouse.query(staged)] == [
+            (line.format(30011), order.format(3001)), (line.format(30021), order.format(3002)),
+            (line.format(30041), order.format(3004))]
+        for args in ((), ("--full-refresh",)):
+            run_dbt(warehouse.settings, "run", "-s", "order_lines", *args)
+            assert [r["order_line_id"] for r in warehouse.query(sold)] == [line.format(30011), line.format(30021)]
+    finally:
+        with warehouse.settings.warehouse.transaction() as sql:
+            sql.execute("delete from shopify.order_line_items where workspace_id = 'ecom-excluded' and id = %s",
+                        (line.format(30041),))
+            sql.execute("delete from intermediate.int_ecommerce_changes")
+            for row in changes:
+                sql.execute("insert into intermediate.int_ecommerce_changes (workspace_id, order_id, person_id)"
+                            " values (%s, %s, %s)", (row["workspace_id"], row["order_id"], row["person_id"]))
+
+
 def test_brl_shop_in_sao_paulo_counts_orders_on_the_local_day(scenarios):
     """ecom-brl: a BRL shop in America/Sao_Paulo (UTC−3, no DST) reporting in USD.
     Order #4001 at 2026-03-06 01:30 UTC is 22:30 on 2026-03-05 in São Paulo; #4002 at 03:10 UTC is

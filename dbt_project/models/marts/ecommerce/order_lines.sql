@@ -22,30 +22,47 @@ changed_orders as (
     {{ rows_of_changed_orders(ref('stg_shopify__orders')) }}
 ),
 
-final as (
+changed_lines as (
     select
-        lines.workspace_id,
-        lines.order_line_id,
-        lines.order_id,
-        lines.product_id,
-        lines.variant_id,
-        lines.sku,
-        lines.product_title,
-        lines.variant_title,
-        lines.vendor,
+        lines.*,
         changed_orders.created_at as order_created_at,
         changed_orders.is_cancelled,
-        lines.currency,
-        lines.quantity,
-        lines.unit_price,
-        lines.gross_sales,
-        lines.discounts,
-        lines.gross_sales - lines.discounts as discounted_sales,
         changed_orders.load_epoch as order_load_epoch
     from lines
     inner join changed_orders
         on changed_orders.workspace_id = lines.workspace_id
         and changed_orders.order_id = lines.order_id
+),
+
+-- each line's discount allocations summed after the join, for the lines this run builds only
+discounted as (
+    select
+        changed_lines.*,
+        cast({{ ecommerce_allocated_discount('changed_lines.discount_allocations') }} as decimal(38, 9)) as discounts
+    from changed_lines
+),
+
+final as (
+    select
+        workspace_id,
+        order_line_id,
+        order_id,
+        product_id,
+        variant_id,
+        sku,
+        product_title,
+        variant_title,
+        vendor,
+        order_created_at,
+        is_cancelled,
+        currency,
+        quantity,
+        unit_price,
+        gross_sales,
+        discounts,
+        gross_sales - discounts as discounted_sales,
+        order_load_epoch
+    from discounted
 )
 
 select * from final
