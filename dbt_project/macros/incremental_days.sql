@@ -135,12 +135,11 @@ select * from final
 {%- endmacro %}
 
 {#- The pre-hook of a daily table: delete the days it is about to rebuild. Postgres: the windows
-    joined (`using`) and the changed days as an IN, which it hashes once; the condition's scalar
-    subquery and EXISTS under an OR ran once for every row of the table (each daily table's whole
-    delete 4.3 → 0.7 CPU s at `large@0.1` size: docs/performance.md, "dbt after a small change: the
-    order lines without every order"). The same rows: a workspace has one window (a second would
-    make the scalar subquery fail), and no changed day without one. DuckDB decorrelates the
-    condition itself. -#}
+    joined (`using`), the changed days a hashed IN as in among_keys; the condition's scalar subquery
+    scanned the windows once for every row of the table (the eight tables' deletes 4.3 → 0.7 CPU s
+    at `large@0.1` size: docs/performance.md, "dbt after a small change: the order lines without
+    every order"). The same rows: a workspace has one window (a second would make the scalar
+    subquery fail), and no changed day without one. DuckDB decorrelates the condition itself. -#}
 {% macro refresh_days_delete(vertical, day) -%}
     {%- if is_incremental() and target.type == 'postgres' -%}
         {%- set rows = this.identifier -%}
