@@ -28,6 +28,7 @@ import pandas as pd
 import psycopg2
 import psycopg2.errors
 import psycopg2.extras
+import pyarrow as pa
 from pydantic import Field
 
 from pipelines import duckdb_lock
@@ -634,6 +635,8 @@ def _sql_type(column: pd.Series) -> str:
         return "bigint"
     if pd.api.types.is_float_dtype(dtype):
         return "double precision"
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_date(dtype.pyarrow_dtype):  # days without Python dates
+        return "date"
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return "timestamp with time zone" if getattr(dtype, "tz", None) else "timestamp"
     present = column.dropna()
