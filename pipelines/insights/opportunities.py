@@ -255,6 +255,11 @@ def _name(people: pd.DataFrame, customer_id: str) -> str:
     return customer_id
 
 
+def _marks(values: tuple[str, ...]) -> str:
+    """The placeholders of an `in (...)` list of `values`."""
+    return ", ".join(["%s"] * len(values))
+
+
 def _days(values: pd.Series) -> pd.Series:
     """Dates or timestamps (naive or zoned) as naive midnights, comparable with each other."""
     return pd.to_datetime(values, utc=True).dt.tz_localize(None).dt.normalize()
@@ -323,16 +328,21 @@ def workspace_opportunities(query, workspace_id: str, vertical: str, currency: s
                        "and date between %s and %s", [workspace_id, weeks_start, weeks_end])
         days = pd.to_datetime(slices["date"])
         slices["week_start"] = days - pd.to_timedelta(days.dt.day_of_week, unit="D")
+        # The latest week's slips only (the condition `segment_slips` applies), and only their sales:
+        # not every customer's, a million rows at scale 1 for a few hundred slips.
+        slips = ("segments.workspace_id = %s and segments.week_start = %s "
+                 f"and segments.previous_segment in ({_marks(VALUABLE)}) and segments.segment in ({_marks(SLIPPED)})")
+        slip_values = [workspace_id, last_week, *VALUABLE, *SLIPPED]
         found = [
             segment_slips(
                 query("select segments.person_id, customers.email, segments.segment, segments.previous_segment, "
                       "segments.recency_days, segments.frequency from metrics.ecommerce_customer_segments segments "
                       "inner join marts.customers customers on customers.workspace_id = segments.workspace_id "
-                      "and customers.person_id = segments.person_id "
-                      "where segments.workspace_id = %s and segments.week_start = %s", [workspace_id, last_week]),
+                      f"and customers.person_id = segments.person_id where {slips}", slip_values),
                 query("select person_id, sum(discounted_sales) as net_sales_365d from marts.orders "
-                      "where workspace_id = %s and not is_cancelled and order_date > %s group by person_id",
-                      [workspace_id, as_of - timedelta(days=365)]),
+                      "where workspace_id = %s and not is_cancelled and order_date > %s and person_id in "
+                      f"(select segments.person_id from metrics.ecommerce_customer_segments segments where {slips}) "
+                      "group by person_id", [workspace_id, as_of - timedelta(days=365), *slip_values]),
                 wording),
             product_trends(slices.astype({"net_sales": "float64"}), wording),
             cohort_retention(query("select * from metrics.ecommerce_cohorts where workspace_id = %s "
