@@ -232,3 +232,38 @@ def test_the_customer_values_start_from_a_stored_fit_for_a_week_and_then_fit_afr
     again, params = workspace_customer_values(query, "shop", "USD", week_later, start=fit)
     assert params["fit"].estimated_on == week_later
     pd.testing.assert_frame_equal(again, workspace_customer_values(query, "shop", "USD", week_later)[0])
+
+
+def test_customer_values_come_highest_value_first_then_by_person_and_keep_each_persons_first_and_last_day():
+    """The table's rows as the customer values asset writes them: highest predicted value first, equal
+    values (identical histories, and every row when nothing is fitted) by `person_id`; each person's
+    first and last order days are the first and last of their orders, whatever order the orders come in."""
+    from datetime import date, timedelta
+
+    from pipelines.insights.ltv import workspace_customer_values
+
+    customers = simulate(300, seed=11)
+    as_of = date(2026, 6, 30)
+    rows = []
+    for person, row in customers.iterrows():
+        first = as_of - timedelta(days=int(row["age"]))
+        days = {first} | {first + timedelta(days=int(row["recency"] * k / max(row["frequency"], 1)))
+                          for k in range(1, int(row["frequency"]) + 1)}
+        # three people with each history, named out of order: their predictions tie
+        for name in (f"z{person}", f"a{person}", f"m{person}"):
+            rows += [{"person_id": name, "order_date": pd.Timestamp(day), "net_sales": 20.0 + person % 7}
+                     for day in days]
+    orders = pd.DataFrame(rows).sample(frac=1.0, random_state=3, ignore_index=True)
+
+    for sold, fitted in ((orders, True), (orders.head(60), False)):  # 60 orders: too few to fit
+        found, _ = workspace_customer_values(lambda sql, params: sold.copy(), "shop", "USD", as_of)
+        assert found["predicted_value_12m"].notna().all() == fitted
+        by_value = found.sort_values(["predicted_value_12m", "person_id"], ascending=[False, True],
+                                     na_position="last", ignore_index=True)
+        pd.testing.assert_frame_equal(found, by_value)
+        assert found.duplicated("predicted_value_12m").any()  # ties were there to order
+        days = found.set_index("person_id")
+        spans = sold.groupby("person_id")["order_date"].agg(["min", "max"]).reindex(days.index)
+        assert (pd.to_datetime(days["first_order_date"].astype(str)) == spans["min"]).all()
+        assert (pd.to_datetime(days["last_order_date"].astype(str)) == spans["max"]).all()
+        assert set(found["as_of"].astype(str)) == {"2026-06-30"}
