@@ -256,7 +256,7 @@ def test_customer_values_come_highest_value_first_then_by_person_and_keep_each_p
     orders = pd.DataFrame(rows).sample(frac=1.0, random_state=3, ignore_index=True)
 
     for sold, fitted in ((orders, True), (orders.head(60), False)):  # 60 orders: too few to fit
-        found, _ = workspace_customer_values(lambda sql, params: sold.copy(), "shop", "USD", as_of)
+        found, _ = workspace_customer_values(lambda sql, params, sold=sold: sold.copy(), "shop", "USD", as_of)
         assert found["predicted_value_12m"].notna().all() == fitted
         by_value = found.sort_values(["predicted_value_12m", "person_id"], ascending=[False, True],
                                      na_position="last", ignore_index=True)
