@@ -187,7 +187,7 @@ def purchase_histories(orders: pd.DataFrame, as_of) -> pd.DataFrame:
     their summed value, so a split basket does not look like a loyal customer.
     """
     # People as codes in their sorted order: grouping by a number, not a text, is what a shop's
-    # million orders cost (docs/performance.md, "The insights after a change at scale").
+    # million orders cost (docs/performance.md, "The insights after a change: what grows with the data").
     person, people = pd.factorize(orders["person_id"], sort=True, use_na_sentinel=True)
     days = pd.DataFrame({"person": person, "order_date": pd.to_datetime(orders["order_date"]),
                          "net_sales": orders["net_sales"].to_numpy()})[person >= 0]
