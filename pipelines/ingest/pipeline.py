@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -205,12 +205,39 @@ EXTRACT_GC_ALLOCATIONS = 50_000
 rare_collections = _RareCollections()
 
 
+@contextmanager
+def warehouse_turn(pipeline: dlt.Pipeline, warehouse: Warehouse) -> Iterator[None]:
+    """The dataset's load lock for a load (`Warehouse.load_lock`); on DuckDB, where that is the file's write
+    lock, also one connection to the file that every dlt client of `pipeline` made in the block shares
+    (dlt's external connection), closed when the lock goes.
+
+    dlt opens and closes the file for each client it makes, and a load makes several (its start, its
+    table jobs, its end), each open reading the catalog and each close after a write checkpointing
+    the WAL: with the state's restore and the connector's reads, about five a small sync and a
+    fifth of its CPU (docs/performance.md, 2026-12-06). dlt borrows cursors of an external
+    connection (`duplicate`), as it does of its own pool's, and never closes it. Only for blocks that
+    make their clients inside (a client kept beyond the block would hold the closed connection).
+    """
+    with warehouse.load_lock(pipeline.dataset_name):
+        credentials = pipeline.destination.config_params.get("credentials") if warehouse.kind == "duckdb" else None
+        if credentials is None:
+            yield
+            return
+        with closing(warehouse._duckdb()) as conn:
+            credentials._external_conn = conn  # read by DuckDbCredentials.external_conn when a client is made
+            try:
+                yield
+            finally:
+                del credentials._external_conn
+
+
 def run_steps(pipeline: dlt.Pipeline, source: Any, warehouse: Warehouse, stats: SyncStats) -> Steps:
     """dlt's run as its steps, holding the warehouse's write lock only while a step touches the warehouse.
 
     Restoring the state from the destination holds it; loading holds the dataset's load lock
-    (`Warehouse.load_lock`: on DuckDB the same file lock, on Postgres one load of a dataset at a time,
-    since dlt's loads of a dataset share its staging tables); extracting (API calls, a bulk export's
+    (`warehouse_turn`, `Warehouse.load_lock`: on DuckDB the same file lock, with one connection for the
+    load's clients; on Postgres one load of a dataset at a time, since dlt's loads of a dataset share its
+    staging tables); extracting (API calls, a bulk export's
     wait, the API's pacing) holds the write lock only for the connector's reads of rows loaded earlier
     (existing.py), and normalizing (local files) not at all. So syncs of other sources and workspaces
     extract while one loads. A package an interrupted run left is loaded first, as `pipeline.run` does.
@@ -223,7 +250,7 @@ def run_steps(pipeline: dlt.Pipeline, source: Any, warehouse: Warehouse, stats: 
         before = dict(pipeline.state.get("sources", {}).get(source.name, {}))
         if pipeline.has_pending_data:
             pipeline.normalize()
-            with warehouse.load_lock(pipeline.dataset_name):
+            with warehouse_turn(pipeline, warehouse):
                 pipeline.load()
         started = time.perf_counter()
         with existing.reads_under(warehouse.write_lock), rare_collections():
@@ -234,7 +261,7 @@ def run_steps(pipeline: dlt.Pipeline, source: Any, warehouse: Warehouse, stats: 
         stats.seconds["normalize"] = time.perf_counter() - started
         started = time.perf_counter()
         stats.rows = {table: count for table, count in normalized.row_counts.items() if not table.startswith("_dlt")}
-        with warehouse.load_lock(pipeline.dataset_name):
+        with warehouse_turn(pipeline, warehouse):
             load_info = pipeline.load()
         if not load_info.has_failed_jobs:  # Postgres: statistics for the models that read these tables next
             warehouse.refresh_statistics(pipeline.dataset_name, stats.rows)
