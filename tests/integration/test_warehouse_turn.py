@@ -30,10 +30,10 @@ def _load(tmp_path, warehouse: Warehouse, batches: list[list[tuple[int, int]]], 
     for batch in batches:
         pipeline.extract(_orders(batch))
         pipeline.normalize()
-        count = [0]
+        calls: list[object] = []
 
-        def counting(*args, **kwargs):
-            count[0] += 1
+        def counting(*args, calls=calls, **kwargs):
+            calls.append(args)
             return connect(*args, **kwargs)
 
         duckdb.connect = counting
@@ -42,7 +42,7 @@ def _load(tmp_path, warehouse: Warehouse, batches: list[list[tuple[int, int]]], 
                 pipeline.load().raise_on_failed_jobs()
         finally:
             duckdb.connect = connect
-        opened.append(count[0])
+        opened.append(len(calls))
     with duckdb.connect(str(warehouse.duckdb_path), read_only=True) as conn:
         orders = conn.sql("select workspace_id, id, total from shop.orders order by all").fetchall()
         lines = conn.sql("select workspace_id, order_id, line, amount from shop.lines order by all").fetchall()
