@@ -223,7 +223,7 @@ def warehouse_turn(pipeline: dlt.Pipeline, warehouse: Warehouse) -> Iterator[Non
         if credentials is None:
             yield
             return
-        with closing(warehouse._duckdb()) as conn:
+        with closing(warehouse.duckdb_connection()) as conn:
             credentials._external_conn = conn  # read by DuckDbCredentials.external_conn when a client is made
             try:
                 yield
