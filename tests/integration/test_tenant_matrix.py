@@ -133,7 +133,10 @@ def build(tenant_list: list[matrix.Tenant], home: Path, warehouse_url: str | Non
 def close(ours: Any, truth: Any) -> bool:
     """Equal to the warehouse's last decimal (4 for ecommerce money, 6 for SaaS amounts and ratios),
     give or take one part in a billion: the warehouse keeps billing-currency MRR to 9 decimals
-    (26.333333333 GBP a month) before converting it."""
+    (26.333333333 GBP a month) before converting it. The retention ratios divide sums rounded to 12
+    decimals, within k × ½ × 10⁻¹² × (1 + ratio) / mrr_at_month_start for k billing currencies
+    (docs/metrics.md, "How exact the retention ratios are"): inside that part in a billion while the
+    month's start is above about k × 5 × 10⁻⁴ (m12-huge-order's 0.103 OMR: 0.0099 on 3.9 × 10⁹)."""
     if ours is None or truth is None:
         return ours is None and truth is None
     ours, truth = Decimal(str(ours)), Decimal(truth)
@@ -256,3 +259,30 @@ def test_a_huge_won_account_reporting_in_dinars_is_right_to_the_fils(tmp_path):
     [row] = built["warehouse"].query("select mrr from metrics.saas_daily_metrics "
                                      "where workspace_id = 'won-dinar' and date = '2026-01-21'")
     assert row["mrr"] == Decimal("275942002.649613")
+
+
+@pytest.mark.slow
+def test_a_tiny_cohort_grown_by_a_huge_peso_order_keeps_its_retention_to_the_sums_twelfth_decimal(tmp_path):
+    """Found by the matrix (m12-huge-order, seed 11): a customer paying 254 CLP a month at the end of
+    February adds 10,000 seats at 99,999,999 CLP on 14 March; in OMR at 0.4157 OMR and 1021.5 CLP
+    per euro the cohort's MRR at the month's start is 254 × 0.4157 / 1021.5 = 0.103365442976 OMR
+    (12 decimals, as int_saas_retention_daily keeps it) and its retained MRR 999,999,990,254 ×
+    0.4157 / 1021.5 = 406,950,558.931559275575 OMR, so net revenue retention is
+    406,950,558.931559275575 / 0.103365442976 = 3,937,007,835.646266. The ratio divided the sums
+    cut to 9 decimals (0.103365443) and showed 3,937,007,834.732148, 0.91 off. (Exactly,
+    999,999,990,254 / 254 = 3,937,007,835.645669; docs/metrics.md, "How exact the retention ratios
+    are", bounds the 12 decimals' 0.0006.)"""
+    small = matrix.Subscription(customer=0, day=60, minute=600, trial_days=0, cadence="month", unit_amount=254,
+                                quantity=1, change_after=None, new_unit_amount=0, new_quantity=0,
+                                cancel_after=None, at_period_end=False)
+    huge = matrix.Subscription(customer=0, day=37, minute=600, trial_days=0, cadence="month", unit_amount=99_999_999,
+                               quantity=10_000, change_after=None, new_unit_amount=0, new_quantity=0,
+                               cancel_after=None, at_period_end=False)
+    tenant = matrix.Tenant("peso-rial", "huge_order", "saas", "CLP", "OMR", "UTC", customer_currencies=("CLP",),
+                           subscriptions=(small, huge))
+    built = build([tenant], tmp_path, None, METRICS_BUILD)
+    [row] = built["warehouse"].query("select mrr_at_month_start, retained_mrr, net_revenue_retention "
+                                     "from metrics.saas_daily_metrics where workspace_id = 'peso-rial' "
+                                     "and date = '2026-03-14'")
+    assert (row["mrr_at_month_start"], row["retained_mrr"]) == (Decimal("0.103365"), Decimal("406950558.931559"))
+    assert row["net_revenue_retention"] == Decimal("3937007835.646266")

@@ -181,8 +181,9 @@ final as (
         cast(mrr_at_month_start as decimal(38, 6)) as mrr_at_month_start,
         cast(retained_mrr as decimal(38, 6)) as retained_mrr,
         cast(retained_gross_mrr as decimal(38, 6)) as retained_gross_mrr,
-        cast({{ metric_ratio('net_revenue_retention') }} as decimal(38, 6)) as net_revenue_retention,
-        cast({{ metric_ratio('gross_revenue_retention') }} as decimal(38, 6)) as gross_revenue_retention,
+        -- from the retention sums' 12 decimals (int_saas_retention_daily): the month's start may be small
+        cast({{ metric_ratio('net_revenue_retention', parts_scale=12) }} as decimal(38, 6)) as net_revenue_retention,
+        cast({{ metric_ratio('gross_revenue_retention', parts_scale=12) }} as decimal(38, 6)) as gross_revenue_retention,
         cast(trials_ended_30d as bigint) as trials_ended_30d,
         cast(trials_converted_30d as bigint) as trials_converted_30d,
         cast({{ metric_ratio('trial_conversion_rate') }} as decimal(38, 6)) as trial_conversion_rate,
