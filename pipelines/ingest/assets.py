@@ -196,8 +196,9 @@ def fx_assets(settings: Settings) -> dg.AssetsDefinition:
         retry_policy=API_RETRY_POLICY,
     )
     def _fx(context: AssetExecutionContext, dlt: DagsterDltResource, warehouse: Warehouse) -> Iterator[Any]:
-        with warehouse.write_lock():
-            yield from dlt.run(context=context, dlt_source=fx_source(settings.fx),
-                               dlt_pipeline=fx_pipeline(settings, warehouse))
+        pipeline = fx_pipeline(settings, warehouse)
+        # one load of the dataset at a time: on Postgres too, two loads at once share its staging tables
+        with warehouse.load_lock(pipeline.dataset_name):
+            yield from dlt.run(context=context, dlt_source=fx_source(settings.fx), dlt_pipeline=pipeline)
 
     return _fx

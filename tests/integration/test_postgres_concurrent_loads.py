@@ -89,3 +89,29 @@ def test_a_load_started_while_another_waits_to_merge_loses_neither_workspace(new
         assert cur.fetchall() == [("a", 1, 10), ("a", 2, 20), ("a", 3, 30),
                                   ("b", 1, 10), ("b", 2, 20), ("b", 3, 30), ("b", 4, 40)]
     watcher.close()
+
+
+def test_the_load_lock_holds_back_a_load_of_the_same_dataset_only(new_pg_database):
+    # The lock every dlt load takes (the connectors' `run_steps` and the exchange rates' asset).
+    warehouse = Warehouse(url=new_pg_database())
+    watcher = psycopg2.connect(warehouse.location)
+    watcher.autocommit = True
+    entered: list[str] = []
+
+    def load(dataset: str) -> threading.Thread:
+        def target() -> None:
+            with warehouse.load_lock(dataset):
+                entered.append(dataset)
+        thread = threading.Thread(target=target)
+        thread.start()
+        return thread
+
+    with warehouse.load_lock("fx"):
+        same = load("fx")
+        wait_for(lambda: waiting(watcher) >= 1, "the second fx load to wait")
+        other = load("shop")
+        other.join(30)
+        assert entered == ["shop"]  # another dataset's load went ahead
+    same.join(30)
+    assert entered == ["shop", "fx"]
+    watcher.close()

@@ -126,7 +126,7 @@ def fx_pipeline(settings, warehouse=None) -> dlt.Pipeline:
 def sync_fx(settings) -> dict[str, int]:
     """Load the rates outside Dagster (`abos ingest`, tests); returns rows loaded per table."""
     pipeline = fx_pipeline(settings)
-    with settings.warehouse.write_lock():
+    with settings.warehouse.load_lock(pipeline.dataset_name):  # one load of the dataset at a time
         pipeline.run(fx_source(settings.fx)).raise_on_failed_jobs()
     counts = pipeline.last_trace.last_normalize_info.row_counts
     return {table: rows for table, rows in counts.items() if not table.startswith("_dlt")}
