@@ -199,14 +199,15 @@ class Warehouse(dg.ConfigurableResource):
             with self.write_lock():
                 yield
             return
+        key = (f"abos.load.{dataset}",)
         with closing(psycopg2.connect(self.location)) as conn:
             conn.autocommit = True
             with conn.cursor() as cursor:
-                cursor.execute("select pg_advisory_lock(hashtext(%s))", (f"abos.load.{dataset}",))
+                cursor.execute("select pg_advisory_lock(hashtext(%s))", key)
                 try:
                     yield
                 finally:
-                    cursor.execute("select pg_advisory_unlock(hashtext(%s))", (f"abos.load.{dataset}",))
+                    cursor.execute("select pg_advisory_unlock(hashtext(%s))", key)
 
     def others_waiting(self) -> bool:
         """On DuckDB, whether another caller of `write_lock` is waiting for it now (for a holder that keeps

@@ -235,11 +235,11 @@ def run_steps(pipeline: dlt.Pipeline, source: Any, warehouse: Warehouse, stats: 
     """dlt's run as its steps, holding the warehouse's write lock only while a step touches the warehouse.
 
     Restoring the state from the destination holds it; loading holds the dataset's load lock
-    (`warehouse_turn`, `Warehouse.load_lock`: on DuckDB the same file lock, with one connection for the
-    load's clients; on Postgres one load of a dataset at a time, since dlt's loads of a dataset share its
-    staging tables); extracting (API calls, a bulk export's
-    wait, the API's pacing) holds the write lock only for the connector's reads of rows loaded earlier
-    (existing.py), and normalizing (local files) not at all. So syncs of other sources and workspaces
+    (`warehouse_turn`, `Warehouse.load_lock`: on DuckDB the same file lock, with one connection for
+    the load's clients; on Postgres one load of a dataset at a time, since dlt's loads of a dataset
+    share its staging tables); extracting (API calls, a bulk export's wait, the API's pacing) holds
+    the write lock only for the connector's reads of rows loaded earlier (existing.py), and
+    normalizing (local files) not at all. So syncs of other sources and workspaces
     extract while one loads. A package an interrupted run left is loaded first, as `pipeline.run` does.
     A kill at any point leaves what it left before: a load is one transaction per table job, and the
     state (cursors) lands in the destination with the package's last job.
