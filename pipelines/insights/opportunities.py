@@ -33,6 +33,9 @@ from pipelines.insights.wording import Wording
 WINDOW_DAYS = 30  # how recent a SaaS churn signal must be
 VALUABLE = ("champions", "loyal")
 SLIPPED = ("at_risk", "needs_attention", "hibernating")
+# A customer's churn signals, in the order their evidence lists them.
+SIGNALS = ("failed_payment", "past_due", "unpaid", "cancellation_requested", "fewer_seats", "downgrade")
+REQUESTED = 1 << SIGNALS.index("cancellation_requested")
 RECENT_WEEKS, BASE_WEEKS = 4, 12
 MIN_Z = 3.0
 MIN_SHARE_CHANGE = 0.25
@@ -58,11 +61,10 @@ def churn_risks(customers: pd.DataFrame, subscriptions: pd.DataFrame, invoices: 
         wording: the workspace's language and currency.
     """
     since = pd.Timestamp(as_of - timedelta(days=WINDOW_DAYS))
-    signals: dict[str, list[str]] = {}
+    flagged: list[pd.DataFrame] = []  # each signal's customers, in the order the signals are looked at
 
-    def flag(ids, signal: str) -> None:
-        for customer_id in dict.fromkeys(ids):
-            signals.setdefault(customer_id, []).append(signal)
+    def flag(ids: pd.Series, signal: str) -> None:
+        flagged.append(pd.DataFrame({"customer_id": ids.drop_duplicates().to_numpy(), "signal": SIGNALS.index(signal)}))
 
     live = subscriptions[subscriptions["ended_at"].isna()]
     flag(invoices.loc[invoices["status"].isin(["open", "uncollectible"]) & (invoices["amount_remaining"] > 0)
@@ -77,29 +79,50 @@ def churn_risks(customers: pd.DataFrame, subscriptions: pd.DataFrame, invoices: 
     flag(fewer_seats["customer_id"], "fewer_seats")
     downgraded = recent.loc[recent["movement_type"] == "contraction", "customer_id"]
     flag(downgraded[~downgraded.isin(fewer_seats["customer_id"])], "downgrade")
-    if not signals:
+    found = pd.concat(flagged, ignore_index=True)
+    if found.empty:
         return _empty()
+    # One row per customer, in the order they were first flagged; their signals as bits, in SIGNALS' order.
+    codes, ids = pd.factorize(found["customer_id"], use_na_sentinel=False)
+    masks = np.zeros(len(ids), dtype=np.int64)
+    np.bitwise_or.at(masks, codes, 1 << found["signal"].to_numpy(dtype=np.int64))
+    ids = pd.Index(ids, dtype=object)
     lost = -recent[recent["movement_type"].isin(["churn", "contraction"])].groupby("customer_id")["delta"].sum()
     # A requested cancellation took its MRR away on the request day, which may be months before the
     # period ends (an annual plan): what is at stake is what that day took.
     requests = movements[movements["movement_type"] == "churn"].sort_values("change_date")
     requested_loss = -requests.groupby("customer_id")["delta"].last()
     people = customers.set_index("customer_id")
+    known = ids.isin(people.index)
+    mine = people.reindex(ids)
+    now = [float(value or 0.0) if present else 0.0 for value, present in zip(mine["current_mrr"].tolist(), known)]
+    gone = lost.reindex(ids, fill_value=0.0).astype("float64").tolist()
+    asked = requested_loss.reindex(ids, fill_value=0.0).astype("float64").tolist()
+    names = [_first_text(name, email, customer_id) if present else customer_id
+             for name, email, customer_id, present in zip(mine["customer_name"].tolist(), mine["email"].tolist(),
+                                                           ids, known)]
+    # Each combination of signals is worded once: its list of signals and what to do first.
+    said = {mask: (", ".join(wording.say(f"opp.signal.{signal}") for signal in _signals(mask)),
+                   f"opp.churn_risk.action.{_churn_action(_signals(mask))}") for mask in set(masks.tolist())}
+    kept = []
+    for customer_id, mask, now_mrr, took, request, name in zip(ids, masks.tolist(), now, gone, asked, names):
+        if mask & REQUESTED:
+            took = max(took, request)
+        monthly = now_mrr + max(took, 0.0)
+        if not monthly <= 0:  # nothing paid, nothing at stake (a trial's cancellation)
+            kept.append((customer_id, mask, monthly, name))
+    amounts = {monthly: wording.money(monthly) for monthly in {monthly for _, _, monthly, _ in kept}}  # plans repeat
     rows = []
-    for customer_id, found in signals.items():
-        now = float(people["current_mrr"].get(customer_id, 0.0) or 0.0)
-        gone = float(lost.get(customer_id, 0.0))
-        if "cancellation_requested" in found:
-            gone = max(gone, float(requested_loss.get(customer_id, 0.0)))
-        monthly = now + max(gone, 0.0)
-        if monthly <= 0:
-            continue  # nothing paid, nothing at stake (a trial's cancellation)
-        name = _name(people, customer_id)
-        words = ", ".join(wording.say(f"opp.signal.{signal}") for signal in found)
+    for customer_id, mask, monthly, name in kept:
+        words, action = said[mask]
         rows.append(_item("churn_risk", "risk", "customer", customer_id, name, 12 * monthly, wording,
-                          evidence=wording.say("opp.churn_risk.evidence", signals=words, mrr=wording.money(monthly)),
-                          action=wording.say(f"opp.churn_risk.action.{_churn_action(found)}", name=name)))
+                          evidence=wording.say("opp.churn_risk.evidence", signals=words, mrr=amounts[monthly]),
+                          action=wording.say(action, name=name)))
     return _frame(rows)
+
+
+def _signals(mask: int) -> list[str]:
+    return [signal for bit, signal in enumerate(SIGNALS) if mask & (1 << bit)]
 
 
 def _churn_action(signals: list[str]) -> str:
@@ -245,14 +268,12 @@ def _item(kind: str, direction: str, subject_type: str, subject_id: str, subject
             "subject": str(subject), "money_at_stake": round(float(stake), 2), "evidence": evidence, "action": action}
 
 
-def _name(people: pd.DataFrame, customer_id: str) -> str:
-    if customer_id not in people.index:
-        return customer_id
-    for column in ("customer_name", "email"):
-        value = people.at[customer_id, column]
+def _first_text(*values: object) -> object:
+    """The first non-empty text of `values`, else the last value (a customer's name, e-mail, id)."""
+    for value in values[:-1]:
         if isinstance(value, str) and value:
             return value
-    return customer_id
+    return values[-1]
 
 
 def _marks(values: tuple[str, ...]) -> str:

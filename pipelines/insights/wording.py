@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from babel.numbers import format_decimal
+from babel.numbers import NumberPattern, format_decimal, parse_pattern
 
 from pipelines.currencies import minor_digits
 from pipelines.packs.pack import COHORT_MONTHS
@@ -381,6 +382,19 @@ def supported(locale: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=None)
+def _locale(identifier: str) -> Locale:
+    """Babel's parse of `identifier`, once: Babel parses the text again at every call, and a report
+    words thousands of amounts (a SaaS churn risk each)."""
+    return Locale.parse(identifier)
+
+
+@lru_cache(maxsize=None)
+def _number_pattern(digits: int) -> NumberPattern:
+    """"#,##0" with `digits` decimals, parsed once (Babel's `format_decimal` takes the parsed pattern as is)."""
+    return parse_pattern("#,##0" + ("." + "0" * digits if digits else ""))
+
+
 @dataclass(frozen=True)
 class Wording:
     """The words and number formats of one report: a locale and a reporting currency."""
@@ -396,7 +410,7 @@ class Wording:
 
     @property
     def language(self) -> str:
-        return Locale.parse(self.locale).language
+        return _locale(self.locale).language
 
     def say(self, key: str, **values: object) -> str:
         """The message `key` in the report's language (English when that language lacks it)."""
@@ -410,8 +424,8 @@ class Wording:
 
     def number(self, value: float, digits: int = 0) -> str:
         """|value| with the locale's separators and `digits` decimals: "1,234.5", "1.234,5"."""
-        pattern = "#,##0" + ("." + "0" * digits if digits else "")
-        return format_decimal(abs(value), format=pattern, locale=self.locale, decimal_quantization=True)
+        return format_decimal(abs(value), format=_number_pattern(digits), locale=_locale(self.locale),
+                              decimal_quantization=True)
 
     def decimal(self, value: float, digits: int = 1) -> str:
         """A signed plain number: "−4.4", "6.2"."""
@@ -428,7 +442,7 @@ class Wording:
         body = self.number(value, digits)
         code = self.currency.upper()
         symbol = SYMBOLS.get(self.language, SYMBOLS[DEFAULT_LOCALE]).get(code)
-        prefix, _, _ = Locale.parse(self.locale).currency_formats["standard"].pattern.partition("#")
+        prefix, _, _ = _locale(self.locale).currency_formats["standard"].pattern.partition("#")
         space = prefix.replace("¤", "")  # the locale's gap between symbol and digits, often none
         amount = f"{symbol}{space}{body}" if symbol else f"{code}{space or ' '}{body}"
         return self._signed(amount, round(value, digits), signed)

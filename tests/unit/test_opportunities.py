@@ -87,6 +87,60 @@ def test_churn_risks_flag_each_signal_with_twelve_months_of_mrr_at_stake():
     assert set(found["kind"]) == {"churn_risk"} and set(found["direction"]) == {"risk"}
 
 
+def test_churn_risks_word_each_customer_as_written_out_by_hand_in_the_order_first_flagged():
+    """Every signal combination worded at once per combination must still give each customer their own
+    name, amount and signals: the rows below are written out by hand, not by the code's templates."""
+    customers = pd.DataFrame([
+        {"customer_id": "cus_a", "customer_name": "Acme", "email": "a@x", "current_mrr": 1234.5},
+        {"customer_id": "cus_b", "customer_name": None, "email": "", "current_mrr": 20.0},
+        {"customer_id": "cus_d", "customer_name": "", "email": "dora@x", "current_mrr": 50.0},
+        {"customer_id": "cus_e", "customer_name": "Eve", "email": None, "current_mrr": 40.0},
+        {"customer_id": "cus_f", "customer_name": "Trial", "email": "t@x", "current_mrr": 0.0},
+        {"customer_id": "cus_g", "customer_name": "Gus", "email": "g@x", "current_mrr": 0.0},
+    ])  # cus_c is in none of them
+    live = {"cancel_at_period_end": False, "cancel_at": None, "ended_at": None}
+    subscriptions = pd.DataFrame([
+        {"customer_id": "cus_a", **live, "status": "past_due", "cancel_at": pd.Timestamp("2027-01-01")},
+        {"customer_id": "cus_b", **live, "status": "unpaid"},
+        {"customer_id": "cus_d", **live, "status": "active", "cancel_at_period_end": True},
+        {"customer_id": "cus_f", **live, "status": "trialing", "cancel_at_period_end": True},
+        {"customer_id": "cus_g", **live, "status": "active", "cancel_at_period_end": True},
+        {"customer_id": "cus_e", **live, "status": "past_due", "ended_at": pd.Timestamp("2026-10-01")},  # ended
+    ])
+    invoices = pd.DataFrame([
+        {"customer_id": "cus_a", "status": "open", "amount_remaining": 5.0, "created_at": pd.Timestamp("2026-11-20")},
+        {"customer_id": "cus_a", "status": "uncollectible", "amount_remaining": 9.0,
+         "created_at": pd.Timestamp("2026-11-21")},
+    ])
+    movements = pd.DataFrame([
+        {"customer_id": "cus_a", "change_date": date(2026, 11, 20), "movement_type": "churn", "delta": -100.0},
+        {"customer_id": "cus_b", "change_date": date(2026, 11, 3), "movement_type": "contraction", "delta": -30.0},
+        {"customer_id": "cus_c", "change_date": date(2026, 11, 4), "movement_type": "contraction", "delta": -15.0},
+        {"customer_id": "cus_e", "change_date": date(2026, 11, 5), "movement_type": "contraction", "delta": -6.0},
+        {"customer_id": "cus_e", "change_date": date(2026, 11, 6), "movement_type": "contraction", "delta": -4.0},
+        {"customer_id": "cus_g", "change_date": date(2026, 9, 1), "movement_type": "churn", "delta": -7.0},
+    ])
+    seats = pd.DataFrame([{"customer_id": "cus_c", "changed_on": pd.Timestamp("2026-11-04"),
+                           "quantity_before": 3, "quantity_after": 2}])
+    found = churn_risks(customers, subscriptions, invoices, movements, seats, AS_OF, EN)
+    payment = "to update their payment method today, and check the failed charge's decline reason"
+    assert found[["subject_id", "subject", "money_at_stake", "evidence", "action"]].values.tolist() == [
+        ["cus_a", "Acme", 16014.0, "a failed payment, past due, cancellation requested; $1,334.50 MRR",
+         f"Ask Acme {payment}"],
+        ["cus_b", "cus_b", 600.0, "unpaid, downgraded; $50.00 MRR", f"Ask cus_b {payment}"],
+        ["cus_d", "dora@x", 600.0, "cancellation requested; $50.00 MRR",
+         "Call dora@x before the period ends: ask why they are leaving and offer a fix, a pause or a smaller plan"],
+        ["cus_g", "Gus", 84.0, "cancellation requested; $7.00 MRR",
+         "Call Gus before the period ends: ask why they are leaving and offer a fix, a pause or a smaller plan"],
+        ["cus_c", "cus_c", 180.0, "fewer seats; $15.00 MRR",
+         "Ask cus_c what made them cut back, and show them the features they stopped paying for"],
+        ["cus_e", "Eve", 600.0, "downgraded; $50.00 MRR",
+         "Ask Eve what made them cut back, and show them the features they stopped paying for"],
+    ]
+    assert churn_risks(customers, subscriptions, invoices.iloc[:0], movements.iloc[:0], seats.iloc[:0], AS_OF,
+                       EN)["subject_id"].tolist() == ["cus_a", "cus_b", "cus_d"]  # cus_g: nothing paid, nothing lost
+
+
 def test_segment_slips_keep_valuable_customers_who_lapsed_with_a_year_of_sales_at_stake():
     segments = pd.DataFrame([
         {"person_id": "p1", "email": "one@x", "segment": "at_risk", "previous_segment": "champions",
