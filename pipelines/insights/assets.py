@@ -22,7 +22,7 @@ from pipelines.insights.forecasts import FORECAST_METRICS, fit_name, forecast_wo
 from pipelines.insights.ltv import FIT_NAME, workspace_customer_values
 from pipelines.insights.opportunities import workspace_opportunities
 from pipelines.insights.reports import CHART_FILE, Week, build_report, last_complete_week, write_report
-from pipelines.insights.scan import explain_anomalies, find_anomalies
+from pipelines.insights.scan import explain_anomalies, explained_slices, find_anomalies
 from pipelines.insights.summaries import summarize
 from pipelines.insights.wording import Wording
 from pipelines.packs import all_metrics, metric_tables, pack_for, slice_tables
@@ -88,9 +88,16 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
         pack = pack_for(workspace.vertical).watched()  # the slice tables of watched metrics
         with warehouse.reads() as read:
             found = read.query("select * from insights.anomalies where workspace_id = %s", [workspace.id])
+            # Only the slice rows the band anomalies' metrics are explained from: their measures along
+            # their dimensions (every row of a shop's products is most of a workspace's slices).
+            measures, dimensions = explained_slices(found, pack)
+            tables = list(dict.fromkeys(d.table for d in pack.dimensions if d.name in dimensions))
             slices = pd.concat([read.query(
-                f"select date, metric, dimension, dimension_value, value from metrics.{table} where workspace_id = %s",
-                [workspace.id]) for table in pack.slice_tables], ignore_index=True)
+                f"select date, metric, dimension, dimension_value, value from metrics.{table} where workspace_id = %s"
+                f" and metric in ({', '.join(['%s'] * len(measures))})"
+                f" and dimension in ({', '.join(['%s'] * len(dimensions))})",
+                [workspace.id, *measures, *dimensions]) for table in tables], ignore_index=True) if tables else (
+                pd.DataFrame(columns=["date", "metric", "dimension", "dimension_value", "value"]))
             # The last run's rows: an anomaly whose inputs are unchanged keeps them instead of being
             # explained again (a refresh after a small change re-explains only what it touched).
             known = _rows(read, "insights.anomaly_drivers", workspace, "anomaly_id, rank")

@@ -177,3 +177,38 @@ def test_drivers_of_unchanged_inputs_are_reused_and_changed_ones_recomputed():
     assert_frame_equal(partly[partly["anomaly_id"].isin(late)], recomputed[recomputed["anomaly_id"].isin(late)])
     assert not recomputed.loc[recomputed["anomaly_id"].isin(late), "inputs_digest"].isin(stored["inputs_digest"]).any()
     assert_frame_equal(explain_anomalies(found, changed, ECOMMERCE, calendar=calendar, known=fresh), recomputed)
+
+
+def test_drivers_explained_from_only_their_metrics_slices_are_the_drivers_of_every_slice():
+    """The drivers asset reads the slice rows `explained_slices` names, not every slice of the workspace:
+    for each metric's anomalies alone, and for all of them, the drivers (and their inputs digests) must be
+    those explained from every slice row."""
+    from pandas.testing import assert_frame_equal
+
+    from pipelines.insights.scan import explain_anomalies, explained_slices
+
+    frame = store()
+    lift(frame, "2025-03-12", 1.8)
+    calendar = calendar_for("US", DAYS.date)
+    found = find_anomalies(frame, ECOMMERCE, "shop", calendar=calendar)
+    rows = [(day, metric.name, "country", country, value * share)
+            for metric in ECOMMERCE.watched().metrics if metric.ratio is None and "country" in metric.dimensions
+            for day, value in zip(frame["date"], frame[metric.name]) for country, share in (("US", 0.7), ("CA", 0.3))]
+    slices = pd.concat([product_slices(frame, lifted={"2025-03-12": "Lamp"}),
+                        pd.DataFrame(rows, columns=["date", "metric", "dimension", "dimension_value", "value"])],
+                       ignore_index=True)
+    band = found[found["rule"] == "band"]
+    assert {"orders", "net_sales"} <= set(band["metric"])
+    explained = set()
+    for metrics in [[name] for name in sorted(set(band["metric"]))] + [sorted(set(band["metric"]))]:
+        anomalies = found[found["metric"].isin(metrics) | (found["rule"] != "band")]
+        measures, dimensions = explained_slices(anomalies, ECOMMERCE)
+        narrowed = slices[slices["metric"].isin(measures) & slices["dimension"].isin(dimensions)]
+        assert len(narrowed) < len(slices) or len(metrics) > 1
+        everything = explain_anomalies(anomalies, slices, ECOMMERCE, calendar=calendar)
+        explained |= set(everything["metric"])
+        assert_frame_equal(explain_anomalies(anomalies, narrowed, ECOMMERCE, calendar=calendar), everything)
+    assert {"orders", "net_sales", "units"} <= explained  # by country only; by product and country
+    assert explained_slices(found[found["metric"] == "orders"], ECOMMERCE) == (["orders"], ["country", "customer_type"])
+    assert explained_slices(found[found["rule"] != "band"], ECOMMERCE) == ([], [])
+    assert explain_anomalies(found, slices.iloc[:0], ECOMMERCE, calendar=calendar).empty
