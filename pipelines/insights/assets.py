@@ -22,10 +22,10 @@ from pipelines.insights.forecasts import FORECAST_METRICS, fit_name, forecast_wo
 from pipelines.insights.ltv import FIT_NAME, workspace_customer_values
 from pipelines.insights.opportunities import workspace_opportunities
 from pipelines.insights.reports import CHART_FILE, Week, build_report, last_complete_week, write_report
-from pipelines.insights.scan import explain_anomalies, explained_slices, find_anomalies
+from pipelines.insights.scan import explain_anomalies, find_anomalies
 from pipelines.insights.summaries import summarize
 from pipelines.insights.wording import Wording
-from pipelines.packs import all_metrics, metric_tables, pack_for, slice_tables
+from pipelines.packs import Pack, all_metrics, metric_tables, pack_for, slice_tables
 from pipelines.partitions import WorkspaceFailure, materialize_each, workspace_partitions
 from pipelines.settings import Settings
 from pipelines.transform.health import require_passing
@@ -270,6 +270,17 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             yield from materialize_each(context, each, _insights_failure)
 
     return [insights, reports]
+
+
+def explained_slices(anomalies: pd.DataFrame, pack: Pack) -> tuple[list[str], list[str]]:
+    """The slice metrics and dimensions `explain_anomalies` reads for `anomalies`: the measures and the
+    dimensions of the metrics with dimensions that have a band anomaly. It reads no other slice rows (a
+    metric's history, its inputs digest and `explain` keep only its own measures along its own
+    dimensions), so the drivers asset leaves them out, with the same drivers and digests."""
+    metrics = [pack.metric(name) for name in dict.fromkeys(anomalies.loc[anomalies["rule"] == "band", "metric"])]
+    metrics = [metric for metric in metrics if metric.dimensions]
+    return (list(dict.fromkeys(measure for metric in metrics for measure in metric.measures)),
+            list(dict.fromkeys(dimension for metric in metrics for dimension in metric.dimensions)))
 
 
 def _insights_failure(workspace_id: str, exc: Exception) -> WorkspaceFailure:

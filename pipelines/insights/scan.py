@@ -253,12 +253,10 @@ def explain_anomalies(anomalies: pd.DataFrame, slices: pd.DataFrame, pack: Pack,
         Week-over-week findings are not explained: their "expected" (last week's value) is not the
         baseline the slices are judged on, so a split would not add up.
     """
-    band = anomalies[anomalies["rule"] == "band"]
-    if band.empty or slices.empty:
-        return _empty([*DRIVER_COLUMNS, "inputs_digest"])
     wide = slices.pivot_table(index=["date", "dimension", "dimension_value"], columns="metric", values="value",
                               aggfunc="sum").reset_index().rename(columns={"dimension_value": "value"})
     wide["date"] = pd.to_datetime(wide["date"])
+    band = anomalies[anomalies["rule"] == "band"]
     reusable = _known_by_anomaly(known)
     histories: dict[str, tuple[pd.DataFrame, _Prefixes]] = {}
     parts = []
@@ -287,17 +285,6 @@ def explain_anomalies(anomalies: pd.DataFrame, slices: pd.DataFrame, pack: Pack,
     drivers["dimension_value"] = drivers["dimension_value"].astype(str)
     return drivers.astype({"rank": "int64", "expected": "float64", "actual": "float64",
                            "contribution": "float64", "share": "float64", "usual_share": "float64"})
-
-
-def explained_slices(anomalies: pd.DataFrame, pack: Pack) -> tuple[list[str], list[str]]:
-    """The slice metrics and dimensions `explain_anomalies` reads for `anomalies`: the measures and the
-    dimensions of the metrics with dimensions that have a band anomaly. Other slice rows are never
-    read (a metric's history, its digest and `explain` keep only its own measures along its own
-    dimensions), so a caller may leave them out of `slices` with the same result."""
-    metrics = [pack.metric(name) for name in dict.fromkeys(anomalies.loc[anomalies["rule"] == "band", "metric"])]
-    metrics = [metric for metric in metrics if metric.dimensions]
-    return (list(dict.fromkeys(measure for metric in metrics for measure in metric.measures)),
-            list(dict.fromkeys(dimension for metric in metrics for dimension in metric.dimensions)))
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,8 @@ def test_drivers_explained_from_only_their_metrics_slices_are_the_drivers_of_eve
     those explained from every slice row."""
     from pandas.testing import assert_frame_equal
 
-    from pipelines.insights.scan import explain_anomalies, explained_slices
+    from pipelines.insights.assets import explained_slices
+    from pipelines.insights.scan import explain_anomalies
 
     frame = store()
     lift(frame, "2025-03-12", 1.8)
@@ -211,4 +212,4 @@ def test_drivers_explained_from_only_their_metrics_slices_are_the_drivers_of_eve
     assert {"orders", "net_sales", "units"} <= explained  # by country only; by product and country
     assert explained_slices(found[found["metric"] == "orders"], ECOMMERCE) == (["orders"], ["country", "customer_type"])
     assert explained_slices(found[found["rule"] != "band"], ECOMMERCE) == ([], [])
-    assert explain_anomalies(found, slices.iloc[:0], ECOMMERCE, calendar=calendar).empty
+    assert explain_anomalies(found, slices.iloc[:0], ECOMMERCE, calendar=calendar).empty  # the asset's read of none
