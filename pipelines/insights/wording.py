@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date
+from functools import cache
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
@@ -382,14 +382,14 @@ def supported(locale: str) -> bool:
     return True
 
 
-@lru_cache(maxsize=None)
+@cache
 def _locale(identifier: str) -> Locale:
     """Babel's parse of `identifier`, once: Babel parses the text again at every call, and a report
     words thousands of amounts (a SaaS churn risk each)."""
     return Locale.parse(identifier)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _number_pattern(digits: int) -> NumberPattern:
     """"#,##0" with `digits` decimals, parsed once (Babel's `format_decimal` takes the parsed pattern as is)."""
     return parse_pattern("#,##0" + ("." + "0" * digits if digits else ""))
