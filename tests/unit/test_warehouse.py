@@ -8,7 +8,7 @@ import psycopg2
 import pytest
 
 from pipelines.settings import load_settings
-from pipelines.warehouse import Warehouse
+from pipelines.warehouse import Warehouse, _delete_matching
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -152,3 +152,27 @@ def test_a_writer_waiting_for_a_kept_open_warehouse_gets_in_between_its_calls(tm
         thread.join()
         assert warehouse.query("select id from insights.t order by id")["id"].tolist() == ["x", "y"]
     assert waited < 2
+
+
+def test_a_scoped_upserts_deletes_are_hash_joins_on_postgres_not_a_subquery_per_row(new_pg_database, tmp_path):
+    """A scoped upsert deletes its scope and its keys. Written as one `key in (select …) or scope`,
+    Postgres scans the incoming keys again for every row of the table once they outgrow `work_mem`
+    (a `SubPlan`, not hashed): the customer values at scale 1 took over 20 minutes. Each delete's plan,
+    with more incoming keys than `work_mem` holds, must do without one."""
+    warehouse = load_settings({"ABOS_HOME": str(tmp_path), "ABOS_WAREHOUSE_URL": new_pg_database()}).warehouse
+    count = 60_000
+    frame = pd.DataFrame({"workspace_id": ["a"] * count, "person_id": [f"person-{i:08d}" for i in range(count)],
+                          "value": [float(i) for i in range(count)]})
+    warehouse.upsert("insights.values", frame, key=["workspace_id", "person_id"])
+    plans = []
+    with warehouse.transaction() as statements:
+        statements.execute("set local work_mem = '64kB'")
+        statements.execute("create temporary table incoming on commit drop as select * from insights.values")
+        statements.execute("analyze insights.values")
+        statements.execute("analyze incoming")
+        for deleted, values in _delete_matching("insights.values", ["workspace_id", "person_id"], {"workspace_id": "a"}):
+            plans.append("\n".join(row[0] for row in statements.execute(f"explain {deleted}", values)))
+    assert len(plans) == 2 and all("SubPlan" not in plan for plan in plans), plans
+    # and the scoped upsert still replaces the whole scope
+    warehouse.upsert("insights.values", frame.iloc[:10], key=["workspace_id", "person_id"], replace={"workspace_id": "a"})
+    assert warehouse.query("select count(*) as n from insights.values")["n"][0] == 10
