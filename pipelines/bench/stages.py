@@ -25,6 +25,7 @@ from pipelines.deliver.alerts import alert_operator
 from pipelines.ingest.sync import sync
 from pipelines.settings import Settings
 from pipelines.transform import BUILD, DBT_PROJECT_DIR, dbt_env
+from pipelines.transform import unchanged_views
 from pipelines.workspaces import Workspaces
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # Dagster's step logs, off the console
@@ -137,7 +138,16 @@ def _dbt_build(settings: Settings, slowest: int = DBT_SLOWEST) -> dict[str, dict
     log = home / "dbt-logs" / "dbt.log"
     before = log.stat().st_size if log.exists() else 0  # dbt appends each run's lines to its log
     dbt = Path(sys.executable).parent / "dbt"
-    done = subprocess.run([str(dbt), *BUILD], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+    finished = []
+
+    def build(command: list[str], command_env: dict[str, str]) -> int:
+        finished.append(subprocess.run([str(dbt), *command], cwd=DBT_PROJECT_DIR, env=command_env,
+                                       capture_output=True, text=True))
+        return finished[-1].returncode
+
+    # as `run_dbt` runs it: the unchanged views left out (pipelines/transform/unchanged_views.py)
+    unchanged_views.run_build(build, list(BUILD), env, dbt_env(settings.warehouse), DBT_PROJECT_DIR)
+    done = finished[0]
     if done.returncode != 0:
         raise RuntimeError(f"dbt build failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
     with log.open(encoding="utf-8", errors="replace") as text:

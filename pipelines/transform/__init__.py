@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.duckdb_lock import duckdb_write_lock
 from pipelines.processes import run_child, stop_with_parent
+from pipelines.transform import unchanged_views
 
 if TYPE_CHECKING:
     from pipelines.warehouse import Warehouse
@@ -77,7 +78,11 @@ def _run_dbt(args: Sequence[str], profile_env: Mapping[str, str]) -> int:
         shutil.copyfile(cached, target / PARTIAL_PARSE)
     duckdb_path = profile_env.get("ABOS_DBT_DUCKDB_PATH") if profile_env.get("ABOS_DBT_TARGET") == "duckdb" else None
     with duckdb_write_lock(Path(duckdb_path)) if duckdb_path else contextlib.nullcontext() as lock:
-        code = run_child([str(dbt), *args], cwd=DBT_PROJECT_DIR, env=env, pass_fds=() if lock is None else (lock,))
+        # the refresh's build leaves out the staging and quarantine views while they are unchanged
+        code = unchanged_views.run_build(
+            lambda command, command_env: run_child([str(dbt), *command], cwd=DBT_PROJECT_DIR, env=command_env,
+                                                   pass_fds=() if lock is None else (lock,)),
+            args, env, profile_env, DBT_PROJECT_DIR)
     if code == 0 and (target / PARTIAL_PARSE).exists():
         cached.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(target / PARTIAL_PARSE, cached.with_suffix(f".{os.getpid()}"))

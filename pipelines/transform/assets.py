@@ -17,8 +17,10 @@ import dagster as dg
 import dlt
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.utils import dagster_name_fn
 
 from pipelines.settings import Settings
+from pipelines.transform import unchanged_views
 from pipelines.transform import (
     BUILD,
     DBT_PROJECT_DIR,
@@ -128,10 +130,25 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         for event in invocation.stream():
             yield event
             built.append(event)
+        yield from views_left_out(invocation.manifest, built, set(context.selected_output_names))
         yield from row_counts(invocation.manifest, built, warehouse)
         prune_invocation_targets(invocation.target_path)
 
     return [workspaces_table, dbt_models]
+
+
+def views_left_out(manifest: Mapping[str, Any], events: Sequence[Any], selected: set[str]) -> Iterator[dg.Output]:
+    """An output for each selected staging or quarantine view the build left out because it is
+    unchanged (pipelines/transform/unchanged_views.py), as dbt's result for a kept view gave one
+    before: the view is the deployed one, and its asset shows this refresh as its latest. Called once
+    dbt succeeded (dagster-dbt raises otherwise), when every node dbt ran has its output in `events`."""
+    seen = {event.output_name for event in events if isinstance(event, dg.Output)}
+    for unique_id, node in sorted(manifest["nodes"].items()):
+        name = dagster_name_fn(node)
+        if unchanged_views.left_out(node) and name in selected and name not in seen:
+            yield dg.Output(None, output_name=name, metadata={
+                "unique_id": unique_id, "status": "unchanged",
+                "left_out": "its definition is the deployed one: not compiled or run by this build"})
 
 
 def row_counts(manifest: Mapping[str, Any], events: Sequence[Any], warehouse: Warehouse) -> Iterator[dg.AssetObservation]:
