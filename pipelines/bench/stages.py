@@ -141,7 +141,7 @@ def _dbt_build(settings: Settings, slowest: int = DBT_SLOWEST) -> dict[str, dict
     finished = []
 
     def build(command: list[str], command_env: dict[str, str]) -> int:
-        finished.append(subprocess.run([str(dbt), *command], cwd=DBT_PROJECT_DIR, env=command_env,
+        finished.append(subprocess.run([str(dbt), *command], check=False, cwd=DBT_PROJECT_DIR, env=command_env,
                                        capture_output=True, text=True))
         return finished[-1].returncode
 
