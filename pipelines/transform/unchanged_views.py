@@ -42,6 +42,7 @@ import importlib.metadata
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,7 @@ class UnchangedViews:
         self.env = env
         self.key: str | None = None
         self.left_out = False
+        self.parts: dict[str, Any] = {}
 
     def plan(self) -> tuple[list[str], dict[str, str]]:
         """The arguments and variables to add to the build: the views left out when their key and the
@@ -122,13 +124,20 @@ class UnchangedViews:
         if catalog is None:
             return [], {}
         with contextlib.closing(catalog):
-            self.key = _digest({"project": project_digest(self.project_dir, self.env),
-                                "profile": {k: v for k, v in sorted(self.profile_env.items()) if k.startswith("ABOS_DBT_")},
-                                "sources": catalog.source_columns(declared_sources(self.project_dir))})
+            self.parts = {"project": project_digest(self.project_dir, self.env),
+                          "profile": {k: v for k, v in sorted(self.profile_env.items()) if k.startswith("ABOS_DBT_")},
+                          "sources": catalog.source_columns(declared_sources(self.project_dir))}
+            self.key = _digest(self.parts)
             views = catalog.deployed_views()
-        recorded = self._recorded()
-        if recorded is None or recorded.get("key") != self.key or recorded.get("views") != views or not views:
+        recorded = self._recorded() or {}
+        why = ("no build recorded them" if not recorded else
+               "the project, dbt, the profile or a raw table's columns changed" if recorded.get("key") != self.key else
+               "the warehouse's views are not those recorded" if recorded.get("views") != views or not views else None)
+        if why:
+            print(f"[abos] the staging and quarantine views are built: {why}", file=sys.stderr, flush=True)
             return [], {}
+        print("[abos] the staging and quarantine views are left out: unchanged since the last build", file=sys.stderr,
+              flush=True)
         self.left_out = True
         return ["--exclude", *LEFT_OUT], {"DBT_INDIRECT_SELECTION": "empty"}
 
@@ -148,7 +157,8 @@ class UnchangedViews:
             views = catalog.deployed_views()
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}")
-        temporary.write_text(json.dumps({"key": self.key, "views": views}))
+        # the key's parts too, for an operator asking why a build did not leave the views out
+        temporary.write_text(json.dumps({"key": self.key, "views": views, "parts": self.parts}))
         os.replace(temporary, path)
 
     def state_path(self) -> Path:

@@ -99,18 +99,18 @@ def cycle(settings: Settings, project: Path) -> None:
 
     # 3. what brings them back, decided without building
     assert decision(settings, project)
-    with warehouse.transaction() as db:
-        db.execute("create table shopify.customers (workspace_id varchar, id varchar)")
-    assert not decision(settings, project)  # the customers view compiles to the raw table now
-    with warehouse.transaction() as db:
-        db.execute("drop table shopify.customers")
-    assert decision(settings, project)
-    with warehouse.transaction() as db:
-        db.execute("alter table shopify.products add column vendor varchar")
-    assert not decision(settings, project)  # a declared column is no longer a typed null
-    with warehouse.transaction() as db:
-        db.execute("alter table shopify.products drop column vendor")
-    assert decision(settings, project)
+    for change, undo in (
+        # the customers view compiles to the raw table now
+        ("create table shopify.customers (workspace_id varchar, id varchar)", "drop table shopify.customers"),
+        # a declared column is no longer a typed null
+        ("alter table shopify.products add column vendor varchar", "alter table shopify.products drop column vendor"),
+    ):
+        with warehouse.transaction() as db:
+            db.execute(change)
+        assert not decision(settings, project), change
+        with warehouse.transaction() as db:
+            db.execute(undo)
+        assert decision(settings, project), undo
     (project / "models" / "staging" / "reference" / "stg_reference__workspaces.sql").write_text(
         (project / "models" / "staging" / "reference" / "stg_reference__workspaces.sql").read_text()
         .replace("upper(currency) as reporting_currency", "upper(currency) as reporting_currency,\n"
