@@ -125,7 +125,8 @@ class UnchangedViews:
             return [], {}
         with contextlib.closing(catalog):
             self.parts = {"project": project_digest(self.project_dir, self.env),
-                          "profile": {k: v for k, v in sorted(self.profile_env.items()) if k.startswith("ABOS_DBT_")},
+                          # a digest: the profile holds the Postgres password, and the record is a file
+                          "profile": _digest({k: v for k, v in self.profile_env.items() if k.startswith("ABOS_DBT_")}),
                           "sources": catalog.source_columns(declared_sources(self.project_dir))}
             self.key = _digest(self.parts)
             views = catalog.deployed_views()
