@@ -17,7 +17,6 @@ import dagster as dg
 import dlt
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
-from dagster_dbt.utils import dagster_name_fn
 
 from pipelines.settings import Settings
 from pipelines.transform import unchanged_views
@@ -116,9 +115,11 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
             pipeline.run(rows, table_name="workspaces", write_disposition="replace", primary_key="workspace_id")
         return dg.MaterializeResult(metadata={"workspaces": len(rows), "ids": ", ".join(w.id for w in workspaces)})
 
+    translator = AbosDbtTranslator(settings.warehouse.kind)
+
     @dbt_assets(
         manifest=dbt_project().manifest_path,
-        dagster_dbt_translator=AbosDbtTranslator(settings.warehouse.kind),
+        dagster_dbt_translator=translator,
         name="dbt_models",
     )
     def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse) -> Iterator[Any]:
@@ -130,22 +131,26 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         for event in invocation.stream():
             yield event
             built.append(event)
-        yield from views_left_out(invocation.manifest, built, set(context.selected_output_names))
+        yield from views_left_out(invocation.manifest, built, set(context.selected_output_names), translator)
         yield from row_counts(invocation.manifest, built, warehouse)
         prune_invocation_targets(invocation.target_path)
 
     return [workspaces_table, dbt_models]
 
 
-def views_left_out(manifest: Mapping[str, Any], events: Sequence[Any], selected: set[str]) -> Iterator[dg.Output]:
+def views_left_out(manifest: Mapping[str, Any], events: Sequence[Any], selected: set[str],
+                   translator: DagsterDbtTranslator) -> Iterator[dg.Output]:
     """An output for each selected staging or quarantine view the build left out because it is
     unchanged (pipelines/transform/unchanged_views.py), as dbt's result for a kept view gave one
     before: the view is the deployed one, and its asset shows this refresh as its latest. Called once
     dbt succeeded (dagster-dbt raises otherwise), when every node dbt ran has its output in `events`."""
     seen = {event.output_name for event in events if isinstance(event, dg.Output)}
     for unique_id, node in sorted(manifest["nodes"].items()):
-        name = dagster_name_fn(node)
-        if unchanged_views.left_out(node) and name in selected and name not in seen:
+        if not unchanged_views.left_out(node):
+            continue
+        # dagster-dbt names a model's output after its asset key (dbt_cli_event.py)
+        name = translator.get_asset_spec(manifest, unique_id, None).key.to_python_identifier()
+        if name in selected and name not in seen:
             yield dg.Output(None, output_name=name, metadata={
                 "unique_id": unique_id, "status": "unchanged",
                 "left_out": "its definition is the deployed one: not compiled or run by this build"})

@@ -171,23 +171,15 @@ def test_only_the_whole_build_leaves_views_out(args: list[str], whole: bool):
 
 
 def test_the_dbt_asset_outputs_the_views_the_build_left_out():
-    """Each selected staging or quarantine view dbt did not run gets its output (the view is the
-    deployed one); a view dbt ran, an unselected one and other models get none from here."""
-    from dagster_dbt.utils import dagster_name_fn
+    """Each selected staging or quarantine view dbt did not run gets its output, named as dagster-dbt
+    names a model's (after its asset key); a view dbt ran, an unselected one and other models get none."""
+    from pipelines.transform.assets import AbosDbtTranslator, views_left_out
 
-    from pipelines.transform.assets import views_left_out
-
-    def node(name: str, schema: str, kind: str) -> dict:
-        return {"unique_id": f"model.abos.{name}", "name": name, "resource_type": "model",
-                "config": {"materialized": kind, "schema": schema}}
-
-    nodes = {n["unique_id"]: n for n in (node("stg_a", "staging", "view"), node("quarantine_b", "quarantine", "view"),
-                                         node("stg_ran", "staging", "view"), node("stg_unselected", "staging", "view"),
-                                         node("forecast_metrics", "metrics", "view"), node("orders", "marts", "table"))}
-    names = {n["name"]: dagster_name_fn(n) for n in nodes.values()}
-    ran = [dg.Output(None, output_name=names["stg_ran"], metadata={"unique_id": "model.abos.stg_ran"}),
-           dg.Output(None, output_name=names["orders"], metadata={"unique_id": "model.abos.orders"})]
-    selected = {names[name] for name in ("stg_a", "quarantine_b", "stg_ran", "forecast_metrics", "orders")}
-    outputs = list(views_left_out({"nodes": nodes}, ran, selected))
-    assert [output.output_name for output in outputs] == [names["quarantine_b"], names["stg_a"]]
+    manifest = json.loads(manifest_path().read_text())
+    translator = AbosDbtTranslator("duckdb")
+    ran = [dg.Output(None, output_name=name) for name in ("stg_shopify__orders", "orders")]
+    selected = {"stg_shopify__orders", "stg_shopify__customers", "quarantine_stripe_invoices", "forecast_metrics",
+                "orders", "int_days"}
+    outputs = list(views_left_out(manifest, ran, selected, translator))
+    assert [output.output_name for output in outputs] == ["quarantine_stripe_invoices", "stg_shopify__customers"]
     assert {output.metadata["status"].value for output in outputs} == {"unchanged"}
