@@ -127,30 +127,34 @@ def transform_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asse
         # its lock for dbt, and dbt dies with this step (run_dbt).
         with step_dbt_env(warehouse):
             invocation = dbt.cli(list(BUILD), context=context)
-        built = []
+        built: list[Any] = []
         for event in invocation.stream():
+            if not built:  # dbt has started: `abos-dbt` said by now whether it left the views out
+                yield from views_left_out(invocation.manifest, invocation.target_path,
+                                          set(context.selected_output_names), translator)
             yield event
             built.append(event)
-        yield from views_left_out(invocation.manifest, built, set(context.selected_output_names), translator)
         yield from row_counts(invocation.manifest, built, warehouse)
         prune_invocation_targets(invocation.target_path)
 
     return [workspaces_table, dbt_models]
 
 
-def views_left_out(manifest: Mapping[str, Any], events: Sequence[Any], selected: set[str],
+def views_left_out(manifest: Mapping[str, Any], target_path: Path, selected: set[str],
                    translator: DagsterDbtTranslator) -> Iterator[dg.Output]:
-    """An output for each selected staging or quarantine view the build left out because it is
-    unchanged (pipelines/transform/unchanged_views.py), as dbt's result for a kept view gave one
-    before: the view is the deployed one, and its asset shows this refresh as its latest. Called once
-    dbt succeeded (dagster-dbt raises otherwise), when every node dbt ran has its output in `events`."""
-    seen = {event.output_name for event in events if isinstance(event, dg.Output)}
+    """An output for each selected staging or quarantine view when the build (target folder
+    `target_path`) left them out because they are unchanged (pipelines/transform/unchanged_views.py),
+    as dbt's result for a kept view gave one before: the view is the deployed one, and its asset shows
+    this refresh as its latest. Yielded before dbt's first event: Dagster wants a multi-asset's outputs
+    in the order of their dependencies, and the views read sources alone."""
+    if not unchanged_views.left_out_by(target_path):
+        return
     for unique_id, node in sorted(manifest["nodes"].items()):
         if not unchanged_views.left_out(node):
             continue
         # dagster-dbt names a model's output after its asset key (dbt_cli_event.py)
         name = translator.get_asset_spec(manifest, unique_id, None).key.to_python_identifier()
-        if name in selected and name not in seen:
+        if name in selected:
             yield dg.Output(None, output_name=name, metadata={
                 "unique_id": unique_id, "status": "unchanged",
                 "left_out": "its definition is the deployed one: not compiled or run by this build"})

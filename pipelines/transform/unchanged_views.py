@@ -94,12 +94,26 @@ def whole_build(args: Sequence[str]) -> bool:
     return True
 
 
+MARKER = "unchanged_views_left_out"  # in the invocation's target folder, when its build left the views out
+
+
+def left_out_by(target_path: Path) -> bool:
+    """Whether the build whose target folder is `target_path` left the views out (it says so before dbt
+    starts, so by dbt's first event)."""
+    return (target_path / MARKER).exists()
+
+
 def run_build(run: Callable[[list[str], dict[str, str]], int], args: Sequence[str], env: Mapping[str, str],
               profile_env: Mapping[str, str], project_dir: Path) -> int:
     """`run(args, env)` (dbt's command line after the executable, its environment), with the unchanged
     views left out when `args` are the whole-project build; its exit code. Call under the warehouse's lock."""
     views = UnchangedViews(profile_env, project_dir, env) if whole_build(args) else None
     more_args, more_env = views.plan() if views else ([], {})
+    if views and views.left_out:
+        # the dbt asset yields the left-out views' outputs before dbt's first event (pipelines/transform/assets.py)
+        target = project_dir / env.get("DBT_TARGET_PATH", "target")
+        target.mkdir(parents=True, exist_ok=True)
+        (target / MARKER).write_text(" ".join(LEFT_OUT))
     code = run([*args, *more_args], {**env, **more_env})
     if views:
         views.done(code)

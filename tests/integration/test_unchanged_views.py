@@ -170,16 +170,19 @@ def test_only_the_whole_build_leaves_views_out(args: list[str], whole: bool):
     assert unchanged_views.whole_build(args) is whole
 
 
-def test_the_dbt_asset_outputs_the_views_the_build_left_out():
-    """Each selected staging or quarantine view dbt did not run gets its output, named as dagster-dbt
-    names a model's (after its asset key); a view dbt ran, an unselected one and other models get none."""
+def test_the_dbt_asset_outputs_the_views_the_build_left_out(tmp_path: Path):
+    """When the build says it left the views out (its marker in the invocation's target folder), each
+    selected staging or quarantine view gets its output, named as dagster-dbt names a model's (after
+    its asset key); other views and models get none; without the marker, nothing."""
     from pipelines.transform.assets import AbosDbtTranslator, views_left_out
 
     manifest = json.loads(manifest_path().read_text())
     translator = AbosDbtTranslator("duckdb")
-    ran = [dg.Output(None, output_name=name) for name in ("stg_shopify__orders", "orders")]
-    selected = {"stg_shopify__orders", "stg_shopify__customers", "quarantine_stripe_invoices", "forecast_metrics",
-                "orders", "int_days"}
-    outputs = list(views_left_out(manifest, ran, selected, translator))
-    assert [output.output_name for output in outputs] == ["quarantine_stripe_invoices", "stg_shopify__customers"]
+    selected = {"stg_shopify__orders", "quarantine_stripe_invoices", "forecast_metrics", "orders", "int_days"}
+    assert list(views_left_out(manifest, tmp_path, selected, translator)) == []
+    unchanged_views.run_build(lambda args, env: 0, ["run"], {"DBT_TARGET_PATH": str(tmp_path)}, {}, tmp_path)
+    assert not unchanged_views.left_out_by(tmp_path)  # not the whole build: no decision, no marker
+    (tmp_path / unchanged_views.MARKER).write_text("")
+    outputs = list(views_left_out(manifest, tmp_path, selected, translator))
+    assert [output.output_name for output in outputs] == ["quarantine_stripe_invoices", "stg_shopify__orders"]
     assert {output.metadata["status"].value for output in outputs} == {"unchanged"}
