@@ -19,13 +19,13 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.settings import Settings
-from pipelines.transform import unchanged_views
 from pipelines.transform import (
     BUILD,
     DBT_PROJECT_DIR,
     prune_invocation_targets,
     require_manifest,
     step_dbt_env,
+    unchanged_views,
 )
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspaces

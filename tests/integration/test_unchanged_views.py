@@ -26,7 +26,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from pipelines.settings import Settings, load_settings
