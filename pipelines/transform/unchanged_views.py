@@ -109,11 +109,15 @@ def run_build(run: Callable[[list[str], dict[str, str]], int], args: Sequence[st
     views left out when `args` are the whole-project build; its exit code. Call under the warehouse's lock."""
     views = UnchangedViews(profile_env, project_dir, env) if whole_build(args) else None
     more_args, more_env = views.plan() if views else ([], {})
-    if views and views.left_out:
-        # the dbt asset yields the left-out views' outputs before dbt's first event (pipelines/transform/assets.py)
-        target = project_dir / env.get("DBT_TARGET_PATH", "target")
-        target.mkdir(parents=True, exist_ok=True)
-        (target / MARKER).write_text(" ".join(LEFT_OUT))
+    if views:
+        # the dbt asset yields the left-out views' outputs before dbt's first event (pipelines/transform/assets.py);
+        # a target folder used again (`abos dbt build` by hand: the project's) loses an earlier build's marker
+        marker = project_dir / env.get("DBT_TARGET_PATH", "target") / MARKER
+        if views.left_out:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(" ".join(LEFT_OUT))
+        else:
+            marker.unlink(missing_ok=True)
     code = run([*args, *more_args], {**env, **more_env})
     if views:
         views.done(code)
