@@ -133,7 +133,8 @@ def _dbt_build(settings: Settings, slowest: int = DBT_SLOWEST) -> dict[str, dict
     Returns the `slowest` nodes' seconds and their compile phase's, from dbt's log (`node_seconds`: the
     build writes no run_results.json, `BUILD`'s `--no-write-json`)."""
     home = settings.home
-    env = {**os.environ, **dbt_env(settings.warehouse), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+    profile_env = dbt_env(settings.warehouse)
+    env = {**os.environ, **profile_env, "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
            "DBT_TARGET_PATH": str(home / "dbt-target"), "DBT_LOG_PATH": str(home / "dbt-logs")}
     log = home / "dbt-logs" / "dbt.log"
     before = log.stat().st_size if log.exists() else 0  # dbt appends each run's lines to its log
@@ -146,7 +147,7 @@ def _dbt_build(settings: Settings, slowest: int = DBT_SLOWEST) -> dict[str, dict
         return finished[-1].returncode
 
     # as `run_dbt` runs it: the unchanged views left out (pipelines/transform/unchanged_views.py)
-    unchanged_views.run_build(build, list(BUILD), env, dbt_env(settings.warehouse), DBT_PROJECT_DIR)
+    unchanged_views.run_build(build, list(BUILD), env, profile_env, DBT_PROJECT_DIR)
     done = finished[0]
     if done.returncode != 0:
         raise RuntimeError(f"dbt build failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")

@@ -129,6 +129,9 @@ class UnchangedViews:
 
     def __init__(self, profile_env: Mapping[str, str], project_dir: Path, env: Mapping[str, str]) -> None:
         self.profile_env = dict(profile_env)
+        # the warehouse and target the profile names: a digest of it keys the record's file and its contents
+        # (the profile holds the Postgres password, and the record is a file)
+        self.profile = _digest({k: v for k, v in profile_env.items() if k.startswith("ABOS_DBT_")})
         self.project_dir = project_dir
         self.env = env
         self.key: str | None = None
@@ -143,8 +146,7 @@ class UnchangedViews:
             return [], {}
         with contextlib.closing(catalog):
             self.parts = {"project": project_digest(self.project_dir, self.env),
-                          # a digest: the profile holds the Postgres password, and the record is a file
-                          "profile": _digest({k: v for k, v in self.profile_env.items() if k.startswith("ABOS_DBT_")}),
+                          "profile": self.profile,
                           "sources": catalog.source_columns(declared_sources(self.project_dir))}
             self.key = _digest(self.parts)
             views = catalog.deployed_views()
@@ -181,9 +183,7 @@ class UnchangedViews:
         os.replace(temporary, path)
 
     def state_path(self) -> Path:
-        profile = {name: value for name, value in self.profile_env.items() if name.startswith("ABOS_DBT_")}
-        key = hashlib.sha256(json.dumps(profile, sort_keys=True).encode()).hexdigest()[:16]
-        return self.project_dir.joinpath(*STATE_DIR, f"{key}.json")
+        return self.project_dir.joinpath(*STATE_DIR, f"{self.profile[:16]}.json")
 
     def _recorded(self) -> dict[str, Any] | None:
         try:
