@@ -19,7 +19,7 @@ from contextlib import ExitStack, closing, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import dagster as dg
 import duckdb
@@ -32,6 +32,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipelines import duckdb_lock
+from pipelines.dbt_profile import postgres_profile_env
 from pipelines.errors import SettingsError
 
 CONNECT_TIMEOUT_SECONDS = 5
@@ -135,14 +136,9 @@ class Warehouse(dg.ConfigurableResource):
             return {"ABOS_DBT_TARGET": "duckdb", "ABOS_DBT_DUCKDB_PATH": str(self.duckdb_path),
                     "ABOS_DBT_DUCKDB_MEMORY_LIMIT": str(config["memory_limit"]),
                     "ABOS_DBT_DUCKDB_THREADS": str(config["threads"])}
-        parts = urlsplit(self.location)
         return {
             "ABOS_DBT_TARGET": "postgres",
-            "ABOS_DBT_PG_HOST": parts.hostname or "127.0.0.1",
-            "ABOS_DBT_PG_PORT": str(parts.port or 5432),
-            "ABOS_DBT_PG_USER": unquote(parts.username or "postgres"),
-            "ABOS_DBT_PG_PASSWORD": unquote(parts.password or ""),
-            "ABOS_DBT_PG_DATABASE": parts.path.lstrip("/"),
+            **postgres_profile_env(self.location),  # pipelines/dbt_profile.py
             # dbt's sessions without JIT compilation and without nested-loop joins where another
             # join exists (docs/performance.md, "Postgres against DuckDB at large@0.1"). JIT:
             # Postgres compiles a query costed above jit_above_cost to machine code first, and a

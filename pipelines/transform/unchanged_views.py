@@ -49,6 +49,8 @@ from typing import Any
 
 import yaml
 
+from pipelines.dbt_profile import postgres_connect_parameters
+
 # What is left out: the views of the staging and quarantine schemas, as dbt selectors.
 LEFT_OUT_SCHEMAS = ("staging", "quarantine")
 LEFT_OUT = tuple(f"config.materialized:view,config.schema:{schema}" for schema in LEFT_OUT_SCHEMAS)
@@ -251,11 +253,7 @@ class _Catalog:
             return cls(duckdb.connect(str(path), read_only=True), "duckdb")
         import psycopg2
 
-        return cls(psycopg2.connect(host=profile_env.get("ABOS_DBT_PG_HOST", "127.0.0.1"),
-                                    port=int(profile_env.get("ABOS_DBT_PG_PORT", "5432")),
-                                    user=profile_env.get("ABOS_DBT_PG_USER", "postgres"),
-                                    password=profile_env.get("ABOS_DBT_PG_PASSWORD", ""),
-                                    dbname=profile_env.get("ABOS_DBT_PG_DATABASE", "postgres")), "postgres")
+        return cls(psycopg2.connect(**postgres_connect_parameters(profile_env)), "postgres")
 
     def close(self) -> None:
         self.connection.close()
