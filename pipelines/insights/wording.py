@@ -434,9 +434,9 @@ class Wording:
     def money(self, value: float | None, *, signed: bool = False, whole: bool = False) -> str:
         """An amount with its symbol (or ISO code) and the currency's minor digits: "$1,234.50", "¥1,235".
 
-        `whole` drops the minor digits (chart axes).
+        `whole` drops the minor digits (chart axes). No number (None, NaN) is "n/a".
         """
-        if value is None:
+        if _no_number(value):
             return self.say("n/a")
         digits = 0 if whole else minor_digits(self.currency)
         body = self.number(value, digits)
@@ -448,13 +448,13 @@ class Wording:
         return self._signed(amount, round(value, digits), signed)
 
     def count(self, value: float | None, *, signed: bool = False) -> str:
-        if value is None:
+        if _no_number(value):
             return self.say("n/a")
         return self._signed(self.number(value), round(value), signed)
 
     def percent(self, fraction: float | None, *, digits: int = 1, signed: bool = False) -> str:
         """A fraction as a percentage: 0.123 → "12.3%" ("+12.3%" signed)."""
-        if fraction is None:
+        if _no_number(fraction):
             return self.say("n/a")
         return self._signed(self.number(fraction * 100, digits) + "%", round(fraction * 100, digits), signed)
 
@@ -481,3 +481,8 @@ class Wording:
         if rounded < 0:
             return MINUS + text
         return "+" + text if signed and rounded > 0 else text
+
+
+def _no_number(value: object) -> bool:
+    """None, or NaN (a ratio whose denominator is 0, a NULL read into a float column): nothing to print."""
+    return value is None or value != value  # NaN is the one value unequal to itself

@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from pipelines.insights.opportunities import workspace_opportunities
+from pipelines.insights.wording import Wording
 from pipelines.sandbox.server import build_store
 from pipelines.sandbox.simulation.runner import truth
 from pipelines.sandbox.simulation.simulator import SIZES
@@ -335,6 +337,31 @@ def test_unpaid_invoices_and_drafts_are_no_service(scenarios):
         ("2026-02-01", "new", Decimal("70.00")), ("2026-03-01", "new", Decimal("40.00")),
         ("2026-04-01", "churn", Decimal("-70.00")), ("2026-04-01", "churn", Decimal("-40.00"))]
     assert day(scenarios, "saas-unpaid", "2026-04-01")["churned_subscriptions"] == 2
+
+
+def test_a_churn_risk_with_no_mrr_left_says_what_it_took_and_never_nan(scenarios):
+    """Churn risks of customers whose MRR today is 0 (an unpaid subscription), read by the
+    opportunities rule from the built marts (pipelines/insights/opportunities.py):
+      saas-unpaid as of 04-20 (window from 03-21): cus_unpaid's subscription is unpaid and its 04-01
+        renewal of 70.00 is open (a failed payment); the 04-01 churn took 70.00: 12 × 70.00 = 840.00.
+        cus_voided's subscription ended (canceled), its open renewal was voided: no risk.
+      saas-pastdue as of 06-12 (window from 05-13): cus_late is unpaid since the 05-29 churn of 60.00,
+        its open invoice voided on 06-10: 12 × 60.00 = 720.00.
+      saas-unpaid as of 06-12: cus_unpaid is still unpaid, but its churn is older than 30 days: nothing
+        at stake, so no item (not "$0.00", not "$NaN")."""
+    query = scenarios.settings.warehouse.query
+    english = Wording("en", "USD")
+    assert query("select customer_id, current_mrr from marts.saas_customers where workspace_id = 'saas-unpaid' "
+                 "order by customer_id").astype({"current_mrr": float}).to_dict("records") == \
+        [{"customer_id": "cus_unpaid", "current_mrr": 0.0}, {"customer_id": "cus_voided", "current_mrr": 0.0}]
+
+    def risks(workspace: str, as_of: date) -> list[tuple]:
+        found = workspace_opportunities(query, workspace, "saas", "USD", english, as_of)
+        return [(row.subject_id, row.money_at_stake, row.evidence) for row in found.itertuples()]
+
+    assert risks("saas-unpaid", date(2026, 4, 20)) == [("cus_unpaid", 840.0, "a failed payment, unpaid; $70.00 MRR")]
+    assert risks("saas-pastdue", date(2026, 6, 12)) == [("cus_late", 720.0, "unpaid; $60.00 MRR")]
+    assert risks("saas-unpaid", date(2026, 6, 12)) == []
 
 
 def test_incomplete_expired_and_paused_count_zero_until_paid(scenarios):

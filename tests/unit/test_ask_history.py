@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipelines.ask import chart, history
-from pipelines.ask.answer import today_in
+from pipelines.ask.answer import ask, today_in
 from pipelines.ask.query import dimension_values
 from pipelines.ask.resolve import Context, Resolved, resolve
 from pipelines.packs import pack_for
@@ -44,6 +44,17 @@ def test_questions_are_stored_with_their_query_and_answer_per_workspace(home):
     assert [asked.question for asked in history.recent(warehouse, "saas", conversation="store-a")] == ["MRR yesterday"]
     kept = warehouse.rows("select answer_json from insights.questions where question_id = %s", [first.question_id])
     assert json.loads(kept[0]["answer_json"])["values"][0]["net_sales"] == pytest.approx(360)
+
+
+def test_a_ratio_without_a_denominator_is_answered_n_a_never_nan(home):
+    """Nov 4 sold no order (DAYS): its AOV, net sales / orders, is 0 / 0, no number. The answer says
+    "n/a" where the amount goes (Wording), not "$NaN.00"; the day's orders are there, 0."""
+    warehouse, workspaces = home
+    answer = ask("AOV and orders yesterday", workspaces.get("shop"), warehouse,
+                 now=datetime(2026, 11, 5, 15, 0, tzinfo=timezone.utc))
+    assert answer.status == "answered" and answer.query["range"]["start"] == answer.query["range"]["end"] == "2026-11-04"
+    assert answer.values[0]["orders"] == 0 and pd.isna(answer.values[0]["aov"])
+    assert "nan" not in answer.text.lower() and ": n/a" in answer.text, answer.text
 
 
 def test_a_follow_up_builds_on_the_conversations_last_answer(home):

@@ -24,6 +24,7 @@ from pipelines.insights.reports import (
     write_report,
 )
 from pipelines.insights.summaries import check_numbers
+from pipelines.insights.wording import Wording
 from pipelines.packs import pack_for
 
 ECOMMERCE = pack_for("ecommerce")
@@ -318,6 +319,10 @@ def test_amounts_follow_the_currency():
     assert format_money(-1234.5678, "KWD") == "−KWD 1,234.568"
     assert format_money(0.001, "CHF", signed=True) == "CHF 0.00"
     assert format_money(12, "EUR", signed=True) == "+€12.00"
+    # no number: None, or NaN (a ratio whose denominator is 0, a NULL read into a float column)
+    assert [format_money(value, "USD") for value in (None, float("nan"), np.float64("nan"))] == ["n/a"] * 3
+    english = Wording("en", "USD")
+    assert [english.percent(float("nan")), english.count(float("nan")), english.value("ratio", np.nan)] == ["n/a"] * 3
 
 
 def test_missing_pack_metric_is_an_error():
