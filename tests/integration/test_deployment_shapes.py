@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from pipelines.sandbox.server import build_store
-from pipelines.transform import DBT_PROJECT_DIR, KEEP_INVOCATIONS
+from pipelines.transform import KEEP_INVOCATIONS
 from pipelines.workspaces import load_workspaces
 from tests.integration.test_ecommerce_models import with_password
 from tests.scenario import ScenarioWarehouse, serving
@@ -160,18 +160,23 @@ GROWN = ["saas-usd", "shop", "saas-kwd", "saas-kwd-usd"]
 
 
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
-def grown_run(request, deployments, store) -> tuple[dict, ScenarioWarehouse, list[Path]]:
+def grown_run(request, deployments, store, tmp_path_factory) -> tuple[dict, ScenarioWarehouse, list[Path], list[Path]]:
     """The SaaS-only deployment, run again with three workspaces added to workspaces.yaml: the shop,
     saas-kwd (billing and reporting in KWD) and saas-kwd-usd (billing in KWD, reporting in USD, with
-    no KWD rate anywhere). Before it, old dagster-dbt invocation folders are planted: the third item
-    is those the run left."""
+    no KWD rate anywhere). Its dbt invocation folders go to a target folder of its own
+    (`DBT_TARGET_PATH`, which dagster-dbt puts them under), where old ones are planted first, so
+    what earlier runs left in dbt_project/target/ takes none of the places kept: the third item is the
+    planted folders the run left, the fourth the run's own invocation folders."""
     first, warehouse = deployments("saas-only", request.param)
     assert first["failed"] == []
     url = warehouse.settings.warehouse.url if request.param == "postgres" else None
-    with planted_invocation_folders() as planted:
+    target = tmp_path_factory.mktemp("dbt-target")
+    with planted_invocation_folders(target) as planted, pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("DBT_TARGET_PATH", str(target))
         result, grown_warehouse = run_deployment(store, GROWN, warehouse.settings.home, url)
         left = [folder for folder in planted if folder.exists()]
-    return result, grown_warehouse, left
+        own = sorted(folder for folder in target.glob("dbt_models-*") if folder not in planted)
+    return result, grown_warehouse, left, own
 
 
 @pytest.fixture(scope="module")
@@ -180,10 +185,10 @@ def grown(grown_run) -> tuple[dict, ScenarioWarehouse]:
 
 
 @contextlib.contextmanager
-def planted_invocation_folders(count: int = KEEP_INVOCATIONS + 5) -> Iterator[list[Path]]:
-    """`count` dagster-dbt invocation folders of the dbt step, two days old and older, oldest last."""
+def planted_invocation_folders(target: Path, count: int = KEEP_INVOCATIONS + 5) -> Iterator[list[Path]]:
+    """`count` dagster-dbt invocation folders of the dbt step in `target`, two days old and older, oldest last."""
     now = time.time()
-    planted = [DBT_PROJECT_DIR / "target" / f"dbt_models-planted-{os.getpid()}-{i:02d}" for i in range(count)]
+    planted = [target / f"dbt_models-planted-{i:02d}" for i in range(count)]
     for age, folder in enumerate(planted):
         (folder / "compiled").mkdir(parents=True)
         (folder / "dbt.log").write_text("an earlier refresh's log")
@@ -272,9 +277,11 @@ def operator_alerts(settings) -> list[dict]:
 
 def test_the_dbt_step_removes_old_invocation_folders_and_keeps_the_newest(grown_run):
     """dagster-dbt leaves a target folder per dbt command (the webhook refresh runs one every few
-    seconds): the run's dbt step removed the planted two-day-old ones beyond the newest kept."""
-    *_, left = grown_run
-    assert 0 < len(left) < KEEP_INVOCATIONS  # other runs' newer folders may have taken some of the places
+    seconds): the run's dbt steps removed the planted two-day-old ones beyond the newest kept. After
+    the last step's pruning, the target folder holds KEEP_INVOCATIONS of them: the run's own (all
+    new, none removed) and the newest planted."""
+    *_, left, own = grown_run
+    assert own and len(left) + len(own) == KEEP_INVOCATIONS
     ages = [int(p.name.rsplit("-", 1)[1]) for p in left]
     assert ages == list(range(len(left)))  # the newest planted kept, the oldest removed
 
@@ -287,7 +294,7 @@ def test_a_refresh_with_nothing_new_leaves_the_unchanged_views_out_and_shows_the
     (status `unchanged`), as many dbt models count as built, and the figures are the same."""
     import dagster as dg
 
-    first, warehouse, _ = grown_run
+    first, warehouse, *_ = grown_run
     url = warehouse.settings.warehouse.url if warehouse.settings.warehouse.kind == "postgres" else None
     results = [run_deployment(store, GROWN, warehouse.settings.home, url) for _ in range(2)]
     with dg.DagsterInstance.from_config(str(warehouse.settings.dagster_home)) as instance:
