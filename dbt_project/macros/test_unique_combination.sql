@@ -6,6 +6,13 @@
     column in `accepted_values` ({column: [values]}) holds a value not listed (`failure` 'value not
     accepted: <column>'; a null is not checked there, as dbt's accepted_values does not). -#}
 {% test unique_combination(model, columns, not_null=[], accepted_values={}) %}
+{%- set checks = unique_combination_checks(not_null, accepted_values) -%}
+{{ adapter.dispatch('unique_combination_failures')(model, columns, checks) }}
+{% endtest %}
+
+{#- The checks of a row as (condition, failure) pairs: a null in one of `not_null`, a value of
+    `accepted_values` not listed. -#}
+{% macro unique_combination_checks(not_null, accepted_values) -%}
 {%- set checks = [] -%}
 {%- for column in not_null -%}
     {%- do checks.append((column ~ ' is null', 'null ' ~ column)) -%}
@@ -15,8 +22,13 @@
     {%- for value in values -%}{%- do listed.append("'" ~ value ~ "'") -%}{%- endfor -%}
     {%- do checks.append((column ~ ' not in (' ~ listed | join(', ') ~ ')', 'value not accepted: ' ~ column)) -%}
 {%- endfor -%}
+{{ return(checks) }}
+{%- endmacro %}
+
+{#- The failing rows of `relation`: each key shared by two rows, each row failing a check. -#}
+{% macro default__unique_combination_failures(relation, columns, checks) -%}
 select {{ columns | join(', ') }}, cast('rows share this key' as varchar) as failure, count(*) as rows_sharing_key
-from {{ model }}
+from {{ relation }}
 group by {{ columns | join(', ') }}
 having count(*) > 1
 {%- if checks %}
@@ -26,7 +38,42 @@ union all
 select {{ columns | join(', ') }},
     cast(case {% for condition, failure in checks %}when {{ condition }} then '{{ failure }}' {% endfor %}end as varchar) as failure,
     1 as rows_sharing_key
-from {{ model }}
+from {{ relation }}
 where {% for condition, _ in checks %}{{ condition }}{{ ' or ' if not loop.last }}{% endfor %}
 {%- endif %}
-{% endtest %}
+{%- endmacro %}
+
+{#- Postgres: the same rows, from one read of the table when nothing fails. Postgres groups the key
+    by hashing it, and a hash aggregate of millions of keys (the segments' 17 M rows at scale 1)
+    spills to disk in batches; sorting one 64-bit hash of each row's key is cheaper (no text
+    compared, no spill of wide rows). The rows whose key's hash is shared by another row, or that
+    fail a check, are the candidates, and the test proper (the default's) runs on them alone: a key
+    shared by two rows has a shared hash, so every row of such a key is a candidate, and two
+    different keys of one hash (a collision, or `concat_ws`' separator inside a value) are told apart
+    by the exact grouping. When there is no candidate, Postgres does not read the table a second
+    time (a hash semi-join with an empty inner side). docs/performance.md, "Postgres at scale 1:
+    the key tests by hash". -#}
+{% macro postgres__unique_combination_failures(relation, columns, checks) -%}
+{%- set key_hash = 'hashtextextended(concat_ws(' ~ "'|', " ~ columns | join(', ') ~ '), 0)' -%}
+{%- set failed -%}
+    {%- if checks -%}
+    case when {% for condition, _ in checks %}{{ condition }}{{ ' or ' if not loop.last }}{% endfor %} then 1 else 0 end
+    {%- else -%}
+    0
+    {%- endif -%}
+{%- endset -%}
+with candidate_hashes as (
+    select key_hash
+    -- sorted: a group aggregate over the sorted hashes, not a hash aggregate spilling to disk
+    from (select {{ key_hash }} as key_hash, {{ failed }} as failed from {{ relation }} order by 1) as hashed
+    group by key_hash
+    having count(*) > 1 or max(failed) = 1
+),
+
+candidates as (
+    select * from {{ relation }}
+    where {{ key_hash }} in (select key_hash from candidate_hashes)
+)
+
+{{ default__unique_combination_failures('candidates', columns, checks) }}
+{%- endmacro %}

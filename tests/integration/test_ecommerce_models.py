@@ -566,6 +566,63 @@ def test_incremental_rerun_on_postgres_with_no_new_load_leaves_every_table_as_it
     assert snapshot(postgres_scenarios) == before
 
 
+def test_key_test_on_postgres_fails_on_each_duplicate_null_and_value_not_accepted(postgres_scenarios):
+    """On Postgres the key test groups a 64-bit hash of each row's key (`concat_ws` of the key's
+    values) and tests only the rows whose hash is shared or that fail a check
+    (macros/test_unique_combination.sql, postgres__unique_combination_failures). It still reports
+    every failure as the plain form does, one row each: a duplicated key ('rows share this key',
+    counted 2), a null segment and a segment not accepted; and two rows whose keys differ but hash
+    alike (`concat_ws` skips nulls: (null, day, person) and ('day', null, person) are both
+    'day|person') are told apart, each failing for its own null column only."""
+    warehouse = postgres_scenarios
+    segments = "metrics.ecommerce_customer_segments"
+    rows = warehouse.query(f"select * from {segments} order by workspace_id, week_start, person_id limit 4")
+    duplicated, nulled, renamed, hashed = rows
+    columns = ", ".join(duplicated)
+    key = "workspace_id = %s and week_start = %s and person_id = %s"
+    found = ("select workspace_id, week_start, person_id, failure, rows_sharing_key"
+             " from audit.unique_combination_ecommerce_customer_segments")
+    day = hashed["week_start"].isoformat()
+    with warehouse.settings.warehouse.transaction() as sql:
+        sql.execute(f"insert into {segments} ({columns}) select {columns} from {segments} where {key}",
+                    (duplicated["workspace_id"], duplicated["week_start"], duplicated["person_id"]))
+        sql.execute(f"update {segments} set segment = null where {key}",
+                    (nulled["workspace_id"], nulled["week_start"], nulled["person_id"]))
+        sql.execute(f"update {segments} set segment = 'platinum' where {key}",
+                    (renamed["workspace_id"], renamed["week_start"], renamed["person_id"]))
+        # the two rows of one hash: the row's columns with its workspace and week given
+        given = columns.replace("workspace_id", "%s", 1).replace("week_start", "%s", 1)
+        for workspace_id, week_start in ((None, hashed["week_start"]), (day, None)):
+            sql.execute(f"insert into {segments} ({columns}) select {given} from {segments} where {key}",
+                        (workspace_id, week_start, hashed["workspace_id"], hashed["week_start"], hashed["person_id"]))
+    try:
+        with pytest.raises(AssertionError) as failed:
+            run_dbt(warehouse.settings, "test", "-s", "unique_combination_ecommerce_customer_segments",
+                    "--store-failures")
+        assert "Failure in test unique_combination_ecommerce_customer_segments " in str(failed.value), \
+            str(failed.value)[-3000:]
+        assert sorted(warehouse.query(found), key=repr) == sorted([
+            {**{name: duplicated[name] for name in ("workspace_id", "week_start", "person_id")},
+             "failure": "rows share this key", "rows_sharing_key": 2},
+            {**{name: nulled[name] for name in ("workspace_id", "week_start", "person_id")},
+             "failure": "null segment", "rows_sharing_key": 1},
+            {**{name: renamed[name] for name in ("workspace_id", "week_start", "person_id")},
+             "failure": "value not accepted: segment", "rows_sharing_key": 1},
+            {"workspace_id": None, "week_start": hashed["week_start"], "person_id": hashed["person_id"],
+             "failure": "null workspace_id", "rows_sharing_key": 1},
+            {"workspace_id": day, "week_start": None, "person_id": hashed["person_id"],
+             "failure": "null week_start", "rows_sharing_key": 1}], key=repr)
+    finally:
+        with warehouse.settings.warehouse.transaction() as sql:
+            sql.execute(f"delete from {segments} where workspace_id is null or week_start is null")
+            sql.execute(f"delete from {segments} where ctid = (select max(ctid) from {segments} where {key})",
+                        (duplicated["workspace_id"], duplicated["week_start"], duplicated["person_id"]))
+            for row in (nulled, renamed):
+                sql.execute(f"update {segments} set segment = %s where {key}",
+                            (row["segment"], row["workspace_id"], row["week_start"], row["person_id"]))
+    run_dbt(warehouse.settings, "test", "-s", "unique_combination_ecommerce_customer_segments")
+
+
 def test_same_results_on_duckdb_and_postgres(duckdb_scenarios, postgres_scenarios):
     """Every ecommerce table holds the same rows on both databases (load ids differ by nature)."""
     for table, key in TABLES.items():
