@@ -1,14 +1,16 @@
 """Warehouse access: idempotent upserts and scoped replacement, on DuckDB and Postgres."""
 
-from datetime import date
+import math
+from datetime import date, datetime, timezone
 
 import duckdb
 import pandas as pd
 import psycopg2
+import psycopg2.extras
 import pytest
 
 from pipelines.settings import load_settings
-from pipelines.warehouse import Warehouse, _delete_matching
+from pipelines.warehouse import _TYPE_OIDS, Warehouse, _copied_rows, _delete_matching, _plain_rows, _sql_type
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -176,3 +178,58 @@ def test_a_scoped_upserts_deletes_are_hash_joins_on_postgres_not_a_subquery_per_
     # and the scoped upsert still replaces the whole scope
     warehouse.upsert("insights.values", frame.iloc[:10], key=["workspace_id", "person_id"], replace={"workspace_id": "a"})
     assert warehouse.query("select count(*) as n from insights.values")["n"][0] == 10
+
+
+def test_awkward_values_round_trip_exactly_through_a_postgres_upserts_copy(new_pg_database, tmp_path):
+    """On Postgres an upsert's rows go in by `COPY` of Arrow's CSV (`_copied_rows`): text with quotes,
+    commas, line breaks, backslashes, `\\N` and an empty string (not NULL), NULLs of every type, floats
+    to the last bit, infinities, dates, timestamps with and without a zone, booleans and big integers
+    must read back as written, and as psycopg2's own `insert … values` writes them."""
+    warehouse = load_settings({"ABOS_HOME": str(tmp_path), "ABOS_WAREHOUSE_URL": new_pg_database()}).warehouse
+    texts = ['say "hi", then go', "two\nlines\r\nand a\ttab", "back\\slash \\N", "\\N", "", None, "naïve ☃ 日本",
+             "'single' quotes; -- not SQL", ",", '"']
+    count = len(texts)
+    floats = [0.1, 1 / 3, -0.0, 1e-300, 2.5e300, float("inf"), float("-inf"), float("nan"), 123456789.123456789,
+              5e-324]
+    frame = pd.DataFrame({
+        "id": [f"row-{i}" for i in range(count)],
+        "text": pd.Series(texts, dtype=object),
+        "value": floats,
+        "n": pd.array([0, -1, 2**62, None, 7, 8, 9, 10, 11, -(2**63)], dtype="Int64"),
+        "flag": pd.array([True, False, None, True, False, True, False, True, False, True], dtype="boolean"),
+        "day": [date(2026, 3, 2), date(1999, 12, 31), None, *[date(2026, 11, 25)] * (count - 3)],
+        "at": pd.to_datetime(["2026-03-02 10:11:12.123456+01:00", None, *["2026-11-25 00:00:00.000001-08:00"] * (count - 2)],
+                             utc=True, format="ISO8601").tz_convert("Europe/Berlin"),
+        "naive": pd.to_datetime(["2026-03-02 10:11:12.654321", None, *["1969-07-20 20:17:40"] * (count - 2)],
+                                format="ISO8601"),
+        "facts": ['{"a": [1, 2], "b": "x\\"y"}', *["{}"] * (count - 1)],
+    })
+    types = {column: _sql_type(frame[column]) for column in frame.columns}
+    assert _copied_rows(frame, types, [_TYPE_OIDS[types[column]] for column in frame.columns], "UTF8") is not None
+    warehouse.upsert("insights.awkward", frame, key=["id"])
+    # the same rows through psycopg2's literals, the way upserts wrote them before
+    with warehouse.transaction() as statements:
+        statements.execute("create table insights.awkward_literal as select * from insights.awkward limit 0")
+    with warehouse.postgres_connection() as conn, conn.cursor() as cursor:
+        psycopg2.extras.execute_values(cursor, "insert into insights.awkward_literal values %s", _plain_rows(frame))
+    conn.close()
+
+    found = warehouse.rows("select * from insights.awkward order by id")
+    assert [row["text"] for row in found] == texts
+    for row, value in zip(found, floats):
+        assert (row["value"] is None) if value != value else (row["value"] == value and
+                                                               math.copysign(1, row["value"]) == math.copysign(1, value))
+    assert [row["n"] for row in found] == [0, -1, 2**62, None, 7, 8, 9, 10, 11, -(2**63)]
+    assert [row["flag"] for row in found] == [True, False, None, True, False, True, False, True, False, True]
+    assert [row["day"] for row in found] == [date(2026, 3, 2), date(1999, 12, 31), None, *[date(2026, 11, 25)] * 7]
+    assert found[0]["at"] == datetime(2026, 3, 2, 9, 11, 12, 123456, tzinfo=timezone.utc) and found[1]["at"] is None
+    assert found[2]["at"] == datetime(2026, 11, 25, 8, 0, 0, 1, tzinfo=timezone.utc)
+    assert [row["naive"] for row in found[:3]] == [datetime(2026, 3, 2, 10, 11, 12, 654321), None,
+                                                  datetime(1969, 7, 20, 20, 17, 40)]
+    assert found[0]["facts"] == '{"a": [1, 2], "b": "x\\"y"}'
+    differ = ("select count(*) as n from (select * from insights.awkward except all select * from insights.awkward_literal) a"
+              " full join (select * from insights.awkward_literal except all select * from insights.awkward) b on false")
+    assert warehouse.rows(differ) == [{"n": 0}]
+    # and an upsert over them replaces them by key, as any other
+    warehouse.upsert("insights.awkward", frame.iloc[:2].assign(text=["a,b", ""]), key=["id"])
+    assert [row["text"] for row in warehouse.rows("select text from insights.awkward order by id")] == ["a,b", "", *texts[2:]]
