@@ -237,9 +237,7 @@ class Warehouse(dg.ConfigurableResource):
                 return conn.execute(sql.replace("%s", "?"), list(params)).df()
         with self.write_lock(), self._postgres() as conn, conn.cursor() as cursor:
             cursor.execute(sql, tuple(params) or None)
-            names = [column.name for column in cursor.description]
-            frame = pd.DataFrame(cursor.fetchall(), columns=names)
-        return _floats(frame)
+            return _fetched_frame(cursor)
 
     @contextmanager
     def reads(self) -> Iterator[Reads]:
@@ -315,8 +313,7 @@ class Warehouse(dg.ConfigurableResource):
                             cursor.execute(sql, tuple(params) or None)
                         except psycopg2.errors.QueryCanceled:
                             raise TimeoutError(f"a read took longer than {timeout:g}s") from None
-                        names = [column.name for column in cursor.description]
-                        return _floats(pd.DataFrame(cursor.fetchall(), columns=names))
+                        return _fetched_frame(cursor)
 
                 yield read
 
@@ -552,8 +549,7 @@ class Reads:
         if self.kind == "duckdb":
             return self._target.execute(sql.replace("%s", "?"), list(params)).df()
         self._target.execute(sql, tuple(params) or None)
-        names = [column.name for column in self._target.description]
-        return _floats(pd.DataFrame(self._target.fetchall(), columns=names))
+        return _fetched_frame(self._target)
 
     def table_exists(self, table: str) -> bool:
         """Whether `schema.name` exists, as `Warehouse.table_exists` says."""
@@ -596,6 +592,23 @@ def _floats(frame: pd.DataFrame) -> pd.DataFrame:
     for name in frame.columns:
         if frame[name].dtype == object and frame[name].map(lambda value: isinstance(value, Decimal)).any():
             frame[name] = frame[name].astype("float64")
+    return frame
+
+
+NUMERIC_OID = 1700  # Postgres's `numeric`, the one type psycopg2 returns as Decimal
+
+
+def _fetched_frame(cursor: psycopg2.extensions.cursor) -> pd.DataFrame:
+    """The rows of a psycopg2 cursor's statement as a frame, decimals as floats as `_floats` makes them.
+
+    `_floats` asks every value of every object column whether it is a Decimal (a date column's every
+    value, since none is): the cursor's description says which columns are `numeric`, and only those
+    hold Decimals (or NULLs: a column of NULLs only stays as it is, as `_floats` leaves it)."""
+    description = cursor.description
+    frame = pd.DataFrame(cursor.fetchall(), columns=[column.name for column in description])
+    for position, column in enumerate(description):
+        if column.type_code == NUMERIC_OID and frame.iloc[:, position].notna().any():
+            frame.isetitem(position, frame.iloc[:, position].astype("float64"))
     return frame
 
 
