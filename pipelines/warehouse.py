@@ -675,6 +675,11 @@ _TYPE_OIDS = {"boolean": 16, "bigint": 20, "double precision": 701, "date": 1082
               "timestamp with time zone": 1184, "text": 25}
 
 
+# The Arrow types whose CSV text Postgres reads as the value psycopg2 writes, by column type.
+_AS_WRITTEN = {"text": lambda kind: pa.types.is_string(kind) or pa.types.is_large_string(kind),
+               "bigint": pa.types.is_integer, "boolean": pa.types.is_boolean, "date": pa.types.is_date}
+
+
 def _copied_rows(frame: pd.DataFrame, types: Mapping[str, str], oids: Sequence[int], encoding: str) -> bytes | None:
     """`frame` as CSV for Postgres's `COPY … from stdin with (format csv)` into the upsert's `incoming`
     table (whose column types have `oids`), when that writes exactly the values `execute_values` of
@@ -706,22 +711,16 @@ def _copied_rows(frame: pd.DataFrame, types: Mapping[str, str], oids: Sequence[i
         if _TYPE_OIDS.get(sql_type) != oid:
             return None
         kind = array.type
-        if sql_type == "text" and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-            columns.append(array)
-        elif sql_type == "bigint" and pa.types.is_integer(kind):
-            columns.append(array)
-        elif sql_type == "double precision" and pa.types.is_floating(kind):
+        if sql_type == "double precision" and pa.types.is_floating(kind):
             columns.append(array.cast(pa.float64()))  # a float32's exact double, as `.item()` gives it
-        elif sql_type == "boolean" and pa.types.is_boolean(kind):
-            columns.append(array)
-        elif sql_type == "date" and pa.types.is_date(kind):
-            columns.append(array)
         elif sql_type.startswith("timestamp") and pa.types.is_timestamp(kind) and (
                 (kind.tz is not None) == (sql_type == "timestamp with time zone")):
             if kind.unit == "ns":
                 if (np.asarray(array.cast(pa.int64()).fill_null(0)) % 1000).any():
                     return None
                 array = array.cast(pa.timestamp("us", kind.tz))
+            columns.append(array)
+        elif _AS_WRITTEN.get(sql_type, lambda _: False)(kind):
             columns.append(array)
         else:
             return None

@@ -1,7 +1,7 @@
 """Warehouse access: idempotent upserts and scoped replacement, on DuckDB and Postgres."""
 
 import math
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import duckdb
 import pandas as pd
@@ -217,13 +217,13 @@ def test_awkward_values_round_trip_exactly_through_a_postgres_upserts_copy(new_p
     found = warehouse.rows("select * from insights.awkward order by id")
     assert [row["text"] for row in found] == texts
     for row, value in zip(found, floats):
-        assert (row["value"] is None) if value != value else (row["value"] == value and
+        assert (row["value"] is None) if math.isnan(value) else (row["value"] == value and
                                                                math.copysign(1, row["value"]) == math.copysign(1, value))
     assert [row["n"] for row in found] == [0, -1, 2**62, None, 7, 8, 9, 10, 11, -(2**63)]
     assert [row["flag"] for row in found] == [True, False, None, True, False, True, False, True, False, True]
     assert [row["day"] for row in found] == [date(2026, 3, 2), date(1999, 12, 31), None, *[date(2026, 11, 25)] * 7]
-    assert found[0]["at"] == datetime(2026, 3, 2, 9, 11, 12, 123456, tzinfo=timezone.utc) and found[1]["at"] is None
-    assert found[2]["at"] == datetime(2026, 11, 25, 8, 0, 0, 1, tzinfo=timezone.utc)
+    assert found[0]["at"] == datetime(2026, 3, 2, 9, 11, 12, 123456, tzinfo=UTC) and found[1]["at"] is None
+    assert found[2]["at"] == datetime(2026, 11, 25, 8, 0, 0, 1, tzinfo=UTC)
     assert [row["naive"] for row in found[:3]] == [datetime(2026, 3, 2, 10, 11, 12, 654321), None,
                                                   datetime(1969, 7, 20, 20, 17, 40)]
     assert found[0]["facts"] == '{"a": [1, 2], "b": "x\\"y"}'
