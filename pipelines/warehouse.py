@@ -236,8 +236,7 @@ class Warehouse(dg.ConfigurableResource):
             with self._opened() as conn:
                 return conn.execute(sql.replace("%s", "?"), list(params)).df()
         with self.write_lock(), self._postgres() as conn, conn.cursor() as cursor:
-            cursor.execute(sql, tuple(params) or None)
-            return _fetched_frame(cursor)
+            return _read_frame(cursor, sql, params)
 
     @contextmanager
     def reads(self) -> Iterator[Reads]:
@@ -548,8 +547,7 @@ class Reads:
         """The rows of `sql` as a frame, as `Warehouse.query` returns them."""
         if self.kind == "duckdb":
             return self._target.execute(sql.replace("%s", "?"), list(params)).df()
-        self._target.execute(sql, tuple(params) or None)
-        return _fetched_frame(self._target)
+        return _read_frame(self._target, sql, params)
 
     def table_exists(self, table: str) -> bool:
         """Whether `schema.name` exists, as `Warehouse.table_exists` says."""
@@ -609,6 +607,61 @@ def _fetched_frame(cursor: psycopg2.extensions.cursor) -> pd.DataFrame:
     for position, column in enumerate(description):
         if column.type_code == NUMERIC_OID and frame.iloc[:, position].notna().any():
             frame.isetitem(position, frame.iloc[:, position].astype("float64"))
+    return frame
+
+
+# The column types a read takes through COPY, as Arrow's CSV reader parses them; `_copied_frame` turns
+# them into the dtypes `_fetched_frame` gives psycopg2's values of these types.
+_COPIED_TYPES = {16: pa.bool_(), 20: pa.int64(), 21: pa.int64(), 23: pa.int64(), 701: pa.float64(),
+                 NUMERIC_OID: pa.float64(), 25: pa.string(), 1043: pa.string(), 1082: pa.date32()}
+
+
+def _read_frame(cursor: psycopg2.extensions.cursor, sql: str, params: Sequence[object]) -> pd.DataFrame:
+    """The rows of the select `sql` as a frame, the same as `_fetched_frame` makes them: through
+    `COPY (…) to stdout` in CSV read by Arrow when every column is of a type in `_COPIED_TYPES`.
+
+    psycopg2's `fetchall` makes a Python object of every value and pandas looks at each of them
+    again to find the column's dtype (the drivers' slices at scale 1: millions of rows; docs/performance.md,
+    "The insights stage on Postgres"); Arrow parses the CSV column by column in C++. A first
+    `limit 0` of the select gives the column types (planned, not run). Any other statement, an
+    encoding other than UTF-8, a column of another type (timestamps among them) or text Arrow does
+    not parse as its type (e.g. an infinite date) reads through `fetchall`.
+    """
+    values = tuple(params) or None
+    words = sql.split(maxsplit=1)
+    if words and words[0].lower() == "select" and " into " not in sql.lower() and cursor.connection.encoding == "UTF8":
+        cursor.execute(f"select * from ({sql}) as typed limit 0", values)
+        description = cursor.description
+        types = [_COPIED_TYPES.get(column.type_code) for column in description]
+        if types and all(types):
+            rows = io.BytesIO()
+            cursor.copy_expert(cursor.mogrify(f"copy ({sql}) to stdout with (format csv)", values), rows)
+            try:
+                return _copied_frame(rows.getvalue(), [column.name for column in description], types)
+            except pa.ArrowInvalid:
+                pass
+    cursor.execute(sql, values)
+    return _fetched_frame(cursor)
+
+
+def _copied_frame(rows: bytes, names: list[str], types: list[pa.DataType]) -> pd.DataFrame:
+    """COPY's CSV `rows` of columns `names` of Arrow `types` as `_fetched_frame` makes psycopg2's rows:
+    a column of NULLs only as objects (None), integers with a NULL as floats, booleans with one as
+    objects, dates as `datetime.date` objects, text as pandas' inferred string dtype, `numeric` as floats.
+    COPY writes NULL as an unquoted empty field and an empty text quoted."""
+    if not rows:
+        return pd.DataFrame([], columns=names)
+    positions = [f"c{position}" for position in range(len(names))]
+    table = pyarrow.csv.read_csv(
+        io.BytesIO(rows), read_options=pyarrow.csv.ReadOptions(column_names=positions),
+        parse_options=pyarrow.csv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+        convert_options=pyarrow.csv.ConvertOptions(
+            column_types=dict(zip(positions, types)), true_values=["t"], false_values=["f"], null_values=[""],
+            strings_can_be_null=True, quoted_strings_can_be_null=False))
+    columns = [pd.Series([None] * len(column), dtype=object) if column.null_count == len(column)
+               else column.to_pandas(date_as_object=True) for column in table.columns]
+    frame = pd.concat(columns, axis=1, ignore_index=True)
+    frame.columns = names
     return frame
 
 

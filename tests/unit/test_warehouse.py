@@ -10,7 +10,8 @@ import psycopg2.extras
 import pytest
 
 from pipelines.settings import load_settings
-from pipelines.warehouse import _TYPE_OIDS, Warehouse, _copied_rows, _delete_matching, _plain_rows, _sql_type
+from pipelines.warehouse import (_TYPE_OIDS, Warehouse, _copied_rows, _delete_matching, _fetched_frame, _plain_rows,
+                                 _sql_type)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -233,3 +234,42 @@ def test_awkward_values_round_trip_exactly_through_a_postgres_upserts_copy(new_p
     # and an upsert over them replaces them by key, as any other
     warehouse.upsert("insights.awkward", frame.iloc[:2].assign(text=["a,b", ""]), key=["id"])
     assert [row["text"] for row in warehouse.rows("select text from insights.awkward order by id")] == ["a,b", "", *texts[2:]]
+
+
+def test_postgres_reads_through_copy_give_what_fetchall_gives_value_for_value(new_pg_database, tmp_path):
+    """A Postgres read of plain column types goes through `COPY … to stdout` read by Arrow
+    (`_read_frame`): the frame must be psycopg2's, dtype for dtype and value for value: text with
+    quotes, line breaks and backslashes, an empty string (not NULL), a row whose only column is NULL,
+    integers with and without NULLs, floats and `numeric` to the last bit with NaN and infinities,
+    dates, booleans, columns of NULLs only, no rows at all."""
+    warehouse = load_settings({"ABOS_HOME": str(tmp_path), "ABOS_WAREHOUSE_URL": new_pg_database()}).warehouse
+    with warehouse.transaction() as statements:
+        statements.execute("""create table public.awkward as select * from (values
+            (1, 2::bigint, 3::smallint, 0.1::float8, 1.10::numeric, 'say "hi", then go', 'x'::varchar,
+             date '2026-03-02', true, true, null::int),
+            (null, 5, null, 'NaN'::float8, 'NaN'::numeric, '', null, null, null, false, null),
+            (7, null, 9, '-Infinity'::float8, 123456789.123456789123::numeric, e'two\\nlines \\\\N, \\r\\n', '',
+             date '1999-12-31', false, true, null)
+            ) as v (i4, i8, i2, f8, num, txt, vc, day, flag, always, none)""")
+    reads = ["select * from public.awkward order by i8", "select i8 from public.awkward order by i8 nulls first",
+             "select txt, day from public.awkward where i2 = %s", "select * from public.awkward where false",
+             "select always, f8, num from public.awkward order by f8"]
+    for sql in reads:
+        params = [9] if "%s" in sql else []
+        found = warehouse.query(sql, params)
+        with warehouse.postgres_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(sql, params or None)
+            fetched = _fetched_frame(cursor)
+        conn.close()
+        pd.testing.assert_frame_equal(found, fetched, check_exact=True)
+        assert [repr(value) for value in found.to_numpy().ravel()] == [repr(value) for value in fetched.to_numpy().ravel()]
+    found = warehouse.query(reads[0])
+    assert found["txt"].tolist()[:2] == ['say "hi", then go', ""] and found["vc"].tolist()[2] == ""
+    assert found["txt"][2] == "two\nlines \\N, \r\n" and pd.isna(found["vc"][1])
+    assert found["i8"].tolist()[:2] == [2.0, 5.0] and math.isnan(found["i8"][2])  # a NULL makes them floats
+    assert found["f8"][0] == 0.1 and found["f8"][2] == float("-inf") and math.isnan(found["num"][1])
+    assert found["num"][2] == 123456789.12345679 and found["num"].dtype == "float64"
+    assert found["day"].tolist() == [date(2026, 3, 2), None, date(1999, 12, 31)]
+    assert found["flag"].tolist() == [True, None, False] and found["always"].dtype == bool
+    assert found["none"].tolist() == [None, None, None] and found["none"].dtype == object
+    assert warehouse.query(reads[1])["i8"].isna().tolist() == [True, False, False]
