@@ -10,8 +10,15 @@ import psycopg2.extras
 import pytest
 
 from pipelines.settings import load_settings
-from pipelines.warehouse import (_TYPE_OIDS, Warehouse, _copied_rows, _delete_matching, _fetched_frame, _plain_rows,
-                                 _sql_type)
+from pipelines.warehouse import (
+    _TYPE_OIDS,
+    Warehouse,
+    _copied_rows,
+    _delete_matching,
+    _fetched_frame,
+    _plain_rows,
+    _sql_type,
+)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
