@@ -353,17 +353,23 @@ def workspace_opportunities(query, workspace_id: str, vertical: str, currency: s
         # not every customer's, a million rows at scale 1 for a few hundred slips.
         slips = ("segments.workspace_id = %s and segments.week_start = %s "
                  f"and segments.previous_segment in ({_marks(VALUABLE)}) and segments.segment in ({_marks(SLIPPED)})")
-        slip_values = [workspace_id, last_week, *VALUABLE, *SLIPPED]
+        slipped = query("select segments.person_id, customers.email, segments.segment, segments.previous_segment, "
+                        "segments.recency_days, segments.frequency from metrics.ecommerce_customer_segments segments "
+                        "inner join marts.customers customers on customers.workspace_id = segments.workspace_id "
+                        f"and customers.person_id = segments.person_id where {slips}",
+                        [workspace_id, last_week, *VALUABLE, *SLIPPED])
+        # Their sales by their ids, not by the slips' condition again: the segments table is read
+        # once (on Postgres each read scans all of it, 17 M rows at scale 1; docs/performance.md,
+        # "The insights stage on Postgres"). `segment_slips` looks up no one else.
+        people = tuple(dict.fromkeys(slipped["person_id"]))
         found = [
             segment_slips(
-                query("select segments.person_id, customers.email, segments.segment, segments.previous_segment, "
-                      "segments.recency_days, segments.frequency from metrics.ecommerce_customer_segments segments "
-                      "inner join marts.customers customers on customers.workspace_id = segments.workspace_id "
-                      f"and customers.person_id = segments.person_id where {slips}", slip_values),
+                slipped,
                 query("select person_id, sum(discounted_sales) as net_sales_365d from marts.orders "
-                      "where workspace_id = %s and not is_cancelled and order_date > %s and person_id in "
-                      f"(select segments.person_id from metrics.ecommerce_customer_segments segments where {slips}) "
-                      "group by person_id", [workspace_id, as_of - timedelta(days=365), *slip_values]),
+                      "where workspace_id = %s and not is_cancelled and order_date > %s "
+                      f"and person_id in ({_marks(people)}) group by person_id",
+                      [workspace_id, as_of - timedelta(days=365), *people]) if people else
+                pd.DataFrame(columns=["person_id", "net_sales_365d"]),
                 wording),
             product_trends(slices.astype({"net_sales": "float64"}), wording),
             cohort_retention(query("select * from metrics.ecommerce_cohorts where workspace_id = %s "
