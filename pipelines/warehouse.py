@@ -623,13 +623,15 @@ def _read_frame(cursor: psycopg2.extensions.cursor, sql: str, params: Sequence[o
     psycopg2's `fetchall` makes a Python object of every value and pandas looks at each of them
     again to find the column's dtype (the drivers' slices at scale 1: millions of rows; docs/performance.md,
     "The insights stage on Postgres"); Arrow parses the CSV column by column in C++. A first
-    `limit 0` of the select gives the column types (planned, not run). Any other statement, an
-    encoding other than UTF-8, a column of another type (timestamps among them) or text Arrow does
+    `limit 0` of the select gives the column types (planned, not run). Any other statement (or a select
+    with `into`, a `;` or a `--` comment, which the subquery would break), an encoding other than UTF-8, a column of another type (timestamps among them) or text Arrow does
     not parse as its type (e.g. an infinite date) reads through `fetchall`.
     """
     values = tuple(params) or None
     words = sql.split(maxsplit=1)
-    if words and words[0].lower() == "select" and " into " not in sql.lower() and cursor.connection.encoding == "UTF8":
+    # a select that can be wrapped as a subquery: no `into`, no statement end, no comment running to its end
+    wrappable = words and words[0].lower() == "select" and not any(mark in sql.lower() for mark in (" into ", ";", "--"))
+    if wrappable and cursor.connection.encoding == "UTF8":
         cursor.execute(f"select * from ({sql}) as typed limit 0", values)
         description = cursor.description
         types = [_COPIED_TYPES.get(column.type_code) for column in description]

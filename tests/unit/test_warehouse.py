@@ -260,7 +260,8 @@ def test_postgres_reads_through_copy_give_what_fetchall_gives_value_for_value(ne
             ) as v (i4, i8, i2, f8, num, txt, vc, day, flag, always, none)""")
     reads = ["select * from public.awkward order by i8", "select i8 from public.awkward order by i8 nulls first",
              "select txt, day from public.awkward where i2 = %s", "select * from public.awkward where false",
-             "select always, f8, num from public.awkward order by f8"]
+             "select always, f8, num from public.awkward order by f8",
+             "select txt from public.awkward order by i8 -- a comment, read as it was", "select 1 as one;"]
     for sql in reads:
         params = [9] if "%s" in sql else []
         found = warehouse.query(sql, params)
