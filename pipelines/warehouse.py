@@ -111,10 +111,22 @@ class Warehouse(dg.ConfigurableResource):
 
     # -- the tools that write it ------------------------------------------------------------------
 
+    @property
+    def load_file_format(self) -> str | None:
+        """The raw tables' load file format (a dlt resource's `file_format`), the one place it is chosen.
+
+        DuckDB: parquet, for Arrow tables and dict rows alike (loaded several times faster than SQL
+        inserts). Postgres: None, dlt's choice per item: an Arrow table as csv, loaded with `COPY`
+        (`dlt_destination`'s copy job keeps an empty string apart from NULL), dict rows as SQL
+        inserts (`insert_values`): dlt's csv writer for dict rows writes NULL and '' alike as `""`.
+        """
+        return "parquet" if self.kind == "duckdb" else None
+
     def dlt_destination(self):
         """The dlt destination (DuckDB file or Postgres). DuckDB's writes a merge table's first load once
-        (pipelines/duckdb_first_load.py)."""
-        import dlt  # the destination is needed by loads only; importing dlt costs seconds
+        (pipelines/duckdb_first_load.py); Postgres' copies csv files with NULL and '' kept apart
+        (pipelines/postgres_copy.py)."""
+        # the destination is needed by loads only; importing dlt costs seconds
         from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
         if self.kind == "duckdb":
@@ -124,11 +136,13 @@ class Warehouse(dg.ConfigurableResource):
             credentials = DuckDbCredentials(str(self.duckdb_path), global_config=self.duckdb_config())
             destination = first_load_duckdb(credentials=credentials)
         else:
+            from pipelines.postgres_copy import exact_csv_postgres  # imports dlt too
+
             parts = urlsplit(self.location)
             if parts.username and parts.password is None:
                 # dlt insists on a password; servers with trust or peer auth ignore an empty one.
                 parts = parts._replace(netloc=parts.netloc.replace("@", ":@", 1))
-            destination = dlt.destinations.postgres(credentials=parts.geturl())
+            destination = exact_csv_postgres(credentials=parts.geturl())
         return _capabilities_cached(destination, self.location)
 
     def dbt_profile_env(self) -> dict[str, str]:

@@ -454,8 +454,7 @@ def shopify_source(workspace: Workspace, *, settings: Settings, stats: SyncStats
     only, read by id, cursors untouched (the webhook sensor's runs, docs/webhooks.md).
     """
     fetch = _ShopifyFetch(workspace, settings, stats, None if targets is None else targets_by_type(targets))
-    # DuckDB loads parquet files several times faster than INSERT statements; Postgres takes those.
-    file_format = "parquet" if settings.warehouse.kind == "duckdb" else None
+    file_format = settings.warehouse.load_file_format
     resources: list[DltResource] = []
     for spec in queries.SPECS.values():
         parent = dlt.resource(_fetcher(fetch, spec), name=f"_{spec.root}_fetch", selected=False)

@@ -152,6 +152,5 @@ def stripe_source(
             stats.notes.append("only some tables selected: event cursor left where it was")
 
     feed_resource = dlt.resource(stripe_api, name="stripe_api", selected=False)
-    # DuckDB loads parquet files several times faster than its default INSERT statements.
-    file_format = "parquet" if settings.warehouse.kind == "duckdb" else None
+    file_format = settings.warehouse.load_file_format
     return [_table_resource(feed_resource, name, file_format, as_arrow, stats) for name in TABLES]
