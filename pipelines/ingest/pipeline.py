@@ -45,6 +45,13 @@ os.environ.setdefault("LOAD__AUTO_ABORT_ON_TERMINAL_ERROR", "true")
 # ones still wait for their transformers, up to 20 of them (its `max_parallel_items`) held at once:
 # 20 batches of 5,000 rows, about a gigabyte of Stripe events (docs/performance.md, 2026-12-05).
 os.environ.setdefault("EXTRACT__NEXT_ITEM_MODE", "fifo")
+# Load files are written uncompressed: dlt gzips its csv and SQL files (Postgres' load files; parquet
+# compresses itself) at gzip's slowest level, 70% of a Stripe sync's normalize CPU at large@0.1
+# (docs/performance.md, "Postgres' load files"). dlt then keeps a loaded package's files, copies of raw
+# rows nobody reads again (privacy.py deletes them for a subject): deleted once their package has
+# loaded, so the uncompressed files take no lasting disk. A package not fully loaded keeps them.
+os.environ.setdefault("NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION", "true")
+os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
 
 
 # The operator channel: alert(title, text), e.g. `functools.partial(alert_operator, settings)`.

@@ -101,6 +101,7 @@ def build(home: Path, warehouse_url: str | None) -> ScenarioWarehouse:
               fixture(CLOCK_SECOND, [first_order, order(7002, "2026-05-22T15:00:00Z")])]
     warehouse = None
     with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("LOAD__DELETE_COMPLETED_JOBS", "false")  # keep the files test_both_load_paths_are_taken reads
         for number, phase in enumerate(phases, 1):
             path = home.parent / f"values-{number}.json"
             path.write_text(json.dumps(phase))
