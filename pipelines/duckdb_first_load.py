@@ -16,8 +16,9 @@ insert too, over an empty staging table: it deletes and inserts nothing.
 
 Only `delete-insert` merges by a primary key, without nested tables, hard deletes, a dedup sort or
 a source filter take the direct path; they are all the raw tables `merge_hints` (ingest/pipeline.py)
-declares. Postgres keeps dlt's loads: its files are SQL inserts (no ADBC driver for parquet), so a
-deduplicated direct insert would need the staging write it saves.
+declares. Postgres keeps dlt's loads: its files are csv copied with `COPY` or SQL inserts
+(pipelines/postgres_copy.py), neither of which can deduplicate by key on the way in, so a deduplicated
+direct insert would need the staging write it saves.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from dlt.common.schema.utils import get_columns_names_with_prop, get_dedup_sort_
 from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
 from dlt.destinations import duckdb
 from dlt.destinations.impl.duckdb.duck import DuckDbClient, DuckDbCopyJob
+
+from pipelines.own_load_jobs import OwnLoadJob, with_client
 
 _JOB_FOLDERS = (PackageStorage.NEW_JOBS_FOLDER, PackageStorage.STARTED_JOBS_FOLDER,
                 PackageStorage.COMPLETED_JOBS_FOLDER, PackageStorage.FAILED_JOBS_FOLDER)
@@ -95,25 +98,13 @@ def _table_lock(table: str) -> threading.Lock:
         return _TABLE_LOCKS.setdefault(table, threading.Lock())
 
 
-class FirstLoadDuckDbClient(DuckDbClient):
+class FirstLoadDuckDbClient(OwnLoadJob, DuckDbClient):
+    dlt_job, own_job, suffix = DuckDbCopyJob, FirstLoadCopyJob, ".parquet"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.final_dataset_name = self.sql_client.dataset_name  # the staging one is switched in per job
 
-    def create_load_job(self, table, file_path, load_id, restore=False):
-        job = super().create_load_job(table, file_path, load_id, restore)
-        if type(job) is DuckDbCopyJob and file_path.endswith(".parquet"):
-            job = FirstLoadCopyJob(file_path)
-        return job
 
-
-class first_load_duckdb(duckdb):  # lower case, as dlt names its destination factories
-    """dlt's DuckDB destination whose client writes a merge table's first load once."""
-
-    @property
-    def client_class(self) -> type[DuckDbClient]:
-        return FirstLoadDuckDbClient
-
-    @property
-    def destination_type(self) -> str:
-        return "dlt.destinations.duckdb"  # dlt's own: the pipelines' state and config sections as before
+first_load_duckdb = with_client(duckdb, FirstLoadDuckDbClient, "first_load_duckdb",
+                                "dlt's DuckDB destination whose client writes a merge table's first load once.")

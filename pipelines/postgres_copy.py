@@ -17,13 +17,14 @@ rows. tests/integration/test_postgres_load_values.py loads awkward text both way
 from __future__ import annotations
 
 import csv
-from typing import Any
 
 from dlt.common.destination.configuration import CsvFormatConfiguration
 from dlt.common.destination.exceptions import DestinationInvalidFileFormat
 from dlt.common.storages.file_storage import FileStorage
 from dlt.destinations import postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient, PostgresCsvCopyJob
+
+from pipelines.own_load_jobs import OwnLoadJob, with_client
 
 _COPY_BUFFER = 1 << 20  # bytes handed to the server per call (dlt's job: 8 KiB)
 
@@ -50,21 +51,9 @@ class ExactCsvCopyJob(PostgresCsvCopyJob):
                 cursor.copy_expert(copy, file, size=_COPY_BUFFER)
 
 
-class ExactCsvPostgresClient(PostgresClient):
-    def create_load_job(self, table: Any, file_path: str, load_id: str, restore: bool = False) -> Any:
-        job = super().create_load_job(table, file_path, load_id, restore)
-        if type(job) is PostgresCsvCopyJob:
-            job = ExactCsvCopyJob(file_path)
-        return job
+class ExactCsvPostgresClient(OwnLoadJob, PostgresClient):
+    dlt_job, own_job = PostgresCsvCopyJob, ExactCsvCopyJob
 
 
-class exact_csv_postgres(postgres):  # lower case, as dlt names its destination factories
-    """dlt's Postgres destination whose csv files keep an empty string apart from NULL."""
-
-    @property
-    def client_class(self) -> type[PostgresClient]:
-        return ExactCsvPostgresClient
-
-    @property
-    def destination_type(self) -> str:
-        return "dlt.destinations.postgres"  # dlt's own: the pipelines' state and config sections as before
+exact_csv_postgres = with_client(postgres, ExactCsvPostgresClient, "exact_csv_postgres",
+                                 "dlt's Postgres destination whose csv files keep an empty string apart from NULL.")
