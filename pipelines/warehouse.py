@@ -607,6 +607,9 @@ def _floats(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+# Postgres's type oids (`pg_type.oid`) of the column types read or written here by COPY.
+BOOL_OID, INT8_OID, INT2_OID, INT4_OID, TEXT_OID, FLOAT8_OID = 16, 20, 21, 23, 25, 701
+VARCHAR_OID, DATE_OID, TIMESTAMP_OID, TIMESTAMPTZ_OID = 1043, 1082, 1114, 1184
 NUMERIC_OID = 1700  # Postgres's `numeric`, the one type psycopg2 returns as Decimal
 
 
@@ -626,8 +629,9 @@ def _fetched_frame(cursor: psycopg2.extensions.cursor) -> pd.DataFrame:
 
 # The column types a read takes through COPY, as Arrow's CSV reader parses them; `_copied_frame` turns
 # them into the dtypes `_fetched_frame` gives psycopg2's values of these types.
-_COPIED_TYPES = {16: pa.bool_(), 20: pa.int64(), 21: pa.int64(), 23: pa.int64(), 701: pa.float64(),
-                 NUMERIC_OID: pa.float64(), 25: pa.string(), 1043: pa.string(), 1082: pa.date32()}
+_COPIED_TYPES = {BOOL_OID: pa.bool_(), INT8_OID: pa.int64(), INT2_OID: pa.int64(), INT4_OID: pa.int64(),
+                 FLOAT8_OID: pa.float64(), NUMERIC_OID: pa.float64(), TEXT_OID: pa.string(),
+                 VARCHAR_OID: pa.string(), DATE_OID: pa.date32()}
 
 
 def _read_frame(cursor: psycopg2.extensions.cursor, sql: str, params: Sequence[object]) -> pd.DataFrame:
@@ -740,8 +744,8 @@ def _sql_type(column: pd.Series) -> str:
 
 
 # Postgres's type oids of the column types `_sql_type` names.
-_TYPE_OIDS = {"boolean": 16, "bigint": 20, "double precision": 701, "date": 1082, "timestamp": 1114,
-              "timestamp with time zone": 1184, "text": 25}
+_TYPE_OIDS = {"boolean": BOOL_OID, "bigint": INT8_OID, "double precision": FLOAT8_OID, "date": DATE_OID,
+              "timestamp": TIMESTAMP_OID, "timestamp with time zone": TIMESTAMPTZ_OID, "text": TEXT_OID}
 
 
 # The Arrow types whose CSV text Postgres reads as the value psycopg2 writes, by column type.
