@@ -369,7 +369,7 @@ class Warehouse(dg.ConfigurableResource):
         Returns:
             The number of rows written.
         """
-        schema, _, name = table.rpartition(".")
+        schema = table.rpartition(".")[0]
         if not schema:
             raise ValueError(f"table {table!r} must be schema-qualified, e.g. insights.anomalies")
         missing = [column for column in [*key, *(replace or {})] if column not in frame.columns]
