@@ -526,17 +526,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.tenants_only:
             from pipelines.bench.tenants import tenants_phase
 
-            result = run_phase_bench("tenants", lambda work, rss: tenants_phase(
+            result = run_phase_bench("tenants", lambda work, rss, save: tenants_phase(
                 args.bench_tenants, seed=args.seed, as_of=args.as_of, cache=cache, work=work, rss=rss, progress=_say),
-                report.tenants_targets, keep_work=args.keep_work)
+                report.tenants_targets, keep_work=args.keep_work, progress=_say)
         else:
             from pipelines.bench.growth import growth_phase
 
             scales = [float(value) for value in args.growth.split(",")]
-            result = run_phase_bench("growth", lambda work, rss: growth_phase(
+            result = run_phase_bench("growth", lambda work, rss, save: growth_phase(
                 scales, seed=args.seed, as_of=args.as_of, history_days=history_days(args.size), cache=cache,
                 work=work, rss=rss, progress=_say, postgres_url=args.postgres if args.growth_warehouse == "postgres"
-                else None), report.growth_targets, keep_work=args.keep_work)
+                else None, save=save), report.growth_targets, keep_work=args.keep_work, progress=_say)
         print(json.dumps({"targets": result["targets"], "files": result["files"]}, indent=2))
         return 0
     options = BenchOptions(

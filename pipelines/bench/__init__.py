@@ -11,8 +11,10 @@ One run of the benchmark, over the `large` sandbox or a `--scale` fraction of it
 4. P5: the anomaly scan over synthetic series (`insights.synthetic.benchmark`);
 5. the detection benchmark: the detector scored on labeled series (`bench.detection`);
 6. many tenants: 200 generated tiny tenants refreshed through the Dagster definitions (`bench.tenants`).
-It writes `bench-<time>.json` and `.md` under ABOS_HOME/bench/ and returns the report.
-`run_phase_bench` runs one phase alone: the tenants, or the growth curve over scales (`bench.growth`).
+It writes `bench-<time>.json` and `.md` under ABOS_HOME/bench/ after each phase, marked incomplete
+(`"complete": false`) until the end, so a run stopped or failing midway keeps what it measured; it
+returns the report. `run_phase_bench` runs one phase alone: the tenants, or the growth curve over scales
+(`bench.growth`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -31,7 +33,7 @@ from psycopg2 import sql
 
 from pipelines.bench import baselines, report
 from pipelines.bench.detection import detection_phase
-from pipelines.bench.measure import PeakRss, load_average, machine, mib
+from pipelines.bench.measure import PeakRss, load_average, machine, mib, stage
 from pipelines.bench.served import Served, served, working_copy
 from pipelines.bench.stages import MAIN_TABLE, run_pipeline
 from pipelines.bench.tenants import tenants_phase
@@ -70,7 +72,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
     work.mkdir(parents=True)
     started_at = datetime.now(timezone.utc)
     stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
-    files = {"json": home / "bench" / f"bench-{stamp}.json", "markdown": home / "bench" / f"bench-{stamp}.md"}
+    saved = _Report(home / "bench" / f"bench-{stamp}", report.targets, report.markdown)
     result: dict[str, Any] = {
         "started_at": started_at.isoformat(timespec="seconds"),
         "params": {"size": options.size, "seed": options.seed, "as_of": options.as_of.isoformat(),
@@ -79,7 +81,9 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
         "machine": machine(),
         "load_average": {"start": load_average()},
         "runs": {},
+        "files": saved.files,
     }
+    progress(saved.announcement)
     warehouses = {"duckdb": f"duckdb:///{work / 'duckdb' / 'warehouse.duckdb'}"}
     if options.postgres_url:
         warehouses["postgres"] = options.postgres_url
@@ -90,9 +94,8 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
                 if kind == "postgres":
                     _recreate_database(url)
                 settings, workspaces = _point_at(sandbox, kind, url, work, options.stripe_pace)
-                progress(f"full run on {kind}")
-                result["runs"][kind] = {"full": run_pipeline(settings, workspaces, rss, progress)}
-                _save(result, files["json"])  # a run cut short still leaves what it measured
+                result["runs"][kind] = {"full": run_pipeline(settings, workspaces, rss, progress, f"full run on {kind}")}
+                saved.save(result, rss)
             progress("downloading the orders bulk file for the baselines")
             settings, workspaces = _point_at(sandbox, "duckdb", warehouses["duckdb"], work, options.stripe_pace)
             since = _baseline_since(options, result["runs"]["duckdb"]["full"]["sources"]["shopify"]["objects"])
@@ -107,55 +110,83 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
             result["change"] = _change(sandbox, options.history_days, result["runs"]["duckdb"]["full"])
             for kind, url in warehouses.items():
                 settings, workspaces = _point_at(sandbox, kind, url, work, options.stripe_pace)
-                progress(f"incremental run on {kind}")
-                result["runs"][kind]["incremental"] = run_pipeline(settings, workspaces, rss, progress)
-                _save(result, files["json"])
+                result["runs"][kind]["incremental"] = run_pipeline(settings, workspaces, rss, progress,
+                                                                   f"incremental run on {kind}")
+                saved.save(result, rss)
         changed_store.unlink()
-        progress("baselines over the same JSONL")
-        result["baselines"] = _baselines(bulk, options.baseline_orders, work, result["runs"]["duckdb"]["full"])
-        progress(f"P5: anomaly scan of {options.p5_workspaces} workspaces × {options.p5_metrics} metrics × "
-                 f"{options.p5_days} days")
+        with stage(rss, progress, "baselines over the same JSONL"):
+            result["baselines"] = _baselines(bulk, options.baseline_orders, work, result["runs"]["duckdb"]["full"])
+        saved.save(result, rss)
         from pipelines.insights.synthetic import benchmark
 
-        result["p5"] = benchmark(options.p5_workspaces, options.p5_metrics, options.p5_days)
+        with stage(rss, progress, f"P5: anomaly scan of {options.p5_workspaces} workspaces × {options.p5_metrics} "
+                                  f"metrics × {options.p5_days} days"):
+            result["p5"] = benchmark(options.p5_workspaces, options.p5_metrics, options.p5_days)
         result["detection"] = detection_phase(progress)
+        saved.save(result, rss)
         if options.tenants:
             result["tenants"] = tenants_phase(options.tenants, seed=options.seed, as_of=options.as_of,
                                               cache=options.store.parent, work=work, rss=rss, progress=progress,
                                               rows_per_s=_rows_per_s(result["runs"]["duckdb"]["full"]))
-        result["peak_rss_mib"] = mib(rss.peak)
-    result["load_average"]["end"] = load_average()
-    result["targets"] = report.targets(result)
-    result["files"] = {name: str(path) for name, path in files.items()}
-    _save(result, files["json"])
-    files["markdown"].write_text(report.markdown(result))
+        saved.save(result, rss, complete=True)
     _clean_up(work, options.keep_work)
     return result
 
 
-def run_phase_bench(name: str, phase: Callable[[Path, PeakRss], dict[str, Any]],
-                    targets: Callable[[dict[str, Any]], dict[str, Any]], keep_work: bool = False) -> dict[str, Any]:
-    """One phase alone (`abos bench --tenants-only`, `--growth`): `phase(work, rss)`'s figures, its
-    `targets`, machine and load, written to `<name>-<time>.json` and `.md` under ABOS_HOME/bench/."""
+def run_phase_bench(name: str, phase: Callable[[Path, PeakRss, Callable[[dict[str, Any]], None]], dict[str, Any]],
+                    targets: Callable[[dict[str, Any]], dict[str, Any]], keep_work: bool = False,
+                    progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """One phase alone (`abos bench --tenants-only`, `--growth`): `phase(work, rss, save)`'s figures, its
+    `targets`, machine and load, written to `<name>-<time>.json` and `.md` under ABOS_HOME/bench/; `phase`
+    may `save` its figures so far, which writes them marked incomplete."""
     home = load_settings().home / "bench"
     work = home / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     started_at = datetime.now(timezone.utc)
     stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    saved = _Report(home / f"{name}-{stamp}", lambda found: targets(found[name]),
+                    lambda found: report.phase_markdown(name, found))
     result: dict[str, Any] = {"started_at": started_at.isoformat(timespec="seconds"), "machine": machine(),
-                              "load_average": {"start": load_average()}}
+                              "load_average": {"start": load_average()}, "files": saved.files}
+    progress(saved.announcement)
     with PeakRss() as rss:
-        result[name] = phase(work, rss)
-    result["peak_rss_mib"] = mib(rss.peak)
-    result["load_average"]["end"] = load_average()
-    result["targets"] = targets(result[name])
-    files = {"json": home / f"{name}-{stamp}.json", "markdown": home / f"{name}-{stamp}.md"}
-    result["files"] = {kind: str(path) for kind, path in files.items()}
-    _save(result, files["json"])
-    files["markdown"].write_text(report.phase_markdown(name, result))
+        def save(figures: dict[str, Any]) -> None:
+            result[name] = figures
+            saved.save(result, rss)
+
+        result[name] = phase(work, rss, save)
+        saved.save(result, rss, complete=True)
     _clean_up(work, keep_work)
     return result
+
+
+@dataclass
+class _Report:
+    """A benchmark's report files, `<stem>.json` and `<stem>.md`, written again after each phase."""
+
+    stem: Path
+    targets: Callable[[dict[str, Any]], dict[str, Any]]
+    markdown: Callable[[dict[str, Any]], str]
+    files: dict[str, str] = field(init=False)
+    announcement: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.files = {"json": f"{self.stem}.json", "markdown": f"{self.stem}.md"}
+        self.announcement = f"report: {self.files['markdown']} and .json, written after each phase, complete at the end"
+
+    def save(self, result: dict[str, Any], rss: PeakRss, complete: bool = False) -> None:
+        """Write `result` as it stands, its targets judged on what it holds, marked incomplete until the
+        last phase; each file is replaced whole (a temporary file renamed), so a run stopped at any
+        moment leaves the figures of the phases it finished."""
+        result.update(complete=complete, peak_rss_mib=mib(rss.peak))
+        result["load_average"]["end"] = load_average()
+        result["targets"] = self.targets(result)
+        for kind, text in (("json", json.dumps(result, indent=2) + "\n"), ("markdown", self.markdown(result))):
+            path = Path(self.files[kind])
+            temporary = path.with_name(path.name + ".partial")
+            temporary.write_text(text)
+            temporary.replace(path)
 
 
 def _clean_up(work: Path, keep: bool) -> None:
@@ -170,10 +201,6 @@ def _clean_up(work: Path, keep: bool) -> None:
 def _rows_per_s(run: dict[str, Any]) -> float:
     """Rows per second of the ingestion of a run (all sources): what the data alone costs."""
     return round(sum(s["rows"] for s in run["sources"].values()) / max(run["ingest_seconds"], 1e-9), 1)
-
-
-def _save(result: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def _baseline_since(options: BenchOptions, shop_orders: int) -> str | None:

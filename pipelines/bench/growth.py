@@ -41,9 +41,11 @@ def sized(scale: float) -> str:
 
 
 def growth_phase(scales: list[float], *, seed: int, as_of: date, history_days: int, cache: Path, work: Path,
-                 rss: PeakRss, progress: Callable[[str], None], postgres_url: str | None = None) -> dict[str, Any]:
+                 rss: PeakRss, progress: Callable[[str], None], postgres_url: str | None = None,
+                 save: Callable[[dict[str, Any]], None] = lambda figures: None) -> dict[str, Any]:
     """Full and incremental runs at every scale, and the fitted exponents: on a DuckDB file of the work
-    directory, or on `postgres_url` (a database dropped and created again at each scale)."""
+    directory, or on `postgres_url` (a database dropped and created again at each scale). The figures
+    so far go to `save` after each run."""
     from pipelines.bench import _change, _point_at, _recreate_database
 
     kind = "postgres" if postgres_url else "duckdb"
@@ -61,18 +63,25 @@ def growth_phase(scales: list[float], *, seed: int, as_of: date, history_days: i
         point: dict[str, Any] = {"scale": scale, "size": size, "incremental": []}
         with served(store, size=size, seed=seed, as_of=as_of) as sandbox:
             rss.exclude.add(sandbox.pid)
-            progress(f"growth: full run at scale {scale:g}")
-            point["full"] = run_pipeline(*_point_at(sandbox, kind, url, here), rss, progress)
+            point["full"] = run_pipeline(*_point_at(sandbox, kind, url, here), rss, progress,
+                                         f"growth {scale:g} / {kind}: full run")
+        save(_figures(kind, [*points, point]))
         changed_store = working_copy(store, here / "sandbox-changed.sqlite", size=size, seed=seed, as_of=as_of)
         with served(changed_store, size=size, seed=seed, as_of=as_of) as sandbox:
             rss.exclude.add(sandbox.pid)
             for share in CHANGE_SHARES:
                 change = _change(sandbox, history_days, point["full"], share)
-                progress(f"growth: incremental run at scale {scale:g} after {change['changed_share']:.2%} changed")
-                run = run_pipeline(*_point_at(sandbox, kind, url, here), rss, progress)
+                run = run_pipeline(*_point_at(sandbox, kind, url, here), rss, progress,
+                                   f"growth {scale:g} / {kind}: incremental run after {change['changed_share']:.2%} "
+                                   "changed")
                 point["incremental"].append({"change": change, "run": run})
+                save(_figures(kind, [*points, point]))
         changed_store.unlink()
         points.append(point)
+    return _figures(kind, points)
+
+
+def _figures(kind: str, points: list[dict[str, Any]]) -> dict[str, Any]:
     return {"warehouse": kind, "points": [_brief(point) for point in points], "exponents": exponents(points)}
 
 

@@ -7,7 +7,7 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 
@@ -100,6 +100,16 @@ class PeakRss:
             found["api_cpu_seconds"] = round(self.excluded_cpu_seconds() - api_cpu, 3)
             self._phase_peaks = [cell for cell in self._phase_peaks if cell is not peak]  # by identity
             found["peak_rss_mib"] = mib(peak[0])
+
+
+@contextmanager
+def stage(rss: PeakRss, progress: Callable[[str], None], name: str) -> Iterator[dict[str, float]]:
+    """`rss.phase()` that tells the operator when `name` starts and, with its wall and CPU seconds
+    (the benchmark's process tree, dbt included), when it ended."""
+    progress(name)
+    with rss.phase() as found:
+        yield found
+    progress(f"{name}: done in {found['seconds']:.1f} s, {found['cpu_seconds']:.1f} CPU s")
 
 
 def cpu_seconds() -> float:

@@ -30,27 +30,34 @@ def _target(value: float | None, limit: float, at_most: bool = True) -> dict[str
 
 
 def targets(report: dict[str, Any]) -> dict[str, Any]:
-    """Every target with its measured value; `met` is judged as measured, whatever the scale."""
+    """Every target with its measured value; `met` is judged as measured, whatever the scale. A report
+    written before the end (`"complete": false`) has the targets of the phases it finished."""
     runs = report["runs"]
-    duck_full = runs["duckdb"]["full"]["total_seconds"]
-    found: dict[str, Any] = {"P1_full_seconds_duckdb": _target(duck_full, P1_SECONDS)}
-    found["P1_own_seconds_duckdb"] = _target(runs["duckdb"]["full"].get("own_seconds"), P1_OWN_SECONDS)
-    found["P1_dbt_seconds_duckdb"] = _target(runs["duckdb"]["full"]["stages"]["dbt"], P1_DBT_SECONDS)
-    if report["params"].get("stripe_pace") == "live":
-        found["P1_full_seconds_live_pace_duckdb"] = _target(duck_full, P1_LIVE_SECONDS)
-    ratios = report["baselines"]["ratios"]
-    found["P1_vs_dict_path"] = _target(ratios["sync_vs_dict_path"], P1_DICT_RATIO, at_most=False)
-    found["P1_read_json_bound_over_sync"] = _target(ratios["read_json_bound_vs_sync"], P1_BOUND_RATIO)
-    found["P2_incremental_share_duckdb"] = _target(
-        round(runs["duckdb"]["incremental"]["total_seconds"] / duck_full, 4), P2_SHARE)
-    found["P2_dbt_seconds_duckdb"] = _target(runs["duckdb"]["incremental"]["stages"]["dbt"], P2_DBT_SECONDS)
+    found: dict[str, Any] = {}
+    if "duckdb" in runs:
+        duck_full = runs["duckdb"]["full"]["total_seconds"]
+        found["P1_full_seconds_duckdb"] = _target(duck_full, P1_SECONDS)
+        found["P1_own_seconds_duckdb"] = _target(runs["duckdb"]["full"].get("own_seconds"), P1_OWN_SECONDS)
+        found["P1_dbt_seconds_duckdb"] = _target(runs["duckdb"]["full"]["stages"]["dbt"], P1_DBT_SECONDS)
+        if report["params"].get("stripe_pace") == "live":
+            found["P1_full_seconds_live_pace_duckdb"] = _target(duck_full, P1_LIVE_SECONDS)
+    if "baselines" in report:
+        ratios = report["baselines"]["ratios"]
+        found["P1_vs_dict_path"] = _target(ratios["sync_vs_dict_path"], P1_DICT_RATIO, at_most=False)
+        found["P1_read_json_bound_over_sync"] = _target(ratios["read_json_bound_vs_sync"], P1_BOUND_RATIO)
+    if "incremental" in runs.get("duckdb", {}):
+        found["P2_incremental_share_duckdb"] = _target(
+            round(runs["duckdb"]["incremental"]["total_seconds"] / duck_full, 4), P2_SHARE)
+        found["P2_dbt_seconds_duckdb"] = _target(runs["duckdb"]["incremental"]["stages"]["dbt"], P2_DBT_SECONDS)
     if "postgres" in runs:
         pg_full = runs["postgres"]["full"]["total_seconds"]
-        found["P2_incremental_share_postgres"] = _target(
-            round(runs["postgres"]["incremental"]["total_seconds"] / pg_full, 4), P2_SHARE)
+        if "incremental" in runs["postgres"]:
+            found["P2_incremental_share_postgres"] = _target(
+                round(runs["postgres"]["incremental"]["total_seconds"] / pg_full, 4), P2_SHARE)
         found["P3_postgres_over_duckdb"] = _target(round(pg_full / duck_full, 2), P3_RATIO)
     found["memory_peak_gib"] = _target(round(report["peak_rss_mib"] / 1024, 2), MEMORY_GIB)
-    found["P5_scan_seconds"] = p5_target(report["p5"])
+    if "p5" in report:
+        found["P5_scan_seconds"] = p5_target(report["p5"])
     if "detection" in report:
         found.update(detection_targets(report["detection"]))
     if "tenants" in report:
@@ -93,9 +100,18 @@ def growth_targets(growth: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+INCOMPLETE = ("**Incomplete**: the run had not finished when this was written (still running, stopped or "
+              "failed); it holds the phases it had finished.")
+
+
+def _incomplete(report: dict[str, Any]) -> list[str]:
+    """The warning a report written before the end of its run carries (reports before it have no `complete`)."""
+    return [INCOMPLETE, ""] if report.get("complete") is False else []
+
+
 def phase_markdown(name: str, report: dict[str, Any]) -> str:
     """The report of one phase run alone (`abos bench --tenants-only`, `--growth`)."""
-    out = [f"# abos bench --{name} ({report['started_at']})", "",
+    out = [f"# abos bench --{name} ({report['started_at']})", "", *_incomplete(report),
            f"{report['machine']['cpus']} × {report['machine']['cpu_model']}; load average "
            f"{report['load_average']['start']} at start, {report['load_average']['end']} at the end; "
            f"peak RSS {report['peak_rss_mib']} MiB.", "", "| target | measured | goal | met |", "|---|---|---|---|"]
@@ -252,6 +268,7 @@ def markdown(report: dict[str, Any]) -> str:
     out = [
         f"# abos bench: {params['size']} sandbox (seed {params['seed']}, as of {params['as_of']})",
         "",
+        *_incomplete(report),
         f"{report['started_at']}, {machine['cpus']} × {machine['cpu_model']}, {machine['memory_gib']} GiB; "
         f"load average {report['load_average']['start']} at start, {report['load_average']['end']} at the end.",
         "",
@@ -282,8 +299,25 @@ def markdown(report: dict[str, Any]) -> str:
                 out.append(f"| {kind} | {name} | {source} | {found['seconds']} | {found['rows']} | "
                            f"{found['rows_per_s']} | {found['objects']} | {per_s} | {found['requests']} | "
                            f"{found['throttle_wait_seconds']} | {found.get('bulk_wait_seconds')} |")
-    base = report["baselines"]
-    out += ["", f"## Baselines over the same JSONL ({base['input']['orders']} orders, {base['input']['lines']} lines, "
+    if "baselines" in report:
+        out += _baselines_section(report["baselines"])
+    if "change" in report:
+        change = report["change"]
+        out += ["", "## Incremental", "",
+                f"Clock advanced {change['days']} days: {change['changed_objects']} orders and invoices created or "
+                f"changed, {change['changed_share']:.2%} of the {change['objects_before']} the full run synced "
+                f"(all changes by workspace and kind: {change['by_workspace']})."]
+    if "p5" in report:
+        out += _p5_section(report["p5"])
+    if "detection" in report:
+        out += _detection_section(report["detection"])
+    if "tenants" in report:
+        out += _tenants_section(report["tenants"])
+    return "\n".join(out) + "\n"
+
+
+def _baselines_section(base: dict[str, Any]) -> list[str]:
+    out = ["", f"## Baselines over the same JSONL ({base['input']['orders']} orders, {base['input']['lines']} lines, "
             f"{round(base['input']['bytes'] / 2**20, 1)} MiB)", "",
             "| path | seconds | rows | orders/s |", "|---|---|---|---|"]
     for name in ("dict_path", "fast_path", "read_json_bound"):
@@ -291,14 +325,4 @@ def markdown(report: dict[str, Any]) -> str:
         out.append(f"| {name} | {found['seconds']} | {found['rows']} | {found['orders_per_s']} |")
     out += ["", "| ratio | value |", "|---|---|"]
     out += [f"| {name} | {value} |" for name, value in base["ratios"].items()]
-    change = report["change"]
-    out += ["", "## Incremental", "",
-            f"Clock advanced {change['days']} days: {change['changed_objects']} orders and invoices created or "
-            f"changed, {change['changed_share']:.2%} of the {change['objects_before']} the full run synced "
-            f"(all changes by workspace and kind: {change['by_workspace']})."]
-    out += _p5_section(report["p5"])
-    if "detection" in report:
-        out += _detection_section(report["detection"])
-    if "tenants" in report:
-        out += _tenants_section(report["tenants"])
-    return "\n".join(out) + "\n"
+    return out

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import dagster as dg
 
-from pipelines.bench.measure import PeakRss
+from pipelines.bench.measure import PeakRss, stage
 from pipelines.ingest.fx import sync_fx
 from pipelines.deliver.alerts import alert_operator
 from pipelines.ingest.sync import sync
@@ -35,11 +35,13 @@ DBT_SLOWEST = 8  # dbt nodes a run reports with their seconds
 
 
 def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
-                 progress: Callable[[str], None]) -> dict[str, Any]:
-    """Sync, build and scan everything once; returns stage times, per-source throughput and peak RSS."""
+                 progress: Callable[[str], None], name: str) -> dict[str, Any]:
+    """Sync, build and scan everything once; returns stage times, per-source throughput and peak RSS.
+    `progress` hears the run's `name` and each stage's, at its start and with its seconds at its end."""
     result: dict[str, Any] = {"stages": {"extract": 0.0, "normalize": 0.0, "load": 0.0}, "sources": {}}
-    with rss.phase() as whole:
-        with rss.phase() as ingest:
+    kind = settings.warehouse.kind
+    with stage(rss, progress, name) as whole:
+        with stage(rss, progress, f"{kind}: ingest") as ingest:
             synced = _sync_all(settings, workspaces, progress)
         for source in ("shopify", "stripe"):
             mine = [(workspace, found, started, ended) for name, workspace, found, started, ended in synced
@@ -70,15 +72,13 @@ def run_pipeline(settings: Settings, workspaces: Workspaces, rss: PeakRss,
             totals["throttle_wait_seconds"] = round(totals["throttle_wait_seconds"], 2)
             totals["bulk_wait_seconds"] = round(totals["bulk_wait_seconds"], 2)
             result["sources"][source] = totals
-        with rss.phase() as dbt:
-            progress(f"{settings.warehouse.kind}: dbt build")
+        with stage(rss, progress, f"{kind}: dbt build") as dbt:
             sync_fx(settings)  # the sandbox's ECB rates: a few thousand rows, counted with dbt
             _workspaces_table(workspaces, settings)
             result["dbt_slowest"] = _dbt_build(settings)
         result["stages"]["dbt"] = dbt["seconds"]
         result["dbt_peak_rss_mib"] = dbt["peak_rss_mib"]
-        with rss.phase() as insights:
-            progress(f"{settings.warehouse.kind}: insights")
+        with stage(rss, progress, f"{kind}: insights") as insights:
             _insights(workspaces, settings)
         result["stages"]["insights"] = insights["seconds"]
     result["stages"] = {step: round(seconds, 3) for step, seconds in result["stages"].items()}
@@ -111,7 +111,11 @@ def _sync_all(settings: Settings, workspaces: Workspaces,
         progress(f"{settings.warehouse.kind}: syncing {source} for {workspace.id}")
         started = time.perf_counter()
         found = sync(source, workspace, settings, alert=functools.partial(alert_operator, settings))
-        return source, workspace.id, found, started, time.perf_counter()
+        ended = time.perf_counter()
+        # wall seconds only: the syncs share this process, so one sync's CPU is not to be had cheaply
+        progress(f"{settings.warehouse.kind}: synced {source} for {workspace.id}: "
+                 f"{sum(found.stats.rows.values())} rows in {ended - started:.1f} s")
+        return source, workspace.id, found, started, ended
 
     pairs = [(source, workspace) for source in ("shopify", "stripe") for workspace in workspaces
              if source in workspace.connectors]

@@ -120,7 +120,7 @@ def test_a_phase_removes_its_work_directory_unless_asked_to_keep_it(tmp_path, mo
 
     monkeypatch.setenv("ABOS_HOME", str(tmp_path))
 
-    def phase(work, rss):
+    def phase(work, rss, save):
         (work / "warehouse.duckdb").write_text("built")
         return {"points": [], "exponents": {}}
 
@@ -211,7 +211,7 @@ def test_a_run_records_each_workspaces_sync_under_its_source(monkeypatch):
     monkeypatch.setattr(stages, "_dbt_build", lambda *args: {})
     settings = SimpleNamespace(warehouse=SimpleNamespace(kind="duckdb"))
     with PeakRss() as rss:
-        run = stages.run_pipeline(settings, [], rss, lambda line: None)
+        run = stages.run_pipeline(settings, [], rss, lambda line: None, "full run")
     shopify, stripe = run["sources"]["shopify"], run["sources"]["stripe"]
     assert shopify["workspaces"] == {
         "us": {"seconds": 2.0, "rows": 27, "requests": 5, "throttle_wait_seconds": 0.0, "bulk_wait_seconds": 0.0,
