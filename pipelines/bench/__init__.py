@@ -94,7 +94,8 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
                 if kind == "postgres":
                     _recreate_database(url)
                 settings, workspaces = _point_at(sandbox, kind, url, work, options.stripe_pace)
-                result["runs"][kind] = {"full": run_pipeline(settings, workspaces, rss, progress, f"full run on {kind}")}
+                result["runs"][kind] = {"full": run_pipeline(settings, workspaces, rss, progress,
+                                                             f"full run on {kind}")}
                 saved.save(result, rss)
             progress("downloading the orders bulk file for the baselines")
             settings, workspaces = _point_at(sandbox, "duckdb", warehouses["duckdb"], work, options.stripe_pace)
