@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -123,6 +123,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
         with stage(rss, progress, f"P5: anomaly scan of {options.p5_workspaces} workspaces × {options.p5_metrics} "
                                   f"metrics × {options.p5_days} days"):
             result["p5"] = benchmark(options.p5_workspaces, options.p5_metrics, options.p5_days)
+        saved.save(result, rss)
         result["detection"] = detection_phase(progress)
         saved.save(result, rss)
         if options.tenants:
@@ -162,18 +163,13 @@ def run_phase_bench(name: str, phase: Callable[[Path, PeakRss, Callable[[dict[st
     return result
 
 
-@dataclass
 class _Report:
     """A benchmark's report files, `<stem>.json` and `<stem>.md`, written again after each phase."""
 
-    stem: Path
-    targets: Callable[[dict[str, Any]], dict[str, Any]]
-    markdown: Callable[[dict[str, Any]], str]
-    files: dict[str, str] = field(init=False)
-    announcement: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.files = {"json": f"{self.stem}.json", "markdown": f"{self.stem}.md"}
+    def __init__(self, stem: Path, targets: Callable[[dict[str, Any]], dict[str, Any]],
+                 markdown: Callable[[dict[str, Any]], str]) -> None:
+        self.targets, self.markdown = targets, markdown
+        self.files = {"json": f"{stem}.json", "markdown": f"{stem}.md"}
         self.announcement = f"report: {self.files['markdown']} and .json, written after each phase, complete at the end"
 
     def save(self, result: dict[str, Any], rss: PeakRss, complete: bool = False) -> None:
