@@ -127,6 +127,29 @@ def test_a_phase_removes_its_work_directory_unless_asked_to_keep_it(tmp_path, mo
     result = run_phase_bench("growth", phase, lambda figures: {}, keep_work=keep)
     assert (tmp_path / "bench" / "work" / "warehouse.duckdb").exists() is keep
     assert all(Path(path).exists() for path in result["files"].values())
+    assert result["complete"] is True and report.INCOMPLETE not in Path(result["files"]["markdown"]).read_text()
+
+
+def test_a_phase_failing_midway_leaves_the_figures_it_saved_marked_incomplete(tmp_path, monkeypatch):
+    """A growth curve failing at its second scale after 40 minutes keeps its first scale's figures
+    (tests/integration/test_bench_progress.py makes a real one fail)."""
+    from pipelines.bench import run_phase_bench
+
+    monkeypatch.setenv("ABOS_HOME", str(tmp_path))
+    first = {"points": [], "exponents": {"full_total_vs_rows": None}}
+
+    def phase(work, rss, save):
+        save(first)
+        raise RuntimeError("the sandbox did not start")
+
+    with pytest.raises(RuntimeError, match="did not start"):
+        run_phase_bench("growth", phase, report.growth_targets, progress=lambda line: None)
+    (written,) = (tmp_path / "bench").glob("growth-*.json")
+    found = json.loads(written.read_text())
+    assert found["complete"] is False and found["growth"] == first
+    assert found["targets"]["growth_exponent_full"]["value"] is None
+    assert report.INCOMPLETE in written.with_suffix(".md").read_text()
+    assert not list((tmp_path / "bench").glob("*.partial"))
 
 
 def _pipeline_run(sources, share=None):
