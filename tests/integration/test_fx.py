@@ -13,6 +13,9 @@ lists 1.10 on Monday 2026-03-02 and 1.20 on Friday 2026-03-06. MRR in USD = 12 �
 
 Converted exactly, multiplied first and divided last (the fx_convert macro), rounded once to 9
 decimals (int_saas_currency_days), then to the metric table's 6.
+
+Beside it, omr-in-usd is the same account billing 12.000 OMR, also reporting in USD: no source
+quotes OMR, so its converted MRR is unknown (null, never 0) and only it is affected.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from tests.scenario import ScenarioWarehouse, build_scenario
 SHAPES = Path(__file__).resolve().parents[1] / "fixtures" / "deployment_shapes.json"
 ECB = {"2026-03-02": {"USD": "1.10"}, "2026-03-06": {"USD": "1.20"}}
 RATES_FILE = "date,currency,units_per_eur\n2026-02-27,KWD,0.33\n2026-04-01,KWD,0.34\n"
-MODELS = ("--threads", "4", "-s", "+saas_daily_metrics", "+saas_customers")
+MODELS = ("--threads", "4", "-s", "+saas_daily_metrics", "+saas_customers", "+subscriptions", "+mrr_movements")
 
 
 def build(home: Path, warehouse_url: str | None) -> ScenarioWarehouse:
     doc = json.loads(SHAPES.read_text())
-    fixture = {"clock": doc["clock"], "ecb": ECB,
-               "workspaces": {"kwd-in-usd": {**doc["workspaces"]["saas-kwd"], "currency": "USD"}}}
+    kwd = {**doc["workspaces"]["saas-kwd"], "currency": "USD"}
+    omr = json.loads(json.dumps(kwd).replace('"kwd"', '"omr"'))  # every Stripe amount's currency: OMR
+    fixture = {"clock": doc["clock"], "ecb": ECB, "workspaces": {"kwd-in-usd": kwd, "omr-in-usd": omr}}
     home.mkdir(parents=True, exist_ok=True)
     (home / "fixture.json").write_text(json.dumps(fixture))
     (home / "rates.csv").write_text(RATES_FILE)
@@ -73,4 +77,31 @@ def test_the_rates_say_where_they_came_from(warehouse):
     assert [(r["currency"], r["rate_source"], r["n"]) for r in rows][:2] == [
         ("EUR", "definition", 1), ("KWD", "ABOS_FX_RATES_FILE", 2)]
     assert rows[2]["currency"] == "USD" and rows[2]["rate_source"] == "ecb" and rows[2]["n"] > 1000
-    assert warehouse.query("select count(*) as n from intermediate.int_fx_rate_gaps_saas") == [{"n": 0}]
+    # only the OMR account lacks a rate
+    assert warehouse.query("select workspace_id, missing_currency from intermediate.int_fx_rate_gaps_saas") == [
+        {"workspace_id": "omr-in-usd", "missing_currency": "OMR"}]
+
+
+def test_a_missing_rate_leaves_the_marts_mrr_unknown_never_zero_and_other_workspaces_exact(warehouse):
+    """Today (every rate since 2026-04-01: 1.20 USD and 0.34 KWD per euro) kwd-in-usd's subscription
+    and customer have 12 × 1.20 / 0.34 = 42.352941176… USD of MRR; omr-in-usd's 12.000 OMR has no
+    rate, so its USD MRR is null, not 0, and its customer still pays: active. The movement that
+    started it is 12.000 OMR, its USD delta null."""
+    query = ("select workspace_id, current_mrr, current_mrr_in_billing_currency{} from marts.{}"
+             " order by workspace_id")
+    usd = expected("1.20", "0.34")
+    assert usd == Decimal("42.352941")
+    assert warehouse.query(query.format("", "subscriptions")) == [
+        {"workspace_id": "kwd-in-usd", "current_mrr": usd, "current_mrr_in_billing_currency": Decimal("12.000000")},
+        {"workspace_id": "omr-in-usd", "current_mrr": None, "current_mrr_in_billing_currency": Decimal("12.000000")}]
+    assert warehouse.query(query.format(", is_active, first_paying_date", "saas_customers")) == [
+        {"workspace_id": "kwd-in-usd", "current_mrr": usd, "current_mrr_in_billing_currency": Decimal("12.000000"),
+         "is_active": True, "first_paying_date": date(2026, 3, 1)},
+        {"workspace_id": "omr-in-usd", "current_mrr": None, "current_mrr_in_billing_currency": Decimal("12.000000"),
+         "is_active": True, "first_paying_date": date(2026, 3, 1)}]
+    assert warehouse.query("select movement_type, delta, delta_in_billing_currency from marts.mrr_movements"
+                           " where workspace_id = 'omr-in-usd'") == [
+        {"movement_type": "new", "delta": None, "delta_in_billing_currency": Decimal("12.000000000")}]
+    # the daily metric tables leave the workspace out entirely (has_fx_rates)
+    assert warehouse.query("select count(*) as n from metrics.saas_daily_metrics where workspace_id = 'omr-in-usd'") \
+        == [{"n": 0}]
