@@ -82,26 +82,35 @@ def test_the_rates_say_where_they_came_from(warehouse):
         {"workspace_id": "omr-in-usd", "missing_currency": "OMR"}]
 
 
-def test_a_missing_rate_leaves_the_marts_mrr_unknown_never_zero_and_other_workspaces_exact(warehouse):
-    """Today (every rate since 2026-04-01: 1.20 USD and 0.34 KWD per euro) kwd-in-usd's subscription
-    and customer have 12 × 1.20 / 0.34 = 42.352941176… USD of MRR; omr-in-usd's 12.000 OMR has no
-    rate, so its USD MRR is null, not 0, and its customer still pays: active. The movement that
-    started it is 12.000 OMR, its USD delta null."""
-    query = ("select workspace_id, current_mrr, current_mrr_in_billing_currency{} from marts.{}"
-             " order by workspace_id")
-    usd = expected("1.20", "0.34")
-    assert usd == Decimal("42.352941")
-    assert warehouse.query(query.format("", "subscriptions")) == [
-        {"workspace_id": "kwd-in-usd", "current_mrr": usd, "current_mrr_in_billing_currency": Decimal("12.000000")},
-        {"workspace_id": "omr-in-usd", "current_mrr": None, "current_mrr_in_billing_currency": Decimal("12.000000")}]
-    assert warehouse.query(query.format(", is_active, first_paying_date", "saas_customers")) == [
-        {"workspace_id": "kwd-in-usd", "current_mrr": usd, "current_mrr_in_billing_currency": Decimal("12.000000"),
-         "is_active": True, "first_paying_date": date(2026, 3, 1)},
-        {"workspace_id": "omr-in-usd", "current_mrr": None, "current_mrr_in_billing_currency": Decimal("12.000000"),
-         "is_active": True, "first_paying_date": date(2026, 3, 1)}]
+def current_mrr(warehouse: ScenarioWarehouse, mart: str, *columns: str) -> list[dict]:
+    selected = ", ".join(("workspace_id", "current_mrr", "current_mrr_in_billing_currency", *columns))
+    return warehouse.query(f"select {selected} from marts.{mart} order by workspace_id")
+
+
+# Today (every rate since 2026-04-01): 12 KWD × 1.20 USD/EUR ÷ 0.34 KWD/EUR = 42.352941176… USD
+TODAY_USD = Decimal("42.352941")
+
+
+def test_a_missing_rate_leaves_a_subscriptions_mrr_unknown_never_zero_and_other_workspaces_exact(warehouse):
+    """kwd-in-usd's subscription has TODAY_USD of MRR; omr-in-usd's 12.000 OMR has no rate, so its
+    USD MRR is null, not 0. The movement that started it is 12.000 OMR, its USD delta null, and the
+    daily metric tables leave the workspace out (has_fx_rates)."""
+    assert expected("1.20", "0.34") == TODAY_USD
+    assert current_mrr(warehouse, "subscriptions") == [
+        {"workspace_id": "kwd-in-usd", "current_mrr": TODAY_USD, "current_mrr_in_billing_currency": Decimal(12)},
+        {"workspace_id": "omr-in-usd", "current_mrr": None, "current_mrr_in_billing_currency": Decimal(12)}]
     assert warehouse.query("select movement_type, delta, delta_in_billing_currency from marts.mrr_movements"
                            " where workspace_id = 'omr-in-usd'") == [
-        {"movement_type": "new", "delta": None, "delta_in_billing_currency": Decimal("12.000000000")}]
-    # the daily metric tables leave the workspace out entirely (has_fx_rates)
+        {"movement_type": "new", "delta": None, "delta_in_billing_currency": Decimal(12)}]
     assert warehouse.query("select count(*) as n from metrics.saas_daily_metrics where workspace_id = 'omr-in-usd'") \
         == [{"n": 0}]
+
+
+def test_a_customer_without_a_rate_still_pays_active_with_an_unknown_reporting_mrr(warehouse):
+    """omr-in-usd's customer pays 12.000 OMR, so is active, their USD MRR unknown (null);
+    kwd-in-usd's customer: TODAY_USD."""
+    assert current_mrr(warehouse, "saas_customers", "is_active", "first_paying_date") == [
+        {"workspace_id": "kwd-in-usd", "current_mrr": TODAY_USD, "current_mrr_in_billing_currency": Decimal(12),
+         "is_active": True, "first_paying_date": date(2026, 3, 1)},
+        {"workspace_id": "omr-in-usd", "current_mrr": None, "current_mrr_in_billing_currency": Decimal(12),
+         "is_active": True, "first_paying_date": date(2026, 3, 1)}]
