@@ -121,3 +121,11 @@ final as (
 
 select * from final
 {%- endmacro %}
+
+{#- Σ `amount` over the group (or the window `over`, e.g. 'over (partition by …)'), null when any term
+    is: an amount converted without a rate is unknown, and a sum with an unknown term is unknown, never
+    the others' total as if it were 0 (docs/metrics.md, "A missing rate"). For tables that keep a
+    workspace missing a rate (the marts and the cohorts); the metric tables leave it out (has_fx_rates). -#}
+{% macro sum_known(amount, over='') -%}
+    case when count(*) {{ over }} = count({{ amount }}) {{ over }} then sum({{ amount }}) {{ over }} end
+{%- endmacro %}
