@@ -74,7 +74,9 @@ spans as (
         movements.customer_id,
         cast({{ dbt.date_trunc('month', 'movements.change_date') }} as date) as from_month,
         cast({{ dbt.date_trunc('month', 'lead(movements.change_date) over (partition by movements.workspace_id, movements.customer_id order by movements.change_date)') }} as date) as until_month,
-        movements.mrr_after as mrr
+        movements.mrr_after as mrr,
+        -- paying after it (MRR > 0 in the billing currency), whether or not a rate converts that MRR
+        movements.movement_type <> 'churn' as is_active
     from movements
 ),
 
@@ -89,7 +91,7 @@ span_terms as (
         starts.cohort_month,
         spans.from_month,
         spans.until_month,
-        case when spans.mrr > 0 then 1 else 0 end as active_customers,
+        case when spans.is_active then 1 else 0 end as active_customers,
         spans.mrr,
         -- gross: each customer counts at most what they started with (no expansion); unknown if either is
         case when spans.mrr is null or starts.starting_mrr is null then null
