@@ -43,11 +43,9 @@ mrr_history as (
         ranked.workspace_id,
         ranked.customer_id,
         ranked.first_paying_date,
-        -- 0 is 0 in any currency; otherwise null where the rate is missing (docs/metrics.md, "A missing rate")
-        case when ranked.mrr_after = 0 then 0
-            else {{ fx_convert('ranked.mrr_after', 'ranked.currency', 'workspaces.reporting_currency', 9,
-                               'billing', 'reporting') }}
-        end as current_mrr,
+        -- null where the rate is missing (docs/metrics.md, "A missing rate")
+        {{ fx_convert('ranked.mrr_after', 'ranked.currency', 'workspaces.reporting_currency', 9,
+                      'billing', 'reporting') }} as current_mrr,
         ranked.mrr_after as current_mrr_in_billing_currency
     from (
         select

@@ -59,11 +59,9 @@ current_mrr as (
             when latest_changes.mrr_after > 0 then workspaces.as_of_day
             else cast({{ dbt.dateadd('day', -1, 'mrr_history.last_drop_date') }} as date)
         end as last_paying_date,
-        -- 0 is 0 in any currency; otherwise null where the rate is missing (docs/metrics.md, "A missing rate")
-        case when latest_changes.mrr_after = 0 then 0
-            else {{ fx_convert('latest_changes.mrr_after', 'latest_changes.currency', 'workspaces.reporting_currency', 9,
-                               'billing', 'reporting') }}
-        end as current_mrr,
+        -- null where the rate is missing (docs/metrics.md, "A missing rate")
+        {{ fx_convert('latest_changes.mrr_after', 'latest_changes.currency', 'workspaces.reporting_currency', 9,
+                      'billing', 'reporting') }} as current_mrr,
         latest_changes.mrr_after as current_mrr_in_billing_currency
     from latest_changes
     inner join mrr_history
