@@ -29,7 +29,8 @@
 {#- `amount`, in `from_currency`, in `to_currency` at the rates `fx_rate_joins` joined with the same
     aliases: amount × rate(to) / rate(from), multiplied first and divided last, exactly, then rounded
     half away from zero once to `scale` decimals, as decimal(38, `scale`) (docs/metrics.md,
-    "Currency"). The same currency needs no rate (the amount, cast); a missing rate gives null.
+    "Currency"). The same currency needs no rate (the amount, cast), nor does 0 (0 in any currency); a
+    missing rate otherwise gives null: unknown, never 0 (docs/metrics.md, "A missing rate").
 
     No rounded cross rate in between: a rate of 0.000275942 kept to 12 decimals has 9 significant
     digits, too few for ₩999,999,990,000. The quotient is taken in whole numbers (whole_numbers.sql),
@@ -54,6 +55,7 @@
     {%- endif %}
     case
         when {{ from_currency }} = {{ to_currency }} then cast(({{ amount }}) as decimal(38, {{ scale }}))
+        when ({{ amount }}) = 0 then cast(0 as decimal(38, {{ scale }}))
         else cast(
             case when ({{ amount }}) < 0 then -1 else 1 end * {{ units }}
             * cast({{ '1' if scale == 0 else '0.' ~ '0' * (scale - 1) ~ '1' }} as decimal(38, {{ scale }}))
@@ -120,4 +122,12 @@ final as (
 )
 
 select * from final
+{%- endmacro %}
+
+{#- Σ `amount` over the group (or the window `over`, e.g. 'over (partition by …)'), null when any term
+    is: an amount converted without a rate is unknown, and a sum with an unknown term is unknown, never
+    the others' total as if it were 0 (docs/metrics.md, "A missing rate"). For tables that keep a
+    workspace missing a rate (the marts and the cohorts); the metric tables leave it out (has_fx_rates). -#}
+{% macro sum_known(amount, over='') -%}
+    case when count(*) {{ over }} = count({{ amount }}) {{ over }} then sum({{ amount }}) {{ over }} end
 {%- endmacro %}

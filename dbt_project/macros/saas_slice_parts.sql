@@ -126,9 +126,8 @@ plan_days_converted as (
         plan_days.date_day,
         plan_days.plan,
         plan_days.currency,
-        case when plan_days.mrr = 0 then 0
-            else {{ fx_convert('plan_days.mrr', 'plan_days.currency', 'plan_days.reporting_currency', 9, 'billing', 'reporting') }}
-        end as mrr,
+        {{ fx_convert('plan_days.mrr', 'plan_days.currency', 'plan_days.reporting_currency', 9, 'billing', 'reporting') }}
+            as mrr,
         plan_days.active_subscriptions,
         plan_days.new_subscriptions,
         plan_days.churned_subscriptions

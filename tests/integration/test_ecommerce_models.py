@@ -379,6 +379,16 @@ def test_a_shop_missing_an_fx_rate_has_no_figures_in_any_registry_table(scenario
     assert scenarios.query("select count(*) as n from marts.orders where workspace_id = 'ecom-no-rate'") == [{"n": 2}]
 
 
+def test_a_shop_missing_an_fx_rate_has_its_cohort_money_unknown_never_zero(scenarios):
+    """ecom-no-rate (above): its March cohort, João's 100.00 MXN and Maria's 45.00 MXN net (two guests),
+    keeps its counts and its money in the shop's currency; in USD that money is unknown: null, not 0."""
+    assert scenarios.query(
+        "select months_since_first_order, cohort_customers, active_customers, orders, net_sales, reporting_currency,"
+        " reporting_net_sales from metrics.ecommerce_cohorts where workspace_id = 'ecom-no-rate'") == [
+        {"months_since_first_order": 0, "cohort_customers": 2, "active_customers": 2, "orders": 2,
+         "net_sales": Decimal("145.00"), "reporting_currency": "USD", "reporting_net_sales": None}]
+
+
 def rows_by_key(warehouse: ScenarioWarehouse, table: str, key: str, drop: tuple[str, ...] = ()) -> list[dict]:
     return [
         {k: v for k, v in row.items() if k not in drop}

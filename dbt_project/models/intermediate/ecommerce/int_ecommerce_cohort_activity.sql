@@ -146,7 +146,7 @@ final as (
         cast(max(orders) as integer) as is_active,
         cast(sum(orders) as bigint) as orders,
         cast(sum(net_sales) as decimal(38, 9)) as net_sales,
-        cast(sum(reporting_net_sales) as decimal(38, 4)) as reporting_net_sales
+        cast({{ sum_known('reporting_net_sales') }} as decimal(38, 4)) as reporting_net_sales
     from activity
     group by workspace_id, person_id, cohort_month, activity_month
 )

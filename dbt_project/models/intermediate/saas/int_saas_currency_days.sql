@@ -134,9 +134,8 @@ final as (
         running.currency,
         running.date_day,
         cast(running.mrr as decimal(38, 9)) as mrr,
-        cast(case when running.mrr = 0 then 0
-            else {{ fx_convert('running.mrr', 'running.currency', 'running.reporting_currency', 9, 'billing', 'reporting') }}
-        end as decimal(38, 9)) as mrr_reporting,
+        {{ fx_convert('running.mrr', 'running.currency', 'running.reporting_currency', 9, 'billing', 'reporting') }}
+            as mrr_reporting,
         cast(running.active_customers as bigint) as active_customers,
         cast(running.active_subscriptions as bigint) as active_subscriptions,
         cast(running.new_subscriptions as bigint) as new_subscriptions,

@@ -43,6 +43,7 @@ mrr_history as (
         ranked.workspace_id,
         ranked.customer_id,
         ranked.first_paying_date,
+        -- null where the rate is missing (docs/metrics.md, "A missing rate")
         {{ fx_convert('ranked.mrr_after', 'ranked.currency', 'workspaces.reporting_currency', 9,
                       'billing', 'reporting') }} as current_mrr,
         ranked.mrr_after as current_mrr_in_billing_currency
@@ -75,9 +76,12 @@ final as (
         customers.deleted_at,
         coalesce(subscription_counts.subscriptions, 0) as subscriptions,
         mrr_history.first_paying_date,
-        cast(coalesce(mrr_history.current_mrr, 0) as decimal(38, 6)) as current_mrr,
+        -- no change point: no MRR ever, 0; a change point's MRR without a rate stays null (unknown)
+        cast(case when mrr_history.customer_id is null then 0 else mrr_history.current_mrr end as decimal(38, 6))
+            as current_mrr,
         cast(coalesce(mrr_history.current_mrr_in_billing_currency, 0) as decimal(38, 6)) as current_mrr_in_billing_currency,
-        coalesce(mrr_history.current_mrr, 0) > 0 as is_active
+        -- from the billing currency's figure, which needs no rate
+        coalesce(mrr_history.current_mrr_in_billing_currency, 0) > 0 as is_active
     from customers
     left join subscription_counts
         on subscription_counts.workspace_id = customers.workspace_id

@@ -59,6 +59,7 @@ current_mrr as (
             when latest_changes.mrr_after > 0 then workspaces.as_of_day
             else cast({{ dbt.dateadd('day', -1, 'mrr_history.last_drop_date') }} as date)
         end as last_paying_date,
+        -- null where the rate is missing (docs/metrics.md, "A missing rate")
         {{ fx_convert('latest_changes.mrr_after', 'latest_changes.currency', 'workspaces.reporting_currency', 9,
                       'billing', 'reporting') }} as current_mrr,
         latest_changes.mrr_after as current_mrr_in_billing_currency
@@ -90,7 +91,9 @@ final as (
         subscriptions.cancellation_reason,
         current_mrr.first_paying_date,
         current_mrr.last_paying_date,
-        cast(coalesce(current_mrr.current_mrr, 0) as decimal(38, 6)) as current_mrr,
+        -- no change point: no MRR ever, 0; a change point's MRR without a rate stays null (unknown)
+        cast(case when current_mrr.subscription_id is null then 0 else current_mrr.current_mrr end as decimal(38, 6))
+            as current_mrr,
         cast(coalesce(current_mrr.current_mrr_in_billing_currency, 0) as decimal(38, 6)) as current_mrr_in_billing_currency
     from subscriptions
     left join current_mrr

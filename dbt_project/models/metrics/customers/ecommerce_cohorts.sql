@@ -71,7 +71,7 @@ monthly as (
         cast(sum(is_active) as bigint) as active_customers,
         cast(sum(orders) as bigint) as orders,
         cast(sum(net_sales) as decimal(38, 9)) as net_sales,
-        cast(sum(reporting_net_sales) as decimal(38, 4)) as reporting_net_sales
+        cast({{ sum_known('reporting_net_sales') }} as decimal(38, 4)) as reporting_net_sales
     from activity
     group by workspace_id, cohort_month, activity_month
 ),
@@ -117,7 +117,8 @@ summed as (
             partition by months.workspace_id, months.cohort_month order by months.activity_month
         ) as cumulative_net_sales,
         workspaces.reporting_currency,
-        coalesce(monthly.reporting_net_sales, 0) as reporting_net_sales,
+        -- a quiet month is 0; a month whose money has no rate stays null (unknown)
+        case when monthly.activity_month is null then 0 else monthly.reporting_net_sales end as reporting_net_sales,
         repeats.repeat_customers,
         cohorts.avg_days_to_second_order
     from months

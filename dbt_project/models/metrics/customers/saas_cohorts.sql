@@ -50,7 +50,7 @@ cohorts as (
         workspace_id,
         cohort_month,
         count(*) as cohort_customers,
-        sum(starting_mrr) as starting_mrr
+        {{ sum_known('starting_mrr') }} as starting_mrr
     from starts
     group by workspace_id, cohort_month
 ),
@@ -74,25 +74,30 @@ spans as (
         movements.customer_id,
         cast({{ dbt.date_trunc('month', 'movements.change_date') }} as date) as from_month,
         cast({{ dbt.date_trunc('month', 'lead(movements.change_date) over (partition by movements.workspace_id, movements.customer_id order by movements.change_date)') }} as date) as until_month,
-        movements.mrr_after as mrr
+        movements.mrr_after as mrr,
+        -- paying after it (MRR > 0 in the billing currency), whether or not a rate converts that MRR
+        movements.movement_type <> 'churn' as is_active
     from movements
 ),
 
 -- what a cohort customer's month-end MRR adds to their cohort's month while a span holds, entered
 -- as a delta in its first month and taken out in the month after its last: the month's sums are
--- the running sums of the deltas (one row per movement, not per customer and month). The counts of
--- non-null terms keep a sum null where every term is (an MRR without an exchange rate).
+-- the running sums of the deltas (one row per movement, not per customer and month). An MRR without
+-- an exchange rate is null, and so is every sum it is a term of: the running counts of null terms
+-- say where (sum_known's rule, docs/metrics.md "A missing rate").
 span_terms as (
     select
         spans.workspace_id,
         starts.cohort_month,
         spans.from_month,
         spans.until_month,
-        case when spans.mrr > 0 then 1 else 0 end as active_customers,
+        case when spans.is_active then 1 else 0 end as active_customers,
         spans.mrr,
-        -- gross: each customer counts at most what they started with (no expansion)
-        case when spans.mrr < starts.starting_mrr then spans.mrr else starts.starting_mrr end as retained_mrr,
-        case when spans.mrr > starts.starting_mrr then spans.mrr - starts.starting_mrr else 0 end as expansion_mrr
+        -- gross: each customer counts at most what they started with (no expansion); unknown if either is
+        case when spans.mrr is null or starts.starting_mrr is null then null
+            when spans.mrr < starts.starting_mrr then spans.mrr else starts.starting_mrr end as retained_mrr,
+        case when spans.mrr is null or starts.starting_mrr is null then null
+            when spans.mrr > starts.starting_mrr then spans.mrr - starts.starting_mrr else 0 end as expansion_mrr
     from spans
     inner join starts
         on starts.workspace_id = spans.workspace_id
@@ -117,12 +122,10 @@ month_deltas as (
         cohort_month,
         activity_month,
         sum(sign * active_customers) as active_customers,
-        sum(sign * mrr) as mrr,
-        sum(case when mrr is not null then sign else 0 end) as mrr_terms,
-        sum(sign * retained_mrr) as retained_mrr,
-        sum(case when retained_mrr is not null then sign else 0 end) as retained_mrr_terms,
-        sum(sign * expansion_mrr) as expansion_mrr,
-        sum(case when expansion_mrr is not null then sign else 0 end) as expansion_mrr_terms
+        {%- for column in ['mrr', 'retained_mrr', 'expansion_mrr'] %}
+        sum(sign * {{ column }}) as {{ column }},
+        sum(case when {{ column }} is null then sign else 0 end) as {{ column }}_unknown{{ ',' if not loop.last }}
+        {%- endfor %}
     from deltas
     group by workspace_id, cohort_month, activity_month
 ),
@@ -132,8 +135,8 @@ running as (
         months.workspace_id,
         months.cohort_month,
         months.activity_month,
-        {%- for column in ['active_customers', 'mrr', 'mrr_terms', 'retained_mrr', 'retained_mrr_terms',
-                           'expansion_mrr', 'expansion_mrr_terms'] %}
+        {%- for column in ['active_customers', 'mrr', 'mrr_unknown', 'retained_mrr', 'retained_mrr_unknown',
+                           'expansion_mrr', 'expansion_mrr_unknown'] %}
         sum(month_deltas.{{ column }}) over (
             partition by months.workspace_id, months.cohort_month order by months.activity_month
             rows between unbounded preceding and current row
@@ -152,9 +155,9 @@ monthly as (
         cohort_month,
         activity_month,
         coalesce(active_customers, 0) as active_customers,
-        case when mrr_terms > 0 then mrr end as mrr,
-        case when retained_mrr_terms > 0 then retained_mrr end as retained_mrr,
-        case when expansion_mrr_terms > 0 then expansion_mrr end as expansion_mrr
+        case when mrr_unknown = 0 then mrr end as mrr,
+        case when retained_mrr_unknown = 0 then retained_mrr end as retained_mrr,
+        case when expansion_mrr_unknown = 0 then expansion_mrr end as expansion_mrr
     from running
 ),
 
@@ -177,9 +180,9 @@ final as (
         cast(case when cohorts.starting_mrr > 0 then monthly.retained_mrr / cohorts.starting_mrr end
             as decimal(18, 6)) as gross_revenue_retention,
         -- revenue the cohort has booked so far (Σ month-end MRR), per customer: historical LTV
-        cast(sum(monthly.mrr) over (
-            partition by monthly.workspace_id, monthly.cohort_month order by monthly.activity_month
-        ) / cohorts.cohort_customers as decimal(38, 6)) as cumulative_mrr_per_customer
+        cast({{ sum_known('monthly.mrr', 'over (partition by monthly.workspace_id, monthly.cohort_month'
+                                         ' order by monthly.activity_month)') }}
+            / cohorts.cohort_customers as decimal(38, 6)) as cumulative_mrr_per_customer
     from monthly
     inner join cohorts
         on cohorts.workspace_id = monthly.workspace_id

@@ -20,7 +20,7 @@ monthly as (
         activity_month,
         max(reporting_currency) as reporting_currency,
         sum(active_customers) as active_customers,
-        sum(mrr) as mrr
+        {{ sum_known('mrr') }} as mrr
     from cohorts
     group by workspace_id, activity_month
 ),
