@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
+import socket
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -21,6 +24,7 @@ from graphql import (
     validate,
 )
 
+from pipelines.sandbox.core.http import ApiHandler
 from pipelines.sandbox.fixtures import load_fixtures
 from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.shopify.api import SCHEMA_PATH
@@ -367,6 +371,24 @@ def test_injected_faults(sandbox):
     assert client.data("{ shop { name } }")
 
 
+def test_responses_are_not_held_back_by_nagle(sandbox, monkeypatch):
+    """Every server sends with TCP_NODELAY: a response's body is written after its headers, and Nagle's
+    algorithm held it until the client's delayed ACK (about 40 ms a request on Linux)."""
+    nodelay = []
+    handle = ApiHandler.handle
+
+    def recording(self):
+        nodelay.append((self.server_name, self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+        handle(self)
+
+    monkeypatch.setattr(ApiHandler, "handle", recording)
+    Client(sandbox).data("{ shop { name } }")
+    requests.get(f"{sandbox.stripe_url}/v1/customers", timeout=10)
+    requests.get(f"{sandbox.servers['ecb'].base_url}/stats/eurofxref/eurofxref-hist.zip", timeout=10)
+    assert {name for name, _ in nodelay} == {"shopify", "stripe", "ecb"}
+    assert all(value for _, value in nodelay), nodelay
+
+
 # -- bulk operations -----------------------------------------------------------------------------
 
 BULK_ORDERS = """{ orders(query: "test:false") { edges { node {
@@ -437,6 +459,22 @@ def test_bulk_grouped_objects_follow_their_parent(sandbox):
         else:
             assert line["__parentId"] == parent
     assert sum("__parentId" in line for line in lines) == 3
+
+
+def test_bulk_file_is_sent_whole_or_cut_in_half(sandbox):
+    """The file's exact bytes; with the truncate fault, its first half and a closed connection."""
+    op, _ = _run_bulk(Client(sandbox), BULK_ORDERS)
+    stored = (sandbox.store.path.parent / "bulk" / op["url"].rsplit("/", 1)[-1]).read_bytes()
+    assert requests.get(op["url"]).content == stored
+    _set_faults(sandbox, "shopify:truncate=1")
+    host, port = sandbox.servers["shopify"].server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", urlsplit(op["url"]).path)
+    response = connection.getresponse()
+    assert int(response.headers["Content-Length"]) == len(stored)
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        response.read()
+    assert cut.value.partial == stored[: len(stored) // 2]
 
 
 def test_bulk_export_reads_a_snapshot(sandbox):
