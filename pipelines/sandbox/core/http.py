@@ -172,8 +172,9 @@ class ApiHandler(BaseHTTPRequestHandler):
     server: SandboxHTTPServer
     server_name = "api"  # "shopify" or "stripe"
     protocol_version = "HTTP/1.1"
-    # A response goes out as two writes, its headers and then its body. With Nagle's algorithm on, the
-    # body waited for the client's delayed ACK of the headers (≈ 40 ms a request on Linux loopback).
+    # A response goes out as two writes, its headers and then its body. With Nagle's algorithm on, a
+    # small body waited for the client's delayed ACK of the headers: ≈ 40 ms a request on Linux
+    # loopback for a client that sends its next request at once (docs/performance.md).
     disable_nagle_algorithm = True
 
     # -- to implement per API ------------------------------------------------------------------
