@@ -1,15 +1,21 @@
-"""JSON in and out at C speed (orjson), exact for whole numbers of any size.
+"""JSON in and out at C speed (orjson), exact for whole numbers of any size, and for every valid text.
 
 orjson reads a whole number beyond 64 bits as a float and refuses to write one; the standard library
 keeps such numbers exact. They matter: Stripe's contract quarantines them (they must reach it as
 whole numbers), and the sandbox serves them to test that. So a text with a run of 19 or more digits
 (every whole number beyond 64 bits has one) is read by the standard library, and a value orjson
 cannot write is written by it.
+
+orjson also refuses a lone surrogate escape (`"\\ud800"` without its low half): valid JSON, but no
+Unicode character. The standard library reads it as that code point; a text orjson refused that holds
+such an escape is read again by it (only then: a text orjson reads costs nothing more), and the
+ingest replaces the code point before any writer sees it (quarantine.storable).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -18,6 +24,8 @@ import orjson
 # faster than a regular expression's, and the page is scanned whole.
 _DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
 _LONG_RUN = b"0" * 19
+# The escape of a surrogate, high (D800-DBFF) or low (DC00-DFFF): `\u` is always lower case in JSON.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 def may_hold_wide_ints(data: bytes) -> bool:
@@ -26,19 +34,32 @@ def may_hold_wide_ints(data: bytes) -> bool:
     return _LONG_RUN in data.translate(_DIGITS_AS_ZERO)
 
 
+def may_hold_surrogates(data: bytes) -> bool:
+    """Whether a JSON text has a surrogate escape: without one, none of its strings holds a lone
+    surrogate (a pair, an escaped character beyond U+FFFF, makes this True too)."""
+    return _SURROGATE_ESCAPE.search(data) is not None
+
+
 def loads(data: bytes | str, *, wide_ints: bool | None = None) -> Any:
-    """The value of a JSON text; raises ValueError (orjson's or json's) when it is not JSON.
-    `wide_ints`: `may_hold_wide_ints(data)` when the caller has it already (None: scanned here)."""
-    if isinstance(data, str):
-        data = data.encode()
-    if may_hold_wide_ints(data) if wide_ints is None else wide_ints:
+    """The value of a JSON text; raises ValueError (orjson's or json's) when it is not JSON. A lone
+    surrogate escape is read as its code point. `wide_ints`: `may_hold_wide_ints(data)` when the
+    caller has it already (None: scanned here)."""
+    if wide_ints is None:
+        wide_ints = may_hold_wide_ints(data.encode() if isinstance(data, str) else data)
+    if wide_ints:
         return json.loads(data)
-    return orjson.loads(data)
-
-
-def dumps(value: Any) -> bytes:
-    """Compact JSON, UTF-8."""
     try:
-        return orjson.dumps(value)
-    except TypeError:  # orjson.JSONEncodeError: a whole number beyond 64 bits, a key that is not text
-        return json.dumps(value, separators=(",", ":")).encode()
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        if not may_hold_surrogates(data.encode() if isinstance(data, str) else data):
+            raise
+        return json.loads(data)
+
+
+def dumps(value: Any, *, line: bool = False) -> bytes:
+    """Compact JSON, UTF-8; `line`: ending with a newline (a JSON Lines line)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE if line else None)
+    except TypeError:  # orjson.JSONEncodeError: a whole number beyond 64 bits, a key that is not text,
+        # a lone surrogate (the standard library writes its escape)
+        return json.dumps(value, separators=(",", ":")).encode() + (b"\n" if line else b"")

@@ -34,6 +34,7 @@ from graphql import (
 )
 from graphql.execution.collect_fields import collect_fields, collect_sub_fields
 
+from pipelines import json_io
 from pipelines.sandbox.shopify import data
 from pipelines.sandbox.shopify.cost import is_connection, selected_fields
 from pipelines.sandbox.core.times import iso
@@ -367,7 +368,6 @@ class BulkOperations:
     @staticmethod
     def _write(op: BulkOperation, export: Export, rows: sqlite3.Cursor, lookup: data.Lookup, path: Path) -> bool:
         """Stream every root and its children to `path`. Returns False when canceled on the way."""
-        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
         project, tracks_line_items = export.project, export.kind == "order"
         roots = objects = 0
         with path.open("wb") as out:
@@ -377,12 +377,12 @@ class BulkOperations:
                 if op.cancel_requested:
                     return False
                 for row in batch:
-                    node = orjson.loads(row[3])
+                    node = json_io.loads(row[3], wide_ints=False)
                     if tracks_line_items:
                         lookup.track([node], replace=True)
                     lines: list = []
-                    chunk.append(dumps(project(node, lines, lookup), option=newline))
-                    (chunk if op.group_objects else children).extend(dumps(line, option=newline) for line in lines)
+                    chunk.append(json_io.dumps(project(node, lines, lookup), line=True))
+                    (chunk if op.group_objects else children).extend(json_io.dumps(line, line=True) for line in lines)
                     objects += 1 + len(lines)
                 roots += len(batch)
                 # Without groupObjects, the children of a batch of roots follow the whole batch, so

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
 from graphql import GraphQLError
 
+from pipelines import json_io
 from pipelines.sandbox.core.times import iso
 
 ORDER_WINDOW_SECONDS = 60 * 86400  # without read_all_orders, only the last 60 days of orders
@@ -183,7 +183,7 @@ def page(
     rows = rows[:size]
     if last is not None:
         rows.reverse()
-    nodes = [orjson.loads(row[3]) for row in rows]
+    nodes = [json_io.loads(row[3], wide_ints=False) for row in rows]
     cursors = [
         encode_cursor(sort_key, *((row[1 if column == "created" else 2], row[0]) if column else (row[0],)))
         for row in rows
@@ -208,7 +208,7 @@ def count(conn: sqlite3.Connection, workspace: str, kind: str, search: Search, h
 def get_node(conn: sqlite3.Connection, workspace: str, kind: str, gid: str, hidden) -> dict[str, Any] | None:
     sql, args = base_sql(workspace, kind, Search(), hidden)
     row = conn.execute(sql + " and id = ?", [*args, gid]).fetchone()
-    return orjson.loads(row[3]) if row else None
+    return json_io.loads(row[3], wide_ints=False) if row else None
 
 
 # -- references and derived fields ---------------------------------------------------------------
@@ -265,7 +265,7 @@ class Lookup:
             self._variants = {}
             sql, args = base_sql(self.workspace, "product", Search(), ([], []))
             for row in self.conn.execute(sql, args):
-                for variant in orjson.loads(row[3]).get("variants") or ():
+                for variant in json_io.loads(row[3], wide_ints=False).get("variants") or ():
                     self._variants[variant.get("id")] = variant
                     item = variant.get("inventoryItem")
                     if isinstance(item, dict):
