@@ -122,6 +122,7 @@ class SyncStats:
     quarantined_objects: dict[str, int] = field(default_factory=dict)  # object table -> objects set aside
     gone: dict[str, list[str]] = field(default_factory=dict)  # object table -> ids a targeted read found deleted
     nul_removed: int = 0  # NUL characters removed from text (Postgres cannot store them)
+    surrogates_replaced: int = 0  # lone surrogates replaced by U+FFFD (no UTF-8 text holds one)
     api_time: datetime | None = None  # the API's clock (its newest `Date` header): "now" for the contracts
 
     def saw_api_date(self, header: str | None) -> None:
@@ -149,6 +150,7 @@ class SyncStats:
             "throttle_wait_seconds": round(self.throttle_wait_seconds, 3),
             "quarantined_objects": sum(self.quarantined_objects.values()),
             "nul_characters_removed": self.nul_removed,
+            "lone_surrogates_replaced": self.surrogates_replaced,
             "notes": "; ".join(self.notes) or "none",
         }
 

@@ -10,8 +10,9 @@ cursor. dbt exposes those tables as `quarantine.<source>_<table>` and counts the
 
 A record stays open until a later sync reads the object again: then it is resolved
 (`resolved_at`), or replaced by the object's new violations. Values a destination cannot store
-but that carry no meaning (NUL characters, which Postgres rejects in text and JSON) are removed
-before anything else, and counted.
+but that carry no meaning are made storable before anything else, in keys as in values, and
+counted: NUL characters (Postgres rejects them in text and JSON) are removed, and lone surrogates
+(no UTF-8 text holds one) become U+FFFD, the replacement character.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -33,6 +35,8 @@ from pipelines.ingest import existing
 # amount in a code outside this list cannot be converted or even formatted, so the record is quarantined.
 CURRENCIES = KNOWN
 NUL = "\x00"
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")  # in a str read from JSON, only a lone one (a pair is one character)
+REPLACEMENT = "\ufffd"
 VALUE_CHARS = 200  # how much of an offending value a quarantine row shows
 # How far past "now" a timestamp may lie: clocks differ, and a day covers every timezone.
 FUTURE_SLACK = timedelta(days=1)
@@ -134,21 +138,34 @@ def finite(number: float | Decimal) -> bool:
     return number.is_finite() if isinstance(number, Decimal) else math.isfinite(number)
 
 
-def without_nul(value: Any) -> tuple[Any, int]:
-    """`value` with NUL characters removed from every string inside it, and how many strings had one."""
+def storable(value: Any) -> tuple[Any, int, int]:
+    """`value` as a warehouse can store every string inside it, keys too, and what changed: NUL
+    characters removed (how many strings had one) and each lone surrogate replaced by U+FFFD (how many).
+
+    A lone surrogate is half of a UTF-16 pair, read from a JSON escape such as `\\ud800` without its
+    other half: no UTF-8 text holds one, so pyarrow and psycopg2 refuse it. A whole pair is read as the
+    one character it stands for and is not touched.
+    """
     if isinstance(value, str):
-        return (value.replace(NUL, ""), 1) if NUL in value else (value, 0)
+        nul = NUL in value
+        if nul:
+            value = value.replace(NUL, "")
+        if value.isascii():  # a flag of the string: no scan
+            return value, int(nul), 0
+        value, lone = LONE_SURROGATE.subn(REPLACEMENT, value)
+        return value, int(nul), lone
     if isinstance(value, dict):
-        cleaned, count = {}, 0
+        cleaned, nul, lone = {}, 0, 0
         for key, item in value.items():
-            cleaned[key], found = without_nul(item)
-            count += found
-        return (cleaned, count) if count else (value, 0)
+            key, key_nul, key_lone = storable(key)
+            cleaned[key], item_nul, item_lone = storable(item)
+            nul, lone = nul + key_nul + item_nul, lone + key_lone + item_lone
+        return (cleaned, nul, lone) if nul or lone else (value, 0, 0)
     if isinstance(value, list):
-        items = [without_nul(item) for item in value]
-        count = sum(found for _, found in items)
-        return ([item for item, _ in items], count) if count else (value, 0)
-    return value, 0
+        items = [storable(item) for item in value]
+        nul, lone = sum(found[1] for found in items), sum(found[2] for found in items)
+        return ([found[0] for found in items], nul, lone) if nul or lone else (value, 0, 0)
+    return value, 0, 0
 
 
 def _shown(value: Any) -> str | None:

@@ -41,7 +41,7 @@ from pipelines.ingest.quarantine import (
     amount_reason,
     currency_reason,
     finite,
-    without_nul,
+    storable,
 )
 from pipelines.ingest.shopify.columns import COLUMN_TYPES
 from pipelines.ingest.shopify.rows import TableRows
@@ -281,7 +281,7 @@ class Screener:
     Args:
         quarantine: where bad objects go.
         bounds: the sane time range.
-        stats: counts the NUL characters removed.
+        stats: counts the NUL characters removed and the lone surrogates replaced.
     """
 
     def __init__(self, quarantine: Quarantine, bounds: Bounds, stats: SyncStats):
@@ -291,8 +291,9 @@ class Screener:
 
     def rows(self, lines: list[dict[str, Any]], splitter: TableRows) -> dict[str, list[dict[str, Any]]]:
         """The dict rows of bulk-shaped lines (the paging path, or a block Arrow could not type), screened."""
-        lines, removed = without_nul(lines)
+        lines, removed, replaced = storable(lines)
         self.stats.nul_removed += removed
+        self.stats.surrogates_replaced += replaced
         batch = splitter.split(lines)
         found = screen_rows(batch, self.bounds)
         if found:
@@ -307,7 +308,7 @@ class Screener:
         tables = {name: self._without_nul(name, rows) for name, rows in tables.items()}
         found = screen_arrow(tables, self.bounds)
         if found:
-            lines, removed = without_nul([json.loads(line) for line in block.splitlines() if line.strip()])
+            lines, _, _ = storable([json.loads(line) for line in block.splitlines() if line.strip()])
             roots = tables[root].filter(pc.is_in(tables[root]["id"], value_set=pa.array(sorted(found), pa.string())))
             self._set_aside(found, lines, dict(zip(roots["id"].to_pylist(), roots["created_at"].to_pylist())))
         tables = drop_arrow(tables, set(found))

@@ -22,7 +22,7 @@ from requests.auth import AuthBase
 
 from pipelines import json_io
 from pipelines.ingest.pipeline import SyncStats
-from pipelines.ingest.quarantine import without_nul
+from pipelines.ingest.quarantine import storable
 from pipelines.workspaces import WorkspaceError
 
 logger = logging.getLogger(__name__)
@@ -201,12 +201,14 @@ class StripeClient:
             raise self._error(path, response)
         wide_ints = json_io.may_hold_wide_ints(response.content)
         body = json_io.loads(response.content, wide_ints=wide_ints)
-        # NUL characters carry no meaning and Postgres stores them in neither text nor JSON. JSON
-        # escapes them, so a body without that escape holds none and needs no walk.
-        if b"\\u0000" in response.content:
-            body, removed = without_nul(body)
+        # NUL characters and lone surrogates carry no meaning, and no warehouse stores them (Postgres
+        # neither NUL in text nor JSON, UTF-8 no lone surrogate). JSON escapes both, so a body without
+        # those escapes holds none and needs no walk.
+        if b"\\u0000" in response.content or json_io.may_hold_surrogates(response.content):
+            body, removed, replaced = storable(body)
             with self._lock:
                 self.stats.nul_removed += removed
+                self.stats.surrogates_replaced += replaced
         if isinstance(body, dict) and isinstance(body.get("data"), list):
             body["data"] = page = Page(body["data"])
             page.wide_ints = wide_ints
