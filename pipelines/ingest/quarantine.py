@@ -28,6 +28,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from pipelines.currencies import KNOWN
 from pipelines.ingest import existing
 
@@ -146,26 +148,37 @@ def storable(value: Any) -> tuple[Any, int, int]:
     other half: no UTF-8 text holds one, so pyarrow and psycopg2 refuse it. A whole pair is read as the
     one character it stands for and is not touched.
     """
+    # orjson writes no lone surrogate (it raises) and escapes NUL: a value it writes without that
+    # escape holds neither, and its C writer is seven times faster than the walk below.
+    try:
+        if b"\\u0000" not in orjson.dumps(value):
+            return value, 0, 0
+    except TypeError:  # a lone surrogate, or a value orjson does not write (a number beyond 64 bits)
+        pass
+    counts = [0, 0]
+    cleaned = _storable(value, counts)
+    return cleaned, counts[0], counts[1]
+
+
+def _storable(value: Any, counts: list[int]) -> Any:
     if isinstance(value, str):
-        nul = NUL in value
-        if nul:
-            value = value.replace(NUL, "")
-        if value.isascii():  # a flag of the string: no scan
-            return value, int(nul), 0
-        value, lone = LONE_SURROGATE.subn(REPLACEMENT, value)
-        return value, int(nul), lone
+        return value if NUL not in value and value.isascii() else _storable_text(value, counts)
     if isinstance(value, dict):
-        cleaned, nul, lone = {}, 0, 0
-        for key, item in value.items():
-            key, key_nul, key_lone = storable(key)
-            cleaned[key], item_nul, item_lone = storable(item)
-            nul, lone = nul + key_nul + item_nul, lone + key_lone + item_lone
-        return (cleaned, nul, lone) if nul or lone else (value, 0, 0)
+        return {(_storable_text(key, counts) if isinstance(key, str) and (NUL in key or not key.isascii()) else key):
+                _storable(item, counts) for key, item in value.items()}
     if isinstance(value, list):
-        items = [storable(item) for item in value]
-        nul, lone = sum(found[1] for found in items), sum(found[2] for found in items)
-        return ([found[0] for found in items], nul, lone) if nul or lone else (value, 0, 0)
-    return value, 0, 0
+        return [_storable(item, counts) for item in value]
+    return value
+
+
+def _storable_text(text: str, counts: list[int]) -> str:
+    if NUL in text:
+        text = text.replace(NUL, "")
+        counts[0] += 1
+    if not text.isascii():  # a flag of the string: no scan
+        text, lone = LONE_SURROGATE.subn(REPLACEMENT, text)
+        counts[1] += lone
+    return text
 
 
 def _shown(value: Any) -> str | None:

@@ -22,13 +22,14 @@ R = "\ufffd"
 def test_lone_surrogate_escapes_are_read_as_their_code_points(text, value):
     with pytest.raises(orjson.JSONDecodeError):
         orjson.loads(text)
-    assert json_io.may_hold_surrogates(text)
+    assert json_io.may_hold_nul_or_surrogates(text)
     assert json_io.loads(text) == value == json.loads(text)
     assert json_io.loads(text.decode(), wide_ints=False) == value
 
 
-def test_only_surrogate_escapes_take_the_slow_read_and_bad_json_still_raises():
-    assert not json_io.may_hold_surrogates(b'["\\u00e9 \\ud7ff \\ue000 \\\\ud", "\xf0\x9f\x98\x80"]')
+def test_only_nul_and_surrogate_escapes_are_found_and_bad_json_still_raises():
+    assert not json_io.may_hold_nul_or_surrogates(b'["\\u00e9 \\ud7ff \\ue000 \\u0001 \\\\ud", "\xf0\x9f\x98\x80"]')
+    assert json_io.may_hold_nul_or_surrogates(b'["a\\u0000"]') and json_io.may_hold_nul_or_surrogates(b'["\\uDBFF"]')
     with pytest.raises(ValueError):
         json_io.loads(b'{"a": "\\ud800"')  # not JSON, surrogate or not
     with pytest.raises(ValueError):
@@ -45,3 +46,6 @@ def test_storable_returns_clean_values_themselves():
     value = {"a": ["😀 é", 1.5, {"b": None}], "c": "\ufffd"}
     found, removed, replaced = storable(value)
     assert found is value and (removed, replaced) == (0, 0)
+    assert storable({"d": "\\u0000 as text"}) == ({"d": "\\u0000 as text"}, 0, 0)  # walked, unchanged
+    wide = {"a": 10**30, "b": ["x\x00"]}  # orjson does not write the number: walked
+    assert storable(wide) == ({"a": 10**30, "b": ["x"]}, 1, 0)

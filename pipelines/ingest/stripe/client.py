@@ -204,7 +204,7 @@ class StripeClient:
         # NUL characters and lone surrogates carry no meaning, and no warehouse stores them (Postgres
         # neither NUL in text nor JSON, UTF-8 no lone surrogate). JSON escapes both, so a body without
         # those escapes holds none and needs no walk.
-        if b"\\u0000" in response.content or json_io.may_hold_surrogates(response.content):
+        if json_io.may_hold_nul_or_surrogates(response.content):
             body, removed, replaced = storable(body)
             with self._lock:
                 self.stats.nul_removed += removed
