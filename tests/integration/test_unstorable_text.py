@@ -15,6 +15,7 @@ operation) and its second (pages), and Stripe accounts, on DuckDB and Postgres.
 from __future__ import annotations
 
 import json
+import traceback
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,8 @@ def synced(request, tmp_path_factory) -> dict:
 def synced_stats(synced: dict, phase: int, workspace_id: str):
     found = synced["stats"][phase][workspace_id]
     if isinstance(found, Exception):
-        raise AssertionError(f"the sync of {workspace_id} (phase {phase + 1}) failed: {found}") from found
+        pytest.fail(f"the sync of {workspace_id} (phase {phase + 1}) failed:\n"
+                    + "".join(traceback.format_exception(found)))
     return found
 
 
