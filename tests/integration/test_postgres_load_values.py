@@ -54,21 +54,21 @@ def money(amount: str) -> dict:
             "presentmentMoney": {"amount": amount, "currencyCode": "USD"}}
 
 
-def order(number: int, updated: str) -> dict:
-    """An order with one line per awkward value (its title and name), one line without a SKU and one
-    with an empty SKU; the values also as its tags (a JSON column)."""
+def order(number: int, updated: str, texts: list[str] = AWKWARD) -> dict:
+    """An order with one line per text (its title and name), one line without a SKU and one with an
+    empty SKU; the texts also as its tags (a JSON column)."""
     lines = [{"id": f"gid://shopify/LineItem/{number}{i:03d}", "title": text, "name": text,
               "sku": None if i == 0 else "" if i == 1 else f"SKU-{i}", "quantity": 1, "currentQuantity": 1,
               "product": None, "variant": None, "originalUnitPriceSet": money("1.00"),
               "originalTotalSet": money("1.00"), "discountedTotalSet": money("1.00"),
               "totalDiscountSet": money("0.00"), "taxLines": [], "discountAllocations": []}
-             for i, text in enumerate(AWKWARD)]
+             for i, text in enumerate(texts)]
     total = money(f"{len(lines)}.00")
     return {"id": f"gid://shopify/Order/{number}", "legacyResourceId": str(number), "name": f"#{number}",
             "createdAt": updated, "updatedAt": updated, "processedAt": updated, "cancelledAt": None,
             "cancelReason": None, "closedAt": None, "test": False, "email": EMAIL, "customer": None,
             "currencyCode": "USD", "presentmentCurrencyCode": "USD", "displayFinancialStatus": "PAID",
-            "displayFulfillmentStatus": "UNFULFILLED", "tags": AWKWARD, "sourceName": "",
+            "displayFulfillmentStatus": "UNFULFILLED", "tags": texts, "sourceName": "",
             "discountCodes": [], "taxesIncluded": False, "subtotalPriceSet": total, "totalPriceSet": total,
             "currentTotalPriceSet": total, "totalDiscountsSet": money("0.00"), "totalTaxSet": money("0.00"),
             "totalShippingPriceSet": money("0.00"), "totalRefundedSet": money("0.00"), "taxLines": [],

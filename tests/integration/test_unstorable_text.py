@@ -23,6 +23,7 @@ import pytest
 from pipelines.ingest.sync import sync
 from pipelines.sandbox.server import build_store
 from pipelines.workspaces import load_workspaces
+from tests.integration.test_postgres_load_values import customer, order
 from tests.scenario import ScenarioWarehouse, serving
 
 R = "\ufffd"
@@ -43,38 +44,6 @@ LONE = sum(t[2] for t in TEXTS)  # lone surrogates in one list of the texts
 CLOCK_FIRST, CLOCK_SECOND = "2026-05-20T00:00:00Z", "2026-05-25T00:00:00Z"
 
 
-def money(amount: str) -> dict:
-    return {"shopMoney": {"amount": amount, "currencyCode": "USD"},
-            "presentmentMoney": {"amount": amount, "currencyCode": "USD"}}
-
-
-def order(number: int, updated: str) -> dict:
-    """An order with a line per text (its title and name), and the texts as its tags (a JSON column)."""
-    lines = [{"id": f"gid://shopify/LineItem/{number}{i:03d}", "title": text, "name": text, "sku": f"SKU-{i}",
-              "quantity": 1, "currentQuantity": 1, "product": None, "variant": None,
-              "originalUnitPriceSet": money("1.00"), "originalTotalSet": money("1.00"),
-              "discountedTotalSet": money("1.00"), "totalDiscountSet": money("0.00"), "taxLines": [],
-              "discountAllocations": []}
-             for i, text in enumerate(SERVED)]
-    total = money(f"{len(lines)}.00")
-    return {"id": f"gid://shopify/Order/{number}", "legacyResourceId": str(number), "name": f"#{number}",
-            "createdAt": updated, "updatedAt": updated, "processedAt": updated, "cancelledAt": None,
-            "cancelReason": None, "closedAt": None, "test": False, "email": "text@example.com", "customer": None,
-            "currencyCode": "USD", "presentmentCurrencyCode": "USD", "displayFinancialStatus": "PAID",
-            "displayFulfillmentStatus": "UNFULFILLED", "tags": SERVED, "sourceName": "web",
-            "discountCodes": [], "taxesIncluded": False, "subtotalPriceSet": total, "totalPriceSet": total,
-            "currentTotalPriceSet": total, "totalDiscountsSet": money("0.00"), "totalTaxSet": money("0.00"),
-            "totalShippingPriceSet": money("0.00"), "totalRefundedSet": money("0.00"), "taxLines": [],
-            "shippingLines": [], "discountApplications": [], "lineItems": lines, "refunds": []}
-
-
-def customer(i: int, name: str, metadata: dict) -> dict:
-    return {"id": f"cus_{i:03d}", "object": "customer", "balance": 0, "created": 1775001600 + i, "currency": "usd",
-            "delinquent": False, "email": f"c{i}@example.com", "invoice_prefix": f"P{i:03d}", "livemode": False,
-            "metadata": metadata, "name": name, "next_invoice_sequence": 1, "preferred_locales": [name],
-            "tax_exempt": "none"}
-
-
 def stripe(customers: list[dict]) -> dict:
     return {"customers": customers, "products": [], "prices": [], "coupons": [], "discounts": [],
             "subscriptions": [], "invoices": [], "events": []}
@@ -83,8 +52,9 @@ def stripe(customers: list[dict]) -> dict:
 def fixture(clock: str, orders: list[dict]) -> dict:
     """`text-saas`: a customer per text, in its name, a metadata value and key, and a locale.
     `keys-saas`: NUL characters in metadata keys only (no lone surrogate in its page)."""
-    texts = [customer(i, text, {"text": text, text: "as a key"}) for i, text in enumerate(SERVED)]
-    keys = [customer(0, "Ana", {"k\x00ey": "value", "plain": "p"}), customer(1, "Bo", {"\x00": "x", "a": "\x00"})]
+    texts = [customer(i, text) for i, text in enumerate(SERVED)]
+    keys = [{**customer(0, "Ana"), "metadata": {"k\x00ey": "value", "plain": "p"}},
+            {**customer(1, "Bo"), "metadata": {"\x00": "x", "a": "\x00"}}]
     return {"clock": clock, "workspaces": {
         "text-store": {"name": "Text Store", "currency": "USD", "timezone": "UTC",
                        "shopify": {"orders": orders, "products": [], "customers": []}},
@@ -113,9 +83,9 @@ def synced(request, tmp_path_factory) -> dict:
     """The first sync (Shopify by a bulk operation), then the second (Shopify by pages, a new order)."""
     home = tmp_path_factory.mktemp(f"text-{request.param}") / "home"
     url = request.getfixturevalue("new_pg_database")() if request.param == "postgres" else None
-    first_order = order(8001, "2026-05-10T15:00:00Z")
+    first_order = order(8001, "2026-05-10T15:00:00Z", SERVED)
     phases = [fixture(CLOCK_FIRST, [first_order]),
-              fixture(CLOCK_SECOND, [first_order, order(8002, "2026-05-22T15:00:00Z")])]
+              fixture(CLOCK_SECOND, [first_order, order(8002, "2026-05-22T15:00:00Z", SERVED)])]
     stats = []
     with pytest.MonkeyPatch.context() as monkeypatch:
         for number, phase in enumerate(phases, 1):
