@@ -137,19 +137,22 @@ def test_both_load_paths_are_taken(loaded):
     assert set(file_formats(loaded["home"], "stripe__values_saas", "customers")) == {arrow_file}  # synced twice
 
 
+def loaded_order(warehouse: ScenarioWarehouse, workspace_id: str, number: int) -> tuple[list[dict], dict]:
+    """An order's loaded line items (in id order) and its own row, its tags decoded."""
+    key = (workspace_id, f"gid://shopify/Order/{number}")
+    lines = warehouse.query("select * from shopify.order_line_items where workspace_id = %s and order_id = %s "
+                            "order by id", key)
+    [found] = warehouse.query("select * from shopify.orders where workspace_id = %s and id = %s", key)
+    return lines, {**found, "tags": found["tags"] if isinstance(found["tags"], list) else json.loads(found["tags"])}
+
+
 @pytest.mark.parametrize("number", [7001, 7002], ids=["bulk-arrow", "pages-dicts"])
 def test_shopify_text_comes_back_exactly(loaded, number):
-    warehouse: ScenarioWarehouse = loaded["warehouse"]
-    rows = warehouse.query("select id, title, name, sku from shopify.order_line_items "
-                           "where workspace_id = 'values-store' and order_id = %s order by id",
-                           (f"gid://shopify/Order/{number}",))
-    assert [row["title"] for row in rows] == AWKWARD
-    assert [row["name"] for row in rows] == AWKWARD
-    assert [row["sku"] for row in rows][:3] == [None, "", "SKU-2"]
-    [found] = warehouse.query("select tags, source_name, email from shopify.orders "
-                              "where workspace_id = 'values-store' and id = %s", (f"gid://shopify/Order/{number}",))
-    tags = found["tags"] if isinstance(found["tags"], list) else json.loads(found["tags"])
-    assert tags == AWKWARD
+    lines, found = loaded_order(loaded["warehouse"], "values-store", number)
+    assert [row["title"] for row in lines] == AWKWARD
+    assert [row["name"] for row in lines] == AWKWARD
+    assert [row["sku"] for row in lines][:3] == [None, "", "SKU-2"]
+    assert found["tags"] == AWKWARD
     assert (found["source_name"], found["email"]) == ("", EMAIL)
 
 
