@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlt.common.json import json
 from dlt.sources.helpers.requests import Client, Response
 from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
@@ -260,10 +259,6 @@ class ShopifyClient:
                     )
         return started["bulkOperation"]
 
-    def finish_bulk(self, operation: dict[str, Any], bulk_poll: str) -> Iterator[dict[str, Any]]:
-        """Wait for a started bulk operation and return its JSONL lines."""
-        return self._lines(self.wait_bulk(operation, bulk_poll))
-
     def wait_bulk(self, operation: dict[str, Any], bulk_poll: str) -> str | None:
         """Wait for a started bulk operation; returns its result URL (None when nothing matched)."""
         delay, started = BULK_POLL_START, time.monotonic()
@@ -278,16 +273,6 @@ class ShopifyClient:
                 f"({operation.get('errorCode') or 'no error code'})"
             )
         return operation.get("url")
-
-    def _lines(self, url: str | None) -> Iterator[dict[str, Any]]:
-        """The JSONL result, downloaded to a temporary file first so memory stays flat."""
-        with self.bulk_file(url) as path:
-            if path is None:
-                return
-            with path.open("rb") as lines:
-                for line in lines:
-                    if line.strip():
-                        yield json.loadb(line)
 
     @contextmanager
     def bulk_file(self, url: str | None) -> Iterator[Path | None]:
