@@ -142,7 +142,7 @@ def finite(number: float | Decimal) -> bool:
 
 def storable(value: Any) -> tuple[Any, int, int]:
     """`value` as a warehouse can store every string inside it, keys too, and what changed: NUL
-    characters removed (how many strings had one) and each lone surrogate replaced by U+FFFD (how many).
+    characters removed (how many: as the Arrow path counts them) and each lone surrogate replaced by U+FFFD (how many).
 
     A lone surrogate is half of a UTF-16 pair, read from a JSON escape such as `\\ud800` without its
     other half: no UTF-8 text holds one, so pyarrow and psycopg2 refuse it. A whole pair is read as the
@@ -173,8 +173,8 @@ def _storable(value: Any, counts: list[int]) -> Any:
 
 def _storable_text(text: str, counts: list[int]) -> str:
     if NUL in text:
+        counts[0] += text.count(NUL)
         text = text.replace(NUL, "")
-        counts[0] += 1
     if not text.isascii():  # a flag of the string: no scan
         text, lone = LONE_SURROGATE.subn(REPLACEMENT, text)
         counts[1] += lone

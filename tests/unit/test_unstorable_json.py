@@ -49,3 +49,7 @@ def test_storable_returns_clean_values_themselves():
     assert storable({"d": "\\u0000 as text"}) == ({"d": "\\u0000 as text"}, 0, 0)  # walked, unchanged
     wide = {"a": 10**30, "b": ["x\x00"]}  # orjson does not write the number: walked
     assert storable(wide) == ({"a": 10**30, "b": ["x"]}, 1, 0)
+
+
+def test_storable_counts_each_nul_character_as_the_arrow_path_does():
+    assert storable({"a\x00\x00": "b\x00\x00\x00c"}) == ({"a": "bc"}, 5, 0)
