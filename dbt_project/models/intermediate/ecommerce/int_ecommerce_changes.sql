@@ -23,12 +23,17 @@
 {%- set customers = model_relation('customers') if execute else none %}
 {%- set dated = identified is not none
     and 'timezone' in adapter.get_columns_in_relation(identified) | map(attribute='name') | map('lower') | list %}
+{# The staged tables read more than once name their columns: Postgres materializes such a CTE, and
+    with `select *` it wrote every column of every order to disk (docs/performance.md, "Postgres
+    after a small change: the CTEs read twice"). -#}
 with orders as (
-    select * from {{ ref('stg_shopify__orders') }}
+    select workspace_id, order_id, customer_id, load_epoch
+    from {{ ref('stg_shopify__orders') }}
 ),
 
 accounts as (
-    select * from {{ ref('stg_shopify__customers') }}
+    select workspace_id, customer_id, email, load_epoch
+    from {{ ref('stg_shopify__customers') }}
 ),
 
 workspaces as (

@@ -22,12 +22,17 @@
 {%- set changes_built = model_relation('int_subscription_mrr_changes') if execute else none %}
 {%- set state = saas_workspace_state_relation() if execute else none %}
 -- depends_on: {{ ref('int_saas_workspaces') }}
+{# The staged tables read more than once name their columns: Postgres materializes such a CTE, and
+    with `select *` it computed every column of the views (amounts, timestamps) for every row
+    (docs/performance.md, "Postgres after a small change: the CTEs read twice"). -#}
 with lines as (
-    select * from {{ ref('stg_stripe__invoice_lines') }}
+    select workspace_id, invoice_id, subscription_id, price_id, load_epoch
+    from {{ ref('stg_stripe__invoice_lines') }}
 ),
 
 invoices as (
-    select * from {{ ref('stg_stripe__invoices') }}
+    select workspace_id, invoice_id, subscription_id, load_epoch
+    from {{ ref('stg_stripe__invoices') }}
 ),
 
 loaded_invoices as (
@@ -53,7 +58,8 @@ discounts as (
 ),
 
 subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+    select workspace_id, subscription_id, customer_id, load_epoch
+    from {{ ref('stg_stripe__subscriptions') }}
 ),
 
 items as (
