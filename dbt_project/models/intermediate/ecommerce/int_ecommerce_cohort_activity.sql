@@ -35,7 +35,10 @@ windows as (
 ),
 {%- endif %}
 
-customers as (
+-- Postgres: not materialized, so that each reader joins the table itself by hash (materialized, the
+-- CTE had no statistics and both joins sorted every customer; docs/performance.md, "Postgres after a
+-- small change: the CTEs read twice")
+customers as {{ 'not materialized' if target.type == 'postgres' }} (
     select * from {{ ref('customers') }}
     where first_order_date is not null
 ),
