@@ -23,15 +23,16 @@
 {%- set customers = model_relation('customers') if execute else none %}
 {%- set dated = identified is not none
     and 'timezone' in adapter.get_columns_in_relation(identified) | map(attribute='name') | map('lower') | list %}
-{# The staged tables read more than once name their columns: Postgres materializes such a CTE, and
-    with `select *` it wrote every column of every order to disk (docs/performance.md, "Postgres
-    after a small change: the CTEs read twice"). -#}
-with orders as (
+{# The staged tables read more than once name their columns, and on Postgres are not materialized:
+    materialized, Postgres wrote every column of every order to disk, and planned the anti-joins
+    with them (no statistics) as merges of every row sorted (docs/performance.md, "Postgres after
+    a small change: the CTEs read twice"). -#}
+with orders as {{ 'not materialized' if target.type == 'postgres' }} (
     select workspace_id, order_id, customer_id, load_epoch
     from {{ ref('stg_shopify__orders') }}
 ),
 
-accounts as (
+accounts as {{ 'not materialized' if target.type == 'postgres' }} (
     select workspace_id, customer_id, email, load_epoch
     from {{ ref('stg_shopify__customers') }}
 ),

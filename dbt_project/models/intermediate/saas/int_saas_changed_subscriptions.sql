@@ -22,15 +22,16 @@
 {%- set changes_built = model_relation('int_subscription_mrr_changes') if execute else none %}
 {%- set state = saas_workspace_state_relation() if execute else none %}
 -- depends_on: {{ ref('int_saas_workspaces') }}
-{# The staged tables read more than once name their columns: Postgres materializes such a CTE, and
-    with `select *` it computed every column of the views (amounts, timestamps) for every row
-    (docs/performance.md, "Postgres after a small change: the CTEs read twice"). -#}
-with lines as (
+{# The staged tables read more than once name their columns, and on Postgres are not materialized:
+    materialized, Postgres computed every column of the views (amounts, timestamps) for every row,
+    and planned the joins on them without statistics (docs/performance.md, "Postgres after a small
+    change: the CTEs read twice"). -#}
+with lines as {{ 'not materialized' if target.type == 'postgres' }} (
     select workspace_id, invoice_id, subscription_id, price_id, load_epoch
     from {{ ref('stg_stripe__invoice_lines') }}
 ),
 
-invoices as (
+invoices as {{ 'not materialized' if target.type == 'postgres' }} (
     select workspace_id, invoice_id, subscription_id, load_epoch
     from {{ ref('stg_stripe__invoices') }}
 ),
@@ -57,7 +58,7 @@ discounts as (
     select * from {{ ref('stg_stripe__discounts') }}
 ),
 
-subscriptions as (
+subscriptions as {{ 'not materialized' if target.type == 'postgres' }} (
     select workspace_id, subscription_id, customer_id, load_epoch
     from {{ ref('stg_stripe__subscriptions') }}
 ),
