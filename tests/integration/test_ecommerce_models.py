@@ -24,7 +24,15 @@ from pipelines.packs import pack_for
 from pipelines.sandbox.server import build_store
 from pipelines.sandbox.simulation.runner import truth
 from pipelines.sandbox.simulation.simulator import SIZES, iso
-from tests.scenario import ScenarioWarehouse, build_scenario, run_dbt, serving, sync_all, write_workspaces_table
+from tests.scenario import (
+    ScenarioWarehouse,
+    build_scenario,
+    postgres_materialized_ctes,
+    run_dbt,
+    serving,
+    sync_all,
+    write_workspaces_table,
+)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios_ecommerce.json"
 # Only the ecommerce models (and what they read): the other verticals' models are not under test here.
@@ -574,6 +582,16 @@ def test_incremental_rerun_on_postgres_with_no_new_load_leaves_every_table_as_it
             "forecast_metrics", "int_saas_changed_subscriptions+", "invoices+", "invoice_lines+")
     assert postgres_scenarios.query("select count(*) as n from intermediate.int_loads_pending")[0]["n"] == 0
     assert snapshot(postgres_scenarios) == before
+
+
+def test_the_changes_and_cohort_activity_read_the_large_tables_through_on_postgres(postgres_scenarios):
+    """On Postgres the CTEs over the staged orders and accounts (int_ecommerce_changes) and the
+    customers mart (int_ecommerce_cohort_activity), each read more than once, are not materialized:
+    materialized, Postgres wrote every row to disk and, with no statistics on them, planned the
+    anti-joins and the changed people's joins as merges of every row sorted (docs/performance.md,
+    "Postgres after a small change: the CTEs read twice")."""
+    assert not postgres_materialized_ctes(postgres_scenarios, "int_ecommerce_changes") & {"orders", "accounts"}
+    assert "customers" not in postgres_materialized_ctes(postgres_scenarios, "int_ecommerce_cohort_activity")
 
 
 def test_key_test_on_postgres_fails_on_each_duplicate_null_and_value_not_accepted(postgres_scenarios):
