@@ -112,13 +112,17 @@ def run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def postgres_materialized_ctes(warehouse: ScenarioWarehouse, model: str) -> set[str]:
-    """The CTEs of `model`, as dbt compiles it now, that Postgres materializes (its plan's `CTE <name>`
-    nodes): a CTE read more than once is, unless it says `not materialized`."""
-    run_dbt(warehouse.settings, "compile", "-s", model)
-    compiled = next((warehouse.settings.home / "dbt-target" / "compiled").rglob(f"{model}.sql"))
-    plan = [line.strip() for row in warehouse.query("explain " + compiled.read_text()) for line in row.values()]
-    return {line.removeprefix("CTE ") for line in plan if line.startswith("CTE ")}
+def postgres_materialized_ctes(warehouse: ScenarioWarehouse, *models: str) -> dict[str, set[str]]:
+    """Each model's CTEs, as dbt compiles it now (one dbt command for them all), that Postgres
+    materializes (its plan's `CTE <name>` nodes): a CTE read more than once is, unless it says
+    `not materialized`."""
+    run_dbt(warehouse.settings, "compile", "-s", *models)
+    found = {}
+    for model in models:
+        compiled = next((warehouse.settings.home / "dbt-target" / "compiled").rglob(f"{model}.sql"))
+        plan = [line.strip() for row in warehouse.query("explain " + compiled.read_text()) for line in row.values()]
+        found[model] = {line.removeprefix("CTE ") for line in plan if line.startswith("CTE ")}
+    return found
 
 
 @contextmanager

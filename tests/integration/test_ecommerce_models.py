@@ -590,8 +590,10 @@ def test_the_changes_and_cohort_activity_read_the_large_tables_through_on_postgr
     materialized, Postgres wrote every row to disk and, with no statistics on them, planned the
     anti-joins and the changed people's joins as merges of every row sorted (docs/performance.md,
     "Postgres after a small change: the CTEs read twice")."""
-    assert not postgres_materialized_ctes(postgres_scenarios, "int_ecommerce_changes") & {"orders", "accounts"}
-    assert "customers" not in postgres_materialized_ctes(postgres_scenarios, "int_ecommerce_cohort_activity")
+    materialized = postgres_materialized_ctes(postgres_scenarios, "int_ecommerce_changes",
+                                              "int_ecommerce_cohort_activity")
+    assert not materialized["int_ecommerce_changes"] & {"orders", "accounts"}, materialized
+    assert "customers" not in materialized["int_ecommerce_cohort_activity"], materialized
 
 
 def test_key_test_on_postgres_fails_on_each_duplicate_null_and_value_not_accepted(postgres_scenarios):

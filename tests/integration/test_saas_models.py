@@ -602,7 +602,7 @@ def test_the_changed_subscriptions_read_the_staged_tables_through_on_postgres(po
     Postgres computed every column of the views for every row (docs/performance.md, "Postgres after
     a small change: the CTEs read twice")."""
     materialized = postgres_materialized_ctes(postgres_build["warehouse"], "int_saas_changed_subscriptions")
-    assert not materialized & {"lines", "invoices", "subscriptions"}, materialized
+    assert not materialized["int_saas_changed_subscriptions"] & {"lines", "invoices", "subscriptions"}, materialized
 
 
 @pytest.mark.parametrize("database", ["duckdb", "postgres"])
