@@ -23,6 +23,7 @@ months if nothing is done (or if the change lasts) and what to do, in the worksp
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta
 
 import numpy as np
@@ -87,15 +88,19 @@ def churn_risks(customers: pd.DataFrame, subscriptions: pd.DataFrame, invoices: 
     masks = np.zeros(len(ids), dtype=np.int64)
     np.bitwise_or.at(masks, codes, 1 << found["signal"].to_numpy(dtype=np.int64))
     ids = pd.Index(ids, dtype=object)
-    lost = -recent[recent["movement_type"].isin(["churn", "contraction"])].groupby("customer_id")["delta"].sum()
+    # Amounts in the reporting currency: one converted without a rate is unknown (null, docs/metrics.md
+    # "A missing rate"), and so is any stake it is part of: NaN here, never 0.
+    taken = recent[recent["movement_type"].isin(["churn", "contraction"])]
+    lost = -taken.groupby("customer_id")["delta"].sum(min_count=1)
+    lost[lost.index.isin(taken.loc[taken["delta"].isna(), "customer_id"])] = np.nan
     # A requested cancellation took its MRR away on the request day, which may be months before the
     # period ends (an annual plan): what is at stake is what that day took.
     requests = movements[movements["movement_type"] == "churn"].sort_values("change_date")
-    requested_loss = -requests.groupby("customer_id")["delta"].last()
+    requested_loss = -requests.groupby("customer_id")["delta"].last(skipna=False)
     people = customers.set_index("customer_id")
     known = ids.isin(people.index)
     mine = people.reindex(ids)
-    now = [float(value or 0.0) if present else 0.0 for value, present in zip(mine["current_mrr"].tolist(), known)]
+    now = [_amount(value) if present else 0.0 for value, present in zip(mine["current_mrr"].tolist(), known)]
     gone = lost.reindex(ids, fill_value=0.0).astype("float64").tolist()
     asked = requested_loss.reindex(ids, fill_value=0.0).astype("float64").tolist()
     names = [_first_text(name, email, customer_id) if present else customer_id
@@ -107,16 +112,18 @@ def churn_risks(customers: pd.DataFrame, subscriptions: pd.DataFrame, invoices: 
     kept = []
     for customer_id, mask, now_mrr, took, request, name in zip(ids, masks.tolist(), now, gone, asked, names):
         if mask & REQUESTED:
-            took = max(took, request)
-        monthly = now_mrr + max(took, 0.0)
-        if not monthly <= 0:  # nothing paid, nothing at stake (a trial's cancellation)
+            took = math.nan if math.isnan(took) or math.isnan(request) else max(took, request)
+        monthly = now_mrr + max(took, 0.0) if not math.isnan(took) else math.nan
+        if not monthly <= 0:  # nothing paid, nothing at stake (a trial's cancellation); unknown is kept
             kept.append((customer_id, mask, monthly, name))
-    amounts = {monthly: wording.money(monthly) for monthly in {monthly for _, _, monthly, _ in kept}}  # plans repeat
+    # plans repeat: each amount worded once (an unknown one, NaN, is "n/a")
+    amounts = {monthly: wording.money(monthly) for monthly in {monthly for _, _, monthly, _ in kept}}
     rows = []
     for customer_id, mask, monthly, name in kept:
         words, action = said[mask]
+        mrr = amounts[monthly] if not math.isnan(monthly) else wording.money(None)
         rows.append(_item("churn_risk", "risk", "customer", customer_id, name, 12 * monthly, wording,
-                          evidence=wording.say("opp.churn_risk.evidence", signals=words, mrr=amounts[monthly]),
+                          evidence=wording.say("opp.churn_risk.evidence", signals=words, mrr=mrr),
                           action=wording.say(action, name=name)))
     return _frame(rows)
 
@@ -266,6 +273,11 @@ def _item(kind: str, direction: str, subject_type: str, subject_id: str, subject
           wording: Wording, *, evidence: str, action: str) -> dict:
     return {"kind": kind, "direction": direction, "subject_type": subject_type, "subject_id": str(subject_id),
             "subject": str(subject), "money_at_stake": round(float(stake), 2), "evidence": evidence, "action": action}
+
+
+def _amount(value: object) -> float:
+    """A converted amount as a float: NaN when it is unknown (null: no exchange rate)."""
+    return math.nan if value is None or pd.isna(value) else float(value)
 
 
 def _first_text(*values: object) -> object:

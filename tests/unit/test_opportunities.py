@@ -232,3 +232,39 @@ def test_words_follow_the_workspace_language():
 
 def test_a_workspace_without_data_has_no_opportunities():
     assert workspace_opportunities(None, "w", "saas", "USD", EN, None).empty
+
+
+def test_churn_risks_with_an_unknown_amount_keep_the_customer_with_an_unknown_stake_ranked_last():
+    """docs/metrics.md, "A missing rate": an MRR or a movement converted without a rate is null. A
+    customer showing a churn signal then has an unknown stake, never one computed with 0 for the
+    unknown part (which would understate it, or drop the customer when nothing else was known):
+      cus_rate: failed payment, MRR now unknown → unknown;
+      cus_gone: cancellation requested, MRR now 0, the request's churn unknown → unknown;
+      cus_down: downgraded twice in the window, one contraction unknown → unknown;
+      cus_pay: failed payment, 100.00 now → 1,200.00, ranked first."""
+    customers = pd.DataFrame([
+        {"customer_id": "cus_rate", "customer_name": "Rate Co", "email": "r@x", "current_mrr": None},
+        {"customer_id": "cus_gone", "customer_name": "Gone Co", "email": "g@x", "current_mrr": 0.0},
+        {"customer_id": "cus_down", "customer_name": "Down Co", "email": "d@x", "current_mrr": 30.0},
+        {"customer_id": "cus_pay", "customer_name": "Pay Co", "email": "p@x", "current_mrr": 100.0},
+    ])
+    live = {"status": "active", "cancel_at_period_end": False, "cancel_at": None, "ended_at": None}
+    subscriptions = pd.DataFrame([
+        {"customer_id": "cus_gone", **live, "cancel_at_period_end": True},
+        {"customer_id": "cus_pay", **live},
+    ])
+    failed = {"status": "open", "amount_remaining": 10.0, "created_at": pd.Timestamp("2026-11-20")}
+    invoices = pd.DataFrame([{"customer_id": "cus_rate", **failed}, {"customer_id": "cus_pay", **failed}])
+    movements = pd.DataFrame([
+        {"customer_id": "cus_gone", "change_date": date(2026, 9, 1), "movement_type": "churn", "delta": None},
+        {"customer_id": "cus_down", "change_date": date(2026, 11, 3), "movement_type": "contraction", "delta": -5.0},
+        {"customer_id": "cus_down", "change_date": date(2026, 11, 9), "movement_type": "contraction", "delta": None},
+    ])
+    seats = pd.DataFrame(columns=["customer_id", "changed_on", "quantity_before", "quantity_after"])
+    found = rank([churn_risks(customers, subscriptions, invoices, movements, seats, AS_OF, EN)],
+                 "w", AS_OF, "USD")
+    assert found["subject_id"].tolist()[0] == "cus_pay" and found["money_at_stake"].tolist()[0] == 1200.0
+    unknown = found.iloc[1:].set_index("subject_id")
+    assert sorted(unknown.index) == ["cus_down", "cus_gone", "cus_rate"]
+    assert unknown["money_at_stake"].isna().all()
+    assert unknown.loc["cus_rate", "evidence"] == "a failed payment; n/a MRR"
