@@ -75,6 +75,7 @@ def churn_risks(customers: pd.DataFrame, subscriptions: pd.DataFrame, invoices: 
     requested = live["cancel_at_period_end"].fillna(False).astype(bool) | live["cancel_at"].notna()
     flag(live.loc[requested & live["status"].isin(["active", "past_due", "trialing"]), "customer_id"],
          "cancellation_requested")
+    movements = movements.astype({"delta": "float64"})  # a column of nulls only comes back as objects
     recent = movements[_days(movements["change_date"]) >= since]
     fewer_seats = seats[(_days(seats["changed_on"]) >= since) & (seats["quantity_after"] < seats["quantity_before"])]
     flag(fewer_seats["customer_id"], "fewer_seats")
