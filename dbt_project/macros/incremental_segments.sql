@@ -170,9 +170,62 @@ money as (
     the segments themselves also drop the previous segment of the window's first week. -#}
 {% macro segment_rows_delete(table) -%}
     {%- if is_incremental() -%}
+        {%- set grouped = segment_week_groups() if segment_weeks_index(table) else none -%}
         delete from {{ this }}
-        where {{ segment_rows_condition(table, this.identifier, kept=true) }}
+        where {{ segment_rows_condition(table, this.identifier, kept=true) if grouped is none
+            else segment_rows_deleted_by_index(table, this.identifier, grouped) }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- Postgres: the index on a segment table's workspace and week, or none (a list of dbt's `indexes`
+    config). The largest table, ecommerce_customer_segments (17 M rows at scale 1), is written in week
+    order (its final `order by`) with this index: an incremental run rebuilds a suffix of each
+    workspace's weeks, so its delete, its first week's update, its read of the week before and the
+    rebuilt weeks' data tests read those weeks' pages alone, not every page of the table
+    (docs/performance.md, "Postgres after a small change: the segments by their weeks' index"). A
+    deleted week's pages, once vacuumed, are filled by the next insert in week order again. -#}
+{% macro segment_weeks_index(table) -%}
+    {%- if target.type == 'postgres' and table == 'ecommerce_customer_segments' -%}
+        {{ return([{'columns': ['workspace_id', 'week_start']}]) }}
+    {%- endif -%}
+    {{ return([]) }}
+{%- endmacro %}
+
+{#- The rows segment_rows_condition(kept=true) deletes, as conditions the index serves (its negation
+    of the kept rows is read row by row): per group of workspaces (`grouped`: segment_week_groups), the
+    weeks from refresh_from on and before the first week (the first week too for the tables that
+    rebuild it); the rows of a workspace the weeks do not list, found by a walk of the index from
+    workspace to workspace; and, as there, a null workspace or week. -#}
+{% macro segment_rows_deleted_by_index(table, alias, grouped) -%}
+    {%- set column = alias ~ '.' ~ segment_tables()[table].column -%}
+    {%- set before = '<=' if segment_tables()[table].first_week else '<' -%}
+    {%- set conditions = [] -%}
+    {%- set listed = [] -%}
+    {%- for (refresh_from, first_week), workspaces in grouped | dictsort -%}
+        {%- set workspace = alias ~ '.workspace_id in (' ~ workspaces | join(', ') ~ ')' -%}
+        {%- do conditions.append('(' ~ workspace ~ ' and ' ~ column ~ ' >= ' ~ segment_week_literal(refresh_from) ~ ')') -%}
+        {%- do conditions.append('(' ~ workspace ~ ' and ' ~ column ~ ' ' ~ before ~ ' ' ~ segment_week_literal(first_week) ~ ')') -%}
+        {%- do listed.extend(workspaces) -%}
+    {%- endfor -%}
+    {%- do conditions.append(alias ~ '.workspace_id is null or ' ~ column ~ ' is null') -%}
+    {%- set held -%}
+        {{ alias }}.workspace_id = any(array(
+            with recursive held (workspace_id) as (
+                select min(workspace_id) from {{ this }}
+                union all
+                select (select min(later.workspace_id) from {{ this }} as later where later.workspace_id > held.workspace_id)
+                from held
+                where held.workspace_id is not null
+            )
+            select workspace_id from held
+            where workspace_id is not null
+            {%- if listed %}
+                and workspace_id not in ({{ listed | join(', ') }})
+            {%- endif %}
+        ))
+    {%- endset -%}
+    {%- do conditions.append(held | trim) -%}
+    {{ return(conditions | join('\n            or ')) }}
 {%- endmacro %}
 
 {% macro segment_first_week_update() -%}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -582,6 +583,74 @@ def test_incremental_rerun_on_postgres_with_no_new_load_leaves_every_table_as_it
             "forecast_metrics", "int_saas_changed_subscriptions+", "invoices+", "invoice_lines+")
     assert postgres_scenarios.query("select count(*) as n from intermediate.int_loads_pending")[0]["n"] == 0
     assert snapshot(postgres_scenarios) == before
+
+
+def test_segments_on_postgres_are_written_by_week_and_read_through_their_weeks_index(postgres_scenarios, monkeypatch):
+    """On Postgres the segments are written in week order with an index on (workspace, week)
+    (segment_weeks_index, macros/incremental_segments.sql), so an incremental build reads the
+    rebuilt weeks alone: with sequential scans disabled, no statement of a build that rebuilds the
+    last weeks (the delete, the first week's update, the week before's read, the key and
+    relationships tests) scans the table; the delete still removes what it did (the rows of a
+    workspace the weeks no longer list, in a kept week, and a week before the window) and keeps the
+    rest as it was; the rebuilt weeks go to the table's end in week order; and the scoped tests,
+    read through the index, still fail on a duplicate and on an orphan planted in a rebuilt week."""
+    warehouse = postgres_scenarios
+    segments = "metrics.ecommerce_customer_segments"
+    weeks_of = f"select week_start from {segments} order by ctid"
+    in_order = [row["week_start"] for row in warehouse.query(weeks_of)]
+    assert in_order == sorted(in_order)
+    indexes = warehouse.query("select indexdef from pg_indexes where schemaname = 'metrics'"
+                              " and tablename = 'ecommerce_customer_segments'")
+    assert [row["indexdef"].split(" USING ")[1] for row in indexes] == ["btree (workspace_id, week_start)"], indexes
+    rows = partial(rows_by_key, warehouse, segments, TABLES[segments])
+    before = rows()
+    # the shop with the most weeks, rebuilt from its third-to-last: its digests of that week altered
+    workspace, weeks = max(((w, sorted({r["week_start"] for r in before if r["workspace_id"] == w}))
+                            for w in {r["workspace_id"] for r in before}), key=lambda found: len(found[1]))
+    assert len(weeks) >= 4, weeks
+    rebuilt_from = weeks[-3]
+    columns = ", ".join(before[0])
+    one_week = f" from {segments} where workspace_id = %s and week_start = %s"
+    with warehouse.settings.warehouse.transaction() as sql:
+        assert sql.execute("update intermediate.int_ecommerce_segment_day_digests__built set digest = digest + 1"
+                           " where workspace_id = %s and date_day >= %s and date_day < %s returning date_day",
+                           (workspace, rebuilt_from, rebuilt_from + timedelta(days=7)))
+        sql.execute(f"insert into {segments} ({columns}) select {columns.replace('workspace_id', '%s', 1)}"
+                    + one_week, ("ghost-shop", workspace, weeks[1]))
+        sql.execute(f"insert into {segments} ({columns}) select {columns.replace('week_start', '%s', 1)}"
+                    + one_week, (weeks[0] - timedelta(days=7), workspace, weeks[0]))
+    scans = f"select seq_scan from pg_stat_user_tables where relid = '{segments}'::regclass"
+    seq_scans = warehouse.query(scans)[0]["seq_scan"]
+    monkeypatch.setenv("PGOPTIONS", "-c enable_seqscan=off")
+    run_dbt(warehouse.settings, "build", "-s", "int_ecommerce_segment_weeks", "ecommerce_customer_segments")
+    assert warehouse.query(scans)[0]["seq_scan"] == seq_scans  # read through the index alone
+    weeks_built = warehouse.query("select refresh_from, first_week from intermediate.int_ecommerce_segment_weeks"
+                                  " where workspace_id = %s", (workspace,))
+    assert weeks_built == [{"refresh_from": rebuilt_from, "first_week": weeks[0]}], weeks_built
+    assert rows() == before  # the ghost shop's rows and the week before the window gone, the rest kept
+    in_order = [row["week_start"] for row in warehouse.query(weeks_of)]
+    tail = in_order[-sum(1 for r in before if r["workspace_id"] == workspace and r["week_start"] >= rebuilt_from):]
+    assert tail == sorted(tail) and tail[0] == rebuilt_from, tail
+    # planted in the last week after the build: each scoped test, read through the index, fails
+    with warehouse.settings.warehouse.transaction() as sql:
+        sql.execute(f"insert into {segments} ({columns}) select {columns}" + one_week + " limit 1",
+                    (workspace, weeks[-1]))
+        orphan = columns.replace("person_id", "'nobody'", 1)
+        sql.execute(f"insert into {segments} ({columns}) select {orphan}" + one_week + " limit 1", (workspace, weeks[-1]))
+    seq_scans = warehouse.query(scans)[0]["seq_scan"]
+    try:
+        with pytest.raises(AssertionError) as failed:
+            run_dbt(warehouse.settings, "build", "-s", "ecommerce_customer_segments", "--resource-type", "test",
+                    "--indirect-selection", "eager")
+        assert "Failure in test unique_combination_ecommerce_customer_segments " in str(failed.value)
+        assert "Failure in test relationships_ecommerce_customer_segments_person_id" in str(failed.value)
+        assert warehouse.query(scans)[0]["seq_scan"] == seq_scans
+    finally:
+        with warehouse.settings.warehouse.transaction() as sql:
+            sql.execute(f"delete from {segments} where person_id = 'nobody'")
+            sql.execute(f"delete from {segments} where ctid in (select max(ctid)" + one_week
+                        + " group by person_id having count(*) > 1)", (workspace, weeks[-1]))
+    assert rows() == before
 
 
 def test_the_changes_and_cohort_activity_read_the_large_tables_through_on_postgres(postgres_scenarios):

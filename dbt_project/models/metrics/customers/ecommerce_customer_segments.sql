@@ -2,6 +2,7 @@
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
+    indexes=segment_weeks_index('ecommerce_customer_segments'),
     pre_hook=["{{ segment_rows_delete('ecommerce_customer_segments') }}", "{{ segment_first_week_update() }}"]
 ) }}
 {#- RFM segments of ecommerce customers, one row per workspace, week and customer who had ordered by
@@ -348,3 +349,8 @@ final as (
 )
 
 select * from final
+{%- if segment_weeks_index('ecommerce_customer_segments') %}
+-- Postgres: written week by week, so each week's rows sit on pages of their own and the index on
+-- the weeks reads only those pages (segment_weeks_index, macros/incremental_segments.sql)
+order by week_start, workspace_id
+{%- endif %}
