@@ -194,8 +194,10 @@ money as (
 {#- The rows segment_rows_condition(kept=true) deletes, as conditions the index serves (its negation
     of the kept rows is read row by row): per group of workspaces (`grouped`: segment_week_groups), the
     weeks from refresh_from on and before the first week (the first week too for the tables that
-    rebuild it); the rows of a workspace the weeks do not list, found by a walk of the index from
-    workspace to workspace; and, as there, a null workspace or week. -#}
+    rebuild it); the rows of the workspaces the table holds and the weeks do not list, found by a walk
+    of the index from workspace to workspace when the hook runs and written in as constants (an
+    array computed in the statement would be planned as a large share of the rows: a sequential
+    scan); and, as there, a null workspace or week (each a condition on the index's first column). -#}
 {% macro segment_rows_deleted_by_index(table, alias, grouped) -%}
     {%- set column = alias ~ '.' ~ segment_tables()[table].column -%}
     {%- set before = '<=' if segment_tables()[table].first_week else '<' -%}
@@ -205,26 +207,28 @@ money as (
         {%- set workspace = alias ~ '.workspace_id in (' ~ workspaces | join(', ') ~ ')' -%}
         {%- do conditions.append('(' ~ workspace ~ ' and ' ~ column ~ ' >= ' ~ segment_week_literal(refresh_from) ~ ')') -%}
         {%- do conditions.append('(' ~ workspace ~ ' and ' ~ column ~ ' ' ~ before ~ ' ' ~ segment_week_literal(first_week) ~ ')') -%}
+        {%- do conditions.append('(' ~ workspace ~ ' and ' ~ column ~ ' is null)') -%}
         {%- do listed.extend(workspaces) -%}
     {%- endfor -%}
-    {%- do conditions.append(alias ~ '.workspace_id is null or ' ~ column ~ ' is null') -%}
     {%- set held -%}
-        {{ alias }}.workspace_id = any(array(
-            with recursive held (workspace_id) as (
-                select min(workspace_id) from {{ this }}
-                union all
-                select (select min(later.workspace_id) from {{ this }} as later where later.workspace_id > held.workspace_id)
-                from held
-                where held.workspace_id is not null
-            )
-            select workspace_id from held
-            where workspace_id is not null
-            {%- if listed %}
-                and workspace_id not in ({{ listed | join(', ') }})
-            {%- endif %}
-        ))
+        with recursive held (workspace_id) as (
+            select min(workspace_id) from {{ this }}
+            union all
+            select (select min(later.workspace_id) from {{ this }} as later where later.workspace_id > held.workspace_id)
+            from held
+            where held.workspace_id is not null
+        )
+        select workspace_id from held where workspace_id is not null
     {%- endset -%}
-    {%- do conditions.append(held | trim) -%}
+    {%- set unlisted = [] -%}
+    {%- for row in run_query(held).rows -%}
+        {%- set workspace = "'" ~ row[0] | replace("'", "''") ~ "'" -%}
+        {%- if workspace not in listed -%}{%- do unlisted.append(workspace) -%}{%- endif -%}
+    {%- endfor -%}
+    {%- if unlisted -%}
+        {%- do conditions.append(alias ~ '.workspace_id in (' ~ unlisted | join(', ') ~ ')') -%}
+    {%- endif -%}
+    {%- do conditions.append(alias ~ '.workspace_id is null') -%}
     {{ return(conditions | join('\n            or ')) }}
 {%- endmacro %}
 
