@@ -144,34 +144,3 @@ def test_the_environment_is_read_once_with_what_requests_would_read_per_request(
         assert (ours["proxies"], ours["verify"]) == (expected["proxies"], expected["verify"])
         prepared = session.prepare_request(requests.Request("GET", url + "/v1/invoices"))
         assert prepared.headers["Authorization"] == "Bearer sk_test_abc"
-
-
-class _EventPages:
-    """`pages_after` over a fixed list of event pages, oldest first, saying which page it was asked for."""
-
-    def __init__(self, pages: list[list[dict]]):
-        import threading
-
-        self.pages = pages
-        self.asked = [threading.Event() for _ in pages]
-
-    def pages_after(self, path, cursor_id):
-        assert (path, cursor_id) == ("/v1/events", "evt_cursor")
-        for number, page in enumerate(self.pages):
-            self.asked[number].set()
-            yield page
-
-
-def test_an_incremental_sync_asks_for_the_next_page_of_events_while_it_turns_one_into_rows():
-    pages = [[{"id": f"evt_{p}_{i}", "object": "event", "type": "charge.succeeded", "created": CREATED + 100 * p + i,
-               "data": {"object": {"id": f"ch_{p}_{i}", "object": "charge"}}} for i in range(3)] for p in range(3)]
-    client = _EventPages(pages)
-    feed = StripeFeed(client, "ws", SyncStats(api_time=NOW))  # type: ignore[arg-type]
-    batches = feed.incremental({"id": "evt_cursor", "created": CREATED})
-    first = next(batches)
-    # The walk goes on while this page's rows are still to be taken (it waited for them before).
-    assert client.asked[1].wait(timeout=10), "the second page was not asked for while the first was in hand"
-    rest = list(batches)
-    events = [row["id"] for batch in [first, *rest] if batch.table == "events" for row in batch.rows]
-    assert events == [event["id"] for page in pages for event in page]  # every event, in order
-    assert feed.cursor == {"id": "evt_2_2", "created": CREATED + 202}

@@ -440,16 +440,7 @@ class StripeFeed:
         self.stats.mode = "incremental"
         self.cursor = dict(cursor)
         changes = Changes()
-
-        def read_events(put: Callable[[object], bool]) -> None:
-            for page in self.client.pages_after("/v1/events", cursor["id"]):
-                if not put(page):
-                    return
-
-        # As in a full sync: one reader asks for and parses the next pages (one walk, in order) while
-        # this thread turns the previous ones into rows; the walk no longer waits on our rows, nor
-        # our rows on the API's answer (after a 1% change at scale 1, ~370 pages).
-        for page in _in_threads(read_events, 1):
+        for page in self.client.pages_after("/v1/events", cursor["id"]):
             yield Batch("events", [self._event_row(event) for event in page])
             for event in page:
                 self._collect(event, changes)
