@@ -144,3 +144,20 @@ def test_the_environment_is_read_once_with_what_requests_would_read_per_request(
         assert (ours["proxies"], ours["verify"]) == (expected["proxies"], expected["verify"])
         prepared = session.prepare_request(requests.Request("GET", url + "/v1/invoices"))
         assert prepared.headers["Authorization"] == "Bearer sk_test_abc"
+
+
+def test_lists_and_maps_for_a_column_typed_text_go_as_arrow_with_the_text_dlts_normalizer_would_store():
+    from dlt.common.data_types.type_helpers import coerce_value
+
+    from pipelines.ingest.stripe.arrow import to_arrow
+
+    # A first sync's stored schema types its json columns `text`: a later sync's batches stay Arrow.
+    values = [{"plan": "pro", "n": [1, 2.5]}, [], {}, None, ["txr_1"]]
+    converted = to_arrow([{"id": str(i), "metadata": v} for i, v in enumerate(values)],
+                         {"metadata": {"data_type": "text"}}, ("id",))
+    assert converted is not None
+    table, _ = converted
+    assert table.column("metadata").to_pylist() == [None if v is None else coerce_value("text", "json", v)
+                                                    for v in values]
+    # Text for a column typed as a number still goes to dlt's normalizer, which decides.
+    assert to_arrow([{"id": "1", "amount": "12"}], {"amount": {"data_type": "bigint"}}, ("id",)) is None
