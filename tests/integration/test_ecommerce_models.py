@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -728,6 +729,23 @@ def test_key_test_on_postgres_fails_on_each_duplicate_null_and_value_not_accepte
                 sql.execute(f"update {segments} set segment = %s where {key}",
                             (row["segment"], row["workspace_id"], row["week_start"], row["person_id"]))
     run_dbt(warehouse.settings, "test", "-s", "unique_combination_ecommerce_customer_segments")
+
+
+def test_key_test_on_duckdb_groups_one_hash_of_the_key(duckdb_scenarios):
+    """On DuckDB too the key test groups the table's rows by one 64-bit hash of their key and tests
+    exactly only the candidates (macros/test_unique_combination.sql): grouping the key's columns, two
+    of them text, was the test's largest cost on the segments' 17 M rows at scale 1
+    (docs/performance.md, "The full `dbt build` at scale 1: the key tests by hash"). Its failure rows
+    are those of the plain form: test_scoped_data_tests_fail_on_what_the_run_rebuilt."""
+    warehouse = duckdb_scenarios
+    test = "unique_combination_ecommerce_customer_segments"
+    run_dbt(warehouse.settings, "compile", "-s", test)
+    compiled = next((warehouse.settings.home / "dbt-target" / "compiled").rglob(f"{test}.sql")).read_text()
+    plan = "\n".join(str(value) for row in warehouse.query("explain " + compiled) for value in row.values())
+    groupings = re.findall(r"Groups:(.*?)Aggregates", plan, re.S)
+    assert groupings, plan
+    # the hashed rows' aggregate groups one value; the exact test proper groups the key's three columns
+    assert sorted(len(re.findall(r"#\d+", grouping)) for grouping in groupings) == [1, 3], plan
 
 
 def test_same_results_on_duckdb_and_postgres(duckdb_scenarios, postgres_scenarios):
