@@ -53,7 +53,7 @@ where {% for condition, _ in checks %}{{ condition }}{{ ' or ' if not loop.last 
     aggregate of millions of keys (the segments' 17 M rows at scale 1) spilled to disk in batches,
     so its hashes are sorted first (a group aggregate, no spill of wide rows): docs/performance.md,
     "Postgres at scale 1: the key tests by hash"; on DuckDB the hash aggregate of the key's columns
-    was the test's largest cost: "The full `dbt build` at scale 1: the key tests by hash". -#}
+    was the test's largest cost: "The full `dbt build` on DuckDB: the key tests by hash". -#}
 {% macro duckdb__unique_combination_failures(relation, columns, checks) -%}
 {{ unique_combination_failures_by_hash(relation, columns, checks, 'hash(' ~ columns | join(', ') ~ ')', sorted=false) }}
 {%- endmacro %}

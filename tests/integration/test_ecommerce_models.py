@@ -735,7 +735,7 @@ def test_key_test_on_duckdb_groups_one_hash_of_the_key(duckdb_scenarios):
     """On DuckDB too the key test groups the table's rows by one 64-bit hash of their key and tests
     exactly only the candidates (macros/test_unique_combination.sql): grouping the key's columns, two
     of them text, was the test's largest cost on the segments' 17 M rows at scale 1
-    (docs/performance.md, "The full `dbt build` at scale 1: the key tests by hash"). Its failure rows
+    (docs/performance.md, "The full `dbt build` on DuckDB: the key tests by hash"). Its failure rows
     are those of the plain form: test_scoped_data_tests_fail_on_what_the_run_rebuilt."""
     warehouse = duckdb_scenarios
     test = "unique_combination_ecommerce_customer_segments"
