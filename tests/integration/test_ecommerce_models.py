@@ -742,7 +742,7 @@ def test_key_test_on_duckdb_groups_one_hash_of_the_key(duckdb_scenarios):
     run_dbt(warehouse.settings, "compile", "-s", test)
     compiled = next((warehouse.settings.home / "dbt-target" / "compiled").rglob(f"{test}.sql")).read_text()
     plan = "\n".join(str(value) for row in warehouse.query("explain " + compiled) for value in row.values())
-    groupings = re.findall(r"Groups:(.*?)Aggregates", plan, re.S)
+    groupings = re.findall(r"Groups:(.*?)Aggregates", plan, re.DOTALL)
     assert groupings, plan
     # the hashed rows' aggregate groups one value; the exact test proper groups the key's three columns
     assert sorted(len(re.findall(r"#\d+", grouping)) for grouping in groupings) == [1, 3], plan
