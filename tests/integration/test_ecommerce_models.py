@@ -23,6 +23,7 @@ import pytest
 import pipelines.ingest.shopify as shopify_connector
 from pipelines.insights.ltv import workspace_customer_values
 from pipelines.packs import pack_for
+from pipelines.transform import manifest_path
 from pipelines.sandbox.server import build_store
 from pipelines.sandbox.simulation.runner import truth
 from pipelines.sandbox.simulation.simulator import SIZES, iso
@@ -481,6 +482,34 @@ def test_rfm_segments_week_by_week(scenarios):
             for name, row in weekly.items()} == {
         "champions": (1, Decimal("30"), 1), "at_risk": (1, Decimal("0"), 1),
         "new": (1, Decimal("0"), 0), "hibernating": (1, Decimal("0"), 0)}
+
+
+def test_the_segments_last_day_is_the_daily_metrics_last_day_without_waiting_for_them(scenarios):
+    """The RFM segments' weeks end at each shop's last data day, ecommerce_daily_metrics' last day, and
+    leave out what that table leaves out (ecom-no-rate, a shop missing an exchange rate). They take it
+    from the orders and refunds marts, not from the table, so that in a build the segments (the
+    slowest node) start beside the daily tables instead of after them: neither the weeks nor their
+    day digests may depend on ecommerce_daily_metrics, directly or through another model."""
+    daily = {row["workspace_id"]: row["last_day"] for row in scenarios.query(
+        "select workspace_id, max(date) as last_day from metrics.ecommerce_daily_metrics group by workspace_id")}
+    weeks = {row["workspace_id"]: row["last_day"] for row in scenarios.query(
+        "select workspace_id, last_day from intermediate.int_ecommerce_segment_weeks")}
+    assert weeks and "ecom-no-rate" not in weeks and "ecom-no-rate" not in daily
+    assert weeks == {workspace: day for workspace, day in daily.items() if workspace in weeks}
+    assert set(daily) - set(weeks) == set(), daily  # every shop with daily metrics has customers here
+    nodes = json.loads(manifest_path().read_text())["nodes"]
+
+    def upstream(unique_id: str) -> set[str]:
+        found, todo = set(), [unique_id]
+        while todo:
+            node = nodes.get(todo.pop())
+            parents = set(node["depends_on"]["nodes"]) if node else set()
+            todo.extend(parents - found)
+            found |= parents
+        return found
+
+    for model in ("int_ecommerce_segment_weeks", "int_ecommerce_segment_day_digests", "ecommerce_customer_segments"):
+        assert "model.abos.ecommerce_daily_metrics" not in upstream(f"model.abos.{model}"), model
 
 
 def test_cohort_retention_metrics_count_only_complete_months(scenarios):

@@ -104,26 +104,8 @@ order_counts as (
     group by sold_orders.workspace_id, sold_orders.order_date
 ),
 
-data_days as (
-    select orders.workspace_id, orders.order_date as first_day, orders.order_date as last_day
-    from orders
-    union all
-    select orders.workspace_id, null as first_day, {{ local_date('orders.updated_at', 'workspaces.timezone') }} as last_day
-    from orders
-    inner join workspaces
-        on workspaces.workspace_id = orders.workspace_id
-    union all
-    select workspace_id, null as first_day, refund_date as last_day
-    from refunds
-),
-
 bounds as (
-    select
-        workspace_id,
-        min(first_day) as first_day,
-        max(last_day) as last_day
-    from data_days
-    group by workspace_id
+    {{ ecommerce_data_bounds('orders', 'refunds', 'workspaces') }}
 ),
 
 calendar as (

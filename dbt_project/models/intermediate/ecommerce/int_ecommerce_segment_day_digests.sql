@@ -27,9 +27,8 @@ input_rows as (
 
     union all
 
-    select workspace_id, max(date) as date_day, {{ row_digest(["'last day'"]) }} as row_hash
-    from {{ ref('ecommerce_daily_metrics') }}
-    group by workspace_id
+    select workspace_id, last_day as date_day, {{ row_digest(["'last day'"]) }} as row_hash
+    from {{ ecommerce_last_days() }} as last_days
 
     union all
 

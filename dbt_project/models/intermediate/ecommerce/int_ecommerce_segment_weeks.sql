@@ -10,10 +10,10 @@ with customers as (
     select * from {{ ref('customers') }}
 ),
 
+-- each workspace's last data day, the daily metrics' last day (not read from that table: the segments
+-- then need not wait for the daily tables in a build)
 last_days as (
-    select workspace_id, max(date) as last_day
-    from {{ ref('ecommerce_daily_metrics') }}
-    group by workspace_id
+    select * from {{ ecommerce_last_days() }} as last_days
 ),
 
 windows as (
