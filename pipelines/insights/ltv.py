@@ -156,21 +156,19 @@ def distinct(*columns: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
 
 
 LOG_BOUND = 10.0  # parameters between e^-10 and e^10 (in the scaled units)
-WARM_TOLERANCE = 1e-10  # a warm start's Nelder-Mead stops at steps this small relative to the likelihood
+TOLERANCE = 1e-10  # Nelder-Mead stops at steps this small relative to the likelihood at its start
 
 
 def _fit(negative_log_likelihood, size: int, args: tuple, start: np.ndarray | None = None) -> np.ndarray:
     """Log-parameters maximizing a likelihood: Nelder-Mead for a robust start, then L-BFGS-B in the box.
 
-    From the default start (all zeros), Nelder-Mead stops when its steps are below 1e-8 of the
-    likelihood in absolute terms, which a sum over tens of thousands of customers rarely reaches:
-    it runs its 4,000 iterations. From `start` (an earlier optimum), it stops when they are below
-    WARM_TOLERANCE of the likelihood, a few hundred steps; L-BFGS-B finishes both the same way."""
-    if start is None:
-        begin, fatol = np.zeros(size), 1e-8
-    else:
-        begin = np.clip(start, -LOG_BOUND, LOG_BOUND)
-        fatol = WARM_TOLERANCE * abs(negative_log_likelihood(begin, *args))
+    Nelder-Mead starts from `start` (an earlier optimum) or from all zeros, and stops when its steps
+    are below TOLERANCE of the likelihood at that start; L-BFGS-B finishes from there. The tolerance is
+    relative: an absolute one lies below the rounding noise of a large shop's likelihood (a sum over
+    150,000 distinct histories at the large sandbox's US store), which it never reaches, so Nelder-Mead
+    ran its 4,000 iterations (docs/performance.md, "The customer values' first fit of a large shop")."""
+    begin = np.zeros(size) if start is None else np.clip(start, -LOG_BOUND, LOG_BOUND)
+    fatol = TOLERANCE * abs(negative_log_likelihood(begin, *args))
     start = optimize.minimize(negative_log_likelihood, begin, args=args, method="Nelder-Mead",
                               bounds=[(-LOG_BOUND, LOG_BOUND)] * size,
                               options={"maxiter": 4000, "xatol": 1e-6, "fatol": fatol})
