@@ -4,6 +4,7 @@ known parameters, and predict its next year of purchases and spend."""
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
