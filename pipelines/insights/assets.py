@@ -214,12 +214,14 @@ def insights_assets(workspaces: Workspaces, settings: Settings) -> list[dg.Asset
             }
         week = Week.parse(config.week) if config.week else last_complete_week(datetime.now(timezone.utc),
                                                                                 workspace.timezone)
+        folder = settings.home / "reports" / workspace.id / week.label
         report = build_report(
             workspace_id=workspace.id, pack=pack_for(workspace.vertical), week=week, timezone=workspace.timezone,
-            currency=workspace.currency, workspace_name=workspace.name, locale=workspace.locale, **inputs)
+            currency=workspace.currency, workspace_name=workspace.name, locale=workspace.locale, **inputs,
+            charts_from=folder)  # a chart drawn there from the same inputs is read back
         summary = summarize(report.facts, settings.llm)
         report = report.with_summary(summary.text)
-        paths = write_report(report, settings.home / "reports" / workspace.id / report.week)
+        paths = write_report(report, folder)
         warehouse.upsert("insights.reports", _report_row(report, summary, paths), key=["report_id"])
         chart = base64.b64encode(report.charts[CHART_FILE]).decode()
         return dg.MaterializeResult(metadata={

@@ -2,14 +2,26 @@
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so drawing never touches a
 global backend or figure registry and is safe in threaded Dagster executors.
+
+A report's PNGs are kept where they were written with the key they were drawn from (`Kept`,
+`CHART_KEYS`): a rerun whose chart has the same key reads the PNG back instead of drawing it again.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
+import json
 import math
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
 
+import matplotlib
+from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -18,6 +30,10 @@ SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 GAP = " "  # a week with no value (e.g. a ratio whose denominator was 0)
 CURRENT_WEEK_COLOUR = "#d9480f"
 LINE_COLOUR = "#1c7ed6"
+CHART_KEYS = ".charts.json"  # beside a report's PNGs: each one's key (`chart_key`) and its bytes' SHA-256
+# The code a report chart's pixels come from besides its inputs: this module, the report's panels and
+# titles, and the tick formats (`Wording`).
+_DRAWING_CODE = ("charts.py", "reports.py", "wording.py")
 
 
 def sparkline(values: Sequence[float | None]) -> str:
@@ -97,7 +113,7 @@ def trend_figure(
         axis.set_title(label, loc="left", fontsize=10)
         if whole:
             axis.yaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _position, fmt=formatter: fmt(value)))
+        axis.yaxis.set_major_formatter(FuncFormatter(_remembered(formatter)))
         axis.grid(axis="y", alpha=0.3)
         axis.spines[["top", "right"]].set_visible(False)
     # Week numbers only ("W47") keep twelve ticks readable; the title carries the year.
@@ -139,7 +155,7 @@ def retention_chart(
         axis.plot(months, rates, marker="o", markersize=2.5, linewidth=1, alpha=0.8, label=label)
     axis.plot(*usual, color="#212529", linewidth=2.5, label=usual_label)
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _position: percent(value)))
+    axis.yaxis.set_major_formatter(FuncFormatter(_remembered(percent)))
     axis.set_xlabel(x_label)
     axis.set_ylim(bottom=0)
     axis.grid(axis="y", alpha=0.3)
@@ -151,5 +167,79 @@ def retention_chart(
     return buffer.getvalue()
 
 
+def _remembered(formatter: Callable[[float], str]) -> Callable[[float, int | None], str]:
+    """`formatter` as a tick formatter that formats each value once: matplotlib formats every tick again
+    at each of a figure's layout passes and draws (some 500 calls for a three-panel chart's few ticks)."""
+    texts: dict[str, str] = {}
+
+    def tick(value: float, _position: int | None = None) -> str:
+        key = repr(value)  # not the value: -0.0 and 0.0 are one dict key
+        if key not in texts:
+            texts[key] = formatter(value)
+        return texts[key]
+
+    return tick
+
+
 def _present(value: float | None) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def chart_key(kind: str, inputs: Any) -> str:
+    """A digest of everything a chart's pixels depend on: its kind and inputs as drawn (JSON: labels,
+    values, titles, the locale and currency its ticks are formatted in), the drawing code (`_DRAWING_CODE`),
+    matplotlib's, Pillow's and Babel's versions, the default font and matplotlib's settings (rcParams)."""
+    settings = repr(sorted((name, repr(value)) for name, value in matplotlib.rcParams.items()))
+    text = json.dumps([kind, inputs, _drawing_environment(), settings, font_manager.findfont(font_manager.FontProperties())],
+                      ensure_ascii=False, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def _drawing_environment() -> list[str]:
+    here = Path(__file__).parent
+    code = hashlib.sha256(b"".join((here / name).read_bytes() for name in _DRAWING_CODE)).hexdigest()
+    return [code, *(f"{package} {metadata.version(package)}" for package in ("matplotlib", "pillow", "babel"))]
+
+
+class Kept:
+    """The charts a report folder holds, read back when a chart's key is the one it was drawn from.
+
+    `write_keys` (called after the PNGs are written) records each PNG's key and its bytes' SHA-256 in
+    `CHART_KEYS`; `png` returns the file's bytes when the key matches and the file still has those bytes,
+    and draws otherwise. A folder without the record (a report from before it, or none) draws everything.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str] | None):
+        self.folder = Path(folder) if folder is not None else None
+        self._keys = self._read() if self.folder is not None else {}
+
+    def png(self, name: str, key: str, draw: Callable[[], bytes]) -> bytes:
+        """The PNG `name` drawn with `key`: the kept file's bytes if it was, else `draw()`."""
+        entry = self._keys.get(name)
+        if self.folder is not None and isinstance(entry, dict) and entry.get("key") == key:
+            try:
+                data = (self.folder / name).read_bytes()
+            except OSError:
+                data = None
+            if data is not None and hashlib.sha256(data).hexdigest() == entry.get("sha256"):
+                return data
+        return draw()
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            found = json.loads((self.folder / CHART_KEYS).read_text())
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+
+def write_keys(folder: str | os.PathLike[str], pngs: Mapping[str, bytes], keys: Mapping[str, str]) -> None:
+    """Record, in `folder`'s `CHART_KEYS`, the key and SHA-256 of each PNG just written there (the PNGs
+    without a key are left out: drawn again next time). Written whole and renamed into place."""
+    record = {name: {"key": keys[name], "sha256": hashlib.sha256(data).hexdigest()}
+              for name, data in pngs.items() if name in keys}
+    path = Path(folder) / CHART_KEYS
+    partial = path.with_name(f"{CHART_KEYS}.partial")
+    partial.write_text(json.dumps(record, indent=2, sort_keys=True))
+    partial.replace(path)

@@ -131,6 +131,7 @@ class Report:
         charts: PNG bytes by file name (CHART_FILE).
         chart_cids: Content-ID by file name, as `render_html(cid=True)` references them.
         summary: the summary shown at the top, once `with_summary` has added it.
+        chart_keys: each chart's key (`charts.chart_key`), which `write_report` records beside it.
     """
 
     workspace_id: str
@@ -144,6 +145,7 @@ class Report:
     charts: dict[str, bytes] = field(repr=False)
     chart_cids: dict[str, str]
     summary: str | None = None
+    chart_keys: dict[str, str] = field(default_factory=dict, repr=False)
 
     def render_html(self, *, cid: bool = False) -> str:
         """The HTML, with the chart referenced by Content-ID for an email (`cid=True`) or by file name."""
@@ -181,6 +183,7 @@ def build_report(
     opportunities: pd.DataFrame | None = None,
     cohorts: pd.DataFrame | None = None,
     top_opportunities: int = TOP_OPPORTUNITIES,
+    charts_from: str | os.PathLike[str] | None = None,
 ) -> Report:
     """Build one workspace's report for one ISO week.
 
@@ -210,6 +213,8 @@ def build_report(
         opportunities: `insights.opportunities` rows of the workspace; the top ones are shown.
         cohorts: retention by cohort (`cohort_month, age, rate, customers`) for the retention chart.
         top_opportunities: how many risks and opportunities to show.
+        charts_from: the folder `write_report` wrote this week's report to before, if any: a chart
+            drawn there from the same inputs (its key, `charts.chart_key`) is read back, not drawn again.
 
     Returns:
         The report, without a summary (see `Report.with_summary`).
@@ -253,10 +258,14 @@ def build_report(
     facts["counts"] = {"anomalies": len(facts["anomalies"]), "anomalies_found": _found_in_week(anomalies, week),
                        "movers": len(facts["movers"]), "history_weeks": len(weeks)}
     facts = _json_ready(facts)
-    pictures = {CHART_FILE: _chart(facts, pack)}
-    retention = _retention_chart(cohorts, facts, pack)
+    kept = charts.Kept(charts_from)
+    keys = {CHART_FILE: _chart_key(facts, pack)}
+    pictures = {CHART_FILE: kept.png(CHART_FILE, keys[CHART_FILE], lambda: _chart(facts, pack))}
+    retention = _retention_curves(cohorts, facts, pack)
     if retention is not None:
-        pictures[RETENTION_FILE] = retention
+        keys[RETENTION_FILE] = charts.chart_key("retention", retention)
+        pictures[RETENTION_FILE] = kept.png(RETENTION_FILE, keys[RETENTION_FILE],
+                                            lambda: _retention_chart(retention, facts))
     return Report(
         workspace_id=workspace_id,
         week=week.label,
@@ -268,6 +277,7 @@ def build_report(
         markdown=render_markdown(facts),
         charts=pictures,
         chart_cids={CHART_FILE: CHART_CID},
+        chart_keys=keys,
     )
 
 
@@ -275,7 +285,8 @@ def write_report(report: Report, directory: str | os.PathLike[str]) -> dict[str,
     """Write report.html, report.txt, the chart PNG(s) and facts.json under `directory`.
 
     Each file is written whole and then renamed into place, so a rerun replaces files and a crash
-    never leaves a half-written one.
+    never leaves a half-written one. The charts' keys are recorded last (`charts.CHART_KEYS`), so a
+    rerun of the week can read back a chart drawn from the same inputs (`build_report(charts_from=...)`).
 
     Returns:
         The written paths by file name.
@@ -298,6 +309,7 @@ def write_report(report: Report, directory: str | os.PathLike[str]) -> dict[str,
     # A rerun without cohorts must not leave last run's retention chart to be sent with this report.
     if RETENTION_FILE not in report.charts:
         (folder / RETENTION_FILE).unlink(missing_ok=True)
+    charts.write_keys(folder, report.charts, report.chart_keys)
     return written
 
 
@@ -936,6 +948,17 @@ def _chart(facts: dict[str, Any], pack: Pack) -> bytes:
     return charts.trend_chart(facts["weeks"], panels, **titles)
 
 
+def _chart_key(facts: dict[str, Any], pack: Pack) -> str:
+    """The trend chart's key: what `chart_panels` draws (each panel's label, weekly values, unit and whole
+    ticks), its title and weeks, and the locale and currency its ticks are formatted in."""
+    panels, titles = chart_panels(facts, pack)
+    units = [pack.metric(name).unit for name in facts["headline"]]
+    wording = Wording.of(facts)
+    return charts.chart_key("trend", {
+        "weeks": facts["weeks"], "titles": titles, "locale": wording.locale, "currency": wording.currency,
+        "panels": [[label, list(values), unit, whole] for (label, values, _, whole), unit in zip(panels, units)]})
+
+
 def chart_panels(facts: dict[str, Any], pack: Pack) -> tuple[list[tuple], dict[str, str]]:
     """The trend chart's panels (the headline metrics over the report's weeks, axis ticks in whole
     units: no cents) and its title, as `charts.trend_chart` takes them."""
@@ -951,9 +974,10 @@ def chart_panels(facts: dict[str, Any], pack: Pack) -> tuple[list[tuple], dict[s
     return panels, {"title": title}
 
 
-def _retention_chart(cohorts: pd.DataFrame | None, facts: dict[str, Any], pack: Pack) -> bytes | None:
-    """The retention curves PNG: the latest RETENTION_COHORTS cohorts and all cohorts together, by
-    months since joining; None without two months of any cohort."""
+def _retention_curves(cohorts: pd.DataFrame | None, facts: dict[str, Any], pack: Pack) -> dict[str, Any] | None:
+    """What the retention chart draws: the latest RETENTION_COHORTS cohorts and all cohorts together, by
+    months since joining, its titles, and the locale and currency its ticks are formatted in; None
+    without two months of any cohort."""
     if cohorts is None or cohorts.empty:
         return None
     frame = cohorts.astype({"age": "int64", "rate": "float64", "customers": "float64"}).dropna()
@@ -966,7 +990,16 @@ def _retention_chart(cohorts: pd.DataFrame | None, facts: dict[str, Any], pack: 
     latest = sorted(frame["cohort_month"].unique())[-RETENTION_COHORTS:]
     curves = {month: frame[frame["cohort_month"] == month].sort_values("age") for month in latest}
     title = wording.say("retention.title", name=facts["workspace"]["name"], what=wording.say(f"retention.{pack.vertical}"))
+    return {"cohorts": {month: [curve["age"].tolist(), curve["rate"].tolist()] for month, curve in curves.items()},
+            "usual": [usual.index.tolist(), usual.tolist()], "title": title,
+            "usual_label": wording.say("retention.usual"), "x_label": wording.say("retention.months"),
+            "locale": wording.locale, "currency": wording.currency}
+
+
+def _retention_chart(curves: dict[str, Any], facts: dict[str, Any]) -> bytes:
+    """The retention curves PNG of `_retention_curves`."""
+    wording = Wording.of(facts)
     return charts.retention_chart(
-        {month: (curve["age"].tolist(), curve["rate"].tolist()) for month, curve in curves.items()},
-        (usual.index.tolist(), usual.tolist()), title=title, usual_label=wording.say("retention.usual"),
-        x_label=wording.say("retention.months"), percent=lambda value: wording.percent(value, digits=0))
+        {month: (ages, rates) for month, (ages, rates) in curves["cohorts"].items()}, tuple(curves["usual"]),
+        title=curves["title"], usual_label=curves["usual_label"], x_label=curves["x_label"],
+        percent=lambda value: wording.percent(value, digits=0))

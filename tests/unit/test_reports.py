@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from html import escape as html_escape
 from datetime import datetime, timedelta, timezone
@@ -592,3 +593,73 @@ def test_the_portuguese_table_has_every_message_with_the_same_placeholders():
         for item in pack.metrics:
             assert f"metric.{item.name}" in portuguese or item.label.isupper()  # MRR, ARR, ARPA stay
         assert {f"dimension.{dimension.name}" for dimension in pack.dimensions} <= set(portuguese)
+
+
+def shop_cohorts(drop: float = 0.0) -> pd.DataFrame:
+    """Eight monthly cohorts of a shop, each followed up to the last month (`cohort_month, age, rate,
+    customers`, as the report asset reads them); `drop` lowers the newest cohorts' latest rates."""
+    rows = []
+    for month in range(1, 9):
+        for age in range(1, 9 - month + 1):
+            rate = 0.4 / age ** 0.5 - (drop if month + age == 9 else 0.0)
+            rows.append({"cohort_month": pd.Timestamp(2025, month, 1), "age": age, "rate": rate, "customers": 100 + month})
+    return pd.DataFrame(rows)
+
+
+def test_a_rerun_reads_back_the_charts_drawn_from_the_same_inputs_and_draws_a_changed_one(tmp_path, monkeypatch):
+    """A week's report built again from the same figures reads its PNGs back from the folder it was written
+    to instead of drawing them; a changed series, a changed language or a changed file on disk draws again,
+    and every chart, read back or drawn, has the bytes a report built from nothing has."""
+    drawn = []
+    for name in ("trend_chart", "retention_chart"):
+        monkeypatch.setattr(charts, name, lambda *args, _draw=getattr(charts, name), _name=name, **kwargs:
+                            drawn.append(_name) or _draw(*args, **kwargs))
+    folder = tmp_path / "reports" / "demo-store" / "2026-W10"
+
+    def build(**options):
+        return build_report(**{"workspace_id": "demo-store", "workspace_name": "Demo Store", "pack": ECOMMERCE,
+                               "daily": ecommerce_days(), "week": "2026-W10", "timezone": "America/New_York",
+                               "currency": "USD", **options})
+
+    def rerun(**options):
+        drawn.clear()
+        report = build(charts_from=folder, **options)
+        fresh = build(**options)  # from nothing: the bytes every chart must have
+        assert report.charts == fresh.charts and report.text == fresh.text and report.html == fresh.html
+        write_report(report, folder)
+        return report, drawn[:len(drawn) - len(fresh.charts)]  # the draws of the rerun, not of `fresh`
+
+    first, draws = rerun(cohorts=shop_cohorts())
+    assert sorted(first.charts) == ["chart.png", "retention.png"] and sorted(draws) == ["retention_chart", "trend_chart"]
+    written = {path.name: path.read_bytes() for path in folder.iterdir()}
+
+    again, draws = rerun(cohorts=shop_cohorts())
+    assert draws == []  # nothing changed: both charts read back
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == written
+
+    # a day of the reported week sells more: the trend chart's series changes, the cohorts do not
+    days = ecommerce_days()
+    days.loc["2026-03-04", ["gross_sales", "net_sales"]] += 5_000.0
+    changed, draws = rerun(cohorts=shop_cohorts(), daily=days)
+    assert draws == ["trend_chart"] and changed.charts["chart.png"] != first.charts["chart.png"]
+    assert changed.charts["retention.png"] == first.charts["retention.png"]
+
+    # the newest cohorts keep fewer customers: only the retention chart is drawn
+    _, draws = rerun(cohorts=shop_cohorts(drop=0.05), daily=days)
+    assert draws == ["retention_chart"]
+
+    # the same figures in Portuguese: other tick labels and titles, both drawn
+    _, draws = rerun(cohorts=shop_cohorts(drop=0.05), daily=days, locale="pt_BR")
+    assert sorted(draws) == ["retention_chart", "trend_chart"]
+    _, draws = rerun(cohorts=shop_cohorts(drop=0.05), daily=days, locale="pt_BR")
+    assert draws == []
+
+    # a PNG replaced on disk is not trusted: drawn again (its recorded bytes differ)
+    (folder / "chart.png").write_bytes(first.charts["chart.png"])
+    _, draws = rerun(cohorts=shop_cohorts(drop=0.05), daily=days, locale="pt_BR")
+    assert draws == ["trend_chart"]
+
+    # without cohorts the retention chart goes, and its key with it
+    _, draws = rerun(daily=days, locale="pt_BR")
+    assert draws == [] and not (folder / "retention.png").exists()
+    assert sorted(json.loads((folder / charts.CHART_KEYS).read_text())) == ["chart.png"]
