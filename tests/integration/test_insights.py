@@ -39,6 +39,7 @@ from pipelines.transform import BUILD, ensure_manifest
 from pipelines.transform.reference import ANALYSTS_DOC, SCHEMAS, documented_sql
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import load_workspaces
+from tests.drawn import charts_drawn
 from tests.openai_standin import OpenAIStandIn
 from tests.scenario import run_dbt, sync_all, write_workspaces_table
 
@@ -108,7 +109,7 @@ def counts(warehouse: Warehouse) -> dict[str, dict[str, int]]:
                         .itertuples(index=False)) for table in TABLES}
 
 
-def test_reruns_change_no_row_counts(insights):
+def test_reruns_change_no_row_counts(insights, monkeypatch):
     before = counts(insights.warehouse)
     assert set(before["insights.reports"]) == set(insights.truth["workspaces"])
     assert all(before["insights.anomalies"].values()) and all(before["insights.anomaly_drivers"].values())
@@ -122,6 +123,10 @@ def test_reruns_change_no_row_counts(insights):
     with insights.warehouse.transaction() as statements:
         statements.execute("update insights.anomaly_drivers set inputs_digest = null where workspace_id = %s",
                            [fresh])
+    # the reports' charts were drawn from these figures: read back from the week's folder, not drawn again
+    pngs = {path: path.read_bytes() for path in (insights.home / "reports").rglob("*.png")}
+    assert len(pngs) >= len(insights.truth["workspaces"])
+    drawn = charts_drawn(monkeypatch)
     for workspace_id in insights.truth["workspaces"]:
         result = materialize(insights, workspace_id)
         assert result.success
@@ -134,6 +139,7 @@ def test_reruns_change_no_row_counts(insights):
         metadata = found[dg.AssetKey(["insights", "forecasts"])]
         assert metadata["reused"].value == metadata["metrics"].value == ", ".join(FORECAST_METRICS[workspace_id])
     assert counts(insights.warehouse) == before
+    assert drawn == [] and {path: path.read_bytes() for path in (insights.home / "reports").rglob("*.png")} == pngs
     # every forecast metric's estimate is stored for the next refresh to forward, made on its origin
     fits = insights.warehouse.query("select f.workspace_id, f.model, f.estimated_on, max(o.origin) as origin "
                                     "from insights.model_fits f join insights.forecasts o on o.workspace_id = "

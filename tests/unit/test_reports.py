@@ -27,6 +27,7 @@ from pipelines.insights.reports import (
 from pipelines.insights.summaries import check_numbers
 from pipelines.insights.wording import Wording
 from pipelines.packs import pack_for
+from tests.drawn import charts_drawn
 
 ECOMMERCE = pack_for("ecommerce")
 SAAS = pack_for("saas")
@@ -610,10 +611,7 @@ def test_a_rerun_reads_back_the_charts_drawn_from_the_same_inputs_and_draws_a_ch
     """A week's report built again from the same figures reads its PNGs back from the folder it was written
     to instead of drawing them; a changed series, a changed language or a changed file on disk draws again,
     and every chart, read back or drawn, has the bytes a report built from nothing has."""
-    drawn = []
-    for name in ("trend_chart", "retention_chart"):
-        monkeypatch.setattr(charts, name, lambda *args, _draw=getattr(charts, name), _name=name, **kwargs:
-                            drawn.append(_name) or _draw(*args, **kwargs))
+    drawn = charts_drawn(monkeypatch)
     folder = tmp_path / "reports" / "demo-store" / "2026-W10"
 
     def build(**options):
@@ -633,7 +631,7 @@ def test_a_rerun_reads_back_the_charts_drawn_from_the_same_inputs_and_draws_a_ch
     assert sorted(first.charts) == ["chart.png", "retention.png"] and sorted(draws) == ["retention_chart", "trend_chart"]
     written = {path.name: path.read_bytes() for path in folder.iterdir()}
 
-    again, draws = rerun(cohorts=shop_cohorts())
+    _, draws = rerun(cohorts=shop_cohorts())
     assert draws == []  # nothing changed: both charts read back
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == written
 
