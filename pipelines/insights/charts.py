@@ -189,7 +189,10 @@ def chart_key(kind: str, inputs: Any) -> str:
     """A digest of everything a chart's pixels depend on: its kind and inputs as drawn (JSON: labels,
     values, titles, the locale and currency its ticks are formatted in), the drawing code (`_DRAWING_CODE`),
     matplotlib's, Pillow's and Babel's versions, the default font and matplotlib's settings (rcParams)."""
-    settings = repr(sorted((name, repr(value)) for name, value in matplotlib.rcParams.items()))
+    # rcParams as stored: reading them through the mapping validates each and resolves the backend
+    # (importing pyplot), which drawing on an Agg canvas never needs; the backend is left out.
+    settings = repr(sorted(((name, value) for name, value in dict.items(matplotlib.rcParams) if name != "backend"),
+                           key=lambda item: item[0]))
     text = json.dumps([kind, inputs, _drawing_environment(), settings, font_manager.findfont(font_manager.FontProperties())],
                       ensure_ascii=False, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
