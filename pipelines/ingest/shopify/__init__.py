@@ -26,6 +26,7 @@ from pipelines.ingest.shopify.arrow import ARROW_ERRORS, ArrowTables, blocks
 from pipelines.ingest.shopify.client import ShopifyApiError, ShopifyAuthError, ShopifyClient
 from pipelines.ingest.shopify.columns import column_hints
 from pipelines.ingest.shopify.contract import Screener
+from pipelines.own_load_jobs import COLUMN_ORDER
 from pipelines.settings import Settings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspace, WorkspaceError
@@ -384,6 +385,8 @@ def _table(parent: DltResource, table: str, file_format: str | None) -> DltResou
         columns=_merged(column_hints(table, primary_key), hints["columns"]),
         file_format=file_format,
     )
+    # A new table's columns in the declared order, any other after them by name (own_load_jobs.DeclaredColumnOrder).
+    resource.apply_hints(additional_table_hints={COLUMN_ORDER: list(column_hints(table, primary_key))})
     resource.__doc__ = DESCRIPTIONS[table]
     return resource
 
@@ -400,6 +403,7 @@ def _quarantine_table(parent: DltResource, root: str, file_format: str | None) -
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
         columns=quarantine.COLUMNS, file_format=file_format,
     )
+    resource.apply_hints(additional_table_hints={COLUMN_ORDER: list(quarantine.COLUMNS)})
     resource.__doc__ = f"Shopify {root} that broke the contract, one row per broken rule (quarantine.shopify_{root})."
     return resource
 
