@@ -285,10 +285,23 @@ class _ShopifyFetch:
                 keys = {table: KEYS[table][0] for table in TABLES[spec.root]}
                 arrow = ArrowTables(spec.root, self.workspace.id, keys)
                 for block in blocks(path):
+                    tables, error = None, None
                     try:
                         tables = arrow.split(block)
                     except ARROW_ERRORS as exc:
-                        self.stats.notes.append(f"{spec.root}: a bulk block read line by line ({str(exc)[:120]})")
+                        # Arrow refuses a lone surrogate escape: only the lines holding one are read by the
+                        # standard library and written again storable, then the block is Arrow's again.
+                        error = exc
+                        block, rewritten = screener.storable_lines(block)
+                        if rewritten:
+                            try:
+                                tables = arrow.split(block)
+                                self.stats.notes.append(
+                                    f"{spec.root}: {rewritten} bulk line(s) with a lone surrogate read alone")
+                            except ARROW_ERRORS as again:
+                                error = again
+                    if tables is None:
+                        self.stats.notes.append(f"{spec.root}: a bulk block read line by line ({str(error)[:120]})")
                         lines = [json.loads(line) for line in block.splitlines() if line.strip()]
                         yield screener.rows(lines, splitter)
                         continue
