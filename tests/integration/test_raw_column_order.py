@@ -38,8 +38,8 @@ def column_orders(settings: Settings) -> dict[str, list[str]]:
     return orders
 
 
-def test_stripe_tables_get_one_column_order_whatever_order_the_pages_arrive_in(simulation, tmp_path, monkeypatch,
-                                                                              pg_admin_url):
+def test_stripe_tables_get_one_column_order_whatever_order_the_pages_arrive_in(simulation, tmp_path,  # noqa: F811
+                                                                              monkeypatch, pg_admin_url):
     runs = [("duckdb", IN_ORDER), ("duckdb", SHUFFLED), ("duckdb", SHUFFLED), ("postgres", SHUFFLED)]
     database = f"abos_column_order_{uuid.uuid4().hex[:8]}"
     orders, counts = [], []
@@ -72,7 +72,7 @@ def test_stripe_tables_get_one_column_order_whatever_order_the_pages_arrive_in(s
         for table, columns in order.items():
             if table.startswith("_dlt"):
                 continue
-            primary_key, _, hints, _ = TABLES[table]
+            _, _, hints, _ = TABLES[table]
             declared = [name for name in dict.fromkeys(["workspace_id", "id", *hints]) if name in columns]
             others = sorted(set(columns) - set(declared) - set(DLT_COLUMNS))
             assert columns == declared + others + DLT_COLUMNS, table
