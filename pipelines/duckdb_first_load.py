@@ -32,7 +32,7 @@ from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileNa
 from dlt.destinations import duckdb
 from dlt.destinations.impl.duckdb.duck import DuckDbClient, DuckDbCopyJob
 
-from pipelines.own_load_jobs import OwnLoadJob, with_client
+from pipelines.own_load_jobs import DeclaredColumnOrder, OwnLoadJob, with_client
 
 _JOB_FOLDERS = (PackageStorage.NEW_JOBS_FOLDER, PackageStorage.STARTED_JOBS_FOLDER,
                 PackageStorage.COMPLETED_JOBS_FOLDER, PackageStorage.FAILED_JOBS_FOLDER)
@@ -98,7 +98,7 @@ def _table_lock(table: str) -> threading.Lock:
         return _TABLE_LOCKS.setdefault(table, threading.Lock())
 
 
-class FirstLoadDuckDbClient(OwnLoadJob, DuckDbClient):
+class FirstLoadDuckDbClient(DeclaredColumnOrder, OwnLoadJob, DuckDbClient):
     dlt_job, own_job, suffix = DuckDbCopyJob, FirstLoadCopyJob, ".parquet"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -1,9 +1,50 @@
 """dlt destinations that run a load job of our own in place of one of dlt's: DuckDB's first loads
-(pipelines/duckdb_first_load.py) and Postgres' csv copies (pipelines/postgres_copy.py)."""
+(pipelines/duckdb_first_load.py) and Postgres' csv copies (pipelines/postgres_copy.py); and their
+clients' order of a table's new columns (`DeclaredColumnOrder`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+# A table hint (dlt's `additional_table_hints`): the table's declared columns, in the order the table
+# gets them when they are created (`DeclaredColumnOrder`).
+COLUMN_ORDER = "x-column-order"
+_DLT_COLUMNS = ("_dlt_load_id", "_dlt_id")  # dlt's own columns, last
+
+
+def column_rank(declared: Sequence[str]) -> Any:
+    """Sort key of a column (a dlt column schema) among a table's new ones: the `declared` columns in
+    their order, then every other column by name, then dlt's own."""
+    rank = {name: index for index, name in enumerate(declared)}
+
+    def key(column: dict[str, Any]) -> tuple[int, int, str]:
+        name = column["name"]
+        if name in rank:
+            return 0, rank[name], ""
+        if name in _DLT_COLUMNS:
+            return 2, _DLT_COLUMNS.index(name), ""
+        return 1, 0, name
+
+    return key
+
+
+class DeclaredColumnOrder:
+    """A mixin for a dlt SQL job client: a table that declares its columns' order (`COLUMN_ORDER`) gets
+    its new columns, in its `CREATE TABLE` or its `ALTER TABLE … ADD`, in that order (`column_rank`).
+
+    dlt creates them in the order its schema met them: the order of the first rows holding a value in
+    each, so two syncs of the same data whose pages arrive in another order (Stripe's windows are read
+    by several threads) created `stripe.invoices` with its columns in another order (docs/performance.md,
+    "The raw tables' column order"). Every load names its columns (DuckDB inserts files `BY NAME`,
+    Postgres copies a csv by its header, SQL inserts list them), so the table's order need not be the
+    schema's. Columns already in the table keep their place.
+    """
+
+    def _create_table_update(self, table_name: str, storage_columns: Any) -> Sequence[Any]:
+        new = super()._create_table_update(table_name, storage_columns)  # type: ignore[misc]
+        declared = (self.schema.tables.get(table_name) or {}).get(COLUMN_ORDER)  # type: ignore[attr-defined]
+        return sorted(new, key=column_rank(declared)) if declared and len(new) > 1 else new
 
 
 class OwnLoadJob:

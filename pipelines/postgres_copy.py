@@ -24,7 +24,7 @@ from dlt.common.storages.file_storage import FileStorage
 from dlt.destinations import postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient, PostgresCsvCopyJob
 
-from pipelines.own_load_jobs import OwnLoadJob, with_client
+from pipelines.own_load_jobs import DeclaredColumnOrder, OwnLoadJob, with_client
 
 _COPY_BUFFER = 1 << 20  # bytes handed to the server per call (dlt's job: 8 KiB)
 
@@ -51,7 +51,7 @@ class ExactCsvCopyJob(PostgresCsvCopyJob):
                 cursor.copy_expert(copy, file, size=_COPY_BUFFER)
 
 
-class ExactCsvPostgresClient(OwnLoadJob, PostgresClient):
+class ExactCsvPostgresClient(DeclaredColumnOrder, OwnLoadJob, PostgresClient):
     dlt_job, own_job = PostgresCsvCopyJob, ExactCsvCopyJob
 
 

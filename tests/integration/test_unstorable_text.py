@@ -128,7 +128,10 @@ def test_shopify_counts_what_it_replaced(synced):
     order only."""
     first, second = synced_stats(synced, 0, "text-store"), synced_stats(synced, 1, "text-store")
     assert first.mode == "full" and second.mode == "incremental"
-    assert any("read line by line" in note for note in first.notes)  # Arrow refused the bulk block
+    # Arrow refused the bulk block for its lone surrogates: the order's line and its five lines holding
+    # one are read alone, the block by Arrow
+    assert "orders: 6 bulk line(s) with a lone surrogate read alone" in first.notes
+    assert not [note for note in first.notes if "line by line" in note]
     assert (first.surrogates_replaced, second.surrogates_replaced) == (3 * LONE, 3 * LONE)
     assert first.as_metadata()["lone_surrogates_replaced"] == 3 * LONE
     assert (first.nul_removed, second.nul_removed) == (0, 0)
@@ -154,3 +157,54 @@ def test_stripe_nul_characters_leave_keys_too(synced):
         ("Ana", {"key": "value", "plain": "p"}), ("Bo", {"": "x", "a": ""})]
     assert stats.nul_removed == 3  # two keys, one value
     assert stats.surrogates_replaced == 0
+
+
+# -- a bulk block with one lone surrogate: only its lines leave Arrow ---------------------------------
+
+SHOP_ROWS_SQL = ("select table_name, column_name from information_schema.columns where table_schema = 'shopify' "
+                 "and table_name not like '\\_dlt%' escape '\\' and column_name not like '\\_dlt%' escape '\\' "
+                 "and column_name not in ('first_seen_at', 'last_seen_at') order by table_name, column_name")
+
+
+def shop_tables(warehouse: ScenarioWarehouse) -> dict[str, list[str]]:
+    """Every `shopify` table's rows (dlt's columns and the quarantine's clocks left out), as sorted JSON texts."""
+    columns: dict[str, list[str]] = {}
+    for row in warehouse.query(SHOP_ROWS_SQL):
+        columns.setdefault(row["table_name"], []).append(row["column_name"])
+    tables = {}
+    for table, names in columns.items():
+        rows = warehouse.query("select " + ", ".join(f'"{name}"' for name in names) + f" from shopify.{table}")
+        tables[table] = sorted(json.dumps(row, default=str, sort_keys=True) for row in rows)
+    return tables
+
+
+def test_a_bulk_block_reads_only_its_lines_with_a_lone_surrogate_alone(tmp_path, monkeypatch):
+    """A shop's first sync: 300 orders in one bulk block, one with a lone surrogate in its tags and one line's
+    title and name, one breaking the contract (its currency). Only the surrogate's two lines are read by
+    the standard library (on main the whole block went line by line); the tables, the quarantine's record
+    included, are those of the same shop served with U+FFFD in its place, which Arrow reads whole."""
+    created = "2026-05-10T15:00:00Z"
+    plain = [order(9100 + i, created, ["plain", f"order {i}"]) for i in range(300)]
+    broken = {**order(9001, created, ["broken"]), "currencyCode": "ZZZ"}
+    shops = {"served": [*plain[:150], broken, order(9002, created, ["a\udc00b", "plain"]), *plain[150:]],
+             "stored": [*plain[:150], broken, order(9002, created, ["a\ufffdb", "plain"]), *plain[150:]]}
+    synced = {}
+    for name, orders in shops.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"clock": CLOCK_FIRST, "workspaces": {"text-store": {
+            "name": "Text Store", "currency": "USD", "timezone": "UTC",
+            "shopify": {"orders": orders, "products": [], "customers": []}}}}))
+        warehouse, results = sync_phase(path, tmp_path / name / "home", None, monkeypatch)
+        synced[name] = (warehouse, synced_stats({"stats": [results]}, 0, "text-store"))
+
+    served, stored = synced["served"][1], synced["stored"][1]
+    assert served.mode == stored.mode == "full"
+    assert not [note for note in served.notes if "line by line" in note], served.notes
+    assert "orders: 2 bulk line(s) with a lone surrogate read alone" in served.notes
+    assert (served.surrogates_replaced, stored.surrogates_replaced) == (3, 0)
+    assert served.quarantined_objects == stored.quarantined_objects == {"orders": 1}
+    tables = shop_tables(synced["served"][0])
+    assert tables == shop_tables(synced["stored"][0])
+    assert len(tables["orders"]) == 301 and len(tables["order_line_items"]) == 2 * 301
+    [record] = synced["served"][0].query("select object_id, field from shopify.quarantine_orders")
+    assert (record["object_id"], record["field"]) == ("gid://shopify/Order/9001", "currency_code")

@@ -26,6 +26,7 @@ from pipelines.ingest.shopify.arrow import ARROW_ERRORS, ArrowTables, blocks
 from pipelines.ingest.shopify.client import ShopifyApiError, ShopifyAuthError, ShopifyClient
 from pipelines.ingest.shopify.columns import column_hints
 from pipelines.ingest.shopify.contract import Screener
+from pipelines.own_load_jobs import COLUMN_ORDER
 from pipelines.settings import Settings
 from pipelines.warehouse import Warehouse
 from pipelines.workspaces import Workspace, WorkspaceError
@@ -284,10 +285,23 @@ class _ShopifyFetch:
                 keys = {table: KEYS[table][0] for table in TABLES[spec.root]}
                 arrow = ArrowTables(spec.root, self.workspace.id, keys)
                 for block in blocks(path):
+                    tables, error = None, None
                     try:
                         tables = arrow.split(block)
                     except ARROW_ERRORS as exc:
-                        self.stats.notes.append(f"{spec.root}: a bulk block read line by line ({str(exc)[:120]})")
+                        # Arrow refuses a lone surrogate escape: only the lines holding one are read by the
+                        # standard library and written again storable, then the block is Arrow's again.
+                        error = exc
+                        block, rewritten = screener.storable_lines(block)
+                        if rewritten:
+                            try:
+                                tables = arrow.split(block)
+                                self.stats.notes.append(
+                                    f"{spec.root}: {rewritten} bulk line(s) with a lone surrogate read alone")
+                            except ARROW_ERRORS as again:
+                                error = again
+                    if tables is None:
+                        self.stats.notes.append(f"{spec.root}: a bulk block read line by line ({str(error)[:120]})")
                         lines = [json.loads(line) for line in block.splitlines() if line.strip()]
                         yield screener.rows(lines, splitter)
                         continue
@@ -384,6 +398,8 @@ def _table(parent: DltResource, table: str, file_format: str | None) -> DltResou
         columns=_merged(column_hints(table, primary_key), hints["columns"]),
         file_format=file_format,
     )
+    # A new table's columns in the declared order, any other after them by name (own_load_jobs.DeclaredColumnOrder).
+    resource.apply_hints(additional_table_hints={COLUMN_ORDER: list(column_hints(table, primary_key))})
     resource.__doc__ = DESCRIPTIONS[table]
     return resource
 
@@ -400,6 +416,7 @@ def _quarantine_table(parent: DltResource, root: str, file_format: str | None) -
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
         columns=quarantine.COLUMNS, file_format=file_format,
     )
+    resource.apply_hints(additional_table_hints={COLUMN_ORDER: list(quarantine.COLUMNS)})
     resource.__doc__ = f"Shopify {root} that broke the contract, one row per broken rule (quarantine.shopify_{root})."
     return resource
 

@@ -19,6 +19,7 @@ is set aside whole (quarantine.py): an order without one of its lines would coun
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ from pipelines.ingest.shopify.columns import COLUMN_TYPES
 from pipelines.ingest.shopify.rows import TableRows
 
 _CURRENCY_SET = pa.array(sorted(CURRENCIES), pa.string())
+# A JSON escape of a surrogate (high D800-DBFF, low DC00-DFFF; JSON's `\u` is lower case): a line
+# without one holds no lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 @dataclass(frozen=True)
@@ -302,6 +306,32 @@ class Screener:
         batch = drop_rows(batch, set(found))
         self.quarantine.saw_any(row.get("id") for row in batch.get(splitter.root, ()))
         return batch
+
+    def storable_lines(self, block: bytes) -> tuple[bytes, int]:
+        """`block` with every line that holds a lone surrogate read by the standard library, made storable
+        (quarantine.storable: U+FFFD for each, NUL removed, both counted) and written again as compact
+        JSON, and how many lines were. Arrow's reader refuses a lone surrogate escape (`"\\ud800"`), so
+        the whole block went line by line; written again, the block is Arrow's, and only these lines
+        take the slow path. A line is found by its surrogate escapes (a pair, one character, is kept)."""
+        lines: list[bytes] = []
+        rewritten, done = 0, 0  # lines rewritten; the block up to `done` is in `lines`
+        for match in _SURROGATE_ESCAPE.finditer(block):
+            if match.start() < done:
+                continue  # in a line already read
+            start = block.rfind(b"\n", 0, match.start()) + 1
+            end = block.find(b"\n", match.end())
+            end = len(block) if end < 0 else end
+            value, removed, replaced = storable(json.loads(block[start:end]))
+            if removed or replaced:  # not a pair (one character) alone, nor an escaped backslash
+                self.stats.nul_removed += removed
+                self.stats.surrogates_replaced += replaced
+                lines += [block[done:start], json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()]
+                done = end
+                rewritten += 1
+            else:
+                lines.append(block[done:end])
+                done = end
+        return (b"".join(lines) + block[done:], rewritten) if rewritten else (block, 0)
 
     def arrow(self, tables: dict[str, pa.Table], block: bytes, root: str) -> dict[str, pa.Table]:
         """A bulk block's Arrow tables, screened (NUL removed, bad objects set aside)."""

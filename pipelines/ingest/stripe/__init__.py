@@ -21,6 +21,7 @@ from pipelines.ingest.pipeline import SyncStats, merge_hints
 from pipelines.ingest.stripe import arrow
 from pipelines.ingest.stripe.client import StripeClient
 from pipelines.ingest.stripe.feed import Batch, StripeFeed, coalesced
+from pipelines.own_load_jobs import COLUMN_ORDER
 from pipelines.settings import Settings
 from pipelines.workspaces import Workspace
 
@@ -105,6 +106,9 @@ def _table_resource(feed: Any, name: str, file_format: str | None, as_arrow: boo
         max_table_nesting=0,
         file_format=file_format,
     )
+    # A new table's columns: these first, then the others by name (own_load_jobs.DeclaredColumnOrder),
+    # not in the order the threads' pages first showed a value in each.
+    resource.apply_hints(additional_table_hints={COLUMN_ORDER: list(columns)})
     resource.__doc__ = doc
     return resource
 
