@@ -24,11 +24,16 @@
     changes counted since its last analyze (`n_mod_since_analyze`, committed and reported) plus this
     session's not yet reported (`pg_stat_xact_user_tables`: this run's own insert, update and delete,
     which run in the hook's transaction) against `reltuples` at that analyze. A table never analyzed
-    has `reltuples` -1. Counting a change twice only analyzes once more; the counters are lost on a
-    crash of the server, so a table is then analyzed again once a tenth of it changed. -#}
+    has `reltuples` -1. Counting a change twice only analyzes once more. The counters are trusted
+    only while they know of an analyze of the table: a crash of the server, `pg_stat_reset()` or a
+    copy of the database (`createdb -T`) loses them with `last_analyze`, and the table is analyzed
+    as before. Without that, a copy's `int_ecommerce_changes` kept the 503,220 rows of its last
+    analyze after the run's end hook had emptied it, and the cohort activity's delete, planned with
+    that estimate as a subplan run per row, took minutes instead of 0.6 s (docs/performance.md). -#}
 {% macro analyze_when_changed(relation) -%}
     do $$ begin
-        if (select c.reltuples < 0
+        if (select c.reltuples < 0 or s.relid is null
+                or (s.last_analyze is null and s.last_autoanalyze is null)
                 or coalesce(s.n_mod_since_analyze, 0) + coalesce(x.n_tup_ins + x.n_tup_upd + x.n_tup_del, 0)
                     > 50 + 0.1 * c.reltuples
             from pg_class as c
