@@ -608,6 +608,9 @@ def test_postgres_incremental_build_analyzes_only_the_tables_a_tenth_of_which_ch
     dbt rebuilt whole (a new oid) are analyzed. The figures are the server's own counters, read
     before and after the incremental build."""
     before, after = postgres_build["statistics"]
+    # the models' tables only: the run's end hook analyzes int_loads_pending__processed itself and
+    # creates int_saas_workspaces__built anew (macros/incremental_changes.sql)
+    after = {name: figures for name, figures in after.items() if "__" not in name}
     kept = sorted(name for name in after if name in before and after[name]["oid"] == before[name]["oid"])
     rebuilt = sorted(name for name in after if name not in before or after[name]["oid"] != before[name]["oid"])
     assert kept and rebuilt
