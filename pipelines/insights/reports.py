@@ -259,8 +259,10 @@ def build_report(
                        "movers": len(facts["movers"]), "history_weeks": len(weeks)}
     facts = _json_ready(facts)
     kept = charts.Kept(charts_from)
-    keys = {CHART_FILE: _chart_key(facts, pack)}
-    pictures = {CHART_FILE: kept.png(CHART_FILE, keys[CHART_FILE], lambda: _chart(facts, pack))}
+    panels, titles = chart_panels(facts, pack)
+    keys = {CHART_FILE: _chart_key(facts, pack, panels, titles)}
+    pictures = {CHART_FILE: kept.png(CHART_FILE, keys[CHART_FILE],
+                                     lambda: charts.trend_chart(facts["weeks"], panels, **titles))}
     retention = _retention_curves(cohorts, facts, pack)
     if retention is not None:
         keys[RETENTION_FILE] = charts.chart_key("retention", retention)
@@ -943,15 +945,9 @@ def render_markdown(facts: dict[str, Any], *, summary: str | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
-def _chart(facts: dict[str, Any], pack: Pack) -> bytes:
-    panels, titles = chart_panels(facts, pack)
-    return charts.trend_chart(facts["weeks"], panels, **titles)
-
-
-def _chart_key(facts: dict[str, Any], pack: Pack) -> str:
+def _chart_key(facts: dict[str, Any], pack: Pack, panels: list[tuple], titles: dict[str, str]) -> str:
     """The trend chart's key: what `chart_panels` draws (each panel's label, weekly values, unit and whole
     ticks), its title and weeks, and the locale and currency its ticks are formatted in."""
-    panels, titles = chart_panels(facts, pack)
     units = [pack.metric(name).unit for name in facts["headline"]]
     wording = Wording.of(facts)
     return charts.chart_key("trend", {
