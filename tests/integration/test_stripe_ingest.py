@@ -424,6 +424,25 @@ def test_faults_are_retried_and_result_is_exact(simulation, tmp_path, monkeypatc
             1 for e in requests_since(sandbox, 0)[:full.stats.requests] if not e["fault"])
 
 
+def test_a_first_sync_reads_the_retained_events_in_several_windows_at_once(simulation, tmp_path, monkeypatch,
+                                                                          duckdb_url):
+    """One walk of a large account's events (≈ 400,000 at the benchmark's scale 1) took minutes, one round
+    trip after the other: a first sync reads them by `created` windows side by side, every retained
+    event once."""
+    with simulated_sandbox(simulation, tmp_path, faults="stripe:slow=1.0:0.05") as sandbox:
+        settings, workspace = configure(monkeypatch, tmp_path, sandbox, duckdb_url)
+        sync("stripe", workspace, settings)
+        walked = [(entry["time"], entry["time"] + entry["ms"] / 1000) for entry in requests_since(sandbox, 0)
+                  if entry["path"] == "/v1/events" and "created" in entry["query"]]
+        # The retained events among the rest, each once; a subscription canceled within them is listed
+        # (`status=all`), so its `customer.subscription.deleted` event leaves it a live row.
+        assert_equals_truth(settings, sandbox)
+        assert scalar(settings, "select count(*) from stripe.events where type = 'customer.subscription.deleted'")
+    walked.sort()
+    overlapping = sum(1 for (start, _), (_, end) in zip(walked[1:], walked) if start < end)
+    assert len(walked) > 4 and overlapping > 0
+
+
 # -- 6. expired cursor -------------------------------------------------------------------------------
 
 

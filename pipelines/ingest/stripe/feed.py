@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 EPOCH = 1262304000  # 2010-01-01: where the doubling window walk stops; one window open below reads the rest
 FIRST_WINDOW = 90 * 86400
 EVENT_RETENTION = 30 * 86400
+# A full sync reads the retained events by windows of a day at first (a large account has thousands a day),
+# several at once, down to a day past the retention; one window open below reads anything older.
+EVENT_WINDOW = 86400
 REPLAY_LIMIT = 200  # objects still in quarantine that a sync retrieves again (one request each)
 WINDOW_WORKERS = 4  # windows of a list read at once: enough to keep the paced request rate busy
 BATCH_ROWS = 5000  # rows of one table handed to dlt at once (see `coalesced`)
@@ -62,35 +65,40 @@ _READER_DONE = object()
 class _Tiles:
     """Consecutive `created` windows covering all time, newest first, handed to several readers.
 
-    The first window, `[top - FIRST_WINDOW, ∞)`, is open above so objects created during the sync
-    are not missed; each next one ends where the previous began. A window that held less than a
-    page doubles the span of the windows handed out after it, so sparse history costs few requests.
-    The walk stops at EPOCH, and a last window, `(-∞, EPOCH)`, reads whatever is older: an account
-    (or an import) with objects dated before 2010 loses none of them.
+    The first window, `[top - first, ∞)` (`first`: FIRST_WINDOW unless given), is open above so
+    objects created during the sync are not missed; each next one ends where the previous began. A
+    window that held less than a page doubles the span of the windows handed out after it, so sparse
+    history costs few requests. The walk stops at `floor` (EPOCH unless given), and a last window,
+    `(-∞, floor)`, reads whatever is older: an account (or an import) with objects dated before 2010
+    loses none of them. Each window comes with its rank: 0 for the newest, then 1, 2, ...
     """
 
-    def __init__(self, top: int):
+    def __init__(self, top: int, first: int | None = None, floor: int = EPOCH):
+        first = first or FIRST_WINDOW
         self._lock = threading.Lock()
-        self._span = FIRST_WINDOW
+        self._span = first
         self._upper: int | None = None
-        self._lower: int | None = top - FIRST_WINDOW
+        self._lower: int | None = top - first
+        self._floor = floor
+        self._rank = 0
         self._exhausted = False
 
-    def take(self) -> dict[str, int] | None:
+    def take(self) -> tuple[int, dict[str, int]] | None:
         with self._lock:
             if self._exhausted:
                 return None
-            if self._lower is None:  # past EPOCH: everything older, in one window open below
+            rank, self._rank = self._rank, self._rank + 1
+            if self._lower is None:  # past the floor: everything older, in one window open below
                 self._exhausted = True
-                return {"created[lt]": EPOCH}
-            window = {"created[gte]": max(self._lower, EPOCH)}
+                return rank, {"created[lt]": self._floor}
+            window = {"created[gte]": max(self._lower, self._floor)}
             if self._upper is not None:
                 window["created[lt]"] = self._upper
-            if self._lower <= EPOCH:
+            if self._lower <= self._floor:
                 self._lower = None
             else:
                 self._upper, self._lower = self._lower, self._lower - self._span
-            return window
+            return rank, window
 
     def done(self, count: int) -> None:
         if count < PAGE_LIMIT:
@@ -307,34 +315,40 @@ class StripeFeed:
         its row, as one deleted after the first sync does.
         """
         self.stats.mode = "full"
-        newest = self.client.get("/v1/events", {"limit": 1}).get("data") or []
+        first = self.client.get("/v1/events", {"limit": PAGE_LIMIT})
+        newest = first.get("data") or []
         self.cursor = {"id": newest[0]["id"], "created": newest[0]["created"]} if newest else None
         # Any change after the newest event would have its own event, so listed objects are in
         # their state as of that event; the next sync replays whatever happens from here on.
         as_of = newest[0]["created"] if newest else int(time.time())
         replayed: list[dict[str, Any]] = []  # subscription events, newest first
         deletions: dict[str, dict[str, tuple[dict[str, Any], int]]] = defaultdict(dict)  # table -> id -> (obj, when)
-        def read_events(put: Callable[[object], bool]) -> None:
-            for page in self.client.pages("/v1/events"):
-                if not put(page):
-                    return
-
-        # One reader fetches and parses the next pages of events (one walk: their order matters here)
-        # while this thread turns the previous ones into rows.
-        for page in _in_threads(read_events, 1):
+        # The retained events: the first page when it holds them all, else by `created` windows, several
+        # at once (one walk of a large account's ≈ 400,000 took minutes, paced by its round trips); each
+        # page's rows go as it arrives. Their order matters below (the newest deletion of an object wins,
+        # a resync replays in order), so the events that count there are kept with their place in the one
+        # walk newest first: their window's rank, their page's within the window, their own within the page.
+        counted: list[tuple[tuple[int, int, int], str, dict[str, Any]]] = []
+        floor = max(as_of - EVENT_RETENTION - EVENT_WINDOW, EPOCH)
+        pages = self._windows("/v1/events", {}, top=as_of, first=EVENT_WINDOW, floor=floor) \
+            if first.get("has_more") else [((0, 0), newest)] if newest else []
+        for (rank, number), page in pages:
             yield Batch("events", [self._event_row(event) for event in page])
-            for event in page:
-                obj = (event.get("data") or {}).get("object") or {}
-                table = OBJECT_TABLES.get(obj.get("object"))
-                if table == "subscriptions" and resync:  # they narrow the gap the expired cursor left
-                    replayed.append(event)
-                elif table and event["type"].endswith(".deleted") and obj.get("id") not in deletions[table]:
-                    deletions[table][obj["id"]] = (to_pinned_shape(obj), event["created"])
+            for position, event in enumerate(page):
+                table = OBJECT_TABLES.get(((event.get("data") or {}).get("object") or {}).get("object"))
+                if table and ((table == "subscriptions" and resync) or event["type"].endswith(".deleted")):
+                    counted.append(((rank, number, position), table, event))
+        for _, table, event in sorted(counted, key=itemgetter(0)):
+            obj = event["data"]["object"]
+            if table == "subscriptions" and resync:  # they narrow the gap the expired cursor left
+                replayed.append(event)
+            elif event["type"].endswith(".deleted") and obj.get("id") not in deletions[table]:
+                deletions[table][obj["id"]] = (to_pinned_shape(obj), event["created"])
         versions: dict[str, list[Version]] = defaultdict(list)
         for table, path, params in LISTS:
             listed: set[str] = set()  # a resync's tombstones need every id; a first sync only the deleted ones'
             deleted = deletions.get(table, {})
-            for page in self._windows(path, params, top=as_of):
+            for _, page in self._windows(path, params, top=as_of):
                 ids = map(itemgetter("id"), page)
                 listed.update(ids if resync else filter(deleted.__contains__, ids))
                 yield from self._snapshot_batches(table, page, versions, as_of)
@@ -363,21 +377,24 @@ class StripeFeed:
             sub_versions.sort(key=lambda v: v.valid_from)  # stable: the event beats the listing on a tie
         yield from self._history(versions)
 
-    def _windows(self, path: str, params: dict[str, Any], top: int) -> Iterator[list[dict[str, Any]]]:
-        """Pages of a list by `created` windows, WINDOW_WORKERS windows at a time (see `_Tiles`).
+    def _windows(self, path: str, params: dict[str, Any], top: int, first: int | None = None,
+                 floor: int = EPOCH) -> Iterator[tuple[tuple[int, int], list[dict[str, Any]]]]:
+        """Pages of a list by `created` windows, WINDOW_WORKERS windows at a time (see `_Tiles`), each
+        with its place: (its window's rank, newest first, and its own within the window, from 0).
 
         Within a window pages follow each other (`starting_after`); windows are independent, so
         several are read at once, and the client's pacing keeps the account under its rate limit.
         Pages come out in no fixed order.
         """
-        tiles = _Tiles(top)
+        tiles = _Tiles(top, first, floor)
 
         def read_windows(put: Callable[[object], bool]) -> None:
-            while (window := tiles.take()) is not None:
+            while (taken := tiles.take()) is not None:
+                rank, window = taken
                 count = 0
-                for page in self.client.pages(path, {**params, **window}):
+                for number, page in enumerate(self.client.pages(path, {**params, **window})):
                     count += len(page)
-                    if not put(page):
+                    if not put(((rank, number), page)):
                         return
                 tiles.done(count)
 
