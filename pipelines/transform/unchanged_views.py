@@ -24,8 +24,9 @@ without compiling them, that every one of them would be kept:
 
 Both hold only if every staging and quarantine view would compile to the statement whose fingerprint it
 carries, so the build's result is the same as with them kept. Otherwise (a deployment that edits, adds
-or removes a model or macro, a raw table or column that appeared, a new warehouse or Postgres schema,
-`--full-refresh`, a selection or `--vars` of the caller's) they are built as before, and a build that
+or removes a model or macro, a raw table a view reads or a declared column of one that appeared or
+went, a new warehouse or Postgres schema, `--full-refresh`, a selection or `--vars` of the caller's)
+they are built as before, and a build that
 built them all records the key and the views it left (a file beside dbt's parse cache, one per
 warehouse). Their data tests still run every time: the build then selects tests directly
 (`fqn:*`, the build's selection with or without dagster-dbt's `--select`, matches tests as well as
@@ -252,8 +253,10 @@ def views_reads(parse: Path) -> list[list[Any]] | None:
     reads (its `depends_on`: `conformed_source` calls `source()`), from dbt's parse of the project at
     `parse` (`partial_parse.msgpack`, which dbt writes, or checks against the project's files, at every
     invocation); None without it, or when no left-out view is found in it (not as dbt 1.11 writes it)."""
-    import msgpack  # dbt's own dependency: it writes the file with it
-
+    try:
+        import msgpack  # dbt's own dependency: it writes the file with it
+    except ImportError:
+        return None
     try:
         manifest = msgpack.unpackb(parse.read_bytes(), raw=False, strict_map_key=False)
         views = [node for node in manifest["nodes"].values() if left_out(node)]
