@@ -13,15 +13,20 @@ without compiling them, that every one of them would be kept:
   them all was run with: the dbt project's files (models, macros, YAML, `dbt_project.yml`,
   `profiles.yml`), dbt's and its adapters' versions, the profile's variables (`ABOS_DBT_*`, which name
   the warehouse and its target) and every variable the project reads with `env_var`, and the catalog
-  `conformed_source` reads: for each declared source table, whether it exists and its column names;
+  `conformed_source` reads: for each source table a left-out view reads, whether it exists and which of
+  its declared columns it has (what `conformed_source` compiles from). Which sources those are, and
+  their declared columns, come from the parse of the build that recorded the key (dbt's
+  `partial_parse.msgpack` in its target folder), and stand while the project's files are the same;
+  without that parse, every declared source table and all its column names, as before;
 - the **views in the warehouse** are the ones that build left: every view carrying a deploy fingerprint
   (`abos-deploy-`), with the same comment. A view dropped, re-created by hand or by another project,
   or a warehouse dropped or restored elsewhere fails this.
 
 Both hold only if every staging and quarantine view would compile to the statement whose fingerprint it
 carries, so the build's result is the same as with them kept. Otherwise (a deployment that edits, adds
-or removes a model or macro, a raw table or column that appeared, a new warehouse or Postgres schema,
-`--full-refresh`, a selection or `--vars` of the caller's) they are built as before, and a build that
+or removes a model or macro, a raw table a view reads or a declared column of one that appeared or
+went, a new warehouse or Postgres schema, `--full-refresh`, a selection or `--vars` of the caller's)
+they are built as before, and a build that
 built them all records the key and the views it left (a file beside dbt's parse cache, one per
 warehouse). Their data tests still run every time: the build then selects tests directly
 (`fqn:*`, the build's selection with or without dagster-dbt's `--select`, matches tests as well as
@@ -139,6 +144,25 @@ class UnchangedViews:
         self.key: str | None = None
         self.left_out = False
         self.parts: dict[str, Any] = {}
+        self.project = ""
+        # per declared source table ("schema.table"): its column names, lower case and sorted, or None when
+        # it does not exist, as the catalog was before dbt ran
+        self.columns: dict[str, list[str] | None] = {}
+
+    def _parts(self, reads: list[list[Any]] | None) -> dict[str, Any]:
+        """The key's parts: the project, the profile, and what `conformed_source` compiles the views from.
+        With `reads` ([schema, table, declared columns] of each source table a left-out view reads):
+        whether each exists and which of its declared columns it has (a column the project does not
+        declare, or a table no view reads, such as the insights stage's, changes no view's statement);
+        without: every declared source table's column names."""
+        sources: dict[str, Any] = self.columns
+        if reads is not None and all(f"{schema}.{table}" in self.columns for schema, table, _ in reads):
+            sources = {}
+            for schema, table, declared in reads:
+                present = self.columns[f"{schema}.{table}"]
+                sources[f"{schema}.{table}"] = None if present is None else sorted(set(present) & set(declared))
+            return {"project": self.project, "profile": self.profile, "reads": sources}
+        return {"project": self.project, "profile": self.profile, "sources": sources}
 
     def plan(self) -> tuple[list[str], dict[str, str]]:
         """The arguments and variables to add to the build: the views left out when their key and the
@@ -146,15 +170,17 @@ class UnchangedViews:
         catalog = _Catalog.open(self.profile_env)
         if catalog is None:
             return [], {}
-        with contextlib.closing(catalog):
-            self.parts = {"project": project_digest(self.project_dir, self.env),
-                          "profile": self.profile,
-                          "sources": catalog.source_columns(declared_sources(self.project_dir))}
-            self.key = _digest(self.parts)
-            views = catalog.deployed_views()
         recorded = self._recorded() or {}
+        with contextlib.closing(catalog):
+            self.project = project_digest(self.project_dir, self.env)
+            self.columns = catalog.source_columns(declared_sources(self.project_dir))
+            views = catalog.deployed_views()
+        # the sources the views read, as the recording build's parse found them, while the files are the same
+        reads = recorded.get("reads") if (recorded.get("parts") or {}).get("project") == self.project else None
+        self.parts = self._parts(reads)
+        self.key = _digest(self.parts)
         why = ("no build recorded them" if not recorded else
-               "the project, dbt, the profile or a raw table's columns changed" if recorded.get("key") != self.key else
+               _changed(recorded.get("parts") or {}, self.parts) if recorded.get("key") != self.key else
                "the warehouse's views are not those recorded" if recorded.get("views") != views or not views else None)
         if why:
             print(f"[abos] the staging and quarantine views are built: {why}", file=sys.stderr, flush=True)
@@ -178,10 +204,14 @@ class UnchangedViews:
             return
         with contextlib.closing(catalog):
             views = catalog.deployed_views()
+        # the key by the sources the views read, as this build's parse of the project found them
+        reads = views_reads(self.project_dir / self.env.get("DBT_TARGET_PATH", "target") / PARTIAL_PARSE)
+        self.parts = self._parts(reads)
+        key = _digest(self.parts)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}")
         # the key's parts too, for an operator asking why a build did not leave the views out
-        temporary.write_text(json.dumps({"key": self.key, "views": views, "parts": self.parts}))
+        temporary.write_text(json.dumps({"key": key, "views": views, "parts": self.parts, "reads": reads}))
         os.replace(temporary, path)
 
     def state_path(self) -> Path:
@@ -215,6 +245,35 @@ def project_digest(project_dir: Path, env: Mapping[str, str]) -> str:
     return hasher.hexdigest()
 
 
+PARTIAL_PARSE = "partial_parse.msgpack"  # dbt's parse of the project, in its target folder
+
+
+def views_reads(parse: Path) -> list[list[Any]] | None:
+    """[schema, table, declared column names (lower case, sorted)] of every source table a left-out view
+    reads (its `depends_on`: `conformed_source` calls `source()`), from dbt's parse of the project at
+    `parse` (`partial_parse.msgpack`, which dbt writes, or checks against the project's files, at every
+    invocation); None without it, or when no left-out view is found in it (not as dbt 1.11 writes it)."""
+    try:
+        import msgpack  # dbt's own dependency: it writes the file with it
+    except ImportError:
+        return None
+    try:
+        manifest = msgpack.unpackb(parse.read_bytes(), raw=False, strict_map_key=False)
+        views = [node for node in manifest["nodes"].values() if left_out(node)]
+        found = set()
+        for node in views:
+            for parent in node["depends_on"]["nodes"]:
+                if parent.startswith("source."):
+                    source = manifest["sources"][parent]
+                    found.add((str(source["schema"]), str(source["identifier"]),
+                               tuple(sorted(str(column["name"]).lower() for column in source["columns"].values()))))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, msgpack.UnpackException):
+        return None
+    if not views:
+        return None
+    return [[schema, table, list(columns)] for schema, table, columns in sorted(found)]
+
+
 def declared_sources(project_dir: Path) -> list[tuple[str, str]]:
     """(schema, table) of every source table the project's YAML declares, as dbt resolves them
     (a source's schema defaults to its name, a table's identifier to its name)."""
@@ -229,6 +288,17 @@ def declared_sources(project_dir: Path) -> list[tuple[str, str]]:
             for table in source.get("tables") or []:
                 found.add((str(schema), str(table.get("identifier") or table["name"])))
     return sorted(found)
+
+
+def _changed(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """What differs between the recorded key's parts and these, in words (the build's stderr)."""
+    if recorded.get("project") != now.get("project"):
+        return "the project, dbt or a variable the project reads changed"
+    if recorded.get("profile") != now.get("profile"):
+        return "the profile changed"
+    before, after = recorded.get("reads", recorded.get("sources")) or {}, now.get("reads", now.get("sources")) or {}
+    tables = sorted(name for name in {*before, *after} if before.get(name) != after.get(name))
+    return f"a raw table the views read, or its columns, changed: {', '.join(tables[:5]) or '?'}"
 
 
 def _digest(value: Any) -> str:

@@ -10,8 +10,11 @@ data tests (the macros and `dbt_project.yml` as they are), through `unchanged_vi
 2. nothing changed: the views are left out (no view node in dbt's results), and their data tests still
    run, on the rows loaded since;
 3. what must bring them back, each checked on the decision alone (no dbt run): a raw table that
-   appeared (`conformed_source` compiles to it), a raw column added, a view dropped or re-created
-   behind dbt's back, another value of a variable the project reads, and back to the recorded state;
+   appeared (`conformed_source` compiles to it), a declared raw column added, a view dropped or
+   re-created behind dbt's back, another value of a variable the project reads, and back to the
+   recorded state; and what must not, as it changes no view's statement: a declared source table no
+   view reads (the insights stage's `insights.customer_values`, written after dbt) and a raw column
+   the project does not declare;
 4. a model's SQL edited: the views are built, the edited one re-created (it has the new column), the
    others kept as deployed.
 The default suite runs DuckDB; Postgres is behind `slow`.
@@ -33,7 +36,8 @@ from pipelines.transform import BUILD, DBT_PROJECT_DIR, dbt_env, manifest_path, 
 from pipelines.transform.unchanged_views import UnchangedViews
 
 DBT = Path(sys.executable).parent / "dbt"
-KEPT_FOLDERS = ("staging/reference", "staging/shopify")
+# with the insights stage's sources (declared, read by no view)
+KEPT_FOLDERS = ("staging/reference", "staging/shopify", "insights")
 VIEWS = {"stg_reference__workspaces", "stg_shopify__orders", "stg_shopify__order_lines", "stg_shopify__refunds",
          "stg_shopify__refund_lines", "stg_shopify__products", "stg_shopify__product_variants",
          "stg_shopify__customers"}
@@ -110,6 +114,16 @@ def cycle(settings: Settings, project: Path) -> None:
         with warehouse.transaction() as db:
             db.execute(undo)
         assert decision(settings, project), undo
+    for change in (
+        # a table the insights stage writes after dbt: a declared source no view reads
+        ("create schema if not exists insights", "create table insights.customer_values (workspace_id varchar)"),
+        # a column the project does not declare (conformed_source compiles to the table as before)
+        ("alter table shopify.products add column undeclared_field varchar",),
+    ):
+        with warehouse.transaction() as db:
+            for statement in change:
+                db.execute(statement)
+        assert decision(settings, project), change
     (project / "models" / "staging" / "reference" / "stg_reference__workspaces.sql").write_text(
         (project / "models" / "staging" / "reference" / "stg_reference__workspaces.sql").read_text()
         .replace("upper(currency) as reporting_currency", "upper(currency) as reporting_currency,\n"
@@ -153,6 +167,23 @@ def test_only_views_without_hooks_are_left_out():
     views = {node["name"] for node in nodes.values()
              if node["resource_type"] == "model" and node["config"]["materialized"] == "view"}
     assert "forecast_metrics" in views - set(left_out)
+
+
+def test_the_sources_the_views_read_come_from_dbts_parse():
+    """The key's sources are those the left-out views read, with their declared columns, as dbt's parse
+    (`partial_parse.msgpack`) gives them: the same as dbt's JSON manifest of the project says; the
+    quarantine table the customers view reads among them, no insights table."""
+    nodes, sources = (json.loads(manifest_path().read_text())[key] for key in ("nodes", "sources"))
+    expected = sorted({(sources[parent]["schema"], sources[parent]["identifier"],
+                        tuple(sorted(column["name"].lower() for column in sources[parent]["columns"].values())))
+                       for node in nodes.values() if unchanged_views.left_out(node)
+                       for parent in node["depends_on"]["nodes"] if parent.startswith("source.")})
+    reads = unchanged_views.views_reads(manifest_path().parent / unchanged_views.PARTIAL_PARSE)
+    assert reads is not None and [(schema, table, tuple(columns)) for schema, table, columns in reads] == expected
+    tables = {f"{schema}.{table}" for schema, table, _ in reads}
+    assert {"stripe.quarantine_customers", "shopify.orders", "fx.operator_rates"} <= tables
+    assert not {table for table in tables if table.startswith("insights.")}
+    assert unchanged_views.views_reads(manifest_path().parent / "missing.msgpack") is None
 
 
 @pytest.mark.parametrize(("args", "whole"), [
