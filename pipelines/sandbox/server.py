@@ -148,6 +148,9 @@ class Sandbox:
             server.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
+        bulk = self.servers["shopify"].context.get("shopify_bulk")
+        if bulk is not None:
+            bulk.close()  # exports still running
         self.webhooks.close()
 
     def __enter__(self) -> "Sandbox":

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 import requests
 from graphql import (
@@ -402,10 +403,10 @@ POLL = """query($id: ID!) { bulkOperation(id: $id) {
     id status errorCode objectCount rootObjectCount fileSize url partialDataUrl completedAt } }"""
 
 
-def _run_bulk(client: Client, query: str, group: bool = False) -> tuple[dict, list[dict]]:
+def _run_bulk(client: Client, query: str, group: bool = False, timeout: float = 10) -> tuple[dict, list[dict]]:
     started = client.data(RUN, {"q": query, "g": group})["bulkOperationRunQuery"]
     assert started["userErrors"] == [] and started["bulkOperation"]["status"] == "CREATED"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while True:
         op = client.data(POLL, {"id": started["bulkOperation"]["id"]})["bulkOperation"]
         if op["status"] not in ("CREATED", "RUNNING"):
@@ -497,6 +498,66 @@ def test_bulk_cancel_of_a_finished_or_unknown_operation(sandbox):
     assert done["bulkOperation"] == {"status": "COMPLETED"} and "completed" in done["userErrors"][0]["message"]
     unknown = client.data(cancel, {"id": "gid://shopify/BulkOperation/999"})["bulkOperationCancel"]
     assert unknown == {"bulkOperation": None, "userErrors": [{"message": "Bulk operation does not exist"}]}
+
+
+def _many_orders(store: SandboxStore, count: int) -> None:
+    """`count` more orders, copies of the fixture's first one: an export that takes a while."""
+    first = DOC["orders"][0]
+    created = parse_iso(first["createdAt"])
+    store.put_many((SHOP, "shopify", "order", f"gid://shopify/Order/{900000 + n}", created, created, False,
+                    {**first, "id": f"gid://shopify/Order/{900000 + n}", "legacyResourceId": str(900000 + n)})
+                   for n in range(count))
+
+
+def _export_processes() -> list[psutil.Process]:
+    """The export processes now running: children of the forkserver this process started."""
+    return [child for server in psutil.Process().children() for child in server.children()]
+
+
+def test_bulk_export_runs_in_a_process_of_its_own(sandbox):
+    """The export's work is not done in the server's interpreter, where it would slow every request of
+    both APIs (and they it): the server only follows it. A cancel reaches the export's process, which
+    stops and leaves whole lines behind; a sandbox stopped during an export ends the export too."""
+    _many_orders(sandbox.store, 30_000)
+    client = Client(sandbox)
+    _run_bulk(client, "{ customers { edges { node { id } } } }")  # the process server is up
+
+    def exports_cpu() -> float:  # the ended exports', which their server reaped
+        return sum(t.children_user + t.children_system for t in map(psutil.Process.cpu_times, psutil.Process().children()))
+
+    def follow(op_id: str, until: str) -> dict:
+        deadline = time.monotonic() + 60
+        while (op := client.data(POLL, {"id": op_id})["bulkOperation"])["status"] in ("CREATED", "RUNNING", "CANCELING"):
+            assert time.monotonic() < deadline and op["status"] != until, op
+            time.sleep(0.05)
+        assert op["status"] == until, op
+        return op
+
+    ours, theirs = time.process_time(), exports_cpu()
+    op = follow(client.data(RUN, {"q": BULK_ORDERS, "g": False})["bulkOperationRunQuery"]["bulkOperation"]["id"],
+                "COMPLETED")
+    ours, theirs = time.process_time() - ours, exports_cpu() - theirs
+    assert int(op["rootObjectCount"]) == 30_000 + sum(not order["test"] for order in DOC["orders"])
+    assert theirs > 0.3 and ours < theirs / 2, (ours, theirs)
+
+    cancel = "mutation($id: ID!) { bulkOperationCancel(id: $id) { bulkOperation { status } userErrors { message } } }"
+    op_id = client.data(RUN, {"q": BULK_ORDERS, "g": False})["bulkOperationRunQuery"]["bulkOperation"]["id"]
+    while int((op := client.data(POLL, {"id": op_id})["bulkOperation"])["objectCount"]) == 0:
+        assert op["status"] == "RUNNING", op  # the count comes from the export's process
+        time.sleep(0.02)
+    assert client.data(cancel, {"id": op_id})["bulkOperationCancel"]["bulkOperation"] == {"status": "CANCELING"}
+    op = follow(op_id, "CANCELED")
+    assert op["url"] is None
+    partial = [json.loads(line) for line in requests.get(op["partialDataUrl"]).text.splitlines()]
+    assert 0 < sum("__parentId" not in line for line in partial) < 30_000
+
+    client.data(RUN, {"q": BULK_ORDERS, "g": False})
+    assert _export_processes()
+    sandbox.stop()
+    deadline = time.monotonic() + 10
+    while _export_processes():
+        assert time.monotonic() < deadline, "the export outlived the sandbox"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("query, message", [

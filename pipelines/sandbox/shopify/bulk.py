@@ -1,18 +1,27 @@
-"""Shopify bulk query operations: validate the inner query, export JSONL in a background thread.
+"""Shopify bulk query operations: validate the inner query, export JSONL in a process of its own.
 
 The export reads one consistent snapshot of the store (a SQLite read transaction opened before the
 mutation returns) and never runs graphql-core per node: the inner query's selection set is compiled
 once into plain functions that copy the selected fields out of each stored dict. Nodes of nested
 connections become their own lines with `__parentId`, as on Shopify.
+
+An export runs apart from the API, as Shopify's exports run beside its API servers: a thread of the
+server's interpreter would hold the lock its request threads need, so a large shop's export and the
+Stripe pages the same sandbox serves slowed each other down (docs/performance.md). Each export is a
+process forked from a server of processes (`multiprocessing`'s forkserver, this module preloaded),
+which reports its progress through shared memory and is told there to cancel.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import multiprocessing
 import secrets
+import signal
 import sqlite3
+import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +44,7 @@ from graphql import (
 from graphql.execution.collect_fields import collect_fields, collect_sub_fields
 
 from pipelines import json_io
+from pipelines.processes import die_with_parent
 from pipelines.sandbox.shopify import data
 from pipelines.sandbox.shopify.cost import is_connection, selected_fields
 from pipelines.sandbox.core.times import iso
@@ -44,6 +54,10 @@ MAX_CONNECTIONS = 5
 MAX_DEPTH = 2
 REFERENCE_TYPES = {"Order", "Customer", "Product", "ProductVariant", "LineItem"}
 ACTIVE = ("CREATED", "RUNNING", "CANCELING")
+# The export process's shared counters: its progress, the cancel request, the snapshot's clock.
+ROOTS, OBJECTS, CANCEL, CLOCK = range(4)
+CANCELED_EXIT = 3  # the export process's exit code when it stopped on a cancel request
+PROGRESS_SECONDS = 0.1  # how often a running operation's counts are refreshed from its process
 
 Project = Callable[[dict[str, Any], list, data.Lookup], dict[str, Any]]
 
@@ -275,7 +289,7 @@ class BulkOperations:
         self.base_url = base_url
         self._ops: list[BulkOperation] = []
         self._lock = threading.Lock()
-        self.last_rate: float | None = None  # root objects per second of the last finished export
+        self._running: set[multiprocessing.process.BaseProcess] = set()
 
     def of_shop(self, shop: str) -> list[BulkOperation]:
         with self._lock:
@@ -289,7 +303,7 @@ class BulkOperations:
     ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """Start an export. Returns (the operation as created, userErrors)."""
         try:
-            export = compile_export(schema, text)
+            compile_export(schema, text)  # the export process compiles it again; checked here to answer
         except BulkQueryError as exc:
             return None, [{"field": ["query"], "message": str(exc), "code": "INVALID"}]
         with self._lock:
@@ -305,7 +319,7 @@ class BulkOperations:
             self._ops.append(op)
         created = op.node()
         thread = threading.Thread(
-            target=self._run, args=(op, export, workspace, scopes), name=f"shopify-bulk-{op.number}", daemon=True
+            target=self._run, args=(op, workspace, scopes), name=f"shopify-bulk-{op.number}", daemon=True
         )
         thread.start()
         op.ready.wait()  # the snapshot is taken before the mutation answers
@@ -325,71 +339,126 @@ class BulkOperations:
         path = self.results / name
         return path if path.parent == self.results and path.is_file() else None
 
-    def _run(self, op: BulkOperation, export: Export, workspace: str, scopes: list[str]) -> None:
+    def close(self) -> None:
+        """Stop the exports still running (the server is stopping)."""
+        with self._lock:
+            running = list(self._running)
+        for process in running:
+            process.terminate()
+
+    def _run(self, op: BulkOperation, workspace: str, scopes: list[str]) -> None:
+        """Run one export's process and follow it until it ends (a thread of the server's)."""
         token = secrets.token_urlsafe(16)
         self.results.mkdir(parents=True, exist_ok=True)
         partial = self.results / f"{op.shop}-{op.number}-{token}.partial.jsonl"
-        conn = sqlite3.connect(self.store_path, timeout=60, isolation_level=None)
-        started = time.monotonic()
-        clock: int | None = None
+        processes = _processes()
+        shared = processes.Array("q", 4, lock=False)
+        snapshot = processes.Event()
+        process = processes.Process(
+            target=_export, args=(self.store_path, op.query, workspace, scopes, op.group_objects, partial, shared,
+                                  snapshot),
+            name=f"shopify-bulk-{op.number}", daemon=True,
+        )
         try:
-            conn.execute("begin")  # one read snapshot for the whole export
-            clock = orjson.loads(conn.execute("select value from meta where key = 'clock'").fetchone()[0])
-            account = orjson.loads(conn.execute(
-                "select config from accounts where workspace = ? and source = 'shopify'", (workspace,)
-            ).fetchone()[0])
-            op.status = "RUNNING"
+            with self._lock:
+                process.start()
+                self._running.add(process)
+            while not snapshot.wait(PROGRESS_SECONDS) and process.is_alive():
+                pass
+            if snapshot.is_set():
+                op.status = "RUNNING"
             op.ready.set()
-            search = data.parse_search(export.search, export.kind, tz=account.get("timezone", "UTC"), now=clock)
-            sql, args = data.base_sql(workspace, export.kind, search, data.scope_filter(export.kind, scopes, clock))
-            column = data.SORT_COLUMNS.get(export.sort_key)
-            direction = "desc" if export.reverse else "asc"
-            sql += f" order by {column + ' ' + direction + ', ' if column else ''}id {direction}"
-            finished = self._write(op, export, conn.execute(sql, args), data.Lookup(conn, workspace), partial)
-            if finished:
+            while process.exitcode is None:
+                process.join(PROGRESS_SECONDS)
+                op.root_object_count, op.object_count = shared[ROOTS], shared[OBJECTS]
+                if op.cancel_requested:
+                    shared[CANCEL] = 1
+            if process.exitcode == 0:
                 final = partial.with_name(partial.name.replace(".partial", ""))
                 partial.rename(final)
                 op.file_size = final.stat().st_size
                 op.url = f"{self.base_url}/bulk-results/{final.name}"
                 op.status = "COMPLETED"
-            else:
+            elif process.exitcode == CANCELED_EXIT:
                 op.partial_data_url = f"{self.base_url}/bulk-results/{partial.name}"
                 op.status = "CANCELED"
-            self.last_rate = op.root_object_count / max(time.monotonic() - started, 1e-6)
+            else:
+                raise RuntimeError(f"the export process ended with exit code {process.exitcode}")
         except Exception:  # an export bug must surface as FAILED, like Shopify's internal errors
             op.status, op.error_code = "FAILED", "INTERNAL_SERVER_ERROR"
             if partial.exists():
                 op.partial_data_url = f"{self.base_url}/bulk-results/{partial.name}"
         finally:
-            op.completed_at = None if clock is None else iso(clock)  # the sandbox clock, as createdAt
+            # the sandbox clock of the export's snapshot, as createdAt
+            op.completed_at = iso(shared[CLOCK]) if snapshot.is_set() else None
             op.ready.set()
-            conn.close()
+            with self._lock:
+                self._running.discard(process)
 
-    @staticmethod
-    def _write(op: BulkOperation, export: Export, rows: sqlite3.Cursor, lookup: data.Lookup, path: Path) -> bool:
-        """Stream every root and its children to `path`. Returns False when canceled on the way."""
-        project, tracks_line_items = export.project, export.kind == "order"
-        roots = objects = 0
-        with path.open("wb") as out:
-            chunk: list[bytes] = []
-            children: list[bytes] = []
-            while batch := rows.fetchmany(1000):
-                if op.cancel_requested:
-                    return False
-                for row in batch:
-                    node = json_io.loads(row[3], wide_ints=False)
-                    if tracks_line_items:
-                        lookup.track([node], replace=True)
-                    lines: list = []
-                    chunk.append(json_io.dumps(project(node, lines, lookup), line=True))
-                    (chunk if op.group_objects else children).extend(json_io.dumps(line, line=True) for line in lines)
-                    objects += 1 + len(lines)
-                roots += len(batch)
-                # Without groupObjects, the children of a batch of roots follow the whole batch, so
-                # a client that expects each child right after its parent breaks here as on Shopify.
-                chunk.extend(children)
-                children.clear()
-                out.write(b"".join(chunk))
-                chunk.clear()
-                op.root_object_count, op.object_count = roots, objects
-        return True
+
+@functools.cache
+def _processes() -> multiprocessing.context.ForkServerContext:
+    """Where export processes come from: forked from a server process that has imported the API's
+    modules once (a fresh interpreter per export would import them every time), not from the
+    sandbox's own threaded process."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["pipelines.sandbox.shopify.api"])
+    return context
+
+
+def _export(store_path: Path, text: str, workspace: str, scopes: list[str], group: bool, path: Path,
+            shared: Any, snapshot: Any) -> None:
+    """One export, in its process: take the store's snapshot (then set `snapshot`), write every root
+    and its children to `path`, counting in `shared`. Exits with CANCELED_EXIT when asked to stop."""
+    from pipelines.sandbox.shopify.api import schema  # the API's module, which imports this one
+
+    die_with_parent(signal.SIGTERM)  # the export's parent is the process server, which ends with the sandbox
+    export = compile_export(schema(), text)
+    conn = sqlite3.connect(store_path, timeout=60, isolation_level=None)
+    try:
+        conn.execute("begin")  # one read snapshot for the whole export
+        clock = orjson.loads(conn.execute("select value from meta where key = 'clock'").fetchone()[0])
+        account = orjson.loads(conn.execute(
+            "select config from accounts where workspace = ? and source = 'shopify'", (workspace,)
+        ).fetchone()[0])
+        shared[CLOCK] = clock
+        snapshot.set()
+        search = data.parse_search(export.search, export.kind, tz=account.get("timezone", "UTC"), now=clock)
+        sql, args = data.base_sql(workspace, export.kind, search, data.scope_filter(export.kind, scopes, clock))
+        column = data.SORT_COLUMNS.get(export.sort_key)
+        direction = "desc" if export.reverse else "asc"
+        sql += f" order by {column + ' ' + direction + ', ' if column else ''}id {direction}"
+        finished = _write(export, group, conn.execute(sql, args), data.Lookup(conn, workspace), path, shared)
+    finally:
+        conn.close()
+    if not finished:
+        sys.exit(CANCELED_EXIT)
+
+
+def _write(export: Export, group: bool, rows: sqlite3.Cursor, lookup: data.Lookup, path: Path, shared: Any) -> bool:
+    """Stream every root and its children to `path`. Returns False when canceled on the way."""
+    project, tracks_line_items = export.project, export.kind == "order"
+    roots = objects = 0
+    with path.open("wb") as out:
+        chunk: list[bytes] = []
+        children: list[bytes] = []
+        while batch := rows.fetchmany(1000):
+            if shared[CANCEL]:
+                return False
+            for row in batch:
+                node = json_io.loads(row[3], wide_ints=False)
+                if tracks_line_items:
+                    lookup.track([node], replace=True)
+                lines: list = []
+                chunk.append(json_io.dumps(project(node, lines, lookup), line=True))
+                (chunk if group else children).extend(json_io.dumps(line, line=True) for line in lines)
+                objects += 1 + len(lines)
+            roots += len(batch)
+            # Without groupObjects, the children of a batch of roots follow the whole batch, so
+            # a client that expects each child right after its parent breaks here as on Shopify.
+            chunk.extend(children)
+            children.clear()
+            out.write(b"".join(chunk))
+            chunk.clear()
+            shared[ROOTS], shared[OBJECTS] = roots, objects
+    return True
