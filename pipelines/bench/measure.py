@@ -71,12 +71,14 @@ class PeakRss:
             self._stop.wait(SAMPLE_SECONDS)
 
     def excluded_cpu_seconds(self) -> float:
-        """User and system CPU seconds so far of the excluded processes (the sandbox) and their children."""
+        """User and system CPU seconds so far of the excluded processes (the sandbox) and their children,
+        those that ended included (the sandbox's Shopify bulk exports, each a process that its process
+        server reaps)."""
         total = 0.0
         for process in self._excluded():
             try:
                 times = process.cpu_times()
-                total += times.user + times.system
+                total += times.user + times.system + times.children_user + times.children_system
             except psutil.NoSuchProcess:
                 pass
         return total

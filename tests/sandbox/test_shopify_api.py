@@ -510,8 +510,9 @@ def _many_orders(store: SandboxStore, count: int) -> None:
 
 
 def _export_processes() -> list[psutil.Process]:
-    """The export processes now running: children of the forkserver this process started."""
-    return [child for server in psutil.Process().children() for child in server.children()]
+    """The sandbox's export process, if it runs (a child of this process, which serves the sandbox)."""
+    return [child for child in psutil.Process().children()
+            if "pipelines.sandbox.shopify.exports" in " ".join(child.cmdline())]
 
 
 def test_bulk_export_runs_in_a_process_of_its_own(sandbox):
@@ -520,10 +521,12 @@ def test_bulk_export_runs_in_a_process_of_its_own(sandbox):
     stops and leaves whole lines behind; a sandbox stopped during an export ends the export too."""
     _many_orders(sandbox.store, 30_000)
     client = Client(sandbox)
-    _run_bulk(client, "{ customers { edges { node { id } } } }")  # the process server is up
+    _run_bulk(client, "{ customers { edges { node { id } } } }")  # the export process is up
+    (exporter,) = _export_processes()
 
-    def exports_cpu() -> float:  # the ended exports', which their server reaped
-        return sum(t.children_user + t.children_system for t in map(psutil.Process.cpu_times, psutil.Process().children()))
+    def exports_cpu() -> float:
+        times = exporter.cpu_times()
+        return times.user + times.system
 
     def follow(op_id: str, until: str) -> dict:
         deadline = time.monotonic() + 60
@@ -550,6 +553,15 @@ def test_bulk_export_runs_in_a_process_of_its_own(sandbox):
     assert op["url"] is None
     partial = [json.loads(line) for line in requests.get(op["partialDataUrl"]).text.splitlines()]
     assert 0 < sum("__parentId" not in line for line in partial) < 30_000
+
+    # The export process killed during an export: the operation fails (its partial file kept), and the
+    # next export gets a new process.
+    op_id = client.data(RUN, {"q": BULK_ORDERS, "g": False})["bulkOperationRunQuery"]["bulkOperation"]["id"]
+    exporter.kill()
+    op = follow(op_id, "FAILED")
+    assert op["errorCode"] == "INTERNAL_SERVER_ERROR" and op["url"] is None and op["partialDataUrl"], op
+    _run_bulk(client, "{ customers { edges { node { id } } } }")
+    assert [p.pid for p in _export_processes()] != [exporter.pid]
 
     client.data(RUN, {"q": BULK_ORDERS, "g": False})
     assert _export_processes()

@@ -5,21 +5,19 @@ mutation returns) and never runs graphql-core per node: the inner query's select
 once into plain functions that copy the selected fields out of each stored dict. Nodes of nested
 connections become their own lines with `__parentId`, as on Shopify.
 
-An export runs apart from the API, as Shopify's exports run beside its API servers: a thread of the
-server's interpreter would hold the lock its request threads need, so a large shop's export and the
-Stripe pages the same sandbox serves slowed each other down (docs/performance.md). Each export is a
-process forked from a server of processes (`multiprocessing`'s forkserver, this module preloaded),
-which reports its progress through shared memory and is told there to cancel.
+Exports run apart from the API, as Shopify's run beside its API servers: in a thread of the server's
+interpreter, a large export and the requests of both APIs the sandbox serves held one interpreter lock
+and slowed each other down (docs/performance.md). `BulkOperations` hands each export to one export
+process per server (`pipelines.sandbox.shopify.exports`), which runs it in a thread of its own and
+reports back over a pipe.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
-import multiprocessing
 import secrets
-import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -44,20 +42,15 @@ from graphql import (
 from graphql.execution.collect_fields import collect_fields, collect_sub_fields
 
 from pipelines import json_io
-from pipelines.processes import die_with_parent
+from pipelines.sandbox.core.times import iso
 from pipelines.sandbox.shopify import data
 from pipelines.sandbox.shopify.cost import is_connection, selected_fields
-from pipelines.sandbox.core.times import iso
 
 MAX_RUNNING = 5  # per shop, from API 2026-01
 MAX_CONNECTIONS = 5
 MAX_DEPTH = 2
 REFERENCE_TYPES = {"Order", "Customer", "Product", "ProductVariant", "LineItem"}
 ACTIVE = ("CREATED", "RUNNING", "CANCELING")
-# The export process's shared counters: its progress, the cancel request, the snapshot's clock.
-ROOTS, OBJECTS, CANCEL, CLOCK = range(4)
-CANCELED_EXIT = 3  # the export process's exit code when it stopped on a cancel request
-PROGRESS_SECONDS = 0.1  # how often a running operation's counts are refreshed from its process
 
 Project = Callable[[dict[str, Any], list, data.Lookup], dict[str, Any]]
 
@@ -255,8 +248,10 @@ class BulkOperation:
     file_size: int | None = None
     url: str | None = None
     partial_data_url: str | None = None
-    cancel_requested: bool = False
     ready: threading.Event = field(default_factory=threading.Event, repr=False)
+    path: Path | None = None  # the file being written (`.partial` until it is whole)
+    clock: int | None = None  # the store's clock in the export's snapshot
+    exporter: subprocess.Popen | None = field(default=None, repr=False)  # the process running it
 
     @property
     def gid(self) -> str:
@@ -289,7 +284,7 @@ class BulkOperations:
         self.base_url = base_url
         self._ops: list[BulkOperation] = []
         self._lock = threading.Lock()
-        self._running: set[multiprocessing.process.BaseProcess] = set()
+        self._exporter: subprocess.Popen | None = None
 
     def of_shop(self, shop: str) -> list[BulkOperation]:
         with self._lock:
@@ -318,10 +313,10 @@ class BulkOperations:
             op = BulkOperation(len(self._ops) + 1, shop, text, iso(now), group)
             self._ops.append(op)
         created = op.node()
-        thread = threading.Thread(
-            target=self._run, args=(op, workspace, scopes), name=f"shopify-bulk-{op.number}", daemon=True
-        )
-        thread.start()
+        self.results.mkdir(parents=True, exist_ok=True)
+        op.path = self.results / f"{op.shop}-{op.number}-{secrets.token_urlsafe(16)}.partial.jsonl"
+        self._send({"start": op.number, "store": str(self.store_path), "query": text, "workspace": workspace,
+                    "scopes": scopes, "group": group, "path": str(op.path)}, op)
         op.ready.wait()  # the snapshot is taken before the mutation answers
         return created, []
 
@@ -331,8 +326,8 @@ class BulkOperations:
             return None, [{"field": ["id"], "message": "Bulk operation does not exist"}]
         if op.status not in ACTIVE:
             return op.node(), [{"field": ["id"], "message": f"A bulk operation cannot be canceled when it is {op.status.lower()}"}]
-        op.cancel_requested = True
         op.status = "CANCELING"
+        self._send({"cancel": op.number}, op)
         return op.node(), []
 
     def file(self, name: str) -> Path | None:
@@ -340,102 +335,100 @@ class BulkOperations:
         return path if path.parent == self.results and path.is_file() else None
 
     def close(self) -> None:
-        """Stop the exports still running (the server is stopping)."""
+        """End the export process and the exports still running (the server is stopping)."""
         with self._lock:
-            running = list(self._running)
-        for process in running:
-            process.terminate()
+            exporter, self._exporter = self._exporter, None
+        if exporter is not None:
+            exporter.terminate()
+            exporter.wait()
 
-    def _run(self, op: BulkOperation, workspace: str, scopes: list[str]) -> None:
-        """Run one export's process and follow it until it ends (a thread of the server's)."""
-        token = secrets.token_urlsafe(16)
-        self.results.mkdir(parents=True, exist_ok=True)
-        partial = self.results / f"{op.shop}-{op.number}-{token}.partial.jsonl"
-        processes = _processes()
-        shared = processes.Array("q", 4, lock=False)
-        snapshot = processes.Event()
-        process = processes.Process(
-            target=_export, args=(self.store_path, op.query, workspace, scopes, op.group_objects, partial, shared,
-                                  snapshot),
-            name=f"shopify-bulk-{op.number}", daemon=True,
-        )
-        try:
-            with self._lock:
-                process.start()
-                self._running.add(process)
-            while not snapshot.wait(PROGRESS_SECONDS) and process.is_alive():
-                pass
-            if snapshot.is_set():
+    def _send(self, command: dict[str, Any], op: BulkOperation) -> None:
+        """Write a command to the export process, started first if there is none (or it died)."""
+        with self._lock:
+            if self._exporter is None or self._exporter.poll() is not None:
+                # The process ends at the end of its input: with this server.
+                self._exporter = subprocess.Popen([sys.executable, "-m", "pipelines.sandbox.shopify.exports"],
+                                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                threading.Thread(target=self._follow, args=(self._exporter,), name="shopify-bulk-exports",
+                                 daemon=True).start()
+            exporter = self._exporter
+            if command.get("start"):
+                op.exporter = exporter
+            try:
+                exporter.stdin.write(orjson.dumps(command) + b"\n")
+                exporter.stdin.flush()
+            except (BrokenPipeError, ValueError):  # the process died (its follower fails what it ran)
+                if command.get("start"):
+                    self._end(op, "failed", None)
+
+    def _follow(self, exporter: subprocess.Popen) -> None:
+        """Apply what the export process reports to the operations, until its output ends; an operation
+        still active then failed with it."""
+        for line in exporter.stdout:
+            report = orjson.loads(line)
+            op = self._ops[report["number"] - 1]
+            if report["event"] == "snapshot":
+                op.clock = report["clock"]
                 op.status = "RUNNING"
-            op.ready.set()
-            while process.exitcode is None:
-                process.join(PROGRESS_SECONDS)
-                op.root_object_count, op.object_count = shared[ROOTS], shared[OBJECTS]
-                if op.cancel_requested:
-                    shared[CANCEL] = 1
-            if process.exitcode == 0:
-                final = partial.with_name(partial.name.replace(".partial", ""))
-                partial.rename(final)
-                op.file_size = final.stat().st_size
-                op.url = f"{self.base_url}/bulk-results/{final.name}"
-                op.status = "COMPLETED"
-            elif process.exitcode == CANCELED_EXIT:
-                op.partial_data_url = f"{self.base_url}/bulk-results/{partial.name}"
-                op.status = "CANCELED"
+                op.ready.set()
+            elif report["event"] == "progress":
+                op.root_object_count, op.object_count = report["roots"], report["objects"]
             else:
-                raise RuntimeError(f"the export process ended with exit code {process.exitcode}")
-        except Exception:  # an export bug must surface as FAILED, like Shopify's internal errors
+                op.root_object_count, op.object_count = report["roots"], report["objects"]
+                self._end(op, report["event"], op.clock)
+        with self._lock:
+            ended = [op for op in self._ops if op.exporter is exporter and op.status in ACTIVE]
+        for op in ended:
+            self._end(op, "failed", op.clock)
+
+    def _end(self, op: BulkOperation, how: str, clock: int | None) -> None:
+        """Finish `op`: "completed" (the file renamed to its final name), "canceled" or "failed"."""
+        op.completed_at = None if clock is None else iso(clock)  # the sandbox clock, as createdAt
+        if how == "completed":
+            final = op.path.with_name(op.path.name.replace(".partial", ""))
+            op.path.rename(final)
+            op.file_size = final.stat().st_size
+            op.url = f"{self.base_url}/bulk-results/{final.name}"
+            op.status = "COMPLETED"
+        elif how == "canceled":
+            op.partial_data_url = f"{self.base_url}/bulk-results/{op.path.name}"
+            op.status = "CANCELED"
+        else:  # an export bug must surface as FAILED, like Shopify's internal errors
+            if op.path is not None and op.path.exists():
+                op.partial_data_url = f"{self.base_url}/bulk-results/{op.path.name}"
             op.status, op.error_code = "FAILED", "INTERNAL_SERVER_ERROR"
-            if partial.exists():
-                op.partial_data_url = f"{self.base_url}/bulk-results/{partial.name}"
-        finally:
-            # the sandbox clock of the export's snapshot, as createdAt
-            op.completed_at = iso(shared[CLOCK]) if snapshot.is_set() else None
-            op.ready.set()
-            with self._lock:
-                self._running.discard(process)
+        op.ready.set()
 
 
-@functools.cache
-def _processes() -> multiprocessing.context.ForkServerContext:
-    """Where export processes come from: forked from a server process that has imported the API's
-    modules once (a fresh interpreter per export would import them every time), not from the
-    sandbox's own threaded process."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["pipelines.sandbox.shopify.api"])
-    return context
-
-
-def _export(store_path: Path, text: str, workspace: str, scopes: list[str], group: bool, path: Path,
-            shared: Any, snapshot: Any) -> None:
-    """One export, in its process: take the store's snapshot (then set `snapshot`), write every root
-    and its children to `path`, counting in `shared`. Exits with CANCELED_EXIT when asked to stop."""
-    from pipelines.sandbox.shopify.api import schema  # the API's module, which imports this one
-
-    die_with_parent(signal.SIGTERM)  # the export's parent is the process server, which ends with the sandbox
-    export = compile_export(schema(), text)
-    conn = sqlite3.connect(store_path, timeout=60, isolation_level=None)
+def export(schema: GraphQLSchema, command: dict[str, Any], *, snapshot: Callable[[int], None],
+           progress: Callable[[int, int], None], canceled: Callable[[], bool]) -> bool:
+    """Run one export (`BulkOperations._send`'s start command): take the store's snapshot and tell
+    `snapshot` its clock, then write every root and its children to the command's path, telling
+    `progress` the counts after each batch. Returns False when `canceled` said so on the way."""
+    export = compile_export(schema, command["query"])
+    workspace = command["workspace"]
+    conn = sqlite3.connect(command["store"], timeout=60, isolation_level=None)
     try:
         conn.execute("begin")  # one read snapshot for the whole export
         clock = orjson.loads(conn.execute("select value from meta where key = 'clock'").fetchone()[0])
         account = orjson.loads(conn.execute(
             "select config from accounts where workspace = ? and source = 'shopify'", (workspace,)
         ).fetchone()[0])
-        shared[CLOCK] = clock
-        snapshot.set()
+        snapshot(clock)
         search = data.parse_search(export.search, export.kind, tz=account.get("timezone", "UTC"), now=clock)
-        sql, args = data.base_sql(workspace, export.kind, search, data.scope_filter(export.kind, scopes, clock))
+        scopes = data.scope_filter(export.kind, command["scopes"], clock)
+        sql, args = data.base_sql(workspace, export.kind, search, scopes)
         column = data.SORT_COLUMNS.get(export.sort_key)
         direction = "desc" if export.reverse else "asc"
         sql += f" order by {column + ' ' + direction + ', ' if column else ''}id {direction}"
-        finished = _write(export, group, conn.execute(sql, args), data.Lookup(conn, workspace), path, shared)
+        return _write(export, command["group"], conn.execute(sql, args), data.Lookup(conn, workspace),
+                      Path(command["path"]), progress, canceled)
     finally:
         conn.close()
-    if not finished:
-        sys.exit(CANCELED_EXIT)
 
 
-def _write(export: Export, group: bool, rows: sqlite3.Cursor, lookup: data.Lookup, path: Path, shared: Any) -> bool:
+def _write(export: Export, group: bool, rows: sqlite3.Cursor, lookup: data.Lookup, path: Path,
+           progress: Callable[[int, int], None], canceled: Callable[[], bool]) -> bool:
     """Stream every root and its children to `path`. Returns False when canceled on the way."""
     project, tracks_line_items = export.project, export.kind == "order"
     roots = objects = 0
@@ -443,7 +436,7 @@ def _write(export: Export, group: bool, rows: sqlite3.Cursor, lookup: data.Looku
         chunk: list[bytes] = []
         children: list[bytes] = []
         while batch := rows.fetchmany(1000):
-            if shared[CANCEL]:
+            if canceled():
                 return False
             for row in batch:
                 node = json_io.loads(row[3], wide_ints=False)
@@ -460,5 +453,5 @@ def _write(export: Export, group: bool, rows: sqlite3.Cursor, lookup: data.Looku
             children.clear()
             out.write(b"".join(chunk))
             chunk.clear()
-            shared[ROOTS], shared[OBJECTS] = roots, objects
+            progress(roots, objects)
     return True
