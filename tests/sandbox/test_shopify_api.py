@@ -543,11 +543,16 @@ def test_bulk_export_runs_in_a_process_of_its_own(sandbox):
     assert int(op["rootObjectCount"]) == 30_000 + sum(not order["test"] for order in DOC["orders"])
     assert theirs > 0.3 and ours < theirs / 2, (ours, theirs)
 
+    def started() -> str:
+        """An export of the orders, once it has written lines."""
+        op_id = client.data(RUN, {"q": BULK_ORDERS, "g": False})["bulkOperationRunQuery"]["bulkOperation"]["id"]
+        while int((op := client.data(POLL, {"id": op_id})["bulkOperation"])["objectCount"]) == 0:
+            assert op["status"] == "RUNNING", op  # the count comes from the export's process
+            time.sleep(0.02)
+        return op_id
+
     cancel = "mutation($id: ID!) { bulkOperationCancel(id: $id) { bulkOperation { status } userErrors { message } } }"
-    op_id = client.data(RUN, {"q": BULK_ORDERS, "g": False})["bulkOperationRunQuery"]["bulkOperation"]["id"]
-    while int((op := client.data(POLL, {"id": op_id})["bulkOperation"])["objectCount"]) == 0:
-        assert op["status"] == "RUNNING", op  # the count comes from the export's process
-        time.sleep(0.02)
+    op_id = started()
     assert client.data(cancel, {"id": op_id})["bulkOperationCancel"]["bulkOperation"] == {"status": "CANCELING"}
     op = follow(op_id, "CANCELED")
     assert op["url"] is None
@@ -556,7 +561,7 @@ def test_bulk_export_runs_in_a_process_of_its_own(sandbox):
 
     # The export process killed during an export: the operation fails (its partial file kept), and the
     # next export gets a new process.
-    op_id = client.data(RUN, {"q": BULK_ORDERS, "g": False})["bulkOperationRunQuery"]["bulkOperation"]["id"]
+    op_id = started()
     exporter.kill()
     op = follow(op_id, "FAILED")
     assert op["errorCode"] == "INTERNAL_SERVER_ERROR" and op["url"] is None and op["partialDataUrl"], op

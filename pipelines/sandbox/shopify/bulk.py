@@ -315,8 +315,9 @@ class BulkOperations:
         created = op.node()
         self.results.mkdir(parents=True, exist_ok=True)
         op.path = self.results / f"{op.shop}-{op.number}-{secrets.token_urlsafe(16)}.partial.jsonl"
-        self._send({"start": op.number, "store": str(self.store_path), "query": text, "workspace": workspace,
-                    "scopes": scopes, "group": group, "path": str(op.path)}, op)
+        if not self._send({"start": op.number, "store": str(self.store_path), "query": text, "workspace": workspace,
+                           "scopes": scopes, "group": group, "path": str(op.path)}, op):
+            self._end(op, "failed")
         op.ready.wait()  # the snapshot is taken before the mutation answers
         return created, []
 
@@ -324,11 +325,13 @@ class BulkOperations:
         op = self.get(shop, gid)
         if op is None:
             return None, [{"field": ["id"], "message": "Bulk operation does not exist"}]
-        if op.status not in ACTIVE:
-            return op.node(), [{"field": ["id"], "message": f"A bulk operation cannot be canceled when it is {op.status.lower()}"}]
-        op.status = "CANCELING"
-        self._send({"cancel": op.number}, op)
-        return op.node(), []
+        with self._lock:  # not between the export's end and its status
+            if op.status not in ACTIVE:
+                return op.node(), [{"field": ["id"], "message": f"A bulk operation cannot be canceled when it is {op.status.lower()}"}]
+            op.status = "CANCELING"
+            answer = op.node()  # the export may stop before this answer goes out
+        self._send({"cancel": op.number}, op)  # if the process is gone, its follower fails the export
+        return answer, []
 
     def file(self, name: str) -> Path | None:
         path = self.results / name
@@ -342,8 +345,9 @@ class BulkOperations:
             exporter.terminate()
             exporter.wait()
 
-    def _send(self, command: dict[str, Any], op: BulkOperation) -> None:
-        """Write a command to the export process, started first if there is none (or it died)."""
+    def _send(self, command: dict[str, Any], op: BulkOperation) -> bool:
+        """Write a command to the export process, started first if there is none (or it died).
+        Returns whether it could be written."""
         with self._lock:
             if self._exporter is None or self._exporter.poll() is not None:
                 # The process ends at the end of its input: with this server.
@@ -358,8 +362,8 @@ class BulkOperations:
                 exporter.stdin.write(orjson.dumps(command) + b"\n")
                 exporter.stdin.flush()
             except (BrokenPipeError, ValueError):  # the process died (its follower fails what it ran)
-                if command.get("start"):
-                    self._end(op, "failed", None)
+                return False
+            return True
 
     def _follow(self, exporter: subprocess.Popen) -> None:
         """Apply what the export process reports to the operations, until its output ends; an operation
@@ -375,15 +379,22 @@ class BulkOperations:
                 op.root_object_count, op.object_count = report["roots"], report["objects"]
             else:
                 op.root_object_count, op.object_count = report["roots"], report["objects"]
-                self._end(op, report["event"], op.clock)
+                self._end(op, report["event"])
         with self._lock:
             ended = [op for op in self._ops if op.exporter is exporter and op.status in ACTIVE]
         for op in ended:
-            self._end(op, "failed", op.clock)
+            self._end(op, "failed")
 
-    def _end(self, op: BulkOperation, how: str, clock: int | None) -> None:
-        """Finish `op`: "completed" (the file renamed to its final name), "canceled" or "failed"."""
-        op.completed_at = None if clock is None else iso(clock)  # the sandbox clock, as createdAt
+    def _end(self, op: BulkOperation, how: str) -> None:
+        """Finish `op`, unless it has ended: "completed" (the file renamed to its final name), "canceled"
+        or "failed"."""
+        with self._lock:
+            if op.status in ACTIVE:
+                self._finish(op, how)
+        op.ready.set()
+
+    def _finish(self, op: BulkOperation, how: str) -> None:
+        op.completed_at = None if op.clock is None else iso(op.clock)  # the snapshot's clock, as createdAt
         if how == "completed":
             final = op.path.with_name(op.path.name.replace(".partial", ""))
             op.path.rename(final)
@@ -397,7 +408,6 @@ class BulkOperations:
             if op.path is not None and op.path.exists():
                 op.partial_data_url = f"{self.base_url}/bulk-results/{op.path.name}"
             op.status, op.error_code = "FAILED", "INTERNAL_SERVER_ERROR"
-        op.ready.set()
 
 
 def export(schema: GraphQLSchema, command: dict[str, Any], *, snapshot: Callable[[int], None],
@@ -405,7 +415,7 @@ def export(schema: GraphQLSchema, command: dict[str, Any], *, snapshot: Callable
     """Run one export (`BulkOperations._send`'s start command): take the store's snapshot and tell
     `snapshot` its clock, then write every root and its children to the command's path, telling
     `progress` the counts after each batch. Returns False when `canceled` said so on the way."""
-    export = compile_export(schema, command["query"])
+    compiled = compile_export(schema, command["query"])
     workspace = command["workspace"]
     conn = sqlite3.connect(command["store"], timeout=60, isolation_level=None)
     try:
@@ -415,13 +425,13 @@ def export(schema: GraphQLSchema, command: dict[str, Any], *, snapshot: Callable
             "select config from accounts where workspace = ? and source = 'shopify'", (workspace,)
         ).fetchone()[0])
         snapshot(clock)
-        search = data.parse_search(export.search, export.kind, tz=account.get("timezone", "UTC"), now=clock)
-        scopes = data.scope_filter(export.kind, command["scopes"], clock)
-        sql, args = data.base_sql(workspace, export.kind, search, scopes)
-        column = data.SORT_COLUMNS.get(export.sort_key)
-        direction = "desc" if export.reverse else "asc"
+        search = data.parse_search(compiled.search, compiled.kind, tz=account.get("timezone", "UTC"), now=clock)
+        scopes = data.scope_filter(compiled.kind, command["scopes"], clock)
+        sql, args = data.base_sql(workspace, compiled.kind, search, scopes)
+        column = data.SORT_COLUMNS.get(compiled.sort_key)
+        direction = "desc" if compiled.reverse else "asc"
         sql += f" order by {column + ' ' + direction + ', ' if column else ''}id {direction}"
-        return _write(export, command["group"], conn.execute(sql, args), data.Lookup(conn, workspace),
+        return _write(compiled, command["group"], conn.execute(sql, args), data.Lookup(conn, workspace),
                       Path(command["path"]), progress, canceled)
     finally:
         conn.close()
