@@ -509,10 +509,17 @@ def _many_orders(store: SandboxStore, count: int) -> None:
                    for n in range(count))
 
 
-def _export_processes() -> list[psutil.Process]:
-    """The sandbox's export process, if it runs (a child of this process, which serves the sandbox)."""
-    return [child for child in psutil.Process().children()
-            if "pipelines.sandbox.shopify.exports" in " ".join(child.cmdline())]
+def _export_processes() -> set[int]:
+    """The pids of the export processes running now: children of this process, which serves the
+    sandboxes (another test's may be there too)."""
+    found = set()
+    for child in psutil.Process().children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "pipelines.sandbox.shopify.exports" in " ".join(child.cmdline()):
+                found.add(child.pid)
+        except psutil.Error:  # it ended meanwhile
+            pass
+    return found
 
 
 def test_bulk_export_runs_in_a_process_of_its_own(sandbox):
@@ -521,8 +528,10 @@ def test_bulk_export_runs_in_a_process_of_its_own(sandbox):
     stops and leaves whole lines behind; a sandbox stopped during an export ends the export too."""
     _many_orders(sandbox.store, 30_000)
     client = Client(sandbox)
+    others = _export_processes()
     _run_bulk(client, "{ customers { edges { node { id } } } }")  # the export process is up
-    (exporter,) = _export_processes()
+    (pid,) = _export_processes() - others
+    exporter = psutil.Process(pid)
 
     def exports_cpu() -> float:
         times = exporter.cpu_times()
@@ -566,13 +575,14 @@ def test_bulk_export_runs_in_a_process_of_its_own(sandbox):
     op = follow(op_id, "FAILED")
     assert op["errorCode"] == "INTERNAL_SERVER_ERROR" and op["url"] is None and op["partialDataUrl"], op
     _run_bulk(client, "{ customers { edges { node { id } } } }")
-    assert [p.pid for p in _export_processes()] != [exporter.pid]
+    assert _export_processes() - others - {exporter.pid}
 
     client.data(RUN, {"q": BULK_ORDERS, "g": False})
-    assert _export_processes()
+    mine = _export_processes() - others
+    assert mine
     sandbox.stop()
     deadline = time.monotonic() + 10
-    while _export_processes():
+    while _export_processes() & mine:
         assert time.monotonic() < deadline, "the export outlived the sandbox"
         time.sleep(0.05)
 
