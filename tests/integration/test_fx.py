@@ -156,3 +156,30 @@ def test_a_sum_with_an_unknown_term_is_unknown(warehouse):
                            " where activity_month = '2026-03-01' order by workspace_id") == [
         {"workspace_id": "kwd-in-usd", "active_customers": 1, "mrr": FIRST_DAY_USD},
         {"workspace_id": "kwd-omr-in-usd", "active_customers": 2, "mrr": None}]
+
+
+def test_a_second_rates_sync_loads_only_the_new_days_and_the_table_equals_the_file(tmp_path, monkeypatch):
+    """A refresh parses the ECB file from its last loaded day on (`ecb_rows(since=...)`): after the
+    clock moved nine days, the second sync loads the new days' rates once, and the table holds every
+    rate of the file exactly once."""
+    from pipelines.ingest.fx import ecb_rows, sync_fx
+    from pipelines.sandbox import ecb
+    from pipelines.sandbox.server import build_store
+    from tests.scenario import serving
+
+    doc = json.loads(SHAPES.read_text())
+    fixture = {"clock": doc["clock"], "ecb": ECB, "workspaces": {"kwd-in-usd": doc["workspaces"]["saas-kwd"]}}
+    (tmp_path / "fixture.json").write_text(json.dumps(fixture))
+    store = build_store(tmp_path / "store.sqlite", fixtures=tmp_path / "fixture.json")
+    with serving(store, fixture["workspaces"], tmp_path / "home", None, monkeypatch) as (settings, _):
+        sync_fx(settings)
+        last = settings.warehouse.query("select max(day) as last from fx.ecb_rates")["last"][0].date()
+        store.set_clock(store.clock + 9 * 86400)
+        loaded = sync_fx(settings)
+        table = settings.warehouse.query("select day, currency, units_per_eur from fx.ecb_rates")
+    rows = [(day.date(), currency, Decimal(str(rate))) for day, currency, rate in table.itertuples(index=False)]
+    file = [(row["day"], row["currency"], row["units_per_eur"]) for row in
+            ecb_rows(ecb.hist_zip(store), "eurofxref-hist.zip")]
+    assert sorted(rows) == sorted(file)  # every rate once
+    new = [row for row in file if row[0] > last]
+    assert new and loaded == {"ecb_rates": len(new)}

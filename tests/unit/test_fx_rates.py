@@ -59,3 +59,14 @@ def test_the_operator_file_is_checked_line_by_line(tmp_path):
         operator_rows(wrong)
     with pytest.raises(RatesFileError, match="cannot read it"):
         operator_rows(tmp_path / "missing.csv")
+
+
+def test_a_refresh_parses_the_days_from_the_last_one_loaded_on(store):
+    """Both formats give the days from `since` on, the same rows as the whole file has for them."""
+    for content, name in ((ecb.hist_zip(store), "/stats/eurofxref/eurofxref-hist.zip"),
+                          (ecb.hist_xml(store), "eurofxref-hist.xml")):
+        every = list(ecb_rows(content, name))
+        days = sorted({row["day"] for row in every})
+        since = days[len(days) // 2]
+        assert list(ecb_rows(content, name, since=since)) == [row for row in every if row["day"] >= since]
+        assert list(ecb_rows(content, name, since=None)) == every

@@ -39,25 +39,34 @@ class RatesFileError(SettingsError):
     """The operator's rates file cannot be read; the message names the file, the line and the fix."""
 
 
-def ecb_rows(content: bytes, name: str) -> Iterator[dict]:
-    """Rows of an ECB eurofxref file (`name` tells the format: .zip, .csv or .xml)."""
+def ecb_rows(content: bytes, name: str, since: date | None = None) -> Iterator[dict]:
+    """Rows of an ECB eurofxref file (`name` tells the format: .zip, .csv or .xml), of the days from
+    `since` on when given: the file holds every day since 1999, and a refresh wants the new ones."""
+    first = since.isoformat() if since else ""  # the file's days are ISO dates: compared as text
     if name.endswith(".zip"):
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             [member] = [n for n in archive.namelist() if n.endswith((".csv", ".xml"))]
-            yield from ecb_rows(archive.read(member), member)
+            yield from ecb_rows(archive.read(member), member, since)
     elif name.endswith(".xml"):
         root = ElementTree.fromstring(content)
         for day in root.iter(f"{ECB_NAMESPACE}Cube"):
-            if "time" in day.attrib:
+            if "time" in day.attrib and day.attrib["time"] >= first:
                 for rate in day:
                     yield _row(day.attrib["time"], rate.attrib["currency"], rate.attrib["rate"])
     else:
         reader = csv.reader(io.StringIO(content.decode("utf-8-sig")))
         header = [column.strip() for column in next(reader)]
         for line in reader:
+            if not line or line[0].strip() < first:
+                continue
             for currency, value in zip(header[1:], line[1:]):
                 if currency and value.strip() not in ("", "N/A"):
                     yield _row(line[0].strip(), currency, value.strip())
+
+
+def _day(value: object) -> date | None:
+    """dlt's last cursor value as a date (its state may give it back as a date, a datetime or text)."""
+    return None if value is None else date.fromisoformat(str(value)[:10])
 
 
 def _row(day: str, currency: str, rate: str) -> dict:
@@ -106,7 +115,9 @@ def fx_source(settings: FxSettings):
         """The ECB's euro reference rates, one row per TARGET day and currency."""
         # One batch, not row by row: dlt's incremental hashes every row of the newest day again for
         # each row it is handed (about 30 currencies a day), which made 16,646 rows cost 482,328 hashes.
-        yield list(ecb_rows(fetch(settings.ecb_url), urlsplit(settings.ecb_url).path))
+        # Only the days from the last one loaded on are parsed: dlt would drop the earlier ones (and
+        # keep the last day's rows it has not seen) after parsing and filtering them at every refresh.
+        yield list(ecb_rows(fetch(settings.ecb_url), urlsplit(settings.ecb_url).path, since=_day(day.last_value)))
 
     @dlt.resource(name="operator_rates", write_disposition="replace", columns=RATE_COLUMNS)
     def operator_rates():
