@@ -72,8 +72,8 @@ class PeakRss:
 
     def excluded_cpu_seconds(self) -> float:
         """User and system CPU seconds so far of the excluded processes (the sandbox) and their children,
-        those that ended included (the sandbox's Shopify bulk exports, each a process that its process
-        server reaps)."""
+        those that ended included (the sandbox's Shopify export process, which the sandbox reaps when it
+        stops or the process dies)."""
         total = 0.0
         for process in self._excluded():
             try:

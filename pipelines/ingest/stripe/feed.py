@@ -65,16 +65,15 @@ _READER_DONE = object()
 class _Tiles:
     """Consecutive `created` windows covering all time, newest first, handed to several readers.
 
-    The first window, `[top - first, ∞)` (`first`: FIRST_WINDOW unless given), is open above so
+    The first window, `[top - first, ∞)` (`first`: FIRST_WINDOW by default), is open above so
     objects created during the sync are not missed; each next one ends where the previous began. A
     window that held less than a page doubles the span of the windows handed out after it, so sparse
-    history costs few requests. The walk stops at `floor` (EPOCH unless given), and a last window,
+    history costs few requests. The walk stops at `floor` (EPOCH by default), and a last window,
     `(-∞, floor)`, reads whatever is older: an account (or an import) with objects dated before 2010
     loses none of them. Each window comes with its rank: 0 for the newest, then 1, 2, ...
     """
 
-    def __init__(self, top: int, first: int | None = None, floor: int = EPOCH):
-        first = first or FIRST_WINDOW
+    def __init__(self, top: int, first: int = FIRST_WINDOW, floor: int = EPOCH):
         self._lock = threading.Lock()
         self._span = first
         self._upper: int | None = None
@@ -377,7 +376,7 @@ class StripeFeed:
             sub_versions.sort(key=lambda v: v.valid_from)  # stable: the event beats the listing on a tie
         yield from self._history(versions)
 
-    def _windows(self, path: str, params: dict[str, Any], top: int, first: int | None = None,
+    def _windows(self, path: str, params: dict[str, Any], top: int, first: int = FIRST_WINDOW,
                  floor: int = EPOCH) -> Iterator[tuple[tuple[int, int], list[dict[str, Any]]]]:
         """Pages of a list by `created` windows, WINDOW_WORKERS windows at a time (see `_Tiles`), each
         with its place: (its window's rank, newest first, and its own within the window, from 0).

@@ -375,10 +375,9 @@ class BulkOperations:
                 op.clock = report["clock"]
                 op.status = "RUNNING"
                 op.ready.set()
-            elif report["event"] == "progress":
-                op.root_object_count, op.object_count = report["roots"], report["objects"]
-            else:
-                op.root_object_count, op.object_count = report["roots"], report["objects"]
+                continue
+            op.root_object_count, op.object_count = report["roots"], report["objects"]
+            if report["event"] != "progress":  # "completed", "canceled" or "failed"
                 self._end(op, report["event"])
         with self._lock:
             ended = [op for op in self._ops if op.exporter is exporter and op.status in ACTIVE]
