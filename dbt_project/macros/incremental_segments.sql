@@ -193,11 +193,19 @@ money as (
 
 {#- Whether the table dbt is building (`this`) has that index: a table built before it came has it
     (and its week order) from its next full refresh, and deletes by the negation until then (a walk
-    of its workspaces without the index would read the table once a step). -#}
+    of its workspaces without the index would read the table once a step).
+
+    Read from pg_index's key columns of this table alone, not pg_indexes: its `indexdef` is
+    pg_get_indexdef, which a plan may call on every index of the database before the filter on the
+    table's name, and an index another session drops meanwhile fails the whole statement ("could
+    not open relation with OID", seen in CI beside tests building other schemas). -#}
 {% macro segment_weeks_indexed(table) -%}
     {%- if not segment_weeks_index(table) -%}{{ return(false) }}{%- endif -%}
-    {%- set found = run_query("select count(*) from pg_indexes where schemaname = '" ~ this.schema
-        ~ "' and tablename = '" ~ this.identifier ~ "' and indexdef like '% (workspace_id, week_start)'") -%}
+    {%- set found = run_query("select count(*) from pg_index as x where x.indrelid = to_regclass(format('%I.%I', '"
+        ~ this.schema ~ "', '" ~ this.identifier ~ "')) and x.indexprs is null and x.indpred is null"
+        ~ " and array(select a.attname::text from unnest(x.indkey::int2[]) with ordinality as k (attnum, n)"
+        ~ " inner join pg_attribute as a on a.attrelid = x.indrelid and a.attnum = k.attnum order by k.n)"
+        ~ " = array['workspace_id', 'week_start']") -%}
     {{ return(found.rows[0][0] > 0) }}
 {%- endmacro %}
 
