@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 import hashlib
 import json
 import re
+import threading
+import time
 
 import pytest
 
@@ -690,6 +692,57 @@ def test_segments_on_postgres_are_written_by_week_and_read_through_their_weeks_i
                     + one_week, ("ghost-shop", workspace, weeks[1]))
     run_dbt(warehouse.settings, "run", "-s", "ecommerce_customer_segments")
     assert rows() == before
+
+
+def test_the_segments_build_on_postgres_does_not_wait_on_a_table_another_session_drops(postgres_scenarios, monkeypatch):
+    """The segments' pre-hook asks whether the table has its weeks' index (segment_weeks_indexed). Asked
+    of `pg_indexes`, a plan that reads every index (here: nested loops off) ran `pg_get_indexdef` on each,
+    which opens the relation it describes: it waited on an index whose table another session was
+    dropping, then failed with "could not open relation with OID" once the drop committed (dbt's other
+    thread drops a rebuilt table's backup: the CI failures of 2026-12-07). The look-up reads this
+    table's own index rows: while another session holds the drop of an indexed table, the build
+    neither waits on it nor fails. On the old look-up this test fails with that error."""
+    warehouse = postgres_scenarios
+    dropper = warehouse.settings.warehouse.postgres_connection()
+    try:
+        with dropper.cursor() as cursor:
+            cursor.execute("create table public.dropped_meanwhile (note text)")
+            cursor.execute("create index on public.dropped_meanwhile (note)")
+            dropper.commit()
+            cursor.execute("drop table public.dropped_meanwhile")  # held, not committed
+        dropping = dropper.get_backend_pid()
+        waited, done = [], threading.Event()
+
+        def release_when_waited_on() -> None:
+            """Commit the drop as soon as a backend waits for it (on the table or its index): what
+            dbt's other thread does."""
+            watcher = warehouse.settings.warehouse.postgres_connection()
+            watcher.autocommit = True
+            try:
+                with watcher.cursor() as cursor:
+                    while not done.is_set():
+                        cursor.execute("select count(*) from pg_stat_activity where %s = any(pg_blocking_pids(pid))",
+                                       (dropping,))
+                        if cursor.fetchone()[0]:
+                            waited.append(True)
+                            dropper.commit()
+                            return
+                        time.sleep(0.05)
+            finally:
+                watcher.close()
+
+        watcher = threading.Thread(target=release_when_waited_on, daemon=True)
+        watcher.start()
+        monkeypatch.setenv("PGOPTIONS", "-c enable_nestloop=off")
+        try:
+            run_dbt(warehouse.settings, "run", "-s", "ecommerce_customer_segments")
+        finally:
+            done.set()
+            watcher.join(timeout=10)
+        assert waited == []  # nothing in the build read the table being dropped
+    finally:
+        dropper.commit()
+        dropper.close()
 
 
 def test_the_changes_and_cohort_activity_read_the_large_tables_through_on_postgres(postgres_scenarios):
