@@ -197,8 +197,10 @@ money as (
 
     Read from pg_index's key columns of this table alone, not pg_indexes: its `indexdef` is
     pg_get_indexdef, which a plan may call on every index of the database before the filter on the
-    table's name, and an index another session drops meanwhile fails the whole statement ("could
-    not open relation with OID", seen in CI beside tests building other schemas). -#}
+    table's name, and which opens the relation it describes: it waited on an index whose table dbt's
+    other thread was dropping (a rebuilt table's backup), then failed the statement with "could not
+    open relation with OID" once the drop committed (CI, 2026-12-07; the test
+    test_the_segments_build_on_postgres_does_not_wait_on_a_table_another_session_drops). -#}
 {% macro segment_weeks_indexed(table) -%}
     {%- if not segment_weeks_index(table) -%}{{ return(false) }}{%- endif -%}
     {%- set found = run_query("select count(*) from pg_index as x where x.indrelid = to_regclass(format('%I.%I', '"
