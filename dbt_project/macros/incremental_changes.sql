@@ -60,7 +60,11 @@
                 {#- Postgres: int_loads_pending's anti-join is planned with the table's statistics -#}
                 {%- do run_query('analyze ' ~ processed) if target.type == 'postgres' -%}
                 {%- if source_name == 'shopify' -%}
-                    {%- do run_query('delete from ' ~ model_relation('int_ecommerce_changes')) -%}
+                    {#- Postgres: truncated, not deleted, so the change set's rows do not stay behind as
+                        dead rows that every reader's scan goes through until a vacuum (a full build's
+                        change set holds every order and person; autovacuum may be off) -#}
+                    {%- do run_query(('truncate ' if target.type == 'postgres' else 'delete from ')
+                        ~ model_relation('int_ecommerce_changes')) -%}
                 {%- else -%}
                     {#- the SaaS workspaces' state the SaaS models are now built with -#}
                     {%- set state = saas_workspace_state_relation(create=true) -%}

@@ -608,13 +608,17 @@ def test_customer_values_read_purchase_days_and_fit_only_with_enough_customers(s
 def test_incremental_rerun_on_postgres_with_no_new_load_leaves_every_table_as_it_was(postgres_scenarios):
     """A second run on Postgres with no load since the first build: the incremental marts find no
     pending load (int_loads_pending), so int_ecommerce_changes lists nothing, every incremental model
-    deletes and rebuilds nothing, and every table stays exactly as the first build made it."""
+    deletes and rebuilds nothing, and every table stays exactly as the first build made it. The end
+    hook empties the change set by truncating it: no page of the first build's change set (every
+    order and person) stays behind as dead rows for the next run's readers to scan."""
     before = snapshot(postgres_scenarios)
     # metric_values and forecast_metrics read the SaaS tables too, which this build has not made
     run_dbt(postgres_scenarios.settings, "run", "-s", "int_loads_pending+", "--exclude", "metric_values",
             "forecast_metrics", "int_saas_changed_subscriptions+", "invoices+", "invoice_lines+")
     assert postgres_scenarios.query("select count(*) as n from intermediate.int_loads_pending")[0]["n"] == 0
     assert snapshot(postgres_scenarios) == before
+    size = "select pg_relation_size('intermediate.int_ecommerce_changes') as bytes"
+    assert postgres_scenarios.query(size) == [{"bytes": 0}]
 
 
 def test_segments_on_postgres_are_written_by_week_and_read_through_their_weeks_index(postgres_scenarios, monkeypatch):
