@@ -635,7 +635,7 @@ def test_segments_on_postgres_are_written_by_week_and_read_through_their_weeks_i
     weeks_of = f"select week_start from {segments} order by ctid"
     in_order = [row["week_start"] for row in warehouse.query(weeks_of)]
     assert in_order == sorted(in_order)
-    # this table's indexes alone (pg_indexes may run pg_get_indexdef on another test's dropped index)
+    # this table's indexes alone (pg_indexes may run pg_get_indexdef on every index of the database)
     indexes = warehouse.query("select pg_get_indexdef(indexrelid) as indexdef from pg_index"
                               f" where indrelid = '{segments}'::regclass")
     assert [row["indexdef"].split(" USING ")[1] for row in indexes] == ["btree (workspace_id, week_start)"], indexes
