@@ -361,22 +361,29 @@
     {{ return(none) }}
 {%- endmacro %}
 
-{#- The pre-hook of int_ecommerce_cohort_activity: delete the rows the run rebuilds, every row of a
-    changed person (before or after the change) and each workspace's months from its refresh_from's
-    month on (int_ecommerce_refresh_windows: a changed exchange rate, timezone or reporting currency,
-    a new workspace; the person rows, activity_month null, carry no money). -#}
-{% macro cohort_activity_delete() -%}
+{#- The pre-hooks of int_ecommerce_cohort_activity: delete the rows the run rebuilds, every row of a
+    changed person (before or after the change; `part` 'people') and each workspace's months from its
+    refresh_from's month on (`part` 'months'; int_ecommerce_refresh_windows: a changed exchange rate,
+    timezone or reporting currency, a new workspace; the person rows, activity_month null, carry no
+    money). Two statements, not one with `or`: under the `or`, Postgres ran the months' look-up as a
+    subquery once per row of the table (1.9 M rows at scale 1); alone, each is a join by hash
+    (docs/performance.md, "Postgres after a small change: the cohort activity's delete"). -#}
+{% macro cohort_activity_delete(part) -%}
     {%- if is_incremental() -%}
+        {%- if part == 'people' -%}
         delete from {{ this }}
         where exists (
                 select 1 from {{ changed_people() }} as changed
                 where changed.workspace_id = {{ this.identifier }}.workspace_id
                     and changed.person_id = {{ this.identifier }}.person_id
             )
-            or {{ this.identifier }}.activity_month >= (
-                select cast({{ dbt.date_trunc('month', 'windows.refresh_from') }} as date)
-                from {{ ref('int_ecommerce_refresh_windows') }} as windows
-                where windows.workspace_id = {{ this.identifier }}.workspace_id
-            )
+        {%- elif part == 'months' -%}
+        delete from {{ this }}
+        using {{ ref('int_ecommerce_refresh_windows') }} as windows
+        where windows.workspace_id = {{ this.identifier }}.workspace_id
+            and {{ this.identifier }}.activity_month >= cast({{ dbt.date_trunc('month', 'windows.refresh_from') }} as date)
+        {%- else -%}
+        {{ exceptions.raise_compiler_error("cohort_activity_delete: part is 'people' or 'months', not " ~ part) }}
+        {%- endif -%}
     {%- endif -%}
 {%- endmacro %}

@@ -13,7 +13,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    pre_hook="{{ cohort_activity_delete() }}"
+    pre_hook=["{{ cohort_activity_delete('people') }}", "{{ cohort_activity_delete('months') }}"]
 ) }}
 -- depends_on: {{ ref('int_ecommerce_changes') }}
 -- depends_on: {{ ref('int_orders_identified') }}
