@@ -81,27 +81,30 @@ vanished_accounts as (
 ),
 {%- endif %}
 
+-- Each condition a join to a set of distinct keys, not an `exists` under the `or`: Postgres runs such an
+-- `exists` as a subquery once per order unless it estimates the subquery's rows to fit in work_mem, and
+-- the vanished accounts, an anti-join, are estimated at a fraction of every account: every order scanned
+-- them (docs/performance.md, "Postgres after a small change: the cohort activity's delete").
 changed_orders as (
     select orders.workspace_id, orders.order_id
     from orders
+    left join (select distinct workspace_id, customer_id from loaded_accounts) as loaded
+        on loaded.workspace_id = orders.workspace_id
+        and loaded.customer_id = orders.customer_id
+    {%- if customers is not none %}
+    left join (select distinct workspace_id, customer_id from vanished_accounts) as vanished
+        on vanished.workspace_id = orders.workspace_id
+        and vanished.customer_id = orders.customer_id
+    {%- endif %}
+    left join refunded_orders
+        on refunded_orders.workspace_id = orders.workspace_id
+        and refunded_orders.order_id = orders.order_id
     where {{ in_pending_loads('shopify', 'orders.load_epoch') }}
-        or exists (
-            select 1 from loaded_accounts
-            where loaded_accounts.workspace_id = orders.workspace_id
-                and loaded_accounts.customer_id = orders.customer_id
-        )
+        or loaded.customer_id is not null
         {%- if customers is not none %}
-        or exists (
-            select 1 from vanished_accounts
-            where vanished_accounts.workspace_id = orders.workspace_id
-                and vanished_accounts.customer_id = orders.customer_id
-        )
+        or vanished.customer_id is not null
         {%- endif %}
-        or exists (
-            select 1 from refunded_orders
-            where refunded_orders.workspace_id = orders.workspace_id
-                and refunded_orders.order_id = orders.order_id
-        )
+        or refunded_orders.order_id is not null
         {%- if identified is not none %}
         or orders.workspace_id in (select workspace_id from moved_workspaces)
         {%- endif %}
