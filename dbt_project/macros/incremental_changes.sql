@@ -367,7 +367,7 @@
     timezone or reporting currency, a new workspace; the person rows, activity_month null, carry no
     money). Two statements, not one with `or`: under the `or`, Postgres ran the months' look-up as a
     subquery once per row of the table (1.9 M rows at scale 1); alone, each is a join by hash
-    (docs/performance.md, "Postgres after a small change: the cohort activity's delete"). -#}
+    (docs/performance.md, "Postgres after a small change: two `or`s run once per row"). -#}
 {% macro cohort_activity_delete(part) -%}
     {%- if is_incremental() -%}
         {%- if part == 'people' -%}

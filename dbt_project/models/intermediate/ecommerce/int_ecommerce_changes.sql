@@ -84,7 +84,7 @@ vanished_accounts as (
 -- Each condition a join to a set of distinct keys, not an `exists` under the `or`: Postgres runs such an
 -- `exists` as a subquery once per order unless it estimates the subquery's rows to fit in work_mem, and
 -- the vanished accounts, an anti-join, are estimated at a fraction of every account: every order scanned
--- them (docs/performance.md, "Postgres after a small change: the cohort activity's delete").
+-- them (docs/performance.md, "Postgres after a small change: two `or`s run once per row").
 changed_orders as (
     select orders.workspace_id, orders.order_id
     from orders
