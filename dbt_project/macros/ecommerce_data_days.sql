@@ -1,10 +1,11 @@
 {#- An ecommerce workspace's data days, one row per workspace: its first order day and its last data
     day (the latest day with an order placed or changed, or a refund), the days ecommerce_daily_metrics
     runs through. `orders`, `refunds` and `workspaces` are relations or CTE names with the orders and
-    refunds marts' and the workspaces' columns. Read from the marts by int_ecommerce_segment_weeks too,
-    so that the RFM segments need not wait for the daily metrics to know their last week: in a build
-    they start beside the daily tables instead of after them (docs/performance.md, "The full `dbt
-    build` on DuckDB: the segments beside the daily tables"). -#}
+    refunds marts' and the workspaces' columns. Built once a build as int_ecommerce_data_bounds, which
+    the daily metrics and the segments' weeks and day digests read: the RFM segments need not wait for
+    the daily metrics to know their last week, so in a build they start beside the daily tables
+    instead of after them (docs/performance.md, "The full `dbt build` on DuckDB: the segments beside
+    the daily tables"). -#}
 {% macro ecommerce_data_bounds(orders, refunds, workspaces) -%}
     select workspace_id, min(first_day) as first_day, max(last_day) as last_day
     from (
@@ -28,6 +29,6 @@
     first) and every exchange rate (has_fx_rates: the table leaves the others out). A subquery. -#}
 {% macro ecommerce_last_days() -%}
     (select workspace_id, last_day
-     from ({{ ecommerce_data_bounds(ref('orders'), ref('refunds'), ref('stg_reference__workspaces')) }}) as bounds
+     from {{ ref('int_ecommerce_data_bounds') }} as bounds
      where first_day is not null and {{ has_fx_rates('workspace_id', 'ecommerce') }})
 {%- endmacro %}

@@ -105,7 +105,7 @@ order_counts as (
 ),
 
 bounds as (
-    {{ ecommerce_data_bounds('orders', 'refunds', 'workspaces') }}
+    select * from {{ ref('int_ecommerce_data_bounds') }}
 ),
 
 calendar as (
