@@ -106,12 +106,20 @@ select * from final
 {#- In a daily table's SQL: true for the rows to (re)build, `workspace_id`'s days from its refresh
     day on (minus `days_before`, for models that read back, e.g. a 30-day window), and for a vertical
     rebuilt by day its changed days before that (int_<vertical>_refresh_days); every row when the
-    table is built in full. -#}
+    table is built in full. Postgres: the windows and changed days written in as constants
+    (rebuilt_days_constants), read when the model runs: the condition's scalar subquery ran once for
+    every row it filters, the orders mart's 1.1 M rows at scale 1 in each of three daily tables
+    (docs/performance.md, "Postgres after a small change: two `or`s run once per row"). DuckDB
+    decorrelates the subquery itself. -#}
 {% macro refresh_days(vertical, workspace_id, day, days_before=0) -%}
     {%- if is_incremental() -%}
-        {{ rebuilt_days_condition(vertical, workspace_id, day, ref('int_' ~ vertical ~ '_refresh_windows'),
-                                  ref('int_' ~ vertical ~ '_refresh_days') if refresh_by_day(vertical) else none,
-                                  days_before) }}
+        {%- set windows = ref('int_' ~ vertical ~ '_refresh_windows') -%}
+        {%- set changed_days = ref('int_' ~ vertical ~ '_refresh_days') if refresh_by_day(vertical) else none -%}
+        {%- if target.type == 'postgres' and execute -%}
+            {{ rebuilt_days_constants(workspace_id, day, windows, changed_days, days_before) }}
+        {%- else -%}
+            {{ rebuilt_days_condition(vertical, workspace_id, day, windows, changed_days, days_before) }}
+        {%- endif -%}
     {%- else -%}
         1 = 1
     {%- endif -%}
@@ -306,7 +314,7 @@ select * from final
     {%- if windows is not none and flags.WHICH == 'build' and not flags.FULL_REFRESH -%}
         {%- set day = 'date_day' if relation.identifier.startswith('int_') else 'date' -%}
         {%- set changed_days = model_relation('int_' ~ vertical ~ '_refresh_days') if refresh_by_day(vertical) else none -%}
-        {%- set refreshed = rebuilt_days_constants(day, windows, changed_days) -%}
+        {%- set refreshed = rebuilt_days_constants('refreshed.workspace_id', 'refreshed.' ~ day, windows, changed_days) -%}
         {%- set where = '(' ~ where ~ ') and ' ~ refreshed if where else refreshed -%}
         {{ return('(select * from ' ~ relation ~ ' as refreshed where ' ~ where ~ ') dbt_subquery') }}
     {%- endif -%}
@@ -343,16 +351,20 @@ select * from final
     {{ return(dbt.default__get_where_subquery(relation)) }}
 {%- endmacro %}
 
-{#- For a daily table's tests (get_where_subquery): rebuilt_days_condition on `refreshed` with the
-    windows and changed days read when the test runs and written in as constants. A per-row `exists`
-    against the windows costs a join over every row of the table; a constant bound on the day is a
-    filter the scan applies (a DuckDB scan skips the row groups wholly below it, as those incremental
-    runs appended can be). Many changed days (over 1,000) keep the `exists` form. -#}
-{% macro rebuilt_days_constants(day, windows, changed_days) -%}
-    {%- set column = 'refreshed.' ~ day -%}
+{#- rebuilt_days_condition for `workspace_id` and its `day` (column expressions), with the windows and
+    changed days read when the caller runs and written in as constants: for a daily table's tests
+    (get_where_subquery) and, on Postgres, its own SQL (refresh_days). A per-row `exists` against the
+    windows costs a join over every row of the table; a constant bound on the day is a filter the
+    scan applies (a DuckDB scan skips the row groups wholly below it, as those incremental runs
+    appended can be). Many changed days (over 1,000) keep the `exists` form. The same rows as
+    rebuilt_days_condition: a workspace has one window (a second would make its scalar subquery
+    fail) with a refresh day (not null: its key test), and no changed day without one. -#}
+{% macro rebuilt_days_constants(workspace_id, column, windows, changed_days, days_before=0) -%}
     {#- one query (each costs dbt a statement's work): the windows, and the changed days after them -#}
     {%- set query -%}
-        select 0 as part, workspace_id, cast(refresh_from as varchar) as day_value from {{ windows }} where refresh_from is not null
+        select 0 as part, workspace_id,
+            cast(cast({{ dbt.dateadd('day', -1 * days_before, 'refresh_from') }} as date) as varchar) as day_value
+        from {{ windows }} where refresh_from is not null
         {%- if changed_days is not none %}
         union all
         select 1 as part, workspace_id, cast(date_day as varchar) as day_value from {{ changed_days }} where date_day is not null
@@ -363,7 +375,7 @@ select * from final
     {%- set found = rows | selectattr(0, 'equalto', 0) | list -%}
     {%- set changed = rows | selectattr(0, 'equalto', 1) | list -%}
     {%- if changed | length > 1000 -%}
-        {{ return(rebuilt_days_condition(none, 'refreshed.workspace_id', day, windows, changed_days)) }}
+        {{ return(rebuilt_days_condition(none, workspace_id, column, windows, changed_days, days_before)) }}
     {%- endif -%}
     {%- set listed = {} -%}
     {%- for row in changed -%}
@@ -380,14 +392,14 @@ select * from final
         {%- if days -%}
             {%- set dated = [] -%}
             {%- for listed_day in days -%}{%- do dated.append("cast('" ~ listed_day ~ "' as date)") -%}{%- endfor -%}
-            {%- do conditions.append("(refreshed.workspace_id = " ~ workspace ~ " and (" ~ column ~ " >= cast('"
+            {%- do conditions.append("(" ~ workspace_id ~ " = " ~ workspace ~ " and (" ~ column ~ " >= cast('"
                 ~ row[2] ~ "' as date) or " ~ column ~ " in (" ~ dated | join(', ') ~ ")))") -%}
         {%- else -%}
             {%- do grouped.setdefault(row[2], []).append(workspace) -%}
         {%- endif -%}
     {%- endfor -%}
     {%- for refresh_from, workspaces in grouped | dictsort -%}
-        {%- do conditions.append("(refreshed.workspace_id in (" ~ workspaces | join(', ') ~ ") and " ~ column
+        {%- do conditions.append("(" ~ workspace_id ~ " in (" ~ workspaces | join(', ') ~ ") and " ~ column
             ~ " >= cast('" ~ refresh_from ~ "' as date))") -%}
     {%- endfor -%}
     {%- if conditions | length == 0 -%}{{ return('1 = 0') }}{%- endif -%}
