@@ -1094,6 +1094,29 @@ def change_old_orders_for_segments(store, workspace: str, older_than: int) -> di
             "edited": (edited.body["id"], edited.body["createdAt"])}
 
 
+def cancel_a_refunded_first_order(store, workspace: str, refunded_before: int, buys_again_after: int) -> str:
+    """Before the first sync, for the segments carried from the week before: the first order of a buyer
+    whose first order was refunded before `refunded_before` and whose next order is placed after
+    `buys_again_after` is cancelled (as Shopify cancels a refunded order; the refund stands). Until that
+    next order the person has a refund and no order, so no segment row, yet that refund counts in their
+    monetary from then on: an incremental run that rebuilds weeks between the two must read it, as the
+    week before it carries from has no row of theirs. Returns the cancelled order's gid."""
+    orders: dict[str, list] = {}
+    for stored in store.iter_objects(workspace, "shopify", "order"):
+        if stored.body["email"] and not stored.body["test"]:
+            orders.setdefault(stored.body["email"], []).append(stored)
+    for first, *later in orders.values():
+        body = first.body
+        refunded = [datetime.fromisoformat(refund["createdAt"]).timestamp() for refund in body["refunds"]]
+        if (refunded and max(refunded) < refunded_before and body["cancelledAt"] is None and later
+                and all(order.created > buys_again_after for order in later)
+                and any(order.body["cancelledAt"] is None for order in later)):
+            body["cancelledAt"] = body["refunds"][-1]["createdAt"]
+            store.put(workspace, "shopify", "order", first.id, created=first.created, updated=first.updated, body=body)
+            return body["id"]
+    raise AssertionError(f"no buyer in {workspace} whose refunded first order can be cancelled")
+
+
 def local_monday(created_at: str, timezone: str) -> date:
     """The Monday of the week of an order's local day."""
     day = datetime.fromisoformat(created_at).astimezone(ZoneInfo(timezone)).date()
@@ -1152,6 +1175,10 @@ def simulated(request, tmp_path_factory) -> dict:
     home = tmp_path_factory.mktemp("ecom-sim")
     warehouse_url = with_password(request.getfixturevalue("new_pg_database")()) if request.param == "postgres" else None
     store = build_store(home / "sandbox.sqlite", size="tiny", seed=7, as_of=date(2026, 3, 31))
+    # refunded and cancelled before the BRL shop's rebuilt weeks (from about five weeks before the
+    # first build: change_old_orders_for_segments), bought again in them
+    result: dict = {"refund_first": cancel_a_refunded_first_order(
+        store, "demo-br-store", refunded_before=store.clock - 50 * 86400, buys_again_after=store.clock - 28 * 86400)}
     shops = {
         spec.workspace: {
             "name": spec.name,
@@ -1162,7 +1189,7 @@ def simulated(request, tmp_path_factory) -> dict:
         for spec in SIZES["tiny"]
         if spec.source == "shopify"
     }
-    result: dict = {"workspaces": sorted(shops)}
+    result["workspaces"] = sorted(shops)
     with pytest.MonkeyPatch.context() as monkeypatch, serving(store, shops, home, warehouse_url, monkeypatch) as (
         settings, sandbox
     ):
@@ -1317,8 +1344,16 @@ def test_segments_rebuild_only_the_weeks_whose_inputs_changed(simulated):
     assert marked["last"]["recency_days"] >= 0
     segments = simulated["incremental"]["metrics.ecommerce_customer_segments"]
     assert min(row["week_start"] for row in segments if row["workspace_id"] == "demo-br-store") == brl["first_week"]
-    us = after["demo-us-store"]
+    # The rebuilt weeks start from the figures of the week before, as the table holds them; a buyer
+    # with only a refund by then has no row there, and their refund still counts in their monetary in
+    # the rebuilt weeks (equal to the full refresh: the test above).
     orders = {row["order_id"]: row for row in simulated["incremental"]["marts.orders"]}
+    person = orders[simulated["refund_first"]]["person_id"]
+    refunds = [row for row in simulated["incremental"]["marts.refunds"] if row["order_id"] == simulated["refund_first"]]
+    assert refunds and max(row["refund_date"] for row in refunds) < brl["refresh_from"], refunds
+    weeks = [row["week_start"] for row in segments if row["workspace_id"] == "demo-br-store" and row["person_id"] == person]
+    assert weeks and brl["refresh_from"] - timedelta(days=7) not in weeks and min(weeks) >= brl["refresh_from"], weeks
+    us = after["demo-us-store"]
     changed = [gid for gid, _ in simulated["changed"].values()] + [simulated["moved"]["moved"][0]]
     first_changed = min(orders[gid]["order_date"] for gid in changed)
     assert first_changed < us["first_week"] == us["refresh_from"], (first_changed, us)
