@@ -371,7 +371,10 @@ select * from final
         {%- endif %}
         order by part, workspace_id, day_value
     {%- endset -%}
-    {%- set rows = run_query(query).rows -%}
+    {#- read once per node: a daily table asks up to three times (one per CTE that filters its days) -#}
+    {%- set cache = model.setdefault('abos_rebuilt_days', {}) if model is defined and model is mapping else {} -%}
+    {%- if query not in cache -%}{%- do cache.update({query: run_query(query).rows}) -%}{%- endif -%}
+    {%- set rows = cache[query] -%}
     {%- set found = rows | selectattr(0, 'equalto', 0) | list -%}
     {%- set changed = rows | selectattr(0, 'equalto', 1) | list -%}
     {%- if changed | length > 1000 -%}

@@ -1095,12 +1095,13 @@ def change_old_orders_for_segments(store, workspace: str, older_than: int) -> di
 
 
 def cancel_a_refunded_first_order(store, workspace: str, refunded_before: int, buys_again_after: int) -> str:
-    """Before the first sync, for the segments carried from the week before: the first order of a buyer
-    whose first order was refunded before `refunded_before` and whose next order is placed after
-    `buys_again_after` is cancelled (as Shopify cancels a refunded order; the refund stands). Until that
-    next order the person has a refund and no order, so no segment row, yet that refund counts in their
-    monetary from then on: an incremental run that rebuilds weeks between the two must read it, as the
-    week before it carries from has no row of theirs. Returns the cancelled order's gid."""
+    """Before the first sync, for the RFM segments rebuilt by week: the first order of a buyer whose
+    first order was refunded before `refunded_before` and whose next order is placed after
+    `buys_again_after` is cancelled (as Shopify cancels a refunded order; the refund stands; the
+    sandbox never makes such an order). Until that next order the person has a refund and no order, so
+    no segment row, yet that refund counts in their monetary from then on: an incremental run that
+    rebuilds the weeks between the two must read it, though the week before those has no row of
+    theirs. Returns the cancelled order's gid."""
     orders: dict[str, list] = {}
     for stored in store.iter_objects(workspace, "shopify", "order"):
         if stored.body["email"] and not stored.body["test"]:
@@ -1344,9 +1345,9 @@ def test_segments_rebuild_only_the_weeks_whose_inputs_changed(simulated):
     assert marked["last"]["recency_days"] >= 0
     segments = simulated["incremental"]["metrics.ecommerce_customer_segments"]
     assert min(row["week_start"] for row in segments if row["workspace_id"] == "demo-br-store") == brl["first_week"]
-    # The rebuilt weeks start from the figures of the week before, as the table holds them; a buyer
-    # with only a refund by then has no row there, and their refund still counts in their monetary in
-    # the rebuilt weeks (equal to the full refresh: the test above).
+    # A buyer with only a refund before the rebuilt weeks has no row in the week before them, and the
+    # refund still counts in their monetary in the rebuilt weeks (equal to the full refresh: the test
+    # above; a rebuild that started from the week before's rows alone would miss it).
     orders = {row["order_id"]: row for row in simulated["incremental"]["marts.orders"]}
     person = orders[simulated["refund_first"]]["person_id"]
     refunds = [row for row in simulated["incremental"]["marts.refunds"] if row["order_id"] == simulated["refund_first"]]

@@ -70,83 +70,24 @@ snapshots as (
 -- what R, F and M are made of (a missing rate: null, and the workspace has no segment metrics)
 {{ segment_money() }},
 
-{%- if is_incremental() %}
-
--- the week before the first one built, as the table holds it: each person's segment then (the previous
--- segment of the first week built) and their figures to its end, so that a rebuilt week need not sum
--- their orders and refunds since the first: the incremental segments grow with the weeks rebuilt, not
--- with the shop's history (docs/performance.md, "The segments carried from the week before"). Exact:
--- those weeks' inputs have not changed since (int_ecommerce_segment_weeks), the last order day is the
--- snapshot less the recency, and monetary is stored to 4 decimals, as many as any currency has.
-kept_weeks as (
-    select
-        kept.workspace_id,
-        kept.person_id,
-        kept.segment,
-        first_weeks.from_week,
-        cast({{ dbt.dateadd('day', '-1 * kept.recency_days', 'kept.snapshot_date') }} as date) as last_order_date,
-        kept.frequency,
-        kept.monetary
-    from {{ this }} as kept
-    inner join first_weeks
-        on first_weeks.workspace_id = kept.workspace_id
-        and kept.week_start = cast({{ dbt.dateadd('week', -1, 'first_weeks.from_week') }} as date)
-    where first_weeks.from_week > first_weeks.first_week
-    {%- set grouped = segment_week_groups() %}
-    {%- if grouped is not none %}
-        -- the same weeks as constants, a filter the scan applies (macros/incremental_segments.sql)
-        and ({% call(refresh_from, first_week) segment_week_any('kept', grouped) -%}
-            kept.week_start = {{ segment_week_literal(refresh_from, -1) }}
-        {%- endcall %})
-    {%- endif %}
-),
-{%- endif %}
-
--- each person's orders and refunds by week: the week they fall in, or the first week built for earlier
--- ones. Incremental, where the week before is kept (kept_weeks), earlier ones are its figures instead,
--- but those of someone the table has no row for then (a refund of an order cancelled, say)
+-- each person's orders and refunds by week: the week they fall in, or the first week built for earlier ones
 person_weeks as (
     select
-        workspace_id,
-        person_id,
-        week_start,
-        max(last_order_date) as last_order_date,
-        sum(orders) as orders,
-        sum(net_sales) as net_sales,
+        money.workspace_id,
+        money.person_id,
+        greatest(cast({{ dbt.date_trunc('week', 'money.date') }} as date), first_weeks.from_week) as week_start,
+        max(case when money.orders = 1 then money.date end) as last_order_date,
+        sum(money.orders) as orders,
+        sum(money.net_sales) as net_sales,
         {%- for measure in ['net_sales', 'reporting_net_sales'] %}
-        sum(week_{{ measure }}) as week_{{ measure }}
+        sum(case when money.date >= first_weeks.from_week then money.{{ measure }} else 0 end) as week_{{ measure }}
         {{- "," if not loop.last }}
         {%- endfor %}
-    from (
-        select
-            money.workspace_id,
-            money.person_id,
-            greatest(cast({{ dbt.date_trunc('week', 'money.date') }} as date), first_weeks.from_week) as week_start,
-            case when money.orders = 1 then money.date end as last_order_date,
-            money.orders,
-            money.net_sales,
-            {%- for measure in ['net_sales', 'reporting_net_sales'] %}
-            case when money.date >= first_weeks.from_week then money.{{ measure }} else 0 end as week_{{ measure }}
-            {{- "," if not loop.last }}
-            {%- endfor %}
-        from money
-        inner join first_weeks on first_weeks.workspace_id = money.workspace_id
-        {%- if is_incremental() %}
-        left join kept_weeks
-            on kept_weeks.workspace_id = money.workspace_id
-            and kept_weeks.person_id = money.person_id
-        {%- endif %}
-        where money.date <= first_weeks.last_day
-        {%- if is_incremental() %}
-            and (money.date >= first_weeks.from_week
-                or first_weeks.from_week = first_weeks.first_week
-                or kept_weeks.person_id is null)
-        union all
-        select workspace_id, person_id, from_week, last_order_date, frequency, monetary, 0, 0
-        from kept_weeks
-        {%- endif %}
-    ) as dated_money
-    group by workspace_id, person_id, week_start
+    from money
+    inner join first_weeks on first_weeks.workspace_id = money.workspace_id
+    where money.date <= first_weeks.last_day
+    group by money.workspace_id, money.person_id,
+        greatest(cast({{ dbt.date_trunc('week', 'money.date') }} as date), first_weeks.from_week)
 ),
 
 -- R, F and M change only in those weeks: each one's figures to its end, which hold until the next,
@@ -177,6 +118,26 @@ changes as (
         to_date as (by_person rows unbounded preceding),
         before as (by_person rows between unbounded preceding and 1 preceding)
 ),
+
+{%- if is_incremental() %}
+
+-- the week before the first one built, as the table holds it: the previous segments of that week
+kept_weeks as (
+    select kept.workspace_id, kept.person_id, kept.segment, first_weeks.from_week
+    from {{ this }} as kept
+    inner join first_weeks
+        on first_weeks.workspace_id = kept.workspace_id
+        and kept.week_start = cast({{ dbt.dateadd('week', -1, 'first_weeks.from_week') }} as date)
+    where first_weeks.from_week > first_weeks.first_week
+    {%- set grouped = segment_week_groups() %}
+    {%- if grouped is not none %}
+        -- the same weeks as constants, a filter the scan applies (macros/incremental_segments.sql)
+        and ({% call(refresh_from, first_week) segment_week_any('kept', grouped) -%}
+            kept.week_start = {{ segment_week_literal(refresh_from, -1) }}
+        {%- endcall %})
+    {%- endif %}
+),
+{%- endif %}
 
 -- someone whose only orders were refunded in full still has a last order; no order at all: no row.
 -- Incremental, a person's change in the first week built takes the previous segment the table holds
