@@ -1060,6 +1060,38 @@ def move_identities(store, workspace: str, older_than: int) -> dict[str, tuple[s
     return {"moved": (moved.body["id"], earlier.body["email"]), "matched": (account.body["id"], guest)}
 
 
+def an_order_known_by_its_account_alone(store, workspace: str, placed_after: int) -> tuple[str, str]:
+    """Before the first sync: the e-mail taken off an order placed after `placed_after` (younger than
+    the orders the other changes pick) whose account has that e-mail and no other order, and which no
+    other order shares (an order without an e-mail, as Shopify's POS or API creates them). Its person
+    is its account's e-mail (int_orders_identified); the truth's, an order without an e-mail, holds
+    this order alone too. Returns `(order gid, customer gid)`."""
+    orders = [stored for stored in store.iter_objects(workspace, "shopify", "order") if not stored.body["test"]]
+    accounts = {stored.body["id"]: (stored.body["email"] or "").lower()
+                for stored in store.iter_objects(workspace, "shopify", "customer")}
+    emails = [(stored.body["email"] or "").lower() for stored in orders]
+    buyers = [stored.body["customer"]["id"] for stored in orders if stored.body["customer"]]
+    assert "" not in emails  # the truth would take every order without an e-mail for one person
+    for stored in orders:
+        body = stored.body
+        customer = (body["customer"] or {}).get("id")
+        if (stored.created > placed_after and customer and customer != next(iter(accounts))
+                and accounts.get(customer) == body["email"].lower()
+                and emails.count(body["email"].lower()) == 1 and buyers.count(customer) == 1):
+            body["email"] = None
+            store.put(workspace, "shopify", "order", stored.id, created=stored.created, updated=stored.updated, body=body)
+            return body["id"], customer
+    raise AssertionError(f"no order in {workspace} whose account alone could name its buyer")
+
+
+def delete_account(store, workspace: str, customer: str) -> None:
+    """The merchant deletes an account (gone from the API); `forget` then removes its raw rows."""
+    account = next(stored for stored in store.iter_objects(workspace, "shopify", "customer")
+                   if stored.body["id"] == customer)
+    store.put(workspace, "shopify", "customer", account.id, created=account.created, updated=store.clock,
+              body=account.body, deleted=True)
+
+
 def delete_order(store, workspace: str, older_than: int) -> str:
     """The merchant deletes an older order of a buyer with other orders (gone from the API, as the
     sandbox's `orders/delete` does); returns its gid. `forget` then removes its raw rows, as the
@@ -1180,6 +1212,8 @@ def simulated(request, tmp_path_factory) -> dict:
     # first build: change_old_orders_for_segments), bought again in them
     result: dict = {"refund_first": cancel_a_refunded_first_order(
         store, "demo-br-store", refunded_before=store.clock - 50 * 86400, buys_again_after=store.clock - 28 * 86400)}
+    # an order whose buyer only its account names, placed in the last ten days before the first sync
+    result["vanishing"] = an_order_known_by_its_account_alone(store, "demo-us-store", placed_after=store.clock - 10 * 86400)
     shops = {
         spec.workspace: {
             "name": spec.name,
@@ -1214,9 +1248,11 @@ def simulated(request, tmp_path_factory) -> dict:
         # page by page: the same rows arrive, without minutes of simulated query-cost pacing.
         monkeypatch.setattr(shopify_connector, "BULK_ABOVE", 0)
         result["deleted"] = delete_order(store, "demo-us-store", older_than=store.clock - 12 * 86400)
+        delete_account(store, "demo-us-store", result["vanishing"][1])
         sync_all(settings)
-        assert shopify_connector.forget(settings.warehouse, "demo-us-store", {"orders": [result["deleted"]]}) == {
-            "orders": 1, "products": 0, "customers": 0}
+        assert shopify_connector.forget(settings.warehouse, "demo-us-store", {
+            "orders": [result["deleted"]], "customers": [result["vanishing"][1]]}) == {
+            "orders": 1, "products": 0, "customers": 1}
         # Only what the second sync loaded is rebuilt. (`run`, not `build`: the tests run on the full
         # refresh below, which must hold the very same rows.)
         run_dbt(settings, "run", *ECOMMERCE, *SEGMENT_WEEKS)
@@ -1309,6 +1345,11 @@ def test_incremental_run_after_late_changes_equals_a_full_refresh(simulated):
     customer_id, guest = simulated["moved"]["matched"]
     matched = [row for row in incremental["marts.customers"] if row["email"] == guest]
     assert [(row["customer_id"], row["is_guest"]) for row in matched] == [(customer_id, False)]
+    # The account deleted in the shop took its e-mail from the order it alone named: no load brought
+    # either, and the order (rebuilt as a vanished account's) is its own account's person now.
+    order_id, customer_id = simulated["vanishing"]
+    [vanished] = [row for row in incremental["marts.orders"] if row["order_id"] == order_id]
+    assert vanished["person_id"] == hashlib.md5(f"customer:{customer_id}".encode()).hexdigest(), vanished
     # The order deleted in the shop left every mart (no load brought its deletion).
     deleted = simulated["deleted"]
     assert not [table for table in ("intermediate.int_orders_identified", "marts.orders", "marts.order_lines")
