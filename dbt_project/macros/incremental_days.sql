@@ -118,7 +118,7 @@ select * from final
         {%- if target.type == 'postgres' and execute -%}
             {{ rebuilt_days_constants(workspace_id, day, windows, changed_days, days_before) }}
         {%- else -%}
-            {{ rebuilt_days_condition(vertical, workspace_id, day, windows, changed_days, days_before) }}
+            {{ rebuilt_days_condition(workspace_id, day, windows, changed_days, days_before) }}
         {%- endif -%}
     {%- else -%}
         1 = 1
@@ -127,7 +127,7 @@ select * from final
 
 {#- The condition the three above share: `day` of `workspace_id` is rebuilt, by the `windows` and
     (when not none) the `changed_days` relations. -#}
-{% macro rebuilt_days_condition(vertical, workspace_id, day, windows, changed_days, days_before=0) -%}
+{% macro rebuilt_days_condition(workspace_id, day, windows, changed_days, days_before=0) -%}
     ({{ day }} >= (
             select cast({{ dbt.dateadd('day', -1 * days_before, 'windows.refresh_from') }} as date)
             from {{ windows }} as windows
@@ -162,7 +162,7 @@ select * from final
             {%- endif %})
     {%- elif is_incremental() -%}
         delete from {{ this }}
-        where {{ rebuilt_days_condition(vertical, this.identifier ~ '.workspace_id', day,
+        where {{ rebuilt_days_condition(this.identifier ~ '.workspace_id', day,
                                         ref('int_' ~ vertical ~ '_refresh_windows'),
                                         ref('int_' ~ vertical ~ '_refresh_days') if refresh_by_day(vertical) else none) }}
     {%- endif -%}
@@ -378,7 +378,7 @@ select * from final
     {%- set found = rows | selectattr(0, 'equalto', 0) | list -%}
     {%- set changed = rows | selectattr(0, 'equalto', 1) | list -%}
     {%- if changed | length > 1000 -%}
-        {{ return(rebuilt_days_condition(none, workspace_id, column, windows, changed_days, days_before)) }}
+        {{ return(rebuilt_days_condition(workspace_id, column, windows, changed_days, days_before)) }}
     {%- endif -%}
     {%- set listed = {} -%}
     {%- for row in changed -%}

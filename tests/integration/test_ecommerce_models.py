@@ -1062,8 +1062,8 @@ def move_identities(store, workspace: str, older_than: int) -> dict[str, tuple[s
 
 def an_order_known_by_its_account_alone(store, workspace: str, placed_after: int) -> tuple[str, str]:
     """Before the first sync: the e-mail taken off an order placed after `placed_after` (younger than
-    the orders the other changes pick) whose account has that e-mail and no other order, and which no
-    other order shares (an order without an e-mail, as Shopify's POS or API creates them). Its person
+    the orders the other changes pick) whose account has that e-mail and no other order (and is not
+    the first account, whose e-mail move_identities changes), and which no other order shares (an order without an e-mail, as Shopify's POS or API creates them). Its person
     is its account's e-mail (int_orders_identified); the truth's, an order without an e-mail, holds
     this order alone too. Returns `(order gid, customer gid)`."""
     orders = [stored for stored in store.iter_objects(workspace, "shopify", "order") if not stored.body["test"]]
