@@ -75,6 +75,64 @@ def test_lines_paged_from_elsewhere_and_unmarked_pages_are_still_checked_for_wid
     assert loaded["invoices"] == [] and quarantined == {"in_wide"}
 
 
+class _EventsClient(_Client):
+    """One page of events after the cursor, marked as the client marks what it read."""
+
+    def __init__(self, page: list[dict], rest: list[dict]):
+        super().__init__(rest)
+        self.page = page
+
+    def pages_after(self, path, cursor_id):
+        yield self.page
+
+
+def _event(number: int, obj: dict) -> dict:
+    return {"id": f"evt_{number}", "object": "event", "type": f"{obj['object']}.updated", "created": CREATED,
+            "data": {"object": obj}}
+
+
+def _replayed(page: list[dict], rest: list[dict]) -> tuple[list[str], set[str]]:
+    stats = SyncStats(api_time=NOW)
+    feed = StripeFeed(_EventsClient(page, rest), "ws", stats)  # type: ignore[arg-type]
+    feed.quarantines["invoices"] = Quarantine("stripe", "ws", "invoices", NOW, _open={})
+    loaded = [row["id"] for batch in feed.incremental({"id": "evt_0"}) if batch.table == "invoices"
+              for row in batch.rows]
+    return loaded, feed.quarantines["invoices"].objects
+
+
+def test_an_incremental_sync_skips_the_walk_only_for_objects_wholly_read_from_a_narrow_page():
+    # A page marked narrow is taken at its word (the client marks it from the text it parsed): an
+    # object wholly in it is not walked, which this page, planted with a wide number, shows.
+    narrow = Page([_event(1, _invoice("in_trusted", [_line("il_1")], has_more=False, ending_balance=2**63)),
+                   _event(2, _invoice("in_paged", [_line("il_2")], has_more=True))])
+    narrow.wide_ints = False
+    loaded, quarantined = _replayed(narrow, rest=[_line("il_3", quantity=2**63)])
+    assert loaded == ["in_trusted"] and quarantined == {"in_paged"}  # lines paged from elsewhere: checked
+
+    # A page that may hold one, or of unknown origin, is walked.
+    for page in (Page([_event(1, _invoice("in_wide", [_line("il_4")], has_more=False, ending_balance=2**63))]),
+                 [_event(1, _invoice("in_wide", [_line("il_4")], has_more=False, ending_balance=2**63))]):
+        loaded, quarantined = _replayed(page, rest=[])
+        assert loaded == [] and quarantined == {"in_wide"}
+
+
+def test_the_events_after_a_cursor_keep_their_pages_mark_oldest_first():
+    from pipelines.ingest.stripe.client import StripeClient
+
+    client = StripeClient(base_url="http://localhost:9", api_key="sk_test_abc", api_version="2026-10-28.endive",
+                          workspace_id="ws", key_variable="KEY", stats=SyncStats())
+    answers = []
+    for wide, ids in ((False, ["evt_3", "evt_2"]), (True, ["evt_5", "evt_4"])):
+        text = json.dumps({"data": [{"id": i} for i in ids], "has_more": not wide}).encode()
+        page = Page(json.loads(text)["data"])
+        page.wide_ints = wide
+        answers.append({"data": page, "has_more": not wide})
+    client.get = lambda path, params: answers.pop(0)  # the answers as `get` decodes and marks them
+    pages = list(client.pages_after("/v1/events", "evt_1"))
+    assert [[event["id"] for event in page] for page in pages] == [["evt_2", "evt_3"], ["evt_4", "evt_5"]]
+    assert [page.wide_ints for page in pages] == [False, True]
+
+
 def test_flatten_names_nests_and_keeps_lists_metadata_and_empty_objects_whole():
     from pipelines.ingest.stripe.shapes import flatten
 

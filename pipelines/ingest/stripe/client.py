@@ -260,7 +260,9 @@ class StripeClient:
             body = self.get(path, params)
             data = body.get("data") or []  # newest first within the page
             if data:
-                yield data[::-1]
+                oldest_first = Page(reversed(data))
+                oldest_first.wide_ints = getattr(data, "wide_ints", True)
+                yield oldest_first
             if not body.get("has_more") or not data:
                 return
             params["ending_before"] = data[0]["id"]

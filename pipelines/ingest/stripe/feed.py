@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipelines.ingest import existing, quarantine
 from pipelines.ingest.pipeline import SyncStats
@@ -173,15 +173,30 @@ def coalesced(batches: Iterable[Batch], rows: int = BATCH_ROWS) -> Iterator[Batc
             yield Batch(table, waiting)
 
 
+class Snapshot(NamedTuple):
+    """An object as an event (or a retrieval) showed it."""
+
+    obj: dict[str, Any]  # in the pinned shape
+    deleted_at: int | None
+    raw: dict[str, Any]  # as received
+    # It came in a page holding no whole number beyond 64 bits (client.Page): the contract skips that
+    # walk over it and its embedded children.
+    ints_fit: bool = False
+
+
+def fit_with(ints_fit: bool, raw: dict[str, Any], children: str) -> bool:
+    """Whether an object that came in a page holding no whole number beyond 64 bits (`ints_fit`) has
+    no such number in its embedded `children` (`items`, `lines`) either: none was paged apart."""
+    return ints_fit and not (raw.get(children) or {}).get("has_more")
+
+
 @dataclass
 class Changes:
     """The newest snapshot of every object the events of one sync touched, plus subscription versions."""
 
-    latest: dict[str, dict[str, tuple[dict[str, Any], int | None, dict[str, Any]]]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )  # table -> id -> (object in the pinned shape, deleted_at or None, object as received)
-    versions: dict[str, list[tuple[int, dict[str, Any], dict[str, Any]]]] = field(
-        default_factory=lambda: defaultdict(list))  # subscription id -> (event time, object, as received)
+    latest: dict[str, dict[str, Snapshot]] = field(default_factory=lambda: defaultdict(dict))  # table -> id ->
+    versions: dict[str, list[tuple[int, Snapshot]]] = field(
+        default_factory=lambda: defaultdict(list))  # subscription id -> (event time, snapshot)
 
 
 class StripeFeed:
@@ -413,8 +428,8 @@ class StripeFeed:
             for raw in page:
                 obj = to_pinned_shape(raw)
                 row, item_rows = self._subscription_row(obj), self._item_rows(obj, complete=True)
-                embedded_only = ints_fit and not (raw.get("items") or {}).get("has_more")
-                if not self._accepted(table, raw, row, ("subscription_items", item_rows), ints_fit=embedded_only):
+                if not self._accepted(table, raw, row, ("subscription_items", item_rows),
+                                      ints_fit=fit_with(ints_fit, raw, "items")):
                     continue
                 subs.append(row)
                 items += item_rows
@@ -427,8 +442,7 @@ class StripeFeed:
             for raw in page:
                 obj = to_pinned_shape(raw)
                 row, line_rows = self._row(obj, drop=("lines",)), self._line_rows(obj)
-                embedded_only = ints_fit and not (raw.get("lines") or {}).get("has_more")
-                if self._accepted(table, raw, row, ("invoice_lines", line_rows), ints_fit=embedded_only):
+                if self._accepted(table, raw, row, ("invoice_lines", line_rows), ints_fit=fit_with(ints_fit, raw, "lines")):
                     invoices.append(row)
                     lines += line_rows
             yield Batch("invoices", invoices)
@@ -458,8 +472,9 @@ class StripeFeed:
         changes = Changes()
         for page in self.client.pages_after("/v1/events", cursor["id"]):
             yield Batch("events", [self._event_row(event) for event in page])
+            ints_fit = not getattr(page, "wide_ints", True)
             for event in page:
-                self._collect(event, changes)
+                self._collect(event, changes, ints_fit=ints_fit)
             self.cursor = {"id": page[-1]["id"], "created": page[-1]["created"]}
         yield from self._changed_objects(changes)
 
@@ -488,27 +503,31 @@ class StripeFeed:
         for table, objects in changes.latest.items():
             if table not in {name for name, _, _ in LISTS}:
                 continue  # discounts: immutable, as the event showed them
-            for object_id, (obj, gone, raw) in list(objects.items()):
-                if gone is not None:
+            for object_id, snapshot in list(objects.items()):
+                if snapshot.deleted_at is not None:
                     continue  # the deletion the event recorded
                 current = self._retrieve(table, object_id)
                 if current is not None:
-                    objects[object_id] = (to_pinned_shape(current), None, current)
+                    objects[object_id] = Snapshot(to_pinned_shape(current), None, current)
         yield from self._changed_objects(changes)
 
-    def _collect(self, event: dict[str, Any], changes: Changes) -> None:
+    def _collect(self, event: dict[str, Any], changes: Changes, *, ints_fit: bool = False) -> None:
+        """The event's object (and the discounts it embeds) as the newest snapshot of each, and a
+        subscription's as a version. `ints_fit`: the event came in a page holding no whole number
+        beyond 64 bits."""
         raw = (event.get("data") or {}).get("object") or {}
         table = OBJECT_TABLES.get(raw.get("object"))
         if table is None:  # charges, invoice items, ...: kept in the events table only
             return
         for discount in discount_objects(raw):
-            changes.latest["discounts"][discount["id"]] = (discount, None, discount)
+            changes.latest["discounts"][discount["id"]] = Snapshot(discount, None, discount, ints_fit)
         obj = to_pinned_shape(raw)
         # `customer.subscription.deleted` means canceled: the subscription stays, with its status.
         deleted = event["type"].endswith(".deleted") and table != "subscriptions"
-        changes.latest[table][obj["id"]] = (obj, event["created"] if deleted else None, raw)
+        snapshot = Snapshot(obj, event["created"] if deleted else None, raw, ints_fit)
+        changes.latest[table][obj["id"]] = snapshot
         if table == "subscriptions":
-            changes.versions[obj["id"]].append((event["created"], obj, raw))
+            changes.versions[obj["id"]].append((event["created"], snapshot))
 
     def _changed_objects(self, changes: Changes) -> Iterator[Batch]:
         # Items beyond the first 10 are paged once per subscription; its versions share them.
@@ -516,35 +535,39 @@ class StripeFeed:
         for table, objects in changes.latest.items():
             if table == "subscriptions":
                 subs, items = [], []
-                for obj, _, raw in objects.values():
+                for obj, _, raw, ints_fit in objects.values():
                     full_items[obj["id"]] = self._item_rows(obj, complete=True)
                     row = self._subscription_row(obj)
-                    if self._accepted(table, raw, row, ("subscription_items", full_items[obj["id"]])):
+                    if self._accepted(table, raw, row, ("subscription_items", full_items[obj["id"]]),
+                                      ints_fit=fit_with(ints_fit, raw, "items")):
                         subs.append(row)
                         items += full_items[obj["id"]]
                 yield Batch("subscriptions", subs)
                 yield Batch("subscription_items", items)
             elif table == "invoices":
                 invoices, lines = [], []
-                for obj, gone, raw in objects.values():
+                for obj, gone, raw, ints_fit in objects.values():
                     row = self._row(obj, drop=("lines",), deleted_at=gone)
                     line_rows = self._line_rows(obj) if gone is None else []
                     # A deletion (of a draft) is recorded whatever the object looked like.
-                    if gone is not None or self._accepted(table, raw, row, ("invoice_lines", line_rows)):
+                    if gone is not None or self._accepted(table, raw, row, ("invoice_lines", line_rows),
+                                                          ints_fit=fit_with(ints_fit, raw, "lines")):
                         invoices.append(row)
                         lines += line_rows
                 yield Batch("invoices", invoices)
                 yield Batch("invoice_lines", lines)
             else:
-                rows = [(raw, gone, self._row(obj, deleted_at=gone)) for obj, gone, raw in objects.values()]
-                yield Batch(table, [row for raw, gone, row in rows
-                                    if gone is not None or self._accepted(table, raw, row)])
+                rows = [(snapshot, self._row(snapshot.obj, deleted_at=snapshot.deleted_at))
+                        for snapshot in objects.values()]
+                yield Batch(table, [row for snapshot, row in rows if snapshot.deleted_at is not None
+                                    or self._accepted(table, snapshot.raw, row, ints_fit=snapshot.ints_fit)])
         yield from self._missing_discounts(changes)
         versions: dict[str, list[Version]] = {}
         for sub_id, snapshots in changes.versions.items():
-            for created, obj, raw in snapshots:
+            for created, (obj, _, raw, ints_fit) in snapshots:
                 row, items = self._subscription_row(obj), self._item_rows(obj, known=full_items.get(sub_id))
-                if self._accepted("subscriptions", raw, row, ("subscription_items", items)):
+                if self._accepted("subscriptions", raw, row, ("subscription_items", items),
+                                  ints_fit=fit_with(ints_fit, raw, "items")):
                     versions.setdefault(sub_id, []).append(Version(created, row, items))
         yield from self._history(versions)
 
@@ -554,7 +577,7 @@ class StripeFeed:
         A discount never changes once created, so one fetch per discount is enough.
         """
         wanted: dict[str, str] = {}
-        for obj, _, _ in changes.latest.get("subscriptions", {}).values():
+        for obj, *_ in changes.latest.get("subscriptions", {}).values():
             for discount_id in obj.get("discounts") or []:
                 if discount_id not in changes.latest["discounts"]:
                     wanted[discount_id] = obj["id"]
