@@ -32,10 +32,10 @@
     counts a transaction's changes when it commits, so those an ANALYZE in the same transaction sampled
     (this hook's: a build's rows, then its analyze) are counted again after it; without taking them
     off, the first incremental run after a full build analyzed every incremental table once more, and
-    every run that analyzed made the next one likelier to (docs/performance.md, "Postgres after a small
-    change: the analyze after a full build"). The hook records them (`analyzed_changes_relation`),
-    keyed by the table and by its analyze count then, so a later analyze by anyone else (autovacuum, by
-    hand) voids the record.
+    every run that analyzed made the next one likelier to (docs/performance.md, "Postgres after a
+    change: the analyze rule, the pending loads' rows; the floor of a build after a change"). The hook
+    records them (`analyzed_changes_relation`), keyed by the table and by its analyze count then, so a
+    later analyze by anyone else (autovacuum, by hand) voids the record.
 
     The counters are trusted only while they know of an analyze of the table: a crash of the server,
     `pg_stat_reset()` or a copy of the database (`createdb -T`) loses them with `last_analyze` (and the
