@@ -85,10 +85,11 @@
     On Postgres the pending loads' ids are one array, computed once (an uncorrelated subquery), so the
     condition is a filter on the raw table the staging view reads, applied as it is scanned: only the
     pending loads' rows get the view's columns computed. As `in (select ...)` it was a semi-join above
-    the view, which computed every column of every row first: the raw invoices at scale 1 (1,054,765
-    rows, 9,321 pending) 4.0 s, now 0.7 s (docs/performance.md, "Postgres after a change: the
+    the view, which computed every column of every row first: `invoices` at scale 1 (1,054,765 raw
+    rows, 9,321 pending) 2.8-3.1 s, now 0.4 s (docs/performance.md, "Postgres after a change: the
     analyze rule, the pending loads' rows; the floor of a build after a change"). The same rows: a
-    null `load_epoch` matches neither, and no caller negates it. DuckDB keeps the `in`, which it filters in the scan itself. -#}
+    null `load_epoch` matches neither, and no caller negates it. DuckDB keeps the `in`, which it
+    filters in the scan itself. -#}
 {% macro in_pending_loads(source_name, load_epoch) -%}
     {%- set pending -%}
         select pending.load_epoch from {{ ref('int_loads_pending') }} as pending
