@@ -194,7 +194,8 @@ def fit_with(ints_fit: bool, raw: dict[str, Any], children: str) -> bool:
 class Changes:
     """The newest snapshot of every object the events of one sync touched, plus subscription versions."""
 
-    latest: dict[str, dict[str, Snapshot]] = field(default_factory=lambda: defaultdict(dict))  # table -> id ->
+    # table -> object id -> its newest snapshot
+    latest: dict[str, dict[str, Snapshot]] = field(default_factory=lambda: defaultdict(dict))
     versions: dict[str, list[tuple[int, Snapshot]]] = field(
         default_factory=lambda: defaultdict(list))  # subscription id -> (event time, snapshot)
 
