@@ -48,11 +48,16 @@ def _line(line_id: str, quantity: int = 1) -> dict:
             "quantity": quantity, "period": {"start": CREATED, "end": CREATED + 86400}}
 
 
+def _feed(client: _Client) -> StripeFeed:
+    """A feed over `client` whose invoices and discounts are set aside in memory."""
+    feed = StripeFeed(client, "ws", SyncStats(api_time=NOW))  # type: ignore[arg-type]
+    for table in ("invoices", "discounts"):
+        feed.quarantines[table] = Quarantine("stripe", "ws", table, NOW, _open={})
+    return feed
+
+
 def _read(page: list[dict], rest: list[dict]) -> tuple[dict[str, list[str]], set[str]]:
-    stats = SyncStats(api_time=NOW)
-    feed = StripeFeed(_Client(rest), "ws", stats)  # type: ignore[arg-type]
-    feed.quarantines["invoices"] = Quarantine("stripe", "ws", "invoices", NOW, _open={})
-    feed.quarantines["discounts"] = Quarantine("stripe", "ws", "discounts", NOW, _open={})
+    feed = _feed(_Client(rest))
     loaded: dict[str, list[str]] = defaultdict(list)
     for batch in feed._snapshot_batches("invoices", page, defaultdict(list), CREATED):
         loaded[batch.table] += [row["id"] for row in batch.rows]
@@ -92,9 +97,7 @@ def _event(number: int, obj: dict) -> dict:
 
 
 def _replayed(page: list[dict], rest: list[dict]) -> tuple[list[str], set[str]]:
-    stats = SyncStats(api_time=NOW)
-    feed = StripeFeed(_EventsClient(page, rest), "ws", stats)  # type: ignore[arg-type]
-    feed.quarantines["invoices"] = Quarantine("stripe", "ws", "invoices", NOW, _open={})
+    feed = _feed(_EventsClient(page, rest))
     loaded = [row["id"] for batch in feed.incremental({"id": "evt_0"}) if batch.table == "invoices"
               for row in batch.rows]
     return loaded, feed.quarantines["invoices"].objects
@@ -123,8 +126,7 @@ def test_the_events_after_a_cursor_keep_their_pages_mark_oldest_first():
                           workspace_id="ws", key_variable="KEY", stats=SyncStats())
     answers = []
     for wide, ids in ((False, ["evt_3", "evt_2"]), (True, ["evt_5", "evt_4"])):
-        text = json.dumps({"data": [{"id": i} for i in ids], "has_more": not wide}).encode()
-        page = Page(json.loads(text)["data"])
+        page = Page({"id": i} for i in ids)
         page.wide_ints = wide
         answers.append({"data": page, "has_more": not wide})
     client.get = lambda path, params: answers.pop(0)  # the answers as `get` decodes and marks them

@@ -41,6 +41,12 @@ class Page(list):
     wide_ints = True
 
 
+def ints_fit(page: list[dict[str, Any]]) -> bool:
+    """Whether every whole number of `page` is known to fit in 64 bits: a Page marked so (any other
+    list, a replayed object's or one of unknown origin, may hold a wider one)."""
+    return not getattr(page, "wide_ints", True)
+
+
 class StripeApiError(RuntimeError):
     """An error answer from Stripe that retrying cannot fix."""
 

@@ -21,7 +21,7 @@ from pipelines.ingest import existing, quarantine
 from pipelines.ingest.pipeline import SyncStats
 from pipelines.ingest.quarantine import Bounds, OpenRecords, Quarantine
 from pipelines.ingest.stripe.contract import object_time, violations
-from pipelines.ingest.stripe.client import PAGE_LIMIT, StripeApiError, StripeClient
+from pipelines.ingest.stripe.client import PAGE_LIMIT, StripeApiError, StripeClient, ints_fit
 from pipelines.ingest.stripe.history import Version, merge_versions
 from pipelines.ingest.stripe.shapes import discount_objects, flatten, to_pinned_shape
 
@@ -419,9 +419,9 @@ class StripeFeed:
         self, table: str, page: list[dict[str, Any]], versions: dict[str, list[Version]], as_of: int
     ) -> Iterator[Batch]:
         # Children paged past the embedded ones (`has_more`) came in other pages: those objects are checked whole.
-        ints_fit = not getattr(page, "wide_ints", True)
+        fit = ints_fit(page)
         discounts = [(d, self._row(d)) for obj in page for d in discount_objects(obj)]
-        discounts = [row for d, row in discounts if self._accepted("discounts", d, row, ints_fit=ints_fit)]
+        discounts = [row for d, row in discounts if self._accepted("discounts", d, row, ints_fit=fit)]
         if discounts:
             yield Batch("discounts", discounts)
         if table == "subscriptions":
@@ -430,7 +430,7 @@ class StripeFeed:
                 obj = to_pinned_shape(raw)
                 row, item_rows = self._subscription_row(obj), self._item_rows(obj, complete=True)
                 if not self._accepted(table, raw, row, ("subscription_items", item_rows),
-                                      ints_fit=fit_with(ints_fit, raw, "items")):
+                                      ints_fit=fit_with(fit, raw, "items")):
                     continue
                 subs.append(row)
                 items += item_rows
@@ -443,14 +443,14 @@ class StripeFeed:
             for raw in page:
                 obj = to_pinned_shape(raw)
                 row, line_rows = self._row(obj, drop=("lines",)), self._line_rows(obj)
-                if self._accepted(table, raw, row, ("invoice_lines", line_rows), ints_fit=fit_with(ints_fit, raw, "lines")):
+                if self._accepted(table, raw, row, ("invoice_lines", line_rows), ints_fit=fit_with(fit, raw, "lines")):
                     invoices.append(row)
                     lines += line_rows
             yield Batch("invoices", invoices)
             yield Batch("invoice_lines", lines)
         else:
             rows = [(raw, self._row(to_pinned_shape(raw))) for raw in page]
-            yield Batch(table, [row for raw, row in rows if self._accepted(table, raw, row, ints_fit=ints_fit)])
+            yield Batch(table, [row for raw, row in rows if self._accepted(table, raw, row, ints_fit=fit)])
 
     def _tombstones(self, table: str, known: set[str], as_of: int) -> Iterator[Batch]:
         """Mark rows deleted that a resync no longer lists (nor finds deleted by a retained event):
@@ -473,9 +473,9 @@ class StripeFeed:
         changes = Changes()
         for page in self.client.pages_after("/v1/events", cursor["id"]):
             yield Batch("events", [self._event_row(event) for event in page])
-            ints_fit = not getattr(page, "wide_ints", True)
+            fit = ints_fit(page)
             for event in page:
-                self._collect(event, changes, ints_fit=ints_fit)
+                self._collect(event, changes, ints_fit=fit)
             self.cursor = {"id": page[-1]["id"], "created": page[-1]["created"]}
         yield from self._changed_objects(changes)
 
@@ -536,23 +536,23 @@ class StripeFeed:
         for table, objects in changes.latest.items():
             if table == "subscriptions":
                 subs, items = [], []
-                for obj, _, raw, ints_fit in objects.values():
+                for obj, _, raw, fit in objects.values():
                     full_items[obj["id"]] = self._item_rows(obj, complete=True)
                     row = self._subscription_row(obj)
                     if self._accepted(table, raw, row, ("subscription_items", full_items[obj["id"]]),
-                                      ints_fit=fit_with(ints_fit, raw, "items")):
+                                      ints_fit=fit_with(fit, raw, "items")):
                         subs.append(row)
                         items += full_items[obj["id"]]
                 yield Batch("subscriptions", subs)
                 yield Batch("subscription_items", items)
             elif table == "invoices":
                 invoices, lines = [], []
-                for obj, gone, raw, ints_fit in objects.values():
+                for obj, gone, raw, fit in objects.values():
                     row = self._row(obj, drop=("lines",), deleted_at=gone)
                     line_rows = self._line_rows(obj) if gone is None else []
                     # A deletion (of a draft) is recorded whatever the object looked like.
                     if gone is not None or self._accepted(table, raw, row, ("invoice_lines", line_rows),
-                                                          ints_fit=fit_with(ints_fit, raw, "lines")):
+                                                          ints_fit=fit_with(fit, raw, "lines")):
                         invoices.append(row)
                         lines += line_rows
                 yield Batch("invoices", invoices)
@@ -565,10 +565,10 @@ class StripeFeed:
         yield from self._missing_discounts(changes)
         versions: dict[str, list[Version]] = {}
         for sub_id, snapshots in changes.versions.items():
-            for created, (obj, _, raw, ints_fit) in snapshots:
+            for created, (obj, _, raw, fit) in snapshots:
                 row, items = self._subscription_row(obj), self._item_rows(obj, known=full_items.get(sub_id))
                 if self._accepted("subscriptions", raw, row, ("subscription_items", items),
-                                  ints_fit=fit_with(ints_fit, raw, "items")):
+                                  ints_fit=fit_with(fit, raw, "items")):
                     versions.setdefault(sub_id, []).append(Version(created, row, items))
         yield from self._history(versions)
 
